@@ -1,0 +1,47 @@
+// Shared by the op shaders through `#include "common.wgsl"` (see src/shaders.rs).
+
+// Fused activation, chosen when the pipeline is created:
+// 0 none, 1 relu, 2 relu6, 3 sigmoid, 4 hardsigmoid, 5 hardswish, 6 silu (PyTorch formulas).
+override ACT: u32 = 0u;
+
+fn activate4(v: vec4<f32>) -> vec4<f32> {
+    switch ACT {
+        case 1u: { return max(v, vec4<f32>(0.0)); }
+        case 2u: { return clamp(v, vec4<f32>(0.0), vec4<f32>(6.0)); }
+        case 3u: { return 1.0 / (1.0 + exp(-v)); }
+        case 4u: { return clamp(v + 3.0, vec4<f32>(0.0), vec4<f32>(6.0)) / 6.0; }
+        case 5u: { return v * clamp(v + 3.0, vec4<f32>(0.0), vec4<f32>(6.0)) / 6.0; }
+        case 6u: { return v / (1.0 + exp(-v)); }
+        default: { return v; }
+    }
+}
+
+fn activate(v: f32) -> f32 {
+    return activate4(vec4<f32>(v)).x;
+}
+
+// Workgroup grids are folded into two dimensions when they exceed the device's
+// per-dimension limit (src/gpu.rs, `Gpu::grid`); this recovers the linear index.
+fn linear_workgroup(wg: vec3<u32>, num_wg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * num_wg.x;
+}
+
+// Uniform parameters shared by the convolution shaders (src/ops/conv.rs, ConvUniform).
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    oh: u32,
+    ow: u32,
+    groups: u32,
+    cin_pg: u32,
+    cout_pg: u32,
+    cout_pg_pad: u32,
+    oc_blocks_pg: u32,
+    pad_h: u32,
+    pad_w: u32,
+    strips_x: u32,
+    work: u32,
+}

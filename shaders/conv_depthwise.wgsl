@@ -1,0 +1,92 @@
+// Depthwise convolution (groups == C_in) with channel multiplier m = C_out / C_in:
+// output channel c reads input channel c / m with its own kH x kW filter.
+//
+// Each invocation computes PX consecutive output pixels of one row of one channel; the
+// input row segment is loaded once per kernel row and reused by every kernel column.
+// Weights are PyTorch's [C_out][1][kH][kW]. Invocations are numbered linearly over
+// (n, c, row strip) so that small planes still fill whole workgroups.
+#include "common.wgsl"
+
+override KH: u32 = 3u;
+override KW: u32 = 3u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override DH: u32 = 1u;
+override DW: u32 = 1u;
+override ROW: u32 = 10u;
+override ROWBUF: bool = true;
+
+const PX: u32 = 8u;
+const ROW_MAX: u32 = 40u;
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+fn load_x(base: u32, ix: i32) -> f32 {
+    let inside = ix >= 0 && ix < i32(p.w);
+    let v = x[base + u32(clamp(ix, 0, i32(p.w) - 1))];
+    return select(0.0, v, inside);
+}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let gid = linear_workgroup(wg, nwg) * 64u + lid;
+    if (gid >= p.work) {
+        return;
+    }
+    let strips = p.oh * p.strips_x;
+    let strip = gid % strips;
+    let nc = gid / strips;
+    let c = nc % p.c_out;
+    let n = nc / p.c_out;
+    let ci = c / p.cout_pg;
+    let oy = strip / p.strips_x;
+    let ox0 = (strip % p.strips_x) * PX;
+    let iy0 = i32(oy * SH) - i32(p.pad_h);
+    let ix0 = i32(ox0 * SW) - i32(p.pad_w);
+    let plane = (n * p.c_in + ci) * p.h;
+
+    var acc: array<f32, PX>;
+    for (var j = 0u; j < PX; j++) {
+        acc[j] = 0.0;
+    }
+    var row: array<f32, ROW_MAX>;
+    for (var ky = 0u; ky < KH; ky++) {
+        let iy = iy0 + i32(ky * DH);
+        if (iy < 0 || iy >= i32(p.h)) {
+            continue;
+        }
+        let base = (plane + u32(iy)) * p.w;
+        if (ROWBUF) {
+            for (var r = 0u; r < ROW; r++) {
+                row[r] = load_x(base, ix0 + i32(r));
+            }
+        }
+        for (var kx = 0u; kx < KW; kx++) {
+            let wv = wt[(c * KH + ky) * KW + kx];
+            for (var j = 0u; j < PX; j++) {
+                var v: f32;
+                if (ROWBUF) {
+                    v = row[j * SW + kx * DW];
+                } else {
+                    v = load_x(base, ix0 + i32(j * SW + kx * DW));
+                }
+                acc[j] = fma(v, wv, acc[j]);
+            }
+        }
+    }
+    let b = bias[c];
+    let out_row = ((n * p.c_out + c) * p.oh + oy) * p.ow;
+    for (var j = 0u; j < PX; j++) {
+        if (ox0 + j < p.ow) {
+            y[out_row + ox0 + j] = activate(acc[j] + b);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The one error type of the crate.
+
+/// Everything that can go wrong in segblocks.
+///
+/// Every variant names the parameter or tensor at fault and the values that were
+/// rejected, so that a message alone tells the user what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No adapter could be found (or none matched `WGPU_ADAPTER_NAME` / `WGPU_BACKEND`).
+    #[error(
+        "no GPU adapter available: {0}. On a Linux machine without a GPU install a software \
+         Vulkan driver (`apt-get install -y mesa-vulkan-drivers`, lavapipe) or select the GL \
+         backend with WGPU_BACKEND=gl"
+    )]
+    NoAdapter(String),
+
+    /// The adapter refused to create a device.
+    #[error("requesting a device from adapter `{adapter}` failed: {reason}")]
+    RequestDevice {
+        /// Adapter name as reported by the driver.
+        adapter: String,
+        /// The driver's or wgpu's reason.
+        reason: String,
+    },
+
+    /// A parameter has a value the operation cannot accept.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParam {
+        /// PyTorch name of the parameter (`stride`, `groups`, ...).
+        name: &'static str,
+        /// What is wrong, with the offending values.
+        reason: String,
+    },
+
+    /// A tensor or array has the wrong shape.
+    #[error("shape mismatch for `{name}`: expected {expected:?}, got {actual:?}")]
+    ShapeMismatch {
+        /// Name of the tensor (`input`, `weight`, `bias`, ...).
+        name: &'static str,
+        /// The shape the operation needs.
+        expected: Vec<usize>,
+        /// The shape it was given.
+        actual: Vec<usize>,
+    },
+
+    /// A tensor was created by another [`Gpu`](crate::Gpu) than the one asked to use it.
+    #[error("tensor `{name}` belongs to GPU context #{tensor_gpu}, but was used with context #{this_gpu}")]
+    WrongDevice {
+        /// Name of the tensor.
+        name: &'static str,
+        /// Id of the context that created the tensor.
+        tensor_gpu: u64,
+        /// Id of the context it was used with.
+        this_gpu: u64,
+    },
+
+    /// A buffer would exceed a device limit.
+    #[error("`{name}` needs {bytes} bytes, but the device allows at most {limit} bytes ({limit_name})")]
+    TooLarge {
+        /// Name of the tensor.
+        name: &'static str,
+        /// Bytes requested.
+        bytes: u64,
+        /// The limit in bytes.
+        limit: u64,
+        /// The wgpu limit that applies.
+        limit_name: &'static str,
+    },
+
+    /// wgpu reported an error that the library's own validation did not catch (a bug).
+    #[error("GPU error (please report this as a segblocks bug): {0}")]
+    Gpu(String),
+
+    /// Reading a buffer back to the host failed.
+    #[error("reading back from the GPU failed: {0}")]
+    Readback(String),
+
+    /// A weights file could not be read.
+    #[error("weights: {0}")]
+    Weights(String),
+}
+
+/// Shorthand for `Result<T, segblocks::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidParam {
+        name,
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,803 @@
+//! The dispatcher: device selection, pipeline cache, buffer pool, recording and readback.
+//!
+//! A [`Gpu`] owns everything a user should never have to manage. Ops are recorded into a
+//! [`Recorder`] (one command encoder, one compute pass, one queue submission); tensors
+//! ([`Tensor`]) are NCHW `f32` buffers that return to the pool when the last handle drops.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use ndarray::{Array4, ArrayView4};
+
+use crate::error::{Error, Result};
+use crate::shaders;
+
+static NEXT_GPU_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Options for [`Gpu::with_options`]. Every field left `None` falls back to wgpu's usual
+/// environment variables (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`) and then
+/// to the adapter's own limits.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Backends to consider (default: `WGPU_BACKEND`, else all).
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring of the adapter name (default: `WGPU_ADAPTER_NAME`).
+    pub adapter_name: Option<String>,
+    /// Lower the storage-binding limit below the adapter's (for testing limit handling).
+    pub max_storage_buffer_binding_size: Option<u64>,
+    /// Lower the workgroups-per-dimension limit below the adapter's (for testing grid folding).
+    pub max_compute_workgroups_per_dimension: Option<u32>,
+}
+
+/// Byte counts of the buffer pool, from [`Gpu::memory_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes in buffers currently held by tensors, weights or in-flight recordings.
+    pub live_bytes: u64,
+    /// Bytes in free buffers kept for reuse.
+    pub pooled_bytes: u64,
+    /// Number of device buffers ever created by the pool.
+    pub buffers_created: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum BufferKind {
+    Storage,
+    Uniform,
+    Readback,
+}
+
+impl BufferKind {
+    fn usages(self) -> wgpu::BufferUsages {
+        use wgpu::BufferUsages as U;
+        match self {
+            BufferKind::Storage => U::STORAGE | U::COPY_SRC | U::COPY_DST,
+            BufferKind::Uniform => U::UNIFORM | U::COPY_DST,
+            BufferKind::Readback => U::MAP_READ | U::COPY_DST,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Pool {
+    free: HashMap<(BufferKind, u64), Vec<wgpu::Buffer>>,
+    stats: MemoryStats,
+}
+
+/// Rounds a request up to a size class: multiples of 256 bytes, then eight classes per
+/// power of two, so reuse wastes at most 12.5% while shapes that differ slightly share buffers.
+fn size_class(bytes: u64) -> u64 {
+    let n = bytes.max(256).div_ceil(256) * 256;
+    let bits = 64 - (n - 1).leading_zeros();
+    let step = 1u64 << bits.saturating_sub(4).max(8);
+    n.div_ceil(step) * step
+}
+
+/// A device buffer on loan from the pool; it goes back when dropped.
+pub(crate) struct PooledBuffer {
+    buffer: wgpu::Buffer,
+    kind: BufferKind,
+    class: u64,
+    pool: Weak<Mutex<Pool>>,
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.stats.live_bytes -= self.class;
+            pool.stats.pooled_bytes += self.class;
+            pool.free
+                .entry((self.kind, self.class))
+                .or_default()
+                .push(self.buffer.clone());
+        }
+    }
+}
+
+/// A 4-D NCHW `f32` tensor that lives on one [`Gpu`].
+///
+/// Cloning is cheap (the buffer is shared). Tensors are immutable: every op writes a new
+/// tensor, so a tensor can be read by any number of later ops in the same recording.
+#[derive(Clone)]
+pub struct Tensor {
+    shape: [usize; 4],
+    buf: Arc<PooledBuffer>,
+    gpu_id: u64,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tensor")
+            .field("shape", &self.shape)
+            .field("gpu", &self.gpu_id)
+            .finish()
+    }
+}
+
+impl Tensor {
+    /// Shape as `[N, C, H, W]`.
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when any dimension is zero (never the case for tensors the library creates).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn pooled(&self) -> &Arc<PooledBuffer> {
+        &self.buf
+    }
+
+    /// Checks that the tensor belongs to `gpu`; `name` is used in the error.
+    pub(crate) fn check_gpu(&self, gpu: &Gpu, name: &'static str) -> Result<()> {
+        if self.gpu_id != gpu.inner.id {
+            return Err(Error::WrongDevice {
+                name,
+                tensor_gpu: self.gpu_id,
+                this_gpu: gpu.inner.id,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: &'static str,
+    constants: Vec<(&'static str, u64)>,
+}
+
+struct Inner {
+    id: u64,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    pipelines_created: AtomicUsize,
+    pool: Arc<Mutex<Pool>>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+/// The GPU context: device, queue, pipeline cache and buffer pool.
+///
+/// Cheap to clone; all clones share the same device and caches.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("id", &self.inner.id)
+            .field("adapter", &self.inner.info.name)
+            .field("backend", &self.inner.info.backend)
+            .finish()
+    }
+}
+
+impl Gpu {
+    /// Opens the default adapter (honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), blocking.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async(GpuOptions::default()))
+    }
+
+    /// Opens an adapter chosen by `options`, blocking.
+    pub fn with_options(options: GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::new_async(options))
+    }
+
+    /// Opens an adapter chosen by `options`.
+    pub async fn new_async(options: GpuOptions) -> Result<Self> {
+        let backends = options
+            .backends
+            .or_else(wgpu::Backends::from_env)
+            .unwrap_or(wgpu::Backends::all());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let wanted_name = options
+            .adapter_name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .filter(|s| !s.is_empty());
+        let adapter = match wanted_name {
+            Some(name) => {
+                let adapters = instance.enumerate_adapters(backends).await;
+                let names: Vec<String> = adapters
+                    .iter()
+                    .map(|a| {
+                        let i = a.get_info();
+                        format!("{} ({:?})", i.name, i.backend)
+                    })
+                    .collect();
+                adapters
+                    .into_iter()
+                    .find(|a| {
+                        a.get_info()
+                            .name
+                            .to_lowercase()
+                            .contains(&name.to_lowercase())
+                    })
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "no adapter name contains {name:?} (available: {names:?})"
+                        ))
+                    })?
+            }
+            None => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env()
+                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                    force_fallback_adapter: false,
+                    compatible_surface: None,
+                    apply_limit_buckets: false,
+                })
+                .await
+                .map_err(|e| Error::NoAdapter(format!("{e} (backends {backends:?})")))?,
+        };
+        let info = adapter.get_info();
+        // Ask for everything the adapter offers, not wgpu's conservative defaults, so large
+        // tensors fit in one binding.
+        let mut limits = adapter.limits();
+        if let Some(v) = options.max_storage_buffer_binding_size {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(v);
+        }
+        if let Some(v) = options.max_compute_workgroups_per_dimension {
+            limits.max_compute_workgroups_per_dimension =
+                limits.max_compute_workgroups_per_dimension.min(v);
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("segblocks"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let uncaptured = Arc::new(Mutex::new(None::<String>));
+        let sink = uncaptured.clone();
+        // The library validates every input itself; anything wgpu still rejects is a bug
+        // that must surface as an `Error`, never as a panic in the user's process.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(e.to_string());
+            }
+        }));
+        log::info!(
+            "segblocks: using {} ({:?}, {:?})",
+            info.name,
+            info.backend,
+            info.device_type
+        );
+        Ok(Gpu {
+            inner: Arc::new(Inner {
+                id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
+                device,
+                queue,
+                info,
+                limits,
+                modules: Mutex::new(HashMap::new()),
+                pipelines: Mutex::new(HashMap::new()),
+                pipelines_created: AtomicUsize::new(0),
+                pool: Arc::new(Mutex::new(Pool::default())),
+                uncaptured,
+            }),
+        })
+    }
+
+    /// A process-unique id of this context (tensors remember the id of their context).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The adapter that was picked (name, backend, driver).
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The limits the device was created with (the adapter's own, unless lowered by options).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// The wgpu device, for users who mix segblocks with their own wgpu code.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// How many compute pipelines this context has compiled so far (each variant once).
+    pub fn pipelines_created(&self) -> usize {
+        self.inner.pipelines_created.load(Ordering::Relaxed)
+    }
+
+    /// Byte counts of the buffer pool.
+    pub fn memory_stats(&self) -> MemoryStats {
+        self.inner
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stats
+    }
+
+    /// Frees every pooled (unused) buffer.
+    pub fn trim_pool(&self) {
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.free.clear();
+        pool.stats.pooled_bytes = 0;
+    }
+
+    fn take_error(&self) -> Result<()> {
+        let mut slot = self
+            .inner
+            .uncaptured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match slot.take() {
+            Some(msg) => Err(Error::Gpu(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a byte count against the storage binding and buffer limits.
+    pub(crate) fn check_binding_size(&self, name: &'static str, bytes: u64) -> Result<()> {
+        let l = &self.inner.limits;
+        if bytes > l.max_storage_buffer_binding_size {
+            return Err(Error::TooLarge {
+                name,
+                bytes,
+                limit: l.max_storage_buffer_binding_size,
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        if bytes > l.max_buffer_size {
+            return Err(Error::TooLarge {
+                name,
+                bytes,
+                limit: l.max_buffer_size,
+                limit_name: "max_buffer_size",
+            });
+        }
+        Ok(())
+    }
+
+    fn alloc(&self, kind: BufferKind, bytes: u64) -> Arc<PooledBuffer> {
+        let class = size_class(bytes);
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let reused = pool.free.get_mut(&(kind, class)).and_then(|v| v.pop());
+        let buffer = match reused {
+            Some(b) => {
+                pool.stats.pooled_bytes -= class;
+                b
+            }
+            None => {
+                pool.stats.buffers_created += 1;
+                self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: class,
+                    usage: kind.usages(),
+                    mapped_at_creation: false,
+                })
+            }
+        };
+        pool.stats.live_bytes += class;
+        Arc::new(PooledBuffer {
+            buffer,
+            kind,
+            class,
+            pool: Arc::downgrade(&self.inner.pool),
+        })
+    }
+
+    /// Allocates a storage buffer of `len` f32 values, checking device limits.
+    pub(crate) fn alloc_f32(&self, name: &'static str, len: usize) -> Result<Arc<PooledBuffer>> {
+        let bytes = (len as u64) * 4;
+        self.check_binding_size(name, size_class(bytes))?;
+        Ok(self.alloc(BufferKind::Storage, bytes))
+    }
+
+    /// Uploads f32 data into a new storage buffer.
+    pub(crate) fn upload_f32(&self, name: &'static str, data: &[f32]) -> Result<Arc<PooledBuffer>> {
+        let buf = self.alloc_f32(name, data.len())?;
+        if !data.is_empty() {
+            self.inner
+                .queue
+                .write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
+        }
+        Ok(buf)
+    }
+
+    /// Creates an uninitialised output tensor of `shape` (for ops).
+    pub(crate) fn empty(&self, name: &'static str, shape: [usize; 4]) -> Result<Tensor> {
+        check_dims(name, &shape)?;
+        Ok(Tensor {
+            shape,
+            buf: self.alloc_f32(name, shape.iter().product())?,
+            gpu_id: self.inner.id,
+        })
+    }
+
+    /// Uploads an NCHW array (any memory layout) as a new tensor.
+    pub fn upload(&self, array: ArrayView4<f32>) -> Result<Tensor> {
+        let shape: [usize; 4] = array.shape().try_into().expect("4-D view");
+        check_dims("input", &shape)?;
+        let data: std::borrow::Cow<[f32]> = match array.as_slice() {
+            Some(s) => s.into(),
+            None => array.iter().copied().collect::<Vec<_>>().into(),
+        };
+        Ok(Tensor {
+            shape,
+            buf: self.upload_f32("input", &data)?,
+            gpu_id: self.inner.id,
+        })
+    }
+
+    /// Starts a recording: ops record into one command encoder, submitted once.
+    pub fn recorder(&self) -> Recorder<'_> {
+        Recorder {
+            gpu: self,
+            encoder: None,
+            pass: None,
+            keep: Vec::new(),
+            dispatches: 0,
+        }
+    }
+
+    /// Reads a tensor back, blocking until the GPU is done.
+    pub fn download(&self, tensor: &Tensor) -> Result<Array4<f32>> {
+        self.recorder().download(tensor)
+    }
+
+    /// Reads a tensor back asynchronously.
+    pub async fn download_async(&self, tensor: &Tensor) -> Result<Array4<f32>> {
+        self.recorder().download_async(tensor).await
+    }
+
+    /// Returns the compiled pipeline for `shader` with `constants` (override values),
+    /// compiling it on first use only.
+    pub(crate) fn pipeline(
+        &self,
+        shader: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = PipelineKey {
+            shader,
+            constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        };
+        if let Some(p) = self
+            .inner
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let module = {
+            let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
+            modules
+                .entry(shader)
+                .or_insert_with(|| {
+                    let source = shaders::source(shader).expect("known shader");
+                    self.inner
+                        .device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(shader),
+                            source: wgpu::ShaderSource::Wgsl(source.into()),
+                        })
+                })
+                .clone()
+        };
+        let pipeline = self
+            .inner
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(shader),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        self.take_error()?;
+        self.inner.pipelines_created.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Splits a linear workgroup count into a grid that respects
+    /// `max_compute_workgroups_per_dimension`. Shaders recover the linear index as
+    /// `wg.x + wg.y * num_workgroups.x` and ignore indices past the end.
+    pub(crate) fn grid(&self, total: u64) -> Result<(u32, u32)> {
+        let max = self.inner.limits.max_compute_workgroups_per_dimension as u64;
+        let total = total.max(1);
+        if total <= max {
+            return Ok((total as u32, 1));
+        }
+        let y = total.div_ceil(max);
+        if y > max {
+            return Err(Error::TooLarge {
+                name: "dispatch",
+                bytes: total,
+                limit: max * max,
+                limit_name: "max_compute_workgroups_per_dimension squared (workgroups)",
+            });
+        }
+        Ok((max as u32, y as u32))
+    }
+}
+
+/// Rejects shapes with a zero dimension.
+pub(crate) fn check_dims(name: &'static str, shape: &[usize; 4]) -> Result<()> {
+    if shape.contains(&0) {
+        return Err(Error::InvalidParam {
+            name,
+            reason: format!("shape {shape:?} has a zero-sized dimension"),
+        });
+    }
+    Ok(())
+}
+
+/// Records ops into one command encoder and one compute pass; nothing reaches the GPU
+/// until [`Recorder::submit`] or one of the download methods.
+///
+/// Buffers used by recorded ops are kept alive until submission, so a tensor dropped
+/// mid-recording is never reused before the work that reads it has been submitted.
+pub struct Recorder<'g> {
+    gpu: &'g Gpu,
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    keep: Vec<Arc<PooledBuffer>>,
+    dispatches: usize,
+}
+
+impl<'g> Recorder<'g> {
+    /// The context this recorder belongs to.
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// Number of compute dispatches recorded so far.
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches
+    }
+
+    fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
+        self.encoder.get_or_insert_with(|| {
+            self.gpu
+                .inner
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("segblocks"),
+                })
+        })
+    }
+
+    /// Records one dispatch of `pipeline`. Binding 0 is the uniform `params`; bindings
+    /// 1.. are `buffers` in order. `workgroups` is the linear count (folded by [`Gpu::grid`]).
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        params: &P,
+        buffers: &[&Arc<PooledBuffer>],
+        workgroups: u64,
+    ) -> Result<()> {
+        let (gx, gy) = self.gpu.grid(workgroups)?;
+        let bytes = bytemuck::bytes_of(params);
+        let uniform = self.gpu.alloc(BufferKind::Uniform, bytes.len() as u64);
+        self.gpu
+            .inner
+            .queue
+            .write_buffer(&uniform.buffer, 0, bytes);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &uniform.buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(bytes.len() as u64),
+            }),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.buffer.as_entire_binding(),
+            });
+        }
+        let bind_group = self
+            .gpu
+            .inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+        if self.pass.is_none() {
+            let encoder = self.encoder();
+            let pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("segblocks"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            self.pass = Some(pass);
+        }
+        let pass = self.pass.as_mut().expect("pass opened above");
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
+        self.keep.push(uniform);
+        self.keep.extend(buffers.iter().map(|b| (*b).clone()));
+        self.dispatches += 1;
+        Ok(())
+    }
+
+    /// Records a buffer-to-buffer copy of `bytes` bytes.
+    pub(crate) fn copy(
+        &mut self,
+        src: &Arc<PooledBuffer>,
+        src_offset: u64,
+        dst: &Arc<PooledBuffer>,
+        dst_offset: u64,
+        bytes: u64,
+    ) {
+        if bytes == 0 {
+            return;
+        }
+        let encoder = self.encoder();
+        encoder.copy_buffer_to_buffer(&src.buffer, src_offset, &dst.buffer, dst_offset, bytes);
+        self.keep.push(src.clone());
+        self.keep.push(dst.clone());
+    }
+
+    fn finish(mut self) -> Result<wgpu::SubmissionIndex> {
+        self.pass = None;
+        let cmd = self.encoder.take().map(|e| e.finish());
+        let idx = self.gpu.inner.queue.submit(cmd);
+        self.gpu.take_error()?;
+        Ok(idx)
+    }
+
+    /// Submits everything recorded in one queue submission, without waiting.
+    pub fn submit(self) -> Result<()> {
+        self.finish().map(|_| ())
+    }
+
+    fn start_readback(mut self, tensor: &Tensor) -> Result<PendingRead> {
+        tensor.check_gpu(self.gpu, "tensor")?;
+        let len = tensor.len();
+        let bytes = (len as u64 * 4).max(4);
+        let staging = self.gpu.alloc(BufferKind::Readback, bytes);
+        self.copy(tensor.pooled(), 0, &staging, 0, len as u64 * 4);
+        let gpu = self.gpu.clone();
+        let index = self.finish()?;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging
+            .buffer
+            .slice(..bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        Ok(PendingRead {
+            gpu,
+            staging,
+            bytes,
+            shape: tensor.shape,
+            index,
+            rx,
+        })
+    }
+
+    /// Submits the recording together with a copy of `tensor`, waits, and returns it.
+    pub fn download(self, tensor: &Tensor) -> Result<Array4<f32>> {
+        let pending = self.start_readback(tensor)?;
+        pending
+            .gpu
+            .inner
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(pending.index.clone()),
+                timeout: None,
+            })
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        pollster::block_on(pending.finish())
+    }
+
+    /// Submits the recording together with a copy of `tensor` and resolves when the data
+    /// is back. On native targets a helper thread drives the device while the future waits.
+    pub async fn download_async(self, tensor: &Tensor) -> Result<Array4<f32>> {
+        let pending = self.start_readback(tensor)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let device = pending.gpu.inner.device.clone();
+            let index = pending.index.clone();
+            std::thread::spawn(move || {
+                let _ = device.poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                });
+            });
+        }
+        pending.finish().await
+    }
+}
+
+struct PendingRead {
+    gpu: Gpu,
+    staging: Arc<PooledBuffer>,
+    bytes: u64,
+    shape: [usize; 4],
+    index: wgpu::SubmissionIndex,
+    rx: futures_intrusive::channel::shared::OneshotReceiver<
+        std::result::Result<(), wgpu::BufferAsyncError>,
+    >,
+}
+
+impl PendingRead {
+    async fn finish(self) -> Result<Array4<f32>> {
+        match self.rx.receive().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            None => return Err(Error::Readback("map callback dropped".into())),
+        }
+        let len: usize = self.shape.iter().product();
+        let data = {
+            let view = self
+                .staging
+                .buffer
+                .slice(..self.bytes)
+                .get_mapped_range()
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
+        };
+        self.staging.buffer.unmap();
+        self.gpu.take_error()?;
+        Array4::from_shape_vec(self.shape, data).map_err(|e| Error::Readback(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_round_up_and_waste_little() {
+        assert_eq!(size_class(1), 256);
+        assert_eq!(size_class(256), 256);
+        assert_eq!(size_class(257), 512);
+        for n in [1000u64, 4097, 100_000, 12_845_056, 1 << 30] {
+            let c = size_class(n);
+            assert!(c >= n && (c - n) as f64 <= 0.125 * n as f64 + 256.0, "{n} -> {c}");
+        }
+    }
+}

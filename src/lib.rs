@@ -1,0 +1,41 @@
+//! # segblocks
+//!
+//! The building blocks of image-segmentation CNNs as WGSL compute shaders on any GPU that
+//! wgpu reaches (Vulkan, Metal, DX12, GL, WebGPU), each checked against a plain CPU
+//! reference. Semantics, parameter names and weight layouts follow PyTorch.
+//!
+//! ```no_run
+//! use ndarray::{Array1, Array4};
+//! use segblocks::{ops::conv::{Conv2d, Conv2dParams}, ops::Activation, Gpu};
+//!
+//! # fn main() -> segblocks::Result<()> {
+//! let gpu = Gpu::new()?;
+//! let params = Conv2dParams::new(3, 16, 3).stride(2).padding(1).activation(Activation::Relu);
+//! let conv = Conv2d::new(
+//!     &gpu,
+//!     params,
+//!     Array4::<f32>::zeros(params.weight_shape()).view(),
+//!     Some(Array1::<f32>::zeros(16).view()),
+//! )?;
+//! let x = gpu.upload(Array4::<f32>::ones((1, 3, 64, 64)).view())?;
+//! let mut rec = gpu.recorder();
+//! let y = conv.forward(&mut rec, &x)?;
+//! let y = rec.download(&y)?; // one submission: the conv and the copy back
+//! assert_eq!(y.shape(), &[1, 16, 32, 32]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Layout: [`ops`] holds each op family's parameters, validation, kernel choice, dispatch
+//! and cost; [`reference`] the CPU oracle under the same names; `shaders/` the WGSL.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod reference;
+pub mod shaders;
+
+pub use error::{Error, Result};
+pub use gpu::{Gpu, GpuOptions, MemoryStats, Recorder, Tensor};
+pub use ops::{Activation, Cost};

@@ -1,0 +1,742 @@
+//! 2-D convolution with PyTorch's semantics (`torch.nn.Conv2d` / `F.conv2d`): standard,
+//! pointwise, depthwise (with channel multiplier), group, dilated, and depthwise separable.
+//!
+//! Weights use PyTorch's layout `[C_out, C_in / groups, kH, kW]`; padding is zero padding
+//! (`padding_mode='zeros'`). The output size per axis is
+//! `floor((in + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1`.
+
+use std::sync::{Arc, OnceLock};
+
+use ndarray::{ArrayView1, ArrayView4};
+
+use super::{Activation, Cost, IntoPair};
+use crate::error::{invalid, Error, Result};
+use crate::gpu::{check_dims, Gpu, PooledBuffer, Recorder, Tensor};
+
+/// Parameters of a 2-D convolution, named as in `torch.nn.Conv2d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dParams {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel size `(kH, kW)`.
+    pub kernel_size: (usize, usize),
+    /// Stride `(sH, sW)`, default 1.
+    pub stride: (usize, usize),
+    /// Zero padding on each side `(pH, pW)`, default 0.
+    pub padding: (usize, usize),
+    /// Dilation `(dH, dW)`, default 1 (atrous rate).
+    pub dilation: (usize, usize),
+    /// Groups, default 1; `groups == in_channels` is a depthwise convolution.
+    pub groups: usize,
+    /// Whether the layer has a bias (default true, as in PyTorch).
+    pub bias: bool,
+    /// Activation fused after the bias (default none).
+    pub activation: Activation,
+}
+
+impl Conv2dParams {
+    /// A convolution with PyTorch's defaults: stride 1, padding 0, dilation 1, groups 1,
+    /// bias, no activation.
+    pub fn new(in_channels: usize, out_channels: usize, kernel_size: impl IntoPair) -> Self {
+        Conv2dParams {
+            in_channels,
+            out_channels,
+            kernel_size: kernel_size.into_pair(),
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+            bias: true,
+            activation: Activation::None,
+        }
+    }
+
+    /// A depthwise convolution: `groups = channels`, `out_channels = channels * multiplier`.
+    pub fn depthwise(channels: usize, multiplier: usize, kernel_size: impl IntoPair) -> Self {
+        Self::new(channels, channels * multiplier, kernel_size).groups(channels)
+    }
+
+    /// Sets the stride.
+    pub fn stride(mut self, stride: impl IntoPair) -> Self {
+        self.stride = stride.into_pair();
+        self
+    }
+
+    /// Sets the zero padding.
+    pub fn padding(mut self, padding: impl IntoPair) -> Self {
+        self.padding = padding.into_pair();
+        self
+    }
+
+    /// Sets the dilation.
+    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
+        self.dilation = dilation.into_pair();
+        self
+    }
+
+    /// Sets the number of groups.
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// Enables or disables the bias.
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// Sets the fused activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Input channels per group.
+    pub fn in_per_group(&self) -> usize {
+        self.in_channels / self.groups.max(1)
+    }
+
+    /// Output channels per group.
+    pub fn out_per_group(&self) -> usize {
+        self.out_channels / self.groups.max(1)
+    }
+
+    /// True for a depthwise convolution (`groups == in_channels`, any multiplier).
+    pub fn is_depthwise(&self) -> bool {
+        self.groups == self.in_channels
+    }
+
+    /// True for a 1x1, stride-1, unpadded, ungrouped convolution (a matrix product).
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel_size == (1, 1)
+            && self.stride == (1, 1)
+            && self.padding == (0, 0)
+            && self.groups == 1
+    }
+
+    /// PyTorch's weight shape `[C_out, C_in / groups, kH, kW]`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [
+            self.out_channels,
+            self.in_per_group(),
+            self.kernel_size.0,
+            self.kernel_size.1,
+        ]
+    }
+
+    /// Checks the parameters on their own.
+    pub fn validate(&self) -> Result<()> {
+        if self.in_channels == 0 {
+            return Err(invalid("in_channels", "must be at least 1, got 0"));
+        }
+        if self.out_channels == 0 {
+            return Err(invalid("out_channels", "must be at least 1, got 0"));
+        }
+        if self.kernel_size.0 == 0 || self.kernel_size.1 == 0 {
+            return Err(invalid(
+                "kernel_size",
+                format!("must be positive, got {:?}", self.kernel_size),
+            ));
+        }
+        if self.stride.0 == 0 || self.stride.1 == 0 {
+            return Err(invalid(
+                "stride",
+                format!("must be positive, got {:?}", self.stride),
+            ));
+        }
+        if self.dilation.0 == 0 || self.dilation.1 == 0 {
+            return Err(invalid(
+                "dilation",
+                format!("must be positive, got {:?}", self.dilation),
+            ));
+        }
+        if self.groups == 0 {
+            return Err(invalid("groups", "must be at least 1, got 0"));
+        }
+        if self.in_channels % self.groups != 0 {
+            return Err(invalid(
+                "groups",
+                format!(
+                    "in_channels ({}) must be divisible by groups ({})",
+                    self.in_channels, self.groups
+                ),
+            ));
+        }
+        if self.out_channels % self.groups != 0 {
+            return Err(invalid(
+                "groups",
+                format!(
+                    "out_channels ({}) must be divisible by groups ({})",
+                    self.out_channels, self.groups
+                ),
+            ));
+        }
+        let limit = u32::MAX as usize / 4;
+        for (name, v) in [
+            ("kernel_size", self.kernel_size.0.max(self.kernel_size.1)),
+            ("stride", self.stride.0.max(self.stride.1)),
+            ("padding", self.padding.0.max(self.padding.1)),
+            ("dilation", self.dilation.0.max(self.dilation.1)),
+        ] {
+            if v > limit {
+                return Err(invalid(name, format!("{v} is out of range")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates the parameters against an input shape `[N, C, H, W]` and returns the
+    /// output shape `[N, C_out, H_out, W_out]`.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.validate()?;
+        check_dims("input", &input)?;
+        if input[1] != self.in_channels {
+            return Err(Error::ShapeMismatch {
+                name: "input",
+                expected: vec![input[0], self.in_channels, input[2], input[3]],
+                actual: input.to_vec(),
+            });
+        }
+        let out_h = conv_out_len(
+            "kernel_size",
+            input[2],
+            self.kernel_size.0,
+            self.stride.0,
+            self.padding.0,
+            self.dilation.0,
+        )?;
+        let out_w = conv_out_len(
+            "kernel_size",
+            input[3],
+            self.kernel_size.1,
+            self.stride.1,
+            self.padding.1,
+            self.dilation.1,
+        )?;
+        Ok([input[0], self.out_channels, out_h, out_w])
+    }
+
+    /// Parameters, MACs and bytes of this convolution on `input`.
+    ///
+    /// Parameters are `C_out * (C_in / g) * kH * kW (+ C_out bias)`, which is the seeds'
+    /// `k^2 C_in C_out / g` for group convolution; MACs are that weight count times the
+    /// number of output pixels (per image, times N).
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let out = self.output_shape(input)?;
+        let weights = (self.out_channels
+            * self.in_per_group()
+            * self.kernel_size.0
+            * self.kernel_size.1) as u64;
+        let params = weights + if self.bias { self.out_channels as u64 } else { 0 };
+        let out_pixels = (out[0] * out[2] * out[3]) as u64;
+        let elems_in: u64 = input.iter().product::<usize>() as u64;
+        let elems_out: u64 = out.iter().product::<usize>() as u64;
+        Ok(Cost {
+            params,
+            macs: weights * out_pixels,
+            bytes: 4 * (elems_in + elems_out + params),
+        })
+    }
+}
+
+/// Output length of a convolution along one axis, or an error naming `name` when the
+/// dilated kernel does not fit the padded input.
+pub(crate) fn conv_out_len(
+    name: &'static str,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Result<usize> {
+    let padded = input + 2 * padding;
+    let extent = dilation * (kernel - 1) + 1;
+    if extent > padded {
+        return Err(invalid(
+            name,
+            format!(
+                "dilated kernel extent {extent} (kernel {kernel}, dilation {dilation}) is larger \
+                 than the padded input {padded} (input {input}, padding {padding}): output size \
+                 would be zero"
+            ),
+        ));
+    }
+    Ok((padded - extent) / stride + 1)
+}
+
+/// The GPU kernels a convolution can run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvKernel {
+    /// Register-tiled direct convolution: each invocation computes a row strip of output
+    /// pixels for 4 or 8 output channels. Handles every configuration.
+    Direct,
+    /// Tiled matrix product for 1x1 stride-1 unpadded ungrouped convolutions, loading
+    /// four pixels per instruction; needs `H * W` divisible by 4.
+    Pointwise,
+    /// One output channel per invocation with per-channel weights; needs
+    /// `groups == in_channels` (any channel multiplier).
+    Depthwise,
+}
+
+impl ConvKernel {
+    /// Every kernel, for tests that force each one.
+    pub const ALL: [ConvKernel; 3] = [
+        ConvKernel::Direct,
+        ConvKernel::Pointwise,
+        ConvKernel::Depthwise,
+    ];
+
+    /// Whether this kernel can run `params` on an input of shape `input`.
+    pub fn supports(self, params: &Conv2dParams, input: [usize; 4]) -> bool {
+        match self {
+            ConvKernel::Direct => true,
+            ConvKernel::Pointwise => params.is_pointwise() && (input[2] * input[3]) % 4 == 0,
+            ConvKernel::Depthwise => params.is_depthwise(),
+        }
+    }
+}
+
+/// The kernel the library runs for `params` on `input`: the specialised kernel where one
+/// applies, the direct kernel otherwise.
+pub fn select_kernel(params: &Conv2dParams, input: [usize; 4]) -> ConvKernel {
+    if ConvKernel::Depthwise.supports(params, input) && params.in_channels > 1 {
+        ConvKernel::Depthwise
+    } else if ConvKernel::Pointwise.supports(params, input) {
+        ConvKernel::Pointwise
+    } else {
+        ConvKernel::Direct
+    }
+}
+
+/// Output pixels per invocation along a row (`PX` in `conv_direct.wgsl`).
+const DIRECT_PX: usize = 8;
+/// Longest input row segment `conv_direct.wgsl` keeps in registers (`ROW_MAX`).
+const DIRECT_ROW_MAX: usize = 40;
+/// Output pixels per invocation along a row (`PX` in `conv_depthwise.wgsl`).
+const DEPTHWISE_PX: usize = 8;
+/// Longest input row segment `conv_depthwise.wgsl` keeps in registers (`ROW_MAX`).
+const DEPTHWISE_ROW_MAX: usize = 40;
+/// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
+const POINTWISE_PX: usize = 16;
+/// Invocations per workgroup in every conv shader.
+const WORKGROUP: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConvUniform {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    oh: u32,
+    ow: u32,
+    groups: u32,
+    cin_pg: u32,
+    cout_pg: u32,
+    cout_pg_pad: u32,
+    oc_blocks_pg: u32,
+    pad_h: u32,
+    pad_w: u32,
+    strips_x: u32,
+    work: u32,
+}
+
+/// A convolution layer on the GPU: parameters plus weights uploaded once, in the layout
+/// each kernel wants (repacked on first use of that kernel).
+pub struct Conv2d {
+    gpu: Gpu,
+    params: Conv2dParams,
+    /// PyTorch-layout weights, kept on the host for repacking.
+    weight_host: Vec<f32>,
+    bias: Arc<PooledBuffer>,
+    /// `[C_out, C_in/g, kH, kW]` as given (depthwise kernel).
+    weight_plain: OnceLock<Arc<PooledBuffer>>,
+    /// `[g][C_in/g][kH][kW][C_out/g padded to the channel tile]` (direct and pointwise).
+    weight_blocked: OnceLock<Arc<PooledBuffer>>,
+}
+
+impl std::fmt::Debug for Conv2d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conv2d")
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl Conv2d {
+    /// Uploads a convolution layer. `weight` has PyTorch's shape
+    /// `[C_out, C_in / groups, kH, kW]`; `bias` has length `C_out` and must be given exactly
+    /// when `params.bias` is true.
+    pub fn new(
+        gpu: &Gpu,
+        params: Conv2dParams,
+        weight: ArrayView4<f32>,
+        bias: Option<ArrayView1<f32>>,
+    ) -> Result<Self> {
+        params.validate()?;
+        if weight.shape() != params.weight_shape() {
+            return Err(Error::ShapeMismatch {
+                name: "weight",
+                expected: params.weight_shape().to_vec(),
+                actual: weight.shape().to_vec(),
+            });
+        }
+        let bias_host = match (params.bias, bias) {
+            (true, Some(b)) => {
+                if b.len() != params.out_channels {
+                    return Err(Error::ShapeMismatch {
+                        name: "bias",
+                        expected: vec![params.out_channels],
+                        actual: vec![b.len()],
+                    });
+                }
+                b.to_vec()
+            }
+            (false, None) => vec![0.0; params.out_channels],
+            (true, None) => {
+                return Err(invalid(
+                    "bias",
+                    "params.bias is true but no bias was given (use .bias(false) for none)",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(invalid(
+                    "bias",
+                    "a bias was given but params.bias is false",
+                ))
+            }
+        };
+        let weight_host: Vec<f32> = weight.iter().copied().collect();
+        gpu.check_binding_size("weight", 4 * blocked_len(&params) as u64)?;
+        Ok(Conv2d {
+            gpu: gpu.clone(),
+            params,
+            weight_host,
+            bias: gpu.upload_f32("bias", &bias_host)?,
+            weight_plain: OnceLock::new(),
+            weight_blocked: OnceLock::new(),
+        })
+    }
+
+    /// The layer's parameters.
+    pub fn params(&self) -> &Conv2dParams {
+        &self.params
+    }
+
+    /// Output shape for `input`, or the error that `forward` would return.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.params.output_shape(input)
+    }
+
+    /// Records the convolution of `input` with the kernel [`select_kernel`] picks.
+    pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
+        let kernel = select_kernel(&self.params, input.shape());
+        self.forward_with(rec, input, kernel)
+    }
+
+    /// Records the convolution with a chosen kernel (an error if it does not apply).
+    pub fn forward_with(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        kernel: ConvKernel,
+    ) -> Result<Tensor> {
+        let gpu = rec.gpu();
+        input.check_gpu(gpu, "input")?;
+        if self.gpu.id() != gpu.id() {
+            return Err(Error::WrongDevice {
+                name: "layer",
+                tensor_gpu: self.gpu.id(),
+                this_gpu: gpu.id(),
+            });
+        }
+        let p = &self.params;
+        let in_shape = input.shape();
+        let out_shape = p.output_shape(in_shape)?;
+        if !kernel.supports(p, in_shape) {
+            return Err(invalid(
+                "kernel",
+                format!("{kernel:?} does not support {p:?} on input {in_shape:?}"),
+            ));
+        }
+        let output = gpu.empty("output", out_shape)?;
+        let oc_vec = oc_vec(p);
+        let oc_tile = 4 * oc_vec;
+        let cout_pg = p.out_per_group();
+        let cout_pg_pad = cout_pg.div_ceil(oc_tile) * oc_tile;
+        let oc_blocks_pg = cout_pg_pad / oc_tile;
+        let [n, _, oh, ow] = out_shape;
+        let mut u = ConvUniform {
+            n: n as u32,
+            c_in: p.in_channels as u32,
+            h: in_shape[2] as u32,
+            w: in_shape[3] as u32,
+            c_out: p.out_channels as u32,
+            oh: oh as u32,
+            ow: ow as u32,
+            groups: p.groups as u32,
+            cin_pg: p.in_per_group() as u32,
+            cout_pg: cout_pg as u32,
+            cout_pg_pad: cout_pg_pad as u32,
+            oc_blocks_pg: oc_blocks_pg as u32,
+            pad_h: p.padding.0 as u32,
+            pad_w: p.padding.1 as u32,
+            strips_x: 0,
+            work: 0,
+        };
+        let act = ("ACT", p.activation.shader_code());
+        match kernel {
+            ConvKernel::Direct => {
+                let strips_x = ow.div_ceil(DIRECT_PX);
+                let strips = oh * strips_x;
+                let strip_blocks = strips.div_ceil(WORKGROUP);
+                u.strips_x = strips_x as u32;
+                u.work = strip_blocks as u32;
+                let row = (DIRECT_PX - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
+                let pipeline = gpu.pipeline(
+                    "conv_direct.wgsl",
+                    &[
+                        act,
+                        ("KH", p.kernel_size.0 as f64),
+                        ("KW", p.kernel_size.1 as f64),
+                        ("SH", p.stride.0 as f64),
+                        ("SW", p.stride.1 as f64),
+                        ("DH", p.dilation.0 as f64),
+                        ("DW", p.dilation.1 as f64),
+                        ("OC_VEC", oc_vec as f64),
+                        ("ROW", row as f64),
+                        ("ROWBUF", if row <= DIRECT_ROW_MAX { 1.0 } else { 0.0 }),
+                    ],
+                )?;
+                let weight = self.blocked()?;
+                let groups_total = (n * p.groups * oc_blocks_pg * strip_blocks) as u64;
+                rec.dispatch(
+                    &pipeline,
+                    &u,
+                    &[input.pooled(), weight, &self.bias, output.pooled()],
+                    groups_total,
+                )?;
+            }
+            ConvKernel::Pointwise => {
+                let pixels = in_shape[2] * in_shape[3];
+                let tiles = pixels.div_ceil(POINTWISE_PX);
+                let tile_blocks = tiles.div_ceil(WORKGROUP);
+                u.strips_x = tiles as u32;
+                u.work = tile_blocks as u32;
+                let pipeline = gpu.pipeline(
+                    "conv_pointwise.wgsl",
+                    &[act, ("OC_VEC", oc_vec as f64)],
+                )?;
+                let weight = self.blocked()?;
+                rec.dispatch(
+                    &pipeline,
+                    &u,
+                    &[input.pooled(), weight, &self.bias, output.pooled()],
+                    (n * oc_blocks_pg * tile_blocks) as u64,
+                )?;
+            }
+            ConvKernel::Depthwise => {
+                let strips_x = ow.div_ceil(DEPTHWISE_PX);
+                let total = n * p.out_channels * oh * strips_x;
+                u.strips_x = strips_x as u32;
+                u.work = total as u32;
+                let row =
+                    (DEPTHWISE_PX - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
+                let pipeline = gpu.pipeline(
+                    "conv_depthwise.wgsl",
+                    &[
+                        act,
+                        ("KH", p.kernel_size.0 as f64),
+                        ("KW", p.kernel_size.1 as f64),
+                        ("SH", p.stride.0 as f64),
+                        ("SW", p.stride.1 as f64),
+                        ("DH", p.dilation.0 as f64),
+                        ("DW", p.dilation.1 as f64),
+                        ("ROW", row as f64),
+                        ("ROWBUF", if row <= DEPTHWISE_ROW_MAX { 1.0 } else { 0.0 }),
+                    ],
+                )?;
+                let weight = self.plain()?;
+                rec.dispatch(
+                    &pipeline,
+                    &u,
+                    &[input.pooled(), weight, &self.bias, output.pooled()],
+                    total.div_ceil(WORKGROUP) as u64,
+                )?;
+            }
+        }
+        Ok(output)
+    }
+
+    /// Cost of this layer on `input`.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        self.params.cost(input)
+    }
+
+    fn plain(&self) -> Result<&Arc<PooledBuffer>> {
+        if let Some(b) = self.weight_plain.get() {
+            return Ok(b);
+        }
+        let buf = self.gpu.upload_f32("weight", &self.weight_host)?;
+        Ok(self.weight_plain.get_or_init(|| buf))
+    }
+
+    fn blocked(&self) -> Result<&Arc<PooledBuffer>> {
+        if let Some(b) = self.weight_blocked.get() {
+            return Ok(b);
+        }
+        let packed = pack_blocked(&self.params, &self.weight_host);
+        let buf = self.gpu.upload_f32("weight", &packed)?;
+        Ok(self.weight_blocked.get_or_init(|| buf))
+    }
+}
+
+/// Output channels per invocation, in vec4 units: 2 (eight channels) unless a group has
+/// four output channels or fewer, where a second vec4 would be padding.
+fn oc_vec(p: &Conv2dParams) -> usize {
+    if p.out_per_group() <= 4 {
+        1
+    } else {
+        2
+    }
+}
+
+fn blocked_len(p: &Conv2dParams) -> usize {
+    let tile = 4 * oc_vec(p);
+    let pad = p.out_per_group().div_ceil(tile) * tile;
+    p.groups * p.in_per_group() * p.kernel_size.0 * p.kernel_size.1 * pad
+}
+
+/// Repacks PyTorch weights `[C_out][C_in/g][kH][kW]` into `[g][C_in/g][kH][kW][C_out/g pad]`
+/// so that one vec4 load brings four output channels' weights for one tap.
+fn pack_blocked(p: &Conv2dParams, w: &[f32]) -> Vec<f32> {
+    let tile = 4 * oc_vec(p);
+    let (cin_pg, cout_pg) = (p.in_per_group(), p.out_per_group());
+    let pad = cout_pg.div_ceil(tile) * tile;
+    let (kh, kw) = p.kernel_size;
+    let mut out = vec![0.0f32; blocked_len(p)];
+    for g in 0..p.groups {
+        for co in 0..cout_pg {
+            for ci in 0..cin_pg {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let src = (((g * cout_pg + co) * cin_pg + ci) * kh + ky) * kw + kx;
+                        let dst = ((((g * cin_pg + ci) * kh + ky) * kw + kx) * pad) + co;
+                        out[dst] = w[src];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Parameters of a depthwise-separable convolution (MobileNet): a depthwise `k x k`
+/// convolution with channel multiplier, then a pointwise 1x1 convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DepthwiseSeparableParams {
+    /// The depthwise stage (`groups == in_channels`).
+    pub depthwise: Conv2dParams,
+    /// The pointwise stage (1x1).
+    pub pointwise: Conv2dParams,
+}
+
+impl DepthwiseSeparableParams {
+    /// `in_channels -> in_channels * depth_multiplier` depthwise `kernel_size`, then
+    /// `-> out_channels` pointwise; both with bias and no activation until set.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: impl IntoPair,
+        depth_multiplier: usize,
+    ) -> Self {
+        DepthwiseSeparableParams {
+            depthwise: Conv2dParams::depthwise(in_channels, depth_multiplier, kernel_size),
+            pointwise: Conv2dParams::new(in_channels * depth_multiplier, out_channels, 1),
+        }
+    }
+
+    /// Checks that the stages fit together: a depthwise first stage, a 1x1 second stage
+    /// whose input channels are the first stage's output channels.
+    pub fn validate(&self) -> Result<()> {
+        self.depthwise.validate()?;
+        self.pointwise.validate()?;
+        if !self.depthwise.is_depthwise() {
+            return Err(invalid(
+                "depthwise.groups",
+                format!(
+                    "must equal in_channels ({}) for the depthwise stage, got {}",
+                    self.depthwise.in_channels, self.depthwise.groups
+                ),
+            ));
+        }
+        if self.pointwise.kernel_size != (1, 1) {
+            return Err(invalid(
+                "pointwise.kernel_size",
+                format!("must be (1, 1), got {:?}", self.pointwise.kernel_size),
+            ));
+        }
+        if self.pointwise.in_channels != self.depthwise.out_channels {
+            return Err(invalid(
+                "pointwise.in_channels",
+                format!(
+                    "must equal the depthwise stage's out_channels ({}), got {}",
+                    self.depthwise.out_channels, self.pointwise.in_channels
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates both stages against `input` and returns the output shape.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.validate()?;
+        let mid = self.depthwise.output_shape(input)?;
+        self.pointwise.output_shape(mid)
+    }
+
+    /// Combined cost of both stages.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        self.validate()?;
+        let mid = self.depthwise.output_shape(input)?;
+        Ok(self.depthwise.cost(input)? + self.pointwise.cost(mid)?)
+    }
+}
+
+/// A depthwise-separable convolution on the GPU, recorded as two dispatches in one
+/// submission (depthwise, then pointwise). The intermediate tensor never leaves the GPU.
+#[derive(Debug)]
+pub struct DepthwiseSeparableConv2d {
+    /// The depthwise stage.
+    pub depthwise: Conv2d,
+    /// The pointwise stage.
+    pub pointwise: Conv2d,
+}
+
+impl DepthwiseSeparableConv2d {
+    /// Uploads both stages; weights and biases in PyTorch layout.
+    pub fn new(
+        gpu: &Gpu,
+        params: DepthwiseSeparableParams,
+        depthwise_weight: ArrayView4<f32>,
+        depthwise_bias: Option<ArrayView1<f32>>,
+        pointwise_weight: ArrayView4<f32>,
+        pointwise_bias: Option<ArrayView1<f32>>,
+    ) -> Result<Self> {
+        params.validate()?;
+        Ok(DepthwiseSeparableConv2d {
+            depthwise: Conv2d::new(gpu, params.depthwise, depthwise_weight, depthwise_bias)?,
+            pointwise: Conv2d::new(gpu, params.pointwise, pointwise_weight, pointwise_bias)?,
+        })
+    }
+
+    /// Records both stages.
+    pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
+        let mid = self.depthwise.forward(rec, input)?;
+        self.pointwise.forward(rec, &mid)
+    }
+}

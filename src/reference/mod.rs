@@ -1,0 +1,20 @@
+//! The CPU oracle: every op written loop by loop from its textbook formula, for clarity,
+//! in `f64` accumulation where the formula sums. It shares no code or tricks with the GPU
+//! path (it only reads the same parameter structs) and is what the GPU is tested against.
+
+pub mod conv;
+
+use crate::ops::Activation;
+
+/// The activation formula, as PyTorch defines it.
+pub fn activation(a: Activation, x: f32) -> f32 {
+    match a {
+        Activation::None => x,
+        Activation::Relu => x.max(0.0),
+        Activation::Relu6 => x.clamp(0.0, 6.0),
+        Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::Silu => x / (1.0 + (-x).exp()),
+    }
+}

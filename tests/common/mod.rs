@@ -1,0 +1,55 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use ndarray::{Array1, Array4, ArrayView4};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use segblocks::Gpu;
+
+/// One context per test binary (pipelines compile once). Fails loudly when there is no
+/// adapter: the tests never skip silently.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new() {
+        Ok(g) => {
+            eprintln!(
+                "testing on {} ({:?})",
+                g.adapter_info().name,
+                g.adapter_info().backend
+            );
+            g
+        }
+        Err(e) => panic!("{e}"),
+    })
+}
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+pub fn random4(rng: &mut StdRng, shape: [usize; 4]) -> Array4<f32> {
+    Array4::from_shape_simple_fn(shape, || rng.gen_range(-1.0f32..1.0))
+}
+
+pub fn random1(rng: &mut StdRng, len: usize) -> Array1<f32> {
+    Array1::from_shape_simple_fn(len, || rng.gen_range(-1.0f32..1.0))
+}
+
+/// Asserts `|got - want| <= bound` elementwise, printing the first offenders.
+pub fn assert_close(got: ArrayView4<f32>, want: ArrayView4<f32>, bound: ArrayView4<f32>, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let mut bad = Vec::new();
+    for ((idx, &g), (&w, &b)) in got.indexed_iter().zip(want.iter().zip(bound.iter())) {
+        if !((g - w).abs() <= b) {
+            bad.push(format!("{idx:?}: got {g}, want {w} (bound {b})"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} values differ, first: {:?}",
+        bad.len(),
+        got.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
