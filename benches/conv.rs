@@ -1,1 +1,58 @@
-fn main(){}
+//! Convolution layers of the shared peer suite (batch 1, f32, NCHW), each timed as the
+//! peers are: a fresh input upload, the convolution, and reading the whole output back.
+//! Criterion's throughput is set to the layer's FLOPs (2 x MACs), so `elem/s` reads as
+//! FLOP/s.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ndarray::{Array1, Array4};
+use segblocks::ops::conv::{select_kernel, Conv2d, Conv2dParams, ConvKernel};
+use segblocks::Gpu;
+
+fn layers() -> Vec<(&'static str, Conv2dParams, [usize; 4])> {
+    vec![
+        ("conv3x3_64_56", Conv2dParams::new(64, 64, 3).padding(1), [1, 64, 56, 56]),
+        ("pointwise_144_24_56", Conv2dParams::new(144, 24, 1), [1, 144, 56, 56]),
+        ("depthwise3x3_144_56_s1", Conv2dParams::depthwise(144, 1, 3).padding(1), [1, 144, 56, 56]),
+        ("depthwise3x3_144_56_s2", Conv2dParams::depthwise(144, 1, 3).padding(1).stride(2), [1, 144, 56, 56]),
+        ("group3x3_g32_128_28", Conv2dParams::new(128, 128, 3).padding(1).groups(32), [1, 128, 28, 28]),
+        ("dilated3x3_r6_128_32", Conv2dParams::new(128, 128, 3).padding(6).dilation(6), [1, 128, 32, 32]),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    let gpu = Gpu::new().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+    eprintln!("adapter: {} ({:?})", gpu.adapter_info().name, gpu.adapter_info().backend);
+    let mut group = c.benchmark_group("conv");
+    group.sample_size(10);
+    group.warm_up_time(std::time::Duration::from_millis(500));
+    group.measurement_time(std::time::Duration::from_secs(3));
+    for (name, params, shape) in layers() {
+        let w = Array4::from_shape_fn(params.weight_shape(), |(a, b, c, d)| {
+            ((a * 7 + b * 5 + c * 3 + d) % 13) as f32 * 0.01 - 0.06
+        });
+        let b = Array1::from_shape_fn(params.out_channels, |i| i as f32 * 0.001);
+        let conv = Conv2d::new(&gpu, params, w.view(), Some(b.view())).unwrap();
+        let x = Array4::from_shape_fn(shape, |(_, c, h, w)| ((c + h * 3 + w) % 17) as f32 * 0.1);
+        let flops = params.cost(shape).unwrap().flops();
+        group.throughput(Throughput::Elements(flops));
+        let kernels: Vec<ConvKernel> = ConvKernel::ALL
+            .into_iter()
+            .filter(|k| k.supports(&params, shape))
+            .collect();
+        for kernel in kernels {
+            let picked = if kernel == select_kernel(&params, shape) { "*" } else { "" };
+            group.bench_function(format!("{name}/{kernel:?}{picked}"), |bch| {
+                bch.iter(|| {
+                    let xt = gpu.upload(x.view()).unwrap();
+                    let mut rec = gpu.recorder();
+                    let y = conv.forward_with(&mut rec, &xt, kernel).unwrap();
+                    rec.download(&y).unwrap()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -53,16 +53,12 @@ fn main(
     let ix0 = i32(ox0 * SW) - i32(p.pad_w);
     let plane = (n * p.c_in + ci) * p.h;
 
+    // Function-scope variables start zeroed in WGSL.
     var acc: array<f32, PX>;
-    for (var j = 0u; j < PX; j++) {
-        acc[j] = 0.0;
-    }
     var row: array<f32, ROW_MAX>;
     for (var ky = 0u; ky < KH; ky++) {
         let iy = iy0 + i32(ky * DH);
-        if (iy < 0 || iy >= i32(p.h)) {
-            continue;
-        }
+        if (iy >= 0 && iy < i32(p.h)) {
         let base = (plane + u32(iy)) * p.w;
         if (ROWBUF) {
             for (var r = 0u; r < ROW; r++) {
@@ -80,6 +76,7 @@ fn main(
                 }
                 acc[j] = fma(v, wv, acc[j]);
             }
+        }
         }
     }
     let b = bias[c];

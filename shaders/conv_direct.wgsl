@@ -65,21 +65,16 @@ fn main(
     let oc_pad4 = p.cout_pg_pad / 4u;
     let oc0 = block * 4u * OC_VEC;
 
+    // Function-scope variables start zeroed in WGSL.
     var acc0: array<vec4<f32>, PX>;
     var acc1: array<vec4<f32>, PX>;
-    for (var j = 0u; j < PX; j++) {
-        acc0[j] = vec4<f32>(0.0);
-        acc1[j] = vec4<f32>(0.0);
-    }
     var row: array<f32, ROW_MAX>;
 
     for (var ci = 0u; ci < p.cin_pg; ci++) {
         let plane = ((n * p.c_in + g * p.cin_pg + ci) * p.h) ;
         for (var ky = 0u; ky < KH; ky++) {
             let iy = iy0 + i32(ky * DH);
-            if (iy < 0 || iy >= i32(p.h)) {
-                continue;
-            }
+            if (iy >= 0 && iy < i32(p.h)) {
             let base = (plane + u32(iy)) * p.w;
             let wrow = ((g * p.cin_pg + ci) * KH + ky) * KW;
             if (ROWBUF) {
@@ -107,27 +102,28 @@ fn main(
                     }
                 }
             }
+            }
         }
     }
 
+    // Every loop below has a constant trip count and no early exit, so the compiler can
+    // unroll it and keep acc0 / acc1 in registers (a dynamic index would spill them).
     let co_base = g * p.cout_pg;
     for (var k = 0u; k < 4u * OC_VEC; k++) {
         let co = oc0 + k;
-        if (co >= p.cout_pg) {
-            break;
-        }
-        let b = bias[co_base + co];
-        let out_row = ((n * p.c_out + co_base + co) * p.oh + oy) * p.ow;
+        let co_ok = co < p.cout_pg;
+        let cc = co_base + min(co, p.cout_pg - 1u);
+        let b = bias[cc];
+        let out_row = ((n * p.c_out + cc) * p.oh + oy) * p.ow;
         for (var j = 0u; j < PX; j++) {
-            let ox = ox0 + j;
-            if (ox < p.ow) {
-                var a: f32;
-                if (k < 4u) {
-                    a = acc0[j][k];
-                } else {
-                    a = acc1[j][k - 4u];
-                }
-                y[out_row + ox] = activate(a + b);
+            var a: f32;
+            if (k < 4u) {
+                a = acc0[j][k];
+            } else {
+                a = acc1[j][k - 4u];
+            }
+            if (co_ok && ox0 + j < p.ow) {
+                y[out_row + ox0 + j] = activate(a + b);
             }
         }
     }

@@ -41,10 +41,8 @@ fn main(
     let oc_pad4 = p.cout_pg_pad / 4u;
 
     // acc[k * Q + q]: output channel oc0 + k, pixels 4 * (q0 + q) .. + 3.
+    // Function-scope variables start zeroed in WGSL.
     var acc: array<vec4<f32>, 32>;
-    for (var i = 0u; i < 32u; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
     // Pixel groups past the end of the plane read the plane's last group (a harmless
     // duplicate) and are not written.
     var qidx: array<u32, Q>;
@@ -75,15 +73,14 @@ fn main(
         }
     }
 
+    // Constant trip counts and no early exit: the loops unroll and acc stays in registers.
     for (var k = 0u; k < 4u * OC_VEC; k++) {
         let co = oc0 + k;
-        if (co >= p.cout_pg) {
-            break;
-        }
-        let b = bias[co];
-        let out_row = (n * p.c_out + co) * p4;
+        let cc = min(co, p.cout_pg - 1u);
+        let b = bias[cc];
+        let out_row = (n * p.c_out + cc) * p4;
         for (var q = 0u; q < Q; q++) {
-            if (q0 + q < p4) {
+            if (co < p.cout_pg && q0 + q < p4) {
                 y[out_row + q0 + q] = activate4(acc[k * Q + q] + b);
             }
         }
