@@ -10,18 +10,46 @@ use segblocks::Gpu;
 
 fn layers() -> Vec<(&'static str, Conv2dParams, [usize; 4])> {
     vec![
-        ("conv3x3_64_56", Conv2dParams::new(64, 64, 3).padding(1), [1, 64, 56, 56]),
-        ("pointwise_144_24_56", Conv2dParams::new(144, 24, 1), [1, 144, 56, 56]),
-        ("depthwise3x3_144_56_s1", Conv2dParams::depthwise(144, 1, 3).padding(1), [1, 144, 56, 56]),
-        ("depthwise3x3_144_56_s2", Conv2dParams::depthwise(144, 1, 3).padding(1).stride(2), [1, 144, 56, 56]),
-        ("group3x3_g32_128_28", Conv2dParams::new(128, 128, 3).padding(1).groups(32), [1, 128, 28, 28]),
-        ("dilated3x3_r6_128_32", Conv2dParams::new(128, 128, 3).padding(6).dilation(6), [1, 128, 32, 32]),
+        (
+            "conv3x3_64_56",
+            Conv2dParams::new(64, 64, 3).padding(1),
+            [1, 64, 56, 56],
+        ),
+        (
+            "pointwise_144_24_56",
+            Conv2dParams::new(144, 24, 1),
+            [1, 144, 56, 56],
+        ),
+        (
+            "depthwise3x3_144_56_s1",
+            Conv2dParams::depthwise(144, 1, 3).padding(1),
+            [1, 144, 56, 56],
+        ),
+        (
+            "depthwise3x3_144_56_s2",
+            Conv2dParams::depthwise(144, 1, 3).padding(1).stride(2),
+            [1, 144, 56, 56],
+        ),
+        (
+            "group3x3_g32_128_28",
+            Conv2dParams::new(128, 128, 3).padding(1).groups(32),
+            [1, 128, 28, 28],
+        ),
+        (
+            "dilated3x3_r6_128_32",
+            Conv2dParams::new(128, 128, 3).padding(6).dilation(6),
+            [1, 128, 32, 32],
+        ),
     ]
 }
 
 fn bench(c: &mut Criterion) {
     let gpu = Gpu::new().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
-    eprintln!("adapter: {} ({:?})", gpu.adapter_info().name, gpu.adapter_info().backend);
+    eprintln!(
+        "adapter: {} ({:?})",
+        gpu.adapter_info().name,
+        gpu.adapter_info().backend
+    );
     let mut group = c.benchmark_group("conv");
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_millis(500));
@@ -40,7 +68,11 @@ fn bench(c: &mut Criterion) {
             .filter(|k| k.supports(&params, shape))
             .collect();
         for kernel in kernels {
-            let picked = if kernel == select_kernel(&params, shape) { "*" } else { "" };
+            let picked = if kernel == select_kernel(&params, shape) {
+                "*"
+            } else {
+                ""
+            };
             group.bench_function(format!("{name}/{kernel:?}{picked}"), |bch| {
                 bch.iter(|| {
                     let xt = gpu.upload(x.view()).unwrap();

@@ -55,7 +55,9 @@ pub enum Error {
     },
 
     /// A buffer would exceed a device limit.
-    #[error("`{name}` needs {bytes} bytes, but the device allows at most {limit} bytes ({limit_name})")]
+    #[error(
+        "`{name}` needs {bytes} bytes, but the device allows at most {limit} bytes ({limit_name})"
+    )]
     TooLarge {
         /// Name of the tensor.
         name: &'static str,

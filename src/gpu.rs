@@ -510,20 +510,20 @@ impl Gpu {
                 })
                 .clone()
         };
-        let pipeline = self
-            .inner
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(shader),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
+        let pipeline =
+            self.inner
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(shader),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                });
         self.take_error()?;
         self.inner.pipelines_created.fetch_add(1, Ordering::Relaxed);
         self.inner
@@ -615,10 +615,7 @@ impl<'g> Recorder<'g> {
         let (gx, gy) = self.gpu.grid(workgroups)?;
         let bytes = bytemuck::bytes_of(params);
         let uniform = self.gpu.alloc(BufferKind::Uniform, bytes.len() as u64);
-        self.gpu
-            .inner
-            .queue
-            .write_buffer(&uniform.buffer, 0, bytes);
+        self.gpu.inner.queue.write_buffer(&uniform.buffer, 0, bytes);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -797,7 +794,10 @@ mod tests {
         assert_eq!(size_class(257), 512);
         for n in [1000u64, 4097, 100_000, 12_845_056, 1 << 30] {
             let c = size_class(n);
-            assert!(c >= n && (c - n) as f64 <= 0.125 * n as f64 + 256.0, "{n} -> {c}");
+            assert!(
+                c >= n && (c - n) as f64 <= 0.125 * n as f64 + 256.0,
+                "{n} -> {c}"
+            );
         }
     }
 }

@@ -27,7 +27,7 @@
 //! ```
 //!
 //! Layout: [`ops`] holds each op family's parameters, validation, kernel choice, dispatch
-//! and cost; [`reference`] the CPU oracle under the same names; `shaders/` the WGSL.
+//! and cost; [`reference`](mod@reference) the CPU oracle under the same names; `shaders/` the WGSL.
 #![warn(missing_docs)]
 
 pub mod error;

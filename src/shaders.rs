@@ -6,17 +6,23 @@
 
 const FILES: &[(&str, &str)] = &[
     ("common.wgsl", include_str!("../shaders/common.wgsl")),
-    ("conv_direct.wgsl", include_str!("../shaders/conv_direct.wgsl")),
-    ("conv_pointwise.wgsl", include_str!("../shaders/conv_pointwise.wgsl")),
-    ("conv_depthwise.wgsl", include_str!("../shaders/conv_depthwise.wgsl")),
+    (
+        "conv_direct.wgsl",
+        include_str!("../shaders/conv_direct.wgsl"),
+    ),
+    (
+        "conv_pointwise.wgsl",
+        include_str!("../shaders/conv_pointwise.wgsl"),
+    ),
+    (
+        "conv_depthwise.wgsl",
+        include_str!("../shaders/conv_depthwise.wgsl"),
+    ),
 ];
 
 /// Names of the compute shaders (the files with an entry point `main`).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    FILES
-        .iter()
-        .map(|(n, _)| *n)
-        .filter(|n| !is_include(n))
+    FILES.iter().map(|(n, _)| *n).filter(|n| !is_include(n))
 }
 
 /// Names of every embedded WGSL file, include files too.

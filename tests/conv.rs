@@ -10,9 +10,9 @@ use segblocks::ops::conv::{
     select_kernel, Conv2d, Conv2dParams, ConvKernel, DepthwiseSeparableConv2d,
     DepthwiseSeparableParams,
 };
-use segblocks::{Error, Gpu, GpuOptions};
 use segblocks::ops::Activation;
 use segblocks::reference;
+use segblocks::{Error, Gpu, GpuOptions};
 
 /// Error bound for a convolution output: the reduction has `L = C_in/g * kH * kW` terms
 /// (plus bias); summing them in f32 in any order is off from the exact sum by at most
@@ -20,12 +20,23 @@ use segblocks::reference;
 /// computed per output from the reference convolution of |x| with |w|. The fused
 /// activations have slope at most 1.5, hence the factor 2; a small absolute floor covers
 /// the transcendental activations' own rounding.
-fn bound(params: &Conv2dParams, x: &Array4<f32>, w: &Array4<f32>, b: Option<&Array1<f32>>) -> Array4<f32> {
+fn bound(
+    params: &Conv2dParams,
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    b: Option<&Array1<f32>>,
+) -> Array4<f32> {
     let abs_params = params.activation(Activation::None);
     let ax = x.mapv(f32::abs);
     let aw = w.mapv(f32::abs);
     let ab = b.map(|b| b.mapv(f32::abs));
-    let mag = reference::conv::conv2d(&abs_params, ax.view(), aw.view(), ab.as_ref().map(|b| b.view())).unwrap();
+    let mag = reference::conv::conv2d(
+        &abs_params,
+        ax.view(),
+        aw.view(),
+        ab.as_ref().map(|b| b.view()),
+    )
+    .unwrap();
     let terms = (params.in_per_group() * params.kernel_size.0 * params.kernel_size.1 + 1) as f32;
     mag.mapv(|m| 2.0 * terms * f32::EPSILON * m + 1e-6)
 }
@@ -36,7 +47,8 @@ fn check(params: Conv2dParams, input: [usize; 4], seed: u64, kernels: &[ConvKern
     let x = random4(&mut r, input);
     let w = random4(&mut r, params.weight_shape());
     let b = params.bias.then(|| random1(&mut r, params.out_channels));
-    let want = reference::conv::conv2d(&params, x.view(), w.view(), b.as_ref().map(|b| b.view())).unwrap();
+    let want =
+        reference::conv::conv2d(&params, x.view(), w.view(), b.as_ref().map(|b| b.view())).unwrap();
     let tol = bound(&params, &x, &w, b.as_ref());
     let conv = Conv2d::new(gpu, params, w.view(), b.as_ref().map(|b| b.view())).unwrap();
     let xt = gpu.upload(x.view()).unwrap();
@@ -47,10 +59,14 @@ fn check(params: Conv2dParams, input: [usize; 4], seed: u64, kernels: &[ConvKern
         let mut rec = gpu.recorder();
         let y = conv.forward_with(&mut rec, &xt, k).unwrap();
         let got = rec.download(&y).unwrap();
-        assert_close(got.view(), want.view(), tol.view(), &format!("{k:?} {params:?} on {input:?}"));
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            &format!("{k:?} {params:?} on {input:?}"),
+        );
     }
 }
-
 
 #[test]
 fn named_configurations_every_kernel() {
@@ -58,24 +74,88 @@ fn named_configurations_every_kernel() {
     // Standard 3x3, batch 2, odd sizes, channel counts not multiples of 4.
     check(Conv2dParams::new(3, 5, 3).padding(1), [2, 3, 9, 11], 1, all);
     // Stride-2 stems: 7x7 and 3x3.
-    check(Conv2dParams::new(3, 16, 7).stride(2).padding(3), [1, 3, 23, 17], 2, all);
-    check(Conv2dParams::new(3, 8, 3).stride(2).padding(1), [2, 3, 16, 15], 3, all);
+    check(
+        Conv2dParams::new(3, 16, 7).stride(2).padding(3),
+        [1, 3, 23, 17],
+        2,
+        all,
+    );
+    check(
+        Conv2dParams::new(3, 8, 3).stride(2).padding(1),
+        [2, 3, 16, 15],
+        3,
+        all,
+    );
     // 5x5 and non-square kernels with per-axis stride, padding and dilation.
-    check(Conv2dParams::new(4, 6, 5).padding(2), [1, 4, 12, 10], 4, all);
-    check(Conv2dParams::new(5, 7, (1, 7)).padding((0, 3)), [1, 5, 6, 13], 5, all);
-    check(Conv2dParams::new(5, 7, (3, 1)).padding((1, 0)).stride((1, 2)), [2, 5, 9, 8], 6, all);
-    check(Conv2dParams::new(3, 4, (2, 3)).dilation((2, 1)).stride((2, 3)), [1, 3, 11, 14], 7, all);
+    check(
+        Conv2dParams::new(4, 6, 5).padding(2),
+        [1, 4, 12, 10],
+        4,
+        all,
+    );
+    check(
+        Conv2dParams::new(5, 7, (1, 7)).padding((0, 3)),
+        [1, 5, 6, 13],
+        5,
+        all,
+    );
+    check(
+        Conv2dParams::new(5, 7, (3, 1))
+            .padding((1, 0))
+            .stride((1, 2)),
+        [2, 5, 9, 8],
+        6,
+        all,
+    );
+    check(
+        Conv2dParams::new(3, 4, (2, 3))
+            .dilation((2, 1))
+            .stride((2, 3)),
+        [1, 3, 11, 14],
+        7,
+        all,
+    );
     // Pointwise, with and without the vec4 pixel condition.
     check(Conv2dParams::new(12, 9, 1), [2, 12, 4, 5], 8, all);
-    check(Conv2dParams::new(12, 9, 1).bias(false), [1, 12, 3, 3], 9, all);
+    check(
+        Conv2dParams::new(12, 9, 1).bias(false),
+        [1, 12, 3, 3],
+        9,
+        all,
+    );
     check(Conv2dParams::new(16, 40, 1), [1, 16, 8, 8], 10, all);
     // Depthwise with multipliers 1 and 3, stride 2.
-    check(Conv2dParams::depthwise(10, 1, 3).padding(1), [2, 10, 13, 9], 11, all);
-    check(Conv2dParams::depthwise(6, 3, 3).padding(1).stride(2), [1, 6, 12, 12], 12, all);
-    check(Conv2dParams::depthwise(4, 1, 5).padding(2), [1, 4, 7, 30], 13, all);
+    check(
+        Conv2dParams::depthwise(10, 1, 3).padding(1),
+        [2, 10, 13, 9],
+        11,
+        all,
+    );
+    check(
+        Conv2dParams::depthwise(6, 3, 3).padding(1).stride(2),
+        [1, 6, 12, 12],
+        12,
+        all,
+    );
+    check(
+        Conv2dParams::depthwise(4, 1, 5).padding(2),
+        [1, 4, 7, 30],
+        13,
+        all,
+    );
     // Group convolution: ResNeXt-like 32 groups of 4, and groups with 8+ outputs each.
-    check(Conv2dParams::new(64, 64, 3).padding(1).groups(32), [1, 64, 6, 6], 14, all);
-    check(Conv2dParams::new(12, 18, 3).padding(1).groups(3), [2, 12, 7, 9], 15, all);
+    check(
+        Conv2dParams::new(64, 64, 3).padding(1).groups(32),
+        [1, 64, 6, 6],
+        14,
+        all,
+    );
+    check(
+        Conv2dParams::new(12, 18, 3).padding(1).groups(3),
+        [2, 12, 7, 9],
+        15,
+        all,
+    );
     // Atrous: DeepLab rates 6, 12, 18 (the last exceeds the row buffer and takes the
     // per-column load path).
     for (i, rate) in [6usize, 12, 18].into_iter().enumerate() {
@@ -97,18 +177,33 @@ fn named_configurations_every_kernel() {
 fn every_activation_fuses() {
     for (i, act) in Activation::ALL.into_iter().enumerate() {
         let seed = 100 + i as u64;
-        check(Conv2dParams::new(4, 9, 3).padding(1).activation(act), [1, 4, 6, 7], seed, &ConvKernel::ALL);
-        check(Conv2dParams::new(8, 5, 1).activation(act), [1, 8, 4, 4], seed, &ConvKernel::ALL);
-        check(Conv2dParams::depthwise(3, 2, 3).activation(act), [1, 3, 5, 9], seed, &ConvKernel::ALL);
+        check(
+            Conv2dParams::new(4, 9, 3).padding(1).activation(act),
+            [1, 4, 6, 7],
+            seed,
+            &ConvKernel::ALL,
+        );
+        check(
+            Conv2dParams::new(8, 5, 1).activation(act),
+            [1, 8, 4, 4],
+            seed,
+            &ConvKernel::ALL,
+        );
+        check(
+            Conv2dParams::depthwise(3, 2, 3).activation(act),
+            [1, 3, 5, 9],
+            seed,
+            &ConvKernel::ALL,
+        );
     }
 }
 
 fn arb_case() -> impl Strategy<Value = (Conv2dParams, [usize; 4], u64)> {
     (
-        1usize..=3,           // batch
-        1usize..=4,           // groups selector
-        1usize..=6,           // in channels per group
-        1usize..=10,          // out channels per group
+        1usize..=3,  // batch
+        1usize..=4,  // groups selector
+        1usize..=6,  // in channels per group
+        1usize..=10, // out channels per group
         (1usize..=5, 1usize..=5),
         (1usize..=3, 1usize..=3),
         (0usize..=4, 0usize..=4),
@@ -136,7 +231,10 @@ fn arb_case() -> impl Strategy<Value = (Conv2dParams, [usize; 4], u64)> {
                     .bias(bias)
                     .activation(Activation::ALL[act]);
                 let input = [n, groups * cin_pg, hw.0, hw.1];
-                params.output_shape(input).ok().map(|_| (params, input, seed))
+                params
+                    .output_shape(input)
+                    .ok()
+                    .map(|_| (params, input, seed))
             },
         )
 }
@@ -154,12 +252,30 @@ proptest! {
 #[test]
 fn kernel_selection_is_explicit() {
     let s = [1, 64, 56, 56];
-    assert_eq!(select_kernel(&Conv2dParams::new(64, 64, 3).padding(1), s), ConvKernel::Direct);
-    assert_eq!(select_kernel(&Conv2dParams::new(64, 24, 1), s), ConvKernel::Pointwise);
-    assert_eq!(select_kernel(&Conv2dParams::new(64, 24, 1), [1, 64, 7, 7]), ConvKernel::Direct);
-    assert_eq!(select_kernel(&Conv2dParams::depthwise(64, 1, 3), s), ConvKernel::Depthwise);
-    assert_eq!(select_kernel(&Conv2dParams::depthwise(64, 2, 3), s), ConvKernel::Depthwise);
-    assert_eq!(select_kernel(&Conv2dParams::new(64, 64, 3).groups(32), s), ConvKernel::Direct);
+    assert_eq!(
+        select_kernel(&Conv2dParams::new(64, 64, 3).padding(1), s),
+        ConvKernel::Direct
+    );
+    assert_eq!(
+        select_kernel(&Conv2dParams::new(64, 24, 1), s),
+        ConvKernel::Pointwise
+    );
+    assert_eq!(
+        select_kernel(&Conv2dParams::new(64, 24, 1), [1, 64, 7, 7]),
+        ConvKernel::Direct
+    );
+    assert_eq!(
+        select_kernel(&Conv2dParams::depthwise(64, 1, 3), s),
+        ConvKernel::Depthwise
+    );
+    assert_eq!(
+        select_kernel(&Conv2dParams::depthwise(64, 2, 3), s),
+        ConvKernel::Depthwise
+    );
+    assert_eq!(
+        select_kernel(&Conv2dParams::new(64, 64, 3).groups(32), s),
+        ConvKernel::Direct
+    );
     // A kernel that does not apply is refused with a typed error, not run.
     let gpu = gpu();
     let p = Conv2dParams::new(4, 4, 3).bias(false);
@@ -168,7 +284,10 @@ fn kernel_selection_is_explicit() {
     let mut rec = gpu.recorder();
     for k in [ConvKernel::Pointwise, ConvKernel::Depthwise] {
         let err = conv.forward_with(&mut rec, &x, k).unwrap_err();
-        assert!(matches!(err, Error::InvalidParam { name: "kernel", .. }), "{err}");
+        assert!(
+            matches!(err, Error::InvalidParam { name: "kernel", .. }),
+            "{err}"
+        );
     }
 }
 
@@ -178,7 +297,11 @@ fn depthwise_separable_is_one_recording() {
     let mut r = rng(7);
     let params = DepthwiseSeparableParams::new(6, 10, 3, 2);
     let params = DepthwiseSeparableParams {
-        depthwise: params.depthwise.padding(1).stride(2).activation(Activation::Relu6),
+        depthwise: params
+            .depthwise
+            .padding(1)
+            .stride(2)
+            .activation(Activation::Relu6),
         pointwise: params.pointwise.activation(Activation::Relu6),
     };
     let x = random4(&mut r, [2, 6, 11, 12]);
@@ -186,8 +309,24 @@ fn depthwise_separable_is_one_recording() {
     let db = random1(&mut r, 12);
     let pw = random4(&mut r, params.pointwise.weight_shape());
     let pb = random1(&mut r, 10);
-    let want = reference::conv::depthwise_separable(&params, x.view(), dw.view(), Some(db.view()), pw.view(), Some(pb.view())).unwrap();
-    let layer = DepthwiseSeparableConv2d::new(gpu, params, dw.view(), Some(db.view()), pw.view(), Some(pb.view())).unwrap();
+    let want = reference::conv::depthwise_separable(
+        &params,
+        x.view(),
+        dw.view(),
+        Some(db.view()),
+        pw.view(),
+        Some(pb.view()),
+    )
+    .unwrap();
+    let layer = DepthwiseSeparableConv2d::new(
+        gpu,
+        params,
+        dw.view(),
+        Some(db.view()),
+        pw.view(),
+        Some(pb.view()),
+    )
+    .unwrap();
     let xt = gpu.upload(x.view()).unwrap();
     let mut rec = gpu.recorder();
     let y = layer.forward(&mut rec, &xt).unwrap();
@@ -215,28 +354,70 @@ fn expect_param_error(result: segblocks::Result<impl std::fmt::Debug>, name: &st
 #[test]
 fn bad_parameters_are_typed_errors() {
     let s = [1, 4, 8, 8];
-    let r = expect_param_error(Conv2dParams::new(4, 4, 3).stride(0).output_shape(s), "stride");
+    let r = expect_param_error(
+        Conv2dParams::new(4, 4, 3).stride(0).output_shape(s),
+        "stride",
+    );
     assert!(r.contains("(0, 0)"), "{r}");
-    expect_param_error(Conv2dParams::new(4, 4, 3).stride((1, 0)).output_shape(s), "stride");
-    expect_param_error(Conv2dParams::new(4, 4, 3).dilation(0).output_shape(s), "dilation");
+    expect_param_error(
+        Conv2dParams::new(4, 4, 3).stride((1, 0)).output_shape(s),
+        "stride",
+    );
+    expect_param_error(
+        Conv2dParams::new(4, 4, 3).dilation(0).output_shape(s),
+        "dilation",
+    );
     expect_param_error(Conv2dParams::new(4, 4, 0).output_shape(s), "kernel_size");
-    expect_param_error(Conv2dParams::new(4, 4, 3).groups(0).output_shape(s), "groups");
-    let r = expect_param_error(Conv2dParams::new(4, 6, 3).groups(4).output_shape(s), "groups");
-    assert!(r.contains("out_channels (6)") && r.contains("groups (4)"), "{r}");
-    let r = expect_param_error(Conv2dParams::new(6, 4, 3).groups(4).output_shape([1, 6, 8, 8]), "groups");
+    expect_param_error(
+        Conv2dParams::new(4, 4, 3).groups(0).output_shape(s),
+        "groups",
+    );
+    let r = expect_param_error(
+        Conv2dParams::new(4, 6, 3).groups(4).output_shape(s),
+        "groups",
+    );
+    assert!(
+        r.contains("out_channels (6)") && r.contains("groups (4)"),
+        "{r}"
+    );
+    let r = expect_param_error(
+        Conv2dParams::new(6, 4, 3)
+            .groups(4)
+            .output_shape([1, 6, 8, 8]),
+        "groups",
+    );
     assert!(r.contains("in_channels (6)"), "{r}");
     expect_param_error(Conv2dParams::new(0, 4, 3).output_shape(s), "in_channels");
     expect_param_error(Conv2dParams::new(4, 0, 3).output_shape(s), "out_channels");
     // Output size of zero: kernel extent larger than the padded input.
-    let r = expect_param_error(Conv2dParams::new(4, 4, 5).output_shape([1, 4, 3, 8]), "kernel_size");
-    assert!(r.contains("extent 5") && r.contains("padded input 3"), "{r}");
-    expect_param_error(Conv2dParams::new(4, 4, 3).dilation(4).output_shape(s), "kernel_size");
+    let r = expect_param_error(
+        Conv2dParams::new(4, 4, 5).output_shape([1, 4, 3, 8]),
+        "kernel_size",
+    );
+    assert!(
+        r.contains("extent 5") && r.contains("padded input 3"),
+        "{r}"
+    );
+    expect_param_error(
+        Conv2dParams::new(4, 4, 3).dilation(4).output_shape(s),
+        "kernel_size",
+    );
     // Zero-sized dimensions.
-    expect_param_error(Conv2dParams::new(4, 4, 1).output_shape([0, 4, 8, 8]), "input");
-    expect_param_error(Conv2dParams::new(4, 4, 1).output_shape([1, 4, 0, 8]), "input");
+    expect_param_error(
+        Conv2dParams::new(4, 4, 1).output_shape([0, 4, 8, 8]),
+        "input",
+    );
+    expect_param_error(
+        Conv2dParams::new(4, 4, 1).output_shape([1, 4, 0, 8]),
+        "input",
+    );
     // Channel mismatch.
     match Conv2dParams::new(4, 4, 1).output_shape([1, 3, 8, 8]) {
-        Err(Error::ShapeMismatch { name: "input", expected, actual }) => {
+        Err(Error::ShapeMismatch {
+            name: "input",
+            expected,
+            actual,
+        }) => {
             assert_eq!(expected, vec![1, 4, 8, 8]);
             assert_eq!(actual, vec![1, 3, 8, 8]);
         }
@@ -249,8 +430,17 @@ fn bad_weights_and_tensors_are_typed_errors() {
     let gpu = gpu();
     let p = Conv2dParams::new(4, 6, 3).groups(2);
     // Weight shape must be [C_out, C_in / groups, kH, kW] = [6, 2, 3, 3].
-    match Conv2d::new(gpu, p, Array4::zeros([6, 4, 3, 3]).view(), Some(Array1::zeros(6).view())) {
-        Err(Error::ShapeMismatch { name: "weight", expected, actual }) => {
+    match Conv2d::new(
+        gpu,
+        p,
+        Array4::zeros([6, 4, 3, 3]).view(),
+        Some(Array1::zeros(6).view()),
+    ) {
+        Err(Error::ShapeMismatch {
+            name: "weight",
+            expected,
+            actual,
+        }) => {
             assert_eq!(expected, vec![6, 2, 3, 3]);
             assert_eq!(actual, vec![6, 4, 3, 3]);
         }
@@ -262,19 +452,32 @@ fn bad_weights_and_tensors_are_typed_errors() {
         Err(Error::ShapeMismatch { name: "bias", .. })
     ));
     expect_param_error(Conv2d::new(gpu, p, w.view(), None), "bias");
-    expect_param_error(Conv2d::new(gpu, p.bias(false), w.view(), Some(Array1::zeros(6).view())), "bias");
+    expect_param_error(
+        Conv2d::new(gpu, p.bias(false), w.view(), Some(Array1::zeros(6).view())),
+        "bias",
+    );
     // Zero-sized upload.
-    expect_param_error(gpu.upload(Array4::<f32>::zeros([1, 0, 2, 2]).view()), "input");
+    expect_param_error(
+        gpu.upload(Array4::<f32>::zeros([1, 0, 2, 2]).view()),
+        "input",
+    );
     // Input with the wrong channel count at forward time.
     let conv = Conv2d::new(gpu, p, w.view(), Some(Array1::zeros(6).view())).unwrap();
     let x = gpu.upload(Array4::zeros([1, 3, 8, 8]).view()).unwrap();
     let mut rec = gpu.recorder();
-    assert!(matches!(conv.forward(&mut rec, &x), Err(Error::ShapeMismatch { name: "input", .. })));
+    assert!(matches!(
+        conv.forward(&mut rec, &x),
+        Err(Error::ShapeMismatch { name: "input", .. })
+    ));
     // A tensor from another context.
     let other = Gpu::new().unwrap();
     let x_other = other.upload(Array4::zeros([1, 4, 8, 8]).view()).unwrap();
     match conv.forward(&mut rec, &x_other) {
-        Err(Error::WrongDevice { name: "input", tensor_gpu, this_gpu }) => {
+        Err(Error::WrongDevice {
+            name: "input",
+            tensor_gpu,
+            this_gpu,
+        }) => {
             assert_eq!(tensor_gpu, other.id());
             assert_eq!(this_gpu, gpu.id());
         }
@@ -282,7 +485,10 @@ fn bad_weights_and_tensors_are_typed_errors() {
     }
     // A layer used with a recorder of another context.
     let mut rec_other = other.recorder();
-    assert!(matches!(conv.forward(&mut rec_other, &x_other), Err(Error::WrongDevice { name: "layer", .. })));
+    assert!(matches!(
+        conv.forward(&mut rec_other, &x_other),
+        Err(Error::WrongDevice { name: "layer", .. })
+    ));
     assert!(matches!(other.download(&x), Err(Error::WrongDevice { .. })));
     drop(rec);
 }
@@ -298,7 +504,10 @@ fn grid_folds_past_the_workgroup_limit() {
     assert_eq!(gpu.limits().max_compute_workgroups_per_dimension, 16);
     let mut r = rng(11);
     for (params, shape) in [
-        (Conv2dParams::depthwise(24, 1, 3).padding(1), [2, 24, 40, 40]),
+        (
+            Conv2dParams::depthwise(24, 1, 3).padding(1),
+            [2, 24, 40, 40],
+        ),
         (Conv2dParams::new(16, 24, 1), [1, 16, 64, 64]),
         (Conv2dParams::new(4, 24, 3).padding(1), [3, 4, 40, 40]),
     ] {
@@ -312,7 +521,12 @@ fn grid_folds_past_the_workgroup_limit() {
         let y = conv.forward(&mut rec, &xt).unwrap();
         let got = rec.download(&y).unwrap();
         let tol = bound(&params, &x, &w, Some(&b));
-        assert_close(got.view(), want.view(), tol.view(), &format!("folded {params:?}"));
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            &format!("folded {params:?}"),
+        );
     }
 }
 
@@ -324,7 +538,12 @@ fn tensors_beyond_the_binding_limit_are_refused() {
     })
     .unwrap();
     match gpu.upload(Array4::zeros([1, 1, 128, 256]).view()) {
-        Err(Error::TooLarge { name: "input", bytes, limit, limit_name }) => {
+        Err(Error::TooLarge {
+            name: "input",
+            bytes,
+            limit,
+            limit_name,
+        }) => {
             assert_eq!(bytes, 131072);
             assert_eq!(limit, 65536);
             assert_eq!(limit_name, "max_storage_buffer_binding_size");
@@ -336,13 +555,18 @@ fn tensors_beyond_the_binding_limit_are_refused() {
     let conv = Conv2d::new(&gpu, p, Array4::zeros(p.weight_shape()).view(), None).unwrap();
     let x = gpu.upload(Array4::zeros([1, 1, 64, 64]).view()).unwrap();
     let mut rec = gpu.recorder();
-    assert!(matches!(conv.forward(&mut rec, &x), Err(Error::TooLarge { name: "output", .. })));
+    assert!(matches!(
+        conv.forward(&mut rec, &x),
+        Err(Error::TooLarge { name: "output", .. })
+    ));
 }
 
 #[test]
 fn buffer_pool_stays_flat_and_pipelines_compile_once() {
     let gpu = Gpu::new().unwrap();
-    let p = Conv2dParams::new(4, 8, 3).padding(1).activation(Activation::Relu);
+    let p = Conv2dParams::new(4, 8, 3)
+        .padding(1)
+        .activation(Activation::Relu);
     let mut r = rng(3);
     let w = random4(&mut r, p.weight_shape());
     let b = random1(&mut r, 8);
@@ -362,8 +586,14 @@ fn buffer_pool_stays_flat_and_pipelines_compile_once() {
     }
     let after = gpu.memory_stats();
     assert_eq!(gpu.pipelines_created(), pipelines, "no recompilation");
-    assert_eq!(after.live_bytes, after_one.live_bytes, "live bytes flat: {after:?}");
-    assert_eq!(after.buffers_created, after_one.buffers_created, "no new buffers: {after:?}");
+    assert_eq!(
+        after.live_bytes, after_one.live_bytes,
+        "live bytes flat: {after:?}"
+    );
+    assert_eq!(
+        after.buffers_created, after_one.buffers_created,
+        "no new buffers: {after:?}"
+    );
     assert!(after.pooled_bytes > 0);
     gpu.trim_pool();
     assert_eq!(gpu.memory_stats().pooled_bytes, 0);
@@ -373,10 +603,16 @@ fn buffer_pool_stays_flat_and_pipelines_compile_once() {
 fn many_ops_one_submission_and_async_readback() {
     let gpu = gpu();
     let mut r = rng(5);
-    let p1 = Conv2dParams::new(3, 8, 3).padding(1).activation(Activation::Relu);
+    let p1 = Conv2dParams::new(3, 8, 3)
+        .padding(1)
+        .activation(Activation::Relu);
     let p2 = Conv2dParams::depthwise(8, 1, 3).padding(1).stride(2);
     let p3 = Conv2dParams::new(8, 4, 1).activation(Activation::Sigmoid);
-    let (w1, w2, w3) = (random4(&mut r, p1.weight_shape()), random4(&mut r, p2.weight_shape()), random4(&mut r, p3.weight_shape()));
+    let (w1, w2, w3) = (
+        random4(&mut r, p1.weight_shape()),
+        random4(&mut r, p2.weight_shape()),
+        random4(&mut r, p3.weight_shape()),
+    );
     let (b1, b2, b3) = (random1(&mut r, 8), random1(&mut r, 8), random1(&mut r, 4));
     let c1 = Conv2d::new(gpu, p1, w1.view(), Some(b1.view())).unwrap();
     let c2 = Conv2d::new(gpu, p2, w2.view(), Some(b2.view())).unwrap();
@@ -402,4 +638,49 @@ fn many_ops_one_submission_and_async_readback() {
     assert_close(got.view(), want.view(), tol.view(), "three ops");
     let again = pollster::block_on(gpu.download_async(&y)).unwrap();
     assert_eq!(again, got);
+}
+
+#[test]
+fn cost_model_reproduces_the_seed_figures() {
+    let input = [1, 256, 56, 56];
+    let standard = Conv2dParams::new(256, 256, 3)
+        .padding(1)
+        .bias(false)
+        .cost(input)
+        .unwrap();
+    assert_eq!(standard.params, 589_824);
+    assert_eq!(standard.macs, 589_824 * 56 * 56);
+    assert_eq!(standard.flops(), 2 * standard.macs);
+    let sep = DepthwiseSeparableParams::new(256, 256, 3, 1);
+    let sep = DepthwiseSeparableParams {
+        depthwise: sep.depthwise.padding(1).bias(false),
+        pointwise: sep.pointwise.bias(false),
+    };
+    let ratio = sep.cost(input).unwrap().macs as f64 / standard.macs as f64;
+    assert!((ratio - (1.0 / 256.0 + 1.0 / 9.0)).abs() < 1e-12, "{ratio}");
+    for g in [1, 2, 4, 8, 32] {
+        let p = Conv2dParams::new(256, 128, 3).groups(g).bias(false);
+        assert_eq!(p.cost(input).unwrap().params, 9 * 256 * 128 / g as u64);
+    }
+    let bottleneck = Conv2dParams::new(256, 64, 1)
+        .bias(false)
+        .cost(input)
+        .unwrap()
+        .params
+        + Conv2dParams::new(64, 64, 3)
+            .bias(false)
+            .cost([1, 64, 56, 56])
+            .unwrap()
+            .params
+        + Conv2dParams::new(64, 256, 1)
+            .bias(false)
+            .cost([1, 64, 56, 56])
+            .unwrap()
+            .params;
+    assert_eq!(bottleneck, 69_632);
+    // Bias adds C_out parameters; stride and padding change MACs through the output size.
+    let p = Conv2dParams::new(3, 32, 3).stride(2).padding(1);
+    let c = p.cost([2, 3, 224, 224]).unwrap();
+    assert_eq!(c.params, 32 * 3 * 9 + 32);
+    assert_eq!(c.macs, 32 * 3 * 9 * 2 * 112 * 112);
 }

@@ -156,7 +156,7 @@ impl Conv2dParams {
         if self.groups == 0 {
             return Err(invalid("groups", "must be at least 1, got 0"));
         }
-        if self.in_channels % self.groups != 0 {
+        if !self.in_channels.is_multiple_of(self.groups) {
             return Err(invalid(
                 "groups",
                 format!(
@@ -165,7 +165,7 @@ impl Conv2dParams {
                 ),
             ));
         }
-        if self.out_channels % self.groups != 0 {
+        if !self.out_channels.is_multiple_of(self.groups) {
             return Err(invalid(
                 "groups",
                 format!(
@@ -226,11 +226,15 @@ impl Conv2dParams {
     /// number of output pixels (per image, times N).
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let out = self.output_shape(input)?;
-        let weights = (self.out_channels
-            * self.in_per_group()
-            * self.kernel_size.0
-            * self.kernel_size.1) as u64;
-        let params = weights + if self.bias { self.out_channels as u64 } else { 0 };
+        let weights =
+            (self.out_channels * self.in_per_group() * self.kernel_size.0 * self.kernel_size.1)
+                as u64;
+        let params = weights
+            + if self.bias {
+                self.out_channels as u64
+            } else {
+                0
+            };
         let out_pixels = (out[0] * out[2] * out[3]) as u64;
         let elems_in: u64 = input.iter().product::<usize>() as u64;
         let elems_out: u64 = out.iter().product::<usize>() as u64;
@@ -293,7 +297,9 @@ impl ConvKernel {
     pub fn supports(self, params: &Conv2dParams, input: [usize; 4]) -> bool {
         match self {
             ConvKernel::Direct => true,
-            ConvKernel::Pointwise => params.is_pointwise() && (input[2] * input[3]) % 4 == 0,
+            ConvKernel::Pointwise => {
+                params.is_pointwise() && (input[2] * input[3]).is_multiple_of(4)
+            }
             ConvKernel::Depthwise => params.is_depthwise(),
         }
     }
@@ -404,10 +410,7 @@ impl Conv2d {
                 ))
             }
             (false, Some(_)) => {
-                return Err(invalid(
-                    "bias",
-                    "a bias was given but params.bias is false",
-                ))
+                return Err(invalid("bias", "a bias was given but params.bias is false"))
             }
         };
         let weight_host: Vec<f32> = weight.iter().copied().collect();
@@ -527,10 +530,8 @@ impl Conv2d {
                 let tile_blocks = tiles.div_ceil(WORKGROUP);
                 u.strips_x = tiles as u32;
                 u.work = tile_blocks as u32;
-                let pipeline = gpu.pipeline(
-                    "conv_pointwise.wgsl",
-                    &[act, ("OC_VEC", oc_vec as f64)],
-                )?;
+                let pipeline =
+                    gpu.pipeline("conv_pointwise.wgsl", &[act, ("OC_VEC", oc_vec as f64)])?;
                 let weight = self.blocked()?;
                 rec.dispatch(
                     &pipeline,

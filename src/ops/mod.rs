@@ -1,6 +1,6 @@
 //! GPU ops: parameters with PyTorch names, validation against a shape, kernel choice,
 //! dispatch and cost. Each file is one op family; its CPU oracle lives under the same
-//! name in [`crate::reference`].
+//! name in [`crate::reference`](mod@crate::reference).
 
 pub mod conv;
 

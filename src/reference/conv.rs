@@ -84,5 +84,10 @@ pub fn depthwise_separable(
 ) -> Result<Array4<f32>> {
     params.validate()?;
     let mid = conv2d(&params.depthwise, input, depthwise_weight, depthwise_bias)?;
-    conv2d(&params.pointwise, mid.view(), pointwise_weight, pointwise_bias)
+    conv2d(
+        &params.pointwise,
+        mid.view(),
+        pointwise_weight,
+        pointwise_bias,
+    )
 }

@@ -37,11 +37,18 @@ pub fn random1(rng: &mut StdRng, len: usize) -> Array1<f32> {
 }
 
 /// Asserts `|got - want| <= bound` elementwise, printing the first offenders.
-pub fn assert_close(got: ArrayView4<f32>, want: ArrayView4<f32>, bound: ArrayView4<f32>, what: &str) {
+pub fn assert_close(
+    got: ArrayView4<f32>,
+    want: ArrayView4<f32>,
+    bound: ArrayView4<f32>,
+    what: &str,
+) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     let mut bad = Vec::new();
     for ((idx, &g), (&w, &b)) in got.indexed_iter().zip(want.iter().zip(bound.iter())) {
-        if !((g - w).abs() <= b) {
+        // Written so that NaN fails: a NaN difference is not within any bound.
+        let within = (g - w).abs() <= b;
+        if !within {
             bad.push(format!("{idx:?}: got {g}, want {w} (bound {b})"));
         }
     }
