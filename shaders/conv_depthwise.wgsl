@@ -7,17 +7,17 @@
 // (n, c, row strip) so that small planes still fill whole workgroups.
 #include "common.wgsl"
 
+// Register tile (see src/shaders.rs and conv_direct.wgsl).
+const PX: u32 = 8u; // @specialize
+const ROW: u32 = 10u; // @specialize
+const ROWBUF: u32 = 1u; // @specialize
+
 override KH: u32 = 3u;
 override KW: u32 = 3u;
 override SH: u32 = 1u;
 override SW: u32 = 1u;
 override DH: u32 = 1u;
 override DW: u32 = 1u;
-override ROW: u32 = 10u;
-override ROWBUF: bool = true;
-
-const PX: u32 = 8u;
-const ROW_MAX: u32 = 40u;
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -55,28 +55,28 @@ fn main(
 
     // Function-scope variables start zeroed in WGSL.
     var acc: array<f32, PX>;
-    var row: array<f32, ROW_MAX>;
+    var row: array<f32, ROW>;
     for (var ky = 0u; ky < KH; ky++) {
         let iy = iy0 + i32(ky * DH);
         if (iy >= 0 && iy < i32(p.h)) {
-        let base = (plane + u32(iy)) * p.w;
-        if (ROWBUF) {
-            for (var r = 0u; r < ROW; r++) {
-                row[r] = load_x(base, ix0 + i32(r));
-            }
-        }
-        for (var kx = 0u; kx < KW; kx++) {
-            let wv = wt[(c * KH + ky) * KW + kx];
-            for (var j = 0u; j < PX; j++) {
-                var v: f32;
-                if (ROWBUF) {
-                    v = row[j * SW + kx * DW];
-                } else {
-                    v = load_x(base, ix0 + i32(j * SW + kx * DW));
+            let base = (plane + u32(iy)) * p.w;
+            if (ROWBUF == 1u) {
+                for (var r = 0u; r < ROW; r++) {
+                    row[r] = load_x(base, ix0 + i32(r));
                 }
-                acc[j] = fma(v, wv, acc[j]);
             }
-        }
+            for (var kx = 0u; kx < KW; kx++) {
+                let wv = wt[(c * KH + ky) * KW + kx];
+                for (var j = 0u; j < PX; j++) {
+                    var v: f32;
+                    if (ROWBUF == 1u) {
+                        v = row[j * SW + kx * DW];
+                    } else {
+                        v = load_x(base, ix0 + i32(j * SW + kx * DW));
+                    }
+                    acc[j] = fma(v, wv, acc[j]);
+                }
+            }
         }
     }
     let b = bias[c];

@@ -2,12 +2,22 @@
 //
 // Each invocation computes PX consecutive output pixels of one row for 4 * OC_VEC output
 // channels of one group. Loads dominate on every GPU and on lavapipe most of all, so the
-// tile is built for reuse: one vec4 weight load serves PX pixels and one input load serves
-// up to 4 * OC_VEC channels and, through the row buffer, every kernel column that reads it.
+// tile is built for reuse: one vec4 weight load serves PX pixels, and one input load
+// serves 4 * OC_VEC channels and, through the row buffer, every kernel column that reads it.
 //
-// Weights are repacked as [g][C_in/g][kH][kW][C_out/g padded to 4 * OC_VEC] (src/ops/conv.rs).
+// Weights are repacked as [g][C_in/g][kH][kW][C_out/g padded to 4 * OC_VEC] (src/ops/conv.rs),
+// so a weight address depends only on the workgroup and the loop counters.
 // Workgroups: linear index = ((n * groups + g) * oc_blocks_pg + block) * work + strip block.
 #include "common.wgsl"
+
+// Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
+const PX: u32 = 8u; // @specialize
+const OC_VEC: u32 = 2u; // @specialize
+// Input row segment of one strip, (PX - 1) * SW + (KW - 1) * DW + 1, when ROWBUF is 1:
+// each input is then loaded once per kernel row and reused by every kernel column.
+// With ROWBUF 0 (very wide dilations) inputs are loaded per (column, pixel).
+const ROW: u32 = 10u; // @specialize
+const ROWBUF: u32 = 1u; // @specialize
 
 override KH: u32 = 3u;
 override KW: u32 = 3u;
@@ -15,16 +25,6 @@ override SH: u32 = 1u;
 override SW: u32 = 1u;
 override DH: u32 = 1u;
 override DW: u32 = 1u;
-// 1: four output channels per invocation, 2: eight.
-override OC_VEC: u32 = 2u;
-// Input row segment read by one strip: (PX - 1) * SW + (KW - 1) * DW + 1.
-override ROW: u32 = 10u;
-// True when ROW <= ROW_MAX: load each input of the segment once per row and reuse it for
-// every kernel column; otherwise load per (column, pixel).
-override ROWBUF: bool = true;
-
-const PX: u32 = 8u;
-const ROW_MAX: u32 = 40u;
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -36,6 +36,28 @@ fn load_x(base: u32, ix: i32) -> f32 {
     let inside = ix >= 0 && ix < i32(p.w);
     let v = x[base + u32(clamp(ix, 0, i32(p.w) - 1))];
     return select(0.0, v, inside);
+}
+
+// acc[j] += xs[j] * w for the PX pixels of the strip.
+fn accumulate(acc: ptr<function, array<vec4<f32>, PX>>, xs: ptr<function, array<f32, PX>>, w: vec4<f32>) {
+    for (var j = 0u; j < PX; j++) {
+        (*acc)[j] = fma(vec4<f32>((*xs)[j]), w, (*acc)[j]);
+    }
+}
+
+// Bias, activation and store of four channels (co0 .. co0 + 3 within the group).
+fn store(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32, oy: u32, ox0: u32) {
+    for (var k = 0u; k < 4u; k++) {
+        let co = co0 + k;
+        let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
+        let b = bias[cc];
+        let out_row = ((n * p.c_out + cc) * p.oh + oy) * p.ow;
+        for (var j = 0u; j < PX; j++) {
+            if (co < p.cout_pg && ox0 + j < p.ow) {
+                y[out_row + ox0 + j] = activate((*acc)[j][k] + b);
+            }
+        }
+    }
 }
 
 @compute @workgroup_size(64)
@@ -68,63 +90,55 @@ fn main(
     // Function-scope variables start zeroed in WGSL.
     var acc0: array<vec4<f32>, PX>;
     var acc1: array<vec4<f32>, PX>;
-    var row: array<f32, ROW_MAX>;
+    var acc2: array<vec4<f32>, PX>;
+    var acc3: array<vec4<f32>, PX>;
+    var row: array<f32, ROW>;
+    var xs: array<f32, PX>;
 
     for (var ci = 0u; ci < p.cin_pg; ci++) {
-        let plane = ((n * p.c_in + g * p.cin_pg + ci) * p.h) ;
+        let plane = (n * p.c_in + g * p.cin_pg + ci) * p.h;
         for (var ky = 0u; ky < KH; ky++) {
             let iy = iy0 + i32(ky * DH);
             if (iy >= 0 && iy < i32(p.h)) {
-            let base = (plane + u32(iy)) * p.w;
-            let wrow = ((g * p.cin_pg + ci) * KH + ky) * KW;
-            if (ROWBUF) {
-                for (var r = 0u; r < ROW; r++) {
-                    row[r] = load_x(base, ix0 + i32(r));
-                }
-            }
-            for (var kx = 0u; kx < KW; kx++) {
-                let widx = (wrow + kx) * oc_pad4 + oc0 / 4u;
-                let w0 = wt[widx];
-                var w1 = vec4<f32>(0.0);
-                if (OC_VEC > 1u) {
-                    w1 = wt[widx + 1u];
-                }
-                for (var j = 0u; j < PX; j++) {
-                    var v: f32;
-                    if (ROWBUF) {
-                        v = row[j * SW + kx * DW];
-                    } else {
-                        v = load_x(base, ix0 + i32(j * SW + kx * DW));
+                let base = (plane + u32(iy)) * p.w;
+                let wrow = ((g * p.cin_pg + ci) * KH + ky) * KW;
+                if (ROWBUF == 1u) {
+                    for (var r = 0u; r < ROW; r++) {
+                        row[r] = load_x(base, ix0 + i32(r));
                     }
-                    acc0[j] = fma(vec4<f32>(v), w0, acc0[j]);
+                }
+                for (var kx = 0u; kx < KW; kx++) {
+                    for (var j = 0u; j < PX; j++) {
+                        if (ROWBUF == 1u) {
+                            xs[j] = row[j * SW + kx * DW];
+                        } else {
+                            xs[j] = load_x(base, ix0 + i32(j * SW + kx * DW));
+                        }
+                    }
+                    let widx = (wrow + kx) * oc_pad4 + oc0 / 4u;
+                    accumulate(&acc0, &xs, wt[widx]);
                     if (OC_VEC > 1u) {
-                        acc1[j] = fma(vec4<f32>(v), w1, acc1[j]);
+                        accumulate(&acc1, &xs, wt[widx + 1u]);
+                    }
+                    if (OC_VEC > 2u) {
+                        accumulate(&acc2, &xs, wt[widx + 2u]);
+                    }
+                    if (OC_VEC > 3u) {
+                        accumulate(&acc3, &xs, wt[widx + 3u]);
                     }
                 }
-            }
             }
         }
     }
 
-    // Every loop below has a constant trip count and no early exit, so the compiler can
-    // unroll it and keep acc0 / acc1 in registers (a dynamic index would spill them).
-    let co_base = g * p.cout_pg;
-    for (var k = 0u; k < 4u * OC_VEC; k++) {
-        let co = oc0 + k;
-        let co_ok = co < p.cout_pg;
-        let cc = co_base + min(co, p.cout_pg - 1u);
-        let b = bias[cc];
-        let out_row = ((n * p.c_out + cc) * p.oh + oy) * p.ow;
-        for (var j = 0u; j < PX; j++) {
-            var a: f32;
-            if (k < 4u) {
-                a = acc0[j][k];
-            } else {
-                a = acc1[j][k - 4u];
-            }
-            if (co_ok && ox0 + j < p.ow) {
-                y[out_row + ox0 + j] = activate(a + b);
-            }
-        }
+    store(&acc0, oc0, g, n, oy, ox0);
+    if (OC_VEC > 1u) {
+        store(&acc1, oc0 + 4u, g, n, oy, ox0);
+    }
+    if (OC_VEC > 2u) {
+        store(&acc2, oc0 + 8u, g, n, oy, ox0);
+    }
+    if (OC_VEC > 3u) {
+        store(&acc3, oc0 + 12u, g, n, oy, ox0);
     }
 }

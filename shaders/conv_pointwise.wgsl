@@ -1,21 +1,39 @@
 // Pointwise (1x1, stride 1, no padding, one group) convolution as a tiled matrix product:
 // Y[n] (C_out x P) = W (C_out x C_in) * X[n] (C_in x P), P = H * W divisible by 4.
 //
-// Each invocation computes 16 pixels (four vec4 loads per input channel) for 4 * OC_VEC
-// output channels (one or two vec4 weight loads per input channel), so every load feeds
-// 16 or 32 multiply-adds. Weights are [C_in][C_out padded to 4 * OC_VEC] (src/ops/conv.rs).
+// Each invocation computes 4 * Q pixels (Q vec4 loads per input channel) for 4 * OC_VEC
+// output channels (OC_VEC vec4 weight loads per input channel), so every load feeds many
+// multiply-adds. Weights are [C_in][C_out padded to 4 * OC_VEC] (src/ops/conv.rs).
 // Workgroups: linear index = (n * oc_blocks_pg + block) * work + tile block.
 #include "common.wgsl"
 
-override OC_VEC: u32 = 2u;
-
-const Q: u32 = 4u; // vec4 pixel groups per invocation
+// Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
+const Q: u32 = 4u; // @specialize
+const OC_VEC: u32 = 2u; // @specialize
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+
+// acc[q] += xv[q] * w for the Q pixel groups of the tile.
+fn accumulate(acc: ptr<function, array<vec4<f32>, Q>>, xv: ptr<function, array<vec4<f32>, Q>>, w: f32) {
+    for (var q = 0u; q < Q; q++) {
+        (*acc)[q] = fma((*xv)[q], vec4<f32>(w), (*acc)[q]);
+    }
+}
+
+fn store(acc: ptr<function, array<vec4<f32>, Q>>, co: u32, n: u32, q0: u32, p4: u32) {
+    let cc = min(co, p.cout_pg - 1u);
+    let b = bias[cc];
+    let out_row = (n * p.c_out + cc) * p4;
+    for (var q = 0u; q < Q; q++) {
+        if (co < p.cout_pg && q0 + q < p4) {
+            y[out_row + q0 + q] = activate4((*acc)[q] + b);
+        }
+    }
+}
 
 @compute @workgroup_size(64)
 fn main(
@@ -40,49 +58,47 @@ fn main(
     let oc0 = block * 4u * OC_VEC;
     let oc_pad4 = p.cout_pg_pad / 4u;
 
-    // acc[k * Q + q]: output channel oc0 + k, pixels 4 * (q0 + q) .. + 3.
-    // Function-scope variables start zeroed in WGSL.
-    var acc: array<vec4<f32>, 32>;
-    // Pixel groups past the end of the plane read the plane's last group (a harmless
-    // duplicate) and are not written.
-    var qidx: array<u32, Q>;
-    for (var q = 0u; q < Q; q++) {
-        qidx[q] = min(q0 + q, p4 - 1u);
-    }
+    // a{k}: output channel oc0 + k. Function-scope variables start zeroed in WGSL.
+    var a0: array<vec4<f32>, Q>;
+    var a1: array<vec4<f32>, Q>;
+    var a2: array<vec4<f32>, Q>;
+    var a3: array<vec4<f32>, Q>;
+    var a4: array<vec4<f32>, Q>;
+    var a5: array<vec4<f32>, Q>;
+    var a6: array<vec4<f32>, Q>;
+    var a7: array<vec4<f32>, Q>;
+    var xv: array<vec4<f32>, Q>;
 
     for (var ci = 0u; ci < p.c_in; ci++) {
         let xrow = (n * p.c_in + ci) * p4;
-        var xv: array<vec4<f32>, Q>;
+        // Pixel groups past the end of the plane re-read its last group (harmless; they
+        // are not stored).
         for (var q = 0u; q < Q; q++) {
-            xv[q] = x[xrow + qidx[q]];
+            xv[q] = x[xrow + min(q0 + q, p4 - 1u)];
         }
         let widx = ci * oc_pad4 + oc0 / 4u;
         let w0 = wt[widx];
-        for (var k = 0u; k < 4u; k++) {
-            for (var q = 0u; q < Q; q++) {
-                acc[k * Q + q] = fma(xv[q], vec4<f32>(w0[k]), acc[k * Q + q]);
-            }
-        }
+        accumulate(&a0, &xv, w0.x);
+        accumulate(&a1, &xv, w0.y);
+        accumulate(&a2, &xv, w0.z);
+        accumulate(&a3, &xv, w0.w);
         if (OC_VEC > 1u) {
             let w1 = wt[widx + 1u];
-            for (var k = 0u; k < 4u; k++) {
-                for (var q = 0u; q < Q; q++) {
-                    acc[(k + 4u) * Q + q] = fma(xv[q], vec4<f32>(w1[k]), acc[(k + 4u) * Q + q]);
-                }
-            }
+            accumulate(&a4, &xv, w1.x);
+            accumulate(&a5, &xv, w1.y);
+            accumulate(&a6, &xv, w1.z);
+            accumulate(&a7, &xv, w1.w);
         }
     }
 
-    // Constant trip counts and no early exit: the loops unroll and acc stays in registers.
-    for (var k = 0u; k < 4u * OC_VEC; k++) {
-        let co = oc0 + k;
-        let cc = min(co, p.cout_pg - 1u);
-        let b = bias[cc];
-        let out_row = (n * p.c_out + cc) * p4;
-        for (var q = 0u; q < Q; q++) {
-            if (co < p.cout_pg && q0 + q < p4) {
-                y[out_row + q0 + q] = activate4(acc[k * Q + q] + b);
-            }
-        }
+    store(&a0, oc0, n, q0, p4);
+    store(&a1, oc0 + 1u, n, q0, p4);
+    store(&a2, oc0 + 2u, n, q0, p4);
+    store(&a3, oc0 + 3u, n, q0, p4);
+    if (OC_VEC > 1u) {
+        store(&a4, oc0 + 4u, n, q0, p4);
+        store(&a5, oc0 + 5u, n, q0, p4);
+        store(&a6, oc0 + 6u, n, q0, p4);
+        store(&a7, oc0 + 7u, n, q0, p4);
     }
 }

@@ -152,6 +152,7 @@ impl Tensor {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct PipelineKey {
     shader: &'static str,
+    specialize: Vec<(&'static str, u32)>,
     constants: Vec<(&'static str, u64)>,
 }
 
@@ -161,7 +162,7 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(&'static str, Vec<(&'static str, u32)>), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pipelines_created: AtomicUsize,
     pool: Arc<Mutex<Pool>>,
@@ -475,15 +476,17 @@ impl Gpu {
         self.recorder().download_async(tensor).await
     }
 
-    /// Returns the compiled pipeline for `shader` with `constants` (override values),
-    /// compiling it on first use only.
+    /// Returns the compiled pipeline for `shader` with `specialize` (`@specialize` constants,
+    /// see [`shaders`]) and `constants` (WGSL override values), compiling it on first use only.
     pub(crate) fn pipeline(
         &self,
         shader: &'static str,
+        specialize: &[(&'static str, u32)],
         constants: &[(&'static str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
         let key = PipelineKey {
             shader,
+            specialize: specialize.to_vec(),
             constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
         };
         if let Some(p) = self
@@ -498,9 +501,10 @@ impl Gpu {
         let module = {
             let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
             modules
-                .entry(shader)
+                .entry((shader, specialize.to_vec()))
                 .or_insert_with(|| {
-                    let source = shaders::source(shader).expect("known shader");
+                    let source = shaders::source(shader, specialize)
+                        .expect("known shader and specialisation names");
                     self.inner
                         .device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {

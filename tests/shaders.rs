@@ -29,7 +29,20 @@ fn every_shader_file_is_embedded() {
 fn shaders_validate_and_translate_to_every_backend() {
     let mut count = 0;
     for name in segblocks::shaders::names() {
-        let source = segblocks::shaders::source(name).unwrap();
+        // The file's defaults, and every `@specialize` constant at its smallest value.
+        let specs = segblocks::shaders::specializations(name);
+        let ones: Vec<(&str, u32)> = specs.iter().map(|(n, _)| (n.as_str(), 1)).collect();
+        for specialize in [Vec::new(), ones] {
+            translate_everywhere(name, &specialize);
+            count += 1;
+        }
+    }
+    assert!(count >= 6, "expected the conv shaders, found {count}");
+}
+
+fn translate_everywhere(name: &str, specialize: &[(&str, u32)]) {
+    {
+        let source = segblocks::shaders::source(name, specialize).unwrap();
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
         let info = validate(&module);
@@ -91,7 +104,5 @@ fn shaders_validate_and_translate_to_every_backend() {
         )
         .and_then(|mut w| w.write().map(|_| ()))
         .unwrap_or_else(|e| panic!("{name}: GLSL: {e}"));
-        count += 1;
     }
-    assert!(count >= 3, "expected the conv shaders, found {count}");
 }

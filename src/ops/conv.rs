@@ -317,13 +317,13 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4]) -> ConvKernel {
     }
 }
 
-/// Output pixels per invocation along a row (`PX` in `conv_direct.wgsl`).
-const DIRECT_PX: usize = 8;
-/// Longest input row segment `conv_direct.wgsl` keeps in registers (`ROW_MAX`).
+/// Most output pixels per invocation along a row (`PX` in `conv_direct.wgsl`).
+const DIRECT_PX_MAX: usize = 16;
+/// Longest input row segment `conv_direct.wgsl` keeps in registers (`ROW`).
 const DIRECT_ROW_MAX: usize = 40;
 /// Output pixels per invocation along a row (`PX` in `conv_depthwise.wgsl`).
 const DEPTHWISE_PX: usize = 8;
-/// Longest input row segment `conv_depthwise.wgsl` keeps in registers (`ROW_MAX`).
+/// Longest input row segment `conv_depthwise.wgsl` keeps in registers (`ROW`).
 const DEPTHWISE_ROW_MAX: usize = 40;
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
@@ -467,11 +467,16 @@ impl Conv2d {
             ));
         }
         let output = gpu.empty("output", out_shape)?;
-        let oc_vec = oc_vec(p);
-        let oc_tile = 4 * oc_vec;
+        // Output channels per invocation in vec4 units; the blocked weight layout is padded
+        // for the largest tile, so every kernel's tile divides it.
+        let oc_vec = match kernel {
+            ConvKernel::Direct => layout_oc_vec(p),
+            ConvKernel::Pointwise => layout_oc_vec(p).min(2),
+            ConvKernel::Depthwise => 1,
+        };
         let cout_pg = p.out_per_group();
-        let cout_pg_pad = cout_pg.div_ceil(oc_tile) * oc_tile;
-        let oc_blocks_pg = cout_pg_pad / oc_tile;
+        let cout_pg_pad = blocked_pad(p);
+        let oc_blocks_pg = cout_pg.div_ceil(4 * oc_vec);
         let [n, _, oh, ow] = out_shape;
         let mut u = ConvUniform {
             n: n as u32,
@@ -494,14 +499,22 @@ impl Conv2d {
         let act = ("ACT", p.activation.shader_code());
         match kernel {
             ConvKernel::Direct => {
-                let strips_x = ow.div_ceil(DIRECT_PX);
+                let px = direct_px(ow);
+                let strips_x = ow.div_ceil(px);
                 let strips = oh * strips_x;
                 let strip_blocks = strips.div_ceil(WORKGROUP);
                 u.strips_x = strips_x as u32;
                 u.work = strip_blocks as u32;
-                let row = (DIRECT_PX - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
+                let row = (px - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
+                let rowbuf = row <= DIRECT_ROW_MAX;
                 let pipeline = gpu.pipeline(
                     "conv_direct.wgsl",
+                    &[
+                        ("PX", px as u32),
+                        ("OC_VEC", oc_vec as u32),
+                        ("ROW", if rowbuf { row as u32 } else { 1 }),
+                        ("ROWBUF", rowbuf as u32),
+                    ],
                     &[
                         act,
                         ("KH", p.kernel_size.0 as f64),
@@ -510,9 +523,6 @@ impl Conv2d {
                         ("SW", p.stride.1 as f64),
                         ("DH", p.dilation.0 as f64),
                         ("DW", p.dilation.1 as f64),
-                        ("OC_VEC", oc_vec as f64),
-                        ("ROW", row as f64),
-                        ("ROWBUF", if row <= DIRECT_ROW_MAX { 1.0 } else { 0.0 }),
                     ],
                 )?;
                 let weight = self.blocked()?;
@@ -530,8 +540,11 @@ impl Conv2d {
                 let tile_blocks = tiles.div_ceil(WORKGROUP);
                 u.strips_x = tiles as u32;
                 u.work = tile_blocks as u32;
-                let pipeline =
-                    gpu.pipeline("conv_pointwise.wgsl", &[act, ("OC_VEC", oc_vec as f64)])?;
+                let pipeline = gpu.pipeline(
+                    "conv_pointwise.wgsl",
+                    &[("Q", (POINTWISE_PX / 4) as u32), ("OC_VEC", oc_vec as u32)],
+                    &[act],
+                )?;
                 let weight = self.blocked()?;
                 rec.dispatch(
                     &pipeline,
@@ -547,8 +560,14 @@ impl Conv2d {
                 u.work = total as u32;
                 let row =
                     (DEPTHWISE_PX - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
+                let rowbuf = row <= DEPTHWISE_ROW_MAX;
                 let pipeline = gpu.pipeline(
                     "conv_depthwise.wgsl",
+                    &[
+                        ("PX", DEPTHWISE_PX as u32),
+                        ("ROW", if rowbuf { row as u32 } else { 1 }),
+                        ("ROWBUF", rowbuf as u32),
+                    ],
                     &[
                         act,
                         ("KH", p.kernel_size.0 as f64),
@@ -557,8 +576,6 @@ impl Conv2d {
                         ("SW", p.stride.1 as f64),
                         ("DH", p.dilation.0 as f64),
                         ("DW", p.dilation.1 as f64),
-                        ("ROW", row as f64),
-                        ("ROWBUF", if row <= DEPTHWISE_ROW_MAX { 1.0 } else { 0.0 }),
                     ],
                 )?;
                 let weight = self.plain()?;
@@ -596,28 +613,40 @@ impl Conv2d {
     }
 }
 
-/// Output channels per invocation, in vec4 units: 2 (eight channels) unless a group has
-/// four output channels or fewer, where a second vec4 would be padding.
-fn oc_vec(p: &Conv2dParams) -> usize {
-    if p.out_per_group() <= 4 {
-        1
-    } else {
-        2
+/// Output channels per invocation of the direct kernel, in vec4 units: up to 4 (sixteen
+/// channels), fewer when a group has fewer output channels, where the rest would be padding.
+fn layout_oc_vec(p: &Conv2dParams) -> usize {
+    match std::env::var("SEGBLOCKS_OCVEC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(v) => v,
+        None => p.out_per_group().div_ceil(4).min(2),
     }
 }
 
+/// Pixels per invocation for the direct kernel: as many as fit (up to 16), spread evenly
+/// over the row so the last strip is not mostly padding (56 -> 4 x 14, 28 -> 2 x 14).
+fn direct_px(out_w: usize) -> usize {
+    let strips = out_w.div_ceil(DIRECT_PX_MAX);
+    out_w.div_ceil(strips)
+}
+
+/// Output channels per group in the blocked weight layout (padded to the largest tile).
+fn blocked_pad(p: &Conv2dParams) -> usize {
+    let tile = 4 * layout_oc_vec(p);
+    p.out_per_group().div_ceil(tile) * tile
+}
+
 fn blocked_len(p: &Conv2dParams) -> usize {
-    let tile = 4 * oc_vec(p);
-    let pad = p.out_per_group().div_ceil(tile) * tile;
-    p.groups * p.in_per_group() * p.kernel_size.0 * p.kernel_size.1 * pad
+    p.groups * p.in_per_group() * p.kernel_size.0 * p.kernel_size.1 * blocked_pad(p)
 }
 
 /// Repacks PyTorch weights `[C_out][C_in/g][kH][kW]` into `[g][C_in/g][kH][kW][C_out/g pad]`
 /// so that one vec4 load brings four output channels' weights for one tap.
 fn pack_blocked(p: &Conv2dParams, w: &[f32]) -> Vec<f32> {
-    let tile = 4 * oc_vec(p);
     let (cin_pg, cout_pg) = (p.in_per_group(), p.out_per_group());
-    let pad = cout_pg.div_ceil(tile) * tile;
+    let pad = blocked_pad(p);
     let (kh, kw) = p.kernel_size;
     let mut out = vec![0.0f32; blocked_len(p)];
     for g in 0..p.groups {
