@@ -11,20 +11,19 @@
 //! shader compilers such as Mesa's unroll and keep in registers) need constant sizes.
 //! Everything else is specialised with `override` constants at pipeline creation.
 
+/// `(file name, text)` of a file under `shaders/`.
+macro_rules! wgsl {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../shaders/", $name)))
+    };
+}
+
 const FILES: &[(&str, &str)] = &[
-    ("common.wgsl", include_str!("../shaders/common.wgsl")),
-    (
-        "conv_direct.wgsl",
-        include_str!("../shaders/conv_direct.wgsl"),
-    ),
-    (
-        "conv_pointwise.wgsl",
-        include_str!("../shaders/conv_pointwise.wgsl"),
-    ),
-    (
-        "conv_depthwise.wgsl",
-        include_str!("../shaders/conv_depthwise.wgsl"),
-    ),
+    wgsl!("common.wgsl"),
+    wgsl!("conv_direct.wgsl"),
+    wgsl!("conv_pointwise.wgsl"),
+    wgsl!("conv_depthwise.wgsl"),
+    wgsl!("conv_transpose.wgsl"),
 ];
 
 /// Names of the compute shaders (the files with an entry point `main`).

@@ -328,27 +328,27 @@ const DEPTHWISE_ROW_MAX: usize = 40;
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
 /// Invocations per workgroup in every conv shader.
-const WORKGROUP: usize = 64;
+pub(crate) const WORKGROUP: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ConvUniform {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    oh: u32,
-    ow: u32,
-    groups: u32,
-    cin_pg: u32,
-    cout_pg: u32,
-    cout_pg_pad: u32,
-    oc_blocks_pg: u32,
-    pad_h: u32,
-    pad_w: u32,
-    strips_x: u32,
-    work: u32,
+pub(crate) struct ConvUniform {
+    pub(crate) n: u32,
+    pub(crate) c_in: u32,
+    pub(crate) h: u32,
+    pub(crate) w: u32,
+    pub(crate) c_out: u32,
+    pub(crate) oh: u32,
+    pub(crate) ow: u32,
+    pub(crate) groups: u32,
+    pub(crate) cin_pg: u32,
+    pub(crate) cout_pg: u32,
+    pub(crate) cout_pg_pad: u32,
+    pub(crate) oc_blocks_pg: u32,
+    pub(crate) pad_h: u32,
+    pub(crate) pad_w: u32,
+    pub(crate) strips_x: u32,
+    pub(crate) work: u32,
 }
 
 /// A convolution layer on the GPU: parameters plus weights uploaded once, in the layout
@@ -391,28 +391,7 @@ impl Conv2d {
                 actual: weight.shape().to_vec(),
             });
         }
-        let bias_host = match (params.bias, bias) {
-            (true, Some(b)) => {
-                if b.len() != params.out_channels {
-                    return Err(Error::ShapeMismatch {
-                        name: "bias",
-                        expected: vec![params.out_channels],
-                        actual: vec![b.len()],
-                    });
-                }
-                b.to_vec()
-            }
-            (false, None) => vec![0.0; params.out_channels],
-            (true, None) => {
-                return Err(invalid(
-                    "bias",
-                    "params.bias is true but no bias was given (use .bias(false) for none)",
-                ))
-            }
-            (false, Some(_)) => {
-                return Err(invalid("bias", "a bias was given but params.bias is false"))
-            }
-        };
+        let bias_host = bias_or_zeros(params.bias, params.out_channels, bias)?;
         let weight_host: Vec<f32> = weight.iter().copied().collect();
         gpu.check_binding_size("weight", 4 * blocked_len(&params) as u64)?;
         Ok(Conv2d {
@@ -470,12 +449,12 @@ impl Conv2d {
         // Output channels per invocation in vec4 units; the blocked weight layout is padded
         // for the largest tile, so every kernel's tile divides it.
         let oc_vec = match kernel {
-            ConvKernel::Direct => layout_oc_vec(p),
-            ConvKernel::Pointwise => layout_oc_vec(p).min(2),
+            ConvKernel::Direct => tile_oc_vec(p.out_per_group()),
+            ConvKernel::Pointwise => tile_oc_vec(p.out_per_group()).min(2),
             ConvKernel::Depthwise => 1,
         };
         let cout_pg = p.out_per_group();
-        let cout_pg_pad = blocked_pad(p);
+        let cout_pg_pad = blocked_pad(cout_pg);
         let oc_blocks_pg = cout_pg.div_ceil(4 * oc_vec);
         let [n, _, oh, ow] = out_shape;
         let mut u = ConvUniform {
@@ -499,7 +478,7 @@ impl Conv2d {
         let act = ("ACT", p.activation.shader_code());
         match kernel {
             ConvKernel::Direct => {
-                let px = direct_px(ow);
+                let px = strip_px(ow);
                 let strips_x = ow.div_ceil(px);
                 let strips = oh * strips_x;
                 let strip_blocks = strips.div_ceil(WORKGROUP);
@@ -613,40 +592,58 @@ impl Conv2d {
     }
 }
 
-/// Output channels per invocation of the direct kernel, in vec4 units: up to 4 (sixteen
-/// channels), fewer when a group has fewer output channels, where the rest would be padding.
-fn layout_oc_vec(p: &Conv2dParams) -> usize {
-    match std::env::var("SEGBLOCKS_OCVEC")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(v) => v,
-        None => p.out_per_group().div_ceil(4).min(2),
+/// The bias as given, or zeros for a layer without one; an error when the bias and the
+/// `bias` flag disagree or its length is not `out_channels`.
+pub(crate) fn bias_or_zeros(
+    has_bias: bool,
+    out_channels: usize,
+    bias: Option<ArrayView1<f32>>,
+) -> Result<Vec<f32>> {
+    match (has_bias, bias) {
+        (true, Some(b)) if b.len() != out_channels => Err(Error::ShapeMismatch {
+            name: "bias",
+            expected: vec![out_channels],
+            actual: vec![b.len()],
+        }),
+        (true, Some(b)) => Ok(b.to_vec()),
+        (false, None) => Ok(vec![0.0; out_channels]),
+        (true, None) => Err(invalid(
+            "bias",
+            "params.bias is true but no bias was given (use .bias(false) for none)",
+        )),
+        (false, Some(_)) => Err(invalid("bias", "a bias was given but params.bias is false")),
     }
 }
 
-/// Pixels per invocation for the direct kernel: as many as fit (up to 16), spread evenly
-/// over the row so the last strip is not mostly padding (56 -> 4 x 14, 28 -> 2 x 14).
-fn direct_px(out_w: usize) -> usize {
+/// Output channels per invocation of the register-tiled kernels, in vec4 units: up to 4
+/// (sixteen channels), fewer when a group has fewer output channels, where the rest of the
+/// tile would be padding.
+pub(crate) fn tile_oc_vec(cout_pg: usize) -> usize {
+    cout_pg.div_ceil(4).min(4)
+}
+
+/// Pixels per invocation for the row-strip kernels: as many as fit (up to 16), spread
+/// evenly over the row so the last strip is not mostly padding (56 -> 4 x 14, 28 -> 2 x 14).
+pub(crate) fn strip_px(out_w: usize) -> usize {
     let strips = out_w.div_ceil(DIRECT_PX_MAX);
     out_w.div_ceil(strips)
 }
 
 /// Output channels per group in the blocked weight layout (padded to the largest tile).
-fn blocked_pad(p: &Conv2dParams) -> usize {
-    let tile = 4 * layout_oc_vec(p);
-    p.out_per_group().div_ceil(tile) * tile
+pub(crate) fn blocked_pad(cout_pg: usize) -> usize {
+    let tile = 4 * tile_oc_vec(cout_pg);
+    cout_pg.div_ceil(tile) * tile
 }
 
 fn blocked_len(p: &Conv2dParams) -> usize {
-    p.groups * p.in_per_group() * p.kernel_size.0 * p.kernel_size.1 * blocked_pad(p)
+    p.groups * p.in_per_group() * p.kernel_size.0 * p.kernel_size.1 * blocked_pad(p.out_per_group())
 }
 
 /// Repacks PyTorch weights `[C_out][C_in/g][kH][kW]` into `[g][C_in/g][kH][kW][C_out/g pad]`
 /// so that one vec4 load brings four output channels' weights for one tap.
 fn pack_blocked(p: &Conv2dParams, w: &[f32]) -> Vec<f32> {
     let (cin_pg, cout_pg) = (p.in_per_group(), p.out_per_group());
-    let pad = blocked_pad(p);
+    let pad = blocked_pad(cout_pg);
     let (kh, kw) = p.kernel_size;
     let mut out = vec![0.0f32; blocked_len(p)];
     for g in 0..p.groups {

@@ -3,6 +3,7 @@
 //! name in [`crate::reference`](mod@crate::reference).
 
 pub mod conv;
+pub mod conv_transpose;
 
 /// An activation fused into an op's epilogue (applied after the bias).
 ///

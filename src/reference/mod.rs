@@ -3,6 +3,7 @@
 //! path (it only reads the same parameter structs) and is what the GPU is tested against.
 
 pub mod conv;
+pub mod conv_transpose;
 
 use crate::ops::Activation;
 

@@ -1,0 +1,143 @@
+// Transposed convolution (`conv_transpose2d`) written as a gather: each output pixel reads
+// the inputs that reach it, so the result is deterministic (no atomics, no scatter).
+//
+// Output pixel (oy, ox) takes input (iy, ix) through tap (ky, kx) when
+// oy + pH - ky * dH = iy * sH and ox + pW - kx * dW = ix * sW. Pixels of one row whose
+// column has the same phase (ox mod sW) use the same taps, and for consecutive pixels of
+// one phase the inputs are consecutive: so each invocation computes PX pixels of one phase
+// (ox = phase + sW * (strip * PX + j)) for 4 * OC_VEC output channels, the register tile of
+// conv_direct.wgsl. Weights are repacked from PyTorch's [C_in][C_out/g][kH][kW] into
+// [g][C_in/g][kH][kW][C_out/g padded to 4 * OC_VEC] (src/ops/conv_transpose.rs).
+// Workgroups: linear index = ((n * groups + g) * oc_blocks_pg + block) * work + strip block;
+// strips per plane: oh * sW * strips_x.
+#include "common.wgsl"
+
+const PX: u32 = 8u; // @specialize
+const OC_VEC: u32 = 2u; // @specialize
+
+override KH: u32 = 4u;
+override KW: u32 = 4u;
+override SH: u32 = 2u;
+override SW: u32 = 2u;
+override DH: u32 = 1u;
+override DW: u32 = 1u;
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+fn load_x(base: u32, ix: i32) -> f32 {
+    let inside = ix >= 0 && ix < i32(p.w);
+    let v = x[base + u32(clamp(ix, 0, i32(p.w) - 1))];
+    return select(0.0, v, inside);
+}
+
+fn accumulate(acc: ptr<function, array<vec4<f32>, PX>>, xs: ptr<function, array<f32, PX>>, w: vec4<f32>) {
+    for (var j = 0u; j < PX; j++) {
+        (*acc)[j] = fma(vec4<f32>((*xs)[j]), w, (*acc)[j]);
+    }
+}
+
+fn store(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32, oy: u32, phase: u32, j0: u32) {
+    for (var k = 0u; k < 4u; k++) {
+        let co = co0 + k;
+        let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
+        let b = bias[cc];
+        let out_row = ((n * p.c_out + cc) * p.oh + oy) * p.ow;
+        for (var j = 0u; j < PX; j++) {
+            let ox = phase + SW * (j0 + j);
+            if (co < p.cout_pg && ox < p.ow) {
+                y[out_row + ox] = activate((*acc)[j][k] + b);
+            }
+        }
+    }
+}
+
+// True when t is a non-negative multiple of s below s * len; then t / s is the index.
+fn tap_index(t: i32, s: u32, len: u32) -> bool {
+    return t >= 0 && (u32(t) % s) == 0u && u32(t) / s < len;
+}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let wid = linear_workgroup(wg, nwg);
+    let strip_block = wid % p.work;
+    let t = wid / p.work;
+    let block = t % p.oc_blocks_pg;
+    let t2 = t / p.oc_blocks_pg;
+    let g = t2 % p.groups;
+    let n = t2 / p.groups;
+    if (n >= p.n) {
+        return;
+    }
+    let sidx = strip_block * 64u + lid;
+    if (sidx >= p.oh * SW * p.strips_x) {
+        return;
+    }
+    let oy = sidx / (SW * p.strips_x);
+    let rem = sidx % (SW * p.strips_x);
+    let phase = rem / p.strips_x;
+    let j0 = (rem % p.strips_x) * PX;
+    if (phase >= p.ow) {
+        return;
+    }
+    let oc_pad4 = p.cout_pg_pad / 4u;
+    let oc0 = block * 4u * OC_VEC;
+
+    // Function-scope variables start zeroed in WGSL.
+    var acc0: array<vec4<f32>, PX>;
+    var acc1: array<vec4<f32>, PX>;
+    var acc2: array<vec4<f32>, PX>;
+    var acc3: array<vec4<f32>, PX>;
+    var xs: array<f32, PX>;
+
+    for (var ky = 0u; ky < KH; ky++) {
+        let ty = i32(oy + p.pad_h) - i32(ky * DH);
+        if (tap_index(ty, SH, p.h)) {
+            let iy = u32(ty) / SH;
+            for (var kx = 0u; kx < KW; kx++) {
+                // Input column of pixel j: (phase + pW - kx * dW) / sW + j0 + j, when the
+                // numerator is a multiple of sW (the same for every j of this phase).
+                let tx = i32(phase + p.pad_w) - i32(kx * DW);
+                let tx_mod = ((tx % i32(SW)) + i32(SW)) % i32(SW);
+                if (tx_mod == 0) {
+                    let ix0 = tx / i32(SW) + i32(j0);
+                    for (var ci = 0u; ci < p.cin_pg; ci++) {
+                        let base = ((n * p.c_in + g * p.cin_pg + ci) * p.h + iy) * p.w;
+                        for (var j = 0u; j < PX; j++) {
+                            xs[j] = load_x(base, ix0 + i32(j));
+                        }
+                        let widx = (((g * p.cin_pg + ci) * KH + ky) * KW + kx) * oc_pad4 + oc0 / 4u;
+                        accumulate(&acc0, &xs, wt[widx]);
+                        if (OC_VEC > 1u) {
+                            accumulate(&acc1, &xs, wt[widx + 1u]);
+                        }
+                        if (OC_VEC > 2u) {
+                            accumulate(&acc2, &xs, wt[widx + 2u]);
+                        }
+                        if (OC_VEC > 3u) {
+                            accumulate(&acc3, &xs, wt[widx + 3u]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    store(&acc0, oc0, g, n, oy, phase, j0);
+    if (OC_VEC > 1u) {
+        store(&acc1, oc0 + 4u, g, n, oy, phase, j0);
+    }
+    if (OC_VEC > 2u) {
+        store(&acc2, oc0 + 8u, g, n, oy, phase, j0);
+    }
+    if (OC_VEC > 3u) {
+        store(&acc3, oc0 + 12u, g, n, oy, phase, j0);
+    }
+}

@@ -1,0 +1,230 @@
+//! Transposed convolution: GPU gather kernel against the CPU scatter reference, FCN
+//! upsampling configurations, output_padding, groups, dilation, and bad input.
+
+mod common;
+
+use common::*;
+use ndarray::{Array1, Array4};
+use proptest::prelude::*;
+use segblocks::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
+use segblocks::ops::Activation;
+use segblocks::{reference, Error};
+
+/// Error bound per output: at most `L = C_in/g * kH * kW` products are summed, so f32
+/// summation in any order is within `L * eps * sum |x * w|` of the exact value (see
+/// tests/conv.rs); the magnitude sum comes from the reference on |x| and |w|.
+fn bound(
+    params: &ConvTranspose2dParams,
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    b: Option<&Array1<f32>>,
+) -> Array4<f32> {
+    let abs_params = params.activation(Activation::None);
+    let ab = b.map(|b| b.mapv(f32::abs));
+    let mag = reference::conv_transpose::conv_transpose2d(
+        &abs_params,
+        x.mapv(f32::abs).view(),
+        w.mapv(f32::abs).view(),
+        ab.as_ref().map(|b| b.view()),
+    )
+    .unwrap();
+    let terms = (params.in_per_group() * params.kernel_size.0 * params.kernel_size.1 + 1) as f32;
+    mag.mapv(|m| 2.0 * terms * f32::EPSILON * m + 1e-6)
+}
+
+fn check(params: ConvTranspose2dParams, input: [usize; 4], seed: u64) {
+    let gpu = gpu();
+    let mut r = rng(seed);
+    let x = random4(&mut r, input);
+    let w = random4(&mut r, params.weight_shape());
+    let b = params.bias.then(|| random1(&mut r, params.out_channels));
+    let want = reference::conv_transpose::conv_transpose2d(
+        &params,
+        x.view(),
+        w.view(),
+        b.as_ref().map(|b| b.view()),
+    )
+    .unwrap();
+    let layer = ConvTranspose2d::new(gpu, params, w.view(), b.as_ref().map(|b| b.view())).unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = layer.forward(&mut rec, &xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    let tol = bound(&params, &x, &w, b.as_ref());
+    assert_close(
+        got.view(),
+        want.view(),
+        tol.view(),
+        &format!("{params:?} on {input:?}"),
+    );
+}
+
+#[test]
+fn fcn_upsampling_configurations() {
+    // FCN 2x: k = 4, s = 2, p = 1 doubles the size exactly.
+    let p = ConvTranspose2dParams::new(6, 5, 4).stride(2).padding(1);
+    assert_eq!(p.output_shape([2, 6, 7, 9]).unwrap(), [2, 5, 14, 18]);
+    check(p, [2, 6, 7, 9], 1);
+    // FCN 8x: k = 16, s = 8, p = 4.
+    let p = ConvTranspose2dParams::new(3, 2, 16)
+        .stride(8)
+        .padding(4)
+        .bias(false);
+    assert_eq!(p.output_shape([1, 3, 5, 4]).unwrap(), [1, 2, 40, 32]);
+    check(p, [1, 3, 5, 4], 2);
+    // Odd output sizes through output_padding.
+    let p = ConvTranspose2dParams::new(4, 4, 3)
+        .stride(2)
+        .padding(1)
+        .output_padding(1);
+    assert_eq!(p.output_shape([1, 4, 5, 5]).unwrap(), [1, 4, 10, 10]);
+    check(p, [1, 4, 5, 5], 3);
+    let p = ConvTranspose2dParams::new(4, 4, 3)
+        .stride((2, 3))
+        .padding(1)
+        .output_padding((0, 2));
+    check(p, [1, 4, 5, 6], 4);
+    // Depthwise (groups = C_in), grouped, dilated, activation, stride 1.
+    check(
+        ConvTranspose2dParams::new(6, 6, 4)
+            .stride(2)
+            .padding(1)
+            .groups(6),
+        [1, 6, 6, 5],
+        5,
+    );
+    check(
+        ConvTranspose2dParams::new(6, 9, 3)
+            .stride(2)
+            .groups(3)
+            .activation(Activation::Relu),
+        [2, 6, 4, 7],
+        6,
+    );
+    check(
+        ConvTranspose2dParams::new(3, 20, 3)
+            .dilation(2)
+            .stride(2)
+            .output_padding(1),
+        [1, 3, 6, 6],
+        7,
+    );
+    check(
+        ConvTranspose2dParams::new(5, 3, (2, 5))
+            .padding((0, 2))
+            .activation(Activation::Sigmoid),
+        [1, 5, 4, 3],
+        8,
+    );
+    // Single input pixel.
+    check(
+        ConvTranspose2dParams::new(2, 3, 4).stride(2),
+        [2, 2, 1, 1],
+        9,
+    );
+}
+
+fn arb_case() -> impl Strategy<Value = (ConvTranspose2dParams, [usize; 4], u64)> {
+    (
+        (1usize..=2, 1usize..=3, 1usize..=4, 1usize..=10),
+        (1usize..=5, 1usize..=5),
+        (1usize..=4, 1usize..=4),
+        (0usize..=3, 0usize..=3),
+        (0usize..=3, 0usize..=3),
+        (1usize..=2, 1usize..=2),
+        (1usize..=7, 1usize..=7),
+        (any::<u64>(), 0usize..7, any::<bool>()),
+    )
+        .prop_filter_map(
+            "invalid combination",
+            |((n, groups, cin_pg, cout_pg), k, s, pad, op, d, hw, (seed, act, bias))| {
+                let params = ConvTranspose2dParams::new(groups * cin_pg, groups * cout_pg, k)
+                    .stride(s)
+                    .padding(pad)
+                    .output_padding(op)
+                    .dilation(d)
+                    .groups(groups)
+                    .bias(bias)
+                    .activation(Activation::ALL[act]);
+                let input = [n, groups * cin_pg, hw.0, hw.1];
+                params
+                    .output_shape(input)
+                    .ok()
+                    .map(|_| (params, input, seed))
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_configurations_match_reference((params, input, seed) in arb_case()) {
+        check(params, input, seed);
+    }
+}
+
+#[test]
+fn bad_parameters_are_typed_errors() {
+    let s = [1, 4, 5, 5];
+    for (p, name) in [
+        (
+            ConvTranspose2dParams::new(4, 4, 3)
+                .stride(2)
+                .output_padding(2),
+            "output_padding",
+        ),
+        (
+            ConvTranspose2dParams::new(4, 4, 3).output_padding(1),
+            "output_padding",
+        ),
+        (ConvTranspose2dParams::new(4, 4, 3).stride(0), "stride"),
+        (ConvTranspose2dParams::new(4, 4, 3).dilation(0), "dilation"),
+        (ConvTranspose2dParams::new(4, 6, 3).groups(4), "groups"),
+    ] {
+        match p.output_shape(s) {
+            Err(Error::InvalidParam { name: n, reason }) => assert_eq!(n, name, "{reason}"),
+            other => panic!("{p:?}: expected InvalidParam({name}), got {other:?}"),
+        }
+    }
+    // Padding that removes the whole output (1x1 input, 1x1 kernel, padding 1).
+    match ConvTranspose2dParams::new(4, 4, 1)
+        .padding(1)
+        .output_shape([1, 4, 1, 1])
+    {
+        Err(Error::InvalidParam {
+            name: "padding",
+            reason,
+        }) => assert!(reason.contains("-1"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // output_padding below the dilation is allowed even when not below the stride.
+    assert!(ConvTranspose2dParams::new(4, 4, 3)
+        .dilation(2)
+        .output_padding(1)
+        .output_shape(s)
+        .is_ok());
+    let gpu = gpu();
+    let p = ConvTranspose2dParams::new(4, 6, 3).groups(2);
+    match ConvTranspose2d::new(
+        gpu,
+        p,
+        Array4::zeros([4, 6, 3, 3]).view(),
+        Some(Array1::zeros(6).view()),
+    ) {
+        Err(Error::ShapeMismatch {
+            name: "weight",
+            expected,
+            ..
+        }) => assert_eq!(expected, vec![4, 3, 3, 3]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cost_counts_every_input_pixel_times_its_weights() {
+    let p = ConvTranspose2dParams::new(64, 32, 4).stride(2).padding(1);
+    let c = p.cost([1, 64, 28, 28]).unwrap();
+    assert_eq!(c.params, 64 * 32 * 16 + 32);
+    assert_eq!(c.macs, 64 * 32 * 16 * 28 * 28);
+}
