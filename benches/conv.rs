@@ -84,6 +84,23 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+
+    // The floor every layer above pays: uploading its input and reading a tensor of the
+    // same size back, with no compute.
+    let mut floor = c.benchmark_group("roundtrip");
+    floor.sample_size(10);
+    floor.measurement_time(std::time::Duration::from_secs(2));
+    for shape in [[1, 64, 56, 56], [1, 144, 56, 56]] {
+        let x = Array4::<f32>::ones(shape);
+        floor.throughput(Throughput::Bytes(8 * x.len() as u64));
+        floor.bench_function(format!("{shape:?}"), |bch| {
+            bch.iter(|| {
+                let xt = gpu.upload(x.view()).unwrap();
+                gpu.download(&xt).unwrap()
+            })
+        });
+    }
+    floor.finish();
 }
 
 criterion_group!(benches, bench);

@@ -2,7 +2,7 @@
 // Y[n] (C_out x P) = W (C_out x C_in) * X[n] (C_in x P), P = H * W divisible by 4.
 //
 // Each invocation computes 4 * Q pixels (Q vec4 loads per input channel) for 4 * OC_VEC
-// output channels (OC_VEC vec4 weight loads per input channel), so every load feeds many
+// output channels, OC_VEC = 1..4 (OC_VEC vec4 weight loads per input channel), so every load feeds many
 // multiply-adds. Weights are [C_in][C_out padded to 4 * OC_VEC] (src/ops/conv.rs).
 // Workgroups: linear index = (n * oc_blocks_pg + block) * work + tile block.
 #include "common.wgsl"
@@ -67,6 +67,14 @@ fn main(
     var a5: array<vec4<f32>, Q>;
     var a6: array<vec4<f32>, Q>;
     var a7: array<vec4<f32>, Q>;
+    var a8: array<vec4<f32>, Q>;
+    var a9: array<vec4<f32>, Q>;
+    var a10: array<vec4<f32>, Q>;
+    var a11: array<vec4<f32>, Q>;
+    var a12: array<vec4<f32>, Q>;
+    var a13: array<vec4<f32>, Q>;
+    var a14: array<vec4<f32>, Q>;
+    var a15: array<vec4<f32>, Q>;
     var xv: array<vec4<f32>, Q>;
 
     for (var ci = 0u; ci < p.c_in; ci++) {
@@ -77,7 +85,7 @@ fn main(
             xv[q] = x[xrow + min(q0 + q, p4 - 1u)];
         }
         let widx = ci * oc_pad4 + oc0 / 4u;
-        let w0 = wt[widx];
+        let w0 = wt[widx + 0u];
         accumulate(&a0, &xv, w0.x);
         accumulate(&a1, &xv, w0.y);
         accumulate(&a2, &xv, w0.z);
@@ -88,6 +96,20 @@ fn main(
             accumulate(&a5, &xv, w1.y);
             accumulate(&a6, &xv, w1.z);
             accumulate(&a7, &xv, w1.w);
+        }
+        if (OC_VEC > 2u) {
+            let w2 = wt[widx + 2u];
+            accumulate(&a8, &xv, w2.x);
+            accumulate(&a9, &xv, w2.y);
+            accumulate(&a10, &xv, w2.z);
+            accumulate(&a11, &xv, w2.w);
+        }
+        if (OC_VEC > 3u) {
+            let w3 = wt[widx + 3u];
+            accumulate(&a12, &xv, w3.x);
+            accumulate(&a13, &xv, w3.y);
+            accumulate(&a14, &xv, w3.z);
+            accumulate(&a15, &xv, w3.w);
         }
     }
 
@@ -100,5 +122,17 @@ fn main(
         store(&a5, oc0 + 5u, n, q0, p4);
         store(&a6, oc0 + 6u, n, q0, p4);
         store(&a7, oc0 + 7u, n, q0, p4);
+    }
+    if (OC_VEC > 2u) {
+        store(&a8, oc0 + 8u, n, q0, p4);
+        store(&a9, oc0 + 9u, n, q0, p4);
+        store(&a10, oc0 + 10u, n, q0, p4);
+        store(&a11, oc0 + 11u, n, q0, p4);
+    }
+    if (OC_VEC > 3u) {
+        store(&a12, oc0 + 12u, n, q0, p4);
+        store(&a13, oc0 + 13u, n, q0, p4);
+        store(&a14, oc0 + 14u, n, q0, p4);
+        store(&a15, oc0 + 15u, n, q0, p4);
     }
 }

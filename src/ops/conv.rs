@@ -318,11 +318,12 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4]) -> ConvKernel {
 }
 
 /// Most output pixels per invocation along a row (`PX` in `conv_direct.wgsl`).
-const DIRECT_PX_MAX: usize = 16;
+pub(crate) const DIRECT_PX_MAX: usize = 16;
 /// Longest input row segment `conv_direct.wgsl` keeps in registers (`ROW`).
 const DIRECT_ROW_MAX: usize = 40;
-/// Output pixels per invocation along a row (`PX` in `conv_depthwise.wgsl`).
-const DEPTHWISE_PX: usize = 8;
+/// Most output pixels per invocation of `conv_depthwise.wgsl` (`PX`); wider strips
+/// measured slower there (more live registers per lane, same loads per output).
+const DEPTHWISE_PX_MAX: usize = 8;
 /// Longest input row segment `conv_depthwise.wgsl` keeps in registers (`ROW`).
 const DEPTHWISE_ROW_MAX: usize = 40;
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
@@ -450,7 +451,7 @@ impl Conv2d {
         // for the largest tile, so every kernel's tile divides it.
         let oc_vec = match kernel {
             ConvKernel::Direct => tile_oc_vec(p.out_per_group()),
-            ConvKernel::Pointwise => tile_oc_vec(p.out_per_group()).min(2),
+            ConvKernel::Pointwise => pointwise_oc_vec(p.out_per_group()),
             ConvKernel::Depthwise => 1,
         };
         let cout_pg = p.out_per_group();
@@ -478,7 +479,7 @@ impl Conv2d {
         let act = ("ACT", p.activation.shader_code());
         match kernel {
             ConvKernel::Direct => {
-                let px = strip_px(ow);
+                let px = strip_px(ow, DIRECT_PX_MAX);
                 let strips_x = ow.div_ceil(px);
                 let strips = oh * strips_x;
                 let strip_blocks = strips.div_ceil(WORKGROUP);
@@ -533,17 +534,17 @@ impl Conv2d {
                 )?;
             }
             ConvKernel::Depthwise => {
-                let strips_x = ow.div_ceil(DEPTHWISE_PX);
+                let px = strip_px(ow, DEPTHWISE_PX_MAX);
+                let strips_x = ow.div_ceil(px);
                 let total = n * p.out_channels * oh * strips_x;
                 u.strips_x = strips_x as u32;
                 u.work = total as u32;
-                let row =
-                    (DEPTHWISE_PX - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
+                let row = (px - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
                 let rowbuf = row <= DEPTHWISE_ROW_MAX;
                 let pipeline = gpu.pipeline(
                     "conv_depthwise.wgsl",
                     &[
-                        ("PX", DEPTHWISE_PX as u32),
+                        ("PX", px as u32),
                         ("ROW", if rowbuf { row as u32 } else { 1 }),
                         ("ROWBUF", rowbuf as u32),
                     ],
@@ -622,17 +623,30 @@ pub(crate) fn tile_oc_vec(cout_pg: usize) -> usize {
     cout_pg.div_ceil(4).min(4)
 }
 
-/// Pixels per invocation for the row-strip kernels: as many as fit (up to 16), spread
-/// evenly over the row so the last strip is not mostly padding (56 -> 4 x 14, 28 -> 2 x 14).
-pub(crate) fn strip_px(out_w: usize) -> usize {
-    let strips = out_w.div_ceil(DIRECT_PX_MAX);
+/// Pixels per invocation for the row-strip kernels: as many as fit (up to `max`), spread
+/// evenly over the row so the last strip is not mostly padding (56 -> 4 x 14 for 16).
+pub(crate) fn strip_px(out_w: usize, max: usize) -> usize {
+    let strips = out_w.div_ceil(max);
     out_w.div_ceil(strips)
 }
 
-/// Output channels per group in the blocked weight layout (padded to the largest tile).
+/// Output channels per invocation of `conv_pointwise.wgsl`, in vec4 units (1..=4): the
+/// tile that wastes the fewest padded channels, the wider one on a tie (24 -> 2 x 12).
+pub(crate) fn pointwise_oc_vec(cout: usize) -> usize {
+    (1..=4usize)
+        .rev()
+        .min_by_key(|v| cout.div_ceil(4 * v) * 4 * v - cout)
+        .unwrap_or(1)
+}
+
+/// Output channels per group in the blocked weight layout: padded so that every kernel's
+/// channel tile reads inside the row.
 pub(crate) fn blocked_pad(cout_pg: usize) -> usize {
-    let tile = 4 * tile_oc_vec(cout_pg);
-    cout_pg.div_ceil(tile) * tile
+    [4 * tile_oc_vec(cout_pg), 4 * pointwise_oc_vec(cout_pg)]
+        .into_iter()
+        .map(|tile| cout_pg.div_ceil(tile) * tile)
+        .max()
+        .unwrap_or(cout_pg)
 }
 
 fn blocked_len(p: &Conv2dParams) -> usize {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayView1, ArrayView4};
 
-use super::conv::{blocked_pad, strip_px, tile_oc_vec, ConvUniform, WORKGROUP};
+use super::conv::{blocked_pad, strip_px, tile_oc_vec, ConvUniform, DIRECT_PX_MAX, WORKGROUP};
 use super::{Activation, Cost, IntoPair};
 use crate::error::{invalid, Error, Result};
 use crate::gpu::{check_dims, Gpu, PooledBuffer, Recorder, Tensor};
@@ -295,7 +295,7 @@ impl ConvTranspose2d {
         let oc_blocks_pg = cout_pg.div_ceil(4 * oc_vec);
         // Pixels of one phase per row: ceil(ow / sW); strips of px of them.
         let per_phase = ow.div_ceil(p.stride.1);
-        let px = strip_px(per_phase);
+        let px = strip_px(per_phase, DIRECT_PX_MAX);
         let strips_x = per_phase.div_ceil(px);
         let strips = oh * p.stride.1 * strips_x;
         let strip_blocks = strips.div_ceil(WORKGROUP);
