@@ -156,13 +156,16 @@ struct PipelineKey {
     constants: Vec<(&'static str, u64)>,
 }
 
+/// A shader file with its `@specialize` values.
+type ModuleKey = (&'static str, Vec<(&'static str, u32)>);
+
 struct Inner {
     id: u64,
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    modules: Mutex<HashMap<(&'static str, Vec<(&'static str, u32)>), wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pipelines_created: AtomicUsize,
     pool: Arc<Mutex<Pool>>,
