@@ -149,6 +149,55 @@ impl Tensor {
     }
 }
 
+/// A 4-D tensor of indices on the GPU, as max pooling returns them: for each element, the
+/// flat position `h * W + w` of the maximum within its `(n, c)` plane of the pooled input
+/// (PyTorch's convention). Stored as `i32` on the device, read back as `i64`.
+#[derive(Clone)]
+pub struct IndexTensor {
+    shape: [usize; 4],
+    buf: Arc<PooledBuffer>,
+    gpu_id: u64,
+    bound: usize,
+}
+
+impl std::fmt::Debug for IndexTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexTensor")
+            .field("shape", &self.shape)
+            .field("bound", &self.bound)
+            .field("gpu", &self.gpu_id)
+            .finish()
+    }
+}
+
+impl IndexTensor {
+    /// Shape as `[N, C, H, W]`.
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
+    /// Every index is below this value: the size of the plane the indices point into
+    /// (for uploaded indices, their maximum plus one).
+    pub fn bound(&self) -> usize {
+        self.bound
+    }
+
+    pub(crate) fn pooled(&self) -> &Arc<PooledBuffer> {
+        &self.buf
+    }
+
+    pub(crate) fn check_gpu(&self, gpu: &Gpu, name: &'static str) -> Result<()> {
+        if self.gpu_id != gpu.inner.id {
+            return Err(Error::WrongDevice {
+                name,
+                tensor_gpu: self.gpu_id,
+                this_gpu: gpu.inner.id,
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct PipelineKey {
     shader: &'static str,
@@ -424,7 +473,17 @@ impl Gpu {
 
     /// Uploads f32 data into a new storage buffer.
     pub(crate) fn upload_f32(&self, name: &'static str, data: &[f32]) -> Result<Arc<PooledBuffer>> {
-        let buf = self.alloc_f32(name, data.len())?;
+        self.upload_slice(name, data)
+    }
+
+    /// Uploads 4-byte plain-old-data (f32, u32, small structs of them) into a new buffer.
+    pub(crate) fn upload_slice<T: bytemuck::Pod>(
+        &self,
+        name: &'static str,
+        data: &[T],
+    ) -> Result<Arc<PooledBuffer>> {
+        let bytes = std::mem::size_of_val(data);
+        let buf = self.alloc_f32(name, bytes.div_ceil(4))?;
         if !data.is_empty() {
             self.inner
                 .queue
@@ -456,6 +515,51 @@ impl Gpu {
             buf: self.upload_f32("input", &data)?,
             gpu_id: self.inner.id,
         })
+    }
+
+    /// Creates an uninitialised index tensor (for ops); every index will be below `bound`.
+    pub(crate) fn empty_indices(&self, shape: [usize; 4], bound: usize) -> Result<IndexTensor> {
+        check_dims("indices", &shape)?;
+        Ok(IndexTensor {
+            shape,
+            buf: self.alloc_f32("indices", shape.iter().product())?,
+            gpu_id: self.inner.id,
+            bound,
+        })
+    }
+
+    /// Uploads indices (flat `h * W + w` positions, as PyTorch's pooling returns them).
+    /// Negative values and values that do not fit in `i32` are refused.
+    pub fn upload_indices(&self, indices: ArrayView4<i64>) -> Result<IndexTensor> {
+        let shape: [usize; 4] = indices.shape().try_into().expect("4-D view");
+        check_dims("indices", &shape)?;
+        let mut data = Vec::with_capacity(indices.len());
+        let mut max = 0i64;
+        for (pos, &v) in indices.indexed_iter() {
+            if !(0..=i32::MAX as i64).contains(&v) {
+                return Err(Error::InvalidParam {
+                    name: "indices",
+                    reason: format!("index {v} at {pos:?} is negative or too large"),
+                });
+            }
+            max = max.max(v);
+            data.push(v as i32);
+        }
+        let buf = self.alloc_f32("indices", data.len())?;
+        self.inner
+            .queue
+            .write_buffer(&buf.buffer, 0, bytemuck::cast_slice(&data));
+        Ok(IndexTensor {
+            shape,
+            buf,
+            gpu_id: self.inner.id,
+            bound: max as usize + 1,
+        })
+    }
+
+    /// Reads indices back as `i64`, blocking.
+    pub fn download_indices(&self, indices: &IndexTensor) -> Result<Array4<i64>> {
+        self.recorder().download_indices(indices)
     }
 
     /// Starts a recording: ops record into one command encoder, submitted once.
@@ -684,6 +788,13 @@ impl<'g> Recorder<'g> {
         self.keep.push(dst.clone());
     }
 
+    /// Records zero-filling a whole buffer.
+    pub(crate) fn clear(&mut self, buf: &Arc<PooledBuffer>) {
+        let encoder = self.encoder();
+        encoder.clear_buffer(&buf.buffer, 0, None);
+        self.keep.push(buf.clone());
+    }
+
     fn finish(mut self) -> Result<wgpu::SubmissionIndex> {
         self.pass = None;
         let cmd = self.encoder.take().map(|e| e.finish());
@@ -697,12 +808,11 @@ impl<'g> Recorder<'g> {
         self.finish().map(|_| ())
     }
 
-    fn start_readback(mut self, tensor: &Tensor) -> Result<PendingRead> {
-        tensor.check_gpu(self.gpu, "tensor")?;
-        let len = tensor.len();
+    fn start_readback(mut self, src: &Arc<PooledBuffer>, shape: [usize; 4]) -> Result<PendingRead> {
+        let len: usize = shape.iter().product();
         let bytes = (len as u64 * 4).max(4);
         let staging = self.gpu.alloc(BufferKind::Readback, bytes);
-        self.copy(tensor.pooled(), 0, &staging, 0, len as u64 * 4);
+        self.copy(src, 0, &staging, 0, len as u64 * 4);
         let gpu = self.gpu.clone();
         let index = self.finish()?;
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
@@ -716,7 +826,7 @@ impl<'g> Recorder<'g> {
             gpu,
             staging,
             bytes,
-            shape: tensor.shape,
+            shape,
             index,
             rx,
         })
@@ -724,35 +834,36 @@ impl<'g> Recorder<'g> {
 
     /// Submits the recording together with a copy of `tensor`, waits, and returns it.
     pub fn download(self, tensor: &Tensor) -> Result<Array4<f32>> {
-        let pending = self.start_readback(tensor)?;
-        pending
-            .gpu
-            .inner
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(pending.index.clone()),
-                timeout: None,
-            })
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        pollster::block_on(pending.finish())
+        tensor.check_gpu(self.gpu, "tensor")?;
+        self.start_readback(tensor.pooled(), tensor.shape)?
+            .wait()
     }
 
     /// Submits the recording together with a copy of `tensor` and resolves when the data
     /// is back. On native targets a helper thread drives the device while the future waits.
     pub async fn download_async(self, tensor: &Tensor) -> Result<Array4<f32>> {
-        let pending = self.start_readback(tensor)?;
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            let device = pending.gpu.inner.device.clone();
-            let index = pending.index.clone();
-            std::thread::spawn(move || {
-                let _ = device.poll(wgpu::PollType::Wait {
-                    submission_index: Some(index),
-                    timeout: None,
-                });
-            });
-        }
-        pending.finish().await
+        tensor.check_gpu(self.gpu, "tensor")?;
+        self.start_readback(tensor.pooled(), tensor.shape)?
+            .wait_async()
+            .await
+    }
+
+    /// Submits the recording together with a copy of `indices`, waits, and returns them
+    /// as `i64`, PyTorch's index type.
+    pub fn download_indices(self, indices: &IndexTensor) -> Result<Array4<i64>> {
+        indices.check_gpu(self.gpu, "indices")?;
+        let raw: Array4<i32> = self.start_readback(&indices.buf, indices.shape)?.wait()?;
+        Ok(raw.mapv(i64::from))
+    }
+
+    /// Async form of [`Recorder::download_indices`].
+    pub async fn download_indices_async(self, indices: &IndexTensor) -> Result<Array4<i64>> {
+        indices.check_gpu(self.gpu, "indices")?;
+        let raw: Array4<i32> = self
+            .start_readback(&indices.buf, indices.shape)?
+            .wait_async()
+            .await?;
+        Ok(raw.mapv(i64::from))
     }
 }
 
@@ -768,7 +879,36 @@ struct PendingRead {
 }
 
 impl PendingRead {
-    async fn finish(self) -> Result<Array4<f32>> {
+    /// Blocks until the copy is mapped.
+    fn wait<T: bytemuck::Pod>(self) -> Result<Array4<T>> {
+        self.gpu
+            .inner
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(self.index.clone()),
+                timeout: None,
+            })
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        pollster::block_on(self.finish())
+    }
+
+    /// Waits without blocking the caller; a helper thread drives the device on native.
+    async fn wait_async<T: bytemuck::Pod>(self) -> Result<Array4<T>> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let device = self.gpu.inner.device.clone();
+            let index = self.index.clone();
+            std::thread::spawn(move || {
+                let _ = device.poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                });
+            });
+        }
+        self.finish().await
+    }
+
+    async fn finish<T: bytemuck::Pod>(self) -> Result<Array4<T>> {
         match self.rx.receive().await {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::Readback(e.to_string())),
@@ -782,7 +922,7 @@ impl PendingRead {
                 .slice(..self.bytes)
                 .get_mapped_range()
                 .map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
+            bytemuck::cast_slice::<u8, T>(&view)[..len].to_vec()
         };
         self.staging.buffer.unmap();
         self.gpu.take_error()?;

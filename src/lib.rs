@@ -37,5 +37,5 @@ pub mod reference;
 pub mod shaders;
 
 pub use error::{Error, Result};
-pub use gpu::{Gpu, GpuOptions, MemoryStats, Recorder, Tensor};
+pub use gpu::{Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor};
 pub use ops::{Activation, Cost};

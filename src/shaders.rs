@@ -24,6 +24,13 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("conv_pointwise.wgsl"),
     wgsl!("conv_depthwise.wgsl"),
     wgsl!("conv_transpose.wgsl"),
+    wgsl!("max_pool.wgsl"),
+    wgsl!("max_unpool_scatter.wgsl"),
+    wgsl!("max_unpool_gather.wgsl"),
+    wgsl!("global_pool.wgsl"),
+    wgsl!("adaptive_avg_pool.wgsl"),
+    wgsl!("resample.wgsl"),
+    wgsl!("copy.wgsl"),
 ];
 
 /// Names of the compute shaders (the files with an entry point `main`).

@@ -4,6 +4,9 @@
 
 pub mod conv;
 pub mod conv_transpose;
+pub mod copy;
+pub mod pool;
+pub mod upsample;
 
 /// An activation fused into an op's epilogue (applied after the bias).
 ///

@@ -4,6 +4,8 @@
 
 pub mod conv;
 pub mod conv_transpose;
+pub mod pool;
+pub mod upsample;
 
 use crate::ops::Activation;
 

@@ -1,0 +1,46 @@
+// Adaptive average pooling (`adaptive_avg_pool2d`): output (oy, ox) averages input rows
+// floor(oy * H / OH) .. ceil((oy + 1) * H / OH) and the same for columns. One invocation
+// per output element.
+#include "common.wgsl"
+
+struct AdaptiveParams {
+    planes: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    total: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: AdaptiveParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let o = linear_workgroup(wg, nwg) * 64u + lid;
+    if (o >= p.total) {
+        return;
+    }
+    let ox = o % p.ow;
+    let oy = (o / p.ow) % p.oh;
+    let plane = o / (p.ow * p.oh);
+    let y0 = (oy * p.h) / p.oh;
+    let y1 = ((oy + 1u) * p.h + p.oh - 1u) / p.oh;
+    let x0 = (ox * p.w) / p.ow;
+    let x1 = ((ox + 1u) * p.w + p.ow - 1u) / p.ow;
+    var sum = 0.0;
+    for (var iy = y0; iy < y1; iy++) {
+        let row = (plane * p.h + iy) * p.w;
+        for (var ix = x0; ix < x1; ix++) {
+            sum += x[row + ix];
+        }
+    }
+    y[o] = sum / f32((y1 - y0) * (x1 - x0));
+}

@@ -1,0 +1,143 @@
+//! Reference pooling: max pooling with indices, max unpooling, global and adaptive pooling,
+//! loop by loop from the definitions.
+
+use ndarray::{Array4, ArrayView4};
+
+use crate::error::{Error, Result};
+use crate::ops::pool::{AdaptiveAvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams};
+
+/// Max pooling: for each window, the largest value and its flat position `h * W + w`.
+/// A value replaces the current maximum when it is greater or NaN (PyTorch's CPU rule), so
+/// ties keep the first position in row-major order and NaN propagates.
+pub fn max_pool2d(
+    params: &MaxPool2dParams,
+    input: ArrayView4<f32>,
+) -> Result<(Array4<f32>, Array4<i64>)> {
+    let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
+    let out_shape = params.output_shape(in_shape)?;
+    let [batch, channels, height, width] = in_shape;
+    let mut values = Array4::<f32>::zeros(out_shape);
+    let mut indices = Array4::<i64>::zeros(out_shape);
+    for n in 0..batch {
+        for c in 0..channels {
+            for oy in 0..out_shape[2] {
+                for ox in 0..out_shape[3] {
+                    let mut best: Option<(f32, i64)> = None;
+                    for ky in 0..params.kernel_size.0 {
+                        for kx in 0..params.kernel_size.1 {
+                            let iy = (oy * params.stride.0 + ky * params.dilation.0) as isize
+                                - params.padding.0 as isize;
+                            let ix = (ox * params.stride.1 + kx * params.dilation.1) as isize
+                                - params.padding.1 as isize;
+                            if iy < 0 || ix < 0 || iy >= height as isize || ix >= width as isize {
+                                continue;
+                            }
+                            let v = input[[n, c, iy as usize, ix as usize]];
+                            let flat = iy as i64 * width as i64 + ix as i64;
+                            best = match best {
+                                None => Some((v, flat)),
+                                Some((b, _)) if v > b || v.is_nan() => Some((v, flat)),
+                                keep => keep,
+                            };
+                        }
+                    }
+                    let (v, i) = best.expect("every window overlaps the input");
+                    values[[n, c, oy, ox]] = v;
+                    indices[[n, c, oy, ox]] = i;
+                }
+            }
+        }
+    }
+    Ok((values, indices))
+}
+
+/// Max unpooling: zeros, then each input value written at its index, in increasing input
+/// position (so the last writer wins where indices repeat).
+pub fn max_unpool2d(
+    params: &MaxUnpool2dParams,
+    input: ArrayView4<f32>,
+    indices: ArrayView4<i64>,
+) -> Result<Array4<f32>> {
+    let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
+    if indices.shape() != input.shape() {
+        return Err(Error::ShapeMismatch {
+            name: "indices",
+            expected: in_shape.to_vec(),
+            actual: indices.shape().to_vec(),
+        });
+    }
+    let out_shape = params.output_shape(in_shape)?;
+    let out_w = out_shape[3];
+    let plane = out_shape[2] * out_w;
+    let mut out = Array4::<f32>::zeros(out_shape);
+    for ((n, c, y, x), &v) in input.indexed_iter() {
+        let i = indices[[n, c, y, x]];
+        if i < 0 || i as usize >= plane {
+            return Err(Error::InvalidParam {
+                name: "indices",
+                reason: format!("index {i} at {:?} is outside the output plane of {plane}", (n, c, y, x)),
+            });
+        }
+        out[[n, c, i as usize / out_w, i as usize % out_w]] = v;
+    }
+    Ok(out)
+}
+
+/// Global average or max over each plane; output `[N, C, 1, 1]`.
+pub fn global_pool(kind: GlobalPool, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+    let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
+    let out_shape = kind.output_shape(in_shape)?;
+    let mut out = Array4::<f32>::zeros(out_shape);
+    for n in 0..in_shape[0] {
+        for c in 0..in_shape[1] {
+            let plane = input.slice(ndarray::s![n, c, .., ..]);
+            out[[n, c, 0, 0]] = match kind {
+                GlobalPool::Avg => {
+                    (plane.iter().map(|&v| v as f64).sum::<f64>() / plane.len() as f64) as f32
+                }
+                GlobalPool::Max => {
+                    // Greater-or-NaN replaces, as in max pooling: NaN propagates.
+                    let mut m = f32::NEG_INFINITY;
+                    for &v in plane.iter() {
+                        if v > m || v.is_nan() {
+                            m = v;
+                        }
+                    }
+                    m
+                }
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// Adaptive average pooling: output `(oy, ox)` averages rows
+/// `floor(oy * H / OH) .. ceil((oy + 1) * H / OH)` and likewise columns.
+pub fn adaptive_avg_pool2d(
+    params: &AdaptiveAvgPool2dParams,
+    input: ArrayView4<f32>,
+) -> Result<Array4<f32>> {
+    let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
+    let out_shape = params.output_shape(in_shape)?;
+    let [batch, channels, height, width] = in_shape;
+    let [_, _, out_h, out_w] = out_shape;
+    let mut out = Array4::<f32>::zeros(out_shape);
+    for n in 0..batch {
+        for c in 0..channels {
+            for oy in 0..out_h {
+                let (y0, y1) = (oy * height / out_h, ((oy + 1) * height).div_ceil(out_h));
+                for ox in 0..out_w {
+                    let (x0, x1) = (ox * width / out_w, ((ox + 1) * width).div_ceil(out_w));
+                    let mut sum = 0.0f64;
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            sum += input[[n, c, iy, ix]] as f64;
+                        }
+                    }
+                    out[[n, c, oy, ox]] = (sum / ((y1 - y0) * (x1 - x0)) as f64) as f32;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
