@@ -20,6 +20,11 @@ fn activate(v: f32) -> f32 {
     return activate4(vec4<f32>(v)).x;
 }
 
+// NaN test on the bits: `v != v` may be folded away by compilers that assume no NaN.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // Workgroup grids are folded into two dimensions when they exceed the device's
 // per-dimension limit (src/gpu.rs, `Gpu::grid`); this recovers the linear index.
 fn linear_workgroup(wg: vec3<u32>, num_wg: vec3<u32>) -> u32 {

@@ -1,6 +1,8 @@
 // Global average or max pooling over each (n, c) plane: one invocation per plane.
-// MODE 0: mean (accumulated in f32 with Kahan compensation, so long planes stay
-// accurate); MODE 1: max, NaN propagating as in PyTorch.
+// MODE 0: mean; MODE 1: max, NaN propagating as in PyTorch.
+// The mean sums x - x[0] (so a large common offset costs no precision) in blocks of 256
+// whose partial sums are added separately, keeping rounding error small on long planes.
+// (Kahan compensation is not used: shader compilers may reassociate it away.)
 #include "common.wgsl"
 
 override MODE: u32 = 0u;
@@ -28,20 +30,21 @@ fn main(
     }
     let base = pl * p.plane;
     if (MODE == 0u) {
-        var sum = 0.0;
-        var comp = 0.0;
-        for (var i = 0u; i < p.plane; i++) {
-            let v = x[base + i] - comp;
-            let t = sum + v;
-            comp = (t - sum) - v;
-            sum = t;
+        let shift = x[base];
+        var total = 0.0;
+        for (var b0 = 0u; b0 < p.plane; b0 += 256u) {
+            var part = 0.0;
+            for (var i = b0; i < min(b0 + 256u, p.plane); i++) {
+                part += x[base + i] - shift;
+            }
+            total += part;
         }
-        y[pl] = sum / f32(p.plane);
+        y[pl] = shift + total / f32(p.plane);
     } else {
         var best = x[base];
         for (var i = 1u; i < p.plane; i++) {
             let v = x[base + i];
-            if (v > best || v != v) {
+            if (v > best || is_nan(v)) {
                 best = v;
             }
         }

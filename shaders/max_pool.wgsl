@@ -28,6 +28,15 @@ struct PoolParams {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> idx: array<i32>;
 
+// The first of start, start + d, start + 2d, ... that is not negative.
+fn first_inside(start: i32, d: u32) -> i32 {
+    if (start >= 0) {
+        return start;
+    }
+    let steps = (u32(-start) + d - 1u) / d;
+    return start + i32(steps * d);
+}
+
 @compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -44,8 +53,12 @@ fn main(
     let y0 = i32(oy * SH) - i32(p.pad_h);
     let x0 = i32(ox * SW) - i32(p.pad_w);
     let base = plane * p.h * p.w;
-    var best = -bitcast<f32>(0x7f800000u); // -inf
-    var best_i = -1;
+    // PyTorch starts from -inf at the first dilated row / column inside the input; a
+    // window with no element inside keeps exactly that (value -inf, that position).
+    let fy = first_inside(y0, DH);
+    let fx = first_inside(x0, DW);
+    var best = -bitcast<f32>(0x7f800000u);
+    var best_i = fy * i32(p.w) + fx;
     for (var ky = 0u; ky < KH; ky++) {
         let iy = y0 + i32(ky * DH);
         if (iy >= 0 && iy < i32(p.h)) {
@@ -54,8 +67,7 @@ fn main(
                 if (ix >= 0 && ix < i32(p.w)) {
                     let flat = iy * i32(p.w) + ix;
                     let v = x[base + u32(flat)];
-                    // The first in-window position stands when every value is -inf.
-                    if (best_i < 0 || v > best || v != v) {
+                    if (v > best || is_nan(v)) {
                         best = v;
                         best_i = flat;
                     }

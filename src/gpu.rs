@@ -835,8 +835,7 @@ impl<'g> Recorder<'g> {
     /// Submits the recording together with a copy of `tensor`, waits, and returns it.
     pub fn download(self, tensor: &Tensor) -> Result<Array4<f32>> {
         tensor.check_gpu(self.gpu, "tensor")?;
-        self.start_readback(tensor.pooled(), tensor.shape)?
-            .wait()
+        self.start_readback(tensor.pooled(), tensor.shape)?.wait()
     }
 
     /// Submits the recording together with a copy of `tensor` and resolves when the data

@@ -260,7 +260,10 @@ impl MaxUnpool2dParams {
             if 2 * p >= full {
                 return Err(invalid(
                     "padding",
-                    format!("2 * padding ({}) leaves no output (size {full} before padding)", 2 * p),
+                    format!(
+                        "2 * padding ({}) leaves no output (size {full} before padding)",
+                        2 * p
+                    ),
                 ));
             }
             Ok(full - 2 * p)
@@ -270,7 +273,10 @@ impl MaxUnpool2dParams {
         let (oh, ow) = match self.output_size {
             None => (dh, dw),
             Some((oh, ow)) => {
-                for (axis, o, d, s) in [("height", oh, dh, self.stride.0), ("width", ow, dw, self.stride.1)] {
+                for (axis, o, d, s) in [
+                    ("height", oh, dh, self.stride.0),
+                    ("width", ow, dw, self.stride.1),
+                ] {
                     if o + s <= d || o >= d + s {
                         return Err(invalid(
                             "output_size",
@@ -342,7 +348,12 @@ impl MaxUnpool2dParams {
         let scatter_total = planes * in_plane;
         rec.dispatch(
             &scatter,
-            &[planes as u32, in_plane as u32, out_plane as u32, scatter_total as u32],
+            &[
+                planes as u32,
+                in_plane as u32,
+                out_plane as u32,
+                scatter_total as u32,
+            ],
             &[indices.pooled(), &owner],
             (scatter_total as u64).div_ceil(WORKGROUP),
         )?;
@@ -350,7 +361,12 @@ impl MaxUnpool2dParams {
         let gather_total = planes * out_plane;
         rec.dispatch(
             &gather,
-            &[planes as u32, in_plane as u32, out_plane as u32, gather_total as u32],
+            &[
+                planes as u32,
+                in_plane as u32,
+                out_plane as u32,
+                gather_total as u32,
+            ],
             &[input.pooled(), &owner, y.pooled()],
             (gather_total as u64).div_ceil(WORKGROUP),
         )?;
@@ -361,7 +377,8 @@ impl MaxUnpool2dParams {
 /// Global pooling over each `(n, c)` plane, output `[N, C, 1, 1]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GlobalPool {
-    /// Mean (`adaptive_avg_pool2d(x, 1)`), accumulated with Kahan compensation.
+    /// Mean (`adaptive_avg_pool2d(x, 1)`), summed relative to the plane's first value in
+    /// blocks, so a large mean relative to the spread keeps its precision.
     Avg,
     /// Maximum (`adaptive_max_pool2d(x, 1)` values), NaN propagating.
     Max,

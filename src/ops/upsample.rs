@@ -93,7 +93,10 @@ impl UpsampleParams {
         check_dims("input", &input)?;
         if let UpsampleMode::BedOfNails { stride } = self.mode {
             if stride.0 == 0 || stride.1 == 0 {
-                return Err(invalid("stride", format!("must be positive, got {stride:?}")));
+                return Err(invalid(
+                    "stride",
+                    format!("must be positive, got {stride:?}"),
+                ));
             }
             if self.size.is_some() || self.scale_factor.is_some() {
                 return Err(invalid(
@@ -105,7 +108,10 @@ impl UpsampleParams {
         }
         let (oh, ow) = match (self.size, self.scale_factor) {
             (Some(_), Some(_)) => {
-                return Err(invalid("size", "only one of size or scale_factor may be set"))
+                return Err(invalid(
+                    "size",
+                    "only one of size or scale_factor may be set",
+                ))
             }
             (None, None) => return Err(invalid("size", "one of size or scale_factor must be set")),
             (Some(s), None) => {
@@ -126,7 +132,10 @@ impl UpsampleParams {
                 if oh == 0 || ow == 0 {
                     return Err(invalid(
                         "scale_factor",
-                        format!("{f:?} on a {}x{} input gives an empty output", input[2], input[3]),
+                        format!(
+                            "{f:?} on a {}x{} input gives an empty output",
+                            input[2], input[3]
+                        ),
                     ));
                 }
                 (oh, ow)

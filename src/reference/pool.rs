@@ -7,8 +7,9 @@ use crate::error::{Error, Result};
 use crate::ops::pool::{AdaptiveAvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams};
 
 /// Max pooling: for each window, the largest value and its flat position `h * W + w`.
-/// A value replaces the current maximum when it is greater or NaN (PyTorch's CPU rule), so
-/// ties keep the first position in row-major order and NaN propagates.
+/// Starting from -inf at the window's first position inside the input, a value replaces the
+/// current maximum when it is greater or NaN (PyTorch's CPU rule), so ties keep the first
+/// position in row-major order and NaN propagates.
 pub fn max_pool2d(
     params: &MaxPool2dParams,
     input: ArrayView4<f32>,
@@ -22,7 +23,24 @@ pub fn max_pool2d(
         for c in 0..channels {
             for oy in 0..out_shape[2] {
                 for ox in 0..out_shape[3] {
-                    let mut best: Option<(f32, i64)> = None;
+                    // Start from -inf at the first dilated row and column inside the input
+                    // (PyTorch); a window with nothing inside keeps exactly that.
+                    let first = |start: isize, d: usize| -> isize {
+                        let mut s = start;
+                        while s < 0 {
+                            s += d as isize;
+                        }
+                        s
+                    };
+                    let fy = first(
+                        oy as isize * params.stride.0 as isize - params.padding.0 as isize,
+                        params.dilation.0,
+                    );
+                    let fx = first(
+                        ox as isize * params.stride.1 as isize - params.padding.1 as isize,
+                        params.dilation.1,
+                    );
+                    let mut best = (f32::NEG_INFINITY, fy as i64 * width as i64 + fx as i64);
                     for ky in 0..params.kernel_size.0 {
                         for kx in 0..params.kernel_size.1 {
                             let iy = (oy * params.stride.0 + ky * params.dilation.0) as isize
@@ -34,16 +52,13 @@ pub fn max_pool2d(
                             }
                             let v = input[[n, c, iy as usize, ix as usize]];
                             let flat = iy as i64 * width as i64 + ix as i64;
-                            best = match best {
-                                None => Some((v, flat)),
-                                Some((b, _)) if v > b || v.is_nan() => Some((v, flat)),
-                                keep => keep,
-                            };
+                            if v > best.0 || v.is_nan() {
+                                best = (v, flat);
+                            }
                         }
                     }
-                    let (v, i) = best.expect("every window overlaps the input");
-                    values[[n, c, oy, ox]] = v;
-                    indices[[n, c, oy, ox]] = i;
+                    values[[n, c, oy, ox]] = best.0;
+                    indices[[n, c, oy, ox]] = best.1;
                 }
             }
         }
@@ -75,7 +90,10 @@ pub fn max_unpool2d(
         if i < 0 || i as usize >= plane {
             return Err(Error::InvalidParam {
                 name: "indices",
-                reason: format!("index {i} at {:?} is outside the output plane of {plane}", (n, c, y, x)),
+                reason: format!(
+                    "index {i} at {:?} is outside the output plane of {plane}",
+                    (n, c, y, x)
+                ),
             });
         }
         out[[n, c, i as usize / out_w, i as usize % out_w]] = v;

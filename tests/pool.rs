@@ -1,0 +1,327 @@
+//! Pooling: max pooling with indices (values and indices exact), unpooling, the
+//! pool/unpool round trip, global and adaptive pooling, ties and NaN, bad input.
+
+mod common;
+
+use common::*;
+use ndarray::Array4;
+use proptest::prelude::*;
+use rand::Rng;
+use segblocks::ops::pool::{
+    AdaptiveAvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
+};
+use segblocks::{reference, Error};
+
+fn gpu_pool(params: &MaxPool2dParams, x: &Array4<f32>) -> (Array4<f32>, Array4<i64>) {
+    let gpu = gpu();
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let (v, i) = params.forward(&mut rec, &xt).unwrap();
+    rec.submit().unwrap();
+    (gpu.download(&v).unwrap(), gpu.download_indices(&i).unwrap())
+}
+
+/// Bitwise equality that treats NaN as equal to NaN.
+fn same_bits(a: &Array4<f32>, b: &Array4<f32>) -> bool {
+    a.shape() == b.shape()
+        && a.iter()
+            .zip(b.iter())
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+}
+
+fn check_pool(params: MaxPool2dParams, x: &Array4<f32>) {
+    let (want_v, want_i) = reference::pool::max_pool2d(&params, x.view()).unwrap();
+    let (got_v, got_i) = gpu_pool(&params, x);
+    assert!(
+        same_bits(&got_v, &want_v),
+        "{params:?}: values\n{got_v:?}\n{want_v:?}"
+    );
+    assert_eq!(got_i, want_i, "{params:?}: indices");
+}
+
+#[test]
+fn max_pool_configurations() {
+    let mut r = rng(1);
+    let x = random4(&mut r, [2, 3, 9, 11]);
+    check_pool(MaxPool2dParams::new(2), &x);
+    check_pool(MaxPool2dParams::new(3).stride(2).padding(1), &x);
+    check_pool(MaxPool2dParams::new(2).ceil_mode(true), &x);
+    check_pool(MaxPool2dParams::new(3).stride(2).ceil_mode(true), &x);
+    check_pool(
+        MaxPool2dParams::new((2, 3)).stride((1, 2)).padding((1, 1)),
+        &x,
+    );
+    check_pool(MaxPool2dParams::new(3).dilation(2).padding(2).stride(1), &x);
+    check_pool(MaxPool2dParams::new((9, 11)), &x);
+    // ceil mode: the last window must start inside the input or its left padding.
+    assert_eq!(
+        MaxPool2dParams::new(2)
+            .ceil_mode(true)
+            .output_shape([1, 1, 7, 9])
+            .unwrap(),
+        [1, 1, 4, 5]
+    );
+    assert_eq!(
+        MaxPool2dParams::new(3)
+            .stride(2)
+            .padding(1)
+            .ceil_mode(true)
+            .output_shape([1, 1, 6, 6])
+            .unwrap(),
+        [1, 1, 4, 4]
+    );
+    // A window with nothing inside the input: -inf at its first dilated position (PyTorch).
+    let (v, i) = gpu_pool(
+        &MaxPool2dParams::new(2).stride(1).padding(1).dilation(2),
+        &Array4::ones([1, 1, 1, 1]),
+    );
+    assert_eq!((v[[0, 0, 0, 0]], i[[0, 0, 0, 0]]), (f32::NEG_INFINITY, 2));
+}
+
+#[test]
+fn ties_keep_the_first_position_and_nan_propagates() {
+    // Values from a small set make ties in most windows.
+    let mut r = rng(2);
+    let x = Array4::from_shape_simple_fn([1, 2, 8, 8], || r.gen_range(0..3) as f32);
+    check_pool(MaxPool2dParams::new(3).stride(1).padding(1), &x);
+    let (_, idx) = gpu_pool(
+        &MaxPool2dParams::new(2),
+        &Array4::from_elem([1, 1, 2, 2], 1.0),
+    );
+    assert_eq!(idx[[0, 0, 0, 0]], 0, "all equal: first position");
+    // NaN wins its window; -inf everywhere keeps the first position.
+    let mut x = Array4::from_elem([1, 1, 4, 4], f32::NEG_INFINITY);
+    x[[0, 0, 0, 1]] = f32::NAN;
+    x[[0, 0, 1, 0]] = 5.0;
+    x[[0, 0, 2, 3]] = f32::NAN;
+    x[[0, 0, 3, 2]] = f32::NAN;
+    check_pool(MaxPool2dParams::new(2), &x);
+    let (v, i) = gpu_pool(&MaxPool2dParams::new(2), &x);
+    assert!(v[[0, 0, 0, 0]].is_nan() && i[[0, 0, 0, 0]] == 1);
+    assert_eq!((v[[0, 0, 0, 1]], i[[0, 0, 0, 1]]), (f32::NEG_INFINITY, 2));
+    assert!(
+        v[[0, 0, 1, 1]].is_nan() && i[[0, 0, 1, 1]] == 14,
+        "the last NaN's position"
+    );
+}
+
+fn arb_pool() -> impl Strategy<Value = (MaxPool2dParams, [usize; 4], u64)> {
+    (
+        (1usize..=4, 1usize..=4),
+        (1usize..=3, 1usize..=3),
+        (0usize..=2, 0usize..=2),
+        (1usize..=2, 1usize..=2),
+        any::<bool>(),
+        (1usize..=2, 1usize..=3, 1usize..=12, 1usize..=12),
+        any::<u64>(),
+    )
+        .prop_filter_map("invalid", |(k, s, p, d, ceil, (n, c, h, w), seed)| {
+            let params = MaxPool2dParams::new(k)
+                .stride(s)
+                .padding(p)
+                .dilation(d)
+                .ceil_mode(ceil);
+            let shape = [n, c, h, w];
+            params
+                .output_shape(shape)
+                .ok()
+                .map(|_| (params, shape, seed))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_max_pools_match_reference((params, shape, seed) in arb_pool()) {
+        let mut r = rng(seed);
+        check_pool(params, &random4(&mut r, shape));
+    }
+}
+
+#[test]
+fn pool_then_unpool_restores_the_maxima() {
+    let gpu = gpu();
+    let mut r = rng(3);
+    for (pool, shape) in [
+        (MaxPool2dParams::new(2), [2, 3, 8, 10]),
+        (MaxPool2dParams::new(2), [1, 2, 7, 9]),
+        (MaxPool2dParams::new(3).stride(2).padding(1), [1, 2, 9, 9]),
+    ] {
+        let x = random4(&mut r, shape);
+        let unpool = MaxUnpool2dParams::from_pool(&pool).output_size((shape[2], shape[3]));
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        // The indices stay on the GPU between the two ops: one submission.
+        let (v, i) = pool.forward(&mut rec, &xt).unwrap();
+        let y = unpool.forward(&mut rec, &v, &i).unwrap();
+        let got = rec.download(&y).unwrap();
+        let (rv, ri) = reference::pool::max_pool2d(&pool, x.view()).unwrap();
+        let want = reference::pool::max_unpool2d(&unpool, rv.view(), ri.view()).unwrap();
+        assert_eq!(got, want, "{pool:?} on {shape:?}");
+        // Every pooled maximum is back at its position; everything else is zero.
+        for ((n, c, yy, xx), &v) in rv.indexed_iter() {
+            let pos = ri[[n, c, yy, xx]] as usize;
+            assert_eq!(got[[n, c, pos / shape[3], pos % shape[3]]], v);
+            assert_eq!(x[[n, c, pos / shape[3], pos % shape[3]]], v);
+        }
+        let nonzero = got.iter().filter(|v| **v != 0.0).count();
+        let distinct: std::collections::HashSet<_> = ri
+            .indexed_iter()
+            .map(|((n, c, _, _), &i)| (n, c, i))
+            .collect();
+        assert_eq!(nonzero, distinct.len());
+    }
+}
+
+#[test]
+fn unpool_with_repeated_indices_keeps_the_last_writer() {
+    let gpu = gpu();
+    let x = Array4::from_shape_vec([1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    let idx = Array4::from_shape_vec([1, 1, 2, 2], vec![5i64, 5, 0, 5]).unwrap();
+    let p = MaxUnpool2dParams::new(2);
+    let want = reference::pool::max_unpool2d(&p, x.view(), idx.view()).unwrap();
+    assert_eq!(want[[0, 0, 1, 1]], 4.0);
+    let xt = gpu.upload(x.view()).unwrap();
+    let it = gpu.upload_indices(idx.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = p.forward(&mut rec, &xt, &it).unwrap();
+    assert_eq!(rec.download(&y).unwrap(), want);
+}
+
+#[test]
+fn global_and_adaptive_pooling() {
+    let gpu = gpu();
+    let mut r = rng(4);
+    for shape in [[2, 5, 7, 9], [1, 3, 1, 1], [1, 2, 64, 64]] {
+        let x = random4(&mut r, shape);
+        let xt = gpu.upload(x.view()).unwrap();
+        for kind in [GlobalPool::Avg, GlobalPool::Max] {
+            let want = reference::pool::global_pool(kind, x.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let y = kind.forward(&mut rec, &xt).unwrap();
+            let got = rec.download(&y).unwrap();
+            let tol = want.mapv(|v| 1e-6 * (1.0 + v.abs()));
+            assert_close(
+                got.view(),
+                want.view(),
+                tol.view(),
+                &format!("{kind:?} {shape:?}"),
+            );
+        }
+        for out in [(1, 1), (3, 5), (2, 2), (9, 4)] {
+            let p = AdaptiveAvgPool2dParams::new(out);
+            let want = reference::pool::adaptive_avg_pool2d(&p, x.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let y = p.forward(&mut rec, &xt).unwrap();
+            let got = rec.download(&y).unwrap();
+            // Windows up to 64x64 summed in f32: relative error within window * eps.
+            let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+            assert_close(
+                got.view(),
+                want.view(),
+                tol.view(),
+                &format!("adaptive {out:?} {shape:?}"),
+            );
+        }
+    }
+    // A large mean relative to the spread stays accurate (compensated summation).
+    let x = Array4::from_shape_fn([1, 1, 256, 256], |(_, _, y, x)| {
+        1000.0 + ((y * 7 + x) % 5) as f32 * 0.001
+    });
+    let want = reference::pool::global_pool(GlobalPool::Avg, x.view()).unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = GlobalPool::Avg.forward(&mut rec, &xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    assert!(
+        (got[[0, 0, 0, 0]] - want[[0, 0, 0, 0]]).abs() < 1e-4,
+        "{got} vs {want}"
+    );
+}
+
+fn expect_param(result: segblocks::Result<impl std::fmt::Debug>, name: &str) {
+    match result {
+        Err(Error::InvalidParam { name: n, reason }) => assert_eq!(n, name, "{reason}"),
+        other => panic!("expected InvalidParam({name}), got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let s = [1, 1, 6, 6];
+    expect_param(MaxPool2dParams::new(2).stride(0).output_shape(s), "stride");
+    expect_param(MaxPool2dParams::new(0).output_shape(s), "kernel_size");
+    expect_param(
+        MaxPool2dParams::new(2).dilation(0).output_shape(s),
+        "dilation",
+    );
+    expect_param(
+        MaxPool2dParams::new(2).padding(2).output_shape(s),
+        "padding",
+    );
+    expect_param(MaxPool2dParams::new(7).output_shape(s), "kernel_size");
+    expect_param(MaxPool2dParams::new(2).output_shape([1, 0, 6, 6]), "input");
+    expect_param(
+        MaxUnpool2dParams::new(2).stride(0).output_shape(s),
+        "stride",
+    );
+    // 3x3 pooled by 2 gives 6x6 by default; 7x7 is reachable, 8x8 is not.
+    assert_eq!(
+        MaxUnpool2dParams::new(2)
+            .output_size(7)
+            .output_shape([1, 1, 3, 3])
+            .unwrap(),
+        [1, 1, 7, 7]
+    );
+    expect_param(
+        MaxUnpool2dParams::new(2)
+            .output_size(8)
+            .output_shape([1, 1, 3, 3]),
+        "output_size",
+    );
+    expect_param(
+        MaxUnpool2dParams::new(2)
+            .output_size(4)
+            .output_shape([1, 1, 3, 3]),
+        "output_size",
+    );
+    expect_param(
+        AdaptiveAvgPool2dParams::new(0).output_shape(s),
+        "output_size",
+    );
+    let gpu = gpu();
+    let x = gpu.upload(Array4::zeros([1, 1, 3, 3]).view()).unwrap();
+    // Indices of the wrong shape, and indices pointing outside the output plane.
+    let wrong = gpu
+        .upload_indices(Array4::zeros([1, 1, 3, 2]).view())
+        .unwrap();
+    let mut rec = gpu.recorder();
+    assert!(matches!(
+        MaxUnpool2dParams::new(2).forward(&mut rec, &x, &wrong),
+        Err(Error::ShapeMismatch {
+            name: "indices",
+            ..
+        })
+    ));
+    let far = gpu
+        .upload_indices(Array4::from_elem([1, 1, 3, 3], 36i64).view())
+        .unwrap();
+    expect_param(
+        MaxUnpool2dParams::new(2).forward(&mut rec, &x, &far),
+        "indices",
+    );
+    expect_param(
+        gpu.upload_indices(Array4::from_elem([1, 1, 1, 1], -1i64).view()),
+        "indices",
+    );
+}
+
+#[test]
+fn costs() {
+    let c = MaxPool2dParams::new(2).cost([1, 64, 112, 112]).unwrap();
+    assert_eq!((c.params, c.macs), (0, 64 * 56 * 56 * 4));
+    assert_eq!(c.bytes, 4 * (64 * 112 * 112 + 2 * 64 * 56 * 56));
+    let c = MaxUnpool2dParams::new(2).cost([1, 64, 56, 56]).unwrap();
+    assert_eq!(c.bytes, 4 * (2 * 64 * 56 * 56 + 64 * 112 * 112));
+}

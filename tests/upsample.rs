@@ -1,0 +1,149 @@
+//! Upsampling: nearest (PyTorch's index rule), bilinear with and without align_corners,
+//! bed-of-nails; GPU against the reference, and bad input.
+
+mod common;
+
+use common::*;
+use ndarray::Array4;
+use segblocks::ops::upsample::UpsampleParams;
+use segblocks::{reference, Error};
+
+fn check(params: UpsampleParams, shape: [usize; 4], seed: u64) {
+    let gpu = gpu();
+    let mut r = rng(seed);
+    let x = random4(&mut r, shape);
+    let want = reference::upsample::upsample(&params, x.view()).unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = params.forward(&mut rec, &xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    // Nearest and bed-of-nails copy values; bilinear blends four values with the same f32
+    // weights, so only the rounding of three multiply-adds can differ.
+    let tol = want.mapv(|v| 4.0 * f32::EPSILON * (1.0 + v.abs()));
+    assert_close(
+        got.view(),
+        want.view(),
+        tol.view(),
+        &format!("{params:?} on {shape:?}"),
+    );
+}
+
+#[test]
+fn nearest_sizes_and_scales() {
+    for (p, s) in [
+        (UpsampleParams::nearest().scale_factor(2.0), [2, 3, 5, 7]),
+        (UpsampleParams::nearest().size((13, 10)), [1, 2, 5, 7]),
+        (UpsampleParams::nearest().size((3, 4)), [1, 2, 7, 9]),
+        (UpsampleParams::nearest().scale_factor(1.5), [1, 2, 5, 7]),
+        (
+            UpsampleParams::nearest().scale_factors((2.0, 3.0)),
+            [1, 1, 4, 3],
+        ),
+        (UpsampleParams::nearest().scale_factor(0.5), [1, 1, 9, 9]),
+    ] {
+        check(p, s, 1);
+    }
+    // Exact doubling is `dst / 2`.
+    let x = Array4::from_shape_fn([1, 1, 1, 3], |(_, _, _, w)| w as f32);
+    let y = reference::upsample::upsample(&UpsampleParams::nearest().scale_factor(2.0), x.view())
+        .unwrap();
+    assert_eq!(y.row_iter_first(), vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0]);
+}
+
+trait FirstRow {
+    fn row_iter_first(&self) -> Vec<f32>;
+}
+
+impl FirstRow for Array4<f32> {
+    fn row_iter_first(&self) -> Vec<f32> {
+        self.slice(ndarray::s![0, 0, 0, ..]).to_vec()
+    }
+}
+
+#[test]
+fn bilinear_align_corners_both_ways() {
+    for align in [false, true] {
+        for (p, s) in [
+            (UpsampleParams::bilinear(align).size((11, 14)), [2, 3, 5, 7]),
+            (UpsampleParams::bilinear(align).size((3, 4)), [1, 2, 7, 9]),
+            (
+                UpsampleParams::bilinear(align).scale_factor(2.0),
+                [1, 2, 4, 5],
+            ),
+            (
+                UpsampleParams::bilinear(align).scale_factor(0.5),
+                [1, 2, 8, 6],
+            ),
+            (UpsampleParams::bilinear(align).size((1, 1)), [1, 1, 4, 4]),
+            (
+                UpsampleParams::bilinear(align).size((256, 256)),
+                [1, 1, 16, 16],
+            ),
+        ] {
+            check(p, s, 2);
+        }
+    }
+    // align_corners = true keeps the corners exactly.
+    let x = Array4::from_shape_fn([1, 1, 2, 2], |(_, _, h, w)| (h * 2 + w) as f32);
+    let y = reference::upsample::upsample(&UpsampleParams::bilinear(true).size((3, 3)), x.view())
+        .unwrap();
+    assert_eq!(y.row_iter_first(), vec![0.0, 0.5, 1.0]);
+}
+
+#[test]
+fn bed_of_nails_inserts_zeros() {
+    check(UpsampleParams::bed_of_nails(2), [2, 3, 4, 5], 3);
+    check(UpsampleParams::bed_of_nails((3, 2)), [1, 2, 3, 3], 4);
+    let x = Array4::from_elem([1, 1, 1, 2], 7.0f32);
+    let y = reference::upsample::upsample(&UpsampleParams::bed_of_nails(2), x.view()).unwrap();
+    assert_eq!(y.row_iter_first(), vec![7.0, 0.0, 7.0, 0.0]);
+    assert_eq!(y.slice(ndarray::s![0, 0, 1, ..]).to_vec(), vec![0.0; 4]);
+}
+
+#[test]
+fn infinities_pass_through_nearest() {
+    let gpu = gpu();
+    let x = Array4::from_shape_vec([1, 1, 1, 2], vec![f32::INFINITY, f32::NEG_INFINITY]).unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    for p in [
+        UpsampleParams::nearest().scale_factor(2.0),
+        UpsampleParams::bed_of_nails(2),
+    ] {
+        let mut rec = gpu.recorder();
+        let y = p.forward(&mut rec, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        assert!(!got.iter().any(|v| v.is_nan()), "{p:?}: {got:?}");
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let s = [1, 1, 4, 4];
+    let cases: Vec<(UpsampleParams, &str)> = vec![
+        (UpsampleParams::nearest(), "size"),
+        (UpsampleParams::nearest().size(3).scale_factor(2.0), "size"),
+        (UpsampleParams::nearest().size((0, 3)), "size"),
+        (UpsampleParams::nearest().scale_factor(0.0), "scale_factor"),
+        (
+            UpsampleParams::nearest().scale_factor(f64::NAN),
+            "scale_factor",
+        ),
+        (
+            UpsampleParams::bilinear(false).scale_factor(0.1),
+            "scale_factor",
+        ),
+        (UpsampleParams::bed_of_nails(0), "stride"),
+        (UpsampleParams::bed_of_nails(2).size(8), "size"),
+    ];
+    for (p, name) in cases {
+        match p.output_shape(s) {
+            Err(Error::InvalidParam { name: n, reason }) => assert_eq!(n, name, "{p:?}: {reason}"),
+            other => panic!("{p:?}: expected InvalidParam({name}), got {other:?}"),
+        }
+    }
+    let c = UpsampleParams::bilinear(false)
+        .scale_factor(2.0)
+        .cost([1, 21, 64, 64])
+        .unwrap();
+    assert_eq!(c.macs, 3 * 21 * 128 * 128);
+}
