@@ -6,16 +6,13 @@
 // MODE 0 (nearest) and 2 (bed-of-nails) copy x[i0y, i0x] instead of blending, so that
 // infinities and NaN pass through unchanged; bed-of-nails writes zero where l0 = 0
 // (off the grid).
+//
+// Each invocation writes PX consecutive outputs of one row: the row tap is loaded once,
+// each column tap is one vec4 load (i0, i1, l0 bits, l1 bits).
 #include "common.wgsl"
 
 override MODE: u32 = 1u;
-
-struct Tap {
-    i0: u32,
-    i1: u32,
-    l0: f32,
-    l1: f32,
-}
+const PX: u32 = 8u;
 
 struct ResampleParams {
     planes: u32,
@@ -23,15 +20,15 @@ struct ResampleParams {
     w: u32,
     oh: u32,
     ow: u32,
-    total: u32,
+    strips_x: u32,
+    total: u32, // planes * oh * strips_x
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ResampleParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> rows: array<Tap>;
-@group(0) @binding(3) var<storage, read> cols: array<Tap>;
+@group(0) @binding(2) var<storage, read> rows: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> cols: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(64)
@@ -40,22 +37,39 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let o = linear_workgroup(wg, nwg) * 64u + lid;
-    if (o >= p.total) {
+    let s = linear_workgroup(wg, nwg) * 64u + lid;
+    if (s >= p.total) {
         return;
     }
-    let ox = o % p.ow;
-    let oy = (o / p.ow) % p.oh;
-    let plane = o / (p.ow * p.oh);
+    let ox0 = (s % p.strips_x) * PX;
+    let row = s / p.strips_x;
+    let oy = row % p.oh;
+    let plane = row / p.oh;
     let r = rows[oy];
-    let c = cols[ox];
     let base = plane * p.h * p.w;
-    if (MODE != 1u) {
-        let v = x[base + r.i0 * p.w + c.i0];
-        y[o] = select(v, 0.0, MODE == 2u && (r.l0 == 0.0 || c.l0 == 0.0));
-        return;
+    let top = base + r.x * p.w;
+    let bottom = base + r.y * p.w;
+    let ly0 = bitcast<f32>(r.z);
+    let ly1 = bitcast<f32>(r.w);
+    let out_row = row * p.ow;
+    for (var j = 0u; j < PX; j++) {
+        let ox = ox0 + j;
+        if (ox < p.ow) {
+            let c = cols[ox];
+            var v: f32;
+            if (MODE == 1u) {
+                let lx0 = bitcast<f32>(c.z);
+                let lx1 = bitcast<f32>(c.w);
+                let t = lx0 * x[top + c.x] + lx1 * x[top + c.y];
+                let b = lx0 * x[bottom + c.x] + lx1 * x[bottom + c.y];
+                v = ly0 * t + ly1 * b;
+            } else {
+                v = x[top + c.x];
+                if (MODE == 2u && (ly0 == 0.0 || c.z == 0u)) {
+                    v = 0.0;
+                }
+            }
+            y[out_row + ox] = v;
+        }
     }
-    let top = c.l0 * x[base + r.i0 * p.w + c.i0] + c.l1 * x[base + r.i0 * p.w + c.i1];
-    let bottom = c.l0 * x[base + r.i1 * p.w + c.i0] + c.l1 * x[base + r.i1 * p.w + c.i1];
-    y[o] = r.l0 * top + r.l1 * bottom;
 }

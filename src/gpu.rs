@@ -158,6 +158,18 @@ pub struct IndexTensor {
     buf: Arc<PooledBuffer>,
     gpu_id: u64,
     bound: usize,
+    origin: Option<PoolOrigin>,
+}
+
+/// How pooled indices were made: the pooling window and the plane they point into.
+/// Lets unpooling use a gather when windows cannot overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PoolOrigin {
+    pub kernel_size: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+    pub plane: (usize, usize),
 }
 
 impl std::fmt::Debug for IndexTensor {
@@ -184,6 +196,10 @@ impl IndexTensor {
 
     pub(crate) fn pooled(&self) -> &Arc<PooledBuffer> {
         &self.buf
+    }
+
+    pub(crate) fn origin(&self) -> Option<PoolOrigin> {
+        self.origin
     }
 
     pub(crate) fn check_gpu(&self, gpu: &Gpu, name: &'static str) -> Result<()> {
@@ -517,14 +533,19 @@ impl Gpu {
         })
     }
 
-    /// Creates an uninitialised index tensor (for ops); every index will be below `bound`.
-    pub(crate) fn empty_indices(&self, shape: [usize; 4], bound: usize) -> Result<IndexTensor> {
+    /// Creates an uninitialised index tensor for a pooling's output.
+    pub(crate) fn empty_indices(
+        &self,
+        shape: [usize; 4],
+        origin: PoolOrigin,
+    ) -> Result<IndexTensor> {
         check_dims("indices", &shape)?;
         Ok(IndexTensor {
             shape,
             buf: self.alloc_f32("indices", shape.iter().product())?,
             gpu_id: self.inner.id,
-            bound,
+            bound: origin.plane.0 * origin.plane.1,
+            origin: Some(origin),
         })
     }
 
@@ -554,6 +575,7 @@ impl Gpu {
             buf,
             gpu_id: self.inner.id,
             bound: max as usize + 1,
+            origin: None,
         })
     }
 

@@ -27,6 +27,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("max_pool.wgsl"),
     wgsl!("max_unpool_scatter.wgsl"),
     wgsl!("max_unpool_gather.wgsl"),
+    wgsl!("max_unpool_window.wgsl"),
     wgsl!("global_pool.wgsl"),
     wgsl!("adaptive_avg_pool.wgsl"),
     wgsl!("resample.wgsl"),

@@ -51,7 +51,8 @@ fn max_pool_configurations() {
         MaxPool2dParams::new((2, 3)).stride((1, 2)).padding((1, 1)),
         &x,
     );
-    check_pool(MaxPool2dParams::new(3).dilation(2).padding(2).stride(1), &x);
+    check_pool(MaxPool2dParams::new(3).dilation(2).padding(1).stride(1), &x);
+    check_pool(MaxPool2dParams::new(4).dilation(2).padding(2).stride(3), &x);
     check_pool(MaxPool2dParams::new((9, 11)), &x);
     // ceil mode: the last window must start inside the input or its left padding.
     assert_eq!(
@@ -143,10 +144,24 @@ proptest! {
 fn pool_then_unpool_restores_the_maxima() {
     let gpu = gpu();
     let mut r = rng(3);
-    for (pool, shape) in [
-        (MaxPool2dParams::new(2), [2, 3, 8, 10]),
-        (MaxPool2dParams::new(2), [1, 2, 7, 9]),
-        (MaxPool2dParams::new(3).stride(2).padding(1), [1, 2, 9, 9]),
+    // (pool, input shape, dispatches of the unpool): non-overlapping windows gather in one
+    // pass; overlapping windows take the deterministic scatter (claim, then gather).
+    for (pool, shape, passes) in [
+        (MaxPool2dParams::new(2), [2, 3, 8, 10], 1),
+        (MaxPool2dParams::new(2), [1, 2, 7, 9], 1),
+        (
+            MaxPool2dParams::new((2, 3))
+                .stride((3, 3))
+                .padding((1, 0))
+                .ceil_mode(true),
+            [1, 2, 8, 10],
+            1,
+        ),
+        (
+            MaxPool2dParams::new(3).stride(2).padding(1),
+            [1, 2, 9, 9],
+            2,
+        ),
     ] {
         let x = random4(&mut r, shape);
         let unpool = MaxUnpool2dParams::from_pool(&pool).output_size((shape[2], shape[3]));
@@ -154,7 +169,9 @@ fn pool_then_unpool_restores_the_maxima() {
         let mut rec = gpu.recorder();
         // The indices stay on the GPU between the two ops: one submission.
         let (v, i) = pool.forward(&mut rec, &xt).unwrap();
+        let before = rec.dispatch_count();
         let y = unpool.forward(&mut rec, &v, &i).unwrap();
+        assert_eq!(rec.dispatch_count() - before, passes, "{pool:?}");
         let got = rec.download(&y).unwrap();
         let (rv, ri) = reference::pool::max_pool2d(&pool, x.view()).unwrap();
         let want = reference::pool::max_unpool2d(&unpool, rv.view(), ri.view()).unwrap();

@@ -4,9 +4,11 @@
 
 use super::{Cost, IntoPair};
 use crate::error::{invalid, Error, Result};
-use crate::gpu::{check_dims, IndexTensor, Recorder, Tensor};
+use crate::gpu::{check_dims, IndexTensor, PoolOrigin, Recorder, Tensor};
 
 const WORKGROUP: u64 = 64;
+/// Outputs per invocation along a row (`PX` in `max_pool.wgsl`, `max_unpool_window.wgsl`).
+const STRIP_PX: usize = 8;
 
 /// Parameters of `torch.nn.MaxPool2d`.
 ///
@@ -19,7 +21,7 @@ pub struct MaxPool2dParams {
     pub kernel_size: (usize, usize),
     /// Stride, default equal to the kernel size.
     pub stride: (usize, usize),
-    /// Implicit negative-infinity padding, at most half the dilated window.
+    /// Implicit negative-infinity padding, at most half the kernel size (as in PyTorch).
     pub padding: (usize, usize),
     /// Dilation of the window, default 1.
     pub dilation: (usize, usize),
@@ -108,8 +110,18 @@ impl MaxPool2dParams {
         let s = input.shape();
         let out = self.output_shape(s)?;
         let y = gpu.empty("output", out)?;
-        let idx = gpu.empty_indices(out, s[2] * s[3])?;
-        let total = out.iter().product::<usize>();
+        let idx = gpu.empty_indices(
+            out,
+            PoolOrigin {
+                kernel_size: self.kernel_size,
+                stride: self.stride,
+                padding: self.padding,
+                dilation: self.dilation,
+                plane: (s[2], s[3]),
+            },
+        )?;
+        let strips_x = out[3].div_ceil(STRIP_PX);
+        let total = s[0] * s[1] * out[2] * strips_x;
         let u = [
             (s[0] * s[1]) as u32,
             s[2] as u32,
@@ -118,7 +130,11 @@ impl MaxPool2dParams {
             out[3] as u32,
             self.padding.0 as u32,
             self.padding.1 as u32,
+            strips_x as u32,
             total as u32,
+            0,
+            0,
+            0,
         ];
         let pipeline = gpu.pipeline(
             "max_pool.wgsl",
@@ -160,13 +176,11 @@ fn pool_out_len(
     ceil_mode: bool,
 ) -> Result<usize> {
     let extent = dilation * (kernel - 1) + 1;
-    if 2 * padding > extent {
+    // PyTorch's rule: at most half the (undilated) kernel size.
+    if 2 * padding > kernel {
         return Err(invalid(
             "padding",
-            format!(
-                "{padding} must be at most half the dilated kernel extent {extent} (kernel \
-                 {kernel}, dilation {dilation})"
-            ),
+            format!("{padding} must be at most half the kernel size {kernel}"),
         ));
     }
     let padded = input + 2 * padding;
@@ -340,6 +354,40 @@ impl MaxUnpool2dParams {
             ));
         }
         let y = gpu.empty("output", out)?;
+        if let Some(origin) = indices.origin().filter(|o| self.gather_applies(o, out)) {
+            let strips_x = out[3].div_ceil(STRIP_PX);
+            let total = s[0] * s[1] * out[2] * strips_x;
+            let pipeline = gpu.pipeline(
+                "max_unpool_window.wgsl",
+                &[],
+                &[
+                    ("KH", origin.kernel_size.0 as f64),
+                    ("KW", origin.kernel_size.1 as f64),
+                    ("SH", origin.stride.0 as f64),
+                    ("SW", origin.stride.1 as f64),
+                ],
+            )?;
+            rec.dispatch(
+                &pipeline,
+                &[
+                    (s[0] * s[1]) as u32,
+                    s[2] as u32,
+                    s[3] as u32,
+                    out[2] as u32,
+                    out[3] as u32,
+                    origin.padding.0 as u32,
+                    origin.padding.1 as u32,
+                    strips_x as u32,
+                    total as u32,
+                    0,
+                    0,
+                    0,
+                ],
+                &[input.pooled(), indices.pooled(), y.pooled()],
+                (total as u64).div_ceil(WORKGROUP),
+            )?;
+            return Ok(y);
+        }
         let owner = gpu.alloc_f32("output", out.iter().product())?;
         let planes = s[0] * s[1];
         let in_plane = s[2] * s[3];
@@ -371,6 +419,22 @@ impl MaxUnpool2dParams {
             (gather_total as u64).div_ceil(WORKGROUP),
         )?;
         Ok(y)
+    }
+}
+
+impl MaxUnpool2dParams {
+    /// Whether unpooling can gather: the indices come from a max pooling whose windows
+    /// cannot overlap (stride >= kernel, dilation 1), with this unpool's geometry, and the
+    /// output is the plane that pooling read. Then each output position has exactly one
+    /// candidate source and no atomics are needed.
+    fn gather_applies(&self, origin: &PoolOrigin, out: [usize; 4]) -> bool {
+        origin.dilation == (1, 1)
+            && origin.stride.0 >= origin.kernel_size.0
+            && origin.stride.1 >= origin.kernel_size.1
+            && origin.kernel_size == self.kernel_size
+            && origin.stride == self.stride
+            && origin.padding == self.padding
+            && origin.plane == (out[2], out[3])
     }
 }
 

@@ -11,6 +11,9 @@ use super::Cost;
 use crate::error::{invalid, Result};
 use crate::gpu::{check_dims, Recorder, Tensor};
 
+/// Outputs per invocation along a row (`PX` in `resample.wgsl`).
+const RESAMPLE_PX: usize = 8;
+
 /// How to resample.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UpsampleMode {
@@ -172,7 +175,8 @@ impl UpsampleParams {
         let rows = gpu.upload_slice("rows", &rows)?;
         let cols = gpu.upload_slice("cols", &cols)?;
         let y = gpu.empty("output", out)?;
-        let total = out.iter().product::<usize>();
+        let strips_x = out[3].div_ceil(RESAMPLE_PX);
+        let total = s[0] * s[1] * out[2] * strips_x;
         let mode = match self.mode {
             UpsampleMode::Nearest => 0.0,
             UpsampleMode::Bilinear { .. } => 1.0,
@@ -187,8 +191,8 @@ impl UpsampleParams {
                 s[3] as u32,
                 out[2] as u32,
                 out[3] as u32,
+                strips_x as u32,
                 total as u32,
-                0,
                 0,
             ],
             &[input.pooled(), &rows, &cols, y.pooled()],

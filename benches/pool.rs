@@ -1,0 +1,74 @@
+//! Pooling of the peer suite (2x2 max pooling with indices on 64 x 112 x 112), unpooling
+//! back to 112 x 112, global and adaptive pooling, next to a plain buffer copy of the same
+//! input on the same adapter in the same run. Throughput in bytes moved (GB/s).
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use segblocks::ops::pool::{
+    AdaptiveAvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
+};
+
+fn bench(c: &mut Criterion) {
+    let gpu = common::gpu();
+    let mut g = common::group(c, "pool");
+    let shape = [1, 64, 112, 112];
+    let x = common::input(shape);
+    common::bench_copy(&mut g, &gpu, shape);
+
+    let pool = MaxPool2dParams::new(2);
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "maxpool2x2_idx_64_112",
+        &x,
+        pool.cost(shape).unwrap().bytes,
+        |rec, t| {
+            // Values and indices both computed; the values are read back.
+            pool.forward(rec, t).map(|(v, _)| v)
+        },
+    );
+
+    // Unpooling the pooled map (indices produced on the GPU, untimed) back to 112 x 112.
+    let pooled_shape = [1, 64, 56, 56];
+    let (indices, pooled) = {
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let (v, i) = pool.forward(&mut rec, &xt).unwrap();
+        rec.submit().unwrap();
+        (i, gpu.download(&v).unwrap())
+    };
+    let unpool = MaxUnpool2dParams::from_pool(&pool);
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "maxunpool2x2_64_56",
+        &pooled,
+        unpool.cost(pooled_shape).unwrap().bytes,
+        |rec, t| unpool.forward(rec, t, &indices),
+    );
+
+    for kind in [GlobalPool::Avg, GlobalPool::Max] {
+        common::bench_bytes(
+            &mut g,
+            &gpu,
+            &format!("global_{kind:?}_64_112"),
+            &x,
+            kind.cost(shape).unwrap().bytes,
+            |rec, t| kind.forward(rec, t),
+        );
+    }
+    let adaptive = AdaptiveAvgPool2dParams::new(6);
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "adaptive_avg6_64_112",
+        &x,
+        adaptive.cost(shape).unwrap().bytes,
+        |rec, t| adaptive.forward(rec, t),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,55 @@
+//! Upsampling: nearest 2x, bilinear 2x (both align_corners settings) and bed-of-nails 2x
+//! on 64 x 56 x 56, and a segmentation head's bilinear resize of 21-class logits from
+//! 64 x 64 to 256 x 256, next to a plain buffer copy of the same output size on the same
+//! adapter in the same run. Throughput in bytes moved (GB/s).
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use segblocks::ops::upsample::UpsampleParams;
+
+fn bench(c: &mut Criterion) {
+    let gpu = common::gpu();
+    let mut g = common::group(c, "upsample");
+    common::bench_copy(&mut g, &gpu, [1, 64, 112, 112]);
+    let shape = [1, 64, 56, 56];
+    let x = common::input(shape);
+    for (name, p) in [
+        (
+            "nearest2x_64_56",
+            UpsampleParams::nearest().scale_factor(2.0),
+        ),
+        (
+            "bilinear2x_64_56",
+            UpsampleParams::bilinear(false).scale_factor(2.0),
+        ),
+        (
+            "bilinear2x_align_64_56",
+            UpsampleParams::bilinear(true).size(112),
+        ),
+        ("bed_of_nails2x_64_56", UpsampleParams::bed_of_nails(2)),
+    ] {
+        common::bench_bytes(
+            &mut g,
+            &gpu,
+            name,
+            &x,
+            p.cost(shape).unwrap().bytes,
+            |rec, t| p.forward(rec, t),
+        );
+    }
+    let logits = common::input([1, 21, 64, 64]);
+    let head = UpsampleParams::bilinear(false).size(256);
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "bilinear_logits_21_64to256",
+        &logits,
+        head.cost([1, 21, 64, 64]).unwrap().bytes,
+        |rec, t| head.forward(rec, t),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
