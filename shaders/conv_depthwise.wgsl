@@ -1,10 +1,12 @@
 // Depthwise convolution (groups == C_in) with channel multiplier m = C_out / C_in:
 // output channel c reads input channel c / m with its own kH x kW filter.
 //
-// Each invocation computes PX consecutive output pixels of one row of one channel; the
-// input row segment is loaded once per kernel row and reused by every kernel column.
+// Each invocation computes one output row of one channel, PX pixels at a time; the input
+// row segment is loaded once per kernel row and reused by every kernel column. Indices are
+// decoded once per row: integer division by runtime values is scalarised on SIMD-on-CPU
+// drivers such as lavapipe and would otherwise cost more than the loads.
 // Weights are PyTorch's [C_out][1][kH][kW]. Invocations are numbered linearly over
-// (n, c, row strip) so that small planes still fill whole workgroups.
+// (n, c, output row).
 #include "common.wgsl"
 
 // Register tile (see src/shaders.rs and conv_direct.wgsl).
@@ -41,49 +43,49 @@ fn main(
     if (gid >= p.work) {
         return;
     }
-    let strips = p.oh * p.strips_x;
-    let strip = gid % strips;
-    let nc = gid / strips;
+    let oy = gid % p.oh;
+    let nc = gid / p.oh;
     let c = nc % p.c_out;
     let n = nc / p.c_out;
     let ci = c / p.cout_pg;
-    let oy = strip / p.strips_x;
-    let ox0 = (strip % p.strips_x) * PX;
     let iy0 = i32(oy * SH) - i32(p.pad_h);
-    let ix0 = i32(ox0 * SW) - i32(p.pad_w);
     let plane = (n * p.c_in + ci) * p.h;
+    let out_row = ((n * p.c_out + c) * p.oh + oy) * p.ow;
+    let b = bias[c];
 
-    // Function-scope variables start zeroed in WGSL.
-    var acc: array<f32, PX>;
-    var row: array<f32, ROW>;
-    for (var ky = 0u; ky < KH; ky++) {
-        let iy = iy0 + i32(ky * DH);
-        if (iy >= 0 && iy < i32(p.h)) {
-            let base = (plane + u32(iy)) * p.w;
-            if (ROWBUF == 1u) {
-                for (var r = 0u; r < ROW; r++) {
-                    row[r] = load_x(base, ix0 + i32(r));
-                }
-            }
-            for (var kx = 0u; kx < KW; kx++) {
-                let wv = wt[(c * KH + ky) * KW + kx];
-                for (var j = 0u; j < PX; j++) {
-                    var v: f32;
-                    if (ROWBUF == 1u) {
-                        v = row[j * SW + kx * DW];
-                    } else {
-                        v = load_x(base, ix0 + i32(j * SW + kx * DW));
+    for (var sx = 0u; sx < p.strips_x; sx++) {
+        let ox0 = sx * PX;
+        let ix0 = i32(ox0 * SW) - i32(p.pad_w);
+        // Function-scope variables start zeroed in WGSL; reset per strip.
+        var acc: array<f32, PX>;
+        var row: array<f32, ROW>;
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = iy0 + i32(ky * DH);
+            if (iy >= 0 && iy < i32(p.h)) {
+                let base = (plane + u32(iy)) * p.w;
+                if (ROWBUF == 1u) {
+                    for (var r = 0u; r < ROW; r++) {
+                        row[r] = load_x(base, ix0 + i32(r));
                     }
-                    acc[j] = fma(v, wv, acc[j]);
+                }
+                for (var kx = 0u; kx < KW; kx++) {
+                    let wv = wt[(c * KH + ky) * KW + kx];
+                    for (var j = 0u; j < PX; j++) {
+                        var v: f32;
+                        if (ROWBUF == 1u) {
+                            v = row[j * SW + kx * DW];
+                        } else {
+                            v = load_x(base, ix0 + i32(j * SW + kx * DW));
+                        }
+                        acc[j] = fma(v, wv, acc[j]);
+                    }
                 }
             }
         }
-    }
-    let b = bias[c];
-    let out_row = ((n * p.c_out + c) * p.oh + oy) * p.ow;
-    for (var j = 0u; j < PX; j++) {
-        if (ox0 + j < p.ow) {
-            y[out_row + ox0 + j] = activate(acc[j] + b);
+        for (var j = 0u; j < PX; j++) {
+            if (ox0 + j < p.ow) {
+                y[out_row + ox0 + j] = activate(acc[j] + b);
+            }
         }
     }
 }

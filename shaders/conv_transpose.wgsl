@@ -103,11 +103,13 @@ fn main(
             let iy = u32(ty) / SH;
             for (var kx = 0u; kx < KW; kx++) {
                 // Input column of pixel j: (phase + pW - kx * dW) / sW + j0 + j, when the
-                // numerator is a multiple of sW (the same for every j of this phase).
-                let tx = i32(phase + p.pad_w) - i32(kx * DW);
-                let tx_mod = ((tx % i32(SW)) + i32(SW)) % i32(SW);
-                if (tx_mod == 0) {
-                    let ix0 = tx / i32(SW) + i32(j0);
+                // numerator is a multiple of sW (the same for every j of this phase). The
+                // numerator is lifted by `lift * sW` to stay non-negative: `%` and `/` on
+                // negative integers differ between backends (GLSL leaves them undefined).
+                let lift = (KW * DW) / SW + 1u;
+                let tx = phase + p.pad_w + lift * SW - kx * DW;
+                if (tx % SW == 0u) {
+                    let ix0 = i32(tx / SW) - i32(lift) + i32(j0);
                     for (var ci = 0u; ci < p.cin_pg; ci++) {
                         let base = ((n * p.c_in + g * p.cin_pg + ci) * p.h + iy) * p.w;
                         for (var j = 0u; j < PX; j++) {

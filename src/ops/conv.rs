@@ -536,7 +536,7 @@ impl Conv2d {
             ConvKernel::Depthwise => {
                 let px = strip_px(ow, DEPTHWISE_PX_MAX);
                 let strips_x = ow.div_ceil(px);
-                let total = n * p.out_channels * oh * strips_x;
+                let total = n * p.out_channels * oh;
                 u.strips_x = strips_x as u32;
                 u.work = total as u32;
                 let row = (px - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
