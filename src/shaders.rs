@@ -32,6 +32,9 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("adaptive_avg_pool.wgsl"),
     wgsl!("resample.wgsl"),
     wgsl!("copy.wgsl"),
+    wgsl!("norm_stats.wgsl"),
+    wgsl!("norm_apply.wgsl"),
+    wgsl!("batch_norm_backward.wgsl"),
 ];
 
 /// Names of the compute shaders (the files with an entry point `main`).

@@ -5,6 +5,7 @@
 pub mod conv;
 pub mod conv_transpose;
 pub mod copy;
+pub mod norm;
 pub mod pool;
 pub mod upsample;
 

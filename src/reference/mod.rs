@@ -4,6 +4,7 @@
 
 pub mod conv;
 pub mod conv_transpose;
+pub mod norm;
 pub mod pool;
 pub mod upsample;
 

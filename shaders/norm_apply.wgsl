@@ -1,0 +1,74 @@
+// Normalise with per-segment statistics and apply the affine transform:
+// y = (x - mean[seg]) / sqrt(var[seg] + eps) * gamma[aff] + beta[aff].
+// MODE 0 batch norm (seg = c, aff = c), 1 group norm (seg = n * G + c / (C / G), aff = c),
+// 2 layer norm (seg = n, aff = c * H * W + p: elementwise affine), 3 instance norm
+// (seg = n * C + c, aff = c), 4 AdaIN (seg = n * C + c; gamma and beta are the style's
+// standard deviation sqrt(var + eps) and mean, read from `style` at seg).
+// Each invocation handles PX elements of one (n, c) plane, decoding indices once.
+#include "common.wgsl"
+
+override MODE: u32 = 0u;
+const PX: u32 = 16u;
+
+struct ApplyParams {
+    planes: u32, // N * C
+    c: u32,
+    hw: u32,
+    cpg: u32, // channels per group (group norm)
+    groups: u32,
+    strips: u32, // ceil(hw / PX)
+    total: u32, // planes * strips
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: ApplyParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> stats: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> beta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let s = linear_workgroup(wg, nwg) * 64u + lid;
+    if (s >= p.total) {
+        return;
+    }
+    let plane = s / p.strips;
+    let p0 = (s % p.strips) * PX;
+    let c = plane % p.c;
+    let n = plane / p.c;
+    var seg: u32;
+    switch MODE {
+        case 0u: { seg = c; }
+        case 1u: { seg = n * p.groups + c / p.cpg; }
+        case 2u: { seg = n; }
+        default: { seg = plane; }
+    }
+    let mean = stats[2u * seg];
+    let inv = inverseSqrt(stats[2u * seg + 1u] + p.eps);
+    var g = 0.0;
+    var b = 0.0;
+    if (MODE == 4u) {
+        g = sqrt(gamma[2u * seg + 1u] + p.eps);
+        b = gamma[2u * seg];
+    } else if (MODE != 2u) {
+        g = gamma[c];
+        b = beta[c];
+    }
+    let base = plane * p.hw;
+    for (var j = 0u; j < PX; j++) {
+        let i = p0 + j;
+        if (i < p.hw) {
+            if (MODE == 2u) {
+                g = gamma[c * p.hw + i];
+                b = beta[c * p.hw + i];
+            }
+            y[base + i] = (x[base + i] - mean) * inv * g + b;
+        }
+    }
+}

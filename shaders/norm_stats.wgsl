@@ -1,0 +1,125 @@
+// Per-segment statistics for the normalisations, one workgroup per segment.
+//
+// A segment is `chunks` runs of `chunk_len` contiguous elements, run k starting at
+// s * seg_stride + k * chunk_stride: batch norm's channel c is N runs of H * W; group,
+// layer and instance norm segments are one contiguous run.
+//
+// MODE 0 (forward statistics): two passes over the segment, the mean first and then the
+// sum of squared deviations, so the variance never suffers the cancellation of
+// E[x^2] - E[x]^2. Writes stats[2s] = mean, stats[2s + 1] = biased variance, and, when
+// UPDATE_RUNNING is set (batch norm training), running[2s] and running[2s + 1] with
+// momentum: running = (1 - m) * running + m * batch, the variance unbiased (n / (n - 1)).
+// MODE 1 (batch norm backward): with the forward statistics in stats[0 .. 2S], writes
+// stats[2S + s] = sum(dy) and stats[3S + s] = sum(dy * x_hat) (S segments).
+//
+// Each invocation accumulates a strided share in f32; the 64 partial sums are combined
+// in a fixed tree order in workgroup memory, so results are deterministic.
+#include "common.wgsl"
+
+override MODE: u32 = 0u;
+override UPDATE_RUNNING: bool = false;
+
+struct StatsParams {
+    segments: u32,
+    chunks: u32,
+    chunk_len: u32,
+    chunk_stride: u32,
+    seg_stride: u32,
+    momentum: f32,
+    eps: f32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: StatsParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running: array<f32>;
+
+var<workgroup> partial: array<f32, 64>;
+var<workgroup> partial2: array<f32, 64>;
+
+// Tree reduction of partial (and partial2) into element 0; every invocation must call it.
+fn reduce(lid: u32) {
+    for (var width = 32u; width > 0u; width = width / 2u) {
+        workgroupBarrier();
+        if (lid < width) {
+            partial[lid] = partial[lid] + partial[lid + width];
+            partial2[lid] = partial2[lid] + partial2[lid + width];
+        }
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    // The segment index is uniform across the workgroup, so the early exit below is too
+    // (barriers stay in uniform control flow).
+    let s = linear_workgroup(wg, nwg);
+    if (s >= p.segments) {
+        return;
+    }
+    let count = f32(p.chunks * p.chunk_len);
+    let base = s * p.seg_stride;
+
+    // Pass 1: the sum (MODE 0), or sum(dy) with the mean from the forward pass (MODE 1).
+    var acc = 0.0;
+    var acc2 = 0.0;
+    var mean = 0.0;
+    var invstd = 0.0;
+    if (MODE == 1u) {
+        mean = stats[2u * s];
+        invstd = inverseSqrt(stats[2u * s + 1u] + p.eps);
+    }
+    for (var k = 0u; k < p.chunks; k++) {
+        let start = base + k * p.chunk_stride;
+        for (var i = lid; i < p.chunk_len; i += 64u) {
+            if (MODE == 0u) {
+                acc += x[start + i];
+            } else {
+                let g = dy[start + i];
+                acc += g;
+                acc2 += g * (x[start + i] - mean) * invstd;
+            }
+        }
+    }
+    partial[lid] = acc;
+    partial2[lid] = acc2;
+    reduce(lid);
+    if (MODE == 1u) {
+        if (lid == 0u) {
+            stats[2u * p.segments + s] = partial[0];
+            stats[3u * p.segments + s] = partial2[0];
+        }
+        return;
+    }
+    mean = partial[0] / count;
+    workgroupBarrier();
+
+    // Pass 2: squared deviations from the mean.
+    acc = 0.0;
+    for (var k = 0u; k < p.chunks; k++) {
+        let start = base + k * p.chunk_stride;
+        for (var i = lid; i < p.chunk_len; i += 64u) {
+            let d = x[start + i] - mean;
+            acc += d * d;
+        }
+    }
+    partial[lid] = acc;
+    partial2[lid] = 0.0;
+    reduce(lid);
+    if (lid == 0u) {
+        let var_biased = partial[0] / count;
+        stats[2u * s] = mean;
+        stats[2u * s + 1u] = var_biased;
+        if (UPDATE_RUNNING) {
+            let var_unbiased = partial[0] / max(count - 1.0, 1.0);
+            running[2u * s] = (1.0 - p.momentum) * running[2u * s] + p.momentum * mean;
+            running[2u * s + 1u] = (1.0 - p.momentum) * running[2u * s + 1u] + p.momentum * var_unbiased;
+        }
+    }
+}

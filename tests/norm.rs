@@ -1,0 +1,491 @@
+//! Normalisation: batch norm (training with running statistics, inference, backward,
+//! folding into a convolution), group, layer and instance norm, AdaIN; GPU against the
+//! reference, the identities between them, accuracy on hard inputs, and bad input.
+
+mod common;
+
+use common::*;
+use ndarray::{Array1, Array3, Array4};
+use segblocks::ops::conv::{Conv2d, Conv2dParams};
+use segblocks::ops::norm::{
+    adain, fold_batch_norm, BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams,
+    InstanceNorm2d, LayerNorm,
+};
+use segblocks::{reference, Error, Tensor};
+
+/// Normalised outputs are O(|gamma| * |x_hat| + |beta|); the statistics are f32 sums over
+/// the segment, so the error grows with the segment length only through rounding of
+/// O(1) values: 1e-4 relative is a loose bound for the sizes tested here.
+fn tol(want: &Array4<f32>) -> Array4<f32> {
+    want.mapv(|v| 1e-4 * (1.0 + v.abs()))
+}
+
+fn down(t: &Tensor) -> Array4<f32> {
+    gpu().download(t).unwrap()
+}
+
+fn affine(r: &mut rand::rngs::StdRng, c: usize) -> (Array1<f32>, Array1<f32>) {
+    (random1(r, c).mapv(|v| 1.0 + 0.5 * v), random1(r, c))
+}
+
+#[test]
+fn batch_norm_training_updates_running_statistics() {
+    let gpu = gpu();
+    let mut r = rng(1);
+    for (shape, momentum) in [
+        ([2, 3, 5, 7], Some(0.1)),
+        ([1, 4, 6, 6], Some(0.3)),
+        ([3, 2, 1, 2], None),
+    ] {
+        let c = shape[1];
+        let params = BatchNorm2dParams::new(c).momentum(momentum);
+        let (g, b) = affine(&mut r, c);
+        let rm = random1(&mut r, c);
+        let rv = random1(&mut r, c).mapv(|v| 1.0 + v.abs());
+        let bn = BatchNorm2d::with_state(
+            gpu,
+            params,
+            Some(g.view()),
+            Some(b.view()),
+            rm.view(),
+            rv.view(),
+        )
+        .unwrap();
+        let (mut want_rm, mut want_rv) = (rm.clone(), rv.clone());
+        for step in 1..=3u64 {
+            let x = random4(&mut r, shape).mapv(|v| 3.0 * v + 2.0);
+            let factor = momentum.unwrap_or(1.0 / step as f32);
+            let want = reference::norm::batch_norm_train(
+                &params,
+                x.view(),
+                g.view(),
+                b.view(),
+                want_rm.view(),
+                want_rv.view(),
+                factor,
+            )
+            .unwrap();
+            let xt = gpu.upload(x.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let (y, _) = bn.forward_train(&mut rec, &xt).unwrap();
+            let got = rec.download(&y).unwrap();
+            assert_close(
+                got.view(),
+                want.output.view(),
+                tol(&want.output).view(),
+                &format!("train {shape:?} step {step}"),
+            );
+            let (grm, grv) = bn.running_stats().unwrap();
+            for i in 0..c {
+                assert!(
+                    (grm[i] - want.running_mean[i]).abs()
+                        < 1e-5 * (1.0 + want.running_mean[i].abs()),
+                    "running mean {grm} vs {}",
+                    want.running_mean
+                );
+                assert!(
+                    (grv[i] - want.running_var[i]).abs() < 1e-5 * (1.0 + want.running_var[i].abs()),
+                    "running var {grv} vs {}",
+                    want.running_var
+                );
+            }
+            want_rm = want.running_mean;
+            want_rv = want.running_var;
+            assert_eq!(bn.num_batches_tracked(), step);
+        }
+        // Inference with the running statistics the training produced.
+        let x = random4(&mut r, shape);
+        let want = reference::norm::batch_norm_eval(
+            &params,
+            x.view(),
+            g.view(),
+            b.view(),
+            want_rm.view(),
+            want_rv.view(),
+        )
+        .unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = bn.forward_eval(&mut rec, &xt).unwrap();
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want).view(),
+            "eval",
+        );
+    }
+}
+
+#[test]
+fn batch_norm_without_running_statistics_uses_the_batch() {
+    let gpu = gpu();
+    let mut r = rng(2);
+    let params = BatchNorm2dParams::new(3)
+        .track_running_stats(false)
+        .affine(false);
+    let bn = BatchNorm2d::new(gpu, params).unwrap();
+    let x = random4(&mut r, [2, 3, 4, 5]);
+    let ones = Array1::ones(3);
+    let zeros = Array1::zeros(3);
+    let want = reference::norm::batch_norm_train(
+        &params,
+        x.view(),
+        ones.view(),
+        zeros.view(),
+        zeros.view(),
+        ones.view(),
+        0.0,
+    )
+    .unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = bn.forward_eval(&mut rec, &xt).unwrap();
+    assert_close(
+        rec.download(&y).unwrap().view(),
+        want.output.view(),
+        tol(&want.output).view(),
+        "eval without running stats",
+    );
+    assert_eq!(bn.num_batches_tracked(), 0);
+}
+
+#[test]
+fn batch_norm_backward_matches_the_seed_formulas() {
+    let gpu = gpu();
+    let mut r = rng(3);
+    for shape in [[2, 3, 5, 7], [1, 2, 3, 3], [4, 1, 2, 2]] {
+        let c = shape[1];
+        let params = BatchNorm2dParams::new(c);
+        let (g, b) = affine(&mut r, c);
+        let bn = BatchNorm2d::with_state(
+            gpu,
+            params,
+            Some(g.view()),
+            Some(b.view()),
+            Array1::zeros(c).view(),
+            Array1::ones(c).view(),
+        )
+        .unwrap();
+        let x = random4(&mut r, shape);
+        let dy = random4(&mut r, shape);
+        let (want_dx, want_dg, want_db) =
+            reference::norm::batch_norm_backward(&params, x.view(), dy.view(), g.view()).unwrap();
+        let (xt, dyt) = (
+            gpu.upload(x.view()).unwrap(),
+            gpu.upload(dy.view()).unwrap(),
+        );
+        let mut rec = gpu.recorder();
+        let (_, saved) = bn.forward_train(&mut rec, &xt).unwrap();
+        let grads = bn.backward(&mut rec, &xt, &dyt, &saved).unwrap();
+        rec.submit().unwrap();
+        assert_close(
+            down(&grads.grad_input).view(),
+            want_dx.view(),
+            tol(&want_dx).view(),
+            "grad_input",
+        );
+        let m = (shape[0] * shape[2] * shape[3]) as f32;
+        let gw = down(&grads.grad_weight);
+        let gb = down(&grads.grad_bias);
+        for i in 0..c {
+            assert!(
+                (gw[[0, i, 0, 0]] - want_dg[i]).abs() < 1e-5 * m,
+                "dgamma {gw:?} vs {want_dg}"
+            );
+            assert!(
+                (gb[[0, i, 0, 0]] - want_db[i]).abs() < 1e-5 * m,
+                "dbeta {gb:?} vs {want_db}"
+            );
+        }
+        // Sanity of the formula itself: dx sums to zero per channel (shift invariance).
+        for i in 0..c {
+            let s: f32 = want_dx.slice(ndarray::s![.., i, .., ..]).sum();
+            assert!(s.abs() < 1e-4, "{s}");
+        }
+    }
+}
+
+#[test]
+fn folding_batch_norm_into_the_convolution_changes_nothing() {
+    let gpu = gpu();
+    let mut r = rng(4);
+    let conv_params = Conv2dParams::new(3, 6, 3).padding(1);
+    let w = random4(&mut r, conv_params.weight_shape());
+    let cb = random1(&mut r, 6);
+    let (g, b) = affine(&mut r, 6);
+    let rm = random1(&mut r, 6);
+    let rv = random1(&mut r, 6).mapv(|v| 0.5 + v.abs());
+    let bn_params = BatchNorm2dParams::new(6);
+    let conv = Conv2d::new(gpu, conv_params, w.view(), Some(cb.view())).unwrap();
+    let bn = BatchNorm2d::with_state(
+        gpu,
+        bn_params,
+        Some(g.view()),
+        Some(b.view()),
+        rm.view(),
+        rv.view(),
+    )
+    .unwrap();
+    let (fw, fb) = fold_batch_norm(
+        w.view(),
+        Some(cb.view()),
+        g.view(),
+        b.view(),
+        rm.view(),
+        rv.view(),
+        1e-5,
+    )
+    .unwrap();
+    let folded = Conv2d::new(gpu, conv_params, fw.view(), Some(fb.view())).unwrap();
+    let x = random4(&mut r, [2, 3, 9, 8]);
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let mid = conv.forward(&mut rec, &xt).unwrap();
+    let two = bn.forward_eval(&mut rec, &mid).unwrap();
+    let one = folded.forward(&mut rec, &xt).unwrap();
+    rec.submit().unwrap();
+    let (two, one) = (down(&two), down(&one));
+    assert_close(
+        one.view(),
+        two.view(),
+        tol(&two).view(),
+        "folded vs unfolded",
+    );
+}
+
+#[test]
+fn group_layer_and_instance_norm_and_their_identities() {
+    let gpu = gpu();
+    let mut r = rng(5);
+    let shape = [2, 6, 5, 7];
+    let x = random4(&mut r, shape).mapv(|v| 2.0 * v - 1.0);
+    let xt = gpu.upload(x.view()).unwrap();
+    let (g, b) = affine(&mut r, 6);
+    let run_group = |groups: usize| {
+        let params = GroupNormParams::new(groups, 6);
+        let gn = GroupNorm::new(gpu, params, Some(g.view()), Some(b.view())).unwrap();
+        let mut rec = gpu.recorder();
+        let y = gn.forward(&mut rec, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        let want = reference::norm::group_norm(&params, x.view(), g.view(), b.view()).unwrap();
+        assert_close(
+            got.view(),
+            want.view(),
+            tol(&want).view(),
+            &format!("group norm G={groups}"),
+        );
+        got
+    };
+    let g1 = run_group(1);
+    let g2 = run_group(2);
+    let g6 = run_group(6);
+    assert_ne!(g1, g2);
+    // G = 1 is layer norm with a per-channel affine.
+    let g3 = Array3::from_shape_fn((6, 5, 7), |(c, _, _)| g[c]);
+    let b3 = Array3::from_shape_fn((6, 5, 7), |(c, _, _)| b[c]);
+    let ln = LayerNorm::new(gpu, [6, 5, 7], 1e-5, Some(g3.view()), Some(b3.view())).unwrap();
+    let mut rec = gpu.recorder();
+    let y = ln.forward(&mut rec, &xt).unwrap();
+    let layer = rec.download(&y).unwrap();
+    assert_close(
+        layer.view(),
+        g1.view(),
+        tol(&g1).view(),
+        "G=1 == layer norm",
+    );
+    let want = reference::norm::layer_norm(x.view(), g3.view(), b3.view(), 1e-5).unwrap();
+    assert_close(layer.view(), want.view(), tol(&want).view(), "layer norm");
+    // G = C is instance norm.
+    let inorm = InstanceNorm2d::new(gpu, 6, 1e-5, Some(g.view()), Some(b.view())).unwrap();
+    let mut rec = gpu.recorder();
+    let y = inorm.forward(&mut rec, &xt).unwrap();
+    let inst = rec.download(&y).unwrap();
+    assert_close(
+        inst.view(),
+        g6.view(),
+        tol(&g6).view(),
+        "G=C == instance norm",
+    );
+    let want = reference::norm::instance_norm(x.view(), g.view(), b.view(), 1e-5).unwrap();
+    assert_close(inst.view(), want.view(), tol(&want).view(), "instance norm");
+    // Layer norm with an elementwise (not per-channel) affine.
+    let g3 = Array3::from_shape_fn((6, 5, 7), |(c, h, w)| {
+        0.5 + ((c + h * 3 + w) % 5) as f32 * 0.3
+    });
+    let b3 = Array3::from_shape_fn((6, 5, 7), |(c, h, w)| {
+        ((c * 7 + h + w * 2) % 3) as f32 - 1.0
+    });
+    let ln = LayerNorm::new(gpu, [6, 5, 7], 1e-3, Some(g3.view()), Some(b3.view())).unwrap();
+    let mut rec = gpu.recorder();
+    let y = ln.forward(&mut rec, &xt).unwrap();
+    let want = reference::norm::layer_norm(x.view(), g3.view(), b3.view(), 1e-3).unwrap();
+    assert_close(
+        rec.download(&y).unwrap().view(),
+        want.view(),
+        tol(&want).view(),
+        "layer norm elementwise",
+    );
+}
+
+#[test]
+fn adain_transfers_style_statistics() {
+    let gpu = gpu();
+    let mut r = rng(6);
+    let content = random4(&mut r, [2, 3, 6, 5]);
+    let style = random4(&mut r, [2, 3, 9, 4]).mapv(|v| 4.0 * v + 3.0);
+    let want = reference::norm::adain(content.view(), style.view(), 1e-5).unwrap();
+    let (ct, st) = (
+        gpu.upload(content.view()).unwrap(),
+        gpu.upload(style.view()).unwrap(),
+    );
+    let mut rec = gpu.recorder();
+    let y = adain(&mut rec, &ct, &st, 1e-5).unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_close(got.view(), want.view(), tol(&want).view(), "adain");
+}
+
+#[test]
+fn statistics_stay_accurate_on_hard_inputs() {
+    let gpu = gpu();
+    let mut r = rng(7);
+    // Values around 50 with unit spread, and a large plane (1 x 4 x 512 x 512).
+    for shape in [[2, 3, 17, 19], [1, 4, 512, 512]] {
+        let x = random4(&mut r, shape).mapv(|v| 50.0 + v);
+        let c = shape[1];
+        let ones = Array1::ones(c);
+        let zeros = Array1::zeros(c);
+        let inorm = InstanceNorm2d::new(gpu, c, 1e-5, None, None).unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = inorm.forward(&mut rec, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        let want =
+            reference::norm::instance_norm(x.view(), ones.view(), zeros.view(), 1e-5).unwrap();
+        // The normalised values are O(1): a naive E[x^2] - E[x]^2 in f32 would lose all
+        // digits of the unit variance against 50^2 here.
+        let t = want.mapv(|_| 2e-3);
+        assert_close(
+            got.view(),
+            want.view(),
+            t.view(),
+            &format!("instance norm, mean 50, {shape:?}"),
+        );
+        let bn = BatchNorm2d::new(gpu, BatchNorm2dParams::new(c)).unwrap();
+        let mut rec = gpu.recorder();
+        let (y, _) = bn.forward_train(&mut rec, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        let want = reference::norm::batch_norm_train(
+            &BatchNorm2dParams::new(c),
+            x.view(),
+            ones.view(),
+            zeros.view(),
+            zeros.view(),
+            ones.view(),
+            0.1,
+        )
+        .unwrap();
+        assert_close(
+            got.view(),
+            want.output.view(),
+            t.view(),
+            &format!("batch norm, mean 50, {shape:?}"),
+        );
+    }
+}
+
+fn expect_param(result: segblocks::Result<impl std::fmt::Debug>, name: &str) {
+    match result {
+        Err(Error::InvalidParam { name: n, reason }) => assert_eq!(n, name, "{reason}"),
+        other => panic!("expected InvalidParam({name}), got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let gpu = gpu();
+    expect_param(
+        GroupNormParams::new(4, 6).output_shape([1, 6, 2, 2]),
+        "num_groups",
+    );
+    expect_param(
+        GroupNormParams::new(0, 6).output_shape([1, 6, 2, 2]),
+        "num_groups",
+    );
+    for eps in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        expect_param(
+            BatchNorm2dParams::new(3)
+                .eps(eps)
+                .output_shape([1, 3, 2, 2]),
+            "eps",
+        );
+        expect_param(
+            GroupNormParams::new(1, 3)
+                .eps(eps)
+                .output_shape([1, 3, 2, 2]),
+            "eps",
+        );
+    }
+    expect_param(
+        BatchNorm2dParams::new(3)
+            .momentum(Some(1.5))
+            .output_shape([1, 3, 2, 2]),
+        "momentum",
+    );
+    assert!(matches!(
+        BatchNorm2d::with_state(
+            gpu,
+            BatchNorm2dParams::new(3),
+            Some(Array1::ones(2).view()),
+            Some(Array1::zeros(3).view()),
+            Array1::zeros(3).view(),
+            Array1::ones(3).view()
+        ),
+        Err(Error::ShapeMismatch { name: "weight", .. })
+    ));
+    assert!(matches!(
+        GroupNorm::new(
+            gpu,
+            GroupNormParams::new(1, 3),
+            Some(Array1::ones(3).view()),
+            Some(Array1::zeros(4).view())
+        ),
+        Err(Error::ShapeMismatch { name: "bias", .. })
+    ));
+    // Training with one value per channel is refused, as in PyTorch.
+    let bn = BatchNorm2d::new(gpu, BatchNorm2dParams::new(3)).unwrap();
+    let x = gpu.upload(Array4::zeros([1, 3, 1, 1]).view()).unwrap();
+    let mut rec = gpu.recorder();
+    expect_param(bn.forward_train(&mut rec, &x), "input");
+    // Wrong channel count; style and content with different channels.
+    let x4 = gpu.upload(Array4::zeros([1, 4, 2, 2]).view()).unwrap();
+    assert!(matches!(
+        bn.forward_eval(&mut rec, &x4),
+        Err(Error::ShapeMismatch { name: "input", .. })
+    ));
+    let x3 = gpu.upload(Array4::zeros([1, 3, 2, 2]).view()).unwrap();
+    assert!(matches!(
+        adain(&mut rec, &x3, &x4, 1e-5),
+        Err(Error::ShapeMismatch { name: "style", .. })
+    ));
+    expect_param(adain(&mut rec, &x3, &x3, 0.0), "eps");
+    assert!(matches!(
+        LayerNorm::new(gpu, [3, 2, 2], 1e-5, None, None)
+            .unwrap()
+            .forward(&mut rec, &x4),
+        Err(Error::ShapeMismatch { name: "input", .. })
+    ));
+}
+
+#[test]
+fn costs_count_bytes() {
+    let c = BatchNorm2dParams::new(64).cost([1, 64, 112, 112]).unwrap();
+    assert_eq!(c.params, 128);
+    assert_eq!(c.bytes, 4 * (4 * 64 * 112 * 112 + 2 * 128));
+    assert_eq!(
+        GroupNormParams::new(32, 256)
+            .cost([1, 256, 28, 28])
+            .unwrap()
+            .params,
+        512
+    );
+}
