@@ -5,7 +5,12 @@
 override ACT: u32 = 0u;
 
 fn activate4(v: vec4<f32>) -> vec4<f32> {
-    switch ACT {
+    return activation4(ACT, v);
+}
+
+// The activation with the given code (same numbering as ACT).
+fn activation4(code: u32, v: vec4<f32>) -> vec4<f32> {
+    switch code {
         case 1u: { return max(v, vec4<f32>(0.0)); }
         case 2u: { return clamp(v, vec4<f32>(0.0), vec4<f32>(6.0)); }
         case 3u: { return 1.0 / (1.0 + exp(-v)); }

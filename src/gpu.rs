@@ -136,6 +136,24 @@ impl Tensor {
         &self.buf
     }
 
+    /// The same data seen with another shape of the same element count (no copy; the
+    /// buffer is shared), like PyTorch's `reshape` on a contiguous tensor.
+    pub fn reshape(&self, shape: [usize; 4]) -> Result<Tensor> {
+        check_dims("shape", &shape)?;
+        if shape.iter().product::<usize>() != self.len() {
+            return Err(Error::ShapeMismatch {
+                name: "shape",
+                expected: self.shape.to_vec(),
+                actual: shape.to_vec(),
+            });
+        }
+        Ok(Tensor {
+            shape,
+            buf: self.buf.clone(),
+            gpu_id: self.gpu_id,
+        })
+    }
+
     /// Checks that the tensor belongs to `gpu`; `name` is used in the error.
     pub(crate) fn check_gpu(&self, gpu: &Gpu, name: &'static str) -> Result<()> {
         if self.gpu_id != gpu.inner.id {

@@ -35,6 +35,9 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("norm_stats.wgsl"),
     wgsl!("norm_apply.wgsl"),
     wgsl!("batch_norm_backward.wgsl"),
+    wgsl!("channel_copy.wgsl"),
+    wgsl!("elementwise.wgsl"),
+    wgsl!("channel_pool.wgsl"),
 ];
 
 /// Names of the compute shaders (the files with an entry point `main`).

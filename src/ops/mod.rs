@@ -2,6 +2,8 @@
 //! dispatch and cost. Each file is one op family; its CPU oracle lives under the same
 //! name in [`crate::reference`](mod@crate::reference).
 
+pub mod attention;
+pub mod channel;
 pub mod conv;
 pub mod conv_transpose;
 pub mod copy;

@@ -2,6 +2,8 @@
 //! in `f64` accumulation where the formula sums. It shares no code or tricks with the GPU
 //! path (it only reads the same parameter structs) and is what the GPU is tested against.
 
+pub mod attention;
+pub mod channel;
 pub mod conv;
 pub mod conv_transpose;
 pub mod norm;

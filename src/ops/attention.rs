@@ -1,0 +1,272 @@
+//! Channel and spatial attention: squeeze-and-excitation (torchvision's
+//! `ops.misc.SqueezeExcitation`), ECA and CBAM. Each is recorded from the library's own
+//! ops (pooling, 1x1 or 1-D convolution, a gated scale that applies the sigmoid in the
+//! same pass that reads the feature map).
+
+use ndarray::{Array4, ArrayView1, ArrayView4};
+
+use super::channel::{add, channel_max_mean, scale_channels, scale_spatial};
+use super::conv::{Conv2d, Conv2dParams};
+use super::pool::GlobalPool;
+use super::{Activation, Cost};
+use crate::error::{invalid, Result};
+use crate::gpu::{Gpu, Recorder, Tensor};
+
+/// Parameters of torchvision's `SqueezeExcitation(input_channels, squeeze_channels,
+/// activation=ReLU, scale_activation=Sigmoid)`: `x * scale_act(fc2(act(fc1(avgpool(x)))))`,
+/// `fc1` and `fc2` 1x1 convolutions with bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqueezeExcitationParams {
+    /// Channels `C`.
+    pub input_channels: usize,
+    /// Channels after the squeeze.
+    pub squeeze_channels: usize,
+    /// Activation after `fc1` (default ReLU).
+    pub activation: Activation,
+    /// Gate activation (default sigmoid; MobileNetV3 uses hard-sigmoid).
+    pub scale_activation: Activation,
+}
+
+impl SqueezeExcitationParams {
+    /// torchvision's defaults (ReLU, sigmoid).
+    pub fn new(input_channels: usize, squeeze_channels: usize) -> Self {
+        SqueezeExcitationParams {
+            input_channels,
+            squeeze_channels,
+            activation: Activation::Relu,
+            scale_activation: Activation::Sigmoid,
+        }
+    }
+
+    /// Squeeze by a reduction ratio `r`: `squeeze_channels = C / r`, an error when that
+    /// leaves no channel.
+    pub fn with_reduction(input_channels: usize, r: usize) -> Result<Self> {
+        if r == 0 || input_channels / r == 0 {
+            return Err(invalid(
+                "reduction",
+                format!("ratio {r} leaves no channel of {input_channels}"),
+            ));
+        }
+        Ok(Self::new(input_channels, input_channels / r))
+    }
+
+    /// Sets the activation after `fc1`.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+
+    /// Sets the gate activation.
+    pub fn scale_activation(mut self, a: Activation) -> Self {
+        self.scale_activation = a;
+        self
+    }
+
+    fn fc1(&self) -> Conv2dParams {
+        Conv2dParams::new(self.input_channels, self.squeeze_channels, 1).activation(self.activation)
+    }
+
+    fn fc2(&self) -> Conv2dParams {
+        Conv2dParams::new(self.squeeze_channels, self.input_channels, 1)
+    }
+
+    /// Parameters (both 1x1 convolutions with bias), MACs and bytes on `input`.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let pooled = [input[0], input[1], 1, 1];
+        let scale = super::channel::elementwise_cost(input, 1);
+        Ok(GlobalPool::Avg.cost(input)?
+            + self.fc1().cost(pooled)?
+            + self.fc2().cost([input[0], self.squeeze_channels, 1, 1])?
+            + scale)
+    }
+}
+
+/// Squeeze-and-excitation on the GPU.
+#[derive(Debug)]
+pub struct SqueezeExcitation {
+    params: SqueezeExcitationParams,
+    fc1: Conv2d,
+    fc2: Conv2d,
+}
+
+impl SqueezeExcitation {
+    /// Uploads the block; weights with torchvision's names and shapes:
+    /// `fc1.weight [S, C, 1, 1]`, `fc1.bias [S]`, `fc2.weight [C, S, 1, 1]`, `fc2.bias [C]`.
+    pub fn new(
+        gpu: &Gpu,
+        params: SqueezeExcitationParams,
+        fc1_weight: ArrayView4<f32>,
+        fc1_bias: ArrayView1<f32>,
+        fc2_weight: ArrayView4<f32>,
+        fc2_bias: ArrayView1<f32>,
+    ) -> Result<Self> {
+        if params.squeeze_channels == 0 {
+            return Err(invalid("squeeze_channels", "must be at least 1, got 0"));
+        }
+        Ok(SqueezeExcitation {
+            params,
+            fc1: Conv2d::new(gpu, params.fc1(), fc1_weight, Some(fc1_bias))?,
+            fc2: Conv2d::new(gpu, params.fc2(), fc2_weight, Some(fc2_bias))?,
+        })
+    }
+
+    /// Records the block: four dispatches, the gate fused into the final scale.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        self.fc1.output_shape([x.shape()[0], x.shape()[1], 1, 1])?;
+        let pooled = GlobalPool::Avg.forward(rec, x)?;
+        let squeezed = self.fc1.forward(rec, &pooled)?;
+        let logits = self.fc2.forward(rec, &squeezed)?;
+        scale_channels(rec, x, &logits, self.params.scale_activation)
+    }
+}
+
+/// ECA's kernel size for `channels` (gamma = 2, b = 1), as in the ECA reference code:
+/// `t = int(|(log2(C) + b) / gamma|)`, `k = t` if odd else `t + 1`.
+pub fn eca_kernel_size(channels: usize) -> usize {
+    let t = (((channels as f64).log2() + 1.0) / 2.0).abs() as usize;
+    if t % 2 == 1 {
+        t
+    } else {
+        t + 1
+    }
+}
+
+/// Efficient channel attention: global average pool, a 1-D convolution across channels
+/// (kernel `k`, zero padding `(k - 1) / 2`, no bias), sigmoid, scale.
+#[derive(Debug)]
+pub struct Eca {
+    channels: usize,
+    conv: Conv2d,
+}
+
+impl Eca {
+    /// Uploads an ECA block with the 1-D kernel `weight` (PyTorch's `Conv1d(1, 1, k)`
+    /// weight flattened to length `k`); `k` must be odd and at most `channels`.
+    pub fn new(gpu: &Gpu, channels: usize, weight: ArrayView1<f32>) -> Result<Self> {
+        let k = weight.len();
+        if k % 2 == 0 || k > channels || channels == 0 {
+            return Err(invalid(
+                "kernel_size",
+                format!("must be odd and at most the channel count {channels}, got {k}"),
+            ));
+        }
+        // The 1-D convolution over channels is a (k x 1) convolution of the pooled
+        // descriptor seen as [N, 1, C, 1].
+        let params = Conv2dParams::new(1, 1, (k, 1))
+            .padding(((k - 1) / 2, 0))
+            .bias(false);
+        let w = Array4::from_shape_vec([1, 1, k, 1], weight.to_vec()).expect("k values");
+        Ok(Eca {
+            channels,
+            conv: Conv2d::new(gpu, params, w.view(), None)?,
+        })
+    }
+
+    /// Records the block.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let s = x.shape();
+        if s[1] != self.channels {
+            return Err(crate::Error::ShapeMismatch {
+                name: "input",
+                expected: vec![s[0], self.channels, s[2], s[3]],
+                actual: s.to_vec(),
+            });
+        }
+        let pooled = GlobalPool::Avg
+            .forward(rec, x)?
+            .reshape([s[0], 1, s[1], 1])?;
+        let logits = self
+            .conv
+            .forward(rec, &pooled)?
+            .reshape([s[0], s[1], 1, 1])?;
+        scale_channels(rec, x, &logits, Activation::Sigmoid)
+    }
+
+    /// Parameters (`k`), MACs and bytes.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let conv = self.conv.cost([input[0], 1, input[1], 1])?;
+        Ok(GlobalPool::Avg.cost(input)? + conv + super::channel::elementwise_cost(input, 1))
+    }
+}
+
+/// CBAM: channel attention (a shared MLP, `C -> C / r -> C` with ReLU, applied to the
+/// global average and global max descriptors, summed, sigmoid, scale), then spatial
+/// attention (a 7x7 convolution of the per-pixel [max, mean] over channels, sigmoid,
+/// scale), in that order, as in the CBAM paper. The spatial convolution has a bias when
+/// one is given; the reference code's batch norm after it can be folded into it
+/// ([`fold_batch_norm`](super::norm::fold_batch_norm)).
+#[derive(Debug)]
+pub struct Cbam {
+    mlp1: Conv2d,
+    mlp2: Conv2d,
+    spatial: Conv2d,
+}
+
+impl Cbam {
+    /// Uploads a CBAM block. `mlp1_weight [C/r, C, 1, 1]` and `mlp2_weight [C, C/r, 1, 1]`
+    /// with biases (PyTorch `Linear` weights `[out, in]` reshaped), `spatial_weight
+    /// [1, 2, k, k]` (odd k, 7 in the paper) with an optional bias.
+    pub fn new(
+        gpu: &Gpu,
+        mlp1: (ArrayView4<f32>, ArrayView1<f32>),
+        mlp2: (ArrayView4<f32>, ArrayView1<f32>),
+        spatial_weight: ArrayView4<f32>,
+        spatial_bias: Option<ArrayView1<f32>>,
+    ) -> Result<Self> {
+        let (c, hidden) = (mlp1.0.shape()[1], mlp1.0.shape()[0]);
+        let k = spatial_weight.shape()[2];
+        if k % 2 == 0 || spatial_weight.shape()[3] != k {
+            return Err(invalid(
+                "spatial_weight",
+                format!(
+                    "needs an odd square kernel, got {:?}",
+                    spatial_weight.shape()
+                ),
+            ));
+        }
+        let spatial = Conv2dParams::new(2, 1, k)
+            .padding(k / 2)
+            .bias(spatial_bias.is_some());
+        Ok(Cbam {
+            mlp1: Conv2d::new(
+                gpu,
+                Conv2dParams::new(c, hidden, 1).activation(Activation::Relu),
+                mlp1.0,
+                Some(mlp1.1),
+            )?,
+            mlp2: Conv2d::new(gpu, Conv2dParams::new(hidden, c, 1), mlp2.0, Some(mlp2.1))?,
+            spatial: Conv2d::new(gpu, spatial, spatial_weight, spatial_bias)?,
+        })
+    }
+
+    /// Records the block.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let avg = GlobalPool::Avg.forward(rec, x)?;
+        let max = GlobalPool::Max.forward(rec, x)?;
+        let hidden_avg = self.mlp1.forward(rec, &avg)?;
+        let a = self.mlp2.forward(rec, &hidden_avg)?;
+        let hidden_max = self.mlp1.forward(rec, &max)?;
+        let m = self.mlp2.forward(rec, &hidden_max)?;
+        let logits = add(rec, &a, &m, Activation::None)?;
+        let x1 = scale_channels(rec, x, &logits, Activation::Sigmoid)?;
+        let pooled = channel_max_mean(rec, &x1)?;
+        let spatial = self.spatial.forward(rec, &pooled)?;
+        scale_spatial(rec, &x1, &spatial, Activation::Sigmoid)
+    }
+
+    /// Parameters, MACs and bytes on `input`.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let pooled = [input[0], input[1], 1, 1];
+        let hidden = self.mlp1.params().out_channels;
+        let mlp = self.mlp1.cost(pooled)? + self.mlp2.cost([input[0], hidden, 1, 1])?;
+        let spatial = self.spatial.cost([input[0], 2, input[2], input[3]])?;
+        Ok(GlobalPool::Avg.cost(input)?
+            + GlobalPool::Max.cost(input)?
+            + mlp
+            // The MLP is shared: its MACs count twice, its parameters once.
+            + Cost { params: 0, ..mlp }
+            + spatial
+            + super::channel::elementwise_cost(input, 2)
+            + super::channel::elementwise_cost(input, 1))
+    }
+}

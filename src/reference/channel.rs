@@ -1,0 +1,104 @@
+//! Reference channel plumbing and elementwise ops, element by element.
+
+use ndarray::{concatenate, Array4, ArrayView4, Axis};
+
+use crate::error::{invalid, Result};
+use crate::ops::Activation;
+
+/// Channel shuffle: output channel `j` is input channel `(j mod g) * (C / g) + j / g`.
+pub fn channel_shuffle(x: ArrayView4<f32>, groups: usize) -> Result<Array4<f32>> {
+    let c = x.shape()[1];
+    if groups == 0 || c % groups != 0 {
+        return Err(invalid("groups", format!("{groups} does not divide {c}")));
+    }
+    let per = c / groups;
+    let mut out = Array4::zeros(x.raw_dim());
+    for j in 0..c {
+        let src = (j % groups) * per + j / groups;
+        out.index_axis_mut(Axis(1), j)
+            .assign(&x.index_axis(Axis(1), src));
+    }
+    Ok(out)
+}
+
+/// Concatenation along channels.
+pub fn concat(inputs: &[ArrayView4<f32>]) -> Result<Array4<f32>> {
+    concatenate(Axis(1), inputs).map_err(|e| invalid("inputs", e.to_string()))
+}
+
+/// `act(a + b)`.
+pub fn add(a: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+    let mut out = a.to_owned();
+    out.zip_mut_with(&b, |o, &v| *o = super::activation(act, *o + v));
+    out
+}
+
+/// `act(x)`.
+pub fn activation(x: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+    x.mapv(|v| super::activation(act, v))
+}
+
+/// `x[n, c, h, w] * gate(s[n, c])` for `s` of shape `[N, C, 1, 1]`.
+pub fn scale_channels(x: ArrayView4<f32>, s: ArrayView4<f32>, gate: Activation) -> Array4<f32> {
+    let mut out = x.to_owned();
+    for ((n, c, _, _), v) in out.indexed_iter_mut() {
+        *v *= super::activation(gate, s[[n, c, 0, 0]]);
+    }
+    out
+}
+
+/// `x[n, c, h, w] * gate(s[n, 0, h, w])`.
+pub fn scale_spatial(x: ArrayView4<f32>, s: ArrayView4<f32>, gate: Activation) -> Array4<f32> {
+    let mut out = x.to_owned();
+    for ((n, _, h, w), v) in out.indexed_iter_mut() {
+        *v *= super::activation(gate, s[[n, 0, h, w]]);
+    }
+    out
+}
+
+/// Highway: `h * t + x * (1 - t)` with `t = sigmoid(t_logits)`.
+pub fn highway(x: ArrayView4<f32>, h: ArrayView4<f32>, t_logits: ArrayView4<f32>) -> Array4<f32> {
+    let mut out = x.to_owned();
+    for (idx, v) in out.indexed_iter_mut() {
+        let t = super::activation(Activation::Sigmoid, t_logits[idx]);
+        *v = h[idx] * t + *v * (1.0 - t);
+    }
+    out
+}
+
+/// Residual attention: `(1 + mask) * f + x`.
+pub fn residual_attention(
+    x: ArrayView4<f32>,
+    f: ArrayView4<f32>,
+    mask: ArrayView4<f32>,
+) -> Array4<f32> {
+    let mut out = x.to_owned();
+    for (idx, v) in out.indexed_iter_mut() {
+        *v += (1.0 + mask[idx]) * f[idx];
+    }
+    out
+}
+
+/// Per-pixel maximum (channel 0) and mean (channel 1) over channels.
+pub fn channel_max_mean(x: ArrayView4<f32>) -> Array4<f32> {
+    let [n, c, h, w]: [usize; 4] = x.shape().try_into().expect("4-D");
+    let mut out = Array4::zeros([n, 2, h, w]);
+    for b in 0..n {
+        for y in 0..h {
+            for xx in 0..w {
+                let mut best = f32::NEG_INFINITY;
+                let mut sum = 0.0f64;
+                for ch in 0..c {
+                    let v = x[[b, ch, y, xx]];
+                    if v > best || v.is_nan() {
+                        best = v;
+                    }
+                    sum += v as f64;
+                }
+                out[[b, 0, y, xx]] = best;
+                out[[b, 1, y, xx]] = (sum / c as f64) as f32;
+            }
+        }
+    }
+    out
+}

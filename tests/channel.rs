@@ -1,0 +1,303 @@
+//! Channel plumbing and attention: shuffle, concat and split compared exactly, residual
+//! add, activations, gating, highway and residual attention, SE, ECA and CBAM against the
+//! reference, and bad input.
+
+mod common;
+
+use common::*;
+use ndarray::{Array1, Array4};
+use segblocks::ops::attention::{
+    eca_kernel_size, Cbam, Eca, SqueezeExcitation, SqueezeExcitationParams,
+};
+use segblocks::ops::channel;
+use segblocks::ops::Activation;
+use segblocks::{reference, Error, Tensor};
+
+fn up(x: &Array4<f32>) -> Tensor {
+    gpu().upload(x.view()).unwrap()
+}
+
+fn tol(want: &Array4<f32>, rel: f32) -> Array4<f32> {
+    want.mapv(|v| rel * (1.0 + v.abs()))
+}
+
+#[test]
+fn shuffle_concat_split_are_exact() {
+    let gpu = gpu();
+    let mut r = rng(1);
+    for (shape, g) in [
+        ([2, 6, 3, 5], 2),
+        ([1, 12, 4, 4], 3),
+        ([1, 232, 7, 7], 2),
+        ([1, 5, 2, 3], 5),
+    ] {
+        let x = random4(&mut r, shape);
+        let mut rec = gpu.recorder();
+        let y = channel::channel_shuffle(&mut rec, &up(&x), g).unwrap();
+        assert_eq!(
+            rec.download(&y).unwrap(),
+            reference::channel::channel_shuffle(x.view(), g).unwrap()
+        );
+    }
+    // The seed's map: input channel i goes to (i mod (C/g)) * g + floor(i / (C/g)).
+    let x = Array4::from_shape_fn([1, 6, 1, 1], |(_, c, _, _)| c as f32);
+    let y = reference::channel::channel_shuffle(x.view(), 2).unwrap();
+    for i in 0..6 {
+        assert_eq!(y[[0, (i % 3) * 2 + i / 3, 0, 0]], i as f32);
+    }
+    let (a, b, c) = (
+        random4(&mut r, [2, 3, 4, 5]),
+        random4(&mut r, [2, 1, 4, 5]),
+        random4(&mut r, [2, 4, 4, 5]),
+    );
+    let mut rec = gpu.recorder();
+    let cat = channel::concat(&mut rec, &[&up(&a), &up(&b), &up(&c)]).unwrap();
+    let parts = channel::split(&mut rec, &cat, &[3, 1, 4]).unwrap();
+    rec.submit().unwrap();
+    let want = reference::channel::concat(&[a.view(), b.view(), c.view()]).unwrap();
+    assert_eq!(gpu.download(&cat).unwrap(), want);
+    for (part, orig) in parts.iter().zip([&a, &b, &c]) {
+        assert_eq!(&gpu.download(part).unwrap(), orig);
+    }
+}
+
+#[test]
+fn elementwise_ops_match_reference() {
+    let gpu = gpu();
+    let mut r = rng(2);
+    let shape = [2, 3, 5, 7];
+    let (a, b, s) = (
+        random4(&mut r, shape).mapv(|v| 4.0 * v),
+        random4(&mut r, shape),
+        random4(&mut r, shape),
+    );
+    let (at, bt, st) = (up(&a), up(&b), up(&s));
+    for act in Activation::ALL {
+        let mut rec = gpu.recorder();
+        let y = channel::add(&mut rec, &at, &bt, act).unwrap();
+        let want = reference::channel::add(a.view(), b.view(), act);
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want, 1e-6).view(),
+            &format!("add {act:?}"),
+        );
+        let mut rec = gpu.recorder();
+        let y = channel::activation(&mut rec, &at, act).unwrap();
+        let want = reference::channel::activation(a.view(), act);
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want, 1e-6).view(),
+            &format!("{act:?}"),
+        );
+    }
+    let sc = random4(&mut r, [2, 3, 1, 1]);
+    let ss = random4(&mut r, [2, 1, 5, 7]);
+    for gate in [
+        Activation::Sigmoid,
+        Activation::HardSigmoid,
+        Activation::None,
+    ] {
+        let mut rec = gpu.recorder();
+        let y = channel::scale_channels(&mut rec, &at, &up(&sc), gate).unwrap();
+        let want = reference::channel::scale_channels(a.view(), sc.view(), gate);
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want, 1e-6).view(),
+            "scale channels",
+        );
+        let mut rec = gpu.recorder();
+        let y = channel::scale_spatial(&mut rec, &at, &up(&ss), gate).unwrap();
+        let want = reference::channel::scale_spatial(a.view(), ss.view(), gate);
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want, 1e-6).view(),
+            "scale spatial",
+        );
+    }
+    let mut rec = gpu.recorder();
+    let y = channel::highway(&mut rec, &at, &bt, &st).unwrap();
+    let want = reference::channel::highway(a.view(), b.view(), s.view());
+    assert_close(
+        rec.download(&y).unwrap().view(),
+        want.view(),
+        tol(&want, 1e-6).view(),
+        "highway",
+    );
+    let mut rec = gpu.recorder();
+    let y = channel::residual_attention(&mut rec, &at, &bt, &st).unwrap();
+    let want = reference::channel::residual_attention(a.view(), b.view(), s.view());
+    assert_close(
+        rec.download(&y).unwrap().view(),
+        want.view(),
+        tol(&want, 1e-6).view(),
+        "residual attention",
+    );
+    let mut rec = gpu.recorder();
+    let y = channel::channel_max_mean(&mut rec, &at).unwrap();
+    let want = reference::channel::channel_max_mean(a.view());
+    assert_close(
+        rec.download(&y).unwrap().view(),
+        want.view(),
+        tol(&want, 1e-6).view(),
+        "channel max/mean",
+    );
+}
+
+#[test]
+fn squeeze_excitation_matches_reference() {
+    let gpu = gpu();
+    let mut r = rng(3);
+    for (params, shape) in [
+        (SqueezeExcitationParams::new(16, 4), [2, 16, 7, 5]),
+        (
+            SqueezeExcitationParams::with_reduction(96, 4)
+                .unwrap()
+                .activation(Activation::Relu)
+                .scale_activation(Activation::HardSigmoid),
+            [1, 96, 6, 6],
+        ),
+        (
+            SqueezeExcitationParams::new(6, 1).activation(Activation::Silu),
+            [1, 6, 1, 1],
+        ),
+    ] {
+        let (c, s) = (params.input_channels, params.squeeze_channels);
+        let x = random4(&mut r, shape);
+        let (w1, b1) = (random4(&mut r, [s, c, 1, 1]), random1(&mut r, s));
+        let (w2, b2) = (random4(&mut r, [c, s, 1, 1]), random1(&mut r, c));
+        let se = SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())
+            .unwrap();
+        let mut rec = gpu.recorder();
+        let y = se.forward(&mut rec, &up(&x)).unwrap();
+        assert_eq!(rec.dispatch_count(), 4, "pool, fc1, fc2, gated scale");
+        let got = rec.download(&y).unwrap();
+        let want = reference::attention::squeeze_excitation(
+            &params,
+            x.view(),
+            (w1.view(), b1.view()),
+            (w2.view(), b2.view()),
+        )
+        .unwrap();
+        assert_close(
+            got.view(),
+            want.view(),
+            tol(&want, 1e-5).view(),
+            &format!("SE {params:?}"),
+        );
+        let cost = params.cost(shape).unwrap();
+        assert_eq!(cost.params, (c * s + s + s * c + c) as u64);
+    }
+}
+
+#[test]
+fn eca_and_cbam_match_reference() {
+    let gpu = gpu();
+    let mut r = rng(4);
+    assert_eq!(eca_kernel_size(64), 3);
+    assert_eq!(eca_kernel_size(256), 5);
+    assert_eq!(eca_kernel_size(512), 5);
+    assert_eq!(eca_kernel_size(2048), 7);
+    for (shape, k) in [
+        ([2, 16, 5, 6], 3),
+        ([1, 64, 4, 4], eca_kernel_size(64)),
+        ([1, 9, 3, 3], 9),
+    ] {
+        let x = random4(&mut r, shape);
+        let w = random1(&mut r, k);
+        let eca = Eca::new(gpu, shape[1], w.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = eca.forward(&mut rec, &up(&x)).unwrap();
+        let got = rec.download(&y).unwrap();
+        let want = reference::attention::eca(x.view(), w.view()).unwrap();
+        assert_close(
+            got.view(),
+            want.view(),
+            tol(&want, 1e-5).view(),
+            &format!("ECA k={k}"),
+        );
+    }
+    for (shape, hidden, k, bias) in [([2, 16, 9, 8], 4, 7, true), ([1, 8, 5, 5], 2, 3, false)] {
+        let c = shape[1];
+        let x = random4(&mut r, shape);
+        let (w1, b1) = (random4(&mut r, [hidden, c, 1, 1]), random1(&mut r, hidden));
+        let (w2, b2) = (random4(&mut r, [c, hidden, 1, 1]), random1(&mut r, c));
+        let ws = random4(&mut r, [1, 2, k, k]);
+        let bs = bias.then(|| random1(&mut r, 1));
+        let cbam = Cbam::new(
+            gpu,
+            (w1.view(), b1.view()),
+            (w2.view(), b2.view()),
+            ws.view(),
+            bs.as_ref().map(|b| b.view()),
+        )
+        .unwrap();
+        let mut rec = gpu.recorder();
+        let y = cbam.forward(&mut rec, &up(&x)).unwrap();
+        let got = rec.download(&y).unwrap();
+        let want = reference::attention::cbam(
+            x.view(),
+            (w1.view(), b1.view()),
+            (w2.view(), b2.view()),
+            ws.view(),
+            bs.as_ref().map(|b| b.view()),
+        )
+        .unwrap();
+        assert_close(
+            got.view(),
+            want.view(),
+            tol(&want, 1e-5).view(),
+            &format!("CBAM {shape:?}"),
+        );
+        assert!(cbam.cost(shape).unwrap().params > 0);
+    }
+}
+
+fn expect_param(result: segblocks::Result<impl std::fmt::Debug>, name: &str) {
+    match result {
+        Err(Error::InvalidParam { name: n, reason }) => assert_eq!(n, name, "{reason}"),
+        other => panic!("expected InvalidParam({name}), got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let gpu = gpu();
+    let x = up(&Array4::zeros([1, 6, 2, 2]));
+    let y = up(&Array4::zeros([1, 6, 2, 3]));
+    let mut rec = gpu.recorder();
+    expect_param(channel::channel_shuffle(&mut rec, &x, 4), "groups");
+    expect_param(channel::channel_shuffle(&mut rec, &x, 0), "groups");
+    assert!(matches!(
+        channel::add(&mut rec, &x, &y, Activation::None),
+        Err(Error::ShapeMismatch { name: "b", .. })
+    ));
+    assert!(matches!(
+        channel::concat(&mut rec, &[&x, &y]),
+        Err(Error::ShapeMismatch { name: "inputs", .. })
+    ));
+    expect_param(channel::concat(&mut rec, &[]), "inputs");
+    expect_param(channel::split(&mut rec, &x, &[2, 3]), "sizes");
+    expect_param(channel::split(&mut rec, &x, &[6, 0]), "sizes");
+    assert!(matches!(
+        channel::scale_channels(&mut rec, &x, &y, Activation::Sigmoid),
+        Err(Error::ShapeMismatch { name: "scale", .. })
+    ));
+    assert!(matches!(
+        channel::highway(&mut rec, &x, &x, &y),
+        Err(Error::ShapeMismatch {
+            name: "t_logits",
+            ..
+        })
+    ));
+    expect_param(SqueezeExcitationParams::with_reduction(6, 8), "reduction");
+    expect_param(Eca::new(gpu, 6, Array1::zeros(4).view()), "kernel_size");
+    expect_param(Eca::new(gpu, 6, Array1::zeros(7).view()), "kernel_size");
+    assert!(matches!(
+        x.reshape([1, 5, 2, 2]),
+        Err(Error::ShapeMismatch { name: "shape", .. })
+    ));
+}
