@@ -124,7 +124,7 @@ impl SqueezeExcitation {
 /// `t = int(|(log2(C) + b) / gamma|)`, `k = t` if odd else `t + 1`.
 pub fn eca_kernel_size(channels: usize) -> usize {
     let t = (((channels as f64).log2() + 1.0) / 2.0).abs() as usize;
-    if t % 2 == 1 {
+    if !t.is_multiple_of(2) {
         t
     } else {
         t + 1
@@ -144,7 +144,7 @@ impl Eca {
     /// weight flattened to length `k`); `k` must be odd and at most `channels`.
     pub fn new(gpu: &Gpu, channels: usize, weight: ArrayView1<f32>) -> Result<Self> {
         let k = weight.len();
-        if k % 2 == 0 || k > channels || channels == 0 {
+        if k.is_multiple_of(2) || k > channels || channels == 0 {
             return Err(invalid(
                 "kernel_size",
                 format!("must be odd and at most the channel count {channels}, got {k}"),
@@ -215,7 +215,7 @@ impl Cbam {
     ) -> Result<Self> {
         let (c, hidden) = (mlp1.0.shape()[1], mlp1.0.shape()[0]);
         let k = spatial_weight.shape()[2];
-        if k % 2 == 0 || spatial_weight.shape()[3] != k {
+        if k.is_multiple_of(2) || spatial_weight.shape()[3] != k {
             return Err(invalid(
                 "spatial_weight",
                 format!(

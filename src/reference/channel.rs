@@ -8,7 +8,7 @@ use crate::ops::Activation;
 /// Channel shuffle: output channel `j` is input channel `(j mod g) * (C / g) + j / g`.
 pub fn channel_shuffle(x: ArrayView4<f32>, groups: usize) -> Result<Array4<f32>> {
     let c = x.shape()[1];
-    if groups == 0 || c % groups != 0 {
+    if groups == 0 || !c.is_multiple_of(groups) {
         return Err(invalid("groups", format!("{groups} does not divide {c}")));
     }
     let per = c / groups;
