@@ -1,0 +1,72 @@
+//! Channel plumbing and attention: channel shuffle (g = 2) on 232 x 28 x 28, concat of two
+//! 116-channel halves, residual add, and an SE block on 96 x 28 x 28, each next to a plain
+//! buffer copy of the same feature map on the same adapter in the same run (GB/s from
+//! the bytes each op must move).
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ndarray::{Array1, Array4};
+use segblocks::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
+use segblocks::ops::{channel, Activation};
+
+fn bench(c: &mut Criterion) {
+    let gpu = common::gpu();
+    let mut g = common::group(c, "channel");
+    let shape = [1, 232, 28, 28];
+    common::bench_copy(&mut g, &gpu, shape);
+    let x = common::input(shape);
+    let bytes = 8 * x.len() as u64;
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "channel_shuffle_g2_232_28",
+        &x,
+        bytes,
+        |rec, t| channel::channel_shuffle(rec, t, 2),
+    );
+    let half = gpu.upload(common::input([1, 116, 28, 28]).view()).unwrap();
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "concat_116+116_28",
+        &common::input([1, 116, 28, 28]),
+        bytes,
+        |rec, t| channel::concat(rec, &[t, &half]),
+    );
+    let other = gpu.upload(x.view()).unwrap();
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "add_relu_232_28",
+        &x,
+        12 * x.len() as u64,
+        |rec, t| channel::add(rec, t, &other, Activation::Relu),
+    );
+
+    let se_shape = [1, 96, 28, 28];
+    common::bench_copy(&mut g, &gpu, se_shape);
+    let params = SqueezeExcitationParams::new(96, 24);
+    let se = SqueezeExcitation::new(
+        &gpu,
+        params,
+        Array4::from_elem([24, 96, 1, 1], 0.01).view(),
+        Array1::from_elem(24, 0.1).view(),
+        Array4::from_elem([96, 24, 1, 1], 0.02).view(),
+        Array1::from_elem(96, 0.0).view(),
+    )
+    .unwrap();
+    let xs = common::input(se_shape);
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "se_96_28",
+        &xs,
+        params.cost(se_shape).unwrap().bytes,
+        |rec, t| se.forward(rec, t),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
