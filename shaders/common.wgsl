@@ -25,6 +25,21 @@ fn activate(v: f32) -> f32 {
     return activate4(vec4<f32>(v)).x;
 }
 
+// A channel shuffle fused into a convolution's store (ShuffleNet): with SHUFFLE_G > 0,
+// output channel co is written where channel_shuffle(groups = SHUFFLE_G) puts it,
+// (co mod (C / g)) * g + floor(co / (C / g)), so no separate shuffle pass is needed.
+override SHUFFLE_G: u32 = 0u;
+
+fn shuffled_channel(co: u32, channels: u32) -> u32 {
+    if (SHUFFLE_G == 0u) {
+        return co;
+    }
+    // max(): the division is constant-folded even where SHUFFLE_G is 0.
+    let g = max(SHUFFLE_G, 1u);
+    let per = channels / g;
+    return (co % per) * g + co / per;
+}
+
 // NaN test on the bits: `v != v` may be folded away by compilers that assume no NaN.
 fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;

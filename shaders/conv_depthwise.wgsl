@@ -50,7 +50,7 @@ fn main(
     let ci = c / p.cout_pg;
     let iy0 = i32(oy * SH) - i32(p.pad_h);
     let plane = (n * p.c_in + ci) * p.h;
-    let out_row = ((n * p.c_out + c) * p.oh + oy) * p.ow;
+    let out_row = ((n * p.c_out + shuffled_channel(c, p.c_out)) * p.oh + oy) * p.ow;
     let b = bias[c];
 
     for (var sx = 0u; sx < p.strips_x; sx++) {

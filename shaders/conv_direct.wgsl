@@ -51,7 +51,7 @@ fn store(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32, oy:
         let co = co0 + k;
         let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
         let b = bias[cc];
-        let out_row = ((n * p.c_out + cc) * p.oh + oy) * p.ow;
+        let out_row = ((n * p.c_out + shuffled_channel(cc, p.c_out)) * p.oh + oy) * p.ow;
         for (var j = 0u; j < PX; j++) {
             if (co < p.cout_pg && ox0 + j < p.ow) {
                 y[out_row + ox0 + j] = activate((*acc)[j][k] + b);

@@ -27,7 +27,7 @@ fn accumulate(acc: ptr<function, array<vec4<f32>, Q>>, xv: ptr<function, array<v
 fn store(acc: ptr<function, array<vec4<f32>, Q>>, co: u32, n: u32, q0: u32, p4: u32) {
     let cc = min(co, p.cout_pg - 1u);
     let b = bias[cc];
-    let out_row = (n * p.c_out + cc) * p4;
+    let out_row = (n * p.c_out + shuffled_channel(cc, p.c_out)) * p4;
     for (var q = 0u; q < Q; q++) {
         if (co < p.cout_pg && q0 + q < p4) {
             y[out_row + q0 + q] = activate4((*acc)[q] + b);

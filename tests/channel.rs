@@ -62,6 +62,54 @@ fn shuffle_concat_split_are_exact() {
 }
 
 #[test]
+fn convolution_with_fused_shuffle_equals_conv_then_shuffle() {
+    use segblocks::ops::conv::{Conv2d, Conv2dParams};
+    let gpu = gpu();
+    let mut r = rng(9);
+    // ShuffleNet v1's 1x1 group conv, a depthwise conv and a plain 3x3 (every kernel).
+    for (params, shape, g) in [
+        (Conv2dParams::new(12, 24, 1).groups(3), [2, 12, 5, 4], 3),
+        (Conv2dParams::new(16, 32, 1), [1, 16, 4, 4], 4),
+        (Conv2dParams::depthwise(8, 1, 3).padding(1), [1, 8, 6, 5], 2),
+        (
+            Conv2dParams::new(4, 6, 3)
+                .padding(1)
+                .activation(Activation::Relu),
+            [1, 4, 5, 5],
+            2,
+        ),
+    ] {
+        let x = random4(&mut r, shape);
+        let w = random4(&mut r, params.weight_shape());
+        let b = random1(&mut r, params.out_channels);
+        let conv = Conv2d::new(gpu, params, w.view(), Some(b.view())).unwrap();
+        let xt = up(&x);
+        let mut rec = gpu.recorder();
+        let fused = conv.forward_shuffled(&mut rec, &xt, g).unwrap();
+        let plain = conv.forward(&mut rec, &xt).unwrap();
+        let unfused = channel::channel_shuffle(&mut rec, &plain, g).unwrap();
+        rec.submit().unwrap();
+        assert_eq!(
+            gpu.download(&fused).unwrap(),
+            gpu.download(&unfused).unwrap(),
+            "{params:?}"
+        );
+    }
+    let conv = Conv2d::new(
+        gpu,
+        Conv2dParams::new(2, 6, 1).bias(false),
+        Array4::zeros([6, 2, 1, 1]).view(),
+        None,
+    )
+    .unwrap();
+    let mut rec = gpu.recorder();
+    expect_param(
+        conv.forward_shuffled(&mut rec, &up(&Array4::zeros([1, 2, 2, 2])), 4),
+        "groups",
+    );
+}
+
+#[test]
 fn elementwise_ops_match_reference() {
     let gpu = gpu();
     let mut r = rng(2);

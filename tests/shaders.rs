@@ -56,6 +56,9 @@ fn translate_everywhere(name: &str, specialize: &[(&str, u32)]) {
         .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
         let module = module.into_owned();
         let info = info.into_owned();
+        // The specialised module must itself be valid (constant folding can expose
+        // errors, e.g. a division by an override that is 0 in an unreachable branch).
+        validate(&module);
 
         naga::back::spv::write_vec(
             &module,

@@ -428,6 +428,39 @@ impl Conv2d {
         input: &Tensor,
         kernel: ConvKernel,
     ) -> Result<Tensor> {
+        self.record(rec, input, kernel, 0)
+    }
+
+    /// Records the convolution followed by a channel shuffle with `groups`, fused: the
+    /// output is written already shuffled (equal to
+    /// [`channel_shuffle`](super::channel::channel_shuffle) of the plain output), so a
+    /// ShuffleNet unit needs no separate shuffle pass.
+    pub fn forward_shuffled(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        groups: usize,
+    ) -> Result<Tensor> {
+        if groups == 0 || !self.params.out_channels.is_multiple_of(groups) {
+            return Err(invalid(
+                "groups",
+                format!(
+                    "out_channels ({}) must be divisible by the shuffle groups ({groups})",
+                    self.params.out_channels
+                ),
+            ));
+        }
+        let kernel = select_kernel(&self.params, input.shape());
+        self.record(rec, input, kernel, groups)
+    }
+
+    fn record(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        kernel: ConvKernel,
+        shuffle_groups: usize,
+    ) -> Result<Tensor> {
         let gpu = rec.gpu();
         input.check_gpu(gpu, "input")?;
         if self.gpu.id() != gpu.id() {
@@ -477,6 +510,7 @@ impl Conv2d {
             work: 0,
         };
         let act = ("ACT", p.activation.shader_code());
+        let shuffle = ("SHUFFLE_G", shuffle_groups as f64);
         match kernel {
             ConvKernel::Direct => {
                 let px = strip_px(ow, DIRECT_PX_MAX);
@@ -497,6 +531,7 @@ impl Conv2d {
                     ],
                     &[
                         act,
+                        shuffle,
                         ("KH", p.kernel_size.0 as f64),
                         ("KW", p.kernel_size.1 as f64),
                         ("SH", p.stride.0 as f64),
@@ -523,7 +558,7 @@ impl Conv2d {
                 let pipeline = gpu.pipeline(
                     "conv_pointwise.wgsl",
                     &[("Q", (POINTWISE_PX / 4) as u32), ("OC_VEC", oc_vec as u32)],
-                    &[act],
+                    &[act, shuffle],
                 )?;
                 let weight = self.blocked()?;
                 rec.dispatch(
@@ -550,6 +585,7 @@ impl Conv2d {
                     ],
                     &[
                         act,
+                        shuffle,
                         ("KH", p.kernel_size.0 as f64),
                         ("KW", p.kernel_size.1 as f64),
                         ("SH", p.stride.0 as f64),
