@@ -154,6 +154,17 @@ impl Tensor {
         })
     }
 
+    /// A tensor over the first elements of this tensor's buffer (for views that are
+    /// contiguous prefixes, such as the first channels of a batch-1 tensor).
+    pub(crate) fn prefix_view(&self, shape: [usize; 4]) -> Tensor {
+        debug_assert!(shape.iter().product::<usize>() <= self.len());
+        Tensor {
+            shape,
+            buf: self.buf.clone(),
+            gpu_id: self.gpu_id,
+        }
+    }
+
     /// Checks that the tensor belongs to `gpu`; `name` is used in the error.
     pub(crate) fn check_gpu(&self, gpu: &Gpu, name: &'static str) -> Result<()> {
         if self.gpu_id != gpu.inner.id {

@@ -110,6 +110,35 @@ fn convolution_with_fused_shuffle_equals_conv_then_shuffle() {
 }
 
 #[test]
+fn dense_buffer_appends_without_recopying() {
+    let gpu = gpu();
+    let mut r = rng(8);
+    for n in [1, 2] {
+        let x0 = random4(&mut r, [n, 3, 4, 5]);
+        let (x1, x2) = (random4(&mut r, [n, 2, 4, 5]), random4(&mut r, [n, 4, 4, 5]));
+        let mut rec = gpu.recorder();
+        let mut dense = channel::DenseBuffer::new(&mut rec, &up(&x0), 9).unwrap();
+        let first = dense.features(&mut rec).unwrap();
+        dense.append(&mut rec, &up(&x1)).unwrap();
+        let before = rec.dispatch_count();
+        dense.append(&mut rec, &up(&x2)).unwrap();
+        assert_eq!(
+            rec.dispatch_count() - before,
+            1,
+            "one copy of the new channels only"
+        );
+        let all = dense.features(&mut rec).unwrap();
+        assert_eq!(dense.channels(), 9);
+        rec.submit().unwrap();
+        assert_eq!(gpu.download(&first).unwrap(), x0, "batch {n}");
+        let want = reference::channel::concat(&[x0.view(), x1.view(), x2.view()]).unwrap();
+        assert_eq!(gpu.download(&all).unwrap(), want, "batch {n}");
+        let mut rec = gpu.recorder();
+        expect_param(dense.append(&mut rec, &up(&x1)), "input");
+    }
+}
+
+#[test]
 fn elementwise_ops_match_reference() {
     let gpu = gpu();
     let mut r = rng(2);

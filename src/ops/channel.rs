@@ -104,6 +104,81 @@ pub fn concat(rec: &mut Recorder<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
     Ok(y)
 }
 
+/// A preallocated channel buffer for dense blocks (DenseNet): each layer's output is
+/// appended into the next free channels, so a block of L layers copies each output once
+/// instead of re-concatenating everything at every layer.
+///
+/// [`DenseBuffer::features`] returns the channels filled so far. For batch size 1 that is
+/// a view of the buffer's prefix (no copy at all); for larger batches the channels of one
+/// sample are not contiguous across samples, so it is a compact copy.
+#[derive(Debug)]
+pub struct DenseBuffer {
+    buffer: Tensor,
+    filled: usize,
+}
+
+impl DenseBuffer {
+    /// A buffer for `[N, capacity, H, W]` that starts with `initial`'s channels.
+    pub fn new(rec: &mut Recorder<'_>, initial: &Tensor, capacity: usize) -> Result<Self> {
+        initial.check_gpu(rec.gpu(), "initial")?;
+        let s = initial.shape();
+        if capacity < s[1] {
+            return Err(invalid(
+                "capacity",
+                format!("{capacity} channels cannot hold the initial {}", s[1]),
+            ));
+        }
+        let buffer = rec.gpu().empty("buffer", [s[0], capacity, s[2], s[3]])?;
+        let mut dense = DenseBuffer { buffer, filled: 0 };
+        dense.append(rec, initial)?;
+        Ok(dense)
+    }
+
+    /// Channels filled so far.
+    pub fn channels(&self) -> usize {
+        self.filled
+    }
+
+    /// Appends `x`'s channels after those already filled.
+    pub fn append(&mut self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<()> {
+        x.check_gpu(rec.gpu(), "input")?;
+        let (s, b) = (x.shape(), self.buffer.shape());
+        if (s[0], s[2], s[3]) != (b[0], b[2], b[3]) {
+            return Err(Error::ShapeMismatch {
+                name: "input",
+                expected: vec![b[0], s[1], b[2], b[3]],
+                actual: s.to_vec(),
+            });
+        }
+        if self.filled + s[1] > b[1] {
+            return Err(invalid(
+                "input",
+                format!(
+                    "{} more channels do not fit: {} of {} are filled",
+                    s[1], self.filled, b[1]
+                ),
+            ));
+        }
+        let table: Vec<u32> = (0..s[1] as u32).collect();
+        record_channel_copy(rec, x, &table, &self.buffer, self.filled)?;
+        self.filled += s[1];
+        Ok(())
+    }
+
+    /// The filled channels as a tensor `[N, channels(), H, W]`.
+    pub fn features(&self, rec: &mut Recorder<'_>) -> Result<Tensor> {
+        let b = self.buffer.shape();
+        let shape = [b[0], self.filled, b[2], b[3]];
+        if b[0] == 1 || self.filled == b[1] {
+            return Ok(self.buffer.prefix_view(shape));
+        }
+        let y = rec.gpu().empty("output", shape)?;
+        let table: Vec<u32> = (0..self.filled as u32).collect();
+        record_channel_copy(rec, &self.buffer, &table, &y, 0)?;
+        Ok(y)
+    }
+}
+
 /// Split along channels into pieces of the given sizes (`torch.split(dim=1)`), as
 /// ShuffleNet v2's channel split does.
 pub fn split(rec: &mut Recorder<'_>, x: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
