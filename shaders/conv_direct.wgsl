@@ -33,6 +33,9 @@ override DW: u32 = 1u;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 fn load_x(base: u32, ix: i32) -> f32 {
+    if (PAD_MODE != 0u) {
+        return x[base + u32(pad_index(ix, i32(p.w)))];
+    }
     let inside = ix >= 0 && ix < i32(p.w);
     let v = x[base + u32(clamp(ix, 0, i32(p.w) - 1))];
     return select(0.0, v, inside);
@@ -98,8 +101,9 @@ fn main(
     for (var ci = 0u; ci < p.cin_pg; ci++) {
         let plane = (n * p.c_in + g * p.cin_pg + ci) * p.h;
         for (var ky = 0u; ky < KH; ky++) {
-            let iy = iy0 + i32(ky * DH);
-            if (iy >= 0 && iy < i32(p.h)) {
+            let iy_raw = iy0 + i32(ky * DH);
+            if (PAD_MODE != 0u || (iy_raw >= 0 && iy_raw < i32(p.h))) {
+                let iy = pad_index(iy_raw, i32(p.h));
                 let base = (plane + u32(iy)) * p.w;
                 let wrow = ((g * p.cin_pg + ci) * KH + ky) * KW;
                 if (ROWBUF == 1u) {

@@ -684,3 +684,160 @@ fn cost_model_reproduces_the_seed_figures() {
     assert_eq!(c.params, 32 * 3 * 9 + 32);
     assert_eq!(c.macs, 32 * 3 * 9 * 2 * 112 * 112);
 }
+
+#[test]
+fn padding_modes_and_same_padding_match_pytorch() {
+    use segblocks::ops::conv::PaddingMode;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/conv2d_padding.json"
+    ))
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let gpu = gpu();
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    let us = |v: &serde_json::Value| v.as_u64().unwrap() as usize;
+    let pair = |v: &serde_json::Value| (us(&v[0]), us(&v[1]));
+    let floats = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect::<Vec<_>>()
+    };
+    let shape4 = |v: &serde_json::Value| [us(&v[0]), us(&v[1]), us(&v[2]), us(&v[3])];
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let mode = match case["padding_mode"].as_str().unwrap() {
+            "zeros" => PaddingMode::Zeros,
+            "reflect" => PaddingMode::Reflect,
+            "replicate" => PaddingMode::Replicate,
+            "circular" => PaddingMode::Circular,
+            other => panic!("{other}"),
+        };
+        let mut params = Conv2dParams::new(
+            us(&case["in_channels"]),
+            us(&case["out_channels"]),
+            pair(&case["kernel_size"]),
+        )
+        .stride(pair(&case["stride"]))
+        .dilation(pair(&case["dilation"]))
+        .groups(us(&case["groups"]))
+        .padding_mode(mode);
+        params = if case["padding"].is_string() {
+            params.padding_same()
+        } else {
+            params.padding(pair(&case["padding"]))
+        };
+        let input = shape4(&case["input_shape"]);
+        let x = Array4::from_shape_vec(input, floats(&case["input"])).unwrap();
+        let w = Array4::from_shape_vec(params.weight_shape(), floats(&case["weight"])).unwrap();
+        let b = Array1::from_vec(floats(&case["bias"]));
+        let want =
+            Array4::from_shape_vec(shape4(&case["output_shape"]), floats(&case["output"])).unwrap();
+        assert_eq!(
+            params.output_shape(input).unwrap(),
+            shape4(&case["output_shape"]),
+            "{name}"
+        );
+        // The reference sums in f64, PyTorch in f32: they agree to f32 rounding.
+        let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+        let got = reference::conv::conv2d(&params, x.view(), w.view(), Some(b.view())).unwrap();
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            &format!("reference {name}"),
+        );
+        let conv = Conv2d::new(gpu, params, w.view(), Some(b.view())).unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        for k in ConvKernel::ALL
+            .into_iter()
+            .filter(|k| k.supports(&params, input))
+        {
+            let mut rec = gpu.recorder();
+            let y = conv.forward_with(&mut rec, &xt, k).unwrap();
+            let got = rec.download(&y).unwrap();
+            let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
+            assert_close(
+                got.view(),
+                want.view(),
+                tol.view(),
+                &format!("{k:?} {name}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn padding_modes_every_kernel_random() {
+    use segblocks::ops::conv::PaddingMode;
+    let mut seed = 300;
+    for mode in [
+        PaddingMode::Reflect,
+        PaddingMode::Replicate,
+        PaddingMode::Circular,
+    ] {
+        for (params, shape) in [
+            (Conv2dParams::new(3, 5, 3).padding(1), [2, 3, 6, 9]),
+            (
+                Conv2dParams::new(4, 4, (3, 5))
+                    .padding((2, 1))
+                    .stride(2)
+                    .dilation((1, 2)),
+                [1, 4, 9, 11],
+            ),
+            (
+                Conv2dParams::depthwise(5, 2, 3).padding(2).dilation(2),
+                [1, 5, 8, 7],
+            ),
+            (
+                Conv2dParams::new(3, 6, 4).padding_same().groups(3),
+                [1, 3, 7, 6],
+            ),
+        ] {
+            seed += 1;
+            check(params.padding_mode(mode), shape, seed, &ConvKernel::ALL);
+        }
+    }
+    // PyTorch's limits: reflect needs padding below the size, circular at most the size;
+    // 'same' needs stride 1.
+    let r = Conv2dParams::new(1, 1, 3)
+        .padding(3)
+        .padding_mode(PaddingMode::Reflect)
+        .output_shape([1, 1, 3, 8]);
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidParam {
+                name: "padding",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(Conv2dParams::new(1, 1, 3)
+        .padding(3)
+        .padding_mode(PaddingMode::Circular)
+        .output_shape([1, 1, 3, 8])
+        .is_ok());
+    let r = Conv2dParams::new(1, 1, 3)
+        .padding_same()
+        .stride(2)
+        .output_shape([1, 1, 8, 8]);
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidParam {
+                name: "padding",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        Conv2dParams::new(1, 1, 4).padding_same().pads(),
+        ((1, 2), (1, 2))
+    );
+}

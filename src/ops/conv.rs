@@ -1,9 +1,10 @@
 //! 2-D convolution with PyTorch's semantics (`torch.nn.Conv2d` / `F.conv2d`): standard,
 //! pointwise, depthwise (with channel multiplier), group, dilated, and depthwise separable.
 //!
-//! Weights use PyTorch's layout `[C_out, C_in / groups, kH, kW]`; padding is zero padding
-//! (`padding_mode='zeros'`). The output size per axis is
-//! `floor((in + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1`.
+//! Weights use PyTorch's layout `[C_out, C_in / groups, kH, kW]`. Padding is symmetric
+//! (`padding=p`) or `'same'` (`padding_same()`, stride 1, the odd extra row / column at
+//! the bottom / right as in PyTorch), with PyTorch's four `padding_mode`s. The output
+//! size per axis is `floor((in + pad_total - dilation * (kernel - 1) - 1) / stride) + 1`.
 
 use std::sync::{Arc, OnceLock};
 
@@ -24,8 +25,12 @@ pub struct Conv2dParams {
     pub kernel_size: (usize, usize),
     /// Stride `(sH, sW)`, default 1.
     pub stride: (usize, usize),
-    /// Zero padding on each side `(pH, pW)`, default 0.
+    /// Padding on each side `(pH, pW)`, default 0 (ignored when `padding_same`).
     pub padding: (usize, usize),
+    /// PyTorch's `padding='same'`: the output has the input's size (stride 1 only).
+    pub padding_same: bool,
+    /// How the padding is filled (default zeros).
+    pub padding_mode: PaddingMode,
     /// Dilation `(dH, dW)`, default 1 (atrous rate).
     pub dilation: (usize, usize),
     /// Groups, default 1; `groups == in_channels` is a depthwise convolution.
@@ -46,6 +51,8 @@ impl Conv2dParams {
             kernel_size: kernel_size.into_pair(),
             stride: (1, 1),
             padding: (0, 0),
+            padding_same: false,
+            padding_mode: PaddingMode::Zeros,
             dilation: (1, 1),
             groups: 1,
             bias: true,
@@ -64,10 +71,40 @@ impl Conv2dParams {
         self
     }
 
-    /// Sets the zero padding.
+    /// Sets symmetric padding.
     pub fn padding(mut self, padding: impl IntoPair) -> Self {
         self.padding = padding.into_pair();
+        self.padding_same = false;
         self
+    }
+
+    /// PyTorch's `padding='same'`: total padding `dilation * (kernel - 1)` per axis, half
+    /// (rounded down) before and the rest after.
+    pub fn padding_same(mut self) -> Self {
+        self.padding_same = true;
+        self
+    }
+
+    /// Sets the padding mode (`'zeros'`, `'reflect'`, `'replicate'`, `'circular'`).
+    pub fn padding_mode(mut self, mode: PaddingMode) -> Self {
+        self.padding_mode = mode;
+        self
+    }
+
+    /// Padding `(before, after)` per axis `(height, width)`.
+    pub fn pads(&self) -> ((usize, usize), (usize, usize)) {
+        let axis = |p: usize, k: usize, d: usize| {
+            if self.padding_same {
+                let total = d * (k.max(1) - 1);
+                (total / 2, total - total / 2)
+            } else {
+                (p, p)
+            }
+        };
+        (
+            axis(self.padding.0, self.kernel_size.0, self.dilation.0),
+            axis(self.padding.1, self.kernel_size.1, self.dilation.1),
+        )
     }
 
     /// Sets the dilation.
@@ -113,7 +150,7 @@ impl Conv2dParams {
     pub fn is_pointwise(&self) -> bool {
         self.kernel_size == (1, 1)
             && self.stride == (1, 1)
-            && self.padding == (0, 0)
+            && self.pads() == ((0, 0), (0, 0))
             && self.groups == 1
     }
 
@@ -155,6 +192,15 @@ impl Conv2dParams {
         }
         if self.groups == 0 {
             return Err(invalid("groups", "must be at least 1, got 0"));
+        }
+        if self.padding_same && self.stride != (1, 1) {
+            return Err(invalid(
+                "padding",
+                format!(
+                    "'same' padding needs stride 1 (as in PyTorch), got stride {:?}",
+                    self.stride
+                ),
+            ));
         }
         if !self.in_channels.is_multiple_of(self.groups) {
             return Err(invalid(
@@ -200,12 +246,17 @@ impl Conv2dParams {
                 actual: input.to_vec(),
             });
         }
+        let ((top, bottom), (left, right)) = self.pads();
+        self.padding_mode
+            .check(input[2], top.max(bottom), "height")?;
+        self.padding_mode
+            .check(input[3], left.max(right), "width")?;
         let out_h = conv_out_len(
             "kernel_size",
             input[2],
             self.kernel_size.0,
             self.stride.0,
-            self.padding.0,
+            top + bottom,
             self.dilation.0,
         )?;
         let out_w = conv_out_len(
@@ -213,7 +264,7 @@ impl Conv2dParams {
             input[3],
             self.kernel_size.1,
             self.stride.1,
-            self.padding.1,
+            left + right,
             self.dilation.1,
         )?;
         Ok([input[0], self.out_channels, out_h, out_w])
@@ -246,8 +297,50 @@ impl Conv2dParams {
     }
 }
 
-/// Output length of a convolution along one axis, or an error naming `name` when the
-/// dilated kernel does not fit the padded input.
+/// How a convolution's padding is filled (PyTorch's `padding_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PaddingMode {
+    /// Zeros (`'zeros'`).
+    #[default]
+    Zeros,
+    /// Mirror without repeating the edge (`'reflect'`); padding must be below the size.
+    Reflect,
+    /// Repeat the edge value (`'replicate'`).
+    Replicate,
+    /// Wrap around (`'circular'`); padding must not exceed the size.
+    Circular,
+}
+
+impl PaddingMode {
+    /// The value of the `PAD_MODE` override in `shaders/common.wgsl`.
+    pub(crate) fn shader_code(self) -> f64 {
+        match self {
+            PaddingMode::Zeros => 0.0,
+            PaddingMode::Reflect => 1.0,
+            PaddingMode::Replicate => 2.0,
+            PaddingMode::Circular => 3.0,
+        }
+    }
+
+    /// PyTorch's limits: reflect needs `pad < size`, circular `pad <= size`.
+    fn check(self, size: usize, pad: usize, axis: &str) -> Result<()> {
+        let ok = match self {
+            PaddingMode::Reflect => pad < size,
+            PaddingMode::Circular => pad <= size,
+            _ => true,
+        };
+        if !ok {
+            return Err(invalid(
+                "padding",
+                format!("{pad} is too large for {self:?} padding of {axis} {size}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Output length of a convolution along one axis with `padding` in total (both sides),
+/// or an error naming `name` when the dilated kernel does not fit the padded input.
 pub(crate) fn conv_out_len(
     name: &'static str,
     input: usize,
@@ -256,7 +349,7 @@ pub(crate) fn conv_out_len(
     padding: usize,
     dilation: usize,
 ) -> Result<usize> {
-    let padded = input + 2 * padding;
+    let padded = input + padding;
     let extent = dilation * (kernel - 1) + 1;
     if extent > padded {
         return Err(invalid(
@@ -504,13 +597,14 @@ impl Conv2d {
             cout_pg: cout_pg as u32,
             cout_pg_pad: cout_pg_pad as u32,
             oc_blocks_pg: oc_blocks_pg as u32,
-            pad_h: p.padding.0 as u32,
-            pad_w: p.padding.1 as u32,
+            pad_h: p.pads().0 .0 as u32,
+            pad_w: p.pads().1 .0 as u32,
             strips_x: 0,
             work: 0,
         };
         let act = ("ACT", p.activation.shader_code());
         let shuffle = ("SHUFFLE_G", shuffle_groups as f64);
+        let pad_mode = ("PAD_MODE", p.padding_mode.shader_code());
         match kernel {
             ConvKernel::Direct => {
                 let px = strip_px(ow, DIRECT_PX_MAX);
@@ -532,6 +626,7 @@ impl Conv2d {
                     &[
                         act,
                         shuffle,
+                        pad_mode,
                         ("KH", p.kernel_size.0 as f64),
                         ("KW", p.kernel_size.1 as f64),
                         ("SH", p.stride.0 as f64),
@@ -586,6 +681,7 @@ impl Conv2d {
                     &[
                         act,
                         shuffle,
+                        pad_mode,
                         ("KH", p.kernel_size.0 as f64),
                         ("KW", p.kernel_size.1 as f64),
                         ("SH", p.stride.0 as f64),

@@ -1,11 +1,26 @@
 //! Reference 2-D convolution: `y[n, co, oy, ox] = act(b[co] + sum over ci in co's group,
 //! ky, kx of w[co, ci, ky, kx] * x[n, g * C_in/g + ci, oy * sH - pH + ky * dH,
-//! ox * sW - pW + kx * dW])`, with zero outside the input.
+//! ox * sW - pW + kx * dW])`, where an index outside the input reads zero or, for the
+//! other padding modes, the mirrored, edge or wrapped-around input.
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
 use crate::error::{Error, Result};
-use crate::ops::conv::{Conv2dParams, DepthwiseSeparableParams};
+use crate::ops::conv::{Conv2dParams, DepthwiseSeparableParams, PaddingMode};
+
+/// Where index `i` of an axis of length `len` reads from under `mode` (`None`: zero).
+fn source(i: isize, len: usize, mode: PaddingMode) -> Option<usize> {
+    let n = len as isize;
+    let j = match mode {
+        PaddingMode::Zeros => i,
+        PaddingMode::Reflect if i < 0 => -i,
+        PaddingMode::Reflect if i >= n => 2 * (n - 1) - i,
+        PaddingMode::Reflect => i,
+        PaddingMode::Replicate => i.clamp(0, n - 1),
+        PaddingMode::Circular => i.rem_euclid(n),
+    };
+    (0..n).contains(&j).then_some(j as usize)
+}
 
 /// Convolution of `input` with PyTorch-layout `weight` and optional `bias`.
 pub fn conv2d(
@@ -38,7 +53,7 @@ pub fn conv2d(
     let cout_pg = params.out_per_group();
     let (kh, kw) = params.kernel_size;
     let (sh, sw) = params.stride;
-    let (ph, pw) = params.padding;
+    let ((ph, _), (pw, _)) = params.pads();
     let (dh, dw) = params.dilation;
     let mut out = Array4::<f32>::zeros(out_shape);
     for n in 0..batch {
@@ -53,11 +68,13 @@ pub fn conv2d(
                             for kx in 0..kw {
                                 let iy = (oy * sh + ky * dh) as isize - ph as isize;
                                 let ix = (ox * sw + kx * dw) as isize - pw as isize;
-                                if iy < 0 || ix < 0 || iy >= height as isize || ix >= width as isize
-                                {
+                                let mode = params.padding_mode;
+                                let (Some(iy), Some(ix)) =
+                                    (source(iy, height, mode), source(ix, width, mode))
+                                else {
                                     continue;
-                                }
-                                let xv = input[[n, c, iy as usize, ix as usize]] as f64;
+                                };
+                                let xv = input[[n, c, iy, ix]] as f64;
                                 sum += xv * weight[[co, ci, ky, kx]] as f64;
                             }
                         }

@@ -1,0 +1,998 @@
+//! Golden tests for channel plumbing and attention: the CPU reference and the GPU against
+//! PyTorch / torchvision.
+//!
+//! `tests/golden/channel.json` holds PyTorch's float32 results on small random tensors for
+//! `F.channel_shuffle`, `torch.cat` and `torch.split` along channels, `act(a + b)` and the
+//! activations alone (relu, relu6, hardswish, silu, sigmoid, hardsigmoid),
+//! `torchvision.ops.misc.SqueezeExcitation` (ReLU / Sigmoid and MobileNetV3's ReLU /
+//! Hardsigmoid), ECA and CBAM (transcriptions of their reference code), a highway
+//! connection and residual attention, plus ECA's kernel-size formula for C = 1..=2048; it
+//! is written by `tests/golden/make_golden_channel.py` (see that script for the cases, the
+//! encoding and how to regenerate). The other tests check the GPU against
+//! `segblocks::reference`; these pin the reference itself (and the GPU, independently) to
+//! PyTorch's semantics: which channel goes where in a shuffle, the activation formulas at
+//! their bends, torchvision's SE layout, ECA's padding and kernel size, CBAM's order of
+//! gates and its [max, mean] channel pool.
+//!
+//! Every case compares each output PyTorch recorded on both sides (there is no reference
+//! `split`, so split cases run on the GPU only). Failures are collected over all cases of
+//! a test and reported together, with the case, the side and the output.
+
+use std::sync::OnceLock;
+
+use ndarray::{Array1, Array4, ArrayD, ArrayView4, Ix1, Ix2, Ix4};
+use segblocks::ops::attention::{
+    eca_kernel_size, Cbam, Eca, SqueezeExcitation, SqueezeExcitationParams,
+};
+use segblocks::ops::channel;
+use segblocks::ops::Activation;
+use segblocks::reference;
+use segblocks::Gpu;
+use serde_json::Value;
+
+const GOLDEN: &str = include_str!("golden/channel.json");
+
+/// `act(a + b)`, activations, highway and residual attention, reference vs PyTorch:
+/// `|got - want| <= 1e-6 * (1 + |want|)`. These are a handful of f32 operations per value
+/// in the same order as PyTorch's CPU kernels (`x * relu6(x + 3) / 6`, `1 / (1 + exp(-x))`,
+/// `x / (1 + exp(-x))`, `h * t + x * (1 - t)`, `(1 + m) * f + x`); only `exp` differs
+/// (Rust's libm against PyTorch's vectorised one, each within an ulp or two), moving a
+/// result by a few ulps. 1e-6 is ~8 ulps of a value near 1: a wrong bend (hardsigmoid's
+/// +-3, relu6's 6), a missing `/ 6` or a swapped gate moves results by far more.
+const ELEMENTWISE_REFERENCE_TOL: f32 = 1e-6;
+
+/// The same ops, GPU vs PyTorch: `2e-6 * (1 + |want|)`. WGSL only bounds `exp`'s error by
+/// `3 + 2 |x|` ulps (a vendor's fast `exp2` after multiplying by log2(e)); sigmoid and silu
+/// pass `exp(-x)`'s relative error on scaled by `e / (1 + e) < 1`, so up to ~1e-6 relative
+/// where the golden inputs reach |x| ~ 10 and sigmoid is not yet saturated. The shader may
+/// also contract a multiply and an add into an FMA. Twice the reference bound still catches
+/// any formula error.
+const ELEMENTWISE_GPU_TOL: f32 = 2e-6;
+
+/// SE, ECA and CBAM, reference vs PyTorch: `1e-5 * (1 + |want|)`. The reference pools and
+/// convolves in f64 and rounds once per op; PyTorch sums in f32 (the 96-channel SE's 1x1
+/// convolution, CBAM's 98-tap spatial convolution), a few ulps of the sums' magnitude off
+/// (`make_golden_channel.py` asserts every output is within 1e-6 of an f64 evaluation). A
+/// sigmoid gate passes a logit error through with a factor of at most 1/4. 1e-5 is ~80 f32
+/// ulps: far above that rounding, far below a wrong tap, gate, pooling or channel order.
+const ATTENTION_REFERENCE_TOL: f32 = 1e-5;
+
+/// SE, ECA and CBAM, GPU vs PyTorch: `1e-4 * (1 + |want|)`. The GPU sums in f32 in yet
+/// another order (global pooling, the 1x1 and 7x7 convolutions, CBAM's channel mean) and
+/// its `exp` is not correctly rounded; as for the convolution golden tests, 1e-4 leaves
+/// room for that while still catching any wrong tap or gate.
+const ATTENTION_GPU_TOL: f32 = 1e-4;
+
+/// One context per test binary; fails loudly (never skips) when there is no adapter.
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let g = Gpu::new().expect("no GPU adapter for the golden channel tests");
+        eprintln!(
+            "golden_channel: testing on {} ({:?})",
+            g.adapter_info().name,
+            g.adapter_info().backend
+        );
+        g
+    })
+}
+
+/// What a case runs, with its inputs and parameters (PyTorch's outputs are in
+/// [`Case::outputs`]).
+enum Op {
+    Shuffle {
+        groups: usize,
+        input: Array4<f32>,
+    },
+    Concat {
+        inputs: Vec<Array4<f32>>,
+    },
+    Split {
+        sections: Vec<usize>,
+        input: Array4<f32>,
+    },
+    Add {
+        act: Activation,
+        a: Array4<f32>,
+        b: Array4<f32>,
+    },
+    Activation {
+        act: Activation,
+        input: Array4<f32>,
+    },
+    SqueezeExcitation {
+        params: SqueezeExcitationParams,
+        fc1: (Array4<f32>, Array1<f32>),
+        fc2: (Array4<f32>, Array1<f32>),
+        input: Array4<f32>,
+    },
+    Eca {
+        channels: usize,
+        kernel_size: usize,
+        weight: Array1<f32>,
+        input: Array4<f32>,
+    },
+    /// MLP weights as the library takes them: PyTorch's `Linear` `[out, in]` reshaped to
+    /// `[out, in, 1, 1]`.
+    Cbam {
+        reduction_ratio: usize,
+        mlp1: (Array4<f32>, Array1<f32>),
+        mlp2: (Array4<f32>, Array1<f32>),
+        spatial_weight: Array4<f32>,
+        spatial_bias: Option<Array1<f32>>,
+        input: Array4<f32>,
+    },
+    Highway {
+        input: Array4<f32>,
+        h: Array4<f32>,
+        t_logits: Array4<f32>,
+    },
+    ResidualAttention {
+        input: Array4<f32>,
+        f: Array4<f32>,
+        mask: Array4<f32>,
+    },
+    /// ECA's kernel size by the reference code's formula, for each channel count.
+    EcaKernelSizes {
+        channels: Vec<usize>,
+        kernel_sizes: Vec<usize>,
+    },
+}
+
+/// Op families, for the per-family tests and the coverage check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Shuffle,
+    ConcatSplit,
+    AddActivation,
+    SqueezeExcitation,
+    Eca,
+    Cbam,
+    HighwayResidual,
+}
+
+impl Family {
+    const ALL: [Family; 7] = [
+        Family::Shuffle,
+        Family::ConcatSplit,
+        Family::AddActivation,
+        Family::SqueezeExcitation,
+        Family::Eca,
+        Family::Cbam,
+        Family::HighwayResidual,
+    ];
+}
+
+struct Case {
+    name: String,
+    op: Op,
+    /// PyTorch's outputs, named as in the JSON (`output`, or `output0`, `output1`, ...).
+    outputs: Vec<(String, Array4<f32>)>,
+}
+
+impl Case {
+    fn family(&self) -> Family {
+        match self.op {
+            Op::Shuffle { .. } => Family::Shuffle,
+            Op::Concat { .. } | Op::Split { .. } => Family::ConcatSplit,
+            Op::Add { .. } | Op::Activation { .. } => Family::AddActivation,
+            Op::SqueezeExcitation { .. } => Family::SqueezeExcitation,
+            Op::Eca { .. } | Op::EcaKernelSizes { .. } => Family::Eca,
+            Op::Cbam { .. } => Family::Cbam,
+            Op::Highway { .. } | Op::ResidualAttention { .. } => Family::HighwayResidual,
+        }
+    }
+
+    /// The (first) input's shape.
+    fn input_shape(&self) -> Option<[usize; 4]> {
+        let x = match &self.op {
+            Op::Concat { inputs } => &inputs[0],
+            Op::Add { a, .. } => a,
+            Op::Shuffle { input, .. }
+            | Op::Split { input, .. }
+            | Op::Activation { input, .. }
+            | Op::SqueezeExcitation { input, .. }
+            | Op::Eca { input, .. }
+            | Op::Cbam { input, .. }
+            | Op::Highway { input, .. }
+            | Op::ResidualAttention { input, .. } => input,
+            Op::EcaKernelSizes { .. } => return None,
+        };
+        Some(x.dim().into())
+    }
+
+    fn describe(&self) -> String {
+        let what = match &self.op {
+            Op::Shuffle { groups, .. } => format!("channel shuffle, groups {groups}"),
+            Op::Concat { inputs } => format!(
+                "cat of {:?}",
+                inputs
+                    .iter()
+                    .map(|t| t.shape().to_vec())
+                    .collect::<Vec<_>>()
+            ),
+            Op::Split { sections, .. } => format!("split into {sections:?}"),
+            Op::Add { act, .. } => format!("add, {act:?}"),
+            Op::Activation { act, .. } => format!("activation {act:?}"),
+            Op::SqueezeExcitation { params, .. } => format!("{params:?}"),
+            Op::Eca {
+                channels,
+                kernel_size,
+                ..
+            } => format!("ECA, C {channels}, k {kernel_size}"),
+            Op::Cbam {
+                reduction_ratio,
+                spatial_weight,
+                spatial_bias,
+                ..
+            } => format!(
+                "CBAM, r {reduction_ratio}, spatial k {}, spatial bias {}",
+                spatial_weight.shape()[2],
+                spatial_bias.is_some()
+            ),
+            Op::Highway { .. } => "highway".to_string(),
+            Op::ResidualAttention { .. } => "residual attention".to_string(),
+            Op::EcaKernelSizes { channels, .. } => {
+                format!("ECA kernel sizes for {} channel counts", channels.len())
+            }
+        };
+        match self.input_shape() {
+            Some(s) => format!("[{what}, input {s:?}]"),
+            None => format!("[{what}]"),
+        }
+    }
+
+    /// How values are compared with PyTorch's.
+    fn tol(&self, gpu: bool) -> Tol {
+        match (self.family(), gpu) {
+            (Family::Shuffle | Family::ConcatSplit, _) => Tol::Exact,
+            (Family::AddActivation | Family::HighwayResidual, false) => {
+                Tol::Rel(ELEMENTWISE_REFERENCE_TOL)
+            }
+            (Family::AddActivation | Family::HighwayResidual, true) => {
+                Tol::Rel(ELEMENTWISE_GPU_TOL)
+            }
+            (Family::SqueezeExcitation | Family::Eca | Family::Cbam, false) => {
+                Tol::Rel(ATTENTION_REFERENCE_TOL)
+            }
+            (Family::SqueezeExcitation | Family::Eca | Family::Cbam, true) => {
+                Tol::Rel(ATTENTION_GPU_TOL)
+            }
+        }
+    }
+}
+
+/// How a run's values are compared with PyTorch's.
+#[derive(Clone, Copy, Debug)]
+enum Tol {
+    /// Bitwise equal (pure data movement).
+    Exact,
+    /// `|got - want| <= tol * (1 + |want|)`.
+    Rel(f32),
+}
+
+// ----------------------------------------------------------------------------------------
+// Loading
+
+fn field<'a>(case: &'a Value, name: &str, key: &str) -> &'a Value {
+    case.get(key)
+        .unwrap_or_else(|| panic!("case {name}: missing field {key:?}"))
+}
+
+fn usize_of(v: &Value, name: &str, key: &str) -> usize {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an unsigned integer: {v}"))
+        as usize
+}
+
+fn usize_field(case: &Value, name: &str, key: &str) -> usize {
+    usize_of(field(case, name, key), name, key)
+}
+
+fn usizes(case: &Value, name: &str, key: &str) -> Vec<usize> {
+    field(case, name, key)
+        .as_array()
+        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an array"))
+        .iter()
+        .map(|x| usize_of(x, name, key))
+        .collect()
+}
+
+fn str_of<'a>(case: &'a Value, name: &str, key: &str) -> &'a str {
+    field(case, name, key)
+        .as_str()
+        .unwrap_or_else(|| panic!("case {name}: {key:?} is not a string"))
+}
+
+fn bool_of(case: &Value, name: &str, key: &str) -> bool {
+    field(case, name, key)
+        .as_bool()
+        .unwrap_or_else(|| panic!("case {name}: {key:?} is not a bool"))
+}
+
+/// A float: a JSON number (the shortest decimal of an f32, so parsing as f64 and casting
+/// gives the f32 back; the script checks this), or "nan" / "inf" / "-inf".
+fn float_of(x: &Value, name: &str, key: &str) -> f32 {
+    match x {
+        Value::String(s) => match s.as_str() {
+            "nan" => f32::NAN,
+            "inf" => f32::INFINITY,
+            "-inf" => f32::NEG_INFINITY,
+            other => panic!("case {name}: {key:?} holds an unknown float string {other:?}"),
+        },
+        _ => x
+            .as_f64()
+            .unwrap_or_else(|| panic!("case {name}: {key:?} holds a non-number: {x}"))
+            as f32,
+    }
+}
+
+/// The tensor `key`, with the shape in `key + "_shape"`.
+fn tensor(case: &Value, name: &str, key: &str) -> ArrayD<f32> {
+    let shape = usizes(case, name, &format!("{key}_shape"));
+    let data: Vec<f32> = field(case, name, key)
+        .as_array()
+        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an array"))
+        .iter()
+        .map(|x| float_of(x, name, key))
+        .collect();
+    ArrayD::from_shape_vec(shape.clone(), data)
+        .unwrap_or_else(|e| panic!("case {name}: {key:?} does not have shape {shape:?}: {e}"))
+}
+
+fn tensor4(case: &Value, name: &str, key: &str) -> Array4<f32> {
+    tensor(case, name, key)
+        .into_dimensionality::<Ix4>()
+        .unwrap_or_else(|e| panic!("case {name}: {key:?} is not 4-D: {e}"))
+}
+
+fn tensor1(case: &Value, name: &str, key: &str) -> Array1<f32> {
+    tensor(case, name, key)
+        .into_dimensionality::<Ix1>()
+        .unwrap_or_else(|e| panic!("case {name}: {key:?} is not 1-D: {e}"))
+}
+
+/// A PyTorch `Linear` weight `[out, in]` as the `[out, in, 1, 1]` of a 1x1 convolution.
+fn linear_as_conv(case: &Value, name: &str, key: &str) -> Array4<f32> {
+    let w = tensor(case, name, key)
+        .into_dimensionality::<Ix2>()
+        .unwrap_or_else(|e| panic!("case {name}: {key:?} is not 2-D: {e}"));
+    let (o, i) = w.dim();
+    w.into_shape_with_order([o, i, 1, 1])
+        .expect("same element count")
+}
+
+fn activation(s: &str, name: &str) -> Activation {
+    match s {
+        "none" => Activation::None,
+        "relu" => Activation::Relu,
+        "relu6" => Activation::Relu6,
+        "sigmoid" => Activation::Sigmoid,
+        "hardsigmoid" => Activation::HardSigmoid,
+        "hardswish" => Activation::HardSwish,
+        "silu" => Activation::Silu,
+        other => panic!("case {name}: unknown activation {other:?}"),
+    }
+}
+
+/// The op and PyTorch's outputs of one JSON case.
+fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
+    let output = || vec![("output".to_string(), tensor4(c, n, "output"))];
+    let input = || tensor4(c, n, "input");
+    match str_of(c, n, "op") {
+        "channel_shuffle" => (
+            Op::Shuffle {
+                groups: usize_field(c, n, "groups"),
+                input: input(),
+            },
+            output(),
+        ),
+        "cat" => {
+            assert_eq!(usize_field(c, n, "dim"), 1, "case {n}: only dim 1");
+            let inputs = (0..usize_field(c, n, "num_inputs"))
+                .map(|i| tensor4(c, n, &format!("input{i}")))
+                .collect();
+            (Op::Concat { inputs }, output())
+        }
+        "split" => {
+            assert_eq!(usize_field(c, n, "dim"), 1, "case {n}: only dim 1");
+            let sections = usizes(c, n, "sections");
+            let outputs: Vec<_> = (0..usize_field(c, n, "num_outputs"))
+                .map(|i| {
+                    let key = format!("output{i}");
+                    let t = tensor4(c, n, &key);
+                    (key, t)
+                })
+                .collect();
+            assert_eq!(sections.len(), outputs.len(), "case {n}: sections");
+            (
+                Op::Split {
+                    sections,
+                    input: input(),
+                },
+                outputs,
+            )
+        }
+        "add" => (
+            Op::Add {
+                act: activation(str_of(c, n, "activation"), n),
+                a: tensor4(c, n, "a"),
+                b: tensor4(c, n, "b"),
+            },
+            output(),
+        ),
+        "activation" => (
+            Op::Activation {
+                act: activation(str_of(c, n, "activation"), n),
+                input: input(),
+            },
+            output(),
+        ),
+        "squeeze_excitation" => {
+            let params = SqueezeExcitationParams::new(
+                usize_field(c, n, "input_channels"),
+                usize_field(c, n, "squeeze_channels"),
+            )
+            .activation(activation(str_of(c, n, "activation"), n))
+            .scale_activation(activation(str_of(c, n, "scale_activation"), n));
+            (
+                Op::SqueezeExcitation {
+                    params,
+                    fc1: (tensor4(c, n, "fc1_weight"), tensor1(c, n, "fc1_bias")),
+                    fc2: (tensor4(c, n, "fc2_weight"), tensor1(c, n, "fc2_bias")),
+                    input: input(),
+                },
+                output(),
+            )
+        }
+        "eca" => {
+            let weight = tensor1(c, n, "weight");
+            let kernel_size = usize_field(c, n, "kernel_size");
+            assert_eq!(weight.len(), kernel_size, "case {n}: weight length");
+            (
+                Op::Eca {
+                    channels: usize_field(c, n, "channels"),
+                    kernel_size,
+                    weight,
+                    input: input(),
+                },
+                output(),
+            )
+        }
+        "cbam" => {
+            let has_bias = bool_of(c, n, "bias");
+            let spatial_bias = match field(c, n, "spatial_bias") {
+                Value::Null => None,
+                _ => Some(tensor1(c, n, "spatial_bias")),
+            };
+            assert_eq!(
+                spatial_bias.is_some(),
+                has_bias,
+                "case {n}: \"bias\" flag disagrees with \"spatial_bias\""
+            );
+            let spatial_weight = tensor4(c, n, "spatial_weight");
+            assert_eq!(
+                spatial_weight.shape()[2],
+                usize_field(c, n, "kernel_size"),
+                "case {n}: spatial kernel size"
+            );
+            (
+                Op::Cbam {
+                    reduction_ratio: usize_field(c, n, "reduction_ratio"),
+                    mlp1: (
+                        linear_as_conv(c, n, "mlp1_weight"),
+                        tensor1(c, n, "mlp1_bias"),
+                    ),
+                    mlp2: (
+                        linear_as_conv(c, n, "mlp2_weight"),
+                        tensor1(c, n, "mlp2_bias"),
+                    ),
+                    spatial_weight,
+                    spatial_bias,
+                    input: input(),
+                },
+                output(),
+            )
+        }
+        "highway" => (
+            Op::Highway {
+                input: input(),
+                h: tensor4(c, n, "h"),
+                t_logits: tensor4(c, n, "t_logits"),
+            },
+            output(),
+        ),
+        "residual_attention" => (
+            Op::ResidualAttention {
+                input: input(),
+                f: tensor4(c, n, "f"),
+                mask: tensor4(c, n, "mask"),
+            },
+            output(),
+        ),
+        "eca_kernel_size" => {
+            let channels = usizes(c, n, "channels");
+            let kernel_sizes = usizes(c, n, "kernel_size");
+            assert_eq!(
+                channels.len(),
+                kernel_sizes.len(),
+                "case {n}: table lengths"
+            );
+            (
+                Op::EcaKernelSizes {
+                    channels,
+                    kernel_sizes,
+                },
+                Vec::new(),
+            )
+        }
+        other => panic!("case {n}: unknown op {other:?}"),
+    }
+}
+
+fn load_cases() -> Vec<Case> {
+    let root: Value = serde_json::from_str(GOLDEN).expect("tests/golden/channel.json is not JSON");
+    let cases = root
+        .as_array()
+        .expect("tests/golden/channel.json: want a list of cases");
+    assert!(!cases.is_empty(), "tests/golden/channel.json has no cases");
+    cases
+        .iter()
+        .map(|c| {
+            let name = str_of(c, "?", "name").to_string();
+            let (op, outputs) = load_case(c, &name);
+            Case { name, op, outputs }
+        })
+        .collect()
+}
+
+// ----------------------------------------------------------------------------------------
+// Running
+
+/// The reference's outputs, in the order of [`Case::outputs`]; `None` when the reference
+/// has no such op (split) or the case has no tensors (the kernel-size table).
+fn run_reference(c: &Case) -> Option<segblocks::Result<Vec<Array4<f32>>>> {
+    use reference::attention as att;
+    use reference::channel as ch;
+    let one = |r: segblocks::Result<Array4<f32>>| Some(r.map(|y| vec![y]));
+    match &c.op {
+        Op::Shuffle { groups, input } => one(ch::channel_shuffle(input.view(), *groups)),
+        Op::Concat { inputs } => {
+            let views: Vec<ArrayView4<f32>> = inputs.iter().map(|t| t.view()).collect();
+            one(ch::concat(&views))
+        }
+        Op::Split { .. } | Op::EcaKernelSizes { .. } => None,
+        Op::Add { act, a, b } => one(Ok(ch::add(a.view(), b.view(), *act))),
+        Op::Activation { act, input } => one(Ok(ch::activation(input.view(), *act))),
+        Op::SqueezeExcitation {
+            params,
+            fc1,
+            fc2,
+            input,
+        } => one(att::squeeze_excitation(
+            params,
+            input.view(),
+            (fc1.0.view(), fc1.1.view()),
+            (fc2.0.view(), fc2.1.view()),
+        )),
+        Op::Eca { weight, input, .. } => one(att::eca(input.view(), weight.view())),
+        Op::Cbam {
+            mlp1,
+            mlp2,
+            spatial_weight,
+            spatial_bias,
+            input,
+            ..
+        } => one(att::cbam(
+            input.view(),
+            (mlp1.0.view(), mlp1.1.view()),
+            (mlp2.0.view(), mlp2.1.view()),
+            spatial_weight.view(),
+            spatial_bias.as_ref().map(|b| b.view()),
+        )),
+        Op::Highway { input, h, t_logits } => {
+            one(Ok(ch::highway(input.view(), h.view(), t_logits.view())))
+        }
+        Op::ResidualAttention { input, f, mask } => one(Ok(ch::residual_attention(
+            input.view(),
+            f.view(),
+            mask.view(),
+        ))),
+    }
+}
+
+/// The GPU's outputs, in the order of [`Case::outputs`]; `None` for the kernel-size table.
+fn run_gpu(c: &Case) -> Option<segblocks::Result<Vec<Array4<f32>>>> {
+    if matches!(c.op, Op::EcaKernelSizes { .. }) {
+        return None;
+    }
+    Some(run_gpu_inner(c))
+}
+
+fn run_gpu_inner(c: &Case) -> segblocks::Result<Vec<Array4<f32>>> {
+    let gpu = gpu();
+    let up = |a: &Array4<f32>| gpu.upload(a.view());
+    let mut rec = gpu.recorder();
+    let y = match &c.op {
+        Op::Shuffle { groups, input } => channel::channel_shuffle(&mut rec, &up(input)?, *groups)?,
+        Op::Concat { inputs } => {
+            let ts = inputs
+                .iter()
+                .map(up)
+                .collect::<segblocks::Result<Vec<_>>>()?;
+            let refs: Vec<_> = ts.iter().collect();
+            channel::concat(&mut rec, &refs)?
+        }
+        Op::Split { sections, input } => {
+            let parts = channel::split(&mut rec, &up(input)?, sections)?;
+            rec.submit()?;
+            return parts.iter().map(|t| gpu.download(t)).collect();
+        }
+        Op::Add { act, a, b } => channel::add(&mut rec, &up(a)?, &up(b)?, *act)?,
+        Op::Activation { act, input } => channel::activation(&mut rec, &up(input)?, *act)?,
+        Op::SqueezeExcitation {
+            params,
+            fc1,
+            fc2,
+            input,
+        } => SqueezeExcitation::new(
+            gpu,
+            *params,
+            fc1.0.view(),
+            fc1.1.view(),
+            fc2.0.view(),
+            fc2.1.view(),
+        )?
+        .forward(&mut rec, &up(input)?)?,
+        Op::Eca {
+            channels,
+            weight,
+            input,
+            ..
+        } => Eca::new(gpu, *channels, weight.view())?.forward(&mut rec, &up(input)?)?,
+        Op::Cbam {
+            mlp1,
+            mlp2,
+            spatial_weight,
+            spatial_bias,
+            input,
+            ..
+        } => Cbam::new(
+            gpu,
+            (mlp1.0.view(), mlp1.1.view()),
+            (mlp2.0.view(), mlp2.1.view()),
+            spatial_weight.view(),
+            spatial_bias.as_ref().map(|b| b.view()),
+        )?
+        .forward(&mut rec, &up(input)?)?,
+        Op::Highway { input, h, t_logits } => {
+            channel::highway(&mut rec, &up(input)?, &up(h)?, &up(t_logits)?)?
+        }
+        Op::ResidualAttention { input, f, mask } => {
+            channel::residual_attention(&mut rec, &up(input)?, &up(f)?, &up(mask)?)?
+        }
+        Op::EcaKernelSizes { .. } => unreachable!("no tensors to run"),
+    };
+    Ok(vec![rec.download(&y)?])
+}
+
+// ----------------------------------------------------------------------------------------
+// Comparing
+
+/// The largest `|got - want| / (1 + |want|)` (infinite for a NaN or infinity mismatch),
+/// and `None` when every value is within `tol`, else a description of the worst offender
+/// and how many values are out of bounds.
+// `!(err <= bound)` rather than `err > bound`, so that NaN fails.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn compare(got: ArrayView4<f32>, want: ArrayView4<f32>, tol: Tol) -> (f32, Option<String>) {
+    if got.shape() != want.shape() {
+        return (
+            f32::INFINITY,
+            Some(format!("shape {:?}, want {:?}", got.shape(), want.shape())),
+        );
+    }
+    let mut max_rel = 0.0f32;
+    let mut bad = 0usize;
+    let mut worst: Option<(f32, String)> = None;
+    for ((idx, &g), &w) in got.indexed_iter().zip(want.iter()) {
+        // Non-finite values (and everything under Tol::Exact) must match bit for bit, any
+        // NaN matching any NaN.
+        let same = (g.is_nan() && w.is_nan()) || g.to_bits() == w.to_bits();
+        let (rel, ratio, ok, bound) = match tol {
+            _ if same => (0.0, 0.0, true, 0.0),
+            Tol::Rel(t) if w.is_finite() => {
+                let err = (g - w).abs();
+                let bound = t * (1.0 + w.abs());
+                let rel = if err.is_nan() {
+                    f32::INFINITY
+                } else {
+                    err / (1.0 + w.abs())
+                };
+                (rel, rel / t, err <= bound, bound)
+            }
+            _ => (f32::INFINITY, f32::INFINITY, false, 0.0),
+        };
+        max_rel = max_rel.max(rel);
+        if !ok {
+            bad += 1;
+            if worst.as_ref().is_none_or(|(r, _)| !(ratio <= *r)) {
+                let how = match tol {
+                    Tol::Exact => format!(
+                        "bits {:#010x}, want {:#010x} (exact match required)",
+                        g.to_bits(),
+                        w.to_bits()
+                    ),
+                    Tol::Rel(_) => format!("|diff| {:e} > bound {bound:e}", (g - w).abs()),
+                };
+                worst = Some((ratio, format!("at {idx:?}: got {g}, want {w}, {how}")));
+            }
+        }
+    }
+    let msg =
+        worst.map(|(_, msg)| format!("{bad} of {} values out of bounds; worst {msg}", got.len()));
+    (max_rel, msg)
+}
+
+/// Checks every case of `family` on one side (reference or GPU) and panics with every
+/// failure at the end.
+fn check_family(family: Family, gpu: bool) {
+    let side = if gpu { "GPU" } else { "reference" };
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for c in load_cases().iter().filter(|c| c.family() == family) {
+        let tol = c.tol(gpu);
+        let got = if gpu { run_gpu(c) } else { run_reference(c) };
+        let Some(got) = got else {
+            if !c.outputs.is_empty() {
+                eprintln!(
+                    "golden_channel: {side:9} {:40} not run (no such op)",
+                    c.name
+                );
+            }
+            continue;
+        };
+        runs += 1;
+        match got {
+            Err(e) => failures.push(format!(
+                "{} {}: {side} vs PyTorch: error: {e}",
+                c.name,
+                c.describe()
+            )),
+            Ok(got) if got.len() != c.outputs.len() => failures.push(format!(
+                "{} {}: {side} gives {} outputs, PyTorch {}",
+                c.name,
+                c.describe(),
+                got.len(),
+                c.outputs.len()
+            )),
+            Ok(got) => {
+                for (g, (what, want)) in got.iter().zip(&c.outputs) {
+                    let (rel, msg) = compare(g.view(), want.view(), tol);
+                    eprintln!(
+                        "golden_channel: {side:9} {:40} {what:8} max rel err {rel:.2e} ({tol:?})",
+                        c.name
+                    );
+                    if let Some(msg) = msg {
+                        failures.push(format!(
+                            "{} {}: {side} vs PyTorch, {what}: {msg}",
+                            c.name,
+                            c.describe()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(runs > 0, "no golden cases for {family:?} on the {side}");
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+// ----------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn golden_cases_cover_the_brief() {
+    let cases = load_cases();
+    let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), cases.len(), "duplicate case names");
+    for f in Family::ALL {
+        assert!(
+            cases.iter().any(|c| c.family() == f),
+            "no golden case for {f:?}"
+        );
+    }
+    let any = |pred: &dyn Fn(&Case) -> bool, what: &str| {
+        assert!(cases.iter().any(pred), "no golden case with {what}");
+    };
+    let batch2 = |c: &Case| c.input_shape().is_some_and(|s| s[0] == 2);
+    for (g, ch) in [(2, 6), (3, 12), (4, 8)] {
+        any(
+            &|c| matches!(&c.op, Op::Shuffle { groups, input } if *groups == g && input.shape()[1] == ch),
+            &format!("channel shuffle g {g} of {ch} channels"),
+        );
+    }
+    any(
+        &|c| matches!(c.op, Op::Shuffle { .. }) && batch2(c),
+        "a batch-2 shuffle",
+    );
+    any(
+        &|c| matches!(&c.op, Op::Concat { inputs } if inputs.len() == 3),
+        "a concatenation of 3 tensors",
+    );
+    any(
+        &|c| matches!(&c.op, Op::Split { sections, .. } if sections.len() == 3),
+        "a split into 3 tensors",
+    );
+    for a in [
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::HardSwish,
+        Activation::Silu,
+        Activation::Sigmoid,
+        Activation::HardSigmoid,
+    ] {
+        any(
+            &|c| matches!(c.op, Op::Add { act, .. } if act == a),
+            &format!("add + {a:?}"),
+        );
+        any(
+            &|c| matches!(c.op, Op::Activation { act, .. } if act == a),
+            &format!("activation {a:?}"),
+        );
+    }
+    let se = |c: &Case, pred: &dyn Fn(&SqueezeExcitationParams) -> bool| matches!(&c.op, Op::SqueezeExcitation { params, .. } if pred(params));
+    any(
+        &|c| se(c, &|p| p.scale_activation == Activation::Sigmoid),
+        "SE with torchvision's default sigmoid gate",
+    );
+    any(
+        &|c| {
+            se(c, &|p| {
+                p.activation == Activation::Relu && p.scale_activation == Activation::HardSigmoid
+            })
+        },
+        "MobileNetV3's SE (ReLU, hardsigmoid)",
+    );
+    any(
+        &|c| se(c, &|p| (p.input_channels, p.squeeze_channels) == (96, 24)),
+        "SE 96 -> 24",
+    );
+    for (ch, k) in [(16, 3), (64, 3), (256, 5)] {
+        any(
+            &|c| matches!(&c.op, Op::Eca { channels, kernel_size, .. } if (*channels, *kernel_size) == (ch, k)),
+            &format!("ECA C {ch} k {k}"),
+        );
+    }
+    any(
+        &|c| matches!(c.op, Op::EcaKernelSizes { .. }),
+        "the ECA kernel-size table",
+    );
+    any(
+        &|c| matches!(&c.op, Op::Cbam { spatial_bias, .. } if spatial_bias.is_some()),
+        "CBAM with a spatial bias",
+    );
+    any(
+        &|c| matches!(&c.op, Op::Cbam { spatial_bias, .. } if spatial_bias.is_none()),
+        "CBAM without a spatial bias",
+    );
+    any(
+        &|c| matches!(c.op, Op::Cbam { .. }) && batch2(c),
+        "a batch-2 CBAM",
+    );
+    any(&|c| matches!(c.op, Op::Highway { .. }), "highway");
+    any(
+        &|c| matches!(c.op, Op::ResidualAttention { .. }),
+        "residual attention",
+    );
+}
+
+/// `eca_kernel_size(C)` against the reference code's formula (the script computes it with
+/// `math.log(C, 2)`, as ECANet does, and checks it against `math.log2`), for every channel
+/// count up to 2048 and for each ECA case.
+#[test]
+fn eca_kernel_size_matches_the_reference_code() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for c in load_cases() {
+        let pairs: Vec<(usize, usize)> = match &c.op {
+            Op::EcaKernelSizes {
+                channels,
+                kernel_sizes,
+            } => channels
+                .iter()
+                .copied()
+                .zip(kernel_sizes.iter().copied())
+                .collect(),
+            Op::Eca {
+                channels,
+                kernel_size,
+                ..
+            } => vec![(*channels, *kernel_size)],
+            _ => continue,
+        };
+        for (ch, k) in pairs {
+            checked += 1;
+            let got = eca_kernel_size(ch);
+            if got != k {
+                failures.push(format!(
+                    "{}: eca_kernel_size({ch}) = {got}, the reference code gives {k}",
+                    c.name
+                ));
+            }
+        }
+    }
+    assert!(checked > 2000, "only {checked} ECA kernel sizes checked");
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn channel_shuffle_reference_matches_pytorch() {
+    check_family(Family::Shuffle, false);
+}
+
+#[test]
+fn channel_shuffle_gpu_matches_pytorch() {
+    check_family(Family::Shuffle, true);
+}
+
+#[test]
+fn concat_split_reference_matches_pytorch() {
+    check_family(Family::ConcatSplit, false);
+}
+
+#[test]
+fn concat_split_gpu_matches_pytorch() {
+    check_family(Family::ConcatSplit, true);
+}
+
+#[test]
+fn add_activation_reference_matches_pytorch() {
+    check_family(Family::AddActivation, false);
+}
+
+#[test]
+fn add_activation_gpu_matches_pytorch() {
+    check_family(Family::AddActivation, true);
+}
+
+#[test]
+fn squeeze_excitation_reference_matches_torchvision() {
+    check_family(Family::SqueezeExcitation, false);
+}
+
+#[test]
+fn squeeze_excitation_gpu_matches_torchvision() {
+    check_family(Family::SqueezeExcitation, true);
+}
+
+#[test]
+fn eca_reference_matches_pytorch() {
+    check_family(Family::Eca, false);
+}
+
+#[test]
+fn eca_gpu_matches_pytorch() {
+    check_family(Family::Eca, true);
+}
+
+#[test]
+fn cbam_reference_matches_pytorch() {
+    check_family(Family::Cbam, false);
+}
+
+#[test]
+fn cbam_gpu_matches_pytorch() {
+    check_family(Family::Cbam, true);
+}
+
+#[test]
+fn highway_residual_attention_reference_matches_pytorch() {
+    check_family(Family::HighwayResidual, false);
+}
+
+#[test]
+fn highway_residual_attention_gpu_matches_pytorch() {
+    check_family(Family::HighwayResidual, true);
+}
