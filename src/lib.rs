@@ -30,12 +30,15 @@
 //! and cost; [`reference`](mod@reference) the CPU oracle under the same names; `shaders/` the WGSL.
 #![warn(missing_docs)]
 
+pub mod blocks;
 pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod reference;
 pub mod shaders;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor};
 pub use ops::{Activation, Cost};
+pub use weights::StateDict;

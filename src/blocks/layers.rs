@@ -1,0 +1,642 @@
+//! The block types, each loading torchvision's state-dict names.
+
+use ndarray::{Array4, ArrayView4};
+
+use super::{ConvBnAct, Summary};
+use crate::error::{invalid, Result};
+use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
+use crate::ops::channel::{add, channel_shuffle, concat, split};
+use crate::ops::conv::Conv2dParams;
+use crate::ops::{Activation, Cost};
+use crate::reference;
+use crate::weights::StateDict;
+
+/// `name` under `prefix` (`prefix.name`, or `name` for an empty prefix).
+fn key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+fn reference_add(a: &Array4<f32>, b: &Array4<f32>, act: Activation) -> Array4<f32> {
+    reference::channel::add(a.view(), b.view(), act)
+}
+
+/// torchvision's `resnet.Bottleneck` configuration (expansion 4): 1x1 reduce, 3x3 (stride,
+/// groups, dilation), 1x1 expand, skip with an optional projection (`downsample`).
+/// ResNeXt is `groups = 32, base_width = 4`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BottleneckConfig {
+    /// Input channels.
+    pub inplanes: usize,
+    /// Bottleneck planes; the output has `4 * planes` channels.
+    pub planes: usize,
+    /// Stride of the 3x3 convolution (and of the projection).
+    pub stride: usize,
+    /// Groups of the 3x3 convolution (cardinality).
+    pub groups: usize,
+    /// Width per group at 64 planes (64 for ResNet, 4 for ResNeXt 32x4d).
+    pub base_width: usize,
+    /// Dilation of the 3x3 convolution.
+    pub dilation: usize,
+    /// Whether the skip has a 1x1 projection with batch norm.
+    pub downsample: bool,
+}
+
+impl BottleneckConfig {
+    /// A ResNet bottleneck: stride 1, groups 1, base width 64, dilation 1, a projection
+    /// exactly when the channel counts differ.
+    pub fn new(inplanes: usize, planes: usize) -> Self {
+        BottleneckConfig {
+            inplanes,
+            planes,
+            stride: 1,
+            groups: 1,
+            base_width: 64,
+            dilation: 1,
+            downsample: inplanes != 4 * planes,
+        }
+    }
+
+    /// The inner width, `planes * base_width / 64 * groups` (torchvision's formula).
+    pub fn width(&self) -> usize {
+        (self.planes as f64 * (self.base_width as f64 / 64.0)) as usize * self.groups
+    }
+}
+
+/// A ResNet / ResNeXt bottleneck for inference.
+#[derive(Debug)]
+pub struct Bottleneck {
+    cfg: BottleneckConfig,
+    conv1: ConvBnAct,
+    conv2: ConvBnAct,
+    conv3: ConvBnAct,
+    downsample: Option<ConvBnAct>,
+}
+
+impl Bottleneck {
+    /// Loads `conv1..3`, `bn1..3` and `downsample.0` / `downsample.1` under `prefix`.
+    pub fn load(gpu: &Gpu, cfg: BottleneckConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+        let w = cfg.width();
+        let out = 4 * cfg.planes;
+        if !cfg.downsample && (cfg.inplanes != out || cfg.stride != 1) {
+            return Err(invalid(
+                "downsample",
+                format!(
+                    "a skip without projection needs inplanes == 4 * planes and stride 1, got \
+                     {} -> {out}, stride {}",
+                    cfg.inplanes, cfg.stride
+                ),
+            ));
+        }
+        let eps = 1e-5;
+        let p1 = Conv2dParams::new(cfg.inplanes, w, 1)
+            .bias(false)
+            .activation(Activation::Relu);
+        let p2 = Conv2dParams::new(w, w, 3)
+            .stride(cfg.stride)
+            .padding(cfg.dilation)
+            .dilation(cfg.dilation)
+            .groups(cfg.groups)
+            .bias(false)
+            .activation(Activation::Relu);
+        let p3 = Conv2dParams::new(w, out, 1).bias(false);
+        let downsample = if cfg.downsample {
+            let pd = Conv2dParams::new(cfg.inplanes, out, 1)
+                .stride(cfg.stride)
+                .bias(false);
+            Some(ConvBnAct::load(
+                gpu,
+                sd,
+                pd,
+                &key(prefix, "downsample.0"),
+                Some(&key(prefix, "downsample.1")),
+                eps,
+            )?)
+        } else {
+            None
+        };
+        Ok(Bottleneck {
+            cfg,
+            conv1: ConvBnAct::load(
+                gpu,
+                sd,
+                p1,
+                &key(prefix, "conv1"),
+                Some(&key(prefix, "bn1")),
+                eps,
+            )?,
+            conv2: ConvBnAct::load(
+                gpu,
+                sd,
+                p2,
+                &key(prefix, "conv2"),
+                Some(&key(prefix, "bn2")),
+                eps,
+            )?,
+            conv3: ConvBnAct::load(
+                gpu,
+                sd,
+                p3,
+                &key(prefix, "conv3"),
+                Some(&key(prefix, "bn3")),
+                eps,
+            )?,
+            downsample,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BottleneckConfig {
+        &self.cfg
+    }
+
+    /// Records the block (five dispatches, or four without projection).
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let a = self.conv1.forward(rec, x)?;
+        let b = self.conv2.forward(rec, &a)?;
+        let c = self.conv3.forward(rec, &b)?;
+        let identity = match &self.downsample {
+            Some(d) => d.forward(rec, x)?,
+            None => x.clone(),
+        };
+        add(rec, &c, &identity, Activation::Relu)
+    }
+
+    /// CPU reference forward with the unfolded batch norms.
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let a = self.conv1.reference(x)?;
+        let b = self.conv2.reference(a.view())?;
+        let c = self.conv3.reference(b.view())?;
+        let identity = match &self.downsample {
+            Some(d) => d.reference(x)?,
+            None => x.to_owned(),
+        };
+        Ok(reference_add(&c, &identity, Activation::Relu))
+    }
+
+    /// Layers with output shapes, parameters and MACs.
+    pub fn summary(&self, input: [usize; 4]) -> Result<Summary> {
+        let mut s = Summary::default();
+        let a = s.push("conv1+bn1", &self.conv1, input)?;
+        let b = s.push("conv2+bn2", &self.conv2, a)?;
+        s.push("conv3+bn3", &self.conv3, b)?;
+        if let Some(d) = &self.downsample {
+            s.push("downsample", d, input)?;
+        }
+        Ok(s)
+    }
+
+    /// Total cost (parameters as PyTorch counts them, batch norms included).
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let s = self.summary(input)?;
+        Ok(Cost {
+            params: s.total_params(),
+            macs: s.total_macs(),
+            bytes: 0,
+        })
+    }
+}
+
+/// torchvision's `mobilenetv2.InvertedResidual(inp, oup, stride, expand_ratio)`: 1x1
+/// expansion by `t` with ReLU6 (skipped when `t = 1`), 3x3 depthwise with ReLU6, 1x1
+/// linear projection (no activation), skip when `stride == 1 and inp == oup`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InvertedResidualConfig {
+    /// Input channels.
+    pub inp: usize,
+    /// Output channels.
+    pub oup: usize,
+    /// Stride of the depthwise convolution (1 or 2).
+    pub stride: usize,
+    /// Expansion ratio `t` (6 in MobileNetV2).
+    pub expand_ratio: f64,
+}
+
+impl InvertedResidualConfig {
+    /// Expanded channels, `round(inp * t)` as torchvision computes it.
+    pub fn hidden(&self) -> usize {
+        (self.inp as f64 * self.expand_ratio).round() as usize
+    }
+}
+
+/// A MobileNetV2 inverted residual for inference.
+#[derive(Debug)]
+pub struct InvertedResidual {
+    cfg: InvertedResidualConfig,
+    layers: Vec<(String, ConvBnAct)>,
+}
+
+impl InvertedResidual {
+    /// Loads `conv.0.0` / `conv.0.1` (expansion), the depthwise `conv.i.0` / `conv.i.1`,
+    /// and the projection `conv.{i+1}` with its batch norm `conv.{i+2}` under `prefix`.
+    pub fn load(
+        gpu: &Gpu,
+        cfg: InvertedResidualConfig,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        if cfg.stride != 1 && cfg.stride != 2 {
+            return Err(invalid(
+                "stride",
+                format!("must be 1 or 2, got {}", cfg.stride),
+            ));
+        }
+        let hidden = cfg.hidden();
+        let eps = 1e-5;
+        let mut layers = Vec::new();
+        let mut i = 0;
+        if cfg.expand_ratio != 1.0 {
+            let p = Conv2dParams::new(cfg.inp, hidden, 1)
+                .bias(false)
+                .activation(Activation::Relu6);
+            let l = ConvBnAct::load(
+                gpu,
+                sd,
+                p,
+                &key(prefix, "conv.0.0"),
+                Some(&key(prefix, "conv.0.1")),
+                eps,
+            )?;
+            layers.push(("expand".to_string(), l));
+            i = 1;
+        }
+        let p = Conv2dParams::depthwise(hidden, 1, 3)
+            .stride(cfg.stride)
+            .padding(1)
+            .bias(false)
+            .activation(Activation::Relu6);
+        let dw = ConvBnAct::load(
+            gpu,
+            sd,
+            p,
+            &key(prefix, &format!("conv.{i}.0")),
+            Some(&key(prefix, &format!("conv.{i}.1"))),
+            eps,
+        )?;
+        layers.push(("depthwise".to_string(), dw));
+        let p = Conv2dParams::new(hidden, cfg.oup, 1).bias(false);
+        let project = ConvBnAct::load(
+            gpu,
+            sd,
+            p,
+            &key(prefix, &format!("conv.{}", i + 1)),
+            Some(&key(prefix, &format!("conv.{}", i + 2))),
+            eps,
+        )?;
+        layers.push(("project".to_string(), project));
+        Ok(InvertedResidual { cfg, layers })
+    }
+
+    fn residual(&self) -> bool {
+        self.cfg.stride == 1 && self.cfg.inp == self.cfg.oup
+    }
+
+    /// Records the block.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let mut y = x.clone();
+        for (_, l) in &self.layers {
+            y = l.forward(rec, &y)?;
+        }
+        if self.residual() {
+            y = add(rec, &y, x, Activation::None)?;
+        }
+        Ok(y)
+    }
+
+    /// CPU reference forward.
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let mut y = x.to_owned();
+        for (_, l) in &self.layers {
+            y = l.reference(y.view())?;
+        }
+        if self.residual() {
+            y = reference_add(&y, &x.to_owned(), Activation::None);
+        }
+        Ok(y)
+    }
+
+    /// Layers with output shapes, parameters and MACs.
+    pub fn summary(&self, input: [usize; 4]) -> Result<Summary> {
+        let mut s = Summary::default();
+        let mut shape = input;
+        for (name, l) in &self.layers {
+            shape = s.push(name, l, shape)?;
+        }
+        Ok(s)
+    }
+}
+
+/// torchvision's MobileNetV3 `InvertedResidual` (from an `InvertedResidualConfig`):
+/// optional 1x1 expansion, k x k depthwise (stride, dilation), optional SE with
+/// hard-sigmoid gate, 1x1 projection; hard-swish or ReLU; batch norm eps 0.001.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MobileNetV3Config {
+    /// Input channels.
+    pub input_channels: usize,
+    /// Depthwise kernel size.
+    pub kernel: usize,
+    /// Expanded channels.
+    pub expanded_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Whether the block has squeeze-and-excitation.
+    pub use_se: bool,
+    /// Hard-swish (`"HS"`) or ReLU (`"RE"`).
+    pub use_hs: bool,
+    /// Depthwise stride.
+    pub stride: usize,
+    /// Depthwise dilation.
+    pub dilation: usize,
+}
+
+/// torchvision's `_make_divisible(v, 8)`.
+fn make_divisible(v: f64, divisor: usize) -> usize {
+    let d = divisor as f64;
+    let mut new_v = (d).max(((v + d / 2.0) / d).floor() * d);
+    if new_v < 0.9 * v {
+        new_v += d;
+    }
+    new_v as usize
+}
+
+/// The SE layer of a MobileNetV3 block with its host weights for the reference forward.
+#[derive(Debug)]
+struct SeLayer {
+    block: SqueezeExcitation,
+    params: SqueezeExcitationParams,
+    weights: [Array4<f32>; 2],
+    biases: [ndarray::Array1<f32>; 2],
+}
+
+/// A MobileNetV3 inverted residual for inference.
+#[derive(Debug)]
+pub struct MobileNetV3Block {
+    cfg: MobileNetV3Config,
+    expand: Option<ConvBnAct>,
+    depthwise: ConvBnAct,
+    se: Option<SeLayer>,
+    project: ConvBnAct,
+}
+
+impl MobileNetV3Block {
+    /// Loads `block.0 ...` under `prefix` with torchvision's numbering (expansion, depthwise,
+    /// SE `fc1` / `fc2`, projection; indices shift when a part is absent).
+    pub fn load(gpu: &Gpu, cfg: MobileNetV3Config, sd: &StateDict, prefix: &str) -> Result<Self> {
+        if cfg.stride != 1 && cfg.stride != 2 {
+            return Err(invalid(
+                "stride",
+                format!("must be 1 or 2, got {}", cfg.stride),
+            ));
+        }
+        let eps = 1e-3;
+        let act = if cfg.use_hs {
+            Activation::HardSwish
+        } else {
+            Activation::Relu
+        };
+        let mut i = 0;
+        let expand = if cfg.expanded_channels != cfg.input_channels {
+            let p = Conv2dParams::new(cfg.input_channels, cfg.expanded_channels, 1)
+                .bias(false)
+                .activation(act);
+            let l = ConvBnAct::load(
+                gpu,
+                sd,
+                p,
+                &key(prefix, "block.0.0"),
+                Some(&key(prefix, "block.0.1")),
+                eps,
+            )?;
+            i += 1;
+            Some(l)
+        } else {
+            None
+        };
+        let e = cfg.expanded_channels;
+        let stride = if cfg.dilation > 1 { 1 } else { cfg.stride };
+        let p = Conv2dParams::depthwise(e, 1, cfg.kernel)
+            .stride(stride)
+            .padding((cfg.kernel - 1) / 2 * cfg.dilation)
+            .dilation(cfg.dilation)
+            .bias(false)
+            .activation(act);
+        let depthwise = ConvBnAct::load(
+            gpu,
+            sd,
+            p,
+            &key(prefix, &format!("block.{i}.0")),
+            Some(&key(prefix, &format!("block.{i}.1"))),
+            eps,
+        )?;
+        i += 1;
+        let se = if cfg.use_se {
+            let s = make_divisible(e as f64 / 4.0, 8);
+            let params =
+                SqueezeExcitationParams::new(e, s).scale_activation(Activation::HardSigmoid);
+            let w1 = sd.get4(&key(prefix, &format!("block.{i}.fc1.weight")), [s, e, 1, 1])?;
+            let b1 = sd.get1(&key(prefix, &format!("block.{i}.fc1.bias")), s)?;
+            let w2 = sd.get4(&key(prefix, &format!("block.{i}.fc2.weight")), [e, s, 1, 1])?;
+            let b2 = sd.get1(&key(prefix, &format!("block.{i}.fc2.bias")), e)?;
+            let block =
+                SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())?;
+            i += 1;
+            Some(SeLayer {
+                block,
+                params,
+                weights: [w1, w2],
+                biases: [b1, b2],
+            })
+        } else {
+            None
+        };
+        let p = Conv2dParams::new(e, cfg.out_channels, 1).bias(false);
+        let project = ConvBnAct::load(
+            gpu,
+            sd,
+            p,
+            &key(prefix, &format!("block.{i}.0")),
+            Some(&key(prefix, &format!("block.{i}.1"))),
+            eps,
+        )?;
+        Ok(MobileNetV3Block {
+            cfg,
+            expand,
+            depthwise,
+            se,
+            project,
+        })
+    }
+
+    fn residual(&self) -> bool {
+        self.cfg.stride == 1 && self.cfg.input_channels == self.cfg.out_channels
+    }
+
+    /// Records the block.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let mut y = match &self.expand {
+            Some(l) => l.forward(rec, x)?,
+            None => x.clone(),
+        };
+        y = self.depthwise.forward(rec, &y)?;
+        if let Some(se) = &self.se {
+            y = se.block.forward(rec, &y)?;
+        }
+        y = self.project.forward(rec, &y)?;
+        if self.residual() {
+            y = add(rec, &y, x, Activation::None)?;
+        }
+        Ok(y)
+    }
+
+    /// CPU reference forward.
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let mut y = match &self.expand {
+            Some(l) => l.reference(x)?,
+            None => x.to_owned(),
+        };
+        y = self.depthwise.reference(y.view())?;
+        if let Some(se) = &self.se {
+            let (w, b) = (&se.weights, &se.biases);
+            y = reference::attention::squeeze_excitation(
+                &se.params,
+                y.view(),
+                (w[0].view(), b[0].view()),
+                (w[1].view(), b[1].view()),
+            )?;
+        }
+        y = self.project.reference(y.view())?;
+        if self.residual() {
+            y = reference_add(&y, &x.to_owned(), Activation::None);
+        }
+        Ok(y)
+    }
+}
+
+/// torchvision's `shufflenetv2.InvertedResidual(inp, oup, stride)`: stride 1 splits the
+/// channels in half and transforms the second half; stride 2 transforms the input in
+/// two branches; the halves are concatenated and shuffled with 2 groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShuffleV2Config {
+    /// Input channels.
+    pub inp: usize,
+    /// Output channels (even).
+    pub oup: usize,
+    /// 1 or 2.
+    pub stride: usize,
+}
+
+/// A ShuffleNetV2 unit for inference.
+#[derive(Debug)]
+pub struct ShuffleV2Unit {
+    cfg: ShuffleV2Config,
+    branch1: Option<[ConvBnAct; 2]>,
+    branch2: [ConvBnAct; 3],
+}
+
+impl ShuffleV2Unit {
+    /// Loads `branch1.{0,1,2,3}` (stride 2 only) and `branch2.{0,1,3,4,5,6}` under `prefix`.
+    pub fn load(gpu: &Gpu, cfg: ShuffleV2Config, sd: &StateDict, prefix: &str) -> Result<Self> {
+        if !(1..=3).contains(&cfg.stride) || !cfg.oup.is_multiple_of(2) {
+            return Err(invalid(
+                "stride",
+                format!(
+                    "stride must be 1 to 3 and oup even, got stride {} and oup {}",
+                    cfg.stride, cfg.oup
+                ),
+            ));
+        }
+        let bf = cfg.oup / 2;
+        if cfg.stride == 1 && cfg.inp != 2 * bf {
+            return Err(invalid(
+                "inp",
+                format!(
+                    "with stride 1, inp ({}) must equal oup ({})",
+                    cfg.inp, cfg.oup
+                ),
+            ));
+        }
+        let eps = 1e-5;
+        let k = |n: &str| key(prefix, n);
+        let branch1 = if cfg.stride > 1 {
+            let dw = Conv2dParams::depthwise(cfg.inp, 1, 3)
+                .stride(cfg.stride)
+                .padding(1)
+                .bias(false);
+            let pw = Conv2dParams::new(cfg.inp, bf, 1)
+                .bias(false)
+                .activation(Activation::Relu);
+            Some([
+                ConvBnAct::load(gpu, sd, dw, &k("branch1.0"), Some(&k("branch1.1")), eps)?,
+                ConvBnAct::load(gpu, sd, pw, &k("branch1.2"), Some(&k("branch1.3")), eps)?,
+            ])
+        } else {
+            None
+        };
+        let in2 = if cfg.stride > 1 { cfg.inp } else { bf };
+        let p0 = Conv2dParams::new(in2, bf, 1)
+            .bias(false)
+            .activation(Activation::Relu);
+        let p3 = Conv2dParams::depthwise(bf, 1, 3)
+            .stride(cfg.stride)
+            .padding(1)
+            .bias(false);
+        let p5 = Conv2dParams::new(bf, bf, 1)
+            .bias(false)
+            .activation(Activation::Relu);
+        Ok(ShuffleV2Unit {
+            cfg,
+            branch1,
+            branch2: [
+                ConvBnAct::load(gpu, sd, p0, &k("branch2.0"), Some(&k("branch2.1")), eps)?,
+                ConvBnAct::load(gpu, sd, p3, &k("branch2.3"), Some(&k("branch2.4")), eps)?,
+                ConvBnAct::load(gpu, sd, p5, &k("branch2.5"), Some(&k("branch2.6")), eps)?,
+            ],
+        })
+    }
+
+    /// Records the unit.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let (left, right) = match &self.branch1 {
+            None => {
+                let bf = self.cfg.oup / 2;
+                let mut halves = split(rec, x, &[bf, bf])?;
+                let right = halves.pop().expect("two halves");
+                (halves.pop().expect("two halves"), right)
+            }
+            Some([dw, pw]) => {
+                let a = dw.forward(rec, x)?;
+                (pw.forward(rec, &a)?, x.clone())
+            }
+        };
+        let mut r = right;
+        for l in &self.branch2 {
+            r = l.forward(rec, &r)?;
+        }
+        let joined = concat(rec, &[&left, &r])?;
+        channel_shuffle(rec, &joined, 2)
+    }
+
+    /// CPU reference forward.
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (left, right) = match &self.branch1 {
+            None => {
+                let bf = self.cfg.oup / 2;
+                (
+                    x.slice(ndarray::s![.., ..bf, .., ..]).to_owned(),
+                    x.slice(ndarray::s![.., bf.., .., ..]).to_owned(),
+                )
+            }
+            Some([dw, pw]) => (pw.reference(dw.reference(x)?.view())?, x.to_owned()),
+        };
+        let mut r = right;
+        for l in &self.branch2 {
+            r = l.reference(r.view())?;
+        }
+        let joined = reference::channel::concat(&[left.view(), r.view()])?;
+        reference::channel::channel_shuffle(joined.view(), 2)
+    }
+}

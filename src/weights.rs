@@ -1,0 +1,150 @@
+//! Weights by PyTorch state-dict name: read from safetensors files (f32, f16 or bf16,
+//! converted to f32) or filled in memory, looked up with the shape the caller expects.
+//! Every failure names the tensor: missing, mis-shaped, or of an unsupported type.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ndarray::{Array1, Array4, ArrayD, IxDyn};
+
+use crate::error::{Error, Result};
+
+/// Named f32 tensors, as a PyTorch `state_dict` holds them.
+#[derive(Clone, Debug, Default)]
+pub struct StateDict {
+    tensors: BTreeMap<String, ArrayD<f32>>,
+}
+
+/// f16 bits to f32 (IEEE 754 binary16: subnormals, infinities and NaN included).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: value = f * 2^-24.
+            let v = f as f32 * f32::from_bits(0x3380_0000);
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, f) => sign | 0x7fc0_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+impl StateDict {
+    /// An empty state dict.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses a safetensors file's bytes.
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Self> {
+        use safetensors::Dtype;
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::Weights(format!("not a safetensors file: {e}")))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.iter() {
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                    .collect(),
+                other => {
+                    return Err(Error::Weights(format!(
+                        "tensor `{name}` has type {other:?}; only F32, F16 and BF16 load"
+                    )))
+                }
+            };
+            let array = ArrayD::from_shape_vec(IxDyn(view.shape()), values)
+                .map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))?;
+            tensors.insert(name.to_string(), array);
+        }
+        Ok(StateDict { tensors })
+    }
+
+    /// Reads a safetensors file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Weights(format!("reading {}: {e}", path.display())))?;
+        Self::from_safetensors(&bytes)
+    }
+
+    /// Adds or replaces a tensor.
+    pub fn insert(&mut self, name: impl Into<String>, tensor: ArrayD<f32>) {
+        self.tensors.insert(name.into(), tensor);
+    }
+
+    /// Tensor names in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// True when `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The tensor `name` as stored, if present.
+    pub fn tensor(&self, name: &str) -> Option<&ArrayD<f32>> {
+        self.tensors.get(name)
+    }
+
+    /// The tensor `name` with exactly `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<ArrayD<f32>> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::Weights(format!("missing tensor `{name}` (shape {shape:?})")))?;
+        if t.shape() != shape {
+            return Err(Error::Weights(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                t.shape()
+            )));
+        }
+        Ok(t.clone())
+    }
+
+    /// A 4-D tensor (convolution weights, activations).
+    pub fn get4(&self, name: &str, shape: [usize; 4]) -> Result<Array4<f32>> {
+        self.get(name, &shape)?
+            .into_dimensionality()
+            .map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))
+    }
+
+    /// A 1-D tensor (biases, batch-norm parameters).
+    pub fn get1(&self, name: &str, len: usize) -> Result<Array1<f32>> {
+        self.get(name, &[len])?
+            .into_dimensionality()
+            .map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    #[test]
+    fn f16_conversion_covers_every_class() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+    }
+}

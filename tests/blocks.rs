@@ -1,0 +1,235 @@
+//! Blocks loaded from torchvision state dicts (safetensors files written by
+//! tests/golden/make_golden_blocks.py with random weights and non-trivial batch-norm
+//! statistics, in eval mode): the GPU forward (batch norms folded) and the CPU reference
+//! forward (batch norms unfolded) both reproduce torchvision's output, and the summaries'
+//! parameter totals equal PyTorch's parameter counts.
+
+mod common;
+
+use common::*;
+use ndarray::{Array4, ArrayView4};
+use segblocks::blocks::{
+    Bottleneck, BottleneckConfig, InvertedResidual, InvertedResidualConfig, MobileNetV3Block,
+    MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
+};
+use segblocks::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
+use segblocks::{reference, Error, Recorder, StateDict, Tensor};
+use serde_json::Value;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/blocks");
+
+fn us(v: &Value) -> usize {
+    v.as_u64().unwrap() as usize
+}
+
+fn arg(args: &Value, name: &str, default: usize) -> usize {
+    args.get(name).map_or(default, us)
+}
+
+type GpuForward = Box<dyn Fn(&mut Recorder<'_>, &Tensor) -> segblocks::Result<Tensor>>;
+type CpuForward = Box<dyn Fn(ArrayView4<f32>) -> segblocks::Result<Array4<f32>>>;
+
+/// Builds the block a case describes: its GPU and reference forwards and, where the block
+/// has a summary, its parameter total.
+fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) {
+    let gpu = gpu();
+    let args = &case["args"];
+    let class = case["class"].as_str().unwrap();
+    let input: Vec<usize> = case["input_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(us)
+        .collect();
+    let input = [input[0], input[1], input[2], input[3]];
+    match class.rsplit('.').take(2).collect::<Vec<_>>().as_slice() {
+        ["Bottleneck", _] => {
+            let cfg = BottleneckConfig {
+                inplanes: us(&args["inplanes"]),
+                planes: us(&args["planes"]),
+                stride: arg(args, "stride", 1),
+                groups: arg(args, "groups", 1),
+                base_width: arg(args, "base_width", 64),
+                dilation: arg(args, "dilation", 1),
+                downsample: args.get("downsample").is_some(),
+            };
+            let b = std::rc::Rc::new(Bottleneck::load(gpu, cfg, sd, "").unwrap());
+            let params = b.summary(input).unwrap().total_params();
+            let b2 = b.clone();
+            (
+                Box::new(move |r, x| b.forward(r, x)),
+                Box::new(move |x| b2.reference(x)),
+                Some(params),
+            )
+        }
+        ["InvertedResidual", "mobilenetv2"] => {
+            let cfg = InvertedResidualConfig {
+                inp: us(&args["inp"]),
+                oup: us(&args["oup"]),
+                stride: us(&args["stride"]),
+                expand_ratio: args["expand_ratio"].as_f64().unwrap(),
+            };
+            let b = std::rc::Rc::new(InvertedResidual::load(gpu, cfg, sd, "").unwrap());
+            let params = b.summary(input).unwrap().total_params();
+            let b2 = b.clone();
+            (
+                Box::new(move |r, x| b.forward(r, x)),
+                Box::new(move |x| b2.reference(x)),
+                Some(params),
+            )
+        }
+        ["InvertedResidual", "shufflenetv2"] => {
+            let cfg = ShuffleV2Config {
+                inp: us(&args["inp"]),
+                oup: us(&args["oup"]),
+                stride: us(&args["stride"]),
+            };
+            let b = std::rc::Rc::new(ShuffleV2Unit::load(gpu, cfg, sd, "").unwrap());
+            let b2 = b.clone();
+            (
+                Box::new(move |r, x| b.forward(r, x)),
+                Box::new(move |x| b2.reference(x)),
+                None,
+            )
+        }
+        ["InvertedResidual", "mobilenetv3"] => {
+            let c = &args["cnf"];
+            let cfg = MobileNetV3Config {
+                input_channels: us(&c["input_channels"]),
+                kernel: us(&c["kernel"]),
+                expanded_channels: us(&c["expanded_channels"]),
+                out_channels: us(&c["out_channels"]),
+                use_se: c["use_se"].as_bool().unwrap(),
+                use_hs: c["activation"].as_str().unwrap() == "HS",
+                stride: us(&c["stride"]),
+                dilation: us(&c["dilation"]),
+            };
+            let b = std::rc::Rc::new(MobileNetV3Block::load(gpu, cfg, sd, "").unwrap());
+            let b2 = b.clone();
+            (
+                Box::new(move |r, x| b.forward(r, x)),
+                Box::new(move |x| b2.reference(x)),
+                None,
+            )
+        }
+        ["SqueezeExcitation", _] => {
+            let (c, s) = (us(&args["input_channels"]), us(&args["squeeze_channels"]));
+            let params = SqueezeExcitationParams::new(c, s);
+            let (w1, b1) = (
+                sd.get4("fc1.weight", [s, c, 1, 1]).unwrap(),
+                sd.get1("fc1.bias", s).unwrap(),
+            );
+            let (w2, b2) = (
+                sd.get4("fc2.weight", [c, s, 1, 1]).unwrap(),
+                sd.get1("fc2.bias", c).unwrap(),
+            );
+            let se =
+                SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())
+                    .unwrap();
+            (
+                Box::new(move |r, x| se.forward(r, x)),
+                Box::new(move |x| {
+                    reference::attention::squeeze_excitation(
+                        &params,
+                        x,
+                        (w1.view(), b1.view()),
+                        (w2.view(), b2.view()),
+                    )
+                }),
+                None,
+            )
+        }
+        other => panic!("unknown class {class} ({other:?})"),
+    }
+}
+
+#[test]
+fn torchvision_blocks_load_and_match() {
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/cases.json")).unwrap())
+            .unwrap();
+    let cases = cases["cases"].as_array().unwrap();
+    assert!(cases.len() >= 12);
+    let gpu = gpu();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let sd = StateDict::load(format!("{DIR}/{}", case["file"].as_str().unwrap())).unwrap();
+        let x: Array4<f32> = sd
+            .get("__input__", &shape_of(case, "input_shape"))
+            .unwrap()
+            .into_dimensionality()
+            .unwrap();
+        let want: Array4<f32> = sd
+            .get("__output__", &shape_of(case, "output_shape"))
+            .unwrap()
+            .into_dimensionality()
+            .unwrap();
+        let (forward, reference, params) = build(case, &sd);
+        // f32 convolutions of short reductions plus folding: 1e-4 relative to the value's
+        // scale; the saturating cases have outputs up to ~40.
+        let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
+        let cpu = reference(x.view()).unwrap();
+        assert_close(
+            cpu.view(),
+            want.view(),
+            tol.view(),
+            &format!("reference {name}"),
+        );
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = forward(&mut rec, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        assert_close(got.view(), want.view(), tol.view(), &format!("GPU {name}"));
+        if let Some(p) = params {
+            // PyTorch's parameters(): every state-dict tensor but the running statistics.
+            let torch_params: usize = sd
+                .names()
+                .filter(|n| {
+                    !n.starts_with("__")
+                        && !n.ends_with("running_mean")
+                        && !n.ends_with("running_var")
+                })
+                .map(|n| element_count(&sd, n))
+                .sum();
+            assert_eq!(
+                p as usize, torch_params,
+                "{name}: parameters as PyTorch counts them"
+            );
+        }
+    }
+}
+
+fn element_count(sd: &StateDict, name: &str) -> usize {
+    sd.tensor(name).map_or(0, |t| t.len())
+}
+
+fn shape_of(case: &Value, key: &str) -> Vec<usize> {
+    case[key].as_array().unwrap().iter().map(us).collect()
+}
+
+#[test]
+fn missing_or_misshaped_weights_are_named() {
+    let gpu = gpu();
+    let sd = StateDict::load(format!("{DIR}/resnet_bottleneck.safetensors")).unwrap();
+    // Loading under a prefix that does not exist names the first tensor looked up.
+    match Bottleneck::load(gpu, BottleneckConfig::new(64, 16), &sd, "layer1.0") {
+        Err(Error::Weights(msg)) => assert!(msg.contains("layer1.0.conv1.weight"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    // A configuration whose shapes disagree with the file names the tensor and both shapes.
+    let wrong = BottleneckConfig {
+        groups: 2,
+        ..BottleneckConfig::new(64, 16)
+    };
+    match Bottleneck::load(gpu, wrong, &sd, "") {
+        Err(Error::Weights(msg)) => assert!(
+            msg.contains("conv1.weight") && msg.contains("[16, 64, 1, 1]"),
+            "{msg}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        StateDict::from_safetensors(b"not a file"),
+        Err(Error::Weights(_))
+    ));
+}
