@@ -8,13 +8,21 @@ fn activate4(v: vec4<f32>) -> vec4<f32> {
     return activation4(ACT, v);
 }
 
-// The activation with the given code (same numbering as ACT).
+// NaN lanes of v (on the bits, see is_nan).
+fn nan_lanes(v: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
+}
+
+// The activation with the given code (same numbering as ACT). NaN propagates through the
+// clamping activations as in PyTorch (WGSL leaves min / max / clamp of NaN to the driver).
 fn activation4(code: u32, v: vec4<f32>) -> vec4<f32> {
     switch code {
-        case 1u: { return max(v, vec4<f32>(0.0)); }
-        case 2u: { return clamp(v, vec4<f32>(0.0), vec4<f32>(6.0)); }
+        case 1u: { return select(max(v, vec4<f32>(0.0)), v, nan_lanes(v)); }
+        case 2u: { return select(clamp(v, vec4<f32>(0.0), vec4<f32>(6.0)), v, nan_lanes(v)); }
         case 3u: { return 1.0 / (1.0 + exp(-v)); }
-        case 4u: { return clamp(v + 3.0, vec4<f32>(0.0), vec4<f32>(6.0)) / 6.0; }
+        case 4u: {
+            return select(clamp(v + 3.0, vec4<f32>(0.0), vec4<f32>(6.0)) / 6.0, v, nan_lanes(v));
+        }
         case 5u: { return v * clamp(v + 3.0, vec4<f32>(0.0), vec4<f32>(6.0)) / 6.0; }
         case 6u: { return v / (1.0 + exp(-v)); }
         default: { return v; }

@@ -225,6 +225,29 @@ fn elementwise_ops_match_reference() {
 }
 
 #[test]
+fn nan_propagates_through_every_activation() {
+    let gpu = gpu();
+    let x = Array4::from_shape_vec([1, 1, 1, 4], vec![f32::NAN, -1.0, 2.0, 7.0]).unwrap();
+    for act in Activation::ALL {
+        let mut rec = gpu.recorder();
+        let y = channel::activation(&mut rec, &up(&x), act).unwrap();
+        let got = rec.download(&y).unwrap();
+        assert!(got[[0, 0, 0, 0]].is_nan(), "{act:?}: {got:?}");
+        assert!(
+            reference::activation(act, f32::NAN).is_nan(),
+            "{act:?} reference"
+        );
+        let want = reference::channel::activation(x.view(), act);
+        for i in 1..4 {
+            assert!(
+                (got[[0, 0, 0, i]] - want[[0, 0, 0, i]]).abs() < 1e-6,
+                "{act:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn squeeze_excitation_matches_reference() {
     let gpu = gpu();
     let mut r = rng(3);

@@ -16,7 +16,14 @@ use crate::ops::Activation;
 pub fn activation(a: Activation, x: f32) -> f32 {
     match a {
         Activation::None => x,
-        Activation::Relu => x.max(0.0),
+        // `x < 0 ? 0 : x`, as PyTorch's clamp_min: NaN and -0.0 pass through.
+        Activation::Relu => {
+            if x < 0.0 {
+                0.0
+            } else {
+                x
+            }
+        }
         Activation::Relu6 => x.clamp(0.0, 6.0),
         Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
