@@ -5,6 +5,7 @@
 // (seg = n * C + c, aff = c), 4 AdaIN (seg = n * C + c; gamma and beta are the style's
 // standard deviation sqrt(var + eps) and mean, read from `style` at seg).
 // Each invocation handles PX elements of one (n, c) plane, decoding indices once.
+// ACT (common.wgsl) is applied last, so BN + ReLU of a pre-activation block is one pass.
 #include "common.wgsl"
 
 override MODE: u32 = 0u;
@@ -68,7 +69,7 @@ fn main(
                 g = gamma[c * p.hw + i];
                 b = beta[c * p.hw + i];
             }
-            y[base + i] = (x[base + i] - mean) * inv * g + b;
+            y[base + i] = activate((x[base + i] - mean) * inv * g + b);
         }
     }
 }

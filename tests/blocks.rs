@@ -9,8 +9,8 @@ mod common;
 use common::*;
 use ndarray::{Array4, ArrayView4};
 use segblocks::blocks::{
-    Bottleneck, BottleneckConfig, InvertedResidual, InvertedResidualConfig, MobileNetV3Block,
-    MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
+    Aspp, Bottleneck, BottleneckConfig, DenseBlock, InvertedResidual, InvertedResidualConfig,
+    MobileNetV3Block, MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
 };
 use segblocks::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
 use segblocks::{reference, Error, Recorder, StateDict, Tensor};
@@ -139,6 +139,51 @@ fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) 
                 None,
             )
         }
+        ["ASPP", _] => {
+            let rates: Vec<usize> = args["atrous_rates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(us)
+                .collect();
+            let b = std::rc::Rc::new(
+                Aspp::load(
+                    gpu,
+                    us(&args["in_channels"]),
+                    &rates,
+                    us(&args["out_channels"]),
+                    sd,
+                    "",
+                )
+                .unwrap(),
+            );
+            let b2 = b.clone();
+            (
+                Box::new(move |r, x| b.forward(r, x)),
+                Box::new(move |x| b2.reference(x)),
+                None,
+            )
+        }
+        ["_DenseBlock", _] => {
+            let b = std::rc::Rc::new(
+                DenseBlock::load(
+                    gpu,
+                    us(&args["num_layers"]),
+                    us(&args["num_input_features"]),
+                    us(&args["bn_size"]),
+                    us(&args["growth_rate"]),
+                    sd,
+                    "",
+                )
+                .unwrap(),
+            );
+            let b2 = b.clone();
+            (
+                Box::new(move |r, x| b.forward(r, x)),
+                Box::new(move |x| b2.reference(x)),
+                None,
+            )
+        }
         other => panic!("unknown class {class} ({other:?})"),
     }
 }
@@ -232,4 +277,33 @@ fn missing_or_misshaped_weights_are_named() {
         StateDict::from_safetensors(b"not a file"),
         Err(Error::Weights(_))
     ));
+}
+
+#[test]
+fn dense_block_batch_one_reads_the_buffer_in_place() {
+    let gpu = gpu();
+    let sd = StateDict::load(format!("{DIR}/densenet_dense_block.safetensors")).unwrap();
+    let block = DenseBlock::load(gpu, 3, 8, 2, 4, &sd, "").unwrap();
+    let x: Array4<f32> = sd
+        .get("__input__", &[2, 8, 7, 6])
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    let want: Array4<f32> = sd
+        .get("__output__", &[2, 20, 7, 6])
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    let x1 = x.slice(ndarray::s![1..2, .., .., ..]).to_owned();
+    let want1 = want.slice(ndarray::s![1..2, .., .., ..]).to_owned();
+    let mut rec = gpu.recorder();
+    let y = block
+        .forward(&mut rec, &gpu.upload(x1.view()).unwrap())
+        .unwrap();
+    // Per layer: BN + ReLU, conv1, conv2, append (no feature copies for batch 1).
+    assert_eq!(rec.dispatch_count(), 1 + 3 * 4);
+    let got = rec.download(&y).unwrap();
+    let tol = want1.mapv(|v| 1e-4 * (1.0 + v.abs()));
+    assert_close(got.view(), want1.view(), tol.view(), "dense block, batch 1");
+    assert_eq!(block.out_channels(), 20);
 }

@@ -1,6 +1,6 @@
 //! Blocks built from the ops, loaded from PyTorch / torchvision state dicts under their
 //! own names: ResNet bottleneck (and ResNeXt), MobileNetV2 and MobileNetV3 inverted
-//! residuals, the ShuffleNetV2 unit.
+//! residuals, the ShuffleNetV2 unit, DeepLabV3's ASPP and DenseNet's dense block.
 //!
 //! Each block is built for inference: every batch norm is folded into the convolution
 //! before it ([`fold_batch_norm`]), so a conv + BN + activation is one dispatch. Each
@@ -9,11 +9,13 @@
 //! is what the GPU forward is tested against.
 
 mod layers;
+mod segmentation;
 
 pub use layers::{
     Bottleneck, BottleneckConfig, InvertedResidual, InvertedResidualConfig, MobileNetV3Block,
     MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
 };
+pub use segmentation::{Aspp, DenseBlock};
 
 use ndarray::{Array1, Array4, ArrayView4};
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ndarray::{Array1, Array4, ArrayView1, ArrayView3};
 
-use super::Cost;
+use super::{Activation, Cost};
 use crate::error::{invalid, Error, Result};
 use crate::gpu::{check_dims, Gpu, PooledBuffer, Recorder, Tensor};
 
@@ -167,13 +167,43 @@ fn record_apply(
     groups: usize,
     eps: f32,
 ) -> Result<Tensor> {
+    record_apply_act(
+        rec,
+        mode,
+        x,
+        stats,
+        gamma,
+        beta,
+        groups,
+        eps,
+        Activation::None,
+    )
+}
+
+/// [`record_apply`] with an activation fused after the affine.
+#[allow(clippy::too_many_arguments)]
+fn record_apply_act(
+    rec: &mut Recorder<'_>,
+    mode: ApplyMode,
+    x: &Tensor,
+    stats: &Arc<PooledBuffer>,
+    gamma: &Arc<PooledBuffer>,
+    beta: &Arc<PooledBuffer>,
+    groups: usize,
+    eps: f32,
+    act: Activation,
+) -> Result<Tensor> {
     let gpu = rec.gpu();
     let s = x.shape();
     let y = gpu.empty("output", s)?;
     let hw = s[2] * s[3];
     let strips = hw.div_ceil(APPLY_PX);
     let total = s[0] * s[1] * strips;
-    let pipeline = gpu.pipeline("norm_apply.wgsl", &[], &[("MODE", mode as u32 as f64)])?;
+    let pipeline = gpu.pipeline(
+        "norm_apply.wgsl",
+        &[],
+        &[("MODE", mode as u32 as f64), ("ACT", act.shader_code())],
+    )?;
     let u = [
         (s[0] * s[1]) as u32,
         s[1] as u32,
@@ -486,6 +516,34 @@ impl BatchNorm2d {
             &self.beta,
             1,
             self.params.eps,
+        )
+    }
+
+    /// Inference-mode forward with an activation fused after the affine (a
+    /// pre-activation block's BN + ReLU in one pass). Needs running statistics.
+    pub fn forward_eval_act(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        act: Activation,
+    ) -> Result<Tensor> {
+        self.check(rec, x)?;
+        if !self.params.track_running_stats {
+            return Err(invalid(
+                "track_running_stats",
+                "the fused inference path needs running statistics",
+            ));
+        }
+        record_apply_act(
+            rec,
+            ApplyMode::Batch,
+            x,
+            &self.running,
+            &self.gamma,
+            &self.beta,
+            1,
+            self.params.eps,
+            act,
         )
     }
 

@@ -152,6 +152,31 @@ EXTRA_CASES = [
 ]
 
 
+# Segmentation blocks, added later; they run after the cases above, so the earlier files
+# (and their seeds) are unchanged.
+def aspp(in_channels, atrous_rates, out_channels):
+    from torchvision.models.segmentation.deeplabv3 import ASPP
+    m = ASPP(in_channels, atrous_rates, out_channels)
+    return m, {"in_channels": in_channels, "atrous_rates": list(atrous_rates), "out_channels": out_channels}, 1e-5
+
+
+def dense_block(num_layers, num_input_features, bn_size, growth_rate):
+    from torchvision.models.densenet import _DenseBlock
+    m = _DenseBlock(num_layers=num_layers, num_input_features=num_input_features, bn_size=bn_size,
+                    growth_rate=growth_rate, drop_rate=0.0)
+    args = {"num_layers": num_layers, "num_input_features": num_input_features, "bn_size": bn_size,
+            "growth_rate": growth_rate}
+    return m, args, 1e-5
+
+
+LATER_CASES = [
+    ("deeplabv3_aspp", "torchvision.models.segmentation.deeplabv3.ASPP",
+     lambda: aspp(32, (2, 4, 6), 16), [2, 32, 9, 11]),
+    ("densenet_dense_block", "torchvision.models.densenet._DenseBlock",
+     lambda: dense_block(3, 8, 2, 4), [2, 8, 7, 6]),
+]
+
+
 # ---------------------------------------------------------------------------------------
 
 
@@ -206,7 +231,9 @@ def main():
     os.makedirs(OUT_DIR, exist_ok=True)
 
     entries = []
-    all_cases = [(c, None) for c in CASES] + [(c, GAIN) for c in EXTRA_CASES]
+    all_cases = (
+        [(c, None) for c in CASES] + [(c, GAIN) for c in EXTRA_CASES] + [(c, None) for c in LATER_CASES]
+    )
     for index, ((name, cls, build, in_shape), gain) in enumerate(all_cases):
         torch.manual_seed(SEED_BASE + index)
         module, args, eps = build()
