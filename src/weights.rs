@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Default)]
 pub struct StateDict {
     tensors: BTreeMap<String, ArrayD<f32>>,
+    /// When set, a missing tensor is made up (deterministically from its name) instead of
+    /// being an error: for benchmarks and smoke tests of architectures without a file.
+    synthetic: bool,
 }
 
 /// f16 bits to f32 (IEEE 754 binary16: subnormals, infinities and NaN included).
@@ -38,6 +41,40 @@ impl StateDict {
     /// An empty state dict.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A state dict that makes up every tensor asked for, deterministically from its name
+    /// and shape: small weights, and batch-norm statistics in their valid ranges
+    /// (`running_var` and `weight` near 1). For benchmarks and smoke tests, never for
+    /// accuracy.
+    pub fn synthetic() -> Self {
+        StateDict {
+            tensors: BTreeMap::new(),
+            synthetic: true,
+        }
+    }
+
+    fn make_up(name: &str, shape: &[usize]) -> ArrayD<f32> {
+        // FNV-1a of the name seeds a small linear congruential sequence.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+        let scale = 1.0 / (fan_in as f32).sqrt();
+        let centre =
+            if name.ends_with("running_var") || (name.ends_with(".weight") && shape.len() == 1) {
+                1.0
+            } else {
+                0.0
+            };
+        ArrayD::from_shape_fn(IxDyn(shape), |_| {
+            h = h
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (h >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            centre + u * if centre == 0.0 { 2.0 * scale } else { 0.5 }
+        })
     }
 
     /// Parses a safetensors file's bytes.
@@ -71,7 +108,10 @@ impl StateDict {
                 .map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))?;
             tensors.insert(name.to_string(), array);
         }
-        Ok(StateDict { tensors })
+        Ok(StateDict {
+            tensors,
+            synthetic: false,
+        })
     }
 
     /// Reads a safetensors file.
@@ -104,6 +144,9 @@ impl StateDict {
 
     /// The tensor `name` with exactly `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<ArrayD<f32>> {
+        if self.synthetic && !self.tensors.contains_key(name) {
+            return Ok(Self::make_up(name, shape));
+        }
         let t = self
             .tensors
             .get(name)
@@ -134,7 +177,18 @@ impl StateDict {
 
 #[cfg(test)]
 mod tests {
-    use super::f16_to_f32;
+    use super::{f16_to_f32, StateDict};
+
+    #[test]
+    fn synthetic_tensors_are_deterministic_and_in_range() {
+        let sd = StateDict::synthetic();
+        let a = sd.get("layer.conv.weight", &[4, 3, 3, 3]).unwrap();
+        assert_eq!(a, sd.get("layer.conv.weight", &[4, 3, 3, 3]).unwrap());
+        assert!(a.iter().all(|v| v.abs() <= 0.2));
+        let var = sd.get1("layer.bn.running_var", 8).unwrap();
+        assert!(var.iter().all(|v| (0.7..=1.3).contains(v)));
+        assert!(StateDict::new().get("x", &[1]).is_err());
+    }
 
     #[test]
     fn f16_conversion_covers_every_class() {

@@ -307,3 +307,66 @@ fn dense_block_batch_one_reads_the_buffer_in_place() {
     assert_close(got.view(), want1.view(), tol.view(), "dense block, batch 1");
     assert_eq!(block.out_channels(), 20);
 }
+
+#[test]
+fn mobilenet_v2_features_end_to_end() {
+    use segblocks::blocks::MobileNetV2Features;
+    let gpu = gpu();
+    let sd = StateDict::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/mobilenet_v2_features.safetensors"
+    ))
+    .unwrap();
+    let net = MobileNetV2Features::load(gpu, 0.35, &sd, "").unwrap();
+    let x: Array4<f32> = sd
+        .get("__input__", &[1, 3, 64, 64])
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    let want: Array4<f32> = sd
+        .get("__output__", &[1, 1280, 2, 2])
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    // Nineteen layers of f32 convolutions: 1e-3 relative to the output's scale.
+    let tol = want.mapv(|v| 1e-3 * (1.0 + v.abs()));
+    let cpu = net.reference(x.view()).unwrap();
+    assert_close(
+        cpu.view(),
+        want.view(),
+        tol.view(),
+        "MobileNetV2 features, reference",
+    );
+    let xt = gpu.upload(x.view()).unwrap();
+    let run = || {
+        let mut rec = gpu.recorder();
+        let y = net.forward(&mut rec, &xt).unwrap();
+        (rec.dispatch_count(), rec.download(&y).unwrap())
+    };
+    let (dispatches, got) = run();
+    assert_close(
+        got.view(),
+        want.view(),
+        tol.view(),
+        "MobileNetV2 features, GPU",
+    );
+    // 52 convolutions and 10 residual adds, recorded into one submission.
+    assert_eq!(dispatches, 52 + 10);
+    // A second forward pass compiles no pipeline.
+    let compiled = gpu.pipelines_created();
+    let (_, again) = run();
+    assert_eq!(gpu.pipelines_created(), compiled);
+    assert_eq!(again, got);
+    // The summary's parameter total is PyTorch's parameters() count.
+    let summary = net.summary([1, 3, 64, 64]).unwrap();
+    let torch_params: usize = sd
+        .names()
+        .filter(|n| {
+            !n.starts_with("__") && !n.ends_with("running_mean") && !n.ends_with("running_var")
+        })
+        .map(|n| sd.tensor(n).unwrap().len())
+        .sum();
+    assert_eq!(summary.total_params() as usize, torch_params);
+    assert_eq!(torch_params, 396_128);
+    assert_eq!(summary.rows.last().unwrap().output, [1, 1280, 2, 2]);
+}

@@ -2,7 +2,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::{ConvBnAct, Summary};
+use super::{make_divisible, ConvBnAct, Summary};
 use crate::error::{invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
@@ -351,16 +351,6 @@ pub struct MobileNetV3Config {
     pub stride: usize,
     /// Depthwise dilation.
     pub dilation: usize,
-}
-
-/// torchvision's `_make_divisible(v, 8)`.
-fn make_divisible(v: f64, divisor: usize) -> usize {
-    let d = divisor as f64;
-    let mut new_v = (d).max(((v + d / 2.0) / d).floor() * d);
-    if new_v < 0.9 * v {
-        new_v += d;
-    }
-    new_v as usize
 }
 
 /// The SE layer of a MobileNetV3 block with its host weights for the reference forward.

@@ -9,12 +9,14 @@
 //! is what the GPU forward is tested against.
 
 mod layers;
+mod networks;
 mod segmentation;
 
 pub use layers::{
     Bottleneck, BottleneckConfig, InvertedResidual, InvertedResidualConfig, MobileNetV3Block,
     MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
 };
+pub use networks::{make_divisible, MobileNetV2Features};
 pub use segmentation::{Aspp, DenseBlock};
 
 use ndarray::{Array1, Array4, ArrayView4};

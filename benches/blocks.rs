@@ -1,0 +1,37 @@
+//! End-to-end latency of torchvision's MobileNetV2 feature extractor at 1 x 3 x 224 x 224
+//! (width 1.0, made-up weights: speed does not depend on their values), one submission per
+//! forward pass including the input upload and the readback of the 1280 x 7 x 7 output.
+//! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use segblocks::blocks::MobileNetV2Features;
+use segblocks::StateDict;
+
+fn bench(c: &mut Criterion) {
+    let gpu = common::gpu();
+    let mut g = common::group(c, "blocks");
+    let net = MobileNetV2Features::load(&gpu, 1.0, &StateDict::synthetic(), "").unwrap();
+    let shape = [1, 3, 224, 224];
+    let summary = net.summary(shape).unwrap();
+    eprintln!(
+        "mobilenet_v2.features: {} parameters, {} MACs",
+        summary.total_params(),
+        summary.total_macs()
+    );
+    let x = common::input(shape);
+    g.throughput(Throughput::Elements(2 * summary.total_macs()));
+    g.bench_function("mobilenet_v2_features_224", |b| {
+        b.iter(|| {
+            let xt = gpu.upload(x.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let y = net.forward(&mut rec, &xt).unwrap();
+            rec.download(&y).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
