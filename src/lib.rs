@@ -42,3 +42,8 @@ pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor};
 pub use ops::{Activation, Cost};
 pub use weights::StateDict;
+
+/// The README's Rust examples, compiled by `cargo test --doc` so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
