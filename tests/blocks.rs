@@ -9,8 +9,8 @@ mod common;
 use common::*;
 use ndarray::{Array4, ArrayView4};
 use segblocks::blocks::{
-    Aspp, Bottleneck, BottleneckConfig, DenseBlock, InvertedResidual, InvertedResidualConfig,
-    MobileNetV3Block, MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
+    Aspp, Bottleneck, BottleneckConfig, DenseBlock, FcnHead, InvertedResidual,
+    InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
 };
 use segblocks::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
 use segblocks::{reference, Error, Recorder, StateDict, Tensor};
@@ -176,6 +176,18 @@ fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) 
                     "",
                 )
                 .unwrap(),
+            );
+            let b2 = b.clone();
+            (
+                Box::new(move |r, x| b.forward(r, x)),
+                Box::new(move |x| b2.reference(x)),
+                None,
+            )
+        }
+        ["FCNHead", _] => {
+            let b = std::rc::Rc::new(
+                FcnHead::load(gpu, us(&args["in_channels"]), us(&args["channels"]), sd, "")
+                    .unwrap(),
             );
             let b2 = b.clone();
             (

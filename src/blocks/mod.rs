@@ -17,7 +17,7 @@ pub use layers::{
     MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
 };
 pub use networks::{make_divisible, MobileNetV2Features};
-pub use segmentation::{Aspp, DenseBlock};
+pub use segmentation::{Aspp, DenseBlock, FcnHead};
 
 use ndarray::{Array1, Array4, ArrayView4};
 

@@ -255,3 +255,58 @@ impl DenseBlock {
         Ok(features)
     }
 }
+
+/// torchvision's `segmentation.fcn.FCNHead(in_channels, channels)`: 3x3 to
+/// `in_channels / 4` with batch norm and ReLU, (dropout: identity in inference), 1x1
+/// classifier with bias. Names `0`, `1`, `4`.
+#[derive(Debug)]
+pub struct FcnHead {
+    conv: ConvBnAct,
+    classifier: ConvBnAct,
+}
+
+impl FcnHead {
+    /// Loads `{prefix}.0`, `{prefix}.1` (batch norm) and `{prefix}.4`.
+    pub fn load(
+        gpu: &Gpu,
+        in_channels: usize,
+        channels: usize,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        let inter = in_channels / 4;
+        if inter == 0 || channels == 0 {
+            return Err(invalid(
+                "in_channels",
+                format!("need at least 4 input channels and one class, got {in_channels} and {channels}"),
+            ));
+        }
+        let p0 = Conv2dParams::new(in_channels, inter, 3)
+            .padding(1)
+            .bias(false)
+            .activation(Activation::Relu);
+        let p4 = Conv2dParams::new(inter, channels, 1);
+        Ok(FcnHead {
+            conv: ConvBnAct::load(
+                gpu,
+                sd,
+                p0,
+                &key(prefix, "0"),
+                Some(&key(prefix, "1")),
+                1e-5,
+            )?,
+            classifier: ConvBnAct::load(gpu, sd, p4, &key(prefix, "4"), None, 1e-5)?,
+        })
+    }
+
+    /// Records the head (class logits at the input's resolution).
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let h = self.conv.forward(rec, x)?;
+        self.classifier.forward(rec, &h)
+    }
+
+    /// CPU reference forward.
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.classifier.reference(self.conv.reference(x)?.view())
+    }
+}

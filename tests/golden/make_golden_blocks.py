@@ -169,11 +169,18 @@ def dense_block(num_layers, num_input_features, bn_size, growth_rate):
     return m, args, 1e-5
 
 
+def fcn_head(in_channels, channels):
+    from torchvision.models.segmentation.fcn import FCNHead
+    return FCNHead(in_channels, channels), {"in_channels": in_channels, "channels": channels}, 1e-5
+
+
 LATER_CASES = [
     ("deeplabv3_aspp", "torchvision.models.segmentation.deeplabv3.ASPP",
      lambda: aspp(32, (2, 4, 6), 16), [2, 32, 9, 11]),
     ("densenet_dense_block", "torchvision.models.densenet._DenseBlock",
      lambda: dense_block(3, 8, 2, 4), [2, 8, 7, 6]),
+    ("fcn_head", "torchvision.models.segmentation.fcn.FCNHead",
+     lambda: fcn_head(32, 5), [1, 32, 7, 9]),
 ]
 
 
