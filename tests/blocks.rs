@@ -382,3 +382,76 @@ fn mobilenet_v2_features_end_to_end() {
     assert_eq!(torch_params, 396_128);
     assert_eq!(summary.rows.last().unwrap().output, [1, 1280, 2, 2]);
 }
+
+#[test]
+fn depthwise_separable_block_and_its_multipliers() {
+    use segblocks::blocks::{DepthwiseSeparableBlock, DepthwiseSeparableConfig};
+    let gpu = gpu();
+    let sd = StateDict::synthetic();
+    let mut r = rng(21);
+    for cfg in [
+        DepthwiseSeparableConfig::new(8, 16, 1),
+        DepthwiseSeparableConfig::new(8, 16, 2).alpha(0.75),
+    ] {
+        let block = DepthwiseSeparableBlock::load(gpu, cfg, &sd, "").unwrap();
+        let (cin, _) = cfg.channels();
+        let x = random4(&mut r, [2, cin, 9, 8]);
+        let want = block.reference(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = block
+            .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+            .unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
+        assert_close(got.view(), want.view(), tol.view(), &format!("{cfg:?}"));
+    }
+    // Width multiplier alpha = 0.75 cuts about 1 - 0.75^2 = 44% of the parameters; the
+    // resolution multiplier rho scales MACs by rho^2 and leaves parameters alone.
+    let base = [1, 512, 14, 14];
+    let full = DepthwiseSeparableConfig::new(512, 512, 1)
+        .cost_at(1.0, base)
+        .unwrap();
+    let thin = DepthwiseSeparableConfig::new(512, 512, 1)
+        .alpha(0.75)
+        .cost_at(1.0, base)
+        .unwrap();
+    let cut = 1.0 - thin.params as f64 / full.params as f64;
+    assert!((cut - 0.4375).abs() < 0.01, "{cut}");
+    let low = DepthwiseSeparableConfig::new(512, 512, 1)
+        .cost_at(0.5, base)
+        .unwrap();
+    assert_eq!(low.params, full.params);
+    assert!((low.macs as f64 / full.macs as f64 - 0.25).abs() < 1e-9);
+    assert!(DepthwiseSeparableConfig::new(8, 8, 1)
+        .alpha(0.0)
+        .cost_at(1.0, base)
+        .is_err());
+}
+
+#[test]
+fn segnet_stages_round_trip_through_the_pooling_indices() {
+    use segblocks::blocks::{SegNetDecoder, SegNetEncoder};
+    let gpu = gpu();
+    let sd = StateDict::synthetic();
+    let enc = SegNetEncoder::load(gpu, 3, 8, 2, &sd, "enc").unwrap();
+    let dec = SegNetDecoder::load(gpu, 8, 4, 2, &sd, "dec").unwrap();
+    let mut r = rng(22);
+    let x = random4(&mut r, [1, 3, 11, 9]);
+    let (pooled, idx) = enc.reference(x.view()).unwrap();
+    let want = dec.reference(pooled.view(), idx.view(), (11, 9)).unwrap();
+    let mut rec = gpu.recorder();
+    let e = enc
+        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    assert_eq!(e.size, (11, 9));
+    let y = dec.forward(&mut rec, &e).unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_eq!(got.shape(), &[1, 4, 11, 9]);
+    let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
+    assert_close(
+        got.view(),
+        want.view(),
+        tol.view(),
+        "SegNet encoder + decoder",
+    );
+}

@@ -630,3 +630,275 @@ impl ShuffleV2Unit {
         reference::channel::channel_shuffle(joined.view(), 2)
     }
 }
+
+/// A MobileNet v1 depthwise-separable block: 3x3 depthwise (stride) + BN + ReLU, 1x1
+/// pointwise + BN + ReLU, in the usual PyTorch layout `Sequential(conv_dw, bn, relu,
+/// conv_pw, bn, relu)` (names `0`, `1`, `3`, `4`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DepthwiseSeparableConfig {
+    /// Input channels (before the width multiplier).
+    pub in_channels: usize,
+    /// Output channels (before the width multiplier).
+    pub out_channels: usize,
+    /// Depthwise stride.
+    pub stride: usize,
+    /// Width multiplier alpha: channels become `round(alpha * c)` (at least 1).
+    pub alpha: f64,
+}
+
+impl DepthwiseSeparableConfig {
+    /// A block at full width.
+    pub fn new(in_channels: usize, out_channels: usize, stride: usize) -> Self {
+        DepthwiseSeparableConfig {
+            in_channels,
+            out_channels,
+            stride,
+            alpha: 1.0,
+        }
+    }
+
+    /// Sets the width multiplier.
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Channels after the width multiplier `(in, out)`.
+    pub fn channels(&self) -> (usize, usize) {
+        let scale = |c: usize| ((c as f64 * self.alpha).round() as usize).max(1);
+        (scale(self.in_channels), scale(self.out_channels))
+    }
+
+    fn layers(&self) -> (Conv2dParams, Conv2dParams) {
+        let (cin, cout) = self.channels();
+        (
+            Conv2dParams::depthwise(cin, 1, 3)
+                .stride(self.stride)
+                .padding(1)
+                .bias(false)
+                .activation(Activation::Relu),
+            Conv2dParams::new(cin, cout, 1)
+                .bias(false)
+                .activation(Activation::Relu),
+        )
+    }
+
+    /// Cost at resolution multiplier `rho` on a `[N, C, H, W]` base input (channels as
+    /// given before alpha): the input becomes `round(rho * H) x round(rho * W)`.
+    /// Parameters (batch norms included) scale about as alpha^2 and MACs as
+    /// alpha^2 rho^2, the MobileNet paper's multipliers.
+    pub fn cost_at(&self, rho: f64, base: [usize; 4]) -> Result<Cost> {
+        if !(self.alpha > 0.0 && rho > 0.0) {
+            return Err(invalid(
+                "alpha",
+                format!("alpha ({}) and rho ({rho}) must be positive", self.alpha),
+            ));
+        }
+        let (cin, cout) = self.channels();
+        let h = ((base[2] as f64 * rho).round() as usize).max(1);
+        let w = ((base[3] as f64 * rho).round() as usize).max(1);
+        let input = [base[0], cin, h, w];
+        let (dw, pw) = self.layers();
+        let mid = dw.output_shape(input)?;
+        let mut c = dw.cost(input)? + pw.cost(mid)?;
+        c.params += 2 * (cin + cout) as u64;
+        Ok(c)
+    }
+}
+
+/// A MobileNet v1 depthwise-separable block for inference.
+#[derive(Debug)]
+pub struct DepthwiseSeparableBlock {
+    depthwise: ConvBnAct,
+    pointwise: ConvBnAct,
+}
+
+impl DepthwiseSeparableBlock {
+    /// Loads `{prefix}.0/.1` (depthwise and its BN) and `{prefix}.3/.4` (pointwise and BN).
+    pub fn load(
+        gpu: &Gpu,
+        cfg: DepthwiseSeparableConfig,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        let (dw, pw) = cfg.layers();
+        Ok(DepthwiseSeparableBlock {
+            depthwise: ConvBnAct::load(
+                gpu,
+                sd,
+                dw,
+                &key(prefix, "0"),
+                Some(&key(prefix, "1")),
+                1e-5,
+            )?,
+            pointwise: ConvBnAct::load(
+                gpu,
+                sd,
+                pw,
+                &key(prefix, "3"),
+                Some(&key(prefix, "4")),
+                1e-5,
+            )?,
+        })
+    }
+
+    /// Records the block.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let a = self.depthwise.forward(rec, x)?;
+        self.pointwise.forward(rec, &a)
+    }
+
+    /// CPU reference forward.
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.pointwise
+            .reference(self.depthwise.reference(x)?.view())
+    }
+}
+
+/// A SegNet encoder stage: `n` 3x3 convolutions with BN and ReLU (names
+/// `{prefix}.{i}.0` / `{prefix}.{i}.1`), then 2x2 max pooling that keeps its indices for
+/// the decoder.
+#[derive(Debug)]
+pub struct SegNetEncoder {
+    convs: Vec<ConvBnAct>,
+}
+
+/// What an encoder stage hands its decoder: the pooled map, the indices, and the size
+/// before pooling (for odd sizes).
+#[derive(Debug)]
+pub struct EncoderOutput {
+    /// The pooled feature map.
+    pub pooled: Tensor,
+    /// Max-pooling indices (stay on the GPU).
+    pub indices: crate::gpu::IndexTensor,
+    /// `(H, W)` before pooling.
+    pub size: (usize, usize),
+}
+
+impl SegNetEncoder {
+    /// Loads `n` convolutions `in -> out -> out ...`.
+    pub fn load(
+        gpu: &Gpu,
+        in_channels: usize,
+        out_channels: usize,
+        n: usize,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        if n == 0 {
+            return Err(invalid("n", "a stage needs at least one convolution"));
+        }
+        let convs = (0..n)
+            .map(|i| {
+                let cin = if i == 0 { in_channels } else { out_channels };
+                let p = Conv2dParams::new(cin, out_channels, 3)
+                    .padding(1)
+                    .bias(false)
+                    .activation(Activation::Relu);
+                ConvBnAct::load(
+                    gpu,
+                    sd,
+                    p,
+                    &key(prefix, &format!("{i}.0")),
+                    Some(&key(prefix, &format!("{i}.1"))),
+                    1e-5,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SegNetEncoder { convs })
+    }
+
+    /// Records the stage.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<EncoderOutput> {
+        let mut y = x.clone();
+        for c in &self.convs {
+            y = c.forward(rec, &y)?;
+        }
+        let s = y.shape();
+        let (pooled, indices) = crate::ops::pool::MaxPool2dParams::new(2).forward(rec, &y)?;
+        Ok(EncoderOutput {
+            pooled,
+            indices,
+            size: (s[2], s[3]),
+        })
+    }
+
+    /// CPU reference: the pooled map and its indices.
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<(Array4<f32>, Array4<i64>)> {
+        let mut y = x.to_owned();
+        for c in &self.convs {
+            y = c.reference(y.view())?;
+        }
+        reference::pool::max_pool2d(&crate::ops::pool::MaxPool2dParams::new(2), y.view())
+    }
+}
+
+/// A SegNet decoder stage: max unpooling with the encoder's indices back to its size,
+/// then `n` 3x3 convolutions with BN and ReLU (`{prefix}.{i}.0` / `.1`).
+#[derive(Debug)]
+pub struct SegNetDecoder {
+    convs: Vec<ConvBnAct>,
+}
+
+impl SegNetDecoder {
+    /// Loads `n` convolutions `in -> in ... -> out` (the last one changes the width).
+    pub fn load(
+        gpu: &Gpu,
+        in_channels: usize,
+        out_channels: usize,
+        n: usize,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        if n == 0 {
+            return Err(invalid("n", "a stage needs at least one convolution"));
+        }
+        let convs = (0..n)
+            .map(|i| {
+                let cout = if i + 1 == n {
+                    out_channels
+                } else {
+                    in_channels
+                };
+                let p = Conv2dParams::new(in_channels, cout, 3)
+                    .padding(1)
+                    .bias(false)
+                    .activation(Activation::Relu);
+                ConvBnAct::load(
+                    gpu,
+                    sd,
+                    p,
+                    &key(prefix, &format!("{i}.0")),
+                    Some(&key(prefix, &format!("{i}.1"))),
+                    1e-5,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SegNetDecoder { convs })
+    }
+
+    /// Records the stage from its encoder's output (the indices never leave the GPU).
+    pub fn forward(&self, rec: &mut Recorder<'_>, enc: &EncoderOutput) -> Result<Tensor> {
+        let unpool = crate::ops::pool::MaxUnpool2dParams::new(2).output_size(enc.size);
+        let mut y = unpool.forward(rec, &enc.pooled, &enc.indices)?;
+        for c in &self.convs {
+            y = c.forward(rec, &y)?;
+        }
+        Ok(y)
+    }
+
+    /// CPU reference from the encoder's reference output.
+    pub fn reference(
+        &self,
+        pooled: ArrayView4<f32>,
+        indices: ndarray::ArrayView4<i64>,
+        size: (usize, usize),
+    ) -> Result<Array4<f32>> {
+        let unpool = crate::ops::pool::MaxUnpool2dParams::new(2).output_size(size);
+        let mut y = reference::pool::max_unpool2d(&unpool, pooled, indices)?;
+        for c in &self.convs {
+            y = c.reference(y.view())?;
+        }
+        Ok(y)
+    }
+}

@@ -13,8 +13,9 @@ mod networks;
 mod segmentation;
 
 pub use layers::{
-    Bottleneck, BottleneckConfig, InvertedResidual, InvertedResidualConfig, MobileNetV3Block,
-    MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
+    Bottleneck, BottleneckConfig, DepthwiseSeparableBlock, DepthwiseSeparableConfig, EncoderOutput,
+    InvertedResidual, InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config, SegNetDecoder,
+    SegNetEncoder, ShuffleV2Config, ShuffleV2Unit,
 };
 pub use networks::{make_divisible, MobileNetV2Features};
 pub use segmentation::{Aspp, DenseBlock, FcnHead};
