@@ -323,7 +323,9 @@ fn dense_block_batch_one_reads_the_buffer_in_place() {
 #[test]
 fn mobilenet_v2_features_end_to_end() {
     use segblocks::blocks::MobileNetV2Features;
-    let gpu = gpu();
+    // A context of its own: the pipeline count below must not see other tests' work.
+    let own = segblocks::Gpu::new().unwrap();
+    let gpu = &own;
     let sd = StateDict::load(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/golden/mobilenet_v2_features.safetensors"
