@@ -82,6 +82,15 @@ pub(crate) struct PooledBuffer {
     pool: Weak<Mutex<Pool>>,
 }
 
+impl std::fmt::Debug for PooledBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBuffer")
+            .field("kind", &self.kind)
+            .field("bytes", &self.class)
+            .finish()
+    }
+}
+
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.upgrade() {

@@ -38,6 +38,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("channel_copy.wgsl"),
     wgsl!("elementwise.wgsl"),
     wgsl!("channel_pool.wgsl"),
+    wgsl!("se_gate.wgsl"),
 ];
 
 /// Names of the compute shaders (the files with an entry point `main`).

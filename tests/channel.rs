@@ -273,7 +273,7 @@ fn squeeze_excitation_matches_reference() {
             .unwrap();
         let mut rec = gpu.recorder();
         let y = se.forward(&mut rec, &up(&x)).unwrap();
-        assert_eq!(rec.dispatch_count(), 4, "pool, fc1, fc2, gated scale");
+        assert_eq!(rec.dispatch_count(), 2, "squeeze + excitation, gated scale");
         let got = rec.download(&y).unwrap();
         let want = reference::attention::squeeze_excitation(
             &params,
@@ -291,6 +291,30 @@ fn squeeze_excitation_matches_reference() {
         let cost = params.cost(shape).unwrap();
         assert_eq!(cost.params, (c * s + s + s * c + c) as u64);
     }
+    // Wider than the fused pass holds: pool, fc1, fc2 and scale as separate dispatches.
+    let params = SqueezeExcitationParams::new(2100, 3);
+    let x = random4(&mut r, [1, 2100, 1, 2]);
+    let (w1, b1) = (random4(&mut r, [3, 2100, 1, 1]), random1(&mut r, 3));
+    let (w2, b2) = (random4(&mut r, [2100, 3, 1, 1]), random1(&mut r, 2100));
+    let se =
+        SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = se.forward(&mut rec, &up(&x)).unwrap();
+    assert_eq!(rec.dispatch_count(), 4);
+    let got = rec.download(&y).unwrap();
+    let want = reference::attention::squeeze_excitation(
+        &params,
+        x.view(),
+        (w1.view(), b1.view()),
+        (w2.view(), b2.view()),
+    )
+    .unwrap();
+    assert_close(
+        got.view(),
+        want.view(),
+        tol(&want, 1e-4).view(),
+        "SE, unfused",
+    );
 }
 
 #[test]

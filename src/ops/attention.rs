@@ -81,12 +81,19 @@ impl SqueezeExcitationParams {
     }
 }
 
-/// Squeeze-and-excitation on the GPU.
+/// Largest channel and squeeze counts of the fused `se_gate.wgsl` (its workgroup arrays);
+/// larger blocks run as separate pool and 1x1 convolution dispatches.
+const SE_FUSED_MAX: (usize, usize) = (2048, 512);
+
+/// Squeeze-and-excitation on the GPU: the squeeze and excitation in one dispatch (one
+/// workgroup per sample), the gated scale in a second.
 #[derive(Debug)]
 pub struct SqueezeExcitation {
     params: SqueezeExcitationParams,
     fc1: Conv2d,
     fc2: Conv2d,
+    /// fc1 / fc2 weights and biases as flat buffers for the fused pass.
+    fused: [std::sync::Arc<crate::gpu::PooledBuffer>; 4],
 }
 
 impl SqueezeExcitation {
@@ -103,19 +110,51 @@ impl SqueezeExcitation {
         if params.squeeze_channels == 0 {
             return Err(invalid("squeeze_channels", "must be at least 1, got 0"));
         }
+        let fc1 = Conv2d::new(gpu, params.fc1(), fc1_weight, Some(fc1_bias))?;
+        let fc2 = Conv2d::new(gpu, params.fc2(), fc2_weight, Some(fc2_bias))?;
+        let flat = |v: ndarray::ArrayView4<f32>| v.iter().copied().collect::<Vec<f32>>();
+        let fused = [
+            gpu.upload_f32("fc1.weight", &flat(fc1_weight))?,
+            gpu.upload_f32("fc1.bias", &fc1_bias.to_vec())?,
+            gpu.upload_f32("fc2.weight", &flat(fc2_weight))?,
+            gpu.upload_f32("fc2.bias", &fc2_bias.to_vec())?,
+        ];
         Ok(SqueezeExcitation {
             params,
-            fc1: Conv2d::new(gpu, params.fc1(), fc1_weight, Some(fc1_bias))?,
-            fc2: Conv2d::new(gpu, params.fc2(), fc2_weight, Some(fc2_bias))?,
+            fc1,
+            fc2,
+            fused,
         })
     }
 
-    /// Records the block: four dispatches, the gate fused into the final scale.
+    /// Records the block: the squeeze and excitation in one dispatch and the gated scale
+    /// in another (very wide blocks: pool, fc1, fc2 and scale as four).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        self.fc1.output_shape([x.shape()[0], x.shape()[1], 1, 1])?;
-        let pooled = GlobalPool::Avg.forward(rec, x)?;
-        let squeezed = self.fc1.forward(rec, &pooled)?;
-        let logits = self.fc2.forward(rec, &squeezed)?;
+        let s = x.shape();
+        self.fc1.output_shape([s[0], s[1], 1, 1])?;
+        let (c, sq) = (self.params.input_channels, self.params.squeeze_channels);
+        let logits = if c <= SE_FUSED_MAX.0 && sq <= SE_FUSED_MAX.1 {
+            let gpu = rec.gpu();
+            x.check_gpu(gpu, "input")?;
+            let logits = gpu.empty("gate", [s[0], c, 1, 1])?;
+            let pipeline = gpu.pipeline(
+                "se_gate.wgsl",
+                &[],
+                &[("ACT", self.params.activation.shader_code())],
+            )?;
+            let [w1, b1, w2, b2] = &self.fused;
+            rec.dispatch(
+                &pipeline,
+                &[c as u32, sq as u32, (s[2] * s[3]) as u32, 0],
+                &[x.pooled(), w1, b1, w2, b2, logits.pooled()],
+                s[0] as u64,
+            )?;
+            logits
+        } else {
+            let pooled = GlobalPool::Avg.forward(rec, x)?;
+            let squeezed = self.fc1.forward(rec, &pooled)?;
+            self.fc2.forward(rec, &squeezed)?
+        };
         scale_channels(rec, x, &logits, self.params.scale_activation)
     }
 }

@@ -1,0 +1,66 @@
+// Squeeze-and-excitation's squeeze and excitation in one pass, one workgroup per sample:
+// channel means (global average pool), then fc1 + activation and fc2 (1x1 convolutions
+// on the pooled vector) in workgroup memory. Writes the gate logits [N, C]; the gate
+// activation is applied by the scale pass that reads the feature map (elementwise.wgsl),
+// so the whole block is two dispatches.
+#include "common.wgsl"
+
+const MAX_C: u32 = 2048u;
+const MAX_S: u32 = 512u;
+
+struct SeParams {
+    c: u32,
+    s: u32,
+    hw: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: SeParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w1: array<f32>; // [S, C]
+@group(0) @binding(3) var<storage, read> b1: array<f32>;
+@group(0) @binding(4) var<storage, read> w2: array<f32>; // [C, S]
+@group(0) @binding(5) var<storage, read> b2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> gate: array<f32>; // [N, C]
+
+var<workgroup> pooled: array<f32, MAX_C>;
+var<workgroup> hidden: array<f32, MAX_S>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    // One workgroup per sample (uniform), so the barriers below are in uniform control flow.
+    let n = linear_workgroup(wg, nwg);
+    for (var c = lid; c < p.c; c += 64u) {
+        let base = (n * p.c + c) * p.hw;
+        // Blocked sum: partial sums of 256 keep rounding small on large planes.
+        var total = 0.0;
+        for (var b0 = 0u; b0 < p.hw; b0 += 256u) {
+            var part = 0.0;
+            for (var i = b0; i < min(b0 + 256u, p.hw); i++) {
+                part += x[base + i];
+            }
+            total += part;
+        }
+        pooled[c] = total / f32(p.hw);
+    }
+    workgroupBarrier();
+    for (var s = lid; s < p.s; s += 64u) {
+        var acc = b1[s];
+        for (var c = 0u; c < p.c; c++) {
+            acc = fma(w1[s * p.c + c], pooled[c], acc);
+        }
+        hidden[s] = activate(acc);
+    }
+    workgroupBarrier();
+    for (var c = lid; c < p.c; c += 64u) {
+        var acc = b2[c];
+        for (var s = 0u; s < p.s; s++) {
+            acc = fma(w2[c * p.s + s], hidden[s], acc);
+        }
+        gate[n * p.c + c] = acc;
+    }
+}
