@@ -31,6 +31,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("global_pool.wgsl"),
     wgsl!("adaptive_avg_pool.wgsl"),
     wgsl!("resample.wgsl"),
+    wgsl!("resample_int.wgsl"),
     wgsl!("copy.wgsl"),
     wgsl!("norm_stats.wgsl"),
     wgsl!("norm_apply.wgsl"),

@@ -61,6 +61,60 @@ impl FirstRow for Array4<f32> {
 }
 
 #[test]
+fn integer_factors_take_the_vector_path_and_agree() {
+    // Widths divisible by 4 with integer factors run in resample_int.wgsl; the others in
+    // resample.wgsl. Both must give exactly the reference.
+    for (p, s) in [
+        (UpsampleParams::nearest().scale_factor(2.0), [2, 3, 5, 8]),
+        (
+            UpsampleParams::nearest().scale_factors((2.0, 3.0)),
+            [1, 2, 4, 4],
+        ),
+        (UpsampleParams::nearest().size((15, 12)), [1, 1, 5, 4]),
+        (UpsampleParams::nearest().scale_factor(1.0), [1, 1, 3, 8]),
+        (UpsampleParams::bed_of_nails(2), [2, 3, 4, 8]),
+        (UpsampleParams::bed_of_nails((3, 2)), [1, 2, 3, 4]),
+        (UpsampleParams::bed_of_nails((1, 3)), [1, 1, 2, 12]),
+    ] {
+        check(p, s, 7);
+    }
+    // The kernel choice itself.
+    let s = [1, 3, 5, 8];
+    assert_eq!(
+        UpsampleParams::nearest()
+            .scale_factor(2.0)
+            .integer_factors(s),
+        Some((2, 2))
+    );
+    assert_eq!(
+        UpsampleParams::nearest().size((15, 24)).integer_factors(s),
+        Some((3, 3))
+    );
+    assert_eq!(
+        UpsampleParams::bed_of_nails((3, 2)).integer_factors(s),
+        Some((3, 2))
+    );
+    assert_eq!(
+        UpsampleParams::nearest()
+            .scale_factor(2.0)
+            .integer_factors([1, 3, 5, 7]),
+        None
+    );
+    assert_eq!(
+        UpsampleParams::nearest()
+            .scale_factor(1.5)
+            .integer_factors(s),
+        None
+    );
+    assert_eq!(
+        UpsampleParams::bilinear(false)
+            .scale_factor(2.0)
+            .integer_factors(s),
+        None
+    );
+}
+
+#[test]
 fn bilinear_align_corners_both_ways() {
     for align in [false, true] {
         for (p, s) in [

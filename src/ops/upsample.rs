@@ -168,6 +168,9 @@ impl UpsampleParams {
         input.check_gpu(gpu, "input")?;
         let s = input.shape();
         let out = self.output_shape(s)?;
+        if let Some((sy, sx)) = self.integer_factors(s) {
+            return self.forward_integer(rec, input, out, sy, sx);
+        }
         let (rows, cols) = (
             self.taps(s[2], out[2], self.scale_factor.map(|f| f.0), 0),
             self.taps(s[3], out[3], self.scale_factor.map(|f| f.1), 1),
@@ -196,6 +199,71 @@ impl UpsampleParams {
                 0,
             ],
             &[input.pooled(), &rows, &cols, y.pooled()],
+            (total as u64).div_ceil(64),
+        )?;
+        Ok(y)
+    }
+
+    /// The kernel choice: `Some((sy, sx))` when the op on `input` is an integer-factor
+    /// replication (nearest whose PyTorch index rule gives exactly `o / k` on both axes,
+    /// or bed-of-nails) and the input width is a multiple of 4, which
+    /// `resample_int.wgsl` runs at about copy speed; `None` for the general tap-table
+    /// kernel (`resample.wgsl`) or an invalid configuration.
+    pub fn integer_factors(&self, input: [usize; 4]) -> Option<(usize, usize)> {
+        let out = self.output_shape(input).ok()?;
+        if !input[3].is_multiple_of(4) {
+            return None;
+        }
+        match self.mode {
+            UpsampleMode::BedOfNails { stride } => Some(stride),
+            UpsampleMode::Nearest => {
+                let axis = |i: usize, o: usize, scale: Option<f64>| -> Option<usize> {
+                    if !o.is_multiple_of(i) {
+                        return None;
+                    }
+                    let k = o / i;
+                    (0..o)
+                        .all(|d| nearest_source(d, i, o, scale) == d / k)
+                        .then_some(k)
+                };
+                let f = self.scale_factor;
+                Some((
+                    axis(input[2], out[2], f.map(|f| f.0))?,
+                    axis(input[3], out[3], f.map(|f| f.1))?,
+                ))
+            }
+            UpsampleMode::Bilinear { .. } => None,
+        }
+    }
+
+    fn forward_integer(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        out: [usize; 4],
+        sy: usize,
+        sx: usize,
+    ) -> Result<Tensor> {
+        let gpu = rec.gpu();
+        let s = input.shape();
+        let y = gpu.empty("output", out)?;
+        let rows = s[0] * s[1] * s[2];
+        let w4 = s[3] / 4;
+        let total = rows * w4;
+        let bed = matches!(self.mode, UpsampleMode::BedOfNails { .. });
+        let pipeline = gpu.pipeline(
+            "resample_int.wgsl",
+            &[],
+            &[
+                ("SX", sx as f64),
+                ("SY", sy as f64),
+                ("BED_OF_NAILS", if bed { 1.0 } else { 0.0 }),
+            ],
+        )?;
+        rec.dispatch(
+            &pipeline,
+            &[rows as u32, w4 as u32, total as u32, 0],
+            &[input.pooled(), y.pooled()],
             (total as u64).div_ceil(64),
         )?;
         Ok(y)

@@ -1,0 +1,54 @@
+// Integer-factor nearest upsampling and bed-of-nails unpooling, four input columns per
+// invocation: one vec4 load, then SX vec4 stores on each of the SY output rows, so the
+// op moves its bytes about as cheaply as a plain copy. Used when every output (oy, ox)
+// takes input (oy / SY, ox / SX) (src/ops/upsample.rs checks this against PyTorch's
+// index rule) and the input width is a multiple of 4. BED_OF_NAILS writes zeros off the
+// (SY, SX) grid instead of repeating the value.
+#include "common.wgsl"
+
+override SX: u32 = 2u;
+override SY: u32 = 2u;
+override BED_OF_NAILS: bool = false;
+
+struct ResampleIntParams {
+    rows: u32, // N * C * H (input rows)
+    w4: u32, // W / 4
+    total: u32, // rows * w4
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ResampleIntParams;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_workgroup(wg, nwg) * 64u + lid;
+    if (i >= p.total) {
+        return;
+    }
+    let row = i / p.w4;
+    let j = i % p.w4;
+    let v = x[i];
+    let out_w4 = p.w4 * SX; // output row length in vec4
+    for (var r = 0u; r < SY; r++) {
+        let out_row = (row * SY + r) * out_w4 + j * SX;
+        for (var t = 0u; t < SX; t++) {
+            // Output elements 4t .. 4t + 3 of this run of 4 * SX take input 4t / SX ...
+            var o: vec4<f32>;
+            for (var e = 0u; e < 4u; e++) {
+                let m = 4u * t + e;
+                var value = v[m / SX];
+                if (BED_OF_NAILS && (r != 0u || m % SX != 0u)) {
+                    value = 0.0;
+                }
+                o[e] = value;
+            }
+            y[out_row + t] = o;
+        }
+    }
+}
