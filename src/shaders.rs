@@ -25,6 +25,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("conv_depthwise.wgsl"),
     wgsl!("conv_transpose.wgsl"),
     wgsl!("max_pool.wgsl"),
+    wgsl!("avg_pool.wgsl"),
     wgsl!("max_unpool_scatter.wgsl"),
     wgsl!("max_unpool_gather.wgsl"),
     wgsl!("max_unpool_window.wgsl"),

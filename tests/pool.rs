@@ -342,3 +342,73 @@ fn costs() {
     let c = MaxUnpool2dParams::new(2).cost([1, 64, 56, 56]).unwrap();
     assert_eq!(c.bytes, 4 * (2 * 64 * 56 * 56 + 64 * 112 * 112));
 }
+
+#[test]
+fn avg_pool_matches_pytorch_and_reference() {
+    use segblocks::ops::pool::AvgPool2dParams;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/avg_pool.json"
+    ))
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let us = |v: &serde_json::Value| v.as_u64().unwrap() as usize;
+    let pair = |v: &serde_json::Value| (us(&v[0]), us(&v[1]));
+    let floats = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect::<Vec<_>>()
+    };
+    let shape4 = |v: &serde_json::Value| [us(&v[0]), us(&v[1]), us(&v[2]), us(&v[3])];
+    let gpu = gpu();
+    for case in doc["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let p = AvgPool2dParams::new(pair(&case["kernel_size"]))
+            .stride(pair(&case["stride"]))
+            .padding(pair(&case["padding"]))
+            .ceil_mode(case["ceil_mode"].as_bool().unwrap())
+            .count_include_pad(case["count_include_pad"].as_bool().unwrap())
+            .divisor_override(case["divisor_override"].as_u64().map(|d| d as usize));
+        let input = shape4(&case["input_shape"]);
+        let x = Array4::from_shape_vec(input, floats(&case["input"])).unwrap();
+        let want =
+            Array4::from_shape_vec(shape4(&case["output_shape"]), floats(&case["output"])).unwrap();
+        assert_eq!(
+            p.output_shape(input).unwrap(),
+            shape4(&case["output_shape"]),
+            "{name}"
+        );
+        let tol = want.mapv(|v| 1e-6 * (1.0 + v.abs()));
+        let cpu = reference::pool::avg_pool2d(&p, x.view()).unwrap();
+        assert_close(
+            cpu.view(),
+            want.view(),
+            tol.view(),
+            &format!("reference {name}"),
+        );
+        let mut rec = gpu.recorder();
+        let y = p.forward(&mut rec, &gpu.upload(x.view()).unwrap()).unwrap();
+        let got = rec.download(&y).unwrap();
+        assert_close(got.view(), want.view(), tol.view(), &format!("GPU {name}"));
+    }
+    assert!(matches!(
+        AvgPool2dParams::new(2)
+            .divisor_override(Some(0))
+            .output_shape([1, 1, 4, 4]),
+        Err(Error::InvalidParam {
+            name: "divisor_override",
+            ..
+        })
+    ));
+    assert!(matches!(
+        AvgPool2dParams::new(2)
+            .padding(2)
+            .output_shape([1, 1, 4, 4]),
+        Err(Error::InvalidParam {
+            name: "padding",
+            ..
+        })
+    ));
+}

@@ -438,6 +438,141 @@ impl MaxUnpool2dParams {
     }
 }
 
+/// Parameters of `torch.nn.AvgPool2d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AvgPool2dParams {
+    /// Window size `(kH, kW)`.
+    pub kernel_size: (usize, usize),
+    /// Stride, default equal to the kernel size.
+    pub stride: (usize, usize),
+    /// Zero padding, at most half the kernel size.
+    pub padding: (usize, usize),
+    /// Round the output size up (default false).
+    pub ceil_mode: bool,
+    /// Count padding in the divisor (default true, as in PyTorch).
+    pub count_include_pad: bool,
+    /// A fixed divisor instead of the window count.
+    pub divisor_override: Option<usize>,
+}
+
+impl AvgPool2dParams {
+    /// PyTorch's defaults: stride = kernel, no padding, floor mode, count_include_pad.
+    pub fn new(kernel_size: impl IntoPair) -> Self {
+        let k = kernel_size.into_pair();
+        AvgPool2dParams {
+            kernel_size: k,
+            stride: k,
+            padding: (0, 0),
+            ceil_mode: false,
+            count_include_pad: true,
+            divisor_override: None,
+        }
+    }
+
+    /// Sets the stride.
+    pub fn stride(mut self, stride: impl IntoPair) -> Self {
+        self.stride = stride.into_pair();
+        self
+    }
+
+    /// Sets the padding.
+    pub fn padding(mut self, padding: impl IntoPair) -> Self {
+        self.padding = padding.into_pair();
+        self
+    }
+
+    /// Sets ceil mode.
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Sets count_include_pad.
+    pub fn count_include_pad(mut self, include: bool) -> Self {
+        self.count_include_pad = include;
+        self
+    }
+
+    /// Sets a fixed divisor.
+    pub fn divisor_override(mut self, divisor: Option<usize>) -> Self {
+        self.divisor_override = divisor;
+        self
+    }
+
+    /// Validates against `[N, C, H, W]` and returns `[N, C, H_out, W_out]`.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        if self.divisor_override == Some(0) {
+            return Err(invalid("divisor_override", "must be positive, got 0"));
+        }
+        MaxPool2dParams {
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: (1, 1),
+            ceil_mode: self.ceil_mode,
+        }
+        .output_shape(input)
+    }
+
+    /// No parameters; one add per window element; bytes moved.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let out = self.output_shape(input)?;
+        let outs = out.iter().product::<usize>() as u64;
+        Ok(Cost {
+            params: 0,
+            macs: outs * (self.kernel_size.0 * self.kernel_size.1) as u64,
+            bytes: 4 * (input.iter().product::<usize>() as u64 + outs),
+        })
+    }
+
+    /// Records the pooling.
+    pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
+        let gpu = rec.gpu();
+        input.check_gpu(gpu, "input")?;
+        let s = input.shape();
+        let out = self.output_shape(s)?;
+        let y = gpu.empty("output", out)?;
+        let strips_x = out[3].div_ceil(STRIP_PX);
+        let total = s[0] * s[1] * out[2] * strips_x;
+        let pipeline = gpu.pipeline(
+            "avg_pool.wgsl",
+            &[],
+            &[
+                ("KH", self.kernel_size.0 as f64),
+                ("KW", self.kernel_size.1 as f64),
+                ("SH", self.stride.0 as f64),
+                ("SW", self.stride.1 as f64),
+                (
+                    "COUNT_INCLUDE_PAD",
+                    if self.count_include_pad { 1.0 } else { 0.0 },
+                ),
+                ("DIVISOR", self.divisor_override.unwrap_or(0) as f64),
+            ],
+        )?;
+        let u = [
+            (s[0] * s[1]) as u32,
+            s[2] as u32,
+            s[3] as u32,
+            out[2] as u32,
+            out[3] as u32,
+            self.padding.0 as u32,
+            self.padding.1 as u32,
+            strips_x as u32,
+            total as u32,
+            0,
+            0,
+            0,
+        ];
+        rec.dispatch(
+            &pipeline,
+            &u,
+            &[input.pooled(), y.pooled()],
+            (total as u64).div_ceil(WORKGROUP),
+        )?;
+        Ok(y)
+    }
+}
+
 /// Global pooling over each `(n, c)` plane, output `[N, C, 1, 1]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GlobalPool {

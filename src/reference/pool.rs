@@ -4,7 +4,9 @@
 use ndarray::{Array4, ArrayView4};
 
 use crate::error::{Error, Result};
-use crate::ops::pool::{AdaptiveAvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams};
+use crate::ops::pool::{
+    AdaptiveAvgPool2dParams, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
+};
 
 /// Max pooling: for each window, the largest value and its flat position `h * W + w`.
 /// Starting from -inf at the window's first position inside the input, a value replaces the
@@ -153,6 +155,49 @@ pub fn adaptive_avg_pool2d(
                         }
                     }
                     out[[n, c, oy, ox]] = (sum / ((y1 - y0) * (x1 - x0)) as f64) as f32;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Average pooling as PyTorch defines it: the window clipped to the padded input gives
+/// the padding-inclusive count, clipped to the input the summed elements; the divisor is
+/// `divisor_override`, else that padded count (`count_include_pad`) or the summed count.
+pub fn avg_pool2d(params: &AvgPool2dParams, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+    let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
+    let out_shape = params.output_shape(in_shape)?;
+    let [batch, channels, height, width] = in_shape;
+    let (kh, kw) = params.kernel_size;
+    let (ph, pw) = (params.padding.0 as isize, params.padding.1 as isize);
+    let mut out = Array4::<f32>::zeros(out_shape);
+    for n in 0..batch {
+        for c in 0..channels {
+            for oy in 0..out_shape[2] {
+                for ox in 0..out_shape[3] {
+                    let hs = (oy * params.stride.0) as isize - ph;
+                    let ws = (ox * params.stride.1) as isize - pw;
+                    let he = (hs + kh as isize).min(height as isize + ph);
+                    let we = (ws + kw as isize).min(width as isize + pw);
+                    let padded = (he - hs) * (we - ws);
+                    let (y0, y1) = (hs.max(0), he.min(height as isize));
+                    let (x0, x1) = (ws.max(0), we.min(width as isize));
+                    if y1 <= y0 || x1 <= x0 {
+                        continue;
+                    }
+                    let mut sum = 0.0f64;
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            sum += input[[n, c, iy as usize, ix as usize]] as f64;
+                        }
+                    }
+                    let divisor = match params.divisor_override {
+                        Some(d) => d as f64,
+                        None if params.count_include_pad => padded as f64,
+                        None => ((y1 - y0) * (x1 - x0)) as f64,
+                    };
+                    out[[n, c, oy, ox]] = (sum / divisor) as f32;
                 }
             }
         }
