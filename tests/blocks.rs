@@ -457,3 +457,61 @@ fn segnet_stages_round_trip_through_the_pooling_indices() {
         "SegNet encoder + decoder",
     );
 }
+
+#[test]
+fn shufflenet_v1_units_with_the_shuffle_fused() {
+    use segblocks::blocks::{ShuffleV1Config, ShuffleV1Unit};
+    let gpu = gpu();
+    let sd = StateDict::synthetic();
+    let mut r = rng(23);
+    for (cfg, shape) in [
+        (
+            ShuffleV1Config {
+                in_channels: 24,
+                out_channels: 24,
+                groups: 3,
+                first_groups: 3,
+                stride: 1,
+                bottleneck: 6,
+            },
+            [2, 24, 7, 6],
+        ),
+        (
+            ShuffleV1Config {
+                in_channels: 24,
+                out_channels: 240,
+                groups: 3,
+                first_groups: 1,
+                stride: 2,
+                bottleneck: 60,
+            },
+            [1, 24, 9, 8],
+        ),
+    ] {
+        let unit = ShuffleV1Unit::load(gpu, cfg, &sd, "unit").unwrap();
+        let x = random4(&mut r, shape);
+        let want = unit.reference(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = unit
+            .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+            .unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
+        assert_close(got.view(), want.view(), tol.view(), &format!("{cfg:?}"));
+    }
+    let bad = ShuffleV1Config {
+        in_channels: 24,
+        out_channels: 24,
+        groups: 3,
+        first_groups: 3,
+        stride: 2,
+        bottleneck: 6,
+    };
+    assert!(matches!(
+        ShuffleV1Unit::load(gpu, bad, &sd, ""),
+        Err(Error::InvalidParam {
+            name: "out_channels",
+            ..
+        })
+    ));
+}

@@ -902,3 +902,128 @@ impl SegNetDecoder {
         Ok(y)
     }
 }
+
+/// A ShuffleNet v1 unit: 1x1 group convolution (BN, ReLU) whose output is written already
+/// channel-shuffled (the shuffle fused into its store), 3x3 depthwise (stride, BN), 1x1
+/// group convolution (BN); stride 1 adds the input, stride 2 concatenates a 3x3 stride-2
+/// average pool of the input; ReLU at the end. Names `compress.0/.1`, `depthwise.0/.1`,
+/// `expand.0/.1` (convolution, batch norm).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShuffleV1Config {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels (including the pooled shortcut for stride 2).
+    pub out_channels: usize,
+    /// Groups of the 1x1 convolutions.
+    pub groups: usize,
+    /// Groups of the first 1x1 (1 for the first unit of stage 2, as in the paper).
+    pub first_groups: usize,
+    /// 1 or 2.
+    pub stride: usize,
+    /// Bottleneck channels (a quarter of the output in the paper).
+    pub bottleneck: usize,
+}
+
+/// A ShuffleNet v1 unit for inference.
+#[derive(Debug)]
+pub struct ShuffleV1Unit {
+    cfg: ShuffleV1Config,
+    compress: ConvBnAct,
+    depthwise: ConvBnAct,
+    expand: ConvBnAct,
+}
+
+impl ShuffleV1Unit {
+    /// Loads the unit under `prefix`.
+    pub fn load(gpu: &Gpu, cfg: ShuffleV1Config, sd: &StateDict, prefix: &str) -> Result<Self> {
+        let branch_out = if cfg.stride == 2 {
+            cfg.out_channels
+                .checked_sub(cfg.in_channels)
+                .filter(|c| *c > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        "out_channels",
+                        format!(
+                            "with stride 2, out_channels ({}) must exceed in_channels ({})",
+                            cfg.out_channels, cfg.in_channels
+                        ),
+                    )
+                })?
+        } else if cfg.stride == 1 && cfg.in_channels == cfg.out_channels {
+            cfg.out_channels
+        } else {
+            return Err(invalid(
+                "stride",
+                format!(
+                    "stride 1 needs in_channels == out_channels, stride 2 a wider output; got \
+                     stride {}, {} -> {}",
+                    cfg.stride, cfg.in_channels, cfg.out_channels
+                ),
+            ));
+        };
+        let k = |n: &str| key(prefix, n);
+        let eps = 1e-5;
+        let pc = Conv2dParams::new(cfg.in_channels, cfg.bottleneck, 1)
+            .groups(cfg.first_groups)
+            .bias(false)
+            .activation(Activation::Relu);
+        let pd = Conv2dParams::depthwise(cfg.bottleneck, 1, 3)
+            .stride(cfg.stride)
+            .padding(1)
+            .bias(false);
+        let pe = Conv2dParams::new(cfg.bottleneck, branch_out, 1)
+            .groups(cfg.groups)
+            .bias(false);
+        Ok(ShuffleV1Unit {
+            cfg,
+            compress: ConvBnAct::load(gpu, sd, pc, &k("compress.0"), Some(&k("compress.1")), eps)?,
+            depthwise: ConvBnAct::load(
+                gpu,
+                sd,
+                pd,
+                &k("depthwise.0"),
+                Some(&k("depthwise.1")),
+                eps,
+            )?,
+            expand: ConvBnAct::load(gpu, sd, pe, &k("expand.0"), Some(&k("expand.1")), eps)?,
+        })
+    }
+
+    /// Records the unit: the shuffle costs no pass of its own.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let a = self.compress.forward_shuffled(rec, x, self.cfg.groups)?;
+        let b = self.depthwise.forward(rec, &a)?;
+        let c = self.expand.forward(rec, &b)?;
+        if self.cfg.stride == 1 {
+            add(rec, &c, x, Activation::Relu)
+        } else {
+            let pool = crate::ops::pool::AvgPool2dParams::new(3)
+                .stride(2)
+                .padding(1);
+            let shortcut = pool.forward(rec, x)?;
+            let joined = concat(rec, &[&shortcut, &c])?;
+            crate::ops::channel::activation(rec, &joined, Activation::Relu)
+        }
+    }
+
+    /// CPU reference forward (with an explicit shuffle).
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let a = self.compress.reference(x)?;
+        let a = reference::channel::channel_shuffle(a.view(), self.cfg.groups)?;
+        let b = self.depthwise.reference(a.view())?;
+        let c = self.expand.reference(b.view())?;
+        if self.cfg.stride == 1 {
+            Ok(reference_add(&c, &x.to_owned(), Activation::Relu))
+        } else {
+            let pool = crate::ops::pool::AvgPool2dParams::new(3)
+                .stride(2)
+                .padding(1);
+            let shortcut = reference::pool::avg_pool2d(&pool, x)?;
+            let joined = reference::channel::concat(&[shortcut.view(), c.view()])?;
+            Ok(reference::channel::activation(
+                joined.view(),
+                Activation::Relu,
+            ))
+        }
+    }
+}

@@ -15,7 +15,7 @@ mod segmentation;
 pub use layers::{
     Bottleneck, BottleneckConfig, DepthwiseSeparableBlock, DepthwiseSeparableConfig, EncoderOutput,
     InvertedResidual, InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config, SegNetDecoder,
-    SegNetEncoder, ShuffleV2Config, ShuffleV2Unit,
+    SegNetEncoder, ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2Unit,
 };
 pub use networks::{make_divisible, MobileNetV2Features};
 pub use segmentation::{Aspp, DenseBlock, FcnHead};
