@@ -1,4 +1,6 @@
-// Elementwise ops over NCHW tensors, PX elements of one (n, c) plane per invocation:
+// Elementwise ops over NCHW tensors, on vec4s of the flat element index (VEC vec4s per
+// invocation; buffers are padded to 16 bytes, so the last vec4 may run past the tensor
+// into padding that nobody reads):
 // MODE 0 y = act(a)                                 (activation)
 // MODE 1 y = act(a + b)                             (residual add)
 // MODE 2 y = act(a * gate(s[n, c]))                 (channel attention scale; s is [N, C])
@@ -11,23 +13,49 @@
 
 override MODE: u32 = 0u;
 override GATE: u32 = 0u;
-const PX: u32 = 16u;
+const VEC: u32 = 4u;
 
 struct ElementwiseParams {
     c: u32,
     hw: u32,
-    strips: u32, // ceil(hw / PX)
-    total: u32, // n * c * strips
+    len4: u32, // ceil(N * C * H * W / 4)
+    total: u32, // ceil(len4 / VEC)
 }
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> s_in: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
 
-fn gate(v: f32) -> f32 {
-    return activation4(GATE, vec4<f32>(v)).x;
+fn gate4(v: vec4<f32>) -> vec4<f32> {
+    return activation4(GATE, v);
+}
+
+// The gate values of MODE 2 (per plane) or MODE 3 (per pixel) for the four elements
+// starting at flat index e0. When H * W is a multiple of 4 one plane holds all four.
+fn gate_values(e0: u32) -> vec4<f32> {
+    var g: vec4<f32>;
+    if (p.hw % 4u == 0u) {
+        let plane = e0 / p.hw;
+        if (MODE == 2u) {
+            return gate4(vec4<f32>(s_in[plane]));
+        }
+        let n = plane / p.c;
+        let i = e0 % p.hw;
+        let base = n * p.hw + i;
+        return gate4(vec4<f32>(s_in[base], s_in[base + 1u], s_in[base + 2u], s_in[base + 3u]));
+    }
+    for (var k = 0u; k < 4u; k++) {
+        let e = e0 + k;
+        let plane = e / p.hw;
+        if (MODE == 2u) {
+            g[k] = s_in[plane];
+        } else {
+            g[k] = s_in[(plane / p.c) * p.hw + e % p.hw];
+        }
+    }
+    return gate4(g);
 }
 
 @compute @workgroup_size(64)
@@ -36,35 +64,31 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let st = linear_workgroup(wg, nwg) * 64u + lid;
-    if (st >= p.total) {
+    let t = linear_workgroup(wg, nwg) * 64u + lid;
+    if (t >= p.total) {
         return;
     }
-    let plane = st / p.strips;
-    let p0 = (st % p.strips) * PX;
-    let n = plane / p.c;
-    let base = plane * p.hw;
-    var channel_gate = 0.0;
-    if (MODE == 2u) {
-        channel_gate = gate(s_in[plane]);
-    }
-    for (var k = 0u; k < PX; k++) {
-        let i = p0 + k;
-        if (i < p.hw) {
-            let e = base + i;
-            var v: f32;
+    for (var k = 0u; k < VEC; k++) {
+        let i = t * VEC + k;
+        if (i < p.len4) {
+            let av = a[i];
+            var v: vec4<f32>;
             switch MODE {
-                case 0u: { v = a[e]; }
-                case 1u: { v = a[e] + b[e]; }
-                case 2u: { v = a[e] * channel_gate; }
-                case 3u: { v = a[e] * gate(s_in[n * p.hw + i]); }
+                case 0u: { v = av; }
+                case 1u: { v = av + b[i]; }
+                case 2u, 3u: { v = av * gate_values(4u * i); }
                 case 4u: {
-                    let t = gate(s_in[e]);
-                    v = b[e] * t + a[e] * (1.0 - t);
+                    let e = 4u * i;
+                    let g = gate4(vec4<f32>(s_in[e], s_in[e + 1u], s_in[e + 2u], s_in[e + 3u]));
+                    v = b[i] * g + av * (1.0 - g);
                 }
-                default: { v = (1.0 + s_in[e]) * b[e] + a[e]; }
+                default: {
+                    let e = 4u * i;
+                    let m = vec4<f32>(s_in[e], s_in[e + 1u], s_in[e + 2u], s_in[e + 3u]);
+                    v = (1.0 + m) * b[i] + av;
+                }
             }
-            y[e] = activate(v);
+            y[i] = activate4(v);
         }
     }
 }

@@ -6,8 +6,10 @@ use super::{Activation, Cost};
 use crate::error::{invalid, Error, Result};
 use crate::gpu::{Recorder, Tensor};
 
-/// Elements per invocation in `channel_copy.wgsl` and `elementwise.wgsl` (`PX`).
+/// Elements per invocation in `channel_copy.wgsl` (`PX`).
 const PX: usize = 16;
+/// vec4s per invocation in `elementwise.wgsl` (`VEC`).
+const ELEMENTWISE_VEC: usize = 4;
 
 fn same_shape(name: &'static str, want: [usize; 4], got: [usize; 4]) -> Result<()> {
     if want != got {
@@ -228,8 +230,8 @@ fn record_elementwise(
     let gpu = rec.gpu();
     let shape = a.shape();
     let hw = shape[2] * shape[3];
-    let strips = hw.div_ceil(PX);
-    let total = shape[0] * shape[1] * strips;
+    let len4 = a.len().div_ceil(4);
+    let total = len4.div_ceil(ELEMENTWISE_VEC);
     let y = gpu.empty("output", shape)?;
     let pipeline = gpu.pipeline(
         "elementwise.wgsl",
@@ -240,7 +242,7 @@ fn record_elementwise(
             ("GATE", gate.shader_code()),
         ],
     )?;
-    let u = [shape[1] as u32, hw as u32, strips as u32, total as u32];
+    let u = [shape[1] as u32, hw as u32, len4 as u32, total as u32];
     // Unused operands are bound to `a` (read-only aliasing is allowed).
     let b = b.unwrap_or(a);
     let s = s.unwrap_or(a);
