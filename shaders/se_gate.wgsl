@@ -22,6 +22,8 @@ struct SeParams {
 @group(0) @binding(4) var<storage, read> w2: array<f32>; // [C, S]
 @group(0) @binding(5) var<storage, read> b2: array<f32>;
 @group(0) @binding(6) var<storage, read_write> gate: array<f32>; // [N, C]
+// The same buffer as x, read four values at a time when H * W is a multiple of 4.
+@group(0) @binding(7) var<storage, read> x4: array<vec4<f32>>;
 
 var<workgroup> pooled: array<f32, MAX_C>;
 var<workgroup> hidden: array<f32, MAX_S>;
@@ -38,12 +40,24 @@ fn main(
         let base = (n * p.c + c) * p.hw;
         // Blocked sum: partial sums of 256 keep rounding small on large planes.
         var total = 0.0;
-        for (var b0 = 0u; b0 < p.hw; b0 += 256u) {
-            var part = 0.0;
-            for (var i = b0; i < min(b0 + 256u, p.hw); i++) {
-                part += x[base + i];
+        if (p.hw % 4u == 0u) {
+            let base4 = base / 4u;
+            let hw4 = p.hw / 4u;
+            for (var b0 = 0u; b0 < hw4; b0 += 64u) {
+                var part = vec4<f32>(0.0);
+                for (var i = b0; i < min(b0 + 64u, hw4); i++) {
+                    part += x4[base4 + i];
+                }
+                total += (part.x + part.y) + (part.z + part.w);
             }
-            total += part;
+        } else {
+            for (var b0 = 0u; b0 < p.hw; b0 += 256u) {
+                var part = 0.0;
+                for (var i = b0; i < min(b0 + 256u, p.hw); i++) {
+                    part += x[base + i];
+                }
+                total += part;
+            }
         }
         pooled[c] = total / f32(p.hw);
     }

@@ -146,7 +146,7 @@ impl SqueezeExcitation {
             rec.dispatch(
                 &pipeline,
                 &[c as u32, sq as u32, (s[2] * s[3]) as u32, 0],
-                &[x.pooled(), w1, b1, w2, b2, logits.pooled()],
+                &[x.pooled(), w1, b1, w2, b2, logits.pooled(), x.pooled()],
                 s[0] as u64,
             )?;
             logits
