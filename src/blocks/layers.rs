@@ -755,6 +755,38 @@ impl DepthwiseSeparableBlock {
     }
 }
 
+/// `n` 3x3 convolutions with BN and ReLU, named `{prefix}.{i}.0` / `{prefix}.{i}.1`, with
+/// `(in, out)` channels from `widths`.
+fn conv3x3_stack(
+    gpu: &Gpu,
+    sd: &StateDict,
+    prefix: &str,
+    n: usize,
+    widths: impl Iterator<Item = (usize, usize)>,
+) -> Result<Vec<ConvBnAct>> {
+    if n == 0 {
+        return Err(invalid("n", "a stage needs at least one convolution"));
+    }
+    widths
+        .enumerate()
+        .map(|(i, (cin, cout))| {
+            let p = Conv2dParams::new(cin, cout, 3)
+                .padding(1)
+                .bias(false)
+                .activation(Activation::Relu);
+            let conv = key(prefix, &format!("{i}.0"));
+            ConvBnAct::load(
+                gpu,
+                sd,
+                p,
+                &conv,
+                Some(&key(prefix, &format!("{i}.1"))),
+                1e-5,
+            )
+        })
+        .collect()
+}
+
 /// A SegNet encoder stage: `n` 3x3 convolutions with BN and ReLU (names
 /// `{prefix}.{i}.0` / `{prefix}.{i}.1`), then 2x2 max pooling that keeps its indices for
 /// the decoder.
@@ -785,26 +817,14 @@ impl SegNetEncoder {
         sd: &StateDict,
         prefix: &str,
     ) -> Result<Self> {
-        if n == 0 {
-            return Err(invalid("n", "a stage needs at least one convolution"));
-        }
-        let convs = (0..n)
-            .map(|i| {
-                let cin = if i == 0 { in_channels } else { out_channels };
-                let p = Conv2dParams::new(cin, out_channels, 3)
-                    .padding(1)
-                    .bias(false)
-                    .activation(Activation::Relu);
-                ConvBnAct::load(
-                    gpu,
-                    sd,
-                    p,
-                    &key(prefix, &format!("{i}.0")),
-                    Some(&key(prefix, &format!("{i}.1"))),
-                    1e-5,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // in -> out, then out -> out.
+        let widths = (0..n).map(|i| {
+            (
+                if i == 0 { in_channels } else { out_channels },
+                out_channels,
+            )
+        });
+        let convs = conv3x3_stack(gpu, sd, prefix, n, widths)?;
         Ok(SegNetEncoder { convs })
     }
 
@@ -850,30 +870,18 @@ impl SegNetDecoder {
         sd: &StateDict,
         prefix: &str,
     ) -> Result<Self> {
-        if n == 0 {
-            return Err(invalid("n", "a stage needs at least one convolution"));
-        }
-        let convs = (0..n)
-            .map(|i| {
-                let cout = if i + 1 == n {
+        // in -> in, the last one in -> out.
+        let widths = (0..n).map(|i| {
+            (
+                in_channels,
+                if i + 1 == n {
                     out_channels
                 } else {
                     in_channels
-                };
-                let p = Conv2dParams::new(in_channels, cout, 3)
-                    .padding(1)
-                    .bias(false)
-                    .activation(Activation::Relu);
-                ConvBnAct::load(
-                    gpu,
-                    sd,
-                    p,
-                    &key(prefix, &format!("{i}.0")),
-                    Some(&key(prefix, &format!("{i}.1"))),
-                    1e-5,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
+                },
+            )
+        });
+        let convs = conv3x3_stack(gpu, sd, prefix, n, widths)?;
         Ok(SegNetDecoder { convs })
     }
 
