@@ -115,6 +115,51 @@ fn integer_factors_take_the_vector_path_and_agree() {
 }
 
 #[test]
+fn bilinear_2x_takes_its_own_kernel_and_agrees() {
+    for (p, s) in [
+        (
+            UpsampleParams::bilinear(false).scale_factor(2.0),
+            [2, 3, 5, 8],
+        ),
+        (UpsampleParams::bilinear(false).size((2, 8)), [1, 2, 1, 4]),
+        (
+            UpsampleParams::bilinear(false).size((14, 24)),
+            [1, 3, 7, 12],
+        ),
+    ] {
+        assert!(p.is_bilinear_2x(s), "{p:?} {s:?}");
+        check(p, s, 9);
+    }
+    assert!(!UpsampleParams::bilinear(true)
+        .scale_factor(2.0)
+        .is_bilinear_2x([1, 1, 4, 8]));
+    assert!(!UpsampleParams::bilinear(false)
+        .scale_factor(2.0)
+        .is_bilinear_2x([1, 1, 4, 6]));
+    assert!(!UpsampleParams::bilinear(false)
+        .scale_factor(3.0)
+        .is_bilinear_2x([1, 1, 4, 8]));
+    // Infinities reach the 0-weighted neighbour as in PyTorch's formula (0 * inf = NaN),
+    // identically in both kernels.
+    let gpu = gpu();
+    let x = ndarray::Array4::from_shape_fn([1, 1, 2, 4], |(_, _, h, w)| {
+        if (h, w) == (1, 3) {
+            f32::INFINITY
+        } else {
+            1.0
+        }
+    });
+    let p = UpsampleParams::bilinear(false).scale_factor(2.0);
+    let want = reference::upsample::upsample(&p, x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = p.forward(&mut rec, &gpu.upload(x.view()).unwrap()).unwrap();
+    let got = rec.download(&y).unwrap();
+    for (g, w) in got.iter().zip(want.iter()) {
+        assert!(g == w || (g.is_nan() && w.is_nan()), "{got:?} vs {want:?}");
+    }
+}
+
+#[test]
 fn bilinear_align_corners_both_ways() {
     for align in [false, true] {
         for (p, s) in [

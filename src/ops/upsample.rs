@@ -171,6 +171,9 @@ impl UpsampleParams {
         if let Some((sy, sx)) = self.integer_factors(s) {
             return self.forward_integer(rec, input, out, sy, sx);
         }
+        if self.is_bilinear_2x(s) {
+            return self.forward_bilinear_2x(rec, input, out);
+        }
         let (rows, cols) = (
             self.taps(s[2], out[2], self.scale_factor.map(|f| f.0), 0),
             self.taps(s[3], out[3], self.scale_factor.map(|f| f.1), 1),
@@ -234,6 +237,72 @@ impl UpsampleParams {
             }
             UpsampleMode::Bilinear { .. } => None,
         }
+    }
+
+    /// The kernel choice for bilinear: true when `bilinear2x.wgsl` applies, i.e. exact 2x
+    /// with `align_corners = False` (PyTorch's taps are then 1/4 and 3/4, checked here
+    /// against the general tap formula) and an input width divisible by 4.
+    pub fn is_bilinear_2x(&self, input: [usize; 4]) -> bool {
+        let Ok(out) = self.output_shape(input) else {
+            return false;
+        };
+        if self.mode
+            != (UpsampleMode::Bilinear {
+                align_corners: false,
+            })
+            || out[2] != 2 * input[2]
+            || out[3] != 2 * input[3]
+            || !input[3].is_multiple_of(4)
+        {
+            return false;
+        }
+        let pattern = |len: usize, scale: Option<f64>| {
+            (0..2 * len).all(|o| {
+                let j = o / 2;
+                let want = if o % 2 == 0 {
+                    if j == 0 {
+                        (0, 1.min(len - 1), 1.0, 0.0)
+                    } else {
+                        (j - 1, j, 0.25, 0.75)
+                    }
+                } else {
+                    (j, (j + 1).min(len - 1), 0.75, 0.25)
+                };
+                linear_source(o, len, 2 * len, scale, false) == want
+            })
+        };
+        let f = self.scale_factor;
+        pattern(input[2], f.map(|f| f.0)) && pattern(input[3], f.map(|f| f.1))
+    }
+
+    fn forward_bilinear_2x(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        out: [usize; 4],
+    ) -> Result<Tensor> {
+        let gpu = rec.gpu();
+        let s = input.shape();
+        let y = gpu.empty("output", out)?;
+        let w4 = s[3] / 4;
+        let total = s[0] * s[1] * 2 * s[2] * w4;
+        let pipeline = gpu.pipeline("bilinear2x.wgsl", &[], &[])?;
+        rec.dispatch(
+            &pipeline,
+            &[
+                (s[0] * s[1]) as u32,
+                s[2] as u32,
+                s[3] as u32,
+                w4 as u32,
+                total as u32,
+                0,
+                0,
+                0,
+            ],
+            &[input.pooled(), input.pooled(), y.pooled()],
+            (total as u64).div_ceil(64),
+        )?;
+        Ok(y)
     }
 
     fn forward_integer(
