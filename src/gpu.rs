@@ -176,14 +176,7 @@ impl Tensor {
 
     /// Checks that the tensor belongs to `gpu`; `name` is used in the error.
     pub(crate) fn check_gpu(&self, gpu: &Gpu, name: &'static str) -> Result<()> {
-        if self.gpu_id != gpu.inner.id {
-            return Err(Error::WrongDevice {
-                name,
-                tensor_gpu: self.gpu_id,
-                this_gpu: gpu.inner.id,
-            });
-        }
-        Ok(())
+        check_owner(self.gpu_id, gpu, name)
     }
 }
 
@@ -241,14 +234,7 @@ impl IndexTensor {
     }
 
     pub(crate) fn check_gpu(&self, gpu: &Gpu, name: &'static str) -> Result<()> {
-        if self.gpu_id != gpu.inner.id {
-            return Err(Error::WrongDevice {
-                name,
-                tensor_gpu: self.gpu_id,
-                this_gpu: gpu.inner.id,
-            });
-        }
-        Ok(())
+        check_owner(self.gpu_id, gpu, name)
     }
 }
 
@@ -725,6 +711,19 @@ impl Gpu {
         }
         Ok((max as u32, y as u32))
     }
+}
+
+/// Checks that something created by the context `owner` (a tensor's or a layer's) is used
+/// with `gpu`; `name` is used in the error.
+pub(crate) fn check_owner(owner: u64, gpu: &Gpu, name: &'static str) -> Result<()> {
+    if owner != gpu.inner.id {
+        return Err(Error::WrongDevice {
+            name,
+            tensor_gpu: owner,
+            this_gpu: gpu.inner.id,
+        });
+    }
+    Ok(())
 }
 
 /// Rejects shapes with a zero dimension.

@@ -2,7 +2,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::{make_divisible, ConvBnAct, Summary};
+use super::{key, make_divisible, ConvBnAct, Summary};
 use crate::error::{invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
@@ -11,15 +11,6 @@ use crate::ops::conv::Conv2dParams;
 use crate::ops::{Activation, Cost};
 use crate::reference;
 use crate::weights::StateDict;
-
-/// `name` under `prefix` (`prefix.name`, or `name` for an empty prefix).
-fn key(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
-}
 
 fn reference_add(a: &Array4<f32>, b: &Array4<f32>, act: Activation) -> Array4<f32> {
     reference::channel::add(a.view(), b.view(), act)

@@ -30,6 +30,15 @@ use crate::ops::{Activation, Cost};
 use crate::reference;
 use crate::weights::StateDict;
 
+/// `name` under `prefix` in a state dict: `prefix.name`, or `name` for an empty prefix.
+fn key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
 /// Batch-norm state as PyTorch stores it.
 #[derive(Clone, Debug)]
 struct BnState {

@@ -2,7 +2,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::{ConvBnAct, InvertedResidual, InvertedResidualConfig, Summary, SummaryRow};
+use super::{key, ConvBnAct, InvertedResidual, InvertedResidualConfig, Summary, SummaryRow};
 use crate::error::{invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::conv::Conv2dParams;
@@ -18,14 +18,6 @@ pub fn make_divisible(v: f64, divisor: usize) -> usize {
         new_v += d;
     }
     new_v as usize
-}
-
-fn key(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
 }
 
 /// torchvision's `mobilenet_v2(width_mult).features`: a 3x3 stride-2 stem, the 17

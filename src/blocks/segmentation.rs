@@ -3,7 +3,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::{BnState, ConvBnAct};
+use super::{key, BnState, ConvBnAct};
 use crate::error::{invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::channel::{concat, DenseBuffer};
@@ -14,14 +14,6 @@ use crate::ops::upsample::UpsampleParams;
 use crate::ops::Activation;
 use crate::reference;
 use crate::weights::StateDict;
-
-fn key(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
-}
 
 /// torchvision's `segmentation.deeplabv3.ASPP(in_channels, atrous_rates, out_channels)`:
 /// a 1x1 branch, one dilated 3x3 branch per rate, an image-pooling branch (global average

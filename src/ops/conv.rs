@@ -12,7 +12,7 @@ use ndarray::{ArrayView1, ArrayView4};
 
 use super::{Activation, Cost, IntoPair};
 use crate::error::{invalid, Error, Result};
-use crate::gpu::{check_dims, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::gpu::{check_dims, check_owner, Gpu, PooledBuffer, Recorder, Tensor};
 
 /// Parameters of a 2-D convolution, named as in `torch.nn.Conv2d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -556,13 +556,7 @@ impl Conv2d {
     ) -> Result<Tensor> {
         let gpu = rec.gpu();
         input.check_gpu(gpu, "input")?;
-        if self.gpu.id() != gpu.id() {
-            return Err(Error::WrongDevice {
-                name: "layer",
-                tensor_gpu: self.gpu.id(),
-                this_gpu: gpu.id(),
-            });
-        }
+        check_owner(self.gpu.id(), gpu, "layer")?;
         let p = &self.params;
         let in_shape = input.shape();
         let out_shape = p.output_shape(in_shape)?;

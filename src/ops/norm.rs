@@ -14,7 +14,7 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView3};
 
 use super::{Activation, Cost};
 use crate::error::{invalid, Error, Result};
-use crate::gpu::{check_dims, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::gpu::{check_dims, check_owner, Gpu, PooledBuffer, Recorder, Tensor};
 
 const WORKGROUP: u64 = 64;
 /// Elements per invocation in `norm_apply.wgsl` and `batch_norm_backward.wgsl` (`PX`).
@@ -412,13 +412,7 @@ impl BatchNorm2d {
 
     fn check(&self, rec: &Recorder<'_>, x: &Tensor) -> Result<()> {
         x.check_gpu(rec.gpu(), "input")?;
-        if self.gpu.id() != rec.gpu().id() {
-            return Err(Error::WrongDevice {
-                name: "layer",
-                tensor_gpu: self.gpu.id(),
-                this_gpu: rec.gpu().id(),
-            });
-        }
+        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
         self.params.output_shape(x.shape()).map(|_| ())
     }
 
@@ -801,7 +795,7 @@ impl GroupNorm {
     /// Records the normalisation.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         x.check_gpu(rec.gpu(), "input")?;
-        same_gpu(&self.gpu, rec)?;
+        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
         let s = self.params.output_shape(x.shape())?;
         let g = self.params.num_groups;
         let seg = Segments::contiguous(s[0] * g, (s[1] / g) * s[2] * s[3]);
@@ -827,17 +821,6 @@ impl GroupNorm {
             self.params.eps,
         )
     }
-}
-
-fn same_gpu(layer: &Gpu, rec: &Recorder<'_>) -> Result<()> {
-    if layer.id() != rec.gpu().id() {
-        return Err(Error::WrongDevice {
-            name: "layer",
-            tensor_gpu: layer.id(),
-            this_gpu: rec.gpu().id(),
-        });
-    }
-    Ok(())
 }
 
 /// `torch.nn.LayerNorm(normalized_shape=(C, H, W))`: statistics over each sample's
@@ -911,7 +894,7 @@ impl LayerNorm {
     /// Records the normalisation.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         x.check_gpu(rec.gpu(), "input")?;
-        same_gpu(&self.gpu, rec)?;
+        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
         let s = self.output_shape(x.shape())?;
         let seg = Segments::contiguous(s[0], s[1] * s[2] * s[3]);
         let stats = rec.gpu().alloc_f32("stats", 2 * seg.count)?;
@@ -976,7 +959,7 @@ impl InstanceNorm2d {
     /// mode; here the plane's variance is 0 and the output is the bias.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         x.check_gpu(rec.gpu(), "input")?;
-        same_gpu(&self.gpu, rec)?;
+        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
         let s = x.shape();
         check_channels(s, self.num_features)?;
         let seg = Segments::contiguous(s[0] * s[1], s[2] * s[3]);
