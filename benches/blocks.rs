@@ -1,12 +1,13 @@
-//! End-to-end latency of torchvision's MobileNetV2 feature extractor at 1 x 3 x 224 x 224
-//! (width 1.0, made-up weights: speed does not depend on their values), one submission per
-//! forward pass including the input upload and the readback of the 1280 x 7 x 7 output.
+//! End-to-end latency of whole networks, one submission per forward pass including the
+//! input upload and the readback of the output: torchvision's MobileNetV2 feature extractor
+//! at 1 x 3 x 224 x 224 (width 1.0, made-up weights: speed does not depend on their
+//! values) and MediaPipe's selfie segmentation at 1 x 3 x 256 x 256 (its real weights).
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use segblocks::blocks::MobileNetV2Features;
+use segblocks::blocks::{MobileNetV2Features, SelfieSegmentation};
 use segblocks::StateDict;
 
 fn bench(c: &mut Criterion) {
@@ -27,6 +28,33 @@ fn bench(c: &mut Criterion) {
             let xt = gpu.upload(x.view()).unwrap();
             let mut rec = gpu.recorder();
             let y = net.forward(&mut rec, &xt).unwrap();
+            rec.download(&y).unwrap()
+        })
+    });
+
+    let selfie = SelfieSegmentation::load(
+        &gpu,
+        &StateDict::load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/selfie_segmentation/model.safetensors"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let shape = [1, 3, 256, 256];
+    let summary = selfie.summary(shape).unwrap();
+    eprintln!(
+        "selfie segmentation: {} parameters, {} MACs",
+        summary.total_params(),
+        summary.total_macs()
+    );
+    let x = common::input(shape).mapv(|v| 0.5 + 0.5 * v);
+    g.throughput(Throughput::Elements(2 * summary.total_macs()));
+    g.bench_function("selfie_segmentation_256", |b| {
+        b.iter(|| {
+            let xt = gpu.upload(x.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let y = selfie.forward(&mut rec, &xt).unwrap();
             rec.download(&y).unwrap()
         })
     });

@@ -7,7 +7,7 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::{Array1, Array4};
-use segblocks::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
+use segblocks::ops::attention::{SeGateKernel, SqueezeExcitation, SqueezeExcitationParams};
 use segblocks::ops::{channel, Activation};
 
 fn bench(c: &mut Criterion) {
@@ -57,14 +57,16 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let xs = common::input(se_shape);
-    common::bench_bytes(
-        &mut g,
-        &gpu,
-        "se_96_28",
-        &xs,
-        params.cost(se_shape).unwrap().bytes,
-        |rec, t| se.forward(rec, t),
-    );
+    for kernel in SeGateKernel::ALL {
+        common::bench_bytes(
+            &mut g,
+            &gpu,
+            &format!("se_96_28_{kernel:?}"),
+            &xs,
+            params.cost(se_shape).unwrap().bytes,
+            |rec, t| se.forward_with(rec, t, kernel),
+        );
+    }
     g.finish();
 }
 

@@ -7,6 +7,7 @@
 // MODE 3 y = act(a * gate(s[n, 0, h, w]))           (spatial attention scale; s is [N, 1, H, W])
 // MODE 4 y = act(b * t + a * (1 - t)), t = gate(s)  (highway; s the transform-gate logits)
 // MODE 5 y = act((1 + s) * b + a)                   (residual attention; s the mask)
+// MODE 6 y = act(a * gate(s[n, c]) + b)             (channel-gated skip plus a branch)
 // ACT is the output activation, GATE the activation applied to s (0 = none), so an
 // attention block's sigmoid is applied in the same pass that reads the feature map.
 #include "common.wgsl"
@@ -32,13 +33,13 @@ fn gate4(v: vec4<f32>) -> vec4<f32> {
     return activation4(GATE, v);
 }
 
-// The gate values of MODE 2 (per plane) or MODE 3 (per pixel) for the four elements
+// The gate values of MODE 2 and 6 (per plane) or MODE 3 (per pixel) for the four elements
 // starting at flat index e0. When H * W is a multiple of 4 one plane holds all four.
 fn gate_values(e0: u32) -> vec4<f32> {
     var g: vec4<f32>;
     if (p.hw % 4u == 0u) {
         let plane = e0 / p.hw;
-        if (MODE == 2u) {
+        if (MODE != 3u) {
             return gate4(vec4<f32>(s_in[plane]));
         }
         let n = plane / p.c;
@@ -49,7 +50,7 @@ fn gate_values(e0: u32) -> vec4<f32> {
     for (var k = 0u; k < 4u; k++) {
         let e = e0 + k;
         let plane = e / p.hw;
-        if (MODE == 2u) {
+        if (MODE != 3u) {
             g[k] = s_in[plane];
         } else {
             g[k] = s_in[(plane / p.c) * p.hw + e % p.hw];
@@ -77,6 +78,7 @@ fn main(
                 case 0u: { v = av; }
                 case 1u: { v = av + b[i]; }
                 case 2u, 3u: { v = av * gate_values(4u * i); }
+                case 6u: { v = av * gate_values(4u * i) + b[i]; }
                 case 4u: {
                     let e = 4u * i;
                     let g = gate4(vec4<f32>(s_in[e], s_in[e + 1u], s_in[e + 2u], s_in[e + 3u]));

@@ -1,11 +1,17 @@
-// Global average or max pooling over each (n, c) plane: one invocation per plane.
+// Global average or max pooling over each (n, c) plane: one workgroup per plane, its 64
+// invocations reading the plane four values at a time (when H * W is a multiple of 4)
+// and combining their partial results in workgroup memory, so even a few large planes
+// keep every core busy.
 // MODE 0: mean; MODE 1: max, NaN propagating as in PyTorch.
-// The mean sums x - x[0] (so a large common offset costs no precision) in blocks of 256
-// whose partial sums are added separately, keeping rounding error small on long planes.
-// (Kahan compensation is not used: shader compilers may reassociate it away.)
+// SUM 1 (mean only): the mean of x + x2, without the sum ever being stored.
+// The mean sums x - x[0] (so a large common offset costs no precision), each invocation
+// in blocks of 64 loads whose partial sums are added separately, keeping rounding error
+// small on long planes. (Kahan compensation is not used: shader compilers may
+// reassociate it away.)
 #include "common.wgsl"
 
 override MODE: u32 = 0u;
+override SUM: u32 = 0u;
 
 struct GlobalParams {
     planes: u32,
@@ -17,6 +23,33 @@ struct GlobalParams {
 @group(0) @binding(0) var<uniform> p: GlobalParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+// x as vec4s, and the second summand (bound to x when SUM is 0) both ways.
+@group(0) @binding(3) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> x2: array<f32>;
+@group(0) @binding(5) var<storage, read> x2_4: array<vec4<f32>>;
+
+var<workgroup> partial: array<f32, 64>;
+
+fn value(i: u32) -> f32 {
+    if (SUM == 1u) {
+        return x[i] + x2[i];
+    }
+    return x[i];
+}
+
+fn value4(i: u32) -> vec4<f32> {
+    if (SUM == 1u) {
+        return x4[i] + x2_4[i];
+    }
+    return x4[i];
+}
+
+fn max_nan(a: f32, b: f32) -> f32 {
+    if (b > a || is_nan(b)) {
+        return b;
+    }
+    return a;
+}
 
 @compute @workgroup_size(64)
 fn main(
@@ -24,30 +57,59 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let pl = linear_workgroup(wg, nwg) * 64u + lid;
+    // One plane per workgroup: `pl` is uniform, so the early return and the barriers
+    // below are in uniform control flow.
+    let pl = linear_workgroup(wg, nwg);
     if (pl >= p.planes) {
         return;
     }
     let base = pl * p.plane;
+    let vec = p.plane % 4u == 0u;
+    let count = select(p.plane, p.plane / 4u, vec);
+    var r: f32;
     if (MODE == 0u) {
-        let shift = x[base];
+        let shift = value(base);
         var total = 0.0;
-        for (var b0 = 0u; b0 < p.plane; b0 += 256u) {
-            var part = 0.0;
-            for (var i = b0; i < min(b0 + 256u, p.plane); i++) {
-                part += x[base + i] - shift;
+        for (var b0 = lid; b0 < count; b0 += 64u * 64u) {
+            var part = vec4<f32>(0.0);
+            for (var i = b0; i < min(b0 + 64u * 64u, count); i += 64u) {
+                if (vec) {
+                    part += value4(base / 4u + i) - shift;
+                } else {
+                    part.x += value(base + i) - shift;
+                }
             }
-            total += part;
+            total += (part.x + part.y) + (part.z + part.w);
         }
-        y[pl] = shift + total / f32(p.plane);
+        r = total;
     } else {
-        var best = x[base];
-        for (var i = 1u; i < p.plane; i++) {
-            let v = x[base + i];
-            if (v > best || is_nan(v)) {
-                best = v;
+        r = x[base];
+        for (var i = lid; i < count; i += 64u) {
+            if (vec) {
+                let v = x4[base / 4u + i];
+                r = max_nan(max_nan(r, v.x), max_nan(max_nan(v.y, v.z), v.w));
+            } else {
+                r = max_nan(r, x[base + i]);
             }
         }
-        y[pl] = best;
+    }
+    partial[lid] = r;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            if (MODE == 0u) {
+                partial[lid] += partial[lid + stride];
+            } else {
+                partial[lid] = max_nan(partial[lid], partial[lid + stride]);
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        if (MODE == 0u) {
+            y[pl] = value(base) + partial[0] / f32(p.plane);
+        } else {
+            y[pl] = partial[0];
+        }
     }
 }

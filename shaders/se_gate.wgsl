@@ -2,8 +2,11 @@
 // channel means (global average pool), then fc1 + activation and fc2 (1x1 convolutions
 // on the pooled vector) in workgroup memory. Writes the gate logits [N, C]; the gate
 // activation is applied by the scale pass that reads the feature map (elementwise.wgsl),
-// so the whole block is two dispatches.
+// so the whole block is two dispatches. With SUM = 1 the pooled vector is that of
+// x + x2 (a gate computed from a sum that is never materialised).
 #include "common.wgsl"
+
+override SUM: u32 = 0u;
 
 const MAX_C: u32 = 2048u;
 const MAX_S: u32 = 512u;
@@ -24,6 +27,9 @@ struct SeParams {
 @group(0) @binding(6) var<storage, read_write> gate: array<f32>; // [N, C]
 // The same buffer as x, read four values at a time when H * W is a multiple of 4.
 @group(0) @binding(7) var<storage, read> x4: array<vec4<f32>>;
+// The second summand (SUM = 1; bound to x otherwise), as scalars and as vec4s.
+@group(0) @binding(8) var<storage, read> x2: array<f32>;
+@group(0) @binding(9) var<storage, read> x2_4: array<vec4<f32>>;
 
 var<workgroup> pooled: array<f32, MAX_C>;
 var<workgroup> hidden: array<f32, MAX_S>;
@@ -47,6 +53,9 @@ fn main(
                 var part = vec4<f32>(0.0);
                 for (var i = b0; i < min(b0 + 64u, hw4); i++) {
                     part += x4[base4 + i];
+                    if (SUM == 1u) {
+                        part += x2_4[base4 + i];
+                    }
                 }
                 total += (part.x + part.y) + (part.z + part.w);
             }
@@ -55,6 +64,9 @@ fn main(
                 var part = 0.0;
                 for (var i = b0; i < min(b0 + 256u, p.hw); i++) {
                     part += x[base + i];
+                    if (SUM == 1u) {
+                        part += x2[base + i];
+                    }
                 }
                 total += part;
             }

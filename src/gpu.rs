@@ -15,6 +15,10 @@ use crate::shaders;
 
 static NEXT_GPU_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How many times larger than a request a freed buffer may be and still be reused for it
+/// within a recording.
+const REUSE_MAX_WASTE: u64 = 16;
+
 /// Options for [`Gpu::with_options`]. Every field left `None` falls back to wgpu's usual
 /// environment variables (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`) and then
 /// to the adapter's own limits.
@@ -39,6 +43,9 @@ pub struct MemoryStats {
     pub pooled_bytes: u64,
     /// Number of device buffers ever created by the pool.
     pub buffers_created: u64,
+    /// The most bytes ever live at once since the context was created or
+    /// [`Gpu::reset_peak_memory`] was called: the device memory a workload needs.
+    pub peak_live_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -290,55 +297,27 @@ impl Gpu {
         pollster::block_on(Self::new_async(options))
     }
 
-    /// Opens an adapter chosen by `options`.
+    /// Opens an adapter chosen by `options`. Without a backend choice (option or
+    /// `WGPU_BACKEND`), the primary backends (Vulkan, Metal, DX12, WebGPU) are tried first
+    /// and GL only when none of them has an adapter.
     pub async fn new_async(options: GpuOptions) -> Result<Self> {
-        let backends = options
-            .backends
-            .or_else(wgpu::Backends::from_env)
-            .unwrap_or(wgpu::Backends::all());
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        desc.backends = backends;
-        let instance = wgpu::Instance::new(desc);
+        let tries = match options.backends.or_else(wgpu::Backends::from_env) {
+            Some(b) => vec![b],
+            None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::all()],
+        };
         let wanted_name = options
             .adapter_name
             .clone()
             .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
             .filter(|s| !s.is_empty());
-        let adapter = match wanted_name {
-            Some(name) => {
-                let adapters = instance.enumerate_adapters(backends).await;
-                let names: Vec<String> = adapters
-                    .iter()
-                    .map(|a| {
-                        let i = a.get_info();
-                        format!("{} ({:?})", i.name, i.backend)
-                    })
-                    .collect();
-                adapters
-                    .into_iter()
-                    .find(|a| {
-                        a.get_info()
-                            .name
-                            .to_lowercase()
-                            .contains(&name.to_lowercase())
-                    })
-                    .ok_or_else(|| {
-                        Error::NoAdapter(format!(
-                            "no adapter name contains {name:?} (available: {names:?})"
-                        ))
-                    })?
+        let mut adapter = Err(Error::NoAdapter("no backend to try".into()));
+        for backends in tries {
+            adapter = open_adapter(backends, wanted_name.as_deref()).await;
+            if adapter.is_ok() {
+                break;
             }
-            None => instance
-                .request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::from_env()
-                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
-                    force_fallback_adapter: false,
-                    compatible_surface: None,
-                    apply_limit_buckets: false,
-                })
-                .await
-                .map_err(|e| Error::NoAdapter(format!("{e} (backends {backends:?})")))?,
-        };
+        }
+        let adapter = adapter?;
         let info = adapter.get_info();
         // Ask for everything the adapter offers, not wgpu's conservative defaults, so large
         // tensors fit in one binding.
@@ -435,6 +414,12 @@ impl Gpu {
             .stats
     }
 
+    /// Restarts [`MemoryStats::peak_live_bytes`] from the bytes live now.
+    pub fn reset_peak_memory(&self) {
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.stats.peak_live_bytes = pool.stats.live_bytes;
+    }
+
     /// Frees every pooled (unused) buffer.
     pub fn trim_pool(&self) {
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
@@ -496,6 +481,7 @@ impl Gpu {
             }
         };
         pool.stats.live_bytes += class;
+        pool.stats.peak_live_bytes = pool.stats.peak_live_bytes.max(pool.stats.live_bytes);
         Arc::new(PooledBuffer {
             buffer,
             kind,
@@ -557,22 +543,6 @@ impl Gpu {
         })
     }
 
-    /// Creates an uninitialised index tensor for a pooling's output.
-    pub(crate) fn empty_indices(
-        &self,
-        shape: [usize; 4],
-        origin: PoolOrigin,
-    ) -> Result<IndexTensor> {
-        check_dims("indices", &shape)?;
-        Ok(IndexTensor {
-            shape,
-            buf: self.alloc_f32("indices", shape.iter().product())?,
-            gpu_id: self.inner.id,
-            bound: origin.plane.0 * origin.plane.1,
-            origin: Some(origin),
-        })
-    }
-
     /// Uploads indices (flat `h * W + w` positions, as PyTorch's pooling returns them).
     /// Negative values and values that do not fit in `i32` are refused.
     pub fn upload_indices(&self, indices: ArrayView4<i64>) -> Result<IndexTensor> {
@@ -614,7 +584,8 @@ impl Gpu {
             gpu: self,
             encoder: None,
             pass: None,
-            keep: Vec::new(),
+            held: HashMap::new(),
+            reused: 0,
             dispatches: 0,
         }
     }
@@ -713,6 +684,52 @@ impl Gpu {
     }
 }
 
+/// The adapter named `wanted_name` (a case-insensitive substring), or wgpu's choice with
+/// the power preference from `WGPU_POWER_PREF` (default high performance).
+async fn open_adapter(
+    backends: wgpu::Backends,
+    wanted_name: Option<&str>,
+) -> Result<wgpu::Adapter> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    match wanted_name {
+        Some(name) => {
+            let adapters = instance.enumerate_adapters(backends).await;
+            let names: Vec<String> = adapters
+                .iter()
+                .map(|a| {
+                    let i = a.get_info();
+                    format!("{} ({:?})", i.name, i.backend)
+                })
+                .collect();
+            adapters
+                .into_iter()
+                .find(|a| {
+                    a.get_info()
+                        .name
+                        .to_lowercase()
+                        .contains(&name.to_lowercase())
+                })
+                .ok_or_else(|| {
+                    Error::NoAdapter(format!(
+                        "no adapter name contains {name:?} (available: {names:?})"
+                    ))
+                })
+        }
+        None => instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env()
+                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(format!("{e} (backends {backends:?})"))),
+    }
+}
+
 /// Checks that something created by the context `owner` (a tensor's or a layer's) is used
 /// with `gpu`; `name` is used in the error.
 pub(crate) fn check_owner(owner: u64, gpu: &Gpu, name: &'static str) -> Result<()> {
@@ -740,13 +757,20 @@ pub(crate) fn check_dims(name: &'static str, shape: &[usize; 4]) -> Result<()> {
 /// Records ops into one command encoder and one compute pass; nothing reaches the GPU
 /// until [`Recorder::submit`] or one of the download methods.
 ///
-/// Buffers used by recorded ops are kept alive until submission, so a tensor dropped
-/// mid-recording is never reused before the work that reads it has been submitted.
+/// Buffers used by recorded ops are held by the recorder until submission. Once no tensor
+/// refers to one any more (its last reader has been recorded), later ops of the same
+/// recording write their outputs into it: buffers are reused by liveness, so a network's
+/// peak memory is set by the activations alive at the same time, not by all of them.
+/// This is safe because every op is a dispatch (or copy) in one command stream, ordered
+/// after the reads recorded before it, while data uploads (`queue.write_buffer`, which
+/// land before the whole submission) only ever go to fresh buffers from the pool.
 pub struct Recorder<'g> {
     gpu: &'g Gpu,
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
-    keep: Vec<Arc<PooledBuffer>>,
+    /// Every buffer the recording uses, by address.
+    held: HashMap<usize, Arc<PooledBuffer>>,
+    reused: usize,
     dispatches: usize,
 }
 
@@ -759,6 +783,72 @@ impl<'g> Recorder<'g> {
     /// Number of compute dispatches recorded so far.
     pub fn dispatch_count(&self) -> usize {
         self.dispatches
+    }
+
+    /// Number of op outputs so far written into buffers freed earlier in this recording.
+    pub fn buffers_reused(&self) -> usize {
+        self.reused
+    }
+
+    fn hold(&mut self, buf: &Arc<PooledBuffer>) {
+        self.held
+            .entry(Arc::as_ptr(buf) as usize)
+            .or_insert_with(|| buf.clone());
+    }
+
+    /// A storage buffer for `len` f32 values that ops of this recording write before they
+    /// read it: the smallest buffer at least that large (and at most [`REUSE_MAX_WASTE`]
+    /// times larger, so a small tensor does not take a buffer a large one needs later)
+    /// that the recording holds and nothing else refers to any more, else a new one from
+    /// the pool. (Shaders never ask a binding for its length, so a larger buffer serves a
+    /// smaller tensor.)
+    pub(crate) fn alloc_f32(
+        &mut self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Arc<PooledBuffer>> {
+        let class = size_class(len as u64 * 4);
+        self.gpu.check_binding_size(name, class)?;
+        let dead = self
+            .held
+            .values()
+            .filter(|b| {
+                b.kind == BufferKind::Storage
+                    && (class..=REUSE_MAX_WASTE * class).contains(&b.class)
+                    && Arc::strong_count(b) == 1
+            })
+            .min_by_key(|b| b.class);
+        if let Some(b) = dead {
+            self.reused += 1;
+            return Ok(b.clone());
+        }
+        self.gpu.alloc_f32(name, len)
+    }
+
+    /// An op's output tensor (see [`Recorder::alloc_f32`]).
+    pub(crate) fn empty(&mut self, name: &'static str, shape: [usize; 4]) -> Result<Tensor> {
+        check_dims(name, &shape)?;
+        Ok(Tensor {
+            shape,
+            buf: self.alloc_f32(name, shape.iter().product())?,
+            gpu_id: self.gpu.inner.id,
+        })
+    }
+
+    /// A pooling's index output (see [`Recorder::alloc_f32`]).
+    pub(crate) fn empty_indices(
+        &mut self,
+        shape: [usize; 4],
+        origin: PoolOrigin,
+    ) -> Result<IndexTensor> {
+        check_dims("indices", &shape)?;
+        Ok(IndexTensor {
+            shape,
+            buf: self.alloc_f32("indices", shape.iter().product())?,
+            gpu_id: self.gpu.inner.id,
+            bound: origin.plane.0 * origin.plane.1,
+            origin: Some(origin),
+        })
     }
 
     fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
@@ -823,8 +913,10 @@ impl<'g> Recorder<'g> {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
-        self.keep.push(uniform);
-        self.keep.extend(buffers.iter().map(|b| (*b).clone()));
+        self.hold(&uniform);
+        for b in buffers {
+            self.hold(b);
+        }
         self.dispatches += 1;
         Ok(())
     }
@@ -843,15 +935,15 @@ impl<'g> Recorder<'g> {
         }
         let encoder = self.encoder();
         encoder.copy_buffer_to_buffer(&src.buffer, src_offset, &dst.buffer, dst_offset, bytes);
-        self.keep.push(src.clone());
-        self.keep.push(dst.clone());
+        self.hold(src);
+        self.hold(dst);
     }
 
     /// Records zero-filling a whole buffer.
     pub(crate) fn clear(&mut self, buf: &Arc<PooledBuffer>) {
         let encoder = self.encoder();
         encoder.clear_buffer(&buf.buffer, 0, None);
-        self.keep.push(buf.clone());
+        self.hold(buf);
     }
 
     fn finish(mut self) -> Result<wgpu::SubmissionIndex> {

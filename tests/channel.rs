@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use ndarray::{Array1, Array4};
 use segblocks::ops::attention::{
-    eca_kernel_size, Cbam, Eca, SqueezeExcitation, SqueezeExcitationParams,
+    eca_kernel_size, Cbam, Eca, SeGateKernel, SqueezeExcitation, SqueezeExcitationParams,
 };
 use segblocks::ops::channel;
 use segblocks::ops::Activation;
@@ -186,6 +186,15 @@ fn elementwise_ops_match_reference() {
             "scale channels",
         );
         let mut rec = gpu.recorder();
+        let y = channel::scale_channels_add(&mut rec, &at, &up(&sc), gate, &bt).unwrap();
+        let want = reference::channel::scale_channels_add(a.view(), sc.view(), gate, b.view());
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want, 1e-6).view(),
+            "scale channels add",
+        );
+        let mut rec = gpu.recorder();
         let y = channel::scale_spatial(&mut rec, &at, &up(&ss), gate).unwrap();
         let want = reference::channel::scale_spatial(a.view(), ss.view(), gate);
         assert_close(
@@ -273,7 +282,12 @@ fn squeeze_excitation_matches_reference() {
             .unwrap();
         let mut rec = gpu.recorder();
         let y = se.forward(&mut rec, &up(&x)).unwrap();
-        assert_eq!(rec.dispatch_count(), 2, "squeeze + excitation, gated scale");
+        let gate_dispatches = match se.select_gate_kernel(shape) {
+            SeGateKernel::Fused => 1,
+            SeGateKernel::PoolThenExcite => 2,
+            SeGateKernel::PoolThenConvs => 3,
+        };
+        assert_eq!(rec.dispatch_count(), gate_dispatches + 1, "gate, then gated scale");
         let got = rec.download(&y).unwrap();
         let want = reference::attention::squeeze_excitation(
             &params,
@@ -290,7 +304,71 @@ fn squeeze_excitation_matches_reference() {
         );
         let cost = params.cost(shape).unwrap();
         assert_eq!(cost.params, (c * s + s + s * c + c) as u64);
+        // Every gate kernel, for the block and for the gate of a sum without the sum
+        // (decoder attention gates).
+        let x2 = random4(&mut r, shape);
+        let sum = &x + &x2;
+        let want_gate = reference::attention::excitation(
+            &params,
+            sum.view(),
+            (w1.view(), b1.view()),
+            (w2.view(), b2.view()),
+        )
+        .unwrap();
+        for kernel in SeGateKernel::ALL {
+            let mut rec = gpu.recorder();
+            let y = se.forward_with(&mut rec, &up(&x), kernel).unwrap();
+            let got = rec.download(&y).unwrap();
+            assert_close(
+                got.view(),
+                want.view(),
+                tol(&want, 1e-5).view(),
+                &format!("SE {kernel:?} {params:?}"),
+            );
+            let mut rec = gpu.recorder();
+            let g = se
+                .excitation_with(&mut rec, &up(&x), Some(&up(&x2)), kernel)
+                .unwrap();
+            let got = rec.download(&g).unwrap();
+            assert_close(
+                got.view(),
+                want_gate.view(),
+                tol(&want_gate, 1e-5).view(),
+                &format!("SE gate of a sum {kernel:?} {params:?}"),
+            );
+        }
+        let mut rec = gpu.recorder();
+        se.excitation_of_sum(&mut rec, &up(&x), &up(&x2)).unwrap();
+        assert_eq!(rec.dispatch_count(), gate_dispatches, "the sum is never stored");
     }
+    // Large maps pool with a workgroup per plane first.
+    let params = SqueezeExcitationParams::new(16, 8);
+    let (w1, b1) = (random4(&mut r, [8, 16, 1, 1]), random1(&mut r, 8));
+    let (w2, b2) = (random4(&mut r, [16, 8, 1, 1]), random1(&mut r, 16));
+    let se =
+        SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view()).unwrap();
+    // Few channels: pooled first however small the map.
+    assert_eq!(
+        se.select_gate_kernel([1, 16, 8, 8]),
+        SeGateKernel::PoolThenExcite
+    );
+    let wide = SqueezeExcitation::new(
+        gpu,
+        SqueezeExcitationParams::new(96, 24),
+        Array4::zeros([24, 96, 1, 1]).view(),
+        Array1::zeros(24).view(),
+        Array4::zeros([96, 24, 1, 1]).view(),
+        Array1::zeros(96).view(),
+    )
+    .unwrap();
+    assert_eq!(
+        wide.select_gate_kernel([1, 96, 16, 16]),
+        SeGateKernel::Fused
+    );
+    assert_eq!(
+        wide.select_gate_kernel([1, 96, 64, 64]),
+        SeGateKernel::PoolThenExcite
+    );
     // Wider than the fused pass holds: pool, fc1, fc2 and scale as separate dispatches.
     let params = SqueezeExcitationParams::new(2100, 3);
     let x = random4(&mut r, [1, 2100, 1, 2]);
@@ -314,6 +392,37 @@ fn squeeze_excitation_matches_reference() {
         want.view(),
         tol(&want, 1e-4).view(),
         "SE, unfused",
+    );
+    let x2 = random4(&mut r, [1, 2100, 1, 2]);
+    let mut rec = gpu.recorder();
+    let g = se.excitation_of_sum(&mut rec, &up(&x), &up(&x2)).unwrap();
+    let got = rec.download(&g).unwrap();
+    let sum = &x + &x2;
+    let want = reference::attention::excitation(
+        &params,
+        sum.view(),
+        (w1.view(), b1.view()),
+        (w2.view(), b2.view()),
+    )
+    .unwrap();
+    assert_close(
+        got.view(),
+        want.view(),
+        tol(&want, 1e-4).view(),
+        "SE gate of a sum, unfused",
+    );
+    let mut rec = gpu.recorder();
+    assert!(matches!(
+        se.excitation_of_sum(&mut rec, &up(&x), &up(&random4(&mut r, [1, 2100, 2, 1]))),
+        Err(Error::ShapeMismatch { name: "b", .. })
+    ));
+    assert_eq!(
+        se.select_gate_kernel([1, 2100, 1, 2]),
+        SeGateKernel::PoolThenConvs
+    );
+    expect_param(
+        se.forward_with(&mut rec, &up(&x), SeGateKernel::Fused),
+        "kernel",
     );
 }
 
@@ -409,6 +518,16 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(
         channel::scale_channels(&mut rec, &x, &y, Activation::Sigmoid),
         Err(Error::ShapeMismatch { name: "scale", .. })
+    ));
+    assert!(matches!(
+        channel::scale_channels_add(
+            &mut rec,
+            &x,
+            &up(&Array4::zeros([1, 6, 1, 1])),
+            Activation::Sigmoid,
+            &y
+        ),
+        Err(Error::ShapeMismatch { name: "branch", .. })
     ));
     assert!(matches!(
         channel::highway(&mut rec, &x, &x, &y),

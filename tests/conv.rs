@@ -841,3 +841,147 @@ fn padding_modes_every_kernel_random() {
         ((1, 2), (1, 2))
     );
 }
+
+#[test]
+fn asymmetric_and_tensorflow_same_padding_every_kernel() {
+    use segblocks::ops::conv::tf_same_padding;
+    // TensorFlow's 'SAME': ceil(in / stride) outputs, the odd padding after.
+    assert_eq!(tf_same_padding(256, 3, 2, 1), (0, 1));
+    assert_eq!(tf_same_padding(32, 5, 2, 1), (1, 2));
+    assert_eq!(tf_same_padding(31, 3, 2, 1), (1, 1));
+    assert_eq!(tf_same_padding(7, 3, 1, 2), (2, 2));
+    assert_eq!(tf_same_padding(5, 1, 2, 1), (0, 0));
+    assert_eq!(tf_same_padding(4, 3, 3, 1), (1, 1));
+    for (input, k, s) in [(256usize, 3usize, 2usize), (31, 5, 2), (17, 4, 3)] {
+        let pad = tf_same_padding(input, k, s, 1);
+        let out = Conv2dParams::new(1, 1, k)
+            .stride(s)
+            .padding_asymmetric(pad, pad)
+            .output_shape([1, 1, input, input])
+            .unwrap();
+        assert_eq!(out[2], input.div_ceil(s), "{input} {k} {s}");
+    }
+
+    // The reference with (before, after) padding equals an unpadded convolution of the
+    // zero-padded input (F.pad then conv2d).
+    let mut r = rng(71);
+    let x = random4(&mut r, [2, 3, 9, 10]);
+    let ((top, bottom), (left, right)) = ((0, 2), (3, 1));
+    let params = Conv2dParams::new(3, 4, 3)
+        .stride((2, 1))
+        .padding_asymmetric((top, bottom), (left, right));
+    let w = random4(&mut r, params.weight_shape());
+    let mut padded = Array4::<f32>::zeros([2, 3, 9 + top + bottom, 10 + left + right]);
+    padded
+        .slice_mut(ndarray::s![.., .., top..top + 9, left..left + 10])
+        .assign(&x);
+    let plain = Conv2dParams::new(3, 4, 3).stride((2, 1)).bias(false);
+    let want = reference::conv::conv2d(&plain, padded.view(), w.view(), None).unwrap();
+    let got = reference::conv::conv2d(&params.bias(false), x.view(), w.view(), None).unwrap();
+    assert_close(
+        got.view(),
+        want.view(),
+        want.mapv(|v| 1e-6 * (1.0 + v.abs())).view(),
+        "asymmetric padding vs F.pad",
+    );
+
+    // Every kernel against the reference, the TFLite shapes among them.
+    let all = &ConvKernel::ALL;
+    let same = |k: usize, s: usize, n: usize| tf_same_padding(n, k, s, 1);
+    check(
+        Conv2dParams::new(3, 16, 3)
+            .stride(2)
+            .padding_asymmetric(same(3, 2, 32), same(3, 2, 32))
+            .activation(Activation::HardSwish),
+        [1, 3, 32, 32],
+        72,
+        all,
+    );
+    check(
+        Conv2dParams::depthwise(24, 1, 5)
+            .stride(2)
+            .padding_asymmetric(same(5, 2, 16), same(5, 2, 18)),
+        [2, 24, 16, 18],
+        73,
+        all,
+    );
+    check(
+        Conv2dParams::depthwise(8, 2, 3).padding_asymmetric((2, 0), (0, 1)),
+        [1, 8, 7, 9],
+        74,
+        all,
+    );
+    check(
+        Conv2dParams::new(6, 5, 1).padding_asymmetric((1, 0), (0, 2)),
+        [1, 6, 5, 4],
+        75,
+        all,
+    );
+    // Asymmetric padding is part of the validation: too small an input is an error.
+    let r = Conv2dParams::new(1, 1, 5)
+        .padding_asymmetric((0, 1), (0, 1))
+        .output_shape([1, 1, 3, 3]);
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidParam {
+                name: "kernel_size",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn freed_buffers_are_reused_within_a_recording() {
+    // A chain where every intermediate dies right after its reader is recorded: the later
+    // outputs go into the freed buffers, and the results are those of separate recordings.
+    let gpu = Gpu::new().unwrap();
+    let mut r = rng(81);
+    let params = Conv2dParams::new(8, 8, 3)
+        .padding(1)
+        .bias(false)
+        .activation(Activation::Relu);
+    let w = random4(&mut r, params.weight_shape());
+    let conv = Conv2d::new(&gpu, params, w.view(), None).unwrap();
+    let x = random4(&mut r, [1, 8, 12, 12]);
+    let xt = gpu.upload(x.view()).unwrap();
+
+    let mut want = x.clone();
+    for _ in 0..6 {
+        want = reference::conv::conv2d(&params, want.view(), w.view(), None).unwrap();
+    }
+    let mut rec = gpu.recorder();
+    let mut y = conv.forward(&mut rec, &xt).unwrap();
+    for _ in 0..5 {
+        y = conv.forward(&mut rec, &y).unwrap();
+    }
+    assert_eq!(
+        rec.buffers_reused(),
+        4,
+        "outputs 3..6 reuse the buffers of 1..4"
+    );
+    let got = rec.download(&y).unwrap();
+    assert_close(
+        got.view(),
+        want.view(),
+        want.mapv(|v| 1e-4 * (1.0 + v.abs())).view(),
+        "chain with reuse",
+    );
+    // A tensor the caller still holds is never overwritten.
+    let mut rec = gpu.recorder();
+    let a = conv.forward(&mut rec, &xt).unwrap();
+    let b = conv.forward(&mut rec, &a).unwrap();
+    let c = conv.forward(&mut rec, &b).unwrap();
+    assert_eq!(rec.buffers_reused(), 0);
+    drop(c);
+    let got_a = rec.download(&a).unwrap();
+    let want_a = reference::conv::conv2d(&params, x.view(), w.view(), None).unwrap();
+    assert_close(
+        got_a.view(),
+        want_a.view(),
+        want_a.mapv(|v| 1e-4 * (1.0 + v.abs())).view(),
+        "held tensor",
+    );
+}

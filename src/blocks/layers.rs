@@ -2,10 +2,10 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::{key, make_divisible, ConvBnAct, Summary};
+use super::{key, make_divisible, ConvBnAct, SeLayer, Summary};
 use crate::error::{invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
-use crate::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
+use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::channel::{add, channel_shuffle, concat, split};
 use crate::ops::conv::Conv2dParams;
 use crate::ops::{Activation, Cost};
@@ -344,15 +344,6 @@ pub struct MobileNetV3Config {
     pub dilation: usize,
 }
 
-/// The SE layer of a MobileNetV3 block with its host weights for the reference forward.
-#[derive(Debug)]
-struct SeLayer {
-    block: SqueezeExcitation,
-    params: SqueezeExcitationParams,
-    weights: [Array4<f32>; 2],
-    biases: [ndarray::Array1<f32>; 2],
-}
-
 /// A MobileNetV3 inverted residual for inference.
 #[derive(Debug)]
 pub struct MobileNetV3Block {
@@ -418,19 +409,15 @@ impl MobileNetV3Block {
             let s = make_divisible(e as f64 / 4.0, 8);
             let params =
                 SqueezeExcitationParams::new(e, s).scale_activation(Activation::HardSigmoid);
-            let w1 = sd.get4(&key(prefix, &format!("block.{i}.fc1.weight")), [s, e, 1, 1])?;
-            let b1 = sd.get1(&key(prefix, &format!("block.{i}.fc1.bias")), s)?;
-            let w2 = sd.get4(&key(prefix, &format!("block.{i}.fc2.weight")), [e, s, 1, 1])?;
-            let b2 = sd.get1(&key(prefix, &format!("block.{i}.fc2.bias")), e)?;
-            let block =
-                SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())?;
-            i += 1;
-            Some(SeLayer {
-                block,
+            let layer = SeLayer::load(
+                gpu,
+                sd,
                 params,
-                weights: [w1, w2],
-                biases: [b1, b2],
-            })
+                &key(prefix, &format!("block.{i}.fc1")),
+                &key(prefix, &format!("block.{i}.fc2")),
+            )?;
+            i += 1;
+            Some(layer)
         } else {
             None
         };
@@ -464,7 +451,7 @@ impl MobileNetV3Block {
         };
         y = self.depthwise.forward(rec, &y)?;
         if let Some(se) = &self.se {
-            y = se.block.forward(rec, &y)?;
+            y = se.forward(rec, &y)?;
         }
         y = self.project.forward(rec, &y)?;
         if self.residual() {
@@ -481,13 +468,7 @@ impl MobileNetV3Block {
         };
         y = self.depthwise.reference(y.view())?;
         if let Some(se) = &self.se {
-            let (w, b) = (&se.weights, &se.biases);
-            y = reference::attention::squeeze_excitation(
-                &se.params,
-                y.view(),
-                (w[0].view(), b[0].view()),
-                (w[1].view(), b[1].view()),
-            )?;
+            y = se.reference(y.view())?;
         }
         y = self.project.reference(y.view())?;
         if self.residual() {

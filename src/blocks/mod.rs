@@ -11,6 +11,7 @@
 mod layers;
 mod networks;
 mod segmentation;
+mod selfie;
 
 pub use layers::{
     Bottleneck, BottleneckConfig, DepthwiseSeparableBlock, DepthwiseSeparableConfig, EncoderOutput,
@@ -19,11 +20,13 @@ pub use layers::{
 };
 pub use networks::{make_divisible, MobileNetV2Features};
 pub use segmentation::{Aspp, DenseBlock, FcnHead};
+pub use selfie::SelfieSegmentation;
 
-use ndarray::{Array1, Array4, ArrayView4};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
 use crate::ops::conv::{Conv2d, Conv2dParams};
 use crate::ops::norm::fold_batch_norm;
 use crate::ops::{Activation, Cost};
@@ -179,6 +182,68 @@ impl ConvBnAct {
             c.params += 2 * self.params.out_channels as u64;
         }
         Ok(c)
+    }
+}
+
+/// A squeeze-and-excitation layer (`fc1` / `fc2` 1x1 convolutions with bias) with its
+/// host weights for the reference forward.
+#[derive(Debug)]
+struct SeLayer {
+    block: SqueezeExcitation,
+    params: SqueezeExcitationParams,
+    weights: [Array4<f32>; 2],
+    biases: [Array1<f32>; 2],
+}
+
+impl SeLayer {
+    /// Loads `{fc1}.weight [S, C, 1, 1]`, `{fc1}.bias`, `{fc2}.weight [C, S, 1, 1]`,
+    /// `{fc2}.bias`.
+    fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: SqueezeExcitationParams,
+        fc1: &str,
+        fc2: &str,
+    ) -> Result<Self> {
+        let (c, s) = (params.input_channels, params.squeeze_channels);
+        let w1 = sd.get4(&key(fc1, "weight"), [s, c, 1, 1])?;
+        let b1 = sd.get1(&key(fc1, "bias"), s)?;
+        let w2 = sd.get4(&key(fc2, "weight"), [c, s, 1, 1])?;
+        let b2 = sd.get1(&key(fc2, "bias"), c)?;
+        let block =
+            SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())?;
+        Ok(SeLayer {
+            block,
+            params,
+            weights: [w1, w2],
+            biases: [b1, b2],
+        })
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        self.block.forward(rec, x)
+    }
+
+    fn excitation_of_sum(&self, rec: &mut Recorder<'_>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.block.excitation_of_sum(rec, a, b)
+    }
+
+    fn fc(&self) -> [(ArrayView4<'_, f32>, ArrayView1<'_, f32>); 2] {
+        [0, 1].map(|i| (self.weights[i].view(), self.biases[i].view()))
+    }
+
+    fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let [fc1, fc2] = self.fc();
+        reference::attention::squeeze_excitation(&self.params, x, fc1, fc2)
+    }
+
+    fn reference_excitation(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let [fc1, fc2] = self.fc();
+        reference::attention::excitation(&self.params, x, fc1, fc2)
+    }
+
+    fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        self.params.cost(input)
     }
 }
 

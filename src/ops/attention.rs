@@ -85,8 +85,39 @@ impl SqueezeExcitationParams {
 /// larger blocks run as separate pool and 1x1 convolution dispatches.
 const SE_FUSED_MAX: (usize, usize) = (2048, 512);
 
-/// Squeeze-and-excitation on the GPU: the squeeze and excitation in one dispatch (one
-/// workgroup per sample), the gated scale in a second.
+/// Values per sample up to which [`SeGateKernel::Fused`] is chosen: one workgroup reads
+/// the whole feature map, which is quicker than a second dispatch while the map is small.
+pub const SE_FUSED_MAX_ELEMENTS: usize = 65_536;
+
+/// Fewest channels for which [`SeGateKernel::Fused`] is chosen: with fewer, most of its
+/// single workgroup idles (measured on lavapipe: 16 or 24 channels of 32 x 32 took
+/// milliseconds fused, a fraction of that pooled first).
+pub const SE_FUSED_MIN_CHANNELS: usize = 32;
+
+/// How a [`SqueezeExcitation`] computes its gate logits (see
+/// [`SqueezeExcitation::select_gate_kernel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeGateKernel {
+    /// Squeeze and excitation in one dispatch, one workgroup per sample.
+    Fused,
+    /// A global average pool with a workgroup per plane, then the excitation in one
+    /// workgroup per sample.
+    PoolThenExcite,
+    /// The pool, then `fc1` and `fc2` as 1x1 convolutions (any width).
+    PoolThenConvs,
+}
+
+impl SeGateKernel {
+    /// Every variant.
+    pub const ALL: [SeGateKernel; 3] = [
+        SeGateKernel::Fused,
+        SeGateKernel::PoolThenExcite,
+        SeGateKernel::PoolThenConvs,
+    ];
+}
+
+/// Squeeze-and-excitation on the GPU: the squeeze and excitation (one or two dispatches,
+/// [`SeGateKernel`]), then the gated scale.
 #[derive(Debug)]
 pub struct SqueezeExcitation {
     params: SqueezeExcitationParams,
@@ -130,32 +161,150 @@ impl SqueezeExcitation {
     /// Records the block: the squeeze and excitation in one dispatch and the gated scale
     /// in another (very wide blocks: pool, fc1, fc2 and scale as four).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let logits = self.excitation(rec, x)?;
+        scale_channels(rec, x, &logits, self.params.scale_activation)
+    }
+
+    /// Records the squeeze and excitation only: the gate's logits `fc2(act(fc1(avgpool(x))))`
+    /// of shape `[N, C, 1, 1]`, before the scale activation. For gates applied to another
+    /// tensor than the one they are computed from (e.g.
+    /// [`scale_channels_add`](super::channel::scale_channels_add)).
+    pub fn excitation(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let kernel = self.select_gate_kernel(x.shape());
+        self.excitation_with(rec, x, None, kernel)
+    }
+
+    /// The gate logits of `a + b` (same shapes) without materialising the sum: the
+    /// average pool of a sum is the sum of the pools, taken in the same pass.
+    pub fn excitation_of_sum(
+        &self,
+        rec: &mut Recorder<'_>,
+        a: &Tensor,
+        b: &Tensor,
+    ) -> Result<Tensor> {
+        let kernel = self.select_gate_kernel(a.shape());
+        self.excitation_with(rec, a, Some(b), kernel)
+    }
+
+    /// The gate kernel for an input of `shape`: [`SeGateKernel::Fused`] while one
+    /// workgroup per sample can read the feature map quickly (at most
+    /// [`SE_FUSED_MAX_ELEMENTS`] values per sample, and at least
+    /// [`SE_FUSED_MIN_CHANNELS`] channels: it pools one channel per invocation),
+    /// [`SeGateKernel::PoolThenExcite`] otherwise (the pooling spread over a workgroup per
+    /// plane), and
+    /// [`SeGateKernel::PoolThenConvs`] for blocks wider than the excitation pass holds.
+    pub fn select_gate_kernel(&self, shape: [usize; 4]) -> SeGateKernel {
+        let (c, sq) = (self.params.input_channels, self.params.squeeze_channels);
+        if c > SE_FUSED_MAX.0 || sq > SE_FUSED_MAX.1 {
+            SeGateKernel::PoolThenConvs
+        } else if c >= SE_FUSED_MIN_CHANNELS && c * shape[2] * shape[3] <= SE_FUSED_MAX_ELEMENTS {
+            SeGateKernel::Fused
+        } else {
+            SeGateKernel::PoolThenExcite
+        }
+    }
+
+    /// [`SqueezeExcitation::forward`] with a chosen gate kernel.
+    pub fn forward_with(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        kernel: SeGateKernel,
+    ) -> Result<Tensor> {
+        let logits = self.excitation_with(rec, x, None, kernel)?;
+        scale_channels(rec, x, &logits, self.params.scale_activation)
+    }
+
+    /// The gate logits of `x` (or of `x + second`) with a chosen kernel; an error when the
+    /// block is too wide for `Fused` or `PoolThenExcite`.
+    pub fn excitation_with(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        second: Option<&Tensor>,
+        kernel: SeGateKernel,
+    ) -> Result<Tensor> {
         let s = x.shape();
         self.fc1.output_shape([s[0], s[1], 1, 1])?;
+        let gpu = rec.gpu();
+        x.check_gpu(gpu, "input")?;
+        if let Some(b) = second {
+            b.check_gpu(gpu, "b")?;
+            if b.shape() != s {
+                return Err(crate::error::Error::ShapeMismatch {
+                    name: "b",
+                    expected: s.to_vec(),
+                    actual: b.shape().to_vec(),
+                });
+            }
+        }
         let (c, sq) = (self.params.input_channels, self.params.squeeze_channels);
-        let logits = if c <= SE_FUSED_MAX.0 && sq <= SE_FUSED_MAX.1 {
-            let gpu = rec.gpu();
-            x.check_gpu(gpu, "input")?;
-            let logits = gpu.empty("gate", [s[0], c, 1, 1])?;
-            let pipeline = gpu.pipeline(
-                "se_gate.wgsl",
-                &[],
-                &[("ACT", self.params.activation.shader_code())],
-            )?;
-            let [w1, b1, w2, b2] = &self.fused;
-            rec.dispatch(
-                &pipeline,
-                &[c as u32, sq as u32, (s[2] * s[3]) as u32, 0],
-                &[x.pooled(), w1, b1, w2, b2, logits.pooled(), x.pooled()],
-                s[0] as u64,
-            )?;
-            logits
-        } else {
-            let pooled = GlobalPool::Avg.forward(rec, x)?;
-            let squeezed = self.fc1.forward(rec, &pooled)?;
-            self.fc2.forward(rec, &squeezed)?
-        };
-        scale_channels(rec, x, &logits, self.params.scale_activation)
+        if kernel != SeGateKernel::PoolThenConvs && (c > SE_FUSED_MAX.0 || sq > SE_FUSED_MAX.1) {
+            return Err(invalid(
+                "kernel",
+                format!(
+                    "{kernel:?} holds at most {} channels squeezed to {}, got {c} and {sq}",
+                    SE_FUSED_MAX.0, SE_FUSED_MAX.1
+                ),
+            ));
+        }
+        match kernel {
+            SeGateKernel::Fused => self.record_gate(rec, x, second),
+            SeGateKernel::PoolThenExcite => {
+                let pooled = GlobalPool::Avg.record(rec, x, second)?;
+                self.record_gate(rec, &pooled, None)
+            }
+            SeGateKernel::PoolThenConvs => {
+                let pooled = GlobalPool::Avg.record(rec, x, second)?;
+                let squeezed = self.fc1.forward(rec, &pooled)?;
+                self.fc2.forward(rec, &squeezed)
+            }
+        }
+    }
+
+    /// `se_gate.wgsl`: squeeze (over H x W, 1 x 1 for a pooled input) and excitation.
+    fn record_gate(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        x2: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let gpu = rec.gpu();
+        let s = x.shape();
+        let (c, sq) = (self.params.input_channels, self.params.squeeze_channels);
+        let logits = rec.empty("gate", [s[0], c, 1, 1])?;
+        let pipeline = gpu.pipeline(
+            "se_gate.wgsl",
+            &[],
+            &[
+                ("ACT", self.params.activation.shader_code()),
+                ("SUM", if x2.is_some() { 1.0 } else { 0.0 }),
+            ],
+        )?;
+        let [w1, b1, w2, b2] = &self.fused;
+        let second = x2.unwrap_or(x).pooled();
+        rec.dispatch(
+            &pipeline,
+            &[c as u32, sq as u32, (s[2] * s[3]) as u32, 0],
+            &[
+                x.pooled(),
+                w1,
+                b1,
+                w2,
+                b2,
+                logits.pooled(),
+                x.pooled(),
+                second,
+                second,
+            ],
+            s[0] as u64,
+        )?;
+        Ok(logits)
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &SqueezeExcitationParams {
+        &self.params
     }
 }
 

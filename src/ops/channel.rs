@@ -71,7 +71,7 @@ pub fn channel_shuffle(rec: &mut Recorder<'_>, x: &Tensor, groups: usize) -> Res
     let table: Vec<u32> = (0..s[1])
         .map(|j| ((j % groups) * per + j / groups) as u32)
         .collect();
-    let y = rec.gpu().empty("output", s)?;
+    let y = rec.empty("output", s)?;
     record_channel_copy(rec, x, &table, &y, 0)?;
     Ok(y)
 }
@@ -95,7 +95,7 @@ pub fn concat(rec: &mut Recorder<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
         }
         channels += s[1];
     }
-    let y = rec.gpu().empty("output", [s0[0], channels, s0[2], s0[3]])?;
+    let y = rec.empty("output", [s0[0], channels, s0[2], s0[3]])?;
     let mut offset = 0;
     for t in inputs {
         let c = t.shape()[1];
@@ -130,7 +130,7 @@ impl DenseBuffer {
                 format!("{capacity} channels cannot hold the initial {}", s[1]),
             ));
         }
-        let buffer = rec.gpu().empty("buffer", [s[0], capacity, s[2], s[3]])?;
+        let buffer = rec.empty("buffer", [s[0], capacity, s[2], s[3]])?;
         let mut dense = DenseBuffer { buffer, filled: 0 };
         dense.append(rec, initial)?;
         Ok(dense)
@@ -174,7 +174,7 @@ impl DenseBuffer {
         if b[0] == 1 || self.filled == b[1] {
             return Ok(self.buffer.prefix_view(shape));
         }
-        let y = rec.gpu().empty("output", shape)?;
+        let y = rec.empty("output", shape)?;
         let table: Vec<u32> = (0..self.filled as u32).collect();
         record_channel_copy(rec, &self.buffer, &table, &y, 0)?;
         Ok(y)
@@ -198,7 +198,7 @@ pub fn split(rec: &mut Recorder<'_>, x: &Tensor, sizes: &[usize]) -> Result<Vec<
     let mut start = 0u32;
     let mut out = Vec::with_capacity(sizes.len());
     for &c in sizes {
-        let y = rec.gpu().empty("output", [s[0], c, s[2], s[3]])?;
+        let y = rec.empty("output", [s[0], c, s[2], s[3]])?;
         let table: Vec<u32> = (start..start + c as u32).collect();
         record_channel_copy(rec, x, &table, &y, 0)?;
         start += c as u32;
@@ -216,6 +216,7 @@ enum Mode {
     ScaleSpatial = 3,
     Highway = 4,
     ResidualAttention = 5,
+    ScaleChannelsAdd = 6,
 }
 
 fn record_elementwise(
@@ -232,7 +233,7 @@ fn record_elementwise(
     let hw = shape[2] * shape[3];
     let len4 = a.len().div_ceil(4);
     let total = len4.div_ceil(ELEMENTWISE_VEC);
-    let y = gpu.empty("output", shape)?;
+    let y = rec.empty("output", shape)?;
     let pipeline = gpu.pipeline(
         "elementwise.wgsl",
         &[],
@@ -286,6 +287,33 @@ pub fn scale_channels(
         Mode::ScaleChannels,
         x,
         None,
+        Some(s),
+        Activation::None,
+        gate,
+    )
+}
+
+/// Channel-gated skip plus a branch, `x * gate(s) + branch` with `s` of shape
+/// `[N, C, 1, 1]`, in one pass: the attention-gated skip connections of decoders such as
+/// MediaPipe's selfie segmentation (the gate computed from `x + branch`).
+pub fn scale_channels_add(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    s: &Tensor,
+    gate: Activation,
+    branch: &Tensor,
+) -> Result<Tensor> {
+    x.check_gpu(rec.gpu(), "input")?;
+    s.check_gpu(rec.gpu(), "scale")?;
+    branch.check_gpu(rec.gpu(), "branch")?;
+    let xs = x.shape();
+    same_shape("scale", [xs[0], xs[1], 1, 1], s.shape())?;
+    same_shape("branch", xs, branch.shape())?;
+    record_elementwise(
+        rec,
+        Mode::ScaleChannelsAdd,
+        x,
+        Some(branch),
         Some(s),
         Activation::None,
         gate,
@@ -369,7 +397,7 @@ pub fn channel_max_mean(rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
     x.check_gpu(rec.gpu(), "input")?;
     let gpu = rec.gpu();
     let s = x.shape();
-    let y = gpu.empty("output", [s[0], 2, s[2], s[3]])?;
+    let y = rec.empty("output", [s[0], 2, s[2], s[3]])?;
     let total = s[0] * s[2] * s[3];
     let pipeline = gpu.pipeline("channel_pool.wgsl", &[], &[])?;
     rec.dispatch(

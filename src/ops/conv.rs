@@ -2,9 +2,11 @@
 //! pointwise, depthwise (with channel multiplier), group, dilated, and depthwise separable.
 //!
 //! Weights use PyTorch's layout `[C_out, C_in / groups, kH, kW]`. Padding is symmetric
-//! (`padding=p`) or `'same'` (`padding_same()`, stride 1, the odd extra row / column at
-//! the bottom / right as in PyTorch), with PyTorch's four `padding_mode`s. The output
-//! size per axis is `floor((in + pad_total - dilation * (kernel - 1) - 1) / stride) + 1`.
+//! (`padding=p`), `'same'` (`padding_same()`, stride 1, the odd extra row / column at
+//! the bottom / right as in PyTorch), or explicit per side (`padding_asymmetric`, what
+//! `F.pad` before the convolution or TensorFlow's strided `'SAME'` gives, see
+//! [`tf_same_padding`]), with PyTorch's four `padding_mode`s. The output size per axis is
+//! `floor((in + pad_before + pad_after - dilation * (kernel - 1) - 1) / stride) + 1`.
 
 use std::sync::{Arc, OnceLock};
 
@@ -25,8 +27,11 @@ pub struct Conv2dParams {
     pub kernel_size: (usize, usize),
     /// Stride `(sH, sW)`, default 1.
     pub stride: (usize, usize),
-    /// Padding on each side `(pH, pW)`, default 0 (ignored when `padding_same`).
+    /// Padding on each side `(pH, pW)`, default 0 (ignored when `padding_same`); with
+    /// `padding_after` set, the padding before (top, left) only.
     pub padding: (usize, usize),
+    /// Padding after (bottom, right) when it differs from `padding`; `None` is symmetric.
+    pub padding_after: Option<(usize, usize)>,
     /// PyTorch's `padding='same'`: the output has the input's size (stride 1 only).
     pub padding_same: bool,
     /// How the padding is filled (default zeros).
@@ -51,6 +56,7 @@ impl Conv2dParams {
             kernel_size: kernel_size.into_pair(),
             stride: (1, 1),
             padding: (0, 0),
+            padding_after: None,
             padding_same: false,
             padding_mode: PaddingMode::Zeros,
             dilation: (1, 1),
@@ -74,6 +80,18 @@ impl Conv2dParams {
     /// Sets symmetric padding.
     pub fn padding(mut self, padding: impl IntoPair) -> Self {
         self.padding = padding.into_pair();
+        self.padding_after = None;
+        self.padding_same = false;
+        self
+    }
+
+    /// Sets the padding per side, `(before, after)` for the height (top, bottom) and the
+    /// width (left, right): `F.pad(x, (left, right, top, bottom))` followed by an
+    /// unpadded convolution, in one pass. Ports of TensorFlow / TFLite models use it for
+    /// strided `'SAME'` convolutions ([`tf_same_padding`]).
+    pub fn padding_asymmetric(mut self, height: (usize, usize), width: (usize, usize)) -> Self {
+        self.padding = (height.0, width.0);
+        self.padding_after = Some((height.1, width.1));
         self.padding_same = false;
         self
     }
@@ -93,17 +111,28 @@ impl Conv2dParams {
 
     /// Padding `(before, after)` per axis `(height, width)`.
     pub fn pads(&self) -> ((usize, usize), (usize, usize)) {
-        let axis = |p: usize, k: usize, d: usize| {
+        let axis = |p: usize, after: Option<usize>, k: usize, d: usize| {
             if self.padding_same {
                 let total = d * (k.max(1) - 1);
                 (total / 2, total - total / 2)
             } else {
-                (p, p)
+                (p, after.unwrap_or(p))
             }
         };
+        let after = self.padding_after;
         (
-            axis(self.padding.0, self.kernel_size.0, self.dilation.0),
-            axis(self.padding.1, self.kernel_size.1, self.dilation.1),
+            axis(
+                self.padding.0,
+                after.map(|a| a.0),
+                self.kernel_size.0,
+                self.dilation.0,
+            ),
+            axis(
+                self.padding.1,
+                after.map(|a| a.1),
+                self.kernel_size.1,
+                self.dilation.1,
+            ),
         )
     }
 
@@ -225,6 +254,10 @@ impl Conv2dParams {
             ("kernel_size", self.kernel_size.0.max(self.kernel_size.1)),
             ("stride", self.stride.0.max(self.stride.1)),
             ("padding", self.padding.0.max(self.padding.1)),
+            (
+                "padding_after",
+                self.padding_after.map_or(0, |(h, w)| h.max(w)),
+            ),
             ("dilation", self.dilation.0.max(self.dilation.1)),
         ] {
             if v > limit {
@@ -295,6 +328,24 @@ impl Conv2dParams {
             bytes: 4 * (elems_in + elems_out + params),
         })
     }
+}
+
+/// TensorFlow's `'SAME'` padding `(before, after)` along one axis of length `input`: the
+/// output has `ceil(input / stride)` positions and the padding they need, `max((out - 1) *
+/// stride + dilation * (kernel - 1) + 1 - input, 0)`, is split with the odd one after. With
+/// stride 2 and an even input this is asymmetric (3x3: `(0, 1)`, 5x5: `(1, 2)`), which
+/// PyTorch's symmetric `padding` cannot express; pass the result to
+/// [`Conv2dParams::padding_asymmetric`].
+pub fn tf_same_padding(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+) -> (usize, usize) {
+    let out = input.div_ceil(stride.max(1));
+    let span = dilation * kernel.saturating_sub(1) + 1;
+    let total = ((out.max(1) - 1) * stride + span).saturating_sub(input);
+    (total / 2, total - total / 2)
 }
 
 /// How a convolution's padding is filled (PyTorch's `padding_mode`).
@@ -566,7 +617,7 @@ impl Conv2d {
                 format!("{kernel:?} does not support {p:?} on input {in_shape:?}"),
             ));
         }
-        let output = gpu.empty("output", out_shape)?;
+        let output = rec.empty("output", out_shape)?;
         // Output channels per invocation in vec4 units; the blocked weight layout is padded
         // for the largest tile, so every kernel's tile divides it.
         let oc_vec = match kernel {

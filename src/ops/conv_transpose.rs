@@ -282,7 +282,7 @@ impl ConvTranspose2d {
         let p = &self.params;
         let in_shape = input.shape();
         let out_shape = p.output_shape(in_shape)?;
-        let output = gpu.empty("output", out_shape)?;
+        let output = rec.empty("output", out_shape)?;
         let [n, _, oh, ow] = out_shape;
         let cout_pg = p.out_per_group();
         let oc_vec = tile_oc_vec(cout_pg);

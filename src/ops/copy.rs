@@ -9,7 +9,7 @@ use crate::gpu::{Recorder, Tensor};
 pub fn copy(rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
     let gpu = rec.gpu();
     input.check_gpu(gpu, "input")?;
-    let y = gpu.empty("output", input.shape())?;
+    let y = rec.empty("output", input.shape())?;
     let len4 = input.len().div_ceil(4);
     let pipeline = gpu.pipeline("copy.wgsl", &[], &[])?;
     rec.dispatch(

@@ -195,7 +195,7 @@ fn record_apply_act(
 ) -> Result<Tensor> {
     let gpu = rec.gpu();
     let s = x.shape();
-    let y = gpu.empty("output", s)?;
+    let y = rec.empty("output", s)?;
     let hw = s[2] * s[3];
     let strips = hw.div_ceil(APPLY_PX);
     let total = s[0] * s[1] * strips;
@@ -436,7 +436,7 @@ impl BatchNorm2d {
             ));
         }
         let c = self.params.num_features;
-        let stats = rec.gpu().alloc_f32("stats", 4 * c)?;
+        let stats = rec.alloc_f32("stats", 4 * c)?;
         let running = if self.params.track_running_stats {
             let tracked = self.num_batches_tracked.fetch_add(1, Ordering::Relaxed) + 1;
             let factor = self.params.momentum.unwrap_or(1.0 / tracked as f32);
@@ -478,7 +478,7 @@ impl BatchNorm2d {
     pub fn forward_eval(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         self.check(rec, x)?;
         if !self.params.track_running_stats {
-            let stats = rec.gpu().alloc_f32("stats", 4 * self.params.num_features)?;
+            let stats = rec.alloc_f32("stats", 4 * self.params.num_features)?;
             let seg = Segments::per_channel(x.shape());
             record_stats(
                 rec,
@@ -573,7 +573,7 @@ impl BatchNorm2d {
         let gpu = rec.gpu();
         let c = self.params.num_features;
         // A private copy: the backward sums go into its upper half.
-        let stats = gpu.alloc_f32("stats", 4 * c)?;
+        let stats = rec.alloc_f32("stats", 4 * c)?;
         rec.copy(&saved.stats, 0, &stats, 0, 8 * c as u64);
         let seg = Segments::per_channel(s);
         record_stats(
@@ -586,7 +586,7 @@ impl BatchNorm2d {
             1,
             self.params.eps,
         )?;
-        let dx = gpu.empty("grad_input", s)?;
+        let dx = rec.empty("grad_input", s)?;
         let hw = s[2] * s[3];
         let strips = hw.div_ceil(APPLY_PX);
         let total = s[0] * c * strips;
@@ -607,8 +607,8 @@ impl BatchNorm2d {
             &[x.pooled(), dy.pooled(), &stats, &self.gamma, dx.pooled()],
             (total as u64).div_ceil(WORKGROUP),
         )?;
-        let grad_bias = gpu.empty("grad_bias", [1, c, 1, 1])?;
-        let grad_weight = gpu.empty("grad_weight", [1, c, 1, 1])?;
+        let grad_bias = rec.empty("grad_bias", [1, c, 1, 1])?;
+        let grad_weight = rec.empty("grad_weight", [1, c, 1, 1])?;
         rec.copy(&stats, 8 * c as u64, grad_bias.pooled(), 0, 4 * c as u64);
         rec.copy(&stats, 12 * c as u64, grad_weight.pooled(), 0, 4 * c as u64);
         Ok(BatchNormGrads {
@@ -799,7 +799,7 @@ impl GroupNorm {
         let s = self.params.output_shape(x.shape())?;
         let g = self.params.num_groups;
         let seg = Segments::contiguous(s[0] * g, (s[1] / g) * s[2] * s[3]);
-        let stats = rec.gpu().alloc_f32("stats", 2 * seg.count)?;
+        let stats = rec.alloc_f32("stats", 2 * seg.count)?;
         record_stats(
             rec,
             seg,
@@ -897,7 +897,7 @@ impl LayerNorm {
         check_owner(self.gpu.id(), rec.gpu(), "layer")?;
         let s = self.output_shape(x.shape())?;
         let seg = Segments::contiguous(s[0], s[1] * s[2] * s[3]);
-        let stats = rec.gpu().alloc_f32("stats", 2 * seg.count)?;
+        let stats = rec.alloc_f32("stats", 2 * seg.count)?;
         record_stats(rec, seg, x.pooled(), x.pooled(), &stats, None, 0, self.eps)?;
         record_apply(
             rec,
@@ -963,7 +963,7 @@ impl InstanceNorm2d {
         let s = x.shape();
         check_channels(s, self.num_features)?;
         let seg = Segments::contiguous(s[0] * s[1], s[2] * s[3]);
-        let stats = rec.gpu().alloc_f32("stats", 2 * seg.count)?;
+        let stats = rec.alloc_f32("stats", 2 * seg.count)?;
         record_stats(rec, seg, x.pooled(), x.pooled(), &stats, None, 0, self.eps)?;
         record_apply(
             rec,
@@ -1002,8 +1002,8 @@ pub fn adain(rec: &mut Recorder<'_>, content: &Tensor, style: &Tensor, eps: f32)
         });
     }
     let planes = c[0] * c[1];
-    let content_stats = gpu.alloc_f32("stats", 2 * planes)?;
-    let style_stats = gpu.alloc_f32("stats", 2 * planes)?;
+    let content_stats = rec.alloc_f32("stats", 2 * planes)?;
+    let style_stats = rec.alloc_f32("stats", 2 * planes)?;
     let seg_c = Segments::contiguous(planes, c[2] * c[3]);
     let seg_s = Segments::contiguous(planes, s[2] * s[3]);
     record_stats(

@@ -109,8 +109,8 @@ impl MaxPool2dParams {
         input.check_gpu(gpu, "input")?;
         let s = input.shape();
         let out = self.output_shape(s)?;
-        let y = gpu.empty("output", out)?;
-        let idx = gpu.empty_indices(
+        let y = rec.empty("output", out)?;
+        let idx = rec.empty_indices(
             out,
             PoolOrigin {
                 kernel_size: self.kernel_size,
@@ -353,7 +353,7 @@ impl MaxUnpool2dParams {
                 ),
             ));
         }
-        let y = gpu.empty("output", out)?;
+        let y = rec.empty("output", out)?;
         if let Some(origin) = indices.origin().filter(|o| self.gather_applies(o, out)) {
             let strips_x = out[3].div_ceil(STRIP_PX);
             let total = s[0] * s[1] * out[2] * strips_x;
@@ -388,7 +388,7 @@ impl MaxUnpool2dParams {
             )?;
             return Ok(y);
         }
-        let owner = gpu.alloc_f32("output", out.iter().product())?;
+        let owner = rec.alloc_f32("output", out.iter().product())?;
         let planes = s[0] * s[1];
         let in_plane = s[2] * s[3];
         rec.clear(&owner);
@@ -531,7 +531,7 @@ impl AvgPool2dParams {
         input.check_gpu(gpu, "input")?;
         let s = input.shape();
         let out = self.output_shape(s)?;
-        let y = gpu.empty("output", out)?;
+        let y = rec.empty("output", out)?;
         let strips_x = out[3].div_ceil(STRIP_PX);
         let total = s[0] * s[1] * out[2] * strips_x;
         let pipeline = gpu.pipeline(
@@ -603,22 +603,34 @@ impl GlobalPool {
 
     /// Records the pooling.
     pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
+        self.record(rec, input, None)
+    }
+
+    /// Records the pooling of `input + second` (average only) without storing the sum.
+    pub(crate) fn record(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        second: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let gpu = rec.gpu();
         input.check_gpu(gpu, "input")?;
         let s = input.shape();
         let out = self.output_shape(s)?;
-        let y = gpu.empty("output", out)?;
+        let y = rec.empty("output", out)?;
         let planes = s[0] * s[1];
         let mode = match self {
             GlobalPool::Avg => 0.0,
             GlobalPool::Max => 1.0,
         };
-        let pipeline = gpu.pipeline("global_pool.wgsl", &[], &[("MODE", mode)])?;
+        let sum = if second.is_some() { 1.0 } else { 0.0 };
+        let pipeline = gpu.pipeline("global_pool.wgsl", &[], &[("MODE", mode), ("SUM", sum)])?;
+        let x2 = second.unwrap_or(input).pooled();
         rec.dispatch(
             &pipeline,
             &[planes as u32, (s[2] * s[3]) as u32, 0, 0],
-            &[input.pooled(), y.pooled()],
-            (planes as u64).div_ceil(WORKGROUP),
+            &[input.pooled(), y.pooled(), input.pooled(), x2, x2],
+            planes as u64,
         )?;
         Ok(y)
     }
@@ -666,7 +678,7 @@ impl AdaptiveAvgPool2dParams {
         input.check_gpu(gpu, "input")?;
         let s = input.shape();
         let out = self.output_shape(s)?;
-        let y = gpu.empty("output", out)?;
+        let y = rec.empty("output", out)?;
         let total = out.iter().product::<usize>();
         let pipeline = gpu.pipeline("adaptive_avg_pool.wgsl", &[], &[])?;
         rec.dispatch(

@@ -180,7 +180,7 @@ impl UpsampleParams {
         );
         let rows = gpu.upload_slice("rows", &rows)?;
         let cols = gpu.upload_slice("cols", &cols)?;
-        let y = gpu.empty("output", out)?;
+        let y = rec.empty("output", out)?;
         let strips_x = out[3].div_ceil(RESAMPLE_PX);
         let total = s[0] * s[1] * out[2] * strips_x;
         let mode = match self.mode {
@@ -283,7 +283,7 @@ impl UpsampleParams {
     ) -> Result<Tensor> {
         let gpu = rec.gpu();
         let s = input.shape();
-        let y = gpu.empty("output", out)?;
+        let y = rec.empty("output", out)?;
         let w4 = s[3] / 4;
         let total = s[0] * s[1] * 2 * s[2] * w4;
         let pipeline = gpu.pipeline("bilinear2x.wgsl", &[], &[])?;
@@ -315,7 +315,7 @@ impl UpsampleParams {
     ) -> Result<Tensor> {
         let gpu = rec.gpu();
         let s = input.shape();
-        let y = gpu.empty("output", out)?;
+        let y = rec.empty("output", out)?;
         let rows = s[0] * s[1] * s[2];
         let w4 = s[3] / 4;
         let total = rows * w4;

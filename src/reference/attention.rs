@@ -9,8 +9,8 @@ use crate::ops::conv::Conv2dParams;
 use crate::ops::pool::GlobalPool;
 use crate::ops::Activation;
 
-/// `x * scale_act(fc2(act(fc1(avgpool(x)))))`.
-pub fn squeeze_excitation(
+/// The gate logits `fc2(act(fc1(avgpool(x))))`, shape `[N, C, 1, 1]`.
+pub fn excitation(
     params: &SqueezeExcitationParams,
     x: ArrayView4<f32>,
     fc1: (ArrayView4<f32>, ArrayView1<f32>),
@@ -20,7 +20,17 @@ pub fn squeeze_excitation(
     let pooled = super::pool::global_pool(GlobalPool::Avg, x)?;
     let p1 = Conv2dParams::new(c, s, 1).activation(params.activation);
     let h = super::conv::conv2d(&p1, pooled.view(), fc1.0, Some(fc1.1))?;
-    let logits = super::conv::conv2d(&Conv2dParams::new(s, c, 1), h.view(), fc2.0, Some(fc2.1))?;
+    super::conv::conv2d(&Conv2dParams::new(s, c, 1), h.view(), fc2.0, Some(fc2.1))
+}
+
+/// `x * scale_act(fc2(act(fc1(avgpool(x)))))`.
+pub fn squeeze_excitation(
+    params: &SqueezeExcitationParams,
+    x: ArrayView4<f32>,
+    fc1: (ArrayView4<f32>, ArrayView1<f32>),
+    fc2: (ArrayView4<f32>, ArrayView1<f32>),
+) -> Result<Array4<f32>> {
+    let logits = excitation(params, x, fc1, fc2)?;
     Ok(super::channel::scale_channels(
         x,
         logits.view(),

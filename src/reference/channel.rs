@@ -47,6 +47,20 @@ pub fn scale_channels(x: ArrayView4<f32>, s: ArrayView4<f32>, gate: Activation) 
     out
 }
 
+/// `x[n, c, h, w] * gate(s[n, c]) + branch[n, c, h, w]` for `s` of shape `[N, C, 1, 1]`.
+pub fn scale_channels_add(
+    x: ArrayView4<f32>,
+    s: ArrayView4<f32>,
+    gate: Activation,
+    branch: ArrayView4<f32>,
+) -> Array4<f32> {
+    let mut out = x.to_owned();
+    for ((n, c, h, w), v) in out.indexed_iter_mut() {
+        *v = *v * super::activation(gate, s[[n, c, 0, 0]]) + branch[[n, c, h, w]];
+    }
+    out
+}
+
 /// `x[n, c, h, w] * gate(s[n, 0, h, w])`.
 pub fn scale_spatial(x: ArrayView4<f32>, s: ArrayView4<f32>, gate: Activation) -> Array4<f32> {
     let mut out = x.to_owned();
