@@ -10,10 +10,14 @@
 // [g][C_in/g][kH][kW][C_out/g padded to 4 * OC_VEC] (src/ops/conv_transpose.rs).
 // Workgroups: linear index = ((n * groups + g) * oc_blocks_pg + block) * work + strip block;
 // strips per plane: oh * sW * strips_x.
+// Without dilation (TAPS = ceil(kW / sW) > 0) the columns one phase reads for its
+// successive taps are the previous tap's shifted by one: each further tap loads a single
+// new input and shifts the rest in registers.
 #include "common.wgsl"
 
 const PX: u32 = 8u; // @specialize
 const OC_VEC: u32 = 2u; // @specialize
+const TAPS: u32 = 2u; // @specialize
 
 override KH: u32 = 4u;
 override KW: u32 = 4u;
@@ -101,6 +105,43 @@ fn main(
         let ty = i32(oy + p.pad_h) - i32(ky * DH);
         if (tap_index(ty, SH, p.h)) {
             let iy = u32(ty) / SH;
+            if (TAPS > 0u) {
+                // dW = 1: the taps of this phase are kx0, kx0 + sW, ...; tap m reads input
+                // columns ix_first - m + j.
+                let kx0 = (phase + p.pad_w) % SW;
+                let ix_first = i32((phase + p.pad_w - kx0) / SW + j0);
+                for (var ci = 0u; ci < p.cin_pg; ci++) {
+                    let base = ((n * p.c_in + g * p.cin_pg + ci) * p.h + iy) * p.w;
+                    for (var j = 0u; j < PX; j++) {
+                        xs[j] = load_x(base, ix_first + i32(j));
+                    }
+                    for (var m = 0u; m < TAPS; m++) {
+                        if (m > 0u) {
+                            let fresh = load_x(base, ix_first - i32(m));
+                            var shifted: array<f32, PX>;
+                            for (var j = 0u; j < PX; j++) {
+                                shifted[j] = select(xs[max(j, 1u) - 1u], fresh, j == 0u);
+                            }
+                            xs = shifted;
+                        }
+                        let kx = kx0 + m * SW;
+                        if (kx < KW) {
+                            let widx = (((g * p.cin_pg + ci) * KH + ky) * KW + kx) * oc_pad4 + oc0 / 4u;
+                            accumulate(&acc0, &xs, wt[widx]);
+                            if (OC_VEC > 1u) {
+                                accumulate(&acc1, &xs, wt[widx + 1u]);
+                            }
+                            if (OC_VEC > 2u) {
+                                accumulate(&acc2, &xs, wt[widx + 2u]);
+                            }
+                            if (OC_VEC > 3u) {
+                                accumulate(&acc3, &xs, wt[widx + 3u]);
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             for (var kx = 0u; kx < KW; kx++) {
                 // Input column of pixel j: (phase + pW - kx * dW) / sW + j0 + j, when the
                 // numerator is a multiple of sW (the same for every j of this phase). The
