@@ -18,8 +18,12 @@
 //! `split`, so split cases run on the GPU only). Failures are collected over all cases of
 //! a test and reported together, with the case, the side and the output.
 
-use std::sync::OnceLock;
+mod common;
 
+use common::golden::{
+    activation, assert_no_failures, assert_unique_names, bool_of, cases, compare, field, floats,
+    gpu, shaped, str_of, usize_field, usize_vec, Tol,
+};
 use ndarray::{Array1, Array4, ArrayD, ArrayView4, Ix1, Ix2, Ix4};
 use segblocks::ops::attention::{
     eca_kernel_size, Cbam, Eca, SqueezeExcitation, SqueezeExcitationParams,
@@ -27,7 +31,6 @@ use segblocks::ops::attention::{
 use segblocks::ops::channel;
 use segblocks::ops::Activation;
 use segblocks::reference;
-use segblocks::Gpu;
 use serde_json::Value;
 
 const GOLDEN: &str = include_str!("golden/channel.json");
@@ -62,20 +65,6 @@ const ATTENTION_REFERENCE_TOL: f32 = 1e-5;
 /// its `exp` is not correctly rounded; as for the convolution golden tests, 1e-4 leaves
 /// room for that while still catching any wrong tap or gate.
 const ATTENTION_GPU_TOL: f32 = 1e-4;
-
-/// One context per test binary; fails loudly (never skips) when there is no adapter.
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let g = Gpu::new().expect("no GPU adapter for the golden channel tests");
-        eprintln!(
-            "golden_channel: testing on {} ({:?})",
-            g.adapter_info().name,
-            g.adapter_info().backend
-        );
-        g
-    })
-}
 
 /// What a case runs, with its inputs and parameters (PyTorch's outputs are in
 /// [`Case::outputs`]).
@@ -262,82 +251,13 @@ impl Case {
     }
 }
 
-/// How a run's values are compared with PyTorch's.
-#[derive(Clone, Copy, Debug)]
-enum Tol {
-    /// Bitwise equal (pure data movement).
-    Exact,
-    /// `|got - want| <= tol * (1 + |want|)`.
-    Rel(f32),
-}
-
 // ----------------------------------------------------------------------------------------
 // Loading
 
-fn field<'a>(case: &'a Value, name: &str, key: &str) -> &'a Value {
-    case.get(key)
-        .unwrap_or_else(|| panic!("case {name}: missing field {key:?}"))
-}
-
-fn usize_of(v: &Value, name: &str, key: &str) -> usize {
-    v.as_u64()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an unsigned integer: {v}"))
-        as usize
-}
-
-fn usize_field(case: &Value, name: &str, key: &str) -> usize {
-    usize_of(field(case, name, key), name, key)
-}
-
-fn usizes(case: &Value, name: &str, key: &str) -> Vec<usize> {
-    field(case, name, key)
-        .as_array()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an array"))
-        .iter()
-        .map(|x| usize_of(x, name, key))
-        .collect()
-}
-
-fn str_of<'a>(case: &'a Value, name: &str, key: &str) -> &'a str {
-    field(case, name, key)
-        .as_str()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not a string"))
-}
-
-fn bool_of(case: &Value, name: &str, key: &str) -> bool {
-    field(case, name, key)
-        .as_bool()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not a bool"))
-}
-
-/// A float: a JSON number (the shortest decimal of an f32, so parsing as f64 and casting
-/// gives the f32 back; the script checks this), or "nan" / "inf" / "-inf".
-fn float_of(x: &Value, name: &str, key: &str) -> f32 {
-    match x {
-        Value::String(s) => match s.as_str() {
-            "nan" => f32::NAN,
-            "inf" => f32::INFINITY,
-            "-inf" => f32::NEG_INFINITY,
-            other => panic!("case {name}: {key:?} holds an unknown float string {other:?}"),
-        },
-        _ => x
-            .as_f64()
-            .unwrap_or_else(|| panic!("case {name}: {key:?} holds a non-number: {x}"))
-            as f32,
-    }
-}
-
 /// The tensor `key`, with the shape in `key + "_shape"`.
 fn tensor(case: &Value, name: &str, key: &str) -> ArrayD<f32> {
-    let shape = usizes(case, name, &format!("{key}_shape"));
-    let data: Vec<f32> = field(case, name, key)
-        .as_array()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an array"))
-        .iter()
-        .map(|x| float_of(x, name, key))
-        .collect();
-    ArrayD::from_shape_vec(shape.clone(), data)
-        .unwrap_or_else(|e| panic!("case {name}: {key:?} does not have shape {shape:?}: {e}"))
+    let shape = usize_vec(case, name, &format!("{key}_shape"));
+    shaped(floats(field(case, name, key), name, key), name, key, shape)
 }
 
 fn tensor4(case: &Value, name: &str, key: &str) -> Array4<f32> {
@@ -362,19 +282,6 @@ fn linear_as_conv(case: &Value, name: &str, key: &str) -> Array4<f32> {
         .expect("same element count")
 }
 
-fn activation(s: &str, name: &str) -> Activation {
-    match s {
-        "none" => Activation::None,
-        "relu" => Activation::Relu,
-        "relu6" => Activation::Relu6,
-        "sigmoid" => Activation::Sigmoid,
-        "hardsigmoid" => Activation::HardSigmoid,
-        "hardswish" => Activation::HardSwish,
-        "silu" => Activation::Silu,
-        other => panic!("case {name}: unknown activation {other:?}"),
-    }
-}
-
 /// The op and PyTorch's outputs of one JSON case.
 fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
     let output = || vec![("output".to_string(), tensor4(c, n, "output"))];
@@ -396,7 +303,7 @@ fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
         }
         "split" => {
             assert_eq!(usize_field(c, n, "dim"), 1, "case {n}: only dim 1");
-            let sections = usizes(c, n, "sections");
+            let sections = usize_vec(c, n, "sections");
             let outputs: Vec<_> = (0..usize_field(c, n, "num_outputs"))
                 .map(|i| {
                     let key = format!("output{i}");
@@ -511,8 +418,8 @@ fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
             output(),
         ),
         "eca_kernel_size" => {
-            let channels = usizes(c, n, "channels");
-            let kernel_sizes = usizes(c, n, "kernel_size");
+            let channels = usize_vec(c, n, "channels");
+            let kernel_sizes = usize_vec(c, n, "kernel_size");
             assert_eq!(
                 channels.len(),
                 kernel_sizes.len(),
@@ -531,12 +438,7 @@ fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
 }
 
 fn load_cases() -> Vec<Case> {
-    let root: Value = serde_json::from_str(GOLDEN).expect("tests/golden/channel.json is not JSON");
-    let cases = root
-        .as_array()
-        .expect("tests/golden/channel.json: want a list of cases");
-    assert!(!cases.is_empty(), "tests/golden/channel.json has no cases");
-    cases
+    cases(GOLDEN, "tests/golden/channel.json")
         .iter()
         .map(|c| {
             let name = str_of(c, "?", "name").to_string();
@@ -610,7 +512,7 @@ fn run_gpu(c: &Case) -> Option<segblocks::Result<Vec<Array4<f32>>>> {
 }
 
 fn run_gpu_inner(c: &Case) -> segblocks::Result<Vec<Array4<f32>>> {
-    let gpu = gpu();
+    let gpu = gpu("golden_channel");
     let up = |a: &Array4<f32>| gpu.upload(a.view());
     let mut rec = gpu.recorder();
     let y = match &c.op {
@@ -679,60 +581,6 @@ fn run_gpu_inner(c: &Case) -> segblocks::Result<Vec<Array4<f32>>> {
 // ----------------------------------------------------------------------------------------
 // Comparing
 
-/// The largest `|got - want| / (1 + |want|)` (infinite for a NaN or infinity mismatch),
-/// and `None` when every value is within `tol`, else a description of the worst offender
-/// and how many values are out of bounds.
-// `!(err <= bound)` rather than `err > bound`, so that NaN fails.
-#[allow(clippy::neg_cmp_op_on_partial_ord)]
-fn compare(got: ArrayView4<f32>, want: ArrayView4<f32>, tol: Tol) -> (f32, Option<String>) {
-    if got.shape() != want.shape() {
-        return (
-            f32::INFINITY,
-            Some(format!("shape {:?}, want {:?}", got.shape(), want.shape())),
-        );
-    }
-    let mut max_rel = 0.0f32;
-    let mut bad = 0usize;
-    let mut worst: Option<(f32, String)> = None;
-    for ((idx, &g), &w) in got.indexed_iter().zip(want.iter()) {
-        // Non-finite values (and everything under Tol::Exact) must match bit for bit, any
-        // NaN matching any NaN.
-        let same = (g.is_nan() && w.is_nan()) || g.to_bits() == w.to_bits();
-        let (rel, ratio, ok, bound) = match tol {
-            _ if same => (0.0, 0.0, true, 0.0),
-            Tol::Rel(t) if w.is_finite() => {
-                let err = (g - w).abs();
-                let bound = t * (1.0 + w.abs());
-                let rel = if err.is_nan() {
-                    f32::INFINITY
-                } else {
-                    err / (1.0 + w.abs())
-                };
-                (rel, rel / t, err <= bound, bound)
-            }
-            _ => (f32::INFINITY, f32::INFINITY, false, 0.0),
-        };
-        max_rel = max_rel.max(rel);
-        if !ok {
-            bad += 1;
-            if worst.as_ref().is_none_or(|(r, _)| !(ratio <= *r)) {
-                let how = match tol {
-                    Tol::Exact => format!(
-                        "bits {:#010x}, want {:#010x} (exact match required)",
-                        g.to_bits(),
-                        w.to_bits()
-                    ),
-                    Tol::Rel(_) => format!("|diff| {:e} > bound {bound:e}", (g - w).abs()),
-                };
-                worst = Some((ratio, format!("at {idx:?}: got {g}, want {w}, {how}")));
-            }
-        }
-    }
-    let msg =
-        worst.map(|(_, msg)| format!("{bad} of {} values out of bounds; worst {msg}", got.len()));
-    (max_rel, msg)
-}
-
 /// Checks every case of `family` on one side (reference or GPU) and panics with every
 /// failure at the end.
 fn check_family(family: Family, gpu: bool) {
@@ -784,7 +632,7 @@ fn check_family(family: Family, gpu: bool) {
         }
     }
     assert!(runs > 0, "no golden cases for {family:?} on the {side}");
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_no_failures(&failures);
 }
 
 // ----------------------------------------------------------------------------------------
@@ -793,10 +641,7 @@ fn check_family(family: Family, gpu: bool) {
 #[test]
 fn golden_cases_cover_the_brief() {
     let cases = load_cases();
-    let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    assert_eq!(names.len(), cases.len(), "duplicate case names");
+    assert_unique_names(cases.iter().map(|c| c.name.as_str()));
     for f in Family::ALL {
         assert!(
             cases.iter().any(|c| c.family() == f),
@@ -924,7 +769,7 @@ fn eca_kernel_size_matches_the_reference_code() {
         }
     }
     assert!(checked > 2000, "only {checked} ECA kernel sizes checked");
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_no_failures(&failures);
 }
 
 #[test]

@@ -13,8 +13,12 @@
 //! equals PyTorch, the GPU equals PyTorch. Failures are collected over all cases of a test
 //! and reported together.
 
-use std::sync::OnceLock;
+mod common;
 
+use common::golden::{
+    activation, array, assert_no_failures, assert_unique_names, bias_values, bool_of, cases,
+    compare, field, floats, gpu, shaped, str_of, usize_field, usizes, usizes_of, Tol,
+};
 use ndarray::{Array1, Array4, ArrayView4};
 use segblocks::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
 use segblocks::ops::pool::{
@@ -23,7 +27,6 @@ use segblocks::ops::pool::{
 use segblocks::ops::upsample::{UpsampleMode, UpsampleParams};
 use segblocks::ops::Activation;
 use segblocks::reference;
-use segblocks::Gpu;
 use serde_json::Value;
 
 const GOLDEN: &str = include_str!("golden/decoder.json");
@@ -49,20 +52,6 @@ const CONV_T_GPU_TOL: f32 = 1e-4;
 /// the global mean); all within a few ulps. 1e-6 is ~8 ulps of a value near 1: a wrong
 /// tap, weight or window moves results by orders of magnitude more.
 const BLEND_TOL: f32 = 1e-6;
-
-/// One context per test binary; fails loudly (never skips) when there is no adapter.
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let g = Gpu::new().expect("no GPU adapter for the golden decoder tests");
-        eprintln!(
-            "golden_decoder: testing on {} ({:?})",
-            g.adapter_info().name,
-            g.adapter_info().backend
-        );
-        g
-    })
-}
 
 /// What a case runs.
 enum Op {
@@ -183,15 +172,6 @@ enum Run {
     Global(GlobalPool),
 }
 
-/// How a run's values are compared with PyTorch's.
-#[derive(Clone, Copy, Debug)]
-enum Tol {
-    /// Bitwise equal, except that any NaN equals any NaN.
-    Exact,
-    /// `|got - want| <= tol * (1 + |want|)`.
-    Rel(f32),
-}
-
 impl Run {
     fn tol(self, case: &Case, gpu: bool) -> Tol {
         match (self, &case.op) {
@@ -219,74 +199,7 @@ struct Output {
 // ----------------------------------------------------------------------------------------
 // Loading
 
-fn field<'a>(case: &'a Value, name: &str, key: &str) -> &'a Value {
-    case.get(key)
-        .unwrap_or_else(|| panic!("case {name}: missing field {key:?}"))
-}
-
-fn usize_of(v: &Value, name: &str, key: &str) -> usize {
-    v.as_u64()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an unsigned integer: {v}"))
-        as usize
-}
-
-fn usizes_of<const N: usize>(v: &Value, name: &str, key: &str) -> [usize; N] {
-    let v = v
-        .as_array()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an array"));
-    let v: Vec<usize> = v.iter().map(|x| usize_of(x, name, key)).collect();
-    v.try_into().unwrap_or_else(|v: Vec<usize>| {
-        panic!("case {name}: {key:?} has {} entries, want {N}", v.len())
-    })
-}
-
-fn usizes<const N: usize>(case: &Value, name: &str, key: &str) -> [usize; N] {
-    usizes_of(field(case, name, key), name, key)
-}
-
-fn str_of<'a>(case: &'a Value, name: &str, key: &str) -> &'a str {
-    field(case, name, key)
-        .as_str()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not a string"))
-}
-
-fn bool_of(case: &Value, name: &str, key: &str) -> bool {
-    field(case, name, key)
-        .as_bool()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not a bool"))
-}
-
-/// A float: a JSON number (the shortest decimal of an f32, so parsing as f64 and casting
-/// gives the f32 back; the script checks this), or "nan" / "inf" / "-inf".
-fn float_of(x: &Value, name: &str, key: &str) -> f32 {
-    match x {
-        Value::String(s) => match s.as_str() {
-            "nan" => f32::NAN,
-            "inf" => f32::INFINITY,
-            "-inf" => f32::NEG_INFINITY,
-            other => panic!("case {name}: {key:?} holds an unknown float string {other:?}"),
-        },
-        _ => x
-            .as_f64()
-            .unwrap_or_else(|| panic!("case {name}: {key:?} holds a non-number: {x}"))
-            as f32,
-    }
-}
-
-fn floats(v: &Value, name: &str, key: &str) -> Vec<f32> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an array"))
-        .iter()
-        .map(|x| float_of(x, name, key))
-        .collect()
-}
-
-fn array4(case: &Value, name: &str, key: &str, shape: [usize; 4]) -> Array4<f32> {
-    let data = floats(field(case, name, key), name, key);
-    Array4::from_shape_vec(shape, data)
-        .unwrap_or_else(|e| panic!("case {name}: {key:?} does not have shape {shape:?}: {e}"))
-}
-
+/// The field `key`, a flat list of integers (pooling indices), as an array of `shape`.
 fn index_array4(case: &Value, name: &str, key: &str, shape: [usize; 4]) -> Array4<i64> {
     let data: Vec<i64> = field(case, name, key)
         .as_array()
@@ -297,21 +210,7 @@ fn index_array4(case: &Value, name: &str, key: &str, shape: [usize; 4]) -> Array
                 .unwrap_or_else(|| panic!("case {name}: {key:?} holds a non-integer: {x}"))
         })
         .collect();
-    Array4::from_shape_vec(shape, data)
-        .unwrap_or_else(|e| panic!("case {name}: {key:?} does not have shape {shape:?}: {e}"))
-}
-
-fn activation(s: &str, name: &str) -> Activation {
-    match s {
-        "none" => Activation::None,
-        "relu" => Activation::Relu,
-        "relu6" => Activation::Relu6,
-        "sigmoid" => Activation::Sigmoid,
-        "hardsigmoid" => Activation::HardSigmoid,
-        "hardswish" => Activation::HardSwish,
-        "silu" => Activation::Silu,
-        other => panic!("case {name}: unknown activation {other:?}"),
-    }
+    shaped(data, name, key, shape)
 }
 
 fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]) -> Op {
@@ -319,32 +218,20 @@ fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]
         "conv_transpose2d" => {
             let has_bias = bool_of(c, n, "bias");
             let params = ConvTranspose2dParams::new(
-                usize_of(field(c, n, "in_channels"), n, "in_channels"),
-                usize_of(field(c, n, "out_channels"), n, "out_channels"),
+                usize_field(c, n, "in_channels"),
+                usize_field(c, n, "out_channels"),
                 usizes::<2>(c, n, "kernel_size"),
             )
             .stride(usizes::<2>(c, n, "stride"))
             .padding(usizes::<2>(c, n, "padding"))
             .output_padding(usizes::<2>(c, n, "output_padding"))
             .dilation(usizes::<2>(c, n, "dilation"))
-            .groups(usize_of(field(c, n, "groups"), n, "groups"))
+            .groups(usize_field(c, n, "groups"))
             .bias(has_bias)
             .activation(activation(str_of(c, n, "activation"), n));
-            // JSON cannot repeat the key "bias": the flag is "bias", the values "bias_values".
-            let bias = match field(c, n, "bias_values") {
-                Value::Null => None,
-                v => Some(Array1::from(floats(v, n, "bias_values"))),
-            };
-            assert_eq!(
-                bias.is_some(),
-                has_bias,
-                "case {n}: \"bias\" flag disagrees with \"bias_values\""
-            );
-            if let Some(b) = &bias {
-                assert_eq!(b.len(), params.out_channels, "case {n}: bias length");
-            }
+            let bias = bias_values(c, n, has_bias, params.out_channels, floats);
             Op::ConvTranspose {
-                weight: array4(c, n, "weight", params.weight_shape()),
+                weight: array(c, n, "weight", params.weight_shape()),
                 params,
                 bias,
             }
@@ -406,12 +293,7 @@ fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]
 }
 
 fn load_cases() -> Vec<Case> {
-    let root: Value = serde_json::from_str(GOLDEN).expect("tests/golden/decoder.json is not JSON");
-    let cases = root
-        .as_array()
-        .expect("tests/golden/decoder.json: want a list of cases");
-    assert!(!cases.is_empty(), "tests/golden/decoder.json has no cases");
-    cases
+    cases(GOLDEN, "tests/golden/decoder.json")
         .iter()
         .map(|c| {
             let name = str_of(c, "?", "name").to_string();
@@ -420,8 +302,8 @@ fn load_cases() -> Vec<Case> {
             let output_shape = usizes::<4>(c, n, "output_shape");
             Case {
                 op: load_op(c, n, input_shape, output_shape),
-                input: array4(c, n, "input", input_shape),
-                output: array4(c, n, "output", output_shape),
+                input: array(c, n, "input", input_shape),
+                output: array(c, n, "output", output_shape),
                 name,
                 input_shape,
                 output_shape,
@@ -489,7 +371,7 @@ fn run_reference(c: &Case, run: Run) -> segblocks::Result<Output> {
 }
 
 fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
-    let gpu = gpu();
+    let gpu = gpu("golden_decoder");
     let xt = gpu.upload(c.input.view())?;
     let values = |values| Output {
         values,
@@ -546,60 +428,6 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
 
 // ----------------------------------------------------------------------------------------
 // Comparing
-
-/// The largest `|got - want| / (1 + |want|)` (infinite for a NaN or infinity mismatch,
-/// zero for matching NaNs and infinities), and `None` when every value is within `tol`,
-/// else a description of the worst offender and how many values are out of bounds.
-// `!(err <= bound)` rather than `err > bound`, so that NaN fails.
-#[allow(clippy::neg_cmp_op_on_partial_ord)]
-fn compare(got: ArrayView4<f32>, want: ArrayView4<f32>, tol: Tol) -> (f32, Option<String>) {
-    if got.shape() != want.shape() {
-        return (
-            f32::INFINITY,
-            Some(format!("shape {:?}, want {:?}", got.shape(), want.shape())),
-        );
-    }
-    let mut max_rel = 0.0f32;
-    let mut bad = 0usize;
-    let mut worst: Option<(f32, String)> = None;
-    for ((idx, &g), &w) in got.indexed_iter().zip(want.iter()) {
-        // Non-finite values (and everything under Tol::Exact) must match bit for bit, any
-        // NaN matching any NaN.
-        let same = (g.is_nan() && w.is_nan()) || g.to_bits() == w.to_bits();
-        let (rel, ratio, ok, bound) = match tol {
-            _ if same => (0.0, 0.0, true, 0.0),
-            Tol::Rel(t) if w.is_finite() => {
-                let err = (g - w).abs();
-                let bound = t * (1.0 + w.abs());
-                let rel = if err.is_nan() {
-                    f32::INFINITY
-                } else {
-                    err / (1.0 + w.abs())
-                };
-                (rel, rel / t, err <= bound, bound)
-            }
-            _ => (f32::INFINITY, f32::INFINITY, false, 0.0),
-        };
-        max_rel = max_rel.max(rel);
-        if !ok {
-            bad += 1;
-            if worst.as_ref().is_none_or(|(r, _)| !(ratio <= *r)) {
-                let how = match tol {
-                    Tol::Exact => format!(
-                        "bits {:#010x}, want {:#010x} (exact match required)",
-                        g.to_bits(),
-                        w.to_bits()
-                    ),
-                    Tol::Rel(_) => format!("|diff| {:e} > bound {bound:e}", (g - w).abs()),
-                };
-                worst = Some((ratio, format!("at {idx:?}: got {g}, want {w}, {how}")));
-            }
-        }
-    }
-    let msg =
-        worst.map(|(_, msg)| format!("{bad} of {} values out of bounds; worst {msg}", got.len()));
-    (max_rel, msg)
-}
 
 /// `None` when the indices are equal, else the first mismatch and how many there are.
 fn compare_indices(
@@ -672,7 +500,7 @@ fn check_family(family: Family, gpu: bool) {
         }
     }
     assert!(runs > 0, "no golden cases for {family:?}");
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_no_failures(&failures);
 }
 
 // ----------------------------------------------------------------------------------------
@@ -681,10 +509,7 @@ fn check_family(family: Family, gpu: bool) {
 #[test]
 fn golden_cases_cover_the_brief() {
     let cases = load_cases();
-    let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    assert_eq!(names.len(), cases.len(), "duplicate case names");
+    assert_unique_names(cases.iter().map(|c| c.name.as_str()));
     for f in Family::ALL {
         assert!(
             cases.iter().any(|c| c.family() == f),
@@ -866,7 +691,7 @@ fn output_shapes_match_pytorch() {
             }
         }
     }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_no_failures(&failures);
 }
 
 #[test]

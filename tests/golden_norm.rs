@@ -16,8 +16,12 @@
 //! gradients) on both sides. Failures are collected over all cases of a test and reported
 //! together, with the case, the side and the quantity.
 
-use std::sync::OnceLock;
+mod common;
 
+use common::golden::{
+    array, assert_no_failures, assert_unique_names, bool_of, cases, field, float_field, float_of,
+    floats, gpu, str_of, usize_field, usizes, OutOfBounds,
+};
 use ndarray::{Array1, Array3, Array4, ArrayView4, Axis};
 use segblocks::ops::norm::{
     adain, BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams, InstanceNorm2d, LayerNorm,
@@ -62,20 +66,6 @@ const RUNNING_TOL: f32 = 1e-5;
 /// the absolute part. The relative part covers the error that `x_hat` carries from the
 /// GPU's f32 mean and `inverseSqrt`. A missing or doubled term is of size T.
 const SUM_TERM_TOL: f32 = 1e-5;
-
-/// One context per test binary; fails loudly (never skips) when there is no adapter.
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let g = Gpu::new().expect("no GPU adapter for the golden norm tests");
-        eprintln!(
-            "golden_norm: testing on {} ({:?})",
-            g.adapter_info().name,
-            g.adapter_info().backend
-        );
-        g
-    })
-}
 
 /// One call of a training-mode batch norm: its input, PyTorch's output and the running
 /// statistics after the call.
@@ -366,80 +356,7 @@ struct Want {
 // ----------------------------------------------------------------------------------------
 // Loading
 
-fn field<'a>(case: &'a Value, name: &str, key: &str) -> &'a Value {
-    case.get(key)
-        .unwrap_or_else(|| panic!("case {name}: missing field {key:?}"))
-}
-
-fn usize_of(v: &Value, name: &str, key: &str) -> usize {
-    v.as_u64()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an unsigned integer: {v}"))
-        as usize
-}
-
-fn usizes<const N: usize>(case: &Value, name: &str, key: &str) -> [usize; N] {
-    let v = field(case, name, key)
-        .as_array()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an array"));
-    let v: Vec<usize> = v.iter().map(|x| usize_of(x, name, key)).collect();
-    v.try_into().unwrap_or_else(|v: Vec<usize>| {
-        panic!("case {name}: {key:?} has {} entries, want {N}", v.len())
-    })
-}
-
-fn str_of<'a>(case: &'a Value, name: &str, key: &str) -> &'a str {
-    field(case, name, key)
-        .as_str()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not a string"))
-}
-
-fn bool_of(case: &Value, name: &str, key: &str) -> bool {
-    field(case, name, key)
-        .as_bool()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not a bool"))
-}
-
-/// A float: a JSON number (the shortest decimal of an f32, so parsing as f64 and casting
-/// gives the f32 back; the script checks this), or "nan" / "inf" / "-inf".
-fn float_of(x: &Value, name: &str, key: &str) -> f32 {
-    match x {
-        Value::String(s) => match s.as_str() {
-            "nan" => f32::NAN,
-            "inf" => f32::INFINITY,
-            "-inf" => f32::NEG_INFINITY,
-            other => panic!("case {name}: {key:?} holds an unknown float string {other:?}"),
-        },
-        _ => x
-            .as_f64()
-            .unwrap_or_else(|| panic!("case {name}: {key:?} holds a non-number: {x}"))
-            as f32,
-    }
-}
-
-fn f32_of(case: &Value, name: &str, key: &str) -> f32 {
-    float_of(field(case, name, key), name, key)
-}
-
-fn floats(v: &Value, name: &str, key: &str) -> Vec<f32> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("case {name}: {key:?} is not an array"))
-        .iter()
-        .map(|x| float_of(x, name, key))
-        .collect()
-}
-
-fn array4(case: &Value, name: &str, key: &str, shape: [usize; 4]) -> Array4<f32> {
-    let data = floats(field(case, name, key), name, key);
-    Array4::from_shape_vec(shape, data)
-        .unwrap_or_else(|e| panic!("case {name}: {key:?} does not have shape {shape:?}: {e}"))
-}
-
-fn array3(case: &Value, name: &str, key: &str, shape: [usize; 3]) -> Array3<f32> {
-    let data = floats(field(case, name, key), name, key);
-    Array3::from_shape_vec(shape, data)
-        .unwrap_or_else(|e| panic!("case {name}: {key:?} does not have shape {shape:?}: {e}"))
-}
-
+/// The field `key`, a flat list of `len` floats (possibly non-finite).
 fn array1(case: &Value, name: &str, key: &str, len: usize) -> Array1<f32> {
     let data = floats(field(case, name, key), name, key);
     assert_eq!(data.len(), len, "case {name}: {key:?} length");
@@ -474,7 +391,7 @@ fn optional_array1(
 
 /// The batch norm state shared by the three batch norm ops (`momentum` only in training).
 fn load_bn_state(c: &Value, n: &str) -> BnState {
-    let channels = usize_of(field(c, n, "num_features"), n, "num_features");
+    let channels = usize_field(c, n, "num_features");
     let momentum = match c.get("momentum") {
         None => 0.1, // eval and backward cases: irrelevant to what is checked
         Some(Value::Null) => f32::NAN,
@@ -483,7 +400,7 @@ fn load_bn_state(c: &Value, n: &str) -> BnState {
     let affine = c.get("affine").is_none_or(|_| bool_of(c, n, "affine"));
     BnState {
         params: BatchNorm2dParams::new(channels)
-            .eps(f32_of(c, n, "eps"))
+            .eps(float_field(c, n, "eps"))
             .momentum((!momentum.is_nan()).then_some(momentum))
             .affine(affine),
         weight: optional_array1(c, n, "weight", channels, affine),
@@ -498,16 +415,16 @@ fn load_op(c: &Value, n: &str) -> Op {
     if op == "adain" {
         let content_shape = usizes::<4>(c, n, "content_shape");
         return Op::AdaIn {
-            eps: f32_of(c, n, "eps"),
-            content: array4(c, n, "content", content_shape),
-            style: array4(c, n, "style", usizes::<4>(c, n, "style_shape")),
-            output: array4(c, n, "output", content_shape),
+            eps: float_field(c, n, "eps"),
+            content: array(c, n, "content", content_shape),
+            style: array(c, n, "style", usizes::<4>(c, n, "style_shape")),
+            output: array(c, n, "output", content_shape),
         };
     }
     let shape = usizes::<4>(c, n, "input_shape");
     let channels = shape[1];
-    let input = || array4(c, n, "input", shape);
-    let output = || array4(c, n, "output", shape);
+    let input = || array(c, n, "input", shape);
+    let output = || array(c, n, "output", shape);
     match op {
         "batch_norm_train" => {
             let steps: Vec<Step> = field(c, n, "steps")
@@ -515,8 +432,8 @@ fn load_op(c: &Value, n: &str) -> Op {
                 .unwrap_or_else(|| panic!("case {n}: \"steps\" is not an array"))
                 .iter()
                 .map(|s| Step {
-                    input: array4(s, n, "input", shape),
-                    output: array4(s, n, "output", shape),
+                    input: array(s, n, "input", shape),
+                    output: array(s, n, "output", shape),
                     running_mean: array1(s, n, "running_mean", channels),
                     running_var: array1(s, n, "running_var", channels),
                 })
@@ -535,26 +452,23 @@ fn load_op(c: &Value, n: &str) -> Op {
         "batch_norm_backward" => Op::BatchNormBackward {
             bn: load_bn_state(c, n),
             input: input(),
-            grad_output: array4(c, n, "grad_output", shape),
+            grad_output: array(c, n, "grad_output", shape),
             output: output(),
-            grad_input: array4(c, n, "grad_input", shape),
+            grad_input: array(c, n, "grad_input", shape),
             grad_weight: array1(c, n, "grad_weight", channels),
             grad_bias: array1(c, n, "grad_bias", channels),
         },
         "group_norm" => {
             assert!(bool_of(c, n, "affine"), "case {n}: only affine group norm");
             assert_eq!(
-                usize_of(field(c, n, "num_channels"), n, "num_channels"),
+                usize_field(c, n, "num_channels"),
                 channels,
                 "case {n}: num_channels"
             );
             Op::GroupNorm {
-                params: GroupNormParams::new(
-                    usize_of(field(c, n, "num_groups"), n, "num_groups"),
-                    channels,
-                )
-                .eps(f32_of(c, n, "eps"))
-                .affine(true),
+                params: GroupNormParams::new(usize_field(c, n, "num_groups"), channels)
+                    .eps(float_field(c, n, "eps"))
+                    .affine(true),
                 weight: array1(c, n, "weight", channels),
                 bias: array1(c, n, "bias", channels),
                 input: input(),
@@ -565,9 +479,9 @@ fn load_op(c: &Value, n: &str) -> Op {
             let norm_shape = usizes::<3>(c, n, "normalized_shape");
             assert_eq!(norm_shape, shape[1..], "case {n}: normalized_shape");
             Op::LayerNorm {
-                eps: f32_of(c, n, "eps"),
-                weight: array3(c, n, "weight", norm_shape),
-                bias: array3(c, n, "bias", norm_shape),
+                eps: float_field(c, n, "eps"),
+                weight: array(c, n, "weight", norm_shape),
+                bias: array(c, n, "bias", norm_shape),
                 input: input(),
                 output: output(),
             }
@@ -575,7 +489,7 @@ fn load_op(c: &Value, n: &str) -> Op {
         "instance_norm" => {
             let affine = bool_of(c, n, "affine");
             Op::InstanceNorm {
-                eps: f32_of(c, n, "eps"),
+                eps: float_field(c, n, "eps"),
                 weight: optional_array1(c, n, "weight", channels, affine),
                 bias: optional_array1(c, n, "bias", channels, affine),
                 input: input(),
@@ -587,12 +501,7 @@ fn load_op(c: &Value, n: &str) -> Op {
 }
 
 fn load_cases() -> Vec<Case> {
-    let root: Value = serde_json::from_str(GOLDEN).expect("tests/golden/norm.json is not JSON");
-    let cases = root
-        .as_array()
-        .expect("tests/golden/norm.json: want a list of cases");
-    assert!(!cases.is_empty(), "tests/golden/norm.json has no cases");
-    cases
+    cases(GOLDEN, "tests/golden/norm.json")
         .iter()
         .map(|c| {
             let name = str_of(c, "?", "name").to_string();
@@ -739,7 +648,7 @@ fn one_output(
     x: ArrayView4<f32>,
     f: impl FnOnce(&mut Recorder<'_>, &Tensor) -> segblocks::Result<Tensor>,
 ) -> segblocks::Result<Vec<Vec<f32>>> {
-    let gpu = gpu();
+    let gpu = gpu("golden_norm");
     let xt = gpu.upload(x)?;
     let mut rec = gpu.recorder();
     let y = f(&mut rec, &xt)?;
@@ -747,7 +656,7 @@ fn one_output(
 }
 
 fn run_gpu(c: &Case) -> segblocks::Result<Vec<Vec<f32>>> {
-    let gpu = gpu();
+    let gpu = gpu("golden_norm");
     let upload = |a: &Array4<f32>| gpu.upload(a.view());
     Ok(match &c.op {
         Op::BatchNormTrain { bn, steps } => {
@@ -860,8 +769,6 @@ fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
 /// The largest `|got - want| / bound` over the quantity (infinite for a NaN or infinity
 /// mismatch), and `None` when every value is within its bound, else a description of the
 /// worst offender and how many values are out of bounds.
-// `!(err <= bound)` rather than `err > bound`, so that NaN fails.
-#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn compare(got: &[f32], want: &Want, gpu: bool) -> (f32, Option<String>) {
     if got.len() != want.values.len() {
         return (
@@ -875,8 +782,7 @@ fn compare(got: &[f32], want: &Want, gpu: bool) -> (f32, Option<String>) {
         );
     }
     let mut max_ratio = 0.0f32;
-    let mut bad = 0usize;
-    let mut worst: Option<(f32, String)> = None;
+    let mut out = OutOfBounds::default();
     for (i, (&g, &w)) in got.iter().zip(want.values.iter()).enumerate() {
         // Non-finite values must match bit for bit, any NaN matching any NaN.
         let same = (g.is_nan() && w.is_nan()) || g.to_bits() == w.to_bits();
@@ -889,25 +795,15 @@ fn compare(got: &[f32], want: &Want, gpu: bool) -> (f32, Option<String>) {
         };
         max_ratio = max_ratio.max(ratio);
         if !ok {
-            bad += 1;
-            if worst.as_ref().is_none_or(|(r, _)| !(ratio <= *r)) {
-                worst = Some((
-                    ratio,
-                    format!(
-                        "at {:?}: got {g}, want {w}, |diff| {err:e} > bound {bound:e}",
-                        unravel(i, &want.shape)
-                    ),
-                ));
-            }
+            out.record(ratio, || {
+                format!(
+                    "at {:?}: got {g}, want {w}, |diff| {err:e} > bound {bound:e}",
+                    unravel(i, &want.shape)
+                )
+            });
         }
     }
-    let msg = worst.map(|(_, msg)| {
-        format!(
-            "{bad} of {} values out of bounds; worst {msg}",
-            want.values.len()
-        )
-    });
-    (max_ratio, msg)
+    (max_ratio, out.message(want.values.len()))
 }
 
 /// Checks every case of `family` on one side (reference or GPU) and panics with every
@@ -947,7 +843,7 @@ fn check_family(family: Family, gpu: bool) {
         }
     }
     assert!(runs > 0, "no golden cases for {family:?}");
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_no_failures(&failures);
 }
 
 // ----------------------------------------------------------------------------------------
@@ -956,10 +852,7 @@ fn check_family(family: Family, gpu: bool) {
 #[test]
 fn golden_cases_cover_the_brief() {
     let cases = load_cases();
-    let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    assert_eq!(names.len(), cases.len(), "duplicate case names");
+    assert_unique_names(cases.iter().map(|c| c.name.as_str()));
     for f in Family::ALL {
         assert!(
             cases.iter().any(|c| c.family() == f),

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use std::sync::OnceLock;
 
 use ndarray::{Array1, Array4, ArrayView4};
