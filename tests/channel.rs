@@ -287,7 +287,11 @@ fn squeeze_excitation_matches_reference() {
             SeGateKernel::PoolThenExcite => 2,
             SeGateKernel::PoolThenConvs => 3,
         };
-        assert_eq!(rec.dispatch_count(), gate_dispatches + 1, "gate, then gated scale");
+        assert_eq!(
+            rec.dispatch_count(),
+            gate_dispatches + 1,
+            "gate, then gated scale"
+        );
         let got = rec.download(&y).unwrap();
         let want = reference::attention::squeeze_excitation(
             &params,
@@ -339,7 +343,11 @@ fn squeeze_excitation_matches_reference() {
         }
         let mut rec = gpu.recorder();
         se.excitation_of_sum(&mut rec, &up(&x), &up(&x2)).unwrap();
-        assert_eq!(rec.dispatch_count(), gate_dispatches, "the sum is never stored");
+        assert_eq!(
+            rec.dispatch_count(),
+            gate_dispatches,
+            "the sum is never stored"
+        );
     }
     // Large maps pool with a workgroup per plane first.
     let params = SqueezeExcitationParams::new(16, 8);
