@@ -33,7 +33,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("adaptive_avg_pool.wgsl"),
     wgsl!("resample.wgsl"),
     wgsl!("resample_int.wgsl"),
-    wgsl!("bilinear2x.wgsl"),
+    wgsl!("bilinear_int.wgsl"),
     wgsl!("copy.wgsl"),
     wgsl!("norm_stats.wgsl"),
     wgsl!("norm_apply.wgsl"),

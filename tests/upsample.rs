@@ -115,7 +115,7 @@ fn integer_factors_take_the_vector_path_and_agree() {
 }
 
 #[test]
-fn bilinear_2x_takes_its_own_kernel_and_agrees() {
+fn bilinear_integer_factors_take_their_own_kernel_and_agree() {
     for (p, s) in [
         (
             UpsampleParams::bilinear(false).scale_factor(2.0),
@@ -127,18 +127,53 @@ fn bilinear_2x_takes_its_own_kernel_and_agrees() {
             [1, 3, 7, 12],
         ),
     ] {
-        assert!(p.is_bilinear_2x(s), "{p:?} {s:?}");
+        assert_eq!(p.bilinear_int_factor(s), Some(2), "{p:?} {s:?}");
         check(p, s, 9);
     }
-    assert!(!UpsampleParams::bilinear(true)
-        .scale_factor(2.0)
-        .is_bilinear_2x([1, 1, 4, 8]));
-    assert!(!UpsampleParams::bilinear(false)
-        .scale_factor(2.0)
-        .is_bilinear_2x([1, 1, 4, 6]));
-    assert!(!UpsampleParams::bilinear(false)
-        .scale_factor(3.0)
-        .is_bilinear_2x([1, 1, 4, 8]));
+    // Factors 4 and 8 (DeepLab's and FCN-8s's heads), by scale and by size.
+    for (p, s, factor) in [
+        (
+            UpsampleParams::bilinear(false).scale_factor(4.0),
+            [2, 3, 5, 8],
+            4,
+        ),
+        (
+            UpsampleParams::bilinear(false).size((12, 16)),
+            [1, 2, 3, 4],
+            4,
+        ),
+        (
+            UpsampleParams::bilinear(false).scale_factor(8.0),
+            [1, 2, 3, 4],
+            8,
+        ),
+        (
+            UpsampleParams::bilinear(false).size((8, 64)),
+            [1, 1, 1, 8],
+            8,
+        ),
+    ] {
+        assert_eq!(p.bilinear_int_factor(s), Some(factor), "{p:?} {s:?}");
+        check(p, s, 10 + factor as u64);
+    }
+    for (p, s) in [
+        (
+            UpsampleParams::bilinear(true).scale_factor(2.0),
+            [1, 1, 4, 8],
+        ),
+        (
+            UpsampleParams::bilinear(false).scale_factor(2.0),
+            [1, 1, 4, 6],
+        ),
+        (
+            UpsampleParams::bilinear(false).scale_factor(3.0),
+            [1, 1, 4, 8],
+        ),
+        (UpsampleParams::bilinear(false).size((8, 16)), [1, 1, 4, 4]),
+        (UpsampleParams::nearest().scale_factor(2.0), [1, 1, 4, 8]),
+    ] {
+        assert_eq!(p.bilinear_int_factor(s), None, "{p:?} {s:?}");
+    }
     // Infinities reach the 0-weighted neighbour as in PyTorch's formula (0 * inf = NaN),
     // identically in both kernels.
     let gpu = gpu();
@@ -149,13 +184,15 @@ fn bilinear_2x_takes_its_own_kernel_and_agrees() {
             1.0
         }
     });
-    let p = UpsampleParams::bilinear(false).scale_factor(2.0);
-    let want = reference::upsample::upsample(&p, x.view()).unwrap();
-    let mut rec = gpu.recorder();
-    let y = p.forward(&mut rec, &gpu.upload(x.view()).unwrap()).unwrap();
-    let got = rec.download(&y).unwrap();
-    for (g, w) in got.iter().zip(want.iter()) {
-        assert!(g == w || (g.is_nan() && w.is_nan()), "{got:?} vs {want:?}");
+    for factor in [2.0, 4.0] {
+        let p = UpsampleParams::bilinear(false).scale_factor(factor);
+        let want = reference::upsample::upsample(&p, x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = p.forward(&mut rec, &gpu.upload(x.view()).unwrap()).unwrap();
+        let got = rec.download(&y).unwrap();
+        for (g, w) in got.iter().zip(want.iter()) {
+            assert!(g == w || (g.is_nan() && w.is_nan()), "{got:?} vs {want:?}");
+        }
     }
 }
 

@@ -171,8 +171,8 @@ impl UpsampleParams {
         if let Some((sy, sx)) = self.integer_factors(s) {
             return self.forward_integer(rec, input, out, sy, sx);
         }
-        if self.is_bilinear_2x(s) {
-            return self.forward_bilinear_2x(rec, input, out);
+        if let Some(factor) = self.bilinear_int_factor(s) {
+            return self.forward_bilinear_int(rec, input, out, factor);
         }
         let (rows, cols) = (
             self.taps(s[2], out[2], self.scale_factor.map(|f| f.0), 0),
@@ -239,54 +239,63 @@ impl UpsampleParams {
         }
     }
 
-    /// The kernel choice for bilinear: true when `bilinear2x.wgsl` applies, i.e. exact 2x
-    /// with `align_corners = False` (PyTorch's taps are then 1/4 and 3/4, checked here
-    /// against the general tap formula) and an input width divisible by 4.
-    pub fn is_bilinear_2x(&self, input: [usize; 4]) -> bool {
-        let Ok(out) = self.output_shape(input) else {
-            return false;
-        };
+    /// The kernel choice for bilinear: `Some(s)` when `bilinear_int.wgsl` applies, i.e.
+    /// upsampling by the same factor `s` of 2, 4 or 8 on both axes with
+    /// `align_corners = False` (PyTorch's taps, computed by its general formula, are
+    /// checked here against the kernel's per-phase weights) and an input width divisible
+    /// by 4; `None` for the general tap-table kernel (`resample.wgsl`).
+    pub fn bilinear_int_factor(&self, input: [usize; 4]) -> Option<usize> {
+        let out = self.output_shape(input).ok()?;
         if self.mode
             != (UpsampleMode::Bilinear {
                 align_corners: false,
             })
-            || out[2] != 2 * input[2]
-            || out[3] != 2 * input[3]
             || !input[3].is_multiple_of(4)
         {
-            return false;
+            return None;
         }
-        let pattern = |len: usize, scale: Option<f64>| {
-            (0..2 * len).all(|o| {
-                let j = o / 2;
-                let want = if o % 2 == 0 {
-                    if j == 0 {
-                        (0, 1.min(len - 1), 1.0, 0.0)
-                    } else {
-                        (j - 1, j, 0.25, 0.75)
-                    }
+        let factor = out[3] / input[3];
+        if ![2, 4, 8].contains(&factor)
+            || out[3] != factor * input[3]
+            || out[2] != factor * input[2]
+        {
+            return None;
+        }
+        // The kernel's taps for output o = factor * j + r (see bilinear_int.wgsl).
+        let kernel_taps = |o: usize, len: usize| {
+            let (j, r) = (o / factor, o % factor);
+            let l = (r as f32 + 0.5) / factor as f32;
+            if r < factor / 2 {
+                if j == 0 {
+                    (0, 1.min(len - 1), 1.0, 0.0)
                 } else {
-                    (j, (j + 1).min(len - 1), 0.75, 0.25)
-                };
-                linear_source(o, len, 2 * len, scale, false) == want
-            })
+                    (j - 1, j, 1.0 - (l + 0.5), l + 0.5)
+                }
+            } else {
+                (j, (j + 1).min(len - 1), 1.0 - (l - 0.5), l - 0.5)
+            }
+        };
+        let pattern = |len: usize, scale: Option<f64>| {
+            (0..factor * len)
+                .all(|o| linear_source(o, len, factor * len, scale, false) == kernel_taps(o, len))
         };
         let f = self.scale_factor;
-        pattern(input[2], f.map(|f| f.0)) && pattern(input[3], f.map(|f| f.1))
+        (pattern(input[2], f.map(|f| f.0)) && pattern(input[3], f.map(|f| f.1))).then_some(factor)
     }
 
-    fn forward_bilinear_2x(
+    fn forward_bilinear_int(
         &self,
         rec: &mut Recorder<'_>,
         input: &Tensor,
         out: [usize; 4],
+        factor: usize,
     ) -> Result<Tensor> {
         let gpu = rec.gpu();
         let s = input.shape();
         let y = rec.empty("output", out)?;
         let w4 = s[3] / 4;
-        let total = s[0] * s[1] * 2 * s[2] * w4;
-        let pipeline = gpu.pipeline("bilinear2x.wgsl", &[], &[])?;
+        let total = s[0] * s[1] * factor * s[2] * w4;
+        let pipeline = gpu.pipeline("bilinear_int.wgsl", &[("S", factor as u32)], &[])?;
         rec.dispatch(
             &pipeline,
             &[
