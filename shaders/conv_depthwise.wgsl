@@ -13,6 +13,12 @@
 const PX: u32 = 8u; // @specialize
 const ROW: u32 = 10u; // @specialize
 const ROWBUF: u32 = 1u; // @specialize
+// VEC = 1: the row segment is read with aligned vec4 loads (input width divisible by 4,
+// zero padding, PX * stride divisible by 4, so every strip starts SHIFT = -pad_w mod 4
+// past an aligned column): NV loads instead of ROW.
+const VEC: u32 = 0u; // @specialize
+const NV: u32 = (ROW + 6u) / 4u;
+override SHIFT: u32 = 0u;
 
 override KH: u32 = 3u;
 override KW: u32 = 3u;
@@ -26,6 +32,8 @@ override DW: u32 = 1u;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// The input again, as vec4s (VEC = 1).
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
 
 fn load_x(base: u32, ix: i32) -> f32 {
     if (PAD_MODE != 0u) {
@@ -67,7 +75,21 @@ fn main(
             if (PAD_MODE != 0u || (iy_raw >= 0 && iy_raw < i32(p.h))) {
                 let iy = pad_index(iy_raw, i32(p.h));
                 let base = (plane + u32(iy)) * p.w;
-                if (ROWBUF == 1u) {
+                if (VEC == 1u) {
+                    // Aligned vec4s from column ix0 - SHIFT; ones outside the row are zero.
+                    let w4 = i32(p.w / 4u);
+                    let start4 = (ix0 - i32(SHIFT)) / 4;
+                    var vb: array<vec4<f32>, NV>;
+                    for (var v = 0u; v < NV; v++) {
+                        let q = start4 + i32(v);
+                        let inside = q >= 0 && q < w4;
+                        let val = x4[base / 4u + u32(clamp(q, 0, w4 - 1))];
+                        vb[v] = select(vec4<f32>(0.0), val, inside);
+                    }
+                    for (var r = 0u; r < ROW; r++) {
+                        row[r] = vb[(SHIFT + r) / 4u][(SHIFT + r) % 4u];
+                    }
+                } else if (ROWBUF == 1u) {
                     for (var r = 0u; r < ROW; r++) {
                         row[r] = load_x(base, ix0 + i32(r));
                     }

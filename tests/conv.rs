@@ -985,3 +985,38 @@ fn freed_buffers_are_reused_within_a_recording() {
         "held tensor",
     );
 }
+
+#[test]
+fn depthwise_vector_row_loads_every_padding_and_stride() {
+    // Input widths divisible by 4 with zero padding take aligned vec4 row loads, whatever
+    // the padding's offset from the alignment (pad 0..5), stride, kernel, dilation,
+    // multiplier and overhanging last strip.
+    let mut seed = 90;
+    for (k, stride, pad, dil, mult, w) in [
+        (3usize, 1usize, 0usize, 1usize, 1usize, 8usize),
+        (3, 1, 1, 1, 1, 12),
+        (3, 2, 1, 1, 1, 16),
+        (5, 1, 2, 1, 2, 20),
+        (5, 2, 3, 1, 1, 12),
+        (3, 1, 5, 2, 1, 8),
+        (7, 1, 3, 1, 1, 28),
+        (3, 2, 4, 1, 1, 4),
+    ] {
+        seed += 1;
+        let params = Conv2dParams::depthwise(6, mult, k)
+            .stride(stride)
+            .padding(pad)
+            .dilation(dil)
+            .activation(Activation::Relu6);
+        check(params, [2, 6, 7, w], seed, &[ConvKernel::Depthwise]);
+    }
+    // The TFLite 'SAME' stride-2 case of the selfie network (pads 0 before, 1 after).
+    check(
+        Conv2dParams::depthwise(4, 1, 3)
+            .stride(2)
+            .padding_asymmetric((0, 1), (0, 1)),
+        [1, 4, 16, 16],
+        99,
+        &[ConvKernel::Depthwise],
+    );
+}

@@ -709,19 +709,31 @@ impl Conv2d {
                 )?;
             }
             ConvKernel::Depthwise => {
-                let px = strip_px(ow, DEPTHWISE_PX_MAX);
+                // Aligned vec4 row loads when every strip starts at the same offset
+                // from a 4-aligned column: 8-pixel strips (the last one may overhang).
+                let vec = p.padding_mode == PaddingMode::Zeros
+                    && in_shape[3].is_multiple_of(4)
+                    && (DEPTHWISE_PX_MAX * p.stride.1).is_multiple_of(4);
+                let px = if vec {
+                    DEPTHWISE_PX_MAX
+                } else {
+                    strip_px(ow, DEPTHWISE_PX_MAX)
+                };
                 let strips_x = ow.div_ceil(px);
                 let total = n * p.out_channels * oh;
                 u.strips_x = strips_x as u32;
                 u.work = total as u32;
                 let row = (px - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
                 let rowbuf = row <= DEPTHWISE_ROW_MAX;
+                let vec = vec && rowbuf;
+                let shift = (4 - u.pad_w % 4) % 4;
                 let pipeline = gpu.pipeline(
                     "conv_depthwise.wgsl",
                     &[
                         ("PX", px as u32),
                         ("ROW", if rowbuf { row as u32 } else { 1 }),
                         ("ROWBUF", rowbuf as u32),
+                        ("VEC", vec as u32),
                     ],
                     &[
                         act,
@@ -733,13 +745,20 @@ impl Conv2d {
                         ("SW", p.stride.1 as f64),
                         ("DH", p.dilation.0 as f64),
                         ("DW", p.dilation.1 as f64),
+                        ("SHIFT", if vec { shift as f64 } else { 0.0 }),
                     ],
                 )?;
                 let weight = self.plain()?;
                 rec.dispatch(
                     &pipeline,
                     &u,
-                    &[input.pooled(), weight, &self.bias, output.pooled()],
+                    &[
+                        input.pooled(),
+                        weight,
+                        &self.bias,
+                        output.pooled(),
+                        input.pooled(),
+                    ],
                     total.div_ceil(WORKGROUP) as u64,
                 )?;
             }
