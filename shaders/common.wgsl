@@ -33,6 +33,29 @@ fn activate(v: f32) -> f32 {
     return activate4(vec4<f32>(v)).x;
 }
 
+// A residual fused into a convolution's store: RESIDUAL 0 none, 1 act(v) + r (joining
+// after the activation, as MobileNet's linear bottlenecks), 2 act(v + r) (before it, as
+// ResNet's blocks).
+override RESIDUAL: u32 = 0u;
+
+fn finish4(v: vec4<f32>, r: vec4<f32>) -> vec4<f32> {
+    switch RESIDUAL {
+        case 1u: {
+            return activate4(v) + r;
+        }
+        case 2u: {
+            return activate4(v + r);
+        }
+        default: {
+            return activate4(v);
+        }
+    }
+}
+
+fn finish(v: f32, r: f32) -> f32 {
+    return finish4(vec4<f32>(v), vec4<f32>(r)).x;
+}
+
 // Convolution padding mode (PyTorch's padding_mode): 0 zeros, 1 reflect, 2 replicate,
 // 3 circular. For modes 1-3 every tap reads a real input, at pad_index(i, n); for zeros
 // the caller skips or zeroes taps outside the input.

@@ -34,6 +34,8 @@ override DW: u32 = 1u;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 // The input again, as vec4s (VEC = 1).
 @group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+// The residual added in the store (RESIDUAL != 0; bound to the input otherwise).
+@group(0) @binding(6) var<storage, read> res: array<f32>;
 
 fn load_x(base: u32, ix: i32) -> f32 {
     if (PAD_MODE != 0u) {
@@ -110,7 +112,12 @@ fn main(
         }
         for (var j = 0u; j < PX; j++) {
             if (ox0 + j < p.ow) {
-                y[out_row + ox0 + j] = activate(acc[j] + b);
+                let i = out_row + ox0 + j;
+                var r = 0.0;
+                if (RESIDUAL != 0u) {
+                    r = res[i];
+                }
+                y[i] = finish(acc[j] + b, r);
             }
         }
     }

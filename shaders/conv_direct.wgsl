@@ -31,6 +31,8 @@ override DW: u32 = 1u;
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// The residual added in the store (RESIDUAL != 0; bound to the input otherwise).
+@group(0) @binding(5) var<storage, read> res: array<f32>;
 
 fn load_x(base: u32, ix: i32) -> f32 {
     if (PAD_MODE != 0u) {
@@ -57,7 +59,12 @@ fn store(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32, oy:
         let out_row = ((n * p.c_out + shuffled_channel(cc, p.c_out)) * p.oh + oy) * p.ow;
         for (var j = 0u; j < PX; j++) {
             if (co < p.cout_pg && ox0 + j < p.ow) {
-                y[out_row + ox0 + j] = activate((*acc)[j][k] + b);
+                let i = out_row + ox0 + j;
+                var r = 0.0;
+                if (RESIDUAL != 0u) {
+                    r = res[i];
+                }
+                y[i] = finish((*acc)[j][k] + b, r);
             }
         }
     }

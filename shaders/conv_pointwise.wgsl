@@ -16,6 +16,8 @@ const OC_VEC: u32 = 2u; // @specialize
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+// The residual added in the store (RESIDUAL != 0; bound to the input otherwise).
+@group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
 
 // acc[q] += xv[q] * w for the Q pixel groups of the tile.
 fn accumulate(acc: ptr<function, array<vec4<f32>, Q>>, xv: ptr<function, array<vec4<f32>, Q>>, w: f32) {
@@ -30,7 +32,12 @@ fn store(acc: ptr<function, array<vec4<f32>, Q>>, co: u32, n: u32, q0: u32, p4: 
     let out_row = (n * p.c_out + shuffled_channel(cc, p.c_out)) * p4;
     for (var q = 0u; q < Q; q++) {
         if (co < p.cout_pg && q0 + q < p4) {
-            y[out_row + q0 + q] = activate4((*acc)[q] + b);
+            let i = out_row + q0 + q;
+            var r = vec4<f32>(0.0);
+            if (RESIDUAL != 0u) {
+                r = res[i];
+            }
+            y[i] = finish4((*acc)[q] + b, r);
         }
     }
 }

@@ -1020,3 +1020,81 @@ fn depthwise_vector_row_loads_every_padding_and_stride() {
         &[ConvKernel::Depthwise],
     );
 }
+
+#[test]
+fn fused_residual_every_kernel_and_join() {
+    use segblocks::ops::conv::ResidualJoin;
+    let gpu = gpu();
+    let mut r = rng(101);
+    for (params, input) in [
+        (
+            Conv2dParams::new(8, 8, 1).activation(Activation::Relu6),
+            [2, 8, 4, 6],
+        ),
+        (
+            Conv2dParams::new(5, 6, 3)
+                .padding(1)
+                .activation(Activation::HardSwish),
+            [1, 5, 7, 9],
+        ),
+        (
+            Conv2dParams::depthwise(6, 1, 3)
+                .padding(1)
+                .activation(Activation::Relu),
+            [2, 6, 8, 8],
+        ),
+    ] {
+        let x = random4(&mut r, input);
+        let w = random4(&mut r, params.weight_shape());
+        let b = random1(&mut r, params.out_channels);
+        let out = params.output_shape(input).unwrap();
+        let res = random4(&mut r, out);
+        let conv = Conv2d::new(gpu, params, w.view(), Some(b.view())).unwrap();
+        let plain = params.activation(Activation::None);
+        let linear = reference::conv::conv2d(&plain, x.view(), w.view(), Some(b.view())).unwrap();
+        let act = |v: f32| reference::activation(params.activation, v);
+        let after = ndarray::Zip::from(&linear)
+            .and(&res)
+            .map_collect(|&v, &r| act(v) + r);
+        let before = ndarray::Zip::from(&linear)
+            .and(&res)
+            .map_collect(|&v, &r| act(v + r));
+        let tol = bound(&params, &x, &w, Some(&b)).mapv(|t| t + 1e-5);
+        let (xt, rt) = (
+            gpu.upload(x.view()).unwrap(),
+            gpu.upload(res.view()).unwrap(),
+        );
+        for kernel in ConvKernel::ALL
+            .into_iter()
+            .filter(|k| k.supports(&params, input))
+        {
+            for (join, want) in [
+                (ResidualJoin::AfterActivation, &after),
+                (ResidualJoin::BeforeActivation, &before),
+            ] {
+                let mut rec = gpu.recorder();
+                let y = conv
+                    .forward_residual_with(&mut rec, &xt, &rt, join, kernel)
+                    .unwrap();
+                assert_eq!(rec.dispatch_count(), 1);
+                let got = rec.download(&y).unwrap();
+                assert_close(
+                    got.view(),
+                    want.view(),
+                    tol.view(),
+                    &format!("{kernel:?} {join:?} {params:?}"),
+                );
+            }
+        }
+        // The residual must have the output's shape.
+        let wrong = gpu.upload(Array4::zeros([1, 1, 1, 1]).view()).unwrap();
+        let mut rec = gpu.recorder();
+        assert!(matches!(
+            conv.forward_residual(&mut rec, &xt, &wrong, ResidualJoin::AfterActivation),
+            Err(Error::ShapeMismatch {
+                name: "residual",
+                ..
+            })
+        ));
+    }
+}

@@ -289,13 +289,16 @@ impl InvertedResidual {
     /// Records the block.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         let mut y = x.clone();
-        for (_, l) in &self.layers {
+        let (last, rest) = self.layers.split_last().expect("a projection at least");
+        for (_, l) in rest {
             y = l.forward(rec, &y)?;
         }
+        // The skip joins the linear projection in its store.
         if self.residual() {
-            y = add(rec, &y, x, Activation::None)?;
+            last.1.forward_residual(rec, &y, x)
+        } else {
+            last.1.forward(rec, &y)
         }
-        Ok(y)
     }
 
     /// CPU reference forward.
@@ -453,11 +456,11 @@ impl MobileNetV3Block {
         if let Some(se) = &self.se {
             y = se.forward(rec, &y)?;
         }
-        y = self.project.forward(rec, &y)?;
         if self.residual() {
-            y = add(rec, &y, x, Activation::None)?;
+            self.project.forward_residual(rec, &y, x)
+        } else {
+            self.project.forward(rec, &y)
         }
-        Ok(y)
     }
 
     /// CPU reference forward.

@@ -27,7 +27,7 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
-use crate::ops::conv::{Conv2d, Conv2dParams};
+use crate::ops::conv::{Conv2d, Conv2dParams, ResidualJoin};
 use crate::ops::norm::fold_batch_norm;
 use crate::ops::{Activation, Cost};
 use crate::reference;
@@ -130,6 +130,18 @@ impl ConvBnAct {
     /// Records the folded convolution.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         self.conv.forward(rec, x)
+    }
+
+    /// Records `act(conv(x)) + residual` in one pass (the residual joins after the
+    /// activation, as in linear bottlenecks).
+    pub fn forward_residual(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        residual: &Tensor,
+    ) -> Result<Tensor> {
+        self.conv
+            .forward_residual(rec, x, residual, ResidualJoin::AfterActivation)
     }
 
     /// Records the folded convolution with a fused channel shuffle of its output.

@@ -18,7 +18,7 @@ use super::{ConvBnAct, SeLayer, Summary, SummaryRow};
 use crate::error::{invalid, Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::SqueezeExcitationParams;
-use crate::ops::channel::{add, scale_channels, scale_channels_add};
+use crate::ops::channel::{scale_channels, scale_channels_add};
 use crate::ops::conv::{tf_same_padding, Conv2dParams};
 use crate::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
 use crate::ops::pool::GlobalPool;
@@ -242,11 +242,11 @@ impl EncoderBlock {
         if let Some(se) = &self.se {
             y = se.forward(rec, &y)?;
         }
-        y = self.project.forward(rec, &y)?;
         if self.residual {
-            y = add(rec, &y, x, Activation::None)?;
+            self.project.forward_residual(rec, &y, x)
+        } else {
+            self.project.forward(rec, &y)
         }
-        Ok(y)
     }
 
     fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
@@ -342,8 +342,8 @@ impl DecoderStage {
         drop((g, y, skip));
         let a = self.refine.forward(rec, &z)?;
         drop(z);
-        let d = self.depthwise.forward(rec, &a)?;
-        add(rec, &a, &d, Activation::None)
+        // a + relu(depthwise(a)), the add fused into the depthwise pass.
+        self.depthwise.forward_residual(rec, &a, &a)
     }
 
     /// The graph's order: resize, then the 1x1 convolution.

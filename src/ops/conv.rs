@@ -348,6 +348,16 @@ pub fn tf_same_padding(
     (total / 2, total - total / 2)
 }
 
+/// Where a residual fused into a convolution ([`Conv2d::forward_residual`]) joins its
+/// output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResidualJoin {
+    /// `act(conv(x)) + r`.
+    AfterActivation,
+    /// `act(conv(x) + r)`.
+    BeforeActivation,
+}
+
 /// How a convolution's padding is filled (PyTorch's `padding_mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PaddingMode {
@@ -572,7 +582,44 @@ impl Conv2d {
         input: &Tensor,
         kernel: ConvKernel,
     ) -> Result<Tensor> {
-        self.record(rec, input, kernel, 0)
+        self.record(rec, input, kernel, 0, None)
+    }
+
+    /// Records the convolution with a residual added in the same pass: `act(conv(x)) + r`
+    /// ([`ResidualJoin::AfterActivation`], MobileNet's linear bottlenecks, whose last
+    /// convolution has no activation) or `act(conv(x) + r)`
+    /// ([`ResidualJoin::BeforeActivation`], ResNet's blocks). `residual` has the output's
+    /// shape. Saves the separate add's pass and its output buffer.
+    pub fn forward_residual(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        residual: &Tensor,
+        join: ResidualJoin,
+    ) -> Result<Tensor> {
+        let kernel = select_kernel(&self.params, input.shape());
+        self.forward_residual_with(rec, input, residual, join, kernel)
+    }
+
+    /// [`Conv2d::forward_residual`] with a chosen kernel.
+    pub fn forward_residual_with(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        residual: &Tensor,
+        join: ResidualJoin,
+        kernel: ConvKernel,
+    ) -> Result<Tensor> {
+        residual.check_gpu(rec.gpu(), "residual")?;
+        let out = self.params.output_shape(input.shape())?;
+        if residual.shape() != out {
+            return Err(Error::ShapeMismatch {
+                name: "residual",
+                expected: out.to_vec(),
+                actual: residual.shape().to_vec(),
+            });
+        }
+        self.record(rec, input, kernel, 0, Some((residual, join)))
     }
 
     /// Records the convolution followed by a channel shuffle with `groups`, fused: the
@@ -595,7 +642,7 @@ impl Conv2d {
             ));
         }
         let kernel = select_kernel(&self.params, input.shape());
-        self.record(rec, input, kernel, groups)
+        self.record(rec, input, kernel, groups, None)
     }
 
     fn record(
@@ -604,6 +651,7 @@ impl Conv2d {
         input: &Tensor,
         kernel: ConvKernel,
         shuffle_groups: usize,
+        residual: Option<(&Tensor, ResidualJoin)>,
     ) -> Result<Tensor> {
         let gpu = rec.gpu();
         input.check_gpu(gpu, "input")?;
@@ -650,6 +698,16 @@ impl Conv2d {
         let act = ("ACT", p.activation.shader_code());
         let shuffle = ("SHUFFLE_G", shuffle_groups as f64);
         let pad_mode = ("PAD_MODE", p.padding_mode.shader_code());
+        let join = (
+            "RESIDUAL",
+            match residual {
+                None => 0.0,
+                Some((_, ResidualJoin::AfterActivation)) => 1.0,
+                Some((_, ResidualJoin::BeforeActivation)) => 2.0,
+            },
+        );
+        // Bound to the input when there is none (read-only aliasing is allowed).
+        let res = residual.map_or(input, |(r, _)| r).pooled();
         match kernel {
             ConvKernel::Direct => {
                 let px = strip_px(ow, DIRECT_PX_MAX);
@@ -672,6 +730,7 @@ impl Conv2d {
                         act,
                         shuffle,
                         pad_mode,
+                        join,
                         ("KH", p.kernel_size.0 as f64),
                         ("KW", p.kernel_size.1 as f64),
                         ("SH", p.stride.0 as f64),
@@ -685,7 +744,7 @@ impl Conv2d {
                 rec.dispatch(
                     &pipeline,
                     &u,
-                    &[input.pooled(), weight, &self.bias, output.pooled()],
+                    &[input.pooled(), weight, &self.bias, output.pooled(), res],
                     groups_total,
                 )?;
             }
@@ -698,13 +757,13 @@ impl Conv2d {
                 let pipeline = gpu.pipeline(
                     "conv_pointwise.wgsl",
                     &[("Q", (POINTWISE_PX / 4) as u32), ("OC_VEC", oc_vec as u32)],
-                    &[act, shuffle],
+                    &[act, shuffle, join],
                 )?;
                 let weight = self.blocked()?;
                 rec.dispatch(
                     &pipeline,
                     &u,
-                    &[input.pooled(), weight, &self.bias, output.pooled()],
+                    &[input.pooled(), weight, &self.bias, output.pooled(), res],
                     (n * oc_blocks_pg * tile_blocks) as u64,
                 )?;
             }
@@ -746,6 +805,7 @@ impl Conv2d {
                         ("DH", p.dilation.0 as f64),
                         ("DW", p.dilation.1 as f64),
                         ("SHIFT", if vec { shift as f64 } else { 0.0 }),
+                        join,
                     ],
                 )?;
                 let weight = self.plain()?;
@@ -758,6 +818,7 @@ impl Conv2d {
                         &self.bias,
                         output.pooled(),
                         input.pooled(),
+                        res,
                     ],
                     total.div_ceil(WORKGROUP) as u64,
                 )?;
