@@ -22,6 +22,8 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("common.wgsl"),
     wgsl!("conv_direct.wgsl"),
     wgsl!("conv_pointwise.wgsl"),
+    wgsl!("conv_pointwise_scalar.wgsl"),
+    wgsl!("conv_pointwise_body.wgsl"),
     wgsl!("conv_depthwise.wgsl"),
     wgsl!("conv_transpose.wgsl"),
     wgsl!("max_pool.wgsl"),
@@ -54,8 +56,10 @@ pub fn files() -> impl Iterator<Item = &'static str> {
     FILES.iter().map(|(n, _)| *n)
 }
 
+/// Include files (no entry point of their own): `common.wgsl` and the `*_body.wgsl`
+/// files that several shaders share.
 fn is_include(name: &str) -> bool {
-    name == "common.wgsl"
+    name == "common.wgsl" || name.ends_with("_body.wgsl")
 }
 
 /// The names of the `@specialize` constants a shader declares, with their defaults.

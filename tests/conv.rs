@@ -276,6 +276,20 @@ fn kernel_selection_is_explicit() {
         select_kernel(&Conv2dParams::new(64, 64, 3).groups(32), s),
         ConvKernel::Direct
     );
+    // The pointwise kernel also runs planes that are not a multiple of 4 pixels (its
+    // scalar variant), against the reference.
+    check(
+        Conv2dParams::new(9, 6, 1).activation(Activation::Relu),
+        [2, 9, 7, 7],
+        111,
+        &[ConvKernel::Pointwise],
+    );
+    check(
+        Conv2dParams::new(3, 17, 1),
+        [1, 3, 1, 3],
+        112,
+        &[ConvKernel::Pointwise],
+    );
     // A kernel that does not apply is refused with a typed error, not run.
     let gpu = gpu();
     let p = Conv2dParams::new(4, 4, 3).bias(false);

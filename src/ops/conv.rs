@@ -432,7 +432,8 @@ pub enum ConvKernel {
     /// pixels for 4 or 8 output channels. Handles every configuration.
     Direct,
     /// Tiled matrix product for 1x1 stride-1 unpadded ungrouped convolutions, loading
-    /// four pixels per instruction; needs `H * W` divisible by 4.
+    /// four pixels per instruction when `H * W` is divisible by 4 (four scalar loads per
+    /// pixel group otherwise).
     Pointwise,
     /// One output channel per invocation with per-channel weights; needs
     /// `groups == in_channels` (any channel multiplier).
@@ -449,11 +450,12 @@ impl ConvKernel {
 
     /// Whether this kernel can run `params` on an input of shape `input`.
     pub fn supports(self, params: &Conv2dParams, input: [usize; 4]) -> bool {
+        // Every kernel handles any input size (the pointwise kernel's scalar variant
+        // takes planes that are not a multiple of 4 pixels).
+        let _ = input;
         match self {
             ConvKernel::Direct => true,
-            ConvKernel::Pointwise => {
-                params.is_pointwise() && (input[2] * input[3]).is_multiple_of(4)
-            }
+            ConvKernel::Pointwise => params.is_pointwise(),
             ConvKernel::Depthwise => params.is_depthwise(),
         }
     }
@@ -464,7 +466,12 @@ impl ConvKernel {
 pub fn select_kernel(params: &Conv2dParams, input: [usize; 4]) -> ConvKernel {
     if ConvKernel::Depthwise.supports(params, input) && params.in_channels > 1 {
         ConvKernel::Depthwise
-    } else if ConvKernel::Pointwise.supports(params, input) {
+    } else if ConvKernel::Pointwise.supports(params, input)
+        && (input[2] * input[3]).is_multiple_of(4)
+    {
+        // On planes that are not a multiple of 4 pixels (7 x 7 maps) the pointwise
+        // kernel's scalar variant measured no faster than the direct kernel (lavapipe:
+        // 320 -> 1280 at 7 x 7, 3.3 ms both).
         ConvKernel::Pointwise
     } else {
         ConvKernel::Direct
@@ -754,8 +761,14 @@ impl Conv2d {
                 let tile_blocks = tiles.div_ceil(WORKGROUP);
                 u.strips_x = tiles as u32;
                 u.work = tile_blocks as u32;
+                // Planes of a multiple of 4 pixels are read and written as vec4s.
+                let shader = if pixels.is_multiple_of(4) {
+                    "conv_pointwise.wgsl"
+                } else {
+                    "conv_pointwise_scalar.wgsl"
+                };
                 let pipeline = gpu.pipeline(
-                    "conv_pointwise.wgsl",
+                    shader,
                     &[("Q", (POINTWISE_PX / 4) as u32), ("OC_VEC", oc_vec as u32)],
                     &[act, shuffle, join],
                 )?;

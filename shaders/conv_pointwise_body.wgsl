@@ -1,0 +1,127 @@
+// The body of the pointwise convolution, shared by conv_pointwise.wgsl (planes of a
+// multiple of 4 pixels, vec4 loads and stores) and conv_pointwise_scalar.wgsl (any plane
+// size, four scalar loads per pixel group): the including file declares the bindings
+// and the tile constants Q and OC_VEC, and defines
+//   load_group(plane, g) -> vec4<f32>: pixels 4g .. 4g + 3 of input plane `plane`;
+//   store_group(plane, g, v): writes finish4(v, residual) to pixels 4g .. of output plane
+//   `plane` (those inside the plane).
+
+// acc[q] += xv[q] * w for the Q pixel groups of the tile.
+fn accumulate(acc: ptr<function, array<vec4<f32>, Q>>, xv: ptr<function, array<vec4<f32>, Q>>, w: f32) {
+    for (var q = 0u; q < Q; q++) {
+        (*acc)[q] = fma((*xv)[q], vec4<f32>(w), (*acc)[q]);
+    }
+}
+
+fn store(acc: ptr<function, array<vec4<f32>, Q>>, co: u32, n: u32, q0: u32, p4: u32) {
+    let cc = min(co, p.cout_pg - 1u);
+    let b = bias[cc];
+    let plane = n * p.c_out + shuffled_channel(cc, p.c_out);
+    for (var q = 0u; q < Q; q++) {
+        if (co < p.cout_pg && q0 + q < p4) {
+            store_group(plane, q0 + q, (*acc)[q] + b);
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let wid = linear_workgroup(wg, nwg);
+    let tile_block = wid % p.work;
+    let t = wid / p.work;
+    let block = t % p.oc_blocks_pg;
+    let n = t / p.oc_blocks_pg;
+    if (n >= p.n) {
+        return;
+    }
+    let tile = tile_block * 64u + lid;
+    let p4 = (p.h * p.w + 3u) / 4u;
+    let q0 = tile * Q;
+    if (q0 >= p4) {
+        return;
+    }
+    let oc0 = block * 4u * OC_VEC;
+    let oc_pad4 = p.cout_pg_pad / 4u;
+
+    // a{k}: output channel oc0 + k. Function-scope variables start zeroed in WGSL.
+    var a0: array<vec4<f32>, Q>;
+    var a1: array<vec4<f32>, Q>;
+    var a2: array<vec4<f32>, Q>;
+    var a3: array<vec4<f32>, Q>;
+    var a4: array<vec4<f32>, Q>;
+    var a5: array<vec4<f32>, Q>;
+    var a6: array<vec4<f32>, Q>;
+    var a7: array<vec4<f32>, Q>;
+    var a8: array<vec4<f32>, Q>;
+    var a9: array<vec4<f32>, Q>;
+    var a10: array<vec4<f32>, Q>;
+    var a11: array<vec4<f32>, Q>;
+    var a12: array<vec4<f32>, Q>;
+    var a13: array<vec4<f32>, Q>;
+    var a14: array<vec4<f32>, Q>;
+    var a15: array<vec4<f32>, Q>;
+    var xv: array<vec4<f32>, Q>;
+
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        let plane = n * p.c_in + ci;
+        // Pixel groups past the end of the plane re-read its last group (harmless; they
+        // are not stored).
+        for (var q = 0u; q < Q; q++) {
+            xv[q] = load_group(plane, min(q0 + q, p4 - 1u));
+        }
+        let widx = ci * oc_pad4 + oc0 / 4u;
+        let w0 = wt[widx + 0u];
+        accumulate(&a0, &xv, w0.x);
+        accumulate(&a1, &xv, w0.y);
+        accumulate(&a2, &xv, w0.z);
+        accumulate(&a3, &xv, w0.w);
+        if (OC_VEC > 1u) {
+            let w1 = wt[widx + 1u];
+            accumulate(&a4, &xv, w1.x);
+            accumulate(&a5, &xv, w1.y);
+            accumulate(&a6, &xv, w1.z);
+            accumulate(&a7, &xv, w1.w);
+        }
+        if (OC_VEC > 2u) {
+            let w2 = wt[widx + 2u];
+            accumulate(&a8, &xv, w2.x);
+            accumulate(&a9, &xv, w2.y);
+            accumulate(&a10, &xv, w2.z);
+            accumulate(&a11, &xv, w2.w);
+        }
+        if (OC_VEC > 3u) {
+            let w3 = wt[widx + 3u];
+            accumulate(&a12, &xv, w3.x);
+            accumulate(&a13, &xv, w3.y);
+            accumulate(&a14, &xv, w3.z);
+            accumulate(&a15, &xv, w3.w);
+        }
+    }
+
+    store(&a0, oc0, n, q0, p4);
+    store(&a1, oc0 + 1u, n, q0, p4);
+    store(&a2, oc0 + 2u, n, q0, p4);
+    store(&a3, oc0 + 3u, n, q0, p4);
+    if (OC_VEC > 1u) {
+        store(&a4, oc0 + 4u, n, q0, p4);
+        store(&a5, oc0 + 5u, n, q0, p4);
+        store(&a6, oc0 + 6u, n, q0, p4);
+        store(&a7, oc0 + 7u, n, q0, p4);
+    }
+    if (OC_VEC > 2u) {
+        store(&a8, oc0 + 8u, n, q0, p4);
+        store(&a9, oc0 + 9u, n, q0, p4);
+        store(&a10, oc0 + 10u, n, q0, p4);
+        store(&a11, oc0 + 11u, n, q0, p4);
+    }
+    if (OC_VEC > 3u) {
+        store(&a12, oc0 + 12u, n, q0, p4);
+        store(&a13, oc0 + 13u, n, q0, p4);
+        store(&a14, oc0 + 14u, n, q0, p4);
+        store(&a15, oc0 + 15u, n, q0, p4);
+    }
+}
