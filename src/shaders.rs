@@ -25,6 +25,8 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("conv_pointwise_scalar.wgsl"),
     wgsl!("conv_pointwise_body.wgsl"),
     wgsl!("conv_depthwise.wgsl"),
+    wgsl!("conv_depthwise_vec.wgsl"),
+    wgsl!("conv_depthwise_body.wgsl"),
     wgsl!("conv_transpose.wgsl"),
     wgsl!("max_pool.wgsl"),
     wgsl!("avg_pool.wgsl"),

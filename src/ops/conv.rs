@@ -799,8 +799,14 @@ impl Conv2d {
                 let rowbuf = row <= DEPTHWISE_ROW_MAX;
                 let vec = vec && rowbuf;
                 let shift = (4 - u.pad_w % 4) % 4;
+                // Vector stores when output rows and strips are multiples of 4 pixels.
+                let shader = if px.is_multiple_of(4) && ow.is_multiple_of(4) {
+                    "conv_depthwise_vec.wgsl"
+                } else {
+                    "conv_depthwise.wgsl"
+                };
                 let pipeline = gpu.pipeline(
-                    "conv_depthwise.wgsl",
+                    shader,
                     &[
                         ("PX", px as u32),
                         ("ROW", if rowbuf { row as u32 } else { 1 }),
