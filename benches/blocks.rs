@@ -1,13 +1,16 @@
 //! End-to-end latency of whole networks, one submission per forward pass including the
-//! input upload and the readback of the output: torchvision's MobileNetV2 feature extractor
-//! at 1 x 3 x 224 x 224 (width 1.0, made-up weights: speed does not depend on their
-//! values) and MediaPipe's selfie segmentation at 1 x 3 x 256 x 256 (its real weights).
+//! input upload and the readback of the output: torchvision's MobileNetV2 and
+//! MobileNetV3-Large feature extractors at 1 x 3 x 224 x 224 (width 1.0, made-up weights:
+//! speed does not depend on their values) and MediaPipe's selfie segmentation at
+//! 1 x 3 x 256 x 256 (its real weights).
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use segblocks::blocks::{MobileNetV2Features, SelfieSegmentation};
+use segblocks::blocks::{
+    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, SelfieSegmentation,
+};
 use segblocks::StateDict;
 
 fn bench(c: &mut Criterion) {
@@ -28,6 +31,24 @@ fn bench(c: &mut Criterion) {
             let xt = gpu.upload(x.view()).unwrap();
             let mut rec = gpu.recorder();
             let y = net.forward(&mut rec, &xt).unwrap();
+            rec.download(&y).unwrap()
+        })
+    });
+
+    let v3 = MobileNetV3Features::load(
+        &gpu,
+        MobileNetV3FeaturesConfig::large(),
+        &StateDict::synthetic(),
+        "",
+    )
+    .unwrap();
+    let summary = v3.summary(shape).unwrap();
+    g.throughput(Throughput::Elements(2 * summary.total_macs()));
+    g.bench_function("mobilenet_v3_large_features_224", |b| {
+        b.iter(|| {
+            let xt = gpu.upload(x.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let y = v3.forward(&mut rec, &xt).unwrap();
             rec.download(&y).unwrap()
         })
     });

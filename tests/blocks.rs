@@ -387,6 +387,85 @@ fn mobilenet_v2_features_end_to_end() {
 }
 
 #[test]
+fn mobilenet_v3_features_end_to_end() {
+    use segblocks::blocks::{MobileNetV3Features, MobileNetV3FeaturesConfig};
+    let gpu = gpu();
+    for (file, cfg, out, params) in [
+        (
+            "mobilenet_v3_small_features",
+            MobileNetV3FeaturesConfig::small().width_mult(0.5),
+            [2, 288, 2, 2],
+            256_296,
+        ),
+        (
+            // The LR-ASPP segmentation backbone's configuration: dilated last stage.
+            "mobilenet_v3_large_features",
+            MobileNetV3FeaturesConfig::large()
+                .width_mult(0.35)
+                .reduced_tail(true)
+                .dilated(true),
+            [2, 192, 4, 4],
+            223_088,
+        ),
+    ] {
+        let sd = StateDict::load(format!(
+            "{}/tests/golden/{file}.safetensors",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let net = MobileNetV3Features::load(gpu, cfg, &sd, "").unwrap();
+        let x: Array4<f32> = sd
+            .get("__input__", &[2, 3, 64, 64])
+            .unwrap()
+            .into_dimensionality()
+            .unwrap();
+        let want: Array4<f32> = sd
+            .get("__output__", &out)
+            .unwrap()
+            .into_dimensionality()
+            .unwrap();
+        let tol = want.mapv(|v| 1e-3 * (1.0 + v.abs()));
+        let cpu = net.reference(x.view()).unwrap();
+        assert_close(
+            cpu.view(),
+            want.view(),
+            tol.view(),
+            &format!("{file}, reference"),
+        );
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = net.forward(&mut rec, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        assert_close(got.view(), want.view(), tol.view(), &format!("{file}, GPU"));
+        let summary = net.summary([2, 3, 64, 64]).unwrap();
+        let torch_params: usize = sd
+            .names()
+            .filter(|n| {
+                !n.starts_with("__") && !n.ends_with("running_mean") && !n.ends_with("running_var")
+            })
+            .map(|n| sd.tensor(n).unwrap().len())
+            .sum();
+        assert_eq!(summary.total_params() as usize, torch_params, "{file}");
+        assert_eq!(torch_params, params, "{file}");
+        assert_eq!(summary.rows.last().unwrap().output, out);
+    }
+    // A bad width is a typed error.
+    let sd = StateDict::new();
+    assert!(matches!(
+        MobileNetV3Features::load(
+            gpu,
+            MobileNetV3FeaturesConfig::small().width_mult(0.0),
+            &sd,
+            ""
+        ),
+        Err(segblocks::Error::InvalidParam {
+            name: "width_mult",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn depthwise_separable_block_and_its_multipliers() {
     use segblocks::blocks::{DepthwiseSeparableBlock, DepthwiseSeparableConfig};
     let gpu = gpu();

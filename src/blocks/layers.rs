@@ -479,6 +479,27 @@ impl MobileNetV3Block {
         }
         Ok(y)
     }
+
+    /// Layers with output shapes, parameters and MACs (the SE as one row).
+    pub fn summary(&self, input: [usize; 4]) -> Result<Summary> {
+        let mut s = Summary::default();
+        let mut shape = input;
+        if let Some(l) = &self.expand {
+            shape = s.push("expand", l, shape)?;
+        }
+        shape = s.push("depthwise", &self.depthwise, shape)?;
+        if let Some(se) = &self.se {
+            let cost = se.cost(shape)?;
+            s.rows.push(super::SummaryRow {
+                name: "se".to_string(),
+                output: shape,
+                params: cost.params,
+                macs: cost.macs,
+            });
+        }
+        s.push("project", &self.project, shape)?;
+        Ok(s)
+    }
 }
 
 /// torchvision's `shufflenetv2.InvertedResidual(inp, oup, stride)`: stride 1 splits the

@@ -18,7 +18,10 @@ pub use layers::{
     InvertedResidual, InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config, SegNetDecoder,
     SegNetEncoder, ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2Unit,
 };
-pub use networks::{make_divisible, MobileNetV2Features};
+pub use networks::{
+    make_divisible, MobileNetV2Features, MobileNetV3Arch, MobileNetV3Features,
+    MobileNetV3FeaturesConfig,
+};
 pub use segmentation::{Aspp, DenseBlock, FcnHead};
 pub use selfie::SelfieSegmentation;
 

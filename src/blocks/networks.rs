@@ -2,7 +2,10 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::{key, ConvBnAct, InvertedResidual, InvertedResidualConfig, Summary, SummaryRow};
+use super::{
+    key, ConvBnAct, InvertedResidual, InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config,
+    Summary, SummaryRow,
+};
 use crate::error::{invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::conv::Conv2dParams;
@@ -126,6 +129,226 @@ impl MobileNetV2Features {
         for (i, b) in self.blocks.iter().enumerate() {
             let sub = b.summary(shape)?;
             for row in sub.rows {
+                shape = row.output;
+                s.rows.push(SummaryRow {
+                    name: format!("{} {}", i + 1, row.name),
+                    ..row
+                });
+            }
+        }
+        s.push(
+            &format!("{} (last)", self.blocks.len() + 1),
+            &self.last,
+            shape,
+        )?;
+        Ok(s)
+    }
+}
+
+/// One row of torchvision's MobileNetV3 table: input, kernel, expanded and output
+/// channels, SE, hard-swish, stride, dilation.
+type BlockRow = (usize, usize, usize, usize, bool, bool, usize, usize);
+
+/// Which MobileNetV3 (torchvision's `mobilenet_v3_large` or `mobilenet_v3_small`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MobileNetV3Arch {
+    /// `mobilenet_v3_large`: 15 inverted residuals.
+    Large,
+    /// `mobilenet_v3_small`: 11 inverted residuals.
+    Small,
+}
+
+/// The configuration of torchvision's `mobilenet_v3_*(width_mult, reduced_tail, dilated)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MobileNetV3FeaturesConfig {
+    /// Large or small.
+    pub arch: MobileNetV3Arch,
+    /// Channel multiplier (default 1.0), rounded per layer with [`make_divisible`].
+    pub width_mult: f64,
+    /// Halve the channels of the last stage (default false).
+    pub reduced_tail: bool,
+    /// Dilation 2 instead of stride 2 in the last stage (default false; the LR-ASPP
+    /// segmentation backbone uses it, keeping 1/16 of the input resolution).
+    pub dilated: bool,
+}
+
+impl MobileNetV3FeaturesConfig {
+    /// `mobilenet_v3_large()` with torchvision's defaults.
+    pub fn large() -> Self {
+        MobileNetV3FeaturesConfig {
+            arch: MobileNetV3Arch::Large,
+            width_mult: 1.0,
+            reduced_tail: false,
+            dilated: false,
+        }
+    }
+
+    /// `mobilenet_v3_small()` with torchvision's defaults.
+    pub fn small() -> Self {
+        MobileNetV3FeaturesConfig {
+            arch: MobileNetV3Arch::Small,
+            ..Self::large()
+        }
+    }
+
+    /// Sets the width multiplier.
+    pub fn width_mult(mut self, width_mult: f64) -> Self {
+        self.width_mult = width_mult;
+        self
+    }
+
+    /// Sets `reduced_tail`.
+    pub fn reduced_tail(mut self, reduced_tail: bool) -> Self {
+        self.reduced_tail = reduced_tail;
+        self
+    }
+
+    /// Sets `dilated`.
+    pub fn dilated(mut self, dilated: bool) -> Self {
+        self.dilated = dilated;
+        self
+    }
+
+    /// The inverted-residual table of torchvision's `_mobilenet_v3_conf`, channels
+    /// adjusted by the width multiplier.
+    pub fn blocks(&self) -> Vec<MobileNetV3Config> {
+        let r = if self.reduced_tail { 2 } else { 1 };
+        let d = if self.dilated { 2 } else { 1 };
+        let table: Vec<BlockRow> = match self.arch {
+            MobileNetV3Arch::Large => vec![
+                (16, 3, 16, 16, false, false, 1, 1),
+                (16, 3, 64, 24, false, false, 2, 1),
+                (24, 3, 72, 24, false, false, 1, 1),
+                (24, 5, 72, 40, true, false, 2, 1),
+                (40, 5, 120, 40, true, false, 1, 1),
+                (40, 5, 120, 40, true, false, 1, 1),
+                (40, 3, 240, 80, false, true, 2, 1),
+                (80, 3, 200, 80, false, true, 1, 1),
+                (80, 3, 184, 80, false, true, 1, 1),
+                (80, 3, 184, 80, false, true, 1, 1),
+                (80, 3, 480, 112, true, true, 1, 1),
+                (112, 3, 672, 112, true, true, 1, 1),
+                (112, 5, 672, 160 / r, true, true, 2, d),
+                (160 / r, 5, 960 / r, 160 / r, true, true, 1, d),
+                (160 / r, 5, 960 / r, 160 / r, true, true, 1, d),
+            ],
+            MobileNetV3Arch::Small => vec![
+                (16, 3, 16, 16, true, false, 2, 1),
+                (16, 3, 72, 24, false, false, 2, 1),
+                (24, 3, 88, 24, false, false, 1, 1),
+                (24, 5, 96, 40, true, true, 2, 1),
+                (40, 5, 240, 40, true, true, 1, 1),
+                (40, 5, 240, 40, true, true, 1, 1),
+                (40, 5, 120, 48, true, true, 1, 1),
+                (48, 5, 144, 48, true, true, 1, 1),
+                (48, 5, 288, 96 / r, true, true, 2, d),
+                (96 / r, 5, 576 / r, 96 / r, true, true, 1, d),
+                (96 / r, 5, 576 / r, 96 / r, true, true, 1, d),
+            ],
+        };
+        let adjust = |c: usize| make_divisible(c as f64 * self.width_mult, 8);
+        table
+            .into_iter()
+            .map(|(i, k, e, o, se, hs, s, dil)| MobileNetV3Config {
+                input_channels: adjust(i),
+                kernel: k,
+                expanded_channels: adjust(e),
+                out_channels: adjust(o),
+                use_se: se,
+                use_hs: hs,
+                stride: s,
+                dilation: dil,
+            })
+            .collect()
+    }
+}
+
+/// torchvision's `mobilenet_v3_large(...).features` / `mobilenet_v3_small(...).features`:
+/// a 3x3 stride-2 hard-swish stem, the inverted residuals of the table (SE with
+/// hard-sigmoid gates, ReLU or hard-swish), and a 1x1 convolution to 6x the last block's
+/// channels with hard-swish; batch norms (eps 0.001) folded.
+#[derive(Debug)]
+pub struct MobileNetV3Features {
+    stem: ConvBnAct,
+    blocks: Vec<MobileNetV3Block>,
+    last: ConvBnAct,
+}
+
+impl MobileNetV3Features {
+    /// Loads `{prefix}.0 ... {prefix}.{n + 1}` (`features` in a whole model's state
+    /// dict, empty for the state dict of `.features` itself).
+    pub fn load(
+        gpu: &Gpu,
+        cfg: MobileNetV3FeaturesConfig,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        if !(cfg.width_mult.is_finite() && cfg.width_mult > 0.0) {
+            return Err(invalid(
+                "width_mult",
+                format!("must be positive, got {}", cfg.width_mult),
+            ));
+        }
+        let eps = 1e-3;
+        let table = cfg.blocks();
+        let first = table[0].input_channels;
+        let stem = ConvBnAct::load(
+            gpu,
+            sd,
+            Conv2dParams::new(3, first, 3)
+                .stride(2)
+                .padding(1)
+                .bias(false)
+                .activation(Activation::HardSwish),
+            &key(prefix, "0.0"),
+            Some(&key(prefix, "0.1")),
+            eps,
+        )?;
+        let blocks = table
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| MobileNetV3Block::load(gpu, b, sd, &key(prefix, &(i + 1).to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let last_in = table[table.len() - 1].out_channels;
+        let index = table.len() + 1;
+        let last = ConvBnAct::load(
+            gpu,
+            sd,
+            Conv2dParams::new(last_in, 6 * last_in, 1)
+                .bias(false)
+                .activation(Activation::HardSwish),
+            &key(prefix, &format!("{index}.0")),
+            Some(&key(prefix, &format!("{index}.1"))),
+            eps,
+        )?;
+        Ok(MobileNetV3Features { stem, blocks, last })
+    }
+
+    /// Records the whole backbone into `rec`.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let mut y = self.stem.forward(rec, x)?;
+        for b in &self.blocks {
+            y = b.forward(rec, &y)?;
+        }
+        self.last.forward(rec, &y)
+    }
+
+    /// CPU reference forward.
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let mut y = self.stem.reference(x)?;
+        for b in &self.blocks {
+            y = b.reference(y.view())?;
+        }
+        self.last.reference(y.view())
+    }
+
+    /// Every layer with its output shape, parameters (batch norms included) and MACs; the
+    /// parameter total equals PyTorch's.
+    pub fn summary(&self, input: [usize; 4]) -> Result<Summary> {
+        let mut s = Summary::default();
+        let mut shape = s.push("0 (stem)", &self.stem, input)?;
+        for (i, b) in self.blocks.iter().enumerate() {
+            for row in b.summary(shape)?.rows {
                 shape = row.output;
                 s.rows.push(SummaryRow {
                     name: format!("{} {}", i + 1, row.name),
