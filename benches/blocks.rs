@@ -2,14 +2,16 @@
 //! input upload and the readback of the output: torchvision's MobileNetV2 and
 //! MobileNetV3-Large feature extractors at 1 x 3 x 224 x 224 (width 1.0, made-up weights:
 //! speed does not depend on their values) and MediaPipe's selfie segmentation at
-//! 1 x 3 x 256 x 256 (its real weights).
+//! 1 x 3 x 256 x 256 (its real weights), and torchvision's LR-ASPP segmentation model on
+//! MobileNetV3-Large at 1 x 3 x 256 x 256 (latency only: its head has no summary yet).
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{
-    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, SelfieSegmentation,
+    LrAsppMobileNetV3, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
+    SelfieSegmentation,
 };
 use segblocks::StateDict;
 
@@ -49,6 +51,25 @@ fn bench(c: &mut Criterion) {
             let xt = gpu.upload(x.view()).unwrap();
             let mut rec = gpu.recorder();
             let y = v3.forward(&mut rec, &xt).unwrap();
+            rec.download(&y).unwrap()
+        })
+    });
+
+    // torchvision's lraspp_mobilenet_v3_large (21 classes) on a 1 x 3 x 256 x 256 image.
+    let lraspp = LrAsppMobileNetV3::load(
+        &gpu,
+        MobileNetV3FeaturesConfig::large().dilated(true),
+        21,
+        &StateDict::synthetic(),
+    )
+    .unwrap();
+    let seg = common::input([1, 3, 256, 256]);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("lraspp_mobilenet_v3_large_256", |b| {
+        b.iter(|| {
+            let xt = gpu.upload(seg.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let y = lraspp.forward(&mut rec, &xt).unwrap();
             rec.download(&y).unwrap()
         })
     });

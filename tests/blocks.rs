@@ -466,6 +466,46 @@ fn mobilenet_v3_features_end_to_end() {
 }
 
 #[test]
+fn lraspp_mobilenet_v3_segmentation_model_end_to_end() {
+    use segblocks::blocks::{LrAsppMobileNetV3, MobileNetV3FeaturesConfig};
+    let gpu = gpu();
+    let sd = StateDict::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/lraspp_mobilenet_v3_large.safetensors"
+    ))
+    .unwrap();
+    let cfg = MobileNetV3FeaturesConfig::large()
+        .width_mult(0.35)
+        .dilated(true);
+    let net = LrAsppMobileNetV3::load(gpu, cfg, 5, &sd).unwrap();
+    let x: Array4<f32> = sd
+        .get("__input__", &[1, 3, 72, 88])
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    let want: Array4<f32> = sd
+        .get("__output__", &[1, 5, 72, 88])
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    let tol = want.mapv(|v| 1e-3 * (1.0 + v.abs()));
+    let cpu = net.reference(x.view()).unwrap();
+    assert_close(cpu.view(), want.view(), tol.view(), "LR-ASPP, reference");
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = net.forward(&mut rec, &xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_close(got.view(), want.view(), tol.view(), "LR-ASPP, GPU");
+    assert!(matches!(
+        LrAsppMobileNetV3::load(gpu, cfg, 0, &sd),
+        Err(segblocks::Error::InvalidParam {
+            name: "num_classes",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn depthwise_separable_block_and_its_multipliers() {
     use segblocks::blocks::{DepthwiseSeparableBlock, DepthwiseSeparableConfig};
     let gpu = gpu();

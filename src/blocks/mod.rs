@@ -19,7 +19,7 @@ pub use layers::{
     SegNetEncoder, ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2Unit,
 };
 pub use networks::{
-    make_divisible, MobileNetV2Features, MobileNetV3Arch, MobileNetV3Features,
+    make_divisible, LrAsppMobileNetV3, MobileNetV2Features, MobileNetV3Arch, MobileNetV3Features,
     MobileNetV3FeaturesConfig,
 };
 pub use segmentation::{Aspp, DenseBlock, FcnHead};

@@ -8,8 +8,12 @@ use super::{
 };
 use crate::error::{invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::ops::channel::scale_channels;
 use crate::ops::conv::Conv2dParams;
+use crate::ops::pool::GlobalPool;
+use crate::ops::upsample::UpsampleParams;
 use crate::ops::Activation;
+use crate::reference;
 use crate::weights::StateDict;
 
 /// torchvision's `_make_divisible(v, 8)`: round to the nearest multiple of 8, at least 8,
@@ -362,5 +366,177 @@ impl MobileNetV3Features {
             shape,
         )?;
         Ok(s)
+    }
+}
+
+/// torchvision's `lraspp_mobilenet_v3_large`: a MobileNetV3 backbone (dilated, so the last
+/// stage stays at 1/16 of the input), the LR-ASPP head and a bilinear resize of the class
+/// logits to the input size. The head takes the backbone's last output (`high`) and the
+/// output of the block that ends the 1/8-resolution stage (`low`):
+/// `low_classifier(low) + high_classifier(resize(cbr(high) * sigmoid(scale(pool(high)))))`.
+#[derive(Debug)]
+pub struct LrAsppMobileNetV3 {
+    backbone: MobileNetV3Features,
+    /// Number of backbone blocks whose output is the head's `low` input.
+    low_blocks: usize,
+    cbr: ConvBnAct,
+    scale: ConvBnAct,
+    low_classifier: ConvBnAct,
+    high_classifier: ConvBnAct,
+}
+
+impl LrAsppMobileNetV3 {
+    /// Loads `backbone.*` (the backbone's `features`) and `classifier.*` (the head) as
+    /// torchvision names them, for `num_classes` classes and the head's default 128
+    /// intermediate channels. torchvision builds the model with `dilated=True`.
+    pub fn load(
+        gpu: &Gpu,
+        backbone: MobileNetV3FeaturesConfig,
+        num_classes: usize,
+        sd: &StateDict,
+    ) -> Result<Self> {
+        if num_classes == 0 {
+            return Err(invalid("num_classes", "must be at least 1, got 0"));
+        }
+        let inter = 128;
+        let blocks = backbone.blocks();
+        // torchvision's stage indices: the stem, every strided block (features index
+        // i + 1), the last convolution; `low` is the fourth from the end.
+        let mut stages = vec![0];
+        stages.extend(
+            blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.stride > 1)
+                .map(|(i, _)| i + 1),
+        );
+        stages.push(blocks.len() + 1);
+        if stages.len() < 4 {
+            return Err(invalid(
+                "backbone",
+                format!("has {} stages, LR-ASPP needs 4", stages.len()),
+            ));
+        }
+        let low_blocks = stages[stages.len() - 4];
+        let low_channels = if low_blocks == 0 {
+            blocks[0].input_channels
+        } else {
+            blocks[low_blocks - 1].out_channels
+        };
+        let high_channels = 6 * blocks[blocks.len() - 1].out_channels;
+        let features = MobileNetV3Features::load(gpu, backbone, sd, "backbone")?;
+        let cbr = ConvBnAct::load(
+            gpu,
+            sd,
+            Conv2dParams::new(high_channels, inter, 1)
+                .bias(false)
+                .activation(Activation::Relu),
+            "classifier.cbr.0",
+            Some("classifier.cbr.1"),
+            1e-5,
+        )?;
+        let scale = ConvBnAct::load(
+            gpu,
+            sd,
+            Conv2dParams::new(high_channels, inter, 1).bias(false),
+            "classifier.scale.1",
+            None,
+            0.0,
+        )?;
+        let low_classifier = ConvBnAct::load(
+            gpu,
+            sd,
+            Conv2dParams::new(low_channels, num_classes, 1),
+            "classifier.low_classifier",
+            None,
+            0.0,
+        )?;
+        let high_classifier = ConvBnAct::load(
+            gpu,
+            sd,
+            Conv2dParams::new(inter, num_classes, 1),
+            "classifier.high_classifier",
+            None,
+            0.0,
+        )?;
+        Ok(LrAsppMobileNetV3 {
+            backbone: features,
+            low_blocks,
+            cbr,
+            scale,
+            low_classifier,
+            high_classifier,
+        })
+    }
+
+    /// Records the network: `[N, 3, H, W]` in, `[N, num_classes, H, W]` logits out.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let b = &self.backbone;
+        let mut y = b.stem.forward(rec, x)?;
+        let mut low = (self.low_blocks == 0).then(|| y.clone());
+        for (i, block) in b.blocks.iter().enumerate() {
+            y = block.forward(rec, &y)?;
+            if i + 1 == self.low_blocks {
+                low = Some(y.clone());
+            }
+        }
+        let high = b.last.forward(rec, &y)?;
+        drop(y);
+        let low = low.expect("low_blocks is at most the number of blocks");
+        let pooled = GlobalPool::Avg.forward(rec, &high)?;
+        let gate = self.scale.forward(rec, &pooled)?;
+        let branch = self.cbr.forward(rec, &high)?;
+        drop((pooled, high));
+        let gated = scale_channels(rec, &branch, &gate, Activation::Sigmoid)?;
+        drop((gate, branch));
+        // The high classifier (1x1, linear) runs before the resize instead of after: a
+        // bilinear resize's weights sum to 1 per output, so the two commute (bias
+        // included), and the resize then moves num_classes channels instead of 128.
+        let classes = self.high_classifier.forward(rec, &gated)?;
+        drop(gated);
+        let ls = low.shape();
+        let up = UpsampleParams::bilinear(false)
+            .size((ls[2], ls[3]))
+            .forward(rec, &classes)?;
+        drop(classes);
+        let logits = self.low_classifier.forward_residual(rec, &low, &up)?;
+        drop((low, up));
+        let xs = x.shape();
+        UpsampleParams::bilinear(false)
+            .size((xs[2], xs[3]))
+            .forward(rec, &logits)
+    }
+
+    /// CPU reference forward, in torchvision's order of operations.
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let b = &self.backbone;
+        let mut y = b.stem.reference(x)?;
+        let mut low = (self.low_blocks == 0).then(|| y.clone());
+        for (i, block) in b.blocks.iter().enumerate() {
+            y = block.reference(y.view())?;
+            if i + 1 == self.low_blocks {
+                low = Some(y.clone());
+            }
+        }
+        let high = b.last.reference(y.view())?;
+        let low = low.expect("low_blocks is at most the number of blocks");
+        let pooled = reference::pool::global_pool(GlobalPool::Avg, high.view())?;
+        let gate = self.scale.reference(pooled.view())?;
+        let branch = self.cbr.reference(high.view())?;
+        let gated =
+            reference::channel::scale_channels(branch.view(), gate.view(), Activation::Sigmoid);
+        let ls = low.shape();
+        let up = reference::upsample::upsample(
+            &UpsampleParams::bilinear(false).size((ls[2], ls[3])),
+            gated.view(),
+        )?;
+        let high_logits = self.high_classifier.reference(up.view())?;
+        let low_logits = self.low_classifier.reference(low.view())?;
+        let logits =
+            reference::channel::add(low_logits.view(), high_logits.view(), Activation::None);
+        reference::upsample::upsample(
+            &UpsampleParams::bilinear(false).size((x.shape()[2], x.shape()[3])),
+            logits.view(),
+        )
     }
 }
