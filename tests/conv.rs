@@ -1100,6 +1100,40 @@ fn fused_residual_every_kernel_and_join() {
                 );
             }
         }
+        // AddThen: the join's own activation after the add, for a plain convolution.
+        if params.activation != Activation::None {
+            let mut rec = gpu.recorder();
+            assert!(matches!(
+                conv.forward_residual(&mut rec, &xt, &rt, ResidualJoin::AddThen(Activation::Relu)),
+                Err(Error::InvalidParam { name: "join", .. })
+            ));
+        }
+        let plain_conv = Conv2d::new(gpu, plain, w.view(), Some(b.view())).unwrap();
+        let add_then = ndarray::Zip::from(&linear)
+            .and(&res)
+            .map_collect(|&v, &r| act(v + r));
+        for kernel in ConvKernel::ALL
+            .into_iter()
+            .filter(|k| k.supports(&params, input))
+        {
+            let mut rec = gpu.recorder();
+            let y = plain_conv
+                .forward_residual_with(
+                    &mut rec,
+                    &xt,
+                    &rt,
+                    ResidualJoin::AddThen(params.activation),
+                    kernel,
+                )
+                .unwrap();
+            let got = rec.download(&y).unwrap();
+            assert_close(
+                got.view(),
+                add_then.view(),
+                tol.view(),
+                &format!("{kernel:?} AddThen {params:?}"),
+            );
+        }
         // The residual must have the output's shape.
         let wrong = gpu.upload(Array4::zeros([1, 1, 1, 1]).view()).unwrap();
         let mut rec = gpu.recorder();

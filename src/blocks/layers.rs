@@ -6,7 +6,7 @@ use super::{key, make_divisible, ConvBnAct, SeLayer, Summary};
 use crate::error::{invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::SqueezeExcitationParams;
-use crate::ops::channel::{add, channel_shuffle, concat, split};
+use crate::ops::channel::{channel_shuffle, concat, split};
 use crate::ops::conv::Conv2dParams;
 use crate::ops::{Activation, Cost};
 use crate::reference;
@@ -145,16 +145,18 @@ impl Bottleneck {
         &self.cfg
     }
 
-    /// Records the block (five dispatches, or four without projection).
+    /// Records the block (four dispatches, or three without projection: the add and its
+    /// ReLU are fused into the third convolution).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let a = self.conv1.forward(rec, x)?;
-        let b = self.conv2.forward(rec, &a)?;
-        let c = self.conv3.forward(rec, &b)?;
         let identity = match &self.downsample {
             Some(d) => d.forward(rec, x)?,
             None => x.clone(),
         };
-        add(rec, &c, &identity, Activation::Relu)
+        let a = self.conv1.forward(rec, x)?;
+        let b = self.conv2.forward(rec, &a)?;
+        drop(a);
+        self.conv3
+            .forward_add_then(rec, &b, &identity, Activation::Relu)
     }
 
     /// CPU reference forward with the unfolded batch norms.
@@ -997,10 +999,10 @@ impl ShuffleV1Unit {
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         let a = self.compress.forward_shuffled(rec, x, self.cfg.groups)?;
         let b = self.depthwise.forward(rec, &a)?;
-        let c = self.expand.forward(rec, &b)?;
         if self.cfg.stride == 1 {
-            add(rec, &c, x, Activation::Relu)
+            self.expand.forward_add_then(rec, &b, x, Activation::Relu)
         } else {
+            let c = self.expand.forward(rec, &b)?;
             let pool = crate::ops::pool::AvgPool2dParams::new(3)
                 .stride(2)
                 .padding(1);

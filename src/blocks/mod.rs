@@ -147,6 +147,19 @@ impl ConvBnAct {
             .forward_residual(rec, x, residual, ResidualJoin::AfterActivation)
     }
 
+    /// Records `a(conv(x) + residual)` in one pass, for a layer without activation of its
+    /// own (the ReLU after a ResNet block's add).
+    pub fn forward_add_then(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        residual: &Tensor,
+        a: Activation,
+    ) -> Result<Tensor> {
+        self.conv
+            .forward_residual(rec, x, residual, ResidualJoin::AddThen(a))
+    }
+
     /// Records the folded convolution with a fused channel shuffle of its output.
     pub fn forward_shuffled(
         &self,

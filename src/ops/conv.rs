@@ -356,6 +356,10 @@ pub enum ResidualJoin {
     AfterActivation,
     /// `act(conv(x) + r)`.
     BeforeActivation,
+    /// `a(conv(x) + r)` for a convolution without an activation of its own: a
+    /// ResNet-style block whose ReLU follows the add, while its last convolution (batch
+    /// norm folded in) has none.
+    AddThen(Activation),
 }
 
 /// How a convolution's padding is filled (PyTorch's `padding_mode`).
@@ -595,8 +599,9 @@ impl Conv2d {
     /// Records the convolution with a residual added in the same pass: `act(conv(x)) + r`
     /// ([`ResidualJoin::AfterActivation`], MobileNet's linear bottlenecks, whose last
     /// convolution has no activation) or `act(conv(x) + r)`
-    /// ([`ResidualJoin::BeforeActivation`], ResNet's blocks). `residual` has the output's
-    /// shape. Saves the separate add's pass and its output buffer.
+    /// ([`ResidualJoin::BeforeActivation`]), or `a(conv(x) + r)` for a convolution without
+    /// activation ([`ResidualJoin::AddThen`], ResNet's blocks). `residual` has the
+    /// output's shape. Saves the separate add's pass and its output buffer.
     pub fn forward_residual(
         &self,
         rec: &mut Recorder<'_>,
@@ -618,6 +623,15 @@ impl Conv2d {
         kernel: ConvKernel,
     ) -> Result<Tensor> {
         residual.check_gpu(rec.gpu(), "residual")?;
+        if matches!(join, ResidualJoin::AddThen(_)) && self.params.activation != Activation::None {
+            return Err(invalid(
+                "join",
+                format!(
+                    "AddThen applies its own activation; the convolution already has {:?}",
+                    self.params.activation
+                ),
+            ));
+        }
         let out = self.params.output_shape(input.shape())?;
         if residual.shape() != out {
             return Err(Error::ShapeMismatch {
@@ -702,7 +716,13 @@ impl Conv2d {
             strips_x: 0,
             work: 0,
         };
-        let act = ("ACT", p.activation.shader_code());
+        let act = (
+            "ACT",
+            match residual {
+                Some((_, ResidualJoin::AddThen(a))) => a.shader_code(),
+                _ => p.activation.shader_code(),
+            },
+        );
         let shuffle = ("SHUFFLE_G", shuffle_groups as f64);
         let pad_mode = ("PAD_MODE", p.padding_mode.shader_code());
         let join = (
@@ -710,7 +730,7 @@ impl Conv2d {
             match residual {
                 None => 0.0,
                 Some((_, ResidualJoin::AfterActivation)) => 1.0,
-                Some((_, ResidualJoin::BeforeActivation)) => 2.0,
+                Some((_, ResidualJoin::BeforeActivation | ResidualJoin::AddThen(_))) => 2.0,
             },
         );
         // Bound to the input when there is none (read-only aliasing is allowed).
