@@ -28,6 +28,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("conv_depthwise_vec.wgsl"),
     wgsl!("conv_depthwise_body.wgsl"),
     wgsl!("conv_transpose.wgsl"),
+    wgsl!("conv_transpose_blocks.wgsl"),
     wgsl!("max_pool.wgsl"),
     wgsl!("avg_pool.wgsl"),
     wgsl!("max_unpool_scatter.wgsl"),

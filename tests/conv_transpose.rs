@@ -1,4 +1,4 @@
-//! Transposed convolution: GPU gather kernel against the CPU scatter reference, FCN
+//! Transposed convolution: both GPU kernels against the CPU scatter reference, FCN
 //! upsampling configurations, output_padding, groups, dilation, and bad input.
 
 mod common;
@@ -6,7 +6,9 @@ mod common;
 use common::*;
 use ndarray::{Array1, Array4};
 use proptest::prelude::*;
-use segblocks::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
+use segblocks::ops::conv_transpose::{
+    select_transposed_kernel, ConvTranspose2d, ConvTranspose2dParams, ConvTransposeKernel,
+};
 use segblocks::ops::Activation;
 use segblocks::{reference, Error};
 
@@ -47,16 +49,90 @@ fn check(params: ConvTranspose2dParams, input: [usize; 4], seed: u64) {
     .unwrap();
     let layer = ConvTranspose2d::new(gpu, params, w.view(), b.as_ref().map(|b| b.view())).unwrap();
     let xt = gpu.upload(x.view()).unwrap();
-    let mut rec = gpu.recorder();
-    let y = layer.forward(&mut rec, &xt).unwrap();
-    let got = rec.download(&y).unwrap();
     let tol = bound(&params, &x, &w, b.as_ref());
-    assert_close(
-        got.view(),
-        want.view(),
-        tol.view(),
-        &format!("{params:?} on {input:?}"),
-    );
+    // Every kernel that applies, not only the one the library picks.
+    for kernel in ConvTransposeKernel::ALL
+        .into_iter()
+        .filter(|k| k.supports(&params, input))
+    {
+        let mut rec = gpu.recorder();
+        let y = layer.forward_with(&mut rec, &xt, kernel).unwrap();
+        let got = rec.download(&y).unwrap();
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            &format!("{kernel:?} {params:?} on {input:?}"),
+        );
+    }
+}
+
+#[test]
+fn kernel_equal_to_stride_takes_the_pixel_block_kernel() {
+    // U-Net's and MediaPipe's 2x2 stride 2, odd channel counts, batch 2, a 3x3 stride 3,
+    // a 4x2 kernel with the same strides, and activations.
+    for (params, input) in [
+        (
+            ConvTranspose2dParams::new(16, 1, 2)
+                .stride(2)
+                .activation(Activation::Sigmoid),
+            [1, 16, 5, 8],
+        ),
+        (ConvTranspose2dParams::new(5, 7, 2).stride(2), [2, 5, 3, 12]),
+        (
+            ConvTranspose2dParams::new(3, 4, 3)
+                .stride(3)
+                .activation(Activation::Relu),
+            [1, 3, 4, 4],
+        ),
+        (
+            ConvTranspose2dParams::new(4, 3, (4, 2))
+                .stride((4, 2))
+                .bias(false),
+            [1, 4, 2, 8],
+        ),
+    ] {
+        assert_eq!(
+            select_transposed_kernel(&params, input),
+            ConvTransposeKernel::PixelBlocks,
+            "{params:?}"
+        );
+        check(params, input, 140 + input[3] as u64);
+    }
+    // Not applicable: padding, a width not divisible by 4, kernel != stride, groups.
+    for (params, input) in [
+        (
+            ConvTranspose2dParams::new(4, 4, 2).stride(2).padding(1),
+            [1, 4, 4, 8],
+        ),
+        (ConvTranspose2dParams::new(4, 4, 2).stride(2), [1, 4, 4, 6]),
+        (ConvTranspose2dParams::new(4, 4, 4).stride(2), [1, 4, 4, 8]),
+        (
+            ConvTranspose2dParams::new(4, 4, 2).stride(2).groups(2),
+            [1, 4, 4, 8],
+        ),
+    ] {
+        assert_eq!(
+            select_transposed_kernel(&params, input),
+            ConvTransposeKernel::Gather
+        );
+        check(params, input, 150);
+        // Forcing it is a typed error.
+        let gpu = gpu();
+        let w = Array4::zeros(params.weight_shape());
+        let b = params.bias.then(|| Array1::zeros(params.out_channels));
+        let layer =
+            ConvTranspose2d::new(gpu, params, w.view(), b.as_ref().map(|b| b.view())).unwrap();
+        let xt = gpu.upload(Array4::zeros(input).view()).unwrap();
+        let mut rec = gpu.recorder();
+        let err = layer
+            .forward_with(&mut rec, &xt, ConvTransposeKernel::PixelBlocks)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidParam { name: "kernel", .. }),
+            "{err}"
+        );
+    }
 }
 
 #[test]

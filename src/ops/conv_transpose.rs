@@ -228,12 +228,67 @@ impl ConvTranspose2dParams {
     }
 }
 
+/// The GPU kernels a transposed convolution can run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvTransposeKernel {
+    /// Gather by output phase (`conv_transpose.wgsl`): every configuration.
+    Gather,
+    /// Kernel equal to the stride, no padding, dilation, output padding or groups
+    /// (`conv_transpose_blocks.wgsl`): every input pixel writes its own output block,
+    /// vectorised over four input pixels; needs an input width divisible by 4.
+    PixelBlocks,
+}
+
+impl ConvTransposeKernel {
+    /// Every kernel, for tests that force each one.
+    pub const ALL: [ConvTransposeKernel; 2] = [
+        ConvTransposeKernel::Gather,
+        ConvTransposeKernel::PixelBlocks,
+    ];
+
+    /// Whether this kernel can run `params` on `input`.
+    pub fn supports(self, params: &ConvTranspose2dParams, input: [usize; 4]) -> bool {
+        match self {
+            ConvTransposeKernel::Gather => true,
+            ConvTransposeKernel::PixelBlocks => {
+                pixel_blocks_params(params) && input[3].is_multiple_of(4)
+            }
+        }
+    }
+}
+
+/// The kernel the library runs: [`ConvTransposeKernel::PixelBlocks`] where it applies,
+/// [`ConvTransposeKernel::Gather`] otherwise.
+pub fn select_transposed_kernel(
+    params: &ConvTranspose2dParams,
+    input: [usize; 4],
+) -> ConvTransposeKernel {
+    if ConvTransposeKernel::PixelBlocks.supports(params, input) {
+        ConvTransposeKernel::PixelBlocks
+    } else {
+        ConvTransposeKernel::Gather
+    }
+}
+
+/// Kernel equal to stride (up to 4, the vec4 store pattern's register tile), nothing else.
+fn pixel_blocks_params(p: &ConvTranspose2dParams) -> bool {
+    p.kernel_size == p.stride
+        && p.stride.0 <= 4
+        && p.stride.1 <= 4
+        && p.padding == (0, 0)
+        && p.output_padding == (0, 0)
+        && p.dilation == (1, 1)
+        && p.groups == 1
+}
+
 /// A transposed convolution layer on the GPU.
 pub struct ConvTranspose2d {
     gpu: Gpu,
     params: ConvTranspose2dParams,
     weight: Arc<PooledBuffer>,
     bias: Arc<PooledBuffer>,
+    /// `[C_out][C_in][kH * kW padded to 4]` for [`ConvTransposeKernel::PixelBlocks`].
+    block_weight: Option<Arc<PooledBuffer>>,
 }
 
 impl std::fmt::Debug for ConvTranspose2d {
@@ -265,11 +320,17 @@ impl ConvTranspose2d {
         let bias_host = super::conv::bias_or_zeros(params.bias, params.out_channels, bias)?;
         let w: Vec<f32> = weight.iter().copied().collect();
         let packed = pack(&params, &w);
+        let block_weight = if pixel_blocks_params(&params) {
+            Some(gpu.upload_f32("weight", &pack_blocks(&params, &w))?)
+        } else {
+            None
+        };
         Ok(ConvTranspose2d {
             gpu: gpu.clone(),
             params,
             weight: gpu.upload_f32("weight", &packed)?,
             bias: gpu.upload_f32("bias", &bias_host)?,
+            block_weight,
         })
     }
 
@@ -278,15 +339,59 @@ impl ConvTranspose2d {
         &self.params
     }
 
-    /// Records the transposed convolution of `input`.
+    /// Records the transposed convolution of `input` with the kernel
+    /// [`select_transposed_kernel`] picks.
     pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
+        let kernel = select_transposed_kernel(&self.params, input.shape());
+        self.forward_with(rec, input, kernel)
+    }
+
+    /// Records the transposed convolution with a chosen kernel (an error if it does not
+    /// apply).
+    pub fn forward_with(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        kernel: ConvTransposeKernel,
+    ) -> Result<Tensor> {
         let gpu = rec.gpu();
         input.check_gpu(gpu, "input")?;
         check_owner(self.gpu.id(), gpu, "layer")?;
         let p = &self.params;
         let in_shape = input.shape();
         let out_shape = p.output_shape(in_shape)?;
+        if !kernel.supports(p, in_shape) {
+            return Err(invalid(
+                "kernel",
+                format!("{kernel:?} does not support {p:?} on input {in_shape:?}"),
+            ));
+        }
         let output = rec.empty("output", out_shape)?;
+        if let (ConvTransposeKernel::PixelBlocks, Some(weight)) = (kernel, &self.block_weight) {
+            let w4 = in_shape[3] / 4;
+            let total = in_shape[0] * p.out_channels * in_shape[2] * w4;
+            let pipeline = gpu.pipeline(
+                "conv_transpose_blocks.wgsl",
+                &[("SH", p.stride.0 as u32), ("SW", p.stride.1 as u32)],
+                &[("ACT", p.activation.shader_code())],
+            )?;
+            rec.dispatch(
+                &pipeline,
+                &[
+                    in_shape[0] as u32,
+                    p.in_channels as u32,
+                    in_shape[2] as u32,
+                    w4 as u32,
+                    p.out_channels as u32,
+                    total as u32,
+                    0,
+                    0,
+                ],
+                &[input.pooled(), weight, &self.bias, output.pooled()],
+                (total as u64).div_ceil(WORKGROUP as u64),
+            )?;
+            return Ok(output);
+        }
         let [n, _, oh, ow] = out_shape;
         let cout_pg = p.out_per_group();
         let oc_vec = tile_oc_vec(cout_pg);
@@ -354,6 +459,22 @@ impl ConvTranspose2d {
 }
 
 /// Repacks `[C_in][C_out/g][kH][kW]` into `[g][C_in/g][kH][kW][C_out/g padded]`.
+/// PyTorch's `[C_in][C_out][kH][kW]` (one group) as `[C_out][C_in][kH * kW padded to a
+/// multiple of 4]` for `conv_transpose_blocks.wgsl`.
+fn pack_blocks(p: &ConvTranspose2dParams, w: &[f32]) -> Vec<f32> {
+    let taps = p.kernel_size.0 * p.kernel_size.1;
+    let kk4 = taps.div_ceil(4) * 4;
+    let mut out = vec![0.0f32; p.out_channels * p.in_channels * kk4];
+    for ci in 0..p.in_channels {
+        for co in 0..p.out_channels {
+            for t in 0..taps {
+                out[(co * p.in_channels + ci) * kk4 + t] = w[(ci * p.out_channels + co) * taps + t];
+            }
+        }
+    }
+    out
+}
+
 fn pack(p: &ConvTranspose2dParams, w: &[f32]) -> Vec<f32> {
     let cout_pg = p.out_per_group();
     let pad = blocked_pad(cout_pg);
