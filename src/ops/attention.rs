@@ -230,13 +230,7 @@ impl SqueezeExcitation {
         x.check_gpu(gpu, "input")?;
         if let Some(b) = second {
             b.check_gpu(gpu, "b")?;
-            if b.shape() != s {
-                return Err(crate::error::Error::ShapeMismatch {
-                    name: "b",
-                    expected: s.to_vec(),
-                    actual: b.shape().to_vec(),
-                });
-            }
+            super::same_shape("b", s, b.shape())?;
         }
         let (c, sq) = (self.params.input_channels, self.params.squeeze_channels);
         if kernel != SeGateKernel::PoolThenConvs && (c > SE_FUSED_MAX.0 || sq > SE_FUSED_MAX.1) {

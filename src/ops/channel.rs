@@ -2,7 +2,7 @@
 //! and split along channels, residual add, activations as ops, elementwise gating (the
 //! scale step of SE / CBAM / ECA), highway and residual-attention connections.
 
-use super::{Activation, Cost};
+use super::{same_shape, Activation, Cost};
 use crate::error::{invalid, Error, Result};
 use crate::gpu::{Recorder, Tensor};
 
@@ -10,17 +10,6 @@ use crate::gpu::{Recorder, Tensor};
 const PX: usize = 16;
 /// vec4s per invocation in `elementwise.wgsl` (`VEC`).
 const ELEMENTWISE_VEC: usize = 4;
-
-fn same_shape(name: &'static str, want: [usize; 4], got: [usize; 4]) -> Result<()> {
-    if want != got {
-        return Err(Error::ShapeMismatch {
-            name,
-            expected: want.to_vec(),
-            actual: got.to_vec(),
-        });
-    }
-    Ok(())
-}
 
 /// Copies channels `table` of every sample of `x` into channels `dst_offset..` of `y`.
 fn record_channel_copy(

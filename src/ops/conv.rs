@@ -633,13 +633,7 @@ impl Conv2d {
             ));
         }
         let out = self.params.output_shape(input.shape())?;
-        if residual.shape() != out {
-            return Err(Error::ShapeMismatch {
-                name: "residual",
-                expected: out.to_vec(),
-                actual: residual.shape().to_vec(),
-            });
-        }
+        super::same_shape("residual", out, residual.shape())?;
         self.record(rec, input, kernel, 0, Some((residual, join)))
     }
 

@@ -11,6 +11,23 @@ pub mod norm;
 pub mod pool;
 pub mod upsample;
 
+/// `Ok` when `got` is `want`, else a [`ShapeMismatch`](crate::Error::ShapeMismatch)
+/// naming the operand.
+pub(crate) fn same_shape(
+    name: &'static str,
+    want: [usize; 4],
+    got: [usize; 4],
+) -> crate::Result<()> {
+    if want != got {
+        return Err(crate::Error::ShapeMismatch {
+            name,
+            expected: want.to_vec(),
+            actual: got.to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// An activation fused into an op's epilogue (applied after the bias).
 ///
 /// The formulas are PyTorch's: `hardsigmoid(x) = relu6(x + 3) / 6`,

@@ -554,13 +554,7 @@ impl BatchNorm2d {
         self.check(rec, x)?;
         dy.check_gpu(rec.gpu(), "grad_output")?;
         let s = x.shape();
-        if dy.shape() != s {
-            return Err(Error::ShapeMismatch {
-                name: "grad_output",
-                expected: s.to_vec(),
-                actual: dy.shape().to_vec(),
-            });
-        }
+        super::same_shape("grad_output", s, dy.shape())?;
         if saved.shape != s || saved.gpu_id != rec.gpu().id() {
             return Err(invalid(
                 "saved",

@@ -3,7 +3,7 @@
 //! average / max pooling, and adaptive average pooling (`adaptive_avg_pool2d`).
 
 use super::{Cost, IntoPair};
-use crate::error::{invalid, Error, Result};
+use crate::error::{invalid, Result};
 use crate::gpu::{check_dims, IndexTensor, PoolOrigin, Recorder, Tensor};
 
 const WORKGROUP: u64 = 64;
@@ -332,13 +332,7 @@ impl MaxUnpool2dParams {
         input.check_gpu(gpu, "input")?;
         indices.check_gpu(gpu, "indices")?;
         let s = input.shape();
-        if indices.shape() != s {
-            return Err(Error::ShapeMismatch {
-                name: "indices",
-                expected: s.to_vec(),
-                actual: indices.shape().to_vec(),
-            });
-        }
+        super::same_shape("indices", s, indices.shape())?;
         let out = self.output_shape(s)?;
         let out_plane = out[2] * out[3];
         if indices.bound() > out_plane {
