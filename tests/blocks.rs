@@ -238,16 +238,7 @@ fn torchvision_blocks_load_and_match() {
         let got = rec.download(&y).unwrap();
         assert_close(got.view(), want.view(), tol.view(), &format!("GPU {name}"));
         if let Some(p) = params {
-            // PyTorch's parameters(): every state-dict tensor but the running statistics.
-            let torch_params: usize = sd
-                .names()
-                .filter(|n| {
-                    !n.starts_with("__")
-                        && !n.ends_with("running_mean")
-                        && !n.ends_with("running_var")
-                })
-                .map(|n| element_count(&sd, n))
-                .sum();
+            let torch_params = torch_parameter_count(&sd);
             assert_eq!(
                 p as usize, torch_params,
                 "{name}: parameters as PyTorch counts them"
@@ -258,6 +249,17 @@ fn torchvision_blocks_load_and_match() {
 
 fn element_count(sd: &StateDict, name: &str) -> usize {
     sd.tensor(name).map_or(0, |t| t.len())
+}
+
+/// PyTorch's `sum(p.numel() for p in parameters())` for an exported state dict: every
+/// tensor but the running statistics and the test's own `__input__` / `__output__`.
+fn torch_parameter_count(sd: &StateDict) -> usize {
+    sd.names()
+        .filter(|n| {
+            !n.starts_with("__") && !n.ends_with("running_mean") && !n.ends_with("running_var")
+        })
+        .map(|n| element_count(sd, n))
+        .sum()
 }
 
 fn shape_of(case: &Value, key: &str) -> Vec<usize> {
@@ -374,13 +376,7 @@ fn mobilenet_v2_features_end_to_end() {
     assert_eq!(again, got);
     // The summary's parameter total is PyTorch's parameters() count.
     let summary = net.summary([1, 3, 64, 64]).unwrap();
-    let torch_params: usize = sd
-        .names()
-        .filter(|n| {
-            !n.starts_with("__") && !n.ends_with("running_mean") && !n.ends_with("running_var")
-        })
-        .map(|n| sd.tensor(n).unwrap().len())
-        .sum();
+    let torch_params = torch_parameter_count(&sd);
     assert_eq!(summary.total_params() as usize, torch_params);
     assert_eq!(torch_params, 396_128);
     assert_eq!(summary.rows.last().unwrap().output, [1, 1280, 2, 2]);
@@ -438,13 +434,7 @@ fn mobilenet_v3_features_end_to_end() {
         let got = rec.download(&y).unwrap();
         assert_close(got.view(), want.view(), tol.view(), &format!("{file}, GPU"));
         let summary = net.summary([2, 3, 64, 64]).unwrap();
-        let torch_params: usize = sd
-            .names()
-            .filter(|n| {
-                !n.starts_with("__") && !n.ends_with("running_mean") && !n.ends_with("running_var")
-            })
-            .map(|n| sd.tensor(n).unwrap().len())
-            .sum();
+        let torch_params = torch_parameter_count(&sd);
         assert_eq!(summary.total_params() as usize, torch_params, "{file}");
         assert_eq!(torch_params, params, "{file}");
         assert_eq!(summary.rows.last().unwrap().output, out);

@@ -492,12 +492,7 @@ impl MobileNetV3Block {
         shape = s.push("depthwise", &self.depthwise, shape)?;
         if let Some(se) = &self.se {
             let cost = se.cost(shape)?;
-            s.rows.push(super::SummaryRow {
-                name: "se".to_string(),
-                output: shape,
-                params: cost.params,
-                macs: cost.macs,
-            });
+            s.push_cost("se", shape, cost);
         }
         s.push("project", &self.project, shape)?;
         Ok(s)

@@ -298,14 +298,18 @@ pub struct Summary {
 impl Summary {
     fn push(&mut self, name: &str, layer: &ConvBnAct, input: [usize; 4]) -> Result<[usize; 4]> {
         let output = layer.output_shape(input)?;
-        let cost = layer.cost(input)?;
+        self.push_cost(name, output, layer.cost(input)?);
+        Ok(output)
+    }
+
+    /// A row for a layer given its output shape and cost (SE gates, transposed convs).
+    fn push_cost(&mut self, name: impl Into<String>, output: [usize; 4], cost: Cost) {
         self.rows.push(SummaryRow {
-            name: name.to_string(),
+            name: name.into(),
             output,
             params: cost.params,
             macs: cost.macs,
         });
-        Ok(output)
     }
 
     /// Total parameters.

@@ -27,14 +27,132 @@ pub fn make_divisible(v: f64, divisor: usize) -> usize {
     new_v as usize
 }
 
+/// A block a backbone chains: GPU forward, CPU reference forward and summary.
+trait Stage {
+    fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor>;
+    fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>>;
+    fn summary(&self, input: [usize; 4]) -> Result<Summary>;
+}
+
+impl Stage for InvertedResidual {
+    fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        InvertedResidual::forward(self, rec, x)
+    }
+    fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        InvertedResidual::reference(self, x)
+    }
+    fn summary(&self, input: [usize; 4]) -> Result<Summary> {
+        InvertedResidual::summary(self, input)
+    }
+}
+
+impl Stage for MobileNetV3Block {
+    fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        MobileNetV3Block::forward(self, rec, x)
+    }
+    fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        MobileNetV3Block::reference(self, x)
+    }
+    fn summary(&self, input: [usize; 4]) -> Result<Summary> {
+        MobileNetV3Block::summary(self, input)
+    }
+}
+
+/// torchvision's `features` layout shared by the MobileNets: `{prefix}.0` a stem
+/// convolution, `{prefix}.1 ..` the blocks, `{prefix}.{n + 1}` a last convolution, each
+/// convolution `.0` with its batch norm `.1`.
+#[derive(Debug)]
+struct Backbone<B> {
+    stem: ConvBnAct,
+    blocks: Vec<B>,
+    last: ConvBnAct,
+}
+
+/// The convolution `{prefix}.{index}.0` with its batch norm `{prefix}.{index}.1`.
+fn conv_bn(
+    gpu: &Gpu,
+    sd: &StateDict,
+    params: Conv2dParams,
+    prefix: &str,
+    index: usize,
+    eps: f32,
+) -> Result<ConvBnAct> {
+    ConvBnAct::load(
+        gpu,
+        sd,
+        params,
+        &key(prefix, &format!("{index}.0")),
+        Some(&key(prefix, &format!("{index}.1"))),
+        eps,
+    )
+}
+
+impl<B: Stage> Backbone<B> {
+    /// The GPU forward; with `tap = Some(k)` also the output after the first `k` blocks
+    /// (the stem's for 0), which a segmentation head reads beside the last one.
+    fn forward(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        tap: Option<usize>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let mut y = self.stem.forward(rec, x)?;
+        let mut tapped = (tap == Some(0)).then(|| y.clone());
+        for (i, b) in self.blocks.iter().enumerate() {
+            y = b.forward(rec, &y)?;
+            if tap == Some(i + 1) {
+                tapped = Some(y.clone());
+            }
+        }
+        Ok((self.last.forward(rec, &y)?, tapped))
+    }
+
+    /// The CPU reference forward, with the same tap.
+    fn reference(
+        &self,
+        x: ArrayView4<f32>,
+        tap: Option<usize>,
+    ) -> Result<(Array4<f32>, Option<Array4<f32>>)> {
+        let mut y = self.stem.reference(x)?;
+        let mut tapped = (tap == Some(0)).then(|| y.clone());
+        for (i, b) in self.blocks.iter().enumerate() {
+            y = b.reference(y.view())?;
+            if tap == Some(i + 1) {
+                tapped = Some(y.clone());
+            }
+        }
+        Ok((self.last.reference(y.view())?, tapped))
+    }
+
+    /// Every convolution with its output shape, parameters (batch norms included) and
+    /// MACs; the parameter total equals PyTorch's `sum(p.numel() for p in parameters())`.
+    fn summary(&self, input: [usize; 4]) -> Result<Summary> {
+        let mut s = Summary::default();
+        let mut shape = s.push("0 (stem)", &self.stem, input)?;
+        for (i, b) in self.blocks.iter().enumerate() {
+            for row in b.summary(shape)?.rows {
+                shape = row.output;
+                s.rows.push(SummaryRow {
+                    name: format!("{} {}", i + 1, row.name),
+                    ..row
+                });
+            }
+        }
+        s.push(
+            &format!("{} (last)", self.blocks.len() + 1),
+            &self.last,
+            shape,
+        )?;
+        Ok(s)
+    }
+}
+
 /// torchvision's `mobilenet_v2(width_mult).features`: a 3x3 stride-2 stem, the 17
 /// inverted residuals of the `[t, c, n, s]` table, and a 1x1 to 1280 channels (more when
 /// `width_mult > 1`), every convolution with batch norm and ReLU6 but the projections.
 #[derive(Debug)]
 pub struct MobileNetV2Features {
-    stem: ConvBnAct,
-    blocks: Vec<InvertedResidual>,
-    last: ConvBnAct,
+    net: Backbone<InvertedResidual>,
 }
 
 impl MobileNetV2Features {
@@ -61,7 +179,7 @@ impl MobileNetV2Features {
         let eps = 1e-5;
         let mut input = make_divisible(32.0 * width_mult, 8);
         let last_channel = make_divisible(1280.0 * width_mult.max(1.0), 8);
-        let stem = ConvBnAct::load(
+        let stem = conv_bn(
             gpu,
             sd,
             Conv2dParams::new(3, input, 3)
@@ -69,8 +187,8 @@ impl MobileNetV2Features {
                 .padding(1)
                 .bias(false)
                 .activation(Activation::Relu6),
-            &key(prefix, "0.0"),
-            Some(&key(prefix, "0.1")),
+            prefix,
+            0,
             eps,
         )?;
         let mut blocks = Vec::new();
@@ -94,58 +212,35 @@ impl MobileNetV2Features {
                 index += 1;
             }
         }
-        let last = ConvBnAct::load(
+        let last = conv_bn(
             gpu,
             sd,
             Conv2dParams::new(input, last_channel, 1)
                 .bias(false)
                 .activation(Activation::Relu6),
-            &key(prefix, &format!("{index}.0")),
-            Some(&key(prefix, &format!("{index}.1"))),
+            prefix,
+            index,
             eps,
         )?;
-        Ok(MobileNetV2Features { stem, blocks, last })
+        Ok(MobileNetV2Features {
+            net: Backbone { stem, blocks, last },
+        })
     }
 
     /// Records the whole backbone into `rec` (one submission when the caller submits).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let mut y = self.stem.forward(rec, x)?;
-        for b in &self.blocks {
-            y = b.forward(rec, &y)?;
-        }
-        self.last.forward(rec, &y)
+        Ok(self.net.forward(rec, x, None)?.0)
     }
 
     /// CPU reference forward.
     pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let mut y = self.stem.reference(x)?;
-        for b in &self.blocks {
-            y = b.reference(y.view())?;
-        }
-        self.last.reference(y.view())
+        Ok(self.net.reference(x, None)?.0)
     }
 
     /// Every convolution with its output shape, parameters (batch norms included) and
     /// MACs; the parameter total equals PyTorch's `sum(p.numel() for p in parameters())`.
     pub fn summary(&self, input: [usize; 4]) -> Result<Summary> {
-        let mut s = Summary::default();
-        let mut shape = s.push("0 (stem)", &self.stem, input)?;
-        for (i, b) in self.blocks.iter().enumerate() {
-            let sub = b.summary(shape)?;
-            for row in sub.rows {
-                shape = row.output;
-                s.rows.push(SummaryRow {
-                    name: format!("{} {}", i + 1, row.name),
-                    ..row
-                });
-            }
-        }
-        s.push(
-            &format!("{} (last)", self.blocks.len() + 1),
-            &self.last,
-            shape,
-        )?;
-        Ok(s)
+        self.net.summary(input)
     }
 }
 
@@ -273,9 +368,7 @@ impl MobileNetV3FeaturesConfig {
 /// channels with hard-swish; batch norms (eps 0.001) folded.
 #[derive(Debug)]
 pub struct MobileNetV3Features {
-    stem: ConvBnAct,
-    blocks: Vec<MobileNetV3Block>,
-    last: ConvBnAct,
+    net: Backbone<MobileNetV3Block>,
 }
 
 impl MobileNetV3Features {
@@ -296,7 +389,7 @@ impl MobileNetV3Features {
         let eps = 1e-3;
         let table = cfg.blocks();
         let first = table[0].input_channels;
-        let stem = ConvBnAct::load(
+        let stem = conv_bn(
             gpu,
             sd,
             Conv2dParams::new(3, first, 3)
@@ -304,8 +397,8 @@ impl MobileNetV3Features {
                 .padding(1)
                 .bias(false)
                 .activation(Activation::HardSwish),
-            &key(prefix, "0.0"),
-            Some(&key(prefix, "0.1")),
+            prefix,
+            0,
             eps,
         )?;
         let blocks = table
@@ -315,57 +408,35 @@ impl MobileNetV3Features {
             .collect::<Result<Vec<_>>>()?;
         let last_in = table[table.len() - 1].out_channels;
         let index = table.len() + 1;
-        let last = ConvBnAct::load(
+        let last = conv_bn(
             gpu,
             sd,
             Conv2dParams::new(last_in, 6 * last_in, 1)
                 .bias(false)
                 .activation(Activation::HardSwish),
-            &key(prefix, &format!("{index}.0")),
-            Some(&key(prefix, &format!("{index}.1"))),
+            prefix,
+            index,
             eps,
         )?;
-        Ok(MobileNetV3Features { stem, blocks, last })
+        Ok(MobileNetV3Features {
+            net: Backbone { stem, blocks, last },
+        })
     }
 
     /// Records the whole backbone into `rec`.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let mut y = self.stem.forward(rec, x)?;
-        for b in &self.blocks {
-            y = b.forward(rec, &y)?;
-        }
-        self.last.forward(rec, &y)
+        Ok(self.net.forward(rec, x, None)?.0)
     }
 
     /// CPU reference forward.
     pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let mut y = self.stem.reference(x)?;
-        for b in &self.blocks {
-            y = b.reference(y.view())?;
-        }
-        self.last.reference(y.view())
+        Ok(self.net.reference(x, None)?.0)
     }
 
     /// Every layer with its output shape, parameters (batch norms included) and MACs; the
     /// parameter total equals PyTorch's.
     pub fn summary(&self, input: [usize; 4]) -> Result<Summary> {
-        let mut s = Summary::default();
-        let mut shape = s.push("0 (stem)", &self.stem, input)?;
-        for (i, b) in self.blocks.iter().enumerate() {
-            for row in b.summary(shape)?.rows {
-                shape = row.output;
-                s.rows.push(SummaryRow {
-                    name: format!("{} {}", i + 1, row.name),
-                    ..row
-                });
-            }
-        }
-        s.push(
-            &format!("{} (last)", self.blocks.len() + 1),
-            &self.last,
-            shape,
-        )?;
-        Ok(s)
+        self.net.summary(input)
     }
 }
 
@@ -471,17 +542,7 @@ impl LrAsppMobileNetV3 {
 
     /// Records the network: `[N, 3, H, W]` in, `[N, num_classes, H, W]` logits out.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let b = &self.backbone;
-        let mut y = b.stem.forward(rec, x)?;
-        let mut low = (self.low_blocks == 0).then(|| y.clone());
-        for (i, block) in b.blocks.iter().enumerate() {
-            y = block.forward(rec, &y)?;
-            if i + 1 == self.low_blocks {
-                low = Some(y.clone());
-            }
-        }
-        let high = b.last.forward(rec, &y)?;
-        drop(y);
+        let (high, low) = self.backbone.net.forward(rec, x, Some(self.low_blocks))?;
         let low = low.expect("low_blocks is at most the number of blocks");
         let pooled = GlobalPool::Avg.forward(rec, &high)?;
         let gate = self.scale.forward(rec, &pooled)?;
@@ -509,16 +570,7 @@ impl LrAsppMobileNetV3 {
 
     /// CPU reference forward, in torchvision's order of operations.
     pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let b = &self.backbone;
-        let mut y = b.stem.reference(x)?;
-        let mut low = (self.low_blocks == 0).then(|| y.clone());
-        for (i, block) in b.blocks.iter().enumerate() {
-            y = block.reference(y.view())?;
-            if i + 1 == self.low_blocks {
-                low = Some(y.clone());
-            }
-        }
-        let high = b.last.reference(y.view())?;
+        let (high, low) = self.backbone.net.reference(x, Some(self.low_blocks))?;
         let low = low.expect("low_blocks is at most the number of blocks");
         let pooled = reference::pool::global_pool(GlobalPool::Avg, high.view())?;
         let gate = self.scale.reference(pooled.view())?;

@@ -14,7 +14,7 @@
 
 use ndarray::{Array1, Array4, ArrayView4};
 
-use super::{ConvBnAct, SeLayer, Summary, SummaryRow};
+use super::{ConvBnAct, SeLayer, Summary};
 use crate::error::{invalid, Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::SqueezeExcitationParams;
@@ -267,12 +267,7 @@ impl EncoderBlock {
         shape = s.push(self.names[1], &self.depthwise, shape)?;
         if let Some(se) = &self.se {
             let cost = se.cost(shape)?;
-            s.rows.push(SummaryRow {
-                name: format!("{} (SE)", self.names[1]),
-                output: shape,
-                params: cost.params,
-                macs: cost.macs,
-            });
+            s.push_cost(format!("{} (SE)", self.names[1]), shape, cost);
         }
         s.push(self.names[2], &self.project, shape)
     }
@@ -367,12 +362,11 @@ impl DecoderStage {
         let up = upsample2x().output_shape(input)?;
         let shape = s.push(self.names[0], &self.resize_conv, up)?;
         let cost = self.gate.cost(shape)?;
-        s.rows.push(SummaryRow {
-            name: format!("{} / {} (gate)", self.names[1], self.names[2]),
-            output: shape,
-            params: cost.params,
-            macs: cost.macs,
-        });
+        s.push_cost(
+            format!("{} / {} (gate)", self.names[1], self.names[2]),
+            shape,
+            cost,
+        );
         let shape = s.push(self.names[3], &self.refine, shape)?;
         s.push(self.names[4], &self.depthwise, shape)
     }
@@ -549,12 +543,11 @@ impl SelfieSegmentation {
             shape = stage.summary(&mut s, shape)?;
         }
         let cost = self.segment.cost(shape)?;
-        s.rows.push(SummaryRow {
-            name: "segment (transposed)".to_string(),
-            output: self.segment_params.output_shape(shape)?,
-            params: cost.params,
-            macs: cost.macs,
-        });
+        s.push_cost(
+            "segment (transposed)".to_string(),
+            self.segment_params.output_shape(shape)?,
+            cost,
+        );
         Ok(s)
     }
 }
