@@ -518,16 +518,6 @@ impl Gpu {
         Ok(buf)
     }
 
-    /// Creates an uninitialised output tensor of `shape` (for ops).
-    pub(crate) fn empty(&self, name: &'static str, shape: [usize; 4]) -> Result<Tensor> {
-        check_dims(name, &shape)?;
-        Ok(Tensor {
-            shape,
-            buf: self.alloc_f32(name, shape.iter().product())?,
-            gpu_id: self.inner.id,
-        })
-    }
-
     /// Uploads an NCHW array (any memory layout) as a new tensor.
     pub fn upload(&self, array: ArrayView4<f32>) -> Result<Tensor> {
         let shape: [usize; 4] = array.shape().try_into().expect("4-D view");
@@ -822,7 +812,7 @@ impl<'g> Recorder<'g> {
             self.reused += 1;
             return Ok(b.clone());
         }
-        self.gpu.alloc_f32(name, len)
+        Ok(self.gpu.alloc(BufferKind::Storage, len as u64 * 4))
     }
 
     /// An op's output tensor (see [`Recorder::alloc_f32`]).

@@ -615,8 +615,8 @@ impl BatchNorm2d {
     /// Downloads the running mean and running variance.
     pub fn running_stats(&self) -> Result<(Array1<f32>, Array1<f32>)> {
         let c = self.params.num_features;
-        let tmp = self.gpu.empty("running_mean", [1, 1, c, 2])?;
         let mut rec = self.gpu.recorder();
+        let tmp = rec.empty("running_mean", [1, 1, c, 2])?;
         rec.copy(&self.running, 0, tmp.pooled(), 0, 8 * c as u64);
         let both = rec.download(&tmp)?;
         let mean = Array1::from_iter((0..c).map(|i| both[[0, 0, i, 0]]));
