@@ -435,13 +435,27 @@ impl MobileNetV3Block {
             Some(&key(prefix, &format!("block.{i}.1"))),
             eps,
         )?;
-        Ok(MobileNetV3Block {
+        Ok(MobileNetV3Block::from_layers(
+            cfg, expand, depthwise, se, project,
+        ))
+    }
+
+    /// A block from layers loaded under other names (a converted TFLite model): the
+    /// forward, reference and residual rule are the same.
+    pub(super) fn from_layers(
+        cfg: MobileNetV3Config,
+        expand: Option<ConvBnAct>,
+        depthwise: ConvBnAct,
+        se: Option<SeLayer>,
+        project: ConvBnAct,
+    ) -> Self {
+        MobileNetV3Block {
             cfg,
             expand,
             depthwise,
             se,
             project,
-        })
+        }
     }
 
     fn residual(&self) -> bool {

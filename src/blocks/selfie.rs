@@ -14,7 +14,7 @@
 
 use ndarray::{Array1, Array4, ArrayView4};
 
-use super::{ConvBnAct, SeLayer, Summary};
+use super::{ConvBnAct, MobileNetV3Block, MobileNetV3Config, SeLayer, Summary, SummaryRow};
 use crate::error::{invalid, Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::SqueezeExcitationParams;
@@ -180,15 +180,12 @@ fn load_conv(gpu: &Gpu, sd: &StateDict, params: Conv2dParams, name: &str) -> Res
     ConvBnAct::load(gpu, sd, params, name, None, 0.0)
 }
 
-/// An inverted residual of the encoder.
+/// An inverted residual of the encoder: a [`MobileNetV3Block`] (expansion always present,
+/// SE with a sigmoid gate, biases and no batch norm) loaded under the TFLite layer names.
 #[derive(Debug)]
 struct EncoderBlock {
     names: [&'static str; 3],
-    expand: ConvBnAct,
-    depthwise: ConvBnAct,
-    se: Option<SeLayer>,
-    project: ConvBnAct,
-    residual: bool,
+    block: MobileNetV3Block,
 }
 
 impl EncoderBlock {
@@ -226,50 +223,36 @@ impl EncoderBlock {
             None => None,
         };
         let project = load_conv(gpu, sd, Conv2dParams::new(hidden, out, 1), spec.names[2])?;
+        let cfg = MobileNetV3Config {
+            input_channels: input,
+            kernel: spec.kernel,
+            expanded_channels: hidden,
+            out_channels: out,
+            use_se: spec.se.is_some(),
+            use_hs: spec.hard_swish,
+            stride: spec.stride,
+            dilation: 1,
+        };
         Ok(EncoderBlock {
             names: spec.names,
-            expand,
-            depthwise,
-            se,
-            project,
-            residual: spec.stride == 1 && input == out,
+            block: MobileNetV3Block::from_layers(cfg, Some(expand), depthwise, se, project),
         })
     }
 
-    fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let mut y = self.expand.forward(rec, x)?;
-        y = self.depthwise.forward(rec, &y)?;
-        if let Some(se) = &self.se {
-            y = se.forward(rec, &y)?;
-        }
-        if self.residual {
-            self.project.forward_residual(rec, &y, x)
-        } else {
-            self.project.forward(rec, &y)
-        }
-    }
-
-    fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let mut y = self.expand.reference(x)?;
-        y = self.depthwise.reference(y.view())?;
-        if let Some(se) = &self.se {
-            y = se.reference(y.view())?;
-        }
-        y = self.project.reference(y.view())?;
-        if self.residual {
-            y = reference::channel::add(y.view(), x, Activation::None);
-        }
-        Ok(y)
-    }
-
+    /// The block's rows under the TFLite layer names.
     fn summary(&self, s: &mut Summary, input: [usize; 4]) -> Result<[usize; 4]> {
-        let mut shape = s.push(self.names[0], &self.expand, input)?;
-        shape = s.push(self.names[1], &self.depthwise, shape)?;
-        if let Some(se) = &self.se {
-            let cost = se.cost(shape)?;
-            s.push_cost(format!("{} (SE)", self.names[1]), shape, cost);
+        let mut shape = input;
+        for row in self.block.summary(input)?.rows {
+            shape = row.output;
+            let name = match row.name.as_str() {
+                "expand" => self.names[0].to_string(),
+                "depthwise" => self.names[1].to_string(),
+                "se" => format!("{} (SE)", self.names[1]),
+                _ => self.names[2].to_string(),
+            };
+            s.rows.push(SummaryRow { name, ..row });
         }
-        s.push(self.names[2], &self.project, shape)
+        Ok(shape)
     }
 }
 
@@ -479,7 +462,7 @@ impl SelfieSegmentation {
         let mut skips = vec![half.clone()];
         let mut y = half;
         for (i, b) in self.encoder.iter().enumerate() {
-            y = b.forward(rec, &y)?;
+            y = b.block.forward(rec, &y)?;
             if SKIP_BLOCKS.contains(&i) {
                 skips.push(y.clone());
             }
@@ -505,7 +488,7 @@ impl SelfieSegmentation {
         let mut y = half.clone();
         let mut skips = vec![half];
         for (i, b) in self.encoder.iter().enumerate() {
-            y = b.reference(y.view())?;
+            y = b.block.reference(y.view())?;
             if SKIP_BLOCKS.contains(&i) {
                 skips.push(y.clone());
             }
