@@ -7,7 +7,7 @@
 //! The GPU kernel is a gather (every output pixel reads the inputs that reach it), so
 //! results are deterministic.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{ArrayView1, ArrayView4};
 
@@ -285,10 +285,13 @@ fn pixel_blocks_params(p: &ConvTranspose2dParams) -> bool {
 pub struct ConvTranspose2d {
     gpu: Gpu,
     params: ConvTranspose2dParams,
-    weight: Arc<PooledBuffer>,
+    /// PyTorch-layout weights, kept on the host for repacking.
+    weight_host: Vec<f32>,
     bias: Arc<PooledBuffer>,
-    /// `[C_out][C_in][kH * kW padded to 4]` for [`ConvTransposeKernel::PixelBlocks`].
-    block_weight: Option<Arc<PooledBuffer>>,
+    /// Each kernel's weight layout, uploaded on its first use (as in `Conv2d`): phase
+    /// gather [`pack`], pixel blocks [`pack_blocks`].
+    weight_gather: OnceLock<Arc<PooledBuffer>>,
+    weight_blocks: OnceLock<Arc<PooledBuffer>>,
 }
 
 impl std::fmt::Debug for ConvTranspose2d {
@@ -318,19 +321,13 @@ impl ConvTranspose2d {
             });
         }
         let bias_host = super::conv::bias_or_zeros(params.bias, params.out_channels, bias)?;
-        let w: Vec<f32> = weight.iter().copied().collect();
-        let packed = pack(&params, &w);
-        let block_weight = if pixel_blocks_params(&params) {
-            Some(gpu.upload_f32("weight", &pack_blocks(&params, &w))?)
-        } else {
-            None
-        };
         Ok(ConvTranspose2d {
             gpu: gpu.clone(),
             params,
-            weight: gpu.upload_f32("weight", &packed)?,
+            weight_host: weight.iter().copied().collect(),
             bias: gpu.upload_f32("bias", &bias_host)?,
-            block_weight,
+            weight_gather: OnceLock::new(),
+            weight_blocks: OnceLock::new(),
         })
     }
 
@@ -367,7 +364,8 @@ impl ConvTranspose2d {
             ));
         }
         let output = rec.empty("output", out_shape)?;
-        if let (ConvTransposeKernel::PixelBlocks, Some(weight)) = (kernel, &self.block_weight) {
+        if kernel == ConvTransposeKernel::PixelBlocks {
+            let weight = self.packed(&self.weight_blocks, pack_blocks)?;
             let w4 = in_shape[3] / 4;
             let total = in_shape[0] * p.out_channels * in_shape[2] * w4;
             let pipeline = gpu.pipeline(
@@ -446,7 +444,12 @@ impl ConvTranspose2d {
         rec.dispatch(
             &pipeline,
             &u,
-            &[input.pooled(), &self.weight, &self.bias, output.pooled()],
+            &[
+                input.pooled(),
+                self.packed(&self.weight_gather, pack)?,
+                &self.bias,
+                output.pooled(),
+            ],
             (n * p.groups * oc_blocks_pg * strip_blocks) as u64,
         )?;
         Ok(output)
@@ -455,6 +458,21 @@ impl ConvTranspose2d {
     /// Cost of this layer on `input`.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         self.params.cost(input)
+    }
+
+    /// The weights in one kernel's layout, uploaded on first use.
+    fn packed<'a>(
+        &self,
+        slot: &'a OnceLock<Arc<PooledBuffer>>,
+        layout: fn(&ConvTranspose2dParams, &[f32]) -> Vec<f32>,
+    ) -> Result<&'a Arc<PooledBuffer>> {
+        if let Some(b) = slot.get() {
+            return Ok(b);
+        }
+        let buf = self
+            .gpu
+            .upload_f32("weight", &layout(&self.params, &self.weight_host))?;
+        Ok(slot.get_or_init(|| buf))
     }
 }
 
