@@ -3,22 +3,29 @@
 //! MobileNetV3-Large feature extractors at 1 x 3 x 224 x 224 (width 1.0, made-up weights:
 //! speed does not depend on their values) and MediaPipe's selfie segmentation at
 //! 1 x 3 x 256 x 256 (its real weights), and torchvision's LR-ASPP segmentation model on
-//! MobileNetV3-Large at 1 x 3 x 256 x 256 (latency only: its head has no summary yet).
+//! MobileNetV3-Large at 1 x 3 x 256 x 256.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use segblocks::blocks::{
-    LrAsppMobileNetV3, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
-    SelfieSegmentation,
+use segblocks::blocks::Block;
+use segblocks::networks::{
+    LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
+    MobileNetV3FeaturesConfig, SelfieModel, SelfieSegmentation,
 };
 use segblocks::StateDict;
 
 fn bench(c: &mut Criterion) {
     let gpu = common::gpu();
     let mut g = common::group(c, "blocks");
-    let net = MobileNetV2Features::load(&gpu, 1.0, &StateDict::synthetic(), "").unwrap();
+    let net = MobileNetV2Features::load(
+        &gpu,
+        MobileNetV2Config::torchvision(),
+        &StateDict::synthetic(),
+        "",
+    )
+    .unwrap();
     let shape = [1, 3, 224, 224];
     let summary = net.summary(shape).unwrap();
     eprintln!(
@@ -58,13 +65,14 @@ fn bench(c: &mut Criterion) {
     // torchvision's lraspp_mobilenet_v3_large (21 classes) on a 1 x 3 x 256 x 256 image.
     let lraspp = LrAsppMobileNetV3::load(
         &gpu,
-        MobileNetV3FeaturesConfig::large().dilated(true),
-        21,
+        LrAsppConfig::torchvision(21),
         &StateDict::synthetic(),
+        "",
     )
     .unwrap();
     let seg = common::input([1, 3, 256, 256]);
-    g.throughput(Throughput::Elements(1));
+    let summary = lraspp.summary([1, 3, 256, 256]).unwrap();
+    g.throughput(Throughput::Elements(2 * summary.total_macs()));
     g.bench_function("lraspp_mobilenet_v3_large_256", |b| {
         b.iter(|| {
             let xt = gpu.upload(seg.view()).unwrap();
@@ -76,11 +84,13 @@ fn bench(c: &mut Criterion) {
 
     let selfie = SelfieSegmentation::load(
         &gpu,
+        SelfieModel::Square,
         &StateDict::load(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/models/selfie_segmentation/model.safetensors"
         ))
         .unwrap(),
+        "",
     )
     .unwrap();
     let shape = [1, 3, 256, 256];

@@ -63,16 +63,18 @@ fn bench(c: &mut Criterion) {
         let x = Array4::from_shape_fn(shape, |(_, c, h, w)| ((c + h * 3 + w) % 17) as f32 * 0.1);
         let flops = params.cost(shape).unwrap().flops();
         group.throughput(Throughput::Elements(flops));
-        let kernels: Vec<ConvKernel> = ConvKernel::ALL
-            .into_iter()
-            .filter(|k| k.supports(&params, shape))
-            .collect();
+        // The kernel the library picks, and the best sub-variant of every other family
+        // that runs the layer (ALL lists each family's fullest sub-variant first).
+        let chosen = select_kernel(&params, shape, gpu.caps());
+        let mut kernels = vec![chosen];
+        for k in ConvKernel::candidates(&params, shape) {
+            let family = |k: &ConvKernel| std::mem::discriminant(k);
+            if !kernels.iter().any(|c| family(c) == family(&k)) {
+                kernels.push(k);
+            }
+        }
         for kernel in kernels {
-            let picked = if kernel == select_kernel(&params, shape) {
-                "*"
-            } else {
-                ""
-            };
+            let picked = if kernel == chosen { "*" } else { "" };
             group.bench_function(format!("{name}/{kernel:?}{picked}"), |bch| {
                 bch.iter(|| {
                     let xt = gpu.upload(x.view()).unwrap();

@@ -17,14 +17,18 @@ fn bench(c: &mut Criterion) {
         let x = common::input(shape);
         let ch = shape[1];
         let params = BatchNorm2dParams::new(ch);
-        let bn = BatchNorm2d::with_state(
+        let bn = BatchNorm2d::new(
             &gpu,
             params,
             Some(Array1::from_elem(ch, 1.5).view()),
             Some(Array1::from_elem(ch, 0.1).view()),
-            Array1::from_elem(ch, 0.2).view(),
-            Array1::from_elem(ch, 2.0).view(),
         )
+        .and_then(|bn| {
+            bn.with_running_stats(
+                Array1::from_elem(ch, 0.2).view(),
+                Array1::from_elem(ch, 2.0).view(),
+            )
+        })
         .unwrap();
         // Inference reads x once and writes y once.
         let bytes = 8 * x.len() as u64;

@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
         pool.cost(shape).unwrap().bytes,
         |rec, t| {
             // Values and indices both computed; the values are read back.
-            pool.forward(rec, t).map(|(v, _)| v)
+            segblocks::ops::pool::max_pool2d(rec, &pool, t).map(|(v, _)| v)
         },
     );
 
@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
     let (indices, pooled) = {
         let xt = gpu.upload(x.view()).unwrap();
         let mut rec = gpu.recorder();
-        let (v, i) = pool.forward(&mut rec, &xt).unwrap();
+        let (v, i) = segblocks::ops::pool::max_pool2d(&mut rec, &pool, &xt).unwrap();
         rec.submit().unwrap();
         (i, gpu.download(&v).unwrap())
     };
@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
         "maxunpool2x2_64_56",
         &pooled,
         unpool.cost(pooled_shape).unwrap().bytes,
-        |rec, t| unpool.forward(rec, t, &indices),
+        |rec, t| segblocks::ops::pool::max_unpool2d(rec, &unpool, t, &indices),
     );
 
     for kind in [GlobalPool::Avg, GlobalPool::Max] {
@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
             &format!("global_{kind:?}_64_112"),
             &x,
             kind.cost(shape).unwrap().bytes,
-            |rec, t| kind.forward(rec, t),
+            |rec, t| segblocks::ops::pool::global_pool(rec, kind, t),
         );
     }
     let adaptive = AdaptiveAvgPool2dParams::new(6);
@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
         "adaptive_avg6_64_112",
         &x,
         adaptive.cost(shape).unwrap().bytes,
-        |rec, t| adaptive.forward(rec, t),
+        |rec, t| segblocks::ops::pool::adaptive_avg_pool2d(rec, &adaptive, t),
     );
     g.finish();
 }

@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
             name,
             &x,
             p.cost(shape).unwrap().bytes,
-            |rec, t| p.forward(rec, t),
+            |rec, t| segblocks::ops::upsample::upsample(rec, &p, t),
         );
     }
     let logits = common::input([1, 21, 64, 64]);
@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
         "bilinear_logits_21_64to256",
         &logits,
         head.cost([1, 21, 64, 64]).unwrap().bytes,
-        |rec, t| head.forward(rec, t),
+        |rec, t| segblocks::ops::upsample::upsample(rec, &head, t),
     );
     g.finish();
 }

@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use image::{imageops::FilterType, GrayImage, RgbImage};
 use ndarray::Array4;
-use segblocks::blocks::SelfieSegmentation;
+use segblocks::blocks::Block;
+use segblocks::networks::{SelfieModel, SelfieSegmentation};
 use segblocks::ops::upsample::UpsampleParams;
 use segblocks::{Gpu, StateDict};
 
@@ -64,7 +65,7 @@ fn main() -> AnyResult<()> {
         gpu.adapter_info().name,
         gpu.adapter_info().backend
     );
-    let net = SelfieSegmentation::load(&gpu, &StateDict::load(MODEL)?)?;
+    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &StateDict::load(MODEL)?, "")?;
     let summary = net.summary([1, 3, side_h, side_w])?;
     println!(
         "selfie segmentation: {} parameters, {:.1} M multiply-accumulates at {side_h}x{side_w}",
@@ -78,7 +79,7 @@ fn main() -> AnyResult<()> {
         let xt = gpu.upload(x.view())?;
         let mut rec = gpu.recorder();
         let mask = net.forward(&mut rec, &xt)?;
-        let full = to_photo_size.forward(&mut rec, &mask)?;
+        let full = segblocks::ops::upsample::upsample(&mut rec, &to_photo_size, &mask)?;
         Ok(rec.download(&full)?)
     };
     let t0 = Instant::now();

@@ -9,23 +9,16 @@ struct AdaptiveParams {
     w: u32,
     oh: u32,
     ow: u32,
-    total: u32,
-    _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: AdaptiveParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let o = linear_workgroup(wg, nwg) * 64u + lid;
-    if (o >= p.total) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let o = thread_index(inv);
+    if (o >= p.planes * p.oh * p.ow) {
         return;
     }
     let ox = o % p.ow;

@@ -2,57 +2,31 @@
 // padded input for the padding-inclusive count, then to the input for the sum; the
 // divisor is DIVISOR when it is non-zero (divisor_override), else the padded count
 // (count_include_pad) or the number of input elements summed. One invocation per strip
-// of PX outputs of a row.
-#include "common.wgsl"
+// of PX outputs of a row. (No dilation: PyTorch's average pooling has none; DH = DW = 1.)
+#include "strips.wgsl"
+#include "window.wgsl"
 
-override KH: u32 = 2u;
-override KW: u32 = 2u;
-override SH: u32 = 2u;
-override SW: u32 = 2u;
 override COUNT_INCLUDE_PAD: bool = true;
 override DIVISOR: u32 = 0u;
-const PX: u32 = 8u;
 
-struct AvgPoolParams {
-    planes: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    pad_h: u32,
-    pad_w: u32,
-    strips_x: u32,
-    total: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: AvgPoolParams;
+@group(0) @binding(0) var<uniform> p: StripParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let s = linear_workgroup(wg, nwg) * 64u + lid;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let s = thread_index(inv);
     if (s >= p.total) {
         return;
     }
-    let ox0 = (s % p.strips_x) * PX;
-    let row = s / p.strips_x;
-    let oy = row % p.oh;
-    let plane = row / p.oh;
-    let base = plane * p.h * p.w;
-    let hs = i32(oy * SH) - i32(p.pad_h);
+    let st = strip_of(s, p.strips_x, p.oh);
+    let base = st.plane * p.h * p.w;
+    let hs = i32(st.oy * SH) - i32(p.pad_h);
     let he = min(hs + i32(KH), i32(p.h + p.pad_h));
     let y0 = max(hs, 0);
     let y1 = min(he, i32(p.h));
     for (var j = 0u; j < PX; j++) {
-        let ox = ox0 + j;
+        let ox = st.ox0 + j;
         if (ox < p.ow) {
             let ws = i32(ox * SW) - i32(p.pad_w);
             let we = min(ws + i32(KW), i32(p.w + p.pad_w));
@@ -76,7 +50,7 @@ fn main(
             if (y1 <= y0 || x1 <= x0) {
                 v = 0.0;
             }
-            y[row * p.ow + ox] = v;
+            y[st.row * p.ow + ox] = v;
         }
     }
 }

@@ -14,7 +14,6 @@ struct BackwardParams {
     strips: u32,
     total: u32,
     eps: f32,
-    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BackwardParams;
@@ -24,13 +23,9 @@ struct BackwardParams {
 @group(0) @binding(4) var<storage, read> gamma: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let s = linear_workgroup(wg, nwg) * 64u + lid;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let s = thread_index(inv);
     if (s >= p.total) {
         return;
     }

@@ -20,15 +20,17 @@ struct BilinearIntParams {
     w: u32, // input width
     w4: u32, // w / 4
     total: u32, // planes * S * h * w4
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BilinearIntParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+// The input as vec4s; the two neighbours of each group are picked out of the vec4s
+// around it.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+
+fn x_at(i: u32) -> f32 {
+    return x4[i / 4u][i % 4u];
+}
 
 // The weight of the second input of phase r (see the top).
 fn lambda(r: u32) -> f32 {
@@ -40,8 +42,8 @@ fn lambda(r: u32) -> f32 {
 fn blend_row(row: u32, k: u32) -> array<f32, OUT> {
     let base = row * p.w;
     let v = x4[row * p.w4 + k];
-    let left = x[base + max(4u * k, 1u) - 1u];
-    let right = x[base + min(4u * k + 4u, p.w - 1u)];
+    let left = x_at(base + max(4u * k, 1u) - 1u);
+    let right = x_at(base + min(4u * k + 4u, p.w - 1u));
     var vals = array<f32, 6>(left, v.x, v.y, v.z, v.w, right);
     var h: array<f32, OUT>;
     for (var o = 0u; o < OUT; o++) {
@@ -63,13 +65,9 @@ fn blend_row(row: u32, k: u32) -> array<f32, OUT> {
     return h;
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let s = linear_workgroup(wg, nwg) * 64u + lid;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let s = thread_index(inv);
     if (s >= p.total) {
         return;
     }

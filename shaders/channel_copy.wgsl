@@ -14,7 +14,6 @@ struct ChannelCopyParams {
     count: u32, // channels copied per sample
     strips: u32, // ceil(hw / PX)
     total: u32, // n * count * strips
-    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ChannelCopyParams;
@@ -22,13 +21,9 @@ struct ChannelCopyParams {
 @group(0) @binding(2) var<storage, read> table: array<u32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let s = linear_workgroup(wg, nwg) * 64u + lid;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let s = thread_index(inv);
     if (s >= p.total) {
         return;
     }

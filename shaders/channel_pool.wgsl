@@ -1,26 +1,24 @@
-// Channel pooling for CBAM's spatial attention: for every pixel, the maximum and the mean
-// over channels, written as channel 0 (max) and channel 1 (mean) of an [N, 2, H, W]
-// tensor, in the order of the CBAM reference code (ChannelPool). NaN propagates in the max.
+// Channel pooling for CBAM's spatial attention: for every pixel, the mean and the maximum
+// over channels, written as two channels of an [N, 2, H, W] tensor: mean first with
+// MAX_FIRST false (the common PyTorch implementations), max first with MAX_FIRST true
+// (the CBAM authors' `ChannelPool`). NaN propagates in the max.
 #include "common.wgsl"
+
+override MAX_FIRST: bool = false;
 
 struct ChannelPoolParams {
     c: u32,
     hw: u32,
     total: u32, // n * hw
-    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ChannelPoolParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_workgroup(wg, nwg) * 64u + lid;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let e = thread_index(inv);
     if (e >= p.total) {
         return;
     }
@@ -36,6 +34,7 @@ fn main(
         }
         sum += v;
     }
-    y[(2u * n) * p.hw + i] = best;
-    y[(2u * n + 1u) * p.hw + i] = sum / f32(p.c);
+    let max_channel = u32(!MAX_FIRST);
+    y[(2u * n + max_channel) * p.hw + i] = best;
+    y[(2u * n + 1u - max_channel) * p.hw + i] = sum / f32(p.c);
 }

@@ -1,8 +1,37 @@
 // The body of the depthwise convolution, shared by conv_depthwise.wgsl (scalar stores)
 // and conv_depthwise_vec.wgsl (vec4 stores, output rows of a multiple of 4 pixels): the
-// including file declares the bindings and the tile constants, and defines
+// including file declares the bindings and defines
 //   store_strip(out_row, ox0, acc, b): writes finish(acc[j] + b, residual) to output
 //   pixels ox0 + j of the row starting at out_row (those inside the row).
+#include "epilogue.wgsl"
+#include "padding.wgsl"
+#include "window.wgsl"
+
+// Register tile (see src/shaders.rs and conv_direct.wgsl).
+const PX: u32 = 8u; // @specialize
+const ROW: u32 = 10u; // @specialize
+const ROWBUF: u32 = 1u; // @specialize
+// VEC = 1: the row segment is read with aligned vec4 loads (input width divisible by 4,
+// zero padding, PX * stride divisible by 4, so every strip starts SHIFT = -pad_w mod 4
+// past an aligned column): NV loads instead of ROW.
+const VEC: u32 = 0u; // @specialize
+const NV: u32 = (ROW + 6u) / 4u;
+override SHIFT: u32 = 0u;
+
+struct DepthwiseParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    oh: u32,
+    ow: u32,
+    multiplier: u32, // output channels per input channel
+    pad_h: u32,
+    pad_w: u32,
+    strips_x: u32, // strips per output row
+    rows: u32, // n * c_out * oh: one invocation per output row
+}
 
 fn load_x(base: u32, ix: i32) -> f32 {
     if (PAD_MODE != 0u) {
@@ -13,21 +42,17 @@ fn load_x(base: u32, ix: i32) -> f32 {
     return select(0.0, v, inside);
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let gid = linear_workgroup(wg, nwg) * 64u + lid;
-    if (gid >= p.work) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let gid = thread_index(inv);
+    if (gid >= p.rows) {
         return;
     }
     let oy = gid % p.oh;
     let nc = gid / p.oh;
     let c = nc % p.c_out;
     let n = nc / p.c_out;
-    let ci = c / p.cout_pg;
+    let ci = c / p.multiplier;
     let iy0 = i32(oy * SH) - i32(p.pad_h);
     let plane = (n * p.c_in + ci) * p.h;
     let out_row = ((n * p.c_out + shuffled_channel(c, p.c_out)) * p.oh + oy) * p.ow;

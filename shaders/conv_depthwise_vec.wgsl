@@ -1,34 +1,16 @@
 // Depthwise convolution writing its output (and reading a fused residual) as vec4s: the
 // body of conv_depthwise.wgsl for output rows of a multiple of 4 pixels and strips of a
 // multiple of 4 (src/ops/conv.rs chooses it).
-#include "common.wgsl"
+#include "conv_depthwise_body.wgsl"
 
-// Register tile (see src/shaders.rs and conv_direct.wgsl).
-const PX: u32 = 8u; // @specialize
-const ROW: u32 = 10u; // @specialize
-const ROWBUF: u32 = 1u; // @specialize
-// VEC = 1: the row segment is read with aligned vec4 loads (input width divisible by 4,
-// zero padding, PX * stride divisible by 4, so every strip starts SHIFT = -pad_w mod 4
-// past an aligned column): NV loads instead of ROW.
-const VEC: u32 = 0u; // @specialize
-const NV: u32 = (ROW + 6u) / 4u;
-override SHIFT: u32 = 0u;
-
-override KH: u32 = 3u;
-override KW: u32 = 3u;
-override SH: u32 = 1u;
-override SW: u32 = 1u;
-override DH: u32 = 1u;
-override DW: u32 = 1u;
-
-@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(0) var<uniform> p: DepthwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
 // The input again, as vec4s (VEC = 1).
 @group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
-// The residual added in the store (RESIDUAL != 0; bound to the input otherwise).
+// The residual added in the store (RESIDUAL != 0).
 @group(0) @binding(6) var<storage, read> res: array<vec4<f32>>;
 
 fn store_strip(out_row: u32, ox0: u32, acc: ptr<function, array<f32, PX>>, b: f32) {
@@ -46,4 +28,3 @@ fn store_strip(out_row: u32, ox0: u32, acc: ptr<function, array<f32, PX>>, b: f3
     }
 }
 
-#include "conv_depthwise_body.wgsl"

@@ -7,8 +7,8 @@
 //
 // Weights are repacked as [g][C_in/g][kH][kW][C_out/g padded to 4 * OC_VEC] (src/ops/conv.rs),
 // so a weight address depends only on the workgroup and the loop counters.
-// Workgroups: linear index = ((n * groups + g) * oc_blocks_pg + block) * work + strip block.
-#include "common.wgsl"
+#include "padding.wgsl"
+#include "window.wgsl"
 
 // Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
 const PX: u32 = 8u; // @specialize
@@ -19,19 +19,14 @@ const OC_VEC: u32 = 2u; // @specialize
 const ROW: u32 = 10u; // @specialize
 const ROWBUF: u32 = 1u; // @specialize
 
-override KH: u32 = 3u;
-override KW: u32 = 3u;
-override SH: u32 = 1u;
-override SW: u32 = 1u;
-override DH: u32 = 1u;
-override DW: u32 = 1u;
+#include "conv_tiles.wgsl"
 
-@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(0) var<uniform> p: TiledConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-// The residual added in the store (RESIDUAL != 0; bound to the input otherwise).
+// The residual added in the store (RESIDUAL != 0).
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 
 fn load_x(base: u32, ix: i32) -> f32 {
@@ -43,59 +38,20 @@ fn load_x(base: u32, ix: i32) -> f32 {
     return select(0.0, v, inside);
 }
 
-// acc[j] += xs[j] * w for the PX pixels of the strip.
-fn accumulate(acc: ptr<function, array<vec4<f32>, PX>>, xs: ptr<function, array<f32, PX>>, w: vec4<f32>) {
-    for (var j = 0u; j < PX; j++) {
-        (*acc)[j] = fma(vec4<f32>((*xs)[j]), w, (*acc)[j]);
-    }
-}
-
-// Bias, activation and store of four channels (co0 .. co0 + 3 within the group).
-fn store(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32, oy: u32, ox0: u32) {
-    for (var k = 0u; k < 4u; k++) {
-        let co = co0 + k;
-        let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
-        let b = bias[cc];
-        let out_row = ((n * p.c_out + shuffled_channel(cc, p.c_out)) * p.oh + oy) * p.ow;
-        for (var j = 0u; j < PX; j++) {
-            if (co < p.cout_pg && ox0 + j < p.ow) {
-                let i = out_row + ox0 + j;
-                var r = 0.0;
-                if (RESIDUAL != 0u) {
-                    r = res[i];
-                }
-                y[i] = finish((*acc)[j][k] + b, r);
-            }
-        }
-    }
-}
-
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let wid = linear_workgroup(wg, nwg);
-    let strip_block = wid % p.work;
-    let t = wid / p.work;
-    let block = t % p.oc_blocks_pg;
-    let t2 = t / p.oc_blocks_pg;
-    let g = t2 % p.groups;
-    let n = t2 / p.groups;
-    if (n >= p.n) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let tile = tile_of(inv);
+    let n = tile.n;
+    let g = tile.g;
+    let oc0 = tile.oc0;
+    if (n >= p.n || tile.strip >= p.oh * p.strips_x) {
         return;
     }
-    let strip = strip_block * 64u + lid;
-    if (strip >= p.oh * p.strips_x) {
-        return;
-    }
-    let oy = strip / p.strips_x;
-    let ox0 = (strip % p.strips_x) * PX;
+    let oy = tile.strip / p.strips_x;
+    let ox0 = (tile.strip % p.strips_x) * PX;
     let iy0 = i32(oy * SH) - i32(p.pad_h);
     let ix0 = i32(ox0 * SW) - i32(p.pad_w);
     let oc_pad4 = p.cout_pg_pad / 4u;
-    let oc0 = block * 4u * OC_VEC;
 
     // Function-scope variables start zeroed in WGSL.
     var acc0: array<vec4<f32>, PX>;
@@ -127,29 +83,11 @@ fn main(
                         }
                     }
                     let widx = (wrow + kx) * oc_pad4 + oc0 / 4u;
-                    accumulate(&acc0, &xs, wt[widx]);
-                    if (OC_VEC > 1u) {
-                        accumulate(&acc1, &xs, wt[widx + 1u]);
-                    }
-                    if (OC_VEC > 2u) {
-                        accumulate(&acc2, &xs, wt[widx + 2u]);
-                    }
-                    if (OC_VEC > 3u) {
-                        accumulate(&acc3, &xs, wt[widx + 3u]);
-                    }
+                    accumulate_tap(&acc0, &acc1, &acc2, &acc3, &xs, widx);
                 }
             }
         }
     }
 
-    store(&acc0, oc0, g, n, oy, ox0);
-    if (OC_VEC > 1u) {
-        store(&acc1, oc0 + 4u, g, n, oy, ox0);
-    }
-    if (OC_VEC > 2u) {
-        store(&acc2, oc0 + 8u, g, n, oy, ox0);
-    }
-    if (OC_VEC > 3u) {
-        store(&acc3, oc0 + 12u, g, n, oy, ox0);
-    }
+    store_tiles(&acc0, &acc1, &acc2, &acc3, tile, oy, ox0, 1u);
 }

@@ -5,27 +5,26 @@
 // Each invocation computes 4 * Q pixels (Q vec4 loads per input channel) for 4 * OC_VEC
 // output channels, OC_VEC = 1..4 (OC_VEC vec4 weight loads per input channel), so every load feeds many
 // multiply-adds. Weights are [C_in][C_out padded to 4 * OC_VEC] (src/ops/conv.rs).
-// Workgroups: linear index = (n * oc_blocks_pg + block) * work + tile block.
-#include "common.wgsl"
+#include "epilogue.wgsl"
 
 // Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
 const Q: u32 = 4u; // @specialize
 const OC_VEC: u32 = 2u; // @specialize
 
-@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(0) var<uniform> p: PointwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
-// The residual added in the store (RESIDUAL != 0; bound to the input otherwise).
+// The residual added in the store (RESIDUAL != 0).
 @group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
 
 fn load_group(plane: u32, g: u32) -> vec4<f32> {
-    return x[plane * ((p.h * p.w) / 4u) + g];
+    return x[plane * (p.hw / 4u) + g];
 }
 
 fn store_group(plane: u32, g: u32, v: vec4<f32>) {
-    let i = plane * ((p.h * p.w) / 4u) + g;
+    let i = plane * (p.hw / 4u) + g;
     var r = vec4<f32>(0.0);
     if (RESIDUAL != 0u) {
         r = res[i];

@@ -5,6 +5,17 @@
 //   load_group(plane, g) -> vec4<f32>: pixels 4g .. 4g + 3 of input plane `plane`;
 //   store_group(plane, g, v): writes finish4(v, residual) to pixels 4g .. of output plane
 //   `plane` (those inside the plane).
+// Workgroups are numbered (n * oc_blocks + block) * tile_blocks + tile block.
+
+struct PointwiseParams {
+    n: u32,
+    c_in: u32,
+    c_out: u32,
+    hw: u32, // pixels per plane
+    cout_pad: u32, // c_out padded to the weight layout's channel tile
+    oc_blocks: u32, // channel tiles
+    tile_blocks: u32, // workgroups per (n, block): ceil(ceil(hw / (4 Q)) / WORKGROUP_SIZE)
+}
 
 // acc[q] += xv[q] * w for the Q pixel groups of the tile.
 fn accumulate(acc: ptr<function, array<vec4<f32>, Q>>, xv: ptr<function, array<vec4<f32>, Q>>, w: f32) {
@@ -14,38 +25,34 @@ fn accumulate(acc: ptr<function, array<vec4<f32>, Q>>, xv: ptr<function, array<v
 }
 
 fn store(acc: ptr<function, array<vec4<f32>, Q>>, co: u32, n: u32, q0: u32, p4: u32) {
-    let cc = min(co, p.cout_pg - 1u);
+    let cc = min(co, p.c_out - 1u);
     let b = bias[cc];
     let plane = n * p.c_out + shuffled_channel(cc, p.c_out);
     for (var q = 0u; q < Q; q++) {
-        if (co < p.cout_pg && q0 + q < p4) {
+        if (co < p.c_out && q0 + q < p4) {
             store_group(plane, q0 + q, (*acc)[q] + b);
         }
     }
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let wid = linear_workgroup(wg, nwg);
-    let tile_block = wid % p.work;
-    let t = wid / p.work;
-    let block = t % p.oc_blocks_pg;
-    let n = t / p.oc_blocks_pg;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let wid = workgroup_index(inv);
+    let tile_block = wid % p.tile_blocks;
+    let t = wid / p.tile_blocks;
+    let block = t % p.oc_blocks;
+    let n = t / p.oc_blocks;
     if (n >= p.n) {
         return;
     }
-    let tile = tile_block * 64u + lid;
-    let p4 = (p.h * p.w + 3u) / 4u;
+    let tile = tile_block * WORKGROUP_SIZE + inv.lid;
+    let p4 = (p.hw + 3u) / 4u;
     let q0 = tile * Q;
     if (q0 >= p4) {
         return;
     }
     let oc0 = block * 4u * OC_VEC;
-    let oc_pad4 = p.cout_pg_pad / 4u;
+    let oc_pad4 = p.cout_pad / 4u;
 
     // a{k}: output channel oc0 + k. Function-scope variables start zeroed in WGSL.
     var a0: array<vec4<f32>, Q>;

@@ -8,29 +8,25 @@
 // (ox = phase + sW * (strip * PX + j)) for 4 * OC_VEC output channels, the register tile of
 // conv_direct.wgsl. Weights are repacked from PyTorch's [C_in][C_out/g][kH][kW] into
 // [g][C_in/g][kH][kW][C_out/g padded to 4 * OC_VEC] (src/ops/conv_transpose.rs).
-// Workgroups: linear index = ((n * groups + g) * oc_blocks_pg + block) * work + strip block;
-// strips per plane: oh * sW * strips_x.
+// Strips per (n, g, block) plane: oh * sW * strips_x (conv_tiles.wgsl).
 // Without dilation (TAPS = ceil(kW / sW) > 0) the columns one phase reads for its
 // successive taps are the previous tap's shifted by one: each further tap loads a single
 // new input and shifts the rest in registers.
-#include "common.wgsl"
+#include "window.wgsl"
 
 const PX: u32 = 8u; // @specialize
 const OC_VEC: u32 = 2u; // @specialize
 const TAPS: u32 = 2u; // @specialize
 
-override KH: u32 = 4u;
-override KW: u32 = 4u;
-override SH: u32 = 2u;
-override SW: u32 = 2u;
-override DH: u32 = 1u;
-override DW: u32 = 1u;
+#include "conv_tiles.wgsl"
 
-@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(0) var<uniform> p: TiledConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// A residual added in the store (RESIDUAL != 0).
+@group(0) @binding(5) var<storage, read> res: array<f32>;
 
 fn load_x(base: u32, ix: i32) -> f32 {
     let inside = ix >= 0 && ix < i32(p.w);
@@ -38,50 +34,19 @@ fn load_x(base: u32, ix: i32) -> f32 {
     return select(0.0, v, inside);
 }
 
-fn accumulate(acc: ptr<function, array<vec4<f32>, PX>>, xs: ptr<function, array<f32, PX>>, w: vec4<f32>) {
-    for (var j = 0u; j < PX; j++) {
-        (*acc)[j] = fma(vec4<f32>((*xs)[j]), w, (*acc)[j]);
-    }
-}
-
-fn store(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32, oy: u32, phase: u32, j0: u32) {
-    for (var k = 0u; k < 4u; k++) {
-        let co = co0 + k;
-        let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
-        let b = bias[cc];
-        let out_row = ((n * p.c_out + cc) * p.oh + oy) * p.ow;
-        for (var j = 0u; j < PX; j++) {
-            let ox = phase + SW * (j0 + j);
-            if (co < p.cout_pg && ox < p.ow) {
-                y[out_row + ox] = activate((*acc)[j][k] + b);
-            }
-        }
-    }
-}
-
 // True when t is a non-negative multiple of s below s * len; then t / s is the index.
 fn tap_index(t: i32, s: u32, len: u32) -> bool {
     return t >= 0 && (u32(t) % s) == 0u && u32(t) / s < len;
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let wid = linear_workgroup(wg, nwg);
-    let strip_block = wid % p.work;
-    let t = wid / p.work;
-    let block = t % p.oc_blocks_pg;
-    let t2 = t / p.oc_blocks_pg;
-    let g = t2 % p.groups;
-    let n = t2 / p.groups;
-    if (n >= p.n) {
-        return;
-    }
-    let sidx = strip_block * 64u + lid;
-    if (sidx >= p.oh * SW * p.strips_x) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let tile = tile_of(inv);
+    let n = tile.n;
+    let g = tile.g;
+    let oc0 = tile.oc0;
+    let sidx = tile.strip;
+    if (n >= p.n || sidx >= p.oh * SW * p.strips_x) {
         return;
     }
     let oy = sidx / (SW * p.strips_x);
@@ -92,7 +57,6 @@ fn main(
         return;
     }
     let oc_pad4 = p.cout_pg_pad / 4u;
-    let oc0 = block * 4u * OC_VEC;
 
     // Function-scope variables start zeroed in WGSL.
     var acc0: array<vec4<f32>, PX>;
@@ -127,16 +91,7 @@ fn main(
                         let kx = kx0 + m * SW;
                         if (kx < KW) {
                             let widx = (((g * p.cin_pg + ci) * KH + ky) * KW + kx) * oc_pad4 + oc0 / 4u;
-                            accumulate(&acc0, &xs, wt[widx]);
-                            if (OC_VEC > 1u) {
-                                accumulate(&acc1, &xs, wt[widx + 1u]);
-                            }
-                            if (OC_VEC > 2u) {
-                                accumulate(&acc2, &xs, wt[widx + 2u]);
-                            }
-                            if (OC_VEC > 3u) {
-                                accumulate(&acc3, &xs, wt[widx + 3u]);
-                            }
+                            accumulate_tap(&acc0, &acc1, &acc2, &acc3, &xs, widx);
                         }
                     }
                 }
@@ -157,30 +112,12 @@ fn main(
                             xs[j] = load_x(base, ix0 + i32(j));
                         }
                         let widx = (((g * p.cin_pg + ci) * KH + ky) * KW + kx) * oc_pad4 + oc0 / 4u;
-                        accumulate(&acc0, &xs, wt[widx]);
-                        if (OC_VEC > 1u) {
-                            accumulate(&acc1, &xs, wt[widx + 1u]);
-                        }
-                        if (OC_VEC > 2u) {
-                            accumulate(&acc2, &xs, wt[widx + 2u]);
-                        }
-                        if (OC_VEC > 3u) {
-                            accumulate(&acc3, &xs, wt[widx + 3u]);
-                        }
+                        accumulate_tap(&acc0, &acc1, &acc2, &acc3, &xs, widx);
                     }
                 }
             }
         }
     }
 
-    store(&acc0, oc0, g, n, oy, phase, j0);
-    if (OC_VEC > 1u) {
-        store(&acc1, oc0 + 4u, g, n, oy, phase, j0);
-    }
-    if (OC_VEC > 2u) {
-        store(&acc2, oc0 + 8u, g, n, oy, phase, j0);
-    }
-    if (OC_VEC > 3u) {
-        store(&acc3, oc0 + 12u, g, n, oy, phase, j0);
-    }
+    store_tiles(&acc0, &acc1, &acc2, &acc3, tile, oy, phase + SW * j0, SW);
 }

@@ -7,7 +7,7 @@
 // output rows as sW vec4 stores. Needs the input width divisible by 4 (src/ops/
 // conv_transpose.rs). Weights are repacked as [C_out][C_in][KK4] with the sH * sW taps
 // padded to a multiple of 4 (KK4), read as vec4s.
-#include "common.wgsl"
+#include "activation.wgsl"
 
 const SH: u32 = 2u; // @specialize
 const SW: u32 = 2u; // @specialize
@@ -21,8 +21,6 @@ struct BlocksParams {
     w4: u32, // input width / 4
     c_out: u32,
     total: u32, // n * c_out * h * w4
-    _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BlocksParams;
@@ -31,13 +29,9 @@ struct BlocksParams {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let t = linear_workgroup(wg, nwg) * 64u + lid;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let t = thread_index(inv);
     if (t >= p.total) {
         return;
     }

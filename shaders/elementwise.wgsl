@@ -10,7 +10,7 @@
 // MODE 6 y = act(a * gate(s[n, c]) + b)             (channel-gated skip plus a branch)
 // ACT is the output activation, GATE the activation applied to s (0 = none), so an
 // attention block's sigmoid is applied in the same pass that reads the feature map.
-#include "common.wgsl"
+#include "activation.wgsl"
 
 override MODE: u32 = 0u;
 override GATE: u32 = 0u;
@@ -25,7 +25,9 @@ struct ElementwiseParams {
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+// The second operand (MODE 1, 4, 5, 6).
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+// The gate or mask (MODE 2 to 6).
 @group(0) @binding(3) var<storage, read> s_in: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
 
@@ -59,13 +61,9 @@ fn gate_values(e0: u32) -> vec4<f32> {
     return gate4(g);
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let t = linear_workgroup(wg, nwg) * 64u + lid;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let t = thread_index(inv);
     if (t >= p.total) {
         return;
     }

@@ -1,47 +1,41 @@
-// Global average or max pooling over each (n, c) plane: one workgroup per plane, its 64
+// Global average or max pooling over each (n, c) plane: one workgroup per plane, its
 // invocations reading the plane four values at a time (when H * W is a multiple of 4)
 // and combining their partial results in workgroup memory, so even a few large planes
 // keep every core busy.
 // MODE 0: mean; MODE 1: max, NaN propagating as in PyTorch.
 // SUM 1 (mean only): the mean of x + x2, without the sum ever being stored.
 // The mean sums x - x[0] (so a large common offset costs no precision), each invocation
-// in blocks of 64 loads whose partial sums are added separately, keeping rounding error
-// small on long planes. (Kahan compensation is not used: shader compilers may
-// reassociate it away.)
+// in blocks of WORKGROUP_SIZE loads whose partial sums are added separately, keeping
+// rounding error small on long planes. (Kahan compensation is not used: shader compilers
+// may reassociate it away.)
 #include "common.wgsl"
 
 override MODE: u32 = 0u;
-override SUM: u32 = 0u;
+override SUM: bool = false;
 
 struct GlobalParams {
     planes: u32,
     plane: u32, // H * W
-    _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GlobalParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+// Read as vec4s; single values are picked out of them (any plane size).
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-// x as vec4s, and the second summand (bound to x when SUM is 0) both ways.
-@group(0) @binding(3) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> x2: array<f32>;
-@group(0) @binding(5) var<storage, read> x2_4: array<vec4<f32>>;
+// The second summand (SUM).
+@group(0) @binding(3) var<storage, read> x2: array<vec4<f32>>;
 
-var<workgroup> partial: array<f32, 64>;
+var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
 
-fn value(i: u32) -> f32 {
-    if (SUM == 1u) {
+fn value4(i: u32) -> vec4<f32> {
+    if (SUM) {
         return x[i] + x2[i];
     }
     return x[i];
 }
 
-fn value4(i: u32) -> vec4<f32> {
-    if (SUM == 1u) {
-        return x4[i] + x2_4[i];
-    }
-    return x4[i];
+fn value(i: u32) -> f32 {
+    return value4(i / 4u)[i % 4u];
 }
 
 fn max_nan(a: f32, b: f32) -> f32 {
@@ -51,28 +45,26 @@ fn max_nan(a: f32, b: f32) -> f32 {
     return a;
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
     // One plane per workgroup: `pl` is uniform, so the early return and the barriers
     // below are in uniform control flow.
-    let pl = linear_workgroup(wg, nwg);
+    let pl = workgroup_index(inv);
+    let lid = inv.lid;
     if (pl >= p.planes) {
         return;
     }
     let base = pl * p.plane;
     let vec = p.plane % 4u == 0u;
     let count = select(p.plane, p.plane / 4u, vec);
+    let block = WORKGROUP_SIZE * WORKGROUP_SIZE;
     var r: f32;
     if (MODE == 0u) {
         let shift = value(base);
         var total = 0.0;
-        for (var b0 = lid; b0 < count; b0 += 64u * 64u) {
+        for (var b0 = lid; b0 < count; b0 += block) {
             var part = vec4<f32>(0.0);
-            for (var i = b0; i < min(b0 + 64u * 64u, count); i += 64u) {
+            for (var i = b0; i < min(b0 + block, count); i += WORKGROUP_SIZE) {
                 if (vec) {
                     part += value4(base / 4u + i) - shift;
                 } else {
@@ -83,19 +75,19 @@ fn main(
         }
         r = total;
     } else {
-        r = x[base];
-        for (var i = lid; i < count; i += 64u) {
+        r = value(base);
+        for (var i = lid; i < count; i += WORKGROUP_SIZE) {
             if (vec) {
-                let v = x4[base / 4u + i];
+                let v = x[base / 4u + i];
                 r = max_nan(max_nan(r, v.x), max_nan(max_nan(v.y, v.z), v.w));
             } else {
-                r = max_nan(r, x[base + i]);
+                r = max_nan(r, value(base + i));
             }
         }
     }
     partial[lid] = r;
     workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+    for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride >>= 1u) {
         if (lid < stride) {
             if (MODE == 0u) {
                 partial[lid] += partial[lid + stride];

@@ -8,28 +8,23 @@ struct UnpoolParams {
     planes: u32, // N * C
     in_plane: u32, // H * W of the input (and of the indices)
     out_plane: u32, // OH * OW
-    total: u32, // planes * in_plane for the scatter, planes * out_plane for the gather
 }
 
 @group(0) @binding(0) var<uniform> p: UnpoolParams;
 @group(0) @binding(1) var<storage, read> idx: array<i32>;
 @group(0) @binding(2) var<storage, read_write> owner: array<atomic<u32>>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_workgroup(wg, nwg) * 64u + lid;
-    if (i >= p.total) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let i = thread_index(inv);
+    if (i >= p.planes * p.in_plane) {
         return;
     }
-    let plane = i / p.in_plane;
     let target_pos = idx[i];
     // Out-of-range indices are rejected on the host; this guard only keeps a bad index
     // from writing outside its plane.
     if (target_pos >= 0 && u32(target_pos) < p.out_plane) {
+        let plane = i / p.in_plane;
         atomicMax(&owner[plane * p.out_plane + u32(target_pos)], (i % p.in_plane) + 1u);
     }
 }

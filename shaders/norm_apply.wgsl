@@ -5,8 +5,8 @@
 // (seg = n * C + c, aff = c), 4 AdaIN (seg = n * C + c; gamma and beta are the style's
 // standard deviation sqrt(var + eps) and mean, read from `style` at seg).
 // Each invocation handles PX elements of one (n, c) plane, decoding indices once.
-// ACT (common.wgsl) is applied last, so BN + ReLU of a pre-activation block is one pass.
-#include "common.wgsl"
+// ACT (activation.wgsl) is applied last, so BN + ReLU of a pre-activation block is one pass.
+#include "activation.wgsl"
 
 override MODE: u32 = 0u;
 const PX: u32 = 16u;
@@ -25,17 +25,15 @@ struct ApplyParams {
 @group(0) @binding(0) var<uniform> p: ApplyParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
+// The affine scale (for AdaIN: the style's statistics [mean, var] per segment).
 @group(0) @binding(3) var<storage, read> gamma: array<f32>;
+// The affine shift (not read by AdaIN).
 @group(0) @binding(4) var<storage, read> beta: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let s = linear_workgroup(wg, nwg) * 64u + lid;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let s = thread_index(inv);
     if (s >= p.total) {
         return;
     }
@@ -51,7 +49,7 @@ fn main(
         default: { seg = plane; }
     }
     let mean = stats[2u * seg];
-    let inv = inverseSqrt(stats[2u * seg + 1u] + p.eps);
+    let invstd = inverseSqrt(stats[2u * seg + 1u] + p.eps);
     var g = 0.0;
     var b = 0.0;
     if (MODE == 4u) {
@@ -69,7 +67,7 @@ fn main(
                 g = gamma[c * p.hw + i];
                 b = beta[c * p.hw + i];
             }
-            y[base + i] = activate((x[base + i] - mean) * inv * g + b);
+            y[base + i] = activate((x[base + i] - mean) * invstd * g + b);
         }
     }
 }

@@ -12,7 +12,7 @@
 // MODE 1 (batch norm backward): with the forward statistics in stats[0 .. 2S], writes
 // stats[2S + s] = sum(dy) and stats[3S + s] = sum(dy * x_hat) (S segments).
 //
-// Each invocation accumulates a strided share in f32; the 64 partial sums are combined
+// Each invocation accumulates a strided share in f32; the partial sums are combined
 // in a fixed tree order in workgroup memory, so results are deterministic.
 #include "common.wgsl"
 
@@ -27,21 +27,22 @@ struct StatsParams {
     seg_stride: u32,
     momentum: f32,
     eps: f32,
-    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: StatsParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// The output gradient (MODE 1).
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> stats: array<f32>;
+// The running statistics (UPDATE_RUNNING).
 @group(0) @binding(4) var<storage, read_write> running: array<f32>;
 
-var<workgroup> partial: array<f32, 64>;
-var<workgroup> partial2: array<f32, 64>;
+var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
+var<workgroup> partial2: array<f32, WORKGROUP_SIZE>;
 
 // Tree reduction of partial (and partial2) into element 0; every invocation must call it.
 fn reduce(lid: u32) {
-    for (var width = 32u; width > 0u; width = width / 2u) {
+    for (var width = WORKGROUP_SIZE / 2u; width > 0u; width = width / 2u) {
         workgroupBarrier();
         if (lid < width) {
             partial[lid] = partial[lid] + partial[lid + width];
@@ -51,15 +52,12 @@ fn reduce(lid: u32) {
     workgroupBarrier();
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
     // The segment index is uniform across the workgroup, so the early exit below is too
     // (barriers stay in uniform control flow).
-    let s = linear_workgroup(wg, nwg);
+    let s = workgroup_index(inv);
+    let lid = inv.lid;
     if (s >= p.segments) {
         return;
     }
@@ -77,7 +75,7 @@ fn main(
     }
     for (var k = 0u; k < p.chunks; k++) {
         let start = base + k * p.chunk_stride;
-        for (var i = lid; i < p.chunk_len; i += 64u) {
+        for (var i = lid; i < p.chunk_len; i += WORKGROUP_SIZE) {
             if (MODE == 0u) {
                 acc += x[start + i];
             } else {
@@ -104,7 +102,7 @@ fn main(
     acc = 0.0;
     for (var k = 0u; k < p.chunks; k++) {
         let start = base + k * p.chunk_stride;
-        for (var i = lid; i < p.chunk_len; i += 64u) {
+        for (var i = lid; i < p.chunk_len; i += WORKGROUP_SIZE) {
             let d = x[start + i] - mean;
             acc += d * d;
         }

@@ -7,51 +7,33 @@
 // infinities and NaN pass through unchanged; bed-of-nails writes zero where l0 = 0
 // (off the grid).
 //
-// Each invocation writes PX consecutive outputs of one row: the row tap is loaded once,
-// each column tap is one vec4 load (i0, i1, l0 bits, l1 bits).
-#include "common.wgsl"
+// Each invocation writes PX consecutive outputs of one row (strips.wgsl; no padding): the row tap is loaded once, each column tap is one vec4 load (i0, i1, l0
+// bits, l1 bits).
+#include "strips.wgsl"
 
 override MODE: u32 = 1u;
-const PX: u32 = 8u;
 
-struct ResampleParams {
-    planes: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    strips_x: u32,
-    total: u32, // planes * oh * strips_x
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: ResampleParams;
+@group(0) @binding(0) var<uniform> p: StripParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> rows: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> cols: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let s = linear_workgroup(wg, nwg) * 64u + lid;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let s = thread_index(inv);
     if (s >= p.total) {
         return;
     }
-    let ox0 = (s % p.strips_x) * PX;
-    let row = s / p.strips_x;
-    let oy = row % p.oh;
-    let plane = row / p.oh;
-    let r = rows[oy];
-    let base = plane * p.h * p.w;
+    let st = strip_of(s, p.strips_x, p.oh);
+    let ox0 = st.ox0;
+    let r = rows[st.oy];
+    let base = st.plane * p.h * p.w;
     let top = base + r.x * p.w;
     let bottom = base + r.y * p.w;
     let ly0 = bitcast<f32>(r.z);
     let ly1 = bitcast<f32>(r.w);
-    let out_row = row * p.ow;
+    let out_row = st.row * p.ow;
     for (var j = 0u; j < PX; j++) {
         let ox = ox0 + j;
         if (ox < p.ow) {

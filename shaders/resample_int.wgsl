@@ -13,22 +13,16 @@ override BED_OF_NAILS: bool = false;
 struct ResampleIntParams {
     rows: u32, // N * C * H (input rows)
     w4: u32, // W / 4
-    total: u32, // rows * w4
-    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ResampleIntParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_workgroup(wg, nwg) * 64u + lid;
-    if (i >= p.total) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let i = thread_index(inv);
+    if (i >= p.rows * p.w4) {
         return;
     }
     let row = i / p.w4;

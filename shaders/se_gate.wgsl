@@ -2,11 +2,11 @@
 // channel means (global average pool), then fc1 + activation and fc2 (1x1 convolutions
 // on the pooled vector) in workgroup memory. Writes the gate logits [N, C]; the gate
 // activation is applied by the scale pass that reads the feature map (elementwise.wgsl),
-// so the whole block is two dispatches. With SUM = 1 the pooled vector is that of
-// x + x2 (a gate computed from a sum that is never materialised).
-#include "common.wgsl"
+// so the whole block is two dispatches. With SUM the pooled vector is that of x + x2 (a
+// gate computed from a sum that is never materialised).
+#include "activation.wgsl"
 
-override SUM: u32 = 0u;
+override SUM: bool = false;
 
 const MAX_C: u32 = 2048u;
 const MAX_S: u32 = 512u;
@@ -15,34 +15,35 @@ struct SeParams {
     c: u32,
     s: u32,
     hw: u32,
-    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: SeParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+// Read as vec4s: four values per load when H * W is a multiple of 4, single values picked
+// out of them otherwise.
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w1: array<f32>; // [S, C]
 @group(0) @binding(3) var<storage, read> b1: array<f32>;
 @group(0) @binding(4) var<storage, read> w2: array<f32>; // [C, S]
 @group(0) @binding(5) var<storage, read> b2: array<f32>;
 @group(0) @binding(6) var<storage, read_write> gate: array<f32>; // [N, C]
-// The same buffer as x, read four values at a time when H * W is a multiple of 4.
-@group(0) @binding(7) var<storage, read> x4: array<vec4<f32>>;
-// The second summand (SUM = 1; bound to x otherwise), as scalars and as vec4s.
-@group(0) @binding(8) var<storage, read> x2: array<f32>;
-@group(0) @binding(9) var<storage, read> x2_4: array<vec4<f32>>;
+// The second summand (SUM).
+@group(0) @binding(7) var<storage, read> x2: array<vec4<f32>>;
 
 var<workgroup> pooled: array<f32, MAX_C>;
 var<workgroup> hidden: array<f32, MAX_S>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+fn value4(i: u32) -> vec4<f32> {
+    if (SUM) {
+        return x[i] + x2[i];
+    }
+    return x[i];
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
     // One workgroup per sample (uniform), so the barriers below are in uniform control flow.
-    let n = linear_workgroup(wg, nwg);
-    for (var c = lid; c < p.c; c += 64u) {
+    let n = workgroup_index(inv);
+    for (var c = inv.lid; c < p.c; c += WORKGROUP_SIZE) {
         let base = (n * p.c + c) * p.hw;
         // Blocked sum: partial sums of 256 keep rounding small on large planes.
         var total = 0.0;
@@ -52,10 +53,7 @@ fn main(
             for (var b0 = 0u; b0 < hw4; b0 += 64u) {
                 var part = vec4<f32>(0.0);
                 for (var i = b0; i < min(b0 + 64u, hw4); i++) {
-                    part += x4[base4 + i];
-                    if (SUM == 1u) {
-                        part += x2_4[base4 + i];
-                    }
+                    part += value4(base4 + i);
                 }
                 total += (part.x + part.y) + (part.z + part.w);
             }
@@ -63,10 +61,8 @@ fn main(
             for (var b0 = 0u; b0 < p.hw; b0 += 256u) {
                 var part = 0.0;
                 for (var i = b0; i < min(b0 + 256u, p.hw); i++) {
-                    part += x[base + i];
-                    if (SUM == 1u) {
-                        part += x2[base + i];
-                    }
+                    let e = base + i;
+                    part += value4(e / 4u)[e % 4u];
                 }
                 total += part;
             }
@@ -74,7 +70,7 @@ fn main(
         pooled[c] = total / f32(p.hw);
     }
     workgroupBarrier();
-    for (var s = lid; s < p.s; s += 64u) {
+    for (var s = inv.lid; s < p.s; s += WORKGROUP_SIZE) {
         var acc = b1[s];
         for (var c = 0u; c < p.c; c++) {
             acc = fma(w1[s * p.c + c], pooled[c], acc);
@@ -82,7 +78,7 @@ fn main(
         hidden[s] = activate(acc);
     }
     workgroupBarrier();
-    for (var c = lid; c < p.c; c += 64u) {
+    for (var c = inv.lid; c < p.c; c += WORKGROUP_SIZE) {
         var acc = b2[c];
         for (var s = 0u; s < p.s; s++) {
             acc = fma(w2[c * p.s + s], hidden[s], acc);

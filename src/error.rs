@@ -91,3 +91,16 @@ pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
         reason: reason.into(),
     }
 }
+
+/// `Err(InvalidParam)` naming `name` with `reason()` when `failed`, `Ok` otherwise: the one
+/// shape of every parameter check.
+pub(crate) fn fail_if<R: Into<String>>(
+    failed: bool,
+    name: &'static str,
+    reason: impl FnOnce() -> R,
+) -> Result<()> {
+    if failed {
+        return Err(invalid(name, reason()));
+    }
+    Ok(())
+}

@@ -11,9 +11,13 @@ use std::sync::{Arc, Mutex, Weak};
 use ndarray::{Array4, ArrayView4};
 
 use crate::error::{Error, Result};
+use crate::launch::{Args, Bindable, Constants, Launch};
 use crate::shaders;
 
 static NEXT_GPU_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Most storage bindings of a kernel (checked by `Args::resolve`).
+pub(crate) const MAX_BINDINGS: usize = 8;
 
 /// How many times larger than a request a freed buffer may be and still be reused for it
 /// within a recording.
@@ -32,6 +36,49 @@ pub struct GpuOptions {
     pub max_storage_buffer_binding_size: Option<u64>,
     /// Lower the workgroups-per-dimension limit below the adapter's (for testing grid folding).
     pub max_compute_workgroups_per_dimension: Option<u32>,
+}
+
+/// What kernel choice knows of a device: plain data, so that every choice can be tested
+/// without one ([`Gpu::caps`] gives the device's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCaps {
+    /// Largest storage binding in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Workgroups per grid dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Workgroup memory in bytes.
+    pub max_compute_workgroup_storage_size: u32,
+    /// Invocations per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// The adapter runs shaders on the CPU (lavapipe, llvmpipe, SwiftShader, WARP): loads
+    /// cost more than arithmetic and workgroup memory does not pay.
+    pub cpu: bool,
+}
+
+impl Default for DeviceCaps {
+    /// WebGPU's default limits on a GPU.
+    fn default() -> Self {
+        let l = wgpu::Limits::default();
+        DeviceCaps {
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            cpu: false,
+        }
+    }
+}
+
+impl DeviceCaps {
+    fn of(limits: &wgpu::Limits, info: &wgpu::AdapterInfo) -> Self {
+        DeviceCaps {
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            cpu: info.device_type == wgpu::DeviceType::Cpu,
+        }
+    }
 }
 
 /// Byte counts of the buffer pool, from [`Gpu::memory_stats`].
@@ -170,6 +217,11 @@ impl Tensor {
         })
     }
 
+    /// A tensor over a buffer the library owns (a layer's state), for ops that read it.
+    pub(crate) fn from_pooled(buf: Arc<PooledBuffer>, shape: [usize; 4], gpu_id: u64) -> Tensor {
+        Tensor { shape, buf, gpu_id }
+    }
+
     /// A tensor over the first elements of this tensor's buffer (for views that are
     /// contiguous prefixes, such as the first channels of a batch-1 tensor).
     pub(crate) fn prefix_view(&self, shape: [usize; 4]) -> Tensor {
@@ -184,6 +236,18 @@ impl Tensor {
     /// Checks that the tensor belongs to `gpu`; `name` is used in the error.
     pub(crate) fn check_gpu(&self, gpu: &Gpu, name: &'static str) -> Result<()> {
         check_owner(self.gpu_id, gpu, name)
+    }
+}
+
+impl Bindable for Tensor {
+    fn buffer(&self) -> &Arc<PooledBuffer> {
+        &self.buf
+    }
+}
+
+impl Bindable for IndexTensor {
+    fn buffer(&self) -> &Arc<PooledBuffer> {
+        &self.buf
     }
 }
 
@@ -232,10 +296,6 @@ impl IndexTensor {
         self.bound
     }
 
-    pub(crate) fn pooled(&self) -> &Arc<PooledBuffer> {
-        &self.buf
-    }
-
     pub(crate) fn origin(&self) -> Option<PoolOrigin> {
         self.origin
     }
@@ -245,12 +305,8 @@ impl IndexTensor {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct PipelineKey {
-    shader: &'static str,
-    specialize: Vec<(&'static str, u32)>,
-    constants: Vec<(&'static str, u64)>,
-}
+/// A shader file with all its compile-time values.
+type PipelineKey = (&'static str, Constants);
 
 /// A shader file with its `@specialize` values.
 type ModuleKey = (&'static str, Vec<(&'static str, u32)>);
@@ -261,11 +317,16 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
+    caps: DeviceCaps,
     modules: Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pipelines_created: AtomicUsize,
     pool: Arc<Mutex<Pool>>,
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Bound in the slots of absent optional operands, one per binding index (a buffer
+    /// may not be bound both read-only and read-write in one dispatch). Never read or
+    /// written: the kernel's constants say the operand is absent.
+    unused: Vec<wgpu::Buffer>,
 }
 
 /// The GPU context: device, queue, pipeline cache and buffer pool.
@@ -359,11 +420,22 @@ impl Gpu {
             info.backend,
             info.device_type
         );
+        let unused = (0..MAX_BINDINGS)
+            .map(|_| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("segblocks unused operand"),
+                    size: 256,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
         Ok(Gpu {
             inner: Arc::new(Inner {
                 id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
                 device,
                 queue,
+                caps: DeviceCaps::of(&limits, &info),
                 info,
                 limits,
                 modules: Mutex::new(HashMap::new()),
@@ -371,6 +443,7 @@ impl Gpu {
                 pipelines_created: AtomicUsize::new(0),
                 pool: Arc::new(Mutex::new(Pool::default())),
                 uncaptured,
+                unused,
             }),
         })
     }
@@ -388,6 +461,11 @@ impl Gpu {
     /// The limits the device was created with (the adapter's own, unless lowered by options).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits
+    }
+
+    /// What kernel choice knows of this device.
+    pub fn caps(&self) -> &DeviceCaps {
+        &self.inner.caps
     }
 
     /// The wgpu device, for users who mix segblocks with their own wgpu code.
@@ -590,19 +668,14 @@ impl Gpu {
         self.recorder().download_async(tensor).await
     }
 
-    /// Returns the compiled pipeline for `shader` with `specialize` (`@specialize` constants,
-    /// see [`shaders`]) and `constants` (WGSL override values), compiling it on first use only.
+    /// The compiled pipeline for `file` with `constants` (its `@specialize` constants are
+    /// written into the source, the rest are WGSL override values), compiled on first use.
     pub(crate) fn pipeline(
         &self,
-        shader: &'static str,
-        specialize: &[(&'static str, u32)],
-        constants: &[(&'static str, f64)],
+        file: &'static str,
+        constants: &Constants,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = PipelineKey {
-            shader,
-            specialize: specialize.to_vec(),
-            constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
-        };
+        let key = (file, constants.clone());
         if let Some(p) = self
             .inner
             .pipelines
@@ -612,32 +685,47 @@ impl Gpu {
         {
             return Ok(p.clone());
         }
+        let declared = shaders::specializations(file);
+        let is_specialize = |name: &str| declared.iter().any(|(d, _)| d == name);
+        let specialize: Vec<(&'static str, u32)> =
+            constants.iter().filter(|(n, _)| is_specialize(n)).collect();
+        let overrides: Vec<(&'static str, f64)> = constants
+            .iter()
+            .filter(|(n, _)| !is_specialize(n))
+            .map(|(n, v)| (n, f64::from(v)))
+            .collect();
         let module = {
             let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
-            modules
-                .entry((shader, specialize.to_vec()))
-                .or_insert_with(|| {
-                    let source = shaders::source(shader, specialize)
-                        .expect("known shader and specialisation names");
-                    self.inner
+            match modules.get(&(file, specialize.clone())) {
+                Some(m) => m.clone(),
+                None => {
+                    let source = shaders::source(file, &specialize).ok_or_else(|| {
+                        Error::Gpu(format!(
+                            "{file}: unknown shader or constant in {specialize:?}"
+                        ))
+                    })?;
+                    let m = self
+                        .inner
                         .device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(shader),
+                            label: Some(file),
                             source: wgpu::ShaderSource::Wgsl(source.into()),
-                        })
-                })
-                .clone()
+                        });
+                    modules.insert((file, specialize), m.clone());
+                    m
+                }
+            }
         };
         let pipeline =
             self.inner
                 .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(shader),
+                    label: Some(file),
                     layout: None,
                     module: &module,
                     entry_point: Some("main"),
                     compilation_options: wgpu::PipelineCompilationOptions {
-                        constants,
+                        constants: &overrides,
                         zero_initialize_workgroup_memory: false,
                     },
                     cache: None,
@@ -853,19 +941,21 @@ impl<'g> Recorder<'g> {
         })
     }
 
-    /// Records one dispatch of `pipeline`. Binding 0 is the uniform `params`; bindings
-    /// 1.. are `buffers` in order. `workgroups` is the linear count (folded by [`Gpu::grid`]).
-    pub(crate) fn dispatch<P: bytemuck::Pod>(
-        &mut self,
-        pipeline: &wgpu::ComputePipeline,
-        params: &P,
-        buffers: &[&Arc<PooledBuffer>],
-        workgroups: u64,
-    ) -> Result<()> {
-        let (gx, gy) = self.gpu.grid(workgroups)?;
-        let bytes = bytemuck::bytes_of(params);
+    /// Records one planned dispatch with its buffers bound by name: the kernel's uniform
+    /// at binding 0 (uploaded here, padded to 16 bytes), the buffers of `args` at the
+    /// bindings the kernel declares (an absent optional one gets a small unused buffer).
+    pub(crate) fn run(&mut self, launch: &Launch, args: Args<'_>) -> Result<()> {
+        let buffers = args.resolve(launch.file, launch.bindings)?;
+        let pipeline = self.gpu.pipeline(launch.file, &launch.constants)?;
+        let (gx, gy) = self.gpu.grid(launch.workgroups)?;
+        let mut bytes = launch.uniform.clone();
+        bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
         let uniform = self.gpu.alloc(BufferKind::Uniform, bytes.len() as u64);
-        self.gpu.inner.queue.write_buffer(&uniform.buffer, 0, bytes);
+        self.gpu
+            .inner
+            .queue
+            .write_buffer(&uniform.buffer, 0, &bytes);
+        let unused = &self.gpu.inner.unused;
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -875,9 +965,10 @@ impl<'g> Recorder<'g> {
             }),
         }];
         for (i, b) in buffers.iter().enumerate() {
+            let buffer = b.map_or(&unused[i], |b| &b.buffer);
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: b.buffer.as_entire_binding(),
+                resource: buffer.as_entire_binding(),
             });
         }
         let bind_group = self
@@ -890,8 +981,8 @@ impl<'g> Recorder<'g> {
                 entries: &entries,
             });
         if self.pass.is_none() {
-            let encoder = self.encoder();
-            let pass = encoder
+            let pass = self
+                .encoder()
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("segblocks"),
                     timestamp_writes: None,
@@ -900,11 +991,11 @@ impl<'g> Recorder<'g> {
             self.pass = Some(pass);
         }
         let pass = self.pass.as_mut().expect("pass opened above");
-        pass.set_pipeline(pipeline);
+        pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
         self.hold(&uniform);
-        for b in buffers {
+        for b in buffers.into_iter().flatten() {
             self.hold(b);
         }
         self.dispatches += 1;
@@ -949,34 +1040,66 @@ impl<'g> Recorder<'g> {
         self.finish().map(|_| ())
     }
 
-    fn start_readback(mut self, src: &Arc<PooledBuffer>, shape: [usize; 4]) -> Result<PendingRead> {
-        let len: usize = shape.iter().product();
-        let bytes = (len as u64 * 4).max(4);
-        let staging = self.gpu.alloc(BufferKind::Readback, bytes);
-        self.copy(src, 0, &staging, 0, len as u64 * 4);
+    /// Records a copy of each source into its own staging buffer, submits, and starts
+    /// mapping them all.
+    fn start_readbacks(
+        mut self,
+        srcs: &[(&Arc<PooledBuffer>, [usize; 4])],
+    ) -> Result<Vec<PendingRead>> {
+        let mut staged = Vec::with_capacity(srcs.len());
+        for &(src, shape) in srcs {
+            let len: usize = shape.iter().product();
+            let bytes = (len as u64 * 4).max(4);
+            let staging = self.gpu.alloc(BufferKind::Readback, bytes);
+            self.copy(src, 0, &staging, 0, len as u64 * 4);
+            staged.push((staging, bytes, shape));
+        }
         let gpu = self.gpu.clone();
         let index = self.finish()?;
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        staging
-            .buffer
-            .slice(..bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-        Ok(PendingRead {
-            gpu,
-            staging,
-            bytes,
-            shape,
-            index,
-            rx,
-        })
+        Ok(staged
+            .into_iter()
+            .map(|(staging, bytes, shape)| {
+                let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+                staging
+                    .buffer
+                    .slice(..bytes)
+                    .map_async(wgpu::MapMode::Read, move |r| {
+                        let _ = tx.send(r);
+                    });
+                PendingRead {
+                    gpu: gpu.clone(),
+                    staging,
+                    bytes,
+                    shape,
+                    index: index.clone(),
+                    rx,
+                }
+            })
+            .collect())
+    }
+
+    fn start_readback(self, src: &Arc<PooledBuffer>, shape: [usize; 4]) -> Result<PendingRead> {
+        let mut reads = self.start_readbacks(&[(src, shape)])?;
+        Ok(reads.pop().expect("one read"))
     }
 
     /// Submits the recording together with a copy of `tensor`, waits, and returns it.
     pub fn download(self, tensor: &Tensor) -> Result<Array4<f32>> {
         tensor.check_gpu(self.gpu, "tensor")?;
         self.start_readback(tensor.pooled(), tensor.shape)?.wait()
+    }
+
+    /// Submits the recording together with copies of all `tensors` (one submission, one
+    /// wait) and returns them in order: several outputs of one recording, such as a
+    /// training step's output and running statistics, or a block's output and its
+    /// attention maps.
+    pub fn download_many(self, tensors: &[&Tensor]) -> Result<Vec<Array4<f32>>> {
+        for t in tensors {
+            t.check_gpu(self.gpu, "tensors")?;
+        }
+        let srcs: Vec<_> = tensors.iter().map(|t| (t.pooled(), t.shape)).collect();
+        let reads = self.start_readbacks(&srcs)?;
+        reads.into_iter().map(|r| r.wait()).collect()
     }
 
     /// Submits the recording together with a copy of `tensor` and resolves when the data

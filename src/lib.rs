@@ -33,15 +33,25 @@
 pub mod blocks;
 pub mod error;
 pub mod gpu;
+pub mod launch;
+pub mod networks;
 pub mod ops;
 pub mod reference;
 pub mod shaders;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use gpu::{Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor};
+pub use gpu::{DeviceCaps, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor};
 pub use ops::{Activation, Cost};
 pub use weights::StateDict;
+
+/// The names most programs use: `use segblocks::prelude::*;` (the [`Block`](blocks::Block)
+/// trait brings the blocks' and networks' `forward`, `reference` and `summary`).
+pub mod prelude {
+    pub use crate::blocks::Block;
+    pub use crate::ops::Activation;
+    pub use crate::{Error, Gpu, Recorder, Result, StateDict, Tensor};
+}
 
 /// The README's Rust examples, compiled by `cargo test --doc` so they stay true.
 #[cfg(doctest)]

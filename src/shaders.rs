@@ -1,15 +1,21 @@
-//! The WGSL sources, embedded at build time, with one small, explicit preprocessing step.
+//! The WGSL sources, embedded at build time, with one small, explicit preprocessing step,
+//! and the list of every kernel the library launches ([`kernels`]).
 //!
 //! Two rewrites, nothing else:
-//! - a line `#include "name.wgsl"` is replaced by that file's text;
+//! - a line `#include "name.wgsl"` is replaced by that file's text (each file once per
+//!   shader; a second include of the same file is dropped);
 //! - a line `const NAME: u32 = 8u; // @specialize` gets its value replaced when the caller
 //!   specialises `NAME` (see [`source`]). The value in the file is the default that the
 //!   shader tests validate.
 //!
 //! Why both this and WGSL `override` constants: overrides cannot size function-scope
-//! arrays, and register tiles (arrays whose length equals the loop trip count, which
-//! shader compilers such as Mesa's unroll and keep in registers) need constant sizes.
-//! Everything else is specialised with `override` constants at pipeline creation.
+//! arrays or set `@workgroup_size` for every backend, and register tiles (arrays whose
+//! length equals the loop trip count, which shader compilers such as Mesa's unroll and
+//! keep in registers) need constant sizes. Everything else is specialised with `override`
+//! constants at pipeline creation. On the Rust side both kinds are set the same way,
+//! through a kernel's [`Specialize`](crate::launch::Specialize) type.
+
+use crate::launch::{KernelDescription, KernelInfo};
 
 /// `(file name, text)` of a file under `shaders/`.
 macro_rules! wgsl {
@@ -20,6 +26,12 @@ macro_rules! wgsl {
 
 const FILES: &[(&str, &str)] = &[
     wgsl!("common.wgsl"),
+    wgsl!("activation.wgsl"),
+    wgsl!("epilogue.wgsl"),
+    wgsl!("padding.wgsl"),
+    wgsl!("window.wgsl"),
+    wgsl!("strips.wgsl"),
+    wgsl!("conv_tiles.wgsl"),
     wgsl!("conv_direct.wgsl"),
     wgsl!("conv_pointwise.wgsl"),
     wgsl!("conv_pointwise_scalar.wgsl"),
@@ -49,7 +61,27 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("se_gate.wgsl"),
 ];
 
-/// Names of the compute shaders (the files with an entry point `main`).
+/// Every kernel the library launches, as its Rust side declares it: file, uniform layout,
+/// bindings, constants and workgroup size. `tests/shaders.rs` checks each against its
+/// WGSL with naga.
+pub fn kernels() -> Vec<KernelDescription> {
+    let families: [&[&dyn KernelInfo]; 8] = [
+        crate::ops::conv::KERNELS,
+        crate::ops::conv_transpose::KERNELS,
+        crate::ops::pool::KERNELS,
+        crate::ops::upsample::KERNELS,
+        crate::ops::norm::KERNELS,
+        crate::ops::channel::KERNELS,
+        crate::ops::attention::KERNELS,
+        crate::ops::copy::KERNELS,
+    ];
+    families
+        .iter()
+        .flat_map(|f| f.iter().map(|k| k.describe()))
+        .collect()
+}
+
+/// Names of the compute shaders (the files no other file includes).
 pub fn names() -> impl Iterator<Item = &'static str> {
     FILES.iter().map(|(n, _)| *n).filter(|n| !is_include(n))
 }
@@ -59,22 +91,50 @@ pub fn files() -> impl Iterator<Item = &'static str> {
     FILES.iter().map(|(n, _)| *n)
 }
 
-/// Include files (no entry point of their own): `common.wgsl` and the `*_body.wgsl`
-/// files that several shaders share.
+/// Whether another file includes `name`.
 fn is_include(name: &str) -> bool {
-    name == "common.wgsl" || name.ends_with("_body.wgsl")
+    FILES
+        .iter()
+        .any(|(_, text)| text.lines().any(|l| include_target(l) == Some(name)))
 }
 
-/// The names of the `@specialize` constants a shader declares, with their defaults.
+/// The `@specialize` constants a shader declares (its includes' too), with their
+/// defaults.
 pub fn specializations(name: &str) -> Vec<(String, u32)> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    collect_specializations(name, &mut seen, &mut out);
+    out
+}
+
+fn collect_specializations(name: &str, seen: &mut Vec<String>, out: &mut Vec<(String, u32)>) {
+    if seen.iter().any(|s| s == name) {
+        return;
+    }
+    seen.push(name.to_string());
     let Some(text) = raw(name) else {
-        return Vec::new();
+        return;
     };
-    text.lines().filter_map(parse_specialize).collect()
+    for line in text.lines() {
+        if let Some(inc) = include_target(line) {
+            collect_specializations(inc, seen, out);
+        } else if let Some(s) = parse_specialize(line) {
+            out.push(s);
+        }
+    }
 }
 
 fn raw(name: &str) -> Option<&'static str> {
     FILES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+fn include_target(line: &str) -> Option<&str> {
+    Some(
+        line.trim()
+            .strip_prefix("#include ")?
+            .trim()
+            .trim_matches('"'),
+    )
 }
 
 /// Parses `const NAME: u32 = 8u; // @specialize` into `(NAME, 8)`.
@@ -100,22 +160,38 @@ pub fn source(name: &str, specialize: &[(&str, u32)]) -> Option<String> {
     {
         return None;
     }
+    let mut out = String::with_capacity(8192);
+    expand(name, specialize, &mut Vec::new(), &mut out)?;
+    Some(out)
+}
+
+fn expand<'a>(
+    name: &'a str,
+    specialize: &[(&str, u32)],
+    included: &mut Vec<&'a str>,
+    out: &mut String,
+) -> Option<()> {
+    if included.contains(&name) {
+        return Some(());
+    }
+    included.push(name);
     let text = raw(name)?;
-    let mut out = String::with_capacity(text.len() + 2048);
     for line in text.lines() {
-        if let Some(inc) = line.trim().strip_prefix("#include ") {
-            out.push_str(&source(inc.trim().trim_matches('"'), &[])?);
-        } else if let Some((const_name, _)) = parse_specialize(line) {
-            match specialize.iter().find(|(k, _)| *k == const_name) {
+        if let Some(inc) = include_target(line) {
+            let inc = files().find(|f| *f == inc)?;
+            expand(inc, specialize, included, out)?;
+            continue;
+        }
+        match parse_specialize(line) {
+            Some((const_name, _)) => match specialize.iter().find(|(k, _)| *k == const_name) {
                 Some((_, v)) => out.push_str(&format!("const {const_name}: u32 = {v}u;")),
                 None => out.push_str(line),
-            }
-        } else {
-            out.push_str(line);
+            },
+            None => out.push_str(line),
         }
         out.push('\n');
     }
-    Some(out)
+    Some(())
 }
 
 #[cfg(test)]
@@ -124,9 +200,20 @@ mod tests {
     fn specialize_rewrites_only_marked_constants() {
         let specs = super::specializations("conv_direct.wgsl");
         assert!(specs.iter().any(|(n, _)| n == "PX"), "{specs:?}");
-        let text = super::source("conv_direct.wgsl", &[("PX", 13)]).unwrap();
+        assert!(
+            specs.iter().any(|(n, _)| n == "WORKGROUP_SIZE"),
+            "{specs:?}"
+        );
+        let text =
+            super::source("conv_direct.wgsl", &[("PX", 13), ("WORKGROUP_SIZE", 32)]).unwrap();
         assert!(text.contains("const PX: u32 = 13u;"));
+        assert!(text.contains("const WORKGROUP_SIZE: u32 = 32u;"));
         assert!(!text.lines().any(|l| l.trim_start().starts_with("#include")));
+        assert_eq!(
+            text.matches("struct Invocation").count(),
+            1,
+            "common.wgsl once"
+        );
         assert!(super::source("conv_direct.wgsl", &[("NOT_DECLARED", 1)]).is_none());
         assert!(super::source("missing.wgsl", &[]).is_none());
     }

@@ -175,6 +175,15 @@ impl StateDict {
     }
 }
 
+/// `name` under `prefix` in a state dict: `prefix.name`, or `name` for an empty prefix.
+pub(crate) fn key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{f16_to_f32, StateDict};

@@ -9,10 +9,12 @@ mod common;
 use common::*;
 use ndarray::{Array4, ArrayView4};
 use segblocks::blocks::{
-    Aspp, Bottleneck, BottleneckConfig, DenseBlock, FcnHead, InvertedResidual,
-    InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config, ShuffleV2Config, ShuffleV2Unit,
+    Aspp, AsppConfig, Block, Bottleneck, BottleneckConfig, DenseBlock, DenseBlockConfig, FcnHead,
+    FcnHeadConfig, InvertedResidual, InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config,
+    ShuffleV2Config, ShuffleV2Unit,
 };
-use segblocks::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
+use segblocks::ops::attention::{Cbam, CbamParams, SqueezeExcitation, SqueezeExcitationParams};
+use segblocks::ops::channel::ChannelPoolOrder;
 use segblocks::{reference, Error, Recorder, StateDict, Tensor};
 use serde_json::Value;
 
@@ -29,6 +31,26 @@ fn arg(args: &Value, name: &str, default: usize) -> usize {
 type GpuForward = Box<dyn Fn(&mut Recorder<'_>, &Tensor) -> segblocks::Result<Tensor>>;
 type CpuForward = Box<dyn Fn(ArrayView4<f32>) -> segblocks::Result<Array4<f32>>>;
 
+/// A block's GPU and reference forwards and its summary's parameter total: every block
+/// is used through the one `Block` trait.
+fn boxed<B: Block + 'static>(
+    block: segblocks::Result<B>,
+    input: [usize; 4],
+) -> (GpuForward, CpuForward, Option<u64>) {
+    let b = std::rc::Rc::new(block.unwrap());
+    let params = b.summary(input).unwrap().total_params();
+    assert_eq!(
+        b.output_shape(input).unwrap(),
+        b.summary(input).unwrap().rows.last().unwrap().output
+    );
+    let b2 = b.clone();
+    (
+        Box::new(move |r, x| b.forward(r, x)),
+        Box::new(move |x| b2.reference(x)),
+        Some(params),
+    )
+}
+
 /// Builds the block a case describes: its GPU and reference forwards and, where the block
 /// has a summary, its parameter total.
 fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) {
@@ -44,23 +66,16 @@ fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) 
     let input = [input[0], input[1], input[2], input[3]];
     match class.rsplit('.').take(2).collect::<Vec<_>>().as_slice() {
         ["Bottleneck", _] => {
-            let cfg = BottleneckConfig {
-                inplanes: us(&args["inplanes"]),
-                planes: us(&args["planes"]),
-                stride: arg(args, "stride", 1),
-                groups: arg(args, "groups", 1),
-                base_width: arg(args, "base_width", 64),
-                dilation: arg(args, "dilation", 1),
-                downsample: args.get("downsample").is_some(),
-            };
-            let b = std::rc::Rc::new(Bottleneck::load(gpu, cfg, sd, "").unwrap());
-            let params = b.summary(input).unwrap().total_params();
-            let b2 = b.clone();
-            (
-                Box::new(move |r, x| b.forward(r, x)),
-                Box::new(move |x| b2.reference(x)),
-                Some(params),
-            )
+            // The projection as torchvision decides: whether the module (the state dict)
+            // has one.
+            let cfg = BottleneckConfig::new(us(&args["inplanes"]), us(&args["planes"]))
+                .stride(arg(args, "stride", 1))
+                .groups(arg(args, "groups", 1), arg(args, "base_width", 64))
+                .dilation(arg(args, "dilation", 1));
+            let b = Bottleneck::load(gpu, cfg, sd, "");
+            let has = b.as_ref().map(|b| b.has_downsample()).unwrap_or(false);
+            assert_eq!(has, args.get("downsample").is_some(), "{class}");
+            boxed(b, input)
         }
         ["InvertedResidual", "mobilenetv2"] => {
             let cfg = InvertedResidualConfig {
@@ -69,14 +84,7 @@ fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) 
                 stride: us(&args["stride"]),
                 expand_ratio: args["expand_ratio"].as_f64().unwrap(),
             };
-            let b = std::rc::Rc::new(InvertedResidual::load(gpu, cfg, sd, "").unwrap());
-            let params = b.summary(input).unwrap().total_params();
-            let b2 = b.clone();
-            (
-                Box::new(move |r, x| b.forward(r, x)),
-                Box::new(move |x| b2.reference(x)),
-                Some(params),
-            )
+            boxed(InvertedResidual::load(gpu, cfg, sd, ""), input)
         }
         ["InvertedResidual", "shufflenetv2"] => {
             let cfg = ShuffleV2Config {
@@ -84,13 +92,7 @@ fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) 
                 oup: us(&args["oup"]),
                 stride: us(&args["stride"]),
             };
-            let b = std::rc::Rc::new(ShuffleV2Unit::load(gpu, cfg, sd, "").unwrap());
-            let b2 = b.clone();
-            (
-                Box::new(move |r, x| b.forward(r, x)),
-                Box::new(move |x| b2.reference(x)),
-                None,
-            )
+            boxed(ShuffleV2Unit::load(gpu, cfg, sd, ""), input)
         }
         ["InvertedResidual", "mobilenetv3"] => {
             let c = &args["cnf"];
@@ -104,17 +106,12 @@ fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) 
                 stride: us(&c["stride"]),
                 dilation: us(&c["dilation"]),
             };
-            let b = std::rc::Rc::new(MobileNetV3Block::load(gpu, cfg, sd, "").unwrap());
-            let b2 = b.clone();
-            (
-                Box::new(move |r, x| b.forward(r, x)),
-                Box::new(move |x| b2.reference(x)),
-                None,
-            )
+            boxed(MobileNetV3Block::load(gpu, cfg, sd, ""), input)
         }
         ["SqueezeExcitation", _] => {
             let (c, s) = (us(&args["input_channels"]), us(&args["squeeze_channels"]));
             let params = SqueezeExcitationParams::new(c, s);
+            let se = SqueezeExcitation::load(gpu, params, sd, "").unwrap();
             let (w1, b1) = (
                 sd.get4("fc1.weight", [s, c, 1, 1]).unwrap(),
                 sd.get1("fc1.bias", s).unwrap(),
@@ -123,9 +120,6 @@ fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) 
                 sd.get4("fc2.weight", [c, s, 1, 1]).unwrap(),
                 sd.get1("fc2.bias", c).unwrap(),
             );
-            let se =
-                SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())
-                    .unwrap();
             (
                 Box::new(move |r, x| se.forward(r, x)),
                 Box::new(move |x| {
@@ -140,59 +134,78 @@ fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) 
             )
         }
         ["ASPP", _] => {
-            let rates: Vec<usize> = args["atrous_rates"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(us)
-                .collect();
-            let b = std::rc::Rc::new(
-                Aspp::load(
-                    gpu,
-                    us(&args["in_channels"]),
-                    &rates,
-                    us(&args["out_channels"]),
-                    sd,
-                    "",
-                )
-                .unwrap(),
-            );
-            let b2 = b.clone();
-            (
-                Box::new(move |r, x| b.forward(r, x)),
-                Box::new(move |x| b2.reference(x)),
-                None,
-            )
+            let cfg = AsppConfig {
+                in_channels: us(&args["in_channels"]),
+                atrous_rates: args["atrous_rates"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(us)
+                    .collect(),
+                out_channels: us(&args["out_channels"]),
+            };
+            boxed(Aspp::load(gpu, cfg, sd, ""), input)
         }
         ["_DenseBlock", _] => {
-            let b = std::rc::Rc::new(
-                DenseBlock::load(
-                    gpu,
-                    us(&args["num_layers"]),
-                    us(&args["num_input_features"]),
-                    us(&args["bn_size"]),
-                    us(&args["growth_rate"]),
-                    sd,
-                    "",
-                )
-                .unwrap(),
-            );
-            let b2 = b.clone();
-            (
-                Box::new(move |r, x| b.forward(r, x)),
-                Box::new(move |x| b2.reference(x)),
-                None,
-            )
+            let cfg = DenseBlockConfig {
+                num_layers: us(&args["num_layers"]),
+                num_input_features: us(&args["num_input_features"]),
+                bn_size: us(&args["bn_size"]),
+                growth_rate: us(&args["growth_rate"]),
+            };
+            boxed(DenseBlock::load(gpu, cfg, sd, ""), input)
         }
         ["FCNHead", _] => {
-            let b = std::rc::Rc::new(
-                FcnHead::load(gpu, us(&args["in_channels"]), us(&args["channels"]), sd, "")
-                    .unwrap(),
-            );
-            let b2 = b.clone();
+            let cfg = FcnHeadConfig {
+                in_channels: us(&args["in_channels"]),
+                channels: us(&args["channels"]),
+            };
+            boxed(FcnHead::load(gpu, cfg, sd, ""), input)
+        }
+        ["CBAM", _] => {
+            // The CBAM authors' module by its state dict: the obvious call, with the order
+            // of its spatial maps stated.
+            let c = us(&args["gate_channels"]);
+            let r = us(&args["reduction_ratio"]);
+            let params = CbamParams::new(c, ChannelPoolOrder::MaxMean).reduction_ratio(r);
+            let cbam = Cbam::load(gpu, params, sd, "").unwrap();
+            // The reference: the authors' layers, the spatial batch norm applied after
+            // the convolution (folded with PyTorch's formula, checked in tests/norm.rs).
+            let (h, k) = (c / r, 7);
+            let linear = |n: &str, o: usize, i: usize| {
+                let w = sd.get(&format!("{n}.weight"), &[o, i]).unwrap();
+                let w = Array4::from_shape_vec([o, i, 1, 1], w.iter().copied().collect()).unwrap();
+                (w, sd.get1(&format!("{n}.bias"), o).unwrap())
+            };
+            let (w1, b1) = linear("ChannelGate.mlp.1", h, c);
+            let (w2, b2) = linear("ChannelGate.mlp.3", c, h);
+            let ws = sd
+                .get4("SpatialGate.spatial.conv.weight", [1, 2, k, k])
+                .unwrap();
+            let bn = |n: &str| sd.get1(&format!("SpatialGate.spatial.bn.{n}"), 1).unwrap();
+            let (ws, bs) = segblocks::ops::norm::fold_batch_norm(
+                ws.view(),
+                None,
+                bn("weight").view(),
+                bn("bias").view(),
+                bn("running_mean").view(),
+                bn("running_var").view(),
+                1e-5,
+            )
+            .unwrap();
+            let folded = params.spatial_bias(true);
             (
-                Box::new(move |r, x| b.forward(r, x)),
-                Box::new(move |x| b2.reference(x)),
+                Box::new(move |r, x| cbam.forward(r, x)),
+                Box::new(move |x| {
+                    reference::attention::cbam(
+                        &folded,
+                        x,
+                        (w1.view(), Some(b1.view())),
+                        (w2.view(), Some(b2.view())),
+                        ws.view(),
+                        Some(bs.view()),
+                    )
+                }),
                 None,
             )
         }
@@ -276,10 +289,7 @@ fn missing_or_misshaped_weights_are_named() {
         other => panic!("{other:?}"),
     }
     // A configuration whose shapes disagree with the file names the tensor and both shapes.
-    let wrong = BottleneckConfig {
-        groups: 2,
-        ..BottleneckConfig::new(64, 16)
-    };
+    let wrong = BottleneckConfig::new(64, 16).groups(2, 64);
     match Bottleneck::load(gpu, wrong, &sd, "") {
         Err(Error::Weights(msg)) => assert!(
             msg.contains("conv1.weight") && msg.contains("[16, 64, 1, 1]"),
@@ -297,7 +307,13 @@ fn missing_or_misshaped_weights_are_named() {
 fn dense_block_batch_one_reads_the_buffer_in_place() {
     let gpu = gpu();
     let sd = StateDict::load(format!("{DIR}/densenet_dense_block.safetensors")).unwrap();
-    let block = DenseBlock::load(gpu, 3, 8, 2, 4, &sd, "").unwrap();
+    let cfg = DenseBlockConfig {
+        num_layers: 3,
+        num_input_features: 8,
+        bn_size: 2,
+        growth_rate: 4,
+    };
+    let block = DenseBlock::load(gpu, cfg, &sd, "").unwrap();
     let x: Array4<f32> = sd
         .get("__input__", &[2, 8, 7, 6])
         .unwrap()
@@ -324,7 +340,7 @@ fn dense_block_batch_one_reads_the_buffer_in_place() {
 
 #[test]
 fn mobilenet_v2_features_end_to_end() {
-    use segblocks::blocks::MobileNetV2Features;
+    use segblocks::networks::{MobileNetV2Config, MobileNetV2Features};
     // A context of its own: the pipeline count below must not see other tests' work.
     let own = segblocks::Gpu::new().unwrap();
     let gpu = &own;
@@ -333,7 +349,8 @@ fn mobilenet_v2_features_end_to_end() {
         "/tests/golden/mobilenet_v2_features.safetensors"
     ))
     .unwrap();
-    let net = MobileNetV2Features::load(gpu, 0.35, &sd, "").unwrap();
+    let cfg = MobileNetV2Config::torchvision().width_mult(0.35);
+    let net = MobileNetV2Features::load(gpu, cfg, &sd, "").unwrap();
     let x: Array4<f32> = sd
         .get("__input__", &[1, 3, 64, 64])
         .unwrap()
@@ -384,7 +401,7 @@ fn mobilenet_v2_features_end_to_end() {
 
 #[test]
 fn mobilenet_v3_features_end_to_end() {
-    use segblocks::blocks::{MobileNetV3Features, MobileNetV3FeaturesConfig};
+    use segblocks::networks::{MobileNetV3Features, MobileNetV3FeaturesConfig};
     let gpu = gpu();
     for (file, cfg, out, params) in [
         (
@@ -457,17 +474,17 @@ fn mobilenet_v3_features_end_to_end() {
 
 #[test]
 fn lraspp_mobilenet_v3_segmentation_model_end_to_end() {
-    use segblocks::blocks::{LrAsppMobileNetV3, MobileNetV3FeaturesConfig};
+    use segblocks::networks::{LrAsppConfig, LrAsppMobileNetV3};
     let gpu = gpu();
     let sd = StateDict::load(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/golden/lraspp_mobilenet_v3_large.safetensors"
     ))
     .unwrap();
-    let cfg = MobileNetV3FeaturesConfig::large()
-        .width_mult(0.35)
-        .dilated(true);
-    let net = LrAsppMobileNetV3::load(gpu, cfg, 5, &sd).unwrap();
+    // torchvision's configuration at width 0.35: the preset is dilated.
+    let cfg = LrAsppConfig::torchvision(5);
+    let cfg = cfg.backbone(cfg.backbone.width_mult(0.35));
+    let net = LrAsppMobileNetV3::load(gpu, cfg, &sd, "").unwrap();
     let x: Array4<f32> = sd
         .get("__input__", &[1, 3, 72, 88])
         .unwrap()
@@ -487,7 +504,15 @@ fn lraspp_mobilenet_v3_segmentation_model_end_to_end() {
     let got = rec.download(&y).unwrap();
     assert_close(got.view(), want.view(), tol.view(), "LR-ASPP, GPU");
     assert!(matches!(
-        LrAsppMobileNetV3::load(gpu, cfg, 0, &sd),
+        LrAsppMobileNetV3::load(
+            gpu,
+            LrAsppConfig {
+                num_classes: 0,
+                ..cfg
+            },
+            &sd,
+            ""
+        ),
         Err(segblocks::Error::InvalidParam {
             name: "num_classes",
             ..
@@ -541,31 +566,36 @@ fn depthwise_separable_block_and_its_multipliers() {
 }
 
 #[test]
-fn segnet_stages_round_trip_through_the_pooling_indices() {
-    use segblocks::blocks::{SegNetDecoder, SegNetEncoder};
+fn segnet_stage_round_trips_through_the_pooling_indices() {
+    use segblocks::blocks::{SegNetStage, SegNetStageConfig};
     let gpu = gpu();
     let sd = StateDict::synthetic();
-    let enc = SegNetEncoder::load(gpu, 3, 8, 2, &sd, "enc").unwrap();
-    let dec = SegNetDecoder::load(gpu, 8, 4, 2, &sd, "dec").unwrap();
+    let cfg = SegNetStageConfig {
+        in_channels: 3,
+        channels: 8,
+        out_channels: 4,
+        encoder_convs: 2,
+        decoder_convs: 2,
+    };
+    let stage = SegNetStage::load(gpu, cfg, &sd, "stage").unwrap();
     let mut r = rng(22);
-    let x = random4(&mut r, [1, 3, 11, 9]);
-    let (pooled, idx) = enc.reference(x.view()).unwrap();
-    let want = dec.reference(pooled.view(), idx.view(), (11, 9)).unwrap();
+    // An odd size: the unpooling returns to 11 x 9, not 10 x 8.
+    let x = random4(&mut r, [2, 3, 11, 9]);
+    let want = stage.reference(x.view()).unwrap();
     let mut rec = gpu.recorder();
-    let e = enc
+    let y = stage
         .forward(&mut rec, &gpu.upload(x.view()).unwrap())
         .unwrap();
-    assert_eq!(e.size, (11, 9));
-    let y = dec.forward(&mut rec, &e).unwrap();
     let got = rec.download(&y).unwrap();
-    assert_eq!(got.shape(), &[1, 4, 11, 9]);
+    assert_eq!(got.shape(), &[2, 4, 11, 9]);
     let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
-    assert_close(
-        got.view(),
-        want.view(),
-        tol.view(),
-        "SegNet encoder + decoder",
-    );
+    assert_close(got.view(), want.view(), tol.view(), "SegNet stage");
+    let s = stage.summary([2, 3, 11, 9]).unwrap();
+    assert_eq!(s.rows.last().unwrap().output, [2, 4, 11, 9]);
+    // Parameters: four 3x3 convolutions with batch norm.
+    let convs = [(3, 8), (8, 8), (8, 8), (8, 4)];
+    let want_params: usize = convs.iter().map(|(i, o)| i * o * 9 + 2 * o).sum();
+    assert_eq!(s.total_params() as usize, want_params);
 }
 
 #[test]

@@ -7,9 +7,10 @@ mod common;
 use common::*;
 use ndarray::{Array1, Array4};
 use segblocks::ops::attention::{
-    eca_kernel_size, Cbam, Eca, SeGateKernel, SqueezeExcitation, SqueezeExcitationParams,
+    eca_kernel_size, Cbam, CbamParams, Eca, EcaParams, SeGateKernel, SqueezeExcitation,
+    SqueezeExcitationParams,
 };
-use segblocks::ops::channel;
+use segblocks::ops::channel::{self, ChannelPoolOrder};
 use segblocks::ops::Activation;
 use segblocks::{reference, Error, Tensor};
 
@@ -222,15 +223,17 @@ fn elementwise_ops_match_reference() {
         tol(&want, 1e-6).view(),
         "residual attention",
     );
-    let mut rec = gpu.recorder();
-    let y = channel::channel_max_mean(&mut rec, &at).unwrap();
-    let want = reference::channel::channel_max_mean(a.view());
-    assert_close(
-        rec.download(&y).unwrap().view(),
-        want.view(),
-        tol(&want, 1e-6).view(),
-        "channel max/mean",
-    );
+    for order in [ChannelPoolOrder::MeanMax, ChannelPoolOrder::MaxMean] {
+        let mut rec = gpu.recorder();
+        let y = channel::channel_pool(&mut rec, &at, order).unwrap();
+        let want = reference::channel::channel_pool(a.view(), order);
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want, 1e-6).view(),
+            &format!("channel pool {order:?}"),
+        );
+    }
 }
 
 #[test]
@@ -449,7 +452,7 @@ fn eca_and_cbam_match_reference() {
     ] {
         let x = random4(&mut r, shape);
         let w = random1(&mut r, k);
-        let eca = Eca::new(gpu, shape[1], w.view()).unwrap();
+        let eca = Eca::new(gpu, EcaParams::new(shape[1]).kernel_size(k), w.view()).unwrap();
         let mut rec = gpu.recorder();
         let y = eca.forward(&mut rec, &up(&x)).unwrap();
         let got = rec.download(&y).unwrap();
@@ -461,32 +464,64 @@ fn eca_and_cbam_match_reference() {
             &format!("ECA k={k}"),
         );
     }
-    for (shape, hidden, k, bias) in [([2, 16, 9, 8], 4, 7, true), ([1, 8, 5, 5], 2, 3, false)] {
+    for (shape, r_ratio, k, bias, order) in [
+        ([2, 16, 9, 8], 4, 7, true, ChannelPoolOrder::MaxMean),
+        ([1, 8, 5, 5], 4, 3, false, ChannelPoolOrder::MeanMax),
+    ] {
         let c = shape[1];
+        let hidden = c / r_ratio;
+        let params = CbamParams::new(c, order)
+            .reduction_ratio(r_ratio)
+            .kernel_size(k)
+            .spatial_bias(bias)
+            .mlp_bias(bias);
         let x = random4(&mut r, shape);
         let (w1, b1) = (random4(&mut r, [hidden, c, 1, 1]), random1(&mut r, hidden));
         let (w2, b2) = (random4(&mut r, [c, hidden, 1, 1]), random1(&mut r, c));
         let ws = random4(&mut r, [1, 2, k, k]);
         let bs = bias.then(|| random1(&mut r, 1));
+        let (b1, b2) = (bias.then_some(b1), bias.then_some(b2));
         let cbam = Cbam::new(
             gpu,
-            (w1.view(), b1.view()),
-            (w2.view(), b2.view()),
+            params,
+            (w1.view(), b1.as_ref().map(|b| b.view())),
+            (w2.view(), b2.as_ref().map(|b| b.view())),
             ws.view(),
             bs.as_ref().map(|b| b.view()),
         )
         .unwrap();
         let mut rec = gpu.recorder();
-        let y = cbam.forward(&mut rec, &up(&x)).unwrap();
-        let got = rec.download(&y).unwrap();
+        let out = cbam.forward_with_attention(&mut rec, &up(&x)).unwrap();
+        let got = rec
+            .download_many(&[&out.output, &out.channel_attention, &out.spatial_attention])
+            .unwrap();
         let want = reference::attention::cbam(
+            &params,
             x.view(),
-            (w1.view(), b1.view()),
-            (w2.view(), b2.view()),
+            (w1.view(), b1.as_ref().map(|b| b.view())),
+            (w2.view(), b2.as_ref().map(|b| b.view())),
             ws.view(),
             bs.as_ref().map(|b| b.view()),
         )
         .unwrap();
+        // The maps: the channel gate is the output over the input where the spatial gate
+        // is 1; check the shapes and ranges, and that output = x * channel * spatial.
+        assert_eq!(got[1].shape(), &[shape[0], c, 1, 1]);
+        assert_eq!(got[2].shape(), &[shape[0], 1, shape[2], shape[3]]);
+        assert!(got[1]
+            .iter()
+            .chain(got[2].iter())
+            .all(|v| (0.0..=1.0).contains(v)));
+        let rebuilt = ndarray::Array4::from_shape_fn(shape, |(n, ch, h, w)| {
+            x[[n, ch, h, w]] * got[1][[n, ch, 0, 0]] * got[2][[n, 0, h, w]]
+        });
+        let got = &got[0];
+        assert_close(
+            got.view(),
+            rebuilt.view(),
+            tol(&want, 1e-5).view(),
+            "CBAM maps",
+        );
         assert_close(
             got.view(),
             want.view(),
@@ -545,8 +580,22 @@ fn bad_input_is_a_typed_error() {
         })
     ));
     expect_param(SqueezeExcitationParams::with_reduction(6, 8), "reduction");
-    expect_param(Eca::new(gpu, 6, Array1::zeros(4).view()), "kernel_size");
-    expect_param(Eca::new(gpu, 6, Array1::zeros(7).view()), "kernel_size");
+    expect_param(
+        Eca::new(
+            gpu,
+            EcaParams::new(6).kernel_size(4),
+            Array1::zeros(4).view(),
+        ),
+        "kernel_size",
+    );
+    expect_param(
+        Eca::new(
+            gpu,
+            EcaParams::new(6).kernel_size(7),
+            Array1::zeros(7).view(),
+        ),
+        "kernel_size",
+    );
     assert!(matches!(
         x.reshape([1, 5, 2, 2]),
         Err(Error::ShapeMismatch { name: "shape", .. })

@@ -12,7 +12,7 @@ use segblocks::ops::conv::{
 };
 use segblocks::ops::Activation;
 use segblocks::reference;
-use segblocks::{Error, Gpu, GpuOptions};
+use segblocks::{DeviceCaps, Error, Gpu, GpuOptions};
 
 /// Error bound for a convolution output: the reduction has `L = C_in/g * kH * kW` terms
 /// (plus bias); summing them in f32 in any order is off from the exact sum by at most
@@ -251,44 +251,79 @@ proptest! {
 
 #[test]
 fn kernel_selection_is_explicit() {
+    // One table of shapes: the choice is a pure function, tested without a GPU.
+    let caps = DeviceCaps::default();
     let s = [1, 64, 56, 56];
-    assert_eq!(
-        select_kernel(&Conv2dParams::new(64, 64, 3).padding(1), s),
-        ConvKernel::Direct
-    );
-    assert_eq!(
-        select_kernel(&Conv2dParams::new(64, 24, 1), s),
-        ConvKernel::Pointwise
-    );
-    assert_eq!(
-        select_kernel(&Conv2dParams::new(64, 24, 1), [1, 64, 7, 7]),
-        ConvKernel::Direct
-    );
-    assert_eq!(
-        select_kernel(&Conv2dParams::depthwise(64, 1, 3), s),
-        ConvKernel::Depthwise
-    );
-    assert_eq!(
-        select_kernel(&Conv2dParams::depthwise(64, 2, 3), s),
-        ConvKernel::Depthwise
-    );
-    assert_eq!(
-        select_kernel(&Conv2dParams::new(64, 64, 3).groups(32), s),
-        ConvKernel::Direct
-    );
+    let direct = ConvKernel::Direct { row_buffer: true };
+    let dw = |vector_loads, vector_stores| ConvKernel::Depthwise {
+        row_buffer: true,
+        vector_loads,
+        vector_stores,
+    };
+    for (params, input, want) in [
+        (Conv2dParams::new(64, 64, 3).padding(1), s, direct),
+        (
+            Conv2dParams::new(64, 24, 1),
+            s,
+            ConvKernel::Pointwise { vector_io: true },
+        ),
+        // 7 x 7 planes: the direct kernel measured as fast as the scalar pointwise one.
+        (Conv2dParams::new(64, 24, 1), [1, 64, 7, 7], direct),
+        (
+            Conv2dParams::depthwise(64, 1, 3).padding(1),
+            s,
+            dw(true, true),
+        ),
+        (Conv2dParams::depthwise(64, 2, 3), s, dw(true, false)),
+        // A width not divisible by 4: scalar loads; 54 output columns: scalar stores.
+        (
+            Conv2dParams::depthwise(64, 1, 3),
+            [1, 64, 56, 55],
+            dw(false, false),
+        ),
+        // Reflect padding reads through pad_index: no aligned vector loads.
+        (
+            Conv2dParams::depthwise(8, 1, 3)
+                .padding(1)
+                .padding_mode(segblocks::ops::conv::PaddingMode::Reflect),
+            [1, 8, 16, 16],
+            dw(false, true),
+        ),
+        (Conv2dParams::new(64, 64, 3).groups(32), s, direct),
+        // A dilation too wide for the row buffer.
+        (
+            Conv2dParams::new(4, 4, 3).dilation(20).padding(20),
+            [1, 4, 64, 64],
+            ConvKernel::Direct { row_buffer: false },
+        ),
+        (
+            Conv2dParams::depthwise(4, 1, 3).dilation(20).padding(20),
+            [1, 4, 64, 64],
+            ConvKernel::Depthwise {
+                row_buffer: false,
+                vector_loads: false,
+                vector_stores: true,
+            },
+        ),
+    ] {
+        let got = select_kernel(&params, input, &caps);
+        assert_eq!(got, want, "{params:?} on {input:?}");
+        assert!(got.supports(&params, input));
+        assert!(ConvKernel::candidates(&params, input).contains(&got));
+    }
     // The pointwise kernel also runs planes that are not a multiple of 4 pixels (its
     // scalar variant), against the reference.
     check(
         Conv2dParams::new(9, 6, 1).activation(Activation::Relu),
         [2, 9, 7, 7],
         111,
-        &[ConvKernel::Pointwise],
+        &[ConvKernel::Pointwise { vector_io: false }],
     );
     check(
         Conv2dParams::new(3, 17, 1),
         [1, 3, 1, 3],
         112,
-        &[ConvKernel::Pointwise],
+        &[ConvKernel::Pointwise { vector_io: false }],
     );
     // A kernel that does not apply is refused with a typed error, not run.
     let gpu = gpu();
@@ -296,7 +331,14 @@ fn kernel_selection_is_explicit() {
     let conv = Conv2d::new(gpu, p, Array4::zeros(p.weight_shape()).view(), None).unwrap();
     let x = gpu.upload(Array4::zeros([1, 4, 8, 8]).view()).unwrap();
     let mut rec = gpu.recorder();
-    for k in [ConvKernel::Pointwise, ConvKernel::Depthwise] {
+    for k in [
+        ConvKernel::Pointwise { vector_io: true },
+        ConvKernel::Depthwise {
+            row_buffer: false,
+            vector_loads: false,
+            vector_stores: false,
+        },
+    ] {
         let err = conv.forward_with(&mut rec, &x, k).unwrap_err();
         assert!(
             matches!(err, Error::InvalidParam { name: "kernel", .. }),
@@ -1022,7 +1064,7 @@ fn depthwise_vector_row_loads_every_padding_and_stride() {
             .padding(pad)
             .dilation(dil)
             .activation(Activation::Relu6);
-        check(params, [2, 6, 7, w], seed, &[ConvKernel::Depthwise]);
+        check(params, [2, 6, 7, w], seed, &ConvKernel::ALL);
     }
     // The TFLite 'SAME' stride-2 case of the selfie network (pads 0 before, 1 after).
     check(
@@ -1031,7 +1073,7 @@ fn depthwise_vector_row_loads_every_padding_and_stride() {
             .padding_asymmetric((0, 1), (0, 1)),
         [1, 4, 16, 16],
         99,
-        &[ConvKernel::Depthwise],
+        &ConvKernel::ALL,
     );
 }
 

@@ -7,10 +7,10 @@ use common::*;
 use ndarray::{Array1, Array4};
 use proptest::prelude::*;
 use segblocks::ops::conv_transpose::{
-    select_transposed_kernel, ConvTranspose2d, ConvTranspose2dParams, ConvTransposeKernel,
+    select_kernel, ConvTranspose2d, ConvTranspose2dParams, ConvTransposeKernel,
 };
 use segblocks::ops::Activation;
-use segblocks::{reference, Error};
+use segblocks::{reference, DeviceCaps, Error};
 
 /// Error bound per output: at most `L = C_in/g * kH * kW` products are summed, so f32
 /// summation in any order is within `L * eps * sum |x * w|` of the exact value (see
@@ -93,7 +93,7 @@ fn kernel_equal_to_stride_takes_the_pixel_block_kernel() {
         ),
     ] {
         assert_eq!(
-            select_transposed_kernel(&params, input),
+            select_kernel(&params, input, &DeviceCaps::default()),
             ConvTransposeKernel::PixelBlocks,
             "{params:?}"
         );
@@ -113,8 +113,8 @@ fn kernel_equal_to_stride_takes_the_pixel_block_kernel() {
         ),
     ] {
         assert_eq!(
-            select_transposed_kernel(&params, input),
-            ConvTransposeKernel::Gather
+            select_kernel(&params, input, &DeviceCaps::default()),
+            ConvTransposeKernel::Gather { shifted_taps: true }
         );
         check(params, input, 150);
         // Forcing it is a typed error.

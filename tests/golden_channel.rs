@@ -26,9 +26,9 @@ use common::golden::{
 };
 use ndarray::{Array1, Array4, ArrayD, ArrayView4, Ix1, Ix2, Ix4};
 use segblocks::ops::attention::{
-    eca_kernel_size, Cbam, Eca, SqueezeExcitation, SqueezeExcitationParams,
+    eca_kernel_size, Cbam, CbamParams, Eca, EcaParams, SqueezeExcitation, SqueezeExcitationParams,
 };
-use segblocks::ops::channel;
+use segblocks::ops::channel::{self, ChannelPoolOrder};
 use segblocks::ops::Activation;
 use segblocks::reference;
 use serde_json::Value;
@@ -105,8 +105,10 @@ enum Op {
     /// `[out, in, 1, 1]`.
     Cbam {
         reduction_ratio: usize,
-        mlp1: (Array4<f32>, Array1<f32>),
-        mlp2: (Array4<f32>, Array1<f32>),
+        /// `[mean, max]` or the CBAM authors' `[max, mean]` maps (field `pool_order`).
+        pool_order: ChannelPoolOrder,
+        mlp1: (Array4<f32>, Option<Array1<f32>>),
+        mlp2: (Array4<f32>, Option<Array1<f32>>),
         spatial_weight: Array4<f32>,
         spatial_bias: Option<Array1<f32>>,
         input: Array4<f32>,
@@ -368,10 +370,7 @@ fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
         }
         "cbam" => {
             let has_bias = bool_of(c, n, "bias");
-            let spatial_bias = match field(c, n, "spatial_bias") {
-                Value::Null => None,
-                _ => Some(tensor1(c, n, "spatial_bias")),
-            };
+            let spatial_bias = optional_tensor1(c, n, "spatial_bias");
             assert_eq!(
                 spatial_bias.is_some(),
                 has_bias,
@@ -386,13 +385,18 @@ fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
             (
                 Op::Cbam {
                     reduction_ratio: usize_field(c, n, "reduction_ratio"),
+                    pool_order: match c.get("pool_order").and_then(|v| v.as_str()) {
+                        None | Some("max_mean") => ChannelPoolOrder::MaxMean,
+                        Some("mean_max") => ChannelPoolOrder::MeanMax,
+                        Some(other) => panic!("case {n}: pool_order {other:?}"),
+                    },
                     mlp1: (
                         linear_as_conv(c, n, "mlp1_weight"),
-                        tensor1(c, n, "mlp1_bias"),
+                        optional_tensor1(c, n, "mlp1_bias"),
                     ),
                     mlp2: (
                         linear_as_conv(c, n, "mlp2_weight"),
-                        tensor1(c, n, "mlp2_bias"),
+                        optional_tensor1(c, n, "mlp2_bias"),
                     ),
                     spatial_weight,
                     spatial_bias,
@@ -479,16 +483,25 @@ fn run_reference(c: &Case) -> Option<segblocks::Result<Vec<Array4<f32>>>> {
         )),
         Op::Eca { weight, input, .. } => one(att::eca(input.view(), weight.view())),
         Op::Cbam {
+            reduction_ratio,
+            pool_order,
             mlp1,
             mlp2,
             spatial_weight,
             spatial_bias,
             input,
-            ..
         } => one(att::cbam(
+            &cbam_params(
+                input,
+                *reduction_ratio,
+                *pool_order,
+                spatial_weight,
+                spatial_bias,
+            )
+            .mlp_bias(mlp1.1.is_some()),
             input.view(),
-            (mlp1.0.view(), mlp1.1.view()),
-            (mlp2.0.view(), mlp2.1.view()),
+            (mlp1.0.view(), mlp1.1.as_ref().map(|b| b.view())),
+            (mlp2.0.view(), mlp2.1.as_ref().map(|b| b.view())),
             spatial_weight.view(),
             spatial_bias.as_ref().map(|b| b.view()),
         )),
@@ -551,18 +564,32 @@ fn run_gpu_inner(c: &Case) -> segblocks::Result<Vec<Array4<f32>>> {
             weight,
             input,
             ..
-        } => Eca::new(gpu, *channels, weight.view())?.forward(&mut rec, &up(input)?)?,
+        } => Eca::new(
+            gpu,
+            EcaParams::new(*channels).kernel_size(weight.len()),
+            weight.view(),
+        )?
+        .forward(&mut rec, &up(input)?)?,
         Op::Cbam {
+            reduction_ratio,
+            pool_order,
             mlp1,
             mlp2,
             spatial_weight,
             spatial_bias,
             input,
-            ..
         } => Cbam::new(
             gpu,
-            (mlp1.0.view(), mlp1.1.view()),
-            (mlp2.0.view(), mlp2.1.view()),
+            cbam_params(
+                input,
+                *reduction_ratio,
+                *pool_order,
+                spatial_weight,
+                spatial_bias,
+            )
+            .mlp_bias(mlp1.1.is_some()),
+            (mlp1.0.view(), mlp1.1.as_ref().map(|b| b.view())),
+            (mlp2.0.view(), mlp2.1.as_ref().map(|b| b.view())),
             spatial_weight.view(),
             spatial_bias.as_ref().map(|b| b.view()),
         )?
@@ -840,4 +867,26 @@ fn highway_residual_attention_reference_matches_pytorch() {
 #[test]
 fn highway_residual_attention_gpu_matches_pytorch() {
     check_family(Family::HighwayResidual, true);
+}
+
+/// The 1-D tensor `key`, or `None` where the case stores null.
+fn optional_tensor1(case: &Value, name: &str, key: &str) -> Option<Array1<f32>> {
+    match field(case, name, key) {
+        Value::Null => None,
+        _ => Some(tensor1(case, name, key)),
+    }
+}
+
+/// The CBAM parameters a case's tensors imply.
+fn cbam_params(
+    input: &Array4<f32>,
+    reduction_ratio: usize,
+    pool_order: ChannelPoolOrder,
+    spatial_weight: &Array4<f32>,
+    spatial_bias: &Option<Array1<f32>>,
+) -> CbamParams {
+    CbamParams::new(input.shape()[1], pool_order)
+        .reduction_ratio(reduction_ratio)
+        .kernel_size(spatial_weight.shape()[2])
+        .spatial_bias(spatial_bias.is_some())
 }

@@ -394,7 +394,7 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
         }
         (Run::MaxPool, Op::MaxPool { params, .. }) => {
             let mut rec = gpu.recorder();
-            let (v, i) = params.forward(&mut rec, &xt)?;
+            let (v, i) = segblocks::ops::pool::max_pool2d(&mut rec, params, &xt)?;
             rec.submit()?;
             Ok(Output {
                 values: gpu.download(&v)?,
@@ -404,22 +404,22 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
         (Run::MaxUnpool, Op::MaxUnpool { params, indices }) => {
             let it = gpu.upload_indices(indices.view())?;
             let mut rec = gpu.recorder();
-            let y = params.forward(&mut rec, &xt, &it)?;
+            let y = segblocks::ops::pool::max_unpool2d(&mut rec, params, &xt, &it)?;
             rec.download(&y).map(values)
         }
         (Run::Upsample, Op::Upsample { params }) => {
             let mut rec = gpu.recorder();
-            let y = params.forward(&mut rec, &xt)?;
+            let y = segblocks::ops::upsample::upsample(&mut rec, params, &xt)?;
             rec.download(&y).map(values)
         }
         (Run::AdaptiveAvg, Op::AdaptiveAvg { params }) => {
             let mut rec = gpu.recorder();
-            let y = params.forward(&mut rec, &xt)?;
+            let y = segblocks::ops::pool::adaptive_avg_pool2d(&mut rec, params, &xt)?;
             rec.download(&y).map(values)
         }
         (Run::Global(kind), _) => {
             let mut rec = gpu.recorder();
-            let y = kind.forward(&mut rec, &xt)?;
+            let y = segblocks::ops::pool::global_pool(&mut rec, kind, &xt)?;
             rec.download(&y).map(values)
         }
         _ => unreachable!("run {run:?} does not belong to case {}", c.name),

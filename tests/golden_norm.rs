@@ -24,7 +24,8 @@ use common::golden::{
 };
 use ndarray::{Array1, Array3, Array4, ArrayView4, Axis};
 use segblocks::ops::norm::{
-    adain, BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams, InstanceNorm2d, LayerNorm,
+    adain, BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams, InstanceNorm2d,
+    InstanceNorm2dParams, LayerNorm, LayerNormParams,
 };
 use segblocks::reference::norm as reference;
 use segblocks::{Gpu, Recorder, Tensor};
@@ -97,14 +98,13 @@ impl BnState {
     }
 
     fn layer(&self, gpu: &Gpu) -> segblocks::Result<BatchNorm2d> {
-        BatchNorm2d::with_state(
+        BatchNorm2d::new(
             gpu,
             self.params,
             self.weight.as_ref().map(|w| w.view()),
             self.bias.as_ref().map(|b| b.view()),
-            self.running_mean.view(),
-            self.running_var.view(),
         )
+        .and_then(|bn| bn.with_running_stats(self.running_mean.view(), self.running_var.view()))
     }
 }
 
@@ -608,10 +608,10 @@ fn run_reference(c: &Case) -> segblocks::Result<Vec<Vec<f32>>> {
             input,
             ..
         } => vec![flat4(&reference::layer_norm(
+            &LayerNormParams::new([input.shape()[1], input.shape()[2], input.shape()[3]]).eps(*eps),
             input.view(),
             weight.view(),
             bias.view(),
-            *eps,
         )?)],
         Op::InstanceNorm {
             eps,
@@ -624,10 +624,12 @@ fn run_reference(c: &Case) -> segblocks::Result<Vec<Vec<f32>>> {
             let gamma = weight.clone().unwrap_or_else(|| Array1::ones(ch));
             let beta = bias.clone().unwrap_or_else(|| Array1::zeros(ch));
             vec![flat4(&reference::instance_norm(
+                &InstanceNorm2dParams::new(input.shape()[1])
+                    .eps(*eps)
+                    .affine(true),
                 input.view(),
                 gamma.view(),
                 beta.view(),
-                *eps,
             )?)]
         }
         Op::AdaIn {
@@ -718,8 +720,7 @@ fn run_gpu(c: &Case) -> segblocks::Result<Vec<Vec<f32>>> {
             let s = input.shape();
             let layer = LayerNorm::new(
                 gpu,
-                [s[1], s[2], s[3]],
-                *eps,
+                LayerNormParams::new([s[1], s[2], s[3]]).eps(*eps),
                 Some(weight.view()),
                 Some(bias.view()),
             )?;
@@ -734,8 +735,9 @@ fn run_gpu(c: &Case) -> segblocks::Result<Vec<Vec<f32>>> {
         } => {
             let layer = InstanceNorm2d::new(
                 gpu,
-                input.shape()[1],
-                *eps,
+                InstanceNorm2dParams::new(input.shape()[1])
+                    .eps(*eps)
+                    .affine(true),
                 weight.as_ref().map(|w| w.view()),
                 bias.as_ref().map(|b| b.view()),
             )?;

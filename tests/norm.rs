@@ -9,7 +9,7 @@ use ndarray::{Array1, Array3, Array4};
 use segblocks::ops::conv::{Conv2d, Conv2dParams};
 use segblocks::ops::norm::{
     adain, fold_batch_norm, BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams,
-    InstanceNorm2d, LayerNorm,
+    InstanceNorm2d, InstanceNorm2dParams, LayerNorm, LayerNormParams,
 };
 use segblocks::{reference, Error, Tensor};
 
@@ -42,15 +42,9 @@ fn batch_norm_training_updates_running_statistics() {
         let (g, b) = affine(&mut r, c);
         let rm = random1(&mut r, c);
         let rv = random1(&mut r, c).mapv(|v| 1.0 + v.abs());
-        let bn = BatchNorm2d::with_state(
-            gpu,
-            params,
-            Some(g.view()),
-            Some(b.view()),
-            rm.view(),
-            rv.view(),
-        )
-        .unwrap();
+        let bn = BatchNorm2d::new(gpu, params, Some(g.view()), Some(b.view()))
+            .and_then(|bn| bn.with_running_stats(rm.view(), rv.view()))
+            .unwrap();
         let (mut want_rm, mut want_rv) = (rm.clone(), rv.clone());
         for step in 1..=3u64 {
             let x = random4(&mut r, shape).mapv(|v| 3.0 * v + 2.0);
@@ -123,7 +117,7 @@ fn batch_norm_without_running_statistics_uses_the_batch() {
     let params = BatchNorm2dParams::new(3)
         .track_running_stats(false)
         .affine(false);
-    let bn = BatchNorm2d::new(gpu, params).unwrap();
+    let bn = BatchNorm2d::new(gpu, params, None, None).unwrap();
     let x = random4(&mut r, [2, 3, 4, 5]);
     let ones = Array1::ones(3);
     let zeros = Array1::zeros(3);
@@ -157,15 +151,9 @@ fn batch_norm_backward_matches_the_seed_formulas() {
         let c = shape[1];
         let params = BatchNorm2dParams::new(c);
         let (g, b) = affine(&mut r, c);
-        let bn = BatchNorm2d::with_state(
-            gpu,
-            params,
-            Some(g.view()),
-            Some(b.view()),
-            Array1::zeros(c).view(),
-            Array1::ones(c).view(),
-        )
-        .unwrap();
+        let bn = BatchNorm2d::new(gpu, params, Some(g.view()), Some(b.view()))
+            .and_then(|bn| bn.with_running_stats(Array1::zeros(c).view(), Array1::ones(c).view()))
+            .unwrap();
         let x = random4(&mut r, shape);
         let dy = random4(&mut r, shape);
         let (want_dx, want_dg, want_db) =
@@ -217,15 +205,9 @@ fn folding_batch_norm_into_the_convolution_changes_nothing() {
     let rv = random1(&mut r, 6).mapv(|v| 0.5 + v.abs());
     let bn_params = BatchNorm2dParams::new(6);
     let conv = Conv2d::new(gpu, conv_params, w.view(), Some(cb.view())).unwrap();
-    let bn = BatchNorm2d::with_state(
-        gpu,
-        bn_params,
-        Some(g.view()),
-        Some(b.view()),
-        rm.view(),
-        rv.view(),
-    )
-    .unwrap();
+    let bn = BatchNorm2d::new(gpu, bn_params, Some(g.view()), Some(b.view()))
+        .and_then(|bn| bn.with_running_stats(rm.view(), rv.view()))
+        .unwrap();
     let (fw, fb) = fold_batch_norm(
         w.view(),
         Some(cb.view()),
@@ -283,7 +265,13 @@ fn group_layer_and_instance_norm_and_their_identities() {
     // G = 1 is layer norm with a per-channel affine.
     let g3 = Array3::from_shape_fn((6, 5, 7), |(c, _, _)| g[c]);
     let b3 = Array3::from_shape_fn((6, 5, 7), |(c, _, _)| b[c]);
-    let ln = LayerNorm::new(gpu, [6, 5, 7], 1e-5, Some(g3.view()), Some(b3.view())).unwrap();
+    let ln = LayerNorm::new(
+        gpu,
+        LayerNormParams::new([6, 5, 7]).eps(1e-5),
+        Some(g3.view()),
+        Some(b3.view()),
+    )
+    .unwrap();
     let mut rec = gpu.recorder();
     let y = ln.forward(&mut rec, &xt).unwrap();
     let layer = rec.download(&y).unwrap();
@@ -293,10 +281,22 @@ fn group_layer_and_instance_norm_and_their_identities() {
         tol(&g1).view(),
         "G=1 == layer norm",
     );
-    let want = reference::norm::layer_norm(x.view(), g3.view(), b3.view(), 1e-5).unwrap();
+    let want = reference::norm::layer_norm(
+        &LayerNormParams::new([x.shape()[1], x.shape()[2], x.shape()[3]]).eps(1e-5),
+        x.view(),
+        g3.view(),
+        b3.view(),
+    )
+    .unwrap();
     assert_close(layer.view(), want.view(), tol(&want).view(), "layer norm");
     // G = C is instance norm.
-    let inorm = InstanceNorm2d::new(gpu, 6, 1e-5, Some(g.view()), Some(b.view())).unwrap();
+    let inorm = InstanceNorm2d::new(
+        gpu,
+        InstanceNorm2dParams::new(6).eps(1e-5).affine(true),
+        Some(g.view()),
+        Some(b.view()),
+    )
+    .unwrap();
     let mut rec = gpu.recorder();
     let y = inorm.forward(&mut rec, &xt).unwrap();
     let inst = rec.download(&y).unwrap();
@@ -306,7 +306,15 @@ fn group_layer_and_instance_norm_and_their_identities() {
         tol(&g6).view(),
         "G=C == instance norm",
     );
-    let want = reference::norm::instance_norm(x.view(), g.view(), b.view(), 1e-5).unwrap();
+    let want = reference::norm::instance_norm(
+        &InstanceNorm2dParams::new(x.shape()[1])
+            .eps(1e-5)
+            .affine(true),
+        x.view(),
+        g.view(),
+        b.view(),
+    )
+    .unwrap();
     assert_close(inst.view(), want.view(), tol(&want).view(), "instance norm");
     // Layer norm with an elementwise (not per-channel) affine.
     let g3 = Array3::from_shape_fn((6, 5, 7), |(c, h, w)| {
@@ -315,10 +323,22 @@ fn group_layer_and_instance_norm_and_their_identities() {
     let b3 = Array3::from_shape_fn((6, 5, 7), |(c, h, w)| {
         ((c * 7 + h + w * 2) % 3) as f32 - 1.0
     });
-    let ln = LayerNorm::new(gpu, [6, 5, 7], 1e-3, Some(g3.view()), Some(b3.view())).unwrap();
+    let ln = LayerNorm::new(
+        gpu,
+        LayerNormParams::new([6, 5, 7]).eps(1e-3),
+        Some(g3.view()),
+        Some(b3.view()),
+    )
+    .unwrap();
     let mut rec = gpu.recorder();
     let y = ln.forward(&mut rec, &xt).unwrap();
-    let want = reference::norm::layer_norm(x.view(), g3.view(), b3.view(), 1e-3).unwrap();
+    let want = reference::norm::layer_norm(
+        &LayerNormParams::new([x.shape()[1], x.shape()[2], x.shape()[3]]).eps(1e-3),
+        x.view(),
+        g3.view(),
+        b3.view(),
+    )
+    .unwrap();
     assert_close(
         rec.download(&y).unwrap().view(),
         want.view(),
@@ -354,13 +374,21 @@ fn statistics_stay_accurate_on_hard_inputs() {
         let c = shape[1];
         let ones = Array1::ones(c);
         let zeros = Array1::zeros(c);
-        let inorm = InstanceNorm2d::new(gpu, c, 1e-5, None, None).unwrap();
+        let inorm =
+            InstanceNorm2d::new(gpu, InstanceNorm2dParams::new(c).eps(1e-5), None, None).unwrap();
         let xt = gpu.upload(x.view()).unwrap();
         let mut rec = gpu.recorder();
         let y = inorm.forward(&mut rec, &xt).unwrap();
         let got = rec.download(&y).unwrap();
-        let want =
-            reference::norm::instance_norm(x.view(), ones.view(), zeros.view(), 1e-5).unwrap();
+        let want = reference::norm::instance_norm(
+            &InstanceNorm2dParams::new(x.shape()[1])
+                .eps(1e-5)
+                .affine(true),
+            x.view(),
+            ones.view(),
+            zeros.view(),
+        )
+        .unwrap();
         // The normalised values are O(1): a naive E[x^2] - E[x]^2 in f32 would lose all
         // digits of the unit variance against 50^2 here.
         let t = want.mapv(|_| 2e-3);
@@ -370,7 +398,7 @@ fn statistics_stay_accurate_on_hard_inputs() {
             t.view(),
             &format!("instance norm, mean 50, {shape:?}"),
         );
-        let bn = BatchNorm2d::new(gpu, BatchNorm2dParams::new(c)).unwrap();
+        let bn = BatchNorm2d::new(gpu, BatchNorm2dParams::new(c), None, None).unwrap();
         let mut rec = gpu.recorder();
         let (y, _) = bn.forward_train(&mut rec, &xt).unwrap();
         let got = rec.download(&y).unwrap();
@@ -432,14 +460,13 @@ fn bad_input_is_a_typed_error() {
         "momentum",
     );
     assert!(matches!(
-        BatchNorm2d::with_state(
+        BatchNorm2d::new(
             gpu,
             BatchNorm2dParams::new(3),
             Some(Array1::ones(2).view()),
-            Some(Array1::zeros(3).view()),
-            Array1::zeros(3).view(),
-            Array1::ones(3).view()
-        ),
+            Some(Array1::zeros(3).view())
+        )
+        .and_then(|bn| bn.with_running_stats(Array1::zeros(3).view(), Array1::ones(3).view())),
         Err(Error::ShapeMismatch { name: "weight", .. })
     ));
     assert!(matches!(
@@ -452,7 +479,7 @@ fn bad_input_is_a_typed_error() {
         Err(Error::ShapeMismatch { name: "bias", .. })
     ));
     // Training with one value per channel is refused, as in PyTorch.
-    let bn = BatchNorm2d::new(gpu, BatchNorm2dParams::new(3)).unwrap();
+    let bn = BatchNorm2d::new(gpu, BatchNorm2dParams::new(3), None, None).unwrap();
     let x = gpu.upload(Array4::zeros([1, 3, 1, 1]).view()).unwrap();
     let mut rec = gpu.recorder();
     expect_param(bn.forward_train(&mut rec, &x), "input");
@@ -469,7 +496,7 @@ fn bad_input_is_a_typed_error() {
     ));
     expect_param(adain(&mut rec, &x3, &x3, 0.0), "eps");
     assert!(matches!(
-        LayerNorm::new(gpu, [3, 2, 2], 1e-5, None, None)
+        LayerNorm::new(gpu, LayerNormParams::new([3, 2, 2]).eps(1e-5), None, None)
             .unwrap()
             .forward(&mut rec, &x4),
         Err(Error::ShapeMismatch { name: "input", .. })

@@ -16,7 +16,7 @@ fn gpu_pool(params: &MaxPool2dParams, x: &Array4<f32>) -> (Array4<f32>, Array4<i
     let gpu = gpu();
     let xt = gpu.upload(x.view()).unwrap();
     let mut rec = gpu.recorder();
-    let (v, i) = params.forward(&mut rec, &xt).unwrap();
+    let (v, i) = segblocks::ops::pool::max_pool2d(&mut rec, params, &xt).unwrap();
     rec.submit().unwrap();
     (gpu.download(&v).unwrap(), gpu.download_indices(&i).unwrap())
 }
@@ -168,9 +168,9 @@ fn pool_then_unpool_restores_the_maxima() {
         let xt = gpu.upload(x.view()).unwrap();
         let mut rec = gpu.recorder();
         // The indices stay on the GPU between the two ops: one submission.
-        let (v, i) = pool.forward(&mut rec, &xt).unwrap();
+        let (v, i) = segblocks::ops::pool::max_pool2d(&mut rec, &pool, &xt).unwrap();
         let before = rec.dispatch_count();
-        let y = unpool.forward(&mut rec, &v, &i).unwrap();
+        let y = segblocks::ops::pool::max_unpool2d(&mut rec, &unpool, &v, &i).unwrap();
         assert_eq!(rec.dispatch_count() - before, passes, "{pool:?}");
         let got = rec.download(&y).unwrap();
         let (rv, ri) = reference::pool::max_pool2d(&pool, x.view()).unwrap();
@@ -202,7 +202,7 @@ fn unpool_with_repeated_indices_keeps_the_last_writer() {
     let xt = gpu.upload(x.view()).unwrap();
     let it = gpu.upload_indices(idx.view()).unwrap();
     let mut rec = gpu.recorder();
-    let y = p.forward(&mut rec, &xt, &it).unwrap();
+    let y = segblocks::ops::pool::max_unpool2d(&mut rec, &p, &xt, &it).unwrap();
     assert_eq!(rec.download(&y).unwrap(), want);
 }
 
@@ -216,7 +216,7 @@ fn global_and_adaptive_pooling() {
         for kind in [GlobalPool::Avg, GlobalPool::Max] {
             let want = reference::pool::global_pool(kind, x.view()).unwrap();
             let mut rec = gpu.recorder();
-            let y = kind.forward(&mut rec, &xt).unwrap();
+            let y = segblocks::ops::pool::global_pool(&mut rec, kind, &xt).unwrap();
             let got = rec.download(&y).unwrap();
             let tol = want.mapv(|v| 1e-6 * (1.0 + v.abs()));
             assert_close(
@@ -230,7 +230,7 @@ fn global_and_adaptive_pooling() {
             let p = AdaptiveAvgPool2dParams::new(out);
             let want = reference::pool::adaptive_avg_pool2d(&p, x.view()).unwrap();
             let mut rec = gpu.recorder();
-            let y = p.forward(&mut rec, &xt).unwrap();
+            let y = segblocks::ops::pool::adaptive_avg_pool2d(&mut rec, &p, &xt).unwrap();
             let got = rec.download(&y).unwrap();
             // Windows up to 64x64 summed in f32: relative error within window * eps.
             let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
@@ -249,7 +249,7 @@ fn global_and_adaptive_pooling() {
     let want = reference::pool::global_pool(GlobalPool::Avg, x.view()).unwrap();
     let xt = gpu.upload(x.view()).unwrap();
     let mut rec = gpu.recorder();
-    let y = GlobalPool::Avg.forward(&mut rec, &xt).unwrap();
+    let y = segblocks::ops::pool::global_pool(&mut rec, GlobalPool::Avg, &xt).unwrap();
     let got = rec.download(&y).unwrap();
     assert!(
         (got[[0, 0, 0, 0]] - want[[0, 0, 0, 0]]).abs() < 1e-4,
@@ -315,7 +315,7 @@ fn bad_input_is_a_typed_error() {
         .unwrap();
     let mut rec = gpu.recorder();
     assert!(matches!(
-        MaxUnpool2dParams::new(2).forward(&mut rec, &x, &wrong),
+        segblocks::ops::pool::max_unpool2d(&mut rec, &MaxUnpool2dParams::new(2), &x, &wrong),
         Err(Error::ShapeMismatch {
             name: "indices",
             ..
@@ -325,7 +325,7 @@ fn bad_input_is_a_typed_error() {
         .upload_indices(Array4::from_elem([1, 1, 3, 3], 36i64).view())
         .unwrap();
     expect_param(
-        MaxUnpool2dParams::new(2).forward(&mut rec, &x, &far),
+        segblocks::ops::pool::max_unpool2d(&mut rec, &MaxUnpool2dParams::new(2), &x, &far),
         "indices",
     );
     expect_param(
@@ -389,7 +389,8 @@ fn avg_pool_matches_pytorch_and_reference() {
             &format!("reference {name}"),
         );
         let mut rec = gpu.recorder();
-        let y = p.forward(&mut rec, &gpu.upload(x.view()).unwrap()).unwrap();
+        let y =
+            segblocks::ops::pool::avg_pool2d(&mut rec, &p, &gpu.upload(x.view()).unwrap()).unwrap();
         let got = rec.download(&y).unwrap();
         assert_close(got.view(), want.view(), tol.view(), &format!("GPU {name}"));
     }

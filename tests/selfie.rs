@@ -5,7 +5,8 @@
 mod common;
 
 use ndarray::Array4;
-use segblocks::blocks::SelfieSegmentation;
+use segblocks::blocks::Block;
+use segblocks::networks::{SelfieModel, SelfieSegmentation};
 use segblocks::{Error, Gpu, StateDict};
 
 const MODEL: &str = concat!(
@@ -58,7 +59,13 @@ fn mean_and_max_abs(a: &Array4<f32>, b: &Array4<f32>) -> (f64, f64) {
 fn gpu_mask_matches_tflite_in_one_submission() {
     // A context of its own, so that the pipeline and memory counters see this test only.
     let gpu = Gpu::new().unwrap();
-    let net = SelfieSegmentation::load(&gpu, &StateDict::load(MODEL).unwrap()).unwrap();
+    let net = SelfieSegmentation::load(
+        &gpu,
+        SelfieModel::Square,
+        &StateDict::load(MODEL).unwrap(),
+        "",
+    )
+    .unwrap();
     let x = astronaut_256();
     let golden = golden_mask();
     let xt = gpu.upload(x.view()).unwrap();
@@ -112,7 +119,13 @@ fn gpu_mask_matches_tflite_in_one_submission() {
 #[test]
 fn reference_matches_tflite_and_the_gpu_batch_of_two() {
     let gpu = common::gpu();
-    let net = SelfieSegmentation::load(gpu, &StateDict::load(MODEL).unwrap()).unwrap();
+    let net = SelfieSegmentation::load(
+        gpu,
+        SelfieModel::Square,
+        &StateDict::load(MODEL).unwrap(),
+        "",
+    )
+    .unwrap();
     let x = astronaut_256();
     let want = net.reference(x.view()).unwrap();
     let (mean, max) = mean_and_max_abs(&want, &golden_mask());
@@ -138,7 +151,13 @@ fn reference_matches_tflite_and_the_gpu_batch_of_two() {
 #[test]
 fn summary_counts_the_tflite_parameters_and_bad_input_is_refused() {
     let gpu = common::gpu();
-    let net = SelfieSegmentation::load(gpu, &StateDict::load(MODEL).unwrap()).unwrap();
+    let net = SelfieSegmentation::load(
+        gpu,
+        SelfieModel::Square,
+        &StateDict::load(MODEL).unwrap(),
+        "",
+    )
+    .unwrap();
     let summary = net.summary([1, 3, 256, 256]).unwrap();
     // The number of weights in the .tflite file (printed by the conversion script).
     assert_eq!(summary.total_params(), 106_401, "{summary}");
@@ -164,7 +183,7 @@ fn summary_counts_the_tflite_parameters_and_bad_input_is_refused() {
     for name in full.names().filter(|n| !n.starts_with("segment.")) {
         sd.insert(name, full.tensor(name).unwrap().clone());
     }
-    match SelfieSegmentation::load(gpu, &sd) {
+    match SelfieSegmentation::load(gpu, SelfieModel::Square, &sd, "") {
         Err(e) => assert!(e.to_string().contains("segment.weight"), "{e}"),
         Ok(_) => panic!("loaded without segment.weight"),
     }

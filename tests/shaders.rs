@@ -1,6 +1,12 @@
 //! Every WGSL file is parsed and validated by naga, specialised with its default override
 //! values, and translated to SPIR-V (Vulkan), MSL (Metal), HLSL (DX12) and GLSL ES 3.1
 //! (GL), so a portability problem shows up here rather than on a user's machine.
+//!
+//! The reflection test holds Rust and WGSL together: for every kernel the library
+//! launches, the WGSL uniform struct has the Rust struct's name, field names and offsets
+//! and size; the storage bindings have the names and access modes the Rust side binds,
+//! in its order; the constants the Rust side sets are exactly those the shader declares;
+//! the workgroup size is the declared one.
 
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
@@ -108,4 +114,181 @@ fn translate_everywhere(name: &str, specialize: &[(&str, u32)]) {
         .and_then(|mut w| w.write().map(|_| ()))
         .unwrap_or_else(|e| panic!("{name}: GLSL: {e}"));
     }
+}
+
+/// Checks one kernel's Rust description against its WGSL; `Err` says what differs.
+fn reflect(k: &segblocks::launch::KernelDescription, source: &str) -> Result<(), String> {
+    use naga::{AddressSpace, StorageAccess, TypeInner};
+    use segblocks::launch::Access;
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    let info = validate(&module);
+    // Constants: `@specialize` ones (already in the source) and overrides, by name.
+    let specialize: Vec<String> = segblocks::shaders::specializations(k.file)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let mut declared: Vec<String> = module
+        .overrides
+        .iter()
+        .filter_map(|(_, o)| o.name.clone())
+        .chain(specialize.iter().cloned())
+        .collect();
+    declared.sort();
+    let mut set: Vec<String> = k.constants.iter().map(|(n, _)| n.to_string()).collect();
+    set.sort();
+    if declared != set {
+        return Err(format!(
+            "constants: WGSL declares {declared:?}, Rust sets {set:?}"
+        ));
+    }
+    let overrides: PipelineConstants = k
+        .constants
+        .iter()
+        .filter(|(n, _)| !specialize.iter().any(|s| s == n))
+        .map(|(n, v)| (n.to_string(), f64::from(v)))
+        .collect();
+    let ep = (naga::ShaderStage::Compute, "main");
+    let (module, _) =
+        naga::back::pipeline_constants::process_overrides(&module, &info, Some(ep), &overrides)
+            .map_err(|e| format!("overrides: {e}"))?;
+    let main = module
+        .entry_points
+        .iter()
+        .find(|e| e.name == "main")
+        .ok_or("no entry point `main`")?;
+    if main.workgroup_size != [k.workgroup_size, 1, 1] {
+        return Err(format!(
+            "workgroup size: WGSL {:?}, Rust {}",
+            main.workgroup_size, k.workgroup_size
+        ));
+    }
+    let mut bound: Vec<(u32, &naga::GlobalVariable)> = module
+        .global_variables
+        .iter()
+        .filter_map(|(_, v)| v.binding.as_ref().map(|b| (b, v)))
+        .filter(|(b, _)| b.group == 0)
+        .map(|(b, v)| (b.binding, v))
+        .collect();
+    bound.sort_by_key(|(b, _)| *b);
+    let want: Vec<u32> = (0..=k.bindings.len() as u32).collect();
+    let got: Vec<u32> = bound.iter().map(|(b, _)| *b).collect();
+    if got != want {
+        return Err(format!("bindings: WGSL has {got:?}, Rust binds {want:?}"));
+    }
+    // Binding 0: the uniform.
+    let (_, u) = bound[0];
+    if u.space != AddressSpace::Uniform {
+        return Err(format!("binding 0 is {:?}, not the uniform", u.space));
+    }
+    let ty = &module.types[u.ty];
+    let TypeInner::Struct { members, span } = &ty.inner else {
+        return Err("the uniform is not a struct".into());
+    };
+    if ty.name.as_deref() != Some(k.uniform.name) {
+        return Err(format!(
+            "uniform struct: WGSL {:?}, Rust {}",
+            ty.name, k.uniform.name
+        ));
+    }
+    let wgsl_fields: Vec<(String, usize)> = members
+        .iter()
+        .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+        .collect();
+    let rust_fields: Vec<(String, usize)> = k
+        .uniform
+        .fields
+        .iter()
+        .map(|(n, o)| (n.to_string(), *o))
+        .collect();
+    if wgsl_fields != rust_fields {
+        return Err(format!(
+            "uniform {} fields: WGSL {wgsl_fields:?}, Rust {rust_fields:?}",
+            k.uniform.name
+        ));
+    }
+    if *span as usize != k.uniform.size {
+        return Err(format!(
+            "uniform size: WGSL {span}, Rust {}",
+            k.uniform.size
+        ));
+    }
+    // Bindings 1..: storage buffers by name and access.
+    for ((_, v), b) in bound[1..].iter().zip(&k.bindings) {
+        let AddressSpace::Storage { access } = v.space else {
+            return Err(format!("`{}` is {:?}, not storage", b.name, v.space));
+        };
+        let writes = access.contains(StorageAccess::STORE);
+        let name = v.name.as_deref().unwrap_or("");
+        if name != b.name || writes != (b.access == Access::ReadWrite) {
+            return Err(format!(
+                "binding `{}` {:?}: WGSL has `{name}` {access:?}",
+                b.name, b.access
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The source of a kernel with its default `@specialize` values.
+fn kernel_source(k: &segblocks::launch::KernelDescription) -> String {
+    let declared = segblocks::shaders::specializations(k.file);
+    let specialize: Vec<(&str, u32)> = k
+        .constants
+        .iter()
+        .filter(|(n, _)| declared.iter().any(|(d, _)| d == n))
+        .collect();
+    segblocks::shaders::source(k.file, &specialize).unwrap()
+}
+
+#[test]
+fn rust_and_wgsl_agree_on_every_kernel() {
+    let kernels = segblocks::shaders::kernels();
+    let mut files: Vec<&str> = kernels.iter().map(|k| k.file).collect();
+    files.sort();
+    files.dedup();
+    let mut shaders: Vec<&str> = segblocks::shaders::names().collect();
+    shaders.sort();
+    assert_eq!(
+        files, shaders,
+        "every compute shader has a kernel, and only those"
+    );
+    for k in &kernels {
+        if let Err(e) = reflect(k, &kernel_source(k)) {
+            panic!("{}: {e}", k.file);
+        }
+    }
+}
+
+#[test]
+fn reflection_catches_a_reordered_uniform_field_a_renamed_binding_and_a_wrong_access() {
+    let kernels = segblocks::shaders::kernels();
+    let k = kernels.iter().find(|k| k.file == "max_pool.wgsl").unwrap();
+    let source = kernel_source(k);
+    reflect(k, &source).unwrap();
+    // Two uniform fields swapped on the Rust side: the offsets no longer line up.
+    let mut swapped = k.clone();
+    let (a, b) = (swapped.uniform.fields[1].0, swapped.uniform.fields[2].0);
+    swapped.uniform.fields[1].0 = b;
+    swapped.uniform.fields[2].0 = a;
+    let err = reflect(&swapped, &source).unwrap_err();
+    assert!(err.contains("fields"), "{err}");
+    // The same swap in the WGSL struct.
+    let wgsl_swapped = source.replacen(
+        "    h: u32, // input size\n    w: u32,",
+        "    w: u32,\n    h: u32,",
+        1,
+    );
+    assert_ne!(wgsl_swapped, source);
+    assert!(reflect(k, &wgsl_swapped).unwrap_err().contains("fields"));
+    // A binding read as read-write, and a binding under another name.
+    let mut wrong = k.clone();
+    wrong.bindings[0].access = segblocks::launch::Access::ReadWrite;
+    assert!(reflect(&wrong, &source).unwrap_err().contains("binding"));
+    let mut renamed = k.clone();
+    renamed.bindings[1].name = "out";
+    assert!(reflect(&renamed, &source).unwrap_err().contains("binding"));
+    // A constant the shader does not declare.
+    let mut extra = k.clone();
+    extra.constants.set("NOT_IN_WGSL", 1);
+    assert!(reflect(&extra, &source).unwrap_err().contains("constants"));
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use ndarray::Array4;
-use segblocks::ops::upsample::UpsampleParams;
+use segblocks::ops::upsample::{select_kernel, upsample_with, UpsampleKernel, UpsampleParams};
 use segblocks::{reference, Error};
 
 fn check(params: UpsampleParams, shape: [usize; 4], seed: u64) {
@@ -14,18 +14,21 @@ fn check(params: UpsampleParams, shape: [usize; 4], seed: u64) {
     let x = random4(&mut r, shape);
     let want = reference::upsample::upsample(&params, x.view()).unwrap();
     let xt = gpu.upload(x.view()).unwrap();
-    let mut rec = gpu.recorder();
-    let y = params.forward(&mut rec, &xt).unwrap();
-    let got = rec.download(&y).unwrap();
-    // Nearest and bed-of-nails copy values; bilinear blends four values with the same f32
-    // weights, so only the rounding of three multiply-adds can differ.
-    let tol = want.mapv(|v| 4.0 * f32::EPSILON * (1.0 + v.abs()));
-    assert_close(
-        got.view(),
-        want.view(),
-        tol.view(),
-        &format!("{params:?} on {shape:?}"),
-    );
+    // The chosen kernel and the tap tables, which run every configuration.
+    for kernel in [select_kernel(&params, shape), UpsampleKernel::Taps] {
+        let mut rec = gpu.recorder();
+        let y = upsample_with(&mut rec, &params, &xt, kernel).unwrap();
+        let got = rec.download(&y).unwrap();
+        // Nearest and bed-of-nails copy values; bilinear blends four values with the same
+        // f32 weights, so only the rounding of three multiply-adds can differ.
+        let tol = want.mapv(|v| 4.0 * f32::EPSILON * (1.0 + v.abs()));
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            &format!("{kernel:?} {params:?} on {shape:?}"),
+        );
+    }
 }
 
 #[test]
@@ -81,37 +84,29 @@ fn integer_factors_take_the_vector_path_and_agree() {
     // The kernel choice itself.
     let s = [1, 3, 5, 8];
     assert_eq!(
-        UpsampleParams::nearest()
-            .scale_factor(2.0)
-            .integer_factors(s),
-        Some((2, 2))
+        select_kernel(&UpsampleParams::nearest().scale_factor(2.0), s),
+        UpsampleKernel::Integer { factors: (2, 2) }
     );
     assert_eq!(
-        UpsampleParams::nearest().size((15, 24)).integer_factors(s),
-        Some((3, 3))
+        select_kernel(&UpsampleParams::nearest().size((15, 24)), s),
+        UpsampleKernel::Integer { factors: (3, 3) }
     );
     assert_eq!(
-        UpsampleParams::bed_of_nails((3, 2)).integer_factors(s),
-        Some((3, 2))
+        select_kernel(&UpsampleParams::bed_of_nails((3, 2)), s),
+        UpsampleKernel::Integer { factors: (3, 2) }
     );
-    assert_eq!(
-        UpsampleParams::nearest()
-            .scale_factor(2.0)
-            .integer_factors([1, 3, 5, 7]),
-        None
-    );
-    assert_eq!(
-        UpsampleParams::nearest()
-            .scale_factor(1.5)
-            .integer_factors(s),
-        None
-    );
-    assert_eq!(
-        UpsampleParams::bilinear(false)
-            .scale_factor(2.0)
-            .integer_factors(s),
-        None
-    );
+    assert!(!matches!(
+        select_kernel(&UpsampleParams::nearest().scale_factor(2.0), [1, 3, 5, 7]),
+        UpsampleKernel::Integer { .. }
+    ));
+    assert!(!matches!(
+        select_kernel(&UpsampleParams::nearest().scale_factor(1.5), s),
+        UpsampleKernel::Integer { .. }
+    ));
+    assert!(!matches!(
+        select_kernel(&UpsampleParams::bilinear(false).scale_factor(2.0), s),
+        UpsampleKernel::Integer { .. }
+    ));
 }
 
 #[test]
@@ -127,7 +122,11 @@ fn bilinear_integer_factors_take_their_own_kernel_and_agree() {
             [1, 3, 7, 12],
         ),
     ] {
-        assert_eq!(p.bilinear_int_factor(s), Some(2), "{p:?} {s:?}");
+        assert_eq!(
+            select_kernel(&p, s),
+            UpsampleKernel::BilinearInt { factor: 2 },
+            "{p:?} {s:?}"
+        );
         check(p, s, 9);
     }
     // Factors 4 and 8 (DeepLab's and FCN-8s's heads), by scale and by size.
@@ -153,7 +152,11 @@ fn bilinear_integer_factors_take_their_own_kernel_and_agree() {
             8,
         ),
     ] {
-        assert_eq!(p.bilinear_int_factor(s), Some(factor), "{p:?} {s:?}");
+        assert_eq!(
+            select_kernel(&p, s),
+            UpsampleKernel::BilinearInt { factor },
+            "{p:?} {s:?}"
+        );
         check(p, s, 10 + factor as u64);
     }
     for (p, s) in [
@@ -172,7 +175,10 @@ fn bilinear_integer_factors_take_their_own_kernel_and_agree() {
         (UpsampleParams::bilinear(false).size((8, 16)), [1, 1, 4, 4]),
         (UpsampleParams::nearest().scale_factor(2.0), [1, 1, 4, 8]),
     ] {
-        assert_eq!(p.bilinear_int_factor(s), None, "{p:?} {s:?}");
+        assert!(
+            !matches!(select_kernel(&p, s), UpsampleKernel::BilinearInt { .. }),
+            "{p:?} {s:?}"
+        );
     }
     // Infinities reach the 0-weighted neighbour as in PyTorch's formula (0 * inf = NaN),
     // identically in both kernels.
@@ -188,7 +194,8 @@ fn bilinear_integer_factors_take_their_own_kernel_and_agree() {
         let p = UpsampleParams::bilinear(false).scale_factor(factor);
         let want = reference::upsample::upsample(&p, x.view()).unwrap();
         let mut rec = gpu.recorder();
-        let y = p.forward(&mut rec, &gpu.upload(x.view()).unwrap()).unwrap();
+        let y = segblocks::ops::upsample::upsample(&mut rec, &p, &gpu.upload(x.view()).unwrap())
+            .unwrap();
         let got = rec.download(&y).unwrap();
         for (g, w) in got.iter().zip(want.iter()) {
             assert!(g == w || (g.is_nan() && w.is_nan()), "{got:?} vs {want:?}");
@@ -246,7 +253,7 @@ fn infinities_pass_through_nearest() {
         UpsampleParams::bed_of_nails(2),
     ] {
         let mut rec = gpu.recorder();
-        let y = p.forward(&mut rec, &xt).unwrap();
+        let y = segblocks::ops::upsample::upsample(&mut rec, &p, &xt).unwrap();
         let got = rec.download(&y).unwrap();
         assert!(!got.iter().any(|v| v.is_nan()), "{p:?}: {got:?}");
     }

@@ -3,14 +3,61 @@
 //! ops (pooling, 1x1 or 1-D convolution, a gated scale that applies the sigmoid in the
 //! same pass that reads the feature map).
 
-use ndarray::{Array4, ArrayView1, ArrayView4};
+use std::sync::Arc;
 
-use super::channel::{add, channel_max_mean, scale_channels, scale_spatial};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
+
+use super::channel::{add, channel_pool, scale_channels, scale_spatial, ChannelPoolOrder};
 use super::conv::{Conv2d, Conv2dParams};
-use super::pool::GlobalPool;
+use super::pool::{global_pool, global_pool_of_sum, GlobalPool};
 use super::{Activation, Cost};
-use crate::error::{invalid, Result};
-use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::error::{fail_if, Result};
+use crate::gpu::{check_owner, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::launch::{
+    read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Specialize,
+};
+use crate::ops::setters;
+use crate::weights::{key, StateDict};
+
+uniform! {
+    /// `shaders/se_gate.wgsl`.
+    pub(crate) struct SeParams {
+        c: u32,
+        s: u32,
+        hw: u32,
+    }
+}
+
+/// The constants of `se_gate.wgsl`: the activation after `fc1`, and whether the pooled
+/// vector is that of a sum.
+#[derive(Clone, Copy, Debug, Default)]
+struct SeSpec {
+    act: Activation,
+    sum: bool,
+}
+
+impl Specialize for SeSpec {
+    fn write(&self, c: &mut Constants) {
+        self.act.write(c);
+        c.flag("SUM", self.sum);
+    }
+}
+
+const SE_GATE: Kernel<SeParams, SeSpec> = Kernel::new(
+    "se_gate.wgsl",
+    &[
+        read("x"),
+        read("w1"),
+        read("b1"),
+        read("w2"),
+        read("b2"),
+        write("gate"),
+        read_opt("x2"),
+    ],
+);
+
+/// The kernels of this family (the rest is composed of other families' ops).
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&SE_GATE];
 
 /// Parameters of torchvision's `SqueezeExcitation(input_channels, squeeze_channels,
 /// activation=ReLU, scale_activation=Sigmoid)`: `x * scale_act(fc2(act(fc1(avgpool(x)))))`,
@@ -41,25 +88,10 @@ impl SqueezeExcitationParams {
     /// Squeeze by a reduction ratio `r`: `squeeze_channels = C / r`, an error when that
     /// leaves no channel.
     pub fn with_reduction(input_channels: usize, r: usize) -> Result<Self> {
-        if r == 0 || input_channels / r == 0 {
-            return Err(invalid(
-                "reduction",
-                format!("ratio {r} leaves no channel of {input_channels}"),
-            ));
-        }
+        fail_if(r == 0 || input_channels / r == 0, "reduction", || {
+            format!("ratio {r} leaves no channel of {input_channels}")
+        })?;
         Ok(Self::new(input_channels, input_channels / r))
-    }
-
-    /// Sets the activation after `fc1`.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.activation = a;
-        self
-    }
-
-    /// Sets the gate activation.
-    pub fn scale_activation(mut self, a: Activation) -> Self {
-        self.scale_activation = a;
-        self
     }
 
     fn fc1(&self) -> Conv2dParams {
@@ -81,7 +113,14 @@ impl SqueezeExcitationParams {
     }
 }
 
-/// Largest channel and squeeze counts of the fused `se_gate.wgsl` (its workgroup arrays);
+setters!(SqueezeExcitationParams {
+    /// Sets the activation after `fc1`.
+    activation: Activation,
+    /// Sets the gate activation.
+    scale_activation: Activation,
+});
+
+/// Largest channel and squeeze counts of `se_gate.wgsl` (its workgroup arrays, 10 KiB);
 /// larger blocks run as separate pool and 1x1 convolution dispatches.
 const SE_FUSED_MAX: (usize, usize) = (2048, 512);
 
@@ -114,17 +153,26 @@ impl SeGateKernel {
         SeGateKernel::PoolThenExcite,
         SeGateKernel::PoolThenConvs,
     ];
+
+    /// Whether this kernel can compute the gate of `params` (the excitation pass holds
+    /// at most 2048 channels squeezed to 512).
+    pub fn supports(self, params: &SqueezeExcitationParams) -> bool {
+        self == SeGateKernel::PoolThenConvs
+            || (params.input_channels <= SE_FUSED_MAX.0
+                && params.squeeze_channels <= SE_FUSED_MAX.1)
+    }
 }
 
 /// Squeeze-and-excitation on the GPU: the squeeze and excitation (one or two dispatches,
 /// [`SeGateKernel`]), then the gated scale.
 #[derive(Debug)]
 pub struct SqueezeExcitation {
+    gpu: Gpu,
     params: SqueezeExcitationParams,
     fc1: Conv2d,
     fc2: Conv2d,
-    /// fc1 / fc2 weights and biases as flat buffers for the fused pass.
-    fused: [std::sync::Arc<crate::gpu::PooledBuffer>; 4],
+    /// fc1 / fc2 weights and biases as flat buffers for `se_gate.wgsl`.
+    fused: [Arc<PooledBuffer>; 4],
 }
 
 impl SqueezeExcitation {
@@ -138,12 +186,19 @@ impl SqueezeExcitation {
         fc2_weight: ArrayView4<f32>,
         fc2_bias: ArrayView1<f32>,
     ) -> Result<Self> {
-        if params.squeeze_channels == 0 {
-            return Err(invalid("squeeze_channels", "must be at least 1, got 0"));
-        }
+        fail_if(
+            params.input_channels == 0 || params.squeeze_channels == 0,
+            "squeeze_channels",
+            || {
+                format!(
+                    "input and squeeze channels must be at least 1, got {} and {}",
+                    params.input_channels, params.squeeze_channels
+                )
+            },
+        )?;
         let fc1 = Conv2d::new(gpu, params.fc1(), fc1_weight, Some(fc1_bias))?;
         let fc2 = Conv2d::new(gpu, params.fc2(), fc2_weight, Some(fc2_bias))?;
-        let flat = |v: ndarray::ArrayView4<f32>| v.iter().copied().collect::<Vec<f32>>();
+        let flat = |v: ArrayView4<f32>| v.iter().copied().collect::<Vec<f32>>();
         let fused = [
             gpu.upload_f32("fc1.weight", &flat(fc1_weight))?,
             gpu.upload_f32("fc1.bias", &fc1_bias.to_vec())?,
@@ -151,6 +206,7 @@ impl SqueezeExcitation {
             gpu.upload_f32("fc2.bias", &fc2_bias.to_vec())?,
         ];
         Ok(SqueezeExcitation {
+            gpu: gpu.clone(),
             params,
             fc1,
             fc2,
@@ -158,17 +214,30 @@ impl SqueezeExcitation {
         })
     }
 
+    /// Loads `{prefix}.fc1.weight`, `.fc1.bias`, `.fc2.weight`, `.fc2.bias` (torchvision's
+    /// `SqueezeExcitation`).
+    pub fn load(
+        gpu: &Gpu,
+        params: SqueezeExcitationParams,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        let w = SeWeights::load(sd, params, &key(prefix, "fc1"), &key(prefix, "fc2"))?;
+        w.upload(gpu, params)
+    }
+
     /// Records the block: the squeeze and excitation in one dispatch and the gated scale
     /// in another (very wide blocks: pool, fc1, fc2 and scale as four).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let logits = self.excitation(rec, x)?;
-        scale_channels(rec, x, &logits, self.params.scale_activation)
+        let kernel = self.select_gate_kernel(x.shape());
+        self.forward_with(rec, x, kernel)
     }
 
     /// Records the squeeze and excitation only: the gate's logits `fc2(act(fc1(avgpool(x))))`
     /// of shape `[N, C, 1, 1]`, before the scale activation. For gates applied to another
     /// tensor than the one they are computed from (e.g.
-    /// [`scale_channels_add`](super::channel::scale_channels_add)).
+    /// [`scale_channels_add`](super::channel::scale_channels_add)), and to read the
+    /// attention itself.
     pub fn excitation(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         let kernel = self.select_gate_kernel(x.shape());
         self.excitation_with(rec, x, None, kernel)
@@ -191,11 +260,11 @@ impl SqueezeExcitation {
     /// [`SE_FUSED_MAX_ELEMENTS`] values per sample, and at least
     /// [`SE_FUSED_MIN_CHANNELS`] channels: it pools one channel per invocation),
     /// [`SeGateKernel::PoolThenExcite`] otherwise (the pooling spread over a workgroup per
-    /// plane), and
-    /// [`SeGateKernel::PoolThenConvs`] for blocks wider than the excitation pass holds.
+    /// plane), and [`SeGateKernel::PoolThenConvs`] for blocks wider than the excitation
+    /// pass holds.
     pub fn select_gate_kernel(&self, shape: [usize; 4]) -> SeGateKernel {
-        let (c, sq) = (self.params.input_channels, self.params.squeeze_channels);
-        if c > SE_FUSED_MAX.0 || sq > SE_FUSED_MAX.1 {
+        let c = self.params.input_channels;
+        if !SeGateKernel::Fused.supports(&self.params) {
             SeGateKernel::PoolThenConvs
         } else if c >= SE_FUSED_MIN_CHANNELS && c * shape[2] * shape[3] <= SE_FUSED_MAX_ELEMENTS {
             SeGateKernel::Fused
@@ -224,32 +293,32 @@ impl SqueezeExcitation {
         second: Option<&Tensor>,
         kernel: SeGateKernel,
     ) -> Result<Tensor> {
-        let s = x.shape();
-        self.fc1.output_shape([s[0], s[1], 1, 1])?;
         let gpu = rec.gpu();
         x.check_gpu(gpu, "input")?;
+        check_owner(self.gpu.id(), gpu, "layer")?;
+        let s = x.shape();
+        self.fc1.output_shape([s[0], s[1], 1, 1])?;
         if let Some(b) = second {
             b.check_gpu(gpu, "b")?;
             super::same_shape("b", s, b.shape())?;
         }
-        let (c, sq) = (self.params.input_channels, self.params.squeeze_channels);
-        if kernel != SeGateKernel::PoolThenConvs && (c > SE_FUSED_MAX.0 || sq > SE_FUSED_MAX.1) {
-            return Err(invalid(
-                "kernel",
-                format!(
-                    "{kernel:?} holds at most {} channels squeezed to {}, got {c} and {sq}",
-                    SE_FUSED_MAX.0, SE_FUSED_MAX.1
-                ),
-            ));
-        }
+        fail_if(!kernel.supports(&self.params), "kernel", || {
+            format!(
+                "{kernel:?} holds at most {} channels squeezed to {}, got {} and {}",
+                SE_FUSED_MAX.0,
+                SE_FUSED_MAX.1,
+                self.params.input_channels,
+                self.params.squeeze_channels
+            )
+        })?;
         match kernel {
             SeGateKernel::Fused => self.record_gate(rec, x, second),
             SeGateKernel::PoolThenExcite => {
-                let pooled = GlobalPool::Avg.record(rec, x, second)?;
+                let pooled = global_pool_of_sum(rec, GlobalPool::Avg, x, second)?;
                 self.record_gate(rec, &pooled, None)
             }
             SeGateKernel::PoolThenConvs => {
-                let pooled = GlobalPool::Avg.record(rec, x, second)?;
+                let pooled = global_pool_of_sum(rec, GlobalPool::Avg, x, second)?;
                 let squeezed = self.fc1.forward(rec, &pooled)?;
                 self.fc2.forward(rec, &squeezed)
             }
@@ -263,42 +332,83 @@ impl SqueezeExcitation {
         x: &Tensor,
         x2: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let gpu = rec.gpu();
         let s = x.shape();
         let (c, sq) = (self.params.input_channels, self.params.squeeze_channels);
         let logits = rec.empty("gate", [s[0], c, 1, 1])?;
-        let pipeline = gpu.pipeline(
-            "se_gate.wgsl",
-            &[],
-            &[
-                ("ACT", self.params.activation.shader_code()),
-                ("SUM", if x2.is_some() { 1.0 } else { 0.0 }),
-            ],
-        )?;
+        let spec = SeSpec {
+            act: self.params.activation,
+            sum: x2.is_some(),
+        };
+        let u = SeParams {
+            c: c as u32,
+            s: sq as u32,
+            hw: (s[2] * s[3]) as u32,
+        };
         let [w1, b1, w2, b2] = &self.fused;
-        let second = x2.unwrap_or(x).pooled();
-        rec.dispatch(
-            &pipeline,
-            &[c as u32, sq as u32, (s[2] * s[3]) as u32, 0],
-            &[
-                x.pooled(),
-                w1,
-                b1,
-                w2,
-                b2,
-                logits.pooled(),
-                x.pooled(),
-                second,
-                second,
-            ],
-            s[0] as u64,
-        )?;
+        let args = Args::new()
+            .read("x", x)
+            .read("w1", w1)
+            .read("b1", b1)
+            .read("w2", w2)
+            .read("b2", b2)
+            .write("gate", &logits)
+            .read_opt("x2", x2);
+        rec.run(&SE_GATE.launch(&spec, &u).workgroups(s[0]), args)?;
         Ok(logits)
     }
 
     /// The parameters.
     pub fn params(&self) -> &SqueezeExcitationParams {
         &self.params
+    }
+
+    /// Parameters, MACs and bytes on `input`.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        self.params.cost(input)
+    }
+}
+
+/// SE weights on the host: `fc1` and `fc2` 1x1 convolution weights and biases (kept for
+/// the blocks' CPU reference).
+#[derive(Clone, Debug)]
+pub(crate) struct SeWeights {
+    pub(crate) weights: [Array4<f32>; 2],
+    pub(crate) biases: [Array1<f32>; 2],
+}
+
+impl SeWeights {
+    /// `{fc1}.weight [S, C, 1, 1]`, `{fc1}.bias`, `{fc2}.weight [C, S, 1, 1]`, `{fc2}.bias`.
+    pub(crate) fn load(
+        sd: &StateDict,
+        params: SqueezeExcitationParams,
+        fc1: &str,
+        fc2: &str,
+    ) -> Result<Self> {
+        let (c, s) = (params.input_channels, params.squeeze_channels);
+        Ok(SeWeights {
+            weights: [
+                sd.get4(&key(fc1, "weight"), [s, c, 1, 1])?,
+                sd.get4(&key(fc2, "weight"), [c, s, 1, 1])?,
+            ],
+            biases: [
+                sd.get1(&key(fc1, "bias"), s)?,
+                sd.get1(&key(fc2, "bias"), c)?,
+            ],
+        })
+    }
+
+    pub(crate) fn upload(
+        &self,
+        gpu: &Gpu,
+        params: SqueezeExcitationParams,
+    ) -> Result<SqueezeExcitation> {
+        let [w1, w2] = &self.weights;
+        let [b1, b2] = &self.biases;
+        SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())
+    }
+
+    pub(crate) fn fc(&self) -> [(ArrayView4<'_, f32>, ArrayView1<'_, f32>); 2] {
+        [0, 1].map(|i| (self.weights[i].view(), self.biases[i].view()))
     }
 }
 
@@ -313,50 +423,98 @@ pub fn eca_kernel_size(channels: usize) -> usize {
     }
 }
 
-/// Efficient channel attention: global average pool, a 1-D convolution across channels
-/// (kernel `k`, zero padding `(k - 1) / 2`, no bias), sigmoid, scale.
+/// Parameters of efficient channel attention (the ECA reference code's `eca_layer`):
+/// global average pool, a 1-D convolution across channels (kernel `k`, zero padding
+/// `(k - 1) / 2`, no bias), sigmoid, scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EcaParams {
+    /// Channels `C`.
+    pub channels: usize,
+    /// The 1-D kernel size (odd, at most `C`).
+    pub kernel_size: usize,
+}
+
+impl EcaParams {
+    /// ECA for `channels` with the kernel size of [`eca_kernel_size`].
+    pub fn new(channels: usize) -> Self {
+        EcaParams {
+            channels,
+            kernel_size: eca_kernel_size(channels.max(1)),
+        }
+    }
+
+    /// Checks the parameters on their own.
+    pub fn validate(&self) -> Result<()> {
+        let (c, k) = (self.channels, self.kernel_size);
+        fail_if(
+            c == 0 || k.is_multiple_of(2) || k > c,
+            "kernel_size",
+            || format!("must be odd and at most the channel count {c}, got {k}"),
+        )?;
+        Ok(())
+    }
+
+    /// The 1-D convolution over channels as a `(k x 1)` convolution of the pooled
+    /// descriptor seen as `[N, 1, C, 1]`.
+    fn conv(&self) -> Conv2dParams {
+        let k = self.kernel_size;
+        Conv2dParams::new(1, 1, (k, 1))
+            .padding(((k - 1) / 2, 0))
+            .bias(false)
+    }
+}
+
+setters!(EcaParams {
+    /// Sets the kernel size (the reference code's `k_size`).
+    kernel_size: usize,
+});
+
+/// Efficient channel attention on the GPU.
 #[derive(Debug)]
 pub struct Eca {
-    channels: usize,
+    params: EcaParams,
     conv: Conv2d,
 }
 
 impl Eca {
     /// Uploads an ECA block with the 1-D kernel `weight` (PyTorch's `Conv1d(1, 1, k)`
-    /// weight flattened to length `k`); `k` must be odd and at most `channels`.
-    pub fn new(gpu: &Gpu, channels: usize, weight: ArrayView1<f32>) -> Result<Self> {
-        let k = weight.len();
-        if k.is_multiple_of(2) || k > channels || channels == 0 {
-            return Err(invalid(
-                "kernel_size",
-                format!("must be odd and at most the channel count {channels}, got {k}"),
-            ));
+    /// weight flattened to length `k`).
+    pub fn new(gpu: &Gpu, params: EcaParams, weight: ArrayView1<f32>) -> Result<Self> {
+        params.validate()?;
+        let k = params.kernel_size;
+        if weight.len() != k {
+            return Err(crate::Error::ShapeMismatch {
+                name: "weight",
+                expected: vec![1, 1, k],
+                actual: vec![weight.len()],
+            });
         }
-        // The 1-D convolution over channels is a (k x 1) convolution of the pooled
-        // descriptor seen as [N, 1, C, 1].
-        let params = Conv2dParams::new(1, 1, (k, 1))
-            .padding(((k - 1) / 2, 0))
-            .bias(false);
         let w = Array4::from_shape_vec([1, 1, k, 1], weight.to_vec()).expect("k values");
         Ok(Eca {
-            channels,
-            conv: Conv2d::new(gpu, params, w.view(), None)?,
+            params,
+            conv: Conv2d::new(gpu, params.conv(), w.view(), None)?,
         })
+    }
+
+    /// Loads `{prefix}.conv.weight` (`[1, 1, k]`), the reference code's name.
+    pub fn load(gpu: &Gpu, params: EcaParams, sd: &StateDict, prefix: &str) -> Result<Self> {
+        params.validate()?;
+        let w = sd.get(&key(prefix, "conv.weight"), &[1, 1, params.kernel_size])?;
+        let w = Array1::from_iter(w.iter().copied());
+        Self::new(gpu, params, w.view())
     }
 
     /// Records the block.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         let s = x.shape();
-        if s[1] != self.channels {
+        if s[1] != self.params.channels {
             return Err(crate::Error::ShapeMismatch {
                 name: "input",
-                expected: vec![s[0], self.channels, s[2], s[3]],
+                expected: vec![s[0], self.params.channels, s[2], s[3]],
                 actual: s.to_vec(),
             });
         }
-        let pooled = GlobalPool::Avg
-            .forward(rec, x)?
-            .reshape([s[0], 1, s[1], 1])?;
+        let pooled = global_pool(rec, GlobalPool::Avg, x)?.reshape([s[0], 1, s[1], 1])?;
         let logits = self
             .conv
             .forward(rec, &pooled)?
@@ -371,75 +529,239 @@ impl Eca {
     }
 }
 
-/// CBAM: channel attention (a shared MLP, `C -> C / r -> C` with ReLU, applied to the
-/// global average and global max descriptors, summed, sigmoid, scale), then spatial
-/// attention (a 7x7 convolution of the per-pixel [max, mean] over channels, sigmoid,
-/// scale), in that order, as in the CBAM paper. The spatial convolution has a bias when
-/// one is given; the reference code's batch norm after it can be folded into it
-/// ([`fold_batch_norm`](super::norm::fold_batch_norm)).
+/// Parameters of CBAM (Woo et al., 2018): channel attention (a shared MLP `C -> C / r ->
+/// C` with ReLU applied to the global average and global max descriptors, summed,
+/// sigmoid, scale), then spatial attention (a `k x k` convolution of the per-pixel mean
+/// and max over channels, sigmoid, scale).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CbamParams {
+    /// Channels `C` (`gate_channels`).
+    pub gate_channels: usize,
+    /// Reduction ratio `r` of the MLP (default 16); its hidden width is `C / r`.
+    pub reduction_ratio: usize,
+    /// Spatial kernel size (odd, default 7).
+    pub kernel_size: usize,
+    /// The order of the spatial attention's two input maps: implementations differ and
+    /// their weights do not say, so it has no default.
+    pub pool_order: ChannelPoolOrder,
+    /// Whether the MLP's layers have biases (default true, as `nn.Linear`).
+    pub mlp_bias: bool,
+    /// Whether the spatial convolution has a bias (default false).
+    pub spatial_bias: bool,
+}
+
+impl CbamParams {
+    /// CBAM over `gate_channels` with the spatial maps in `pool_order`; reduction 16,
+    /// kernel 7, MLP biases, no spatial bias.
+    pub fn new(gate_channels: usize, pool_order: ChannelPoolOrder) -> Self {
+        CbamParams {
+            gate_channels,
+            reduction_ratio: 16,
+            kernel_size: 7,
+            pool_order,
+            mlp_bias: true,
+            spatial_bias: false,
+        }
+    }
+
+    /// The MLP's hidden width, `C / r`.
+    pub fn hidden(&self) -> usize {
+        self.gate_channels / self.reduction_ratio.max(1)
+    }
+
+    /// Checks the parameters on their own.
+    pub fn validate(&self) -> Result<()> {
+        fail_if(
+            self.reduction_ratio == 0 || self.hidden() == 0,
+            "reduction_ratio",
+            || {
+                format!(
+                    "ratio {} leaves no hidden channel of {}",
+                    self.reduction_ratio, self.gate_channels
+                )
+            },
+        )?;
+        fail_if(self.kernel_size.is_multiple_of(2), "kernel_size", || {
+            format!("must be odd, got {}", self.kernel_size)
+        })?;
+        Ok(())
+    }
+
+    /// The MLP's layers as 1x1 convolutions.
+    pub fn mlp(&self) -> [Conv2dParams; 2] {
+        let (c, h) = (self.gate_channels, self.hidden());
+        [
+            Conv2dParams::new(c, h, 1)
+                .bias(self.mlp_bias)
+                .activation(Activation::Relu),
+            Conv2dParams::new(h, c, 1).bias(self.mlp_bias),
+        ]
+    }
+
+    /// The spatial convolution (2 -> 1 channels, `k x k`, padding `k / 2`).
+    pub fn spatial(&self) -> Conv2dParams {
+        let k = self.kernel_size;
+        Conv2dParams::new(2, 1, k)
+            .padding(k / 2)
+            .bias(self.spatial_bias)
+    }
+}
+
+setters!(CbamParams {
+    /// Sets the reduction ratio.
+    reduction_ratio: usize,
+    /// Sets the spatial kernel size.
+    kernel_size: usize,
+    /// Enables or disables the MLP biases.
+    mlp_bias: bool,
+    /// Enables or disables the spatial convolution's bias.
+    spatial_bias: bool,
+});
+
+/// CBAM's outputs with its attention maps (after their sigmoids).
+#[derive(Debug)]
+pub struct CbamOutput {
+    /// The attended feature map.
+    pub output: Tensor,
+    /// Channel attention `[N, C, 1, 1]`.
+    pub channel_attention: Tensor,
+    /// Spatial attention `[N, 1, H, W]`.
+    pub spatial_attention: Tensor,
+}
+
+/// CBAM on the GPU.
 #[derive(Debug)]
 pub struct Cbam {
+    params: CbamParams,
     mlp1: Conv2d,
     mlp2: Conv2d,
     spatial: Conv2d,
 }
 
 impl Cbam {
-    /// Uploads a CBAM block. `mlp1_weight [C/r, C, 1, 1]` and `mlp2_weight [C, C/r, 1, 1]`
-    /// with biases (PyTorch `Linear` weights `[out, in]` reshaped), `spatial_weight
-    /// [1, 2, k, k]` (odd k, 7 in the paper) with an optional bias.
+    /// Uploads a CBAM block. `mlp1 [C/r, C, 1, 1]` and `mlp2 [C, C/r, 1, 1]` (PyTorch
+    /// `Linear` weights `[out, in]` reshaped, or 1x1 convolution weights) with biases when
+    /// `params.mlp_bias`; `spatial_weight [1, 2, k, k]` with a bias when
+    /// `params.spatial_bias` (the reference code's batch norm after it can be folded in
+    /// with [`fold_batch_norm`](super::norm::fold_batch_norm)).
     pub fn new(
         gpu: &Gpu,
-        mlp1: (ArrayView4<f32>, ArrayView1<f32>),
-        mlp2: (ArrayView4<f32>, ArrayView1<f32>),
+        params: CbamParams,
+        mlp1: (ArrayView4<f32>, Option<ArrayView1<f32>>),
+        mlp2: (ArrayView4<f32>, Option<ArrayView1<f32>>),
         spatial_weight: ArrayView4<f32>,
         spatial_bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
-        let (c, hidden) = (mlp1.0.shape()[1], mlp1.0.shape()[0]);
-        let k = spatial_weight.shape()[2];
-        if k.is_multiple_of(2) || spatial_weight.shape()[3] != k {
-            return Err(invalid(
-                "spatial_weight",
-                format!(
-                    "needs an odd square kernel, got {:?}",
-                    spatial_weight.shape()
-                ),
-            ));
-        }
-        let spatial = Conv2dParams::new(2, 1, k)
-            .padding(k / 2)
-            .bias(spatial_bias.is_some());
+        params.validate()?;
+        let [p1, p2] = params.mlp();
         Ok(Cbam {
-            mlp1: Conv2d::new(
-                gpu,
-                Conv2dParams::new(c, hidden, 1).activation(Activation::Relu),
-                mlp1.0,
-                Some(mlp1.1),
-            )?,
-            mlp2: Conv2d::new(gpu, Conv2dParams::new(hidden, c, 1), mlp2.0, Some(mlp2.1))?,
-            spatial: Conv2d::new(gpu, spatial, spatial_weight, spatial_bias)?,
+            params,
+            mlp1: Conv2d::new(gpu, p1, mlp1.0, mlp1.1)?,
+            mlp2: Conv2d::new(gpu, p2, mlp2.0, mlp2.1)?,
+            spatial: Conv2d::new(gpu, params.spatial(), spatial_weight, spatial_bias)?,
         })
+    }
+
+    /// Loads the CBAM authors' module names (Jongchan/attention-module `CBAM`):
+    /// `{prefix}.ChannelGate.mlp.1` and `.mlp.3` (`nn.Linear`), and
+    /// `{prefix}.SpatialGate.spatial.conv` with its batch norm `.spatial.bn` when the
+    /// state dict has one (folded into the convolution, which then has a bias).
+    pub fn load(gpu: &Gpu, params: CbamParams, sd: &StateDict, prefix: &str) -> Result<Self> {
+        params.validate()?;
+        let (c, h) = (params.gate_channels, params.hidden());
+        let k = |n: &str| key(prefix, n);
+        let linear =
+            |name: &str, out: usize, inp: usize| -> Result<(Array4<f32>, Option<Array1<f32>>)> {
+                let w = sd.get(&k(&format!("{name}.weight")), &[out, inp])?;
+                let w = Array4::from_shape_vec([out, inp, 1, 1], w.iter().copied().collect())
+                    .expect("out * inp values");
+                let b = if params.mlp_bias {
+                    Some(sd.get1(&k(&format!("{name}.bias")), out)?)
+                } else {
+                    None
+                };
+                Ok((w, b))
+            };
+        let (w1, b1) = linear("ChannelGate.mlp.1", h, c)?;
+        let (w2, b2) = linear("ChannelGate.mlp.3", c, h)?;
+        let ks = params.kernel_size;
+        let conv = k("SpatialGate.spatial.conv");
+        let sw = sd.get4(&key(&conv, "weight"), [1, 2, ks, ks])?;
+        let sb = if params.spatial_bias {
+            Some(sd.get1(&key(&conv, "bias"), 1)?)
+        } else {
+            None
+        };
+        let bn = k("SpatialGate.spatial.bn");
+        let (sw, sb, params) = if sd.contains(&key(&bn, "running_mean")) {
+            let g = |n: &str| sd.get1(&key(&bn, n), 1);
+            let (w, b) = super::norm::fold_batch_norm(
+                sw.view(),
+                sb.as_ref().map(|b| b.view()),
+                g("weight")?.view(),
+                g("bias")?.view(),
+                g("running_mean")?.view(),
+                g("running_var")?.view(),
+                1e-5,
+            )?;
+            (w, Some(b), params.spatial_bias(true))
+        } else {
+            (sw, sb, params)
+        };
+        Self::new(
+            gpu,
+            params,
+            (w1.view(), b1.as_ref().map(|b| b.view())),
+            (w2.view(), b2.as_ref().map(|b| b.view())),
+            sw.view(),
+            sb.as_ref().map(|b| b.view()),
+        )
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &CbamParams {
+        &self.params
     }
 
     /// Records the block.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let avg = GlobalPool::Avg.forward(rec, x)?;
-        let max = GlobalPool::Max.forward(rec, x)?;
+        Ok(self.forward_with_attention(rec, x)?.output)
+    }
+
+    /// Records the block and its two attention maps (after their sigmoids), as the
+    /// modules' intermediate results in PyTorch.
+    pub fn forward_with_attention(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<CbamOutput> {
+        let s = x.shape();
+        if s[1] != self.params.gate_channels {
+            return Err(crate::Error::ShapeMismatch {
+                name: "input",
+                expected: vec![s[0], self.params.gate_channels, s[2], s[3]],
+                actual: s.to_vec(),
+            });
+        }
+        let avg = global_pool(rec, GlobalPool::Avg, x)?;
+        let max = global_pool(rec, GlobalPool::Max, x)?;
         let hidden_avg = self.mlp1.forward(rec, &avg)?;
         let a = self.mlp2.forward(rec, &hidden_avg)?;
         let hidden_max = self.mlp1.forward(rec, &max)?;
         let m = self.mlp2.forward(rec, &hidden_max)?;
-        let logits = add(rec, &a, &m, Activation::None)?;
-        let x1 = scale_channels(rec, x, &logits, Activation::Sigmoid)?;
-        let pooled = channel_max_mean(rec, &x1)?;
-        let spatial = self.spatial.forward(rec, &pooled)?;
-        scale_spatial(rec, &x1, &spatial, Activation::Sigmoid)
+        let channel_attention = add(rec, &a, &m, Activation::Sigmoid)?;
+        let x1 = scale_channels(rec, x, &channel_attention, Activation::None)?;
+        let pooled = channel_pool(rec, &x1, self.params.pool_order)?;
+        let logits = self.spatial.forward(rec, &pooled)?;
+        let spatial_attention = super::channel::activation(rec, &logits, Activation::Sigmoid)?;
+        let output = scale_spatial(rec, &x1, &spatial_attention, Activation::None)?;
+        Ok(CbamOutput {
+            output,
+            channel_attention,
+            spatial_attention,
+        })
     }
 
     /// Parameters, MACs and bytes on `input`.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let pooled = [input[0], input[1], 1, 1];
-        let hidden = self.mlp1.params().out_channels;
+        let hidden = self.params.hidden();
         let mlp = self.mlp1.cost(pooled)? + self.mlp2.cost([input[0], hidden, 1, 1])?;
         let spatial = self.spatial.cost([input[0], 2, input[2], input[3]])?;
         Ok(GlobalPool::Avg.cost(input)?

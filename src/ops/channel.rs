@@ -3,13 +3,89 @@
 //! scale step of SE / CBAM / ECA), highway and residual-attention connections.
 
 use super::{same_shape, Activation, Cost};
-use crate::error::{invalid, Error, Result};
+use crate::error::{fail_if, invalid, Error, Result};
 use crate::gpu::{Recorder, Tensor};
+use crate::launch::{
+    read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Specialize,
+};
 
 /// Elements per invocation in `channel_copy.wgsl` (`PX`).
 const PX: usize = 16;
 /// vec4s per invocation in `elementwise.wgsl` (`VEC`).
 const ELEMENTWISE_VEC: usize = 4;
+
+uniform! {
+    /// `shaders/channel_copy.wgsl`.
+    pub(crate) struct ChannelCopyParams {
+        hw: u32,
+        c_src: u32,
+        c_dst: u32,
+        dst_offset: u32,
+        count: u32,
+        strips: u32,
+        total: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/elementwise.wgsl`.
+    pub(crate) struct ElementwiseParams {
+        c: u32,
+        hw: u32,
+        len4: u32,
+        total: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/channel_pool.wgsl`.
+    pub(crate) struct ChannelPoolParams {
+        c: u32,
+        hw: u32,
+        total: u32,
+    }
+}
+
+/// What `elementwise.wgsl` computes (its `MODE`).
+#[derive(Clone, Copy, Debug, Default)]
+enum Mode {
+    #[default]
+    Activate = 0,
+    Add = 1,
+    ScaleChannels = 2,
+    ScaleSpatial = 3,
+    Highway = 4,
+    ResidualAttention = 5,
+    ScaleChannelsAdd = 6,
+}
+
+/// The constants of `elementwise.wgsl`: the mode, the output activation and the gate's.
+#[derive(Clone, Copy, Debug, Default)]
+struct ElementwiseSpec {
+    mode: Mode,
+    act: Activation,
+    gate: Activation,
+}
+
+impl Specialize for ElementwiseSpec {
+    fn write(&self, c: &mut Constants) {
+        c.set("MODE", self.mode as u32);
+        self.act.write(c);
+        c.set("GATE", self.gate.shader_code());
+    }
+}
+
+const CHANNEL_COPY: Kernel<ChannelCopyParams> =
+    Kernel::new("channel_copy.wgsl", &[read("x"), read("table"), write("y")]);
+const ELEMENTWISE: Kernel<ElementwiseParams, ElementwiseSpec> = Kernel::new(
+    "elementwise.wgsl",
+    &[read("a"), read_opt("b"), read_opt("s_in"), write("y")],
+);
+const CHANNEL_POOL: Kernel<ChannelPoolParams, ChannelPoolOrder> =
+    Kernel::new("channel_pool.wgsl", &[read("x"), write("y")]);
+
+/// The kernels of this family.
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&CHANNEL_COPY, &ELEMENTWISE, &CHANNEL_POOL];
 
 /// Copies channels `table` of every sample of `x` into channels `dst_offset..` of `y`.
 fn record_channel_copy(
@@ -19,29 +95,25 @@ fn record_channel_copy(
     y: &Tensor,
     dst_offset: usize,
 ) -> Result<()> {
-    let gpu = rec.gpu();
     let (xs, ys) = (x.shape(), y.shape());
     let hw = xs[2] * xs[3];
     let strips = hw.div_ceil(PX);
     let total = xs[0] * table.len() * strips;
-    let table_buf = gpu.upload_slice("table", table)?;
-    let pipeline = gpu.pipeline("channel_copy.wgsl", &[], &[])?;
-    let u = [
-        hw as u32,
-        xs[1] as u32,
-        ys[1] as u32,
-        dst_offset as u32,
-        table.len() as u32,
-        strips as u32,
-        total as u32,
-        0,
-    ];
-    rec.dispatch(
-        &pipeline,
-        &u,
-        &[x.pooled(), &table_buf, y.pooled()],
-        (total as u64).div_ceil(64),
-    )
+    let table_buf = rec.gpu().upload_slice("table", table)?;
+    let u = ChannelCopyParams {
+        hw: hw as u32,
+        c_src: xs[1] as u32,
+        c_dst: ys[1] as u32,
+        dst_offset: dst_offset as u32,
+        count: table.len() as u32,
+        strips: strips as u32,
+        total: total as u32,
+    };
+    let args = Args::new()
+        .read("x", x)
+        .read("table", &table_buf)
+        .write("y", y);
+    rec.run(&CHANNEL_COPY.launch(&(), &u).threads(total), args)
 }
 
 /// Channel shuffle with `groups` (ShuffleNet): output channel `j` takes input channel
@@ -50,12 +122,11 @@ fn record_channel_copy(
 pub fn channel_shuffle(rec: &mut Recorder<'_>, x: &Tensor, groups: usize) -> Result<Tensor> {
     x.check_gpu(rec.gpu(), "input")?;
     let s = x.shape();
-    if groups == 0 || !s[1].is_multiple_of(groups) {
-        return Err(invalid(
-            "groups",
-            format!("channels ({}) must be divisible by groups ({groups})", s[1]),
-        ));
-    }
+    fail_if(
+        groups == 0 || !s[1].is_multiple_of(groups),
+        "groups",
+        || format!("channels ({}) must be divisible by groups ({groups})", s[1]),
+    )?;
     let per = s[1] / groups;
     let table: Vec<u32> = (0..s[1])
         .map(|j| ((j % groups) * per + j / groups) as u32)
@@ -113,12 +184,9 @@ impl DenseBuffer {
     pub fn new(rec: &mut Recorder<'_>, initial: &Tensor, capacity: usize) -> Result<Self> {
         initial.check_gpu(rec.gpu(), "initial")?;
         let s = initial.shape();
-        if capacity < s[1] {
-            return Err(invalid(
-                "capacity",
-                format!("{capacity} channels cannot hold the initial {}", s[1]),
-            ));
-        }
+        fail_if(capacity < s[1], "capacity", || {
+            format!("{capacity} channels cannot hold the initial {}", s[1])
+        })?;
         let buffer = rec.empty("buffer", [s[0], capacity, s[2], s[3]])?;
         let mut dense = DenseBuffer { buffer, filled: 0 };
         dense.append(rec, initial)?;
@@ -141,15 +209,12 @@ impl DenseBuffer {
                 actual: s.to_vec(),
             });
         }
-        if self.filled + s[1] > b[1] {
-            return Err(invalid(
-                "input",
-                format!(
-                    "{} more channels do not fit: {} of {} are filled",
-                    s[1], self.filled, b[1]
-                ),
-            ));
-        }
+        fail_if(self.filled + s[1] > b[1], "input", || {
+            format!(
+                "{} more channels do not fit: {} of {} are filled",
+                s[1], self.filled, b[1]
+            )
+        })?;
         let table: Vec<u32> = (0..s[1] as u32).collect();
         record_channel_copy(rec, x, &table, &self.buffer, self.filled)?;
         self.filled += s[1];
@@ -175,15 +240,16 @@ impl DenseBuffer {
 pub fn split(rec: &mut Recorder<'_>, x: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
     x.check_gpu(rec.gpu(), "input")?;
     let s = x.shape();
-    if sizes.contains(&0) || sizes.iter().sum::<usize>() != s[1] {
-        return Err(invalid(
-            "sizes",
+    fail_if(
+        sizes.contains(&0) || sizes.iter().sum::<usize>() != s[1],
+        "sizes",
+        || {
             format!(
                 "{sizes:?} must be positive and sum to the channel count {}",
                 s[1]
-            ),
-        ));
-    }
+            )
+        },
+    )?;
     let mut start = 0u32;
     let mut out = Vec::with_capacity(sizes.len());
     for &c in sizes {
@@ -196,59 +262,50 @@ pub fn split(rec: &mut Recorder<'_>, x: &Tensor, sizes: &[usize]) -> Result<Vec<
     Ok(out)
 }
 
-/// The `MODE` of `elementwise.wgsl`.
-#[derive(Clone, Copy)]
-enum Mode {
-    Activate = 0,
-    Add = 1,
-    ScaleChannels = 2,
-    ScaleSpatial = 3,
-    Highway = 4,
-    ResidualAttention = 5,
-    ScaleChannelsAdd = 6,
-}
-
 fn record_elementwise(
     rec: &mut Recorder<'_>,
-    mode: Mode,
+    spec: ElementwiseSpec,
     a: &Tensor,
     b: Option<&Tensor>,
     s: Option<&Tensor>,
-    act: Activation,
-    gate: Activation,
 ) -> Result<Tensor> {
-    let gpu = rec.gpu();
     let shape = a.shape();
-    let hw = shape[2] * shape[3];
     let len4 = a.len().div_ceil(4);
     let total = len4.div_ceil(ELEMENTWISE_VEC);
     let y = rec.empty("output", shape)?;
-    let pipeline = gpu.pipeline(
-        "elementwise.wgsl",
-        &[],
-        &[
-            ("MODE", mode as u32 as f64),
-            ("ACT", act.shader_code()),
-            ("GATE", gate.shader_code()),
-        ],
-    )?;
-    let u = [shape[1] as u32, hw as u32, len4 as u32, total as u32];
-    // Unused operands are bound to `a` (read-only aliasing is allowed).
-    let b = b.unwrap_or(a);
-    let s = s.unwrap_or(a);
-    rec.dispatch(
-        &pipeline,
-        &u,
-        &[a.pooled(), b.pooled(), s.pooled(), y.pooled()],
-        (total as u64).div_ceil(64),
-    )?;
+    let u = ElementwiseParams {
+        c: shape[1] as u32,
+        hw: (shape[2] * shape[3]) as u32,
+        len4: len4 as u32,
+        total: total as u32,
+    };
+    let args = Args::new()
+        .read("a", a)
+        .read_opt("b", b)
+        .read_opt("s_in", s)
+        .write("y", &y);
+    rec.run(&ELEMENTWISE.launch(&spec, &u).threads(total), args)?;
     Ok(y)
+}
+
+/// The spec of an elementwise op with no output activation.
+fn gated(mode: Mode, gate: Activation) -> ElementwiseSpec {
+    ElementwiseSpec {
+        mode,
+        act: Activation::None,
+        gate,
+    }
 }
 
 /// An activation as a standalone op.
 pub fn activation(rec: &mut Recorder<'_>, x: &Tensor, act: Activation) -> Result<Tensor> {
     x.check_gpu(rec.gpu(), "input")?;
-    record_elementwise(rec, Mode::Activate, x, None, None, act, Activation::None)
+    let spec = ElementwiseSpec {
+        mode: Mode::Activate,
+        act,
+        gate: Activation::None,
+    };
+    record_elementwise(rec, spec, x, None, None)
 }
 
 /// Residual add `act(a + b)` (shapes must match).
@@ -256,7 +313,12 @@ pub fn add(rec: &mut Recorder<'_>, a: &Tensor, b: &Tensor, act: Activation) -> R
     a.check_gpu(rec.gpu(), "a")?;
     b.check_gpu(rec.gpu(), "b")?;
     same_shape("b", a.shape(), b.shape())?;
-    record_elementwise(rec, Mode::Add, a, Some(b), None, act, Activation::None)
+    let spec = ElementwiseSpec {
+        mode: Mode::Add,
+        act,
+        gate: Activation::None,
+    };
+    record_elementwise(rec, spec, a, Some(b), None)
 }
 
 /// Channel-wise scaling `x * gate(s)` with `s` of shape `[N, C, 1, 1]`: the last step of
@@ -271,15 +333,7 @@ pub fn scale_channels(
     s.check_gpu(rec.gpu(), "scale")?;
     let xs = x.shape();
     same_shape("scale", [xs[0], xs[1], 1, 1], s.shape())?;
-    record_elementwise(
-        rec,
-        Mode::ScaleChannels,
-        x,
-        None,
-        Some(s),
-        Activation::None,
-        gate,
-    )
+    record_elementwise(rec, gated(Mode::ScaleChannels, gate), x, None, Some(s))
 }
 
 /// Channel-gated skip plus a branch, `x * gate(s) + branch` with `s` of shape
@@ -298,15 +352,8 @@ pub fn scale_channels_add(
     let xs = x.shape();
     same_shape("scale", [xs[0], xs[1], 1, 1], s.shape())?;
     same_shape("branch", xs, branch.shape())?;
-    record_elementwise(
-        rec,
-        Mode::ScaleChannelsAdd,
-        x,
-        Some(branch),
-        Some(s),
-        Activation::None,
-        gate,
-    )
+    let spec = gated(Mode::ScaleChannelsAdd, gate);
+    record_elementwise(rec, spec, x, Some(branch), Some(s))
 }
 
 /// Spatial scaling `x * gate(s)` with `s` of shape `[N, 1, H, W]` (CBAM's spatial
@@ -321,15 +368,7 @@ pub fn scale_spatial(
     s.check_gpu(rec.gpu(), "scale")?;
     let xs = x.shape();
     same_shape("scale", [xs[0], 1, xs[2], xs[3]], s.shape())?;
-    record_elementwise(
-        rec,
-        Mode::ScaleSpatial,
-        x,
-        None,
-        Some(s),
-        Activation::None,
-        gate,
-    )
+    record_elementwise(rec, gated(Mode::ScaleSpatial, gate), x, None, Some(s))
 }
 
 /// Highway connection `y = H(x) * T + x * (1 - T)` with `T = sigmoid(t_logits)`; `h` is
@@ -345,15 +384,8 @@ pub fn highway(
     }
     same_shape("h", x.shape(), h.shape())?;
     same_shape("t_logits", x.shape(), t_logits.shape())?;
-    record_elementwise(
-        rec,
-        Mode::Highway,
-        x,
-        Some(h),
-        Some(t_logits),
-        Activation::None,
-        Activation::Sigmoid,
-    )
+    let spec = gated(Mode::Highway, Activation::Sigmoid);
+    record_elementwise(rec, spec, x, Some(h), Some(t_logits))
 }
 
 /// Residual attention `y = (1 + M(x)) * F(x) + x`; `mask` is `M(x)` (already in its
@@ -369,32 +401,43 @@ pub fn residual_attention(
     }
     same_shape("f", x.shape(), f.shape())?;
     same_shape("mask", x.shape(), mask.shape())?;
-    record_elementwise(
-        rec,
-        Mode::ResidualAttention,
-        x,
-        Some(f),
-        Some(mask),
-        Activation::None,
-        Activation::None,
-    )
+    let spec = gated(Mode::ResidualAttention, Activation::None);
+    record_elementwise(rec, spec, x, Some(f), Some(mask))
 }
 
-/// Per-pixel maximum and mean over channels, as `[N, 2, H, W]` (max first, as CBAM's
-/// reference `ChannelPool`).
-pub fn channel_max_mean(rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+/// The order of the two maps of [`channel_pool`]. CBAM implementations differ here and
+/// nothing in their weights tells which one they use, so it is always stated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ChannelPoolOrder {
+    /// `[mean, max]`: `torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)`,
+    /// as timm's CBAM and most PyTorch ports write it.
+    #[default]
+    MeanMax,
+    /// `[max, mean]`: the CBAM authors' `ChannelPool` (Jongchan/attention-module).
+    MaxMean,
+}
+
+/// `MAX_FIRST` of `channel_pool.wgsl`.
+impl Specialize for ChannelPoolOrder {
+    fn write(&self, c: &mut Constants) {
+        c.flag("MAX_FIRST", *self == ChannelPoolOrder::MaxMean);
+    }
+}
+
+/// Per-pixel mean and maximum over channels, as `[N, 2, H, W]` in the given order (the
+/// input of CBAM's spatial attention).
+pub fn channel_pool(rec: &mut Recorder<'_>, x: &Tensor, order: ChannelPoolOrder) -> Result<Tensor> {
     x.check_gpu(rec.gpu(), "input")?;
-    let gpu = rec.gpu();
     let s = x.shape();
     let y = rec.empty("output", [s[0], 2, s[2], s[3]])?;
     let total = s[0] * s[2] * s[3];
-    let pipeline = gpu.pipeline("channel_pool.wgsl", &[], &[])?;
-    rec.dispatch(
-        &pipeline,
-        &[s[1] as u32, (s[2] * s[3]) as u32, total as u32, 0],
-        &[x.pooled(), y.pooled()],
-        (total as u64).div_ceil(64),
-    )?;
+    let u = ChannelPoolParams {
+        c: s[1] as u32,
+        hw: (s[2] * s[3]) as u32,
+        total: total as u32,
+    };
+    let args = Args::new().read("x", x).write("y", &y);
+    rec.run(&CHANNEL_POOL.launch(&order, &u).threads(total), args)?;
     Ok(y)
 }
 

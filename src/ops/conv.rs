@@ -10,11 +10,16 @@
 
 use std::sync::{Arc, OnceLock};
 
-use ndarray::{ArrayView1, ArrayView4};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
-use super::{Activation, Cost, IntoPair};
-use crate::error::{invalid, Error, Result};
-use crate::gpu::{check_dims, check_owner, Gpu, PooledBuffer, Recorder, Tensor};
+use super::{pair_setters, setters, Activation, Cost, IntoPair, Window, WINDOW_MAX};
+use crate::error::{fail_if, invalid, Error, Result};
+use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::launch::{
+    read, read_opt, uniform, write, Args, Binding, Constants, Kernel, KernelInfo, Launch,
+    Specialize,
+};
+use crate::weights::{key, StateDict};
 
 /// Parameters of a 2-D convolution, named as in `torch.nn.Conv2d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,12 +76,6 @@ impl Conv2dParams {
         Self::new(channels, channels * multiplier, kernel_size).groups(channels)
     }
 
-    /// Sets the stride.
-    pub fn stride(mut self, stride: impl IntoPair) -> Self {
-        self.stride = stride.into_pair();
-        self
-    }
-
     /// Sets symmetric padding.
     pub fn padding(mut self, padding: impl IntoPair) -> Self {
         self.padding = padding.into_pair();
@@ -100,12 +99,6 @@ impl Conv2dParams {
     /// (rounded down) before and the rest after.
     pub fn padding_same(mut self) -> Self {
         self.padding_same = true;
-        self
-    }
-
-    /// Sets the padding mode (`'zeros'`, `'reflect'`, `'replicate'`, `'circular'`).
-    pub fn padding_mode(mut self, mode: PaddingMode) -> Self {
-        self.padding_mode = mode;
         self
     }
 
@@ -136,28 +129,15 @@ impl Conv2dParams {
         )
     }
 
-    /// Sets the dilation.
-    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
-        self.dilation = dilation.into_pair();
-        self
-    }
-
-    /// Sets the number of groups.
-    pub fn groups(mut self, groups: usize) -> Self {
-        self.groups = groups;
-        self
-    }
-
-    /// Enables or disables the bias.
-    pub fn bias(mut self, bias: bool) -> Self {
-        self.bias = bias;
-        self
-    }
-
-    /// Sets the fused activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
+    /// The window (kernel size, stride, the padding before, dilation).
+    pub fn window(&self) -> Window {
+        let ((top, _), (left, _)) = self.pads();
+        Window {
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: (top, left),
+            dilation: self.dilation,
+        }
     }
 
     /// Input channels per group.
@@ -195,75 +175,57 @@ impl Conv2dParams {
 
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
-        if self.in_channels == 0 {
-            return Err(invalid("in_channels", "must be at least 1, got 0"));
+        fail_if(self.in_channels == 0, "in_channels", || {
+            "must be at least 1, got 0"
+        })?;
+        fail_if(self.out_channels == 0, "out_channels", || {
+            "must be at least 1, got 0"
+        })?;
+        Window {
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
         }
-        if self.out_channels == 0 {
-            return Err(invalid("out_channels", "must be at least 1, got 0"));
-        }
-        if self.kernel_size.0 == 0 || self.kernel_size.1 == 0 {
-            return Err(invalid(
-                "kernel_size",
-                format!("must be positive, got {:?}", self.kernel_size),
-            ));
-        }
-        if self.stride.0 == 0 || self.stride.1 == 0 {
-            return Err(invalid(
-                "stride",
-                format!("must be positive, got {:?}", self.stride),
-            ));
-        }
-        if self.dilation.0 == 0 || self.dilation.1 == 0 {
-            return Err(invalid(
-                "dilation",
-                format!("must be positive, got {:?}", self.dilation),
-            ));
-        }
-        if self.groups == 0 {
-            return Err(invalid("groups", "must be at least 1, got 0"));
-        }
-        if self.padding_same && self.stride != (1, 1) {
-            return Err(invalid(
+        .validate()?;
+        if let Some(after) = self.padding_after {
+            fail_if(
+                after.0 > WINDOW_MAX || after.1 > WINDOW_MAX,
                 "padding",
+                || format!("{after:?} (after) is out of range (at most {WINDOW_MAX})"),
+            )?;
+        }
+        fail_if(self.groups == 0, "groups", || "must be at least 1, got 0")?;
+        fail_if(
+            self.padding_same && self.stride != (1, 1),
+            "padding",
+            || {
                 format!(
                     "'same' padding needs stride 1 (as in PyTorch), got stride {:?}",
                     self.stride
-                ),
-            ));
-        }
-        if !self.in_channels.is_multiple_of(self.groups) {
-            return Err(invalid(
-                "groups",
+                )
+            },
+        )?;
+        fail_if(
+            !self.in_channels.is_multiple_of(self.groups),
+            "groups",
+            || {
                 format!(
                     "in_channels ({}) must be divisible by groups ({})",
                     self.in_channels, self.groups
-                ),
-            ));
-        }
-        if !self.out_channels.is_multiple_of(self.groups) {
-            return Err(invalid(
-                "groups",
+                )
+            },
+        )?;
+        fail_if(
+            !self.out_channels.is_multiple_of(self.groups),
+            "groups",
+            || {
                 format!(
                     "out_channels ({}) must be divisible by groups ({})",
                     self.out_channels, self.groups
-                ),
-            ));
-        }
-        let limit = u32::MAX as usize / 4;
-        for (name, v) in [
-            ("kernel_size", self.kernel_size.0.max(self.kernel_size.1)),
-            ("stride", self.stride.0.max(self.stride.1)),
-            ("padding", self.padding.0.max(self.padding.1)),
-            (
-                "padding_after",
-                self.padding_after.map_or(0, |(h, w)| h.max(w)),
-            ),
-            ("dilation", self.dilation.0.max(self.dilation.1)),
-        ] {
-            if v > limit {
-                return Err(invalid(name, format!("{v} is out of range")));
-            }
-        }
+                )
+            },
+        )?;
         Ok(())
     }
 
@@ -271,36 +233,21 @@ impl Conv2dParams {
     /// output shape `[N, C_out, H_out, W_out]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         self.validate()?;
-        check_dims("input", &input)?;
-        if input[1] != self.in_channels {
-            return Err(Error::ShapeMismatch {
-                name: "input",
-                expected: vec![input[0], self.in_channels, input[2], input[3]],
-                actual: input.to_vec(),
-            });
-        }
-        let ((top, bottom), (left, right)) = self.pads();
-        self.padding_mode
-            .check(input[2], top.max(bottom), "height")?;
-        self.padding_mode
-            .check(input[3], left.max(right), "width")?;
-        let out_h = conv_out_len(
-            "kernel_size",
-            input[2],
-            self.kernel_size.0,
-            self.stride.0,
-            top + bottom,
-            self.dilation.0,
-        )?;
-        let out_w = conv_out_len(
-            "kernel_size",
-            input[3],
-            self.kernel_size.1,
-            self.stride.1,
-            left + right,
-            self.dilation.1,
-        )?;
-        Ok([input[0], self.out_channels, out_h, out_w])
+        super::check_channels(input, self.in_channels)?;
+        let (pads_h, pads_w) = self.pads();
+        let [oh, ow] = super::per_axis(|a, pick| {
+            let (before, after) = [pads_h, pads_w][a];
+            let axis = ["height", "width"][a];
+            self.padding_mode
+                .check(input[2 + a], before.max(after), axis)?;
+            let (k, s, d) = (
+                pick(self.kernel_size),
+                pick(self.stride),
+                pick(self.dilation),
+            );
+            conv_out_len("kernel_size", input[2 + a], k, s, before + after, d)
+        })?;
+        Ok([input[0], self.out_channels, oh, ow])
     }
 
     /// Parameters, MACs and bytes of this convolution on `input`.
@@ -310,25 +257,30 @@ impl Conv2dParams {
     /// number of output pixels (per image, times N).
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let out = self.output_shape(input)?;
-        let weights =
-            (self.out_channels * self.in_per_group() * self.kernel_size.0 * self.kernel_size.1)
-                as u64;
-        let params = weights
-            + if self.bias {
-                self.out_channels as u64
-            } else {
-                0
-            };
-        let out_pixels = (out[0] * out[2] * out[3]) as u64;
-        let elems_in: u64 = input.iter().product::<usize>() as u64;
-        let elems_out: u64 = out.iter().product::<usize>() as u64;
-        Ok(Cost {
-            params,
-            macs: weights * out_pixels,
-            bytes: 4 * (elems_in + elems_out + params),
-        })
+        let weights = self.weight_shape().iter().product();
+        let bias = if self.bias { self.out_channels } else { 0 };
+        let pixels = out[0] * out[2] * out[3];
+        Ok(Cost::of_layer((weights, bias), pixels, input, out))
     }
 }
+
+setters!(Conv2dParams {
+    /// Sets the padding mode (`'zeros'`, `'reflect'`, `'replicate'`, `'circular'`).
+    padding_mode: PaddingMode,
+    /// Sets the number of groups.
+    groups: usize,
+    /// Enables or disables the bias.
+    bias: bool,
+    /// Sets the fused activation.
+    activation: Activation,
+});
+
+pair_setters!(Conv2dParams {
+    /// Sets the stride (one value or a `(height, width)` pair).
+    stride,
+    /// Sets the dilation (one value or a `(height, width)` pair).
+    dilation,
+});
 
 /// TensorFlow's `'SAME'` padding `(before, after)` along one axis of length `input`: the
 /// output has `ceil(input / stride)` positions and the padding they need, `max((out - 1) *
@@ -377,13 +329,13 @@ pub enum PaddingMode {
 }
 
 impl PaddingMode {
-    /// The value of the `PAD_MODE` override in `shaders/common.wgsl`.
-    pub(crate) fn shader_code(self) -> f64 {
+    /// The value of the `PAD_MODE` override in `shaders/padding.wgsl`.
+    pub(crate) fn shader_code(self) -> u32 {
         match self {
-            PaddingMode::Zeros => 0.0,
-            PaddingMode::Reflect => 1.0,
-            PaddingMode::Replicate => 2.0,
-            PaddingMode::Circular => 3.0,
+            PaddingMode::Zeros => 0,
+            PaddingMode::Reflect => 1,
+            PaddingMode::Replicate => 2,
+            PaddingMode::Circular => 3,
         }
     }
 
@@ -394,12 +346,9 @@ impl PaddingMode {
             PaddingMode::Circular => pad <= size,
             _ => true,
         };
-        if !ok {
-            return Err(invalid(
-                "padding",
-                format!("{pad} is too large for {self:?} padding of {axis} {size}"),
-            ));
-        }
+        fail_if(!ok, "padding", || {
+            format!("{pad} is too large for {self:?} padding of {axis} {size}")
+        })?;
         Ok(())
     }
 }
@@ -416,70 +365,150 @@ pub(crate) fn conv_out_len(
 ) -> Result<usize> {
     let padded = input + padding;
     let extent = dilation * (kernel - 1) + 1;
-    if extent > padded {
-        return Err(invalid(
-            name,
-            format!(
-                "dilated kernel extent {extent} (kernel {kernel}, dilation {dilation}) is larger \
+    fail_if(extent > padded, name, || {
+        format!(
+            "dilated kernel extent {extent} (kernel {kernel}, dilation {dilation}) is larger \
                  than the padded input {padded} (input {input}, padding {padding}): output size \
                  would be zero"
-            ),
-        ));
-    }
+        )
+    })?;
     Ok((padded - extent) / stride + 1)
 }
 
-/// The GPU kernels a convolution can run with.
+/// The GPU kernels a convolution can run with, each with the sub-variants that shapes
+/// allow. [`select_kernel`] picks one; [`ConvKernel::candidates`] lists every one that
+/// can run a configuration, for tests that force each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKernel {
-    /// Register-tiled direct convolution: each invocation computes a row strip of output
-    /// pixels for 4 or 8 output channels. Handles every configuration.
-    Direct,
-    /// Tiled matrix product for 1x1 stride-1 unpadded ungrouped convolutions, loading
-    /// four pixels per instruction when `H * W` is divisible by 4 (four scalar loads per
-    /// pixel group otherwise).
-    Pointwise,
-    /// One output channel per invocation with per-channel weights; needs
-    /// `groups == in_channels` (any channel multiplier).
-    Depthwise,
+    /// Register-tiled direct convolution (`conv_direct.wgsl`): each invocation computes a
+    /// row strip of output pixels for 4 to 16 output channels. Runs every configuration.
+    Direct {
+        /// Keep the strip's input row segment in registers (each input loaded once per
+        /// kernel row): needs the segment to be at most 40 values (not very wide dilations).
+        row_buffer: bool,
+    },
+    /// Tiled matrix product for 1x1, stride-1, unpadded, ungrouped convolutions
+    /// (`conv_pointwise*.wgsl`).
+    Pointwise {
+        /// Four pixels per load and store (`conv_pointwise.wgsl`): needs `H * W` divisible
+        /// by 4; otherwise four scalar loads per pixel group (`conv_pointwise_scalar.wgsl`).
+        vector_io: bool,
+    },
+    /// One output row of one channel per invocation with per-channel weights
+    /// (`conv_depthwise*.wgsl`); needs `groups == in_channels` (any channel multiplier).
+    Depthwise {
+        /// Keep the input row segment in registers (at most 40 values).
+        row_buffer: bool,
+        /// Read the row segment as aligned vec4s: needs zero padding, an input width
+        /// divisible by 4, and the row buffer.
+        vector_loads: bool,
+        /// Write the output (and read a fused residual) as vec4s
+        /// (`conv_depthwise_vec.wgsl`): needs output rows and strips of a multiple of 4.
+        vector_stores: bool,
+    },
 }
 
 impl ConvKernel {
-    /// Every kernel, for tests that force each one.
-    pub const ALL: [ConvKernel; 3] = [
-        ConvKernel::Direct,
-        ConvKernel::Pointwise,
-        ConvKernel::Depthwise,
-    ];
+    /// Every variant and sub-variant, for tests that force each one (vector loads read
+    /// the row buffer, so there is no depthwise variant with one and not the other).
+    pub const ALL: [ConvKernel; 10] = {
+        const fn d(row_buffer: bool, vector_loads: bool, vector_stores: bool) -> ConvKernel {
+            ConvKernel::Depthwise {
+                row_buffer,
+                vector_loads,
+                vector_stores,
+            }
+        }
+        [
+            ConvKernel::Direct { row_buffer: true },
+            ConvKernel::Direct { row_buffer: false },
+            ConvKernel::Pointwise { vector_io: true },
+            ConvKernel::Pointwise { vector_io: false },
+            d(true, true, true),
+            d(true, true, false),
+            d(true, false, true),
+            d(true, false, false),
+            d(false, false, true),
+            d(false, false, false),
+        ]
+    };
+
+    /// Every variant and sub-variant that can run `params` on `input`.
+    pub fn candidates(params: &Conv2dParams, input: [usize; 4]) -> Vec<ConvKernel> {
+        Self::ALL
+            .into_iter()
+            .filter(|k| k.supports(params, input))
+            .collect()
+    }
 
     /// Whether this kernel can run `params` on an input of shape `input`.
     pub fn supports(self, params: &Conv2dParams, input: [usize; 4]) -> bool {
-        // Every kernel handles any input size (the pointwise kernel's scalar variant
-        // takes planes that are not a multiple of 4 pixels).
-        let _ = input;
+        let Ok(out) = params.output_shape(input) else {
+            return false;
+        };
         match self {
-            ConvKernel::Direct => true,
-            ConvKernel::Pointwise => params.is_pointwise(),
-            ConvKernel::Depthwise => params.is_depthwise(),
+            ConvKernel::Direct { row_buffer } => {
+                !row_buffer || direct_row(params, out[3]) <= DIRECT_ROW_MAX
+            }
+            ConvKernel::Pointwise { vector_io } => {
+                params.is_pointwise() && (!vector_io || (input[2] * input[3]).is_multiple_of(4))
+            }
+            ConvKernel::Depthwise {
+                row_buffer,
+                vector_loads,
+                vector_stores,
+            } => {
+                let t = DepthwiseTile::new(params, out[3], vector_loads);
+                params.is_depthwise()
+                    && (!row_buffer || t.row <= DEPTHWISE_ROW_MAX)
+                    && (!vector_loads
+                        || (row_buffer
+                            && params.padding_mode == PaddingMode::Zeros
+                            && input[3].is_multiple_of(4)
+                            && (t.px * params.stride.1).is_multiple_of(4)))
+                    && (!vector_stores || (t.px.is_multiple_of(4) && out[3].is_multiple_of(4)))
+            }
         }
     }
 }
 
-/// The kernel the library runs for `params` on `input`: the specialised kernel where one
-/// applies, the direct kernel otherwise.
-pub fn select_kernel(params: &Conv2dParams, input: [usize; 4]) -> ConvKernel {
-    if ConvKernel::Depthwise.supports(params, input) && params.in_channels > 1 {
-        ConvKernel::Depthwise
-    } else if ConvKernel::Pointwise.supports(params, input)
-        && (input[2] * input[3]).is_multiple_of(4)
-    {
-        // On planes that are not a multiple of 4 pixels (7 x 7 maps) the pointwise
-        // kernel's scalar variant measured no faster than the direct kernel (lavapipe:
-        // 320 -> 1280 at 7 x 7, 3.3 ms both).
-        ConvKernel::Pointwise
-    } else {
-        ConvKernel::Direct
+/// The kernel the library runs for `params` on `input` on a device with `caps`: the
+/// specialised kernel where one applies, with every sub-variant the shapes allow, the
+/// direct kernel otherwise. Every device gets the register-tiled kernels today.
+pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps) -> ConvKernel {
+    let _ = caps;
+    let best = |k: ConvKernel| k.supports(params, input).then_some(k);
+    if params.is_depthwise() && params.in_channels > 1 {
+        let vector_loads = best(ConvKernel::Depthwise {
+            row_buffer: true,
+            vector_loads: true,
+            vector_stores: false,
+        })
+        .is_some();
+        let row_buffer = best(ConvKernel::Depthwise {
+            row_buffer: true,
+            vector_loads: false,
+            vector_stores: false,
+        })
+        .is_some();
+        let vector_stores = best(ConvKernel::Depthwise {
+            row_buffer: row_buffer || vector_loads,
+            vector_loads,
+            vector_stores: true,
+        })
+        .is_some();
+        return ConvKernel::Depthwise {
+            row_buffer: row_buffer || vector_loads,
+            vector_loads,
+            vector_stores,
+        };
     }
+    // On planes that are not a multiple of 4 pixels (7 x 7 maps) the pointwise kernel's
+    // scalar variant measured no faster than the direct kernel (lavapipe: 320 -> 1280 at
+    // 7 x 7, 3.3 ms both), so those go to the direct kernel.
+    best(ConvKernel::Pointwise { vector_io: true })
+        .or(best(ConvKernel::Direct { row_buffer: true }))
+        .unwrap_or(ConvKernel::Direct { row_buffer: false })
 }
 
 /// Most output pixels per invocation along a row (`PX` in `conv_direct.wgsl`).
@@ -493,50 +522,517 @@ const DEPTHWISE_PX_MAX: usize = 8;
 const DEPTHWISE_ROW_MAX: usize = 40;
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
-/// Invocations per workgroup in every conv shader.
-pub(crate) const WORKGROUP: usize = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct ConvUniform {
-    pub(crate) n: u32,
-    pub(crate) c_in: u32,
-    pub(crate) h: u32,
-    pub(crate) w: u32,
-    pub(crate) c_out: u32,
-    pub(crate) oh: u32,
-    pub(crate) ow: u32,
-    pub(crate) groups: u32,
-    pub(crate) cin_pg: u32,
-    pub(crate) cout_pg: u32,
-    pub(crate) cout_pg_pad: u32,
-    pub(crate) oc_blocks_pg: u32,
-    pub(crate) pad_h: u32,
-    pub(crate) pad_w: u32,
-    pub(crate) strips_x: u32,
-    pub(crate) work: u32,
+/// The input row segment a strip of `px` outputs reads: `(px - 1) * sW + (kW - 1) * dW + 1`.
+fn strip_row(params: &Conv2dParams, px: usize) -> usize {
+    (px - 1) * params.stride.1 + (params.kernel_size.1 - 1) * params.dilation.1 + 1
+}
+
+/// The direct kernel's row segment for an output row of `ow` pixels.
+fn direct_row(params: &Conv2dParams, ow: usize) -> usize {
+    strip_row(params, strip_px(ow, DIRECT_PX_MAX))
+}
+
+/// The depthwise kernel's strip: pixels, row segment and strips per row.
+struct DepthwiseTile {
+    px: usize,
+    row: usize,
+    strips_x: usize,
+}
+
+impl DepthwiseTile {
+    fn new(params: &Conv2dParams, ow: usize, vector_loads: bool) -> Self {
+        // Aligned vec4 loads need every strip to start at the same offset from a 4-aligned
+        // column: full 8-pixel strips (the last one may overhang).
+        let px = if vector_loads {
+            DEPTHWISE_PX_MAX
+        } else {
+            strip_px(ow, DEPTHWISE_PX_MAX)
+        };
+        DepthwiseTile {
+            px,
+            row: strip_row(params, px),
+            strips_x: ow.div_ceil(px),
+        }
+    }
+}
+
+uniform! {
+    /// The register-tiled convolutions, direct and transposed
+    /// (`shaders/conv_tiles.wgsl`).
+    pub(crate) struct TiledConvParams {
+        n: u32,
+        c_in: u32,
+        h: u32,
+        w: u32,
+        c_out: u32,
+        oh: u32,
+        ow: u32,
+        groups: u32,
+        cin_pg: u32,
+        cout_pg: u32,
+        cout_pg_pad: u32,
+        oc_blocks_pg: u32,
+        pad_h: u32,
+        pad_w: u32,
+        strips_x: u32,
+        strip_blocks: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/conv_pointwise_body.wgsl`.
+    pub(crate) struct PointwiseParams {
+        n: u32,
+        c_in: u32,
+        c_out: u32,
+        hw: u32,
+        cout_pad: u32,
+        oc_blocks: u32,
+        tile_blocks: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/conv_depthwise_body.wgsl`.
+    pub(crate) struct DepthwiseParams {
+        n: u32,
+        c_in: u32,
+        h: u32,
+        w: u32,
+        c_out: u32,
+        oh: u32,
+        ow: u32,
+        multiplier: u32,
+        pad_h: u32,
+        pad_w: u32,
+        strips_x: u32,
+        rows: u32,
+    }
+}
+
+/// What the convolutions do in their store (`shaders/epilogue.wgsl`): the activation, a
+/// fused residual and a fused channel shuffle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Epilogue {
+    pub(crate) act: Activation,
+    pub(crate) residual: Option<ResidualJoin>,
+    /// Shuffle groups (0: none).
+    pub(crate) shuffle_groups: u32,
+}
+
+impl Specialize for Epilogue {
+    fn write(&self, c: &mut Constants) {
+        let act = match self.residual {
+            Some(ResidualJoin::AddThen(a)) => a,
+            _ => self.act,
+        };
+        act.write(c);
+        c.set(
+            "RESIDUAL",
+            match self.residual {
+                None => 0,
+                Some(ResidualJoin::AfterActivation) => 1,
+                Some(ResidualJoin::BeforeActivation | ResidualJoin::AddThen(_)) => 2,
+            },
+        );
+        c.set("SHUFFLE_G", self.shuffle_groups);
+    }
+}
+
+/// `PAD_MODE` of `shaders/padding.wgsl`.
+impl Specialize for PaddingMode {
+    fn write(&self, c: &mut Constants) {
+        c.set("PAD_MODE", self.shader_code());
+    }
+}
+
+/// The constants of `conv_direct.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+struct DirectSpec {
+    window: Window,
+    epilogue: Epilogue,
+    pad_mode: PaddingMode,
+    px: u32,
+    oc_vec: u32,
+    /// The row segment kept in registers; 0 for none.
+    row: u32,
+}
+
+impl Specialize for DirectSpec {
+    fn write(&self, c: &mut Constants) {
+        self.window.write(c);
+        self.epilogue.write(c);
+        self.pad_mode.write(c);
+        c.set("PX", self.px.max(1));
+        c.set("OC_VEC", self.oc_vec.max(1));
+        c.set("ROW", self.row.max(1));
+        c.flag("ROWBUF", self.row > 0);
+    }
+}
+
+/// The constants of `conv_pointwise*.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+struct PointwiseSpec {
+    epilogue: Epilogue,
+    oc_vec: u32,
+}
+
+impl Specialize for PointwiseSpec {
+    fn write(&self, c: &mut Constants) {
+        self.epilogue.write(c);
+        c.set("Q", (POINTWISE_PX / 4) as u32);
+        c.set("OC_VEC", self.oc_vec.max(1));
+    }
+}
+
+/// The constants of `conv_depthwise*.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+struct DepthwiseSpec {
+    window: Window,
+    epilogue: Epilogue,
+    pad_mode: PaddingMode,
+    px: u32,
+    /// The row segment kept in registers; 0 for none.
+    row: u32,
+    vector_loads: bool,
+    /// Columns from the aligned vec4 before a strip to its first input (vector loads).
+    shift: u32,
+}
+
+impl Specialize for DepthwiseSpec {
+    fn write(&self, c: &mut Constants) {
+        self.window.write(c);
+        self.epilogue.write(c);
+        self.pad_mode.write(c);
+        c.set("PX", self.px.max(1));
+        c.set("ROW", self.row.max(1));
+        c.flag("ROWBUF", self.row > 0);
+        c.flag("VEC", self.vector_loads);
+        c.set("SHIFT", self.shift);
+    }
+}
+
+const CONV_DIRECT: Kernel<TiledConvParams, DirectSpec> = Kernel::new(
+    "conv_direct.wgsl",
+    &[
+        read("x"),
+        read("wt"),
+        read("bias"),
+        write("y"),
+        read_opt("res"),
+    ],
+);
+const CONV_POINTWISE: Kernel<PointwiseParams, PointwiseSpec> = Kernel::new(
+    "conv_pointwise.wgsl",
+    &[
+        read("x"),
+        read("wt"),
+        read("bias"),
+        write("y"),
+        read_opt("res"),
+    ],
+);
+const CONV_POINTWISE_SCALAR: Kernel<PointwiseParams, PointwiseSpec> = Kernel::new(
+    "conv_pointwise_scalar.wgsl",
+    &[
+        read("x"),
+        read("wt"),
+        read("bias"),
+        write("y"),
+        read_opt("res"),
+    ],
+);
+const DEPTHWISE_BINDINGS: &[Binding] = &[
+    read("x"),
+    read("wt"),
+    read("bias"),
+    write("y"),
+    read("x4"),
+    read_opt("res"),
+];
+const CONV_DEPTHWISE: Kernel<DepthwiseParams, DepthwiseSpec> =
+    Kernel::new("conv_depthwise.wgsl", DEPTHWISE_BINDINGS);
+const CONV_DEPTHWISE_VEC: Kernel<DepthwiseParams, DepthwiseSpec> =
+    Kernel::new("conv_depthwise_vec.wgsl", DEPTHWISE_BINDINGS);
+
+/// The kernels of this family.
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
+    &CONV_DIRECT,
+    &CONV_POINTWISE,
+    &CONV_POINTWISE_SCALAR,
+    &CONV_DEPTHWISE,
+    &CONV_DEPTHWISE_VEC,
+];
+
+/// The window of the register-tiled kernels' uniform: the geometry every tiled
+/// convolution shares, with the strip layout left to the plan.
+pub(crate) fn tiled_uniform(
+    n: usize,
+    c_in: usize,
+    in_hw: (usize, usize),
+    c_out: usize,
+    out_hw: (usize, usize),
+    groups: usize,
+    pads: (usize, usize),
+) -> TiledConvParams {
+    let (cin_pg, cout_pg) = (c_in / groups, c_out / groups);
+    let oc_vec = tile_oc_vec(cout_pg);
+    TiledConvParams {
+        n: n as u32,
+        c_in: c_in as u32,
+        h: in_hw.0 as u32,
+        w: in_hw.1 as u32,
+        c_out: c_out as u32,
+        oh: out_hw.0 as u32,
+        ow: out_hw.1 as u32,
+        groups: groups as u32,
+        cin_pg: cin_pg as u32,
+        cout_pg: cout_pg as u32,
+        cout_pg_pad: blocked_pad(cout_pg) as u32,
+        oc_blocks_pg: cout_pg.div_ceil(4 * oc_vec) as u32,
+        pad_h: pads.0 as u32,
+        pad_w: pads.1 as u32,
+        strips_x: 0,
+        strip_blocks: 0,
+    }
+}
+
+/// The direct kernel's dispatch for `p` from `input` to `out`.
+fn plan_direct(
+    p: &Conv2dParams,
+    input: [usize; 4],
+    out: [usize; 4],
+    row_buffer: bool,
+    epilogue: Epilogue,
+) -> Launch {
+    let [n, _, oh, ow] = out;
+    let px = strip_px(ow, DIRECT_PX_MAX);
+    let ((top, _), (left, _)) = p.pads();
+    let mut u = tiled_uniform(
+        n,
+        p.in_channels,
+        (input[2], input[3]),
+        p.out_channels,
+        (oh, ow),
+        p.groups,
+        (top, left),
+    );
+    u.strips_x = ow.div_ceil(px) as u32;
+    let spec = DirectSpec {
+        window: p.window(),
+        epilogue,
+        pad_mode: p.padding_mode,
+        px: px as u32,
+        oc_vec: tile_oc_vec(p.out_per_group()) as u32,
+        row: if row_buffer {
+            direct_row(p, ow) as u32
+        } else {
+            0
+        },
+    };
+    let wg = CONV_DIRECT.workgroup_size as usize;
+    let strip_blocks = (oh * u.strips_x as usize).div_ceil(wg);
+    u.strip_blocks = strip_blocks as u32;
+    let workgroups = n * p.groups * u.oc_blocks_pg as usize * strip_blocks;
+    CONV_DIRECT.launch(&spec, &u).workgroups(workgroups)
+}
+
+/// The pointwise kernel's dispatch for `p` from `input` to `out`.
+fn plan_pointwise(
+    p: &Conv2dParams,
+    input: [usize; 4],
+    vector_io: bool,
+    epilogue: Epilogue,
+) -> Launch {
+    let n = input[0];
+    let hw = input[2] * input[3];
+    let oc_vec = pointwise_oc_vec(p.out_channels);
+    let oc_blocks = p.out_channels.div_ceil(4 * oc_vec);
+    let kernel = if vector_io {
+        &CONV_POINTWISE
+    } else {
+        &CONV_POINTWISE_SCALAR
+    };
+    let tile_blocks = hw
+        .div_ceil(POINTWISE_PX)
+        .div_ceil(kernel.workgroup_size as usize);
+    let u = PointwiseParams {
+        n: n as u32,
+        c_in: p.in_channels as u32,
+        c_out: p.out_channels as u32,
+        hw: hw as u32,
+        cout_pad: blocked_pad(p.out_channels) as u32,
+        oc_blocks: oc_blocks as u32,
+        tile_blocks: tile_blocks as u32,
+    };
+    let spec = PointwiseSpec {
+        epilogue,
+        oc_vec: oc_vec as u32,
+    };
+    kernel
+        .launch(&spec, &u)
+        .workgroups(n * oc_blocks * tile_blocks)
+}
+
+/// The depthwise kernel's dispatch for `p` from `input` to `out`.
+fn plan_depthwise(
+    p: &Conv2dParams,
+    input: [usize; 4],
+    out: [usize; 4],
+    (row_buffer, vector_loads, vector_stores): (bool, bool, bool),
+    epilogue: Epilogue,
+) -> Launch {
+    let [n, c_out, oh, ow] = out;
+    let t = DepthwiseTile::new(p, ow, vector_loads);
+    let ((top, _), (left, _)) = p.pads();
+    let rows = n * c_out * oh;
+    let u = DepthwiseParams {
+        n: n as u32,
+        c_in: p.in_channels as u32,
+        h: input[2] as u32,
+        w: input[3] as u32,
+        c_out: c_out as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        multiplier: p.out_per_group() as u32,
+        pad_h: top as u32,
+        pad_w: left as u32,
+        strips_x: t.strips_x as u32,
+        rows: rows as u32,
+    };
+    let spec = DepthwiseSpec {
+        window: p.window(),
+        epilogue,
+        pad_mode: p.padding_mode,
+        px: t.px as u32,
+        row: if row_buffer { t.row as u32 } else { 0 },
+        vector_loads,
+        shift: if vector_loads {
+            ((4 - left % 4) % 4) as u32
+        } else {
+            0
+        },
+    };
+    let kernel = if vector_stores {
+        &CONV_DEPTHWISE_VEC
+    } else {
+        &CONV_DEPTHWISE
+    };
+    kernel.launch(&spec, &u).threads(rows)
+}
+
+/// The dispatch that runs `p` on `input` with `kernel` (which must support it).
+pub(crate) fn plan(
+    p: &Conv2dParams,
+    input: [usize; 4],
+    kernel: ConvKernel,
+    epilogue: Epilogue,
+) -> Result<Launch> {
+    let out = p.output_shape(input)?;
+    fail_if(!kernel.supports(p, input), "kernel", || {
+        format!("{kernel:?} does not support {p:?} on input {input:?}")
+    })?;
+    Ok(match kernel {
+        ConvKernel::Direct { row_buffer } => plan_direct(p, input, out, row_buffer, epilogue),
+        ConvKernel::Pointwise { vector_io } => plan_pointwise(p, input, vector_io, epilogue),
+        ConvKernel::Depthwise {
+            row_buffer,
+            vector_loads,
+            vector_stores,
+        } => plan_depthwise(
+            p,
+            input,
+            out,
+            (row_buffer, vector_loads, vector_stores),
+            epilogue,
+        ),
+    })
+}
+
+/// A convolution layer's weights: kept on the host in PyTorch's layout and uploaded, on
+/// the first use of a kernel, in the layout that kernel reads; the bias on the GPU.
+/// [`Conv2d`] and the transposed convolution share it.
+#[derive(Debug)]
+pub(crate) struct PackedWeights {
+    gpu: Gpu,
+    host: Vec<f32>,
+    bias: Arc<PooledBuffer>,
+    layouts: [OnceLock<Arc<PooledBuffer>>; 2],
+}
+
+impl PackedWeights {
+    /// Checks `weight` against `shape` and `bias` against `(has_bias, out_channels)`, then
+    /// uploads the bias (zeros for a layer without one).
+    pub(crate) fn new(
+        gpu: &Gpu,
+        shape: [usize; 4],
+        weight: ArrayView4<f32>,
+        (has_bias, out_channels): (bool, usize),
+        bias: Option<ArrayView1<f32>>,
+    ) -> Result<Self> {
+        if weight.shape() != shape {
+            return Err(Error::ShapeMismatch {
+                name: "weight",
+                expected: shape.to_vec(),
+                actual: weight.shape().to_vec(),
+            });
+        }
+        let bias = bias_or_zeros(has_bias, out_channels, bias)?;
+        Ok(PackedWeights {
+            gpu: gpu.clone(),
+            host: weight.iter().copied().collect(),
+            bias: gpu.upload_f32("bias", &bias)?,
+            layouts: [OnceLock::new(), OnceLock::new()],
+        })
+    }
+
+    /// `{prefix}.weight` of `shape` and, with `has_bias`, `{prefix}.bias`.
+    pub(crate) fn load(
+        sd: &StateDict,
+        prefix: &str,
+        shape: [usize; 4],
+        (has_bias, out_channels): (bool, usize),
+    ) -> Result<(Array4<f32>, Option<Array1<f32>>)> {
+        let w = sd.get4(&key(prefix, "weight"), shape)?;
+        let b = if has_bias {
+            Some(sd.get1(&key(prefix, "bias"), out_channels)?)
+        } else {
+            None
+        };
+        Ok((w, b))
+    }
+
+    pub(crate) fn gpu_id(&self) -> u64 {
+        self.gpu.id()
+    }
+
+    pub(crate) fn bias(&self) -> &Arc<PooledBuffer> {
+        &self.bias
+    }
+
+    /// Layout `slot`: `pack` of the PyTorch-layout weights, uploaded on first use.
+    pub(crate) fn layout(
+        &self,
+        slot: usize,
+        pack: &dyn Fn(&[f32]) -> Vec<f32>,
+    ) -> Result<&Arc<PooledBuffer>> {
+        if let Some(b) = self.layouts[slot].get() {
+            return Ok(b);
+        }
+        let buf = self.gpu.upload_f32("weight", &pack(&self.host))?;
+        Ok(self.layouts[slot].get_or_init(|| buf))
+    }
 }
 
 /// A convolution layer on the GPU: parameters plus weights uploaded once, in the layout
 /// each kernel wants (repacked on first use of that kernel).
+#[derive(Debug)]
 pub struct Conv2d {
-    gpu: Gpu,
     params: Conv2dParams,
-    /// PyTorch-layout weights, kept on the host for repacking.
-    weight_host: Vec<f32>,
-    bias: Arc<PooledBuffer>,
-    /// `[C_out, C_in/g, kH, kW]` as given (depthwise kernel).
-    weight_plain: OnceLock<Arc<PooledBuffer>>,
-    /// `[g][C_in/g][kH][kW][C_out/g padded to the channel tile]` (direct and pointwise).
-    weight_blocked: OnceLock<Arc<PooledBuffer>>,
-}
-
-impl std::fmt::Debug for Conv2d {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conv2d")
-            .field("params", &self.params)
-            .finish()
-    }
+    /// Layouts: 0 PyTorch's as given (depthwise kernels), 1 [`pack_blocked`] (direct and
+    /// pointwise kernels).
+    weights: PackedWeights,
 }
 
 impl Conv2d {
@@ -550,24 +1046,27 @@ impl Conv2d {
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
         params.validate()?;
-        if weight.shape() != params.weight_shape() {
-            return Err(Error::ShapeMismatch {
-                name: "weight",
-                expected: params.weight_shape().to_vec(),
-                actual: weight.shape().to_vec(),
-            });
-        }
-        let bias_host = bias_or_zeros(params.bias, params.out_channels, bias)?;
-        let weight_host: Vec<f32> = weight.iter().copied().collect();
         gpu.check_binding_size("weight", 4 * blocked_len(&params) as u64)?;
-        Ok(Conv2d {
-            gpu: gpu.clone(),
-            params,
-            weight_host,
-            bias: gpu.upload_f32("bias", &bias_host)?,
-            weight_plain: OnceLock::new(),
-            weight_blocked: OnceLock::new(),
-        })
+        let weights = PackedWeights::new(
+            gpu,
+            params.weight_shape(),
+            weight,
+            (params.bias, params.out_channels),
+            bias,
+        )?;
+        Ok(Conv2d { params, weights })
+    }
+
+    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `params.bias`) by PyTorch's names.
+    pub fn load(gpu: &Gpu, params: Conv2dParams, sd: &StateDict, prefix: &str) -> Result<Self> {
+        params.validate()?;
+        let (w, b) = PackedWeights::load(
+            sd,
+            prefix,
+            params.weight_shape(),
+            (params.bias, params.out_channels),
+        )?;
+        Self::new(gpu, params, w.view(), b.as_ref().map(|b| b.view()))
     }
 
     /// The layer's parameters.
@@ -582,7 +1081,7 @@ impl Conv2d {
 
     /// Records the convolution of `input` with the kernel [`select_kernel`] picks.
     pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
-        let kernel = select_kernel(&self.params, input.shape());
+        let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
         self.forward_with(rec, input, kernel)
     }
 
@@ -609,7 +1108,7 @@ impl Conv2d {
         residual: &Tensor,
         join: ResidualJoin,
     ) -> Result<Tensor> {
-        let kernel = select_kernel(&self.params, input.shape());
+        let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
         self.forward_residual_with(rec, input, residual, join, kernel)
     }
 
@@ -623,15 +1122,16 @@ impl Conv2d {
         kernel: ConvKernel,
     ) -> Result<Tensor> {
         residual.check_gpu(rec.gpu(), "residual")?;
-        if matches!(join, ResidualJoin::AddThen(_)) && self.params.activation != Activation::None {
-            return Err(invalid(
-                "join",
+        fail_if(
+            matches!(join, ResidualJoin::AddThen(_)) && self.params.activation != Activation::None,
+            "join",
+            || {
                 format!(
                     "AddThen applies its own activation; the convolution already has {:?}",
                     self.params.activation
-                ),
-            ));
-        }
+                )
+            },
+        )?;
         let out = self.params.output_shape(input.shape())?;
         super::same_shape("residual", out, residual.shape())?;
         self.record(rec, input, kernel, 0, Some((residual, join)))
@@ -647,17 +1147,18 @@ impl Conv2d {
         input: &Tensor,
         groups: usize,
     ) -> Result<Tensor> {
-        if groups == 0 || !self.params.out_channels.is_multiple_of(groups) {
-            return Err(invalid(
-                "groups",
+        fail_if(
+            groups == 0 || !self.params.out_channels.is_multiple_of(groups),
+            "groups",
+            || {
                 format!(
                     "out_channels ({}) must be divisible by the shuffle groups ({groups})",
                     self.params.out_channels
-                ),
-            ));
-        }
-        let kernel = select_kernel(&self.params, input.shape());
-        self.record(rec, input, kernel, groups, None)
+                )
+            },
+        )?;
+        let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
+        self.record(rec, input, kernel, groups as u32, None)
     }
 
     fn record(
@@ -665,221 +1166,40 @@ impl Conv2d {
         rec: &mut Recorder<'_>,
         input: &Tensor,
         kernel: ConvKernel,
-        shuffle_groups: usize,
+        shuffle_groups: u32,
         residual: Option<(&Tensor, ResidualJoin)>,
     ) -> Result<Tensor> {
-        let gpu = rec.gpu();
-        input.check_gpu(gpu, "input")?;
-        check_owner(self.gpu.id(), gpu, "layer")?;
-        let p = &self.params;
-        let in_shape = input.shape();
-        let out_shape = p.output_shape(in_shape)?;
-        if !kernel.supports(p, in_shape) {
-            return Err(invalid(
-                "kernel",
-                format!("{kernel:?} does not support {p:?} on input {in_shape:?}"),
-            ));
-        }
-        let output = rec.empty("output", out_shape)?;
-        // Output channels per invocation in vec4 units; the blocked weight layout is padded
-        // for the largest tile, so every kernel's tile divides it.
-        let oc_vec = match kernel {
-            ConvKernel::Direct => tile_oc_vec(p.out_per_group()),
-            ConvKernel::Pointwise => pointwise_oc_vec(p.out_per_group()),
-            ConvKernel::Depthwise => 1,
+        input.check_gpu(rec.gpu(), "input")?;
+        check_owner(self.weights.gpu_id(), rec.gpu(), "layer")?;
+        let epilogue = Epilogue {
+            act: self.params.activation,
+            residual: residual.map(|(_, j)| j),
+            shuffle_groups,
         };
-        let cout_pg = p.out_per_group();
-        let cout_pg_pad = blocked_pad(cout_pg);
-        let oc_blocks_pg = cout_pg.div_ceil(4 * oc_vec);
-        let [n, _, oh, ow] = out_shape;
-        let mut u = ConvUniform {
-            n: n as u32,
-            c_in: p.in_channels as u32,
-            h: in_shape[2] as u32,
-            w: in_shape[3] as u32,
-            c_out: p.out_channels as u32,
-            oh: oh as u32,
-            ow: ow as u32,
-            groups: p.groups as u32,
-            cin_pg: p.in_per_group() as u32,
-            cout_pg: cout_pg as u32,
-            cout_pg_pad: cout_pg_pad as u32,
-            oc_blocks_pg: oc_blocks_pg as u32,
-            pad_h: p.pads().0 .0 as u32,
-            pad_w: p.pads().1 .0 as u32,
-            strips_x: 0,
-            work: 0,
+        let launch = plan(&self.params, input.shape(), kernel, epilogue)?;
+        let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
+        let weight = match kernel {
+            ConvKernel::Depthwise { .. } => self.weights.layout(0, &|w| w.to_vec())?,
+            _ => self.weights.layout(1, &|w| pack_blocked(&self.params, w))?,
         };
-        let act = (
-            "ACT",
-            match residual {
-                Some((_, ResidualJoin::AddThen(a))) => a.shader_code(),
-                _ => p.activation.shader_code(),
-            },
-        );
-        let shuffle = ("SHUFFLE_G", shuffle_groups as f64);
-        let pad_mode = ("PAD_MODE", p.padding_mode.shader_code());
-        let join = (
-            "RESIDUAL",
-            match residual {
-                None => 0.0,
-                Some((_, ResidualJoin::AfterActivation)) => 1.0,
-                Some((_, ResidualJoin::BeforeActivation | ResidualJoin::AddThen(_))) => 2.0,
-            },
-        );
-        // Bound to the input when there is none (read-only aliasing is allowed).
-        let res = residual.map_or(input, |(r, _)| r).pooled();
-        match kernel {
-            ConvKernel::Direct => {
-                let px = strip_px(ow, DIRECT_PX_MAX);
-                let strips_x = ow.div_ceil(px);
-                let strips = oh * strips_x;
-                let strip_blocks = strips.div_ceil(WORKGROUP);
-                u.strips_x = strips_x as u32;
-                u.work = strip_blocks as u32;
-                let row = (px - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
-                let rowbuf = row <= DIRECT_ROW_MAX;
-                let pipeline = gpu.pipeline(
-                    "conv_direct.wgsl",
-                    &[
-                        ("PX", px as u32),
-                        ("OC_VEC", oc_vec as u32),
-                        ("ROW", if rowbuf { row as u32 } else { 1 }),
-                        ("ROWBUF", rowbuf as u32),
-                    ],
-                    &[
-                        act,
-                        shuffle,
-                        pad_mode,
-                        join,
-                        ("KH", p.kernel_size.0 as f64),
-                        ("KW", p.kernel_size.1 as f64),
-                        ("SH", p.stride.0 as f64),
-                        ("SW", p.stride.1 as f64),
-                        ("DH", p.dilation.0 as f64),
-                        ("DW", p.dilation.1 as f64),
-                    ],
-                )?;
-                let weight = self.blocked()?;
-                let groups_total = (n * p.groups * oc_blocks_pg * strip_blocks) as u64;
-                rec.dispatch(
-                    &pipeline,
-                    &u,
-                    &[input.pooled(), weight, &self.bias, output.pooled(), res],
-                    groups_total,
-                )?;
-            }
-            ConvKernel::Pointwise => {
-                let pixels = in_shape[2] * in_shape[3];
-                let tiles = pixels.div_ceil(POINTWISE_PX);
-                let tile_blocks = tiles.div_ceil(WORKGROUP);
-                u.strips_x = tiles as u32;
-                u.work = tile_blocks as u32;
-                // Planes of a multiple of 4 pixels are read and written as vec4s.
-                let shader = if pixels.is_multiple_of(4) {
-                    "conv_pointwise.wgsl"
-                } else {
-                    "conv_pointwise_scalar.wgsl"
-                };
-                let pipeline = gpu.pipeline(
-                    shader,
-                    &[("Q", (POINTWISE_PX / 4) as u32), ("OC_VEC", oc_vec as u32)],
-                    &[act, shuffle, join],
-                )?;
-                let weight = self.blocked()?;
-                rec.dispatch(
-                    &pipeline,
-                    &u,
-                    &[input.pooled(), weight, &self.bias, output.pooled(), res],
-                    (n * oc_blocks_pg * tile_blocks) as u64,
-                )?;
-            }
-            ConvKernel::Depthwise => {
-                // Aligned vec4 row loads when every strip starts at the same offset
-                // from a 4-aligned column: 8-pixel strips (the last one may overhang).
-                let vec = p.padding_mode == PaddingMode::Zeros
-                    && in_shape[3].is_multiple_of(4)
-                    && (DEPTHWISE_PX_MAX * p.stride.1).is_multiple_of(4);
-                let px = if vec {
-                    DEPTHWISE_PX_MAX
-                } else {
-                    strip_px(ow, DEPTHWISE_PX_MAX)
-                };
-                let strips_x = ow.div_ceil(px);
-                let total = n * p.out_channels * oh;
-                u.strips_x = strips_x as u32;
-                u.work = total as u32;
-                let row = (px - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
-                let rowbuf = row <= DEPTHWISE_ROW_MAX;
-                let vec = vec && rowbuf;
-                let shift = (4 - u.pad_w % 4) % 4;
-                // Vector stores when output rows and strips are multiples of 4 pixels.
-                let shader = if px.is_multiple_of(4) && ow.is_multiple_of(4) {
-                    "conv_depthwise_vec.wgsl"
-                } else {
-                    "conv_depthwise.wgsl"
-                };
-                let pipeline = gpu.pipeline(
-                    shader,
-                    &[
-                        ("PX", px as u32),
-                        ("ROW", if rowbuf { row as u32 } else { 1 }),
-                        ("ROWBUF", rowbuf as u32),
-                        ("VEC", vec as u32),
-                    ],
-                    &[
-                        act,
-                        shuffle,
-                        pad_mode,
-                        ("KH", p.kernel_size.0 as f64),
-                        ("KW", p.kernel_size.1 as f64),
-                        ("SH", p.stride.0 as f64),
-                        ("SW", p.stride.1 as f64),
-                        ("DH", p.dilation.0 as f64),
-                        ("DW", p.dilation.1 as f64),
-                        ("SHIFT", if vec { shift as f64 } else { 0.0 }),
-                        join,
-                    ],
-                )?;
-                let weight = self.plain()?;
-                rec.dispatch(
-                    &pipeline,
-                    &u,
-                    &[
-                        input.pooled(),
-                        weight,
-                        &self.bias,
-                        output.pooled(),
-                        input.pooled(),
-                        res,
-                    ],
-                    total.div_ceil(WORKGROUP) as u64,
-                )?;
-            }
-        }
+        let args = Args::new()
+            .read("x", input)
+            .read("wt", weight)
+            .read("bias", self.weights.bias())
+            .write("y", &output)
+            .read_opt("res", residual.map(|(r, _)| r));
+        // The depthwise kernels also read the input as vec4s.
+        let args = match kernel {
+            ConvKernel::Depthwise { .. } => args.read("x4", input),
+            _ => args,
+        };
+        rec.run(&launch, args)?;
         Ok(output)
     }
 
     /// Cost of this layer on `input`.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         self.params.cost(input)
-    }
-
-    fn plain(&self) -> Result<&Arc<PooledBuffer>> {
-        if let Some(b) = self.weight_plain.get() {
-            return Ok(b);
-        }
-        let buf = self.gpu.upload_f32("weight", &self.weight_host)?;
-        Ok(self.weight_plain.get_or_init(|| buf))
-    }
-
-    fn blocked(&self) -> Result<&Arc<PooledBuffer>> {
-        if let Some(b) = self.weight_blocked.get() {
-            return Ok(b);
-        }
-        let packed = pack_blocked(&self.params, &self.weight_host);
-        let buf = self.gpu.upload_f32("weight", &packed)?;
-        Ok(self.weight_blocked.get_or_init(|| buf))
     }
 }
 
@@ -991,35 +1311,64 @@ impl DepthwiseSeparableParams {
         }
     }
 
+    /// Sets the depthwise stage's stride.
+    pub fn stride(mut self, stride: impl IntoPair) -> Self {
+        self.depthwise = self.depthwise.stride(stride);
+        self
+    }
+
+    /// Sets the depthwise stage's symmetric padding.
+    pub fn padding(mut self, padding: impl IntoPair) -> Self {
+        self.depthwise = self.depthwise.padding(padding);
+        self
+    }
+
+    /// Sets the depthwise stage's dilation.
+    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
+        self.depthwise = self.depthwise.dilation(dilation);
+        self
+    }
+
+    /// Enables or disables both stages' biases.
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.depthwise = self.depthwise.bias(bias);
+        self.pointwise = self.pointwise.bias(bias);
+        self
+    }
+
+    /// Sets the activations fused after the depthwise and after the pointwise stage.
+    pub fn activations(mut self, depthwise: Activation, pointwise: Activation) -> Self {
+        self.depthwise = self.depthwise.activation(depthwise);
+        self.pointwise = self.pointwise.activation(pointwise);
+        self
+    }
+
     /// Checks that the stages fit together: a depthwise first stage, a 1x1 second stage
     /// whose input channels are the first stage's output channels.
     pub fn validate(&self) -> Result<()> {
         self.depthwise.validate()?;
         self.pointwise.validate()?;
-        if !self.depthwise.is_depthwise() {
-            return Err(invalid(
-                "depthwise.groups",
-                format!(
-                    "must equal in_channels ({}) for the depthwise stage, got {}",
-                    self.depthwise.in_channels, self.depthwise.groups
-                ),
-            ));
-        }
-        if self.pointwise.kernel_size != (1, 1) {
-            return Err(invalid(
-                "pointwise.kernel_size",
-                format!("must be (1, 1), got {:?}", self.pointwise.kernel_size),
-            ));
-        }
-        if self.pointwise.in_channels != self.depthwise.out_channels {
-            return Err(invalid(
-                "pointwise.in_channels",
+        fail_if(!self.depthwise.is_depthwise(), "depthwise.groups", || {
+            format!(
+                "must equal in_channels ({}) for the depthwise stage, got {}",
+                self.depthwise.in_channels, self.depthwise.groups
+            )
+        })?;
+        fail_if(
+            self.pointwise.kernel_size != (1, 1),
+            "pointwise.kernel_size",
+            || format!("must be (1, 1), got {:?}", self.pointwise.kernel_size),
+        )?;
+        fail_if(
+            self.pointwise.in_channels != self.depthwise.out_channels,
+            "pointwise.in_channels",
+            || {
                 format!(
                     "must equal the depthwise stage's out_channels ({}), got {}",
                     self.depthwise.out_channels, self.pointwise.in_channels
-                ),
-            ));
-        }
+                )
+            },
+        )?;
         Ok(())
     }
 
@@ -1062,6 +1411,21 @@ impl DepthwiseSeparableConv2d {
         Ok(DepthwiseSeparableConv2d {
             depthwise: Conv2d::new(gpu, params.depthwise, depthwise_weight, depthwise_bias)?,
             pointwise: Conv2d::new(gpu, params.pointwise, pointwise_weight, pointwise_bias)?,
+        })
+    }
+
+    /// Loads `{prefix}.depthwise.*` and `{prefix}.pointwise.*` by PyTorch's names (a
+    /// module with two `nn.Conv2d` attributes of those names).
+    pub fn load(
+        gpu: &Gpu,
+        params: DepthwiseSeparableParams,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        params.validate()?;
+        Ok(DepthwiseSeparableConv2d {
+            depthwise: Conv2d::load(gpu, params.depthwise, sd, &key(prefix, "depthwise"))?,
+            pointwise: Conv2d::load(gpu, params.pointwise, sd, &key(prefix, "pointwise"))?,
         })
     }
 

@@ -7,18 +7,98 @@
 //! The GPU kernel is a gather (every output pixel reads the inputs that reach it), so
 //! results are deterministic.
 
-use std::sync::{Arc, OnceLock};
-
 use ndarray::{ArrayView1, ArrayView4};
 
-use super::conv::{blocked_pad, strip_px, tile_oc_vec, ConvUniform, WORKGROUP};
+use super::conv::{
+    blocked_pad, strip_px, tile_oc_vec, tiled_uniform, Epilogue, PackedWeights, TiledConvParams,
+};
+use super::{pair_setters, setters, Activation, Cost, IntoPair, Window};
+use crate::error::{fail_if, Result};
+use crate::gpu::{check_owner, DeviceCaps, Gpu, Recorder, Tensor};
+use crate::launch::{
+    read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Launch, Specialize,
+};
+use crate::weights::StateDict;
 
 /// Most output pixels of one phase per invocation: 8 measured faster than 16 on lavapipe
 /// (4x4 stride-2 64 -> 32 at 28x28: 3.9 against 4.3 ms), fewer live registers per lane.
 const TRANSPOSED_PX_MAX: usize = 8;
-use super::{Activation, Cost, IntoPair};
-use crate::error::{invalid, Error, Result};
-use crate::gpu::{check_dims, check_owner, Gpu, PooledBuffer, Recorder, Tensor};
+
+uniform! {
+    /// `shaders/conv_transpose_blocks.wgsl`.
+    pub(crate) struct BlocksParams {
+        n: u32,
+        c_in: u32,
+        h: u32,
+        w4: u32,
+        c_out: u32,
+        total: u32,
+    }
+}
+
+/// The constants of `conv_transpose.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+struct GatherSpec {
+    window: Window,
+    epilogue: Epilogue,
+    px: u32,
+    oc_vec: u32,
+    /// Taps of one phase along a row when they share a shifted window (no dilation), 0
+    /// otherwise.
+    taps: u32,
+}
+
+impl Specialize for GatherSpec {
+    fn write(&self, c: &mut Constants) {
+        self.window.write(c);
+        self.epilogue.write(c);
+        c.set("PX", self.px.max(1));
+        c.set("OC_VEC", self.oc_vec.max(1));
+        c.set("TAPS", self.taps);
+    }
+}
+
+/// The constants of `conv_transpose_blocks.wgsl`: the stride (= kernel) and activation.
+#[derive(Clone, Copy, Debug)]
+struct BlocksSpec {
+    stride: (u32, u32),
+    act: Activation,
+}
+
+impl Default for BlocksSpec {
+    fn default() -> Self {
+        BlocksSpec {
+            stride: (2, 2),
+            act: Activation::None,
+        }
+    }
+}
+
+impl Specialize for BlocksSpec {
+    fn write(&self, c: &mut Constants) {
+        c.set("SH", self.stride.0);
+        c.set("SW", self.stride.1);
+        self.act.write(c);
+    }
+}
+
+const CONV_TRANSPOSE: Kernel<TiledConvParams, GatherSpec> = Kernel::new(
+    "conv_transpose.wgsl",
+    &[
+        read("x"),
+        read("wt"),
+        read("bias"),
+        write("y"),
+        read_opt("res"),
+    ],
+);
+const CONV_TRANSPOSE_BLOCKS: Kernel<BlocksParams, BlocksSpec> = Kernel::new(
+    "conv_transpose_blocks.wgsl",
+    &[read("x"), read("wt"), read("bias"), write("y")],
+);
+
+/// The kernels of this family.
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&CONV_TRANSPOSE, &CONV_TRANSPOSE_BLOCKS];
 
 /// Parameters of a transposed convolution, named as in `torch.nn.ConvTranspose2d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,46 +143,14 @@ impl ConvTranspose2dParams {
         }
     }
 
-    /// Sets the stride.
-    pub fn stride(mut self, stride: impl IntoPair) -> Self {
-        self.stride = stride.into_pair();
-        self
-    }
-
-    /// Sets the padding.
-    pub fn padding(mut self, padding: impl IntoPair) -> Self {
-        self.padding = padding.into_pair();
-        self
-    }
-
-    /// Sets the output padding.
-    pub fn output_padding(mut self, output_padding: impl IntoPair) -> Self {
-        self.output_padding = output_padding.into_pair();
-        self
-    }
-
-    /// Sets the dilation.
-    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
-        self.dilation = dilation.into_pair();
-        self
-    }
-
-    /// Sets the number of groups.
-    pub fn groups(mut self, groups: usize) -> Self {
-        self.groups = groups;
-        self
-    }
-
-    /// Enables or disables the bias.
-    pub fn bias(mut self, bias: bool) -> Self {
-        self.bias = bias;
-        self
-    }
-
-    /// Sets the fused activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
+    /// The window (kernel size, stride, padding, dilation).
+    pub fn window(&self) -> Window {
+        Window {
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+        }
     }
 
     /// Input channels per group.
@@ -148,14 +196,9 @@ impl ConvTranspose2dParams {
                 self.dilation.1,
             ),
         ] {
-            if op >= s && op >= d {
-                return Err(invalid(
-                    "output_padding",
-                    format!(
-                        "{op} ({axis}) must be smaller than either stride ({s}) or dilation ({d})"
-                    ),
-                ));
-            }
+            fail_if(op >= s && op >= d, "output_padding", || {
+                format!("{op} ({axis}) must be smaller than either stride ({s}) or dilation ({d})")
+            })?;
         }
         Ok(())
     }
@@ -163,76 +206,67 @@ impl ConvTranspose2dParams {
     /// Validates against an input shape `[N, C, H, W]`; returns `[N, C_out, H_out, W_out]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         self.validate()?;
-        check_dims("input", &input)?;
-        if input[1] != self.in_channels {
-            return Err(Error::ShapeMismatch {
-                name: "input",
-                expected: vec![input[0], self.in_channels, input[2], input[3]],
-                actual: input.to_vec(),
-            });
-        }
-        let len = |i: usize, k: usize, s: usize, p: usize, d: usize, op: usize| -> Result<usize> {
+        super::check_channels(input, self.in_channels)?;
+        let [oh, ow] = super::per_axis(|a, pick| {
+            let (i, k, s) = (input[2 + a], pick(self.kernel_size), pick(self.stride));
+            let (p, d, op) = (
+                pick(self.padding),
+                pick(self.dilation),
+                pick(self.output_padding),
+            );
             let full = (i - 1) * s + d * (k - 1) + op + 1;
-            if 2 * p >= full {
-                return Err(invalid(
-                    "padding",
-                    format!(
-                        "2 * padding ({}) removes the whole output ({full} before padding): \
+            fail_if(2 * p >= full, "padding", || {
+                format!(
+                    "2 * padding ({}) removes the whole output ({full} before padding): \
                          output size would be {}",
-                        2 * p,
-                        full as i64 - 2 * p as i64
-                    ),
-                ));
-            }
+                    2 * p,
+                    full as i64 - 2 * p as i64
+                )
+            })?;
             Ok(full - 2 * p)
-        };
-        let oh = len(
-            input[2],
-            self.kernel_size.0,
-            self.stride.0,
-            self.padding.0,
-            self.dilation.0,
-            self.output_padding.0,
-        )?;
-        let ow = len(
-            input[3],
-            self.kernel_size.1,
-            self.stride.1,
-            self.padding.1,
-            self.dilation.1,
-            self.output_padding.1,
-        )?;
+        })?;
         Ok([input[0], self.out_channels, oh, ow])
     }
 
     /// Parameters, MACs (every input pixel times every weight of its group) and bytes.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let out = self.output_shape(input)?;
-        let weights =
-            (self.in_channels * self.out_per_group() * self.kernel_size.0 * self.kernel_size.1)
-                as u64;
-        let params = weights
-            + if self.bias {
-                self.out_channels as u64
-            } else {
-                0
-            };
-        let in_pixels = (input[0] * input[2] * input[3]) as u64;
-        let elems_in = input.iter().product::<usize>() as u64;
-        let elems_out = out.iter().product::<usize>() as u64;
-        Ok(Cost {
-            params,
-            macs: weights * in_pixels,
-            bytes: 4 * (elems_in + elems_out + params),
-        })
+        let weights = self.weight_shape().iter().product();
+        let bias = if self.bias { self.out_channels } else { 0 };
+        let pixels = input[0] * input[2] * input[3];
+        Ok(Cost::of_layer((weights, bias), pixels, input, out))
     }
 }
+
+setters!(ConvTranspose2dParams {
+    /// Sets the number of groups.
+    groups: usize,
+    /// Enables or disables the bias.
+    bias: bool,
+    /// Sets the fused activation.
+    activation: Activation,
+});
+
+pair_setters!(ConvTranspose2dParams {
+    /// Sets the output padding.
+    output_padding,
+    /// Sets the stride (one value or a `(height, width)` pair).
+    stride,
+    /// Sets the padding (one value or a `(height, width)` pair).
+    padding,
+    /// Sets the dilation (one value or a `(height, width)` pair).
+    dilation,
+});
 
 /// The GPU kernels a transposed convolution can run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvTransposeKernel {
     /// Gather by output phase (`conv_transpose.wgsl`): every configuration.
-    Gather,
+    Gather {
+        /// Without dilation a phase's successive taps read the same input columns shifted
+        /// by one: each further tap loads one new input and shifts the rest in registers.
+        shifted_taps: bool,
+    },
     /// Kernel equal to the stride, no padding, dilation, output padding or groups
     /// (`conv_transpose_blocks.wgsl`): every input pixel writes its own output block,
     /// vectorised over four input pixels; needs an input width divisible by 4.
@@ -240,34 +274,108 @@ pub enum ConvTransposeKernel {
 }
 
 impl ConvTransposeKernel {
-    /// Every kernel, for tests that force each one.
-    pub const ALL: [ConvTransposeKernel; 2] = [
-        ConvTransposeKernel::Gather,
+    /// Every kernel and sub-variant, for tests that force each one.
+    pub const ALL: [ConvTransposeKernel; 3] = [
         ConvTransposeKernel::PixelBlocks,
+        ConvTransposeKernel::Gather { shifted_taps: true },
+        ConvTransposeKernel::Gather {
+            shifted_taps: false,
+        },
     ];
 
     /// Whether this kernel can run `params` on `input`.
     pub fn supports(self, params: &ConvTranspose2dParams, input: [usize; 4]) -> bool {
-        match self {
-            ConvTransposeKernel::Gather => true,
-            ConvTransposeKernel::PixelBlocks => {
-                pixel_blocks_params(params) && input[3].is_multiple_of(4)
+        params.output_shape(input).is_ok()
+            && match self {
+                ConvTransposeKernel::Gather { shifted_taps } => {
+                    !shifted_taps || params.dilation.1 == 1
+                }
+                ConvTransposeKernel::PixelBlocks => {
+                    pixel_blocks_params(params) && input[3].is_multiple_of(4)
+                }
             }
-        }
     }
 }
 
 /// The kernel the library runs: [`ConvTransposeKernel::PixelBlocks`] where it applies,
-/// [`ConvTransposeKernel::Gather`] otherwise.
-pub fn select_transposed_kernel(
+/// the gather otherwise (with shifted taps where there is no dilation).
+pub fn select_kernel(
     params: &ConvTranspose2dParams,
     input: [usize; 4],
+    caps: &DeviceCaps,
 ) -> ConvTransposeKernel {
-    if ConvTransposeKernel::PixelBlocks.supports(params, input) {
-        ConvTransposeKernel::PixelBlocks
-    } else {
-        ConvTransposeKernel::Gather
-    }
+    let _ = caps;
+    ConvTransposeKernel::ALL
+        .into_iter()
+        .find(|k| k.supports(params, input))
+        .unwrap_or(ConvTransposeKernel::Gather {
+            shifted_taps: false,
+        })
+}
+
+/// The dispatch that runs `p` on `input` with `kernel` (which must support it).
+fn plan(
+    p: &ConvTranspose2dParams,
+    input: [usize; 4],
+    kernel: ConvTransposeKernel,
+) -> Result<Launch> {
+    let out = p.output_shape(input)?;
+    fail_if(!kernel.supports(p, input), "kernel", || {
+        format!("{kernel:?} does not support {p:?} on input {input:?}")
+    })?;
+    let shifted_taps = match kernel {
+        ConvTransposeKernel::PixelBlocks => {
+            let w4 = input[3] / 4;
+            let total = input[0] * p.out_channels * input[2] * w4;
+            let u = BlocksParams {
+                n: input[0] as u32,
+                c_in: p.in_channels as u32,
+                h: input[2] as u32,
+                w4: w4 as u32,
+                c_out: p.out_channels as u32,
+                total: total as u32,
+            };
+            let spec = BlocksSpec {
+                stride: (p.stride.0 as u32, p.stride.1 as u32),
+                act: p.activation,
+            };
+            return Ok(CONV_TRANSPOSE_BLOCKS.launch(&spec, &u).threads(total));
+        }
+        ConvTransposeKernel::Gather { shifted_taps } => shifted_taps,
+    };
+    let [n, _, oh, ow] = out;
+    let mut u = tiled_uniform(
+        n,
+        p.in_channels,
+        (input[2], input[3]),
+        p.out_channels,
+        (oh, ow),
+        p.groups,
+        p.padding,
+    );
+    // Pixels of one phase per row: ceil(ow / sW); strips of px of them.
+    let per_phase = ow.div_ceil(p.stride.1);
+    let px = strip_px(per_phase, TRANSPOSED_PX_MAX);
+    u.strips_x = per_phase.div_ceil(px) as u32;
+    let strips = oh * p.stride.1 * u.strips_x as usize;
+    let strip_blocks = strips.div_ceil(CONV_TRANSPOSE.workgroup_size as usize);
+    u.strip_blocks = strip_blocks as u32;
+    let spec = GatherSpec {
+        window: p.window(),
+        epilogue: Epilogue {
+            act: p.activation,
+            ..Epilogue::default()
+        },
+        px: px as u32,
+        oc_vec: tile_oc_vec(p.out_per_group()) as u32,
+        taps: if shifted_taps {
+            p.kernel_size.1.div_ceil(p.stride.1) as u32
+        } else {
+            0
+        },
+    };
+    let workgroups = n * p.groups * u.oc_blocks_pg as usize * strip_blocks;
+    Ok(CONV_TRANSPOSE.launch(&spec, &u).workgroups(workgroups))
 }
 
 /// Kernel equal to stride (up to 4, the vec4 store pattern's register tile), nothing else.
@@ -282,24 +390,11 @@ fn pixel_blocks_params(p: &ConvTranspose2dParams) -> bool {
 }
 
 /// A transposed convolution layer on the GPU.
+#[derive(Debug)]
 pub struct ConvTranspose2d {
-    gpu: Gpu,
     params: ConvTranspose2dParams,
-    /// PyTorch-layout weights, kept on the host for repacking.
-    weight_host: Vec<f32>,
-    bias: Arc<PooledBuffer>,
-    /// Each kernel's weight layout, uploaded on its first use (as in `Conv2d`): phase
-    /// gather [`pack`], pixel blocks [`pack_blocks`].
-    weight_gather: OnceLock<Arc<PooledBuffer>>,
-    weight_blocks: OnceLock<Arc<PooledBuffer>>,
-}
-
-impl std::fmt::Debug for ConvTranspose2d {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConvTranspose2d")
-            .field("params", &self.params)
-            .finish()
-    }
+    /// Layouts: 0 the phase gather's ([`pack`]), 1 the pixel blocks' ([`pack_blocks`]).
+    weights: PackedWeights,
 }
 
 impl ConvTranspose2d {
@@ -313,22 +408,31 @@ impl ConvTranspose2d {
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
         params.validate()?;
-        if weight.shape() != params.weight_shape() {
-            return Err(Error::ShapeMismatch {
-                name: "weight",
-                expected: params.weight_shape().to_vec(),
-                actual: weight.shape().to_vec(),
-            });
-        }
-        let bias_host = super::conv::bias_or_zeros(params.bias, params.out_channels, bias)?;
-        Ok(ConvTranspose2d {
-            gpu: gpu.clone(),
-            params,
-            weight_host: weight.iter().copied().collect(),
-            bias: gpu.upload_f32("bias", &bias_host)?,
-            weight_gather: OnceLock::new(),
-            weight_blocks: OnceLock::new(),
-        })
+        let weights = PackedWeights::new(
+            gpu,
+            params.weight_shape(),
+            weight,
+            (params.bias, params.out_channels),
+            bias,
+        )?;
+        Ok(ConvTranspose2d { params, weights })
+    }
+
+    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `params.bias`) by PyTorch's names.
+    pub fn load(
+        gpu: &Gpu,
+        params: ConvTranspose2dParams,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        params.validate()?;
+        let (w, b) = PackedWeights::load(
+            sd,
+            prefix,
+            params.weight_shape(),
+            (params.bias, params.out_channels),
+        )?;
+        Self::new(gpu, params, w.view(), b.as_ref().map(|b| b.view()))
     }
 
     /// The layer's parameters.
@@ -336,10 +440,10 @@ impl ConvTranspose2d {
         &self.params
     }
 
-    /// Records the transposed convolution of `input` with the kernel
-    /// [`select_transposed_kernel`] picks.
+    /// Records the transposed convolution of `input` with the kernel [`select_kernel`]
+    /// picks.
     pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
-        let kernel = select_transposed_kernel(&self.params, input.shape());
+        let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
         self.forward_with(rec, input, kernel)
     }
 
@@ -351,128 +455,30 @@ impl ConvTranspose2d {
         input: &Tensor,
         kernel: ConvTransposeKernel,
     ) -> Result<Tensor> {
-        let gpu = rec.gpu();
-        input.check_gpu(gpu, "input")?;
-        check_owner(self.gpu.id(), gpu, "layer")?;
-        let p = &self.params;
-        let in_shape = input.shape();
-        let out_shape = p.output_shape(in_shape)?;
-        if !kernel.supports(p, in_shape) {
-            return Err(invalid(
-                "kernel",
-                format!("{kernel:?} does not support {p:?} on input {in_shape:?}"),
-            ));
-        }
-        let output = rec.empty("output", out_shape)?;
-        if kernel == ConvTransposeKernel::PixelBlocks {
-            let weight = self.packed(&self.weight_blocks, pack_blocks)?;
-            let w4 = in_shape[3] / 4;
-            let total = in_shape[0] * p.out_channels * in_shape[2] * w4;
-            let pipeline = gpu.pipeline(
-                "conv_transpose_blocks.wgsl",
-                &[("SH", p.stride.0 as u32), ("SW", p.stride.1 as u32)],
-                &[("ACT", p.activation.shader_code())],
-            )?;
-            rec.dispatch(
-                &pipeline,
-                &[
-                    in_shape[0] as u32,
-                    p.in_channels as u32,
-                    in_shape[2] as u32,
-                    w4 as u32,
-                    p.out_channels as u32,
-                    total as u32,
-                    0,
-                    0,
-                ],
-                &[input.pooled(), weight, &self.bias, output.pooled()],
-                (total as u64).div_ceil(WORKGROUP as u64),
-            )?;
-            return Ok(output);
-        }
-        let [n, _, oh, ow] = out_shape;
-        let cout_pg = p.out_per_group();
-        let oc_vec = tile_oc_vec(cout_pg);
-        let oc_blocks_pg = cout_pg.div_ceil(4 * oc_vec);
-        // Pixels of one phase per row: ceil(ow / sW); strips of px of them.
-        let per_phase = ow.div_ceil(p.stride.1);
-        let px = strip_px(per_phase, TRANSPOSED_PX_MAX);
-        let strips_x = per_phase.div_ceil(px);
-        let strips = oh * p.stride.1 * strips_x;
-        let strip_blocks = strips.div_ceil(WORKGROUP);
-        let u = ConvUniform {
-            n: n as u32,
-            c_in: p.in_channels as u32,
-            h: in_shape[2] as u32,
-            w: in_shape[3] as u32,
-            c_out: p.out_channels as u32,
-            oh: oh as u32,
-            ow: ow as u32,
-            groups: p.groups as u32,
-            cin_pg: p.in_per_group() as u32,
-            cout_pg: cout_pg as u32,
-            cout_pg_pad: blocked_pad(cout_pg) as u32,
-            oc_blocks_pg: oc_blocks_pg as u32,
-            pad_h: p.padding.0 as u32,
-            pad_w: p.padding.1 as u32,
-            strips_x: strips_x as u32,
-            work: strip_blocks as u32,
+        input.check_gpu(rec.gpu(), "input")?;
+        check_owner(self.weights.gpu_id(), rec.gpu(), "layer")?;
+        let launch = plan(&self.params, input.shape(), kernel)?;
+        let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
+        let weight = match kernel {
+            ConvTransposeKernel::PixelBlocks => {
+                self.weights.layout(1, &|w| pack_blocks(&self.params, w))?
+            }
+            ConvTransposeKernel::Gather { .. } => {
+                self.weights.layout(0, &|w| pack(&self.params, w))?
+            }
         };
-        // Without dilation every phase's taps share one window of input columns.
-        let taps = if p.dilation.1 == 1 {
-            p.kernel_size.1.div_ceil(p.stride.1)
-        } else {
-            0
-        };
-        let pipeline = gpu.pipeline(
-            "conv_transpose.wgsl",
-            &[
-                ("PX", px as u32),
-                ("OC_VEC", oc_vec as u32),
-                ("TAPS", taps as u32),
-            ],
-            &[
-                ("ACT", p.activation.shader_code()),
-                ("KH", p.kernel_size.0 as f64),
-                ("KW", p.kernel_size.1 as f64),
-                ("SH", p.stride.0 as f64),
-                ("SW", p.stride.1 as f64),
-                ("DH", p.dilation.0 as f64),
-                ("DW", p.dilation.1 as f64),
-            ],
-        )?;
-        rec.dispatch(
-            &pipeline,
-            &u,
-            &[
-                input.pooled(),
-                self.packed(&self.weight_gather, pack)?,
-                &self.bias,
-                output.pooled(),
-            ],
-            (n * p.groups * oc_blocks_pg * strip_blocks) as u64,
-        )?;
+        let args = Args::new()
+            .read("x", input)
+            .read("wt", weight)
+            .read("bias", self.weights.bias())
+            .write("y", &output);
+        rec.run(&launch, args)?;
         Ok(output)
     }
 
     /// Cost of this layer on `input`.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         self.params.cost(input)
-    }
-
-    /// The weights in one kernel's layout, uploaded on first use.
-    fn packed<'a>(
-        &self,
-        slot: &'a OnceLock<Arc<PooledBuffer>>,
-        layout: fn(&ConvTranspose2dParams, &[f32]) -> Vec<f32>,
-    ) -> Result<&'a Arc<PooledBuffer>> {
-        if let Some(b) = slot.get() {
-            return Ok(b);
-        }
-        let buf = self
-            .gpu
-            .upload_f32("weight", &layout(&self.params, &self.weight_host))?;
-        Ok(slot.get_or_init(|| buf))
     }
 }
 

@@ -11,6 +11,9 @@ pub mod norm;
 pub mod pool;
 pub mod upsample;
 
+use crate::error::{fail_if, Result};
+use crate::launch::{Constants, Specialize};
+
 /// `Ok` when `got` is `want`, else a [`ShapeMismatch`](crate::Error::ShapeMismatch)
 /// naming the operand.
 pub(crate) fn same_shape(
@@ -26,6 +29,20 @@ pub(crate) fn same_shape(
         });
     }
     Ok(())
+}
+
+/// Checks `[N, C, H, W]`: no zero dimension, and `channels` channels.
+pub(crate) fn check_channels(input: [usize; 4], channels: usize) -> crate::Result<()> {
+    crate::gpu::check_dims("input", &input)?;
+    same_shape("input", [input[0], channels, input[2], input[3]], input)
+}
+
+/// `f(axis, pick)` for the height (axis 0) and the width (axis 1), where `pick` takes that
+/// axis's value of a `(height, width)` pair.
+pub(crate) fn per_axis<T>(
+    f: impl Fn(usize, &dyn Fn((usize, usize)) -> usize) -> crate::Result<T>,
+) -> crate::Result<[T; 2]> {
+    Ok([f(0, &|p| p.0)?, f(1, &|p| p.1)?])
 }
 
 /// An activation fused into an op's epilogue (applied after the bias).
@@ -63,17 +80,24 @@ impl Activation {
         Activation::Silu,
     ];
 
-    /// The value of the `ACT` override constant in `shaders/common.wgsl`.
-    pub(crate) fn shader_code(self) -> f64 {
+    /// The activation's code in `activation4` of `shaders/common.wgsl`.
+    pub(crate) fn shader_code(self) -> u32 {
         match self {
-            Activation::None => 0.0,
-            Activation::Relu => 1.0,
-            Activation::Relu6 => 2.0,
-            Activation::Sigmoid => 3.0,
-            Activation::HardSigmoid => 4.0,
-            Activation::HardSwish => 5.0,
-            Activation::Silu => 6.0,
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Relu6 => 2,
+            Activation::Sigmoid => 3,
+            Activation::HardSigmoid => 4,
+            Activation::HardSwish => 5,
+            Activation::Silu => 6,
         }
+    }
+}
+
+/// The `ACT` constant of `shaders/activation.wgsl`.
+impl Specialize for Activation {
+    fn write(&self, c: &mut Constants) {
+        c.set("ACT", self.shader_code());
     }
 }
 
@@ -120,6 +144,26 @@ impl Cost {
     }
 }
 
+impl Cost {
+    /// The cost of a layer with `weights` weights and a bias of `bias` values, each weight
+    /// used once per one of `pixels` pixels, from `input` to `output`: bytes count the
+    /// input, the output and the parameters once (f32).
+    pub(crate) fn of_layer(
+        (weights, bias): (usize, usize),
+        pixels: usize,
+        input: [usize; 4],
+        output: [usize; 4],
+    ) -> Cost {
+        let params = (weights + bias) as u64;
+        let elems = |s: [usize; 4]| s.iter().product::<usize>() as u64;
+        Cost {
+            params,
+            macs: weights as u64 * pixels as u64,
+            bytes: 4 * (elems(input) + elems(output) + params),
+        }
+    }
+}
+
 impl std::ops::Add for Cost {
     type Output = Cost;
     fn add(self, o: Cost) -> Cost {
@@ -130,3 +174,102 @@ impl std::ops::Add for Cost {
         }
     }
 }
+
+/// The sliding window of a convolution, transposed convolution or pooling: kernel size,
+/// stride, padding (before; the window's `padding` field) and dilation per axis `(height,
+/// width)`. The params types keep PyTorch's flat field names and hand out their window
+/// with `window()`; this is where the checks every windowed op shares live, and what
+/// `shaders/window.wgsl` is specialised with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// `(kH, kW)`.
+    pub kernel_size: (usize, usize),
+    /// `(sH, sW)`.
+    pub stride: (usize, usize),
+    /// `(pH, pW)` before the first row / column.
+    pub padding: (usize, usize),
+    /// `(dH, dW)`.
+    pub dilation: (usize, usize),
+}
+
+/// The largest kernel size, stride, padding or dilation a window accepts: every index
+/// the kernels compute from them stays within `i32`.
+pub const WINDOW_MAX: usize = (1 << 24) - 1;
+
+impl Window {
+    /// Checks that kernel size, stride and dilation are positive and that every value is
+    /// at most [`WINDOW_MAX`], naming the parameter at fault.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v, min) in [
+            ("kernel_size", self.kernel_size, 1),
+            ("stride", self.stride, 1),
+            ("padding", self.padding, 0),
+            ("dilation", self.dilation, 1),
+        ] {
+            fail_if(v.0 < min || v.1 < min, name, || {
+                format!("must be positive, got {v:?}")
+            })?;
+            fail_if(v.0 > WINDOW_MAX || v.1 > WINDOW_MAX, name, || {
+                format!("{v:?} is out of range (at most {WINDOW_MAX})")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The extent of the dilated kernel along each axis, `dilation * (kernel - 1) + 1`.
+    pub fn extent(&self) -> (usize, usize) {
+        (
+            self.dilation.0 * (self.kernel_size.0.max(1) - 1) + 1,
+            self.dilation.1 * (self.kernel_size.1.max(1) - 1) + 1,
+        )
+    }
+}
+
+/// `KH`, `KW`, `SH`, `SW`, `DH`, `DW` of `shaders/window.wgsl` (the padding is a uniform
+/// value: it does not change the code).
+impl Specialize for Window {
+    fn write(&self, c: &mut Constants) {
+        // Validated windows fit (WINDOW_MAX); the default window is the 1x1 identity.
+        let v = |x: usize| x.max(1) as u32;
+        c.set("KH", v(self.kernel_size.0));
+        c.set("KW", v(self.kernel_size.1));
+        c.set("SH", v(self.stride.0));
+        c.set("SW", v(self.stride.1));
+        c.set("DH", v(self.dilation.0));
+        c.set("DW", v(self.dilation.1));
+    }
+}
+
+/// Builder methods that set one field each, keeping the documentation given:
+/// `setters!(Type { /// doc\n field: FieldType, ... })`.
+macro_rules! setters {
+    ($ty:ty { $( $(#[$doc:meta])* $name:ident : $t:ty ),* $(,)? }) => {
+        impl $ty {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, $name: $t) -> Self {
+                    self.$name = $name;
+                    self
+                }
+            )*
+        }
+    };
+}
+pub(crate) use setters;
+
+/// Builder methods for `(height, width)` fields that take one value or a pair, as
+/// PyTorch's `stride=2` and `stride=(2, 1)`: `pair_setters!(Type { /// doc\n field, ... })`.
+macro_rules! pair_setters {
+    ($ty:ty { $( $(#[$doc:meta])* $name:ident ),* $(,)? }) => {
+        impl $ty {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, $name: impl $crate::ops::IntoPair) -> Self {
+                    self.$name = $name.into_pair();
+                    self
+                }
+            )*
+        }
+    };
+}
+pub(crate) use pair_setters;

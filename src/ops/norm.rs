@@ -12,21 +12,135 @@ use std::sync::Arc;
 
 use ndarray::{Array1, Array4, ArrayView1, ArrayView3};
 
-use super::{Activation, Cost};
-use crate::error::{invalid, Error, Result};
+use super::{check_channels, Activation, Cost};
+use crate::error::{fail_if, invalid, Error, Result};
 use crate::gpu::{check_dims, check_owner, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::launch::{
+    read, read_opt, uniform, write, write_opt, Args, Constants, Kernel, KernelInfo, Specialize,
+};
+use crate::ops::setters;
+use crate::weights::StateDict;
 
-const WORKGROUP: u64 = 64;
 /// Elements per invocation in `norm_apply.wgsl` and `batch_norm_backward.wgsl` (`PX`).
 const APPLY_PX: usize = 16;
 
-fn check_eps(eps: f32) -> Result<()> {
-    if !(eps.is_finite() && eps > 0.0) {
-        return Err(invalid(
-            "eps",
-            format!("must be positive and finite, got {eps}"),
-        ));
+uniform! {
+    /// `shaders/norm_stats.wgsl`.
+    pub(crate) struct StatsParams {
+        segments: u32,
+        chunks: u32,
+        chunk_len: u32,
+        chunk_stride: u32,
+        seg_stride: u32,
+        momentum: f32,
+        eps: f32,
     }
+}
+
+uniform! {
+    /// `shaders/norm_apply.wgsl`.
+    pub(crate) struct ApplyParams {
+        planes: u32,
+        c: u32,
+        hw: u32,
+        cpg: u32,
+        groups: u32,
+        strips: u32,
+        total: u32,
+        eps: f32,
+    }
+}
+
+uniform! {
+    /// `shaders/batch_norm_backward.wgsl`.
+    pub(crate) struct BackwardParams {
+        planes: u32,
+        c: u32,
+        hw: u32,
+        count: f32,
+        strips: u32,
+        total: u32,
+        eps: f32,
+    }
+}
+
+/// The constants of `norm_stats.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+struct StatsSpec {
+    /// Backward sums instead of forward statistics.
+    backward: bool,
+    update_running: bool,
+}
+
+impl Specialize for StatsSpec {
+    fn write(&self, c: &mut Constants) {
+        c.set("MODE", u32::from(self.backward));
+        c.flag("UPDATE_RUNNING", self.update_running);
+    }
+}
+
+/// Which affine `norm_apply.wgsl` applies (its `MODE`).
+#[derive(Clone, Copy, Debug, Default)]
+enum ApplyMode {
+    #[default]
+    Batch = 0,
+    Group = 1,
+    Layer = 2,
+    Instance = 3,
+    AdaIn = 4,
+}
+
+/// The constants of `norm_apply.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+struct ApplySpec {
+    mode: ApplyMode,
+    act: Activation,
+}
+
+impl Specialize for ApplySpec {
+    fn write(&self, c: &mut Constants) {
+        c.set("MODE", self.mode as u32);
+        self.act.write(c);
+    }
+}
+
+const NORM_STATS: Kernel<StatsParams, StatsSpec> = Kernel::new(
+    "norm_stats.wgsl",
+    &[
+        read("x"),
+        read_opt("dy"),
+        write("stats"),
+        write_opt("running"),
+    ],
+);
+const NORM_APPLY: Kernel<ApplyParams, ApplySpec> = Kernel::new(
+    "norm_apply.wgsl",
+    &[
+        read("x"),
+        read("stats"),
+        read("gamma"),
+        read_opt("beta"),
+        write("y"),
+    ],
+);
+const BATCH_NORM_BACKWARD: Kernel<BackwardParams> = Kernel::new(
+    "batch_norm_backward.wgsl",
+    &[
+        read("x"),
+        read("dy"),
+        read("stats"),
+        read("gamma"),
+        write("dx"),
+    ],
+);
+
+/// The kernels of this family.
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&NORM_STATS, &NORM_APPLY, &BATCH_NORM_BACKWARD];
+
+fn check_eps(eps: f32) -> Result<()> {
+    fail_if(!(eps.is_finite() && eps > 0.0), "eps", || {
+        format!("must be positive and finite, got {eps}")
+    })?;
     Ok(())
 }
 
@@ -36,18 +150,6 @@ fn check_len(name: &'static str, v: &ArrayView1<f32>, len: usize) -> Result<()> 
             name,
             expected: vec![len],
             actual: vec![v.len()],
-        });
-    }
-    Ok(())
-}
-
-fn check_channels(input: [usize; 4], channels: usize) -> Result<()> {
-    check_dims("input", &input)?;
-    if input[1] != channels {
-        return Err(Error::ShapeMismatch {
-            name: "input",
-            expected: vec![input[0], channels, input[2], input[3]],
-            actual: input.to_vec(),
         });
     }
     Ok(())
@@ -101,61 +203,46 @@ impl Segments {
     fn elements(&self) -> usize {
         self.chunks * self.chunk_len
     }
+
+    fn uniform(&self, momentum: f32, eps: f32) -> StatsParams {
+        StatsParams {
+            segments: self.count as u32,
+            chunks: self.chunks as u32,
+            chunk_len: self.chunk_len as u32,
+            chunk_stride: self.chunk_stride as u32,
+            seg_stride: self.seg_stride as u32,
+            momentum,
+            eps,
+        }
+    }
 }
 
-/// Records the statistics pass. `mode` 0: mean and biased variance into `stats[0..2S]`
-/// (and the running statistics update when `running` is given); 1: backward sums.
-#[allow(clippy::too_many_arguments)]
+/// Records the forward statistics of `x`'s segments (mean and biased variance into
+/// `stats[0..2S]`), updating `running` with the momentum factor when given. One workgroup
+/// per segment.
 fn record_stats(
     rec: &mut Recorder<'_>,
     seg: Segments,
-    x: &Arc<PooledBuffer>,
-    dy: &Arc<PooledBuffer>,
+    x: &Tensor,
     stats: &Arc<PooledBuffer>,
     running: Option<(&Arc<PooledBuffer>, f32)>,
-    mode: u32,
     eps: f32,
 ) -> Result<()> {
-    let gpu = rec.gpu();
-    let pipeline = gpu.pipeline(
-        "norm_stats.wgsl",
-        &[],
-        &[
-            ("MODE", mode as f64),
-            ("UPDATE_RUNNING", if running.is_some() { 1.0 } else { 0.0 }),
-        ],
-    )?;
-    let momentum = running.map_or(0.0, |(_, m)| m);
-    let running_buf = running.map_or(stats, |(b, _)| b);
-    let u = [
-        seg.count as u32,
-        seg.chunks as u32,
-        seg.chunk_len as u32,
-        seg.chunk_stride as u32,
-        seg.seg_stride as u32,
-        momentum.to_bits(),
-        eps.to_bits(),
-        0,
-    ];
-    // One workgroup per segment.
-    rec.dispatch(
-        &pipeline,
-        &u,
-        &[x, dy, stats, running_buf],
-        seg.count as u64,
-    )
+    let spec = StatsSpec {
+        backward: false,
+        update_running: running.is_some(),
+    };
+    let u = seg.uniform(running.map_or(0.0, |(_, m)| m), eps);
+    let launch = NORM_STATS.launch(&spec, &u).workgroups(seg.count);
+    let args = Args::new()
+        .read("x", x)
+        .write("stats", stats)
+        .write_opt("running", running.map(|(r, _)| r));
+    rec.run(&launch, args)
 }
 
-/// Which affine the apply pass uses (the `MODE` of `norm_apply.wgsl`).
-#[derive(Clone, Copy)]
-enum ApplyMode {
-    Batch = 0,
-    Group = 1,
-    Layer = 2,
-    Instance = 3,
-    AdaIn = 4,
-}
-
+/// Records `norm_apply.wgsl`: `act(gamma * (x - mean) / sqrt(var + eps) + beta)` with the
+/// statistics of `mode`'s segments.
 #[allow(clippy::too_many_arguments)]
 fn record_apply(
     rec: &mut Recorder<'_>,
@@ -163,64 +250,174 @@ fn record_apply(
     x: &Tensor,
     stats: &Arc<PooledBuffer>,
     gamma: &Arc<PooledBuffer>,
-    beta: &Arc<PooledBuffer>,
-    groups: usize,
-    eps: f32,
-) -> Result<Tensor> {
-    record_apply_act(
-        rec,
-        mode,
-        x,
-        stats,
-        gamma,
-        beta,
-        groups,
-        eps,
-        Activation::None,
-    )
-}
-
-/// [`record_apply`] with an activation fused after the affine.
-#[allow(clippy::too_many_arguments)]
-fn record_apply_act(
-    rec: &mut Recorder<'_>,
-    mode: ApplyMode,
-    x: &Tensor,
-    stats: &Arc<PooledBuffer>,
-    gamma: &Arc<PooledBuffer>,
-    beta: &Arc<PooledBuffer>,
+    beta: Option<&Arc<PooledBuffer>>,
     groups: usize,
     eps: f32,
     act: Activation,
 ) -> Result<Tensor> {
-    let gpu = rec.gpu();
     let s = x.shape();
     let y = rec.empty("output", s)?;
     let hw = s[2] * s[3];
     let strips = hw.div_ceil(APPLY_PX);
     let total = s[0] * s[1] * strips;
-    let pipeline = gpu.pipeline(
-        "norm_apply.wgsl",
-        &[],
-        &[("MODE", mode as u32 as f64), ("ACT", act.shader_code())],
-    )?;
-    let u = [
-        (s[0] * s[1]) as u32,
-        s[1] as u32,
-        hw as u32,
-        (s[1] / groups.max(1)) as u32,
-        groups as u32,
-        strips as u32,
-        total as u32,
-        eps.to_bits(),
-    ];
-    rec.dispatch(
-        &pipeline,
-        &u,
-        &[x.pooled(), stats, gamma, beta, y.pooled()],
-        (total as u64).div_ceil(WORKGROUP),
-    )?;
+    let u = ApplyParams {
+        planes: (s[0] * s[1]) as u32,
+        c: s[1] as u32,
+        hw: hw as u32,
+        cpg: (s[1] / groups.max(1)) as u32,
+        groups: groups as u32,
+        strips: strips as u32,
+        total: total as u32,
+        eps,
+    };
+    let launch = NORM_APPLY
+        .launch(&ApplySpec { mode, act }, &u)
+        .threads(total);
+    let args = Args::new()
+        .read("x", x)
+        .read("stats", stats)
+        .read("gamma", gamma)
+        .read_opt("beta", beta)
+        .write("y", &y);
+    rec.run(&launch, args)?;
     Ok(y)
+}
+
+/// The learnable scale and shift as given, or 1 and 0 (PyTorch's initial values): both
+/// or neither must be given, and only when `affine`.
+fn affine_or_identity(
+    affine: bool,
+    len: usize,
+    weight: Option<ArrayView1<f32>>,
+    bias: Option<ArrayView1<f32>>,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    match (affine, weight, bias) {
+        (true, Some(w), Some(b)) => {
+            check_len("weight", &w, len)?;
+            check_len("bias", &b, len)?;
+            Ok((w.to_vec(), b.to_vec()))
+        }
+        (_, None, None) => Ok((vec![1.0; len], vec![0.0; len])),
+        (true, _, _) => Err(invalid(
+            "weight",
+            "give both weight and bias, or neither (for the default 1 and 0)",
+        )),
+        (false, _, _) => Err(invalid(
+            "weight",
+            "weight and bias were given but params.affine is false",
+        )),
+    }
+}
+
+/// A layer's `weight` and `bias`, when it has them.
+type OptionalAffine = (Option<Array1<f32>>, Option<Array1<f32>>);
+
+/// `{prefix}.weight` and `{prefix}.bias` of `shape` (flattened) when `affine`.
+fn load_affine(
+    sd: &StateDict,
+    prefix: &str,
+    affine: bool,
+    shape: &[usize],
+) -> Result<OptionalAffine> {
+    if !affine {
+        return Ok((None, None));
+    }
+    let get = |n: &str| -> Result<Array1<f32>> {
+        Ok(sd
+            .get(&crate::weights::key(prefix, n), shape)?
+            .iter()
+            .copied()
+            .collect())
+    };
+    Ok((Some(get("weight")?), Some(get("bias")?)))
+}
+
+/// A normalisation layer's learnable scale and shift on the GPU.
+#[derive(Debug)]
+struct Affine {
+    gamma: Arc<PooledBuffer>,
+    beta: Arc<PooledBuffer>,
+}
+
+impl Affine {
+    fn upload(gpu: &Gpu, gamma: &[f32], beta: &[f32]) -> Result<Self> {
+        Ok(Affine {
+            gamma: gpu.upload_f32("weight", gamma)?,
+            beta: gpu.upload_f32("bias", beta)?,
+        })
+    }
+}
+
+/// How a normalisation sees its input's segments: the segments, the affine's layout and
+/// the number of groups (group norm).
+type Layout = (Segments, ApplyMode, usize);
+
+/// What group, layer and instance norm share: the learnable affine on the GPU, and the
+/// record of statistics per segment followed by the normalisation.
+#[derive(Debug)]
+struct SegmentNorm {
+    gpu: Gpu,
+    affine: Affine,
+}
+
+impl SegmentNorm {
+    /// Uploads `weight` and `bias` (`len` values each; both or neither, and only when
+    /// `affine`; neither gives 1 and 0).
+    fn new(
+        gpu: &Gpu,
+        (affine, len): (bool, usize),
+        weight: Option<ArrayView1<f32>>,
+        bias: Option<ArrayView1<f32>>,
+    ) -> Result<Self> {
+        let (g, b) = affine_or_identity(affine, len, weight, bias)?;
+        Ok(SegmentNorm {
+            gpu: gpu.clone(),
+            affine: Affine::upload(gpu, &g, &b)?,
+        })
+    }
+
+    /// Loads `{prefix}.weight` and `{prefix}.bias` of `shape` when `affine`.
+    fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        prefix: &str,
+        affine: bool,
+        shape: &[usize],
+    ) -> Result<Self> {
+        let (w, b) = load_affine(sd, prefix, affine, shape)?;
+        let len = shape.iter().product();
+        Self::new(
+            gpu,
+            (affine, len),
+            w.as_ref().map(|w| w.view()),
+            b.as_ref().map(|b| b.view()),
+        )
+    }
+
+    fn forward(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        (seg, mode, groups): Layout,
+        eps: f32,
+    ) -> Result<Tensor> {
+        x.check_gpu(rec.gpu(), "input")?;
+        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
+        let stats = rec.alloc_f32("stats", 2 * seg.count)?;
+        record_stats(rec, seg, x, &stats, None, eps)?;
+        let a = &self.affine;
+        record_apply(
+            rec,
+            mode,
+            x,
+            &stats,
+            &a.gamma,
+            Some(&a.beta),
+            groups,
+            eps,
+            Activation::None,
+        )
+    }
 }
 
 /// Parameters of `torch.nn.BatchNorm2d`.
@@ -252,40 +449,18 @@ impl BatchNorm2dParams {
         }
     }
 
-    /// Sets eps.
-    pub fn eps(mut self, eps: f32) -> Self {
-        self.eps = eps;
-        self
-    }
-
-    /// Sets the momentum (`None`: cumulative moving average).
-    pub fn momentum(mut self, momentum: Option<f32>) -> Self {
-        self.momentum = momentum;
-        self
-    }
-
-    /// Enables or disables the affine transform.
-    pub fn affine(mut self, affine: bool) -> Self {
-        self.affine = affine;
-        self
-    }
-
-    /// Enables or disables running statistics.
-    pub fn track_running_stats(mut self, track: bool) -> Self {
-        self.track_running_stats = track;
-        self
-    }
-
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
-        if self.num_features == 0 {
-            return Err(invalid("num_features", "must be at least 1, got 0"));
-        }
+        fail_if(self.num_features == 0, "num_features", || {
+            "must be at least 1, got 0"
+        })?;
         check_eps(self.eps)?;
         if let Some(m) = self.momentum {
-            if !(m.is_finite() && (0.0..=1.0).contains(&m)) {
-                return Err(invalid("momentum", format!("must be in [0, 1], got {m}")));
-            }
+            fail_if(
+                !(m.is_finite() && (0.0..=1.0).contains(&m)),
+                "momentum",
+                || format!("must be in [0, 1], got {m}"),
+            )?;
         }
         Ok(())
     }
@@ -309,6 +484,17 @@ impl BatchNorm2dParams {
     }
 }
 
+setters!(BatchNorm2dParams {
+    /// Sets eps.
+    eps: f32,
+    /// Sets the momentum (`None`: cumulative moving average).
+    momentum: Option<f32>,
+    /// Enables or disables the affine transform.
+    affine: bool,
+    /// Enables or disables running statistics.
+    track_running_stats: bool,
+});
+
 /// Batch statistics saved by [`BatchNorm2d::forward_train`] for the backward pass.
 #[derive(Clone)]
 pub struct BatchStats {
@@ -325,23 +511,51 @@ impl std::fmt::Debug for BatchStats {
     }
 }
 
-/// Gradients of a batch norm layer.
+/// Gradients of a batch norm layer, on the GPU. [`BatchNormGrads::download`] reads all
+/// three in one submission with PyTorch's shapes.
 #[derive(Debug)]
 pub struct BatchNormGrads {
     /// dL/dx, shaped like the input.
     pub grad_input: Tensor,
-    /// dL/dgamma, shape `[1, C, 1, 1]` (`sum(dy * x_hat)`).
+    /// dL/dgamma (`sum(dy * x_hat)`), on the GPU as `[1, C, 1, 1]`.
     pub grad_weight: Tensor,
-    /// dL/dbeta, shape `[1, C, 1, 1]` (`sum(dy)`).
+    /// dL/dbeta (`sum(dy)`), on the GPU as `[1, C, 1, 1]`.
     pub grad_bias: Tensor,
+}
+
+/// Gradients of a batch norm layer on the host, with PyTorch's shapes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNormGradArrays {
+    /// `x.grad`, shaped like the input.
+    pub grad_input: Array4<f32>,
+    /// `bn.weight.grad`, shape `[C]`.
+    pub grad_weight: Array1<f32>,
+    /// `bn.bias.grad`, shape `[C]`.
+    pub grad_bias: Array1<f32>,
+}
+
+impl BatchNormGrads {
+    /// Submits `rec` (which recorded these gradients) and reads all three back in one
+    /// submission.
+    pub fn download(&self, rec: Recorder<'_>) -> Result<BatchNormGradArrays> {
+        let mut arrays = rec
+            .download_many(&[&self.grad_input, &self.grad_weight, &self.grad_bias])?
+            .into_iter();
+        let mut next = || arrays.next().expect("three downloads");
+        let (grad_input, w, b) = (next(), next(), next());
+        Ok(BatchNormGradArrays {
+            grad_input,
+            grad_weight: Array1::from_iter(w),
+            grad_bias: Array1::from_iter(b),
+        })
+    }
 }
 
 /// A batch norm layer on the GPU with its learnable parameters and running statistics.
 pub struct BatchNorm2d {
     gpu: Gpu,
     params: BatchNorm2dParams,
-    gamma: Arc<PooledBuffer>,
-    beta: Arc<PooledBuffer>,
+    affine: Affine,
     /// `[C][mean, var]`.
     running: Arc<PooledBuffer>,
     num_batches_tracked: AtomicU64,
@@ -356,33 +570,35 @@ impl std::fmt::Debug for BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    /// A fresh layer as PyTorch initialises it: gamma 1, beta 0, running mean 0, running
-    /// variance 1.
-    pub fn new(gpu: &Gpu, params: BatchNorm2dParams) -> Result<Self> {
-        let c = params.num_features;
-        Self::with_state(
-            gpu,
-            params,
-            None,
-            None,
-            Array1::zeros(c).view(),
-            Array1::ones(c).view(),
-        )
-    }
-
-    /// A layer with given state (PyTorch's `weight`, `bias`, `running_mean`,
-    /// `running_var`); `weight` and `bias` must be given exactly when `params.affine`.
-    pub fn with_state(
+    /// A layer with PyTorch's `weight` and `bias` (length C, both or neither; neither
+    /// gives PyTorch's initial 1 and 0) and fresh running statistics (mean 0, variance
+    /// 1); set trained ones with [`BatchNorm2d::with_running_stats`].
+    pub fn new(
         gpu: &Gpu,
         params: BatchNorm2dParams,
         weight: Option<ArrayView1<f32>>,
         bias: Option<ArrayView1<f32>>,
-        running_mean: ArrayView1<f32>,
-        running_var: ArrayView1<f32>,
     ) -> Result<Self> {
         params.validate()?;
         let c = params.num_features;
         let (gamma, beta) = affine_or_identity(params.affine, c, weight, bias)?;
+        let running: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0]).collect();
+        Ok(BatchNorm2d {
+            gpu: gpu.clone(),
+            params,
+            affine: Affine::upload(gpu, &gamma, &beta)?,
+            running: gpu.upload_f32("running_mean", &running)?,
+            num_batches_tracked: AtomicU64::new(0),
+        })
+    }
+
+    /// The layer with PyTorch's `running_mean` and `running_var` (length C).
+    pub fn with_running_stats(
+        mut self,
+        running_mean: ArrayView1<f32>,
+        running_var: ArrayView1<f32>,
+    ) -> Result<Self> {
+        let c = self.params.num_features;
         check_len("running_mean", &running_mean, c)?;
         check_len("running_var", &running_var, c)?;
         let running: Vec<f32> = running_mean
@@ -390,14 +606,34 @@ impl BatchNorm2d {
             .zip(running_var.iter())
             .flat_map(|(&m, &v)| [m, v])
             .collect();
-        Ok(BatchNorm2d {
-            gpu: gpu.clone(),
+        self.running = self.gpu.upload_f32("running_mean", &running)?;
+        Ok(self)
+    }
+
+    /// Loads `{prefix}.weight` and `{prefix}.bias` (when affine) and
+    /// `{prefix}.running_mean` / `{prefix}.running_var` (when tracking) by PyTorch's names.
+    pub fn load(
+        gpu: &Gpu,
+        params: BatchNorm2dParams,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        params.validate()?;
+        let c = params.num_features;
+        let (w, b) = load_affine(sd, prefix, params.affine, &[c])?;
+        let layer = Self::new(
+            gpu,
             params,
-            gamma: gpu.upload_f32("weight", &gamma)?,
-            beta: gpu.upload_f32("bias", &beta)?,
-            running: gpu.upload_f32("running_mean", &running)?,
-            num_batches_tracked: AtomicU64::new(0),
-        })
+            w.as_ref().map(|w| w.view()),
+            b.as_ref().map(|b| b.view()),
+        )?;
+        if !params.track_running_stats {
+            return Ok(layer);
+        }
+        let key = |n: &str| crate::weights::key(prefix, n);
+        let mean = sd.get1(&key("running_mean"), c)?;
+        let var = sd.get1(&key("running_var"), c)?;
+        layer.with_running_stats(mean.view(), var.view())
     }
 
     /// The layer's parameters.
@@ -427,14 +663,11 @@ impl BatchNorm2d {
     ) -> Result<(Tensor, BatchStats)> {
         self.check(rec, x)?;
         let s = x.shape();
-        if s[0] * s[2] * s[3] == 1 {
-            return Err(invalid(
-                "input",
-                format!(
-                    "expected more than 1 value per channel when training, got input of shape {s:?}"
-                ),
-            ));
-        }
+        fail_if(s[0] * s[2] * s[3] == 1, "input", || {
+            format!(
+                "expected more than 1 value per channel when training, got input of shape {s:?}"
+            )
+        })?;
         let c = self.params.num_features;
         let stats = rec.alloc_f32("stats", 4 * c)?;
         let running = if self.params.track_running_stats {
@@ -444,33 +677,37 @@ impl BatchNorm2d {
         } else {
             None
         };
-        let seg = Segments::per_channel(s);
-        record_stats(
-            rec,
-            seg,
-            x.pooled(),
-            x.pooled(),
-            &stats,
-            running,
-            0,
-            self.params.eps,
-        )?;
-        let y = record_apply(
-            rec,
-            ApplyMode::Batch,
-            x,
-            &stats,
-            &self.gamma,
-            &self.beta,
-            1,
-            self.params.eps,
-        )?;
+        let eps = self.params.eps;
+        record_stats(rec, Segments::per_channel(s), x, &stats, running, eps)?;
+        let y = self.apply(rec, x, &stats, Activation::None)?;
         let saved = BatchStats {
             stats,
             shape: s,
             gpu_id: rec.gpu().id(),
         };
         Ok((y, saved))
+    }
+
+    fn apply(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        stats: &Arc<PooledBuffer>,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let a = &self.affine;
+        let eps = self.params.eps;
+        record_apply(
+            rec,
+            ApplyMode::Batch,
+            x,
+            stats,
+            &a.gamma,
+            Some(&a.beta),
+            1,
+            eps,
+            act,
+        )
     }
 
     /// Inference-mode forward with the running statistics (with batch statistics when the
@@ -480,37 +717,10 @@ impl BatchNorm2d {
         if !self.params.track_running_stats {
             let stats = rec.alloc_f32("stats", 4 * self.params.num_features)?;
             let seg = Segments::per_channel(x.shape());
-            record_stats(
-                rec,
-                seg,
-                x.pooled(),
-                x.pooled(),
-                &stats,
-                None,
-                0,
-                self.params.eps,
-            )?;
-            return record_apply(
-                rec,
-                ApplyMode::Batch,
-                x,
-                &stats,
-                &self.gamma,
-                &self.beta,
-                1,
-                self.params.eps,
-            );
+            record_stats(rec, seg, x, &stats, None, self.params.eps)?;
+            return self.apply(rec, x, &stats, Activation::None);
         }
-        record_apply(
-            rec,
-            ApplyMode::Batch,
-            x,
-            &self.running,
-            &self.gamma,
-            &self.beta,
-            1,
-            self.params.eps,
-        )
+        self.apply(rec, x, &self.running, Activation::None)
     }
 
     /// Inference-mode forward with an activation fused after the affine (a
@@ -522,23 +732,12 @@ impl BatchNorm2d {
         act: Activation,
     ) -> Result<Tensor> {
         self.check(rec, x)?;
-        if !self.params.track_running_stats {
-            return Err(invalid(
-                "track_running_stats",
-                "the fused inference path needs running statistics",
-            ));
-        }
-        record_apply_act(
-            rec,
-            ApplyMode::Batch,
-            x,
-            &self.running,
-            &self.gamma,
-            &self.beta,
-            1,
-            self.params.eps,
-            act,
-        )
+        fail_if(
+            !self.params.track_running_stats,
+            "track_running_stats",
+            || "the fused inference path needs running statistics",
+        )?;
+        self.apply(rec, x, &self.running, act)
     }
 
     /// Backward of the training-mode forward: `grad_input`, `grad_weight` (gamma) and
@@ -555,52 +754,53 @@ impl BatchNorm2d {
         dy.check_gpu(rec.gpu(), "grad_output")?;
         let s = x.shape();
         super::same_shape("grad_output", s, dy.shape())?;
-        if saved.shape != s || saved.gpu_id != rec.gpu().id() {
-            return Err(invalid(
-                "saved",
+        fail_if(
+            saved.shape != s || saved.gpu_id != rec.gpu().id(),
+            "saved",
+            || {
                 format!(
                     "statistics of an input of shape {:?} cannot serve an input of shape {s:?}",
                     saved.shape
-                ),
-            ));
-        }
-        let gpu = rec.gpu();
+                )
+            },
+        )?;
         let c = self.params.num_features;
         // A private copy: the backward sums go into its upper half.
         let stats = rec.alloc_f32("stats", 4 * c)?;
         rec.copy(&saved.stats, 0, &stats, 0, 8 * c as u64);
         let seg = Segments::per_channel(s);
-        record_stats(
-            rec,
-            seg,
-            x.pooled(),
-            dy.pooled(),
-            &stats,
-            None,
-            1,
-            self.params.eps,
-        )?;
+        let spec = StatsSpec {
+            backward: true,
+            update_running: false,
+        };
+        let sums = NORM_STATS
+            .launch(&spec, &seg.uniform(0.0, self.params.eps))
+            .workgroups(seg.count);
+        let args = Args::new()
+            .read("x", x)
+            .read("dy", dy)
+            .write("stats", &stats);
+        rec.run(&sums, args)?;
         let dx = rec.empty("grad_input", s)?;
         let hw = s[2] * s[3];
         let strips = hw.div_ceil(APPLY_PX);
         let total = s[0] * c * strips;
-        let pipeline = gpu.pipeline("batch_norm_backward.wgsl", &[], &[])?;
-        let u = [
-            (s[0] * c) as u32,
-            c as u32,
-            hw as u32,
-            (seg.elements() as f32).to_bits(),
-            strips as u32,
-            total as u32,
-            self.params.eps.to_bits(),
-            0,
-        ];
-        rec.dispatch(
-            &pipeline,
-            &u,
-            &[x.pooled(), dy.pooled(), &stats, &self.gamma, dx.pooled()],
-            (total as u64).div_ceil(WORKGROUP),
-        )?;
+        let u = BackwardParams {
+            planes: (s[0] * c) as u32,
+            c: c as u32,
+            hw: hw as u32,
+            count: seg.elements() as f32,
+            strips: strips as u32,
+            total: total as u32,
+            eps: self.params.eps,
+        };
+        let args = Args::new()
+            .read("x", x)
+            .read("dy", dy)
+            .read("stats", &stats)
+            .read("gamma", &self.affine.gamma)
+            .write("dx", &dx);
+        rec.run(&BATCH_NORM_BACKWARD.launch(&(), &u).threads(total), args)?;
         let grad_bias = rec.empty("grad_bias", [1, c, 1, 1])?;
         let grad_weight = rec.empty("grad_weight", [1, c, 1, 1])?;
         rec.copy(&stats, 8 * c as u64, grad_bias.pooled(), 0, 4 * c as u64);
@@ -612,7 +812,20 @@ impl BatchNorm2d {
         })
     }
 
-    /// Downloads the running mean and running variance.
+    /// Records copies of the running mean and running variance (each `[1, C, 1, 1]`), to
+    /// be read in the same submission as the outputs of a training step
+    /// ([`Recorder::download_many`]).
+    pub fn record_running_stats(&self, rec: &mut Recorder<'_>) -> Result<(Tensor, Tensor)> {
+        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
+        let c = self.params.num_features;
+        // The [mean, var] pairs seen as C samples of 2 channels, split in two.
+        let pairs = Tensor::from_pooled(self.running.clone(), [c, 2, 1, 1], self.gpu.id());
+        let mut halves = super::channel::split(rec, &pairs, &[1, 1])?.into_iter();
+        let mut next = || halves.next().expect("two halves").reshape([1, c, 1, 1]);
+        Ok((next()?, next()?))
+    }
+
+    /// Downloads the running mean and running variance (each `[C]`).
     pub fn running_stats(&self) -> Result<(Array1<f32>, Array1<f32>)> {
         let c = self.params.num_features;
         let mut rec = self.gpu.recorder();
@@ -622,31 +835,6 @@ impl BatchNorm2d {
         let mean = Array1::from_iter((0..c).map(|i| both[[0, 0, i, 0]]));
         let var = Array1::from_iter((0..c).map(|i| both[[0, 0, i, 1]]));
         Ok((mean, var))
-    }
-}
-
-fn affine_or_identity(
-    affine: bool,
-    len: usize,
-    weight: Option<ArrayView1<f32>>,
-    bias: Option<ArrayView1<f32>>,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    match (affine, weight, bias) {
-        (true, Some(w), Some(b)) => {
-            check_len("weight", &w, len)?;
-            check_len("bias", &b, len)?;
-            Ok((w.to_vec(), b.to_vec()))
-        }
-        (true, None, None) => Ok((vec![1.0; len], vec![0.0; len])),
-        (false, None, None) => Ok((vec![1.0; len], vec![0.0; len])),
-        (true, _, _) => Err(invalid(
-            "weight",
-            "give both weight and bias, or neither (for the default 1 and 0)",
-        )),
-        (false, _, _) => Err(invalid(
-            "weight",
-            "weight and bias were given but params.affine is false",
-        )),
     }
 }
 
@@ -710,39 +898,34 @@ impl GroupNormParams {
         }
     }
 
-    /// Sets eps.
-    pub fn eps(mut self, eps: f32) -> Self {
-        self.eps = eps;
-        self
-    }
-
-    /// Enables or disables the affine transform.
-    pub fn affine(mut self, affine: bool) -> Self {
-        self.affine = affine;
-        self
+    /// Checks the parameters on their own.
+    pub fn validate(&self) -> Result<()> {
+        fail_if(
+            self.num_groups == 0 || self.num_channels == 0,
+            "num_groups",
+            || {
+                format!(
+                    "num_groups ({}) and num_channels ({}) must be positive",
+                    self.num_groups, self.num_channels
+                )
+            },
+        )?;
+        fail_if(
+            !self.num_channels.is_multiple_of(self.num_groups),
+            "num_groups",
+            || {
+                format!(
+                    "num_channels ({}) must be divisible by num_groups ({})",
+                    self.num_channels, self.num_groups
+                )
+            },
+        )?;
+        check_eps(self.eps)
     }
 
     /// Validates against `[N, C, H, W]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
-        if self.num_groups == 0 || self.num_channels == 0 {
-            return Err(invalid(
-                "num_groups",
-                format!(
-                    "num_groups ({}) and num_channels ({}) must be positive",
-                    self.num_groups, self.num_channels
-                ),
-            ));
-        }
-        if !self.num_channels.is_multiple_of(self.num_groups) {
-            return Err(invalid(
-                "num_groups",
-                format!(
-                    "num_channels ({}) must be divisible by num_groups ({})",
-                    self.num_channels, self.num_groups
-                ),
-            ));
-        }
-        check_eps(self.eps)?;
+        self.validate()?;
         check_channels(input, self.num_channels)?;
         Ok(input)
     }
@@ -759,222 +942,276 @@ impl GroupNormParams {
     }
 }
 
+setters!(GroupNormParams {
+    /// Sets eps.
+    eps: f32,
+    /// Enables or disables the affine transform.
+    affine: bool,
+});
+
 /// Group norm on the GPU. With `G = 1` it is layer norm with a per-channel affine; with
 /// `G = C` it is instance norm (tested).
+#[derive(Debug)]
 pub struct GroupNorm {
-    gpu: Gpu,
     params: GroupNormParams,
-    gamma: Arc<PooledBuffer>,
-    beta: Arc<PooledBuffer>,
+    norm: SegmentNorm,
 }
 
 impl GroupNorm {
-    /// Uploads a group norm; `weight`/`bias` (length C) default to 1 and 0.
+    /// Uploads a group norm; `weight` / `bias` (length C, both or neither) default to 1
+    /// and 0.
     pub fn new(
         gpu: &Gpu,
         params: GroupNormParams,
         weight: Option<ArrayView1<f32>>,
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
-        params.output_shape([1, params.num_channels, 1, 1])?;
-        let (g, b) = affine_or_identity(params.affine, params.num_channels, weight, bias)?;
-        Ok(GroupNorm {
-            gpu: gpu.clone(),
-            params,
-            gamma: gpu.upload_f32("weight", &g)?,
-            beta: gpu.upload_f32("bias", &b)?,
-        })
+        params.validate()?;
+        let norm = SegmentNorm::new(gpu, (params.affine, params.num_channels), weight, bias)?;
+        Ok(GroupNorm { params, norm })
+    }
+
+    /// Loads `{prefix}.weight` and `{prefix}.bias` (when affine) by PyTorch's names.
+    pub fn load(gpu: &Gpu, params: GroupNormParams, sd: &StateDict, prefix: &str) -> Result<Self> {
+        params.validate()?;
+        let norm = SegmentNorm::load(gpu, sd, prefix, params.affine, &[params.num_channels])?;
+        Ok(GroupNorm { params, norm })
+    }
+
+    /// The layer's parameters.
+    pub fn params(&self) -> &GroupNormParams {
+        &self.params
     }
 
     /// Records the normalisation.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        x.check_gpu(rec.gpu(), "input")?;
-        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
         let s = self.params.output_shape(x.shape())?;
         let g = self.params.num_groups;
         let seg = Segments::contiguous(s[0] * g, (s[1] / g) * s[2] * s[3]);
-        let stats = rec.alloc_f32("stats", 2 * seg.count)?;
-        record_stats(
-            rec,
-            seg,
-            x.pooled(),
-            x.pooled(),
-            &stats,
-            None,
-            0,
-            self.params.eps,
-        )?;
-        record_apply(
-            rec,
-            ApplyMode::Group,
-            x,
-            &stats,
-            &self.gamma,
-            &self.beta,
-            g,
-            self.params.eps,
-        )
+        self.norm
+            .forward(rec, x, (seg, ApplyMode::Group, g), self.params.eps)
     }
 }
 
-/// `torch.nn.LayerNorm(normalized_shape=(C, H, W))`: statistics over each sample's
-/// `(C, H, W)`, elementwise affine of that shape.
-pub struct LayerNorm {
-    gpu: Gpu,
-    shape: [usize; 3],
-    eps: f32,
-    gamma: Arc<PooledBuffer>,
-    beta: Arc<PooledBuffer>,
+/// Parameters of `torch.nn.LayerNorm(normalized_shape=(C, H, W))`: statistics over each
+/// sample's `(C, H, W)`, an elementwise affine of that shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerNormParams {
+    /// `(C, H, W)`.
+    pub normalized_shape: [usize; 3],
+    /// Added to the variance (default 1e-5).
+    pub eps: f32,
+    /// Learnable elementwise scale and shift (default true).
+    pub elementwise_affine: bool,
 }
 
-impl LayerNorm {
-    /// Uploads a layer norm over `normalized_shape = [C, H, W]`; `weight` and `bias`
-    /// (that shape) default to 1 and 0 (also for `elementwise_affine=False`).
-    pub fn new(
-        gpu: &Gpu,
-        normalized_shape: [usize; 3],
-        eps: f32,
-        weight: Option<ArrayView3<f32>>,
-        bias: Option<ArrayView3<f32>>,
-    ) -> Result<Self> {
-        check_eps(eps)?;
-        check_dims(
-            "normalized_shape",
-            &[
-                1,
-                normalized_shape[0],
-                normalized_shape[1],
-                normalized_shape[2],
-            ],
-        )?;
-        let len: usize = normalized_shape.iter().product();
-        let take =
-            |name: &'static str, v: Option<ArrayView3<f32>>, fill: f32| -> Result<Vec<f32>> {
-                match v {
-                    None => Ok(vec![fill; len]),
-                    Some(v) if v.shape() == normalized_shape => Ok(v.iter().copied().collect()),
-                    Some(v) => Err(Error::ShapeMismatch {
-                        name,
-                        expected: normalized_shape.to_vec(),
-                        actual: v.shape().to_vec(),
-                    }),
-                }
-            };
-        let g = take("weight", weight, 1.0)?;
-        let b = take("bias", bias, 0.0)?;
-        Ok(LayerNorm {
-            gpu: gpu.clone(),
-            shape: normalized_shape,
-            eps,
-            gamma: gpu.upload_f32("weight", &g)?,
-            beta: gpu.upload_f32("bias", &b)?,
-        })
+impl LayerNormParams {
+    /// PyTorch's defaults: eps 1e-5, elementwise affine.
+    pub fn new(normalized_shape: [usize; 3]) -> Self {
+        LayerNormParams {
+            normalized_shape,
+            eps: 1e-5,
+            elementwise_affine: true,
+        }
+    }
+
+    /// Checks the parameters on their own.
+    pub fn validate(&self) -> Result<()> {
+        let [c, h, w] = self.normalized_shape;
+        check_dims("normalized_shape", &[1, c, h, w])?;
+        check_eps(self.eps)
     }
 
     /// Validates against `[N, C, H, W]`: the last three dimensions must be the
     /// normalized shape.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.validate()?;
         check_dims("input", &input)?;
-        if input[1..] != self.shape {
+        if input[1..] != self.normalized_shape {
+            let [c, h, w] = self.normalized_shape;
             return Err(Error::ShapeMismatch {
                 name: "input",
-                expected: vec![input[0], self.shape[0], self.shape[1], self.shape[2]],
+                expected: vec![input[0], c, h, w],
                 actual: input.to_vec(),
             });
         }
         Ok(input)
     }
 
-    /// Records the normalisation.
-    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        x.check_gpu(rec.gpu(), "input")?;
-        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
-        let s = self.output_shape(x.shape())?;
-        let seg = Segments::contiguous(s[0], s[1] * s[2] * s[3]);
-        let stats = rec.alloc_f32("stats", 2 * seg.count)?;
-        record_stats(rec, seg, x.pooled(), x.pooled(), &stats, None, 0, self.eps)?;
-        record_apply(
-            rec,
-            ApplyMode::Layer,
-            x,
-            &stats,
-            &self.gamma,
-            &self.beta,
-            1,
-            self.eps,
-        )
-    }
-
-    /// Parameters (2 x C x H x W), operations and bytes.
+    /// Parameters (2 x C x H x W when affine), operations and bytes.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         self.output_shape(input)?;
+        let len = self.normalized_shape.iter().product::<usize>() as u64;
         Ok(norm_cost(
             input,
-            2 * self.shape.iter().product::<usize>() as u64,
+            if self.elementwise_affine { 2 * len } else { 0 },
         ))
     }
 }
 
-/// `torch.nn.InstanceNorm2d` (without running statistics, PyTorch's default): each
-/// `(n, c)` plane normalised on its own, optional per-channel affine.
-pub struct InstanceNorm2d {
-    gpu: Gpu,
-    num_features: usize,
+setters!(LayerNormParams {
+    /// Sets eps.
     eps: f32,
-    gamma: Arc<PooledBuffer>,
-    beta: Arc<PooledBuffer>,
+    /// Enables or disables the elementwise affine transform.
+    elementwise_affine: bool,
+});
+
+/// Layer norm on the GPU (`torch.nn.LayerNorm` over `(C, H, W)`).
+#[derive(Debug)]
+pub struct LayerNorm {
+    params: LayerNormParams,
+    norm: SegmentNorm,
+}
+
+impl LayerNorm {
+    /// Uploads a layer norm; `weight` and `bias` (of the normalized shape, both or
+    /// neither) default to 1 and 0.
+    pub fn new(
+        gpu: &Gpu,
+        params: LayerNormParams,
+        weight: Option<ArrayView3<f32>>,
+        bias: Option<ArrayView3<f32>>,
+    ) -> Result<Self> {
+        params.validate()?;
+        let shape = params.normalized_shape;
+        let flat = |name: &'static str, v: Option<ArrayView3<f32>>| match v {
+            Some(v) if v.shape() != shape => Err(Error::ShapeMismatch {
+                name,
+                expected: shape.to_vec(),
+                actual: v.shape().to_vec(),
+            }),
+            v => Ok(v.map(|v| v.iter().copied().collect::<Array1<f32>>())),
+        };
+        let (w, b) = (flat("weight", weight)?, flat("bias", bias)?);
+        let affine = (params.elementwise_affine, shape.iter().product());
+        let (w, b) = (w.as_ref().map(|w| w.view()), b.as_ref().map(|b| b.view()));
+        let norm = SegmentNorm::new(gpu, affine, w, b)?;
+        Ok(LayerNorm { params, norm })
+    }
+
+    /// Loads `{prefix}.weight` and `{prefix}.bias` (when affine) by PyTorch's names.
+    pub fn load(gpu: &Gpu, params: LayerNormParams, sd: &StateDict, prefix: &str) -> Result<Self> {
+        params.validate()?;
+        let shape = params.normalized_shape;
+        let norm = SegmentNorm::load(gpu, sd, prefix, params.elementwise_affine, &shape)?;
+        Ok(LayerNorm { params, norm })
+    }
+
+    /// The layer's parameters.
+    pub fn params(&self) -> &LayerNormParams {
+        &self.params
+    }
+
+    /// Records the normalisation.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let s = self.params.output_shape(x.shape())?;
+        let seg = Segments::contiguous(s[0], s[1] * s[2] * s[3]);
+        self.norm
+            .forward(rec, x, (seg, ApplyMode::Layer, 1), self.params.eps)
+    }
+}
+
+/// Parameters of `torch.nn.InstanceNorm2d` without running statistics (PyTorch's
+/// default): each `(n, c)` plane normalised on its own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InstanceNorm2dParams {
+    /// Channels `C`.
+    pub num_features: usize,
+    /// Added to the variance (default 1e-5).
+    pub eps: f32,
+    /// Learnable per-channel scale and shift (default false, as in PyTorch).
+    pub affine: bool,
+}
+
+impl InstanceNorm2dParams {
+    /// PyTorch's defaults: eps 1e-5, no affine.
+    pub fn new(num_features: usize) -> Self {
+        InstanceNorm2dParams {
+            num_features,
+            eps: 1e-5,
+            affine: false,
+        }
+    }
+
+    /// Checks the parameters on their own.
+    pub fn validate(&self) -> Result<()> {
+        fail_if(self.num_features == 0, "num_features", || {
+            "must be at least 1, got 0"
+        })?;
+        check_eps(self.eps)
+    }
+
+    /// Validates against `[N, C, H, W]`.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.validate()?;
+        check_channels(input, self.num_features)?;
+        Ok(input)
+    }
+
+    /// Parameters, operations and bytes.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        self.output_shape(input)?;
+        let params = if self.affine {
+            2 * self.num_features as u64
+        } else {
+            0
+        };
+        Ok(norm_cost(input, params))
+    }
+}
+
+setters!(InstanceNorm2dParams {
+    /// Sets eps.
+    eps: f32,
+    /// Enables or disables the affine transform.
+    affine: bool,
+});
+
+/// Instance norm on the GPU.
+#[derive(Debug)]
+pub struct InstanceNorm2d {
+    params: InstanceNorm2dParams,
+    norm: SegmentNorm,
 }
 
 impl InstanceNorm2d {
-    /// Uploads an instance norm; `weight`/`bias` (length C) given for `affine=True`.
+    /// Uploads an instance norm; `weight` / `bias` (length C, both or neither, only with
+    /// `affine`) default to 1 and 0.
     pub fn new(
         gpu: &Gpu,
-        num_features: usize,
-        eps: f32,
+        params: InstanceNorm2dParams,
         weight: Option<ArrayView1<f32>>,
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
-        check_eps(eps)?;
-        if num_features == 0 {
-            return Err(invalid("num_features", "must be at least 1, got 0"));
-        }
-        let affine = weight.is_some() || bias.is_some();
-        let (g, b) = affine_or_identity(affine, num_features, weight, bias)?;
-        Ok(InstanceNorm2d {
-            gpu: gpu.clone(),
-            num_features,
-            eps,
-            gamma: gpu.upload_f32("weight", &g)?,
-            beta: gpu.upload_f32("bias", &b)?,
-        })
+        params.validate()?;
+        let norm = SegmentNorm::new(gpu, (params.affine, params.num_features), weight, bias)?;
+        Ok(InstanceNorm2d { params, norm })
+    }
+
+    /// Loads `{prefix}.weight` and `{prefix}.bias` (when affine) by PyTorch's names.
+    pub fn load(
+        gpu: &Gpu,
+        params: InstanceNorm2dParams,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        params.validate()?;
+        let norm = SegmentNorm::load(gpu, sd, prefix, params.affine, &[params.num_features])?;
+        Ok(InstanceNorm2d { params, norm })
+    }
+
+    /// The layer's parameters.
+    pub fn params(&self) -> &InstanceNorm2dParams {
+        &self.params
     }
 
     /// Records the normalisation. PyTorch refuses a single value per plane in training
     /// mode; here the plane's variance is 0 and the output is the bias.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        x.check_gpu(rec.gpu(), "input")?;
-        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
-        let s = x.shape();
-        check_channels(s, self.num_features)?;
+        let s = self.params.output_shape(x.shape())?;
         let seg = Segments::contiguous(s[0] * s[1], s[2] * s[3]);
-        let stats = rec.alloc_f32("stats", 2 * seg.count)?;
-        record_stats(rec, seg, x.pooled(), x.pooled(), &stats, None, 0, self.eps)?;
-        record_apply(
-            rec,
-            ApplyMode::Instance,
-            x,
-            &stats,
-            &self.gamma,
-            &self.beta,
-            1,
-            self.eps,
-        )
-    }
-
-    /// Parameters, operations and bytes.
-    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        check_channels(input, self.num_features)?;
-        Ok(norm_cost(input, 2 * self.num_features as u64))
+        self.norm
+            .forward(rec, x, (seg, ApplyMode::Instance, 1), self.params.eps)
     }
 }
 
@@ -1000,34 +1237,18 @@ pub fn adain(rec: &mut Recorder<'_>, content: &Tensor, style: &Tensor, eps: f32)
     let style_stats = rec.alloc_f32("stats", 2 * planes)?;
     let seg_c = Segments::contiguous(planes, c[2] * c[3]);
     let seg_s = Segments::contiguous(planes, s[2] * s[3]);
-    record_stats(
-        rec,
-        seg_c,
-        content.pooled(),
-        content.pooled(),
-        &content_stats,
-        None,
-        0,
-        eps,
-    )?;
-    record_stats(
-        rec,
-        seg_s,
-        style.pooled(),
-        style.pooled(),
-        &style_stats,
-        None,
-        0,
-        eps,
-    )?;
+    record_stats(rec, seg_c, content, &content_stats, None, eps)?;
+    record_stats(rec, seg_s, style, &style_stats, None, eps)?;
+    // The style's statistics take gamma's place; AdaIN reads no beta.
     record_apply(
         rec,
         ApplyMode::AdaIn,
         content,
         &content_stats,
         &style_stats,
-        &style_stats,
+        None,
         1,
         eps,
+        Activation::None,
     )
 }

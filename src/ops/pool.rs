@@ -2,13 +2,141 @@
 //! return_indices=True)`), max unpooling (`max_unpool2d`, SegNet's decoder step), global
 //! average / max pooling, and adaptive average pooling (`adaptive_avg_pool2d`).
 
-use super::{Cost, IntoPair};
-use crate::error::{invalid, Result};
+use super::{pair_setters, setters, Cost, IntoPair, Window};
+use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, IndexTensor, PoolOrigin, Recorder, Tensor};
+use crate::launch::{
+    read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Launch, Specialize,
+};
 
-const WORKGROUP: u64 = 64;
-/// Outputs per invocation along a row (`PX` in `max_pool.wgsl`, `max_unpool_window.wgsl`).
+uniform! {
+    /// The geometry of the windowed poolings (`shaders/pool_window.wgsl`).
+    pub(crate) struct StripParams {
+        planes: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        pad_h: u32,
+        pad_w: u32,
+        strips_x: u32,
+        total: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/max_unpool_scatter.wgsl` and `max_unpool_gather.wgsl`.
+    pub(crate) struct UnpoolParams {
+        planes: u32,
+        in_plane: u32,
+        out_plane: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/global_pool.wgsl`.
+    pub(crate) struct GlobalParams {
+        planes: u32,
+        plane: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/adaptive_avg_pool.wgsl`.
+    pub(crate) struct AdaptiveParams {
+        planes: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+    }
+}
+
+/// The constants of `avg_pool.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+struct AvgPoolSpec {
+    window: Window,
+    count_include_pad: bool,
+    divisor: u32,
+}
+
+impl Specialize for AvgPoolSpec {
+    fn write(&self, c: &mut Constants) {
+        self.window.write(c);
+        c.flag("COUNT_INCLUDE_PAD", self.count_include_pad);
+        c.set("DIVISOR", self.divisor);
+    }
+}
+
+/// The constants of `global_pool.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+struct GlobalSpec {
+    max: bool,
+    sum: bool,
+}
+
+impl Specialize for GlobalSpec {
+    fn write(&self, c: &mut Constants) {
+        c.set("MODE", u32::from(self.max));
+        c.flag("SUM", self.sum);
+    }
+}
+
+const MAX_POOL: Kernel<StripParams, Window> =
+    Kernel::new("max_pool.wgsl", &[read("x"), write("y"), write("idx")]);
+const AVG_POOL: Kernel<StripParams, AvgPoolSpec> =
+    Kernel::new("avg_pool.wgsl", &[read("x"), write("y")]);
+const UNPOOL_WINDOW: Kernel<StripParams, Window> = Kernel::new(
+    "max_unpool_window.wgsl",
+    &[read("x"), read("idx"), write("y")],
+);
+const UNPOOL_SCATTER: Kernel<UnpoolParams> =
+    Kernel::new("max_unpool_scatter.wgsl", &[read("idx"), write("owner")]);
+const UNPOOL_GATHER: Kernel<UnpoolParams> = Kernel::new(
+    "max_unpool_gather.wgsl",
+    &[read("x"), read("owner"), write("y")],
+);
+const GLOBAL_POOL: Kernel<GlobalParams, GlobalSpec> =
+    Kernel::new("global_pool.wgsl", &[read("x"), write("y"), read_opt("x2")]);
+const ADAPTIVE_AVG_POOL: Kernel<AdaptiveParams> =
+    Kernel::new("adaptive_avg_pool.wgsl", &[read("x"), write("y")]);
+
+/// The kernels of this family.
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
+    &MAX_POOL,
+    &AVG_POOL,
+    &UNPOOL_WINDOW,
+    &UNPOOL_SCATTER,
+    &UNPOOL_GATHER,
+    &GLOBAL_POOL,
+    &ADAPTIVE_AVG_POOL,
+];
+
+/// Outputs per invocation along a row (`PX` in `shaders/pool_window.wgsl`).
 const STRIP_PX: usize = 8;
+
+/// The uniform of a windowed pooling from `input` `[N, C, H, W]` to `out`, and the number
+/// of invocations (one per strip of [`STRIP_PX`] outputs of a row).
+pub(crate) fn strip_geometry(
+    input: [usize; 4],
+    out: [usize; 4],
+    padding: (usize, usize),
+) -> (StripParams, usize) {
+    let strips_x = out[3].div_ceil(STRIP_PX);
+    let total = input[0] * input[1] * out[2] * strips_x;
+    let u = StripParams {
+        planes: (input[0] * input[1]) as u32,
+        h: input[2] as u32,
+        w: input[3] as u32,
+        oh: out[2] as u32,
+        ow: out[3] as u32,
+        pad_h: padding.0 as u32,
+        pad_w: padding.1 as u32,
+        strips_x: strips_x as u32,
+        total: total as u32,
+    };
+    (u, total)
+}
 
 /// Parameters of `torch.nn.MaxPool2d`.
 ///
@@ -42,36 +170,20 @@ impl MaxPool2dParams {
         }
     }
 
-    /// Sets the stride.
-    pub fn stride(mut self, stride: impl IntoPair) -> Self {
-        self.stride = stride.into_pair();
-        self
-    }
-
-    /// Sets the padding.
-    pub fn padding(mut self, padding: impl IntoPair) -> Self {
-        self.padding = padding.into_pair();
-        self
-    }
-
-    /// Sets the dilation.
-    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
-        self.dilation = dilation.into_pair();
-        self
-    }
-
-    /// Sets ceil mode.
-    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
-        self.ceil_mode = ceil_mode;
-        self
+    /// The window (kernel size, stride, padding, dilation).
+    pub fn window(&self) -> Window {
+        Window {
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+        }
     }
 
     /// Validates against `[N, C, H, W]` and returns `[N, C, H_out, W_out]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         check_dims("input", &input)?;
-        positive("kernel_size", self.kernel_size)?;
-        positive("stride", self.stride)?;
-        positive("dilation", self.dilation)?;
+        self.window().validate()?;
         let oh = pool_out_len(
             input[2],
             self.kernel_size.0,
@@ -103,65 +215,58 @@ impl MaxPool2dParams {
         })
     }
 
-    /// Records max pooling of `input`; returns the pooled values and their indices.
-    pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<(Tensor, IndexTensor)> {
-        let gpu = rec.gpu();
-        input.check_gpu(gpu, "input")?;
-        let s = input.shape();
-        let out = self.output_shape(s)?;
-        let y = rec.empty("output", out)?;
-        let idx = rec.empty_indices(
-            out,
-            PoolOrigin {
-                kernel_size: self.kernel_size,
-                stride: self.stride,
-                padding: self.padding,
-                dilation: self.dilation,
-                plane: (s[2], s[3]),
-            },
-        )?;
-        let strips_x = out[3].div_ceil(STRIP_PX);
-        let total = s[0] * s[1] * out[2] * strips_x;
-        let u = [
-            (s[0] * s[1]) as u32,
-            s[2] as u32,
-            s[3] as u32,
-            out[2] as u32,
-            out[3] as u32,
-            self.padding.0 as u32,
-            self.padding.1 as u32,
-            strips_x as u32,
-            total as u32,
-            0,
-            0,
-            0,
-        ];
-        let pipeline = gpu.pipeline(
-            "max_pool.wgsl",
-            &[],
-            &[
-                ("KH", self.kernel_size.0 as f64),
-                ("KW", self.kernel_size.1 as f64),
-                ("SH", self.stride.0 as f64),
-                ("SW", self.stride.1 as f64),
-                ("DH", self.dilation.0 as f64),
-                ("DW", self.dilation.1 as f64),
-            ],
-        )?;
-        rec.dispatch(
-            &pipeline,
-            &u,
-            &[input.pooled(), y.pooled(), idx.pooled()],
-            (total as u64).div_ceil(WORKGROUP),
-        )?;
-        Ok((y, idx))
+    /// The dispatch that pools an input of shape `input` (validated by the caller).
+    fn plan(&self, input: [usize; 4], out: [usize; 4]) -> Launch {
+        let (u, total) = strip_geometry(input, out, self.padding);
+        MAX_POOL.launch(&self.window(), &u).threads(total)
     }
 }
 
+setters!(MaxPool2dParams {
+    /// Sets ceil mode.
+    ceil_mode: bool,
+});
+
+pair_setters!(MaxPool2dParams {
+    /// Sets the stride (one value or a `(height, width)` pair).
+    stride,
+    /// Sets the padding (one value or a `(height, width)` pair).
+    padding,
+    /// Sets the dilation (one value or a `(height, width)` pair).
+    dilation,
+});
+
+/// Records max pooling of `input` (`F.max_pool2d(..., return_indices=True)`); returns the
+/// pooled values and their indices.
+pub fn max_pool2d(
+    rec: &mut Recorder<'_>,
+    params: &MaxPool2dParams,
+    input: &Tensor,
+) -> Result<(Tensor, IndexTensor)> {
+    input.check_gpu(rec.gpu(), "input")?;
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    let y = rec.empty("output", out)?;
+    let origin = PoolOrigin {
+        kernel_size: params.kernel_size,
+        stride: params.stride,
+        padding: params.padding,
+        dilation: params.dilation,
+        plane: (s[2], s[3]),
+    };
+    let idx = rec.empty_indices(out, origin)?;
+    let args = Args::new()
+        .read("x", input)
+        .write("y", &y)
+        .write("idx", &idx);
+    rec.run(&params.plan(s, out), args)?;
+    Ok((y, idx))
+}
+
 fn positive(name: &'static str, v: (usize, usize)) -> Result<()> {
-    if v.0 == 0 || v.1 == 0 {
-        return Err(invalid(name, format!("must be positive, got {v:?}")));
-    }
+    fail_if(v.0 == 0 || v.1 == 0, name, || {
+        format!("must be positive, got {v:?}")
+    })?;
     Ok(())
 }
 
@@ -177,22 +282,16 @@ fn pool_out_len(
 ) -> Result<usize> {
     let extent = dilation * (kernel - 1) + 1;
     // PyTorch's rule: at most half the (undilated) kernel size.
-    if 2 * padding > kernel {
-        return Err(invalid(
-            "padding",
-            format!("{padding} must be at most half the kernel size {kernel}"),
-        ));
-    }
+    fail_if(2 * padding > kernel, "padding", || {
+        format!("{padding} must be at most half the kernel size {kernel}")
+    })?;
     let padded = input + 2 * padding;
-    if extent > padded {
-        return Err(invalid(
-            "kernel_size",
-            format!(
-                "dilated kernel extent {extent} is larger than the padded input {padded} \
+    fail_if(extent > padded, "kernel_size", || {
+        format!(
+            "dilated kernel extent {extent} is larger than the padded input {padded} \
                  (input {input}, padding {padding})"
-            ),
-        ));
-    }
+        )
+    })?;
     let span = padded - extent;
     let mut out = if ceil_mode {
         span.div_ceil(stride) + 1
@@ -246,18 +345,6 @@ impl MaxUnpool2dParams {
         }
     }
 
-    /// Sets the stride.
-    pub fn stride(mut self, stride: impl IntoPair) -> Self {
-        self.stride = stride.into_pair();
-        self
-    }
-
-    /// Sets the padding.
-    pub fn padding(mut self, padding: impl IntoPair) -> Self {
-        self.padding = padding.into_pair();
-        self
-    }
-
     /// Sets an explicit output size.
     pub fn output_size(mut self, size: impl IntoPair) -> Self {
         self.output_size = Some(size.into_pair());
@@ -267,19 +354,21 @@ impl MaxUnpool2dParams {
     /// Validates against the pooled input `[N, C, H, W]`; returns the output shape.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         check_dims("input", &input)?;
-        positive("kernel_size", self.kernel_size)?;
-        positive("stride", self.stride)?;
+        Window {
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: (1, 1),
+        }
+        .validate()?;
         let default = |i: usize, k: usize, s: usize, p: usize| -> Result<usize> {
             let full = (i - 1) * s + k;
-            if 2 * p >= full {
-                return Err(invalid(
-                    "padding",
-                    format!(
-                        "2 * padding ({}) leaves no output (size {full} before padding)",
-                        2 * p
-                    ),
-                ));
-            }
+            fail_if(2 * p >= full, "padding", || {
+                format!(
+                    "2 * padding ({}) leaves no output (size {full} before padding)",
+                    2 * p
+                )
+            })?;
             Ok(full - 2 * p)
         };
         let dh = default(input[2], self.kernel_size.0, self.stride.0, self.padding.0)?;
@@ -291,17 +380,14 @@ impl MaxUnpool2dParams {
                     ("height", oh, dh, self.stride.0),
                     ("width", ow, dw, self.stride.1),
                 ] {
-                    if o + s <= d || o >= d + s {
-                        return Err(invalid(
-                            "output_size",
-                            format!(
-                                "{o} ({axis}) could not come from these pooling parameters: \
+                    fail_if(o + s <= d || o >= d + s, "output_size", || {
+                        format!(
+                            "{o} ({axis}) could not come from these pooling parameters: \
                                  it must lie strictly between {} and {}",
-                                d as i64 - s as i64,
-                                d + s
-                            ),
-                        ));
-                    }
+                            d as i64 - s as i64,
+                            d + s
+                        )
+                    })?;
                 }
                 (oh, ow)
             }
@@ -320,103 +406,14 @@ impl MaxUnpool2dParams {
         })
     }
 
-    /// Records unpooling of `input` with `indices` (same shape as `input`, as returned by
-    /// [`MaxPool2dParams::forward`] or [`Gpu::upload_indices`](crate::Gpu::upload_indices)).
-    pub fn forward(
-        &self,
-        rec: &mut Recorder<'_>,
-        input: &Tensor,
-        indices: &IndexTensor,
-    ) -> Result<Tensor> {
-        let gpu = rec.gpu();
-        input.check_gpu(gpu, "input")?;
-        indices.check_gpu(gpu, "indices")?;
-        let s = input.shape();
-        super::same_shape("indices", s, indices.shape())?;
-        let out = self.output_shape(s)?;
-        let out_plane = out[2] * out[3];
-        if indices.bound() > out_plane {
-            return Err(invalid(
-                "indices",
-                format!(
-                    "indices may point up to position {} but the output plane {}x{} has only \
-                     {out_plane} positions",
-                    indices.bound() - 1,
-                    out[2],
-                    out[3]
-                ),
-            ));
+    /// The kernel that unpools `indices` to an output of shape `out`.
+    fn select_kernel(&self, indices: &IndexTensor, out: [usize; 4]) -> UnpoolKernel {
+        match indices.origin() {
+            Some(o) if self.gather_applies(&o, out) => UnpoolKernel::Window,
+            _ => UnpoolKernel::ScatterGather,
         }
-        let y = rec.empty("output", out)?;
-        if let Some(origin) = indices.origin().filter(|o| self.gather_applies(o, out)) {
-            let strips_x = out[3].div_ceil(STRIP_PX);
-            let total = s[0] * s[1] * out[2] * strips_x;
-            let pipeline = gpu.pipeline(
-                "max_unpool_window.wgsl",
-                &[],
-                &[
-                    ("KH", origin.kernel_size.0 as f64),
-                    ("KW", origin.kernel_size.1 as f64),
-                    ("SH", origin.stride.0 as f64),
-                    ("SW", origin.stride.1 as f64),
-                ],
-            )?;
-            rec.dispatch(
-                &pipeline,
-                &[
-                    (s[0] * s[1]) as u32,
-                    s[2] as u32,
-                    s[3] as u32,
-                    out[2] as u32,
-                    out[3] as u32,
-                    origin.padding.0 as u32,
-                    origin.padding.1 as u32,
-                    strips_x as u32,
-                    total as u32,
-                    0,
-                    0,
-                    0,
-                ],
-                &[input.pooled(), indices.pooled(), y.pooled()],
-                (total as u64).div_ceil(WORKGROUP),
-            )?;
-            return Ok(y);
-        }
-        let owner = rec.alloc_f32("output", out.iter().product())?;
-        let planes = s[0] * s[1];
-        let in_plane = s[2] * s[3];
-        rec.clear(&owner);
-        let scatter = gpu.pipeline("max_unpool_scatter.wgsl", &[], &[])?;
-        let scatter_total = planes * in_plane;
-        rec.dispatch(
-            &scatter,
-            &[
-                planes as u32,
-                in_plane as u32,
-                out_plane as u32,
-                scatter_total as u32,
-            ],
-            &[indices.pooled(), &owner],
-            (scatter_total as u64).div_ceil(WORKGROUP),
-        )?;
-        let gather = gpu.pipeline("max_unpool_gather.wgsl", &[], &[])?;
-        let gather_total = planes * out_plane;
-        rec.dispatch(
-            &gather,
-            &[
-                planes as u32,
-                in_plane as u32,
-                out_plane as u32,
-                gather_total as u32,
-            ],
-            &[input.pooled(), &owner, y.pooled()],
-            (gather_total as u64).div_ceil(WORKGROUP),
-        )?;
-        Ok(y)
     }
-}
 
-impl MaxUnpool2dParams {
     /// Whether unpooling can gather: the indices come from a max pooling whose windows
     /// cannot overlap (stride >= kernel, dilation 1), with this unpool's geometry, and the
     /// output is the plane that pooling read. Then each output position has exactly one
@@ -430,6 +427,90 @@ impl MaxUnpool2dParams {
             && origin.padding == self.padding
             && origin.plane == (out[2], out[3])
     }
+}
+
+pair_setters!(MaxUnpool2dParams {
+    /// Sets the stride (one value or a `(height, width)` pair).
+    stride,
+    /// Sets the padding (one value or a `(height, width)` pair).
+    padding,
+});
+
+/// How [`max_unpool2d`] runs: chosen from where its indices came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnpoolKernel {
+    /// A gather over the pooling windows, for indices of a max pooling with
+    /// non-overlapping windows and this unpool's geometry (SegNet's 2x2 stride 2): one
+    /// dispatch, no atomics.
+    Window,
+    /// Any indices: a scatter of claims (atomic max, so the last input position wins
+    /// deterministically) into a zeroed buffer, then a gather: two dispatches.
+    ScatterGather,
+}
+
+/// Records max unpooling of `input` with `indices` (same shape as `input`, as returned by
+/// [`max_pool2d`] or [`Gpu::upload_indices`](crate::Gpu::upload_indices)):
+/// `F.max_unpool2d`.
+pub fn max_unpool2d(
+    rec: &mut Recorder<'_>,
+    params: &MaxUnpool2dParams,
+    input: &Tensor,
+    indices: &IndexTensor,
+) -> Result<Tensor> {
+    let gpu = rec.gpu();
+    input.check_gpu(gpu, "input")?;
+    indices.check_gpu(gpu, "indices")?;
+    let s = input.shape();
+    super::same_shape("indices", s, indices.shape())?;
+    let out = params.output_shape(s)?;
+    let out_plane = out[2] * out[3];
+    fail_if(indices.bound() > out_plane, "indices", || {
+        format!(
+            "indices may point up to position {} but the output plane {}x{} has only \
+                 {out_plane} positions",
+            indices.bound() - 1,
+            out[2],
+            out[3]
+        )
+    })?;
+    let y = rec.empty("output", out)?;
+    match params.select_kernel(indices, out) {
+        UnpoolKernel::Window => {
+            let (u, total) = strip_geometry(s, out, params.padding);
+            let window = Window {
+                kernel_size: params.kernel_size,
+                stride: params.stride,
+                padding: params.padding,
+                dilation: (1, 1),
+            };
+            let args = Args::new()
+                .read("x", input)
+                .read("idx", indices)
+                .write("y", &y);
+            rec.run(&UNPOOL_WINDOW.launch(&window, &u).threads(total), args)?;
+        }
+        UnpoolKernel::ScatterGather => {
+            let owner = rec.alloc_f32("output", out.iter().product())?;
+            rec.clear(&owner);
+            let u = UnpoolParams {
+                planes: (s[0] * s[1]) as u32,
+                in_plane: (s[2] * s[3]) as u32,
+                out_plane: out_plane as u32,
+            };
+            let scatter = UNPOOL_SCATTER.launch(&(), &u).threads(s.iter().product());
+            rec.run(
+                &scatter,
+                Args::new().read("idx", indices).write("owner", &owner),
+            )?;
+            let gather = UNPOOL_GATHER.launch(&(), &u).threads(out.iter().product());
+            let args = Args::new()
+                .read("x", input)
+                .read("owner", &owner)
+                .write("y", &y);
+            rec.run(&gather, args)?;
+        }
+    }
+    Ok(y)
 }
 
 /// Parameters of `torch.nn.AvgPool2d`.
@@ -463,40 +544,27 @@ impl AvgPool2dParams {
         }
     }
 
-    /// Sets the stride.
-    pub fn stride(mut self, stride: impl IntoPair) -> Self {
-        self.stride = stride.into_pair();
-        self
-    }
-
-    /// Sets the padding.
-    pub fn padding(mut self, padding: impl IntoPair) -> Self {
-        self.padding = padding.into_pair();
-        self
-    }
-
-    /// Sets ceil mode.
-    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
-        self.ceil_mode = ceil_mode;
-        self
-    }
-
-    /// Sets count_include_pad.
-    pub fn count_include_pad(mut self, include: bool) -> Self {
-        self.count_include_pad = include;
-        self
-    }
-
-    /// Sets a fixed divisor.
-    pub fn divisor_override(mut self, divisor: Option<usize>) -> Self {
-        self.divisor_override = divisor;
-        self
+    /// The window (kernel size, stride, padding; dilation 1).
+    pub fn window(&self) -> Window {
+        Window {
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: (1, 1),
+        }
     }
 
     /// Validates against `[N, C, H, W]` and returns `[N, C, H_out, W_out]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
-        if self.divisor_override == Some(0) {
-            return Err(invalid("divisor_override", "must be positive, got 0"));
+        match self.divisor_override {
+            Some(0) => return Err(invalid("divisor_override", "must be positive, got 0")),
+            Some(d) if d > u32::MAX as usize => {
+                return Err(invalid(
+                    "divisor_override",
+                    format!("{d} is out of range (at most {})", u32::MAX),
+                ))
+            }
+            _ => {}
         }
         MaxPool2dParams {
             kernel_size: self.kernel_size,
@@ -519,52 +587,48 @@ impl AvgPool2dParams {
         })
     }
 
-    /// Records the pooling.
-    pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
-        let gpu = rec.gpu();
-        input.check_gpu(gpu, "input")?;
-        let s = input.shape();
-        let out = self.output_shape(s)?;
-        let y = rec.empty("output", out)?;
-        let strips_x = out[3].div_ceil(STRIP_PX);
-        let total = s[0] * s[1] * out[2] * strips_x;
-        let pipeline = gpu.pipeline(
-            "avg_pool.wgsl",
-            &[],
-            &[
-                ("KH", self.kernel_size.0 as f64),
-                ("KW", self.kernel_size.1 as f64),
-                ("SH", self.stride.0 as f64),
-                ("SW", self.stride.1 as f64),
-                (
-                    "COUNT_INCLUDE_PAD",
-                    if self.count_include_pad { 1.0 } else { 0.0 },
-                ),
-                ("DIVISOR", self.divisor_override.unwrap_or(0) as f64),
-            ],
-        )?;
-        let u = [
-            (s[0] * s[1]) as u32,
-            s[2] as u32,
-            s[3] as u32,
-            out[2] as u32,
-            out[3] as u32,
-            self.padding.0 as u32,
-            self.padding.1 as u32,
-            strips_x as u32,
-            total as u32,
-            0,
-            0,
-            0,
-        ];
-        rec.dispatch(
-            &pipeline,
-            &u,
-            &[input.pooled(), y.pooled()],
-            (total as u64).div_ceil(WORKGROUP),
-        )?;
-        Ok(y)
+    fn plan(&self, input: [usize; 4], out: [usize; 4]) -> Launch {
+        let (u, total) = strip_geometry(input, out, self.padding);
+        let spec = AvgPoolSpec {
+            window: self.window(),
+            count_include_pad: self.count_include_pad,
+            divisor: self.divisor_override.unwrap_or(0) as u32,
+        };
+        AVG_POOL.launch(&spec, &u).threads(total)
     }
+}
+
+setters!(AvgPool2dParams {
+    /// Sets ceil mode.
+    ceil_mode: bool,
+    /// Sets count_include_pad.
+    count_include_pad: bool,
+    /// Sets a fixed divisor.
+    divisor_override: Option<usize>,
+});
+
+pair_setters!(AvgPool2dParams {
+    /// Sets the stride (one value or a `(height, width)` pair).
+    stride,
+    /// Sets the padding (one value or a `(height, width)` pair).
+    padding,
+});
+
+/// Records average pooling of `input` (`F.avg_pool2d`).
+pub fn avg_pool2d(
+    rec: &mut Recorder<'_>,
+    params: &AvgPool2dParams,
+    input: &Tensor,
+) -> Result<Tensor> {
+    input.check_gpu(rec.gpu(), "input")?;
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    let y = rec.empty("output", out)?;
+    rec.run(
+        &params.plan(s, out),
+        Args::new().read("x", input).write("y", &y),
+    )?;
+    Ok(y)
 }
 
 /// Global pooling over each `(n, c)` plane, output `[N, C, 1, 1]`.
@@ -594,40 +658,48 @@ impl GlobalPool {
             bytes: 4 * (ins + (input[0] * input[1]) as u64),
         })
     }
+}
 
-    /// Records the pooling.
-    pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
-        self.record(rec, input, None)
-    }
+/// Records global pooling of `input` (`F.adaptive_avg_pool2d(x, 1)` or the values of
+/// `F.adaptive_max_pool2d(x, 1)`): one workgroup per plane.
+pub fn global_pool(rec: &mut Recorder<'_>, kind: GlobalPool, input: &Tensor) -> Result<Tensor> {
+    global_pool_of_sum(rec, kind, input, None)
+}
 
-    /// Records the pooling of `input + second` (average only) without storing the sum.
-    pub(crate) fn record(
-        &self,
-        rec: &mut Recorder<'_>,
-        input: &Tensor,
-        second: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let gpu = rec.gpu();
-        input.check_gpu(gpu, "input")?;
-        let s = input.shape();
-        let out = self.output_shape(s)?;
-        let y = rec.empty("output", out)?;
-        let planes = s[0] * s[1];
-        let mode = match self {
-            GlobalPool::Avg => 0.0,
-            GlobalPool::Max => 1.0,
-        };
-        let sum = if second.is_some() { 1.0 } else { 0.0 };
-        let pipeline = gpu.pipeline("global_pool.wgsl", &[], &[("MODE", mode), ("SUM", sum)])?;
-        let x2 = second.unwrap_or(input).pooled();
-        rec.dispatch(
-            &pipeline,
-            &[planes as u32, (s[2] * s[3]) as u32, 0, 0],
-            &[input.pooled(), y.pooled(), input.pooled(), x2, x2],
-            planes as u64,
-        )?;
-        Ok(y)
+/// [`global_pool`] of `input + second` (average only) without storing the sum.
+pub(crate) fn global_pool_of_sum(
+    rec: &mut Recorder<'_>,
+    kind: GlobalPool,
+    input: &Tensor,
+    second: Option<&Tensor>,
+) -> Result<Tensor> {
+    input.check_gpu(rec.gpu(), "input")?;
+    let s = input.shape();
+    let out = kind.output_shape(s)?;
+    if let Some(b) = second {
+        b.check_gpu(rec.gpu(), "second")?;
+        super::same_shape("second", s, b.shape())?;
+        fail_if(kind != GlobalPool::Avg, "kind", || {
+            "only the average of a sum is supported"
+        })?;
     }
+    let y = rec.empty("output", out)?;
+    let planes = s[0] * s[1];
+    let spec = GlobalSpec {
+        max: kind == GlobalPool::Max,
+        sum: second.is_some(),
+    };
+    let u = GlobalParams {
+        planes: planes as u32,
+        plane: (s[2] * s[3]) as u32,
+    };
+    let launch = GLOBAL_POOL.launch(&spec, &u).workgroups(planes);
+    let args = Args::new()
+        .read("x", input)
+        .write("y", &y)
+        .read_opt("x2", second);
+    rec.run(&launch, args)?;
+    Ok(y)
 }
 
 /// `torch.nn.AdaptiveAvgPool2d`: output `(oy, ox)` averages input rows
@@ -665,31 +737,28 @@ impl AdaptiveAvgPool2dParams {
             bytes: 4 * (ins + outs),
         })
     }
+}
 
-    /// Records the pooling.
-    pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
-        let gpu = rec.gpu();
-        input.check_gpu(gpu, "input")?;
-        let s = input.shape();
-        let out = self.output_shape(s)?;
-        let y = rec.empty("output", out)?;
-        let total = out.iter().product::<usize>();
-        let pipeline = gpu.pipeline("adaptive_avg_pool.wgsl", &[], &[])?;
-        rec.dispatch(
-            &pipeline,
-            &[
-                (s[0] * s[1]) as u32,
-                s[2] as u32,
-                s[3] as u32,
-                out[2] as u32,
-                out[3] as u32,
-                total as u32,
-                0,
-                0,
-            ],
-            &[input.pooled(), y.pooled()],
-            (total as u64).div_ceil(WORKGROUP),
-        )?;
-        Ok(y)
-    }
+/// Records adaptive average pooling of `input` (`F.adaptive_avg_pool2d`).
+pub fn adaptive_avg_pool2d(
+    rec: &mut Recorder<'_>,
+    params: &AdaptiveAvgPool2dParams,
+    input: &Tensor,
+) -> Result<Tensor> {
+    input.check_gpu(rec.gpu(), "input")?;
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    let y = rec.empty("output", out)?;
+    let u = AdaptiveParams {
+        planes: (s[0] * s[1]) as u32,
+        h: s[2] as u32,
+        w: s[3] as u32,
+        oh: out[2] as u32,
+        ow: out[3] as u32,
+    };
+    let launch = ADAPTIVE_AVG_POOL
+        .launch(&(), &u)
+        .threads(out.iter().product());
+    rec.run(&launch, Args::new().read("x", input).write("y", &y))?;
+    Ok(y)
 }

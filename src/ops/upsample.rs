@@ -7,12 +7,205 @@
 //! own single-precision formulas (`nearest_idx`, `area_pixel_compute_source_index`), so
 //! they match PyTorch bit for bit; the GPU gathers and blends.
 
+use super::pool::{strip_geometry, StripParams};
 use super::Cost;
-use crate::error::{invalid, Result};
+use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, Recorder, Tensor};
+use crate::launch::{read, uniform, write, Args, Constants, Kernel, KernelInfo, Specialize};
 
-/// Outputs per invocation along a row (`PX` in `resample.wgsl`).
-const RESAMPLE_PX: usize = 8;
+uniform! {
+    /// `shaders/resample_int.wgsl`.
+    pub(crate) struct ResampleIntParams {
+        rows: u32,
+        w4: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/bilinear_int.wgsl`.
+    pub(crate) struct BilinearIntParams {
+        planes: u32,
+        h: u32,
+        w: u32,
+        w4: u32,
+        total: u32,
+    }
+}
+
+/// `MODE` of `resample.wgsl`: 0 nearest, 1 bilinear, 2 bed-of-nails.
+#[derive(Clone, Copy, Debug, Default)]
+struct ResampleSpec(u32);
+
+impl Specialize for ResampleSpec {
+    fn write(&self, c: &mut Constants) {
+        c.set("MODE", self.0);
+    }
+}
+
+/// The constants of `resample_int.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+struct ResampleIntSpec {
+    factors: (u32, u32),
+    bed_of_nails: bool,
+}
+
+impl Specialize for ResampleIntSpec {
+    fn write(&self, c: &mut Constants) {
+        c.set("SY", self.factors.0.max(1));
+        c.set("SX", self.factors.1.max(1));
+        c.flag("BED_OF_NAILS", self.bed_of_nails);
+    }
+}
+
+/// `S` of `bilinear_int.wgsl`.
+#[derive(Clone, Copy, Debug)]
+struct BilinearIntSpec(u32);
+
+impl Default for BilinearIntSpec {
+    fn default() -> Self {
+        BilinearIntSpec(2)
+    }
+}
+
+impl Specialize for BilinearIntSpec {
+    fn write(&self, c: &mut Constants) {
+        c.set("S", self.0);
+    }
+}
+
+const RESAMPLE: Kernel<StripParams, ResampleSpec> = Kernel::new(
+    "resample.wgsl",
+    &[read("x"), read("rows"), read("cols"), write("y")],
+);
+const RESAMPLE_INT: Kernel<ResampleIntParams, ResampleIntSpec> =
+    Kernel::new("resample_int.wgsl", &[read("x"), write("y")]);
+const BILINEAR_INT: Kernel<BilinearIntParams, BilinearIntSpec> =
+    Kernel::new("bilinear_int.wgsl", &[read("x4"), write("y")]);
+
+/// The kernels of this family.
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&RESAMPLE, &RESAMPLE_INT, &BILINEAR_INT];
+
+/// The kernels an upsampling can run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpsampleKernel {
+    /// Per-axis tap tables computed on the host with PyTorch's formulas
+    /// (`resample.wgsl`): every mode, size and scale.
+    Taps,
+    /// Integer-factor replication (`resample_int.wgsl`): nearest whose PyTorch index rule
+    /// gives exactly `o / k` on both axes, or bed-of-nails, with an input width divisible
+    /// by 4. Reads a vec4 and writes `sx` vec4s per row: about copy speed.
+    Integer {
+        /// `(sy, sx)`.
+        factors: (usize, usize),
+    },
+    /// Bilinear upsampling by 2, 4 or 8 on both axes with `align_corners = False`
+    /// (`bilinear_int.wgsl`), whose per-phase weights are checked against PyTorch's tap
+    /// formula, with an input width divisible by 4.
+    BilinearInt {
+        /// The factor.
+        factor: usize,
+    },
+}
+
+/// The kernel the library runs for `params` on `input`: the vector kernels where they
+/// apply, the tap tables otherwise.
+pub fn select_kernel(params: &UpsampleParams, input: [usize; 4]) -> UpsampleKernel {
+    if let Some(factors) = params.integer_factors(input) {
+        UpsampleKernel::Integer { factors }
+    } else if let Some(factor) = params.bilinear_int_factor(input) {
+        UpsampleKernel::BilinearInt { factor }
+    } else {
+        UpsampleKernel::Taps
+    }
+}
+
+impl UpsampleKernel {
+    /// Whether this kernel can run `params` on `input` (any valid configuration runs on
+    /// [`UpsampleKernel::Taps`]).
+    pub fn supports(self, params: &UpsampleParams, input: [usize; 4]) -> bool {
+        match self {
+            UpsampleKernel::Taps => params.output_shape(input).is_ok(),
+            UpsampleKernel::Integer { factors } => params.integer_factors(input) == Some(factors),
+            UpsampleKernel::BilinearInt { factor } => {
+                params.bilinear_int_factor(input) == Some(factor)
+            }
+        }
+    }
+}
+
+/// Records the upsampling of `input` (`F.interpolate` / `nn.Upsample`, or bed-of-nails)
+/// with the kernel [`select_kernel`] picks.
+pub fn upsample(rec: &mut Recorder<'_>, params: &UpsampleParams, input: &Tensor) -> Result<Tensor> {
+    upsample_with(rec, params, input, select_kernel(params, input.shape()))
+}
+
+/// [`upsample`] with a chosen kernel (an error if it does not apply).
+pub fn upsample_with(
+    rec: &mut Recorder<'_>,
+    params: &UpsampleParams,
+    input: &Tensor,
+    kernel: UpsampleKernel,
+) -> Result<Tensor> {
+    input.check_gpu(rec.gpu(), "input")?;
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    fail_if(!kernel.supports(params, s), "kernel", || {
+        format!("{kernel:?} does not support {params:?} on input {s:?}")
+    })?;
+    let y = rec.empty("output", out)?;
+    let planes = s[0] * s[1];
+    let w4 = s[3] / 4;
+    match kernel {
+        UpsampleKernel::Integer { factors } => {
+            let spec = ResampleIntSpec {
+                factors: (factors.0 as u32, factors.1 as u32),
+                bed_of_nails: matches!(params.mode, UpsampleMode::BedOfNails { .. }),
+            };
+            let u = ResampleIntParams {
+                rows: (planes * s[2]) as u32,
+                w4: w4 as u32,
+            };
+            let launch = RESAMPLE_INT.launch(&spec, &u).threads(planes * s[2] * w4);
+            rec.run(&launch, Args::new().read("x", input).write("y", &y))?;
+        }
+        UpsampleKernel::BilinearInt { factor } => {
+            let total = planes * factor * s[2] * w4;
+            let u = BilinearIntParams {
+                planes: planes as u32,
+                h: s[2] as u32,
+                w: s[3] as u32,
+                w4: w4 as u32,
+                total: total as u32,
+            };
+            let launch = BILINEAR_INT
+                .launch(&BilinearIntSpec(factor as u32), &u)
+                .threads(total);
+            rec.run(&launch, Args::new().read("x4", input).write("y", &y))?;
+        }
+        UpsampleKernel::Taps => {
+            let scale = params.scale_factor;
+            let rows = params.taps(s[2], out[2], scale.map(|f| f.0), 0);
+            let cols = params.taps(s[3], out[3], scale.map(|f| f.1), 1);
+            let gpu = rec.gpu();
+            let rows = gpu.upload_slice("rows", &rows)?;
+            let cols = gpu.upload_slice("cols", &cols)?;
+            let mode = match params.mode {
+                UpsampleMode::Nearest => 0,
+                UpsampleMode::Bilinear { .. } => 1,
+                UpsampleMode::BedOfNails { .. } => 2,
+            };
+            let (u, total) = strip_geometry(s, out, (0, 0));
+            let launch = RESAMPLE.launch(&ResampleSpec(mode), &u).threads(total);
+            let args = Args::new()
+                .read("x", input)
+                .read("rows", &rows)
+                .read("cols", &cols)
+                .write("y", &y);
+            rec.run(&launch, args)?;
+        }
+    }
+    Ok(y)
+}
 
 /// How to resample.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,18 +288,16 @@ impl UpsampleParams {
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         check_dims("input", &input)?;
         if let UpsampleMode::BedOfNails { stride } = self.mode {
-            if stride.0 == 0 || stride.1 == 0 {
-                return Err(invalid(
-                    "stride",
-                    format!("must be positive, got {stride:?}"),
-                ));
-            }
-            if self.size.is_some() || self.scale_factor.is_some() {
-                return Err(invalid(
-                    "size",
-                    "bed-of-nails takes its output size from the stride; set neither size nor scale_factor",
-                ));
-            }
+            fail_if(stride.0 == 0 || stride.1 == 0, "stride", || {
+                format!("must be positive, got {stride:?}")
+            })?;
+            fail_if(
+                self.size.is_some() || self.scale_factor.is_some(),
+                "size",
+                || {
+                    "bed-of-nails takes its output size from the stride; set neither size nor scale_factor"
+                },
+            )?;
             return Ok([input[0], input[1], input[2] * stride.0, input[3] * stride.1]);
         }
         let (oh, ow) = match (self.size, self.scale_factor) {
@@ -118,29 +309,25 @@ impl UpsampleParams {
             }
             (None, None) => return Err(invalid("size", "one of size or scale_factor must be set")),
             (Some(s), None) => {
-                if s.0 == 0 || s.1 == 0 {
-                    return Err(invalid("size", format!("must be positive, got {s:?}")));
-                }
+                fail_if(s.0 == 0 || s.1 == 0, "size", || {
+                    format!("must be positive, got {s:?}")
+                })?;
                 s
             }
             (None, Some(f)) => {
-                if !(f.0.is_finite() && f.1.is_finite() && f.0 > 0.0 && f.1 > 0.0) {
-                    return Err(invalid(
-                        "scale_factor",
-                        format!("must be positive and finite, got {f:?}"),
-                    ));
-                }
+                fail_if(
+                    !(f.0.is_finite() && f.1.is_finite() && f.0 > 0.0 && f.1 > 0.0),
+                    "scale_factor",
+                    || format!("must be positive and finite, got {f:?}"),
+                )?;
                 let oh = (input[2] as f64 * f.0).floor() as usize;
                 let ow = (input[3] as f64 * f.1).floor() as usize;
-                if oh == 0 || ow == 0 {
-                    return Err(invalid(
-                        "scale_factor",
-                        format!(
-                            "{f:?} on a {}x{} input gives an empty output",
-                            input[2], input[3]
-                        ),
-                    ));
-                }
+                fail_if(oh == 0 || ow == 0, "scale_factor", || {
+                    format!(
+                        "{f:?} on a {}x{} input gives an empty output",
+                        input[2], input[3]
+                    )
+                })?;
                 (oh, ow)
             }
         };
@@ -162,57 +349,12 @@ impl UpsampleParams {
         })
     }
 
-    /// Records the upsampling of `input`.
-    pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
-        let gpu = rec.gpu();
-        input.check_gpu(gpu, "input")?;
-        let s = input.shape();
-        let out = self.output_shape(s)?;
-        if let Some((sy, sx)) = self.integer_factors(s) {
-            return self.forward_integer(rec, input, out, sy, sx);
-        }
-        if let Some(factor) = self.bilinear_int_factor(s) {
-            return self.forward_bilinear_int(rec, input, out, factor);
-        }
-        let (rows, cols) = (
-            self.taps(s[2], out[2], self.scale_factor.map(|f| f.0), 0),
-            self.taps(s[3], out[3], self.scale_factor.map(|f| f.1), 1),
-        );
-        let rows = gpu.upload_slice("rows", &rows)?;
-        let cols = gpu.upload_slice("cols", &cols)?;
-        let y = rec.empty("output", out)?;
-        let strips_x = out[3].div_ceil(RESAMPLE_PX);
-        let total = s[0] * s[1] * out[2] * strips_x;
-        let mode = match self.mode {
-            UpsampleMode::Nearest => 0.0,
-            UpsampleMode::Bilinear { .. } => 1.0,
-            UpsampleMode::BedOfNails { .. } => 2.0,
-        };
-        let pipeline = gpu.pipeline("resample.wgsl", &[], &[("MODE", mode)])?;
-        rec.dispatch(
-            &pipeline,
-            &[
-                (s[0] * s[1]) as u32,
-                s[2] as u32,
-                s[3] as u32,
-                out[2] as u32,
-                out[3] as u32,
-                strips_x as u32,
-                total as u32,
-                0,
-            ],
-            &[input.pooled(), &rows, &cols, y.pooled()],
-            (total as u64).div_ceil(64),
-        )?;
-        Ok(y)
-    }
-
     /// The kernel choice: `Some((sy, sx))` when the op on `input` is an integer-factor
     /// replication (nearest whose PyTorch index rule gives exactly `o / k` on both axes,
     /// or bed-of-nails) and the input width is a multiple of 4, which
     /// `resample_int.wgsl` runs at about copy speed; `None` for the general tap-table
     /// kernel (`resample.wgsl`) or an invalid configuration.
-    pub fn integer_factors(&self, input: [usize; 4]) -> Option<(usize, usize)> {
+    pub(crate) fn integer_factors(&self, input: [usize; 4]) -> Option<(usize, usize)> {
         let out = self.output_shape(input).ok()?;
         if !input[3].is_multiple_of(4) {
             return None;
@@ -244,7 +386,7 @@ impl UpsampleParams {
     /// `align_corners = False` (PyTorch's taps, computed by its general formula, are
     /// checked here against the kernel's per-phase weights) and an input width divisible
     /// by 4; `None` for the general tap-table kernel (`resample.wgsl`).
-    pub fn bilinear_int_factor(&self, input: [usize; 4]) -> Option<usize> {
+    pub(crate) fn bilinear_int_factor(&self, input: [usize; 4]) -> Option<usize> {
         let out = self.output_shape(input).ok()?;
         if self.mode
             != (UpsampleMode::Bilinear {
@@ -281,70 +423,6 @@ impl UpsampleParams {
         };
         let f = self.scale_factor;
         (pattern(input[2], f.map(|f| f.0)) && pattern(input[3], f.map(|f| f.1))).then_some(factor)
-    }
-
-    fn forward_bilinear_int(
-        &self,
-        rec: &mut Recorder<'_>,
-        input: &Tensor,
-        out: [usize; 4],
-        factor: usize,
-    ) -> Result<Tensor> {
-        let gpu = rec.gpu();
-        let s = input.shape();
-        let y = rec.empty("output", out)?;
-        let w4 = s[3] / 4;
-        let total = s[0] * s[1] * factor * s[2] * w4;
-        let pipeline = gpu.pipeline("bilinear_int.wgsl", &[("S", factor as u32)], &[])?;
-        rec.dispatch(
-            &pipeline,
-            &[
-                (s[0] * s[1]) as u32,
-                s[2] as u32,
-                s[3] as u32,
-                w4 as u32,
-                total as u32,
-                0,
-                0,
-                0,
-            ],
-            &[input.pooled(), input.pooled(), y.pooled()],
-            (total as u64).div_ceil(64),
-        )?;
-        Ok(y)
-    }
-
-    fn forward_integer(
-        &self,
-        rec: &mut Recorder<'_>,
-        input: &Tensor,
-        out: [usize; 4],
-        sy: usize,
-        sx: usize,
-    ) -> Result<Tensor> {
-        let gpu = rec.gpu();
-        let s = input.shape();
-        let y = rec.empty("output", out)?;
-        let rows = s[0] * s[1] * s[2];
-        let w4 = s[3] / 4;
-        let total = rows * w4;
-        let bed = matches!(self.mode, UpsampleMode::BedOfNails { .. });
-        let pipeline = gpu.pipeline(
-            "resample_int.wgsl",
-            &[],
-            &[
-                ("SX", sx as f64),
-                ("SY", sy as f64),
-                ("BED_OF_NAILS", if bed { 1.0 } else { 0.0 }),
-            ],
-        )?;
-        rec.dispatch(
-            &pipeline,
-            &[rows as u32, w4 as u32, total as u32, 0],
-            &[input.pooled(), y.pooled()],
-            (total as u64).div_ceil(64),
-        )?;
-        Ok(y)
     }
 
     /// Per-axis taps `[i0, i1, l0 bits, l1 bits]` for output positions `0..out`.

@@ -4,7 +4,7 @@
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
 use crate::error::Result;
-use crate::ops::attention::SqueezeExcitationParams;
+use crate::ops::attention::{CbamParams, SqueezeExcitationParams};
 use crate::ops::conv::Conv2dParams;
 use crate::ops::pool::GlobalPool;
 use crate::ops::Activation;
@@ -64,31 +64,33 @@ pub fn eca(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<f32>> {
 }
 
 /// CBAM: channel attention with a shared MLP over the average and max descriptors, then
-/// spatial attention with a k x k convolution over [max, mean] across channels.
+/// spatial attention with a k x k convolution over the per-pixel mean and max across
+/// channels (in `params.pool_order`). Biases as `params` says.
 pub fn cbam(
+    params: &CbamParams,
     x: ArrayView4<f32>,
-    mlp1: (ArrayView4<f32>, ArrayView1<f32>),
-    mlp2: (ArrayView4<f32>, ArrayView1<f32>),
+    mlp1: (ArrayView4<f32>, Option<ArrayView1<f32>>),
+    mlp2: (ArrayView4<f32>, Option<ArrayView1<f32>>),
     spatial_weight: ArrayView4<f32>,
     spatial_bias: Option<ArrayView1<f32>>,
 ) -> Result<Array4<f32>> {
-    let (c, hidden) = (mlp1.0.shape()[1], mlp1.0.shape()[0]);
-    let p1 = Conv2dParams::new(c, hidden, 1).activation(Activation::Relu);
-    let p2 = Conv2dParams::new(hidden, c, 1);
+    params.validate()?;
+    let [p1, p2] = params.mlp();
     let mlp = |d: &Array4<f32>| -> Result<Array4<f32>> {
-        let h = super::conv::conv2d(&p1, d.view(), mlp1.0, Some(mlp1.1))?;
-        super::conv::conv2d(&p2, h.view(), mlp2.0, Some(mlp2.1))
+        let h = super::conv::conv2d(&p1, d.view(), mlp1.0, mlp1.1)?;
+        super::conv::conv2d(&p2, h.view(), mlp2.0, mlp2.1)
     };
     let avg = mlp(&super::pool::global_pool(GlobalPool::Avg, x)?)?;
     let max = mlp(&super::pool::global_pool(GlobalPool::Max, x)?)?;
     let logits = super::channel::add(avg.view(), max.view(), Activation::None);
     let x1 = super::channel::scale_channels(x, logits.view(), Activation::Sigmoid);
-    let pooled = super::channel::channel_max_mean(x1.view());
-    let k = spatial_weight.shape()[2];
-    let ps = Conv2dParams::new(2, 1, k)
-        .padding(k / 2)
-        .bias(spatial_bias.is_some());
-    let s = super::conv::conv2d(&ps, pooled.view(), spatial_weight, spatial_bias)?;
+    let pooled = super::channel::channel_pool(x1.view(), params.pool_order);
+    let s = super::conv::conv2d(
+        &params.spatial(),
+        pooled.view(),
+        spatial_weight,
+        spatial_bias,
+    )?;
     Ok(super::channel::scale_spatial(
         x1.view(),
         s.view(),

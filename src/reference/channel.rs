@@ -2,15 +2,16 @@
 
 use ndarray::{concatenate, Array4, ArrayView4, Axis};
 
-use crate::error::{invalid, Result};
+use crate::error::{fail_if, invalid, Result};
+use crate::ops::channel::ChannelPoolOrder;
 use crate::ops::Activation;
 
 /// Channel shuffle: output channel `j` is input channel `(j mod g) * (C / g) + j / g`.
 pub fn channel_shuffle(x: ArrayView4<f32>, groups: usize) -> Result<Array4<f32>> {
     let c = x.shape()[1];
-    if groups == 0 || !c.is_multiple_of(groups) {
-        return Err(invalid("groups", format!("{groups} does not divide {c}")));
-    }
+    fail_if(groups == 0 || !c.is_multiple_of(groups), "groups", || {
+        format!("{groups} does not divide {c}")
+    })?;
     let per = c / groups;
     let mut out = Array4::zeros(x.raw_dim());
     for j in 0..c {
@@ -93,9 +94,13 @@ pub fn residual_attention(
     out
 }
 
-/// Per-pixel maximum (channel 0) and mean (channel 1) over channels.
-pub fn channel_max_mean(x: ArrayView4<f32>) -> Array4<f32> {
+/// Per-pixel mean and maximum over channels as two channels, in `order`.
+pub fn channel_pool(x: ArrayView4<f32>, order: ChannelPoolOrder) -> Array4<f32> {
     let [n, c, h, w]: [usize; 4] = x.shape().try_into().expect("4-D");
+    let (mean_at, max_at) = match order {
+        ChannelPoolOrder::MeanMax => (0, 1),
+        ChannelPoolOrder::MaxMean => (1, 0),
+    };
     let mut out = Array4::zeros([n, 2, h, w]);
     for b in 0..n {
         for y in 0..h {
@@ -109,8 +114,8 @@ pub fn channel_max_mean(x: ArrayView4<f32>) -> Array4<f32> {
                     }
                     sum += v as f64;
                 }
-                out[[b, 0, y, xx]] = best;
-                out[[b, 1, y, xx]] = (sum / c as f64) as f32;
+                out[[b, max_at, y, xx]] = best;
+                out[[b, mean_at, y, xx]] = (sum / c as f64) as f32;
             }
         }
     }

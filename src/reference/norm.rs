@@ -5,7 +5,7 @@
 use ndarray::{Array1, Array4, ArrayView1, ArrayView3, ArrayView4};
 
 use crate::error::{Error, Result};
-use crate::ops::norm::{BatchNorm2dParams, GroupNormParams};
+use crate::ops::norm::{BatchNorm2dParams, GroupNormParams, InstanceNorm2dParams, LayerNormParams};
 
 /// Mean and population variance of a list of values.
 fn mean_var(values: &[f64]) -> (f64, f64) {
@@ -198,12 +198,14 @@ pub fn group_norm(
 
 /// Layer norm over each sample's `(C, H, W)` with an elementwise affine of that shape.
 pub fn layer_norm(
+    params: &LayerNormParams,
     x: ArrayView4<f32>,
     gamma: ArrayView3<f32>,
     beta: ArrayView3<f32>,
-    eps: f32,
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
+    params.output_shape(shape)?;
+    let eps = params.eps;
     let mut out = Array4::<f32>::zeros(shape);
     for n in 0..shape[0] {
         let sample = x.slice(ndarray::s![n, .., .., ..]);
@@ -219,12 +221,14 @@ pub fn layer_norm(
 
 /// Instance norm: each `(n, c)` plane on its own, per-channel affine.
 pub fn instance_norm(
+    params: &InstanceNorm2dParams,
     x: ArrayView4<f32>,
     gamma: ArrayView1<f32>,
     beta: ArrayView1<f32>,
-    eps: f32,
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
+    params.output_shape(shape)?;
+    let eps = params.eps;
     let mut out = Array4::<f32>::zeros(shape);
     for n in 0..shape[0] {
         for c in 0..shape[1] {

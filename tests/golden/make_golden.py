@@ -69,6 +69,9 @@ CASES = [
     ("single_pixel_3x3_pad1", [1, 5, 1, 1], 3, 3, 1, 1, 1, 1, True, "hardsigmoid"),
     # a row longer than the 40-pixel register strip of the direct/depthwise shaders
     ("wide_row_3x3_pad1", [1, 3, 4, 45], 4, 3, 1, 1, 1, 1, True, "relu"),
+    # depthwise on widths divisible by 4 (aligned vec4 row loads, vec4 stores), added later
+    ("depthwise_vec_3x3_batch2", [2, 8, 9, 12], 8, 3, 1, 1, 1, 8, True, "relu6"),
+    ("depthwise_vec_5x5_stride2", [1, 6, 10, 16], 6, 5, 2, 2, 1, 6, True, "hardswish"),
 ]
 
 

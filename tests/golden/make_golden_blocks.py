@@ -18,7 +18,8 @@ Blocks: torchvision.models.resnet.Bottleneck (plain, strided with a downsample, 
 grouped, dilated), torchvision.models.mobilenetv2.InvertedResidual (expanding with and
 without the residual, expand_ratio 1), torchvision.models.shufflenetv2.InvertedResidual
 (stride 1 and 2), torchvision.models.mobilenetv3.InvertedResidual (with SE and hardswish,
-stride 2; without SE, ReLU, residual) and torchvision.ops.misc.SqueezeExcitation, plus
+stride 2; without SE, ReLU, residual) and torchvision.ops.misc.SqueezeExcitation, later
+DeepLabV3's ASPP, DenseNet's dense block, FCN's head and CBAM as its authors wrote it, plus
 two "_saturating" repeats whose weights are scaled up so that the ReLU6, Hardswish and
 Hardsigmoid clamps are reached (see EXTRA_CASES).
 
@@ -174,6 +175,66 @@ def fcn_head(in_channels, channels):
     return FCNHead(in_channels, channels), {"in_channels": in_channels, "channels": channels}, 1e-5
 
 
+# CBAM as its authors wrote it (Jongchan/attention-module, MODELS/cbam.py): the channel
+# gate's MLP of nn.Linear layers with biases, the spatial gate's BasicConv (convolution
+# without bias, BatchNorm2d with momentum 0.01, no ReLU), its ChannelPool in [max, mean]
+# order. Loaded by segblocks' Cbam::load under these names.
+class _Flatten(nn.Module):
+    def forward(self, x):
+        return x.view(x.size(0), -1)
+
+
+class _BasicConv(nn.Module):
+    def __init__(self, in_planes, out_planes, kernel_size, padding):
+        super().__init__()
+        self.conv = nn.Conv2d(in_planes, out_planes, kernel_size, stride=1, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(out_planes, eps=1e-5, momentum=0.01, affine=True)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class _ChannelGate(nn.Module):
+    def __init__(self, gate_channels, reduction_ratio):
+        super().__init__()
+        self.mlp = nn.Sequential(_Flatten(), nn.Linear(gate_channels, gate_channels // reduction_ratio),
+                                 nn.ReLU(), nn.Linear(gate_channels // reduction_ratio, gate_channels))
+
+    def forward(self, x):
+        hw = (x.size(2), x.size(3))
+        att = self.mlp(nn.functional.avg_pool2d(x, hw, stride=hw))
+        att = att + self.mlp(nn.functional.max_pool2d(x, hw, stride=hw))
+        return x * torch.sigmoid(att).unsqueeze(2).unsqueeze(3).expand_as(x)
+
+
+class _SpatialGate(nn.Module):
+    def __init__(self, kernel_size):
+        super().__init__()
+        self.spatial = _BasicConv(2, 1, kernel_size, padding=(kernel_size - 1) // 2)
+
+    def forward(self, x):
+        pooled = torch.cat((torch.max(x, 1)[0].unsqueeze(1), torch.mean(x, 1).unsqueeze(1)), dim=1)
+        return x * torch.sigmoid(self.spatial(pooled))
+
+
+class CBAM(nn.Module):
+    def __init__(self, gate_channels, reduction_ratio=16):
+        super().__init__()
+        self.ChannelGate = _ChannelGate(gate_channels, reduction_ratio)
+        self.SpatialGate = _SpatialGate(7)
+
+    def forward(self, x):
+        return self.SpatialGate(self.ChannelGate(x))
+
+
+CBAM.__module__ = "cbam_reference"
+
+
+def cbam(gate_channels, reduction_ratio):
+    return CBAM(gate_channels, reduction_ratio), {"gate_channels": gate_channels,
+                                                  "reduction_ratio": reduction_ratio}, 1e-5
+
+
 LATER_CASES = [
     ("deeplabv3_aspp", "torchvision.models.segmentation.deeplabv3.ASPP",
      lambda: aspp(32, (2, 4, 6), 16), [2, 32, 9, 11]),
@@ -181,6 +242,8 @@ LATER_CASES = [
      lambda: dense_block(3, 8, 2, 4), [2, 8, 7, 6]),
     ("fcn_head", "torchvision.models.segmentation.fcn.FCNHead",
      lambda: fcn_head(32, 5), [1, 32, 7, 9]),
+    ("cbam_authors_module", "cbam_reference.CBAM",
+     lambda: cbam(32, 8), [2, 32, 7, 9]),
 ]
 
 

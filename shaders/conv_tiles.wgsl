@@ -1,0 +1,115 @@
+// The uniform of the register-tiled convolutions, direct and transposed
+// (`#include "conv_tiles.wgsl"`; src/ops/conv.rs, `TiledConvParams`). Each invocation
+// computes a strip of PX output pixels of one row (of one phase, for the transposed
+// convolution) for 4 * OC_VEC output channels of one group. Workgroups are numbered
+// ((n * groups + g) * oc_blocks_pg + block) * strip_blocks + strip block. The including
+// file declares `p`, `wt` (weights as vec4s), `bias`, `y`, `res` and PX / OC_VEC.
+#include "epilogue.wgsl"
+
+struct TiledConvParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    oh: u32,
+    ow: u32,
+    groups: u32,
+    cin_pg: u32, // input channels per group
+    cout_pg: u32, // output channels per group
+    cout_pg_pad: u32, // cout_pg padded to the weight layout's channel tile
+    oc_blocks_pg: u32, // channel tiles per group
+    pad_h: u32,
+    pad_w: u32,
+    strips_x: u32, // strips per output row (per phase)
+    strip_blocks: u32, // workgroups per (n, g, block): ceil(strips / WORKGROUP_SIZE)
+}
+
+// The tile an invocation computes.
+struct Tile {
+    n: u32,
+    g: u32,
+    oc0: u32, // first output channel within the group
+    strip: u32, // strip index within the (n, g, block) plane of strips
+}
+
+fn tile_of(inv: Invocation) -> Tile {
+    let wid = workgroup_index(inv);
+    let t = wid / p.strip_blocks;
+    let block = t % p.oc_blocks_pg;
+    let t2 = t / p.oc_blocks_pg;
+    let strip = (wid % p.strip_blocks) * WORKGROUP_SIZE + inv.lid;
+    return Tile(t2 / p.groups, t2 % p.groups, block * 4u * OC_VEC, strip);
+}
+
+fn accumulate(acc: ptr<function, array<vec4<f32>, PX>>, xs: ptr<function, array<f32, PX>>, w: vec4<f32>) {
+    for (var j = 0u; j < PX; j++) {
+        (*acc)[j] = fma(vec4<f32>((*xs)[j]), w, (*acc)[j]);
+    }
+}
+
+// acc{k} += xs * w for channel tile k (of OC_VEC) of the tap whose weights start at widx.
+fn accumulate_tap(
+    a0: ptr<function, array<vec4<f32>, PX>>,
+    a1: ptr<function, array<vec4<f32>, PX>>,
+    a2: ptr<function, array<vec4<f32>, PX>>,
+    a3: ptr<function, array<vec4<f32>, PX>>,
+    xs: ptr<function, array<f32, PX>>,
+    widx: u32,
+) {
+    accumulate(a0, xs, wt[widx]);
+    if (OC_VEC > 1u) {
+        accumulate(a1, xs, wt[widx + 1u]);
+    }
+    if (OC_VEC > 2u) {
+        accumulate(a2, xs, wt[widx + 2u]);
+    }
+    if (OC_VEC > 3u) {
+        accumulate(a3, xs, wt[widx + 3u]);
+    }
+}
+
+// Bias, epilogue and store of four channels co0 .. co0 + 3 (within group g) of the tile,
+// pixel j at column ox_first + j * ox_step of output row oy.
+fn store_four(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32, oy: u32, ox_first: u32, ox_step: u32) {
+    for (var k = 0u; k < 4u; k++) {
+        let co = co0 + k;
+        let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
+        let b = bias[cc];
+        let out_row = ((n * p.c_out + shuffled_channel(cc, p.c_out)) * p.oh + oy) * p.ow;
+        for (var j = 0u; j < PX; j++) {
+            let ox = ox_first + j * ox_step;
+            if (co < p.cout_pg && ox < p.ow) {
+                let i = out_row + ox;
+                var r = 0.0;
+                if (RESIDUAL != 0u) {
+                    r = res[i];
+                }
+                y[i] = finish((*acc)[j][k] + b, r);
+            }
+        }
+    }
+}
+
+// Stores the OC_VEC channel tiles of an invocation (see store_four).
+fn store_tiles(
+    a0: ptr<function, array<vec4<f32>, PX>>,
+    a1: ptr<function, array<vec4<f32>, PX>>,
+    a2: ptr<function, array<vec4<f32>, PX>>,
+    a3: ptr<function, array<vec4<f32>, PX>>,
+    tile: Tile,
+    oy: u32,
+    ox_first: u32,
+    ox_step: u32,
+) {
+    store_four(a0, tile.oc0, tile.g, tile.n, oy, ox_first, ox_step);
+    if (OC_VEC > 1u) {
+        store_four(a1, tile.oc0 + 4u, tile.g, tile.n, oy, ox_first, ox_step);
+    }
+    if (OC_VEC > 2u) {
+        store_four(a2, tile.oc0 + 8u, tile.g, tile.n, oy, ox_first, ox_step);
+    }
+    if (OC_VEC > 3u) {
+        store_four(a3, tile.oc0 + 12u, tile.g, tile.n, oy, ox_first, ox_step);
+    }
+}

@@ -1,0 +1,40 @@
+// The store of the convolutions: the fused activation, a fused residual and a fused
+// channel shuffle (`#include "epilogue.wgsl"`).
+#include "activation.wgsl"
+
+// A residual fused into the store: 0 none, 1 act(v) + r (joining after the activation, as
+// MobileNet's linear bottlenecks), 2 act(v + r) (before it, as ResNet's blocks).
+override RESIDUAL: u32 = 0u;
+
+fn finish4(v: vec4<f32>, r: vec4<f32>) -> vec4<f32> {
+    switch RESIDUAL {
+        case 1u: {
+            return activate4(v) + r;
+        }
+        case 2u: {
+            return activate4(v + r);
+        }
+        default: {
+            return activate4(v);
+        }
+    }
+}
+
+fn finish(v: f32, r: f32) -> f32 {
+    return finish4(vec4<f32>(v), vec4<f32>(r)).x;
+}
+
+// A channel shuffle fused into the store (ShuffleNet): with SHUFFLE_G > 0, output channel
+// co is written where channel_shuffle(groups = SHUFFLE_G) puts it,
+// (co mod (C / g)) * g + floor(co / (C / g)), so no separate shuffle pass is needed.
+override SHUFFLE_G: u32 = 0u;
+
+fn shuffled_channel(co: u32, channels: u32) -> u32 {
+    if (SHUFFLE_G == 0u) {
+        return co;
+    }
+    // max(): the division is constant-folded even where SHUFFLE_G is 0.
+    let g = max(SHUFFLE_G, 1u);
+    let per = channels / g;
+    return (co % per) * g + co / per;
+}

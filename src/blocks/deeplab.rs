@@ -1,0 +1,123 @@
+//! DeepLabV3's atrous spatial pyramid pooling (torchvision's `segmentation.deeplabv3.ASPP`).
+
+use super::{conv_bn, Block, Graph, Op};
+use crate::error::{fail_if, Result};
+use crate::gpu::Gpu;
+use crate::ops::conv::Conv2dParams;
+use crate::ops::pool::GlobalPool;
+use crate::ops::upsample::UpsampleMode;
+use crate::ops::Activation;
+use crate::weights::{key, StateDict};
+
+/// torchvision's `ASPP(in_channels, atrous_rates, out_channels)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AsppConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// One dilated 3x3 branch per rate (torchvision's DeepLabV3: 12, 24, 36).
+    pub atrous_rates: Vec<usize>,
+    /// Output channels of every branch and of the projection (256 in torchvision).
+    pub out_channels: usize,
+}
+
+impl AsppConfig {
+    /// torchvision's DeepLabV3 head ASPP: rates 12, 24, 36 and 256 channels.
+    pub fn torchvision(in_channels: usize) -> Self {
+        AsppConfig {
+            in_channels,
+            atrous_rates: vec![12, 24, 36],
+            out_channels: 256,
+        }
+    }
+}
+
+/// ASPP for inference: a 1x1 branch, one dilated 3x3 branch per rate, an image-pooling
+/// branch (global average pool, 1x1, bilinear resize back), concatenated and projected by
+/// a 1x1; every convolution followed by batch norm and ReLU (the projection's dropout is
+/// an identity in inference).
+#[derive(Debug)]
+pub struct Aspp {
+    graph: Graph,
+}
+
+impl Block for Aspp {
+    type Config = AsppConfig;
+
+    /// Loads `convs.{i}` and `project`.
+    fn load(gpu: &Gpu, cfg: AsppConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+        let rates = &cfg.atrous_rates;
+        fail_if(
+            rates.is_empty() || rates.contains(&0),
+            "atrous_rates",
+            || format!("need one or more positive rates, got {rates:?}"),
+        )?;
+        let (cin, cout) = (cfg.in_channels, cfg.out_channels);
+        let k = |n: String| key(prefix, &n);
+        let eps = 1e-5;
+        let relu = Activation::Relu;
+        let one = |cin| Conv2dParams::new(cin, cout, 1).bias(false).activation(relu);
+        let mut g = Graph::new();
+        let x = g.input();
+        let b0 = conv_bn(
+            gpu,
+            sd,
+            one(cin),
+            &k("convs.0.0".into()),
+            &k("convs.0.1".into()),
+            eps,
+        )?;
+        let mut branches = vec![g.add("convs.0", b0, &[x])];
+        for (i, &rate) in rates.iter().enumerate() {
+            let p = Conv2dParams::new(cin, cout, 3)
+                .padding(rate)
+                .dilation(rate)
+                .bias(false)
+                .activation(relu);
+            let name = format!("convs.{}", i + 1);
+            let b = conv_bn(
+                gpu,
+                sd,
+                p,
+                &k(format!("{name}.0")),
+                &k(format!("{name}.1")),
+                eps,
+            )?;
+            branches.push(g.add(name, b, &[x]));
+        }
+        let n = rates.len() + 1;
+        let pooled = g.add(
+            format!("convs.{n}.0"),
+            Op::GlobalPool(GlobalPool::Avg),
+            &[x],
+        );
+        let pc = conv_bn(
+            gpu,
+            sd,
+            one(cin),
+            &k(format!("convs.{n}.1")),
+            &k(format!("convs.{n}.2")),
+            eps,
+        )?;
+        let p = g.add(format!("convs.{n}.1"), pc, &[pooled]);
+        let bilinear = UpsampleMode::Bilinear {
+            align_corners: false,
+        };
+        branches.push(g.add_sized("resize", Op::ResizeLike(bilinear), &[p], &[x])[0]);
+        let joined = g.add("cat", Op::Concat, &branches);
+        let project = conv_bn(
+            gpu,
+            sd,
+            one((n + 1) * cout),
+            &k("project.0".into()),
+            &k("project.1".into()),
+            eps,
+        )?;
+        let y = g.add("project", project, &[joined]);
+        g.set_outputs(&[y]);
+        Ok(Aspp { graph: g })
+    }
+
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+}

@@ -1,0 +1,203 @@
+//! DenseNet's dense block (torchvision's `densenet._DenseBlock`).
+
+use super::{Block, BnState, ConvBnAct, Graph, HostValue, Inputs, Node, SummaryRow, Value};
+use crate::error::{fail_if, Result};
+use crate::gpu::{Gpu, Recorder};
+use crate::ops::channel::DenseBuffer;
+use crate::ops::conv::Conv2dParams;
+use crate::ops::norm::{BatchNorm2d, BatchNorm2dParams};
+use crate::ops::{Activation, Cost};
+use crate::reference;
+use crate::weights::{key, StateDict};
+
+/// torchvision's `densenet._DenseBlock(num_layers, num_input_features, bn_size,
+/// growth_rate)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenseBlockConfig {
+    /// Layers.
+    pub num_layers: usize,
+    /// Input channels.
+    pub num_input_features: usize,
+    /// Bottleneck width factor: the 1x1 has `bn_size * growth_rate` channels.
+    pub bn_size: usize,
+    /// Channels each layer adds.
+    pub growth_rate: usize,
+}
+
+impl DenseBlockConfig {
+    /// Output channels: input features plus `num_layers * growth_rate`.
+    pub fn out_channels(&self) -> usize {
+        self.num_input_features + self.num_layers * self.growth_rate
+    }
+}
+
+/// One DenseNet layer: BN + ReLU (pre-activation), 1x1 to `bn_size * growth_rate`, BN +
+/// ReLU (folded into the 1x1), 3x3 to `growth_rate`.
+#[derive(Debug)]
+struct DenseLayer {
+    norm1: BatchNorm2d,
+    norm1_host: BnState,
+    conv1: ConvBnAct,
+    conv2: ConvBnAct,
+}
+
+/// The whole block as one node: each layer reads the concatenation of the input and every
+/// earlier layer's output and adds `growth_rate` channels. On the GPU the features live in
+/// one preallocated [`DenseBuffer`], so each layer's output is copied once (a graph of
+/// concatenations would copy every feature at every layer).
+#[derive(Debug)]
+struct DenseNode {
+    cfg: DenseBlockConfig,
+    layers: Vec<DenseLayer>,
+}
+
+impl DenseNode {
+    fn layer_input(&self, input: [usize; 4], i: usize) -> [usize; 4] {
+        [
+            input[0],
+            self.cfg.num_input_features + i * self.cfg.growth_rate,
+            input[2],
+            input[3],
+        ]
+    }
+}
+
+impl Node for DenseNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let x = *inputs.get(0)?;
+        crate::ops::same_shape("input", self.layer_input(x, 0), x)?;
+        Ok(vec![self.layer_input(x, self.layers.len())])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let rows = self.rows("", inputs)?;
+        Ok(Cost {
+            params: rows.iter().map(|r| r.params).sum(),
+            macs: rows.iter().map(|r| r.macs).sum(),
+            bytes: 0,
+        })
+    }
+
+    fn rows(&self, name: &str, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<SummaryRow>> {
+        let x = *inputs.get(0)?;
+        let mut rows = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let s = self.layer_input(x, i);
+            let mid = l.conv1.params().output_shape(s)?;
+            let prefix = format!("{name}denselayer{}", i + 1);
+            rows.push(SummaryRow {
+                name: format!("{prefix}.norm1"),
+                output: s,
+                params: 2 * s[1] as u64,
+                macs: 0,
+            });
+            for (conv, input, part) in [(&l.conv1, s, "conv1"), (&l.conv2, mid, "conv2")] {
+                let c = conv.cost(input)?;
+                rows.push(SummaryRow {
+                    name: format!("{prefix}.{part}"),
+                    output: conv.params().output_shape(input)?,
+                    params: c.params,
+                    macs: c.macs,
+                });
+            }
+        }
+        rows.push(SummaryRow {
+            name: format!("{name}features"),
+            output: self.layer_input(x, self.layers.len()),
+            params: 0,
+            macs: 0,
+        });
+        Ok(rows)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let x = inputs.get(0)?.tensor()?;
+        let mut dense = DenseBuffer::new(rec, x, self.cfg.out_channels())?;
+        for l in &self.layers {
+            let features = dense.features(rec)?;
+            let a = l.norm1.forward_eval_act(rec, &features, Activation::Relu)?;
+            let b = l.conv1.forward(rec, &a)?;
+            let new = l.conv2.forward(rec, &b)?;
+            dense.append(rec, &new)?;
+        }
+        Ok(vec![Value::Tensor(dense.features(rec)?)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let mut features = inputs.get(0)?.tensor()?.to_owned();
+        for l in &self.layers {
+            let a = l.norm1_host.reference(features.view())?;
+            let a = reference::channel::activation(a.view(), Activation::Relu);
+            let b = l.conv1.reference(a.view())?;
+            let new = l.conv2.reference(b.view())?;
+            features = reference::channel::concat(&[features.view(), new.view()])?;
+        }
+        Ok(vec![HostValue::Tensor(features)])
+    }
+}
+
+/// torchvision's `densenet._DenseBlock` for inference.
+#[derive(Debug)]
+pub struct DenseBlock {
+    cfg: DenseBlockConfig,
+    graph: Graph,
+}
+
+impl DenseBlock {
+    /// Output channels: input features plus `num_layers * growth_rate`.
+    pub fn out_channels(&self) -> usize {
+        self.cfg.out_channels()
+    }
+}
+
+impl Block for DenseBlock {
+    type Config = DenseBlockConfig;
+
+    /// Loads `denselayer{i}.norm1 / conv1 / norm2 / conv2`.
+    fn load(gpu: &Gpu, cfg: DenseBlockConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+        fail_if(
+            cfg.num_layers == 0
+                || cfg.growth_rate == 0
+                || cfg.bn_size == 0
+                || cfg.num_input_features == 0,
+            "num_layers",
+            || "layers, input features, bn_size and growth_rate must all be positive",
+        )?;
+        let eps = 1e-5;
+        let mut layers = Vec::new();
+        for i in 0..cfg.num_layers {
+            let c = cfg.num_input_features + i * cfg.growth_rate;
+            let name = |n: &str| key(prefix, &format!("denselayer{}.{n}", i + 1));
+            let norm1_host = BnState::load(sd, &name("norm1"), c, eps)?;
+            let norm1 = BatchNorm2d::new(
+                gpu,
+                BatchNorm2dParams::new(c).eps(eps),
+                Some(norm1_host.gamma.view()),
+                Some(norm1_host.beta.view()),
+            )?
+            .with_running_stats(norm1_host.mean.view(), norm1_host.var.view())?;
+            let mid = cfg.bn_size * cfg.growth_rate;
+            let p1 = Conv2dParams::new(c, mid, 1)
+                .bias(false)
+                .activation(Activation::Relu);
+            let p2 = Conv2dParams::new(mid, cfg.growth_rate, 3)
+                .padding(1)
+                .bias(false);
+            layers.push(DenseLayer {
+                norm1,
+                norm1_host,
+                conv1: ConvBnAct::load(gpu, sd, p1, &name("conv1"), Some(&name("norm2")), eps)?,
+                conv2: ConvBnAct::load(gpu, sd, p2, &name("conv2"), None, eps)?,
+            });
+        }
+        let mut g = Graph::new();
+        let x = g.input();
+        let y = g.add("", DenseNode { cfg, layers }, &[x]);
+        g.set_outputs(&[y]);
+        Ok(DenseBlock { cfg, graph: g })
+    }
+
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+}

@@ -1,0 +1,400 @@
+//! A block's graph, described once and walked three ways: on the GPU ([`Graph::forward`]),
+//! on the CPU with the reference ops ([`Graph::reference`]) and for shapes and costs
+//! ([`Graph::summary`]). Values are dropped after their last use in a recording, so the
+//! recorder reuses their buffers without the blocks saying so.
+
+use ndarray::{Array4, ArrayView4};
+
+use super::{Summary, SummaryRow};
+use crate::error::{Error, Result};
+use crate::gpu::{IndexTensor, Recorder, Tensor};
+use crate::ops::Cost;
+
+/// A value flowing through a graph on the GPU.
+#[derive(Clone, Debug)]
+pub(crate) enum Value {
+    Tensor(Tensor),
+    Indices(IndexTensor),
+}
+
+/// A value flowing through a graph on the CPU.
+#[derive(Clone, Debug)]
+pub(crate) enum HostValue {
+    Tensor(Array4<f32>),
+    Indices(Array4<i64>),
+}
+
+impl Value {
+    pub(crate) fn tensor(&self) -> Result<&Tensor> {
+        match self {
+            Value::Tensor(t) => Ok(t),
+            Value::Indices(_) => Err(wiring("a tensor", "indices")),
+        }
+    }
+
+    pub(crate) fn indices(&self) -> Result<&IndexTensor> {
+        match self {
+            Value::Indices(i) => Ok(i),
+            Value::Tensor(_) => Err(wiring("indices", "a tensor")),
+        }
+    }
+}
+
+impl HostValue {
+    pub(crate) fn tensor(&self) -> Result<ArrayView4<'_, f32>> {
+        match self {
+            HostValue::Tensor(t) => Ok(t.view()),
+            HostValue::Indices(_) => Err(wiring("a tensor", "indices")),
+        }
+    }
+
+    pub(crate) fn indices(&self) -> Result<ArrayView4<'_, i64>> {
+        match self {
+            HostValue::Indices(i) => Ok(i.view()),
+            HostValue::Tensor(_) => Err(wiring("indices", "a tensor")),
+        }
+    }
+}
+
+fn wiring(want: &str, got: &str) -> Error {
+    Error::Gpu(format!("graph wiring: a node wanted {want} and got {got}"))
+}
+
+/// What a node receives: its value inputs, and the shapes of the values it only sizes
+/// itself by (which the graph does not keep alive for it).
+pub(crate) struct Inputs<'a, V> {
+    pub(crate) values: Vec<&'a V>,
+    pub(crate) shapes: Vec<[usize; 4]>,
+}
+
+impl<V> Inputs<'_, V> {
+    /// Value input `i`.
+    pub(crate) fn get(&self, i: usize) -> Result<&V> {
+        self.values
+            .get(i)
+            .copied()
+            .ok_or_else(|| Error::Gpu(format!("graph wiring: no input {i}")))
+    }
+
+    /// Shape input `i`.
+    pub(crate) fn shape(&self, i: usize) -> Result<[usize; 4]> {
+        self.shapes
+            .get(i)
+            .copied()
+            .ok_or_else(|| Error::Gpu(format!("graph wiring: no shape input {i}")))
+    }
+}
+
+/// One step of a graph: an op, layer or nested block over earlier values.
+pub(crate) trait Node: std::fmt::Debug + Send + Sync {
+    /// The output shapes for these input shapes (value inputs, then shape inputs), or the
+    /// error the forward would return.
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>>;
+
+    /// Parameters and MACs of the node on these inputs.
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost>;
+
+    /// The summary rows of the node named `name` (one row; nested blocks give theirs).
+    fn rows(&self, name: &str, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<SummaryRow>> {
+        let cost = self.cost(inputs)?;
+        let output = *self
+            .shapes(inputs)?
+            .first()
+            .ok_or_else(|| Error::Gpu(format!("graph: node {name} has no output")))?;
+        Ok(vec![SummaryRow {
+            name: name.to_string(),
+            output,
+            params: cost.params,
+            macs: cost.macs,
+        }])
+    }
+
+    /// Records the node.
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>>;
+
+    /// The CPU reference of the node.
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>>;
+}
+
+/// A value of a graph under construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ValueId(usize);
+
+#[derive(Debug)]
+struct Step {
+    name: String,
+    node: Box<dyn Node>,
+    inputs: Vec<ValueId>,
+    shape_inputs: Vec<ValueId>,
+    outputs: Vec<ValueId>,
+}
+
+/// A block's computation: named nodes in execution order over values, from one input to
+/// one output (a graph nested in a network's may hand further outputs to it).
+#[derive(Debug)]
+pub struct Graph {
+    steps: Vec<Step>,
+    values: usize,
+    outputs: Vec<ValueId>,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph::new()
+    }
+}
+
+impl Graph {
+    /// An empty graph whose value 0 is its input.
+    pub(crate) fn new() -> Self {
+        Graph {
+            steps: Vec::new(),
+            values: 1,
+            outputs: Vec::new(),
+        }
+    }
+
+    /// The graph's input.
+    pub(crate) fn input(&self) -> ValueId {
+        ValueId(0)
+    }
+
+    /// Appends a node with one output.
+    pub(crate) fn add(
+        &mut self,
+        name: impl Into<String>,
+        node: impl Node + 'static,
+        inputs: &[ValueId],
+    ) -> ValueId {
+        self.add_sized(name, node, inputs, &[])[0]
+    }
+
+    /// Appends a node with `outputs` outputs.
+    pub(crate) fn add_multi(
+        &mut self,
+        name: impl Into<String>,
+        node: impl Node + 'static,
+        inputs: &[ValueId],
+        outputs: usize,
+    ) -> Vec<ValueId> {
+        self.push(name.into(), Box::new(node), inputs, &[], outputs)
+    }
+
+    /// Appends a node with one output that also reads the shapes of `shapes_of`.
+    pub(crate) fn add_sized(
+        &mut self,
+        name: impl Into<String>,
+        node: impl Node + 'static,
+        inputs: &[ValueId],
+        shapes_of: &[ValueId],
+    ) -> Vec<ValueId> {
+        self.push(name.into(), Box::new(node), inputs, shapes_of, 1)
+    }
+
+    fn push(
+        &mut self,
+        name: String,
+        node: Box<dyn Node>,
+        inputs: &[ValueId],
+        shapes_of: &[ValueId],
+        outputs: usize,
+    ) -> Vec<ValueId> {
+        let outs: Vec<ValueId> = (0..outputs).map(|i| ValueId(self.values + i)).collect();
+        self.values += outputs;
+        self.steps.push(Step {
+            name,
+            node,
+            inputs: inputs.to_vec(),
+            shape_inputs: shapes_of.to_vec(),
+            outputs: outs.clone(),
+        });
+        outs
+    }
+
+    /// Marks the graph's outputs (the first is the block's output).
+    pub(crate) fn set_outputs(&mut self, outputs: &[ValueId]) {
+        self.outputs = outputs.to_vec();
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// True for a graph without nodes.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The node names in execution order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.name.as_str())
+    }
+
+    /// Walks the graph with `run` for each node, dropping every value after its last use
+    /// (the graph's outputs excepted), and returns the outputs.
+    fn walk<V: Clone>(
+        &self,
+        input: V,
+        shape_of: impl Fn(&V) -> [usize; 4],
+        mut run: impl FnMut(&Step, &Inputs<'_, V>) -> Result<Vec<V>>,
+    ) -> Result<Vec<V>> {
+        let mut last_use = vec![None; self.values];
+        for (i, s) in self.steps.iter().enumerate() {
+            for v in &s.inputs {
+                last_use[v.0] = Some(i);
+            }
+        }
+        let mut values: Vec<Option<V>> = vec![None; self.values];
+        let mut shapes: Vec<Option<[usize; 4]>> = vec![None; self.values];
+        shapes[0] = Some(shape_of(&input));
+        values[0] = Some(input);
+        for (i, s) in self.steps.iter().enumerate() {
+            let outs = {
+                let get = |v: &ValueId| {
+                    values[v.0].as_ref().ok_or_else(|| {
+                        Error::Gpu(format!("graph: {} reads a value that is gone", s.name))
+                    })
+                };
+                let inputs = Inputs {
+                    values: s.inputs.iter().map(get).collect::<Result<_>>()?,
+                    shapes: s
+                        .shape_inputs
+                        .iter()
+                        .map(|v| shapes[v.0].ok_or_else(|| Error::Gpu("graph: no shape".into())))
+                        .collect::<Result<_>>()?,
+                };
+                run(s, &inputs)?
+            };
+            for (id, v) in s.outputs.iter().zip(outs) {
+                shapes[id.0] = Some(shape_of(&v));
+                values[id.0] = Some(v);
+            }
+            for v in &s.inputs {
+                if last_use[v.0] == Some(i) && !self.outputs.contains(v) {
+                    values[v.0] = None;
+                }
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|v| {
+                values[v.0]
+                    .take()
+                    .ok_or_else(|| Error::Gpu("graph: an output was never computed".into()))
+            })
+            .collect()
+    }
+
+    /// Records the graph on `input`; returns every output.
+    pub(crate) fn forward_all(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Vec<Value>> {
+        self.walk(Value::Tensor(input.clone()), value_shape, |s, inputs| {
+            s.node.forward(rec, inputs)
+        })
+    }
+
+    /// Records the graph on `input`; returns its output.
+    pub(crate) fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
+        first(self.forward_all(rec, input)?)?.tensor().cloned()
+    }
+
+    /// The CPU reference of the graph on `input`; returns every output.
+    pub(crate) fn reference_all(&self, input: ArrayView4<f32>) -> Result<Vec<HostValue>> {
+        self.walk(
+            HostValue::Tensor(input.to_owned()),
+            host_shape,
+            |s, inputs| s.node.reference(inputs),
+        )
+    }
+
+    /// The CPU reference of the graph on `input`.
+    pub(crate) fn reference(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        Ok(first(self.reference_all(input)?)?.tensor()?.to_owned())
+    }
+
+    /// Every node's summary rows for an input of shape `input`, in execution order; the
+    /// output shapes of every output.
+    pub(crate) fn summary_all(&self, input: [usize; 4]) -> Result<(Summary, Vec<[usize; 4]>)> {
+        let mut summary = Summary::default();
+        let outputs = self.walk(
+            input,
+            |s| *s,
+            |s, inputs| {
+                summary.rows.extend(s.node.rows(&s.name, inputs)?);
+                s.node.shapes(inputs)
+            },
+        )?;
+        Ok((summary, outputs))
+    }
+
+    /// Every node's summary rows for an input of shape `input`.
+    pub(crate) fn summary(&self, input: [usize; 4]) -> Result<Summary> {
+        Ok(self.summary_all(input)?.0)
+    }
+
+    /// The output shape for an input of shape `input`, or the error the forward would
+    /// return.
+    pub(crate) fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        first(self.summary_all(input)?.1)
+    }
+}
+
+fn first<V>(v: Vec<V>) -> Result<V> {
+    v.into_iter()
+        .next()
+        .ok_or_else(|| Error::Gpu("graph: no output".into()))
+}
+
+fn value_shape(v: &Value) -> [usize; 4] {
+    match v {
+        Value::Tensor(t) => t.shape(),
+        Value::Indices(i) => i.shape(),
+    }
+}
+
+fn host_shape(v: &HostValue) -> [usize; 4] {
+    let s = match v {
+        HostValue::Tensor(t) => t.shape(),
+        HostValue::Indices(i) => i.shape(),
+    };
+    [s[0], s[1], s[2], s[3]]
+}
+
+/// A nested graph is a node: its rows come prefixed with the node's name.
+impl Node for Graph {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        Ok(self.summary_all(*inputs.get(0)?)?.1)
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let s = self.summary(*inputs.get(0)?)?;
+        Ok(Cost {
+            params: s.total_params(),
+            macs: s.total_macs(),
+            bytes: 0,
+        })
+    }
+
+    fn rows(&self, name: &str, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<SummaryRow>> {
+        let s = self.summary(*inputs.get(0)?)?;
+        Ok(s.rows
+            .into_iter()
+            .map(|r| SummaryRow {
+                name: if name.is_empty() {
+                    r.name
+                } else {
+                    format!("{name}.{}", r.name)
+                },
+                ..r
+            })
+            .collect())
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        self.forward_all(rec, inputs.get(0)?.tensor()?)
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        self.reference_all(inputs.get(0)?.tensor()?)
+    }
+}

@@ -1,0 +1,638 @@
+//! The nodes blocks are made of: a convolution with its batch norm and activation
+//! ([`ConvBnAct`], fusing residuals and channel shuffles into its store), squeeze-and-
+//! excitation, and the weightless ops ([`Op`]). Each knows its shapes, cost, GPU forward
+//! and CPU reference, so a graph of them is described once.
+
+use ndarray::{Array1, Array4, ArrayView4};
+
+use super::graph::{HostValue, Inputs, Node, Value};
+use crate::error::{fail_if, invalid, Result};
+use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::ops::attention::{SeWeights, SqueezeExcitation, SqueezeExcitationParams};
+use crate::ops::channel::{self, elementwise_cost};
+use crate::ops::conv::{Conv2d, Conv2dParams, ResidualJoin};
+use crate::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
+use crate::ops::norm::{fold_batch_norm, BatchNorm2dParams};
+use crate::ops::pool::{self, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams};
+use crate::ops::upsample::{self, UpsampleMode, UpsampleParams};
+use crate::ops::{Activation, Cost};
+use crate::reference;
+use crate::weights::{key, StateDict};
+
+/// Batch-norm state as PyTorch stores it.
+#[derive(Clone, Debug)]
+pub(crate) struct BnState {
+    pub(crate) gamma: Array1<f32>,
+    pub(crate) beta: Array1<f32>,
+    pub(crate) mean: Array1<f32>,
+    pub(crate) var: Array1<f32>,
+    pub(crate) eps: f32,
+}
+
+impl BnState {
+    pub(crate) fn load(sd: &StateDict, prefix: &str, channels: usize, eps: f32) -> Result<Self> {
+        let get = |n: &str| sd.get1(&key(prefix, n), channels);
+        Ok(BnState {
+            gamma: get("weight")?,
+            beta: get("bias")?,
+            mean: get("running_mean")?,
+            var: get("running_var")?,
+            eps,
+        })
+    }
+
+    /// The CPU reference of the batch norm (inference).
+    pub(crate) fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let p = BatchNorm2dParams::new(self.gamma.len()).eps(self.eps);
+        reference::norm::batch_norm_eval(
+            &p,
+            x,
+            self.gamma.view(),
+            self.beta.view(),
+            self.mean.view(),
+            self.var.view(),
+        )
+    }
+}
+
+/// A convolution, optionally followed by an inference batch norm, then an activation:
+/// torchvision's `Conv2dNormActivation`, or a `conv` / `bn` pair of a ResNet block. On the
+/// GPU it is one convolution with the batch norm folded in, which can also add a residual
+/// (a second input) and shuffle its output channels in its store.
+#[derive(Debug)]
+pub struct ConvBnAct {
+    params: Conv2dParams,
+    weight: Array4<f32>,
+    bias: Option<Array1<f32>>,
+    bn: Option<BnState>,
+    conv: Conv2d,
+    join: Option<ResidualJoin>,
+    shuffle_groups: usize,
+}
+
+impl ConvBnAct {
+    /// Loads `{conv}.weight` (and `{conv}.bias` when `params.bias`) and, with `bn`, the
+    /// batch norm `{bn}.weight/bias/running_mean/running_var` with `eps`.
+    /// `params.activation` is applied after the batch norm.
+    pub fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: Conv2dParams,
+        conv: &str,
+        bn: Option<&str>,
+        eps: f32,
+    ) -> Result<Self> {
+        params.validate()?;
+        let weight = sd.get4(&key(conv, "weight"), params.weight_shape())?;
+        let bias = if params.bias {
+            Some(sd.get1(&key(conv, "bias"), params.out_channels)?)
+        } else {
+            None
+        };
+        let bn = match bn {
+            Some(name) => Some(BnState::load(sd, name, params.out_channels, eps)?),
+            None => None,
+        };
+        let gpu_conv = match &bn {
+            Some(b) => {
+                let (w, fb) = fold_batch_norm(
+                    weight.view(),
+                    bias.as_ref().map(|b| b.view()),
+                    b.gamma.view(),
+                    b.beta.view(),
+                    b.mean.view(),
+                    b.var.view(),
+                    b.eps,
+                )?;
+                Conv2d::new(gpu, params.bias(true), w.view(), Some(fb.view()))?
+            }
+            None => Conv2d::new(gpu, params, weight.view(), bias.as_ref().map(|b| b.view()))?,
+        };
+        Ok(ConvBnAct {
+            params,
+            weight,
+            bias,
+            bn,
+            conv: gpu_conv,
+            join: None,
+            shuffle_groups: 0,
+        })
+    }
+
+    /// The layer reading a second input, a residual joined in its store (see
+    /// [`ResidualJoin`]).
+    pub fn with_residual(mut self, join: ResidualJoin) -> Result<Self> {
+        fail_if(
+            matches!(join, ResidualJoin::AddThen(_)) && self.params.activation != Activation::None,
+            "join",
+            || {
+                format!(
+                    "AddThen applies its own activation; the convolution already has {:?}",
+                    self.params.activation
+                )
+            },
+        )?;
+        self.join = Some(join);
+        Ok(self)
+    }
+
+    /// The layer writing its output channel-shuffled with `groups` (ShuffleNet).
+    pub fn with_shuffle(mut self, groups: usize) -> Result<Self> {
+        fail_if(
+            groups == 0 || !self.params.out_channels.is_multiple_of(groups),
+            "groups",
+            || {
+                format!(
+                    "out_channels ({}) must be divisible by the shuffle groups ({groups})",
+                    self.params.out_channels
+                )
+            },
+        )?;
+        self.shuffle_groups = groups;
+        Ok(self)
+    }
+
+    /// The convolution's parameters (with the activation).
+    pub fn params(&self) -> &Conv2dParams {
+        &self.params
+    }
+
+    /// Records the layer on `x` (a layer built to join a residual needs it: use it in a
+    /// graph).
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        fail_if(self.join.is_some(), "residual", || {
+            "the layer joins a residual; none given"
+        })?;
+        match self.shuffle_groups {
+            0 => self.conv.forward(rec, x),
+            g => self.conv.forward_shuffled(rec, x, g),
+        }
+    }
+
+    /// The CPU reference of the layer on `x`: convolution, batch norm with running
+    /// statistics, activation (and the shuffle).
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.reference_with(x, None)
+    }
+
+    /// CPU reference: convolution, batch norm with running statistics, activation, the
+    /// shuffle and the residual join.
+    fn reference_with(
+        &self,
+        x: ArrayView4<f32>,
+        residual: Option<ArrayView4<f32>>,
+    ) -> Result<Array4<f32>> {
+        let plain = self.params.activation(Activation::None);
+        let y = reference::conv::conv2d(
+            &plain,
+            x,
+            self.weight.view(),
+            self.bias.as_ref().map(|b| b.view()),
+        )?;
+        let y = match &self.bn {
+            Some(b) => b.reference(y.view())?,
+            None => y,
+        };
+        let act = |y: ArrayView4<f32>, a| reference::channel::activation(y, a);
+        let shuffle = |y: Array4<f32>| match self.shuffle_groups {
+            0 => Ok(y),
+            g => reference::channel::channel_shuffle(y.view(), g),
+        };
+        let a = self.params.activation;
+        match (self.join, residual) {
+            (None, _) => shuffle(act(y.view(), a)),
+            (Some(join), Some(r)) => {
+                let y = shuffle(y)?;
+                Ok(match join {
+                    ResidualJoin::AfterActivation => {
+                        reference::channel::add(act(y.view(), a).view(), r, Activation::None)
+                    }
+                    ResidualJoin::BeforeActivation => reference::channel::add(y.view(), r, a),
+                    ResidualJoin::AddThen(then) => reference::channel::add(y.view(), r, then),
+                })
+            }
+            (Some(_), None) => Err(invalid(
+                "residual",
+                "the layer joins a residual; none given",
+            )),
+        }
+    }
+
+    /// Cost of the convolution plus the batch norm's parameters (folded away at run time,
+    /// but part of the model, as PyTorch counts them).
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let mut c = self.params.cost(input)?;
+        if self.bn.is_some() {
+            c.params += 2 * self.params.out_channels as u64;
+        }
+        Ok(c)
+    }
+}
+
+impl Node for ConvBnAct {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let out = self.params.output_shape(*inputs.get(0)?)?;
+        if self.join.is_some() {
+            crate::ops::same_shape("residual", out, *inputs.get(1)?)?;
+        }
+        Ok(vec![out])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        ConvBnAct::cost(self, *inputs.get(0)?)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let x = inputs.get(0)?.tensor()?;
+        let y = match self.join {
+            Some(join) => {
+                let r = inputs.get(1)?.tensor()?;
+                self.conv.forward_residual(rec, x, r, join)?
+            }
+            None if self.shuffle_groups > 0 => {
+                self.conv.forward_shuffled(rec, x, self.shuffle_groups)?
+            }
+            None => self.conv.forward(rec, x)?,
+        };
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let x = inputs.get(0)?.tensor()?;
+        let r = match self.join {
+            Some(_) => Some(inputs.get(1)?.tensor()?),
+            None => None,
+        };
+        Ok(vec![HostValue::Tensor(self.reference_with(x, r)?)])
+    }
+}
+
+/// A transposed convolution with its host weights (for the reference) as a node.
+#[derive(Debug)]
+pub(crate) struct ConvTransposeNode {
+    params: ConvTranspose2dParams,
+    weight: Array4<f32>,
+    bias: Option<Array1<f32>>,
+    layer: ConvTranspose2d,
+}
+
+impl ConvTransposeNode {
+    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `params.bias`).
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: ConvTranspose2dParams,
+        prefix: &str,
+    ) -> Result<Self> {
+        params.validate()?;
+        let weight = sd.get4(&key(prefix, "weight"), params.weight_shape())?;
+        let bias = if params.bias {
+            Some(sd.get1(&key(prefix, "bias"), params.out_channels)?)
+        } else {
+            None
+        };
+        let layer =
+            ConvTranspose2d::new(gpu, params, weight.view(), bias.as_ref().map(|b| b.view()))?;
+        Ok(ConvTransposeNode {
+            params,
+            weight,
+            bias,
+            layer,
+        })
+    }
+}
+
+impl Node for ConvTransposeNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        Ok(vec![self.params.output_shape(*inputs.get(0)?)?])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        self.params.cost(*inputs.get(0)?)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        Ok(vec![Value::Tensor(
+            self.layer.forward(rec, inputs.get(0)?.tensor()?)?,
+        )])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let y = reference::conv_transpose::conv_transpose2d(
+            &self.params,
+            inputs.get(0)?.tensor()?,
+            self.weight.view(),
+            self.bias.as_ref().map(|b| b.view()),
+        )?;
+        Ok(vec![HostValue::Tensor(y)])
+    }
+}
+
+/// Squeeze-and-excitation as a node: `x * gate(excitation(x))`, or, as
+/// [`SeNode::gate_of_sum`], the gate logits of the sum of its two inputs.
+#[derive(Debug)]
+pub(crate) struct SeNode {
+    block: SqueezeExcitation,
+    params: SqueezeExcitationParams,
+    weights: SeWeights,
+    of_sum: bool,
+}
+
+impl SeNode {
+    /// Loads `{fc1}` and `{fc2}` (1x1 convolutions with bias).
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: SqueezeExcitationParams,
+        fc1: &str,
+        fc2: &str,
+    ) -> Result<Self> {
+        let weights = SeWeights::load(sd, params, fc1, fc2)?;
+        Ok(SeNode {
+            block: weights.upload(gpu, params)?,
+            params,
+            weights,
+            of_sum: false,
+        })
+    }
+
+    /// The node computing the gate logits `[N, C, 1, 1]` of `a + b` from inputs `a`, `b`.
+    pub(crate) fn gate_of_sum(mut self) -> Self {
+        self.of_sum = true;
+        self
+    }
+}
+
+impl Node for SeNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let s = *inputs.get(0)?;
+        crate::ops::same_shape("input", [s[0], self.params.input_channels, s[2], s[3]], s)?;
+        if self.of_sum {
+            crate::ops::same_shape("b", s, *inputs.get(1)?)?;
+            return Ok(vec![[s[0], s[1], 1, 1]]);
+        }
+        Ok(vec![s])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        self.params.cost(*inputs.get(0)?)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let x = inputs.get(0)?.tensor()?;
+        let y = if self.of_sum {
+            let b = inputs.get(1)?.tensor()?;
+            self.block.excitation_of_sum(rec, x, b)?
+        } else {
+            self.block.forward(rec, x)?
+        };
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let x = inputs.get(0)?.tensor()?;
+        let [fc1, fc2] = self.weights.fc();
+        let y = if self.of_sum {
+            let s = reference::channel::add(x, inputs.get(1)?.tensor()?, Activation::None);
+            reference::attention::excitation(&self.params, s.view(), fc1, fc2)?
+        } else {
+            reference::attention::squeeze_excitation(&self.params, x, fc1, fc2)?
+        };
+        Ok(vec![HostValue::Tensor(y)])
+    }
+}
+
+/// The weightless ops a block is made of, as graph nodes.
+#[derive(Clone, Debug)]
+pub(crate) enum Op {
+    /// `[N, C, 1, 1]` average or max of each plane.
+    GlobalPool(GlobalPool),
+    /// Average pooling.
+    AvgPool(AvgPool2dParams),
+    /// Max pooling: two outputs, the values and their indices.
+    MaxPool(MaxPool2dParams),
+    /// Max unpooling of inputs `(x, indices)` back to the size of the shape input (the map
+    /// the indices were pooled from).
+    MaxUnpool(MaxUnpool2dParams),
+    /// Upsampling by its scale factor.
+    Upsample(UpsampleParams),
+    /// Resampling to the size of the shape input.
+    ResizeLike(UpsampleMode),
+    /// Concatenation of every input along channels.
+    Concat,
+    /// Split along channels into pieces of these sizes (one output each).
+    Split(Vec<usize>),
+    /// Channel shuffle with these groups.
+    Shuffle(usize),
+    /// An activation.
+    Activation(Activation),
+    /// `x * gate(s)` for inputs `(x, s)`, `s` of shape `[N, C, 1, 1]`.
+    ScaleChannels(Activation),
+    /// `x * gate(s) + branch` for inputs `(x, s, branch)`.
+    ScaleChannelsAdd(Activation),
+}
+
+impl Op {
+    fn resize(&self, inputs: &Inputs<'_, impl Sized>) -> Result<Option<UpsampleParams>> {
+        Ok(match self {
+            Op::Upsample(p) => Some(*p),
+            Op::ResizeLike(mode) => {
+                let s = inputs.shape(0)?;
+                Some(UpsampleParams {
+                    mode: *mode,
+                    size: Some((s[2], s[3])),
+                    scale_factor: None,
+                })
+            }
+            _ => None,
+        })
+    }
+
+    fn unpool(&self, inputs: &Inputs<'_, impl Sized>) -> Result<Option<MaxUnpool2dParams>> {
+        Ok(match self {
+            Op::MaxUnpool(p) => {
+                let s = inputs.shape(0)?;
+                Some(p.output_size((s[2], s[3])))
+            }
+            _ => None,
+        })
+    }
+}
+
+impl Node for Op {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let x = *inputs.get(0)?;
+        let same = |name, i: usize, want: [usize; 4]| -> Result<()> {
+            crate::ops::same_shape(name, want, *inputs.get(i)?)
+        };
+        Ok(match self {
+            Op::GlobalPool(k) => vec![k.output_shape(x)?],
+            Op::AvgPool(p) => vec![p.output_shape(x)?],
+            Op::MaxPool(p) => {
+                let out = p.output_shape(x)?;
+                vec![out, out]
+            }
+            Op::MaxUnpool(_) => {
+                same("indices", 1, x)?;
+                vec![self.unpool(inputs)?.expect("unpool").output_shape(x)?]
+            }
+            Op::Upsample(_) | Op::ResizeLike(_) => {
+                vec![self.resize(inputs)?.expect("resize").output_shape(x)?]
+            }
+            Op::Concat => {
+                let mut c = 0;
+                for s in &inputs.values {
+                    if (s[0], s[2], s[3]) != (x[0], x[2], x[3]) {
+                        return Err(crate::Error::ShapeMismatch {
+                            name: "inputs",
+                            expected: vec![x[0], s[1], x[2], x[3]],
+                            actual: s.to_vec(),
+                        });
+                    }
+                    c += s[1];
+                }
+                vec![[x[0], c, x[2], x[3]]]
+            }
+            Op::Split(sizes) => {
+                fail_if(
+                    sizes.contains(&0) || sizes.iter().sum::<usize>() != x[1],
+                    "sizes",
+                    || format!("{sizes:?} must be positive and sum to {}", x[1]),
+                )?;
+                sizes.iter().map(|&c| [x[0], c, x[2], x[3]]).collect()
+            }
+            Op::Shuffle(g) => {
+                fail_if(*g == 0 || !x[1].is_multiple_of(*g), "groups", || {
+                    format!("{g} does not divide {}", x[1])
+                })?;
+                vec![x]
+            }
+            Op::Activation(_) => vec![x],
+            Op::ScaleChannels(_) => {
+                same("scale", 1, [x[0], x[1], 1, 1])?;
+                vec![x]
+            }
+            Op::ScaleChannelsAdd(_) => {
+                same("scale", 1, [x[0], x[1], 1, 1])?;
+                same("branch", 2, x)?;
+                vec![x]
+            }
+        })
+    }
+
+    /// Bytes moved; no parameters, and no MACs: summaries count multiply-accumulates of
+    /// layers with weights, as torchinfo does.
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let x = *inputs.get(0)?;
+        let full = match self {
+            Op::GlobalPool(k) => k.cost(x)?,
+            Op::AvgPool(p) => p.cost(x)?,
+            Op::MaxPool(p) => p.cost(x)?,
+            Op::MaxUnpool(_) => self.unpool(inputs)?.expect("unpool").cost(x)?,
+            Op::Upsample(_) | Op::ResizeLike(_) => self.resize(inputs)?.expect("resize").cost(x)?,
+            Op::Concat | Op::Split(_) | Op::Shuffle(_) => Cost {
+                bytes: 8 * x.iter().product::<usize>() as u64,
+                ..Cost::default()
+            },
+            Op::Activation(_) => elementwise_cost(x, 1),
+            Op::ScaleChannels(_) => elementwise_cost(x, 2),
+            Op::ScaleChannelsAdd(_) => elementwise_cost(x, 3),
+        };
+        Ok(Cost {
+            bytes: full.bytes,
+            ..Cost::default()
+        })
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let t = |i: usize| -> Result<&Tensor> { inputs.get(i)?.tensor() };
+        let one = |y: Tensor| Ok(vec![Value::Tensor(y)]);
+        match self {
+            Op::GlobalPool(k) => one(pool::global_pool(rec, *k, t(0)?)?),
+            Op::AvgPool(p) => one(pool::avg_pool2d(rec, p, t(0)?)?),
+            Op::MaxPool(p) => {
+                let (v, i) = pool::max_pool2d(rec, p, t(0)?)?;
+                Ok(vec![Value::Tensor(v), Value::Indices(i)])
+            }
+            Op::MaxUnpool(_) => {
+                let p = self.unpool(inputs)?.expect("unpool");
+                one(pool::max_unpool2d(
+                    rec,
+                    &p,
+                    t(0)?,
+                    inputs.get(1)?.indices()?,
+                )?)
+            }
+            Op::Upsample(_) | Op::ResizeLike(_) => {
+                let p = self.resize(inputs)?.expect("resize");
+                one(upsample::upsample(rec, &p, t(0)?)?)
+            }
+            Op::Concat => {
+                let xs = inputs
+                    .values
+                    .iter()
+                    .map(|v| v.tensor())
+                    .collect::<Result<Vec<_>>>()?;
+                one(channel::concat(rec, &xs)?)
+            }
+            Op::Split(sizes) => Ok(channel::split(rec, t(0)?, sizes)?
+                .into_iter()
+                .map(Value::Tensor)
+                .collect()),
+            Op::Shuffle(g) => one(channel::channel_shuffle(rec, t(0)?, *g)?),
+            Op::Activation(a) => one(channel::activation(rec, t(0)?, *a)?),
+            Op::ScaleChannels(g) => one(channel::scale_channels(rec, t(0)?, t(1)?, *g)?),
+            Op::ScaleChannelsAdd(g) => {
+                one(channel::scale_channels_add(rec, t(0)?, t(1)?, *g, t(2)?)?)
+            }
+        }
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let t = |i: usize| -> Result<ArrayView4<'_, f32>> { inputs.get(i)?.tensor() };
+        let one = |y: Array4<f32>| Ok(vec![HostValue::Tensor(y)]);
+        use reference::{channel as rc, pool as rp};
+        match self {
+            Op::GlobalPool(k) => one(rp::global_pool(*k, t(0)?)?),
+            Op::AvgPool(p) => one(rp::avg_pool2d(p, t(0)?)?),
+            Op::MaxPool(p) => {
+                let (v, i) = rp::max_pool2d(p, t(0)?)?;
+                Ok(vec![HostValue::Tensor(v), HostValue::Indices(i)])
+            }
+            Op::MaxUnpool(_) => {
+                let p = self.unpool(inputs)?.expect("unpool");
+                one(rp::max_unpool2d(&p, t(0)?, inputs.get(1)?.indices()?)?)
+            }
+            Op::Upsample(_) | Op::ResizeLike(_) => {
+                let p = self.resize(inputs)?.expect("resize");
+                one(reference::upsample::upsample(&p, t(0)?)?)
+            }
+            Op::Concat => {
+                let xs = inputs
+                    .values
+                    .iter()
+                    .map(|v| v.tensor())
+                    .collect::<Result<Vec<_>>>()?;
+                one(rc::concat(&xs)?)
+            }
+            Op::Split(sizes) => {
+                let mut start = 0;
+                Ok(sizes
+                    .iter()
+                    .map(|&c| {
+                        let piece = t(0).map(|x| {
+                            x.slice(ndarray::s![.., start..start + c, .., ..])
+                                .to_owned()
+                        });
+                        start += c;
+                        piece.map(HostValue::Tensor)
+                    })
+                    .collect::<Result<_>>()?)
+            }
+            Op::Shuffle(g) => one(rc::channel_shuffle(t(0)?, *g)?),
+            Op::Activation(a) => one(rc::activation(t(0)?, *a)),
+            Op::ScaleChannels(g) => one(rc::scale_channels(t(0)?, t(1)?, *g)),
+            Op::ScaleChannelsAdd(g) => one(rc::scale_channels_add(t(0)?, t(1)?, *g, t(2)?)),
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The typed link between Rust and WGSL.
+//!
+//! Every compute shader is described once by a `Kernel` (crate-internal): its file, the
+//! Rust type of its uniform (a `#[repr(C)]` struct declared with the crate's `uniform!`
+//! macro, mirroring the WGSL struct of the same name: [`Uniform`]), the Rust type of its
+//! compile-time values ([`Specialize`]: override constants and `@specialize` constants,
+//! by their WGSL names), its storage bindings by name and access ([`Binding`]), and its
+//! workgroup size, which is injected into the shader (`WORKGROUP_SIZE`). An op plans a
+//! dispatch on the CPU as a `Launch` (pure: testable without a GPU) and records it with
+//! one generic recorder method, binding tensors by name. `tests/shaders.rs` parses every shader with naga and checks it against its
+//! kernel: uniform field names and offsets, binding names and access modes, constant
+//! names and the workgroup size.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::PooledBuffer;
+
+/// Invocations per workgroup of every kernel unless its [`Kernel`] says otherwise.
+pub(crate) const WORKGROUP_SIZE: u32 = 64;
+
+/// How a kernel accesses a storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+/// One storage binding of a kernel (bindings 1, 2, ... of group 0, in order; binding 0 is
+/// the uniform).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Binding {
+    /// The WGSL variable's name.
+    pub name: &'static str,
+    /// Read or read-write.
+    pub access: Access,
+    /// Whether a launch may leave it unbound: the shader reads it only when one of its
+    /// constants says the operand is present, and a small unused buffer fills the slot.
+    pub optional: bool,
+}
+
+/// A read-only binding.
+pub(crate) const fn read(name: &'static str) -> Binding {
+    Binding {
+        name,
+        access: Access::Read,
+        optional: false,
+    }
+}
+
+/// A read-only binding that may be absent.
+pub(crate) const fn read_opt(name: &'static str) -> Binding {
+    Binding {
+        name,
+        access: Access::Read,
+        optional: true,
+    }
+}
+
+/// A read-write binding that may be absent.
+pub(crate) const fn write_opt(name: &'static str) -> Binding {
+    Binding {
+        name,
+        access: Access::ReadWrite,
+        optional: true,
+    }
+}
+
+/// A read-write binding.
+pub(crate) const fn write(name: &'static str) -> Binding {
+    Binding {
+        name,
+        access: Access::ReadWrite,
+        optional: false,
+    }
+}
+
+/// A `#[repr(C)]` uniform struct whose WGSL twin has the same name and the same fields at
+/// the same offsets (checked by `tests/shaders.rs`).
+pub trait Uniform: bytemuck::Pod {
+    /// The name of the struct in Rust and in WGSL.
+    const NAME: &'static str;
+    /// `(field name, byte offset)` in declaration order.
+    fn fields() -> Vec<(&'static str, usize)>;
+}
+
+/// Declares a uniform struct mirrored in WGSL: `#[repr(C)]`, `Pod`, and its field names
+/// and offsets for the reflection test. Fields are 4-byte scalars (`u32`, `i32`, `f32`).
+macro_rules! uniform {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $($(#[$fmeta])* pub(crate) $field: $ty,)*
+        }
+        impl $crate::launch::Uniform for $name {
+            const NAME: &'static str = stringify!($name);
+            fn fields() -> Vec<(&'static str, usize)> {
+                vec![$((stringify!($field), std::mem::offset_of!($name, $field))),*]
+            }
+        }
+    };
+}
+pub(crate) use uniform;
+
+/// The Rust side of a uniform's layout, for the reflection test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UniformLayout {
+    /// Struct name (the same in Rust and WGSL).
+    pub name: &'static str,
+    /// Size in bytes.
+    pub size: usize,
+    /// `(field name, byte offset)` in declaration order.
+    pub fields: Vec<(&'static str, usize)>,
+}
+
+/// Compile-time values of a kernel: WGSL `override` constants and `@specialize` constants
+/// (see [`crate::shaders`]), written under their WGSL names. `Default` gives the values a
+/// shader is validated with; the reflection test checks that the names a kernel's type
+/// writes are exactly the constants its shader declares.
+pub trait Specialize: Default {
+    /// Writes every value.
+    fn write(&self, c: &mut Constants);
+}
+
+impl Specialize for () {
+    fn write(&self, _: &mut Constants) {}
+}
+
+/// Compile-time values by WGSL name, sorted by name (a pipeline's cache key).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Constants(Vec<(&'static str, u32)>);
+
+impl Constants {
+    /// Sets `name` (replacing an earlier value).
+    pub fn set(&mut self, name: &'static str, value: u32) {
+        match self.0.binary_search_by(|(n, _)| n.cmp(&name)) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (name, value)),
+        }
+    }
+
+    /// Sets a boolean `name` (0 or 1).
+    pub fn flag(&mut self, name: &'static str, value: bool) {
+        self.set(name, u32::from(value));
+    }
+
+    /// The values, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u32)> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+/// One compute shader: its file, uniform type `U`, constants type `S`, bindings and
+/// workgroup size.
+pub(crate) struct Kernel<U, S = ()> {
+    pub(crate) file: &'static str,
+    pub(crate) bindings: &'static [Binding],
+    pub(crate) workgroup_size: u32,
+    types: PhantomData<fn() -> (U, S)>,
+}
+
+impl<U: Uniform, S: Specialize> Kernel<U, S> {
+    /// A kernel with the default workgroup size.
+    pub(crate) const fn new(file: &'static str, bindings: &'static [Binding]) -> Self {
+        Kernel {
+            file,
+            bindings,
+            workgroup_size: WORKGROUP_SIZE,
+            types: PhantomData,
+        }
+    }
+
+    /// Plans one dispatch with these values; set its grid with [`Launch::threads`] or
+    /// [`Launch::workgroups`].
+    pub(crate) fn launch(&'static self, spec: &S, uniform: &U) -> Launch {
+        let mut constants = Constants::default();
+        spec.write(&mut constants);
+        constants.set("WORKGROUP_SIZE", self.workgroup_size);
+        Launch {
+            file: self.file,
+            bindings: self.bindings,
+            workgroup_size: self.workgroup_size,
+            constants,
+            uniform: bytemuck::bytes_of(uniform).to_vec(),
+            workgroups: 1,
+        }
+    }
+}
+
+/// What the reflection test and the documentation know of a kernel, without its types.
+pub trait KernelInfo: Sync {
+    /// A description of the kernel.
+    fn describe(&self) -> KernelDescription;
+}
+
+impl<U: Uniform, S: Specialize> KernelInfo for Kernel<U, S> {
+    fn describe(&self) -> KernelDescription {
+        let mut constants = Constants::default();
+        S::default().write(&mut constants);
+        constants.set("WORKGROUP_SIZE", self.workgroup_size);
+        KernelDescription {
+            file: self.file,
+            uniform: UniformLayout {
+                name: U::NAME,
+                size: std::mem::size_of::<U>(),
+                fields: U::fields(),
+            },
+            bindings: self.bindings.to_vec(),
+            constants,
+            workgroup_size: self.workgroup_size,
+        }
+    }
+}
+
+/// A kernel as the Rust side declares it (see [`crate::shaders::kernels`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelDescription {
+    /// The shader file under `shaders/`.
+    pub file: &'static str,
+    /// The uniform at binding 0.
+    pub uniform: UniformLayout,
+    /// Bindings 1, 2, ... in order.
+    pub bindings: Vec<Binding>,
+    /// Every constant the kernel sets, at its default values (`WORKGROUP_SIZE` included).
+    pub constants: Constants,
+    /// Invocations per workgroup.
+    pub workgroup_size: u32,
+}
+
+/// One dispatch planned on the CPU: the shader and its compile-time values, the uniform's
+/// bytes and the grid. Buffers are bound when it is recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Launch {
+    pub(crate) file: &'static str,
+    pub(crate) bindings: &'static [Binding],
+    pub(crate) workgroup_size: u32,
+    pub(crate) constants: Constants,
+    pub(crate) uniform: Vec<u8>,
+    /// Linear workgroup count (folded into a 2-D grid when recorded).
+    pub(crate) workgroups: u64,
+}
+
+impl Launch {
+    /// One invocation per item: `items` rounded up to whole workgroups.
+    pub(crate) fn threads(mut self, items: usize) -> Self {
+        self.workgroups = (items as u64).div_ceil(u64::from(self.workgroup_size));
+        self
+    }
+
+    /// An explicit workgroup count.
+    pub(crate) fn workgroups(mut self, count: usize) -> Self {
+        self.workgroups = count as u64;
+        self
+    }
+}
+
+/// Something that can be bound to a storage binding.
+pub(crate) trait Bindable {
+    fn buffer(&self) -> &Arc<PooledBuffer>;
+}
+
+impl Bindable for Arc<PooledBuffer> {
+    fn buffer(&self) -> &Arc<PooledBuffer> {
+        self
+    }
+}
+
+/// The buffers of one dispatch, by binding name.
+#[derive(Default)]
+pub(crate) struct Args<'a> {
+    pub(crate) entries: Vec<(&'static str, Access, &'a Arc<PooledBuffer>)>,
+}
+
+impl<'a> Args<'a> {
+    pub(crate) fn new() -> Self {
+        Args::default()
+    }
+
+    /// Binds `value` read-only as `name`.
+    pub(crate) fn read(mut self, name: &'static str, value: &'a impl Bindable) -> Self {
+        self.entries.push((name, Access::Read, value.buffer()));
+        self
+    }
+
+    /// Binds `value` read-only as `name` when present (an optional binding).
+    pub(crate) fn read_opt<B: Bindable>(self, name: &'static str, value: Option<&'a B>) -> Self {
+        match value {
+            Some(v) => self.read(name, v),
+            None => self,
+        }
+    }
+
+    /// Binds `value` read-write as `name` when present (an optional binding).
+    pub(crate) fn write_opt<B: Bindable>(self, name: &'static str, value: Option<&'a B>) -> Self {
+        match value {
+            Some(v) => self.write(name, v),
+            None => self,
+        }
+    }
+
+    /// Binds `value` read-write as `name`.
+    pub(crate) fn write(mut self, name: &'static str, value: &'a impl Bindable) -> Self {
+        self.entries.push((name, Access::ReadWrite, value.buffer()));
+        self
+    }
+
+    /// The buffer for each of `bindings` in order (`None` for an absent optional one), or
+    /// an error naming what does not match: a missing, unknown or doubly given name, a
+    /// wrong access mode, or a buffer bound for writing that is also bound elsewhere.
+    pub(crate) fn resolve(
+        &self,
+        file: &str,
+        bindings: &[Binding],
+    ) -> Result<Vec<Option<&'a Arc<PooledBuffer>>>> {
+        let bug = |what: String| Err(Error::Gpu(format!("{file}: {what}")));
+        if bindings.len() > crate::gpu::MAX_BINDINGS {
+            return bug(format!("declares {} bindings", bindings.len()));
+        }
+        for (i, (name, _, _)) in self.entries.iter().enumerate() {
+            if !bindings.iter().any(|b| b.name == *name) {
+                return bug(format!("binds `{name}`, which the kernel does not declare"));
+            }
+            if self.entries[..i].iter().any(|(n, _, _)| n == name) {
+                return bug(format!("binds `{name}` twice"));
+            }
+        }
+        let mut out = Vec::with_capacity(bindings.len());
+        for b in bindings {
+            match self.entries.iter().find(|(n, _, _)| *n == b.name) {
+                Some((_, access, _)) if *access != b.access => {
+                    return bug(format!(
+                        "binds `{}` as {access:?}, declared {:?}",
+                        b.name, b.access
+                    ))
+                }
+                Some((_, _, buf)) => out.push(Some(*buf)),
+                None if b.optional => out.push(None),
+                None => return bug(format!("leaves `{}` unbound", b.name)),
+            }
+        }
+        // A buffer written by the dispatch may not be bound a second time (wgpu refuses
+        // a read-write binding that aliases another binding).
+        for (name, access, buf) in &self.entries {
+            if *access == Access::ReadWrite
+                && self
+                    .entries
+                    .iter()
+                    .any(|(n, _, other)| n != name && Arc::ptr_eq(buf, other))
+            {
+                return Err(Error::InvalidParam {
+                    name,
+                    reason: format!("{file}: the output buffer is also one of the inputs"),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_stay_sorted_and_replace() {
+        let mut c = Constants::default();
+        c.set("KW", 3);
+        c.set("ACT", 1);
+        c.set("KW", 5);
+        c.flag("SUM", true);
+        let v: Vec<_> = c.iter().collect();
+        assert_eq!(v, vec![("ACT", 1), ("KW", 5), ("SUM", 1)]);
+        assert_eq!(c.get("KW"), Some(5));
+        assert_eq!(c.get("KH"), None);
+    }
+}

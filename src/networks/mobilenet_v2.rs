@@ -1,0 +1,111 @@
+//! torchvision's `mobilenet_v2().features`.
+
+use super::append_features;
+use crate::blocks::{
+    conv_bn_at, make_divisible, Block, Graph, InvertedResidual, InvertedResidualConfig,
+};
+use crate::error::{fail_if, Result};
+use crate::gpu::Gpu;
+use crate::ops::conv::Conv2dParams;
+use crate::ops::setters;
+use crate::ops::Activation;
+use crate::weights::{key, StateDict};
+
+/// torchvision's `mobilenet_v2(width_mult)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MobileNetV2Config {
+    /// Channel multiplier, rounded per layer with [`make_divisible`] (default 1.0).
+    pub width_mult: f64,
+}
+
+impl MobileNetV2Config {
+    /// torchvision's `mobilenet_v2()`: width 1.0.
+    pub fn torchvision() -> Self {
+        MobileNetV2Config { width_mult: 1.0 }
+    }
+}
+
+setters!(MobileNetV2Config {
+    /// Sets the width multiplier.
+    width_mult: f64,
+});
+
+impl Default for MobileNetV2Config {
+    fn default() -> Self {
+        Self::torchvision()
+    }
+}
+
+/// torchvision's `mobilenet_v2(width_mult).features`: a 3x3 stride-2 stem, the 17
+/// inverted residuals of the `[t, c, n, s]` table, and a 1x1 to 1280 channels (more when
+/// `width_mult > 1`), every convolution with batch norm and ReLU6 but the projections.
+#[derive(Debug)]
+pub struct MobileNetV2Features {
+    graph: Graph,
+}
+
+impl MobileNetV2Features {
+    /// The `[t, c, n, s]` table of the paper and torchvision.
+    pub const SETTINGS: [[usize; 4]; 7] = [
+        [1, 16, 1, 1],
+        [6, 24, 2, 2],
+        [6, 32, 3, 2],
+        [6, 64, 4, 2],
+        [6, 96, 3, 1],
+        [6, 160, 3, 2],
+        [6, 320, 1, 1],
+    ];
+}
+
+impl Block for MobileNetV2Features {
+    type Config = MobileNetV2Config;
+
+    /// Loads `{prefix}.0 ... {prefix}.18` (the prefix is `features` in a whole
+    /// `mobilenet_v2()` state dict, empty for the state dict of `.features` itself).
+    fn load(gpu: &Gpu, cfg: MobileNetV2Config, sd: &StateDict, prefix: &str) -> Result<Self> {
+        let width_mult = cfg.width_mult;
+        fail_if(
+            !(width_mult.is_finite() && width_mult > 0.0),
+            "width_mult",
+            || format!("must be positive, got {width_mult}"),
+        )?;
+        let eps = 1e-5;
+        let relu6 = Activation::Relu6;
+        let mut input = make_divisible(32.0 * width_mult, 8);
+        let last_channel = make_divisible(1280.0 * width_mult.max(1.0), 8);
+        let stem = Conv2dParams::new(3, input, 3)
+            .stride(2)
+            .padding(1)
+            .bias(false)
+            .activation(relu6);
+        let stem = conv_bn_at(gpu, sd, stem, prefix, 0, eps)?;
+        let mut blocks = Vec::new();
+        for [t, c, n, s] in Self::SETTINGS {
+            let out = make_divisible(c as f64 * width_mult, 8);
+            for i in 0..n {
+                let cfg = InvertedResidualConfig {
+                    inp: input,
+                    oup: out,
+                    stride: if i == 0 { s } else { 1 },
+                    expand_ratio: t as f64,
+                };
+                let name = key(prefix, &(blocks.len() + 1).to_string());
+                blocks.push(InvertedResidual::load(gpu, cfg, sd, &name)?.into_graph());
+                input = out;
+            }
+        }
+        let last = Conv2dParams::new(input, last_channel, 1)
+            .bias(false)
+            .activation(relu6);
+        let last = conv_bn_at(gpu, sd, last, prefix, blocks.len() + 1, eps)?;
+        let mut g = Graph::new();
+        let x = g.input();
+        let outs = append_features(&mut g, x, stem, blocks, last);
+        g.set_outputs(&outs[outs.len() - 1..]);
+        Ok(MobileNetV2Features { graph: g })
+    }
+
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+}

@@ -1,0 +1,40 @@
+//! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
+//! TFLite) state dicts by name: MobileNetV2 and MobileNetV3 feature extractors,
+//! torchvision's LR-ASPP segmentation model and MediaPipe's selfie segmentation. Each is a
+//! [`Block`](crate::blocks::Block): its graph gives its GPU forward, CPU reference and
+//! summary. Every torchvision network has a `torchvision` preset that reproduces
+//! torchvision's configuration.
+
+mod lraspp;
+mod mobilenet_v2;
+mod mobilenet_v3;
+mod selfie;
+
+pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
+pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
+pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
+pub use selfie::{SelfieModel, SelfieSegmentation};
+
+use crate::blocks::{ConvBnAct, Graph, ValueId};
+
+/// torchvision's `features` layout shared by the MobileNets: `{prefix}.0` a stem
+/// convolution, `{prefix}.1 ..` the blocks (their graphs), `{prefix}.{n + 1}` a last
+/// convolution. Appends them to `g` after `x`; returns the last output and the output
+/// after each of the first `k` nodes for `k = 0 ..= n + 1` (0: the stem's).
+fn append_features(
+    g: &mut Graph,
+    x: ValueId,
+    stem: ConvBnAct,
+    blocks: Vec<Graph>,
+    last: ConvBnAct,
+) -> Vec<ValueId> {
+    let mut outs = vec![g.add("0", stem, &[x])];
+    for (i, b) in blocks.into_iter().enumerate() {
+        let y = g.add((i + 1).to_string(), b, &[outs[i]]);
+        outs.push(y);
+    }
+    let n = outs.len();
+    let y = g.add(n.to_string(), last, &[outs[n - 1]]);
+    outs.push(y);
+    outs
+}

@@ -1,0 +1,302 @@
+//! MediaPipe's selfie segmentation network (`selfie_segmentation.tflite`, Apache-2.0), built
+//! from the library's blocks: a MobileNetV3-style encoder (hard-swish stem, eight inverted
+//! residuals, five with squeeze-and-excitation), an LR-ASPP-like head (a ReLU branch gated
+//! by a sigmoid of the pooled features), three decoder stages that resize by 2x, gate the
+//! encoder's skip connection with an SE-style channel attention and refine with a 1x1 and
+//! a residual depthwise 3x3, and a 2x2 stride-2 transposed convolution to one sigmoid
+//! channel: the probability that a pixel belongs to a person.
+//!
+//! The decoder applies each 1x1 convolution before the 2x resize that precedes it in the
+//! .tflite graph: both are linear and the bilinear weights of every output pixel sum to 1
+//! (so the bias passes through), so the function is the same at a quarter of the
+//! convolution's work and a fraction of the resize's traffic.
+//!
+//! Weights come from `models/selfie_segmentation/model.safetensors`, converted from the
+//! .tflite file by `tests/golden/make_golden_selfie.py` into PyTorch layouts under the
+//! TFLite layer names (`conv2d_3.weight`, `depthwise_conv2d_7.bias`, `segment.weight`).
+//! TFLite's strided convolutions pad TensorFlow's `'SAME'` way, one more row and column
+//! after than before ([`tf_same_padding`]); the GPU convolutions take that padding as is.
+
+use crate::blocks::{
+    Block, ConvBnAct, ConvTransposeNode, Graph, MobileNetV3Block, MobileNetV3Config, Op, SeNode,
+    ValueId,
+};
+use crate::error::{fail_if, Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::attention::SqueezeExcitationParams;
+use crate::ops::conv::{tf_same_padding, Conv2dParams, ResidualJoin};
+use crate::ops::conv_transpose::ConvTranspose2dParams;
+use crate::ops::pool::GlobalPool;
+use crate::ops::upsample::UpsampleParams;
+use crate::ops::Activation;
+use crate::weights::StateDict;
+
+/// The encoder as the .tflite graph has it, one inverted residual a row: channels (input,
+/// expanded, output), depthwise kernel and stride, hard-swish (else ReLU), and the SE's
+/// squeezed channels. The TFLite layer names follow from the table: block `i` is
+/// `conv2d_{a}` (expansion), `depthwise_conv2d_{i}` (`depthwise_conv2d` for block 0), SE
+/// `conv2d_{a + 1}` / `conv2d_{a + 2}` when present, then the projection; `a` counts on.
+type BlockRow = ([usize; 3], usize, usize, bool, Option<usize>);
+const ENCODER: [BlockRow; 8] = [
+    ([16, 16, 16], 3, 2, false, Some(8)),
+    ([16, 72, 24], 3, 2, false, None),
+    ([24, 88, 24], 3, 1, false, None),
+    ([24, 96, 32], 5, 2, true, Some(24)),
+    ([32, 128, 32], 5, 1, true, Some(32)),
+    ([32, 128, 32], 5, 1, true, Some(32)),
+    ([32, 96, 32], 5, 1, true, Some(24)),
+    ([32, 96, 32], 5, 1, true, Some(24)),
+];
+
+/// Encoder blocks whose outputs are the decoder's skips (at 1/4 and 1/8 of the input; the
+/// stem's output at 1/2 is the third).
+const SKIP_BLOCKS: [usize; 2] = [0, 2];
+
+/// Decoder stages' input and output channels. Stage `j`'s layers are `conv2d_{31 + 4j}`
+/// (resize 1x1), `conv2d_{32 + 4j}` / `conv2d_{33 + 4j}` (gate fc1 / fc2),
+/// `conv2d_{34 + 4j}` (refine 1x1) and `depthwise_conv2d_{8 + j}`.
+const DECODER: [(usize, usize); 3] = [(128, 24), (24, 16), (16, 16)];
+
+fn conv2d(n: usize) -> String {
+    format!("conv2d_{n}")
+}
+
+/// A k x k convolution padded as TensorFlow's `'SAME'` for even input sizes (which the
+/// network requires: every strided layer sees an even size), with bias.
+fn same_conv(params: Conv2dParams) -> Conv2dParams {
+    let (k, s) = (params.kernel_size.0, params.stride.0);
+    // Every even length gives the same split; 2k is one.
+    let pad = tf_same_padding(2 * k, k, s, 1);
+    params.padding_asymmetric(pad, pad)
+}
+
+fn load_conv(gpu: &Gpu, sd: &StateDict, params: Conv2dParams, name: &str) -> Result<ConvBnAct> {
+    ConvBnAct::load(gpu, sd, params, name, None, 0.0)
+}
+
+/// Inverted residual `index` of the encoder, its first layer `conv2d_{first}`: a
+/// [`MobileNetV3Block`] (expansion always present, SE with a sigmoid gate, biases and no
+/// batch norm) loaded under the TFLite layer names. Returns the graph and the next
+/// block's first layer number.
+fn encoder_block(
+    (gpu, sd): (&Gpu, &StateDict),
+    index: usize,
+    first: usize,
+    row: BlockRow,
+) -> Result<(Graph, usize)> {
+    let ([input, hidden, out], kernel, stride, hard_swish, squeeze) = row;
+    let act = if hard_swish {
+        Activation::HardSwish
+    } else {
+        Activation::Relu
+    };
+    let depthwise_name = match index {
+        0 => "depthwise_conv2d".to_string(),
+        i => format!("depthwise_conv2d_{i}"),
+    };
+    let expand = Conv2dParams::new(input, hidden, 1).activation(act);
+    let expand = load_conv(gpu, sd, expand, &conv2d(first))?;
+    let depthwise = Conv2dParams::depthwise(hidden, 1, kernel)
+        .stride(stride)
+        .activation(act);
+    let depthwise = load_conv(gpu, sd, same_conv(depthwise), &depthwise_name)?;
+    let se = match squeeze {
+        Some(s) => {
+            let params = SqueezeExcitationParams::new(hidden, s);
+            Some(SeNode::load(
+                gpu,
+                sd,
+                params,
+                &conv2d(first + 1),
+                &conv2d(first + 2),
+            )?)
+        }
+        None => None,
+    };
+    let last = first + 1 + 2 * usize::from(squeeze.is_some());
+    let project = load_conv(gpu, sd, Conv2dParams::new(hidden, out, 1), &conv2d(last))?;
+    let cfg = MobileNetV3Config {
+        input_channels: input,
+        kernel,
+        expanded_channels: hidden,
+        out_channels: out,
+        use_se: squeeze.is_some(),
+        use_hs: hard_swish,
+        stride,
+        dilation: 1,
+    };
+    let se_name = format!("{depthwise_name} (SE)");
+    let names = [&conv2d(first), &depthwise_name, &se_name, &conv2d(last)];
+    let names = names.map(|n| n.as_str());
+    let block = MobileNetV3Block::from_layers(cfg, (Some(expand), depthwise, se, project), names)?;
+    Ok((block.into_graph(), last + 1))
+}
+
+/// Appends a decoder stage to `g`: a 1x1 convolution and a 2x bilinear resize of `h`, a
+/// channel gate on `skip` computed from `skip + resized` (without materialising the sum),
+/// then `a = relu(1x1(gated))` and `a + relu(depthwise 3x3(a))`.
+fn decoder_stage(
+    g: &mut Graph,
+    (h, skip): (ValueId, ValueId),
+    (gpu, sd): (&Gpu, &StateDict),
+    index: usize,
+    (cin, c): (usize, usize),
+) -> Result<ValueId> {
+    let relu = Activation::Relu;
+    let first = 31 + 4 * index;
+    let convs = [0, 1, 2, 3].map(|k| conv2d(first + k));
+    let depthwise_name = format!("depthwise_conv2d_{}", 8 + index);
+    let names = [&convs[0], &convs[1], &convs[2], &convs[3], &depthwise_name];
+    let names = names.map(|n| n.as_str());
+    let low = g.add(
+        names[0],
+        load_conv(gpu, sd, Conv2dParams::new(cin, c, 1), names[0])?,
+        &[h],
+    );
+    let y = g.add(
+        "resize",
+        Op::Upsample(UpsampleParams::bilinear(false).scale_factor(2.0)),
+        &[low],
+    );
+    let gate = SeNode::load(
+        gpu,
+        sd,
+        SqueezeExcitationParams::new(c, c),
+        names[1],
+        names[2],
+    )?;
+    let s = g.add(
+        format!("{} / {} (gate)", names[1], names[2]),
+        gate.gate_of_sum(),
+        &[skip, y],
+    );
+    let z = g.add(
+        "gated skip",
+        Op::ScaleChannelsAdd(Activation::Sigmoid),
+        &[skip, s, y],
+    );
+    let refine = load_conv(
+        gpu,
+        sd,
+        Conv2dParams::new(c, c, 1).activation(relu),
+        names[3],
+    )?;
+    let a = g.add(names[3], refine, &[z]);
+    let depthwise = same_conv(Conv2dParams::depthwise(c, 1, 3).activation(relu));
+    let depthwise =
+        load_conv(gpu, sd, depthwise, names[4])?.with_residual(ResidualJoin::AfterActivation)?;
+    Ok(g.add(names[4], depthwise, &[a, a]))
+}
+
+/// Which of MediaPipe's selfie segmentation models.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SelfieModel {
+    /// `selfie_segmentation.tflite`, trained at 256 x 256.
+    #[default]
+    Square,
+}
+
+/// MediaPipe's selfie segmentation network for inference: input `[N, 3, H, W]` RGB in
+/// `[0, 1]` (the model was trained at 256 x 256; H and W must be multiples of 16), output
+/// `[N, 1, H, W]` person probabilities.
+#[derive(Debug)]
+pub struct SelfieSegmentation {
+    graph: Graph,
+}
+
+impl SelfieSegmentation {
+    /// The input size the model was trained at.
+    pub const INPUT_SIZE: (usize, usize) = (256, 256);
+}
+
+impl Block for SelfieSegmentation {
+    type Config = SelfieModel;
+
+    /// Loads the converted weights (see the module docs for the names) under `prefix`
+    /// (empty for the converted file); errors name the missing or mis-shaped tensor.
+    fn load(gpu: &Gpu, model: SelfieModel, sd: &StateDict, prefix: &str) -> Result<Self> {
+        let SelfieModel::Square = model;
+        fail_if(!prefix.is_empty(), "prefix", || {
+            format!("the converted model's names have no prefix, got {prefix:?}")
+        })?;
+        let relu = Activation::Relu;
+        let stem = Conv2dParams::new(3, 16, 3)
+            .stride(2)
+            .activation(Activation::HardSwish);
+        let mut g = Graph::new();
+        let x = g.input();
+        let half = g.add(
+            "conv2d (stem)",
+            load_conv(gpu, sd, same_conv(stem), "conv2d")?,
+            &[x],
+        );
+        let mut skips = vec![half];
+        let mut y = half;
+        let mut first = 1;
+        for (i, &row) in ENCODER.iter().enumerate() {
+            let (block, next) = encoder_block((gpu, sd), i, first, row)?;
+            y = g.add("", block, &[y]);
+            first = next;
+            if SKIP_BLOCKS.contains(&i) {
+                skips.push(y);
+            }
+        }
+        let pooled = g.add("head pool", Op::GlobalPool(GlobalPool::Avg), &[y]);
+        let gate = load_conv(gpu, sd, Conv2dParams::new(32, 128, 1), "conv2d_30")?;
+        let gate = g.add("conv2d_30 (head gate)", gate, &[pooled]);
+        let branch = load_conv(
+            gpu,
+            sd,
+            Conv2dParams::new(32, 128, 1).activation(relu),
+            "conv2d_29",
+        )?;
+        let branch = g.add("conv2d_29 (head)", branch, &[y]);
+        let mut h = g.add(
+            "head scale",
+            Op::ScaleChannels(Activation::Sigmoid),
+            &[branch, gate],
+        );
+        for (j, &channels) in DECODER.iter().enumerate() {
+            let skip = skips.pop().expect("one skip per decoder stage");
+            h = decoder_stage(&mut g, (h, skip), (gpu, sd), j, channels)?;
+        }
+        let segment = ConvTranspose2dParams::new(16, 1, 2)
+            .stride(2)
+            .activation(Activation::Sigmoid);
+        let segment = ConvTransposeNode::load(gpu, sd, segment, "segment")?;
+        let out = g.add("segment (transposed)", segment, &[h]);
+        g.set_outputs(&[out]);
+        Ok(SelfieSegmentation { graph: g })
+    }
+
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Checks an input shape: 3 channels, height and width positive multiples of 16.
+    fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        if input[1] != 3 {
+            return Err(Error::ShapeMismatch {
+                name: "input",
+                expected: vec![input[0], 3, input[2], input[3]],
+                actual: input.to_vec(),
+            });
+        }
+        fail_if(
+            input[0] == 0
+                || input[2] == 0
+                || input[3] == 0
+                || !input[2].is_multiple_of(16)
+                || !input[3].is_multiple_of(16),
+            "input",
+            || {
+                format!(
+                    "height and width must be positive multiples of 16 (the encoder halves \
+                     them four times and the decoder doubles them back), got {:?}",
+                    input
+                )
+            },
+        )?;
+        Ok(())
+    }
+}
