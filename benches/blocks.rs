@@ -9,7 +9,6 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use segblocks::blocks::Block;
 use segblocks::networks::{
     LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
     MobileNetV3FeaturesConfig, SelfieModel, SelfieSegmentation,

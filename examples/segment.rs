@@ -19,7 +19,6 @@ use std::time::Instant;
 
 use image::{imageops::FilterType, GrayImage, RgbImage};
 use ndarray::Array4;
-use segblocks::blocks::Block;
 use segblocks::networks::{SelfieModel, SelfieSegmentation};
 use segblocks::ops::upsample::UpsampleParams;
 use segblocks::{Gpu, StateDict};

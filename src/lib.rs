@@ -45,10 +45,8 @@ pub use gpu::{DeviceCaps, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, T
 pub use ops::{Activation, Cost};
 pub use weights::StateDict;
 
-/// The names most programs use: `use segblocks::prelude::*;` (the [`Block`](blocks::Block)
-/// trait brings the blocks' and networks' `forward`, `reference` and `summary`).
+/// The names most programs use: `use segblocks::prelude::*;`.
 pub mod prelude {
-    pub use crate::blocks::Block;
     pub use crate::ops::Activation;
     pub use crate::{Error, Gpu, Recorder, Result, StateDict, Tensor};
 }

@@ -9,9 +9,9 @@ mod common;
 use common::*;
 use ndarray::{Array4, ArrayView4};
 use segblocks::blocks::{
-    Aspp, AsppConfig, Block, Bottleneck, BottleneckConfig, DenseBlock, DenseBlockConfig, FcnHead,
-    FcnHeadConfig, InvertedResidual, InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config,
-    ShuffleV2Config, ShuffleV2Unit,
+    Architecture, Aspp, AsppConfig, Bottleneck, BottleneckConfig, DenseBlock, DenseBlockConfig,
+    FcnHead, FcnHeadConfig, InvertedResidual, InvertedResidualConfig, MobileNetV3Block,
+    MobileNetV3Config, Model, ShuffleV2Config, ShuffleV2Unit,
 };
 use segblocks::ops::attention::{Cbam, CbamParams, SqueezeExcitation, SqueezeExcitationParams};
 use segblocks::ops::channel::ChannelPoolOrder;
@@ -32,9 +32,9 @@ type GpuForward = Box<dyn Fn(&mut Recorder<'_>, &Tensor) -> segblocks::Result<Te
 type CpuForward = Box<dyn Fn(ArrayView4<f32>) -> segblocks::Result<Array4<f32>>>;
 
 /// A block's GPU and reference forwards and its summary's parameter total: every block
-/// is used through the one `Block` trait.
-fn boxed<B: Block + 'static>(
-    block: segblocks::Result<B>,
+/// is a `Model` of its architecture, used the same way.
+fn boxed<A: Architecture + 'static>(
+    block: segblocks::Result<Model<A>>,
     input: [usize; 4],
 ) -> (GpuForward, CpuForward, Option<u64>) {
     let b = std::rc::Rc::new(block.unwrap());

@@ -5,7 +5,6 @@
 mod common;
 
 use ndarray::Array4;
-use segblocks::blocks::Block;
 use segblocks::networks::{SelfieModel, SelfieSegmentation};
 use segblocks::{Error, Gpu, StateDict};
 

@@ -1,6 +1,6 @@
 //! DeepLabV3's atrous spatial pyramid pooling (torchvision's `segmentation.deeplabv3.ASPP`).
 
-use super::{conv_bn, Block, Graph, Op};
+use super::{conv_bn, Architecture, Graph, Model, Op};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
@@ -35,16 +35,12 @@ impl AsppConfig {
 /// branch (global average pool, 1x1, bilinear resize back), concatenated and projected by
 /// a 1x1; every convolution followed by batch norm and ReLU (the projection's dropout is
 /// an identity in inference).
-#[derive(Debug)]
-pub struct Aspp {
-    graph: Graph,
-}
+pub type Aspp = Model<AsppConfig>;
 
-impl Block for Aspp {
-    type Config = AsppConfig;
-
+impl Architecture for AsppConfig {
     /// Loads `convs.{i}` and `project`.
-    fn load(gpu: &Gpu, cfg: AsppConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         let rates = &cfg.atrous_rates;
         fail_if(
             rates.is_empty() || rates.contains(&0),
@@ -114,10 +110,6 @@ impl Block for Aspp {
         )?;
         let y = g.add("project", project, &[joined]);
         g.set_outputs(&[y]);
-        Ok(Aspp { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

@@ -1,6 +1,8 @@
 //! DenseNet's dense block (torchvision's `densenet._DenseBlock`).
 
-use super::{Block, BnState, ConvBnAct, Graph, HostValue, Inputs, Node, SummaryRow, Value};
+use super::{
+    Architecture, BnState, ConvBnAct, Graph, HostValue, Inputs, Model, Node, SummaryRow, Value,
+};
 use crate::error::{fail_if, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::ops::channel::DenseBuffer;
@@ -137,24 +139,19 @@ impl Node for DenseNode {
 }
 
 /// torchvision's `densenet._DenseBlock` for inference.
-#[derive(Debug)]
-pub struct DenseBlock {
-    cfg: DenseBlockConfig,
-    graph: Graph,
-}
+pub type DenseBlock = Model<DenseBlockConfig>;
 
 impl DenseBlock {
     /// Output channels: input features plus `num_layers * growth_rate`.
     pub fn out_channels(&self) -> usize {
-        self.cfg.out_channels()
+        self.config().out_channels()
     }
 }
 
-impl Block for DenseBlock {
-    type Config = DenseBlockConfig;
-
+impl Architecture for DenseBlockConfig {
     /// Loads `denselayer{i}.norm1 / conv1 / norm2 / conv2`.
-    fn load(gpu: &Gpu, cfg: DenseBlockConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         fail_if(
             cfg.num_layers == 0
                 || cfg.growth_rate == 0
@@ -192,12 +189,8 @@ impl Block for DenseBlock {
         }
         let mut g = Graph::new();
         let x = g.input();
-        let y = g.add("", DenseNode { cfg, layers }, &[x]);
+        let y = g.add("", DenseNode { cfg: *cfg, layers }, &[x]);
         g.set_outputs(&[y]);
-        Ok(DenseBlock { cfg, graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

@@ -1,6 +1,6 @@
 //! FCN's head (torchvision's `segmentation.fcn.FCNHead`).
 
-use super::{conv_bn, Block, ConvBnAct, Graph};
+use super::{conv_bn, Architecture, ConvBnAct, Graph, Model};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
@@ -18,16 +18,12 @@ pub struct FcnHeadConfig {
 
 /// The FCN head for inference: 3x3 to `in_channels / 4` with batch norm and ReLU,
 /// (dropout: identity in inference), 1x1 classifier with bias. Names `0`, `1`, `4`.
-#[derive(Debug)]
-pub struct FcnHead {
-    graph: Graph,
-}
+pub type FcnHead = Model<FcnHeadConfig>;
 
-impl Block for FcnHead {
-    type Config = FcnHeadConfig;
-
+impl Architecture for FcnHeadConfig {
     /// Loads `0`, `1` (batch norm) and `4`.
-    fn load(gpu: &Gpu, cfg: FcnHeadConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         let inter = cfg.in_channels / 4;
         fail_if(inter == 0 || cfg.channels == 0, "in_channels", || {
             format!(
@@ -50,10 +46,6 @@ impl Block for FcnHead {
         let classifier = ConvBnAct::load(gpu, sd, p4, &key(prefix, "4"), None, 0.0)?;
         let y = g.add("4", classifier, &[h]);
         g.set_outputs(&[y]);
-        Ok(FcnHead { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

@@ -2,7 +2,7 @@
 //! multipliers), V2's inverted residual (torchvision's `mobilenetv2.InvertedResidual`) and
 //! V3's (torchvision's `mobilenetv3.InvertedResidual`, with SE and hard-swish).
 
-use super::{conv_bn, Block, ConvBnAct, Graph, SeNode};
+use super::{conv_bn, Architecture, ConvBnAct, Graph, Model, SeNode};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
@@ -50,30 +50,13 @@ impl InvertedResidualConfig {
 
 /// A MobileNetV2 inverted residual for inference: three dispatches (two without
 /// expansion), the skip added in the projection's store.
-#[derive(Debug)]
-pub struct InvertedResidual {
-    cfg: InvertedResidualConfig,
-    graph: Graph,
-}
+pub type InvertedResidual = Model<InvertedResidualConfig>;
 
-impl InvertedResidual {
-    /// The configuration.
-    pub fn config(&self) -> &InvertedResidualConfig {
-        &self.cfg
-    }
-
-    /// The block's graph, to embed in a network's.
-    pub(crate) fn into_graph(self) -> Graph {
-        self.graph
-    }
-}
-
-impl Block for InvertedResidual {
-    type Config = InvertedResidualConfig;
-
+impl Architecture for InvertedResidualConfig {
     /// Loads `conv.0.0` / `conv.0.1` (expansion), the depthwise `conv.i.0` / `conv.i.1`,
     /// and the projection `conv.{i+1}` with its batch norm `conv.{i+2}`.
-    fn load(gpu: &Gpu, cfg: InvertedResidualConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         fail_if(cfg.stride != 1 && cfg.stride != 2, "stride", || {
             format!("must be 1 or 2, got {}", cfg.stride)
         })?;
@@ -134,11 +117,7 @@ impl Block for InvertedResidual {
             g.add("project", project, &[y])
         };
         g.set_outputs(&[y]);
-        Ok(InvertedResidual { cfg, graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }
 
@@ -176,61 +155,44 @@ impl MobileNetV3Config {
 }
 
 /// A MobileNetV3 inverted residual for inference.
-#[derive(Debug)]
-pub struct MobileNetV3Block {
-    cfg: MobileNetV3Config,
-    graph: Graph,
+pub type MobileNetV3Block = Model<MobileNetV3Config>;
+
+/// The graph of a MobileNetV3 block from its layers, its nodes named `names` (expansion,
+/// depthwise, SE, projection); also for layers loaded under other names (a converted TFLite
+/// model): the graph and the residual rule are the same.
+pub(crate) fn v3_block_graph(
+    cfg: &MobileNetV3Config,
+    (expand, depthwise, se, project): (Option<ConvBnAct>, ConvBnAct, Option<SeNode>, ConvBnAct),
+    names: [&str; 4],
+) -> Result<Graph> {
+    let mut g = Graph::new();
+    let x = g.input();
+    let mut y = x;
+    if let Some(l) = expand {
+        y = g.add(names[0], l, &[y]);
+    }
+    y = g.add(names[1], depthwise, &[y]);
+    if let Some(se) = se {
+        y = g.add(names[2], se, &[y]);
+    }
+    let y = if cfg.stride == 1 && cfg.input_channels == cfg.out_channels {
+        g.add(
+            names[3],
+            project.with_residual(ResidualJoin::AfterActivation)?,
+            &[y, x],
+        )
+    } else {
+        g.add(names[3], project, &[y])
+    };
+    g.set_outputs(&[y]);
+    Ok(g)
 }
 
-impl MobileNetV3Block {
-    /// A block from layers loaded under other names (a converted TFLite model), its nodes
-    /// named `names` (expansion, depthwise, SE, projection): the graph and the residual
-    /// rule are the same.
-    pub(crate) fn from_layers(
-        cfg: MobileNetV3Config,
-        (expand, depthwise, se, project): (Option<ConvBnAct>, ConvBnAct, Option<SeNode>, ConvBnAct),
-        names: [&str; 4],
-    ) -> Result<Self> {
-        let mut g = Graph::new();
-        let x = g.input();
-        let mut y = x;
-        if let Some(l) = expand {
-            y = g.add(names[0], l, &[y]);
-        }
-        y = g.add(names[1], depthwise, &[y]);
-        if let Some(se) = se {
-            y = g.add(names[2], se, &[y]);
-        }
-        let y = if cfg.stride == 1 && cfg.input_channels == cfg.out_channels {
-            g.add(
-                names[3],
-                project.with_residual(ResidualJoin::AfterActivation)?,
-                &[y, x],
-            )
-        } else {
-            g.add(names[3], project, &[y])
-        };
-        g.set_outputs(&[y]);
-        Ok(MobileNetV3Block { cfg, graph: g })
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &MobileNetV3Config {
-        &self.cfg
-    }
-
-    /// The block's graph, to embed in a network's.
-    pub(crate) fn into_graph(self) -> Graph {
-        self.graph
-    }
-}
-
-impl Block for MobileNetV3Block {
-    type Config = MobileNetV3Config;
-
+impl Architecture for MobileNetV3Config {
     /// Loads `block.0 ...` with torchvision's numbering (expansion, depthwise, SE `fc1` /
     /// `fc2`, projection; indices shift when a part is absent).
-    fn load(gpu: &Gpu, cfg: MobileNetV3Config, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         fail_if(cfg.stride != 1 && cfg.stride != 2, "stride", || {
             format!("must be 1 or 2, got {}", cfg.stride)
         })?;
@@ -293,11 +255,7 @@ impl Block for MobileNetV3Block {
             eps,
         )?;
         let names = ["expand", "depthwise", "se", "project"];
-        Self::from_layers(cfg, (expand, depthwise, se, project), names)
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        v3_block_graph(cfg, (expand, depthwise, se, project), names)
     }
 }
 
@@ -373,21 +331,12 @@ setters!(DepthwiseSeparableConfig {
 });
 
 /// A MobileNet v1 depthwise-separable block for inference.
-#[derive(Debug)]
-pub struct DepthwiseSeparableBlock {
-    graph: Graph,
-}
+pub type DepthwiseSeparableBlock = Model<DepthwiseSeparableConfig>;
 
-impl Block for DepthwiseSeparableBlock {
-    type Config = DepthwiseSeparableConfig;
-
+impl Architecture for DepthwiseSeparableConfig {
     /// Loads `0` / `1` (depthwise and its BN) and `3` / `4` (pointwise and BN).
-    fn load(
-        gpu: &Gpu,
-        cfg: DepthwiseSeparableConfig,
-        sd: &StateDict,
-        prefix: &str,
-    ) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         let (dw, pw) = cfg.layers();
         let k = |n: &str| key(prefix, n);
         let mut g = Graph::new();
@@ -403,10 +352,6 @@ impl Block for DepthwiseSeparableBlock {
             &[a],
         );
         g.set_outputs(&[y]);
-        Ok(DepthwiseSeparableBlock { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

@@ -5,10 +5,11 @@
 //! [`fcn`](FcnHead); the machinery they share is the [`Graph`] and its nodes. Whole
 //! networks live in [`crate::networks`].
 //!
-//! Every block implements [`Block`]: it is loaded once (`load`) and describes its
-//! computation once, as a graph of nodes, from which its GPU forward, its CPU reference
-//! and its summary all follow, so they cannot disagree; buffers are released after their
-//! last use in the graph, so the recorder reuses them without the block saying so.
+//! Every block and network is a [`Model`] of an [`Architecture`]: its configuration type
+//! describes the computation once, as a graph of nodes, from which the GPU forward, the
+//! CPU reference and the summary all follow, so they cannot disagree; buffers are
+//! released after their last use in the graph, so the recorder reuses them without the
+//! block saying so.
 //!
 //! Blocks are built for inference: every batch norm is folded into the convolution
 //! before it ([`fold_batch_norm`](crate::ops::norm::fold_batch_norm)), so a conv + BN +
@@ -30,6 +31,7 @@ pub use deeplab::{Aspp, AsppConfig};
 pub use densenet::{DenseBlock, DenseBlockConfig};
 pub use fcn::{FcnHead, FcnHeadConfig};
 pub use graph::Graph;
+pub(crate) use mobilenet::v3_block_graph;
 pub use mobilenet::{
     make_divisible, DepthwiseSeparableBlock, DepthwiseSeparableConfig, InvertedResidual,
     InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config,
@@ -48,11 +50,28 @@ use crate::error::Result;
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::weights::StateDict;
 
-/// A block or a network: loaded once from a state dict by PyTorch's names, then run on the
-/// GPU, on the CPU (the reference) or summarised, all from its one [`Graph`].
+/// A block or a network architecture: its configuration type, which knows how to build
+/// the graph of the architecture from a state dict. Every block and network is a
+/// [`Model`] of one (`Aspp` is `Model<AsppConfig>`, `MobileNetV2Features` is
+/// `Model<MobileNetV2Config>`, ...).
+pub trait Architecture: Clone + std::fmt::Debug {
+    /// Builds the graph with the weights named `{prefix}.{PyTorch name}` in `sd` (`prefix`
+    /// empty for a state dict of the block itself). Errors name the missing or
+    /// mis-shaped tensor.
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph>;
+
+    /// Checks an input shape beyond what the graph's ops check (default: nothing).
+    fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        let _ = input;
+        Ok(())
+    }
+}
+
+/// A loaded block or network: loaded once from a state dict by PyTorch's names, then run
+/// on the GPU, on the CPU (the reference) or summarised, all from its one [`Graph`].
 ///
 /// ```no_run
-/// use segblocks::blocks::{Block, InvertedResidual, InvertedResidualConfig};
+/// use segblocks::blocks::{InvertedResidual, InvertedResidualConfig};
 /// use segblocks::{Gpu, StateDict};
 ///
 /// # fn main() -> segblocks::Result<()> {
@@ -67,47 +86,60 @@ use crate::weights::StateDict;
 /// # Ok(())
 /// # }
 /// ```
-pub trait Block: Sized {
-    /// What the block needs besides its weights (channels, strides, presets).
-    type Config;
+#[derive(Debug)]
+pub struct Model<A> {
+    config: A,
+    graph: Graph,
+}
 
-    /// Loads the block's weights named `{prefix}.{PyTorch name}` (`prefix` empty for a
-    /// state dict of the block itself). Errors name the missing or mis-shaped tensor.
-    fn load(gpu: &Gpu, config: Self::Config, sd: &StateDict, prefix: &str) -> Result<Self>;
+impl<A: Architecture> Model<A> {
+    /// Loads the architecture `config` with the weights named `{prefix}.{PyTorch name}`
+    /// (`prefix` empty for a state dict of the block itself). Errors name the missing or
+    /// mis-shaped tensor.
+    pub fn load(gpu: &Gpu, config: A, sd: &StateDict, prefix: &str) -> Result<Self> {
+        let graph = config.build(gpu, sd, prefix)?;
+        Ok(Model { config, graph })
+    }
 
-    /// The block's computation.
-    fn graph(&self) -> &Graph;
+    /// The configuration it was loaded with.
+    pub fn config(&self) -> &A {
+        &self.config
+    }
 
-    /// Checks an input shape beyond what the graph's ops check (default: nothing).
-    fn check_input(&self, input: [usize; 4]) -> Result<()> {
-        let _ = input;
-        Ok(())
+    /// The computation.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The graph, to embed in a larger one.
+    pub(crate) fn into_graph(self) -> Graph {
+        self.graph
     }
 
     /// Records the block into `rec` (one submission when the caller submits).
-    fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        self.check_input(x.shape())?;
-        self.graph().forward(rec, x)
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        self.config.check_input(x.shape())?;
+        self.graph.forward(rec, x)
     }
 
     /// The CPU reference forward, from the reference ops and the unfolded weights.
-    fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+    pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
         let s = x.shape();
-        self.check_input([s[0], s[1], s[2], s[3]])?;
-        self.graph().reference(x)
+        self.config.check_input([s[0], s[1], s[2], s[3]])?;
+        self.graph.reference(x)
     }
 
     /// Every layer with its output shape, parameters (batch norms included, as PyTorch's
     /// `parameters()` counts them) and MACs, like torchinfo.
-    fn summary(&self, input: [usize; 4]) -> Result<Summary> {
-        self.check_input(input)?;
-        self.graph().summary(input)
+    pub fn summary(&self, input: [usize; 4]) -> Result<Summary> {
+        self.config.check_input(input)?;
+        self.graph.summary(input)
     }
 
     /// The output shape for `input`, or the error `forward` would return.
-    fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
-        self.check_input(input)?;
-        self.graph().output_shape(input)
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.config.check_input(input)?;
+        self.graph.output_shape(input)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::{SeWeights, SqueezeExcitation, SqueezeExcitationParams};
 use crate::ops::channel::{self, elementwise_cost};
-use crate::ops::conv::{Conv2d, Conv2dParams, ResidualJoin};
+use crate::ops::conv::{Conv2d, Conv2dParams, PackedWeights, ResidualJoin};
 use crate::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
 use crate::ops::norm::{fold_batch_norm, BatchNorm2dParams};
 use crate::ops::pool::{self, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams};
@@ -83,12 +83,8 @@ impl ConvBnAct {
         eps: f32,
     ) -> Result<Self> {
         params.validate()?;
-        let weight = sd.get4(&key(conv, "weight"), params.weight_shape())?;
-        let bias = if params.bias {
-            Some(sd.get1(&key(conv, "bias"), params.out_channels)?)
-        } else {
-            None
-        };
+        let (shape, bias) = (params.weight_shape(), (params.bias, params.out_channels));
+        let (weight, bias) = PackedWeights::load(sd, conv, shape, bias)?;
         let bn = match bn {
             Some(name) => Some(BnState::load(sd, name, params.out_channels, eps)?),
             None => None,
@@ -122,32 +118,14 @@ impl ConvBnAct {
     /// The layer reading a second input, a residual joined in its store (see
     /// [`ResidualJoin`]).
     pub fn with_residual(mut self, join: ResidualJoin) -> Result<Self> {
-        fail_if(
-            matches!(join, ResidualJoin::AddThen(_)) && self.params.activation != Activation::None,
-            "join",
-            || {
-                format!(
-                    "AddThen applies its own activation; the convolution already has {:?}",
-                    self.params.activation
-                )
-            },
-        )?;
+        self.params.check_join(join)?;
         self.join = Some(join);
         Ok(self)
     }
 
     /// The layer writing its output channel-shuffled with `groups` (ShuffleNet).
     pub fn with_shuffle(mut self, groups: usize) -> Result<Self> {
-        fail_if(
-            groups == 0 || !self.params.out_channels.is_multiple_of(groups),
-            "groups",
-            || {
-                format!(
-                    "out_channels ({}) must be divisible by the shuffle groups ({groups})",
-                    self.params.out_channels
-                )
-            },
-        )?;
+        self.params.check_shuffle(groups)?;
         self.shuffle_groups = groups;
         Ok(self)
     }
@@ -285,12 +263,8 @@ impl ConvTransposeNode {
         prefix: &str,
     ) -> Result<Self> {
         params.validate()?;
-        let weight = sd.get4(&key(prefix, "weight"), params.weight_shape())?;
-        let bias = if params.bias {
-            Some(sd.get1(&key(prefix, "bias"), params.out_channels)?)
-        } else {
-            None
-        };
+        let (shape, bias) = (params.weight_shape(), (params.bias, params.out_channels));
+        let (weight, bias) = PackedWeights::load(sd, prefix, shape, bias)?;
         let layer =
             ConvTranspose2d::new(gpu, params, weight.view(), bias.as_ref().map(|b| b.view()))?;
         Ok(ConvTransposeNode {

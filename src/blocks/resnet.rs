@@ -1,6 +1,6 @@
 //! ResNet's bottleneck (torchvision's `resnet.Bottleneck`), ResNeXt included.
 
-use super::{conv_bn, Block, Graph};
+use super::{conv_bn, Architecture, Graph, Model};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
@@ -75,30 +75,20 @@ setters!(BottleneckConfig {
 
 /// A ResNet / ResNeXt bottleneck for inference: four dispatches, or three without
 /// projection (the add and its ReLU are fused into the third convolution).
-#[derive(Debug)]
-pub struct Bottleneck {
-    cfg: BottleneckConfig,
-    downsample: bool,
-    graph: Graph,
-}
+pub type Bottleneck = Model<BottleneckConfig>;
 
 impl Bottleneck {
-    /// The configuration.
-    pub fn config(&self) -> &BottleneckConfig {
-        &self.cfg
-    }
-
-    /// Whether the skip has a projection.
+    /// Whether the skip has a projection (as the state dict said, when the
+    /// configuration left it open).
     pub fn has_downsample(&self) -> bool {
-        self.downsample
+        self.graph().names().any(|n| n == "downsample")
     }
 }
 
-impl Block for Bottleneck {
-    type Config = BottleneckConfig;
-
+impl Architecture for BottleneckConfig {
     /// Loads `conv1..3`, `bn1..3` and, with a projection, `downsample.0` / `downsample.1`.
-    fn load(gpu: &Gpu, cfg: BottleneckConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         let k = |n: &str| key(prefix, n);
         let w = cfg.width();
         let out = 4 * cfg.planes;
@@ -151,14 +141,6 @@ impl Block for Bottleneck {
             .with_residual(ResidualJoin::AddThen(relu))?;
         let y = g.add("conv3", conv3, &[b, identity]);
         g.set_outputs(&[y]);
-        Ok(Bottleneck {
-            cfg,
-            downsample,
-            graph: g,
-        })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

@@ -2,7 +2,7 @@
 //! pooling that keeps its indices, and the decoder that max-unpools with those indices
 //! before its own convolutions.
 
-use super::{conv_bn, Block, ConvBnAct, Graph, Op, ValueId};
+use super::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, ValueId};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
@@ -30,10 +30,7 @@ pub struct SegNetStageConfig {
 }
 
 /// A SegNet encoder-decoder stage for inference: the indices never leave the GPU.
-#[derive(Debug)]
-pub struct SegNetStage {
-    graph: Graph,
-}
+pub type SegNetStage = Model<SegNetStageConfig>;
 
 /// `n` 3x3 convolutions with BN and ReLU, `{prefix}.{i}.0` / `{prefix}.{i}.1`, with
 /// `(in, out)` channels from `widths`, appended to `g` after `x`.
@@ -56,11 +53,10 @@ fn conv_stack(
     Ok(y)
 }
 
-impl Block for SegNetStage {
-    type Config = SegNetStageConfig;
-
+impl Architecture for SegNetStageConfig {
     /// Loads `encoder.{i}.0` / `.1` and `decoder.{i}.0` / `.1`.
-    fn load(gpu: &Gpu, cfg: SegNetStageConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         fail_if(
             cfg.encoder_convs == 0 || cfg.decoder_convs == 0,
             "encoder_convs",
@@ -83,10 +79,6 @@ impl Block for SegNetStage {
             (0..cfg.decoder_convs).map(|i| (c, if i == last { cfg.out_channels } else { c }));
         let y = conv_stack(&mut g, up, (gpu, sd, &key(prefix, "decoder")), widths)?;
         g.set_outputs(&[y]);
-        Ok(SegNetStage { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

@@ -1,7 +1,7 @@
 //! The ShuffleNet units: v1 (group convolutions, the shuffle fused into the first
 //! convolution's store) and v2 (torchvision's `shufflenetv2.InvertedResidual`).
 
-use super::{conv_bn, Block, Graph, Op};
+use super::{conv_bn, Architecture, Graph, Model, Op};
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
@@ -23,16 +23,12 @@ pub struct ShuffleV2Config {
 }
 
 /// A ShuffleNetV2 unit for inference.
-#[derive(Debug)]
-pub struct ShuffleV2Unit {
-    graph: Graph,
-}
+pub type ShuffleV2Unit = Model<ShuffleV2Config>;
 
-impl Block for ShuffleV2Unit {
-    type Config = ShuffleV2Config;
-
+impl Architecture for ShuffleV2Config {
     /// Loads `branch1.{0,1,2,3}` (stride > 1 only) and `branch2.{0,1,3,4,5,6}`.
-    fn load(gpu: &Gpu, cfg: ShuffleV2Config, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         fail_if(
             !(1..=3).contains(&cfg.stride) || !cfg.oup.is_multiple_of(2),
             "stride",
@@ -96,11 +92,7 @@ impl Block for ShuffleV2Unit {
         let joined = g.add("cat", Op::Concat, &[left, r]);
         let y = g.add("shuffle", Op::Shuffle(2), &[joined]);
         g.set_outputs(&[y]);
-        Ok(ShuffleV2Unit { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }
 
@@ -126,16 +118,12 @@ pub struct ShuffleV1Config {
 }
 
 /// A ShuffleNet v1 unit for inference.
-#[derive(Debug)]
-pub struct ShuffleV1Unit {
-    graph: Graph,
-}
+pub type ShuffleV1Unit = Model<ShuffleV1Config>;
 
-impl Block for ShuffleV1Unit {
-    type Config = ShuffleV1Config;
-
+impl Architecture for ShuffleV1Config {
     /// Loads the unit's three convolutions and batch norms.
-    fn load(gpu: &Gpu, cfg: ShuffleV1Config, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         let branch_out = if cfg.stride == 2 {
             cfg.out_channels
                 .checked_sub(cfg.in_channels)
@@ -197,10 +185,6 @@ impl Block for ShuffleV1Unit {
             g.add("relu", Op::Activation(relu), &[joined])
         };
         g.set_outputs(&[y]);
-        Ok(ShuffleV1Unit { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

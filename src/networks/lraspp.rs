@@ -2,7 +2,7 @@
 //! a bilinear resize of the class logits to the input size.
 
 use super::append_features;
-use crate::blocks::{Block, ConvBnAct, Graph, Op};
+use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
@@ -50,17 +50,13 @@ setters!(LrAsppConfig {
 /// the first resize instead of after: a bilinear resize's weights sum to 1 per output, so
 /// the two commute (bias included), and the resize then moves `num_classes` channels
 /// instead of 128.
-#[derive(Debug)]
-pub struct LrAsppMobileNetV3 {
-    graph: Graph,
-}
+pub type LrAsppMobileNetV3 = Model<LrAsppConfig>;
 
-impl Block for LrAsppMobileNetV3 {
-    type Config = LrAsppConfig;
-
+impl Architecture for LrAsppConfig {
     /// Loads `backbone.*` (the backbone's `features`) and `classifier.*` (the head) under
     /// `prefix` as torchvision names them (empty for a whole model's state dict).
-    fn load(gpu: &Gpu, cfg: LrAsppConfig, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         fail_if(
             cfg.num_classes == 0 || cfg.inter_channels == 0,
             "num_classes",
@@ -148,10 +144,6 @@ impl Block for LrAsppMobileNetV3 {
         let logits = g.add("classifier.low_classifier", low_classifier, &[low, up]);
         let y = g.add_sized("resize", Op::ResizeLike(bilinear), &[logits], &[x])[0];
         g.set_outputs(&[y]);
-        Ok(LrAsppMobileNetV3 { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

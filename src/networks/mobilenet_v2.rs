@@ -2,7 +2,8 @@
 
 use super::append_features;
 use crate::blocks::{
-    conv_bn_at, make_divisible, Block, Graph, InvertedResidual, InvertedResidualConfig,
+    conv_bn_at, make_divisible, Architecture, Graph, InvertedResidual, InvertedResidualConfig,
+    Model,
 };
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
@@ -39,10 +40,7 @@ impl Default for MobileNetV2Config {
 /// torchvision's `mobilenet_v2(width_mult).features`: a 3x3 stride-2 stem, the 17
 /// inverted residuals of the `[t, c, n, s]` table, and a 1x1 to 1280 channels (more when
 /// `width_mult > 1`), every convolution with batch norm and ReLU6 but the projections.
-#[derive(Debug)]
-pub struct MobileNetV2Features {
-    graph: Graph,
-}
+pub type MobileNetV2Features = Model<MobileNetV2Config>;
 
 impl MobileNetV2Features {
     /// The `[t, c, n, s]` table of the paper and torchvision.
@@ -57,12 +55,11 @@ impl MobileNetV2Features {
     ];
 }
 
-impl Block for MobileNetV2Features {
-    type Config = MobileNetV2Config;
-
+impl Architecture for MobileNetV2Config {
     /// Loads `{prefix}.0 ... {prefix}.18` (the prefix is `features` in a whole
     /// `mobilenet_v2()` state dict, empty for the state dict of `.features` itself).
-    fn load(gpu: &Gpu, cfg: MobileNetV2Config, sd: &StateDict, prefix: &str) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         let width_mult = cfg.width_mult;
         fail_if(
             !(width_mult.is_finite() && width_mult > 0.0),
@@ -80,7 +77,7 @@ impl Block for MobileNetV2Features {
             .activation(relu6);
         let stem = conv_bn_at(gpu, sd, stem, prefix, 0, eps)?;
         let mut blocks = Vec::new();
-        for [t, c, n, s] in Self::SETTINGS {
+        for [t, c, n, s] in MobileNetV2Features::SETTINGS {
             let out = make_divisible(c as f64 * width_mult, 8);
             for i in 0..n {
                 let cfg = InvertedResidualConfig {
@@ -102,10 +99,6 @@ impl Block for MobileNetV2Features {
         let x = g.input();
         let outs = append_features(&mut g, x, stem, blocks, last);
         g.set_outputs(&outs[outs.len() - 1..]);
-        Ok(MobileNetV2Features { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

@@ -2,7 +2,8 @@
 
 use super::append_features;
 use crate::blocks::{
-    conv_bn_at, make_divisible, Block, ConvBnAct, Graph, MobileNetV3Block, MobileNetV3Config,
+    conv_bn_at, make_divisible, Architecture, ConvBnAct, Graph, MobileNetV3Block,
+    MobileNetV3Config, Model,
 };
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
@@ -162,31 +163,18 @@ setters!(MobileNetV3FeaturesConfig {
 /// a 3x3 stride-2 hard-swish stem, the inverted residuals of the table (SE with
 /// hard-sigmoid gates, ReLU or hard-swish), and a 1x1 convolution to 6x the last block's
 /// channels with hard-swish; batch norms (eps 0.001) folded.
-#[derive(Debug)]
-pub struct MobileNetV3Features {
-    graph: Graph,
-}
+pub type MobileNetV3Features = Model<MobileNetV3FeaturesConfig>;
 
-impl Block for MobileNetV3Features {
-    type Config = MobileNetV3FeaturesConfig;
-
+impl Architecture for MobileNetV3FeaturesConfig {
     /// Loads `{prefix}.0 ... {prefix}.{n + 1}` (`features` in a whole model's state
     /// dict, empty for the state dict of `.features` itself).
-    fn load(
-        gpu: &Gpu,
-        cfg: MobileNetV3FeaturesConfig,
-        sd: &StateDict,
-        prefix: &str,
-    ) -> Result<Self> {
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         let (stem, blocks, last) = cfg.load_parts(gpu, sd, prefix)?;
         let mut g = Graph::new();
         let x = g.input();
         let outs = append_features(&mut g, x, stem, blocks, last);
         g.set_outputs(&outs[outs.len() - 1..]);
-        Ok(MobileNetV3Features { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 }

@@ -1,8 +1,8 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
 //! TFLite) state dicts by name: MobileNetV2 and MobileNetV3 feature extractors,
 //! torchvision's LR-ASPP segmentation model and MediaPipe's selfie segmentation. Each is a
-//! [`Block`](crate::blocks::Block): its graph gives its GPU forward, CPU reference and
-//! summary. Every torchvision network has a `torchvision` preset that reproduces
+//! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
+//! CPU reference and summary. Every torchvision network has a `torchvision` preset that reproduces
 //! torchvision's configuration.
 
 mod lraspp;

@@ -18,8 +18,8 @@
 //! after than before ([`tf_same_padding`]); the GPU convolutions take that padding as is.
 
 use crate::blocks::{
-    Block, ConvBnAct, ConvTransposeNode, Graph, MobileNetV3Block, MobileNetV3Config, Op, SeNode,
-    ValueId,
+    v3_block_graph, Architecture, ConvBnAct, ConvTransposeNode, Graph, MobileNetV3Config, Model,
+    Op, SeNode, ValueId,
 };
 use crate::error::{fail_if, Error, Result};
 use crate::gpu::Gpu;
@@ -128,8 +128,8 @@ fn encoder_block(
     let se_name = format!("{depthwise_name} (SE)");
     let names = [&conv2d(first), &depthwise_name, &se_name, &conv2d(last)];
     let names = names.map(|n| n.as_str());
-    let block = MobileNetV3Block::from_layers(cfg, (Some(expand), depthwise, se, project), names)?;
-    Ok((block.into_graph(), last + 1))
+    let block = v3_block_graph(&cfg, (Some(expand), depthwise, se, project), names)?;
+    Ok((block, last + 1))
 }
 
 /// Appends a decoder stage to `g`: a 1x1 convolution and a 2x bilinear resize of `h`, a
@@ -199,23 +199,19 @@ pub enum SelfieModel {
 /// MediaPipe's selfie segmentation network for inference: input `[N, 3, H, W]` RGB in
 /// `[0, 1]` (the model was trained at 256 x 256; H and W must be multiples of 16), output
 /// `[N, 1, H, W]` person probabilities.
-#[derive(Debug)]
-pub struct SelfieSegmentation {
-    graph: Graph,
-}
+pub type SelfieSegmentation = Model<SelfieModel>;
 
 impl SelfieSegmentation {
     /// The input size the model was trained at.
     pub const INPUT_SIZE: (usize, usize) = (256, 256);
 }
 
-impl Block for SelfieSegmentation {
-    type Config = SelfieModel;
-
-    /// Loads the converted weights (see the module docs for the names) under `prefix`
-    /// (empty for the converted file); errors name the missing or mis-shaped tensor.
-    fn load(gpu: &Gpu, model: SelfieModel, sd: &StateDict, prefix: &str) -> Result<Self> {
-        let SelfieModel::Square = model;
+impl Architecture for SelfieModel {
+    /// Builds the network from the converted weights (see the module docs for the names)
+    /// under `prefix` (empty for the converted file); errors name the missing or
+    /// mis-shaped tensor.
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let SelfieModel::Square = self;
         fail_if(!prefix.is_empty(), "prefix", || {
             format!("the converted model's names have no prefix, got {prefix:?}")
         })?;
@@ -266,11 +262,7 @@ impl Block for SelfieSegmentation {
         let segment = ConvTransposeNode::load(gpu, sd, segment, "segment")?;
         let out = g.add("segment (transposed)", segment, &[h]);
         g.set_outputs(&[out]);
-        Ok(SelfieSegmentation { graph: g })
-    }
-
-    fn graph(&self) -> &Graph {
-        &self.graph
+        Ok(g)
     }
 
     /// Checks an input shape: 3 channels, height and width positive multiples of 16.

@@ -288,6 +288,21 @@ fn record_elementwise(
     Ok(y)
 }
 
+/// An elementwise op of `x` and two more operands of its shape, named for the errors.
+fn record_ternary(
+    rec: &mut Recorder<'_>,
+    spec: ElementwiseSpec,
+    x: &Tensor,
+    (b_name, b): (&'static str, &Tensor),
+    (s_name, s): (&'static str, &Tensor),
+) -> Result<Tensor> {
+    for (name, t) in [("input", x), (b_name, b), (s_name, s)] {
+        t.check_gpu(rec.gpu(), name)?;
+        same_shape(name, x.shape(), t.shape())?;
+    }
+    record_elementwise(rec, spec, x, Some(b), Some(s))
+}
+
 /// The spec of an elementwise op with no output activation.
 fn gated(mode: Mode, gate: Activation) -> ElementwiseSpec {
     ElementwiseSpec {
@@ -379,13 +394,8 @@ pub fn highway(
     h: &Tensor,
     t_logits: &Tensor,
 ) -> Result<Tensor> {
-    for (name, t) in [("input", x), ("h", h), ("t_logits", t_logits)] {
-        t.check_gpu(rec.gpu(), name)?;
-    }
-    same_shape("h", x.shape(), h.shape())?;
-    same_shape("t_logits", x.shape(), t_logits.shape())?;
     let spec = gated(Mode::Highway, Activation::Sigmoid);
-    record_elementwise(rec, spec, x, Some(h), Some(t_logits))
+    record_ternary(rec, spec, x, ("h", h), ("t_logits", t_logits))
 }
 
 /// Residual attention `y = (1 + M(x)) * F(x) + x`; `mask` is `M(x)` (already in its
@@ -396,13 +406,8 @@ pub fn residual_attention(
     f: &Tensor,
     mask: &Tensor,
 ) -> Result<Tensor> {
-    for (name, t) in [("input", x), ("f", f), ("mask", mask)] {
-        t.check_gpu(rec.gpu(), name)?;
-    }
-    same_shape("f", x.shape(), f.shape())?;
-    same_shape("mask", x.shape(), mask.shape())?;
     let spec = gated(Mode::ResidualAttention, Activation::None);
-    record_elementwise(rec, spec, x, Some(f), Some(mask))
+    record_ternary(rec, spec, x, ("f", f), ("mask", mask))
 }
 
 /// The order of the two maps of [`channel_pool`]. CBAM implementations differ here and

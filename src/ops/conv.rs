@@ -140,6 +140,25 @@ impl Conv2dParams {
         }
     }
 
+    /// Checks that a residual can join with `join`: `AddThen` brings its own activation,
+    /// so the convolution must have none.
+    pub(crate) fn check_join(&self, join: ResidualJoin) -> Result<()> {
+        let a = self.activation;
+        fail_if(
+            matches!(join, ResidualJoin::AddThen(_)) && a != Activation::None,
+            "join",
+            || format!("AddThen applies its own activation; the convolution already has {a:?}"),
+        )
+    }
+
+    /// Checks that the output can be shuffled with `groups`.
+    pub(crate) fn check_shuffle(&self, groups: usize) -> Result<()> {
+        let c = self.out_channels;
+        fail_if(groups == 0 || !c.is_multiple_of(groups), "groups", || {
+            format!("out_channels ({c}) must be divisible by the shuffle groups ({groups})")
+        })
+    }
+
     /// Input channels per group.
     pub fn in_per_group(&self) -> usize {
         self.in_channels / self.groups.max(1)
@@ -647,27 +666,40 @@ impl Specialize for PaddingMode {
     }
 }
 
-/// The constants of `conv_direct.wgsl`.
+/// What the row-strip kernels (direct and depthwise) are specialised with: the window,
+/// the store, the padding mode, the strip's pixels and the row segment kept in registers.
 #[derive(Clone, Copy, Debug, Default)]
-struct DirectSpec {
+struct StripSpec {
     window: Window,
     epilogue: Epilogue,
     pad_mode: PaddingMode,
     px: u32,
-    oc_vec: u32,
     /// The row segment kept in registers; 0 for none.
     row: u32,
 }
 
-impl Specialize for DirectSpec {
+impl Specialize for StripSpec {
     fn write(&self, c: &mut Constants) {
         self.window.write(c);
         self.epilogue.write(c);
         self.pad_mode.write(c);
         c.set("PX", self.px.max(1));
-        c.set("OC_VEC", self.oc_vec.max(1));
         c.set("ROW", self.row.max(1));
         c.flag("ROWBUF", self.row > 0);
+    }
+}
+
+/// The constants of `conv_direct.wgsl`: the strip and the channel tile.
+#[derive(Clone, Copy, Debug, Default)]
+struct DirectSpec {
+    strip: StripSpec,
+    oc_vec: u32,
+}
+
+impl Specialize for DirectSpec {
+    fn write(&self, c: &mut Constants) {
+        self.strip.write(c);
+        c.set("OC_VEC", self.oc_vec.max(1));
     }
 }
 
@@ -686,15 +718,10 @@ impl Specialize for PointwiseSpec {
     }
 }
 
-/// The constants of `conv_depthwise*.wgsl`.
+/// The constants of `conv_depthwise*.wgsl`: the strip and the aligned vector loads.
 #[derive(Clone, Copy, Debug, Default)]
 struct DepthwiseSpec {
-    window: Window,
-    epilogue: Epilogue,
-    pad_mode: PaddingMode,
-    px: u32,
-    /// The row segment kept in registers; 0 for none.
-    row: u32,
+    strip: StripSpec,
     vector_loads: bool,
     /// Columns from the aligned vec4 before a strip to its first input (vector loads).
     shift: u32,
@@ -702,12 +729,7 @@ struct DepthwiseSpec {
 
 impl Specialize for DepthwiseSpec {
     fn write(&self, c: &mut Constants) {
-        self.window.write(c);
-        self.epilogue.write(c);
-        self.pad_mode.write(c);
-        c.set("PX", self.px.max(1));
-        c.set("ROW", self.row.max(1));
-        c.flag("ROWBUF", self.row > 0);
+        self.strip.write(c);
         c.flag("VEC", self.vector_loads);
         c.set("SHIFT", self.shift);
     }
@@ -820,16 +842,18 @@ fn plan_direct(
     );
     u.strips_x = ow.div_ceil(px) as u32;
     let spec = DirectSpec {
-        window: p.window(),
-        epilogue,
-        pad_mode: p.padding_mode,
-        px: px as u32,
-        oc_vec: tile_oc_vec(p.out_per_group()) as u32,
-        row: if row_buffer {
-            direct_row(p, ow) as u32
-        } else {
-            0
+        strip: StripSpec {
+            window: p.window(),
+            epilogue,
+            pad_mode: p.padding_mode,
+            px: px as u32,
+            row: if row_buffer {
+                direct_row(p, ow) as u32
+            } else {
+                0
+            },
         },
+        oc_vec: tile_oc_vec(p.out_per_group()) as u32,
     };
     let wg = CONV_DIRECT.workgroup_size as usize;
     let strip_blocks = (oh * u.strips_x as usize).div_ceil(wg);
@@ -902,11 +926,13 @@ fn plan_depthwise(
         rows: rows as u32,
     };
     let spec = DepthwiseSpec {
-        window: p.window(),
-        epilogue,
-        pad_mode: p.padding_mode,
-        px: t.px as u32,
-        row: if row_buffer { t.row as u32 } else { 0 },
+        strip: StripSpec {
+            window: p.window(),
+            epilogue,
+            pad_mode: p.padding_mode,
+            px: t.px as u32,
+            row: if row_buffer { t.row as u32 } else { 0 },
+        },
         vector_loads,
         shift: if vector_loads {
             ((4 - left % 4) % 4) as u32
@@ -1122,16 +1148,7 @@ impl Conv2d {
         kernel: ConvKernel,
     ) -> Result<Tensor> {
         residual.check_gpu(rec.gpu(), "residual")?;
-        fail_if(
-            matches!(join, ResidualJoin::AddThen(_)) && self.params.activation != Activation::None,
-            "join",
-            || {
-                format!(
-                    "AddThen applies its own activation; the convolution already has {:?}",
-                    self.params.activation
-                )
-            },
-        )?;
+        self.params.check_join(join)?;
         let out = self.params.output_shape(input.shape())?;
         super::same_shape("residual", out, residual.shape())?;
         self.record(rec, input, kernel, 0, Some((residual, join)))
@@ -1147,16 +1164,7 @@ impl Conv2d {
         input: &Tensor,
         groups: usize,
     ) -> Result<Tensor> {
-        fail_if(
-            groups == 0 || !self.params.out_channels.is_multiple_of(groups),
-            "groups",
-            || {
-                format!(
-                    "out_channels ({}) must be divisible by the shuffle groups ({groups})",
-                    self.params.out_channels
-                )
-            },
-        )?;
+        self.params.check_shuffle(groups)?;
         let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
         self.record(rec, input, kernel, groups as u32, None)
     }

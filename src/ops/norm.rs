@@ -157,8 +157,10 @@ fn check_len(name: &'static str, v: &ArrayView1<f32>, len: usize) -> Result<()> 
 
 /// Memory traffic of a normalisation: read for the statistics (twice), read and write
 /// for the normalisation; a few operations per element.
-fn norm_cost(input: [usize; 4], params: u64) -> Cost {
+/// `affine` says whether there are `2 * affine_len` learnable parameters.
+fn norm_cost(input: [usize; 4], (affine, affine_len): (bool, usize)) -> Cost {
     let elems = input.iter().product::<usize>() as u64;
+    let params = if affine { 2 * affine_len as u64 } else { 0 };
     Cost {
         params,
         macs: 4 * elems,
@@ -468,19 +470,13 @@ impl BatchNorm2dParams {
     /// Validates against `[N, C, H, W]` and returns the (unchanged) output shape.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         self.validate()?;
-        check_channels(input, self.num_features)?;
-        Ok(input)
+        check_channels(input, self.num_features).map(|_| input)
     }
 
     /// Parameters (gamma and beta when affine), operations and bytes.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        self.output_shape(input)?;
-        let params = if self.affine {
-            2 * self.num_features as u64
-        } else {
-            0
-        };
-        Ok(norm_cost(input, params))
+        let out = self.output_shape(input)?;
+        Ok(norm_cost(out, (self.affine, self.num_features)))
     }
 }
 
@@ -926,19 +922,13 @@ impl GroupNormParams {
     /// Validates against `[N, C, H, W]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         self.validate()?;
-        check_channels(input, self.num_channels)?;
-        Ok(input)
+        check_channels(input, self.num_channels).map(|_| input)
     }
 
     /// Parameters, operations and bytes.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        self.output_shape(input)?;
-        let params = if self.affine {
-            2 * self.num_channels as u64
-        } else {
-            0
-        };
-        Ok(norm_cost(input, params))
+        let out = self.output_shape(input)?;
+        Ok(norm_cost(out, (self.affine, self.num_channels)))
     }
 }
 
@@ -1027,25 +1017,15 @@ impl LayerNormParams {
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         self.validate()?;
         check_dims("input", &input)?;
-        if input[1..] != self.normalized_shape {
-            let [c, h, w] = self.normalized_shape;
-            return Err(Error::ShapeMismatch {
-                name: "input",
-                expected: vec![input[0], c, h, w],
-                actual: input.to_vec(),
-            });
-        }
-        Ok(input)
+        let [c, h, w] = self.normalized_shape;
+        super::same_shape("input", [input[0], c, h, w], input).map(|_| input)
     }
 
     /// Parameters (2 x C x H x W when affine), operations and bytes.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        self.output_shape(input)?;
-        let len = self.normalized_shape.iter().product::<usize>() as u64;
-        Ok(norm_cost(
-            input,
-            if self.elementwise_affine { 2 * len } else { 0 },
-        ))
+        let out = self.output_shape(input)?;
+        let len = self.normalized_shape.iter().product();
+        Ok(norm_cost(out, (self.elementwise_affine, len)))
     }
 }
 
@@ -1144,19 +1124,13 @@ impl InstanceNorm2dParams {
     /// Validates against `[N, C, H, W]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         self.validate()?;
-        check_channels(input, self.num_features)?;
-        Ok(input)
+        check_channels(input, self.num_features).map(|_| input)
     }
 
     /// Parameters, operations and bytes.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        self.output_shape(input)?;
-        let params = if self.affine {
-            2 * self.num_features as u64
-        } else {
-            0
-        };
-        Ok(norm_cost(input, params))
+        let out = self.output_shape(input)?;
+        Ok(norm_cost(out, (self.affine, self.num_features)))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::conv::{Conv2dParams, DepthwiseSeparableParams, PaddingMode};
 
 /// Where index `i` of an axis of length `len` reads from under `mode` (`None`: zero).
@@ -31,22 +31,7 @@ pub fn conv2d(
 ) -> Result<Array4<f32>> {
     let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
     let out_shape = params.output_shape(in_shape)?;
-    if weight.shape() != params.weight_shape() {
-        return Err(Error::ShapeMismatch {
-            name: "weight",
-            expected: params.weight_shape().to_vec(),
-            actual: weight.shape().to_vec(),
-        });
-    }
-    if let Some(b) = &bias {
-        if b.len() != params.out_channels {
-            return Err(Error::ShapeMismatch {
-                name: "bias",
-                expected: vec![params.out_channels],
-                actual: vec![b.len()],
-            });
-        }
-    }
+    super::check_weights(&weight, params.weight_shape(), &bias, params.out_channels)?;
     let [batch, _, height, width] = in_shape;
     let [_, c_out, out_h, out_w] = out_shape;
     let cin_pg = params.in_per_group();

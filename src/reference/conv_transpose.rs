@@ -5,7 +5,7 @@
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::conv_transpose::ConvTranspose2dParams;
 
 /// Transposed convolution of `input` with PyTorch-layout `weight` `[C_in, C_out/g, kH, kW]`.
@@ -17,13 +17,7 @@ pub fn conv_transpose2d(
 ) -> Result<Array4<f32>> {
     let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
     let out_shape = params.output_shape(in_shape)?;
-    if weight.shape() != params.weight_shape() {
-        return Err(Error::ShapeMismatch {
-            name: "weight",
-            expected: params.weight_shape().to_vec(),
-            actual: weight.shape().to_vec(),
-        });
-    }
+    super::check_weights(&weight, params.weight_shape(), &bias, params.out_channels)?;
     let [batch, c_in, height, width] = in_shape;
     let [_, _, out_h, out_w] = out_shape;
     let cin_pg = params.in_per_group();

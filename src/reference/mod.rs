@@ -10,7 +10,33 @@ pub mod norm;
 pub mod pool;
 pub mod upsample;
 
+use ndarray::{ArrayView1, ArrayView4};
+
+use crate::error::{Error, Result};
 use crate::ops::Activation;
+
+/// Checks a layer's weights: `weight` of `shape`, and a bias of `out_channels` values.
+fn check_weights(
+    weight: &ArrayView4<f32>,
+    shape: [usize; 4],
+    bias: &Option<ArrayView1<f32>>,
+    out_channels: usize,
+) -> Result<()> {
+    let mismatch = |name, expected: &[usize], actual: &[usize]| {
+        Err(Error::ShapeMismatch {
+            name,
+            expected: expected.to_vec(),
+            actual: actual.to_vec(),
+        })
+    };
+    if weight.shape() != shape {
+        return mismatch("weight", &shape, weight.shape());
+    }
+    match bias {
+        Some(b) if b.len() != out_channels => mismatch("bias", &[out_channels], &[b.len()]),
+        _ => Ok(()),
+    }
+}
 
 /// The activation formula, as PyTorch defines it.
 pub fn activation(a: Activation, x: f32) -> f32 {

@@ -15,6 +15,14 @@ fn mean_var(values: &[f64]) -> (f64, f64) {
     (mean, var)
 }
 
+/// `v -> (v - mean) / sqrt(var + eps)` with the mean and population variance of `values`.
+fn standardizer<'a>(values: impl IntoIterator<Item = &'a f32>, eps: f32) -> impl Fn(f32) -> f64 {
+    let values: Vec<f64> = values.into_iter().map(|&v| v as f64).collect();
+    let (mean, var) = mean_var(&values);
+    let sd = (var + eps as f64).sqrt();
+    move |v| (v as f64 - mean) / sd
+}
+
 fn channel_values(x: &ArrayView4<f32>, c: usize) -> Vec<f64> {
     let mut v = Vec::new();
     for n in 0..x.shape()[0] {
@@ -184,12 +192,10 @@ pub fn group_norm(
     for n in 0..shape[0] {
         for g in 0..params.num_groups {
             let block = x.slice(ndarray::s![n, g * cpg..(g + 1) * cpg, .., ..]);
-            let values: Vec<f64> = block.iter().map(|&v| v as f64).collect();
-            let (mean, var) = mean_var(&values);
+            let xhat = standardizer(block.iter(), params.eps);
             for ((c, h, w), &v) in block.indexed_iter() {
                 let ch = g * cpg + c;
-                let xhat = (v as f64 - mean) / (var + params.eps as f64).sqrt();
-                out[[n, ch, h, w]] = (gamma[ch] as f64 * xhat + beta[ch] as f64) as f32;
+                out[[n, ch, h, w]] = (gamma[ch] as f64 * xhat(v) + beta[ch] as f64) as f32;
             }
         }
     }
@@ -205,15 +211,13 @@ pub fn layer_norm(
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
-    let eps = params.eps;
     let mut out = Array4::<f32>::zeros(shape);
     for n in 0..shape[0] {
         let sample = x.slice(ndarray::s![n, .., .., ..]);
-        let values: Vec<f64> = sample.iter().map(|&v| v as f64).collect();
-        let (mean, var) = mean_var(&values);
+        let xhat = standardizer(sample.iter(), params.eps);
         for ((c, h, w), &v) in sample.indexed_iter() {
-            let xhat = (v as f64 - mean) / (var + eps as f64).sqrt();
-            out[[n, c, h, w]] = (gamma[[c, h, w]] as f64 * xhat + beta[[c, h, w]] as f64) as f32;
+            let (g, b) = (gamma[[c, h, w]] as f64, beta[[c, h, w]] as f64);
+            out[[n, c, h, w]] = (g * xhat(v) + b) as f32;
         }
     }
     Ok(out)
@@ -228,16 +232,13 @@ pub fn instance_norm(
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
-    let eps = params.eps;
     let mut out = Array4::<f32>::zeros(shape);
     for n in 0..shape[0] {
         for c in 0..shape[1] {
             let plane = x.slice(ndarray::s![n, c, .., ..]);
-            let values: Vec<f64> = plane.iter().map(|&v| v as f64).collect();
-            let (mean, var) = mean_var(&values);
+            let xhat = standardizer(plane.iter(), params.eps);
             for ((h, w), &v) in plane.indexed_iter() {
-                let xhat = (v as f64 - mean) / (var + eps as f64).sqrt();
-                out[[n, c, h, w]] = (gamma[c] as f64 * xhat + beta[c] as f64) as f32;
+                out[[n, c, h, w]] = (gamma[c] as f64 * xhat(v) + beta[c] as f64) as f32;
             }
         }
     }
