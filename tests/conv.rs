@@ -1066,6 +1066,18 @@ fn depthwise_vector_row_loads_every_padding_and_stride() {
             .activation(Activation::Relu6);
         check(params, [2, 6, 7, w], seed, &ConvKernel::ALL);
     }
+    // Found by the random sweep on GL: a strip starting left of the row by more than an
+    // aligned vec4 (padding 3, stride 3, dilation 3, one output column).
+    check(
+        Conv2dParams::depthwise(2, 1, (1, 5))
+            .stride((1, 3))
+            .padding((0, 3))
+            .dilation((1, 3))
+            .bias(false),
+        [1, 2, 1, 8],
+        98,
+        &ConvKernel::ALL,
+    );
     // The TFLite 'SAME' stride-2 case of the selfie network (pads 0 before, 1 after).
     check(
         Conv2dParams::depthwise(4, 1, 3)

@@ -482,6 +482,7 @@ impl ConvKernel {
                     && (!row_buffer || t.row <= DEPTHWISE_ROW_MAX)
                     && (!vector_loads
                         || (row_buffer
+                            && t.row <= DEPTHWISE_VEC_ROW_MAX
                             && params.padding_mode == PaddingMode::Zeros
                             && input[3].is_multiple_of(4)
                             && (t.px * params.stride.1).is_multiple_of(4)))
@@ -539,6 +540,11 @@ const DIRECT_ROW_MAX: usize = 40;
 const DEPTHWISE_PX_MAX: usize = 8;
 /// Longest input row segment `conv_depthwise.wgsl` keeps in registers (`ROW`).
 const DEPTHWISE_ROW_MAX: usize = 40;
+/// Longest row segment read with aligned vector loads. llvmpipe's GL driver returns wrong
+/// values for the vector path with 10 or more vec4s in flight (segments of 34 values and
+/// up: only very wide strides and dilations; the random sweep found it), where its Vulkan
+/// driver is right; shorter segments are right on both.
+const DEPTHWISE_VEC_ROW_MAX: usize = 31;
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
 
@@ -1441,5 +1447,81 @@ impl DepthwiseSeparableConv2d {
     pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
         let mid = self.depthwise.forward(rec, input)?;
         self.pointwise.forward(rec, &mid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of a launch's uniform field, read back from its bytes.
+    fn field<U: crate::launch::Uniform>(launch: &Launch, name: &str) -> u32 {
+        let (_, offset) = U::fields().into_iter().find(|(n, _)| *n == name).unwrap();
+        u32::from_ne_bytes(launch.uniform[offset..offset + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn plans_are_computed_without_a_gpu() {
+        let caps = DeviceCaps::default();
+        // Pointwise 64 -> 24 on two 56 x 56 planes: two 12-channel tiles (3 vec4: no
+        // padded channel), 16 pixels an invocation, 64 invocations a workgroup.
+        let p = Conv2dParams::new(64, 24, 1).activation(Activation::Relu6);
+        let input = [2, 64, 56, 56];
+        let launch = plan(
+            &p,
+            input,
+            select_kernel(&p, input, &caps),
+            Epilogue {
+                act: p.activation,
+                ..Epilogue::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(launch.file, "conv_pointwise.wgsl");
+        assert_eq!(launch.constants.get("OC_VEC"), Some(3));
+        assert_eq!(launch.constants.get("ACT"), Some(2));
+        assert_eq!(launch.constants.get("WORKGROUP_SIZE"), Some(64));
+        let tile_blocks = (56 * 56usize).div_ceil(16).div_ceil(64);
+        assert_eq!(
+            field::<PointwiseParams>(&launch, "tile_blocks"),
+            tile_blocks as u32
+        );
+        assert_eq!(launch.workgroups, (2 * 2 * tile_blocks) as u64);
+        // A residual joined after the activation, and a shuffle, are constants of the store.
+        let e = Epilogue {
+            act: Activation::None,
+            residual: Some(ResidualJoin::AfterActivation),
+            shuffle_groups: 3,
+        };
+        let launch = plan(&p, input, ConvKernel::Direct { row_buffer: true }, e).unwrap();
+        assert_eq!(launch.file, "conv_direct.wgsl");
+        assert_eq!(launch.constants.get("RESIDUAL"), Some(1));
+        assert_eq!(launch.constants.get("SHUFFLE_G"), Some(3));
+        // Depthwise 3x3 stride 2 on a width divisible by 4: aligned vector loads, 8-pixel
+        // strips, and the shift of a strip's first input from its aligned vec4.
+        let p = Conv2dParams::depthwise(32, 1, 3).stride(2).padding(1);
+        let input = [1, 32, 56, 56];
+        let k = select_kernel(&p, input, &caps);
+        let launch = plan(&p, input, k, Epilogue::default()).unwrap();
+        assert_eq!(launch.file, "conv_depthwise_vec.wgsl");
+        assert_eq!(launch.constants.get("VEC"), Some(1));
+        assert_eq!(launch.constants.get("PX"), Some(8));
+        assert_eq!(launch.constants.get("SHIFT"), Some(3));
+        assert_eq!(launch.constants.get("SH"), Some(2));
+        assert_eq!(field::<DepthwiseParams>(&launch, "rows"), 32 * 28);
+        // Every candidate plans; a kernel that does not apply is a typed error.
+        for k in ConvKernel::candidates(&p, input) {
+            assert!(plan(&p, input, k, Epilogue::default()).is_ok(), "{k:?}");
+        }
+        let err = plan(
+            &p,
+            input,
+            ConvKernel::Pointwise { vector_io: true },
+            Epilogue::default(),
+        );
+        assert!(matches!(
+            err,
+            Err(Error::InvalidParam { name: "kernel", .. })
+        ));
     }
 }
