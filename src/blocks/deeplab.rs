@@ -1,6 +1,6 @@
 //! DeepLabV3's atrous spatial pyramid pooling (torchvision's `segmentation.deeplabv3.ASPP`).
 
-use super::{conv_bn, Architecture, Graph, Model, Op};
+use super::{conv_bn, conv_bn_at, Architecture, Graph, Model, Op};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
@@ -54,14 +54,8 @@ impl Architecture for AsppConfig {
         let one = |cin| Conv2dParams::new(cin, cout, 1).bias(false).activation(relu);
         let mut g = Graph::new();
         let x = g.input();
-        let b0 = conv_bn(
-            gpu,
-            sd,
-            one(cin),
-            &k("convs.0.0".into()),
-            &k("convs.0.1".into()),
-            eps,
-        )?;
+        let convs = key(prefix, "convs");
+        let b0 = conv_bn_at(gpu, sd, one(cin), &convs, 0, eps)?;
         let mut branches = vec![g.add("convs.0", b0, &[x])];
         for (i, &rate) in rates.iter().enumerate() {
             let p = Conv2dParams::new(cin, cout, 3)
@@ -69,16 +63,8 @@ impl Architecture for AsppConfig {
                 .dilation(rate)
                 .bias(false)
                 .activation(relu);
-            let name = format!("convs.{}", i + 1);
-            let b = conv_bn(
-                gpu,
-                sd,
-                p,
-                &k(format!("{name}.0")),
-                &k(format!("{name}.1")),
-                eps,
-            )?;
-            branches.push(g.add(name, b, &[x]));
+            let b = conv_bn_at(gpu, sd, p, &convs, i + 1, eps)?;
+            branches.push(g.add(format!("convs.{}", i + 1), b, &[x]));
         }
         let n = rates.len() + 1;
         let pooled = g.add(
@@ -86,28 +72,16 @@ impl Architecture for AsppConfig {
             Op::GlobalPool(GlobalPool::Avg),
             &[x],
         );
-        let pc = conv_bn(
-            gpu,
-            sd,
-            one(cin),
-            &k(format!("convs.{n}.1")),
-            &k(format!("convs.{n}.2")),
-            eps,
-        )?;
+        // The pooling branch is `Sequential(pool, conv, bn, relu)`.
+        let (pc, pb) = (k(format!("convs.{n}.1")), k(format!("convs.{n}.2")));
+        let pc = conv_bn(gpu, sd, one(cin), &pc, &pb, eps)?;
         let p = g.add(format!("convs.{n}.1"), pc, &[pooled]);
         let bilinear = UpsampleMode::Bilinear {
             align_corners: false,
         };
         branches.push(g.add_sized("resize", Op::ResizeLike(bilinear), &[p], &[x])[0]);
         let joined = g.add("cat", Op::Concat, &branches);
-        let project = conv_bn(
-            gpu,
-            sd,
-            one((n + 1) * cout),
-            &k("project.0".into()),
-            &k("project.1".into()),
-            eps,
-        )?;
+        let project = conv_bn_at(gpu, sd, one((n + 1) * cout), prefix, "project", eps)?;
         let y = g.add("project", project, &[joined]);
         g.set_outputs(&[y]);
         Ok(g)

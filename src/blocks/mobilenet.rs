@@ -2,7 +2,7 @@
 //! multipliers), V2's inverted residual (torchvision's `mobilenetv2.InvertedResidual`) and
 //! V3's (torchvision's `mobilenetv3.InvertedResidual`, with SE and hard-swish).
 
-use super::{conv_bn, Architecture, ConvBnAct, Graph, Model, SeNode};
+use super::{conv_bn, conv_bn_at, Architecture, ConvBnAct, Graph, Model, SeNode};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
@@ -61,6 +61,7 @@ impl Architecture for InvertedResidualConfig {
             format!("must be 1 or 2, got {}", cfg.stride)
         })?;
         let k = |n: String| key(prefix, &n);
+        let conv = key(prefix, "conv");
         let hidden = cfg.hidden();
         let eps = 1e-5;
         let relu6 = Activation::Relu6;
@@ -72,15 +73,7 @@ impl Architecture for InvertedResidualConfig {
             let p = Conv2dParams::new(cfg.inp, hidden, 1)
                 .bias(false)
                 .activation(relu6);
-            let l = conv_bn(
-                gpu,
-                sd,
-                p,
-                &k("conv.0.0".into()),
-                &k("conv.0.1".into()),
-                eps,
-            )?;
-            y = g.add("expand", l, &[y]);
+            y = g.add("expand", conv_bn_at(gpu, sd, p, &conv, 0, eps)?, &[y]);
             i = 1;
         }
         let p = Conv2dParams::depthwise(hidden, 1, 3)
@@ -88,24 +81,11 @@ impl Architecture for InvertedResidualConfig {
             .padding(1)
             .bias(false)
             .activation(relu6);
-        let dw = conv_bn(
-            gpu,
-            sd,
-            p,
-            &k(format!("conv.{i}.0")),
-            &k(format!("conv.{i}.1")),
-            eps,
-        )?;
-        y = g.add("depthwise", dw, &[y]);
+        y = g.add("depthwise", conv_bn_at(gpu, sd, p, &conv, i, eps)?, &[y]);
+        // The projection is not wrapped: its conv and batch norm are siblings.
         let p = Conv2dParams::new(hidden, cfg.oup, 1).bias(false);
-        let project = conv_bn(
-            gpu,
-            sd,
-            p,
-            &k(format!("conv.{}", i + 1)),
-            &k(format!("conv.{}", i + 2)),
-            eps,
-        )?;
+        let (pc, pb) = (k(format!("conv.{}", i + 1)), k(format!("conv.{}", i + 2)));
+        let project = conv_bn(gpu, sd, p, &pc, &pb, eps)?;
         // The skip joins the linear projection in its store.
         let y = if cfg.residual() {
             g.add(
@@ -197,6 +177,7 @@ impl Architecture for MobileNetV3Config {
             format!("must be 1 or 2, got {}", cfg.stride)
         })?;
         let k = |n: String| key(prefix, &n);
+        let block = key(prefix, "block");
         let eps = 1e-3;
         let act = cfg.activation();
         let mut i = 0;
@@ -205,14 +186,7 @@ impl Architecture for MobileNetV3Config {
                 .bias(false)
                 .activation(act);
             i += 1;
-            Some(conv_bn(
-                gpu,
-                sd,
-                p,
-                &k("block.0.0".into()),
-                &k("block.0.1".into()),
-                eps,
-            )?)
+            Some(conv_bn_at(gpu, sd, p, &block, 0, eps)?)
         } else {
             None
         };
@@ -225,14 +199,7 @@ impl Architecture for MobileNetV3Config {
             .dilation(cfg.dilation)
             .bias(false)
             .activation(act);
-        let depthwise = conv_bn(
-            gpu,
-            sd,
-            p,
-            &k(format!("block.{i}.0")),
-            &k(format!("block.{i}.1")),
-            eps,
-        )?;
+        let depthwise = conv_bn_at(gpu, sd, p, &block, i, eps)?;
         i += 1;
         let se = if cfg.use_se {
             let s = make_divisible(e as f64 / 4.0, 8);
@@ -246,14 +213,7 @@ impl Architecture for MobileNetV3Config {
             None
         };
         let p = Conv2dParams::new(e, cfg.out_channels, 1).bias(false);
-        let project = conv_bn(
-            gpu,
-            sd,
-            p,
-            &k(format!("block.{i}.0")),
-            &k(format!("block.{i}.1")),
-            eps,
-        )?;
+        let project = conv_bn_at(gpu, sd, p, &block, i, eps)?;
         let names = ["expand", "depthwise", "se", "project"];
         v3_block_graph(cfg, (expand, depthwise, se, project), names)
     }

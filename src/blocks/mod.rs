@@ -216,13 +216,13 @@ pub(crate) fn conv_bn(
 }
 
 /// The convolution `{prefix}.{index}.0` with its batch norm `{prefix}.{index}.1`
-/// (torchvision's `Conv2dNormActivation` inside a `Sequential`).
+/// (torchvision's `Conv2dNormActivation` inside a `Sequential`; `index` may be a name).
 pub(crate) fn conv_bn_at(
     gpu: &Gpu,
     sd: &StateDict,
     params: crate::ops::conv::Conv2dParams,
     prefix: &str,
-    index: usize,
+    index: impl std::fmt::Display,
     eps: f32,
 ) -> Result<ConvBnAct> {
     let at = crate::weights::key(prefix, &index.to_string());

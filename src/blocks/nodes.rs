@@ -82,9 +82,7 @@ impl ConvBnAct {
         bn: Option<&str>,
         eps: f32,
     ) -> Result<Self> {
-        params.validate()?;
-        let (shape, bias) = (params.weight_shape(), (params.bias, params.out_channels));
-        let (weight, bias) = PackedWeights::load(sd, conv, shape, bias)?;
+        let (weight, bias) = PackedWeights::load(sd, conv, &params)?;
         let bn = match bn {
             Some(name) => Some(BnState::load(sd, name, params.out_channels, eps)?),
             None => None,
@@ -262,9 +260,7 @@ impl ConvTransposeNode {
         params: ConvTranspose2dParams,
         prefix: &str,
     ) -> Result<Self> {
-        params.validate()?;
-        let (shape, bias) = (params.weight_shape(), (params.bias, params.out_channels));
-        let (weight, bias) = PackedWeights::load(sd, prefix, shape, bias)?;
+        let (weight, bias) = PackedWeights::load(sd, prefix, &params)?;
         let layer =
             ConvTranspose2d::new(gpu, params, weight.view(), bias.as_ref().map(|b| b.view()))?;
         Ok(ConvTransposeNode {

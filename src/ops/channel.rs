@@ -344,10 +344,8 @@ pub fn scale_channels(
     s: &Tensor,
     gate: Activation,
 ) -> Result<Tensor> {
-    x.check_gpu(rec.gpu(), "input")?;
-    s.check_gpu(rec.gpu(), "scale")?;
     let xs = x.shape();
-    same_shape("scale", [xs[0], xs[1], 1, 1], s.shape())?;
+    check_scale(rec, x, s, [xs[0], xs[1], 1, 1])?;
     record_elementwise(rec, gated(Mode::ScaleChannels, gate), x, None, Some(s))
 }
 
@@ -361,11 +359,9 @@ pub fn scale_channels_add(
     gate: Activation,
     branch: &Tensor,
 ) -> Result<Tensor> {
-    x.check_gpu(rec.gpu(), "input")?;
-    s.check_gpu(rec.gpu(), "scale")?;
-    branch.check_gpu(rec.gpu(), "branch")?;
     let xs = x.shape();
-    same_shape("scale", [xs[0], xs[1], 1, 1], s.shape())?;
+    check_scale(rec, x, s, [xs[0], xs[1], 1, 1])?;
+    branch.check_gpu(rec.gpu(), "branch")?;
     same_shape("branch", xs, branch.shape())?;
     let spec = gated(Mode::ScaleChannelsAdd, gate);
     record_elementwise(rec, spec, x, Some(branch), Some(s))
@@ -379,11 +375,17 @@ pub fn scale_spatial(
     s: &Tensor,
     gate: Activation,
 ) -> Result<Tensor> {
+    let xs = x.shape();
+    check_scale(rec, x, s, [xs[0], 1, xs[2], xs[3]])?;
+    record_elementwise(rec, gated(Mode::ScaleSpatial, gate), x, None, Some(s))
+}
+
+/// Checks that `x` and its gate logits `s` (of shape `expected`) live on the recorder's
+/// device.
+fn check_scale(rec: &Recorder<'_>, x: &Tensor, s: &Tensor, expected: [usize; 4]) -> Result<()> {
     x.check_gpu(rec.gpu(), "input")?;
     s.check_gpu(rec.gpu(), "scale")?;
-    let xs = x.shape();
-    same_shape("scale", [xs[0], 1, xs[2], xs[3]], s.shape())?;
-    record_elementwise(rec, gated(Mode::ScaleSpatial, gate), x, None, Some(s))
+    same_shape("scale", expected, s.shape())
 }
 
 /// Highway connection `y = H(x) * T + x * (1 - T)` with `T = sigmoid(t_logits)`; `h` is

@@ -993,16 +993,40 @@ pub(crate) struct PackedWeights {
     layouts: [OnceLock<Arc<PooledBuffer>>; 2],
 }
 
+/// What [`PackedWeights`] needs to know of a (transposed) convolution's parameters.
+pub(crate) trait WeightShapes {
+    /// Checks the parameters on their own (before any shape is derived from them).
+    fn validate(&self) -> Result<()>;
+    /// PyTorch's weight shape.
+    fn weight_shape(&self) -> [usize; 4];
+    /// Whether there is a bias, and its length.
+    fn bias_len(&self) -> (bool, usize);
+}
+
+impl WeightShapes for Conv2dParams {
+    fn validate(&self) -> Result<()> {
+        Conv2dParams::validate(self)
+    }
+    fn weight_shape(&self) -> [usize; 4] {
+        Conv2dParams::weight_shape(self)
+    }
+    fn bias_len(&self) -> (bool, usize) {
+        (self.bias, self.out_channels)
+    }
+}
+
 impl PackedWeights {
-    /// Checks `weight` against `shape` and `bias` against `(has_bias, out_channels)`, then
-    /// uploads the bias (zeros for a layer without one).
+    /// Checks `weight` and `bias` against the parameters' shapes, then uploads the bias
+    /// (zeros for a layer without one).
     pub(crate) fn new(
         gpu: &Gpu,
-        shape: [usize; 4],
+        params: &impl WeightShapes,
         weight: ArrayView4<f32>,
-        (has_bias, out_channels): (bool, usize),
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
+        params.validate()?;
+        let shape = params.weight_shape();
+        let (has_bias, out_channels) = params.bias_len();
         if weight.shape() != shape {
             return Err(Error::ShapeMismatch {
                 name: "weight",
@@ -1019,14 +1043,15 @@ impl PackedWeights {
         })
     }
 
-    /// `{prefix}.weight` of `shape` and, with `has_bias`, `{prefix}.bias`.
+    /// `{prefix}.weight` and, when the layer has a bias, `{prefix}.bias`.
     pub(crate) fn load(
         sd: &StateDict,
         prefix: &str,
-        shape: [usize; 4],
-        (has_bias, out_channels): (bool, usize),
+        params: &impl WeightShapes,
     ) -> Result<(Array4<f32>, Option<Array1<f32>>)> {
-        let w = sd.get4(&key(prefix, "weight"), shape)?;
+        params.validate()?;
+        let (has_bias, out_channels) = params.bias_len();
+        let w = sd.get4(&key(prefix, "weight"), params.weight_shape())?;
         let b = if has_bias {
             Some(sd.get1(&key(prefix, "bias"), out_channels)?)
         } else {
@@ -1077,27 +1102,14 @@ impl Conv2d {
         weight: ArrayView4<f32>,
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
-        params.validate()?;
+        let weights = PackedWeights::new(gpu, &params, weight, bias)?;
         gpu.check_binding_size("weight", 4 * blocked_len(&params) as u64)?;
-        let weights = PackedWeights::new(
-            gpu,
-            params.weight_shape(),
-            weight,
-            (params.bias, params.out_channels),
-            bias,
-        )?;
         Ok(Conv2d { params, weights })
     }
 
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `params.bias`) by PyTorch's names.
     pub fn load(gpu: &Gpu, params: Conv2dParams, sd: &StateDict, prefix: &str) -> Result<Self> {
-        params.validate()?;
-        let (w, b) = PackedWeights::load(
-            sd,
-            prefix,
-            params.weight_shape(),
-            (params.bias, params.out_channels),
-        )?;
+        let (w, b) = PackedWeights::load(sd, prefix, &params)?;
         Self::new(gpu, params, w.view(), b.as_ref().map(|b| b.view()))
     }
 

@@ -11,6 +11,7 @@ use ndarray::{ArrayView1, ArrayView4};
 
 use super::conv::{
     blocked_pad, strip_px, tile_oc_vec, tiled_uniform, Epilogue, PackedWeights, TiledConvParams,
+    WeightShapes,
 };
 use super::{pair_setters, setters, Activation, Cost, IntoPair, Window};
 use crate::error::{fail_if, Result};
@@ -258,6 +259,18 @@ pair_setters!(ConvTranspose2dParams {
     dilation,
 });
 
+impl WeightShapes for ConvTranspose2dParams {
+    fn validate(&self) -> Result<()> {
+        ConvTranspose2dParams::validate(self)
+    }
+    fn weight_shape(&self) -> [usize; 4] {
+        ConvTranspose2dParams::weight_shape(self)
+    }
+    fn bias_len(&self) -> (bool, usize) {
+        (self.bias, self.out_channels)
+    }
+}
+
 /// The GPU kernels a transposed convolution can run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvTransposeKernel {
@@ -407,14 +420,7 @@ impl ConvTranspose2d {
         weight: ArrayView4<f32>,
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
-        params.validate()?;
-        let weights = PackedWeights::new(
-            gpu,
-            params.weight_shape(),
-            weight,
-            (params.bias, params.out_channels),
-            bias,
-        )?;
+        let weights = PackedWeights::new(gpu, &params, weight, bias)?;
         Ok(ConvTranspose2d { params, weights })
     }
 
@@ -425,13 +431,7 @@ impl ConvTranspose2d {
         sd: &StateDict,
         prefix: &str,
     ) -> Result<Self> {
-        params.validate()?;
-        let (w, b) = PackedWeights::load(
-            sd,
-            prefix,
-            params.weight_shape(),
-            (params.bias, params.out_channels),
-        )?;
+        let (w, b) = PackedWeights::load(sd, prefix, &params)?;
         Self::new(gpu, params, w.view(), b.as_ref().map(|b| b.view()))
     }
 

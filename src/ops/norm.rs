@@ -746,6 +746,43 @@ impl BatchNorm2d {
         dy: &Tensor,
         saved: &BatchStats,
     ) -> Result<BatchNormGrads> {
+        self.check_backward(rec, x, dy, saved)?;
+        let c = self.params.num_features;
+        // A private copy: the backward sums go into its upper half.
+        let stats = rec.alloc_f32("stats", 4 * c)?;
+        rec.copy(&saved.stats, 0, &stats, 0, 8 * c as u64);
+        let seg = Segments::per_channel(x.shape());
+        let spec = StatsSpec {
+            backward: true,
+            update_running: false,
+        };
+        let sums = NORM_STATS
+            .launch(&spec, &seg.uniform(0.0, self.params.eps))
+            .workgroups(seg.count);
+        let args = Args::new()
+            .read("x", x)
+            .read("dy", dy)
+            .write("stats", &stats);
+        rec.run(&sums, args)?;
+        let grad_input = self.record_grad_input(rec, x, dy, &stats, seg.elements())?;
+        let grad_bias = rec.empty("grad_bias", [1, c, 1, 1])?;
+        let grad_weight = rec.empty("grad_weight", [1, c, 1, 1])?;
+        rec.copy(&stats, 8 * c as u64, grad_bias.pooled(), 0, 4 * c as u64);
+        rec.copy(&stats, 12 * c as u64, grad_weight.pooled(), 0, 4 * c as u64);
+        Ok(BatchNormGrads {
+            grad_input,
+            grad_weight,
+            grad_bias,
+        })
+    }
+
+    fn check_backward(
+        &self,
+        rec: &Recorder<'_>,
+        x: &Tensor,
+        dy: &Tensor,
+        saved: &BatchStats,
+    ) -> Result<()> {
         self.check(rec, x)?;
         dy.check_gpu(rec.gpu(), "grad_output")?;
         let s = x.shape();
@@ -759,24 +796,20 @@ impl BatchNorm2d {
                     saved.shape
                 )
             },
-        )?;
+        )
+    }
+
+    /// dx from the saved statistics and the per-channel sums of dy and dy·x̂.
+    fn record_grad_input(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        dy: &Tensor,
+        stats: &Arc<PooledBuffer>,
+        count: usize,
+    ) -> Result<Tensor> {
+        let s = x.shape();
         let c = self.params.num_features;
-        // A private copy: the backward sums go into its upper half.
-        let stats = rec.alloc_f32("stats", 4 * c)?;
-        rec.copy(&saved.stats, 0, &stats, 0, 8 * c as u64);
-        let seg = Segments::per_channel(s);
-        let spec = StatsSpec {
-            backward: true,
-            update_running: false,
-        };
-        let sums = NORM_STATS
-            .launch(&spec, &seg.uniform(0.0, self.params.eps))
-            .workgroups(seg.count);
-        let args = Args::new()
-            .read("x", x)
-            .read("dy", dy)
-            .write("stats", &stats);
-        rec.run(&sums, args)?;
         let dx = rec.empty("grad_input", s)?;
         let hw = s[2] * s[3];
         let strips = hw.div_ceil(APPLY_PX);
@@ -785,7 +818,7 @@ impl BatchNorm2d {
             planes: (s[0] * c) as u32,
             c: c as u32,
             hw: hw as u32,
-            count: seg.elements() as f32,
+            count: count as f32,
             strips: strips as u32,
             total: total as u32,
             eps: self.params.eps,
@@ -793,19 +826,11 @@ impl BatchNorm2d {
         let args = Args::new()
             .read("x", x)
             .read("dy", dy)
-            .read("stats", &stats)
+            .read("stats", stats)
             .read("gamma", &self.affine.gamma)
             .write("dx", &dx);
         rec.run(&BATCH_NORM_BACKWARD.launch(&(), &u).threads(total), args)?;
-        let grad_bias = rec.empty("grad_bias", [1, c, 1, 1])?;
-        let grad_weight = rec.empty("grad_weight", [1, c, 1, 1])?;
-        rec.copy(&stats, 8 * c as u64, grad_bias.pooled(), 0, 4 * c as u64);
-        rec.copy(&stats, 12 * c as u64, grad_weight.pooled(), 0, 4 * c as u64);
-        Ok(BatchNormGrads {
-            grad_input: dx,
-            grad_weight,
-            grad_bias,
-        })
+        Ok(dx)
     }
 
     /// Records copies of the running mean and running variance (each `[1, C, 1, 1]`), to

@@ -184,22 +184,14 @@ impl MaxPool2dParams {
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         check_dims("input", &input)?;
         self.window().validate()?;
-        let oh = pool_out_len(
-            input[2],
-            self.kernel_size.0,
-            self.stride.0,
-            self.padding.0,
-            self.dilation.0,
-            self.ceil_mode,
-        )?;
-        let ow = pool_out_len(
-            input[3],
-            self.kernel_size.1,
-            self.stride.1,
-            self.padding.1,
-            self.dilation.1,
-            self.ceil_mode,
-        )?;
+        let [oh, ow] = super::per_axis(|a, pick| {
+            let window = (
+                pick(self.kernel_size),
+                pick(self.stride),
+                pick(self.padding),
+            );
+            pool_out_len(input[2 + a], window, pick(self.dilation), self.ceil_mode)
+        })?;
         Ok([input[0], input[1], oh, ow])
     }
 
@@ -274,9 +266,7 @@ fn positive(name: &'static str, v: (usize, usize)) -> Result<()> {
 /// mode the last window must start inside the input or its left padding.
 fn pool_out_len(
     input: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+    (kernel, stride, padding): (usize, usize, usize),
     dilation: usize,
     ceil_mode: bool,
 ) -> Result<usize> {
@@ -457,22 +447,8 @@ pub fn max_unpool2d(
     input: &Tensor,
     indices: &IndexTensor,
 ) -> Result<Tensor> {
-    let gpu = rec.gpu();
-    input.check_gpu(gpu, "input")?;
-    indices.check_gpu(gpu, "indices")?;
+    let out = check_unpool(rec, params, input, indices)?;
     let s = input.shape();
-    super::same_shape("indices", s, indices.shape())?;
-    let out = params.output_shape(s)?;
-    let out_plane = out[2] * out[3];
-    fail_if(indices.bound() > out_plane, "indices", || {
-        format!(
-            "indices may point up to position {} but the output plane {}x{} has only \
-                 {out_plane} positions",
-            indices.bound() - 1,
-            out[2],
-            out[3]
-        )
-    })?;
     let y = rec.empty("output", out)?;
     match params.select_kernel(indices, out) {
         UnpoolKernel::Window => {
@@ -489,28 +465,65 @@ pub fn max_unpool2d(
                 .write("y", &y);
             rec.run(&UNPOOL_WINDOW.launch(&window, &u).threads(total), args)?;
         }
-        UnpoolKernel::ScatterGather => {
-            let owner = rec.alloc_f32("output", out.iter().product())?;
-            rec.clear(&owner);
-            let u = UnpoolParams {
-                planes: (s[0] * s[1]) as u32,
-                in_plane: (s[2] * s[3]) as u32,
-                out_plane: out_plane as u32,
-            };
-            let scatter = UNPOOL_SCATTER.launch(&(), &u).threads(s.iter().product());
-            rec.run(
-                &scatter,
-                Args::new().read("idx", indices).write("owner", &owner),
-            )?;
-            let gather = UNPOOL_GATHER.launch(&(), &u).threads(out.iter().product());
-            let args = Args::new()
-                .read("x", input)
-                .read("owner", &owner)
-                .write("y", &y);
-            rec.run(&gather, args)?;
-        }
+        UnpoolKernel::ScatterGather => record_scatter_gather(rec, input, indices, &y)?,
     }
     Ok(y)
+}
+
+/// Validates the operands of [`max_unpool2d`] and returns the output shape.
+fn check_unpool(
+    rec: &Recorder<'_>,
+    params: &MaxUnpool2dParams,
+    input: &Tensor,
+    indices: &IndexTensor,
+) -> Result<[usize; 4]> {
+    let gpu = rec.gpu();
+    input.check_gpu(gpu, "input")?;
+    indices.check_gpu(gpu, "indices")?;
+    let s = input.shape();
+    super::same_shape("indices", s, indices.shape())?;
+    let out = params.output_shape(s)?;
+    let out_plane = out[2] * out[3];
+    fail_if(indices.bound() > out_plane, "indices", || {
+        format!(
+            "indices may point up to position {} but the output plane {}x{} has only \
+                 {out_plane} positions",
+            indices.bound() - 1,
+            out[2],
+            out[3]
+        )
+    })?;
+    Ok(out)
+}
+
+/// Unpooling for arbitrary indices: each output position first learns which input writes
+/// it (the last one, as PyTorch's CPU loop, through an atomic max), then gathers, so
+/// colliding indices give a deterministic result.
+fn record_scatter_gather(
+    rec: &mut Recorder<'_>,
+    input: &Tensor,
+    indices: &IndexTensor,
+    y: &Tensor,
+) -> Result<()> {
+    let (s, out) = (input.shape(), y.shape());
+    let owner = rec.alloc_f32("output", out.iter().product())?;
+    rec.clear(&owner);
+    let u = UnpoolParams {
+        planes: (s[0] * s[1]) as u32,
+        in_plane: (s[2] * s[3]) as u32,
+        out_plane: (out[2] * out[3]) as u32,
+    };
+    let scatter = UNPOOL_SCATTER.launch(&(), &u).threads(s.iter().product());
+    rec.run(
+        &scatter,
+        Args::new().read("idx", indices).write("owner", &owner),
+    )?;
+    let gather = UNPOOL_GATHER.launch(&(), &u).threads(out.iter().product());
+    let args = Args::new()
+        .read("x", input)
+        .read("owner", &owner)
+        .write("y", y);
+    rec.run(&gather, args)
 }
 
 /// Parameters of `torch.nn.AvgPool2d`.

@@ -11,7 +11,9 @@ use super::pool::{strip_geometry, StripParams};
 use super::Cost;
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, Recorder, Tensor};
-use crate::launch::{read, uniform, write, Args, Constants, Kernel, KernelInfo, Specialize};
+use crate::launch::{
+    read, uniform, write, Args, Constants, Kernel, KernelInfo, Launch, Specialize,
+};
 
 uniform! {
     /// `shaders/resample_int.wgsl`.
@@ -149,24 +151,53 @@ pub fn upsample_with(
     input.check_gpu(rec.gpu(), "input")?;
     let s = input.shape();
     let out = params.output_shape(s)?;
+    let launch = plan(params, s, out, kernel)?;
+    let y = rec.empty("output", out)?;
+    let args = match kernel {
+        UpsampleKernel::Integer { .. } => Args::new().read("x", input),
+        UpsampleKernel::BilinearInt { .. } => Args::new().read("x4", input),
+        UpsampleKernel::Taps => {
+            // The per-axis tap tables, computed on the host with PyTorch's formulas.
+            let f = params.scale_factor;
+            let rows = params.taps(s[2], out[2], f.map(|f| f.0), 0);
+            let cols = params.taps(s[3], out[3], f.map(|f| f.1), 1);
+            let gpu = rec.gpu();
+            let (rows, cols) = (
+                gpu.upload_slice("rows", &rows)?,
+                gpu.upload_slice("cols", &cols)?,
+            );
+            let args = Args::new().read("x", input).write("y", &y);
+            rec.run(&launch, args.read("rows", &rows).read("cols", &cols))?;
+            return Ok(y);
+        }
+    };
+    rec.run(&launch, args.write("y", &y))?;
+    Ok(y)
+}
+
+/// The dispatch of `kernel` (which must support `params` on `s`) from `s` to `out`.
+fn plan(
+    params: &UpsampleParams,
+    s: [usize; 4],
+    out: [usize; 4],
+    kernel: UpsampleKernel,
+) -> Result<Launch> {
     fail_if(!kernel.supports(params, s), "kernel", || {
         format!("{kernel:?} does not support {params:?} on input {s:?}")
     })?;
-    let y = rec.empty("output", out)?;
-    let planes = s[0] * s[1];
-    let w4 = s[3] / 4;
-    match kernel {
+    let (planes, w4) = (s[0] * s[1], s[3] / 4);
+    Ok(match kernel {
         UpsampleKernel::Integer { factors } => {
             let spec = ResampleIntSpec {
                 factors: (factors.0 as u32, factors.1 as u32),
                 bed_of_nails: matches!(params.mode, UpsampleMode::BedOfNails { .. }),
             };
+            let rows = planes * s[2];
             let u = ResampleIntParams {
-                rows: (planes * s[2]) as u32,
+                rows: rows as u32,
                 w4: w4 as u32,
             };
-            let launch = RESAMPLE_INT.launch(&spec, &u).threads(planes * s[2] * w4);
-            rec.run(&launch, Args::new().read("x", input).write("y", &y))?;
+            RESAMPLE_INT.launch(&spec, &u).threads(rows * w4)
         }
         UpsampleKernel::BilinearInt { factor } => {
             let total = planes * factor * s[2] * w4;
@@ -177,34 +208,20 @@ pub fn upsample_with(
                 w4: w4 as u32,
                 total: total as u32,
             };
-            let launch = BILINEAR_INT
+            BILINEAR_INT
                 .launch(&BilinearIntSpec(factor as u32), &u)
-                .threads(total);
-            rec.run(&launch, Args::new().read("x4", input).write("y", &y))?;
+                .threads(total)
         }
         UpsampleKernel::Taps => {
-            let scale = params.scale_factor;
-            let rows = params.taps(s[2], out[2], scale.map(|f| f.0), 0);
-            let cols = params.taps(s[3], out[3], scale.map(|f| f.1), 1);
-            let gpu = rec.gpu();
-            let rows = gpu.upload_slice("rows", &rows)?;
-            let cols = gpu.upload_slice("cols", &cols)?;
             let mode = match params.mode {
                 UpsampleMode::Nearest => 0,
                 UpsampleMode::Bilinear { .. } => 1,
                 UpsampleMode::BedOfNails { .. } => 2,
             };
             let (u, total) = strip_geometry(s, out, (0, 0));
-            let launch = RESAMPLE.launch(&ResampleSpec(mode), &u).threads(total);
-            let args = Args::new()
-                .read("x", input)
-                .read("rows", &rows)
-                .read("cols", &cols)
-                .write("y", &y);
-            rec.run(&launch, args)?;
+            RESAMPLE.launch(&ResampleSpec(mode), &u).threads(total)
         }
-    }
-    Ok(y)
+    })
 }
 
 /// How to resample.
