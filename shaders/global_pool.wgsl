@@ -8,6 +8,11 @@
 // in blocks of WORKGROUP_SIZE loads whose partial sums are added separately, keeping
 // rounding error small on long planes. (Kahan compensation is not used: shader compilers
 // may reassociate it away.)
+// A plane too long for one workgroup's loops (src/launch.rs, LOOP_BUDGET) is split into
+// `parts` parts of `part_len` loads, workgroup w taking part w % parts of plane
+// w / parts and writing y[w]: the part's max, or x[0] + sum(x - x[0]) * parts / plane, so
+// that the plain average (or max) of a plane's parts, by this kernel again, is the
+// plane's. With one part, y[w] is the plane's result.
 #include "common.wgsl"
 
 override MODE: u32 = 0u;
@@ -16,6 +21,8 @@ override SUM: bool = false;
 struct GlobalParams {
     planes: u32,
     plane: u32, // H * W
+    parts: u32, // per plane
+    part_len: u32, // loads (vec4 or single values) per part
 }
 
 @group(0) @binding(0) var<uniform> p: GlobalParams;
@@ -47,22 +54,24 @@ fn max_nan(a: f32, b: f32) -> f32 {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
-    // One plane per workgroup: `pl` is uniform, so the early return and the barriers
+    // One part of a plane per workgroup: `w` is uniform, so the early return and the barriers
     // below are in uniform control flow.
-    let pl = workgroup_index(inv);
+    let w = workgroup_index(inv);
     let lid = inv.lid;
-    if (pl >= p.planes) {
+    if (w >= p.planes * p.parts) {
         return;
     }
+    let pl = w / p.parts;
     let base = pl * p.plane;
     let vec = p.plane % 4u == 0u;
-    let count = select(p.plane, p.plane / 4u, vec);
+    let first = (w % p.parts) * p.part_len;
+    let count = min(select(p.plane, p.plane / 4u, vec), first + p.part_len);
     let block = WORKGROUP_SIZE * WORKGROUP_SIZE;
     var r: f32;
     if (MODE == 0u) {
         let shift = value(base);
         var total = 0.0;
-        for (var b0 = lid; b0 < count; b0 += block) {
+        for (var b0 = first + lid; b0 < count; b0 += block) {
             var part = vec4<f32>(0.0);
             for (var i = b0; i < min(b0 + block, count); i += WORKGROUP_SIZE) {
                 if (vec) {
@@ -76,7 +85,7 @@ fn main(inv: Invocation) {
         r = total;
     } else {
         r = value(base);
-        for (var i = lid; i < count; i += WORKGROUP_SIZE) {
+        for (var i = first + lid; i < count; i += WORKGROUP_SIZE) {
             if (vec) {
                 let v = x[base / 4u + i];
                 r = max_nan(max_nan(r, v.x), max_nan(max_nan(v.y, v.z), v.w));
@@ -99,9 +108,9 @@ fn main(inv: Invocation) {
     }
     if (lid == 0u) {
         if (MODE == 0u) {
-            y[pl] = value(base) + partial[0] / f32(p.plane);
+            y[w] = value(base) + partial[0] / f32(p.plane) * f32(p.parts);
         } else {
-            y[pl] = partial[0];
+            y[w] = partial[0];
         }
     }
 }

@@ -14,10 +14,17 @@
 //
 // Each invocation accumulates a strided share in f32; the partial sums are combined
 // in a fixed tree order in workgroup memory, so results are deterministic.
+//
+// PARTIAL: a segment too long for one workgroup's loops (src/launch.rs, LOOP_BUDGET) is
+// split into `parts` parts (runs r0..r1, elements e0..e1 of each run); each workgroup
+// reduces one part and writes, for MODE 0, its count, mean and sum of squared deviations
+// to partials[3w ..], for MODE 1 its two sums to partials[2w ..]; norm_combine.wgsl
+// merges them. Without PARTIAL a workgroup's part is its whole segment.
 #include "common.wgsl"
 
 override MODE: u32 = 0u;
 override UPDATE_RUNNING: bool = false;
+override PARTIAL: bool = false;
 
 struct StatsParams {
     segments: u32,
@@ -25,6 +32,10 @@ struct StatsParams {
     chunk_len: u32,
     chunk_stride: u32,
     seg_stride: u32,
+    runs_per_part: u32,
+    piece: u32,
+    pieces: u32, // parts along a run
+    parts: u32, // parts per segment
     momentum: f32,
     eps: f32,
 }
@@ -36,6 +47,8 @@ struct StatsParams {
 @group(0) @binding(3) var<storage, read_write> stats: array<f32>;
 // The running statistics (UPDATE_RUNNING).
 @group(0) @binding(4) var<storage, read_write> running: array<f32>;
+// The parts' results (PARTIAL).
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
 var<workgroup> partial2: array<f32, WORKGROUP_SIZE>;
@@ -54,14 +67,20 @@ fn reduce(lid: u32) {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
-    // The segment index is uniform across the workgroup, so the early exit below is too
-    // (barriers stay in uniform control flow).
-    let s = workgroup_index(inv);
+    // The part is uniform across the workgroup, so the early exit below is too (barriers
+    // stay in uniform control flow).
+    let w = workgroup_index(inv);
     let lid = inv.lid;
-    if (s >= p.segments) {
+    if (w >= p.segments * p.parts) {
         return;
     }
-    let count = f32(p.chunks * p.chunk_len);
+    let s = w / p.parts;
+    let q = w % p.parts;
+    let r0 = (q / p.pieces) * p.runs_per_part;
+    let r1 = min(r0 + p.runs_per_part, p.chunks);
+    let e0 = (q % p.pieces) * p.piece;
+    let e1 = min(e0 + p.piece, p.chunk_len);
+    let count = f32((r1 - r0) * (e1 - e0));
     let base = s * p.seg_stride;
 
     // Pass 1: the sum (MODE 0), or sum(dy) with the mean from the forward pass (MODE 1).
@@ -73,9 +92,9 @@ fn main(inv: Invocation) {
         mean = stats[2u * s];
         invstd = inverseSqrt(stats[2u * s + 1u] + p.eps);
     }
-    for (var k = 0u; k < p.chunks; k++) {
+    for (var k = r0; k < r1; k++) {
         let start = base + k * p.chunk_stride;
-        for (var i = lid; i < p.chunk_len; i += WORKGROUP_SIZE) {
+        for (var i = e0 + lid; i < e1; i += WORKGROUP_SIZE) {
             if (MODE == 0u) {
                 acc += x[start + i];
             } else {
@@ -89,7 +108,12 @@ fn main(inv: Invocation) {
     partial2[lid] = acc2;
     reduce(lid);
     if (MODE == 1u) {
-        if (lid == 0u) {
+        if (PARTIAL) {
+            if (lid == 0u) {
+                partials[2u * w] = partial[0];
+                partials[2u * w + 1u] = partial2[0];
+            }
+        } else if (lid == 0u) {
             stats[2u * p.segments + s] = partial[0];
             stats[3u * p.segments + s] = partial2[0];
         }
@@ -100,9 +124,9 @@ fn main(inv: Invocation) {
 
     // Pass 2: squared deviations from the mean.
     acc = 0.0;
-    for (var k = 0u; k < p.chunks; k++) {
+    for (var k = r0; k < r1; k++) {
         let start = base + k * p.chunk_stride;
-        for (var i = lid; i < p.chunk_len; i += WORKGROUP_SIZE) {
+        for (var i = e0 + lid; i < e1; i += WORKGROUP_SIZE) {
             let d = x[start + i] - mean;
             acc += d * d;
         }
@@ -110,6 +134,14 @@ fn main(inv: Invocation) {
     partial[lid] = acc;
     partial2[lid] = 0.0;
     reduce(lid);
+    if (PARTIAL) {
+        if (lid == 0u) {
+            partials[3u * w] = count;
+            partials[3u * w + 1u] = mean;
+            partials[3u * w + 2u] = partial[0];
+        }
+        return;
+    }
     if (lid == 0u) {
         let var_biased = partial[0] / count;
         stats[2u * s] = mean;

@@ -54,21 +54,21 @@ pub enum Error {
         this_gpu: u64,
     },
 
-    /// A buffer would exceed a device limit.
-    #[error(
-        "`{name}` needs {bytes} bytes, but the device allows at most {limit} bytes ({limit_name})"
-    )]
+    /// A buffer, a grid or a loop would exceed a limit of the device or of the library.
+    #[error("`{name}` needs {amount} {unit}, but at most {limit} are allowed ({limit_name})")]
     TooLarge {
-        /// Name of the tensor.
+        /// Name of the tensor, or of the kernel for grids and loops.
         name: &'static str,
-        /// Bytes requested.
-        bytes: u64,
-        /// The limit in bytes.
+        /// How much was requested, in `unit`.
+        amount: u64,
+        /// What `amount` and `limit` count: `"bytes"`, `"workgroups"` or `"loop
+        /// iterations per invocation"`.
+        unit: &'static str,
+        /// The limit, in `unit`.
         limit: u64,
-        /// The wgpu limit that applies.
+        /// The limit that applies (a wgpu limit's name, or [`LOOP_BUDGET`](crate::LOOP_BUDGET)).
         limit_name: &'static str,
     },
-
     /// wgpu reported an error that the library's own validation did not catch (a bug).
     #[error("GPU error (please report this as a segblocks bug): {0}")]
     Gpu(String),

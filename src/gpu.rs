@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use ndarray::{Array4, ArrayView4};
 
 use crate::error::{Error, Result};
-use crate::launch::{Args, Bindable, Constants, Launch};
+use crate::launch::{Args, Bindable, Constants, Launch, LOOP_BUDGET};
 use crate::shaders;
 
 static NEXT_GPU_ID: AtomicU64 = AtomicU64::new(1);
@@ -523,7 +523,8 @@ impl Gpu {
         if bytes > l.max_storage_buffer_binding_size {
             return Err(Error::TooLarge {
                 name,
-                bytes,
+                amount: bytes,
+                unit: "bytes",
                 limit: l.max_storage_buffer_binding_size,
                 limit_name: "max_storage_buffer_binding_size",
             });
@@ -531,7 +532,8 @@ impl Gpu {
         if bytes > l.max_buffer_size {
             return Err(Error::TooLarge {
                 name,
-                bytes,
+                amount: bytes,
+                unit: "bytes",
                 limit: l.max_buffer_size,
                 limit_name: "max_buffer_size",
             });
@@ -753,9 +755,10 @@ impl Gpu {
         if y > max {
             return Err(Error::TooLarge {
                 name: "dispatch",
-                bytes: total,
+                amount: total,
+                unit: "workgroups",
                 limit: max * max,
-                limit_name: "max_compute_workgroups_per_dimension squared (workgroups)",
+                limit_name: "max_compute_workgroups_per_dimension squared",
             });
         }
         Ok((max as u32, y as u32))
@@ -945,6 +948,15 @@ impl<'g> Recorder<'g> {
     /// at binding 0 (uploaded here, padded to 16 bytes), the buffers of `args` at the
     /// bindings the kernel declares (an absent optional one gets a small unused buffer).
     pub(crate) fn run(&mut self, launch: &Launch, args: Args<'_>) -> Result<()> {
+        if launch.loops > LOOP_BUDGET {
+            return Err(Error::TooLarge {
+                name: launch.file,
+                amount: launch.loops,
+                unit: "loop iterations per invocation",
+                limit: LOOP_BUDGET,
+                limit_name: "LOOP_BUDGET",
+            });
+        }
         let buffers = args.resolve(launch.file, launch.bindings)?;
         let pipeline = self.gpu.pipeline(launch.file, &launch.constants)?;
         let (gx, gy) = self.gpu.grid(launch.workgroups)?;

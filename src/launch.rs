@@ -11,6 +11,17 @@
 //! kernel: uniform field names and offsets, binding names and access modes, constant
 //! names and the workgroup size.
 
+/// The most loop iterations one shader invocation may run, all its loops together.
+///
+/// Mesa's llvmpipe and lavapipe end an invocation after 65,535 iterations without any
+/// error (the results are simply wrong), and real GPUs' watchdogs end dispatches that run
+/// too long, so every kernel is planned to stay below this budget: reductions that would
+/// need more are split into partial results and a combining pass, and the few launches
+/// that cannot be split (a pooling window of more than 32,768 values, a convolution
+/// with more than 32,768 input channels per group) are refused with
+/// [`Error::TooLarge`](crate::Error::TooLarge). Half of Mesa's limit leaves a margin for
+/// short loops a compiler leaves rolled.
+pub const LOOP_BUDGET: u64 = 32_768;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -193,6 +204,7 @@ impl<U: Uniform, S: Specialize> Kernel<U, S> {
             constants,
             uniform: bytemuck::bytes_of(uniform).to_vec(),
             workgroups: 1,
+            loops: 0,
         }
     }
 }
@@ -248,6 +260,9 @@ pub(crate) struct Launch {
     pub(crate) uniform: Vec<u8>,
     /// Linear workgroup count (folded into a 2-D grid when recorded).
     pub(crate) workgroups: u64,
+    /// The most loop iterations one invocation runs (all its loops together), as the plan
+    /// computed it; checked against [`LOOP_BUDGET`] when recorded.
+    pub(crate) loops: u64,
 }
 
 impl Launch {
@@ -262,6 +277,52 @@ impl Launch {
         self.workgroups = count as u64;
         self
     }
+
+    /// Declares the loop iterations of one invocation (loops whose trip count comes from
+    /// the uniform, or from a constant too large to be unrolled; short constant loops are
+    /// unrolled by the compilers and cost nothing here).
+    pub(crate) fn loops(mut self, iterations: u64) -> Self {
+        self.loops = iterations;
+        self
+    }
+}
+
+/// The trip count of one loop of a shader, for [`loop_nest`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Trip {
+    /// A count read from the uniform (or otherwise known only at run time).
+    Uniform(u64),
+    /// A count fixed by an override constant: unrolled by the compilers when short.
+    Constant(u64),
+}
+
+/// Constant loops up to this trip count are unrolled by the shader compilers (the boundary
+/// tests of every kernel family check this on Mesa).
+const UNROLLED: u64 = 32;
+
+/// The loop iterations one invocation runs in a nest of loops, outermost first: each loop
+/// that stays a loop counts its trips, times the trips of the loops around it.
+pub(crate) fn loop_nest(trips: &[Trip]) -> u64 {
+    loop_tree(trips, &[])
+}
+
+/// [`loop_nest`] of `outer` with several sibling nests inside its innermost loop.
+pub(crate) fn loop_tree(outer: &[Trip], inner: &[&[Trip]]) -> u64 {
+    let mut runs = 1u64;
+    let mut total = 0u64;
+    for &t in outer {
+        let (n, rolled) = match t {
+            Trip::Uniform(n) => (n, true),
+            Trip::Constant(n) => (n, n > UNROLLED),
+        };
+        if rolled {
+            total = total.saturating_add(runs.saturating_mul(n));
+        }
+        runs = runs.saturating_mul(n);
+    }
+    inner.iter().fold(total, |t, nest| {
+        t.saturating_add(runs.saturating_mul(loop_nest(nest)))
+    })
 }
 
 /// Something that can be bound to a storage binding.
@@ -382,5 +443,25 @@ mod tests {
         assert_eq!(v, vec![("ACT", 1), ("KW", 5), ("SUM", 1)]);
         assert_eq!(c.get("KW"), Some(5));
         assert_eq!(c.get("KH"), None);
+    }
+
+    #[test]
+    fn loops_count_what_stays_a_loop() {
+        // Short constant loops unroll: only the run-time loop counts, times nothing.
+        assert_eq!(loop_nest(&[Trip::Uniform(10), Trip::Constant(3)]), 10);
+        // A long constant loop inside stays a loop: 10 + 10 * 40.
+        assert_eq!(loop_nest(&[Trip::Uniform(10), Trip::Constant(40)]), 410);
+        // An unrolled constant loop outside multiplies the loop inside it.
+        assert_eq!(loop_nest(&[Trip::Constant(8), Trip::Uniform(5)]), 40);
+        // Two sibling nests inside one loop.
+        let t = loop_tree(
+            &[Trip::Uniform(4)],
+            &[&[Trip::Uniform(2)], &[Trip::Constant(64)]],
+        );
+        assert_eq!(t, 4 + 4 * 2 + 4 * 64);
+        assert_eq!(
+            loop_nest(&[Trip::Uniform(u64::MAX), Trip::Uniform(2)]),
+            u64::MAX
+        );
     }
 }

@@ -42,6 +42,7 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::{DeviceCaps, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor};
+pub use launch::LOOP_BUDGET;
 pub use ops::{Activation, Cost};
 pub use weights::StateDict;
 

@@ -53,6 +53,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("bilinear_int.wgsl"),
     wgsl!("copy.wgsl"),
     wgsl!("norm_stats.wgsl"),
+    wgsl!("norm_combine.wgsl"),
     wgsl!("norm_apply.wgsl"),
     wgsl!("batch_norm_backward.wgsl"),
     wgsl!("channel_copy.wgsl"),

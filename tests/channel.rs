@@ -259,6 +259,40 @@ fn nan_propagates_through_every_activation() {
     }
 }
 
+/// Channel pooling loops over the channels of a pixel: exact up to the loop budget, a
+/// typed error past it (Mesa ends an invocation after 65,535 iterations, and 70,000
+/// channels used to come back wrong).
+#[test]
+fn channel_pool_up_to_the_loop_budget() {
+    let gpu = gpu();
+    let c = segblocks::LOOP_BUDGET as usize;
+    let mut r = rng(12);
+    let x = random4(&mut r, [1, c, 1, 2]);
+    let order = ChannelPoolOrder::MeanMax;
+    let want = reference::channel::channel_pool(x.view(), order);
+    let mut rec = gpu.recorder();
+    let y = channel::channel_pool(&mut rec, &up(&x), order).unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_close(
+        got.view(),
+        want.view(),
+        tol(&want, 1e-5).view(),
+        "channel pool",
+    );
+    let mut rec = gpu.recorder();
+    let over = channel::channel_pool(&mut rec, &up(&Array4::zeros([1, c + 1, 1, 2])), order);
+    assert!(
+        matches!(
+            over,
+            Err(Error::TooLarge {
+                unit: "loop iterations per invocation",
+                ..
+            })
+        ),
+        "{over:?}"
+    );
+}
+
 #[test]
 fn squeeze_excitation_matches_reference() {
     let gpu = gpu();

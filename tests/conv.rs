@@ -12,7 +12,7 @@ use segblocks::ops::conv::{
 };
 use segblocks::ops::Activation;
 use segblocks::reference;
-use segblocks::{DeviceCaps, Error, Gpu, GpuOptions};
+use segblocks::{DeviceCaps, Error, Gpu, GpuOptions, LOOP_BUDGET};
 
 /// Error bound for a convolution output: the reduction has `L = C_in/g * kH * kW` terms
 /// (plus bias); summing them in f32 in any order is off from the exact sum by at most
@@ -65,6 +65,57 @@ fn check(params: Conv2dParams, input: [usize; 4], seed: u64, kernels: &[ConvKern
             tol.view(),
             &format!("{k:?} {params:?} on {input:?}"),
         );
+    }
+}
+
+/// Asserts that `result` is the loop-budget refusal.
+fn assert_over_budget<T: std::fmt::Debug>(result: segblocks::Result<T>, what: &str) {
+    match result {
+        Err(Error::TooLarge { unit, limit, .. }) => {
+            assert_eq!(
+                (unit, limit),
+                ("loop iterations per invocation", LOOP_BUDGET),
+                "{what}"
+            )
+        }
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+/// One invocation loops over the input channels of its group: up to the loop budget the
+/// result is exact (Mesa ends an invocation after 65,535 iterations, and a pointwise
+/// convolution over 70,000 channels used to come back wrong), past it a typed error.
+#[test]
+fn input_channels_up_to_the_loop_budget() {
+    let budget = LOOP_BUDGET as usize;
+    let pointwise = [ConvKernel::Pointwise { vector_io: true }];
+    check(
+        Conv2dParams::new(budget, 2, 1),
+        [1, budget, 2, 2],
+        61,
+        &pointwise,
+    );
+    let direct = [ConvKernel::Direct { row_buffer: true }];
+    check(
+        Conv2dParams::new(budget, 2, 3),
+        [1, budget, 3, 3],
+        62,
+        &direct,
+    );
+    let gpu = gpu();
+    for (p, kernel) in [
+        (
+            Conv2dParams::new(budget + 1, 2, 1).bias(false),
+            pointwise[0],
+        ),
+        (Conv2dParams::new(budget + 1, 2, 3).bias(false), direct[0]),
+    ] {
+        let conv = Conv2d::new(gpu, p, Array4::zeros(p.weight_shape()).view(), None).unwrap();
+        let x = gpu
+            .upload(Array4::zeros([1, budget + 1, 4, 4]).view())
+            .unwrap();
+        let mut rec = gpu.recorder();
+        assert_over_budget(conv.forward_with(&mut rec, &x, kernel), &format!("{p:?}"));
     }
 }
 
@@ -596,11 +647,12 @@ fn tensors_beyond_the_binding_limit_are_refused() {
     match gpu.upload(Array4::zeros([1, 1, 128, 256]).view()) {
         Err(Error::TooLarge {
             name: "input",
-            bytes,
+            amount,
+            unit: "bytes",
             limit,
             limit_name,
         }) => {
-            assert_eq!(bytes, 131072);
+            assert_eq!(amount, 131072);
             assert_eq!(limit, 65536);
             assert_eq!(limit_name, "max_storage_buffer_binding_size");
         }

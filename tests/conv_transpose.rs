@@ -10,7 +10,7 @@ use segblocks::ops::conv_transpose::{
     select_kernel, ConvTranspose2d, ConvTranspose2dParams, ConvTransposeKernel,
 };
 use segblocks::ops::Activation;
-use segblocks::{reference, DeviceCaps, Error};
+use segblocks::{reference, DeviceCaps, Error, LOOP_BUDGET};
 
 /// Error bound per output: at most `L = C_in/g * kH * kW` products are summed, so f32
 /// summation in any order is within `L * eps * sum |x * w|` of the exact value (see
@@ -35,6 +35,16 @@ fn bound(
 }
 
 fn check(params: ConvTranspose2dParams, input: [usize; 4], seed: u64) {
+    check_with(params, input, seed, &ConvTransposeKernel::ALL);
+}
+
+/// [`check`] with the given kernels (those that apply).
+fn check_with(
+    params: ConvTranspose2dParams,
+    input: [usize; 4],
+    seed: u64,
+    kernels: &[ConvTransposeKernel],
+) {
     let gpu = gpu();
     let mut r = rng(seed);
     let x = random4(&mut r, input);
@@ -51,10 +61,7 @@ fn check(params: ConvTranspose2dParams, input: [usize; 4], seed: u64) {
     let xt = gpu.upload(x.view()).unwrap();
     let tol = bound(&params, &x, &w, b.as_ref());
     // Every kernel that applies, not only the one the library picks.
-    for kernel in ConvTransposeKernel::ALL
-        .into_iter()
-        .filter(|k| k.supports(&params, input))
-    {
+    for &kernel in kernels.iter().filter(|k| k.supports(&params, input)) {
         let mut rec = gpu.recorder();
         let y = layer.forward_with(&mut rec, &xt, kernel).unwrap();
         let got = rec.download(&y).unwrap();
@@ -237,6 +244,42 @@ proptest! {
     #[test]
     fn random_configurations_match_reference((params, input, seed) in arb_case()) {
         check(params, input, seed);
+    }
+}
+
+/// The gather kernel loops over the input channels once for each kernel row that feeds an
+/// output row (2 of a 3 x 3 kernel at stride 2), or without shifted taps once for each of
+/// the 2 x 2 taps that feed an output phase: exact up to the loop budget, a typed error
+/// past it (Mesa ends an invocation after 65,535 iterations).
+#[test]
+fn input_channels_up_to_the_loop_budget() {
+    let gpu = gpu();
+    let p = |c: usize| {
+        ConvTranspose2dParams::new(c, 2, 3)
+            .stride(2)
+            .padding(1)
+            .bias(false)
+    };
+    for (shifted_taps, loops_per_channel) in [(true, 2), (false, 4)] {
+        let kernel = ConvTransposeKernel::Gather { shifted_taps };
+        let fits = LOOP_BUDGET as usize / loops_per_channel;
+        check_with(p(fits), [1, fits, 2, 3], 71, &[kernel]);
+        let q = p(fits + 1);
+        let layer =
+            ConvTranspose2d::new(gpu, q, Array4::zeros(q.weight_shape()).view(), None).unwrap();
+        let x = gpu
+            .upload(Array4::zeros([1, fits + 1, 2, 3]).view())
+            .unwrap();
+        let mut rec = gpu.recorder();
+        match layer.forward_with(&mut rec, &x, kernel) {
+            Err(Error::TooLarge { unit, limit, .. }) => {
+                assert_eq!(
+                    (unit, limit),
+                    ("loop iterations per invocation", LOOP_BUDGET)
+                )
+            }
+            other => panic!("{kernel:?}: {other:?}"),
+        }
     }
 }
 

@@ -347,6 +347,84 @@ fn group_layer_and_instance_norm_and_their_identities() {
     );
 }
 
+/// Segments longer than one workgroup's loops are split into parts and merged (Mesa ends
+/// an invocation after 65,535 loop iterations and used to return wrong statistics past
+/// it): along the runs of a channel (many samples of one value), along one long run
+/// (one group of 2.25 M values), and along both, forward and backward.
+#[test]
+fn statistics_of_segments_longer_than_one_workgroup_can_loop() {
+    let gpu = gpu();
+    let mut r = rng(8);
+    for shape in [[16384, 2, 1, 1], [100, 2, 100, 100]] {
+        let c = shape[1];
+        let params = BatchNorm2dParams::new(c);
+        let (g, b) = affine(&mut r, c);
+        let (rm, rv) = (Array1::zeros(c), Array1::ones(c));
+        let bn = BatchNorm2d::new(gpu, params, Some(g.view()), Some(b.view())).unwrap();
+        let x = random4(&mut r, shape).mapv(|v| 3.0 * v + 2.0);
+        let dy = random4(&mut r, shape);
+        let want = reference::norm::batch_norm_train(
+            &params,
+            x.view(),
+            g.view(),
+            b.view(),
+            rm.view(),
+            rv.view(),
+            0.1,
+        )
+        .unwrap();
+        let (want_dx, want_dg, _) =
+            reference::norm::batch_norm_backward(&params, x.view(), dy.view(), g.view()).unwrap();
+        let (xt, dyt) = (
+            gpu.upload(x.view()).unwrap(),
+            gpu.upload(dy.view()).unwrap(),
+        );
+        let mut rec = gpu.recorder();
+        let (y, saved) = bn.forward_train(&mut rec, &xt).unwrap();
+        let grads = bn.backward(&mut rec, &xt, &dyt, &saved).unwrap();
+        let out = rec
+            .download_many(&[&y, &grads.grad_input, &grads.grad_weight])
+            .unwrap();
+        let what = format!("batch norm {shape:?}");
+        assert_close(
+            out[0].view(),
+            want.output.view(),
+            tol(&want.output).view(),
+            &what,
+        );
+        assert_close(out[1].view(), want_dx.view(), tol(&want_dx).view(), &what);
+        let (grm, grv) = bn.running_stats().unwrap();
+        let m = (shape[0] * shape[2] * shape[3]) as f32;
+        for i in 0..c {
+            assert!(
+                (grm[i] - want.running_mean[i]).abs() < 1e-4,
+                "{what}: {grm}"
+            );
+            assert!((grv[i] - want.running_var[i]).abs() < 1e-4, "{what}: {grv}");
+            assert!(
+                (out[2][[0, i, 0, 0]] - want_dg[i]).abs() < 1e-5 * m,
+                "{what}"
+            );
+        }
+    }
+    let params = GroupNormParams::new(1, 1);
+    let x = random4(&mut r, [1, 1, 1500, 1500]).mapv(|v| v + 0.5);
+    let (one, zero) = (Array1::ones(1), Array1::zeros(1));
+    let want = reference::norm::group_norm(&params, x.view(), one.view(), zero.view()).unwrap();
+    let gn = GroupNorm::new(gpu, params, None, None).unwrap();
+    let mut rec = gpu.recorder();
+    let y = gn
+        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_close(
+        got.view(),
+        want.view(),
+        tol(&want).view(),
+        "group norm of 2.25 M",
+    );
+}
+
 #[test]
 fn adain_transfers_style_statistics() {
     let gpu = gpu();

@@ -8,9 +8,9 @@ use ndarray::Array4;
 use proptest::prelude::*;
 use rand::Rng;
 use segblocks::ops::pool::{
-    AdaptiveAvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
+    AdaptiveAvgPool2dParams, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
 };
-use segblocks::{reference, Error};
+use segblocks::{reference, Error, LOOP_BUDGET};
 
 fn gpu_pool(params: &MaxPool2dParams, x: &Array4<f32>) -> (Array4<f32>, Array4<i64>) {
     let gpu = gpu();
@@ -255,6 +255,75 @@ fn global_and_adaptive_pooling() {
         (got[[0, 0, 0, 0]] - want[[0, 0, 0, 0]]).abs() < 1e-4,
         "{got} vs {want}"
     );
+}
+
+/// Planes and bins longer than one invocation may loop over (Mesa ends an invocation after
+/// 65,535 loop iterations and used to return wrong results past it) are split: a global
+/// pool over 4.2 M values (not a multiple of 4, so read one by one), adaptive bins of
+/// 512 x 512. Windows that cannot be split are refused with a typed error just past the
+/// budget and computed exactly just below it.
+#[test]
+fn pooling_past_one_invocations_loop_budget() {
+    let gpu = gpu();
+    let mut r = rng(9);
+    let x = random4(&mut r, [1, 1, 2047, 2047]).mapv(|v| v + 0.5);
+    let xt = gpu.upload(x.view()).unwrap();
+    for kind in [GlobalPool::Avg, GlobalPool::Max] {
+        let want = reference::pool::global_pool(kind, x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = segblocks::ops::pool::global_pool(&mut rec, kind, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+        assert_close(got.view(), want.view(), tol.view(), &format!("{kind:?}"));
+    }
+    for out in [(2, 2), (3, 5)] {
+        let p = AdaptiveAvgPool2dParams::new(out);
+        let want = reference::pool::adaptive_avg_pool2d(&p, x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = segblocks::ops::pool::adaptive_avg_pool2d(&mut rec, &p, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            &format!("adaptive {out:?}"),
+        );
+    }
+    // A k x k window: k + k^2 loop iterations (one output per row, so one per strip).
+    let fits = (1..)
+        .take_while(|k| k + k * k <= LOOP_BUDGET as usize)
+        .last()
+        .unwrap();
+    for k in [fits, fits + 1] {
+        let x = random4(&mut r, [1, 1, k + 1, k + 1]);
+        let xt = gpu.upload(x.view()).unwrap();
+        let (mp, ap) = (MaxPool2dParams::new(k), AvgPool2dParams::new(k));
+        let mut rec = gpu.recorder();
+        let max = segblocks::ops::pool::max_pool2d(&mut rec, &mp, &xt);
+        let avg = segblocks::ops::pool::avg_pool2d(&mut rec, &ap, &xt);
+        if k == fits {
+            let (max, avg) = (max.unwrap(), avg.unwrap());
+            let got = rec.download_many(&[&max.0, &avg]).unwrap();
+            let want_max = reference::pool::max_pool2d(&mp, x.view()).unwrap().0;
+            let want_avg = reference::pool::avg_pool2d(&ap, x.view()).unwrap();
+            assert_eq!(got[0], want_max, "max pool {k}x{k}");
+            let tol = want_avg.mapv(|v| 1e-5 * (1.0 + v.abs()));
+            assert_close(got[1].view(), want_avg.view(), tol.view(), "avg pool");
+        } else {
+            for result in [max.map(|m| m.0), avg] {
+                match result {
+                    Err(Error::TooLarge { unit, limit, .. }) => {
+                        assert_eq!(
+                            (unit, limit),
+                            ("loop iterations per invocation", LOOP_BUDGET)
+                        )
+                    }
+                    other => panic!("{k}x{k} window: {other:?}"),
+                }
+            }
+        }
+    }
 }
 
 fn expect_param(result: segblocks::Result<impl std::fmt::Debug>, name: &str) {

@@ -243,6 +243,37 @@ fn bed_of_nails_inserts_zeros() {
     assert_eq!(y.slice(ndarray::s![0, 0, 1, ..]).to_vec(), vec![0.0; 4]);
 }
 
+/// A factor whose vector kernel would loop past the budget (200 x 200 outputs per input
+/// value) takes the tap kernel, which loops over nothing; forcing it is a typed error.
+#[test]
+fn factors_past_the_loop_budget_take_the_tap_kernel() {
+    let params = UpsampleParams::bed_of_nails(200);
+    let shape = [1, 1, 2, 4];
+    assert_eq!(select_kernel(&params, shape), UpsampleKernel::Taps);
+    check(params, shape, 5);
+    let gpu = gpu();
+    let x = gpu.upload(Array4::zeros(shape).view()).unwrap();
+    let mut rec = gpu.recorder();
+    let forced = upsample_with(
+        &mut rec,
+        &params,
+        &x,
+        UpsampleKernel::Integer {
+            factors: (200, 200),
+        },
+    );
+    assert!(
+        matches!(
+            forced,
+            Err(Error::TooLarge {
+                unit: "loop iterations per invocation",
+                ..
+            })
+        ),
+        "{forced:?}"
+    );
+}
+
 #[test]
 fn infinities_pass_through_nearest() {
     let gpu = gpu();

@@ -14,7 +14,8 @@ use super::{Activation, Cost};
 use crate::error::{fail_if, Result};
 use crate::gpu::{check_owner, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Specialize,
+    loop_nest, read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Specialize,
+    Trip,
 };
 use crate::ops::setters;
 use crate::weights::{key, StateDict};
@@ -132,6 +133,22 @@ pub const SE_FUSED_MAX_ELEMENTS: usize = 65_536;
 /// single workgroup idles (measured on lavapipe: 16 or 24 channels of 32 x 32 took
 /// milliseconds fused, a fraction of that pooled first).
 pub const SE_FUSED_MIN_CHANNELS: usize = 32;
+
+/// Loop iterations of one `se_gate.wgsl` invocation: the pooling of its channels (in
+/// blocks), then its rows of fc1 and of fc2.
+fn se_gate_loops(c: usize, s: usize, hw: usize) -> u64 {
+    let (loads, block) = if hw.is_multiple_of(4) {
+        (hw / 4, 64)
+    } else {
+        (hw, 256)
+    };
+    let my = |n: usize| Trip::Uniform(n.div_ceil(64) as u64);
+    let blocks = Trip::Uniform(loads.div_ceil(block) as u64);
+    let pool = loop_nest(&[my(c), blocks, Trip::Uniform(block.min(loads) as u64)]);
+    let fc1 = loop_nest(&[my(s), Trip::Uniform(c as u64)]);
+    let fc2 = loop_nest(&[my(c), Trip::Uniform(s as u64)]);
+    pool + fc1 + fc2
+}
 
 /// How a [`SqueezeExcitation`] computes its gate logits (see
 /// [`SqueezeExcitation::select_gate_kernel`]).
@@ -353,7 +370,11 @@ impl SqueezeExcitation {
             .read("b2", b2)
             .write("gate", &logits)
             .read_opt("x2", x2);
-        rec.run(&SE_GATE.launch(&spec, &u).workgroups(s[0]), args)?;
+        let launch = SE_GATE
+            .launch(&spec, &u)
+            .workgroups(s[0])
+            .loops(se_gate_loops(c, sq, s[2] * s[3]));
+        rec.run(&launch, args)?;
         Ok(logits)
     }
 

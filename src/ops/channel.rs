@@ -444,7 +444,12 @@ pub fn channel_pool(rec: &mut Recorder<'_>, x: &Tensor, order: ChannelPoolOrder)
         total: total as u32,
     };
     let args = Args::new().read("x", x).write("y", &y);
-    rec.run(&CHANNEL_POOL.launch(&order, &u).threads(total), args)?;
+    // One invocation loops over every channel of its pixel.
+    let launch = CHANNEL_POOL
+        .launch(&order, &u)
+        .threads(total)
+        .loops(s[1] as u64);
+    rec.run(&launch, args)?;
     Ok(y)
 }
 

@@ -16,8 +16,8 @@ use super::{pair_setters, setters, Activation, Cost, IntoPair, Window, WINDOW_MA
 use crate::error::{fail_if, invalid, Error, Result};
 use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    read, read_opt, uniform, write, Args, Binding, Constants, Kernel, KernelInfo, Launch,
-    Specialize,
+    loop_nest, loop_tree, read, read_opt, uniform, write, Args, Binding, Constants, Kernel,
+    KernelInfo, Launch, Specialize, Trip,
 };
 use crate::weights::{key, StateDict};
 
@@ -865,7 +865,21 @@ fn plan_direct(
     let strip_blocks = (oh * u.strips_x as usize).div_ceil(wg);
     u.strip_blocks = strip_blocks as u32;
     let workgroups = n * p.groups * u.oc_blocks_pg as usize * strip_blocks;
-    CONV_DIRECT.launch(&spec, &u).workgroups(workgroups)
+    let (kh, kw) = p.kernel_size;
+    let [cin, kh, kw, px, row] =
+        [p.in_per_group(), kh, kw, px, spec.strip.row as usize].map(|v| v as u64);
+    // Per channel and kernel row: the row segment's loads, then the taps of the row.
+    let loops = loop_tree(
+        &[Trip::Uniform(cin), Trip::Constant(kh)],
+        &[
+            &[Trip::Constant(row)],
+            &[Trip::Constant(kw), Trip::Constant(px)],
+        ],
+    );
+    CONV_DIRECT
+        .launch(&spec, &u)
+        .workgroups(workgroups)
+        .loops(loops)
 }
 
 /// The pointwise kernel's dispatch for `p` from `input` to `out`.
@@ -900,9 +914,14 @@ fn plan_pointwise(
         epilogue,
         oc_vec: oc_vec as u32,
     };
+    let q = (POINTWISE_PX / 4) as u64;
     kernel
         .launch(&spec, &u)
         .workgroups(n * oc_blocks * tile_blocks)
+        .loops(loop_nest(&[
+            Trip::Uniform(p.in_channels as u64),
+            Trip::Constant(q),
+        ]))
 }
 
 /// The depthwise kernel's dispatch for `p` from `input` to `out`.
@@ -951,7 +970,11 @@ fn plan_depthwise(
     } else {
         &CONV_DEPTHWISE
     };
-    kernel.launch(&spec, &u).threads(rows)
+    let (kh, kw) = p.kernel_size;
+    let strips = Trip::Uniform(t.strips_x as u64);
+    let [kh, kw, px, row] = [kh, kw, t.px, t.row].map(|v| Trip::Constant(v as u64));
+    let loops = loop_tree(&[strips, kh], &[&[row], &[kw, px]]);
+    kernel.launch(&spec, &u).threads(rows).loops(loops)
 }
 
 /// The dispatch that runs `p` on `input` with `kernel` (which must support it).

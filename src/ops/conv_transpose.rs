@@ -17,7 +17,8 @@ use super::{pair_setters, setters, Activation, Cost, IntoPair, Window};
 use crate::error::{fail_if, Result};
 use crate::gpu::{check_owner, DeviceCaps, Gpu, Recorder, Tensor};
 use crate::launch::{
-    read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Launch, Specialize,
+    loop_nest, loop_tree, read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo,
+    Launch, Specialize, Trip,
 };
 use crate::weights::StateDict;
 
@@ -352,7 +353,14 @@ fn plan(
                 stride: (p.stride.0 as u32, p.stride.1 as u32),
                 act: p.activation,
             };
-            return Ok(CONV_TRANSPOSE_BLOCKS.launch(&spec, &u).threads(total));
+            let taps = (p.stride.0 * p.stride.1) as u64;
+            return Ok(CONV_TRANSPOSE_BLOCKS
+                .launch(&spec, &u)
+                .threads(total)
+                .loops(loop_nest(&[
+                    Trip::Uniform(p.in_channels as u64),
+                    Trip::Constant(taps),
+                ])));
         }
         ConvTransposeKernel::Gather { shifted_taps } => shifted_taps,
     };
@@ -388,7 +396,37 @@ fn plan(
         },
     };
     let workgroups = n * p.groups * u.oc_blocks_pg as usize * strip_blocks;
-    Ok(CONV_TRANSPOSE.launch(&spec, &u).workgroups(workgroups))
+    Ok(CONV_TRANSPOSE
+        .launch(&spec, &u)
+        .workgroups(workgroups)
+        .loops(gather_loops(p, px, spec.taps)))
+}
+
+/// Loop iterations of one `conv_transpose.wgsl` invocation: the tap loops, and the
+/// channel loop of each tap that feeds its phase (taps `k` with `k * d = phase (mod s)`,
+/// one in every `s / gcd(s, d)`).
+fn gather_loops(p: &ConvTranspose2dParams, px: usize, shifted_taps: u32) -> u64 {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let active = |k: usize, s: usize, d: usize| k.div_ceil(s / gcd(s, d)) as u64;
+    let (kh, kw) = p.kernel_size;
+    let rows = active(kh, p.stride.0, p.dilation.0);
+    let cols = active(kw, p.stride.1, p.dilation.1);
+    let cin = Trip::Uniform(p.in_per_group() as u64);
+    let (kh, kw, px) = (kh as u64, kw as u64, Trip::Constant(px as u64));
+    let tap_loops = loop_nest(&[Trip::Constant(kh), Trip::Constant(kw)]);
+    let channel_loops = if shifted_taps > 0 {
+        let taps = Trip::Constant(u64::from(shifted_taps));
+        rows * loop_tree(&[cin], &[&[px], &[taps, px]])
+    } else {
+        rows * cols * loop_nest(&[cin, px])
+    };
+    tap_loops + channel_loops
 }
 
 /// Kernel equal to stride (up to 4, the vec4 store pattern's register tile), nothing else.

@@ -16,7 +16,8 @@ use super::{check_channels, Activation, Cost};
 use crate::error::{fail_if, invalid, Error, Result};
 use crate::gpu::{check_dims, check_owner, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    read, read_opt, uniform, write, write_opt, Args, Constants, Kernel, KernelInfo, Specialize,
+    loop_nest, read, read_opt, uniform, write, write_opt, Args, Constants, Kernel, KernelInfo,
+    Specialize, Trip,
 };
 use crate::ops::setters;
 use crate::weights::StateDict;
@@ -32,8 +33,21 @@ uniform! {
         chunk_len: u32,
         chunk_stride: u32,
         seg_stride: u32,
+        runs_per_part: u32,
+        piece: u32,
+        pieces: u32,
+        parts: u32,
         momentum: f32,
         eps: f32,
+    }
+}
+
+uniform! {
+    /// `shaders/norm_combine.wgsl`.
+    pub(crate) struct CombineParams {
+        segments: u32,
+        parts: u32,
+        momentum: f32,
     }
 }
 
@@ -64,7 +78,7 @@ uniform! {
     }
 }
 
-/// The constants of `norm_stats.wgsl`.
+/// What `norm_stats.wgsl` computes; the constants of `norm_combine.wgsl`.
 #[derive(Clone, Copy, Debug, Default)]
 struct StatsSpec {
     /// Backward sums instead of forward statistics.
@@ -76,6 +90,20 @@ impl Specialize for StatsSpec {
     fn write(&self, c: &mut Constants) {
         c.set("MODE", u32::from(self.backward));
         c.flag("UPDATE_RUNNING", self.update_running);
+    }
+}
+
+/// The constants of `norm_stats.wgsl`: whole segments, or parts of them.
+#[derive(Clone, Copy, Debug, Default)]
+struct PartSpec {
+    stats: StatsSpec,
+    partial: bool,
+}
+
+impl Specialize for PartSpec {
+    fn write(&self, c: &mut Constants) {
+        self.stats.write(c);
+        c.flag("PARTIAL", self.partial);
     }
 }
 
@@ -104,14 +132,19 @@ impl Specialize for ApplySpec {
     }
 }
 
-const NORM_STATS: Kernel<StatsParams, StatsSpec> = Kernel::new(
+const NORM_STATS: Kernel<StatsParams, PartSpec> = Kernel::new(
     "norm_stats.wgsl",
     &[
         read("x"),
         read_opt("dy"),
         write("stats"),
         write_opt("running"),
+        write_opt("partials"),
     ],
+);
+const NORM_COMBINE: Kernel<CombineParams, StatsSpec> = Kernel::new(
+    "norm_combine.wgsl",
+    &[read("partials"), write("stats"), write_opt("running")],
 );
 const NORM_APPLY: Kernel<ApplyParams, ApplySpec> = Kernel::new(
     "norm_apply.wgsl",
@@ -135,7 +168,12 @@ const BATCH_NORM_BACKWARD: Kernel<BackwardParams> = Kernel::new(
 );
 
 /// The kernels of this family.
-pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&NORM_STATS, &NORM_APPLY, &BATCH_NORM_BACKWARD];
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
+    &NORM_STATS,
+    &NORM_COMBINE,
+    &NORM_APPLY,
+    &BATCH_NORM_BACKWARD,
+];
 
 fn check_eps(eps: f32) -> Result<()> {
     fail_if(!(eps.is_finite() && eps > 0.0), "eps", || {
@@ -206,22 +244,136 @@ impl Segments {
         self.chunks * self.chunk_len
     }
 
-    fn uniform(&self, momentum: f32, eps: f32) -> StatsParams {
+    /// How the segments are cut into parts: whole when one workgroup's loops stay within
+    /// [`STATS_PASS_LOOPS`] per pass, else runs of at most `runs_per_part` runs and
+    /// pieces of at most `piece` elements of a run.
+    fn split(&self) -> StatsSplit {
+        let pass_loops = |runs: usize, len: usize| runs as u64 * (1 + len.div_ceil(64) as u64);
+        if pass_loops(self.chunks, self.chunk_len) <= STATS_PASS_LOOPS {
+            return StatsSplit {
+                runs_per_part: self.chunks.max(1),
+                piece: self.chunk_len.max(1),
+                pieces: 1,
+                parts: 1,
+            };
+        }
+        let piece = self.chunk_len.clamp(1, STATS_PIECE);
+        let per_run = pass_loops(1, piece);
+        let runs_per_part = ((STATS_PASS_LOOPS / per_run) as usize).clamp(1, self.chunks.max(1));
+        let pieces = self.chunk_len.div_ceil(piece).max(1);
+        StatsSplit {
+            runs_per_part,
+            piece,
+            pieces,
+            parts: self.chunks.div_ceil(runs_per_part).max(1) * pieces,
+        }
+    }
+
+    fn uniform(&self, split: &StatsSplit, momentum: f32, eps: f32) -> StatsParams {
         StatsParams {
             segments: self.count as u32,
             chunks: self.chunks as u32,
             chunk_len: self.chunk_len as u32,
             chunk_stride: self.chunk_stride as u32,
             seg_stride: self.seg_stride as u32,
+            runs_per_part: split.runs_per_part as u32,
+            piece: split.piece as u32,
+            pieces: split.pieces as u32,
+            parts: split.parts as u32,
             momentum,
             eps,
         }
     }
 }
 
+/// Loop iterations per pass of one `norm_stats.wgsl` workgroup before a segment is split
+/// (two passes plus the reductions stay well inside [`LOOP_BUDGET`]; parts this size also
+/// give a large GPU enough workgroups).
+const STATS_PASS_LOOPS: u64 = 8192;
+/// Elements of one run in one part of a split segment.
+const STATS_PIECE: usize = 64 * 128;
+
+/// Parts of each segment (see [`Segments::split`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StatsSplit {
+    runs_per_part: usize,
+    piece: usize,
+    pieces: usize,
+    parts: usize,
+}
+
+impl StatsSplit {
+    /// Loop iterations of one `norm_stats.wgsl` invocation: two passes and two tree
+    /// reductions.
+    fn loops(&self) -> u64 {
+        let pass = loop_nest(&[
+            Trip::Uniform(self.runs_per_part as u64),
+            Trip::Uniform(self.piece.div_ceil(64) as u64),
+        ]);
+        2 * (pass + 6)
+    }
+}
+
+/// Records `norm_stats.wgsl` for `seg` (forward statistics into `stats[0..2S]`, or with
+/// `dy` the backward sums into `stats[2S..4S]`), and `norm_combine.wgsl` after it when the
+/// segments are split. `running` (with the momentum) is updated by forward statistics.
+fn record_segment_stats(
+    rec: &mut Recorder<'_>,
+    seg: Segments,
+    (x, dy): (&Tensor, Option<&Tensor>),
+    stats: &Arc<PooledBuffer>,
+    running: Option<(&Arc<PooledBuffer>, f32)>,
+    eps: f32,
+) -> Result<()> {
+    let spec = StatsSpec {
+        backward: dy.is_some(),
+        update_running: running.is_some(),
+    };
+    let split = seg.split();
+    let momentum = running.map_or(0.0, |(_, m)| m);
+    let u = seg.uniform(&split, momentum, eps);
+    let partial = split.parts > 1;
+    let launch = NORM_STATS
+        .launch(
+            &PartSpec {
+                stats: spec,
+                partial,
+            },
+            &u,
+        )
+        .workgroups(seg.count * split.parts)
+        .loops(split.loops());
+    let args = Args::new().read("x", x).read_opt("dy", dy);
+    if !partial {
+        let args = args
+            .write("stats", stats)
+            .write_opt("running", running.map(|(r, _)| r));
+        return rec.run(&launch, args);
+    }
+    let width = if spec.backward { 2 } else { 3 };
+    let partials = rec.alloc_f32("partials", width * seg.count * split.parts)?;
+    // The whole-segment outputs are not written in this mode; `stats` is bound as the
+    // kernel reads it (backward: the forward statistics).
+    let args = args.write("stats", stats).write("partials", &partials);
+    rec.run(&launch, args)?;
+    let u = CombineParams {
+        segments: seg.count as u32,
+        parts: split.parts as u32,
+        momentum,
+    };
+    let combine = NORM_COMBINE
+        .launch(&spec, &u)
+        .workgroups(seg.count)
+        .loops(split.parts.div_ceil(64) as u64 + 6);
+    let args = Args::new()
+        .read("partials", &partials)
+        .write("stats", stats)
+        .write_opt("running", running.map(|(r, _)| r));
+    rec.run(&combine, args)
+}
+
 /// Records the forward statistics of `x`'s segments (mean and biased variance into
-/// `stats[0..2S]`), updating `running` with the momentum factor when given. One workgroup
-/// per segment.
+/// `stats[0..2S]`), updating `running` with the momentum factor when given.
 fn record_stats(
     rec: &mut Recorder<'_>,
     seg: Segments,
@@ -230,17 +382,7 @@ fn record_stats(
     running: Option<(&Arc<PooledBuffer>, f32)>,
     eps: f32,
 ) -> Result<()> {
-    let spec = StatsSpec {
-        backward: false,
-        update_running: running.is_some(),
-    };
-    let u = seg.uniform(running.map_or(0.0, |(_, m)| m), eps);
-    let launch = NORM_STATS.launch(&spec, &u).workgroups(seg.count);
-    let args = Args::new()
-        .read("x", x)
-        .write("stats", stats)
-        .write_opt("running", running.map(|(r, _)| r));
-    rec.run(&launch, args)
+    record_segment_stats(rec, seg, (x, None), stats, running, eps)
 }
 
 /// Records `norm_apply.wgsl`: `act(gamma * (x - mean) / sqrt(var + eps) + beta)` with the
@@ -752,18 +894,8 @@ impl BatchNorm2d {
         let stats = rec.alloc_f32("stats", 4 * c)?;
         rec.copy(&saved.stats, 0, &stats, 0, 8 * c as u64);
         let seg = Segments::per_channel(x.shape());
-        let spec = StatsSpec {
-            backward: true,
-            update_running: false,
-        };
-        let sums = NORM_STATS
-            .launch(&spec, &seg.uniform(0.0, self.params.eps))
-            .workgroups(seg.count);
-        let args = Args::new()
-            .read("x", x)
-            .read("dy", dy)
-            .write("stats", &stats);
-        rec.run(&sums, args)?;
+        let eps = self.params.eps;
+        record_segment_stats(rec, seg, (x, Some(dy)), &stats, None, eps)?;
         let grad_input = self.record_grad_input(rec, x, dy, &stats, seg.elements())?;
         let grad_bias = rec.empty("grad_bias", [1, c, 1, 1])?;
         let grad_weight = rec.empty("grad_weight", [1, c, 1, 1])?;

@@ -6,7 +6,8 @@ use super::{pair_setters, setters, Cost, IntoPair, Window};
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, IndexTensor, PoolOrigin, Recorder, Tensor};
 use crate::launch::{
-    read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Launch, Specialize,
+    loop_nest, read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Launch,
+    Specialize, Trip,
 };
 
 uniform! {
@@ -38,6 +39,8 @@ uniform! {
     pub(crate) struct GlobalParams {
         planes: u32,
         plane: u32,
+        parts: u32,
+        part_len: u32,
     }
 }
 
@@ -138,6 +141,12 @@ pub(crate) fn strip_geometry(
     (u, total)
 }
 
+/// The outputs of one strip of `strips.wgsl` that run their loops (a short row leaves the
+/// rest idle).
+pub(crate) fn strip_outputs(out: [usize; 4]) -> Trip {
+    Trip::Constant(STRIP_PX.min(out[3]) as u64)
+}
+
 /// Parameters of `torch.nn.MaxPool2d`.
 ///
 /// Ties inside a window keep the first position in row-major order; a NaN in the window
@@ -210,7 +219,15 @@ impl MaxPool2dParams {
     /// The dispatch that pools an input of shape `input` (validated by the caller).
     fn plan(&self, input: [usize; 4], out: [usize; 4]) -> Launch {
         let (u, total) = strip_geometry(input, out, self.padding);
-        MAX_POOL.launch(&self.window(), &u).threads(total)
+        let (kh, kw) = self.kernel_size;
+        MAX_POOL
+            .launch(&self.window(), &u)
+            .threads(total)
+            .loops(loop_nest(&[
+                strip_outputs(out),
+                Trip::Constant(kh as u64),
+                Trip::Constant(kw as u64),
+            ]))
     }
 }
 
@@ -607,7 +624,13 @@ impl AvgPool2dParams {
             count_include_pad: self.count_include_pad,
             divisor: self.divisor_override.unwrap_or(0) as u32,
         };
-        AVG_POOL.launch(&spec, &u).threads(total)
+        // The window's rows and columns inside the input are loops with run-time bounds.
+        let (kh, kw) = self.kernel_size;
+        AVG_POOL.launch(&spec, &u).threads(total).loops(loop_nest(&[
+            strip_outputs(out),
+            Trip::Uniform(kh.min(input[2]) as u64),
+            Trip::Uniform(kw.min(input[3]) as u64),
+        ]))
     }
 }
 
@@ -696,24 +719,49 @@ pub(crate) fn global_pool_of_sum(
             "only the average of a sum is supported"
         })?;
     }
-    let y = rec.empty("output", out)?;
     let planes = s[0] * s[1];
+    let plane = s[2] * s[3];
+    let loads = if plane.is_multiple_of(4) {
+        plane / 4
+    } else {
+        plane
+    };
+    let parts = loads.div_ceil(GLOBAL_PART).max(1);
     let spec = GlobalSpec {
         max: kind == GlobalPool::Max,
         sum: second.is_some(),
     };
-    let u = GlobalParams {
-        planes: planes as u32,
-        plane: (s[2] * s[3]) as u32,
+    let launch = |planes: usize, plane: usize, parts: usize, part_len: usize| {
+        let u = GlobalParams {
+            planes: planes as u32,
+            plane: plane as u32,
+            parts: parts as u32,
+            part_len: part_len as u32,
+        };
+        let per_thread = part_len.div_ceil(64) as u64;
+        GLOBAL_POOL
+            .launch(&spec, &u)
+            .workgroups(planes * parts)
+            .loops(per_thread + per_thread.div_ceil(64) + 6)
     };
-    let launch = GLOBAL_POOL.launch(&spec, &u).workgroups(planes);
-    let args = Args::new()
-        .read("x", input)
-        .write("y", &y)
-        .read_opt("x2", second);
-    rec.run(&launch, args)?;
-    Ok(y)
+    let args = Args::new().read("x", input).read_opt("x2", second);
+    if parts == 1 {
+        let y = rec.empty("output", out)?;
+        rec.run(&launch(planes, plane, 1, loads), args.write("y", &y))?;
+        return Ok(y);
+    }
+    // Each part's result, then the plain average (or max) of the parts.
+    let partial = rec.empty("output", [s[0], s[1], 1, parts])?;
+    rec.run(
+        &launch(planes, plane, parts, GLOBAL_PART),
+        args.write("y", &partial),
+    )?;
+    global_pool(rec, kind, &partial)
 }
+
+/// Loads (vec4s, or single values for planes whose size is not a multiple of 4) of one
+/// part of a plane split across workgroups by `global_pool.wgsl`: 256 per invocation.
+const GLOBAL_PART: usize = 64 * 256;
 
 /// `torch.nn.AdaptiveAvgPool2d`: output `(oy, ox)` averages input rows
 /// `floor(oy * H / OH) .. ceil((oy + 1) * H / OH)` and likewise columns.
@@ -761,6 +809,23 @@ pub fn adaptive_avg_pool2d(
     input.check_gpu(rec.gpu(), "input")?;
     let s = input.shape();
     let out = params.output_shape(s)?;
+    let bin = |len: usize, out_len: usize| len.div_ceil(out_len) + 1;
+    let window = |h, w| loop_nest(&[Trip::Uniform(h as u64), Trip::Uniform(w as u64)]);
+    if window(bin(s[2], out[2]), bin(s[3], out[3])) <= ADAPTIVE_WINDOW_LOOPS {
+        return record_adaptive(rec, input, out);
+    }
+    // Rows first, then columns: every bin averages the same number of rows, so the average
+    // of the row averages is the bin's average.
+    let rows = record_adaptive(rec, input, [s[0], s[1], out[2], s[3]])?;
+    record_adaptive(rec, &rows, out)
+}
+
+/// Loop iterations per output up to which [`adaptive_avg_pool2d`] averages each bin in one
+/// pass; larger bins are averaged by rows and then by columns.
+const ADAPTIVE_WINDOW_LOOPS: u64 = 4096;
+
+fn record_adaptive(rec: &mut Recorder<'_>, input: &Tensor, out: [usize; 4]) -> Result<Tensor> {
+    let s = input.shape();
     let y = rec.empty("output", out)?;
     let u = AdaptiveParams {
         planes: (s[0] * s[1]) as u32,
@@ -769,9 +834,14 @@ pub fn adaptive_avg_pool2d(
         oh: out[2] as u32,
         ow: out[3] as u32,
     };
+    let bin = |len: usize, out_len: usize| (len.div_ceil(out_len) + 1).min(len) as u64;
     let launch = ADAPTIVE_AVG_POOL
         .launch(&(), &u)
-        .threads(out.iter().product());
+        .threads(out.iter().product())
+        .loops(loop_nest(&[
+            Trip::Uniform(bin(s[2], out[2])),
+            Trip::Uniform(bin(s[3], out[3])),
+        ]));
     rec.run(&launch, Args::new().read("x", input).write("y", &y))?;
     Ok(y)
 }

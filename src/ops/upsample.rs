@@ -12,7 +12,8 @@ use super::Cost;
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, Recorder, Tensor};
 use crate::launch::{
-    read, uniform, write, Args, Constants, Kernel, KernelInfo, Launch, Specialize,
+    loop_nest, read, uniform, write, Args, Constants, Kernel, KernelInfo, Launch, Specialize, Trip,
+    LOOP_BUDGET,
 };
 
 uniform! {
@@ -112,7 +113,8 @@ pub enum UpsampleKernel {
 /// The kernel the library runs for `params` on `input`: the vector kernels where they
 /// apply, the tap tables otherwise.
 pub fn select_kernel(params: &UpsampleParams, input: [usize; 4]) -> UpsampleKernel {
-    if let Some(factors) = params.integer_factors(input) {
+    let factors = params.integer_factors(input);
+    if let Some(factors) = factors.filter(|&f| integer_loops(f) <= LOOP_BUDGET) {
         UpsampleKernel::Integer { factors }
     } else if let Some(factor) = params.bilinear_int_factor(input) {
         UpsampleKernel::BilinearInt { factor }
@@ -133,6 +135,16 @@ impl UpsampleKernel {
             }
         }
     }
+}
+
+/// Loop iterations of one `resample_int.wgsl` invocation (its rows and vec4 runs are
+/// constant loops; large factors stay loops).
+fn integer_loops((sy, sx): (usize, usize)) -> u64 {
+    loop_nest(&[
+        Trip::Constant(sy as u64),
+        Trip::Constant(sx as u64),
+        Trip::Constant(4),
+    ])
 }
 
 /// Records the upsampling of `input` (`F.interpolate` / `nn.Upsample`, or bed-of-nails)
@@ -197,7 +209,10 @@ fn plan(
                 rows: rows as u32,
                 w4: w4 as u32,
             };
-            RESAMPLE_INT.launch(&spec, &u).threads(rows * w4)
+            RESAMPLE_INT
+                .launch(&spec, &u)
+                .threads(rows * w4)
+                .loops(integer_loops(factors))
         }
         UpsampleKernel::BilinearInt { factor } => {
             let total = planes * factor * s[2] * w4;
