@@ -43,8 +43,11 @@ pub enum Error {
         actual: Vec<usize>,
     },
 
-    /// A tensor was created by another [`Gpu`](crate::Gpu) than the one asked to use it.
-    #[error("tensor `{name}` belongs to GPU context #{tensor_gpu}, but was used with context #{this_gpu}")]
+    /// A tensor, a layer or saved statistics belong to another [`Gpu`](crate::Gpu) than the
+    /// one asked to use them.
+    #[error(
+        "`{name}` belongs to GPU context #{tensor_gpu}, but was used with context #{this_gpu}"
+    )]
     WrongDevice {
         /// Name of the tensor.
         name: &'static str,

@@ -131,6 +131,8 @@ fn size_class(bytes: u64) -> u64 {
 /// A device buffer on loan from the pool; it goes back when dropped.
 pub(crate) struct PooledBuffer {
     buffer: wgpu::Buffer,
+    /// The id of the [`Gpu`] whose device made it.
+    gpu_id: u64,
     kind: BufferKind,
     class: u64,
     pool: Weak<Mutex<Pool>>,
@@ -322,7 +324,6 @@ struct Inner {
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pipelines_created: AtomicUsize,
     pool: Arc<Mutex<Pool>>,
-    uncaptured: Arc<Mutex<Option<String>>>,
     /// Bound in the slots of absent optional operands, one per binding index (a buffer
     /// may not be bound both read-only and read-write in one dispatch). Never read or
     /// written: the kernel's constants say the operand is absent.
@@ -404,15 +405,11 @@ impl Gpu {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        let uncaptured = Arc::new(Mutex::new(None::<String>));
-        let sink = uncaptured.clone();
-        // The library validates every input itself; anything wgpu still rejects is a bug
-        // that must surface as an `Error`, never as a panic in the user's process.
+        // Every wgpu call of the library runs inside error scopes (`Gpu::scoped`), which
+        // return errors to the call that caused them. wgpu's default handler for errors
+        // outside any scope panics; here such an error (a library bug) is logged.
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(e.to_string());
-            }
+            log::error!("segblocks: wgpu error outside an error scope: {e}");
         }));
         log::info!(
             "segblocks: using {} ({:?}, {:?})",
@@ -442,7 +439,6 @@ impl Gpu {
                 pipelines: Mutex::new(HashMap::new()),
                 pipelines_created: AtomicUsize::new(0),
                 pool: Arc::new(Mutex::new(Pool::default())),
-                uncaptured,
                 unused,
             }),
         })
@@ -505,15 +501,28 @@ impl Gpu {
         pool.stats.pooled_bytes = 0;
     }
 
-    fn take_error(&self) -> Result<()> {
-        let mut slot = self
-            .inner
-            .uncaptured
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match slot.take() {
-            Some(msg) => Err(Error::Gpu(msg)),
-            None => Ok(()),
+    /// Runs `f` inside error scopes of this thread and returns what wgpu reported during
+    /// it as an [`Error::Gpu`]. wgpu's scopes belong to the calling thread, so an error
+    /// is reported to the call that caused it, never to another thread using the same
+    /// `Gpu`.
+    pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let device = &self.inner.device;
+        let scopes = [
+            device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+            device.push_error_scope(wgpu::ErrorFilter::Validation),
+            device.push_error_scope(wgpu::ErrorFilter::Internal),
+        ];
+        let value = f();
+        // Innermost first; every scope is popped even when an inner one reported.
+        let mut first = None;
+        for scope in scopes.into_iter().rev() {
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            Some(e) => Err(Error::Gpu(e.to_string())),
+            None => Ok(value),
         }
     }
 
@@ -541,7 +550,7 @@ impl Gpu {
         Ok(())
     }
 
-    fn alloc(&self, kind: BufferKind, bytes: u64) -> Arc<PooledBuffer> {
+    fn alloc(&self, kind: BufferKind, bytes: u64) -> Result<Arc<PooledBuffer>> {
         let class = size_class(bytes);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         let reused = pool.free.get_mut(&(kind, class)).and_then(|v| v.pop());
@@ -552,29 +561,33 @@ impl Gpu {
             }
             None => {
                 pool.stats.buffers_created += 1;
-                self.inner.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size: class,
-                    usage: kind.usages(),
-                    mapped_at_creation: false,
-                })
+                // Out of memory is reported here, to this call.
+                self.scoped(|| {
+                    self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: None,
+                        size: class,
+                        usage: kind.usages(),
+                        mapped_at_creation: false,
+                    })
+                })?
             }
         };
         pool.stats.live_bytes += class;
         pool.stats.peak_live_bytes = pool.stats.peak_live_bytes.max(pool.stats.live_bytes);
-        Arc::new(PooledBuffer {
+        Ok(Arc::new(PooledBuffer {
             buffer,
+            gpu_id: self.inner.id,
             kind,
             class,
             pool: Arc::downgrade(&self.inner.pool),
-        })
+        }))
     }
 
     /// Allocates a storage buffer of `len` f32 values, checking device limits.
     pub(crate) fn alloc_f32(&self, name: &'static str, len: usize) -> Result<Arc<PooledBuffer>> {
         let bytes = (len as u64) * 4;
         self.check_binding_size(name, size_class(bytes))?;
-        Ok(self.alloc(BufferKind::Storage, bytes))
+        self.alloc(BufferKind::Storage, bytes)
     }
 
     /// Uploads f32 data into a new storage buffer.
@@ -591,9 +604,8 @@ impl Gpu {
         let bytes = std::mem::size_of_val(data);
         let buf = self.alloc_f32(name, bytes.div_ceil(4))?;
         if !data.is_empty() {
-            self.inner
-                .queue
-                .write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
+            let queue = &self.inner.queue;
+            self.scoped(|| queue.write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data)))?;
         }
         Ok(buf)
     }
@@ -631,9 +643,8 @@ impl Gpu {
             data.push(v as i32);
         }
         let buf = self.alloc_f32("indices", data.len())?;
-        self.inner
-            .queue
-            .write_buffer(&buf.buffer, 0, bytemuck::cast_slice(&data));
+        let queue = &self.inner.queue;
+        self.scoped(|| queue.write_buffer(&buf.buffer, 0, bytemuck::cast_slice(&data)))?;
         Ok(IndexTensor {
             shape,
             buf,
@@ -706,19 +717,20 @@ impl Gpu {
                             "{file}: unknown shader or constant in {specialize:?}"
                         ))
                     })?;
-                    let m = self
-                        .inner
-                        .device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(file),
-                            source: wgpu::ShaderSource::Wgsl(source.into()),
-                        });
+                    let m = self.scoped(|| {
+                        self.inner
+                            .device
+                            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                                label: Some(file),
+                                source: wgpu::ShaderSource::Wgsl(source.into()),
+                            })
+                    })?;
                     modules.insert((file, specialize), m.clone());
                     m
                 }
             }
         };
-        let pipeline =
+        let pipeline = self.scoped(|| {
             self.inner
                 .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -731,8 +743,8 @@ impl Gpu {
                         zero_initialize_workgroup_memory: false,
                     },
                     cache: None,
-                });
-        self.take_error()?;
+                })
+        })?;
         self.inner.pipelines_created.fetch_add(1, Ordering::Relaxed);
         self.inner
             .pipelines
@@ -903,7 +915,7 @@ impl<'g> Recorder<'g> {
             self.reused += 1;
             return Ok(b.clone());
         }
-        Ok(self.gpu.alloc(BufferKind::Storage, len as u64 * 4))
+        self.gpu.alloc(BufferKind::Storage, len as u64 * 4)
     }
 
     /// An op's output tensor (see [`Recorder::alloc_f32`]).
@@ -958,40 +970,16 @@ impl<'g> Recorder<'g> {
             });
         }
         let buffers = args.resolve(launch.file, launch.bindings)?;
+        // The ops check their operands by name; this keeps any buffer of another device
+        // from reaching wgpu, which would panic.
+        for (b, binding) in buffers.iter().zip(launch.bindings) {
+            if let Some(b) = b {
+                check_owner(b.gpu_id, self.gpu, binding.name)?;
+            }
+        }
         let pipeline = self.gpu.pipeline(launch.file, &launch.constants)?;
         let (gx, gy) = self.gpu.grid(launch.workgroups)?;
-        let mut bytes = launch.uniform.clone();
-        bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
-        let uniform = self.gpu.alloc(BufferKind::Uniform, bytes.len() as u64);
-        self.gpu
-            .inner
-            .queue
-            .write_buffer(&uniform.buffer, 0, &bytes);
-        let unused = &self.gpu.inner.unused;
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &uniform.buffer,
-                offset: 0,
-                size: wgpu::BufferSize::new(bytes.len() as u64),
-            }),
-        }];
-        for (i, b) in buffers.iter().enumerate() {
-            let buffer = b.map_or(&unused[i], |b| &b.buffer);
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: buffer.as_entire_binding(),
-            });
-        }
-        let bind_group = self
-            .gpu
-            .inner
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
+        let (bind_group, uniform) = self.bind(launch, &pipeline, &buffers)?;
         if self.pass.is_none() {
             let pass = self
                 .encoder()
@@ -1014,6 +1002,45 @@ impl<'g> Recorder<'g> {
         Ok(())
     }
 
+    /// Uploads the launch's uniform and binds it with `buffers` (absent optional
+    /// operands bound to the unused buffer of their slot).
+    fn bind(
+        &self,
+        launch: &Launch,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[Option<&Arc<PooledBuffer>>],
+    ) -> Result<(wgpu::BindGroup, Arc<PooledBuffer>)> {
+        let mut bytes = launch.uniform.clone();
+        bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
+        let uniform = self.gpu.alloc(BufferKind::Uniform, bytes.len() as u64)?;
+        let unused = &self.gpu.inner.unused;
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &uniform.buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(bytes.len() as u64),
+            }),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            let buffer = b.map_or(&unused[i], |b| &b.buffer);
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: buffer.as_entire_binding(),
+            });
+        }
+        let inner = &self.gpu.inner;
+        let bind_group = self.gpu.scoped(|| {
+            inner.queue.write_buffer(&uniform.buffer, 0, &bytes);
+            inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })?;
+        Ok((bind_group, uniform))
+    }
+
     /// Records a buffer-to-buffer copy of `bytes` bytes.
     pub(crate) fn copy(
         &mut self,
@@ -1022,14 +1049,17 @@ impl<'g> Recorder<'g> {
         dst: &Arc<PooledBuffer>,
         dst_offset: u64,
         bytes: u64,
-    ) {
+    ) -> Result<()> {
+        check_owner(src.gpu_id, self.gpu, "source")?;
+        check_owner(dst.gpu_id, self.gpu, "destination")?;
         if bytes == 0 {
-            return;
+            return Ok(());
         }
         let encoder = self.encoder();
         encoder.copy_buffer_to_buffer(&src.buffer, src_offset, &dst.buffer, dst_offset, bytes);
         self.hold(src);
         self.hold(dst);
+        Ok(())
     }
 
     /// Records zero-filling a whole buffer.
@@ -1041,10 +1071,10 @@ impl<'g> Recorder<'g> {
 
     fn finish(mut self) -> Result<wgpu::SubmissionIndex> {
         self.pass = None;
-        let cmd = self.encoder.take().map(|e| e.finish());
-        let idx = self.gpu.inner.queue.submit(cmd);
-        self.gpu.take_error()?;
-        Ok(idx)
+        let encoder = self.encoder.take();
+        let queue = &self.gpu.inner.queue;
+        self.gpu
+            .scoped(|| queue.submit(encoder.map(|e| e.finish())))
     }
 
     /// Submits everything recorded in one queue submission, without waiting.
@@ -1062,8 +1092,8 @@ impl<'g> Recorder<'g> {
         for &(src, shape) in srcs {
             let len: usize = shape.iter().product();
             let bytes = (len as u64 * 4).max(4);
-            let staging = self.gpu.alloc(BufferKind::Readback, bytes);
-            self.copy(src, 0, &staging, 0, len as u64 * 4);
+            let staging = self.gpu.alloc(BufferKind::Readback, bytes)?;
+            self.copy(src, 0, &staging, 0, len as u64 * 4)?;
             staged.push((staging, bytes, shape));
         }
         let gpu = self.gpu.clone();
@@ -1085,6 +1115,7 @@ impl<'g> Recorder<'g> {
                     shape,
                     index: index.clone(),
                     rx,
+                    unmapped: false,
                 }
             })
             .collect())
@@ -1151,6 +1182,19 @@ struct PendingRead {
     rx: futures_intrusive::channel::shared::OneshotReceiver<
         std::result::Result<(), wgpu::BufferAsyncError>,
     >,
+    /// Set once the data is read and the staging buffer unmapped.
+    unmapped: bool,
+}
+
+impl Drop for PendingRead {
+    /// A read dropped before it finished (a cancelled `download_async`, a failed map) ends
+    /// its mapping, pending or done, so that its staging buffer returns to the pool ready
+    /// for the next read of its size.
+    fn drop(&mut self) {
+        if !self.unmapped {
+            let _ = self.gpu.scoped(|| self.staging.buffer.unmap());
+        }
+    }
 }
 
 impl PendingRead {
@@ -1183,7 +1227,7 @@ impl PendingRead {
         self.finish().await
     }
 
-    async fn finish<T: bytemuck::Pod>(self) -> Result<Array4<T>> {
+    async fn finish<T: bytemuck::Pod>(mut self) -> Result<Array4<T>> {
         match self.rx.receive().await {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::Readback(e.to_string())),
@@ -1199,8 +1243,8 @@ impl PendingRead {
                 .map_err(|e| Error::Readback(e.to_string()))?;
             bytemuck::cast_slice::<u8, T>(&view)[..len].to_vec()
         };
-        self.staging.buffer.unmap();
-        self.gpu.take_error()?;
+        self.gpu.scoped(|| self.staging.buffer.unmap())?;
+        self.unmapped = true;
         Array4::from_shape_vec(self.shape, data).map_err(|e| Error::Readback(e.to_string()))
     }
 }

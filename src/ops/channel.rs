@@ -200,6 +200,7 @@ impl DenseBuffer {
 
     /// Appends `x`'s channels after those already filled.
     pub fn append(&mut self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<()> {
+        self.buffer.check_gpu(rec.gpu(), "buffer")?;
         x.check_gpu(rec.gpu(), "input")?;
         let (s, b) = (x.shape(), self.buffer.shape());
         if (s[0], s[2], s[3]) != (b[0], b[2], b[3]) {
@@ -223,6 +224,7 @@ impl DenseBuffer {
 
     /// The filled channels as a tensor `[N, channels(), H, W]`.
     pub fn features(&self, rec: &mut Recorder<'_>) -> Result<Tensor> {
+        self.buffer.check_gpu(rec.gpu(), "buffer")?;
         let b = self.buffer.shape();
         let shape = [b[0], self.filled, b[2], b[3]];
         if b[0] == 1 || self.filled == b[1] {

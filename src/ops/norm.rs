@@ -892,15 +892,15 @@ impl BatchNorm2d {
         let c = self.params.num_features;
         // A private copy: the backward sums go into its upper half.
         let stats = rec.alloc_f32("stats", 4 * c)?;
-        rec.copy(&saved.stats, 0, &stats, 0, 8 * c as u64);
+        rec.copy(&saved.stats, 0, &stats, 0, 8 * c as u64)?;
         let seg = Segments::per_channel(x.shape());
         let eps = self.params.eps;
         record_segment_stats(rec, seg, (x, Some(dy)), &stats, None, eps)?;
         let grad_input = self.record_grad_input(rec, x, dy, &stats, seg.elements())?;
         let grad_bias = rec.empty("grad_bias", [1, c, 1, 1])?;
         let grad_weight = rec.empty("grad_weight", [1, c, 1, 1])?;
-        rec.copy(&stats, 8 * c as u64, grad_bias.pooled(), 0, 4 * c as u64);
-        rec.copy(&stats, 12 * c as u64, grad_weight.pooled(), 0, 4 * c as u64);
+        rec.copy(&stats, 8 * c as u64, grad_bias.pooled(), 0, 4 * c as u64)?;
+        rec.copy(&stats, 12 * c as u64, grad_weight.pooled(), 0, 4 * c as u64)?;
         Ok(BatchNormGrads {
             grad_input,
             grad_weight,
@@ -919,16 +919,13 @@ impl BatchNorm2d {
         dy.check_gpu(rec.gpu(), "grad_output")?;
         let s = x.shape();
         super::same_shape("grad_output", s, dy.shape())?;
-        fail_if(
-            saved.shape != s || saved.gpu_id != rec.gpu().id(),
-            "saved",
-            || {
-                format!(
-                    "statistics of an input of shape {:?} cannot serve an input of shape {s:?}",
-                    saved.shape
-                )
-            },
-        )
+        check_owner(saved.gpu_id, rec.gpu(), "saved")?;
+        fail_if(saved.shape != s, "saved", || {
+            format!(
+                "statistics of an input of shape {:?} cannot serve an input of shape {s:?}",
+                saved.shape
+            )
+        })
     }
 
     /// dx from the saved statistics and the per-channel sums of dy and dy·x̂.
@@ -983,7 +980,7 @@ impl BatchNorm2d {
         let c = self.params.num_features;
         let mut rec = self.gpu.recorder();
         let tmp = rec.empty("running_mean", [1, 1, c, 2])?;
-        rec.copy(&self.running, 0, tmp.pooled(), 0, 8 * c as u64);
+        rec.copy(&self.running, 0, tmp.pooled(), 0, 8 * c as u64)?;
         let both = rec.download(&tmp)?;
         let mean = Array1::from_iter((0..c).map(|i| both[[0, 0, i, 0]]));
         let var = Array1::from_iter((0..c).map(|i| both[[0, 0, i, 1]]));

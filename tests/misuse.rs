@@ -1,0 +1,207 @@
+//! Misuse, tried as a hostile user would: layers and tensors of one `Gpu` used with
+//! another's recorder, and (below) errors that must stay with the call that caused them.
+
+mod common;
+
+use common::*;
+use ndarray::{Array1, Array4};
+use segblocks::blocks::{Bottleneck, BottleneckConfig, InvertedResidual, InvertedResidualConfig};
+use segblocks::ops::attention::{
+    Cbam, CbamParams, Eca, EcaParams, SqueezeExcitation, SqueezeExcitationParams,
+};
+use segblocks::ops::channel::{ChannelPoolOrder, DenseBuffer};
+use segblocks::ops::conv::{
+    Conv2d, Conv2dParams, DepthwiseSeparableConv2d, DepthwiseSeparableParams,
+};
+use segblocks::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
+use segblocks::ops::norm::{
+    BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams, InstanceNorm2d,
+    InstanceNorm2dParams, LayerNorm, LayerNormParams,
+};
+use segblocks::ops::pool::{self, MaxPool2dParams};
+use segblocks::{Error, Gpu, Recorder, StateDict, Tensor};
+
+/// Asserts a `WrongDevice` error.
+fn wrong_device<T: std::fmt::Debug>(result: segblocks::Result<T>, what: &str) {
+    assert!(
+        matches!(result, Err(Error::WrongDevice { .. })),
+        "{what}: {result:?}"
+    );
+}
+
+/// Every layer type built on one `Gpu` and recorded into another's recorder (with that
+/// recorder's own input) returns `WrongDevice`: no panic inside wgpu.
+#[test]
+fn every_layer_refuses_another_devices_recorder() {
+    let a = gpu();
+    let b = Gpu::new().unwrap();
+    let c = 8;
+    let x = b.upload(Array4::zeros([1, c, 8, 8]).view()).unwrap();
+    let w = |shape: [usize; 4]| Array4::<f32>::zeros(shape);
+    let ones = Array1::<f32>::ones(c);
+    let check = |what: &str, f: &dyn Fn(&mut Recorder<'_>, &Tensor) -> segblocks::Result<()>| {
+        let mut rec = b.recorder();
+        wrong_device(f(&mut rec, &x), what);
+    };
+
+    let p = Conv2dParams::new(c, c, 3).padding(1);
+    let conv = Conv2d::new(a, p, w(p.weight_shape()).view(), Some(ones.view())).unwrap();
+    check("conv", &|rec, x| conv.forward(rec, x).map(drop));
+    let p = ConvTranspose2dParams::new(c, c, 2).stride(2);
+    let tconv = ConvTranspose2d::new(a, p, w(p.weight_shape()).view(), Some(ones.view())).unwrap();
+    check("transposed conv", &|rec, x| tconv.forward(rec, x).map(drop));
+    let p = DepthwiseSeparableParams::new(c, c, 3, 1).bias(false);
+    let dw = w(p.depthwise.weight_shape());
+    let pw = w(p.pointwise.weight_shape());
+    let sep = DepthwiseSeparableConv2d::new(a, p, dw.view(), None, pw.view(), None).unwrap();
+    check("separable conv", &|rec, x| sep.forward(rec, x).map(drop));
+
+    let bn = BatchNorm2d::new(a, BatchNorm2dParams::new(c), None, None).unwrap();
+    check("batch norm eval", &|rec, x| {
+        bn.forward_eval(rec, x).map(drop)
+    });
+    check("batch norm train", &|rec, x| {
+        bn.forward_train(rec, x).map(drop)
+    });
+    let bn_b = BatchNorm2d::new(&b, BatchNorm2dParams::new(c), None, None).unwrap();
+    let xa = a.upload(Array4::zeros([1, c, 8, 8]).view()).unwrap();
+    let mut rec_a = a.recorder();
+    let (_, saved_a) = bn.forward_train(&mut rec_a, &xa).unwrap();
+    check(
+        "batch norm backward with another device's statistics",
+        &|rec, x| bn_b.backward(rec, x, x, &saved_a).map(drop),
+    );
+    let gn = GroupNorm::new(a, GroupNormParams::new(2, c), None, None).unwrap();
+    check("group norm", &|rec, x| gn.forward(rec, x).map(drop));
+    let ln = LayerNorm::new(a, LayerNormParams::new([c, 8, 8]), None, None).unwrap();
+    check("layer norm", &|rec, x| ln.forward(rec, x).map(drop));
+    let inorm = InstanceNorm2d::new(a, InstanceNorm2dParams::new(c), None, None).unwrap();
+    check("instance norm", &|rec, x| inorm.forward(rec, x).map(drop));
+
+    let p = SqueezeExcitationParams::new(c, 2);
+    let (w1, w2) = (w([2, c, 1, 1]), w([c, 2, 1, 1]));
+    let b1 = Array1::zeros(2);
+    let se = SqueezeExcitation::new(a, p, w1.view(), b1.view(), w2.view(), ones.view()).unwrap();
+    check("squeeze-excitation", &|rec, x| se.forward(rec, x).map(drop));
+    check("excitation of a sum", &|rec, x| {
+        se.excitation_of_sum(rec, x, x).map(drop)
+    });
+    let p = EcaParams::new(c);
+    let eca = Eca::new(a, p, Array1::zeros(p.kernel_size).view()).unwrap();
+    check("ECA", &|rec, x| eca.forward(rec, x).map(drop));
+    let mut p = CbamParams::new(c, ChannelPoolOrder::MeanMax);
+    p.reduction_ratio = 4;
+    p.mlp_bias = false;
+    let [m1, m2] = p.mlp();
+    let (m1, m2, sp) = (
+        w(m1.weight_shape()),
+        w(m2.weight_shape()),
+        w(p.spatial().weight_shape()),
+    );
+    let cbam = Cbam::new(a, p, (m1.view(), None), (m2.view(), None), sp.view(), None).unwrap();
+    check("CBAM", &|rec, x| cbam.forward(rec, x).map(drop));
+
+    let sd = StateDict::synthetic();
+    let bottleneck = Bottleneck::load(a, BottleneckConfig::new(c, 2), &sd, "").unwrap();
+    check("bottleneck", &|rec, x| bottleneck.forward(rec, x).map(drop));
+    let cfg = InvertedResidualConfig {
+        inp: c,
+        oup: c,
+        stride: 1,
+        expand_ratio: 6.0,
+    };
+    let ir = InvertedResidual::load(a, cfg, &sd, "").unwrap();
+    check("inverted residual", &|rec, x| ir.forward(rec, x).map(drop));
+
+    // A dense buffer of one device, appended to through another's recorder.
+    let mut dense = DenseBuffer::new(&mut rec_a, &xa, 2 * c).unwrap();
+    let mut rec = b.recorder();
+    wrong_device(dense.append(&mut rec, &x), "dense buffer append");
+    wrong_device(dense.features(&mut rec), "dense buffer features");
+
+    // Tensors of one device given to another's recorder, and downloads.
+    let mut rec = b.recorder();
+    wrong_device(
+        pool::max_pool2d(&mut rec, &MaxPool2dParams::new(2), &xa),
+        "max pool",
+    );
+    wrong_device(b.download(&xa), "download");
+    wrong_device(b.recorder().download(&xa), "recorder download");
+}
+
+/// wgpu errors belong to the call that caused them: while one thread provokes validation
+/// errors on the shared device (through the raw `wgpu::Device`), every call of another
+/// thread succeeds with the right numbers.
+#[test]
+fn a_gpu_error_stays_in_its_thread() {
+    let gpu = gpu();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut r = rng(21);
+    let p = Conv2dParams::new(4, 4, 3).padding(1);
+    let w = random4(&mut r, p.weight_shape());
+    let b = random1(&mut r, 4);
+    let x = random4(&mut r, [1, 4, 9, 9]);
+    let want = segblocks::reference::conv::conv2d(&p, x.view(), w.view(), Some(b.view())).unwrap();
+    let conv = Conv2d::new(gpu, p, w.view(), Some(b.view())).unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // A mappable storage buffer is invalid without a native-only feature.
+            let invalid = || {
+                gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("invalid on purpose"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            };
+            let scope = gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
+            invalid();
+            assert!(
+                pollster::block_on(scope.pop()).is_some(),
+                "no error provoked"
+            );
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                invalid();
+            }
+        });
+        for i in 0..40 {
+            let mut rec = gpu.recorder();
+            let y = conv
+                .forward(&mut rec, &xt)
+                .unwrap_or_else(|e| panic!("call {i}: {e}"));
+            let got = rec
+                .download(&y)
+                .unwrap_or_else(|e| panic!("download {i}: {e}"));
+            let err = (&got - &want).mapv(f32::abs).fold(0f32, |m, &v| m.max(v));
+            assert!(err < 1e-4, "call {i}: error {err}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
+
+/// A `download_async` future dropped after its readback was mapped (a cancelled task)
+/// leaves the readback pool usable: later downloads of the same size succeed.
+#[test]
+fn a_cancelled_download_leaves_the_readback_pool_usable() {
+    use std::future::Future;
+    let gpu = gpu();
+    let x = random4(&mut rng(22), [1, 3, 5, 7]);
+    let t = gpu.upload(x.view()).unwrap();
+    for _ in 0..3 {
+        let rec = gpu.recorder();
+        let mut fut = Box::pin(rec.download_async(&t));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = fut.as_mut().poll(&mut cx);
+        // Let the copy finish and the mapping complete, then cancel.
+        gpu.device()
+            .poll(wgpu::PollType::wait_indefinitely())
+            .unwrap();
+        drop(fut);
+        assert_eq!(gpu.download(&t).unwrap(), x);
+        assert_eq!(
+            pollster::block_on(gpu.recorder().download_async(&t)).unwrap(),
+            x
+        );
+    }
+}
