@@ -72,6 +72,18 @@ pub enum Error {
         /// The limit that applies (a wgpu limit's name, or [`LOOP_BUDGET`](crate::LOOP_BUDGET)).
         limit_name: &'static str,
     },
+    /// A tensor was read outside the recording that produces it before that recording
+    /// was submitted (or after it was dropped unsubmitted): its data does not exist yet.
+    #[error(
+        "`{name}` is the output of a recording that {}",
+        if *dropped { "was dropped without being submitted" } else { "has not been submitted yet: submit it first" }
+    )]
+    NotSubmitted {
+        /// Name of the tensor.
+        name: &'static str,
+        /// Whether that recording was dropped (rather than not yet submitted).
+        dropped: bool,
+    },
     /// wgpu reported an error that the library's own validation did not catch (a bug).
     #[error("GPU error (please report this as a segblocks bug): {0}")]
     Gpu(String),

@@ -5,7 +5,7 @@
 //! ([`Tensor`]) are NCHW `f32` buffers that return to the pool when the last handle drops.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use ndarray::{Array4, ArrayView4};
@@ -122,10 +122,29 @@ struct Pool {
 /// Rounds a request up to a size class: multiples of 256 bytes, then eight classes per
 /// power of two, so reuse wastes at most 12.5% while shapes that differ slightly share buffers.
 fn size_class(bytes: u64) -> u64 {
-    let n = bytes.max(256).div_ceil(256) * 256;
+    let n = bytes.max(256).div_ceil(256).saturating_mul(256);
     let bits = 64 - (n - 1).leading_zeros();
     let step = 1u64 << bits.saturating_sub(4).max(8);
-    n.div_ceil(step) * step
+    n.div_ceil(step).saturating_mul(step)
+}
+
+/// What became of a recording: the buffers it allocated hold data only once it has been
+/// submitted.
+#[derive(Debug, Default)]
+pub(crate) struct RecordingState(AtomicU8);
+
+impl RecordingState {
+    const RECORDING: u8 = 0;
+    const SUBMITTED: u8 = 1;
+    const DROPPED: u8 = 2;
+
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, state: u8) {
+        self.0.store(state, Ordering::Release);
+    }
 }
 
 /// A device buffer on loan from the pool; it goes back when dropped.
@@ -133,6 +152,9 @@ pub(crate) struct PooledBuffer {
     buffer: wgpu::Buffer,
     /// The id of the [`Gpu`] whose device made it.
     gpu_id: u64,
+    /// The recording whose ops fill it (an op output), or none (uploaded data, a layer's
+    /// state): until that recording is submitted nothing else may read it.
+    writer: Mutex<Option<Arc<RecordingState>>>,
     kind: BufferKind,
     class: u64,
     pool: Weak<Mutex<Pool>>,
@@ -577,6 +599,7 @@ impl Gpu {
         Ok(Arc::new(PooledBuffer {
             buffer,
             gpu_id: self.inner.id,
+            writer: Mutex::new(None),
             kind,
             class,
             pool: Arc::downgrade(&self.inner.pool),
@@ -585,7 +608,7 @@ impl Gpu {
 
     /// Allocates a storage buffer of `len` f32 values, checking device limits.
     pub(crate) fn alloc_f32(&self, name: &'static str, len: usize) -> Result<Arc<PooledBuffer>> {
-        let bytes = (len as u64) * 4;
+        let bytes = (len as u64).saturating_mul(4);
         self.check_binding_size(name, size_class(bytes))?;
         self.alloc(BufferKind::Storage, bytes)
     }
@@ -663,6 +686,8 @@ impl Gpu {
     pub fn recorder(&self) -> Recorder<'_> {
         Recorder {
             gpu: self,
+            state: Arc::default(),
+            on_submit: Vec::new(),
             encoder: None,
             pass: None,
             held: HashMap::new(),
@@ -844,8 +869,25 @@ pub(crate) fn check_dims(name: &'static str, shape: &[usize; 4]) -> Result<()> {
             reason: format!("shape {shape:?} has a zero-sized dimension"),
         });
     }
-    Ok(())
+    let elements = shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(u64::try_from(d).ok()?));
+    match elements {
+        Some(n) if n <= MAX_ELEMENTS => Ok(()),
+        n => Err(Error::TooLarge {
+            name,
+            amount: n.unwrap_or(u64::MAX),
+            unit: "elements",
+            limit: MAX_ELEMENTS,
+            limit_name: "MAX_ELEMENTS",
+        }),
+    }
 }
+
+/// The most elements a tensor may have: the shaders index with 32-bit integers. (Device
+/// limits on buffer sizes usually refuse smaller tensors first, with
+/// [`Error::TooLarge`] in bytes.)
+pub const MAX_ELEMENTS: u64 = u32::MAX as u64;
 
 /// Records ops into one command encoder and one compute pass; nothing reaches the GPU
 /// until [`Recorder::submit`] or one of the download methods.
@@ -859,12 +901,27 @@ pub(crate) fn check_dims(name: &'static str, shape: &[usize; 4]) -> Result<()> {
 /// land before the whole submission) only ever go to fresh buffers from the pool.
 pub struct Recorder<'g> {
     gpu: &'g Gpu,
+    state: Arc<RecordingState>,
+    /// Called with `true` once the recording is submitted, `false` if it is dropped or
+    /// fails to submit: state that ops change only if their work runs (batch norm's count
+    /// of tracked batches).
+    on_submit: Vec<Box<dyn FnOnce(bool) + Send>>,
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
     /// Every buffer the recording uses, by address.
     held: HashMap<usize, Arc<PooledBuffer>>,
     reused: usize,
     dispatches: usize,
+}
+
+impl Drop for Recorder<'_> {
+    /// A recording dropped without being submitted: its outputs never get data, and
+    /// reading them elsewhere is an error ([`Error::NotSubmitted`]).
+    fn drop(&mut self) {
+        if self.state.get() == RecordingState::RECORDING {
+            self.settle(false);
+        }
+    }
 }
 
 impl<'g> Recorder<'g> {
@@ -900,7 +957,7 @@ impl<'g> Recorder<'g> {
         name: &'static str,
         len: usize,
     ) -> Result<Arc<PooledBuffer>> {
-        let class = size_class(len as u64 * 4);
+        let class = size_class((len as u64).saturating_mul(4));
         self.gpu.check_binding_size(name, class)?;
         let dead = self
             .held
@@ -911,11 +968,50 @@ impl<'g> Recorder<'g> {
                     && Arc::strong_count(b) == 1
             })
             .min_by_key(|b| b.class);
-        if let Some(b) = dead {
-            self.reused += 1;
-            return Ok(b.clone());
+        let buf = match dead {
+            Some(b) => {
+                self.reused += 1;
+                b.clone()
+            }
+            None => self.gpu.alloc(BufferKind::Storage, len as u64 * 4)?,
+        };
+        *buf.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.state.clone());
+        Ok(buf)
+    }
+
+    /// Refuses to read `buf` in this recording when another recording fills it and has
+    /// not been submitted: its data would be stale (or, if that recording is submitted
+    /// later, the reads would run before the writes).
+    fn check_written(&self, buf: &PooledBuffer, name: &'static str) -> Result<()> {
+        let writer = buf.writer.lock().unwrap_or_else(|e| e.into_inner());
+        match writer.as_ref() {
+            Some(w) if !Arc::ptr_eq(w, &self.state) && w.get() != RecordingState::SUBMITTED => {
+                Err(Error::NotSubmitted {
+                    name,
+                    dropped: w.get() == RecordingState::DROPPED,
+                })
+            }
+            _ => Ok(()),
         }
-        self.gpu.alloc(BufferKind::Storage, len as u64 * 4)
+    }
+
+    /// Runs `hook(true)` once this recording is submitted, `hook(false)` if it is dropped
+    /// unsubmitted or its submission fails.
+    pub(crate) fn on_submit(&mut self, hook: impl FnOnce(bool) + Send + 'static) {
+        self.on_submit.push(Box::new(hook));
+    }
+
+    /// Marks the recording submitted (or abandoned) and runs the hooks.
+    fn settle(&mut self, submitted: bool) {
+        let state = if submitted {
+            RecordingState::SUBMITTED
+        } else {
+            RecordingState::DROPPED
+        };
+        self.state.set(state);
+        for hook in self.on_submit.drain(..) {
+            hook(submitted);
+        }
     }
 
     /// An op's output tensor (see [`Recorder::alloc_f32`]).
@@ -975,6 +1071,7 @@ impl<'g> Recorder<'g> {
         for (b, binding) in buffers.iter().zip(launch.bindings) {
             if let Some(b) = b {
                 check_owner(b.gpu_id, self.gpu, binding.name)?;
+                self.check_written(b, binding.name)?;
             }
         }
         let pipeline = self.gpu.pipeline(launch.file, &launch.constants)?;
@@ -1052,6 +1149,7 @@ impl<'g> Recorder<'g> {
     ) -> Result<()> {
         check_owner(src.gpu_id, self.gpu, "source")?;
         check_owner(dst.gpu_id, self.gpu, "destination")?;
+        self.check_written(src, "source")?;
         if bytes == 0 {
             return Ok(());
         }
@@ -1073,8 +1171,11 @@ impl<'g> Recorder<'g> {
         self.pass = None;
         let encoder = self.encoder.take();
         let queue = &self.gpu.inner.queue;
-        self.gpu
-            .scoped(|| queue.submit(encoder.map(|e| e.finish())))
+        let index = self
+            .gpu
+            .scoped(|| queue.submit(encoder.map(|e| e.finish())));
+        self.settle(index.is_ok());
+        index
     }
 
     /// Submits everything recorded in one queue submission, without waiting.
@@ -1258,6 +1359,8 @@ mod tests {
         assert_eq!(size_class(1), 256);
         assert_eq!(size_class(256), 256);
         assert_eq!(size_class(257), 512);
+        // Saturates instead of overflowing: a size past every limit stays past it.
+        assert!(size_class(u64::MAX) > u64::MAX / 2);
         for n in [1000u64, 4097, 100_000, 12_845_056, 1 << 30] {
             let c = size_class(n);
             assert!(

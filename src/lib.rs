@@ -41,7 +41,9 @@ pub mod shaders;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use gpu::{DeviceCaps, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor};
+pub use gpu::{
+    DeviceCaps, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor, MAX_ELEMENTS,
+};
 pub use launch::LOOP_BUDGET;
 pub use ops::{Activation, Cost};
 pub use weights::StateDict;

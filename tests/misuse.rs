@@ -205,3 +205,184 @@ fn a_cancelled_download_leaves_the_readback_pool_usable() {
         );
     }
 }
+
+/// Extreme values are typed errors before any host work, in debug builds (overflow
+/// checks) as in release builds: no panic, no huge allocation, no spin, no shape that
+/// wrapped around.
+#[test]
+fn extreme_values_are_typed_errors() {
+    use segblocks::ops::pool::{AvgPool2dParams, MaxPool2dParams};
+    use segblocks::ops::upsample::{upsample, UpsampleParams};
+    let gpu = gpu();
+    let x = gpu.upload(Array4::zeros([1, 1, 4, 4]).view()).unwrap();
+    let start = std::time::Instant::now();
+    for (what, params) in [
+        ("scale 1e300", UpsampleParams::nearest().scale_factor(1e300)),
+        ("scale 1e9", UpsampleParams::nearest().scale_factor(1e9)),
+        (
+            "size 2^33",
+            UpsampleParams::bilinear(false).size((1 << 33, 3)),
+        ),
+        ("size 2^40", UpsampleParams::nearest().size((1 << 40, 4))),
+        ("bed of nails 2^31", UpsampleParams::bed_of_nails(1 << 31)),
+        ("bed of nails 2^62", UpsampleParams::bed_of_nails(1 << 62)),
+    ] {
+        let r = params.output_shape([1, 1, 4, 4]);
+        assert!(r.is_err(), "{what}: {r:?}");
+        let mut rec = gpu.recorder();
+        let r = upsample(&mut rec, &params, &x);
+        assert!(r.is_err(), "{what}: {r:?}");
+    }
+    // A valid but very long output is refused by the device limits, without first
+    // checking a billion source indices or building a billion-entry table.
+    for params in [
+        UpsampleParams::nearest().size((1 << 30, 4)),
+        UpsampleParams::bilinear(false).size((4, 1 << 30)),
+    ] {
+        let mut rec = gpu.recorder();
+        let r = upsample(&mut rec, &params, &x);
+        assert!(
+            matches!(r, Err(Error::TooLarge { .. })),
+            "{params:?}: {r:?}"
+        );
+    }
+    assert!(x.reshape([(1 << 62) + 1, 4, 1, 1]).is_err());
+    assert!(x.reshape([usize::MAX, usize::MAX, 2, 2]).is_err());
+    let depthwise = Conv2dParams::depthwise(1, 1, 3).padding(1_073_741_823);
+    assert!(depthwise.output_shape([1, 1, 4, 4]).is_err());
+    for p in [
+        MaxPool2dParams::new(7)
+            .stride(2)
+            .padding(usize::MAX)
+            .dilation(2),
+        MaxPool2dParams::new(1 << 32),
+        MaxPool2dParams::new(2).stride(1 << 32),
+        MaxPool2dParams::new(usize::MAX).dilation(usize::MAX),
+    ] {
+        assert!(p.output_shape([1, 1, 4, 4]).is_err(), "{p:?}");
+    }
+    for p in [
+        AvgPool2dParams::new(2).divisor_override(Some(1 << 32)),
+        AvgPool2dParams::new(1 << 32),
+        AvgPool2dParams::new(2).padding(usize::MAX),
+    ] {
+        assert!(
+            matches!(
+                p.output_shape([1, 1, 4, 4]),
+                Err(Error::InvalidParam { .. })
+            ),
+            "{p:?}"
+        );
+    }
+    for p in [
+        Conv2dParams::new(1, 1, 1 << 32),
+        Conv2dParams::new(1, 1, 3).stride(1 << 32),
+        Conv2dParams::new(1, 1, 3).dilation(usize::MAX),
+    ] {
+        assert!(
+            matches!(
+                p.output_shape([1, 1, 4, 4]),
+                Err(Error::InvalidParam { .. })
+            ),
+            "{p:?}"
+        );
+    }
+    // Channel counts whose weights could not be indexed: refused before anything is made
+    // up or allocated, also when loading.
+    let sd = StateDict::synthetic();
+    for p in [
+        Conv2dParams::new(usize::MAX, 1, 1),
+        Conv2dParams::new(1, usize::MAX, 1),
+        Conv2dParams::new(1 << 20, 1 << 20, 3),
+    ] {
+        assert!(p.validate().is_err(), "{p:?}");
+        assert!(Conv2d::load(gpu, p, &sd, "").is_err(), "{p:?}");
+    }
+    let p = ConvTranspose2dParams::new(1 << 20, 1 << 20, 3);
+    assert!(ConvTranspose2d::load(gpu, p, &sd, "").is_err(), "{p:?}");
+    let p = ConvTranspose2dParams::new(1, 1, 3)
+        .stride(1 << 20)
+        .output_padding(1 << 19);
+    assert!(p.output_shape([1, 1, 1 << 10, 1 << 10]).is_err(), "{p:?}");
+    assert!(
+        start.elapsed().as_secs() < 5,
+        "extreme values took {:?}",
+        start.elapsed()
+    );
+}
+
+/// A tensor holds data only once the recording that produces it is submitted: reading it
+/// elsewhere before that (or after the recording was dropped) is a typed error, never
+/// another tensor's stale values, and a recording cannot consume it ahead of its producer.
+#[test]
+fn tensors_of_unsubmitted_recordings_cannot_be_read() {
+    let gpu = gpu();
+    let x = random4(&mut rng(23), [1, 2, 4, 4]);
+    let xt = gpu.upload(x.view()).unwrap();
+    let relu = |rec: &mut Recorder<'_>| {
+        segblocks::ops::channel::activation(rec, &xt, segblocks::Activation::Relu).unwrap()
+    };
+    let not_submitted = |r: segblocks::Result<Array4<f32>>, dropped: bool| {
+        assert!(
+            matches!(r, Err(Error::NotSubmitted { dropped: d, .. }) if d == dropped),
+            "{r:?}"
+        )
+    };
+    // Dropped unsubmitted.
+    let mut rec = gpu.recorder();
+    let y = relu(&mut rec);
+    drop(rec);
+    not_submitted(gpu.download(&y), true);
+    // Not submitted yet: a download, and another recording reading it, are refused; once
+    // submitted, both work.
+    let mut producer = gpu.recorder();
+    let y = relu(&mut producer);
+    not_submitted(gpu.download(&y), false);
+    let mut consumer = gpu.recorder();
+    let r = segblocks::ops::channel::activation(&mut consumer, &y, segblocks::Activation::Relu);
+    assert!(
+        matches!(r, Err(Error::NotSubmitted { dropped: false, .. })),
+        "{r:?}"
+    );
+    producer.submit().unwrap();
+    assert_eq!(gpu.download(&y).unwrap(), x.mapv(|v| v.max(0.0)));
+    let mut consumer = gpu.recorder();
+    let z = segblocks::ops::channel::activation(&mut consumer, &y, segblocks::Activation::Relu);
+    assert_eq!(
+        consumer.download(&z.unwrap()).unwrap(),
+        x.mapv(|v| v.max(0.0))
+    );
+}
+
+/// A training step whose recording is dropped changes nothing: neither the running
+/// statistics nor the count of tracked batches (with `momentum=None` the next step is
+/// then the first of the cumulative average, as in PyTorch).
+#[test]
+fn a_dropped_training_step_changes_no_running_statistics() {
+    let gpu = gpu();
+    let params = BatchNorm2dParams::new(2).momentum(None);
+    let bn = BatchNorm2d::new(gpu, params, None, None).unwrap();
+    let mut r = rng(24);
+    let (a, b) = (
+        random4(&mut r, [2, 2, 3, 3]),
+        random4(&mut r, [2, 2, 3, 3]).mapv(|v| v + 2.0),
+    );
+    let mut rec = gpu.recorder();
+    bn.forward_train(&mut rec, &gpu.upload(a.view()).unwrap())
+        .unwrap();
+    drop(rec);
+    assert_eq!(bn.num_batches_tracked(), 0);
+    let (mean, var) = bn.running_stats().unwrap();
+    assert_eq!((mean.to_vec(), var.to_vec()), (vec![0.0; 2], vec![1.0; 2]));
+    let mut rec = gpu.recorder();
+    bn.forward_train(&mut rec, &gpu.upload(b.view()).unwrap())
+        .unwrap();
+    rec.submit().unwrap();
+    assert_eq!(bn.num_batches_tracked(), 1);
+    // The first step of a cumulative average takes the batch's statistics whole.
+    let (mean, _) = bn.running_stats().unwrap();
+    for c in 0..2 {
+        let want = b.slice(ndarray::s![.., c, .., ..]).mean().unwrap();
+        assert!((mean[c] - want).abs() < 1e-5, "{mean} vs {want}");
+    }
+}

@@ -326,6 +326,47 @@ fn pooling_past_one_invocations_loop_budget() {
     }
 }
 
+/// In ceil mode PyTorch keeps a last window that starts inside the input even when the
+/// (dilated) window is longer than the padded input; the shapes below are torch 2.15's.
+#[test]
+fn ceil_mode_keeps_windows_that_start_inside_the_input() {
+    let gpu = gpu();
+    let mut r = rng(10);
+    let p = MaxPool2dParams::new(2).dilation(2).ceil_mode(true);
+    assert_eq!(p.output_shape([1, 1, 4, 2]).unwrap(), [1, 1, 2, 1]);
+    check_pool(p, &random4(&mut r, [1, 1, 4, 2]));
+    check_pool(p.stride(3), &random4(&mut r, [2, 3, 5, 3]));
+    let a = AvgPool2dParams::new(2).ceil_mode(true);
+    assert_eq!(a.output_shape([2, 12, 1, 8]).unwrap(), [2, 12, 1, 4]);
+    for (a, shape) in [
+        (a, [2, 12, 1, 8]),
+        (a.count_include_pad(false), [1, 2, 1, 5]),
+        (
+            AvgPool2dParams::new(3).stride(2).ceil_mode(true),
+            [1, 1, 2, 6],
+        ),
+    ] {
+        let x = random4(&mut r, shape);
+        let want = reference::pool::avg_pool2d(&a, x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y =
+            segblocks::ops::pool::avg_pool2d(&mut rec, &a, &gpu.upload(x.view()).unwrap()).unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-6 * (1.0 + v.abs()));
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            &format!("{a:?} {shape:?}"),
+        );
+    }
+    // Without ceil mode the same window leaves no output: a typed error, as in PyTorch.
+    assert!(MaxPool2dParams::new(2)
+        .dilation(2)
+        .output_shape([1, 1, 4, 2])
+        .is_err());
+}
+
 fn expect_param(result: segblocks::Result<impl std::fmt::Debug>, name: &str) {
     match result {
         Err(Error::InvalidParam { name: n, reason }) => assert_eq!(n, name, "{reason}"),

@@ -14,7 +14,7 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
 use super::{pair_setters, setters, Activation, Cost, IntoPair, Window, WINDOW_MAX};
 use crate::error::{fail_if, invalid, Error, Result};
-use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::gpu::{check_dims, check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
     loop_nest, loop_tree, read, read_opt, uniform, write, Args, Binding, Constants, Kernel,
     KernelInfo, Launch, Specialize, Trip,
@@ -245,7 +245,7 @@ impl Conv2dParams {
                 )
             },
         )?;
-        Ok(())
+        check_dims("weight", &self.weight_shape())
     }
 
     /// Validates the parameters against an input shape `[N, C, H, W]` and returns the
@@ -266,7 +266,9 @@ impl Conv2dParams {
             );
             conv_out_len("kernel_size", input[2 + a], k, s, before + after, d)
         })?;
-        Ok([input[0], self.out_channels, oh, ow])
+        let out = [input[0], self.out_channels, oh, ow];
+        check_dims("output", &out)?;
+        Ok(out)
     }
 
     /// Parameters, MACs and bytes of this convolution on `input`.

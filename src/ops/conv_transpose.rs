@@ -15,7 +15,7 @@ use super::conv::{
 };
 use super::{pair_setters, setters, Activation, Cost, IntoPair, Window};
 use crate::error::{fail_if, Result};
-use crate::gpu::{check_owner, DeviceCaps, Gpu, Recorder, Tensor};
+use crate::gpu::{check_dims, check_owner, DeviceCaps, Gpu, Recorder, Tensor};
 use crate::launch::{
     loop_nest, loop_tree, read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo,
     Launch, Specialize, Trip,
@@ -202,7 +202,7 @@ impl ConvTranspose2dParams {
                 format!("{op} ({axis}) must be smaller than either stride ({s}) or dilation ({d})")
             })?;
         }
-        Ok(())
+        check_dims("weight", &self.weight_shape())
     }
 
     /// Validates against an input shape `[N, C, H, W]`; returns `[N, C_out, H_out, W_out]`.
@@ -227,7 +227,9 @@ impl ConvTranspose2dParams {
             })?;
             Ok(full - 2 * p)
         })?;
-        Ok([input[0], self.out_channels, oh, ow])
+        let out = [input[0], self.out_channels, oh, ow];
+        check_dims("output", &out)?;
+        Ok(out)
     }
 
     /// Parameters, MACs (every input pixel times every weight of its group) and bytes.

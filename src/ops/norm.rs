@@ -696,7 +696,8 @@ pub struct BatchNorm2d {
     affine: Affine,
     /// `[C][mean, var]`.
     running: Arc<PooledBuffer>,
-    num_batches_tracked: AtomicU64,
+    /// Batches of submitted training steps, and of recorded ones not yet submitted.
+    batches: Arc<[AtomicU64; 2]>,
 }
 
 impl std::fmt::Debug for BatchNorm2d {
@@ -726,7 +727,7 @@ impl BatchNorm2d {
             params,
             affine: Affine::upload(gpu, &gamma, &beta)?,
             running: gpu.upload_f32("running_mean", &running)?,
-            num_batches_tracked: AtomicU64::new(0),
+            batches: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
         })
     }
 
@@ -781,7 +782,7 @@ impl BatchNorm2d {
 
     /// How many training batches have updated the running statistics.
     pub fn num_batches_tracked(&self) -> u64 {
-        self.num_batches_tracked.load(Ordering::Relaxed)
+        self.batches[0].load(Ordering::Relaxed)
     }
 
     fn check(&self, rec: &Recorder<'_>, x: &Tensor) -> Result<()> {
@@ -808,10 +809,13 @@ impl BatchNorm2d {
         })?;
         let c = self.params.num_features;
         let stats = rec.alloc_f32("stats", 4 * c)?;
+        // Nothing is recorded unless the whole step can be: the running statistics change
+        // exactly when the step runs.
+        let elements = s.iter().product::<usize>() as u64;
+        rec.gpu()
+            .check_binding_size("output", elements.saturating_mul(4))?;
         let running = if self.params.track_running_stats {
-            let tracked = self.num_batches_tracked.fetch_add(1, Ordering::Relaxed) + 1;
-            let factor = self.params.momentum.unwrap_or(1.0 / tracked as f32);
-            Some((&self.running, factor))
+            Some((&self.running, self.record_batch(rec)))
         } else {
             None
         };
@@ -824,6 +828,22 @@ impl BatchNorm2d {
             gpu_id: rec.gpu().id(),
         };
         Ok((y, saved))
+    }
+
+    /// Counts a training step of `rec` (tracked once `rec` is submitted, forgotten if it
+    /// is dropped) and returns its momentum factor: `momentum`, or for the cumulative
+    /// average `1 / n` with `n` counting this step and the recorded ones before it.
+    fn record_batch(&self, rec: &mut Recorder<'_>) -> f32 {
+        let [done, pending] = &*self.batches;
+        let n = done.load(Ordering::Relaxed) + pending.fetch_add(1, Ordering::Relaxed) + 1;
+        let batches = self.batches.clone();
+        rec.on_submit(move |submitted| {
+            batches[1].fetch_sub(1, Ordering::Relaxed);
+            if submitted {
+                batches[0].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        self.params.momentum.unwrap_or(1.0 / n as f32)
     }
 
     fn apply(

@@ -287,28 +287,30 @@ fn pool_out_len(
     dilation: usize,
     ceil_mode: bool,
 ) -> Result<usize> {
-    let extent = dilation * (kernel - 1) + 1;
     // PyTorch's rule: at most half the (undilated) kernel size.
     fail_if(2 * padding > kernel, "padding", || {
         format!("{padding} must be at most half the kernel size {kernel}")
     })?;
-    let padded = input + 2 * padding;
-    fail_if(extent > padded, "kernel_size", || {
-        format!(
-            "dilated kernel extent {extent} is larger than the padded input {padded} \
-                 (input {input}, padding {padding})"
-        )
-    })?;
-    let span = padded - extent;
-    let mut out = if ceil_mode {
-        span.div_ceil(stride) + 1
-    } else {
-        span / stride + 1
-    };
-    if ceil_mode && (out - 1) * stride >= input + padding {
+    // PyTorch's `pooling_output_shape`, in signed arithmetic: in ceil mode a window may
+    // reach past the padded input as long as it starts inside the input or the left
+    // padding. (The window's values are below 2^24 and the input's below 2^32, so i64
+    // holds every product.)
+    let (i, k, s, p, d) = [input, kernel, stride, padding, dilation]
+        .map(|v| v as i64)
+        .into();
+    let extent = d * (k - 1) + 1;
+    let span = i + 2 * p - extent + if ceil_mode { s - 1 } else { 0 };
+    let mut out = span.div_euclid(s) + 1;
+    if ceil_mode && (out - 1) * s >= i + p {
         out -= 1;
     }
-    Ok(out)
+    fail_if(out < 1, "kernel_size", || {
+        format!(
+            "the dilated window ({extent}) leaves no output on an input of {input} with \
+             padding {padding}"
+        )
+    })?;
+    Ok(out as usize)
 }
 
 /// Parameters of `torch.nn.MaxUnpool2d`: values go back to the positions their indices

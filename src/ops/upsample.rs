@@ -137,6 +137,11 @@ impl UpsampleKernel {
     }
 }
 
+/// The longest output axis whose source indices the vector kernels' choice checks one by
+/// one against PyTorch's formulas (longer ones take the tap kernel, which is exact by
+/// construction, instead of a long check on the host).
+const VERIFIED_LEN: usize = 1 << 20;
+
 /// Loop iterations of one `resample_int.wgsl` invocation (its rows and vec4 runs are
 /// constant loops; large factors stay loops).
 fn integer_loops((sy, sx): (usize, usize)) -> u64 {
@@ -169,7 +174,11 @@ pub fn upsample_with(
         UpsampleKernel::Integer { .. } => Args::new().read("x", input),
         UpsampleKernel::BilinearInt { .. } => Args::new().read("x4", input),
         UpsampleKernel::Taps => {
-            // The per-axis tap tables, computed on the host with PyTorch's formulas.
+            // The per-axis tap tables, computed on the host with PyTorch's formulas (after
+            // checking that the device can hold them).
+            let table_bytes = |len: usize| (len as u64).saturating_mul(16);
+            rec.gpu().check_binding_size("rows", table_bytes(out[2]))?;
+            rec.gpu().check_binding_size("cols", table_bytes(out[3]))?;
             let f = params.scale_factor;
             let rows = params.taps(s[2], out[2], f.map(|f| f.0), 0);
             let cols = params.taps(s[3], out[3], f.map(|f| f.1), 1);
@@ -330,7 +339,15 @@ impl UpsampleParams {
                     "bed-of-nails takes its output size from the stride; set neither size nor scale_factor"
                 },
             )?;
-            return Ok([input[0], input[1], input[2] * stride.0, input[3] * stride.1]);
+            let grown = |len: usize, s: usize| len.checked_mul(s).unwrap_or(usize::MAX);
+            let out = [
+                input[0],
+                input[1],
+                grown(input[2], stride.0),
+                grown(input[3], stride.1),
+            ];
+            check_dims("output", &out)?;
+            return Ok(out);
         }
         let (oh, ow) = match (self.size, self.scale_factor) {
             (Some(_), Some(_)) => {
@@ -363,7 +380,10 @@ impl UpsampleParams {
                 (oh, ow)
             }
         };
-        Ok([input[0], input[1], oh, ow])
+        // (A float scale's product saturates at usize::MAX, refused here.)
+        let out = [input[0], input[1], oh, ow];
+        check_dims("output", &out)?;
+        Ok(out)
     }
 
     /// No parameters; MACs: 3 per output for bilinear, none otherwise; bytes moved.
@@ -388,7 +408,7 @@ impl UpsampleParams {
     /// kernel (`resample.wgsl`) or an invalid configuration.
     pub(crate) fn integer_factors(&self, input: [usize; 4]) -> Option<(usize, usize)> {
         let out = self.output_shape(input).ok()?;
-        if !input[3].is_multiple_of(4) {
+        if !input[3].is_multiple_of(4) || out[2].max(out[3]) > VERIFIED_LEN {
             return None;
         }
         match self.mode {
@@ -425,6 +445,7 @@ impl UpsampleParams {
                 align_corners: false,
             })
             || !input[3].is_multiple_of(4)
+            || out[2].max(out[3]) > VERIFIED_LEN
         {
             return None;
         }
