@@ -339,7 +339,7 @@ impl UpsampleParams {
                     "bed-of-nails takes its output size from the stride; set neither size nor scale_factor"
                 },
             )?;
-            let grown = |len: usize, s: usize| len.checked_mul(s).unwrap_or(usize::MAX);
+            let grown = |len: usize, s: usize| len.saturating_mul(s);
             let out = [
                 input[0],
                 input[1],
