@@ -36,6 +36,54 @@ pub struct GpuOptions {
     pub max_storage_buffer_binding_size: Option<u64>,
     /// Lower the workgroups-per-dimension limit below the adapter's (for testing grid folding).
     pub max_compute_workgroups_per_dimension: Option<u32>,
+    /// Compiled pipelines (and shader modules) kept for reuse, least recently used
+    /// evicted first (default [`DEFAULT_PIPELINE_CACHE`]). A pipeline costs a few MB of
+    /// host memory on software drivers; a process that runs many shapes stays bounded.
+    pub max_cached_pipelines: Option<usize>,
+}
+
+/// Pipelines a [`Gpu`] keeps compiled by default: several networks' worth.
+pub const DEFAULT_PIPELINE_CACHE: usize = 128;
+
+/// A map that keeps at most `capacity` entries, evicting the least recently used.
+struct LruCache<K, V> {
+    capacity: usize,
+    tick: u64,
+    entries: HashMap<K, (V, u64)>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> LruCache<K, V> {
+    fn new(capacity: usize) -> Self {
+        LruCache {
+            capacity: capacity.max(1),
+            tick: 0,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, key: &K) -> Option<V> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(key).map(|(v, used)| {
+            *used = tick;
+            v.clone()
+        })
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            let oldest = self.entries.iter().min_by_key(|(_, (_, used))| *used);
+            if let Some(k) = oldest.map(|(k, _)| k.clone()) {
+                self.entries.remove(&k);
+            }
+        }
+        self.tick += 1;
+        self.entries.insert(key, (value, self.tick));
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 /// What kernel choice knows of a device: plain data, so that every choice can be tested
@@ -342,8 +390,8 @@ struct Inner {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     caps: DeviceCaps,
-    modules: Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    modules: Mutex<LruCache<ModuleKey, wgpu::ShaderModule>>,
+    pipelines: Mutex<LruCache<PipelineKey, wgpu::ComputePipeline>>,
     pipelines_created: AtomicUsize,
     pool: Arc<Mutex<Pool>>,
     /// Bound in the slots of absent optional operands, one per binding index (a buffer
@@ -405,6 +453,9 @@ impl Gpu {
         let info = adapter.get_info();
         // Ask for everything the adapter offers, not wgpu's conservative defaults, so large
         // tensors fit in one binding.
+        let cache = options
+            .max_cached_pipelines
+            .unwrap_or(DEFAULT_PIPELINE_CACHE);
         let mut limits = adapter.limits();
         if let Some(v) = options.max_storage_buffer_binding_size {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(v);
@@ -457,8 +508,8 @@ impl Gpu {
                 caps: DeviceCaps::of(&limits, &info),
                 info,
                 limits,
-                modules: Mutex::new(HashMap::new()),
-                pipelines: Mutex::new(HashMap::new()),
+                modules: Mutex::new(LruCache::new(cache)),
+                pipelines: Mutex::new(LruCache::new(cache)),
                 pipelines_created: AtomicUsize::new(0),
                 pool: Arc::new(Mutex::new(Pool::default())),
                 unused,
@@ -499,6 +550,16 @@ impl Gpu {
     /// How many compute pipelines this context has compiled so far (each variant once).
     pub fn pipelines_created(&self) -> usize {
         self.inner.pipelines_created.load(Ordering::Relaxed)
+    }
+
+    /// Compute pipelines currently kept compiled (at most
+    /// [`GpuOptions::max_cached_pipelines`]).
+    pub fn pipelines_cached(&self) -> usize {
+        self.inner
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Byte counts of the buffer pool.
@@ -721,7 +782,7 @@ impl Gpu {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            return Ok(p.clone());
+            return Ok(p);
         }
         let declared = shaders::specializations(file);
         let is_specialize = |name: &str| declared.iter().any(|(d, _)| d == name);
@@ -735,7 +796,7 @@ impl Gpu {
         let module = {
             let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
             match modules.get(&(file, specialize.clone())) {
-                Some(m) => m.clone(),
+                Some(m) => m,
                 None => {
                     let source = shaders::source(file, &specialize).ok_or_else(|| {
                         Error::Gpu(format!(

@@ -42,7 +42,8 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::{
-    DeviceCaps, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor, MAX_ELEMENTS,
+    DeviceCaps, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor,
+    DEFAULT_PIPELINE_CACHE, MAX_ELEMENTS,
 };
 pub use launch::LOOP_BUDGET;
 pub use ops::{Activation, Cost};

@@ -386,3 +386,40 @@ fn a_dropped_training_step_changes_no_running_statistics() {
         assert!((mean[c] - want).abs() < 1e-5, "{mean} vs {want}");
     }
 }
+
+/// The pipeline cache is bounded: many distinct configurations keep at most the
+/// configured number compiled, evicted ones are compiled again when needed, and every
+/// result stays right.
+#[test]
+fn the_pipeline_cache_stays_bounded() {
+    let gpu = Gpu::with_options(segblocks::GpuOptions {
+        max_cached_pipelines: Some(4),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut r = rng(25);
+    let x = random4(&mut r, [1, 2, 9, 9]);
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut run = |k: usize| {
+        let p = Conv2dParams::new(2, 2, k).bias(false);
+        let w = random4(&mut r, p.weight_shape());
+        let want = segblocks::reference::conv::conv2d(&p, x.view(), w.view(), None).unwrap();
+        let conv = Conv2d::new(&gpu, p, w.view(), None).unwrap();
+        let mut rec = gpu.recorder();
+        let y = conv.forward(&mut rec, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        let err = (&got - &want).mapv(f32::abs).fold(0f32, |m, &v| m.max(v));
+        assert!(err < 1e-4, "kernel {k}: {err}");
+        assert!(gpu.pipelines_cached() <= 4, "{}", gpu.pipelines_cached());
+    };
+    for k in 1..=7 {
+        run(k);
+    }
+    let created = gpu.pipelines_created();
+    run(1);
+    assert_eq!(
+        gpu.pipelines_created(),
+        created + 1,
+        "evicted, compiled again"
+    );
+}
