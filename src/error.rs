@@ -84,6 +84,10 @@ pub enum Error {
         /// Whether that recording was dropped (rather than not yet submitted).
         dropped: bool,
     },
+    /// The GPU device was lost (destroyed, reset by the driver after a hang, removed):
+    /// every call of that [`Gpu`](crate::Gpu) now fails with this error; create a new one.
+    #[error("the GPU device was lost ({0}); create a new Gpu to continue")]
+    DeviceLost(String),
     /// wgpu reported an error that the library's own validation did not catch (a bug).
     #[error("GPU error (please report this as a segblocks bug): {0}")]
     Gpu(String),

@@ -390,6 +390,8 @@ struct Inner {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     caps: DeviceCaps,
+    /// Why the device was lost, once it is.
+    lost: Arc<Mutex<Option<String>>>,
     modules: Mutex<LruCache<ModuleKey, wgpu::ShaderModule>>,
     pipelines: Mutex<LruCache<PipelineKey, wgpu::ComputePipeline>>,
     pipelines_created: AtomicUsize,
@@ -484,6 +486,12 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             log::error!("segblocks: wgpu error outside an error scope: {e}");
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let mut slot = lost_sink.lock().unwrap_or_else(|e| e.into_inner());
+            *slot = Some(format!("{reason:?}: {message}"));
+        });
         log::info!(
             "segblocks: using {} ({:?}, {:?})",
             info.name,
@@ -508,6 +516,7 @@ impl Gpu {
                 caps: DeviceCaps::of(&limits, &info),
                 info,
                 limits,
+                lost,
                 modules: Mutex::new(LruCache::new(cache)),
                 pipelines: Mutex::new(LruCache::new(cache)),
                 pipelines_created: AtomicUsize::new(0),
@@ -589,6 +598,7 @@ impl Gpu {
     /// is reported to the call that caused it, never to another thread using the same
     /// `Gpu`.
     pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        self.check_lost()?;
         let device = &self.inner.device;
         let scopes = [
             device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
@@ -604,9 +614,35 @@ impl Gpu {
             }
         }
         match first {
-            Some(e) => Err(Error::Gpu(e.to_string())),
+            Some(e) => {
+                // A call that failed because the device went away says so (wgpu reports
+                // the loss from its next poll).
+                self.poll_lost()?;
+                Err(Error::Gpu(e.to_string()))
+            }
             None => Ok(value),
         }
+    }
+
+    /// [`Error::DeviceLost`] once the device is lost (destroyed, reset by the driver,
+    /// unplugged): every later call of this `Gpu` fails with it, and a new `Gpu` must be
+    /// created.
+    pub(crate) fn check_lost(&self) -> Result<()> {
+        match &*self.inner.lost.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(Error::DeviceLost(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Gpu::check_lost`] after letting wgpu deliver a pending loss.
+    fn poll_lost(&self) -> Result<()> {
+        let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        self.check_lost()
+    }
+
+    /// Whether the device has been lost (see [`Error::DeviceLost`]).
+    pub fn is_lost(&self) -> bool {
+        self.poll_lost().is_err()
     }
 
     /// Checks a byte count against the storage binding and buffer limits.
@@ -1369,7 +1405,12 @@ impl PendingRead {
                 submission_index: Some(self.index.clone()),
                 timeout: None,
             })
-            .map_err(|e| Error::Readback(e.to_string()))?;
+            .map_err(|e| {
+                self.gpu
+                    .poll_lost()
+                    .err()
+                    .unwrap_or(Error::Readback(e.to_string()))
+            })?;
         pollster::block_on(self.finish())
     }
 
@@ -1392,7 +1433,10 @@ impl PendingRead {
     async fn finish<T: bytemuck::Pod>(mut self) -> Result<Array4<T>> {
         match self.rx.receive().await {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            Some(Err(e)) => {
+                self.gpu.poll_lost()?;
+                return Err(Error::Readback(e.to_string()));
+            }
             None => return Err(Error::Readback("map callback dropped".into())),
         }
         let len: usize = self.shape.iter().product();

@@ -423,3 +423,35 @@ fn the_pipeline_cache_stays_bounded() {
         "evicted, compiled again"
     );
 }
+
+/// After the device is lost every call returns `DeviceLost` (no panic, no misleading
+/// error), and a new `Gpu` can be created and used.
+#[test]
+fn a_lost_device_says_so_and_a_new_gpu_works() {
+    let gpu = Gpu::new().unwrap();
+    let x = random4(&mut rng(26), [1, 2, 6, 6]);
+    let xt = gpu.upload(x.view()).unwrap();
+    let p = Conv2dParams::new(2, 2, 3).padding(1).bias(false);
+    let w = random4(&mut rng(27), p.weight_shape());
+    let conv = Conv2d::new(&gpu, p, w.view(), None).unwrap();
+    gpu.device().destroy();
+    assert!(gpu.is_lost());
+    let lost = |r: segblocks::Result<()>, what: &str| {
+        assert!(matches!(r, Err(Error::DeviceLost(_))), "{what}: {r:?}")
+    };
+    lost(gpu.upload(x.view()).map(drop), "upload");
+    lost(gpu.download(&xt).map(drop), "download");
+    let mut rec = gpu.recorder();
+    lost(conv.forward(&mut rec, &xt).map(drop), "forward");
+    lost(rec.submit(), "submit");
+    lost(Conv2d::new(&gpu, p, w.view(), None).map(drop), "new layer");
+    let fresh = Gpu::new().unwrap();
+    let conv = Conv2d::new(&fresh, p, w.view(), None).unwrap();
+    let mut rec = fresh.recorder();
+    let y = conv
+        .forward(&mut rec, &fresh.upload(x.view()).unwrap())
+        .unwrap();
+    let want = segblocks::reference::conv::conv2d(&p, x.view(), w.view(), None).unwrap();
+    let got = rec.download(&y).unwrap();
+    assert!((&got - &want).mapv(f32::abs).fold(0f32, |m, &v| m.max(v)) < 1e-4);
+}
