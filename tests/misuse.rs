@@ -455,3 +455,355 @@ fn a_lost_device_says_so_and_a_new_gpu_works() {
     let got = rec.download(&y).unwrap();
     assert!((&got - &want).mapv(f32::abs).fold(0f32, |m, &v| m.max(v)) < 1e-4);
 }
+
+/// A size drawn for the sweep: mostly small, sometimes zero, sometimes past every limit.
+fn size(r: &mut rand::rngs::StdRng, max: usize) -> usize {
+    use rand::Rng;
+    match r.gen_range(0..40) {
+        0 => 0,
+        1 => r.gen_range(1usize << 24..1 << 34),
+        2 => usize::MAX,
+        _ => r.gen_range(1..=max),
+    }
+}
+
+fn pair(r: &mut rand::rngs::StdRng, max: usize) -> (usize, usize) {
+    use rand::Rng;
+    let a = size(r, max);
+    // Mostly square, as most layers are.
+    if r.gen_bool(0.7) {
+        (a, a)
+    } else {
+        (a, size(r, max))
+    }
+}
+
+/// An input shape for the sweep: `channels` most of the time, small spatial sizes.
+fn input_shape(r: &mut rand::rngs::StdRng, channels: usize) -> [usize; 4] {
+    use rand::Rng;
+    let c = if r.gen_bool(0.85) {
+        channels
+    } else {
+        size(r, 6)
+    };
+    [size(r, 2), c, size(r, 9), size(r, 9)]
+}
+
+/// Tallies of one family's sweep.
+#[derive(Debug, Default)]
+struct Tally {
+    cases: usize,
+    valid: usize,
+    compared: usize,
+}
+
+/// Holds the invariants of one random case: the shape check, the cost and the GPU op
+/// agree on validity; errors are typed (never `Error::Gpu`, the "library bug" variant);
+/// valid results match the reference within `tol` (relative).
+fn sweep_case(
+    tally: &mut Tally,
+    what: &str,
+    shape: segblocks::Result<[usize; 4]>,
+    cost_ok: bool,
+    gpu_and_reference: Option<(segblocks::Result<Array4<f32>>, Array4<f32>)>,
+    tol: f32,
+) {
+    tally.cases += 1;
+    assert_eq!(shape.is_ok(), cost_ok, "{what}: output_shape vs cost");
+    if let Err(Error::Gpu(msg)) = &shape {
+        panic!("{what}: library bug reported: {msg}");
+    }
+    tally.valid += usize::from(shape.is_ok());
+    let Some((got, want)) = gpu_and_reference else {
+        return;
+    };
+    match (&shape, got) {
+        (Ok(s), Ok(got)) => {
+            assert_eq!(got.shape(), &s[..], "{what}: GPU shape");
+            assert_eq!(got.shape(), want.shape(), "{what}: reference shape");
+            for (g, w) in got.iter().zip(want.iter()) {
+                let same =
+                    g == w || (g - w).abs() <= tol * (1.0 + w.abs()) || (g.is_nan() && w.is_nan());
+                assert!(same, "{what}: got {g}, want {w}");
+            }
+            tally.compared += 1;
+        }
+        (Err(_), Err(Error::Gpu(msg))) => panic!("{what}: library bug reported: {msg}"),
+        (Err(_), Err(_)) => {}
+        (s, got) => panic!("{what}: output_shape {s:?} but the GPU op gave {got:?}"),
+    }
+}
+
+/// Whether a case of `family` runs on the GPU: every invalid one (refused before any
+/// work), and valid ones until enough were compared (each compiles a pipeline).
+fn sampled(tallies: &std::collections::BTreeMap<&str, Tally>, family: &str, valid: bool) -> bool {
+    !valid || tallies.get(family).is_none_or(|t| t.compared < 40)
+}
+
+/// Uploads `shape` random values when the shape is valid and small enough to test.
+fn small_input(
+    gpu: &Gpu,
+    r: &mut rand::rngs::StdRng,
+    shape: [usize; 4],
+) -> Option<(Array4<f32>, Tensor)> {
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    if n == 0 || n > 4096 {
+        return None;
+    }
+    let x = random4(r, shape);
+    let t = gpu.upload(x.view()).unwrap();
+    Some((x, t))
+}
+
+/// Thousands of random parameter sets, valid and invalid, through every op family: no
+/// panic (with overflow checks, as `cargo test` builds), a typed error for each invalid
+/// one, and agreement with the CPU reference for the valid ones small enough to run.
+#[test]
+fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
+    use rand::Rng;
+    use segblocks::ops::conv::PaddingMode;
+    use segblocks::ops::pool::{AvgPool2dParams, MaxPool2dParams};
+    use segblocks::ops::upsample::{upsample, UpsampleMode, UpsampleParams};
+    use segblocks::reference;
+    let gpu = gpu();
+    let mut r = rng(2026);
+    let mut tallies = std::collections::BTreeMap::<&str, Tally>::new();
+    let acts = [
+        segblocks::Activation::None,
+        segblocks::Activation::Relu,
+        segblocks::Activation::Sigmoid,
+        segblocks::Activation::HardSwish,
+    ];
+    for _ in 0..600 {
+        // Convolution.
+        let mut p = Conv2dParams::new(size(&mut r, 6), size(&mut r, 6), pair(&mut r, 4));
+        p.stride = pair(&mut r, 3);
+        p.padding = (r.gen_range(0..3), r.gen_range(0..3));
+        p.dilation = pair(&mut r, 3);
+        p.groups = if r.gen_bool(0.6) { 1 } else { size(&mut r, 3) };
+        p.bias = r.gen_bool(0.5);
+        p.padding_same = r.gen_bool(0.1);
+        p.padding_mode = [
+            PaddingMode::Zeros,
+            PaddingMode::Reflect,
+            PaddingMode::Replicate,
+            PaddingMode::Circular,
+        ][r.gen_range(0..4)];
+        p.activation = acts[r.gen_range(0..acts.len())];
+        let shape = input_shape(&mut r, p.in_channels);
+        let run = sampled(&tallies, "conv", p.output_shape(shape).is_ok())
+            .then(|| small_input(gpu, &mut r, shape))
+            .flatten();
+        let run = run.and_then(|(x, xt)| {
+            let ws = p.weight_shape();
+            let small = p.validate().is_ok() && ws.iter().product::<usize>() <= 4096;
+            let w = random4(&mut r, if small { ws } else { [1, 1, 1, 1] });
+            let b = random1(&mut r, p.out_channels.min(64));
+            let layer = Conv2d::new(gpu, p, w.view(), p.bias.then(|| b.view()));
+            assert_eq!(layer.is_ok(), small, "{p:?}: layer");
+            let layer = layer.ok()?;
+            let mut rec = gpu.recorder();
+            let got = layer.forward(&mut rec, &xt).and_then(|y| rec.download(&y));
+            let want = reference::conv::conv2d(&p, x.view(), w.view(), p.bias.then(|| b.view()));
+            Some((got, want.unwrap_or_default()))
+        });
+        let t = tallies.entry("conv").or_default();
+        sweep_case(
+            t,
+            &format!("{p:?} on {shape:?}"),
+            p.output_shape(shape),
+            p.cost(shape).is_ok(),
+            run,
+            1e-4,
+        );
+
+        // Transposed convolution.
+        let mut q = ConvTranspose2dParams::new(size(&mut r, 6), size(&mut r, 6), pair(&mut r, 4));
+        q.stride = pair(&mut r, 3);
+        q.padding = (r.gen_range(0..3), r.gen_range(0..3));
+        q.output_padding = (r.gen_range(0..3), r.gen_range(0..3));
+        q.dilation = pair(&mut r, 2);
+        q.groups = if r.gen_bool(0.6) { 1 } else { size(&mut r, 2) };
+        q.bias = r.gen_bool(0.5);
+        let shape = input_shape(&mut r, q.in_channels);
+        let run = sampled(&tallies, "conv_transpose", q.output_shape(shape).is_ok())
+            .then(|| small_input(gpu, &mut r, shape))
+            .flatten();
+        let run = run.and_then(|(x, xt)| {
+            let ws = q.weight_shape();
+            let small = q.validate().is_ok() && ws.iter().product::<usize>() <= 4096;
+            let w = random4(&mut r, if small { ws } else { [1, 1, 1, 1] });
+            let b = random1(&mut r, q.out_channels.min(64));
+            let layer = ConvTranspose2d::new(gpu, q, w.view(), q.bias.then(|| b.view()));
+            assert_eq!(layer.is_ok(), small, "{q:?}: layer");
+            let layer = layer.ok()?;
+            let mut rec = gpu.recorder();
+            let got = layer.forward(&mut rec, &xt).and_then(|y| rec.download(&y));
+            let want = reference::conv_transpose::conv_transpose2d(
+                &q,
+                x.view(),
+                w.view(),
+                q.bias.then(|| b.view()),
+            );
+            Some((got, want.unwrap_or_default()))
+        });
+        let t = tallies.entry("conv_transpose").or_default();
+        sweep_case(
+            t,
+            &format!("{q:?} on {shape:?}"),
+            q.output_shape(shape),
+            q.cost(shape).is_ok(),
+            run,
+            1e-4,
+        );
+
+        // Max and average pooling.
+        let mut m = MaxPool2dParams::new(pair(&mut r, 4));
+        m.stride = pair(&mut r, 3);
+        m.padding = (r.gen_range(0..3), r.gen_range(0..3));
+        m.dilation = pair(&mut r, 3);
+        m.ceil_mode = r.gen_bool(0.5);
+        let shape = input_shape(&mut r, 3);
+        let run = sampled(&tallies, "max_pool", m.output_shape(shape).is_ok())
+            .then(|| small_input(gpu, &mut r, shape))
+            .flatten()
+            .map(|(x, xt)| {
+                let mut rec = gpu.recorder();
+                let got = pool::max_pool2d(&mut rec, &m, &xt).and_then(|(v, _)| rec.download(&v));
+                let want = reference::pool::max_pool2d(&m, x.view()).map(|(v, _)| v);
+                (got, want.unwrap_or_default())
+            });
+        let t = tallies.entry("max_pool").or_default();
+        sweep_case(
+            t,
+            &format!("{m:?} on {shape:?}"),
+            m.output_shape(shape),
+            m.cost(shape).is_ok(),
+            run,
+            0.0,
+        );
+        let mut a = AvgPool2dParams::new(pair(&mut r, 4));
+        a.stride = pair(&mut r, 3);
+        a.padding = (r.gen_range(0..3), r.gen_range(0..3));
+        a.ceil_mode = r.gen_bool(0.5);
+        a.count_include_pad = r.gen_bool(0.5);
+        a.divisor_override = r.gen_bool(0.2).then(|| size(&mut r, 9));
+        let shape = input_shape(&mut r, 3);
+        let run = sampled(&tallies, "avg_pool", a.output_shape(shape).is_ok())
+            .then(|| small_input(gpu, &mut r, shape))
+            .flatten()
+            .map(|(x, xt)| {
+                let mut rec = gpu.recorder();
+                let got = pool::avg_pool2d(&mut rec, &a, &xt).and_then(|y| rec.download(&y));
+                (
+                    got,
+                    reference::pool::avg_pool2d(&a, x.view()).unwrap_or_default(),
+                )
+            });
+        let t = tallies.entry("avg_pool").or_default();
+        sweep_case(
+            t,
+            &format!("{a:?} on {shape:?}"),
+            a.output_shape(shape),
+            a.cost(shape).is_ok(),
+            run,
+            1e-5,
+        );
+
+        // Upsampling.
+        let scales = [
+            0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            1e300,
+            0.5,
+            1.0,
+            1.5,
+            2.0,
+            3.0,
+        ];
+        let mut u = match r.gen_range(0..4) {
+            0 => UpsampleParams::nearest(),
+            1 => UpsampleParams::bilinear(r.gen_bool(0.5)),
+            2 => UpsampleParams::bilinear(false),
+            _ => UpsampleParams::bed_of_nails(pair(&mut r, 3)),
+        };
+        if !matches!(u.mode, UpsampleMode::BedOfNails { .. }) || r.gen_bool(0.1) {
+            match r.gen_range(0..5) {
+                0 => u.size = Some(pair(&mut r, 12)),
+                1 => {
+                    u.scale_factor = Some((scales[r.gen_range(0..10)], scales[r.gen_range(0..10)]))
+                }
+                2 => {}
+                _ => {
+                    let f = scales[r.gen_range(5..10)];
+                    u.scale_factor = Some((f, f));
+                }
+            }
+        }
+        let shape = input_shape(&mut r, 2);
+        let run = sampled(&tallies, "upsample", u.output_shape(shape).is_ok())
+            .then(|| small_input(gpu, &mut r, shape))
+            .flatten()
+            .map(|(x, xt)| {
+                let mut rec = gpu.recorder();
+                let got = upsample(&mut rec, &u, &xt).and_then(|y| rec.download(&y));
+                (
+                    got,
+                    reference::upsample::upsample(&u, x.view()).unwrap_or_default(),
+                )
+            });
+        let t = tallies.entry("upsample").or_default();
+        sweep_case(
+            t,
+            &format!("{u:?} on {shape:?}"),
+            u.output_shape(shape),
+            u.cost(shape).is_ok(),
+            run,
+            1e-5,
+        );
+
+        // Group norm.
+        let eps = [1e-5, 0.0, -1.0, f32::NAN, 1e-3][r.gen_range(0..5)];
+        let g = GroupNormParams::new(size(&mut r, 4), size(&mut r, 8)).eps(eps);
+        let shape = input_shape(&mut r, g.num_channels);
+        let run = sampled(&tallies, "group_norm", g.output_shape(shape).is_ok())
+            .then(|| small_input(gpu, &mut r, shape))
+            .flatten()
+            .and_then(|(x, xt)| {
+                let layer = GroupNorm::new(gpu, g, None, None);
+                match (&layer, g.validate()) {
+                    (Ok(_), Ok(())) | (Err(_), Err(_)) | (Err(Error::TooLarge { .. }), Ok(())) => {}
+                    (layer, valid) => panic!("{g:?}: layer {layer:?}, parameters {valid:?}"),
+                }
+                let layer = layer.ok()?;
+                let mut rec = gpu.recorder();
+                let got = layer.forward(&mut rec, &xt).and_then(|y| rec.download(&y));
+                let c = g.num_channels.min(64);
+                let (one, zero) = (Array1::ones(c), Array1::zeros(c));
+                let want = reference::norm::group_norm(&g, x.view(), one.view(), zero.view());
+                Some((got, want.unwrap_or_default()))
+            });
+        let t = tallies.entry("group_norm").or_default();
+        sweep_case(
+            t,
+            &format!("{g:?} on {shape:?}"),
+            g.output_shape(shape),
+            g.cost(shape).is_ok(),
+            run,
+            1e-4,
+        );
+    }
+    eprintln!("{tallies:#?}");
+    for (family, t) in &tallies {
+        assert!(
+            t.valid > 30 && t.valid < t.cases,
+            "{family}: {t:?} (the sweep should mix valid and invalid)"
+        );
+        assert!(
+            t.compared >= 40,
+            "{family}: {t:?} (too few results compared)"
+        );
+    }
+}

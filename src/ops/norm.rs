@@ -175,6 +175,12 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &BATCH_NORM_BACKWARD,
 ];
 
+/// Refuses, before anything is built on the host, per-channel state the device could not
+/// hold: `len` values of weight, bias and running statistics (two per channel).
+fn check_per_channel(gpu: &Gpu, len: usize) -> Result<()> {
+    gpu.check_binding_size("weight", (len as u64).saturating_mul(8))
+}
+
 fn check_eps(eps: f32) -> Result<()> {
     fail_if(!(eps.is_finite() && eps > 0.0), "eps", || {
         format!("must be positive and finite, got {eps}")
@@ -513,6 +519,7 @@ impl SegmentNorm {
         weight: Option<ArrayView1<f32>>,
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
+        check_per_channel(gpu, len)?;
         let (g, b) = affine_or_identity(affine, len, weight, bias)?;
         Ok(SegmentNorm {
             gpu: gpu.clone(),
@@ -528,6 +535,8 @@ impl SegmentNorm {
         affine: bool,
         shape: &[usize],
     ) -> Result<Self> {
+        let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        check_per_channel(gpu, len.unwrap_or(usize::MAX))?;
         let (w, b) = load_affine(sd, prefix, affine, shape)?;
         let len = shape.iter().product();
         Self::new(
@@ -720,6 +729,7 @@ impl BatchNorm2d {
     ) -> Result<Self> {
         params.validate()?;
         let c = params.num_features;
+        check_per_channel(gpu, c)?;
         let (gamma, beta) = affine_or_identity(params.affine, c, weight, bias)?;
         let running: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0]).collect();
         Ok(BatchNorm2d {
@@ -759,6 +769,7 @@ impl BatchNorm2d {
     ) -> Result<Self> {
         params.validate()?;
         let c = params.num_features;
+        check_per_channel(gpu, c)?;
         let (w, b) = load_affine(sd, prefix, params.affine, &[c])?;
         let layer = Self::new(
             gpu,
