@@ -19,7 +19,7 @@
 /// need more are split into partial results and a combining pass, and the few launches
 /// that cannot be split (a pooling window of more than 32,768 values, a convolution
 /// with more than 32,768 input channels per group) are refused with
-/// [`Error::TooLarge`](crate::Error::TooLarge). Half of Mesa's limit leaves a margin for
+/// [`Error::TooLarge`]. Half of Mesa's limit leaves a margin for
 /// short loops a compiler leaves rolled.
 pub const LOOP_BUDGET: u64 = 32_768;
 use std::marker::PhantomData;

@@ -807,3 +807,19 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
         );
     }
 }
+
+/// What the README promises threads: contexts, tensors and layers move between threads
+/// and are shared by them.
+#[test]
+fn contexts_tensors_and_layers_are_send_and_sync() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Gpu>();
+    shared::<Tensor>();
+    shared::<segblocks::IndexTensor>();
+    shared::<Conv2d>();
+    shared::<BatchNorm2d>();
+    shared::<SqueezeExcitation>();
+    shared::<Bottleneck>();
+    shared::<segblocks::networks::LrAsppMobileNetV3>();
+    shared::<Error>();
+}
