@@ -293,6 +293,47 @@ fn channel_pool_up_to_the_loop_budget() {
     );
 }
 
+/// The fused gate pools every channel of a sample in one workgroup: past the loop budget
+/// (a 181 x 181 map, 32,889 iterations per invocation) it is refused when forced, and the
+/// automatic choice pools first and matches the reference.
+#[test]
+fn squeeze_excitation_past_the_loop_budget() {
+    let gpu = gpu();
+    let mut r = rng(13);
+    let (c, s, shape) = (64, 8, [1, 64, 181, 181]);
+    let params = SqueezeExcitationParams::new(c, s);
+    let x = random4(&mut r, shape);
+    let (w1, b1) = (random4(&mut r, [s, c, 1, 1]), random1(&mut r, s));
+    let (w2, b2) = (random4(&mut r, [c, s, 1, 1]), random1(&mut r, c));
+    let se =
+        SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view()).unwrap();
+    let xt = up(&x);
+    let mut rec = gpu.recorder();
+    let forced = se.forward_with(&mut rec, &xt, SeGateKernel::Fused);
+    assert!(
+        matches!(
+            forced,
+            Err(Error::TooLarge {
+                unit: "loop iterations per invocation",
+                ..
+            })
+        ),
+        "{forced:?}"
+    );
+    assert_ne!(se.select_gate_kernel(shape), SeGateKernel::Fused);
+    let mut rec = gpu.recorder();
+    let y = se.forward(&mut rec, &xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    let want = reference::attention::squeeze_excitation(
+        &params,
+        x.view(),
+        (w1.view(), b1.view()),
+        (w2.view(), b2.view()),
+    )
+    .unwrap();
+    assert_close(got.view(), want.view(), tol(&want, 1e-5).view(), "SE");
+}
+
 #[test]
 fn squeeze_excitation_matches_reference() {
     let gpu = gpu();
