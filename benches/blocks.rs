@@ -4,7 +4,9 @@
 //! speed does not depend on their values) and MediaPipe's selfie segmentation at
 //! 1 x 3 x 256 x 256 (its real weights), and torchvision's LR-ASPP segmentation model on
 //! MobileNetV3-Large at 1 x 3 x 256 x 256.
-//! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
+//! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s. Before
+//! timing, each network's dispatches and bytes moved per forward are printed next to the
+//! minimum (weights, input and output once).
 
 mod common;
 
@@ -13,7 +15,32 @@ use segblocks::networks::{
     LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
     MobileNetV3FeaturesConfig, SelfieModel, SelfieSegmentation,
 };
-use segblocks::StateDict;
+use segblocks::{Gpu, Recorder, StateDict, Tensor};
+
+/// Prints what one forward of `name` moves (see `segblocks::traffic`).
+fn report(
+    gpu: &Gpu,
+    name: &str,
+    x: &ndarray::Array4<f32>,
+    params: u64,
+    forward: impl Fn(&mut Recorder<'_>, &Tensor) -> segblocks::Result<Tensor>,
+) {
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = forward(&mut rec, &xt).unwrap();
+    let traffic = rec.traffic();
+    rec.submit().unwrap();
+    let minimum = 4 * (params + x.len() as u64 + y.len() as u64);
+    eprintln!(
+        "{name}: {} dispatches, {:.2} MB read + {:.2} MB written per forward \
+         (minimum {:.2} MB: {:.1}x)",
+        traffic.dispatch_count(),
+        traffic.read() as f64 / 1e6,
+        traffic.written() as f64 / 1e6,
+        minimum as f64 / 1e6,
+        (traffic.read() + traffic.written()) as f64 / minimum as f64
+    );
+}
 
 fn bench(c: &mut Criterion) {
     let gpu = common::gpu();
@@ -33,6 +60,13 @@ fn bench(c: &mut Criterion) {
         summary.total_macs()
     );
     let x = common::input(shape);
+    report(
+        &gpu,
+        "mobilenet_v2.features",
+        &x,
+        summary.total_params(),
+        |r, x| net.forward(r, x),
+    );
     g.throughput(Throughput::Elements(2 * summary.total_macs()));
     g.bench_function("mobilenet_v2_features_224", |b| {
         b.iter(|| {
@@ -51,6 +85,13 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let summary = v3.summary(shape).unwrap();
+    report(
+        &gpu,
+        "mobilenet_v3_large.features",
+        &x,
+        summary.total_params(),
+        |r, x| v3.forward(r, x),
+    );
     g.throughput(Throughput::Elements(2 * summary.total_macs()));
     g.bench_function("mobilenet_v3_large_features_224", |b| {
         b.iter(|| {
@@ -71,6 +112,13 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let seg = common::input([1, 3, 256, 256]);
     let summary = lraspp.summary([1, 3, 256, 256]).unwrap();
+    report(
+        &gpu,
+        "lraspp_mobilenet_v3_large",
+        &seg,
+        summary.total_params(),
+        |r, x| lraspp.forward(r, x),
+    );
     g.throughput(Throughput::Elements(2 * summary.total_macs()));
     g.bench_function("lraspp_mobilenet_v3_large_256", |b| {
         b.iter(|| {
@@ -100,6 +148,13 @@ fn bench(c: &mut Criterion) {
         summary.total_macs()
     );
     let x = common::input(shape).mapv(|v| 0.5 + 0.5 * v);
+    report(
+        &gpu,
+        "selfie segmentation",
+        &x,
+        summary.total_params(),
+        |r, x| selfie.forward(r, x),
+    );
     g.throughput(Throughput::Elements(2 * summary.total_macs()));
     g.bench_function("selfie_segmentation_256", |b| {
         b.iter(|| {

@@ -99,6 +99,27 @@ fn main() -> AnyResult<()> {
         first.as_secs_f64() * 1e3
     );
 
+    // What one forward moves: dispatches and bytes, next to the least any implementation
+    // must move (the weights, the input and the output, once each).
+    let traffic = {
+        let xt = gpu.upload(x.view())?;
+        let mut rec = gpu.recorder();
+        net.forward(&mut rec, &xt)?;
+        let traffic = rec.traffic();
+        rec.submit()?;
+        traffic
+    };
+    let output = net.output_shape([1, 3, side_h, side_w])?;
+    let minimum =
+        4 * (summary.total_params() as usize + x.len() + output.iter().product::<usize>());
+    println!(
+        "per forward: {} dispatches, {:.2} MB read and {:.2} MB written (minimum: {:.2} MB)",
+        traffic.dispatch_count(),
+        traffic.read() as f64 / 1e6,
+        traffic.written() as f64 / 1e6,
+        minimum as f64 / 1e6
+    );
+
     std::fs::create_dir_all(&out_dir)?;
     let prob = |x: u32, y: u32| mask[[0, 0, y as usize, x as usize]].clamp(0.0, 1.0);
     let grey = GrayImage::from_fn(width, height, |x, y| {

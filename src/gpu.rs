@@ -13,6 +13,7 @@ use ndarray::{Array4, ArrayView4};
 use crate::error::{Error, Result};
 use crate::launch::{Args, Bindable, Constants, Launch, LOOP_BUDGET};
 use crate::shaders;
+pub use crate::traffic::{DispatchTraffic, Traffic};
 
 static NEXT_GPU_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -203,9 +204,18 @@ pub(crate) struct PooledBuffer {
     /// The recording whose ops fill it (an op output), or none (uploaded data, a layer's
     /// state): until that recording is submitted nothing else may read it.
     writer: Mutex<Option<Arc<RecordingState>>>,
+    /// The bytes asked for when it was last handed out (its class may be larger).
+    used: AtomicU64,
     kind: BufferKind,
     class: u64,
     pool: Weak<Mutex<Pool>>,
+}
+
+impl PooledBuffer {
+    /// The bytes in use (see [`Bindable::bytes`]).
+    pub(crate) fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Debug for PooledBuffer {
@@ -315,11 +325,17 @@ impl Bindable for Tensor {
     fn buffer(&self) -> &Arc<PooledBuffer> {
         &self.buf
     }
+    fn bytes(&self) -> u64 {
+        4 * self.len() as u64
+    }
 }
 
 impl Bindable for IndexTensor {
     fn buffer(&self) -> &Arc<PooledBuffer> {
         &self.buf
+    }
+    fn bytes(&self) -> u64 {
+        4 * self.shape.iter().product::<usize>() as u64
     }
 }
 
@@ -697,6 +713,7 @@ impl Gpu {
             buffer,
             gpu_id: self.inner.id,
             writer: Mutex::new(None),
+            used: AtomicU64::new(bytes),
             kind,
             class,
             pool: Arc::downgrade(&self.inner.pool),
@@ -785,6 +802,8 @@ impl Gpu {
             gpu: self,
             state: Arc::default(),
             on_submit: Vec::new(),
+            traffic: Vec::new(),
+            layers: Vec::new(),
             encoder: None,
             pass: None,
             held: HashMap::new(),
@@ -1003,6 +1022,10 @@ pub struct Recorder<'g> {
     /// fails to submit: state that ops change only if their work runs (batch norm's count
     /// of tracked batches).
     on_submit: Vec<Box<dyn FnOnce(bool) + Send>>,
+    /// Every dispatch and copy recorded, with the bytes it binds.
+    traffic: Vec<DispatchTraffic>,
+    /// The layer being recorded, outermost first (names of graph nodes).
+    layers: Vec<String>,
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
     /// Every buffer the recording uses, by address.
@@ -1073,6 +1096,8 @@ impl<'g> Recorder<'g> {
             None => self.gpu.alloc(BufferKind::Storage, len as u64 * 4)?,
         };
         *buf.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.state.clone());
+        buf.used
+            .store((len as u64).saturating_mul(4), Ordering::Relaxed);
         Ok(buf)
     }
 
@@ -1162,6 +1187,7 @@ impl<'g> Recorder<'g> {
                 limit_name: "LOOP_BUDGET",
             });
         }
+        let (read, written) = args.traffic();
         let buffers = args.resolve(launch.file, launch.bindings)?;
         // The ops check their operands by name; this keeps any buffer of another device
         // from reaching wgpu, which would panic.
@@ -1193,7 +1219,35 @@ impl<'g> Recorder<'g> {
             self.hold(b);
         }
         self.dispatches += 1;
+        self.note_traffic(launch.file, read, written);
         Ok(())
+    }
+
+    fn note_traffic(&mut self, kernel: &'static str, read: u64, written: u64) {
+        self.traffic.push(DispatchTraffic {
+            kernel,
+            layer: self.layers.join("."),
+            read,
+            written,
+        });
+    }
+
+    /// What the recording moves so far: each dispatch (and buffer copy) with the layer
+    /// that recorded it and the bytes of the tensors it reads and writes.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            dispatches: self.traffic.clone(),
+        }
+    }
+
+    /// Names the layer whose ops are recorded next (nested names join with `.`), until
+    /// the matching [`Recorder::leave_layer`].
+    pub(crate) fn enter_layer(&mut self, name: &str) {
+        self.layers.push(name.to_string());
+    }
+
+    pub(crate) fn leave_layer(&mut self) {
+        self.layers.pop();
     }
 
     /// Uploads the launch's uniform and binds it with `buffers` (absent optional
@@ -1254,6 +1308,7 @@ impl<'g> Recorder<'g> {
         encoder.copy_buffer_to_buffer(&src.buffer, src_offset, &dst.buffer, dst_offset, bytes);
         self.hold(src);
         self.hold(dst);
+        self.note_traffic("copy", bytes, bytes);
         Ok(())
     }
 

@@ -328,11 +328,16 @@ pub(crate) fn loop_tree(outer: &[Trip], inner: &[&[Trip]]) -> u64 {
 /// Something that can be bound to a storage binding.
 pub(crate) trait Bindable {
     fn buffer(&self) -> &Arc<PooledBuffer>;
+    /// The bytes of it in use (a tensor's values; a buffer's requested size).
+    fn bytes(&self) -> u64;
 }
 
 impl Bindable for Arc<PooledBuffer> {
     fn buffer(&self) -> &Arc<PooledBuffer> {
         self
+    }
+    fn bytes(&self) -> u64 {
+        self.used_bytes()
     }
 }
 
@@ -340,6 +345,8 @@ impl Bindable for Arc<PooledBuffer> {
 #[derive(Default)]
 pub(crate) struct Args<'a> {
     pub(crate) entries: Vec<(&'static str, Access, &'a Arc<PooledBuffer>)>,
+    /// The bytes in use of each entry.
+    bytes: Vec<u64>,
 }
 
 impl<'a> Args<'a> {
@@ -350,6 +357,7 @@ impl<'a> Args<'a> {
     /// Binds `value` read-only as `name`.
     pub(crate) fn read(mut self, name: &'static str, value: &'a impl Bindable) -> Self {
         self.entries.push((name, Access::Read, value.buffer()));
+        self.bytes.push(value.bytes());
         self
     }
 
@@ -372,7 +380,27 @@ impl<'a> Args<'a> {
     /// Binds `value` read-write as `name`.
     pub(crate) fn write(mut self, name: &'static str, value: &'a impl Bindable) -> Self {
         self.entries.push((name, Access::ReadWrite, value.buffer()));
+        self.bytes.push(value.bytes());
         self
+    }
+
+    /// The bytes bound read-only and read-write: what the dispatch reads at least once,
+    /// and what it may write (a buffer bound twice, as scalars and as vec4s, counts once).
+    pub(crate) fn traffic(&self) -> (u64, u64) {
+        let mut moved = (0, 0);
+        for (i, ((_, access, buf), bytes)) in self.entries.iter().zip(&self.bytes).enumerate() {
+            if self.entries[..i]
+                .iter()
+                .any(|(_, _, b)| Arc::ptr_eq(b, buf))
+            {
+                continue;
+            }
+            match access {
+                Access::Read => moved.0 += bytes,
+                Access::ReadWrite => moved.1 += bytes,
+            }
+        }
+        moved
     }
 
     /// The buffer for each of `bindings` in order (`None` for an absent optional one), or

@@ -655,3 +655,49 @@ fn shufflenet_v1_units_with_the_shuffle_fused() {
         })
     ));
 }
+
+/// The recorder counts every dispatch with the layer that recorded it and the bytes of
+/// the tensors it binds: a convolution reads its input and weights and writes its
+/// output; a block's dispatches carry its nodes' names and add up to the recording's.
+#[test]
+fn traffic_counts_dispatches_layers_and_bytes() {
+    use segblocks::ops::conv::{Conv2d, Conv2dParams};
+    let gpu = gpu();
+    let p = Conv2dParams::new(4, 8, 3).padding(1);
+    let w = Array4::<f32>::zeros(p.weight_shape());
+    let b = ndarray::Array1::<f32>::zeros(8);
+    let conv = Conv2d::new(gpu, p, w.view(), Some(b.view())).unwrap();
+    let x = gpu.upload(Array4::zeros([2, 4, 9, 9]).view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = conv.forward(&mut rec, &x).unwrap();
+    let t = rec.traffic();
+    assert_eq!(t.dispatch_count(), 1);
+    assert_eq!(t.written(), 4 * y.len() as u64);
+    let logical = 4 * (x.len() + w.len() + b.len()) as u64;
+    // The weights are bound in the kernel's packed layout (padded to whole channel tiles).
+    assert!(t.read() >= logical && t.read() < 2 * logical, "{t}");
+    drop(rec);
+
+    let cfg = InvertedResidualConfig {
+        inp: 8,
+        oup: 8,
+        stride: 1,
+        expand_ratio: 6.0,
+    };
+    let block = InvertedResidual::load(gpu, cfg, &StateDict::synthetic(), "").unwrap();
+    let x = gpu.upload(Array4::zeros([1, 8, 10, 10]).view()).unwrap();
+    let mut rec = gpu.recorder();
+    block.forward(&mut rec, &x).unwrap();
+    let t = rec.traffic();
+    assert_eq!(t.dispatch_count(), rec.dispatch_count());
+    let layers: Vec<_> = t.by_layer().into_iter().map(|l| l.layer).collect();
+    assert_eq!(layers, ["expand", "depthwise", "project"]);
+    assert_eq!(
+        t.by_layer().iter().map(|l| l.dispatches).sum::<usize>(),
+        t.dispatches.len()
+    );
+    // The expanded activations (48 channels) cross memory twice: written by the expansion,
+    // read by the depthwise convolution.
+    assert!(t.written() >= 4 * (48 + 48 + 8) * 100, "{t}");
+    println!("{t}");
+}

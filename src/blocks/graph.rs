@@ -289,7 +289,10 @@ impl Graph {
     /// Records the graph on `input`; returns every output.
     pub(crate) fn forward_all(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Vec<Value>> {
         self.walk(Value::Tensor(input.clone()), value_shape, |s, inputs| {
-            s.node.forward(rec, inputs)
+            rec.enter_layer(&s.name);
+            let outputs = s.node.forward(rec, inputs);
+            rec.leave_layer();
+            outputs
         })
     }
 
