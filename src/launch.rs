@@ -142,6 +142,62 @@ impl Specialize for () {
     fn write(&self, _: &mut Constants) {}
 }
 
+/// A value that is one WGSL constant (see [`specialize!`]).
+pub(crate) trait Constant {
+    /// The constant's value.
+    fn value(&self) -> u32;
+}
+
+impl Constant for u32 {
+    fn value(&self) -> u32 {
+        *self
+    }
+}
+
+impl Constant for bool {
+    fn value(&self) -> u32 {
+        u32::from(*self)
+    }
+}
+
+/// A count or size constant: at least 1, so that the zero of `Default` never sizes a
+/// WGSL array at 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Count(pub(crate) u32);
+
+impl Constant for Count {
+    fn value(&self) -> u32 {
+        self.0.max(1)
+    }
+}
+
+/// Declares a kernel's compile-time values, the typed counterpart of its constants: each
+/// field is another [`Specialize`] value (its constants written in place) or, with
+/// `=> "NAME"`, the one constant `NAME` (its [`Constant`] value).
+macro_rules! specialize {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident {
+        $($(#[$fmeta:meta])* $field:ident : $ty:ty $(=> $constant:literal)?),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default)]
+        $vis struct $name {
+            $($(#[$fmeta])* $field: $ty,)*
+        }
+        impl $crate::launch::Specialize for $name {
+            fn write(&self, c: &mut $crate::launch::Constants) {
+                $($crate::launch::specialize!(@field c, self.$field $(, $constant)?);)*
+            }
+        }
+    };
+    (@field $c:ident, $value:expr) => {
+        $crate::launch::Specialize::write(&$value, $c)
+    };
+    (@field $c:ident, $value:expr, $constant:literal) => {
+        $c.set($constant, $crate::launch::Constant::value(&$value))
+    };
+}
+pub(crate) use specialize;
+
 /// Compile-time values by WGSL name, sorted by name (a pipeline's cache key).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Constants(Vec<(&'static str, u32)>);

@@ -14,8 +14,7 @@ use super::{Activation, Cost};
 use crate::error::{fail_if, Result};
 use crate::gpu::{check_owner, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Specialize,
-    Trip,
+    loop_nest, read, read_opt, specialize, uniform, write, Args, Kernel, KernelInfo, Trip,
 };
 use crate::ops::setters;
 use crate::weights::{key, StateDict};
@@ -29,19 +28,10 @@ uniform! {
     }
 }
 
-/// The constants of `se_gate.wgsl`: the activation after `fc1`, and whether the pooled
-/// vector is that of a sum.
-#[derive(Clone, Copy, Debug, Default)]
-struct SeSpec {
-    act: Activation,
-    sum: bool,
-}
-
-impl Specialize for SeSpec {
-    fn write(&self, c: &mut Constants) {
-        self.act.write(c);
-        c.flag("SUM", self.sum);
-    }
+specialize! {
+    /// The constants of `se_gate.wgsl`: the activation after `fc1`, and whether the pooled
+    /// vector is that of a sum.
+    struct SeSpec { act: Activation, sum: bool => "SUM" }
 }
 
 const SE_GATE: Kernel<SeParams, SeSpec> = Kernel::new(

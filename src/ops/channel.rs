@@ -6,7 +6,8 @@ use super::{same_shape, Activation, Cost};
 use crate::error::{fail_if, invalid, Error, Result};
 use crate::gpu::{Recorder, Tensor};
 use crate::launch::{
-    read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Specialize,
+    read, read_opt, specialize, uniform, write, Args, Constant, Constants, Kernel, KernelInfo,
+    Specialize,
 };
 
 /// Elements per invocation in `channel_copy.wgsl` (`PX`).
@@ -59,20 +60,15 @@ enum Mode {
     ScaleChannelsAdd = 6,
 }
 
-/// The constants of `elementwise.wgsl`: the mode, the output activation and the gate's.
-#[derive(Clone, Copy, Debug, Default)]
-struct ElementwiseSpec {
-    mode: Mode,
-    act: Activation,
-    gate: Activation,
+impl Constant for Mode {
+    fn value(&self) -> u32 {
+        *self as u32
+    }
 }
 
-impl Specialize for ElementwiseSpec {
-    fn write(&self, c: &mut Constants) {
-        c.set("MODE", self.mode as u32);
-        self.act.write(c);
-        c.set("GATE", self.gate.shader_code());
-    }
+specialize! {
+    /// The constants of `elementwise.wgsl`: the mode, the output activation and the gate's.
+    struct ElementwiseSpec { mode: Mode => "MODE", act: Activation, gate: Activation => "GATE" }
 }
 
 const CHANNEL_COPY: Kernel<ChannelCopyParams> =

@@ -16,8 +16,8 @@ use super::{pair_setters, setters, Activation, Cost, IntoPair, Window, WINDOW_MA
 use crate::error::{fail_if, invalid, Error, Result};
 use crate::gpu::{check_dims, check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, loop_tree, read, read_opt, uniform, write, Args, Binding, Constants, Kernel,
-    KernelInfo, Launch, Specialize, Trip,
+    loop_nest, loop_tree, read, read_opt, specialize, uniform, write, Args, Binding, Constants,
+    Count, Kernel, KernelInfo, Launch, Specialize, Trip,
 };
 use crate::weights::{key, StateDict};
 
@@ -674,73 +674,31 @@ impl Specialize for PaddingMode {
     }
 }
 
-/// What the row-strip kernels (direct and depthwise) are specialised with: the window,
-/// the store, the padding mode, the strip's pixels and the row segment kept in registers.
-#[derive(Clone, Copy, Debug, Default)]
-struct StripSpec {
-    window: Window,
-    epilogue: Epilogue,
-    pad_mode: PaddingMode,
-    px: u32,
-    /// The row segment kept in registers; 0 for none.
-    row: u32,
-}
-
-impl Specialize for StripSpec {
-    fn write(&self, c: &mut Constants) {
-        self.window.write(c);
-        self.epilogue.write(c);
-        self.pad_mode.write(c);
-        c.set("PX", self.px.max(1));
-        c.set("ROW", self.row.max(1));
-        c.flag("ROWBUF", self.row > 0);
+specialize! {
+    /// What the row-strip kernels (direct and depthwise) are specialised with: the window,
+    /// the store, the padding mode, the strip's pixels and the row segment of `row` values
+    /// kept in registers when `row_buffer`.
+    struct StripSpec {
+        window: Window, epilogue: Epilogue, pad_mode: PaddingMode, px: Count => "PX",
+        row: Count => "ROW", row_buffer: bool => "ROWBUF"
     }
 }
 
-/// The constants of `conv_direct.wgsl`: the strip and the channel tile.
-#[derive(Clone, Copy, Debug, Default)]
-struct DirectSpec {
-    strip: StripSpec,
-    oc_vec: u32,
+specialize! {
+    /// The constants of `conv_direct.wgsl`: the strip and the channel tile.
+    struct DirectSpec { strip: StripSpec, oc_vec: Count => "OC_VEC" }
 }
 
-impl Specialize for DirectSpec {
-    fn write(&self, c: &mut Constants) {
-        self.strip.write(c);
-        c.set("OC_VEC", self.oc_vec.max(1));
-    }
+specialize! {
+    /// The constants of `conv_pointwise*.wgsl`: the store, the vec4s of pixels and the
+    /// channel tile.
+    struct PointwiseSpec { epilogue: Epilogue, q: Count => "Q", oc_vec: Count => "OC_VEC" }
 }
 
-/// The constants of `conv_pointwise*.wgsl`.
-#[derive(Clone, Copy, Debug, Default)]
-struct PointwiseSpec {
-    epilogue: Epilogue,
-    oc_vec: u32,
-}
-
-impl Specialize for PointwiseSpec {
-    fn write(&self, c: &mut Constants) {
-        self.epilogue.write(c);
-        c.set("Q", (POINTWISE_PX / 4) as u32);
-        c.set("OC_VEC", self.oc_vec.max(1));
-    }
-}
-
-/// The constants of `conv_depthwise*.wgsl`: the strip and the aligned vector loads.
-#[derive(Clone, Copy, Debug, Default)]
-struct DepthwiseSpec {
-    strip: StripSpec,
-    vector_loads: bool,
-    /// Columns from the aligned vec4 before a strip to its first input (vector loads).
-    shift: u32,
-}
-
-impl Specialize for DepthwiseSpec {
-    fn write(&self, c: &mut Constants) {
-        self.strip.write(c);
-        c.flag("VEC", self.vector_loads);
-        c.set("SHIFT", self.shift);
-    }
+specialize! {
+    /// The constants of `conv_depthwise*.wgsl`: the strip and the aligned vector loads
+    /// (`shift`: columns from the aligned vec4 before a strip to its first input).
+    struct DepthwiseSpec { strip: StripSpec, vector_loads: bool => "VEC", shift: u32 => "SHIFT" }
 }
 
 const CONV_DIRECT: Kernel<TiledConvParams, DirectSpec> = Kernel::new(
@@ -854,22 +812,23 @@ fn plan_direct(
             window: p.window(),
             epilogue,
             pad_mode: p.padding_mode,
-            px: px as u32,
-            row: if row_buffer {
+            px: Count(px as u32),
+            row: Count(if row_buffer {
                 direct_row(p, ow) as u32
             } else {
                 0
-            },
+            }),
+            row_buffer,
         },
-        oc_vec: tile_oc_vec(p.out_per_group()) as u32,
+        oc_vec: Count(tile_oc_vec(p.out_per_group()) as u32),
     };
     let wg = CONV_DIRECT.workgroup_size as usize;
     let strip_blocks = (oh * u.strips_x as usize).div_ceil(wg);
     u.strip_blocks = strip_blocks as u32;
     let workgroups = n * p.groups * u.oc_blocks_pg as usize * strip_blocks;
     let (kh, kw) = p.kernel_size;
-    let [cin, kh, kw, px, row] =
-        [p.in_per_group(), kh, kw, px, spec.strip.row as usize].map(|v| v as u64);
+    let row = if row_buffer { direct_row(p, ow) } else { 0 };
+    let [cin, kh, kw, px, row] = [p.in_per_group(), kh, kw, px, row].map(|v| v as u64);
     // Per channel and kernel row: the row segment's loads, then the taps of the row.
     let loops = loop_tree(
         &[Trip::Uniform(cin), Trip::Constant(kh)],
@@ -914,7 +873,8 @@ fn plan_pointwise(
     };
     let spec = PointwiseSpec {
         epilogue,
-        oc_vec: oc_vec as u32,
+        q: Count((POINTWISE_PX / 4) as u32),
+        oc_vec: Count(oc_vec as u32),
     };
     let q = (POINTWISE_PX / 4) as u64;
     kernel
@@ -957,8 +917,9 @@ fn plan_depthwise(
             window: p.window(),
             epilogue,
             pad_mode: p.padding_mode,
-            px: t.px as u32,
-            row: if row_buffer { t.row as u32 } else { 0 },
+            px: Count(t.px as u32),
+            row: Count(if row_buffer { t.row as u32 } else { 0 }),
+            row_buffer,
         },
         vector_loads,
         shift: if vector_loads {

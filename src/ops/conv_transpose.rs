@@ -17,8 +17,8 @@ use super::{pair_setters, setters, Activation, Cost, IntoPair, Window};
 use crate::error::{fail_if, Result};
 use crate::gpu::{check_dims, check_owner, DeviceCaps, Gpu, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, loop_tree, read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo,
-    Launch, Specialize, Trip,
+    loop_nest, loop_tree, read, read_opt, specialize, uniform, write, Args, Count, Kernel,
+    KernelInfo, Launch, Trip,
 };
 use crate::weights::StateDict;
 
@@ -38,50 +38,19 @@ uniform! {
     }
 }
 
-/// The constants of `conv_transpose.wgsl`.
-#[derive(Clone, Copy, Debug, Default)]
-struct GatherSpec {
-    window: Window,
-    epilogue: Epilogue,
-    px: u32,
-    oc_vec: u32,
-    /// Taps of one phase along a row when they share a shifted window (no dilation), 0
-    /// otherwise.
-    taps: u32,
-}
-
-impl Specialize for GatherSpec {
-    fn write(&self, c: &mut Constants) {
-        self.window.write(c);
-        self.epilogue.write(c);
-        c.set("PX", self.px.max(1));
-        c.set("OC_VEC", self.oc_vec.max(1));
-        c.set("TAPS", self.taps);
+specialize! {
+    /// The constants of `conv_transpose.wgsl`: the window, the store, the strip and the
+    /// channel tile; `taps`: the taps of one phase along a row when they share a shifted
+    /// window (no dilation), 0 otherwise.
+    struct GatherSpec {
+        window: Window, epilogue: Epilogue, px: Count => "PX", oc_vec: Count => "OC_VEC",
+        taps: u32 => "TAPS"
     }
 }
 
-/// The constants of `conv_transpose_blocks.wgsl`: the stride (= kernel) and activation.
-#[derive(Clone, Copy, Debug)]
-struct BlocksSpec {
-    stride: (u32, u32),
-    act: Activation,
-}
-
-impl Default for BlocksSpec {
-    fn default() -> Self {
-        BlocksSpec {
-            stride: (2, 2),
-            act: Activation::None,
-        }
-    }
-}
-
-impl Specialize for BlocksSpec {
-    fn write(&self, c: &mut Constants) {
-        c.set("SH", self.stride.0);
-        c.set("SW", self.stride.1);
-        self.act.write(c);
-    }
+specialize! {
+    /// The constants of `conv_transpose_blocks.wgsl`: the stride (= kernel) and activation.
+    struct BlocksSpec { sh: Count => "SH", sw: Count => "SW", act: Activation }
 }
 
 const CONV_TRANSPOSE: Kernel<TiledConvParams, GatherSpec> = Kernel::new(
@@ -352,7 +321,8 @@ fn plan(
                 total: total as u32,
             };
             let spec = BlocksSpec {
-                stride: (p.stride.0 as u32, p.stride.1 as u32),
+                sh: Count(p.stride.0 as u32),
+                sw: Count(p.stride.1 as u32),
                 act: p.activation,
             };
             let taps = (p.stride.0 * p.stride.1) as u64;
@@ -389,8 +359,8 @@ fn plan(
             act: p.activation,
             ..Epilogue::default()
         },
-        px: px as u32,
-        oc_vec: tile_oc_vec(p.out_per_group()) as u32,
+        px: Count(px as u32),
+        oc_vec: Count(tile_oc_vec(p.out_per_group()) as u32),
         taps: if shifted_taps {
             p.kernel_size.1.div_ceil(p.stride.1) as u32
         } else {

@@ -12,7 +12,7 @@ pub mod pool;
 pub mod upsample;
 
 use crate::error::{fail_if, Result};
-use crate::launch::{Constants, Specialize};
+use crate::launch::{Constant, Constants, Specialize};
 
 /// `Ok` when `got` is `want`, else a [`ShapeMismatch`](crate::Error::ShapeMismatch)
 /// naming the operand.
@@ -97,7 +97,14 @@ impl Activation {
 /// The `ACT` constant of `shaders/activation.wgsl`.
 impl Specialize for Activation {
     fn write(&self, c: &mut Constants) {
-        c.set("ACT", self.shader_code());
+        c.set("ACT", self.value());
+    }
+}
+
+/// An activation as one constant under another name (a gate's).
+impl Constant for Activation {
+    fn value(&self) -> u32 {
+        self.shader_code()
     }
 }
 

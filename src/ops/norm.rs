@@ -16,8 +16,8 @@ use super::{check_channels, Activation, Cost};
 use crate::error::{fail_if, invalid, Error, Result};
 use crate::gpu::{check_dims, check_owner, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, read, read_opt, uniform, write, write_opt, Args, Constants, Kernel, KernelInfo,
-    Specialize, Trip,
+    loop_nest, read, read_opt, specialize, uniform, write, write_opt, Args, Constant, Kernel,
+    KernelInfo, Trip,
 };
 use crate::ops::setters;
 use crate::weights::StateDict;
@@ -78,33 +78,15 @@ uniform! {
     }
 }
 
-/// What `norm_stats.wgsl` computes; the constants of `norm_combine.wgsl`.
-#[derive(Clone, Copy, Debug, Default)]
-struct StatsSpec {
-    /// Backward sums instead of forward statistics.
-    backward: bool,
-    update_running: bool,
+specialize! {
+    /// What `norm_stats.wgsl` computes (forward statistics, or with `backward` the sums of
+    /// the backward pass); the constants of `norm_combine.wgsl`.
+    struct StatsSpec { backward: bool => "MODE", update_running: bool => "UPDATE_RUNNING" }
 }
 
-impl Specialize for StatsSpec {
-    fn write(&self, c: &mut Constants) {
-        c.set("MODE", u32::from(self.backward));
-        c.flag("UPDATE_RUNNING", self.update_running);
-    }
-}
-
-/// The constants of `norm_stats.wgsl`: whole segments, or parts of them.
-#[derive(Clone, Copy, Debug, Default)]
-struct PartSpec {
-    stats: StatsSpec,
-    partial: bool,
-}
-
-impl Specialize for PartSpec {
-    fn write(&self, c: &mut Constants) {
-        self.stats.write(c);
-        c.flag("PARTIAL", self.partial);
-    }
+specialize! {
+    /// The constants of `norm_stats.wgsl`: whole segments, or parts of them.
+    struct PartSpec { stats: StatsSpec, partial: bool => "PARTIAL" }
 }
 
 /// Which affine `norm_apply.wgsl` applies (its `MODE`).
@@ -118,18 +100,15 @@ enum ApplyMode {
     AdaIn = 4,
 }
 
-/// The constants of `norm_apply.wgsl`.
-#[derive(Clone, Copy, Debug, Default)]
-struct ApplySpec {
-    mode: ApplyMode,
-    act: Activation,
+impl Constant for ApplyMode {
+    fn value(&self) -> u32 {
+        *self as u32
+    }
 }
 
-impl Specialize for ApplySpec {
-    fn write(&self, c: &mut Constants) {
-        c.set("MODE", self.mode as u32);
-        self.act.write(c);
-    }
+specialize! {
+    /// The constants of `norm_apply.wgsl`.
+    struct ApplySpec { mode: ApplyMode => "MODE", act: Activation }
 }
 
 const NORM_STATS: Kernel<StatsParams, PartSpec> = Kernel::new(

@@ -6,8 +6,7 @@ use super::{pair_setters, setters, Cost, IntoPair, Window};
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, IndexTensor, PoolOrigin, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, read, read_opt, uniform, write, Args, Constants, Kernel, KernelInfo, Launch,
-    Specialize, Trip,
+    loop_nest, read, read_opt, specialize, uniform, write, Args, Kernel, KernelInfo, Launch, Trip,
 };
 
 uniform! {
@@ -55,34 +54,16 @@ uniform! {
     }
 }
 
-/// The constants of `avg_pool.wgsl`.
-#[derive(Clone, Copy, Debug, Default)]
-struct AvgPoolSpec {
-    window: Window,
-    count_include_pad: bool,
-    divisor: u32,
-}
-
-impl Specialize for AvgPoolSpec {
-    fn write(&self, c: &mut Constants) {
-        self.window.write(c);
-        c.flag("COUNT_INCLUDE_PAD", self.count_include_pad);
-        c.set("DIVISOR", self.divisor);
+specialize! {
+    /// The constants of `avg_pool.wgsl`.
+    struct AvgPoolSpec {
+        window: Window, count_include_pad: bool => "COUNT_INCLUDE_PAD", divisor: u32 => "DIVISOR"
     }
 }
 
-/// The constants of `global_pool.wgsl`.
-#[derive(Clone, Copy, Debug, Default)]
-struct GlobalSpec {
-    max: bool,
-    sum: bool,
-}
-
-impl Specialize for GlobalSpec {
-    fn write(&self, c: &mut Constants) {
-        c.set("MODE", u32::from(self.max));
-        c.flag("SUM", self.sum);
-    }
+specialize! {
+    /// The constants of `global_pool.wgsl`: the maximum (else the mean), of a sum.
+    struct GlobalSpec { max: bool => "MODE", sum: bool => "SUM" }
 }
 
 const MAX_POOL: Kernel<StripParams, Window> =

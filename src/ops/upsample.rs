@@ -12,7 +12,7 @@ use super::Cost;
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, read, uniform, write, Args, Constants, Kernel, KernelInfo, Launch, Specialize, Trip,
+    loop_nest, read, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Launch, Trip,
     LOOP_BUDGET,
 };
 
@@ -35,45 +35,21 @@ uniform! {
     }
 }
 
-/// `MODE` of `resample.wgsl`: 0 nearest, 1 bilinear, 2 bed-of-nails.
-#[derive(Clone, Copy, Debug, Default)]
-struct ResampleSpec(u32);
+specialize! {
+    /// `MODE` of `resample.wgsl`: 0 nearest, 1 bilinear, 2 bed-of-nails.
+    struct ResampleSpec { mode: u32 => "MODE" }
+}
 
-impl Specialize for ResampleSpec {
-    fn write(&self, c: &mut Constants) {
-        c.set("MODE", self.0);
+specialize! {
+    /// The constants of `resample_int.wgsl`: the factors and the zero insertion.
+    struct ResampleIntSpec {
+        sy: Count => "SY", sx: Count => "SX", bed_of_nails: bool => "BED_OF_NAILS"
     }
 }
 
-/// The constants of `resample_int.wgsl`.
-#[derive(Clone, Copy, Debug, Default)]
-struct ResampleIntSpec {
-    factors: (u32, u32),
-    bed_of_nails: bool,
-}
-
-impl Specialize for ResampleIntSpec {
-    fn write(&self, c: &mut Constants) {
-        c.set("SY", self.factors.0.max(1));
-        c.set("SX", self.factors.1.max(1));
-        c.flag("BED_OF_NAILS", self.bed_of_nails);
-    }
-}
-
-/// `S` of `bilinear_int.wgsl`.
-#[derive(Clone, Copy, Debug)]
-struct BilinearIntSpec(u32);
-
-impl Default for BilinearIntSpec {
-    fn default() -> Self {
-        BilinearIntSpec(2)
-    }
-}
-
-impl Specialize for BilinearIntSpec {
-    fn write(&self, c: &mut Constants) {
-        c.set("S", self.0);
-    }
+specialize! {
+    /// `S` of `bilinear_int.wgsl`.
+    struct BilinearIntSpec { factor: Count => "S" }
 }
 
 const RESAMPLE: Kernel<StripParams, ResampleSpec> = Kernel::new(
@@ -210,7 +186,8 @@ fn plan(
     Ok(match kernel {
         UpsampleKernel::Integer { factors } => {
             let spec = ResampleIntSpec {
-                factors: (factors.0 as u32, factors.1 as u32),
+                sy: Count(factors.0 as u32),
+                sx: Count(factors.1 as u32),
                 bed_of_nails: matches!(params.mode, UpsampleMode::BedOfNails { .. }),
             };
             let rows = planes * s[2];
@@ -233,7 +210,12 @@ fn plan(
                 total: total as u32,
             };
             BILINEAR_INT
-                .launch(&BilinearIntSpec(factor as u32), &u)
+                .launch(
+                    &BilinearIntSpec {
+                        factor: Count(factor as u32),
+                    },
+                    &u,
+                )
                 .threads(total)
         }
         UpsampleKernel::Taps => {
@@ -243,7 +225,7 @@ fn plan(
                 UpsampleMode::BedOfNails { .. } => 2,
             };
             let (u, total) = strip_geometry(s, out, (0, 0));
-            RESAMPLE.launch(&ResampleSpec(mode), &u).threads(total)
+            RESAMPLE.launch(&ResampleSpec { mode }, &u).threads(total)
         }
     })
 }
