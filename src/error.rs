@@ -111,6 +111,14 @@ pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// `Err(InvalidParam)` naming the first of `values` that is 0 ("must be at least 1").
+pub(crate) fn positive(values: &[(&'static str, usize)]) -> Result<()> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((name, _)) => Err(invalid(name, "must be at least 1, got 0")),
+        None => Ok(()),
+    }
+}
+
 /// `Err(InvalidParam)` naming `name` with `reason()` when `failed`, `Ok` otherwise: the one
 /// shape of every parameter check.
 pub(crate) fn fail_if<R: Into<String>>(

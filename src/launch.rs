@@ -198,6 +198,28 @@ macro_rules! specialize {
 }
 pub(crate) use specialize;
 
+/// A fieldless enum whose variants are the values of one WGSL constant (a shader's
+/// `MODE`): `shader_modes! { /// doc\n enum Name { Default = 0, Other = 1, ... } }`.
+/// The first variant is the default.
+macro_rules! shader_modes {
+    ($(#[$doc:meta])* enum $name:ident { $first:ident = $v0:literal $(, $variant:ident = $v:literal)* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        enum $name {
+            #[default]
+            $first = $v0,
+            $($variant = $v,)*
+        }
+
+        impl $crate::launch::Constant for $name {
+            fn value(&self) -> u32 {
+                *self as u32
+            }
+        }
+    };
+}
+pub(crate) use shader_modes;
+
 /// Compile-time values by WGSL name, sorted by name (a pipeline's cache key).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Constants(Vec<(&'static str, u32)>);

@@ -38,15 +38,21 @@ impl AsppConfig {
 pub type Aspp = Model<AsppConfig>;
 
 impl Architecture for AsppConfig {
-    /// Loads `convs.{i}` and `project`.
-    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+    /// Checks the configuration on its own.
+    fn validate(&self) -> Result<()> {
         let cfg = self;
         let rates = &cfg.atrous_rates;
         fail_if(
             rates.is_empty() || rates.contains(&0),
             "atrous_rates",
             || format!("need one or more positive rates, got {rates:?}"),
-        )?;
+        )
+    }
+
+    /// Loads `convs.{i}` and `project`.
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
+        let rates = &cfg.atrous_rates;
         let (cin, cout) = (cfg.in_channels, cfg.out_channels);
         let k = |n: String| key(prefix, &n);
         let eps = 1e-5;

@@ -3,7 +3,7 @@
 use super::{
     Architecture, BnState, ConvBnAct, Graph, HostValue, Inputs, Model, Node, SummaryRow, Value,
 };
-use crate::error::{fail_if, Result};
+use crate::error::{positive, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::ops::channel::DenseBuffer;
 use crate::ops::conv::Conv2dParams;
@@ -149,17 +149,19 @@ impl DenseBlock {
 }
 
 impl Architecture for DenseBlockConfig {
+    /// Checks the configuration on its own.
+    fn validate(&self) -> Result<()> {
+        positive(&[
+            ("num_layers", self.num_layers),
+            ("num_input_features", self.num_input_features),
+            ("bn_size", self.bn_size),
+            ("growth_rate", self.growth_rate),
+        ])
+    }
+
     /// Loads `denselayer{i}.norm1 / conv1 / norm2 / conv2`.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let cfg = self;
-        fail_if(
-            cfg.num_layers == 0
-                || cfg.growth_rate == 0
-                || cfg.bn_size == 0
-                || cfg.num_input_features == 0,
-            "num_layers",
-            || "layers, input features, bn_size and growth_rate must all be positive",
-        )?;
         let eps = 1e-5;
         let mut layers = Vec::new();
         for i in 0..cfg.num_layers {

@@ -21,8 +21,8 @@ pub struct FcnHeadConfig {
 pub type FcnHead = Model<FcnHeadConfig>;
 
 impl Architecture for FcnHeadConfig {
-    /// Loads `0`, `1` (batch norm) and `4`.
-    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+    /// Checks the configuration on its own.
+    fn validate(&self) -> Result<()> {
         let cfg = self;
         let inter = cfg.in_channels / 4;
         fail_if(inter == 0 || cfg.channels == 0, "in_channels", || {
@@ -30,7 +30,13 @@ impl Architecture for FcnHeadConfig {
                 "need at least 4 input channels and one class, got {} and {}",
                 cfg.in_channels, cfg.channels
             )
-        })?;
+        })
+    }
+
+    /// Loads `0`, `1` (batch norm) and `4`.
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
+        let inter = cfg.in_channels / 4;
         let p0 = Conv2dParams::new(cfg.in_channels, inter, 3)
             .padding(1)
             .bias(false)

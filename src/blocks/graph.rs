@@ -76,6 +76,11 @@ impl<V> Inputs<'_, V> {
             .ok_or_else(|| Error::Gpu(format!("graph wiring: no input {i}")))
     }
 
+    /// Every value input, each through `f` (e.g. to its tensor).
+    pub(crate) fn all<'v, T>(&'v self, f: impl Fn(&'v V) -> Result<T>) -> Result<Vec<T>> {
+        self.values.iter().map(|v| f(v)).collect()
+    }
+
     /// Shape input `i`.
     pub(crate) fn shape(&self, i: usize) -> Result<[usize; 4]> {
         self.shapes

@@ -53,18 +53,18 @@ impl InvertedResidualConfig {
 pub type InvertedResidual = Model<InvertedResidualConfig>;
 
 impl Architecture for InvertedResidualConfig {
+    /// Checks the configuration on its own.
+    fn validate(&self) -> Result<()> {
+        check_stride(self.stride)
+    }
+
     /// Loads `conv.0.0` / `conv.0.1` (expansion), the depthwise `conv.i.0` / `conv.i.1`,
     /// and the projection `conv.{i+1}` with its batch norm `conv.{i+2}`.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let cfg = self;
-        fail_if(cfg.stride != 1 && cfg.stride != 2, "stride", || {
-            format!("must be 1 or 2, got {}", cfg.stride)
-        })?;
-        let k = |n: String| key(prefix, &n);
         let conv = key(prefix, "conv");
-        let hidden = cfg.hidden();
-        let eps = 1e-5;
-        let relu6 = Activation::Relu6;
+        let at = |j: usize| key(&conv, &j.to_string());
+        let (hidden, eps, relu6) = (cfg.hidden(), 1e-5, Activation::Relu6);
         let mut g = Graph::new();
         let x = g.input();
         let mut y = x;
@@ -84,8 +84,7 @@ impl Architecture for InvertedResidualConfig {
         y = g.add("depthwise", conv_bn_at(gpu, sd, p, &conv, i, eps)?, &[y]);
         // The projection is not wrapped: its conv and batch norm are siblings.
         let p = Conv2dParams::new(hidden, cfg.oup, 1).bias(false);
-        let (pc, pb) = (k(format!("conv.{}", i + 1)), k(format!("conv.{}", i + 2)));
-        let project = conv_bn(gpu, sd, p, &pc, &pb, eps)?;
+        let project = conv_bn(gpu, sd, p, &at(i + 1), &at(i + 2), eps)?;
         // The skip joins the linear projection in its store.
         let y = if cfg.residual() {
             g.add(
@@ -169,13 +168,15 @@ pub(crate) fn v3_block_graph(
 }
 
 impl Architecture for MobileNetV3Config {
+    /// Checks the configuration on its own.
+    fn validate(&self) -> Result<()> {
+        check_stride(self.stride)
+    }
+
     /// Loads `block.0 ...` with torchvision's numbering (expansion, depthwise, SE `fc1` /
     /// `fc2`, projection; indices shift when a part is absent).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let cfg = self;
-        fail_if(cfg.stride != 1 && cfg.stride != 2, "stride", || {
-            format!("must be 1 or 2, got {}", cfg.stride)
-        })?;
         let k = |n: String| key(prefix, &n);
         let block = key(prefix, "block");
         let eps = 1e-3;
@@ -314,4 +315,11 @@ impl Architecture for DepthwiseSeparableConfig {
         g.set_outputs(&[y]);
         Ok(g)
     }
+}
+
+/// MobileNet blocks run with stride 1 or 2.
+fn check_stride(stride: usize) -> Result<()> {
+    fail_if(stride != 1 && stride != 2, "stride", || {
+        format!("must be 1 or 2, got {stride}")
+    })
 }

@@ -55,6 +55,12 @@ use crate::weights::StateDict;
 /// [`Model`] of one (`Aspp` is `Model<AsppConfig>`, `MobileNetV2Features` is
 /// `Model<MobileNetV2Config>`, ...).
 pub trait Architecture: Clone + std::fmt::Debug {
+    /// Checks the configuration on its own, before any weight is read (default: nothing
+    /// to check). [`Model::load`] calls it first.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Builds the graph with the weights named `{prefix}.{PyTorch name}` in `sd` (`prefix`
     /// empty for a state dict of the block itself). Errors name the missing or
     /// mis-shaped tensor.
@@ -97,6 +103,7 @@ impl<A: Architecture> Model<A> {
     /// (`prefix` empty for a state dict of the block itself). Errors name the missing or
     /// mis-shaped tensor.
     pub fn load(gpu: &Gpu, config: A, sd: &StateDict, prefix: &str) -> Result<Self> {
+        config.validate()?;
         let graph = config.build(gpu, sd, prefix)?;
         Ok(Model { config, graph })
     }

@@ -537,14 +537,7 @@ impl Node for Op {
                 let p = self.resize(inputs)?.expect("resize");
                 one(upsample::upsample(rec, &p, t(0)?)?)
             }
-            Op::Concat => {
-                let xs = inputs
-                    .values
-                    .iter()
-                    .map(|v| v.tensor())
-                    .collect::<Result<Vec<_>>>()?;
-                one(channel::concat(rec, &xs)?)
-            }
+            Op::Concat => one(channel::concat(rec, &inputs.all(Value::tensor)?)?),
             Op::Split(sizes) => Ok(channel::split(rec, t(0)?, sizes)?
                 .into_iter()
                 .map(Value::Tensor)
@@ -577,14 +570,7 @@ impl Node for Op {
                 let p = self.resize(inputs)?.expect("resize");
                 one(reference::upsample::upsample(&p, t(0)?)?)
             }
-            Op::Concat => {
-                let xs = inputs
-                    .values
-                    .iter()
-                    .map(|v| v.tensor())
-                    .collect::<Result<Vec<_>>>()?;
-                one(rc::concat(&xs)?)
-            }
+            Op::Concat => one(rc::concat(&inputs.all(HostValue::tensor)?)?),
             Op::Split(sizes) => {
                 let mut start = 0;
                 Ok(sizes

@@ -3,7 +3,7 @@
 //! before its own convolutions.
 
 use super::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, ValueId};
-use crate::error::{fail_if, Result};
+use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::pool::{MaxPool2dParams, MaxUnpool2dParams};
@@ -54,14 +54,17 @@ fn conv_stack(
 }
 
 impl Architecture for SegNetStageConfig {
+    /// Checks the configuration on its own.
+    fn validate(&self) -> Result<()> {
+        positive(&[
+            ("encoder_convs", self.encoder_convs),
+            ("decoder_convs", self.decoder_convs),
+        ])
+    }
+
     /// Loads `encoder.{i}.0` / `.1` and `decoder.{i}.0` / `.1`.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let cfg = self;
-        fail_if(
-            cfg.encoder_convs == 0 || cfg.decoder_convs == 0,
-            "encoder_convs",
-            || "each side of a stage needs at least one convolution",
-        )?;
         let mut g = Graph::new();
         let x = g.input();
         let c = cfg.channels;

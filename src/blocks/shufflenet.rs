@@ -26,8 +26,8 @@ pub struct ShuffleV2Config {
 pub type ShuffleV2Unit = Model<ShuffleV2Config>;
 
 impl Architecture for ShuffleV2Config {
-    /// Loads `branch1.{0,1,2,3}` (stride > 1 only) and `branch2.{0,1,3,4,5,6}`.
-    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+    /// Checks the configuration on its own.
+    fn validate(&self) -> Result<()> {
         let cfg = self;
         fail_if(
             !(1..=3).contains(&cfg.stride) || !cfg.oup.is_multiple_of(2),
@@ -38,7 +38,12 @@ impl Architecture for ShuffleV2Config {
                     cfg.stride, cfg.oup
                 )
             },
-        )?;
+        )
+    }
+
+    /// Loads `branch1.{0,1,2,3}` (stride > 1 only) and `branch2.{0,1,3,4,5,6}`.
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
         let bf = cfg.oup / 2;
         fail_if(cfg.stride == 1 && cfg.inp != 2 * bf, "inp", || {
             format!(

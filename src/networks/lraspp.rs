@@ -3,7 +3,7 @@
 
 use super::append_features;
 use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op};
-use crate::error::{fail_if, Result};
+use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::pool::GlobalPool;
@@ -53,20 +53,18 @@ setters!(LrAsppConfig {
 pub type LrAsppMobileNetV3 = Model<LrAsppConfig>;
 
 impl Architecture for LrAsppConfig {
+    /// Checks the configuration on its own.
+    fn validate(&self) -> Result<()> {
+        positive(&[
+            ("num_classes", self.num_classes),
+            ("inter_channels", self.inter_channels),
+        ])
+    }
+
     /// Loads `backbone.*` (the backbone's `features`) and `classifier.*` (the head) under
     /// `prefix` as torchvision names them (empty for a whole model's state dict).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let cfg = self;
-        fail_if(
-            cfg.num_classes == 0 || cfg.inter_channels == 0,
-            "num_classes",
-            || {
-                format!(
-                    "classes ({}) and intermediate channels ({}) must be positive",
-                    cfg.num_classes, cfg.inter_channels
-                )
-            },
-        )?;
         let blocks = cfg.backbone.blocks();
         // torchvision's stage indices: the stem, every strided block (features index
         // i + 1), the last convolution; `low` is the fourth from the end.

@@ -56,16 +56,22 @@ impl MobileNetV2Features {
 }
 
 impl Architecture for MobileNetV2Config {
-    /// Loads `{prefix}.0 ... {prefix}.18` (the prefix is `features` in a whole
-    /// `mobilenet_v2()` state dict, empty for the state dict of `.features` itself).
-    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+    /// Checks the configuration on its own.
+    fn validate(&self) -> Result<()> {
         let cfg = self;
         let width_mult = cfg.width_mult;
         fail_if(
             !(width_mult.is_finite() && width_mult > 0.0),
             "width_mult",
             || format!("must be positive, got {width_mult}"),
-        )?;
+        )
+    }
+
+    /// Loads `{prefix}.0 ... {prefix}.18` (the prefix is `features` in a whole
+    /// `mobilenet_v2()` state dict, empty for the state dict of `.features` itself).
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
+        let width_mult = cfg.width_mult;
         let eps = 1e-5;
         let relu6 = Activation::Relu6;
         let mut input = make_divisible(32.0 * width_mult, 8);

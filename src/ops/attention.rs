@@ -518,13 +518,7 @@ impl Eca {
     /// Records the block.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         let s = x.shape();
-        if s[1] != self.params.channels {
-            return Err(crate::Error::ShapeMismatch {
-                name: "input",
-                expected: vec![s[0], self.params.channels, s[2], s[3]],
-                actual: s.to_vec(),
-            });
-        }
+        crate::ops::check_channels(s, self.params.channels)?;
         let pooled = global_pool(rec, GlobalPool::Avg, x)?.reshape([s[0], 1, s[1], 1])?;
         let logits = self
             .conv
@@ -742,14 +736,7 @@ impl Cbam {
     /// Records the block and its two attention maps (after their sigmoids), as the
     /// modules' intermediate results in PyTorch.
     pub fn forward_with_attention(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<CbamOutput> {
-        let s = x.shape();
-        if s[1] != self.params.gate_channels {
-            return Err(crate::Error::ShapeMismatch {
-                name: "input",
-                expected: vec![s[0], self.params.gate_channels, s[2], s[3]],
-                actual: s.to_vec(),
-            });
-        }
+        crate::ops::check_channels(x.shape(), self.params.gate_channels)?;
         let avg = global_pool(rec, GlobalPool::Avg, x)?;
         let max = global_pool(rec, GlobalPool::Max, x)?;
         let hidden_avg = self.mlp1.forward(rec, &avg)?;

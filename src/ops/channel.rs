@@ -6,7 +6,7 @@ use super::{same_shape, Activation, Cost};
 use crate::error::{fail_if, invalid, Error, Result};
 use crate::gpu::{Recorder, Tensor};
 use crate::launch::{
-    read, read_opt, specialize, uniform, write, Args, Constant, Constants, Kernel, KernelInfo,
+    read, read_opt, shader_modes, specialize, uniform, write, Args, Constants, Kernel, KernelInfo,
     Specialize,
 };
 
@@ -47,22 +47,16 @@ uniform! {
     }
 }
 
-/// What `elementwise.wgsl` computes (its `MODE`).
-#[derive(Clone, Copy, Debug, Default)]
-enum Mode {
-    #[default]
-    Activate = 0,
-    Add = 1,
-    ScaleChannels = 2,
-    ScaleSpatial = 3,
-    Highway = 4,
-    ResidualAttention = 5,
-    ScaleChannelsAdd = 6,
-}
-
-impl Constant for Mode {
-    fn value(&self) -> u32 {
-        *self as u32
+shader_modes! {
+    /// What `elementwise.wgsl` computes (its `MODE`).
+    enum Mode {
+        Activate = 0,
+        Add = 1,
+        ScaleChannels = 2,
+        ScaleSpatial = 3,
+        Highway = 4,
+        ResidualAttention = 5,
+        ScaleChannelsAdd = 6,
     }
 }
 

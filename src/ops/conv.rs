@@ -12,8 +12,8 @@ use std::sync::{Arc, OnceLock};
 
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
-use super::{pair_setters, setters, Activation, Cost, IntoPair, Window, WINDOW_MAX};
-use crate::error::{fail_if, invalid, Error, Result};
+use super::{setters, Activation, Cost, IntoPair, Window, WINDOW_MAX};
+use crate::error::{fail_if, invalid, positive, Error, Result};
 use crate::gpu::{check_dims, check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
     loop_nest, loop_tree, read, read_opt, specialize, uniform, write, Args, Binding, Constants,
@@ -132,12 +132,7 @@ impl Conv2dParams {
     /// The window (kernel size, stride, the padding before, dilation).
     pub fn window(&self) -> Window {
         let ((top, _), (left, _)) = self.pads();
-        Window {
-            kernel_size: self.kernel_size,
-            stride: self.stride,
-            padding: (top, left),
-            dilation: self.dilation,
-        }
+        Window::new(self.kernel_size, self.stride, (top, left), self.dilation)
     }
 
     /// Checks that a residual can join with `join`: `AddThen` brings its own activation,
@@ -194,19 +189,11 @@ impl Conv2dParams {
 
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
-        fail_if(self.in_channels == 0, "in_channels", || {
-            "must be at least 1, got 0"
-        })?;
-        fail_if(self.out_channels == 0, "out_channels", || {
-            "must be at least 1, got 0"
-        })?;
-        Window {
-            kernel_size: self.kernel_size,
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-        }
-        .validate()?;
+        positive(&[
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels),
+        ])?;
+        Window::new(self.kernel_size, self.stride, self.padding, self.dilation).validate()?;
         if let Some(after) = self.padding_after {
             fail_if(
                 after.0 > WINDOW_MAX || after.1 > WINDOW_MAX,
@@ -266,9 +253,7 @@ impl Conv2dParams {
             );
             conv_out_len("kernel_size", input[2 + a], k, s, before + after, d)
         })?;
-        let out = [input[0], self.out_channels, oh, ow];
-        check_dims("output", &out)?;
-        Ok(out)
+        super::layer_output(input, self.out_channels, [oh, ow])
     }
 
     /// Parameters, MACs and bytes of this convolution on `input`.
@@ -278,30 +263,21 @@ impl Conv2dParams {
     /// number of output pixels (per image, times N).
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let out = self.output_shape(input)?;
-        let weights = self.weight_shape().iter().product();
-        let bias = if self.bias { self.out_channels } else { 0 };
         let pixels = out[0] * out[2] * out[3];
-        Ok(Cost::of_layer((weights, bias), pixels, input, out))
+        Ok(Cost::of_layer(
+            (self.weight_shape(), self.bias),
+            pixels,
+            input,
+            out,
+        ))
     }
 }
 
 setters!(Conv2dParams {
     /// Sets the padding mode (`'zeros'`, `'reflect'`, `'replicate'`, `'circular'`).
     padding_mode: PaddingMode,
-    /// Sets the number of groups.
-    groups: usize,
-    /// Enables or disables the bias.
-    bias: bool,
-    /// Sets the fused activation.
-    activation: Activation,
 });
-
-pair_setters!(Conv2dParams {
-    /// Sets the stride (one value or a `(height, width)` pair).
-    stride,
-    /// Sets the dilation (one value or a `(height, width)` pair).
-    dilation,
-});
+super::conv_setters!(Conv2dParams);
 
 /// TensorFlow's `'SAME'` padding `(before, after)` along one axis of length `input`: the
 /// output has `ceil(input / stride)` positions and the padding they need, `max((out - 1) *
@@ -979,7 +955,8 @@ pub(crate) struct PackedWeights {
     layouts: [OnceLock<Arc<PooledBuffer>>; 2],
 }
 
-/// What [`PackedWeights`] needs to know of a (transposed) convolution's parameters.
+/// What [`PackedWeights`] and the references need to know of a (transposed)
+/// convolution's parameters.
 pub(crate) trait WeightShapes {
     /// Checks the parameters on their own (before any shape is derived from them).
     fn validate(&self) -> Result<()>;
@@ -987,19 +964,32 @@ pub(crate) trait WeightShapes {
     fn weight_shape(&self) -> [usize; 4];
     /// Whether there is a bias, and its length.
     fn bias_len(&self) -> (bool, usize);
+    /// Validates against an input shape and returns the output's.
+    fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]>;
 }
 
-impl WeightShapes for Conv2dParams {
-    fn validate(&self) -> Result<()> {
-        Conv2dParams::validate(self)
-    }
-    fn weight_shape(&self) -> [usize; 4] {
-        Conv2dParams::weight_shape(self)
-    }
-    fn bias_len(&self) -> (bool, usize) {
-        (self.bias, self.out_channels)
-    }
+/// [`WeightShapes`] by the parameters' own methods and their `bias` / `out_channels`.
+macro_rules! weight_shapes {
+    ($t:ident) => {
+        impl $crate::ops::conv::WeightShapes for $t {
+            fn validate(&self) -> Result<()> {
+                $t::validate(self)
+            }
+            fn weight_shape(&self) -> [usize; 4] {
+                $t::weight_shape(self)
+            }
+            fn bias_len(&self) -> (bool, usize) {
+                (self.bias, self.out_channels)
+            }
+            fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+                $t::output_shape(self, input)
+            }
+        }
+    };
 }
+pub(crate) use weight_shapes;
+
+weight_shapes!(Conv2dParams);
 
 impl PackedWeights {
     /// Checks `weight` and `bias` against the parameters' shapes, then uploads the bias

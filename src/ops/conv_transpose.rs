@@ -11,9 +11,8 @@ use ndarray::{ArrayView1, ArrayView4};
 
 use super::conv::{
     blocked_pad, strip_px, tile_oc_vec, tiled_uniform, Epilogue, PackedWeights, TiledConvParams,
-    WeightShapes,
 };
-use super::{pair_setters, setters, Activation, Cost, IntoPair, Window};
+use super::{pair_setters, Activation, Cost, IntoPair, Window};
 use crate::error::{fail_if, Result};
 use crate::gpu::{check_dims, check_owner, DeviceCaps, Gpu, Recorder, Tensor};
 use crate::launch::{
@@ -116,12 +115,7 @@ impl ConvTranspose2dParams {
 
     /// The window (kernel size, stride, padding, dilation).
     pub fn window(&self) -> Window {
-        Window {
-            kernel_size: self.kernel_size,
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-        }
+        Window::new(self.kernel_size, self.stride, self.padding, self.dilation)
     }
 
     /// Input channels per group.
@@ -196,52 +190,31 @@ impl ConvTranspose2dParams {
             })?;
             Ok(full - 2 * p)
         })?;
-        let out = [input[0], self.out_channels, oh, ow];
-        check_dims("output", &out)?;
-        Ok(out)
+        super::layer_output(input, self.out_channels, [oh, ow])
     }
 
     /// Parameters, MACs (every input pixel times every weight of its group) and bytes.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let out = self.output_shape(input)?;
-        let weights = self.weight_shape().iter().product();
-        let bias = if self.bias { self.out_channels } else { 0 };
         let pixels = input[0] * input[2] * input[3];
-        Ok(Cost::of_layer((weights, bias), pixels, input, out))
+        Ok(Cost::of_layer(
+            (self.weight_shape(), self.bias),
+            pixels,
+            input,
+            out,
+        ))
     }
 }
-
-setters!(ConvTranspose2dParams {
-    /// Sets the number of groups.
-    groups: usize,
-    /// Enables or disables the bias.
-    bias: bool,
-    /// Sets the fused activation.
-    activation: Activation,
-});
 
 pair_setters!(ConvTranspose2dParams {
     /// Sets the output padding.
     output_padding,
-    /// Sets the stride (one value or a `(height, width)` pair).
-    stride,
     /// Sets the padding (one value or a `(height, width)` pair).
     padding,
-    /// Sets the dilation (one value or a `(height, width)` pair).
-    dilation,
 });
+super::conv_setters!(ConvTranspose2dParams);
 
-impl WeightShapes for ConvTranspose2dParams {
-    fn validate(&self) -> Result<()> {
-        ConvTranspose2dParams::validate(self)
-    }
-    fn weight_shape(&self) -> [usize; 4] {
-        ConvTranspose2dParams::weight_shape(self)
-    }
-    fn bias_len(&self) -> (bool, usize) {
-        (self.bias, self.out_channels)
-    }
-}
+super::conv::weight_shapes!(ConvTranspose2dParams);
 
 /// The GPU kernels a transposed convolution can run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -37,6 +37,17 @@ pub(crate) fn check_channels(input: [usize; 4], channels: usize) -> crate::Resul
     same_shape("input", [input[0], channels, input[2], input[3]], input)
 }
 
+/// `[N, channels, height, width]` of a layer's output, checked like every shape.
+pub(crate) fn layer_output(
+    input: [usize; 4],
+    channels: usize,
+    [height, width]: [usize; 2],
+) -> crate::Result<[usize; 4]> {
+    let out = [input[0], channels, height, width];
+    crate::gpu::check_dims("output", &out)?;
+    Ok(out)
+}
+
 /// `f(axis, pick)` for the height (axis 0) and the width (axis 1), where `pick` takes that
 /// axis's value of a `(height, width)` pair.
 pub(crate) fn per_axis<T>(
@@ -152,16 +163,17 @@ impl Cost {
 }
 
 impl Cost {
-    /// The cost of a layer with `weights` weights and a bias of `bias` values, each weight
-    /// used once per one of `pixels` pixels, from `input` to `output`: bytes count the
-    /// input, the output and the parameters once (f32).
+    /// The cost of a layer with weights of `weight_shape` and, when `bias`, one bias per
+    /// output channel, each weight used once per one of `pixels` pixels, from `input` to
+    /// `output`: bytes count the input, the output and the parameters once (f32).
     pub(crate) fn of_layer(
-        (weights, bias): (usize, usize),
+        (weight_shape, bias): ([usize; 4], bool),
         pixels: usize,
         input: [usize; 4],
         output: [usize; 4],
     ) -> Cost {
-        let params = (weights + bias) as u64;
+        let weights: usize = weight_shape.iter().product();
+        let params = (weights + if bias { output[1] } else { 0 }) as u64;
         let elems = |s: [usize; 4]| s.iter().product::<usize>() as u64;
         Cost {
             params,
@@ -204,6 +216,21 @@ pub struct Window {
 pub const WINDOW_MAX: usize = (1 << 24) - 1;
 
 impl Window {
+    /// A window of these per-axis `(height, width)` values.
+    pub fn new(
+        kernel_size: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> Window {
+        Window {
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+        }
+    }
+
     /// Checks that kernel size, stride and dilation are positive and that every value is
     /// at most [`WINDOW_MAX`], naming the parameter at fault.
     pub fn validate(&self) -> Result<()> {
@@ -280,3 +307,25 @@ macro_rules! pair_setters {
     };
 }
 pub(crate) use pair_setters;
+
+/// The builder methods both convolutions share: groups, bias, the fused activation,
+/// stride and dilation.
+macro_rules! conv_setters {
+    ($ty:ty) => {
+        $crate::ops::setters!($ty {
+            /// Sets the number of groups.
+            groups: usize,
+            /// Enables or disables the bias.
+            bias: bool,
+            /// Sets the fused activation.
+            activation: Activation,
+        });
+        $crate::ops::pair_setters!($ty {
+            /// Sets the stride (one value or a `(height, width)` pair).
+            stride,
+            /// Sets the dilation (one value or a `(height, width)` pair).
+            dilation,
+        });
+    };
+}
+pub(crate) use conv_setters;

@@ -10,13 +10,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ndarray::{Array1, Array4, ArrayView1, ArrayView3};
+use ndarray::{Array1, Array4, ArrayView, ArrayView1, Ix1, Ix3};
 
 use super::{check_channels, Activation, Cost};
-use crate::error::{fail_if, invalid, Error, Result};
+use crate::error::{fail_if, invalid, positive, Error, Result};
 use crate::gpu::{check_dims, check_owner, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, read, read_opt, specialize, uniform, write, write_opt, Args, Constant, Kernel,
+    loop_nest, read, read_opt, shader_modes, specialize, uniform, write, write_opt, Args, Kernel,
     KernelInfo, Trip,
 };
 use crate::ops::setters;
@@ -89,20 +89,14 @@ specialize! {
     struct PartSpec { stats: StatsSpec, partial: bool => "PARTIAL" }
 }
 
-/// Which affine `norm_apply.wgsl` applies (its `MODE`).
-#[derive(Clone, Copy, Debug, Default)]
-enum ApplyMode {
-    #[default]
-    Batch = 0,
-    Group = 1,
-    Layer = 2,
-    Instance = 3,
-    AdaIn = 4,
-}
-
-impl Constant for ApplyMode {
-    fn value(&self) -> u32 {
-        *self as u32
+shader_modes! {
+    /// Which affine `norm_apply.wgsl` applies (its `MODE`).
+    enum ApplyMode {
+        Batch = 0,
+        Group = 1,
+        Layer = 2,
+        Instance = 3,
+        AdaIn = 4,
     }
 }
 
@@ -583,9 +577,7 @@ impl BatchNorm2dParams {
 
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
-        fail_if(self.num_features == 0, "num_features", || {
-            "must be at least 1, got 0"
-        })?;
+        positive(&[("num_features", self.num_features)])?;
         check_eps(self.eps)?;
         if let Some(m) = self.momentum {
             fail_if(
@@ -1034,6 +1026,48 @@ pub fn fold_batch_norm(
     Ok((w, b))
 }
 
+/// The inherent `output_shape` / `cost` and the [`SegmentNormParams`] impl of a norm's
+/// parameters `$t`: `p` is the parameters, `affine` their affine flag, `shape` the affine's
+/// shape and `segments` the (count, length, axes) of the segments of a validated input `s`.
+macro_rules! segment_norm_params {
+    ($t:ident, $dim:ty, |$p:ident, $s:ident| affine: $affine:expr, shape: $shape:expr,
+     segments: $segments:expr) => {
+        impl $t {
+            /// Validates against `[N, C, H, W]` (the channels, or for layer norm the
+            /// `(C, H, W)`, must be the affine's shape); returns the output shape, the input's.
+            pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+                self.check_input(input)
+            }
+
+            /// Parameters (twice the affine's size when affine), operations and bytes.
+            pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+                self.norm_cost(input)
+            }
+        }
+
+        impl sealed::Sealed for $t {}
+
+        impl SegmentNormParams for $t {
+            type AffineDim = $dim;
+            fn check(&self) -> Result<()> {
+                self.validate()
+            }
+            fn affine_shape(&self) -> (bool, Vec<usize>) {
+                let $p = self;
+                ($affine, $shape)
+            }
+            fn epsilon(&self) -> f32 {
+                self.eps
+            }
+            #[allow(unused_variables)] // instance and layer norm need no parameter
+            fn segments(&self, $s: [usize; 4]) -> (usize, usize, NormAxes) {
+                let $p = self;
+                $segments
+            }
+        }
+    };
+}
+
 /// Parameters of `torch.nn.GroupNorm`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GroupNormParams {
@@ -1060,16 +1094,10 @@ impl GroupNormParams {
 
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
-        fail_if(
-            self.num_groups == 0 || self.num_channels == 0,
-            "num_groups",
-            || {
-                format!(
-                    "num_groups ({}) and num_channels ({}) must be positive",
-                    self.num_groups, self.num_channels
-                )
-            },
-        )?;
+        positive(&[
+            ("num_groups", self.num_groups),
+            ("num_channels", self.num_channels),
+        ])?;
         fail_if(
             !self.num_channels.is_multiple_of(self.num_groups),
             "num_groups",
@@ -1082,19 +1110,13 @@ impl GroupNormParams {
         )?;
         check_eps(self.eps)
     }
-
-    /// Validates against `[N, C, H, W]`.
-    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
-        self.validate()?;
-        check_channels(input, self.num_channels).map(|_| input)
-    }
-
-    /// Parameters, operations and bytes.
-    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        let out = self.output_shape(input)?;
-        Ok(norm_cost(out, (self.affine, self.num_channels)))
-    }
 }
+
+segment_norm_params!(GroupNormParams, Ix1, |p, s|
+    affine: p.affine,
+    shape: vec![p.num_channels],
+    segments: (s[0] * p.num_groups, s[1] / p.num_groups * s[2] * s[3], NormAxes::Group(p.num_groups))
+);
 
 setters!(GroupNormParams {
     /// Sets eps.
@@ -1102,50 +1124,6 @@ setters!(GroupNormParams {
     /// Enables or disables the affine transform.
     affine: bool,
 });
-
-/// Group norm on the GPU. With `G = 1` it is layer norm with a per-channel affine; with
-/// `G = C` it is instance norm (tested).
-#[derive(Debug)]
-pub struct GroupNorm {
-    params: GroupNormParams,
-    norm: SegmentNorm,
-}
-
-impl GroupNorm {
-    /// Uploads a group norm; `weight` / `bias` (length C, both or neither) default to 1
-    /// and 0.
-    pub fn new(
-        gpu: &Gpu,
-        params: GroupNormParams,
-        weight: Option<ArrayView1<f32>>,
-        bias: Option<ArrayView1<f32>>,
-    ) -> Result<Self> {
-        params.validate()?;
-        let norm = SegmentNorm::new(gpu, (params.affine, params.num_channels), weight, bias)?;
-        Ok(GroupNorm { params, norm })
-    }
-
-    /// Loads `{prefix}.weight` and `{prefix}.bias` (when affine) by PyTorch's names.
-    pub fn load(gpu: &Gpu, params: GroupNormParams, sd: &StateDict, prefix: &str) -> Result<Self> {
-        params.validate()?;
-        let norm = SegmentNorm::load(gpu, sd, prefix, params.affine, &[params.num_channels])?;
-        Ok(GroupNorm { params, norm })
-    }
-
-    /// The layer's parameters.
-    pub fn params(&self) -> &GroupNormParams {
-        &self.params
-    }
-
-    /// Records the normalisation.
-    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let s = self.params.output_shape(x.shape())?;
-        let g = self.params.num_groups;
-        let seg = Segments::contiguous(s[0] * g, (s[1] / g) * s[2] * s[3]);
-        self.norm
-            .forward(rec, x, (seg, ApplyMode::Group, g), self.params.eps)
-    }
-}
 
 /// Parameters of `torch.nn.LayerNorm(normalized_shape=(C, H, W))`: statistics over each
 /// sample's `(C, H, W)`, an elementwise affine of that shape.
@@ -1175,23 +1153,13 @@ impl LayerNormParams {
         check_dims("normalized_shape", &[1, c, h, w])?;
         check_eps(self.eps)
     }
-
-    /// Validates against `[N, C, H, W]`: the last three dimensions must be the
-    /// normalized shape.
-    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
-        self.validate()?;
-        check_dims("input", &input)?;
-        let [c, h, w] = self.normalized_shape;
-        super::same_shape("input", [input[0], c, h, w], input).map(|_| input)
-    }
-
-    /// Parameters (2 x C x H x W when affine), operations and bytes.
-    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        let out = self.output_shape(input)?;
-        let len = self.normalized_shape.iter().product();
-        Ok(norm_cost(out, (self.elementwise_affine, len)))
-    }
 }
+
+segment_norm_params!(LayerNormParams, Ix3, |p, s|
+    affine: p.elementwise_affine,
+    shape: p.normalized_shape.to_vec(),
+    segments: (s[0], s[1] * s[2] * s[3], NormAxes::Layer)
+);
 
 setters!(LayerNormParams {
     /// Sets eps.
@@ -1199,61 +1167,6 @@ setters!(LayerNormParams {
     /// Enables or disables the elementwise affine transform.
     elementwise_affine: bool,
 });
-
-/// Layer norm on the GPU (`torch.nn.LayerNorm` over `(C, H, W)`).
-#[derive(Debug)]
-pub struct LayerNorm {
-    params: LayerNormParams,
-    norm: SegmentNorm,
-}
-
-impl LayerNorm {
-    /// Uploads a layer norm; `weight` and `bias` (of the normalized shape, both or
-    /// neither) default to 1 and 0.
-    pub fn new(
-        gpu: &Gpu,
-        params: LayerNormParams,
-        weight: Option<ArrayView3<f32>>,
-        bias: Option<ArrayView3<f32>>,
-    ) -> Result<Self> {
-        params.validate()?;
-        let shape = params.normalized_shape;
-        let flat = |name: &'static str, v: Option<ArrayView3<f32>>| match v {
-            Some(v) if v.shape() != shape => Err(Error::ShapeMismatch {
-                name,
-                expected: shape.to_vec(),
-                actual: v.shape().to_vec(),
-            }),
-            v => Ok(v.map(|v| v.iter().copied().collect::<Array1<f32>>())),
-        };
-        let (w, b) = (flat("weight", weight)?, flat("bias", bias)?);
-        let affine = (params.elementwise_affine, shape.iter().product());
-        let (w, b) = (w.as_ref().map(|w| w.view()), b.as_ref().map(|b| b.view()));
-        let norm = SegmentNorm::new(gpu, affine, w, b)?;
-        Ok(LayerNorm { params, norm })
-    }
-
-    /// Loads `{prefix}.weight` and `{prefix}.bias` (when affine) by PyTorch's names.
-    pub fn load(gpu: &Gpu, params: LayerNormParams, sd: &StateDict, prefix: &str) -> Result<Self> {
-        params.validate()?;
-        let shape = params.normalized_shape;
-        let norm = SegmentNorm::load(gpu, sd, prefix, params.elementwise_affine, &shape)?;
-        Ok(LayerNorm { params, norm })
-    }
-
-    /// The layer's parameters.
-    pub fn params(&self) -> &LayerNormParams {
-        &self.params
-    }
-
-    /// Records the normalisation.
-    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let s = self.params.output_shape(x.shape())?;
-        let seg = Segments::contiguous(s[0], s[1] * s[2] * s[3]);
-        self.norm
-            .forward(rec, x, (seg, ApplyMode::Layer, 1), self.params.eps)
-    }
-}
 
 /// Parameters of `torch.nn.InstanceNorm2d` without running statistics (PyTorch's
 /// default): each `(n, c)` plane normalised on its own.
@@ -1279,24 +1192,16 @@ impl InstanceNorm2dParams {
 
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
-        fail_if(self.num_features == 0, "num_features", || {
-            "must be at least 1, got 0"
-        })?;
+        positive(&[("num_features", self.num_features)])?;
         check_eps(self.eps)
     }
-
-    /// Validates against `[N, C, H, W]`.
-    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
-        self.validate()?;
-        check_channels(input, self.num_features).map(|_| input)
-    }
-
-    /// Parameters, operations and bytes.
-    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        let out = self.output_shape(input)?;
-        Ok(norm_cost(out, (self.affine, self.num_features)))
-    }
 }
+
+segment_norm_params!(InstanceNorm2dParams, Ix1, |p, s|
+    affine: p.affine,
+    shape: vec![p.num_features],
+    segments: (s[0] * s[1], s[2] * s[3], NormAxes::Instance)
+);
 
 setters!(InstanceNorm2dParams {
     /// Sets eps.
@@ -1305,51 +1210,125 @@ setters!(InstanceNorm2dParams {
     affine: bool,
 });
 
-/// Instance norm on the GPU.
+/// Group norm on the GPU. With `G = 1` it is layer norm with a per-channel affine; with
+/// `G = C` it is instance norm (tested).
+pub type GroupNorm = Norm<GroupNormParams>;
+/// Layer norm on the GPU (`torch.nn.LayerNorm` over `(C, H, W)`).
+pub type LayerNorm = Norm<LayerNormParams>;
+/// Instance norm on the GPU. PyTorch refuses a single value per plane in training mode;
+/// here the plane's variance is 0 and the output is the bias.
+pub type InstanceNorm2d = Norm<InstanceNorm2dParams>;
+
+mod sealed {
+    /// Keeps [`SegmentNormParams`](super::SegmentNormParams) to this module's types.
+    pub trait Sealed {}
+}
+
+/// Parameters of a norm whose statistics are taken over segments of each sample (group,
+/// layer and instance norm): what [`Norm`] needs from them.
+pub trait SegmentNormParams: Copy + std::fmt::Debug + sealed::Sealed {
+    /// The affine's dimensionality: per channel (`Ix1`) or the normalized shape (`Ix3`).
+    type AffineDim: ndarray::Dimension;
+    /// Checks the parameters on their own.
+    fn check(&self) -> Result<()>;
+    /// Whether there is a learnable affine, and its shape.
+    fn affine_shape(&self) -> (bool, Vec<usize>);
+    /// Added to the variance.
+    fn epsilon(&self) -> f32;
+    /// Validates against `[N, C, H, W]`, whose dimensions from `C` on must begin with the
+    /// affine's shape, and returns the output shape (the input's).
+    fn check_input(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.check()?;
+        check_dims("input", &input)?;
+        let shape = self.affine_shape().1;
+        let mut want = input;
+        want[1..1 + shape.len()].copy_from_slice(&shape);
+        super::same_shape("input", want, input).map(|_| input)
+    }
+    /// Parameters, operations and bytes on `input`.
+    fn norm_cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let out = self.check_input(input)?;
+        let (affine, shape) = self.affine_shape();
+        Ok(norm_cost(out, (affine, shape.iter().product())))
+    }
+    /// How the norm sees a validated input: the segments, the affine's layout and the
+    /// number of groups (group norm).
+    #[doc(hidden)]
+    fn segments(&self, s: [usize; 4]) -> (usize, usize, NormAxes);
+}
+
+/// Which axes a norm's affine runs along (an implementation detail of
+/// [`SegmentNormParams`]).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum NormAxes {
+    /// Per channel, statistics per group of channels.
+    Group(usize),
+    /// Elementwise over `(C, H, W)`.
+    Layer,
+    /// Per channel, statistics per plane.
+    Instance,
+}
+
+/// A group, layer or instance norm on the GPU: the parameters `P` say which (see the
+/// aliases [`GroupNorm`], [`LayerNorm`] and [`InstanceNorm2d`]).
 #[derive(Debug)]
-pub struct InstanceNorm2d {
-    params: InstanceNorm2dParams,
+pub struct Norm<P> {
+    params: P,
     norm: SegmentNorm,
 }
 
-impl InstanceNorm2d {
-    /// Uploads an instance norm; `weight` / `bias` (length C, both or neither, only with
-    /// `affine`) default to 1 and 0.
+impl<P: SegmentNormParams> Norm<P> {
+    /// Uploads the norm; `weight` and `bias` (of the affine's shape: `[C]`, or `(C, H, W)`
+    /// for layer norm; both or neither, and only when affine) default to 1 and 0.
     pub fn new(
         gpu: &Gpu,
-        params: InstanceNorm2dParams,
-        weight: Option<ArrayView1<f32>>,
-        bias: Option<ArrayView1<f32>>,
+        params: P,
+        weight: Option<ArrayView<f32, P::AffineDim>>,
+        bias: Option<ArrayView<f32, P::AffineDim>>,
     ) -> Result<Self> {
-        params.validate()?;
-        let norm = SegmentNorm::new(gpu, (params.affine, params.num_features), weight, bias)?;
-        Ok(InstanceNorm2d { params, norm })
+        params.check()?;
+        let (affine, shape) = params.affine_shape();
+        let flat = |name: &'static str, v: Option<ArrayView<f32, P::AffineDim>>| match v {
+            Some(v) if v.shape() != shape.as_slice() => Err(Error::ShapeMismatch {
+                name,
+                expected: shape.clone(),
+                actual: v.shape().to_vec(),
+            }),
+            v => Ok(v.map(|v| v.iter().copied().collect::<Array1<f32>>())),
+        };
+        let (w, b) = (flat("weight", weight)?, flat("bias", bias)?);
+        let (w, b) = (w.as_ref().map(|w| w.view()), b.as_ref().map(|b| b.view()));
+        let len = shape.iter().product();
+        let norm = SegmentNorm::new(gpu, (affine, len), w, b)?;
+        Ok(Norm { params, norm })
     }
 
     /// Loads `{prefix}.weight` and `{prefix}.bias` (when affine) by PyTorch's names.
-    pub fn load(
-        gpu: &Gpu,
-        params: InstanceNorm2dParams,
-        sd: &StateDict,
-        prefix: &str,
-    ) -> Result<Self> {
-        params.validate()?;
-        let norm = SegmentNorm::load(gpu, sd, prefix, params.affine, &[params.num_features])?;
-        Ok(InstanceNorm2d { params, norm })
+    pub fn load(gpu: &Gpu, params: P, sd: &StateDict, prefix: &str) -> Result<Self> {
+        params.check()?;
+        let (affine, shape) = params.affine_shape();
+        let norm = SegmentNorm::load(gpu, sd, prefix, affine, &shape)?;
+        Ok(Norm { params, norm })
     }
 
     /// The layer's parameters.
-    pub fn params(&self) -> &InstanceNorm2dParams {
+    pub fn params(&self) -> &P {
         &self.params
     }
 
-    /// Records the normalisation. PyTorch refuses a single value per plane in training
-    /// mode; here the plane's variance is 0 and the output is the bias.
+    /// Records the normalisation.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        let s = self.params.output_shape(x.shape())?;
-        let seg = Segments::contiguous(s[0] * s[1], s[2] * s[3]);
+        let s = self.params.check_input(x.shape())?;
+        let (count, len, axes) = self.params.segments(s);
+        let (mode, groups) = match axes {
+            NormAxes::Group(g) => (ApplyMode::Group, g),
+            NormAxes::Layer => (ApplyMode::Layer, 1),
+            NormAxes::Instance => (ApplyMode::Instance, 1),
+        };
+        let seg = Segments::contiguous(count, len);
         self.norm
-            .forward(rec, x, (seg, ApplyMode::Instance, 1), self.params.eps)
+            .forward(rec, x, (seg, mode, groups), self.params.epsilon())
     }
 }
 

@@ -162,12 +162,7 @@ impl MaxPool2dParams {
 
     /// The window (kernel size, stride, padding, dilation).
     pub fn window(&self) -> Window {
-        Window {
-            kernel_size: self.kernel_size,
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-        }
+        Window::new(self.kernel_size, self.stride, self.padding, self.dilation)
     }
 
     /// Validates against `[N, C, H, W]` and returns `[N, C, H_out, W_out]`.

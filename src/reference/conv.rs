@@ -29,9 +29,7 @@ pub fn conv2d(
     weight: ArrayView4<f32>,
     bias: Option<ArrayView1<f32>>,
 ) -> Result<Array4<f32>> {
-    let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
-    let out_shape = params.output_shape(in_shape)?;
-    super::check_weights(&weight, params.weight_shape(), &bias, params.out_channels)?;
+    let (in_shape, out_shape) = super::conv_shapes(params, &input, &weight, &bias)?;
     let [batch, _, height, width] = in_shape;
     let [_, c_out, out_h, out_w] = out_shape;
     let cin_pg = params.in_per_group();

@@ -15,13 +15,10 @@ pub fn conv_transpose2d(
     weight: ArrayView4<f32>,
     bias: Option<ArrayView1<f32>>,
 ) -> Result<Array4<f32>> {
-    let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
-    let out_shape = params.output_shape(in_shape)?;
-    super::check_weights(&weight, params.weight_shape(), &bias, params.out_channels)?;
+    let (in_shape, out_shape) = super::conv_shapes(params, &input, &weight, &bias)?;
     let [batch, c_in, height, width] = in_shape;
     let [_, _, out_h, out_w] = out_shape;
-    let cin_pg = params.in_per_group();
-    let cout_pg = params.out_per_group();
+    let (cin_pg, cout_pg) = (params.in_per_group(), params.out_per_group());
     let (kh, kw) = params.kernel_size;
     let mut sum = Array4::<f64>::zeros(out_shape);
     for n in 0..batch {

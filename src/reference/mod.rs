@@ -13,7 +13,23 @@ pub mod upsample;
 use ndarray::{ArrayView1, ArrayView4};
 
 use crate::error::{Error, Result};
+use crate::ops::conv::WeightShapes;
 use crate::ops::Activation;
+
+/// The input's and the output's shapes of a (transposed) convolution, after checking the
+/// parameters against the input, `weight` against PyTorch's weight shape and the bias's
+/// length.
+fn conv_shapes(
+    params: &impl WeightShapes,
+    input: &ArrayView4<f32>,
+    weight: &ArrayView4<f32>,
+    bias: &Option<ArrayView1<f32>>,
+) -> Result<([usize; 4], [usize; 4])> {
+    let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
+    let out_shape = params.output_shape(in_shape)?;
+    check_weights(weight, params.weight_shape(), bias, params.bias_len().1)?;
+    Ok((in_shape, out_shape))
+}
 
 /// Checks a layer's weights: `weight` of `shape`, and a bias of `out_channels` values.
 fn check_weights(
