@@ -15,7 +15,7 @@ use segblocks::networks::{
     LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
     MobileNetV3FeaturesConfig, SelfieModel, SelfieSegmentation,
 };
-use segblocks::{Gpu, Recorder, StateDict, Tensor};
+use segblocks::{DeviceClass, Gpu, GpuOptions, Recorder, StateDict, Tensor};
 
 /// Prints what one forward of `name` moves (see `segblocks::traffic`).
 fn report(
@@ -39,6 +39,31 @@ fn report(
         traffic.written() as f64 / 1e6,
         minimum as f64 / 1e6,
         (traffic.read() + traffic.written()) as f64 / minimum as f64
+    );
+}
+
+/// The report with the kernels a GPU gets (fused inverted residuals, see
+/// `ops::inverted_residual::select_kernel`), from a context of that class: the dispatch and
+/// byte counts a GPU user sees, which lavapipe (a CPU adapter) does not run by default.
+fn report_gpu_class<M>(
+    name: &str,
+    x: &ndarray::Array4<f32>,
+    params: u64,
+    load: impl Fn(&Gpu) -> M,
+    forward: impl Fn(&M, &mut Recorder<'_>, &Tensor) -> segblocks::Result<Tensor>,
+) {
+    let gpu = Gpu::with_options(GpuOptions {
+        device_class: Some(DeviceClass::Gpu),
+        ..GpuOptions::default()
+    })
+    .unwrap();
+    let net = load(&gpu);
+    report(
+        &gpu,
+        &format!("{name} (GPU-class kernels)"),
+        x,
+        params,
+        |r, x| forward(&net, r, x),
     );
 }
 
@@ -67,6 +92,16 @@ fn bench(c: &mut Criterion) {
         summary.total_params(),
         |r, x| net.forward(r, x),
     );
+    report_gpu_class(
+        "mobilenet_v2.features",
+        &x,
+        summary.total_params(),
+        |g| {
+            let cfg = MobileNetV2Config::torchvision();
+            MobileNetV2Features::load(g, cfg, &StateDict::synthetic(), "").unwrap()
+        },
+        |n, r, x| n.forward(r, x),
+    );
     g.throughput(Throughput::Elements(2 * summary.total_macs()));
     g.bench_function("mobilenet_v2_features_224", |b| {
         b.iter(|| {
@@ -91,6 +126,16 @@ fn bench(c: &mut Criterion) {
         &x,
         summary.total_params(),
         |r, x| v3.forward(r, x),
+    );
+    report_gpu_class(
+        "mobilenet_v3_large.features",
+        &x,
+        summary.total_params(),
+        |g| {
+            let cfg = MobileNetV3FeaturesConfig::large();
+            MobileNetV3Features::load(g, cfg, &StateDict::synthetic(), "").unwrap()
+        },
+        |n, r, x| n.forward(r, x),
     );
     g.throughput(Throughput::Elements(2 * summary.total_macs()));
     g.bench_function("mobilenet_v3_large_features_224", |b| {
@@ -119,6 +164,21 @@ fn bench(c: &mut Criterion) {
         summary.total_params(),
         |r, x| lraspp.forward(r, x),
     );
+    report_gpu_class(
+        "lraspp_mobilenet_v3_large",
+        &seg,
+        summary.total_params(),
+        |g| {
+            LrAsppMobileNetV3::load(
+                g,
+                LrAsppConfig::torchvision(21),
+                &StateDict::synthetic(),
+                "",
+            )
+            .unwrap()
+        },
+        |n, r, x| n.forward(r, x),
+    );
     g.throughput(Throughput::Elements(2 * summary.total_macs()));
     g.bench_function("lraspp_mobilenet_v3_large_256", |b| {
         b.iter(|| {
@@ -129,17 +189,12 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let selfie = SelfieSegmentation::load(
-        &gpu,
-        SelfieModel::Square,
-        &StateDict::load(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/selfie_segmentation/model.safetensors"
-        ))
-        .unwrap(),
-        "",
-    )
+    let selfie_weights = StateDict::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/selfie_segmentation/model.safetensors"
+    ))
     .unwrap();
+    let selfie = SelfieSegmentation::load(&gpu, SelfieModel::Square, &selfie_weights, "").unwrap();
     let shape = [1, 3, 256, 256];
     let summary = selfie.summary(shape).unwrap();
     eprintln!(
@@ -154,6 +209,13 @@ fn bench(c: &mut Criterion) {
         &x,
         summary.total_params(),
         |r, x| selfie.forward(r, x),
+    );
+    report_gpu_class(
+        "selfie segmentation",
+        &x,
+        summary.total_params(),
+        |g| SelfieSegmentation::load(g, SelfieModel::Square, &selfie_weights, "").unwrap(),
+        |n, r, x| n.forward(r, x),
     );
     g.throughput(Throughput::Elements(2 * summary.total_macs()));
     g.bench_function("selfie_segmentation_256", |b| {

@@ -41,6 +41,19 @@ pub struct GpuOptions {
     /// evicted first (default [`DEFAULT_PIPELINE_CACHE`]). A pipeline costs a few MB of
     /// host memory on software drivers; a process that runs many shapes stays bounded.
     pub max_cached_pipelines: Option<usize>,
+    /// Choose kernels as for this class of device instead of the adapter's own
+    /// ([`DeviceCaps::cpu`]): runs the GPU-class kernels on a software driver (tests), or
+    /// the CPU-class ones on a GPU.
+    pub device_class: Option<DeviceClass>,
+}
+
+/// The class of device kernel choice designs for (see [`GpuOptions::device_class`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceClass {
+    /// Shaders run on the CPU (lavapipe, llvmpipe, SwiftShader, WARP).
+    Cpu,
+    /// A GPU.
+    Gpu,
 }
 
 /// Pipelines a [`Gpu`] keeps compiled by default: several networks' worth.
@@ -529,7 +542,13 @@ impl Gpu {
                 id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
                 device,
                 queue,
-                caps: DeviceCaps::of(&limits, &info),
+                caps: DeviceCaps {
+                    cpu: match options.device_class {
+                        Some(class) => class == DeviceClass::Cpu,
+                        None => info.device_type == wgpu::DeviceType::Cpu,
+                    },
+                    ..DeviceCaps::of(&limits, &info)
+                },
                 info,
                 limits,
                 lost,
@@ -1226,7 +1245,13 @@ impl<'g> Recorder<'g> {
     fn note_traffic(&mut self, kernel: &'static str, read: u64, written: u64) {
         self.traffic.push(DispatchTraffic {
             kernel,
-            layer: self.layers.join("."),
+            layer: self
+                .layers
+                .iter()
+                .filter(|l| !l.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("."),
             read,
             written,
         });

@@ -43,7 +43,7 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::{
-    DeviceCaps, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor,
+    DeviceCaps, DeviceClass, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor,
     DEFAULT_PIPELINE_CACHE, MAX_ELEMENTS,
 };
 pub use launch::LOOP_BUDGET;

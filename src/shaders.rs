@@ -60,13 +60,14 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("elementwise.wgsl"),
     wgsl!("channel_pool.wgsl"),
     wgsl!("se_gate.wgsl"),
+    wgsl!("inverted_residual.wgsl"),
 ];
 
 /// Every kernel the library launches, as its Rust side declares it: file, uniform layout,
 /// bindings, constants and workgroup size. `tests/shaders.rs` checks each against its
 /// WGSL with naga.
 pub fn kernels() -> Vec<KernelDescription> {
-    let families: [&[&dyn KernelInfo]; 8] = [
+    let families: [&[&dyn KernelInfo]; 9] = [
         crate::ops::conv::KERNELS,
         crate::ops::conv_transpose::KERNELS,
         crate::ops::pool::KERNELS,
@@ -75,6 +76,7 @@ pub fn kernels() -> Vec<KernelDescription> {
         crate::ops::channel::KERNELS,
         crate::ops::attention::KERNELS,
         crate::ops::copy::KERNELS,
+        crate::ops::inverted_residual::KERNELS,
     ];
     families
         .iter()

@@ -399,6 +399,59 @@ fn mobilenet_v2_features_end_to_end() {
     assert_eq!(summary.rows.last().unwrap().output, [1, 1280, 2, 2]);
 }
 
+/// The same network with the kernels a GPU gets: every inverted residual is one fused
+/// dispatch (on lavapipe the choice keeps the separate convolutions, see
+/// `ops::inverted_residual::select_kernel`).
+#[test]
+fn mobilenet_v2_features_fused_as_on_a_gpu() {
+    use segblocks::networks::{MobileNetV2Config, MobileNetV2Features};
+    use segblocks::{DeviceClass, GpuOptions};
+    let own = segblocks::Gpu::with_options(GpuOptions {
+        device_class: Some(DeviceClass::Gpu),
+        ..GpuOptions::default()
+    })
+    .unwrap();
+    let gpu = &own;
+    assert!(!gpu.caps().cpu);
+    let sd = StateDict::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/mobilenet_v2_features.safetensors"
+    ))
+    .unwrap();
+    let cfg = MobileNetV2Config::torchvision().width_mult(0.35);
+    let net = MobileNetV2Features::load(gpu, cfg, &sd, "").unwrap();
+    let x: Array4<f32> = sd
+        .get("__input__", &[1, 3, 64, 64])
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    let want: Array4<f32> = sd
+        .get("__output__", &[1, 1280, 2, 2])
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    let tol = want.mapv(|v| 1e-3 * (1.0 + v.abs()));
+    let mut rec = gpu.recorder();
+    let y = net
+        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    let traffic = rec.traffic();
+    let got = rec.download(&y).unwrap();
+    assert_close(
+        got.view(),
+        want.view(),
+        tol.view(),
+        "MobileNetV2 features, fused",
+    );
+    // The stem, 17 fused blocks and the last 1x1 convolution.
+    assert_eq!(traffic.dispatches.len(), 19);
+    // The layers inside a fused block are not named: its dispatch carries the block's.
+    assert!(traffic
+        .dispatches
+        .iter()
+        .any(|d| d.layer == "3" && d.kernel == "inverted_residual.wgsl"));
+}
+
 #[test]
 fn mobilenet_v3_features_end_to_end() {
     use segblocks::networks::{MobileNetV3Features, MobileNetV3FeaturesConfig};

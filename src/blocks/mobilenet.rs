@@ -2,11 +2,16 @@
 //! multipliers), V2's inverted residual (torchvision's `mobilenetv2.InvertedResidual`) and
 //! V3's (torchvision's `mobilenetv3.InvertedResidual`, with SE and hard-swish).
 
-use super::{conv_bn, conv_bn_at, Architecture, ConvBnAct, Graph, Model, SeNode};
+use super::graph::{HostValue, Inputs, Node, Value};
+use super::{conv_bn, conv_bn_at, Architecture, ConvBnAct, Graph, Model, SeNode, SummaryRow};
 use crate::error::{fail_if, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Recorder};
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
+use crate::ops::inverted_residual::{
+    select_kernel, FusedInvertedResidual, InvertedResidualKernel, InvertedResidualParams,
+    WeightBias,
+};
 use crate::ops::setters;
 use crate::ops::{Activation, Cost};
 use crate::weights::{key, StateDict};
@@ -65,38 +70,28 @@ impl Architecture for InvertedResidualConfig {
         let conv = key(prefix, "conv");
         let at = |j: usize| key(&conv, &j.to_string());
         let (hidden, eps, relu6) = (cfg.hidden(), 1e-5, Activation::Relu6);
-        let mut g = Graph::new();
-        let x = g.input();
-        let mut y = x;
         let mut i = 0;
-        if cfg.expand_ratio != 1.0 {
+        let expand = if cfg.expand_ratio != 1.0 {
             let p = Conv2dParams::new(cfg.inp, hidden, 1)
                 .bias(false)
                 .activation(relu6);
-            y = g.add("expand", conv_bn_at(gpu, sd, p, &conv, 0, eps)?, &[y]);
             i = 1;
-        }
+            Some(conv_bn_at(gpu, sd, p, &conv, 0, eps)?)
+        } else {
+            None
+        };
         let p = Conv2dParams::depthwise(hidden, 1, 3)
             .stride(cfg.stride)
             .padding(1)
             .bias(false)
             .activation(relu6);
-        y = g.add("depthwise", conv_bn_at(gpu, sd, p, &conv, i, eps)?, &[y]);
+        let depthwise = conv_bn_at(gpu, sd, p, &conv, i, eps)?;
         // The projection is not wrapped: its conv and batch norm are siblings.
         let p = Conv2dParams::new(hidden, cfg.oup, 1).bias(false);
         let project = conv_bn(gpu, sd, p, &at(i + 1), &at(i + 2), eps)?;
-        // The skip joins the linear projection in its store.
-        let y = if cfg.residual() {
-            g.add(
-                "project",
-                project.with_residual(ResidualJoin::AfterActivation)?,
-                &[y, x],
-            )
-        } else {
-            g.add("project", project, &[y])
-        };
-        g.set_outputs(&[y]);
-        Ok(g)
+        let names = ["expand", "depthwise", "se", "project"];
+        let layers = (expand, depthwise, None, project);
+        inverted_residual_graph(gpu, cfg.residual(), layers, names)
     }
 }
 
@@ -140,10 +135,46 @@ pub type MobileNetV3Block = Model<MobileNetV3Config>;
 /// depthwise, SE, projection); also for layers loaded under other names (a converted TFLite
 /// model): the graph and the residual rule are the same.
 pub(crate) fn v3_block_graph(
+    gpu: &Gpu,
     cfg: &MobileNetV3Config,
-    (expand, depthwise, se, project): (Option<ConvBnAct>, ConvBnAct, Option<SeNode>, ConvBnAct),
+    layers: BlockLayers,
     names: [&str; 4],
 ) -> Result<Graph> {
+    let skip = cfg.stride == 1 && cfg.input_channels == cfg.out_channels;
+    inverted_residual_graph(gpu, skip, layers, names)
+}
+
+/// An inverted residual's layers: expansion (optional), depthwise, SE (optional),
+/// projection.
+pub(crate) type BlockLayers = (Option<ConvBnAct>, ConvBnAct, Option<SeNode>, ConvBnAct);
+
+/// The graph of an inverted residual (V2 or V3) from its layers, its nodes named `names`,
+/// with the input added to the projection's output when `skip`. A block without SE whose
+/// layers the fused kernel can run ([`fusable`]) is one node that runs as the fused kernel
+/// where [`select_kernel`] picks it and as these layers elsewhere.
+fn inverted_residual_graph(
+    gpu: &Gpu,
+    skip: bool,
+    (expand, depthwise, se, project): BlockLayers,
+    names: [&str; 4],
+) -> Result<Graph> {
+    let fused = match fusable(skip, expand.as_ref(), &depthwise, se.is_some(), &project) {
+        Some(params) => {
+            let e = expand.as_ref().map(|l| l.folded()).transpose()?;
+            let (d, p) = (depthwise.folded()?, project.folded()?);
+            fn view(wb: &(ndarray::Array4<f32>, ndarray::Array1<f32>)) -> WeightBias<'_> {
+                (wb.0.view(), wb.1.view())
+            }
+            Some(FusedInvertedResidual::new(
+                gpu,
+                params,
+                e.as_ref().map(view),
+                view(&d),
+                view(&p),
+            )?)
+        }
+        None => None,
+    };
     let mut g = Graph::new();
     let x = g.input();
     let mut y = x;
@@ -154,7 +185,8 @@ pub(crate) fn v3_block_graph(
     if let Some(se) = se {
         y = g.add(names[2], se, &[y]);
     }
-    let y = if cfg.stride == 1 && cfg.input_channels == cfg.out_channels {
+    // The skip joins the linear projection in its store.
+    let y = if skip {
         g.add(
             names[3],
             project.with_residual(ResidualJoin::AfterActivation)?,
@@ -164,7 +196,95 @@ pub(crate) fn v3_block_graph(
         g.add(names[3], project, &[y])
     };
     g.set_outputs(&[y]);
-    Ok(g)
+    let Some(fused) = fused else {
+        return Ok(g);
+    };
+    let mut outer = Graph::new();
+    let x = outer.input();
+    let node = FusedBlockNode { fused, unfused: g };
+    // Unnamed: the summary and the traffic report name the layers inside.
+    let y = outer.add("", node, &[x]);
+    outer.set_outputs(&[y]);
+    Ok(outer)
+}
+
+/// The fused kernel's parameters for these layers, when it computes exactly what they
+/// do: 1x1 expansion (or none) with an activation, a depthwise convolution with square
+/// window and torchvision's symmetric zero padding, a linear 1x1 projection with the skip
+/// rule of the fused kernel, and no SE.
+fn fusable(
+    skip: bool,
+    expand: Option<&ConvBnAct>,
+    depthwise: &ConvBnAct,
+    se: bool,
+    project: &ConvBnAct,
+) -> Option<InvertedResidualParams> {
+    let d = depthwise.params();
+    let (k, s, dil) = (d.kernel_size.0, d.stride.0, d.dilation.0);
+    let pad = k.saturating_sub(1) / 2 * dil;
+    let square = d.kernel_size == (k, k) && d.stride == (s, s) && d.dilation == (dil, dil);
+    let padded = d.pads() == ((pad, pad), (pad, pad)) && d.padding_mode == Default::default();
+    let pointwise = |l: &ConvBnAct| l.params().is_pointwise();
+    let params = InvertedResidualParams {
+        in_channels: expand.map_or(d.in_channels, |e| e.params().in_channels),
+        hidden_channels: d.in_channels,
+        out_channels: project.params().out_channels,
+        kernel_size: k,
+        stride: s,
+        dilation: dil,
+        expand_activation: expand.map_or(Activation::None, |e| e.params().activation),
+        depthwise_activation: d.activation,
+    };
+    let ok = !se
+        && square
+        && padded
+        && d.is_depthwise()
+        && d.out_channels == d.in_channels
+        && expand.is_none_or(|e| pointwise(e) && e.params().out_channels == d.in_channels)
+        && params.has_expansion() == expand.is_some()
+        && pointwise(project)
+        && project.params().activation == Activation::None
+        && project.params().in_channels == d.in_channels
+        && params.has_skip() == skip
+        && params.validate().is_ok();
+    ok.then_some(params)
+}
+
+/// An inverted residual without SE behind one node: the fused kernel where
+/// [`select_kernel`] picks it, its separate layers (`unfused`) elsewhere. The reference,
+/// the shapes and the summary are the separate layers'.
+#[derive(Debug)]
+struct FusedBlockNode {
+    fused: FusedInvertedResidual,
+    unfused: Graph,
+}
+
+impl Node for FusedBlockNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        self.unfused.shapes(inputs)
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        Node::cost(&self.unfused, inputs)
+    }
+
+    fn rows(&self, name: &str, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<SummaryRow>> {
+        self.unfused.rows(name, inputs)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let x = inputs.get(0)?.tensor()?;
+        match select_kernel(self.fused.params(), x.shape(), rec.gpu().caps()) {
+            InvertedResidualKernel::Fused(tile) => {
+                Ok(vec![Value::Tensor(self.fused.forward_with(rec, x, tile)?)])
+            }
+            InvertedResidualKernel::Unfused => Node::forward(&self.unfused, rec, inputs),
+        }
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        Node::reference(&self.unfused, inputs)
+    }
 }
 
 impl Architecture for MobileNetV3Config {
@@ -216,7 +336,7 @@ impl Architecture for MobileNetV3Config {
         let p = Conv2dParams::new(e, cfg.out_channels, 1).bias(false);
         let project = conv_bn_at(gpu, sd, p, &block, i, eps)?;
         let names = ["expand", "depthwise", "se", "project"];
-        v3_block_graph(cfg, (expand, depthwise, se, project), names)
+        v3_block_graph(gpu, cfg, (expand, depthwise, se, project), names)
     }
 }
 

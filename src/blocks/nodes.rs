@@ -133,6 +133,29 @@ impl ConvBnAct {
         &self.params
     }
 
+    /// The weight and bias the GPU runs: the batch norm folded in, a zero bias when the
+    /// layer has none.
+    pub(crate) fn folded(&self) -> Result<(Array4<f32>, Array1<f32>)> {
+        let bias = self.bias.as_ref().map(|b| b.view());
+        match &self.bn {
+            Some(b) => fold_batch_norm(
+                self.weight.view(),
+                bias,
+                b.gamma.view(),
+                b.beta.view(),
+                b.mean.view(),
+                b.var.view(),
+                b.eps,
+            ),
+            None => Ok((
+                self.weight.clone(),
+                self.bias
+                    .clone()
+                    .unwrap_or_else(|| Array1::zeros(self.params.out_channels)),
+            )),
+        }
+    }
+
     /// Records the layer on `x` (a layer built to join a residual needs it: use it in a
     /// graph).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {

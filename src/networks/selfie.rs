@@ -128,7 +128,7 @@ fn encoder_block(
     let se_name = format!("{depthwise_name} (SE)");
     let names = [&conv2d(first), &depthwise_name, &se_name, &conv2d(last)];
     let names = names.map(|n| n.as_str());
-    let block = v3_block_graph(&cfg, (Some(expand), depthwise, se, project), names)?;
+    let block = v3_block_graph(gpu, &cfg, (Some(expand), depthwise, se, project), names)?;
     Ok((block, last + 1))
 }
 

@@ -1,0 +1,213 @@
+// A whole inverted residual in one pass: 1x1 expansion + activation, k x k depthwise +
+// activation, linear 1x1 projection (+ the skip), batch norms folded into the weights.
+// A workgroup computes one TILE_H x TILE_W tile of output pixels of one image for a block
+// of output channels. It walks the hidden channels HC at a time: the expanded activations
+// of the tile's input window (with its halo) and the depthwise results of the tile stay in
+// workgroup memory, never in device memory; each invocation keeps the projection sums of
+// one pixel for ACC output channels in registers.
+#include "common.wgsl"
+#include "window.wgsl"
+
+// The tile and the split of the work (see `FusedPlan` in src/ops/inverted_residual.rs).
+const TILE_H: u32 = 8u; // @specialize
+const TILE_W: u32 = 8u; // @specialize
+const HALO_H: u32 = 10u; // @specialize
+const HALO_W: u32 = 10u; // @specialize
+// Hidden channels per pass (a multiple of 4).
+const HC: u32 = 8u; // @specialize
+// Expansion work units (4 hidden channels x QT window positions) per invocation and pass.
+const UNITS: u32 = 2u; // @specialize
+const QT: u32 = 4u; // @specialize
+// Depthwise values per invocation and pass.
+const DPT: u32 = 8u; // @specialize
+// vec4s of projection sums per invocation: 4 * ACC4 consecutive output channels.
+const ACC4: u32 = 2u; // @specialize
+// Whether there is an expansion (expand_ratio != 1) and a skip (stride 1, C_in == C_out).
+const EXPAND: u32 = 1u; // @specialize
+const SKIP: u32 = 0u; // @specialize
+// The activations after the expansion and after the depthwise convolution.
+override EXPAND_ACT: u32 = 2u;
+override DEPTHWISE_ACT: u32 = 2u;
+
+const TP: u32 = TILE_H * TILE_W;
+const HALO: u32 = HALO_H * HALO_W;
+// Invocations per output pixel: each takes its own run of 4 * ACC4 channels.
+const LANES: u32 = WORKGROUP_SIZE / TP;
+const QBLOCKS: u32 = (HALO + QT - 1u) / QT;
+
+struct FusedBlockParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    hidden: u32, // padded to a multiple of 4 (the padding's weights are 0)
+    c_out: u32,
+    cout4: u32, // vec4s per row of w_project
+    oh: u32,
+    ow: u32,
+    pad_h: u32,
+    pad_w: u32,
+    tiles_x: u32,
+    tiles_y: u32,
+    co_blocks: u32,
+    chunks: u32, // ceil(hidden / HC)
+}
+
+@group(0) @binding(0) var<uniform> p: FusedBlockParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// Transposed, [c_in, hidden] as vec4s of 4 hidden channels, and [hidden] (absent without
+// an expansion).
+@group(0) @binding(2) var<storage, read> w_expand: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b_expand: array<f32>;
+// [hidden, KH * KW] and [hidden].
+@group(0) @binding(4) var<storage, read> w_depthwise: array<f32>;
+@group(0) @binding(5) var<storage, read> b_depthwise: array<f32>;
+// Transposed, [hidden, cout4] vec4s of 4 output channels, and [c_out].
+@group(0) @binding(6) var<storage, read> w_project: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> b_project: array<f32>;
+@group(0) @binding(8) var<storage, read_write> y: array<f32>;
+
+var<workgroup> expanded: array<f32, HC * HALO>;
+var<workgroup> depthwise: array<f32, HC * TP>;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let t = inv.lid;
+    var wg = workgroup_index(inv);
+    let block = wg % p.co_blocks;
+    wg /= p.co_blocks;
+    let tx = wg % p.tiles_x;
+    wg /= p.tiles_x;
+    let ty = wg % p.tiles_y;
+    let n = wg / p.tiles_y;
+    if (n >= p.n) {
+        return;
+    }
+    let oy0 = ty * TILE_H;
+    let ox0 = tx * TILE_W;
+    let iy0 = i32(oy0 * SH) - i32(p.pad_h);
+    let ix0 = i32(ox0 * SW) - i32(p.pad_w);
+    let plane = p.h * p.w;
+    let x_base = n * p.c_in * plane;
+
+    // This invocation's pixel and its run of output channels.
+    let pix = t % TP;
+    let lane = t / TP;
+    let co_base = (block * LANES + lane) * 4u * ACC4;
+
+    var acc: array<vec4<f32>, ACC4>;
+    for (var chunk = 0u; chunk < p.chunks; chunk++) {
+        let hc0 = chunk * HC;
+        let quads = min(HC, p.hidden - hc0) / 4u;
+        // 1. The expanded activations of the pass's hidden channels over the window, as
+        // units of 4 channels x QT positions (one vec4 weight load and QT input loads feed
+        // 4 * QT multiply-adds). The depthwise convolution's zero padding applies to them:
+        // positions outside the image are 0.
+        for (var u = 0u; u < UNITS; u++) {
+            let unit = t + u * WORKGROUP_SIZE;
+            let quad = unit / QBLOCKS;
+            if (quad < quads) {
+                let q0 = (unit % QBLOCKS) * QT;
+                var offset: array<u32, QT>;
+                var inside: array<bool, QT>;
+                var any_inside = false;
+                for (var i = 0u; i < QT; i++) {
+                    let q = min(q0 + i, HALO - 1u);
+                    let iy = iy0 + i32(q / HALO_W);
+                    let ix = ix0 + i32(q % HALO_W);
+                    inside[i] = q0 + i < HALO && iy >= 0 && iy < i32(p.h) && ix >= 0
+                        && ix < i32(p.w);
+                    offset[i] = select(0u, u32(iy) * p.w + u32(ix), inside[i]);
+                    any_inside = any_inside || inside[i];
+                }
+                let hc = hc0 + quad * 4u;
+                var e: array<vec4<f32>, QT>;
+                // Units entirely in the padding ring are zeros: no expansion to compute.
+                if (EXPAND == 1u && any_inside) {
+                    let quads_in_row = p.hidden / 4u;
+                    for (var ci = 0u; ci < p.c_in; ci++) {
+                        let wv = w_expand[ci * quads_in_row + hc / 4u];
+                        let xc = x_base + ci * plane;
+                        for (var i = 0u; i < QT; i++) {
+                            e[i] += wv * x[xc + offset[i]];
+                        }
+                    }
+                    let b = vec4<f32>(b_expand[hc], b_expand[hc + 1u], b_expand[hc + 2u],
+                        b_expand[hc + 3u]);
+                    for (var i = 0u; i < QT; i++) {
+                        e[i] = activation4(EXPAND_ACT, e[i] + b);
+                    }
+                } else {
+                    // Without an expansion the hidden channels are the input's (padded).
+                    for (var i = 0u; i < QT; i++) {
+                        for (var j = 0u; j < 4u; j++) {
+                            let c = min(hc + j, p.c_in - 1u);
+                            e[i][j] = select(0.0, x[x_base + c * plane + offset[i]], hc + j < p.c_in);
+                        }
+                    }
+                }
+                for (var i = 0u; i < QT; i++) {
+                    if (q0 + i < HALO) {
+                        let v = select(vec4<f32>(0.0), e[i], inside[i]);
+                        let at = quad * 4u * HALO + q0 + i;
+                        expanded[at] = v.x;
+                        expanded[at + HALO] = v.y;
+                        expanded[at + 2u * HALO] = v.z;
+                        expanded[at + 3u * HALO] = v.w;
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+
+        // 2. The depthwise convolution of the tile's pixels.
+        for (var j = 0u; j < DPT; j++) {
+            let v = t + j * WORKGROUP_SIZE;
+            if (v < quads * 4u * TP) {
+                let hc_local = v / TP;
+                let hc = hc0 + hc_local;
+                let px = v % TP;
+                let first = hc_local * HALO + (px / TILE_W) * SH * HALO_W + (px % TILE_W) * SW;
+                var s = b_depthwise[hc];
+                for (var ky = 0u; ky < KH; ky++) {
+                    for (var kx = 0u; kx < KW; kx++) {
+                        let q = first + ky * DH * HALO_W + kx * DW;
+                        s += w_depthwise[hc * KH * KW + ky * KW + kx] * expanded[q];
+                    }
+                }
+                depthwise[v] = activation4(DEPTHWISE_ACT, vec4<f32>(s)).x;
+            }
+        }
+        workgroupBarrier();
+
+        // 3. The projection's partial sums over the pass's channels: one workgroup load
+        // and ACC4 vec4 weight loads feed 4 * ACC4 multiply-adds.
+        let last4 = p.cout4 - 1u;
+        for (var hc_local = 0u; hc_local < quads * 4u; hc_local++) {
+            let d = depthwise[hc_local * TP + pix];
+            let row = (hc0 + hc_local) * p.cout4;
+            for (var k = 0u; k < ACC4; k++) {
+                acc[k] += w_project[row + min(co_base / 4u + k, last4)] * d;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let oy = oy0 + pix / TILE_W;
+    let ox = ox0 + pix % TILE_W;
+    if (oy >= p.oh || ox >= p.ow) {
+        return;
+    }
+    for (var k = 0u; k < ACC4; k++) {
+        for (var j = 0u; j < 4u; j++) {
+            let co = co_base + 4u * k + j;
+            if (co < p.c_out) {
+                var v = acc[k][j] + b_project[co];
+                if (SKIP == 1u) {
+                    v += x[x_base + co * plane + oy * p.w + ox];
+                }
+                y[((n * p.c_out + co) * p.oh + oy) * p.ow + ox] = v;
+            }
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! A whole inverted residual in one dispatch (`shaders/inverted_residual.wgsl`): 1x1
+//! expansion + activation, k x k depthwise + activation, linear 1x1 projection and the
+//! skip, as torchvision's MobileNetV2 and MobileNetV3 blocks (without SE) compute them,
+//! with the batch norms folded into the weights. The expanded activations never reach
+//! device memory: a workgroup computes them for its tile of output pixels (and the tile's
+//! halo) a few hidden channels at a time, in workgroup memory.
+//!
+//! [`select_kernel`] decides between this kernel and the three separate convolutions:
+//! the fused kernel recomputes the expansion on each tile's halo, and splits the output
+//! channels into blocks (each recomputing the expansion) when one invocation would hold
+//! too many projection sums, so it is chosen only when it does not multiply the work by
+//! more than [`FUSED_WORK_MAX`].
+
+use std::sync::Arc;
+
+use ndarray::{ArrayView1, ArrayView4};
+
+use super::{Activation, Cost, Window};
+use crate::error::{fail_if, positive, Error, Result};
+use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::launch::{
+    loop_tree, read, read_opt, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Trip,
+    LOOP_BUDGET, WORKGROUP_SIZE,
+};
+
+uniform! {
+    /// `shaders/inverted_residual.wgsl`.
+    pub(crate) struct FusedBlockParams {
+        n: u32,
+        c_in: u32,
+        h: u32,
+        w: u32,
+        hidden: u32,
+        c_out: u32,
+        cout4: u32,
+        oh: u32,
+        ow: u32,
+        pad_h: u32,
+        pad_w: u32,
+        tiles_x: u32,
+        tiles_y: u32,
+        co_blocks: u32,
+        chunks: u32,
+    }
+}
+
+specialize! {
+    /// The constants of `inverted_residual.wgsl`: the depthwise window, the tile and its
+    /// halo, the hidden channels per pass (`hc`), the work per invocation (`units` of 4
+    /// hidden channels x `qt` window positions, `dpt` depthwise values, `acc4` vec4s of
+    /// projection sums), which parts exist, and the two activations.
+    struct FusedSpec {
+        window: Window,
+        tile_h: Count => "TILE_H",
+        tile_w: Count => "TILE_W",
+        halo_h: Count => "HALO_H",
+        halo_w: Count => "HALO_W",
+        hc: Count => "HC",
+        units: Count => "UNITS",
+        qt: Count => "QT",
+        dpt: Count => "DPT",
+        acc4: Count => "ACC4",
+        expand: bool => "EXPAND",
+        skip: bool => "SKIP",
+        expand_act: Activation => "EXPAND_ACT",
+        depthwise_act: Activation => "DEPTHWISE_ACT",
+    }
+}
+
+const FUSED: Kernel<FusedBlockParams, FusedSpec> = Kernel::new(
+    "inverted_residual.wgsl",
+    &[
+        read("x"),
+        read_opt("w_expand"),
+        read_opt("b_expand"),
+        read("w_depthwise"),
+        read("b_depthwise"),
+        read("w_project"),
+        read("b_project"),
+        write("y"),
+    ],
+);
+
+/// The kernels of this family.
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&FUSED];
+
+/// The most projection sums one invocation keeps (registers).
+const ACC_MAX: usize = 64;
+/// Window positions per expansion unit (each unit is 4 hidden channels x `QT` positions).
+const QT: usize = 4;
+/// The most expansion units one invocation computes per pass.
+const UNITS_MAX: usize = 4;
+/// The most hidden channels per pass.
+const HC_MAX: usize = 32;
+/// The fused kernel is chosen when its multiply-adds (halo and channel-block
+/// recomputation included) are at most this many times the separate convolutions', or
+/// exceed them by at most [`FUSED_EXTRA_MACS`].
+pub const FUSED_WORK_MAX: f64 = 1.5;
+/// Extra multiply-adds always worth two dispatches and a round trip of the expanded
+/// activations: about a microsecond on a laptop GPU, where a dispatch costs 2-8.
+pub const FUSED_EXTRA_MACS: u64 = 4_000_000;
+
+/// Parameters of an inverted residual as torchvision builds it: `Conv2dNormActivation`
+/// 1x1 expansion (absent when `hidden_channels == in_channels`), depthwise `k x k` with
+/// padding `(k - 1) / 2 * dilation`, linear 1x1 projection, and the skip when `stride == 1`
+/// and `in_channels == out_channels`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InvertedResidualParams {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Expanded channels (`in_channels` when there is no expansion).
+    pub hidden_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Depthwise kernel size (square).
+    pub kernel_size: usize,
+    /// Depthwise stride.
+    pub stride: usize,
+    /// Depthwise dilation.
+    pub dilation: usize,
+    /// Activation after the expansion (MobileNetV2: ReLU6).
+    pub expand_activation: Activation,
+    /// Activation after the depthwise convolution.
+    pub depthwise_activation: Activation,
+}
+
+impl InvertedResidualParams {
+    /// MobileNetV2's block: 3x3 depthwise, ReLU6 after the expansion and the depthwise.
+    pub fn new(in_channels: usize, hidden_channels: usize, out_channels: usize) -> Self {
+        InvertedResidualParams {
+            in_channels,
+            hidden_channels,
+            out_channels,
+            kernel_size: 3,
+            stride: 1,
+            dilation: 1,
+            expand_activation: Activation::Relu6,
+            depthwise_activation: Activation::Relu6,
+        }
+    }
+
+    /// Whether the block has a 1x1 expansion.
+    pub fn has_expansion(&self) -> bool {
+        self.hidden_channels != self.in_channels
+    }
+
+    /// Whether the input is added to the output (torchvision's `use_res_connect`).
+    pub fn has_skip(&self) -> bool {
+        self.stride == 1 && self.in_channels == self.out_channels
+    }
+
+    /// The depthwise window.
+    pub fn window(&self) -> Window {
+        let (k, s, d) = (self.kernel_size, self.stride, self.dilation);
+        let pad = k.saturating_sub(1) / 2 * d;
+        Window::new((k, k), (s, s), (pad, pad), (d, d))
+    }
+
+    /// Checks the parameters on their own.
+    pub fn validate(&self) -> Result<()> {
+        positive(&[
+            ("in_channels", self.in_channels),
+            ("hidden_channels", self.hidden_channels),
+            ("out_channels", self.out_channels),
+        ])?;
+        self.window().validate()
+    }
+
+    /// Validates against `[N, C_in, H, W]`; returns `[N, C_out, H_out, W_out]`.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.validate()?;
+        super::check_channels(input, self.in_channels)?;
+        let win = self.window();
+        let [oh, ow] = super::per_axis(|a, pick| {
+            let (k, s, p, d) = (
+                pick(win.kernel_size),
+                pick(win.stride),
+                pick(win.padding),
+                pick(win.dilation),
+            );
+            super::conv::conv_out_len("kernel_size", input[2 + a], k, s, 2 * p, d)
+        })?;
+        super::layer_output(input, self.out_channels, [oh, ow])
+    }
+
+    /// Parameters (folded weights and biases) and MACs of the three convolutions.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let out = self.output_shape(input)?;
+        let (cin, hid, cout, k) = (
+            self.in_channels,
+            self.hidden_channels,
+            self.out_channels,
+            self.kernel_size,
+        );
+        let expand = if self.has_expansion() { hid * cin } else { 0 };
+        let pixels_in = input[0] * input[2] * input[3];
+        let pixels_out = out[0] * out[2] * out[3];
+        let elems = |s: [usize; 4]| s.iter().product::<usize>() as u64;
+        let params = (expand + if self.has_expansion() { hid } else { 0 })
+            + hid * k * k
+            + hid
+            + cout * hid
+            + cout;
+        Ok(Cost {
+            params: params as u64,
+            macs: (expand * pixels_in + (hid * k * k + cout * hid) * pixels_out) as u64,
+            bytes: 4 * (elems(input) + elems(out) + params as u64),
+        })
+    }
+}
+
+/// How the fused kernel cuts the work: output tiles of `tile = (rows, columns)` pixels
+/// (a divisor of 64 pixels in all) and the output channels in `co_blocks` blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FusedTile {
+    /// Output pixels per tile, `(rows, columns)`.
+    pub tile: (usize, usize),
+    /// Blocks of output channels (each recomputes the expansion).
+    pub co_blocks: usize,
+}
+
+/// The kernels an inverted residual can run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InvertedResidualKernel {
+    /// The whole block in one dispatch (`inverted_residual.wgsl`).
+    Fused(FusedTile),
+    /// Expansion, depthwise and projection as three convolutions (the block's own layers).
+    Unfused,
+}
+
+/// The tiles the choice considers: 4 to 64 pixels, at most 16 on a side.
+const TILES: [(usize, usize); 14] = [
+    (8, 8),
+    (4, 16),
+    (16, 4),
+    (4, 8),
+    (8, 4),
+    (2, 16),
+    (4, 4),
+    (2, 8),
+    (8, 2),
+    (2, 4),
+    (4, 2),
+    (1, 8),
+    (2, 2),
+    (1, 4),
+];
+
+/// Everything a fused launch needs, derived from a tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FusedPlan {
+    spec_sizes: [usize; 8],
+    tiles: (usize, usize),
+    co_blocks: usize,
+    chunks: usize,
+    loops: u64,
+    macs: u64,
+}
+
+impl FusedPlan {
+    /// The plan of `tile` for `params` on `input`, or `None` when the tile cannot run it
+    /// (too many sums per invocation, workgroup memory, the loop budget).
+    fn new(
+        params: &InvertedResidualParams,
+        input: [usize; 4],
+        tile: FusedTile,
+        caps: &DeviceCaps,
+    ) -> Option<FusedPlan> {
+        let out = params.output_shape(input).ok()?;
+        let (th, tw) = tile.tile;
+        let wg = WORKGROUP_SIZE as usize;
+        let tp = th * tw;
+        if tp == 0 || !wg.is_multiple_of(tp) || tile.co_blocks == 0 {
+            return None;
+        }
+        let lanes = wg / tp;
+        let per_block = params.out_channels.div_ceil(tile.co_blocks);
+        let acc4 = per_block.div_ceil(4 * lanes);
+        let co_blocks = params.out_channels.div_ceil(4 * lanes * acc4);
+        let win = params.window();
+        let halo_h = (th - 1) * win.stride.0 + win.extent().0;
+        let halo_w = (tw - 1) * win.stride.1 + win.extent().1;
+        let halo = halo_h * halo_w;
+        let hidden = params.hidden_channels.next_multiple_of(4);
+        let floats = caps.max_compute_workgroup_storage_size as usize / 4;
+        let units_of = |hc: usize| (hc / 4 * halo.div_ceil(QT)).div_ceil(wg);
+        let hc = (1..=HC_MAX.min(hidden) / 4)
+            .rev()
+            .map(|q| 4 * q)
+            .find(|&hc| units_of(hc) <= UNITS_MAX && hc * (halo + tp) <= floats);
+        let hc = match hc {
+            Some(hc) if 4 * acc4 <= ACC_MAX => hc,
+            _ => return None,
+        };
+        let (units, dpt) = (units_of(hc), (hc * tp).div_ceil(wg));
+        let chunks = hidden.div_ceil(hc);
+        let k = params.kernel_size as u64;
+        let c_in = params.in_channels as u64;
+        let c = |n: usize| Trip::Constant(n as u64);
+        let loops = loop_tree(
+            &[Trip::Uniform(chunks as u64)],
+            &[
+                &[c(units), Trip::Uniform(c_in)],
+                &[c(dpt), Trip::Constant(k), Trip::Constant(k)],
+                &[Trip::Uniform(hc as u64), c(acc4)],
+            ],
+        ) + loop_tree(&[c(acc4), c(4)], &[]);
+        if loops > LOOP_BUDGET {
+            return None;
+        }
+        let tiles = (out[2].div_ceil(th), out[3].div_ceil(tw));
+        let groups = (input[0] * tiles.0 * tiles.1) as u64;
+        let expand = if params.has_expansion() { c_in } else { 0 };
+        let hidden = hidden as u64;
+        // Units entirely outside the image (the padding ring) are skipped.
+        let in_image = (halo_h.min(input[2]) * halo_w.min(input[3])) as u64;
+        let per_group = co_blocks as u64
+            * (expand * hidden * in_image + hidden * k * k * tp as u64)
+            + hidden * (co_blocks * lanes * 4 * acc4 * tp) as u64;
+        Some(FusedPlan {
+            spec_sizes: [th, tw, halo_h, halo_w, hc, units, dpt, acc4],
+            tiles,
+            co_blocks,
+            chunks,
+            loops,
+            macs: groups * per_group,
+        })
+    }
+}
+
+/// The kernel for `params` on `input`: on a GPU, the fused kernel with the tile that does
+/// the least work, when that is at most [`FUSED_WORK_MAX`] times the separate
+/// convolutions' work; else, and on a device that runs shaders on the CPU, the separate
+/// convolutions. On lavapipe the fused kernel measured 30-50x slower than the three
+/// convolutions (its storage loads run lane by lane, and each of its loads feeds 1 to 4
+/// multiply-adds where the convolutions' register tiles feed 16), so CPU adapters keep the
+/// separate convolutions (tests force the fused kernel there).
+pub fn select_kernel(
+    params: &InvertedResidualParams,
+    input: [usize; 4],
+    caps: &DeviceCaps,
+) -> InvertedResidualKernel {
+    let Ok(cost) = params.cost(input) else {
+        return InvertedResidualKernel::Unfused;
+    };
+    if caps.cpu {
+        return InvertedResidualKernel::Unfused;
+    }
+    let best = fused_candidates(params, input, caps)
+        .into_iter()
+        .filter_map(|t| FusedPlan::new(params, input, t, caps).map(|p| (t, p.macs)))
+        .min_by_key(|&(_, macs)| macs);
+    match best {
+        Some((tile, macs))
+            if macs as f64 <= FUSED_WORK_MAX * cost.macs as f64
+                || macs <= cost.macs + FUSED_EXTRA_MACS =>
+        {
+            InvertedResidualKernel::Fused(tile)
+        }
+        _ => InvertedResidualKernel::Unfused,
+    }
+}
+
+/// Every fused tile that can run `params` on `input` (for tests that force each).
+pub fn fused_candidates(
+    params: &InvertedResidualParams,
+    input: [usize; 4],
+    caps: &DeviceCaps,
+) -> Vec<FusedTile> {
+    let mut all = Vec::new();
+    for tile in TILES {
+        for co_blocks in 1..=8 {
+            let t = FusedTile { tile, co_blocks };
+            if let Some(p) = FusedPlan::new(params, input, t, caps) {
+                // Different requests can give the same blocks; keep one of each.
+                let t = FusedTile {
+                    tile,
+                    co_blocks: p.co_blocks,
+                };
+                if !all.contains(&t) {
+                    all.push(t);
+                }
+            }
+        }
+    }
+    all
+}
+
+/// The fused inverted residual on the GPU: the folded weights of its three convolutions.
+#[derive(Debug)]
+pub struct FusedInvertedResidual {
+    gpu: Gpu,
+    params: InvertedResidualParams,
+    /// The weights and biases by their binding names (no expansion's without one).
+    weights: Vec<(&'static str, Arc<PooledBuffer>)>,
+}
+
+/// A convolution's weight and bias.
+pub type WeightBias<'a> = (ArrayView4<'a, f32>, ArrayView1<'a, f32>);
+
+impl FusedInvertedResidual {
+    /// Uploads the block from its convolutions' weights and biases, batch norms folded in
+    /// (PyTorch layouts): `expand` `[hidden, C_in, 1, 1]` (only with an expansion),
+    /// `depthwise` `[hidden, 1, k, k]`, `project` `[C_out, hidden, 1, 1]`; biases of
+    /// their output channels.
+    pub fn new(
+        gpu: &Gpu,
+        params: InvertedResidualParams,
+        expand: Option<WeightBias<'_>>,
+        depthwise: WeightBias<'_>,
+        project: WeightBias<'_>,
+    ) -> Result<Self> {
+        params.validate()?;
+        let (cin, hid, cout, k) = (
+            params.in_channels,
+            params.hidden_channels,
+            params.out_channels,
+            params.kernel_size,
+        );
+        fail_if(expand.is_some() != params.has_expansion(), "expand", || {
+            format!(
+                "an expansion is needed exactly when hidden_channels ({hid}) differs from \
+                     in_channels ({cin})"
+            )
+        })?;
+        let check = |name: &'static str, (w, b): WeightBias<'_>, shape: [usize; 4]| {
+            for (what, want, got) in [
+                (name, &shape[..], w.shape()),
+                (name, &shape[..1], b.shape()),
+            ] {
+                if want != got {
+                    return Err(Error::ShapeMismatch {
+                        name: what,
+                        expected: want.to_vec(),
+                        actual: got.to_vec(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        // Hidden channels are padded to a multiple of 4 with zero weights (their
+        // projection weights are 0, so they add nothing); the expansion and the projection
+        // go up transposed so that 4 channels are one vec4 load.
+        let hid4 = hid.next_multiple_of(4);
+        let cout4 = cout.next_multiple_of(4);
+        let padded = |v: ArrayView1<f32>| {
+            let mut out = v.to_vec();
+            out.resize(hid4, 0.0);
+            out
+        };
+        let mut host: Vec<(&'static str, Vec<f32>)> = Vec::new();
+        if let Some((w, b)) = expand {
+            check("expand", (w, b), [hid, cin, 1, 1])?;
+            let mut t = vec![0.0; cin * hid4];
+            for ((h, c, _, _), &v) in w.indexed_iter() {
+                t[c * hid4 + h] = v;
+            }
+            host.extend([("w_expand", t), ("b_expand", padded(b))]);
+        }
+        let (dw, db) = depthwise;
+        check("depthwise", (dw, db), [hid, 1, k, k])?;
+        let mut dw_flat: Vec<f32> = dw.iter().copied().collect();
+        dw_flat.resize(hid4 * k * k, 0.0);
+        host.extend([("w_depthwise", dw_flat), ("b_depthwise", padded(db))]);
+        let (pw, pb) = project;
+        check("project", (pw, pb), [cout, hid, 1, 1])?;
+        let mut t = vec![0.0; hid4 * cout4];
+        for ((c, h, _, _), &v) in pw.indexed_iter() {
+            t[h * cout4 + c] = v;
+        }
+        host.extend([("w_project", t), ("b_project", pb.to_vec())]);
+        let weights = host
+            .into_iter()
+            .map(|(name, v)| Ok((name, gpu.upload_f32(name, &v)?)))
+            .collect::<Result<_>>()?;
+        Ok(FusedInvertedResidual {
+            gpu: gpu.clone(),
+            params,
+            weights,
+        })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &InvertedResidualParams {
+        &self.params
+    }
+
+    /// Records the block with the tile [`select_kernel`] would pick; an error when it
+    /// picks the separate convolutions (which this layer does not hold).
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        self.params.output_shape(x.shape())?;
+        match select_kernel(&self.params, x.shape(), rec.gpu().caps()) {
+            InvertedResidualKernel::Fused(tile) => self.forward_with(rec, x, tile),
+            InvertedResidualKernel::Unfused => Err(Error::InvalidParam {
+                name: "input",
+                reason: format!(
+                    "the fused kernel does not pay on {:?}; run the block's convolutions",
+                    x.shape()
+                ),
+            }),
+        }
+    }
+
+    /// Records the block with a chosen tile `t` (an error if it cannot run this input).
+    pub fn forward_with(&self, rec: &mut Recorder<'_>, x: &Tensor, t: FusedTile) -> Result<Tensor> {
+        x.check_gpu(rec.gpu(), "input")?;
+        check_owner(self.gpu.id(), rec.gpu(), "layer")?;
+        let p = &self.params;
+        let s = x.shape();
+        let out = p.output_shape(s)?;
+        let plan =
+            FusedPlan::new(p, s, t, rec.gpu().caps()).ok_or_else(|| Error::InvalidParam {
+                name: "kernel",
+                reason: format!("{t:?} cannot run {p:?} on {s:?}"),
+            })?;
+        let [th, tw, halo_h, halo_w, hc, units, dpt, acc4] =
+            plan.spec_sizes.map(|v| Count(v as u32));
+        let spec = FusedSpec {
+            window: p.window(),
+            tile_h: th,
+            tile_w: tw,
+            halo_h,
+            halo_w,
+            hc,
+            units,
+            qt: Count(QT as u32),
+            dpt,
+            acc4,
+            expand: p.has_expansion(),
+            skip: p.has_skip(),
+            expand_act: p.expand_activation,
+            depthwise_act: p.depthwise_activation,
+        };
+        let win = p.window();
+        let u32_of = |v: usize| v as u32;
+        let u = FusedBlockParams {
+            n: u32_of(s[0]),
+            c_in: u32_of(s[1]),
+            h: u32_of(s[2]),
+            w: u32_of(s[3]),
+            hidden: u32_of(p.hidden_channels.next_multiple_of(4)),
+            c_out: u32_of(out[1]),
+            cout4: u32_of(out[1].div_ceil(4)),
+            oh: u32_of(out[2]),
+            ow: u32_of(out[3]),
+            pad_h: u32_of(win.padding.0),
+            pad_w: u32_of(win.padding.1),
+            tiles_x: u32_of(plan.tiles.1),
+            tiles_y: u32_of(plan.tiles.0),
+            co_blocks: u32_of(plan.co_blocks),
+            chunks: u32_of(plan.chunks),
+        };
+        let y = rec.empty("output", out)?;
+        let launch = FUSED
+            .launch(&spec, &u)
+            .workgroups(s[0] * plan.tiles.0 * plan.tiles.1 * plan.co_blocks)
+            .loops(plan.loops);
+        let args = (self.weights.iter()).fold(Args::new().read("x", x), |a, (name, buffer)| {
+            a.read(name, buffer)
+        });
+        rec.run(&launch, args.write("y", &y))?;
+        Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mnv2_block(cin: usize, t: usize, cout: usize, stride: usize) -> InvertedResidualParams {
+        let mut p = InvertedResidualParams::new(cin, cin * t, cout);
+        p.stride = stride;
+        p
+    }
+
+    #[test]
+    fn every_mobilenet_v2_block_has_a_fused_plan_within_the_budget() {
+        let caps = DeviceCaps::default();
+        // (C_in, t, C_out, stride, input size) of torchvision's mobilenet_v2 at 224, each
+        // once.
+        let table = "32 1 16 1 112, 16 6 24 2 112, 24 6 24 1 56, 24 6 32 2 56, 32 6 32 1 28, \
+                     32 6 64 2 28, 64 6 64 1 14, 64 6 96 1 14, 96 6 96 1 14, 96 6 160 2 14, \
+                     160 6 160 1 7, 160 6 320 1 7";
+        let blocks = table.split(", ").map(|b| {
+            let v: Vec<usize> = b.split(' ').map(|n| n.parse().unwrap()).collect();
+            (v[0], v[1], v[2], v[3], v[4])
+        });
+        for (cin, t, cout, s, size) in blocks {
+            let p = mnv2_block(cin, t, cout, s);
+            let input = [1, cin, size, size];
+            let all = fused_candidates(&p, input, &caps);
+            assert!(!all.is_empty(), "{p:?} at {size} has no fused tile");
+            for tile in all {
+                let plan = FusedPlan::new(&p, input, tile, &caps).unwrap();
+                assert!(plan.loops <= LOOP_BUDGET, "{tile:?}: {} loops", plan.loops);
+                let [th, tw, hh, hw, hc, _, _, acc4] = plan.spec_sizes;
+                assert!(4 * acc4 <= ACC_MAX);
+                let floats = hc * (hh * hw + th * tw);
+                assert!(4 * floats <= caps.max_compute_workgroup_storage_size as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn the_choice_falls_back_when_the_fused_kernel_would_not_pay() {
+        let caps = DeviceCaps::default();
+        // Small maps and few channels: fused.
+        let p = mnv2_block(24, 6, 24, 1);
+        assert!(matches!(
+            select_kernel(&p, [1, 24, 56, 56], &caps),
+            InvertedResidualKernel::Fused(_)
+        ));
+        // A very wide block: each pass over the hidden channels loops over every input
+        // channel, past the loop budget for every tile.
+        let p = mnv2_block(1024, 6, 1024, 1);
+        assert!(fused_candidates(&p, [1, 1024, 14, 14], &caps).is_empty());
+        assert_eq!(
+            select_kernel(&p, [1, 1024, 14, 14], &caps),
+            InvertedResidualKernel::Unfused
+        );
+        // Many output channels on a large map: the channel blocks and halos would
+        // multiply the work.
+        let p = mnv2_block(256, 6, 2048, 1);
+        let cost = p.cost([1, 256, 56, 56]).unwrap().macs;
+        let best = fused_candidates(&p, [1, 256, 56, 56], &caps)
+            .into_iter()
+            .map(|t| FusedPlan::new(&p, [1, 256, 56, 56], t, &caps).unwrap().macs)
+            .min();
+        if let Some(best) = best {
+            assert!(
+                best as f64 > FUSED_WORK_MAX * cost as f64,
+                "{best} vs {cost}"
+            );
+        }
+        assert_eq!(
+            select_kernel(&p, [1, 256, 56, 56], &caps),
+            InvertedResidualKernel::Unfused
+        );
+        // A software driver keeps the separate convolutions.
+        let cpu = DeviceCaps {
+            cpu: true,
+            ..DeviceCaps::default()
+        };
+        assert_eq!(
+            select_kernel(&mnv2_block(24, 6, 24, 1), [1, 24, 56, 56], &cpu),
+            InvertedResidualKernel::Unfused
+        );
+        // A bad shape is not fused (forward reports its error).
+        assert_eq!(
+            select_kernel(&p, [1, 3, 14, 14], &caps),
+            InvertedResidualKernel::Unfused
+        );
+    }
+
+    #[test]
+    fn plans_respect_tiny_workgroup_memory() {
+        let caps = DeviceCaps {
+            max_compute_workgroup_storage_size: 1024,
+            ..DeviceCaps::default()
+        };
+        let p = mnv2_block(24, 6, 24, 1);
+        for tile in fused_candidates(&p, [1, 24, 56, 56], &caps) {
+            let plan = FusedPlan::new(&p, [1, 24, 56, 56], tile, &caps).unwrap();
+            let [th, tw, hh, hw, hc, ..] = plan.spec_sizes;
+            assert!(4 * hc * (hh * hw + th * tw) <= 1024);
+        }
+        let none = DeviceCaps {
+            max_compute_workgroup_storage_size: 64,
+            ..DeviceCaps::default()
+        };
+        assert_eq!(
+            select_kernel(&p, [1, 24, 56, 56], &none),
+            InvertedResidualKernel::Unfused
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! Reference inverted residual: the three convolutions one after the other, as the block
+//! defines them (`project(act(depthwise(act(expand(x))))) (+ x)`), each the reference
+//! convolution.
+
+use ndarray::{Array4, ArrayView4};
+
+use crate::error::Result;
+use crate::ops::conv::Conv2dParams;
+use crate::ops::inverted_residual::{InvertedResidualParams, WeightBias};
+
+/// The block on `x` with folded weights and biases (PyTorch layouts; `expand` only with an
+/// expansion).
+pub fn inverted_residual(
+    params: &InvertedResidualParams,
+    x: ArrayView4<f32>,
+    expand: Option<WeightBias<'_>>,
+    depthwise: WeightBias<'_>,
+    project: WeightBias<'_>,
+) -> Result<Array4<f32>> {
+    let p = params;
+    let expanded = match expand {
+        Some((w, b)) => {
+            let conv = Conv2dParams::new(p.in_channels, p.hidden_channels, 1)
+                .activation(p.expand_activation);
+            super::conv::conv2d(&conv, x, w, Some(b))?
+        }
+        None => x.to_owned(),
+    };
+    let win = p.window();
+    let dw = Conv2dParams::depthwise(p.hidden_channels, 1, p.kernel_size)
+        .stride(p.stride)
+        .padding(win.padding)
+        .dilation(p.dilation)
+        .activation(p.depthwise_activation);
+    let (w, b) = depthwise;
+    let d = super::conv::conv2d(&dw, expanded.view(), w, Some(b))?;
+    let (w, b) = project;
+    let proj = Conv2dParams::new(p.hidden_channels, p.out_channels, 1);
+    let y = super::conv::conv2d(&proj, d.view(), w, Some(b))?;
+    Ok(if p.has_skip() { y + x } else { y })
+}

@@ -1,0 +1,244 @@
+//! The fused inverted residual: every tile the choice can take against the CPU reference
+//! (the three convolutions), at odd sizes, stride 2, batch > 1, channel counts that are
+//! not multiples of 4, with and without expansion and skip; the choice itself; bad input.
+
+mod common;
+
+use common::*;
+use ndarray::{Array1, Array4};
+use segblocks::ops::inverted_residual::{
+    fused_candidates, select_kernel, FusedInvertedResidual, FusedTile, InvertedResidualKernel,
+    InvertedResidualParams,
+};
+use segblocks::ops::Activation;
+use segblocks::reference;
+use segblocks::Error;
+
+struct Weights {
+    expand: Option<(Array4<f32>, Array1<f32>)>,
+    depthwise: (Array4<f32>, Array1<f32>),
+    project: (Array4<f32>, Array1<f32>),
+}
+
+fn weights(p: &InvertedResidualParams, seed: u64) -> Weights {
+    let mut r = rng(seed);
+    let (cin, hid, cout, k) = (
+        p.in_channels,
+        p.hidden_channels,
+        p.out_channels,
+        p.kernel_size,
+    );
+    let mut pair = |shape: [usize; 4]| (random4(&mut r, shape), random1(&mut r, shape[0]));
+    Weights {
+        expand: p.has_expansion().then(|| pair([hid, cin, 1, 1])),
+        depthwise: pair([hid, 1, k, k]),
+        project: pair([cout, hid, 1, 1]),
+    }
+}
+
+fn view(
+    wb: &(Array4<f32>, Array1<f32>),
+) -> (ndarray::ArrayView4<'_, f32>, ndarray::ArrayView1<'_, f32>) {
+    (wb.0.view(), wb.1.view())
+}
+
+/// Runs every fused tile of `p` on `input` (and the default choice) against the reference.
+fn check(p: InvertedResidualParams, input: [usize; 4], seed: u64) -> usize {
+    let gpu = gpu();
+    let w = weights(&p, seed);
+    let x = random4(&mut rng(seed + 1), input);
+    let want = reference::inverted_residual::inverted_residual(
+        &p,
+        x.view(),
+        w.expand.as_ref().map(view),
+        view(&w.depthwise),
+        view(&w.project),
+    )
+    .unwrap();
+    let layer = FusedInvertedResidual::new(
+        gpu,
+        p,
+        w.expand.as_ref().map(view),
+        view(&w.depthwise),
+        view(&w.project),
+    )
+    .unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    let all = fused_candidates(&p, input, gpu.caps());
+    assert!(!all.is_empty(), "{p:?} on {input:?}: no fused tile");
+    // Each tile is a pipeline that takes a second or two to compile on lavapipe: the
+    // GPU choice, the narrowest tile and one with several channel blocks cover every path
+    // of the shader (partial tiles, halo, blocks).
+    let mut tiles = Vec::new();
+    let gpu_caps = segblocks::DeviceCaps {
+        cpu: false,
+        ..gpu.caps().clone()
+    };
+    if let InvertedResidualKernel::Fused(t) = select_kernel(&p, input, &gpu_caps) {
+        tiles.push(t);
+    }
+    let narrow = all
+        .iter()
+        .filter(|t| t.co_blocks == 1)
+        .min_by_key(|t| t.tile.0 * t.tile.1);
+    let blocks = all.iter().find(|t| t.co_blocks > 1);
+    for t in narrow.into_iter().chain(blocks).chain(all.first()) {
+        if !tiles.contains(t) {
+            tiles.push(*t);
+        }
+    }
+    // f32 sums in another order than the reference's f64 ones: far below 1e-5 of the
+    // largest output, while any wrong term moves an output by a sizeable share of it.
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let bound = Array4::from_elem(want.dim(), 2e-5 * scale + 1e-5);
+    for &tile in &tiles {
+        let mut rec = gpu.recorder();
+        let y = layer.forward_with(&mut rec, &xt, tile).unwrap();
+        let got = rec.download(&y).unwrap();
+        assert_close(
+            got.view(),
+            want.view(),
+            bound.view(),
+            &format!("{p:?} {input:?} {tile:?}"),
+        );
+    }
+    tiles.len()
+}
+
+#[test]
+fn mobilenet_v2_blocks_match_the_reference_with_every_tile() {
+    // Expansion and skip; stride 2; no expansion; odd sizes and channel counts.
+    let cases = [
+        (InvertedResidualParams::new(8, 48, 8), [1, 8, 13, 11]),
+        (
+            InvertedResidualParams {
+                stride: 2,
+                ..InvertedResidualParams::new(6, 36, 10)
+            },
+            [2, 6, 15, 9],
+        ),
+        (InvertedResidualParams::new(7, 7, 5), [1, 7, 9, 17]),
+        (InvertedResidualParams::new(5, 30, 5), [3, 5, 7, 7]),
+    ];
+    let mut total = 0;
+    for (i, (p, s)) in cases.into_iter().enumerate() {
+        total += check(p, s, 10 + i as u64);
+    }
+    assert!(total >= 8, "only {total} tiles tried");
+}
+
+#[test]
+fn mobilenet_v3_blocks_with_other_kernels_activations_and_dilation() {
+    let hs = Activation::HardSwish;
+    let cases = [
+        (
+            InvertedResidualParams {
+                kernel_size: 5,
+                stride: 2,
+                expand_activation: hs,
+                depthwise_activation: hs,
+                ..InvertedResidualParams::new(10, 30, 12)
+            },
+            [1, 10, 19, 14],
+        ),
+        (
+            InvertedResidualParams {
+                kernel_size: 5,
+                dilation: 2,
+                expand_activation: Activation::Relu,
+                depthwise_activation: Activation::Relu,
+                ..InvertedResidualParams::new(9, 27, 9)
+            },
+            [2, 9, 12, 12],
+        ),
+    ];
+    for (i, (p, s)) in cases.into_iter().enumerate() {
+        check(p, s, 40 + i as u64);
+    }
+}
+
+#[test]
+fn channel_blocks_and_large_maps_match() {
+    // Many output channels: the tiles split them into blocks.
+    let p = InvertedResidualParams::new(16, 96, 160);
+    let tiles = fused_candidates(&p, [1, 16, 7, 7], gpu().caps());
+    assert!(tiles.iter().any(|t| t.co_blocks > 1), "{tiles:?}");
+    check(p, [1, 16, 7, 7], 60);
+    check(InvertedResidualParams::new(4, 24, 6), [1, 4, 40, 33], 61);
+}
+
+#[test]
+fn the_default_choice_runs_and_bad_input_is_a_typed_error() {
+    let gpu = gpu();
+    let p = InvertedResidualParams::new(8, 48, 8);
+    let w = weights(&p, 70);
+    let layer = FusedInvertedResidual::new(
+        gpu,
+        p,
+        w.expand.as_ref().map(view),
+        view(&w.depthwise),
+        view(&w.project),
+    )
+    .unwrap();
+    let x = gpu
+        .upload(random4(&mut rng(71), [1, 8, 16, 16]).view())
+        .unwrap();
+    // On lavapipe the choice is the separate convolutions, which this layer does not hold.
+    assert_eq!(
+        select_kernel(&p, [1, 8, 16, 16], gpu.caps()),
+        InvertedResidualKernel::Unfused
+    );
+    let mut rec = gpu.recorder();
+    assert!(matches!(
+        layer.forward(&mut rec, &x),
+        Err(Error::InvalidParam { name: "input", .. })
+    ));
+    // Wrong channels.
+    let bad = gpu
+        .upload(random4(&mut rng(72), [1, 5, 16, 16]).view())
+        .unwrap();
+    let mut rec = gpu.recorder();
+    assert!(matches!(
+        layer.forward(&mut rec, &bad),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    // A tile that cannot run: 7 x 7 does not divide the workgroup.
+    let tile = FusedTile {
+        tile: (7, 7),
+        co_blocks: 1,
+    };
+    assert!(matches!(
+        layer.forward_with(&mut rec, &x, tile),
+        Err(Error::InvalidParam { name: "kernel", .. })
+    ));
+    // Weights of the wrong shape, and an expansion the parameters do not have.
+    let bad_dw = (
+        Array4::<f32>::zeros((48, 1, 5, 5)),
+        Array1::<f32>::zeros(48),
+    );
+    assert!(matches!(
+        FusedInvertedResidual::new(
+            gpu,
+            p,
+            w.expand.as_ref().map(view),
+            view(&bad_dw),
+            view(&w.project)
+        ),
+        Err(Error::ShapeMismatch {
+            name: "depthwise",
+            ..
+        })
+    ));
+    assert!(matches!(
+        FusedInvertedResidual::new(gpu, p, None, view(&w.depthwise), view(&w.project)),
+        Err(Error::InvalidParam { name: "expand", .. })
+    ));
+    let zero = InvertedResidualParams::new(0, 48, 8);
+    assert!(matches!(
+        zero.output_shape([1, 0, 4, 4]),
+        Err(Error::InvalidParam {
+            name: "in_channels",
+            ..
+        })
+    ));
+}
