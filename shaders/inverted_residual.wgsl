@@ -31,7 +31,8 @@ override DEPTHWISE_ACT: u32 = 2u;
 
 const TP: u32 = TILE_H * TILE_W;
 const HALO: u32 = HALO_H * HALO_W;
-// Invocations per output pixel: each takes its own run of 4 * ACC4 channels.
+// Invocations per output pixel: each takes its own run of 4 * ACC4 channels (the
+// invocations past LANES * TP only help with the expansion and the depthwise passes).
 const LANES: u32 = WORKGROUP_SIZE / TP;
 const QBLOCKS: u32 = (HALO + QT - 1u) / QT;
 
@@ -195,7 +196,8 @@ fn main(inv: Invocation) {
 
     let oy = oy0 + pix / TILE_W;
     let ox = ox0 + pix % TILE_W;
-    if (oy >= p.oh || ox >= p.ow) {
+    // Invocations past the last whole multiple of the tile hold no sums.
+    if (oy >= p.oh || ox >= p.ow || lane >= LANES) {
         return;
     }
     for (var k = 0u; k < ACC4; k++) {

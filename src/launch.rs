@@ -356,6 +356,14 @@ impl Launch {
         self
     }
 
+    /// Another workgroup size than the kernel's (`WORKGROUP_SIZE` in the shader), for
+    /// kernels whose plan chooses it.
+    pub(crate) fn workgroup_size(mut self, invocations: u32) -> Self {
+        self.workgroup_size = invocations;
+        self.constants.set("WORKGROUP_SIZE", invocations);
+        self
+    }
+
     /// Declares the loop iterations of one invocation (loops whose trip count comes from
     /// the uniform, or from a constant too large to be unrolled; short constant loops are
     /// unrolled by the compilers and cost nothing here).

@@ -82,7 +82,18 @@ fn check(p: InvertedResidualParams, input: [usize; 4], seed: u64) -> usize {
         .filter(|t| t.co_blocks == 1)
         .min_by_key(|t| t.tile.0 * t.tile.1);
     let blocks = all.iter().find(|t| t.co_blocks > 1);
-    for t in narrow.into_iter().chain(blocks).chain(all.first()) {
+    // A tile that leaves invocations without sums, and a larger workgroup.
+    let ragged = all
+        .iter()
+        .find(|t| t.invocations % (t.tile.0 * t.tile.1) != 0);
+    let wide = all.iter().find(|t| t.invocations > 64);
+    for t in narrow
+        .into_iter()
+        .chain(blocks)
+        .chain(ragged)
+        .chain(wide)
+        .chain(all.first())
+    {
         if !tiles.contains(t) {
             tiles.push(*t);
         }
@@ -165,6 +176,9 @@ fn channel_blocks_and_large_maps_match() {
     assert!(tiles.iter().any(|t| t.co_blocks > 1), "{tiles:?}");
     check(p, [1, 16, 7, 7], 60);
     check(InvertedResidualParams::new(4, 24, 6), [1, 4, 40, 33], 61);
+    // 14 x 14 and 7 x 7 maps, as at the end of a 224-pixel network.
+    check(InvertedResidualParams::new(12, 72, 20), [1, 12, 14, 14], 62);
+    check(InvertedResidualParams::new(20, 120, 36), [2, 20, 7, 7], 63);
 }
 
 #[test]
@@ -202,10 +216,11 @@ fn the_default_choice_runs_and_bad_input_is_a_typed_error() {
         layer.forward(&mut rec, &bad),
         Err(Error::ShapeMismatch { .. })
     ));
-    // A tile that cannot run: 7 x 7 does not divide the workgroup.
+    // A tile that cannot run: more pixels than invocations.
     let tile = FusedTile {
-        tile: (7, 7),
+        tile: (16, 16),
         co_blocks: 1,
+        invocations: 64,
     };
     assert!(matches!(
         layer.forward_with(&mut rec, &x, tile),

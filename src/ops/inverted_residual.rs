@@ -20,7 +20,7 @@ use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
     loop_tree, read, read_opt, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Trip,
-    LOOP_BUDGET, WORKGROUP_SIZE,
+    LOOP_BUDGET,
 };
 
 uniform! {
@@ -209,15 +209,21 @@ impl InvertedResidualParams {
     }
 }
 
-/// How the fused kernel cuts the work: output tiles of `tile = (rows, columns)` pixels
-/// (a divisor of 64 pixels in all) and the output channels in `co_blocks` blocks.
+/// How the fused kernel cuts the work: workgroups of `invocations` invocations, each
+/// computing an output tile of `tile = (rows, columns)` pixels (at most `invocations`)
+/// for one of `co_blocks` blocks of output channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FusedTile {
     /// Output pixels per tile, `(rows, columns)`.
     pub tile: (usize, usize),
     /// Blocks of output channels (each recomputes the expansion).
     pub co_blocks: usize,
+    /// Invocations per workgroup: 64, 128 or 256 (more hold the sums of more channels).
+    pub invocations: usize,
 }
+
+/// The workgroup sizes the choice considers (those within the device's limit).
+const INVOCATIONS: [usize; 3] = [64, 128, 256];
 
 /// The kernels an inverted residual can run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -228,8 +234,14 @@ pub enum InvertedResidualKernel {
     Unfused,
 }
 
-/// The tiles the choice considers: 4 to 64 pixels, at most 16 on a side.
-const TILES: [(usize, usize); 14] = [
+/// The tiles the choice considers: 4 to 196 pixels, at most 16 on a side; the 7s fit the
+/// 7x7 and 14x14 maps of 224-pixel inputs (invocations past a multiple of the tile only
+/// help with the expansion and the depthwise convolution).
+const TILES: [(usize, usize); 18] = [
+    (7, 7),
+    (7, 14),
+    (14, 7),
+    (14, 14),
     (8, 8),
     (4, 16),
     (16, 4),
@@ -268,9 +280,10 @@ impl FusedPlan {
     ) -> Option<FusedPlan> {
         let out = params.output_shape(input).ok()?;
         let (th, tw) = tile.tile;
-        let wg = WORKGROUP_SIZE as usize;
+        let wg = tile.invocations;
         let tp = th * tw;
-        if tp == 0 || !wg.is_multiple_of(tp) || tile.co_blocks == 0 {
+        let limit = caps.max_compute_invocations_per_workgroup as usize;
+        if tp == 0 || wg > limit || tp > wg || tile.co_blocks == 0 {
             return None;
         }
         let lanes = wg / tp;
@@ -368,17 +381,23 @@ pub fn fused_candidates(
     caps: &DeviceCaps,
 ) -> Vec<FusedTile> {
     let mut all = Vec::new();
-    for tile in TILES {
-        for co_blocks in 1..=8 {
-            let t = FusedTile { tile, co_blocks };
-            if let Some(p) = FusedPlan::new(params, input, t, caps) {
-                // Different requests can give the same blocks; keep one of each.
+    for invocations in INVOCATIONS {
+        for tile in TILES {
+            for co_blocks in 1..=8 {
                 let t = FusedTile {
                     tile,
-                    co_blocks: p.co_blocks,
+                    co_blocks,
+                    invocations,
                 };
-                if !all.contains(&t) {
-                    all.push(t);
+                if let Some(p) = FusedPlan::new(params, input, t, caps) {
+                    // Different requests can give the same blocks; keep one of each.
+                    let t = FusedTile {
+                        co_blocks: p.co_blocks,
+                        ..t
+                    };
+                    if !all.contains(&t) {
+                        all.push(t);
+                    }
                 }
             }
         }
@@ -553,6 +572,7 @@ impl FusedInvertedResidual {
         let y = rec.empty("output", out)?;
         let launch = FUSED
             .launch(&spec, &u)
+            .workgroup_size(t.invocations as u32)
             .workgroups(s[0] * plan.tiles.0 * plan.tiles.1 * plan.co_blocks)
             .loops(plan.loops);
         let args = (self.weights.iter()).fold(Args::new().read("x", x), |a, (name, buffer)| {
@@ -618,24 +638,29 @@ mod tests {
             select_kernel(&p, [1, 1024, 14, 14], &caps),
             InvertedResidualKernel::Unfused
         );
-        // Many output channels on a large map: the channel blocks and halos would
-        // multiply the work.
-        let p = mnv2_block(256, 6, 2048, 1);
-        let cost = p.cost([1, 256, 56, 56]).unwrap().macs;
-        let best = fused_candidates(&p, [1, 256, 56, 56], &caps)
-            .into_iter()
-            .map(|t| FusedPlan::new(&p, [1, 256, 56, 56], t, &caps).unwrap().macs)
-            .min();
-        if let Some(best) = best {
-            assert!(
-                best as f64 > FUSED_WORK_MAX * cost as f64,
-                "{best} vs {cost}"
-            );
+        // Otherwise the rule: the fused tile doing the least work, when that work is
+        // within FUSED_WORK_MAX of the convolutions' or FUSED_EXTRA_MACS above it.
+        for (cin, t, cout, size) in [(16, 6, 24, 112), (96, 6, 96, 14), (160, 6, 320, 7)] {
+            for (co, n) in [(cout, 1), (8 * cout, 2)] {
+                let p = mnv2_block(cin, t, co, 1);
+                let input = [n, cin, size, size];
+                let cost = p.cost(input).unwrap().macs as f64;
+                let best = fused_candidates(&p, input, &caps)
+                    .into_iter()
+                    .map(|t| (FusedPlan::new(&p, input, t, &caps).unwrap().macs, t))
+                    .min_by_key(|b| b.0);
+                let want = match best {
+                    Some((macs, t))
+                        if macs as f64 <= FUSED_WORK_MAX * cost
+                            || macs as f64 <= cost + FUSED_EXTRA_MACS as f64 =>
+                    {
+                        InvertedResidualKernel::Fused(t)
+                    }
+                    _ => InvertedResidualKernel::Unfused,
+                };
+                assert_eq!(select_kernel(&p, input, &caps), want, "{p:?} {input:?}");
+            }
         }
-        assert_eq!(
-            select_kernel(&p, [1, 256, 56, 56], &caps),
-            InvertedResidualKernel::Unfused
-        );
         // A software driver keeps the separate convolutions.
         let cpu = DeviceCaps {
             cpu: true,
