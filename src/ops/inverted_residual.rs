@@ -359,11 +359,7 @@ pub fn select_kernel(
     if caps.cpu {
         return InvertedResidualKernel::Unfused;
     }
-    let best = fused_candidates(params, input, caps)
-        .into_iter()
-        .filter_map(|t| FusedPlan::new(params, input, t, caps).map(|p| (t, p.macs)))
-        .min_by_key(|&(_, macs)| macs);
-    match best {
+    match least_work(params, input, caps) {
         Some((tile, macs))
             if macs as f64 <= FUSED_WORK_MAX * cost.macs as f64
                 || macs <= cost.macs + FUSED_EXTRA_MACS =>
@@ -372,6 +368,18 @@ pub fn select_kernel(
         }
         _ => InvertedResidualKernel::Unfused,
     }
+}
+
+/// The fused tile that does the least work on `input`, with its multiply-adds.
+fn least_work(
+    params: &InvertedResidualParams,
+    input: [usize; 4],
+    caps: &DeviceCaps,
+) -> Option<(FusedTile, u64)> {
+    fused_candidates(params, input, caps)
+        .into_iter()
+        .filter_map(|t| FusedPlan::new(params, input, t, caps).map(|p| (t, p.macs)))
+        .min_by_key(|&(_, macs)| macs)
 }
 
 /// Every fused tile that can run `params` on `input` (for tests that force each).
@@ -504,16 +512,19 @@ impl FusedInvertedResidual {
         &self.params
     }
 
-    /// Records the block with the tile [`select_kernel`] would pick; an error when it
-    /// picks the separate convolutions (which this layer does not hold).
+    /// Records the block with the fused tile that does the least work (whether or not
+    /// [`select_kernel`] would fuse here: this layer is the fused kernel); an error when
+    /// no tile fits the device (loop budget, workgroup memory, sums per invocation).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         self.params.output_shape(x.shape())?;
-        match select_kernel(&self.params, x.shape(), rec.gpu().caps()) {
-            InvertedResidualKernel::Fused(tile) => self.forward_with(rec, x, tile),
-            InvertedResidualKernel::Unfused => Err(Error::InvalidParam {
+        match least_work(&self.params, x.shape(), rec.gpu().caps()) {
+            Some((tile, _)) => self.forward_with(rec, x, tile),
+            None => Err(Error::InvalidParam {
                 name: "input",
                 reason: format!(
-                    "the fused kernel does not pay on {:?}; run the block's convolutions",
+                    "no fused tile fits this device for {:?} on {:?}; run the block's \
+                     convolutions",
+                    self.params,
                     x.shape()
                 ),
             }),
