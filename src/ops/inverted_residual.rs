@@ -19,8 +19,8 @@ use super::{Activation, Cost, Window};
 use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    loop_tree, read, read_opt, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Trip,
-    LOOP_BUDGET,
+    loop_tree, read, read_opt, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Launch,
+    Trip, LOOP_BUDGET,
 };
 
 uniform! {
@@ -339,6 +339,59 @@ impl FusedPlan {
             macs: groups * per_group,
         })
     }
+
+    /// The dispatch of this plan for `params` from `input` to `out` with `tile`.
+    fn launch(
+        &self,
+        p: &InvertedResidualParams,
+        s: [usize; 4],
+        out: [usize; 4],
+        tile: FusedTile,
+    ) -> Launch {
+        let plan = self;
+        let [th, tw, halo_h, halo_w, hc, units, dpt, acc4] =
+            plan.spec_sizes.map(|v| Count(v as u32));
+        let spec = FusedSpec {
+            window: p.window(),
+            tile_h: th,
+            tile_w: tw,
+            halo_h,
+            halo_w,
+            hc,
+            units,
+            qt: Count(QT as u32),
+            dpt,
+            acc4,
+            expand: p.has_expansion(),
+            skip: p.has_skip(),
+            expand_act: p.expand_activation,
+            depthwise_act: p.depthwise_activation,
+        };
+        let win = p.window();
+        let u32_of = |v: usize| v as u32;
+        let u = FusedBlockParams {
+            n: u32_of(s[0]),
+            c_in: u32_of(s[1]),
+            h: u32_of(s[2]),
+            w: u32_of(s[3]),
+            hidden: u32_of(p.hidden_channels.next_multiple_of(4)),
+            c_out: u32_of(out[1]),
+            cout4: u32_of(out[1].div_ceil(4)),
+            oh: u32_of(out[2]),
+            ow: u32_of(out[3]),
+            pad_h: u32_of(win.padding.0),
+            pad_w: u32_of(win.padding.1),
+            tiles_x: u32_of(plan.tiles.1),
+            tiles_y: u32_of(plan.tiles.0),
+            co_blocks: u32_of(plan.co_blocks),
+            chunks: u32_of(plan.chunks),
+        };
+        FUSED
+            .launch(&spec, &u)
+            .workgroup_size(tile.invocations as u32)
+            .workgroups(s[0] * plan.tiles.0 * plan.tiles.1 * plan.co_blocks)
+            .loops(plan.loops)
+    }
 }
 
 /// The kernel for `params` on `input`: on a GPU, the fused kernel with the tile that does
@@ -543,49 +596,8 @@ impl FusedInvertedResidual {
                 name: "kernel",
                 reason: format!("{t:?} cannot run {p:?} on {s:?}"),
             })?;
-        let [th, tw, halo_h, halo_w, hc, units, dpt, acc4] =
-            plan.spec_sizes.map(|v| Count(v as u32));
-        let spec = FusedSpec {
-            window: p.window(),
-            tile_h: th,
-            tile_w: tw,
-            halo_h,
-            halo_w,
-            hc,
-            units,
-            qt: Count(QT as u32),
-            dpt,
-            acc4,
-            expand: p.has_expansion(),
-            skip: p.has_skip(),
-            expand_act: p.expand_activation,
-            depthwise_act: p.depthwise_activation,
-        };
-        let win = p.window();
-        let u32_of = |v: usize| v as u32;
-        let u = FusedBlockParams {
-            n: u32_of(s[0]),
-            c_in: u32_of(s[1]),
-            h: u32_of(s[2]),
-            w: u32_of(s[3]),
-            hidden: u32_of(p.hidden_channels.next_multiple_of(4)),
-            c_out: u32_of(out[1]),
-            cout4: u32_of(out[1].div_ceil(4)),
-            oh: u32_of(out[2]),
-            ow: u32_of(out[3]),
-            pad_h: u32_of(win.padding.0),
-            pad_w: u32_of(win.padding.1),
-            tiles_x: u32_of(plan.tiles.1),
-            tiles_y: u32_of(plan.tiles.0),
-            co_blocks: u32_of(plan.co_blocks),
-            chunks: u32_of(plan.chunks),
-        };
         let y = rec.empty("output", out)?;
-        let launch = FUSED
-            .launch(&spec, &u)
-            .workgroup_size(t.invocations as u32)
-            .workgroups(s[0] * plan.tiles.0 * plan.tiles.1 * plan.co_blocks)
-            .loops(plan.loops);
+        let launch = plan.launch(p, s, out, t);
         let args = (self.weights.iter()).fold(Args::new().read("x", x), |a, (name, buffer)| {
             a.read(name, buffer)
         });
@@ -686,6 +698,28 @@ mod tests {
             select_kernel(&p, [1, 3, 14, 14], &caps),
             InvertedResidualKernel::Unfused
         );
+    }
+
+    #[test]
+    fn launches_carry_the_tile_grid_and_workgroup_size() {
+        let caps = DeviceCaps::default();
+        let p = mnv2_block(160, 6, 160, 1);
+        let input = [2, 160, 7, 7];
+        let out = p.output_shape(input).unwrap();
+        for tile in fused_candidates(&p, input, &caps) {
+            let plan = FusedPlan::new(&p, input, tile, &caps).unwrap();
+            let launch = plan.launch(&p, input, out, tile);
+            let (th, tw) = tile.tile;
+            let tiles = 7usize.div_ceil(th) * 7usize.div_ceil(tw);
+            assert_eq!(launch.workgroups, (2 * tiles * plan.co_blocks) as u64);
+            assert_eq!(launch.workgroup_size as usize, tile.invocations);
+            let c = &launch.constants;
+            assert_eq!(c.get("WORKGROUP_SIZE"), Some(tile.invocations as u32));
+            assert_eq!(c.get("TILE_H"), Some(th as u32));
+            assert_eq!(c.get("SKIP"), Some(1));
+            assert_eq!(c.get("EXPAND"), Some(1));
+            assert!(launch.loops <= LOOP_BUDGET);
+        }
     }
 
     #[test]
