@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array1, Array4};
 use segblocks::ops::conv::{Conv2d, Conv2dParams, ResidualJoin};
 use segblocks::ops::inverted_residual::{
-    fused_candidates, select_kernel, FusedInvertedResidual, InvertedResidualKernel,
+    fused_candidates, select_kernel, FusedInvertedResidual, FusedPass, InvertedResidualKernel,
     InvertedResidualParams,
 };
 use segblocks::ops::Activation;
@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
         };
         let tile = match select_kernel(&p, shape, &gpu_caps) {
             InvertedResidualKernel::Fused(t) => t,
-            InvertedResidualKernel::Unfused => fused_candidates(&p, shape, &gpu_caps)[0],
+            _ => fused_candidates(&p, FusedPass::Block, shape, &gpu_caps)[0],
         };
         let x: Array4<f32> = common::input(shape);
         let flops = 2 * p.cost(shape).unwrap().macs;

@@ -25,6 +25,13 @@ const ACC4: u32 = 2u; // @specialize
 // Whether there is an expansion (expand_ratio != 1) and a skip (stride 1, C_in == C_out).
 const EXPAND: u32 = 1u; // @specialize
 const SKIP: u32 = 0u; // @specialize
+// 0: the whole block. A block with SE takes two passes around its gate (which needs the
+// whole map): 1, the expansion and the depthwise convolution, whose activations go to y
+// (c_out is then the hidden channel count); 2, the gated projection, x holding those
+// activations (c_in is the hidden channel count), each channel scaled by
+// GATE_ACT(gate[n, c]) on its way into the projection, the skip read from `residual`.
+const MODE: u32 = 0u; // @specialize
+override GATE_ACT: u32 = 0u;
 // The activations after the expansion and after the depthwise convolution.
 override EXPAND_ACT: u32 = 2u;
 override DEPTHWISE_ACT: u32 = 2u;
@@ -56,17 +63,20 @@ struct FusedBlockParams {
 
 @group(0) @binding(0) var<uniform> p: FusedBlockParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-// Transposed, [c_in, hidden] as vec4s of 4 hidden channels, and [hidden] (absent without
-// an expansion).
+// Transposed, [c_in, hidden] as vec4s of 4 hidden channels (absent without an expansion).
 @group(0) @binding(2) var<storage, read> w_expand: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b_expand: array<f32>;
-// [hidden, KH * KW] and [hidden].
-@group(0) @binding(4) var<storage, read> w_depthwise: array<f32>;
-@group(0) @binding(5) var<storage, read> b_depthwise: array<f32>;
-// Transposed, [hidden, cout4] vec4s of 4 output channels, and [c_out].
-@group(0) @binding(6) var<storage, read> w_project: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read> b_project: array<f32>;
-@group(0) @binding(8) var<storage, read_write> y: array<f32>;
+// [hidden, KH * KW].
+@group(0) @binding(3) var<storage, read> w_depthwise: array<f32>;
+// Transposed, [hidden, cout4] vec4s of 4 output channels.
+@group(0) @binding(4) var<storage, read> w_project: array<vec4<f32>>;
+// The expansion's, the depthwise's and the projection's biases one after the other
+// ([hidden], [hidden], [c_out]): one binding, so that the kernel stays within WebGPU's
+// eight storage bindings.
+@group(0) @binding(5) var<storage, read> biases: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+// MODE 2: the gate logits [n, c_in] and the block's input (for the skip).
+@group(0) @binding(7) var<storage, read> gate: array<f32>;
+@group(0) @binding(8) var<storage, read> residual: array<f32>;
 
 var<workgroup> expanded: array<f32, HC * HALO>;
 var<workgroup> depthwise: array<f32, HC * TP>;
@@ -100,6 +110,13 @@ fn main(inv: Invocation) {
     for (var chunk = 0u; chunk < p.chunks; chunk++) {
         let hc0 = chunk * HC;
         let quads = min(HC, p.hidden - hc0) / 4u;
+        if (MODE == 2u) {
+            gated_tile(n, hc0, quads, oy0, ox0, t);
+            workgroupBarrier();
+            project_chunk(hc0, quads, pix, co_base, &acc);
+            workgroupBarrier();
+            continue;
+        }
         // 1. The expanded activations of the pass's hidden channels over the window, as
         // units of 4 channels x QT positions (one vec4 weight load and QT input loads feed
         // 4 * QT multiply-adds). The depthwise convolution's zero padding applies to them:
@@ -133,8 +150,8 @@ fn main(inv: Invocation) {
                             e[i] += wv * x[xc + offset[i]];
                         }
                     }
-                    let b = vec4<f32>(b_expand[hc], b_expand[hc + 1u], b_expand[hc + 2u],
-                        b_expand[hc + 3u]);
+                    let b = vec4<f32>(biases[hc], biases[hc + 1u], biases[hc + 2u],
+                        biases[hc + 3u]);
                     for (var i = 0u; i < QT; i++) {
                         e[i] = activation4(EXPAND_ACT, e[i] + b);
                     }
@@ -169,7 +186,7 @@ fn main(inv: Invocation) {
                 let hc = hc0 + hc_local;
                 let px = v % TP;
                 let first = hc_local * HALO + (px / TILE_W) * SH * HALO_W + (px % TILE_W) * SW;
-                var s = b_depthwise[hc];
+                var s = biases[p.hidden + hc];
                 for (var ky = 0u; ky < KH; ky++) {
                     for (var kx = 0u; kx < KW; kx++) {
                         let q = first + ky * DH * HALO_W + kx * DW;
@@ -181,17 +198,15 @@ fn main(inv: Invocation) {
         }
         workgroupBarrier();
 
-        // 3. The projection's partial sums over the pass's channels: one workgroup load
-        // and ACC4 vec4 weight loads feed 4 * ACC4 multiply-adds.
-        let last4 = p.cout4 - 1u;
-        for (var hc_local = 0u; hc_local < quads * 4u; hc_local++) {
-            let d = depthwise[hc_local * TP + pix];
-            let row = (hc0 + hc_local) * p.cout4;
-            for (var k = 0u; k < ACC4; k++) {
-                acc[k] += w_project[row + min(co_base / 4u + k, last4)] * d;
-            }
+        if (MODE == 1u) {
+            store_depthwise(n, hc0, quads, oy0, ox0, t);
+        } else {
+            project_chunk(hc0, quads, pix, co_base, &acc);
         }
         workgroupBarrier();
+    }
+    if (MODE == 1u) {
+        return;
     }
 
     let oy = oy0 + pix / TILE_W;
@@ -204,12 +219,64 @@ fn main(inv: Invocation) {
         for (var j = 0u; j < 4u; j++) {
             let co = co_base + 4u * k + j;
             if (co < p.c_out) {
-                var v = acc[k][j] + b_project[co];
-                if (SKIP == 1u) {
+                var v = acc[k][j] + biases[2u * p.hidden + co];
+                if (SKIP == 1u && MODE == 2u) {
+                    v += residual[((n * p.c_out + co) * p.oh + oy) * p.ow + ox];
+                } else if (SKIP == 1u) {
                     v += x[x_base + co * plane + oy * p.w + ox];
                 }
                 y[((n * p.c_out + co) * p.oh + oy) * p.ow + ox] = v;
             }
+        }
+    }
+}
+
+// 3. The projection's partial sums over the pass's channels: one workgroup load and ACC4
+// vec4 weight loads feed 4 * ACC4 multiply-adds.
+fn project_chunk(
+    hc0: u32,
+    quads: u32,
+    pix: u32,
+    co_base: u32,
+    acc: ptr<function, array<vec4<f32>, ACC4>>,
+) {
+    let last4 = p.cout4 - 1u;
+    for (var hc_local = 0u; hc_local < quads * 4u; hc_local++) {
+        let d = depthwise[hc_local * TP + pix];
+        let row = (hc0 + hc_local) * p.cout4;
+        for (var k = 0u; k < ACC4; k++) {
+            (*acc)[k] += w_project[row + min(co_base / 4u + k, last4)] * d;
+        }
+    }
+}
+
+// MODE 1: the pass's depthwise activations to y, [n, c_out (hidden), oh, ow].
+fn store_depthwise(n: u32, hc0: u32, quads: u32, oy0: u32, ox0: u32, t: u32) {
+    for (var j = 0u; j < DPT; j++) {
+        let v = t + j * WORKGROUP_SIZE;
+        let hc = hc0 + v / TP;
+        let oy = oy0 + (v % TP) / TILE_W;
+        let ox = ox0 + (v % TP) % TILE_W;
+        if (v < quads * 4u * TP && hc < p.c_out && oy < p.oh && ox < p.ow) {
+            y[((n * p.c_out + hc) * p.oh + oy) * p.ow + ox] = depthwise[v];
+        }
+    }
+}
+
+// MODE 2: the pass's channels of the tile of x (the depthwise activations), gated.
+fn gated_tile(n: u32, hc0: u32, quads: u32, oy0: u32, ox0: u32, t: u32) {
+    for (var j = 0u; j < DPT; j++) {
+        let v = t + j * WORKGROUP_SIZE;
+        if (v < quads * 4u * TP) {
+            let hc = hc0 + v / TP;
+            let oy = oy0 + (v % TP) / TILE_W;
+            let ox = ox0 + (v % TP) % TILE_W;
+            var d = 0.0;
+            if (hc < p.c_in && oy < p.oh && ox < p.ow) {
+                let g = activation4(GATE_ACT, vec4<f32>(gate[n * p.c_in + hc])).x;
+                d = x[((n * p.c_in + hc) * p.h + oy) * p.w + ox] * g;
+            }
+            depthwise[v] = d;
         }
     }
 }

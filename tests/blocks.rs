@@ -399,18 +399,28 @@ fn mobilenet_v2_features_end_to_end() {
     assert_eq!(summary.rows.last().unwrap().output, [1, 1280, 2, 2]);
 }
 
+/// One forward of `x` on `gpu`: what it moved, and its output.
+fn traffic_and_output(
+    gpu: &segblocks::Gpu,
+    x: &Array4<f32>,
+    forward: impl FnOnce(
+        &mut segblocks::Recorder<'_>,
+        &segblocks::Tensor,
+    ) -> segblocks::Result<segblocks::Tensor>,
+) -> (segblocks::traffic::Traffic, Array4<f32>) {
+    let mut rec = gpu.recorder();
+    let y = forward(&mut rec, &gpu.upload(x.view()).unwrap()).unwrap();
+    let traffic = rec.traffic();
+    (traffic, rec.download(&y).unwrap())
+}
+
 /// The same network with the kernels a GPU gets: every inverted residual is one fused
 /// dispatch (on lavapipe the choice keeps the separate convolutions, see
 /// `ops::inverted_residual::select_kernel`).
 #[test]
 fn mobilenet_v2_features_fused_as_on_a_gpu() {
     use segblocks::networks::{MobileNetV2Config, MobileNetV2Features};
-    use segblocks::{DeviceClass, GpuOptions};
-    let own = segblocks::Gpu::with_options(GpuOptions {
-        device_class: Some(DeviceClass::Gpu),
-        ..GpuOptions::default()
-    })
-    .unwrap();
+    let own = gpu_class();
     let gpu = &own;
     assert!(!gpu.caps().cpu);
     let sd = StateDict::load(concat!(
@@ -431,12 +441,7 @@ fn mobilenet_v2_features_fused_as_on_a_gpu() {
         .into_dimensionality()
         .unwrap();
     let tol = want.mapv(|v| 1e-3 * (1.0 + v.abs()));
-    let mut rec = gpu.recorder();
-    let y = net
-        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
-        .unwrap();
-    let traffic = rec.traffic();
-    let got = rec.download(&y).unwrap();
+    let (traffic, got) = traffic_and_output(gpu, &x, |r, x| net.forward(r, x));
     assert_close(
         got.view(),
         want.view(),
@@ -456,12 +461,14 @@ fn mobilenet_v2_features_fused_as_on_a_gpu() {
 fn mobilenet_v3_features_end_to_end() {
     use segblocks::networks::{MobileNetV3Features, MobileNetV3FeaturesConfig};
     let gpu = gpu();
-    for (file, cfg, out, params) in [
+    let gpu_class = common::gpu_class();
+    for (file, cfg, out, params, counts) in [
         (
             "mobilenet_v3_small_features",
             MobileNetV3FeaturesConfig::small().width_mult(0.5),
             [2, 288, 2, 2],
             256_296,
+            (53, 32, 20),
         ),
         (
             // The LR-ASPP segmentation backbone's configuration: dilated last stage.
@@ -472,6 +479,7 @@ fn mobilenet_v3_features_end_to_end() {
                 .dilated(true),
             [2, 192, 4, 4],
             223_088,
+            (63, 34, 23),
         ),
     ] {
         let sd = StateDict::load(format!(
@@ -501,8 +509,28 @@ fn mobilenet_v3_features_end_to_end() {
         let xt = gpu.upload(x.view()).unwrap();
         let mut rec = gpu.recorder();
         let y = net.forward(&mut rec, &xt).unwrap();
+        let unfused = rec.dispatch_count();
         let got = rec.download(&y).unwrap();
         assert_close(got.view(), want.view(), tol.view(), &format!("{file}, GPU"));
+        // The kernels a GPU gets: blocks fused, those with SE in two passes.
+        let net = MobileNetV3Features::load(&gpu_class, cfg, &sd, "").unwrap();
+        let (traffic, got) = traffic_and_output(&gpu_class, &x, |r, x| net.forward(r, x));
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            &format!("{file}, fused"),
+        );
+        let fused = traffic
+            .dispatches
+            .iter()
+            .filter(|d| d.kernel == "inverted_residual.wgsl")
+            .count();
+        eprintln!(
+            "{file}: {unfused} dispatches unfused, {} fused ({fused} fused kernels)",
+            traffic.dispatches.len()
+        );
+        assert_eq!((unfused, traffic.dispatches.len(), fused), counts, "{file}");
         let summary = net.summary([2, 3, 64, 64]).unwrap();
         let torch_params = torch_parameter_count(&sd);
         assert_eq!(summary.total_params() as usize, torch_params, "{file}");

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use ndarray::{Array1, Array4};
 use segblocks::ops::inverted_residual::{
-    fused_candidates, select_kernel, FusedInvertedResidual, FusedTile, InvertedResidualKernel,
-    InvertedResidualParams,
+    fused_candidates, select_kernel, FusedInvertedResidual, FusedPass, FusedTile,
+    InvertedResidualKernel, InvertedResidualParams,
 };
 use segblocks::ops::Activation;
 use segblocks::reference;
@@ -46,7 +46,7 @@ fn view(
 fn reference_of(p: &InvertedResidualParams, x: &Array4<f32>, w: &Weights) -> Array4<f32> {
     let e = w.expand.as_ref().map(view);
     let (d, pr) = (view(&w.depthwise), view(&w.project));
-    reference::inverted_residual::inverted_residual(p, x.view(), e, d, pr).unwrap()
+    reference::inverted_residual::inverted_residual(p, x.view(), e, d, None, pr).unwrap()
 }
 
 /// f32 sums in another order than the reference's f64 ones stay far below 1e-5 of the
@@ -71,7 +71,7 @@ fn check(p: InvertedResidualParams, input: [usize; 4], seed: u64) -> usize {
     )
     .unwrap();
     let xt = gpu.upload(x.view()).unwrap();
-    let all = fused_candidates(&p, input, gpu.caps());
+    let all = fused_candidates(&p, FusedPass::Block, input, gpu.caps());
     assert!(!all.is_empty(), "{p:?} on {input:?}: no fused tile");
     // Each tile is a pipeline that takes a second or two to compile on lavapipe: the
     // GPU choice, the narrowest tile and one with several channel blocks cover every path
@@ -176,7 +176,7 @@ fn mobilenet_v3_blocks_with_other_kernels_activations_and_dilation() {
 fn channel_blocks_and_large_maps_match() {
     // Many output channels: the tiles split them into blocks.
     let p = InvertedResidualParams::new(16, 96, 160);
-    let tiles = fused_candidates(&p, [1, 16, 7, 7], gpu().caps());
+    let tiles = fused_candidates(&p, FusedPass::Block, [1, 16, 7, 7], gpu().caps());
     assert!(tiles.iter().any(|t| t.co_blocks > 1), "{tiles:?}");
     check(p, [1, 16, 7, 7], 60);
     check(InvertedResidualParams::new(4, 24, 6), [1, 4, 40, 33], 61);
@@ -260,5 +260,105 @@ fn the_default_choice_runs_and_bad_input_is_a_typed_error() {
             name: "in_channels",
             ..
         })
+    ));
+}
+
+#[test]
+fn blocks_with_se_match_the_reference_in_two_passes() {
+    use segblocks::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
+    use std::sync::Arc;
+    let gpu = gpu();
+    let hs = Activation::HardSwish;
+    let cases = [
+        // MobileNetV3's: 5x5, hard-swish, hard-sigmoid gate, skip; batch 2, odd sizes.
+        (
+            InvertedResidualParams {
+                kernel_size: 5,
+                expand_activation: hs,
+                depthwise_activation: hs,
+                use_se: true,
+                ..InvertedResidualParams::new(12, 36, 12)
+            },
+            Activation::HardSigmoid,
+            [2, 12, 11, 13],
+        ),
+        // Stride 2, no skip, sigmoid gate (the selfie model's).
+        (
+            InvertedResidualParams {
+                stride: 2,
+                use_se: true,
+                ..InvertedResidualParams::new(8, 40, 18)
+            },
+            Activation::Sigmoid,
+            [1, 8, 17, 16],
+        ),
+    ];
+    for (i, (p, gate, input)) in cases.into_iter().enumerate() {
+        let seed = 80 + 10 * i as u64;
+        let w = weights(&p, seed);
+        let mut r = rng(seed + 1);
+        let (hid, sq) = (p.hidden_channels, 8);
+        let se_params = SqueezeExcitationParams::new(hid, sq).scale_activation(gate);
+        let fc1 = (random4(&mut r, [sq, hid, 1, 1]), random1(&mut r, sq));
+        let fc2 = (random4(&mut r, [hid, sq, 1, 1]), random1(&mut r, hid));
+        let (f1, f2) = (view(&fc1), view(&fc2));
+        let se = SqueezeExcitation::new(gpu, se_params, f1.0, f1.1, f2.0, f2.1).unwrap();
+        let e = w.expand.as_ref().map(view);
+        let layer = FusedInvertedResidual::new(gpu, p, e, view(&w.depthwise), view(&w.project))
+            .unwrap()
+            .with_squeeze_excitation(Arc::new(se))
+            .unwrap();
+        let x = random4(&mut r, input);
+        let se_ref = Some((&se_params, f1, f2));
+        let (d, pr) = (view(&w.depthwise), view(&w.project));
+        let want = reference::inverted_residual::inverted_residual(&p, x.view(), e, d, se_ref, pr)
+            .unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        let caps = gpu.caps();
+        let firsts = fused_candidates(&p, FusedPass::Expand, input, caps);
+        let seconds = fused_candidates(&p, FusedPass::Project, input, caps);
+        let gpu_caps = segblocks::DeviceCaps {
+            cpu: false,
+            ..caps.clone()
+        };
+        let mut pairs = vec![(firsts[0], seconds[0])];
+        pairs.push((*firsts.last().unwrap(), *seconds.last().unwrap()));
+        match select_kernel(&p, input, &gpu_caps) {
+            InvertedResidualKernel::TwoPass { expand, project } => pairs.push((expand, project)),
+            k => panic!("{p:?}: {k:?}"),
+        }
+        for (a, b) in pairs {
+            let mut rec = gpu.recorder();
+            let y = layer.forward_two_pass(&mut rec, &xt, a, b).unwrap();
+            // Two fused passes around the SE gate (one dispatch at these sizes).
+            assert_eq!(rec.dispatch_count(), 3);
+            let got = rec.download(&y).unwrap();
+            assert_close(
+                got.view(),
+                want.view(),
+                bound(&want).view(),
+                &format!("{a:?} {b:?}"),
+            );
+        }
+        // A block with SE does not run in one pass.
+        let mut rec = gpu.recorder();
+        assert!(matches!(
+            layer.forward_with(&mut rec, &xt, firsts[0]),
+            Err(Error::InvalidParam { name: "kernel", .. })
+        ));
+    }
+    // The SE layer is refused by a block without use_se.
+    let p = InvertedResidualParams::new(8, 48, 8);
+    let w = weights(&p, 99);
+    let e = w.expand.as_ref().map(view);
+    let layer =
+        FusedInvertedResidual::new(gpu, p, e, view(&w.depthwise), view(&w.project)).unwrap();
+    let (f1, f2) = (Array4::zeros((8, 48, 1, 1)), Array4::zeros((48, 8, 1, 1)));
+    let (b1, b2) = (Array1::zeros(8), Array1::zeros(48));
+    let se_params = SqueezeExcitationParams::new(48, 8);
+    let se = SqueezeExcitation::new(gpu, se_params, f1.view(), b1.view(), f2.view(), b2.view());
+    assert!(matches!(
+        layer.with_squeeze_excitation(std::sync::Arc::new(se.unwrap())),
+        Err(Error::InvalidParam { name: "se", .. })
     ));
 }

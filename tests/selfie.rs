@@ -115,6 +115,25 @@ fn gpu_mask_matches_tflite_in_one_submission() {
     );
 }
 
+/// The kernels a GPU gets (the stride-1 blocks fused, those with SE in two passes around
+/// their gate) give TFLite's mask too, in fewer dispatches.
+#[test]
+fn gpu_class_kernels_match_tflite() {
+    let gpu = common::gpu_class();
+    let sd = StateDict::load(MODEL).unwrap();
+    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &sd, "").unwrap();
+    let mut rec = gpu.recorder();
+    let y = net
+        .forward(&mut rec, &gpu.upload(astronaut_256().view()).unwrap())
+        .unwrap();
+    let traffic = rec.traffic();
+    let mask = rec.download(&y).unwrap();
+    let (mean, max) = mean_and_max_abs(&mask, &golden_mask());
+    eprintln!("selfie, GPU-class kernels, vs TFLite: mean abs {mean:.2e}, max abs {max:.2e}");
+    assert!(mean < 1e-3, "mean abs difference {mean} to TFLite's mask");
+    assert_eq!(common::fused_count(&traffic), (54, 9));
+}
+
 #[test]
 fn reference_matches_tflite_and_the_gpu_batch_of_two() {
     let gpu = common::gpu();

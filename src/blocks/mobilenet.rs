@@ -149,7 +149,7 @@ pub(crate) fn v3_block_graph(
 pub(crate) type BlockLayers = (Option<ConvBnAct>, ConvBnAct, Option<SeNode>, ConvBnAct);
 
 /// The graph of an inverted residual (V2 or V3) from its layers, its nodes named `names`,
-/// with the input added to the projection's output when `skip`. A block without SE whose
+/// with the input added to the projection's output when `skip`. A block whose
 /// layers the fused kernel can run ([`fusable`]) is one node that runs as the fused kernel
 /// where [`select_kernel`] picks it and as these layers elsewhere.
 fn inverted_residual_graph(
@@ -158,20 +158,19 @@ fn inverted_residual_graph(
     (expand, depthwise, se, project): BlockLayers,
     names: [&str; 4],
 ) -> Result<Graph> {
-    let fused = match fusable(skip, expand.as_ref(), &depthwise, se.is_some(), &project) {
+    let fused = match fusable(skip, expand.as_ref(), &depthwise, se.as_ref(), &project) {
         Some(params) => {
             let e = expand.as_ref().map(|l| l.folded()).transpose()?;
             let (d, p) = (depthwise.folded()?, project.folded()?);
             fn view(wb: &(ndarray::Array4<f32>, ndarray::Array1<f32>)) -> WeightBias<'_> {
                 (wb.0.view(), wb.1.view())
             }
-            Some(FusedInvertedResidual::new(
-                gpu,
-                params,
-                e.as_ref().map(view),
-                view(&d),
-                view(&p),
-            )?)
+            let layer =
+                FusedInvertedResidual::new(gpu, params, e.as_ref().map(view), view(&d), view(&p))?;
+            Some(match &se {
+                Some(se) => layer.with_squeeze_excitation(se.layer())?,
+                None => layer,
+            })
         }
         None => None,
     };
@@ -210,13 +209,13 @@ fn inverted_residual_graph(
 
 /// The fused kernel's parameters for these layers, when it computes exactly what they
 /// do: 1x1 expansion (or none) with an activation, a depthwise convolution with square
-/// window and torchvision's symmetric zero padding, a linear 1x1 projection with the skip
-/// rule of the fused kernel, and no SE.
+/// window and torchvision's symmetric zero padding, an SE gate on the depthwise output
+/// (or none), a linear 1x1 projection with the skip rule of the fused kernel.
 fn fusable(
     skip: bool,
     expand: Option<&ConvBnAct>,
     depthwise: &ConvBnAct,
-    se: bool,
+    se: Option<&SeNode>,
     project: &ConvBnAct,
 ) -> Option<InvertedResidualParams> {
     let d = depthwise.params();
@@ -234,8 +233,9 @@ fn fusable(
         dilation: dil,
         expand_activation: expand.map_or(Activation::None, |e| e.params().activation),
         depthwise_activation: d.activation,
+        use_se: se.is_some(),
     };
-    let ok = !se
+    let ok = se.is_none_or(|s| !s.of_sum())
         && square
         && padded
         && d.is_depthwise()
@@ -250,7 +250,7 @@ fn fusable(
     ok.then_some(params)
 }
 
-/// An inverted residual without SE behind one node: the fused kernel where
+/// An inverted residual behind one node: the fused kernel (two passes with SE) where
 /// [`select_kernel`] picks it, its separate layers (`unfused`) elsewhere. The reference,
 /// the shapes and the summary are the separate layers'.
 #[derive(Debug)]
@@ -278,6 +278,9 @@ impl Node for FusedBlockNode {
             InvertedResidualKernel::Fused(tile) => {
                 Ok(vec![Value::Tensor(self.fused.forward_with(rec, x, tile)?)])
             }
+            InvertedResidualKernel::TwoPass { expand, project } => Ok(vec![Value::Tensor(
+                self.fused.forward_two_pass(rec, x, expand, project)?,
+            )]),
             InvertedResidualKernel::Unfused => Node::forward(&self.unfused, rec, inputs),
         }
     }

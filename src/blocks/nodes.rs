@@ -3,6 +3,8 @@
 //! excitation, and the weightless ops ([`Op`]). Each knows its shapes, cost, GPU forward
 //! and CPU reference, so a graph of them is described once.
 
+use std::sync::Arc;
+
 use ndarray::{Array1, Array4, ArrayView4};
 
 use super::graph::{HostValue, Inputs, Node, Value};
@@ -325,7 +327,7 @@ impl Node for ConvTransposeNode {
 /// [`SeNode::gate_of_sum`], the gate logits of the sum of its two inputs.
 #[derive(Debug)]
 pub(crate) struct SeNode {
-    block: SqueezeExcitation,
+    block: Arc<SqueezeExcitation>,
     params: SqueezeExcitationParams,
     weights: SeWeights,
     of_sum: bool,
@@ -342,11 +344,21 @@ impl SeNode {
     ) -> Result<Self> {
         let weights = SeWeights::load(sd, params, fc1, fc2)?;
         Ok(SeNode {
-            block: weights.upload(gpu, params)?,
+            block: Arc::new(weights.upload(gpu, params)?),
             params,
             weights,
             of_sum: false,
         })
+    }
+
+    /// The SE layer, shared (a fused block runs it between its two passes).
+    pub(crate) fn layer(&self) -> Arc<SqueezeExcitation> {
+        self.block.clone()
+    }
+
+    /// Whether the node computes the gate of a sum (and not the gated scale).
+    pub(crate) fn of_sum(&self) -> bool {
+        self.of_sum
     }
 
     /// The node computing the gate logits `[N, C, 1, 1]` of `a + b` from inputs `a`, `b`.

@@ -1,9 +1,11 @@
 //! A whole inverted residual in one dispatch (`shaders/inverted_residual.wgsl`): 1x1
 //! expansion + activation, k x k depthwise + activation, linear 1x1 projection and the
-//! skip, as torchvision's MobileNetV2 and MobileNetV3 blocks (without SE) compute them,
-//! with the batch norms folded into the weights. The expanded activations never reach
-//! device memory: a workgroup computes them for its tile of output pixels (and the tile's
-//! halo) a few hidden channels at a time, in workgroup memory.
+//! skip, as torchvision's MobileNetV2 and MobileNetV3 blocks compute them, with the batch
+//! norms folded into the weights. The expanded activations never reach device memory: a
+//! workgroup computes them for its tile of output pixels (and the tile's halo) a few
+//! hidden channels at a time, in workgroup memory. A block with squeeze-and-excitation
+//! takes two such passes around its gate, which needs the whole depthwise output:
+//! expansion + depthwise (writing that output), the SE gate, then gate + projection + skip.
 //!
 //! [`select_kernel`] decides between this kernel and the three separate convolutions:
 //! the fused kernel recomputes the expansion on each tile's halo, and splits the output
@@ -15,6 +17,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayView1, ArrayView4};
 
+use super::attention::SqueezeExcitation;
 use super::{Activation, Cost, Window};
 use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
@@ -64,6 +67,27 @@ specialize! {
         skip: bool => "SKIP",
         expand_act: Activation => "EXPAND_ACT",
         depthwise_act: Activation => "DEPTHWISE_ACT",
+        pass: FusedPass => "MODE",
+        gate_act: Activation => "GATE_ACT",
+    }
+}
+
+/// Which part of a block one fused dispatch computes (the shader's `MODE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FusedPass {
+    /// The whole block (a block without SE).
+    #[default]
+    Block,
+    /// An SE block's first pass: expansion and depthwise convolution, writing the
+    /// depthwise activations `[N, hidden, H_out, W_out]` (the gate needs all of them).
+    Expand,
+    /// An SE block's second pass: the gated projection and the skip.
+    Project,
+}
+
+impl crate::launch::Constant for FusedPass {
+    fn value(&self) -> u32 {
+        *self as u32
     }
 }
 
@@ -72,12 +96,12 @@ const FUSED: Kernel<FusedBlockParams, FusedSpec> = Kernel::new(
     &[
         read("x"),
         read_opt("w_expand"),
-        read_opt("b_expand"),
         read("w_depthwise"),
-        read("b_depthwise"),
         read("w_project"),
-        read("b_project"),
+        read("biases"),
         write("y"),
+        read_opt("gate"),
+        read_opt("residual"),
     ],
 );
 
@@ -122,6 +146,10 @@ pub struct InvertedResidualParams {
     pub expand_activation: Activation,
     /// Activation after the depthwise convolution.
     pub depthwise_activation: Activation,
+    /// Squeeze-and-excitation between the depthwise convolution and the projection
+    /// (MobileNetV3's `use_se`); the layer takes it with
+    /// [`FusedInvertedResidual::with_squeeze_excitation`].
+    pub use_se: bool,
 }
 
 impl InvertedResidualParams {
@@ -136,6 +164,7 @@ impl InvertedResidualParams {
             dilation: 1,
             expand_activation: Activation::Relu6,
             depthwise_activation: Activation::Relu6,
+            use_se: false,
         }
     }
 
@@ -230,7 +259,16 @@ const INVOCATIONS: [usize; 3] = [64, 128, 256];
 pub enum InvertedResidualKernel {
     /// The whole block in one dispatch (`inverted_residual.wgsl`).
     Fused(FusedTile),
-    /// Expansion, depthwise and projection as three convolutions (the block's own layers).
+    /// A block with SE in two fused dispatches around the gate: expansion + depthwise,
+    /// then gate + projection + skip.
+    TwoPass {
+        /// The first pass's tile.
+        expand: FusedTile,
+        /// The second pass's tile.
+        project: FusedTile,
+    },
+    /// Expansion, depthwise (SE) and projection as separate dispatches (the block's own
+    /// layers).
     Unfused,
 }
 
@@ -270,10 +308,12 @@ struct FusedPlan {
 }
 
 impl FusedPlan {
-    /// The plan of `tile` for `params` on `input`, or `None` when the tile cannot run it
-    /// (too many sums per invocation, workgroup memory, the loop budget).
+    /// The plan of `tile` for `pass` of the block `params` on the block's input `input`,
+    /// or `None` when the tile cannot run it (too many sums per invocation, workgroup
+    /// memory, the loop budget).
     fn new(
         params: &InvertedResidualParams,
+        pass: FusedPass,
         input: [usize; 4],
         tile: FusedTile,
         caps: &DeviceCaps,
@@ -287,13 +327,26 @@ impl FusedPlan {
             return None;
         }
         let lanes = wg / tp;
-        let per_block = params.out_channels.div_ceil(tile.co_blocks);
-        let acc4 = per_block.div_ceil(4 * lanes);
-        let co_blocks = params.out_channels.div_ceil(4 * lanes * acc4);
-        let win = params.window();
-        let halo_h = (th - 1) * win.stride.0 + win.extent().0;
-        let halo_w = (tw - 1) * win.stride.1 + win.extent().1;
-        let halo = halo_h * halo_w;
+        let projects = pass != FusedPass::Expand;
+        let (acc4, co_blocks) = if projects {
+            let per_block = params.out_channels.div_ceil(tile.co_blocks);
+            let acc4 = per_block.div_ceil(4 * lanes);
+            (acc4, params.out_channels.div_ceil(4 * lanes * acc4))
+        } else {
+            (1, 1)
+        };
+        // The second pass reads its tile as it is: a 1 x 1 window.
+        let win = match pass {
+            FusedPass::Project => Window::default(),
+            _ => params.window(),
+        };
+        let halo_h = (th - 1) * win.stride.0.max(1) + win.extent().0;
+        let halo_w = (tw - 1) * win.stride.1.max(1) + win.extent().1;
+        let halo = if pass == FusedPass::Project {
+            1
+        } else {
+            halo_h * halo_w
+        };
         let hidden = params.hidden_channels.next_multiple_of(4);
         let floats = caps.max_compute_workgroup_storage_size as usize / 4;
         let units_of = |hc: usize| (hc / 4 * halo.div_ceil(QT)).div_ceil(wg);
@@ -307,16 +360,24 @@ impl FusedPlan {
         };
         let (units, dpt) = (units_of(hc), (hc * tp).div_ceil(wg));
         let chunks = hidden.div_ceil(hc);
-        let k = params.kernel_size as u64;
+        let k = win.kernel_size.0.max(1) as u64;
         let c_in = params.in_channels as u64;
         let c = |n: usize| Trip::Constant(n as u64);
-        let loops = loop_tree(
-            &[Trip::Uniform(chunks as u64)],
-            &[
+        let first: [&[Trip]; 2] = match pass {
+            FusedPass::Project => [&[c(dpt)], &[]],
+            _ => [
                 &[c(units), Trip::Uniform(c_in)],
                 &[c(dpt), Trip::Constant(k), Trip::Constant(k)],
-                &[Trip::Uniform(hc as u64), c(acc4)],
             ],
+        };
+        let project: &[Trip] = if projects {
+            &[Trip::Uniform(hc as u64), c(acc4)]
+        } else {
+            &[c(dpt)]
+        };
+        let loops = loop_tree(
+            &[Trip::Uniform(chunks as u64)],
+            &[first[0], first[1], project],
         ) + loop_tree(&[c(acc4), c(4)], &[]);
         if loops > LOOP_BUDGET {
             return None;
@@ -327,32 +388,49 @@ impl FusedPlan {
         let hidden = hidden as u64;
         // Units entirely outside the image (the padding ring) are skipped.
         let in_image = (halo_h.min(input[2]) * halo_w.min(input[3])) as u64;
-        let per_group = co_blocks as u64
-            * (expand * hidden * in_image + hidden * k * k * tp as u64)
-            + hidden * (co_blocks * lanes * 4 * acc4 * tp) as u64;
+        let first_macs = match pass {
+            FusedPass::Project => 0,
+            _ => co_blocks as u64 * (expand * hidden * in_image + hidden * k * k * tp as u64),
+        };
+        let project_macs = if projects {
+            hidden * (co_blocks * lanes * 4 * acc4 * tp) as u64
+        } else {
+            0
+        };
         Some(FusedPlan {
             spec_sizes: [th, tw, halo_h, halo_w, hc, units, dpt, acc4],
             tiles,
             co_blocks,
             chunks,
             loops,
-            macs: groups * per_group,
+            macs: groups * (first_macs + project_macs),
         })
     }
 
-    /// The dispatch of this plan for `params` from `input` to `out` with `tile`.
+    /// The dispatch of this plan for `pass` of the block `p` on the block's input shape
+    /// `s`, with `tile` and the SE gate's activation `gate_act`.
     fn launch(
         &self,
         p: &InvertedResidualParams,
+        pass: FusedPass,
         s: [usize; 4],
-        out: [usize; 4],
         tile: FusedTile,
+        gate_act: Activation,
     ) -> Launch {
         let plan = self;
+        let out = pass_output(p, pass, s);
         let [th, tw, halo_h, halo_w, hc, units, dpt, acc4] =
             plan.spec_sizes.map(|v| Count(v as u32));
+        let window = match pass {
+            FusedPass::Project => Window::default(),
+            _ => p.window(),
+        };
+        let (halo_h, halo_w) = match pass {
+            FusedPass::Project => (Count(1), Count(1)),
+            _ => (halo_h, halo_w),
+        };
         let spec = FusedSpec {
-            window: p.window(),
+            window,
             tile_h: th,
             tile_w: tw,
             halo_h,
@@ -362,25 +440,31 @@ impl FusedPlan {
             qt: Count(QT as u32),
             dpt,
             acc4,
-            expand: p.has_expansion(),
-            skip: p.has_skip(),
+            expand: p.has_expansion() && pass != FusedPass::Project,
+            skip: p.has_skip() && pass != FusedPass::Expand,
             expand_act: p.expand_activation,
             depthwise_act: p.depthwise_activation,
+            pass,
+            gate_act,
         };
-        let win = p.window();
+        // What x is: the block's input, or for the second pass the first pass's output.
+        let x = match pass {
+            FusedPass::Project => pass_output(p, FusedPass::Expand, s),
+            _ => s,
+        };
         let u32_of = |v: usize| v as u32;
         let u = FusedBlockParams {
-            n: u32_of(s[0]),
-            c_in: u32_of(s[1]),
-            h: u32_of(s[2]),
-            w: u32_of(s[3]),
+            n: u32_of(x[0]),
+            c_in: u32_of(x[1]),
+            h: u32_of(x[2]),
+            w: u32_of(x[3]),
             hidden: u32_of(p.hidden_channels.next_multiple_of(4)),
             c_out: u32_of(out[1]),
             cout4: u32_of(out[1].div_ceil(4)),
             oh: u32_of(out[2]),
             ow: u32_of(out[3]),
-            pad_h: u32_of(win.padding.0),
-            pad_w: u32_of(win.padding.1),
+            pad_h: u32_of(window.padding.0),
+            pad_w: u32_of(window.padding.1),
             tiles_x: u32_of(plan.tiles.1),
             tiles_y: u32_of(plan.tiles.0),
             co_blocks: u32_of(plan.co_blocks),
@@ -394,13 +478,24 @@ impl FusedPlan {
     }
 }
 
-/// The kernel for `params` on `input`: on a GPU, the fused kernel with the tile that does
-/// the least work, when that is at most [`FUSED_WORK_MAX`] times the separate
-/// convolutions' work; else, and on a device that runs shaders on the CPU, the separate
-/// convolutions. On lavapipe the fused kernel measured 30-50x slower than the three
-/// convolutions (its storage loads run lane by lane, and each of its loads feeds 1 to 4
-/// multiply-adds where the convolutions' register tiles feed 16), so CPU adapters keep the
-/// separate convolutions (tests force the fused kernel there).
+/// The output of `pass` of a block on `input` (validated): the block's output, or for the
+/// first pass of an SE block the depthwise activations.
+fn pass_output(p: &InvertedResidualParams, pass: FusedPass, input: [usize; 4]) -> [usize; 4] {
+    let out = p.output_shape(input).unwrap_or([0; 4]);
+    match pass {
+        FusedPass::Expand => [out[0], p.hidden_channels, out[2], out[3]],
+        _ => out,
+    }
+}
+
+/// The kernel for `params` on `input`: on a GPU, the fused kernel (two passes with SE)
+/// with the tiles that do the least work, when that is at most [`FUSED_WORK_MAX`] times
+/// the separate convolutions' work (or [`FUSED_EXTRA_MACS`] above it); else, and on a
+/// device that runs shaders on the CPU, the separate layers. On lavapipe the fused kernel
+/// measured about 5x slower than the three convolutions (its storage loads run lane by
+/// lane, and each of its loads feeds 1 to 4 multiply-adds where the convolutions' register
+/// tiles feed 16), so CPU adapters keep the separate layers (tests force the fused kernel
+/// there).
 pub fn select_kernel(
     params: &InvertedResidualParams,
     input: [usize; 4],
@@ -412,13 +507,21 @@ pub fn select_kernel(
     if caps.cpu {
         return InvertedResidualKernel::Unfused;
     }
-    match least_work(params, input, caps) {
-        Some((tile, macs))
-            if macs as f64 <= FUSED_WORK_MAX * cost.macs as f64
-                || macs <= cost.macs + FUSED_EXTRA_MACS =>
-        {
-            InvertedResidualKernel::Fused(tile)
-        }
+    let pays = |macs: u64| {
+        macs as f64 <= FUSED_WORK_MAX * cost.macs as f64 || macs <= cost.macs + FUSED_EXTRA_MACS
+    };
+    if params.use_se {
+        let first = least_work(params, FusedPass::Expand, input, caps);
+        let second = least_work(params, FusedPass::Project, input, caps);
+        return match (first, second) {
+            (Some((expand, a)), Some((project, b))) if pays(a + b) => {
+                InvertedResidualKernel::TwoPass { expand, project }
+            }
+            _ => InvertedResidualKernel::Unfused,
+        };
+    }
+    match least_work(params, FusedPass::Block, input, caps) {
+        Some((tile, macs)) if pays(macs) => InvertedResidualKernel::Fused(tile),
         _ => InvertedResidualKernel::Unfused,
     }
 }
@@ -426,18 +529,21 @@ pub fn select_kernel(
 /// The fused tile that does the least work on `input`, with its multiply-adds.
 fn least_work(
     params: &InvertedResidualParams,
+    pass: FusedPass,
     input: [usize; 4],
     caps: &DeviceCaps,
 ) -> Option<(FusedTile, u64)> {
-    fused_candidates(params, input, caps)
+    fused_candidates(params, pass, input, caps)
         .into_iter()
-        .filter_map(|t| FusedPlan::new(params, input, t, caps).map(|p| (t, p.macs)))
+        .filter_map(|t| FusedPlan::new(params, pass, input, t, caps).map(|p| (t, p.macs)))
         .min_by_key(|&(_, macs)| macs)
 }
 
-/// Every fused tile that can run `params` on `input` (for tests that force each).
+/// Every tile that can run `pass` of the block `params` on the block's input `input`
+/// (for tests that force each).
 pub fn fused_candidates(
     params: &InvertedResidualParams,
+    pass: FusedPass,
     input: [usize; 4],
     caps: &DeviceCaps,
 ) -> Vec<FusedTile> {
@@ -450,7 +556,7 @@ pub fn fused_candidates(
                     co_blocks,
                     invocations,
                 };
-                if let Some(p) = FusedPlan::new(params, input, t, caps) {
+                if let Some(p) = FusedPlan::new(params, pass, input, t, caps) {
                     // Different requests can give the same blocks; keep one of each.
                     let t = FusedTile {
                         co_blocks: p.co_blocks,
@@ -473,6 +579,8 @@ pub struct FusedInvertedResidual {
     params: InvertedResidualParams,
     /// The weights and biases by their binding names (no expansion's without one).
     weights: Vec<(&'static str, Arc<PooledBuffer>)>,
+    /// The SE layer of a block with `use_se`.
+    se: Option<Arc<SqueezeExcitation>>,
 }
 
 /// A convolution's weight and bias.
@@ -529,26 +637,32 @@ impl FusedInvertedResidual {
             out
         };
         let mut host: Vec<(&'static str, Vec<f32>)> = Vec::new();
+        // The biases share one buffer: [expansion (0 without one), depthwise, projection].
+        let mut biases = vec![0.0; hid4];
         if let Some((w, b)) = expand {
             check("expand", (w, b), [hid, cin, 1, 1])?;
             let mut t = vec![0.0; cin * hid4];
             for ((h, c, _, _), &v) in w.indexed_iter() {
                 t[c * hid4 + h] = v;
             }
-            host.extend([("w_expand", t), ("b_expand", padded(b))]);
+            host.push(("w_expand", t));
+            biases = padded(b);
         }
         let (dw, db) = depthwise;
         check("depthwise", (dw, db), [hid, 1, k, k])?;
         let mut dw_flat: Vec<f32> = dw.iter().copied().collect();
         dw_flat.resize(hid4 * k * k, 0.0);
-        host.extend([("w_depthwise", dw_flat), ("b_depthwise", padded(db))]);
+        host.push(("w_depthwise", dw_flat));
+        biases.extend(padded(db));
         let (pw, pb) = project;
         check("project", (pw, pb), [cout, hid, 1, 1])?;
         let mut t = vec![0.0; hid4 * cout4];
         for ((c, h, _, _), &v) in pw.indexed_iter() {
             t[h * cout4 + c] = v;
         }
-        host.extend([("w_project", t), ("b_project", pb.to_vec())]);
+        host.push(("w_project", t));
+        biases.extend(pb.iter());
+        host.push(("biases", biases));
         let weights = host
             .into_iter()
             .map(|(name, v)| Ok((name, gpu.upload_f32(name, &v)?)))
@@ -557,6 +671,7 @@ impl FusedInvertedResidual {
             gpu: gpu.clone(),
             params,
             weights,
+            se: None,
         })
     }
 
@@ -565,42 +680,107 @@ impl FusedInvertedResidual {
         &self.params
     }
 
-    /// Records the block with the fused tile that does the least work (whether or not
+    /// The block's SE layer (a block with `use_se`: its gate is computed between the two
+    /// passes, on the depthwise activations).
+    pub fn with_squeeze_excitation(mut self, se: Arc<SqueezeExcitation>) -> Result<Self> {
+        let (c, hid) = (se.params().input_channels, self.params.hidden_channels);
+        fail_if(!self.params.use_se || c != hid, "se", || {
+            format!(
+                "an SE layer of {c} channels needs use_se and {c} hidden channels, got \
+                 use_se {} and {hid}",
+                self.params.use_se
+            )
+        })?;
+        self.se = Some(se);
+        Ok(self)
+    }
+
+    /// Records the block with the tiles that do the least work (whether or not
     /// [`select_kernel`] would fuse here: this layer is the fused kernel); an error when
     /// no tile fits the device (loop budget, workgroup memory, sums per invocation).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        self.params.output_shape(x.shape())?;
-        match least_work(&self.params, x.shape(), rec.gpu().caps()) {
-            Some((tile, _)) => self.forward_with(rec, x, tile),
-            None => Err(Error::InvalidParam {
-                name: "input",
-                reason: format!(
-                    "no fused tile fits this device for {:?} on {:?}; run the block's \
-                     convolutions",
-                    self.params,
-                    x.shape()
-                ),
-            }),
+        let (p, s, caps) = (&self.params, x.shape(), rec.gpu().caps());
+        p.output_shape(s)?;
+        let best = |pass| least_work(p, pass, s, caps).map(|(t, _)| t);
+        let none = || Error::InvalidParam {
+            name: "input",
+            reason: format!(
+                "no fused tile fits this device for {p:?} on {s:?}; run the block's layers"
+            ),
+        };
+        if p.use_se {
+            let expand = best(FusedPass::Expand).ok_or_else(none)?;
+            let project = best(FusedPass::Project).ok_or_else(none)?;
+            self.forward_two_pass(rec, x, expand, project)
+        } else {
+            self.forward_with(rec, x, best(FusedPass::Block).ok_or_else(none)?)
         }
     }
 
-    /// Records the block with a chosen tile `t` (an error if it cannot run this input).
+    /// Records the block (without SE) with a chosen tile `t` (an error if it cannot run
+    /// this input).
     pub fn forward_with(&self, rec: &mut Recorder<'_>, x: &Tensor, t: FusedTile) -> Result<Tensor> {
+        fail_if(self.params.use_se, "kernel", || {
+            "a block with SE runs in two passes (forward_two_pass)"
+        })?;
+        self.run_pass(rec, FusedPass::Block, x, t, None)
+    }
+
+    /// Records a block with SE in two fused passes with chosen tiles: expansion and
+    /// depthwise, the SE gate on their activations, then the gated projection and skip.
+    pub fn forward_two_pass(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        expand: FusedTile,
+        project: FusedTile,
+    ) -> Result<Tensor> {
+        let se = self.se.as_ref().ok_or_else(|| Error::InvalidParam {
+            name: "se",
+            reason: "a block with use_se needs its SE layer (with_squeeze_excitation)".into(),
+        })?;
+        let hidden = self.run_pass(rec, FusedPass::Expand, x, expand, None)?;
+        let gate = se.excitation(rec, &hidden)?;
+        let act = se.params().scale_activation;
+        self.run_pass(
+            rec,
+            FusedPass::Project,
+            &hidden,
+            project,
+            Some((&gate, x, act)),
+        )
+    }
+
+    /// Records one pass on `input` (the block's input, or the first pass's output for the
+    /// second), with the gate logits, the block's input and the gate activation there.
+    fn run_pass(
+        &self,
+        rec: &mut Recorder<'_>,
+        pass: FusedPass,
+        input: &Tensor,
+        t: FusedTile,
+        gated: Option<(&Tensor, &Tensor, Activation)>,
+    ) -> Result<Tensor> {
+        let x = gated.map_or(input, |g| g.1);
         x.check_gpu(rec.gpu(), "input")?;
         check_owner(self.gpu.id(), rec.gpu(), "layer")?;
-        let p = &self.params;
-        let s = x.shape();
-        let out = p.output_shape(s)?;
+        let (p, s) = (&self.params, x.shape());
+        p.output_shape(s)?;
         let plan =
-            FusedPlan::new(p, s, t, rec.gpu().caps()).ok_or_else(|| Error::InvalidParam {
+            FusedPlan::new(p, pass, s, t, rec.gpu().caps()).ok_or_else(|| Error::InvalidParam {
                 name: "kernel",
-                reason: format!("{t:?} cannot run {p:?} on {s:?}"),
+                reason: format!("{t:?} cannot run {pass:?} of {p:?} on {s:?}"),
             })?;
-        let y = rec.empty("output", out)?;
-        let launch = plan.launch(p, s, out, t);
-        let args = (self.weights.iter()).fold(Args::new().read("x", x), |a, (name, buffer)| {
-            a.read(name, buffer)
-        });
+        let act = gated.map_or(Activation::None, |g| g.2);
+        let launch = plan.launch(p, pass, s, t, act);
+        let y = rec.empty("output", pass_output(p, pass, s))?;
+        let mut args = Args::new().read("x", input);
+        for (name, buffer) in &self.weights {
+            args = args.read(name, buffer);
+        }
+        if let Some((gate, block_input, _)) = gated {
+            args = args.read("gate", gate).read("residual", block_input);
+        }
         rec.run(&launch, args.write("y", &y))?;
         Ok(y)
     }
@@ -631,10 +811,10 @@ mod tests {
         for (cin, t, cout, s, size) in blocks {
             let p = mnv2_block(cin, t, cout, s);
             let input = [1, cin, size, size];
-            let all = fused_candidates(&p, input, &caps);
+            let all = fused_candidates(&p, FusedPass::Block, input, &caps);
             assert!(!all.is_empty(), "{p:?} at {size} has no fused tile");
             for tile in all {
-                let plan = FusedPlan::new(&p, input, tile, &caps).unwrap();
+                let plan = FusedPlan::new(&p, FusedPass::Block, input, tile, &caps).unwrap();
                 assert!(plan.loops <= LOOP_BUDGET, "{tile:?}: {} loops", plan.loops);
                 let [th, tw, hh, hw, hc, _, _, acc4] = plan.spec_sizes;
                 assert!(4 * acc4 <= ACC_MAX);
@@ -656,7 +836,7 @@ mod tests {
         // A very wide block: each pass over the hidden channels loops over every input
         // channel, past the loop budget for every tile.
         let p = mnv2_block(1024, 6, 1024, 1);
-        assert!(fused_candidates(&p, [1, 1024, 14, 14], &caps).is_empty());
+        assert!(fused_candidates(&p, FusedPass::Block, [1, 1024, 14, 14], &caps).is_empty());
         assert_eq!(
             select_kernel(&p, [1, 1024, 14, 14], &caps),
             InvertedResidualKernel::Unfused
@@ -668,9 +848,16 @@ mod tests {
                 let p = mnv2_block(cin, t, co, 1);
                 let input = [n, cin, size, size];
                 let cost = p.cost(input).unwrap().macs as f64;
-                let best = fused_candidates(&p, input, &caps)
+                let best = fused_candidates(&p, FusedPass::Block, input, &caps)
                     .into_iter()
-                    .map(|t| (FusedPlan::new(&p, input, t, &caps).unwrap().macs, t))
+                    .map(|t| {
+                        (
+                            FusedPlan::new(&p, FusedPass::Block, input, t, &caps)
+                                .unwrap()
+                                .macs,
+                            t,
+                        )
+                    })
                     .min_by_key(|b| b.0);
                 let want = match best {
                     Some((macs, t))
@@ -705,10 +892,9 @@ mod tests {
         let caps = DeviceCaps::default();
         let p = mnv2_block(160, 6, 160, 1);
         let input = [2, 160, 7, 7];
-        let out = p.output_shape(input).unwrap();
-        for tile in fused_candidates(&p, input, &caps) {
-            let plan = FusedPlan::new(&p, input, tile, &caps).unwrap();
-            let launch = plan.launch(&p, input, out, tile);
+        for tile in fused_candidates(&p, FusedPass::Block, input, &caps) {
+            let plan = FusedPlan::new(&p, FusedPass::Block, input, tile, &caps).unwrap();
+            let launch = plan.launch(&p, FusedPass::Block, input, tile, Activation::None);
             let (th, tw) = tile.tile;
             let tiles = 7usize.div_ceil(th) * 7usize.div_ceil(tw);
             assert_eq!(launch.workgroups, (2 * tiles * plan.co_blocks) as u64);
@@ -729,8 +915,8 @@ mod tests {
             ..DeviceCaps::default()
         };
         let p = mnv2_block(24, 6, 24, 1);
-        for tile in fused_candidates(&p, [1, 24, 56, 56], &caps) {
-            let plan = FusedPlan::new(&p, [1, 24, 56, 56], tile, &caps).unwrap();
+        for tile in fused_candidates(&p, FusedPass::Block, [1, 24, 56, 56], &caps) {
+            let plan = FusedPlan::new(&p, FusedPass::Block, [1, 24, 56, 56], tile, &caps).unwrap();
             let [th, tw, hh, hw, hc, ..] = plan.spec_sizes;
             assert!(4 * hc * (hh * hw + th * tw) <= 1024);
         }

@@ -1,20 +1,24 @@
-//! Reference inverted residual: the three convolutions one after the other, as the block
-//! defines them (`project(act(depthwise(act(expand(x))))) (+ x)`), each the reference
-//! convolution.
+//! Reference inverted residual: its layers one after the other, as the block defines them
+//! (`project(se(act(depthwise(act(expand(x)))))) (+ x)`), each the reference op.
 
 use ndarray::{Array4, ArrayView4};
 
 use crate::error::Result;
+use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::inverted_residual::{InvertedResidualParams, WeightBias};
 
+/// An SE layer's parameters and its `fc1` and `fc2` weights and biases.
+pub type SeLayer<'a> = (&'a SqueezeExcitationParams, WeightBias<'a>, WeightBias<'a>);
+
 /// The block on `x` with folded weights and biases (PyTorch layouts; `expand` only with an
-/// expansion).
+/// expansion, `se` only with `use_se`).
 pub fn inverted_residual(
     params: &InvertedResidualParams,
     x: ArrayView4<f32>,
     expand: Option<WeightBias<'_>>,
     depthwise: WeightBias<'_>,
+    se: Option<SeLayer<'_>>,
     project: WeightBias<'_>,
 ) -> Result<Array4<f32>> {
     let p = params;
@@ -34,6 +38,10 @@ pub fn inverted_residual(
         .activation(p.depthwise_activation);
     let (w, b) = depthwise;
     let d = super::conv::conv2d(&dw, expanded.view(), w, Some(b))?;
+    let d = match se {
+        Some((se, fc1, fc2)) => super::attention::squeeze_excitation(se, d.view(), fc1, fc2)?,
+        None => d,
+    };
     let (w, b) = project;
     let proj = Conv2dParams::new(p.hidden_channels, p.out_channels, 1);
     let y = super::conv::conv2d(&proj, d.view(), w, Some(b))?;

@@ -9,6 +9,26 @@ use ndarray::{Array1, Array4, ArrayView4};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use segblocks::Gpu;
 
+/// A context of its own whose kernel choice is a GPU's (fused blocks), on whatever adapter
+/// runs the tests.
+pub fn gpu_class() -> Gpu {
+    Gpu::with_options(segblocks::GpuOptions {
+        device_class: Some(segblocks::DeviceClass::Gpu),
+        ..segblocks::GpuOptions::default()
+    })
+    .unwrap()
+}
+
+/// The dispatches of a recording, and how many of them are fused blocks.
+pub fn fused_count(traffic: &segblocks::traffic::Traffic) -> (usize, usize) {
+    let fused = traffic
+        .dispatches
+        .iter()
+        .filter(|d| d.kernel == "inverted_residual.wgsl")
+        .count();
+    (traffic.dispatches.len(), fused)
+}
+
 /// One context per test binary (pipelines compile once). Fails loudly when there is no
 /// adapter: the tests never skip silently.
 pub fn gpu() -> &'static Gpu {
