@@ -199,16 +199,20 @@ macro_rules! specialize {
 pub(crate) use specialize;
 
 /// A fieldless enum whose variants are the values of one WGSL constant (a shader's
-/// `MODE`): `shader_modes! { /// doc\n enum Name { Default = 0, Other = 1, ... } }`.
+/// `MODE`): `shader_modes! { /// doc\n vis enum Name { /// doc\n Default = 0, Other = 1, ... } }`.
 /// The first variant is the default.
 macro_rules! shader_modes {
-    ($(#[$doc:meta])* enum $name:ident { $first:ident = $v0:literal $(, $variant:ident = $v:literal)* $(,)? }) => {
+    ($(#[$doc:meta])* $vis:vis enum $name:ident {
+        $(#[$fdoc:meta])* $first:ident = $v0:literal
+        $(, $(#[$vdoc:meta])* $variant:ident = $v:literal)* $(,)?
+    }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        enum $name {
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $(#[$fdoc])*
             #[default]
             $first = $v0,
-            $($variant = $v,)*
+            $($(#[$vdoc])* $variant = $v,)*
         }
 
         impl $crate::launch::Constant for $name {

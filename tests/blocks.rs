@@ -338,29 +338,33 @@ fn dense_block_batch_one_reads_the_buffer_in_place() {
     assert_eq!(block.out_channels(), 20);
 }
 
+/// torchvision's `mobilenet_v2(width_mult=0.35).features`: its state dict, input and
+/// output.
+fn mobilenet_v2_golden() -> (StateDict, Array4<f32>, Array4<f32>) {
+    let sd = StateDict::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/mobilenet_v2_features.safetensors"
+    ))
+    .unwrap();
+    let get = |name: &str, shape: &[usize]| -> Array4<f32> {
+        sd.get(name, shape).unwrap().into_dimensionality().unwrap()
+    };
+    let (x, want) = (
+        get("__input__", &[1, 3, 64, 64]),
+        get("__output__", &[1, 1280, 2, 2]),
+    );
+    (sd, x, want)
+}
+
 #[test]
 fn mobilenet_v2_features_end_to_end() {
     use segblocks::networks::{MobileNetV2Config, MobileNetV2Features};
     // A context of its own: the pipeline count below must not see other tests' work.
     let own = segblocks::Gpu::new().unwrap();
     let gpu = &own;
-    let sd = StateDict::load(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/mobilenet_v2_features.safetensors"
-    ))
-    .unwrap();
+    let (sd, x, want) = mobilenet_v2_golden();
     let cfg = MobileNetV2Config::torchvision().width_mult(0.35);
     let net = MobileNetV2Features::load(gpu, cfg, &sd, "").unwrap();
-    let x: Array4<f32> = sd
-        .get("__input__", &[1, 3, 64, 64])
-        .unwrap()
-        .into_dimensionality()
-        .unwrap();
-    let want: Array4<f32> = sd
-        .get("__output__", &[1, 1280, 2, 2])
-        .unwrap()
-        .into_dimensionality()
-        .unwrap();
     // Nineteen layers of f32 convolutions: 1e-3 relative to the output's scale.
     let tol = want.mapv(|v| 1e-3 * (1.0 + v.abs()));
     let cpu = net.reference(x.view()).unwrap();
@@ -423,23 +427,9 @@ fn mobilenet_v2_features_fused_as_on_a_gpu() {
     let own = gpu_class();
     let gpu = &own;
     assert!(!gpu.caps().cpu);
-    let sd = StateDict::load(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/mobilenet_v2_features.safetensors"
-    ))
-    .unwrap();
+    let (sd, x, want) = mobilenet_v2_golden();
     let cfg = MobileNetV2Config::torchvision().width_mult(0.35);
     let net = MobileNetV2Features::load(gpu, cfg, &sd, "").unwrap();
-    let x: Array4<f32> = sd
-        .get("__input__", &[1, 3, 64, 64])
-        .unwrap()
-        .into_dimensionality()
-        .unwrap();
-    let want: Array4<f32> = sd
-        .get("__output__", &[1, 1280, 2, 2])
-        .unwrap()
-        .into_dimensionality()
-        .unwrap();
     let tol = want.mapv(|v| 1e-3 * (1.0 + v.abs()));
     let (traffic, got) = traffic_and_output(gpu, &x, |r, x| net.forward(r, x));
     assert_close(
@@ -450,6 +440,9 @@ fn mobilenet_v2_features_fused_as_on_a_gpu() {
     );
     // The stem, 17 fused blocks and the last 1x1 convolution.
     assert_eq!(traffic.dispatches.len(), 19);
+    // A second forward takes the remembered choices: the same dispatches and output.
+    let (again, same) = traffic_and_output(gpu, &x, |r, x| net.forward(r, x));
+    assert_eq!((again.dispatches, same), (traffic.dispatches.clone(), got));
     // The layers inside a fused block are not named: its dispatch carries the block's.
     assert!(traffic
         .dispatches

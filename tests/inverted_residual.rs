@@ -42,6 +42,16 @@ fn view(
     (wb.0.view(), wb.1.view())
 }
 
+/// The fused layer of `p` with the weights `w`.
+fn upload(p: &InvertedResidualParams, w: &Weights) -> FusedInvertedResidual {
+    let (e, d, pr) = (
+        w.expand.as_ref().map(view),
+        view(&w.depthwise),
+        view(&w.project),
+    );
+    FusedInvertedResidual::new(gpu(), *p, e, d, pr).unwrap()
+}
+
 /// The reference block on `x`.
 fn reference_of(p: &InvertedResidualParams, x: &Array4<f32>, w: &Weights) -> Array4<f32> {
     let e = w.expand.as_ref().map(view);
@@ -62,14 +72,7 @@ fn check(p: InvertedResidualParams, input: [usize; 4], seed: u64) -> usize {
     let w = weights(&p, seed);
     let x = random4(&mut rng(seed + 1), input);
     let want = reference_of(&p, &x, &w);
-    let layer = FusedInvertedResidual::new(
-        gpu,
-        p,
-        w.expand.as_ref().map(view),
-        view(&w.depthwise),
-        view(&w.project),
-    )
-    .unwrap();
+    let layer = upload(&p, &w);
     let xt = gpu.upload(x.view()).unwrap();
     let all = fused_candidates(&p, FusedPass::Block, input, gpu.caps());
     assert!(!all.is_empty(), "{p:?} on {input:?}: no fused tile");
@@ -190,14 +193,7 @@ fn the_default_choice_runs_and_bad_input_is_a_typed_error() {
     let gpu = gpu();
     let p = InvertedResidualParams::new(8, 48, 8);
     let w = weights(&p, 70);
-    let layer = FusedInvertedResidual::new(
-        gpu,
-        p,
-        w.expand.as_ref().map(view),
-        view(&w.depthwise),
-        view(&w.project),
-    )
-    .unwrap();
+    let layer = upload(&p, &w);
     let x = gpu
         .upload(random4(&mut rng(71), [1, 8, 16, 16]).view())
         .unwrap();
@@ -304,8 +300,7 @@ fn blocks_with_se_match_the_reference_in_two_passes() {
         let (f1, f2) = (view(&fc1), view(&fc2));
         let se = SqueezeExcitation::new(gpu, se_params, f1.0, f1.1, f2.0, f2.1).unwrap();
         let e = w.expand.as_ref().map(view);
-        let layer = FusedInvertedResidual::new(gpu, p, e, view(&w.depthwise), view(&w.project))
-            .unwrap()
+        let layer = upload(&p, &w)
             .with_squeeze_excitation(Arc::new(se))
             .unwrap();
         let x = random4(&mut r, input);
@@ -350,9 +345,7 @@ fn blocks_with_se_match_the_reference_in_two_passes() {
     // The SE layer is refused by a block without use_se.
     let p = InvertedResidualParams::new(8, 48, 8);
     let w = weights(&p, 99);
-    let e = w.expand.as_ref().map(view);
-    let layer =
-        FusedInvertedResidual::new(gpu, p, e, view(&w.depthwise), view(&w.project)).unwrap();
+    let layer = upload(&p, &w);
     let (f1, f2) = (Array4::zeros((8, 48, 1, 1)), Array4::zeros((48, 8, 1, 1)));
     let (b1, b2) = (Array1::zeros(8), Array1::zeros(48));
     let se_params = SqueezeExcitationParams::new(48, 8);

@@ -2,10 +2,12 @@
 //! multipliers), V2's inverted residual (torchvision's `mobilenetv2.InvertedResidual`) and
 //! V3's (torchvision's `mobilenetv3.InvertedResidual`, with SE and hard-swish).
 
+use std::sync::Mutex;
+
 use super::graph::{HostValue, Inputs, Node, Value};
 use super::{conv_bn, conv_bn_at, Architecture, ConvBnAct, Graph, Model, SeNode, SummaryRow};
 use crate::error::{fail_if, Result};
-use crate::gpu::{Gpu, Recorder};
+use crate::gpu::{DeviceCaps, Gpu, Recorder};
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::inverted_residual::{
@@ -200,7 +202,11 @@ fn inverted_residual_graph(
     };
     let mut outer = Graph::new();
     let x = outer.input();
-    let node = FusedBlockNode { fused, unfused: g };
+    let node = FusedBlockNode {
+        fused,
+        unfused: g,
+        choices: Mutex::default(),
+    };
     // Unnamed: the summary and the traffic report name the layers inside.
     let y = outer.add("", node, &[x]);
     outer.set_outputs(&[y]);
@@ -257,6 +263,31 @@ fn fusable(
 struct FusedBlockNode {
     fused: FusedInvertedResidual,
     unfused: Graph,
+    /// The kernel chosen per input shape and device: the choice weighs a few hundred
+    /// tiles (about 0.1 ms), too much to repeat for every frame of a video.
+    choices: Mutex<Vec<KernelChoice>>,
+}
+
+/// An input shape and device, and the kernel chosen for them.
+type KernelChoice = ([usize; 4], DeviceCaps, InvertedResidualKernel);
+
+/// Shapes whose choice a fused block keeps (the oldest is forgotten first).
+const CHOICES_KEPT: usize = 8;
+
+impl FusedBlockNode {
+    /// [`select_kernel`] for `input` on a device with `caps`, remembered.
+    fn kernel(&self, input: [usize; 4], caps: &DeviceCaps) -> InvertedResidualKernel {
+        let mut choices = self.choices.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, k)) = choices.iter().find(|(s, c, _)| *s == input && c == caps) {
+            return *k;
+        }
+        let k = select_kernel(self.fused.params(), input, caps);
+        if choices.len() == CHOICES_KEPT {
+            choices.remove(0);
+        }
+        choices.push((input, caps.clone(), k));
+        k
+    }
 }
 
 impl Node for FusedBlockNode {
@@ -274,7 +305,7 @@ impl Node for FusedBlockNode {
 
     fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
         let x = inputs.get(0)?.tensor()?;
-        match select_kernel(self.fused.params(), x.shape(), rec.gpu().caps()) {
+        match self.kernel(x.shape(), rec.gpu().caps()) {
             InvertedResidualKernel::Fused(tile) => {
                 Ok(vec![Value::Tensor(self.fused.forward_with(rec, x, tile)?)])
             }

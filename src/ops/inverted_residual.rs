@@ -22,8 +22,8 @@ use super::{Activation, Cost, Window};
 use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    loop_tree, read, read_opt, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Launch,
-    Trip, LOOP_BUDGET,
+    loop_tree, read, read_opt, shader_modes, specialize, uniform, write, Args, Count, Kernel,
+    KernelInfo, Launch, Trip, LOOP_BUDGET,
 };
 
 uniform! {
@@ -72,22 +72,16 @@ specialize! {
     }
 }
 
-/// Which part of a block one fused dispatch computes (the shader's `MODE`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum FusedPass {
-    /// The whole block (a block without SE).
-    #[default]
-    Block,
-    /// An SE block's first pass: expansion and depthwise convolution, writing the
-    /// depthwise activations `[N, hidden, H_out, W_out]` (the gate needs all of them).
-    Expand,
-    /// An SE block's second pass: the gated projection and the skip.
-    Project,
-}
-
-impl crate::launch::Constant for FusedPass {
-    fn value(&self) -> u32 {
-        *self as u32
+shader_modes! {
+    /// Which part of a block one fused dispatch computes (the shader's `MODE`).
+    pub enum FusedPass {
+        /// The whole block (a block without SE).
+        Block = 0,
+        /// An SE block's first pass: expansion and depthwise convolution, writing the
+        /// depthwise activations `[N, hidden, H_out, W_out]` (the gate needs all of them).
+        Expand = 1,
+        /// An SE block's second pass: the gated projection and the skip.
+        Project = 2,
     }
 }
 
@@ -299,6 +293,8 @@ const TILES: [(usize, usize); 18] = [
 /// Everything a fused launch needs, derived from a tile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FusedPlan {
+    /// The block's output shape.
+    out: [usize; 4],
     spec_sizes: [usize; 8],
     tiles: (usize, usize),
     co_blocks: usize,
@@ -398,6 +394,7 @@ impl FusedPlan {
             0
         };
         Some(FusedPlan {
+            out,
             spec_sizes: [th, tw, halo_h, halo_w, hc, units, dpt, acc4],
             tiles,
             co_blocks,
@@ -418,7 +415,7 @@ impl FusedPlan {
         gate_act: Activation,
     ) -> Launch {
         let plan = self;
-        let out = pass_output(p, pass, s);
+        let out = pass_output(p, pass, plan.out);
         let [th, tw, halo_h, halo_w, hc, units, dpt, acc4] =
             plan.spec_sizes.map(|v| Count(v as u32));
         let window = match pass {
@@ -449,7 +446,7 @@ impl FusedPlan {
         };
         // What x is: the block's input, or for the second pass the first pass's output.
         let x = match pass {
-            FusedPass::Project => pass_output(p, FusedPass::Expand, s),
+            FusedPass::Project => pass_output(p, FusedPass::Expand, plan.out),
             _ => s,
         };
         let u32_of = |v: usize| v as u32;
@@ -478,10 +475,9 @@ impl FusedPlan {
     }
 }
 
-/// The output of `pass` of a block on `input` (validated): the block's output, or for the
-/// first pass of an SE block the depthwise activations.
-fn pass_output(p: &InvertedResidualParams, pass: FusedPass, input: [usize; 4]) -> [usize; 4] {
-    let out = p.output_shape(input).unwrap_or([0; 4]);
+/// The output of `pass` of a block whose output is `out`: that, or for the first pass of
+/// an SE block the depthwise activations.
+fn pass_output(p: &InvertedResidualParams, pass: FusedPass, out: [usize; 4]) -> [usize; 4] {
     match pass {
         FusedPass::Expand => [out[0], p.hidden_channels, out[2], out[3]],
         _ => out,
@@ -533,9 +529,9 @@ fn least_work(
     input: [usize; 4],
     caps: &DeviceCaps,
 ) -> Option<(FusedTile, u64)> {
-    fused_candidates(params, pass, input, caps)
+    candidate_plans(params, pass, input, caps)
         .into_iter()
-        .filter_map(|t| FusedPlan::new(params, pass, input, t, caps).map(|p| (t, p.macs)))
+        .map(|(t, plan)| (t, plan.macs))
         .min_by_key(|&(_, macs)| macs)
 }
 
@@ -547,7 +543,18 @@ pub fn fused_candidates(
     input: [usize; 4],
     caps: &DeviceCaps,
 ) -> Vec<FusedTile> {
-    let mut all = Vec::new();
+    let plans = candidate_plans(params, pass, input, caps);
+    plans.into_iter().map(|(t, _)| t).collect()
+}
+
+/// [`fused_candidates`] with their plans.
+fn candidate_plans(
+    params: &InvertedResidualParams,
+    pass: FusedPass,
+    input: [usize; 4],
+    caps: &DeviceCaps,
+) -> Vec<(FusedTile, FusedPlan)> {
+    let mut all: Vec<(FusedTile, FusedPlan)> = Vec::new();
     for invocations in INVOCATIONS {
         for tile in TILES {
             for co_blocks in 1..=8 {
@@ -562,8 +569,8 @@ pub fn fused_candidates(
                         co_blocks: p.co_blocks,
                         ..t
                     };
-                    if !all.contains(&t) {
-                        all.push(t);
+                    if !all.iter().any(|(seen, _)| *seen == t) {
+                        all.push((t, p));
                     }
                 }
             }
@@ -773,7 +780,7 @@ impl FusedInvertedResidual {
             })?;
         let act = gated.map_or(Activation::None, |g| g.2);
         let launch = plan.launch(p, pass, s, t, act);
-        let y = rec.empty("output", pass_output(p, pass, s))?;
+        let y = rec.empty("output", pass_output(p, pass, plan.out))?;
         let mut args = Args::new().read("x", input);
         for (name, buffer) in &self.weights {
             args = args.read(name, buffer);
