@@ -507,8 +507,8 @@ pub fn select_kernel(
         macs as f64 <= FUSED_WORK_MAX * cost.macs as f64 || macs <= cost.macs + FUSED_EXTRA_MACS
     };
     if params.use_se {
-        let first = least_work(params, FusedPass::Expand, input, caps);
-        let second = least_work(params, FusedPass::Project, input, caps);
+        let first = least_work(candidate_plans(params, FusedPass::Expand, input, caps));
+        let second = least_work(candidate_plans(params, FusedPass::Project, input, caps));
         return match (first, second) {
             (Some((expand, a)), Some((project, b))) if pays(a + b) => {
                 InvertedResidualKernel::TwoPass { expand, project }
@@ -516,23 +516,16 @@ pub fn select_kernel(
             _ => InvertedResidualKernel::Unfused,
         };
     }
-    match least_work(params, FusedPass::Block, input, caps) {
+    match least_work(candidate_plans(params, FusedPass::Block, input, caps)) {
         Some((tile, macs)) if pays(macs) => InvertedResidualKernel::Fused(tile),
         _ => InvertedResidualKernel::Unfused,
     }
 }
 
-/// The fused tile that does the least work on `input`, with its multiply-adds.
-fn least_work(
-    params: &InvertedResidualParams,
-    pass: FusedPass,
-    input: [usize; 4],
-    caps: &DeviceCaps,
-) -> Option<(FusedTile, u64)> {
-    candidate_plans(params, pass, input, caps)
-        .into_iter()
-        .map(|(t, plan)| (t, plan.macs))
-        .min_by_key(|&(_, macs)| macs)
+/// The tile of `plans` that does the least work, with its multiply-adds.
+fn least_work(plans: Vec<(FusedTile, FusedPlan)>) -> Option<(FusedTile, u64)> {
+    let work = plans.into_iter().map(|(t, plan)| (t, plan.macs));
+    work.min_by_key(|&(_, macs)| macs)
 }
 
 /// Every tile that can run `pass` of the block `params` on the block's input `input`
@@ -708,7 +701,7 @@ impl FusedInvertedResidual {
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         let (p, s, caps) = (&self.params, x.shape(), rec.gpu().caps());
         p.output_shape(s)?;
-        let best = |pass| least_work(p, pass, s, caps).map(|(t, _)| t);
+        let best = |pass| least_work(candidate_plans(p, pass, s, caps)).map(|(t, _)| t);
         let none = || Error::InvalidParam {
             name: "input",
             reason: format!(
