@@ -176,6 +176,58 @@ fn mobilenet_v3_blocks_with_other_kernels_activations_and_dilation() {
 }
 
 #[test]
+fn tensorflow_same_padding_one_more_after_than_before() {
+    // The selfie model's strided blocks: 3x3 pads (0, 1), 5x5 pads (1, 2), the first with
+    // an expansion to as many channels; and an odd size, where the extra row and column fall outside the image.
+    let cases = [
+        (
+            InvertedResidualParams {
+                stride: 2,
+                expand_activation: Activation::Relu,
+                depthwise_activation: Activation::Relu,
+                ..InvertedResidualParams::new(6, 26, 9)
+            }
+            .padding_asymmetric(0, 1),
+            [2, 6, 16, 12],
+        ),
+        (
+            InvertedResidualParams {
+                kernel_size: 5,
+                stride: 2,
+                expand_activation: Activation::HardSwish,
+                depthwise_activation: Activation::HardSwish,
+                ..InvertedResidualParams::new(8, 24, 12)
+            }
+            .padding_asymmetric(1, 2),
+            [1, 8, 15, 18],
+        ),
+        // An expansion that keeps the channel count (the selfie model's first block).
+        (
+            InvertedResidualParams {
+                stride: 2,
+                force_expansion: true,
+                ..InvertedResidualParams::new(10, 10, 10)
+            }
+            .padding_asymmetric(0, 1),
+            [1, 10, 14, 14],
+        ),
+    ];
+    for (i, (p, s)) in cases.into_iter().enumerate() {
+        check(p, s, 50 + i as u64);
+    }
+    let p = cases[0].0;
+    assert_eq!(p.output_shape([2, 6, 16, 12]).unwrap(), [2, 9, 8, 6]);
+    assert!(matches!(
+        p.padding_asymmetric(0, usize::MAX)
+            .output_shape([1, 6, 8, 8]),
+        Err(Error::InvalidParam {
+            name: "padding",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn channel_blocks_and_large_maps_match() {
     // Many output channels: the tiles split them into blocks.
     let p = InvertedResidualParams::new(16, 96, 160);

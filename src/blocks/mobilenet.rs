@@ -215,7 +215,7 @@ fn inverted_residual_graph(
 
 /// The fused kernel's parameters for these layers, when it computes exactly what they
 /// do: 1x1 expansion (or none) with an activation, a depthwise convolution with square
-/// window and torchvision's symmetric zero padding, an SE gate on the depthwise output
+/// window and zero padding the same on both axes, an SE gate on the depthwise output
 /// (or none), a linear 1x1 projection with the skip rule of the fused kernel.
 fn fusable(
     skip: bool,
@@ -226,9 +226,10 @@ fn fusable(
 ) -> Option<InvertedResidualParams> {
     let d = depthwise.params();
     let (k, s, dil) = (d.kernel_size.0, d.stride.0, d.dilation.0);
-    let pad = k.saturating_sub(1) / 2 * dil;
     let square = d.kernel_size == (k, k) && d.stride == (s, s) && d.dilation == (dil, dil);
-    let padded = d.pads() == ((pad, pad), (pad, pad)) && d.padding_mode == Default::default();
+    // The same padding on both axes (symmetric or not), zeros.
+    let (rows, columns) = d.pads();
+    let padded = rows == columns && d.padding_mode == Default::default();
     let pointwise = |l: &ConvBnAct| l.params().is_pointwise();
     let params = InvertedResidualParams {
         in_channels: expand.map_or(d.in_channels, |e| e.params().in_channels),
@@ -237,8 +238,10 @@ fn fusable(
         kernel_size: k,
         stride: s,
         dilation: dil,
+        padding: Some(rows),
         expand_activation: expand.map_or(Activation::None, |e| e.params().activation),
         depthwise_activation: d.activation,
+        force_expansion: expand.is_some(),
         use_se: se.is_some(),
     };
     let ok = se.is_none_or(|s| !s.of_sum())

@@ -120,7 +120,8 @@ pub const FUSED_EXTRA_MACS: u64 = 4_000_000;
 
 /// Parameters of an inverted residual as torchvision builds it: `Conv2dNormActivation`
 /// 1x1 expansion (absent when `hidden_channels == in_channels`), depthwise `k x k` with
-/// padding `(k - 1) / 2 * dilation`, linear 1x1 projection, and the skip when `stride == 1`
+/// padding `(k - 1) / 2 * dilation` (or explicit before / after padding, as TensorFlow's
+/// strided `'SAME'` gives), linear 1x1 projection, and the skip when `stride == 1`
 /// and `in_channels == out_channels`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct InvertedResidualParams {
@@ -136,10 +137,17 @@ pub struct InvertedResidualParams {
     pub stride: usize,
     /// Depthwise dilation.
     pub dilation: usize,
+    /// The depthwise convolution's zero padding `(before, after)`, the same on both axes
+    /// (rows before the first / after the last, likewise columns); `None`: torchvision's
+    /// `(k - 1) / 2 * dilation` on every side. See [`Self::padding_asymmetric`].
+    pub padding: Option<(usize, usize)>,
     /// Activation after the expansion (MobileNetV2: ReLU6).
     pub expand_activation: Activation,
     /// Activation after the depthwise convolution.
     pub depthwise_activation: Activation,
+    /// A 1x1 expansion even though `hidden_channels == in_channels` (MediaPipe's selfie
+    /// model has one; torchvision's blocks expand exactly when the counts differ).
+    pub force_expansion: bool,
     /// Squeeze-and-excitation between the depthwise convolution and the projection
     /// (MobileNetV3's `use_se`); the layer takes it with
     /// [`FusedInvertedResidual::with_squeeze_excitation`].
@@ -156,15 +164,17 @@ impl InvertedResidualParams {
             kernel_size: 3,
             stride: 1,
             dilation: 1,
+            padding: None,
             expand_activation: Activation::Relu6,
             depthwise_activation: Activation::Relu6,
+            force_expansion: false,
             use_se: false,
         }
     }
 
     /// Whether the block has a 1x1 expansion.
     pub fn has_expansion(&self) -> bool {
-        self.hidden_channels != self.in_channels
+        self.force_expansion || self.hidden_channels != self.in_channels
     }
 
     /// Whether the input is added to the output (torchvision's `use_res_connect`).
@@ -172,10 +182,26 @@ impl InvertedResidualParams {
         self.stride == 1 && self.in_channels == self.out_channels
     }
 
-    /// The depthwise window.
+    /// Pads the depthwise input with `before` zeros before the first row and column and
+    /// `after` after the last (TensorFlow's strided `'SAME'`, see
+    /// [`tf_same_padding`](super::conv::tf_same_padding)).
+    pub fn padding_asymmetric(mut self, before: usize, after: usize) -> Self {
+        self.padding = Some((before, after));
+        self
+    }
+
+    /// The depthwise convolution's padding `(before, after)` on each axis.
+    pub fn pads(&self) -> (usize, usize) {
+        self.padding.unwrap_or_else(|| {
+            let pad = self.kernel_size.saturating_sub(1) / 2 * self.dilation;
+            (pad, pad)
+        })
+    }
+
+    /// The depthwise window (its padding: the padding before).
     pub fn window(&self) -> Window {
         let (k, s, d) = (self.kernel_size, self.stride, self.dilation);
-        let pad = k.saturating_sub(1) / 2 * d;
+        let pad = self.pads().0;
         Window::new((k, k), (s, s), (pad, pad), (d, d))
     }
 
@@ -186,6 +212,10 @@ impl InvertedResidualParams {
             ("hidden_channels", self.hidden_channels),
             ("out_channels", self.out_channels),
         ])?;
+        let after = self.pads().1;
+        fail_if(after > super::WINDOW_MAX, "padding", || {
+            format!("at most {} per side, got {after} after", super::WINDOW_MAX)
+        })?;
         self.window().validate()
     }
 
@@ -201,7 +231,8 @@ impl InvertedResidualParams {
                 pick(win.padding),
                 pick(win.dilation),
             );
-            super::conv::conv_out_len("kernel_size", input[2 + a], k, s, 2 * p, d)
+            let after = self.pads().1;
+            super::conv::conv_out_len("kernel_size", input[2 + a], k, s, p + after, d)
         })?;
         super::layer_output(input, self.out_channels, [oh, ow])
     }

@@ -30,10 +30,10 @@ pub fn inverted_residual(
         }
         None => x.to_owned(),
     };
-    let win = p.window();
+    let pads = p.pads();
     let dw = Conv2dParams::depthwise(p.hidden_channels, 1, p.kernel_size)
         .stride(p.stride)
-        .padding(win.padding)
+        .padding_asymmetric(pads, pads)
         .dilation(p.dilation)
         .activation(p.depthwise_activation);
     let (w, b) = depthwise;
