@@ -23,6 +23,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A device handed to [`Gpu::from_device`](crate::Gpu::from_device) lacks a limit or
+    /// feature the library needs.
+    #[error("the device does not support `{name}`: segblocks needs {needed}, the device has {available}")]
+    DeviceUnsupported {
+        /// The wgpu limit or feature (`max_storage_buffers_per_shader_stage`, ...).
+        name: &'static str,
+        /// What the library needs.
+        needed: String,
+        /// What the device offers.
+        available: String,
+    },
+
     /// A parameter has a value the operation cannot accept.
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParam {

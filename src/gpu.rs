@@ -47,6 +47,70 @@ pub struct GpuOptions {
     pub device_class: Option<DeviceClass>,
 }
 
+impl GpuOptions {
+    /// `limits` with the options' lowered values applied.
+    fn lowered(&self, mut limits: wgpu::Limits) -> wgpu::Limits {
+        if let Some(v) = self.max_storage_buffer_binding_size {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(v);
+        }
+        if let Some(v) = self.max_compute_workgroups_per_dimension {
+            limits.max_compute_workgroups_per_dimension =
+                limits.max_compute_workgroups_per_dimension.min(v);
+        }
+        limits
+    }
+}
+
+/// The least the kernels need of a device: WebGPU's defaults for what they use (a
+/// compute stage with [`MAX_BINDINGS`] storage buffers and a uniform, 64-invocation
+/// workgroups, the workgroup memory of the SE gate's and the norms' reductions).
+fn check_device_limits(l: &wgpu::Limits) -> Result<()> {
+    let d = wgpu::Limits::downlevel_defaults();
+    let needs: [(&'static str, u64, u64); 7] = [
+        (
+            "max_storage_buffers_per_shader_stage",
+            MAX_BINDINGS as u64,
+            l.max_storage_buffers_per_shader_stage.into(),
+        ),
+        ("max_bind_groups", 1, l.max_bind_groups.into()),
+        (
+            "max_compute_invocations_per_workgroup",
+            crate::launch::WORKGROUP_SIZE.into(),
+            l.max_compute_invocations_per_workgroup.into(),
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            crate::launch::WORKGROUP_SIZE.into(),
+            l.max_compute_workgroup_size_x.into(),
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            d.max_compute_workgroup_storage_size.into(),
+            l.max_compute_workgroup_storage_size.into(),
+        ),
+        (
+            "max_compute_workgroups_per_dimension",
+            d.max_compute_workgroups_per_dimension.into(),
+            l.max_compute_workgroups_per_dimension.into(),
+        ),
+        (
+            "max_storage_buffer_binding_size",
+            d.max_storage_buffer_binding_size,
+            l.max_storage_buffer_binding_size,
+        ),
+    ];
+    for (name, needed, available) in needs {
+        if available < needed {
+            return Err(Error::DeviceUnsupported {
+                name,
+                needed: format!("at least {needed}"),
+                available: available.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The class of device kernel choice designs for (see [`GpuOptions::device_class`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceClass {
@@ -137,7 +201,10 @@ impl DeviceCaps {
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
-            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            // A workgroup is one-dimensional: x bounds it too.
+            max_compute_invocations_per_workgroup: limits
+                .max_compute_invocations_per_workgroup
+                .min(limits.max_compute_workgroup_size_x),
             cpu: info.device_type == wgpu::DeviceType::Cpu,
         }
     }
@@ -484,22 +551,12 @@ impl Gpu {
         let info = adapter.get_info();
         // Ask for everything the adapter offers, not wgpu's conservative defaults, so large
         // tensors fit in one binding.
-        let cache = options
-            .max_cached_pipelines
-            .unwrap_or(DEFAULT_PIPELINE_CACHE);
-        let mut limits = adapter.limits();
-        if let Some(v) = options.max_storage_buffer_binding_size {
-            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(v);
-        }
-        if let Some(v) = options.max_compute_workgroups_per_dimension {
-            limits.max_compute_workgroups_per_dimension =
-                limits.max_compute_workgroups_per_dimension.min(v);
-        }
+        let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("segblocks"),
                 required_features: wgpu::Features::empty(),
-                required_limits: limits.clone(),
+                required_limits: options.lowered(limits),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
@@ -521,6 +578,40 @@ impl Gpu {
             let mut slot = lost_sink.lock().unwrap_or_else(|e| e.into_inner());
             *slot = Some(format!("{reason:?}: {message}"));
         });
+        Self::from_parts(device, queue, info, &options, lost)
+    }
+
+    /// A context on the application's own device: segblocks records into `queue` and
+    /// allocates from `device`, next to the application's work, so frames and masks can
+    /// stay in GPU memory ([`crate::ops::frame`]). `info` is the adapter's
+    /// (`adapter.get_info()`): it tells kernel choice whether shaders run on the CPU.
+    /// The device keeps the limits it was created with (`options` may only lower them);
+    /// a device without what the kernels need is refused with
+    /// [`Error::DeviceUnsupported`] naming the limit. The library does not take the
+    /// device over: it installs no uncaptured-error or device-lost handler (its own
+    /// calls still report errors through error scopes), so [`Gpu::is_lost`] learns of a
+    /// loss only from a failing call.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        options: GpuOptions,
+    ) -> Result<Self> {
+        check_device_limits(&device.limits())?;
+        Self::from_parts(device, queue, info, &options, Arc::new(Mutex::new(None)))
+    }
+
+    fn from_parts(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        options: &GpuOptions,
+        lost: Arc<Mutex<Option<String>>>,
+    ) -> Result<Self> {
+        let cache = options
+            .max_cached_pipelines
+            .unwrap_or(DEFAULT_PIPELINE_CACHE);
+        let limits = options.lowered(device.limits());
         log::info!(
             "segblocks: using {} ({:?}, {:?})",
             info.name,
@@ -1333,6 +1424,104 @@ impl<'g> Recorder<'g> {
         encoder.copy_buffer_to_buffer(&src.buffer, src_offset, &dst.buffer, dst_offset, bytes);
         self.hold(src);
         self.hold(dst);
+        self.note_traffic("copy", bytes, bytes);
+        Ok(())
+    }
+
+    /// Records a copy of `bytes` bytes from the application's `src` (from `offset`) into
+    /// `dst`.
+    pub(crate) fn copy_from_buffer(
+        &mut self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        dst: &Arc<PooledBuffer>,
+        bytes: u64,
+    ) -> Result<()> {
+        check_owner(dst.gpu_id, self.gpu, "destination")?;
+        self.encoder()
+            .copy_buffer_to_buffer(src, offset, &dst.buffer, 0, bytes);
+        self.hold(dst);
+        self.note_traffic("copy", bytes, bytes);
+        Ok(())
+    }
+
+    /// Records a copy of `bytes` bytes of `src` into the application's `dst` (from
+    /// `offset`).
+    pub(crate) fn copy_to_buffer(
+        &mut self,
+        src: &Arc<PooledBuffer>,
+        dst: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<()> {
+        check_owner(src.gpu_id, self.gpu, "source")?;
+        self.check_written(src, "source")?;
+        self.encoder()
+            .copy_buffer_to_buffer(&src.buffer, 0, dst, offset, bytes);
+        self.hold(src);
+        self.note_traffic("copy", bytes, bytes);
+        Ok(())
+    }
+
+    /// Records a copy of mip level 0 of the application's 2-D `texture` into `dst`, rows
+    /// `bytes_per_row` apart (a multiple of 256).
+    pub(crate) fn copy_from_texture(
+        &mut self,
+        texture: &wgpu::Texture,
+        dst: &Arc<PooledBuffer>,
+        bytes_per_row: u32,
+    ) -> Result<()> {
+        check_owner(dst.gpu_id, self.gpu, "destination")?;
+        let size = texture.size();
+        self.encoder().copy_texture_to_buffer(
+            texture.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer: &dst.buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(bytes_per_row),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::Extent3d {
+                depth_or_array_layers: 1,
+                ..size
+            },
+        );
+        self.hold(dst);
+        let bytes = u64::from(bytes_per_row) * u64::from(size.height);
+        self.note_traffic("copy", bytes, bytes);
+        Ok(())
+    }
+
+    /// Records a copy of `src` (rows `bytes_per_row` apart, a multiple of 256) into mip
+    /// level 0 of the application's 2-D `texture`.
+    pub(crate) fn copy_to_texture(
+        &mut self,
+        src: &Arc<PooledBuffer>,
+        bytes_per_row: u32,
+        texture: &wgpu::Texture,
+    ) -> Result<()> {
+        check_owner(src.gpu_id, self.gpu, "source")?;
+        self.check_written(src, "source")?;
+        let size = texture.size();
+        self.encoder().copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: &src.buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(bytes_per_row),
+                    rows_per_image: None,
+                },
+            },
+            texture.as_image_copy(),
+            wgpu::Extent3d {
+                depth_or_array_layers: 1,
+                ..size
+            },
+        );
+        self.hold(src);
+        let bytes = u64::from(bytes_per_row) * u64::from(size.height);
         self.note_traffic("copy", bytes, bytes);
         Ok(())
     }

@@ -52,6 +52,8 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("resample_int.wgsl"),
     wgsl!("bilinear_int.wgsl"),
     wgsl!("copy.wgsl"),
+    wgsl!("frame_in.wgsl"),
+    wgsl!("mask_out.wgsl"),
     wgsl!("norm_stats.wgsl"),
     wgsl!("norm_combine.wgsl"),
     wgsl!("norm_apply.wgsl"),
@@ -67,7 +69,7 @@ const FILES: &[(&str, &str)] = &[
 /// bindings, constants and workgroup size. `tests/shaders.rs` checks each against its
 /// WGSL with naga.
 pub fn kernels() -> Vec<KernelDescription> {
-    let families: [&[&dyn KernelInfo]; 9] = [
+    let families: [&[&dyn KernelInfo]; 10] = [
         crate::ops::conv::KERNELS,
         crate::ops::conv_transpose::KERNELS,
         crate::ops::pool::KERNELS,
@@ -76,6 +78,7 @@ pub fn kernels() -> Vec<KernelDescription> {
         crate::ops::channel::KERNELS,
         crate::ops::attention::KERNELS,
         crate::ops::copy::KERNELS,
+        crate::ops::frame::KERNELS,
         crate::ops::inverted_residual::KERNELS,
     ];
     families

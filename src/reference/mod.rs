@@ -6,6 +6,7 @@ pub mod attention;
 pub mod channel;
 pub mod conv;
 pub mod conv_transpose;
+pub mod frame;
 pub mod inverted_residual;
 pub mod norm;
 pub mod pool;
