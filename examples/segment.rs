@@ -5,11 +5,12 @@
 //! ```
 //!
 //! IMAGE defaults to `examples/data/astronaut.png` (NASA, public domain, from
-//! scikit-image); DIR defaults to `target/segment`. The photo is resized to the network's
-//! 256 x 256 input (as MediaPipe does, without keeping the aspect ratio), the network and
-//! the bilinear resize of the mask back to the photo's size run on the GPU in one
-//! submission, and the example writes `mask.png` (person probability as grey levels) and
-//! `overlay.png` (the photo with the background dimmed and tinted).
+//! scikit-image); DIR defaults to `target/segment`. Everything runs on the GPU in one
+//! submission: the photo's RGBA bytes resized to the network's 256 x 256 input (as
+//! MediaPipe does, without keeping the aspect ratio; `segblocks::ops::frame`), the
+//! network, the bilinear resize of the mask back to the photo's size and the composite
+//! of the photo with its background dimmed and tinted (`segblocks::ops::composite`). The
+//! example writes `mask.png` (person probability as grey levels) and `overlay.png`.
 //!
 //! The weights are `models/selfie_segmentation/model.safetensors`, converted from
 //! MediaPipe's `selfie_segmentation.tflite` (Apache-2.0, see the LICENSE next to it).
@@ -17,9 +18,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use image::{imageops::FilterType, GrayImage, RgbImage};
-use ndarray::Array4;
+use image::{GrayImage, RgbaImage};
 use segblocks::networks::{SelfieModel, SelfieSegmentation};
+use segblocks::ops::composite::{frame_bytes, Background, Compositor};
+use segblocks::ops::frame::{frame_from_host, FrameLayout, FrameParams, MaskParams, PixelFormat};
 use segblocks::ops::upsample::UpsampleParams;
 use segblocks::{Gpu, StateDict};
 
@@ -50,13 +52,11 @@ fn main() -> AnyResult<()> {
 
     let photo = image::open(&input)
         .map_err(|e| format!("{}: {e}", input.display()))?
-        .to_rgb8();
+        .to_rgba8();
     let (width, height) = photo.dimensions();
     let (side_h, side_w) = SelfieSegmentation::INPUT_SIZE;
-    let small = image::imageops::resize(&photo, side_w as u32, side_h as u32, FilterType::Triangle);
-    let x = Array4::from_shape_fn([1, 3, side_h, side_w], |(_, c, y, x)| {
-        small.get_pixel(x as u32, y as u32)[c] as f32 / 255.0
-    });
+    let layout = FrameLayout::packed(width as usize, height as usize, PixelFormat::Rgba8);
+    let to_input = FrameParams::new(side_h, side_w);
 
     let gpu = Gpu::new()?;
     println!(
@@ -72,17 +72,28 @@ fn main() -> AnyResult<()> {
         summary.total_macs() as f64 / 1e6
     );
     let to_photo_size = UpsampleParams::bilinear(false).size((height as usize, width as usize));
+    // The background: a third of the brightness, tinted blue; the person unchanged.
+    let dim = Background::Tint {
+        color: [0.0, 0.0, 135.0 / 255.0],
+        amount: 2.0 / 3.0,
+    };
+    let compositor = Compositor::new(&gpu, dim)?;
 
-    // One submission: upload, network, resize of the mask to the photo's size, readback.
-    let run = || -> AnyResult<Array4<f32>> {
-        let xt = gpu.upload(x.view())?;
+    // One submission: the photo's bytes in, network, the mask at the photo's size and the
+    // composite out, one readback.
+    let run = || -> AnyResult<(ndarray::Array4<f32>, Vec<u8>)> {
         let mut rec = gpu.recorder();
-        let mask = net.forward(&mut rec, &xt)?;
+        let x = frame_from_host(&mut rec, photo.as_raw(), &layout, &to_input)?;
+        let mask = net.forward(&mut rec, &x)?;
         let full = segblocks::ops::upsample::upsample(&mut rec, &to_photo_size, &mask)?;
-        Ok(rec.download(&full)?)
+        let overlay =
+            compositor.record_host(&mut rec, photo.as_raw(), &layout, &mask, &MaskParams::new())?;
+        let mut out = rec.download_many(&[&full, &overlay])?;
+        let overlay = frame_bytes(&out.pop().expect("two outputs"));
+        Ok((out.pop().expect("two outputs"), overlay))
     };
     let t0 = Instant::now();
-    let mask = run()?;
+    let (mask, overlay) = run()?;
     let first = t0.elapsed();
     let mut times = Vec::new();
     for _ in 0..5 {
@@ -102,16 +113,22 @@ fn main() -> AnyResult<()> {
     // What one forward moves: dispatches and bytes, next to the least any implementation
     // must move (the weights, the input and the output, once each).
     let traffic = {
-        let xt = gpu.upload(x.view())?;
         let mut rec = gpu.recorder();
+        let xt = frame_from_host(&mut rec, photo.as_raw(), &layout, &to_input)?;
+        let mut rec = {
+            rec.submit()?;
+            gpu.recorder()
+        };
         net.forward(&mut rec, &xt)?;
         let traffic = rec.traffic();
         rec.submit()?;
         traffic
     };
     let output = net.output_shape([1, 3, side_h, side_w])?;
-    let minimum =
-        4 * (summary.total_params() as usize + x.len() + output.iter().product::<usize>());
+    let minimum = 4
+        * (summary.total_params() as usize
+            + 3 * side_h * side_w
+            + output.iter().product::<usize>());
     println!(
         "per forward: {} dispatches, {:.2} MB read and {:.2} MB written (minimum: {:.2} MB)",
         traffic.dispatch_count(),
@@ -125,18 +142,7 @@ fn main() -> AnyResult<()> {
     let grey = GrayImage::from_fn(width, height, |x, y| {
         image::Luma([(prob(x, y) * 255.0).round() as u8])
     });
-    let overlay = RgbImage::from_fn(width, height, |x, y| {
-        let p = prob(x, y);
-        let px = photo.get_pixel(x, y).0;
-        // Background: a third of the brightness, tinted blue; person: unchanged.
-        let tint = [0.0, 0.0, 90.0];
-        image::Rgb(std::array::from_fn(|c| {
-            let bg = px[c] as f32 / 3.0 + tint[c];
-            (p * px[c] as f32 + (1.0 - p) * bg)
-                .round()
-                .clamp(0.0, 255.0) as u8
-        }))
-    });
+    let overlay = RgbaImage::from_raw(width, height, overlay).ok_or("overlay size")?;
     let mask_path = out_dir.join("mask.png");
     let overlay_path = out_dir.join("overlay.png");
     grey.save(&mask_path)?;

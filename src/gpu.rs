@@ -1612,6 +1612,20 @@ impl<'g> Recorder<'g> {
         reads.into_iter().map(|r| r.wait()).collect()
     }
 
+    /// Submits the recording together with copies of all `tensors` and returns at once:
+    /// the [`Download`] waits for them later. Recording and submitting the next frame
+    /// while this one's results are on their way keeps several frames in flight (see
+    /// [`FramesInFlight`]).
+    pub fn download_later(self, tensors: &[&Tensor]) -> Result<Download> {
+        for t in tensors {
+            t.check_gpu(self.gpu, "tensors")?;
+        }
+        let srcs: Vec<_> = tensors.iter().map(|t| (t.pooled(), t.shape)).collect();
+        Ok(Download {
+            reads: self.start_readbacks(&srcs)?,
+        })
+    }
+
     /// Submits the recording together with a copy of `tensor` and resolves when the data
     /// is back. On native targets a helper thread drives the device while the future waits.
     pub async fn download_async(self, tensor: &Tensor) -> Result<Array4<f32>> {
@@ -1637,6 +1651,80 @@ impl<'g> Recorder<'g> {
             .wait_async()
             .await?;
         Ok(raw.mapv(i64::from))
+    }
+}
+
+/// Results of a submitted recording on their way back ([`Recorder::download_later`]).
+pub struct Download {
+    reads: Vec<PendingRead>,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shapes: Vec<_> = self.reads.iter().map(|r| r.shape).collect();
+        f.debug_struct("Download").field("shapes", &shapes).finish()
+    }
+}
+
+impl Download {
+    /// Blocks until every tensor is back; returns them in the order asked.
+    pub fn wait(self) -> Result<Vec<Array4<f32>>> {
+        self.reads.into_iter().map(|r| r.wait()).collect()
+    }
+}
+
+/// Keeps up to `depth` submitted frames in flight: [`FramesInFlight::push`] submits a
+/// frame's recording and hands back the oldest frame's results once more than `depth`
+/// are pending, so that while the caller reads or writes frame `N - depth`, the device
+/// works on the frames after it. `T` is the caller's tag for a frame (its index, its
+/// start time).
+#[derive(Debug)]
+pub struct FramesInFlight<T> {
+    depth: usize,
+    pending: std::collections::VecDeque<(T, Download)>,
+}
+
+impl<T> FramesInFlight<T> {
+    /// At most `depth` frames waiting (1: the next frame is recorded while the last one
+    /// runs; 0 is taken as 1).
+    pub fn new(depth: usize) -> Self {
+        FramesInFlight {
+            depth: depth.max(1),
+            pending: Default::default(),
+        }
+    }
+
+    /// Frames submitted and not yet handed back.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether no frame is pending.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Submits `rec` with copies of `outputs` as frame `tag`; returns the oldest frame's
+    /// tag and outputs when more than `depth` frames are pending.
+    pub fn push(
+        &mut self,
+        tag: T,
+        rec: Recorder<'_>,
+        outputs: &[&Tensor],
+    ) -> Result<Option<(T, Vec<Array4<f32>>)>> {
+        self.pending.push_back((tag, rec.download_later(outputs)?));
+        if self.pending.len() > self.depth {
+            return self.pop();
+        }
+        Ok(None)
+    }
+
+    /// Waits for the oldest pending frame.
+    pub fn pop(&mut self) -> Result<Option<(T, Vec<Array4<f32>>)>> {
+        match self.pending.pop_front() {
+            Some((tag, download)) => Ok(Some((tag, download.wait()?))),
+            None => Ok(None),
+        }
     }
 }
 

@@ -43,8 +43,8 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::{
-    DeviceCaps, DeviceClass, Gpu, GpuOptions, IndexTensor, MemoryStats, Recorder, Tensor,
-    DEFAULT_PIPELINE_CACHE, MAX_ELEMENTS,
+    DeviceCaps, DeviceClass, Download, FramesInFlight, Gpu, GpuOptions, IndexTensor, MemoryStats,
+    Recorder, Tensor, DEFAULT_PIPELINE_CACHE, MAX_ELEMENTS,
 };
 pub use launch::LOOP_BUDGET;
 pub use ops::{Activation, Cost};

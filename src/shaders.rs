@@ -54,6 +54,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("copy.wgsl"),
     wgsl!("frame_in.wgsl"),
     wgsl!("mask_out.wgsl"),
+    wgsl!("composite.wgsl"),
     wgsl!("norm_stats.wgsl"),
     wgsl!("norm_combine.wgsl"),
     wgsl!("norm_apply.wgsl"),
@@ -69,7 +70,7 @@ const FILES: &[(&str, &str)] = &[
 /// bindings, constants and workgroup size. `tests/shaders.rs` checks each against its
 /// WGSL with naga.
 pub fn kernels() -> Vec<KernelDescription> {
-    let families: [&[&dyn KernelInfo]; 10] = [
+    let families: [&[&dyn KernelInfo]; 11] = [
         crate::ops::conv::KERNELS,
         crate::ops::conv_transpose::KERNELS,
         crate::ops::pool::KERNELS,
@@ -79,6 +80,7 @@ pub fn kernels() -> Vec<KernelDescription> {
         crate::ops::attention::KERNELS,
         crate::ops::copy::KERNELS,
         crate::ops::frame::KERNELS,
+        crate::ops::composite::KERNELS,
         crate::ops::inverted_residual::KERNELS,
     ];
     families

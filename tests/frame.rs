@@ -6,6 +6,7 @@
 mod common;
 
 use ndarray::{Array2, Array4};
+use segblocks::ops::composite::{Background, Compositor};
 use segblocks::ops::frame::{
     frame_from_buffer, frame_from_host, frame_from_texture, mask_to_buffer, mask_to_texture, Fit,
     FrameLayout, FrameParams, MaskFormat, MaskLayout, MaskParams, Normalize, PixelFormat,
@@ -628,4 +629,103 @@ fn a_context_on_the_applications_device() {
         }
         other => panic!("expected DeviceUnsupported, got {other:?}"),
     }
+}
+
+#[test]
+fn composites_blur_or_tint_the_background_as_the_reference() {
+    let gpu = common::gpu();
+    let (bytes, h, w) = image();
+    let layout = FrameLayout::packed(w, h, PixelFormat::Rgba8);
+    // A mask of a quarter of the frame's size, a person on the left.
+    let output = Array4::from_shape_fn([1, 1, 4, 5], |(_, _, _, x)| 1.0 - x as f32 / 4.0);
+    let mask = MaskParams::new();
+    for background in [
+        Background::blur(2.0),
+        Background::Blur {
+            sigma: 1.5,
+            downscale: 1,
+        },
+        Background::Tint {
+            color: [0.0, 0.5, 1.0],
+            amount: 0.75,
+        },
+    ] {
+        let compositor = Compositor::new(gpu, background).unwrap();
+        let y = gpu.upload(output.view()).unwrap();
+        let got = compositor
+            .composite_host(gpu.recorder(), &bytes, &layout, &y, &mask)
+            .unwrap();
+        let want =
+            reference::composite::composite(&bytes, &layout, output.view(), &mask, &background)
+                .unwrap();
+        assert_eq!(got.len(), want.len());
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        // Rounding to bytes: a value within f32 error of a half may round either way.
+        assert!(worst <= 1, "{background:?}: off by {worst}");
+        // The person (left) keeps the frame's pixels; the background (right) does not.
+        let px = |x: usize| &got[4 * (5 * w + x)..][..3];
+        let frame_px = |x: usize| &bytes[4 * (5 * w + x)..][..3];
+        assert_eq!(px(0), frame_px(0));
+        assert_ne!(px(w - 1), frame_px(w - 1));
+    }
+    // The texture path writes the same pixels (a BGRA frame into an RGBA target).
+    let compositor = Compositor::new(gpu, Background::blur(2.0)).unwrap();
+    let y = gpu.upload(output.view()).unwrap();
+    let want = compositor
+        .composite_host(gpu.recorder(), &bytes, &layout, &y, &mask)
+        .unwrap();
+    let frame = frame_texture(gpu, wgpu::TextureFormat::Bgra8Unorm);
+    let target = texture(
+        gpu,
+        (w, h),
+        wgpu::TextureFormat::Rgba8UnormSrgb,
+        wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST,
+    );
+    let mut rec = gpu.recorder();
+    compositor
+        .composite_texture(&mut rec, &frame, &y, &mask, &target)
+        .unwrap();
+    // Frame in, background resized, two blur passes, composite.
+    assert_eq!(rec.dispatch_count(), 4);
+    rec.submit().unwrap();
+    assert_eq!(read_texture(gpu, &target, 4 * w), want);
+    // Bad backgrounds and targets are typed errors.
+    for (bad, name) in [
+        (Background::blur(0.0), "sigma"),
+        (
+            Background::Blur {
+                sigma: 1.0,
+                downscale: 0,
+            },
+            "downscale",
+        ),
+        (
+            Background::Tint {
+                color: [0.0; 3],
+                amount: 2.0,
+            },
+            "amount",
+        ),
+    ] {
+        match Compositor::new(gpu, bad) {
+            Err(Error::InvalidParam { name: n, .. }) => assert_eq!(n, name),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    let small = texture(
+        gpu,
+        (w - 1, h),
+        wgpu::TextureFormat::Rgba8Unorm,
+        wgpu::TextureUsages::COPY_DST,
+    );
+    let mut rec = gpu.recorder();
+    assert!(matches!(
+        compositor.composite_texture(&mut rec, &frame, &y, &mask, &small),
+        Err(Error::InvalidParam { name: "target", .. })
+    ));
 }

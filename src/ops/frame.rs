@@ -358,7 +358,7 @@ impl FrameParams {
     }
 
     /// Records the conversion of the frame in `pixels` (laid out as `layout`).
-    fn record(
+    pub(crate) fn record(
         &self,
         rec: &mut Recorder<'_>,
         pixels: &Arc<PooledBuffer>,
@@ -383,6 +383,17 @@ pub fn frame_from_host(
     params: &FrameParams,
 ) -> Result<Tensor> {
     params.output_shape(layout)?;
+    let pixels = upload_frame(rec, bytes, layout)?;
+    params.record(rec, &pixels, layout)
+}
+
+/// Uploads a frame's bytes (checked against `layout`) into a new buffer.
+pub(crate) fn upload_frame(
+    rec: &Recorder<'_>,
+    bytes: &[u8],
+    layout: &FrameLayout,
+) -> Result<Arc<PooledBuffer>> {
+    layout.validate()?;
     let span = layout.span();
     fail_if(bytes.len() < span, "bytes", || {
         format!(
@@ -402,8 +413,7 @@ pub fn frame_from_host(
             u32::from_le_bytes(w)
         })
         .collect();
-    let pixels = rec.gpu().upload_slice("bytes", &words)?;
-    params.record(rec, &pixels, layout)
+    rec.gpu().upload_slice("bytes", &words)
 }
 
 /// The network's input from a frame in the application's `buffer` (from byte `offset`, a
@@ -443,7 +453,7 @@ pub fn frame_from_buffer(
 }
 
 /// Checks an application texture: 2-D, one sample, `usage` present.
-fn check_texture(texture: &wgpu::Texture, usage: wgpu::TextureUsages) -> Result<()> {
+pub(crate) fn check_texture(texture: &wgpu::Texture, usage: wgpu::TextureUsages) -> Result<()> {
     fail_if(
         texture.dimension() != wgpu::TextureDimension::D2
             || texture.sample_count() != 1
@@ -464,14 +474,11 @@ fn check_texture(texture: &wgpu::Texture, usage: wgpu::TextureUsages) -> Result<
     })
 }
 
-/// The network's input from the application's `texture` (mip level 0 of a 2-D
-/// `Rgba8Unorm(Srgb)` or `Bgra8Unorm(Srgb)` texture with `COPY_SRC` usage; sRGB bytes are
-/// taken as stored), recorded into `rec`: a copy and one dispatch.
-pub fn frame_from_texture(
+/// Records a copy of a frame texture into a new buffer; returns it with its layout.
+pub(crate) fn copy_texture(
     rec: &mut Recorder<'_>,
     texture: &wgpu::Texture,
-    params: &FrameParams,
-) -> Result<Tensor> {
+) -> Result<(Arc<PooledBuffer>, FrameLayout)> {
     let format = PixelFormat::of_texture(texture.format())?;
     check_texture(texture, wgpu::TextureUsages::COPY_SRC)?;
     let (width, height) = (texture.width() as usize, texture.height() as usize);
@@ -481,10 +488,29 @@ pub fn frame_from_texture(
         bytes_per_row: (4 * width).next_multiple_of(TEXTURE_ROW_ALIGN),
         format,
     };
-    params.output_shape(&layout)?;
-    let words = layout.bytes_per_row / 4 * height;
-    let pixels = rec.alloc_f32("frame", words)?;
+    layout.validate()?;
+    let pixels = rec.alloc_f32("frame", layout.bytes_per_row / 4 * height)?;
     rec.copy_from_texture(texture, &pixels, layout.bytes_per_row as u32)?;
+    Ok((pixels, layout))
+}
+
+/// The network's input from the application's `texture` (mip level 0 of a 2-D
+/// `Rgba8Unorm(Srgb)` or `Bgra8Unorm(Srgb)` texture with `COPY_SRC` usage; sRGB bytes are
+/// taken as stored), recorded into `rec`: a copy and one dispatch.
+pub fn frame_from_texture(
+    rec: &mut Recorder<'_>,
+    texture: &wgpu::Texture,
+    params: &FrameParams,
+) -> Result<Tensor> {
+    // The parameters are checked before anything is recorded.
+    let size = texture.size();
+    let probe = FrameLayout::packed(
+        size.width as usize,
+        size.height as usize,
+        PixelFormat::Rgba8,
+    );
+    params.output_shape(&probe)?;
+    let (pixels, layout) = copy_texture(rec, texture)?;
     params.record(rec, &pixels, &layout)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod channel;
+pub mod composite;
 pub mod conv;
 pub mod conv_transpose;
 pub mod frame;
