@@ -45,9 +45,141 @@ pub struct GpuOptions {
     /// ([`DeviceCaps::cpu`]): runs the GPU-class kernels on a software driver (tests), or
     /// the CPU-class ones on a GPU.
     pub device_class: Option<DeviceClass>,
+    /// A directory for a persistent pipeline cache (wgpu's `PipelineCache`, on adapters
+    /// that support it: Vulkan): compiled pipelines are loaded from it when the context
+    /// is created and saved to it by [`Gpu::save_pipeline_cache`] (and when the last clone
+    /// of the context is dropped), one file per adapter and driver
+    /// (`wgpu::util::pipeline_cache_key`). Default: the `SEGBLOCKS_PIPELINE_CACHE`
+    /// environment variable, else none; [`default_pipeline_cache_dir`] is the usual
+    /// place. A file that is truncated, corrupt or not written by segblocks is ignored
+    /// (and replaced at the next save).
+    pub pipeline_cache_dir: Option<std::path::PathBuf>,
+}
+
+/// `$XDG_CACHE_HOME/segblocks`, else `$HOME/.cache/segblocks` (None without either):
+/// where the examples keep their pipeline cache ([`GpuOptions::pipeline_cache_dir`]).
+pub fn default_pipeline_cache_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| std::path::PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("segblocks"))
+}
+
+/// The header of a pipeline cache file: magic, format version, data length and an
+/// FNV-1a hash of the data, so that a truncated, corrupt or foreign file never reaches
+/// the driver.
+const CACHE_MAGIC: &[u8; 8] = b"SEGBPC01";
+
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The data of a cache file written by [`encode_cache`], or None when it is not one.
+fn decode_cache(file: &[u8]) -> Option<&[u8]> {
+    let header = file.get(..24)?;
+    if &header[..8] != CACHE_MAGIC {
+        return None;
+    }
+    let len = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    let hash = u64::from_le_bytes(header[16..24].try_into().ok()?);
+    let data = &file[24..];
+    (data.len() as u64 == len && fnv1a(data) == hash).then_some(data)
+}
+
+fn encode_cache(data: &[u8]) -> Vec<u8> {
+    let mut file = Vec::with_capacity(24 + data.len());
+    file.extend_from_slice(CACHE_MAGIC);
+    file.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    file.extend_from_slice(&fnv1a(data).to_le_bytes());
+    file.extend_from_slice(data);
+    file
+}
+
+/// A pipeline cache and the file it persists to.
+struct DiskCache {
+    cache: wgpu::PipelineCache,
+    path: std::path::PathBuf,
+    /// Pipelines created since the last save.
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+impl DiskCache {
+    /// Opens (or starts) the cache of `info`'s adapter in `dir`, when the device has the
+    /// feature and the backend keys caches.
+    fn open(
+        device: &wgpu::Device,
+        info: &wgpu::AdapterInfo,
+        dir: &std::path::Path,
+    ) -> Option<Self> {
+        if !device.features().contains(wgpu::Features::PIPELINE_CACHE) {
+            return None;
+        }
+        let key = wgpu::util::pipeline_cache_key(info)?;
+        let path = dir.join(format!("{key}.bin"));
+        let file = std::fs::read(&path).unwrap_or_default();
+        let data = decode_cache(&file);
+        if data.is_none() && !file.is_empty() {
+            log::warn!(
+                "segblocks: ignoring invalid pipeline cache {}",
+                path.display()
+            );
+        }
+        // SAFETY: `data` was returned by `PipelineCache::get_data` for an adapter with the
+        // same key: the file is named by the key and only ever written by `save` below,
+        // and its length and hash are checked, so a truncated, corrupt or foreign file is
+        // not passed. The driver checks its own header (vendor, device, driver version)
+        // and `fallback` starts an empty cache when it does not match.
+        let cache = unsafe {
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                label: Some("segblocks"),
+                data,
+                fallback: true,
+            })
+        };
+        Some(DiskCache {
+            cache,
+            path,
+            dirty: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Writes the cache atomically (a temporary file renamed over the old one).
+    fn save(&self) -> std::io::Result<bool> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let Some(data) = self.cache.get_data() else {
+            return Ok(false);
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, encode_cache(&data))?;
+        std::fs::rename(&tmp, &self.path)?;
+        Ok(true)
+    }
 }
 
 impl GpuOptions {
+    /// The pipeline cache directory: the option, else `SEGBLOCKS_PIPELINE_CACHE`.
+    fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        self.pipeline_cache_dir.clone().or_else(|| {
+            std::env::var_os("SEGBLOCKS_PIPELINE_CACHE")
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        })
+    }
+
     /// `limits` with the options' lowered values applied.
     fn lowered(&self, mut limits: wgpu::Limits) -> wgpu::Limits {
         if let Some(v) = self.max_storage_buffer_binding_size {
@@ -488,6 +620,8 @@ struct Inner {
     caps: DeviceCaps,
     /// Why the device was lost, once it is.
     lost: Arc<Mutex<Option<String>>>,
+    /// The persistent pipeline cache, where configured and supported.
+    disk_cache: Option<DiskCache>,
     modules: Mutex<LruCache<ModuleKey, wgpu::ShaderModule>>,
     pipelines: Mutex<LruCache<PipelineKey, wgpu::ComputePipeline>>,
     pipelines_created: AtomicUsize,
@@ -496,6 +630,26 @@ struct Inner {
     /// may not be bound both read-only and read-write in one dispatch). Never read or
     /// written: the kernel's constants say the operand is absent.
     unused: Vec<wgpu::Buffer>,
+}
+
+fn invalid_io(name: &'static str, path: &std::path::Path, e: std::io::Error) -> Error {
+    Error::InvalidParam {
+        name,
+        reason: format!("{}: {e}", path.display()),
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(c) = &self.disk_cache {
+            if let Err(e) = c.save() {
+                log::warn!(
+                    "segblocks: saving the pipeline cache {}: {e}",
+                    c.path.display()
+                );
+            }
+        }
+    }
 }
 
 /// The GPU context: device, queue, pipeline cache and buffer pool.
@@ -552,10 +706,15 @@ impl Gpu {
         // Ask for everything the adapter offers, not wgpu's conservative defaults, so large
         // tensors fit in one binding.
         let limits = adapter.limits();
+        let features = if options.cache_dir().is_some() {
+            adapter.features() & wgpu::Features::PIPELINE_CACHE
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("segblocks"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: options.lowered(limits),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -618,6 +777,9 @@ impl Gpu {
             info.backend,
             info.device_type
         );
+        let disk_cache = options
+            .cache_dir()
+            .and_then(|dir| DiskCache::open(&device, &info, &dir));
         let unused = (0..MAX_BINDINGS)
             .map(|_| {
                 device.create_buffer(&wgpu::BufferDescriptor {
@@ -643,6 +805,7 @@ impl Gpu {
                 info,
                 limits,
                 lost,
+                disk_cache,
                 modules: Mutex::new(LruCache::new(cache)),
                 pipelines: Mutex::new(LruCache::new(cache)),
                 pipelines_created: AtomicUsize::new(0),
@@ -680,6 +843,24 @@ impl Gpu {
     /// The wgpu queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
+    }
+
+    /// Whether compiled pipelines persist on disk ([`GpuOptions::pipeline_cache_dir`] set
+    /// and the adapter supports pipeline caches).
+    pub fn has_pipeline_cache(&self) -> bool {
+        self.inner.disk_cache.is_some()
+    }
+
+    /// Saves the pipeline cache ([`GpuOptions::pipeline_cache_dir`]) when pipelines were
+    /// compiled since it was loaded or last saved; returns whether a file was written.
+    /// Also done when the last clone of the context is dropped.
+    pub fn save_pipeline_cache(&self) -> Result<bool> {
+        match &self.inner.disk_cache {
+            Some(c) => c
+                .save()
+                .map_err(|e| invalid_io("pipeline_cache_dir", &c.path, e)),
+            None => Ok(false),
+        }
     }
 
     /// How many compute pipelines this context has compiled so far (each variant once).
@@ -949,6 +1130,7 @@ impl Gpu {
         {
             return Ok(p);
         }
+        let started = std::time::Instant::now();
         let declared = shaders::specializations(file);
         let is_specialize = |name: &str| declared.iter().any(|(d, _)| d == name);
         let specialize: Vec<(&'static str, u32)> =
@@ -993,9 +1175,17 @@ impl Gpu {
                         constants: &overrides,
                         zero_initialize_workgroup_memory: false,
                     },
-                    cache: None,
+                    cache: self.inner.disk_cache.as_ref().map(|c| &c.cache),
                 })
         })?;
+        if let Some(c) = &self.inner.disk_cache {
+            c.dirty.store(true, Ordering::Release);
+        }
+        log::debug!(
+            "segblocks: compiled {file} {:?} in {:.1} ms",
+            constants,
+            started.elapsed().as_secs_f64() * 1e3
+        );
         self.inner.pipelines_created.fetch_add(1, Ordering::Relaxed);
         self.inner
             .pipelines

@@ -1,0 +1,103 @@
+//! Starting fast: a persistent pipeline cache (checked, never trusted blindly), and no
+//! pipeline compiled twice when the input size changes.
+
+mod common;
+
+use segblocks::networks::{SelfieModel, SelfieSegmentation};
+use segblocks::{Gpu, GpuOptions, StateDict};
+
+const MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/selfie_segmentation/model.safetensors"
+);
+
+fn forward(gpu: &Gpu, net: &SelfieSegmentation, shape: [usize; 4]) {
+    let x = gpu
+        .upload(common::random4(&mut common::rng(1), shape).view())
+        .unwrap();
+    let mut rec = gpu.recorder();
+    let y = net.forward(&mut rec, &x).unwrap();
+    rec.download(&y).unwrap();
+}
+
+#[test]
+fn a_second_input_size_compiles_only_what_it_lacks() {
+    let gpu = Gpu::new().unwrap();
+    let sd = StateDict::load(MODEL).unwrap();
+    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &sd, "").unwrap();
+    forward(&gpu, &net, [1, 3, 256, 256]);
+    let first = gpu.pipelines_created();
+    forward(&gpu, &net, [1, 3, 192, 320]);
+    let second = gpu.pipelines_created() - first;
+    // Both sizes again: nothing new.
+    let before = gpu.pipelines_created();
+    forward(&gpu, &net, [1, 3, 256, 256]);
+    forward(&gpu, &net, [1, 3, 192, 320]);
+    assert_eq!(gpu.pipelines_created(), before);
+    eprintln!("256x256: {first} pipelines; 192x320 added {second}");
+    // Every kernel's compile-time values are independent of the map size here (sizes
+    // are uniforms), so the second size compiles nothing.
+    assert_eq!(second, 0, "{second} new of {first}");
+}
+
+#[test]
+fn the_pipeline_cache_persists_and_ignores_bad_files() {
+    let dir = std::env::temp_dir().join(format!("segblocks-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = || GpuOptions {
+        pipeline_cache_dir: Some(dir.clone()),
+        ..GpuOptions::default()
+    };
+    let run = |gpu: &Gpu| {
+        let x = gpu
+            .upload(common::random4(&mut common::rng(2), [1, 4, 8, 8]).view())
+            .unwrap();
+        let mut rec = gpu.recorder();
+        let y = segblocks::ops::copy::copy(&mut rec, &x).unwrap();
+        rec.download(&y).unwrap()
+    };
+    let gpu = Gpu::with_options(options()).unwrap();
+    if !gpu.has_pipeline_cache() {
+        // GL and adapters without VK pipeline caches: nothing to persist, nothing written.
+        run(&gpu);
+        assert!(!gpu.save_pipeline_cache().unwrap());
+        eprintln!(
+            "{:?}: no pipeline cache support",
+            gpu.adapter_info().backend
+        );
+        return;
+    }
+    let want = run(&gpu);
+    assert!(
+        gpu.save_pipeline_cache().unwrap(),
+        "a new pipeline was compiled"
+    );
+    assert!(!gpu.save_pipeline_cache().unwrap(), "nothing new since");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = std::fs::read(&files[0]).unwrap();
+    assert_eq!(&file[..8], b"SEGBPC01");
+    drop(gpu);
+    // Loaded again; then a truncated, a corrupt and a foreign file are ignored.
+    let corrupt = {
+        let mut f = file.clone();
+        let last = f.len() - 1;
+        f[last] ^= 0xff;
+        f
+    };
+    for bytes in [
+        file.clone(),
+        file[..file.len() / 2].to_vec(),
+        corrupt,
+        b"not a cache".to_vec(),
+    ] {
+        std::fs::write(&files[0], &bytes).unwrap();
+        let gpu = Gpu::with_options(options()).unwrap();
+        assert!(gpu.has_pipeline_cache());
+        assert_eq!(run(&gpu), want);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
