@@ -294,6 +294,10 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> LruCache<K, V> {
     fn len(&self) -> usize {
         self.entries.len()
     }
+
+    fn contains(&self, key: &K) -> bool {
+        self.entries.contains_key(key)
+    }
 }
 
 /// What kernel choice knows of a device: plain data, so that every choice can be tested
@@ -1100,7 +1104,66 @@ impl Gpu {
             held: HashMap::new(),
             reused: 0,
             dispatches: 0,
+            planned: None,
         }
+    }
+
+    /// Compiles every pipeline that `record` would need, in parallel where the backend
+    /// allows (every backend but GL, whose calls share one context), without running
+    /// anything: `record` records ops into a planning recorder, which makes no pipeline,
+    /// bind group or dispatch and is never submitted (its tensors hold no data). Returns
+    /// how many pipelines were compiled (those already compiled are skipped). A network
+    /// prepares its pipelines this way when it is loaded
+    /// ([`Model::prepare`](crate::blocks::Model::prepare)), so that its first frame runs
+    /// without compiling.
+    pub fn prepare(&self, record: impl FnOnce(&mut Recorder<'_>) -> Result<()>) -> Result<usize> {
+        let mut rec = self.recorder();
+        rec.planned = Some(Vec::new());
+        record(&mut rec)?;
+        let planned = rec.planned.take().unwrap_or_default();
+        drop(rec);
+        let mut seen = std::collections::HashSet::new();
+        let keys: Vec<PipelineKey> = {
+            let cached = self
+                .inner
+                .pipelines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            planned
+                .into_iter()
+                .filter(|k| !cached.contains(k) && seen.insert(k.clone()))
+                .collect()
+        };
+        let threads = match self.inner.info.backend {
+            wgpu::Backend::Gl => 1,
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+        .min(keys.len());
+        let next = AtomicUsize::new(0);
+        let compile = || -> Result<()> {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((file, constants)) = keys.get(i) else {
+                    return Ok(());
+                };
+                self.pipeline(file, constants)?;
+            }
+        };
+        if threads <= 1 {
+            compile()?;
+        } else {
+            std::thread::scope(|s| {
+                let workers: Vec<_> = (0..threads).map(|_| s.spawn(compile)).collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join()
+                            .unwrap_or_else(|_| Err(Error::Gpu("a compile thread panicked".into())))
+                    })
+                    .collect::<Result<Vec<()>>>()
+            })?;
+        }
+        Ok(keys.len())
     }
 
     /// Reads a tensor back, blocking until the GPU is done.
@@ -1332,6 +1395,9 @@ pub struct Recorder<'g> {
     held: HashMap<usize, Arc<PooledBuffer>>,
     reused: usize,
     dispatches: usize,
+    /// Planning only ([`Gpu::prepare`]): the pipelines the recorded ops need, and no
+    /// pipeline, bind group or dispatch.
+    planned: Option<Vec<PipelineKey>>,
 }
 
 impl Drop for Recorder<'_> {
@@ -1496,6 +1562,11 @@ impl<'g> Recorder<'g> {
                 check_owner(b.gpu_id, self.gpu, binding.name)?;
                 self.check_written(b, binding.name)?;
             }
+        }
+        if let Some(planned) = &mut self.planned {
+            planned.push((launch.file, launch.constants.clone()));
+            self.dispatches += 1;
+            return Ok(());
         }
         let pipeline = self.gpu.pipeline(launch.file, &launch.constants)?;
         let (gx, gy) = self.gpu.grid(launch.workgroups)?;

@@ -101,3 +101,42 @@ fn the_pipeline_cache_persists_and_ignores_bad_files() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn prepare_compiles_every_pipeline_of_a_forward_up_front() {
+    let gpu = Gpu::new().unwrap();
+    let sd = StateDict::load(MODEL).unwrap();
+    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &sd, "").unwrap();
+    let compiled = net.prepare(&gpu, [1, 3, 128, 160]).unwrap();
+    assert_eq!(compiled, gpu.pipelines_created());
+    assert!(compiled > 10, "{compiled}");
+    // The forward compiles nothing more, and its result is the reference's.
+    let x = common::random4(&mut common::rng(4), [1, 3, 128, 160]);
+    let mut rec = gpu.recorder();
+    let y = net
+        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_eq!(gpu.pipelines_created(), compiled);
+    let want = net.reference(x.view()).unwrap();
+    let err = got
+        .iter()
+        .zip(want.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(err < 1e-4, "{err}");
+    // Preparing again compiles nothing; another size only what its kernels lack (tiles
+    // chosen by width), after which its forward compiles nothing. Bad shapes are refused.
+    assert_eq!(net.prepare(&gpu, [1, 3, 128, 160]).unwrap(), 0);
+    let more = net.prepare(&gpu, [2, 3, 64, 64]).unwrap();
+    let before = gpu.pipelines_created();
+    assert_eq!(before, compiled + more);
+    let x = gpu
+        .upload(ndarray::Array4::zeros([2, 3, 64, 64]).view())
+        .unwrap();
+    let mut rec = gpu.recorder();
+    let y = net.forward(&mut rec, &x).unwrap();
+    rec.download(&y).unwrap();
+    assert_eq!(gpu.pipelines_created(), before);
+    assert!(net.prepare(&gpu, [1, 4, 64, 64]).is_err());
+}

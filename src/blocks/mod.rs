@@ -136,6 +136,18 @@ impl<A: Architecture> Model<A> {
         self.graph.reference(x)
     }
 
+    /// Compiles every pipeline a forward on `input` needs, in parallel where the backend
+    /// allows ([`Gpu::prepare`]), so that the first forward runs without compiling;
+    /// returns how many were compiled. Pipelines depend on the kernels chosen, not on
+    /// sizes alone: another input size usually needs none.
+    pub fn prepare(&self, gpu: &Gpu, input: [usize; 4]) -> Result<usize> {
+        self.config.check_input(input)?;
+        gpu.prepare(|rec| {
+            let x = rec.empty("input", input)?;
+            self.graph.forward(rec, &x).map(|_| ())
+        })
+    }
+
     /// Every layer with its output shape, parameters (batch norms included, as PyTorch's
     /// `parameters()` counts them) and MACs, like torchinfo.
     pub fn summary(&self, input: [usize; 4]) -> Result<Summary> {
