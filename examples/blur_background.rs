@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! cargo run --release --example blur_background -- [FOLDER] [--frames N] [--out DIR]
-//!     [--depth D] [--sigma S] [--no-write]
+//!     [--depth D] [--sigma S] [--model square|landscape] [--no-write]
 //! ```
 //!
 //! FOLDER holds the frames (PNG or JPEG, read in name order); without it the example
 //! generates N frames (default 30) from `examples/data/astronaut.png` (the photo panned
 //! across a 384 x 288 window). Each frame goes in as RGBA bytes (`ops::frame`), is
-//! resized to the network's 256 x 256 input, segmented, and composited with its
+//! resized to the network's input (256 x 256 for the square model, the default; 144 x 256
+//! for the landscape one), segmented, and composited with its
 //! background blurred (a Gaussian of S frame pixels, default 6; `ops::composite`); the
 //! frames are written to DIR (default `target/blur_background`) unless `--no-write`.
 //!
@@ -31,10 +32,23 @@ use segblocks::{FramesInFlight, Gpu, GpuOptions, Recorder, StateDict, Tensor};
 
 type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-const MODEL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/models/selfie_segmentation/model.safetensors"
-);
+/// The converted weights of `model`.
+fn weights(model: SelfieModel) -> String {
+    format!(
+        "{}/models/selfie_segmentation/{}",
+        env!("CARGO_MANIFEST_DIR"),
+        model.weights_file()
+    )
+}
+
+/// `--model square|landscape`.
+fn parse_model(name: &str) -> AnyResult<SelfieModel> {
+    match name {
+        "square" => Ok(SelfieModel::Square),
+        "landscape" => Ok(SelfieModel::Landscape),
+        other => Err(format!("--model is square or landscape, got {other:?}").into()),
+    }
+}
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/astronaut.png");
 
 struct Options {
@@ -43,6 +57,7 @@ struct Options {
     out: PathBuf,
     depth: usize,
     sigma: f32,
+    model: SelfieModel,
     write: bool,
 }
 
@@ -53,6 +68,7 @@ fn options() -> AnyResult<Option<Options>> {
         out: PathBuf::from("target/blur_background"),
         depth: 1,
         sigma: 6.0,
+        model: SelfieModel::Square,
         write: true,
     };
     let mut args = std::env::args().skip(1);
@@ -65,11 +81,12 @@ fn options() -> AnyResult<Option<Options>> {
             "--out" => o.out = value("--out", &mut args)?.into(),
             "--depth" => o.depth = value("--depth", &mut args)?.parse()?,
             "--sigma" => o.sigma = value("--sigma", &mut args)?.parse()?,
+            "--model" => o.model = parse_model(&value("--model", &mut args)?)?,
             "--no-write" => o.write = false,
             "-h" | "--help" => {
                 println!(
                     "usage: blur_background [FOLDER] [--frames N] [--out DIR] [--depth D] \
-                     [--sigma S] [--no-write]"
+                     [--sigma S] [--model square|landscape] [--no-write]"
                 );
                 return Ok(None);
             }
@@ -128,7 +145,7 @@ fn record<'g>(
         frame.height() as usize,
         PixelFormat::Rgba8,
     );
-    let (h, w) = SelfieSegmentation::INPUT_SIZE;
+    let (h, w) = net.config().input_size();
     let mut rec = gpu.recorder();
     let x = frame_from_host(&mut rec, frame.as_raw(), &layout, &FrameParams::new(h, w))?;
     let mask = net.forward(&mut rec, &x)?;
@@ -177,7 +194,7 @@ fn main() -> AnyResult<()> {
         frames[0].width(),
         frames[0].height()
     );
-    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &StateDict::load(MODEL)?, "")?;
+    let net = SelfieSegmentation::load(&gpu, o.model, &StateDict::load(weights(o.model))?, "")?;
     let compositor = Compositor::new(&gpu, Background::blur(o.sigma))?;
     let parts = (&net, &compositor);
 

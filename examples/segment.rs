@@ -1,11 +1,12 @@
 //! Segments the person in a photo with MediaPipe's selfie segmentation network on the GPU.
 //!
 //! ```text
-//! cargo run --release --example segment -- [IMAGE] [--out DIR]
+//! cargo run --release --example segment -- [IMAGE] [--out DIR] [--model square|landscape]
 //! ```
 //!
 //! IMAGE defaults to `examples/data/astronaut.png` (NASA, public domain, from
-//! scikit-image); DIR defaults to `target/segment`. Everything runs on the GPU in one
+//! scikit-image); DIR defaults to `target/segment`; the model is MediaPipe's square
+//! (256 x 256, default) or landscape (144 x 256) selfie model. Everything runs on the GPU in one
 //! submission: the photo's RGBA bytes resized to the network's 256 x 256 input (as
 //! MediaPipe does, without keeping the aspect ratio; `segblocks::ops::frame`), the
 //! network, the bilinear resize of the mask back to the photo's size and the composite
@@ -27,10 +28,23 @@ use segblocks::{Gpu, GpuOptions, StateDict};
 
 type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-const MODEL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/models/selfie_segmentation/model.safetensors"
-);
+/// The converted weights of `model`.
+fn weights(model: SelfieModel) -> String {
+    format!(
+        "{}/models/selfie_segmentation/{}",
+        env!("CARGO_MANIFEST_DIR"),
+        model.weights_file()
+    )
+}
+
+/// `--model square|landscape`.
+fn parse_model(name: &str) -> AnyResult<SelfieModel> {
+    match name {
+        "square" => Ok(SelfieModel::Square),
+        "landscape" => Ok(SelfieModel::Landscape),
+        other => Err(format!("--model is square or landscape, got {other:?}").into()),
+    }
+}
 
 fn main() -> AnyResult<()> {
     let process_start = Instant::now();
@@ -39,12 +53,14 @@ fn main() -> AnyResult<()> {
         "/examples/data/astronaut.png"
     ));
     let mut out_dir = PathBuf::from("target/segment");
+    let mut model = SelfieModel::Square;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--out" => out_dir = args.next().ok_or("--out needs a directory")?.into(),
+            "--model" => model = parse_model(&args.next().ok_or("--model needs a name")?)?,
             "-h" | "--help" => {
-                println!("usage: segment [IMAGE] [--out DIR]");
+                println!("usage: segment [IMAGE] [--out DIR] [--model square|landscape]");
                 return Ok(());
             }
             _ => input = a.into(),
@@ -55,7 +71,7 @@ fn main() -> AnyResult<()> {
         .map_err(|e| format!("{}: {e}", input.display()))?
         .to_rgba8();
     let (width, height) = photo.dimensions();
-    let (side_h, side_w) = SelfieSegmentation::INPUT_SIZE;
+    let (side_h, side_w) = model.input_size();
     let layout = FrameLayout::packed(width as usize, height as usize, PixelFormat::Rgba8);
     let to_input = FrameParams::new(side_h, side_w);
 
@@ -70,7 +86,7 @@ fn main() -> AnyResult<()> {
         gpu.adapter_info().backend
     );
     let device_ready = process_start.elapsed();
-    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &StateDict::load(MODEL)?, "")?;
+    let net = SelfieSegmentation::load(&gpu, model, &StateDict::load(weights(model))?, "")?;
     let model_ready = process_start.elapsed();
     let summary = net.summary([1, 3, side_h, side_w])?;
     println!(

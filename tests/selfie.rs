@@ -32,6 +32,24 @@ fn astronaut_256() -> Array4<f32> {
     })
 }
 
+/// The landscape golden input: rows 112 .. 400 of the astronaut (288 x 512), reduced to
+/// 144 x 256 the same way.
+fn astronaut_band() -> Array4<f32> {
+    let img = image::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/astronaut.png"
+    ))
+    .unwrap()
+    .to_rgb8();
+    Array4::from_shape_fn([1, 3, 144, 256], |(_, c, y, x)| {
+        let sum: u32 = [(0, 0), (0, 1), (1, 0), (1, 1)]
+            .iter()
+            .map(|&(dy, dx)| img.get_pixel(2 * x as u32 + dx, 112 + 2 * y as u32 + dy)[c] as u32)
+            .sum();
+        sum as f32 / 1020.0
+    })
+}
+
 fn golden_mask() -> Array4<f32> {
     let sd = StateDict::load(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -204,5 +222,46 @@ fn summary_counts_the_tflite_parameters_and_bad_input_is_refused() {
     match SelfieSegmentation::load(gpu, SelfieModel::Square, &sd, "") {
         Err(e) => assert!(e.to_string().contains("segment.weight"), "{e}"),
         Ok(_) => panic!("loaded without segment.weight"),
+    }
+}
+
+#[test]
+fn the_landscape_model_matches_tflite() {
+    let gpu = common::gpu();
+    let model = SelfieModel::Landscape;
+    let path = format!(
+        "{}/models/selfie_segmentation/{}",
+        env!("CARGO_MANIFEST_DIR"),
+        model.weights_file()
+    );
+    let net = SelfieSegmentation::load(gpu, model, &StateDict::load(&path).unwrap(), "").unwrap();
+    assert_eq!(model.input_size(), (144, 256));
+    let golden = StateDict::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/selfie/landscape_mask.safetensors"
+    ))
+    .unwrap()
+    .get4("mask", [1, 1, 144, 256])
+    .unwrap();
+    let x = astronaut_band();
+    let mut rec = gpu.recorder();
+    let y = net
+        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    let got = rec.download(&y).unwrap();
+    let (mean, max) = mean_and_max_abs(&got, &golden);
+    eprintln!("landscape GPU vs TFLite: mean abs {mean:.2e}, max abs {max:.2e}");
+    assert!(mean < 1e-3, "mean abs difference {mean} to TFLite's mask");
+    let want = net.reference(x.view()).unwrap();
+    let (mean, _) = mean_and_max_abs(&want, &golden);
+    assert!(mean < 1e-4, "reference vs TFLite: mean abs {mean}");
+    assert_eq!(
+        net.summary([1, 3, 144, 256]).unwrap().total_params(),
+        106_401
+    );
+    // The square model's weights lack the landscape's last layer: refused by name.
+    match SelfieSegmentation::load(gpu, model, &StateDict::load(MODEL).unwrap(), "") {
+        Err(e) => assert!(e.to_string().contains("conv2d_transpose.weight"), "{e}"),
+        Ok(_) => panic!("loaded the square weights as the landscape model"),
     }
 }

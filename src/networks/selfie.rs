@@ -13,7 +13,9 @@
 //!
 //! Weights come from `models/selfie_segmentation/model.safetensors`, converted from the
 //! .tflite file by `tests/golden/make_golden_selfie.py` into PyTorch layouts under the
-//! TFLite layer names (`conv2d_3.weight`, `depthwise_conv2d_7.bias`, `segment.weight`).
+//! TFLite layer names (`conv2d_3.weight`, `depthwise_conv2d_7.bias`, `segment.weight`);
+//! the landscape model (`landscape.safetensors`) has the same layers and names but for
+//! the last, `conv2d_transpose`.
 //! TFLite's strided convolutions pad TensorFlow's `'SAME'` way, one more row and column
 //! after than before ([`tf_same_padding`]); the GPU convolutions take that padding as is.
 
@@ -188,21 +190,54 @@ fn decoder_stage(
     Ok(g.add(names[4], depthwise, &[a, a]))
 }
 
-/// Which of MediaPipe's selfie segmentation models.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Which of MediaPipe's selfie segmentation models (the same architecture and layer
+/// names, trained at different sizes; both in the `mediapipe==0.10.14` wheel).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SelfieModel {
-    /// `selfie_segmentation.tflite`, trained at 256 x 256.
+    /// `selfie_segmentation.tflite`, trained at 256 x 256
+    /// (`models/selfie_segmentation/model.safetensors`).
     #[default]
     Square,
+    /// `selfie_segmentation_landscape.tflite`, trained at 144 x 256 (height x width)
+    /// (`models/selfie_segmentation/landscape.safetensors`); its last layer is named
+    /// `conv2d_transpose`.
+    Landscape,
+}
+
+impl SelfieModel {
+    /// The input `(height, width)` the model was trained at.
+    pub fn input_size(&self) -> (usize, usize) {
+        match self {
+            SelfieModel::Square => (256, 256),
+            SelfieModel::Landscape => (144, 256),
+        }
+    }
+
+    /// The converted weights' file name under `models/selfie_segmentation/`.
+    pub fn weights_file(&self) -> &'static str {
+        match self {
+            SelfieModel::Square => "model.safetensors",
+            SelfieModel::Landscape => "landscape.safetensors",
+        }
+    }
+
+    /// The name of the last layer (the transposed convolution) in the converted file.
+    fn last_layer(&self) -> &'static str {
+        match self {
+            SelfieModel::Square => "segment",
+            SelfieModel::Landscape => "conv2d_transpose",
+        }
+    }
 }
 
 /// MediaPipe's selfie segmentation network for inference: input `[N, 3, H, W]` RGB in
-/// `[0, 1]` (the model was trained at 256 x 256; H and W must be multiples of 16), output
-/// `[N, 1, H, W]` person probabilities.
+/// `[0, 1]` (the models were trained at [`SelfieModel::input_size`]; H and W must be
+/// multiples of 16), output `[N, 1, H, W]` person probabilities.
 pub type SelfieSegmentation = Model<SelfieModel>;
 
 impl SelfieSegmentation {
-    /// The input size the model was trained at.
+    /// The input size the square model was trained at ([`SelfieModel::input_size`] for
+    /// either).
     pub const INPUT_SIZE: (usize, usize) = (256, 256);
 }
 
@@ -211,7 +246,6 @@ impl Architecture for SelfieModel {
     /// under `prefix` (empty for the converted file); errors name the missing or
     /// mis-shaped tensor.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let SelfieModel::Square = self;
         fail_if(!prefix.is_empty(), "prefix", || {
             format!("the converted model's names have no prefix, got {prefix:?}")
         })?;
@@ -259,8 +293,9 @@ impl Architecture for SelfieModel {
         let segment = ConvTranspose2dParams::new(16, 1, 2)
             .stride(2)
             .activation(Activation::Sigmoid);
-        let segment = ConvTransposeNode::load(gpu, sd, segment, "segment")?;
-        let out = g.add("segment (transposed)", segment, &[h]);
+        let last = self.last_layer();
+        let segment = ConvTransposeNode::load(gpu, sd, segment, last)?;
+        let out = g.add(format!("{last} (transposed)"), segment, &[h]);
         g.set_outputs(&[out]);
         Ok(g)
     }

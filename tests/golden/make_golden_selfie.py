@@ -3,7 +3,8 @@
 Run from the repository root with a venv holding `tflite ai-edge-litert numpy safetensors
 pillow scikit-image` (and optionally `torch`, for --torch):
 
-    python tests/golden/make_golden_selfie.py [--tflite path/to/selfie_segmentation.tflite] [--torch]
+    python tests/golden/make_golden_selfie.py [--tflite path/to/model.tflite] [--torch]
+        [--model square|landscape]
 
 Without --tflite the script downloads the `mediapipe==0.10.14` wheel from PyPI (no
 dependencies) and takes `mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite`
@@ -28,6 +29,12 @@ float64 numpy from the same fp16 weights with TFLite's TransposeConv semantics
 (`out[2i + a, 2j + b] += in[i, j, c] * w[0, a, b, c]`, no kernel flip; padding SAME with
 kernel 2 and stride 2 adds none).
 
+With `--model landscape` it does the same for `selfie_segmentation_landscape.tflite`
+(input 144 x 256, the same layers and names except the last, `conv2d_transpose`):
+models/selfie_segmentation/landscape.safetensors, and
+tests/golden/selfie/landscape_mask.safetensors `[1, 1, 144, 256]` for rows 112 .. 400 of
+the astronaut (a 288 x 512 band through her face) reduced by the same 2x2 box averaging.
+
 With --torch the script also builds the network from torch.nn.functional ops (with
 TensorFlow's asymmetric SAME padding), checks it against TFLite's mask, and times it on the
 CPU (the PyTorch figure in the benchmark notes).
@@ -49,18 +56,23 @@ from safetensors.numpy import save_file
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WHEEL = "mediapipe==0.10.14"
-MODEL_IN_WHEEL = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
+MODELS_IN_WHEEL = {
+    "square": "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+    "landscape": "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
+}
+# The transposed convolution's layer name, per model.
+LAST = {"square": "segment", "landscape": "conv2d_transpose"}
 CUSTOM_OP = "Convolution2DTransposeBias"
 
 
-def fetch_from_wheel():
+def fetch_from_wheel(which):
     tmp = tempfile.mkdtemp()
     subprocess.check_call(
         [sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "-d", tmp, "-q"]
     )
     wheel = glob.glob(os.path.join(tmp, "mediapipe-*.whl"))[0]
     with zipfile.ZipFile(wheel) as z:
-        model = z.read(MODEL_IN_WHEEL)
+        model = z.read(MODELS_IN_WHEEL[which])
         lic = z.read([n for n in z.namelist() if n.endswith(".dist-info/LICENSE")][0])
     return model, lic
 
@@ -150,8 +162,9 @@ def astronaut():
 
 
 def box_half(img):
-    s = img.astype(np.int64).reshape(256, 2, 256, 2, 3).sum(axis=(1, 3))
-    return (s.astype(np.float32) / np.float32(1020.0)).astype(np.float32)  # [256, 256, 3]
+    h, w = img.shape[0] // 2, img.shape[1] // 2
+    s = img.astype(np.int64).reshape(h, 2, w, 2, 3).sum(axis=(1, 3))
+    return (s.astype(np.float32) / np.float32(1020.0)).astype(np.float32)  # [h, w, 3]
 
 
 def tflite_mask(buf, x_hwc):
@@ -167,7 +180,7 @@ def tflite_mask(buf, x_hwc):
     return it.get_tensor(out["index"])
 
 
-def torch_check(weights, x_hwc, golden):
+def torch_check(weights, x_hwc, golden, last="segment"):
     import torch
     import torch.nn.functional as F
 
@@ -226,7 +239,7 @@ def torch_check(weights, x_hwc, golden):
             a = torch.relu(conv(z, c2))
             h = a + torch.relu(dw(a, d))
         return torch.sigmoid(
-            F.conv_transpose2d(h, W["segment.weight"], W["segment.bias"], stride=2)
+            F.conv_transpose2d(h, W[f"{last}.weight"], W[f"{last}.bias"], stride=2)
         )
 
     x = torch.from_numpy(x_hwc).permute(2, 0, 1)[None].contiguous()
@@ -249,17 +262,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tflite")
     ap.add_argument("--torch", action="store_true")
+    ap.add_argument("--model", choices=sorted(MODELS_IN_WHEEL), default="square")
     args = ap.parse_args()
+    which = args.model
     if args.tflite:
         buf, lic = open(args.tflite, "rb").read(), None
     else:
-        buf, lic = fetch_from_wheel()
+        buf, lic = fetch_from_wheel(which)
 
     weights = extract_weights(buf)
+    last = LAST[which]
+    assert f"{last}.weight" in weights, sorted(weights)
     model_dir = os.path.join(ROOT, "models", "selfie_segmentation")
     os.makedirs(model_dir, exist_ok=True)
-    save_file(weights, os.path.join(model_dir, "model.safetensors"),
-              metadata={"source": f"{WHEEL}:{MODEL_IN_WHEEL}", "layout": "pytorch"})
+    model_file = "model.safetensors" if which == "square" else f"{which}.safetensors"
+    save_file(weights, os.path.join(model_dir, model_file),
+              metadata={"source": f"{WHEEL}:{MODELS_IN_WHEEL[which]}", "layout": "pytorch"})
     if lic is not None:
         open(os.path.join(model_dir, "LICENSE"), "wb").write(lic)
     print(f"{len(weights)} tensors, {sum(v.size for v in weights.values())} parameters")
@@ -270,14 +288,15 @@ def main():
     os.makedirs(os.path.join(ROOT, "examples", "data"), exist_ok=True)
     Image.fromarray(img).save(os.path.join(ROOT, "examples", "data", "astronaut.png"), optimize=True)
 
-    x = box_half(img)
+    x = box_half(img if which == "square" else img[112:400])
     feature = tflite_mask(buf, x)
-    mask = last_layer(feature, weights["segment.weight"], weights["segment.bias"])
+    mask = last_layer(feature, weights[f"{last}.weight"], weights[f"{last}.bias"])
     os.makedirs(os.path.join(ROOT, "tests", "golden", "selfie"), exist_ok=True)
-    save_file({"mask": mask}, os.path.join(ROOT, "tests", "golden", "selfie", "mask.safetensors"))
-    print(f"mask mean {mask.mean():.4f}, > 0.5 on {(mask > 0.5).mean() * 100:.1f}% of pixels")
+    mask_file = "mask.safetensors" if which == "square" else f"{which}_mask.safetensors"
+    save_file({"mask": mask}, os.path.join(ROOT, "tests", "golden", "selfie", mask_file))
+    print(f"mask {mask.shape} mean {mask.mean():.4f}, > 0.5 on {(mask > 0.5).mean() * 100:.1f}% of pixels")
     if args.torch:
-        torch_check(weights, x, mask)
+        torch_check(weights, x, mask, last)
 
 
 if __name__ == "__main__":
