@@ -42,6 +42,9 @@ pub mod traffic;
 pub mod weights;
 
 pub use error::{Error, Result};
+/// The wgpu this crate is built with: the application's device, queue and textures must
+/// come from the same version ([`Gpu::from_device`]).
+pub use wgpu;
 pub use gpu::{
     default_pipeline_cache_dir, DeviceCaps, DeviceClass, Download, FramesInFlight, Gpu, GpuOptions,
     IndexTensor, MemoryStats, Recorder, Tensor, DEFAULT_PIPELINE_CACHE, MAX_ELEMENTS,
