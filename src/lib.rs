@@ -42,9 +42,6 @@ pub mod traffic;
 pub mod weights;
 
 pub use error::{Error, Result};
-/// The wgpu this crate is built with: the application's device, queue and textures must
-/// come from the same version ([`Gpu::from_device`]).
-pub use wgpu;
 pub use gpu::{
     default_pipeline_cache_dir, DeviceCaps, DeviceClass, Download, FramesInFlight, Gpu, GpuOptions,
     IndexTensor, MemoryStats, Recorder, Tensor, DEFAULT_PIPELINE_CACHE, MAX_ELEMENTS,
@@ -52,6 +49,9 @@ pub use gpu::{
 pub use launch::LOOP_BUDGET;
 pub use ops::{Activation, Cost};
 pub use weights::StateDict;
+/// The wgpu this crate is built with: the application's device, queue and textures must
+/// come from the same version ([`Gpu::from_device`]).
+pub use wgpu;
 
 /// The names most programs use: `use segblocks::prelude::*;`.
 pub mod prelude {

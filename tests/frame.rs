@@ -12,7 +12,7 @@ use segblocks::ops::frame::{
     FrameLayout, FrameParams, MaskFormat, MaskLayout, MaskParams, Normalize, PixelFormat,
     Threshold,
 };
-use segblocks::{reference, Error, Gpu, GpuOptions};
+use segblocks::{reference, Error, FramesInFlight, Gpu, GpuOptions};
 use serde_json::Value;
 
 const GOLDEN: &str = include_str!("golden/frame.json");
@@ -728,4 +728,76 @@ fn composites_blur_or_tint_the_background_as_the_reference() {
         compositor.composite_texture(&mut rec, &frame, &y, &mask, &small),
         Err(Error::InvalidParam { name: "target", .. })
     ));
+}
+
+#[test]
+fn frames_in_flight_change_size_mid_stream_and_memory_stays_flat() {
+    // A context of its own: its memory counters see this test only.
+    let gpu = Gpu::new().unwrap();
+    let (bytes, h, w) = image();
+    let compositor = Compositor::new(&gpu, Background::blur(2.0)).unwrap();
+    let mask = MaskParams::new().threshold(Threshold::Smooth {
+        threshold: 0.5,
+        feather: 0.1,
+    });
+    // The frames: the golden image, then a smaller crop of it (a size change mid-stream).
+    let crop_w = w - 6;
+    let cropped: Vec<u8> = (0..h - 3)
+        .flat_map(|y| bytes[4 * y * w..][..4 * crop_w].to_vec())
+        .collect();
+    let frames = [
+        (&bytes, FrameLayout::packed(w, h, PixelFormat::Rgba8)),
+        (
+            &cropped,
+            FrameLayout::packed(crop_w, h - 3, PixelFormat::Rgba8),
+        ),
+    ];
+    // A stand-in network: the mean over channels (channel 0 of CBAM's channel pool).
+    let record = |rec: &mut segblocks::Recorder<'_>, i: usize| {
+        let (frame, layout) = &frames[i % 2];
+        let x = frame_from_host(rec, frame, layout, &FrameParams::new(8, 8)).unwrap();
+        let m = segblocks::ops::channel::channel_pool(rec, &x, Default::default()).unwrap();
+        compositor
+            .record_host(rec, frame, layout, &m, &mask)
+            .unwrap()
+    };
+    let one_at_a_time: Vec<_> = (0..2)
+        .map(|i| {
+            let mut rec = gpu.recorder();
+            let out = record(&mut rec, i);
+            rec.download(&out).unwrap()
+        })
+        .collect();
+    let mut in_flight = FramesInFlight::new(2);
+    let mut done = 0;
+    let mut check = |(i, outs): (usize, Vec<Array4<f32>>)| {
+        assert_eq!(
+            outs[0].mapv(f32::to_bits),
+            one_at_a_time[i % 2].mapv(f32::to_bits),
+            "frame {i}"
+        );
+        done += 1;
+    };
+    let mut stats = Vec::new();
+    for i in 0..60 {
+        let mut rec = gpu.recorder();
+        let out = record(&mut rec, i);
+        if let Some(r) = in_flight.push(i, rec, &[&out]).unwrap() {
+            check(r);
+        }
+        if i == 10 || i == 58 {
+            stats.push(gpu.memory_stats());
+        }
+    }
+    while let Some(r) = in_flight.pop().unwrap() {
+        check(r);
+    }
+    assert_eq!(done, 60);
+    // Steady state: after the first frames no buffer is created, and live memory at the
+    // same point of the cycle of sizes is the same.
+    assert_eq!(
+        stats[0].buffers_created, stats[1].buffers_created,
+        "{stats:?}"
+    );
+    assert_eq!(stats[0].live_bytes, stats[1].live_bytes, "{stats:?}");
 }
