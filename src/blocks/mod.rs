@@ -129,6 +129,29 @@ impl<A: Architecture> Model<A> {
         self.graph.forward(rec, x)
     }
 
+    /// Records the block into `rec`; returns every output (the first is
+    /// [`Model::forward`]'s; a segmentation model's auxiliary output, a backbone's
+    /// intermediate stages), in the order the model documents.
+    pub fn forward_all(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Vec<Tensor>> {
+        self.config.check_input(x.shape())?;
+        self.graph
+            .forward_all(rec, x)?
+            .iter()
+            .map(|v| v.tensor().cloned())
+            .collect()
+    }
+
+    /// The CPU reference of every output ([`Model::forward_all`]).
+    pub fn reference_all(&self, x: ArrayView4<f32>) -> Result<Vec<Array4<f32>>> {
+        let s = x.shape();
+        self.config.check_input([s[0], s[1], s[2], s[3]])?;
+        self.graph
+            .reference_all(x)?
+            .iter()
+            .map(|v| v.tensor().map(|t| t.to_owned()))
+            .collect()
+    }
+
     /// The CPU reference forward, from the reference ops and the unfolded weights.
     pub fn reference(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
         let s = x.shape();

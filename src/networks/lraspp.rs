@@ -3,7 +3,7 @@
 
 use super::append_features;
 use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op};
-use crate::error::{fail_if, positive, Result};
+use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::pool::GlobalPool;
@@ -65,28 +65,9 @@ impl Architecture for LrAsppConfig {
     /// `prefix` as torchvision names them (empty for a whole model's state dict).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let cfg = self;
-        let blocks = cfg.backbone.blocks();
-        // torchvision's stage indices: the stem, every strided block (features index
-        // i + 1), the last convolution; `low` is the fourth from the end.
-        let mut stages = vec![0];
-        stages.extend(
-            blocks
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.stride > 1)
-                .map(|(i, _)| i + 1),
-        );
-        stages.push(blocks.len() + 1);
-        fail_if(stages.len() < 4, "backbone", || {
-            format!("has {} stages, LR-ASPP needs 4", stages.len())
-        })?;
-        let low_index = stages[stages.len() - 4];
-        let low_channels = if low_index == 0 {
-            blocks[0].input_channels
-        } else {
-            blocks[low_index - 1].out_channels
-        };
-        let high_channels = 6 * blocks[blocks.len() - 1].out_channels;
+        let low_index = cfg.backbone.low_stage()?;
+        let low_channels = cfg.backbone.channels_at(low_index);
+        let high_channels = cfg.backbone.channels_at(usize::MAX);
         let (stem, features, last) = cfg.backbone.load_parts(gpu, sd, &key(prefix, "backbone"))?;
         let head = |n: &str| key(prefix, &format!("classifier.{n}"));
         let (inter, classes) = (cfg.inter_channels, cfg.num_classes);

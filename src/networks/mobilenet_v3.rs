@@ -111,6 +111,44 @@ impl MobileNetV3FeaturesConfig {
             .collect()
     }
 
+    /// torchvision's stage indices into `features`: the stem (0), every block whose table
+    /// stride is above 1 (its `_is_cn`; index `i + 1`), the last convolution. The
+    /// segmentation models read the last as their output and the fourth from the end
+    /// (the end of the 1/8-resolution stage) as their low-level or auxiliary input.
+    pub fn stage_indices(&self) -> Vec<usize> {
+        let blocks = self.blocks();
+        let mut stages = vec![0];
+        stages.extend(
+            blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.stride > 1)
+                .map(|(i, _)| i + 1),
+        );
+        stages.push(blocks.len() + 1);
+        stages
+    }
+
+    /// The output channels of `features[index]`.
+    pub fn channels_at(&self, index: usize) -> usize {
+        let blocks = self.blocks();
+        match index {
+            0 => blocks[0].input_channels,
+            i if i <= blocks.len() => blocks[i - 1].out_channels,
+            _ => 6 * blocks[blocks.len() - 1].out_channels,
+        }
+    }
+
+    /// `features[stage_indices()[len - 4]]`: the index of the low-level / auxiliary
+    /// features of the segmentation models.
+    pub(crate) fn low_stage(&self) -> Result<usize> {
+        let stages = self.stage_indices();
+        fail_if(stages.len() < 4, "backbone", || {
+            format!("has {} stages, the segmentation heads need 4", stages.len())
+        })?;
+        Ok(stages[stages.len() - 4])
+    }
+
     /// The stem, the blocks' graphs and the last convolution, loaded under `prefix`
     /// (torchvision's `features` numbering); batch norms eps 0.001.
     pub(crate) fn load_parts(

@@ -1,6 +1,7 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
-//! TFLite) state dicts by name: MobileNetV2 and MobileNetV3 feature extractors,
-//! torchvision's LR-ASPP segmentation model and MediaPipe's selfie segmentation. Each is a
+//! TFLite) state dicts by name: MobileNetV2, MobileNetV3 and ResNet feature extractors,
+//! torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
+//! MobileNetV3, LR-ASPP) and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that reproduces
 //! torchvision's configuration.
@@ -8,11 +9,17 @@
 mod lraspp;
 mod mobilenet_v2;
 mod mobilenet_v3;
+mod resnet;
+mod segmentation;
 mod selfie;
 
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
+pub use resnet::{ResNetConfig, ResNetFeatures};
+pub use segmentation::{
+    SegmentationBackbone, SegmentationConfig, SegmentationHead, SegmentationModel,
+};
 pub use selfie::{SelfieModel, SelfieSegmentation};
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};
