@@ -38,6 +38,7 @@ pub use mobilenet::{
 };
 pub use nodes::ConvBnAct;
 pub use resnet::{Bottleneck, BottleneckConfig};
+pub(crate) use segnet::conv_stack;
 pub use segnet::{SegNetStage, SegNetStageConfig};
 pub use shufflenet::{ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2Unit};
 

@@ -34,7 +34,7 @@ pub type SegNetStage = Model<SegNetStageConfig>;
 
 /// `n` 3x3 convolutions with BN and ReLU, `{prefix}.{i}.0` / `{prefix}.{i}.1`, with
 /// `(in, out)` channels from `widths`, appended to `g` after `x`.
-fn conv_stack(
+pub(crate) fn conv_stack(
     g: &mut Graph,
     x: ValueId,
     (gpu, sd, prefix): (&Gpu, &StateDict, &str),

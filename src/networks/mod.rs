@@ -11,7 +11,9 @@ mod mobilenet_v2;
 mod mobilenet_v3;
 mod resnet;
 mod segmentation;
+mod segnet;
 mod selfie;
+mod unet;
 
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
@@ -20,7 +22,9 @@ pub use resnet::{ResNetConfig, ResNetFeatures};
 pub use segmentation::{
     SegmentationBackbone, SegmentationConfig, SegmentationHead, SegmentationModel,
 };
+pub use segnet::{SegNet, SegNetConfig};
 pub use selfie::{SelfieModel, SelfieSegmentation};
+pub use unet::{UNet, UNetConfig};
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};
 

@@ -1,0 +1,107 @@
+//! The classic segmentation architectures (U-Net, SegNet) against the PyTorch modules of
+//! `tests/golden/make_golden_classic.py`, with the weights `StateDict::synthetic()` makes
+//! up on both sides.
+
+mod common;
+
+use ndarray::Array4;
+use segblocks::networks::{SegNet, SegNetConfig, UNet, UNetConfig};
+use segblocks::{Error, StateDict};
+
+fn golden(name: &str) -> (Array4<f32>, Array4<f32>) {
+    let path = format!(
+        "{}/tests/golden/classic/{name}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let sd = StateDict::load(path).unwrap();
+    let get = |n: &str| {
+        let s: [usize; 4] = sd.tensor(n).unwrap().shape().try_into().unwrap();
+        sd.get4(n, s).unwrap()
+    };
+    (get("x"), get("out"))
+}
+
+/// `max |got - want| / max |want|`.
+fn relative(got: &Array4<f32>, want: &Array4<f32>) -> f32 {
+    assert_eq!(got.shape(), want.shape());
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want.iter())
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    err / scale
+}
+
+fn run<A: segblocks::blocks::Architecture>(
+    name: &str,
+    net: &segblocks::blocks::Model<A>,
+    params: u64,
+    reference: bool,
+) {
+    let gpu = common::gpu();
+    let (x, want) = golden(name);
+    let s = x.shape();
+    assert_eq!(
+        net.summary([s[0], s[1], s[2], s[3]])
+            .unwrap()
+            .total_params(),
+        params,
+        "{name}"
+    );
+    let mut rec = gpu.recorder();
+    let y = net
+        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    let got = rec.download(&y).unwrap();
+    let err = relative(&got, &want);
+    eprintln!("{name}: GPU vs PyTorch relative {err:.1e}");
+    assert!(err < 1e-3, "{name}: {err}");
+    if reference {
+        let err = relative(&net.reference(x.view()).unwrap(), &want);
+        eprintln!("{name}: reference vs PyTorch relative {err:.1e}");
+        assert!(err < 1e-4, "{name}: reference {err}");
+    }
+}
+
+#[test]
+fn unet_matches_pytorch() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let cfg = UNetConfig::new(3, 2).base_channels(16);
+    let net = UNet::load(gpu, cfg, &sd, "").unwrap();
+    run("unet", &net, 1_942_594, false);
+    let cfg = UNetConfig::new(1, 3).base_channels(8).depth(3);
+    let net = UNet::load(gpu, cfg, &sd, "").unwrap();
+    run("unet_depth3", &net, 121_051, true);
+    // milesial's full U-Net: 31,037,698 parameters for 3 channels and 2 classes.
+    let full = UNet::load(gpu, UNetConfig::new(3, 2), &sd, "").unwrap();
+    assert_eq!(
+        full.summary([1, 3, 64, 64]).unwrap().total_params(),
+        31_037_698
+    );
+    // Sizes not divisible by 2^depth are refused by name.
+    assert!(matches!(
+        full.output_shape([1, 3, 60, 64]),
+        Err(Error::InvalidParam { name: "input", .. })
+    ));
+}
+
+#[test]
+fn segnet_matches_pytorch_at_odd_sizes() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let cfg = SegNetConfig::vgg16_bn(3, 4).stages(vec![16, 32, 64, 64, 64], vec![2, 2, 3, 3, 3]);
+    let net = SegNet::load(gpu, cfg, &sd, "").unwrap();
+    run("segnet", &net, 664_852, true);
+    let net = SegNet::load(gpu, SegNetConfig::vgg16_bn(3, 5), &sd, "").unwrap();
+    run("segnet_vgg16", &net, 29_474_949, false);
+    assert!(matches!(
+        net.output_shape([1, 3, 16, 64]),
+        Err(Error::InvalidParam { name: "input", .. })
+    ));
+    let bad = SegNetConfig::vgg16_bn(3, 5).stages(vec![8, 8], vec![2]);
+    assert!(matches!(
+        SegNet::load(gpu, bad, &sd, ""),
+        Err(Error::InvalidParam { name: "convs", .. })
+    ));
+}
