@@ -1,5 +1,5 @@
 //! Channel plumbing and attention: channel shuffle (g = 2) on 232 x 28 x 28, concat of two
-//! 116-channel halves, residual add, and an SE block on 96 x 28 x 28, each next to a plain
+//! 116-channel halves, a 28 x 28 crop of 232 x 34 x 34, residual add, and an SE block on 96 x 28 x 28, each next to a plain
 //! buffer copy of the same feature map on the same adapter in the same run (GB/s from
 //! the bytes each op must move).
 
@@ -34,6 +34,12 @@ fn bench(c: &mut Criterion) {
         bytes,
         |rec, t| channel::concat(rec, &[t, &half]),
     );
+    // FCN's crops: a 28 x 28 window of every plane.
+    let window = segblocks::ops::copy::CropParams2d::new((0, 0), (28, 28));
+    let big = common::input([1, 232, 34, 34]);
+    common::bench_bytes(&mut g, &gpu, "crop_232_34_to_28", &big, bytes, |rec, t| {
+        segblocks::ops::copy::crop(rec, &window, t)
+    });
     let other = gpu.upload(x.view()).unwrap();
     common::bench_bytes(
         &mut g,

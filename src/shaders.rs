@@ -52,6 +52,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("resample_int.wgsl"),
     wgsl!("bilinear_int.wgsl"),
     wgsl!("copy.wgsl"),
+    wgsl!("crop.wgsl"),
     wgsl!("frame_in.wgsl"),
     wgsl!("mask_out.wgsl"),
     wgsl!("composite.wgsl"),

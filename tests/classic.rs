@@ -1,11 +1,11 @@
-//! The classic segmentation architectures (U-Net, SegNet) against the PyTorch modules of
+//! The classic segmentation architectures (U-Net, SegNet, FCN-8s) against the PyTorch modules of
 //! `tests/golden/make_golden_classic.py`, with the weights `StateDict::synthetic()` makes
 //! up on both sides.
 
 mod common;
 
 use ndarray::Array4;
-use segblocks::networks::{SegNet, SegNetConfig, UNet, UNetConfig};
+use segblocks::networks::{Fcn8s, Fcn8sConfig, SegNet, SegNetConfig, UNet, UNetConfig};
 use segblocks::{Error, StateDict};
 
 fn golden(name: &str) -> (Array4<f32>, Array4<f32>) {
@@ -103,5 +103,41 @@ fn segnet_matches_pytorch_at_odd_sizes() {
     assert!(matches!(
         SegNet::load(gpu, bad, &sd, ""),
         Err(Error::InvalidParam { name: "convs", .. })
+    ));
+}
+
+#[test]
+fn fcn8s_matches_pytorch_with_its_crops() {
+    let gpu = common::gpu();
+    let cfg = Fcn8sConfig::new(3).widths([8, 16, 32, 64, 64], 96);
+    let net = Fcn8s::load(gpu, cfg, &StateDict::synthetic(), "").unwrap();
+    run("fcn8s", &net, 544_209, true);
+    // Another size: the crops follow it.
+    assert_eq!(net.output_shape([1, 3, 1, 500]).unwrap(), [1, 3, 1, 500]);
+    assert!(matches!(
+        net.output_shape([1, 4, 32, 32]),
+        Err(Error::ShapeMismatch { name: "input", .. })
+    ));
+}
+
+#[test]
+fn crop_matches_the_reference_and_refuses_windows_outside() {
+    use segblocks::ops::copy::{crop, CropParams2d};
+    let gpu = common::gpu();
+    let x = common::random4(&mut common::rng(9), [2, 3, 11, 13]);
+    let p = CropParams2d::new((3, 5), (7, 6));
+    let mut rec = gpu.recorder();
+    let y = crop(&mut rec, &p, &gpu.upload(x.view()).unwrap()).unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_eq!(got, segblocks::reference::copy::crop(&p, x.view()).unwrap());
+    assert_eq!(got[[1, 2, 0, 0]], x[[1, 2, 3, 5]]);
+    let outside = CropParams2d::new((5, 5), (7, 6));
+    assert!(matches!(
+        outside.output_shape([2, 3, 11, 13]),
+        Err(Error::InvalidParam { name: "offset", .. })
+    ));
+    assert!(matches!(
+        CropParams2d::new((0, 0), (0, 2)).output_shape([1, 1, 4, 4]),
+        Err(Error::InvalidParam { name: "size", .. })
     ));
 }

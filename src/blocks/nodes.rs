@@ -14,6 +14,7 @@ use crate::ops::attention::{SeWeights, SqueezeExcitation, SqueezeExcitationParam
 use crate::ops::channel::{self, elementwise_cost};
 use crate::ops::conv::{Conv2d, Conv2dParams, PackedWeights, ResidualJoin};
 use crate::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
+use crate::ops::copy::CropParams2d;
 use crate::ops::norm::{fold_batch_norm, BatchNorm2dParams};
 use crate::ops::pool::{self, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams};
 use crate::ops::upsample::{self, UpsampleMode, UpsampleParams};
@@ -435,6 +436,8 @@ pub(crate) enum Op {
     ScaleChannels(Activation),
     /// `x * gate(s) + branch` for inputs `(x, s, branch)`.
     ScaleChannelsAdd(Activation),
+    /// The window of the shape input's size at this offset (rows, columns): FCN's crops.
+    CropLike((usize, usize)),
 }
 
 impl Op {
@@ -448,6 +451,16 @@ impl Op {
                     size: Some((s[2], s[3])),
                     scale_factor: None,
                 })
+            }
+            _ => None,
+        })
+    }
+
+    fn crop(&self, inputs: &Inputs<'_, impl Sized>) -> Result<Option<CropParams2d>> {
+        Ok(match self {
+            Op::CropLike(offset) => {
+                let s = inputs.shape(0)?;
+                Some(CropParams2d::new(*offset, (s[2], s[3])))
             }
             _ => None,
         })
@@ -522,6 +535,7 @@ impl Node for Op {
                 same("branch", 2, x)?;
                 vec![x]
             }
+            Op::CropLike(_) => vec![self.crop(inputs)?.expect("crop").output_shape(x)?],
         })
     }
 
@@ -542,6 +556,7 @@ impl Node for Op {
             Op::Activation(_) => elementwise_cost(x, 1),
             Op::ScaleChannels(_) => elementwise_cost(x, 2),
             Op::ScaleChannelsAdd(_) => elementwise_cost(x, 3),
+            Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
         };
         Ok(Cost {
             bytes: full.bytes,
@@ -582,6 +597,10 @@ impl Node for Op {
             Op::ScaleChannels(g) => one(channel::scale_channels(rec, t(0)?, t(1)?, *g)?),
             Op::ScaleChannelsAdd(g) => {
                 one(channel::scale_channels_add(rec, t(0)?, t(1)?, *g, t(2)?)?)
+            }
+            Op::CropLike(_) => {
+                let p = self.crop(inputs)?.expect("crop");
+                one(crate::ops::copy::crop(rec, &p, t(0)?)?)
             }
         }
     }
@@ -624,6 +643,10 @@ impl Node for Op {
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
             Op::ScaleChannels(g) => one(rc::scale_channels(t(0)?, t(1)?, *g)),
             Op::ScaleChannelsAdd(g) => one(rc::scale_channels_add(t(0)?, t(1)?, *g, t(2)?)),
+            Op::CropLike(_) => {
+                let p = self.crop(inputs)?.expect("crop");
+                one(reference::copy::crop(&p, t(0)?)?)
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that reproduces
 //! torchvision's configuration.
 
+mod fcn8s;
 mod lraspp;
 mod mobilenet_v2;
 mod mobilenet_v3;
@@ -15,6 +16,7 @@ mod segnet;
 mod selfie;
 mod unet;
 
+pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod composite;
 pub mod conv;
 pub mod conv_transpose;
+pub mod copy;
 pub mod frame;
 pub mod inverted_residual;
 pub mod norm;

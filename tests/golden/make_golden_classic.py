@@ -15,6 +15,11 @@ make_golden_segmentation.make_up), read by tests/classic.rs.
   next shallower width), then a 3x3 classifier with bias. Names `encoders.{s}.{i}.0/1`,
   `decoders.{s}.{i}.0/1` (deepest stage first), `classifier`.
 
+- FCN-8s (`FCN8s`): wkentaro/pytorch-fcn's module and names (`conv1_1` with padding 100,
+  ceil-mode 2x2 poolings, `fc6` 7x7, `fc7`, `score_fr`, `score_pool4` / `score_pool3`
+  cropped at 5 / 9, `upscore2`, `upscore_pool4`, `upscore8` without bias, the output
+  cropped at 31), widths configurable (the golden is a narrow one).
+
 Each file holds `x` and `out`. Run from the repository root (needs torch, numpy,
 safetensors):
 
@@ -130,6 +135,47 @@ class SegNet(nn.Module):
         return self.classifier(x)
 
 
+class FCN8s(nn.Module):
+    def __init__(self, n_class, widths=(64, 128, 256, 512, 512), fc=4096):
+        super().__init__()
+        cin = 3
+        for s, (w, n) in enumerate(zip(widths, (2, 2, 3, 3, 3))):
+            for i in range(n):
+                pad = 100 if s == 0 and i == 0 else 1
+                setattr(self, f"conv{s + 1}_{i + 1}", nn.Conv2d(cin, w, 3, padding=pad))
+                cin = w
+        self.fc6 = nn.Conv2d(cin, fc, 7)
+        self.fc7 = nn.Conv2d(fc, fc, 1)
+        self.score_fr = nn.Conv2d(fc, n_class, 1)
+        self.score_pool3 = nn.Conv2d(widths[2], n_class, 1)
+        self.score_pool4 = nn.Conv2d(widths[3], n_class, 1)
+        self.upscore2 = nn.ConvTranspose2d(n_class, n_class, 4, stride=2, bias=False)
+        self.upscore8 = nn.ConvTranspose2d(n_class, n_class, 16, stride=8, bias=False)
+        self.upscore_pool4 = nn.ConvTranspose2d(n_class, n_class, 4, stride=2, bias=False)
+
+    def forward(self, x):
+        h = x
+        pools = []
+        for s, n in enumerate((2, 2, 3, 3, 3)):
+            for i in range(n):
+                h = F.relu(getattr(self, f"conv{s + 1}_{i + 1}")(h))
+            h = F.max_pool2d(h, 2, stride=2, ceil_mode=True)
+            pools.append(h)
+        h = F.relu(self.fc6(h))  # dropout: identity in eval
+        h = F.relu(self.fc7(h))
+        h = self.score_fr(h)
+        upscore2 = self.upscore2(h)
+        h = self.score_pool4(pools[3])
+        h = h[:, :, 5:5 + upscore2.size(2), 5:5 + upscore2.size(3)]
+        h = upscore2 + h
+        upscore_pool4 = self.upscore_pool4(h)
+        h = self.score_pool3(pools[2])
+        h = h[:, :, 9:9 + upscore_pool4.size(2), 9:9 + upscore_pool4.size(3)]
+        h = upscore_pool4 + h
+        h = self.upscore8(h)
+        return h[:, :, 31:31 + x.size(2), 31:31 + x.size(3)].contiguous()
+
+
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
@@ -138,6 +184,7 @@ def main():
         ("unet_depth3", UNet(1, 3, base=8, depth=3), [1, 1, 40, 24]),
         ("segnet", SegNet(3, 4, widths=(16, 32, 64, 64, 64)), [2, 3, 40, 52]),
         ("segnet_vgg16", SegNet(3, 5), [1, 3, 64, 96]),
+        ("fcn8s", FCN8s(3, widths=(8, 16, 32, 64, 64), fc=96), [2, 3, 37, 45]),
     ]
     for i, (name, model, shape) in enumerate(cases):
         model = model.eval()
