@@ -38,6 +38,7 @@ pub mod networks;
 pub mod ops;
 pub mod reference;
 pub mod shaders;
+pub mod tiling;
 pub mod traffic;
 pub mod weights;
 
