@@ -54,6 +54,9 @@ pub struct GpuOptions {
     /// place. A file that is truncated, corrupt or not written by segblocks is ignored
     /// (and replaced at the next save).
     pub pipeline_cache_dir: Option<std::path::PathBuf>,
+    /// Whether the profiler may use timestamp queries (default: where the adapter has
+    /// them; `Some(false)` always takes the synchronised fallback).
+    pub timestamp_queries: Option<bool>,
 }
 
 /// `$XDG_CACHE_HOME/segblocks`, else `$HOME/.cache/segblocks` (None without either):
@@ -710,11 +713,17 @@ impl Gpu {
         // Ask for everything the adapter offers, not wgpu's conservative defaults, so large
         // tensors fit in one binding.
         let limits = adapter.limits();
-        let features = if options.cache_dir().is_some() {
-            adapter.features() & wgpu::Features::PIPELINE_CACHE
-        } else {
+        // Timestamps for the profiler where the adapter has them; the pipeline cache
+        // when one is asked for.
+        let mut wanted = if options.timestamp_queries == Some(false) {
             wgpu::Features::empty()
+        } else {
+            wgpu::Features::TIMESTAMP_QUERY
         };
+        if options.cache_dir().is_some() {
+            wanted |= wgpu::Features::PIPELINE_CACHE;
+        }
+        let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("segblocks"),
@@ -1105,6 +1114,7 @@ impl Gpu {
             reused: 0,
             dispatches: 0,
             planned: None,
+            profiling: None,
         }
     }
 
@@ -1398,7 +1408,20 @@ pub struct Recorder<'g> {
     /// Planning only ([`Gpu::prepare`]): the pipelines the recorded ops need, and no
     /// pipeline, bind group or dispatch.
     planned: Option<Vec<PipelineKey>>,
+    /// Profiling ([`Recorder::enable_profiling`]).
+    profiling: Option<Profiling>,
 }
+
+/// A profiled recording's state: timestamp query sets (two queries a dispatch), or host
+/// times of synchronised dispatches; and which traffic entries are dispatches.
+struct Profiling {
+    sets: Vec<wgpu::QuerySet>,
+    host_ms: Vec<f64>,
+    dispatch_entries: Vec<usize>,
+}
+
+/// Queries per timestamp query set (128 dispatches).
+const QUERIES_PER_SET: u32 = 256;
 
 impl Drop for Recorder<'_> {
     /// A recording dropped without being submitted: its outputs never get data, and
@@ -1571,12 +1594,31 @@ impl<'g> Recorder<'g> {
         let pipeline = self.gpu.pipeline(launch.file, &launch.constants)?;
         let (gx, gy) = self.gpu.grid(launch.workgroups)?;
         let (bind_group, uniform) = self.bind(launch, &pipeline, &buffers)?;
-        if self.pass.is_none() {
-            let pass = self
-                .encoder()
+        // Profiled with timestamps: each dispatch in a pass of its own, timed at its
+        // begin and end.
+        let timed = self.timestamp_slot();
+        if timed.is_some() || self.pass.is_none() {
+            self.pass = None;
+            let profiling = self.profiling.as_ref();
+            let writes = timed.and_then(|(set, index)| {
+                profiling.map(|p| wgpu::ComputePassTimestampWrites {
+                    query_set: &p.sets[set],
+                    beginning_of_pass_write_index: Some(index),
+                    end_of_pass_write_index: Some(index + 1),
+                })
+            });
+            let encoder = self.encoder.get_or_insert_with(|| {
+                self.gpu
+                    .inner
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("segblocks"),
+                    })
+            });
+            let pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("segblocks"),
-                    timestamp_writes: None,
+                    timestamp_writes: writes,
                 })
                 .forget_lifetime();
             self.pass = Some(pass);
@@ -1585,13 +1627,236 @@ impl<'g> Recorder<'g> {
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
+        if timed.is_some() {
+            self.pass = None;
+        }
         self.hold(&uniform);
         for b in buffers.into_iter().flatten() {
             self.hold(b);
         }
         self.dispatches += 1;
+        if let Some(p) = &mut self.profiling {
+            p.dispatch_entries.push(self.traffic.len());
+        }
         self.note_traffic(launch.file, read, written);
+        if self.profiling.as_ref().is_some_and(|p| p.sets.is_empty()) {
+            let ms = self.synchronise()?;
+            if let Some(p) = &mut self.profiling {
+                p.host_ms.push(ms);
+            }
+        }
         Ok(())
+    }
+
+    /// Profiles this recording ([`Recorder::profile`] returns the times): with timestamp
+    /// queries where the device has them, else by submitting and waiting after every
+    /// dispatch (the labelled fallback, [`ProfileMethod::Synchronised`](crate::profile::ProfileMethod)).
+    /// Profiling changes how the work is submitted, not what it computes; call it before
+    /// recording anything.
+    pub fn enable_profiling(&mut self) -> Result<()> {
+        if self.dispatches > 0 {
+            return Err(Error::InvalidParam {
+                name: "profiling",
+                reason: format!(
+                    "must be enabled before anything is recorded; {} dispatches already are",
+                    self.dispatches
+                ),
+            });
+        }
+        let timestamps = self
+            .gpu
+            .inner
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY);
+        self.profiling = Some(Profiling {
+            sets: Vec::new(),
+            host_ms: Vec::new(),
+            dispatch_entries: Vec::new(),
+        });
+        if timestamps {
+            // The first set now: its presence marks the timestamp method.
+            let set = self.new_query_set()?;
+            if let Some(p) = &mut self.profiling {
+                p.sets.push(set);
+            }
+        }
+        Ok(())
+    }
+
+    fn new_query_set(&self) -> Result<wgpu::QuerySet> {
+        let device = &self.gpu.inner.device;
+        self.gpu.scoped(|| {
+            device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("segblocks profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: QUERIES_PER_SET,
+            })
+        })
+    }
+
+    /// The query set and first query index of the next dispatch, when profiling with
+    /// timestamps (a new set when the last is full).
+    fn timestamp_slot(&mut self) -> Option<(usize, u32)> {
+        let p = self.profiling.as_ref()?;
+        if p.sets.is_empty() {
+            return None;
+        }
+        let k = p.dispatch_entries.len() as u32;
+        let (set, index) = (
+            (k / (QUERIES_PER_SET / 2)) as usize,
+            2 * (k % (QUERIES_PER_SET / 2)),
+        );
+        if set == p.sets.len() {
+            let new = self.new_query_set().ok()?;
+            self.profiling.as_mut()?.sets.push(new);
+        }
+        Some((set, index))
+    }
+
+    /// The fallback: submits what is recorded and waits; returns the host time in ms.
+    fn synchronise(&mut self) -> Result<f64> {
+        self.pass = None;
+        let Some(encoder) = self.encoder.take() else {
+            return Ok(0.0);
+        };
+        let inner = &self.gpu.inner;
+        let start = std::time::Instant::now();
+        let index = self.gpu.scoped(|| inner.queue.submit([encoder.finish()]))?;
+        inner
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// Submits the profiled recording, waits, and returns each dispatch's time
+    /// ([`Recorder::enable_profiling`] first). The recording's outputs are then ready to
+    /// read ([`Gpu::download`]).
+    pub fn profile(mut self) -> Result<crate::profile::Profile> {
+        use crate::profile::{Profile, ProfileMethod};
+        let Some(profiling) = self.profiling.take() else {
+            return Err(Error::InvalidParam {
+                name: "profiling",
+                reason: "call enable_profiling before recording".into(),
+            });
+        };
+        let n = profiling.dispatch_entries.len();
+        let inner = self.gpu.inner.clone();
+        if profiling.sets.is_empty() {
+            // Every dispatch was submitted and timed as it was recorded; what remains
+            // (copies) is submitted here.
+            self.synchronise()?;
+            self.settle(true);
+            let dispatches = Self::profiled(
+                &self.traffic,
+                &profiling.dispatch_entries,
+                profiling.host_ms,
+            );
+            let wall_ms = dispatches.iter().map(|d| d.ms).sum();
+            return Ok(Profile {
+                method: ProfileMethod::Synchronised,
+                dispatches,
+                wall_ms,
+            });
+        }
+        {
+            // Resolve every set into one buffer, then read it back.
+            let bytes = u64::from(QUERIES_PER_SET) * 8;
+            let total = bytes * profiling.sets.len() as u64;
+            let (resolve, readback) = self.gpu.scoped(|| {
+                let make = |usage| {
+                    inner.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("segblocks profile"),
+                        size: total,
+                        usage,
+                        mapped_at_creation: false,
+                    })
+                };
+                (
+                    make(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+                    make(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+                )
+            })?;
+            self.pass = None;
+            let encoder = self.encoder();
+            for (i, set) in profiling.sets.iter().enumerate() {
+                let used = (2 * n as u32)
+                    .saturating_sub(i as u32 * QUERIES_PER_SET)
+                    .min(QUERIES_PER_SET);
+                if used > 0 {
+                    encoder.resolve_query_set(set, 0..used, &resolve, i as u64 * bytes);
+                }
+            }
+            encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, total);
+            let traffic = std::mem::take(&mut self.traffic);
+            let start = std::time::Instant::now();
+            let index = self.finish()?;
+            inner
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            let wall = start.elapsed().as_secs_f64() * 1e3;
+            let (tx, rx) = std::sync::mpsc::channel();
+            readback.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+            let _ = inner.device.poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            });
+            rx.recv()
+                .map_err(|e| Error::Readback(e.to_string()))?
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            let ticks: Vec<u64> = {
+                let view = readback
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Readback(e.to_string()))?;
+                bytemuck::cast_slice(&view).to_vec()
+            };
+            readback.unmap();
+            let period = f64::from(inner.queue.get_timestamp_period());
+            let ms = (0..n)
+                .map(|k| {
+                    let at = (k / (QUERIES_PER_SET as usize / 2)) * QUERIES_PER_SET as usize
+                        + 2 * (k % (QUERIES_PER_SET as usize / 2));
+                    ticks[at + 1].saturating_sub(ticks[at]) as f64 * period / 1e6
+                })
+                .collect();
+            Ok(Profile {
+                method: ProfileMethod::Timestamps,
+                dispatches: Self::profiled(&traffic, &profiling.dispatch_entries, ms),
+                wall_ms: wall,
+            })
+        }
+    }
+
+    fn profiled(
+        traffic: &[DispatchTraffic],
+        entries: &[usize],
+        ms: Vec<f64>,
+    ) -> Vec<crate::profile::DispatchProfile> {
+        entries
+            .iter()
+            .zip(ms)
+            .map(|(&i, ms)| {
+                let t = &traffic[i];
+                crate::profile::DispatchProfile {
+                    kernel: t.kernel,
+                    layer: t.layer.clone(),
+                    read: t.read,
+                    written: t.written,
+                    ms,
+                }
+            })
+            .collect()
     }
 
     fn note_traffic(&mut self, kernel: &'static str, read: u64, written: u64) {

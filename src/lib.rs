@@ -36,6 +36,7 @@ pub mod gpu;
 pub mod launch;
 pub mod networks;
 pub mod ops;
+pub mod profile;
 pub mod reference;
 pub mod shaders;
 pub mod tiling;

@@ -1,0 +1,82 @@
+//! End-to-end latency of the segmentation networks of issue 16, one submission per
+//! forward including the input upload and the output readback, with made-up weights
+//! (speed does not depend on their values): torchvision's `fcn_resnet50` and
+//! `deeplabv3_resnet50` at 1 x 3 x 224 x 224 (21 classes; 512 is too slow for lavapipe),
+//! `deeplabv3_mobilenet_v3_large` at 1 x 3 x 512 x 512, and U-Net (milesial's, 2 classes),
+//! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes) at 1 x 3 x 224 x 224.
+//! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
+//! `benches/torch_segmentation.py` times the same networks in PyTorch on the CPU; run both
+//! in one session and compare ratios.
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use segblocks::blocks::{Architecture, Model};
+use segblocks::networks::{
+    Fcn8s, Fcn8sConfig, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, UNet,
+    UNetConfig,
+};
+use segblocks::{Gpu, StateDict};
+
+fn time<A: Architecture>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    gpu: &Gpu,
+    name: &str,
+    net: &Model<A>,
+    shape: [usize; 4],
+) {
+    let summary = net.summary(shape).unwrap();
+    eprintln!(
+        "{name}: {:.1} M parameters, {:.2} GMACs at {shape:?}",
+        summary.total_params() as f64 / 1e6,
+        summary.total_macs() as f64 / 1e9
+    );
+    let x = common::input(shape);
+    g.throughput(Throughput::Elements(2 * summary.total_macs()));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let xt = gpu.upload(x.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let y = net.forward(&mut rec, &xt).unwrap();
+            rec.download(&y).unwrap()
+        })
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    let gpu = common::gpu();
+    let mut g = common::group(c, "segmentation");
+    g.measurement_time(std::time::Duration::from_secs(5));
+    let sd = StateDict::synthetic();
+    let small = [1, 3, 224, 224];
+    let cases = [
+        ("fcn_resnet50_224", SegmentationConfig::fcn_resnet50(21)),
+        (
+            "deeplabv3_resnet50_224",
+            SegmentationConfig::deeplabv3_resnet50(21),
+        ),
+    ];
+    for (name, cfg) in cases {
+        let net = SegmentationModel::load(&gpu, cfg, &sd, "").unwrap();
+        time(&mut g, &gpu, name, &net, small);
+    }
+    let cfg = SegmentationConfig::deeplabv3_mobilenet_v3_large(21);
+    let net = SegmentationModel::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "deeplabv3_mobilenet_v3_large_512",
+        &net,
+        [1, 3, 512, 512],
+    );
+    let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "").unwrap();
+    time(&mut g, &gpu, "unet_224", &net, small);
+    let net = SegNet::load(&gpu, SegNetConfig::vgg16_bn(3, 21), &sd, "").unwrap();
+    time(&mut g, &gpu, "segnet_vgg16_bn_224", &net, small);
+    let net = Fcn8s::load(&gpu, Fcn8sConfig::new(21), &sd, "").unwrap();
+    time(&mut g, &gpu, "fcn8s_224", &net, small);
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""PyTorch CPU (2 threads) peer of benches/segmentation.rs: the same networks at the same
+sizes, same rule (a fresh input per call, the output read back), median of 7 calls after
+2 warm-ups, in ms. The U-Net, SegNet and FCN-8s modules are the golden script's
+(tests/golden/make_golden_classic.py). Usage, from the repository root:
+
+    /path/to/venv/bin/python benches/torch_segmentation.py
+"""
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torchvision.models import segmentation as seg
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden"))
+from make_golden_classic import FCN8s, SegNet, UNet  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+def bench(name, net, shape, reps=7):
+    xs = [torch.randn(*shape) for _ in range(reps + 2)]
+    with torch.no_grad():
+        for x in xs[:2]:
+            float(net(x).sum())
+        ts = []
+        for x in xs[2:]:
+            t = time.perf_counter()
+            float(net(x).sum())
+            ts.append((time.perf_counter() - t) * 1e3)
+    print(f"{name} {statistics.median(ts):.1f} ms", flush=True)
+
+
+def out(m):
+    return lambda x: m(x)["out"]
+
+
+small = (1, 3, 224, 224)
+bench("fcn_resnet50_224", out(seg.fcn_resnet50(weights=None, weights_backbone=None).eval()), small)
+bench("deeplabv3_resnet50_224",
+      out(seg.deeplabv3_resnet50(weights=None, weights_backbone=None).eval()), small)
+bench("deeplabv3_mobilenet_v3_large_512",
+      out(seg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None).eval()),
+      (1, 3, 512, 512))
+bench("unet_224", UNet(3, 2).eval(), small)
+bench("segnet_vgg16_bn_224", SegNet(3, 21).eval(), small)
+bench("fcn8s_224", FCN8s(21).eval(), small)
