@@ -1,9 +1,9 @@
 //! End-to-end latency of the segmentation networks of issue 16, one submission per
 //! forward including the input upload and the output readback, with made-up weights
 //! (speed does not depend on their values): torchvision's `fcn_resnet50` and
-//! `deeplabv3_resnet50` at 1 x 3 x 224 x 224 (21 classes; 512 is too slow for lavapipe),
-//! `deeplabv3_mobilenet_v3_large` at 1 x 3 x 512 x 512, and U-Net (milesial's, 2 classes),
-//! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes) at 1 x 3 x 224 x 224.
+//! `deeplabv3_resnet50` at 1 x 3 x 160 x 160 (21 classes; 512 is too slow for lavapipe: fcn_resnet50 takes 15 s at 224 there),
+//! `deeplabv3_mobilenet_v3_large` at 1 x 3 x 256 x 256, and U-Net (milesial's, 2 classes),
+//! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes) at 1 x 3 x 160 x 160.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
 //! `benches/torch_segmentation.py` times the same networks in PyTorch on the CPU; run both
 //! in one session and compare ratios.
@@ -46,13 +46,16 @@ fn time<A: Architecture>(
 fn bench(c: &mut Criterion) {
     let gpu = common::gpu();
     let mut g = common::group(c, "segmentation");
+    // One forward per sample (seconds each on lavapipe): criterion's linear sampling would
+    // run 55.
+    g.sampling_mode(criterion::SamplingMode::Flat);
     g.measurement_time(std::time::Duration::from_secs(5));
     let sd = StateDict::synthetic();
-    let small = [1, 3, 224, 224];
+    let small = [1, 3, 160, 160];
     let cases = [
-        ("fcn_resnet50_224", SegmentationConfig::fcn_resnet50(21)),
+        ("fcn_resnet50_160", SegmentationConfig::fcn_resnet50(21)),
         (
-            "deeplabv3_resnet50_224",
+            "deeplabv3_resnet50_160",
             SegmentationConfig::deeplabv3_resnet50(21),
         ),
     ];
@@ -65,16 +68,16 @@ fn bench(c: &mut Criterion) {
     time(
         &mut g,
         &gpu,
-        "deeplabv3_mobilenet_v3_large_512",
+        "deeplabv3_mobilenet_v3_large_256",
         &net,
-        [1, 3, 512, 512],
+        [1, 3, 256, 256],
     );
     let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "").unwrap();
-    time(&mut g, &gpu, "unet_224", &net, small);
+    time(&mut g, &gpu, "unet_160", &net, small);
     let net = SegNet::load(&gpu, SegNetConfig::vgg16_bn(3, 21), &sd, "").unwrap();
-    time(&mut g, &gpu, "segnet_vgg16_bn_224", &net, small);
+    time(&mut g, &gpu, "segnet_vgg16_bn_160", &net, small);
     let net = Fcn8s::load(&gpu, Fcn8sConfig::new(21), &sd, "").unwrap();
-    time(&mut g, &gpu, "fcn8s_224", &net, small);
+    time(&mut g, &gpu, "fcn8s_160", &net, small);
     g.finish();
 }
 

@@ -37,13 +37,13 @@ def out(m):
     return lambda x: m(x)["out"]
 
 
-small = (1, 3, 224, 224)
-bench("fcn_resnet50_224", out(seg.fcn_resnet50(weights=None, weights_backbone=None).eval()), small)
-bench("deeplabv3_resnet50_224",
+small = (1, 3, 160, 160)
+bench("fcn_resnet50_160", out(seg.fcn_resnet50(weights=None, weights_backbone=None).eval()), small)
+bench("deeplabv3_resnet50_160",
       out(seg.deeplabv3_resnet50(weights=None, weights_backbone=None).eval()), small)
-bench("deeplabv3_mobilenet_v3_large_512",
+bench("deeplabv3_mobilenet_v3_large_256",
       out(seg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None).eval()),
-      (1, 3, 512, 512))
-bench("unet_224", UNet(3, 2).eval(), small)
-bench("segnet_vgg16_bn_224", SegNet(3, 21).eval(), small)
-bench("fcn8s_224", FCN8s(21).eval(), small)
+      (1, 3, 256, 256))
+bench("unet_160", UNet(3, 2).eval(), small)
+bench("segnet_vgg16_bn_160", SegNet(3, 21).eval(), small)
+bench("fcn8s_160", FCN8s(21).eval(), small)

@@ -32,23 +32,6 @@ use segblocks::{FramesInFlight, Gpu, GpuOptions, Recorder, StateDict, Tensor};
 
 type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// The converted weights of `model`.
-fn weights(model: SelfieModel) -> String {
-    format!(
-        "{}/models/selfie_segmentation/{}",
-        env!("CARGO_MANIFEST_DIR"),
-        model.weights_file()
-    )
-}
-
-/// `--model square|landscape`.
-fn parse_model(name: &str) -> AnyResult<SelfieModel> {
-    match name {
-        "square" => Ok(SelfieModel::Square),
-        "landscape" => Ok(SelfieModel::Landscape),
-        other => Err(format!("--model is square or landscape, got {other:?}").into()),
-    }
-}
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/astronaut.png");
 
 struct Options {
@@ -81,7 +64,7 @@ fn options() -> AnyResult<Option<Options>> {
             "--out" => o.out = value("--out", &mut args)?.into(),
             "--depth" => o.depth = value("--depth", &mut args)?.parse()?,
             "--sigma" => o.sigma = value("--sigma", &mut args)?.parse()?,
-            "--model" => o.model = parse_model(&value("--model", &mut args)?)?,
+            "--model" => o.model = value("--model", &mut args)?.parse()?,
             "--no-write" => o.write = false,
             "-h" | "--help" => {
                 println!(
@@ -194,7 +177,12 @@ fn main() -> AnyResult<()> {
         frames[0].width(),
         frames[0].height()
     );
-    let net = SelfieSegmentation::load(&gpu, o.model, &StateDict::load(weights(o.model))?, "")?;
+    let net = SelfieSegmentation::load(
+        &gpu,
+        o.model,
+        &StateDict::load(o.model.bundled_weights())?,
+        "",
+    )?;
     let compositor = Compositor::new(&gpu, Background::blur(o.sigma))?;
     let parts = (&net, &compositor);
 

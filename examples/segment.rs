@@ -33,24 +33,6 @@ use segblocks::{Gpu, GpuOptions, StateDict};
 
 type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// The converted weights of `model`.
-fn weights(model: SelfieModel) -> String {
-    format!(
-        "{}/models/selfie_segmentation/{}",
-        env!("CARGO_MANIFEST_DIR"),
-        model.weights_file()
-    )
-}
-
-/// `--model square|landscape`.
-fn parse_model(name: &str) -> AnyResult<SelfieModel> {
-    match name {
-        "square" => Ok(SelfieModel::Square),
-        "landscape" => Ok(SelfieModel::Landscape),
-        other => Err(format!("--model is square or landscape, got {other:?}").into()),
-    }
-}
-
 fn main() -> AnyResult<()> {
     let process_start = Instant::now();
     let mut input = PathBuf::from(concat!(
@@ -64,7 +46,7 @@ fn main() -> AnyResult<()> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--out" => out_dir = args.next().ok_or("--out needs a directory")?.into(),
-            "--model" => model = parse_model(&args.next().ok_or("--model needs a name")?)?,
+            "--model" => model = args.next().ok_or("--model needs a name")?.parse()?,
             "--profile" => profile = true,
             "-h" | "--help" => {
                 println!(
@@ -95,7 +77,8 @@ fn main() -> AnyResult<()> {
         gpu.adapter_info().backend
     );
     let device_ready = process_start.elapsed();
-    let net = SelfieSegmentation::load(&gpu, model, &StateDict::load(weights(model))?, "")?;
+    let net =
+        SelfieSegmentation::load(&gpu, model, &StateDict::load(model.bundled_weights())?, "")?;
     let model_ready = process_start.elapsed();
     let summary = net.summary([1, 3, side_h, side_w])?;
     println!(

@@ -75,6 +75,13 @@ fn main(inv: Invocation) {
                     }
                 }
                 for (var kx = 0u; kx < KW; kx++) {
+                    // A column tap whose every pixel reads zero padding adds nothing
+                    // (dilated convolutions on small maps: most of ASPP's taps).
+                    let first = ix0 + i32(kx * DW);
+                    let last = first + i32((PX - 1u) * SW);
+                    if (PAD_MODE == 0u && (last < 0 || first >= i32(p.w))) {
+                        continue;
+                    }
                     for (var j = 0u; j < PX; j++) {
                         if (ROWBUF == 1u) {
                             xs[j] = row[j * SW + kx * DW];

@@ -659,6 +659,28 @@ impl Drop for Inner {
     }
 }
 
+/// `buffer` as rows `bytes_per_row` apart holding mip level 0 of a 2-D `texture`, and the
+/// texture's extent (one layer).
+fn texture_rows<'a>(
+    buffer: &'a wgpu::Buffer,
+    bytes_per_row: u32,
+    texture: &wgpu::Texture,
+) -> (wgpu::TexelCopyBufferInfo<'a>, wgpu::Extent3d) {
+    let rows = wgpu::TexelCopyBufferInfo {
+        buffer,
+        layout: wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(bytes_per_row),
+            rows_per_image: None,
+        },
+    };
+    let extent = wgpu::Extent3d {
+        depth_or_array_layers: 1,
+        ..texture.size()
+    };
+    (rows, extent)
+}
+
 /// The GPU context: device, queue, pipeline cache and buffer pool.
 ///
 /// Cheap to clone; all clones share the same device and caches.
@@ -1998,24 +2020,11 @@ impl<'g> Recorder<'g> {
         bytes_per_row: u32,
     ) -> Result<()> {
         check_owner(dst.gpu_id, self.gpu, "destination")?;
-        let size = texture.size();
-        self.encoder().copy_texture_to_buffer(
-            texture.as_image_copy(),
-            wgpu::TexelCopyBufferInfo {
-                buffer: &dst.buffer,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(bytes_per_row),
-                    rows_per_image: None,
-                },
-            },
-            wgpu::Extent3d {
-                depth_or_array_layers: 1,
-                ..size
-            },
-        );
+        let (rows, extent) = texture_rows(&dst.buffer, bytes_per_row, texture);
+        self.encoder()
+            .copy_texture_to_buffer(texture.as_image_copy(), rows, extent);
         self.hold(dst);
-        let bytes = u64::from(bytes_per_row) * u64::from(size.height);
+        let bytes = u64::from(bytes_per_row) * u64::from(extent.height);
         self.note_traffic("copy", bytes, bytes);
         Ok(())
     }
@@ -2030,24 +2039,11 @@ impl<'g> Recorder<'g> {
     ) -> Result<()> {
         check_owner(src.gpu_id, self.gpu, "source")?;
         self.check_written(src, "source")?;
-        let size = texture.size();
-        self.encoder().copy_buffer_to_texture(
-            wgpu::TexelCopyBufferInfo {
-                buffer: &src.buffer,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(bytes_per_row),
-                    rows_per_image: None,
-                },
-            },
-            texture.as_image_copy(),
-            wgpu::Extent3d {
-                depth_or_array_layers: 1,
-                ..size
-            },
-        );
+        let (rows, extent) = texture_rows(&src.buffer, bytes_per_row, texture);
+        self.encoder()
+            .copy_buffer_to_texture(rows, texture.as_image_copy(), extent);
         self.hold(src);
-        let bytes = u64::from(bytes_per_row) * u64::from(size.height);
+        let bytes = u64::from(bytes_per_row) * u64::from(extent.height);
         self.note_traffic("copy", bytes, bytes);
         Ok(())
     }

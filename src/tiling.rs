@@ -65,18 +65,6 @@ impl TileParams {
         }
     }
 
-    /// Sets the blending.
-    pub fn blend(mut self, blend: Blend) -> Self {
-        self.blend = blend;
-        self
-    }
-
-    /// Sets the tiles per pass.
-    pub fn batch(mut self, batch: usize) -> Self {
-        self.batch = batch;
-        self
-    }
-
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
         let (t, o) = (self.tile, self.overlap);
@@ -152,6 +140,13 @@ impl TileParams {
         }
     }
 }
+
+crate::ops::setters!(TileParams {
+    /// Sets the blending.
+    blend: Blend,
+    /// Sets the tiles per pass.
+    batch: usize,
+});
 
 /// Runs `model` over `image` (`[N, C, H, W]` on the host, any size) in overlapping tiles
 /// and blends their outputs: the `[N, K, H, W]` output the untiled forward would give

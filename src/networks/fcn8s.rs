@@ -13,7 +13,7 @@
 //! their store: each skip is one crop and one convolution.
 
 use crate::blocks::{Architecture, ConvBnAct, ConvTransposeNode, Graph, Model, Op};
-use crate::error::{fail_if, positive, Error, Result};
+use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::conv_transpose::ConvTranspose2dParams;
@@ -139,15 +139,6 @@ impl Architecture for Fcn8sConfig {
 
     /// Checks an input shape: 3 channels.
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
-        if input[1] != 3 {
-            return Err(Error::ShapeMismatch {
-                name: "input",
-                expected: vec![input[0], 3, input[2], input[3]],
-                actual: input.to_vec(),
-            });
-        }
-        fail_if(input.contains(&0), "input", || {
-            format!("must not be empty, got {input:?}")
-        })
+        crate::ops::check_channels(input, 3)
     }
 }

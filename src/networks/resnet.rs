@@ -45,12 +45,6 @@ impl ResNetConfig {
         }
     }
 
-    /// Sets `replace_stride_with_dilation`.
-    pub fn replace_stride_with_dilation(mut self, dilate: [bool; 3]) -> Self {
-        self.replace_stride_with_dilation = dilate;
-        self
-    }
-
     /// Sets the groups and the width per group (ResNeXt).
     pub fn groups(mut self, groups: usize, width_per_group: usize) -> Self {
         self.groups = groups;
@@ -128,6 +122,11 @@ impl ResNetConfig {
         Ok([outs[0], outs[1], outs[2], outs[3]])
     }
 }
+
+crate::ops::setters!(ResNetConfig {
+    /// Sets `replace_stride_with_dilation`.
+    replace_stride_with_dilation: [bool; 3],
+});
 
 /// torchvision's ResNet without its pooling and classifier: input `[N, 3, H, W]`, output
 /// `layer4`'s `[N, 2048, H / s, W / s]` (`s` 32, or 8 with the segmentation models'

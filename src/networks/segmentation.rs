@@ -117,13 +117,12 @@ impl SegmentationConfig {
             aux_loss: false,
         }
     }
-
-    /// Sets `aux_loss` (torchvision's pretrained weights have the auxiliary head).
-    pub fn aux_loss(mut self, aux_loss: bool) -> Self {
-        self.aux_loss = aux_loss;
-        self
-    }
 }
+
+crate::ops::setters!(SegmentationConfig {
+    /// Sets `aux_loss` (torchvision's pretrained weights have the auxiliary head).
+    aux_loss: bool,
+});
 
 /// A torchvision segmentation model for inference: input `[N, 3, H, W]` normalised as
 /// torchvision's weights expect ([`Normalize::IMAGENET`](crate::ops::frame::Normalize)),

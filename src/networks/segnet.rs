@@ -6,7 +6,7 @@
 //! `tests/golden/make_golden_classic.py`; the indices never leave the GPU.
 
 use crate::blocks::{conv_stack, Architecture, ConvBnAct, Graph, Model, Op};
-use crate::error::{fail_if, positive, Error, Result};
+use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::pool::{MaxPool2dParams, MaxUnpool2dParams};
@@ -126,18 +126,10 @@ impl Architecture for SegNetConfig {
     /// Checks an input shape: `in_channels` channels, height and width at least
     /// `2^stages` (every pooling keeps a row and a column).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
-        if input[1] != self.in_channels {
-            return Err(Error::ShapeMismatch {
-                name: "input",
-                expected: vec![input[0], self.in_channels, input[2], input[3]],
-                actual: input.to_vec(),
-            });
-        }
+        crate::ops::check_channels(input, self.in_channels)?;
         let least = 1usize << self.widths.len();
-        fail_if(
-            input[0] == 0 || input[2] < least || input[3] < least,
-            "input",
-            || format!("height and width must be at least 2^stages = {least}, got {input:?}"),
-        )
+        fail_if(input[2] < least || input[3] < least, "input", || {
+            format!("height and width must be at least 2^stages = {least}, got {input:?}")
+        })
     }
 }

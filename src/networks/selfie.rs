@@ -221,11 +221,34 @@ impl SelfieModel {
         }
     }
 
+    /// The converted weights shipped with the crate (`models/selfie_segmentation/`).
+    pub fn bundled_weights(&self) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/selfie_segmentation")
+            .join(self.weights_file())
+    }
+
     /// The name of the last layer (the transposed convolution) in the converted file.
     fn last_layer(&self) -> &'static str {
         match self {
             SelfieModel::Square => "segment",
             SelfieModel::Landscape => "conv2d_transpose",
+        }
+    }
+}
+
+impl std::str::FromStr for SelfieModel {
+    type Err = Error;
+
+    /// `square` or `landscape`.
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "square" => Ok(SelfieModel::Square),
+            "landscape" => Ok(SelfieModel::Landscape),
+            other => Err(crate::error::invalid(
+                "model",
+                format!("square or landscape, got {other:?}"),
+            )),
         }
     }
 }

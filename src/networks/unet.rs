@@ -9,11 +9,12 @@
 use crate::blocks::{
     conv_bn, Architecture, ConvBnAct, ConvTransposeNode, Graph, Model, Op, ValueId,
 };
-use crate::error::{fail_if, positive, Error, Result};
+use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::conv_transpose::ConvTranspose2dParams;
 use crate::ops::pool::MaxPool2dParams;
+use crate::ops::setters;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
@@ -40,19 +41,14 @@ impl UNetConfig {
             depth: 4,
         }
     }
-
-    /// Sets the base width.
-    pub fn base_channels(mut self, base_channels: usize) -> Self {
-        self.base_channels = base_channels;
-        self
-    }
-
-    /// Sets the depth.
-    pub fn depth(mut self, depth: usize) -> Self {
-        self.depth = depth;
-        self
-    }
 }
+
+setters!(UNetConfig {
+    /// Sets the base width.
+    base_channels: usize,
+    /// Sets the depth.
+    depth: usize,
+});
 
 /// A U-Net for inference: input `[N, in_channels, H, W]` with H and W divisible by
 /// `2^depth`, output the class logits `[N, num_classes, H, W]`.
@@ -142,20 +138,10 @@ impl Architecture for UNetConfig {
     /// Checks an input shape: `in_channels` channels, height and width divisible by
     /// `2^depth`.
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
-        if input[1] != self.in_channels {
-            return Err(Error::ShapeMismatch {
-                name: "input",
-                expected: vec![input[0], self.in_channels, input[2], input[3]],
-                actual: input.to_vec(),
-            });
-        }
+        crate::ops::check_channels(input, self.in_channels)?;
         let step = 1usize << self.depth;
         fail_if(
-            input[0] == 0
-                || input[2] == 0
-                || input[3] == 0
-                || !input[2].is_multiple_of(step)
-                || !input[3].is_multiple_of(step),
+            !input[2].is_multiple_of(step) || !input[3].is_multiple_of(step),
             "input",
             || {
                 format!(

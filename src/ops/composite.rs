@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ndarray::{Array1, Array4};
 
 use super::conv::{Conv2d, Conv2dParams, PaddingMode};
-use super::frame::{FrameLayout, FrameParams, MaskParams, PixelFormat, Threshold};
+use super::frame::{FrameLayout, FrameParams, MaskParams, PixelFormat};
 use crate::error::{fail_if, Result};
 use crate::gpu::{Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{read, read_opt, specialize, uniform, write, Args, Kernel, KernelInfo, Launch};
@@ -233,11 +233,7 @@ impl Compositor {
         let rect = mask
             .fit
             .content_rect((mh, mw), (layout.height, layout.width));
-        let (mode, threshold, feather) = match mask.threshold {
-            Threshold::None => (0, 0.0, 0.0),
-            Threshold::Step(t) => (1, t, 0.0),
-            Threshold::Smooth { threshold, feather } => (2, threshold, feather),
-        };
+        let (mode, threshold, feather) = mask.threshold.parts();
         let (bg_h, bg_w) = blurred
             .as_ref()
             .map_or((1, 1), |b| (b.shape()[2], b.shape()[3]));

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use super::Cost;
+use super::{setters, Cost};
 use crate::error::{fail_if, invalid, Error, Result};
 use crate::gpu::{PooledBuffer, Recorder, Tensor};
 use crate::launch::{read, specialize, uniform, write, Args, Kernel, KernelInfo, Launch};
@@ -280,18 +280,6 @@ impl FrameParams {
             fit: Fit::Stretch,
             normalize: Normalize::UNIT,
         }
-    }
-
-    /// Sets the fit.
-    pub fn fit(mut self, fit: Fit) -> Self {
-        self.fit = fit;
-        self
-    }
-
-    /// Sets the normalisation.
-    pub fn normalize(mut self, normalize: Normalize) -> Self {
-        self.normalize = normalize;
-        self
     }
 
     /// Checks the parameters against a frame; returns the input's shape `[1, 3, H, W]`.
@@ -585,6 +573,18 @@ pub enum Threshold {
     },
 }
 
+impl Threshold {
+    /// The shaders' `THRESHOLD` code (0 none, 1 step, 2 smoothstep), threshold and
+    /// feather.
+    pub(crate) fn parts(&self) -> (u32, f32, f32) {
+        match *self {
+            Threshold::None => (0, 0.0, 0.0),
+            Threshold::Step(t) => (1, t, 0.0),
+            Threshold::Smooth { threshold, feather } => (2, threshold, feather),
+        }
+    }
+}
+
 /// How a network output becomes a mask of a frame's size.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MaskParams {
@@ -647,34 +647,28 @@ impl MaskLayout {
     }
 }
 
+setters!(FrameParams {
+    /// Sets the fit.
+    fit: Fit,
+    /// Sets the normalisation.
+    normalize: Normalize,
+});
+
+setters!(MaskParams {
+    /// Sets the channel.
+    channel: usize,
+    /// Sets the batch index.
+    batch: usize,
+    /// Sets the fit (the frame's).
+    fit: Fit,
+    /// Sets the threshold.
+    threshold: Threshold,
+});
+
 impl MaskParams {
     /// Channel 0 of image 0, stretched, no threshold.
     pub fn new() -> Self {
         MaskParams::default()
-    }
-
-    /// Sets the channel.
-    pub fn channel(mut self, channel: usize) -> Self {
-        self.channel = channel;
-        self
-    }
-
-    /// Sets the batch index.
-    pub fn batch(mut self, batch: usize) -> Self {
-        self.batch = batch;
-        self
-    }
-
-    /// Sets the fit (the frame's).
-    pub fn fit(mut self, fit: Fit) -> Self {
-        self.fit = fit;
-        self
-    }
-
-    /// Sets the threshold.
-    pub fn threshold(mut self, threshold: Threshold) -> Self {
-        self.threshold = threshold;
-        self
     }
 
     /// Checks the parameters against a network output `[N, C, H, W]` and the target.
@@ -717,11 +711,7 @@ impl MaskParams {
         let rect = self.fit.content_rect((h, w), (target.height, target.width));
         let per_word = 4 / target.format.bytes_per_pixel();
         let words_per_row = target.width.div_ceil(per_word);
-        let (mode, threshold, feather) = match self.threshold {
-            Threshold::None => (0, 0.0, 0.0),
-            Threshold::Step(t) => (1, t, 0.0),
-            Threshold::Smooth { threshold, feather } => (2, threshold, feather),
-        };
+        let (mode, threshold, feather) = self.threshold.parts();
         let u = MaskOutParams {
             src_h: h as u32,
             src_w: w as u32,
