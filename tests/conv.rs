@@ -119,6 +119,28 @@ fn input_channels_up_to_the_loop_budget() {
     }
 }
 
+/// ASPP's dilated branches over 2048 channels (deeplabv3_resnet50 at 160 x 160: layer4 is
+/// 20 x 20): a row segment too long to unroll would run 210,944 loop iterations per
+/// invocation with the row buffer, so the choice takes the direct kernel without it.
+#[test]
+fn wide_dilations_over_many_channels_stay_within_the_loop_budget() {
+    let gpu = gpu();
+    for rate in [12, 24, 36] {
+        let p = Conv2dParams::new(2048, 4, 3)
+            .padding(rate)
+            .dilation(rate)
+            .bias(false);
+        let input = [1, 2048, 20, 20];
+        let kernel = select_kernel(&p, input, gpu.caps());
+        assert_eq!(
+            kernel,
+            ConvKernel::Direct { row_buffer: false },
+            "rate {rate}"
+        );
+        check(p, input, 63 + rate as u64, &[kernel]);
+    }
+}
+
 #[test]
 fn named_configurations_every_kernel() {
     let all = &ConvKernel::ALL;

@@ -17,7 +17,7 @@ use crate::error::{fail_if, invalid, positive, Error, Result};
 use crate::gpu::{check_dims, check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
     loop_nest, loop_tree, read, read_opt, specialize, uniform, write, Args, Binding, Constants,
-    Count, Kernel, KernelInfo, Launch, Specialize, Trip,
+    Count, Kernel, KernelInfo, Launch, Specialize, Trip, LOOP_BUDGET,
 };
 use crate::weights::{key, StateDict};
 
@@ -444,8 +444,13 @@ impl ConvKernel {
             return false;
         };
         match self {
+            // The row buffer holds at most DIRECT_ROW_MAX inputs, and a segment too long
+            // to unroll must keep the invocation within the loop budget (wide dilations
+            // over many channels: ASPP's 2048-channel branches).
             ConvKernel::Direct { row_buffer } => {
-                !row_buffer || direct_row(params, out[3]) <= DIRECT_ROW_MAX
+                !row_buffer
+                    || (direct_row(params, out[3]) <= DIRECT_ROW_MAX
+                        && direct_loops(params, out[3], true) <= LOOP_BUDGET)
             }
             ConvKernel::Pointwise { vector_io } => {
                 params.is_pointwise() && (!vector_io || (input[2] * input[3]).is_multiple_of(4))
@@ -802,21 +807,27 @@ fn plan_direct(
     let strip_blocks = (oh * u.strips_x as usize).div_ceil(wg);
     u.strip_blocks = strip_blocks as u32;
     let workgroups = n * p.groups * u.oc_blocks_pg as usize * strip_blocks;
+    CONV_DIRECT
+        .launch(&spec, &u)
+        .workgroups(workgroups)
+        .loops(direct_loops(p, ow, row_buffer))
+}
+
+/// The loop iterations of one invocation of the direct kernel for an output row of `ow`
+/// pixels: per channel and kernel row, the row segment's loads (with the row buffer),
+/// then the taps of the row.
+fn direct_loops(p: &Conv2dParams, ow: usize, row_buffer: bool) -> u64 {
+    let px = strip_px(ow, DIRECT_PX_MAX);
     let (kh, kw) = p.kernel_size;
     let row = if row_buffer { direct_row(p, ow) } else { 0 };
     let [cin, kh, kw, px, row] = [p.in_per_group(), kh, kw, px, row].map(|v| v as u64);
-    // Per channel and kernel row: the row segment's loads, then the taps of the row.
-    let loops = loop_tree(
+    loop_tree(
         &[Trip::Uniform(cin), Trip::Constant(kh)],
         &[
             &[Trip::Constant(row)],
             &[Trip::Constant(kw), Trip::Constant(px)],
         ],
-    );
-    CONV_DIRECT
-        .launch(&spec, &u)
-        .workgroups(workgroups)
-        .loops(loops)
+    )
 }
 
 /// The pointwise kernel's dispatch for `p` from `input` to `out`.
