@@ -444,13 +444,8 @@ impl ConvKernel {
             return false;
         };
         match self {
-            // The row buffer holds at most DIRECT_ROW_MAX inputs, and a segment too long
-            // to unroll must keep the invocation within the loop budget (wide dilations
-            // over many channels: ASPP's 2048-channel branches).
             ConvKernel::Direct { row_buffer } => {
-                !row_buffer
-                    || (direct_row(params, out[3]) <= DIRECT_ROW_MAX
-                        && direct_loops(params, out[3], true) <= LOOP_BUDGET)
+                !row_buffer || direct_row(params, out[3]) <= DIRECT_ROW_MAX
             }
             ConvKernel::Pointwise { vector_io } => {
                 params.is_pointwise() && (!vector_io || (input[2] * input[3]).is_multiple_of(4))
@@ -509,8 +504,14 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     // On planes that are not a multiple of 4 pixels (7 x 7 maps) the pointwise kernel's
     // scalar variant measured no faster than the direct kernel (lavapipe: 320 -> 1280 at
     // 7 x 7, 3.3 ms both), so those go to the direct kernel.
+    // The row buffer only where its segment, if too long to unroll, keeps the invocation
+    // within the loop budget (wide dilations over many channels: ASPP's 2048-channel
+    // branches); without it the same convolution stays within.
+    let row_buffer_fits = params
+        .output_shape(input)
+        .is_ok_and(|out| direct_loops(params, out[3], true) <= LOOP_BUDGET);
     best(ConvKernel::Pointwise { vector_io: true })
-        .or(best(ConvKernel::Direct { row_buffer: true }))
+        .or(best(ConvKernel::Direct { row_buffer: true }).filter(|_| row_buffer_fits))
         .unwrap_or(ConvKernel::Direct { row_buffer: false })
 }
 
