@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use super::{setters, Cost};
-use crate::error::{fail_if, invalid, Error, Result};
+use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{PooledBuffer, Recorder, Tensor};
 use crate::launch::{read, specialize, uniform, write, Args, Kernel, KernelInfo, Launch};
 
@@ -404,6 +404,34 @@ pub(crate) fn upload_frame(
     rec.gpu().upload_slice("bytes", &words)
 }
 
+/// Checks the application's `buffer` for a copy of `span` bytes of a `what` from byte
+/// `offset`: the copy's `usage`, a 4-byte aligned offset, and room for the span.
+fn check_app_buffer(
+    buffer: &wgpu::Buffer,
+    usage: wgpu::BufferUsages,
+    offset: u64,
+    span: u64,
+    what: &str,
+) -> Result<()> {
+    fail_if(!buffer.usage().contains(usage), "buffer", || {
+        format!("needs {usage:?} usage, has {:?}", buffer.usage())
+    })?;
+    fail_if(!offset.is_multiple_of(4), "offset", || {
+        format!("must be a multiple of 4, got {offset}")
+    })?;
+    fail_if(
+        offset.saturating_add(span) > buffer.size(),
+        "buffer",
+        || {
+            format!(
+                "the {what} spans bytes {offset} .. {} but the buffer has {}",
+                offset.saturating_add(span),
+                buffer.size()
+            )
+        },
+    )
+}
+
 /// The network's input from a frame in the application's `buffer` (from byte `offset`, a
 /// multiple of 4, laid out as `layout`; the buffer needs `COPY_SRC` usage), recorded
 /// into `rec`: a copy and one dispatch in the recording's submission.
@@ -415,26 +443,8 @@ pub fn frame_from_buffer(
     params: &FrameParams,
 ) -> Result<Tensor> {
     params.output_shape(layout)?;
-    fail_if(
-        !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC),
-        "buffer",
-        || format!("needs COPY_SRC usage, has {:?}", buffer.usage()),
-    )?;
-    fail_if(!offset.is_multiple_of(4), "offset", || {
-        format!("must be a multiple of 4, got {offset}")
-    })?;
     let span = layout.span() as u64;
-    fail_if(
-        offset.saturating_add(span) > buffer.size(),
-        "buffer",
-        || {
-            format!(
-                "the frame spans bytes {offset} .. {} but the buffer has {}",
-                offset.saturating_add(span),
-                buffer.size()
-            )
-        },
-    )?;
+    check_app_buffer(buffer, wgpu::BufferUsages::COPY_SRC, offset, span, "frame")?;
     let pixels = rec.alloc_f32("frame", span.div_ceil(4) as usize)?;
     rec.copy_from_buffer(buffer, offset, &pixels, span)?;
     params.record(rec, &pixels, layout)
@@ -793,25 +803,8 @@ pub fn mask_to_buffer(
     layout: &MaskLayout,
 ) -> Result<()> {
     layout.validate()?;
-    fail_if(
-        !buffer.usage().contains(wgpu::BufferUsages::COPY_DST),
-        "buffer",
-        || format!("needs COPY_DST usage, has {:?}", buffer.usage()),
-    )?;
-    fail_if(!offset.is_multiple_of(4), "offset", || {
-        format!("must be a multiple of 4, got {offset}")
-    })?;
     let span = layout.span() as u64;
-    if offset.saturating_add(span) > buffer.size() {
-        return Err(Error::InvalidParam {
-            name: "buffer",
-            reason: format!(
-                "the mask spans bytes {offset} .. {} but the buffer has {}",
-                offset.saturating_add(span),
-                buffer.size()
-            ),
-        });
-    }
+    check_app_buffer(buffer, wgpu::BufferUsages::COPY_DST, offset, span, "mask")?;
     let packed = params.record(rec, output, layout, layout.bytes_per_row)?;
     rec.copy_to_buffer(&packed, buffer, offset, span)
 }
