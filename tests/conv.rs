@@ -324,8 +324,12 @@ proptest! {
 
 #[test]
 fn kernel_selection_is_explicit() {
-    // One table of shapes: the choice is a pure function, tested without a GPU.
-    let caps = DeviceCaps::default();
+    // One table of shapes: the choice is a pure function, tested without a GPU. A
+    // CPU-emulated adapter first (the register-tiled kernels).
+    let caps = DeviceCaps {
+        cpu: true,
+        ..DeviceCaps::default()
+    };
     let s = [1, 64, 56, 56];
     let direct = ConvKernel::Direct { row_buffer: true };
     let dw = |vector_loads, vector_stores| ConvKernel::Depthwise {
@@ -383,6 +387,50 @@ fn kernel_selection_is_explicit() {
         assert_eq!(got, want, "{params:?} on {input:?}");
         assert!(got.supports(&params, input));
         assert!(ConvKernel::candidates(&params, input).contains(&got));
+    }
+    // A GPU: the workgroup-tiled GEMM for every convolution but the depthwise ones,
+    // within the loop budget; depthwise ones with their input patch in workgroup memory.
+    let gpu_caps = DeviceCaps::default();
+    for (params, input, want) in [
+        (Conv2dParams::new(64, 64, 3).padding(1), s, ConvKernel::Gemm),
+        (Conv2dParams::new(64, 24, 1), s, ConvKernel::Gemm),
+        (Conv2dParams::new(64, 64, 3).groups(32), s, ConvKernel::Gemm),
+        (
+            Conv2dParams::new(4, 4, 3).dilation(20).padding(20),
+            [1, 4, 64, 64],
+            ConvKernel::Gemm,
+        ),
+        (
+            Conv2dParams::depthwise(64, 1, 3).padding(1),
+            s,
+            ConvKernel::DepthwiseTiled,
+        ),
+        (
+            Conv2dParams::depthwise(8, 2, 5).stride(2).padding(2),
+            [2, 8, 33, 33],
+            ConvKernel::DepthwiseTiled,
+        ),
+        // A dilation whose input patch would not fit workgroup memory: the register strips.
+        (
+            Conv2dParams::depthwise(4, 1, 3).dilation(20).padding(20),
+            [1, 4, 64, 64],
+            ConvKernel::Depthwise {
+                row_buffer: false,
+                vector_loads: false,
+                vector_stores: true,
+            },
+        ),
+        // A reduction past the loop budget (60,000 x 3 x 3 taps, 16 per step): the direct
+        // kernel, which then refuses it with TooLarge.
+        (
+            Conv2dParams::new(60_000, 8, 3),
+            [1, 60_000, 3, 3],
+            ConvKernel::Direct { row_buffer: false },
+        ),
+    ] {
+        let got = select_kernel(&params, input, &gpu_caps);
+        assert_eq!(got, want, "GPU: {params:?} on {input:?}");
+        assert!(got.supports(&params, input));
     }
     // The pointwise kernel also runs planes that are not a multiple of 4 pixels (its
     // scalar variant), against the reference.

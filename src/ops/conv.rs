@@ -403,12 +403,25 @@ pub enum ConvKernel {
         /// (`conv_depthwise_vec.wgsl`): needs output rows and strips of a multiple of 4.
         vector_stores: bool,
     },
+    /// Depthwise convolution with its input patch in workgroup memory
+    /// (`conv_depthwise_tiled.wgsl`): 16 x 8 output pixels of one channel per workgroup,
+    /// each input read from device memory once. Needs `groups == in_channels` and a patch
+    /// of at most 2,048 values (`(8 - 1) * sH + (kH - 1) * dH + 1` rows by
+    /// `(16 - 1) * sW + (kW - 1) * dW + 1` columns). Chosen for depthwise convolutions on
+    /// GPU-class devices.
+    DepthwiseTiled,
+    /// Workgroup-tiled implicit matrix product (`conv_gemm.wgsl`, the tfjs / ONNX Runtime
+    /// WebGPU design): 32 output channels x 32 output pixels per workgroup, 4 x 4 per
+    /// invocation, the reduction walked 16 taps at a time through workgroup memory. Runs
+    /// every configuration; chosen on GPU-class devices for all but depthwise
+    /// convolutions.
+    Gemm,
 }
 
 impl ConvKernel {
     /// Every variant and sub-variant, for tests that force each one (vector loads read
     /// the row buffer, so there is no depthwise variant with one and not the other).
-    pub const ALL: [ConvKernel; 10] = {
+    pub const ALL: [ConvKernel; 12] = {
         const fn d(row_buffer: bool, vector_loads: bool, vector_stores: bool) -> ConvKernel {
             ConvKernel::Depthwise {
                 row_buffer,
@@ -427,6 +440,8 @@ impl ConvKernel {
             d(true, false, false),
             d(false, false, true),
             d(false, false, false),
+            ConvKernel::DepthwiseTiled,
+            ConvKernel::Gemm,
         ]
     };
 
@@ -466,17 +481,30 @@ impl ConvKernel {
                             && (t.px * params.stride.1).is_multiple_of(4)))
                     && (!vector_stores || (t.px.is_multiple_of(4) && out[3].is_multiple_of(4)))
             }
+            ConvKernel::DepthwiseTiled => {
+                params.is_depthwise() && depthwise_patch(params).0 <= DEPTHWISE_PATCH_MAX
+            }
+            ConvKernel::Gemm => true,
         }
     }
 }
 
-/// The kernel the library runs for `params` on `input` on a device with `caps`: the
-/// specialised kernel where one applies, with every sub-variant the shapes allow, the
-/// direct kernel otherwise. Every device gets the register-tiled kernels today.
+/// The kernel the library runs for `params` on `input` on a device with `caps`.
+///
+/// Depthwise convolutions get [`ConvKernel::DepthwiseTiled`] on GPU-class devices where
+/// its input patch fits, and otherwise the register-strip depthwise kernel with every
+/// sub-variant the shapes allow. Other convolutions get the workgroup-tiled
+/// [`ConvKernel::Gemm`] on GPU-class devices (where workgroup memory is on-chip and
+/// reuse through it is what reaches the arithmetic peak) when its reduction stays within
+/// the loop budget; CPU-emulated adapters (lavapipe, llvmpipe, SwiftShader, WARP), where
+/// workgroup memory is ordinary memory behind barriers, get the register-tiled kernels:
+/// the pointwise one where it applies, the direct one otherwise.
 pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps) -> ConvKernel {
-    let _ = caps;
     let best = |k: ConvKernel| k.supports(params, input).then_some(k);
     if params.is_depthwise() && params.in_channels > 1 {
+        if !caps.cpu && ConvKernel::DepthwiseTiled.supports(params, input) {
+            return ConvKernel::DepthwiseTiled;
+        }
         let vector_loads = best(ConvKernel::Depthwise {
             row_buffer: true,
             vector_loads: true,
@@ -501,6 +529,9 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
             vector_stores,
         };
     }
+    if !caps.cpu && gemm_loops(params) <= LOOP_BUDGET {
+        return ConvKernel::Gemm;
+    }
     // On planes that are not a multiple of 4 pixels (7 x 7 maps) the pointwise kernel's
     // scalar variant measured no faster than the direct kernel (lavapipe: 320 -> 1280 at
     // 7 x 7, 3.3 ms both), so those go to the direct kernel.
@@ -513,6 +544,35 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     best(ConvKernel::Pointwise { vector_io: true })
         .or(best(ConvKernel::Direct { row_buffer: true }).filter(|_| row_buffer_fits))
         .unwrap_or(ConvKernel::Direct { row_buffer: false })
+}
+
+/// Output rows and columns per workgroup of `conv_depthwise_tiled.wgsl` (`TH`, `TW`).
+const DEPTHWISE_TILE: (usize, usize) = (8, 16);
+/// Largest input patch of `conv_depthwise_tiled.wgsl` in values (`PATCH_MAX`).
+const DEPTHWISE_PATCH_MAX: usize = 2048;
+
+/// The input patch a workgroup of `conv_depthwise_tiled.wgsl` reads: `(values, rows,
+/// columns)`.
+fn depthwise_patch(p: &Conv2dParams) -> (usize, usize, usize) {
+    let (th, tw) = DEPTHWISE_TILE;
+    let rows = (th - 1) * p.stride.0 + (p.kernel_size.0 - 1) * p.dilation.0 + 1;
+    let cols = (tw - 1) * p.stride.1 + (p.kernel_size.1 - 1) * p.dilation.1 + 1;
+    (rows.saturating_mul(cols), rows, cols)
+}
+
+/// Output channels, output pixels and reduction taps per workgroup step of
+/// `conv_gemm.wgsl` (`TM`, `TN`, `TK`).
+const GEMM_TILE: (usize, usize, usize) = (32, 32, 16);
+
+/// The loop iterations of one invocation of the GEMM kernel: per reduction step, two
+/// tile rows of four loads each (unrolled), then the TK taps (unrolled).
+fn gemm_loops(p: &Conv2dParams) -> u64 {
+    let k = p.in_per_group() * p.kernel_size.0 * p.kernel_size.1;
+    let steps = k.div_ceil(GEMM_TILE.2) as u64;
+    loop_nest(&[Trip::Uniform(steps), Trip::Constant(2), Trip::Constant(4)]).max(loop_nest(&[
+        Trip::Uniform(steps),
+        Trip::Constant(GEMM_TILE.2 as u64),
+    ]))
 }
 
 /// Most output pixels per invocation along a row (`PX` in `conv_direct.wgsl`).
@@ -586,6 +646,54 @@ uniform! {
         pad_w: u32,
         strips_x: u32,
         strip_blocks: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/conv_depthwise_tiled.wgsl`.
+    pub(crate) struct DepthwiseTiledParams {
+        n: u32,
+        c_in: u32,
+        h: u32,
+        w: u32,
+        c_out: u32,
+        oh: u32,
+        ow: u32,
+        multiplier: u32,
+        pad_h: u32,
+        pad_w: u32,
+        tiles_x: u32,
+        tiles_y: u32,
+        ih: u32,
+        iw: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/conv_gemm.wgsl`.
+    pub(crate) struct GemmConvParams {
+        n: u32,
+        c_in: u32,
+        h: u32,
+        w: u32,
+        c_out: u32,
+        oh: u32,
+        ow: u32,
+        groups: u32,
+        cin_pg: u32,
+        cout_pg: u32,
+        cout_pg_pad: u32,
+        pad_h: u32,
+        pad_w: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        dh: u32,
+        dw: u32,
+        k: u32,
+        oc_tiles: u32,
+        px_tiles: u32,
     }
 }
 
@@ -667,6 +775,18 @@ specialize! {
 }
 
 specialize! {
+    /// The constants of `conv_depthwise_tiled.wgsl`: the window, the store and the
+    /// padding mode.
+    struct DepthwiseTiledSpec { window: Window, epilogue: Epilogue, pad_mode: PaddingMode }
+}
+
+specialize! {
+    /// The constants of `conv_gemm.wgsl`: the store and the padding mode (the window is
+    /// in its uniform).
+    struct GemmSpec { epilogue: Epilogue, pad_mode: PaddingMode }
+}
+
+specialize! {
     /// The constants of `conv_direct.wgsl`: the strip and the channel tile.
     struct DirectSpec { strip: StripSpec, oc_vec: Count => "OC_VEC" }
 }
@@ -685,6 +805,26 @@ specialize! {
 
 const CONV_DIRECT: Kernel<TiledConvParams, DirectSpec> = Kernel::new(
     "conv_direct.wgsl",
+    &[
+        read("x"),
+        read("wt"),
+        read("bias"),
+        write("y"),
+        read_opt("res"),
+    ],
+);
+const CONV_DEPTHWISE_TILED: Kernel<DepthwiseTiledParams, DepthwiseTiledSpec> = Kernel::new(
+    "conv_depthwise_tiled.wgsl",
+    &[
+        read("x"),
+        read("wt"),
+        read("bias"),
+        write("y"),
+        read_opt("res"),
+    ],
+);
+const CONV_GEMM: Kernel<GemmConvParams, GemmSpec> = Kernel::new(
+    "conv_gemm.wgsl",
     &[
         read("x"),
         read("wt"),
@@ -729,6 +869,8 @@ const CONV_DEPTHWISE_VEC: Kernel<DepthwiseParams, DepthwiseSpec> =
 /// The kernels of this family.
 pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &CONV_DIRECT,
+    &CONV_GEMM,
+    &CONV_DEPTHWISE_TILED,
     &CONV_POINTWISE,
     &CONV_POINTWISE_SCALAR,
     &CONV_DEPTHWISE,
@@ -829,6 +971,89 @@ fn direct_loops(p: &Conv2dParams, ow: usize, row_buffer: bool) -> u64 {
             &[Trip::Constant(kw), Trip::Constant(px)],
         ],
     )
+}
+
+/// The workgroup-tiled depthwise kernel's dispatch for `p` from `input` to `out`.
+fn plan_depthwise_tiled(
+    p: &Conv2dParams,
+    input: [usize; 4],
+    out: [usize; 4],
+    epilogue: Epilogue,
+) -> Launch {
+    let [n, c_out, oh, ow] = out;
+    let (th, tw) = DEPTHWISE_TILE;
+    let (values, rows, cols) = depthwise_patch(p);
+    let ((top, _), (left, _)) = p.pads();
+    let u = DepthwiseTiledParams {
+        n: n as u32,
+        c_in: p.in_channels as u32,
+        h: input[2] as u32,
+        w: input[3] as u32,
+        c_out: c_out as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        multiplier: p.out_per_group() as u32,
+        pad_h: top as u32,
+        pad_w: left as u32,
+        tiles_x: ow.div_ceil(tw) as u32,
+        tiles_y: oh.div_ceil(th) as u32,
+        ih: rows as u32,
+        iw: cols as u32,
+    };
+    let spec = DepthwiseTiledSpec {
+        window: p.window(),
+        epilogue,
+        pad_mode: p.padding_mode,
+    };
+    let kernel = &CONV_DEPTHWISE_TILED;
+    let loads = values.div_ceil(kernel.workgroup_size as usize) as u64;
+    let (kh, kw) = p.kernel_size;
+    let workgroups = n * c_out * u.tiles_x as usize * u.tiles_y as usize;
+    kernel.launch(&spec, &u).workgroups(workgroups).loops(
+        loop_nest(&[Trip::Uniform(loads)])
+            + loop_nest(&[Trip::Constant(kh as u64), Trip::Constant(kw as u64)]),
+    )
+}
+
+/// The GEMM kernel's dispatch for `p` from `input` to `out`.
+fn plan_gemm(p: &Conv2dParams, input: [usize; 4], out: [usize; 4], epilogue: Epilogue) -> Launch {
+    let [n, c_out, oh, ow] = out;
+    let (tm, tn, _) = GEMM_TILE;
+    let ((top, _), (left, _)) = p.pads();
+    let (cin_pg, cout_pg) = (p.in_per_group(), p.out_per_group());
+    let u = GemmConvParams {
+        n: n as u32,
+        c_in: p.in_channels as u32,
+        h: input[2] as u32,
+        w: input[3] as u32,
+        c_out: c_out as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        groups: p.groups as u32,
+        cin_pg: cin_pg as u32,
+        cout_pg: cout_pg as u32,
+        cout_pg_pad: blocked_pad(cout_pg) as u32,
+        pad_h: top as u32,
+        pad_w: left as u32,
+        kh: p.kernel_size.0 as u32,
+        kw: p.kernel_size.1 as u32,
+        sh: p.stride.0 as u32,
+        sw: p.stride.1 as u32,
+        dh: p.dilation.0 as u32,
+        dw: p.dilation.1 as u32,
+        k: (cin_pg * p.kernel_size.0 * p.kernel_size.1) as u32,
+        oc_tiles: cout_pg.div_ceil(tm) as u32,
+        px_tiles: (oh * ow).div_ceil(tn) as u32,
+    };
+    let spec = GemmSpec {
+        epilogue,
+        pad_mode: p.padding_mode,
+    };
+    let workgroups = n * p.groups * u.oc_tiles as usize * u.px_tiles as usize;
+    CONV_GEMM
+        .launch(&spec, &u)
+        .workgroups(workgroups)
+        .loops(gemm_loops(p))
 }
 
 /// The pointwise kernel's dispatch for `p` from `input` to `out`.
@@ -941,6 +1166,8 @@ pub(crate) fn plan(
     })?;
     Ok(match kernel {
         ConvKernel::Direct { row_buffer } => plan_direct(p, input, out, row_buffer, epilogue),
+        ConvKernel::Gemm => plan_gemm(p, input, out, epilogue),
+        ConvKernel::DepthwiseTiled => plan_depthwise_tiled(p, input, out, epilogue),
         ConvKernel::Pointwise { vector_io } => plan_pointwise(p, input, vector_io, epilogue),
         ConvKernel::Depthwise {
             row_buffer,
@@ -1193,7 +1420,9 @@ impl Conv2d {
         let launch = plan(&self.params, input.shape(), kernel, epilogue)?;
         let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
         let weight = match kernel {
-            ConvKernel::Depthwise { .. } => self.weights.layout(0, &|w| w.to_vec())?,
+            ConvKernel::Depthwise { .. } | ConvKernel::DepthwiseTiled => {
+                self.weights.layout(0, &|w| w.to_vec())?
+            }
             _ => self.weights.layout(1, &|w| pack_blocked(&self.params, w))?,
         };
         let args = Args::new()
@@ -1462,7 +1691,11 @@ mod tests {
 
     #[test]
     fn plans_are_computed_without_a_gpu() {
-        let caps = DeviceCaps::default();
+        // A CPU-emulated adapter: the register-tiled kernels.
+        let caps = DeviceCaps {
+            cpu: true,
+            ..DeviceCaps::default()
+        };
         // Pointwise 64 -> 24 on two 56 x 56 planes: two 12-channel tiles (3 vec4: no
         // padded channel), 16 pixels an invocation, 64 invocations a workgroup.
         let p = Conv2dParams::new(64, 24, 1).activation(Activation::Relu6);
@@ -1509,6 +1742,23 @@ mod tests {
         assert_eq!(launch.constants.get("SHIFT"), Some(3));
         assert_eq!(launch.constants.get("SH"), Some(2));
         assert_eq!(field::<DepthwiseParams>(&launch, "rows"), 32 * 28);
+        // A GPU: the depthwise convolution reads its input patch from workgroup memory,
+        // 16 x 8 outputs a workgroup; the dense one is the GEMM, 32 x 32 a workgroup.
+        let gpu = DeviceCaps::default();
+        let k = select_kernel(&p, input, &gpu);
+        assert_eq!(k, ConvKernel::DepthwiseTiled);
+        let launch = plan(&p, input, k, Epilogue::default()).unwrap();
+        assert_eq!(launch.file, "conv_depthwise_tiled.wgsl");
+        // Patch: (8 - 1) * 2 + 3 rows, (16 - 1) * 2 + 3 columns.
+        assert_eq!(field::<DepthwiseTiledParams>(&launch, "ih"), 17);
+        assert_eq!(field::<DepthwiseTiledParams>(&launch, "iw"), 33);
+        assert_eq!(launch.workgroups, 32 * 4 * 2);
+        let dense = Conv2dParams::new(32, 48, 3).padding(1);
+        let k = select_kernel(&dense, input, &gpu);
+        assert_eq!(k, ConvKernel::Gemm);
+        let launch = plan(&dense, input, k, Epilogue::default()).unwrap();
+        assert_eq!(field::<GemmConvParams>(&launch, "k"), 32 * 9);
+        assert_eq!(launch.workgroups, 2 * (56 * 56usize).div_ceil(32) as u64);
         // Every candidate plans; a kernel that does not apply is a typed error.
         for k in ConvKernel::candidates(&p, input) {
             assert!(plan(&p, input, k, Epilogue::default()).is_ok(), "{k:?}");
