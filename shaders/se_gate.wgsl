@@ -2,8 +2,10 @@
 // channel means (global average pool), then fc1 + activation and fc2 (1x1 convolutions
 // on the pooled vector) in workgroup memory. Writes the gate logits [N, C]; the gate
 // activation is applied by the scale pass that reads the feature map (elementwise.wgsl),
-// so the whole block is two dispatches. With SUM the pooled vector is that of x + x2 (a
-// gate computed from a sum that is never materialised).
+// so the whole block is two dispatches. With SUM the pooled vector is mean(x) + mean(x2),
+// each over its own plane: the pool of x + x2 for maps of one size (a gate computed from a
+// sum that is never materialised), and, for x2 half x's size, the pool of x plus x2
+// resized 2x bilinearly (which keeps a plane's mean).
 #include "activation.wgsl"
 
 override SUM: bool = false;
@@ -15,6 +17,7 @@ struct SeParams {
     c: u32,
     s: u32,
     hw: u32,
+    hw2: u32, // x2's plane (SUM)
 }
 
 @group(0) @binding(0) var<uniform> p: SeParams;
@@ -32,11 +35,38 @@ struct SeParams {
 var<workgroup> pooled: array<f32, MAX_C>;
 var<workgroup> hidden: array<f32, MAX_S>;
 
-fn value4(i: u32) -> vec4<f32> {
-    if (SUM) {
-        return x[i] + x2[i];
+fn load4(second: bool, i: u32) -> vec4<f32> {
+    if (second) {
+        return x2[i];
     }
     return x[i];
+}
+
+// The mean of the plane of hw values at base of x (or of x2).
+fn plane_mean(second: bool, base: u32, hw: u32) -> f32 {
+    // Blocked sum: partial sums of 256 keep rounding small on large planes.
+    var total = 0.0;
+    if (hw % 4u == 0u) {
+        let base4 = base / 4u;
+        let hw4 = hw / 4u;
+        for (var b0 = 0u; b0 < hw4; b0 += 64u) {
+            var part = vec4<f32>(0.0);
+            for (var i = b0; i < min(b0 + 64u, hw4); i++) {
+                part += load4(second, base4 + i);
+            }
+            total += (part.x + part.y) + (part.z + part.w);
+        }
+    } else {
+        for (var b0 = 0u; b0 < hw; b0 += 256u) {
+            var part = 0.0;
+            for (var i = b0; i < min(b0 + 256u, hw); i++) {
+                let e = base + i;
+                part += load4(second, e / 4u)[e % 4u];
+            }
+            total += part;
+        }
+    }
+    return total / f32(hw);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -44,30 +74,11 @@ fn main(inv: Invocation) {
     // One workgroup per sample (uniform), so the barriers below are in uniform control flow.
     let n = workgroup_index(inv);
     for (var c = inv.lid; c < p.c; c += WORKGROUP_SIZE) {
-        let base = (n * p.c + c) * p.hw;
-        // Blocked sum: partial sums of 256 keep rounding small on large planes.
-        var total = 0.0;
-        if (p.hw % 4u == 0u) {
-            let base4 = base / 4u;
-            let hw4 = p.hw / 4u;
-            for (var b0 = 0u; b0 < hw4; b0 += 64u) {
-                var part = vec4<f32>(0.0);
-                for (var i = b0; i < min(b0 + 64u, hw4); i++) {
-                    part += value4(base4 + i);
-                }
-                total += (part.x + part.y) + (part.z + part.w);
-            }
-        } else {
-            for (var b0 = 0u; b0 < p.hw; b0 += 256u) {
-                var part = 0.0;
-                for (var i = b0; i < min(b0 + 256u, p.hw); i++) {
-                    let e = base + i;
-                    part += value4(e / 4u)[e % 4u];
-                }
-                total += part;
-            }
+        var mean = plane_mean(false, (n * p.c + c) * p.hw, p.hw);
+        if (SUM) {
+            mean += plane_mean(true, (n * p.c + c) * p.hw2, p.hw2);
         }
-        pooled[c] = total / f32(p.hw);
+        pooled[c] = mean;
     }
     workgroupBarrier();
     for (var s = inv.lid; s < p.s; s += WORKGROUP_SIZE) {

@@ -67,13 +67,15 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("channel_pool.wgsl"),
     wgsl!("se_gate.wgsl"),
     wgsl!("inverted_residual.wgsl"),
+    wgsl!("decoder_stage.wgsl"),
+    wgsl!("lraspp_head.wgsl"),
 ];
 
 /// Every kernel the library launches, as its Rust side declares it: file, uniform layout,
 /// bindings, constants and workgroup size. `tests/shaders.rs` checks each against its
 /// WGSL with naga.
 pub fn kernels() -> Vec<KernelDescription> {
-    let families: [&[&dyn KernelInfo]; 11] = [
+    let families: [&[&dyn KernelInfo]; 13] = [
         crate::ops::conv::KERNELS,
         crate::ops::conv_transpose::KERNELS,
         crate::ops::pool::KERNELS,
@@ -85,6 +87,8 @@ pub fn kernels() -> Vec<KernelDescription> {
         crate::ops::frame::KERNELS,
         crate::ops::composite::KERNELS,
         crate::ops::inverted_residual::KERNELS,
+        crate::ops::decoder_stage::KERNELS,
+        crate::ops::lraspp_head::KERNELS,
     ];
     families
         .iter()

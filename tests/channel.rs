@@ -499,7 +499,8 @@ fn squeeze_excitation_matches_reference() {
     );
     let mut rec = gpu.recorder();
     assert!(matches!(
-        se.excitation_of_sum(&mut rec, &up(&x), &up(&random4(&mut r, [1, 2100, 2, 1]))),
+        // Another batch (planes of another size are allowed: the pools are added).
+        se.excitation_of_sum(&mut rec, &up(&x), &up(&random4(&mut r, [2, 2100, 1, 2]))),
         Err(Error::ShapeMismatch { name: "b", .. })
     ));
     assert_eq!(

@@ -134,7 +134,7 @@ fn gpu_mask_matches_tflite_in_one_submission() {
 }
 
 /// The kernels a GPU gets (every encoder block fused, those with SE in two passes around
-/// their gate) give TFLite's mask too, in fewer dispatches.
+/// their gate, every decoder stage one pass) give TFLite's mask too, in fewer dispatches.
 #[test]
 fn gpu_class_kernels_match_tflite() {
     let gpu = common::gpu_class();
@@ -149,7 +149,9 @@ fn gpu_class_kernels_match_tflite() {
     let (mean, max) = mean_and_max_abs(&mask, &golden_mask());
     eprintln!("selfie, GPU-class kernels, vs TFLite: mean abs {mean:.2e}, max abs {max:.2e}");
     assert!(mean < 1e-3, "mean abs difference {mean} to TFLite's mask");
-    assert_eq!(common::fused_count(&traffic), (48, 14));
+    // 14 fused inverted residual passes (two per SE block), the fused head and 3 fused
+    // decoder stages, the last with the transposed convolution.
+    assert_eq!(common::fused_count(&traffic), (34, 18));
 }
 
 #[test]

@@ -15,6 +15,8 @@ use crate::ops::channel::{self, elementwise_cost};
 use crate::ops::conv::{Conv2d, Conv2dParams, PackedWeights, ResidualJoin};
 use crate::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
 use crate::ops::copy::CropParams2d;
+use crate::ops::decoder_stage::{DecoderStage, DecoderStageParams};
+use crate::ops::lraspp_head::{LrAsppHead, LrAsppHeadParams, Pointwise};
 use crate::ops::norm::{fold_batch_norm, BatchNorm2dParams};
 use crate::ops::pool::{self, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams};
 use crate::ops::upsample::{self, UpsampleMode, UpsampleParams};
@@ -362,7 +364,9 @@ impl SeNode {
         self.of_sum
     }
 
-    /// The node computing the gate logits `[N, C, 1, 1]` of `a + b` from inputs `a`, `b`.
+    /// The node computing the gate logits `[N, C, 1, 1]` of `avgpool(a) + avgpool(b)` from
+    /// inputs `a`, `b` (see [`SqueezeExcitation::excitation_of_sum`]: the gate of `a + b`
+    /// for one size, and `b` may be smaller).
     pub(crate) fn gate_of_sum(mut self) -> Self {
         self.of_sum = true;
         self
@@ -374,7 +378,8 @@ impl Node for SeNode {
         let s = *inputs.get(0)?;
         crate::ops::same_shape("input", [s[0], self.params.input_channels, s[2], s[3]], s)?;
         if self.of_sum {
-            crate::ops::same_shape("b", s, *inputs.get(1)?)?;
+            let b = *inputs.get(1)?;
+            crate::ops::same_shape("b", [s[0], s[1], b[2], b[3]], b)?;
             return Ok(vec![[s[0], s[1], 1, 1]]);
         }
         Ok(vec![s])
@@ -399,8 +404,9 @@ impl Node for SeNode {
         let x = inputs.get(0)?.tensor()?;
         let [fc1, fc2] = self.weights.fc();
         let y = if self.of_sum {
-            let s = reference::channel::add(x, inputs.get(1)?.tensor()?, Activation::None);
-            reference::attention::excitation(&self.params, s.view(), fc1, fc2)?
+            let pool = |t| reference::pool::global_pool(GlobalPool::Avg, t);
+            let pooled = pool(x)? + pool(inputs.get(1)?.tensor()?)?;
+            reference::attention::excitation(&self.params, pooled.view(), fc1, fc2)?
         } else {
             reference::attention::squeeze_excitation(&self.params, x, fc1, fc2)?
         };
@@ -420,8 +426,6 @@ pub(crate) enum Op {
     /// Max unpooling of inputs `(x, indices)` back to the size of the shape input (the map
     /// the indices were pooled from).
     MaxUnpool(MaxUnpool2dParams),
-    /// Upsampling by its scale factor.
-    Upsample(UpsampleParams),
     /// Resampling to the size of the shape input.
     ResizeLike(UpsampleMode),
     /// Concatenation of every input along channels.
@@ -434,8 +438,6 @@ pub(crate) enum Op {
     Activation(Activation),
     /// `x * gate(s)` for inputs `(x, s)`, `s` of shape `[N, C, 1, 1]`.
     ScaleChannels(Activation),
-    /// `x * gate(s) + branch` for inputs `(x, s, branch)`.
-    ScaleChannelsAdd(Activation),
     /// The window of the shape input's size at this offset (rows, columns): FCN's crops.
     CropLike((usize, usize)),
 }
@@ -443,7 +445,6 @@ pub(crate) enum Op {
 impl Op {
     fn resize(&self, inputs: &Inputs<'_, impl Sized>) -> Result<Option<UpsampleParams>> {
         Ok(match self {
-            Op::Upsample(p) => Some(*p),
             Op::ResizeLike(mode) => {
                 let s = inputs.shape(0)?;
                 Some(UpsampleParams {
@@ -494,7 +495,7 @@ impl Node for Op {
                 same("indices", 1, x)?;
                 vec![self.unpool(inputs)?.expect("unpool").output_shape(x)?]
             }
-            Op::Upsample(_) | Op::ResizeLike(_) => {
+            Op::ResizeLike(_) => {
                 vec![self.resize(inputs)?.expect("resize").output_shape(x)?]
             }
             Op::Concat => {
@@ -530,11 +531,6 @@ impl Node for Op {
                 same("scale", 1, [x[0], x[1], 1, 1])?;
                 vec![x]
             }
-            Op::ScaleChannelsAdd(_) => {
-                same("scale", 1, [x[0], x[1], 1, 1])?;
-                same("branch", 2, x)?;
-                vec![x]
-            }
             Op::CropLike(_) => vec![self.crop(inputs)?.expect("crop").output_shape(x)?],
         })
     }
@@ -548,14 +544,13 @@ impl Node for Op {
             Op::AvgPool(p) => p.cost(x)?,
             Op::MaxPool(p) => p.cost(x)?,
             Op::MaxUnpool(_) => self.unpool(inputs)?.expect("unpool").cost(x)?,
-            Op::Upsample(_) | Op::ResizeLike(_) => self.resize(inputs)?.expect("resize").cost(x)?,
+            Op::ResizeLike(_) => self.resize(inputs)?.expect("resize").cost(x)?,
             Op::Concat | Op::Split(_) | Op::Shuffle(_) => Cost {
                 bytes: 8 * x.iter().product::<usize>() as u64,
                 ..Cost::default()
             },
             Op::Activation(_) => elementwise_cost(x, 1),
             Op::ScaleChannels(_) => elementwise_cost(x, 2),
-            Op::ScaleChannelsAdd(_) => elementwise_cost(x, 3),
             Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
         };
         Ok(Cost {
@@ -583,7 +578,7 @@ impl Node for Op {
                     inputs.get(1)?.indices()?,
                 )?)
             }
-            Op::Upsample(_) | Op::ResizeLike(_) => {
+            Op::ResizeLike(_) => {
                 let p = self.resize(inputs)?.expect("resize");
                 one(upsample::upsample(rec, &p, t(0)?)?)
             }
@@ -595,9 +590,6 @@ impl Node for Op {
             Op::Shuffle(g) => one(channel::channel_shuffle(rec, t(0)?, *g)?),
             Op::Activation(a) => one(channel::activation(rec, t(0)?, *a)?),
             Op::ScaleChannels(g) => one(channel::scale_channels(rec, t(0)?, t(1)?, *g)?),
-            Op::ScaleChannelsAdd(g) => {
-                one(channel::scale_channels_add(rec, t(0)?, t(1)?, *g, t(2)?)?)
-            }
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(crate::ops::copy::crop(rec, &p, t(0)?)?)
@@ -620,7 +612,7 @@ impl Node for Op {
                 let p = self.unpool(inputs)?.expect("unpool");
                 one(rp::max_unpool2d(&p, t(0)?, inputs.get(1)?.indices()?)?)
             }
-            Op::Upsample(_) | Op::ResizeLike(_) => {
+            Op::ResizeLike(_) => {
                 let p = self.resize(inputs)?.expect("resize");
                 one(reference::upsample::upsample(&p, t(0)?)?)
             }
@@ -642,11 +634,184 @@ impl Node for Op {
             Op::Shuffle(g) => one(rc::channel_shuffle(t(0)?, *g)?),
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
             Op::ScaleChannels(g) => one(rc::scale_channels(t(0)?, t(1)?, *g)),
-            Op::ScaleChannelsAdd(g) => one(rc::scale_channels_add(t(0)?, t(1)?, *g, t(2)?)),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(reference::copy::crop(&p, t(0)?)?)
             }
         }
+    }
+}
+
+/// A [`DecoderStage`] as a node on inputs `(skip, gate logits, low)`, with its host
+/// weights for the reference.
+#[derive(Debug)]
+pub(crate) struct DecoderStageNode {
+    stage: DecoderStage,
+    /// `(weight, bias)` of the 1x1 refinement and of the depthwise convolution.
+    weights: [(Array4<f32>, Array1<f32>); 2],
+    /// The head's parameters, weight and bias ([`DecoderStage::with_head`]).
+    head: Option<(ConvTranspose2dParams, Array4<f32>, Option<Array1<f32>>)>,
+}
+
+impl DecoderStageNode {
+    /// Loads `{refine}.weight`, `{refine}.bias`, `{depthwise}.weight`, `{depthwise}.bias`.
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: DecoderStageParams,
+        refine: &str,
+        depthwise: &str,
+    ) -> Result<Self> {
+        params.validate()?;
+        let get = |prefix: &str, p: Conv2dParams| -> Result<(Array4<f32>, Array1<f32>)> {
+            let (w, b) = PackedWeights::load(sd, prefix, &p)?;
+            Ok((w, b.expect("a layer with bias loads one")))
+        };
+        let weights = [
+            get(refine, params.refine())?,
+            get(depthwise, params.depthwise())?,
+        ];
+        let view = |i: usize| (weights[i].0.view(), weights[i].1.view());
+        let stage = DecoderStage::new(gpu, params, view(0), view(1))?;
+        Ok(DecoderStageNode {
+            stage,
+            weights,
+            head: None,
+        })
+    }
+
+    /// Adds the transposed-convolution head `{prefix}.weight` (and `.bias`), run in the
+    /// stage's pass.
+    pub(crate) fn with_head(
+        mut self,
+        sd: &StateDict,
+        params: ConvTranspose2dParams,
+        prefix: &str,
+    ) -> Result<Self> {
+        let (w, b) = PackedWeights::load(sd, prefix, &params)?;
+        self.stage = self
+            .stage
+            .with_head(params, w.view(), b.as_ref().map(|b| b.view()))?;
+        self.head = Some((params, w, b));
+        Ok(self)
+    }
+}
+
+impl Node for DecoderStageNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let out = self
+            .stage
+            .output_shape(*inputs.get(0)?, *inputs.get(1)?, *inputs.get(2)?)?;
+        Ok(vec![out])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        self.stage.cost(*inputs.get(0)?)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let t = |i: usize| -> Result<&Tensor> { inputs.get(i)?.tensor() };
+        let y = self.stage.forward(rec, t(0)?, t(1)?, t(2)?)?;
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let t = |i: usize| -> Result<ArrayView4<'_, f32>> { inputs.get(i)?.tensor() };
+        let view = |i: usize| (self.weights[i].0.view(), self.weights[i].1.view());
+        let y = reference::decoder_stage::decoder_stage(
+            self.stage.params(),
+            t(0)?,
+            t(1)?,
+            t(2)?,
+            view(0),
+            view(1),
+        )?;
+        let y = match &self.head {
+            Some((p, w, b)) => reference::conv_transpose::conv_transpose2d(
+                p,
+                y.view(),
+                w.view(),
+                b.as_ref().map(|b| b.view()),
+            )?,
+            None => y,
+        };
+        Ok(vec![HostValue::Tensor(y)])
+    }
+}
+
+/// A 1x1 layer's host weight and bias.
+type HostPointwise = (Array4<f32>, Option<Array1<f32>>);
+
+fn host_view(l: &HostPointwise) -> Pointwise<'_> {
+    (l.0.view(), l.1.as_ref().map(|b| b.view()))
+}
+
+/// An [`LrAsppHead`] as a node on its input, with its host weights for the reference.
+#[derive(Debug)]
+pub(crate) struct LrAsppHeadNode {
+    head: LrAsppHead,
+    /// Branch, gate and classifier weights and biases.
+    weights: (HostPointwise, HostPointwise, Option<HostPointwise>),
+}
+
+impl LrAsppHeadNode {
+    /// Loads the branch `{branch}`, the gate `{gate}` and the classifier `{classifier}`
+    /// (1x1 convolutions: `.weight`, and `.bias` where `with_bias`).
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: LrAsppHeadParams,
+        [branch, gate, classifier]: [&str; 3],
+        with_bias: bool,
+    ) -> Result<Self> {
+        let [pb, pg, pc] = params.layers();
+        let get =
+            |p: Conv2dParams, prefix: &str| PackedWeights::load(sd, prefix, &p.bias(with_bias));
+        let weights = (
+            get(pb, branch)?,
+            get(pg, gate)?,
+            params
+                .out_channels
+                .map(|_| get(pc, classifier))
+                .transpose()?,
+        );
+        let head = {
+            let (b, g, c) = &weights;
+            LrAsppHead::new(
+                gpu,
+                params,
+                host_view(b),
+                host_view(g),
+                c.as_ref().map(host_view),
+            )?
+        };
+        Ok(LrAsppHeadNode { head, weights })
+    }
+}
+
+impl Node for LrAsppHeadNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        Ok(vec![self.head.params().output_shape(*inputs.get(0)?)?])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        self.head.cost(*inputs.get(0)?)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let y = self.head.forward(rec, inputs.get(0)?.tensor()?)?;
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let (b, g, c) = &self.weights;
+        let y = reference::lraspp_head::lraspp_head(
+            self.head.params(),
+            inputs.get(0)?.tensor()?,
+            host_view(b),
+            host_view(g),
+            c.as_ref().map(host_view),
+        )?;
+        Ok(vec![HostValue::Tensor(y)])
     }
 }

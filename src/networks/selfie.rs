@@ -20,16 +20,16 @@
 //! after than before ([`tf_same_padding`]); the GPU convolutions take that padding as is.
 
 use crate::blocks::{
-    v3_block_graph, Architecture, ConvBnAct, ConvTransposeNode, Graph, MobileNetV3Config, Model,
-    Op, SeNode, ValueId,
+    v3_block_graph, Architecture, ConvBnAct, DecoderStageNode, Graph, LrAsppHeadNode,
+    MobileNetV3Config, Model, SeNode, ValueId,
 };
 use crate::error::{fail_if, Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
-use crate::ops::conv::{tf_same_padding, Conv2dParams, ResidualJoin};
+use crate::ops::conv::{tf_same_padding, Conv2dParams};
 use crate::ops::conv_transpose::ConvTranspose2dParams;
-use crate::ops::pool::GlobalPool;
-use crate::ops::upsample::UpsampleParams;
+use crate::ops::decoder_stage::DecoderStageParams;
+use crate::ops::lraspp_head::LrAsppHeadParams;
 use crate::ops::Activation;
 use crate::weights::StateDict;
 
@@ -134,60 +134,49 @@ fn encoder_block(
     Ok((block, last + 1))
 }
 
-/// Appends a decoder stage to `g`: a 1x1 convolution and a 2x bilinear resize of `h`, a
-/// channel gate on `skip` computed from `skip + resized` (without materialising the sum),
-/// then `a = relu(1x1(gated))` and `a + relu(depthwise 3x3(a))`.
+/// Appends a decoder stage to `g` on `low` (the 1x1 convolution `conv2d_{31 + 4 index}`
+/// of the previous stage's output, at its resolution): a channel gate on `skip` computed
+/// from `skip + resize(low)` (the mean of a 2x bilinear resize is the mean of its input,
+/// so neither the resize nor the sum is materialised), then, as one
+/// [`DecoderStageNode`], `z = gated skip + resize(low)`, `a = relu(1x1(z))` and
+/// `a + relu(depthwise 3x3(a))`, and the network's last layer `head` (a transposed
+/// convolution and its weights' name) after the last stage.
 fn decoder_stage(
     g: &mut Graph,
-    (h, skip): (ValueId, ValueId),
+    (low, skip): (ValueId, ValueId),
     (gpu, sd): (&Gpu, &StateDict),
-    index: usize,
-    (cin, c): (usize, usize),
+    (index, c): (usize, usize),
+    head: Option<(ConvTranspose2dParams, &str)>,
 ) -> Result<ValueId> {
-    let relu = Activation::Relu;
     let first = 31 + 4 * index;
     let convs = [0, 1, 2, 3].map(|k| conv2d(first + k));
     let depthwise_name = format!("depthwise_conv2d_{}", 8 + index);
-    let names = [&convs[0], &convs[1], &convs[2], &convs[3], &depthwise_name];
-    let names = names.map(|n| n.as_str());
-    let low = g.add(
-        names[0],
-        load_conv(gpu, sd, Conv2dParams::new(cin, c, 1), names[0])?,
-        &[h],
-    );
-    let y = g.add(
-        "resize",
-        Op::Upsample(UpsampleParams::bilinear(false).scale_factor(2.0)),
-        &[low],
-    );
     let gate = SeNode::load(
         gpu,
         sd,
         SqueezeExcitationParams::new(c, c),
-        names[1],
-        names[2],
+        &convs[1],
+        &convs[2],
     )?;
     let s = g.add(
-        format!("{} / {} (gate)", names[1], names[2]),
+        format!("{} / {} (gate)", convs[1], convs[2]),
         gate.gate_of_sum(),
-        &[skip, y],
+        &[skip, low],
     );
-    let z = g.add(
-        "gated skip",
-        Op::ScaleChannelsAdd(Activation::Sigmoid),
-        &[skip, s, y],
-    );
-    let refine = load_conv(
+    // TensorFlow's 'SAME' padding of a stride-1 3x3 is the symmetric (1, 1) the stage uses.
+    let mut stage = DecoderStageNode::load(
         gpu,
         sd,
-        Conv2dParams::new(c, c, 1).activation(relu),
-        names[3],
+        DecoderStageParams::new(c, c),
+        &convs[3],
+        &depthwise_name,
     )?;
-    let a = g.add(names[3], refine, &[z]);
-    let depthwise = same_conv(Conv2dParams::depthwise(c, 1, 3).activation(relu));
-    let depthwise =
-        load_conv(gpu, sd, depthwise, names[4])?.with_residual(ResidualJoin::AfterActivation)?;
-    Ok(g.add(names[4], depthwise, &[a, a]))
+    let mut name = format!("resize + gated skip + {} + {depthwise_name}", convs[3]);
+    if let Some((params, prefix)) = head {
+        stage = stage.with_head(sd, params, prefix)?;
+        name = format!("{name} + {prefix} (transposed)");
+    }
+    Ok(g.add(name, stage, &[skip, s, low]))
 }
 
 /// Which of MediaPipe's selfie segmentation models (the same architecture and layer
@@ -272,7 +261,6 @@ impl Architecture for SelfieModel {
         fail_if(!prefix.is_empty(), "prefix", || {
             format!("the converted model's names have no prefix, got {prefix:?}")
         })?;
-        let relu = Activation::Relu;
         let stem = Conv2dParams::new(3, 16, 3)
             .stride(2)
             .activation(Activation::HardSwish);
@@ -294,32 +282,33 @@ impl Architecture for SelfieModel {
                 skips.push(y);
             }
         }
-        let pooled = g.add("head pool", Op::GlobalPool(GlobalPool::Avg), &[y]);
-        let gate = load_conv(gpu, sd, Conv2dParams::new(32, 128, 1), "conv2d_30")?;
-        let gate = g.add("conv2d_30 (head gate)", gate, &[pooled]);
-        let branch = load_conv(
+        // The LR-ASPP-like head and the first decoder stage's 1x1, which follows it at the
+        // same resolution: relu(conv2d_29(y)) * sigmoid(conv2d_30(pool(y))), then
+        // conv2d_31, one node.
+        let head = LrAsppHeadNode::load(
             gpu,
             sd,
-            Conv2dParams::new(32, 128, 1).activation(relu),
-            "conv2d_29",
+            LrAsppHeadParams::new(32, 128, DECODER[0].1),
+            ["conv2d_29", "conv2d_30", "conv2d_31"],
+            true,
         )?;
-        let branch = g.add("conv2d_29 (head)", branch, &[y]);
-        let mut h = g.add(
-            "head scale",
-            Op::ScaleChannels(Activation::Sigmoid),
-            &[branch, gate],
-        );
-        for (j, &channels) in DECODER.iter().enumerate() {
-            let skip = skips.pop().expect("one skip per decoder stage");
-            h = decoder_stage(&mut g, (h, skip), (gpu, sd), j, channels)?;
-        }
+        let mut low = g.add("conv2d_29 / conv2d_30 / conv2d_31 (head)", head, &[y]);
+        // The last layer runs in the last stage's pass.
         let segment = ConvTranspose2dParams::new(16, 1, 2)
             .stride(2)
             .activation(Activation::Sigmoid);
-        let last = self.last_layer();
-        let segment = ConvTransposeNode::load(gpu, sd, segment, last)?;
-        let out = g.add(format!("{last} (transposed)"), segment, &[h]);
-        g.set_outputs(&[out]);
+        let mut h = low;
+        for (j, &(cin, c)) in DECODER.iter().enumerate() {
+            if j > 0 {
+                let name = conv2d(31 + 4 * j);
+                let conv = load_conv(gpu, sd, Conv2dParams::new(cin, c, 1), &name)?;
+                low = g.add(name, conv, &[h]);
+            }
+            let skip = skips.pop().expect("one skip per decoder stage");
+            let head = (j + 1 == DECODER.len()).then_some((segment, self.last_layer()));
+            h = decoder_stage(&mut g, (low, skip), (gpu, sd), (j, c), head)?;
+        }
+        g.set_outputs(&[h]);
         Ok(g)
     }
 

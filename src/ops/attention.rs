@@ -25,6 +25,7 @@ uniform! {
         c: u32,
         s: u32,
         hw: u32,
+        hw2: u32,
     }
 }
 
@@ -126,15 +127,20 @@ pub const SE_FUSED_MIN_CHANNELS: usize = 32;
 
 /// Loop iterations of one `se_gate.wgsl` invocation: the pooling of its channels (in
 /// blocks), then its rows of fc1 and of fc2.
-fn se_gate_loops(c: usize, s: usize, hw: usize) -> u64 {
-    let (loads, block) = if hw.is_multiple_of(4) {
-        (hw / 4, 64)
-    } else {
-        (hw, 256)
-    };
+fn se_gate_loops(c: usize, s: usize, planes: &[usize]) -> u64 {
     let my = |n: usize| Trip::Uniform(n.div_ceil(64) as u64);
-    let blocks = Trip::Uniform(loads.div_ceil(block) as u64);
-    let pool = loop_nest(&[my(c), blocks, Trip::Uniform(block.min(loads) as u64)]);
+    let pool: u64 = planes
+        .iter()
+        .map(|&hw| {
+            let (loads, block) = if hw.is_multiple_of(4) {
+                (hw / 4, 64)
+            } else {
+                (hw, 256)
+            };
+            let blocks = Trip::Uniform(loads.div_ceil(block) as u64);
+            loop_nest(&[my(c), blocks, Trip::Uniform(block.min(loads) as u64)])
+        })
+        .sum();
     let fc1 = loop_nest(&[my(s), Trip::Uniform(c as u64)]);
     let fc2 = loop_nest(&[my(c), Trip::Uniform(s as u64)]);
     pool + fc1 + fc2
@@ -250,8 +256,11 @@ impl SqueezeExcitation {
         self.excitation_with(rec, x, None, kernel)
     }
 
-    /// The gate logits of `a + b` (same shapes) without materialising the sum: the
-    /// average pool of a sum is the sum of the pools, taken in the same pass.
+    /// The gate logits of `avgpool(a) + avgpool(b)` for `b` with `a`'s batch and channels:
+    /// for maps of one size, the gate of `a + b` without materialising the sum (the
+    /// average pool of a sum is the sum of the pools, taken in the same pass); `b` may
+    /// have another size, e.g. a map whose 2x bilinear resize is added to `a` (the resize
+    /// keeps each plane's mean, so the resized map need not exist either).
     pub fn excitation_of_sum(
         &self,
         rec: &mut Recorder<'_>,
@@ -307,7 +316,9 @@ impl SqueezeExcitation {
         self.fc1.output_shape([s[0], s[1], 1, 1])?;
         if let Some(b) = second {
             b.check_gpu(gpu, "b")?;
-            super::same_shape("b", s, b.shape())?;
+            let t = b.shape();
+            crate::gpu::check_dims("b", &t)?;
+            super::same_shape("b", [s[0], s[1], t[2], t[3]], t)?;
         }
         fail_if(!kernel.supports(&self.params), "kernel", || {
             format!(
@@ -318,6 +329,23 @@ impl SqueezeExcitation {
                 self.params.squeeze_channels
             )
         })?;
+        // Planes of two sizes: the pooling pass takes the larger (this one), the gate pass
+        // pools the second itself; the convolutions need both pooled first.
+        if let Some(b) = second.filter(|b| b.shape() != s) {
+            if kernel == SeGateKernel::Fused {
+                return self.record_gate(rec, x, Some(b));
+            }
+            let pooled = global_pool_of_sum(rec, GlobalPool::Avg, x, None)?;
+            return match kernel {
+                SeGateKernel::PoolThenExcite => self.record_gate(rec, &pooled, Some(b)),
+                _ => {
+                    let pooled_b = global_pool_of_sum(rec, GlobalPool::Avg, b, None)?;
+                    let sum = global_pool_of_sum(rec, GlobalPool::Avg, &pooled, Some(&pooled_b))?;
+                    let squeezed = self.fc1.forward(rec, &sum)?;
+                    self.fc2.forward(rec, &squeezed)
+                }
+            };
+        }
         match kernel {
             SeGateKernel::Fused => self.record_gate(rec, x, second),
             SeGateKernel::PoolThenExcite => {
@@ -346,10 +374,12 @@ impl SqueezeExcitation {
             act: self.params.activation,
             sum: x2.is_some(),
         };
+        let hw2 = x2.map_or(0, |t| t.shape()[2] * t.shape()[3]);
         let u = SeParams {
             c: c as u32,
             s: sq as u32,
             hw: (s[2] * s[3]) as u32,
+            hw2: hw2 as u32,
         };
         let [w1, b1, w2, b2] = &self.fused;
         let args = Args::new()
@@ -363,7 +393,7 @@ impl SqueezeExcitation {
         let launch = SE_GATE
             .launch(&spec, &u)
             .workgroups(s[0])
-            .loops(se_gate_loops(c, sq, s[2] * s[3]));
+            .loops(se_gate_loops(c, sq, &[s[2] * s[3], hw2]));
         rec.run(&launch, args)?;
         Ok(logits)
     }

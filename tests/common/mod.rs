@@ -19,12 +19,20 @@ pub fn gpu_class() -> Gpu {
     .unwrap()
 }
 
-/// The dispatches of a recording, and how many of them are fused blocks.
+/// The dispatches of a recording, and how many of them are fused blocks (inverted
+/// residuals, decoder stages and LR-ASPP heads).
 pub fn fused_count(traffic: &segblocks::traffic::Traffic) -> (usize, usize) {
     let fused = traffic
         .dispatches
         .iter()
-        .filter(|d| d.kernel == "inverted_residual.wgsl")
+        .filter(|d| {
+            [
+                "inverted_residual.wgsl",
+                "decoder_stage.wgsl",
+                "lraspp_head.wgsl",
+            ]
+            .contains(&d.kernel)
+        })
         .count();
     (traffic.dispatches.len(), fused)
 }
