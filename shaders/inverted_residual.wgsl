@@ -32,6 +32,15 @@ const SKIP: u32 = 0u; // @specialize
 // GATE_ACT(gate[n, c]) on its way into the projection, the skip read from `residual`.
 const MODE: u32 = 0u; // @specialize
 override GATE_ACT: u32 = 0u;
+// 1: the SE gate is computed in the passes themselves (two dispatches a block, not three):
+// the first pass also writes each tile's per-channel sums of the depthwise activations
+// after y's map ([n, parts, c_out]); the second sums them, runs the SE's two 1x1 layers
+// (fc1 + SE_ACT, fc2 + GATE_ACT, weights packed in w_depthwise) into se_values, then
+// scales by those instead of reading gate.
+const SE_IN_PASS: u32 = 0u; // @specialize
+// Workgroup floats for the pooled vector / gate (c_in) and the squeezed vector.
+const SE_LEN: u32 = 1u; // @specialize
+override SE_ACT: u32 = 1u;
 // The activations after the expansion and after the depthwise convolution.
 override EXPAND_ACT: u32 = 2u;
 override DEPTHWISE_ACT: u32 = 2u;
@@ -59,6 +68,8 @@ struct FusedBlockParams {
     tiles_y: u32,
     co_blocks: u32,
     chunks: u32, // ceil(hidden / HC)
+    squeeze: u32, // SE_IN_PASS: the SE's squeezed channels
+    parts: u32, // SE_IN_PASS: the first pass's tiles per image
 }
 
 @group(0) @binding(0) var<uniform> p: FusedBlockParams;
@@ -80,6 +91,7 @@ struct FusedBlockParams {
 
 var<workgroup> expanded: array<f32, HC * HALO>;
 var<workgroup> depthwise: array<f32, HC * TP>;
+var<workgroup> se_values: array<f32, SE_LEN>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -105,6 +117,10 @@ fn main(inv: Invocation) {
     let pix = t % TP;
     let lane = t / TP;
     let co_base = (block * LANES + lane) * 4u * ACC4;
+
+    if (MODE == 2u && SE_IN_PASS == 1u) {
+        se_gate_values(n, t);
+    }
 
     var acc: array<vec4<f32>, ACC4>;
     for (var chunk = 0u; chunk < p.chunks; chunk++) {
@@ -200,6 +216,9 @@ fn main(inv: Invocation) {
 
         if (MODE == 1u) {
             store_depthwise(n, hc0, quads, oy0, ox0, t);
+            if (SE_IN_PASS == 1u) {
+                store_tile_sums(n, hc0, quads, oy0, ox0, t, ty * p.tiles_x + tx);
+            }
         } else {
             project_chunk(hc0, quads, pix, co_base, &acc);
         }
@@ -273,10 +292,67 @@ fn gated_tile(n: u32, hc0: u32, quads: u32, oy0: u32, ox0: u32, t: u32) {
             let ox = ox0 + (v % TP) % TILE_W;
             var d = 0.0;
             if (hc < p.c_in && oy < p.oh && ox < p.ow) {
-                let g = activation4(GATE_ACT, vec4<f32>(gate[n * p.c_in + hc])).x;
+                var g = 0.0;
+                if (SE_IN_PASS == 1u) {
+                    g = se_values[hc];
+                } else {
+                    g = activation4(GATE_ACT, vec4<f32>(gate[n * p.c_in + hc])).x;
+                }
                 d = x[((n * p.c_in + hc) * p.h + oy) * p.w + ox] * g;
             }
             depthwise[v] = d;
         }
     }
+}
+
+// MODE 1 with SE_IN_PASS: the tile's sum of each of the pass's channels over its pixels in
+// the image, to y after the map, [n, parts, c_out] (parts = tiles_x * tiles_y).
+fn store_tile_sums(n: u32, hc0: u32, quads: u32, oy0: u32, ox0: u32, t: u32, tile: u32) {
+    let hc = hc0 + t;
+    if (t < quads * 4u && hc < p.c_out) {
+        var s = 0.0;
+        for (var px = 0u; px < TP; px++) {
+            if (oy0 + px / TILE_W < p.oh && ox0 + px % TILE_W < p.ow) {
+                s += depthwise[t * TP + px];
+            }
+        }
+        let parts = p.tiles_x * p.tiles_y;
+        y[p.n * p.c_out * p.oh * p.ow + (n * parts + tile) * p.c_out + hc] = s;
+    }
+}
+
+// MODE 2 with SE_IN_PASS: the gate of image n into se_values[0 .. c_in]: the mean of the
+// first pass's tile sums (after x's map), fc1 + SE_ACT, fc2 + GATE_ACT. The SE's weights
+// are packed in w_depthwise: fc1 [squeeze, c_in], its bias, fc2 [c_in, squeeze], its bias.
+// Every workgroup of the image computes the same (a few thousand multiply-adds).
+fn se_gate_values(n: u32, t: u32) {
+    let c = p.c_in;
+    let s = p.squeeze;
+    let sums = p.n * c * p.h * p.w + n * p.parts * c;
+    for (var ch = t; ch < c; ch += WORKGROUP_SIZE) {
+        var total = 0.0;
+        for (var part = 0u; part < p.parts; part++) {
+            total += x[sums + part * c + ch];
+        }
+        se_values[ch] = total / f32(p.h * p.w);
+    }
+    workgroupBarrier();
+    for (var j = t; j < s; j += WORKGROUP_SIZE) {
+        var a = w_depthwise[s * c + j];
+        for (var ch = 0u; ch < c; ch++) {
+            a += w_depthwise[j * c + ch] * se_values[ch];
+        }
+        se_values[c + j] = activation4(SE_ACT, vec4<f32>(a)).x;
+    }
+    workgroupBarrier();
+    // Only the squeezed values are read now: the pooled ones can be overwritten.
+    let w2 = s * c + s;
+    for (var ch = t; ch < c; ch += WORKGROUP_SIZE) {
+        var a = w_depthwise[w2 + c * s + ch];
+        for (var j = 0u; j < s; j++) {
+            a += w_depthwise[w2 + ch * s + j] * se_values[c + j];
+        }
+        se_values[ch] = activation4(GATE_ACT, vec4<f32>(a)).x;
+    }
+    workgroupBarrier();
 }

@@ -1557,6 +1557,23 @@ impl<'g> Recorder<'g> {
         })
     }
 
+    /// An output tensor of `shape` whose buffer has room for `tail` more values after it,
+    /// which its kernel fills with values of its own for a later kernel (partial sums).
+    pub(crate) fn empty_with_tail(
+        &mut self,
+        name: &'static str,
+        shape: [usize; 4],
+        tail: usize,
+    ) -> Result<Tensor> {
+        check_dims(name, &shape)?;
+        let len = shape.iter().product::<usize>().saturating_add(tail);
+        Ok(Tensor {
+            shape,
+            buf: self.alloc_f32(name, len)?,
+            gpu_id: self.gpu.inner.id,
+        })
+    }
+
     /// A pooling's index output (see [`Recorder::alloc_f32`]).
     pub(crate) fn empty_indices(
         &mut self,

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use ndarray::{Array1, Array4};
 use segblocks::ops::inverted_residual::{
-    fused_candidates, select_kernel, FusedInvertedResidual, FusedPass, FusedTile,
+    fused_candidates, select_kernel, FusedInvertedResidual, FusedPass, FusedTile, GatePlacement,
     InvertedResidualKernel, InvertedResidualParams,
 };
 use segblocks::ops::Activation;
@@ -371,21 +371,31 @@ fn blocks_with_se_match_the_reference_in_two_passes() {
         let mut pairs = vec![(firsts[0], seconds[0])];
         pairs.push((*firsts.last().unwrap(), *seconds.last().unwrap()));
         match select_kernel(&p, input, &gpu_caps) {
-            InvertedResidualKernel::TwoPass { expand, project } => pairs.push((expand, project)),
+            InvertedResidualKernel::TwoPass {
+                expand,
+                project,
+                gate,
+            } => {
+                assert_eq!(gate, GatePlacement::InPasses, "{p:?}");
+                pairs.push((expand, project));
+            }
             k => panic!("{p:?}: {k:?}"),
         }
         for (a, b) in pairs {
-            let mut rec = gpu.recorder();
-            let y = layer.forward_two_pass(&mut rec, &xt, a, b).unwrap();
-            // Two fused passes around the SE gate (one dispatch at these sizes).
-            assert_eq!(rec.dispatch_count(), 3);
-            let got = rec.download(&y).unwrap();
-            assert_close(
-                got.view(),
-                want.view(),
-                bound(&want).view(),
-                &format!("{a:?} {b:?}"),
-            );
+            // The gate in the passes (two dispatches), or in its own (one at these sizes)
+            // between them.
+            for (gate, dispatches) in [(GatePlacement::InPasses, 2), (GatePlacement::Separate, 3)] {
+                let mut rec = gpu.recorder();
+                let y = layer.forward_two_pass(&mut rec, &xt, (a, b), gate).unwrap();
+                assert_eq!(rec.dispatch_count(), dispatches);
+                let got = rec.download(&y).unwrap();
+                assert_close(
+                    got.view(),
+                    want.view(),
+                    bound(&want).view(),
+                    &format!("{a:?} {b:?} {gate:?}"),
+                );
+            }
         }
         // A block with SE does not run in one pass.
         let mut rec = gpu.recorder();

@@ -11,8 +11,8 @@ use crate::gpu::{DeviceCaps, Gpu, Recorder};
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::inverted_residual::{
-    select_kernel, FusedInvertedResidual, InvertedResidualKernel, InvertedResidualParams,
-    WeightBias,
+    select_kernel, FusedInvertedResidual, GatePlacement, InvertedResidualKernel,
+    InvertedResidualParams, WeightBias,
 };
 use crate::ops::setters;
 use crate::ops::{Activation, Cost};
@@ -312,9 +312,26 @@ impl Node for FusedBlockNode {
             InvertedResidualKernel::Fused(tile) => {
                 Ok(vec![Value::Tensor(self.fused.forward_with(rec, x, tile)?)])
             }
-            InvertedResidualKernel::TwoPass { expand, project } => Ok(vec![Value::Tensor(
-                self.fused.forward_two_pass(rec, x, expand, project)?,
-            )]),
+            InvertedResidualKernel::TwoPass {
+                expand,
+                project,
+                gate,
+            } => {
+                // The choice bounds the SE's width by the hidden channels; a wider one
+                // takes its own dispatch.
+                let caps = rec.gpu().caps();
+                let gate = match gate {
+                    GatePlacement::InPasses => {
+                        self.fused
+                            .gate_placement(x.shape(), (expand, project), caps)
+                    }
+                    GatePlacement::Separate => GatePlacement::Separate,
+                };
+                let y = self
+                    .fused
+                    .forward_two_pass(rec, x, (expand, project), gate)?;
+                Ok(vec![Value::Tensor(y)])
+            }
             InvertedResidualKernel::Unfused => Node::forward(&self.unfused, rec, inputs),
         }
     }

@@ -186,6 +186,9 @@ pub struct SqueezeExcitation {
     fc2: Conv2d,
     /// fc1 / fc2 weights and biases as flat buffers for `se_gate.wgsl`.
     fused: [Arc<PooledBuffer>; 4],
+    /// The same four one after the other, for kernels that compute the gate themselves
+    /// (the fused inverted residual).
+    packed: Arc<PooledBuffer>,
 }
 
 impl SqueezeExcitation {
@@ -212,19 +215,32 @@ impl SqueezeExcitation {
         let fc1 = Conv2d::new(gpu, params.fc1(), fc1_weight, Some(fc1_bias))?;
         let fc2 = Conv2d::new(gpu, params.fc2(), fc2_weight, Some(fc2_bias))?;
         let flat = |v: ArrayView4<f32>| v.iter().copied().collect::<Vec<f32>>();
-        let fused = [
-            gpu.upload_f32("fc1.weight", &flat(fc1_weight))?,
-            gpu.upload_f32("fc1.bias", &fc1_bias.to_vec())?,
-            gpu.upload_f32("fc2.weight", &flat(fc2_weight))?,
-            gpu.upload_f32("fc2.bias", &fc2_bias.to_vec())?,
+        let parts = [
+            flat(fc1_weight),
+            fc1_bias.to_vec(),
+            flat(fc2_weight),
+            fc2_bias.to_vec(),
         ];
+        let fused = [
+            gpu.upload_f32("fc1.weight", &parts[0])?,
+            gpu.upload_f32("fc1.bias", &parts[1])?,
+            gpu.upload_f32("fc2.weight", &parts[2])?,
+            gpu.upload_f32("fc2.bias", &parts[3])?,
+        ];
+        let packed = gpu.upload_f32("se weights", &parts.concat())?;
         Ok(SqueezeExcitation {
             gpu: gpu.clone(),
             params,
             fc1,
             fc2,
             fused,
+            packed,
         })
+    }
+
+    /// fc1's weight `[S, C]` and bias, then fc2's weight `[C, S]` and bias, in one buffer.
+    pub(crate) fn packed(&self) -> &Arc<PooledBuffer> {
+        &self.packed
     }
 
     /// Loads `{prefix}.fc1.weight`, `.fc1.bias`, `.fc2.weight`, `.fc2.bias` (torchvision's

@@ -44,6 +44,8 @@ uniform! {
         tiles_y: u32,
         co_blocks: u32,
         chunks: u32,
+        squeeze: u32,
+        parts: u32,
     }
 }
 
@@ -69,6 +71,9 @@ specialize! {
         depthwise_act: Activation => "DEPTHWISE_ACT",
         pass: FusedPass => "MODE",
         gate_act: Activation => "GATE_ACT",
+        se_in_pass: bool => "SE_IN_PASS",
+        se_len: Count => "SE_LEN",
+        se_act: Activation => "SE_ACT",
     }
 }
 
@@ -291,10 +296,32 @@ pub enum InvertedResidualKernel {
         expand: FusedTile,
         /// The second pass's tile.
         project: FusedTile,
+        /// Where the gate is computed.
+        gate: GatePlacement,
     },
     /// Expansion, depthwise (SE) and projection as separate dispatches (the block's own
     /// layers).
     Unfused,
+}
+
+/// Where a block with SE computes its gate (which needs the whole map of depthwise
+/// activations, so neither pass can compute it alone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GatePlacement {
+    /// In the passes: the first also writes each tile's channel sums, the second adds them
+    /// up and runs the SE's two 1x1 layers in every workgroup before the projection. Two
+    /// dispatches a block.
+    InPasses,
+    /// A dispatch of its own between the passes (the SE layer's). Three a block.
+    Separate,
+}
+
+/// The SE computed in the passes ([`GatePlacement::InPasses`]): squeezed channels, and the
+/// first pass's tiles per image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SeInPass {
+    squeeze: usize,
+    parts: usize,
 }
 
 /// The tiles the choice considers: 4 to 196 pixels, at most 16 on a side; the 7s fit the
@@ -332,6 +359,10 @@ struct FusedPlan {
     chunks: usize,
     loops: u64,
     macs: u64,
+    /// Workgroup memory in floats.
+    floats: usize,
+    /// The SE computed in the passes.
+    se: Option<SeInPass>,
 }
 
 impl FusedPlan {
@@ -432,18 +463,62 @@ impl FusedPlan {
             chunks,
             loops,
             macs: groups * (first_macs + project_macs),
+            floats: hc * (halo + tp),
+            se: None,
         })
     }
 
+    /// The plan with the SE computed in the pass ([`GatePlacement::InPasses`]), or `None`
+    /// when its loops or its workgroup memory do not fit.
+    fn with_se(
+        mut self,
+        params: &InvertedResidualParams,
+        pass: FusedPass,
+        se: SeInPass,
+        invocations: usize,
+        caps: &DeviceCaps,
+    ) -> Option<FusedPlan> {
+        let (c, s) = (params.hidden_channels, se.squeeze);
+        let per = |n: usize| Trip::Uniform(n.div_ceil(invocations) as u64);
+        let [th, tw, ..] = self.spec_sizes;
+        let extra = match pass {
+            // Each pass's channel sums over the tile's pixels.
+            FusedPass::Expand => loop_tree(
+                &[
+                    Trip::Uniform(self.chunks as u64),
+                    Trip::Constant((th * tw) as u64),
+                ],
+                &[],
+            ),
+            FusedPass::Project => {
+                loop_tree(&[per(c), Trip::Uniform(se.parts as u64)], &[])
+                    + loop_tree(&[per(s), Trip::Uniform(c as u64)], &[])
+                    + loop_tree(&[per(c), Trip::Uniform(s as u64)], &[])
+            }
+            FusedPass::Block => return None,
+        };
+        self.loops += extra;
+        if pass == FusedPass::Project {
+            self.floats += c + s;
+        }
+        let limit = caps.max_compute_workgroup_storage_size as usize / 4;
+        if self.loops > LOOP_BUDGET || self.floats > limit {
+            return None;
+        }
+        self.se = Some(se);
+        Some(self)
+    }
+
     /// The dispatch of this plan for `pass` of the block `p` on the block's input shape
-    /// `s`, with `tile` and the SE gate's activation `gate_act`.
+    /// `s`, with `tile` and the SE's gate activation `gate_act` and (for the SE in the
+    /// pass) hidden activation `se_act`.
     fn launch(
         &self,
         p: &InvertedResidualParams,
         pass: FusedPass,
         s: [usize; 4],
         tile: FusedTile,
-        gate_act: Activation,
+        (gate_act, se_act): (Activation, Activation),
     ) -> Launch {
         let plan = self;
         let out = pass_output(p, pass, plan.out);
@@ -474,6 +549,9 @@ impl FusedPlan {
             depthwise_act: p.depthwise_activation,
             pass,
             gate_act,
+            se_in_pass: plan.se.is_some(),
+            se_len: Count(plan.se.map_or(1, |se| p.hidden_channels + se.squeeze) as u32),
+            se_act,
         };
         // What x is: the block's input, or for the second pass the first pass's output.
         let x = match pass {
@@ -497,6 +575,8 @@ impl FusedPlan {
             tiles_y: u32_of(plan.tiles.0),
             co_blocks: u32_of(plan.co_blocks),
             chunks: u32_of(plan.chunks),
+            squeeze: u32_of(plan.se.map_or(0, |se| se.squeeze)),
+            parts: u32_of(plan.se.map_or(0, |se| se.parts)),
         };
         FUSED
             .launch(&spec, &u)
@@ -542,7 +622,18 @@ pub fn select_kernel(
         let second = least_work(candidate_plans(params, FusedPass::Project, input, caps));
         return match (first, second) {
             (Some((expand, a)), Some((project, b))) if pays(a + b) => {
-                InvertedResidualKernel::TwoPass { expand, project }
+                // SE layers squeeze: `hidden_channels` bounds their width.
+                let squeeze = params.hidden_channels;
+                let in_passes = se_plans(params, input, (expand, project), squeeze, caps);
+                let gate = match in_passes {
+                    Some(_) => GatePlacement::InPasses,
+                    None => GatePlacement::Separate,
+                };
+                InvertedResidualKernel::TwoPass {
+                    expand,
+                    project,
+                    gate,
+                }
             }
             _ => InvertedResidualKernel::Unfused,
         };
@@ -551,6 +642,27 @@ pub fn select_kernel(
         Some((tile, macs)) if pays(macs) => InvertedResidualKernel::Fused(tile),
         _ => InvertedResidualKernel::Unfused,
     }
+}
+
+/// The plans of both passes of a block with SE with the gate computed in them
+/// ([`GatePlacement::InPasses`]) for an SE of `squeeze` channels, or `None` where they
+/// do not fit.
+fn se_plans(
+    p: &InvertedResidualParams,
+    input: [usize; 4],
+    (expand, project): (FusedTile, FusedTile),
+    squeeze: usize,
+    caps: &DeviceCaps,
+) -> Option<(FusedPlan, FusedPlan)> {
+    let first = FusedPlan::new(p, FusedPass::Expand, input, expand, caps)?;
+    let se = SeInPass {
+        squeeze,
+        parts: first.tiles.0 * first.tiles.1,
+    };
+    let first = first.with_se(p, FusedPass::Expand, se, expand.invocations, caps)?;
+    let second = FusedPlan::new(p, FusedPass::Project, input, project, caps)?;
+    let second = second.with_se(p, FusedPass::Project, se, project.invocations, caps)?;
+    Some((first, second))
 }
 
 /// The tile of `plans` that does the least work, with its multiply-adds.
@@ -742,7 +854,8 @@ impl FusedInvertedResidual {
         if p.use_se {
             let expand = best(FusedPass::Expand).ok_or_else(none)?;
             let project = best(FusedPass::Project).ok_or_else(none)?;
-            self.forward_two_pass(rec, x, expand, project)
+            let gate = self.gate_placement(s, (expand, project), caps);
+            self.forward_two_pass(rec, x, (expand, project), gate)
         } else {
             self.forward_with(rec, x, best(FusedPass::Block).ok_or_else(none)?)
         }
@@ -754,67 +867,151 @@ impl FusedInvertedResidual {
         fail_if(self.params.use_se, "kernel", || {
             "a block with SE runs in two passes (forward_two_pass)"
         })?;
-        self.run_pass(rec, FusedPass::Block, x, t, None)
+        x.check_gpu(rec.gpu(), "input")?;
+        let (p, s) = (&self.params, x.shape());
+        p.output_shape(s)?;
+        let plan =
+            FusedPlan::new(p, FusedPass::Block, s, t, rec.gpu().caps()).ok_or_else(|| {
+                Error::InvalidParam {
+                    name: "kernel",
+                    reason: format!("{t:?} cannot run {p:?} on {s:?}"),
+                }
+            })?;
+        self.run_pass(rec, FusedPass::Block, x, (t, plan), None)
     }
 
-    /// Records a block with SE in two fused passes with chosen tiles: expansion and
-    /// depthwise, the SE gate on their activations, then the gated projection and skip.
+    /// Where a block with SE computes its gate with these tiles on an input of `shape`:
+    /// in the passes where they fit with this block's SE layer, else in a dispatch of its
+    /// own.
+    pub fn gate_placement(
+        &self,
+        shape: [usize; 4],
+        tiles: (FusedTile, FusedTile),
+        caps: &DeviceCaps,
+    ) -> GatePlacement {
+        let squeeze = self.se.as_ref().map(|se| se.params().squeeze_channels);
+        match squeeze.and_then(|s| se_plans(&self.params, shape, tiles, s, caps)) {
+            Some(_) => GatePlacement::InPasses,
+            None => GatePlacement::Separate,
+        }
+    }
+
+    /// Records a block with SE in two fused passes with chosen tiles `(expand, project)`:
+    /// expansion and depthwise, the SE gate on their activations (in the passes, or a
+    /// dispatch of its own: `gate`), then the gated projection and skip. An error when the
+    /// tiles or the placement do not fit the device.
     pub fn forward_two_pass(
         &self,
         rec: &mut Recorder<'_>,
         x: &Tensor,
-        expand: FusedTile,
-        project: FusedTile,
+        (expand, project): (FusedTile, FusedTile),
+        gate: GatePlacement,
     ) -> Result<Tensor> {
         let se = self.se.as_ref().ok_or_else(|| Error::InvalidParam {
             name: "se",
             reason: "a block with use_se needs its SE layer (with_squeeze_excitation)".into(),
         })?;
-        let hidden = self.run_pass(rec, FusedPass::Expand, x, expand, None)?;
-        let gate = se.excitation(rec, &hidden)?;
+        x.check_gpu(rec.gpu(), "input")?;
+        let (p, s, caps) = (&self.params, x.shape(), rec.gpu().caps());
+        p.output_shape(s)?;
+        let plan = |pass, t| {
+            FusedPlan::new(p, pass, s, t, caps).ok_or_else(|| Error::InvalidParam {
+                name: "kernel",
+                reason: format!("{t:?} cannot run {pass:?} of {p:?} on {s:?}"),
+            })
+        };
+        let (first, second) = match gate {
+            GatePlacement::Separate => (
+                plan(FusedPass::Expand, expand)?,
+                plan(FusedPass::Project, project)?,
+            ),
+            GatePlacement::InPasses => {
+                let squeeze = se.params().squeeze_channels;
+                se_plans(p, s, (expand, project), squeeze, caps).ok_or_else(|| {
+                    Error::InvalidParam {
+                        name: "gate",
+                        reason: format!(
+                        "the SE gate of {p:?} (squeezed to {squeeze}) does not fit in the passes \
+                         {expand:?} and {project:?} on {s:?}; use GatePlacement::Separate"
+                    ),
+                    }
+                })?
+            }
+        };
+        let hidden = self.run_pass(rec, FusedPass::Expand, x, (expand, first), None)?;
         let act = se.params().scale_activation;
+        let gating = match gate {
+            GatePlacement::Separate => Gating::Logits(se.excitation(rec, &hidden)?),
+            GatePlacement::InPasses => Gating::InPass(se),
+        };
         self.run_pass(
             rec,
             FusedPass::Project,
             &hidden,
-            project,
-            Some((&gate, x, act)),
+            (project, second),
+            Some((gating, x, act)),
         )
     }
 
     /// Records one pass on `input` (the block's input, or the first pass's output for the
-    /// second), with the gate logits, the block's input and the gate activation there.
+    /// second) with tile `t` and its plan, with the gating, the block's input and the gate
+    /// activation there.
     fn run_pass(
         &self,
         rec: &mut Recorder<'_>,
         pass: FusedPass,
         input: &Tensor,
-        t: FusedTile,
-        gated: Option<(&Tensor, &Tensor, Activation)>,
+        (t, plan): (FusedTile, FusedPlan),
+        gated: Option<(Gating<'_>, &Tensor, Activation)>,
     ) -> Result<Tensor> {
-        let x = gated.map_or(input, |g| g.1);
+        let x = gated.as_ref().map_or(input, |g| g.1);
         x.check_gpu(rec.gpu(), "input")?;
         check_owner(self.gpu.id(), rec.gpu(), "layer")?;
         let (p, s) = (&self.params, x.shape());
-        p.output_shape(s)?;
-        let plan =
-            FusedPlan::new(p, pass, s, t, rec.gpu().caps()).ok_or_else(|| Error::InvalidParam {
-                name: "kernel",
-                reason: format!("{t:?} cannot run {pass:?} of {p:?} on {s:?}"),
-            })?;
-        let act = gated.map_or(Activation::None, |g| g.2);
-        let launch = plan.launch(p, pass, s, t, act);
-        let y = rec.empty("output", pass_output(p, pass, plan.out))?;
+        let se_act = self
+            .se
+            .as_ref()
+            .map_or(Activation::None, |se| se.params().activation);
+        let gate_act = gated.as_ref().map_or(Activation::None, |g| g.2);
+        let launch = plan.launch(p, pass, s, t, (gate_act, se_act));
+        let out = pass_output(p, pass, plan.out);
+        // The first pass of an SE gated in the passes keeps its tile sums after the map.
+        let y = match (pass, plan.se) {
+            (FusedPass::Expand, Some(se)) => {
+                rec.empty_with_tail("output", out, se.parts * out[0] * out[1])?
+            }
+            _ => rec.empty("output", out)?,
+        };
+        let in_pass = matches!(gated, Some((Gating::InPass(_), _, _)));
         let mut args = Args::new().read("x", input);
         for (name, buffer) in &self.weights {
-            args = args.read(name, buffer);
+            // The SE's packed weights take the depthwise weights' place in the second pass.
+            if !(in_pass && *name == "w_depthwise") {
+                args = args.read(name, buffer);
+            }
         }
-        if let Some((gate, block_input, _)) = gated {
-            args = args.read("gate", gate).read("residual", block_input);
+        match &gated {
+            Some((Gating::Logits(gate), block_input, _)) => {
+                args = args.read("gate", gate).read("residual", *block_input);
+            }
+            Some((Gating::InPass(se), block_input, _)) => {
+                args = args
+                    .read("w_depthwise", se.packed())
+                    .read("residual", *block_input);
+            }
+            None => {}
         }
         rec.run(&launch, args.write("y", &y))?;
         Ok(y)
     }
+}
+
+/// What the second pass of a block with SE scales its channels by.
+enum Gating<'a> {
+    /// The logits of the SE layer's own dispatch.
+    Logits(Tensor),
+    /// The SE layer, computed in the pass from the first pass's tile sums.
+    InPass(&'a SqueezeExcitation),
 }
 
 #[cfg(test)]
@@ -925,7 +1122,13 @@ mod tests {
         let input = [2, 160, 7, 7];
         for tile in fused_candidates(&p, FusedPass::Block, input, &caps) {
             let plan = FusedPlan::new(&p, FusedPass::Block, input, tile, &caps).unwrap();
-            let launch = plan.launch(&p, FusedPass::Block, input, tile, Activation::None);
+            let launch = plan.launch(
+                &p,
+                FusedPass::Block,
+                input,
+                tile,
+                (Activation::None, Activation::None),
+            );
             let (th, tw) = tile.tile;
             let tiles = 7usize.div_ceil(th) * 7usize.div_ceil(tw);
             assert_eq!(launch.workgroups, (2 * tiles * plan.co_blocks) as u64);
