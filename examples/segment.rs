@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! cargo run --release --example segment -- [IMAGE] [--out DIR] [--model square|landscape]
-//!     [--profile]
+//!     [--profile] [--gpu-kernels]
 //! ```
+//!
+//! `--gpu-kernels` takes the kernels a discrete or integrated GPU gets (fused blocks,
+//! workgroup-tiled convolutions) whatever the adapter is; on a CPU adapter such as
+//! lavapipe they are correct but slower than its own.
 //!
 //! `--profile` times every dispatch of one network forward on the GPU (timestamp queries
 //! where the adapter has them, else a labelled synchronised fallback) and prints the five
@@ -42,15 +46,18 @@ fn main() -> AnyResult<()> {
     let mut out_dir = PathBuf::from("target/segment");
     let mut model = SelfieModel::Square;
     let mut profile = false;
+    let mut device_class = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--out" => out_dir = args.next().ok_or("--out needs a directory")?.into(),
             "--model" => model = args.next().ok_or("--model needs a name")?.parse()?,
             "--profile" => profile = true,
+            "--gpu-kernels" => device_class = Some(segblocks::DeviceClass::Gpu),
             "-h" | "--help" => {
                 println!(
-                    "usage: segment [IMAGE] [--out DIR] [--model square|landscape] [--profile]"
+                    "usage: segment [IMAGE] [--out DIR] [--model square|landscape] [--profile] \
+                     [--gpu-kernels]"
                 );
                 return Ok(());
             }
@@ -69,6 +76,7 @@ fn main() -> AnyResult<()> {
     // Compiled pipelines persist between runs (where the adapter supports it).
     let gpu = Gpu::with_options(GpuOptions {
         pipeline_cache_dir: segblocks::default_pipeline_cache_dir(),
+        device_class,
         ..GpuOptions::default()
     })?;
     println!(

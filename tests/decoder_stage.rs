@@ -135,7 +135,10 @@ fn odd_channel_counts_kernel_sizes_and_activations_match() {
 
 #[test]
 fn the_choice_fuses_what_fits_and_the_layers_take_the_rest() {
-    let caps = gpu().caps();
+    let caps = &segblocks::DeviceCaps {
+        cpu: false,
+        ..gpu().caps().clone()
+    };
     let p = DecoderStageParams::new(16, 16);
     assert_eq!(
         select_kernel(&p, None, [1, 16, 128, 128], caps),

@@ -103,7 +103,10 @@ fn odd_channels_no_bias_no_classifier_and_other_activations_match() {
 #[test]
 fn the_choice_and_bad_input() {
     let gpu = gpu();
-    let caps = gpu.caps();
+    let caps = &segblocks::DeviceCaps {
+        cpu: false,
+        ..gpu.caps().clone()
+    };
     let wide = LrAsppHeadParams::new(96, 16, 4);
     assert_eq!(
         select_kernel(&wide, [1, 96, 8, 8], caps),

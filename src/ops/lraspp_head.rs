@@ -191,19 +191,23 @@ fn fused_plan(p: &LrAsppHeadParams, input: [usize; 4], pool: bool) -> Option<Lau
     Some(FUSED.launch(&spec, &u).workgroups(n * tiles).loops(loops))
 }
 
-/// The kernel for `params` on `input`: [`LrAsppHeadKernel::Fused`] while every workgroup
-/// can pool its image quickly (at most [`FUSED_POOL_MAX`] values),
+/// The kernel for `params` on `input`: on a GPU, [`LrAsppHeadKernel::Fused`] while every
+/// workgroup can pool its image quickly (at most [`FUSED_POOL_MAX`] values),
 /// [`LrAsppHeadKernel::PoolThenFused`] for larger maps, and [`LrAsppHeadKernel::Layers`]
 /// for inputs or classifiers wider than [`FUSED_MAX_CHANNELS`] (a pixel per invocation
-/// would be a poor matrix product there: the convolution kernels' tiles do better). The
-/// same on every device class.
+/// would be a poor matrix product there: the convolution kernels' tiles do better).
+/// Devices that run shaders on the CPU take the layers: on lavapipe the fused pass
+/// measured 2-6x slower (each invocation loads every weight itself, lane by lane, where a
+/// GPU broadcasts them).
 pub fn select_kernel(
     params: &LrAsppHeadParams,
     input: [usize; 4],
-    _caps: &DeviceCaps,
+    caps: &DeviceCaps,
 ) -> LrAsppHeadKernel {
     let values = input[1] * input[2] * input[3];
-    if values <= FUSED_POOL_MAX && fused_plan(params, input, true).is_some() {
+    if caps.cpu {
+        LrAsppHeadKernel::Layers
+    } else if values <= FUSED_POOL_MAX && fused_plan(params, input, true).is_some() {
         LrAsppHeadKernel::Fused
     } else if fused_plan(params, input, false).is_some() {
         LrAsppHeadKernel::PoolThenFused
@@ -420,6 +424,8 @@ impl LrAsppHead {
                 let gate = layer(1).forward(rec, &pooled)?;
                 let branch = layer(0).forward(rec, x)?;
                 let h = scale_channels(rec, &branch, &gate, p.gate_activation)?;
+                // Dropped so that the recording can give the buffer to the classifier.
+                drop(branch);
                 match &self.layers[2] {
                     Some(classifier) => classifier.forward(rec, &h),
                     None => Ok(h),
@@ -455,6 +461,14 @@ mod tests {
         let torchvision = LrAsppHeadParams::new(960, 128, 21);
         assert_eq!(
             select_kernel(&torchvision, [1, 960, 28, 28], &caps),
+            LrAsppHeadKernel::Layers
+        );
+        let cpu = DeviceCaps {
+            cpu: true,
+            ..DeviceCaps::default()
+        };
+        assert_eq!(
+            select_kernel(&selfie, [1, 32, 16, 16], &cpu),
             LrAsppHeadKernel::Layers
         );
     }
