@@ -34,6 +34,7 @@ struct SeParams {
 
 var<workgroup> pooled: array<f32, MAX_C>;
 var<workgroup> hidden: array<f32, MAX_S>;
+var<workgroup> lane_sums: array<f32, WORKGROUP_SIZE>;
 
 fn load4(second: bool, i: u32) -> vec4<f32> {
     if (second) {
@@ -42,45 +43,66 @@ fn load4(second: bool, i: u32) -> vec4<f32> {
     return x[i];
 }
 
-// The mean of the plane of hw values at base of x (or of x2).
-fn plane_mean(second: bool, base: u32, hw: u32) -> f32 {
-    // Blocked sum: partial sums of 256 keep rounding small on large planes.
+// The sum of the values lane, lane + lanes, lane + 2 lanes, ... of the plane of hw values
+// at base of x (or of x2).
+fn plane_sum(second: bool, base: u32, hw: u32, lane: u32, lanes: u32) -> f32 {
+    // Blocked sum: partial sums of 64 loads keep rounding small on large planes.
     var total = 0.0;
     if (hw % 4u == 0u) {
         let base4 = base / 4u;
         let hw4 = hw / 4u;
-        for (var b0 = 0u; b0 < hw4; b0 += 64u) {
+        for (var b0 = lane; b0 < hw4; b0 += 64u * lanes) {
             var part = vec4<f32>(0.0);
-            for (var i = b0; i < min(b0 + 64u, hw4); i++) {
+            for (var i = b0; i < min(b0 + 64u * lanes, hw4); i += lanes) {
                 part += load4(second, base4 + i);
             }
             total += (part.x + part.y) + (part.z + part.w);
         }
     } else {
-        for (var b0 = 0u; b0 < hw; b0 += 256u) {
+        for (var b0 = lane; b0 < hw; b0 += 256u * lanes) {
             var part = 0.0;
-            for (var i = b0; i < min(b0 + 256u, hw); i++) {
+            for (var i = b0; i < min(b0 + 256u * lanes, hw); i += lanes) {
                 let e = base + i;
                 part += load4(second, e / 4u)[e % 4u];
             }
             total += part;
         }
     }
-    return total / f32(hw);
+    return total;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
     // One workgroup per sample (uniform), so the barriers below are in uniform control flow.
     let n = workgroup_index(inv);
-    for (var c = inv.lid; c < p.c; c += WORKGROUP_SIZE) {
-        var mean = plane_mean(false, (n * p.c + c) * p.hw, p.hw);
-        if (SUM) {
-            mean += plane_mean(true, (n * p.c + c) * p.hw2, p.hw2);
+    // Every invocation pools: `lanes` of them share a channel when there are fewer
+    // channels than invocations, and add up their sums in workgroup memory.
+    let lanes = max(WORKGROUP_SIZE / max(p.c, 1u), 1u);
+    let per_round = WORKGROUP_SIZE / lanes;
+    let lane = inv.lid % lanes;
+    let slot = inv.lid / lanes;
+    let rounds = (p.c + per_round - 1u) / per_round;
+    for (var r = 0u; r < rounds; r++) {
+        let c = r * per_round + slot;
+        let mine = c < p.c && slot < per_round;
+        var s = 0.0;
+        if (mine) {
+            s = plane_sum(false, (n * p.c + c) * p.hw, p.hw, lane, lanes) / f32(p.hw);
+            if (SUM) {
+                s += plane_sum(true, (n * p.c + c) * p.hw2, p.hw2, lane, lanes) / f32(p.hw2);
+            }
         }
-        pooled[c] = mean;
+        lane_sums[inv.lid] = s;
+        workgroupBarrier();
+        if (mine && lane == 0u) {
+            var total = 0.0;
+            for (var l = 0u; l < lanes; l++) {
+                total += lane_sums[inv.lid + l];
+            }
+            pooled[c] = total;
+        }
+        workgroupBarrier();
     }
-    workgroupBarrier();
     for (var s = inv.lid; s < p.s; s += WORKGROUP_SIZE) {
         var acc = b1[s];
         for (var c = 0u; c < p.c; c++) {

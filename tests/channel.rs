@@ -433,9 +433,10 @@ fn squeeze_excitation_matches_reference() {
     let (w2, b2) = (random4(&mut r, [16, 8, 1, 1]), random1(&mut r, 16));
     let se =
         SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view()).unwrap();
-    // Few channels: pooled first however small the map.
+    // Few channels share the one workgroup's invocations: fused while the map is small.
+    assert_eq!(se.select_gate_kernel([1, 16, 8, 8]), SeGateKernel::Fused);
     assert_eq!(
-        se.select_gate_kernel([1, 16, 8, 8]),
+        se.select_gate_kernel([1, 16, 128, 128]),
         SeGateKernel::PoolThenExcite
     );
     let wide = SqueezeExcitation::new(

@@ -120,15 +120,13 @@ const SE_FUSED_MAX: (usize, usize) = (2048, 512);
 /// the whole feature map, which is quicker than a second dispatch while the map is small.
 pub const SE_FUSED_MAX_ELEMENTS: usize = 65_536;
 
-/// Fewest channels for which [`SeGateKernel::Fused`] is chosen: with fewer, most of its
-/// single workgroup idles (measured on lavapipe: 16 or 24 channels of 32 x 32 took
-/// milliseconds fused, a fraction of that pooled first).
-pub const SE_FUSED_MIN_CHANNELS: usize = 32;
-
 /// Loop iterations of one `se_gate.wgsl` invocation: the pooling of its channels (in
 /// blocks), then its rows of fc1 and of fc2.
 fn se_gate_loops(c: usize, s: usize, planes: &[usize]) -> u64 {
     let my = |n: usize| Trip::Uniform(n.div_ceil(64) as u64);
+    // Invocations per channel, and rounds of channels.
+    let lanes = (64 / c.max(1)).max(1);
+    let rounds = Trip::Uniform(c.div_ceil(64 / lanes) as u64);
     let pool: u64 = planes
         .iter()
         .map(|&hw| {
@@ -137,10 +135,12 @@ fn se_gate_loops(c: usize, s: usize, planes: &[usize]) -> u64 {
             } else {
                 (hw, 256)
             };
-            let blocks = Trip::Uniform(loads.div_ceil(block) as u64);
-            loop_nest(&[my(c), blocks, Trip::Uniform(block.min(loads) as u64)])
+            let mine = loads.div_ceil(lanes);
+            let blocks = Trip::Uniform(mine.div_ceil(block) as u64);
+            loop_nest(&[rounds, blocks, Trip::Uniform(block.min(mine) as u64)])
         })
-        .sum();
+        .sum::<u64>()
+        + loop_nest(&[rounds, Trip::Uniform(lanes as u64)]);
     let fc1 = loop_nest(&[my(s), Trip::Uniform(c as u64)]);
     let fc2 = loop_nest(&[my(c), Trip::Uniform(s as u64)]);
     pool + fc1 + fc2
@@ -289,8 +289,8 @@ impl SqueezeExcitation {
 
     /// The gate kernel for an input of `shape`: [`SeGateKernel::Fused`] while one
     /// workgroup per sample can read the feature map quickly (at most
-    /// [`SE_FUSED_MAX_ELEMENTS`] values per sample, and at least
-    /// [`SE_FUSED_MIN_CHANNELS`] channels: it pools one channel per invocation),
+    /// [`SE_FUSED_MAX_ELEMENTS`] values per sample; invocations share a channel when there
+    /// are fewer channels than invocations),
     /// [`SeGateKernel::PoolThenExcite`] otherwise (the pooling spread over a workgroup per
     /// plane), and [`SeGateKernel::PoolThenConvs`] for blocks wider than the excitation
     /// pass holds.
@@ -298,7 +298,7 @@ impl SqueezeExcitation {
         let c = self.params.input_channels;
         if !SeGateKernel::Fused.supports(&self.params) {
             SeGateKernel::PoolThenConvs
-        } else if c >= SE_FUSED_MIN_CHANNELS && c * shape[2] * shape[3] <= SE_FUSED_MAX_ELEMENTS {
+        } else if c * shape[2] * shape[3] <= SE_FUSED_MAX_ELEMENTS {
             SeGateKernel::Fused
         } else {
             SeGateKernel::PoolThenExcite
