@@ -388,16 +388,22 @@ fn kernel_selection_is_explicit() {
         assert!(got.supports(&params, input));
         assert!(ConvKernel::candidates(&params, input).contains(&got));
     }
-    // A GPU: the workgroup-tiled GEMM for every convolution but the depthwise ones,
-    // within the loop budget; depthwise ones with their input patch in workgroup memory.
+    // A GPU: the workgroup-tiled GEMM for every convolution but the depthwise ones and
+    // those with narrow groups, within the loop budget; depthwise ones with their input
+    // patch in workgroup memory.
     let gpu_caps = DeviceCaps::default();
     for (params, input, want) in [
         (Conv2dParams::new(64, 64, 3).padding(1), s, ConvKernel::Gemm),
         (Conv2dParams::new(64, 24, 1), s, ConvKernel::Gemm),
-        (Conv2dParams::new(64, 64, 3).groups(32), s, ConvKernel::Gemm),
+        (Conv2dParams::new(64, 64, 3).groups(4), s, ConvKernel::Gemm),
         (
-            Conv2dParams::new(4, 4, 3).dilation(20).padding(20),
-            [1, 4, 64, 64],
+            Conv2dParams::new(64, 64, 3).groups(32),
+            s,
+            ConvKernel::Direct { row_buffer: true },
+        ),
+        (
+            Conv2dParams::new(16, 16, 3).dilation(20).padding(20),
+            [1, 16, 64, 64],
             ConvKernel::Gemm,
         ),
         (

@@ -496,7 +496,7 @@ impl ConvKernel {
 /// sub-variant the shapes allow. Other convolutions get the workgroup-tiled
 /// [`ConvKernel::Gemm`] on GPU-class devices (where workgroup memory is on-chip and
 /// reuse through it is what reaches the arithmetic peak) when its reduction stays within
-/// the loop budget; CPU-emulated adapters (lavapipe, llvmpipe, SwiftShader, WARP), where
+/// the loop budget and each group has at least 16 output channels (half its tile); CPU-emulated adapters (lavapipe, llvmpipe, SwiftShader, WARP), where
 /// workgroup memory is ordinary memory behind barriers, get the register-tiled kernels:
 /// the pointwise one where it applies, the direct one otherwise.
 pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps) -> ConvKernel {
@@ -529,7 +529,11 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
             vector_stores,
         };
     }
-    if !caps.cpu && gemm_loops(params) <= LOOP_BUDGET {
+    // Groups of fewer than half a tile's output channels would leave most of each GEMM
+    // tile empty (ResNeXt's 32 groups of 4: 7/8 of it): those take the register kernels
+    // (lavapipe: 19x faster on the suite's g=32 layer; the waste is the same on a GPU).
+    let gemm_fills = 2 * params.out_per_group() >= GEMM_TILE.0;
+    if !caps.cpu && gemm_fills && gemm_loops(params) <= LOOP_BUDGET {
         return ConvKernel::Gemm;
     }
     // On planes that are not a multiple of 4 pixels (7 x 7 maps) the pointwise kernel's
