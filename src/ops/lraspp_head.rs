@@ -197,7 +197,7 @@ fn fused_plan(p: &LrAsppHeadParams, input: [usize; 4], pool: bool) -> Option<Lau
 /// for inputs or classifiers wider than [`FUSED_MAX_CHANNELS`] (a pixel per invocation
 /// would be a poor matrix product there: the convolution kernels' tiles do better).
 /// Devices that run shaders on the CPU take the layers: on lavapipe the fused pass
-/// measured 2-6x slower (each invocation loads every weight itself, lane by lane, where a
+/// measured 3.3-6.5x slower (each invocation loads every weight itself, lane by lane, where a
 /// GPU broadcasts them).
 pub fn select_kernel(
     params: &LrAsppHeadParams,
