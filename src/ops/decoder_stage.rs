@@ -342,17 +342,7 @@ impl DecoderStage {
     ) -> Result<Self> {
         params.validate()?;
         let (cin, cout, k) = (params.in_channels, params.out_channels, params.kernel_size);
-        let check = |name: &'static str, want: &[usize], got: &[usize]| {
-            if want == got {
-                Ok(())
-            } else {
-                Err(Error::ShapeMismatch {
-                    name,
-                    expected: want.to_vec(),
-                    actual: got.to_vec(),
-                })
-            }
-        };
+        let check = super::same_dims;
         check("refine.weight", &[cout, cin, 1, 1], refine.0.shape())?;
         check("refine.bias", &[cout], refine.1.shape())?;
         check("depthwise.weight", &[cout, 1, k, k], depthwise.0.shape())?;

@@ -468,6 +468,20 @@ impl FusedPlan {
         })
     }
 
+    /// [`FusedPlan::new`], or the typed error that names the tile that cannot run.
+    fn checked(
+        params: &InvertedResidualParams,
+        pass: FusedPass,
+        input: [usize; 4],
+        tile: FusedTile,
+        caps: &DeviceCaps,
+    ) -> Result<FusedPlan> {
+        FusedPlan::new(params, pass, input, tile, caps).ok_or_else(|| Error::InvalidParam {
+            name: "kernel",
+            reason: format!("{tile:?} cannot run {pass:?} of {params:?} on {input:?}"),
+        })
+    }
+
     /// The plan with the SE computed in the pass ([`GatePlacement::InPasses`]), or `None`
     /// when its loops or its workgroup memory do not fit.
     fn with_se(
@@ -755,19 +769,8 @@ impl FusedInvertedResidual {
             )
         })?;
         let check = |name: &'static str, (w, b): WeightBias<'_>, shape: [usize; 4]| {
-            for (what, want, got) in [
-                (name, &shape[..], w.shape()),
-                (name, &shape[..1], b.shape()),
-            ] {
-                if want != got {
-                    return Err(Error::ShapeMismatch {
-                        name: what,
-                        expected: want.to_vec(),
-                        actual: got.to_vec(),
-                    });
-                }
-            }
-            Ok(())
+            super::same_dims(name, &shape, w.shape())?;
+            super::same_dims(name, &shape[..1], b.shape())
         };
         // Hidden channels are padded to a multiple of 4 with zero weights (their
         // projection weights are 0, so they add nothing); the expansion and the projection
@@ -870,13 +873,7 @@ impl FusedInvertedResidual {
         x.check_gpu(rec.gpu(), "input")?;
         let (p, s) = (&self.params, x.shape());
         p.output_shape(s)?;
-        let plan =
-            FusedPlan::new(p, FusedPass::Block, s, t, rec.gpu().caps()).ok_or_else(|| {
-                Error::InvalidParam {
-                    name: "kernel",
-                    reason: format!("{t:?} cannot run {p:?} on {s:?}"),
-                }
-            })?;
+        let plan = FusedPlan::checked(p, FusedPass::Block, s, t, rec.gpu().caps())?;
         self.run_pass(rec, FusedPass::Block, x, (t, plan), None)
     }
 
@@ -914,12 +911,7 @@ impl FusedInvertedResidual {
         x.check_gpu(rec.gpu(), "input")?;
         let (p, s, caps) = (&self.params, x.shape(), rec.gpu().caps());
         p.output_shape(s)?;
-        let plan = |pass, t| {
-            FusedPlan::new(p, pass, s, t, caps).ok_or_else(|| Error::InvalidParam {
-                name: "kernel",
-                reason: format!("{t:?} cannot run {pass:?} of {p:?} on {s:?}"),
-            })
-        };
+        let plan = |pass, t| FusedPlan::checked(p, pass, s, t, caps);
         let (first, second) = match gate {
             GatePlacement::Separate => (
                 plan(FusedPass::Expand, expand)?,

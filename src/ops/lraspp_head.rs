@@ -265,10 +265,14 @@ pub type Pointwise<'a> = (ArrayView4<'a, f32>, Option<ArrayView1<'a, f32>>);
 pub struct LrAsppHead {
     gpu: Gpu,
     params: LrAsppHeadParams,
-    /// `w_branch`, `w_gate`, `w_classifier` (absent without a classifier), `biases`.
-    fused: [Option<Arc<PooledBuffer>>; 4],
-    /// Branch, gate and (with one) classifier layers.
-    layers: [Option<Conv2d>; 3],
+    /// The fused kernel's `w_branch`, `w_gate` and `biases`.
+    fused: [Arc<PooledBuffer>; 3],
+    /// The fused kernel's `w_classifier`, with a classifier.
+    fused_classifier: Option<Arc<PooledBuffer>>,
+    /// The branch and gate layers.
+    layers: [Conv2d; 2],
+    /// The classifier layer, with a classifier.
+    classifier: Option<Conv2d>,
 }
 
 impl LrAsppHead {
@@ -297,17 +301,11 @@ impl LrAsppHead {
             },
         )?;
         let check = |name: &'static str, (w, b): Pointwise<'_>, shape: [usize; 4]| {
-            let bias_shape = b.map_or_else(|| shape[..1].to_vec(), |b| b.shape().to_vec());
-            for (want, got) in [(&shape[..], w.shape()), (&shape[..1], &bias_shape[..])] {
-                if want != got {
-                    return Err(Error::ShapeMismatch {
-                        name,
-                        expected: want.to_vec(),
-                        actual: got.to_vec(),
-                    });
-                }
+            super::same_dims(name, &shape, w.shape())?;
+            match b {
+                Some(b) => super::same_dims(name, &shape[..1], b.shape()),
+                None => Ok(()),
             }
-            Ok(())
         };
         check("branch", branch, [m, c, 1, 1])?;
         check("gate", gate, [m, c, 1, 1])?;
@@ -344,26 +342,22 @@ impl LrAsppHead {
             None => None,
         };
         let fused = [
-            Some(gpu.upload_f32("w_branch", &rows(branch.0))?),
-            Some(gpu.upload_f32("w_gate", &rows(gate.0))?),
-            w_classifier,
-            Some(gpu.upload_f32("biases", &biases)?),
+            gpu.upload_f32("w_branch", &rows(branch.0))?,
+            gpu.upload_f32("w_gate", &rows(gate.0))?,
+            gpu.upload_f32("biases", &biases)?,
         ];
         let [pb, pg, pc] = params.layers();
         let layer = |p: Conv2dParams, (w, b): Pointwise<'_>| -> Result<Conv2d> {
             let b = b.map_or_else(|| ndarray::Array1::zeros(p.out_channels), |b| b.to_owned());
             Conv2d::new(gpu, p, w, Some(b.view()))
         };
-        let layers = [
-            Some(layer(pb, branch)?),
-            Some(layer(pg, gate)?),
-            classifier.map(|cl| layer(pc, cl)).transpose()?,
-        ];
         Ok(LrAsppHead {
             gpu: gpu.clone(),
             params,
             fused,
-            layers,
+            fused_classifier: w_classifier,
+            layers: [layer(pb, branch)?, layer(pg, gate)?],
+            classifier: classifier.map(|cl| layer(pc, cl)).transpose()?,
         })
     }
 
@@ -390,7 +384,6 @@ impl LrAsppHead {
         check_owner(self.gpu.id(), rec.gpu(), "layer")?;
         let p = &self.params;
         let out = p.output_shape(x.shape())?;
-        let layer = |i: usize| self.layers[i].as_ref().expect("uploaded");
         let fused = |rec: &mut Recorder<'_>, pooled: Option<&Tensor>| -> Result<Tensor> {
             let launch = fused_plan(p, x.shape(), pooled.is_none()).ok_or_else(|| Error::InvalidParam {
                 name: "kernel",
@@ -401,14 +394,14 @@ impl LrAsppHead {
                 ),
             })?;
             let y = rec.empty("output", out)?;
-            let [wb, wg, wc, biases] = &self.fused;
+            let [wb, wg, biases] = &self.fused;
             let args = Args::new()
                 .read("x", x)
                 .read_opt("pooled", pooled)
-                .read_opt("w_branch", wb.as_ref())
-                .read_opt("w_gate", wg.as_ref())
-                .read_opt("w_classifier", wc.as_ref())
-                .read_opt("biases", biases.as_ref())
+                .read("w_branch", wb)
+                .read("w_gate", wg)
+                .read_opt("w_classifier", self.fused_classifier.as_ref())
+                .read("biases", biases)
                 .write("y", &y);
             rec.run(&launch, args)?;
             Ok(y)
@@ -421,12 +414,13 @@ impl LrAsppHead {
             }
             LrAsppHeadKernel::Layers => {
                 let pooled = global_pool(rec, GlobalPool::Avg, x)?;
-                let gate = layer(1).forward(rec, &pooled)?;
-                let branch = layer(0).forward(rec, x)?;
+                let [branch_layer, gate_layer] = &self.layers;
+                let gate = gate_layer.forward(rec, &pooled)?;
+                let branch = branch_layer.forward(rec, x)?;
                 let h = scale_channels(rec, &branch, &gate, p.gate_activation)?;
                 // Dropped so that the recording can give the buffer to the classifier.
                 drop(branch);
-                match &self.layers[2] {
+                match &self.classifier {
                     Some(classifier) => classifier.forward(rec, &h),
                     None => Ok(h),
                 }

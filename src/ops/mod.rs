@@ -26,6 +26,11 @@ pub(crate) fn same_shape(
     want: [usize; 4],
     got: [usize; 4],
 ) -> crate::Result<()> {
+    same_dims(name, &want, &got)
+}
+
+/// [`same_shape`] for any number of dimensions (weights, biases).
+pub(crate) fn same_dims(name: &'static str, want: &[usize], got: &[usize]) -> crate::Result<()> {
     if want != got {
         return Err(crate::Error::ShapeMismatch {
             name,
