@@ -24,13 +24,12 @@ struct SeParams {
 // Read as vec4s: four values per load when H * W is a multiple of 4, single values picked
 // out of them otherwise.
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w1: array<f32>; // [S, C]
-@group(0) @binding(3) var<storage, read> b1: array<f32>;
-@group(0) @binding(4) var<storage, read> w2: array<f32>; // [C, S]
-@group(0) @binding(5) var<storage, read> b2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> gate: array<f32>; // [N, C]
+// fc1's weight [S, C] and bias [S], then fc2's weight [C, S] and bias [C], one after the
+// other (the buffer the fused inverted residual reads too).
+@group(0) @binding(2) var<storage, read> weights: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gate: array<f32>; // [N, C]
 // The second summand (SUM).
-@group(0) @binding(7) var<storage, read> x2: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> x2: array<vec4<f32>>;
 
 var<workgroup> pooled: array<f32, MAX_C>;
 var<workgroup> hidden: array<f32, MAX_S>;
@@ -103,18 +102,21 @@ fn main(inv: Invocation) {
         }
         workgroupBarrier();
     }
+    let b1 = p.s * p.c;
+    let w2 = b1 + p.s;
+    let b2 = w2 + p.c * p.s;
     for (var s = inv.lid; s < p.s; s += WORKGROUP_SIZE) {
-        var acc = b1[s];
+        var acc = weights[b1 + s];
         for (var c = 0u; c < p.c; c++) {
-            acc = fma(w1[s * p.c + c], pooled[c], acc);
+            acc = fma(weights[s * p.c + c], pooled[c], acc);
         }
         hidden[s] = activate(acc);
     }
     workgroupBarrier();
     for (var c = inv.lid; c < p.c; c += WORKGROUP_SIZE) {
-        var acc = b2[c];
+        var acc = weights[b2 + c];
         for (var s = 0u; s < p.s; s++) {
-            acc = fma(w2[c * p.s + s], hidden[s], acc);
+            acc = fma(weights[w2 + c * p.s + s], hidden[s], acc);
         }
         gate[n * p.c + c] = acc;
     }

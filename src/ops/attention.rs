@@ -37,15 +37,7 @@ specialize! {
 
 const SE_GATE: Kernel<SeParams, SeSpec> = Kernel::new(
     "se_gate.wgsl",
-    &[
-        read("x"),
-        read("w1"),
-        read("b1"),
-        read("w2"),
-        read("b2"),
-        write("gate"),
-        read_opt("x2"),
-    ],
+    &[read("x"), read("weights"), write("gate"), read_opt("x2")],
 );
 
 /// The kernels of this family (the rest is composed of other families' ops).
@@ -184,10 +176,8 @@ pub struct SqueezeExcitation {
     params: SqueezeExcitationParams,
     fc1: Conv2d,
     fc2: Conv2d,
-    /// fc1 / fc2 weights and biases as flat buffers for `se_gate.wgsl`.
-    fused: [Arc<PooledBuffer>; 4],
-    /// The same four one after the other, for kernels that compute the gate themselves
-    /// (the fused inverted residual).
+    /// fc1's weight and bias, then fc2's, in one buffer: for `se_gate.wgsl` and for the
+    /// kernels that compute the gate themselves (the fused inverted residual).
     packed: Arc<PooledBuffer>,
 }
 
@@ -221,19 +211,12 @@ impl SqueezeExcitation {
             flat(fc2_weight),
             fc2_bias.to_vec(),
         ];
-        let fused = [
-            gpu.upload_f32("fc1.weight", &parts[0])?,
-            gpu.upload_f32("fc1.bias", &parts[1])?,
-            gpu.upload_f32("fc2.weight", &parts[2])?,
-            gpu.upload_f32("fc2.bias", &parts[3])?,
-        ];
         let packed = gpu.upload_f32("se weights", &parts.concat())?;
         Ok(SqueezeExcitation {
             gpu: gpu.clone(),
             params,
             fc1,
             fc2,
-            fused,
             packed,
         })
     }
@@ -397,13 +380,9 @@ impl SqueezeExcitation {
             hw: (s[2] * s[3]) as u32,
             hw2: hw2 as u32,
         };
-        let [w1, b1, w2, b2] = &self.fused;
         let args = Args::new()
             .read("x", x)
-            .read("w1", w1)
-            .read("b1", b1)
-            .read("w2", w2)
-            .read("b2", b2)
+            .read("weights", &self.packed)
             .write("gate", &logits)
             .read_opt("x2", x2);
         let launch = SE_GATE
