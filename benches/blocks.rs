@@ -15,7 +15,7 @@ use segblocks::networks::{
     LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
     MobileNetV3FeaturesConfig, SelfieModel, SelfieSegmentation,
 };
-use segblocks::{DeviceClass, Gpu, GpuOptions, Recorder, StateDict, Tensor};
+use segblocks::{DeviceClass, Gpu, GpuOptions, Precision, Recorder, StateDict, Tensor};
 
 /// Prints what one forward of `name` moves (see `segblocks::traffic`).
 fn report(
@@ -30,7 +30,7 @@ fn report(
     let y = forward(&mut rec, &xt).unwrap();
     let traffic = rec.traffic();
     rec.submit().unwrap();
-    let minimum = 4 * (params + x.len() as u64 + y.len() as u64);
+    let minimum = gpu.precision().bytes() * (params + x.len() as u64 + y.len() as u64);
     eprintln!(
         "{name}: {} dispatches, {:.2} MB read + {:.2} MB written per forward \
          (minimum {:.2} MB: {:.1}x)",
@@ -52,19 +52,31 @@ fn report_gpu_class<M>(
     load: impl Fn(&Gpu) -> M,
     forward: impl Fn(&M, &mut Recorder<'_>, &Tensor) -> segblocks::Result<Tensor>,
 ) {
-    let gpu = Gpu::with_options(GpuOptions {
-        device_class: Some(DeviceClass::Gpu),
+    for precision in [Precision::F32, Precision::F16] {
+        let gpu = Gpu::with_options(GpuOptions {
+            device_class: Some(DeviceClass::Gpu),
+            precision,
+            ..GpuOptions::default()
+        })
+        .unwrap();
+        let net = load(&gpu);
+        report(
+            &gpu,
+            &format!("{name} (GPU-class kernels, {precision:?})"),
+            x,
+            params,
+            |r, x| forward(&net, r, x),
+        );
+    }
+}
+
+/// A context that stores tensors and weights in f16 (`Precision::F16`).
+fn half() -> Gpu {
+    Gpu::with_options(GpuOptions {
+        precision: Precision::F16,
         ..GpuOptions::default()
     })
-    .unwrap();
-    let net = load(&gpu);
-    report(
-        &gpu,
-        &format!("{name} (GPU-class kernels)"),
-        x,
-        params,
-        |r, x| forward(&net, r, x),
-    );
+    .unwrap()
 }
 
 fn bench(c: &mut Criterion) {
@@ -108,6 +120,22 @@ fn bench(c: &mut Criterion) {
             let xt = gpu.upload(x.view()).unwrap();
             let mut rec = gpu.recorder();
             let y = net.forward(&mut rec, &xt).unwrap();
+            rec.download(&y).unwrap()
+        })
+    });
+    let gpu16 = half();
+    let net16 = MobileNetV2Features::load(
+        &gpu16,
+        MobileNetV2Config::torchvision(),
+        &StateDict::synthetic(),
+        "",
+    )
+    .unwrap();
+    g.bench_function("mobilenet_v2_features_224_f16", |b| {
+        b.iter(|| {
+            let xt = gpu16.upload(x.view()).unwrap();
+            let mut rec = gpu16.recorder();
+            let y = net16.forward(&mut rec, &xt).unwrap();
             rec.download(&y).unwrap()
         })
     });
@@ -223,6 +251,24 @@ fn bench(c: &mut Criterion) {
             let xt = gpu.upload(x.view()).unwrap();
             let mut rec = gpu.recorder();
             let y = selfie.forward(&mut rec, &xt).unwrap();
+            rec.download(&y).unwrap()
+        })
+    });
+    let gpu16 = half();
+    let selfie16 =
+        SelfieSegmentation::load(&gpu16, SelfieModel::Square, &selfie_weights, "").unwrap();
+    report(
+        &gpu16,
+        "selfie segmentation (f16)",
+        &x,
+        summary.total_params(),
+        |r, x| selfie16.forward(r, x),
+    );
+    g.bench_function("selfie_segmentation_256_f16", |b| {
+        b.iter(|| {
+            let xt = gpu16.upload(x.view()).unwrap();
+            let mut rec = gpu16.recorder();
+            let y = selfie16.forward(&mut rec, &xt).unwrap();
             rec.download(&y).unwrap()
         })
     });

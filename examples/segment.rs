@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! cargo run --release --example segment -- [IMAGE] [--out DIR] [--model square|landscape]
-//!     [--profile] [--gpu-kernels]
+//!     [--profile] [--gpu-kernels] [--f16]
 //! ```
+//!
+//! `--f16` stores every tensor and weight in half precision (`Precision::F16`; the
+//! kernels still compute in f32), on adapters with `SHADER_F16`.
 //!
 //! `--gpu-kernels` takes the kernels a discrete or integrated GPU gets (fused blocks,
 //! workgroup-tiled convolutions) whatever the adapter is; on a CPU adapter such as
@@ -47,6 +50,7 @@ fn main() -> AnyResult<()> {
     let mut model = SelfieModel::Square;
     let mut profile = false;
     let mut device_class = None;
+    let mut precision = segblocks::Precision::F32;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -54,10 +58,11 @@ fn main() -> AnyResult<()> {
             "--model" => model = args.next().ok_or("--model needs a name")?.parse()?,
             "--profile" => profile = true,
             "--gpu-kernels" => device_class = Some(segblocks::DeviceClass::Gpu),
+            "--f16" => precision = segblocks::Precision::F16,
             "-h" | "--help" => {
                 println!(
                     "usage: segment [IMAGE] [--out DIR] [--model square|landscape] [--profile] \
-                     [--gpu-kernels]"
+                     [--gpu-kernels] [--f16]"
                 );
                 return Ok(());
             }
@@ -77,12 +82,14 @@ fn main() -> AnyResult<()> {
     let gpu = Gpu::with_options(GpuOptions {
         pipeline_cache_dir: segblocks::default_pipeline_cache_dir(),
         device_class,
+        precision,
         ..GpuOptions::default()
     })?;
     println!(
-        "adapter: {} ({:?})",
+        "adapter: {} ({:?}), tensors in {:?}",
         gpu.adapter_info().name,
-        gpu.adapter_info().backend
+        gpu.adapter_info().backend,
+        gpu.precision()
     );
     let device_ready = process_start.elapsed();
     let net =
@@ -211,7 +218,7 @@ fn main() -> AnyResult<()> {
         traffic
     };
     let output = net.output_shape([1, 3, side_h, side_w])?;
-    let minimum = 4
+    let minimum = gpu.precision().bytes() as usize
         * (summary.total_params() as usize
             + 3 * side_h * side_w
             + output.iter().product::<usize>());

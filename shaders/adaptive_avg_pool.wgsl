@@ -12,8 +12,8 @@ struct AdaptiveParams {
 }
 
 @group(0) @binding(0) var<uniform> p: AdaptiveParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+@group(0) @binding(2) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -32,8 +32,8 @@ fn main(inv: Invocation) {
     for (var iy = y0; iy < y1; iy++) {
         let row = (plane * p.h + iy) * p.w;
         for (var ix = x0; ix < x1; ix++) {
-            sum += x[row + ix];
+            sum += f32(x[row + ix]);
         }
     }
-    y[o] = sum / f32((y1 - y0) * (x1 - x0));
+    y[o] = Act(sum / f32((y1 - y0) * (x1 - x0)));
 }

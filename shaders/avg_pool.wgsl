@@ -10,8 +10,8 @@ override COUNT_INCLUDE_PAD: bool = true;
 override DIVISOR: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: StripParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+@group(0) @binding(2) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -36,7 +36,7 @@ fn main(inv: Invocation) {
             var sum = 0.0;
             for (var iy = y0; iy < y1; iy++) {
                 for (var ix = x0; ix < x1; ix++) {
-                    sum += x[base + u32(iy) * p.w + u32(ix)];
+                    sum += f32(x[base + u32(iy) * p.w + u32(ix)]);
                 }
             }
             var divisor = f32((y1 - y0) * (x1 - x0));
@@ -50,7 +50,7 @@ fn main(inv: Invocation) {
             if (y1 <= y0 || x1 <= x0) {
                 v = 0.0;
             }
-            y[st.row * p.ow + ox] = v;
+            y[st.row * p.ow + ox] = Act(v);
         }
     }
 }

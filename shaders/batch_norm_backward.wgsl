@@ -17,11 +17,12 @@ struct BackwardParams {
 }
 
 @group(0) @binding(0) var<uniform> p: BackwardParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+@group(0) @binding(2) var<storage, read> dy: array<Act>;
+// The statistics (alloc_f32) and gamma (a layer buffer) stay f32.
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read> gamma: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -41,8 +42,8 @@ fn main(inv: Invocation) {
     for (var j = 0u; j < PX; j++) {
         let i = p0 + j;
         if (i < p.hw) {
-            let xhat = (x[base + i] - mean) * invstd;
-            dx[base + i] = k * (p.count * dy[base + i] - sum_dy - xhat * sum_dy_xhat);
+            let xhat = (f32(x[base + i]) - mean) * invstd;
+            dx[base + i] = Act(k * (p.count * f32(dy[base + i]) - sum_dy - xhat * sum_dy_xhat));
         }
     }
 }

@@ -25,11 +25,11 @@ struct BilinearIntParams {
 @group(0) @binding(0) var<uniform> p: BilinearIntParams;
 // The input as vec4s; the two neighbours of each group are picked out of the vec4s
 // around it.
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<Act>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<Act>>;
 
 fn x_at(i: u32) -> f32 {
-    return x4[i / 4u][i % 4u];
+    return f32(x4[i / 4u][i % 4u]);
 }
 
 // The weight of the second input of phase r (see the top).
@@ -41,7 +41,7 @@ fn lambda(r: u32) -> f32 {
 // The OUT horizontally blended values of output columns OUT * k .. from input row `row`.
 fn blend_row(row: u32, k: u32) -> array<f32, OUT> {
     let base = row * p.w;
-    let v = x4[row * p.w4 + k];
+    let v = vec4<f32>(x4[row * p.w4 + k]);
     let left = x_at(base + max(4u * k, 1u) - 1u);
     let right = x_at(base + min(4u * k + 4u, p.w - 1u));
     var vals = array<f32, 6>(left, v.x, v.y, v.z, v.w, right);
@@ -108,6 +108,6 @@ fn main(inv: Invocation) {
     }
     let out = orow * (S * p.w4) + S * k;
     for (var q = 0u; q < S; q++) {
-        y[out + q] = vec4<f32>(o[4u * q], o[4u * q + 1u], o[4u * q + 2u], o[4u * q + 3u]);
+        y[out + q] = vec4<Act>(vec4<f32>(o[4u * q], o[4u * q + 1u], o[4u * q + 2u], o[4u * q + 3u]));
     }
 }

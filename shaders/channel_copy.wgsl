@@ -17,9 +17,9 @@ struct ChannelCopyParams {
 }
 
 @group(0) @binding(0) var<uniform> p: ChannelCopyParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
 @group(0) @binding(2) var<storage, read> table: array<u32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -36,7 +36,7 @@ fn main(inv: Invocation) {
     for (var k = 0u; k < PX; k++) {
         let i = p0 + k;
         if (i < p.hw) {
-            y[dst + i] = x[src + i];
+            y[dst + i] = Act(f32(x[src + i]));
         }
     }
 }

@@ -13,8 +13,8 @@ struct ChannelPoolParams {
 }
 
 @group(0) @binding(0) var<uniform> p: ChannelPoolParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+@group(0) @binding(2) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -25,16 +25,16 @@ fn main(inv: Invocation) {
     let n = e / p.hw;
     let i = e % p.hw;
     let base = n * p.c * p.hw + i;
-    var best = x[base];
+    var best = f32(x[base]);
     var sum = 0.0;
     for (var c = 0u; c < p.c; c++) {
-        let v = x[base + c * p.hw];
+        let v = f32(x[base + c * p.hw]);
         if (v > best || is_nan(v)) {
             best = v;
         }
         sum += v;
     }
     let max_channel = u32(!MAX_FIRST);
-    y[(2u * n + max_channel) * p.hw + i] = best;
-    y[(2u * n + 1u - max_channel) * p.hw + i] = sum / f32(p.c);
+    y[(2u * n + max_channel) * p.hw + i] = Act(best);
+    y[(2u * n + 1u - max_channel) * p.hw + i] = Act(sum / f32(p.c));
 }

@@ -3,6 +3,15 @@
 // Invocations per workgroup, set from the kernel's declaration in Rust (src/launch.rs).
 const WORKGROUP_SIZE: u32 = 64u; // @specialize
 
+// The storage type of activation tensors: f32, or f16 in a context at half precision
+// (F16 = 1; src/shaders.rs rewrites the alias and enables f16). Arithmetic stays in f32:
+// read with f32(x[i]) / vec4<f32>(x4[i]), write Act(v) / vec4<Act>(v).
+// Weights and biases of the layers that store them at the context's precision (`Wt`)
+// follow the same rule: read f32(w[i]).
+const F16: u32 = 0u; // @specialize
+alias Act = f32; // @precision
+alias Wt = f32; // @precision
+
 // The builtins every kernel reads. Grids with more workgroups than the device allows per
 // dimension are folded into two dimensions (`Gpu::grid`); the indices below unfold them.
 struct Invocation {

@@ -40,9 +40,11 @@ const THRESHOLD: u32 = 0u; // @specialize
 const BACKGROUND: u32 = 0u; // @specialize
 
 @group(0) @binding(0) var<uniform> p: CompositeParams;
-@group(0) @binding(1) var<storage, read> frame: array<u32>;
-@group(0) @binding(2) var<storage, read> mask: array<f32>;
-@group(0) @binding(3) var<storage, read> background: array<f32>;
+@group(0) @binding(1) var<storage, read> frame: array<u32>; // packed pixels, not a tensor
+@group(0) @binding(2) var<storage, read> mask: array<Act>;
+@group(0) @binding(3) var<storage, read> background: array<Act>;
+// Packed pixel words (bound as a tensor's buffer, see src/ops/composite.rs): u32 at
+// either precision.
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;
 
 // PyTorch's bilinear taps (`align_corners=False`) on `[off, off + len)`.
@@ -58,8 +60,8 @@ fn mask_at(fy: u32, fx: u32) -> f32 {
     let tx = taps(fx, p.mscale_x, p.off_x, p.content_w);
     let r0 = p.plane_offset + u32(ty.x) * p.mask_w;
     let r1 = p.plane_offset + u32(ty.y) * p.mask_w;
-    let top = mix(mask[r0 + u32(tx.x)], mask[r0 + u32(tx.y)], tx.z);
-    let bottom = mix(mask[r1 + u32(tx.x)], mask[r1 + u32(tx.y)], tx.z);
+    let top = mix(f32(mask[r0 + u32(tx.x)]), f32(mask[r0 + u32(tx.y)]), tx.z);
+    let bottom = mix(f32(mask[r1 + u32(tx.x)]), f32(mask[r1 + u32(tx.y)]), tx.z);
     let v = mix(top, bottom, ty.z);
     switch THRESHOLD {
         case 1u: { return select(0.0, 1.0, v >= p.threshold); }
@@ -76,8 +78,8 @@ fn background_at(fy: u32, fx: u32) -> vec3<f32> {
     for (var c = 0u; c < 3u; c++) {
         let r0 = c * plane + u32(ty.x) * p.bg_w;
         let r1 = c * plane + u32(ty.y) * p.bg_w;
-        let top = mix(background[r0 + u32(tx.x)], background[r0 + u32(tx.y)], tx.z);
-        let bottom = mix(background[r1 + u32(tx.x)], background[r1 + u32(tx.y)], tx.z);
+        let top = mix(f32(background[r0 + u32(tx.x)]), f32(background[r0 + u32(tx.y)]), tx.z);
+        let bottom = mix(f32(background[r1 + u32(tx.x)]), f32(background[r1 + u32(tx.y)]), tx.z);
         rgb[c] = mix(top, bottom, ty.z);
     }
     return rgb;

@@ -35,10 +35,10 @@ struct DepthwiseParams {
 
 fn load_x(base: u32, ix: i32) -> f32 {
     if (PAD_MODE != 0u) {
-        return x[base + u32(pad_index(ix, i32(p.w)))];
+        return f32(x[base + u32(pad_index(ix, i32(p.w)))]);
     }
     let inside = ix >= 0 && ix < i32(p.w);
-    let v = x[base + u32(clamp(ix, 0, i32(p.w) - 1))];
+    let v = f32(x[base + u32(clamp(ix, 0, i32(p.w) - 1))]);
     return select(0.0, v, inside);
 }
 
@@ -56,7 +56,7 @@ fn main(inv: Invocation) {
     let iy0 = i32(oy * SH) - i32(p.pad_h);
     let plane = (n * p.c_in + ci) * p.h;
     let out_row = ((n * p.c_out + shuffled_channel(c, p.c_out)) * p.oh + oy) * p.ow;
-    let b = bias[c];
+    let b = f32(bias[c]);
 
     for (var sx = 0u; sx < p.strips_x; sx++) {
         let ox0 = sx * PX;
@@ -77,7 +77,7 @@ fn main(inv: Invocation) {
                     for (var v = 0u; v < NV; v++) {
                         let q = start4 + i32(v);
                         let inside = q >= 0 && q < w4;
-                        let val = x4[base / 4u + u32(clamp(q, 0, w4 - 1))];
+                        let val = vec4<f32>(x4[base / 4u + u32(clamp(q, 0, w4 - 1))]);
                         vb[v] = select(vec4<f32>(0.0), val, inside);
                     }
                     for (var r = 0u; r < ROW; r++) {
@@ -89,7 +89,7 @@ fn main(inv: Invocation) {
                     }
                 }
                 for (var kx = 0u; kx < KW; kx++) {
-                    let wv = wt[(c * KH + ky) * KW + kx];
+                    let wv = f32(wt[(c * KH + ky) * KW + kx]);
                     for (var j = 0u; j < PX; j++) {
                         var v: f32;
                         if (ROWBUF == 1u) {

@@ -30,12 +30,13 @@ struct DepthwiseTiledParams {
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseTiledParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+// Weights and bias: layer buffers at the context's precision (Wt); read as f32.
+@group(0) @binding(2) var<storage, read> wt: array<Wt>;
+@group(0) @binding(3) var<storage, read> bias: array<Wt>;
+@group(0) @binding(4) var<storage, read_write> y: array<Act>;
 // The residual added in the store (RESIDUAL != 0).
-@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<Act>;
 
 const TW: u32 = 16u;
 const TH: u32 = 8u;
@@ -73,9 +74,9 @@ fn main(inv: Invocation) {
         var v = 0.0;
         if (live && iy <= iy_last && ix <= ix_last) {
             if (PAD_MODE != 0u) {
-                v = x[plane + u32(pad_index(iy, i32(p.h))) * p.w + u32(pad_index(ix, i32(p.w)))];
+                v = f32(x[plane + u32(pad_index(iy, i32(p.h))) * p.w + u32(pad_index(ix, i32(p.w)))]);
             } else if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
-                v = x[plane + u32(iy) * p.w + u32(ix)];
+                v = f32(x[plane + u32(iy) * p.w + u32(ix)]);
             }
         }
         tile_in[i] = v;
@@ -94,13 +95,13 @@ fn main(inv: Invocation) {
     let w0 = c * KH * KW;
     for (var ky = 0u; ky < KH; ky++) {
         for (var kx = 0u; kx < KW; kx++) {
-            let wv = wt[w0 + ky * KW + kx];
+            let wv = f32(wt[w0 + ky * KW + kx]);
             let off = ky * DH * p.iw + kx * DW;
             acc0 = fma(tile_in[r0 + off], wv, acc0);
             acc1 = fma(tile_in[r1 + off], wv, acc1);
         }
     }
-    let b = bias[c];
+    let b = f32(bias[c]);
     let ox = ox0 + tx;
     let out_plane = (n * p.c_out + shuffled_channel(c, p.c_out)) * p.oh * p.ow;
     for (var j = 0u; j < 2u; j++) {
@@ -109,9 +110,9 @@ fn main(inv: Invocation) {
             let i = out_plane + oy * p.ow + ox;
             var r = 0.0;
             if (RESIDUAL != 0u) {
-                r = res[i];
+                r = f32(res[i]);
             }
-            y[i] = finish(select(acc0, acc1, j == 1u) + b, r);
+            y[i] = Act(finish(select(acc0, acc1, j == 1u) + b, r));
         }
     }
 }

@@ -45,12 +45,13 @@ struct GemmConvParams {
 }
 
 @group(0) @binding(0) var<uniform> p: GemmConvParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+// Weights and bias: layer buffers at the context's precision (Wt); read as f32.
+@group(0) @binding(2) var<storage, read> wt: array<vec4<Wt>>;
+@group(0) @binding(3) var<storage, read> bias: array<Wt>;
+@group(0) @binding(4) var<storage, read_write> y: array<Act>;
 // The residual added in the store (RESIDUAL != 0).
-@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<Act>;
 
 // Output channels and pixels per workgroup, and the reduction step. 64 invocations, each
 // 4 channels x 4 pixels (WORKGROUP_SIZE must be (TM / 4) * (TN / 4)).
@@ -69,12 +70,12 @@ fn load_x(plane: u32, iy: i32, ix: i32) -> f32 {
     if (PAD_MODE != 0u) {
         let yy = u32(pad_index(iy, i32(p.h)));
         let xx = u32(pad_index(ix, i32(p.w)));
-        return x[plane + yy * p.w + xx];
+        return f32(x[plane + yy * p.w + xx]);
     }
     if (iy < 0 || iy >= i32(p.h) || ix < 0 || ix >= i32(p.w)) {
         return 0.0;
     }
-    return x[plane + u32(iy) * p.w + u32(ix)];
+    return f32(x[plane + u32(iy) * p.w + u32(ix)]);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -125,7 +126,7 @@ fn main(inv: Invocation) {
             let k = k0 + kk;
             var wv = vec4<f32>(0.0);
             if (load_w && k < p.k) {
-                wv = wt[((w_base + k) * p.cout_pg_pad + co_load) / 4u];
+                wv = vec4<f32>(wt[((w_base + k) * p.cout_pg_pad + co_load) / 4u]);
             }
             w_tile[kk * TM4 + lane] = wv;
             var xs: array<f32, 4>;
@@ -168,9 +169,9 @@ fn main(inv: Invocation) {
                 let i = (n * p.c_out + shuffled_channel(cc, p.c_out)) * ohw + pix;
                 var r = 0.0;
                 if (RESIDUAL != 0u) {
-                    r = res[i];
+                    r = f32(res[i]);
                 }
-                y[i] = finish(acc[q][c] + bias[cc], r);
+                y[i] = Act(finish(acc[q][c] + f32(bias[cc]), r));
             }
         }
     }

@@ -12,24 +12,25 @@ const Q: u32 = 4u; // @specialize
 const OC_VEC: u32 = 2u; // @specialize
 
 @group(0) @binding(0) var<uniform> p: PointwiseParams;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<Act>>;
+// Weights and bias: layer buffers at the context's precision (Wt); read as f32.
+@group(0) @binding(2) var<storage, read> wt: array<vec4<Wt>>;
+@group(0) @binding(3) var<storage, read> bias: array<Wt>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<Act>>;
 // The residual added in the store (RESIDUAL != 0).
-@group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> res: array<vec4<Act>>;
 
 fn load_group(plane: u32, g: u32) -> vec4<f32> {
-    return x[plane * (p.hw / 4u) + g];
+    return vec4<f32>(x[plane * (p.hw / 4u) + g]);
 }
 
 fn store_group(plane: u32, g: u32, v: vec4<f32>) {
     let i = plane * (p.hw / 4u) + g;
     var r = vec4<f32>(0.0);
     if (RESIDUAL != 0u) {
-        r = res[i];
+        r = vec4<f32>(res[i]);
     }
-    y[i] = finish4(v, r);
+    y[i] = vec4<Act>(finish4(v, r));
 }
 
 #include "conv_pointwise_body.wgsl"

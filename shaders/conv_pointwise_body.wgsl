@@ -26,7 +26,7 @@ fn accumulate(acc: ptr<function, array<vec4<f32>, Q>>, xv: ptr<function, array<v
 
 fn store(acc: ptr<function, array<vec4<f32>, Q>>, co: u32, n: u32, q0: u32, p4: u32) {
     let cc = min(co, p.c_out - 1u);
-    let b = bias[cc];
+    let b = f32(bias[cc]);
     let plane = n * p.c_out + shuffled_channel(cc, p.c_out);
     for (var q = 0u; q < Q; q++) {
         if (co < p.c_out && q0 + q < p4) {
@@ -81,27 +81,27 @@ fn main(inv: Invocation) {
             xv[q] = load_group(plane, min(q0 + q, p4 - 1u));
         }
         let widx = ci * oc_pad4 + oc0 / 4u;
-        let w0 = wt[widx + 0u];
+        let w0 = vec4<f32>(wt[widx + 0u]);
         accumulate(&a0, &xv, w0.x);
         accumulate(&a1, &xv, w0.y);
         accumulate(&a2, &xv, w0.z);
         accumulate(&a3, &xv, w0.w);
         if (OC_VEC > 1u) {
-            let w1 = wt[widx + 1u];
+            let w1 = vec4<f32>(wt[widx + 1u]);
             accumulate(&a4, &xv, w1.x);
             accumulate(&a5, &xv, w1.y);
             accumulate(&a6, &xv, w1.z);
             accumulate(&a7, &xv, w1.w);
         }
         if (OC_VEC > 2u) {
-            let w2 = wt[widx + 2u];
+            let w2 = vec4<f32>(wt[widx + 2u]);
             accumulate(&a8, &xv, w2.x);
             accumulate(&a9, &xv, w2.y);
             accumulate(&a10, &xv, w2.z);
             accumulate(&a11, &xv, w2.w);
         }
         if (OC_VEC > 3u) {
-            let w3 = wt[widx + 3u];
+            let w3 = vec4<f32>(wt[widx + 3u]);
             accumulate(&a12, &xv, w3.x);
             accumulate(&a13, &xv, w3.y);
             accumulate(&a14, &xv, w3.z);

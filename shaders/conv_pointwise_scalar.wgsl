@@ -8,12 +8,13 @@ const Q: u32 = 4u; // @specialize
 const OC_VEC: u32 = 2u; // @specialize
 
 @group(0) @binding(0) var<uniform> p: PointwiseParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+// Weights and bias: layer buffers at the context's precision (Wt); read as f32.
+@group(0) @binding(2) var<storage, read> wt: array<vec4<Wt>>;
+@group(0) @binding(3) var<storage, read> bias: array<Wt>;
+@group(0) @binding(4) var<storage, read_write> y: array<Act>;
 // The residual added in the store (RESIDUAL != 0).
-@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<Act>;
 
 fn load_group(plane: u32, g: u32) -> vec4<f32> {
     let size = p.hw;
@@ -21,10 +22,10 @@ fn load_group(plane: u32, g: u32) -> vec4<f32> {
     let last = size - 1u;
     let i = 4u * g;
     return vec4<f32>(
-        x[base + min(i, last)],
-        x[base + min(i + 1u, last)],
-        x[base + min(i + 2u, last)],
-        x[base + min(i + 3u, last)],
+        f32(x[base + min(i, last)]),
+        f32(x[base + min(i + 1u, last)]),
+        f32(x[base + min(i + 2u, last)]),
+        f32(x[base + min(i + 3u, last)]),
     );
 }
 
@@ -36,9 +37,9 @@ fn store_group(plane: u32, g: u32, v: vec4<f32>) {
             let i = plane * size + pixel;
             var r = 0.0;
             if (RESIDUAL != 0u) {
-                r = res[i];
+                r = f32(res[i]);
             }
-            y[i] = finish(v[k], r);
+            y[i] = Act(finish(v[k], r));
         }
     }
 }

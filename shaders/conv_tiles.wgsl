@@ -3,7 +3,8 @@
 // computes a strip of PX output pixels of one row (of one phase, for the transposed
 // convolution) for 4 * OC_VEC output channels of one group. Workgroups are numbered
 // ((n * groups + g) * oc_blocks_pg + block) * strip_blocks + strip block. The including
-// file declares `p`, `wt` (weights as vec4s), `bias`, `y`, `res` and PX / OC_VEC.
+// file declares `p`, `wt` (weights as vec4s), `bias`, `y`, `res` (`y`, `res`: Act) and
+// PX / OC_VEC.
 #include "epilogue.wgsl"
 
 struct TiledConvParams {
@@ -57,15 +58,15 @@ fn accumulate_tap(
     xs: ptr<function, array<f32, PX>>,
     widx: u32,
 ) {
-    accumulate(a0, xs, wt[widx]);
+    accumulate(a0, xs, vec4<f32>(wt[widx]));
     if (OC_VEC > 1u) {
-        accumulate(a1, xs, wt[widx + 1u]);
+        accumulate(a1, xs, vec4<f32>(wt[widx + 1u]));
     }
     if (OC_VEC > 2u) {
-        accumulate(a2, xs, wt[widx + 2u]);
+        accumulate(a2, xs, vec4<f32>(wt[widx + 2u]));
     }
     if (OC_VEC > 3u) {
-        accumulate(a3, xs, wt[widx + 3u]);
+        accumulate(a3, xs, vec4<f32>(wt[widx + 3u]));
     }
 }
 
@@ -75,7 +76,7 @@ fn store_four(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32
     for (var k = 0u; k < 4u; k++) {
         let co = co0 + k;
         let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
-        let b = bias[cc];
+        let b = f32(bias[cc]);
         let out_row = ((n * p.c_out + shuffled_channel(cc, p.c_out)) * p.oh + oy) * p.ow;
         for (var j = 0u; j < PX; j++) {
             let ox = ox_first + j * ox_step;
@@ -83,9 +84,9 @@ fn store_four(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32
                 let i = out_row + ox;
                 var r = 0.0;
                 if (RESIDUAL != 0u) {
-                    r = res[i];
+                    r = f32(res[i]);
                 }
-                y[i] = finish((*acc)[j][k] + b, r);
+                y[i] = Act(finish((*acc)[j][k] + b, r));
             }
         }
     }

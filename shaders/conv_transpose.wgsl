@@ -21,16 +21,17 @@ const TAPS: u32 = 2u; // @specialize
 #include "conv_tiles.wgsl"
 
 @group(0) @binding(0) var<uniform> p: TiledConvParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+// Weights and bias: layer buffers at the context's precision (Wt); read as f32.
+@group(0) @binding(2) var<storage, read> wt: array<vec4<Wt>>;
+@group(0) @binding(3) var<storage, read> bias: array<Wt>;
+@group(0) @binding(4) var<storage, read_write> y: array<Act>;
 // A residual added in the store (RESIDUAL != 0).
-@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<Act>;
 
 fn load_x(base: u32, ix: i32) -> f32 {
     let inside = ix >= 0 && ix < i32(p.w);
-    let v = x[base + u32(clamp(ix, 0, i32(p.w) - 1))];
+    let v = f32(x[base + u32(clamp(ix, 0, i32(p.w) - 1))]);
     return select(0.0, v, inside);
 }
 

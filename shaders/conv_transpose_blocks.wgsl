@@ -24,10 +24,11 @@ struct BlocksParams {
 }
 
 @group(0) @binding(0) var<uniform> p: BlocksParams;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<Act>>;
+// Weights and bias: layer buffers at the context's precision (Wt); read as f32.
+@group(0) @binding(2) var<storage, read> wt: array<vec4<Wt>>;
+@group(0) @binding(3) var<storage, read> bias: array<Wt>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<Act>>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -46,17 +47,17 @@ fn main(inv: Invocation) {
     var acc: array<vec4<f32>, TAPS>;
     var w: array<f32, TAPS>;
     for (var ci = 0u; ci < p.c_in; ci++) {
-        let xv = x[((n * p.c_in + ci) * p.h + i) * p.w4 + j4];
+        let xv = vec4<f32>(x[((n * p.c_in + ci) * p.h + i) * p.w4 + j4]);
         let wbase = (co * p.c_in + ci) * KK4;
         for (var q = 0u; q < TAPS; q++) {
-            w[q] = wt[wbase + q / 4u][q % 4u];
+            w[q] = f32(wt[wbase + q / 4u][q % 4u]);
         }
         for (var q = 0u; q < TAPS; q++) {
             acc[q] = fma(xv, vec4<f32>(w[q]), acc[q]);
         }
     }
 
-    let b = bias[co];
+    let b = f32(bias[co]);
     let oh = p.h * SH;
     let ow4 = p.w4 * SW; // output row length / 4
     for (var a = 0u; a < SH; a++) {
@@ -68,7 +69,7 @@ fn main(inv: Invocation) {
         }
         for (var v = 0u; v < SW; v++) {
             let o = vec4<f32>(vals[4u * v], vals[4u * v + 1u], vals[4u * v + 2u], vals[4u * v + 3u]);
-            y[out_row + SW * j4 + v] = activate4(o + b);
+            y[out_row + SW * j4 + v] = vec4<Act>(activate4(o + b));
         }
     }
 }

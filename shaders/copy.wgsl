@@ -7,8 +7,8 @@ struct CopyParams {
 }
 
 @group(0) @binding(0) var<uniform> p: CopyParams;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<Act>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<Act>>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {

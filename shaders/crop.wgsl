@@ -13,8 +13,8 @@ struct CropParams {
 }
 
 @group(0) @binding(0) var<uniform> p: CropParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+@group(0) @binding(2) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -25,5 +25,5 @@ fn main(inv: Invocation) {
     let j = i % p.w;
     let row = (i / p.w) % p.h;
     let plane = i / (p.w * p.h);
-    y[i] = x[(plane * p.in_h + row + p.top) * p.in_w + j + p.left];
+    y[i] = Act(f32(x[(plane * p.in_h + row + p.top) * p.in_w + j + p.left]));
 }

@@ -45,19 +45,20 @@ struct DecoderStageUniform {
 }
 
 @group(0) @binding(0) var<uniform> p: DecoderStageUniform;
-@group(0) @binding(1) var<storage, read> skip: array<f32>; // [n, c_in, h, w]
-@group(0) @binding(2) var<storage, read> gate: array<f32>; // [n, c_in] logits
-@group(0) @binding(3) var<storage, read> low: array<f32>; // [n, c_in, low_h, low_w]
+@group(0) @binding(1) var<storage, read> skip: array<Act>; // [n, c_in, h, w]
+@group(0) @binding(2) var<storage, read> gate: array<Act>; // [n, c_in] logits
+@group(0) @binding(3) var<storage, read> low: array<Act>; // [n, c_in, low_h, low_w]
+// The weights and biases below are layer buffers, stored at the context's precision (`Wt`).
 // The 1x1 weights transposed, [c_in, COUT4] vec4s of 4 output channels (zero padded).
-@group(0) @binding(4) var<storage, read> w_refine: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> w_refine: array<vec4<Wt>>;
 // The depthwise weights [c_out, K * K].
-@group(0) @binding(5) var<storage, read> w_depthwise: array<f32>;
+@group(0) @binding(5) var<storage, read> w_depthwise: array<Wt>;
 // The 1x1's biases (COUT4 * 4, zero padded), then the depthwise's (c_out).
-@group(0) @binding(6) var<storage, read> biases: array<f32>;
+@group(0) @binding(6) var<storage, read> biases: array<Wt>;
 // [n, c_out, h, w], or the head's output [n, HEAD_C, 2 h, 2 w].
-@group(0) @binding(7) var<storage, read_write> y: array<f32>;
+@group(0) @binding(7) var<storage, read_write> y: array<Act>;
 // The head's weights as PyTorch has them, [c_out, HEAD_C, 2, 2], then its HEAD_C biases.
-@group(0) @binding(8) var<storage, read> w_head: array<f32>;
+@group(0) @binding(8) var<storage, read> w_head: array<Wt>;
 
 var<workgroup> refined: array<f32, COUT4 * 4u * HALO>;
 var<workgroup> gate_scale: array<f32, CIN4 * 4u>;
@@ -87,7 +88,7 @@ fn main(inv: Invocation) {
     for (var c = t; c < CIN4 * 4u; c += WORKGROUP_SIZE) {
         var s = 0.0;
         if (c < p.c_in) {
-            s = activation4(GATE_ACT, vec4<f32>(gate[n * p.c_in + c])).x;
+            s = activation4(GATE_ACT, vec4<f32>(f32(gate[n * p.c_in + c]))).x;
         }
         gate_scale[c] = s;
     }
@@ -114,17 +115,17 @@ fn main(inv: Invocation) {
             let c1 = u32(sx.y);
             let at = u32(iy) * p.w + u32(ix);
             for (var k = 0u; k < COUT4; k++) {
-                acc[k] = vec4<f32>(biases[4u * k], biases[4u * k + 1u], biases[4u * k + 2u],
-                    biases[4u * k + 3u]);
+                acc[k] = vec4<f32>(f32(biases[4u * k]), f32(biases[4u * k + 1u]),
+                    f32(biases[4u * k + 2u]), f32(biases[4u * k + 3u]));
             }
             for (var ci = 0u; ci < p.c_in; ci++) {
                 let lb = (n * p.c_in + ci) * low_plane;
-                let top = mix(low[lb + r0 + c0], low[lb + r0 + c1], sx.z);
-                let bottom = mix(low[lb + r1 + c0], low[lb + r1 + c1], sx.z);
-                let z = skip[(n * p.c_in + ci) * plane + at] * gate_scale[ci]
+                let top = mix(f32(low[lb + r0 + c0]), f32(low[lb + r0 + c1]), sx.z);
+                let bottom = mix(f32(low[lb + r1 + c0]), f32(low[lb + r1 + c1]), sx.z);
+                let z = f32(skip[(n * p.c_in + ci) * plane + at]) * gate_scale[ci]
                     + mix(top, bottom, sy.z);
                 for (var k = 0u; k < COUT4; k++) {
-                    acc[k] += w_refine[ci * COUT4 + k] * z;
+                    acc[k] += vec4<f32>(w_refine[ci * COUT4 + k]) * z;
                 }
             }
             for (var k = 0u; k < COUT4; k++) {
@@ -148,16 +149,16 @@ fn main(inv: Invocation) {
         let ox = ox0 + px % TILE_W;
         if (oy < p.h && ox < p.w) {
             let first = co * HALO + (px / TILE_W) * HALO_W + px % TILE_W;
-            var s = biases[db + co];
+            var s = f32(biases[db + co]);
             for (var ky = 0u; ky < K; ky++) {
                 for (var kx = 0u; kx < K; kx++) {
-                    s += w_depthwise[(co * K + ky) * K + kx] * refined[first + ky * HALO_W + kx];
+                    s += f32(w_depthwise[(co * K + ky) * K + kx]) * refined[first + ky * HALO_W + kx];
                 }
             }
             let a = refined[first + PAD * HALO_W + PAD];
             let value = a + activation4(DEPTHWISE_ACT, vec4<f32>(s)).x;
             if (HEAD_C == 0u) {
-                y[(n * p.c_out + co) * plane + oy * p.w + ox] = value;
+                y[(n * p.c_out + co) * plane + oy * p.w + ox] = Act(value);
             } else {
                 staged[co * TP + px] = value;
             }
@@ -177,12 +178,12 @@ fn main(inv: Invocation) {
         let oy = oy0 + px / TILE_W;
         let ox = ox0 + px % TILE_W;
         if (oy < p.h && ox < p.w) {
-            var s = w_head[bias_at + oc];
+            var s = f32(w_head[bias_at + oc]);
             for (var c = 0u; c < p.c_out; c++) {
-                s += w_head[(c * HEAD_C + oc) * 4u + ij] * staged[c * TP + px];
+                s += f32(w_head[(c * HEAD_C + oc) * 4u + ij]) * staged[c * TP + px];
             }
             let at = ((n * HEAD_C + oc) * 2u * p.h + 2u * oy + ij / 2u) * 2u * p.w + 2u * ox + ij % 2u;
-            y[at] = activation4(HEAD_ACT, vec4<f32>(s)).x;
+            y[at] = Act(activation4(HEAD_ACT, vec4<f32>(s)).x);
         }
     }
 }

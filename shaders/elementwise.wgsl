@@ -24,12 +24,12 @@ struct ElementwiseParams {
 }
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> a: array<vec4<Act>>;
 // The second operand (MODE 1, 4, 5, 6).
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<Act>>;
 // The gate or mask (MODE 2 to 6).
-@group(0) @binding(3) var<storage, read> s_in: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> s_in: array<Act>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<Act>>;
 
 fn gate4(v: vec4<f32>) -> vec4<f32> {
     return activation4(GATE, v);
@@ -42,20 +42,20 @@ fn gate_values(e0: u32) -> vec4<f32> {
     if (p.hw % 4u == 0u) {
         let plane = e0 / p.hw;
         if (MODE != 3u) {
-            return gate4(vec4<f32>(s_in[plane]));
+            return gate4(vec4<f32>(f32(s_in[plane])));
         }
         let n = plane / p.c;
         let i = e0 % p.hw;
         let base = n * p.hw + i;
-        return gate4(vec4<f32>(s_in[base], s_in[base + 1u], s_in[base + 2u], s_in[base + 3u]));
+        return gate4(vec4<f32>(f32(s_in[base]), f32(s_in[base + 1u]), f32(s_in[base + 2u]), f32(s_in[base + 3u])));
     }
     for (var k = 0u; k < 4u; k++) {
         let e = e0 + k;
         let plane = e / p.hw;
         if (MODE != 3u) {
-            g[k] = s_in[plane];
+            g[k] = f32(s_in[plane]);
         } else {
-            g[k] = s_in[(plane / p.c) * p.hw + e % p.hw];
+            g[k] = f32(s_in[(plane / p.c) * p.hw + e % p.hw]);
         }
     }
     return gate4(g);
@@ -70,25 +70,25 @@ fn main(inv: Invocation) {
     for (var k = 0u; k < VEC; k++) {
         let i = t * VEC + k;
         if (i < p.len4) {
-            let av = a[i];
+            let av = vec4<f32>(a[i]);
             var v: vec4<f32>;
             switch MODE {
                 case 0u: { v = av; }
-                case 1u: { v = av + b[i]; }
+                case 1u: { v = av + vec4<f32>(b[i]); }
                 case 2u, 3u: { v = av * gate_values(4u * i); }
-                case 6u: { v = av * gate_values(4u * i) + b[i]; }
+                case 6u: { v = av * gate_values(4u * i) + vec4<f32>(b[i]); }
                 case 4u: {
                     let e = 4u * i;
-                    let g = gate4(vec4<f32>(s_in[e], s_in[e + 1u], s_in[e + 2u], s_in[e + 3u]));
-                    v = b[i] * g + av * (1.0 - g);
+                    let g = gate4(vec4<f32>(f32(s_in[e]), f32(s_in[e + 1u]), f32(s_in[e + 2u]), f32(s_in[e + 3u])));
+                    v = vec4<f32>(b[i]) * g + av * (1.0 - g);
                 }
                 default: {
                     let e = 4u * i;
-                    let m = vec4<f32>(s_in[e], s_in[e + 1u], s_in[e + 2u], s_in[e + 3u]);
-                    v = (1.0 + m) * b[i] + av;
+                    let m = vec4<f32>(f32(s_in[e]), f32(s_in[e + 1u]), f32(s_in[e + 2u]), f32(s_in[e + 3u]));
+                    v = (1.0 + m) * vec4<f32>(b[i]) + av;
                 }
             }
-            y[i] = activate4(v);
+            y[i] = vec4<Act>(activate4(v));
         }
     }
 }

@@ -1,5 +1,5 @@
 // A frame of 8-bit RGBA or BGRA pixels (packed one per u32, rows `row_words` apart) to
-// the network's NCHW f32 input in one pass: PyTorch's bilinear resize
+// the network's NCHW input (stored as `Act`) in one pass: PyTorch's bilinear resize
 // (`align_corners=False`) of the frame onto its content rectangle (the whole input, or
 // a letterboxed part of it), `fill` around it, then `(v - mean) / std` per channel.
 #include "common.wgsl"
@@ -27,8 +27,8 @@ struct FrameInParams {
 }
 
 @group(0) @binding(0) var<uniform> p: FrameInParams;
-@group(0) @binding(1) var<storage, read> frame: array<u32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> frame: array<u32>; // packed pixels, not a tensor
+@group(0) @binding(2) var<storage, read_write> y: array<Act>;
 
 fn texel(row: u32, col: u32) -> vec3<f32> {
     let v = unpack4x8unorm(frame[row * p.row_words + col]);
@@ -67,7 +67,7 @@ fn main(inv: Invocation) {
         let bottom = mix(texel(y1, x0), texel(y1, x1), tx.z);
         rgb = mix(top, bottom, ty.z);
     }
-    y[i] = (rgb.x - p.mean_r) * p.inv_std_r;
-    y[plane + i] = (rgb.y - p.mean_g) * p.inv_std_g;
-    y[2u * plane + i] = (rgb.z - p.mean_b) * p.inv_std_b;
+    y[i] = Act((rgb.x - p.mean_r) * p.inv_std_r);
+    y[plane + i] = Act((rgb.y - p.mean_g) * p.inv_std_g);
+    y[2u * plane + i] = Act((rgb.z - p.mean_b) * p.inv_std_b);
 }

@@ -27,18 +27,18 @@ struct GlobalParams {
 
 @group(0) @binding(0) var<uniform> p: GlobalParams;
 // Read as vec4s; single values are picked out of them (any plane size).
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<Act>>;
+@group(0) @binding(2) var<storage, read_write> y: array<Act>;
 // The second summand (SUM).
-@group(0) @binding(3) var<storage, read> x2: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> x2: array<vec4<Act>>;
 
 var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
 
 fn value4(i: u32) -> vec4<f32> {
     if (SUM) {
-        return x[i] + x2[i];
+        return vec4<f32>(x[i]) + vec4<f32>(x2[i]);
     }
-    return x[i];
+    return vec4<f32>(x[i]);
 }
 
 fn value(i: u32) -> f32 {
@@ -87,7 +87,7 @@ fn main(inv: Invocation) {
         r = value(base);
         for (var i = first + lid; i < count; i += WORKGROUP_SIZE) {
             if (vec) {
-                let v = x[base / 4u + i];
+                let v = vec4<f32>(x[base / 4u + i]);
                 r = max_nan(max_nan(r, v.x), max_nan(max_nan(v.y, v.z), v.w));
             } else {
                 r = max_nan(r, value(base + i));
@@ -108,9 +108,9 @@ fn main(inv: Invocation) {
     }
     if (lid == 0u) {
         if (MODE == 0u) {
-            y[w] = value(base) + partial[0] / f32(p.plane) * f32(p.parts);
+            y[w] = Act(value(base) + partial[0] / f32(p.plane) * f32(p.parts));
         } else {
-            y[w] = partial[0];
+            y[w] = Act(partial[0]);
         }
     }
 }

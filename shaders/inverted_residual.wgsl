@@ -34,9 +34,10 @@ const MODE: u32 = 0u; // @specialize
 override GATE_ACT: u32 = 0u;
 // 1: the SE gate is computed in the passes themselves (two dispatches a block, not three):
 // the first pass also writes each tile's per-channel sums of the depthwise activations
-// after y's map ([n, parts, c_out]); the second sums them, runs the SE's two 1x1 layers
-// (fc1 + SE_ACT, fc2 + GATE_ACT, weights packed in w_depthwise) into se_values, then
-// scales by those instead of reading gate.
+// after y's map ([n, parts, c_out, 2]: each sum as two Act values hi + lo, see
+// store_tile_sums); the second sums them, runs the SE's two 1x1 layers (fc1 + SE_ACT,
+// fc2 + GATE_ACT, weights packed in w_depthwise) into se_values, then scales by those
+// instead of reading gate.
 const SE_IN_PASS: u32 = 0u; // @specialize
 // Workgroup floats for the pooled vector / gate (c_in) and the squeezed vector.
 const SE_LEN: u32 = 1u; // @specialize
@@ -73,21 +74,22 @@ struct FusedBlockParams {
 }
 
 @group(0) @binding(0) var<uniform> p: FusedBlockParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+// The weights and biases are layer buffers, stored at the context's precision (`Wt`).
 // Transposed, [c_in, hidden] as vec4s of 4 hidden channels (absent without an expansion).
-@group(0) @binding(2) var<storage, read> w_expand: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w_expand: array<vec4<Wt>>;
 // [hidden, KH * KW].
-@group(0) @binding(3) var<storage, read> w_depthwise: array<f32>;
+@group(0) @binding(3) var<storage, read> w_depthwise: array<Wt>;
 // Transposed, [hidden, cout4] vec4s of 4 output channels.
-@group(0) @binding(4) var<storage, read> w_project: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> w_project: array<vec4<Wt>>;
 // The expansion's, the depthwise's and the projection's biases one after the other
 // ([hidden], [hidden], [c_out]): one binding, so that the kernel stays within WebGPU's
 // eight storage bindings.
-@group(0) @binding(5) var<storage, read> biases: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> biases: array<Wt>;
+@group(0) @binding(6) var<storage, read_write> y: array<Act>;
 // MODE 2: the gate logits [n, c_in] and the block's input (for the skip).
-@group(0) @binding(7) var<storage, read> gate: array<f32>;
-@group(0) @binding(8) var<storage, read> residual: array<f32>;
+@group(0) @binding(7) var<storage, read> gate: array<Act>;
+@group(0) @binding(8) var<storage, read> residual: array<Act>;
 
 var<workgroup> expanded: array<f32, HC * HALO>;
 var<workgroup> depthwise: array<f32, HC * TP>;
@@ -160,14 +162,14 @@ fn main(inv: Invocation) {
                 if (EXPAND == 1u && any_inside) {
                     let quads_in_row = p.hidden / 4u;
                     for (var ci = 0u; ci < p.c_in; ci++) {
-                        let wv = w_expand[ci * quads_in_row + hc / 4u];
+                        let wv = vec4<f32>(w_expand[ci * quads_in_row + hc / 4u]);
                         let xc = x_base + ci * plane;
                         for (var i = 0u; i < QT; i++) {
-                            e[i] += wv * x[xc + offset[i]];
+                            e[i] += wv * f32(x[xc + offset[i]]);
                         }
                     }
-                    let b = vec4<f32>(biases[hc], biases[hc + 1u], biases[hc + 2u],
-                        biases[hc + 3u]);
+                    let b = vec4<f32>(f32(biases[hc]), f32(biases[hc + 1u]),
+                        f32(biases[hc + 2u]), f32(biases[hc + 3u]));
                     for (var i = 0u; i < QT; i++) {
                         e[i] = activation4(EXPAND_ACT, e[i] + b);
                     }
@@ -176,7 +178,7 @@ fn main(inv: Invocation) {
                     for (var i = 0u; i < QT; i++) {
                         for (var j = 0u; j < 4u; j++) {
                             let c = min(hc + j, p.c_in - 1u);
-                            e[i][j] = select(0.0, x[x_base + c * plane + offset[i]], hc + j < p.c_in);
+                            e[i][j] = select(0.0, f32(x[x_base + c * plane + offset[i]]), hc + j < p.c_in);
                         }
                     }
                 }
@@ -202,11 +204,11 @@ fn main(inv: Invocation) {
                 let hc = hc0 + hc_local;
                 let px = v % TP;
                 let first = hc_local * HALO + (px / TILE_W) * SH * HALO_W + (px % TILE_W) * SW;
-                var s = biases[p.hidden + hc];
+                var s = f32(biases[p.hidden + hc]);
                 for (var ky = 0u; ky < KH; ky++) {
                     for (var kx = 0u; kx < KW; kx++) {
                         let q = first + ky * DH * HALO_W + kx * DW;
-                        s += w_depthwise[hc * KH * KW + ky * KW + kx] * expanded[q];
+                        s += f32(w_depthwise[hc * KH * KW + ky * KW + kx]) * expanded[q];
                     }
                 }
                 depthwise[v] = activation4(DEPTHWISE_ACT, vec4<f32>(s)).x;
@@ -238,13 +240,13 @@ fn main(inv: Invocation) {
         for (var j = 0u; j < 4u; j++) {
             let co = co_base + 4u * k + j;
             if (co < p.c_out) {
-                var v = acc[k][j] + biases[2u * p.hidden + co];
+                var v = acc[k][j] + f32(biases[2u * p.hidden + co]);
                 if (SKIP == 1u && MODE == 2u) {
-                    v += residual[((n * p.c_out + co) * p.oh + oy) * p.ow + ox];
+                    v += f32(residual[((n * p.c_out + co) * p.oh + oy) * p.ow + ox]);
                 } else if (SKIP == 1u) {
-                    v += x[x_base + co * plane + oy * p.w + ox];
+                    v += f32(x[x_base + co * plane + oy * p.w + ox]);
                 }
-                y[((n * p.c_out + co) * p.oh + oy) * p.ow + ox] = v;
+                y[((n * p.c_out + co) * p.oh + oy) * p.ow + ox] = Act(v);
             }
         }
     }
@@ -264,7 +266,7 @@ fn project_chunk(
         let d = depthwise[hc_local * TP + pix];
         let row = (hc0 + hc_local) * p.cout4;
         for (var k = 0u; k < ACC4; k++) {
-            (*acc)[k] += w_project[row + min(co_base / 4u + k, last4)] * d;
+            (*acc)[k] += vec4<f32>(w_project[row + min(co_base / 4u + k, last4)]) * d;
         }
     }
 }
@@ -277,7 +279,7 @@ fn store_depthwise(n: u32, hc0: u32, quads: u32, oy0: u32, ox0: u32, t: u32) {
         let oy = oy0 + (v % TP) / TILE_W;
         let ox = ox0 + (v % TP) % TILE_W;
         if (v < quads * 4u * TP && hc < p.c_out && oy < p.oh && ox < p.ow) {
-            y[((n * p.c_out + hc) * p.oh + oy) * p.ow + ox] = depthwise[v];
+            y[((n * p.c_out + hc) * p.oh + oy) * p.ow + ox] = Act(depthwise[v]);
         }
     }
 }
@@ -296,9 +298,9 @@ fn gated_tile(n: u32, hc0: u32, quads: u32, oy0: u32, ox0: u32, t: u32) {
                 if (SE_IN_PASS == 1u) {
                     g = se_values[hc];
                 } else {
-                    g = activation4(GATE_ACT, vec4<f32>(gate[n * p.c_in + hc])).x;
+                    g = activation4(GATE_ACT, vec4<f32>(f32(gate[n * p.c_in + hc]))).x;
                 }
-                d = x[((n * p.c_in + hc) * p.h + oy) * p.w + ox] * g;
+                d = f32(x[((n * p.c_in + hc) * p.h + oy) * p.w + ox]) * g;
             }
             depthwise[v] = d;
         }
@@ -306,7 +308,10 @@ fn gated_tile(n: u32, hc0: u32, quads: u32, oy0: u32, ox0: u32, t: u32) {
 }
 
 // MODE 1 with SE_IN_PASS: the tile's sum of each of the pass's channels over its pixels in
-// the image, to y after the map, [n, parts, c_out] (parts = tiles_x * tiles_y).
+// the image, to y after the map, [n, parts, c_out, 2] (parts = tiles_x * tiles_y): each sum s
+// as two Act values, hi = Act(s) and lo = Act(s - f32(hi)), read back as f32(hi) + f32(lo)
+// (precise with Act = f16; with Act = f32, lo = 0). The tail is twice parts * n * c_out
+// values long (src/ops/inverted_residual.rs).
 fn store_tile_sums(n: u32, hc0: u32, quads: u32, oy0: u32, ox0: u32, t: u32, tile: u32) {
     let hc = hc0 + t;
     if (t < quads * 4u && hc < p.c_out) {
@@ -317,30 +322,35 @@ fn store_tile_sums(n: u32, hc0: u32, quads: u32, oy0: u32, ox0: u32, t: u32, til
             }
         }
         let parts = p.tiles_x * p.tiles_y;
-        y[p.n * p.c_out * p.oh * p.ow + (n * parts + tile) * p.c_out + hc] = s;
+        let at = p.n * p.c_out * p.oh * p.ow + 2u * ((n * parts + tile) * p.c_out + hc);
+        let hi = Act(s);
+        y[at] = hi;
+        y[at + 1u] = Act(s - f32(hi));
     }
 }
 
 // MODE 2 with SE_IN_PASS: the gate of image n into se_values[0 .. c_in]: the mean of the
-// first pass's tile sums (after x's map), fc1 + SE_ACT, fc2 + GATE_ACT. The SE's weights
-// are packed in w_depthwise: fc1 [squeeze, c_in], its bias, fc2 [c_in, squeeze], its bias.
+// first pass's tile sums (after x's map, hi + lo pairs, see store_tile_sums), fc1 + SE_ACT,
+// fc2 + GATE_ACT. The SE's weights are packed in w_depthwise: fc1 [squeeze, c_in], its bias,
+// fc2 [c_in, squeeze], its bias.
 // Every workgroup of the image computes the same (a few thousand multiply-adds).
 fn se_gate_values(n: u32, t: u32) {
     let c = p.c_in;
     let s = p.squeeze;
-    let sums = p.n * c * p.h * p.w + n * p.parts * c;
+    let sums = p.n * c * p.h * p.w + 2u * n * p.parts * c;
     for (var ch = t; ch < c; ch += WORKGROUP_SIZE) {
         var total = 0.0;
         for (var part = 0u; part < p.parts; part++) {
-            total += x[sums + part * c + ch];
+            let at = sums + 2u * (part * c + ch);
+            total += f32(x[at]) + f32(x[at + 1u]);
         }
         se_values[ch] = total / f32(p.h * p.w);
     }
     workgroupBarrier();
     for (var j = t; j < s; j += WORKGROUP_SIZE) {
-        var a = w_depthwise[s * c + j];
+        var a = f32(w_depthwise[s * c + j]);
         for (var ch = 0u; ch < c; ch++) {
-            a += w_depthwise[j * c + ch] * se_values[ch];
+            a += f32(w_depthwise[j * c + ch]) * se_values[ch];
         }
         se_values[c + j] = activation4(SE_ACT, vec4<f32>(a)).x;
     }
@@ -348,9 +358,9 @@ fn se_gate_values(n: u32, t: u32) {
     // Only the squeezed values are read now: the pooled ones can be overwritten.
     let w2 = s * c + s;
     for (var ch = t; ch < c; ch += WORKGROUP_SIZE) {
-        var a = w_depthwise[w2 + c * s + ch];
+        var a = f32(w_depthwise[w2 + c * s + ch]);
         for (var j = 0u; j < s; j++) {
-            a += w_depthwise[w2 + ch * s + j] * se_values[c + j];
+            a += f32(w_depthwise[w2 + ch * s + j]) * se_values[c + j];
         }
         se_values[ch] = activation4(GATE_ACT, vec4<f32>(a)).x;
     }

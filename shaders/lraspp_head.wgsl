@@ -29,16 +29,17 @@ struct LrAsppHeadUniform {
 }
 
 @group(0) @binding(0) var<uniform> p: LrAsppHeadUniform;
-@group(0) @binding(1) var<storage, read> x: array<f32>; // [n, c_in, hw]
-@group(0) @binding(2) var<storage, read> pooled: array<f32>; // [n, c_in] (POOL == 0)
+@group(0) @binding(1) var<storage, read> x: array<Act>; // [n, c_in, hw]
+@group(0) @binding(2) var<storage, read> pooled: array<Act>; // [n, c_in] (POOL == 0)
+// The weights and biases below are layer buffers, stored at the context's precision (`Wt`).
 // [mid, CIN4] vec4s of 4 input channels each (zero padded), for the branch and the gate.
-@group(0) @binding(3) var<storage, read> w_branch: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> w_gate: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> w_branch: array<vec4<Wt>>;
+@group(0) @binding(4) var<storage, read> w_gate: array<vec4<Wt>>;
 // [mid, COUT4] vec4s of 4 output channels (zero padded).
-@group(0) @binding(5) var<storage, read> w_classifier: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> w_classifier: array<vec4<Wt>>;
 // The branch's (mid), the gate's (mid) and the classifier's (COUT4 * 4) biases.
-@group(0) @binding(6) var<storage, read> biases: array<f32>;
-@group(0) @binding(7) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read> biases: array<Wt>;
+@group(0) @binding(7) var<storage, read_write> y: array<Act>;
 
 var<workgroup> pooled_sh: array<vec4<f32>, CIN4>;
 var<workgroup> gate_sh: array<f32, MID4 * 4u>;
@@ -65,13 +66,13 @@ fn main(inv: Invocation) {
                     for (var b0 = 0u; b0 < p.hw; b0 += 256u) {
                         var part = 0.0;
                         for (var i = b0; i < min(b0 + 256u, p.hw); i++) {
-                            part += x[base + i];
+                            part += f32(x[base + i]);
                         }
                         total += part;
                     }
                     v[j] = total / f32(p.hw);
                 } else {
-                    v[j] = pooled[n * p.c_in + c];
+                    v[j] = f32(pooled[n * p.c_in + c]);
                 }
             }
         }
@@ -84,9 +85,9 @@ fn main(inv: Invocation) {
         if (m < p.mid) {
             var s = vec4<f32>(0.0);
             for (var c4 = 0u; c4 < CIN4; c4++) {
-                s += w_gate[m * CIN4 + c4] * pooled_sh[c4];
+                s += vec4<f32>(w_gate[m * CIN4 + c4]) * pooled_sh[c4];
             }
-            g = activation4(GATE_ACT, vec4<f32>(biases[p.mid + m] + s.x + s.y + s.z + s.w)).x;
+            g = activation4(GATE_ACT, vec4<f32>(f32(biases[p.mid + m]) + s.x + s.y + s.z + s.w)).x;
         }
         gate_sh[m] = g;
     }
@@ -101,27 +102,27 @@ fn main(inv: Invocation) {
     for (var c4 = 0u; c4 < CIN4; c4++) {
         for (var j = 0u; j < 4u; j++) {
             let c = min(4u * c4 + j, p.c_in - 1u);
-            xv[c4][j] = select(0.0, x[(n * p.c_in + c) * p.hw + pixel], 4u * c4 + j < p.c_in);
+            xv[c4][j] = select(0.0, f32(x[(n * p.c_in + c) * p.hw + pixel]), 4u * c4 + j < p.c_in);
         }
     }
     let cb = 2u * p.mid;
     var acc: array<vec4<f32>, COUT4>;
     for (var k = 0u; k < COUT4; k++) {
-        acc[k] = vec4<f32>(biases[cb + 4u * k], biases[cb + 4u * k + 1u], biases[cb + 4u * k + 2u],
-            biases[cb + 4u * k + 3u]);
+        acc[k] = vec4<f32>(f32(biases[cb + 4u * k]), f32(biases[cb + 4u * k + 1u]),
+            f32(biases[cb + 4u * k + 2u]), f32(biases[cb + 4u * k + 3u]));
     }
     for (var m = 0u; m < p.mid; m++) {
         var s = vec4<f32>(0.0);
         for (var c4 = 0u; c4 < CIN4; c4++) {
-            s += w_branch[m * CIN4 + c4] * xv[c4];
+            s += vec4<f32>(w_branch[m * CIN4 + c4]) * xv[c4];
         }
-        let h = activation4(ACT, vec4<f32>(biases[m] + s.x + s.y + s.z + s.w)).x * gate_sh[m];
+        let h = activation4(ACT, vec4<f32>(f32(biases[m]) + s.x + s.y + s.z + s.w)).x * gate_sh[m];
         if (CLASSIFIER == 1u) {
             for (var k = 0u; k < COUT4; k++) {
-                acc[k] += w_classifier[m * COUT4 + k] * h;
+                acc[k] += vec4<f32>(w_classifier[m * COUT4 + k]) * h;
             }
         } else {
-            y[(n * p.mid + m) * p.hw + pixel] = h;
+            y[(n * p.mid + m) * p.hw + pixel] = Act(h);
         }
     }
     if (CLASSIFIER == 1u) {
@@ -129,7 +130,7 @@ fn main(inv: Invocation) {
             for (var j = 0u; j < 4u; j++) {
                 let co = 4u * k + j;
                 if (co < p.c_out) {
-                    y[(n * p.c_out + co) * p.hw + pixel] = acc[k][j];
+                    y[(n * p.c_out + co) * p.hw + pixel] = Act(acc[k][j]);
                 }
             }
         }

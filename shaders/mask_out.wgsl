@@ -30,11 +30,11 @@ const THRESHOLD: u32 = 0u; // @specialize
 const PER_WORD: u32 = 4u >> FORMAT;
 
 @group(0) @binding(0) var<uniform> p: MaskOutParams;
-@group(0) @binding(1) var<storage, read> mask: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+@group(0) @binding(1) var<storage, read> mask: array<Act>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>; // packed texels, not a tensor
 
 fn at(row: u32, col: u32) -> f32 {
-    return mask[p.plane_offset + row * p.src_w + col];
+    return f32(mask[p.plane_offset + row * p.src_w + col]);
 }
 
 // Source taps on one axis of the content rectangle `[off, off + len)`.

@@ -7,8 +7,8 @@
 #include "window.wgsl"
 
 @group(0) @binding(0) var<uniform> p: StripParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+@group(0) @binding(2) var<storage, read_write> y: array<Act>;
 @group(0) @binding(3) var<storage, read_write> idx: array<i32>;
 
 // The first of start, start + d, start + 2d, ... that is not negative.
@@ -46,7 +46,7 @@ fn main(inv: Invocation) {
                         let ix = x0 + i32(kx * DW);
                         if (ix >= 0 && ix < i32(p.w)) {
                             let flat = iy * i32(p.w) + ix;
-                            let v = x[base + u32(flat)];
+                            let v = f32(x[base + u32(flat)]);
                             if (v > best || is_nan(v)) {
                                 best = v;
                                 best_i = flat;
@@ -56,7 +56,7 @@ fn main(inv: Invocation) {
                 }
             }
             let o = st.row * p.ow + ox;
-            y[o] = best;
+            y[o] = Act(best);
             idx[o] = best_i;
         }
     }

@@ -9,9 +9,9 @@ struct UnpoolParams {
 }
 
 @group(0) @binding(0) var<uniform> p: UnpoolParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> owner: array<u32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+@group(0) @binding(2) var<storage, read> owner: array<u32>; // scratch claims, not a tensor
+@group(0) @binding(3) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -21,5 +21,5 @@ fn main(inv: Invocation) {
     }
     let own = owner[o];
     let src = (o / p.out_plane) * p.in_plane + max(own, 1u) - 1u;
-    y[o] = select(0.0, x[src], own > 0u);
+    y[o] = Act(select(0.0, f32(x[src]), own > 0u));
 }

@@ -2,6 +2,8 @@
 // output position. When several claim the same position, the largest input position
 // wins (atomicMax), which is what PyTorch's sequential CPU loop leaves behind; the
 // result is therefore deterministic. `owner` starts zeroed; it holds input position + 1.
+// `owner` is a scratch buffer of atomic u32 claims, not a tensor: it is the same at
+// either precision (`Act` is not used here).
 #include "common.wgsl"
 
 struct UnpoolParams {

@@ -9,9 +9,9 @@
 #include "window.wgsl"
 
 @group(0) @binding(0) var<uniform> p: StripParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
 @group(0) @binding(2) var<storage, read> idx: array<i32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -32,10 +32,10 @@ fn main(inv: Invocation) {
             if (row_ok && tx % SW < KW && wx < p.w) {
                 let src = (st.plane * p.h + wy) * p.w + wx;
                 if (idx[src] == i32(st.oy * p.ow + ox)) {
-                    v = x[src];
+                    v = f32(x[src]);
                 }
             }
-            y[st.row * p.ow + ox] = v;
+            y[st.row * p.ow + ox] = Act(v);
         }
     }
 }

@@ -23,13 +23,15 @@ struct ApplyParams {
 }
 
 @group(0) @binding(0) var<uniform> p: ApplyParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+// Statistics, gamma and beta are f32 buffers (alloc_f32, running statistics, layer
+// parameters), kept f32.
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
 // The affine scale (for AdaIN: the style's statistics [mean, var] per segment).
 @group(0) @binding(3) var<storage, read> gamma: array<f32>;
 // The affine shift (not read by AdaIN).
 @group(0) @binding(4) var<storage, read> beta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -67,7 +69,7 @@ fn main(inv: Invocation) {
                 g = gamma[c * p.hw + i];
                 b = beta[c * p.hw + i];
             }
-            y[base + i] = activate((x[base + i] - mean) * invstd * g + b);
+            y[base + i] = Act(activate((f32(x[base + i]) - mean) * invstd * g + b));
         }
     }
 }

@@ -19,6 +19,8 @@ struct CombineParams {
 }
 
 @group(0) @binding(0) var<uniform> p: CombineParams;
+// No tensor is bound here: partials and stats (alloc_f32) and the running statistics (a
+// layer buffer) all stay f32.
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
 // The running statistics (UPDATE_RUNNING).

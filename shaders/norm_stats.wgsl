@@ -41,9 +41,10 @@ struct StatsParams {
 }
 
 @group(0) @binding(0) var<uniform> p: StatsParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
 // The output gradient (MODE 1).
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<Act>;
+// Statistics, running statistics and partials are f32 buffers (not tensors), kept f32.
 @group(0) @binding(3) var<storage, read_write> stats: array<f32>;
 // The running statistics (UPDATE_RUNNING).
 @group(0) @binding(4) var<storage, read_write> running: array<f32>;
@@ -96,11 +97,11 @@ fn main(inv: Invocation) {
         let start = base + k * p.chunk_stride;
         for (var i = e0 + lid; i < e1; i += WORKGROUP_SIZE) {
             if (MODE == 0u) {
-                acc += x[start + i];
+                acc += f32(x[start + i]);
             } else {
-                let g = dy[start + i];
+                let g = f32(dy[start + i]);
                 acc += g;
-                acc2 += g * (x[start + i] - mean) * invstd;
+                acc2 += g * (f32(x[start + i]) - mean) * invstd;
             }
         }
     }
@@ -127,7 +128,7 @@ fn main(inv: Invocation) {
     for (var k = r0; k < r1; k++) {
         let start = base + k * p.chunk_stride;
         for (var i = e0 + lid; i < e1; i += WORKGROUP_SIZE) {
-            let d = x[start + i] - mean;
+            let d = f32(x[start + i]) - mean;
             acc += d * d;
         }
     }

@@ -14,10 +14,11 @@
 override MODE: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: StripParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+// The tap tables (host-computed, not tensors) stay u32 words at either precision.
 @group(0) @binding(2) var<storage, read> rows: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> cols: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -42,16 +43,16 @@ fn main(inv: Invocation) {
             if (MODE == 1u) {
                 let lx0 = bitcast<f32>(c.z);
                 let lx1 = bitcast<f32>(c.w);
-                let t = lx0 * x[top + c.x] + lx1 * x[top + c.y];
-                let b = lx0 * x[bottom + c.x] + lx1 * x[bottom + c.y];
+                let t = lx0 * f32(x[top + c.x]) + lx1 * f32(x[top + c.y]);
+                let b = lx0 * f32(x[bottom + c.x]) + lx1 * f32(x[bottom + c.y]);
                 v = ly0 * t + ly1 * b;
             } else {
-                v = x[top + c.x];
+                v = f32(x[top + c.x]);
                 if (MODE == 2u && (ly0 == 0.0 || c.z == 0u)) {
                     v = 0.0;
                 }
             }
-            y[out_row + ox] = v;
+            y[out_row + ox] = Act(v);
         }
     }
 }

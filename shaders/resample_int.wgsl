@@ -16,8 +16,8 @@ struct ResampleIntParams {
 }
 
 @group(0) @binding(0) var<uniform> p: ResampleIntParams;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<Act>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<Act>>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
@@ -27,7 +27,7 @@ fn main(inv: Invocation) {
     }
     let row = i / p.w4;
     let j = i % p.w4;
-    let v = x[i];
+    let v = vec4<f32>(x[i]);
     let out_w4 = p.w4 * SX; // output row length in vec4
     for (var r = 0u; r < SY; r++) {
         let out_row = (row * SY + r) * out_w4 + j * SX;
@@ -42,7 +42,7 @@ fn main(inv: Invocation) {
                 }
                 o[e] = value;
             }
-            y[out_row + t] = o;
+            y[out_row + t] = vec4<Act>(o);
         }
     }
 }

@@ -23,13 +23,14 @@ struct SeParams {
 @group(0) @binding(0) var<uniform> p: SeParams;
 // Read as vec4s: four values per load when H * W is a multiple of 4, single values picked
 // out of them otherwise.
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<Act>>;
 // fc1's weight [S, C] and bias [S], then fc2's weight [C, S] and bias [C], one after the
-// other (the buffer the fused inverted residual reads too).
-@group(0) @binding(2) var<storage, read> weights: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gate: array<f32>; // [N, C]
+// other (the buffer the fused inverted residual reads too); a layer buffer, stored at the
+// context's precision (`Wt`).
+@group(0) @binding(2) var<storage, read> weights: array<Wt>;
+@group(0) @binding(3) var<storage, read_write> gate: array<Act>; // [N, C]
 // The second summand (SUM).
-@group(0) @binding(4) var<storage, read> x2: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> x2: array<vec4<Act>>;
 
 var<workgroup> pooled: array<f32, MAX_C>;
 var<workgroup> hidden: array<f32, MAX_S>;
@@ -37,9 +38,9 @@ var<workgroup> lane_sums: array<f32, WORKGROUP_SIZE>;
 
 fn load4(second: bool, i: u32) -> vec4<f32> {
     if (second) {
-        return x2[i];
+        return vec4<f32>(x2[i]);
     }
-    return x[i];
+    return vec4<f32>(x[i]);
 }
 
 // The sum of the values lane, lane + lanes, lane + 2 lanes, ... of the plane of hw values
@@ -106,18 +107,18 @@ fn main(inv: Invocation) {
     let w2 = b1 + p.s;
     let b2 = w2 + p.c * p.s;
     for (var s = inv.lid; s < p.s; s += WORKGROUP_SIZE) {
-        var acc = weights[b1 + s];
+        var acc = f32(weights[b1 + s]);
         for (var c = 0u; c < p.c; c++) {
-            acc = fma(weights[s * p.c + c], pooled[c], acc);
+            acc = fma(f32(weights[s * p.c + c]), pooled[c], acc);
         }
         hidden[s] = activate(acc);
     }
     workgroupBarrier();
     for (var c = inv.lid; c < p.c; c += WORKGROUP_SIZE) {
-        var acc = weights[b2 + c];
+        var acc = f32(weights[b2 + c]);
         for (var s = 0u; s < p.s; s++) {
-            acc = fma(weights[w2 + c * p.s + s], hidden[s], acc);
+            acc = fma(f32(weights[w2 + c * p.s + s]), hidden[s], acc);
         }
-        gate[n * p.c + c] = acc;
+        gate[n * p.c + c] = Act(acc);
     }
 }

@@ -96,6 +96,15 @@ pub enum Error {
         /// Whether that recording was dropped (rather than not yet submitted).
         dropped: bool,
     },
+    /// The library has no kernel for what was asked: an op without an f16 form in a
+    /// context at [`Precision::F16`](crate::Precision).
+    #[error("`{name}`: not supported: {reason}")]
+    Unsupported {
+        /// The kernel or parameter concerned.
+        name: &'static str,
+        /// What is missing.
+        reason: String,
+    },
     /// The GPU device was lost (destroyed, reset by the driver after a hang, removed):
     /// every call of that [`Gpu`](crate::Gpu) now fails with this error; create a new one.
     #[error("the GPU device was lost ({0}); create a new Gpu to continue")]

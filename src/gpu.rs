@@ -57,6 +57,51 @@ pub struct GpuOptions {
     /// Whether the profiler may use timestamp queries (default: where the adapter has
     /// them; `Some(false)` always takes the synchronised fallback).
     pub timestamp_queries: Option<bool>,
+    /// The storage type of every tensor the context makes (default [`Precision::F32`]).
+    /// [`Precision::F16`] needs the adapter's `SHADER_F16` feature.
+    pub precision: Precision,
+}
+
+/// The element type activation tensors are stored in on the device. Kernels compute and
+/// accumulate in f32 at both precisions; weights stay f32. The choice is made once, for
+/// a whole context ([`GpuOptions::precision`]): every tensor of that context, uploaded
+/// or computed, has it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// 32-bit floats (PyTorch's default).
+    #[default]
+    F32,
+    /// IEEE binary16 storage: half the memory and traffic of f32, about 3 significant
+    /// decimal digits per stored value (relative rounding error at most 2^-11).
+    F16,
+}
+
+impl Precision {
+    /// Bytes per stored element.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+
+    /// The largest relative error of storing one value at this precision (half a unit
+    /// in the last place): 0 for f32 (the reference), 2^-11 for f16.
+    pub fn unit_roundoff(self) -> f32 {
+        match self {
+            Precision::F32 => 0.0,
+            Precision::F16 => 1.0 / 2048.0,
+        }
+    }
+}
+
+/// The stored element type of a storage buffer, as the kernels bind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Elem {
+    /// f32 values (weights, statistics, partial sums, f32 tensors) or other 4-byte data.
+    F32,
+    /// f16 values (the tensors of a half-precision context).
+    F16,
 }
 
 /// `$XDG_CACHE_HOME/segblocks`, else `$HOME/.cache/segblocks` (None without either):
@@ -425,6 +470,8 @@ pub(crate) struct PooledBuffer {
     writer: Mutex<Option<Arc<RecordingState>>>,
     /// The bytes asked for when it was last handed out (its class may be larger).
     used: AtomicU64,
+    /// What it holds since it was last handed out (0 = [`Elem::F32`], 1 = [`Elem::F16`]).
+    elem: AtomicU8,
     kind: BufferKind,
     class: u64,
     pool: Weak<Mutex<Pool>>,
@@ -434,6 +481,19 @@ impl PooledBuffer {
     /// The bytes in use (see [`Bindable::bytes`]).
     pub(crate) fn used_bytes(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// The element type it holds.
+    pub(crate) fn elem(&self) -> Elem {
+        match self.elem.load(Ordering::Relaxed) {
+            0 => Elem::F32,
+            _ => Elem::F16,
+        }
+    }
+
+    fn set_elem(&self, elem: Elem) {
+        self.elem
+            .store(u8::from(elem == Elem::F16), Ordering::Relaxed);
     }
 }
 
@@ -460,7 +520,8 @@ impl Drop for PooledBuffer {
     }
 }
 
-/// A 4-D NCHW `f32` tensor that lives on one [`Gpu`].
+/// A 4-D NCHW tensor that lives on one [`Gpu`], stored at the context's [`Precision`]
+/// (f32 unless the context asks for f16; uploads and downloads convert from and to f32).
 ///
 /// Cloning is cheap (the buffer is shared). Tensors are immutable: every op writes a new
 /// tensor, so a tensor can be read by any number of later ops in the same recording.
@@ -498,6 +559,19 @@ impl Tensor {
 
     pub(crate) fn pooled(&self) -> &Arc<PooledBuffer> {
         &self.buf
+    }
+
+    /// The precision its values are stored at.
+    pub fn precision(&self) -> Precision {
+        match self.buf.elem() {
+            Elem::F32 => Precision::F32,
+            Elem::F16 => Precision::F16,
+        }
+    }
+
+    /// Bytes its values take on the device.
+    pub fn bytes(&self) -> u64 {
+        self.precision().bytes() * self.len() as u64
     }
 
     /// The same data seen with another shape of the same element count (no copy; the
@@ -545,7 +619,7 @@ impl Bindable for Tensor {
         &self.buf
     }
     fn bytes(&self) -> u64 {
-        4 * self.len() as u64
+        Tensor::bytes(self)
     }
 }
 
@@ -625,6 +699,8 @@ struct Inner {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     caps: DeviceCaps,
+    /// The storage type of the context's tensors.
+    precision: Precision,
     /// Why the device was lost, once it is.
     lost: Arc<Mutex<Option<String>>>,
     /// The persistent pipeline cache, where configured and supported.
@@ -745,6 +821,10 @@ impl Gpu {
         if options.cache_dir().is_some() {
             wanted |= wgpu::Features::PIPELINE_CACHE;
         }
+        check_precision(options.precision, adapter.features())?;
+        if options.precision == Precision::F16 {
+            wanted |= wgpu::Features::SHADER_F16;
+        }
         let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -792,6 +872,7 @@ impl Gpu {
         options: GpuOptions,
     ) -> Result<Self> {
         check_device_limits(&device.limits())?;
+        check_precision(options.precision, device.features())?;
         Self::from_parts(device, queue, info, &options, Arc::new(Mutex::new(None)))
     }
 
@@ -839,6 +920,7 @@ impl Gpu {
                 },
                 info,
                 limits,
+                precision: options.precision,
                 lost,
                 disk_cache,
                 modules: Mutex::new(LruCache::new(cache)),
@@ -853,6 +935,19 @@ impl Gpu {
     /// A process-unique id of this context (tensors remember the id of their context).
     pub fn id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// The storage type of every tensor this context makes ([`GpuOptions::precision`]).
+    pub fn precision(&self) -> Precision {
+        self.inner.precision
+    }
+
+    /// The element type of this context's tensors.
+    fn act_elem(&self) -> Elem {
+        match self.inner.precision {
+            Precision::F32 => Elem::F32,
+            Precision::F16 => Elem::F16,
+        }
     }
 
     /// The adapter that was picked (name, backend, driver).
@@ -1040,6 +1135,7 @@ impl Gpu {
             gpu_id: self.inner.id,
             writer: Mutex::new(None),
             used: AtomicU64::new(bytes),
+            elem: AtomicU8::new(0),
             kind,
             class,
             pool: Arc::downgrade(&self.inner.pool),
@@ -1058,7 +1154,36 @@ impl Gpu {
         self.upload_slice(name, data)
     }
 
-    /// Uploads 4-byte plain-old-data (f32, u32, small structs of them) into a new buffer.
+    /// Uploads a layer's weights (or biases) at the context's precision: the kernels'
+    /// `Wt` bindings.
+    pub(crate) fn upload_weights(
+        &self,
+        name: &'static str,
+        data: &[f32],
+    ) -> Result<Arc<PooledBuffer>> {
+        self.upload_at_precision(name, data)
+    }
+
+    /// Uploads values stored at the context's precision (rounded to nearest even in f16).
+    fn upload_at_precision(&self, name: &'static str, data: &[f32]) -> Result<Arc<PooledBuffer>> {
+        match self.inner.precision {
+            Precision::F32 => self.upload_f32(name, data),
+            Precision::F16 => {
+                // Padded to whole 4-byte words for the copy.
+                let mut half: Vec<half::f16> =
+                    data.iter().map(|&v| half::f16::from_f32(v)).collect();
+                if half.len() % 2 == 1 {
+                    half.push(half::f16::ZERO);
+                }
+                let buf = self.upload_slice(name, &half)?;
+                buf.set_elem(Elem::F16);
+                Ok(buf)
+            }
+        }
+    }
+
+    /// Uploads plain-old-data (f32, u32, small structs of them; f16 in pairs) into a new
+    /// buffer, marked as holding f32 data.
     pub(crate) fn upload_slice<T: bytemuck::Pod>(
         &self,
         name: &'static str,
@@ -1081,9 +1206,10 @@ impl Gpu {
             Some(s) => s.into(),
             None => array.iter().copied().collect::<Vec<_>>().into(),
         };
+        let buf = self.upload_at_precision("input", &data)?;
         Ok(Tensor {
             shape,
-            buf: self.upload_f32("input", &data)?,
+            buf,
             gpu_id: self.inner.id,
         })
     }
@@ -1359,6 +1485,18 @@ async fn open_adapter(
     }
 }
 
+/// Refuses a precision the device cannot store: f16 needs `SHADER_F16`.
+fn check_precision(precision: Precision, features: wgpu::Features) -> Result<()> {
+    if precision == Precision::F16 && !features.contains(wgpu::Features::SHADER_F16) {
+        return Err(Error::DeviceUnsupported {
+            name: "SHADER_F16",
+            needed: "the feature, for Precision::F16".into(),
+            available: "not supported by this adapter or device".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks that something created by the context `owner` (a tensor's or a layer's) is used
 /// with `gpu`; `name` is used in the error.
 pub(crate) fn check_owner(owner: u64, gpu: &Gpu, name: &'static str) -> Result<()> {
@@ -1488,7 +1626,22 @@ impl<'g> Recorder<'g> {
         name: &'static str,
         len: usize,
     ) -> Result<Arc<PooledBuffer>> {
-        let class = size_class((len as u64).saturating_mul(4));
+        self.alloc_elems(name, len, Elem::F32)
+    }
+
+    /// [`Recorder::alloc_f32`] for `len` values of type `elem`.
+    fn alloc_elems(
+        &mut self,
+        name: &'static str,
+        len: usize,
+        elem: Elem,
+    ) -> Result<Arc<PooledBuffer>> {
+        let per = match elem {
+            Elem::F32 => 4,
+            Elem::F16 => 2,
+        };
+        let bytes = (len as u64).saturating_mul(per);
+        let class = size_class(bytes);
         self.gpu.check_binding_size(name, class)?;
         let dead = self
             .held
@@ -1504,11 +1657,11 @@ impl<'g> Recorder<'g> {
                 self.reused += 1;
                 b.clone()
             }
-            None => self.gpu.alloc(BufferKind::Storage, len as u64 * 4)?,
+            None => self.gpu.alloc(BufferKind::Storage, bytes)?,
         };
         *buf.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.state.clone());
-        buf.used
-            .store((len as u64).saturating_mul(4), Ordering::Relaxed);
+        buf.used.store(bytes, Ordering::Relaxed);
+        buf.set_elem(elem);
         Ok(buf)
     }
 
@@ -1550,6 +1703,18 @@ impl<'g> Recorder<'g> {
     /// An op's output tensor (see [`Recorder::alloc_f32`]).
     pub(crate) fn empty(&mut self, name: &'static str, shape: [usize; 4]) -> Result<Tensor> {
         check_dims(name, &shape)?;
+        let elem = self.gpu.act_elem();
+        Ok(Tensor {
+            shape,
+            buf: self.alloc_elems(name, shape.iter().product(), elem)?,
+            gpu_id: self.gpu.inner.id,
+        })
+    }
+
+    /// An output tensor stored as f32 at every precision: a parameter's gradient, or
+    /// 4-byte words that are not activations (packed pixels).
+    pub(crate) fn empty_f32(&mut self, name: &'static str, shape: [usize; 4]) -> Result<Tensor> {
+        check_dims(name, &shape)?;
         Ok(Tensor {
             shape,
             buf: self.alloc_f32(name, shape.iter().product())?,
@@ -1557,8 +1722,9 @@ impl<'g> Recorder<'g> {
         })
     }
 
-    /// An output tensor of `shape` whose buffer has room for `tail` more values after it,
-    /// which its kernel fills with values of its own for a later kernel (partial sums).
+    /// An output tensor of `shape` whose buffer has room for `tail` more values (of the
+    /// tensor's element type) after it, which its kernel fills with values of its own
+    /// for a later kernel (partial sums).
     pub(crate) fn empty_with_tail(
         &mut self,
         name: &'static str,
@@ -1567,9 +1733,10 @@ impl<'g> Recorder<'g> {
     ) -> Result<Tensor> {
         check_dims(name, &shape)?;
         let len = shape.iter().product::<usize>().saturating_add(tail);
+        let elem = self.gpu.act_elem();
         Ok(Tensor {
             shape,
-            buf: self.alloc_f32(name, len)?,
+            buf: self.alloc_elems(name, len, elem)?,
             gpu_id: self.gpu.inner.id,
         })
     }
@@ -1625,6 +1792,16 @@ impl<'g> Recorder<'g> {
                 self.check_written(b, binding.name)?;
             }
         }
+        let half = self.check_elems(launch, &buffers)?;
+        let specialised;
+        let launch = if half {
+            let mut l = launch.clone();
+            l.constants.set(shaders::PRECISION, 1);
+            specialised = l;
+            &specialised
+        } else {
+            launch
+        };
         if let Some(planned) = &mut self.planned {
             planned.push((launch.file, launch.constants.clone()));
             self.dispatches += 1;
@@ -1685,6 +1862,34 @@ impl<'g> Recorder<'g> {
             }
         }
         Ok(())
+    }
+
+    /// Checks that every buffer holds the element type its binding declares (`Act` and
+    /// `Wt` bindings the context's precision, the others f32), and says whether the
+    /// kernel runs with f16 `Act` and `Wt`. A kernel that has no f16 form is refused with
+    /// [`Error::Unsupported`] in a half-precision context.
+    fn check_elems(&self, launch: &Launch, buffers: &[Option<&Arc<PooledBuffer>>]) -> Result<bool> {
+        let acts = shaders::precision_bindings(launch.file);
+        let act = self.gpu.act_elem();
+        for (b, binding) in buffers.iter().zip(launch.bindings) {
+            let Some(b) = b else { continue };
+            let is_act = acts.iter().any(|a| a == binding.name);
+            let wanted = if is_act { act } else { Elem::F32 };
+            if b.elem() != wanted {
+                return Err(Error::Unsupported {
+                    name: launch.file,
+                    reason: format!(
+                        "binding `{}` holds {:?} values but the kernel reads {:?} there \
+                         (this kernel has no {:?} form yet)",
+                        binding.name,
+                        b.elem(),
+                        wanted,
+                        self.gpu.precision()
+                    ),
+                });
+            }
+        }
+        Ok(act == Elem::F16 && !acts.is_empty())
     }
 
     /// Profiles this recording ([`Recorder::profile`] returns the times): with timestamp
@@ -2097,9 +2302,17 @@ impl<'g> Recorder<'g> {
         let mut staged = Vec::with_capacity(srcs.len());
         for &(src, shape) in srcs {
             let len: usize = shape.iter().product();
-            let bytes = (len as u64 * 4).max(4);
+            let half = src.elem() == Elem::F16;
+            // Whole 4-byte words: copies move multiples of 4 bytes.
+            let bytes = if half {
+                (len as u64).div_ceil(2) * 4
+            } else {
+                len as u64 * 4
+            }
+            .max(4);
             let staging = self.gpu.alloc(BufferKind::Readback, bytes)?;
-            self.copy(src, 0, &staging, 0, len as u64 * 4)?;
+            staging.set_elem(src.elem());
+            self.copy(src, 0, &staging, 0, bytes)?;
             staged.push((staging, bytes, shape));
         }
         let gpu = self.gpu.clone();
@@ -2343,7 +2556,17 @@ impl PendingRead {
                 .slice(..self.bytes)
                 .get_mapped_range()
                 .map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::cast_slice::<u8, T>(&view)[..len].to_vec()
+            match self.staging.elem() {
+                Elem::F32 => bytemuck::cast_slice::<u8, T>(&view)[..len].to_vec(),
+                // f16 tensors are read back as f32 (the only type they are read as).
+                Elem::F16 => {
+                    let wide: Vec<f32> = bytemuck::cast_slice::<u8, half::f16>(&view)[..len]
+                        .iter()
+                        .map(|h| h.to_f32())
+                        .collect();
+                    bytemuck::cast_slice::<f32, T>(&wide).to_vec()
+                }
+            }
         };
         self.gpu.scoped(|| self.staging.buffer.unmap())?;
         self.unmapped = true;

@@ -1,12 +1,19 @@
 //! The WGSL sources, embedded at build time, with one small, explicit preprocessing step,
 //! and the list of every kernel the library launches ([`kernels`]).
 //!
-//! Two rewrites, nothing else:
+//! Three rewrites, nothing else:
 //! - a line `#include "name.wgsl"` is replaced by that file's text (each file once per
 //!   shader; a second include of the same file is dropped);
 //! - a line `const NAME: u32 = 8u; // @specialize` gets its value replaced when the caller
 //!   specialises `NAME` (see [`source`]). The value in the file is the default that the
-//!   shader tests validate.
+//!   shader tests validate;
+//! - with `F16` specialised to 1 (a context at [`Precision::F16`](crate::Precision)), the
+//!   lines `alias Act = f32; // @precision` and `alias Wt = f32; // @precision` of
+//!   `common.wgsl` become f16 aliases and the module starts with `enable f16;`. `Act` is
+//!   the storage type of activation tensors, `Wt` that of the weights of the layers that
+//!   store them at the context's precision; kernels read both into f32 (`f32(x[i])`,
+//!   `vec4<f32>(x4[i])`), compute and accumulate in f32, and write `Act(v)` /
+//!   `vec4<Act>(v)`. Statistics, partial sums and tables stay `f32`.
 //!
 //! Why both this and WGSL `override` constants: overrides cannot size function-scope
 //! arrays or set `@workgroup_size` for every backend, and register tiles (arrays whose
@@ -176,13 +183,52 @@ pub fn source(name: &str, specialize: &[(&str, u32)]) -> Option<String> {
         return None;
     }
     let mut out = String::with_capacity(8192);
-    expand(name, specialize, &mut Vec::new(), &mut out)?;
+    let half = specialize.iter().any(|&(k, v)| k == PRECISION && v == 1);
+    if half {
+        out.push_str("enable f16;\n");
+    }
+    expand(name, specialize, half, &mut Vec::new(), &mut out)?;
     Some(out)
+}
+
+/// The `@specialize` constant that selects f16 storage for `Act` (see the module docs).
+pub const PRECISION: &str = "F16";
+
+/// The storage bindings of a shader whose element type is the context's precision:
+/// `Act` (activation tensors) and `Wt` (weights), by WGSL variable name.
+pub fn precision_bindings(name: &str) -> &'static [String] {
+    static TABLE: std::sync::OnceLock<Vec<(&'static str, Vec<String>)>> =
+        std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        names()
+            .map(|n| {
+                let text = source(n, &[]).unwrap_or_default();
+                let acts = text
+                    .lines()
+                    .filter_map(|l| {
+                        let decl = l.split("//").next()?;
+                        let rest = decl.split_once("var<storage")?.1;
+                        let (var, ty) = rest.split_once('>')?.1.split_once(':')?;
+                        let is_act = ["<Act>", "<vec4<Act>>", "<Wt>", "<vec4<Wt>>"]
+                            .iter()
+                            .any(|t| ty.contains(t));
+                        is_act.then(|| var.trim().to_string())
+                    })
+                    .collect();
+                (n, acts)
+            })
+            .collect()
+    });
+    table
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(&[], |(_, a)| a.as_slice())
 }
 
 fn expand<'a>(
     name: &'a str,
     specialize: &[(&str, u32)],
+    half: bool,
     included: &mut Vec<&'a str>,
     out: &mut String,
 ) -> Option<()> {
@@ -194,7 +240,12 @@ fn expand<'a>(
     for line in text.lines() {
         if let Some(inc) = include_target(line) {
             let inc = files().find(|f| *f == inc)?;
-            expand(inc, specialize, included, out)?;
+            expand(inc, specialize, half, included, out)?;
+            continue;
+        }
+        if half && line.trim_end().ends_with("// @precision") {
+            out.push_str(&line.replace("f32", "f16"));
+            out.push('\n');
             continue;
         }
         match parse_specialize(line) {

@@ -36,14 +36,80 @@ fn shaders_validate_and_translate_to_every_backend() {
     let mut count = 0;
     for name in segblocks::shaders::names() {
         // The file's defaults, and every `@specialize` constant at its smallest value.
+        // (F16 = 1 is the half-precision form, checked by its own test.)
         let specs = segblocks::shaders::specializations(name);
-        let ones: Vec<(&str, u32)> = specs.iter().map(|(n, _)| (n.as_str(), 1)).collect();
+        let ones: Vec<(&str, u32)> = specs
+            .iter()
+            .filter(|(n, _)| n != segblocks::shaders::PRECISION)
+            .map(|(n, _)| (n.as_str(), 1))
+            .collect();
         for specialize in [Vec::new(), ones] {
             translate_everywhere(name, &specialize);
             count += 1;
         }
     }
     assert!(count >= 6, "expected the conv shaders, found {count}");
+}
+
+/// Every shader with `Act` bindings validates with f16 storage and translates to SPIR-V,
+/// MSL and HLSL (GLSL has no f16: GL adapters never offer `SHADER_F16`); the others have
+/// no f16 form and are refused in a half-precision context.
+#[test]
+fn act_shaders_validate_with_f16_storage() {
+    let mut count = 0;
+    for name in segblocks::shaders::names() {
+        if segblocks::shaders::precision_bindings(name).is_empty() {
+            continue;
+        }
+        let source =
+            segblocks::shaders::source(name, &[(segblocks::shaders::PRECISION, 1)]).unwrap();
+        assert!(source.starts_with("enable f16;"), "{name}");
+        assert!(source.contains("alias Act = f16;"), "{name}");
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+        let info = Validator::new(
+            ValidationFlags::all(),
+            Capabilities::default() | Capabilities::SHADER_FLOAT16,
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name} (f16): {}", e.emit_to_string(&source)));
+        let ep = (naga::ShaderStage::Compute, "main");
+        let (module, info) = naga::back::pipeline_constants::process_overrides(
+            &module,
+            &info,
+            Some(ep),
+            &PipelineConstants::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
+        naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
+            .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
+        let msl_options = naga::back::msl::Options {
+            lang_version: (2, 1),
+            ..Default::default()
+        };
+        naga::back::msl::write_string(
+            &module,
+            &info,
+            &msl_options,
+            &naga::back::msl::PipelineOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+        let mut hlsl = String::new();
+        naga::back::hlsl::Writer::new(
+            &mut hlsl,
+            &naga::back::hlsl::Options {
+                shader_model: naga::back::hlsl::ShaderModel::V6_2,
+                ..Default::default()
+            },
+            &naga::back::hlsl::PipelineOptions::default(),
+        )
+        .write(&module, &info, None)
+        .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+        count += 1;
+    }
+    // Every kernel that reads or writes a tensor has an f16 form: all but the max-unpool
+    // scatter (indices and atomics) and the norm statistics combine (f32 sums).
+    assert_eq!(count, 33, "shaders with Act bindings");
 }
 
 fn translate_everywhere(name: &str, specialize: &[(&str, u32)]) {
@@ -123,9 +189,11 @@ fn reflect(k: &segblocks::launch::KernelDescription, source: &str) -> Result<(),
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
     let info = validate(&module);
     // Constants: `@specialize` ones (already in the source) and overrides, by name.
+    // F16 is set by the recorder for the context's precision, not by the kernel.
     let specialize: Vec<String> = segblocks::shaders::specializations(k.file)
         .into_iter()
         .map(|(n, _)| n)
+        .filter(|n| n != segblocks::shaders::PRECISION)
         .collect();
     let mut declared: Vec<String> = module
         .overrides

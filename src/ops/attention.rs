@@ -211,7 +211,7 @@ impl SqueezeExcitation {
             flat(fc2_weight),
             fc2_bias.to_vec(),
         ];
-        let packed = gpu.upload_f32("se weights", &parts.concat())?;
+        let packed = gpu.upload_weights("se weights", &parts.concat())?;
         Ok(SqueezeExcitation {
             gpu: gpu.clone(),
             params,

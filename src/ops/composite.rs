@@ -275,7 +275,8 @@ impl Compositor {
         let launch: Launch = COMPOSITE
             .launch(&spec, &u)
             .threads(layout.width * layout.height);
-        let out = rec.empty("composite", [1, 1, layout.height, out_row_words])?;
+        // Packed RGBA8 words: 4 bytes each at every precision.
+        let out = rec.empty_f32("composite", [1, 1, layout.height, out_row_words])?;
         rec.run(
             &launch,
             Args::new()

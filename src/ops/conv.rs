@@ -1257,7 +1257,7 @@ impl PackedWeights {
         Ok(PackedWeights {
             gpu: gpu.clone(),
             host: weight.iter().copied().collect(),
-            bias: gpu.upload_f32("bias", &bias)?,
+            bias: gpu.upload_weights("bias", &bias)?,
             layouts: [OnceLock::new(), OnceLock::new()],
         })
     }
@@ -1296,7 +1296,7 @@ impl PackedWeights {
         if let Some(b) = self.layouts[slot].get() {
             return Ok(b);
         }
-        let buf = self.gpu.upload_f32("weight", &pack(&self.host))?;
+        let buf = self.gpu.upload_weights("weight", &pack(&self.host))?;
         Ok(self.layouts[slot].get_or_init(|| buf))
     }
 }

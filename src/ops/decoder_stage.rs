@@ -358,9 +358,9 @@ impl DecoderStage {
         biases.extend(depthwise.1.iter());
         let w_depthwise: Vec<f32> = depthwise.0.iter().copied().collect();
         let fused = [
-            gpu.upload_f32("w_refine", &w_refine)?,
-            gpu.upload_f32("w_depthwise", &w_depthwise)?,
-            gpu.upload_f32("biases", &biases)?,
+            gpu.upload_weights("w_refine", &w_refine)?,
+            gpu.upload_weights("w_depthwise", &w_depthwise)?,
+            gpu.upload_weights("biases", &biases)?,
         ];
         let layer = |p: Conv2dParams, (w, b): WeightBias<'_>| Conv2d::new(gpu, p, w, Some(b));
         Ok(DecoderStage {
@@ -417,7 +417,7 @@ impl DecoderStage {
         }
         self.head = Some(Head {
             params,
-            fused: self.gpu.upload_f32("w_head", &host)?,
+            fused: self.gpu.upload_weights("w_head", &host)?,
             layer,
         });
         Ok(self)

@@ -811,7 +811,7 @@ impl FusedInvertedResidual {
         host.push(("biases", biases));
         let weights = host
             .into_iter()
-            .map(|(name, v)| Ok((name, gpu.upload_f32(name, &v)?)))
+            .map(|(name, v)| Ok((name, gpu.upload_weights(name, &v)?)))
             .collect::<Result<_>>()?;
         Ok(FusedInvertedResidual {
             gpu: gpu.clone(),
@@ -969,8 +969,10 @@ impl FusedInvertedResidual {
         let out = pass_output(p, pass, plan.out);
         // The first pass of an SE gated in the passes keeps its tile sums after the map.
         let y = match (pass, plan.se) {
+            // Two values per sum: hi and lo, so that the sums stay precise in f16 storage
+            // (store_tile_sums in inverted_residual.wgsl).
             (FusedPass::Expand, Some(se)) => {
-                rec.empty_with_tail("output", out, se.parts * out[0] * out[1])?
+                rec.empty_with_tail("output", out, 2 * se.parts * out[0] * out[1])?
             }
             _ => rec.empty("output", out)?,
         };

@@ -337,14 +337,14 @@ impl LrAsppHead {
                     t[mi * cout4 + co] = v;
                 }
                 biases.extend(bias(b, cout4));
-                Some(gpu.upload_f32("w_classifier", &t)?)
+                Some(gpu.upload_weights("w_classifier", &t)?)
             }
             None => None,
         };
         let fused = [
-            gpu.upload_f32("w_branch", &rows(branch.0))?,
-            gpu.upload_f32("w_gate", &rows(gate.0))?,
-            gpu.upload_f32("biases", &biases)?,
+            gpu.upload_weights("w_branch", &rows(branch.0))?,
+            gpu.upload_weights("w_gate", &rows(gate.0))?,
+            gpu.upload_weights("biases", &biases)?,
         ];
         let [pb, pg, pc] = params.layers();
         let layer = |p: Conv2dParams, (w, b): Pointwise<'_>| -> Result<Conv2d> {

@@ -899,8 +899,9 @@ impl BatchNorm2d {
         let eps = self.params.eps;
         record_segment_stats(rec, seg, (x, Some(dy)), &stats, None, eps)?;
         let grad_input = self.record_grad_input(rec, x, dy, &stats, seg.elements())?;
-        let grad_bias = rec.empty("grad_bias", [1, c, 1, 1])?;
-        let grad_weight = rec.empty("grad_weight", [1, c, 1, 1])?;
+        // Copied from the f32 sums: parameter gradients are f32 at every precision.
+        let grad_bias = rec.empty_f32("grad_bias", [1, c, 1, 1])?;
+        let grad_weight = rec.empty_f32("grad_weight", [1, c, 1, 1])?;
         rec.copy(&stats, 8 * c as u64, grad_bias.pooled(), 0, 4 * c as u64)?;
         rec.copy(&stats, 12 * c as u64, grad_weight.pooled(), 0, 4 * c as u64)?;
         Ok(BatchNormGrads {
@@ -969,6 +970,14 @@ impl BatchNorm2d {
     /// ([`Recorder::download_many`]).
     pub fn record_running_stats(&self, rec: &mut Recorder<'_>) -> Result<(Tensor, Tensor)> {
         check_owner(self.gpu.id(), rec.gpu(), "layer")?;
+        if rec.gpu().precision() != crate::Precision::F32 {
+            return Err(crate::Error::Unsupported {
+                name: "record_running_stats",
+                reason: "the running statistics are f32 and are split by an f32 kernel; \
+                         in a half-precision context read them with running_stats()"
+                    .into(),
+            });
+        }
         let c = self.params.num_features;
         // The [mean, var] pairs seen as C samples of 2 channels, split in two.
         let pairs = Tensor::from_pooled(self.running.clone(), [c, 2, 1, 1], self.gpu.id());
@@ -981,7 +990,7 @@ impl BatchNorm2d {
     pub fn running_stats(&self) -> Result<(Array1<f32>, Array1<f32>)> {
         let c = self.params.num_features;
         let mut rec = self.gpu.recorder();
-        let tmp = rec.empty("running_mean", [1, 1, c, 2])?;
+        let tmp = rec.empty_f32("running_mean", [1, 1, c, 2])?;
         rec.copy(&self.running, 0, tmp.pooled(), 0, 8 * c as u64)?;
         let both = rec.download(&tmp)?;
         let mean = Array1::from_iter((0..c).map(|i| both[[0, 0, i, 0]]));
