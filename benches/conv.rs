@@ -1,12 +1,13 @@
 //! Convolution layers of the shared peer suite (batch 1, f32, NCHW), each timed as the
 //! peers are: a fresh input upload, the convolution, and reading the whole output back.
 //! Criterion's throughput is set to the layer's FLOPs (2 x MACs), so `elem/s` reads as
-//! FLOP/s.
+//! FLOP/s. Each layer's picked kernel runs again in a half-precision context (`/f16`:
+//! tensors and weights stored in f16, f32 arithmetic).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array1, Array4};
 use segblocks::ops::conv::{select_kernel, Conv2d, Conv2dParams, ConvKernel};
-use segblocks::Gpu;
+use segblocks::{Gpu, GpuOptions, Precision};
 
 fn layers() -> Vec<(&'static str, Conv2dParams, [usize; 4])> {
     vec![
@@ -50,6 +51,11 @@ fn bench(c: &mut Criterion) {
         gpu.adapter_info().name,
         gpu.adapter_info().backend
     );
+    let half = Gpu::with_options(GpuOptions {
+        precision: Precision::F16,
+        ..GpuOptions::default()
+    })
+    .expect("an adapter with SHADER_F16 (lavapipe has it)");
     let mut group = c.benchmark_group("conv");
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_millis(500));
@@ -84,6 +90,16 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+        // The picked kernel with f16 tensors and weights (f32 arithmetic).
+        let conv16 = Conv2d::new(&half, params, w.view(), Some(b.view())).unwrap();
+        group.bench_function(format!("{name}/{chosen:?}*/f16"), |bch| {
+            bch.iter(|| {
+                let xt = half.upload(x.view()).unwrap();
+                let mut rec = half.recorder();
+                let y = conv16.forward_with(&mut rec, &xt, chosen).unwrap();
+                rec.download(&y).unwrap()
+            })
+        });
     }
     group.finish();
 

@@ -2,9 +2,10 @@
 //! machine with a GPU, wgpu's Vulkan backend), made-up weights (the selfie model's real
 //! ones), input resident on the device, each forward recorded, submitted and waited for
 //! (no readback), median of 20 after 3 warm-ups; then one profiled forward's five most
-//! expensive dispatches. Prints `segblocks <network> <ms>` lines that
-//! `scripts/device_table.py` joins with `benches/torch_device.py`'s. See
-//! `scripts/device_bench.sh`.
+//! expensive dispatches. Prints `segblocks <network> <ms>` lines (f32) and, where the
+//! adapter has `SHADER_F16`, `segblocks_f16 <network> <ms>` lines (tensors and weights in
+//! f16) that `scripts/device_table.py` joins with `benches/torch_device.py`'s fp32 and
+//! fp16 lines. See `scripts/device_bench.sh`.
 //!
 //! ```text
 //! cargo run --release --example device_bench -- [--quick]
@@ -19,7 +20,7 @@ use segblocks::networks::{
     LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, SegmentationConfig,
     SegmentationModel, SelfieModel, SelfieSegmentation, UNet, UNetConfig,
 };
-use segblocks::{Gpu, StateDict};
+use segblocks::{Gpu, GpuOptions, Precision, StateDict};
 
 type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -52,8 +53,12 @@ fn time<A: Architecture>(
     times.sort_by(f64::total_cmp);
     let macs = net.summary(shape)?.total_macs();
     let median = times[times.len() / 2];
+    let who = match gpu.precision() {
+        Precision::F32 => "segblocks",
+        Precision::F16 => "segblocks_f16",
+    };
     println!(
-        "segblocks {name} {median:.3} ms ({:.1} GFLOP/s)",
+        "{who} {name} {median:.3} ms ({:.1} GFLOP/s)",
         2.0 * macs as f64 / (median * 1e6)
     );
     let mut rec = gpu.recorder();
@@ -74,7 +79,6 @@ fn time<A: Architecture>(
 
 fn main() -> AnyResult<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let s = |side: usize| if quick { side / 8 } else { side };
     let runs = if quick { 3 } else { 20 };
     let gpu = Gpu::new()?;
     let info = gpu.adapter_info();
@@ -82,6 +86,22 @@ fn main() -> AnyResult<()> {
         "# adapter: {} ({:?}, {:?}, driver {} {})",
         info.name, info.backend, info.device_type, info.driver, info.driver_info
     );
+    networks(&gpu, quick, runs)?;
+    let half = Gpu::with_options(GpuOptions {
+        precision: Precision::F16,
+        ..GpuOptions::default()
+    });
+    match half {
+        Ok(half) => networks(&half, quick, runs)?,
+        Err(e) => println!("# no f16 run: {e}"),
+    }
+    Ok(())
+}
+
+/// Every network on `gpu` (at its precision).
+fn networks(gpu: &Gpu, quick: bool, runs: usize) -> AnyResult<()> {
+    let s = |side: usize| if quick { side / 8 } else { side };
+    let gpu = gpu.clone();
     let sd = StateDict::synthetic();
     let selfie = format!(
         "{}/models/selfie_segmentation/model.safetensors",

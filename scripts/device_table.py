@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Joins the device benchmark's outputs (`segblocks <net> <ms> ...` and
+"""Joins the device benchmark's outputs (`segblocks[_f16] <net> <ms> ...` and
 `torch_<precision>_<dev> <net> <ms>` lines, in any files given) into a markdown table
-with ratios (segblocks time / PyTorch time: below 1 is faster).
+with ratios (segblocks time / PyTorch time at the same precision: below 1 is faster).
 Usage: python scripts/device_table.py segblocks.txt torch.txt"""
 import sys
 
@@ -20,13 +20,22 @@ for path in sys.argv[1:]:
         rows.setdefault(net, {})[who] = ms
         if who not in columns:
             columns.append(who)
-peers = [c for c in columns if c != "segblocks"]
-head = ["network", "segblocks ms"] + [f"{p} ms" for p in peers] + [f"ratio vs {p}" for p in peers]
+ours_cols = [c for c in columns if c.startswith("segblocks")]
+peers = [c for c in columns if not c.startswith("segblocks")]
+
+
+def precision(who):
+    """fp16 for `segblocks_f16` and `torch_fp16_*`, fp32 otherwise."""
+    return "fp16" if ("f16" in who or "fp16" in who) else "fp32"
+
+
+# Each segblocks column against the peers of its precision (f32 vs fp32, f16 vs fp16).
+pairs = [(o, p) for o in ours_cols for p in peers if precision(o) == precision(p)]
+head = ["network"] + [f"{c} ms" for c in ours_cols + peers]
+head += [f"{o} / {p}" for o, p in pairs]
 print("| " + " | ".join(head) + " |")
 print("|" + " --- |" * len(head))
 for net, r in rows.items():
-    ours = r.get("segblocks")
-    cells = [net, f"{ours:.3f}" if ours else "-"]
-    cells += [f"{r[p]:.3f}" if p in r else "-" for p in peers]
-    cells += [f"{ours / r[p]:.2f}x" if ours and p in r else "-" for p in peers]
+    cells = [net] + [f"{r[c]:.3f}" if c in r else "-" for c in ours_cols + peers]
+    cells += [f"{r[o] / r[p]:.2f}x" if o in r and p in r else "-" for o, p in pairs]
     print("| " + " | ".join(cells) + " |")

@@ -635,7 +635,8 @@ impl std::fmt::Debug for BatchStats {
 pub struct BatchNormGrads {
     /// dL/dx, shaped like the input.
     pub grad_input: Tensor,
-    /// dL/dgamma (`sum(dy * x_hat)`), on the GPU as `[1, C, 1, 1]`.
+    /// dL/dgamma (`sum(dy * x_hat)`), on the GPU as `[1, C, 1, 1]` (f32 at every
+    /// precision).
     pub grad_weight: Tensor,
     /// dL/dbeta (`sum(dy)`), on the GPU as `[1, C, 1, 1]`.
     pub grad_bias: Tensor,
@@ -967,7 +968,9 @@ impl BatchNorm2d {
 
     /// Records copies of the running mean and running variance (each `[1, C, 1, 1]`), to
     /// be read in the same submission as the outputs of a training step
-    /// ([`Recorder::download_many`]).
+    /// ([`Recorder::download_many`]). The statistics are f32 in every context: in one at
+    /// [`Precision::F16`](crate::Precision) this is [`Error::Unsupported`](crate::Error)
+    /// (read them with [`BatchNorm2d::running_stats`]).
     pub fn record_running_stats(&self, rec: &mut Recorder<'_>) -> Result<(Tensor, Tensor)> {
         check_owner(self.gpu.id(), rec.gpu(), "layer")?;
         if rec.gpu().precision() != crate::Precision::F32 {
