@@ -524,3 +524,201 @@ fn squeeze_excitation_rounds_its_gate_and_its_output() {
         .map_collect(|y, x, g| U * (y.abs() + x.abs() * g.abs() / 4.0) + 1e-6);
     assert_close(got.view(), want.view(), bound.view(), "squeeze-excitation");
 }
+
+/// The f32 slack the fused-op tests use (their sums run in another order than the
+/// reference's), per element: `2e-5` of the output's scale.
+fn fused_slack(want: &Array4<f32>) -> Array4<f32> {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    Array4::from_elem(want.raw_dim(), 2e-5 * scale + 1e-6)
+}
+
+/// Transposed convolution, every kernel: one rounding.
+#[test]
+fn conv_transpose_rounds_once() {
+    use segblocks::ops::conv_transpose::{
+        ConvTranspose2d, ConvTranspose2dParams, ConvTransposeKernel,
+    };
+    let gpu = half();
+    for (i, (params, input)) in [
+        (
+            ConvTranspose2dParams::new(6, 4, 4).stride(2).padding(1),
+            [2, 6, 7, 5],
+        ),
+        (
+            ConvTranspose2dParams::new(16, 1, 2).stride(2),
+            [1, 16, 9, 12],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = rng(60 + i as u64);
+        let x = round16(&random4(&mut r, input));
+        let w = round16(&random4(&mut r, params.weight_shape()));
+        let b = round16(&random1(&mut r, params.out_channels));
+        let want = reference::conv_transpose::conv_transpose2d(
+            &params,
+            x.view(),
+            w.view(),
+            Some(b.view()),
+        )
+        .unwrap();
+        let layer = ConvTranspose2d::new(gpu, params, w.view(), Some(b.view())).unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut tried = 0;
+        for k in ConvTransposeKernel::ALL {
+            if !k.supports(&params, input) {
+                continue;
+            }
+            let mut rec = gpu.recorder();
+            let y = layer.forward_with(&mut rec, &xt, k).unwrap();
+            let got = rec.download(&y).unwrap();
+            assert_one_rounding(
+                &got,
+                &want,
+                &fused_slack(&want),
+                &format!("{k:?} {params:?}"),
+            );
+            tried += 1;
+        }
+        assert!(tried >= 1);
+    }
+}
+
+/// The fused kernels keep every intermediate in f32 workgroup memory or registers, so the
+/// whole block is one rounding of its output: the inverted residual (every tile kind
+/// the plan offers), the decoder stage with its transposed-convolution head, and the
+/// LR-ASPP branch.
+#[test]
+fn fused_blocks_round_once() {
+    use segblocks::ops::conv_transpose::ConvTranspose2dParams;
+    use segblocks::ops::decoder_stage::{DecoderStage, DecoderStageKernel, DecoderStageParams};
+    use segblocks::ops::inverted_residual::{
+        fused_candidates, FusedInvertedResidual, FusedPass, InvertedResidualParams,
+    };
+    use segblocks::ops::lraspp_head::{LrAsppHead, LrAsppHeadKernel, LrAsppHeadParams};
+    let gpu = half_gpu_class();
+    let mut r = rng(70);
+    let mut pair = |shape: [usize; 4]| {
+        (
+            round16(&random4(&mut r, shape)),
+            round16(&random1(&mut r, shape[0])),
+        )
+    };
+
+    // Inverted residual: expansion, stride 2, odd sizes and channel counts.
+    let p = InvertedResidualParams {
+        stride: 2,
+        ..InvertedResidualParams::new(6, 36, 10)
+    };
+    let input = [2, 6, 15, 9];
+    let (e, d, pr) = (
+        pair([36, 6, 1, 1]),
+        pair([36, 1, 3, 3]),
+        pair([10, 36, 1, 1]),
+    );
+    let x = round16(&random4(&mut rng(71), input));
+    let want = reference::inverted_residual::inverted_residual(
+        &p,
+        x.view(),
+        Some(v(&e)),
+        v(&d),
+        None,
+        v(&pr),
+    )
+    .unwrap();
+    let layer = FusedInvertedResidual::new(&gpu, p, Some(v(&e)), v(&d), v(&pr)).unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    let tiles = fused_candidates(&p, FusedPass::Block, input, gpu.caps());
+    for tile in tiles.iter().take(3) {
+        let mut rec = gpu.recorder();
+        let y = layer.forward_with(&mut rec, &xt, *tile).unwrap();
+        let got = rec.download(&y).unwrap();
+        assert_one_rounding(&got, &want, &fused_slack(&want), &format!("{tile:?}"));
+    }
+
+    // The selfie decoder's last stage with its 2x2 stride-2 transposed-convolution head.
+    let sp = DecoderStageParams::new(16, 16);
+    let shape = [2, 16, 10, 18];
+    let (refine, depthwise) = (pair([16, 16, 1, 1]), pair([16, 1, 3, 3]));
+    let hp = ConvTranspose2dParams::new(16, 1, 2)
+        .stride(2)
+        .activation(Activation::Sigmoid);
+    let head = pair([16, 1, 2, 2]);
+    let head_b = round16(&random1(&mut rng(72), 1));
+    let mut r = rng(73);
+    let skip = round16(&random4(&mut r, shape));
+    let gate = round16(&random4(&mut r, [2, 16, 1, 1]));
+    let low = round16(&random4(&mut r, [2, 16, 5, 9]));
+    let stage_out = reference::decoder_stage::decoder_stage(
+        &sp,
+        skip.view(),
+        gate.view(),
+        low.view(),
+        v(&refine),
+        v(&depthwise),
+    )
+    .unwrap();
+    let want = reference::conv_transpose::conv_transpose2d(
+        &hp,
+        stage_out.view(),
+        head.0.view(),
+        Some(head_b.view()),
+    )
+    .unwrap();
+    let stage = DecoderStage::new(&gpu, sp, v(&refine), v(&depthwise))
+        .unwrap()
+        .with_head(hp, head.0.view(), Some(head_b.view()))
+        .unwrap();
+    let up = |a: &Array4<f32>| gpu.upload(a.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = stage
+        .forward_with(
+            &mut rec,
+            &up(&skip),
+            &up(&gate),
+            &up(&low),
+            DecoderStageKernel::Fused,
+        )
+        .unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_one_rounding(&got, &want, &fused_slack(&want), "decoder stage + head");
+
+    // The LR-ASPP branch: pool, gate, branch, scale and classifier in one pass.
+    let lp = LrAsppHeadParams::new(12, 8, 3);
+    let (branch, gate_w, classifier) =
+        (pair([8, 12, 1, 1]), pair([8, 12, 1, 1]), pair([3, 8, 1, 1]));
+    let x = round16(&random4(&mut rng(74), [2, 12, 7, 9]));
+    let want = reference::lraspp_head::lraspp_head(
+        &lp,
+        x.view(),
+        o(&branch),
+        o(&gate_w),
+        Some(o(&classifier)),
+    )
+    .unwrap();
+    let head = LrAsppHead::new(&gpu, lp, o(&branch), o(&gate_w), Some(o(&classifier))).unwrap();
+    let mut rec = gpu.recorder();
+    let y = head
+        .forward_with(&mut rec, &up(&x), LrAsppHeadKernel::Fused)
+        .unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_one_rounding(&got, &want, &fused_slack(&want), "LR-ASPP branch");
+}
+
+type Pair = (Array4<f32>, Array1<f32>);
+
+/// A weight and its bias as views.
+fn v(p: &Pair) -> (ndarray::ArrayView4<'_, f32>, ndarray::ArrayView1<'_, f32>) {
+    (p.0.view(), p.1.view())
+}
+
+/// A weight and its (present) bias as the LR-ASPP head takes them.
+fn o(
+    p: &Pair,
+) -> (
+    ndarray::ArrayView4<'_, f32>,
+    Option<ndarray::ArrayView1<'_, f32>>,
+) {
+    (p.0.view(), Some(p.1.view()))
+}
