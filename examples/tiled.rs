@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! cargo run --release --example tiled -- [--side 2048] [--tile 256] [--overlap 64]
-//!     [--weights unet.safetensors]
+//!     [--base 16] [--weights unet.safetensors]
 //! ```
+//!
+//! `--base` is the U-Net's width (its first stage's channels; milesial's is 64).
 //!
 //! The peak device memory depends on the tile and the batch, not on the image: compare
 //! `--side 2048` with `--side 8192`.
@@ -21,6 +23,7 @@ type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 fn main() -> AnyResult<()> {
     let (mut side, mut tile, mut overlap) = (2048usize, 256usize, 64usize);
     let mut weights = None;
+    let mut base = 16usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -29,8 +32,11 @@ fn main() -> AnyResult<()> {
             "--tile" => tile = value()?.parse()?,
             "--overlap" => overlap = value()?.parse()?,
             "--weights" => weights = Some(value()?),
+            "--base" => base = value()?.parse()?,
             _ => {
-                println!("usage: tiled [--side N] [--tile N] [--overlap N] [--weights FILE]");
+                println!(
+                    "usage: tiled [--side N] [--tile N] [--overlap N] [--base N] [--weights FILE]"
+                );
                 return Ok(());
             }
         }
@@ -41,7 +47,7 @@ fn main() -> AnyResult<()> {
         None => StateDict::synthetic(),
     };
     // A narrow U-Net keeps the example quick on a software driver.
-    let cfg = UNetConfig::new(3, 2).base_channels(16);
+    let cfg = UNetConfig::new(3, 2).base_channels(base);
     let net = UNet::load(&gpu, cfg, &sd, "")?;
     let image = ndarray::Array4::from_shape_fn((1, 3, side, side), |(_, c, y, x)| {
         ((x * 7 + y * 13 + c * 29) % 255) as f32 / 255.0

@@ -722,3 +722,29 @@ fn o(
 ) {
     (p.0.view(), Some(p.1.view()))
 }
+
+/// A frame of 8-bit pixels into an f16 tensor (resize and normalisation in f32, one
+/// rounding of the result), as `frame_from_host` makes the network's input.
+#[test]
+fn frames_enter_f16_tensors_with_one_rounding() {
+    use segblocks::ops::frame::{
+        frame_from_host, FrameLayout, FrameParams, Normalize, PixelFormat,
+    };
+    let gpu = half();
+    let (h, w) = (13, 19);
+    let bytes: Vec<u8> = (0..h * w * 4)
+        .map(|i| ((i * 37 + i / 7) % 256) as u8)
+        .collect();
+    let layout = FrameLayout::packed(w, h, PixelFormat::Rgba8);
+    let params = FrameParams::new(16, 16).normalize(Normalize {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    });
+    let want = reference::frame::frame_to_input(&bytes, &layout, &params).unwrap();
+    let mut rec = gpu.recorder();
+    let x = frame_from_host(&mut rec, &bytes, &layout, &params).unwrap();
+    assert_eq!(x.precision(), Precision::F16);
+    let got = rec.download(&x).unwrap();
+    let slack = Array4::from_elem(want.raw_dim(), 1e-5);
+    assert_one_rounding(&got, &want, &slack, "frame_from_host");
+}
