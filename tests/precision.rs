@@ -305,6 +305,50 @@ fn what_has_no_f16_form_is_refused_by_name() {
         Err(Error::NoAdapter(_)) => eprintln!("no GL adapter here: the refusal is not tested"),
         other => panic!("{other:?}"),
     }
+    // The application's device, created without the feature, then with it.
+    for with_f16 in [false, true] {
+        let (device, queue, info) = pollster::block_on(async {
+            let instance = segblocks::wgpu::Instance::new(
+                segblocks::wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
+            );
+            let adapter = instance
+                .request_adapter(&segblocks::wgpu::RequestAdapterOptions::default())
+                .await
+                .unwrap();
+            let features = if with_f16 {
+                segblocks::wgpu::Features::SHADER_F16
+            } else {
+                segblocks::wgpu::Features::empty()
+            };
+            let (device, queue) = adapter
+                .request_device(&segblocks::wgpu::DeviceDescriptor {
+                    required_features: features,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            (device, queue, adapter.get_info())
+        });
+        let options = GpuOptions {
+            precision: Precision::F16,
+            ..GpuOptions::default()
+        };
+        match Gpu::from_device(device, queue, info, options) {
+            Ok(app) => {
+                assert!(with_f16);
+                let x = Array4::from_elem([1, 2, 3, 3], 0.25f32);
+                let t = app.upload(x.view()).unwrap();
+                let mut rec = app.recorder();
+                let y = segblocks::ops::channel::add(&mut rec, &t, &t, Activation::None).unwrap();
+                assert_eq!(rec.download(&y).unwrap(), x.mapv(|v| 2.0 * v));
+            }
+            Err(Error::DeviceUnsupported { name, .. }) => {
+                assert!(!with_f16);
+                assert_eq!(name, "SHADER_F16");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
     let gpu = half();
     let bn = BatchNorm2d::new(gpu, BatchNorm2dParams::new(3), None, None).unwrap();
     let mut rec = gpu.recorder();
