@@ -175,6 +175,28 @@ fn parse_specialize(line: &str) -> Option<(String, u32)> {
 /// The preprocessed WGSL source of a shader with the given `@specialize` values, or
 /// `None` for an unknown shader or a name it does not declare as specialisable.
 pub fn source(name: &str, specialize: &[(&str, u32)]) -> Option<String> {
+    source_with(name, specialize, ParamsBinding::Uniform)
+}
+
+/// Where a kernel's parameters (the struct `p` at binding 0) are bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ParamsBinding {
+    /// `var<uniform>`: what GPUs read fastest.
+    #[default]
+    Uniform,
+    /// `var<storage, read>` (the same struct): for kernels that Mesa's lavapipe (22.3)
+    /// recompiles at nearly every dispatch when their parameters are a uniform buffer,
+    /// whose values it inlines into a variant of the shader (measured: 11 ms a dispatch
+    /// for the SE gate, 0.4 ms from a storage buffer).
+    Storage,
+}
+
+/// [`source`] with the parameters bound as `params` says.
+pub fn source_with(
+    name: &str,
+    specialize: &[(&str, u32)],
+    params: ParamsBinding,
+) -> Option<String> {
     let declared = specializations(name);
     if specialize
         .iter()
@@ -188,8 +210,22 @@ pub fn source(name: &str, specialize: &[(&str, u32)]) -> Option<String> {
         out.push_str("enable f16;\n");
     }
     expand(name, specialize, half, &mut Vec::new(), &mut out)?;
+    if params == ParamsBinding::Storage {
+        out = out.replace(UNIFORM_PARAMS, "var<storage, read> p:");
+    }
     Some(out)
 }
+
+/// How every kernel declares its parameters (checked by `tests/shaders.rs`).
+pub const UNIFORM_PARAMS: &str = "var<uniform> p:";
+
+/// The kernels that bind their parameters in a storage buffer on Mesa's software
+/// drivers by default ([`ParamsBinding::Storage`], `GpuOptions::params_in_storage`):
+/// those measured slower there with uniform parameters. Lavapipe (Mesa 22.3) took 11 ms
+/// a dispatch for the SE gate with its parameters in a uniform buffer and 0.4 ms with
+/// them in a storage buffer; every other kernel measured 8-29% faster with uniforms
+/// (the selfie network, `mobilenet_v2().features` and LR-ASPP, per kernel, same run).
+pub const INLINING_SENSITIVE: &[&str] = &["se_gate.wgsl"];
 
 /// The `@specialize` constant that selects f16 storage for `Act` (see the module docs).
 pub const PRECISION: &str = "F16";

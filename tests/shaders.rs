@@ -112,6 +112,26 @@ fn act_shaders_validate_with_f16_storage() {
     assert_eq!(count, 33, "shaders with Act bindings");
 }
 
+/// Every kernel declares its parameters the one way the preprocessor can rebind them,
+/// and validates with them in a storage buffer (`GpuOptions::params_in_storage`).
+#[test]
+fn parameters_rebind_as_a_storage_buffer() {
+    use segblocks::shaders::{source_with, ParamsBinding, UNIFORM_PARAMS};
+    for name in segblocks::shaders::names() {
+        let uniform = segblocks::shaders::source(name, &[]).unwrap();
+        assert_eq!(uniform.matches(UNIFORM_PARAMS).count(), 1, "{name}");
+        let source = source_with(name, &[], ParamsBinding::Storage).unwrap();
+        assert!(!source.contains(UNIFORM_PARAMS), "{name}");
+        assert!(source.contains("var<storage, read> p:"), "{name}");
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+        validate(&module);
+    }
+    assert!(segblocks::shaders::INLINING_SENSITIVE
+        .iter()
+        .all(|k| segblocks::shaders::names().any(|n| n == *k)));
+}
+
 fn translate_everywhere(name: &str, specialize: &[(&str, u32)]) {
     {
         let source = segblocks::shaders::source(name, specialize).unwrap();

@@ -140,3 +140,35 @@ fn prepare_compiles_every_pipeline_of_a_forward_up_front() {
     assert_eq!(gpu.pipelines_created(), before);
     assert!(net.prepare(&gpu, [1, 4, 64, 64]).is_err());
 }
+
+/// Kernel parameters in uniform buffers, in storage buffers for the kernels Mesa's
+/// software drivers recompile (the default), or in storage buffers for every kernel: the
+/// same mask each way.
+#[test]
+fn parameters_in_storage_buffers_give_the_same_mask() {
+    let sd = StateDict::load(MODEL).unwrap();
+    let x = common::random4(&mut common::rng(2), [1, 3, 256, 256]).mapv(|v| 0.5 + 0.5 * v);
+    let masks: Vec<_> = [Some(false), None, Some(true)]
+        .into_iter()
+        .map(|params_in_storage| {
+            let gpu = Gpu::with_options(GpuOptions {
+                params_in_storage,
+                ..GpuOptions::default()
+            })
+            .unwrap();
+            let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &sd, "").unwrap();
+            let mut rec = gpu.recorder();
+            let y = net
+                .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+                .unwrap();
+            rec.download(&y).unwrap()
+        })
+        .collect();
+    for m in &masks[1..] {
+        let worst = m
+            .iter()
+            .zip(masks[0].iter())
+            .fold(0f32, |w, (a, b)| w.max((a - b).abs()));
+        assert!(worst <= 1e-6, "{worst}");
+    }
+}
