@@ -700,8 +700,12 @@ impl IndexTensor {
 /// A shader file with all its compile-time values.
 type PipelineKey = (&'static str, Constants);
 
-/// A shader file with its `@specialize` values.
-type ModuleKey = (&'static str, Vec<(&'static str, u32)>);
+/// A shader file with its `@specialize` values and where it reads its parameters.
+type ModuleKey = (
+    &'static str,
+    Vec<(&'static str, u32)>,
+    shaders::ParamsBinding,
+);
 
 struct Inner {
     id: u64,
@@ -1376,12 +1380,12 @@ impl Gpu {
             .filter(|(n, _)| !is_specialize(n))
             .map(|(n, v)| (n, f64::from(v)))
             .collect();
+        let binding = self.inner.params.binding(file, constants);
         let module = {
             let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
-            match modules.get(&(file, specialize.clone())) {
+            match modules.get(&(file, specialize.clone(), binding)) {
                 Some(m) => m,
                 None => {
-                    let binding = self.inner.params.binding(file);
                     let source =
                         shaders::source_with(file, &specialize, binding).ok_or_else(|| {
                             Error::Gpu(format!(
@@ -1396,7 +1400,7 @@ impl Gpu {
                                 source: wgpu::ShaderSource::Wgsl(source.into()),
                             })
                     })?;
-                    modules.insert((file, specialize), m.clone());
+                    modules.insert((file, specialize, binding), m.clone());
                     m
                 }
             }
@@ -1529,11 +1533,13 @@ impl ParamsPolicy {
         }
     }
 
-    /// Where the kernel of `file` reads its parameters.
-    fn binding(self, file: &str) -> shaders::ParamsBinding {
+    /// Where the kernel of `file` with `constants` reads its parameters.
+    fn binding(self, file: &str, constants: &Constants) -> shaders::ParamsBinding {
         let storage = match self {
             ParamsPolicy::Uniform => false,
-            ParamsPolicy::Listed => shaders::INLINING_SENSITIVE.contains(&file),
+            ParamsPolicy::Listed => shaders::INLINING_SENSITIVE
+                .iter()
+                .any(|&(f, name, value)| f == file && constants.get(name) == Some(value)),
             ParamsPolicy::Storage => true,
         };
         if storage {

@@ -219,13 +219,16 @@ pub fn source_with(
 /// How every kernel declares its parameters (checked by `tests/shaders.rs`).
 pub const UNIFORM_PARAMS: &str = "var<uniform> p:";
 
-/// The kernels that bind their parameters in a storage buffer on Mesa's software
-/// drivers by default ([`ParamsBinding::Storage`], `GpuOptions::params_in_storage`):
-/// those measured slower there with uniform parameters. Lavapipe (Mesa 22.3) took 11 ms
-/// a dispatch for the SE gate with its parameters in a uniform buffer and 0.4 ms with
-/// them in a storage buffer; every other kernel measured 8-29% faster with uniforms
-/// (the selfie network, `mobilenet_v2().features` and LR-ASPP, per kernel, same run).
-pub const INLINING_SENSITIVE: &[&str] = &["se_gate.wgsl"];
+/// The kernels (a file, and a constant with its value) that bind their parameters in a
+/// storage buffer on Mesa's software drivers by default ([`ParamsBinding::Storage`],
+/// `GpuOptions::params_in_storage`): those measured slower there with uniform
+/// parameters. Lavapipe (Mesa 22.3) took 11 ms a dispatch for the SE gate of a map plus
+/// a second map (`SUM`, the selfie decoder's gates) with its parameters in a uniform
+/// buffer and 0.4 ms with them in a storage buffer; every other kernel, the plain SE gate
+/// included, measured faster with uniforms (8-29% on the convolutions; the selfie
+/// network, `mobilenet_v2().features`, LR-ASPP, U-Net, SegNet and DeepLabV3, per kernel,
+/// same run).
+pub const INLINING_SENSITIVE: &[(&str, &str, u32)] = &[("se_gate.wgsl", "SUM", 1)];
 
 /// The `@specialize` constant that selects f16 storage for `Act` (see the module docs).
 pub const PRECISION: &str = "F16";

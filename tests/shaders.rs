@@ -127,9 +127,14 @@ fn parameters_rebind_as_a_storage_buffer() {
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
         validate(&module);
     }
-    assert!(segblocks::shaders::INLINING_SENSITIVE
-        .iter()
-        .all(|k| segblocks::shaders::names().any(|n| n == *k)));
+    for (file, constant, _) in segblocks::shaders::INLINING_SENSITIVE {
+        let k = segblocks::shaders::kernels();
+        let k = k.iter().find(|k| k.file == *file).expect("a kernel's file");
+        assert!(
+            k.constants.get(constant).is_some(),
+            "{file} sets no {constant}"
+        );
+    }
 }
 
 fn translate_everywhere(name: &str, specialize: &[(&str, u32)]) {
