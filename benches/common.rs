@@ -16,6 +16,27 @@ pub fn gpu() -> Gpu {
     gpu
 }
 
+/// A context for each workgroup reduction (`GpuOptions::subgroups`), labelled; the
+/// subgroup one only where the adapter has subgroups.
+pub fn reduction_contexts() -> Vec<(&'static str, Gpu)> {
+    [("workgroup", false), ("subgroup", true)]
+        .into_iter()
+        .filter_map(|(label, subgroups)| {
+            let options = segblocks::GpuOptions {
+                subgroups: Some(subgroups),
+                ..segblocks::GpuOptions::default()
+            };
+            match Gpu::with_options(options) {
+                Ok(gpu) => Some((label, gpu)),
+                Err(e) => {
+                    eprintln!("{label} reductions: {e}");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 pub fn input(shape: [usize; 4]) -> Array4<f32> {
     Array4::from_shape_fn(shape, |(n, c, h, w)| {
         ((n * 3 + c * 5 + h * 3 + w) % 17) as f32 * 0.1 - 0.8

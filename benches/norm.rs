@@ -56,15 +56,18 @@ fn bench(c: &mut Criterion) {
     let shape = [1, 256, 28, 28];
     common::bench_copy(&mut g, &gpu, shape);
     let x = common::input(shape);
-    let gn = GroupNorm::new(&gpu, GroupNormParams::new(32, 256), None, None).unwrap();
-    common::bench_bytes(
-        &mut g,
-        &gpu,
-        "groupnorm_g32_256x28x28",
-        &x,
-        8 * x.len() as u64,
-        |rec, t| gn.forward(rec, t),
-    );
+    // With each workgroup reduction (the statistics pass).
+    for (label, gpu) in common::reduction_contexts() {
+        let gn = GroupNorm::new(&gpu, GroupNormParams::new(32, 256), None, None).unwrap();
+        common::bench_bytes(
+            &mut g,
+            &gpu,
+            &format!("groupnorm_g32_256x28x28/{label}"),
+            &x,
+            8 * x.len() as u64,
+            |rec, t| gn.forward(rec, t),
+        );
+    }
     g.finish();
 }
 

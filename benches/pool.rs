@@ -1,5 +1,5 @@
 //! Pooling of the peer suite (2x2 max pooling with indices on 64 x 112 x 112), unpooling
-//! back to 112 x 112, global and adaptive pooling, next to a plain buffer copy of the same
+//! back to 112 x 112, global (with each workgroup reduction) and adaptive pooling, next to a plain buffer copy of the same
 //! input on the same adapter in the same run. Throughput in bytes moved (GB/s).
 
 mod common;
@@ -48,15 +48,23 @@ fn bench(c: &mut Criterion) {
         |rec, t| segblocks::ops::pool::max_unpool2d(rec, &unpool, t, &indices),
     );
 
-    for kind in [GlobalPool::Avg, GlobalPool::Max] {
-        common::bench_bytes(
-            &mut g,
-            &gpu,
-            &format!("global_{kind:?}_64_112"),
-            &x,
-            kind.cost(shape).unwrap().bytes,
-            |rec, t| segblocks::ops::pool::global_pool(rec, kind, t),
-        );
+    // Global pooling with each workgroup reduction: a large map, and the SE squeeze of
+    // MobileNetV3's last stage (960 planes of 7 x 7: the reduction is most of the work).
+    let se_shape = [1, 960, 7, 7];
+    let se_x = common::input(se_shape);
+    for (label, gpu) in common::reduction_contexts() {
+        for kind in [GlobalPool::Avg, GlobalPool::Max] {
+            for (x, shape) in [(&x, shape), (&se_x, se_shape)] {
+                common::bench_bytes(
+                    &mut g,
+                    &gpu,
+                    &format!("global_{kind:?}_{}_{}/{label}", shape[1], shape[2]),
+                    x,
+                    kind.cost(shape).unwrap().bytes,
+                    |rec, t| segblocks::ops::pool::global_pool(rec, kind, t),
+                );
+            }
+        }
     }
     let adaptive = AdaptiveAvgPool2dParams::new(6);
     common::bench_bytes(

@@ -1,7 +1,7 @@
 // Global average or max pooling over each (n, c) plane: one workgroup per plane, its
 // invocations reading the plane four values at a time (when H * W is a multiple of 4)
-// and combining their partial results in workgroup memory, so even a few large planes
-// keep every core busy.
+// and combining their partial results (reduce.wgsl: in workgroup memory, or with subgroup
+// operations), so even a few large planes keep every core busy.
 // MODE 0: mean; MODE 1: max, NaN propagating as in PyTorch.
 // SUM 1 (mean only): the mean of x + x2, without the sum ever being stored.
 // The mean sums x - x[0] (so a large common offset costs no precision), each invocation
@@ -14,6 +14,7 @@
 // that the plain average (or max) of a plane's parts, by this kernel again, is the
 // plane's. With one part, y[w] is the plane's result.
 #include "common.wgsl"
+#include "reduce.wgsl"
 
 override MODE: u32 = 0u;
 override SUM: bool = false;
@@ -31,8 +32,6 @@ struct GlobalParams {
 @group(0) @binding(2) var<storage, read_write> y: array<Act>;
 // The second summand (SUM).
 @group(0) @binding(3) var<storage, read> x2: array<vec4<Act>>;
-
-var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
 
 fn value4(i: u32) -> vec4<f32> {
     if (SUM) {
@@ -53,7 +52,7 @@ fn max_nan(a: f32, b: f32) -> f32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
+fn main(inv: Invocation, lanes: Lanes) {
     // One part of a plane per workgroup: `w` is uniform, so the early return and the barriers
     // below are in uniform control flow.
     let w = workgroup_index(inv);
@@ -94,23 +93,15 @@ fn main(inv: Invocation) {
             }
         }
     }
-    partial[lid] = r;
-    workgroupBarrier();
-    for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            if (MODE == 0u) {
-                partial[lid] += partial[lid + stride];
-            } else {
-                partial[lid] = max_nan(partial[lid], partial[lid + stride]);
-            }
+    if (MODE == 0u) {
+        let total = workgroup_sum2(vec2<f32>(r, 0.0), lid, lanes).x;
+        if (lid == 0u) {
+            y[w] = Act(value(base) + total / f32(p.plane) * f32(p.parts));
         }
-        workgroupBarrier();
-    }
-    if (lid == 0u) {
-        if (MODE == 0u) {
-            y[w] = Act(value(base) + partial[0] / f32(p.plane) * f32(p.parts));
-        } else {
-            y[w] = Act(partial[0]);
+    } else {
+        let total = workgroup_max_nan(r, lid, lanes);
+        if (lid == 0u) {
+            y[w] = Act(total);
         }
     }
 }

@@ -13,7 +13,8 @@
 // stats[2S + s] = sum(dy) and stats[3S + s] = sum(dy * x_hat) (S segments).
 //
 // Each invocation accumulates a strided share in f32; the partial sums are combined
-// in a fixed tree order in workgroup memory, so results are deterministic.
+// in a fixed order (reduce.wgsl: a tree in workgroup memory, or subgroup operations),
+// so results are deterministic.
 //
 // PARTIAL: a segment too long for one workgroup's loops (src/launch.rs, LOOP_BUDGET) is
 // split into `parts` parts (runs r0..r1, elements e0..e1 of each run); each workgroup
@@ -21,6 +22,7 @@
 // to partials[3w ..], for MODE 1 its two sums to partials[2w ..]; norm_combine.wgsl
 // merges them. Without PARTIAL a workgroup's part is its whole segment.
 #include "common.wgsl"
+#include "reduce.wgsl"
 
 override MODE: u32 = 0u;
 override UPDATE_RUNNING: bool = false;
@@ -51,23 +53,8 @@ struct StatsParams {
 // The parts' results (PARTIAL).
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
-var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
-var<workgroup> partial2: array<f32, WORKGROUP_SIZE>;
-
-// Tree reduction of partial (and partial2) into element 0; every invocation must call it.
-fn reduce(lid: u32) {
-    for (var width = WORKGROUP_SIZE / 2u; width > 0u; width = width / 2u) {
-        workgroupBarrier();
-        if (lid < width) {
-            partial[lid] = partial[lid] + partial[lid + width];
-            partial2[lid] = partial2[lid] + partial2[lid + width];
-        }
-    }
-    workgroupBarrier();
-}
-
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
+fn main(inv: Invocation, lanes: Lanes) {
     // The part is uniform across the workgroup, so the early exit below is too (barriers
     // stay in uniform control flow).
     let w = workgroup_index(inv);
@@ -105,23 +92,20 @@ fn main(inv: Invocation) {
             }
         }
     }
-    partial[lid] = acc;
-    partial2[lid] = acc2;
-    reduce(lid);
+    let sums = workgroup_sum2(vec2<f32>(acc, acc2), lid, lanes);
     if (MODE == 1u) {
         if (PARTIAL) {
             if (lid == 0u) {
-                partials[2u * w] = partial[0];
-                partials[2u * w + 1u] = partial2[0];
+                partials[2u * w] = sums.x;
+                partials[2u * w + 1u] = sums.y;
             }
         } else if (lid == 0u) {
-            stats[2u * p.segments + s] = partial[0];
-            stats[3u * p.segments + s] = partial2[0];
+            stats[2u * p.segments + s] = sums.x;
+            stats[3u * p.segments + s] = sums.y;
         }
         return;
     }
-    mean = partial[0] / count;
-    workgroupBarrier();
+    mean = sums.x / count;
 
     // Pass 2: squared deviations from the mean.
     acc = 0.0;
@@ -132,23 +116,21 @@ fn main(inv: Invocation) {
             acc += d * d;
         }
     }
-    partial[lid] = acc;
-    partial2[lid] = 0.0;
-    reduce(lid);
+    let m2 = workgroup_sum2(vec2<f32>(acc, 0.0), lid, lanes).x;
     if (PARTIAL) {
         if (lid == 0u) {
             partials[3u * w] = count;
             partials[3u * w + 1u] = mean;
-            partials[3u * w + 2u] = partial[0];
+            partials[3u * w + 2u] = m2;
         }
         return;
     }
     if (lid == 0u) {
-        let var_biased = partial[0] / count;
+        let var_biased = m2 / count;
         stats[2u * s] = mean;
         stats[2u * s + 1u] = var_biased;
         if (UPDATE_RUNNING) {
-            let var_unbiased = partial[0] / max(count - 1.0, 1.0);
+            let var_unbiased = m2 / max(count - 1.0, 1.0);
             running[2u * s] = (1.0 - p.momentum) * running[2u * s] + p.momentum * mean;
             running[2u * s + 1u] = (1.0 - p.momentum) * running[2u * s + 1u] + p.momentum * var_unbiased;
         }

@@ -69,6 +69,11 @@ pub struct GpuOptions {
     /// recompilation at nearly every dispatch (the SE gate: 11 ms a dispatch instead of
     /// 0.4 ms).
     pub params_in_storage: Option<bool>,
+    /// Whether kernels may use subgroup operations (the adapter's `SUBGROUP` feature) for
+    /// their workgroup reductions ([`DeviceCaps::reduction`]): `None` (default) where the
+    /// adapter has them, `Some(false)` never, `Some(true)` always: an adapter without
+    /// them is refused with [`Error::DeviceUnsupported`].
+    pub subgroups: Option<bool>,
 }
 
 /// The element type activation tensors are stored in on the device. Kernels compute and
@@ -372,6 +377,20 @@ pub struct DeviceCaps {
     /// The adapter runs shaders on the CPU (lavapipe, llvmpipe, SwiftShader, WARP): loads
     /// cost more than arithmetic and workgroup memory does not pay.
     pub cpu: bool,
+    /// The device has subgroup operations in compute shaders (wgpu's `SUBGROUP` feature,
+    /// enabled on the device) and [`GpuOptions::subgroups`] allows them.
+    pub subgroups: bool,
+}
+
+/// How a kernel combines the values of a workgroup's invocations
+/// (`shaders/reduce.wgsl`): the global pooling and the normalisation statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// A tree in workgroup memory: log2 of the workgroup size barriers; every device.
+    Workgroup,
+    /// One subgroup operation per subgroup, then the subgroups' results in workgroup
+    /// memory: two barriers (`shaders/reduce_subgroup.wgsl`).
+    Subgroup,
 }
 
 impl Default for DeviceCaps {
@@ -384,6 +403,7 @@ impl Default for DeviceCaps {
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             cpu: false,
+            subgroups: false,
         }
     }
 }
@@ -399,6 +419,19 @@ impl DeviceCaps {
                 .max_compute_invocations_per_workgroup
                 .min(limits.max_compute_workgroup_size_x),
             cpu: info.device_type == wgpu::DeviceType::Cpu,
+            subgroups: false,
+        }
+    }
+
+    /// The reduction the kernels with a subgroup form use on this device: subgroups
+    /// wherever the device has them (fewer barriers and no workgroup-memory round trips on
+    /// GPUs; on lavapipe, whose subgroup is the 8 lanes of one SIMD register, measured
+    /// faster too: see the README's Speed section).
+    pub fn reduction(&self) -> Reduction {
+        if self.subgroups {
+            Reduction::Subgroup
+        } else {
+            Reduction::Workgroup
         }
     }
 }
@@ -842,6 +875,10 @@ impl Gpu {
         if options.precision == Precision::F16 {
             wanted |= wgpu::Features::SHADER_F16;
         }
+        check_subgroups(options.subgroups, adapter.features())?;
+        if options.subgroups != Some(false) {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
         let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -890,6 +927,7 @@ impl Gpu {
     ) -> Result<Self> {
         check_device_limits(&device.limits())?;
         check_precision(options.precision, device.features())?;
+        check_subgroups(options.subgroups, device.features())?;
         Self::from_parts(device, queue, info, &options, Arc::new(Mutex::new(None)))
     }
 
@@ -914,6 +952,8 @@ impl Gpu {
             .cache_dir()
             .and_then(|dir| DiskCache::open(&device, &info, &dir));
         let params = ParamsPolicy::of(options, &info, &limits);
+        let subgroups = options.subgroups != Some(false)
+            && device.features().contains(wgpu::Features::SUBGROUP);
         let unused = (0..MAX_BINDINGS)
             .map(|_| {
                 device.create_buffer(&wgpu::BufferDescriptor {
@@ -934,6 +974,7 @@ impl Gpu {
                         Some(class) => class == DeviceClass::Cpu,
                         None => info.device_type == wgpu::DeviceType::Cpu,
                     },
+                    subgroups,
                     ..DeviceCaps::of(&limits, &info)
                 },
                 info,
@@ -1550,6 +1591,18 @@ impl ParamsPolicy {
     }
 }
 
+/// Refuses subgroups asked for (`Some(true)`) on a device without them.
+fn check_subgroups(subgroups: Option<bool>, features: wgpu::Features) -> Result<()> {
+    if subgroups == Some(true) && !features.contains(wgpu::Features::SUBGROUP) {
+        return Err(Error::DeviceUnsupported {
+            name: "SUBGROUP",
+            needed: "the feature, for GpuOptions::subgroups = Some(true)".into(),
+            available: "not supported by this adapter or device".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses a precision the device cannot store: f16 needs `SHADER_F16`.
 fn check_precision(precision: Precision, features: wgpu::Features) -> Result<()> {
     if precision == Precision::F16 && !features.contains(wgpu::Features::SHADER_F16) {
@@ -1858,10 +1911,17 @@ impl<'g> Recorder<'g> {
             }
         }
         let half = self.check_elems(launch, &buffers)?;
+        let subgroups = self.gpu.caps().reduction() == Reduction::Subgroup
+            && shaders::has_subgroup_form(launch.file);
         let specialised;
-        let launch = if half {
+        let launch = if half || subgroups {
             let mut l = launch.clone();
-            l.constants.set(shaders::PRECISION, 1);
+            if half {
+                l.constants.set(shaders::PRECISION, 1);
+            }
+            if subgroups {
+                l.constants.set(shaders::SUBGROUPS, 1);
+            }
             specialised = l;
             &specialised
         } else {

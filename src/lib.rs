@@ -46,7 +46,8 @@ pub mod weights;
 pub use error::{Error, Result};
 pub use gpu::{
     default_pipeline_cache_dir, DeviceCaps, DeviceClass, Download, FramesInFlight, Gpu, GpuOptions,
-    IndexTensor, MemoryStats, Precision, Recorder, Tensor, DEFAULT_PIPELINE_CACHE, MAX_ELEMENTS,
+    IndexTensor, MemoryStats, Precision, Recorder, Reduction, Tensor, DEFAULT_PIPELINE_CACHE,
+    MAX_ELEMENTS,
 };
 pub use launch::LOOP_BUDGET;
 pub use ops::{Activation, Cost};

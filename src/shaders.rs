@@ -1,7 +1,7 @@
 //! The WGSL sources, embedded at build time, with one small, explicit preprocessing step,
 //! and the list of every kernel the library launches ([`kernels`]).
 //!
-//! Three rewrites, nothing else:
+//! Four rewrites, nothing else:
 //! - a line `#include "name.wgsl"` is replaced by that file's text (each file once per
 //!   shader; a second include of the same file is dropped);
 //! - a line `const NAME: u32 = 8u; // @specialize` gets its value replaced when the caller
@@ -13,7 +13,11 @@
 //!   the storage type of activation tensors, `Wt` that of the weights of the layers that
 //!   store them at the context's precision; kernels read both into f32 (`f32(x[i])`,
 //!   `vec4<f32>(x4[i])`), compute and accumulate in f32, and write `Act(v)` /
-//!   `vec4<Act>(v)`. Statistics, partial sums and tables stay `f32`.
+//!   `vec4<Act>(v)`. Statistics, partial sums and tables stay `f32`;
+//! - with `SUBGROUPS` specialised to 1 (a device with subgroups,
+//!   [`DeviceCaps::reduction`](crate::DeviceCaps::reduction)), an include of a file that
+//!   has a subgroup form (`reduce.wgsl` → `reduce_subgroup.wgsl`, [`SUBGROUP_FORMS`])
+//!   includes that form instead: the same functions, written with subgroup operations.
 //!
 //! Why both this and WGSL `override` constants: overrides cannot size function-scope
 //! arrays or set `@workgroup_size` for every backend, and register tiles (arrays whose
@@ -76,7 +80,29 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("inverted_residual.wgsl"),
     wgsl!("decoder_stage.wgsl"),
     wgsl!("lraspp_head.wgsl"),
+    wgsl!("reduce.wgsl"),
+    wgsl!("reduce_subgroup.wgsl"),
 ];
+
+/// Include files with a form written with subgroup operations, included in their place
+/// when [`SUBGROUPS`] is specialised to 1.
+pub const SUBGROUP_FORMS: &[(&str, &str)] = &[("reduce.wgsl", "reduce_subgroup.wgsl")];
+
+/// The `@specialize` constant that selects the subgroup forms of the includes.
+pub const SUBGROUPS: &str = "SUBGROUPS";
+
+/// Whether a shader's workgroup reductions have a subgroup form (it declares
+/// [`SUBGROUPS`]).
+pub fn has_subgroup_form(name: &str) -> bool {
+    static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            names()
+                .filter(|n| specializations(n).iter().any(|(k, _)| k == SUBGROUPS))
+                .collect()
+        })
+        .contains(&name)
+}
 
 /// Every kernel the library launches, as its Rust side declares it: file, uniform layout,
 /// bindings, constants and workgroup size. `tests/shaders.rs` checks each against its
@@ -113,11 +139,12 @@ pub fn files() -> impl Iterator<Item = &'static str> {
     FILES.iter().map(|(n, _)| *n)
 }
 
-/// Whether another file includes `name`.
+/// Whether another file includes `name` (or it is the subgroup form of an include).
 fn is_include(name: &str) -> bool {
-    FILES
-        .iter()
-        .any(|(_, text)| text.lines().any(|l| include_target(l) == Some(name)))
+    SUBGROUP_FORMS.iter().any(|(_, form)| *form == name)
+        || FILES
+            .iter()
+            .any(|(_, text)| text.lines().any(|l| include_target(l) == Some(name)))
 }
 
 /// The `@specialize` constants a shader declares (its includes' too), with their
@@ -209,7 +236,9 @@ pub fn source_with(
     if half {
         out.push_str("enable f16;\n");
     }
-    expand(name, specialize, half, &mut Vec::new(), &mut out)?;
+    let subgroups = specialize.iter().any(|&(k, v)| k == SUBGROUPS && v == 1);
+    let mode = Expansion { half, subgroups };
+    expand(name, specialize, mode, &mut Vec::new(), &mut out)?;
     if params == ParamsBinding::Storage {
         out = out.replace(UNIFORM_PARAMS, "var<storage, read> p:");
     }
@@ -264,10 +293,19 @@ pub fn precision_bindings(name: &str) -> &'static [String] {
         .map_or(&[], |(_, a)| a.as_slice())
 }
 
+/// The rewrites of a preprocessing run beyond the `@specialize` values.
+#[derive(Clone, Copy)]
+struct Expansion {
+    /// f16 aliases (`F16` = 1).
+    half: bool,
+    /// Subgroup forms of the includes (`SUBGROUPS` = 1).
+    subgroups: bool,
+}
+
 fn expand<'a>(
     name: &'a str,
     specialize: &[(&str, u32)],
-    half: bool,
+    mode: Expansion,
     included: &mut Vec<&'a str>,
     out: &mut String,
 ) -> Option<()> {
@@ -278,11 +316,16 @@ fn expand<'a>(
     let text = raw(name)?;
     for line in text.lines() {
         if let Some(inc) = include_target(line) {
-            let inc = files().find(|f| *f == inc)?;
-            expand(inc, specialize, half, included, out)?;
+            let mut inc = files().find(|f| *f == inc)?;
+            if mode.subgroups {
+                if let Some((_, form)) = SUBGROUP_FORMS.iter().find(|(f, _)| *f == inc) {
+                    inc = form;
+                }
+            }
+            expand(inc, specialize, mode, included, out)?;
             continue;
         }
-        if half && line.trim_end().ends_with("// @precision") {
+        if mode.half && line.trim_end().ends_with("// @precision") {
             out.push_str(&line.replace("f32", "f16"));
             out.push('\n');
             continue;

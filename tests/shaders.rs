@@ -36,11 +36,14 @@ fn shaders_validate_and_translate_to_every_backend() {
     let mut count = 0;
     for name in segblocks::shaders::names() {
         // The file's defaults, and every `@specialize` constant at its smallest value.
-        // (F16 = 1 is the half-precision form, checked by its own test.)
+        // (F16 = 1 and SUBGROUPS = 1 are the half-precision and subgroup forms, checked
+        // by their own tests.)
         let specs = segblocks::shaders::specializations(name);
         let ones: Vec<(&str, u32)> = specs
             .iter()
-            .filter(|(n, _)| n != segblocks::shaders::PRECISION)
+            .filter(|(n, _)| {
+                n != segblocks::shaders::PRECISION && n != segblocks::shaders::SUBGROUPS
+            })
             .map(|(n, _)| (n.as_str(), 1))
             .collect();
         for specialize in [Vec::new(), ones] {
@@ -110,6 +113,72 @@ fn act_shaders_validate_with_f16_storage() {
     // Every kernel that reads or writes a tensor has an f16 form: all but the max-unpool
     // scatter (indices and atomics) and the norm statistics combine (f32 sums).
     assert_eq!(count, 33, "shaders with Act bindings");
+}
+
+/// The kernels whose workgroup reductions have a subgroup form (`reduce_subgroup.wgsl`)
+/// validate with subgroup operations, at f32 and f16, and translate to SPIR-V, MSL and
+/// HLSL (GL adapters have no subgroups); their default form uses none.
+#[test]
+fn reductions_have_a_subgroup_form_that_validates() {
+    use segblocks::shaders::{has_subgroup_form, source, PRECISION, SUBGROUPS};
+    let mut count = 0;
+    for name in segblocks::shaders::names().filter(|n| has_subgroup_form(n)) {
+        let plain = source(name, &[]).unwrap();
+        assert!(
+            !plain.contains("subgroupAdd("),
+            "{name}: subgroup operations by default"
+        );
+        for half in [0, 1] {
+            let source = source(name, &[(SUBGROUPS, 1), (PRECISION, half)]).unwrap();
+            assert!(source.contains("subgroupAdd("), "{name}");
+            let module = naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+            let info = Validator::new(
+                ValidationFlags::all(),
+                Capabilities::default() | Capabilities::SUBGROUP | Capabilities::SHADER_FLOAT16,
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name} (subgroups): {}", e.emit_to_string(&source)));
+            let (module, info) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, "main")),
+                &PipelineConstants::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
+            let spv = naga::back::spv::Options {
+                lang_version: (1, 3),
+                ..Default::default()
+            };
+            naga::back::spv::write_vec(&module, &info, &spv, None)
+                .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
+            let msl_options = naga::back::msl::Options {
+                lang_version: (2, 1),
+                ..Default::default()
+            };
+            naga::back::msl::write_string(
+                &module,
+                &info,
+                &msl_options,
+                &naga::back::msl::PipelineOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+            let mut hlsl = String::new();
+            naga::back::hlsl::Writer::new(
+                &mut hlsl,
+                &naga::back::hlsl::Options {
+                    shader_model: naga::back::hlsl::ShaderModel::V6_2,
+                    ..Default::default()
+                },
+                &naga::back::hlsl::PipelineOptions::default(),
+            )
+            .write(&module, &info, None)
+            .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+        }
+        count += 1;
+    }
+    // The global pooling and the normalisation statistics.
+    assert_eq!(count, 2, "shaders with a subgroup form");
 }
 
 /// Every kernel declares its parameters the one way the preprocessor can rebind them,
@@ -214,11 +283,12 @@ fn reflect(k: &segblocks::launch::KernelDescription, source: &str) -> Result<(),
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
     let info = validate(&module);
     // Constants: `@specialize` ones (already in the source) and overrides, by name.
-    // F16 is set by the recorder for the context's precision, not by the kernel.
+    // F16 and SUBGROUPS are set by the recorder for the context's precision and the
+    // device's reduction, not by the kernel.
     let specialize: Vec<String> = segblocks::shaders::specializations(k.file)
         .into_iter()
         .map(|(n, _)| n)
-        .filter(|n| n != segblocks::shaders::PRECISION)
+        .filter(|n| n != segblocks::shaders::PRECISION && n != segblocks::shaders::SUBGROUPS)
         .collect();
     let mut declared: Vec<String> = module
         .overrides
