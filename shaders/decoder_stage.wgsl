@@ -3,7 +3,9 @@
 //   a = REFINE_ACT(1x1(z) + b1)
 //   y = a + DEPTHWISE_ACT(depthwise_kxk(a) + b2)      ('same' zero padding of a)
 // and, with HEAD_C > 0, a 2x2 stride-2 transposed convolution to HEAD_C channels after it
-// (the network's last layer: its input never reaches device memory either).
+// (the network's last layer), or, with PROJECT_C > 0, a 1x1 convolution to PROJECT_C
+// channels (the next stage's low-resolution input): y itself never reaches device memory
+// then either.
 // A workgroup computes a TILE_H x TILE_W tile of y for every channel of one image. The
 // upsampled low-resolution map, the gated sum z and the refined a over the tile and its
 // halo never reach device memory: z lives in each invocation's registers for one halo
@@ -19,18 +21,22 @@ const CIN4: u32 = 4u; // @specialize
 const COUT4: u32 = 4u; // @specialize
 // Output channels of the transposed-convolution head (0: none, at most 4).
 const HEAD_C: u32 = 0u; // @specialize
+// Output channels of the 1x1 projection (0: none; a stage has a head or a projection).
+const PROJECT_C: u32 = 0u; // @specialize
 override GATE_ACT: u32 = 3u;
 override REFINE_ACT: u32 = 1u;
 override DEPTHWISE_ACT: u32 = 1u;
-override HEAD_ACT: u32 = 0u;
+// The activation of the head or of the projection.
+override TAIL_ACT: u32 = 0u;
 
 const PAD: u32 = (K - 1u) / 2u;
 const HALO_H: u32 = TILE_H + K - 1u;
 const HALO_W: u32 = TILE_W + K - 1u;
 const HALO: u32 = HALO_H * HALO_W;
 const TP: u32 = TILE_H * TILE_W;
-// 1 with a head, else 0: the stage's tile is kept in workgroup memory only for a head.
-const HEAD_ON: u32 = (HEAD_C + 3u) / 4u;
+// 1 with a head or a projection, else 0: the stage's tile is kept in workgroup memory
+// only for them.
+const STAGED: u32 = min(HEAD_C + PROJECT_C, 1u);
 
 struct DecoderStageUniform {
     n: u32,
@@ -55,14 +61,16 @@ struct DecoderStageUniform {
 @group(0) @binding(5) var<storage, read> w_depthwise: array<Wt>;
 // The 1x1's biases (COUT4 * 4, zero padded), then the depthwise's (c_out).
 @group(0) @binding(6) var<storage, read> biases: array<Wt>;
-// [n, c_out, h, w], or the head's output [n, HEAD_C, 2 h, 2 w].
+// [n, c_out, h, w], the head's output [n, HEAD_C, 2 h, 2 w] or the projection's
+// [n, PROJECT_C, h, w].
 @group(0) @binding(7) var<storage, read_write> y: array<Act>;
-// The head's weights as PyTorch has them, [c_out, HEAD_C, 2, 2], then its HEAD_C biases.
-@group(0) @binding(8) var<storage, read> w_head: array<Wt>;
+// The head's weights as PyTorch has them, [c_out, HEAD_C, 2, 2], then its HEAD_C biases;
+// or the projection's weights transposed, [c_out, PROJECT_C], then its PROJECT_C biases.
+@group(0) @binding(8) var<storage, read> w_tail: array<Wt>;
 
 var<workgroup> refined: array<f32, COUT4 * 4u * HALO>;
 var<workgroup> gate_scale: array<f32, CIN4 * 4u>;
-var<workgroup> staged: array<f32, COUT4 * 4u * TP * HEAD_ON + 1u>;
+var<workgroup> staged: array<f32, COUT4 * 4u * TP * STAGED + 1u>;
 
 // One axis of PyTorch's bilinear 2x resize (align_corners=False): the two source indices
 // and the second one's weight for output index o.
@@ -157,19 +165,39 @@ fn main(inv: Invocation) {
             }
             let a = refined[first + PAD * HALO_W + PAD];
             let value = a + activation4(DEPTHWISE_ACT, vec4<f32>(s)).x;
-            if (HEAD_C == 0u) {
+            if (STAGED == 0u) {
                 y[(n * p.c_out + co) * plane + oy * p.w + ox] = Act(value);
             } else {
                 staged[co * TP + px] = value;
             }
         }
     }
-    if (HEAD_C == 0u) {
+    if (STAGED == 0u) {
         return;
     }
     workgroupBarrier();
 
-    // 3. The head: each pixel of the tile gives a 2x2 block of every output channel.
+    // 3a. The projection: every output channel of every pixel of the tile.
+    if (PROJECT_C > 0u) {
+        let project_bias = p.c_out * PROJECT_C;
+        for (var v = t; v < PROJECT_C * TP; v += WORKGROUP_SIZE) {
+            let oc = v / TP;
+            let px = v % TP;
+            let oy = oy0 + px / TILE_W;
+            let ox = ox0 + px % TILE_W;
+            if (oy < p.h && ox < p.w) {
+                var s = f32(w_tail[project_bias + oc]);
+                for (var c = 0u; c < p.c_out; c++) {
+                    s += f32(w_tail[c * PROJECT_C + oc]) * staged[c * TP + px];
+                }
+                y[(n * PROJECT_C + oc) * plane + oy * p.w + ox] =
+                    Act(activation4(TAIL_ACT, vec4<f32>(s)).x);
+            }
+        }
+        return;
+    }
+
+    // 3b. The head: each pixel of the tile gives a 2x2 block of every output channel.
     let bias_at = p.c_out * HEAD_C * 4u;
     for (var v = t; v < HEAD_C * 4u * TP; v += WORKGROUP_SIZE) {
         let oc = v / (4u * TP);
@@ -178,12 +206,12 @@ fn main(inv: Invocation) {
         let oy = oy0 + px / TILE_W;
         let ox = ox0 + px % TILE_W;
         if (oy < p.h && ox < p.w) {
-            var s = f32(w_head[bias_at + oc]);
+            var s = f32(w_tail[bias_at + oc]);
             for (var c = 0u; c < p.c_out; c++) {
-                s += f32(w_head[(c * HEAD_C + oc) * 4u + ij]) * staged[c * TP + px];
+                s += f32(w_tail[(c * HEAD_C + oc) * 4u + ij]) * staged[c * TP + px];
             }
             let at = ((n * HEAD_C + oc) * 2u * p.h + 2u * oy + ij / 2u) * 2u * p.w + 2u * ox + ij % 2u;
-            y[at] = Act(activation4(HEAD_ACT, vec4<f32>(s)).x);
+            y[at] = Act(activation4(TAIL_ACT, vec4<f32>(s)).x);
         }
     }
 }

@@ -9,9 +9,10 @@ mod common;
 use common::*;
 use ndarray::{Array1, Array4};
 use segblocks::ops::attention::{SeGateKernel, SqueezeExcitation, SqueezeExcitationParams};
+use segblocks::ops::conv::Conv2dParams;
 use segblocks::ops::conv_transpose::ConvTranspose2dParams;
 use segblocks::ops::decoder_stage::{
-    select_kernel, DecoderStage, DecoderStageKernel, DecoderStageParams,
+    select_kernel, DecoderStage, DecoderStageKernel, DecoderStageParams, StageTail,
 };
 use segblocks::ops::upsample::UpsampleParams;
 use segblocks::ops::Activation;
@@ -31,18 +32,21 @@ fn view(wb: &Wb) -> (ndarray::ArrayView4<'_, f32>, ndarray::ArrayView1<'_, f32>)
     (wb.0.view(), wb.1.view())
 }
 
-/// Runs every variant of `p` on a skip of `shape` against the reference.
-fn check(p: DecoderStageParams, shape: [usize; 4], seed: u64) {
-    check_with_head(p, None, shape, seed)
+/// What a tested stage ends with.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Nothing,
+    Head(ConvTranspose2dParams),
+    Projection(Conv2dParams),
 }
 
-/// [`check`] of a stage that ends with the transposed-convolution `head`.
-fn check_with_head(
-    p: DecoderStageParams,
-    head: Option<ConvTranspose2dParams>,
-    shape: [usize; 4],
-    seed: u64,
-) {
+/// Runs every variant of `p` on a skip of `shape` against the reference.
+fn check(p: DecoderStageParams, shape: [usize; 4], seed: u64) {
+    check_with_end(p, End::Nothing, shape, seed)
+}
+
+/// [`check`] of a stage that ends with a transposed-convolution head or a projection.
+fn check_with_end(p: DecoderStageParams, end: End, shape: [usize; 4], seed: u64) {
     let gpu = gpu();
     let [n, c, h, w] = shape;
     let (refine, depthwise) = weights(&p, seed);
@@ -60,16 +64,24 @@ fn check_with_head(
     )
     .unwrap();
     let mut stage = DecoderStage::new(gpu, p, view(&refine), view(&depthwise)).unwrap();
-    let want = match head {
-        Some(hp) => {
-            let mut r = rng(seed + 2);
+    let mut r = rng(seed + 2);
+    let want = match end {
+        End::Head(hp) => {
             let w = random4(&mut r, [hp.in_channels, hp.out_channels, 2, 2]);
             let b = hp.bias.then(|| random1(&mut r, hp.out_channels));
             let b = b.as_ref().map(|b| b.view());
             stage = stage.with_head(hp, w.view(), b).unwrap();
             reference::conv_transpose::conv_transpose2d(&hp, want.view(), w.view(), b).unwrap()
         }
-        None => want,
+        End::Projection(cp) => {
+            let w = random4(&mut r, [cp.out_channels, cp.in_channels, 1, 1]);
+            let b = cp.bias.then(|| random1(&mut r, cp.out_channels));
+            let b = b.as_ref().map(|b| b.view());
+            stage = stage.with_projection(cp, w.view(), b).unwrap();
+            assert_eq!(stage.tail(), StageTail::Projection(&cp));
+            reference::conv::conv2d(&cp, want.view(), w.view(), b).unwrap()
+        }
+        End::Nothing => want,
     };
     let up = |a: &Array4<f32>| gpu.upload(a.view()).unwrap();
     let (skip_t, gate_t, low_t) = (up(&skip), up(&gate), up(&low));
@@ -86,7 +98,7 @@ fn check_with_head(
             got.view(),
             want.view(),
             bound.view(),
-            &format!("{p:?} {head:?} {shape:?} {kernel:?}"),
+            &format!("{p:?} {end:?} {shape:?} {kernel:?}"),
         );
         if kernel == DecoderStageKernel::Fused {
             assert_eq!(dispatches, 1, "the fused stage is one dispatch");
@@ -108,16 +120,49 @@ fn the_transposed_convolution_head_runs_in_the_same_pass() {
     let head = ConvTranspose2dParams::new(16, 1, 2)
         .stride(2)
         .activation(Activation::Sigmoid);
-    check_with_head(
+    check_with_end(
         DecoderStageParams::new(16, 16),
-        Some(head),
+        End::Head(head),
         [2, 16, 10, 18],
         8,
     );
     // Three output channels, no bias, odd channel count.
     let mut head = ConvTranspose2dParams::new(5, 3, 2).stride(2);
     head.bias = false;
-    check_with_head(DecoderStageParams::new(6, 5), Some(head), [1, 6, 12, 6], 9);
+    check_with_end(
+        DecoderStageParams::new(6, 5),
+        End::Head(head),
+        [1, 6, 12, 6],
+        9,
+    );
+}
+
+#[test]
+fn the_next_stages_projection_runs_in_the_same_pass() {
+    // The selfie model's first two stages: 24 -> 16 and 16 -> 16; partial tiles, batch 2.
+    let proj = Conv2dParams::new(24, 16, 1);
+    check_with_end(
+        DecoderStageParams::new(24, 24),
+        End::Projection(proj),
+        [2, 24, 18, 14],
+        10,
+    );
+    // Odd channel counts, no bias, an activation, the widest projection.
+    let mut proj = Conv2dParams::new(7, 5, 1).activation(Activation::Relu6);
+    proj.bias = false;
+    check_with_end(
+        DecoderStageParams::new(3, 7),
+        End::Projection(proj),
+        [1, 3, 6, 10],
+        11,
+    );
+    let proj = Conv2dParams::new(16, 32, 1).activation(Activation::HardSwish);
+    check_with_end(
+        DecoderStageParams::new(16, 16),
+        End::Projection(proj),
+        [1, 16, 8, 16],
+        12,
+    );
 }
 
 #[test]
@@ -141,12 +186,12 @@ fn the_choice_fuses_what_fits_and_the_layers_take_the_rest() {
     };
     let p = DecoderStageParams::new(16, 16);
     assert_eq!(
-        select_kernel(&p, None, [1, 16, 128, 128], caps),
+        select_kernel(&p, StageTail::None, [1, 16, 128, 128], caps),
         DecoderStageKernel::Fused
     );
     let wide = DecoderStageParams::new(48, 16);
     assert_eq!(
-        select_kernel(&wide, None, [1, 48, 16, 16], caps),
+        select_kernel(&wide, StageTail::None, [1, 48, 16, 16], caps),
         DecoderStageKernel::Layers
     );
     // Forcing the fused kernel where it does not fit is a typed error, the layers run.
@@ -214,6 +259,61 @@ fn bad_input_is_a_typed_error() {
             "{head:?}: {err}"
         );
     }
+    // Projections other than a plain 1x1 from the stage's channels, or too wide; a
+    // second tail.
+    for proj in [
+        Conv2dParams::new(4, 4, 3),
+        Conv2dParams::new(4, 4, 1).stride(2),
+        Conv2dParams::new(4, 4, 1).padding(1),
+        Conv2dParams::new(4, 4, 1).groups(2),
+        Conv2dParams::new(3, 4, 1),
+        Conv2dParams::new(4, 33, 1),
+    ] {
+        let stage = DecoderStage::new(gpu, p, view(&refine), view(&depthwise)).unwrap();
+        let (k, c) = (proj.kernel_size.0, proj.in_channels / proj.groups);
+        let w = Array4::zeros([proj.out_channels, c, k, k]);
+        let b = Array1::zeros(proj.out_channels);
+        let err = stage
+            .with_projection(proj, w.view(), Some(b.view()))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidParam {
+                    name: "projection",
+                    ..
+                }
+            ),
+            "{proj:?}: {err}"
+        );
+    }
+    let head = ConvTranspose2dParams::new(4, 1, 2).stride(2);
+    let proj = Conv2dParams::new(4, 4, 1);
+    let stage = DecoderStage::new(gpu, p, view(&refine), view(&depthwise))
+        .unwrap()
+        .with_head(
+            head,
+            Array4::zeros([4, 1, 2, 2]).view(),
+            Some(Array1::zeros(1).view()),
+        )
+        .unwrap();
+    let err = stage
+        .with_projection(
+            proj,
+            Array4::zeros([4, 4, 1, 1]).view(),
+            Some(Array1::zeros(4).view()),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidParam {
+                name: "projection",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let stage = DecoderStage::new(gpu, p, view(&refine), view(&depthwise)).unwrap();
     let t = |shape: [usize; 4]| gpu.upload(Array4::zeros(shape).view()).unwrap();
     // (skip, gate, low) shapes and the operand the error names.

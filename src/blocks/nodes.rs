@@ -651,6 +651,8 @@ pub(crate) struct DecoderStageNode {
     weights: [(Array4<f32>, Array1<f32>); 2],
     /// The head's parameters, weight and bias ([`DecoderStage::with_head`]).
     head: Option<(ConvTranspose2dParams, Array4<f32>, Option<Array1<f32>>)>,
+    /// The projection's parameters, weight and bias ([`DecoderStage::with_projection`]).
+    projection: Option<(Conv2dParams, Array4<f32>, Option<Array1<f32>>)>,
 }
 
 impl DecoderStageNode {
@@ -677,6 +679,7 @@ impl DecoderStageNode {
             stage,
             weights,
             head: None,
+            projection: None,
         })
     }
 
@@ -693,6 +696,21 @@ impl DecoderStageNode {
             .stage
             .with_head(params, w.view(), b.as_ref().map(|b| b.view()))?;
         self.head = Some((params, w, b));
+        Ok(self)
+    }
+
+    /// Adds the 1x1 convolution `{prefix}.weight` (and `.bias`), run in the stage's pass.
+    pub(crate) fn with_projection(
+        mut self,
+        sd: &StateDict,
+        params: Conv2dParams,
+        prefix: &str,
+    ) -> Result<Self> {
+        let (w, b) = PackedWeights::load(sd, prefix, &params)?;
+        self.stage = self
+            .stage
+            .with_projection(params, w.view(), b.as_ref().map(|b| b.view()))?;
+        self.projection = Some((params, w, b));
         Ok(self)
     }
 }
@@ -726,14 +744,17 @@ impl Node for DecoderStageNode {
             view(0),
             view(1),
         )?;
-        let y = match &self.head {
-            Some((p, w, b)) => reference::conv_transpose::conv_transpose2d(
+        let y = match (&self.head, &self.projection) {
+            (Some((p, w, b)), _) => reference::conv_transpose::conv_transpose2d(
                 p,
                 y.view(),
                 w.view(),
                 b.as_ref().map(|b| b.view()),
             )?,
-            None => y,
+            (None, Some((p, w, b))) => {
+                reference::conv::conv2d(p, y.view(), w.view(), b.as_ref().map(|b| b.view()))?
+            }
+            (None, None) => y,
         };
         Ok(vec![HostValue::Tensor(y)])
     }

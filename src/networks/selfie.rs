@@ -28,7 +28,7 @@ use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::{tf_same_padding, Conv2dParams};
 use crate::ops::conv_transpose::ConvTranspose2dParams;
-use crate::ops::decoder_stage::DecoderStageParams;
+use crate::ops::decoder_stage::{select_kernel, DecoderStageKernel, DecoderStageParams, StageTail};
 use crate::ops::lraspp_head::LrAsppHeadParams;
 use crate::ops::Activation;
 use crate::weights::StateDict;
@@ -134,19 +134,26 @@ fn encoder_block(
     Ok((block, last + 1))
 }
 
+/// What follows a decoder stage in its pass: the next stage's 1x1 convolution
+/// `conv2d_{31 + 4 (index + 1)}` to `.0` channels, or the network's last layer (a
+/// transposed convolution and its weights' name).
+enum StageEnd<'a> {
+    Projection(usize),
+    Head(ConvTranspose2dParams, &'a str),
+}
+
 /// Appends a decoder stage to `g` on `low` (the 1x1 convolution `conv2d_{31 + 4 index}`
-/// of the previous stage's output, at its resolution): a channel gate on `skip` computed
-/// from `skip + resize(low)` (the mean of a 2x bilinear resize is the mean of its input,
-/// so neither the resize nor the sum is materialised), then, as one
-/// [`DecoderStageNode`], `z = gated skip + resize(low)`, `a = relu(1x1(z))` and
-/// `a + relu(depthwise 3x3(a))`, and the network's last layer `head` (a transposed
-/// convolution and its weights' name) after the last stage.
+/// of the previous stage's output, at its resolution, computed in that stage's pass): a
+/// channel gate on `skip` computed from `skip + resize(low)` (the mean of a 2x bilinear
+/// resize is the mean of its input, so neither the resize nor the sum is materialised),
+/// then, as one [`DecoderStageNode`], `z = gated skip + resize(low)`, `a = relu(1x1(z))`
+/// and `a + relu(depthwise 3x3(a))`, and `end` after it.
 fn decoder_stage(
     g: &mut Graph,
     (low, skip): (ValueId, ValueId),
     (gpu, sd): (&Gpu, &StateDict),
     (index, c): (usize, usize),
-    head: Option<(ConvTranspose2dParams, &str)>,
+    end: StageEnd<'_>,
 ) -> Result<ValueId> {
     let first = 31 + 4 * index;
     let convs = [0, 1, 2, 3].map(|k| conv2d(first + k));
@@ -172,9 +179,32 @@ fn decoder_stage(
         &depthwise_name,
     )?;
     let mut name = format!("resize + gated skip + {} + {depthwise_name}", convs[3]);
-    if let Some((params, prefix)) = head {
-        stage = stage.with_head(sd, params, prefix)?;
-        name = format!("{name} + {prefix} (transposed)");
+    match end {
+        StageEnd::Head(params, prefix) => {
+            stage = stage.with_head(sd, params, prefix)?;
+            name = format!("{name} + {prefix} (transposed)");
+        }
+        StageEnd::Projection(next_c) => {
+            let prefix = conv2d(first + 4);
+            let params = Conv2dParams::new(c, next_c, 1);
+            // The projection joins the stage's pass where the stage runs fused (its kernel
+            // choice does not depend on the map's size). Where it runs as layers (CPU
+            // adapters) it stays a node of its own: the graph then frees the stage's
+            // inputs before the projection's output is allocated, which keeps the
+            // recording's buffer reuse (and peak memory) as it was.
+            let tail = StageTail::Projection(&params);
+            let probe = [1, c, 16, 16];
+            if select_kernel(&DecoderStageParams::new(c, c), tail, probe, gpu.caps())
+                == DecoderStageKernel::Fused
+            {
+                stage = stage.with_projection(sd, params, &prefix)?;
+                name = format!("{name} + {prefix}");
+            } else {
+                let out = g.add(name, stage, &[skip, s, low]);
+                let conv = load_conv(gpu, sd, params, &prefix)?;
+                return Ok(g.add(prefix, conv, &[out]));
+            }
+        }
     }
     Ok(g.add(name, stage, &[skip, s, low]))
 }
@@ -297,18 +327,16 @@ impl Architecture for SelfieModel {
         let segment = ConvTranspose2dParams::new(16, 1, 2)
             .stride(2)
             .activation(Activation::Sigmoid);
-        let mut h = low;
-        for (j, &(cin, c)) in DECODER.iter().enumerate() {
-            if j > 0 {
-                let name = conv2d(31 + 4 * j);
-                let conv = load_conv(gpu, sd, Conv2dParams::new(cin, c, 1), &name)?;
-                low = g.add(name, conv, &[h]);
-            }
+        // Each stage but the last ends with the next one's 1x1 (its `low` input).
+        for (j, &(_, c)) in DECODER.iter().enumerate() {
             let skip = skips.pop().expect("one skip per decoder stage");
-            let head = (j + 1 == DECODER.len()).then_some((segment, self.last_layer()));
-            h = decoder_stage(&mut g, (low, skip), (gpu, sd), (j, c), head)?;
+            let end = match DECODER.get(j + 1) {
+                Some(&(_, next_c)) => StageEnd::Projection(next_c),
+                None => StageEnd::Head(segment, self.last_layer()),
+            };
+            low = decoder_stage(&mut g, (low, skip), (gpu, sd), (j, c), end)?;
         }
-        g.set_outputs(&[h]);
+        g.set_outputs(&[low]);
         Ok(g)
     }
 

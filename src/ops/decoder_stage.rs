@@ -10,7 +10,9 @@
 //! ```
 //!
 //! A stage may end the network with a 2x2 stride-2 transposed convolution to a few
-//! channels ([`DecoderStage::with_head`], the selfie model's last layer), in the same pass.
+//! channels ([`DecoderStage::with_head`], the selfie model's last layer), or end with a
+//! 1x1 convolution ([`DecoderStage::with_projection`], the selfie model's next stage's
+//! input), in the same pass.
 //!
 //! On the GPU the whole stage is one dispatch ([`DecoderStageKernel::Fused`]): neither the
 //! upsampled map, nor `z`, nor `a` is written to device memory. Stages too wide for it run
@@ -167,6 +169,37 @@ impl DecoderStageKernel {
         [DecoderStageKernel::Fused, DecoderStageKernel::Layers];
 }
 
+/// What a stage computes from its output in its own pass ([`DecoderStage::tail`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StageTail<'a> {
+    /// Nothing: the stage's output is written.
+    #[default]
+    None,
+    /// A 2x2 stride-2 transposed convolution ([`DecoderStage::with_head`]).
+    Head(&'a ConvTranspose2dParams),
+    /// A 1x1 convolution ([`DecoderStage::with_projection`]).
+    Projection(&'a Conv2dParams),
+}
+
+impl StageTail<'_> {
+    /// Output channels of the tail (0 for none).
+    fn channels(&self) -> usize {
+        match self {
+            StageTail::None => 0,
+            StageTail::Head(h) => h.out_channels,
+            StageTail::Projection(p) => p.out_channels,
+        }
+    }
+
+    fn activation(&self) -> Activation {
+        match self {
+            StageTail::None => Activation::None,
+            StageTail::Head(h) => h.activation,
+            StageTail::Projection(p) => p.activation,
+        }
+    }
+}
+
 /// The tile of output pixels of one fused workgroup.
 const TILE: (usize, usize) = (8, 8);
 /// The most channels the fused kernel keeps per halo position (registers).
@@ -176,7 +209,7 @@ pub const FUSED_MAX_CHANNELS: usize = 32;
 /// device (channels past [`FUSED_MAX_CHANNELS`], workgroup memory, loop budget).
 fn fused_plan(
     p: &DecoderStageParams,
-    head: Option<&ConvTranspose2dParams>,
+    tail: StageTail<'_>,
     skip: [usize; 4],
     caps: &DeviceCaps,
 ) -> Option<Launch> {
@@ -187,8 +220,16 @@ fn fused_plan(
     let (th, tw) = TILE;
     let k = p.kernel_size;
     let halo = (th + k - 1) * (tw + k - 1);
-    let head_c = head.map_or(0, |h| h.out_channels);
-    let staged = if head_c > 0 { 4 * cout4 * th * tw } else { 0 };
+    let (head_c, project_c) = match tail {
+        StageTail::Head(h) => (h.out_channels, 0),
+        StageTail::Projection(c) => (0, c.out_channels),
+        StageTail::None => (0, 0),
+    };
+    let staged = if tail.channels() > 0 {
+        4 * cout4 * th * tw
+    } else {
+        0
+    };
     let shared = 4 * (4 * cout4 * halo + 4 * cin4 + staged + 1);
     if shared > caps.max_compute_workgroup_storage_size as usize {
         return None;
@@ -203,6 +244,10 @@ fn fused_plan(
             per(p.out_channels * th * tw),
             Trip::Constant(k as u64),
             Trip::Constant(k as u64),
+        ])
+        + loop_nest(&[
+            per(4 * tail.channels() * th * tw),
+            Trip::Uniform(p.out_channels as u64),
         ]);
     if loops > crate::launch::LOOP_BUDGET {
         return None;
@@ -217,7 +262,8 @@ fn fused_plan(
         refine_act: p.refine_activation,
         depthwise_act: p.depthwise_activation,
         head_c: head_c as u32,
-        head_act: head.map_or(Activation::None, |h| h.activation),
+        project_c: project_c as u32,
+        tail_act: tail.activation(),
     };
     let u = DecoderStageUniform {
         n: n as u32,
@@ -244,15 +290,15 @@ fn fused_plan(
 /// three dispatches and the round trips of three maps), else
 /// [`DecoderStageKernel::Layers`]. Devices that run shaders on the CPU keep the layers:
 /// on lavapipe the fused pass measured 1.8-3.6x slower than the layers (its loads run lane
-/// by lane, and the layers' register tiles feed more multiply-adds per load). `head` is
-/// the stage's [`DecoderStage::head`].
+/// by lane, and the layers' register tiles feed more multiply-adds per load). `tail` is
+/// the stage's [`DecoderStage::tail`].
 pub fn select_kernel(
     params: &DecoderStageParams,
-    head: Option<&ConvTranspose2dParams>,
+    tail: StageTail<'_>,
     skip: [usize; 4],
     caps: &DeviceCaps,
 ) -> DecoderStageKernel {
-    if !caps.cpu && fused_plan(params, head, skip, caps).is_some() {
+    if !caps.cpu && fused_plan(params, tail, skip, caps).is_some() {
         DecoderStageKernel::Fused
     } else {
         DecoderStageKernel::Layers
@@ -286,7 +332,8 @@ specialize! {
         refine_act: Activation => "REFINE_ACT",
         depthwise_act: Activation => "DEPTHWISE_ACT",
         head_c: u32 => "HEAD_C",
-        head_act: Activation => "HEAD_ACT",
+        project_c: u32 => "PROJECT_C",
+        tail_act: Activation => "TAIL_ACT",
     }
 }
 
@@ -300,7 +347,7 @@ const FUSED: Kernel<DecoderStageUniform, DecoderStageSpec> = Kernel::new(
         read("w_depthwise"),
         read("biases"),
         write("y"),
-        read_opt("w_head"),
+        read_opt("w_tail"),
     ],
 );
 
@@ -317,6 +364,16 @@ pub struct DecoderStage {
     refine: Conv2d,
     depthwise: Conv2d,
     head: Option<Head>,
+    projection: Option<Projection>,
+}
+
+/// The 1x1 convolution that ends a stage.
+#[derive(Debug)]
+struct Projection {
+    params: Conv2dParams,
+    /// Weights transposed `[C_in, C_out]` then biases, for the fused kernel.
+    fused: Arc<PooledBuffer>,
+    layer: Conv2d,
 }
 
 /// The transposed-convolution head of a last stage.
@@ -330,6 +387,9 @@ struct Head {
 
 /// The most output channels of a fused head.
 pub const HEAD_MAX_CHANNELS: usize = 4;
+
+/// The most output channels of a projection ([`DecoderStage::with_projection`]).
+pub const PROJECTION_MAX_CHANNELS: usize = FUSED_MAX_CHANNELS;
 
 impl DecoderStage {
     /// Uploads the stage from PyTorch-layout weights and biases: `refine`
@@ -370,6 +430,7 @@ impl DecoderStage {
             refine: layer(params.refine(), refine)?,
             depthwise: layer(params.depthwise(), depthwise)?,
             head: None,
+            projection: None,
         })
     }
 
@@ -385,6 +446,7 @@ impl DecoderStage {
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
         params.validate()?;
+        self.refuse_second_tail("head")?;
         let ok = params.kernel_size == (2, 2)
             && params.stride == (2, 2)
             && params.padding == (0, 0)
@@ -423,12 +485,86 @@ impl DecoderStage {
         Ok(self)
     }
 
+    /// Ends the stage with a 1x1 convolution (stride 1, no padding, one group, bias or
+    /// not, any activation) from the stage's output channels to at most
+    /// [`PROJECTION_MAX_CHANNELS`]: `weight` `[C, out_channels, 1, 1]` as PyTorch has it,
+    /// `bias` of `C` values given exactly when `params.bias`. The output is then
+    /// `[N, C, H, W]`, computed in the stage's pass (the stage's own output is not
+    /// written). A stage has a head or a projection, not both.
+    pub fn with_projection(
+        mut self,
+        params: Conv2dParams,
+        weight: ArrayView4<f32>,
+        bias: Option<ArrayView1<f32>>,
+    ) -> Result<Self> {
+        params.validate()?;
+        self.refuse_second_tail("projection")?;
+        let c = self.params.out_channels;
+        let pointwise = params.kernel_size == (1, 1)
+            && params.stride == (1, 1)
+            && params.padding == (0, 0)
+            && params.padding_after.is_none_or(|p| p == (0, 0))
+            && params.groups == 1;
+        fail_if(
+            !pointwise || params.in_channels != c || params.out_channels > PROJECTION_MAX_CHANNELS,
+            "projection",
+            || {
+                format!(
+                    "the projection is a 1x1 convolution (stride 1, no padding, one group) \
+                     from the stage's {c} channels to at most {PROJECTION_MAX_CHANNELS}, got \
+                     {params:?}"
+                )
+            },
+        )?;
+        let layer = Conv2d::new(&self.gpu, params, weight, bias)?;
+        let cout = params.out_channels;
+        let mut host = vec![0.0; c * cout];
+        for ((co, ci, _, _), &v) in weight.indexed_iter() {
+            host[ci * cout + co] = v;
+        }
+        match bias {
+            Some(b) => host.extend(b.iter()),
+            None => host.extend(std::iter::repeat_n(0.0, cout)),
+        }
+        self.projection = Some(Projection {
+            params,
+            fused: self.gpu.upload_weights("w_tail", &host)?,
+            layer,
+        });
+        Ok(self)
+    }
+
+    fn refuse_second_tail(&self, name: &'static str) -> Result<()> {
+        fail_if(
+            self.head.is_some() || self.projection.is_some(),
+            name,
+            || {
+                "the stage already ends with a head or a projection (it has one or the other)"
+                    .to_string()
+            },
+        )
+    }
+
     /// The head's parameters, if the stage has one.
     pub fn head(&self) -> Option<&ConvTranspose2dParams> {
         self.head.as_ref().map(|h| &h.params)
     }
 
-    /// The output shape for these inputs (the head's, with a head).
+    /// The projection's parameters, if the stage has one.
+    pub fn projection(&self) -> Option<&Conv2dParams> {
+        self.projection.as_ref().map(|p| &p.params)
+    }
+
+    /// What the stage computes from its output in its pass.
+    pub fn tail(&self) -> StageTail<'_> {
+        match (self.head(), self.projection()) {
+            (Some(h), _) => StageTail::Head(h),
+            (None, Some(p)) => StageTail::Projection(p),
+            (None, None) => StageTail::None,
+        }
+    }
+
+    /// The output shape for these inputs (the head's or the projection's, with one).
     pub fn output_shape(
         &self,
         skip: [usize; 4],
@@ -436,9 +572,10 @@ impl DecoderStage {
         low: [usize; 4],
     ) -> Result<[usize; 4]> {
         let out = self.params.output_shape(skip, gate, low)?;
-        match &self.head {
-            Some(h) => h.params.output_shape(out),
-            None => Ok(out),
+        match self.tail() {
+            StageTail::Head(h) => h.output_shape(out),
+            StageTail::Projection(p) => p.output_shape(out),
+            StageTail::None => Ok(out),
         }
     }
 
@@ -455,7 +592,7 @@ impl DecoderStage {
         gate: &Tensor,
         low: &Tensor,
     ) -> Result<Tensor> {
-        let kernel = select_kernel(&self.params, self.head(), skip.shape(), rec.gpu().caps());
+        let kernel = select_kernel(&self.params, self.tail(), skip.shape(), rec.gpu().caps());
         self.forward_with(rec, skip, gate, low, kernel)
     }
 
@@ -479,7 +616,7 @@ impl DecoderStage {
         match kernel {
             DecoderStageKernel::Fused => {
                 let launch =
-                    fused_plan(p, self.head(), skip.shape(), gpu.caps()).ok_or_else(|| {
+                    fused_plan(p, self.tail(), skip.shape(), gpu.caps()).ok_or_else(|| {
                         Error::InvalidParam {
                             name: "kernel",
                             reason: format!(
@@ -500,7 +637,7 @@ impl DecoderStage {
                     .read("w_depthwise", w_depthwise)
                     .read("biases", biases)
                     .write("y", &y)
-                    .read_opt("w_head", self.head.as_ref().map(|h| &h.fused));
+                    .read_opt("w_tail", self.tail_weights());
                 rec.run(&launch, args)?;
                 Ok(y)
             }
@@ -515,30 +652,41 @@ impl DecoderStage {
                 let join = ResidualJoin::AfterActivation;
                 let y = self.depthwise.forward_residual(rec, &a, &a, join)?;
                 drop(a);
-                match &self.head {
-                    Some(h) => h.layer.forward(rec, &y),
-                    None => Ok(y),
+                match (&self.head, &self.projection) {
+                    (Some(h), _) => h.layer.forward(rec, &y),
+                    (None, Some(pr)) => pr.layer.forward(rec, &y),
+                    (None, None) => Ok(y),
                 }
             }
         }
     }
 
-    /// Parameters, multiply-adds and bytes on `skip` (the head's included; with a head the
-    /// stage's own output is not written).
+    /// The fused kernel's `w_tail` buffer.
+    fn tail_weights(&self) -> Option<&Arc<PooledBuffer>> {
+        match (&self.head, &self.projection) {
+            (Some(h), _) => Some(&h.fused),
+            (None, Some(p)) => Some(&p.fused),
+            (None, None) => None,
+        }
+    }
+
+    /// Parameters, multiply-adds and bytes on `skip` (the head's or projection's included;
+    /// with one, the stage's own output is not written).
     pub fn cost(&self, skip: [usize; 4]) -> Result<Cost> {
         let stage = self.params.cost(skip)?;
-        let Some(h) = &self.head else {
-            return Ok(stage);
-        };
         let [n, _, height, width] = skip;
         let mid = [n, self.params.out_channels, height, width];
-        let head = h.params.cost(mid)?;
+        let tail = match self.tail() {
+            StageTail::None => return Ok(stage),
+            StageTail::Head(h) => h.cost(mid)?,
+            StageTail::Projection(p) => p.cost(mid)?,
+        };
         let mid_bytes = 4 * mid.iter().product::<usize>() as u64;
         Ok(Cost {
-            params: stage.params + head.params,
-            macs: stage.macs + head.macs,
-            // The head's traffic less its input, which stays in the pass.
-            bytes: (stage.bytes + head.bytes).saturating_sub(2 * mid_bytes),
+            params: stage.params + tail.params,
+            macs: stage.macs + tail.macs,
+            // The tail's traffic less its input, which stays in the pass.
+            bytes: (stage.bytes + tail.bytes).saturating_sub(2 * mid_bytes),
         })
     }
 }
@@ -552,18 +700,18 @@ mod tests {
         let caps = DeviceCaps::default();
         for (c, size) in [(24, 32), (16, 64), (16, 128)] {
             let p = DecoderStageParams::new(c, c);
-            let kernel = select_kernel(&p, None, [1, c, size, size], &caps);
+            let kernel = select_kernel(&p, StageTail::None, [1, c, size, size], &caps);
             assert_eq!(kernel, DecoderStageKernel::Fused, "{c} channels at {size}");
         }
         let wide = DecoderStageParams::new(64, 64);
         assert_eq!(
-            select_kernel(&wide, None, [1, 64, 32, 32], &caps),
+            select_kernel(&wide, StageTail::None, [1, 64, 32, 32], &caps),
             DecoderStageKernel::Layers
         );
         // A 7x7 depthwise on 32 channels: 32 * 14 * 14 floats of a exceed 16 KiB.
         let big = DecoderStageParams::new(32, 32).kernel_size(7);
         assert_eq!(
-            select_kernel(&big, None, [1, 32, 32, 32], &caps),
+            select_kernel(&big, StageTail::None, [1, 32, 32, 32], &caps),
             DecoderStageKernel::Layers
         );
         let roomy = DeviceCaps {
@@ -571,7 +719,7 @@ mod tests {
             ..DeviceCaps::default()
         };
         assert_eq!(
-            select_kernel(&big, None, [1, 32, 32, 32], &roomy),
+            select_kernel(&big, StageTail::None, [1, 32, 32, 32], &roomy),
             DecoderStageKernel::Fused
         );
         // CPU adapters keep the layers.
@@ -581,7 +729,7 @@ mod tests {
         };
         let selfie = DecoderStageParams::new(16, 16);
         assert_eq!(
-            select_kernel(&selfie, None, [1, 16, 64, 64], &cpu),
+            select_kernel(&selfie, StageTail::None, [1, 16, 64, 64], &cpu),
             DecoderStageKernel::Layers
         );
     }
