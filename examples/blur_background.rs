@@ -9,7 +9,8 @@
 //!
 //! FOLDER holds the frames (PNG or JPEG, read in name order); without it the example
 //! generates N frames (default 30) from `examples/data/astronaut.png` (the photo panned
-//! across a 384 x 288 window). Each frame goes in as RGBA bytes (`ops::frame`), is
+//! back and forth across a 384 x 288 window, a period of 30 frames: only those 30 are
+//! held in memory, so a stream of any length runs in the same host memory). Each frame goes in as RGBA bytes (`ops::frame`), is
 //! resized to the network's input (256 x 256 for the square model, the default; 144 x 256
 //! for the landscape one), segmented, and composited with its
 //! background blurred (a Gaussian of S frame pixels, default 6; `ops::composite`); the
@@ -19,7 +20,9 @@
 //! with `FramesInFlight` (D frames in flight, default 1: the next frame is uploaded and
 //! its network runs while the last one is read back and written). The example prints
 //! each run's mean latency per frame, frames per second, their ratio, and the device
-//! memory and buffers before and after the stream.
+//! memory, buffers and the process's resident memory (RSS, Linux) after the warm-up,
+//! after the first 10 pipelined frames, at the last one and at the end, with the change
+//! from the 10th to the last.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -79,8 +82,41 @@ fn options() -> AnyResult<Option<Options>> {
     Ok(Some(o))
 }
 
-/// The frames: a folder's images in name order, or the photo panned across a window.
-fn frames(o: &Options) -> AnyResult<Vec<RgbaImage>> {
+/// The frames of the stream: a folder's images in name order, or `count` frames of the
+/// photo panned across a window, which repeat every `images.len()` frames.
+struct Stream {
+    images: Vec<RgbaImage>,
+    count: usize,
+}
+
+impl Stream {
+    fn frame(&self, i: usize) -> &RgbaImage {
+        &self.images[i % self.images.len()]
+    }
+}
+
+/// The process's resident memory in MB (Linux: `/proc/self/status`), or `None`.
+fn rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1e3)
+}
+
+/// Device memory and RSS at one point of the stream.
+fn memory_line(gpu: &Gpu, when: &str) -> (f64, Option<f64>) {
+    let stats = gpu.memory_stats();
+    let rss = rss_mb();
+    println!(
+        "{when:>28}: device {:.3} MB live in {} buffers created; RSS {}",
+        stats.live_bytes as f64 / 1e6,
+        stats.buffers_created,
+        rss.map_or("n/a".to_string(), |r| format!("{r:.1} MB"))
+    );
+    (stats.live_bytes as f64, rss)
+}
+
+fn frames(o: &Options) -> AnyResult<Stream> {
     if let Some(folder) = &o.folder {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -102,19 +138,22 @@ fn frames(o: &Options) -> AnyResult<Vec<RgbaImage>> {
         if images.is_empty() {
             return Err(format!("no PNG or JPEG images in {}", folder.display()).into());
         }
-        return Ok(images);
+        let count = images.len();
+        return Ok(Stream { images, count });
     }
     let photo = image::open(PHOTO)?.to_rgba8();
     let (w, h) = (384u32, 288u32);
     let span = (photo.width() - w, photo.height() - h);
-    Ok((0..o.frames.max(1))
+    let count = o.frames.max(1);
+    let images = (0..count.min(30))
         .map(|i| {
             // Back and forth across the photo.
             let t = (i as f32 / 15.0 * std::f32::consts::PI).sin() * 0.5 + 0.5;
             let (x, y) = ((t * span.0 as f32) as u32, (t * span.1 as f32 * 0.5) as u32);
             image::imageops::crop_imm(&photo, x, y, w, h).to_image()
         })
-        .collect())
+        .collect();
+    Ok(Stream { images, count })
 }
 
 /// Records frame `i`: its bytes in, the network, the composite out.
@@ -160,7 +199,7 @@ fn main() -> AnyResult<()> {
     let Some(o) = options()? else {
         return Ok(());
     };
-    let frames = frames(&o)?;
+    let stream = frames(&o)?;
     if o.write {
         std::fs::create_dir_all(&o.out)?;
     }
@@ -173,9 +212,9 @@ fn main() -> AnyResult<()> {
         "adapter: {} ({:?}); {} frames of {}x{}",
         gpu.adapter_info().name,
         gpu.adapter_info().backend,
-        frames.len(),
-        frames[0].width(),
-        frames[0].height()
+        stream.count,
+        stream.frame(0).width(),
+        stream.frame(0).height()
     );
     let net = SelfieSegmentation::load(
         &gpu,
@@ -187,20 +226,21 @@ fn main() -> AnyResult<()> {
     let parts = (&net, &compositor);
 
     // Warm-up: pipelines compiled, buffers pooled.
-    let (rec, out) = record(&gpu, parts, &frames[0])?;
-    write(&o, 0, &frames[0], &rec.download(&out)?)?;
-    let before = gpu.memory_stats();
+    let (rec, out) = record(&gpu, parts, stream.frame(0))?;
+    write(&o, 0, stream.frame(0), &rec.download(&out)?)?;
+    memory_line(&gpu, "after the warm-up");
 
     // One frame at a time.
     let mut latencies = Vec::new();
     let start = Instant::now();
-    for (i, frame) in frames.iter().enumerate() {
+    for i in 0..stream.count {
+        let frame = stream.frame(i);
         let t = Instant::now();
         let (rec, out) = record(&gpu, parts, frame)?;
         write(&o, i, frame, &rec.download(&out)?)?;
         latencies.push(t.elapsed());
     }
-    let single = report("one by one", frames.len(), start.elapsed(), &latencies);
+    let single = report("one by one", stream.count, start.elapsed(), &latencies);
 
     // Frames in flight: frame i + depth is recorded and submitted before frame i is
     // read back and written.
@@ -208,40 +248,49 @@ fn main() -> AnyResult<()> {
     let mut latencies = Vec::new();
     let start = Instant::now();
     let mut done = |(i, t0): (usize, Instant), words: &ndarray::Array4<f32>| -> AnyResult<()> {
-        write(&o, i, &frames[i], words)?;
+        write(&o, i, stream.frame(i), words)?;
         latencies.push(t0.elapsed());
         Ok(())
     };
-    for (i, frame) in frames.iter().enumerate() {
+    let (mut settled, mut last) = (None, None);
+    for i in 0..stream.count {
         let t = Instant::now();
-        let (rec, out) = record(&gpu, parts, frame)?;
+        let (rec, out) = record(&gpu, parts, stream.frame(i))?;
         if let Some((tag, outs)) = in_flight.push((i, t), rec, &[&out])? {
             done(tag, &outs[0])?;
+        }
+        if i == 10 {
+            settled = Some(memory_line(&gpu, "after 10 pipelined frames"));
+        }
+        if i + 1 == stream.count && i > 10 {
+            last = Some(memory_line(&gpu, "at the last pipelined frame"));
         }
     }
     while let Some((tag, outs)) = in_flight.pop()? {
         done(tag, &outs[0])?;
     }
     let total = start.elapsed();
-    let pipelined = report("pipelined", frames.len(), total, &latencies);
+    let pipelined = report("pipelined", stream.count, total, &latencies);
     println!(
         "pipelined / one by one: {:.2}x the frame rate ({} frame(s) in flight)",
         pipelined / single,
         o.depth
     );
-    let after = gpu.memory_stats();
-    println!(
-        "device memory: {:.2} MB live and {} buffers before the stream, {:.2} MB live and {} \
-         buffers after",
-        before.live_bytes as f64 / 1e6,
-        before.buffers_created,
-        after.live_bytes as f64 / 1e6,
-        after.buffers_created
-    );
+    memory_line(&gpu, "at the end");
+    if let (Some((device, rss)), Some(end)) = (settled, last) {
+        let change = |a: f64, b: f64| format!("{:+.2}%", 100.0 * (b / a - 1.0));
+        println!(
+            "from the 10th pipelined frame to the {}th: device memory {}, RSS {}",
+            stream.count,
+            change(device, end.0),
+            rss.zip(end.1)
+                .map_or("n/a".to_string(), |(a, b)| change(a, b))
+        );
+    }
     if o.write {
         println!(
             "wrote {} frames to {}",
-            frames.len(),
+            stream.count,
             Path::new(&o.out).display()
         );
     }
