@@ -1,5 +1,5 @@
-//! Upsampling: nearest 2x, bilinear 2x (both align_corners settings) and bed-of-nails 2x
-//! on 64 x 56 x 56, and a segmentation head's bilinear resize of 21-class logits from
+//! Upsampling: nearest 2x, bilinear 2x (both align_corners settings), bed-of-nails 2x,
+//! nearest-exact 1.5x and bicubic 2x on 64 x 56 x 56, and a segmentation head's bilinear resize of 21-class logits from
 //! 64 x 64 to 256 x 256, next to a plain buffer copy of the same output size on the same
 //! adapter in the same run. Throughput in bytes moved (GB/s).
 
@@ -28,6 +28,14 @@ fn bench(c: &mut Criterion) {
             UpsampleParams::bilinear(true).size(112),
         ),
         ("bed_of_nails2x_64_56", UpsampleParams::bed_of_nails(2)),
+        (
+            "nearest_exact1.5x_64_56",
+            UpsampleParams::nearest_exact().scale_factor(1.5),
+        ),
+        (
+            "bicubic2x_64_56",
+            UpsampleParams::bicubic(false).scale_factor(2.0),
+        ),
     ] {
         common::bench_bytes(
             &mut g,

@@ -2,7 +2,8 @@
 //!
 //! `tests/golden/decoder.json` holds PyTorch's float32 results on small random tensors for
 //! `F.conv_transpose2d` (+ activation), `F.max_pool2d(..., return_indices=True)`,
-//! `F.max_unpool2d`, `F.interpolate` (nearest; bilinear with `align_corners` on and off),
+//! `F.max_unpool2d`, `F.interpolate` (nearest, nearest-exact; bilinear and bicubic with
+//! `align_corners` on and off; `recompute_scale_factor`),
 //! `F.adaptive_avg_pool2d` and `F.adaptive_max_pool2d(x, 1)`; it is written by
 //! `tests/golden/make_golden_decoder.py` (see that script for the cases, the encoding and
 //! how to regenerate). The other tests check the GPU against `segblocks::reference`; these
@@ -52,6 +53,14 @@ const CONV_T_GPU_TOL: f32 = 1e-4;
 /// the global mean); all within a few ulps. 1e-6 is ~8 ulps of a value near 1: a wrong
 /// tap, weight or window moves results by orders of magnitude more.
 const BLEND_TOL: f32 = 1e-6;
+
+/// Bicubic interpolation (reference and GPU): `4e-6 * (1 + |want|)`. Taps and weights
+/// follow PyTorch's f32 formulas, but each output sums 16 products whose weights have
+/// negative lobes, so rounding differences are a few ulps of the *inputs* (randn, up to
+/// ~3.5 here), not of the output: measured up to 1.8e-6 against PyTorch (the reference and
+/// the GPU agree with each other exactly). A wrong tap or weight moves results by 1e-2
+/// or more.
+const CUBIC_TOL: f32 = 4e-6;
 
 /// What a case runs.
 enum Op {
@@ -177,8 +186,18 @@ impl Run {
         match (self, &case.op) {
             (Run::ConvTranspose, _) if gpu => Tol::Rel(CONV_T_GPU_TOL),
             (Run::ConvTranspose, _) => Tol::Rel(CONV_T_REFERENCE_TOL),
-            (Run::Upsample, Op::Upsample { params }) if params.mode == UpsampleMode::Nearest => {
+            (Run::Upsample, Op::Upsample { params })
+                if matches!(
+                    params.mode,
+                    UpsampleMode::Nearest | UpsampleMode::NearestExact
+                ) =>
+            {
                 Tol::Exact
+            }
+            (Run::Upsample, Op::Upsample { params })
+                if matches!(params.mode, UpsampleMode::Bicubic { .. }) =>
+            {
+                Tol::Rel(CUBIC_TOL)
             }
             (Run::Upsample, _) | (Run::AdaptiveAvg, _) | (Run::Global(GlobalPool::Avg), _) => {
                 Tol::Rel(BLEND_TOL)
@@ -260,7 +279,9 @@ fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]
         "interpolate" => {
             let base = match str_of(c, n, "mode") {
                 "nearest" => UpsampleParams::nearest(),
+                "nearest-exact" => UpsampleParams::nearest_exact(),
                 "bilinear" => UpsampleParams::bilinear(bool_of(c, n, "align_corners")),
+                "bicubic" => UpsampleParams::bicubic(bool_of(c, n, "align_corners")),
                 other => panic!("case {n}: unknown interpolation mode {other:?}"),
             };
             let params = match (field(c, n, "size"), field(c, n, "scale_factor")) {
@@ -275,6 +296,7 @@ fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]
                 }
                 _ => panic!("case {n}: both size and scale_factor"),
             };
+            let params = params.recompute_scale_factor(bool_of(c, n, "recompute_scale_factor"));
             Op::Upsample { params }
         }
         "adaptive_avg_pool2d" => Op::AdaptiveAvg {

@@ -423,25 +423,39 @@ fn data_movement_and_pooling_ops_round_once() {
         |x| reference::pool::global_pool(pool::GlobalPool::Max, x.view()).unwrap(),
         |rec, x| pool::global_pool(rec, pool::GlobalPool::Max, x).unwrap(),
     );
-    for (name, up) in [
+    // (Bicubic sums 16 products: a larger f32 slack.)
+    for (name, up, slack) in [
         (
             "bilinear x2",
             upsample::UpsampleParams::bilinear(false).scale_factor(2.0),
+            8.0,
         ),
         (
             "bilinear aligned x3",
             upsample::UpsampleParams::bilinear(true).scale_factor(3.0),
+            8.0,
         ),
         (
             "nearest x2",
             upsample::UpsampleParams::nearest().scale_factor(2.0),
+            8.0,
+        ),
+        (
+            "nearest-exact to 7 x 9",
+            upsample::UpsampleParams::nearest_exact().size((7, 9)),
+            8.0,
+        ),
+        (
+            "bicubic x1.5",
+            upsample::UpsampleParams::bicubic(false).scale_factor(1.5),
+            20.0,
         ),
     ] {
         check_one_pass(
             name,
             shape,
             34,
-            8.0,
+            slack,
             |x| reference::upsample::upsample(&up, x.view()).unwrap(),
             |rec, x| upsample::upsample(rec, &up, x).unwrap(),
         );

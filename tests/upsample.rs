@@ -1,11 +1,14 @@
-//! Upsampling: nearest (PyTorch's index rule), bilinear with and without align_corners,
-//! bed-of-nails; GPU against the reference, and bad input.
+//! Upsampling: nearest and nearest-exact (PyTorch's index rules), bilinear and bicubic
+//! with and without align_corners, `recompute_scale_factor`, bed-of-nails; GPU against the
+//! reference, and bad input.
 
 mod common;
 
 use common::*;
 use ndarray::Array4;
-use segblocks::ops::upsample::{select_kernel, upsample_with, UpsampleKernel, UpsampleParams};
+use segblocks::ops::upsample::{
+    select_kernel, upsample_with, UpsampleKernel, UpsampleMode, UpsampleParams,
+};
 use segblocks::{reference, Error};
 
 fn check(params: UpsampleParams, shape: [usize; 4], seed: u64) {
@@ -20,8 +23,13 @@ fn check(params: UpsampleParams, shape: [usize; 4], seed: u64) {
         let y = upsample_with(&mut rec, &params, &xt, kernel).unwrap();
         let got = rec.download(&y).unwrap();
         // Nearest and bed-of-nails copy values; bilinear blends four values with the same
-        // f32 weights, so only the rounding of three multiply-adds can differ.
-        let tol = want.mapv(|v| 4.0 * f32::EPSILON * (1.0 + v.abs()));
+        // f32 weights, so only the rounding of three multiply-adds can differ; bicubic sums
+        // 16 products whose weights have negative lobes: a few ulps of the inputs (< 1).
+        let eps = match params.mode {
+            UpsampleMode::Bicubic { .. } => 16.0 * f32::EPSILON,
+            _ => 4.0 * f32::EPSILON,
+        };
+        let tol = want.mapv(|v| eps * (1.0 + v.abs()));
         assert_close(
             got.view(),
             want.view(),
@@ -51,6 +59,76 @@ fn nearest_sizes_and_scales() {
     let y = reference::upsample::upsample(&UpsampleParams::nearest().scale_factor(2.0), x.view())
         .unwrap();
     assert_eq!(y.row_iter_first(), vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0]);
+}
+
+#[test]
+fn nearest_exact_bicubic_and_recomputed_scales() {
+    let exact = UpsampleParams::nearest_exact;
+    for (p, s) in [
+        (exact().scale_factor(2.0), [2, 3, 5, 8]),
+        (exact().size((13, 10)), [1, 2, 5, 7]),
+        (exact().size((3, 4)), [1, 2, 7, 9]),
+        (exact().scale_factor(1.7), [1, 2, 5, 7]),
+        (
+            exact().scale_factor(1.7).recompute_scale_factor(true),
+            [1, 2, 5, 7],
+        ),
+        (exact().scale_factors((3.0, 2.0)), [1, 1, 4, 4]),
+    ] {
+        check(p, s, 2);
+    }
+    for align in [false, true] {
+        let cubic = || UpsampleParams::bicubic(align);
+        for (p, s) in [
+            (cubic().scale_factor(2.0), [2, 3, 5, 8]),
+            (cubic().size((13, 10)), [1, 2, 5, 7]),
+            (cubic().size((3, 4)), [1, 2, 7, 9]),
+            (cubic().size((5, 6)), [1, 1, 1, 1]),
+            (cubic().size((1, 1)), [1, 1, 3, 4]),
+            (cubic().scale_factor(1.3), [1, 2, 6, 5]),
+            (
+                cubic().scale_factor(1.3).recompute_scale_factor(true),
+                [1, 2, 6, 5],
+            ),
+        ] {
+            check(p, s, 3);
+        }
+    }
+    check(
+        UpsampleParams::bilinear(false)
+            .scale_factor(0.45)
+            .recompute_scale_factor(true),
+        [2, 2, 9, 11],
+        4,
+    );
+    // Nearest-exact samples pixel centres: 3 -> 5 takes 0, 0 (0.9 floors to 0), 1, 2, 2;
+    // nearest takes 0, 0, 1, 1, 2.
+    let x = Array4::from_shape_fn([1, 1, 1, 3], |(_, _, _, w)| w as f32);
+    let up = |p: UpsampleParams| reference::upsample::upsample(&p, x.view()).unwrap();
+    assert_eq!(
+        up(exact().size((1, 5))).row_iter_first(),
+        vec![0.0, 0.0, 1.0, 2.0, 2.0]
+    );
+    assert_eq!(
+        up(UpsampleParams::nearest().size((1, 5))).row_iter_first(),
+        vec![0.0, 0.0, 1.0, 1.0, 2.0]
+    );
+    // Bicubic weights sum to 1 (a constant stays), and a ramp stays a ramp where no tap
+    // reaches past the border (source positions 1..=5 of 8; the clamped taps bend it
+    // elsewhere, as in PyTorch).
+    let ramp = Array4::from_shape_fn([1, 1, 1, 8], |(_, _, _, w)| w as f32);
+    let got =
+        reference::upsample::upsample(&UpsampleParams::bicubic(true).size((1, 15)), ramp.view())
+            .unwrap()
+            .row_iter_first();
+    for (o, v) in got.iter().enumerate().filter(|(o, _)| (2..=10).contains(o)) {
+        assert!((v - o as f32 * 0.5).abs() < 1e-5, "{got:?}");
+    }
+    let flat = Array4::from_elem([1, 1, 3, 4], 0.7f32);
+    let got =
+        reference::upsample::upsample(&UpsampleParams::bicubic(false).size((7, 5)), flat.view())
+            .unwrap();
+    assert!(got.iter().all(|v| (v - 0.7).abs() < 1e-6), "{got:?}");
 }
 
 trait FirstRow {
@@ -308,6 +386,17 @@ fn bad_input_is_a_typed_error() {
         ),
         (UpsampleParams::bed_of_nails(0), "stride"),
         (UpsampleParams::bed_of_nails(2).size(8), "size"),
+        (
+            UpsampleParams::bed_of_nails(2).recompute_scale_factor(true),
+            "size",
+        ),
+        (
+            UpsampleParams::bicubic(false)
+                .size(8)
+                .recompute_scale_factor(true),
+            "recompute_scale_factor",
+        ),
+        (UpsampleParams::nearest_exact(), "size"),
     ];
     for (p, name) in cases {
         match p.output_shape(s) {

@@ -451,6 +451,7 @@ impl Op {
                     mode: *mode,
                     size: Some((s[2], s[3])),
                     scale_factor: None,
+                    recompute_scale_factor: false,
                 })
             }
             _ => None,

@@ -152,10 +152,11 @@ pub fn upsample_with(
         UpsampleKernel::Taps => {
             // The per-axis tap tables, computed on the host with PyTorch's formulas (after
             // checking that the device can hold them).
-            let table_bytes = |len: usize| (len as u64).saturating_mul(16);
+            let per_entry = if params.mode.is_bicubic() { 32 } else { 16 };
+            let table_bytes = |len: usize| (len as u64).saturating_mul(per_entry);
             rec.gpu().check_binding_size("rows", table_bytes(out[2]))?;
             rec.gpu().check_binding_size("cols", table_bytes(out[3]))?;
-            let f = params.scale_factor;
+            let f = params.kernel_scales();
             let rows = params.taps(s[2], out[2], f.map(|f| f.0), 0);
             let cols = params.taps(s[3], out[3], f.map(|f| f.1), 1);
             let gpu = rec.gpu();
@@ -220,9 +221,10 @@ fn plan(
         }
         UpsampleKernel::Taps => {
             let mode = match params.mode {
-                UpsampleMode::Nearest => 0,
+                UpsampleMode::Nearest | UpsampleMode::NearestExact => 0,
                 UpsampleMode::Bilinear { .. } => 1,
                 UpsampleMode::BedOfNails { .. } => 2,
+                UpsampleMode::Bicubic { .. } => 3,
             };
             let (u, total) = strip_geometry(s, out, (0, 0));
             RESAMPLE.launch(&ResampleSpec { mode }, &u).threads(total)
@@ -235,8 +237,18 @@ fn plan(
 pub enum UpsampleMode {
     /// `mode='nearest'`: source index `min(floor(dst * scale), in - 1)`.
     Nearest,
+    /// `mode='nearest-exact'`: source index `min(floor((dst + 0.5) * scale), in - 1)`
+    /// (pixel centres; no shortcut for equal or doubled sizes).
+    NearestExact,
     /// `mode='bilinear'`.
     Bilinear {
+        /// PyTorch's `align_corners`.
+        align_corners: bool,
+    },
+    /// `mode='bicubic'`: Keys' cubic convolution with `A = -0.75` over 4 x 4 taps, the
+    /// taps past the border clamped to it (PyTorch's `upsample_bicubic2d`, no
+    /// antialiasing). Overshoots the input's range, as PyTorch's does.
+    Bicubic {
         /// PyTorch's `align_corners`.
         align_corners: bool,
     },
@@ -245,6 +257,12 @@ pub enum UpsampleMode {
         /// `(sH, sW)`.
         stride: (usize, usize),
     },
+}
+
+impl UpsampleMode {
+    fn is_bicubic(&self) -> bool {
+        matches!(self, UpsampleMode::Bicubic { .. })
+    }
 }
 
 /// Parameters of an upsampling: a mode and either an output size or a scale factor.
@@ -257,36 +275,59 @@ pub struct UpsampleParams {
     /// Scale factor per axis; the output size is `floor(in * scale)`, and the scale itself
     /// (not `in / out`) maps positions, as in PyTorch with `recompute_scale_factor=None`.
     pub scale_factor: Option<(f64, f64)>,
+    /// PyTorch's `recompute_scale_factor=True`: with a scale factor, only the output size
+    /// comes from it; positions are mapped with `in / out`, as for an explicit size.
+    pub recompute_scale_factor: bool,
 }
 
 impl UpsampleParams {
     /// Nearest-neighbour upsampling; set `size` or `scale_factor` next.
     pub fn nearest() -> Self {
+        Self::of(UpsampleMode::Nearest)
+    }
+
+    /// Upsampling with `mode` (no size or scale factor yet).
+    fn of(mode: UpsampleMode) -> Self {
         UpsampleParams {
-            mode: UpsampleMode::Nearest,
+            mode,
             size: None,
             scale_factor: None,
+            recompute_scale_factor: false,
         }
+    }
+
+    /// `mode='nearest-exact'` upsampling; set `size` or `scale_factor` next.
+    pub fn nearest_exact() -> Self {
+        Self::of(UpsampleMode::NearestExact)
+    }
+
+    /// Bicubic upsampling; set `size` or `scale_factor` next.
+    pub fn bicubic(align_corners: bool) -> Self {
+        Self::of(UpsampleMode::Bicubic { align_corners })
     }
 
     /// Bilinear upsampling; set `size` or `scale_factor` next.
     pub fn bilinear(align_corners: bool) -> Self {
-        UpsampleParams {
-            mode: UpsampleMode::Bilinear { align_corners },
-            size: None,
-            scale_factor: None,
-        }
+        Self::of(UpsampleMode::Bilinear { align_corners })
     }
 
     /// Bed-of-nails (zero-insertion) unpooling with `stride`.
     pub fn bed_of_nails(stride: impl super::IntoPair) -> Self {
-        UpsampleParams {
-            mode: UpsampleMode::BedOfNails {
-                stride: stride.into_pair(),
-            },
-            size: None,
-            scale_factor: None,
-        }
+        Self::of(UpsampleMode::BedOfNails {
+            stride: stride.into_pair(),
+        })
+    }
+
+    /// Sets PyTorch's `recompute_scale_factor` (see the field).
+    pub fn recompute_scale_factor(mut self, recompute: bool) -> Self {
+        self.recompute_scale_factor = recompute;
+        self
+    }
+
+    /// The scale factors that map output positions to the input's: the given ones, or
+    /// none (`in / out`) with an explicit size or `recompute_scale_factor`.
+    pub fn kernel_scales(&self) -> Option<(f64, f64)> {
+        self.scale_factor.filter(|_| !self.recompute_scale_factor)
     }
 
     /// Sets the output size.
@@ -315,10 +356,11 @@ impl UpsampleParams {
                 format!("must be positive, got {stride:?}")
             })?;
             fail_if(
-                self.size.is_some() || self.scale_factor.is_some(),
+                self.size.is_some() || self.scale_factor.is_some() || self.recompute_scale_factor,
                 "size",
                 || {
-                    "bed-of-nails takes its output size from the stride; set neither size nor scale_factor"
+                    "bed-of-nails takes its output size from the stride; set neither size, \
+                     scale_factor nor recompute_scale_factor"
                 },
             )?;
             let grown = |len: usize, s: usize| len.saturating_mul(s);
@@ -343,6 +385,11 @@ impl UpsampleParams {
                 fail_if(s.0 == 0 || s.1 == 0, "size", || {
                     format!("must be positive, got {s:?}")
                 })?;
+                fail_if(
+                    self.recompute_scale_factor,
+                    "recompute_scale_factor",
+                    || "is not meaningful with an explicit size (as in PyTorch)",
+                )?;
                 s
             }
             (None, Some(f)) => {
@@ -368,12 +415,15 @@ impl UpsampleParams {
         Ok(out)
     }
 
-    /// No parameters; MACs: 3 per output for bilinear, none otherwise; bytes moved.
+    /// No parameters; MACs: 3 per output for bilinear, 20 for bicubic, none otherwise;
+    /// bytes moved.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let out = self.output_shape(input)?;
         let outs = out.iter().product::<usize>() as u64;
         let macs = match self.mode {
             UpsampleMode::Bilinear { .. } => 3 * outs,
+            // 4 taps along each of 4 rows, then 4 along the column.
+            UpsampleMode::Bicubic { .. } => 20 * outs,
             _ => 0,
         };
         Ok(Cost {
@@ -395,23 +445,25 @@ impl UpsampleParams {
         }
         match self.mode {
             UpsampleMode::BedOfNails { stride } => Some(stride),
-            UpsampleMode::Nearest => {
+            UpsampleMode::Nearest | UpsampleMode::NearestExact => {
+                let source = match self.mode {
+                    UpsampleMode::Nearest => nearest_source,
+                    _ => nearest_exact_source,
+                };
                 let axis = |i: usize, o: usize, scale: Option<f64>| -> Option<usize> {
                     if !o.is_multiple_of(i) {
                         return None;
                     }
                     let k = o / i;
-                    (0..o)
-                        .all(|d| nearest_source(d, i, o, scale) == d / k)
-                        .then_some(k)
+                    (0..o).all(|d| source(d, i, o, scale) == d / k).then_some(k)
                 };
-                let f = self.scale_factor;
+                let f = self.kernel_scales();
                 Some((
                     axis(input[2], out[2], f.map(|f| f.0))?,
                     axis(input[3], out[3], f.map(|f| f.1))?,
                 ))
             }
-            UpsampleMode::Bilinear { .. } => None,
+            UpsampleMode::Bilinear { .. } | UpsampleMode::Bicubic { .. } => None,
         }
     }
 
@@ -456,16 +508,31 @@ impl UpsampleParams {
             (0..factor * len)
                 .all(|o| linear_source(o, len, factor * len, scale, false) == kernel_taps(o, len))
         };
-        let f = self.scale_factor;
+        let f = self.kernel_scales();
         (pattern(input[2], f.map(|f| f.0)) && pattern(input[3], f.map(|f| f.1))).then_some(factor)
     }
 
-    /// Per-axis taps `[i0, i1, l0 bits, l1 bits]` for output positions `0..out`.
+    /// Per-axis taps `[i0, i1, l0 bits, l1 bits]` for output positions `0..out`; for
+    /// bicubic two entries per position, `[i0, i1, i2, i3]` and their four weights' bits.
     fn taps(&self, input: usize, out: usize, scale: Option<f64>, axis: usize) -> Vec<[u32; 4]> {
+        if let UpsampleMode::Bicubic { align_corners } = self.mode {
+            return (0..out)
+                .flat_map(|o| {
+                    let (i, w) = cubic_source(o, input, out, scale, align_corners);
+                    [i.map(|i| i as u32), w.map(f32::to_bits)]
+                })
+                .collect();
+        }
         (0..out)
             .map(|o| match self.mode {
-                UpsampleMode::Nearest => {
-                    let i = nearest_source(o, input, out, scale) as u32;
+                UpsampleMode::Nearest
+                | UpsampleMode::NearestExact
+                | UpsampleMode::Bicubic { .. } => {
+                    let i = if self.mode == UpsampleMode::Nearest {
+                        nearest_source(o, input, out, scale)
+                    } else {
+                        nearest_exact_source(o, input, out, scale)
+                    } as u32;
                     [i, i, 1f32.to_bits(), 0f32.to_bits()]
                 }
                 UpsampleMode::Bilinear { align_corners } => {
@@ -502,6 +569,47 @@ fn nearest_source(o: usize, input: usize, out: usize, scale: Option<f64>) -> usi
         let s = scale_value(scale, input, out);
         ((o as f32 * s).floor() as usize).min(input - 1)
     }
+}
+
+/// PyTorch's `nearest_exact_idx`: `min(floor((o + 0.5) * scale), in - 1)`, the product
+/// in double and floored in float, as its C++ does.
+fn nearest_exact_source(o: usize, input: usize, out: usize, scale: Option<f64>) -> usize {
+    let s = scale_value(scale, input, out);
+    ((((o as f64 + 0.5) * s as f64) as f32).floor() as usize).min(input - 1)
+}
+
+/// PyTorch's bicubic taps (`upsample_bicubic2d`): the source position
+/// (`area_pixel_compute_source_index` without the clamp at 0), its floor and fraction
+/// (`guard_index_and_lambda`), the four indices `floor - 1 ..= floor + 2` clamped to the
+/// input, and the cubic-convolution weights (`get_cubic_upsample_coefficients`, A = -0.75).
+fn cubic_source(
+    o: usize,
+    input: usize,
+    out: usize,
+    scale: Option<f64>,
+    align_corners: bool,
+) -> ([usize; 4], [f32; 4]) {
+    let src = if align_corners {
+        let s = if out > 1 {
+            (input - 1) as f32 / (out - 1) as f32
+        } else {
+            0.0
+        };
+        s * o as f32
+    } else {
+        scale_value(scale, input, out) * (o as f32 + 0.5) - 0.5
+    };
+    let floor = src.floor();
+    let i = (floor as i64).min(input as i64 - 1);
+    let t = (src - i as f32).clamp(0.0, 1.0);
+    let at = |k: i64| (i + k).clamp(0, input as i64 - 1) as usize;
+    const A: f32 = -0.75;
+    let near = |x: f32| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f32| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    (
+        [at(-1), at(0), at(1), at(2)],
+        [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)],
+    )
 }
 
 /// PyTorch's `area_pixel_compute_scale` and `area_pixel_compute_source_index` for linear

@@ -3,7 +3,12 @@
 //! for exact doubling); bilinear `src = dst * (in - 1) / (out - 1)` with
 //! `align_corners`, else `max((dst + 0.5) * scale - 0.5, 0)`, where `scale` is
 //! `1 / scale_factor` when one was given and `in / out` otherwise, computed in `f32` as
-//! PyTorch does; bed-of-nails `y[s*i, s*j] = x[i, j]`, zeros elsewhere.
+//! PyTorch does; nearest-exact `src = min(floor((dst + 0.5) * scale), in - 1)`; bicubic
+//! Keys' cubic convolution (A = -0.75) of the 4 x 4 neighbours of
+//! `src = dst * (in - 1) / (out - 1)` (align_corners) or `(dst + 0.5) * scale - 0.5`,
+//! neighbours past the border replaced by the border's; bed-of-nails
+//! `y[s*i, s*j] = x[i, j]`, zeros elsewhere. With `recompute_scale_factor`, `scale` is
+//! `in / out` even when a scale factor gave the size.
 
 use ndarray::{Array4, ArrayView4};
 
@@ -28,6 +33,57 @@ fn nearest(dst: usize, input: usize, out: usize, scale_factor: Option<f64>) -> u
     src.min(input - 1)
 }
 
+fn nearest_exact(dst: usize, input: usize, out: usize, scale_factor: Option<f64>) -> usize {
+    let s = axis_scale(scale_factor, input, out) as f64;
+    // PyTorch multiplies in double and floors in float.
+    let src = (((dst as f64 + 0.5) * s) as f32).floor() as usize;
+    src.min(input - 1)
+}
+
+/// Keys' cubic convolution kernel with PyTorch's A = -0.75, at distance `d >= 0`.
+fn cubic_weight(d: f32) -> f32 {
+    const A: f32 = -0.75;
+    if d <= 1.0 {
+        ((A + 2.0) * d - (A + 3.0)) * d * d + 1.0
+    } else if d < 2.0 {
+        ((A * d - 5.0 * A) * d + 8.0 * A) * d - 4.0 * A
+    } else {
+        0.0
+    }
+}
+
+/// The bicubic source position along one axis (not clamped at 0, unlike bilinear).
+fn cubic_position(
+    dst: usize,
+    input: usize,
+    out: usize,
+    scale_factor: Option<f64>,
+    align: bool,
+) -> f32 {
+    if align {
+        if out > 1 {
+            (input - 1) as f32 / (out - 1) as f32 * dst as f32
+        } else {
+            0.0
+        }
+    } else {
+        axis_scale(scale_factor, input, out) * (dst as f32 + 0.5) - 0.5
+    }
+}
+
+/// The four neighbours of `src` (clamped into `0..input`) and their weights.
+fn cubic_taps(src: f32, input: usize) -> [(usize, f32); 4] {
+    let i = (src.floor() as i64).min(input as i64 - 1);
+    let t = (src - i as f32).clamp(0.0, 1.0);
+    let mut taps = [(0, 0.0); 4];
+    for (k, tap) in taps.iter_mut().enumerate() {
+        let offset = k as i64 - 1;
+        let index = (i + offset).clamp(0, input as i64 - 1) as usize;
+        *tap = (index, cubic_weight((t - offset as f32).abs()));
+    }
+    taps
+}
+
 fn linear(dst: usize, input: usize, out: usize, scale_factor: Option<f64>, align: bool) -> f32 {
     if align {
         if out > 1 {
@@ -47,7 +103,7 @@ pub fn upsample(params: &UpsampleParams, input: ArrayView4<f32>) -> Result<Array
     let out_shape = params.output_shape(in_shape)?;
     let [batch, channels, height, width] = in_shape;
     let [_, _, out_h, out_w] = out_shape;
-    let (fy, fx) = match params.scale_factor {
+    let (fy, fx) = match params.kernel_scales() {
         Some((a, b)) => (Some(a), Some(b)),
         None => (None, None),
     };
@@ -72,6 +128,24 @@ pub fn upsample(params: &UpsampleParams, input: ArrayView4<f32>) -> Result<Array
                             let v = |y: usize, x: usize| input[[n, c, y, x]];
                             (1.0 - ly) * ((1.0 - lx) * v(y0, x0) + lx * v(y0, x1))
                                 + ly * ((1.0 - lx) * v(y1, x0) + lx * v(y1, x1))
+                        }
+                        UpsampleMode::NearestExact => {
+                            let iy = nearest_exact(oy, height, out_h, fy);
+                            let ix = nearest_exact(ox, width, out_w, fx);
+                            input[[n, c, iy, ix]]
+                        }
+                        UpsampleMode::Bicubic { align_corners } => {
+                            let sy = cubic_position(oy, height, out_h, fy, align_corners);
+                            let sx = cubic_position(ox, width, out_w, fx, align_corners);
+                            let mut total = 0.0;
+                            for (iy, wy) in cubic_taps(sy, height) {
+                                let mut row = 0.0;
+                                for (ix, wx) in cubic_taps(sx, width) {
+                                    row += wx * input[[n, c, iy, ix]];
+                                }
+                                total += wy * row;
+                            }
+                            total
                         }
                         UpsampleMode::BedOfNails { stride } => {
                             if oy % stride.0 == 0 && ox % stride.1 == 0 {

@@ -3,7 +3,8 @@
 cases, read by tests/golden_decoder.rs.
 
 Ops: F.conv_transpose2d (+ activation), F.max_pool2d(..., return_indices=True),
-F.max_unpool2d, F.interpolate (nearest, bilinear with align_corners on and off),
+F.max_unpool2d, F.interpolate (nearest, nearest-exact, bilinear and bicubic with
+align_corners on and off, recompute_scale_factor),
 F.adaptive_avg_pool2d and F.adaptive_max_pool2d(x, 1) (global max).
 
 Run from the repository root:
@@ -327,7 +328,8 @@ def make_unpool(index, spec):
 
 # ---------------------------------------------------------------------------------------
 # interpolate
-# name, input_shape, mode, align_corners (bilinear only), size, scale_factor
+# name, input_shape, mode, align_corners (bilinear and bicubic only), size, scale_factor
+# [, recompute_scale_factor]
 INTERP = [
     ("nearest_scale2", [1, 2, 4, 5], "nearest", None, None, 2.0),
     ("nearest_size_5x7_to_13x10", [1, 2, 5, 7], "nearest", None, (13, 10), None),
@@ -345,16 +347,37 @@ INTERP = [
     ("bilinear_scale0.5_9x11", [1, 2, 9, 11], "bilinear", False, None, 0.5),
     ("bilinear_align_scale1.7", [1, 1, 5, 6], "bilinear", True, None, 1.7),
     ("bilinear_align_1x1_output", [1, 2, 4, 5], "bilinear", True, (1, 1), None),
+    ("nearest_exact_scale2", [1, 2, 4, 5], "nearest-exact", None, None, 2.0),
+    ("nearest_exact_size_5x7_to_13x10", [2, 2, 5, 7], "nearest-exact", None, (13, 10), None),
+    ("nearest_exact_down_9x11_to_4x5", [1, 2, 9, 11], "nearest-exact", None, (4, 5), None),
+    ("nearest_exact_scale1.7", [1, 1, 5, 7], "nearest-exact", None, None, 1.7),
+    ("nearest_exact_same_size", [1, 1, 3, 5], "nearest-exact", None, (3, 5), None),
+    ("bicubic_size_up_5x7_to_11x16", [2, 2, 5, 7], "bicubic", False, (11, 16), None),
+    ("bicubic_size_down_11x13_to_5x6", [1, 2, 11, 13], "bicubic", False, (5, 6), None),
+    ("bicubic_align_size_5x6_to_9x13", [1, 2, 5, 6], "bicubic", True, (9, 13), None),
+    ("bicubic_scale2", [1, 2, 4, 5], "bicubic", False, None, 2.0),
+    ("bicubic_align_scale1.7", [1, 1, 5, 6], "bicubic", True, None, 1.7),
+    ("bicubic_1x1_input", [1, 2, 1, 1], "bicubic", False, (3, 4), None),
+    ("bicubic_align_1x1_output", [1, 1, 4, 5], "bicubic", True, (1, 1), None),
+    ("bicubic_2x3_to_7x2", [1, 1, 2, 3], "bicubic", False, (7, 2), None),
+    # recompute_scale_factor: the size from the scale, positions from in / out
+    ("nearest_scale1.7_recompute", [1, 1, 5, 7], "nearest", None, None, 1.7, True),
+    ("nearest_exact_scale1.7_recompute", [1, 1, 5, 7], "nearest-exact", None, None, 1.7, True),
+    ("bilinear_scale0.5_9x11_recompute", [1, 2, 9, 11], "bilinear", False, None, 0.5, True),
+    ("bicubic_scale1.3_recompute", [1, 2, 6, 5], "bicubic", False, None, (1.3, 2.6), True),
 ]
 
 
 def make_interp(index, spec):
-    name, in_shape, mode, align, size, scale = spec
+    name, in_shape, mode, align, size, scale = spec[:6]
+    recompute = spec[6] if len(spec) > 6 else None
     gen = gen_for(index)
     x = torch.randn(in_shape, generator=gen, dtype=torch.float32)
     kwargs = {"mode": mode}
-    if mode == "bilinear":
+    if mode in ("bilinear", "bicubic"):
         kwargs["align_corners"] = align
+    if recompute is not None:
+        kwargs["recompute_scale_factor"] = recompute
     if size is not None:
         kwargs["size"] = tuple(size)
     else:
@@ -370,6 +393,7 @@ def make_interp(index, spec):
         "align_corners": align,
         "size": None if size is None else list(size),
         "scale_factor": None if scale is None else list(scale),
+        "recompute_scale_factor": bool(recompute),
         "input_shape": list(in_shape),
         "input": f32_list(x),
         "output_shape": list(y.shape),
