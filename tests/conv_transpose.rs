@@ -347,3 +347,54 @@ fn cost_counts_every_input_pixel_times_its_weights() {
     assert_eq!(c.params, 64 * 32 * 16 + 32);
     assert_eq!(c.macs, 64 * 32 * 16 * 28 * 28);
 }
+
+/// `forward(x, output_size=...)`: the output padding that gives the requested size, over
+/// the range PyTorch accepts (ranges below printed by torch 2.15), then run on the GPU.
+#[test]
+fn an_output_size_picks_the_output_padding() {
+    let p = ConvTranspose2dParams::new(2, 3, 3).stride(2).padding(1);
+    let input = [1, 2, 5, 5];
+    // PyTorch: valid sizes range from [9, 9] to [10, 10].
+    for (size, padding) in [((9, 9), (0, 0)), ((10, 10), (1, 1)), ((9, 10), (0, 1))] {
+        let q = p.output_padding(1).for_output_size(input, size).unwrap();
+        assert_eq!(q.output_padding, padding);
+        assert_eq!(q.output_shape(input).unwrap(), [1, 3, size.0, size.1]);
+        check(q, input, 40);
+    }
+    // Kernel (3, 2), stride (3, 2), padding (0, 1), dilation (2, 1) on 4 x 6: PyTorch's
+    // range is [14, 10] to [16, 11].
+    let p = ConvTranspose2dParams::new(2, 3, (3, 2))
+        .stride((3, 2))
+        .padding((0, 1))
+        .dilation((2, 1));
+    let input = [2, 2, 4, 6];
+    let q = p.for_output_size(input, (16, 11)).unwrap();
+    assert_eq!(q.output_padding, (2, 1));
+    check(q, input, 41);
+    // The layer itself, as `m(x, output_size=(15, 10))`.
+    let mut r = rng(42);
+    let w = random4(&mut r, p.weight_shape());
+    let b = random1(&mut r, 3);
+    let x = random4(&mut r, input);
+    let layer = ConvTranspose2d::new(gpu(), p, w.view(), Some(b.view())).unwrap();
+    let mut rec = gpu().recorder();
+    let y = layer
+        .forward_to_size(&mut rec, &gpu().upload(x.view()).unwrap(), (15, 10))
+        .unwrap();
+    let got = rec.download(&y).unwrap();
+    let q = p.for_output_size(input, (15, 10)).unwrap();
+    let want = reference::conv_transpose::conv_transpose2d(&q, x.view(), w.view(), Some(b.view()))
+        .unwrap();
+    assert_eq!(got.shape(), [2, 3, 15, 10]);
+    let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+    assert_close(got.view(), want.view(), tol.view(), "forward_to_size");
+    for size in [(13, 10), (17, 10), (14, 12), (14, 9)] {
+        match p.for_output_size(input, size) {
+            Err(Error::InvalidParam { name, reason }) => {
+                assert_eq!(name, "output_size");
+                assert!(reason.contains("(14, 10) to (16, 11)"), "{reason}");
+            }
+            other => panic!("{size:?}: {other:?}"),
+        }
+    }
+}

@@ -193,6 +193,42 @@ impl ConvTranspose2dParams {
         super::layer_output(input, self.out_channels, [oh, ow])
     }
 
+    /// These parameters with the `output_padding` that gives an output of `size` on
+    /// `input` (PyTorch's `forward(x, output_size=size)`, which replaces the layer's own
+    /// `output_padding`): `size` must lie between the output without output padding and
+    /// `stride - 1` past it on each axis, else `InvalidParam("output_size")` naming the
+    /// valid range.
+    pub fn for_output_size(
+        mut self,
+        input: [usize; 4],
+        size: impl super::IntoPair,
+    ) -> Result<Self> {
+        self.output_padding = (0, 0);
+        self.validate()?;
+        check_dims("input", &input)?;
+        let size = size.into_pair();
+        let [min_h, min_w] = super::per_axis(|a, pick| {
+            let (i, k, s) = (input[2 + a], pick(self.kernel_size), pick(self.stride));
+            let (p, d) = (pick(self.padding), pick(self.dilation));
+            Ok(((i - 1) * s + d * (k - 1) + 1).saturating_sub(2 * p))
+        })?;
+        let (max_h, max_w) = (min_h + self.stride.0 - 1, min_w + self.stride.1 - 1);
+        fail_if(
+            !(min_h..=max_h).contains(&size.0) || !(min_w..=max_w).contains(&size.1),
+            "output_size",
+            || {
+                format!(
+                    "requested {size:?}, but valid sizes range from ({min_h}, {min_w}) to \
+                     ({max_h}, {max_w}) for an input of {}x{}",
+                    input[2], input[3]
+                )
+            },
+        )?;
+        self.output_padding = (size.0 - min_h, size.1 - min_w);
+        self.output_shape(input)?;
+        Ok(self)
+    }
+
     /// Parameters, MACs (every input pixel times every weight of its group) and bytes.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let out = self.output_shape(input)?;
@@ -438,10 +474,36 @@ impl ConvTranspose2d {
         input: &Tensor,
         kernel: ConvTransposeKernel,
     ) -> Result<Tensor> {
+        self.record(&self.params, rec, input, kernel)
+    }
+
+    /// The layer on `input` to an output of `size` (PyTorch's `forward(x,
+    /// output_size=size)`: the output padding is chosen for it, see
+    /// [`ConvTranspose2dParams::for_output_size`]).
+    pub fn forward_to_size(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        size: impl super::IntoPair,
+    ) -> Result<Tensor> {
+        let params = self.params.for_output_size(input.shape(), size)?;
+        let kernel = select_kernel(&params, input.shape(), rec.gpu().caps());
+        self.record(&params, rec, input, kernel)
+    }
+
+    /// Records the layer with `params` (the layer's own, or with another output padding:
+    /// the packed weights do not depend on it).
+    fn record(
+        &self,
+        params: &ConvTranspose2dParams,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        kernel: ConvTransposeKernel,
+    ) -> Result<Tensor> {
         input.check_gpu(rec.gpu(), "input")?;
         check_owner(self.weights.gpu_id(), rec.gpu(), "layer")?;
-        let launch = plan(&self.params, input.shape(), kernel)?;
-        let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
+        let launch = plan(params, input.shape(), kernel)?;
+        let output = rec.empty("output", params.output_shape(input.shape())?)?;
         let weight = match kernel {
             ConvTransposeKernel::PixelBlocks => {
                 self.weights.layout(1, &|w| pack_blocks(&self.params, w))?
