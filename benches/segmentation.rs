@@ -3,7 +3,8 @@
 //! (speed does not depend on their values): torchvision's `fcn_resnet50` and
 //! `deeplabv3_resnet50` at 1 x 3 x 160 x 160 (21 classes; 512 is too slow for lavapipe: fcn_resnet50 takes 15 s at 224 there),
 //! `deeplabv3_mobilenet_v3_large` at 1 x 3 x 256 x 256, and U-Net (milesial's, 2 classes),
-//! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes) at 1 x 3 x 160 x 160.
+//! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
+//! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
 //! `benches/torch_segmentation.py` times the same networks in PyTorch on the CPU; run both
 //! in one session and compare ratios.

@@ -1328,3 +1328,74 @@ fn fused_residual_every_kernel_and_join() {
         ));
     }
 }
+
+/// A layer whose packed weights exceed one storage binding runs as output-channel slices
+/// (each within the binding), concatenated: the same result as the reference, with every
+/// kernel that applies; the fused residual and shuffle are refused by name on it.
+#[test]
+fn weights_past_the_binding_limit_are_split_by_output_channels() {
+    let gpu = Gpu::with_options(GpuOptions {
+        max_storage_buffer_binding_size: Some(1 << 16),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut r = rng(51);
+    // 3x3 64 -> 40 (92 KB of packed weights: slices of 16, 16 and 8) and a 1x1
+    // 1024 -> 24 (131 KB: 16 and 8), odd sizes.
+    for (params, input) in [
+        (
+            Conv2dParams::new(64, 40, 3)
+                .padding(1)
+                .activation(Activation::Relu),
+            [2, 64, 5, 7],
+        ),
+        (Conv2dParams::new(1024, 24, 1), [1, 1024, 3, 5]),
+    ] {
+        let w = random4(&mut r, params.weight_shape());
+        let b = random1(&mut r, params.out_channels);
+        let x = random4(&mut r, input);
+        let want = reference::conv::conv2d(&params, x.view(), w.view(), Some(b.view())).unwrap();
+        let conv = Conv2d::new(&gpu, params, w.view(), Some(b.view())).unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        let tol = bound(&params, &x, &w, Some(&b));
+        for kernel in ConvKernel::ALL
+            .iter()
+            .filter(|k| k.supports(&params, input))
+        {
+            let mut rec = gpu.recorder();
+            let y = conv.forward_with(&mut rec, &xt, *kernel).unwrap();
+            let got = rec.download(&y).unwrap();
+            assert_close(
+                got.view(),
+                want.view(),
+                tol.view(),
+                &format!("split {params:?} {kernel:?}"),
+            );
+        }
+        let mut rec = gpu.recorder();
+        let y = gpu.upload(want.view()).unwrap();
+        let err = conv
+            .forward_residual(
+                &mut rec,
+                &xt,
+                &y,
+                segblocks::ops::conv::ResidualJoin::AfterActivation,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidParam { name: "layer", .. }),
+            "{err}"
+        );
+    }
+    // Groups are not split: still refused by name.
+    let p = Conv2dParams::new(64, 64, 3).groups(2);
+    match Conv2d::new(
+        &gpu,
+        p,
+        Array4::zeros(p.weight_shape()).view(),
+        Some(Array1::zeros(64).view()),
+    ) {
+        Err(Error::TooLarge { name: "weight", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}

@@ -1306,9 +1306,18 @@ impl PackedWeights {
 #[derive(Debug)]
 pub struct Conv2d {
     params: Conv2dParams,
+    weights: LayerWeights,
+}
+
+/// A layer's weights: in one buffer, or split by output channels across layers of their
+/// own when the packed weights exceed one storage binding.
+#[derive(Debug)]
+enum LayerWeights {
     /// Layouts: 0 PyTorch's as given (depthwise kernels), 1 [`pack_blocked`] (direct and
     /// pointwise kernels).
-    weights: PackedWeights,
+    Whole(PackedWeights),
+    /// Consecutive output-channel slices, concatenated after they run.
+    Split(Vec<Conv2d>),
 }
 
 impl Conv2d {
@@ -1321,9 +1330,73 @@ impl Conv2d {
         weight: ArrayView4<f32>,
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
+        let limit = gpu.limits().max_storage_buffer_binding_size;
+        let bytes = 4 * blocked_len(&params) as u64;
+        if bytes > limit && params.groups == 1 && params.validate().is_ok() {
+            return Self::split(gpu, params, weight, bias, limit);
+        }
         let weights = PackedWeights::new(gpu, &params, weight, bias)?;
-        gpu.check_binding_size("weight", 4 * blocked_len(&params) as u64)?;
-        Ok(Conv2d { params, weights })
+        gpu.check_binding_size("weight", bytes)?;
+        Ok(Conv2d {
+            params,
+            weights: LayerWeights::Whole(weights),
+        })
+    }
+
+    /// A layer whose packed weights exceed one storage binding (`limit` bytes; VGG's
+    /// `fc6` as a 7x7 convolution, 411 MB, against lavapipe's 128 MB), as layers of
+    /// consecutive output channels, each within it (a multiple of 16 channels, the
+    /// kernels' tile): their outputs are concatenated. One group only; a slice of 16
+    /// channels that still does not fit is refused with [`Error::TooLarge`].
+    fn split(
+        gpu: &Gpu,
+        params: Conv2dParams,
+        weight: ArrayView4<f32>,
+        bias: Option<ArrayView1<f32>>,
+        limit: u64,
+    ) -> Result<Self> {
+        let shape = params.weight_shape();
+        if weight.shape() != shape {
+            return Err(Error::ShapeMismatch {
+                name: "weight",
+                expected: shape.to_vec(),
+                actual: weight.shape().to_vec(),
+            });
+        }
+        let bias = bias_or_zeros(params.bias, params.out_channels, bias)?;
+        let slice = |channels: usize| Conv2dParams {
+            out_channels: channels,
+            ..params
+        };
+        let fits = |channels: usize| 4 * blocked_len(&slice(channels)) as u64 <= limit;
+        let step = 16;
+        let mut per = step;
+        while per + step < params.out_channels && fits(per + step) {
+            per += step;
+        }
+        if !fits(per) {
+            return Err(Error::TooLarge {
+                name: "weight",
+                amount: 4 * blocked_len(&slice(per)) as u64,
+                unit: "bytes for 16 output channels",
+                limit,
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        let parts = (0..params.out_channels)
+            .step_by(per)
+            .map(|c0| {
+                let c1 = (c0 + per).min(params.out_channels);
+                let w = weight.slice(ndarray::s![c0..c1, .., .., ..]);
+                let b = ndarray::ArrayView1::from(&bias[c0..c1]);
+                let p = slice(c1 - c0);
+                Conv2d::new(gpu, p, w, p.bias.then_some(b))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Conv2d {
+            params,
+            weights: LayerWeights::Split(parts),
+        })
     }
 
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `params.bias`) by PyTorch's names.
@@ -1415,7 +1488,32 @@ impl Conv2d {
         residual: Option<(&Tensor, ResidualJoin)>,
     ) -> Result<Tensor> {
         input.check_gpu(rec.gpu(), "input")?;
-        check_owner(self.weights.gpu_id(), rec.gpu(), "layer")?;
+        let weights = match &self.weights {
+            LayerWeights::Whole(w) => w,
+            LayerWeights::Split(parts) => {
+                fail_if(shuffle_groups != 0 || residual.is_some(), "layer", || {
+                    "a layer split across storage bindings (weights past \
+                     max_storage_buffer_binding_size) runs plain forwards only, without \
+                     a fused residual or channel shuffle"
+                        .to_string()
+                })?;
+                self.params.output_shape(input.shape())?;
+                let outs = parts
+                    .iter()
+                    .map(|part| {
+                        // The last slice may be narrower than a forced kernel allows.
+                        let k = if kernel.supports(&part.params, input.shape()) {
+                            kernel
+                        } else {
+                            select_kernel(&part.params, input.shape(), rec.gpu().caps())
+                        };
+                        part.record(rec, input, k, 0, None)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                return super::channel::concat(rec, &outs.iter().collect::<Vec<_>>());
+            }
+        };
+        check_owner(weights.gpu_id(), rec.gpu(), "layer")?;
         let epilogue = Epilogue {
             act: self.params.activation,
             residual: residual.map(|(_, j)| j),
@@ -1425,14 +1523,14 @@ impl Conv2d {
         let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
         let weight = match kernel {
             ConvKernel::Depthwise { .. } | ConvKernel::DepthwiseTiled => {
-                self.weights.layout(0, &|w| w.to_vec())?
+                weights.layout(0, &|w| w.to_vec())?
             }
-            _ => self.weights.layout(1, &|w| pack_blocked(&self.params, w))?,
+            _ => weights.layout(1, &|w| pack_blocked(&self.params, w))?,
         };
         let args = Args::new()
             .read("x", input)
             .read("wt", weight)
-            .read("bias", self.weights.bias())
+            .read("bias", weights.bias())
             .write("y", &output)
             .read_opt("res", residual.map(|(r, _)| r));
         // The depthwise kernels also read the input as vec4s.
