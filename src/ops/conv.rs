@@ -1330,9 +1330,19 @@ impl Conv2d {
         weight: ArrayView4<f32>,
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
+        params.validate()?;
+        // The weight is in memory once its shape matches: the sizes below cannot overflow.
+        let shape = params.weight_shape();
+        if weight.shape() != shape {
+            return Err(Error::ShapeMismatch {
+                name: "weight",
+                expected: shape.to_vec(),
+                actual: weight.shape().to_vec(),
+            });
+        }
         let limit = gpu.limits().max_storage_buffer_binding_size;
         let bytes = 4 * blocked_len(&params) as u64;
-        if bytes > limit && params.groups == 1 && params.validate().is_ok() {
+        if bytes > limit && params.groups == 1 {
             return Self::split(gpu, params, weight, bias, limit);
         }
         let weights = PackedWeights::new(gpu, &params, weight, bias)?;
@@ -1355,14 +1365,6 @@ impl Conv2d {
         bias: Option<ArrayView1<f32>>,
         limit: u64,
     ) -> Result<Self> {
-        let shape = params.weight_shape();
-        if weight.shape() != shape {
-            return Err(Error::ShapeMismatch {
-                name: "weight",
-                expected: shape.to_vec(),
-                actual: weight.shape().to_vec(),
-            });
-        }
         let bias = bias_or_zeros(params.bias, params.out_channels, bias)?;
         let slice = |channels: usize| Conv2dParams {
             out_channels: channels,
