@@ -515,37 +515,30 @@ impl UpsampleParams {
     /// Per-axis taps `[i0, i1, l0 bits, l1 bits]` for output positions `0..out`; for
     /// bicubic two entries per position, `[i0, i1, i2, i3]` and their four weights' bits.
     fn taps(&self, input: usize, out: usize, scale: Option<f64>, axis: usize) -> Vec<[u32; 4]> {
-        if let UpsampleMode::Bicubic { align_corners } = self.mode {
-            return (0..out)
-                .flat_map(|o| {
-                    let (i, w) = cubic_source(o, input, out, scale, align_corners);
-                    [i.map(|i| i as u32), w.map(f32::to_bits)]
-                })
-                .collect();
-        }
+        let copy = |i: usize| [i as u32, i as u32, 1f32.to_bits(), 0f32.to_bits()];
         (0..out)
-            .map(|o| match self.mode {
-                UpsampleMode::Nearest
-                | UpsampleMode::NearestExact
-                | UpsampleMode::Bicubic { .. } => {
-                    let i = if self.mode == UpsampleMode::Nearest {
-                        nearest_source(o, input, out, scale)
-                    } else {
-                        nearest_exact_source(o, input, out, scale)
-                    } as u32;
-                    [i, i, 1f32.to_bits(), 0f32.to_bits()]
-                }
-                UpsampleMode::Bilinear { align_corners } => {
-                    let (i0, i1, l0, l1) = linear_source(o, input, out, scale, align_corners);
-                    [i0 as u32, i1 as u32, l0.to_bits(), l1.to_bits()]
-                }
-                UpsampleMode::BedOfNails { stride } => {
-                    let s = if axis == 0 { stride.0 } else { stride.1 };
-                    let on_grid = o % s == 0;
-                    let i = (o / s) as u32;
-                    let l0 = if on_grid { 1f32 } else { 0f32 };
-                    [i, i, l0.to_bits(), 0f32.to_bits()]
-                }
+            .flat_map(|o| {
+                let (entry, second) = match self.mode {
+                    UpsampleMode::Nearest => (copy(nearest_source(o, input, out, scale)), None),
+                    UpsampleMode::NearestExact => {
+                        (copy(nearest_exact_source(o, input, out, scale)), None)
+                    }
+                    UpsampleMode::Bilinear { align_corners } => {
+                        let (i0, i1, l0, l1) = linear_source(o, input, out, scale, align_corners);
+                        ([i0 as u32, i1 as u32, l0.to_bits(), l1.to_bits()], None)
+                    }
+                    UpsampleMode::Bicubic { align_corners } => {
+                        let (i, w) = cubic_source(o, input, out, scale, align_corners);
+                        (i.map(|i| i as u32), Some(w.map(f32::to_bits)))
+                    }
+                    UpsampleMode::BedOfNails { stride } => {
+                        let s = if axis == 0 { stride.0 } else { stride.1 };
+                        let l0 = if o % s == 0 { 1f32 } else { 0f32 };
+                        let i = (o / s) as u32;
+                        ([i, i, l0.to_bits(), 0f32.to_bits()], None)
+                    }
+                };
+                std::iter::once(entry).chain(second)
             })
             .collect()
     }
@@ -589,16 +582,7 @@ fn cubic_source(
     scale: Option<f64>,
     align_corners: bool,
 ) -> ([usize; 4], [f32; 4]) {
-    let src = if align_corners {
-        let s = if out > 1 {
-            (input - 1) as f32 / (out - 1) as f32
-        } else {
-            0.0
-        };
-        s * o as f32
-    } else {
-        scale_value(scale, input, out) * (o as f32 + 0.5) - 0.5
-    };
+    let src = area_pixel_source(o, input, out, scale, align_corners, true);
     let floor = src.floor();
     let i = (floor as i64).min(input as i64 - 1);
     let t = (src - i as f32).clamp(0.0, 1.0);
@@ -612,16 +596,17 @@ fn cubic_source(
     )
 }
 
-/// PyTorch's `area_pixel_compute_scale` and `area_pixel_compute_source_index` for linear
-/// modes: returns `(i0, i1, lambda0, lambda1)`.
-fn linear_source(
+/// PyTorch's `area_pixel_compute_scale` and `area_pixel_compute_source_index`: the source
+/// position of output `o`, clamped at 0 except for cubic taps.
+fn area_pixel_source(
     o: usize,
     input: usize,
     out: usize,
     scale: Option<f64>,
     align_corners: bool,
-) -> (usize, usize, f32, f32) {
-    let src = if align_corners {
+    cubic: bool,
+) -> f32 {
+    if align_corners {
         let s = if out > 1 {
             (input - 1) as f32 / (out - 1) as f32
         } else {
@@ -629,9 +614,24 @@ fn linear_source(
         };
         s * o as f32
     } else {
-        let s = scale_value(scale, input, out);
-        (s * (o as f32 + 0.5) - 0.5).max(0.0)
-    };
+        let src = scale_value(scale, input, out) * (o as f32 + 0.5) - 0.5;
+        if cubic {
+            src
+        } else {
+            src.max(0.0)
+        }
+    }
+}
+
+/// The two taps of PyTorch's linear modes: returns `(i0, i1, lambda0, lambda1)`.
+fn linear_source(
+    o: usize,
+    input: usize,
+    out: usize,
+    scale: Option<f64>,
+    align_corners: bool,
+) -> (usize, usize, f32, f32) {
+    let src = area_pixel_source(o, input, out, scale, align_corners, false);
     let i0 = (src as usize).min(input - 1);
     let i1 = i0 + usize::from(i0 < input - 1);
     let l1 = src - i0 as f32;
