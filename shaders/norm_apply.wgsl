@@ -1,7 +1,8 @@
 // Normalise with per-segment statistics and apply the affine transform:
 // y = (x - mean[seg]) / sqrt(var[seg] + eps) * gamma[aff] + beta[aff].
 // MODE 0 batch norm (seg = c, aff = c), 1 group norm (seg = n * G + c / (C / G), aff = c),
-// 2 layer norm (seg = n, aff = c * H * W + p: elementwise affine), 3 instance norm
+// 2 layer norm over the trailing seg_len elements of each row (seg = flat / seg_len,
+// aff = flat % seg_len: an elementwise affine over normalized_shape), 3 instance norm
 // (seg = n * C + c, aff = c), 4 AdaIN (seg = n * C + c; gamma and beta are the style's
 // standard deviation sqrt(var + eps) and mean, read from `style` at seg).
 // Each invocation handles PX elements of one (n, c) plane, decoding indices once.
@@ -20,6 +21,7 @@ struct ApplyParams {
     strips: u32, // ceil(hw / PX)
     total: u32, // planes * strips
     eps: f32,
+    seg_len: u32, // elements per segment (layer norm)
 }
 
 @group(0) @binding(0) var<uniform> p: ApplyParams;
@@ -47,11 +49,11 @@ fn main(inv: Invocation) {
     switch MODE {
         case 0u: { seg = c; }
         case 1u: { seg = n * p.groups + c / p.cpg; }
-        case 2u: { seg = n; }
+        case 2u: { seg = (plane * p.hw + p0) / p.seg_len; }
         default: { seg = plane; }
     }
-    let mean = stats[2u * seg];
-    let invstd = inverseSqrt(stats[2u * seg + 1u] + p.eps);
+    var mean = stats[2u * seg];
+    var invstd = inverseSqrt(stats[2u * seg + 1u] + p.eps);
     var g = 0.0;
     var b = 0.0;
     if (MODE == 4u) {
@@ -66,8 +68,17 @@ fn main(inv: Invocation) {
         let i = p0 + j;
         if (i < p.hw) {
             if (MODE == 2u) {
-                g = gamma[c * p.hw + i];
-                b = beta[c * p.hw + i];
+                // A strip may cross into the next segment when seg_len < H * W.
+                let flat = base + i;
+                let s2 = flat / p.seg_len;
+                if (s2 != seg) {
+                    seg = s2;
+                    mean = stats[2u * seg];
+                    invstd = inverseSqrt(stats[2u * seg + 1u] + p.eps);
+                }
+                let a = flat % p.seg_len;
+                g = gamma[a];
+                b = beta[a];
             }
             y[base + i] = Act(activate((f32(x[base + i]) - mean) * invstd * g + b));
         }

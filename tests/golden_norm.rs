@@ -4,8 +4,9 @@
 //! `torch.nn.BatchNorm2d` in training mode (output and running statistics, `momentum`
 //! 0.1, 0.3 and `None` over three consecutive calls), in eval mode, and its backward by
 //! autograd (`grad_input`, `grad_weight`, `grad_bias`); `torch.nn.GroupNorm`;
-//! `torch.nn.LayerNorm` over `(C, H, W)`; `torch.nn.InstanceNorm2d` with and without
-//! affine; and AdaIN written with torch ops. It is written by
+//! `torch.nn.LayerNorm` over `(C, H, W)`, `(H, W)` and `(W,)`, with and without a bias;
+//! `torch.nn.InstanceNorm2d` with and without affine, and with running statistics in
+//! eval mode; and AdaIN written with torch ops. It is written by
 //! `tests/golden/make_golden_norm.py` (see that script for the cases, the encoding and how
 //! to regenerate). The other tests check the GPU against `segblocks::reference`; these pin
 //! the reference itself (and the GPU, independently) to PyTorch's semantics: biased
@@ -20,12 +21,12 @@ mod common;
 
 use common::golden::{
     array, assert_no_failures, assert_unique_names, bool_of, cases, field, float_field, float_of,
-    floats, gpu, str_of, usize_field, usizes, OutOfBounds,
+    floats, gpu, str_of, usize_field, usize_of, usizes, OutOfBounds,
 };
-use ndarray::{Array1, Array3, Array4, ArrayView4, Axis};
+use ndarray::{Array1, Array4, ArrayD, ArrayView4, Axis, IxDyn};
 use segblocks::ops::norm::{
     adain, BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams, InstanceNorm2d,
-    InstanceNorm2dParams, LayerNorm, LayerNormParams,
+    InstanceNorm2dParams, LayerNorm, LayerNormParams, NormalizedShape,
 };
 use segblocks::reference::norm as reference;
 use segblocks::{Gpu, Recorder, Tensor};
@@ -136,19 +137,22 @@ enum Op {
         input: Array4<f32>,
         output: Array4<f32>,
     },
-    /// Over `(C, H, W)` with an elementwise affine of that shape.
+    /// Over the trailing `weight.shape()` dimensions with an elementwise affine of that
+    /// shape; `bias` is `None` for `bias=False`.
     LayerNorm {
         eps: f32,
-        weight: Array3<f32>,
-        bias: Array3<f32>,
+        weight: ArrayD<f32>,
+        bias: Option<ArrayD<f32>>,
         input: Array4<f32>,
         output: Array4<f32>,
     },
-    /// `weight` and `bias` are `None` for `affine=False`.
+    /// `weight` and `bias` are `None` for `affine=False`; `running` holds the running mean
+    /// and variance with `track_running_stats=True` (in eval mode).
     InstanceNorm {
         eps: f32,
         weight: Option<Array1<f32>>,
         bias: Option<Array1<f32>>,
+        running: Option<(Array1<f32>, Array1<f32>)>,
         input: Array4<f32>,
         output: Array4<f32>,
     },
@@ -225,10 +229,23 @@ impl Case {
                 format!("{:?}", bn.params)
             }
             Op::GroupNorm { params, .. } => format!("{params:?}"),
-            Op::LayerNorm { eps, .. } => format!("layer norm over (C, H, W), eps {eps}"),
-            Op::InstanceNorm { eps, weight, .. } => {
-                format!("instance norm, eps {eps}, affine {}", weight.is_some())
-            }
+            Op::LayerNorm {
+                eps, weight, bias, ..
+            } => format!(
+                "layer norm over {:?}, eps {eps}, bias {}",
+                weight.shape(),
+                bias.is_some()
+            ),
+            Op::InstanceNorm {
+                eps,
+                weight,
+                running,
+                ..
+            } => format!(
+                "instance norm, eps {eps}, affine {}, running statistics {}",
+                weight.is_some(),
+                running.is_some()
+            ),
             Op::AdaIn { eps, style, .. } => {
                 format!("AdaIN, eps {eps}, style {:?}", style.shape())
             }
@@ -364,6 +381,17 @@ fn array1(case: &Value, name: &str, key: &str, len: usize) -> Array1<f32> {
 }
 
 /// A per-channel vector that is `null` exactly when `present` is false.
+/// The layer norm of a case: over `weight`'s shape, with a bias when the case has one.
+fn layer_params(weight: &ArrayD<f32>, bias: &Option<ArrayD<f32>>, eps: f32) -> LayerNormParams {
+    let dims = weight.shape();
+    let shape = match dims.len() {
+        1 => NormalizedShape::from([dims[0]]),
+        2 => [dims[0], dims[1]].into(),
+        _ => [dims[0], dims[1], dims[2]].into(),
+    };
+    LayerNormParams::new(shape).eps(eps).bias(bias.is_some())
+}
+
 fn optional_array1(
     case: &Value,
     name: &str,
@@ -476,22 +504,43 @@ fn load_op(c: &Value, n: &str) -> Op {
             }
         }
         "layer_norm" => {
-            let norm_shape = usizes::<3>(c, n, "normalized_shape");
-            assert_eq!(norm_shape, shape[1..], "case {n}: normalized_shape");
+            let norm_shape: Vec<usize> = field(c, n, "normalized_shape")
+                .as_array()
+                .unwrap_or_else(|| panic!("case {n}: normalized_shape is not a list"))
+                .iter()
+                .map(|v| usize_of(v, n, "normalized_shape"))
+                .collect();
+            assert_eq!(
+                norm_shape,
+                shape[4 - norm_shape.len()..],
+                "case {n}: normalized_shape"
+            );
+            let bias = match field(c, n, "bias") {
+                Value::Null => None,
+                _ => Some(array(c, n, "bias", IxDyn(&norm_shape))),
+            };
             Op::LayerNorm {
                 eps: float_field(c, n, "eps"),
-                weight: array(c, n, "weight", norm_shape),
-                bias: array(c, n, "bias", norm_shape),
+                weight: array(c, n, "weight", IxDyn(&norm_shape)),
+                bias,
                 input: input(),
                 output: output(),
             }
         }
         "instance_norm" => {
             let affine = bool_of(c, n, "affine");
+            let tracking = c.get("track_running_stats").is_some_and(|v| v == true);
+            let running = tracking.then(|| {
+                (
+                    array1(c, n, "running_mean", channels),
+                    array1(c, n, "running_var", channels),
+                )
+            });
             Op::InstanceNorm {
                 eps: float_field(c, n, "eps"),
                 weight: optional_array1(c, n, "weight", channels, affine),
                 bias: optional_array1(c, n, "bias", channels, affine),
+                running,
                 input: input(),
                 output: output(),
             }
@@ -607,30 +656,41 @@ fn run_reference(c: &Case) -> segblocks::Result<Vec<Vec<f32>>> {
             bias,
             input,
             ..
-        } => vec![flat4(&reference::layer_norm(
-            &LayerNormParams::new([input.shape()[1], input.shape()[2], input.shape()[3]]).eps(*eps),
-            input.view(),
-            weight.view(),
-            bias.view(),
-        )?)],
+        } => {
+            let zeros = ArrayD::zeros(weight.shape());
+            vec![flat4(&reference::layer_norm(
+                &layer_params(weight, bias, *eps),
+                input.view(),
+                weight.view(),
+                bias.as_ref().unwrap_or(&zeros).view(),
+            )?)]
+        }
         Op::InstanceNorm {
             eps,
             weight,
             bias,
+            running,
             input,
             ..
         } => {
             let ch = input.shape()[1];
             let gamma = weight.clone().unwrap_or_else(|| Array1::ones(ch));
             let beta = bias.clone().unwrap_or_else(|| Array1::zeros(ch));
-            vec![flat4(&reference::instance_norm(
-                &InstanceNorm2dParams::new(input.shape()[1])
-                    .eps(*eps)
-                    .affine(true),
-                input.view(),
-                gamma.view(),
-                beta.view(),
-            )?)]
+            let params = InstanceNorm2dParams::new(ch).eps(*eps).affine(true);
+            match running {
+                Some((mean, var)) => vec![flat4(&reference::instance_norm_running(
+                    &params.track_running_stats(true),
+                    input.view(),
+                    (gamma.view(), beta.view()),
+                    (mean.view(), var.view()),
+                )?)],
+                None => vec![flat4(&reference::instance_norm(
+                    &params,
+                    input.view(),
+                    gamma.view(),
+                    beta.view(),
+                )?)],
+            }
         }
         Op::AdaIn {
             eps,
@@ -717,12 +777,11 @@ fn run_gpu(c: &Case) -> segblocks::Result<Vec<Vec<f32>>> {
             input,
             ..
         } => {
-            let s = input.shape();
             let layer = LayerNorm::new(
                 gpu,
-                LayerNormParams::new([s[1], s[2], s[3]]).eps(*eps),
+                layer_params(weight, bias, *eps),
                 Some(weight.view()),
-                Some(bias.view()),
+                bias.as_ref().map(|b| b.view()),
             )?;
             one_output(input.view(), |rec, xt| layer.forward(rec, xt))?
         }
@@ -730,17 +789,22 @@ fn run_gpu(c: &Case) -> segblocks::Result<Vec<Vec<f32>>> {
             eps,
             weight,
             bias,
+            running,
             input,
             ..
         } => {
-            let layer = InstanceNorm2d::new(
+            let mut layer = InstanceNorm2d::new(
                 gpu,
                 InstanceNorm2dParams::new(input.shape()[1])
                     .eps(*eps)
-                    .affine(true),
+                    .affine(true)
+                    .track_running_stats(running.is_some()),
                 weight.as_ref().map(|w| w.view()),
                 bias.as_ref().map(|b| b.view()),
             )?;
+            if let Some((mean, var)) = running {
+                layer = layer.with_running_stats(mean.view(), var.view())?;
+            }
             one_output(input.view(), |rec, xt| layer.forward(rec, xt))?
         }
         Op::AdaIn {
@@ -946,6 +1010,28 @@ fn golden_cases_cover_the_brief() {
         "group norm G=32, C=64",
     );
     assert!(count(Family::LayerNorm) >= 2, "want 2 layer norm cases");
+    for dims in 1..=3 {
+        any(
+            &|c| matches!(&c.op, Op::LayerNorm { weight, .. } if weight.ndim() == dims),
+            &format!("layer norm over {dims} trailing dimension(s)"),
+        );
+    }
+    any(
+        &|c| matches!(&c.op, Op::LayerNorm { bias: None, .. }),
+        "layer norm without a bias",
+    );
+    any(
+        &|c| {
+            matches!(
+                &c.op,
+                Op::InstanceNorm {
+                    running: Some(_),
+                    ..
+                }
+            )
+        },
+        "instance norm with running statistics",
+    );
     for affine in [true, false] {
         any(
             &|c| matches!(&c.op, Op::InstanceNorm { weight, .. } if weight.is_some() == affine),

@@ -9,7 +9,7 @@ use ndarray::{Array1, Array3, Array4};
 use segblocks::ops::conv::{Conv2d, Conv2dParams};
 use segblocks::ops::norm::{
     adain, fold_batch_norm, BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams,
-    InstanceNorm2d, InstanceNorm2dParams, LayerNorm, LayerNormParams,
+    InstanceNorm2d, InstanceNorm2dParams, LayerNorm, LayerNormParams, NormalizedShape,
 };
 use segblocks::{reference, Error, Tensor};
 
@@ -268,8 +268,8 @@ fn group_layer_and_instance_norm_and_their_identities() {
     let ln = LayerNorm::new(
         gpu,
         LayerNormParams::new([6, 5, 7]).eps(1e-5),
-        Some(g3.view()),
-        Some(b3.view()),
+        Some(g3.view().into_dyn()),
+        Some(b3.view().into_dyn()),
     )
     .unwrap();
     let mut rec = gpu.recorder();
@@ -284,8 +284,8 @@ fn group_layer_and_instance_norm_and_their_identities() {
     let want = reference::norm::layer_norm(
         &LayerNormParams::new([x.shape()[1], x.shape()[2], x.shape()[3]]).eps(1e-5),
         x.view(),
-        g3.view(),
-        b3.view(),
+        g3.view().into_dyn(),
+        b3.view().into_dyn(),
     )
     .unwrap();
     assert_close(layer.view(), want.view(), tol(&want).view(), "layer norm");
@@ -326,8 +326,8 @@ fn group_layer_and_instance_norm_and_their_identities() {
     let ln = LayerNorm::new(
         gpu,
         LayerNormParams::new([6, 5, 7]).eps(1e-3),
-        Some(g3.view()),
-        Some(b3.view()),
+        Some(g3.view().into_dyn()),
+        Some(b3.view().into_dyn()),
     )
     .unwrap();
     let mut rec = gpu.recorder();
@@ -335,8 +335,8 @@ fn group_layer_and_instance_norm_and_their_identities() {
     let want = reference::norm::layer_norm(
         &LayerNormParams::new([x.shape()[1], x.shape()[2], x.shape()[3]]).eps(1e-3),
         x.view(),
-        g3.view(),
-        b3.view(),
+        g3.view().into_dyn(),
+        b3.view().into_dyn(),
     )
     .unwrap();
     assert_close(
@@ -579,6 +579,70 @@ fn bad_input_is_a_typed_error() {
             .forward(&mut rec, &x4),
         Err(Error::ShapeMismatch { name: "input", .. })
     ));
+    // Layer norm over the trailing dimensions: [W] must be the input's last dimension.
+    assert!(matches!(
+        LayerNorm::new(gpu, LayerNormParams::new(3), None, None)
+            .unwrap()
+            .forward(&mut rec, &x4),
+        Err(Error::ShapeMismatch { name: "input", .. })
+    ));
+    // A bias for a layer norm without one; a zero-sized normalized shape.
+    let w = ndarray::ArrayD::<f32>::ones(ndarray::IxDyn(&[2, 2]));
+    let params = LayerNormParams::new([2, 2]).bias(false);
+    let with_bias = LayerNorm::new(gpu, params, Some(w.view()), Some(w.view()));
+    expect_param(with_bias, "bias");
+    expect_param(
+        LayerNorm::new(gpu, LayerNormParams::new([0, 2]), None, None),
+        "normalized_shape",
+    );
+    // Running statistics for an instance norm that does not track them, or of the wrong
+    // length for one that does.
+    let stats = Array1::<f32>::ones(3);
+    let plain = InstanceNorm2d::new(gpu, InstanceNorm2dParams::new(3), None, None).unwrap();
+    expect_param(
+        plain.with_running_stats(stats.view(), stats.view()),
+        "track_running_stats",
+    );
+    let tracking = InstanceNorm2dParams::new(4).track_running_stats(true);
+    let tracked = InstanceNorm2d::new(gpu, tracking, None, None).unwrap();
+    assert!(tracked
+        .with_running_stats(stats.view(), stats.view())
+        .is_err());
+}
+
+#[test]
+fn layer_norm_over_rows_and_planes_matches_reference() {
+    // [W] and [H, W] at batch 2, W not a multiple of the kernel's 16-element strips (the
+    // strips cross rows), with and without a bias.
+    let gpu = gpu();
+    let x = random4(&mut rng(9), [2, 3, 5, 7]);
+    let xt = gpu.upload(x.view()).unwrap();
+    for (dims, bias) in [(vec![7], true), (vec![5, 7], true), (vec![7], false)] {
+        let shape = ndarray::IxDyn(&dims);
+        let g = ndarray::ArrayD::from_shape_fn(shape.clone(), |i: ndarray::IxDyn| {
+            0.5 + (ndarray::Dimension::slice(&i).iter().sum::<usize>() % 3) as f32 * 0.4
+        });
+        let b = ndarray::ArrayD::from_shape_fn(shape, |i: ndarray::IxDyn| {
+            (ndarray::Dimension::slice(&i).iter().sum::<usize>() % 4) as f32 * 0.25 - 0.3
+        });
+        let normalized: NormalizedShape = match dims.len() {
+            1 => dims[0].into(),
+            _ => [dims[0], dims[1]].into(),
+        };
+        let params = LayerNormParams::new(normalized).bias(bias);
+        let ln = LayerNorm::new(gpu, params, Some(g.view()), bias.then(|| b.view())).unwrap();
+        let mut rec = gpu.recorder();
+        let y = ln.forward(&mut rec, &xt).unwrap();
+        let zeros = ndarray::ArrayD::zeros(g.shape());
+        let beta = if bias { b.view() } else { zeros.view() };
+        let want = reference::norm::layer_norm(&params, x.view(), g.view(), beta).unwrap();
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want).view(),
+            &format!("layer norm over {dims:?}, bias {bias}"),
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Normalisation with PyTorch's semantics: batch norm (training forward with running
 //! statistics, inference, backward, folding into a convolution), group norm, layer norm
-//! over `(C, H, W)`, instance norm, and AdaIN.
+//! over the trailing one to three dimensions (with or without a bias), instance norm (with
+//! its own statistics or running ones), and AdaIN.
 //!
 //! Statistics are computed per segment in two passes (mean, then squared deviations),
 //! never as `E[x^2] - E[x]^2`, with one workgroup per segment and a fixed reduction order.
@@ -10,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ndarray::{Array1, Array4, ArrayView, ArrayView1, Ix1, Ix3};
+use ndarray::{Array1, Array4, ArrayView, ArrayView1, Ix1, IxDyn};
 
 use super::{check_channels, Activation, Cost};
 use crate::error::{fail_if, invalid, positive, Error, Result};
@@ -62,6 +63,7 @@ uniform! {
         strips: u32,
         total: u32,
         eps: f32,
+        seg_len: u32,
     }
 }
 
@@ -365,7 +367,8 @@ fn record_stats(
 }
 
 /// Records `norm_apply.wgsl`: `act(gamma * (x - mean) / sqrt(var + eps) + beta)` with the
-/// statistics of `mode`'s segments.
+/// statistics of `mode`'s segments. `aux` is the number of groups for group norm and the
+/// elements per segment for layer norm (ignored otherwise).
 #[allow(clippy::too_many_arguments)]
 fn record_apply(
     rec: &mut Recorder<'_>,
@@ -374,11 +377,16 @@ fn record_apply(
     stats: &Arc<PooledBuffer>,
     gamma: &Arc<PooledBuffer>,
     beta: Option<&Arc<PooledBuffer>>,
-    groups: usize,
+    aux: usize,
     eps: f32,
     act: Activation,
 ) -> Result<Tensor> {
     let s = x.shape();
+    let (groups, seg_len) = match mode {
+        ApplyMode::Group => (aux, 1),
+        ApplyMode::Layer => (1, aux),
+        _ => (1, 1),
+    };
     let y = rec.empty("output", s)?;
     let hw = s[2] * s[3];
     let strips = hw.div_ceil(APPLY_PX);
@@ -392,6 +400,7 @@ fn record_apply(
         strips: strips as u32,
         total: total as u32,
         eps,
+        seg_len: seg_len as u32,
     };
     let launch = NORM_APPLY
         .launch(&ApplySpec { mode, act }, &u)
@@ -435,11 +444,12 @@ fn affine_or_identity(
 /// A layer's `weight` and `bias`, when it has them.
 type OptionalAffine = (Option<Array1<f32>>, Option<Array1<f32>>);
 
-/// `{prefix}.weight` and `{prefix}.bias` of `shape` (flattened) when `affine`.
+/// `{prefix}.weight` and `{prefix}.bias` of `shape` (flattened) when `affine`; a layer
+/// without a bias (`bias = false`) reads no `{prefix}.bias` and gets zeros.
 fn load_affine(
     sd: &StateDict,
     prefix: &str,
-    affine: bool,
+    (affine, bias): (bool, bool),
     shape: &[usize],
 ) -> Result<OptionalAffine> {
     if !affine {
@@ -452,7 +462,12 @@ fn load_affine(
             .copied()
             .collect())
     };
-    Ok((Some(get("weight")?), Some(get("bias")?)))
+    let weight = get("weight")?;
+    let bias = match bias {
+        true => get("bias")?,
+        false => Array1::zeros(weight.len()),
+    };
+    Ok((Some(weight), Some(bias)))
 }
 
 /// A normalisation layer's learnable scale and shift on the GPU.
@@ -472,15 +487,18 @@ impl Affine {
 }
 
 /// How a normalisation sees its input's segments: the segments, the affine's layout and
-/// the number of groups (group norm).
+/// `record_apply`'s `aux` (the groups of group norm, the segment length of layer norm).
 type Layout = (Segments, ApplyMode, usize);
 
 /// What group, layer and instance norm share: the learnable affine on the GPU, and the
-/// record of statistics per segment followed by the normalisation.
+/// record of statistics per segment followed by the normalisation; or, for instance norm
+/// with running statistics, the normalisation with those.
 #[derive(Debug)]
 struct SegmentNorm {
     gpu: Gpu,
     affine: Affine,
+    /// `[C][mean, var]` when the layer normalises with running statistics.
+    running: Option<Arc<PooledBuffer>>,
 }
 
 impl SegmentNorm {
@@ -497,20 +515,22 @@ impl SegmentNorm {
         Ok(SegmentNorm {
             gpu: gpu.clone(),
             affine: Affine::upload(gpu, &g, &b)?,
+            running: None,
         })
     }
 
-    /// Loads `{prefix}.weight` and `{prefix}.bias` of `shape` when `affine`.
+    /// Loads `{prefix}.weight` and `{prefix}.bias` of `shape` when `affine` (`bias` false:
+    /// no bias tensor, zeros).
     fn load(
         gpu: &Gpu,
         sd: &StateDict,
         prefix: &str,
-        affine: bool,
+        (affine, bias): (bool, bool),
         shape: &[usize],
     ) -> Result<Self> {
         let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         check_per_channel(gpu, len.unwrap_or(usize::MAX))?;
-        let (w, b) = load_affine(sd, prefix, affine, shape)?;
+        let (w, b) = load_affine(sd, prefix, (affine, bias), shape)?;
         let len = shape.iter().product();
         Self::new(
             gpu,
@@ -524,14 +544,28 @@ impl SegmentNorm {
         &self,
         rec: &mut Recorder<'_>,
         x: &Tensor,
-        (seg, mode, groups): Layout,
+        (seg, mode, aux): Layout,
         eps: f32,
     ) -> Result<Tensor> {
         x.check_gpu(rec.gpu(), "input")?;
         check_owner(self.gpu.id(), rec.gpu(), "layer")?;
+        let a = &self.affine;
+        if let Some(running) = &self.running {
+            let (beta, act) = (Some(&a.beta), Activation::None);
+            return record_apply(
+                rec,
+                ApplyMode::Batch,
+                x,
+                running,
+                &a.gamma,
+                beta,
+                1,
+                eps,
+                act,
+            );
+        }
         let stats = rec.alloc_f32("stats", 2 * seg.count)?;
         record_stats(rec, seg, x, &stats, None, eps)?;
-        let a = &self.affine;
         record_apply(
             rec,
             mode,
@@ -539,7 +573,7 @@ impl SegmentNorm {
             &stats,
             &a.gamma,
             Some(&a.beta),
-            groups,
+            aux,
             eps,
             Activation::None,
         )
@@ -722,12 +756,7 @@ impl BatchNorm2d {
         let c = self.params.num_features;
         check_len("running_mean", &running_mean, c)?;
         check_len("running_var", &running_var, c)?;
-        let running: Vec<f32> = running_mean
-            .iter()
-            .zip(running_var.iter())
-            .flat_map(|(&m, &v)| [m, v])
-            .collect();
-        self.running = self.gpu.upload_f32("running_mean", &running)?;
+        self.running = upload_running(&self.gpu, running_mean, running_var)?;
         Ok(self)
     }
 
@@ -742,7 +771,7 @@ impl BatchNorm2d {
         params.validate()?;
         let c = params.num_features;
         check_per_channel(gpu, c)?;
-        let (w, b) = load_affine(sd, prefix, params.affine, &[c])?;
+        let (w, b) = load_affine(sd, prefix, (params.affine, true), &[c])?;
         let layer = Self::new(
             gpu,
             params,
@@ -1040,18 +1069,22 @@ pub fn fold_batch_norm(
 
 /// The inherent `output_shape` / `cost` and the [`SegmentNormParams`] impl of a norm's
 /// parameters `$t`: `p` is the parameters, `affine` their affine flag, `shape` the affine's
-/// shape and `segments` the (count, length, axes) of the segments of a validated input `s`.
+/// shape, `start` the input axis it begins at, `bias` whether the affine has a shift,
+/// `running` whether running statistics normalise, and `segments` the (count, length,
+/// axes) of the segments of a validated input `s`.
 macro_rules! segment_norm_params {
     ($t:ident, $dim:ty, |$p:ident, $s:ident| affine: $affine:expr, shape: $shape:expr,
+     start: $start:expr, bias: $bias:expr, running: $running:expr,
      segments: $segments:expr) => {
         impl $t {
             /// Validates against `[N, C, H, W]` (the channels, or for layer norm the
-            /// `(C, H, W)`, must be the affine's shape); returns the output shape, the input's.
+            /// trailing dimensions, must be the affine's shape); returns the output shape,
+            /// the input's.
             pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
                 self.check_input(input)
             }
 
-            /// Parameters (twice the affine's size when affine), operations and bytes.
+            /// Parameters (the affine's scale and shift when affine), operations and bytes.
             pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
                 self.norm_cost(input)
             }
@@ -1067,6 +1100,21 @@ macro_rules! segment_norm_params {
             fn affine_shape(&self) -> (bool, Vec<usize>) {
                 let $p = self;
                 ($affine, $shape)
+            }
+            #[allow(unused_variables)] // constant for some norms
+            fn affine_start(&self) -> usize {
+                let $p = self;
+                $start
+            }
+            #[allow(unused_variables)] // constant for some norms
+            fn has_bias(&self) -> bool {
+                let $p = self;
+                $bias
+            }
+            #[allow(unused_variables)] // constant for some norms
+            fn running_stats(&self) -> bool {
+                let $p = self;
+                $running
             }
             fn epsilon(&self) -> f32 {
                 self.eps
@@ -1127,6 +1175,9 @@ impl GroupNormParams {
 segment_norm_params!(GroupNormParams, Ix1, |p, s|
     affine: p.affine,
     shape: vec![p.num_channels],
+    start: 1,
+    bias: true,
+    running: false,
     segments: (s[0] * p.num_groups, s[1] / p.num_groups * s[2] * s[3], NormAxes::Group(p.num_groups))
 );
 
@@ -1137,40 +1188,91 @@ setters!(GroupNormParams {
     affine: bool,
 });
 
-/// Parameters of `torch.nn.LayerNorm(normalized_shape=(C, H, W))`: statistics over each
-/// sample's `(C, H, W)`, an elementwise affine of that shape.
+/// `torch.nn.LayerNorm`'s `normalized_shape` on an `[N, C, H, W]` input: the trailing one,
+/// two or three dimensions (`[W]`, `[H, W]` or `[C, H, W]`). Built from an array of 1 to 3
+/// sizes or from one size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NormalizedShape {
+    dims: [usize; 3],
+    len: usize,
+}
+
+impl NormalizedShape {
+    /// The sizes, outermost first.
+    pub fn dims(&self) -> &[usize] {
+        &self.dims[..self.len]
+    }
+}
+
+impl From<usize> for NormalizedShape {
+    fn from(w: usize) -> Self {
+        NormalizedShape {
+            dims: [w, 0, 0],
+            len: 1,
+        }
+    }
+}
+
+macro_rules! normalized_shape_from_array {
+    ($($n:literal),*) => {$(
+        impl From<[usize; $n]> for NormalizedShape {
+            fn from(a: [usize; $n]) -> Self {
+                let mut dims = [0; 3];
+                dims[..$n].copy_from_slice(&a);
+                NormalizedShape { dims, len: $n }
+            }
+        }
+    )*};
+}
+normalized_shape_from_array!(1, 2, 3);
+
+/// Parameters of `torch.nn.LayerNorm(normalized_shape)` on `[N, C, H, W]`: statistics over
+/// the trailing `normalized_shape` dimensions (`(C, H, W)` per sample, `(H, W)` per plane
+/// or `(W,)` per row), an elementwise affine of that shape.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LayerNormParams {
-    /// `(C, H, W)`.
-    pub normalized_shape: [usize; 3],
+    /// The trailing dimensions normalised over.
+    pub normalized_shape: NormalizedShape,
     /// Added to the variance (default 1e-5).
     pub eps: f32,
     /// Learnable elementwise scale and shift (default true).
     pub elementwise_affine: bool,
+    /// Whether the elementwise affine has a shift (default true; PyTorch's `bias`).
+    pub bias: bool,
 }
 
 impl LayerNormParams {
-    /// PyTorch's defaults: eps 1e-5, elementwise affine.
-    pub fn new(normalized_shape: [usize; 3]) -> Self {
+    /// PyTorch's defaults: eps 1e-5, elementwise affine with a bias. `normalized_shape` is
+    /// `[C, H, W]`, `[H, W]`, `[W]` or `W`.
+    pub fn new(normalized_shape: impl Into<NormalizedShape>) -> Self {
         LayerNormParams {
-            normalized_shape,
+            normalized_shape: normalized_shape.into(),
             eps: 1e-5,
             elementwise_affine: true,
+            bias: true,
         }
     }
 
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
-        let [c, h, w] = self.normalized_shape;
-        check_dims("normalized_shape", &[1, c, h, w])?;
+        let dims = self.normalized_shape.dims();
+        let mut padded = [1; 4];
+        padded[4 - dims.len()..].copy_from_slice(dims);
+        check_dims("normalized_shape", &padded)?;
         check_eps(self.eps)
     }
 }
 
-segment_norm_params!(LayerNormParams, Ix3, |p, s|
+segment_norm_params!(LayerNormParams, IxDyn, |p, s|
     affine: p.elementwise_affine,
-    shape: p.normalized_shape.to_vec(),
-    segments: (s[0], s[1] * s[2] * s[3], NormAxes::Layer)
+    shape: p.normalized_shape.dims().to_vec(),
+    start: 4 - p.normalized_shape.dims().len(),
+    bias: p.bias,
+    running: false,
+    segments: {
+        let len: usize = p.normalized_shape.dims().iter().product();
+        (s.iter().product::<usize>() / len, len, NormAxes::Layer(len))
+    }
 );
 
 setters!(LayerNormParams {
@@ -1178,10 +1280,13 @@ setters!(LayerNormParams {
     eps: f32,
     /// Enables or disables the elementwise affine transform.
     elementwise_affine: bool,
+    /// Enables or disables the affine's shift.
+    bias: bool,
 });
 
-/// Parameters of `torch.nn.InstanceNorm2d` without running statistics (PyTorch's
-/// default): each `(n, c)` plane normalised on its own.
+/// Parameters of `torch.nn.InstanceNorm2d`: each `(n, c)` plane normalised on its own, or
+/// with `track_running_stats`, by running statistics per channel (PyTorch's `eval()`
+/// mode; segblocks runs inference only for this layer).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InstanceNorm2dParams {
     /// Channels `C`.
@@ -1190,15 +1295,19 @@ pub struct InstanceNorm2dParams {
     pub eps: f32,
     /// Learnable per-channel scale and shift (default false, as in PyTorch).
     pub affine: bool,
+    /// Normalise with running statistics (`running_mean`, `running_var`) instead of each
+    /// plane's own (default false, as in PyTorch).
+    pub track_running_stats: bool,
 }
 
 impl InstanceNorm2dParams {
-    /// PyTorch's defaults: eps 1e-5, no affine.
+    /// PyTorch's defaults: eps 1e-5, no affine, no running statistics.
     pub fn new(num_features: usize) -> Self {
         InstanceNorm2dParams {
             num_features,
             eps: 1e-5,
             affine: false,
+            track_running_stats: false,
         }
     }
 
@@ -1212,6 +1321,9 @@ impl InstanceNorm2dParams {
 segment_norm_params!(InstanceNorm2dParams, Ix1, |p, s|
     affine: p.affine,
     shape: vec![p.num_features],
+    start: 1,
+    bias: true,
+    running: p.track_running_stats,
     segments: (s[0] * s[1], s[2] * s[3], NormAxes::Instance)
 );
 
@@ -1220,12 +1332,14 @@ setters!(InstanceNorm2dParams {
     eps: f32,
     /// Enables or disables the affine transform.
     affine: bool,
+    /// Enables or disables normalisation with running statistics.
+    track_running_stats: bool,
 });
 
 /// Group norm on the GPU. With `G = 1` it is layer norm with a per-channel affine; with
 /// `G = C` it is instance norm (tested).
 pub type GroupNorm = Norm<GroupNormParams>;
-/// Layer norm on the GPU (`torch.nn.LayerNorm` over `(C, H, W)`).
+/// Layer norm on the GPU (`torch.nn.LayerNorm` over the trailing 1 to 3 dimensions).
 pub type LayerNorm = Norm<LayerNormParams>;
 /// Instance norm on the GPU. PyTorch refuses a single value per plane in training mode;
 /// here the plane's variance is 0 and the output is the bias.
@@ -1239,29 +1353,42 @@ mod sealed {
 /// Parameters of a norm whose statistics are taken over segments of each sample (group,
 /// layer and instance norm): what [`Norm`] needs from them.
 pub trait SegmentNormParams: Copy + std::fmt::Debug + sealed::Sealed {
-    /// The affine's dimensionality: per channel (`Ix1`) or the normalized shape (`Ix3`).
+    /// The affine's dimensionality: per channel (`Ix1`) or the normalized shape (`IxDyn`).
     type AffineDim: ndarray::Dimension;
     /// Checks the parameters on their own.
     fn check(&self) -> Result<()>;
     /// Whether there is a learnable affine, and its shape.
     fn affine_shape(&self) -> (bool, Vec<usize>);
+    /// The input axis the affine's shape begins at (1: channels; layer norm: the first
+    /// normalised dimension).
+    fn affine_start(&self) -> usize;
+    /// Whether the affine has a shift.
+    fn has_bias(&self) -> bool;
+    /// Whether running statistics normalise (instance norm with `track_running_stats`).
+    fn running_stats(&self) -> bool;
     /// Added to the variance.
     fn epsilon(&self) -> f32;
-    /// Validates against `[N, C, H, W]`, whose dimensions from `C` on must begin with the
-    /// affine's shape, and returns the output shape (the input's).
+    /// Validates against `[N, C, H, W]`, whose dimensions from the affine's start on must
+    /// be the affine's shape, and returns the output shape (the input's).
     fn check_input(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         self.check()?;
         check_dims("input", &input)?;
         let shape = self.affine_shape().1;
+        let start = self.affine_start();
         let mut want = input;
-        want[1..1 + shape.len()].copy_from_slice(&shape);
+        want[start..start + shape.len()].copy_from_slice(&shape);
         super::same_shape("input", want, input).map(|_| input)
     }
     /// Parameters, operations and bytes on `input`.
     fn norm_cost(&self, input: [usize; 4]) -> Result<Cost> {
         let out = self.check_input(input)?;
         let (affine, shape) = self.affine_shape();
-        Ok(norm_cost(out, (affine, shape.iter().product())))
+        let len: usize = shape.iter().product();
+        let mut cost = norm_cost(out, (affine, len));
+        if affine && !self.has_bias() {
+            cost.params -= len as u64;
+        }
+        Ok(cost)
     }
     /// How the norm sees a validated input: the segments, the affine's layout and the
     /// number of groups (group norm).
@@ -1276,8 +1403,8 @@ pub trait SegmentNormParams: Copy + std::fmt::Debug + sealed::Sealed {
 pub enum NormAxes {
     /// Per channel, statistics per group of channels.
     Group(usize),
-    /// Elementwise over `(C, H, W)`.
-    Layer,
+    /// Elementwise over the trailing segment of this many elements.
+    Layer(usize),
     /// Per channel, statistics per plane.
     Instance,
 }
@@ -1291,8 +1418,11 @@ pub struct Norm<P> {
 }
 
 impl<P: SegmentNormParams> Norm<P> {
-    /// Uploads the norm; `weight` and `bias` (of the affine's shape: `[C]`, or `(C, H, W)`
-    /// for layer norm; both or neither, and only when affine) default to 1 and 0.
+    /// Uploads the norm; `weight` and `bias` (of the affine's shape: `[C]`, or the
+    /// normalized shape for layer norm; both or neither, and only when affine; no `bias`
+    /// when `params.bias` is false) default to 1 and 0. With running statistics (instance
+    /// norm's `track_running_stats`) they start at mean 0 and variance 1: set trained
+    /// ones with [`Norm::with_running_stats`].
     pub fn new(
         gpu: &Gpu,
         params: P,
@@ -1309,19 +1439,57 @@ impl<P: SegmentNormParams> Norm<P> {
             }),
             v => Ok(v.map(|v| v.iter().copied().collect::<Array1<f32>>())),
         };
-        let (w, b) = (flat("weight", weight)?, flat("bias", bias)?);
-        let (w, b) = (w.as_ref().map(|w| w.view()), b.as_ref().map(|b| b.view()));
+        let (w, mut b) = (flat("weight", weight)?, flat("bias", bias)?);
         let len = shape.iter().product();
-        let norm = SegmentNorm::new(gpu, (affine, len), w, b)?;
+        if !params.has_bias() {
+            fail_if(b.is_some(), "bias", || {
+                "a bias was given but params.bias is false".to_string()
+            })?;
+            b = w.as_ref().map(|_| Array1::zeros(len));
+        }
+        let (w, b) = (w.as_ref().map(|w| w.view()), b.as_ref().map(|b| b.view()));
+        let mut norm = SegmentNorm::new(gpu, (affine, len), w, b)?;
+        if params.running_stats() {
+            let running: Vec<f32> = (0..len).flat_map(|_| [0.0, 1.0]).collect();
+            norm.running = Some(gpu.upload_f32("running_mean", &running)?);
+        }
         Ok(Norm { params, norm })
     }
 
-    /// Loads `{prefix}.weight` and `{prefix}.bias` (when affine) by PyTorch's names.
+    /// Loads `{prefix}.weight` and `{prefix}.bias` (when affine, and the bias when the
+    /// params have one), and `{prefix}.running_mean` / `{prefix}.running_var` (when
+    /// normalising with running statistics) by PyTorch's names.
     pub fn load(gpu: &Gpu, params: P, sd: &StateDict, prefix: &str) -> Result<Self> {
         params.check()?;
         let (affine, shape) = params.affine_shape();
-        let norm = SegmentNorm::load(gpu, sd, prefix, affine, &shape)?;
+        let mut norm = SegmentNorm::load(gpu, sd, prefix, (affine, params.has_bias()), &shape)?;
+        if params.running_stats() {
+            let len = shape.iter().product();
+            let key = |n: &str| crate::weights::key(prefix, n);
+            let mean = sd.get1(&key("running_mean"), len)?;
+            let var = sd.get1(&key("running_var"), len)?;
+            norm.running = Some(upload_running(gpu, mean.view(), var.view())?);
+        }
         Ok(Norm { params, norm })
+    }
+
+    /// The layer with trained `running_mean` and `running_var` (of the affine's length),
+    /// for a norm that normalises with running statistics (instance norm with
+    /// `track_running_stats`; any other is an error naming the parameter).
+    pub fn with_running_stats(
+        mut self,
+        running_mean: ArrayView1<f32>,
+        running_var: ArrayView1<f32>,
+    ) -> Result<Self> {
+        fail_if(!self.params.running_stats(), "track_running_stats", || {
+            "this layer normalises with its input's statistics, not running ones".to_string()
+        })?;
+        let len = self.params.affine_shape().1.iter().product();
+        check_len("running_mean", &running_mean, len)?;
+        check_len("running_var", &running_var, len)?;
+        let gpu = self.norm.gpu.clone();
+        self.norm.running = Some(upload_running(&gpu, running_mean, running_var)?);
+        Ok(self)
     }
 
     /// The layer's parameters.
@@ -1329,19 +1497,34 @@ impl<P: SegmentNormParams> Norm<P> {
         &self.params
     }
 
-    /// Records the normalisation.
+    /// Records the normalisation (PyTorch's inference semantics: with running statistics
+    /// when the layer has them).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         let s = self.params.check_input(x.shape())?;
         let (count, len, axes) = self.params.segments(s);
-        let (mode, groups) = match axes {
+        let (mode, aux) = match axes {
             NormAxes::Group(g) => (ApplyMode::Group, g),
-            NormAxes::Layer => (ApplyMode::Layer, 1),
+            NormAxes::Layer(len) => (ApplyMode::Layer, len),
             NormAxes::Instance => (ApplyMode::Instance, 1),
         };
         let seg = Segments::contiguous(count, len);
         self.norm
-            .forward(rec, x, (seg, mode, groups), self.params.epsilon())
+            .forward(rec, x, (seg, mode, aux), self.params.epsilon())
     }
+}
+
+/// `[C][mean, var]` on the GPU, as `norm_apply.wgsl`'s batch mode reads it.
+fn upload_running(
+    gpu: &Gpu,
+    mean: ArrayView1<f32>,
+    var: ArrayView1<f32>,
+) -> Result<Arc<PooledBuffer>> {
+    let pairs: Vec<f32> = mean
+        .iter()
+        .zip(var.iter())
+        .flat_map(|(&m, &v)| [m, v])
+        .collect();
+    gpu.upload_f32("running_mean", &pairs)
 }
 
 /// Adaptive instance normalisation: `sigma(style) * (content - mu(content)) /

@@ -2,7 +2,7 @@
 //! population variance as the mean squared deviation; batch norm backward exactly as the
 //! seed writes it (section 3.1.2).
 
-use ndarray::{Array1, Array4, ArrayView1, ArrayView3, ArrayView4};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewD};
 
 use crate::error::{Error, Result};
 use crate::ops::norm::{BatchNorm2dParams, GroupNormParams, InstanceNorm2dParams, LayerNormParams};
@@ -202,22 +202,32 @@ pub fn group_norm(
     Ok(out)
 }
 
-/// Layer norm over each sample's `(C, H, W)` with an elementwise affine of that shape.
+/// Layer norm over the trailing `normalized_shape` dimensions (`(C, H, W)` per sample,
+/// `(H, W)` per plane or `(W,)` per row) with an elementwise affine of that shape.
 pub fn layer_norm(
     params: &LayerNormParams,
     x: ArrayView4<f32>,
-    gamma: ArrayView3<f32>,
-    beta: ArrayView3<f32>,
+    gamma: ArrayViewD<f32>,
+    beta: ArrayViewD<f32>,
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
+    let dims = params.normalized_shape.dims();
+    // The leading dimensions index the segments; the trailing ones, within a segment.
+    let lead = 4 - dims.len();
     let mut out = Array4::<f32>::zeros(shape);
-    for n in 0..shape[0] {
-        let sample = x.slice(ndarray::s![n, .., .., ..]);
-        let xhat = standardizer(sample.iter(), params.eps);
-        for ((c, h, w), &v) in sample.indexed_iter() {
-            let (g, b) = (gamma[[c, h, w]] as f64, beta[[c, h, w]] as f64);
-            out[[n, c, h, w]] = (g * xhat(v) + b) as f32;
+    let segments: usize = shape[..lead].iter().product();
+    let seg_len: usize = dims.iter().product();
+    let flat_x: Vec<f32> = x.iter().copied().collect();
+    let flat_g: Vec<f32> = gamma.iter().copied().collect();
+    let flat_b: Vec<f32> = beta.iter().copied().collect();
+    let flat_out = out.as_slice_mut().expect("standard layout");
+    for seg in 0..segments {
+        let values = &flat_x[seg * seg_len..(seg + 1) * seg_len];
+        let xhat = standardizer(values.iter(), params.eps);
+        for (i, &v) in values.iter().enumerate() {
+            let (g, b) = (flat_g[i] as f64, flat_b[i] as f64);
+            flat_out[seg * seg_len + i] = (g * xhat(v) + b) as f32;
         }
     }
     Ok(out)
@@ -241,6 +251,26 @@ pub fn instance_norm(
                 out[[n, c, h, w]] = (gamma[c] as f64 * xhat(v) + beta[c] as f64) as f32;
             }
         }
+    }
+    Ok(out)
+}
+
+/// Instance norm with running statistics (`track_running_stats`, PyTorch's `eval()`):
+/// each channel normalised by its running mean and variance, per-channel affine.
+pub fn instance_norm_running(
+    params: &InstanceNorm2dParams,
+    x: ArrayView4<f32>,
+    (gamma, beta): (ArrayView1<f32>, ArrayView1<f32>),
+    (running_mean, running_var): (ArrayView1<f32>, ArrayView1<f32>),
+) -> Result<Array4<f32>> {
+    let shape: [usize; 4] = x.shape().try_into().expect("4-D");
+    params.output_shape(shape)?;
+    let mut out = Array4::<f32>::zeros(shape);
+    for ((n, c, h, w), &v) in x.indexed_iter() {
+        let mean = running_mean[c] as f64;
+        let std = (running_var[c] as f64 + params.eps as f64).sqrt();
+        let xhat = (v as f64 - mean) / std;
+        out[[n, c, h, w]] = (gamma[c] as f64 * xhat + beta[c] as f64) as f32;
     }
     Ok(out)
 }

@@ -414,6 +414,94 @@ def make_instance(index, spec):
 
 
 # ---------------------------------------------------------------------------------------
+# LayerNorm over the trailing one or two dimensions ((H, W) per plane, (W,) per row), and
+# without a bias (PyTorch's bias=False)
+# name, input_shape, trailing dims normalised, bias
+LAYER_TRAILING = [
+    ("layer_norm_hw_2x2x5x6", [2, 2, 5, 6], 2, True),
+    ("layer_norm_w_2x3x3x7", [2, 3, 3, 7], 1, True),
+    ("layer_norm_w_1x2x3x24_no_bias", [1, 2, 3, 24], 1, False),
+    ("layer_norm_chw_2x3x4x5_no_bias", [2, 3, 4, 5], 3, False),
+]
+
+
+def make_layer_trailing(index, spec):
+    name, shape, dims, bias = spec
+    gen = gen_for(index)
+    norm_shape = shape[4 - dims:]
+    w, b = affine_params(gen, norm_shape)
+    x = norm_input(gen, shape, "randn")
+    ln = torch.nn.LayerNorm(norm_shape, eps=1e-5, bias=bias)
+    ln64 = torch.nn.LayerNorm(norm_shape, eps=1e-5, bias=bias).double()
+    with torch.no_grad():
+        for m in (ln, ln64):
+            m.weight.copy_(w)
+            if bias:
+                m.bias.copy_(b)
+        y = ln(x)
+        y64 = ln64(x.double())
+    err = check_f64(name, "output", y, y64)
+    return {
+        "op": "layer_norm",
+        "name": name,
+        "normalized_shape": list(norm_shape),
+        "eps": 1e-5,
+        "input_shape": list(shape),
+        "weight": f32_list(w),
+        "bias": f32_list(b) if bias else None,
+        "input": f32_list(x),
+        "output": f32_list(y),
+    }, f"f32 vs f64 rel err {err:.2e}"
+
+
+# ---------------------------------------------------------------------------------------
+# InstanceNorm2d(track_running_stats=True) in eval(): the running statistics normalise
+# name, input_shape, affine
+INSTANCE_RUNNING = [
+    ("instance_norm_running_affine_2x3x5x6", [2, 3, 5, 6], True),
+    ("instance_norm_running_no_affine_1x4x3x3", [1, 4, 3, 3], False),
+]
+
+
+def make_instance_running(index, spec):
+    name, shape, affine = spec
+    gen = gen_for(index)
+    c = shape[1]
+    w, b = affine_params(gen, [c])
+    rm = randn(gen, [c], 0.5)
+    rv = randn(gen, [c], 0.3, 1.0).abs() + 0.2
+    x = randn(gen, shape)
+    inorm = torch.nn.InstanceNorm2d(c, affine=affine, track_running_stats=True)
+    inorm64 = torch.nn.InstanceNorm2d(c, affine=affine, track_running_stats=True).double()
+    with torch.no_grad():
+        for m in (inorm, inorm64):
+            m.running_mean.copy_(rm)
+            m.running_var.copy_(rv)
+            if affine:
+                m.weight.copy_(w)
+                m.bias.copy_(b)
+            m.eval()
+        y = inorm(x)
+        y64 = inorm64(x.double())
+    err = check_f64(name, "output", y, y64)
+    return {
+        "op": "instance_norm",
+        "name": name,
+        "num_features": c,
+        "eps": 1e-5,
+        "affine": affine,
+        "track_running_stats": True,
+        "input_shape": list(shape),
+        "weight": f32_list(w) if affine else None,
+        "bias": f32_list(b) if affine else None,
+        "running_mean": f32_list(rm),
+        "running_var": f32_list(rv),
+        "input": f32_list(x),
+        "output": f32_list(y),
+    }, f"f32 vs f64 rel err {err:.2e}"
+
+
+# ---------------------------------------------------------------------------------------
 # AdaIN
 # name, content_shape, style_shape, eps
 ADAIN = [
@@ -465,6 +553,8 @@ def main():
         (make_layer, LAYER),
         (make_instance, INSTANCE),
         (make_adain, ADAIN),
+        (make_layer_trailing, LAYER_TRAILING),
+        (make_instance_running, INSTANCE_RUNNING),
     ]:
         for spec in specs:
             case, note = make(index, spec)
