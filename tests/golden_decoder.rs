@@ -18,7 +18,7 @@ mod common;
 
 use common::golden::{
     activation, array, assert_no_failures, assert_unique_names, bias_values, bool_of, cases,
-    compare, field, floats, gpu, shaped, str_of, usize_field, usizes, usizes_of, Tol,
+    compare, field, floats, gpu, shaped, str_of, usize_field, usize_of, usizes, usizes_of, Tol,
 };
 use ndarray::{Array1, Array4, ArrayView4};
 use segblocks::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
@@ -138,7 +138,7 @@ impl Case {
             Op::MaxPool { .. } => vec![Run::MaxPool],
             Op::MaxUnpool { .. } => vec![Run::MaxUnpool],
             Op::Upsample { .. } => vec![Run::Upsample],
-            Op::AdaptiveAvg { params } if params.output_size == (1, 1) => {
+            Op::AdaptiveAvg { params } if params.output_size == (Some(1), Some(1)) => {
                 vec![Run::AdaptiveAvg, Run::Global(GlobalPool::Avg)]
             }
             Op::AdaptiveAvg { .. } => vec![Run::AdaptiveAvg],
@@ -232,6 +232,16 @@ fn index_array4(case: &Value, name: &str, key: &str, shape: [usize; 4]) -> Array
     shaped(data, name, key, shape)
 }
 
+/// A pair whose entries may be null (`None`: keep the input's size).
+fn optional_pair(case: &Value, name: &str, key: &str) -> (Option<usize>, Option<usize>) {
+    let list = field(case, name, key)
+        .as_array()
+        .unwrap_or_else(|| panic!("case {name}: {key:?} is not a list"));
+    assert_eq!(list.len(), 2, "case {name}: {key:?}");
+    let entry = |v: &Value| (!v.is_null()).then(|| usize_of(v, name, key));
+    (entry(&list[0]), entry(&list[1]))
+}
+
 fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]) -> Op {
     match str_of(c, n, "op") {
         "conv_transpose2d" => {
@@ -300,7 +310,7 @@ fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]
             Op::Upsample { params }
         }
         "adaptive_avg_pool2d" => Op::AdaptiveAvg {
-            params: AdaptiveAvgPool2dParams::new(usizes::<2>(c, n, "output_size")),
+            params: AdaptiveAvgPool2dParams::with_optional(optional_pair(c, n, "output_size")),
         },
         "adaptive_max_pool2d" => {
             assert_eq!(
@@ -641,16 +651,25 @@ fn golden_cases_cover_the_brief() {
         "a 1x1 interpolation output",
     );
     any(
-        &|c| matches!(&c.op, Op::AdaptiveAvg { params } if params.output_size == (1, 1)),
+        &|c| matches!(&c.op, Op::AdaptiveAvg { params } if params.output_size == (Some(1), Some(1))),
         "global average",
     );
     any(
         &|c| {
             matches!(&c.op, Op::AdaptiveAvg { params }
-                if params.output_size.0 > c.input_shape[2])
+                if params.output_size.0.is_some_and(|oh| oh > c.input_shape[2]))
         },
         "adaptive average with overlapping (upsampling) windows",
     );
+    for axis in 0..2 {
+        any(
+            &|c| {
+                matches!(&c.op, Op::AdaptiveAvg { params }
+                    if [params.output_size.0, params.output_size.1][axis].is_none())
+            },
+            &format!("adaptive average keeping axis {axis} (None)"),
+        );
+    }
 }
 
 /// Whether some window of a max-pooling case holds its (non-NaN) maximum twice.

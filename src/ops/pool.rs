@@ -745,23 +745,33 @@ const GLOBAL_PART: usize = 64 * 256;
 /// `floor(oy * H / OH) .. ceil((oy + 1) * H / OH)` and likewise columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AdaptiveAvgPool2dParams {
-    /// Output size `(OH, OW)`.
-    pub output_size: (usize, usize),
+    /// Output size `(OH, OW)`; `None` keeps the input's size along that axis (PyTorch's
+    /// `None` entries).
+    pub output_size: (Option<usize>, Option<usize>),
 }
 
 impl AdaptiveAvgPool2dParams {
     /// Adaptive average pooling to `output_size`.
     pub fn new(output_size: impl IntoPair) -> Self {
+        let (oh, ow) = output_size.into_pair();
         AdaptiveAvgPool2dParams {
-            output_size: output_size.into_pair(),
+            output_size: (Some(oh), Some(ow)),
         }
+    }
+
+    /// Adaptive average pooling to `output_size`, whose `None` entries keep the input's
+    /// size (PyTorch's `AdaptiveAvgPool2d((None, 7))`).
+    pub fn with_optional(output_size: (Option<usize>, Option<usize>)) -> Self {
+        AdaptiveAvgPool2dParams { output_size }
     }
 
     /// Validates against `[N, C, H, W]`; returns `[N, C, OH, OW]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         check_dims("input", &input)?;
-        positive("output_size", self.output_size)?;
-        Ok([input[0], input[1], self.output_size.0, self.output_size.1])
+        let (oh, ow) = self.output_size;
+        let size = (oh.unwrap_or(input[2]), ow.unwrap_or(input[3]));
+        positive("output_size", size)?;
+        Ok([input[0], input[1], size.0, size.1])
     }
 
     /// No parameters; one add per window element; bytes moved.

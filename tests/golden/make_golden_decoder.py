@@ -413,6 +413,9 @@ ADAPTIVE = [
     ("global_max", "adaptive_max_pool2d", [2, 3, 5, 6], (1, 1), "randn"),
     # planes with NaN (first and later), all -inf, and +inf
     ("global_max_nan_inf", "adaptive_max_pool2d", [1, 4, 4, 5], (1, 1), "special"),
+    # None keeps the input's size along that axis
+    ("adaptive_avg_6x7_to_keep_x3", "adaptive_avg_pool2d", [2, 2, 6, 7], (None, 3), "randn"),
+    ("adaptive_avg_5x9_to_2x_keep", "adaptive_avg_pool2d", [1, 3, 5, 9], (2, None), "randn"),
 ]
 
 
