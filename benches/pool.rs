@@ -1,12 +1,13 @@
 //! Pooling of the peer suite (2x2 max pooling with indices on 64 x 112 x 112), unpooling
-//! back to 112 x 112, global (with each workgroup reduction) and adaptive pooling, next to a plain buffer copy of the same
+//! back to 112 x 112, global (with each workgroup reduction) and adaptive (average and max) pooling, next to a plain buffer copy of the same
 //! input on the same adapter in the same run. Throughput in bytes moved (GB/s).
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use segblocks::ops::pool::{
-    AdaptiveAvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
+    AdaptiveAvgPool2dParams, AdaptiveMaxPool2dParams, GlobalPool, MaxPool2dParams,
+    MaxUnpool2dParams,
 };
 
 fn bench(c: &mut Criterion) {
@@ -74,6 +75,15 @@ fn bench(c: &mut Criterion) {
         &x,
         adaptive.cost(shape).unwrap().bytes,
         |rec, t| segblocks::ops::pool::adaptive_avg_pool2d(rec, &adaptive, t),
+    );
+    let adaptive_max = AdaptiveMaxPool2dParams::new(6);
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "adaptive_max6_64_112",
+        &x,
+        adaptive_max.cost(shape).unwrap().bytes,
+        |rec, t| segblocks::ops::pool::adaptive_max_pool2d(rec, &adaptive_max, t).map(|(y, _)| y),
     );
     g.finish();
 }

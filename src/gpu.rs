@@ -1875,6 +1875,23 @@ impl<'g> Recorder<'g> {
         })
     }
 
+    /// The index output of a pooling without a fixed window (adaptive max pooling),
+    /// pointing into planes of `plane` (height, width).
+    pub(crate) fn empty_plane_indices(
+        &mut self,
+        shape: [usize; 4],
+        plane: (usize, usize),
+    ) -> Result<IndexTensor> {
+        check_dims("indices", &shape)?;
+        Ok(IndexTensor {
+            shape,
+            buf: self.alloc_f32("indices", shape.iter().product())?,
+            gpu_id: self.gpu.inner.id,
+            bound: plane.0 * plane.1,
+            origin: None,
+        })
+    }
+
     fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
         self.pass = None;
         self.encoder.get_or_insert_with(|| {

@@ -61,6 +61,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("max_unpool_window.wgsl"),
     wgsl!("global_pool.wgsl"),
     wgsl!("adaptive_avg_pool.wgsl"),
+    wgsl!("adaptive_max_pool.wgsl"),
     wgsl!("resample.wgsl"),
     wgsl!("resample_int.wgsl"),
     wgsl!("bilinear_int.wgsl"),

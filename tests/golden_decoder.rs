@@ -23,7 +23,8 @@ use common::golden::{
 use ndarray::{Array1, Array4, ArrayView4};
 use segblocks::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
 use segblocks::ops::pool::{
-    AdaptiveAvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
+    AdaptiveAvgPool2dParams, AdaptiveMaxPool2dParams, GlobalPool, MaxPool2dParams,
+    MaxUnpool2dParams,
 };
 use segblocks::ops::upsample::{UpsampleMode, UpsampleParams};
 use segblocks::ops::Activation;
@@ -86,8 +87,13 @@ enum Op {
     AdaptiveAvg {
         params: AdaptiveAvgPool2dParams,
     },
-    /// `F.adaptive_max_pool2d(x, 1)`: [`GlobalPool::Max`].
-    GlobalMax,
+    /// `F.adaptive_max_pool2d(x, output_size, return_indices=True)`; also run as
+    /// [`GlobalPool::Max`] (values only) when the output size is 1x1. `indices` has the
+    /// output's shape.
+    AdaptiveMax {
+        params: AdaptiveMaxPool2dParams,
+        indices: Array4<i64>,
+    },
 }
 
 /// Op families, for the per-family tests and the coverage check.
@@ -126,7 +132,7 @@ impl Case {
             Op::MaxPool { .. } => Family::MaxPool,
             Op::MaxUnpool { .. } => Family::MaxUnpool,
             Op::Upsample { .. } => Family::Upsample,
-            Op::AdaptiveAvg { .. } | Op::GlobalMax => Family::AdaptivePool,
+            Op::AdaptiveAvg { .. } | Op::AdaptiveMax { .. } => Family::AdaptivePool,
         }
     }
 
@@ -142,7 +148,10 @@ impl Case {
                 vec![Run::AdaptiveAvg, Run::Global(GlobalPool::Avg)]
             }
             Op::AdaptiveAvg { .. } => vec![Run::AdaptiveAvg],
-            Op::GlobalMax => vec![Run::Global(GlobalPool::Max)],
+            Op::AdaptiveMax { params, .. } if params.output_size == (Some(1), Some(1)) => {
+                vec![Run::AdaptiveMax, Run::Global(GlobalPool::Max)]
+            }
+            Op::AdaptiveMax { .. } => vec![Run::AdaptiveMax],
         }
     }
 
@@ -165,7 +174,7 @@ impl Case {
             Op::MaxUnpool { params, .. } => format!("{params:?}"),
             Op::Upsample { params } => format!("{params:?}"),
             Op::AdaptiveAvg { params } => format!("{params:?}"),
-            Op::GlobalMax => "global max".to_string(),
+            Op::AdaptiveMax { params, .. } => format!("{params:?}"),
         };
         format!("[{what}, input {:?}]", self.input_shape)
     }
@@ -178,6 +187,7 @@ enum Run {
     MaxUnpool,
     Upsample,
     AdaptiveAvg,
+    AdaptiveMax,
     Global(GlobalPool),
 }
 
@@ -202,9 +212,10 @@ impl Run {
             (Run::Upsample, _) | (Run::AdaptiveAvg, _) | (Run::Global(GlobalPool::Avg), _) => {
                 Tol::Rel(BLEND_TOL)
             }
-            (Run::MaxPool, _) | (Run::MaxUnpool, _) | (Run::Global(GlobalPool::Max), _) => {
-                Tol::Exact
-            }
+            (Run::MaxPool, _)
+            | (Run::MaxUnpool, _)
+            | (Run::AdaptiveMax, _)
+            | (Run::Global(GlobalPool::Max), _) => Tol::Exact,
         }
     }
 }
@@ -312,14 +323,10 @@ fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]
         "adaptive_avg_pool2d" => Op::AdaptiveAvg {
             params: AdaptiveAvgPool2dParams::with_optional(optional_pair(c, n, "output_size")),
         },
-        "adaptive_max_pool2d" => {
-            assert_eq!(
-                usizes::<2>(c, n, "output_size"),
-                [1, 1],
-                "case {n}: only global max pooling is supported"
-            );
-            Op::GlobalMax
-        }
+        "adaptive_max_pool2d" => Op::AdaptiveMax {
+            params: AdaptiveMaxPool2dParams::with_optional(optional_pair(c, n, "output_size")),
+            indices: index_array4(c, n, "indices", output_shape),
+        },
         other => panic!("case {n}: unknown op {other:?}"),
     }
 }
@@ -355,6 +362,7 @@ fn run_output_shape(c: &Case, run: Run) -> segblocks::Result<[usize; 4]> {
         (Run::MaxUnpool, Op::MaxUnpool { params, .. }) => params.output_shape(s),
         (Run::Upsample, Op::Upsample { params }) => params.output_shape(s),
         (Run::AdaptiveAvg, Op::AdaptiveAvg { params }) => params.output_shape(s),
+        (Run::AdaptiveMax, Op::AdaptiveMax { params, .. }) => params.output_shape(s),
         (Run::Global(kind), _) => kind.output_shape(s),
         _ => unreachable!("run {run:?} does not belong to case {}", c.name),
     }
@@ -396,6 +404,13 @@ fn run_reference(c: &Case, run: Run) -> segblocks::Result<Output> {
         }
         (Run::AdaptiveAvg, Op::AdaptiveAvg { params }) => {
             reference::pool::adaptive_avg_pool2d(params, x).map(values)
+        }
+        (Run::AdaptiveMax, Op::AdaptiveMax { params, .. }) => {
+            let (v, i) = reference::pool::adaptive_max_pool2d(params, x)?;
+            Ok(Output {
+                values: v,
+                indices: Some(i),
+            })
         }
         (Run::Global(kind), _) => reference::pool::global_pool(kind, x).map(values),
         _ => unreachable!("run {run:?} does not belong to case {}", c.name),
@@ -448,6 +463,15 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
             let mut rec = gpu.recorder();
             let y = segblocks::ops::pool::adaptive_avg_pool2d(&mut rec, params, &xt)?;
             rec.download(&y).map(values)
+        }
+        (Run::AdaptiveMax, Op::AdaptiveMax { params, .. }) => {
+            let mut rec = gpu.recorder();
+            let (v, i) = segblocks::ops::pool::adaptive_max_pool2d(&mut rec, params, &xt)?;
+            rec.submit()?;
+            Ok(Output {
+                values: gpu.download(&v)?,
+                indices: Some(gpu.download_indices(&i)?),
+            })
         }
         (Run::Global(kind), _) => {
             let mut rec = gpu.recorder();
@@ -504,7 +528,13 @@ fn check_family(family: Family, gpu: bool) {
                 Err(e) => Some(format!("error: {e}")),
                 Ok(out) => {
                     let (rel, mut msg) = compare(out.values.view(), c.output.view(), tol);
-                    if let (Op::MaxPool { indices, .. }, Some(got_i)) = (&c.op, &out.indices) {
+                    let want_i = match &c.op {
+                        Op::MaxPool { indices, .. } | Op::AdaptiveMax { indices, .. } => {
+                            Some(indices)
+                        }
+                        _ => None,
+                    };
+                    if let (Some(indices), Some(got_i)) = (want_i, &out.indices) {
                         if let Some(m) =
                             compare_indices(got_i.view(), indices.view(), c.output.view())
                         {
@@ -604,8 +634,23 @@ fn golden_cases_cover_the_brief() {
         "an all -inf window",
     );
     any(
-        &|c| matches!(c.op, Op::GlobalMax) && c.input.iter().any(|v| v.is_nan()),
+        &|c| global_max(c) && c.input.iter().any(|v| v.is_nan()),
         "NaN in global max",
+    );
+    any(
+        &|c| matches!(c.op, Op::AdaptiveMax { .. }) && !global_max(c),
+        "adaptive max to a size other than 1x1",
+    );
+    any(
+        &|c| {
+            matches!(&c.op, Op::AdaptiveMax { params, .. }
+                if params.output_size.0.is_none() || params.output_size.1.is_none())
+        },
+        "adaptive max keeping an axis (None)",
+    );
+    any(
+        &|c| matches!(c.op, Op::AdaptiveMax { .. }) && c.input_shape[2] * c.input_shape[3] > 4096,
+        "adaptive max with bins too large for one pass",
     );
     // Ties: a pooling window whose maximum occurs at several positions.
     any(
@@ -670,6 +715,11 @@ fn golden_cases_cover_the_brief() {
             &format!("adaptive average keeping axis {axis} (None)"),
         );
     }
+}
+
+/// Whether the case is adaptive max pooling to 1x1 (global max).
+fn global_max(c: &Case) -> bool {
+    matches!(&c.op, Op::AdaptiveMax { params, .. } if params.output_size == (Some(1), Some(1)))
 }
 
 /// Whether some window of a max-pooling case holds its (non-NaN) maximum twice.

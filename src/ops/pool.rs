@@ -1,6 +1,7 @@
 //! Pooling with PyTorch's semantics: max pooling with indices (`max_pool2d(...,
 //! return_indices=True)`), max unpooling (`max_unpool2d`, SegNet's decoder step), global
-//! average / max pooling, and adaptive average pooling (`adaptive_avg_pool2d`).
+//! average / max pooling, adaptive average pooling (`adaptive_avg_pool2d`) and adaptive
+//! max pooling with indices (`adaptive_max_pool2d(..., return_indices=True)`).
 
 use super::{pair_setters, setters, Cost, IntoPair, Window};
 use crate::error::{fail_if, invalid, Result};
@@ -62,6 +63,12 @@ specialize! {
 }
 
 specialize! {
+    /// The constants of `adaptive_max_pool.wgsl`: the input is a pooled plane whose
+    /// original indices come along.
+    struct AdaptiveMaxSpec { carry: bool => "CARRY" }
+}
+
+specialize! {
     /// The constants of `global_pool.wgsl`: the maximum (else the mean), of a sum.
     struct GlobalSpec { max: bool => "MODE", sum: bool => "SUM" }
 }
@@ -84,6 +91,10 @@ const GLOBAL_POOL: Kernel<GlobalParams, GlobalSpec> =
     Kernel::new("global_pool.wgsl", &[read("x"), write("y"), read_opt("x2")]);
 const ADAPTIVE_AVG_POOL: Kernel<AdaptiveParams> =
     Kernel::new("adaptive_avg_pool.wgsl", &[read("x"), write("y")]);
+const ADAPTIVE_MAX_POOL: Kernel<AdaptiveParams, AdaptiveMaxSpec> = Kernel::new(
+    "adaptive_max_pool.wgsl",
+    &[read("x"), write("y"), write("idx"), read_opt("idx_in")],
+);
 
 /// The kernels of this family.
 pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
@@ -94,6 +105,7 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &UNPOOL_GATHER,
     &GLOBAL_POOL,
     &ADAPTIVE_AVG_POOL,
+    &ADAPTIVE_MAX_POOL,
 ];
 
 /// Outputs per invocation along a row (`PX` in `shaders/pool_window.wgsl`).
@@ -767,11 +779,7 @@ impl AdaptiveAvgPool2dParams {
 
     /// Validates against `[N, C, H, W]`; returns `[N, C, OH, OW]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
-        check_dims("input", &input)?;
-        let (oh, ow) = self.output_size;
-        let size = (oh.unwrap_or(input[2]), ow.unwrap_or(input[3]));
-        positive("output_size", size)?;
-        Ok([input[0], input[1], size.0, size.1])
+        adaptive_output_shape(input, self.output_size)
     }
 
     /// No parameters; one add per window element; bytes moved.
@@ -786,6 +794,122 @@ impl AdaptiveAvgPool2dParams {
             bytes: 4 * (ins + outs),
         })
     }
+}
+
+/// The output shape of adaptive pooling of `input` to `output_size` (`None` keeps the
+/// input's size).
+fn adaptive_output_shape(
+    input: [usize; 4],
+    (oh, ow): (Option<usize>, Option<usize>),
+) -> Result<[usize; 4]> {
+    check_dims("input", &input)?;
+    let size = (oh.unwrap_or(input[2]), ow.unwrap_or(input[3]));
+    positive("output_size", size)?;
+    Ok([input[0], input[1], size.0, size.1])
+}
+
+/// `torch.nn.AdaptiveMaxPool2d(output_size, return_indices=True)`: output `(oy, ox)` is
+/// the maximum of input rows `floor(oy * H / OH) .. ceil((oy + 1) * H / OH)` and likewise
+/// columns, with the flat position of the maximum within its plane (PyTorch's CPU rule:
+/// ties keep the first, NaN propagates with the last NaN's position).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AdaptiveMaxPool2dParams {
+    /// Output size `(OH, OW)`; `None` keeps the input's size along that axis.
+    pub output_size: (Option<usize>, Option<usize>),
+}
+
+impl AdaptiveMaxPool2dParams {
+    /// Adaptive max pooling to `output_size`.
+    pub fn new(output_size: impl IntoPair) -> Self {
+        let (oh, ow) = output_size.into_pair();
+        AdaptiveMaxPool2dParams {
+            output_size: (Some(oh), Some(ow)),
+        }
+    }
+
+    /// Adaptive max pooling to `output_size`, whose `None` entries keep the input's size.
+    pub fn with_optional(output_size: (Option<usize>, Option<usize>)) -> Self {
+        AdaptiveMaxPool2dParams { output_size }
+    }
+
+    /// Validates against `[N, C, H, W]`; returns `[N, C, OH, OW]`.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        adaptive_output_shape(input, self.output_size)
+    }
+
+    /// No parameters; one comparison per window element; bytes moved (values and
+    /// indices).
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let out = self.output_shape(input)?;
+        let ins = input.iter().product::<usize>() as u64;
+        let outs = out.iter().product::<usize>() as u64;
+        let win = (input[2].div_ceil(out[2]) + 1) * (input[3].div_ceil(out[3]) + 1);
+        Ok(Cost {
+            params: 0,
+            macs: outs * win as u64,
+            bytes: 4 * (ins + 2 * outs),
+        })
+    }
+}
+
+/// Records adaptive max pooling of `input` with indices
+/// (`F.adaptive_max_pool2d(..., return_indices=True)`); returns the values and the flat
+/// positions of the maxima within their input planes.
+pub fn adaptive_max_pool2d(
+    rec: &mut Recorder<'_>,
+    params: &AdaptiveMaxPool2dParams,
+    input: &Tensor,
+) -> Result<(Tensor, IndexTensor)> {
+    input.check_gpu(rec.gpu(), "input")?;
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    let bin = |len: usize, out_len: usize| len.div_ceil(out_len) + 1;
+    let window = |h, w| loop_nest(&[Trip::Uniform(h as u64), Trip::Uniform(w as u64)]);
+    let plane = (s[2], s[3]);
+    if window(bin(s[2], out[2]), bin(s[3], out[3])) <= ADAPTIVE_WINDOW_LOOPS {
+        return record_adaptive_max(rec, (input, None), out, plane);
+    }
+    // Columns first, then rows, carrying the original indices: the row-major rule picks
+    // the same element (the first row holding the maximum, its first column; the last
+    // row holding a NaN, its last NaN).
+    let cols = record_adaptive_max(rec, (input, None), [s[0], s[1], s[2], out[3]], plane)?;
+    record_adaptive_max(rec, (&cols.0, Some(&cols.1)), out, plane)
+}
+
+fn record_adaptive_max(
+    rec: &mut Recorder<'_>,
+    (input, carried): (&Tensor, Option<&IndexTensor>),
+    out: [usize; 4],
+    plane: (usize, usize),
+) -> Result<(Tensor, IndexTensor)> {
+    let s = input.shape();
+    let y = rec.empty("output", out)?;
+    let idx = rec.empty_plane_indices(out, plane)?;
+    let u = AdaptiveParams {
+        planes: (s[0] * s[1]) as u32,
+        h: s[2] as u32,
+        w: s[3] as u32,
+        oh: out[2] as u32,
+        ow: out[3] as u32,
+    };
+    let bin = |len: usize, out_len: usize| (len.div_ceil(out_len) + 1).min(len) as u64;
+    let spec = AdaptiveMaxSpec {
+        carry: carried.is_some(),
+    };
+    let launch = ADAPTIVE_MAX_POOL
+        .launch(&spec, &u)
+        .threads(out.iter().product())
+        .loops(loop_nest(&[
+            Trip::Uniform(bin(s[2], out[2])),
+            Trip::Uniform(bin(s[3], out[3])),
+        ]));
+    let args = Args::new()
+        .read("x", input)
+        .write("y", &y)
+        .write("idx", &idx)
+        .read_opt("idx_in", carried);
+    rec.run(&launch, args)?;
+    Ok((y, idx))
 }
 
 /// Records adaptive average pooling of `input` (`F.adaptive_avg_pool2d`).

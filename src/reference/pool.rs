@@ -5,7 +5,8 @@ use ndarray::{Array4, ArrayView4};
 
 use crate::error::{Error, Result};
 use crate::ops::pool::{
-    AdaptiveAvgPool2dParams, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
+    AdaptiveAvgPool2dParams, AdaptiveMaxPool2dParams, AvgPool2dParams, GlobalPool, MaxPool2dParams,
+    MaxUnpool2dParams,
 };
 
 /// Max pooling: for each window, the largest value and its flat position `h * W + w`.
@@ -203,4 +204,42 @@ pub fn avg_pool2d(params: &AvgPool2dParams, input: ArrayView4<f32>) -> Result<Ar
         }
     }
     Ok(out)
+}
+
+/// Adaptive max pooling with indices: output `(oy, ox)` is the maximum of rows
+/// `floor(oy * H / OH) .. ceil((oy + 1) * H / OH)` and likewise columns, scanned in
+/// row-major order from the bin's first element; a value replaces the maximum when it is
+/// greater or NaN. The index is the flat position `h * W + w` in the input plane.
+pub fn adaptive_max_pool2d(
+    params: &AdaptiveMaxPool2dParams,
+    input: ArrayView4<f32>,
+) -> Result<(Array4<f32>, Array4<i64>)> {
+    let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
+    let out_shape = params.output_shape(in_shape)?;
+    let [batch, channels, height, width] = in_shape;
+    let [_, _, out_h, out_w] = out_shape;
+    let mut out = Array4::<f32>::zeros(out_shape);
+    let mut indices = Array4::<i64>::zeros(out_shape);
+    for n in 0..batch {
+        for c in 0..channels {
+            for oy in 0..out_h {
+                let (y0, y1) = (oy * height / out_h, ((oy + 1) * height).div_ceil(out_h));
+                for ox in 0..out_w {
+                    let (x0, x1) = (ox * width / out_w, ((ox + 1) * width).div_ceil(out_w));
+                    let mut best = (input[[n, c, y0, x0]], y0 * width + x0);
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            let v = input[[n, c, iy, ix]];
+                            if v > best.0 || v.is_nan() {
+                                best = (v, iy * width + ix);
+                            }
+                        }
+                    }
+                    out[[n, c, oy, ox]] = best.0;
+                    indices[[n, c, oy, ox]] = best.1 as i64;
+                }
+            }
+        }
+    }
+    Ok((out, indices))
 }

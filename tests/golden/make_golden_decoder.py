@@ -416,6 +416,13 @@ ADAPTIVE = [
     # None keeps the input's size along that axis
     ("adaptive_avg_6x7_to_keep_x3", "adaptive_avg_pool2d", [2, 2, 6, 7], (None, 3), "randn"),
     ("adaptive_avg_5x9_to_2x_keep", "adaptive_avg_pool2d", [1, 3, 5, 9], (2, None), "randn"),
+    # adaptive max pooling to any size, with indices
+    ("adaptive_max_7x11_to_3x5", "adaptive_max_pool2d", [2, 2, 7, 11], (3, 5), "randn"),
+    ("adaptive_max_4x5_to_6x7", "adaptive_max_pool2d", [1, 2, 4, 5], (6, 7), "randn"),
+    ("adaptive_max_6x7_to_keep_x2", "adaptive_max_pool2d", [1, 2, 6, 7], (None, 2), "randn"),
+    ("adaptive_max_nan_inf_6x6_to_2x2", "adaptive_max_pool2d", [1, 4, 6, 6], (2, 2), "special"),
+    # bins too large for one pass (columns, then rows): ties across rows, NaNs in two rows
+    ("adaptive_max_large_bins_65x65", "adaptive_max_pool2d", [1, 2, 65, 65], (1, 1), "rows"),
 ]
 
 
@@ -428,17 +435,25 @@ def make_adaptive(index, spec):
         x[0, 1, 0, 0] = float("nan")
         x[0, 2] = -float("inf")
         x[0, 3, 1, 1] = float("inf")
+    if kind == "rows":
+        # channel 0: a tie in two rows (the first row's wins); channel 1: NaN in two rows
+        # (the last wins)
+        x[0, 0, 5, 60] = 10.0
+        x[0, 0, 40, 3] = 10.0
+        x[0, 1, 10, 50] = float("nan")
+        x[0, 1, 30, 2] = float("nan")
     if op == "adaptive_avg_pool2d":
         y = F.adaptive_avg_pool2d(x, out_size)
         y64 = F.adaptive_avg_pool2d(x.double(), out_size)
         err = ((y.double() - y64).abs() / (1 + y64.abs())).max().item()
         assert err < 1e-6, (name, err)
         note = f"f32 vs f64 rel err {err:.2e}"
+        indices = None
     else:
-        y, _ = F.adaptive_max_pool2d(x, out_size, return_indices=True)
+        y, indices = F.adaptive_max_pool2d(x, out_size, return_indices=True)
         note = ""
     assert y.dtype == torch.float32
-    return {
+    case = {
         "op": op,
         "name": name,
         "output_size": list(out_size),
@@ -446,7 +461,10 @@ def make_adaptive(index, spec):
         "input": f32_list(x),
         "output_shape": list(y.shape),
         "output": f32_list(y),
-    }, note
+    }
+    if indices is not None:
+        case["indices"] = [int(v) for v in indices.reshape(-1)]
+    return case, note
 
 
 def main():
