@@ -562,7 +562,8 @@ fn small_input(
 fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
     use rand::Rng;
     use segblocks::ops::conv::PaddingMode;
-    use segblocks::ops::pool::{AvgPool2dParams, MaxPool2dParams};
+    use segblocks::ops::norm::NormalizedShape;
+    use segblocks::ops::pool::{AdaptiveMaxPool2dParams, AvgPool2dParams, MaxPool2dParams};
     use segblocks::ops::upsample::{upsample, UpsampleMode, UpsampleParams};
     use segblocks::reference;
     let gpu = gpu();
@@ -791,6 +792,70 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
             &format!("{g:?} on {shape:?}"),
             g.output_shape(shape),
             g.cost(shape).is_ok(),
+            run,
+            1e-4,
+        );
+
+        // Adaptive max pooling (None keeps the input's size).
+        let optional = |r: &mut rand::rngs::StdRng| r.gen_bool(0.8).then(|| size(r, 7));
+        let am = AdaptiveMaxPool2dParams::with_optional((optional(&mut r), optional(&mut r)));
+        let shape = input_shape(&mut r, 2);
+        let run = sampled(
+            &tallies,
+            "adaptive_max_pool",
+            am.output_shape(shape).is_ok(),
+        )
+        .then(|| small_input(gpu, &mut r, shape))
+        .flatten()
+        .map(|(x, xt)| {
+            let mut rec = gpu.recorder();
+            let got =
+                pool::adaptive_max_pool2d(&mut rec, &am, &xt).and_then(|(v, _)| rec.download(&v));
+            let want = reference::pool::adaptive_max_pool2d(&am, x.view()).map(|(v, _)| v);
+            (got, want.unwrap_or_default())
+        });
+        let t = tallies.entry("adaptive_max_pool").or_default();
+        sweep_case(
+            t,
+            &format!("{am:?} on {shape:?}"),
+            am.output_shape(shape),
+            am.cost(shape).is_ok(),
+            run,
+            0.0,
+        );
+
+        // Layer norm over the trailing 1 to 3 dimensions of an input that mostly has them.
+        let channels = size(&mut r, 4);
+        let shape = input_shape(&mut r, channels);
+        let dims = r.gen_range(1..=3);
+        let mut trailing = shape[4 - dims..].to_vec();
+        if r.gen_bool(0.2) {
+            trailing[0] = size(&mut r, 9);
+        }
+        let normalized: NormalizedShape = match dims {
+            1 => trailing[0].into(),
+            2 => [trailing[0], trailing[1]].into(),
+            _ => [trailing[0], trailing[1], trailing[2]].into(),
+        };
+        let ln = LayerNormParams::new(normalized).bias(r.gen_bool(0.7));
+        let run = sampled(&tallies, "layer_norm", ln.output_shape(shape).is_ok())
+            .then(|| small_input(gpu, &mut r, shape))
+            .flatten()
+            .and_then(|(x, xt)| {
+                let layer = LayerNorm::new(gpu, ln, None, None).ok()?;
+                let mut rec = gpu.recorder();
+                let got = layer.forward(&mut rec, &xt).and_then(|y| rec.download(&y));
+                let one = ndarray::ArrayD::ones(normalized.dims());
+                let zero = ndarray::ArrayD::zeros(normalized.dims());
+                let want = reference::norm::layer_norm(&ln, x.view(), one.view(), zero.view());
+                Some((got, want.unwrap_or_default()))
+            });
+        let t = tallies.entry("layer_norm").or_default();
+        sweep_case(
+            t,
+            &format!("{ln:?} on {shape:?}"),
+            ln.output_shape(shape),
+            ln.cost(shape).is_ok(),
             run,
             1e-4,
         );

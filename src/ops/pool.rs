@@ -805,7 +805,21 @@ fn adaptive_output_shape(
     check_dims("input", &input)?;
     let size = (oh.unwrap_or(input[2]), ow.unwrap_or(input[3]));
     positive("output_size", size)?;
-    Ok([input[0], input[1], size.0, size.1])
+    let out = [input[0], input[1], size.0, size.1];
+    check_dims("output_size", &out)?;
+    // The kernels find bin edges as `o * H / OH` in 32-bit integers.
+    let fits = |o: usize, i: usize| o.checked_mul(i).is_some_and(|v| v <= u32::MAX as usize);
+    fail_if(
+        !fits(size.0, input[2]) || !fits(size.1, input[3]),
+        "output_size",
+        || {
+            format!(
+                "output size {size:?} times the input's {:?} exceeds 32-bit bin arithmetic",
+                (input[2], input[3])
+            )
+        },
+    )?;
+    Ok(out)
 }
 
 /// `torch.nn.AdaptiveMaxPool2d(output_size, return_indices=True)`: output `(oy, ox)` is
