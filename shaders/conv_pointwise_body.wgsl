@@ -4,8 +4,14 @@
 // and the tile constants Q and OC_VEC, and defines
 //   load_group(plane, g) -> vec4<f32>: pixels 4g .. 4g + 3 of input plane `plane`;
 //   store_group(plane, g, v): writes finish4(v, residual) to pixels 4g .. of output plane
-//   `plane` (those inside the plane).
+//   `plane` (those inside the plane);
+// and binds `gate`, read when GATED: each input plane is scaled by
+// activation4(GATE_ACT, gate[plane]) as it is read (a squeeze-and-excitation's scale,
+// fused into the convolution that follows it).
 // Workgroups are numbered (n * oc_blocks + block) * tile_blocks + tile block.
+
+override GATED: bool = false;
+override GATE_ACT: u32 = 0u;
 
 struct PointwiseParams {
     n: u32,
@@ -79,6 +85,12 @@ fn main(inv: Invocation) {
         // are not stored).
         for (var q = 0u; q < Q; q++) {
             xv[q] = load_group(plane, min(q0 + q, p4 - 1u));
+        }
+        if (GATED) {
+            let s = activation4(GATE_ACT, vec4<f32>(f32(gate[plane]))).x;
+            for (var q = 0u; q < Q; q++) {
+                xv[q] *= s;
+            }
         }
         let widx = ci * oc_pad4 + oc0 / 4u;
         let w0 = vec4<f32>(wt[widx + 0u]);

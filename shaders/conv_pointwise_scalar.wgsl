@@ -15,6 +15,9 @@ const OC_VEC: u32 = 2u; // @specialize
 @group(0) @binding(4) var<storage, read_write> y: array<Act>;
 // The residual added in the store (RESIDUAL != 0).
 @group(0) @binding(5) var<storage, read> res: array<Act>;
+// The input gate's logits [N, C_in] (GATED): x * act(gate) is convolved, an SE
+// block's scale applied as the input is read.
+@group(0) @binding(6) var<storage, read> gate: array<Act>;
 
 fn load_group(plane: u32, g: u32) -> vec4<f32> {
     let size = p.hw;

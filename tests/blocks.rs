@@ -461,7 +461,7 @@ fn mobilenet_v3_features_end_to_end() {
             MobileNetV3FeaturesConfig::small().width_mult(0.5),
             [2, 288, 2, 2],
             256_296,
-            (52, 22, 20),
+            (43, 22, 20),
         ),
         (
             // The LR-ASPP segmentation backbone's configuration: dilated last stage.
@@ -472,7 +472,7 @@ fn mobilenet_v3_features_end_to_end() {
                 .dilated(true),
             [2, 192, 4, 4],
             223_088,
-            (62, 25, 23),
+            (54, 25, 23),
         ),
     ] {
         let sd = StateDict::load(format!(

@@ -8,7 +8,7 @@ use ndarray::{Array1, Array4};
 use proptest::prelude::*;
 use segblocks::ops::conv::{
     select_kernel, Conv2d, Conv2dParams, ConvKernel, DepthwiseSeparableConv2d,
-    DepthwiseSeparableParams,
+    DepthwiseSeparableParams, ResidualJoin,
 };
 use segblocks::ops::Activation;
 use segblocks::reference;
@@ -522,6 +522,68 @@ fn depthwise_separable_is_one_recording() {
     let cost = params.cost([2, 6, 11, 12]).unwrap();
     assert_eq!(cost.params, (9 * 12 + 12) + (12 * 10 + 10));
     assert_eq!(cost.macs, 2 * 6 * 6 * (9 * 12 + 12 * 10));
+}
+
+#[test]
+fn an_input_gate_fuses_into_pointwise_kernels() {
+    // conv(x * act(gate)) [+ residual]: the pointwise kernels (vector and scalar) apply the
+    // gate as they read; the others scale first. Batch 2, plane sizes with and without a
+    // multiple of 4 pixels, channel counts that are not multiples of 4.
+    let gpu = gpu();
+    let mut r = rng(31);
+    for (input, join) in [
+        ([2, 6, 4, 5], None),
+        ([2, 7, 3, 3], Some(ResidualJoin::AfterActivation)),
+    ] {
+        let params = Conv2dParams::new(input[1], 5, 1).bias(true);
+        let x = random4(&mut r, input);
+        let w = random4(&mut r, params.weight_shape());
+        let b = random1(&mut r, 5);
+        let logits = random4(&mut r, [input[0], input[1], 1, 1]).mapv(|v| 4.0 * v);
+        let out = params.output_shape(input).unwrap();
+        let res = random4(&mut r, out);
+        let conv = Conv2d::new(gpu, params, w.view(), Some(b.view())).unwrap();
+        let (xt, gt, rt) = (
+            gpu.upload(x.view()).unwrap(),
+            gpu.upload(logits.view()).unwrap(),
+            gpu.upload(res.view()).unwrap(),
+        );
+        for act in [Activation::HardSigmoid, Activation::Sigmoid] {
+            let scaled = reference::channel::scale_channels(x.view(), logits.view(), act);
+            let conv_ref =
+                reference::conv::conv2d(&params, scaled.view(), w.view(), Some(b.view())).unwrap();
+            let want = match join {
+                Some(_) => &conv_ref + &res,
+                None => conv_ref,
+            };
+            let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+            let mut kernels = ConvKernel::candidates(&params, input);
+            kernels.push(ConvKernel::Direct { row_buffer: true });
+            for k in kernels {
+                let mut rec = gpu.recorder();
+                let residual = join.map(|j| (&rt, j));
+                let y = conv
+                    .forward_gated_with(&mut rec, &xt, (&gt, act), residual, k)
+                    .unwrap();
+                // One pass where the kernel applies the gate, two otherwise.
+                let passes = if k.applies_input_gate() { 1 } else { 2 };
+                assert_eq!(rec.dispatch_count(), passes, "{k:?}");
+                let got = rec.download(&y).unwrap();
+                let what = format!("{k:?} gate {act:?} on {input:?}, residual {join:?}");
+                assert_close(got.view(), want.view(), tol.view(), &what);
+            }
+        }
+        // A gate of the wrong shape is a typed error naming it.
+        let bad = gpu
+            .upload(Array4::<f32>::zeros([1, input[1], 1, 1]).view())
+            .unwrap();
+        let mut rec = gpu.recorder();
+        let e = conv.forward_gated(&mut rec, &xt, (&bad, Activation::Sigmoid), None);
+        assert!(
+            matches!(e, Err(Error::ShapeMismatch { name: "gate", .. })),
+            "{e:?}"
+        );
+    }
 }
 
 fn expect_param_error(result: segblocks::Result<impl std::fmt::Debug>, name: &str) -> String {

@@ -183,19 +183,20 @@ fn inverted_residual_graph(
         y = g.add(names[0], l, &[y]);
     }
     y = g.add(names[1], depthwise, &[y]);
+    // The SE's scale is applied by the projection as it reads its input (one pass and one
+    // expanded map fewer); the skip joins the projection in its store.
+    let mut project_inputs = vec![y];
+    let mut project = project;
     if let Some(se) = se {
-        y = g.add(names[2], se, &[y]);
+        let act = se.scale_activation();
+        project_inputs.push(g.add(names[2], se.gate_only(), &[y]));
+        project = project.with_input_gate(act)?;
     }
-    // The skip joins the linear projection in its store.
-    let y = if skip {
-        g.add(
-            names[3],
-            project.with_residual(ResidualJoin::AfterActivation)?,
-            &[y, x],
-        )
-    } else {
-        g.add(names[3], project, &[y])
-    };
+    if skip {
+        project_inputs.push(x);
+        project = project.with_residual(ResidualJoin::AfterActivation)?;
+    }
+    let y = g.add(names[3], project, &project_inputs);
     g.set_outputs(&[y]);
     let Some(fused) = fused else {
         return Ok(g);

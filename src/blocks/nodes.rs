@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ndarray::{Array1, Array4, ArrayView4};
 
 use super::graph::{HostValue, Inputs, Node, Value};
+use super::SummaryRow;
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::{SeWeights, SqueezeExcitation, SqueezeExcitationParams};
@@ -73,6 +74,9 @@ pub struct ConvBnAct {
     conv: Conv2d,
     join: Option<ResidualJoin>,
     shuffle_groups: usize,
+    /// The activation of a gate on the input (a graph input after `x`, the logits
+    /// `[N, C_in, 1, 1]`): the layer convolves `x * act(gate)`.
+    gate: Option<Activation>,
 }
 
 impl ConvBnAct {
@@ -115,6 +119,7 @@ impl ConvBnAct {
             conv: gpu_conv,
             join: None,
             shuffle_groups: 0,
+            gate: None,
         })
     }
 
@@ -123,6 +128,18 @@ impl ConvBnAct {
     pub fn with_residual(mut self, join: ResidualJoin) -> Result<Self> {
         self.params.check_join(join)?;
         self.join = Some(join);
+        Ok(self)
+    }
+
+    /// The layer scaling its input per channel by `act(gate)` as it reads it, the gate's
+    /// logits `[N, C_in, 1, 1]` the graph input after `x` (and before the residual): a
+    /// squeeze-and-excitation's scale fused into the convolution after it
+    /// ([`Conv2d::forward_gated`](crate::ops::conv::Conv2d::forward_gated)).
+    pub(crate) fn with_input_gate(mut self, act: Activation) -> Result<Self> {
+        fail_if(self.shuffle_groups != 0, "gate", || {
+            "a gated layer writes no shuffled output"
+        })?;
+        self.gate = Some(act);
         Ok(self)
     }
 
@@ -166,6 +183,9 @@ impl ConvBnAct {
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         fail_if(self.join.is_some(), "residual", || {
             "the layer joins a residual; none given"
+        })?;
+        fail_if(self.gate.is_some(), "gate", || {
+            "the layer scales its input by a gate; none given"
         })?;
         match self.shuffle_groups {
             0 => self.conv.forward(rec, x),
@@ -233,11 +253,22 @@ impl ConvBnAct {
     }
 }
 
+impl ConvBnAct {
+    /// The graph input holding the residual: after `x` and the gate's logits.
+    fn residual_input(&self) -> usize {
+        1 + usize::from(self.gate.is_some())
+    }
+}
+
 impl Node for ConvBnAct {
     fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
-        let out = self.params.output_shape(*inputs.get(0)?)?;
+        let s = *inputs.get(0)?;
+        let out = self.params.output_shape(s)?;
+        if self.gate.is_some() {
+            crate::ops::same_shape("gate", [s[0], s[1], 1, 1], *inputs.get(1)?)?;
+        }
         if self.join.is_some() {
-            crate::ops::same_shape("residual", out, *inputs.get(1)?)?;
+            crate::ops::same_shape("residual", out, *inputs.get(self.residual_input())?)?;
         }
         Ok(vec![out])
     }
@@ -248,6 +279,15 @@ impl Node for ConvBnAct {
 
     fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
         let x = inputs.get(0)?.tensor()?;
+        if let Some(act) = self.gate {
+            let gate = inputs.get(1)?.tensor()?;
+            let residual = match self.join {
+                Some(join) => Some((inputs.get(self.residual_input())?.tensor()?, join)),
+                None => None,
+            };
+            let y = self.conv.forward_gated(rec, x, (gate, act), residual)?;
+            return Ok(vec![Value::Tensor(y)]);
+        }
         let y = match self.join {
             Some(join) => {
                 let r = inputs.get(1)?.tensor()?;
@@ -264,10 +304,18 @@ impl Node for ConvBnAct {
     fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
         let x = inputs.get(0)?.tensor()?;
         let r = match self.join {
-            Some(_) => Some(inputs.get(1)?.tensor()?),
+            Some(_) => Some(inputs.get(self.residual_input())?.tensor()?),
             None => None,
         };
-        Ok(vec![HostValue::Tensor(self.reference_with(x, r)?)])
+        let y = match self.gate {
+            Some(act) => {
+                let gate = inputs.get(1)?.tensor()?;
+                let scaled = reference::channel::scale_channels(x, gate, act);
+                self.reference_with(scaled.view(), r)?
+            }
+            None => self.reference_with(x, r)?,
+        };
+        Ok(vec![HostValue::Tensor(y)])
     }
 }
 
@@ -334,6 +382,9 @@ pub(crate) struct SeNode {
     params: SqueezeExcitationParams,
     weights: SeWeights,
     of_sum: bool,
+    /// Whether the node outputs the gate logits of its input (the scale is fused into the
+    /// convolution after it) rather than the gated input.
+    gate_only: bool,
 }
 
 impl SeNode {
@@ -351,6 +402,7 @@ impl SeNode {
             params,
             weights,
             of_sum: false,
+            gate_only: false,
         })
     }
 
@@ -371,6 +423,19 @@ impl SeNode {
         self.of_sum = true;
         self
     }
+
+    /// The node computing the gate logits `[N, C, 1, 1]` of its input, for a
+    /// convolution that applies the scale as it reads (`ConvBnAct::with_input_gate`);
+    /// its summary row still shows the gated map, the module's output.
+    pub(crate) fn gate_only(mut self) -> Self {
+        self.gate_only = true;
+        self
+    }
+
+    /// The activation turning the gate's logits into the scale.
+    pub(crate) fn scale_activation(&self) -> Activation {
+        self.params.scale_activation
+    }
 }
 
 impl Node for SeNode {
@@ -382,6 +447,9 @@ impl Node for SeNode {
             crate::ops::same_shape("b", [s[0], s[1], b[2], b[3]], b)?;
             return Ok(vec![[s[0], s[1], 1, 1]]);
         }
+        if self.gate_only {
+            return Ok(vec![[s[0], s[1], 1, 1]]);
+        }
         Ok(vec![s])
     }
 
@@ -389,11 +457,29 @@ impl Node for SeNode {
         self.params.cost(*inputs.get(0)?)
     }
 
+    fn rows(&self, name: &str, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<SummaryRow>> {
+        let cost = self.cost(inputs)?;
+        self.shapes(inputs)?;
+        let output = match self.of_sum {
+            true => [inputs.get(0)?[0], inputs.get(0)?[1], 1, 1],
+            // The module's output: the gated map, even when the scale is fused.
+            false => *inputs.get(0)?,
+        };
+        Ok(vec![SummaryRow {
+            name: name.to_string(),
+            output,
+            params: cost.params,
+            macs: cost.macs,
+        }])
+    }
+
     fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
         let x = inputs.get(0)?.tensor()?;
         let y = if self.of_sum {
             let b = inputs.get(1)?.tensor()?;
             self.block.excitation_of_sum(rec, x, b)?
+        } else if self.gate_only {
+            self.block.excitation(rec, x)?
         } else {
             self.block.forward(rec, x)?
         };
@@ -406,6 +492,9 @@ impl Node for SeNode {
         let y = if self.of_sum {
             let pool = |t| reference::pool::global_pool(GlobalPool::Avg, t);
             let pooled = pool(x)? + pool(inputs.get(1)?.tensor()?)?;
+            reference::attention::excitation(&self.params, pooled.view(), fc1, fc2)?
+        } else if self.gate_only {
+            let pooled = reference::pool::global_pool(GlobalPool::Avg, x)?;
             reference::attention::excitation(&self.params, pooled.view(), fc1, fc2)?
         } else {
             reference::attention::squeeze_excitation(&self.params, x, fc1, fc2)?

@@ -453,6 +453,12 @@ impl ConvKernel {
             .collect()
     }
 
+    /// Whether this kernel scales its input by a gate as it reads it
+    /// ([`Conv2d::forward_gated`] in one pass): the pointwise kernels.
+    pub fn applies_input_gate(self) -> bool {
+        matches!(self, ConvKernel::Pointwise { .. })
+    }
+
     /// Whether this kernel can run `params` on an input of shape `input`.
     pub fn supports(self, params: &Conv2dParams, input: [usize; 4]) -> bool {
         let Ok(out) = params.output_shape(input) else {
@@ -798,7 +804,22 @@ specialize! {
 specialize! {
     /// The constants of `conv_pointwise*.wgsl`: the store, the vec4s of pixels and the
     /// channel tile.
-    struct PointwiseSpec { epilogue: Epilogue, q: Count => "Q", oc_vec: Count => "OC_VEC" }
+    struct PointwiseSpec {
+        epilogue: Epilogue, gate: InputGate, q: Count => "Q", oc_vec: Count => "OC_VEC"
+    }
+}
+
+/// A gate on a pointwise convolution's input (`GATED`, `GATE_ACT` of
+/// `shaders/conv_pointwise_body.wgsl`): each input plane scaled by the activation of its
+/// logit as it is read, a squeeze-and-excitation's scale fused into the convolution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct InputGate(pub(crate) Option<Activation>);
+
+impl Specialize for InputGate {
+    fn write(&self, c: &mut Constants) {
+        c.set("GATED", u32::from(self.0.is_some()));
+        c.set("GATE_ACT", self.0.map_or(0, |a| a.shader_code()));
+    }
 }
 
 specialize! {
@@ -845,6 +866,7 @@ const CONV_POINTWISE: Kernel<PointwiseParams, PointwiseSpec> = Kernel::new(
         read("bias"),
         write("y"),
         read_opt("res"),
+        read_opt("gate"),
     ],
 );
 const CONV_POINTWISE_SCALAR: Kernel<PointwiseParams, PointwiseSpec> = Kernel::new(
@@ -855,6 +877,7 @@ const CONV_POINTWISE_SCALAR: Kernel<PointwiseParams, PointwiseSpec> = Kernel::ne
         read("bias"),
         write("y"),
         read_opt("res"),
+        read_opt("gate"),
     ],
 );
 const DEPTHWISE_BINDINGS: &[Binding] = &[
@@ -1065,7 +1088,7 @@ fn plan_pointwise(
     p: &Conv2dParams,
     input: [usize; 4],
     vector_io: bool,
-    epilogue: Epilogue,
+    (epilogue, gate): (Epilogue, InputGate),
 ) -> Launch {
     let n = input[0];
     let hw = input[2] * input[3];
@@ -1090,6 +1113,7 @@ fn plan_pointwise(
     };
     let spec = PointwiseSpec {
         epilogue,
+        gate,
         q: Count((POINTWISE_PX / 4) as u32),
         oc_vec: Count(oc_vec as u32),
     };
@@ -1158,21 +1182,40 @@ fn plan_depthwise(
 }
 
 /// The dispatch that runs `p` on `input` with `kernel` (which must support it).
+#[cfg(test)]
 pub(crate) fn plan(
     p: &Conv2dParams,
     input: [usize; 4],
     kernel: ConvKernel,
     epilogue: Epilogue,
 ) -> Result<Launch> {
+    plan_gated(p, input, kernel, (epilogue, InputGate(None)))
+}
+
+/// [`plan`] with a gate on the input, which only the pointwise kernels apply
+/// ([`ConvKernel::applies_input_gate`]).
+fn plan_gated(
+    p: &Conv2dParams,
+    input: [usize; 4],
+    kernel: ConvKernel,
+    (epilogue, gate): (Epilogue, InputGate),
+) -> Result<Launch> {
     let out = p.output_shape(input)?;
     fail_if(!kernel.supports(p, input), "kernel", || {
         format!("{kernel:?} does not support {p:?} on input {input:?}")
     })?;
+    fail_if(
+        gate.0.is_some() && !kernel.applies_input_gate(),
+        "kernel",
+        || format!("{kernel:?} applies no input gate"),
+    )?;
     Ok(match kernel {
         ConvKernel::Direct { row_buffer } => plan_direct(p, input, out, row_buffer, epilogue),
         ConvKernel::Gemm => plan_gemm(p, input, out, epilogue),
         ConvKernel::DepthwiseTiled => plan_depthwise_tiled(p, input, out, epilogue),
-        ConvKernel::Pointwise { vector_io } => plan_pointwise(p, input, vector_io, epilogue),
+        ConvKernel::Pointwise { vector_io } => {
+            plan_pointwise(p, input, vector_io, (epilogue, gate))
+        }
         ConvKernel::Depthwise {
             row_buffer,
             vector_loads,
@@ -1433,6 +1476,56 @@ impl Conv2d {
         self.record(rec, input, kernel, 0, None)
     }
 
+    /// Records the convolution of `input` scaled per channel by `gate_activation(gate)`:
+    /// `conv(x * act(gate))`, with `gate` the logits `[N, C_in, 1, 1]` (a
+    /// squeeze-and-excitation's excitation, [`SqueezeExcitation::excitation`]), and
+    /// optionally a residual joined as in [`Conv2d::forward_residual`]. Pointwise kernels
+    /// apply the gate as they read the input, in the same pass; the others after a
+    /// separate scale ([`scale_channels`](super::channel::scale_channels)).
+    ///
+    /// [`SqueezeExcitation::excitation`]: super::attention::SqueezeExcitation::excitation
+    pub fn forward_gated(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        (gate, gate_activation): (&Tensor, Activation),
+        residual: Option<(&Tensor, ResidualJoin)>,
+    ) -> Result<Tensor> {
+        let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
+        self.forward_gated_with(rec, input, (gate, gate_activation), residual, kernel)
+    }
+
+    /// [`Conv2d::forward_gated`] with a chosen kernel.
+    pub fn forward_gated_with(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        (gate, gate_activation): (&Tensor, Activation),
+        residual: Option<(&Tensor, ResidualJoin)>,
+        kernel: ConvKernel,
+    ) -> Result<Tensor> {
+        input.check_gpu(rec.gpu(), "input")?;
+        gate.check_gpu(rec.gpu(), "gate")?;
+        let s = input.shape();
+        super::same_shape("gate", [s[0], s[1], 1, 1], gate.shape())?;
+        let fused = kernel.applies_input_gate() && matches!(self.weights, LayerWeights::Whole(_));
+        if !fused {
+            let scaled = super::channel::scale_channels(rec, input, gate, gate_activation)?;
+            return match residual {
+                Some((r, join)) => self.forward_residual_with(rec, &scaled, r, join, kernel),
+                None => self.forward_with(rec, &scaled, kernel),
+            };
+        }
+        if let Some((r, join)) = residual {
+            r.check_gpu(rec.gpu(), "residual")?;
+            self.params.check_join(join)?;
+            let out = self.params.output_shape(s)?;
+            super::same_shape("residual", out, r.shape())?;
+        }
+        let gate = Some((gate, gate_activation));
+        self.record_gated(rec, input, kernel, (0, residual), gate)
+    }
+
     /// Records the convolution with a residual added in the same pass: `act(conv(x)) + r`
     /// ([`ResidualJoin::AfterActivation`], MobileNet's linear bottlenecks, whose last
     /// convolution has no activation) or `act(conv(x) + r)`
@@ -1489,6 +1582,19 @@ impl Conv2d {
         shuffle_groups: u32,
         residual: Option<(&Tensor, ResidualJoin)>,
     ) -> Result<Tensor> {
+        self.record_gated(rec, input, kernel, (shuffle_groups, residual), None)
+    }
+
+    /// Records the convolution, with the store's shuffle and residual, and the input's
+    /// gate when given (the kernel must apply it).
+    fn record_gated(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        kernel: ConvKernel,
+        (shuffle_groups, residual): (u32, Option<(&Tensor, ResidualJoin)>),
+        gate: Option<(&Tensor, Activation)>,
+    ) -> Result<Tensor> {
         input.check_gpu(rec.gpu(), "input")?;
         let weights = match &self.weights {
             LayerWeights::Whole(w) => w,
@@ -1521,7 +1627,8 @@ impl Conv2d {
             residual: residual.map(|(_, j)| j),
             shuffle_groups,
         };
-        let launch = plan(&self.params, input.shape(), kernel, epilogue)?;
+        let input_gate = InputGate(gate.map(|(_, a)| a));
+        let launch = plan_gated(&self.params, input.shape(), kernel, (epilogue, input_gate))?;
         let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
         let weight = match kernel {
             ConvKernel::Depthwise { .. } | ConvKernel::DepthwiseTiled => {
@@ -1534,7 +1641,8 @@ impl Conv2d {
             .read("wt", weight)
             .read("bias", weights.bias())
             .write("y", &output)
-            .read_opt("res", residual.map(|(r, _)| r));
+            .read_opt("res", residual.map(|(r, _)| r))
+            .read_opt("gate", gate.map(|(g, _)| g));
         // The depthwise kernels also read the input as vec4s.
         let args = match kernel {
             ConvKernel::Depthwise { .. } => args.read("x4", input),
