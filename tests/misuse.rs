@@ -563,7 +563,9 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
     use rand::Rng;
     use segblocks::ops::conv::PaddingMode;
     use segblocks::ops::norm::NormalizedShape;
-    use segblocks::ops::pool::{AdaptiveMaxPool2dParams, AvgPool2dParams, MaxPool2dParams};
+    use segblocks::ops::pool::{
+        AdaptiveMaxPool2dParams, AvgPool2dParams, MaxPool2dParams, MaxUnpool2dParams,
+    };
     use segblocks::ops::upsample::{upsample, UpsampleMode, UpsampleParams};
     use segblocks::reference;
     let gpu = gpu();
@@ -724,12 +726,14 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
             2.0,
             3.0,
         ];
-        let mut u = match r.gen_range(0..4) {
+        let mut u = match r.gen_range(0..6) {
             0 => UpsampleParams::nearest(),
             1 => UpsampleParams::bilinear(r.gen_bool(0.5)),
-            2 => UpsampleParams::bilinear(false),
+            2 => UpsampleParams::nearest_exact(),
+            3 => UpsampleParams::bicubic(r.gen_bool(0.5)),
             _ => UpsampleParams::bed_of_nails(pair(&mut r, 3)),
         };
+        u = u.recompute_scale_factor(r.gen_bool(0.3));
         if !matches!(u.mode, UpsampleMode::BedOfNails { .. }) || r.gen_bool(0.1) {
             match r.gen_range(0..5) {
                 0 => u.size = Some(pair(&mut r, 12)),
@@ -794,6 +798,43 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
             g.cost(shape).is_ok(),
             run,
             1e-4,
+        );
+
+        // Max unpooling with random (valid) indices, duplicates included.
+        let mut un = MaxUnpool2dParams::new(pair(&mut r, 4));
+        un.stride = pair(&mut r, 3);
+        un.padding = (r.gen_range(0..3), r.gen_range(0..3));
+        let shape = input_shape(&mut r, 2);
+        if r.gen_bool(0.3) {
+            if let Ok(o) = un.output_shape(shape) {
+                let grow = (r.gen_range(0..2), r.gen_range(0..2));
+                un = un.output_size((o[2] + grow.0, o[3] + grow.1));
+            } else {
+                un = un.output_size(pair(&mut r, 9));
+            }
+        }
+        let run = sampled(&tallies, "max_unpool", un.output_shape(shape).is_ok())
+            .then(|| small_input(gpu, &mut r, shape))
+            .flatten()
+            .and_then(|(x, xt)| {
+                let out = un.output_shape(shape).ok()?;
+                let plane = (out[2] * out[3]) as i64;
+                let idx = ndarray::Array4::from_shape_fn(shape, |_| r.gen_range(0..plane));
+                let it = gpu.upload_indices(idx.view()).unwrap();
+                let mut rec = gpu.recorder();
+                let got =
+                    pool::max_unpool2d(&mut rec, &un, &xt, &it).and_then(|y| rec.download(&y));
+                let want = reference::pool::max_unpool2d(&un, x.view(), idx.view());
+                Some((got, want.unwrap_or_default()))
+            });
+        let t = tallies.entry("max_unpool").or_default();
+        sweep_case(
+            t,
+            &format!("{un:?} on {shape:?}"),
+            un.output_shape(shape),
+            un.cost(shape).is_ok(),
+            run,
+            0.0,
         );
 
         // Adaptive max pooling (None keeps the input's size).
