@@ -32,6 +32,11 @@ fn layers() -> Vec<(&'static str, Conv2dParams, [usize; 4])> {
             [1, 144, 56, 56],
         ),
         (
+            "depthwise5x5_240_28_s1",
+            Conv2dParams::depthwise(240, 1, 5).padding(2),
+            [1, 240, 28, 28],
+        ),
+        (
             "group3x3_g32_128_28",
             Conv2dParams::new(128, 128, 3).padding(1).groups(32),
             [1, 128, 28, 28],
@@ -77,6 +82,23 @@ fn bench(c: &mut Criterion) {
             let family = |k: &ConvKernel| std::mem::discriminant(k);
             if !kernels.iter().any(|c| family(c) == family(&k)) {
                 kernels.push(k);
+            }
+        }
+        // The depthwise kernel's other load width (vector loads are chosen on GPUs only:
+        // `-- depthwise` compares them on this adapter).
+        if let ConvKernel::Depthwise {
+            row_buffer,
+            vector_loads,
+            vector_stores,
+        } = chosen
+        {
+            let other = ConvKernel::Depthwise {
+                row_buffer,
+                vector_loads: !vector_loads,
+                vector_stores,
+            };
+            if other.supports(&params, shape) {
+                kernels.push(other);
             }
         }
         for kernel in kernels {

@@ -499,7 +499,7 @@ impl ConvKernel {
 ///
 /// Depthwise convolutions get [`ConvKernel::DepthwiseTiled`] on GPU-class devices where
 /// its input patch fits, and otherwise the register-strip depthwise kernel with every
-/// sub-variant the shapes allow. Other convolutions get the workgroup-tiled
+/// sub-variant the shapes allow (but vector loads on CPU adapters, where they are slower). Other convolutions get the workgroup-tiled
 /// [`ConvKernel::Gemm`] on GPU-class devices (where workgroup memory is on-chip and
 /// reuse through it is what reaches the arithmetic peak) when its reduction stays within
 /// the loop budget and each group has at least 16 output channels (half its tile); CPU-emulated adapters (lavapipe, llvmpipe, SwiftShader, WARP), where
@@ -511,12 +511,18 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
         if !caps.cpu && ConvKernel::DepthwiseTiled.supports(params, input) {
             return ConvKernel::DepthwiseTiled;
         }
-        let vector_loads = best(ConvKernel::Depthwise {
-            row_buffer: true,
-            vector_loads: true,
-            vector_stores: false,
-        })
-        .is_some();
+        // Aligned vec4 loads (then shifted into the row) coalesce on a GPU; on a CPU
+        // adapter they cost more than the scalar loads they replace (lavapipe, same run,
+        // MobileNet layers at 128 x 128 down to 28 x 28: 0.74-0.87x the time without
+        // them; 1.0-1.1x at 112 x 112 stride 2), so CPU adapters read scalars
+        // (`cargo bench --bench conv -- depthwise`).
+        let vector_loads = !caps.cpu
+            && best(ConvKernel::Depthwise {
+                row_buffer: true,
+                vector_loads: true,
+                vector_stores: false,
+            })
+            .is_some();
         let row_buffer = best(ConvKernel::Depthwise {
             row_buffer: true,
             vector_loads: false,
