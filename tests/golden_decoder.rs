@@ -303,6 +303,7 @@ fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]
                 "nearest-exact" => UpsampleParams::nearest_exact(),
                 "bilinear" => UpsampleParams::bilinear(bool_of(c, n, "align_corners")),
                 "bicubic" => UpsampleParams::bicubic(bool_of(c, n, "align_corners")),
+                "area" => UpsampleParams::area(),
                 other => panic!("case {n}: unknown interpolation mode {other:?}"),
             };
             let params = match (field(c, n, "size"), field(c, n, "scale_factor")) {
@@ -706,6 +707,16 @@ fn golden_cases_cover_the_brief() {
         },
         "adaptive average with overlapping (upsampling) windows",
     );
+    for (what, scaled) in [("size", false), ("scale_factor", true)] {
+        any(
+            &|c| {
+                up(c, &|p| {
+                    p.mode == UpsampleMode::Area && p.scale_factor.is_some() == scaled
+                })
+            },
+            &format!("area interpolation with {what}"),
+        );
+    }
     for axis in 0..2 {
         any(
             &|c| {

@@ -726,11 +726,12 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
             2.0,
             3.0,
         ];
-        let mut u = match r.gen_range(0..6) {
+        let mut u = match r.gen_range(0..7) {
             0 => UpsampleParams::nearest(),
             1 => UpsampleParams::bilinear(r.gen_bool(0.5)),
             2 => UpsampleParams::nearest_exact(),
             3 => UpsampleParams::bicubic(r.gen_bool(0.5)),
+            4 => UpsampleParams::area(),
             _ => UpsampleParams::bed_of_nails(pair(&mut r, 3)),
         };
         u = u.recompute_scale_factor(r.gen_bool(0.3));

@@ -1,5 +1,6 @@
 //! Upsampling with PyTorch's semantics (`F.interpolate` / `nn.Upsample`): nearest (the
-//! `'nearest'` index rule), bilinear with `align_corners` true or false, and bed-of-nails
+//! `'nearest'` index rule), nearest-exact, bilinear and bicubic with `align_corners` true
+//! or false, area (adaptive average pooling to the output size), and bed-of-nails
 //! zero insertion (the seeds' unpooling: each input lands at `(y * s, x * s)`, zeros
 //! elsewhere; PyTorch has no such op).
 //!
@@ -84,11 +85,18 @@ pub enum UpsampleKernel {
         /// The factor.
         factor: usize,
     },
+    /// `mode='area'`: adaptive average pooling to the output size
+    /// ([`adaptive_avg_pool2d`](super::pool::adaptive_avg_pool2d)'s kernel), as PyTorch
+    /// computes it.
+    Area,
 }
 
 /// The kernel the library runs for `params` on `input`: the vector kernels where they
 /// apply, the tap tables otherwise.
 pub fn select_kernel(params: &UpsampleParams, input: [usize; 4]) -> UpsampleKernel {
+    if params.mode == UpsampleMode::Area {
+        return UpsampleKernel::Area;
+    }
     let factors = params.integer_factors(input);
     if let Some(factors) = factors.filter(|&f| integer_loops(f) <= LOOP_BUDGET) {
         UpsampleKernel::Integer { factors }
@@ -100,11 +108,14 @@ pub fn select_kernel(params: &UpsampleParams, input: [usize; 4]) -> UpsampleKern
 }
 
 impl UpsampleKernel {
-    /// Whether this kernel can run `params` on `input` (any valid configuration runs on
-    /// [`UpsampleKernel::Taps`]).
+    /// Whether this kernel can run `params` on `input` (any valid configuration but
+    /// `mode='area'` runs on [`UpsampleKernel::Taps`]; that one on
+    /// [`UpsampleKernel::Area`]).
     pub fn supports(self, params: &UpsampleParams, input: [usize; 4]) -> bool {
+        let area = params.mode == UpsampleMode::Area;
         match self {
-            UpsampleKernel::Taps => params.output_shape(input).is_ok(),
+            UpsampleKernel::Area => area && params.output_shape(input).is_ok(),
+            UpsampleKernel::Taps => !area && params.output_shape(input).is_ok(),
             UpsampleKernel::Integer { factors } => params.integer_factors(input) == Some(factors),
             UpsampleKernel::BilinearInt { factor } => {
                 params.bilinear_int_factor(input) == Some(factor)
@@ -144,9 +155,14 @@ pub fn upsample_with(
     input.check_gpu(rec.gpu(), "input")?;
     let s = input.shape();
     let out = params.output_shape(s)?;
+    if kernel == UpsampleKernel::Area && kernel.supports(params, s) {
+        let pool = super::pool::AdaptiveAvgPool2dParams::new((out[2], out[3]));
+        return super::pool::adaptive_avg_pool2d(rec, &pool, input);
+    }
     let launch = plan(params, s, out, kernel)?;
     let y = rec.empty("output", out)?;
     let args = match kernel {
+        UpsampleKernel::Area => unreachable!("plan refuses it: area runs as adaptive pooling"),
         UpsampleKernel::Integer { .. } => Args::new().read("x", input),
         UpsampleKernel::BilinearInt { .. } => Args::new().read("x4", input),
         UpsampleKernel::Taps => {
@@ -180,11 +196,14 @@ fn plan(
     out: [usize; 4],
     kernel: UpsampleKernel,
 ) -> Result<Launch> {
-    fail_if(!kernel.supports(params, s), "kernel", || {
-        format!("{kernel:?} does not support {params:?} on input {s:?}")
-    })?;
+    fail_if(
+        !kernel.supports(params, s) || kernel == UpsampleKernel::Area,
+        "kernel",
+        || format!("{kernel:?} does not support {params:?} on input {s:?}"),
+    )?;
     let (planes, w4) = (s[0] * s[1], s[3] / 4);
     Ok(match kernel {
+        UpsampleKernel::Area => unreachable!("refused above: area runs as adaptive pooling"),
         UpsampleKernel::Integer { factors } => {
             let spec = ResampleIntSpec {
                 sy: Count(factors.0 as u32),
@@ -221,7 +240,7 @@ fn plan(
         }
         UpsampleKernel::Taps => {
             let mode = match params.mode {
-                UpsampleMode::Nearest | UpsampleMode::NearestExact => 0,
+                UpsampleMode::Nearest | UpsampleMode::NearestExact | UpsampleMode::Area => 0,
                 UpsampleMode::Bilinear { .. } => 1,
                 UpsampleMode::BedOfNails { .. } => 2,
                 UpsampleMode::Bicubic { .. } => 3,
@@ -252,6 +271,9 @@ pub enum UpsampleMode {
         /// PyTorch's `align_corners`.
         align_corners: bool,
     },
+    /// `mode='area'`: each output averages its adaptive-pooling window
+    /// (`adaptive_avg_pool2d` to the output size; a scale factor only sets that size).
+    Area,
     /// Zero insertion with an integer stride per axis (output = input * stride).
     BedOfNails {
         /// `(sH, sW)`.
@@ -309,6 +331,12 @@ impl UpsampleParams {
     /// Bilinear upsampling; set `size` or `scale_factor` next.
     pub fn bilinear(align_corners: bool) -> Self {
         Self::of(UpsampleMode::Bilinear { align_corners })
+    }
+
+    /// `mode='area'` resampling (adaptive average pooling to the output size); set
+    /// `size` or `scale_factor` next.
+    pub fn area() -> Self {
+        Self::of(UpsampleMode::Area)
     }
 
     /// Bed-of-nails (zero-insertion) unpooling with `stride`.
@@ -415,10 +443,13 @@ impl UpsampleParams {
         Ok(out)
     }
 
-    /// No parameters; MACs: 3 per output for bilinear, 20 for bicubic, none otherwise;
-    /// bytes moved.
+    /// No parameters; MACs: 3 per output for bilinear, 20 for bicubic, the windows'
+    /// adds for area, none otherwise; bytes moved.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let out = self.output_shape(input)?;
+        if self.mode == UpsampleMode::Area {
+            return super::pool::AdaptiveAvgPool2dParams::new((out[2], out[3])).cost(input);
+        }
         let outs = out.iter().product::<usize>() as u64;
         let macs = match self.mode {
             UpsampleMode::Bilinear { .. } => 3 * outs,
@@ -463,7 +494,9 @@ impl UpsampleParams {
                     axis(input[3], out[3], f.map(|f| f.1))?,
                 ))
             }
-            UpsampleMode::Bilinear { .. } | UpsampleMode::Bicubic { .. } => None,
+            UpsampleMode::Bilinear { .. } | UpsampleMode::Bicubic { .. } | UpsampleMode::Area => {
+                None
+            }
         }
     }
 
@@ -519,6 +552,8 @@ impl UpsampleParams {
         (0..out)
             .flat_map(|o| {
                 let (entry, second) = match self.mode {
+                    // Never asked: area runs as adaptive pooling, not from taps.
+                    UpsampleMode::Area => (copy(0), None),
                     UpsampleMode::Nearest => (copy(nearest_source(o, input, out, scale)), None),
                     UpsampleMode::NearestExact => {
                         (copy(nearest_exact_source(o, input, out, scale)), None)

@@ -13,6 +13,7 @@
 use ndarray::{Array4, ArrayView4};
 
 use crate::error::Result;
+use crate::ops::pool::AdaptiveAvgPool2dParams;
 use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 
 fn axis_scale(scale_factor: Option<f64>, input: usize, out: usize) -> f32 {
@@ -101,6 +102,11 @@ fn linear(dst: usize, input: usize, out: usize, scale_factor: Option<f64>, align
 pub fn upsample(params: &UpsampleParams, input: ArrayView4<f32>) -> Result<Array4<f32>> {
     let in_shape: [usize; 4] = input.shape().try_into().expect("4-D");
     let out_shape = params.output_shape(in_shape)?;
+    if params.mode == UpsampleMode::Area {
+        // F.interpolate(mode='area') is adaptive average pooling to the output size.
+        let pool = AdaptiveAvgPool2dParams::new((out_shape[2], out_shape[3]));
+        return super::pool::adaptive_avg_pool2d(&pool, input);
+    }
     let [batch, channels, height, width] = in_shape;
     let [_, _, out_h, out_w] = out_shape;
     let (fy, fx) = match params.kernel_scales() {
@@ -147,6 +153,7 @@ pub fn upsample(params: &UpsampleParams, input: ArrayView4<f32>) -> Result<Array
                             }
                             total
                         }
+                        UpsampleMode::Area => unreachable!("pooled above"),
                         UpsampleMode::BedOfNails { stride } => {
                             if oy % stride.0 == 0 && ox % stride.1 == 0 {
                                 input[[n, c, oy / stride.0, ox / stride.1]]

@@ -467,6 +467,22 @@ def make_adaptive(index, spec):
     return case, note
 
 
+# F.interpolate(mode='area'): adaptive average pooling to the output size
+# name, input_shape, size, scale_factor
+AREA = [
+    ("area_size_down_9x11_to_4x5", [2, 2, 9, 11], (4, 5), None),
+    ("area_size_up_4x5_to_7x9", [1, 2, 4, 5], (7, 9), None),
+    ("area_scale0.5_9x11", [1, 2, 9, 11], None, 0.5),
+    ("area_scale1.7x0.6", [1, 1, 5, 7], None, (1.7, 0.6)),
+]
+
+
+def make_area(index, spec):
+    name, in_shape, size, scale = spec
+    mode_spec = (name, in_shape, "area", None, size, scale)
+    return make_interp(index, mode_spec)
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -478,6 +494,7 @@ def main():
         (make_unpool, UNPOOL),
         (make_interp, INTERP),
         (make_adaptive, ADAPTIVE),
+        (make_area, AREA),
     ]:
         for spec in specs:
             case, note = make(index, spec)
