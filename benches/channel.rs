@@ -8,6 +8,7 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::{Array1, Array4};
 use segblocks::ops::attention::{SeGateKernel, SqueezeExcitation, SqueezeExcitationParams};
+use segblocks::ops::copy::{Pad2dParams, PadMode};
 use segblocks::ops::{channel, Activation};
 
 fn bench(c: &mut Criterion) {
@@ -40,6 +41,15 @@ fn bench(c: &mut Criterion) {
     common::bench_bytes(&mut g, &gpu, "crop_232_34_to_28", &big, bytes, |rec, t| {
         segblocks::ops::copy::crop(rec, &window, t)
     });
+    // Padding 232 x 26 x 26 back to 28 x 28, zeros and reflected.
+    let small = common::input([1, 232, 26, 26]);
+    for mode in [PadMode::Constant, PadMode::Reflect] {
+        let pad = Pad2dParams::new((1, 1, 1, 1)).mode(mode);
+        let name = format!("pad_{mode:?}_232_26_to_28");
+        common::bench_bytes(&mut g, &gpu, &name, &small, bytes, |rec, t| {
+            segblocks::ops::copy::pad2d(rec, &pad, t)
+        });
+    }
     let other = gpu.upload(x.view()).unwrap();
     common::bench_bytes(
         &mut g,

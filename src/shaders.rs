@@ -67,6 +67,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("bilinear_int.wgsl"),
     wgsl!("copy.wgsl"),
     wgsl!("crop.wgsl"),
+    wgsl!("pad.wgsl"),
     wgsl!("frame_in.wgsl"),
     wgsl!("mask_out.wgsl"),
     wgsl!("composite.wgsl"),

@@ -501,6 +501,24 @@ fn data_movement_and_pooling_ops_round_once() {
         |x| reference::copy::crop(&crop, x.view()).unwrap(),
         |rec, x| copy::crop(rec, &crop, x).unwrap(),
     );
+    for (i, mode) in [
+        copy::PadMode::Constant,
+        copy::PadMode::Reflect,
+        copy::PadMode::Circular,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let pad = copy::Pad2dParams::new((2, -1, 1, 3)).mode(mode).value(0.75);
+        check_one_pass(
+            "pad",
+            shape,
+            40 + i as u64,
+            0.0,
+            |x| reference::copy::pad2d(&pad, x.view()).unwrap(),
+            |rec, x| copy::pad2d(rec, &pad, x).unwrap(),
+        );
+    }
 }
 
 /// Normalisation: the statistics are f32 sums of the stored (exact) values, so the output

@@ -1,11 +1,12 @@
 //! A device-side tensor copy: the plain buffer-copy kernel that the memory-bound ops are
-//! measured against, also useful to clone a tensor before an in-place use; and a crop,
-//! the copy of a window of every plane (`x[..., top:top + h, left:left + w]`).
+//! measured against, also useful to clone a tensor before an in-place use; a crop, the
+//! copy of a window of every plane (`x[..., top:top + h, left:left + w]`); and padding
+//! (`F.pad` on the last two dimensions, every mode, pads of either sign).
 
 use super::Cost;
-use crate::error::{fail_if, Result};
+use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{Recorder, Tensor};
-use crate::launch::{read, uniform, write, Args, Kernel, KernelInfo, Launch};
+use crate::launch::{read, specialize, uniform, write, Args, Kernel, KernelInfo, Launch};
 
 uniform! {
     /// `shaders/copy.wgsl`.
@@ -28,11 +29,198 @@ uniform! {
     }
 }
 
+uniform! {
+    /// `shaders/pad.wgsl`.
+    pub(crate) struct PadParams {
+        total: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        top: i32,
+        left: i32,
+        lo_h: u32,
+        n_h: u32,
+        lo_w: u32,
+        n_w: u32,
+        at_h: u32,
+        at_w: u32,
+        value: f32,
+    }
+}
+
+specialize! {
+    /// `PAD_MODE` of `shaders/pad.wgsl`.
+    struct PadSpec { mode: u32 => "PAD_MODE" }
+}
+
 const COPY: Kernel<CopyParams> = Kernel::new("copy.wgsl", &[read("x"), write("y")]);
 const CROP: Kernel<CropParams> = Kernel::new("crop.wgsl", &[read("x"), write("y")]);
+const PAD: Kernel<PadParams, PadSpec> = Kernel::new("pad.wgsl", &[read("x"), write("y")]);
 
 /// The kernels of this family.
-pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&COPY, &CROP];
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&COPY, &CROP, &PAD];
+
+/// How [`pad2d`] fills the border (`F.pad`'s `mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PadMode {
+    /// `'constant'`: [`Pad2dParams::value`] outside the input.
+    #[default]
+    Constant,
+    /// `'reflect'`: mirrored about the edge, the edge not repeated (each pad smaller than
+    /// the input).
+    Reflect,
+    /// `'replicate'`: the edge value repeated.
+    Replicate,
+    /// `'circular'`: wrapped around (each pad at most the size kept after negative pads).
+    Circular,
+}
+
+impl PadMode {
+    fn code(self) -> u32 {
+        match self {
+            PadMode::Constant => 0,
+            PadMode::Reflect => 1,
+            PadMode::Replicate => 2,
+            PadMode::Circular => 3,
+        }
+    }
+}
+
+/// `F.pad(x, (left, right, top, bottom), mode, value)` on `[N, C, H, W]`: pads of either
+/// sign (a negative one removes rows or columns, as in PyTorch).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pad2dParams {
+    /// `(left, right, top, bottom)`, PyTorch's order for the last two dimensions.
+    pub pad: (i64, i64, i64, i64),
+    /// The fill rule (default constant).
+    pub mode: PadMode,
+    /// The constant mode's fill value (default 0).
+    pub value: f32,
+}
+
+impl Pad2dParams {
+    /// Constant zero padding by `(left, right, top, bottom)`.
+    pub fn new(pad: (i64, i64, i64, i64)) -> Self {
+        Pad2dParams {
+            pad,
+            mode: PadMode::Constant,
+            value: 0.0,
+        }
+    }
+
+    /// Sets the mode.
+    pub fn mode(mut self, mode: PadMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the constant mode's fill value.
+    pub fn value(mut self, value: f32) -> Self {
+        self.value = value;
+        self
+    }
+
+    /// Validates against `[N, C, H, W]`; returns `[N, C, H + top + bottom, W + left +
+    /// right]`.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        crate::gpu::check_dims("input", &input)?;
+        let (l, r, t, b) = self.pad;
+        let limit = i64::from(i32::MAX);
+        fail_if([l, r, t, b].iter().any(|p| p.abs() > limit), "pad", || {
+            format!("{:?} has a pad past +-{limit}", self.pad)
+        })?;
+        let grown = |size: usize, a: i64, b: i64, axis: &str| -> Result<usize> {
+            let n = i64::try_from(size).unwrap_or(i64::MAX);
+            let out = n.checked_add(a).and_then(|v| v.checked_add(b));
+            match out {
+                Some(o) if o > 0 => Ok(o as usize),
+                _ => Err(invalid(
+                    "pad",
+                    format!("({a}, {b}) on {axis} {size} leaves no {axis}"),
+                )),
+            }
+        };
+        let out = [
+            input[0],
+            input[1],
+            grown(input[2], t, b, "height")?,
+            grown(input[3], l, r, "width")?,
+        ];
+        crate::gpu::check_dims("pad", &out)?;
+        for (size, (a, b), axis) in [(input[2], (t, b), "height"), (input[3], (l, r), "width")] {
+            let n = size as i64;
+            let kept = n - (-a).max(0) - (-b).max(0);
+            let ok = match self.mode {
+                PadMode::Constant | PadMode::Replicate => true,
+                PadMode::Reflect => a < n && b < n,
+                PadMode::Circular => kept > 0 && a <= kept && b <= kept,
+            };
+            fail_if(!ok, "pad", || {
+                format!(
+                    "({a}, {b}) is too large for {:?} padding of {axis} {size}",
+                    self.mode
+                )
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Bytes moved (the output written, about as much read).
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let out = self.output_shape(input)?;
+        Ok(Cost {
+            params: 0,
+            macs: 0,
+            bytes: 8 * out.iter().product::<usize>() as u64,
+        })
+    }
+}
+
+/// Records `F.pad` of `input`'s last two dimensions as `params` says.
+pub fn pad2d(rec: &mut Recorder<'_>, params: &Pad2dParams, input: &Tensor) -> Result<Tensor> {
+    input.check_gpu(rec.gpu(), "input")?;
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    let y = rec.empty("output", out)?;
+    let total = out.iter().product::<usize>();
+    let (l, r, t, b) = params.pad;
+    // Circular: the window kept after the negative pads, and where it starts in the output.
+    let window = |size: usize, a: i64, b: i64| {
+        let lo = (-a).max(0);
+        (
+            lo as u32,
+            (size as i64 - lo - (-b).max(0)) as u32,
+            a.max(0) as u32,
+        )
+    };
+    let (lo_h, n_h, at_h) = window(s[2], t, b);
+    let (lo_w, n_w, at_w) = window(s[3], l, r);
+    let u = PadParams {
+        total: total as u32,
+        h: s[2] as u32,
+        w: s[3] as u32,
+        oh: out[2] as u32,
+        ow: out[3] as u32,
+        top: t as i32,
+        left: l as i32,
+        lo_h,
+        n_h,
+        lo_w,
+        n_w,
+        at_h,
+        at_w,
+        value: params.value,
+    };
+    let spec = PadSpec {
+        mode: params.mode.code(),
+    };
+    rec.run(
+        &PAD.launch(&spec, &u).threads(total),
+        Args::new().read("x", input).write("y", &y),
+    )?;
+    Ok(y)
+}
 
 /// A crop: `size` (rows, columns) of every plane from `offset` (top, left).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,139 @@
+//! Padding (`F.pad` on the last two dimensions) against PyTorch's golden results and the
+//! CPU reference: every mode, pads of either sign, batch > 1; bad pads are typed errors.
+
+mod common;
+
+use common::golden::{cases, field, float_field, str_of, usizes};
+use common::*;
+use ndarray::Array4;
+use segblocks::ops::copy::{pad2d, Pad2dParams, PadMode};
+use segblocks::{reference, Error};
+
+const GOLDEN: &str = include_str!("golden/pad.json");
+
+fn mode_of(name: &str) -> PadMode {
+    match name {
+        "constant" => PadMode::Constant,
+        "reflect" => PadMode::Reflect,
+        "replicate" => PadMode::Replicate,
+        "circular" => PadMode::Circular,
+        other => panic!("unknown pad mode {other:?}"),
+    }
+}
+
+#[test]
+fn pad_matches_pytorch() {
+    let gpu = gpu();
+    let all = cases(GOLDEN, "tests/golden/pad.json");
+    let mut modes = std::collections::BTreeSet::new();
+    for c in &all {
+        let n = str_of(c, "?", "name");
+        let pad: Vec<i64> = field(c, n, "pad")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        let mode = mode_of(str_of(c, n, "mode"));
+        modes.insert(format!("{mode:?}"));
+        let params = Pad2dParams::new((pad[0], pad[1], pad[2], pad[3]))
+            .mode(mode)
+            .value(float_field(c, n, "value"));
+        let shape = usizes::<4>(c, n, "input_shape");
+        let out = usizes::<4>(c, n, "output_shape");
+        let floats = |key| -> Vec<f32> {
+            field(c, n, key)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        };
+        let x = Array4::from_shape_vec(shape, floats("input")).unwrap();
+        let want = Array4::from_shape_vec(out, floats("output")).unwrap();
+        assert_eq!(params.output_shape(shape).unwrap(), out, "{n}");
+        // A copy: exact on both sides.
+        let zero = want.mapv(|_| 0.0);
+        let cpu = reference::copy::pad2d(&params, x.view()).unwrap();
+        assert_close(
+            cpu.view(),
+            want.view(),
+            zero.view(),
+            &format!("reference {n}"),
+        );
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = pad2d(&mut rec, &params, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        assert_close(got.view(), want.view(), zero.view(), &format!("GPU {n}"));
+    }
+    assert_eq!(modes.len(), 4, "every mode has a golden case: {modes:?}");
+}
+
+#[test]
+fn random_pads_agree_with_the_reference() {
+    let gpu = gpu();
+    let mut r = rng(77);
+    use rand::Rng;
+    let mut compared = 0;
+    for _ in 0..200 {
+        let shape = [
+            r.gen_range(1..3),
+            r.gen_range(1..4),
+            r.gen_range(1..7),
+            r.gen_range(1..8),
+        ];
+        let side = |r: &mut rand::rngs::StdRng| r.gen_range(-4i64..7);
+        let pad = (side(&mut r), side(&mut r), side(&mut r), side(&mut r));
+        let mode = [
+            PadMode::Constant,
+            PadMode::Reflect,
+            PadMode::Replicate,
+            PadMode::Circular,
+        ][r.gen_range(0..4)];
+        let params = Pad2dParams::new(pad).mode(mode).value(2.5);
+        let x = random4(&mut r, shape);
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let got = pad2d(&mut rec, &params, &xt).and_then(|y| rec.download(&y));
+        match (params.output_shape(shape), got) {
+            (Ok(out), Ok(got)) => {
+                let want = reference::copy::pad2d(&params, x.view()).unwrap();
+                assert_eq!(got.shape(), &out[..]);
+                let zero = want.mapv(|_| 0.0);
+                assert_close(got.view(), want.view(), zero.view(), &format!("{params:?}"));
+                compared += 1;
+            }
+            (Err(_), Err(Error::InvalidParam { name: "pad", .. })) => {}
+            (shape, got) => panic!("{params:?} on {shape:?}: {got:?}"),
+        }
+    }
+    assert!(compared > 60, "{compared} compared");
+}
+
+#[test]
+fn bad_pads_are_typed_errors() {
+    let gpu = gpu();
+    let x = gpu
+        .upload(Array4::<f32>::zeros([1, 1, 3, 4]).view())
+        .unwrap();
+    for params in [
+        // Reflect needs each pad below the size; circular at most the size kept.
+        Pad2dParams::new((4, 0, 0, 0)).mode(PadMode::Reflect),
+        Pad2dParams::new((0, 0, 0, 3)).mode(PadMode::Reflect),
+        Pad2dParams::new((5, 0, 0, 0)).mode(PadMode::Circular),
+        Pad2dParams::new((-2, 3, 0, 0)).mode(PadMode::Circular),
+        // Nothing left, and pads past i32.
+        Pad2dParams::new((-2, -2, 0, 0)),
+        Pad2dParams::new((0, 0, -3, 0)),
+        Pad2dParams::new((i64::MAX, 0, 0, 0)),
+        Pad2dParams::new((-(1 << 40), 1 << 40, 0, 0)),
+    ] {
+        let mut rec = gpu.recorder();
+        let e = pad2d(&mut rec, &params, &x);
+        assert!(
+            matches!(e, Err(Error::InvalidParam { name: "pad", .. })),
+            "{params:?}: {e:?}"
+        );
+    }
+}
