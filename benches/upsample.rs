@@ -56,6 +56,16 @@ fn bench(c: &mut Criterion) {
         head.cost([1, 21, 64, 64]).unwrap().bytes,
         |rec, t| segblocks::ops::upsample::upsample(rec, &head, t),
     );
+    // Sub-pixel upsampling's rearrangement: 256 channels at 56 x 56 to 64 at 112 x 112.
+    let deep = common::input([1, 256, 56, 56]);
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "pixel_shuffle_256_56_r2",
+        &deep,
+        8 * deep.len() as u64,
+        |rec, t| segblocks::ops::upsample::pixel_shuffle(rec, t, 2),
+    );
     g.finish();
 }
 

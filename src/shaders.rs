@@ -65,6 +65,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("resample.wgsl"),
     wgsl!("resample_int.wgsl"),
     wgsl!("bilinear_int.wgsl"),
+    wgsl!("pixel_shuffle.wgsl"),
     wgsl!("copy.wgsl"),
     wgsl!("crop.wgsl"),
     wgsl!("pad.wgsl"),

@@ -94,6 +94,11 @@ enum Op {
         params: AdaptiveMaxPool2dParams,
         indices: Array4<i64>,
     },
+    /// `F.pixel_shuffle` (or `F.pixel_unshuffle`) with `factor`.
+    PixelShuffle {
+        factor: usize,
+        unshuffle: bool,
+    },
 }
 
 /// Op families, for the per-family tests and the coverage check.
@@ -131,7 +136,7 @@ impl Case {
             Op::ConvTranspose { .. } => Family::ConvTranspose,
             Op::MaxPool { .. } => Family::MaxPool,
             Op::MaxUnpool { .. } => Family::MaxUnpool,
-            Op::Upsample { .. } => Family::Upsample,
+            Op::Upsample { .. } | Op::PixelShuffle { .. } => Family::Upsample,
             Op::AdaptiveAvg { .. } | Op::AdaptiveMax { .. } => Family::AdaptivePool,
         }
     }
@@ -152,6 +157,7 @@ impl Case {
                 vec![Run::AdaptiveMax, Run::Global(GlobalPool::Max)]
             }
             Op::AdaptiveMax { .. } => vec![Run::AdaptiveMax],
+            Op::PixelShuffle { .. } => vec![Run::PixelShuffle],
         }
     }
 
@@ -175,6 +181,9 @@ impl Case {
             Op::Upsample { params } => format!("{params:?}"),
             Op::AdaptiveAvg { params } => format!("{params:?}"),
             Op::AdaptiveMax { params, .. } => format!("{params:?}"),
+            Op::PixelShuffle { factor, unshuffle } => {
+                format!("pixel shuffle factor {factor}, inverse {unshuffle}")
+            }
         };
         format!("[{what}, input {:?}]", self.input_shape)
     }
@@ -188,6 +197,7 @@ enum Run {
     Upsample,
     AdaptiveAvg,
     AdaptiveMax,
+    PixelShuffle,
     Global(GlobalPool),
 }
 
@@ -215,6 +225,7 @@ impl Run {
             (Run::MaxPool, _)
             | (Run::MaxUnpool, _)
             | (Run::AdaptiveMax, _)
+            | (Run::PixelShuffle, _)
             | (Run::Global(GlobalPool::Max), _) => Tol::Exact,
         }
     }
@@ -324,6 +335,10 @@ fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]
         "adaptive_avg_pool2d" => Op::AdaptiveAvg {
             params: AdaptiveAvgPool2dParams::with_optional(optional_pair(c, n, "output_size")),
         },
+        op @ ("pixel_shuffle" | "pixel_unshuffle") => Op::PixelShuffle {
+            factor: usize_field(c, n, "factor"),
+            unshuffle: op == "pixel_unshuffle",
+        },
         "adaptive_max_pool2d" => Op::AdaptiveMax {
             params: AdaptiveMaxPool2dParams::with_optional(optional_pair(c, n, "output_size")),
             indices: index_array4(c, n, "indices", output_shape),
@@ -364,6 +379,10 @@ fn run_output_shape(c: &Case, run: Run) -> segblocks::Result<[usize; 4]> {
         (Run::Upsample, Op::Upsample { params }) => params.output_shape(s),
         (Run::AdaptiveAvg, Op::AdaptiveAvg { params }) => params.output_shape(s),
         (Run::AdaptiveMax, Op::AdaptiveMax { params, .. }) => params.output_shape(s),
+        (Run::PixelShuffle, Op::PixelShuffle { factor, unshuffle }) => match unshuffle {
+            false => segblocks::ops::upsample::pixel_shuffle_shape(s, *factor),
+            true => segblocks::ops::upsample::pixel_unshuffle_shape(s, *factor),
+        },
         (Run::Global(kind), _) => kind.output_shape(s),
         _ => unreachable!("run {run:?} does not belong to case {}", c.name),
     }
@@ -406,6 +425,10 @@ fn run_reference(c: &Case, run: Run) -> segblocks::Result<Output> {
         (Run::AdaptiveAvg, Op::AdaptiveAvg { params }) => {
             reference::pool::adaptive_avg_pool2d(params, x).map(values)
         }
+        (Run::PixelShuffle, Op::PixelShuffle { factor, unshuffle }) => match unshuffle {
+            false => reference::upsample::pixel_shuffle(x, *factor).map(values),
+            true => reference::upsample::pixel_unshuffle(x, *factor).map(values),
+        },
         (Run::AdaptiveMax, Op::AdaptiveMax { params, .. }) => {
             let (v, i) = reference::pool::adaptive_max_pool2d(params, x)?;
             Ok(Output {
@@ -463,6 +486,15 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
         (Run::AdaptiveAvg, Op::AdaptiveAvg { params }) => {
             let mut rec = gpu.recorder();
             let y = segblocks::ops::pool::adaptive_avg_pool2d(&mut rec, params, &xt)?;
+            rec.download(&y).map(values)
+        }
+        (Run::PixelShuffle, Op::PixelShuffle { factor, unshuffle }) => {
+            use segblocks::ops::upsample::{pixel_shuffle, pixel_unshuffle};
+            let mut rec = gpu.recorder();
+            let y = match unshuffle {
+                false => pixel_shuffle(&mut rec, &xt, *factor)?,
+                true => pixel_unshuffle(&mut rec, &xt, *factor)?,
+            };
             rec.download(&y).map(values)
         }
         (Run::AdaptiveMax, Op::AdaptiveMax { params, .. }) => {
@@ -707,6 +739,12 @@ fn golden_cases_cover_the_brief() {
         },
         "adaptive average with overlapping (upsampling) windows",
     );
+    for unshuffle in [false, true] {
+        any(
+            &|c| matches!(&c.op, Op::PixelShuffle { unshuffle: u, factor } if *u == unshuffle && *factor > 2),
+            &format!("pixel shuffle (inverse {unshuffle}) by 3"),
+        );
+    }
     for (what, scaled) in [("size", false), ("scale_factor", true)] {
         any(
             &|c| {

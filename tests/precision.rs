@@ -461,6 +461,20 @@ fn data_movement_and_pooling_ops_round_once() {
         );
     }
     check_one_pass(
+        "pixel shuffle + unshuffle",
+        [2, 8, 6, 4],
+        34,
+        0.0,
+        |x| {
+            let y = reference::upsample::pixel_shuffle(x.view(), 2).unwrap();
+            reference::upsample::pixel_unshuffle(y.view(), 4).unwrap()
+        },
+        |rec, x| {
+            let y = upsample::pixel_shuffle(rec, x, 2).unwrap();
+            upsample::pixel_unshuffle(rec, &y, 4).unwrap()
+        },
+    );
+    check_one_pass(
         "add + relu",
         shape,
         35,

@@ -410,3 +410,40 @@ fn bad_input_is_a_typed_error() {
         .unwrap();
     assert_eq!(c.macs, 3 * 21 * 128 * 128);
 }
+
+#[test]
+fn pixel_shuffle_round_trips_and_refuses_bad_factors() {
+    use segblocks::ops::upsample::{pixel_shuffle, pixel_unshuffle};
+    let gpu = gpu();
+    let x = random4(&mut rng(5), [2, 18, 3, 4]);
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = pixel_shuffle(&mut rec, &xt, 3).unwrap();
+    assert_eq!(y.shape(), [2, 2, 9, 12]);
+    let back = pixel_unshuffle(&mut rec, &y, 3).unwrap();
+    let (y, back) = {
+        let v = rec.download_many(&[&y, &back]).unwrap();
+        (v[0].clone(), v[1].clone())
+    };
+    let want = reference::upsample::pixel_shuffle(x.view(), 3).unwrap();
+    let zero = want.mapv(|_| 0.0);
+    assert_close(y.view(), want.view(), zero.view(), "pixel shuffle");
+    assert_close(back.view(), x.view(), x.mapv(|_| 0.0).view(), "round trip");
+    for (factor, unshuffle, name) in [
+        (0, false, "upscale_factor"),
+        (2, false, "upscale_factor"), // 18 channels, not divisible by 4
+        (usize::MAX, false, "upscale_factor"),
+        (0, true, "downscale_factor"),
+        (5, true, "downscale_factor"), // 3 x 4 is not divisible by 5
+    ] {
+        let mut rec = gpu.recorder();
+        let e = match unshuffle {
+            false => pixel_shuffle(&mut rec, &xt, factor),
+            true => pixel_unshuffle(&mut rec, &xt, factor),
+        };
+        assert!(
+            matches!(&e, Err(Error::InvalidParam { name: n, .. }) if *n == name),
+            "{factor} {unshuffle}: {e:?}"
+        );
+    }
+}

@@ -1,8 +1,9 @@
 //! Upsampling with PyTorch's semantics (`F.interpolate` / `nn.Upsample`): nearest (the
 //! `'nearest'` index rule), nearest-exact, bilinear and bicubic with `align_corners` true
-//! or false, area (adaptive average pooling to the output size), and bed-of-nails
-//! zero insertion (the seeds' unpooling: each input lands at `(y * s, x * s)`, zeros
-//! elsewhere; PyTorch has no such op).
+//! or false, area (adaptive average pooling to the output size), bed-of-nails zero
+//! insertion (the seeds' unpooling: each input lands at `(y * s, x * s)`, zeros
+//! elsewhere; PyTorch has no such op), and pixel shuffle / unshuffle (depth to space and
+//! back, the sub-pixel convolution's rearrangement).
 //!
 //! Source positions and blend weights are computed per axis on the host with PyTorch's
 //! own single-precision formulas (`nearest_idx`, `area_pixel_compute_source_index`), so
@@ -62,8 +63,129 @@ const RESAMPLE_INT: Kernel<ResampleIntParams, ResampleIntSpec> =
 const BILINEAR_INT: Kernel<BilinearIntParams, BilinearIntSpec> =
     Kernel::new("bilinear_int.wgsl", &[read("x4"), write("y")]);
 
+uniform! {
+    /// `shaders/pixel_shuffle.wgsl`.
+    pub(crate) struct PixelShuffleParams {
+        total: u32,
+        c_out: u32,
+        oh: u32,
+        ow: u32,
+        c_in: u32,
+        h: u32,
+        w: u32,
+        r: u32,
+    }
+}
+
+specialize! {
+    /// `MODE` of `pixel_shuffle.wgsl`: 0 shuffle (depth to space), 1 unshuffle.
+    struct PixelShuffleSpec { unshuffle: bool => "MODE" }
+}
+
+const PIXEL_SHUFFLE: Kernel<PixelShuffleParams, PixelShuffleSpec> =
+    Kernel::new("pixel_shuffle.wgsl", &[read("x"), write("y")]);
+
 /// The kernels of this family.
-pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&RESAMPLE, &RESAMPLE_INT, &BILINEAR_INT];
+pub(crate) const KERNELS: &[&dyn KernelInfo] =
+    &[&RESAMPLE, &RESAMPLE_INT, &BILINEAR_INT, &PIXEL_SHUFFLE];
+
+/// The output shape of `F.pixel_shuffle(x, upscale_factor)` on `input`: `[N, C / r^2,
+/// H r, W r]`, with `C` divisible by `r^2`.
+pub fn pixel_shuffle_shape(input: [usize; 4], upscale_factor: usize) -> Result<[usize; 4]> {
+    check_dims("input", &input)?;
+    let r = upscale_factor;
+    let rr = r.checked_mul(r).filter(|&rr| rr > 0);
+    let Some(rr) = rr.filter(|rr| input[1].is_multiple_of(*rr)) else {
+        return Err(invalid(
+            "upscale_factor",
+            format!(
+                "{r}: the channels ({}) must be divisible by its square",
+                input[1]
+            ),
+        ));
+    };
+    let out = [
+        input[0],
+        input[1] / rr,
+        input[2].saturating_mul(r),
+        input[3].saturating_mul(r),
+    ];
+    check_dims("output", &out)?;
+    Ok(out)
+}
+
+/// The output shape of `F.pixel_unshuffle(x, downscale_factor)` on `input`: `[N, C r^2,
+/// H / r, W / r]`, with `H` and `W` divisible by `r`.
+pub fn pixel_unshuffle_shape(input: [usize; 4], downscale_factor: usize) -> Result<[usize; 4]> {
+    check_dims("input", &input)?;
+    let r = downscale_factor;
+    fail_if(
+        r == 0 || !input[2].is_multiple_of(r) || !input[3].is_multiple_of(r),
+        "downscale_factor",
+        || {
+            format!(
+                "{r}: the height and width ({}, {}) must be divisible by it",
+                input[2], input[3]
+            )
+        },
+    )?;
+    let out = [
+        input[0],
+        input[1].saturating_mul(r.saturating_mul(r)),
+        input[2] / r,
+        input[3] / r,
+    ];
+    check_dims("output", &out)?;
+    Ok(out)
+}
+
+/// Records `F.pixel_shuffle(x, upscale_factor)` (depth to space, the sub-pixel
+/// convolution's rearrangement): `y[n, c, h r + i, w r + j] = x[n, c r^2 + i r + j, h,
+/// w]`.
+pub fn pixel_shuffle(rec: &mut Recorder<'_>, x: &Tensor, upscale_factor: usize) -> Result<Tensor> {
+    x.check_gpu(rec.gpu(), "input")?;
+    let out = pixel_shuffle_shape(x.shape(), upscale_factor)?;
+    record_pixel_shuffle(rec, x, out, upscale_factor, false)
+}
+
+/// Records `F.pixel_unshuffle(x, downscale_factor)` (space to depth), the inverse of
+/// [`pixel_shuffle`].
+pub fn pixel_unshuffle(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    downscale_factor: usize,
+) -> Result<Tensor> {
+    x.check_gpu(rec.gpu(), "input")?;
+    let out = pixel_unshuffle_shape(x.shape(), downscale_factor)?;
+    record_pixel_shuffle(rec, x, out, downscale_factor, true)
+}
+
+fn record_pixel_shuffle(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    out: [usize; 4],
+    r: usize,
+    unshuffle: bool,
+) -> Result<Tensor> {
+    let s = x.shape();
+    let y = rec.empty("output", out)?;
+    let total = out.iter().product::<usize>();
+    let u = PixelShuffleParams {
+        total: total as u32,
+        c_out: out[1] as u32,
+        oh: out[2] as u32,
+        ow: out[3] as u32,
+        c_in: s[1] as u32,
+        h: s[2] as u32,
+        w: s[3] as u32,
+        r: r as u32,
+    };
+    let launch = PIXEL_SHUFFLE
+        .launch(&PixelShuffleSpec { unshuffle }, &u)
+        .threads(total);
+    rec.run(&launch, Args::new().read("x", x).write("y", &y))?;
+    Ok(y)
+}
 
 /// The kernels an upsampling can run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

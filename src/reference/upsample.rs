@@ -168,3 +168,25 @@ pub fn upsample(params: &UpsampleParams, input: ArrayView4<f32>) -> Result<Array
     }
     Ok(out)
 }
+
+/// `F.pixel_shuffle(x, r)`: `y[n, c, h r + i, w r + j] = x[n, c r^2 + i r + j, h, w]`.
+pub fn pixel_shuffle(x: ArrayView4<f32>, upscale_factor: usize) -> Result<Array4<f32>> {
+    let s: [usize; 4] = x.shape().try_into().expect("4-D");
+    let out = crate::ops::upsample::pixel_shuffle_shape(s, upscale_factor)?;
+    let r = upscale_factor;
+    Ok(Array4::from_shape_fn(out, |(n, c, oy, ox)| {
+        let (i, j) = (oy % r, ox % r);
+        x[[n, c * r * r + i * r + j, oy / r, ox / r]]
+    }))
+}
+
+/// `F.pixel_unshuffle(x, r)`: `y[n, c r^2 + i r + j, h, w] = x[n, c, h r + i, w r + j]`.
+pub fn pixel_unshuffle(x: ArrayView4<f32>, downscale_factor: usize) -> Result<Array4<f32>> {
+    let s: [usize; 4] = x.shape().try_into().expect("4-D");
+    let out = crate::ops::upsample::pixel_unshuffle_shape(s, downscale_factor)?;
+    let r = downscale_factor;
+    Ok(Array4::from_shape_fn(out, |(n, oc, oy, ox)| {
+        let (c, k) = (oc / (r * r), oc % (r * r));
+        x[[n, c, oy * r + k / r, ox * r + k % r]]
+    }))
+}

@@ -483,6 +483,32 @@ def make_area(index, spec):
     return make_interp(index, mode_spec)
 
 
+# F.pixel_shuffle / F.pixel_unshuffle
+# name, op, input_shape, factor
+PIXEL = [
+    ("pixel_shuffle_r2", "pixel_shuffle", [2, 8, 3, 5], 2),
+    ("pixel_shuffle_r3_c2", "pixel_shuffle", [1, 18, 2, 3], 3),
+    ("pixel_unshuffle_r2", "pixel_unshuffle", [2, 3, 4, 6], 2),
+    ("pixel_unshuffle_r3", "pixel_unshuffle", [1, 2, 6, 3], 3),
+]
+
+
+def make_pixel(index, spec):
+    name, op, in_shape, factor = spec
+    gen = gen_for(index)
+    x = torch.randn(in_shape, generator=gen, dtype=torch.float32)
+    y = getattr(F, op)(x, factor)
+    return {
+        "op": op,
+        "name": name,
+        "factor": factor,
+        "input_shape": list(in_shape),
+        "input": f32_list(x),
+        "output_shape": list(y.shape),
+        "output": f32_list(y),
+    }, ""
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -495,6 +521,7 @@ def main():
         (make_interp, INTERP),
         (make_adaptive, ADAPTIVE),
         (make_area, AREA),
+        (make_pixel, PIXEL),
     ]:
         for spec in specs:
             case, note = make(index, spec)
