@@ -1283,6 +1283,20 @@ pub(crate) use weight_shapes;
 
 weight_shapes!(Conv2dParams);
 
+/// Validates the parameters, then `weight` against their weight shape.
+fn check_weight_shape(params: &impl WeightShapes, weight: ArrayView4<f32>) -> Result<()> {
+    params.validate()?;
+    let shape = params.weight_shape();
+    if weight.shape() != shape {
+        return Err(Error::ShapeMismatch {
+            name: "weight",
+            expected: shape.to_vec(),
+            actual: weight.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
 impl PackedWeights {
     /// Checks `weight` and `bias` against the parameters' shapes, then uploads the bias
     /// (zeros for a layer without one).
@@ -1292,16 +1306,8 @@ impl PackedWeights {
         weight: ArrayView4<f32>,
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
-        params.validate()?;
-        let shape = params.weight_shape();
+        check_weight_shape(params, weight)?;
         let (has_bias, out_channels) = params.bias_len();
-        if weight.shape() != shape {
-            return Err(Error::ShapeMismatch {
-                name: "weight",
-                expected: shape.to_vec(),
-                actual: weight.shape().to_vec(),
-            });
-        }
         let bias = bias_or_zeros(has_bias, out_channels, bias)?;
         Ok(PackedWeights {
             gpu: gpu.clone(),
@@ -1379,16 +1385,8 @@ impl Conv2d {
         weight: ArrayView4<f32>,
         bias: Option<ArrayView1<f32>>,
     ) -> Result<Self> {
-        params.validate()?;
         // The weight is in memory once its shape matches: the sizes below cannot overflow.
-        let shape = params.weight_shape();
-        if weight.shape() != shape {
-            return Err(Error::ShapeMismatch {
-                name: "weight",
-                expected: shape.to_vec(),
-                actual: weight.shape().to_vec(),
-            });
-        }
+        check_weight_shape(&params, weight)?;
         let limit = gpu.limits().max_storage_buffer_binding_size;
         let bytes = 4 * blocked_len(&params) as u64;
         if bytes > limit && params.groups == 1 {
