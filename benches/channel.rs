@@ -59,6 +59,13 @@ fn bench(c: &mut Criterion) {
         12 * x.len() as u64,
         |rec, t| channel::add(rec, t, &other, Activation::Relu),
     );
+    // Standalone activations, cheap and transcendental, next to the same copy.
+    for act in [Activation::HardSwish, Activation::Gelu, Activation::Mish] {
+        let name = format!("activation_{act:?}_232_28");
+        common::bench_bytes(&mut g, &gpu, &name, &x, bytes, |rec, t| {
+            channel::activation(rec, t, act)
+        });
+    }
 
     let se_shape = [1, 96, 28, 28];
     common::bench_copy(&mut g, &gpu, se_shape);

@@ -40,10 +40,28 @@ fn nan_lanes(v: vec4<f32>) -> vec4<bool> {
     return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
 }
 
+// tanh from exp(-2|v|), which cannot overflow (the builtin may be evaluated as
+// sinh / cosh, NaN for large |v| on some drivers).
+fn tanh4(v: vec4<f32>) -> vec4<f32> {
+    let e = exp(-2.0 * abs(v));
+    let t = (1.0 - e) / (1.0 + e);
+    return select(t, -t, v < vec4<f32>(0.0));
+}
+
+// erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7).
+fn erf4(v: vec4<f32>) -> vec4<f32> {
+    let a = abs(v);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
+        + t * (-1.453152027 + t * 1.061405429))));
+    let r = 1.0 - poly * exp(-a * a);
+    return select(r, -r, v < vec4<f32>(0.0));
+}
+
 // The activation with the given code (src/ops/mod.rs, `Activation::shader_code`):
-// 0 none, 1 relu, 2 relu6, 3 sigmoid, 4 hardsigmoid, 5 hardswish, 6 silu (PyTorch
-// formulas). NaN propagates through the clamping activations as in PyTorch (WGSL leaves
-// min / max / clamp of NaN to the driver).
+// 0 none, 1 relu, 2 relu6, 3 sigmoid, 4 hardsigmoid, 5 hardswish, 6 silu, 7 tanh, 8 gelu,
+// 9 gelu (tanh approximation), 10 mish (PyTorch formulas). NaN propagates through the
+// clamping activations as in PyTorch (WGSL leaves min / max / clamp of NaN to the driver).
 fn activation4(code: u32, v: vec4<f32>) -> vec4<f32> {
     switch code {
         case 1u: { return select(max(v, vec4<f32>(0.0)), v, nan_lanes(v)); }
@@ -54,6 +72,12 @@ fn activation4(code: u32, v: vec4<f32>) -> vec4<f32> {
         }
         case 5u: { return v * clamp(v + 3.0, vec4<f32>(0.0), vec4<f32>(6.0)) / 6.0; }
         case 6u: { return v / (1.0 + exp(-v)); }
+        case 7u: { return tanh4(v); }
+        case 8u: { return 0.5 * v * (1.0 + erf4(v * 0.70710678118654752)); }
+        case 9u: {
+            return 0.5 * v * (1.0 + tanh4(0.79788456080286536 * (v + 0.044715 * v * v * v)));
+        }
+        case 10u: { return v * tanh4(log(1.0 + exp(v))); }
         default: { return v; }
     }
 }

@@ -87,11 +87,19 @@ pub enum Activation {
     HardSwish,
     /// `x * sigmoid(x)`, also called swish.
     Silu,
+    /// `tanh(x)`.
+    Tanh,
+    /// `x * Phi(x) = x / 2 * (1 + erf(x / sqrt(2)))` (`nn.GELU()`, `approximate='none'`).
+    Gelu,
+    /// `x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))` (`nn.GELU(approximate='tanh')`).
+    GeluTanh,
+    /// `x * tanh(softplus(x))`, `softplus(x) = ln(1 + exp(x))` (`nn.Mish()`).
+    Mish,
 }
 
 impl Activation {
     /// Every activation, for sweeps.
-    pub const ALL: [Activation; 7] = [
+    pub const ALL: [Activation; 11] = [
         Activation::None,
         Activation::Relu,
         Activation::Relu6,
@@ -99,6 +107,10 @@ impl Activation {
         Activation::HardSigmoid,
         Activation::HardSwish,
         Activation::Silu,
+        Activation::Tanh,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Mish,
     ];
 
     /// The activation's code in `activation4` of `shaders/common.wgsl`.
@@ -111,6 +123,10 @@ impl Activation {
             Activation::HardSigmoid => 4,
             Activation::HardSwish => 5,
             Activation::Silu => 6,
+            Activation::Tanh => 7,
+            Activation::Gelu => 8,
+            Activation::GeluTanh => 9,
+            Activation::Mish => 10,
         }
     }
 }

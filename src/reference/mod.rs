@@ -77,5 +77,20 @@ pub fn activation(a: Activation, x: f32) -> f32 {
         Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
         Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         Activation::Silu => x / (1.0 + (-x).exp()),
+        // The transcendental ones in f64, rounded once.
+        Activation::Tanh => (x as f64).tanh() as f32,
+        Activation::Gelu => {
+            let x = x as f64;
+            (0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))) as f32
+        }
+        Activation::GeluTanh => {
+            let x = x as f64;
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            (0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())) as f32
+        }
+        Activation::Mish => {
+            let x = x as f64;
+            (x * x.exp().ln_1p().tanh()) as f32
+        }
     }
 }

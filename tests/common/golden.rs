@@ -221,6 +221,10 @@ pub fn activation(s: &str, name: &str) -> Activation {
         "hardsigmoid" => Activation::HardSigmoid,
         "hardswish" => Activation::HardSwish,
         "silu" => Activation::Silu,
+        "tanh" => Activation::Tanh,
+        "gelu" => Activation::Gelu,
+        "gelu_tanh" => Activation::GeluTanh,
+        "mish" => Activation::Mish,
         other => panic!("case {name}: unknown activation {other:?}"),
     }
 }

@@ -28,6 +28,10 @@ ACTIVATIONS = {
     "hardsigmoid": F.hardsigmoid,
     "hardswish": F.hardswish,
     "silu": F.silu,
+    "tanh": torch.tanh,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"),
+    "mish": F.mish,
 }
 
 
@@ -72,6 +76,11 @@ CASES = [
     # depthwise on widths divisible by 4 (aligned vec4 row loads, vec4 stores), added later
     ("depthwise_vec_3x3_batch2", [2, 8, 9, 12], 8, 3, 1, 1, 1, 8, True, "relu6"),
     ("depthwise_vec_5x5_stride2", [1, 6, 10, 16], 6, 5, 2, 2, 1, 6, True, "hardswish"),
+    # the transcendental activations (tanh, gelu exact and tanh-approximated, mish)
+    ("tanh_3x3_pad1", [1, 3, 6, 7], 5, 3, 1, 1, 1, 1, True, "tanh"),
+    ("gelu_pointwise_batch2", [2, 6, 4, 4], 5, 1, 1, 0, 1, 1, True, "gelu"),
+    ("gelu_tanh_depthwise", [1, 4, 7, 8], 4, 3, 1, 1, 1, 4, True, "gelu_tanh"),
+    ("mish_3x3_stride2", [1, 3, 9, 9], 4, 3, 2, 1, 1, 1, False, "mish"),
 ]
 
 
