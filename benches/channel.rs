@@ -66,6 +66,13 @@ fn bench(c: &mut Criterion) {
             channel::activation(rec, t, act)
         });
     }
+    common::bench_bytes(&mut g, &gpu, "elu_232_28", &x, bytes, |rec, t| {
+        channel::activation_with(rec, t, channel::ParamActivation::elu())
+    });
+    let prelu = channel::PRelu::new(&gpu, Array1::from_elem(232, 0.25).view()).unwrap();
+    common::bench_bytes(&mut g, &gpu, "prelu_232_28", &x, bytes, |rec, t| {
+        prelu.forward(rec, t)
+    });
 
     let se_shape = [1, 96, 28, 28];
     common::bench_copy(&mut g, &gpu, se_shape);

@@ -78,6 +78,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("batch_norm_backward.wgsl"),
     wgsl!("channel_copy.wgsl"),
     wgsl!("elementwise.wgsl"),
+    wgsl!("activation_param.wgsl"),
     wgsl!("channel_pool.wgsl"),
     wgsl!("se_gate.wgsl"),
     wgsl!("inverted_residual.wgsl"),

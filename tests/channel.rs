@@ -678,3 +678,143 @@ fn bad_input_is_a_typed_error() {
         Err(Error::ShapeMismatch { name: "shape", .. })
     ));
 }
+
+/// The activations with parameters and PReLU against PyTorch (`golden/activation.json`):
+/// the reference and the GPU, within a few f32 ulps (ELU's and softplus' exponentials).
+#[test]
+fn parametric_activations_and_prelu_match_pytorch() {
+    use channel::{activation_with, PRelu, ParamActivation};
+    use common::golden::{cases, field, float_field, str_of, usizes};
+    let gpu = gpu();
+    let all = cases(
+        include_str!("golden/activation.json"),
+        "tests/golden/activation.json",
+    );
+    let mut ops = std::collections::BTreeSet::new();
+    for c in &all {
+        let n = str_of(c, "?", "name");
+        let floats = |key| -> Vec<f32> {
+            field(c, n, key)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        };
+        let shape = usizes::<4>(c, n, "input_shape");
+        let x = Array4::from_shape_vec(shape, floats("input")).unwrap();
+        let want = Array4::from_shape_vec(shape, floats("output")).unwrap();
+        let tol = want.mapv(|v| 2e-6 * (1.0 + v.abs()));
+        let op = str_of(c, n, "op");
+        ops.insert(op.to_string());
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let (cpu, y) = if op == "prelu" {
+            let w = Array1::from(floats("weight"));
+            let layer = PRelu::new(gpu, w.view()).unwrap();
+            let cpu = reference::channel::prelu(x.view(), w.view()).unwrap();
+            (cpu, layer.forward(&mut rec, &xt).unwrap())
+        } else {
+            let act = match op {
+                "leaky_relu" => ParamActivation::LeakyRelu {
+                    negative_slope: float_field(c, n, "negative_slope"),
+                },
+                "elu" => ParamActivation::Elu {
+                    alpha: float_field(c, n, "alpha"),
+                },
+                "hardtanh" => ParamActivation::Hardtanh {
+                    min_val: float_field(c, n, "min_val"),
+                    max_val: float_field(c, n, "max_val"),
+                },
+                "softplus" => ParamActivation::Softplus {
+                    beta: float_field(c, n, "beta"),
+                    threshold: float_field(c, n, "threshold"),
+                },
+                other => panic!("unknown op {other}"),
+            };
+            let cpu = reference::channel::activation_with(x.view(), act).unwrap();
+            (cpu, activation_with(&mut rec, &xt, act).unwrap())
+        };
+        assert_close(
+            cpu.view(),
+            want.view(),
+            tol.view(),
+            &format!("reference {n}"),
+        );
+        let got = rec.download(&y).unwrap();
+        assert_close(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
+    }
+    assert_eq!(ops.len(), 5, "every op has golden cases: {ops:?}");
+}
+
+#[test]
+fn parametric_activations_keep_nan_and_refuse_bad_parameters() {
+    use channel::{activation_with, PRelu, ParamActivation};
+    let gpu = gpu();
+    let x = Array4::from_shape_vec([1, 2, 1, 3], vec![f32::NAN, -1.0, 2.0, -3.0, f32::NAN, 0.0])
+        .unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    for act in [
+        ParamActivation::leaky_relu(),
+        ParamActivation::elu(),
+        ParamActivation::hardtanh(),
+        ParamActivation::softplus(),
+    ] {
+        let mut rec = gpu.recorder();
+        let y = activation_with(&mut rec, &xt, act).unwrap();
+        let got = rec.download(&y).unwrap();
+        let want = reference::channel::activation_with(x.view(), act).unwrap();
+        for (g, w) in got.iter().zip(want.iter()) {
+            assert!(
+                (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                "{act:?}: got {g}, want {w}"
+            );
+        }
+    }
+    for (act, name) in [
+        (
+            ParamActivation::Hardtanh {
+                min_val: 1.0,
+                max_val: 0.0,
+            },
+            "max_val",
+        ),
+        (
+            ParamActivation::Softplus {
+                beta: 0.0,
+                threshold: 20.0,
+            },
+            "beta",
+        ),
+        (
+            ParamActivation::LeakyRelu {
+                negative_slope: f32::NAN,
+            },
+            "negative_slope",
+        ),
+        (
+            ParamActivation::Elu {
+                alpha: f32::INFINITY,
+            },
+            "alpha",
+        ),
+    ] {
+        let mut rec = gpu.recorder();
+        let e = activation_with(&mut rec, &xt, act);
+        assert!(
+            matches!(&e, Err(Error::InvalidParam { name: n, .. }) if *n == name),
+            "{act:?}: {e:?}"
+        );
+    }
+    // Three slopes for two channels; no slope at all.
+    let three = PRelu::new(gpu, Array1::from(vec![0.1, 0.2, 0.3]).view()).unwrap();
+    let mut rec = gpu.recorder();
+    assert!(matches!(
+        three.forward(&mut rec, &xt),
+        Err(Error::InvalidParam { name: "input", .. })
+    ));
+    assert!(matches!(
+        PRelu::new(gpu, Array1::<f32>::zeros(0).view()),
+        Err(Error::InvalidParam { name: "weight", .. })
+    ));
+}

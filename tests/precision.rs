@@ -474,6 +474,22 @@ fn data_movement_and_pooling_ops_round_once() {
             upsample::pixel_unshuffle(rec, &y, 4).unwrap()
         },
     );
+    for act in [
+        channel::ParamActivation::LeakyRelu {
+            negative_slope: 0.2,
+        },
+        channel::ParamActivation::elu(),
+        channel::ParamActivation::softplus(),
+    ] {
+        check_one_pass(
+            "activation with parameters",
+            shape,
+            37,
+            8.0,
+            |x| reference::channel::activation_with(x.view(), act).unwrap(),
+            |rec, x| channel::activation_with(rec, x, act).unwrap(),
+        );
+    }
     check_one_pass(
         "add + relu",
         shape,

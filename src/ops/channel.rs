@@ -1,14 +1,18 @@
 //! Channel and spatial plumbing: channel shuffle (`F.channel_shuffle`), concatenation
-//! and split along channels, residual add, activations as ops, elementwise gating (the
-//! scale step of SE / CBAM / ECA), highway and residual-attention connections.
+//! and split along channels, residual add, activations as ops (also those with
+//! parameters: leaky ReLU, ELU, hardtanh, softplus, and the learned PReLU), elementwise
+//! gating (the scale step of SE / CBAM / ECA), highway and residual-attention
+//! connections.
 
 use super::{same_shape, Activation, Cost};
 use crate::error::{fail_if, invalid, Error, Result};
-use crate::gpu::{Recorder, Tensor};
+use crate::gpu::{check_owner, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
     read, read_opt, shader_modes, specialize, uniform, write, Args, Constants, Kernel, KernelInfo,
     Specialize,
 };
+use crate::weights::StateDict;
+use std::sync::Arc;
 
 /// Elements per invocation in `channel_copy.wgsl` (`PX`).
 const PX: usize = 16;
@@ -74,8 +78,228 @@ const ELEMENTWISE: Kernel<ElementwiseParams, ElementwiseSpec> = Kernel::new(
 const CHANNEL_POOL: Kernel<ChannelPoolParams, ChannelPoolOrder> =
     Kernel::new("channel_pool.wgsl", &[read("x"), write("y")]);
 
+uniform! {
+    /// `shaders/activation_param.wgsl`.
+    pub(crate) struct ParamActivationParams {
+        len: u32,
+        c: u32,
+        hw: u32,
+        per_channel: u32,
+        a: f32,
+        b: f32,
+    }
+}
+
+specialize! {
+    /// `MODE` of `activation_param.wgsl`.
+    struct ParamActivationSpec { mode: u32 => "MODE" }
+}
+
+const ACTIVATION_PARAM: Kernel<ParamActivationParams, ParamActivationSpec> = Kernel::new(
+    "activation_param.wgsl",
+    &[read("x"), write("y"), read_opt("w")],
+);
+
+/// Elements per invocation in `activation_param.wgsl` (`PX`).
+const PARAM_ACTIVATION_PX: usize = 4;
+
 /// The kernels of this family.
-pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&CHANNEL_COPY, &ELEMENTWISE, &CHANNEL_POOL];
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
+    &CHANNEL_COPY,
+    &ELEMENTWISE,
+    &CHANNEL_POOL,
+    &ACTIVATION_PARAM,
+];
+
+/// An activation with parameters, with PyTorch's names and defaults (the parameter-free
+/// ones are [`Activation`]s, which also fuse into the convolutions).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ParamActivation {
+    /// `nn.LeakyReLU(negative_slope=0.01)`: `x >= 0 ? x : negative_slope * x`.
+    LeakyRelu {
+        /// The slope for negative inputs.
+        negative_slope: f32,
+    },
+    /// `nn.ELU(alpha=1.0)`: `x > 0 ? x : alpha * (exp(x) - 1)`.
+    Elu {
+        /// The negative saturation value.
+        alpha: f32,
+    },
+    /// `nn.Hardtanh(min_val=-1.0, max_val=1.0)`: `clamp(x, min_val, max_val)`.
+    Hardtanh {
+        /// The lower bound.
+        min_val: f32,
+        /// The upper bound (at least `min_val`).
+        max_val: f32,
+    },
+    /// `nn.Softplus(beta=1.0, threshold=20.0)`: `ln(1 + exp(beta x)) / beta`, or `x` where
+    /// `beta x > threshold`.
+    Softplus {
+        /// The sharpness (non-zero).
+        beta: f32,
+        /// Above `beta x > threshold` the function is the identity.
+        threshold: f32,
+    },
+}
+
+impl ParamActivation {
+    /// `nn.LeakyReLU()`'s default slope, 0.01.
+    pub fn leaky_relu() -> Self {
+        ParamActivation::LeakyRelu {
+            negative_slope: 0.01,
+        }
+    }
+
+    /// `nn.ELU()`'s default alpha, 1.
+    pub fn elu() -> Self {
+        ParamActivation::Elu { alpha: 1.0 }
+    }
+
+    /// `nn.Hardtanh()`'s default bounds, -1 and 1.
+    pub fn hardtanh() -> Self {
+        ParamActivation::Hardtanh {
+            min_val: -1.0,
+            max_val: 1.0,
+        }
+    }
+
+    /// `nn.Softplus()`'s defaults, beta 1 and threshold 20.
+    pub fn softplus() -> Self {
+        ParamActivation::Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        }
+    }
+
+    /// Checks the parameters: finite, `max_val >= min_val`, `beta != 0`.
+    pub fn validate(&self) -> Result<()> {
+        let finite = |name: &'static str, v: f32| {
+            fail_if(!v.is_finite(), name, || format!("must be finite, got {v}"))
+        };
+        match *self {
+            ParamActivation::LeakyRelu { negative_slope } => {
+                finite("negative_slope", negative_slope)
+            }
+            ParamActivation::Elu { alpha } => finite("alpha", alpha),
+            ParamActivation::Hardtanh { min_val, max_val } => {
+                finite("min_val", min_val)?;
+                finite("max_val", max_val)?;
+                fail_if(max_val < min_val, "max_val", || {
+                    format!("{max_val} must be at least min_val {min_val}")
+                })
+            }
+            ParamActivation::Softplus { beta, threshold } => {
+                finite("beta", beta)?;
+                finite("threshold", threshold)?;
+                fail_if(beta == 0.0, "beta", || "must not be zero".to_string())
+            }
+        }
+    }
+
+    /// `(MODE, a, b)` of `activation_param.wgsl`.
+    fn shader_args(self) -> (u32, f32, f32) {
+        match self {
+            ParamActivation::LeakyRelu { negative_slope } => (0, negative_slope, 0.0),
+            ParamActivation::Elu { alpha } => (1, alpha, 0.0),
+            ParamActivation::Hardtanh { min_val, max_val } => (2, min_val, max_val),
+            ParamActivation::Softplus { beta, threshold } => (3, beta, threshold),
+        }
+    }
+}
+
+/// Records `act(x)` for an activation with parameters (`F.leaky_relu`, `F.elu`,
+/// `F.hardtanh`, `F.softplus`).
+pub fn activation_with(rec: &mut Recorder<'_>, x: &Tensor, act: ParamActivation) -> Result<Tensor> {
+    x.check_gpu(rec.gpu(), "input")?;
+    act.validate()?;
+    let (mode, a, b) = act.shader_args();
+    record_param_activation(rec, x, (mode, a, b), None)
+}
+
+fn record_param_activation(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    (mode, a, b): (u32, f32, f32),
+    weight: Option<(&Arc<PooledBuffer>, bool)>,
+) -> Result<Tensor> {
+    let s = x.shape();
+    let y = rec.empty("output", s)?;
+    let len = x.len();
+    let u = ParamActivationParams {
+        len: len as u32,
+        c: s[1] as u32,
+        hw: (s[2] * s[3]) as u32,
+        per_channel: u32::from(weight.is_some_and(|(_, per)| per)),
+        a,
+        b,
+    };
+    let launch = ACTIVATION_PARAM
+        .launch(&ParamActivationSpec { mode }, &u)
+        .threads(len.div_ceil(PARAM_ACTIVATION_PX));
+    let args = Args::new()
+        .read("x", x)
+        .write("y", &y)
+        .read_opt("w", weight.map(|(w, _)| w));
+    rec.run(&launch, args)?;
+    Ok(y)
+}
+
+/// `nn.PReLU(num_parameters)`: `x >= 0 ? x : weight[c] * x` with one learned slope, or
+/// one per channel.
+#[derive(Debug)]
+pub struct PRelu {
+    gpu_id: u64,
+    num_parameters: usize,
+    weight: Arc<PooledBuffer>,
+}
+
+impl PRelu {
+    /// Uploads `weight`: one slope shared by every channel, or one per channel (PyTorch's
+    /// `num_parameters`, the length of `weight`; initialised to 0.25 there).
+    pub fn new(gpu: &Gpu, weight: ndarray::ArrayView1<f32>) -> Result<Self> {
+        fail_if(weight.is_empty(), "weight", || {
+            "needs at least one slope".to_string()
+        })?;
+        Ok(PRelu {
+            gpu_id: gpu.id(),
+            num_parameters: weight.len(),
+            weight: gpu.upload_f32("weight", &weight.to_vec())?,
+        })
+    }
+
+    /// Loads `{prefix}.weight` of `num_parameters` slopes by PyTorch's name.
+    pub fn load(gpu: &Gpu, num_parameters: usize, sd: &StateDict, prefix: &str) -> Result<Self> {
+        let w = sd.get1(&crate::weights::key(prefix, "weight"), num_parameters)?;
+        Self::new(gpu, w.view())
+    }
+
+    /// The number of slopes (1, or the channels).
+    pub fn num_parameters(&self) -> usize {
+        self.num_parameters
+    }
+
+    /// Validates against `[N, C, H, W]` (one slope, or `C`); returns the input's shape.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        crate::gpu::check_dims("input", &input)?;
+        let n = self.num_parameters;
+        fail_if(n != 1 && n != input[1], "input", || {
+            format!(
+                "{} channels for {n} PReLU slopes (one, or one per channel)",
+                input[1]
+            )
+        })?;
+        Ok(input)
+    }
+
+    /// Records the activation.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        x.check_gpu(rec.gpu(), "input")?;
+        check_owner(self.gpu_id, rec.gpu(), "layer")?;
+        self.output_shape(x.shape())?;
+        let per_channel = self.num_parameters > 1;
+        record_param_activation(rec, x, (4, 0.0, 0.0), Some((&self.weight, per_channel)))
+    }
+}
 
 /// Copies channels `table` of every sample of `x` into channels `dst_offset..` of `y`.
 fn record_channel_copy(

@@ -1,9 +1,9 @@
 //! Reference channel plumbing and elementwise ops, element by element.
 
-use ndarray::{concatenate, Array4, ArrayView4, Axis};
+use ndarray::{concatenate, Array4, ArrayView1, ArrayView4, Axis};
 
-use crate::error::{fail_if, invalid, Result};
-use crate::ops::channel::ChannelPoolOrder;
+use crate::error::{fail_if, invalid, Error, Result};
+use crate::ops::channel::{ChannelPoolOrder, ParamActivation};
 use crate::ops::Activation;
 
 /// Channel shuffle: output channel `j` is input channel `(j mod g) * (C / g) + j / g`.
@@ -120,4 +120,60 @@ pub fn channel_pool(x: ArrayView4<f32>, order: ChannelPoolOrder) -> Array4<f32> 
         }
     }
     out
+}
+
+/// An activation with parameters, element by element from PyTorch's formulas (the
+/// exponentials in f64, rounded once).
+pub fn activation_with(x: ArrayView4<f32>, act: ParamActivation) -> Result<Array4<f32>> {
+    act.validate()?;
+    Ok(x.mapv(|v| match act {
+        ParamActivation::LeakyRelu { negative_slope } => {
+            if v >= 0.0 {
+                v
+            } else {
+                negative_slope * v
+            }
+        }
+        ParamActivation::Elu { alpha } => {
+            if v > 0.0 {
+                v
+            } else {
+                (alpha as f64 * (v as f64).exp_m1()) as f32
+            }
+        }
+        // NaN stays NaN (f32::clamp keeps it).
+        ParamActivation::Hardtanh { min_val, max_val } => v.clamp(min_val, max_val),
+        ParamActivation::Softplus { beta, threshold } => {
+            let z = beta as f64 * v as f64;
+            if z > threshold as f64 {
+                v
+            } else {
+                (z.exp().ln_1p() / beta as f64) as f32
+            }
+        }
+    }))
+}
+
+/// PReLU: `x >= 0 ? x : weight[c] * x`, `weight` one slope or one per channel.
+pub fn prelu(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<f32>> {
+    let c = x.shape()[1];
+    if weight.len() != 1 && weight.len() != c {
+        return Err(Error::ShapeMismatch {
+            name: "weight",
+            expected: vec![c],
+            actual: vec![weight.len()],
+        });
+    }
+    let mut out = x.to_owned();
+    for ((_, ch, _, _), v) in out.indexed_iter_mut() {
+        let slope = if weight.len() == 1 {
+            weight[0]
+        } else {
+            weight[ch]
+        };
+        if *v < 0.0 {
+            *v *= slope;
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Writes tests/golden/activation.json: the activations with parameters (nn.LeakyReLU,
+nn.ELU, nn.Hardtanh, nn.Softplus) and nn.PReLU (one slope, or one per channel) on small
+float32 inputs spread over [-8, 8] (softplus's threshold crossed), read by
+tests/channel.rs.
+
+Run from the repository root:  /path/to/venv/bin/python tests/golden/make_golden_activation.py
+"""
+
+import json
+import os
+
+import torch
+import torch.nn as nn
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "activation.json")
+
+# name, module, parameters (as written to the file), input shape
+CASES = [
+    ("leaky_relu_default", nn.LeakyReLU(), {"op": "leaky_relu", "negative_slope": 0.01}, [2, 3, 4, 5]),
+    ("leaky_relu_0.2", nn.LeakyReLU(0.2), {"op": "leaky_relu", "negative_slope": 0.2}, [1, 2, 5, 5]),
+    ("elu_default", nn.ELU(), {"op": "elu", "alpha": 1.0}, [2, 2, 3, 7]),
+    ("elu_alpha0.5", nn.ELU(0.5), {"op": "elu", "alpha": 0.5}, [1, 3, 4, 4]),
+    ("hardtanh_default", nn.Hardtanh(), {"op": "hardtanh", "min_val": -1.0, "max_val": 1.0}, [1, 2, 6, 5]),
+    ("hardtanh_0_6", nn.Hardtanh(0.0, 6.0), {"op": "hardtanh", "min_val": 0.0, "max_val": 6.0}, [2, 1, 5, 5]),
+    ("softplus_default", nn.Softplus(), {"op": "softplus", "beta": 1.0, "threshold": 20.0}, [1, 2, 5, 6]),
+    ("softplus_beta4_threshold6", nn.Softplus(4.0, 6.0), {"op": "softplus", "beta": 4.0, "threshold": 6.0}, [2, 2, 3, 5]),
+    ("prelu_single", None, {"op": "prelu", "num_parameters": 1}, [2, 3, 4, 4]),
+    ("prelu_per_channel", None, {"op": "prelu", "num_parameters": 5}, [2, 5, 3, 3]),
+]
+
+
+def main():
+    torch.set_num_threads(1)
+    cases = []
+    for i, (name, module, params, shape) in enumerate(CASES):
+        gen = torch.Generator().manual_seed(9300 + i)
+        x = torch.rand(shape, generator=gen, dtype=torch.float32) * 16.0 - 8.0
+        case = dict(params)
+        if module is None:
+            n = params["num_parameters"]
+            module = nn.PReLU(n)
+            with torch.no_grad():
+                module.weight.copy_(torch.rand(n, generator=gen) * 1.5 - 0.5)
+            case["weight"] = [float(v) for v in module.weight.detach().tolist()]
+        with torch.no_grad():
+            y = module(x)
+        flat = lambda t: [float(v) for v in t.reshape(-1).tolist()]
+        case.update({"name": name, "input_shape": shape, "input": flat(x), "output": flat(y)})
+        cases.append(case)
+    with open(OUT, "w") as f:
+        json.dump(cases, f)
+    print(f"wrote {len(cases)} cases to {OUT} ({os.path.getsize(OUT)} bytes), "
+          f"torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()
