@@ -56,6 +56,17 @@ fn bench(c: &mut Criterion) {
         head.cost([1, 21, 64, 64]).unwrap().bytes,
         |rec, t| segblocks::ops::upsample::upsample(rec, &head, t),
     );
+    // torchvision's Resize (antialiased bilinear): a 512 x 512 frame to 224 x 224.
+    let frame = common::input([1, 3, 512, 512]);
+    let resize = UpsampleParams::bilinear(false).size(224).antialias(true);
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "bilinear_antialias_3_512to224",
+        &frame,
+        resize.cost([1, 3, 512, 512]).unwrap().bytes,
+        |rec, t| segblocks::ops::upsample::upsample(rec, &resize, t),
+    );
     // Sub-pixel upsampling's rearrangement: 256 channels at 56 x 56 to 64 at 112 x 112.
     let deep = common::input([1, 256, 56, 56]);
     common::bench_bytes(

@@ -66,6 +66,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("resample_int.wgsl"),
     wgsl!("bilinear_int.wgsl"),
     wgsl!("pixel_shuffle.wgsl"),
+    wgsl!("resample_aa.wgsl"),
     wgsl!("copy.wgsl"),
     wgsl!("crop.wgsl"),
     wgsl!("pad.wgsl"),

@@ -329,7 +329,9 @@ fn load_op(c: &Value, n: &str, input_shape: [usize; 4], output_shape: [usize; 4]
                 }
                 _ => panic!("case {n}: both size and scale_factor"),
             };
-            let params = params.recompute_scale_factor(bool_of(c, n, "recompute_scale_factor"));
+            let params = params
+                .recompute_scale_factor(bool_of(c, n, "recompute_scale_factor"))
+                .antialias(c.get("antialias").is_some_and(|v| v == true));
             Op::Upsample { params }
         }
         "adaptive_avg_pool2d" => Op::AdaptiveAvg {
@@ -739,6 +741,18 @@ fn golden_cases_cover_the_brief() {
         },
         "adaptive average with overlapping (upsampling) windows",
     );
+    for mode in ["Bilinear", "Bicubic"] {
+        for down in [false, true] {
+            any(
+                &|c| {
+                    up(c, &|p| {
+                        p.antialias && format!("{:?}", p.mode).starts_with(mode)
+                    }) && (c.output_shape[2] < c.input_shape[2]) == down
+                },
+                &format!("antialiased {mode}, downsampling {down}"),
+            );
+        }
+    }
     for unshuffle in [false, true] {
         any(
             &|c| matches!(&c.op, Op::PixelShuffle { unshuffle: u, factor } if *u == unshuffle && *factor > 2),

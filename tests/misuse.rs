@@ -530,6 +530,8 @@ fn sweep_case(
         }
         (Err(_), Err(Error::Gpu(msg))) => panic!("{what}: library bug reported: {msg}"),
         (Err(_), Err(_)) => {}
+        // A valid shape past this device's limits (output_shape knows no device).
+        (Ok(_), Err(Error::TooLarge { .. })) => {}
         (s, got) => panic!("{what}: output_shape {s:?} but the GPU op gave {got:?}"),
     }
 }
@@ -734,7 +736,9 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
             4 => UpsampleParams::area(),
             _ => UpsampleParams::bed_of_nails(pair(&mut r, 3)),
         };
-        u = u.recompute_scale_factor(r.gen_bool(0.3));
+        u = u
+            .recompute_scale_factor(r.gen_bool(0.3))
+            .antialias(r.gen_bool(0.2));
         if !matches!(u.mode, UpsampleMode::BedOfNails { .. }) || r.gen_bool(0.1) {
             match r.gen_range(0..5) {
                 0 => u.size = Some(pair(&mut r, 12)),
@@ -755,10 +759,13 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
             .map(|(x, xt)| {
                 let mut rec = gpu.recorder();
                 let got = upsample(&mut rec, &u, &xt).and_then(|y| rec.download(&y));
-                (
-                    got,
-                    reference::upsample::upsample(&u, x.view()).unwrap_or_default(),
-                )
+                // The reference only where the GPU ran (outputs past the device's limits
+                // are too large to compute here).
+                let want = got
+                    .as_ref()
+                    .ok()
+                    .and_then(|_| reference::upsample::upsample(&u, x.view()).ok());
+                (got, want.unwrap_or_default())
             });
         let t = tallies.entry("upsample").or_default();
         sweep_case(
@@ -821,11 +828,17 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
                 let out = un.output_shape(shape).ok()?;
                 let plane = (out[2] * out[3]) as i64;
                 let idx = ndarray::Array4::from_shape_fn(shape, |_| r.gen_range(0..plane));
-                let it = gpu.upload_indices(idx.view()).unwrap();
+                // (Indices past i32 are refused on upload: such planes are not swept.)
+                let it = gpu.upload_indices(idx.view()).ok()?;
                 let mut rec = gpu.recorder();
                 let got =
                     pool::max_unpool2d(&mut rec, &un, &xt, &it).and_then(|y| rec.download(&y));
-                let want = reference::pool::max_unpool2d(&un, x.view(), idx.view());
+                // The reference only where the GPU ran (a valid output may be past the
+                // device's limits, and too large to compute on the host here).
+                let want = got
+                    .as_ref()
+                    .ok()
+                    .and_then(|_| reference::pool::max_unpool2d(&un, x.view(), idx.view()).ok());
                 Some((got, want.unwrap_or_default()))
             });
         let t = tallies.entry("max_unpool").or_default();
@@ -839,7 +852,14 @@ fn random_parameter_sets_never_panic_and_agree_with_the_reference() {
         );
 
         // Adaptive max pooling (None keeps the input's size).
-        let optional = |r: &mut rand::rngs::StdRng| r.gen_bool(0.8).then(|| size(r, 7));
+        // Huge sizes become usize::MAX: a valid output of millions of elements would only
+        // make the sweep slow (device limits are swept by the other families).
+        let optional = |r: &mut rand::rngs::StdRng| {
+            r.gen_bool(0.8).then(|| match size(r, 7) {
+                big if big > 4096 => usize::MAX,
+                o => o,
+            })
+        };
         let am = AdaptiveMaxPool2dParams::with_optional((optional(&mut r), optional(&mut r)));
         let shape = input_shape(&mut r, 2);
         let run = sampled(

@@ -460,6 +460,28 @@ fn data_movement_and_pooling_ops_round_once() {
             |rec, x| upsample::upsample(rec, &up, x).unwrap(),
         );
     }
+    // Antialiasing runs rows then columns, its intermediate stored in f16: two roundings,
+    // each within half an f16 ulp of values no larger than the input (the bilinear
+    // filter's weights are non-negative and sum to 1).
+    {
+        let gpu = half();
+        let x = round16(&random4(&mut rng(44), shape));
+        let aa = upsample::UpsampleParams::bilinear(false)
+            .size((3, 2))
+            .antialias(true);
+        let want = reference::upsample::upsample(&aa, x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = upsample::upsample(&mut rec, &aa, &gpu.upload(x.view()).unwrap()).unwrap();
+        let got = rec.download(&y).unwrap();
+        let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let tol = want.mapv(|_| 2f32.powi(-10) * scale + 1e-6);
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            "antialiased bilinear in f16",
+        );
+    }
     check_one_pass(
         "pixel shuffle + unshuffle",
         [2, 8, 6, 4],

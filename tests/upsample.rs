@@ -375,6 +375,11 @@ fn bad_input_is_a_typed_error() {
         (UpsampleParams::nearest(), "size"),
         (UpsampleParams::nearest().size(3).scale_factor(2.0), "size"),
         (UpsampleParams::nearest().size((0, 3)), "size"),
+        (
+            UpsampleParams::nearest().size(2).antialias(true),
+            "antialias",
+        ),
+        (UpsampleParams::area().size(2).antialias(true), "antialias"),
         (UpsampleParams::nearest().scale_factor(0.0), "scale_factor"),
         (
             UpsampleParams::nearest().scale_factor(f64::NAN),

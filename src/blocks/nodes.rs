@@ -541,6 +541,7 @@ impl Op {
                     size: Some((s[2], s[3])),
                     scale_factor: None,
                     recompute_scale_factor: false,
+                    antialias: false,
                 })
             }
             _ => None,

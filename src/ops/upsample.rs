@@ -85,9 +85,158 @@ specialize! {
 const PIXEL_SHUFFLE: Kernel<PixelShuffleParams, PixelShuffleSpec> =
     Kernel::new("pixel_shuffle.wgsl", &[read("x"), write("y")]);
 
+uniform! {
+    /// `shaders/resample_aa.wgsl`.
+    pub(crate) struct AaParams {
+        total: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        k: u32,
+    }
+}
+
+specialize! {
+    /// `AXIS` of `resample_aa.wgsl`: 0 along the rows (W), 1 along the columns (H).
+    struct AaSpec { columns: bool => "AXIS" }
+}
+
+const RESAMPLE_AA: Kernel<AaParams, AaSpec> = Kernel::new(
+    "resample_aa.wgsl",
+    &[read("x"), read("spans"), read("weights"), write("y")],
+);
+
 /// The kernels of this family.
-pub(crate) const KERNELS: &[&dyn KernelInfo] =
-    &[&RESAMPLE, &RESAMPLE_INT, &BILINEAR_INT, &PIXEL_SHUFFLE];
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
+    &RESAMPLE,
+    &RESAMPLE_INT,
+    &BILINEAR_INT,
+    &PIXEL_SHUFFLE,
+    &RESAMPLE_AA,
+];
+
+/// PyTorch's antialiasing filter weights along one axis (`_compute_weights_aa` of
+/// `UpSampleKernel.cpp`, in f32 as it computes them for float tensors): for each output
+/// position the first input, the count, and the normalised weights; the support is the
+/// filter's (1 for bilinear, 2 for bicubic) times the downscale factor when downsampling.
+pub(crate) fn antialias_weights(
+    input: usize,
+    out: usize,
+    scale: Option<f64>,
+    (bicubic, align_corners): (bool, bool),
+) -> Vec<(usize, Vec<f32>)> {
+    let scale = if align_corners {
+        if out > 1 {
+            (input - 1) as f32 / (out - 1) as f32
+        } else {
+            0.0
+        }
+    } else {
+        scale_value(scale, input, out)
+    };
+    let interp = if bicubic { 4.0f32 } else { 2.0 };
+    let support = if scale >= 1.0 {
+        interp * 0.5 * scale
+    } else {
+        interp * 0.5
+    };
+    let invscale = if scale >= 1.0 { 1.0 / scale } else { 1.0 };
+    let filter = |x: f32| {
+        let x = x.abs();
+        if bicubic {
+            // Keys' cubic with A = -0.5 (PyTorch's antialiased bicubic).
+            const A: f32 = -0.5;
+            if x < 1.0 {
+                ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+            } else if x < 2.0 {
+                ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
+            } else {
+                0.0
+            }
+        } else if x < 1.0 {
+            1.0 - x
+        } else {
+            0.0
+        }
+    };
+    (0..out)
+        .map(|i| {
+            let center = scale * (i as f32 + 0.5);
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64)
+                .min(input as i64)
+                .max(xmin as i64);
+            let mut w: Vec<f32> = (xmin..xmax as usize)
+                .map(|j| filter((j as f32 - center + 0.5) * invscale))
+                .collect();
+            let total: f32 = w.iter().sum();
+            if total != 0.0 {
+                w.iter_mut().for_each(|v| *v /= total);
+            }
+            (xmin, w)
+        })
+        .collect()
+}
+
+/// One antialiased pass from `input` to `out` along the rows (W) or the `columns` (H).
+fn record_antialias(
+    rec: &mut Recorder<'_>,
+    params: &UpsampleParams,
+    (input, columns): (&Tensor, bool),
+    out: [usize; 4],
+    scales: Option<(f64, f64)>,
+) -> Result<Tensor> {
+    let s = input.shape();
+    let (len_in, len_out, scale) = match columns {
+        false => (s[3], out[3], scales.map(|f| f.1)),
+        true => (s[2], out[2], scales.map(|f| f.0)),
+    };
+    let (bicubic, align_corners) = match params.mode {
+        UpsampleMode::Bicubic { align_corners } => (true, align_corners),
+        UpsampleMode::Bilinear { align_corners } => (false, align_corners),
+        _ => (false, false),
+    };
+    // The output and the tables within the device's limits before any table is built.
+    let y = rec.empty("output", out)?;
+    rec.gpu()
+        .check_binding_size("spans", (len_out as u64).saturating_mul(8))?;
+    let taps = antialias_weights(len_in, len_out, scale, (bicubic, align_corners));
+    let k = taps.iter().map(|(_, w)| w.len()).max().unwrap_or(1).max(1);
+    let table_bytes = (len_out as u64).saturating_mul(4 * k as u64);
+    rec.gpu().check_binding_size("weights", table_bytes)?;
+    let mut spans = Vec::with_capacity(2 * len_out);
+    let mut weights = vec![0f32; len_out * k];
+    for (j, (start, w)) in taps.iter().enumerate() {
+        spans.extend([*start as u32, w.len() as u32]);
+        weights[j * k..j * k + w.len()].copy_from_slice(w);
+    }
+    let gpu = rec.gpu();
+    let (spans, weights) = (
+        gpu.upload_slice("spans", &spans)?,
+        gpu.upload_f32("weights", &weights)?,
+    );
+    let total = out.iter().product::<usize>();
+    let u = AaParams {
+        total: total as u32,
+        h: s[2] as u32,
+        w: s[3] as u32,
+        oh: out[2] as u32,
+        ow: out[3] as u32,
+        k: k as u32,
+    };
+    let launch = RESAMPLE_AA
+        .launch(&AaSpec { columns }, &u)
+        .threads(total)
+        .loops(k as u64);
+    let args = Args::new()
+        .read("x", input)
+        .read("spans", &spans)
+        .read("weights", &weights)
+        .write("y", &y);
+    rec.run(&launch, args)?;
+    Ok(y)
+}
 
 /// The output shape of `F.pixel_shuffle(x, upscale_factor)` on `input`: `[N, C / r^2,
 /// H r, W r]`, with `C` divisible by `r^2`.
@@ -211,6 +360,9 @@ pub enum UpsampleKernel {
     /// ([`adaptive_avg_pool2d`](super::pool::adaptive_avg_pool2d)'s kernel), as PyTorch
     /// computes it.
     Area,
+    /// `antialias=True`: rows then columns, each output a normalised weighted sum over
+    /// its (widened) support (`resample_aa.wgsl`).
+    Antialias,
 }
 
 /// The kernel the library runs for `params` on `input`: the vector kernels where they
@@ -218,6 +370,9 @@ pub enum UpsampleKernel {
 pub fn select_kernel(params: &UpsampleParams, input: [usize; 4]) -> UpsampleKernel {
     if params.mode == UpsampleMode::Area {
         return UpsampleKernel::Area;
+    }
+    if params.antialias {
+        return UpsampleKernel::Antialias;
     }
     let factors = params.integer_factors(input);
     if let Some(factors) = factors.filter(|&f| integer_loops(f) <= LOOP_BUDGET) {
@@ -235,8 +390,11 @@ impl UpsampleKernel {
     /// [`UpsampleKernel::Area`]).
     pub fn supports(self, params: &UpsampleParams, input: [usize; 4]) -> bool {
         let area = params.mode == UpsampleMode::Area;
+        let aa = params.antialias;
         match self {
             UpsampleKernel::Area => area && params.output_shape(input).is_ok(),
+            UpsampleKernel::Antialias => aa && params.output_shape(input).is_ok(),
+            _ if aa => false,
             UpsampleKernel::Taps => !area && params.output_shape(input).is_ok(),
             UpsampleKernel::Integer { factors } => params.integer_factors(input) == Some(factors),
             UpsampleKernel::BilinearInt { factor } => {
@@ -281,10 +439,17 @@ pub fn upsample_with(
         let pool = super::pool::AdaptiveAvgPool2dParams::new((out[2], out[3]));
         return super::pool::adaptive_avg_pool2d(rec, &pool, input);
     }
+    if kernel == UpsampleKernel::Antialias && kernel.supports(params, s) {
+        let f = params.kernel_scales();
+        let rows = record_antialias(rec, params, (input, false), [s[0], s[1], s[2], out[3]], f)?;
+        return record_antialias(rec, params, (&rows, true), out, f);
+    }
     let launch = plan(params, s, out, kernel)?;
     let y = rec.empty("output", out)?;
     let args = match kernel {
-        UpsampleKernel::Area => unreachable!("plan refuses it: area runs as adaptive pooling"),
+        UpsampleKernel::Area | UpsampleKernel::Antialias => {
+            unreachable!("plan refuses them: they record their own passes")
+        }
         UpsampleKernel::Integer { .. } => Args::new().read("x", input),
         UpsampleKernel::BilinearInt { .. } => Args::new().read("x4", input),
         UpsampleKernel::Taps => {
@@ -318,14 +483,15 @@ fn plan(
     out: [usize; 4],
     kernel: UpsampleKernel,
 ) -> Result<Launch> {
-    fail_if(
-        !kernel.supports(params, s) || kernel == UpsampleKernel::Area,
-        "kernel",
-        || format!("{kernel:?} does not support {params:?} on input {s:?}"),
-    )?;
+    let pooled = matches!(kernel, UpsampleKernel::Area | UpsampleKernel::Antialias);
+    fail_if(!kernel.supports(params, s) || pooled, "kernel", || {
+        format!("{kernel:?} does not support {params:?} on input {s:?}")
+    })?;
     let (planes, w4) = (s[0] * s[1], s[3] / 4);
     Ok(match kernel {
-        UpsampleKernel::Area => unreachable!("refused above: area runs as adaptive pooling"),
+        UpsampleKernel::Area | UpsampleKernel::Antialias => {
+            unreachable!("refused above: these record their own passes")
+        }
         UpsampleKernel::Integer { factors } => {
             let spec = ResampleIntSpec {
                 sy: Count(factors.0 as u32),
@@ -422,6 +588,10 @@ pub struct UpsampleParams {
     /// PyTorch's `recompute_scale_factor=True`: with a scale factor, only the output size
     /// comes from it; positions are mapped with `in / out`, as for an explicit size.
     pub recompute_scale_factor: bool,
+    /// PyTorch's `antialias=True` (bilinear and bicubic only): when downsampling, the
+    /// filter widens with the scale so that every input contributes (torchvision's
+    /// `Resize` default); bicubic then uses `A = -0.5`.
+    pub antialias: bool,
 }
 
 impl UpsampleParams {
@@ -437,7 +607,14 @@ impl UpsampleParams {
             size: None,
             scale_factor: None,
             recompute_scale_factor: false,
+            antialias: false,
         }
+    }
+
+    /// Sets PyTorch's `antialias` (see the field).
+    pub fn antialias(mut self, antialias: bool) -> Self {
+        self.antialias = antialias;
+        self
     }
 
     /// `mode='nearest-exact'` upsampling; set `size` or `scale_factor` next.
@@ -501,6 +678,15 @@ impl UpsampleParams {
     /// Validates against `[N, C, H, W]`; returns `[N, C, H_out, W_out]`.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         check_dims("input", &input)?;
+        fail_if(
+            self.antialias
+                && !matches!(
+                    self.mode,
+                    UpsampleMode::Bilinear { .. } | UpsampleMode::Bicubic { .. }
+                ),
+            "antialias",
+            || format!("applies to bilinear and bicubic only, not {:?}", self.mode),
+        )?;
         if let UpsampleMode::BedOfNails { stride } = self.mode {
             fail_if(stride.0 == 0 || stride.1 == 0, "stride", || {
                 format!("must be positive, got {stride:?}")

@@ -107,6 +107,9 @@ pub fn upsample(params: &UpsampleParams, input: ArrayView4<f32>) -> Result<Array
         let pool = AdaptiveAvgPool2dParams::new((out_shape[2], out_shape[3]));
         return super::pool::adaptive_avg_pool2d(&pool, input);
     }
+    if params.antialias {
+        return Ok(antialiased(params, input, out_shape));
+    }
     let [batch, channels, height, width] = in_shape;
     let [_, _, out_h, out_w] = out_shape;
     let (fy, fx) = match params.kernel_scales() {
@@ -189,4 +192,69 @@ pub fn pixel_unshuffle(x: ArrayView4<f32>, downscale_factor: usize) -> Result<Ar
         let (c, k) = (oc / (r * r), oc % (r * r));
         x[[n, c, oy * r + k / r, ox * r + k % r]]
     }))
+}
+
+/// The antialiasing filter's taps for output `o` of an axis (PyTorch's `antialias=True`):
+/// centred at `scale * (o + 0.5)`, the filter (triangle, or Keys' cubic with `A = -0.5`)
+/// stretched by the downscale factor, cut at the input's edges and normalised to sum 1.
+fn antialias_taps(
+    o: usize,
+    (input, out): (usize, usize),
+    scale_factor: Option<f64>,
+    (bicubic, align_corners): (bool, bool),
+) -> Vec<(usize, f64)> {
+    let scale = match (align_corners, out > 1) {
+        (true, true) => (input - 1) as f64 / (out - 1) as f64,
+        (true, false) => 0.0,
+        (false, _) => axis_scale(scale_factor, input, out) as f64,
+    };
+    let stretch = scale.max(1.0);
+    let support = if bicubic { 2.0 } else { 1.0 } * stretch;
+    let center = scale * (o as f64 + 0.5);
+    let filter = |x: f64| {
+        let x = x.abs();
+        match (bicubic, x) {
+            (false, x) if x < 1.0 => 1.0 - x,
+            (true, x) if x < 1.0 => (1.5 * x - 2.5) * x * x + 1.0,
+            (true, x) if x < 2.0 => ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0,
+            _ => 0.0,
+        }
+    };
+    let first = ((center - support + 0.5) as i64).max(0) as usize;
+    let end = ((center + support + 0.5) as i64).clamp(first as i64, input as i64) as usize;
+    let taps: Vec<(usize, f64)> = (first..end)
+        .map(|i| (i, filter((i as f64 - center + 0.5) / stretch)))
+        .collect();
+    let total: f64 = taps.iter().map(|t| t.1).sum();
+    taps.into_iter()
+        .map(|(i, w)| (i, if total != 0.0 { w / total } else { w }))
+        .collect()
+}
+
+/// `F.interpolate(..., antialias=True)`: each output the weighted sum of its rows' and
+/// columns' taps.
+fn antialiased(params: &UpsampleParams, x: ArrayView4<f32>, out: [usize; 4]) -> Array4<f32> {
+    let (bicubic, align_corners) = match params.mode {
+        UpsampleMode::Bicubic { align_corners } => (true, align_corners),
+        UpsampleMode::Bilinear { align_corners } => (false, align_corners),
+        _ => (false, false),
+    };
+    let f = params.kernel_scales();
+    let (h, w) = (x.shape()[2], x.shape()[3]);
+    let kind = (bicubic, align_corners);
+    let rows: Vec<_> = (0..out[2])
+        .map(|o| antialias_taps(o, (h, out[2]), f.map(|f| f.0), kind))
+        .collect();
+    let cols: Vec<_> = (0..out[3])
+        .map(|o| antialias_taps(o, (w, out[3]), f.map(|f| f.1), kind))
+        .collect();
+    Array4::from_shape_fn(out, |(n, c, oy, ox)| {
+        let mut sum = 0.0f64;
+        for &(iy, wy) in &rows[oy] {
+            for &(ix, wx) in &cols[ox] {
+                sum += wy * wx * x[[n, c, iy, ix]] as f64;
+            }
+        }
+        sum as f32
+    })
 }

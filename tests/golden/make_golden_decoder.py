@@ -509,6 +509,46 @@ def make_pixel(index, spec):
     }, ""
 
 
+# F.interpolate(..., antialias=True): bilinear and bicubic, downsampling (the widened
+# filter) and upsampling, by size and by scale factor, align_corners both ways
+# name, input_shape, mode, align_corners, size, scale_factor
+ANTIALIAS = [
+    ("aa_bilinear_down_13x17_to_5x6", [2, 2, 13, 17], "bilinear", False, (5, 6), None),
+    ("aa_bilinear_down_scale0.3", [1, 2, 16, 20], "bilinear", False, None, 0.3),
+    ("aa_bilinear_align_down_12x9_to_4x5", [1, 1, 12, 9], "bilinear", True, (4, 5), None),
+    ("aa_bilinear_up_4x5_to_9x7", [1, 2, 4, 5], "bilinear", False, (9, 7), None),
+    ("aa_bicubic_down_15x14_to_6x4", [1, 2, 15, 14], "bicubic", False, (6, 4), None),
+    ("aa_bicubic_down_scale0.45", [2, 1, 11, 13], "bicubic", False, None, 0.45),
+    ("aa_bicubic_up_5x4_to_8x11", [1, 1, 5, 4], "bicubic", False, (8, 11), None),
+]
+
+
+def make_aa(index, spec):
+    name, in_shape, mode, align, size, scale = spec
+    gen = gen_for(index)
+    x = torch.randn(in_shape, generator=gen, dtype=torch.float32)
+    kwargs = {"mode": mode, "align_corners": align, "antialias": True}
+    if size is not None:
+        kwargs["size"] = tuple(size)
+    else:
+        kwargs["scale_factor"] = scale
+    y = F.interpolate(x, **kwargs)
+    return {
+        "op": "interpolate",
+        "name": name,
+        "mode": mode,
+        "align_corners": align,
+        "antialias": True,
+        "size": None if size is None else list(size),
+        "scale_factor": None if scale is None else [scale, scale],
+        "recompute_scale_factor": False,
+        "input_shape": list(in_shape),
+        "input": f32_list(x),
+        "output_shape": list(y.shape),
+        "output": f32_list(y),
+    }, ""
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -522,6 +562,7 @@ def main():
         (make_adaptive, ADAPTIVE),
         (make_area, AREA),
         (make_pixel, PIXEL),
+        (make_aa, ANTIALIAS),
     ]:
         for spec in specs:
             case, note = make(index, spec)
