@@ -1946,11 +1946,24 @@ mod tests {
         assert_eq!(launch.file, "conv_direct.wgsl");
         assert_eq!(launch.constants.get("RESIDUAL"), Some(1));
         assert_eq!(launch.constants.get("SHUFFLE_G"), Some(3));
-        // Depthwise 3x3 stride 2 on a width divisible by 4: aligned vector loads, 8-pixel
-        // strips, and the shift of a strip's first input from its aligned vec4.
+        // Depthwise 3x3 stride 2 on a width divisible by 4: aligned vector loads (a GPU's
+        // choice; CPU adapters read scalars), 8-pixel strips, and the shift of a strip's
+        // first input from its aligned vec4.
         let p = Conv2dParams::depthwise(32, 1, 3).stride(2).padding(1);
         let input = [1, 32, 56, 56];
-        let k = select_kernel(&p, input, &caps);
+        let k = ConvKernel::Depthwise {
+            row_buffer: true,
+            vector_loads: true,
+            vector_stores: true,
+        };
+        assert_eq!(
+            select_kernel(&p, input, &caps),
+            ConvKernel::Depthwise {
+                row_buffer: true,
+                vector_loads: false,
+                vector_stores: false
+            }
+        );
         let launch = plan(&p, input, k, Epilogue::default()).unwrap();
         assert_eq!(launch.file, "conv_depthwise_vec.wgsl");
         assert_eq!(launch.constants.get("VEC"), Some(1));
