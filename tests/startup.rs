@@ -35,9 +35,11 @@ fn a_second_input_size_compiles_only_what_it_lacks() {
     forward(&gpu, &net, [1, 3, 192, 320]);
     assert_eq!(gpu.pipelines_created(), before);
     eprintln!("256x256: {first} pipelines; 192x320 added {second}");
-    // Every kernel's compile-time values are independent of the map size here (sizes
-    // are uniforms), so the second size compiles nothing.
-    assert_eq!(second, 0, "{second} new of {first}");
+    // Sizes are uniforms, so the second size compiles nothing it has: only a variant whose
+    // register tile follows the map's width (on CPU adapters the depthwise strips, whose
+    // pixels per invocation are chosen to divide the row: 2 new ones here).
+    let limit = if gpu.caps().cpu { 2 } else { 0 };
+    assert!(second <= limit, "{second} new of {first}");
 }
 
 #[test]
