@@ -69,6 +69,30 @@ fn bench(c: &mut Criterion) {
     common::bench_bytes(&mut g, &gpu, "elu_232_28", &x, bytes, |rec, t| {
         channel::activation_with(rec, t, channel::ParamActivation::elu())
     });
+    // A segmentation head's last step: class probabilities and the label map of 21
+    // classes at 128 x 128.
+    let logits = common::input([1, 21, 128, 128]);
+    let logit_bytes = 8 * logits.len() as u64;
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "softmax_21_128",
+        &logits,
+        logit_bytes,
+        channel::softmax,
+    );
+    let label_bytes = 4 * logits.len() as u64 + 4 * 128 * 128;
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "argmax_21_128",
+        &logits,
+        label_bytes,
+        |rec, t| {
+            // The label map stays on the GPU; the bench reads the logits back instead.
+            channel::argmax(rec, t).map(|_| t.clone())
+        },
+    );
     let prelu = channel::PRelu::new(&gpu, Array1::from_elem(232, 0.25).view()).unwrap();
     common::bench_bytes(&mut g, &gpu, "prelu_232_28", &x, bytes, |rec, t| {
         prelu.forward(rec, t)

@@ -80,6 +80,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("channel_copy.wgsl"),
     wgsl!("elementwise.wgsl"),
     wgsl!("activation_param.wgsl"),
+    wgsl!("channel_softmax.wgsl"),
     wgsl!("channel_pool.wgsl"),
     wgsl!("se_gate.wgsl"),
     wgsl!("inverted_residual.wgsl"),

@@ -693,6 +693,9 @@ fn parametric_activations_and_prelu_match_pytorch() {
     let mut ops = std::collections::BTreeSet::new();
     for c in &all {
         let n = str_of(c, "?", "name");
+        if matches!(str_of(c, n, "op"), "softmax" | "log_softmax" | "argmax") {
+            continue; // channel_softmax_and_argmax_match_pytorch
+        }
         let floats = |key| -> Vec<f32> {
             field(c, n, key)
                 .as_array()
@@ -817,4 +820,83 @@ fn parametric_activations_keep_nan_and_refuse_bad_parameters() {
         PRelu::new(gpu, Array1::<f32>::zeros(0).view()),
         Err(Error::InvalidParam { name: "weight", .. })
     ));
+}
+
+/// Softmax, log softmax and argmax over the channels against PyTorch
+/// (`golden/activation.json`), and argmax's tie and NaN rules against the reference.
+#[test]
+fn channel_softmax_and_argmax_match_pytorch() {
+    use common::golden::{cases, field, str_of, usizes};
+    let gpu = gpu();
+    let all = cases(
+        include_str!("golden/activation.json"),
+        "tests/golden/activation.json",
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &all {
+        let n = str_of(c, "?", "name");
+        let op = str_of(c, n, "op");
+        if !matches!(op, "softmax" | "log_softmax" | "argmax") {
+            continue;
+        }
+        seen.insert(op.to_string());
+        let list = |key| -> Vec<f64> {
+            field(c, n, key)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        };
+        let shape = usizes::<4>(c, n, "input_shape");
+        let x = Array4::from_shape_vec(shape, list("input").iter().map(|&v| v as f32).collect())
+            .unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        if op == "argmax" {
+            let out = [shape[0], 1, shape[2], shape[3]];
+            let want =
+                Array4::from_shape_vec(out, list("output").iter().map(|&v| v as i64).collect())
+                    .unwrap();
+            assert_eq!(reference::channel::argmax(x.view()), want, "reference {n}");
+            let idx = channel::argmax(&mut rec, &xt).unwrap();
+            rec.submit().unwrap();
+            assert_eq!(gpu.download_indices(&idx).unwrap(), want, "GPU {n}");
+            continue;
+        }
+        let want =
+            Array4::from_shape_vec(shape, list("output").iter().map(|&v| v as f32).collect())
+                .unwrap();
+        let tol = want.mapv(|v| 2e-6 * (1.0 + v.abs()));
+        let log = op == "log_softmax";
+        let cpu = reference::channel::softmax(x.view(), log);
+        assert_close(
+            cpu.view(),
+            want.view(),
+            tol.view(),
+            &format!("reference {n}"),
+        );
+        let y = match log {
+            true => channel::log_softmax(&mut rec, &xt).unwrap(),
+            false => channel::softmax(&mut rec, &xt).unwrap(),
+        };
+        let got = rec.download(&y).unwrap();
+        assert_close(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // NaN: argmax takes the first NaN's channel, softmax makes the pixel NaN.
+    let x = Array4::from_shape_vec(
+        [1, 4, 1, 2],
+        vec![1.0, 2.0, f32::NAN, 7.0, 3.0, f32::NAN, f32::NAN, 7.0],
+    )
+    .unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let idx = channel::argmax(&mut rec, &xt).unwrap();
+    let y = channel::softmax(&mut rec, &xt).unwrap();
+    rec.submit().unwrap();
+    let got = gpu.download_indices(&idx).unwrap();
+    assert_eq!(got, reference::channel::argmax(x.view()));
+    assert_eq!(got.iter().copied().collect::<Vec<_>>(), vec![1, 2]);
+    assert!(gpu.download(&y).unwrap().iter().all(|v| v.is_nan()));
 }

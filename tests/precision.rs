@@ -513,6 +513,14 @@ fn data_movement_and_pooling_ops_round_once() {
         );
     }
     check_one_pass(
+        "softmax over channels",
+        shape,
+        45,
+        16.0,
+        |x| reference::channel::softmax(x.view(), false),
+        |rec, x| channel::softmax(rec, x).unwrap(),
+    );
+    check_one_pass(
         "add + relu",
         shape,
         35,

@@ -6,10 +6,10 @@
 
 use super::{same_shape, Activation, Cost};
 use crate::error::{fail_if, invalid, Error, Result};
-use crate::gpu::{check_owner, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::gpu::{check_owner, Gpu, IndexTensor, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
-    read, read_opt, shader_modes, specialize, uniform, write, Args, Constants, Kernel, KernelInfo,
-    Specialize,
+    read, read_opt, shader_modes, specialize, uniform, write, write_opt, Args, Constants, Kernel,
+    KernelInfo, Specialize,
 };
 use crate::weights::StateDict;
 use std::sync::Arc;
@@ -100,6 +100,73 @@ const ACTIVATION_PARAM: Kernel<ParamActivationParams, ParamActivationSpec> = Ker
     &[read("x"), write("y"), read_opt("w")],
 );
 
+uniform! {
+    /// `shaders/channel_softmax.wgsl`.
+    pub(crate) struct ChannelSoftmaxParams {
+        pixels: u32,
+        c: u32,
+        hw: u32,
+    }
+}
+
+specialize! {
+    /// `MODE` of `channel_softmax.wgsl`: 0 softmax, 1 log softmax, 2 argmax.
+    struct ChannelSoftmaxSpec { mode: u32 => "MODE" }
+}
+
+const CHANNEL_SOFTMAX: Kernel<ChannelSoftmaxParams, ChannelSoftmaxSpec> = Kernel::new(
+    "channel_softmax.wgsl",
+    &[read("x"), write_opt("y"), write_opt("idx")],
+);
+
+/// Records `torch.softmax(x, dim=1)`: each pixel's channels as probabilities (the
+/// maximum subtracted first; NaN in a pixel makes all its channels NaN, as in PyTorch).
+pub fn softmax(rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+    record_channel_softmax(rec, x, 0)
+}
+
+/// Records `torch.log_softmax(x, dim=1)`: `x - max - ln(sum(exp(x - max)))` per pixel.
+pub fn log_softmax(rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+    record_channel_softmax(rec, x, 1)
+}
+
+fn record_channel_softmax(rec: &mut Recorder<'_>, x: &Tensor, mode: u32) -> Result<Tensor> {
+    x.check_gpu(rec.gpu(), "input")?;
+    let s = x.shape();
+    let y = rec.empty("output", s)?;
+    let launch = plan_channel_softmax(s, mode);
+    rec.run(&launch, Args::new().read("x", x).write("y", &y))?;
+    Ok(y)
+}
+
+/// Records `x.argmax(dim=1, keepdim=True)`: each pixel's class, the channel of its first
+/// maximum (of its first NaN if it has one), as indices `[N, 1, H, W]` (read back as
+/// `i64`, like PyTorch's): a segmentation network's label map.
+pub fn argmax(rec: &mut Recorder<'_>, x: &Tensor) -> Result<IndexTensor> {
+    x.check_gpu(rec.gpu(), "input")?;
+    let s = x.shape();
+    let idx = rec.empty_plane_indices([s[0], 1, s[2], s[3]], (s[1], 1))?;
+    let launch = plan_channel_softmax(s, 2);
+    rec.run(&launch, Args::new().read("x", x).write("idx", &idx))?;
+    Ok(idx)
+}
+
+/// The dispatch of `channel_softmax.wgsl` over `s` in `mode`: one invocation per pixel,
+/// walking the channels once (argmax) or three times.
+fn plan_channel_softmax(s: [usize; 4], mode: u32) -> crate::launch::Launch {
+    let pixels = s[0] * s[2] * s[3];
+    let u = ChannelSoftmaxParams {
+        pixels: pixels as u32,
+        c: s[1] as u32,
+        hw: (s[2] * s[3]) as u32,
+    };
+    let walks = if mode == 2 { 1 } else { 3 };
+    CHANNEL_SOFTMAX
+        .launch(&ChannelSoftmaxSpec { mode }, &u)
+        .threads(pixels)
+        .loops(walks * s[1] as u64)
+}
+
 /// Elements per invocation in `activation_param.wgsl` (`PX`).
 const PARAM_ACTIVATION_PX: usize = 4;
 
@@ -109,6 +176,7 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &ELEMENTWISE,
     &CHANNEL_POOL,
     &ACTIVATION_PARAM,
+    &CHANNEL_SOFTMAX,
 ];
 
 /// An activation with parameters, with PyTorch's names and defaults (the parameter-free

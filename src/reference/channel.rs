@@ -177,3 +177,45 @@ pub fn prelu(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<f32>>
     }
     Ok(out)
 }
+
+/// The maximum of a pixel's channels (NaN if any is NaN) and the channel where it first
+/// occurs (the first NaN's).
+fn channel_max(x: ArrayView4<f32>, (n, h, w): (usize, usize, usize)) -> (f32, usize) {
+    let mut best = (x[[n, 0, h, w]], 0);
+    for c in 1..x.shape()[1] {
+        let v = x[[n, c, h, w]];
+        if !best.0.is_nan() && (v > best.0 || v.is_nan()) {
+            best = (v, c);
+        }
+    }
+    best
+}
+
+/// `torch.softmax(x, dim=1)` (`log = false`) or `torch.log_softmax(x, dim=1)`, in f64 per
+/// pixel after subtracting the maximum.
+pub fn softmax(x: ArrayView4<f32>, log: bool) -> Array4<f32> {
+    let s = x.shape();
+    let mut out = Array4::<f32>::zeros((s[0], s[1], s[2], s[3]));
+    for n in 0..s[0] {
+        for h in 0..s[2] {
+            for w in 0..s[3] {
+                let m = channel_max(x, (n, h, w)).0 as f64;
+                let sum: f64 = (0..s[1]).map(|c| (x[[n, c, h, w]] as f64 - m).exp()).sum();
+                for c in 0..s[1] {
+                    let d = x[[n, c, h, w]] as f64 - m;
+                    out[[n, c, h, w]] = if log { d - sum.ln() } else { d.exp() / sum } as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `x.argmax(dim=1, keepdim=True)`: the channel of each pixel's first maximum (its first
+/// NaN's if it has one), `[N, 1, H, W]`.
+pub fn argmax(x: ArrayView4<f32>) -> Array4<i64> {
+    let s = x.shape();
+    Array4::from_shape_fn((s[0], 1, s[2], s[3]), |(n, _, h, w)| {
+        channel_max(x, (n, h, w)).1 as i64
+    })
+}

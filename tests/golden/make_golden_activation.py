@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes tests/golden/activation.json: the activations with parameters (nn.LeakyReLU,
 nn.ELU, nn.Hardtanh, nn.Softplus) and nn.PReLU (one slope, or one per channel) on small
-float32 inputs spread over [-8, 8] (softplus's threshold crossed), read by
-tests/channel.rs.
+float32 inputs spread over [-8, 8] (softplus's threshold crossed), and softmax,
+log_softmax and argmax over the channels, read by tests/channel.rs.
 
 Run from the repository root:  /path/to/venv/bin/python tests/golden/make_golden_activation.py
 """
@@ -30,6 +30,29 @@ CASES = [
 ]
 
 
+# Over the channels (dim=1): softmax, log_softmax, argmax (ties keep the first channel)
+CHANNEL_CASES = [
+    ("softmax_2x5x3x4", "softmax", [2, 5, 3, 4]),
+    ("log_softmax_1x7x4x3", "log_softmax", [1, 7, 4, 3]),
+    ("argmax_2x6x4x5_ties", "argmax", [2, 6, 4, 5]),
+]
+
+
+def channel_case(index, name, op, shape):
+    gen = torch.Generator().manual_seed(9400 + index)
+    x = torch.randn(shape, generator=gen, dtype=torch.float32) * 4.0
+    if op == "argmax":
+        # rounded values tie often; the first maximum's channel wins
+        x = torch.round(x)
+        y = x.argmax(1, keepdim=True)
+        out = [int(v) for v in y.reshape(-1).tolist()]
+    else:
+        y = getattr(torch, op)(x, 1)
+        out = [float(v) for v in y.reshape(-1).tolist()]
+    return {"op": op, "name": name, "input_shape": shape,
+            "input": [float(v) for v in x.reshape(-1).tolist()], "output": out}
+
+
 def main():
     torch.set_num_threads(1)
     cases = []
@@ -48,6 +71,8 @@ def main():
         flat = lambda t: [float(v) for v in t.reshape(-1).tolist()]
         case.update({"name": name, "input_shape": shape, "input": flat(x), "output": flat(y)})
         cases.append(case)
+    for i, (name, op, shape) in enumerate(CHANNEL_CASES):
+        cases.append(channel_case(i, name, op, shape))
     with open(OUT, "w") as f:
         json.dump(cases, f)
     print(f"wrote {len(cases)} cases to {OUT} ({os.path.getsize(OUT)} bytes), "

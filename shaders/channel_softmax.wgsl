@@ -1,0 +1,56 @@
+// Reductions over the channels of each pixel (PyTorch's dim=1): MODE 0 softmax, 1 log
+// softmax (both with the maximum subtracted first; NaN anywhere in a pixel's channels
+// makes all of them NaN, as in PyTorch), 2 argmax (the first maximum's channel; the first
+// NaN's if there is one). One invocation per pixel of one sample, which walks the
+// channels (stride H * W) twice for the softmaxes, once for argmax.
+#include "common.wgsl"
+
+override MODE: u32 = 0u;
+
+struct ChannelSoftmaxParams {
+    pixels: u32, // N * H * W
+    c: u32,
+    hw: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ChannelSoftmaxParams;
+@group(0) @binding(1) var<storage, read> x: array<Act>;
+@group(0) @binding(2) var<storage, read_write> y: array<Act>;
+@group(0) @binding(3) var<storage, read_write> idx: array<i32>;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let t = thread_index(inv);
+    if (t >= p.pixels) {
+        return;
+    }
+    let n = t / p.hw;
+    let base = n * p.c * p.hw + t % p.hw;
+    // The maximum, NaN sticky; and where it first occurs.
+    var m = f32(x[base]);
+    var at = 0u;
+    for (var c = 1u; c < p.c; c++) {
+        let v = f32(x[base + c * p.hw]);
+        if (!is_nan(m) && (v > m || is_nan(v))) {
+            m = v;
+            at = c;
+        }
+    }
+    if (MODE == 2u) {
+        idx[t] = i32(at);
+        return;
+    }
+    var sum = 0.0;
+    for (var c = 0u; c < p.c; c++) {
+        sum += exp(f32(x[base + c * p.hw]) - m);
+    }
+    let log_sum = log(sum);
+    for (var c = 0u; c < p.c; c++) {
+        let d = f32(x[base + c * p.hw]) - m;
+        if (MODE == 0u) {
+            y[base + c * p.hw] = Act(exp(d) / sum);
+        } else {
+            y[base + c * p.hw] = Act(d - log_sum);
+        }
+    }
+}
