@@ -81,6 +81,15 @@ fn bench(c: &mut Criterion) {
         logit_bytes,
         channel::softmax,
     );
+    let ln = channel::LayerNorm2d::new(&gpu, (21, 1e-6), None, None).unwrap();
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "layer_norm_2d_21_128",
+        &logits,
+        logit_bytes,
+        |rec, t| ln.forward(rec, t),
+    );
     let label_bytes = 4 * logits.len() as u64 + 4 * 128 * 128;
     common::bench_bytes(
         &mut g,

@@ -693,7 +693,10 @@ fn parametric_activations_and_prelu_match_pytorch() {
     let mut ops = std::collections::BTreeSet::new();
     for c in &all {
         let n = str_of(c, "?", "name");
-        if matches!(str_of(c, n, "op"), "softmax" | "log_softmax" | "argmax") {
+        if matches!(
+            str_of(c, n, "op"),
+            "softmax" | "log_softmax" | "argmax" | "layer_norm_2d"
+        ) {
             continue; // channel_softmax_and_argmax_match_pytorch
         }
         let floats = |key| -> Vec<f32> {
@@ -836,7 +839,7 @@ fn channel_softmax_and_argmax_match_pytorch() {
     for c in &all {
         let n = str_of(c, "?", "name");
         let op = str_of(c, n, "op");
-        if !matches!(op, "softmax" | "log_softmax" | "argmax") {
+        if !matches!(op, "softmax" | "log_softmax" | "argmax" | "layer_norm_2d") {
             continue;
         }
         seen.insert(op.to_string());
@@ -868,6 +871,25 @@ fn channel_softmax_and_argmax_match_pytorch() {
             Array4::from_shape_vec(shape, list("output").iter().map(|&v| v as f32).collect())
                 .unwrap();
         let tol = want.mapv(|v| 2e-6 * (1.0 + v.abs()));
+        if op == "layer_norm_2d" {
+            let f32s = |key| Array1::from(list(key).iter().map(|&v| v as f32).collect::<Vec<_>>());
+            let (g, b) = (f32s("weight"), f32s("bias"));
+            let eps = field(c, n, "eps").as_f64().unwrap() as f32;
+            let cpu = reference::channel::layer_norm_2d(x.view(), eps, g.view(), b.view());
+            assert_close(
+                cpu.view(),
+                want.view(),
+                tol.view(),
+                &format!("reference {n}"),
+            );
+            let layer =
+                channel::LayerNorm2d::new(gpu, (shape[1], eps), Some(g.view()), Some(b.view()))
+                    .unwrap();
+            let y = layer.forward(&mut rec, &xt).unwrap();
+            let got = rec.download(&y).unwrap();
+            assert_close(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
+            continue;
+        }
         let log = op == "log_softmax";
         let cpu = reference::channel::softmax(x.view(), log);
         assert_close(
@@ -883,7 +905,7 @@ fn channel_softmax_and_argmax_match_pytorch() {
         let got = rec.download(&y).unwrap();
         assert_close(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
     }
-    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen.len(), 4, "{seen:?}");
     // NaN: argmax takes the first NaN's channel, softmax makes the pixel NaN.
     let x = Array4::from_shape_vec(
         [1, 4, 1, 2],
@@ -899,4 +921,22 @@ fn channel_softmax_and_argmax_match_pytorch() {
     assert_eq!(got, reference::channel::argmax(x.view()));
     assert_eq!(got.iter().copied().collect::<Vec<_>>(), vec![1, 2]);
     assert!(gpu.download(&y).unwrap().iter().all(|v| v.is_nan()));
+    // LayerNorm2d refuses a bad eps, a zero width and another channel count.
+    for (params, name) in [
+        ((4, 0.0), "eps"),
+        ((4, f32::NAN), "eps"),
+        ((0, 1e-5), "num_channels"),
+    ] {
+        let e = channel::LayerNorm2d::new(gpu, params, None, None);
+        assert!(
+            matches!(&e, Err(Error::InvalidParam { name: n, .. }) if *n == name),
+            "{params:?}: {e:?}"
+        );
+    }
+    let ln = channel::LayerNorm2d::new(gpu, (3, 1e-5), None, None).unwrap();
+    let mut rec = gpu.recorder();
+    assert!(matches!(
+        ln.forward(&mut rec, &xt),
+        Err(Error::ShapeMismatch { name: "input", .. })
+    ));
 }

@@ -1,6 +1,7 @@
 //! Channel and spatial plumbing: channel shuffle (`F.channel_shuffle`), concatenation
 //! and split along channels, residual add, activations as ops (also those with
-//! parameters: leaky ReLU, ELU, hardtanh, softplus, and the learned PReLU), elementwise
+//! parameters: leaky ReLU, ELU, hardtanh, softplus, and the learned PReLU), softmax /
+//! log softmax / argmax and torchvision's `LayerNorm2d` over each pixel's channels, elementwise
 //! gating (the scale step of SE / CBAM / ECA), highway and residual-attention
 //! connections.
 
@@ -106,17 +107,24 @@ uniform! {
         pixels: u32,
         c: u32,
         hw: u32,
+        eps: f32,
     }
 }
 
 specialize! {
-    /// `MODE` of `channel_softmax.wgsl`: 0 softmax, 1 log softmax, 2 argmax.
+    /// `MODE` of `channel_softmax.wgsl`: 0 softmax, 1 log softmax, 2 argmax, 3 layer norm.
     struct ChannelSoftmaxSpec { mode: u32 => "MODE" }
 }
 
 const CHANNEL_SOFTMAX: Kernel<ChannelSoftmaxParams, ChannelSoftmaxSpec> = Kernel::new(
     "channel_softmax.wgsl",
-    &[read("x"), write_opt("y"), write_opt("idx")],
+    &[
+        read("x"),
+        write_opt("y"),
+        write_opt("idx"),
+        read_opt("gamma"),
+        read_opt("beta"),
+    ],
 );
 
 /// Records `torch.softmax(x, dim=1)`: each pixel's channels as probabilities (the
@@ -134,7 +142,7 @@ fn record_channel_softmax(rec: &mut Recorder<'_>, x: &Tensor, mode: u32) -> Resu
     x.check_gpu(rec.gpu(), "input")?;
     let s = x.shape();
     let y = rec.empty("output", s)?;
-    let launch = plan_channel_softmax(s, mode);
+    let launch = plan_channel_softmax(s, mode, 0.0);
     rec.run(&launch, Args::new().read("x", x).write("y", &y))?;
     Ok(y)
 }
@@ -146,25 +154,114 @@ pub fn argmax(rec: &mut Recorder<'_>, x: &Tensor) -> Result<IndexTensor> {
     x.check_gpu(rec.gpu(), "input")?;
     let s = x.shape();
     let idx = rec.empty_plane_indices([s[0], 1, s[2], s[3]], (s[1], 1))?;
-    let launch = plan_channel_softmax(s, 2);
+    let launch = plan_channel_softmax(s, 2, 0.0);
     rec.run(&launch, Args::new().read("x", x).write("idx", &idx))?;
     Ok(idx)
 }
 
 /// The dispatch of `channel_softmax.wgsl` over `s` in `mode`: one invocation per pixel,
 /// walking the channels once (argmax) or three times.
-fn plan_channel_softmax(s: [usize; 4], mode: u32) -> crate::launch::Launch {
+fn plan_channel_softmax(s: [usize; 4], mode: u32, eps: f32) -> crate::launch::Launch {
     let pixels = s[0] * s[2] * s[3];
     let u = ChannelSoftmaxParams {
         pixels: pixels as u32,
         c: s[1] as u32,
         hw: (s[2] * s[3]) as u32,
+        eps,
     };
     let walks = if mode == 2 { 1 } else { 3 };
     CHANNEL_SOFTMAX
         .launch(&ChannelSoftmaxSpec { mode }, &u)
         .threads(pixels)
         .loops(walks * s[1] as u64)
+}
+
+/// torchvision's `LayerNorm2d` (ConvNeXt's norm, `nn.LayerNorm(C)` on each pixel's
+/// channels of an NCHW map): statistics over the channels of each pixel, a per-channel
+/// affine.
+#[derive(Debug)]
+pub struct LayerNorm2d {
+    gpu_id: u64,
+    num_channels: usize,
+    eps: f32,
+    gamma: Arc<PooledBuffer>,
+    beta: Arc<PooledBuffer>,
+}
+
+impl LayerNorm2d {
+    /// `num_channels` channels, `eps` added to the variance (PyTorch's default 1e-5;
+    /// ConvNeXt builds it with 1e-6), and the affine's `weight` and `bias` (length
+    /// `num_channels`; `None` for 1 and 0, as without `elementwise_affine` or `bias`).
+    pub fn new(
+        gpu: &Gpu,
+        (num_channels, eps): (usize, f32),
+        weight: Option<ndarray::ArrayView1<f32>>,
+        bias: Option<ndarray::ArrayView1<f32>>,
+    ) -> Result<Self> {
+        fail_if(num_channels == 0, "num_channels", || {
+            "must be positive".to_string()
+        })?;
+        fail_if(!(eps > 0.0 && eps.is_finite()), "eps", || {
+            format!("must be positive and finite, got {eps}")
+        })?;
+        let or = |name: &'static str, v: Option<ndarray::ArrayView1<f32>>, fill: f32| match v {
+            Some(v) if v.len() != num_channels => Err(Error::ShapeMismatch {
+                name,
+                expected: vec![num_channels],
+                actual: vec![v.len()],
+            }),
+            Some(v) => Ok(v.to_vec()),
+            None => Ok(vec![fill; num_channels]),
+        };
+        let (g, b) = (or("weight", weight, 1.0)?, or("bias", bias, 0.0)?);
+        Ok(LayerNorm2d {
+            gpu_id: gpu.id(),
+            num_channels,
+            eps,
+            gamma: gpu.upload_f32("weight", &g)?,
+            beta: gpu.upload_f32("bias", &b)?,
+        })
+    }
+
+    /// Loads `{prefix}.weight` and `{prefix}.bias` by PyTorch's names.
+    pub fn load(
+        gpu: &Gpu,
+        (num_channels, eps): (usize, f32),
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        let key = |n| crate::weights::key(prefix, n);
+        let w = sd.get1(&key("weight"), num_channels)?;
+        let b = sd.get1(&key("bias"), num_channels)?;
+        Self::new(gpu, (num_channels, eps), Some(w.view()), Some(b.view()))
+    }
+
+    /// Validates against `[N, C, H, W]`; returns the input's shape.
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        crate::gpu::check_dims("input", &input)?;
+        same_shape(
+            "input",
+            [input[0], self.num_channels, input[2], input[3]],
+            input,
+        )?;
+        Ok(input)
+    }
+
+    /// Records the normalisation.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        x.check_gpu(rec.gpu(), "input")?;
+        check_owner(self.gpu_id, rec.gpu(), "layer")?;
+        let s = self.output_shape(x.shape())?;
+        let y = rec.empty("output", s)?;
+        let launch = plan_channel_softmax(s, 3, self.eps);
+        let args = Args::new()
+            .read("x", x)
+            .write("y", &y)
+            .read("gamma", &self.gamma)
+            .read("beta", &self.beta);
+        rec.run(&launch, args)?;
+        Ok(y)
+    }
 }
 
 /// Elements per invocation in `activation_param.wgsl` (`PX`).

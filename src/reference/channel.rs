@@ -219,3 +219,30 @@ pub fn argmax(x: ArrayView4<f32>) -> Array4<i64> {
         channel_max(x, (n, h, w)).1 as i64
     })
 }
+
+/// torchvision's `LayerNorm2d`: each pixel's channels standardised (biased variance, in
+/// f64) with `eps`, then `gamma[c] * x_hat + beta[c]`.
+pub fn layer_norm_2d(
+    x: ArrayView4<f32>,
+    eps: f32,
+    gamma: ArrayView1<f32>,
+    beta: ArrayView1<f32>,
+) -> Array4<f32> {
+    let s = x.shape();
+    let mut out = Array4::<f32>::zeros((s[0], s[1], s[2], s[3]));
+    for n in 0..s[0] {
+        for h in 0..s[2] {
+            for w in 0..s[3] {
+                let v: Vec<f64> = (0..s[1]).map(|c| x[[n, c, h, w]] as f64).collect();
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                let var = v.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / v.len() as f64;
+                let inv = 1.0 / (var + eps as f64).sqrt();
+                for (c, a) in v.iter().enumerate() {
+                    let y = (a - mean) * inv * gamma[c] as f64 + beta[c] as f64;
+                    out[[n, c, h, w]] = y as f32;
+                }
+            }
+        }
+    }
+    out
+}

@@ -73,6 +73,21 @@ def main():
         cases.append(case)
     for i, (name, op, shape) in enumerate(CHANNEL_CASES):
         cases.append(channel_case(i, name, op, shape))
+    # torchvision's LayerNorm2d (ConvNeXt): layer norm over each pixel's channels
+    from torchvision.models.convnext import LayerNorm2d
+    for i, (name, shape, eps) in enumerate([("layer_norm_2d_2x6x3x5", [2, 6, 3, 5], 1e-6),
+                                            ("layer_norm_2d_1x9x4x4_eps1e-5", [1, 9, 4, 4], 1e-5)]):
+        gen = torch.Generator().manual_seed(9500 + i)
+        x = torch.randn(shape, generator=gen) * 2.0 + 1.0
+        ln = LayerNorm2d(shape[1], eps=eps)
+        with torch.no_grad():
+            ln.weight.copy_(torch.rand(shape[1], generator=gen) + 0.5)
+            ln.bias.copy_(torch.randn(shape[1], generator=gen))
+            y = ln(x)
+        flat = lambda t: [float(v) for v in t.reshape(-1).tolist()]
+        cases.append({"op": "layer_norm_2d", "name": name, "eps": eps, "input_shape": shape,
+                      "weight": flat(ln.weight), "bias": flat(ln.bias), "input": flat(x),
+                      "output": flat(y)})
     with open(OUT, "w") as f:
         json.dump(cases, f)
     print(f"wrote {len(cases)} cases to {OUT} ({os.path.getsize(OUT)} bytes), "
