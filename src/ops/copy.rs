@@ -166,14 +166,9 @@ impl Pad2dParams {
         Ok(out)
     }
 
-    /// Bytes moved (the output written, about as much read).
+    /// Bytes moved (the output written, about as much read): a copy of the output's.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        let out = self.output_shape(input)?;
-        Ok(Cost {
-            params: 0,
-            macs: 0,
-            bytes: 8 * out.iter().product::<usize>() as u64,
-        })
+        Ok(cost(self.output_shape(input)?))
     }
 }
 
@@ -256,14 +251,9 @@ impl CropParams2d {
         Ok([input[0], input[1], s.0, s.1])
     }
 
-    /// Bytes moved (the window read, the output written).
+    /// Bytes moved (the window read, the output written): a copy of the output's.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        let out = self.output_shape(input)?;
-        Ok(Cost {
-            params: 0,
-            macs: 0,
-            bytes: 8 * out.iter().product::<usize>() as u64,
-        })
+        Ok(cost(self.output_shape(input)?))
     }
 }
 

@@ -784,16 +784,51 @@ impl AdaptiveAvgPool2dParams {
 
     /// No parameters; one add per window element; bytes moved.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        let out = self.output_shape(input)?;
-        let ins = input.iter().product::<usize>() as u64;
-        let outs = out.iter().product::<usize>() as u64;
-        let win = (input[2].div_ceil(out[2]) + 1) * (input[3].div_ceil(out[3]) + 1);
-        Ok(Cost {
-            params: 0,
-            macs: outs * win as u64,
-            bytes: 4 * (ins + outs),
-        })
+        Ok(adaptive_cost(input, self.output_shape(input)?, 1))
     }
+}
+
+/// Cost of an adaptive pooling from `input` to `out` writing `outputs` values per output
+/// element (the values, and the indices of max pooling): an operation per element of
+/// the widest bin, bytes moved.
+fn adaptive_cost(input: [usize; 4], out: [usize; 4], outputs: u64) -> Cost {
+    let ins = input.iter().product::<usize>() as u64;
+    let outs = out.iter().product::<usize>() as u64;
+    let win = (input[2].div_ceil(out[2]) + 1) * (input[3].div_ceil(out[3]) + 1);
+    Cost {
+        params: 0,
+        macs: outs * win as u64,
+        bytes: 4 * (ins + outputs * outs),
+    }
+}
+
+/// Whether an adaptive pooling from `s` to `out` takes each bin in one pass: its bins'
+/// loops stay within [`ADAPTIVE_WINDOW_LOOPS`] (otherwise one axis is pooled at a time).
+fn adaptive_in_one_pass(s: [usize; 4], out: [usize; 4]) -> bool {
+    let bin = |len: usize, out_len: usize| (len.div_ceil(out_len) + 1) as u64;
+    let rows_and_columns = [
+        Trip::Uniform(bin(s[2], out[2])),
+        Trip::Uniform(bin(s[3], out[3])),
+    ];
+    loop_nest(&rows_and_columns) <= ADAPTIVE_WINDOW_LOOPS
+}
+
+/// The uniform of `adaptive_*_pool.wgsl` from `s` to `out`, and the loop iterations of
+/// one invocation (its bin's rows by columns).
+fn adaptive_geometry(s: [usize; 4], out: [usize; 4]) -> (AdaptiveParams, u64) {
+    let u = AdaptiveParams {
+        planes: (s[0] * s[1]) as u32,
+        h: s[2] as u32,
+        w: s[3] as u32,
+        oh: out[2] as u32,
+        ow: out[3] as u32,
+    };
+    let bin = |len: usize, out_len: usize| (len.div_ceil(out_len) + 1).min(len) as u64;
+    let loops = loop_nest(&[
+        Trip::Uniform(bin(s[2], out[2])),
+        Trip::Uniform(bin(s[3], out[3])),
+    ]);
+    (u, loops)
 }
 
 /// The output shape of adaptive pooling of `input` to `output_size` (`None` keeps the
@@ -854,15 +889,7 @@ impl AdaptiveMaxPool2dParams {
     /// No parameters; one comparison per window element; bytes moved (values and
     /// indices).
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        let out = self.output_shape(input)?;
-        let ins = input.iter().product::<usize>() as u64;
-        let outs = out.iter().product::<usize>() as u64;
-        let win = (input[2].div_ceil(out[2]) + 1) * (input[3].div_ceil(out[3]) + 1);
-        Ok(Cost {
-            params: 0,
-            macs: outs * win as u64,
-            bytes: 4 * (ins + 2 * outs),
-        })
+        Ok(adaptive_cost(input, self.output_shape(input)?, 2))
     }
 }
 
@@ -877,10 +904,8 @@ pub fn adaptive_max_pool2d(
     input.check_gpu(rec.gpu(), "input")?;
     let s = input.shape();
     let out = params.output_shape(s)?;
-    let bin = |len: usize, out_len: usize| len.div_ceil(out_len) + 1;
-    let window = |h, w| loop_nest(&[Trip::Uniform(h as u64), Trip::Uniform(w as u64)]);
     let plane = (s[2], s[3]);
-    if window(bin(s[2], out[2]), bin(s[3], out[3])) <= ADAPTIVE_WINDOW_LOOPS {
+    if adaptive_in_one_pass(s, out) {
         return record_adaptive_max(rec, (input, None), out, plane);
     }
     // Columns first, then rows, carrying the original indices: the row-major rule picks
@@ -899,24 +924,14 @@ fn record_adaptive_max(
     let s = input.shape();
     let y = rec.empty("output", out)?;
     let idx = rec.empty_plane_indices(out, plane)?;
-    let u = AdaptiveParams {
-        planes: (s[0] * s[1]) as u32,
-        h: s[2] as u32,
-        w: s[3] as u32,
-        oh: out[2] as u32,
-        ow: out[3] as u32,
-    };
-    let bin = |len: usize, out_len: usize| (len.div_ceil(out_len) + 1).min(len) as u64;
+    let (u, loops) = adaptive_geometry(s, out);
     let spec = AdaptiveMaxSpec {
         carry: carried.is_some(),
     };
     let launch = ADAPTIVE_MAX_POOL
         .launch(&spec, &u)
         .threads(out.iter().product())
-        .loops(loop_nest(&[
-            Trip::Uniform(bin(s[2], out[2])),
-            Trip::Uniform(bin(s[3], out[3])),
-        ]));
+        .loops(loops);
     let args = Args::new()
         .read("x", input)
         .write("y", &y)
@@ -935,9 +950,7 @@ pub fn adaptive_avg_pool2d(
     input.check_gpu(rec.gpu(), "input")?;
     let s = input.shape();
     let out = params.output_shape(s)?;
-    let bin = |len: usize, out_len: usize| len.div_ceil(out_len) + 1;
-    let window = |h, w| loop_nest(&[Trip::Uniform(h as u64), Trip::Uniform(w as u64)]);
-    if window(bin(s[2], out[2]), bin(s[3], out[3])) <= ADAPTIVE_WINDOW_LOOPS {
+    if adaptive_in_one_pass(s, out) {
         return record_adaptive(rec, input, out);
     }
     // Rows first, then columns: every bin averages the same number of rows, so the average
@@ -953,21 +966,11 @@ const ADAPTIVE_WINDOW_LOOPS: u64 = 4096;
 fn record_adaptive(rec: &mut Recorder<'_>, input: &Tensor, out: [usize; 4]) -> Result<Tensor> {
     let s = input.shape();
     let y = rec.empty("output", out)?;
-    let u = AdaptiveParams {
-        planes: (s[0] * s[1]) as u32,
-        h: s[2] as u32,
-        w: s[3] as u32,
-        oh: out[2] as u32,
-        ow: out[3] as u32,
-    };
-    let bin = |len: usize, out_len: usize| (len.div_ceil(out_len) + 1).min(len) as u64;
+    let (u, loops) = adaptive_geometry(s, out);
     let launch = ADAPTIVE_AVG_POOL
         .launch(&(), &u)
         .threads(out.iter().product())
-        .loops(loop_nest(&[
-            Trip::Uniform(bin(s[2], out[2])),
-            Trip::Uniform(bin(s[3], out[3])),
-        ]));
+        .loops(loops);
     rec.run(&launch, Args::new().read("x", input).write("y", &y))?;
     Ok(y)
 }
