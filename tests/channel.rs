@@ -684,7 +684,7 @@ fn bad_input_is_a_typed_error() {
 #[test]
 fn parametric_activations_and_prelu_match_pytorch() {
     use channel::{activation_with, PRelu, ParamActivation};
-    use common::golden::{cases, field, float_field, str_of, usizes};
+    use common::golden::{array, cases, float_field, str_of, usize_field, usizes};
     let gpu = gpu();
     let all = cases(
         include_str!("golden/activation.json"),
@@ -699,24 +699,16 @@ fn parametric_activations_and_prelu_match_pytorch() {
         ) {
             continue; // channel_softmax_and_argmax_match_pytorch
         }
-        let floats = |key| -> Vec<f32> {
-            field(c, n, key)
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        };
         let shape = usizes::<4>(c, n, "input_shape");
-        let x = Array4::from_shape_vec(shape, floats("input")).unwrap();
-        let want = Array4::from_shape_vec(shape, floats("output")).unwrap();
+        let x: Array4<f32> = array(c, n, "input", shape);
+        let want: Array4<f32> = array(c, n, "output", shape);
         let tol = want.mapv(|v| 2e-6 * (1.0 + v.abs()));
         let op = str_of(c, n, "op");
         ops.insert(op.to_string());
         let xt = gpu.upload(x.view()).unwrap();
         let mut rec = gpu.recorder();
         let (cpu, y) = if op == "prelu" {
-            let w = Array1::from(floats("weight"));
+            let w: Array1<f32> = array(c, n, "weight", usize_field(c, n, "num_parameters"));
             let layer = PRelu::new(gpu, w.view()).unwrap();
             let cpu = reference::channel::prelu(x.view(), w.view()).unwrap();
             (cpu, layer.forward(&mut rec, &xt).unwrap())
@@ -829,7 +821,7 @@ fn parametric_activations_keep_nan_and_refuse_bad_parameters() {
 /// (`golden/activation.json`), and argmax's tie and NaN rules against the reference.
 #[test]
 fn channel_softmax_and_argmax_match_pytorch() {
-    use common::golden::{cases, field, str_of, usizes};
+    use common::golden::{array, cases, field, float_field, str_of, usize_of, usizes};
     let gpu = gpu();
     let all = cases(
         include_str!("golden/activation.json"),
@@ -843,38 +835,27 @@ fn channel_softmax_and_argmax_match_pytorch() {
             continue;
         }
         seen.insert(op.to_string());
-        let list = |key| -> Vec<f64> {
-            field(c, n, key)
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect()
-        };
         let shape = usizes::<4>(c, n, "input_shape");
-        let x = Array4::from_shape_vec(shape, list("input").iter().map(|&v| v as f32).collect())
-            .unwrap();
+        let x: Array4<f32> = array(c, n, "input", shape);
         let xt = gpu.upload(x.view()).unwrap();
         let mut rec = gpu.recorder();
         if op == "argmax" {
             let out = [shape[0], 1, shape[2], shape[3]];
-            let want =
-                Array4::from_shape_vec(out, list("output").iter().map(|&v| v as i64).collect())
-                    .unwrap();
+            let labels = field(c, n, "output").as_array().unwrap();
+            let labels = labels.iter().map(|v| usize_of(v, n, "output") as i64);
+            let want = Array4::from_shape_vec(out, labels.collect()).unwrap();
             assert_eq!(reference::channel::argmax(x.view()), want, "reference {n}");
             let idx = channel::argmax(&mut rec, &xt).unwrap();
             rec.submit().unwrap();
             assert_eq!(gpu.download_indices(&idx).unwrap(), want, "GPU {n}");
             continue;
         }
-        let want =
-            Array4::from_shape_vec(shape, list("output").iter().map(|&v| v as f32).collect())
-                .unwrap();
+        let want: Array4<f32> = array(c, n, "output", shape);
         let tol = want.mapv(|v| 2e-6 * (1.0 + v.abs()));
         if op == "layer_norm_2d" {
-            let f32s = |key| Array1::from(list(key).iter().map(|&v| v as f32).collect::<Vec<_>>());
-            let (g, b) = (f32s("weight"), f32s("bias"));
-            let eps = field(c, n, "eps").as_f64().unwrap() as f32;
+            let g: Array1<f32> = array(c, n, "weight", shape[1]);
+            let b: Array1<f32> = array(c, n, "bias", shape[1]);
+            let eps = float_field(c, n, "eps");
             let cpu = reference::channel::layer_norm_2d(x.view(), eps, g.view(), b.view());
             assert_close(
                 cpu.view(),

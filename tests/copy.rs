@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::golden::{cases, field, float_field, str_of, usizes};
+use common::golden::{array, cases, field, float_field, str_of, usizes};
 use common::*;
 use ndarray::Array4;
 use segblocks::ops::copy::{pad2d, Pad2dParams, PadMode};
@@ -41,16 +41,8 @@ fn pad_matches_pytorch() {
             .value(float_field(c, n, "value"));
         let shape = usizes::<4>(c, n, "input_shape");
         let out = usizes::<4>(c, n, "output_shape");
-        let floats = |key| -> Vec<f32> {
-            field(c, n, key)
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        };
-        let x = Array4::from_shape_vec(shape, floats("input")).unwrap();
-        let want = Array4::from_shape_vec(out, floats("output")).unwrap();
+        let x: Array4<f32> = array(c, n, "input", shape);
+        let want: Array4<f32> = array(c, n, "output", out);
         assert_eq!(params.output_shape(shape).unwrap(), out, "{n}");
         // A copy: exact on both sides.
         let zero = want.mapv(|_| 0.0);
