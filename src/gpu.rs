@@ -564,6 +564,33 @@ impl Drop for PooledBuffer {
     }
 }
 
+/// Weights kept on the host until a kernel first binds them, then uploaded once at the
+/// context's precision: a layer with a fused and an unfused form (an inverted residual, a
+/// decoder stage) holds device memory only for the form its device runs.
+#[derive(Debug)]
+pub(crate) struct LazyWeights {
+    gpu: Gpu,
+    name: &'static str,
+    host: Vec<f32>,
+    device: std::sync::OnceLock<Arc<PooledBuffer>>,
+}
+
+impl LazyWeights {
+    /// The binding name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The device buffer, uploaded on the first call.
+    pub(crate) fn buffer(&self) -> Result<&Arc<PooledBuffer>> {
+        if let Some(b) = self.device.get() {
+            return Ok(b);
+        }
+        let buf = self.gpu.upload_weights(self.name, &self.host)?;
+        Ok(self.device.get_or_init(|| buf))
+    }
+}
+
 /// A 4-D NCHW tensor that lives on one [`Gpu`], stored at the context's [`Precision`]
 /// (f32 unless the context asks for f16; uploads and downloads convert from and to f32).
 ///
@@ -1222,6 +1249,24 @@ impl Gpu {
         data: &[f32],
     ) -> Result<Arc<PooledBuffer>> {
         self.upload_at_precision(name, data)
+    }
+
+    /// Weights that go up on their first use (see [`LazyWeights`]), checked against the
+    /// binding limit now (and refused now on a lost device, like an upload).
+    pub(crate) fn lazy_weights(&self, name: &'static str, host: Vec<f32>) -> Result<LazyWeights> {
+        self.poll_lost()?;
+        let elem = match self.inner.precision {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        };
+        let bytes = (host.len() as u64).saturating_mul(elem).max(4);
+        self.check_binding_size(name, size_class(bytes))?;
+        Ok(LazyWeights {
+            gpu: self.clone(),
+            name,
+            host,
+            device: std::sync::OnceLock::new(),
+        })
     }
 
     /// Uploads values stored at the context's precision (rounded to nearest even in f16).

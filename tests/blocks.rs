@@ -401,6 +401,18 @@ fn mobilenet_v2_features_end_to_end() {
     assert_eq!(summary.total_params() as usize, torch_params);
     assert_eq!(torch_params, 396_128);
     assert_eq!(summary.rows.last().unwrap().output, [1, 1280, 2, 2]);
+    assert_weights_on_device_once(gpu, torch_params, xt.shape().iter().product());
+}
+
+/// What stays live on `gpu` after forward passes (its layers' weights and `live_values`
+/// f32 values of live tensors) is the network's `params` once: the fused kernels' copies
+/// go up only on devices that run them (size classes and channel padding add a little).
+fn assert_weights_on_device_once(gpu: &segblocks::Gpu, params: usize, live_values: usize) {
+    let weights = gpu.memory_stats().live_bytes as usize - 4 * live_values;
+    assert!(
+        weights <= params * 4 * 5 / 4,
+        "weights take {weights} bytes of device memory for {params} parameters"
+    );
 }
 
 /// One forward of `x` on `gpu`: what it moved, and its output.
@@ -448,6 +460,7 @@ fn mobilenet_v2_features_fused_as_on_a_gpu() {
         .dispatches
         .iter()
         .any(|d| d.layer == "3" && d.kernel == "inverted_residual.wgsl"));
+    assert_weights_on_device_once(gpu, torch_parameter_count(&sd), 0);
 }
 
 #[test]

@@ -14,7 +14,9 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
 use super::{setters, Activation, Cost, IntoPair, Window, WINDOW_MAX};
 use crate::error::{fail_if, invalid, positive, Error, Result};
-use crate::gpu::{check_dims, check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::gpu::{
+    check_dims, check_owner, DeviceCaps, Gpu, LazyWeights, PooledBuffer, Recorder, Tensor,
+};
 use crate::launch::{
     loop_nest, loop_tree, read, read_opt, specialize, uniform, write, Args, Binding, Constants,
     Count, Kernel, KernelInfo, Launch, Specialize, Trip, LOOP_BUDGET,
@@ -1243,7 +1245,7 @@ fn plan_gated(
 pub(crate) struct PackedWeights {
     gpu: Gpu,
     host: Vec<f32>,
-    bias: Arc<PooledBuffer>,
+    bias: LazyWeights,
     layouts: [OnceLock<Arc<PooledBuffer>>; 2],
 }
 
@@ -1312,7 +1314,7 @@ impl PackedWeights {
         Ok(PackedWeights {
             gpu: gpu.clone(),
             host: weight.iter().copied().collect(),
-            bias: gpu.upload_weights("bias", &bias)?,
+            bias: gpu.lazy_weights("bias", bias)?,
             layouts: [OnceLock::new(), OnceLock::new()],
         })
     }
@@ -1338,8 +1340,9 @@ impl PackedWeights {
         self.gpu.id()
     }
 
-    pub(crate) fn bias(&self) -> &Arc<PooledBuffer> {
-        &self.bias
+    /// The bias buffer (uploaded on the first call).
+    pub(crate) fn bias(&self) -> Result<&Arc<PooledBuffer>> {
+        self.bias.buffer()
     }
 
     /// Layout `slot`: `pack` of the PyTorch-layout weights, uploaded on first use.
@@ -1643,7 +1646,7 @@ impl Conv2d {
         let args = Args::new()
             .read("x", input)
             .read("wt", weight)
-            .read("bias", weights.bias())
+            .read("bias", weights.bias()?)
             .write("y", &output)
             .read_opt("res", residual.map(|(r, _)| r))
             .read_opt("gate", gate.map(|(g, _)| g));

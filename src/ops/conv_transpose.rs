@@ -515,7 +515,7 @@ impl ConvTranspose2d {
         let args = Args::new()
             .read("x", input)
             .read("wt", weight)
-            .read("bias", self.weights.bias())
+            .read("bias", self.weights.bias()?)
             .write("y", &output);
         rec.run(&launch, args)?;
         Ok(output)

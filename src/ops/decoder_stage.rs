@@ -29,7 +29,7 @@ use super::inverted_residual::WeightBias;
 use super::upsample::{upsample, UpsampleParams};
 use super::{same_shape, Activation, Cost};
 use crate::error::{fail_if, Error, Result};
-use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::gpu::{check_owner, DeviceCaps, Gpu, LazyWeights, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
     loop_nest, read, read_opt, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Launch,
     Trip,
@@ -360,7 +360,7 @@ pub struct DecoderStage {
     gpu: Gpu,
     params: DecoderStageParams,
     /// `w_refine`, `w_depthwise`, `biases` for the fused kernel.
-    fused: [Arc<PooledBuffer>; 3],
+    fused: [LazyWeights; 3],
     refine: Conv2d,
     depthwise: Conv2d,
     head: Option<Head>,
@@ -372,7 +372,7 @@ pub struct DecoderStage {
 struct Projection {
     params: Conv2dParams,
     /// Weights transposed `[C_in, C_out]` then biases, for the fused kernel.
-    fused: Arc<PooledBuffer>,
+    fused: LazyWeights,
     layer: Conv2d,
 }
 
@@ -381,7 +381,7 @@ struct Projection {
 struct Head {
     params: ConvTranspose2dParams,
     /// Weights `[C_in, C_out, 2, 2]` then biases, for the fused kernel.
-    fused: Arc<PooledBuffer>,
+    fused: LazyWeights,
     layer: ConvTranspose2d,
 }
 
@@ -418,9 +418,9 @@ impl DecoderStage {
         biases.extend(depthwise.1.iter());
         let w_depthwise: Vec<f32> = depthwise.0.iter().copied().collect();
         let fused = [
-            gpu.upload_weights("w_refine", &w_refine)?,
-            gpu.upload_weights("w_depthwise", &w_depthwise)?,
-            gpu.upload_weights("biases", &biases)?,
+            gpu.lazy_weights("w_refine", w_refine)?,
+            gpu.lazy_weights("w_depthwise", w_depthwise)?,
+            gpu.lazy_weights("biases", biases)?,
         ];
         let layer = |p: Conv2dParams, (w, b): WeightBias<'_>| Conv2d::new(gpu, p, w, Some(b));
         Ok(DecoderStage {
@@ -479,7 +479,7 @@ impl DecoderStage {
         }
         self.head = Some(Head {
             params,
-            fused: self.gpu.upload_weights("w_head", &host)?,
+            fused: self.gpu.lazy_weights("w_head", host)?,
             layer,
         });
         Ok(self)
@@ -528,7 +528,7 @@ impl DecoderStage {
         }
         self.projection = Some(Projection {
             params,
-            fused: self.gpu.upload_weights("w_tail", &host)?,
+            fused: self.gpu.lazy_weights("w_tail", host)?,
             layer,
         });
         Ok(self)
@@ -633,11 +633,11 @@ impl DecoderStage {
                     .read("skip", skip)
                     .read("gate", gate)
                     .read("low", low)
-                    .read("w_refine", w_refine)
-                    .read("w_depthwise", w_depthwise)
-                    .read("biases", biases)
+                    .read("w_refine", w_refine.buffer()?)
+                    .read("w_depthwise", w_depthwise.buffer()?)
+                    .read("biases", biases.buffer()?)
                     .write("y", &y)
-                    .read_opt("w_tail", self.tail_weights());
+                    .read_opt("w_tail", self.tail_weights()?);
                 rec.run(&launch, args)?;
                 Ok(y)
             }
@@ -661,12 +661,12 @@ impl DecoderStage {
         }
     }
 
-    /// The fused kernel's `w_tail` buffer.
-    fn tail_weights(&self) -> Option<&Arc<PooledBuffer>> {
+    /// The fused kernel's `w_tail` buffer (uploaded now if it was not).
+    fn tail_weights(&self) -> Result<Option<&Arc<PooledBuffer>>> {
         match (&self.head, &self.projection) {
-            (Some(h), _) => Some(&h.fused),
-            (None, Some(p)) => Some(&p.fused),
-            (None, None) => None,
+            (Some(h), _) => Some(h.fused.buffer()).transpose(),
+            (None, Some(p)) => Some(p.fused.buffer()).transpose(),
+            (None, None) => Ok(None),
         }
     }
 

@@ -20,7 +20,7 @@ use ndarray::{ArrayView1, ArrayView4};
 use super::attention::SqueezeExcitation;
 use super::{Activation, Cost, Window};
 use crate::error::{fail_if, positive, Error, Result};
-use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::gpu::{check_owner, DeviceCaps, Gpu, LazyWeights, Recorder, Tensor};
 use crate::launch::{
     loop_tree, read, read_opt, shader_modes, specialize, uniform, write, Args, Count, Kernel,
     KernelInfo, Launch, Trip, LOOP_BUDGET,
@@ -734,8 +734,9 @@ fn candidate_plans(
 pub struct FusedInvertedResidual {
     gpu: Gpu,
     params: InvertedResidualParams,
-    /// The weights and biases by their binding names (no expansion's without one).
-    weights: Vec<(&'static str, Arc<PooledBuffer>)>,
+    /// The weights and biases by their binding names (no expansion's without one),
+    /// uploaded when the fused kernel first runs (a CPU adapter runs the layers instead).
+    weights: Vec<LazyWeights>,
     /// The SE layer of a block with `use_se`.
     se: Option<Arc<SqueezeExcitation>>,
 }
@@ -811,7 +812,7 @@ impl FusedInvertedResidual {
         host.push(("biases", biases));
         let weights = host
             .into_iter()
-            .map(|(name, v)| Ok((name, gpu.upload_weights(name, &v)?)))
+            .map(|(name, v)| gpu.lazy_weights(name, v))
             .collect::<Result<_>>()?;
         Ok(FusedInvertedResidual {
             gpu: gpu.clone(),
@@ -978,10 +979,10 @@ impl FusedInvertedResidual {
         };
         let in_pass = matches!(gated, Some((Gating::InPass(_), _, _)));
         let mut args = Args::new().read("x", input);
-        for (name, buffer) in &self.weights {
+        for w in &self.weights {
             // The SE's packed weights take the depthwise weights' place in the second pass.
-            if !(in_pass && *name == "w_depthwise") {
-                args = args.read(name, buffer);
+            if !(in_pass && w.name() == "w_depthwise") {
+                args = args.read(w.name(), w.buffer()?);
             }
         }
         match &gated {

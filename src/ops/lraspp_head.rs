@@ -13,8 +13,6 @@
 //! fused kernel keeps in registers ([`LrAsppHeadKernel::Layers`]); [`select_kernel`]
 //! chooses.
 
-use std::sync::Arc;
-
 use ndarray::{ArrayView1, ArrayView4};
 
 use super::channel::scale_channels;
@@ -22,7 +20,7 @@ use super::conv::{Conv2d, Conv2dParams};
 use super::pool::{global_pool, GlobalPool};
 use super::{Activation, Cost};
 use crate::error::{fail_if, Error, Result};
-use crate::gpu::{check_owner, DeviceCaps, Gpu, PooledBuffer, Recorder, Tensor};
+use crate::gpu::{check_owner, DeviceCaps, Gpu, LazyWeights, Recorder, Tensor};
 use crate::launch::{
     loop_nest, read, read_opt, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Launch,
     Trip, LOOP_BUDGET,
@@ -266,9 +264,9 @@ pub struct LrAsppHead {
     gpu: Gpu,
     params: LrAsppHeadParams,
     /// The fused kernel's `w_branch`, `w_gate` and `biases`.
-    fused: [Arc<PooledBuffer>; 3],
+    fused: [LazyWeights; 3],
     /// The fused kernel's `w_classifier`, with a classifier.
-    fused_classifier: Option<Arc<PooledBuffer>>,
+    fused_classifier: Option<LazyWeights>,
     /// The branch and gate layers.
     layers: [Conv2d; 2],
     /// The classifier layer, with a classifier.
@@ -337,14 +335,14 @@ impl LrAsppHead {
                     t[mi * cout4 + co] = v;
                 }
                 biases.extend(bias(b, cout4));
-                Some(gpu.upload_weights("w_classifier", &t)?)
+                Some(gpu.lazy_weights("w_classifier", t)?)
             }
             None => None,
         };
         let fused = [
-            gpu.upload_weights("w_branch", &rows(branch.0))?,
-            gpu.upload_weights("w_gate", &rows(gate.0))?,
-            gpu.upload_weights("biases", &biases)?,
+            gpu.lazy_weights("w_branch", rows(branch.0))?,
+            gpu.lazy_weights("w_gate", rows(gate.0))?,
+            gpu.lazy_weights("biases", biases)?,
         ];
         let [pb, pg, pc] = params.layers();
         let layer = |p: Conv2dParams, (w, b): Pointwise<'_>| -> Result<Conv2d> {
@@ -398,10 +396,16 @@ impl LrAsppHead {
             let args = Args::new()
                 .read("x", x)
                 .read_opt("pooled", pooled)
-                .read("w_branch", wb)
-                .read("w_gate", wg)
-                .read_opt("w_classifier", self.fused_classifier.as_ref())
-                .read("biases", biases)
+                .read("w_branch", wb.buffer()?)
+                .read("w_gate", wg.buffer()?)
+                .read_opt(
+                    "w_classifier",
+                    self.fused_classifier
+                        .as_ref()
+                        .map(|w| w.buffer())
+                        .transpose()?,
+                )
+                .read("biases", biases.buffer()?)
                 .write("y", &y);
             rec.run(&launch, args)?;
             Ok(y)
