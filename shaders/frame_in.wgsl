@@ -38,7 +38,8 @@ fn texel(row: u32, col: u32) -> vec3<f32> {
 // PyTorch's source index and weight for one axis: `scale * (dst + 0.5) - 0.5`, clamped
 // at 0; the second tap stays inside.
 fn taps(dst: u32, scale: f32, len: u32) -> vec3<f32> {
-    let src = max(scale * (f32(dst) + 0.5) - 0.5, 0.0);
+    // One rounding, as PyTorch's vectorised CPU kernels and CUDA compute it.
+    let src = max(fma(scale, f32(dst) + 0.5, -0.5), 0.0);
     let i0 = min(u32(src), len - 1u);
     let i1 = min(i0 + 1u, len - 1u);
     return vec3<f32>(f32(i0), f32(i1), src - f32(i0));

@@ -39,7 +39,8 @@ fn at(row: u32, col: u32) -> f32 {
 
 // Source taps on one axis of the content rectangle `[off, off + len)`.
 fn taps(dst: u32, scale: f32, off: u32, len: u32) -> vec3<f32> {
-    let src = max(scale * (f32(dst) + 0.5) - 0.5, 0.0);
+    // One rounding, as PyTorch's vectorised CPU kernels and CUDA compute it.
+    let src = max(fma(scale, f32(dst) + 0.5, -0.5), 0.0);
     let i0 = min(u32(src), len - 1u);
     let i1 = min(i0 + 1u, len - 1u);
     return vec3<f32>(f32(off + i0), f32(off + i1), src - f32(i0));

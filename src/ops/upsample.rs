@@ -142,6 +142,10 @@ pub(crate) fn antialias_weights(
         interp * 0.5
     };
     let invscale = if scale >= 1.0 { 1.0 / scale } else { 1.0 };
+    if input == out {
+        // PyTorch skips an axis whose size does not change, whatever the scale factor.
+        return (0..out).map(|i| (i, vec![1.0])).collect();
+    }
     let filter = |x: f32| {
         let x = x.abs();
         if bicubic {
@@ -584,13 +588,18 @@ pub struct UpsampleParams {
     pub size: Option<(usize, usize)>,
     /// Scale factor per axis; the output size is `floor(in * scale)`, and the scale itself
     /// (not `in / out`) maps positions, as in PyTorch with `recompute_scale_factor=None`.
+    /// As in PyTorch, an axis whose size the factor leaves unchanged is copied by the
+    /// nearest and bilinear modes and by antialiasing, but resampled by bicubic and
+    /// nearest-exact.
     pub scale_factor: Option<(f64, f64)>,
     /// PyTorch's `recompute_scale_factor=True`: with a scale factor, only the output size
     /// comes from it; positions are mapped with `in / out`, as for an explicit size.
     pub recompute_scale_factor: bool,
     /// PyTorch's `antialias=True` (bilinear and bicubic only): when downsampling, the
     /// filter widens with the scale so that every input contributes (torchvision's
-    /// `Resize` default); bicubic then uses `A = -0.5`.
+    /// `Resize` default); bicubic then uses `A = -0.5`. One known difference: PyTorch
+    /// 2.x's CPU kernel gives every output row the first row's value when the output is
+    /// one column wide and the height changes; this library computes each row.
     pub antialias: bool,
 }
 
@@ -957,7 +966,9 @@ fn area_pixel_source(
         };
         s * o as f32
     } else {
-        let src = scale_value(scale, input, out) * (o as f32 + 0.5) - 0.5;
+        // One rounding (a fused multiply-add), as PyTorch's AVX2 / AVX-512 CPU kernels and
+        // CUDA compute it (their compilers contract the expression).
+        let src = scale_value(scale, input, out).mul_add(o as f32 + 0.5, -0.5);
         if cubic {
             src
         } else {
@@ -974,6 +985,11 @@ fn linear_source(
     scale: Option<f64>,
     align_corners: bool,
 ) -> (usize, usize, f32, f32) {
+    if out == input {
+        // PyTorch copies an axis whose size does not change (`compute_source_index_and_lambda`),
+        // whatever the scale factor that gave that size.
+        return (o, o, 1.0, 0.0);
+    }
     let src = area_pixel_source(o, input, out, scale, align_corners, false);
     let i0 = (src as usize).min(input - 1);
     let i1 = i0 + usize::from(i0 < input - 1);

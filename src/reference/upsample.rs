@@ -68,7 +68,10 @@ fn cubic_position(
             0.0
         }
     } else {
-        axis_scale(scale_factor, input, out) * (dst as f32 + 0.5) - 0.5
+        // One rounding (a fused multiply-add), as PyTorch's vectorised CPU build and CUDA
+        // compute `scale * (dst + 0.5) - 0.5`: a separate product can move the position
+        // by an ulp, and the result by that ulp times the local slope.
+        axis_scale(scale_factor, input, out).mul_add(dst as f32 + 0.5, -0.5)
     }
 }
 
@@ -86,7 +89,11 @@ fn cubic_taps(src: f32, input: usize) -> [(usize, f32); 4] {
 }
 
 fn linear(dst: usize, input: usize, out: usize, scale_factor: Option<f64>, align: bool) -> f32 {
-    if align {
+    if out == input {
+        // PyTorch copies an axis whose size does not change, whatever the scale factor
+        // that gave that size (`compute_source_index_and_lambda`).
+        dst as f32
+    } else if align {
         if out > 1 {
             (input - 1) as f32 / (out - 1) as f32 * dst as f32
         } else {
@@ -94,7 +101,8 @@ fn linear(dst: usize, input: usize, out: usize, scale_factor: Option<f64>, align
         }
     } else {
         let s = axis_scale(scale_factor, input, out);
-        (s * (dst as f32 + 0.5) - 0.5).max(0.0)
+        // One rounding, as in `cubic_position`.
+        s.mul_add(dst as f32 + 0.5, -0.5).max(0.0)
     }
 }
 
@@ -203,6 +211,11 @@ fn antialias_taps(
     scale_factor: Option<f64>,
     (bicubic, align_corners): (bool, bool),
 ) -> Vec<(usize, f64)> {
+    // PyTorch leaves an axis whose size does not change as it is, whatever the scale
+    // factor that gave that size.
+    if input == out {
+        return vec![(o, 1.0)];
+    }
     let scale = match (align_corners, out > 1) {
         (true, true) => (input - 1) as f64 / (out - 1) as f64,
         (true, false) => 0.0,

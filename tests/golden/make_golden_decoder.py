@@ -525,6 +525,8 @@ ANTIALIAS = [
 
 def make_aa(index, spec):
     name, in_shape, mode, align, size, scale = spec
+    if isinstance(scale, tuple):
+        scale = list(scale)
     gen = gen_for(index)
     x = torch.randn(in_shape, generator=gen, dtype=torch.float32)
     kwargs = {"mode": mode, "align_corners": align, "antialias": True}
@@ -540,13 +542,32 @@ def make_aa(index, spec):
         "align_corners": align,
         "antialias": True,
         "size": None if size is None else list(size),
-        "scale_factor": None if scale is None else [scale, scale],
+        "scale_factor": None if scale is None else (scale if isinstance(scale, list) else [scale, scale]),
         "recompute_scale_factor": False,
         "input_shape": list(in_shape),
         "input": f32_list(x),
         "output_shape": list(y.shape),
         "output": f32_list(y),
     }, ""
+
+
+# Found by fuzzing against PyTorch (appended last so that the seeds above do not move):
+# an axis whose size a scale factor leaves unchanged is copied by bilinear (PyTorch's
+# compute_source_index_and_lambda) and skipped by antialiasing, but not by bicubic; and
+# a bilinear source position PyTorch computes with one rounding (its compilers contract
+# scale * (dst + 0.5) - 0.5 into a fused multiply-add).
+# name, input_shape, mode, align_corners, size, scale_factor
+INTERP_EQUAL_AXIS = [
+    ("bilinear_scale1.19x2.45_height_kept", [1, 2, 2, 3], "bilinear", False, None, (1.19, 2.45)),
+    ("bilinear_scale1.09x1.5_width_kept", [2, 1, 4, 11], "bilinear", False, None, (1.5, 1.09)),
+    ("bicubic_scale1.19x1.2_sizes_kept", [1, 1, 2, 3], "bicubic", False, None, (1.19, 1.2)),
+    ("bilinear_size_9x9_to_7x9_fma", [2, 2, 9, 9], "bilinear", False, (7, 9), None),
+]
+# name, input_shape, mode, align_corners, size, scale_factor
+ANTIALIAS_EQUAL_AXIS = [
+    ("aa_bilinear_scale1.5x1.09_width_kept", [1, 2, 6, 11], "bilinear", False, None, (1.5, 1.09)),
+    ("aa_bicubic_scale0.5x1.09_width_kept", [1, 1, 6, 11], "bicubic", False, None, (0.5, 1.09)),
+]
 
 
 def main():
@@ -563,6 +584,8 @@ def main():
         (make_area, AREA),
         (make_pixel, PIXEL),
         (make_aa, ANTIALIAS),
+        (make_interp, INTERP_EQUAL_AXIS),
+        (make_aa, ANTIALIAS_EQUAL_AXIS),
     ]:
         for spec in specs:
             case, note = make(index, spec)
