@@ -16,6 +16,8 @@ const ROWBUF: u32 = 1u; // @specialize
 // past an aligned column): NV loads instead of ROW.
 const VEC: u32 = 0u; // @specialize
 const NV: u32 = (ROW + 6u) / 4u;
+// Filters of up to WREG taps (5 x 5) are kept in registers for the whole row.
+const WREG: u32 = 25u;
 override SHIFT: u32 = 0u;
 
 struct DepthwiseParams {
@@ -57,6 +59,14 @@ fn main(inv: Invocation) {
     let plane = (n * p.c_in + ci) * p.h;
     let out_row = ((n * p.c_out + shuffled_channel(c, p.c_out)) * p.oh + oy) * p.ow;
     let b = f32(bias[c]);
+    // The channel's filter, loaded once per row instead of once per strip (storage loads
+    // run lane by lane on CPU adapters; registers or stack slots are cheap everywhere).
+    var wreg: array<f32, WREG>;
+    if (KH * KW <= WREG) {
+        for (var t = 0u; t < KH * KW; t++) {
+            wreg[t] = f32(wt[c * KH * KW + t]);
+        }
+    }
 
     for (var sx = 0u; sx < p.strips_x; sx++) {
         let ox0 = sx * PX;
@@ -89,7 +99,12 @@ fn main(inv: Invocation) {
                     }
                 }
                 for (var kx = 0u; kx < KW; kx++) {
-                    let wv = f32(wt[(c * KH + ky) * KW + kx]);
+                    var wv: f32;
+                    if (KH * KW <= WREG) {
+                        wv = wreg[ky * KW + kx];
+                    } else {
+                        wv = f32(wt[(c * KH + ky) * KW + kx]);
+                    }
                     for (var j = 0u; j < PX; j++) {
                         var v: f32;
                         if (ROWBUF == 1u) {
