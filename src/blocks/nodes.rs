@@ -525,8 +525,6 @@ pub(crate) enum Op {
     Shuffle(usize),
     /// An activation.
     Activation(Activation),
-    /// `x * gate(s)` for inputs `(x, s)`, `s` of shape `[N, C, 1, 1]`.
-    ScaleChannels(Activation),
     /// The window of the shape input's size at this offset (rows, columns): FCN's crops.
     CropLike((usize, usize)),
 }
@@ -618,10 +616,6 @@ impl Node for Op {
                 vec![x]
             }
             Op::Activation(_) => vec![x],
-            Op::ScaleChannels(_) => {
-                same("scale", 1, [x[0], x[1], 1, 1])?;
-                vec![x]
-            }
             Op::CropLike(_) => vec![self.crop(inputs)?.expect("crop").output_shape(x)?],
         })
     }
@@ -641,7 +635,6 @@ impl Node for Op {
                 ..Cost::default()
             },
             Op::Activation(_) => elementwise_cost(x, 1),
-            Op::ScaleChannels(_) => elementwise_cost(x, 2),
             Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
         };
         Ok(Cost {
@@ -680,7 +673,6 @@ impl Node for Op {
                 .collect()),
             Op::Shuffle(g) => one(channel::channel_shuffle(rec, t(0)?, *g)?),
             Op::Activation(a) => one(channel::activation(rec, t(0)?, *a)?),
-            Op::ScaleChannels(g) => one(channel::scale_channels(rec, t(0)?, t(1)?, *g)?),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(crate::ops::copy::crop(rec, &p, t(0)?)?)
@@ -724,7 +716,6 @@ impl Node for Op {
             }
             Op::Shuffle(g) => one(rc::channel_shuffle(t(0)?, *g)?),
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
-            Op::ScaleChannels(g) => one(rc::scale_channels(t(0)?, t(1)?, *g)),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(reference::copy::crop(&p, t(0)?)?)

@@ -49,7 +49,7 @@ setters!(LrAsppConfig {
 /// then the logits are resized to the input. The high classifier (1x1, linear) runs before
 /// the first resize instead of after: a bilinear resize's weights sum to 1 per output, so
 /// the two commute (bias included), and the resize then moves `num_classes` channels
-/// instead of 128.
+/// instead of 128; it also applies the sigmoid gate as it reads the branch.
 pub type LrAsppMobileNetV3 = Model<LrAsppConfig>;
 
 impl Architecture for LrAsppConfig {
@@ -92,7 +92,10 @@ impl Architecture for LrAsppConfig {
             "low_classifier",
         )?
         .with_residual(ResidualJoin::AfterActivation)?;
-        let high_classifier = conv(Conv2dParams::new(inter, classes, 1), "high_classifier")?;
+        // The gate `sigmoid(scale(pool(high)))` is applied by the high classifier as it reads
+        // the branch (one pass and one map fewer than scaling first).
+        let high_classifier = conv(Conv2dParams::new(inter, classes, 1), "high_classifier")?
+            .with_input_gate(Activation::Sigmoid)?;
         let bilinear = UpsampleMode::Bilinear {
             align_corners: false,
         };
@@ -108,12 +111,11 @@ impl Architecture for LrAsppConfig {
         );
         let gate = g.add("classifier.scale.1", scale, &[pooled]);
         let branch = g.add("classifier.cbr", cbr, &[high]);
-        let gated = g.add(
-            "classifier.scale.2",
-            Op::ScaleChannels(Activation::Sigmoid),
+        let high_logits = g.add(
+            "classifier.high_classifier",
+            high_classifier,
             &[branch, gate],
         );
-        let high_logits = g.add("classifier.high_classifier", high_classifier, &[gated]);
         let up = g.add_sized(
             "classifier.resize",
             Op::ResizeLike(bilinear),
