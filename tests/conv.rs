@@ -936,11 +936,7 @@ fn cost_model_reproduces_the_seed_figures() {
 #[test]
 fn padding_modes_and_same_padding_match_pytorch() {
     use segblocks::ops::conv::PaddingMode;
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/conv2d_padding.json"
-    ))
-    .unwrap();
+    let text = common::golden::golden_text("tests/golden/conv2d_padding.json");
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let gpu = gpu();
     let cases = doc["cases"].as_array().unwrap();

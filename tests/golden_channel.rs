@@ -658,7 +658,10 @@ fn check_family(family: Family, gpu: bool) {
             }
         }
     }
-    assert!(runs > 0, "no golden cases for {family:?} on the {side}");
+    assert!(
+        runs > 0 || common::golden::fuzzing(),
+        "no golden cases for {family:?} on the {side}"
+    );
     assert_no_failures(&failures);
 }
 

@@ -456,11 +456,7 @@ fn costs() {
 #[test]
 fn avg_pool_matches_pytorch_and_reference() {
     use segblocks::ops::pool::AvgPool2dParams;
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/avg_pool.json"
-    ))
-    .unwrap();
+    let text = common::golden::golden_text("tests/golden/avg_pool.json");
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let us = |v: &serde_json::Value| v.as_u64().unwrap() as usize;
     let pair = |v: &serde_json::Value| (us(&v[0]), us(&v[1]));

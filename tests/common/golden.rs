@@ -36,9 +36,47 @@ pub fn gpu(binary: &str) -> &'static Gpu {
 // ----------------------------------------------------------------------------------------
 // Loading
 
+/// Where `SEGBLOCKS_GOLDEN_DIR` asks to read the golden file `path` (`tests/golden/x.json`)
+/// from instead, when it holds a file of that name: random cases written by
+/// `scripts/fuzz_golden.py` in the same format. Tests that check the committed files'
+/// coverage fail on such files; the comparisons with PyTorch are what they are for.
+fn fuzz_override(path: &str) -> Option<(String, String)> {
+    let dir = std::env::var_os("SEGBLOCKS_GOLDEN_DIR")?;
+    let name = std::path::Path::new(path).file_name()?;
+    let file = std::path::Path::new(&dir).join(name);
+    let text = std::fs::read_to_string(&file).ok()?;
+    eprintln!("reading {} instead of {path}", file.display());
+    Some((text, file.display().to_string()))
+}
+
+/// Whether the golden files are being replaced by random ones (`SEGBLOCKS_GOLDEN_DIR`):
+/// a family may then have no cases.
+pub fn fuzzing() -> bool {
+    std::env::var_os("SEGBLOCKS_GOLDEN_DIR").is_some()
+}
+
+/// The text of the golden file at `path` (from the repository root), or of its
+/// `SEGBLOCKS_GOLDEN_DIR` replacement.
+pub fn golden_text(path: &str) -> String {
+    match fuzz_override(path) {
+        Some((text, _)) => text,
+        None => {
+            let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+            std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
+        }
+    }
+}
+
 /// The cases of a golden file: `json` is its text, which must be a non-empty JSON list;
-/// `path` names the file in the panics.
+/// `path` names the file in the panics. With `SEGBLOCKS_GOLDEN_DIR` set, a file of the
+/// same name there replaces it.
 pub fn cases(json: &str, path: &str) -> Vec<Value> {
+    let replaced = fuzz_override(path);
+    let (json, path) = match &replaced {
+        Some((text, file)) => (text.as_str(), file.as_str()),
+        None => (json, path),
+    };
     let root: Value =
         serde_json::from_str(json).unwrap_or_else(|e| panic!("{path} is not JSON: {e:?}"));
     let Value::Array(cases) = root else {

@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Random PyTorch cases in the golden files' formats, to fuzz the GPU kernels and the CPU
+references against PyTorch on configurations nobody wrote down.
+
+    torch.venv/bin/python scripts/fuzz_golden.py /tmp/fuzz --count 200 --seed 1
+    SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test golden_decoder --test golden_conv \
+        --test golden_norm --test golden_channel --test copy -- matches_pytorch
+    SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test conv padding_modes
+    SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test pool avg_pool
+
+With SEGBLOCKS_GOLDEN_DIR set, tests/common/golden.rs reads a file of the same name from
+that directory instead of the committed one (the tests that check the committed files'
+coverage then fail: only the comparisons with PyTorch are meant to run). Writes
+decoder.json (transposed conv, max pool with indices, max unpool, interpolate in every
+mode with and without antialias, adaptive pools), conv2d.json, conv2d_padding.json,
+avg_pool.json, pad.json, norm.json and channel.json, each made by the committed golden
+script's own case builders on random parameters. Cases PyTorch refuses are skipped, and
+two PyTorch behaviours the library does not copy are left out: circular padding with
+negative pads (PyTorch reads memory outside the input there) and antialiased resizing to
+one column with a change of height (PyTorch's CPU kernel repeats the first row).
+"""
+
+import argparse
+import importlib
+import json
+import os
+import random
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden"))
+
+
+def pair(v):
+    return [v, v] if isinstance(v, int) else list(v)
+
+
+class Fuzz:
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+
+    def pr(self, lo, hi):
+        """One size or a (height, width) pair, as PyTorch accepts both."""
+        r = self.r
+        return (r.randint(lo, hi), r.randint(lo, hi)) if r.random() < 0.4 else r.randint(lo, hi)
+
+    def shape(self, maxc=4, lo=1, hi=12):
+        r = self.r
+        return [r.choice([1, 1, 2]), r.randint(1, maxc), r.randint(lo, hi), r.randint(lo, hi)]
+
+
+def conv_fits(shape, k, s, p, d):
+    k, s, p, d = pair(k), pair(s), pair(p), pair(d)
+    return all(shape[2 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1 >= 0 for i in range(2))
+
+
+def write_list(path, cases):
+    with open(path, "w") as f:
+        json.dump(cases, f, separators=(",", ":"), allow_nan=False)
+    print(f"wrote {len(cases)} cases to {path}")
+
+
+def run(builders, count, first_index, name_of):
+    """Calls each (make, spec) builder until `count` cases are made; PyTorch's refusals skip."""
+    cases, index = [], first_index
+    for make, spec in builders:
+        if len(cases) >= count:
+            break
+        index += 1
+        try:
+            case, _ = make(index, spec)
+        except (RuntimeError, ValueError, AssertionError, ZeroDivisionError) as e:
+            print(f"  skip {name_of(spec)}: {e}")
+            continue
+        cases.append(case)
+    return cases
+
+
+def decoder(fz, count, out):
+    m = importlib.import_module("make_golden_decoder")
+    r = fz.r
+
+    def conv_t(i):
+        g = r.choice([1, 1, 1, 2, 3])
+        cin, cout = g * r.randint(1, 3), g * r.randint(1, 3)
+        if r.random() < 0.2:
+            g = cin = cout = r.randint(1, 5)
+        s, d, k, p = fz.pr(1, 3), fz.pr(1, 2), fz.pr(1, 5), fz.pr(0, 2)
+        sp, dp = pair(s), pair(d)
+        op = tuple(r.randint(0, max(0, max(sp[a], dp[a]) - 1)) for a in range(2))
+        sh = fz.shape()
+        sh[1] = cin
+        act = r.choice(["none", "relu", "sigmoid"])
+        return m.make_conv_t, (f"fuzz{i}_convt", sh, cout, k, s, p, op, d, g, r.random() < 0.7, act)
+
+    def pool(i):
+        k = fz.pr(1, 4)
+        kk = pair(k)
+        p = (r.randint(0, kk[0] // 2), r.randint(0, kk[1] // 2))
+        kind = r.choice(["randn", "randn", "ties"])
+        return m.make_pool, (f"fuzz{i}_pool", fz.shape(3, 2, 13), k, fz.pr(1, 3), p, fz.pr(1, 2),
+                             r.random() < 0.5, kind)
+
+    def unpool(i):
+        k = fz.pr(1, 3)
+        kk = pair(k)
+        p = (r.randint(0, kk[0] // 2), r.randint(0, kk[1] // 2))
+        return m.make_unpool, (f"fuzz{i}_unpool", fz.shape(3, 3, 11), k, fz.pr(1, 3), p, None,
+                               r.random() < 0.3)
+
+    def interp(i):
+        mode = r.choice(["nearest", "nearest-exact", "bilinear", "bicubic"])
+        align = None if mode.startswith("nearest") else r.random() < 0.5
+        if r.random() < 0.5:
+            size, scale = (r.randint(1, 14), r.randint(1, 14)), None
+        else:
+            size = None
+            scale = r.choice([round(r.uniform(0.3, 3.0), 2),
+                              (round(r.uniform(0.3, 3.0), 2), round(r.uniform(0.3, 3.0), 2))])
+        return m.make_interp, (f"fuzz{i}_interp", fz.shape(3, 1, 9), mode, align, size, scale,
+                               r.random() < 0.3)
+
+    def adaptive(i):
+        op = r.choice(["adaptive_avg_pool2d", "adaptive_max_pool2d"])
+        size = (r.choice([None, r.randint(1, 9)]), r.randint(1, 9))
+        return m.make_adaptive, (f"fuzz{i}_adaptive", op, fz.shape(3, 1, 12), size, "randn")
+
+    def antialias(i):
+        sh = fz.shape(2, 2, 16)
+        if r.random() < 0.5:
+            size, scale = (r.randint(1, 12), r.randint(2, 12)), None
+        else:
+            size, scale = None, round(r.uniform(0.2, 2.5), 2)
+            if int(sh[3] * scale) <= 1:
+                scale = 2.0 / sh[3]  # see the module docstring: not one column
+        return m.make_aa, (f"fuzz{i}_aa", sh, r.choice(["bilinear", "bicubic"]), r.random() < 0.5,
+                           size, scale)
+
+    def area(i):
+        sh = fz.shape(2, 1, 12)
+        if r.random() < 0.5:
+            return m.make_area, (f"fuzz{i}_area", sh, (r.randint(1, 12), r.randint(1, 12)), None)
+        scale = round(r.uniform(0.5, 2.0), 2)
+        if min(int(sh[2] * scale), int(sh[3] * scale)) == 0:
+            scale = 1.5  # PyTorch pools to an empty tensor; the library refuses empty outputs
+        return m.make_area, (f"fuzz{i}_area", sh, None, scale)
+
+    makers = [conv_t, pool, unpool, interp, adaptive, antialias, area]
+    builders = (makers[i % len(makers)](i) for i in range(count * 20))
+    write_list(os.path.join(out, "decoder.json"), run(builders, count, 5000, lambda s: s[0]))
+
+
+def with_cases(module, cases, out, name):
+    """Runs a golden script whose main() writes its module-level CASES to OUT."""
+    m = importlib.import_module(module)
+    m.CASES, m.OUT = cases, os.path.join(out, name)
+    m.main()
+
+
+def conv2d(fz, count, out):
+    r = fz.r
+    acts = list(importlib.import_module("make_golden").ACTIVATIONS)
+    cases = []
+    while len(cases) < count:
+        g = r.choice([1, 1, 1, 2, 3, 4])
+        cin, cout = g * r.randint(1, 4), g * r.randint(1, 4)
+        if r.random() < 0.25:
+            g = cin = r.randint(1, 9)
+            cout = cin * r.choice([1, 1, 2])
+        shape = [r.choice([1, 1, 2, 3]), cin, r.randint(1, 12), r.randint(1, 12)]
+        k, s, p, d = fz.pr(1, 5), fz.pr(1, 3), fz.pr(0, 3), fz.pr(1, 3)
+        if conv_fits(shape, k, s, p, d):
+            # The first cases use every activation (the script checks they are covered).
+            act = acts[len(cases)] if len(cases) < len(acts) else r.choice(acts)
+            cases.append((f"fuzz{len(cases)}", shape, cout, k, s, p, d, g, r.random() < 0.7, act))
+    with_cases("make_golden", cases, out, "conv2d.json")
+
+
+def conv2d_padding(fz, count, out):
+    r = fz.r
+    cases = []
+    while len(cases) < count:
+        g = r.choice([1, 1, 2, 3])
+        cin, cout = g * r.randint(1, 3), g * r.randint(1, 3)
+        shape = [r.choice([1, 2]), cin, r.randint(2, 10), r.randint(2, 10)]
+        mode = r.choice(["zeros", "reflect", "replicate", "circular"])
+        k, d = fz.pr(1, 5), fz.pr(1, 2)
+        if r.random() < 0.4:
+            p, s = "same", 1
+            kk, dd = pair(k), pair(d)
+            pads = [(dd[a] * (kk[a] - 1) + 1) // 2 for a in range(2)]
+        else:
+            p, s = fz.pr(0, 3), fz.pr(1, 3)
+            pads = pair(p)
+            if not conv_fits(shape, k, s, p, d):
+                continue
+        if mode == "reflect" and any(pads[a] >= shape[2 + a] for a in range(2)):
+            continue
+        if mode == "circular" and any(pads[a] > shape[2 + a] for a in range(2)):
+            continue
+        cases.append((f"fuzz{len(cases)}", shape, cout, k, s, p, d, g, mode))
+    with_cases("make_golden_padding", cases, out, "conv2d_padding.json")
+
+
+def avg_pool(fz, count, out):
+    r = fz.r
+    cases = []
+    while len(cases) < count:
+        k = fz.pr(1, 4)
+        kk = pair(k)
+        p = (r.randint(0, kk[0] // 2), r.randint(0, kk[1] // 2))
+        shape = [r.choice([1, 2]), r.randint(1, 3), r.randint(1, 11), r.randint(1, 11)]
+        if any(shape[2 + a] + 2 * p[a] < kk[a] for a in range(2)):
+            continue
+        div = r.choice([None, None, r.randint(1, 7)])
+        cases.append((f"fuzz{len(cases)}", shape, k, fz.pr(1, 3), p, r.random() < 0.5,
+                      r.random() < 0.5, div))
+    with_cases("make_golden_avgpool", cases, out, "avg_pool.json")
+
+
+def pad(fz, count, out):
+    r = fz.r
+    cases = []
+    while len(cases) < count:
+        mode = r.choice(["constant", "reflect", "replicate", "circular"])
+        shape = [r.choice([1, 2]), r.randint(1, 3), r.randint(1, 8), r.randint(1, 8)]
+        pads = tuple(r.randint(-3, 5) for _ in range(4))
+        if mode == "circular" and min(pads) < 0:
+            continue  # see the module docstring
+        value = round(r.uniform(-2, 2), 2) if mode == "constant" else None
+        try:
+            kwargs = {"value": value} if value is not None else {}
+            if torch.nn.functional.pad(torch.zeros(shape), pads, mode=mode, **kwargs).numel() == 0:
+                continue
+        except (RuntimeError, ValueError):
+            continue
+        cases.append((f"fuzz{len(cases)}", shape, pads, mode, value))
+    with_cases("make_golden_pad", cases, out, "pad.json")
+
+
+def norm(fz, count, out):
+    m = importlib.import_module("make_golden_norm")
+    r = fz.r
+
+    def shape(minhw=1):
+        return [r.choice([1, 2, 3]), r.randint(1, 6), r.randint(minhw, 9), r.randint(minhw, 9)]
+
+    def eps():
+        return r.choice([1e-5, 1e-3, 0.1])
+
+    def bn_train(i):
+        s = shape(2)
+        return m.make_bn_train, (f"fuzz{i}_bn_train", s, eps(), r.choice([0.1, 0.3, None]),
+                                 r.random() < 0.7, "randn")
+
+    def group(i):
+        g = r.randint(1, 4)
+        s = shape()
+        s[1] = g * r.randint(1, 3)
+        return m.make_group, (f"fuzz{i}_group", s, g, eps())
+
+    def adain(i):
+        s = shape(2)
+        st = [s[0], s[1], r.randint(2, 9), r.randint(2, 9)]
+        return m.make_adain, (f"fuzz{i}_adain", s, st, eps())
+
+    makers = [
+        bn_train,
+        lambda i: (m.make_bn_eval, (f"fuzz{i}_bn_eval", shape(), eps())),
+        group,
+        lambda i: (m.make_layer, (f"fuzz{i}_layer", shape(), eps())),
+        lambda i: (m.make_instance, (f"fuzz{i}_instance", shape(2), eps(), r.random() < 0.5)),
+        lambda i: (m.make_layer_trailing, (f"fuzz{i}_layer_trailing", shape(), r.randint(1, 3),
+                                           r.random() < 0.5)),
+        lambda i: (m.make_instance_running, (f"fuzz{i}_instance_running", shape(),
+                                             r.random() < 0.5)),
+        adain,
+    ]
+    builders = (makers[i % len(makers)](i) for i in range(count * 20))
+    write_list(os.path.join(out, "norm.json"), run(builders, count, 7000, lambda s: s[0]))
+
+
+def channel(fz, count, out):
+    m = importlib.import_module("make_golden_channel")
+    r = fz.r
+
+    def job(i):
+        n, h, w = r.choice([1, 2, 3]), r.randint(1, 9), r.randint(1, 9)
+        kind = i % 6
+        if kind == 0:
+            g = r.randint(1, 4)
+            return m.make_shuffle, (f"fuzz{i}_shuffle", [n, g * r.randint(1, 5), h, w], g)
+        if kind == 1:
+            widths = [r.randint(1, 5) for _ in range(r.randint(1, 4))]
+            return m.make_cat, [f"fuzz{i}_cat", n, widths, h, w]
+        if kind == 2:
+            c = r.randint(2, 12)
+            if r.random() < 0.5:
+                sections, left = [], c
+                while left > 0:
+                    sections.append(r.randint(1, left))
+                    left -= sections[-1]
+                return m.make_split, [f"fuzz{i}_split", [n, c, h, w], sections]
+            return m.make_split, [f"fuzz{i}_split", [n, c, h, w], r.randint(1, c)]
+        if kind == 3:
+            gate = r.choice(["sigmoid", "hardsigmoid"])
+            return m.make_se, (f"fuzz{i}_se", [n, r.randint(1, 40), h, w], r.randint(1, 16),
+                               "relu", gate)
+        if kind == 4:
+            c = r.randint(1, 300)
+            return m.make_eca, (f"fuzz{i}_eca_k{m.eca_kernel_size(c)}", [n, c, h, w])
+        ratio = r.choice([1, 2, 4])
+        return m.make_cbam, (f"fuzz{i}_cbam", [n, ratio * r.randint(1, 8), h, w], ratio,
+                             r.choice([3, 5, 7]), r.random() < 0.5)
+
+    builders = (job(i) for i in range(count * 20))
+    write_list(os.path.join(out, "channel.json"), run(builders, count, 9000, lambda s: s[0]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", help="directory for the random golden files")
+    ap.add_argument("--count", type=int, default=150, help="cases per file")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    for i, family in enumerate([decoder, conv2d, conv2d_padding, avg_pool, pad, norm, channel]):
+        family(Fuzz(args.seed * 100 + i), args.count, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
