@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use ndarray::{Array1, Array4};
 use proptest::prelude::*;
+use segblocks::ops::channel::ParamActivation;
 use segblocks::ops::conv::{
     select_kernel, Conv2d, Conv2dParams, ConvKernel, DepthwiseSeparableConv2d,
     DepthwiseSeparableParams, ResidualJoin,
@@ -268,6 +269,107 @@ fn every_activation_fuses() {
             seed,
             &ConvKernel::ALL,
         );
+    }
+}
+
+/// Leaky ReLU, ELU, hardtanh and softplus with parameters other than PyTorch's defaults,
+/// after a parameter-free activation or alone, in every kernel's store; the reference
+/// applies them as the standalone op's reference does.
+#[test]
+fn every_param_activation_fuses() {
+    let params = [
+        ParamActivation::LeakyRelu {
+            negative_slope: 0.2,
+        },
+        ParamActivation::Elu { alpha: 0.7 },
+        ParamActivation::Hardtanh {
+            min_val: -0.5,
+            max_val: 0.8,
+        },
+        ParamActivation::Softplus {
+            beta: 2.0,
+            threshold: 1.5,
+        },
+    ];
+    for (i, pact) in params.into_iter().enumerate() {
+        let seed = 300 + i as u64;
+        let before = [Activation::None, Activation::Relu6][i % 2];
+        let layers = [
+            (Conv2dParams::new(4, 9, 3).padding(1), [1, 4, 6, 7]),
+            (Conv2dParams::new(8, 5, 1), [2, 8, 4, 4]),
+            (Conv2dParams::depthwise(3, 2, 3), [1, 3, 5, 9]),
+        ];
+        for (p, shape) in layers {
+            let p = p.activation(before).param_activation(pact);
+            check(p, shape, seed, &ConvKernel::ALL);
+            // The reference is the standalone op after the convolution.
+            let mut r = rng(seed);
+            let x = random4(&mut r, shape);
+            let w = random4(&mut r, p.weight_shape());
+            let fused = reference::conv::conv2d(&p, x.view(), w.view(), None).unwrap();
+            let plain = Conv2dParams {
+                param_activation: None,
+                ..p
+            };
+            let conv = reference::conv::conv2d(&plain, x.view(), w.view(), None).unwrap();
+            let then = reference::channel::activation_with(conv.view(), pact).unwrap();
+            assert_eq!(fused, then, "{p:?}");
+        }
+    }
+    // Bad parameters are refused when the layer is built.
+    let bad = Conv2dParams::new(2, 2, 1).param_activation(ParamActivation::Softplus {
+        beta: 0.0,
+        threshold: 20.0,
+    });
+    let w = Array4::zeros(bad.weight_shape());
+    match Conv2d::new(gpu(), bad, w.view(), None) {
+        Err(Error::InvalidParam { name: "beta", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A residual joined after the activations: `leaky(tanh(conv(x))) + r`; before them:
+/// `leaky(tanh(conv(x) + r))`.
+#[test]
+fn param_activations_with_a_residual() {
+    let gpu = gpu();
+    let pact = ParamActivation::LeakyRelu {
+        negative_slope: 0.1,
+    };
+    let p = Conv2dParams::new(6, 6, 3)
+        .padding(1)
+        .bias(false)
+        .activation(Activation::Tanh)
+        .param_activation(pact);
+    let shape = [2, 6, 5, 8];
+    let mut r = rng(77);
+    let x = random4(&mut r, shape);
+    let w = random4(&mut r, p.weight_shape());
+    let res = random4(&mut r, shape);
+    let plain = Conv2dParams {
+        activation: Activation::None,
+        param_activation: None,
+        ..p
+    };
+    let conv = reference::conv::conv2d(&plain, x.view(), w.view(), None).unwrap();
+    let leaky = |y: Array4<f32>| reference::channel::activation_with(y.view(), pact).unwrap();
+    let tanh = |y: Array4<f32>| y.mapv(f32::tanh);
+    let after = leaky(tanh(conv.clone())) + &res;
+    let before = leaky(tanh(&conv + &res));
+    let layer = Conv2d::new(gpu, p, w.view(), None).unwrap();
+    let (xt, rt) = (
+        gpu.upload(x.view()).unwrap(),
+        gpu.upload(res.view()).unwrap(),
+    );
+    for (join, want) in [
+        (ResidualJoin::AfterActivation, after),
+        (ResidualJoin::BeforeActivation, before),
+    ] {
+        let mut rec = gpu.recorder();
+        let y = layer.forward_residual(&mut rec, &xt, &rt, join).unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+        assert_close(got.view(), want.view(), tol.view(), &format!("{join:?}"));
     }
 }
 

@@ -245,7 +245,13 @@ fn fusable(
         force_expansion: expand.is_some(),
         use_se: se.is_some(),
     };
+    // The fused kernel has no activations with parameters.
+    let plain = [expand, Some(depthwise), Some(project)]
+        .into_iter()
+        .flatten()
+        .all(|l| l.params().param_activation.is_none());
     let ok = se.is_none_or(|s| !s.of_sum())
+        && plain
         && square
         && padded
         && d.is_depthwise()

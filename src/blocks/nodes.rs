@@ -206,7 +206,11 @@ impl ConvBnAct {
         x: ArrayView4<f32>,
         residual: Option<ArrayView4<f32>>,
     ) -> Result<Array4<f32>> {
-        let plain = self.params.activation(Activation::None);
+        let plain = Conv2dParams {
+            activation: Activation::None,
+            param_activation: None,
+            ..self.params
+        };
         let y = reference::conv::conv2d(
             &plain,
             x,
@@ -223,16 +227,26 @@ impl ConvBnAct {
             g => reference::channel::channel_shuffle(y.view(), g),
         };
         let a = self.params.activation;
+        // The activation with parameters follows the activation, whichever it is.
+        let then_param = |y: Array4<f32>| match self.params.param_activation {
+            Some(p) => reference::channel::activation_with(y.view(), p),
+            None => Ok(y),
+        };
         match (self.join, residual) {
-            (None, _) => shuffle(act(y.view(), a)),
+            (None, _) => shuffle(then_param(act(y.view(), a))?),
             (Some(join), Some(r)) => {
                 let y = shuffle(y)?;
                 Ok(match join {
                     ResidualJoin::AfterActivation => {
-                        reference::channel::add(act(y.view(), a).view(), r, Activation::None)
+                        let y = then_param(act(y.view(), a))?;
+                        reference::channel::add(y.view(), r, Activation::None)
                     }
-                    ResidualJoin::BeforeActivation => reference::channel::add(y.view(), r, a),
-                    ResidualJoin::AddThen(then) => reference::channel::add(y.view(), r, then),
+                    ResidualJoin::BeforeActivation => {
+                        then_param(reference::channel::add(y.view(), r, a))?
+                    }
+                    ResidualJoin::AddThen(then) => {
+                        then_param(reference::channel::add(y.view(), r, then))?
+                    }
                 })
             }
             (Some(_), None) => Err(invalid(

@@ -276,9 +276,11 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &CHANNEL_SOFTMAX,
 ];
 
-/// An activation with parameters, with PyTorch's names and defaults (the parameter-free
-/// ones are [`Activation`]s, which also fuse into the convolutions).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// An activation with parameters, with PyTorch's names and defaults: an op of its own
+/// ([`activation_with`]), or fused into a convolution's store
+/// ([`Conv2dParams::param_activation`](super::conv::Conv2dParams::param_activation)).
+/// Two are equal when their parameters have the same bits (so `0.0` and `-0.0` differ).
+#[derive(Clone, Copy, Debug)]
 pub enum ParamActivation {
     /// `nn.LeakyReLU(negative_slope=0.01)`: `x >= 0 ? x : negative_slope * x`.
     LeakyRelu {
@@ -361,14 +363,32 @@ impl ParamActivation {
         }
     }
 
-    /// `(MODE, a, b)` of `activation_param.wgsl`.
-    fn shader_args(self) -> (u32, f32, f32) {
+    /// `(MODE, a, b)` of `activation_param.wgsl` (`PACT - 1`, `PACT_A`, `PACT_B` of
+    /// `epilogue.wgsl`).
+    pub(crate) fn shader_args(self) -> (u32, f32, f32) {
         match self {
             ParamActivation::LeakyRelu { negative_slope } => (0, negative_slope, 0.0),
             ParamActivation::Elu { alpha } => (1, alpha, 0.0),
             ParamActivation::Hardtanh { min_val, max_val } => (2, min_val, max_val),
             ParamActivation::Softplus { beta, threshold } => (3, beta, threshold),
         }
+    }
+}
+
+impl PartialEq for ParamActivation {
+    fn eq(&self, other: &Self) -> bool {
+        let (m, a, b) = self.shader_args();
+        let (n, c, d) = other.shader_args();
+        (m, a.to_bits(), b.to_bits()) == (n, c.to_bits(), d.to_bits())
+    }
+}
+
+impl Eq for ParamActivation {}
+
+impl std::hash::Hash for ParamActivation {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (m, a, b) = self.shader_args();
+        (m, a.to_bits(), b.to_bits()).hash(state);
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
+use super::channel::ParamActivation;
 use super::{setters, Activation, Cost, IntoPair, Window, WINDOW_MAX};
 use crate::error::{fail_if, invalid, positive, Error, Result};
 use crate::gpu::{
@@ -51,6 +52,9 @@ pub struct Conv2dParams {
     pub bias: bool,
     /// Activation fused after the bias (default none).
     pub activation: Activation,
+    /// An activation with parameters (leaky ReLU, ELU, hardtanh, softplus) fused after
+    /// `activation` (default none): `nn.Conv2d` followed by `nn.LeakyReLU(0.2)` in one pass.
+    pub param_activation: Option<ParamActivation>,
 }
 
 impl Conv2dParams {
@@ -70,6 +74,7 @@ impl Conv2dParams {
             groups: 1,
             bias: true,
             activation: Activation::None,
+            param_activation: None,
         }
     }
 
@@ -234,6 +239,9 @@ impl Conv2dParams {
                 )
             },
         )?;
+        if let Some(act) = self.param_activation {
+            act.validate()?;
+        }
         check_dims("weight", &self.weight_shape())
     }
 
@@ -279,6 +287,15 @@ setters!(Conv2dParams {
     /// Sets the padding mode (`'zeros'`, `'reflect'`, `'replicate'`, `'circular'`).
     padding_mode: PaddingMode,
 });
+
+impl Conv2dParams {
+    /// Fuses an activation with parameters after [`Conv2dParams::activation`]
+    /// (`ParamActivation::leaky_relu()` for `nn.LeakyReLU()`); checked by `validate`.
+    pub fn param_activation(mut self, act: ParamActivation) -> Self {
+        self.param_activation = Some(act);
+        self
+    }
+}
 super::conv_setters!(Conv2dParams);
 
 /// TensorFlow's `'SAME'` padding `(before, after)` along one axis of length `input`: the
@@ -746,11 +763,12 @@ uniform! {
     }
 }
 
-/// What the convolutions do in their store (`shaders/epilogue.wgsl`): the activation, a
-/// fused residual and a fused channel shuffle.
+/// What the convolutions do in their store (`shaders/epilogue.wgsl`): the activation and
+/// an activation with parameters after it, a fused residual and a fused channel shuffle.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Epilogue {
     pub(crate) act: Activation,
+    pub(crate) param: Option<ParamActivation>,
     pub(crate) residual: Option<ResidualJoin>,
     /// Shuffle groups (0: none).
     pub(crate) shuffle_groups: u32,
@@ -772,6 +790,13 @@ impl Specialize for Epilogue {
             },
         );
         c.set("SHUFFLE_G", self.shuffle_groups);
+        let (pact, a, b) = self.param.map_or((0, 0.0, 0.0), |p| {
+            let (mode, a, b) = p.shader_args();
+            (mode + 1, a, b)
+        });
+        c.set("PACT", pact);
+        c.set("PACT_A", a.to_bits());
+        c.set("PACT_B", b.to_bits());
     }
 }
 
@@ -1631,6 +1656,7 @@ impl Conv2d {
         check_owner(weights.gpu_id(), rec.gpu(), "layer")?;
         let epilogue = Epilogue {
             act: self.params.activation,
+            param: self.params.param_activation,
             residual: residual.map(|(_, j)| j),
             shuffle_groups,
         };
@@ -1942,6 +1968,7 @@ mod tests {
         // A residual joined after the activation, and a shuffle, are constants of the store.
         let e = Epilogue {
             act: Activation::None,
+            param: None,
             residual: Some(ResidualJoin::AfterActivation),
             shuffle_groups: 3,
         };

@@ -486,7 +486,7 @@ impl DecoderStage {
     }
 
     /// Ends the stage with a 1x1 convolution (stride 1, no padding, one group, bias or
-    /// not, any activation) from the stage's output channels to at most
+    /// not, any parameter-free activation) from the stage's output channels to at most
     /// [`PROJECTION_MAX_CHANNELS`]: `weight` `[C, out_channels, 1, 1]` as PyTorch has it,
     /// `bias` of `C` values given exactly when `params.bias`. The output is then
     /// `[N, C, H, W]`, computed in the stage's pass (the stage's own output is not
@@ -504,15 +504,16 @@ impl DecoderStage {
             && params.stride == (1, 1)
             && params.padding == (0, 0)
             && params.padding_after.is_none_or(|p| p == (0, 0))
-            && params.groups == 1;
+            && params.groups == 1
+            && params.param_activation.is_none();
         fail_if(
             !pointwise || params.in_channels != c || params.out_channels > PROJECTION_MAX_CHANNELS,
             "projection",
             || {
                 format!(
-                    "the projection is a 1x1 convolution (stride 1, no padding, one group) \
-                     from the stage's {c} channels to at most {PROJECTION_MAX_CHANNELS}, got \
-                     {params:?}"
+                    "the projection is a 1x1 convolution (stride 1, no padding, one group, \
+                     no activation with parameters) from the stage's {c} channels to at most \
+                     {PROJECTION_MAX_CHANNELS}, got {params:?}"
                 )
             },
         )?;

@@ -126,7 +126,13 @@ pub fn channel_pool(x: ArrayView4<f32>, order: ChannelPoolOrder) -> Array4<f32> 
 /// exponentials in f64, rounded once).
 pub fn activation_with(x: ArrayView4<f32>, act: ParamActivation) -> Result<Array4<f32>> {
     act.validate()?;
-    Ok(x.mapv(|v| match act {
+    Ok(x.mapv(|v| param_activation(act, v)))
+}
+
+/// One value of an activation with parameters (PyTorch's formulas, the exponentials in
+/// f64, rounded once); the parameters are not checked.
+pub fn param_activation(act: ParamActivation, v: f32) -> f32 {
+    match act {
         ParamActivation::LeakyRelu { negative_slope } => {
             if v >= 0.0 {
                 v
@@ -151,7 +157,7 @@ pub fn activation_with(x: ArrayView4<f32>, act: ParamActivation) -> Result<Array
                 (z.exp().ln_1p() / beta as f64) as f32
             }
         }
-    }))
+    }
 }
 
 /// PReLU: `x >= 0 ? x : weight[c] * x`, `weight` one slope or one per channel.

@@ -65,7 +65,11 @@ pub fn conv2d(
                     if let Some(b) = &bias {
                         sum += b[co] as f64;
                     }
-                    out[[n, co, oy, ox]] = super::activation(params.activation, sum as f32);
+                    let v = super::activation(params.activation, sum as f32);
+                    out[[n, co, oy, ox]] = match params.param_activation {
+                        Some(act) => super::channel::param_activation(act, v),
+                        None => v,
+                    };
                 }
             }
         }
