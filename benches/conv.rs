@@ -123,6 +123,40 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // A leaky ReLU after the 3x3 convolution: fused into its store, against the
+    // convolution followed by the standalone op (one more pass over the output).
+    {
+        use segblocks::ops::channel::{activation_with, ParamActivation};
+        let leaky = ParamActivation::LeakyRelu {
+            negative_slope: 0.2,
+        };
+        let (name, params, shape) = layers().swap_remove(0);
+        let params = params.bias(false);
+        let w = Array4::from_shape_fn(params.weight_shape(), |(a, b, c, d)| {
+            ((a * 7 + b * 5 + c * 3 + d) % 13) as f32 * 0.01 - 0.06
+        });
+        let x = Array4::from_shape_fn(shape, |(_, c, h, w)| ((c + h * 3 + w) % 17) as f32 * 0.1);
+        let fused = Conv2d::new(&gpu, params.param_activation(leaky), w.view(), None).unwrap();
+        let plain = Conv2d::new(&gpu, params, w.view(), None).unwrap();
+        group.throughput(Throughput::Elements(params.cost(shape).unwrap().flops()));
+        group.bench_function(format!("{name}/leaky_relu_fused"), |bch| {
+            bch.iter(|| {
+                let xt = gpu.upload(x.view()).unwrap();
+                let mut rec = gpu.recorder();
+                let y = fused.forward(&mut rec, &xt).unwrap();
+                rec.download(&y).unwrap()
+            })
+        });
+        group.bench_function(format!("{name}/leaky_relu_separate"), |bch| {
+            bch.iter(|| {
+                let xt = gpu.upload(x.view()).unwrap();
+                let mut rec = gpu.recorder();
+                let y = plain.forward(&mut rec, &xt).unwrap();
+                let y = activation_with(&mut rec, &y, leaky).unwrap();
+                rec.download(&y).unwrap()
+            })
+        });
+    }
     group.finish();
 
     // The floor every layer above pays: uploading its input and reading a tensor of the
