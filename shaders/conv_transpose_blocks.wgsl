@@ -8,6 +8,7 @@
 // conv_transpose.rs). Weights are repacked as [C_out][C_in][KK4] with the sH * sW taps
 // padded to a multiple of 4 (KK4), read as vec4s.
 #include "activation.wgsl"
+#include "param_activation.wgsl"
 
 const SH: u32 = 2u; // @specialize
 const SW: u32 = 2u; // @specialize
@@ -69,7 +70,7 @@ fn main(inv: Invocation) {
         }
         for (var v = 0u; v < SW; v++) {
             let o = vec4<f32>(vals[4u * v], vals[4u * v + 1u], vals[4u * v + 2u], vals[4u * v + 3u]);
-            y[out_row + SW * j4 + v] = vec4<Act>(activate4(o + b));
+            y[out_row + SW * j4 + v] = vec4<Act>(param_activate4(activate4(o + b)));
         }
     }
 }

@@ -39,6 +39,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("common.wgsl"),
     wgsl!("activation.wgsl"),
     wgsl!("epilogue.wgsl"),
+    wgsl!("param_activation.wgsl"),
     wgsl!("padding.wgsl"),
     wgsl!("window.wgsl"),
     wgsl!("strips.wgsl"),

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use ndarray::{Array1, Array4};
 use proptest::prelude::*;
+use segblocks::ops::channel::ParamActivation;
 use segblocks::ops::conv_transpose::{
     select_kernel, ConvTranspose2d, ConvTranspose2dParams, ConvTransposeKernel,
 };
@@ -139,6 +140,53 @@ fn kernel_equal_to_stride_takes_the_pixel_block_kernel() {
             matches!(err, Error::InvalidParam { name: "kernel", .. }),
             "{err}"
         );
+    }
+}
+
+/// Activations with parameters after the activation, in both kernels (the pixel-block
+/// kernel for kernel = stride, the gather kernel otherwise); the reference is the
+/// standalone op after the transposed convolution.
+#[test]
+fn param_activations_fuse_into_both_kernels() {
+    let acts = [
+        ParamActivation::LeakyRelu {
+            negative_slope: 0.2,
+        },
+        ParamActivation::Elu { alpha: 0.6 },
+        ParamActivation::Hardtanh {
+            min_val: -0.3,
+            max_val: 0.4,
+        },
+        ParamActivation::Softplus {
+            beta: 3.0,
+            threshold: 1.0,
+        },
+    ];
+    for (i, pact) in acts.into_iter().enumerate() {
+        for (p, input) in [
+            (ConvTranspose2dParams::new(5, 3, 2).stride(2), [2, 5, 3, 8]),
+            (
+                ConvTranspose2dParams::new(4, 3, 4).stride(2).padding(1),
+                [1, 4, 5, 6],
+            ),
+        ] {
+            let p = p.activation(Activation::Tanh).param_activation(pact);
+            check(p, input, 400 + i as u64);
+            let mut r = rng(9);
+            let x = random4(&mut r, input);
+            let w = random4(&mut r, p.weight_shape());
+            let b = random1(&mut r, p.out_channels);
+            let run = |q: &ConvTranspose2dParams| {
+                reference::conv_transpose::conv_transpose2d(q, x.view(), w.view(), Some(b.view()))
+                    .unwrap()
+            };
+            let plain = ConvTranspose2dParams {
+                param_activation: None,
+                ..p
+            };
+            let then = reference::channel::activation_with(run(&plain).view(), pact).unwrap();
+            assert_eq!(run(&p), then, "{p:?}");
+        }
     }
 }
 

@@ -790,7 +790,14 @@ impl Specialize for Epilogue {
             },
         );
         c.set("SHUFFLE_G", self.shuffle_groups);
-        let (pact, a, b) = self.param.map_or((0, 0.0, 0.0), |p| {
+        self.param.write(c);
+    }
+}
+
+/// `PACT`, `PACT_A`, `PACT_B` of `shaders/param_activation.wgsl` (0: none).
+impl Specialize for Option<ParamActivation> {
+    fn write(&self, c: &mut Constants) {
+        let (pact, a, b) = self.map_or((0, 0.0, 0.0), |p| {
             let (mode, a, b) = p.shader_args();
             (mode + 1, a, b)
         });

@@ -9,6 +9,7 @@
 
 use ndarray::{ArrayView1, ArrayView4};
 
+use super::channel::ParamActivation;
 use super::conv::{
     blocked_pad, strip_px, tile_oc_vec, tiled_uniform, Epilogue, PackedWeights, TiledConvParams,
 };
@@ -49,7 +50,9 @@ specialize! {
 
 specialize! {
     /// The constants of `conv_transpose_blocks.wgsl`: the stride (= kernel) and activation.
-    struct BlocksSpec { sh: Count => "SH", sw: Count => "SW", act: Activation }
+    struct BlocksSpec {
+        sh: Count => "SH", sw: Count => "SW", act: Activation, param: Option<ParamActivation>
+    }
 }
 
 const CONV_TRANSPOSE: Kernel<TiledConvParams, GatherSpec> = Kernel::new(
@@ -94,9 +97,19 @@ pub struct ConvTranspose2dParams {
     pub bias: bool,
     /// Activation fused after the bias (default none).
     pub activation: Activation,
+    /// An activation with parameters fused after `activation` (default none), as
+    /// [`Conv2dParams::param_activation`](super::conv::Conv2dParams::param_activation).
+    pub param_activation: Option<ParamActivation>,
 }
 
 impl ConvTranspose2dParams {
+    /// Fuses an activation with parameters after the activation (`nn.ConvTranspose2d`
+    /// followed by `nn.LeakyReLU(0.2)` in one pass); checked by `validate`.
+    pub fn param_activation(mut self, act: ParamActivation) -> Self {
+        self.param_activation = Some(act);
+        self
+    }
+
     /// A transposed convolution with PyTorch's defaults.
     pub fn new(in_channels: usize, out_channels: usize, kernel_size: impl IntoPair) -> Self {
         ConvTranspose2dParams {
@@ -110,6 +123,7 @@ impl ConvTranspose2dParams {
             groups: 1,
             bias: true,
             activation: Activation::None,
+            param_activation: None,
         }
     }
 
@@ -164,6 +178,9 @@ impl ConvTranspose2dParams {
             fail_if(op >= s && op >= d, "output_padding", || {
                 format!("{op} ({axis}) must be smaller than either stride ({s}) or dilation ({d})")
             })?;
+        }
+        if let Some(act) = self.param_activation {
+            act.validate()?;
         }
         check_dims("weight", &self.weight_shape())
     }
@@ -333,6 +350,7 @@ fn plan(
                 sh: Count(p.stride.0 as u32),
                 sw: Count(p.stride.1 as u32),
                 act: p.activation,
+                param: p.param_activation,
             };
             let taps = (p.stride.0 * p.stride.1) as u64;
             return Ok(CONV_TRANSPOSE_BLOCKS
@@ -366,6 +384,7 @@ fn plan(
         window: p.window(),
         epilogue: Epilogue {
             act: p.activation,
+            param: p.param_activation,
             ..Epilogue::default()
         },
         px: Count(px as u32),

@@ -435,7 +435,7 @@ impl DecoderStage {
     }
 
     /// Ends the stage with a transposed convolution of kernel 2 and stride 2 (no padding,
-    /// no dilation, one group, at most [`HEAD_MAX_CHANNELS`] outputs, any activation)
+    /// no dilation, one group, at most [`HEAD_MAX_CHANNELS`] outputs, any parameter-free activation)
     /// from the stage's output channels: `weight` `[out_channels, C, 2, 2]` as PyTorch
     /// has it, `bias` of `C` values given exactly when `params.bias`. The output is then
     /// `[N, C, 2 H, 2 W]`, computed in the stage's pass.
@@ -452,11 +452,12 @@ impl DecoderStage {
             && params.padding == (0, 0)
             && params.output_padding == (0, 0)
             && params.dilation == (1, 1)
-            && params.groups == 1;
+            && params.groups == 1
+            && params.param_activation.is_none();
         fail_if(!ok, "head", || {
             format!(
                 "the head is a transposed convolution with kernel 2, stride 2, no padding, \
-                 dilation 1 and one group, got {params:?}"
+                 dilation 1, one group and no activation with parameters, got {params:?}"
             )
         })?;
         let (c, cout) = (self.params.out_channels, params.out_channels);

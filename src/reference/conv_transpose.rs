@@ -51,7 +51,11 @@ pub fn conv_transpose2d(
     let mut out = Array4::<f32>::zeros(out_shape);
     for ((n, co, oy, ox), v) in sum.indexed_iter() {
         let b = bias.as_ref().map_or(0.0, |b| b[co] as f64);
-        out[[n, co, oy, ox]] = super::activation(params.activation, (v + b) as f32);
+        let v = super::activation(params.activation, (v + b) as f32);
+        out[[n, co, oy, ox]] = match params.param_activation {
+            Some(act) => super::channel::param_activation(act, v),
+            None => v,
+        };
     }
     Ok(out)
 }
