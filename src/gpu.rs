@@ -1255,11 +1255,9 @@ impl Gpu {
     /// binding limit now (and refused now on a lost device, like an upload).
     pub(crate) fn lazy_weights(&self, name: &'static str, host: Vec<f32>) -> Result<LazyWeights> {
         self.poll_lost()?;
-        let elem = match self.inner.precision {
-            Precision::F32 => 4,
-            Precision::F16 => 2,
-        };
-        let bytes = (host.len() as u64).saturating_mul(elem).max(4);
+        let bytes = (host.len() as u64)
+            .saturating_mul(self.inner.precision.bytes())
+            .max(4);
         self.check_binding_size(name, size_class(bytes))?;
         Ok(LazyWeights {
             gpu: self.clone(),

@@ -287,15 +287,6 @@ setters!(Conv2dParams {
     /// Sets the padding mode (`'zeros'`, `'reflect'`, `'replicate'`, `'circular'`).
     padding_mode: PaddingMode,
 });
-
-impl Conv2dParams {
-    /// Fuses an activation with parameters after [`Conv2dParams::activation`]
-    /// (`ParamActivation::leaky_relu()` for `nn.LeakyReLU()`); checked by `validate`.
-    pub fn param_activation(mut self, act: ParamActivation) -> Self {
-        self.param_activation = Some(act);
-        self
-    }
-}
 super::conv_setters!(Conv2dParams);
 
 /// TensorFlow's `'SAME'` padding `(before, after)` along one axis of length `input`: the

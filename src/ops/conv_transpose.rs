@@ -103,13 +103,6 @@ pub struct ConvTranspose2dParams {
 }
 
 impl ConvTranspose2dParams {
-    /// Fuses an activation with parameters after the activation (`nn.ConvTranspose2d`
-    /// followed by `nn.LeakyReLU(0.2)` in one pass); checked by `validate`.
-    pub fn param_activation(mut self, act: ParamActivation) -> Self {
-        self.param_activation = Some(act);
-        self
-    }
-
     /// A transposed convolution with PyTorch's defaults.
     pub fn new(in_channels: usize, out_channels: usize, kernel_size: impl IntoPair) -> Self {
         ConvTranspose2dParams {
@@ -155,12 +148,15 @@ impl ConvTranspose2dParams {
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
         // The shared checks are those of a convolution with the same numbers.
-        super::conv::Conv2dParams::new(self.in_channels, self.out_channels, self.kernel_size)
-            .stride(self.stride)
-            .padding(self.padding)
-            .dilation(self.dilation)
-            .groups(self.groups)
-            .validate()?;
+        super::conv::Conv2dParams {
+            param_activation: self.param_activation,
+            ..super::conv::Conv2dParams::new(self.in_channels, self.out_channels, self.kernel_size)
+                .stride(self.stride)
+                .padding(self.padding)
+                .dilation(self.dilation)
+                .groups(self.groups)
+        }
+        .validate()?;
         for (axis, op, s, d) in [
             (
                 "height",
@@ -178,9 +174,6 @@ impl ConvTranspose2dParams {
             fail_if(op >= s && op >= d, "output_padding", || {
                 format!("{op} ({axis}) must be smaller than either stride ({s}) or dilation ({d})")
             })?;
-        }
-        if let Some(act) = self.param_activation {
-            act.validate()?;
         }
         check_dims("weight", &self.weight_shape())
     }

@@ -352,6 +352,15 @@ macro_rules! conv_setters {
             /// Sets the dilation (one value or a `(height, width)` pair).
             dilation,
         });
+        impl $ty {
+            /// Fuses an activation with parameters after the activation
+            /// (`ParamActivation::leaky_relu()` for `nn.LeakyReLU()` after the layer, in
+            /// one pass); checked by `validate`.
+            pub fn param_activation(mut self, act: $crate::ops::channel::ParamActivation) -> Self {
+                self.param_activation = Some(act);
+                self
+            }
+        }
     };
 }
 pub(crate) use conv_setters;

@@ -126,6 +126,10 @@ pub(crate) fn antialias_weights(
     scale: Option<f64>,
     (bicubic, align_corners): (bool, bool),
 ) -> Vec<(usize, Vec<f32>)> {
+    if input == out {
+        // PyTorch skips an axis whose size does not change, whatever the scale factor.
+        return (0..out).map(|i| (i, vec![1.0])).collect();
+    }
     let scale = if align_corners {
         if out > 1 {
             (input - 1) as f32 / (out - 1) as f32
@@ -142,10 +146,6 @@ pub(crate) fn antialias_weights(
         interp * 0.5
     };
     let invscale = if scale >= 1.0 { 1.0 / scale } else { 1.0 };
-    if input == out {
-        // PyTorch skips an axis whose size does not change, whatever the scale factor.
-        return (0..out).map(|i| (i, vec![1.0])).collect();
-    }
     let filter = |x: f32| {
         let x = x.abs();
         if bicubic {

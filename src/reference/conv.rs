@@ -65,11 +65,8 @@ pub fn conv2d(
                     if let Some(b) = &bias {
                         sum += b[co] as f64;
                     }
-                    let v = super::activation(params.activation, sum as f32);
-                    out[[n, co, oy, ox]] = match params.param_activation {
-                        Some(act) => super::channel::param_activation(act, v),
-                        None => v,
-                    };
+                    out[[n, co, oy, ox]] =
+                        super::activations(params.activation, params.param_activation, sum as f32);
                 }
             }
         }

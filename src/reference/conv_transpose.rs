@@ -51,11 +51,8 @@ pub fn conv_transpose2d(
     let mut out = Array4::<f32>::zeros(out_shape);
     for ((n, co, oy, ox), v) in sum.indexed_iter() {
         let b = bias.as_ref().map_or(0.0, |b| b[co] as f64);
-        let v = super::activation(params.activation, (v + b) as f32);
-        out[[n, co, oy, ox]] = match params.param_activation {
-            Some(act) => super::channel::param_activation(act, v),
-            None => v,
-        };
+        out[[n, co, oy, ox]] =
+            super::activations(params.activation, params.param_activation, (v + b) as f32);
     }
     Ok(out)
 }

@@ -60,6 +60,19 @@ fn check_weights(
     }
 }
 
+/// A convolution's store: `a`, then the activation with parameters when there is one.
+pub(crate) fn activations(
+    a: Activation,
+    param: Option<crate::ops::channel::ParamActivation>,
+    x: f32,
+) -> f32 {
+    let y = activation(a, x);
+    match param {
+        Some(p) => channel::param_activation(p, y),
+        None => y,
+    }
+}
+
 /// The activation formula, as PyTorch defines it.
 pub fn activation(a: Activation, x: f32) -> f32 {
     match a {

@@ -41,7 +41,7 @@ pub fn gpu(binary: &str) -> &'static Gpu {
 /// `scripts/fuzz_golden.py` in the same format. Tests that check the committed files'
 /// coverage fail on such files; the comparisons with PyTorch are what they are for.
 fn fuzz_override(path: &str) -> Option<(String, String)> {
-    let dir = std::env::var_os("SEGBLOCKS_GOLDEN_DIR")?;
+    let dir = std::env::var_os(GOLDEN_DIR_VAR)?;
     let name = std::path::Path::new(path).file_name()?;
     let file = std::path::Path::new(&dir).join(name);
     let text = std::fs::read_to_string(&file).ok()?;
@@ -52,8 +52,11 @@ fn fuzz_override(path: &str) -> Option<(String, String)> {
 /// Whether the golden files are being replaced by random ones (`SEGBLOCKS_GOLDEN_DIR`):
 /// a family may then have no cases.
 pub fn fuzzing() -> bool {
-    std::env::var_os("SEGBLOCKS_GOLDEN_DIR").is_some()
+    std::env::var_os(GOLDEN_DIR_VAR).is_some()
 }
+
+/// The environment variable naming a directory of replacement golden files.
+const GOLDEN_DIR_VAR: &str = "SEGBLOCKS_GOLDEN_DIR";
 
 /// The text of the golden file at `path` (from the repository root), or of its
 /// `SEGBLOCKS_GOLDEN_DIR` replacement.
