@@ -7,14 +7,16 @@ references against PyTorch on configurations nobody wrote down.
         --test golden_norm --test golden_channel --test copy -- matches_pytorch
     SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test conv padding_modes
     SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test pool avg_pool
+    SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --release --test blocks torchvision_blocks
 
 With SEGBLOCKS_GOLDEN_DIR set, tests/common/golden.rs reads a file of the same name from
 that directory instead of the committed one (the tests that check the committed files'
 coverage then fail: only the comparisons with PyTorch are meant to run). Writes
 decoder.json (transposed conv, max pool with indices, max unpool, interpolate in every
 mode with and without antialias, adaptive pools), conv2d.json, conv2d_padding.json,
-avg_pool.json, pad.json, norm.json and channel.json, each made by the committed golden
-script's own case builders on random parameters. Cases PyTorch refuses are skipped, and
+avg_pool.json, pad.json, norm.json, channel.json and blocks/ (torchvision's blocks with
+random widths, strides, dilations, groups and expand ratios), each made by the committed
+golden script's own case builders on random parameters; `--only` picks families. Cases PyTorch refuses are skipped, and
 two PyTorch behaviours the library does not copy are left out: circular padding with
 negative pads (PyTorch reads memory outside the input there) and antialiased resizing to
 one column with a change of height (PyTorch's CPU kernel repeats the first row).
@@ -318,17 +320,120 @@ def channel(fz, count, out):
     write_list(os.path.join(out, "channel.json"), run(builders, count, 9000, lambda s: s[0]))
 
 
+def blocks(fz, count, out):
+    """Random torchvision blocks (and the CBAM authors' module) in blocks/cases.json's format:
+    odd sizes, batch up to 3, strides, dilations, groups, float expand ratios, SE, and
+    weights scaled up so that the clamps saturate."""
+    m = importlib.import_module("make_golden_blocks")
+    r = fz.r
+
+    def shape(c, lo=1, hi=13):
+        return [r.choice([1, 1, 2, 3]), c, r.randint(lo, hi), r.randint(lo, hi)]
+
+    def mbv2(i):
+        inp = r.randint(1, 40)
+        stride = r.choice([1, 2])
+        oup = inp if stride == 1 and r.random() < 0.5 else r.randint(1, 40)
+        ratio = r.choice([1, 2, 3, 4, 6, 2.5, 0.5])
+        if round(inp * ratio) == 0:
+            ratio = 1
+        return (f"fuzz{i}_mbv2", "torchvision.models.mobilenetv2.InvertedResidual",
+                lambda: m.mbv2_ir(inp, oup, stride, ratio), shape(inp))
+
+    def mbv3(i):
+        # InvertedResidualConfig rounds every width to a multiple of 8; the stored
+        # arguments are the rounded ones (width_mult 1 keeps them).
+        c8 = lambda lo, hi: 8 * r.randint(lo, hi)  # noqa: E731
+        cin = c8(1, 5)
+        dilation = r.choice([1, 1, 2])
+        stride = r.choice([1, 2]) if dilation == 1 else 1
+        expanded = cin if r.random() < 0.25 else c8(1, 12)
+        out_c = cin if stride == 1 and r.random() < 0.5 else c8(1, 6)
+        kw = dict(input_channels=cin, kernel=r.choice([3, 5]), expanded_channels=expanded,
+                  out_channels=out_c, use_se=r.random() < 0.5, activation=r.choice(["HS", "RE"]),
+                  stride=stride, dilation=dilation, width_mult=1.0)
+        return (f"fuzz{i}_mbv3", "torchvision.models.mobilenetv3.InvertedResidual",
+                lambda: m.mbv3_ir(**kw), shape(cin))
+
+    def bottleneck(i):
+        groups = r.choice([1, 1, 2, 4])
+        inplanes, planes = r.randint(1, 24), r.randint(1, 8)
+        base_width = r.choice([64, 64, 32, 16]) if groups > 1 else 64
+        if int(planes * (base_width / 64.0)) == 0:
+            base_width = 64
+        stride = r.choice([1, 2])
+        dilation = r.choice([1, 1, 2, 3])
+        kw = dict(inplanes=inplanes, planes=planes, stride=stride, groups=groups,
+                  base_width=base_width, dilation=dilation)
+        if stride != 1 or inplanes != planes * 4 or r.random() < 0.2:
+            kw["downsample"] = (inplanes, planes * 4, stride)
+        return (f"fuzz{i}_bottleneck", "torchvision.models.resnet.Bottleneck",
+                lambda: m.bottleneck(**kw), shape(inplanes))
+
+    def shufflenet(i):
+        stride = r.choice([1, 2])
+        oup = 2 * r.randint(1, 16)
+        inp = oup if stride == 1 else r.randint(1, 32)
+        return (f"fuzz{i}_shufflenet", "torchvision.models.shufflenetv2.InvertedResidual",
+                lambda: m.shufflenet_ir(inp, oup, stride), shape(inp))
+
+    def se(i):
+        c = r.randint(1, 48)
+        s = r.randint(1, 24)
+        return (f"fuzz{i}_se", "torchvision.ops.misc.SqueezeExcitation",
+                lambda: m.squeeze_excitation(c, s), shape(c))
+
+    def aspp(i):
+        c = r.randint(1, 24)
+        rates = tuple(r.randint(1, 8) for _ in range(r.randint(1, 4)))
+        out_c = r.randint(1, 16)
+        return (f"fuzz{i}_aspp", "torchvision.models.segmentation.deeplabv3.ASPP",
+                lambda: m.aspp(c, rates, out_c), shape(c))
+
+    def dense(i):
+        kw = (r.randint(1, 4), r.randint(1, 12), r.randint(1, 4), r.randint(1, 8))
+        return (f"fuzz{i}_dense", "torchvision.models.densenet._DenseBlock",
+                lambda: m.dense_block(*kw), shape(kw[1]))
+
+    def fcn(i):
+        c = r.randint(4, 40)
+        k = r.randint(1, 8)
+        return (f"fuzz{i}_fcnhead", "torchvision.models.segmentation.fcn.FCNHead",
+                lambda: m.fcn_head(c, k), shape(c))
+
+    def cbam(i):
+        ratio = r.choice([1, 2, 4, 8])
+        c = ratio * r.randint(1, 6)
+        return (f"fuzz{i}_cbam", "cbam_reference.CBAM", lambda: m.cbam(c, ratio), shape(c))
+
+    makers = [mbv2, mbv3, bottleneck, shufflenet, se, aspp, dense, fcn, cbam]
+    plain, saturating = [], []
+    for i in range(count):
+        case = makers[i % len(makers)](i)
+        (saturating if r.random() < 0.25 and case[1].endswith("InvertedResidual") else plain).append(case)
+    m.OUT_DIR = os.path.join(out, "blocks")
+    m.CASES, m.EXTRA_CASES, m.LATER_CASES = plain, saturating, []
+    m.SEED_BASE = 20000 + fz.r.randint(0, 10**6)
+    m.main()
+
+
+FAMILIES = [decoder, conv2d, conv2d_padding, avg_pool, pad, norm, channel, blocks]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="directory for the random golden files")
     ap.add_argument("--count", type=int, default=150, help="cases per file")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", nargs="+", choices=[f.__name__ for f in FAMILIES],
+                    help="the families to write (default: all)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    for i, family in enumerate([decoder, conv2d, conv2d_padding, avg_pool, pad, norm, channel]):
-        family(Fuzz(args.seed * 100 + i), args.count, args.out)
+    for i, family in enumerate(FAMILIES):
+        if args.only is None or family.__name__ in args.only:
+            family(Fuzz(args.seed * 100 + i), args.count, args.out)
 
 
 if __name__ == "__main__":

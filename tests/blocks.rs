@@ -51,10 +51,13 @@ fn boxed<A: Architecture + 'static>(
     )
 }
 
-/// Builds the block a case describes: its GPU and reference forwards and, where the block
-/// has a summary, its parameter total.
-fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) {
-    let gpu = gpu();
+/// Builds the block a case describes on `gpu`: its GPU and reference forwards and, where
+/// the block has a summary, its parameter total.
+fn build(
+    gpu: &segblocks::Gpu,
+    case: &Value,
+    sd: &StateDict,
+) -> (GpuForward, CpuForward, Option<u64>) {
     let args = &case["args"];
     let class = case["class"].as_str().unwrap();
     let input: Vec<usize> = case["input_shape"]
@@ -213,50 +216,61 @@ fn build(case: &Value, sd: &StateDict) -> (GpuForward, CpuForward, Option<u64>) 
     }
 }
 
+/// Every case of the golden blocks (or of `SEGBLOCKS_GOLDEN_DIR/blocks`, random cases of
+/// `scripts/fuzz_golden.py`) on the kernels this adapter gets and on a GPU's (fused
+/// inverted residuals, tiled convolutions).
 #[test]
 fn torchvision_blocks_load_and_match() {
+    let dir = golden::golden_dir("tests/golden/blocks");
     let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/cases.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     let cases = cases["cases"].as_array().unwrap();
     assert!(cases.len() >= 12);
-    let gpu = gpu();
-    for case in cases {
-        let name = case["name"].as_str().unwrap();
-        let sd = StateDict::load(format!("{DIR}/{}", case["file"].as_str().unwrap())).unwrap();
-        let x: Array4<f32> = sd
-            .get("__input__", &shape_of(case, "input_shape"))
-            .unwrap()
-            .into_dimensionality()
-            .unwrap();
-        let want: Array4<f32> = sd
-            .get("__output__", &shape_of(case, "output_shape"))
-            .unwrap()
-            .into_dimensionality()
-            .unwrap();
-        let (forward, reference, params) = build(case, &sd);
-        // f32 convolutions of short reductions plus folding: 1e-4 relative to the value's
-        // scale; the saturating cases have outputs up to ~40.
-        let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
-        let cpu = reference(x.view()).unwrap();
-        assert_close(
-            cpu.view(),
-            want.view(),
-            tol.view(),
-            &format!("reference {name}"),
-        );
-        let xt = gpu.upload(x.view()).unwrap();
-        let mut rec = gpu.recorder();
-        let y = forward(&mut rec, &xt).unwrap();
-        let got = rec.download(&y).unwrap();
-        assert_close(got.view(), want.view(), tol.view(), &format!("GPU {name}"));
-        if let Some(p) = params {
-            let torch_params = torch_parameter_count(&sd);
-            assert_eq!(
-                p as usize, torch_params,
-                "{name}: parameters as PyTorch counts them"
-            );
+    let own = gpu_class();
+    for (gpu, class) in [(gpu(), "own class"), (&own, "GPU class")] {
+        for case in cases {
+            check_block(gpu, &dir, case, class);
         }
+    }
+}
+
+/// One golden block on `gpu`: the reference and the GPU forward against PyTorch's output,
+/// the summary's parameters against PyTorch's count.
+fn check_block(gpu: &segblocks::Gpu, dir: &std::path::Path, case: &Value, class: &str) {
+    let name = format!("{} ({class})", case["name"].as_str().unwrap());
+    let sd = StateDict::load(dir.join(case["file"].as_str().unwrap())).unwrap();
+    let x: Array4<f32> = sd
+        .get("__input__", &shape_of(case, "input_shape"))
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    let want: Array4<f32> = sd
+        .get("__output__", &shape_of(case, "output_shape"))
+        .unwrap()
+        .into_dimensionality()
+        .unwrap();
+    let (forward, reference, params) = build(gpu, case, &sd);
+    // f32 convolutions of short reductions plus folding: 1e-4 relative to the value's
+    // scale; the saturating cases have outputs up to ~40.
+    let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
+    let cpu = reference(x.view()).unwrap();
+    assert_close(
+        cpu.view(),
+        want.view(),
+        tol.view(),
+        &format!("reference {name}"),
+    );
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = forward(&mut rec, &xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    assert_close(got.view(), want.view(), tol.view(), &format!("GPU {name}"));
+    if let Some(p) = params {
+        let torch_params = torch_parameter_count(&sd);
+        assert_eq!(
+            p as usize, torch_params,
+            "{name}: parameters as PyTorch counts them"
+        );
     }
 }
 

@@ -45,9 +45,10 @@ pub struct InvertedResidualConfig {
 }
 
 impl InvertedResidualConfig {
-    /// Expanded channels, `round(inp * t)` as torchvision computes it.
+    /// Expanded channels, `round(inp * t)` as torchvision computes it: Python's `round`
+    /// takes halves to the even neighbour (33 x 2.5 gives 82).
     pub fn hidden(&self) -> usize {
-        (self.inp as f64 * self.expand_ratio).round() as usize
+        (self.inp as f64 * self.expand_ratio).round_ties_even() as usize
     }
 
     fn residual(&self) -> bool {

@@ -71,6 +71,24 @@ pub fn golden_text(path: &str) -> String {
     }
 }
 
+/// The golden directory `dir` (from the repository root, `tests/golden/blocks`), or the
+/// directory of the same name under `SEGBLOCKS_GOLDEN_DIR` when that holds one.
+pub fn golden_dir(dir: &str) -> std::path::PathBuf {
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let replaced = std::env::var_os(GOLDEN_DIR_VAR).and_then(|root| {
+        let name = std::path::Path::new(dir).file_name()?;
+        let replaced = std::path::Path::new(&root).join(name);
+        replaced.is_dir().then_some(replaced)
+    });
+    match replaced {
+        Some(d) => {
+            eprintln!("reading {} instead of {dir}", d.display());
+            d
+        }
+        None => committed,
+    }
+}
+
 /// The cases of a golden file: `json` is its text, which must be a non-empty JSON list;
 /// `path` names the file in the panics. With `SEGBLOCKS_GOLDEN_DIR` set, a file of the
 /// same name there replaces it.

@@ -244,6 +244,10 @@ LATER_CASES = [
      lambda: fcn_head(32, 5), [1, 32, 7, 9]),
     ("cbam_authors_module", "cbam_reference.CBAM",
      lambda: cbam(32, 8), [2, 32, 7, 9]),
+    # Found by scripts/fuzz_golden.py: torchvision's round(33 * 2.5) is Python's, halves to
+    # even (82 expanded channels, not 83).
+    ("mobilenetv2_ir_expand_half_to_even", "torchvision.models.mobilenetv2.InvertedResidual",
+     lambda: mbv2_ir(33, 20, 2, 2.5), [2, 33, 7, 6]),
 ]
 
 
