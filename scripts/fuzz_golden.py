@@ -8,14 +8,15 @@ references against PyTorch on configurations nobody wrote down.
     SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test conv padding_modes
     SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test pool avg_pool
     SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --release --test blocks torchvision_blocks
+    SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test channel pytorch
 
 With SEGBLOCKS_GOLDEN_DIR set, tests/common/golden.rs reads a file of the same name from
 that directory instead of the committed one (the tests that check the committed files'
 coverage then fail: only the comparisons with PyTorch are meant to run). Writes
 decoder.json (transposed conv, max pool with indices, max unpool, interpolate in every
 mode with and without antialias, adaptive pools), conv2d.json, conv2d_padding.json,
-avg_pool.json, pad.json, norm.json, channel.json and blocks/ (torchvision's blocks with
-random widths, strides, dilations, groups and expand ratios), each made by the committed
+avg_pool.json, pad.json, norm.json, channel.json, activation.json and blocks/
+(torchvision's blocks with random widths, strides, dilations, groups and expand ratios), each made by the committed
 golden script's own case builders on random parameters; `--only` picks families. Cases PyTorch refuses are skipped, and
 two PyTorch behaviours the library does not copy are left out: circular padding with
 negative pads (PyTorch reads memory outside the input there) and antialiased resizing to
@@ -417,7 +418,50 @@ def blocks(fz, count, out):
     m.main()
 
 
-FAMILIES = [decoder, conv2d, conv2d_padding, avg_pool, pad, norm, channel, blocks]
+def activation(fz, count, out):
+    """Random slopes, alphas, ranges, betas and thresholds (either sign where PyTorch takes
+    them), PReLU weights, and softmax / log softmax / argmax over random channel counts."""
+    import torch.nn as nn
+    m = importlib.import_module("make_golden_activation")
+    r = fz.r
+
+    def num(lo, hi):
+        return round(r.uniform(lo, hi), r.choice([0, 1, 3]))
+
+    def shape(maxc=6):
+        return [r.choice([1, 1, 2, 3]), r.randint(1, maxc), r.randint(1, 7), r.randint(1, 7)]
+
+    cases = []
+    for i in range(count):
+        kind = i % 5
+        if kind == 0:
+            slope = num(-2, 2)
+            cases.append((f"fuzz{i}_leaky", nn.LeakyReLU(slope), {"op": "leaky_relu", "negative_slope": slope},
+                          shape()))
+        elif kind == 1:
+            alpha = num(-2, 3)
+            cases.append((f"fuzz{i}_elu", nn.ELU(alpha), {"op": "elu", "alpha": alpha}, shape()))
+        elif kind == 2:
+            lo = num(-8, 4)
+            hi = lo + max(num(0.1, 8), 0.25)
+            cases.append((f"fuzz{i}_hardtanh", nn.Hardtanh(lo, hi),
+                          {"op": "hardtanh", "min_val": lo, "max_val": hi}, shape()))
+        elif kind == 3:
+            beta = r.choice([num(0.6, 5), num(-3, -0.6), 1.0])  # never 0 (PyTorch: inf)
+            threshold = r.choice([num(-5, 25), 20.0])
+            cases.append((f"fuzz{i}_softplus", nn.Softplus(beta, threshold),
+                          {"op": "softplus", "beta": beta, "threshold": threshold}, shape()))
+        else:
+            s = shape(8)
+            n = r.choice([1, s[1]])
+            cases.append((f"fuzz{i}_prelu", None, {"op": "prelu", "num_parameters": n}, s))
+    m.CHANNEL_CASES = [(f"fuzz{i}_{op}", op, shape(12))
+                       for i, op in enumerate(r.choice(["softmax", "log_softmax", "argmax"])
+                                              for _ in range(count // 3))]
+    with_cases("make_golden_activation", cases, out, "activation.json")
+
+
+FAMILIES = [decoder, conv2d, conv2d_padding, avg_pool, pad, norm, channel, blocks, activation]
 
 
 def main():
