@@ -52,6 +52,12 @@ struct GemmConvParams {
 @group(0) @binding(4) var<storage, read_write> y: array<Act>;
 // The residual added in the store (RESIDUAL != 0).
 @group(0) @binding(5) var<storage, read> res: array<Act>;
+// The input gate's logits [N, C_in] (GATED): x * act(gate) is convolved, an SE block's
+// (or LR-ASPP's) scale applied as the input is read; every padding mode commutes with it.
+@group(0) @binding(6) var<storage, read> gate: array<Act>;
+
+override GATED: bool = false;
+override GATE_ACT: u32 = 0u;
 
 // Output channels and pixels per workgroup, and the reduction step. 64 invocations, each
 // 4 channels x 4 pixels (WORKGROUP_SIZE must be (TM / 4) * (TN / 4)).
@@ -137,9 +143,13 @@ fn main(inv: Invocation) {
                 let dy = i32((tap / p.kw) * p.dh);
                 let dx = i32((tap % p.kw) * p.dw);
                 let plane = (plane0 + ci) * p.h * p.w;
+                var s = 1.0;
+                if (GATED) {
+                    s = activation4(GATE_ACT, vec4<f32>(f32(gate[plane0 + ci]))).x;
+                }
                 for (var q = 0u; q < 4u; q++) {
                     if (inside[q]) {
-                        xs[q] = load_x(plane, iy0[q] + dy, ix0[q] + dx);
+                        xs[q] = load_x(plane, iy0[q] + dy, ix0[q] + dx) * s;
                     }
                 }
             }

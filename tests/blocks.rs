@@ -605,6 +605,23 @@ fn lraspp_mobilenet_v3_segmentation_model_end_to_end() {
     let y = net.forward(&mut rec, &xt).unwrap();
     let got = rec.download(&y).unwrap();
     assert_close(got.view(), want.view(), tol.view(), "LR-ASPP, GPU");
+    // The kernels a GPU gets: the high classifier (a GEMM there) applies the sigmoid gate
+    // as it reads the branch, so no pass scales the branch first.
+    let own = gpu_class();
+    let fused = LrAsppMobileNetV3::load(&own, cfg, &sd, "").unwrap();
+    let (traffic, got) = traffic_and_output(&own, &x, |r, x| fused.forward(r, x));
+    assert_close(got.view(), want.view(), tol.view(), "LR-ASPP, GPU class");
+    let classifier: Vec<_> = traffic
+        .dispatches
+        .iter()
+        .filter(|d| d.layer.starts_with("classifier"))
+        .map(|d| d.kernel)
+        .collect();
+    assert!(!classifier.contains(&"elementwise.wgsl"), "{classifier:?}");
+    assert!(
+        classifier.contains(&"conv_pointwise_scalar.wgsl"),
+        "{classifier:?}"
+    );
     assert!(matches!(
         LrAsppMobileNetV3::load(
             gpu,

@@ -629,20 +629,30 @@ fn depthwise_separable_is_one_recording() {
 }
 
 #[test]
-fn an_input_gate_fuses_into_pointwise_kernels() {
-    // conv(x * act(gate)) [+ residual]: the pointwise kernels (vector and scalar) apply the
-    // gate as they read; the others scale first. Batch 2, plane sizes with and without a
-    // multiple of 4 pixels, channel counts that are not multiples of 4.
+fn an_input_gate_fuses_into_pointwise_and_gemm_kernels() {
+    // conv(x * act(gate)) [+ residual]: the pointwise kernels (vector and scalar) and the
+    // GEMM apply the gate as they read; the others scale first. Batch 2, plane sizes with
+    // and without a multiple of 4 pixels, channel counts that are not multiples of 4, and
+    // a grouped 3x3 convolution with reflect padding (the GEMM's gate before the padding).
     let gpu = gpu();
     let mut r = rng(31);
-    for (input, join) in [
-        ([2, 6, 4, 5], None),
-        ([2, 7, 3, 3], Some(ResidualJoin::AfterActivation)),
+    let one = |c| Conv2dParams::new(c, 5, 1).bias(true);
+    for (input, params, join) in [
+        ([2, 6, 4, 5], one(6), None),
+        ([2, 7, 3, 3], one(7), Some(ResidualJoin::AfterActivation)),
+        (
+            [2, 6, 5, 7],
+            Conv2dParams::new(6, 4, 3)
+                .groups(2)
+                .padding(1)
+                .padding_mode(segblocks::ops::conv::PaddingMode::Reflect)
+                .bias(true),
+            None,
+        ),
     ] {
-        let params = Conv2dParams::new(input[1], 5, 1).bias(true);
         let x = random4(&mut r, input);
         let w = random4(&mut r, params.weight_shape());
-        let b = random1(&mut r, 5);
+        let b = random1(&mut r, params.out_channels);
         let logits = random4(&mut r, [input[0], input[1], 1, 1]).mapv(|v| 4.0 * v);
         let out = params.output_shape(input).unwrap();
         let res = random4(&mut r, out);
@@ -663,6 +673,7 @@ fn an_input_gate_fuses_into_pointwise_kernels() {
             let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
             let mut kernels = ConvKernel::candidates(&params, input);
             kernels.push(ConvKernel::Direct { row_buffer: true });
+            assert!(kernels.contains(&ConvKernel::Gemm));
             for k in kernels {
                 let mut rec = gpu.recorder();
                 let residual = join.map(|j| (&rt, j));

@@ -464,9 +464,9 @@ impl ConvKernel {
     }
 
     /// Whether this kernel scales its input by a gate as it reads it
-    /// ([`Conv2d::forward_gated`] in one pass): the pointwise kernels.
+    /// ([`Conv2d::forward_gated`] in one pass): the pointwise kernels and the GEMM.
     pub fn applies_input_gate(self) -> bool {
-        matches!(self, ConvKernel::Pointwise { .. })
+        matches!(self, ConvKernel::Pointwise { .. } | ConvKernel::Gemm)
     }
 
     /// Whether this kernel can run `params` on an input of shape `input`.
@@ -570,6 +570,27 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     best(ConvKernel::Pointwise { vector_io: true })
         .or(best(ConvKernel::Direct { row_buffer: true }).filter(|_| row_buffer_fits))
         .unwrap_or(ConvKernel::Direct { row_buffer: false })
+}
+
+/// The kernel the library runs for `params` on `input` scaled by an input gate
+/// ([`Conv2d::forward_gated`]): [`select_kernel`]'s choice where it applies the gate, else a
+/// pointwise kernel where one supports the convolution (planes that are not a multiple of
+/// 4 pixels take its scalar variant), which reads the input once instead of a separate
+/// scale's read, write and read; else the choice again, after a scale pass.
+pub fn select_gated_kernel(
+    params: &Conv2dParams,
+    input: [usize; 4],
+    caps: &DeviceCaps,
+) -> ConvKernel {
+    let chosen = select_kernel(params, input, caps);
+    if chosen.applies_input_gate() {
+        return chosen;
+    }
+    [true, false]
+        .map(|vector_io| ConvKernel::Pointwise { vector_io })
+        .into_iter()
+        .find(|k| k.supports(params, input))
+        .unwrap_or(chosen)
 }
 
 /// Output rows and columns per workgroup of `conv_depthwise_tiled.wgsl` (`TH`, `TW`).
@@ -822,9 +843,9 @@ specialize! {
 }
 
 specialize! {
-    /// The constants of `conv_gemm.wgsl`: the store and the padding mode (the window is
-    /// in its uniform).
-    struct GemmSpec { epilogue: Epilogue, pad_mode: PaddingMode }
+    /// The constants of `conv_gemm.wgsl`: the store, the input gate and the padding mode
+    /// (the window is in its uniform).
+    struct GemmSpec { epilogue: Epilogue, gate: InputGate, pad_mode: PaddingMode }
 }
 
 specialize! {
@@ -840,9 +861,10 @@ specialize! {
     }
 }
 
-/// A gate on a pointwise convolution's input (`GATED`, `GATE_ACT` of
-/// `shaders/conv_pointwise_body.wgsl`): each input plane scaled by the activation of its
-/// logit as it is read, a squeeze-and-excitation's scale fused into the convolution.
+/// A gate on a convolution's input (`GATED`, `GATE_ACT` of
+/// `shaders/conv_pointwise_body.wgsl` and `shaders/conv_gemm.wgsl`): each input plane
+/// scaled by the activation of its logit as it is read, a squeeze-and-excitation's scale
+/// fused into the convolution.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct InputGate(pub(crate) Option<Activation>);
 
@@ -887,6 +909,7 @@ const CONV_GEMM: Kernel<GemmConvParams, GemmSpec> = Kernel::new(
         read("bias"),
         write("y"),
         read_opt("res"),
+        read_opt("gate"),
     ],
 );
 const CONV_POINTWISE: Kernel<PointwiseParams, PointwiseSpec> = Kernel::new(
@@ -1074,7 +1097,12 @@ fn plan_depthwise_tiled(
 }
 
 /// The GEMM kernel's dispatch for `p` from `input` to `out`.
-fn plan_gemm(p: &Conv2dParams, input: [usize; 4], out: [usize; 4], epilogue: Epilogue) -> Launch {
+fn plan_gemm(
+    p: &Conv2dParams,
+    input: [usize; 4],
+    out: [usize; 4],
+    (epilogue, gate): (Epilogue, InputGate),
+) -> Launch {
     let [n, c_out, oh, ow] = out;
     let (tm, tn, _) = GEMM_TILE;
     let ((top, _), (left, _)) = p.pads();
@@ -1105,6 +1133,7 @@ fn plan_gemm(p: &Conv2dParams, input: [usize; 4], out: [usize; 4], epilogue: Epi
     };
     let spec = GemmSpec {
         epilogue,
+        gate,
         pad_mode: p.padding_mode,
     };
     let workgroups = n * p.groups * u.oc_tiles as usize * u.px_tiles as usize;
@@ -1223,7 +1252,7 @@ pub(crate) fn plan(
     plan_gated(p, input, kernel, (epilogue, InputGate(None)))
 }
 
-/// [`plan`] with a gate on the input, which only the pointwise kernels apply
+/// [`plan`] with a gate on the input, which only the pointwise kernels and the GEMM apply
 /// ([`ConvKernel::applies_input_gate`]).
 fn plan_gated(
     p: &Conv2dParams,
@@ -1242,7 +1271,7 @@ fn plan_gated(
     )?;
     Ok(match kernel {
         ConvKernel::Direct { row_buffer } => plan_direct(p, input, out, row_buffer, epilogue),
-        ConvKernel::Gemm => plan_gemm(p, input, out, epilogue),
+        ConvKernel::Gemm => plan_gemm(p, input, out, (epilogue, gate)),
         ConvKernel::DepthwiseTiled => plan_depthwise_tiled(p, input, out, epilogue),
         ConvKernel::Pointwise { vector_io } => {
             plan_pointwise(p, input, vector_io, (epilogue, gate))
@@ -1509,9 +1538,10 @@ impl Conv2d {
     /// Records the convolution of `input` scaled per channel by `gate_activation(gate)`:
     /// `conv(x * act(gate))`, with `gate` the logits `[N, C_in, 1, 1]` (a
     /// squeeze-and-excitation's excitation, [`SqueezeExcitation::excitation`]), and
-    /// optionally a residual joined as in [`Conv2d::forward_residual`]. Pointwise kernels
-    /// apply the gate as they read the input, in the same pass; the others after a
-    /// separate scale ([`scale_channels`](super::channel::scale_channels)).
+    /// optionally a residual joined as in [`Conv2d::forward_residual`]. The pointwise and
+    /// GEMM kernels apply the gate as they read the input, in the same pass (the kernel is
+    /// [`select_gated_kernel`]'s); the others after a separate scale
+    /// ([`scale_channels`](super::channel::scale_channels)).
     ///
     /// [`SqueezeExcitation::excitation`]: super::attention::SqueezeExcitation::excitation
     pub fn forward_gated(
@@ -1521,7 +1551,7 @@ impl Conv2d {
         (gate, gate_activation): (&Tensor, Activation),
         residual: Option<(&Tensor, ResidualJoin)>,
     ) -> Result<Tensor> {
-        let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
+        let kernel = select_gated_kernel(&self.params, input.shape(), rec.gpu().caps());
         self.forward_gated_with(rec, input, (gate, gate_activation), residual, kernel)
     }
 
@@ -1930,6 +1960,39 @@ mod tests {
     fn field<U: crate::launch::Uniform>(launch: &Launch, name: &str) -> u32 {
         let (_, offset) = U::fields().into_iter().find(|(n, _)| *n == name).unwrap();
         u32::from_ne_bytes(launch.uniform[offset..offset + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn a_gated_convolution_prefers_a_kernel_that_applies_the_gate() {
+        let cpu = DeviceCaps {
+            cpu: true,
+            ..DeviceCaps::default()
+        };
+        let gpu = DeviceCaps::default();
+        // LR-ASPP's high classifier at 1/16 of a 72 x 88 input: a 5 x 6 plane, 5 classes.
+        let p = Conv2dParams::new(128, 5, 1);
+        let input = [1, 128, 5, 6];
+        let scalar = ConvKernel::Pointwise { vector_io: false };
+        for caps in [&cpu, &gpu] {
+            assert_eq!(
+                select_kernel(&p, input, caps),
+                ConvKernel::Direct { row_buffer: true }
+            );
+            assert_eq!(select_gated_kernel(&p, input, caps), scalar);
+        }
+        // Where the choice applies the gate it stays: the vector pointwise kernel on a
+        // CPU adapter, the GEMM on a GPU.
+        let p = Conv2dParams::new(128, 64, 1);
+        let input = [1, 128, 8, 8];
+        assert_eq!(
+            select_gated_kernel(&p, input, &cpu),
+            ConvKernel::Pointwise { vector_io: true }
+        );
+        assert_eq!(select_gated_kernel(&p, input, &gpu), ConvKernel::Gemm);
+        // No pointwise kernel for a 3x3 window: the direct kernel, after a scale pass.
+        let p = Conv2dParams::new(8, 5, 3);
+        let input = [1, 8, 5, 6];
+        assert!(!select_gated_kernel(&p, input, &cpu).applies_input_gate());
     }
 
     #[test]
