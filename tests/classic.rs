@@ -79,11 +79,60 @@ fn unet_matches_pytorch() {
         full.summary([1, 3, 64, 64]).unwrap().total_params(),
         31_037_698
     );
-    // Sizes not divisible by 2^depth are refused by name.
+    // milesial's bilinear U-Net: 17,263,042 parameters (half-width deepest stage).
+    let bilinear = UNetConfig::new(3, 2).bilinear(true);
+    let bilinear = UNet::load(gpu, bilinear, &sd, "").unwrap();
+    assert_eq!(
+        bilinear.summary([1, 3, 64, 64]).unwrap().total_params(),
+        17_263_042
+    );
+    // Sizes smaller than 2^depth are refused by name.
     assert!(matches!(
-        full.output_shape([1, 3, 60, 64]),
+        full.output_shape([1, 3, 15, 64]),
         Err(Error::InvalidParam { name: "input", .. })
     ));
+}
+
+/// Sizes that are not multiples of 2^depth (each upsampled map zero-padded to its skip's
+/// size, as milesial's `Up` does) and the bilinear variant, against PyTorch.
+#[test]
+fn unet_matches_pytorch_at_odd_sizes_and_bilinear() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let cfg = UNetConfig::new(3, 2).base_channels(8);
+    let net = UNet::load(gpu, cfg, &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 45, 67]).unwrap(), [2, 2, 45, 67]);
+    run("unet_odd_size", &net, 486_562, true);
+    let cfg = UNetConfig::new(3, 3).base_channels(8).bilinear(true);
+    let net = UNet::load(gpu, cfg, &sd, "").unwrap();
+    run("unet_bilinear", &net, 270_915, true);
+    let cfg = UNetConfig::new(2, 1)
+        .base_channels(8)
+        .depth(3)
+        .bilinear(true);
+    let net = UNet::load(gpu, cfg, &sd, "").unwrap();
+    run("unet_bilinear_depth3", &net, 67_497, false);
+    // Where the sizes match no padding pass runs; where one is odd, it does.
+    let x = gpu
+        .upload(Array4::<f32>::zeros([1, 2, 24, 40]).view())
+        .unwrap();
+    let mut rec = gpu.recorder();
+    net.forward(&mut rec, &x).unwrap();
+    assert!(!rec
+        .traffic()
+        .dispatches
+        .iter()
+        .any(|d| d.kernel == "pad.wgsl"));
+    let mut rec = gpu.recorder();
+    let odd = gpu
+        .upload(Array4::<f32>::zeros([1, 2, 25, 40]).view())
+        .unwrap();
+    net.forward(&mut rec, &odd).unwrap();
+    assert!(rec
+        .traffic()
+        .dispatches
+        .iter()
+        .any(|d| d.kernel == "pad.wgsl"));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::ops::attention::{SeWeights, SqueezeExcitation, SqueezeExcitationParam
 use crate::ops::channel::{self, elementwise_cost};
 use crate::ops::conv::{Conv2d, Conv2dParams, PackedWeights, ResidualJoin};
 use crate::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
-use crate::ops::copy::CropParams2d;
+use crate::ops::copy::{CropParams2d, Pad2dParams};
 use crate::ops::decoder_stage::{DecoderStage, DecoderStageParams};
 use crate::ops::lraspp_head::{LrAsppHead, LrAsppHeadParams, Pointwise};
 use crate::ops::norm::{fold_batch_norm, BatchNorm2dParams};
@@ -531,6 +531,11 @@ pub(crate) enum Op {
     MaxUnpool(MaxUnpool2dParams),
     /// Resampling to the size of the shape input.
     ResizeLike(UpsampleMode),
+    /// Resampling with fixed parameters (U-Net's `nn.Upsample(scale_factor=2)`).
+    Upsample(UpsampleParams),
+    /// Zero padding (or cropping) to the size of the shape input, split as milesial's
+    /// U-Net does: `diff // 2` before, the rest after.
+    PadLike,
     /// Concatenation of every input along channels.
     Concat,
     /// Split along channels into pieces of these sizes (one output each).
@@ -555,6 +560,22 @@ impl Op {
                     recompute_scale_factor: false,
                     antialias: false,
                 })
+            }
+            _ => None,
+        })
+    }
+
+    /// [`Op::PadLike`]'s padding of an input of shape `x`.
+    fn pad(&self, x: [usize; 4], inputs: &Inputs<'_, impl Sized>) -> Result<Option<Pad2dParams>> {
+        Ok(match self {
+            Op::PadLike => {
+                let s = inputs.shape(0)?;
+                let split = |target: usize, have: usize| {
+                    let diff = target as i64 - have as i64;
+                    (diff.div_euclid(2), diff - diff.div_euclid(2))
+                };
+                let ((top, bottom), (left, right)) = (split(s[2], x[2]), split(s[3], x[3]));
+                Some(Pad2dParams::new((left, right, top, bottom)))
             }
             _ => None,
         })
@@ -601,6 +622,8 @@ impl Node for Op {
             Op::ResizeLike(_) => {
                 vec![self.resize(inputs)?.expect("resize").output_shape(x)?]
             }
+            Op::Upsample(p) => vec![p.output_shape(x)?],
+            Op::PadLike => vec![self.pad(x, inputs)?.expect("pad").output_shape(x)?],
             Op::Concat => {
                 let mut c = 0;
                 for s in &inputs.values {
@@ -644,6 +667,11 @@ impl Node for Op {
             Op::MaxPool(p) => p.cost(x)?,
             Op::MaxUnpool(_) => self.unpool(inputs)?.expect("unpool").cost(x)?,
             Op::ResizeLike(_) => self.resize(inputs)?.expect("resize").cost(x)?,
+            Op::Upsample(p) => p.cost(x)?,
+            Op::PadLike => match self.pad(x, inputs)?.expect("pad") {
+                p if p.pad == (0, 0, 0, 0) => Cost::default(),
+                p => p.cost(x)?,
+            },
             Op::Concat | Op::Split(_) | Op::Shuffle(_) => Cost {
                 bytes: 8 * x.iter().product::<usize>() as u64,
                 ..Cost::default()
@@ -680,6 +708,12 @@ impl Node for Op {
                 let p = self.resize(inputs)?.expect("resize");
                 one(upsample::upsample(rec, &p, t(0)?)?)
             }
+            Op::Upsample(p) => one(upsample::upsample(rec, p, t(0)?)?),
+            Op::PadLike => match self.pad(t(0)?.shape(), inputs)?.expect("pad") {
+                // Sizes that already match: the input itself, no pass.
+                p if p.pad == (0, 0, 0, 0) => one(t(0)?.clone()),
+                p => one(crate::ops::copy::pad2d(rec, &p, t(0)?)?),
+            },
             Op::Concat => one(channel::concat(rec, &inputs.all(Value::tensor)?)?),
             Op::Split(sizes) => Ok(channel::split(rec, t(0)?, sizes)?
                 .into_iter()
@@ -712,6 +746,13 @@ impl Node for Op {
             Op::ResizeLike(_) => {
                 let p = self.resize(inputs)?.expect("resize");
                 one(reference::upsample::upsample(&p, t(0)?)?)
+            }
+            Op::Upsample(p) => one(reference::upsample::upsample(p, t(0)?)?),
+            Op::PadLike => {
+                let x = t(0)?;
+                let (n, c, h, w) = x.dim();
+                let p = self.pad([n, c, h, w], inputs)?.expect("pad");
+                one(reference::copy::pad2d(&p, x)?)
             }
             Op::Concat => one(rc::concat(&inputs.all(HostValue::tensor)?)?),
             Op::Split(sizes) => {

@@ -5,9 +5,11 @@ segblocks' `StateDict::synthetic()` makes up (reproduced bit for bit by
 make_golden_segmentation.make_up), read by tests/classic.rs.
 
 - U-Net (`UNet`): milesial/Pytorch-UNet's module and state-dict names (`inc`,
-  `down{i}.maxpool_conv.1`, `up{i}.up` a 2x2 stride-2 transposed convolution,
-  `up{i}.conv`, `outc.conv`; `DoubleConv` = (3x3 conv, BN, ReLU) x 2 with padding 1),
-  depth and base width configurable. Input sizes divisible by 2^depth.
+  `down{i}.maxpool_conv.1`, `up{i}.up` a 2x2 stride-2 transposed convolution or, with
+  `bilinear=True`, nn.Upsample(scale_factor=2, mode='bilinear', align_corners=True) with
+  milesial's `factor = 2` widths and `mid_channels`, `up{i}.conv`, `outc.conv`;
+  `DoubleConv` = (3x3 conv, BN, ReLU) x 2 with padding 1; the upsampled map F.pad-ded to
+  the skip's size, so any input size works), depth and base width configurable.
 - SegNet (`SegNet`): a VGG16-BN encoder (stages of 2, 2, 3, 3, 3 convolutions of 64,
   128, 256, 512, 512 channels, each 3x3 + BN + ReLU, then 2x2 max pooling with indices)
   and the mirrored decoder (max unpooling with the encoder's indices to the size before
@@ -40,11 +42,12 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "classic")
 
 
 class DoubleConv(nn.Module):
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, mid=None):
         super().__init__()
+        mid = mid or cout
         self.double_conv = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+            nn.Conv2d(cin, mid, 3, padding=1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
+            nn.Conv2d(mid, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
     def forward(self, x):
         return self.double_conv(x)
@@ -60,13 +63,20 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, bilinear=False):
         super().__init__()
-        self.up = nn.ConvTranspose2d(cin, cin // 2, 2, stride=2)
-        self.conv = DoubleConv(cin, cout)
+        if bilinear:
+            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+            self.conv = DoubleConv(cin, cout, cin // 2)
+        else:
+            self.up = nn.ConvTranspose2d(cin, cin // 2, 2, stride=2)
+            self.conv = DoubleConv(cin, cout)
 
     def forward(self, x1, x2):
-        return self.conv(torch.cat([x2, self.up(x1)], dim=1))
+        x1 = self.up(x1)
+        dy, dx = x2.size(2) - x1.size(2), x2.size(3) - x1.size(3)
+        x1 = F.pad(x1, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return self.conv(torch.cat([x2, x1], dim=1))
 
 
 class OutConv(nn.Module):
@@ -79,15 +89,18 @@ class OutConv(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, in_channels, num_classes, base=64, depth=4):
+    def __init__(self, in_channels, num_classes, base=64, depth=4, bilinear=False):
         super().__init__()
         self.depth = depth
+        factor = 2 if bilinear else 1
         self.inc = DoubleConv(in_channels, base)
         for i in range(1, depth + 1):
-            setattr(self, f"down{i}", Down(base << (i - 1), base << i))
+            out = (base << i) // factor if i == depth else base << i
+            setattr(self, f"down{i}", Down(base << (i - 1), out))
         for i in range(1, depth + 1):
             c = base << (depth - i + 1)
-            setattr(self, f"up{i}", Up(c, c // 2))
+            out = base if i == depth else c // 2 // factor
+            setattr(self, f"up{i}", Up(c, out, bilinear))
         self.outc = OutConv(base, num_classes)
 
     def forward(self, x):
@@ -185,6 +198,11 @@ def main():
         ("segnet", SegNet(3, 4, widths=(16, 32, 64, 64, 64)), [2, 3, 40, 52]),
         ("segnet_vgg16", SegNet(3, 5), [1, 3, 64, 96]),
         ("fcn8s", FCN8s(3, widths=(8, 16, 32, 64, 64), fc=96), [2, 3, 37, 45]),
+        # Added later (the seeds above are unchanged): sizes that are not multiples of
+        # 2^depth (the upsampled maps padded to their skips), and milesial's bilinear mode.
+        ("unet_odd_size", UNet(3, 2, base=8, depth=4), [2, 3, 45, 67]),
+        ("unet_bilinear", UNet(3, 3, base=8, depth=4, bilinear=True), [1, 3, 37, 50]),
+        ("unet_bilinear_depth3", UNet(2, 1, base=8, depth=3, bilinear=True), [2, 2, 24, 40]),
     ]
     for i, (name, model, shape) in enumerate(cases):
         model = model.eval()
