@@ -9,14 +9,16 @@ references against PyTorch on configurations nobody wrote down.
     SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test pool avg_pool
     SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --release --test blocks torchvision_blocks
     SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --test channel pytorch
+    SEGBLOCKS_GOLDEN_DIR=/tmp/fuzz cargo test --release --test networks
 
 With SEGBLOCKS_GOLDEN_DIR set, tests/common/golden.rs reads a file of the same name from
 that directory instead of the committed one (the tests that check the committed files'
 coverage then fail: only the comparisons with PyTorch are meant to run). Writes
 decoder.json (transposed conv, max pool with indices, max unpool, interpolate in every
 mode with and without antialias, adaptive pools), conv2d.json, conv2d_padding.json,
-avg_pool.json, pad.json, norm.json, channel.json, activation.json and blocks/
-(torchvision's blocks with random widths, strides, dilations, groups and expand ratios), each made by the committed
+avg_pool.json, pad.json, norm.json, channel.json, activation.json, blocks/
+(torchvision's blocks with random widths, strides, dilations, groups and expand ratios)
+and networks/ (whole networks at random configurations and sizes), each made by the committed
 golden script's own case builders on random parameters; `--only` picks families. Cases PyTorch refuses are skipped, and
 two PyTorch behaviours the library does not copy are left out: circular padding with
 negative pads (PyTorch reads memory outside the input there) and antialiased resizing to
@@ -461,7 +463,58 @@ def activation(fz, count, out):
     with_cases("make_golden_activation", cases, out, "activation.json")
 
 
-FAMILIES = [decoder, conv2d, conv2d_padding, avg_pool, pad, norm, channel, blocks, activation]
+def networks(fz, count, out):
+    """Random whole networks in networks/cases.json's format: U-Net (depth, width,
+    bilinear), SegNet (stages, widths, convolutions), FCN-8s (widths), MobileNetV2 / V3
+    features (width, reduced tail, dilation) and torchvision's segmentation models (classes,
+    auxiliary head) at odd sizes and batch up to 3 (the ResNet models at batch 1 and at
+    most 40 pixels a side: they take seconds a forward on a CPU adapter)."""
+    m = importlib.import_module("make_golden_networks")
+    r = fz.r
+
+    def side(lo, hi=70):
+        return [r.randint(lo, hi), r.randint(lo, hi)]
+
+    cases = []
+    for i in range(count):
+        kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg"][i % 6]
+        n = r.choice([1, 1, 2, 3])
+        if kind == "unet":
+            a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
+                     depth=r.randint(1, 4), bilinear=r.random() < 0.5)
+            shape = [n, a["cin"]] + side(1 << a["depth"])
+        elif kind == "segnet":
+            stages = r.randint(1, 5)
+            a = dict(cin=r.randint(1, 4), classes=r.randint(1, 5),
+                     widths=[r.choice([4, 8, 12]) for _ in range(stages)],
+                     convs=[r.randint(1, 3) for _ in range(stages)])
+            shape = [n, a["cin"]] + side(1 << stages)
+        elif kind == "fcn8s":
+            a = dict(classes=r.randint(1, 5), widths=[r.choice([4, 8]) for _ in range(5)],
+                     fc=r.choice([8, 16]))
+            shape = [n, 3] + side(1)
+        elif kind == "mbv2":
+            a = dict(width_mult=r.choice([0.25, 0.35, 0.5, 0.6, 0.75, 1.0, 1.3]))
+            shape = [n, 3] + side(7)
+        elif kind == "mbv3":
+            a = dict(arch=r.choice(["large", "small"]), width_mult=r.choice([0.35, 0.5, 0.75, 1.0, 1.25]),
+                     reduced_tail=r.random() < 0.5, dilated=r.random() < 0.5)
+            shape = [n, 3] + side(7)
+        else:
+            name = r.choice(["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large",
+                             "deeplabv3_mobilenet_v3_large", "fcn_resnet50", "deeplabv3_resnet50"])
+            a = dict(name=name, classes=r.randint(1, 25),
+                     aux=not name.startswith("lraspp") and r.random() < 0.5)
+            shape = [n, 3] + side(9) if "mobilenet" in name else [1, 3] + side(17, 40)
+        cases.append((f"fuzz{i}_{kind}", kind, a, shape))
+    # SegNet's max_unpool2d has no kernel PyTorch calls deterministic (it is a sequential
+    # loop on the CPU).
+    torch.use_deterministic_algorithms(False)
+    m.main(cases, os.path.join(out, "networks"))
+    torch.use_deterministic_algorithms(True)
+
+
+FAMILIES = [decoder, conv2d, conv2d_padding, avg_pool, pad, norm, channel, blocks, activation, networks]
 
 
 def main():

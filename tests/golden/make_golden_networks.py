@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Writes tests/golden/networks/: whole networks at configurations the other golden files
+do not use (widths, depths, upsampling modes, class counts, batch sizes, odd input sizes),
+every one through the same harness, tests/networks.rs.
+
+Each case is a network built by its PyTorch definition, torchvision's or the classic
+modules of make_golden_classic.py, filled with the weights segblocks'
+`StateDict::synthetic()` makes up (make_golden_segmentation.fill), so only the input `x`
+and the outputs (`out`, and `aux` for a torchvision model with `aux_loss=True`) are
+stored. networks/cases.json lists each case's kind, its arguments under the Rust
+configuration's names, its file and PyTorch's parameter count. Kinds:
+
+  unet     make_golden_classic.UNet(cin, classes, base, depth, bilinear)
+  segnet   make_golden_classic.SegNet(cin, classes, widths, convs)
+  fcn8s    make_golden_classic.FCN8s(classes, widths, fc)
+  mbv2     torchvision mobilenet_v2(width_mult).features
+  mbv3     torchvision mobilenet_v3_{arch}(width_mult, reduced_tail, dilated).features
+  seg      torchvision.models.segmentation.<name>(num_classes, aux_loss)
+
+scripts/fuzz_golden.py --only networks writes random cases in the same format.
+
+Run from the repository root (needs torch, torchvision, numpy, safetensors):
+
+    /path/to/venv/bin/python tests/golden/make_golden_networks.py
+"""
+import json
+import os
+import sys
+
+import torch
+import torchvision
+from safetensors.numpy import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_golden_classic import FCN8s, SegNet, UNet  # noqa: E402
+from make_golden_segmentation import fill  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "networks")
+
+# name, kind, arguments, input shape
+CASES = [
+    ("unet_bilinear_depth2", "unet", dict(cin=2, classes=3, base=4, depth=2, bilinear=True), [2, 2, 19, 27]),
+    ("segnet_three_stages", "segnet", dict(cin=3, classes=2, widths=[4, 8, 8], convs=[2, 1, 2]), [1, 3, 23, 37]),
+    ("fcn8s_narrow", "fcn8s", dict(classes=2, widths=[4, 4, 8, 8, 8], fc=8), [2, 3, 9, 50]),
+    ("mobilenet_v2_width_0.5", "mbv2", dict(width_mult=0.5), [1, 3, 41, 29]),
+    ("mobilenet_v3_small_dilated", "mbv3",
+     dict(arch="small", width_mult=0.75, reduced_tail=True, dilated=True), [2, 3, 33, 47]),
+    ("lraspp_one_class", "seg", dict(name="lraspp_mobilenet_v3_large", classes=1, aux=False), [2, 3, 45, 37]),
+    ("deeplabv3_mobilenet_v3_large_7", "seg",
+     dict(name="deeplabv3_mobilenet_v3_large", classes=7, aux=False), [1, 3, 33, 65]),
+]
+
+
+def build(kind, a):
+    """The PyTorch network of a case."""
+    if kind == "unet":
+        return UNet(a["cin"], a["classes"], base=a["base"], depth=a["depth"], bilinear=a["bilinear"])
+    if kind == "segnet":
+        return SegNet(a["cin"], a["classes"], widths=tuple(a["widths"]), convs=tuple(a["convs"]))
+    if kind == "fcn8s":
+        return FCN8s(a["classes"], widths=tuple(a["widths"]), fc=a["fc"])
+    if kind == "mbv2":
+        return torchvision.models.mobilenet_v2(width_mult=a["width_mult"]).features
+    if kind == "mbv3":
+        make = getattr(torchvision.models, f"mobilenet_v3_{a['arch']}")
+        return make(width_mult=a["width_mult"], reduced_tail=a["reduced_tail"], dilated=a["dilated"]).features
+    if kind == "seg":
+        kw = dict(weights=None, weights_backbone=None, num_classes=a["classes"])
+        if not a["name"].startswith("lraspp"):
+            kw["aux_loss"] = a["aux"]
+        return getattr(torchvision.models.segmentation, a["name"])(**kw)
+    raise ValueError(kind)
+
+
+def make(index, name, kind, args, shape, out_dir):
+    """Writes one case's file; returns its cases.json entry."""
+    model = build(kind, args).eval()
+    fill(model)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(300 + index))
+    with torch.no_grad():
+        y = model(x)
+    tensors = {"x": x.numpy()}
+    if isinstance(y, dict):
+        tensors["out"] = y["out"].numpy()
+        if "aux" in y:
+            tensors["aux"] = y["aux"].numpy()
+    else:
+        tensors["out"] = y.numpy()
+    params = sum(p.numel() for p in model.parameters())
+    save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
+              metadata={"torch": torch.__version__, "parameters": str(params)})
+    os.chmod(os.path.join(out_dir, f"{name}.safetensors"), 0o644)  # safetensors writes 0600
+    print(name, shape, "parameters", params, "out", tuple(tensors["out"].shape))
+    return {"name": name, "kind": kind, "args": args, "input_shape": shape,
+            "file": f"{name}.safetensors", "parameters": params}
+
+
+def main(cases=None, out_dir=OUT):
+    torch.set_num_threads(1)
+    os.makedirs(out_dir, exist_ok=True)
+    entries = [make(i, *case, out_dir) for i, case in enumerate(cases or CASES)]
+    with open(os.path.join(out_dir, "cases.json"), "w") as f:
+        json.dump({"generator": "tests/golden/make_golden_networks.py", "torch": torch.__version__,
+                   "torchvision": torchvision.__version__, "cases": entries}, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

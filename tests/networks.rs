@@ -1,0 +1,177 @@
+//! Whole networks at the configurations of `tests/golden/networks/` (written by
+//! `tests/golden/make_golden_networks.py`, or at random by `scripts/fuzz_golden.py --only
+//! networks` into `SEGBLOCKS_GOLDEN_DIR/networks`), every one through the same harness:
+//! built by its PyTorch names from `StateDict::synthetic()`, run on the kernels this
+//! adapter gets and on a GPU's, compared with PyTorch's outputs (auxiliary ones included),
+//! its parameter count with PyTorch's.
+
+mod common;
+
+use common::golden::golden_dir;
+use ndarray::Array4;
+use segblocks::blocks::{Architecture, Model};
+use segblocks::networks::{
+    Fcn8s, Fcn8sConfig, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features,
+    MobileNetV3Features, MobileNetV3FeaturesConfig, SegNet, SegNetConfig, SegmentationConfig,
+    SegmentationModel, UNet, UNetConfig,
+};
+use segblocks::{Gpu, StateDict};
+use serde_json::Value;
+
+fn us(v: &Value) -> usize {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}")) as usize
+}
+
+fn list(v: &Value) -> Vec<usize> {
+    v.as_array().unwrap().iter().map(us).collect()
+}
+
+/// One forward of `x` through `model` on `gpu`: every output, and the summary's parameters.
+fn run<A: Architecture>(
+    gpu: &Gpu,
+    model: segblocks::Result<Model<A>>,
+    x: &Array4<f32>,
+) -> (Vec<Array4<f32>>, u64) {
+    let model = model.unwrap();
+    let s = x.shape();
+    let params = model
+        .summary([s[0], s[1], s[2], s[3]])
+        .unwrap()
+        .total_params();
+    let mut rec = gpu.recorder();
+    let outs = model
+        .forward_all(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    let outs: Vec<_> = outs.iter().collect();
+    (rec.download_many(&outs).unwrap(), params)
+}
+
+/// The network a case describes, run on `gpu`.
+fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) {
+    let a = &case["args"];
+    let sd = StateDict::synthetic();
+    let flag = |n: &str| a[n].as_bool().unwrap();
+    match case["kind"].as_str().unwrap() {
+        "unet" => {
+            let cfg = UNetConfig::new(us(&a["cin"]), us(&a["classes"]))
+                .base_channels(us(&a["base"]))
+                .depth(us(&a["depth"]))
+                .bilinear(flag("bilinear"));
+            run(gpu, UNet::load(gpu, cfg, &sd, ""), x)
+        }
+        "segnet" => {
+            let cfg = SegNetConfig {
+                in_channels: us(&a["cin"]),
+                num_classes: us(&a["classes"]),
+                widths: list(&a["widths"]),
+                convs: list(&a["convs"]),
+            };
+            run(gpu, SegNet::load(gpu, cfg, &sd, ""), x)
+        }
+        "fcn8s" => {
+            let w = list(&a["widths"]);
+            let cfg = Fcn8sConfig {
+                num_classes: us(&a["classes"]),
+                widths: [w[0], w[1], w[2], w[3], w[4]],
+                fc_channels: us(&a["fc"]),
+            };
+            run(gpu, Fcn8s::load(gpu, cfg, &sd, ""), x)
+        }
+        "mbv2" => {
+            let cfg =
+                MobileNetV2Config::torchvision().width_mult(a["width_mult"].as_f64().unwrap());
+            run(gpu, MobileNetV2Features::load(gpu, cfg, &sd, ""), x)
+        }
+        "mbv3" => {
+            let arch = match a["arch"].as_str().unwrap() {
+                "large" => MobileNetV3FeaturesConfig::large(),
+                _ => MobileNetV3FeaturesConfig::small(),
+            };
+            let cfg = arch
+                .width_mult(a["width_mult"].as_f64().unwrap())
+                .reduced_tail(flag("reduced_tail"))
+                .dilated(flag("dilated"));
+            run(gpu, MobileNetV3Features::load(gpu, cfg, &sd, ""), x)
+        }
+        "seg" => {
+            let k = us(&a["classes"]);
+            let cfg = match a["name"].as_str().unwrap() {
+                "lraspp_mobilenet_v3_large" => {
+                    return run(
+                        gpu,
+                        LrAsppMobileNetV3::load(gpu, LrAsppConfig::torchvision(k), &sd, ""),
+                        x,
+                    )
+                }
+                "fcn_resnet50" => SegmentationConfig::fcn_resnet50(k),
+                "fcn_resnet101" => SegmentationConfig::fcn_resnet101(k),
+                "deeplabv3_resnet50" => SegmentationConfig::deeplabv3_resnet50(k),
+                "deeplabv3_resnet101" => SegmentationConfig::deeplabv3_resnet101(k),
+                "deeplabv3_mobilenet_v3_large" => {
+                    SegmentationConfig::deeplabv3_mobilenet_v3_large(k)
+                }
+                other => panic!("unknown model {other}"),
+            };
+            run(
+                gpu,
+                SegmentationModel::load(gpu, cfg.aux_loss(flag("aux")), &sd, ""),
+                x,
+            )
+        }
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+/// `max |got - want| / max |want|`.
+fn relative(got: &Array4<f32>, want: &Array4<f32>) -> f32 {
+    assert_eq!(got.shape(), want.shape());
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want.iter())
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    err / scale
+}
+
+#[test]
+fn networks_match_pytorch_through_one_harness() {
+    let dir = golden_dir("tests/golden/networks");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    let kinds: std::collections::BTreeSet<_> =
+        cases.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    if !common::golden::fuzzing() {
+        assert_eq!(kinds.len(), 6, "every kind has a committed case: {kinds:?}");
+    }
+    let own = common::gpu_class();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let file = StateDict::load(dir.join(case["file"].as_str().unwrap())).unwrap();
+        let get = |n: &str| {
+            let t = file.tensor(n)?;
+            let s: [usize; 4] = t.shape().try_into().unwrap();
+            Some(file.get4(n, s).unwrap())
+        };
+        let x = get("x").unwrap();
+        let want: Vec<_> = ["out", "aux"].into_iter().filter_map(get).collect();
+        for (gpu, class) in [(common::gpu(), "own class"), (&own, "GPU class")] {
+            let started = std::time::Instant::now();
+            let (got, params) = forward(gpu, case, &x);
+            eprintln!(
+                "{name} ({class}): {:.0} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            assert_eq!(got.len(), want.len(), "{name}: outputs");
+            for (g, w) in got.iter().zip(&want) {
+                let err = relative(g, w);
+                assert!(err < 1e-3, "{name} ({class}): relative error {err}");
+            }
+            assert_eq!(
+                params,
+                case["parameters"].as_u64().unwrap(),
+                "{name}: parameters"
+            );
+        }
+    }
+}
