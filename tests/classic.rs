@@ -14,22 +14,8 @@ fn golden(name: &str) -> (Array4<f32>, Array4<f32>) {
         env!("CARGO_MANIFEST_DIR")
     );
     let sd = StateDict::load(path).unwrap();
-    let get = |n: &str| {
-        let s: [usize; 4] = sd.tensor(n).unwrap().shape().try_into().unwrap();
-        sd.get4(n, s).unwrap()
-    };
+    let get = |n: &str| common::stored4(&sd, n).unwrap();
     (get("x"), get("out"))
-}
-
-/// `max |got - want| / max |want|`.
-fn relative(got: &Array4<f32>, want: &Array4<f32>) -> f32 {
-    assert_eq!(got.shape(), want.shape());
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want.iter())
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    err / scale
 }
 
 fn run<A: segblocks::blocks::Architecture>(
@@ -53,11 +39,11 @@ fn run<A: segblocks::blocks::Architecture>(
         .forward(&mut rec, &gpu.upload(x.view()).unwrap())
         .unwrap();
     let got = rec.download(&y).unwrap();
-    let err = relative(&got, &want);
+    let err = common::relative(&got, &want);
     eprintln!("{name}: GPU vs PyTorch relative {err:.1e}");
     assert!(err < 1e-3, "{name}: {err}");
     if reference {
-        let err = relative(&net.reference(x.view()).unwrap(), &want);
+        let err = common::relative(&net.reference(x.view()).unwrap(), &want);
         eprintln!("{name}: reference vs PyTorch relative {err:.1e}");
         assert!(err < 1e-4, "{name}: reference {err}");
     }

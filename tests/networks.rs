@@ -122,17 +122,6 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
     }
 }
 
-/// `max |got - want| / max |want|`.
-fn relative(got: &Array4<f32>, want: &Array4<f32>) -> f32 {
-    assert_eq!(got.shape(), want.shape());
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want.iter())
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    err / scale
-}
-
 #[test]
 fn networks_match_pytorch_through_one_harness() {
     let dir = golden_dir("tests/golden/networks");
@@ -148,11 +137,7 @@ fn networks_match_pytorch_through_one_harness() {
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let file = StateDict::load(dir.join(case["file"].as_str().unwrap())).unwrap();
-        let get = |n: &str| {
-            let t = file.tensor(n)?;
-            let s: [usize; 4] = t.shape().try_into().unwrap();
-            Some(file.get4(n, s).unwrap())
-        };
+        let get = |n: &str| common::stored4(&file, n);
         let x = get("x").unwrap();
         let want: Vec<_> = ["out", "aux"].into_iter().filter_map(get).collect();
         for (gpu, class) in [(common::gpu(), "own class"), (&own, "GPU class")] {
@@ -164,7 +149,7 @@ fn networks_match_pytorch_through_one_harness() {
             );
             assert_eq!(got.len(), want.len(), "{name}: outputs");
             for (g, w) in got.iter().zip(&want) {
-                let err = relative(g, w);
+                let err = common::relative(g, w);
                 assert!(err < 1e-3, "{name} ({class}): relative error {err}");
             }
             assert_eq!(

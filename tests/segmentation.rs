@@ -22,27 +22,12 @@ fn golden(name: &str) -> Golden {
         env!("CARGO_MANIFEST_DIR")
     );
     let sd = StateDict::load(path).unwrap();
-    let get = |n: &str| {
-        let t = sd.tensor(n).unwrap();
-        let s: [usize; 4] = t.shape().try_into().unwrap();
-        sd.get4(n, s).unwrap()
-    };
+    let get = |n: &str| common::stored4(&sd, n).unwrap();
     Golden {
         x: get("x"),
         out: get("out"),
         aux: get("aux"),
     }
-}
-
-/// `max |got - want| / max |want|`.
-fn relative(got: &Array4<f32>, want: &Array4<f32>) -> f32 {
-    assert_eq!(got.shape(), want.shape());
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want.iter())
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    err / scale
 }
 
 /// The model with the auxiliary head, its GPU outputs against torchvision's, and its
@@ -60,12 +45,18 @@ fn check(name: &str, cfg: SegmentationConfig, params: u64, reference: bool) {
         .forward_all(&mut rec, &gpu.upload(g.x.view()).unwrap())
         .unwrap();
     let got = rec.download_many(&[&outs[0], &outs[1]]).unwrap();
-    let (out, aux) = (relative(&got[0], &g.out), relative(&got[1], &g.aux));
+    let (out, aux) = (
+        common::relative(&got[0], &g.out),
+        common::relative(&got[1], &g.aux),
+    );
     eprintln!("{name}: GPU vs torchvision, relative {out:.1e} (out), {aux:.1e} (aux)");
     assert!(out < 1e-3 && aux < 1e-3, "{name}: {out} {aux}");
     if reference {
         let want = net.reference_all(g.x.view()).unwrap();
-        let (out, aux) = (relative(&want[0], &g.out), relative(&want[1], &g.aux));
+        let (out, aux) = (
+            common::relative(&want[0], &g.out),
+            common::relative(&want[1], &g.aux),
+        );
         eprintln!("{name}: reference vs torchvision, relative {out:.1e}, {aux:.1e}");
         assert!(out < 1e-4 && aux < 1e-4, "{name}: reference {out} {aux}");
     }
@@ -127,10 +118,7 @@ fn resnet50_features_match_torchvision_at_every_stage() {
         env!("CARGO_MANIFEST_DIR")
     );
     let sd = StateDict::load(path).unwrap();
-    let get = |n: &str| {
-        let s: [usize; 4] = sd.tensor(n).unwrap().shape().try_into().unwrap();
-        sd.get4(n, s).unwrap()
-    };
+    let get = |n: &str| common::stored4(&sd, n).unwrap();
     let net =
         ResNetFeatures::load(gpu, ResNetConfig::resnet50(), &StateDict::synthetic(), "").unwrap();
     let x = get("x");
@@ -147,7 +135,7 @@ fn resnet50_features_match_torchvision_at_every_stage() {
     let got = rec.download_many(&outs).unwrap();
     assert_eq!(got[3].shape(), [2, 256, 12, 16]);
     for (i, layer) in ["layer4", "layer3"].iter().enumerate() {
-        let err = relative(&got[i], &get(layer));
+        let err = common::relative(&got[i], &get(layer));
         eprintln!("resnet50 {layer} {:?}: relative {err:.1e}", got[i].shape());
         assert!(err < 1e-3, "{layer}: {err}");
     }

@@ -66,6 +66,24 @@ pub fn random1(rng: &mut StdRng, len: usize) -> Array1<f32> {
     Array1::from_shape_simple_fn(len, || rng.gen_range(-1.0f32..1.0))
 }
 
+/// `max |got - want| / max |want|`: the whole-network tests' measure.
+pub fn relative(got: &Array4<f32>, want: &Array4<f32>) -> f32 {
+    assert_eq!(got.shape(), want.shape());
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want.iter())
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    err / scale
+}
+
+/// The 4-d tensor `name` of a golden file, at the shape it is stored with (`None` when
+/// the file has no such tensor).
+pub fn stored4(sd: &segblocks::StateDict, name: &str) -> Option<Array4<f32>> {
+    let s: [usize; 4] = sd.tensor(name)?.shape().try_into().unwrap();
+    Some(sd.get4(name, s).unwrap())
+}
+
 /// Asserts `|got - want| <= bound` elementwise, printing the first offenders.
 pub fn assert_close(
     got: ArrayView4<f32>,
