@@ -1476,13 +1476,22 @@ impl Gpu {
                                 "{file}: unknown shader or constant in {specialize:?}"
                             ))
                         })?;
-                    let m = self.scoped(|| {
-                        self.inner
-                            .device
-                            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    // SAFETY: the source is one of the crate's own shaders (`shaders::`
+                    // preprocessed files, never user input), and every loop in them is a
+                    // `for` whose counter rises by a constant step to a bound below
+                    // 2^31 (element and channel counts, validated against the buffer
+                    // sizes) or halves to 0, so none can run forever: wgpu's loop
+                    // bounding (a counter on every loop) adds nothing but compile time,
+                    // about half of lavapipe's pipeline creation. Bounds and integer
+                    // division checks stay on.
+                    let m = self.scoped(|| unsafe {
+                        self.inner.device.create_shader_module_trusted(
+                            wgpu::ShaderModuleDescriptor {
                                 label: Some(file),
                                 source: wgpu::ShaderSource::Wgsl(source.into()),
-                            })
+                            },
+                            shader_checks(),
+                        )
                     })?;
                     modules.insert((file, specialize, binding), m.clone());
                     m
@@ -1542,6 +1551,14 @@ impl Gpu {
         }
         Ok((max as u32, y as u32))
     }
+}
+
+/// The runtime checks compiled into every shader: out-of-bounds accesses and integer
+/// division by zero guarded, loops not bounded (see the `SAFETY` note where it is used).
+fn shader_checks() -> wgpu::ShaderRuntimeChecks {
+    let mut checks = wgpu::ShaderRuntimeChecks::checked();
+    checks.force_loop_bounding = false;
+    checks
 }
 
 /// The adapter named `wanted_name` (a case-insensitive substring), or wgpu's choice with
