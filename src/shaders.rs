@@ -372,4 +372,45 @@ mod tests {
         assert!(super::source("conv_direct.wgsl", &[("NOT_DECLARED", 1)]).is_none());
         assert!(super::source("missing.wgsl", &[]).is_none());
     }
+
+    /// The shaders are compiled without wgpu's loop bounding (`shader_checks` in gpu.rs),
+    /// which is sound only while every loop terminates: each is a `for` whose counter
+    /// rises by `++` or `+=` towards a `<` bound, or halves towards 0.
+    #[test]
+    fn every_loop_is_a_bounded_for() {
+        for (name, text) in super::FILES {
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                let words: Vec<&str> = code
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .collect();
+                assert!(
+                    !words.iter().any(|w| *w == "loop" || *w == "while"),
+                    "{name}:{}: `loop` / `while` need wgpu's loop bounding: {line}",
+                    i + 1
+                );
+                let Some(start) = code.find("for (") else {
+                    continue;
+                };
+                let header = &code[start + 5..];
+                let parts: Vec<&str> = header.split(';').map(str::trim).collect();
+                assert_eq!(parts.len(), 3, "{name}:{}: {line}", i + 1);
+                let var = parts[0]
+                    .strip_prefix("var ")
+                    .and_then(|r| r.split([' ', ':', '=']).next())
+                    .unwrap_or_else(|| panic!("{name}:{}: {line}", i + 1));
+                let step = parts[2];
+                let rising = (step.starts_with(&format!("{var}++"))
+                    || step.starts_with(&format!("{var} += ")))
+                    && parts[1].starts_with(&format!("{var} < "));
+                let halving = step.starts_with(&format!("{var} = {var} / 2u"))
+                    && parts[1] == format!("{var} > 0u");
+                assert!(
+                    rising || halving,
+                    "{name}:{}: a loop that may not terminate: {line}",
+                    i + 1
+                );
+            }
+        }
+    }
 }
