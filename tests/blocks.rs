@@ -469,11 +469,17 @@ fn mobilenet_v2_features_fused_as_on_a_gpu() {
     // A second forward takes the remembered choices: the same dispatches and output.
     let (again, same) = traffic_and_output(gpu, &x, |r, x| net.forward(r, x));
     assert_eq!((again.dispatches, same), (traffic.dispatches.clone(), got));
-    // The layers inside a fused block are not named: its dispatch carries the block's.
-    assert!(traffic
+    // A fused block's dispatch carries the names of the layers it replaces.
+    let fused: Vec<&str> = traffic
         .dispatches
         .iter()
-        .any(|d| d.layer == "3" && d.kernel == "inverted_residual.wgsl"));
+        .filter(|d| d.kernel == "inverted_residual.wgsl")
+        .map(|d| d.layer.as_str())
+        .collect();
+    assert!(
+        fused.contains(&"3.expand + depthwise + project"),
+        "{fused:?}"
+    );
     assert_weights_on_device_once(gpu, torch_parameter_count(&sd), 0);
 }
 

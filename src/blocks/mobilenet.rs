@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use super::graph::{HostValue, Inputs, Node, Value};
 use super::{conv_bn, conv_bn_at, Architecture, ConvBnAct, Graph, Model, SeNode, SummaryRow};
-use crate::error::{fail_if, Result};
-use crate::gpu::{DeviceCaps, Gpu, Recorder};
+use crate::error::{fail_if, Error, Result};
+use crate::gpu::{DeviceCaps, Gpu, Recorder, Tensor};
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::inverted_residual::{
@@ -206,6 +206,7 @@ fn inverted_residual_graph(
     let x = outer.input();
     let node = FusedBlockNode {
         fused,
+        layers: fused_layer_name(&g),
         unfused: g,
         choices: Mutex::default(),
     };
@@ -213,6 +214,12 @@ fn inverted_residual_graph(
     let y = outer.add("", node, &[x]);
     outer.set_outputs(&[y]);
     Ok(outer)
+}
+
+/// The names of `graph`'s layers joined by ` + `.
+fn fused_layer_name(graph: &Graph) -> String {
+    let names: Vec<&str> = graph.names().filter(|n| !n.is_empty()).collect();
+    names.join(" + ")
 }
 
 /// The fused kernel's parameters for these layers, when it computes exactly what they
@@ -273,6 +280,9 @@ fn fusable(
 #[derive(Debug)]
 struct FusedBlockNode {
     fused: FusedInvertedResidual,
+    /// The names of the layers the fused passes replace, joined by ` + `: their layer
+    /// in the traffic report and the profile.
+    layers: String,
     unfused: Graph,
     /// The kernel chosen per input shape and device: the choice weighs a few hundred
     /// tiles (about 0.1 ms), too much to repeat for every frame of a video.
@@ -316,7 +326,30 @@ impl Node for FusedBlockNode {
 
     fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
         let x = inputs.get(0)?.tensor()?;
-        match self.kernel(x.shape(), rec.gpu().caps()) {
+        let kernel = self.kernel(x.shape(), rec.gpu().caps());
+        if kernel == InvertedResidualKernel::Unfused {
+            return Node::forward(&self.unfused, rec, inputs);
+        }
+        rec.enter_layer(&self.layers);
+        let y = self.forward_fused(rec, x, kernel);
+        rec.leave_layer();
+        y
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        Node::reference(&self.unfused, inputs)
+    }
+}
+
+impl FusedBlockNode {
+    /// The fused passes of `kernel` (not `Unfused`) on `x`.
+    fn forward_fused(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        kernel: InvertedResidualKernel,
+    ) -> Result<Vec<Value>> {
+        match kernel {
             InvertedResidualKernel::Fused(tile) => {
                 Ok(vec![Value::Tensor(self.fused.forward_with(rec, x, tile)?)])
             }
@@ -340,12 +373,10 @@ impl Node for FusedBlockNode {
                     .forward_two_pass(rec, x, (expand, project), gate)?;
                 Ok(vec![Value::Tensor(y)])
             }
-            InvertedResidualKernel::Unfused => Node::forward(&self.unfused, rec, inputs),
+            InvertedResidualKernel::Unfused => Err(Error::Gpu(
+                "inverted residual: the unfused kernel has no fused passes".into(),
+            )),
         }
-    }
-
-    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
-        Node::reference(&self.unfused, inputs)
     }
 }
 
