@@ -1,12 +1,12 @@
 // Depthwise convolution (groups == C_in) with channel multiplier m = C_out / C_in:
 // output channel c reads input channel c / m with its own kH x kW filter.
 //
-// Each invocation computes one output row of one channel, PX pixels at a time; the input
-// row segment is loaded once per kernel row and reused by every kernel column. Indices are
-// decoded once per row: integer division by runtime values is scalarised on SIMD-on-CPU
-// drivers such as lavapipe and would otherwise cost more than the loads.
-// Weights are PyTorch's [C_out][1][kH][kW]. Invocations are numbered linearly over
-// (n, c, output row).
+// Each invocation computes PY output rows of one channel, PX pixels at a time; each input
+// row segment is loaded once and reused by every kernel column and every output row that
+// reads it. Indices are decoded once per invocation: integer division by runtime values
+// is scalarised on SIMD-on-CPU drivers such as lavapipe and would otherwise cost more
+// than the loads. Weights are PyTorch's [C_out][1][kH][kW]. Invocations are numbered
+// linearly over (n, c, block of PY output rows).
 #include "conv_depthwise_body.wgsl"
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;

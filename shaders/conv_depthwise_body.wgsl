@@ -11,6 +11,9 @@
 const PX: u32 = 8u; // @specialize
 const ROW: u32 = 10u; // @specialize
 const ROWBUF: u32 = 1u; // @specialize
+// Output rows per invocation: each input row read serves up to PY output rows (the
+// loads per output fall from ROW * KH / PX towards ROW / PX).
+const PY: u32 = 1u; // @specialize
 // VEC = 1: the row segment is read with aligned vec4 loads (input width divisible by 4,
 // zero padding, PX * stride divisible by 4, so every strip starts SHIFT = -pad_w mod 4
 // past an aligned column): NV loads instead of ROW.
@@ -32,7 +35,7 @@ struct DepthwiseParams {
     pad_h: u32,
     pad_w: u32,
     strips_x: u32, // strips per output row
-    rows: u32, // n * c_out * oh: one invocation per output row
+    rows: u32, // n * c_out * ceil(oh / PY): one invocation per PY output rows
 }
 
 fn load_x(base: u32, ix: i32) -> f32 {
@@ -50,14 +53,15 @@ fn main(inv: Invocation) {
     if (gid >= p.rows) {
         return;
     }
-    let oy = gid % p.oh;
-    let nc = gid / p.oh;
+    let row_blocks = (p.oh + PY - 1u) / PY;
+    let oy0 = (gid % row_blocks) * PY;
+    let nc = gid / row_blocks;
     let c = nc % p.c_out;
     let n = nc / p.c_out;
     let ci = c / p.multiplier;
-    let iy0 = i32(oy * SH) - i32(p.pad_h);
+    let iy0 = i32(oy0 * SH) - i32(p.pad_h);
     let plane = (n * p.c_in + ci) * p.h;
-    let out_row = ((n * p.c_out + shuffled_channel(c, p.c_out)) * p.oh + oy) * p.ow;
+    let out_row = ((n * p.c_out + shuffled_channel(c, p.c_out)) * p.oh + oy0) * p.ow;
     let b = f32(bias[c]);
     // The channel's filter, loaded once per row instead of once per strip (storage loads
     // run lane by lane on CPU adapters; registers or stack slots are cheap everywhere).
@@ -67,16 +71,24 @@ fn main(inv: Invocation) {
             wreg[t] = f32(wt[c * KH * KW + t]);
         }
     }
+    // Input rows the PY output rows read.
+    let in_rows = (PY - 1u) * SH + (KH - 1u) * DH + 1u;
 
     for (var sx = 0u; sx < p.strips_x; sx++) {
         let ox0 = sx * PX;
         let ix0 = i32(ox0 * SW) - i32(p.pad_w);
         // Function-scope variables start zeroed in WGSL; reset per strip.
-        var acc: array<f32, PX>;
+        var acc: array<f32, PX * PY>;
         var row: array<f32, ROW>;
-        for (var ky = 0u; ky < KH; ky++) {
-            let iy_raw = iy0 + i32(ky * DH);
-            if (PAD_MODE != 0u || (iy_raw >= 0 && iy_raw < i32(p.h))) {
+        for (var r = 0u; r < in_rows; r++) {
+            let iy_raw = iy0 + i32(r);
+            // Dilated windows skip rows: read only those some output row needs.
+            var needed = DH == 1u;
+            for (var yy = 0u; yy < PY; yy++) {
+                let d = i32(r) - i32(yy * SH);
+                needed = needed || (d >= 0 && u32(d) % DH == 0u && u32(d) / DH < KH);
+            }
+            if (needed && (PAD_MODE != 0u || (iy_raw >= 0 && iy_raw < i32(p.h)))) {
                 let iy = pad_index(iy_raw, i32(p.h));
                 let base = (plane + u32(iy)) * p.w;
                 if (VEC == 1u) {
@@ -90,33 +102,49 @@ fn main(inv: Invocation) {
                         let val = vec4<f32>(x4[base / 4u + u32(clamp(q, 0, w4 - 1))]);
                         vb[v] = select(vec4<f32>(0.0), val, inside);
                     }
-                    for (var r = 0u; r < ROW; r++) {
-                        row[r] = vb[(SHIFT + r) / 4u][(SHIFT + r) % 4u];
+                    for (var k = 0u; k < ROW; k++) {
+                        row[k] = vb[(SHIFT + k) / 4u][(SHIFT + k) % 4u];
                     }
                 } else if (ROWBUF == 1u) {
-                    for (var r = 0u; r < ROW; r++) {
-                        row[r] = load_x(base, ix0 + i32(r));
+                    for (var k = 0u; k < ROW; k++) {
+                        row[k] = load_x(base, ix0 + i32(k));
                     }
                 }
-                for (var kx = 0u; kx < KW; kx++) {
-                    var wv: f32;
-                    if (KH * KW <= WREG) {
-                        wv = wreg[ky * KW + kx];
-                    } else {
-                        wv = f32(wt[(c * KH + ky) * KW + kx]);
-                    }
-                    for (var j = 0u; j < PX; j++) {
-                        var v: f32;
-                        if (ROWBUF == 1u) {
-                            v = row[j * SW + kx * DW];
-                        } else {
-                            v = load_x(base, ix0 + i32(j * SW + kx * DW));
+                // Output row yy reads this input row with kernel row ky when
+                // r = yy * SH + ky * DH.
+                for (var yy = 0u; yy < PY; yy++) {
+                    let d = i32(r) - i32(yy * SH);
+                    if (d >= 0 && u32(d) % DH == 0u && u32(d) / DH < KH) {
+                        let ky = u32(d) / DH;
+                        for (var kx = 0u; kx < KW; kx++) {
+                            var wv: f32;
+                            if (KH * KW <= WREG) {
+                                wv = wreg[ky * KW + kx];
+                            } else {
+                                wv = f32(wt[(c * KH + ky) * KW + kx]);
+                            }
+                            for (var j = 0u; j < PX; j++) {
+                                var v: f32;
+                                if (ROWBUF == 1u) {
+                                    v = row[j * SW + kx * DW];
+                                } else {
+                                    v = load_x(base, ix0 + i32(j * SW + kx * DW));
+                                }
+                                acc[yy * PX + j] = fma(v, wv, acc[yy * PX + j]);
+                            }
                         }
-                        acc[j] = fma(v, wv, acc[j]);
                     }
                 }
             }
         }
-        store_strip(out_row, ox0, &acc, b);
+        for (var yy = 0u; yy < PY; yy++) {
+            if (oy0 + yy < p.oh) {
+                var out: array<f32, PX>;
+                for (var j = 0u; j < PX; j++) {
+                    out[j] = acc[yy * PX + j];
+                }
+                store_strip(out_row + yy * p.ow, ox0, &out, b);
+            }
+        }
     }
 }
