@@ -23,6 +23,10 @@ const OC_VEC: u32 = 2u; // @specialize
 // block's scale applied as the input is read.
 @group(0) @binding(6) var<storage, read> gate: array<Act>;
 
+fn load_weights(i: u32) -> vec4<f32> {
+    return vec4<f32>(wt[i]);
+}
+
 fn load_group(plane: u32, g: u32) -> vec4<f32> {
     return vec4<f32>(x[plane * (p.hw / 4u) + g]);
 }

@@ -5,6 +5,7 @@
 //   load_group(plane, g) -> vec4<f32>: pixels 4g .. 4g + 3 of input plane `plane`;
 //   store_group(plane, g, v): writes finish4(v, residual) to pixels 4g .. of output plane
 //   `plane` (those inside the plane);
+//   load_weights(i) -> vec4<f32>: the i-th vec4 of the blocked weights;
 // and binds `gate`, read when GATED: each input plane is scaled by
 // activation4(GATE_ACT, gate[plane]) as it is read (a squeeze-and-excitation's scale,
 // fused into the convolution that follows it).
@@ -93,27 +94,27 @@ fn main(inv: Invocation) {
             }
         }
         let widx = ci * oc_pad4 + oc0 / 4u;
-        let w0 = vec4<f32>(wt[widx + 0u]);
+        let w0 = load_weights(widx + 0u);
         accumulate(&a0, &xv, w0.x);
         accumulate(&a1, &xv, w0.y);
         accumulate(&a2, &xv, w0.z);
         accumulate(&a3, &xv, w0.w);
         if (OC_VEC > 1u) {
-            let w1 = vec4<f32>(wt[widx + 1u]);
+            let w1 = load_weights(widx + 1u);
             accumulate(&a4, &xv, w1.x);
             accumulate(&a5, &xv, w1.y);
             accumulate(&a6, &xv, w1.z);
             accumulate(&a7, &xv, w1.w);
         }
         if (OC_VEC > 2u) {
-            let w2 = vec4<f32>(wt[widx + 2u]);
+            let w2 = load_weights(widx + 2u);
             accumulate(&a8, &xv, w2.x);
             accumulate(&a9, &xv, w2.y);
             accumulate(&a10, &xv, w2.z);
             accumulate(&a11, &xv, w2.w);
         }
         if (OC_VEC > 3u) {
-            let w3 = vec4<f32>(wt[widx + 3u]);
+            let w3 = load_weights(widx + 3u);
             accumulate(&a12, &xv, w3.x);
             accumulate(&a13, &xv, w3.y);
             accumulate(&a14, &xv, w3.z);

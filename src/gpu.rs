@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use ndarray::{Array4, ArrayView4};
 
 use crate::error::{Error, Result};
-use crate::launch::{Args, Bindable, Constants, Launch, LOOP_BUDGET};
+use crate::launch::{Access, Args, Bindable, Constants, Launch, LOOP_BUDGET, TEXEL_ROW};
 use crate::shaders;
 pub use crate::traffic::{DispatchTraffic, Traffic};
 
@@ -790,6 +790,10 @@ struct Inner {
     /// may not be bound both read-only and read-write in one dispatch). Never read or
     /// written: the kernel's constants say the operand is absent.
     unused: Vec<wgpu::Buffer>,
+    /// The textures behind `Access::Texels` bindings, by (binding index, format, rows
+    /// rounded up to a power of two). One each is enough: every copy into one ends the
+    /// compute pass, and wgpu orders the copy after the dispatches that read it before.
+    texels: Mutex<HashMap<(usize, wgpu::TextureFormat, u32), wgpu::Texture>>,
 }
 
 fn invalid_io(name: &'static str, path: &std::path::Path, e: std::io::Error) -> Error {
@@ -1015,6 +1019,7 @@ impl Gpu {
                 pipelines_created: AtomicUsize::new(0),
                 pool: Arc::new(Mutex::new(Pool::default())),
                 unused,
+                texels: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -2011,7 +2016,8 @@ impl<'g> Recorder<'g> {
         }
         let pipeline = self.gpu.pipeline(launch.file, &launch.constants)?;
         let (gx, gy) = self.gpu.grid(launch.workgroups)?;
-        let (bind_group, uniform) = self.bind(launch, &pipeline, &buffers)?;
+        let texels = self.copy_to_texels(launch, &buffers)?;
+        let (bind_group, uniform) = self.bind(launch, &pipeline, &buffers, &texels)?;
         // Profiled with timestamps: each dispatch in a pass of its own, timed at its
         // begin and end.
         let timed = self.timestamp_slot();
@@ -2075,6 +2081,10 @@ impl<'g> Recorder<'g> {
         let act = self.gpu.act_elem();
         for (b, binding) in buffers.iter().zip(launch.bindings) {
             let Some(b) = b else { continue };
+            // Texels take their format from the buffer.
+            if binding.access == Access::Texels {
+                continue;
+            }
             let is_act = acts.iter().any(|a| a == binding.name);
             let wanted = if is_act { act } else { Elem::F32 };
             if b.elem() != wanted {
@@ -2345,6 +2355,7 @@ impl<'g> Recorder<'g> {
         launch: &Launch,
         pipeline: &wgpu::ComputePipeline,
         buffers: &[Option<&Arc<PooledBuffer>>],
+        texels: &[Option<wgpu::TextureView>],
     ) -> Result<(wgpu::BindGroup, Arc<PooledBuffer>)> {
         let mut bytes = launch.uniform.clone();
         bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
@@ -2359,10 +2370,13 @@ impl<'g> Recorder<'g> {
             }),
         }];
         for (i, b) in buffers.iter().enumerate() {
-            let buffer = b.map_or(&unused[i], |b| &b.buffer);
+            let resource = match texels.get(i) {
+                Some(Some(view)) => wgpu::BindingResource::TextureView(view),
+                _ => b.map_or(&unused[i], |b| &b.buffer).as_entire_binding(),
+            };
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: buffer.as_entire_binding(),
+                resource,
             });
         }
         let inner = &self.gpu.inner;
@@ -2375,6 +2389,121 @@ impl<'g> Recorder<'g> {
             })
         })?;
         Ok((bind_group, uniform))
+    }
+
+    /// Copies each buffer bound as [`Access::Texels`] into its texture (vec4 texels,
+    /// `TEXEL_ROW` to a row, the format of the buffer's elements), ending the compute
+    /// pass; returns the views to bind, `None` for the other bindings.
+    fn copy_to_texels(
+        &mut self,
+        launch: &Launch,
+        buffers: &[Option<&Arc<PooledBuffer>>],
+    ) -> Result<Vec<Option<wgpu::TextureView>>> {
+        let mut views = Vec::with_capacity(buffers.len());
+        for (i, (b, binding)) in buffers.iter().zip(launch.bindings).enumerate() {
+            let (Some(b), Access::Texels) = (b, binding.access) else {
+                views.push(None);
+                continue;
+            };
+            let (format, texel_bytes) = match b.elem() {
+                Elem::F32 => (wgpu::TextureFormat::Rgba32Float, 16u64),
+                Elem::F16 => (wgpu::TextureFormat::Rgba16Float, 8u64),
+            };
+            let texels = b.used_bytes().div_ceil(texel_bytes).max(1);
+            if texels * texel_bytes > b.buffer.size() {
+                return Err(Error::Gpu(format!(
+                    "{}: `{}` holds {} bytes, not whole texels",
+                    launch.file,
+                    binding.name,
+                    b.used_bytes()
+                )));
+            }
+            let row = u64::from(TEXEL_ROW);
+            let rows = texels.div_ceil(row);
+            let max_rows = u64::from(self.gpu.inner.limits.max_texture_dimension_2d);
+            if rows > max_rows {
+                return Err(Error::TooLarge {
+                    name: binding.name,
+                    amount: texels,
+                    unit: "vec4 texels",
+                    limit: max_rows * row,
+                    limit_name: "TEXEL_ROW x max_texture_dimension_2d",
+                });
+            }
+            let bucket = (rows as u32).next_power_of_two().min(max_rows as u32);
+            let texture = {
+                let mut pool = self
+                    .gpu
+                    .inner
+                    .texels
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                pool.entry((i, format, bucket))
+                    .or_insert_with(|| {
+                        self.gpu
+                            .inner
+                            .device
+                            .create_texture(&wgpu::TextureDescriptor {
+                                label: Some("segblocks texels"),
+                                size: wgpu::Extent3d {
+                                    width: TEXEL_ROW,
+                                    height: bucket,
+                                    depth_or_array_layers: 1,
+                                },
+                                mip_level_count: 1,
+                                sample_count: 1,
+                                dimension: wgpu::TextureDimension::D2,
+                                format,
+                                usage: wgpu::TextureUsages::TEXTURE_BINDING
+                                    | wgpu::TextureUsages::COPY_DST,
+                                view_formats: &[],
+                            })
+                    })
+                    .clone()
+            };
+            self.pass = None;
+            let encoder = self.encoder();
+            let bytes_per_row = (row * texel_bytes) as u32;
+            // Whole rows, then the part of the last one the buffer holds.
+            let (full, rest) = (texels / row, texels % row);
+            let copies = [(0, full, row), (full, u64::from(rest > 0), rest)];
+            for (first, height, width) in copies {
+                if height == 0 {
+                    continue;
+                }
+                encoder.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &b.buffer,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: first * u64::from(bytes_per_row),
+                            bytes_per_row: Some(bytes_per_row),
+                            rows_per_image: None,
+                        },
+                    },
+                    wgpu::TexelCopyTextureInfo {
+                        texture: &texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d {
+                            x: 0,
+                            y: first as u32,
+                            z: 0,
+                        },
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::Extent3d {
+                        width: width as u32,
+                        height: height as u32,
+                        depth_or_array_layers: 1,
+                    },
+                );
+            }
+            let bytes = texels * texel_bytes;
+            self.note_traffic("copy", bytes, bytes);
+            views.push(Some(
+                texture.create_view(&wgpu::TextureViewDescriptor::default()),
+            ));
+        }
+        Ok(views)
     }
 
     /// Records a buffer-to-buffer copy of `bytes` bytes.

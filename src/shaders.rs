@@ -48,6 +48,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("conv_gemm.wgsl"),
     wgsl!("conv_pointwise.wgsl"),
     wgsl!("conv_pointwise_scalar.wgsl"),
+    wgsl!("conv_pointwise_texels.wgsl"),
     wgsl!("conv_pointwise_body.wgsl"),
     wgsl!("conv_depthwise.wgsl"),
     wgsl!("conv_depthwise_vec.wgsl"),

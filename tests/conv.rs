@@ -441,11 +441,8 @@ fn kernel_selection_is_explicit() {
     };
     for (params, input, want) in [
         (Conv2dParams::new(64, 64, 3).padding(1), s, direct),
-        (
-            Conv2dParams::new(64, 24, 1),
-            s,
-            ConvKernel::Pointwise { vector_io: true },
-        ),
+        // Texel fetches: vector gathers on a CPU adapter.
+        (Conv2dParams::new(64, 24, 1), s, ConvKernel::PointwiseTexels),
         // 7 x 7 planes: the direct kernel measured as fast as the scalar pointwise one.
         (Conv2dParams::new(64, 24, 1), [1, 64, 7, 7], direct),
         // Scalar loads on a CPU adapter (vector loads measured slower there), vector

@@ -112,7 +112,7 @@ fn act_shaders_validate_with_f16_storage() {
     }
     // Every kernel that reads or writes a tensor has an f16 form: all but the max-unpool
     // scatter (indices and atomics) and the norm statistics combine (f32 sums).
-    assert_eq!(count, 39, "shaders with Act bindings");
+    assert_eq!(count, 40, "shaders with Act bindings");
 }
 
 /// The kernels whose workgroup reductions have a subgroup form (`reduce_subgroup.wgsl`)
@@ -377,6 +377,16 @@ fn reflect(k: &segblocks::launch::KernelDescription, source: &str) -> Result<(),
     }
     // Bindings 1..: storage buffers by name and access.
     for ((_, v), b) in bound[1..].iter().zip(&k.bindings) {
+        if b.access == Access::Texels {
+            let name = v.name.as_deref().unwrap_or("");
+            if name != b.name || v.space != AddressSpace::Handle {
+                return Err(format!(
+                    "binding `{}` (texels): WGSL has `{name}` in {:?}",
+                    b.name, v.space
+                ));
+            }
+            continue;
+        }
         let AddressSpace::Storage { access } = v.space else {
             return Err(format!("`{}` is {:?}, not storage", b.name, v.space));
         };

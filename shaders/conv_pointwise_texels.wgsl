@@ -1,0 +1,48 @@
+// The pointwise convolution of conv_pointwise.wgsl (planes of a multiple of 4 pixels)
+// reading its input and weights as texels: each binding holds a buffer's vec4s copied
+// into a 2-D texture, TEXEL_ROW to a row (the recorder makes the copy, see
+// `launch::Access::Texels`). CPU adapters run texel fetches as vector gathers over the
+// invocations of a SIMD register but storage loads one invocation at a time (lavapipe:
+// 5x the load throughput), so they take this variant (src/ops/conv.rs).
+#include "epilogue.wgsl"
+
+// Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
+const Q: u32 = 4u; // @specialize
+const OC_VEC: u32 = 2u; // @specialize
+// Texels per texture row (`launch::TEXEL_ROW`).
+const TEXEL_ROW: u32 = 4096u;
+
+@group(0) @binding(0) var<uniform> p: PointwiseParams;
+@group(0) @binding(1) var x: texture_2d<f32>;
+// Weights: the blocked layout of conv_pointwise.wgsl; bias at the context's precision.
+@group(0) @binding(2) var wt: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<Wt>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<Act>>;
+// The residual added in the store (RESIDUAL != 0).
+@group(0) @binding(5) var<storage, read> res: array<vec4<Act>>;
+// The input gate's logits [N, C_in] (GATED): x * act(gate) is convolved, an SE
+// block's scale applied as the input is read.
+@group(0) @binding(6) var<storage, read> gate: array<Act>;
+
+fn texel_at(i: u32) -> vec2<u32> {
+    return vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW);
+}
+
+fn load_weights(i: u32) -> vec4<f32> {
+    return textureLoad(wt, texel_at(i), 0);
+}
+
+fn load_group(plane: u32, g: u32) -> vec4<f32> {
+    return textureLoad(x, texel_at(plane * (p.hw / 4u) + g), 0);
+}
+
+fn store_group(plane: u32, g: u32, v: vec4<f32>) {
+    let i = plane * (p.hw / 4u) + g;
+    var r = vec4<f32>(0.0);
+    if (RESIDUAL != 0u) {
+        r = vec4<f32>(res[i]);
+    }
+    y[i] = vec4<Act>(finish4(v, r));
+}
+
+#include "conv_pointwise_body.wgsl"
