@@ -38,7 +38,7 @@ pub enum Access {
     Read,
     /// `var<storage, read_write>`.
     ReadWrite,
-    /// `texture_2d<f32>`: a read-only buffer (bound with [`Args::read`]) whose vec4s the
+    /// `texture_2d<f32>`: a read-only buffer (an op binds it as it binds any input) whose vec4s the
     /// recorder copies into a texture, [`TEXEL_ROW`] to a row, before the dispatch. CPU
     /// adapters fetch texels with vector gathers over a SIMD register's invocations but
     /// load storage buffers one invocation at a time (lavapipe: 5x the throughput).
