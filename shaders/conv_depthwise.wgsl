@@ -20,6 +20,10 @@
 // The residual added in the store (RESIDUAL != 0).
 @group(0) @binding(6) var<storage, read> res: array<Act>;
 
+fn load_x4(i: u32) -> vec4<f32> {
+    return vec4<f32>(x4[i]);
+}
+
 fn store_strip(out_row: u32, ox0: u32, acc: ptr<function, array<f32, PX>>, b: f32) {
     for (var j = 0u; j < PX; j++) {
         if (ox0 + j < p.ow) {

@@ -3,6 +3,7 @@
 // including file declares the bindings and defines
 //   store_strip(out_row, ox0, acc, b): writes finish(acc[j] + b, residual) to output
 //   pixels ox0 + j of the row starting at out_row (those inside the row).
+//   load_x4(i) -> vec4<f32>: the i-th vec4 of the input (VEC = 1).
 #include "epilogue.wgsl"
 #include "padding.wgsl"
 #include "window.wgsl"
@@ -99,7 +100,7 @@ fn main(inv: Invocation) {
                     for (var v = 0u; v < NV; v++) {
                         let q = start4 + i32(v);
                         let inside = q >= 0 && q < w4;
-                        let val = vec4<f32>(x4[base / 4u + u32(clamp(q, 0, w4 - 1))]);
+                        let val = load_x4(base / 4u + u32(clamp(q, 0, w4 - 1)));
                         vb[v] = select(vec4<f32>(0.0), val, inside);
                     }
                     for (var k = 0u; k < ROW; k++) {

@@ -14,6 +14,10 @@
 // The residual added in the store (RESIDUAL != 0).
 @group(0) @binding(6) var<storage, read> res: array<vec4<Act>>;
 
+fn load_x4(i: u32) -> vec4<f32> {
+    return vec4<f32>(x4[i]);
+}
+
 fn store_strip(out_row: u32, ox0: u32, acc: ptr<function, array<f32, PX>>, b: f32) {
     var v: vec4<f32>;
     for (var j = 0u; j < PX; j++) {

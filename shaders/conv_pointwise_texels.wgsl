@@ -5,12 +5,11 @@
 // invocations of a SIMD register but storage loads one invocation at a time (lavapipe:
 // 5x the load throughput), so they take this variant (src/ops/conv.rs).
 #include "epilogue.wgsl"
+#include "texels.wgsl"
 
 // Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
 const Q: u32 = 4u; // @specialize
 const OC_VEC: u32 = 2u; // @specialize
-// Texels per texture row (`launch::TEXEL_ROW`).
-const TEXEL_ROW: u32 = 4096u;
 
 @group(0) @binding(0) var<uniform> p: PointwiseParams;
 @group(0) @binding(1) var x: texture_2d<f32>;
@@ -23,10 +22,6 @@ const TEXEL_ROW: u32 = 4096u;
 // The input gate's logits [N, C_in] (GATED): x * act(gate) is convolved, an SE
 // block's scale applied as the input is read.
 @group(0) @binding(6) var<storage, read> gate: array<Act>;
-
-fn texel_at(i: u32) -> vec2<u32> {
-    return vec2<u32>(i % TEXEL_ROW, i / TEXEL_ROW);
-}
 
 fn load_weights(i: u32) -> vec4<f32> {
     return textureLoad(wt, texel_at(i), 0);

@@ -49,9 +49,11 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("conv_pointwise.wgsl"),
     wgsl!("conv_pointwise_scalar.wgsl"),
     wgsl!("conv_pointwise_texels.wgsl"),
+    wgsl!("texels.wgsl"),
     wgsl!("conv_pointwise_body.wgsl"),
     wgsl!("conv_depthwise.wgsl"),
     wgsl!("conv_depthwise_vec.wgsl"),
+    wgsl!("conv_depthwise_texels.wgsl"),
     wgsl!("conv_depthwise_body.wgsl"),
     wgsl!("conv_depthwise_tiled.wgsl"),
     wgsl!("conv_transpose.wgsl"),
@@ -372,6 +374,17 @@ mod tests {
         );
         assert!(super::source("conv_direct.wgsl", &[("NOT_DECLARED", 1)]).is_none());
         assert!(super::source("missing.wgsl", &[]).is_none());
+    }
+
+    /// The shaders' texel row is the recorder's.
+    #[test]
+    fn texel_rows_agree() {
+        let (_, text) = super::FILES
+            .iter()
+            .find(|(n, _)| *n == "texels.wgsl")
+            .unwrap();
+        let line = format!("const TEXEL_ROW: u32 = {}u;", crate::launch::TEXEL_ROW);
+        assert!(text.contains(&line), "{text}");
     }
 
     /// The shaders are compiled without wgpu's loop bounding (`shader_checks` in gpu.rs),

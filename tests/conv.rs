@@ -445,12 +445,12 @@ fn kernel_selection_is_explicit() {
         (Conv2dParams::new(64, 24, 1), s, ConvKernel::PointwiseTexels),
         // 7 x 7 planes: the direct kernel measured as fast as the scalar pointwise one.
         (Conv2dParams::new(64, 24, 1), [1, 64, 7, 7], direct),
-        // Scalar loads on a CPU adapter (vector loads measured slower there), vector
-        // stores where the row allows.
+        // Vector loads as texels on a CPU adapter (as storage loads they measured slower
+        // than scalar ones there) where the row allows them and vector stores.
         (
             Conv2dParams::depthwise(64, 1, 3).padding(1),
             s,
-            dw(false, true),
+            ConvKernel::DepthwiseTexels,
         ),
         (Conv2dParams::depthwise(64, 2, 3), s, dw(false, false)),
         // A width not divisible by 4: scalar loads; 54 output columns: scalar stores.

@@ -423,6 +423,12 @@ pub enum ConvKernel {
         /// (`conv_depthwise_vec.wgsl`): needs output rows and strips of a multiple of 4.
         vector_stores: bool,
     },
+    /// The depthwise kernel with vector loads and stores (`Depthwise { row_buffer: true,
+    /// vector_loads: true, vector_stores: true }`) reading its input's vec4s as texels
+    /// (`conv_depthwise_texels.wgsl`, [`Access::Texels`](crate::launch::Access::Texels)).
+    /// Needs what that variant needs and the input within `TEXEL_ROW` x 8,192 vec4s.
+    /// Chosen on CPU adapters where it runs.
+    DepthwiseTexels,
     /// Depthwise convolution with its input patch in workgroup memory
     /// (`conv_depthwise_tiled.wgsl`): 16 x 8 output pixels of one channel per workgroup,
     /// each input read from device memory once. Needs `groups == in_channels` and a patch
@@ -441,7 +447,7 @@ pub enum ConvKernel {
 impl ConvKernel {
     /// Every variant and sub-variant, for tests that force each one (vector loads read
     /// the row buffer, so there is no depthwise variant with one and not the other).
-    pub const ALL: [ConvKernel; 13] = {
+    pub const ALL: [ConvKernel; 14] = {
         const fn d(row_buffer: bool, vector_loads: bool, vector_stores: bool) -> ConvKernel {
             ConvKernel::Depthwise {
                 row_buffer,
@@ -461,6 +467,7 @@ impl ConvKernel {
             d(true, false, false),
             d(false, false, true),
             d(false, false, false),
+            ConvKernel::DepthwiseTexels,
             ConvKernel::DepthwiseTiled,
             ConvKernel::Gemm,
         ]
@@ -519,6 +526,16 @@ impl ConvKernel {
                             && (t.px * params.stride.1).is_multiple_of(4)))
                     && (!vector_stores || (t.px.is_multiple_of(4) && out[3].is_multiple_of(4)))
             }
+            ConvKernel::DepthwiseTexels => {
+                let vectors = ConvKernel::Depthwise {
+                    row_buffer: true,
+                    vector_loads: true,
+                    vector_stores: true,
+                };
+                vectors.supports(params, input)
+                    && input.iter().product::<usize>().div_ceil(4)
+                        <= (TEXEL_ROW * TEXEL_ROWS_ANYWHERE) as usize
+            }
             ConvKernel::DepthwiseTiled => {
                 params.is_depthwise() && depthwise_patch(params).0 <= DEPTHWISE_PATCH_MAX
             }
@@ -542,6 +559,10 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     if params.is_depthwise() && params.in_channels > 1 {
         if !caps.cpu && ConvKernel::DepthwiseTiled.supports(params, input) {
             return ConvKernel::DepthwiseTiled;
+        }
+        // Vector loads as texels: gathers on a CPU adapter (see `PointwiseTexels`).
+        if caps.cpu && ConvKernel::DepthwiseTexels.supports(params, input) {
+            return ConvKernel::DepthwiseTexels;
         }
         // Aligned vec4 loads (then shifted into the row) coalesce on a GPU; on a CPU
         // adapter they cost more than the scalar loads they replace (lavapipe, same run,
@@ -1010,6 +1031,17 @@ const CONV_DEPTHWISE: Kernel<DepthwiseParams, DepthwiseSpec> =
     Kernel::new("conv_depthwise.wgsl", DEPTHWISE_BINDINGS);
 const CONV_DEPTHWISE_VEC: Kernel<DepthwiseParams, DepthwiseSpec> =
     Kernel::new("conv_depthwise_vec.wgsl", DEPTHWISE_BINDINGS);
+const CONV_DEPTHWISE_TEXELS: Kernel<DepthwiseParams, DepthwiseSpec> = Kernel::new(
+    "conv_depthwise_texels.wgsl",
+    &[
+        read("x"),
+        read("wt"),
+        read("bias"),
+        write("y"),
+        texels("x4"),
+        read_opt("res"),
+    ],
+);
 
 /// The kernels of this family.
 pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
@@ -1021,6 +1053,7 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &CONV_POINTWISE_TEXELS,
     &CONV_DEPTHWISE,
     &CONV_DEPTHWISE_VEC,
+    &CONV_DEPTHWISE_TEXELS,
 ];
 
 /// The window of the register-tiled kernels' uniform: the geometry every tiled
@@ -1250,9 +1283,9 @@ fn plan_pointwise(
 /// The depthwise kernel's dispatch for `p` from `input` to `out`.
 fn plan_depthwise(
     p: &Conv2dParams,
-    input: [usize; 4],
-    out: [usize; 4],
-    (row_buffer, vector_loads, vector_stores): (bool, bool, bool),
+    (input, out): ([usize; 4], [usize; 4]),
+    (row_buffer, vector_loads): (bool, bool),
+    kernel: &'static Kernel<DepthwiseParams, DepthwiseSpec>,
     epilogue: Epilogue,
 ) -> Launch {
     let [n, c_out, oh, ow] = out;
@@ -1289,11 +1322,6 @@ fn plan_depthwise(
             0
         },
         rows: Count(t.rows as u32),
-    };
-    let kernel = if vector_stores {
-        &CONV_DEPTHWISE_VEC
-    } else {
-        &CONV_DEPTHWISE
     };
     let (kh, kw) = p.kernel_size;
     let in_rows = (t.rows - 1) * p.stride.0 + (kh - 1) * p.dilation.0 + 1;
@@ -1354,11 +1382,25 @@ fn plan_gated(
             row_buffer,
             vector_loads,
             vector_stores,
-        } => plan_depthwise(
+        } => {
+            let kernel = if vector_stores {
+                &CONV_DEPTHWISE_VEC
+            } else {
+                &CONV_DEPTHWISE
+            };
+            plan_depthwise(
+                p,
+                (input, out),
+                (row_buffer, vector_loads),
+                kernel,
+                epilogue,
+            )
+        }
+        ConvKernel::DepthwiseTexels => plan_depthwise(
             p,
-            input,
-            out,
-            (row_buffer, vector_loads, vector_stores),
+            (input, out),
+            (true, true),
+            &CONV_DEPTHWISE_TEXELS,
             epilogue,
         ),
     })
@@ -1766,9 +1808,9 @@ impl Conv2d {
         let launch = plan_gated(&self.params, input.shape(), kernel, (epilogue, input_gate))?;
         let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
         let weight = match kernel {
-            ConvKernel::Depthwise { .. } | ConvKernel::DepthwiseTiled => {
-                weights.layout(0, &|w| w.to_vec())?
-            }
+            ConvKernel::Depthwise { .. }
+            | ConvKernel::DepthwiseTexels
+            | ConvKernel::DepthwiseTiled => weights.layout(0, &|w| w.to_vec())?,
             _ => weights.layout(1, &|w| pack_blocked(&self.params, w))?,
         };
         let args = Args::new()
@@ -1780,7 +1822,7 @@ impl Conv2d {
             .read_opt("gate", gate.map(|(g, _)| g));
         // The depthwise kernels also read the input as vec4s.
         let args = match kernel {
-            ConvKernel::Depthwise { .. } => args.read("x4", input),
+            ConvKernel::Depthwise { .. } | ConvKernel::DepthwiseTexels => args.read("x4", input),
             _ => args,
         };
         rec.run(&launch, args)?;
@@ -2111,8 +2153,8 @@ mod tests {
         assert_eq!(launch.file, "conv_direct.wgsl");
         assert_eq!(launch.constants.get("RESIDUAL"), Some(1));
         assert_eq!(launch.constants.get("SHUFFLE_G"), Some(3));
-        // Depthwise 3x3 stride 2 on a width divisible by 4: aligned vector loads (a GPU's
-        // choice; CPU adapters read scalars), 8-pixel strips, and the shift of a strip's
+        // Depthwise 3x3 stride 2 on a width divisible by 4: aligned vector loads (CPU
+        // adapters read them as texels), 8-pixel strips, and the shift of a strip's
         // first input from its aligned vec4.
         let p = Conv2dParams::depthwise(32, 1, 3).stride(2).padding(1);
         let input = [1, 32, 56, 56];
@@ -2121,14 +2163,7 @@ mod tests {
             vector_loads: true,
             vector_stores: true,
         };
-        assert_eq!(
-            select_kernel(&p, input, &caps),
-            ConvKernel::Depthwise {
-                row_buffer: true,
-                vector_loads: false,
-                vector_stores: false
-            }
-        );
+        assert_eq!(select_kernel(&p, input, &caps), ConvKernel::DepthwiseTexels);
         let launch = plan(&p, input, k, Epilogue::default()).unwrap();
         assert_eq!(launch.file, "conv_depthwise_vec.wgsl");
         assert_eq!(launch.constants.get("VEC"), Some(1));
