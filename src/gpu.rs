@@ -446,8 +446,12 @@ pub struct MemoryStats {
     /// Number of device buffers ever created by the pool.
     pub buffers_created: u64,
     /// The most bytes ever live at once since the context was created or
-    /// [`Gpu::reset_peak_memory`] was called: the device memory a workload needs.
+    /// [`Gpu::reset_peak_memory`] was called: the buffer memory a workload needs.
     pub peak_live_bytes: u64,
+    /// Bytes in the textures that texel reads copy their operands into (CPU adapters'
+    /// pointwise and depthwise convolutions): one per binding, format and power-of-two
+    /// height, reused by every recording; not counted in the bytes above.
+    pub texel_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -1100,13 +1104,26 @@ impl Gpu {
             .len()
     }
 
-    /// Byte counts of the buffer pool.
+    /// Byte counts of the buffer pool and the texel textures.
     pub fn memory_stats(&self) -> MemoryStats {
-        self.inner
+        let mut stats = self
+            .inner
             .pool
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .stats
+            .stats;
+        stats.texel_bytes = self
+            .inner
+            .texels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|t| {
+                let texel = t.format().block_copy_size(None).unwrap_or(16);
+                u64::from(t.width()) * u64::from(t.height()) * u64::from(texel)
+            })
+            .sum();
+        stats
     }
 
     /// Restarts [`MemoryStats::peak_live_bytes`] from the bytes live now.
@@ -1115,11 +1132,17 @@ impl Gpu {
         pool.stats.peak_live_bytes = pool.stats.live_bytes;
     }
 
-    /// Frees every pooled (unused) buffer.
+    /// Frees every pooled (unused) buffer and the texel textures (recreated when next
+    /// needed).
     pub fn trim_pool(&self) {
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.free.clear();
         pool.stats.pooled_bytes = 0;
+        self.inner
+            .texels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Runs `f` inside error scopes of this thread and returns what wgpu reported during

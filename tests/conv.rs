@@ -920,6 +920,38 @@ fn tensors_beyond_the_binding_limit_are_refused() {
 }
 
 #[test]
+fn texel_textures_are_reused_and_trimmed() {
+    let gpu = Gpu::new().unwrap();
+    let p = Conv2dParams::new(8, 12, 1).bias(false);
+    let mut r = rng(5);
+    let w = random4(&mut r, p.weight_shape());
+    let conv = Conv2d::new(&gpu, p, w.view(), None).unwrap();
+    let kernel = ConvKernel::PointwiseTexels;
+    let run = |side: usize| {
+        let x = random4(&mut rng(side as u64), [1, 8, side, side]);
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = conv.forward_with(&mut rec, &xt, kernel).unwrap();
+        let got = rec.download(&y).unwrap();
+        let want = reference::conv::conv2d(&p, x.view(), w.view(), None).unwrap();
+        let err = (&got - &want).iter().fold(0f32, |m, d| m.max(d.abs()));
+        assert!(err < 1e-4, "texels: max error {err}");
+    };
+    // Sizes alternate: after one round the textures are all there.
+    run(8);
+    run(64);
+    let after_one = gpu.memory_stats().texel_bytes;
+    assert!(after_one > 0);
+    for i in 0..20 {
+        run(if i % 2 == 0 { 8 } else { 64 });
+    }
+    assert_eq!(gpu.memory_stats().texel_bytes, after_one);
+    gpu.trim_pool();
+    assert_eq!(gpu.memory_stats().texel_bytes, 0);
+    run(8);
+}
+
+#[test]
 fn buffer_pool_stays_flat_and_pipelines_compile_once() {
     let gpu = Gpu::new().unwrap();
     let p = Conv2dParams::new(4, 8, 3)
