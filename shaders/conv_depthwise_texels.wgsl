@@ -3,6 +3,7 @@
 // CPU adapters fetch texels with vector gathers but load storage buffers one invocation
 // at a time (src/ops/conv.rs chooses this variant there).
 #include "conv_depthwise_body.wgsl"
+#include "conv_depthwise_store4.wgsl"
 #include "texels.wgsl"
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
@@ -19,19 +20,3 @@
 fn load_x4(i: u32) -> vec4<f32> {
     return textureLoad(x4, texel_at(i), 0);
 }
-
-fn store_strip(out_row: u32, ox0: u32, acc: ptr<function, array<f32, PX>>, b: f32) {
-    var v: vec4<f32>;
-    for (var j = 0u; j < PX; j++) {
-        v[j % 4u] = (*acc)[j] + b;
-        if (j % 4u == 3u && ox0 + j - 3u < p.ow) {
-            let i = (out_row + ox0 + j - 3u) / 4u;
-            var r = vec4<f32>(0.0);
-            if (RESIDUAL != 0u) {
-                r = vec4<f32>(res[i]);
-            }
-            y[i] = vec4<Act>(finish4(v, r));
-        }
-    }
-}
-

@@ -2,6 +2,7 @@
 // body of conv_depthwise.wgsl for output rows of a multiple of 4 pixels and strips of a
 // multiple of 4 (src/ops/conv.rs chooses it).
 #include "conv_depthwise_body.wgsl"
+#include "conv_depthwise_store4.wgsl"
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<Act>;
@@ -17,19 +18,3 @@
 fn load_x4(i: u32) -> vec4<f32> {
     return vec4<f32>(x4[i]);
 }
-
-fn store_strip(out_row: u32, ox0: u32, acc: ptr<function, array<f32, PX>>, b: f32) {
-    var v: vec4<f32>;
-    for (var j = 0u; j < PX; j++) {
-        v[j % 4u] = (*acc)[j] + b;
-        if (j % 4u == 3u && ox0 + j - 3u < p.ow) {
-            let i = (out_row + ox0 + j - 3u) / 4u;
-            var r = vec4<f32>(0.0);
-            if (RESIDUAL != 0u) {
-                r = vec4<f32>(res[i]);
-            }
-            y[i] = vec4<Act>(finish4(v, r));
-        }
-    }
-}
-

@@ -6,6 +6,7 @@
 // output channels, OC_VEC = 1..4 (OC_VEC vec4 weight loads per input channel), so every load feeds many
 // multiply-adds. Weights are [C_in][C_out padded to 4 * OC_VEC] (src/ops/conv.rs).
 #include "epilogue.wgsl"
+#include "conv_pointwise_store4.wgsl"
 
 // Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
 const Q: u32 = 4u; // @specialize
@@ -29,15 +30,6 @@ fn load_weights(i: u32) -> vec4<f32> {
 
 fn load_group(plane: u32, g: u32) -> vec4<f32> {
     return vec4<f32>(x[plane * (p.hw / 4u) + g]);
-}
-
-fn store_group(plane: u32, g: u32, v: vec4<f32>) {
-    let i = plane * (p.hw / 4u) + g;
-    var r = vec4<f32>(0.0);
-    if (RESIDUAL != 0u) {
-        r = vec4<f32>(res[i]);
-    }
-    y[i] = vec4<Act>(finish4(v, r));
 }
 
 #include "conv_pointwise_body.wgsl"

@@ -5,6 +5,7 @@
 // invocations of a SIMD register but storage loads one invocation at a time (lavapipe:
 // 5x the load throughput), so they take this variant (src/ops/conv.rs).
 #include "epilogue.wgsl"
+#include "conv_pointwise_store4.wgsl"
 #include "texels.wgsl"
 
 // Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
@@ -29,15 +30,6 @@ fn load_weights(i: u32) -> vec4<f32> {
 
 fn load_group(plane: u32, g: u32) -> vec4<f32> {
     return textureLoad(x, texel_at(plane * (p.hw / 4u) + g), 0);
-}
-
-fn store_group(plane: u32, g: u32, v: vec4<f32>) {
-    let i = plane * (p.hw / 4u) + g;
-    var r = vec4<f32>(0.0);
-    if (RESIDUAL != 0u) {
-        r = vec4<f32>(res[i]);
-    }
-    y[i] = vec4<Act>(finish4(v, r));
 }
 
 #include "conv_pointwise_body.wgsl"
