@@ -1,25 +1,6 @@
-// Direct convolution, any kernel size, stride, padding, dilation and groups.
-//
-// Each invocation computes PX consecutive output pixels of one row for 4 * OC_VEC output
-// channels of one group. Loads dominate on every GPU and on lavapipe most of all, so the
-// tile is built for reuse: one vec4 weight load serves PX pixels, and one input load
-// serves 4 * OC_VEC channels and, through the row buffer, every kernel column that reads it.
-//
-// Weights are repacked as [g][C_in/g][kH][kW][C_out/g padded to 4 * OC_VEC] (src/ops/conv.rs),
-// so a weight address depends only on the workgroup and the loop counters.
-#include "padding.wgsl"
-#include "window.wgsl"
-
-// Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
-const PX: u32 = 8u; // @specialize
-const OC_VEC: u32 = 2u; // @specialize
-// Input row segment of one strip, (PX - 1) * SW + (KW - 1) * DW + 1, when ROWBUF is 1:
-// each input is then loaded once per kernel row and reused by every kernel column.
-// With ROWBUF 0 (very wide dilations) inputs are loaded per (column, pixel).
-const ROW: u32 = 10u; // @specialize
-const ROWBUF: u32 = 1u; // @specialize
-
-#include "conv_tiles.wgsl"
+// The direct convolution (conv_direct_body.wgsl) reading its input and weights from
+// storage buffers: every device, every configuration.
+#include "conv_direct_body.wgsl"
 
 @group(0) @binding(0) var<uniform> p: TiledConvParams;
 @group(0) @binding(1) var<storage, read> x: array<Act>;
@@ -39,63 +20,12 @@ fn load_x(base: u32, ix: i32) -> f32 {
     return select(0.0, v, inside);
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let tile = tile_of(inv);
-    let n = tile.n;
-    let g = tile.g;
-    let oc0 = tile.oc0;
-    if (n >= p.n || tile.strip >= p.oh * p.strips_x) {
-        return;
-    }
-    let oy = tile.strip / p.strips_x;
-    let ox0 = (tile.strip % p.strips_x) * PX;
-    let iy0 = i32(oy * SH) - i32(p.pad_h);
-    let ix0 = i32(ox0 * SW) - i32(p.pad_w);
-    let oc_pad4 = p.cout_pg_pad / 4u;
+// Only the texel variant runs VEC = 1 (src/ops/conv.rs); this one is never specialised
+// so, and reads this only in the branch VEC = 0 removes.
+fn load_x4(i: u32) -> vec4<f32> {
+    return vec4<f32>(f32(x[4u * i]), f32(x[4u * i + 1u]), f32(x[4u * i + 2u]), f32(x[4u * i + 3u]));
+}
 
-    // Function-scope variables start zeroed in WGSL.
-    var acc0: array<vec4<f32>, PX>;
-    var acc1: array<vec4<f32>, PX>;
-    var acc2: array<vec4<f32>, PX>;
-    var acc3: array<vec4<f32>, PX>;
-    var row: array<f32, ROW>;
-    var xs: array<f32, PX>;
-
-    for (var ci = 0u; ci < p.cin_pg; ci++) {
-        let plane = (n * p.c_in + g * p.cin_pg + ci) * p.h;
-        for (var ky = 0u; ky < KH; ky++) {
-            let iy_raw = iy0 + i32(ky * DH);
-            if (PAD_MODE != 0u || (iy_raw >= 0 && iy_raw < i32(p.h))) {
-                let iy = pad_index(iy_raw, i32(p.h));
-                let base = (plane + u32(iy)) * p.w;
-                let wrow = ((g * p.cin_pg + ci) * KH + ky) * KW;
-                if (ROWBUF == 1u) {
-                    for (var r = 0u; r < ROW; r++) {
-                        row[r] = load_x(base, ix0 + i32(r));
-                    }
-                }
-                for (var kx = 0u; kx < KW; kx++) {
-                    // A column tap whose every pixel reads zero padding adds nothing
-                    // (dilated convolutions on small maps: most of ASPP's taps).
-                    let first = ix0 + i32(kx * DW);
-                    let last = first + i32((PX - 1u) * SW);
-                    if (PAD_MODE == 0u && (last < 0 || first >= i32(p.w))) {
-                        continue;
-                    }
-                    for (var j = 0u; j < PX; j++) {
-                        if (ROWBUF == 1u) {
-                            xs[j] = row[j * SW + kx * DW];
-                        } else {
-                            xs[j] = load_x(base, ix0 + i32(j * SW + kx * DW));
-                        }
-                    }
-                    let widx = (wrow + kx) * oc_pad4 + oc0 / 4u;
-                    accumulate_tap(&acc0, &acc1, &acc2, &acc3, &xs, widx);
-                }
-            }
-        }
-    }
-
-    store_tiles(&acc0, &acc1, &acc2, &acc3, tile, oy, ox0, 1u);
+fn load_w(i: u32) -> vec4<f32> {
+    return vec4<f32>(wt[i]);
 }

@@ -3,8 +3,8 @@
 // computes a strip of PX output pixels of one row (of one phase, for the transposed
 // convolution) for 4 * OC_VEC output channels of one group. Workgroups are numbered
 // ((n * groups + g) * oc_blocks_pg + block) * strip_blocks + strip block. The including
-// file declares `p`, `wt` (weights as vec4s), `bias`, `y`, `res` (`y`, `res`: Act) and
-// PX / OC_VEC.
+// file declares `p`, `bias`, `y`, `res` (`y`, `res`: Act) and PX / OC_VEC, and defines
+// `load_w(i) -> vec4<f32>`, the i-th vec4 of the weights.
 #include "epilogue.wgsl"
 
 struct TiledConvParams {
@@ -58,15 +58,15 @@ fn accumulate_tap(
     xs: ptr<function, array<f32, PX>>,
     widx: u32,
 ) {
-    accumulate(a0, xs, vec4<f32>(wt[widx]));
+    accumulate(a0, xs, load_w(widx));
     if (OC_VEC > 1u) {
-        accumulate(a1, xs, vec4<f32>(wt[widx + 1u]));
+        accumulate(a1, xs, load_w(widx + 1u));
     }
     if (OC_VEC > 2u) {
-        accumulate(a2, xs, vec4<f32>(wt[widx + 2u]));
+        accumulate(a2, xs, load_w(widx + 2u));
     }
     if (OC_VEC > 3u) {
-        accumulate(a3, xs, vec4<f32>(wt[widx + 3u]));
+        accumulate(a3, xs, load_w(widx + 3u));
     }
 }
 

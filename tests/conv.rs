@@ -96,7 +96,12 @@ fn input_channels_up_to_the_loop_budget() {
         61,
         &pointwise,
     );
-    let direct = [ConvKernel::Direct { row_buffer: true }];
+    let direct = [
+        ConvKernel::Direct { row_buffer: true },
+        ConvKernel::DirectTexels {
+            vector_loads: false,
+        },
+    ];
     check(
         Conv2dParams::new(budget, 2, 3),
         [1, budget, 3, 3],
@@ -110,6 +115,7 @@ fn input_channels_up_to_the_loop_budget() {
             pointwise[0],
         ),
         (Conv2dParams::new(budget + 1, 2, 3).bias(false), direct[0]),
+        (Conv2dParams::new(budget + 1, 2, 3).bias(false), direct[1]),
     ] {
         let conv = Conv2d::new(gpu, p, Array4::zeros(p.weight_shape()).view(), None).unwrap();
         let x = gpu
@@ -433,18 +439,38 @@ fn kernel_selection_is_explicit() {
         ..DeviceCaps::default()
     };
     let s = [1, 64, 56, 56];
-    let direct = ConvKernel::Direct { row_buffer: true };
+    let texels = |vector_loads| ConvKernel::DirectTexels { vector_loads };
     let dw = |vector_loads, vector_stores| ConvKernel::Depthwise {
         row_buffer: true,
         vector_loads,
         vector_stores,
     };
     for (params, input, want) in [
-        (Conv2dParams::new(64, 64, 3).padding(1), s, direct),
-        // Texel fetches: vector gathers on a CPU adapter.
+        // Texel fetches: vector gathers on a CPU adapter; a row of 56 pixels in strips of
+        // 16 (4 x 14 without vector loads).
+        (Conv2dParams::new(64, 64, 3).padding(1), s, texels(true)),
         (Conv2dParams::new(64, 24, 1), s, ConvKernel::PointwiseTexels),
         // 7 x 7 planes: the direct kernel measured as fast as the scalar pointwise one.
-        (Conv2dParams::new(64, 24, 1), [1, 64, 7, 7], direct),
+        (Conv2dParams::new(64, 24, 1), [1, 64, 7, 7], texels(false)),
+        // A 7 x 7 stem at stride 2: vector loads would need strips of 12 instead of 16.
+        (
+            Conv2dParams::new(3, 64, 7).stride(2).padding(3),
+            [2, 3, 160, 160],
+            texels(false),
+        ),
+        (
+            Conv2dParams::new(64, 64, 3).stride(2).padding(1),
+            [1, 64, 80, 80],
+            texels(true),
+        ),
+        // Reflect padding reads through pad_index: one texel per value.
+        (
+            Conv2dParams::new(8, 8, 3)
+                .padding(1)
+                .padding_mode(segblocks::ops::conv::PaddingMode::Reflect),
+            [1, 8, 16, 16],
+            texels(false),
+        ),
         // Vector loads as texels on a CPU adapter (as storage loads they measured slower
         // than scalar ones there) where the row allows them and vector stores.
         (
@@ -467,7 +493,7 @@ fn kernel_selection_is_explicit() {
             [1, 8, 16, 16],
             dw(false, true),
         ),
-        (Conv2dParams::new(64, 64, 3).groups(32), s, direct),
+        (Conv2dParams::new(64, 64, 3).groups(32), s, texels(true)),
         // A dilation too wide for the row buffer.
         (
             Conv2dParams::new(4, 4, 3).dilation(20).padding(20),
@@ -486,6 +512,14 @@ fn kernel_selection_is_explicit() {
     ] {
         let got = select_kernel(&params, input, &caps);
         assert_eq!(got, want, "{params:?} on {input:?}");
+        // The texel variants are the CPU adapters' only.
+        let gpu_choice = select_kernel(&params, input, &DeviceCaps::default());
+        assert!(!matches!(
+            gpu_choice,
+            ConvKernel::DirectTexels { .. }
+                | ConvKernel::PointwiseTexels
+                | ConvKernel::DepthwiseTexels
+        ));
         assert!(got.supports(&params, input));
         assert!(ConvKernel::candidates(&params, input).contains(&got));
     }

@@ -105,6 +105,16 @@ fn kernel_equal_to_stride_takes_the_pixel_block_kernel() {
             ConvTransposeKernel::PixelBlocks,
             "{params:?}"
         );
+        // CPU adapters read its operands as texels.
+        let cpu = DeviceCaps {
+            cpu: true,
+            ..DeviceCaps::default()
+        };
+        assert_eq!(
+            select_kernel(&params, input, &cpu),
+            ConvTransposeKernel::PixelBlocksTexels,
+            "{params:?}"
+        );
         check(params, input, 140 + input[3] as u64);
     }
     // Not applicable: padding, a width not divisible by 4, kernel != stride, groups.
@@ -124,6 +134,14 @@ fn kernel_equal_to_stride_takes_the_pixel_block_kernel() {
             select_kernel(&params, input, &DeviceCaps::default()),
             ConvTransposeKernel::Gather { shifted_taps: true }
         );
+        let cpu = DeviceCaps {
+            cpu: true,
+            ..DeviceCaps::default()
+        };
+        assert_eq!(
+            select_kernel(&params, input, &cpu),
+            ConvTransposeKernel::GatherTexels { shifted_taps: true }
+        );
         check(params, input, 150);
         // Forcing it is a typed error.
         let gpu = gpu();
@@ -132,14 +150,17 @@ fn kernel_equal_to_stride_takes_the_pixel_block_kernel() {
         let layer =
             ConvTranspose2d::new(gpu, params, w.view(), b.as_ref().map(|b| b.view())).unwrap();
         let xt = gpu.upload(Array4::zeros(input).view()).unwrap();
-        let mut rec = gpu.recorder();
-        let err = layer
-            .forward_with(&mut rec, &xt, ConvTransposeKernel::PixelBlocks)
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::InvalidParam { name: "kernel", .. }),
-            "{err}"
-        );
+        for kernel in [
+            ConvTransposeKernel::PixelBlocks,
+            ConvTransposeKernel::PixelBlocksTexels,
+        ] {
+            let mut rec = gpu.recorder();
+            let err = layer.forward_with(&mut rec, &xt, kernel).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidParam { name: "kernel", .. }),
+                "{err}"
+            );
+        }
     }
 }
 

@@ -395,6 +395,19 @@ pub enum ConvKernel {
         /// kernel row): needs the segment to be at most 40 values (not very wide dilations).
         row_buffer: bool,
     },
+    /// The direct kernel with its row buffer reading the input and the weights as texels
+    /// (`conv_direct_texels.wgsl`, [`Access::Texels`](crate::launch::Access::Texels): each
+    /// copied into a texture before the dispatch). Needs the row segment within the row
+    /// buffer, and the input and the weights within `TEXEL_ROW` x 8,192 vec4s. Chosen on
+    /// CPU adapters (see `PointwiseTexels`) for the convolutions that the pointwise
+    /// kernels do not run.
+    DirectTexels {
+        /// Fetch the row segment as aligned vec4 texels instead of one texel per value:
+        /// needs zero padding, an input width divisible by 4 and a segment of at most 31
+        /// values (strips of a multiple of 4 / gcd(sW, 4) pixels, so every strip starts
+        /// at the same offset from an aligned column).
+        vector_loads: bool,
+    },
     /// Tiled matrix product for 1x1, stride-1, unpadded, ungrouped convolutions
     /// (`conv_pointwise*.wgsl`).
     Pointwise {
@@ -447,7 +460,7 @@ pub enum ConvKernel {
 impl ConvKernel {
     /// Every variant and sub-variant, for tests that force each one (vector loads read
     /// the row buffer, so there is no depthwise variant with one and not the other).
-    pub const ALL: [ConvKernel; 14] = {
+    pub const ALL: [ConvKernel; 16] = {
         const fn d(row_buffer: bool, vector_loads: bool, vector_stores: bool) -> ConvKernel {
             ConvKernel::Depthwise {
                 row_buffer,
@@ -458,6 +471,10 @@ impl ConvKernel {
         [
             ConvKernel::Direct { row_buffer: true },
             ConvKernel::Direct { row_buffer: false },
+            ConvKernel::DirectTexels { vector_loads: true },
+            ConvKernel::DirectTexels {
+                vector_loads: false,
+            },
             ConvKernel::PointwiseTexels,
             ConvKernel::Pointwise { vector_io: true },
             ConvKernel::Pointwise { vector_io: false },
@@ -495,20 +512,27 @@ impl ConvKernel {
         let Ok(out) = params.output_shape(input) else {
             return false;
         };
+        let input_fits_texels = fits_texels(input.iter().product());
         match self {
             ConvKernel::Direct { row_buffer } => {
-                !row_buffer || direct_row(params, out[3]) <= DIRECT_ROW_MAX
+                !row_buffer || strip_row(params, strip_px(out[3], DIRECT_PX_MAX)) <= DIRECT_ROW_MAX
+            }
+            ConvKernel::DirectTexels { vector_loads } => {
+                direct_px(params, out[3], vector_loads)
+                    .is_some_and(|px| strip_row(params, px) <= DIRECT_ROW_MAX)
+                    && (!vector_loads
+                        || (params.padding_mode == PaddingMode::Zeros
+                            && input[3].is_multiple_of(4)))
+                    && input_fits_texels
+                    && fits_texels(blocked_len(params))
             }
             ConvKernel::Pointwise { vector_io } => {
                 params.is_pointwise() && (!vector_io || (input[2] * input[3]).is_multiple_of(4))
             }
             ConvKernel::PointwiseTexels => {
-                let fits = |values: usize| {
-                    values.div_ceil(4) <= (TEXEL_ROW * TEXEL_ROWS_ANYWHERE) as usize
-                };
                 ConvKernel::Pointwise { vector_io: true }.supports(params, input)
-                    && fits(input.iter().product())
-                    && fits(params.in_channels * blocked_pad(params.out_channels))
+                    && input_fits_texels
+                    && fits_texels(blocked_len(params))
             }
             ConvKernel::Depthwise {
                 row_buffer,
@@ -520,7 +544,7 @@ impl ConvKernel {
                     && (!row_buffer || t.row <= DEPTHWISE_ROW_MAX)
                     && (!vector_loads
                         || (row_buffer
-                            && t.row <= DEPTHWISE_VEC_ROW_MAX
+                            && t.row <= VEC_ROW_MAX
                             && params.padding_mode == PaddingMode::Zeros
                             && input[3].is_multiple_of(4)
                             && (t.px * params.stride.1).is_multiple_of(4)))
@@ -532,9 +556,7 @@ impl ConvKernel {
                     vector_loads: true,
                     vector_stores: true,
                 };
-                vectors.supports(params, input)
-                    && input.iter().product::<usize>().div_ceil(4)
-                        <= (TEXEL_ROW * TEXEL_ROWS_ANYWHERE) as usize
+                vectors.supports(params, input) && input_fits_texels
             }
             ConvKernel::DepthwiseTiled => {
                 params.is_depthwise() && depthwise_patch(params).0 <= DEPTHWISE_PATCH_MAX
@@ -607,17 +629,36 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     // The row buffer only where its segment, if too long to unroll, keeps the invocation
     // within the loop budget (wide dilations over many channels: ASPP's 2048-channel
     // branches); without it the same convolution stays within.
-    let row_buffer_fits = params
-        .output_shape(input)
-        .is_ok_and(|out| direct_loops(params, out[3], true) <= LOOP_BUDGET);
+    let within_budget = |k: ConvKernel| {
+        params.output_shape(input).is_ok_and(|out| {
+            let px = direct_px(
+                params,
+                out[3],
+                k == ConvKernel::DirectTexels { vector_loads: true },
+            );
+            px.is_some_and(|px| direct_loops(params, px, true) <= LOOP_BUDGET)
+        })
+    };
+    let direct = |k: ConvKernel| best(k).filter(|k| within_budget(*k));
     // Texel fetches are vector gathers on CPU adapters, storage loads one invocation at a
     // time: on lavapipe MobileNetV2's pointwise layers take 0.20-0.55x the kernel time
     // (0.38x in all) and 0.42x with the copies into textures and the readback (medians
     // of 11, interleaved). A GPU coalesces the storage loads and gets the GEMM.
-    best(ConvKernel::PointwiseTexels)
-        .filter(|_| caps.cpu)
+    // The direct kernel as texels on CPU adapters too: 0.42-0.68x the kernel time of its
+    // storage-load form over U-Net, ResNet and stem layers (lavapipe, medians of 5,
+    // interleaved), with aligned vector loads 0.42-0.47x where their strips are as wide;
+    // narrower strips (7 x 7 stems at stride 2) measured slower than one texel per value.
+    let cpu = |k: Option<ConvKernel>| k.filter(|_| caps.cpu);
+    let as_wide = params
+        .output_shape(input)
+        .is_ok_and(|out| direct_px(params, out[3], true) >= direct_px(params, out[3], false));
+    cpu(best(ConvKernel::PointwiseTexels))
         .or(best(ConvKernel::Pointwise { vector_io: true }))
-        .or(best(ConvKernel::Direct { row_buffer: true }).filter(|_| row_buffer_fits))
+        .or(cpu(direct(ConvKernel::DirectTexels { vector_loads: true })).filter(|_| as_wide))
+        .or(cpu(direct(ConvKernel::DirectTexels {
+            vector_loads: false,
+        })))
+        .or(direct(ConvKernel::Direct { row_buffer: true }))
         .unwrap_or(ConvKernel::Direct { row_buffer: false })
 }
 
@@ -685,21 +726,43 @@ const DEPTHWISE_PX_MAX: usize = 8;
 /// Longest input row segment `conv_depthwise.wgsl` keeps in registers (`ROW`).
 const DEPTHWISE_ROW_MAX: usize = 40;
 /// Longest row segment read with aligned vector loads. llvmpipe's GL driver returns wrong
-/// values for the vector path with 10 or more vec4s in flight (segments of 34 values and
-/// up: only very wide strides and dilations; the random sweep found it), where its Vulkan
-/// driver is right; shorter segments are right on both.
-const DEPTHWISE_VEC_ROW_MAX: usize = 31;
+/// values for the depthwise vector path with 10 or more vec4s in flight (segments of 34
+/// values and up: only very wide strides and dilations; the random sweep found it), where
+/// its Vulkan driver is right; shorter segments are right on both.
+const VEC_ROW_MAX: usize = 31;
+
+/// Whether a binding of `values` elements fits a texels texture on every device
+/// (`TEXEL_ROW` x `TEXEL_ROWS_ANYWHERE` vec4s).
+pub(crate) fn fits_texels(values: usize) -> bool {
+    values.div_ceil(4) <= (TEXEL_ROW * TEXEL_ROWS_ANYWHERE) as usize
+}
+
+/// Output pixels per invocation of the direct kernels for rows of `ow` pixels:
+/// [`strip_px`]'s, or with aligned vector loads a multiple of `4 / gcd(sW, 4)` (so
+/// `PX * sW` is a multiple of 4 and every strip starts at the same offset from an aligned
+/// column), rounded up, then lowered until the row segment is within [`VEC_ROW_MAX`];
+/// `None` where no strip is that short.
+fn direct_px(params: &Conv2dParams, ow: usize, vector_loads: bool) -> Option<usize> {
+    let px = strip_px(ow, DIRECT_PX_MAX);
+    if !vector_loads {
+        return Some(px);
+    }
+    let step = match params.stride.1 % 4 {
+        0 => 1,
+        2 => 2,
+        _ => 4,
+    };
+    (1..=px.div_ceil(step))
+        .rev()
+        .map(|k| k * step)
+        .find(|&px| strip_row(params, px) <= VEC_ROW_MAX)
+}
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
 
 /// The input row segment a strip of `px` outputs reads: `(px - 1) * sW + (kW - 1) * dW + 1`.
 fn strip_row(params: &Conv2dParams, px: usize) -> usize {
     (px - 1) * params.stride.1 + (params.kernel_size.1 - 1) * params.dilation.1 + 1
-}
-
-/// The direct kernel's row segment for an output row of `ow` pixels.
-fn direct_row(params: &Conv2dParams, ow: usize) -> usize {
-    strip_row(params, strip_px(ow, DIRECT_PX_MAX))
 }
 
 /// Output rows per invocation of `conv_depthwise.wgsl` (`PY`) where the map has as many:
@@ -920,8 +983,13 @@ specialize! {
 }
 
 specialize! {
-    /// The constants of `conv_direct.wgsl`: the strip and the channel tile.
-    struct DirectSpec { strip: StripSpec, oc_vec: Count => "OC_VEC" }
+    /// The constants of `conv_direct*.wgsl`: the strip, the channel tile and the aligned
+    /// vector loads (`shift`: columns from the aligned vec4 before a strip to its first
+    /// input).
+    struct DirectSpec {
+        strip: StripSpec, oc_vec: Count => "OC_VEC", vector_loads: bool => "VEC",
+        shift: u32 => "SHIFT"
+    }
 }
 
 specialize! {
@@ -960,6 +1028,16 @@ const CONV_DIRECT: Kernel<TiledConvParams, DirectSpec> = Kernel::new(
     &[
         read("x"),
         read("wt"),
+        read("bias"),
+        write("y"),
+        read_opt("res"),
+    ],
+);
+const CONV_DIRECT_TEXELS: Kernel<TiledConvParams, DirectSpec> = Kernel::new(
+    "conv_direct_texels.wgsl",
+    &[
+        texels("x"),
+        texels("wt"),
         read("bias"),
         write("y"),
         read_opt("res"),
@@ -1046,6 +1124,7 @@ const CONV_DEPTHWISE_TEXELS: Kernel<DepthwiseParams, DepthwiseSpec> = Kernel::ne
 /// The kernels of this family.
 pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &CONV_DIRECT,
+    &CONV_DIRECT_TEXELS,
     &CONV_GEMM,
     &CONV_DEPTHWISE_TILED,
     &CONV_POINTWISE,
@@ -1089,16 +1168,23 @@ pub(crate) fn tiled_uniform(
     }
 }
 
-/// The direct kernel's dispatch for `p` from `input` to `out`.
+/// The direct kernel's dispatch for `p` from `input` to `out`: from storage buffers, or as
+/// texels (with aligned vector loads or not).
 fn plan_direct(
     p: &Conv2dParams,
-    input: [usize; 4],
-    out: [usize; 4],
-    row_buffer: bool,
+    (input, out): ([usize; 4], [usize; 4]),
+    (row_buffer, texels): (bool, Option<bool>),
     epilogue: Epilogue,
 ) -> Launch {
     let [n, _, oh, ow] = out;
-    let px = strip_px(ow, DIRECT_PX_MAX);
+    let vector_loads = texels == Some(true);
+    let kernel = if texels.is_some() {
+        &CONV_DIRECT_TEXELS
+    } else {
+        &CONV_DIRECT
+    };
+    // `supports` checked that the texel variants have a strip.
+    let px = direct_px(p, ow, vector_loads).unwrap_or(1);
     let ((top, _), (left, _)) = p.pads();
     let mut u = tiled_uniform(
         n,
@@ -1117,31 +1203,36 @@ fn plan_direct(
             pad_mode: p.padding_mode,
             px: Count(px as u32),
             row: Count(if row_buffer {
-                direct_row(p, ow) as u32
+                strip_row(p, px) as u32
             } else {
                 0
             }),
             row_buffer,
         },
         oc_vec: Count(tile_oc_vec(p.out_per_group()) as u32),
+        vector_loads,
+        shift: if vector_loads {
+            ((4 - left % 4) % 4) as u32
+        } else {
+            0
+        },
     };
-    let wg = CONV_DIRECT.workgroup_size as usize;
+    let wg = kernel.workgroup_size as usize;
     let strip_blocks = (oh * u.strips_x as usize).div_ceil(wg);
     u.strip_blocks = strip_blocks as u32;
     let workgroups = n * p.groups * u.oc_blocks_pg as usize * strip_blocks;
-    CONV_DIRECT
+    kernel
         .launch(&spec, &u)
         .workgroups(workgroups)
-        .loops(direct_loops(p, ow, row_buffer))
+        .loops(direct_loops(p, px, row_buffer))
 }
 
-/// The loop iterations of one invocation of the direct kernel for an output row of `ow`
+/// The loop iterations of one invocation of the direct kernel with strips of `px` output
 /// pixels: per channel and kernel row, the row segment's loads (with the row buffer),
 /// then the taps of the row.
-fn direct_loops(p: &Conv2dParams, ow: usize, row_buffer: bool) -> u64 {
-    let px = strip_px(ow, DIRECT_PX_MAX);
+fn direct_loops(p: &Conv2dParams, px: usize, row_buffer: bool) -> u64 {
     let (kh, kw) = p.kernel_size;
-    let row = if row_buffer { direct_row(p, ow) } else { 0 };
+    let row = if row_buffer { strip_row(p, px) } else { 0 };
     let [cin, kh, kw, px, row] = [p.in_per_group(), kh, kw, px, row].map(|v| v as u64);
     loop_tree(
         &[Trip::Uniform(cin), Trip::Constant(kh)],
@@ -1364,7 +1455,12 @@ fn plan_gated(
         || format!("{kernel:?} applies no input gate"),
     )?;
     Ok(match kernel {
-        ConvKernel::Direct { row_buffer } => plan_direct(p, input, out, row_buffer, epilogue),
+        ConvKernel::Direct { row_buffer } => {
+            plan_direct(p, (input, out), (row_buffer, None), epilogue)
+        }
+        ConvKernel::DirectTexels { vector_loads } => {
+            plan_direct(p, (input, out), (true, Some(vector_loads)), epilogue)
+        }
         ConvKernel::Gemm => plan_gemm(p, input, out, (epilogue, gate)),
         ConvKernel::DepthwiseTiled => plan_depthwise_tiled(p, input, out, epilogue),
         ConvKernel::Pointwise { vector_io } => {
@@ -2089,11 +2185,16 @@ mod tests {
         let p = Conv2dParams::new(128, 5, 1);
         let input = [1, 128, 5, 6];
         let scalar = ConvKernel::Pointwise { vector_io: false };
-        for caps in [&cpu, &gpu] {
-            assert_eq!(
-                select_kernel(&p, input, caps),
-                ConvKernel::Direct { row_buffer: true }
-            );
+        for (caps, direct) in [
+            (
+                &cpu,
+                ConvKernel::DirectTexels {
+                    vector_loads: false,
+                },
+            ),
+            (&gpu, ConvKernel::Direct { row_buffer: true }),
+        ] {
+            assert_eq!(select_kernel(&p, input, caps), direct);
             assert_eq!(select_gated_kernel(&p, input, caps), scalar);
         }
         // Where the choice applies the gate it stays: the texels pointwise kernel on a

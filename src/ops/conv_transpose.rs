@@ -11,13 +11,14 @@ use ndarray::{ArrayView1, ArrayView4};
 
 use super::channel::ParamActivation;
 use super::conv::{
-    blocked_pad, strip_px, tile_oc_vec, tiled_uniform, Epilogue, PackedWeights, TiledConvParams,
+    blocked_pad, fits_texels, strip_px, tile_oc_vec, tiled_uniform, Epilogue, PackedWeights,
+    TiledConvParams,
 };
 use super::{pair_setters, Activation, Cost, IntoPair, Window};
 use crate::error::{fail_if, Result};
 use crate::gpu::{check_dims, check_owner, DeviceCaps, Gpu, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, loop_tree, read, read_opt, specialize, uniform, write, Args, Count, Kernel,
+    loop_nest, loop_tree, read, read_opt, specialize, texels, uniform, write, Args, Count, Kernel,
     KernelInfo, Launch, Trip,
 };
 use crate::weights::StateDict;
@@ -34,6 +35,7 @@ uniform! {
         h: u32,
         w4: u32,
         c_out: u32,
+        co_blocks: u32,
         total: u32,
     }
 }
@@ -49,9 +51,11 @@ specialize! {
 }
 
 specialize! {
-    /// The constants of `conv_transpose_blocks.wgsl`: the stride (= kernel) and activation.
+    /// The constants of `conv_transpose_blocks*.wgsl`: the stride (= kernel), the
+    /// activation and the output channels per invocation.
     struct BlocksSpec {
-        sh: Count => "SH", sw: Count => "SW", act: Activation, param: Option<ParamActivation>
+        sh: Count => "SH", sw: Count => "SW", act: Activation, param: Option<ParamActivation>,
+        ocb: Count => "OCB"
     }
 }
 
@@ -65,13 +69,40 @@ const CONV_TRANSPOSE: Kernel<TiledConvParams, GatherSpec> = Kernel::new(
         read_opt("res"),
     ],
 );
+const CONV_TRANSPOSE_TEXELS: Kernel<TiledConvParams, GatherSpec> = Kernel::new(
+    "conv_transpose_texels.wgsl",
+    &[
+        texels("x"),
+        texels("wt"),
+        read("bias"),
+        write("y"),
+        read_opt("res"),
+    ],
+);
 const CONV_TRANSPOSE_BLOCKS: Kernel<BlocksParams, BlocksSpec> = Kernel::new(
     "conv_transpose_blocks.wgsl",
     &[read("x"), read("wt"), read("bias"), write("y")],
 );
+const CONV_TRANSPOSE_BLOCKS_TEXELS: Kernel<BlocksParams, BlocksSpec> = Kernel::new(
+    "conv_transpose_blocks_texels.wgsl",
+    &[texels("x"), texels("wt"), read("bias"), write("y")],
+);
 
 /// The kernels of this family.
-pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&CONV_TRANSPOSE, &CONV_TRANSPOSE_BLOCKS];
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
+    &CONV_TRANSPOSE,
+    &CONV_TRANSPOSE_TEXELS,
+    &CONV_TRANSPOSE_BLOCKS,
+    &CONV_TRANSPOSE_BLOCKS_TEXELS,
+];
+
+/// Output channels per invocation of `conv_transpose_blocks*.wgsl` (`OCB`): each input
+/// vec4 then serves up to 16 taps' accumulators (4 channels of a 2 x 2 block), within 16
+/// vec4 registers.
+fn blocks_ocb(p: &ConvTranspose2dParams) -> usize {
+    let taps = p.kernel_size.0 * p.kernel_size.1;
+    (16 / taps).clamp(1, 4).min(p.out_channels)
+}
 
 /// Parameters of a transposed convolution, named as in `torch.nn.ConvTranspose2d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -271,21 +302,47 @@ pub enum ConvTransposeKernel {
         /// by one: each further tap loads one new input and shifts the rest in registers.
         shifted_taps: bool,
     },
+    /// The gather reading its input and weights as texels (`conv_transpose_texels.wgsl`,
+    /// [`Access::Texels`](crate::launch::Access::Texels)): needs both within `TEXEL_ROW` x
+    /// 8,192 vec4s. Chosen on CPU adapters where the pixel-block kernels do not apply.
+    GatherTexels {
+        /// As in `Gather`.
+        shifted_taps: bool,
+    },
     /// Kernel equal to the stride, no padding, dilation, output padding or groups
     /// (`conv_transpose_blocks.wgsl`): every input pixel writes its own output block,
     /// vectorised over four input pixels; needs an input width divisible by 4.
     PixelBlocks,
+    /// The pixel-block kernel reading its input and weights as texels
+    /// (`conv_transpose_blocks_texels.wgsl`,
+    /// [`Access::Texels`](crate::launch::Access::Texels)): needs what `PixelBlocks` needs
+    /// and both within `TEXEL_ROW` x 8,192 vec4s. Chosen on CPU adapters, which fetch
+    /// texels with vector gathers but load storage buffers one invocation at a time.
+    PixelBlocksTexels,
 }
 
 impl ConvTransposeKernel {
     /// Every kernel and sub-variant, for tests that force each one.
-    pub const ALL: [ConvTransposeKernel; 3] = [
+    pub const ALL: [ConvTransposeKernel; 6] = [
+        ConvTransposeKernel::PixelBlocksTexels,
         ConvTransposeKernel::PixelBlocks,
+        ConvTransposeKernel::GatherTexels { shifted_taps: true },
         ConvTransposeKernel::Gather { shifted_taps: true },
+        ConvTransposeKernel::GatherTexels {
+            shifted_taps: false,
+        },
         ConvTransposeKernel::Gather {
             shifted_taps: false,
         },
     ];
+
+    /// Whether this kernel reads its operands as texels (the CPU adapters' variants).
+    fn reads_texels(self) -> bool {
+        matches!(
+            self,
+            ConvTransposeKernel::PixelBlocksTexels | ConvTransposeKernel::GatherTexels { .. }
+        )
+    }
 
     /// Whether this kernel can run `params` on `input`.
     pub fn supports(self, params: &ConvTranspose2dParams, input: [usize; 4]) -> bool {
@@ -294,23 +351,37 @@ impl ConvTransposeKernel {
                 ConvTransposeKernel::Gather { shifted_taps } => {
                     !shifted_taps || params.dilation.1 == 1
                 }
+                ConvTransposeKernel::GatherTexels { shifted_taps } => {
+                    ConvTransposeKernel::Gather { shifted_taps }.supports(params, input)
+                        && fits_texels(input.iter().product())
+                        && fits_texels(gather_len(params))
+                }
                 ConvTransposeKernel::PixelBlocks => {
                     pixel_blocks_params(params) && input[3].is_multiple_of(4)
+                }
+                ConvTransposeKernel::PixelBlocksTexels => {
+                    let taps = params.kernel_size.0 * params.kernel_size.1;
+                    ConvTransposeKernel::PixelBlocks.supports(params, input)
+                        && fits_texels(input.iter().product())
+                        && fits_texels(
+                            params.in_channels * params.out_channels * taps.div_ceil(4) * 4,
+                        )
                 }
             }
     }
 }
 
-/// The kernel the library runs: [`ConvTransposeKernel::PixelBlocks`] where it applies,
-/// the gather otherwise (with shifted taps where there is no dilation).
+/// The kernel the library runs: [`ConvTransposeKernel::PixelBlocks`] where it applies (as
+/// texels on CPU adapters), the gather otherwise (with shifted taps where there is no
+/// dilation).
 pub fn select_kernel(
     params: &ConvTranspose2dParams,
     input: [usize; 4],
     caps: &DeviceCaps,
 ) -> ConvTransposeKernel {
-    let _ = caps;
     ConvTransposeKernel::ALL
         .into_iter()
+        .filter(|k| caps.cpu || !k.reads_texels())
         .find(|k| k.supports(params, input))
         .unwrap_or(ConvTransposeKernel::Gather {
             shifted_taps: false,
@@ -328,15 +399,23 @@ fn plan(
         format!("{kernel:?} does not support {p:?} on input {input:?}")
     })?;
     let shifted_taps = match kernel {
-        ConvTransposeKernel::PixelBlocks => {
+        ConvTransposeKernel::PixelBlocks | ConvTransposeKernel::PixelBlocksTexels => {
+            let kernel = if kernel == ConvTransposeKernel::PixelBlocks {
+                &CONV_TRANSPOSE_BLOCKS
+            } else {
+                &CONV_TRANSPOSE_BLOCKS_TEXELS
+            };
             let w4 = input[3] / 4;
-            let total = input[0] * p.out_channels * input[2] * w4;
+            let ocb = blocks_ocb(p);
+            let co_blocks = p.out_channels.div_ceil(ocb);
+            let total = input[0] * co_blocks * input[2] * w4;
             let u = BlocksParams {
                 n: input[0] as u32,
                 c_in: p.in_channels as u32,
                 h: input[2] as u32,
                 w4: w4 as u32,
                 c_out: p.out_channels as u32,
+                co_blocks: co_blocks as u32,
                 total: total as u32,
             };
             let spec = BlocksSpec {
@@ -344,17 +423,22 @@ fn plan(
                 sw: Count(p.stride.1 as u32),
                 act: p.activation,
                 param: p.param_activation,
+                ocb: Count(ocb as u32),
             };
             let taps = (p.stride.0 * p.stride.1) as u64;
-            return Ok(CONV_TRANSPOSE_BLOCKS
-                .launch(&spec, &u)
-                .threads(total)
-                .loops(loop_nest(&[
-                    Trip::Uniform(p.in_channels as u64),
-                    Trip::Constant(taps),
-                ])));
+            return Ok(kernel.launch(&spec, &u).threads(total).loops(loop_nest(&[
+                Trip::Uniform(p.in_channels as u64),
+                Trip::Constant(ocb as u64),
+                Trip::Constant(taps),
+            ])));
         }
-        ConvTransposeKernel::Gather { shifted_taps } => shifted_taps,
+        ConvTransposeKernel::Gather { shifted_taps }
+        | ConvTransposeKernel::GatherTexels { shifted_taps } => shifted_taps,
+    };
+    let gather = if kernel.reads_texels() {
+        &CONV_TRANSPOSE_TEXELS
+    } else {
+        &CONV_TRANSPOSE
     };
     let [n, _, oh, ow] = out;
     let mut u = tiled_uniform(
@@ -371,7 +455,7 @@ fn plan(
     let px = strip_px(per_phase, TRANSPOSED_PX_MAX);
     u.strips_x = per_phase.div_ceil(px) as u32;
     let strips = oh * p.stride.1 * u.strips_x as usize;
-    let strip_blocks = strips.div_ceil(CONV_TRANSPOSE.workgroup_size as usize);
+    let strip_blocks = strips.div_ceil(gather.workgroup_size as usize);
     u.strip_blocks = strip_blocks as u32;
     let spec = GatherSpec {
         window: p.window(),
@@ -389,7 +473,7 @@ fn plan(
         },
     };
     let workgroups = n * p.groups * u.oc_blocks_pg as usize * strip_blocks;
-    Ok(CONV_TRANSPOSE
+    Ok(gather
         .launch(&spec, &u)
         .workgroups(workgroups)
         .loops(gather_loops(p, px, spec.taps)))
@@ -517,10 +601,10 @@ impl ConvTranspose2d {
         let launch = plan(params, input.shape(), kernel)?;
         let output = rec.empty("output", params.output_shape(input.shape())?)?;
         let weight = match kernel {
-            ConvTransposeKernel::PixelBlocks => {
+            ConvTransposeKernel::PixelBlocks | ConvTransposeKernel::PixelBlocksTexels => {
                 self.weights.layout(1, &|w| pack_blocks(&self.params, w))?
             }
-            ConvTransposeKernel::Gather { .. } => {
+            ConvTransposeKernel::Gather { .. } | ConvTransposeKernel::GatherTexels { .. } => {
                 self.weights.layout(0, &|w| pack(&self.params, w))?
             }
         };
@@ -539,7 +623,11 @@ impl ConvTranspose2d {
     }
 }
 
-/// Repacks `[C_in][C_out/g][kH][kW]` into `[g][C_in/g][kH][kW][C_out/g padded]`.
+/// The values of [`pack`]'s layout.
+fn gather_len(p: &ConvTranspose2dParams) -> usize {
+    p.in_channels * p.kernel_size.0 * p.kernel_size.1 * blocked_pad(p.out_per_group())
+}
+
 /// PyTorch's `[C_in][C_out][kH][kW]` (one group) as `[C_out][C_in][kH * kW padded to a
 /// multiple of 4]` for `conv_transpose_blocks.wgsl`.
 fn pack_blocks(p: &ConvTranspose2dParams, w: &[f32]) -> Vec<f32> {
@@ -556,11 +644,12 @@ fn pack_blocks(p: &ConvTranspose2dParams, w: &[f32]) -> Vec<f32> {
     out
 }
 
+/// Repacks `[C_in][C_out/g][kH][kW]` into `[g][C_in/g][kH][kW][C_out/g padded]`.
 fn pack(p: &ConvTranspose2dParams, w: &[f32]) -> Vec<f32> {
     let cout_pg = p.out_per_group();
     let pad = blocked_pad(cout_pg);
     let (kh, kw) = p.kernel_size;
-    let mut out = vec![0.0f32; p.in_channels * kh * kw * pad];
+    let mut out = vec![0.0f32; gather_len(p)];
     for ci in 0..p.in_channels {
         for co in 0..cout_pg {
             for ky in 0..kh {
