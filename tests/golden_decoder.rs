@@ -214,8 +214,11 @@ impl Run {
             {
                 Tol::Exact
             }
+            // PyTorch's antialiased path computes its window centres and weights in f32
+            // (the reference in f64): a random sweep measured 1.7e-6 at an upscale by 2.04
+            // with align_corners, the same order as the cubic weights' rounding.
             (Run::Upsample, Op::Upsample { params })
-                if matches!(params.mode, UpsampleMode::Bicubic { .. }) =>
+                if matches!(params.mode, UpsampleMode::Bicubic { .. }) || params.antialias =>
             {
                 Tol::Rel(CUBIC_TOL)
             }
