@@ -570,12 +570,15 @@ impl ConvKernel {
 ///
 /// Depthwise convolutions get [`ConvKernel::DepthwiseTiled`] on GPU-class devices where
 /// its input patch fits, and otherwise the register-strip depthwise kernel with every
-/// sub-variant the shapes allow (but vector loads on CPU adapters, where they are slower). Other convolutions get the workgroup-tiled
+/// sub-variant the shapes allow (on CPU adapters its vector loads only as texels,
+/// [`ConvKernel::DepthwiseTexels`]). Other convolutions get the workgroup-tiled
 /// [`ConvKernel::Gemm`] on GPU-class devices (where workgroup memory is on-chip and
 /// reuse through it is what reaches the arithmetic peak) when its reduction stays within
-/// the loop budget and each group has at least 16 output channels (half its tile); CPU-emulated adapters (lavapipe, llvmpipe, SwiftShader, WARP), where
-/// workgroup memory is ordinary memory behind barriers, get the register-tiled kernels:
-/// the pointwise one where it applies, the direct one otherwise.
+/// the loop budget and each group has at least 16 output channels (half its tile).
+/// CPU-emulated adapters (lavapipe, llvmpipe, SwiftShader, WARP), where workgroup memory
+/// is ordinary memory behind barriers, get the register-tiled kernels reading texels:
+/// [`ConvKernel::PointwiseTexels`] where it applies, else [`ConvKernel::DirectTexels`]
+/// (with vector loads where its strips are as wide), else the direct kernel.
 pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps) -> ConvKernel {
     let best = |k: ConvKernel| k.supports(params, input).then_some(k);
     if params.is_depthwise() && params.in_channels > 1 {
