@@ -515,11 +515,10 @@ impl ConvKernel {
         let input_fits_texels = fits_texels(input.iter().product());
         match self {
             ConvKernel::Direct { row_buffer } => {
-                !row_buffer || strip_row(params, strip_px(out[3], DIRECT_PX_MAX)) <= DIRECT_ROW_MAX
+                !row_buffer || direct_row_fits(params, out[3], false)
             }
             ConvKernel::DirectTexels { vector_loads } => {
-                direct_px(params, out[3], vector_loads)
-                    .is_some_and(|px| strip_row(params, px) <= DIRECT_ROW_MAX)
+                direct_row_fits(params, out[3], vector_loads)
                     && (!vector_loads
                         || (params.padding_mode == PaddingMode::Zeros
                             && input[3].is_multiple_of(4)))
@@ -760,6 +759,13 @@ fn direct_px(params: &Conv2dParams, ow: usize, vector_loads: bool) -> Option<usi
         .map(|k| k * step)
         .find(|&px| strip_row(params, px) <= VEC_ROW_MAX)
 }
+
+/// Whether the direct kernels' strip for rows of `ow` pixels ([`direct_px`]) has a row
+/// segment that fits the row buffer ([`DIRECT_ROW_MAX`]).
+fn direct_row_fits(params: &Conv2dParams, ow: usize, vector_loads: bool) -> bool {
+    direct_px(params, ow, vector_loads).is_some_and(|px| strip_row(params, px) <= DIRECT_ROW_MAX)
+}
+
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
 

@@ -360,12 +360,9 @@ impl ConvTransposeKernel {
                     pixel_blocks_params(params) && input[3].is_multiple_of(4)
                 }
                 ConvTransposeKernel::PixelBlocksTexels => {
-                    let taps = params.kernel_size.0 * params.kernel_size.1;
                     ConvTransposeKernel::PixelBlocks.supports(params, input)
                         && fits_texels(input.iter().product())
-                        && fits_texels(
-                            params.in_channels * params.out_channels * taps.div_ceil(4) * 4,
-                        )
+                        && fits_texels(blocks_len(params))
                 }
             }
     }
@@ -628,12 +625,17 @@ fn gather_len(p: &ConvTranspose2dParams) -> usize {
     p.in_channels * p.kernel_size.0 * p.kernel_size.1 * blocked_pad(p.out_per_group())
 }
 
+/// The values of [`pack_blocks`]'s layout.
+fn blocks_len(p: &ConvTranspose2dParams) -> usize {
+    p.out_channels * p.in_channels * (p.kernel_size.0 * p.kernel_size.1).div_ceil(4) * 4
+}
+
 /// PyTorch's `[C_in][C_out][kH][kW]` (one group) as `[C_out][C_in][kH * kW padded to a
 /// multiple of 4]` for `conv_transpose_blocks.wgsl`.
 fn pack_blocks(p: &ConvTranspose2dParams, w: &[f32]) -> Vec<f32> {
     let taps = p.kernel_size.0 * p.kernel_size.1;
     let kk4 = taps.div_ceil(4) * 4;
-    let mut out = vec![0.0f32; p.out_channels * p.in_channels * kk4];
+    let mut out = vec![0.0f32; blocks_len(p)];
     for ci in 0..p.in_channels {
         for co in 0..p.out_channels {
             for t in 0..taps {
