@@ -5,6 +5,8 @@
 // invocation at a time, so they take this variant (src/ops/conv.rs). With VEC = 1 the row
 // segment is fetched as aligned vec4s; otherwise each input value is picked out of its
 // texel.
+// The stores in a loop (see store_tiles in conv_tiles.wgsl): CPU adapters compile faster.
+const STORE_LOOP: bool = true;
 #include "conv_direct_body.wgsl"
 #include "texels.wgsl"
 

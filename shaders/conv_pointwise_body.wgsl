@@ -1,7 +1,7 @@
 // The body of the pointwise convolution, shared by conv_pointwise.wgsl (planes of a
 // multiple of 4 pixels, vec4 loads and stores) and conv_pointwise_scalar.wgsl (any plane
 // size, four scalar loads per pixel group): the including file declares the bindings
-// and the tile constants Q and OC_VEC, and defines
+// and the tile constants Q and OC_VEC, STORE_LOOP (below), and defines
 //   load_group(plane, g) -> vec4<f32>: pixels 4g .. 4g + 3 of input plane `plane`;
 //   store_group(plane, g, v): writes finish4(v, residual) to pixels 4g .. of output plane
 //   `plane` (those inside the plane);
@@ -122,6 +122,40 @@ fn main(inv: Invocation) {
         }
     }
 
+    if (STORE_LOOP) {
+        // One channel's stores in a loop that moves the accumulators down a channel each
+        // time, instead of 4 * OC_VEC inlined copies: llvmpipe compiles each copy (with
+        // its lane-by-lane scatter and residual gather) separately, and they were most of
+        // the kernel's compile time at its first dispatch (lavapipe: 0.36-1.8 s per
+        // pipeline before, a third of that after; run time unchanged). A GPU keeps the
+        // unrolled stores (STORE_LOOP false), its accumulators in registers.
+        let channels = min(4u * OC_VEC, p.c_out - oc0);
+        for (var k = 0u; k < channels; k++) {
+            store(&a0, oc0 + k, n, q0, p4);
+            a0 = a1;
+            a1 = a2;
+            a2 = a3;
+            if (OC_VEC > 1u) {
+                a3 = a4;
+                a4 = a5;
+                a5 = a6;
+                a6 = a7;
+            }
+            if (OC_VEC > 2u) {
+                a7 = a8;
+                a8 = a9;
+                a9 = a10;
+                a10 = a11;
+            }
+            if (OC_VEC > 3u) {
+                a11 = a12;
+                a12 = a13;
+                a13 = a14;
+                a14 = a15;
+            }
+        }
+        return;
+    }
     store(&a0, oc0, n, q0, p4);
     store(&a1, oc0 + 1u, n, q0, p4);
     store(&a2, oc0 + 2u, n, q0, p4);

@@ -6,6 +6,8 @@
 // Register tile (see src/shaders.rs): arrays sized exactly by their loops' trip counts.
 const Q: u32 = 4u; // @specialize
 const OC_VEC: u32 = 2u; // @specialize
+// The stores unrolled (see conv_pointwise_body.wgsl): accumulators stay in registers.
+const STORE_LOOP: bool = false;
 
 @group(0) @binding(0) var<uniform> p: PointwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<Act>;

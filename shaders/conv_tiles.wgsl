@@ -3,7 +3,8 @@
 // computes a strip of PX output pixels of one row (of one phase, for the transposed
 // convolution) for 4 * OC_VEC output channels of one group. Workgroups are numbered
 // ((n * groups + g) * oc_blocks_pg + block) * strip_blocks + strip block. The including
-// file declares `p`, `bias`, `y`, `res` (`y`, `res`: Act) and PX / OC_VEC, and defines
+// file declares `p`, `bias`, `y`, `res` (`y`, `res`: Act), PX / OC_VEC and STORE_LOOP
+// (see store_tiles), and defines
 // `load_w(i) -> vec4<f32>`, the i-th vec4 of the weights.
 #include "epilogue.wgsl"
 
@@ -70,29 +71,26 @@ fn accumulate_tap(
     }
 }
 
-// Bias, epilogue and store of four channels co0 .. co0 + 3 (within group g) of the tile,
-// pixel j at column ox_first + j * ox_step of output row oy.
-fn store_four(acc: ptr<function, array<vec4<f32>, PX>>, co0: u32, g: u32, n: u32, oy: u32, ox_first: u32, ox_step: u32) {
-    for (var k = 0u; k < 4u; k++) {
-        let co = co0 + k;
-        let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
-        let b = f32(bias[cc]);
-        let out_row = ((n * p.c_out + shuffled_channel(cc, p.c_out)) * p.oh + oy) * p.ow;
-        for (var j = 0u; j < PX; j++) {
-            let ox = ox_first + j * ox_step;
-            if (co < p.cout_pg && ox < p.ow) {
-                let i = out_row + ox;
-                var r = 0.0;
-                if (RESIDUAL != 0u) {
-                    r = f32(res[i]);
-                }
-                y[i] = Act(finish((*acc)[j][k] + b, r));
+// Bias, epilogue and store of channel co (within group g) of the tile, component k of
+// each pixel's accumulator: pixel j at column ox_first + j * ox_step of output row oy.
+fn store_channel(acc: ptr<function, array<vec4<f32>, PX>>, k: u32, co: u32, g: u32, n: u32, oy: u32, ox_first: u32, ox_step: u32) {
+    let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
+    let b = f32(bias[cc]);
+    let out_row = ((n * p.c_out + shuffled_channel(cc, p.c_out)) * p.oh + oy) * p.ow;
+    for (var j = 0u; j < PX; j++) {
+        let ox = ox_first + j * ox_step;
+        if (co < p.cout_pg && ox < p.ow) {
+            let i = out_row + ox;
+            var r = 0.0;
+            if (RESIDUAL != 0u) {
+                r = f32(res[i]);
             }
+            y[i] = Act(finish((*acc)[j][k] + b, r));
         }
     }
 }
 
-// Stores the OC_VEC channel tiles of an invocation (see store_four).
+// Stores the OC_VEC channel tiles of an invocation (see store_channel).
 fn store_tiles(
     a0: ptr<function, array<vec4<f32>, PX>>,
     a1: ptr<function, array<vec4<f32>, PX>>,
@@ -103,14 +101,38 @@ fn store_tiles(
     ox_first: u32,
     ox_step: u32,
 ) {
-    store_four(a0, tile.oc0, tile.g, tile.n, oy, ox_first, ox_step);
-    if (OC_VEC > 1u) {
-        store_four(a1, tile.oc0 + 4u, tile.g, tile.n, oy, ox_first, ox_step);
+    if (STORE_LOOP) {
+        // One channel's stores in a loop that moves the accumulators down a channel each
+        // time, instead of 4 * OC_VEC inlined copies (see conv_pointwise_body.wgsl: the
+        // copies were most of llvmpipe's compile time).
+        let channels = min(4u * OC_VEC, p.cout_pg - tile.oc0);
+        for (var k = 0u; k < channels; k++) {
+            store_channel(a0, 0u, tile.oc0 + k, tile.g, tile.n, oy, ox_first, ox_step);
+            for (var j = 0u; j < PX; j++) {
+                (*a0)[j] = vec4<f32>((*a0)[j].yzw, (*a1)[j].x);
+                if (OC_VEC > 1u) {
+                    (*a1)[j] = vec4<f32>((*a1)[j].yzw, (*a2)[j].x);
+                }
+                if (OC_VEC > 2u) {
+                    (*a2)[j] = vec4<f32>((*a2)[j].yzw, (*a3)[j].x);
+                }
+                if (OC_VEC > 3u) {
+                    (*a3)[j] = vec4<f32>((*a3)[j].yzw, 0.0);
+                }
+            }
+        }
+        return;
     }
-    if (OC_VEC > 2u) {
-        store_four(a2, tile.oc0 + 8u, tile.g, tile.n, oy, ox_first, ox_step);
-    }
-    if (OC_VEC > 3u) {
-        store_four(a3, tile.oc0 + 12u, tile.g, tile.n, oy, ox_first, ox_step);
+    for (var k = 0u; k < 4u; k++) {
+        store_channel(a0, k, tile.oc0 + k, tile.g, tile.n, oy, ox_first, ox_step);
+        if (OC_VEC > 1u) {
+            store_channel(a1, k, tile.oc0 + 4u + k, tile.g, tile.n, oy, ox_first, ox_step);
+        }
+        if (OC_VEC > 2u) {
+            store_channel(a2, k, tile.oc0 + 8u + k, tile.g, tile.n, oy, ox_first, ox_step);
+        }
+        if (OC_VEC > 3u) {
+            store_channel(a3, k, tile.oc0 + 12u + k, tile.g, tile.n, oy, ox_first, ox_step);
+        }
     }
 }

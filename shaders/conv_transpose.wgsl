@@ -1,5 +1,7 @@
 // The gather transposed convolution (conv_transpose_body.wgsl) reading its input and
 // weights from storage buffers: every device, every configuration.
+// The stores unrolled (see store_tiles in conv_tiles.wgsl): accumulators stay in registers.
+const STORE_LOOP: bool = false;
 #include "conv_transpose_body.wgsl"
 
 @group(0) @binding(0) var<uniform> p: TiledConvParams;

@@ -3,6 +3,8 @@
 // a row, by the recorder; each input value picked out of its texel): vector gathers on CPU
 // adapters, where storage loads run one invocation at a time (src/ops/conv_transpose.rs
 // chooses it there).
+// The stores in a loop (see store_tiles in conv_tiles.wgsl): CPU adapters compile faster.
+const STORE_LOOP: bool = true;
 #include "conv_transpose_body.wgsl"
 #include "texels.wgsl"
 
