@@ -585,6 +585,11 @@ impl LazyWeights {
         self.name
     }
 
+    /// The values on the host.
+    pub(crate) fn host(&self) -> &[f32] {
+        &self.host
+    }
+
     /// The device buffer, uploaded on the first call.
     pub(crate) fn buffer(&self) -> Result<&Arc<PooledBuffer>> {
         if let Some(b) = self.device.get() {

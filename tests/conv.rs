@@ -67,6 +67,17 @@ fn check(params: Conv2dParams, input: [usize; 4], seed: u64, kernels: &[ConvKern
             &format!("{k:?} {params:?} on {input:?}"),
         );
     }
+    // The library's own choice, on the live taps where some read only padding.
+    let mut rec = gpu.recorder();
+    let y = conv.forward(&mut rec, &xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    let live = params.live_taps(input);
+    assert_close(
+        got.view(),
+        want.view(),
+        tol.view(),
+        &format!("forward {params:?} on {input:?} (live taps {live:?})"),
+    );
 }
 
 /// Asserts that `result` is the loop-budget refusal.
@@ -421,12 +432,88 @@ fn arb_case() -> impl Strategy<Value = (Conv2dParams, [usize; 4], u64)> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Cut to its live taps, a convolution computes the same output (the reference on
+    /// both: the dropped taps read only zero padding), with the same shape.
+    #[test]
+    fn live_taps_compute_the_same((params, input, seed) in arb_case()) {
+        if let Some(taps) = params.live_taps(input) {
+            let trimmed = params.trimmed(taps);
+            prop_assert_eq!(trimmed.output_shape(input).unwrap(), params.output_shape(input).unwrap());
+            let k = trimmed.kernel_size;
+            prop_assert!(k.0 <= params.kernel_size.0 && k.1 <= params.kernel_size.1 && k != params.kernel_size);
+            let mut r = rng(seed);
+            let x = random4(&mut r, input);
+            let w = random4(&mut r, params.weight_shape());
+            let b = params.bias.then(|| random1(&mut r, params.out_channels));
+            let b = b.as_ref().map(|b| b.view());
+            let want = reference::conv::conv2d(&params, x.view(), w.view(), b).unwrap();
+            let got = reference::conv::conv2d(&trimmed, x.view(), taps.weight(w.view()).view(), b).unwrap();
+            let tol = want.mapv(|v| 1e-6 * v.abs().max(1.0));
+            assert_close(got.view(), want.view(), tol.view(), &format!("{params:?} on {input:?} cut to {taps:?}"));
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Randomised sweep: every kernel that supports the case agrees with the reference.
     #[test]
     fn random_configurations_match_reference((params, input, seed) in arb_case()) {
         check(params, input, seed, &ConvKernel::ALL);
+    }
+}
+
+/// Taps that read only zero padding are skipped: DeepLab's ASPP rates past the map are
+/// their centre tap (a pointwise convolution), a window wider than the map loses its
+/// outer taps, and nothing is cut where every tap reads the input or where the padding
+/// is not zeros.
+#[test]
+fn taps_reading_only_padding_are_skipped() {
+    let aspp = |rate: usize| {
+        Conv2dParams::new(8, 6, 3)
+            .padding(rate)
+            .dilation(rate)
+            .bias(false)
+            .activation(Activation::Relu)
+    };
+    let map = [2, 8, 20, 20];
+    let centre = aspp(36).live_taps(map).unwrap();
+    assert_eq!((centre.rows, centre.cols), ((1, 1), (1, 1)));
+    let cut = aspp(36).trimmed(centre);
+    assert!(cut.is_pointwise(), "{cut:?}");
+    assert!(aspp(24)
+        .trimmed(aspp(24).live_taps(map).unwrap())
+        .is_pointwise());
+    assert_eq!(aspp(12).live_taps(map), None);
+    // Rows only: a tall map, a short dilation across it.
+    let tall = Conv2dParams::new(3, 4, 3).padding(5).dilation(5);
+    let taps = tall.live_taps([1, 3, 4, 11]).unwrap();
+    assert_eq!((taps.rows, taps.cols), ((1, 1), (0, 2)));
+    // A 7x7 window over 3x3: taps 1..=5 read it; the padding shrinks from 3 to 2.
+    let wide = Conv2dParams::new(2, 2, 7).padding(3);
+    let taps = wide.live_taps([1, 2, 3, 3]).unwrap();
+    assert_eq!((taps.rows, taps.cols), ((1, 5), (1, 5)));
+    assert_eq!(wide.trimmed(taps).pads(), ((2, 2), (2, 2)));
+    // Padding that is not zeros reads the map through every tap.
+    assert!(aspp(2).live_taps([1, 8, 2, 2]).is_some());
+    let circular = aspp(2).padding_mode(segblocks::ops::conv::PaddingMode::Circular);
+    assert_eq!(circular.live_taps([1, 8, 2, 2]), None);
+    for (params, input) in [
+        (aspp(36), map),
+        (aspp(24), [1, 8, 20, 13]),
+        (aspp(12), [1, 8, 9, 20]),
+        (tall, [1, 3, 4, 11]),
+        (wide, [2, 2, 3, 3]),
+        (wide.stride(2), [1, 2, 5, 3]),
+        (
+            Conv2dParams::depthwise(8, 1, 3).padding(24).dilation(24),
+            map,
+        ),
+    ] {
+        check(params, input, 7, &[]);
     }
 }
 

@@ -8,7 +8,7 @@
 //! [`tf_same_padding`]), with PyTorch's four `padding_mode`s. The output size per axis is
 //! `floor((in + pad_before + pad_after - dilation * (kernel - 1) - 1) / stride) + 1`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
@@ -24,6 +24,56 @@ use crate::launch::{
     TEXEL_ROWS_ANYWHERE,
 };
 use crate::weights::{key, StateDict};
+
+/// The kernel rows and columns of a convolution that read its input on a given input
+/// shape ([`Conv2dParams::live_taps`]): first and last, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LiveTaps {
+    /// First and last kernel row kept.
+    pub rows: (usize, usize),
+    /// First and last kernel column kept.
+    pub cols: (usize, usize),
+}
+
+impl LiveTaps {
+    /// The taps' weights out of a PyTorch-layout weight `[C_out, C_in / groups, kH, kW]`
+    /// (the weight of [`Conv2dParams::trimmed`]).
+    pub fn weight(&self, weight: ArrayView4<f32>) -> Array4<f32> {
+        let ((r0, r1), (c0, c1)) = (self.rows, self.cols);
+        weight
+            .slice(ndarray::s![.., .., r0..=r1, c0..=c1])
+            .to_owned()
+    }
+}
+
+/// The first and last of the `k` taps (stride `s`, dilation `d`) that read inside an axis
+/// of `size` for some of its `out` outputs with padding `(before, after)`, kept wider where
+/// dropping a tap would need negative padding.
+fn live_range(
+    size: usize,
+    out: usize,
+    (k, s, d): (usize, usize, usize),
+    (before, after): (usize, usize),
+) -> (usize, usize) {
+    // Output o reads index o * s + t * d - before with tap t: the first output reading at
+    // or past 0 is the only candidate for the lowest index inside.
+    let live = |t: usize| {
+        let at = t * d;
+        let o = if at >= before {
+            0
+        } else {
+            (before - at).div_ceil(s)
+        };
+        o < out && o * s + at - before < size
+    };
+    match ((0..k).find(|&t| live(t)), (0..k).rev().find(|&t| live(t))) {
+        (Some(first), Some(last)) => (
+            first.min(before / d),
+            last.max((k - 1).saturating_sub(after / d)),
+        ),
+        _ => (0, k - 1),
+    }
+}
 
 /// Parameters of a 2-D convolution, named as in `torch.nn.Conv2d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,6 +185,66 @@ impl Conv2dParams {
                 self.dilation.1,
             ),
         )
+    }
+
+    /// The kernel rows and columns that read the input for at least one output on
+    /// `input`, where they are fewer than the kernel's: with zero padding, a tap whose
+    /// every read falls in the padding adds nothing. An atrous convolution whose dilation
+    /// reaches past the map (DeepLab's ASPP at rates 24 and 36 on a 20 x 20 map) is its
+    /// centre tap alone, a pointwise convolution. `None` when every tap reads the input
+    /// for some output, for other padding modes, or when the input does not fit the
+    /// parameters. Dead taps are dropped only as far as the padding they skip: the
+    /// convolution of [`Conv2dParams::trimmed`] never needs negative padding.
+    pub fn live_taps(&self, input: [usize; 4]) -> Option<LiveTaps> {
+        if self.padding_mode != PaddingMode::Zeros {
+            return None;
+        }
+        let out = self.output_shape(input).ok()?;
+        let (pads_h, pads_w) = self.pads();
+        let axis = |a: usize, pads: (usize, usize), pick: fn((usize, usize)) -> usize| {
+            live_range(
+                input[2 + a],
+                out[2 + a],
+                (
+                    pick(self.kernel_size),
+                    pick(self.stride),
+                    pick(self.dilation),
+                ),
+                pads,
+            )
+        };
+        let taps = LiveTaps {
+            rows: axis(0, pads_h, |p| p.0),
+            cols: axis(1, pads_w, |p| p.1),
+        };
+        let (kh, kw) = self.kernel_size;
+        (taps.rows != (0, kh - 1) || taps.cols != (0, kw - 1)).then_some(taps)
+    }
+
+    /// The same convolution with the window cut to `taps` ([`Conv2dParams::live_taps`]):
+    /// the padding before shrinks by the dropped leading taps times the dilation, the
+    /// padding after by the trailing ones, so every output reads the same inputs with the
+    /// same weights and the output shape is unchanged. An axis left with one tap gets
+    /// dilation 1 (it no longer matters).
+    pub fn trimmed(&self, taps: LiveTaps) -> Conv2dParams {
+        let ((top, bottom), (left, right)) = self.pads();
+        let (kh, kw) = self.kernel_size;
+        let (dh, dw) = self.dilation;
+        let ((r0, r1), (c0, c1)) = (taps.rows, taps.cols);
+        let before = (top - r0 * dh, left - c0 * dw);
+        let after = (bottom - (kh - 1 - r1) * dh, right - (kw - 1 - c1) * dw);
+        let size = (r1 - r0 + 1, c1 - c0 + 1);
+        Conv2dParams {
+            kernel_size: size,
+            padding: before,
+            padding_after: (after != before).then_some(after),
+            padding_same: false,
+            dilation: (
+                if size.0 == 1 { 1 } else { dh },
+                if size.1 == 1 { 1 } else { dw },
+            ),
+            ..*self
+        }
     }
 
     /// The window (kernel size, stride, the padding before, dilation).
@@ -768,6 +878,9 @@ fn direct_row_fits(params: &Conv2dParams, ow: usize, vector_loads: bool) -> bool
 
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
+
+/// Trimmed forms of one layer kept ([`Conv2d::forward`] on several input sizes).
+const TRIMS_KEPT: usize = 4;
 
 /// The input row segment a strip of `px` outputs reads: `(px - 1) * sW + (kW - 1) * dW + 1`.
 fn strip_row(params: &Conv2dParams, px: usize) -> usize {
@@ -1638,6 +1751,9 @@ impl PackedWeights {
 pub struct Conv2d {
     params: Conv2dParams,
     weights: LayerWeights,
+    /// The layer cut to its live taps ([`Conv2dParams::live_taps`]), per trimmed
+    /// parameters: made on the first input that needs each.
+    trims: Mutex<Vec<(Conv2dParams, Arc<Conv2d>)>>,
 }
 
 /// A layer's weights: in one buffer, or split by output channels across layers of their
@@ -1673,6 +1789,7 @@ impl Conv2d {
         Ok(Conv2d {
             params,
             weights: LayerWeights::Whole(weights),
+            trims: Mutex::default(),
         })
     }
 
@@ -1721,6 +1838,7 @@ impl Conv2d {
         Ok(Conv2d {
             params,
             weights: LayerWeights::Split(parts),
+            trims: Mutex::default(),
         })
     }
 
@@ -1740,10 +1858,47 @@ impl Conv2d {
         self.params.output_shape(input)
     }
 
-    /// Records the convolution of `input` with the kernel [`select_kernel`] picks.
+    /// Records the convolution of `input` with the kernel [`select_kernel`] picks. Taps
+    /// that read only zero padding for every output on this input are skipped
+    /// ([`Conv2dParams::live_taps`]; as in every method that picks its own kernel): the
+    /// result is the same, the work less.
     pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
-        let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
-        self.forward_with(rec, input, kernel)
+        let trimmed = self.trimmed_for(input.shape())?;
+        let layer = trimmed.as_deref().unwrap_or(self);
+        let kernel = select_kernel(&layer.params, input.shape(), rec.gpu().caps());
+        layer.forward_with(rec, input, kernel)
+    }
+
+    /// This layer cut to its live taps on `input` ([`Conv2dParams::live_taps`]), or
+    /// `None` where every tap is live (or the weights are split across bindings).
+    fn trimmed_for(&self, input: [usize; 4]) -> Result<Option<Arc<Conv2d>>> {
+        let LayerWeights::Whole(weights) = &self.weights else {
+            return Ok(None);
+        };
+        let Some(taps) = self.params.live_taps(input) else {
+            return Ok(None);
+        };
+        let params = self.params.trimmed(taps);
+        let mut trims = self.trims.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, layer)) = trims.iter().find(|(p, _)| *p == params) {
+            return Ok(Some(layer.clone()));
+        }
+        let shape = self.params.weight_shape();
+        let full = ArrayView4::from_shape(shape, &weights.host)
+            .map_err(|e| invalid("weight", format!("does not match its shape {shape:?}: {e}")))?;
+        let bias = params.bias.then(|| ArrayView1::from(weights.bias.host()));
+        let layer = Arc::new(Conv2d::new(
+            &weights.gpu,
+            params,
+            taps.weight(full).view(),
+            bias,
+        )?);
+        // A few input sizes at most; the oldest goes first.
+        if trims.len() == TRIMS_KEPT {
+            trims.remove(0);
+        }
+        trims.push((params, layer.clone()));
+        Ok(Some(layer))
     }
 
     /// Records the convolution with a chosen kernel (an error if it does not apply).
@@ -1772,8 +1927,10 @@ impl Conv2d {
         (gate, gate_activation): (&Tensor, Activation),
         residual: Option<(&Tensor, ResidualJoin)>,
     ) -> Result<Tensor> {
-        let kernel = select_gated_kernel(&self.params, input.shape(), rec.gpu().caps());
-        self.forward_gated_with(rec, input, (gate, gate_activation), residual, kernel)
+        let trimmed = self.trimmed_for(input.shape())?;
+        let layer = trimmed.as_deref().unwrap_or(self);
+        let kernel = select_gated_kernel(&layer.params, input.shape(), rec.gpu().caps());
+        layer.forward_gated_with(rec, input, (gate, gate_activation), residual, kernel)
     }
 
     /// [`Conv2d::forward_gated`] with a chosen kernel.
@@ -1820,8 +1977,10 @@ impl Conv2d {
         residual: &Tensor,
         join: ResidualJoin,
     ) -> Result<Tensor> {
-        let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
-        self.forward_residual_with(rec, input, residual, join, kernel)
+        let trimmed = self.trimmed_for(input.shape())?;
+        let layer = trimmed.as_deref().unwrap_or(self);
+        let kernel = select_kernel(&layer.params, input.shape(), rec.gpu().caps());
+        layer.forward_residual_with(rec, input, residual, join, kernel)
     }
 
     /// [`Conv2d::forward_residual`] with a chosen kernel.
@@ -1851,8 +2010,10 @@ impl Conv2d {
         groups: usize,
     ) -> Result<Tensor> {
         self.params.check_shuffle(groups)?;
-        let kernel = select_kernel(&self.params, input.shape(), rec.gpu().caps());
-        self.record(rec, input, kernel, groups as u32, None)
+        let trimmed = self.trimmed_for(input.shape())?;
+        let layer = trimmed.as_deref().unwrap_or(self);
+        let kernel = select_kernel(&layer.params, input.shape(), rec.gpu().caps());
+        layer.record(rec, input, kernel, groups as u32, None)
     }
 
     fn record(
