@@ -207,7 +207,7 @@ fn bilinear_integer_factors_take_their_own_kernel_and_agree() {
         );
         check(p, s, 9);
     }
-    // Factors 4 and 8 (DeepLab's and FCN-8s's heads), by scale and by size.
+    // Factors 4, 8 and 16 (DeepLab's and FCN-8s's heads), by scale and by size.
     for (p, s, factor) in [
         (
             UpsampleParams::bilinear(false).scale_factor(4.0),
@@ -228,6 +228,23 @@ fn bilinear_integer_factors_take_their_own_kernel_and_agree() {
             UpsampleParams::bilinear(false).size((8, 64)),
             [1, 1, 1, 8],
             8,
+        ),
+        (
+            UpsampleParams::bilinear(false).scale_factor(8.0),
+            [2, 3, 5, 12],
+            8,
+        ),
+        // Factor 16 (DeepLabV3-MobileNetV3's head at output stride 16), one input pixel
+        // per invocation.
+        (
+            UpsampleParams::bilinear(false).scale_factor(16.0),
+            [2, 3, 3, 4],
+            16,
+        ),
+        (
+            UpsampleParams::bilinear(false).size((32, 192)),
+            [1, 2, 2, 12],
+            16,
         ),
     ] {
         assert_eq!(
@@ -268,7 +285,7 @@ fn bilinear_integer_factors_take_their_own_kernel_and_agree() {
             1.0
         }
     });
-    for factor in [2.0, 4.0] {
+    for factor in [2.0, 4.0, 8.0, 16.0] {
         let p = UpsampleParams::bilinear(false).scale_factor(factor);
         let want = reference::upsample::upsample(&p, x.view()).unwrap();
         let mut rec = gpu.recorder();
