@@ -54,6 +54,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("conv_pointwise_store4.wgsl"),
     wgsl!("texels.wgsl"),
     wgsl!("conv_pointwise_body.wgsl"),
+    wgsl!("im2col.wgsl"),
     wgsl!("conv_depthwise.wgsl"),
     wgsl!("conv_depthwise_vec.wgsl"),
     wgsl!("conv_depthwise_texels.wgsl"),

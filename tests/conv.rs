@@ -581,6 +581,28 @@ fn kernel_selection_is_explicit() {
             dw(false, true),
         ),
         (Conv2dParams::new(64, 64, 3).groups(32), s, texels(true)),
+        // 128 output channels or more: the columns, then the pointwise kernel; not where
+        // the columns pass the cap (64 x 9 x 512 x 512 values), nor for groups.
+        (
+            Conv2dParams::new(64, 128, 3).padding(1),
+            s,
+            ConvKernel::Im2colTexels,
+        ),
+        (
+            Conv2dParams::new(64, 256, 3).stride(2).padding(1),
+            [1, 64, 40, 40],
+            ConvKernel::Im2colTexels,
+        ),
+        (
+            Conv2dParams::new(64, 128, 3).padding(1),
+            [1, 64, 512, 512],
+            texels(true),
+        ),
+        (
+            Conv2dParams::new(128, 128, 3).padding(1).groups(2),
+            [1, 128, 56, 56],
+            texels(true),
+        ),
         // A dilation too wide for the row buffer.
         (
             Conv2dParams::new(4, 4, 3).dilation(20).padding(20),
@@ -799,7 +821,7 @@ fn an_input_gate_fuses_into_pointwise_and_gemm_kernels() {
                     .forward_gated_with(&mut rec, &xt, (&gt, act), residual, k)
                     .unwrap();
                 // One pass where the kernel applies the gate, two otherwise.
-                let passes = if k.applies_input_gate() { 1 } else { 2 };
+                let passes = k.dispatches() + usize::from(!k.applies_input_gate());
                 assert_eq!(rec.dispatch_count(), passes, "{k:?}");
                 let got = rec.download(&y).unwrap();
                 let what = format!("{k:?} gate {act:?} on {input:?}, residual {join:?}");
@@ -1595,7 +1617,7 @@ fn fused_residual_every_kernel_and_join() {
                 let y = conv
                     .forward_residual_with(&mut rec, &xt, &rt, join, kernel)
                     .unwrap();
-                assert_eq!(rec.dispatch_count(), 1);
+                assert_eq!(rec.dispatch_count(), kernel.dispatches());
                 let got = rec.download(&y).unwrap();
                 assert_close(
                     got.view(),

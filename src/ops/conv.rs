@@ -247,6 +247,22 @@ impl Conv2dParams {
         }
     }
 
+    /// The pointwise convolution of this one's columns ([`ConvKernel::Im2colTexels`]):
+    /// `C_in * kH * kW` input channels, the same outputs, bias and activations.
+    fn columns(&self) -> Conv2dParams {
+        Conv2dParams {
+            in_channels: self.in_channels * self.kernel_size.0 * self.kernel_size.1,
+            kernel_size: (1, 1),
+            stride: (1, 1),
+            padding: (0, 0),
+            padding_after: None,
+            padding_same: false,
+            padding_mode: PaddingMode::Zeros,
+            dilation: (1, 1),
+            ..*self
+        }
+    }
+
     /// The window (kernel size, stride, the padding before, dilation).
     pub fn window(&self) -> Window {
         let ((top, _), (left, _)) = self.pads();
@@ -532,6 +548,14 @@ pub enum ConvKernel {
     /// `TEXEL_ROW` x 8,192 vec4s. Chosen on CPU adapters, which fetch texels with
     /// vector gathers but load storage buffers one invocation at a time.
     PointwiseTexels,
+    /// The input's columns (`im2col.wgsl`: one row per input channel and tap, read as
+    /// texels), then [`ConvKernel::PointwiseTexels`] over them with the direct kernel's
+    /// packed weights: two dispatches and a buffer of `C_in * kH * kW` output-sized
+    /// planes, for the pointwise kernel's larger register tile. Needs one group, an output
+    /// plane of a multiple of 4 pixels, `C_in * kH * kW` within the loop budget, and the
+    /// input, the columns and the weights within `TEXEL_ROW` x 8,192 vec4s. Chosen on CPU
+    /// adapters where the columns stay within [`IM2COL_MAX_BYTES`].
+    Im2colTexels,
     /// Four output rows (one where the map is shorter or the window dilated) of one
     /// channel per invocation with per-channel weights (`conv_depthwise*.wgsl`), each
     /// input row read once for all of them; needs `groups == in_channels` (any channel
@@ -570,7 +594,7 @@ pub enum ConvKernel {
 impl ConvKernel {
     /// Every variant and sub-variant, for tests that force each one (vector loads read
     /// the row buffer, so there is no depthwise variant with one and not the other).
-    pub const ALL: [ConvKernel; 16] = {
+    pub const ALL: [ConvKernel; 17] = {
         const fn d(row_buffer: bool, vector_loads: bool, vector_stores: bool) -> ConvKernel {
             ConvKernel::Depthwise {
                 row_buffer,
@@ -586,6 +610,7 @@ impl ConvKernel {
                 vector_loads: false,
             },
             ConvKernel::PointwiseTexels,
+            ConvKernel::Im2colTexels,
             ConvKernel::Pointwise { vector_io: true },
             ConvKernel::Pointwise { vector_io: false },
             d(true, true, true),
@@ -606,6 +631,16 @@ impl ConvKernel {
             .into_iter()
             .filter(|k| k.supports(params, input))
             .collect()
+    }
+
+    /// The dispatches this kernel records for one convolution: two for
+    /// [`ConvKernel::Im2colTexels`] (the columns, then the product), one for the others.
+    pub fn dispatches(self) -> usize {
+        if self == ConvKernel::Im2colTexels {
+            2
+        } else {
+            1
+        }
     }
 
     /// Whether this kernel scales its input by a gate as it reads it
@@ -641,6 +676,15 @@ impl ConvKernel {
             ConvKernel::PointwiseTexels => {
                 ConvKernel::Pointwise { vector_io: true }.supports(params, input)
                     && input_fits_texels
+                    && fits_texels(blocked_len(params))
+            }
+            ConvKernel::Im2colTexels => {
+                let columns = params.columns();
+                params.groups == 1
+                    && (out[2] * out[3]).is_multiple_of(4)
+                    && columns.in_channels as u64 <= LOOP_BUDGET
+                    && input_fits_texels
+                    && fits_texels(out[0] * columns.in_channels * out[2] * out[3])
                     && fits_texels(blocked_len(params))
             }
             ConvKernel::Depthwise {
@@ -686,8 +730,10 @@ impl ConvKernel {
 /// the loop budget and each group has at least 16 output channels (half its tile).
 /// CPU-emulated adapters (lavapipe, llvmpipe, SwiftShader, WARP), where workgroup memory
 /// is ordinary memory behind barriers, get the register-tiled kernels reading texels:
-/// [`ConvKernel::PointwiseTexels`] where it applies, else [`ConvKernel::DirectTexels`]
-/// (with vector loads where its strips are as wide), else the direct kernel.
+/// [`ConvKernel::PointwiseTexels`] where it applies, else [`ConvKernel::Im2colTexels`]
+/// for one group of at least 128 output channels whose columns stay within
+/// [`IM2COL_MAX_BYTES`], else [`ConvKernel::DirectTexels`] (with vector loads where its
+/// strips are as wide), else the direct kernel.
 pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps) -> ConvKernel {
     let best = |k: ConvKernel| k.supports(params, input).then_some(k);
     if params.is_depthwise() && params.in_channels > 1 {
@@ -764,8 +810,19 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     let as_wide = params
         .output_shape(input)
         .is_ok_and(|out| direct_px(params, out[3], true) >= direct_px(params, out[3], false));
+    // The columns and the pointwise kernel's larger tile where there are enough output
+    // channels to share the columns' cost (lavapipe, 3 x 3 layers, same run: 0.68-0.97x
+    // the direct texel kernel's time at 128-512 output channels, 1.0-1.3x at 64, 2x at
+    // 16), within a memory cap.
+    let columns_fit = params.output_shape(input).is_ok_and(|out| {
+        let values = out[0] * params.columns().in_channels * out[2] * out[3];
+        values as u64 * 4 <= IM2COL_MAX_BYTES
+    });
+    let im2col = cpu(best(ConvKernel::Im2colTexels))
+        .filter(|_| params.out_channels >= IM2COL_MIN_OUT && columns_fit);
     cpu(best(ConvKernel::PointwiseTexels))
         .or(best(ConvKernel::Pointwise { vector_io: true }))
+        .or(im2col)
         .or(cpu(direct(ConvKernel::DirectTexels { vector_loads: true })).filter(|_| as_wide))
         .or(cpu(direct(ConvKernel::DirectTexels {
             vector_loads: false,
@@ -1243,6 +1300,36 @@ const CONV_DEPTHWISE_TEXELS: Kernel<DepthwiseParams, DepthwiseSpec> = Kernel::ne
     ],
 );
 
+uniform! {
+    /// `shaders/im2col.wgsl`.
+    pub(crate) struct Im2colParams {
+        c: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        pad_h: u32,
+        pad_w: u32,
+        total4: u32,
+    }
+}
+
+specialize! {
+    /// The constants of `im2col.wgsl`: the window and the padding mode.
+    struct Im2colSpec { window: Window, pad_mode: PaddingMode }
+}
+
+const IM2COL: Kernel<Im2colParams, Im2colSpec> =
+    Kernel::new("im2col.wgsl", &[texels("x"), write("y")]);
+
+/// The largest columns buffer [`select_kernel`] lets [`ConvKernel::Im2colTexels`] make
+/// (at f32; it is half that at f16).
+pub const IM2COL_MAX_BYTES: u64 = 64 << 20;
+
+/// The fewest output channels for which [`select_kernel`] picks
+/// [`ConvKernel::Im2colTexels`].
+const IM2COL_MIN_OUT: usize = 128;
+
 /// The kernels of this family.
 pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &CONV_DIRECT,
@@ -1252,6 +1339,7 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &CONV_POINTWISE,
     &CONV_POINTWISE_SCALAR,
     &CONV_POINTWISE_TEXELS,
+    &IM2COL,
     &CONV_DEPTHWISE,
     &CONV_DEPTHWISE_VEC,
     &CONV_DEPTHWISE_TEXELS,
@@ -1493,6 +1581,28 @@ fn plan_pointwise(
         ]))
 }
 
+/// The columns dispatch of [`ConvKernel::Im2colTexels`] for `p` from `input` to an
+/// output of shape `out`.
+fn plan_im2col(p: &Conv2dParams, input: [usize; 4], out: [usize; 4]) -> Launch {
+    let ((top, _), (left, _)) = p.pads();
+    let total4 = out[0] * p.columns().in_channels * out[2] * out[3] / 4;
+    let u = Im2colParams {
+        c: input[1] as u32,
+        h: input[2] as u32,
+        w: input[3] as u32,
+        oh: out[2] as u32,
+        ow: out[3] as u32,
+        pad_h: top as u32,
+        pad_w: left as u32,
+        total4: total4 as u32,
+    };
+    let spec = Im2colSpec {
+        window: p.window(),
+        pad_mode: p.padding_mode,
+    };
+    IM2COL.launch(&spec, &u).threads(total4)
+}
+
 /// The depthwise kernel's dispatch for `p` from `input` to `out`.
 fn plan_depthwise(
     p: &Conv2dParams,
@@ -1595,6 +1705,12 @@ fn plan_gated(
         }
         ConvKernel::PointwiseTexels => {
             plan_pointwise(p, input, &CONV_POINTWISE_TEXELS, (epilogue, gate))
+        }
+        ConvKernel::Im2colTexels => {
+            // The second of its two dispatches (`record_im2col` makes the columns).
+            let columns = p.columns();
+            let shape = [out[0], columns.in_channels, out[2], out[3]];
+            plan_pointwise(&columns, shape, &CONV_POINTWISE_TEXELS, (epilogue, gate))
         }
         ConvKernel::Depthwise {
             row_buffer,
@@ -2071,6 +2187,7 @@ impl Conv2d {
             shuffle_groups,
         };
         let input_gate = InputGate(gate.map(|(_, a)| a));
+        let columns = self.record_im2col(rec, input, kernel)?;
         let launch = plan_gated(&self.params, input.shape(), kernel, (epilogue, input_gate))?;
         let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
         let weight = match kernel {
@@ -2080,7 +2197,7 @@ impl Conv2d {
             _ => weights.layout(1, &|w| pack_blocked(&self.params, w))?,
         };
         let args = Args::new()
-            .read("x", input)
+            .read("x", columns.as_ref().unwrap_or(input))
             .read("wt", weight)
             .read("bias", weights.bias()?)
             .write("y", &output)
@@ -2093,6 +2210,31 @@ impl Conv2d {
         };
         rec.run(&launch, args)?;
         Ok(output)
+    }
+
+    /// With [`ConvKernel::Im2colTexels`], records its first dispatch and returns the
+    /// columns its second reads; `None` for the other kernels.
+    fn record_im2col(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        kernel: ConvKernel,
+    ) -> Result<Option<Tensor>> {
+        if kernel != ConvKernel::Im2colTexels {
+            return Ok(None);
+        }
+        let p = &self.params;
+        let out = p.output_shape(input.shape())?;
+        fail_if(!kernel.supports(p, input.shape()), "kernel", || {
+            format!(
+                "{kernel:?} does not support {p:?} on input {:?}",
+                input.shape()
+            )
+        })?;
+        let columns = rec.empty("columns", [out[0], p.columns().in_channels, out[2], out[3]])?;
+        let launch = plan_im2col(p, input.shape(), out);
+        rec.run(&launch, Args::new().read("x", input).write("y", &columns))?;
+        Ok(Some(columns))
     }
 
     /// Cost of this layer on `input`.
