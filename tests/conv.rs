@@ -628,10 +628,27 @@ fn kernel_selection_is_explicit() {
             ConvKernel::DirectTexels { .. }
                 | ConvKernel::PointwiseTexels
                 | ConvKernel::DepthwiseTexels
+                | ConvKernel::Im2colTexels
         ));
         assert!(got.supports(&params, input));
         assert!(ConvKernel::candidates(&params, input).contains(&got));
     }
+    // The columns stay within half the device's binding limit: 64 x 9 x 112 x 112 values
+    // (28.9 MB) do not on a device that binds 16 MB.
+    let small = DeviceCaps {
+        max_storage_buffer_binding_size: 16 << 20,
+        ..caps
+    };
+    let wide = Conv2dParams::new(64, 128, 3).padding(1);
+    assert_eq!(select_kernel(&wide, s, &small), ConvKernel::Im2colTexels);
+    assert_eq!(
+        select_kernel(&wide, [1, 64, 112, 112], &caps),
+        ConvKernel::Im2colTexels
+    );
+    assert_eq!(
+        select_kernel(&wide, [1, 64, 112, 112], &small),
+        texels(true)
+    );
     // A GPU: the workgroup-tiled GEMM for every convolution but the depthwise ones and
     // those with narrow groups, within the loop budget; depthwise ones with their input
     // patch in workgroup memory.

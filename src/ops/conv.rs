@@ -732,7 +732,7 @@ impl ConvKernel {
 /// is ordinary memory behind barriers, get the register-tiled kernels reading texels:
 /// [`ConvKernel::PointwiseTexels`] where it applies, else [`ConvKernel::Im2colTexels`]
 /// for one group of at least 128 output channels whose columns stay within
-/// [`IM2COL_MAX_BYTES`], else [`ConvKernel::DirectTexels`] (with vector loads where its
+/// [`IM2COL_MAX_BYTES`] and half the binding limit, else [`ConvKernel::DirectTexels`] (with vector loads where its
 /// strips are as wide), else the direct kernel.
 pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps) -> ConvKernel {
     let best = |k: ConvKernel| k.supports(params, input).then_some(k);
@@ -813,10 +813,12 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     // The columns and the pointwise kernel's larger tile where there are enough output
     // channels to share the columns' cost (lavapipe, 3 x 3 layers, same run: 0.68-0.97x
     // the direct texel kernel's time at 128-512 output channels, 1.0-1.3x at 64, 2x at
-    // 16), within a memory cap.
+    // 16), within a memory cap and half the device's binding limit (buffers come in size
+    // classes).
     let columns_fit = params.output_shape(input).is_ok_and(|out| {
         let values = out[0] * params.columns().in_channels * out[2] * out[3];
-        values as u64 * 4 <= IM2COL_MAX_BYTES
+        let cap = IM2COL_MAX_BYTES.min(caps.max_storage_buffer_binding_size / 2);
+        values as u64 * 4 <= cap
     });
     let im2col = cpu(best(ConvKernel::Im2colTexels))
         .filter(|_| params.out_channels >= IM2COL_MIN_OUT && columns_fit);
@@ -1323,7 +1325,7 @@ const IM2COL: Kernel<Im2colParams, Im2colSpec> =
     Kernel::new("im2col.wgsl", &[texels("x"), write("y")]);
 
 /// The largest columns buffer [`select_kernel`] lets [`ConvKernel::Im2colTexels`] make
-/// (at f32; it is half that at f16).
+/// (at f32; it is half that at f16), and at most half the device's largest binding.
 pub const IM2COL_MAX_BYTES: u64 = 64 << 20;
 
 /// The fewest output channels for which [`select_kernel`] picks
