@@ -250,16 +250,13 @@ impl Conv2dParams {
     /// The pointwise convolution of this one's columns ([`ConvKernel::Im2colTexels`]):
     /// `C_in * kH * kW` input channels, the same outputs, bias and activations.
     fn columns(&self) -> Conv2dParams {
+        let (kh, kw) = self.kernel_size;
         Conv2dParams {
-            in_channels: self.in_channels * self.kernel_size.0 * self.kernel_size.1,
-            kernel_size: (1, 1),
-            stride: (1, 1),
-            padding: (0, 0),
-            padding_after: None,
-            padding_same: false,
-            padding_mode: PaddingMode::Zeros,
-            dilation: (1, 1),
-            ..*self
+            groups: self.groups,
+            bias: self.bias,
+            activation: self.activation,
+            param_activation: self.param_activation,
+            ..Conv2dParams::new(self.in_channels * kh * kw, self.out_channels, 1)
         }
     }
 
@@ -682,7 +679,7 @@ impl ConvKernel {
                 let columns = params.columns();
                 params.groups == 1
                     && (out[2] * out[3]).is_multiple_of(4)
-                    && columns.in_channels as u64 <= LOOP_BUDGET
+                    && pointwise_loops(&columns) <= LOOP_BUDGET
                     && input_fits_texels
                     && fits_texels(out[0] * columns.in_channels * out[2] * out[3])
                     && fits_texels(blocked_len(params))
@@ -1573,14 +1570,19 @@ fn plan_pointwise(
         q: Count((POINTWISE_PX / 4) as u32),
         oc_vec: Count(oc_vec as u32),
     };
-    let q = (POINTWISE_PX / 4) as u64;
     kernel
         .launch(&spec, &u)
         .workgroups(n * oc_blocks * tile_blocks)
-        .loops(loop_nest(&[
-            Trip::Uniform(p.in_channels as u64),
-            Trip::Constant(q),
-        ]))
+        .loops(pointwise_loops(p))
+}
+
+/// Loop iterations of one pointwise invocation: the input channels (its Q pixel groups
+/// are unrolled).
+fn pointwise_loops(p: &Conv2dParams) -> u64 {
+    loop_nest(&[
+        Trip::Uniform(p.in_channels as u64),
+        Trip::Constant((POINTWISE_PX / 4) as u64),
+    ])
 }
 
 /// The columns dispatch of [`ConvKernel::Im2colTexels`] for `p` from `input` to an
@@ -2189,8 +2191,8 @@ impl Conv2d {
             shuffle_groups,
         };
         let input_gate = InputGate(gate.map(|(_, a)| a));
-        let columns = self.record_im2col(rec, input, kernel)?;
         let launch = plan_gated(&self.params, input.shape(), kernel, (epilogue, input_gate))?;
+        let columns = self.record_im2col(rec, input, kernel)?;
         let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
         let weight = match kernel {
             ConvKernel::Depthwise { .. }
@@ -2215,7 +2217,8 @@ impl Conv2d {
     }
 
     /// With [`ConvKernel::Im2colTexels`], records its first dispatch and returns the
-    /// columns its second reads; `None` for the other kernels.
+    /// columns its second reads; `None` for the other kernels. After [`plan_gated`], which
+    /// checks that the kernel supports the input.
     fn record_im2col(
         &self,
         rec: &mut Recorder<'_>,
@@ -2227,12 +2230,6 @@ impl Conv2d {
         }
         let p = &self.params;
         let out = p.output_shape(input.shape())?;
-        fail_if(!kernel.supports(p, input.shape()), "kernel", || {
-            format!(
-                "{kernel:?} does not support {p:?} on input {:?}",
-                input.shape()
-            )
-        })?;
         let columns = rec.empty("columns", [out[0], p.columns().in_channels, out[2], out[3]])?;
         let launch = plan_im2col(p, input.shape(), out);
         rec.run(&launch, Args::new().read("x", input).write("y", &columns))?;
