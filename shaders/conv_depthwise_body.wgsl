@@ -37,6 +37,12 @@ struct DepthwiseParams {
     pad_w: u32,
     strips_x: u32, // strips per output row
     rows: u32, // n * c_out * ceil(oh / PY): one invocation per PY output rows
+    // The store's activation where ACT is AT_RUN (activation.wgsl).
+    act_t: f32,
+    act_lo: f32,
+    act_hi: f32,
+    act_scale: f32,
+    act_times_v: u32,
 }
 
 fn load_x(base: u32, ix: i32) -> f32 {
@@ -54,6 +60,7 @@ fn main(inv: Invocation) {
     if (gid >= p.rows) {
         return;
     }
+    act_at_run = ActAtRun(p.act_t, p.act_lo, p.act_hi, p.act_scale, p.act_times_v);
     let row_blocks = (p.oh + PY - 1u) / PY;
     let oy0 = (gid % row_blocks) * PY;
     let nc = gid / row_blocks;

@@ -8,7 +8,8 @@
 //   load_weights(i) -> vec4<f32>: the i-th vec4 of the blocked weights;
 // and binds `gate`, read when GATED: each input plane is scaled by
 // activation4(GATE_ACT, gate[plane]) as it is read (a squeeze-and-excitation's scale,
-// fused into the convolution that follows it).
+// fused into the convolution that follows it). With ACT at AT_RUN (activation.wgsl), the
+// store's activation comes from p instead.
 // Workgroups are numbered (n * oc_blocks + block) * tile_blocks + tile block.
 
 override GATED: bool = false;
@@ -22,6 +23,12 @@ struct PointwiseParams {
     cout_pad: u32, // c_out padded to the weight layout's channel tile
     oc_blocks: u32, // channel tiles
     tile_blocks: u32, // workgroups per (n, block): ceil(ceil(hw / (4 Q)) / WORKGROUP_SIZE)
+    // The store's activation at AT_RUN (see above).
+    act_t: f32,
+    act_lo: f32,
+    act_hi: f32,
+    act_scale: f32,
+    act_times_v: u32,
 }
 
 // acc[q] += xv[q] * w for the Q pixel groups of the tile.
@@ -60,6 +67,7 @@ fn main(inv: Invocation) {
     }
     let oc0 = block * 4u * OC_VEC;
     let oc_pad4 = p.cout_pad / 4u;
+    act_at_run = ActAtRun(p.act_t, p.act_lo, p.act_hi, p.act_scale, p.act_times_v);
 
     // a{k}: output channel oc0 + k. Function-scope variables start zeroed in WGSL.
     var a0: array<vec4<f32>, Q>;

@@ -1111,6 +1111,114 @@ fn texel_textures_are_reused_and_trimmed() {
     run(8);
 }
 
+/// The CPU adapters' pointwise and depthwise kernels read a piecewise-linear activation
+/// (none, ReLU, ReLU6, hardsigmoid, hardswish) from their uniform: one pipeline for all
+/// of them with each residual join and gate, each result still the reference's; the
+/// others (sigmoid, SiLU, GELU, ...) keep pipelines of their own.
+#[test]
+fn cpu_kernels_take_linear_activations_at_run() {
+    let gpu = Gpu::new().unwrap();
+    let mut r = rng(211);
+    let input = [2, 6, 3, 4];
+    let x = random4(&mut r, input);
+    let logits = random4(&mut r, [2, 6, 1, 1]).mapv(|v| 4.0 * v);
+    let (xt, gt) = (
+        gpu.upload(x.view()).unwrap(),
+        gpu.upload(logits.view()).unwrap(),
+    );
+    let res = random4(&mut r, [2, 16, 3, 4]);
+    let rt = gpu.upload(res.view()).unwrap();
+    let mut run = |act: Activation, gate: Option<Activation>, join: Option<ResidualJoin>| {
+        let params = Conv2dParams::new(6, 16, 1).bias(true).activation(act);
+        let w = random4(&mut r, params.weight_shape());
+        let b = random1(&mut r, 16);
+        let scaled = match gate {
+            Some(g) => reference::channel::scale_channels(x.view(), logits.view(), g),
+            None => x.clone(),
+        };
+        let plain = params.activation(Activation::None);
+        let z = reference::conv::conv2d(&plain, scaled.view(), w.view(), Some(b.view())).unwrap();
+        let a = |v: Array4<f32>| reference::channel::activation(v.view(), act);
+        let want = match join {
+            None => a(z),
+            Some(ResidualJoin::AfterActivation) => a(z) + &res,
+            Some(ResidualJoin::BeforeActivation) => a(z + &res),
+            Some(ResidualJoin::AddThen(_)) => unreachable!(),
+        };
+        let conv = Conv2d::new(&gpu, params, w.view(), Some(b.view())).unwrap();
+        let mut rec = gpu.recorder();
+        let kernel = ConvKernel::PointwiseTexels;
+        let residual = join.map(|j| (&rt, j));
+        let y = match (gate, join) {
+            (Some(g), _) => conv.forward_gated_with(&mut rec, &xt, (&gt, g), residual, kernel),
+            (None, Some(j)) => conv.forward_residual_with(&mut rec, &xt, &rt, j, kernel),
+            (None, None) => conv.forward_with(&mut rec, &xt, kernel),
+        }
+        .unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+        let what = format!("{act:?} gate {gate:?} residual {join:?}");
+        assert_close(got.view(), want.view(), tol.view(), &what);
+    };
+    let linear = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::HardSigmoid,
+        Activation::HardSwish,
+    ];
+    for (gate, join) in [
+        (None, None),
+        (None, Some(ResidualJoin::AfterActivation)),
+        (None, Some(ResidualJoin::BeforeActivation)),
+        (Some(Activation::Sigmoid), None),
+        (
+            Some(Activation::HardSigmoid),
+            Some(ResidualJoin::AfterActivation),
+        ),
+    ] {
+        let before = gpu.pipelines_created();
+        for act in linear {
+            run(act, gate, join);
+        }
+        let what = format!("gate {gate:?} residual {join:?}");
+        assert_eq!(gpu.pipelines_created(), before + 1, "one pipeline: {what}");
+        for act in [Activation::Sigmoid, Activation::Gelu] {
+            run(act, gate, join);
+        }
+        assert_eq!(gpu.pipelines_created(), before + 3, "their own: {what}");
+    }
+    // The depthwise kernel the same way (3x3, multiplier 2, batch 2).
+    let before = gpu.pipelines_created();
+    for act in linear {
+        let params = Conv2dParams::depthwise(6, 2, 3)
+            .padding(1)
+            .bias(true)
+            .activation(act);
+        let w = random4(&mut r, params.weight_shape());
+        let b = random1(&mut r, 12);
+        let want = reference::conv::conv2d(&params, x.view(), w.view(), Some(b.view())).unwrap();
+        let conv = Conv2d::new(&gpu, params, w.view(), Some(b.view())).unwrap();
+        let mut rec = gpu.recorder();
+        let y = conv
+            .forward_with(&mut rec, &xt, ConvKernel::DepthwiseTexels)
+            .unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+        assert_close(
+            got.view(),
+            want.view(),
+            tol.view(),
+            &format!("depthwise {act:?}"),
+        );
+    }
+    assert_eq!(
+        gpu.pipelines_created(),
+        before + 1,
+        "one depthwise pipeline"
+    );
+}
+
 #[test]
 fn buffer_pool_stays_flat_and_pipelines_compile_once() {
     let gpu = Gpu::new().unwrap();

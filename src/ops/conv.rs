@@ -1066,6 +1066,11 @@ uniform! {
         cout_pad: u32,
         oc_blocks: u32,
         tile_blocks: u32,
+        act_t: f32,
+        act_lo: f32,
+        act_hi: f32,
+        act_scale: f32,
+        act_times_v: u32,
     }
 }
 
@@ -1084,6 +1089,11 @@ uniform! {
         pad_w: u32,
         strips_x: u32,
         rows: u32,
+        act_t: f32,
+        act_lo: f32,
+        act_hi: f32,
+        act_scale: f32,
+        act_times_v: u32,
     }
 }
 
@@ -1096,25 +1106,108 @@ pub(crate) struct Epilogue {
     pub(crate) residual: Option<ResidualJoin>,
     /// Shuffle groups (0: none).
     pub(crate) shuffle_groups: u32,
+    /// The activation and the residual join read from the kernel's uniform (`ACT` and
+    /// `RESIDUAL` at `AT_RUN`), not compiled in: see [`at_run_where_cheap`].
+    pub(crate) at_run: bool,
+}
+
+impl Epilogue {
+    /// The activation the store applies (`ACT`).
+    fn store_act(&self) -> Activation {
+        match self.residual {
+            Some(ResidualJoin::AddThen(a)) => a,
+            _ => self.act,
+        }
+    }
+
+    /// The residual join (`RESIDUAL`): 0 none, 1 after the activation, 2 before it.
+    fn residual_code(&self) -> u32 {
+        match self.residual {
+            None => 0,
+            Some(ResidualJoin::AfterActivation) => 1,
+            Some(ResidualJoin::BeforeActivation | ResidualJoin::AddThen(_)) => 2,
+        }
+    }
 }
 
 impl Specialize for Epilogue {
     fn write(&self, c: &mut Constants) {
-        let act = match self.residual {
-            Some(ResidualJoin::AddThen(a)) => a,
-            _ => self.act,
-        };
-        act.write(c);
-        c.set(
-            "RESIDUAL",
-            match self.residual {
-                None => 0,
-                Some(ResidualJoin::AfterActivation) => 1,
-                Some(ResidualJoin::BeforeActivation | ResidualJoin::AddThen(_)) => 2,
-            },
-        );
+        if self.at_run {
+            c.set("ACT", AT_RUN);
+        } else {
+            self.store_act().write(c);
+        }
+        c.set("RESIDUAL", self.residual_code());
         c.set("SHUFFLE_G", self.shuffle_groups);
         self.param.write(c);
+    }
+}
+
+/// The store of a CPU adapter's kernel: its activation and residual join read from its
+/// uniform (`Epilogue::at_run`) where the activation has an [`ActivationAtRun`] form,
+/// so that one pipeline serves them all; otherwise compiled in. llvmpipe compiles each
+/// pipeline at its first dispatch (0.15-0.5 s for a register-tiled convolution), while
+/// the at-run store costs a few arithmetic operations a value; a GPU keeps its constants.
+/// (The exponential activations and the input gate stay constants: llvmpipe runs a branch
+/// it cannot prove uniform under a mask, so an at-run `exp` would be paid by every store.)
+fn at_run_where_cheap(epilogue: Epilogue) -> Epilogue {
+    Epilogue {
+        at_run: ActivationAtRun::of(epilogue.store_act()).is_some(),
+        ..epilogue
+    }
+}
+
+/// `AT_RUN` of `shaders/activation.wgsl`: a constant whose value the kernel reads from
+/// its uniform instead.
+const AT_RUN: u32 = 255;
+
+/// A piecewise-linear activation as the parameters of `ActAtRun`
+/// (`shaders/activation.wgsl`): `m * clamp(v + t, lo, hi) * scale`, where `m` is `v`
+/// when `times_v`, else 1: the activation's own operations, but for hardsigmoid's and
+/// hardswish's product with 1/6 in place of their division by 6 (within an ulp: the
+/// division made the selfie network's pointwise layers 5-10% slower on lavapipe).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ActivationAtRun {
+    t: f32,
+    lo: f32,
+    hi: f32,
+    scale: f32,
+    times_v: bool,
+}
+
+impl ActivationAtRun {
+    /// `Activation::None`'s form.
+    const IDENTITY: Self = Self {
+        t: 0.0,
+        lo: f32::NEG_INFINITY,
+        hi: f32::INFINITY,
+        scale: 1.0,
+        times_v: false,
+    };
+
+    /// The uniform's activation for `epilogue`: identity where it is compiled in (the
+    /// kernel ignores the uniform's then).
+    fn of_store(epilogue: &Epilogue) -> Self {
+        Self::of(epilogue.store_act()).unwrap_or(Self::IDENTITY)
+    }
+
+    /// The form of `a`, for the activations that have one.
+    fn of(a: Activation) -> Option<Self> {
+        let linear = |t, lo, hi, scale, times_v| Self {
+            t,
+            lo,
+            hi,
+            scale,
+            times_v,
+        };
+        Some(match a {
+            Activation::None => Self::IDENTITY,
+            Activation::Relu => linear(0.0, 0.0, f32::INFINITY, 1.0, false),
+            Activation::Relu6 => linear(0.0, 0.0, 6.0, 1.0, false),
+            Activation::HardSigmoid => linear(3.0, 0.0, 6.0, 1.0 / 6.0, false),
+            Activation::HardSwish => linear(3.0, 0.0, 6.0, 1.0 / 6.0, true),
+            _ => return None,
+        })
     }
 }
 
@@ -1555,6 +1648,7 @@ fn plan_pointwise(
     let tile_blocks = hw
         .div_ceil(POINTWISE_PX)
         .div_ceil(kernel.workgroup_size as usize);
+    let act = ActivationAtRun::of_store(&epilogue);
     let u = PointwiseParams {
         n: n as u32,
         c_in: p.in_channels as u32,
@@ -1563,6 +1657,11 @@ fn plan_pointwise(
         cout_pad: blocked_pad(p.out_channels) as u32,
         oc_blocks: oc_blocks as u32,
         tile_blocks: tile_blocks as u32,
+        act_t: act.t,
+        act_lo: act.lo,
+        act_hi: act.hi,
+        act_scale: act.scale,
+        act_times_v: u32::from(act.times_v),
     };
     let spec = PointwiseSpec {
         epilogue,
@@ -1619,6 +1718,7 @@ fn plan_depthwise(
     let t = DepthwiseTile::new(p, [oh, ow], vector_loads);
     let ((top, _), (left, _)) = p.pads();
     let rows = n * c_out * oh.div_ceil(t.rows);
+    let act = ActivationAtRun::of_store(&epilogue);
     let u = DepthwiseParams {
         n: n as u32,
         c_in: p.in_channels as u32,
@@ -1632,6 +1732,11 @@ fn plan_depthwise(
         pad_w: left as u32,
         strips_x: t.strips_x as u32,
         rows: rows as u32,
+        act_t: act.t,
+        act_lo: act.lo,
+        act_hi: act.hi,
+        act_scale: act.scale,
+        act_times_v: u32::from(act.times_v),
     };
     let spec = DepthwiseSpec {
         strip: StripSpec {
@@ -1707,14 +1812,22 @@ fn plan_gated(
             };
             plan_pointwise(p, input, kernel, (epilogue, gate))
         }
-        ConvKernel::PointwiseTexels => {
-            plan_pointwise(p, input, &CONV_POINTWISE_TEXELS, (epilogue, gate))
-        }
+        ConvKernel::PointwiseTexels => plan_pointwise(
+            p,
+            input,
+            &CONV_POINTWISE_TEXELS,
+            (at_run_where_cheap(epilogue), gate),
+        ),
         ConvKernel::Im2colTexels => {
             // The second of its two dispatches (`record_im2col` makes the columns).
             let columns = p.columns();
             let shape = [out[0], columns.in_channels, out[2], out[3]];
-            plan_pointwise(&columns, shape, &CONV_POINTWISE_TEXELS, (epilogue, gate))
+            plan_pointwise(
+                &columns,
+                shape,
+                &CONV_POINTWISE_TEXELS,
+                (at_run_where_cheap(epilogue), gate),
+            )
         }
         ConvKernel::Depthwise {
             row_buffer,
@@ -1739,7 +1852,7 @@ fn plan_gated(
             (input, out),
             (true, true),
             &CONV_DEPTHWISE_TEXELS,
-            epilogue,
+            at_run_where_cheap(epilogue),
         ),
     })
 }
@@ -2189,6 +2302,7 @@ impl Conv2d {
             param: self.params.param_activation,
             residual: residual.map(|(_, j)| j),
             shuffle_groups,
+            at_run: false,
         };
         let input_gate = InputGate(gate.map(|(_, a)| a));
         let launch = plan_gated(&self.params, input.shape(), kernel, (epilogue, input_gate))?;
@@ -2546,7 +2660,9 @@ mod tests {
         .unwrap();
         assert_eq!(launch.file, "conv_pointwise_texels.wgsl");
         assert_eq!(launch.constants.get("OC_VEC"), Some(3));
-        assert_eq!(launch.constants.get("ACT"), Some(2));
+        // The CPU form reads its activation (ReLU6: 2) from the uniform.
+        assert_eq!(launch.constants.get("ACT"), Some(AT_RUN));
+        assert_eq!(field::<PointwiseParams>(&launch, "act_hi"), 6f32.to_bits());
         assert_eq!(launch.constants.get("WORKGROUP_SIZE"), Some(64));
         let tile_blocks = (56 * 56usize).div_ceil(16).div_ceil(64);
         assert_eq!(
@@ -2560,6 +2676,7 @@ mod tests {
             param: None,
             residual: Some(ResidualJoin::AfterActivation),
             shuffle_groups: 3,
+            at_run: false,
         };
         let launch = plan(&p, input, ConvKernel::Direct { row_buffer: true }, e).unwrap();
         assert_eq!(launch.file, "conv_direct.wgsl");
