@@ -14,6 +14,8 @@
 
 override MODE: u32 = 0u;
 override GATE: u32 = 0u;
+// H * W is a multiple of 4 (or the mode reads no gate): each vec4 lies in one plane.
+override HW4: bool = true;
 const VEC: u32 = 4u;
 
 struct ElementwiseParams {
@@ -39,7 +41,7 @@ fn gate4(v: vec4<f32>) -> vec4<f32> {
 // starting at flat index e0. When H * W is a multiple of 4 one plane holds all four.
 fn gate_values(e0: u32) -> vec4<f32> {
     var g: vec4<f32>;
-    if (p.hw % 4u == 0u) {
+    if (HW4) {
         let plane = e0 / p.hw;
         if (MODE != 3u) {
             return gate4(vec4<f32>(f32(s_in[plane])));
