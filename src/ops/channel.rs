@@ -687,7 +687,7 @@ fn record_elementwise(
         Mode::ScaleChannels | Mode::ScaleSpatial | Mode::ScaleChannelsAdd
     );
     let spec = ElementwiseSpec {
-        whole_planes: !gated || (shape[2] * shape[3]) % 4 == 0,
+        whole_planes: !gated || (shape[2] * shape[3]).is_multiple_of(4),
         ..spec
     };
     let u = ElementwiseParams {
