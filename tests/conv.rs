@@ -1219,6 +1219,82 @@ fn cpu_kernels_take_linear_activations_at_run() {
     );
 }
 
+/// Atrous convolutions whose rate reaches past part of the map (DeepLab's ASPP at rate 12
+/// on a 20 x 20 map) run on CPU adapters as rectangles of the output with their live taps
+/// alone: the same result as the whole convolution and the reference, at batch 2, odd
+/// sizes and rows and columns cut differently.
+#[test]
+fn atrous_convolutions_run_as_rectangles_of_live_taps() {
+    let aspp = Conv2dParams::new(256, 256, 3)
+        .padding(12)
+        .dilation(12)
+        .activation(Activation::Relu);
+    let regions = aspp.tap_regions([2, 256, 20, 20]).unwrap();
+    assert_eq!(regions.len(), 9, "{regions:?}");
+    let taps: usize = regions
+        .iter()
+        .map(|r| {
+            let ((a, b), (c, d)) = (r.taps.rows, r.taps.cols);
+            (r.rows.1 - r.rows.0) * (r.cols.1 - r.cols.0) * (b - a + 1) * (d - c + 1)
+        })
+        .sum();
+    assert_eq!(taps, 1296, "36% of 400 x 9");
+    for r in &regions {
+        let (rows, cols) = aspp.region_input(r);
+        let shape = [2, 256, rows.1 - rows.0, cols.1 - cols.0];
+        let got = aspp.region_params(r.taps).output_shape(shape).unwrap();
+        let want = [2, 256, r.rows.1 - r.rows.0, r.cols.1 - r.cols.0];
+        assert_eq!(got, want, "{r:?}");
+    }
+    // Every output reading every tap, strides, other padding modes: no cut.
+    assert!(Conv2dParams::new(8, 8, 3)
+        .padding(1)
+        .tap_regions([1, 8, 9, 9])
+        .is_some());
+    assert!(Conv2dParams::new(8, 8, 3)
+        .tap_regions([1, 8, 9, 9])
+        .is_none());
+    assert!(Conv2dParams::new(8, 8, 3)
+        .padding(12)
+        .dilation(12)
+        .stride(2)
+        .tap_regions([1, 8, 20, 20])
+        .is_none());
+    let gpu = Gpu::with_options(GpuOptions::default()).unwrap();
+    if !gpu.caps().cpu {
+        return;
+    }
+    let mut r = rng(77);
+    for (params, input) in [
+        (aspp, [2, 256, 20, 20]),
+        (
+            Conv2dParams::new(128, 256, 3)
+                .padding((16, 12))
+                .dilation((16, 12))
+                .activation(Activation::Relu6),
+            [2, 128, 26, 30],
+        ),
+    ] {
+        let x = random4(&mut r, input);
+        let w = random4(&mut r, params.weight_shape());
+        let b = random1(&mut r, params.out_channels);
+        let want = reference::conv::conv2d(&params, x.view(), w.view(), Some(b.view())).unwrap();
+        let tol = bound(&params, &x, &w, Some(&b));
+        let conv = Conv2d::new(&gpu, params, w.view(), Some(b.view())).unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = conv.forward(&mut rec, &xt).unwrap();
+        let dispatches = rec.dispatch_count();
+        let got = rec.download(&y).unwrap();
+        let what = format!("{params:?} on {input:?}");
+        assert!(
+            dispatches > 9,
+            "{what}: cut into regions ({dispatches} dispatches)"
+        );
+        assert_close(got.view(), want.view(), tol.view(), &what);
+    }
+}
+
 #[test]
 fn buffer_pool_stays_flat_and_pipelines_compile_once() {
     let gpu = Gpu::new().unwrap();

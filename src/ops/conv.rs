@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
 use super::channel::ParamActivation;
+use super::copy::{CropParams2d, Pad2dParams};
 use super::{setters, Activation, Cost, IntoPair, Window, WINDOW_MAX};
 use crate::error::{fail_if, invalid, positive, Error, Result};
 use crate::gpu::{
@@ -73,6 +74,45 @@ fn live_range(
         ),
         _ => (0, k - 1),
     }
+}
+
+/// A rectangle of a convolution's output and the taps that read inside the input for
+/// every output in it ([`Conv2dParams::tap_regions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TapRegion {
+    /// Output rows `start..end`.
+    pub rows: (usize, usize),
+    /// Output columns `start..end`.
+    pub cols: (usize, usize),
+    /// The kernel rows and columns that read the input there (all others read padding).
+    pub taps: LiveTaps,
+}
+
+/// A run of outputs along one axis, `(first, end)`, and the first and last taps that read
+/// inside the axis for each of them.
+type TapBand = ((usize, usize), (usize, usize));
+
+/// Along one axis of a stride-1 convolution (kernel `k`, dilation `d`, padding `before`
+/// on an axis of `size` with `out` outputs): the runs of outputs whose live taps (those
+/// reading inside the axis) are the same; `None` if an output reads only padding.
+fn tap_bands(
+    size: usize,
+    out: usize,
+    (k, d): (usize, usize),
+    before: usize,
+) -> Option<Vec<TapBand>> {
+    let mut bands: Vec<TapBand> = Vec::new();
+    for o in 0..out {
+        // Tap t reads index o + t * d - before.
+        let inside = |t: &usize| o + t * d >= before && o + t * d - before < size;
+        let first = (0..k).find(inside)?;
+        let last = (0..k).rev().find(inside)?;
+        match bands.last_mut() {
+            Some((run, taps)) if *taps == (first, last) => run.1 = o + 1,
+            _ => bands.push(((o, o + 1), (first, last))),
+        }
+    }
+    Some(bands)
 }
 
 /// Parameters of a 2-D convolution, named as in `torch.nn.Conv2d`.
@@ -245,6 +285,87 @@ impl Conv2dParams {
             ),
             ..*self
         }
+    }
+
+    /// For stride 1 and zero padding, the output cut into rectangles in each of which
+    /// the same kernel rows and columns read inside the input for every output, the
+    /// others only padding: each rectangle is the convolution of a crop of the input with
+    /// those taps alone and no padding ([`Conv2dParams::region_params`]). DeepLab's ASPP
+    /// at rate 12 on a 20 x 20 map is 9 rectangles of 1 to 4 taps, 36% of the 3 x 3
+    /// convolution's work. `None` for other strides or padding modes, when the input does
+    /// not fit, when some output reads only padding, or when every output reads with
+    /// every tap (one rectangle).
+    pub fn tap_regions(&self, input: [usize; 4]) -> Option<Vec<TapRegion>> {
+        if self.padding_mode != PaddingMode::Zeros || self.stride != (1, 1) {
+            return None;
+        }
+        let out = self.output_shape(input).ok()?;
+        let ((top, _), (left, _)) = self.pads();
+        let rows = tap_bands(input[2], out[2], (self.kernel_size.0, self.dilation.0), top)?;
+        let cols = tap_bands(
+            input[3],
+            out[3],
+            (self.kernel_size.1, self.dilation.1),
+            left,
+        )?;
+        if rows.len() * cols.len() == 1 {
+            return None;
+        }
+        Some(
+            rows.iter()
+                .flat_map(|&(r, tr)| {
+                    cols.iter().map(move |&(c, tc)| TapRegion {
+                        rows: r,
+                        cols: c,
+                        taps: LiveTaps { rows: tr, cols: tc },
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// The convolution of one [`TapRegion`]: its taps, no padding, over the crop of the
+    /// input that [`Conv2dParams::region_input`] gives.
+    pub fn region_params(&self, taps: LiveTaps) -> Conv2dParams {
+        let ((r0, r1), (c0, c1)) = (taps.rows, taps.cols);
+        let size = (r1 - r0 + 1, c1 - c0 + 1);
+        let (dh, dw) = self.dilation;
+        Conv2dParams {
+            kernel_size: size,
+            padding: (0, 0),
+            padding_after: None,
+            padding_same: false,
+            dilation: (
+                if size.0 == 1 { 1 } else { dh },
+                if size.1 == 1 { 1 } else { dw },
+            ),
+            ..*self
+        }
+    }
+
+    /// The input rows and columns (`start..end`) that [`TapRegion`] `region` reads.
+    pub fn region_input(&self, region: &TapRegion) -> ((usize, usize), (usize, usize)) {
+        let ((top, _), (left, _)) = self.pads();
+        let (dh, dw) = self.dilation;
+        let span = |(o0, o1): (usize, usize), (t0, t1): (usize, usize), d: usize, before| {
+            (o0 + t0 * d - before, o1 - 1 + t1 * d - before + 1)
+        };
+        (
+            span(region.rows, region.taps.rows, dh, top),
+            span(region.cols, region.taps.cols, dw, left),
+        )
+    }
+
+    /// Multiply-accumulates per output channel and input channel of a group, summed over
+    /// `regions` (for comparing a cut with the whole: [`Conv2d::forward`]).
+    fn region_taps(regions: &[TapRegion]) -> usize {
+        regions
+            .iter()
+            .map(|r| {
+                let ((a, b), (c, d)) = (r.taps.rows, r.taps.cols);
+                (r.rows.1 - r.rows.0) * (r.cols.1 - r.cols.0) * (b - a + 1) * (d - c + 1)
+            })
+            .sum()
     }
 
     /// The pointwise convolution of this one's columns ([`ConvKernel::Im2colTexels`]):
@@ -935,8 +1056,21 @@ fn direct_row_fits(params: &Conv2dParams, ow: usize, vector_loads: bool) -> bool
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
 
-/// Trimmed forms of one layer kept ([`Conv2d::forward`] on several input sizes).
-const TRIMS_KEPT: usize = 4;
+/// Cut forms of one layer kept (trimmed and region layers, [`Conv2d::forward`] on a few
+/// input sizes).
+const TRIMS_KEPT: usize = 20;
+
+/// The most [`TapRegion`]s [`Conv2d::forward`] runs a layer as.
+const REGIONS_MAX: usize = 9;
+
+/// Pointwise tiles (16 pixels x 16 channels) that keep a CPU adapter busy: the cost
+/// `Conv2d::forward` gives a smaller rectangle is scaled up as if it had this many.
+const REGION_BUSY: usize = 64;
+
+/// The fewest multiply-accumulates a cut into [`TapRegion`]s must save (see
+/// `Conv2d::forward`): each region costs up to four dispatches (crop, convolution, pad,
+/// add), about 50 us each on lavapipe, where this is 1-3 ms of arithmetic.
+const REGIONS_MIN_SAVED: usize = 64 << 20;
 
 /// The input row segment a strip of `px` outputs reads: `(px - 1) * sW + (kW - 1) * dW + 1`.
 fn strip_row(params: &Conv2dParams, px: usize) -> usize {
@@ -1986,7 +2120,7 @@ pub struct Conv2d {
     weights: LayerWeights,
     /// The layer cut to its live taps ([`Conv2dParams::live_taps`]), per trimmed
     /// parameters: made on the first input that needs each.
-    trims: Mutex<Vec<(Conv2dParams, Arc<Conv2d>)>>,
+    trims: Mutex<Vec<(Conv2dParams, LiveTaps, Arc<Conv2d>)>>,
 }
 
 /// A layer's weights: in one buffer, or split by output channels across layers of their
@@ -2096,25 +2230,124 @@ impl Conv2d {
     /// ([`Conv2dParams::live_taps`]; as in every method that picks its own kernel): the
     /// result is the same, the work less.
     pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
+        if let Some(regions) = self.regions_worth_cutting(rec.gpu().caps(), input.shape()) {
+            return self.forward_regions(rec, input, &regions);
+        }
         let trimmed = self.trimmed_for(input.shape())?;
         let layer = trimmed.as_deref().unwrap_or(self);
         let kernel = select_kernel(&layer.params, input.shape(), rec.gpu().caps());
         layer.forward_with(rec, input, kernel)
     }
 
+    /// The [`TapRegion`]s of `input` where running them pays: on CPU adapters (a GPU's
+    /// kernels skip rows and columns of padding as they go; llvmpipe runs every branch
+    /// under a mask, so only a cut made on the host saves work there), one group, and at
+    /// least [`REGIONS_MIN_SAVED`] multiply-accumulates and a third of the live taps'
+    /// saved against up to four dispatches a region.
+    fn regions_worth_cutting(
+        &self,
+        caps: &DeviceCaps,
+        input: [usize; 4],
+    ) -> Option<Vec<TapRegion>> {
+        if !caps.cpu || self.params.groups != 1 || !matches!(self.weights, LayerWeights::Whole(_)) {
+            return None;
+        }
+        let regions = self.params.tap_regions(input)?;
+        if regions.len() > REGIONS_MAX {
+            return None;
+        }
+        let out = self.params.output_shape(input).ok()?;
+        let live = self
+            .params
+            .live_taps(input)
+            .map_or(self.params.kernel_size, |t| {
+                (t.rows.1 - t.rows.0 + 1, t.cols.1 - t.cols.0 + 1)
+            });
+        // Work in taps x pixels, a small rectangle's counted as if it had REGION_BUSY
+        // pointwise tiles: fewer leave a CPU adapter's lanes idle (DeepLabV3-MobileNetV3's
+        // 4 x 4 corners of 4 taps over 3840 channels ran at 0.9 GFLOP/s).
+        let tiles = |px: usize| px.div_ceil(POINTWISE_PX) * self.params.out_channels.div_ceil(16);
+        let cost = |px: usize, taps: usize| px * taps * REGION_BUSY.div_ceil(tiles(px)).max(1);
+        let whole_px = input[0] * out[2] * out[3];
+        let whole = cost(whole_px, live.0 * live.1);
+        let cut: usize = regions
+            .iter()
+            .map(|r| {
+                let ((a, b), (c, d)) = (r.taps.rows, r.taps.cols);
+                let px = input[0] * (r.rows.1 - r.rows.0) * (r.cols.1 - r.cols.0);
+                cost(px, (b - a + 1) * (d - c + 1))
+            })
+            .sum();
+        let per_tap = self.params.in_channels * self.params.out_channels;
+        let saved = (whole_px * live.0 * live.1)
+            .saturating_sub(input[0] * Conv2dParams::region_taps(&regions))
+            * per_tap;
+        (3 * cut <= 2 * whole && saved >= REGIONS_MIN_SAVED).then_some(regions)
+    }
+
+    /// [`Conv2d::forward`] as its [`TapRegion`]s: each the convolution of its taps over
+    /// its crop of the input, padded back to the output's size with zeros and added up
+    /// (the rectangles do not overlap, so bias and activation apply once everywhere).
+    fn forward_regions(
+        &self,
+        rec: &mut Recorder<'_>,
+        input: &Tensor,
+        regions: &[TapRegion],
+    ) -> Result<Tensor> {
+        input.check_gpu(rec.gpu(), "input")?;
+        let s = input.shape();
+        let out = self.params.output_shape(s)?;
+        let mut total: Option<Tensor> = None;
+        for region in regions {
+            let (rows, cols) = self.params.region_input(region);
+            let crop = if rows == (0, s[2]) && cols == (0, s[3]) {
+                None
+            } else {
+                let window =
+                    CropParams2d::new((rows.0, cols.0), (rows.1 - rows.0, cols.1 - cols.0));
+                Some(super::copy::crop(rec, &window, input)?)
+            };
+            let x = crop.as_ref().unwrap_or(input);
+            let layer = self.cut_layer(region.taps, self.params.region_params(region.taps))?;
+            let kernel = select_kernel(&layer.params, x.shape(), rec.gpu().caps());
+            let part = layer.forward_with(rec, x, kernel)?;
+            let pads = [
+                region.cols.0,
+                out[3] - region.cols.1,
+                region.rows.0,
+                out[2] - region.rows.1,
+            ];
+            let [l, r, t, b] = pads.map(|p| p as i64);
+            let placed = super::copy::pad2d(rec, &Pad2dParams::new((l, r, t, b)), &part)?;
+            total = Some(match total {
+                None => placed,
+                Some(sum) => super::channel::add(rec, &sum, &placed, Activation::None)?,
+            });
+        }
+        total.ok_or_else(|| invalid("regions", "none to run".to_string()))
+    }
+
     /// This layer cut to its live taps on `input` ([`Conv2dParams::live_taps`]), or
     /// `None` where every tap is live (or the weights are split across bindings).
     fn trimmed_for(&self, input: [usize; 4]) -> Result<Option<Arc<Conv2d>>> {
-        let LayerWeights::Whole(weights) = &self.weights else {
+        if !matches!(self.weights, LayerWeights::Whole(_)) {
             return Ok(None);
-        };
+        }
         let Some(taps) = self.params.live_taps(input) else {
             return Ok(None);
         };
-        let params = self.params.trimmed(taps);
+        self.cut_layer(taps, self.params.trimmed(taps)).map(Some)
+    }
+
+    /// This layer's `taps` alone, with parameters `params` (the trimmed or a region's),
+    /// made once and kept for a few input sizes.
+    fn cut_layer(&self, taps: LiveTaps, params: Conv2dParams) -> Result<Arc<Conv2d>> {
+        let LayerWeights::Whole(weights) = &self.weights else {
+            return Err(invalid("weights", "split layers are not cut".to_string()));
+        };
         let mut trims = self.trims.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, layer)) = trims.iter().find(|(p, _)| *p == params) {
-            return Ok(Some(layer.clone()));
+        if let Some((.., layer)) = trims.iter().find(|(p, t, _)| *p == params && *t == taps) {
+            return Ok(layer.clone());
         }
         let shape = self.params.weight_shape();
         let full = ArrayView4::from_shape(shape, &weights.host)
@@ -2130,8 +2363,8 @@ impl Conv2d {
         if trims.len() == TRIMS_KEPT {
             trims.remove(0);
         }
-        trims.push((params, layer.clone()));
-        Ok(Some(layer))
+        trims.push((params, taps, layer.clone()));
+        Ok(layer)
     }
 
     /// Records the convolution with a chosen kernel (an error if it does not apply).
