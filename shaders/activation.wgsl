@@ -3,7 +3,7 @@
 
 // The activation's code (see activation4 in common.wgsl), or AT_RUN: the activation in
 // act_at_run, which the kernel sets from its uniform before it stores, so that one
-// pipeline serves all of them (`at_run_where_short` in src/ops/conv.rs).
+// pipeline serves all of them (`at_run_where_cheap` in src/ops/conv.rs).
 override ACT: u32 = 0u;
 const AT_RUN: u32 = 255u;
 

@@ -37,6 +37,12 @@ pub struct LiveTaps {
 }
 
 impl LiveTaps {
+    /// How many taps: kept rows times kept columns (none for an inverted range).
+    pub fn count(&self) -> usize {
+        let ((r0, r1), (c0, c1)) = (self.rows, self.cols);
+        (r1 + 1).saturating_sub(r0) * (c1 + 1).saturating_sub(c0)
+    }
+
     /// The taps' weights out of a PyTorch-layout weight `[C_out, C_in / groups, kH, kW]`
     /// (the weight of [`Conv2dParams::trimmed`]).
     pub fn weight(&self, weight: ArrayView4<f32>) -> Array4<f32> {
@@ -86,6 +92,14 @@ pub struct TapRegion {
     pub cols: (usize, usize),
     /// The kernel rows and columns that read the input there (all others read padding).
     pub taps: LiveTaps,
+}
+
+impl TapRegion {
+    /// Outputs per sample and channel: the rectangle's rows times its columns (none for
+    /// an inverted range).
+    pub fn outputs(&self) -> usize {
+        self.rows.1.saturating_sub(self.rows.0) * self.cols.1.saturating_sub(self.cols.0)
+    }
 }
 
 /// A run of outputs along one axis, `(first, end)`, and the first and last taps that read
@@ -273,24 +287,17 @@ impl Conv2dParams {
         let ((r0, r1), (c0, c1)) = (taps.rows, taps.cols);
         let before = (top - r0 * dh, left - c0 * dw);
         let after = (bottom - (kh - 1 - r1) * dh, right - (kw - 1 - c1) * dw);
-        let size = (r1 - r0 + 1, c1 - c0 + 1);
         Conv2dParams {
-            kernel_size: size,
             padding: before,
             padding_after: (after != before).then_some(after),
-            padding_same: false,
-            dilation: (
-                if size.0 == 1 { 1 } else { dh },
-                if size.1 == 1 { 1 } else { dw },
-            ),
-            ..*self
+            ..self.region_params(taps)
         }
     }
 
     /// For stride 1 and zero padding, the output cut into rectangles in each of which
     /// the same kernel rows and columns read inside the input for every output, the
     /// others only padding: each rectangle is the convolution of a crop of the input with
-    /// those taps alone and no padding ([`Conv2dParams::region_params`]). DeepLab's ASPP
+    /// those taps alone and no padding (what [`Conv2d::forward`] runs). DeepLab's ASPP
     /// at rate 12 on a 20 x 20 map is 9 rectangles of 1 to 4 taps, 36% of the 3 x 3
     /// convolution's work. `None` for other strides or padding modes, when the input does
     /// not fit, when some output reads only padding, or when every output reads with
@@ -325,8 +332,9 @@ impl Conv2dParams {
     }
 
     /// The convolution of one [`TapRegion`]: its taps, no padding, over the crop of the
-    /// input that [`Conv2dParams::region_input`] gives.
-    pub fn region_params(&self, taps: LiveTaps) -> Conv2dParams {
+    /// input that [`Conv2dParams::region_input`] gives (an axis left with one tap gets
+    /// dilation 1, as in [`Conv2dParams::trimmed`]).
+    pub(crate) fn region_params(&self, taps: LiveTaps) -> Conv2dParams {
         let ((r0, r1), (c0, c1)) = (taps.rows, taps.cols);
         let size = (r1 - r0 + 1, c1 - c0 + 1);
         let (dh, dw) = self.dilation;
@@ -344,7 +352,7 @@ impl Conv2dParams {
     }
 
     /// The input rows and columns (`start..end`) that [`TapRegion`] `region` reads.
-    pub fn region_input(&self, region: &TapRegion) -> ((usize, usize), (usize, usize)) {
+    pub(crate) fn region_input(&self, region: &TapRegion) -> ((usize, usize), (usize, usize)) {
         let ((top, _), (left, _)) = self.pads();
         let (dh, dw) = self.dilation;
         let span = |(o0, o1): (usize, usize), (t0, t1): (usize, usize), d: usize, before| {
@@ -359,13 +367,7 @@ impl Conv2dParams {
     /// Multiply-accumulates per output channel and input channel of a group, summed over
     /// `regions` (for comparing a cut with the whole: [`Conv2d::forward`]).
     fn region_taps(regions: &[TapRegion]) -> usize {
-        regions
-            .iter()
-            .map(|r| {
-                let ((a, b), (c, d)) = (r.taps.rows, r.taps.cols);
-                (r.rows.1 - r.rows.0) * (r.cols.1 - r.cols.0) * (b - a + 1) * (d - c + 1)
-            })
-            .sum()
+        regions.iter().map(|r| r.outputs() * r.taps.count()).sum()
     }
 
     /// The pointwise convolution of this one's columns ([`ConvKernel::Im2colTexels`]):
@@ -1240,8 +1242,8 @@ pub(crate) struct Epilogue {
     pub(crate) residual: Option<ResidualJoin>,
     /// Shuffle groups (0: none).
     pub(crate) shuffle_groups: u32,
-    /// The activation and the residual join read from the kernel's uniform (`ACT` and
-    /// `RESIDUAL` at `AT_RUN`), not compiled in: see [`at_run_where_cheap`].
+    /// The activation read from the kernel's uniform (`ACT` at `AT_RUN`), not compiled
+    /// in: see [`at_run_where_cheap`].
     pub(crate) at_run: bool,
 }
 
@@ -1277,13 +1279,14 @@ impl Specialize for Epilogue {
     }
 }
 
-/// The store of a CPU adapter's kernel: its activation and residual join read from its
-/// uniform (`Epilogue::at_run`) where the activation has an [`ActivationAtRun`] form,
+/// The store of a CPU adapter's kernel: its activation read from its uniform
+/// (`Epilogue::at_run`) where the activation has an [`ActivationAtRun`] form,
 /// so that one pipeline serves them all; otherwise compiled in. llvmpipe compiles each
 /// pipeline at its first dispatch (0.15-0.5 s for a register-tiled convolution), while
 /// the at-run store costs a few arithmetic operations a value; a GPU keeps its constants.
-/// (The exponential activations and the input gate stay constants: llvmpipe runs a branch
-/// it cannot prove uniform under a mask, so an at-run `exp` would be paid by every store.)
+/// (The exponential activations, the residual join and the input gate stay constants:
+/// llvmpipe runs a branch it cannot prove uniform under a mask, so an at-run `exp` or
+/// residual read would be paid by every store.)
 fn at_run_where_cheap(epilogue: Epilogue) -> Epilogue {
     Epilogue {
         at_run: ActivationAtRun::of(epilogue.store_act()).is_some(),
@@ -2118,8 +2121,8 @@ impl PackedWeights {
 pub struct Conv2d {
     params: Conv2dParams,
     weights: LayerWeights,
-    /// The layer cut to its live taps ([`Conv2dParams::live_taps`]), per trimmed
-    /// parameters: made on the first input that needs each.
+    /// The layer cut to its live taps ([`Conv2dParams::live_taps`]) or to a
+    /// [`TapRegion`]'s, per parameters and taps: made on the first input that needs each.
     trims: Mutex<Vec<(Conv2dParams, LiveTaps, Arc<Conv2d>)>>,
 }
 
@@ -2228,7 +2231,9 @@ impl Conv2d {
     /// Records the convolution of `input` with the kernel [`select_kernel`] picks. Taps
     /// that read only zero padding for every output on this input are skipped
     /// ([`Conv2dParams::live_taps`]; as in every method that picks its own kernel): the
-    /// result is the same, the work less.
+    /// result is the same, the work less. On CPU adapters an atrous convolution whose
+    /// taps are live for only part of the output may run as rectangles of it, each with
+    /// its own live taps ([`Conv2dParams::tap_regions`]), where that saves enough.
     pub fn forward(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
         if let Some(regions) = self.regions_worth_cutting(rec.gpu().caps(), input.shape()) {
             return self.forward_regions(rec, input, &regions);
@@ -2257,29 +2262,21 @@ impl Conv2d {
             return None;
         }
         let out = self.params.output_shape(input).ok()?;
-        let live = self
-            .params
-            .live_taps(input)
-            .map_or(self.params.kernel_size, |t| {
-                (t.rows.1 - t.rows.0 + 1, t.cols.1 - t.cols.0 + 1)
-            });
+        let (kh, kw) = self.params.kernel_size;
+        let live = self.params.live_taps(input).map_or(kh * kw, |t| t.count());
         // Work in taps x pixels, a small rectangle's counted as if it had REGION_BUSY
         // pointwise tiles: fewer leave a CPU adapter's lanes idle (DeepLabV3-MobileNetV3's
         // 4 x 4 corners of 4 taps over 3840 channels ran at 0.9 GFLOP/s).
         let tiles = |px: usize| px.div_ceil(POINTWISE_PX) * self.params.out_channels.div_ceil(16);
         let cost = |px: usize, taps: usize| px * taps * REGION_BUSY.div_ceil(tiles(px)).max(1);
         let whole_px = input[0] * out[2] * out[3];
-        let whole = cost(whole_px, live.0 * live.1);
+        let whole = cost(whole_px, live);
         let cut: usize = regions
             .iter()
-            .map(|r| {
-                let ((a, b), (c, d)) = (r.taps.rows, r.taps.cols);
-                let px = input[0] * (r.rows.1 - r.rows.0) * (r.cols.1 - r.cols.0);
-                cost(px, (b - a + 1) * (d - c + 1))
-            })
+            .map(|r| cost(input[0] * r.outputs(), r.taps.count()))
             .sum();
         let per_tap = self.params.in_channels * self.params.out_channels;
-        let saved = (whole_px * live.0 * live.1)
+        let saved = (whole_px * live)
             .saturating_sub(input[0] * Conv2dParams::region_taps(&regions))
             * per_tap;
         (3 * cut <= 2 * whole && saved >= REGIONS_MIN_SAVED).then_some(regions)
@@ -2868,6 +2865,33 @@ mod tests {
         let p = Conv2dParams::new(8, 5, 3);
         let input = [1, 8, 5, 6];
         assert!(!select_gated_kernel(&p, input, &cpu).applies_input_gate());
+    }
+
+    /// Each rectangle's convolution on its crop of the input gives the rectangle.
+    #[test]
+    fn tap_regions_crops_give_their_rectangles() {
+        for (p, input) in [
+            (
+                Conv2dParams::new(8, 4, 3).padding(12).dilation(12),
+                [2, 8, 20, 20],
+            ),
+            (
+                Conv2dParams::new(8, 4, 3)
+                    .padding((16, 12))
+                    .dilation((16, 12)),
+                [2, 8, 26, 30],
+            ),
+        ] {
+            let regions = p.tap_regions(input).unwrap();
+            for r in &regions {
+                let (rows, cols) = p.region_input(r);
+                assert!(rows.1 <= input[2] && cols.1 <= input[3], "{r:?}");
+                let crop = [2, 8, rows.1 - rows.0, cols.1 - cols.0];
+                let got = p.region_params(r.taps).output_shape(crop).unwrap();
+                let want = [2, 4, r.rows.1 - r.rows.0, r.cols.1 - r.cols.0];
+                assert_eq!(got, want, "{r:?}");
+            }
+        }
     }
 
     #[test]
