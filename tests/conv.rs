@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use segblocks::ops::channel::ParamActivation;
 use segblocks::ops::conv::{
     select_kernel, Conv2d, Conv2dParams, ConvKernel, DepthwiseSeparableConv2d,
-    DepthwiseSeparableParams, ResidualJoin,
+    DepthwiseSeparableParams, LiveTaps, ResidualJoin,
 };
 use segblocks::ops::Activation;
 use segblocks::reference;
@@ -439,7 +439,7 @@ proptest! {
     #[test]
     fn live_taps_compute_the_same((params, input, seed) in arb_case()) {
         if let Some(taps) = params.live_taps(input) {
-            let trimmed = params.trimmed(taps);
+            let trimmed = params.trimmed(taps).unwrap();
             prop_assert_eq!(trimmed.output_shape(input).unwrap(), params.output_shape(input).unwrap());
             let k = trimmed.kernel_size;
             prop_assert!(k.0 <= params.kernel_size.0 && k.1 <= params.kernel_size.1 && k != params.kernel_size);
@@ -449,7 +449,7 @@ proptest! {
             let b = params.bias.then(|| random1(&mut r, params.out_channels));
             let b = b.as_ref().map(|b| b.view());
             let want = reference::conv::conv2d(&params, x.view(), w.view(), b).unwrap();
-            let got = reference::conv::conv2d(&trimmed, x.view(), taps.weight(w.view()).view(), b).unwrap();
+            let got = reference::conv::conv2d(&trimmed, x.view(), taps.weight(w.view()).unwrap().view(), b).unwrap();
             let tol = want.mapv(|v| 1e-6 * v.abs().max(1.0));
             assert_close(got.view(), want.view(), tol.view(), &format!("{params:?} on {input:?} cut to {taps:?}"));
         }
@@ -482,10 +482,11 @@ fn taps_reading_only_padding_are_skipped() {
     let map = [2, 8, 20, 20];
     let centre = aspp(36).live_taps(map).unwrap();
     assert_eq!((centre.rows, centre.cols), ((1, 1), (1, 1)));
-    let cut = aspp(36).trimmed(centre);
+    let cut = aspp(36).trimmed(centre).unwrap();
     assert!(cut.is_pointwise(), "{cut:?}");
     assert!(aspp(24)
         .trimmed(aspp(24).live_taps(map).unwrap())
+        .unwrap()
         .is_pointwise());
     assert_eq!(aspp(12).live_taps(map), None);
     // Rows only: a tall map, a short dilation across it.
@@ -496,7 +497,7 @@ fn taps_reading_only_padding_are_skipped() {
     let wide = Conv2dParams::new(2, 2, 7).padding(3);
     let taps = wide.live_taps([1, 2, 3, 3]).unwrap();
     assert_eq!((taps.rows, taps.cols), ((1, 5), (1, 5)));
-    assert_eq!(wide.trimmed(taps).pads(), ((2, 2), (2, 2)));
+    assert_eq!(wide.trimmed(taps).unwrap().pads(), ((2, 2), (2, 2)));
     // Padding that is not zeros reads the map through every tap.
     assert!(aspp(2).live_taps([1, 8, 2, 2]).is_some());
     let circular = aspp(2).padding_mode(segblocks::ops::conv::PaddingMode::Circular);
@@ -515,6 +516,54 @@ fn taps_reading_only_padding_are_skipped() {
     ] {
         check(params, input, 7, &[]);
     }
+}
+
+/// Taps that are not a range of the window, or that drop taps the padding does not cover,
+/// are typed errors naming them, never a panic.
+#[test]
+fn inconsistent_taps_are_typed_errors() {
+    let p = Conv2dParams::new(2, 2, 3).padding(1);
+    let w = Array4::<f32>::zeros(p.weight_shape());
+    let cases = [
+        LiveTaps {
+            rows: (2, 1),
+            cols: (0, 2),
+        },
+        LiveTaps {
+            rows: (0, 3),
+            cols: (0, 2),
+        },
+        LiveTaps {
+            rows: (0, 2),
+            cols: (1, 5),
+        },
+    ];
+    for taps in cases {
+        assert!(
+            matches!(
+                p.trimmed(taps),
+                Err(Error::InvalidParam { name: "taps", .. })
+            ),
+            "{taps:?}"
+        );
+        assert!(
+            matches!(
+                taps.weight(w.view()),
+                Err(Error::InvalidParam { name: "taps", .. })
+            ),
+            "{taps:?}"
+        );
+    }
+    // Inside the window, but dropping two leading rows needs padding 2 (there is 1).
+    let deep = LiveTaps {
+        rows: (2, 2),
+        cols: (0, 2),
+    };
+    assert!(matches!(
+        p.trimmed(deep),
+        Err(Error::InvalidParam { name: "taps", .. })
+    ));
+    assert_eq!(deep.weight(w.view()).unwrap().shape(), [2, 2, 1, 3]);
 }
 
 #[test]

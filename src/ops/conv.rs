@@ -44,12 +44,35 @@ impl LiveTaps {
     }
 
     /// The taps' weights out of a PyTorch-layout weight `[C_out, C_in / groups, kH, kW]`
-    /// (the weight of [`Conv2dParams::trimmed`]).
-    pub fn weight(&self, weight: ArrayView4<f32>) -> Array4<f32> {
+    /// (the weight of [`Conv2dParams::trimmed`]); an error where the taps do not lie
+    /// inside the weight's window.
+    pub fn weight(&self, weight: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let &[.., kh, kw] = weight.shape() else {
+            unreachable!("a 4-d view")
+        };
+        self.check((kh, kw))?;
         let ((r0, r1), (c0, c1)) = (self.rows, self.cols);
-        weight
+        Ok(weight
             .slice(ndarray::s![.., .., r0..=r1, c0..=c1])
-            .to_owned()
+            .to_owned())
+    }
+
+    /// An error naming the taps where they are not a non-empty range of each axis of a
+    /// `kernel_size` window.
+    fn check(&self, kernel_size: (usize, usize)) -> Result<()> {
+        let (kh, kw) = kernel_size;
+        let ((r0, r1), (c0, c1)) = (self.rows, self.cols);
+        if r0 > r1 || r1 >= kh || c0 > c1 || c1 >= kw {
+            return Err(invalid(
+                "taps",
+                format!(
+                    "rows {:?} and columns {:?} are not first <= last inside a {kh} x {kw} \
+                     kernel",
+                    self.rows, self.cols
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -279,19 +302,40 @@ impl Conv2dParams {
     /// the padding before shrinks by the dropped leading taps times the dilation, the
     /// padding after by the trailing ones, so every output reads the same inputs with the
     /// same weights and the output shape is unchanged. An axis left with one tap gets
-    /// dilation 1 (it no longer matters).
-    pub fn trimmed(&self, taps: LiveTaps) -> Conv2dParams {
+    /// dilation 1 (it no longer matters). An error where the taps are not a range of the
+    /// kernel's window, or drop more taps than the padding covers (any taps that
+    /// [`Conv2dParams::live_taps`] gives are fine).
+    pub fn trimmed(&self, taps: LiveTaps) -> Result<Conv2dParams> {
+        taps.check(self.kernel_size)?;
         let ((top, bottom), (left, right)) = self.pads();
         let (kh, kw) = self.kernel_size;
         let (dh, dw) = self.dilation;
         let ((r0, r1), (c0, c1)) = (taps.rows, taps.cols);
-        let before = (top - r0 * dh, left - c0 * dw);
-        let after = (bottom - (kh - 1 - r1) * dh, right - (kw - 1 - c1) * dw);
-        Conv2dParams {
+        let shrunk = |pad: usize, dropped: usize, d: usize| pad.checked_sub(dropped * d);
+        let (Some(top), Some(left), Some(bottom), Some(right)) = (
+            shrunk(top, r0, dh),
+            shrunk(left, c0, dw),
+            shrunk(bottom, kh - 1 - r1, dh),
+            shrunk(right, kw - 1 - c1, dw),
+        ) else {
+            return Err(invalid(
+                "taps",
+                format!(
+                    "rows {:?} and columns {:?} drop taps inside the input: padding {:?} \
+                     with dilation {:?} covers fewer",
+                    taps.rows,
+                    taps.cols,
+                    self.pads(),
+                    self.dilation
+                ),
+            ));
+        };
+        let (before, after) = ((top, left), (bottom, right));
+        Ok(Conv2dParams {
             padding: before,
             padding_after: (after != before).then_some(after),
             ..self.region_params(taps)
-        }
+        })
     }
 
     /// For stride 1 and zero padding, the output cut into rectangles in each of which
@@ -2333,7 +2377,7 @@ impl Conv2d {
         let Some(taps) = self.params.live_taps(input) else {
             return Ok(None);
         };
-        self.cut_layer(taps, self.params.trimmed(taps)).map(Some)
+        self.cut_layer(taps, self.params.trimmed(taps)?).map(Some)
     }
 
     /// This layer's `taps` alone, with parameters `params` (the trimmed or a region's),
@@ -2353,7 +2397,7 @@ impl Conv2d {
         let layer = Arc::new(Conv2d::new(
             &weights.gpu,
             params,
-            taps.weight(full).view(),
+            taps.weight(full)?.view(),
             bias,
         )?);
         // A few input sizes at most; the oldest goes first.
