@@ -586,8 +586,18 @@ fn kernel_selection_is_explicit() {
         // 16 (4 x 14 without vector loads).
         (Conv2dParams::new(64, 64, 3).padding(1), s, texels(true)),
         (Conv2dParams::new(64, 24, 1), s, ConvKernel::PointwiseTexels),
-        // 7 x 7 planes: the direct kernel measured as fast as the scalar pointwise one.
-        (Conv2dParams::new(64, 24, 1), [1, 64, 7, 7], texels(false)),
+        // 7 x 7 planes: the direct kernel measured as fast as the scalar pointwise one,
+        // and a 1 x 1 window reads faster from storage than as texels (also at stride 2).
+        (
+            Conv2dParams::new(64, 24, 1),
+            [1, 64, 7, 7],
+            ConvKernel::Direct { row_buffer: true },
+        ),
+        (
+            Conv2dParams::new(1024, 48, 1).stride(2),
+            [1, 1024, 14, 14],
+            ConvKernel::Direct { row_buffer: true },
+        ),
         // A 7 x 7 stem at stride 2: vector loads would need strips of 12 instead of 16.
         (
             Conv2dParams::new(3, 64, 7).stride(2).padding(3),

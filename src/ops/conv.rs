@@ -971,6 +971,13 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     // interleaved), with aligned vector loads 0.42-0.47x where their strips are as wide;
     // narrower strips (7 x 7 stems at stride 2) measured slower than one texel per value.
     let cpu = |k: Option<ConvKernel>| k.filter(|_| caps.cpu);
+    // Not for 1 x 1 windows that the pointwise kernels do not take (7 x 7 maps, strides):
+    // llvmpipe's GL driver ran the storage-load form in 0.25-0.56x the time (medians of
+    // 6, interleaved: 320 -> 1280 at 7 x 7 4.3 against 10.8 ms, 256 -> 256 at 13 x 13 2.0
+    // against 8.2, stride 2 1024 -> 2048 to 7 x 7 39 against 69); lavapipe ran the two
+    // within 0.7-1.4x of each other, layer by layer, and MobileNetV2's five 7 x 7 1 x 1
+    // layers in 19.1-19.6 ms against 19.5-22.2 (old and new binaries alternated).
+    let direct_texels = |k: ConvKernel| cpu(direct(k)).filter(|_| params.kernel_size != (1, 1));
     let as_wide = params
         .output_shape(input)
         .is_ok_and(|out| direct_px(params, out[3], true) >= direct_px(params, out[3], false));
@@ -989,10 +996,10 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     cpu(best(ConvKernel::PointwiseTexels))
         .or(best(ConvKernel::Pointwise { vector_io: true }))
         .or(im2col)
-        .or(cpu(direct(ConvKernel::DirectTexels { vector_loads: true })).filter(|_| as_wide))
-        .or(cpu(direct(ConvKernel::DirectTexels {
+        .or(direct_texels(ConvKernel::DirectTexels { vector_loads: true }).filter(|_| as_wide))
+        .or(direct_texels(ConvKernel::DirectTexels {
             vector_loads: false,
-        })))
+        }))
         .or(direct(ConvKernel::Direct { row_buffer: true }))
         .unwrap_or(ConvKernel::Direct { row_buffer: false })
 }
