@@ -1,13 +1,14 @@
 //! Pooling of the peer suite (2x2 max pooling with indices on 64 x 112 x 112), unpooling
-//! back to 112 x 112, global (with each workgroup reduction) and adaptive (average and max) pooling, next to a plain buffer copy of the same
-//! input on the same adapter in the same run. Throughput in bytes moved (GB/s).
+//! back to 112 x 112, global (a workgroup per plane with each workgroup reduction, and a
+//! plane per invocation) and adaptive (average and max) pooling, next to a plain buffer
+//! copy of the same input on the same adapter in the same run. Throughput in bytes moved (GB/s).
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use segblocks::ops::pool::{
-    AdaptiveAvgPool2dParams, AdaptiveMaxPool2dParams, GlobalPool, MaxPool2dParams,
-    MaxUnpool2dParams,
+    global_pool_with, AdaptiveAvgPool2dParams, AdaptiveMaxPool2dParams, GlobalPool,
+    GlobalPoolKernel, MaxPool2dParams, MaxUnpool2dParams,
 };
 
 fn bench(c: &mut Criterion) {
@@ -49,20 +50,26 @@ fn bench(c: &mut Criterion) {
         |rec, t| segblocks::ops::pool::max_unpool2d(rec, &unpool, t, &indices),
     );
 
-    // Global pooling with each workgroup reduction: a large map, and the SE squeeze of
-    // MobileNetV3's last stage (960 planes of 7 x 7: the reduction is most of the work).
+    // Global pooling, a workgroup per plane with each workgroup reduction, and a plane
+    // per invocation: a large map, and the SE squeeze of MobileNetV3's last stage (960
+    // planes of 7 x 7: the reduction is most of a workgroup's work).
     let se_shape = [1, 960, 7, 7];
     let se_x = common::input(se_shape);
-    for (label, gpu) in common::reduction_contexts() {
+    let contexts = common::reduction_contexts();
+    let kernels = contexts
+        .iter()
+        .map(|(label, gpu)| (label.to_string(), gpu, GlobalPoolKernel::Workgroup))
+        .chain([("invocation".to_string(), &gpu, GlobalPoolKernel::Invocation)]);
+    for (label, gpu, kernel) in kernels {
         for kind in [GlobalPool::Avg, GlobalPool::Max] {
             for (x, shape) in [(&x, shape), (&se_x, se_shape)] {
                 common::bench_bytes(
                     &mut g,
-                    &gpu,
+                    gpu,
                     &format!("global_{kind:?}_{}_{}/{label}", shape[1], shape[2]),
                     x,
                     kind.cost(shape).unwrap().bytes,
-                    |rec, t| segblocks::ops::pool::global_pool(rec, kind, t),
+                    |rec, t| global_pool_with(rec, kind, t, kernel),
                 );
             }
         }

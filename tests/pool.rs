@@ -8,9 +8,10 @@ use ndarray::Array4;
 use proptest::prelude::*;
 use rand::Rng;
 use segblocks::ops::pool::{
-    AdaptiveAvgPool2dParams, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
+    global_pool_with, select_global_kernel, AdaptiveAvgPool2dParams, AvgPool2dParams, GlobalPool,
+    GlobalPoolKernel, MaxPool2dParams, MaxUnpool2dParams,
 };
-use segblocks::{reference, Error, LOOP_BUDGET};
+use segblocks::{reference, DeviceCaps, Error, LOOP_BUDGET};
 
 fn gpu_pool(params: &MaxPool2dParams, x: &Array4<f32>) -> (Array4<f32>, Array4<i64>) {
     let gpu = gpu();
@@ -210,21 +211,23 @@ fn unpool_with_repeated_indices_keeps_the_last_writer() {
 fn global_and_adaptive_pooling() {
     let gpu = gpu();
     let mut r = rng(4);
-    for shape in [[2, 5, 7, 9], [1, 3, 1, 1], [1, 2, 64, 64]] {
+    for shape in [[2, 5, 7, 9], [1, 3, 1, 1], [1, 2, 64, 64], [2, 65, 4, 3]] {
         let x = random4(&mut r, shape);
         let xt = gpu.upload(x.view()).unwrap();
         for kind in [GlobalPool::Avg, GlobalPool::Max] {
             let want = reference::pool::global_pool(kind, x.view()).unwrap();
-            let mut rec = gpu.recorder();
-            let y = segblocks::ops::pool::global_pool(&mut rec, kind, &xt).unwrap();
-            let got = rec.download(&y).unwrap();
-            let tol = want.mapv(|v| 1e-6 * (1.0 + v.abs()));
-            assert_close(
-                got.view(),
-                want.view(),
-                tol.view(),
-                &format!("{kind:?} {shape:?}"),
-            );
+            for kernel in GlobalPoolKernel::ALL {
+                let mut rec = gpu.recorder();
+                let y = global_pool_with(&mut rec, kind, &xt, kernel).unwrap();
+                let got = rec.download(&y).unwrap();
+                let tol = want.mapv(|v| 1e-6 * (1.0 + v.abs()));
+                assert_close(
+                    got.view(),
+                    want.view(),
+                    tol.view(),
+                    &format!("{kind:?} {kernel:?} {shape:?}"),
+                );
+            }
         }
         for out in [(1, 1), (3, 5), (2, 2), (9, 4)] {
             let p = AdaptiveAvgPool2dParams::new(out);
@@ -242,18 +245,77 @@ fn global_and_adaptive_pooling() {
             );
         }
     }
-    // A large mean relative to the spread stays accurate (compensated summation).
-    let x = Array4::from_shape_fn([1, 1, 256, 256], |(_, _, y, x)| {
-        1000.0 + ((y * 7 + x) % 5) as f32 * 0.001
-    });
-    let want = reference::pool::global_pool(GlobalPool::Avg, x.view()).unwrap();
-    let xt = gpu.upload(x.view()).unwrap();
+    // A large mean relative to the spread stays accurate (compensated summation), on the
+    // largest plane of each kernel, read as vec4s or as single values.
+    for shape in [[1, 1, 256, 256], [1, 4, 128, 128], [1, 4, 127, 129]] {
+        let x = Array4::from_shape_fn(shape, |(_, c, y, x)| {
+            1000.0 + ((y * 7 + x + c) % 5) as f32 * 0.001
+        });
+        let want = reference::pool::global_pool(GlobalPool::Avg, x.view()).unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        for kernel in GlobalPoolKernel::ALL
+            .into_iter()
+            .filter(|k| k.supports(shape))
+        {
+            let mut rec = gpu.recorder();
+            let y = global_pool_with(&mut rec, GlobalPool::Avg, &xt, kernel).unwrap();
+            let got = rec.download(&y).unwrap();
+            let err = (&got - &want).mapv(f32::abs).fold(0.0f32, |a, &b| a.max(b));
+            assert!(err < 1e-4, "{kernel:?} {shape:?}: {got} vs {want}");
+        }
+    }
+    // NaN propagates through the maximum, read as vec4s or one by one.
+    for shape in [[1, 6, 4, 4], [1, 6, 3, 3]] {
+        let mut x = random4(&mut r, shape);
+        x[[0, 2, 1, 2]] = f32::NAN;
+        let xt = gpu.upload(x.view()).unwrap();
+        for kernel in GlobalPoolKernel::ALL {
+            let mut rec = gpu.recorder();
+            let y = global_pool_with(&mut rec, GlobalPool::Max, &xt, kernel).unwrap();
+            let got = rec.download(&y).unwrap();
+            let nan: Vec<bool> = got.iter().map(|v| v.is_nan()).collect();
+            assert_eq!(
+                nan,
+                [false, false, true, false, false, false],
+                "{kernel:?} {shape:?}"
+            );
+        }
+    }
+    // A plane past the one-invocation kernel's: a typed error when it is forced.
+    let xt = gpu
+        .upload(Array4::<f32>::zeros([1, 4, 129, 128]).view())
+        .unwrap();
     let mut rec = gpu.recorder();
-    let y = segblocks::ops::pool::global_pool(&mut rec, GlobalPool::Avg, &xt).unwrap();
-    let got = rec.download(&y).unwrap();
+    let forced = global_pool_with(&mut rec, GlobalPool::Avg, &xt, GlobalPoolKernel::Invocation);
     assert!(
-        (got[[0, 0, 0, 0]] - want[[0, 0, 0, 0]]).abs() < 1e-4,
-        "{got} vs {want}"
+        matches!(forced, Err(Error::InvalidParam { name: "kernel", .. })),
+        "{forced:?}"
+    );
+    // The choice: many small planes one per invocation on a CPU adapter, a workgroup per
+    // plane on a GPU, for a single plane, or past the largest plane.
+    let cpu = DeviceCaps {
+        cpu: true,
+        ..gpu.caps().clone()
+    };
+    let discrete = DeviceCaps {
+        cpu: false,
+        ..gpu.caps().clone()
+    };
+    assert_eq!(
+        select_global_kernel([1, 960, 16, 16], &cpu),
+        GlobalPoolKernel::Invocation
+    );
+    assert_eq!(
+        select_global_kernel([1, 960, 16, 16], &discrete),
+        GlobalPoolKernel::Workgroup
+    );
+    assert_eq!(
+        select_global_kernel([1, 1, 64, 64], &cpu),
+        GlobalPoolKernel::Workgroup
+    );
+    assert_eq!(
+        select_global_kernel([1, 16, 256, 256], &cpu),
+        GlobalPoolKernel::Workgroup
     );
 }
 

@@ -5,7 +5,7 @@
 
 use super::{pair_setters, setters, Cost, IntoPair, Window};
 use crate::error::{fail_if, invalid, Result};
-use crate::gpu::{check_dims, IndexTensor, PoolOrigin, Recorder, Tensor};
+use crate::gpu::{check_dims, DeviceCaps, IndexTensor, PoolOrigin, Recorder, Tensor};
 use crate::launch::{
     loop_nest, read, read_opt, specialize, uniform, write, Args, Kernel, KernelInfo, Launch, Trip,
 };
@@ -73,6 +73,12 @@ specialize! {
     struct GlobalSpec { max: bool => "MODE", sum: bool => "SUM" }
 }
 
+specialize! {
+    /// The constants of `global_pool_planes.wgsl`: those of `global_pool.wgsl`, and
+    /// whether the plane is read as vec4s.
+    struct GlobalPlanesSpec { max: bool => "MODE", sum: bool => "SUM", vec: bool => "VEC" }
+}
+
 const MAX_POOL: Kernel<StripParams, Window> =
     Kernel::new("max_pool.wgsl", &[read("x"), write("y"), write("idx")]);
 const AVG_POOL: Kernel<StripParams, AvgPoolSpec> =
@@ -89,6 +95,10 @@ const UNPOOL_GATHER: Kernel<UnpoolParams> = Kernel::new(
 );
 const GLOBAL_POOL: Kernel<GlobalParams, GlobalSpec> =
     Kernel::new("global_pool.wgsl", &[read("x"), write("y"), read_opt("x2")]);
+const GLOBAL_POOL_PLANES: Kernel<GlobalParams, GlobalPlanesSpec> = Kernel::new(
+    "global_pool_planes.wgsl",
+    &[read("x"), write("y"), read_opt("x2")],
+);
 const ADAPTIVE_AVG_POOL: Kernel<AdaptiveParams> =
     Kernel::new("adaptive_avg_pool.wgsl", &[read("x"), write("y")]);
 const ADAPTIVE_MAX_POOL: Kernel<AdaptiveParams, AdaptiveMaxSpec> = Kernel::new(
@@ -104,6 +114,7 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &UNPOOL_SCATTER,
     &UNPOOL_GATHER,
     &GLOBAL_POOL,
+    &GLOBAL_POOL_PLANES,
     &ADAPTIVE_AVG_POOL,
     &ADAPTIVE_MAX_POOL,
 ];
@@ -686,10 +697,69 @@ impl GlobalPool {
     }
 }
 
+/// How [`global_pool`] runs ([`select_global_kernel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GlobalPoolKernel {
+    /// A workgroup per plane, its invocations' partial results combined
+    /// (`global_pool.wgsl`; planes too long for one workgroup's loop budget are split
+    /// into parts and pooled again): any shape, and a few large planes keep every core
+    /// busy.
+    Workgroup,
+    /// One plane per invocation (`global_pool_planes.wgsl`): no barriers and no lanes to
+    /// combine. Needs planes of at most [`GLOBAL_PLANE_MAX`] values.
+    Invocation,
+}
+
+impl GlobalPoolKernel {
+    /// Every variant.
+    pub const ALL: [GlobalPoolKernel; 2] =
+        [GlobalPoolKernel::Workgroup, GlobalPoolKernel::Invocation];
+
+    /// Whether this kernel pools an input of `shape`.
+    pub fn supports(self, shape: [usize; 4]) -> bool {
+        self == GlobalPoolKernel::Workgroup || shape[2] * shape[3] <= GLOBAL_PLANE_MAX
+    }
+}
+
+/// The largest plane (`H * W` values) of [`GlobalPoolKernel::Invocation`]: one
+/// invocation's loads stay within the loop budget.
+pub const GLOBAL_PLANE_MAX: usize = 16_384;
+
+/// Fewest planes for [`GlobalPoolKernel::Invocation`]: below, the workgroup's lanes share
+/// the plane (lavapipe: three planes of 101 x 99 took 1.35x the time one an invocation).
+const GLOBAL_PLANES_MIN: usize = 4;
+
+/// The kernel [`global_pool`] runs on an input of `shape`: on CPU adapters a plane per
+/// invocation ([`GlobalPoolKernel::Invocation`]) where it holds the plane and there are
+/// enough planes, else a workgroup per plane. On lavapipe, where a workgroup's start and
+/// the combining of its lanes cost more than a small plane's loads, the plane per
+/// invocation took 0.07-0.15x the time on SE blocks' 480-960 planes of 7 x 7 to 16 x 16,
+/// 0.5-0.8x on 16-128 planes of 32 x 32 to 128 x 128 (medians of 8, interleaved; llvmpipe
+/// GL 0.03-0.55x). GPUs keep the workgroups, whose lanes read a plane coalesced.
+pub fn select_global_kernel(shape: [usize; 4], caps: &DeviceCaps) -> GlobalPoolKernel {
+    let fits =
+        shape[0] * shape[1] >= GLOBAL_PLANES_MIN && GlobalPoolKernel::Invocation.supports(shape);
+    if caps.cpu && fits {
+        GlobalPoolKernel::Invocation
+    } else {
+        GlobalPoolKernel::Workgroup
+    }
+}
+
 /// Records global pooling of `input` (`F.adaptive_avg_pool2d(x, 1)` or the values of
-/// `F.adaptive_max_pool2d(x, 1)`): one workgroup per plane.
+/// `F.adaptive_max_pool2d(x, 1)`) with the kernel [`select_global_kernel`] picks.
 pub fn global_pool(rec: &mut Recorder<'_>, kind: GlobalPool, input: &Tensor) -> Result<Tensor> {
     global_pool_of_sum(rec, kind, input, None)
+}
+
+/// [`global_pool`] with a chosen kernel (an error where it does not support the shape).
+pub fn global_pool_with(
+    rec: &mut Recorder<'_>,
+    kind: GlobalPool,
+    input: &Tensor,
+    kernel: GlobalPoolKernel,
+) -> Result<Tensor> {
+    global_pool_run(rec, kind, input, None, kernel)
 }
 
 /// [`global_pool`] of `input + second` (average only) without storing the sum.
@@ -698,6 +768,17 @@ pub(crate) fn global_pool_of_sum(
     kind: GlobalPool,
     input: &Tensor,
     second: Option<&Tensor>,
+) -> Result<Tensor> {
+    let kernel = select_global_kernel(input.shape(), rec.gpu().caps());
+    global_pool_run(rec, kind, input, second, kernel)
+}
+
+fn global_pool_run(
+    rec: &mut Recorder<'_>,
+    kind: GlobalPool,
+    input: &Tensor,
+    second: Option<&Tensor>,
+    kernel: GlobalPoolKernel,
 ) -> Result<Tensor> {
     input.check_gpu(rec.gpu(), "input")?;
     let s = input.shape();
@@ -709,6 +790,12 @@ pub(crate) fn global_pool_of_sum(
             "only the average of a sum is supported"
         })?;
     }
+    fail_if(!kernel.supports(s), "kernel", || {
+        format!(
+            "{kernel:?} pools planes of at most {GLOBAL_PLANE_MAX} values, got {} x {}",
+            s[2], s[3]
+        )
+    })?;
     let planes = s[0] * s[1];
     let plane = s[2] * s[3];
     let loads = if plane.is_multiple_of(4) {
@@ -716,6 +803,27 @@ pub(crate) fn global_pool_of_sum(
     } else {
         plane
     };
+    if kernel == GlobalPoolKernel::Invocation {
+        let spec = GlobalPlanesSpec {
+            max: kind == GlobalPool::Max,
+            sum: second.is_some(),
+            vec: plane.is_multiple_of(4),
+        };
+        let u = GlobalParams {
+            planes: planes as u32,
+            plane: plane as u32,
+            parts: 1,
+            part_len: loads as u32,
+        };
+        let launch = GLOBAL_POOL_PLANES
+            .launch(&spec, &u)
+            .threads(planes)
+            .loops(loads as u64 + (loads as u64).div_ceil(64) + 4);
+        let y = rec.empty("output", out)?;
+        let args = Args::new().read("x", input).read_opt("x2", second);
+        rec.run(&launch, args.write("y", &y))?;
+        return Ok(y);
+    }
     let parts = loads.div_ceil(GLOBAL_PART).max(1);
     let spec = GlobalSpec {
         max: kind == GlobalPool::Max,

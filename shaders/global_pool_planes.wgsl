@@ -1,0 +1,83 @@
+// Global average or max pooling with one (n, c) plane per invocation, for many small
+// planes on CPU adapters (the squeeze of an SE block: 960 planes of 16 x 16), where a
+// workgroup per plane (global_pool.wgsl) spends more on starting workgroups and combining
+// its lanes than on its few loads. No barriers, no lanes to combine.
+// MODE 0: mean; MODE 1: max, NaN propagating as in PyTorch.
+// SUM 1 (mean only): the mean of x + x2, without the sum ever being stored.
+// VEC: the plane is a multiple of 4 values, read as vec4s (else single values picked out
+// of them).
+// The mean sums x - x[0] in blocks of WORKGROUP_SIZE loads whose partial sums are added
+// separately, as global_pool.wgsl does.
+#include "common.wgsl"
+
+override MODE: u32 = 0u;
+override SUM: bool = false;
+override VEC: bool = true;
+
+struct GlobalParams {
+    planes: u32,
+    plane: u32, // H * W
+    parts: u32, // 1
+    part_len: u32, // loads per plane (vec4s, or single values)
+}
+
+@group(0) @binding(0) var<uniform> p: GlobalParams;
+@group(0) @binding(1) var<storage, read> x: array<vec4<Act>>;
+@group(0) @binding(2) var<storage, read_write> y: array<Act>;
+// The second summand (SUM).
+@group(0) @binding(3) var<storage, read> x2: array<vec4<Act>>;
+
+fn value4(i: u32) -> vec4<f32> {
+    if (SUM) {
+        return vec4<f32>(x[i]) + vec4<f32>(x2[i]);
+    }
+    return vec4<f32>(x[i]);
+}
+
+fn value(i: u32) -> f32 {
+    return value4(i / 4u)[i % 4u];
+}
+
+fn max_nan(a: f32, b: f32) -> f32 {
+    if (b > a || is_nan(b)) {
+        return b;
+    }
+    return a;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation) {
+    let pl = thread_index(inv);
+    if (pl >= p.planes) {
+        return;
+    }
+    let base = pl * p.plane;
+    let count = p.part_len;
+    if (MODE == 0u) {
+        let shift = value(base);
+        var total = 0.0;
+        for (var b0 = 0u; b0 < count; b0 += WORKGROUP_SIZE) {
+            var part = vec4<f32>(0.0);
+            for (var i = b0; i < min(b0 + WORKGROUP_SIZE, count); i++) {
+                if (VEC) {
+                    part += value4(base / 4u + i) - shift;
+                } else {
+                    part.x += value(base + i) - shift;
+                }
+            }
+            total += (part.x + part.y) + (part.z + part.w);
+        }
+        y[pl] = Act(shift + total / f32(p.plane));
+    } else {
+        var r = value(base);
+        for (var i = 0u; i < count; i++) {
+            if (VEC) {
+                let v = value4(base / 4u + i);
+                r = max_nan(max_nan(r, v.x), max_nan(max_nan(v.y, v.z), v.w));
+            } else {
+                r = max_nan(r, value(base + i));
+            }
+        }
+        y[pl] = Act(r);
+    }
+}
