@@ -14,6 +14,10 @@
 
 override GATED: bool = false;
 override GATE_ACT: u32 = 0u;
+// Planes of a multiple of 4 pixels: the vec4 kernels' pixel groups line up with their
+// vec4s. conv_pointwise_texels.wgsl also runs other planes (two texels a group, scalar
+// stores); the other kernels only use one case.
+override ALIGNED: bool = true;
 
 struct PointwiseParams {
     n: u32,

@@ -586,8 +586,14 @@ fn kernel_selection_is_explicit() {
         // 16 (4 x 14 without vector loads).
         (Conv2dParams::new(64, 64, 3).padding(1), s, texels(true)),
         (Conv2dParams::new(64, 24, 1), s, ConvKernel::PointwiseTexels),
-        // 7 x 7 planes: the direct kernel measured as fast as the scalar pointwise one,
-        // and a 1 x 1 window reads faster from storage than as texels (also at stride 2).
+        // 7 x 7 planes: the texel pointwise kernel reads the two texels of each group of
+        // four pixels where its tiles fill two workgroups; else, and for a strided 1 x 1
+        // window, the direct kernel reading storage.
+        (
+            Conv2dParams::new(160, 960, 1),
+            [1, 160, 7, 7],
+            ConvKernel::PointwiseTexels,
+        ),
         (
             Conv2dParams::new(64, 24, 1),
             [1, 64, 7, 7],
@@ -1168,6 +1174,75 @@ fn texel_textures_are_reused_and_trimmed() {
     gpu.trim_pool();
     assert_eq!(gpu.memory_stats().texel_bytes, 0);
     run(8);
+}
+
+/// The texel pointwise kernel on planes that are not a multiple of 4 pixels: each group of
+/// four pixels read from the two texels it spans (every offset into a texel, batch 2),
+/// one value stored at a time, with a residual and with an input gate.
+#[test]
+fn pointwise_texels_read_planes_of_any_size() {
+    let gpu = Gpu::new().unwrap();
+    let mut r = rng(223);
+    for (input, c_out) in [([2, 5, 7, 7], 9), ([2, 3, 3, 5], 4), ([1, 7, 1, 1], 6)] {
+        let c_in = input[1];
+        let params = Conv2dParams::new(c_in, c_out, 1).activation(Activation::Relu6);
+        let x = random4(&mut r, input);
+        let w = random4(&mut r, params.weight_shape());
+        let b = random1(&mut r, c_out);
+        let res = random4(&mut r, [input[0], c_out, input[2], input[3]]);
+        let logits = random4(&mut r, [input[0], c_in, 1, 1]);
+        let conv = Conv2d::new(&gpu, params, w.view(), Some(b.view())).unwrap();
+        let up = |a: &Array4<f32>| gpu.upload(a.view()).unwrap();
+        let (xt, rt, gt) = (up(&x), up(&res), up(&logits));
+        let kernel = ConvKernel::PointwiseTexels;
+        assert!(kernel.supports(&params, input));
+        let conv_ref = |x: &Array4<f32>| {
+            reference::conv::conv2d(&params, x.view(), w.view(), Some(b.view())).unwrap()
+        };
+        let plain = conv_ref(&x);
+        let plain_pre = reference::conv::conv2d(
+            &params.activation(Activation::None),
+            x.view(),
+            w.view(),
+            Some(b.view()),
+        )
+        .unwrap();
+        let gated_x =
+            reference::channel::scale_channels(x.view(), logits.view(), Activation::Sigmoid);
+        let cases: [(&str, Array4<f32>); 3] = [
+            ("plain", plain.clone()),
+            (
+                "residual",
+                reference::channel::activation((plain_pre + &res).view(), Activation::Relu6),
+            ),
+            ("gated", conv_ref(&gated_x)),
+        ];
+        for (what, want) in cases {
+            let mut rec = gpu.recorder();
+            let y = match what {
+                "plain" => conv.forward_with(&mut rec, &xt, kernel),
+                "residual" => conv.forward_residual_with(
+                    &mut rec,
+                    &xt,
+                    &rt,
+                    ResidualJoin::BeforeActivation,
+                    kernel,
+                ),
+                _ => {
+                    conv.forward_gated_with(&mut rec, &xt, (&gt, Activation::Sigmoid), None, kernel)
+                }
+            }
+            .unwrap();
+            let got = rec.download(&y).unwrap();
+            let tol = want.mapv(|v| 1e-5 * (1.0 + v.abs()));
+            assert_close(
+                got.view(),
+                want.view(),
+                tol.view(),
+                &format!("{what} {input:?}"),
+            );
+        }
+    }
 }
 
 /// The CPU adapters' pointwise and depthwise kernels read a piecewise-linear activation

@@ -707,10 +707,11 @@ pub enum ConvKernel {
     },
     /// The vector pointwise kernel reading its input and weights as texels
     /// (`conv_pointwise_texels.wgsl`, [`Access::Texels`](crate::launch::Access::Texels):
-    /// each copied into a texture before the dispatch). Needs what
-    /// `Pointwise { vector_io: true }` needs, and the input and the weights within
-    /// `TEXEL_ROW` x 8,192 vec4s. Chosen on CPU adapters, which fetch texels with
-    /// vector gathers but load storage buffers one invocation at a time.
+    /// each copied into a texture before the dispatch). Needs a pointwise convolution and
+    /// the input and the weights within `TEXEL_ROW` x 8,192 vec4s; planes that are not a
+    /// multiple of 4 pixels (7 x 7 maps) read each group of four pixels from the two
+    /// texels it spans and store one value at a time. Chosen on CPU adapters, which fetch
+    /// texels with vector gathers but load storage buffers one invocation at a time.
     PointwiseTexels,
     /// The input's columns (`im2col.wgsl`: one row per input channel and tap, read as
     /// texels), then [`ConvKernel::PointwiseTexels`] over them with the direct kernel's
@@ -838,9 +839,7 @@ impl ConvKernel {
                 params.is_pointwise() && (!vector_io || (input[2] * input[3]).is_multiple_of(4))
             }
             ConvKernel::PointwiseTexels => {
-                ConvKernel::Pointwise { vector_io: true }.supports(params, input)
-                    && input_fits_texels
-                    && fits_texels(blocked_len(params))
+                params.is_pointwise() && input_fits_texels && fits_texels(blocked_len(params))
             }
             ConvKernel::Im2colTexels => {
                 let columns = params.columns();
@@ -947,7 +946,8 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     }
     // On planes that are not a multiple of 4 pixels (7 x 7 maps) the pointwise kernel's
     // scalar variant measured no faster than the direct kernel (lavapipe: 320 -> 1280 at
-    // 7 x 7, 3.3 ms both), so those go to the direct kernel.
+    // 7 x 7, 3.3 ms both), so on GPUs those go to the direct kernel; CPU adapters read
+    // them as texels.
     // The row buffer only where its segment, if too long to unroll, keeps the invocation
     // within the loop budget (wide dilations over many channels: ASPP's 2048-channel
     // branches); without it the same convolution stays within.
@@ -993,7 +993,14 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     });
     let im2col = cpu(best(ConvKernel::Im2colTexels))
         .filter(|_| params.out_channels >= IM2COL_MIN_OUT && columns_fit);
+    // Planes that are not a multiple of 4 pixels as texels where the tiles keep two
+    // workgroups busy (lavapipe, medians of 6, interleaved: 320 -> 1280 at 7 x 7 0.79x
+    // the direct kernel's time, 256 -> 256 at 13 x 13 0.70x, 128 -> 512 at 25 x 25 0.58x;
+    // 960 -> 160 at 7 x 7, 40 invocations in one workgroup, 1.43x).
+    let aligned_or_busy = (input[2] * input[3]).is_multiple_of(4)
+        || pointwise_invocations(params, input) >= POINTWISE_UNALIGNED_MIN;
     cpu(best(ConvKernel::PointwiseTexels))
+        .filter(|_| aligned_or_busy)
         .or(best(ConvKernel::Pointwise { vector_io: true }))
         .or(im2col)
         .or(direct_texels(ConvKernel::DirectTexels { vector_loads: true }).filter(|_| as_wide))
@@ -1108,6 +1115,19 @@ fn direct_row_fits(params: &Conv2dParams, ow: usize, vector_loads: bool) -> bool
 
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
+
+/// Fewest invocations for [`ConvKernel::PointwiseTexels`] on planes that are not a
+/// multiple of 4 pixels ([`select_kernel`]): two workgroups.
+const POINTWISE_UNALIGNED_MIN: usize = 128;
+
+/// Invocations of the pointwise kernels for `p` on `input`: one per tile of
+/// [`POINTWISE_PX`] pixels and `4 * OC_VEC` output channels.
+fn pointwise_invocations(p: &Conv2dParams, input: [usize; 4]) -> usize {
+    let oc_blocks = p
+        .out_channels
+        .div_ceil(4 * pointwise_oc_vec(p.out_channels));
+    input[0] * oc_blocks * (input[2] * input[3]).div_ceil(POINTWISE_PX)
+}
 
 /// Cut forms of one layer kept (trimmed and region layers, [`Conv2d::forward`] on a few
 /// input sizes).
@@ -1455,7 +1475,8 @@ specialize! {
     /// The constants of `conv_pointwise*.wgsl`: the store, the vec4s of pixels and the
     /// channel tile.
     struct PointwiseSpec {
-        epilogue: Epilogue, gate: InputGate, q: Count => "Q", oc_vec: Count => "OC_VEC"
+        epilogue: Epilogue, gate: InputGate, q: Count => "Q", oc_vec: Count => "OC_VEC",
+        aligned: bool => "ALIGNED"
     }
 }
 
@@ -1856,6 +1877,7 @@ fn plan_pointwise(
         gate,
         q: Count((POINTWISE_PX / 4) as u32),
         oc_vec: Count(oc_vec as u32),
+        aligned: hw.is_multiple_of(4),
     };
     kernel
         .launch(&spec, &u)
