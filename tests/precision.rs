@@ -94,6 +94,9 @@ fn conv_kernels_round_once() {
             [2, 5, 11, 9],
         ),
         (Conv2dParams::new(8, 16, 1), [1, 8, 13, 12]),
+        // Planes that are not a multiple of 4 pixels (the texel kernel's shifted reads
+        // and single-value stores).
+        (Conv2dParams::new(8, 16, 1), [2, 8, 7, 7]),
         (
             Conv2dParams::new(6, 6, 3)
                 .groups(6)
