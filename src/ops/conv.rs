@@ -1013,9 +1013,10 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
 
 /// The kernel the library runs for `params` on `input` scaled by an input gate
 /// ([`Conv2d::forward_gated`]): [`select_kernel`]'s choice where it applies the gate, else a
-/// pointwise kernel where one supports the convolution (planes that are not a multiple of
-/// 4 pixels take its scalar variant), which reads the input once instead of a separate
-/// scale's read, write and read; else the choice again, after a scale pass.
+/// pointwise kernel where one supports the convolution (on CPU adapters the texel kernel,
+/// on GPUs the scalar variant for planes that are not a multiple of 4 pixels), which reads
+/// the input once instead of a separate scale's read, write and read; else the choice
+/// again, after a scale pass.
 pub fn select_gated_kernel(
     params: &Conv2dParams,
     input: [usize; 4],
@@ -2912,18 +2913,13 @@ mod tests {
         // LR-ASPP's high classifier at 1/16 of a 72 x 88 input: a 5 x 6 plane, 5 classes.
         let p = Conv2dParams::new(128, 5, 1);
         let input = [1, 128, 5, 6];
-        let scalar = ConvKernel::Pointwise { vector_io: false };
-        for (caps, direct) in [
-            (
-                &cpu,
-                ConvKernel::DirectTexels {
-                    vector_loads: false,
-                },
-            ),
-            (&gpu, ConvKernel::Direct { row_buffer: true }),
+        let direct = ConvKernel::Direct { row_buffer: true };
+        for (caps, gated) in [
+            (&cpu, ConvKernel::PointwiseTexels),
+            (&gpu, ConvKernel::Pointwise { vector_io: false }),
         ] {
             assert_eq!(select_kernel(&p, input, caps), direct);
-            assert_eq!(select_gated_kernel(&p, input, caps), scalar);
+            assert_eq!(select_gated_kernel(&p, input, caps), gated);
         }
         // Where the choice applies the gate it stays: the texels pointwise kernel on a
         // CPU adapter, the GEMM on a GPU.
