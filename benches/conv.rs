@@ -21,6 +21,18 @@ fn layers() -> Vec<(&'static str, Conv2dParams, [usize; 4])> {
             Conv2dParams::new(144, 24, 1),
             [1, 144, 56, 56],
         ),
+        // MobileNetV2's last layer and a projection at 7 x 7: planes that are not a
+        // multiple of 4 pixels.
+        (
+            "pointwise_320_1280_7",
+            Conv2dParams::new(320, 1280, 1),
+            [1, 320, 7, 7],
+        ),
+        (
+            "pointwise_960_160_7",
+            Conv2dParams::new(960, 160, 1),
+            [1, 960, 7, 7],
+        ),
         (
             "depthwise3x3_144_56_s1",
             Conv2dParams::depthwise(144, 1, 3).padding(1),

@@ -993,14 +993,15 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     });
     let im2col = cpu(best(ConvKernel::Im2colTexels))
         .filter(|_| params.out_channels >= IM2COL_MIN_OUT && columns_fit);
-    // Planes that are not a multiple of 4 pixels as texels where the tiles keep two
-    // workgroups busy (lavapipe, medians of 6, interleaved: 320 -> 1280 at 7 x 7 0.79x
-    // the direct kernel's time, 256 -> 256 at 13 x 13 0.70x, 128 -> 512 at 25 x 25 0.58x;
-    // 960 -> 160 at 7 x 7, 40 invocations in one workgroup, 1.43x).
-    let aligned_or_busy = (input[2] * input[3]).is_multiple_of(4)
-        || pointwise_invocations(params, input) >= POINTWISE_UNALIGNED_MIN;
+    // Planes that are not a multiple of 4 pixels as texels from 64 pixels up (lavapipe,
+    // upload, convolution and readback, medians of 15, alternated in one process: 0.58x
+    // the direct kernel's time at 128 -> 512 on 25 x 25, 0.65-0.75x on 9 x 9 to 15 x 15);
+    // on 7 x 7 maps the direct kernel measured as fast or faster (0.7-1.0x the texel
+    // kernel's time, three layers of MobileNetV2).
+    let plane = input[2] * input[3];
+    let texel_plane = plane.is_multiple_of(4) || plane >= POINTWISE_UNALIGNED_MIN;
     cpu(best(ConvKernel::PointwiseTexels))
-        .filter(|_| aligned_or_busy)
+        .filter(|_| texel_plane)
         .or(best(ConvKernel::Pointwise { vector_io: true }))
         .or(im2col)
         .or(direct_texels(ConvKernel::DirectTexels { vector_loads: true }).filter(|_| as_wide))
@@ -1117,18 +1118,9 @@ fn direct_row_fits(params: &Conv2dParams, ow: usize, vector_loads: bool) -> bool
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
 
-/// Fewest invocations for [`ConvKernel::PointwiseTexels`] on planes that are not a
-/// multiple of 4 pixels ([`select_kernel`]): two workgroups.
-const POINTWISE_UNALIGNED_MIN: usize = 128;
-
-/// Invocations of the pointwise kernels for `p` on `input`: one per tile of
-/// [`POINTWISE_PX`] pixels and `4 * OC_VEC` output channels.
-fn pointwise_invocations(p: &Conv2dParams, input: [usize; 4]) -> usize {
-    let oc_blocks = p
-        .out_channels
-        .div_ceil(4 * pointwise_oc_vec(p.out_channels));
-    input[0] * oc_blocks * (input[2] * input[3]).div_ceil(POINTWISE_PX)
-}
+/// Smallest plane (pixels) that is not a multiple of 4 for which [`select_kernel`] picks
+/// [`ConvKernel::PointwiseTexels`] on CPU adapters.
+const POINTWISE_UNALIGNED_MIN: usize = 64;
 
 /// Cut forms of one layer kept (trimmed and region layers, [`Conv2d::forward`] on a few
 /// input sizes).
