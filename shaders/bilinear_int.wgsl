@@ -10,7 +10,13 @@
 // resample.wgsl:
 // ly0 * (lx0 * x00 + lx1 * x01) + ly1 * (lx0 * x10 + lx1 * x11).
 // Needs the input width divisible by 4 (src/ops/upsample.rs checks).
+// GATED: the upsampled map is the addend of a gated skip, each output
+// skip * activation4(GATE_ACT, gate[plane]) + up (elementwise.wgsl's scale-and-add of a
+// decoder stage, in the same pass: the upsampled map is never stored).
 #include "common.wgsl"
+
+override GATED: bool = false;
+override GATE_ACT: u32 = 0u;
 
 const S: u32 = 2u; // @specialize
 // Input pixels per invocation: the four of its vec4 while that makes at most 16 outputs
@@ -32,6 +38,9 @@ struct BilinearIntParams {
 @group(0) @binding(0) var<uniform> p: BilinearIntParams;
 @group(0) @binding(1) var<storage, read> x4: array<vec4<Act>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<Act>>;
+// GATED: the skip (the output's shape) and its gate logits [N, C].
+@group(0) @binding(3) var<storage, read> skip: array<vec4<Act>>;
+@group(0) @binding(4) var<storage, read> gate: array<Act>;
 
 fn x_at(i: u32) -> f32 {
     return f32(x4[i / 4u][i % 4u]);
@@ -124,7 +133,15 @@ fn main(inv: Invocation) {
         o[m] = ly0 * top[m] + ly1 * bottom[m];
     }
     let out = orow * (S * p.w4) + S * k + part * (OUT / 4u);
+    var g = 0.0;
+    if (GATED) {
+        g = activation4(GATE_ACT, vec4<f32>(f32(gate[plane]))).x;
+    }
     for (var q = 0u; q < OUT / 4u; q++) {
-        y[out + q] = vec4<Act>(vec4<f32>(o[4u * q], o[4u * q + 1u], o[4u * q + 2u], o[4u * q + 3u]));
+        var v = vec4<f32>(o[4u * q], o[4u * q + 1u], o[4u * q + 2u], o[4u * q + 3u]);
+        if (GATED) {
+            v = vec4<f32>(skip[out + q]) * g + v;
+        }
+        y[out + q] = vec4<Act>(v);
     }
 }

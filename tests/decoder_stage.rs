@@ -102,6 +102,13 @@ fn check_with_end(p: DecoderStageParams, end: End, shape: [usize; 4], seed: u64)
         );
         if kernel == DecoderStageKernel::Fused {
             assert_eq!(dispatches, 1, "the fused stage is one dispatch");
+        } else {
+            // The resize and the gated skip in one pass where the integer-factor bilinear
+            // kernel takes the low-resolution map (its width a multiple of 4), then the
+            // 1x1, the depthwise and the tail.
+            let resize = if (w / 2).is_multiple_of(4) { 1 } else { 2 };
+            let tail = usize::from(!matches!(end, End::Nothing));
+            assert_eq!(dispatches, resize + 2 + tail, "{shape:?} {end:?}");
         }
     }
 }

@@ -26,7 +26,7 @@ use ndarray::{ArrayView1, ArrayView4};
 use super::conv::{Conv2d, Conv2dParams, ResidualJoin};
 use super::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
 use super::inverted_residual::WeightBias;
-use super::upsample::{upsample, UpsampleParams};
+use super::upsample::{upsample, upsample2x_gated_add, UpsampleParams};
 use super::{same_shape, Activation, Cost};
 use crate::error::{fail_if, Error, Result};
 use crate::gpu::{check_owner, DeviceCaps, Gpu, LazyWeights, PooledBuffer, Recorder, Tensor};
@@ -158,8 +158,9 @@ impl DecoderStageParams {
 pub enum DecoderStageKernel {
     /// One dispatch: `a` over each tile and its halo in workgroup memory.
     Fused,
-    /// Its layers: the resize, the gated add, the 1x1 and the residual depthwise (four
-    /// dispatches, three intermediate maps).
+    /// Its layers: the resize and the gated add (one pass where the low-resolution map's
+    /// width is a multiple of 4, else two), the 1x1 and the residual depthwise (three or
+    /// four dispatches, two or three intermediate maps).
     Layers,
 }
 
@@ -644,11 +645,20 @@ impl DecoderStage {
                 Ok(y)
             }
             DecoderStageKernel::Layers => {
-                let up = upsample(rec, &UpsampleParams::bilinear(false).scale_factor(2.0), low)?;
-                // Each map is dropped after its last use, so that the recording can give
-                // its buffer to the next one (as a graph of the layers would).
-                let z = scale_channels_add(rec, skip, gate, p.gate_activation, &up)?;
-                drop(up);
+                // The resize and the gated skip in one pass where the integer-factor
+                // bilinear kernel takes `low`, else as two.
+                let gated = (skip, gate, p.gate_activation);
+                let z = match upsample2x_gated_add(rec, low, gated)? {
+                    Some(z) => z,
+                    None => {
+                        let up = UpsampleParams::bilinear(false).scale_factor(2.0);
+                        let up = upsample(rec, &up, low)?;
+                        // Each map is dropped after its last use, so that the recording
+                        // can give its buffer to the next one (as a graph of the layers
+                        // would).
+                        scale_channels_add(rec, skip, gate, p.gate_activation, &up)?
+                    }
+                };
                 let a = self.refine.forward(rec, &z)?;
                 drop(z);
                 let join = ResidualJoin::AfterActivation;

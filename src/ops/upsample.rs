@@ -9,13 +9,15 @@
 //! own single-precision formulas (`nearest_idx`, `area_pixel_compute_source_index`), so
 //! they match PyTorch bit for bit; the GPU gathers and blends.
 
+use super::conv::InputGate;
 use super::pool::{strip_geometry, StripParams};
+use super::Activation;
 use super::Cost;
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, read, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Launch, Trip,
-    LOOP_BUDGET,
+    loop_nest, read, read_opt, specialize, uniform, write, Args, Count, Kernel, KernelInfo, Launch,
+    Specialize, Trip, LOOP_BUDGET,
 };
 
 uniform! {
@@ -52,7 +54,7 @@ specialize! {
 specialize! {
     /// The constants of `bilinear_int.wgsl`: the factor and the input pixels per
     /// invocation ([`bilinear_int_pixels`]).
-    struct BilinearIntSpec { factor: Count => "S", pixels: Count => "TP" }
+    struct BilinearIntSpec { factor: Count => "S", pixels: Count => "TP", gate: InputGate }
 }
 
 /// Input pixels per invocation of `bilinear_int.wgsl` (`TP`): its whole vec4 while that
@@ -69,8 +71,10 @@ const RESAMPLE: Kernel<StripParams, ResampleSpec> = Kernel::new(
 );
 const RESAMPLE_INT: Kernel<ResampleIntParams, ResampleIntSpec> =
     Kernel::new("resample_int.wgsl", &[read("x"), write("y")]);
-const BILINEAR_INT: Kernel<BilinearIntParams, BilinearIntSpec> =
-    Kernel::new("bilinear_int.wgsl", &[read("x4"), write("y")]);
+const BILINEAR_INT: Kernel<BilinearIntParams, BilinearIntSpec> = Kernel::new(
+    "bilinear_int.wgsl",
+    &[read("x4"), write("y"), read_opt("skip"), read_opt("gate")],
+);
 
 uniform! {
     /// `shaders/pixel_shuffle.wgsl`.
@@ -489,6 +493,39 @@ pub fn upsample_with(
     Ok(y)
 }
 
+/// `skip * gate_activation(gate) + interpolate(low, scale_factor=2, mode="bilinear")`
+/// (`align_corners=False`) in one pass of `bilinear_int.wgsl`: a decoder stage's resize
+/// and gated skip (`scale_channels_add`) without the resized map ever stored. `None`
+/// where that kernel does not take `low` (its width not a multiple of 4) or `skip` is not
+/// twice its size; `gate` holds the logits `[N, C, 1, 1]`.
+pub(crate) fn upsample2x_gated_add(
+    rec: &mut Recorder<'_>,
+    low: &Tensor,
+    (skip, gate, gate_activation): (&Tensor, &Tensor, Activation),
+) -> Result<Option<Tensor>> {
+    let params = UpsampleParams::bilinear(false).scale_factor(2.0);
+    let s = low.shape();
+    let out = params.output_shape(s)?;
+    let kernel = UpsampleKernel::BilinearInt { factor: 2 };
+    if !kernel.supports(&params, s) || skip.shape() != out || gate.shape() != [s[0], s[1], 1, 1] {
+        return Ok(None);
+    }
+    let gpu = rec.gpu();
+    low.check_gpu(gpu, "low")?;
+    skip.check_gpu(gpu, "skip")?;
+    gate.check_gpu(gpu, "gate")?;
+    let mut launch = plan(&params, s, out, kernel)?;
+    InputGate(Some(gate_activation)).write(&mut launch.constants);
+    let y = rec.empty("output", out)?;
+    let args = Args::new()
+        .read("x4", low)
+        .read("skip", skip)
+        .read("gate", gate)
+        .write("y", &y);
+    rec.run(&launch, args)?;
+    Ok(Some(y))
+}
+
 /// The dispatch of `kernel` (which must support `params` on `s`) from `s` to `out`.
 fn plan(
     params: &UpsampleParams,
@@ -536,6 +573,7 @@ fn plan(
                     &BilinearIntSpec {
                         factor: Count(factor as u32),
                         pixels: Count(pixels as u32),
+                        gate: InputGate(None),
                     },
                     &u,
                 )
