@@ -9,6 +9,9 @@
 #include "activation.wgsl"
 
 override SUM: bool = false;
+// C and S multiples of 4: the weights are read four at a time (`weights4`, the same
+// buffer; `weights` is then not bound), each load feeding four multiply-adds.
+override VEC: bool = false;
 
 const MAX_C: u32 = 2048u;
 const MAX_S: u32 = 512u;
@@ -31,10 +34,19 @@ struct SeParams {
 @group(0) @binding(3) var<storage, read_write> gate: array<Act>; // [N, C]
 // The second summand (SUM).
 @group(0) @binding(4) var<storage, read> x2: array<vec4<Act>>;
+// The weights as vec4s (VEC).
+@group(0) @binding(5) var<storage, read> weights4: array<vec4<Wt>>;
 
-var<workgroup> pooled: array<f32, MAX_C>;
-var<workgroup> hidden: array<f32, MAX_S>;
+var<workgroup> pooled: array<vec4<f32>, MAX_C / 4u>;
+var<workgroup> hidden: array<vec4<f32>, MAX_S / 4u>;
 var<workgroup> lane_sums: array<f32, WORKGROUP_SIZE>;
+
+fn weight(i: u32) -> f32 {
+    if (VEC) {
+        return f32(weights4[i / 4u][i % 4u]);
+    }
+    return f32(weights[i]);
+}
 
 fn load4(second: bool, i: u32) -> vec4<f32> {
     if (second) {
@@ -99,7 +111,7 @@ fn main(inv: Invocation) {
             for (var l = 0u; l < lanes; l++) {
                 total += lane_sums[inv.lid + l];
             }
-            pooled[c] = total;
+            pooled[c / 4u][c % 4u] = total;
         }
         workgroupBarrier();
     }
@@ -107,17 +119,36 @@ fn main(inv: Invocation) {
     let w2 = b1 + p.s;
     let b2 = w2 + p.c * p.s;
     for (var s = inv.lid; s < p.s; s += WORKGROUP_SIZE) {
-        var acc = f32(weights[b1 + s]);
-        for (var c = 0u; c < p.c; c++) {
-            acc = fma(f32(weights[s * p.c + c]), pooled[c], acc);
+        var acc = weight(b1 + s);
+        if (VEC) {
+            // Four partial sums, one per lane of the vec4s.
+            var acc4 = vec4<f32>(0.0);
+            let row = s * p.c / 4u;
+            for (var c4 = 0u; c4 < p.c / 4u; c4++) {
+                acc4 = fma(vec4<f32>(weights4[row + c4]), pooled[c4], acc4);
+            }
+            acc += (acc4.x + acc4.y) + (acc4.z + acc4.w);
+        } else {
+            for (var c = 0u; c < p.c; c++) {
+                acc = fma(weight(s * p.c + c), pooled[c / 4u][c % 4u], acc);
+            }
         }
-        hidden[s] = activate(acc);
+        hidden[s / 4u][s % 4u] = activate(acc);
     }
     workgroupBarrier();
     for (var c = inv.lid; c < p.c; c += WORKGROUP_SIZE) {
-        var acc = f32(weights[b2 + c]);
-        for (var s = 0u; s < p.s; s++) {
-            acc = fma(f32(weights[w2 + c * p.s + s]), hidden[s], acc);
+        var acc = weight(b2 + c);
+        if (VEC) {
+            var acc4 = vec4<f32>(0.0);
+            let row = (w2 + c * p.s) / 4u;
+            for (var s4 = 0u; s4 < p.s / 4u; s4++) {
+                acc4 = fma(vec4<f32>(weights4[row + s4]), hidden[s4], acc4);
+            }
+            acc += (acc4.x + acc4.y) + (acc4.z + acc4.w);
+        } else {
+            for (var s = 0u; s < p.s; s++) {
+                acc = fma(weight(w2 + c * p.s + s), hidden[s / 4u][s % 4u], acc);
+            }
         }
         gate[n * p.c + c] = Act(acc);
     }

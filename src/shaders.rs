@@ -273,11 +273,13 @@ pub const UNIFORM_PARAMS: &str = "var<uniform> p:";
 /// `GpuOptions::params_in_storage`): those measured slower there with uniform
 /// parameters. Lavapipe (Mesa 22.3) took 11 ms a dispatch for the SE gate of a map plus
 /// a second map (`SUM`, the selfie decoder's gates) with its parameters in a uniform
-/// buffer and 0.4 ms with them in a storage buffer; every other kernel, the plain SE gate
-/// included, measured faster with uniforms (8-29% on the convolutions; the selfie
-/// network, `mobilenet_v2().features`, LR-ASPP, U-Net, SegNet and DeepLabV3, per kernel,
-/// same run).
-pub const INLINING_SENSITIVE: &[(&str, &str, u32)] = &[("se_gate.wgsl", "SUM", 1)];
+/// buffer and 0.4 ms with them in a storage buffer, and its vec4-weight form (`VEC`) the
+/// small SE blocks' gates 1.6-2.4 ms instead of 0.12-0.18 ms; every other kernel, the
+/// plain SE gate included, measured faster with uniforms (8-29% on the convolutions; the
+/// selfie network, `mobilenet_v2().features`, LR-ASPP, U-Net, SegNet and DeepLabV3, per
+/// kernel, same run).
+pub const INLINING_SENSITIVE: &[(&str, &str, u32)] =
+    &[("se_gate.wgsl", "SUM", 1), ("se_gate.wgsl", "VEC", 1)];
 
 /// The `@specialize` constant that selects f16 storage for `Act` (see the module docs).
 pub const PRECISION: &str = "F16";

@@ -32,12 +32,18 @@ uniform! {
 specialize! {
     /// The constants of `se_gate.wgsl`: the activation after `fc1`, and whether the pooled
     /// vector is that of a sum.
-    struct SeSpec { act: Activation, sum: bool => "SUM" }
+    struct SeSpec { act: Activation, sum: bool => "SUM", vec: bool => "VEC" }
 }
 
 const SE_GATE: Kernel<SeParams, SeSpec> = Kernel::new(
     "se_gate.wgsl",
-    &[read("x"), read("weights"), write("gate"), read_opt("x2")],
+    &[
+        read("x"),
+        read_opt("weights"),
+        write("gate"),
+        read_opt("x2"),
+        read_opt("weights4"),
+    ],
 );
 
 /// The kernels of this family (the rest is composed of other families' ops).
@@ -369,9 +375,12 @@ impl SqueezeExcitation {
         let s = x.shape();
         let (c, sq) = (self.params.input_channels, self.params.squeeze_channels);
         let logits = rec.empty("gate", [s[0], c, 1, 1])?;
+        // Rows of whole vec4s; the packed buffer then holds whole vec4s too.
+        let vec = c.is_multiple_of(4) && sq.is_multiple_of(4);
         let spec = SeSpec {
             act: self.params.activation,
             sum: x2.is_some(),
+            vec,
         };
         let hw2 = x2.map_or(0, |t| t.shape()[2] * t.shape()[3]);
         let u = SeParams {
@@ -382,7 +391,7 @@ impl SqueezeExcitation {
         };
         let args = Args::new()
             .read("x", x)
-            .read("weights", &self.packed)
+            .read(if vec { "weights4" } else { "weights" }, &self.packed)
             .write("gate", &logits)
             .read_opt("x2", x2);
         let launch = SE_GATE
