@@ -14,36 +14,7 @@ override MODE: u32 = 0u;
 override SUM: bool = false;
 override VEC: bool = true;
 
-struct GlobalParams {
-    planes: u32,
-    plane: u32, // H * W
-    parts: u32, // 1
-    part_len: u32, // loads per plane (vec4s, or single values)
-}
-
-@group(0) @binding(0) var<uniform> p: GlobalParams;
-@group(0) @binding(1) var<storage, read> x: array<vec4<Act>>;
-@group(0) @binding(2) var<storage, read_write> y: array<Act>;
-// The second summand (SUM).
-@group(0) @binding(3) var<storage, read> x2: array<vec4<Act>>;
-
-fn value4(i: u32) -> vec4<f32> {
-    if (SUM) {
-        return vec4<f32>(x[i]) + vec4<f32>(x2[i]);
-    }
-    return vec4<f32>(x[i]);
-}
-
-fn value(i: u32) -> f32 {
-    return value4(i / 4u)[i % 4u];
-}
-
-fn max_nan(a: f32, b: f32) -> f32 {
-    if (b > a || is_nan(b)) {
-        return b;
-    }
-    return a;
-}
+#include "global_pool_io.wgsl"
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {

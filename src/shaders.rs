@@ -74,6 +74,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("max_unpool_window.wgsl"),
     wgsl!("global_pool.wgsl"),
     wgsl!("global_pool_planes.wgsl"),
+    wgsl!("global_pool_io.wgsl"),
     wgsl!("adaptive_avg_pool.wgsl"),
     wgsl!("adaptive_max_pool.wgsl"),
     wgsl!("resample.wgsl"),

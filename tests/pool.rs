@@ -301,22 +301,14 @@ fn global_and_adaptive_pooling() {
         cpu: false,
         ..gpu.caps().clone()
     };
-    assert_eq!(
-        select_global_kernel([1, 960, 16, 16], &cpu),
-        GlobalPoolKernel::Invocation
-    );
-    assert_eq!(
-        select_global_kernel([1, 960, 16, 16], &discrete),
-        GlobalPoolKernel::Workgroup
-    );
-    assert_eq!(
-        select_global_kernel([1, 1, 64, 64], &cpu),
-        GlobalPoolKernel::Workgroup
-    );
-    assert_eq!(
-        select_global_kernel([1, 16, 256, 256], &cpu),
-        GlobalPoolKernel::Workgroup
-    );
+    for (shape, caps, want) in [
+        ([1, 960, 16, 16], &cpu, GlobalPoolKernel::Invocation),
+        ([1, 960, 16, 16], &discrete, GlobalPoolKernel::Workgroup),
+        ([1, 1, 64, 64], &cpu, GlobalPoolKernel::Workgroup),
+        ([1, 16, 256, 256], &cpu, GlobalPoolKernel::Workgroup),
+    ] {
+        assert_eq!(select_global_kernel(shape, caps), want, "{shape:?}");
+    }
 }
 
 /// Planes and bins longer than one invocation may loop over (Mesa ends an invocation after

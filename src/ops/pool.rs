@@ -803,6 +803,7 @@ fn global_pool_run(
     } else {
         plane
     };
+    let args = Args::new().read("x", input).read_opt("x2", second);
     if kernel == GlobalPoolKernel::Invocation {
         let spec = GlobalPlanesSpec {
             max: kind == GlobalPool::Max,
@@ -820,7 +821,6 @@ fn global_pool_run(
             .threads(planes)
             .loops(loads as u64 + (loads as u64).div_ceil(64) + 4);
         let y = rec.empty("output", out)?;
-        let args = Args::new().read("x", input).read_opt("x2", second);
         rec.run(&launch, args.write("y", &y))?;
         return Ok(y);
     }
@@ -842,7 +842,6 @@ fn global_pool_run(
             .workgroups(planes * parts)
             .loops(per_thread + per_thread.div_ceil(64) + 6)
     };
-    let args = Args::new().read("x", input).read_opt("x2", second);
     if parts == 1 {
         let y = rec.empty("output", out)?;
         rec.run(&launch(planes, plane, 1, loads), args.write("y", &y))?;
