@@ -119,6 +119,9 @@ fn the_selfie_stage_matches_the_reference_with_both_kernels() {
     check(DecoderStageParams::new(16, 16), [2, 16, 18, 22], 1);
     // The selfie model's first stage at a small size.
     check(DecoderStageParams::new(24, 24), [1, 24, 16, 16], 2);
+    // Batch 2, 6 channels, an odd low-resolution height (7 x 4): the layers' resize and
+    // gated skip in one pass.
+    check(DecoderStageParams::new(6, 6), [2, 6, 14, 8], 5);
 }
 
 #[test]
