@@ -10,7 +10,10 @@
 // activation4(GATE_ACT, gate[plane]) as it is read (a squeeze-and-excitation's scale,
 // fused into the convolution that follows it). With ACT at AT_RUN (activation.wgsl), the
 // store's activation comes from p instead.
-// Workgroups are numbered (n * oc_blocks + block) * tile_blocks + tile block.
+// Invocations are numbered (n * oc_blocks + block) * tiles + tile across the whole
+// dispatch, not a workgroup per (n, block): on small planes (7 x 7: 4 tiles) a workgroup
+// per channel block would leave most of its invocations idle, and on a CPU adapter half
+// of each SIMD register's lanes.
 
 override GATED: bool = false;
 override GATE_ACT: u32 = 0u;
@@ -26,7 +29,7 @@ struct PointwiseParams {
     hw: u32, // pixels per plane
     cout_pad: u32, // c_out padded to the weight layout's channel tile
     oc_blocks: u32, // channel tiles
-    tile_blocks: u32, // workgroups per (n, block): ceil(ceil(hw / (4 Q)) / WORKGROUP_SIZE)
+    tiles: u32, // tiles of Q pixel groups per (n, block): ceil(ceil(hw / 4) / Q)
     // The store's activation at AT_RUN (see above).
     act_t: f32,
     act_lo: f32,
@@ -55,20 +58,16 @@ fn store(acc: ptr<function, array<vec4<f32>, Q>>, co: u32, n: u32, q0: u32, p4: 
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation) {
-    let wid = workgroup_index(inv);
-    let tile_block = wid % p.tile_blocks;
-    let t = wid / p.tile_blocks;
+    let flat = thread_index(inv);
+    let tile = flat % p.tiles;
+    let t = flat / p.tiles;
     let block = t % p.oc_blocks;
     let n = t / p.oc_blocks;
     if (n >= p.n) {
         return;
     }
-    let tile = tile_block * WORKGROUP_SIZE + inv.lid;
     let p4 = (p.hw + 3u) / 4u;
     let q0 = tile * Q;
-    if (q0 >= p4) {
-        return;
-    }
     let oc0 = block * 4u * OC_VEC;
     let oc_pad4 = p.cout_pad / 4u;
     act_at_run = ActAtRun(p.act_t, p.act_lo, p.act_hi, p.act_scale, p.act_times_v);

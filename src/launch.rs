@@ -296,6 +296,12 @@ impl<U: Uniform, S: Specialize> Kernel<U, S> {
         }
     }
 
+    /// The same kernel with `invocations` per workgroup.
+    pub(crate) const fn sized(mut self, invocations: u32) -> Self {
+        self.workgroup_size = invocations;
+        self
+    }
+
     /// Plans one dispatch with these values; set its grid with [`Launch::threads`] or
     /// [`Launch::workgroups`].
     pub(crate) fn launch(&'static self, spec: &S, uniform: &U) -> Launch {

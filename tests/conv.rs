@@ -586,9 +586,9 @@ fn kernel_selection_is_explicit() {
         // 16 (4 x 14 without vector loads).
         (Conv2dParams::new(64, 64, 3).padding(1), s, texels(true)),
         (Conv2dParams::new(64, 24, 1), s, ConvKernel::PointwiseTexels),
-        // Planes that are not a multiple of 4: from 9 x 9 up the texel pointwise kernel
-        // reads the two texels of each group of four pixels; 7 x 7 planes and strided
-        // 1 x 1 windows take the direct kernel reading storage.
+        // Planes that are not a multiple of 4 (9 x 9, 7 x 7, 1 x 1): the texel pointwise
+        // kernel reads the two texels of each group of four pixels; strided 1 x 1
+        // windows take the direct kernel reading storage.
         (
             Conv2dParams::new(96, 576, 1),
             [1, 96, 9, 9],
@@ -597,12 +597,12 @@ fn kernel_selection_is_explicit() {
         (
             Conv2dParams::new(160, 960, 1),
             [1, 160, 7, 7],
-            ConvKernel::Direct { row_buffer: true },
+            ConvKernel::PointwiseTexels,
         ),
         (
-            Conv2dParams::new(64, 24, 1),
-            [1, 64, 7, 7],
-            ConvKernel::Direct { row_buffer: true },
+            Conv2dParams::new(2048, 256, 1),
+            [2, 2048, 1, 1],
+            ConvKernel::PointwiseTexels,
         ),
         (
             Conv2dParams::new(1024, 48, 1).stride(2),

@@ -993,15 +993,11 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     });
     let im2col = cpu(best(ConvKernel::Im2colTexels))
         .filter(|_| params.out_channels >= IM2COL_MIN_OUT && columns_fit);
-    // Planes that are not a multiple of 4 pixels as texels from 64 pixels up (lavapipe,
-    // upload, convolution and readback, medians of 15, alternated in one process: 0.58x
-    // the direct kernel's time at 128 -> 512 on 25 x 25, 0.65-0.75x on 9 x 9 to 15 x 15);
-    // on 7 x 7 maps the direct kernel measured as fast or faster (0.7-1.0x the texel
-    // kernel's time, three layers of MobileNetV2).
-    let plane = input[2] * input[3];
-    let texel_plane = plane.is_multiple_of(4) || plane >= POINTWISE_UNALIGNED_MIN;
+    // Planes of any size as texels, 7 x 7 and 1 x 1 maps too (lavapipe, upload,
+    // convolution and readback, medians of 9, interleaved with the direct kernel, which
+    // took them before: 320 -> 1280 at 7 x 7 0.5-0.75x its time, 960 -> 160 and 160 -> 960
+    // at 7 x 7 0.6-0.8x, 1024 -> 256 at 9 x 9 0.4-0.5x, 2048 -> 256 at 1 x 1 0.5-0.9x).
     cpu(best(ConvKernel::PointwiseTexels))
-        .filter(|_| texel_plane)
         .or(best(ConvKernel::Pointwise { vector_io: true }))
         .or(im2col)
         .or(direct_texels(ConvKernel::DirectTexels { vector_loads: true }).filter(|_| as_wide))
@@ -1117,10 +1113,6 @@ fn direct_row_fits(params: &Conv2dParams, ow: usize, vector_loads: bool) -> bool
 
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
-
-/// Smallest plane (pixels) that is not a multiple of 4 for which [`select_kernel`] picks
-/// [`ConvKernel::PointwiseTexels`] on CPU adapters.
-const POINTWISE_UNALIGNED_MIN: usize = 64;
 
 /// Cut forms of one layer kept (trimmed and region layers, [`Conv2d::forward`] on a few
 /// input sizes).
@@ -1265,7 +1257,7 @@ uniform! {
         hw: u32,
         cout_pad: u32,
         oc_blocks: u32,
-        tile_blocks: u32,
+        tiles: u32,
         act_t: f32,
         act_lo: f32,
         act_hi: f32,
@@ -1548,6 +1540,10 @@ const CONV_POINTWISE: Kernel<PointwiseParams, PointwiseSpec> = Kernel::new(
         read_opt("gate"),
     ],
 );
+// Workgroups of 16 on CPU adapters, which run each workgroup on one thread: small layers
+// still split into enough of them to keep every core busy (lavapipe, medians of 11,
+// interleaved: 960 -> 160 at 7 x 7 0.6x and 576 -> 96 at 14 x 14 0.8x the time of
+// workgroups of 64; large planes within 3%).
 const CONV_POINTWISE_TEXELS: Kernel<PointwiseParams, PointwiseSpec> = Kernel::new(
     "conv_pointwise_texels.wgsl",
     &[
@@ -1558,7 +1554,8 @@ const CONV_POINTWISE_TEXELS: Kernel<PointwiseParams, PointwiseSpec> = Kernel::ne
         read_opt("res"),
         read_opt("gate"),
     ],
-);
+)
+.sized(16);
 const CONV_POINTWISE_SCALAR: Kernel<PointwiseParams, PointwiseSpec> = Kernel::new(
     "conv_pointwise_scalar.wgsl",
     &[
@@ -1847,9 +1844,7 @@ fn plan_pointwise(
     let hw = input[2] * input[3];
     let oc_vec = pointwise_oc_vec(p.out_channels);
     let oc_blocks = p.out_channels.div_ceil(4 * oc_vec);
-    let tile_blocks = hw
-        .div_ceil(POINTWISE_PX)
-        .div_ceil(kernel.workgroup_size as usize);
+    let tiles = hw.div_ceil(POINTWISE_PX);
     let act = ActivationAtRun::of_store(&epilogue);
     let u = PointwiseParams {
         n: n as u32,
@@ -1858,13 +1853,14 @@ fn plan_pointwise(
         hw: hw as u32,
         cout_pad: blocked_pad(p.out_channels) as u32,
         oc_blocks: oc_blocks as u32,
-        tile_blocks: tile_blocks as u32,
+        tiles: tiles as u32,
         act_t: act.t,
         act_lo: act.lo,
         act_hi: act.hi,
         act_scale: act.scale,
         act_times_v: u32::from(act.times_v),
     };
+    let invocations = n * oc_blocks * tiles;
     let spec = PointwiseSpec {
         epilogue,
         gate,
@@ -1874,7 +1870,7 @@ fn plan_pointwise(
     };
     kernel
         .launch(&spec, &u)
-        .workgroups(n * oc_blocks * tile_blocks)
+        .threads(invocations)
         .loops(pointwise_loops(p))
 }
 
@@ -2903,16 +2899,22 @@ mod tests {
         };
         let gpu = DeviceCaps::default();
         // LR-ASPP's high classifier at 1/16 of a 72 x 88 input: a 5 x 6 plane, 5 classes.
+        // A GPU takes the direct kernel, which has no gate: the scalar pointwise kernel
+        // applies it; a CPU adapter's choice applies it already.
         let p = Conv2dParams::new(128, 5, 1);
         let input = [1, 128, 5, 6];
-        let direct = ConvKernel::Direct { row_buffer: true };
-        for (caps, gated) in [
-            (&cpu, ConvKernel::PointwiseTexels),
-            (&gpu, ConvKernel::Pointwise { vector_io: false }),
-        ] {
-            assert_eq!(select_kernel(&p, input, caps), direct);
-            assert_eq!(select_gated_kernel(&p, input, caps), gated);
-        }
+        let gpu_choice = select_kernel(&p, input, &gpu);
+        assert_eq!(gpu_choice, ConvKernel::Direct { row_buffer: true });
+        assert!(!gpu_choice.applies_input_gate());
+        assert_eq!(
+            select_gated_kernel(&p, input, &gpu),
+            ConvKernel::Pointwise { vector_io: false }
+        );
+        assert_eq!(select_kernel(&p, input, &cpu), ConvKernel::PointwiseTexels);
+        assert_eq!(
+            select_gated_kernel(&p, input, &cpu),
+            ConvKernel::PointwiseTexels
+        );
         // Where the choice applies the gate it stays: the texels pointwise kernel on a
         // CPU adapter, the GEMM on a GPU.
         let p = Conv2dParams::new(128, 64, 1);
@@ -2963,7 +2965,7 @@ mod tests {
             ..DeviceCaps::default()
         };
         // Pointwise 64 -> 24 on two 56 x 56 planes: two 12-channel tiles (3 vec4: no
-        // padded channel), 16 pixels an invocation, 64 invocations a workgroup.
+        // padded channel), 16 pixels an invocation, 16 invocations a workgroup.
         let p = Conv2dParams::new(64, 24, 1).activation(Activation::Relu6);
         let input = [2, 64, 56, 56];
         let launch = plan(
@@ -2981,13 +2983,11 @@ mod tests {
         // The CPU form reads its activation (ReLU6: 2) from the uniform.
         assert_eq!(launch.constants.get("ACT"), Some(AT_RUN));
         assert_eq!(field::<PointwiseParams>(&launch, "act_hi"), 6f32.to_bits());
-        assert_eq!(launch.constants.get("WORKGROUP_SIZE"), Some(64));
-        let tile_blocks = (56 * 56usize).div_ceil(16).div_ceil(64);
-        assert_eq!(
-            field::<PointwiseParams>(&launch, "tile_blocks"),
-            tile_blocks as u32
-        );
-        assert_eq!(launch.workgroups, (2 * 2 * tile_blocks) as u64);
+        assert_eq!(launch.constants.get("WORKGROUP_SIZE"), Some(16));
+        // Tiles of 16 pixels, numbered across the dispatch (not a workgroup per block).
+        let tiles = (56 * 56usize).div_ceil(16);
+        assert_eq!(field::<PointwiseParams>(&launch, "tiles"), tiles as u32);
+        assert_eq!(launch.workgroups, (2 * 2 * tiles).div_ceil(16) as u64);
         // A residual joined after the activation, and a shuffle, are constants of the store.
         let e = Epilogue {
             act: Activation::None,
