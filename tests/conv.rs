@@ -783,6 +783,18 @@ fn kernel_selection_is_explicit() {
         112,
         &[ConvKernel::Pointwise { vector_io: false }],
     );
+    // Planes of 8 and 12 pixels: two and three vec4s per invocation.
+    for (input, seed) in [([2, 5, 2, 4], 113), ([2, 5, 3, 4], 114)] {
+        check(
+            Conv2dParams::new(5, 7, 1),
+            input,
+            seed,
+            &[
+                ConvKernel::Pointwise { vector_io: true },
+                ConvKernel::Pointwise { vector_io: false },
+            ],
+        );
+    }
     // A kernel that does not apply is refused with a typed error, not run.
     let gpu = gpu();
     let p = Conv2dParams::new(4, 4, 3).bias(false);
@@ -1183,12 +1195,20 @@ fn texel_textures_are_reused_and_trimmed() {
 
 /// The texel pointwise kernel on planes that are not a multiple of 4 pixels: each group of
 /// four pixels read from the two texels it spans (every offset into a texel, batch 2),
-/// one value stored at a time, with a residual and with an input gate.
+/// one value stored at a time, with a residual and with an input gate. Planes of fewer
+/// than 16 pixels take as many vec4s per invocation as they have (1 x 1: one, 2 x 3: two,
+/// 3 x 3: three).
 #[test]
 fn pointwise_texels_read_planes_of_any_size() {
     let gpu = Gpu::new().unwrap();
     let mut r = rng(223);
-    for (input, c_out) in [([2, 5, 7, 7], 9), ([2, 3, 3, 5], 4), ([1, 7, 1, 1], 6)] {
+    for (input, c_out) in [
+        ([2, 5, 7, 7], 9),
+        ([2, 3, 3, 5], 4),
+        ([1, 7, 1, 1], 6),
+        ([2, 6, 2, 3], 5),
+        ([2, 9, 3, 3], 20),
+    ] {
         let c_in = input[1];
         let params = Conv2dParams::new(c_in, c_out, 1).activation(Activation::Relu6);
         let x = random4(&mut r, input);

@@ -1114,6 +1114,12 @@ fn direct_row_fits(params: &Conv2dParams, ow: usize, vector_loads: bool) -> bool
 /// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
 const POINTWISE_PX: usize = 16;
 
+/// Pixel groups (vec4s) per invocation of the pointwise kernels on planes of `hw` pixels:
+/// four, or as many as a smaller plane has (1 x 1 and 3 x 3 maps).
+fn pointwise_groups(hw: usize) -> usize {
+    hw.div_ceil(4).clamp(1, POINTWISE_PX / 4)
+}
+
 /// Cut forms of one layer kept (trimmed and region layers, [`Conv2d::forward`] on a few
 /// input sizes).
 const TRIMS_KEPT: usize = 20;
@@ -1844,7 +1850,8 @@ fn plan_pointwise(
     let hw = input[2] * input[3];
     let oc_vec = pointwise_oc_vec(p.out_channels);
     let oc_blocks = p.out_channels.div_ceil(4 * oc_vec);
-    let tiles = hw.div_ceil(POINTWISE_PX);
+    let q = pointwise_groups(hw);
+    let tiles = hw.div_ceil(4 * q);
     let act = ActivationAtRun::of_store(&epilogue);
     let u = PointwiseParams {
         n: n as u32,
@@ -1864,7 +1871,7 @@ fn plan_pointwise(
     let spec = PointwiseSpec {
         epilogue,
         gate,
-        q: Count((POINTWISE_PX / 4) as u32),
+        q: Count(q as u32),
         oc_vec: Count(oc_vec as u32),
         aligned: hw.is_multiple_of(4),
     };
