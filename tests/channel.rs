@@ -456,6 +456,23 @@ fn squeeze_excitation_matches_reference() {
         wide.select_gate_kernel([1, 96, 64, 64]),
         SeGateKernel::PoolThenExcite
     );
+    // An excitation of 672 x 168 weights: one workgroup on a GPU; on a CPU adapter, where
+    // a workgroup runs on one core, the two 1 x 1 convolutions.
+    let widest = SqueezeExcitation::new(
+        gpu,
+        SqueezeExcitationParams::new(672, 168),
+        Array4::zeros([168, 672, 1, 1]).view(),
+        Array1::zeros(168).view(),
+        Array4::zeros([672, 168, 1, 1]).view(),
+        Array1::zeros(672).view(),
+    )
+    .unwrap();
+    let want = if gpu.caps().cpu {
+        SeGateKernel::PoolThenConvs
+    } else {
+        SeGateKernel::Fused
+    };
+    assert_eq!(widest.select_gate_kernel([1, 672, 7, 7]), want);
     // Wider than the fused pass holds: pool, fc1, fc2 and scale as separate dispatches.
     let params = SqueezeExcitationParams::new(2100, 3);
     let x = random4(&mut r, [1, 2100, 1, 2]);

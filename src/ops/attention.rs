@@ -118,6 +118,14 @@ const SE_FUSED_MAX: (usize, usize) = (2048, 512);
 /// the whole feature map, which is quicker than a second dispatch while the map is small.
 pub const SE_FUSED_MAX_ELEMENTS: usize = 65_536;
 
+/// fc1 weights (channels x squeeze channels) from which CPU adapters compute the gate with
+/// [`SeGateKernel::PoolThenConvs`]: `se_gate.wgsl` runs the excitation in one workgroup,
+/// on one core of a CPU adapter, where the 1 x 1 convolutions spread over all of them
+/// (lavapipe, kernel time, medians of 6 interleaved: 672 -> 168 at 7 x 7 to 16 x 16 and
+/// 960 -> 240 at 16 x 16 0.6-0.65x the time of the better one-workgroup kernel, 3
+/// dispatches instead of 1-2; 480 -> 120 and narrower 1.0-2.0x, so those keep it).
+pub const SE_CONVS_MIN_WEIGHTS: usize = 100_000;
+
 /// Loop iterations of one `se_gate.wgsl` invocation: the pooling of its channels (in
 /// blocks), then its rows of fc1 and of fc2.
 fn se_gate_loops(c: usize, s: usize, planes: &[usize]) -> u64 {
@@ -282,10 +290,12 @@ impl SqueezeExcitation {
     /// are fewer channels than invocations),
     /// [`SeGateKernel::PoolThenExcite`] otherwise (the pooling spread over a workgroup per
     /// plane), and [`SeGateKernel::PoolThenConvs`] for blocks wider than the excitation
-    /// pass holds.
+    /// pass holds, and on CPU adapters for those of at least [`SE_CONVS_MIN_WEIGHTS`] fc1
+    /// weights.
     pub fn select_gate_kernel(&self, shape: [usize; 4]) -> SeGateKernel {
         let c = self.params.input_channels;
-        if !SeGateKernel::Fused.supports(&self.params) {
+        let wide = c * self.params.squeeze_channels >= SE_CONVS_MIN_WEIGHTS;
+        if !SeGateKernel::Fused.supports(&self.params) || (self.gpu.caps().cpu && wide) {
             SeGateKernel::PoolThenConvs
         } else if c * shape[2] * shape[3] <= SE_FUSED_MAX_ELEMENTS {
             SeGateKernel::Fused
