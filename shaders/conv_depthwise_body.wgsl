@@ -15,6 +15,10 @@ const ROWBUF: u32 = 1u; // @specialize
 // Output rows per invocation: each input row read serves up to PY output rows (the
 // loads per output fall from ROW * KH / PX towards ROW / PX).
 const PY: u32 = 1u; // @specialize
+// Output rows of an invocation are YS apart: with YS = DH (a dilated window at stride 1)
+// they read the same input rows shifted by one kernel row, so PY rows read PY - 1 + KH
+// input rows instead of PY * KH. Row blocks of PY * YS rows hold YS interleaved phases.
+const YS: u32 = 1u; // @specialize
 // VEC = 1: the row segment is read with aligned vec4 loads (input width divisible by 4,
 // zero padding, PX * stride divisible by 4, so every strip starts SHIFT = -pad_w mod 4
 // past an aligned column): NV loads instead of ROW.
@@ -36,7 +40,7 @@ struct DepthwiseParams {
     pad_h: u32,
     pad_w: u32,
     strips_x: u32, // strips per output row
-    rows: u32, // n * c_out * ceil(oh / PY): one invocation per PY output rows
+    rows: u32, // n * c_out * YS * ceil(oh / (PY * YS)): one invocation per PY output rows
     // The store's activation where ACT is AT_RUN (activation.wgsl).
     act_t: f32,
     act_lo: f32,
@@ -61,8 +65,10 @@ fn main(inv: Invocation) {
         return;
     }
     act_at_run = ActAtRun(p.act_t, p.act_lo, p.act_hi, p.act_scale, p.act_times_v);
-    let row_blocks = (p.oh + PY - 1u) / PY;
-    let oy0 = (gid % row_blocks) * PY;
+    let span = PY * YS;
+    let row_blocks = YS * ((p.oh + span - 1u) / span);
+    let block = gid % row_blocks;
+    let oy0 = (block / YS) * span + block % YS;
     let nc = gid / row_blocks;
     let c = nc % p.c_out;
     let n = nc / p.c_out;
@@ -80,7 +86,7 @@ fn main(inv: Invocation) {
         }
     }
     // Input rows the PY output rows read.
-    let in_rows = (PY - 1u) * SH + (KH - 1u) * DH + 1u;
+    let in_rows = (PY - 1u) * YS * SH + (KH - 1u) * DH + 1u;
 
     for (var sx = 0u; sx < p.strips_x; sx++) {
         let ox0 = sx * PX;
@@ -93,7 +99,7 @@ fn main(inv: Invocation) {
             // Dilated windows skip rows: read only those some output row needs.
             var needed = DH == 1u;
             for (var yy = 0u; yy < PY; yy++) {
-                let d = i32(r) - i32(yy * SH);
+                let d = i32(r) - i32(yy * YS * SH);
                 needed = needed || (d >= 0 && u32(d) % DH == 0u && u32(d) / DH < KH);
             }
             if (needed && (PAD_MODE != 0u || (iy_raw >= 0 && iy_raw < i32(p.h)))) {
@@ -119,9 +125,9 @@ fn main(inv: Invocation) {
                     }
                 }
                 // Output row yy reads this input row with kernel row ky when
-                // r = yy * SH + ky * DH.
+                // r = yy * YS * SH + ky * DH.
                 for (var yy = 0u; yy < PY; yy++) {
-                    let d = i32(r) - i32(yy * SH);
+                    let d = i32(r) - i32(yy * YS * SH);
                     if (d >= 0 && u32(d) % DH == 0u && u32(d) / DH < KH) {
                         let ky = u32(d) / DH;
                         for (var kx = 0u; kx < KW; kx++) {
@@ -146,12 +152,12 @@ fn main(inv: Invocation) {
             }
         }
         for (var yy = 0u; yy < PY; yy++) {
-            if (oy0 + yy < p.oh) {
+            if (oy0 + yy * YS < p.oh) {
                 var out: array<f32, PX>;
                 for (var j = 0u; j < PX; j++) {
                     out[j] = acc[yy * PX + j];
                 }
-                store_strip(out_row + yy * p.ow, ox0, &out, b);
+                store_strip(out_row + yy * YS * p.ow, ox0, &out, b);
             }
         }
     }

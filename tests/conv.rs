@@ -57,6 +57,9 @@ fn check(params: Conv2dParams, input: [usize; 4], seed: u64, kernels: &[ConvKern
         if !k.supports(&params, input) {
             continue;
         }
+        // Fresh (zeroed) buffers: the previous kernel's output, recycled by the pool,
+        // would hide values a kernel fails to write.
+        gpu.trim_pool();
         let mut rec = gpu.recorder();
         let y = conv.forward_with(&mut rec, &xt, k).unwrap();
         let got = rec.download(&y).unwrap();
@@ -68,6 +71,7 @@ fn check(params: Conv2dParams, input: [usize; 4], seed: u64, kernels: &[ConvKern
         );
     }
     // The library's own choice, on the live taps where some read only padding.
+    gpu.trim_pool();
     let mut rec = gpu.recorder();
     let y = conv.forward(&mut rec, &xt).unwrap();
     let got = rec.download(&y).unwrap();
@@ -206,6 +210,35 @@ fn named_configurations_every_kernel() {
         7,
         all,
     );
+    // Dilated depthwise windows of 5 rows at stride 1: each invocation's four output rows
+    // are the dilation apart (a partial last block of rows, a channel multiplier, a
+    // dilation along rows only); a map shorter than four dilated rows keeps one row each.
+    for (params, input, seed) in [
+        (
+            Conv2dParams::depthwise(6, 1, 5).dilation(2).padding(4),
+            [2, 6, 19, 13],
+            80,
+        ),
+        (
+            Conv2dParams::depthwise(4, 2, 5).dilation(3).padding(6),
+            [1, 4, 25, 16],
+            81,
+        ),
+        (
+            Conv2dParams::depthwise(5, 1, (5, 3))
+                .dilation((2, 1))
+                .padding((4, 1)),
+            [2, 5, 8, 9],
+            82,
+        ),
+        (
+            Conv2dParams::depthwise(4, 1, 5).dilation(2).padding(4),
+            [1, 4, 7, 8],
+            83,
+        ),
+    ] {
+        check(params, input, seed, all);
+    }
     // Pointwise, with and without the vec4 pixel condition.
     check(Conv2dParams::new(12, 9, 1), [2, 12, 4, 5], 8, all);
     check(
