@@ -398,6 +398,9 @@ fn squeeze_excitation_matches_reference() {
         )
         .unwrap();
         for kernel in SeGateKernel::ALL {
+            // Fresh (zeroed) buffers: a recycled output of the previous variant would hide
+            // values this one fails to write.
+            gpu.trim_pool();
             let mut rec = gpu.recorder();
             let y = se.forward_with(&mut rec, &up(&x), kernel).unwrap();
             let got = rec.download(&y).unwrap();
@@ -407,6 +410,7 @@ fn squeeze_excitation_matches_reference() {
                 tol(&want, 1e-5).view(),
                 &format!("SE {kernel:?} {params:?}"),
             );
+            gpu.trim_pool();
             let mut rec = gpu.recorder();
             let g = se
                 .excitation_with(&mut rec, &up(&x), Some(&up(&x2)), kernel)

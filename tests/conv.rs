@@ -947,6 +947,7 @@ fn an_input_gate_fuses_into_pointwise_and_gemm_kernels() {
             kernels.push(ConvKernel::Direct { row_buffer: true });
             assert!(kernels.contains(&ConvKernel::Gemm));
             for k in kernels {
+                gpu.trim_pool();
                 let mut rec = gpu.recorder();
                 let residual = join.map(|j| (&rt, j));
                 let y = conv
@@ -1665,6 +1666,7 @@ fn padding_modes_and_same_padding_match_pytorch() {
             .into_iter()
             .filter(|k| k.supports(&params, input))
         {
+            gpu.trim_pool();
             let mut rec = gpu.recorder();
             let y = conv.forward_with(&mut rec, &xt, k).unwrap();
             let got = rec.download(&y).unwrap();
@@ -1993,6 +1995,7 @@ fn fused_residual_every_kernel_and_join() {
                 (ResidualJoin::AfterActivation, &after),
                 (ResidualJoin::BeforeActivation, &before),
             ] {
+                gpu.trim_pool();
                 let mut rec = gpu.recorder();
                 let y = conv
                     .forward_residual_with(&mut rec, &xt, &rt, join, kernel)
@@ -2023,6 +2026,7 @@ fn fused_residual_every_kernel_and_join() {
             .into_iter()
             .filter(|k| k.supports(&params, input))
         {
+            gpu.trim_pool();
             let mut rec = gpu.recorder();
             let y = plain_conv
                 .forward_residual_with(
@@ -2087,6 +2091,7 @@ fn weights_past_the_binding_limit_are_split_by_output_channels() {
             .iter()
             .filter(|k| k.supports(&params, input))
         {
+            gpu.trim_pool();
             let mut rec = gpu.recorder();
             let y = conv.forward_with(&mut rec, &xt, *kernel).unwrap();
             let got = rec.download(&y).unwrap();

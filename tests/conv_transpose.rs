@@ -63,6 +63,9 @@ fn check_with(
     let tol = bound(&params, &x, &w, b.as_ref());
     // Every kernel that applies, not only the one the library picks.
     for &kernel in kernels.iter().filter(|k| k.supports(&params, input)) {
+        // Fresh (zeroed) buffers: a recycled output of the previous variant would hide
+        // values this one fails to write.
+        gpu.trim_pool();
         let mut rec = gpu.recorder();
         let y = layer.forward_with(&mut rec, &xt, kernel).unwrap();
         let got = rec.download(&y).unwrap();

@@ -88,6 +88,9 @@ fn check_with_end(p: DecoderStageParams, end: End, shape: [usize; 4], seed: u64)
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
     let bound = Array4::from_elem(want.dim(), 2e-5 * scale + 1e-5);
     for kernel in DecoderStageKernel::ALL {
+        // Fresh (zeroed) buffers: a recycled output of the previous variant would hide
+        // values this one fails to write.
+        gpu.trim_pool();
         let mut rec = gpu.recorder();
         let y = stage
             .forward_with(&mut rec, &skip_t, &gate_t, &low_t, kernel)
@@ -383,6 +386,7 @@ fn the_gate_of_a_map_and_a_half_size_map_is_the_gate_of_the_resized_sum() {
     );
     let bound = Array4::from_elem(want.dim(), 1e-4);
     for kernel in SeGateKernel::ALL {
+        gpu.trim_pool();
         let mut rec = gpu.recorder();
         let g = se
             .excitation_with(&mut rec, &at, Some(&lt), kernel)

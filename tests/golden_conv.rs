@@ -167,6 +167,9 @@ fn run_gpu(c: &Case, kernel: ConvKernel) -> segblocks::Result<Array4<f32>> {
         c.bias.as_ref().map(|b| b.view()),
     )?;
     let xt = gpu.upload(c.input.view())?;
+    // Fresh (zeroed) buffers: a recycled output of the previous variant would hide values
+    // this one fails to write.
+    gpu.trim_pool();
     let mut rec = gpu.recorder();
     let y = conv.forward_with(&mut rec, &xt, kernel)?;
     rec.download(&y)

@@ -449,6 +449,9 @@ fn run_reference(c: &Case, run: Run) -> segblocks::Result<Output> {
 fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
     let gpu = gpu("golden_decoder");
     let xt = gpu.upload(c.input.view())?;
+    // Fresh (zeroed) buffers: a recycled output of the previous variant (the adaptive pool
+    // before the global one on the same case) would hide values this one fails to write.
+    gpu.trim_pool();
     let values = |values| Output {
         values,
         indices: None,

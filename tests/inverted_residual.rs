@@ -110,6 +110,9 @@ fn check(p: InvertedResidualParams, input: [usize; 4], seed: u64) -> usize {
     }
     let bound = bound(&want);
     for &tile in &tiles {
+        // Fresh (zeroed) buffers: a recycled output of the previous variant would hide
+        // values this one fails to write.
+        gpu.trim_pool();
         let mut rec = gpu.recorder();
         let y = layer.forward_with(&mut rec, &xt, tile).unwrap();
         let got = rec.download(&y).unwrap();
@@ -385,6 +388,7 @@ fn blocks_with_se_match_the_reference_in_two_passes() {
             // The gate in the passes (two dispatches), or in its own (one at these sizes)
             // between them.
             for (gate, dispatches) in [(GatePlacement::InPasses, 2), (GatePlacement::Separate, 3)] {
+                gpu.trim_pool();
                 let mut rec = gpu.recorder();
                 let y = layer.forward_two_pass(&mut rec, &xt, (a, b), gate).unwrap();
                 assert_eq!(rec.dispatch_count(), dispatches);

@@ -61,6 +61,9 @@ fn check(p: LrAsppHeadParams, bias: bool, shape: [usize; 4], seed: u64) {
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
     let bound = Array4::from_elem(want.dim(), 2e-5 * scale + 1e-5);
     for kernel in LrAsppHeadKernel::ALL {
+        // Fresh (zeroed) buffers: a recycled output of the previous variant would hide
+        // values this one fails to write.
+        gpu.trim_pool();
         let mut rec = gpu.recorder();
         let y = head.forward_with(&mut rec, &xt, kernel).unwrap();
         let dispatches = rec.dispatch_count();

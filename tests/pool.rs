@@ -217,6 +217,9 @@ fn global_and_adaptive_pooling() {
         for kind in [GlobalPool::Avg, GlobalPool::Max] {
             let want = reference::pool::global_pool(kind, x.view()).unwrap();
             for kernel in GlobalPoolKernel::ALL {
+                // Fresh (zeroed) buffers: a recycled output of the previous variant would
+                // hide values this one fails to write.
+                gpu.trim_pool();
                 let mut rec = gpu.recorder();
                 let y = global_pool_with(&mut rec, kind, &xt, kernel).unwrap();
                 let got = rec.download(&y).unwrap();
@@ -257,6 +260,7 @@ fn global_and_adaptive_pooling() {
             .into_iter()
             .filter(|k| k.supports(shape))
         {
+            gpu.trim_pool();
             let mut rec = gpu.recorder();
             let y = global_pool_with(&mut rec, GlobalPool::Avg, &xt, kernel).unwrap();
             let got = rec.download(&y).unwrap();
@@ -270,6 +274,7 @@ fn global_and_adaptive_pooling() {
         x[[0, 2, 1, 2]] = f32::NAN;
         let xt = gpu.upload(x.view()).unwrap();
         for kernel in GlobalPoolKernel::ALL {
+            gpu.trim_pool();
             let mut rec = gpu.recorder();
             let y = global_pool_with(&mut rec, GlobalPool::Max, &xt, kernel).unwrap();
             let got = rec.download(&y).unwrap();

@@ -132,6 +132,9 @@ fn conv_kernels_round_once() {
             if !k.supports(&params, input) {
                 continue;
             }
+            // Fresh (zeroed) buffers: a recycled output of the previous variant would hide
+            // values this one fails to write.
+            gpu.trim_pool();
             let mut rec = gpu.recorder();
             let y = conv.forward_with(&mut rec, &xt, k).unwrap();
             assert_eq!(y.precision(), Precision::F16);
@@ -709,6 +712,7 @@ fn conv_transpose_rounds_once() {
             if !k.supports(&params, input) {
                 continue;
             }
+            gpu.trim_pool();
             let mut rec = gpu.recorder();
             let y = layer.forward_with(&mut rec, &xt, k).unwrap();
             let got = rec.download(&y).unwrap();
@@ -770,6 +774,7 @@ fn fused_blocks_round_once() {
     let xt = gpu.upload(x.view()).unwrap();
     let tiles = fused_candidates(&p, FusedPass::Block, input, gpu.caps());
     for tile in tiles.iter().take(3) {
+        gpu.trim_pool();
         let mut rec = gpu.recorder();
         let y = layer.forward_with(&mut rec, &xt, *tile).unwrap();
         let got = rec.download(&y).unwrap();

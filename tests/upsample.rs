@@ -19,6 +19,9 @@ fn check(params: UpsampleParams, shape: [usize; 4], seed: u64) {
     let xt = gpu.upload(x.view()).unwrap();
     // The chosen kernel and the tap tables, which run every configuration.
     for kernel in [select_kernel(&params, shape), UpsampleKernel::Taps] {
+        // Fresh (zeroed) buffers: a recycled output of the previous variant would hide
+        // values this one fails to write.
+        gpu.trim_pool();
         let mut rec = gpu.recorder();
         let y = upsample_with(&mut rec, &params, &xt, kernel).unwrap();
         let got = rec.download(&y).unwrap();
