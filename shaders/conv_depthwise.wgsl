@@ -6,7 +6,7 @@
 // reads it. Indices are decoded once per invocation: integer division by runtime values
 // is scalarised on SIMD-on-CPU drivers such as lavapipe and would otherwise cost more
 // than the loads. Weights are PyTorch's [C_out][1][kH][kW]. Invocations are numbered
-// linearly over (n, c, block of PY output rows).
+// linearly over (n, c, block of PY output rows, YS apart: see conv_depthwise_body.wgsl).
 #include "conv_depthwise_body.wgsl"
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;

@@ -477,6 +477,20 @@ fn squeeze_excitation_matches_reference() {
         SeGateKernel::Fused
     };
     assert_eq!(widest.select_gate_kernel([1, 672, 7, 7]), want);
+    // Below 100,000 fc1 weights (480 x 120) the one-workgroup pass stays on either class.
+    let narrower = SqueezeExcitation::new(
+        gpu,
+        SqueezeExcitationParams::new(480, 120),
+        Array4::zeros([120, 480, 1, 1]).view(),
+        Array1::zeros(120).view(),
+        Array4::zeros([480, 120, 1, 1]).view(),
+        Array1::zeros(480).view(),
+    )
+    .unwrap();
+    assert_eq!(
+        narrower.select_gate_kernel([1, 480, 7, 7]),
+        SeGateKernel::Fused
+    );
     // Wider than the fused pass holds: pool, fc1, fc2 and scale as separate dispatches.
     let params = SqueezeExcitationParams::new(2100, 3);
     let x = random4(&mut r, [1, 2100, 1, 2]);

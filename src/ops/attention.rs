@@ -253,7 +253,9 @@ impl SqueezeExcitation {
     }
 
     /// Records the block: the squeeze and excitation in one dispatch and the gated scale
-    /// in another (very wide blocks: pool, fc1, fc2 and scale as four).
+    /// in another (large maps: pool, excitation and scale as three; very wide blocks,
+    /// and on CPU adapters wide ones: pool, fc1, fc2 and scale as four; see
+    /// [`select_gate_kernel`](Self::select_gate_kernel)).
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         let kernel = self.select_gate_kernel(x.shape());
         self.forward_with(rec, x, kernel)

@@ -721,10 +721,11 @@ pub enum ConvKernel {
     /// input, the columns and the weights within `TEXEL_ROW` x 8,192 vec4s. Chosen on CPU
     /// adapters where the columns stay within [`IM2COL_MAX_BYTES`].
     Im2colTexels,
-    /// Four output rows (one where the map is shorter or the window dilated) of one
-    /// channel per invocation with per-channel weights (`conv_depthwise*.wgsl`), each
-    /// input row read once for all of them; needs `groups == in_channels` (any channel
-    /// multiplier).
+    /// Four output rows (one where the map is shorter or the window dilated, except
+    /// zero-padded windows of at least 5 rows at stride 1, whose four rows are the
+    /// dilation apart) of one channel per invocation with per-channel weights
+    /// (`conv_depthwise*.wgsl`), each input row read once for all of them; needs
+    /// `groups == in_channels` (any channel multiplier).
     Depthwise {
         /// Keep the input row segment in registers (at most 40 values).
         row_buffer: bool,
@@ -971,7 +972,7 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     // interleaved), with aligned vector loads 0.42-0.47x where their strips are as wide;
     // narrower strips (7 x 7 stems at stride 2) measured slower than one texel per value.
     let cpu = |k: Option<ConvKernel>| k.filter(|_| caps.cpu);
-    // Not for 1 x 1 windows that the pointwise kernels do not take (7 x 7 maps, strides):
+    // Not for 1 x 1 windows that the pointwise kernels do not take (strides, padding):
     // llvmpipe's GL driver ran the storage-load form in 0.25-0.56x the time (medians of
     // 6, interleaved: 320 -> 1280 at 7 x 7 4.3 against 10.8 ms, 256 -> 256 at 13 x 13 2.0
     // against 8.2, stride 2 1024 -> 2048 to 7 x 7 39 against 69); lavapipe ran the two
@@ -1111,7 +1112,8 @@ fn direct_row_fits(params: &Conv2dParams, ow: usize, vector_loads: bool) -> bool
     direct_px(params, ow, vector_loads).is_some_and(|px| strip_row(params, px) <= DIRECT_ROW_MAX)
 }
 
-/// Pixels per invocation in `conv_pointwise.wgsl` (four vec4).
+/// Most pixels per invocation in `conv_pointwise.wgsl` (four vec4; fewer on planes of
+/// fewer pixels, see [`pointwise_groups`]).
 const POINTWISE_PX: usize = 16;
 
 /// Pixel groups (vec4s) per invocation of the pointwise kernels on planes of `hw` pixels:
@@ -1156,8 +1158,9 @@ struct DepthwiseTile {
     row: usize,
     strips_x: usize,
     rows: usize,
-    /// Output rows between an invocation's rows (`YS`): the dilation of a dilated window
-    /// at stride 1, else 1.
+    /// Output rows between an invocation's rows (`YS`): the dilation of a dilated,
+    /// zero-padded window of at least 5 rows at stride 1 on a map of at least
+    /// `DEPTHWISE_ROWS` such rows, else 1.
     step: usize,
 }
 
@@ -1168,12 +1171,15 @@ impl DepthwiseTile {
         // dilation 2 on 16 x 16 maps 0.65-0.85x the time of one row an invocation; 3 x 3
         // at dilation 2 on 32 x 32 1.2-1.4x, at dilation 4 on 64 x 64 0.9-1.0x, so those
         // keep one row).
+        // Zero padding only: the rows of a last, partial block lie past the map, and the
+        // other modes index them as if at most one map away.
         let dilated = params.dilation.0 > 1;
-        let step = if dilated && params.kernel_size.0 >= 5 && params.stride.0 == 1 {
-            params.dilation.0
-        } else {
-            1
-        };
+        let dilated_rows = dilated
+            && params.kernel_size.0 >= 5
+            && params.stride.0 == 1
+            && params.padding_mode == PaddingMode::Zeros
+            && oh >= DEPTHWISE_ROWS * params.dilation.0;
+        let step = if dilated_rows { params.dilation.0 } else { 1 };
         // Aligned vec4 loads need every strip to start at the same offset from a 4-aligned
         // column: full 8-pixel strips (the last one may overhang).
         let px = if vector_loads {
@@ -1188,7 +1194,7 @@ impl DepthwiseTile {
             // One row where the map has fewer (one pipeline fewer than a row count per
             // height), and for the dilated windows that keep one (above): rows next to
             // each other share few of a dilated window's input rows.
-            rows: if oh >= DEPTHWISE_ROWS * step && (!dilated || step > 1) {
+            rows: if dilated_rows || (!dilated && oh >= DEPTHWISE_ROWS) {
                 DEPTHWISE_ROWS
             } else {
                 1
@@ -3013,6 +3019,22 @@ mod tests {
         let tiles = (56 * 56usize).div_ceil(16);
         assert_eq!(field::<PointwiseParams>(&launch, "tiles"), tiles as u32);
         assert_eq!(launch.workgroups, (2 * 2 * tiles).div_ceil(16) as u64);
+        assert_eq!(launch.constants.get("Q"), Some(4));
+        // Planes of fewer than 16 pixels: as many vec4s an invocation as they have.
+        for (hw, q) in [
+            ([1, 1], 1),
+            ([2, 3], 2),
+            ([3, 3], 3),
+            ([3, 4], 3),
+            ([4, 4], 4),
+        ] {
+            let input = [1, 64, hw[0], hw[1]];
+            let k = select_kernel(&p, input, &caps);
+            assert_eq!(k, ConvKernel::PointwiseTexels, "{hw:?}");
+            let launch = plan(&p, input, k, Epilogue::default()).unwrap();
+            assert_eq!(launch.constants.get("Q"), Some(q), "{hw:?}");
+            assert_eq!(field::<PointwiseParams>(&launch, "tiles"), 1, "{hw:?}");
+        }
         // A residual joined after the activation, and a shuffle, are constants of the store.
         let e = Epilogue {
             act: Activation::None,
@@ -3045,6 +3067,32 @@ mod tests {
         // Four output rows an invocation.
         assert_eq!(launch.constants.get("PY"), Some(4));
         assert_eq!(field::<DepthwiseParams>(&launch, "rows"), 32 * 28 / 4);
+        assert_eq!(launch.constants.get("YS"), Some(1));
+        // A zero-padded 5 x 5 window at dilation 2: four rows two apart, row blocks of 8
+        // rows in two phases (16 rows: 2 blocks x 2 phases per plane). A 3 x 3 dilated
+        // window, a map of fewer than 8 rows, or reflect padding: one row an invocation.
+        let dilated = Conv2dParams::depthwise(32, 1, 5).dilation(2).padding(4);
+        let plan_rows = |p: &Conv2dParams, input: [usize; 4]| {
+            let launch = plan(
+                p,
+                input,
+                select_kernel(p, input, &caps),
+                Epilogue::default(),
+            );
+            let launch = launch.unwrap();
+            let get = |name| launch.constants.get(name).unwrap();
+            (
+                get("PY"),
+                get("YS"),
+                field::<DepthwiseParams>(&launch, "rows"),
+            )
+        };
+        assert_eq!(plan_rows(&dilated, [1, 32, 16, 16]), (4, 2, 32 * 2 * 2));
+        assert_eq!(plan_rows(&dilated, [1, 32, 7, 16]), (1, 1, 32 * 7));
+        let reflect = dilated.padding_mode(PaddingMode::Reflect);
+        assert_eq!(plan_rows(&reflect, [1, 32, 16, 16]), (1, 1, 32 * 16));
+        let three = Conv2dParams::depthwise(32, 1, 3).dilation(2).padding(2);
+        assert_eq!(plan_rows(&three, [1, 32, 16, 16]), (1, 1, 32 * 16));
         // A GPU: the depthwise convolution reads its input patch from workgroup memory,
         // 16 x 8 outputs a workgroup; the dense one is the GEMM, 32 x 32 a workgroup.
         let gpu = DeviceCaps::default();
