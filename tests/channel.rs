@@ -443,15 +443,19 @@ fn squeeze_excitation_matches_reference() {
         se.select_gate_kernel([1, 16, 128, 128]),
         SeGateKernel::PoolThenExcite
     );
-    let wide = SqueezeExcitation::new(
-        gpu,
-        SqueezeExcitationParams::new(96, 24),
-        Array4::zeros([24, 96, 1, 1]).view(),
-        Array1::zeros(24).view(),
-        Array4::zeros([96, 24, 1, 1]).view(),
-        Array1::zeros(96).view(),
-    )
-    .unwrap();
+    // Blocks with zero weights: only the choice of gate kernel is checked below.
+    let zero_se = |c: usize, s: usize| {
+        SqueezeExcitation::new(
+            gpu,
+            SqueezeExcitationParams::new(c, s),
+            Array4::zeros([s, c, 1, 1]).view(),
+            Array1::zeros(s).view(),
+            Array4::zeros([c, s, 1, 1]).view(),
+            Array1::zeros(c).view(),
+        )
+        .unwrap()
+    };
+    let wide = zero_se(96, 24);
     assert_eq!(
         wide.select_gate_kernel([1, 96, 16, 16]),
         SeGateKernel::Fused
@@ -462,15 +466,7 @@ fn squeeze_excitation_matches_reference() {
     );
     // An excitation of 672 x 168 weights: one workgroup on a GPU; on a CPU adapter, where
     // a workgroup runs on one core, the two 1 x 1 convolutions.
-    let widest = SqueezeExcitation::new(
-        gpu,
-        SqueezeExcitationParams::new(672, 168),
-        Array4::zeros([168, 672, 1, 1]).view(),
-        Array1::zeros(168).view(),
-        Array4::zeros([672, 168, 1, 1]).view(),
-        Array1::zeros(672).view(),
-    )
-    .unwrap();
+    let widest = zero_se(672, 168);
     let want = if gpu.caps().cpu {
         SeGateKernel::PoolThenConvs
     } else {
@@ -478,15 +474,7 @@ fn squeeze_excitation_matches_reference() {
     };
     assert_eq!(widest.select_gate_kernel([1, 672, 7, 7]), want);
     // Below 100,000 fc1 weights (480 x 120) the one-workgroup pass stays on either class.
-    let narrower = SqueezeExcitation::new(
-        gpu,
-        SqueezeExcitationParams::new(480, 120),
-        Array4::zeros([120, 480, 1, 1]).view(),
-        Array1::zeros(120).view(),
-        Array4::zeros([480, 120, 1, 1]).view(),
-        Array1::zeros(480).view(),
-    )
-    .unwrap();
+    let narrower = zero_se(480, 120);
     assert_eq!(
         narrower.select_gate_kernel([1, 480, 7, 7]),
         SeGateKernel::Fused
