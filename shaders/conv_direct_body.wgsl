@@ -30,6 +30,10 @@ const ROWBUF: u32 = 1u; // @specialize
 const VEC: u32 = 0u; // @specialize
 const NV: u32 = (ROW + 6u) / 4u;
 override SHIFT: u32 = 0u;
+// Y4 = 1: four pixels of a channel a store (store_channel in conv_tiles.wgsl): needs
+// output rows and strips of a multiple of 4 pixels; the texel kernel's vec4 output
+// (conv_tiles_out4.wgsl) makes it pay.
+const Y4: u32 = 0u; // @specialize
 
 #include "conv_tiles.wgsl"
 

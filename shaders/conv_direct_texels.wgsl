@@ -9,15 +9,16 @@
 const STORE_LOOP: bool = true;
 #include "conv_direct_body.wgsl"
 #include "texels.wgsl"
+#include "conv_tiles_out4.wgsl"
 
 @group(0) @binding(0) var<uniform> p: TiledConvParams;
 @group(0) @binding(1) var x: texture_2d<f32>;
 // Weights: the blocked layout of conv_direct.wgsl; bias at the context's precision.
 @group(0) @binding(2) var wt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<Wt>;
-@group(0) @binding(4) var<storage, read_write> y: array<Act>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<Act>>;
 // The residual added in the store (RESIDUAL != 0).
-@group(0) @binding(5) var<storage, read> res: array<Act>;
+@group(0) @binding(5) var<storage, read> res: array<vec4<Act>>;
 
 fn load_x4(i: u32) -> vec4<f32> {
     return textureLoad(x, texel_at(i), 0);

@@ -3,9 +3,9 @@
 // computes a strip of PX output pixels of one row (of one phase, for the transposed
 // convolution) for 4 * OC_VEC output channels of one group. Workgroups are numbered
 // ((n * groups + g) * oc_blocks_pg + block) * strip_blocks + strip block. The including
-// file declares `p`, `bias`, `y`, `res` (`y`, `res`: Act), PX / OC_VEC and STORE_LOOP
-// (see store_tiles), and defines
-// `load_w(i) -> vec4<f32>`, the i-th vec4 of the weights.
+// file declares `p`, `bias`, PX / OC_VEC and STORE_LOOP (see store_tiles), includes
+// conv_tiles_out.wgsl (`y` and `res` as scalars) or conv_tiles_out4.wgsl (as vec4s, Y4),
+// and defines `load_w(i) -> vec4<f32>`, the i-th vec4 of the weights.
 #include "epilogue.wgsl"
 
 struct TiledConvParams {
@@ -73,19 +73,35 @@ fn accumulate_tap(
 
 // Bias, epilogue and store of channel co (within group g) of the tile, component k of
 // each pixel's accumulator: pixel j at column ox_first + j * ox_step of output row oy.
+// With Y4 (rows and strips of a multiple of 4 pixels, ox_step 1), four pixels a store.
 fn store_channel(acc: ptr<function, array<vec4<f32>, PX>>, k: u32, co: u32, g: u32, n: u32, oy: u32, ox_first: u32, ox_step: u32) {
     let cc = g * p.cout_pg + min(co, p.cout_pg - 1u);
     let b = f32(bias[cc]);
     let out_row = ((n * p.c_out + shuffled_channel(cc, p.c_out)) * p.oh + oy) * p.ow;
+    if (Y4 == 1u) {
+        for (var j = 0u; j < PX; j += 4u) {
+            let ox = ox_first + j;
+            if (co < p.cout_pg && ox < p.ow) {
+                let i4 = (out_row + ox) / 4u;
+                var r = vec4<f32>(0.0);
+                if (RESIDUAL != 0u) {
+                    r = load_res4(i4);
+                }
+                let v = vec4<f32>((*acc)[j][k], (*acc)[j + 1u][k], (*acc)[j + 2u][k], (*acc)[j + 3u][k]);
+                store_y4(i4, finish4(v + b, r));
+            }
+        }
+        return;
+    }
     for (var j = 0u; j < PX; j++) {
         let ox = ox_first + j * ox_step;
         if (co < p.cout_pg && ox < p.ow) {
             let i = out_row + ox;
             var r = 0.0;
             if (RESIDUAL != 0u) {
-                r = f32(res[i]);
+                r = load_res(i);
             }
-            y[i] = Act(finish((*acc)[j][k] + b, r));
+            store_y(i, finish((*acc)[j][k] + b, r));
         }
     }
 }

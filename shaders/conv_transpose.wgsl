@@ -3,6 +3,7 @@
 // The stores unrolled (see store_tiles in conv_tiles.wgsl): accumulators stay in registers.
 const STORE_LOOP: bool = false;
 #include "conv_transpose_body.wgsl"
+#include "conv_tiles_out.wgsl"
 
 @group(0) @binding(0) var<uniform> p: TiledConvParams;
 @group(0) @binding(1) var<storage, read> x: array<Act>;

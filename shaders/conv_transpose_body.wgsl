@@ -22,6 +22,8 @@
 const PX: u32 = 8u; // @specialize
 const OC_VEC: u32 = 2u; // @specialize
 const TAPS: u32 = 2u; // @specialize
+// A phase's pixels lie a stride apart: one value a store (conv_tiles.wgsl).
+const Y4: u32 = 0u;
 
 #include "conv_tiles.wgsl"
 

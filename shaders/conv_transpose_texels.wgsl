@@ -7,6 +7,7 @@
 const STORE_LOOP: bool = true;
 #include "conv_transpose_body.wgsl"
 #include "texels.wgsl"
+#include "conv_tiles_out.wgsl"
 
 @group(0) @binding(0) var<uniform> p: TiledConvParams;
 @group(0) @binding(1) var x: texture_2d<f32>;

@@ -44,6 +44,8 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("window.wgsl"),
     wgsl!("strips.wgsl"),
     wgsl!("conv_tiles.wgsl"),
+    wgsl!("conv_tiles_out.wgsl"),
+    wgsl!("conv_tiles_out4.wgsl"),
     wgsl!("conv_direct.wgsl"),
     wgsl!("conv_direct_body.wgsl"),
     wgsl!("conv_direct_texels.wgsl"),

@@ -115,6 +115,7 @@ fn input_channels_up_to_the_loop_budget() {
         ConvKernel::Direct { row_buffer: true },
         ConvKernel::DirectTexels {
             vector_loads: false,
+            vector_stores: false,
         },
     ];
     check(
@@ -608,7 +609,10 @@ fn kernel_selection_is_explicit() {
         ..DeviceCaps::default()
     };
     let s = [1, 64, 56, 56];
-    let texels = |vector_loads| ConvKernel::DirectTexels { vector_loads };
+    let texels = |vector_loads, vector_stores| ConvKernel::DirectTexels {
+        vector_loads,
+        vector_stores,
+    };
     let dw = |vector_loads, vector_stores| ConvKernel::Depthwise {
         row_buffer: true,
         vector_loads,
@@ -616,8 +620,12 @@ fn kernel_selection_is_explicit() {
     };
     for (params, input, want) in [
         // Texel fetches: vector gathers on a CPU adapter; a row of 56 pixels in strips of
-        // 16 (4 x 14 without vector loads).
-        (Conv2dParams::new(64, 64, 3).padding(1), s, texels(true)),
+        // 16 (4 x 14 without vector loads), so four pixels a store.
+        (
+            Conv2dParams::new(64, 64, 3).padding(1),
+            s,
+            texels(true, true),
+        ),
         (Conv2dParams::new(64, 24, 1), s, ConvKernel::PointwiseTexels),
         // Planes that are not a multiple of 4 (9 x 9, 7 x 7, 1 x 1): the texel pointwise
         // kernel reads the two texels of each group of four pixels; strided 1 x 1
@@ -646,12 +654,13 @@ fn kernel_selection_is_explicit() {
         (
             Conv2dParams::new(3, 64, 7).stride(2).padding(3),
             [2, 3, 160, 160],
-            texels(false),
+            texels(false, true),
         ),
+        // Rows of 40 in strips of 14: one value a store.
         (
             Conv2dParams::new(64, 64, 3).stride(2).padding(1),
             [1, 64, 80, 80],
-            texels(true),
+            texels(true, false),
         ),
         // Reflect padding reads through pad_index: one texel per value.
         (
@@ -659,7 +668,7 @@ fn kernel_selection_is_explicit() {
                 .padding(1)
                 .padding_mode(segblocks::ops::conv::PaddingMode::Reflect),
             [1, 8, 16, 16],
-            texels(false),
+            texels(false, true),
         ),
         // Vector loads as texels on a CPU adapter (as storage loads they measured slower
         // than scalar ones there) where the row allows them and vector stores.
@@ -683,7 +692,12 @@ fn kernel_selection_is_explicit() {
             [1, 8, 16, 16],
             dw(false, true),
         ),
-        (Conv2dParams::new(64, 64, 3).groups(32), s, texels(true)),
+        // 54 output columns: one value a store.
+        (
+            Conv2dParams::new(64, 64, 3).groups(32),
+            s,
+            texels(true, false),
+        ),
         // 128 output channels or more: the columns, then the pointwise kernel; not where
         // the columns pass the cap (64 x 9 x 512 x 512 values), nor for groups.
         (
@@ -699,12 +713,12 @@ fn kernel_selection_is_explicit() {
         (
             Conv2dParams::new(64, 128, 3).padding(1),
             [1, 64, 512, 512],
-            texels(true),
+            texels(true, true),
         ),
         (
             Conv2dParams::new(128, 128, 3).padding(1).groups(2),
             [1, 128, 56, 56],
-            texels(true),
+            texels(true, true),
         ),
         // A dilation too wide for the row buffer.
         (
@@ -750,7 +764,7 @@ fn kernel_selection_is_explicit() {
     );
     assert_eq!(
         select_kernel(&wide, [1, 64, 112, 112], &small),
-        texels(true)
+        texels(true, true)
     );
     // A GPU: the workgroup-tiled GEMM for every convolution but the depthwise ones and
     // those with narrow groups, within the loop budget; depthwise ones with their input
@@ -1965,6 +1979,15 @@ fn fused_residual_every_kernel_and_join() {
                 .padding(1)
                 .activation(Activation::Relu),
             [2, 6, 8, 8],
+        ),
+        // Rows of 8: the direct texel kernel reads the residual and stores four pixels
+        // at a time.
+        (
+            Conv2dParams::new(5, 6, 3)
+                .stride(2)
+                .padding(1)
+                .activation(Activation::HardSwish),
+            [2, 5, 16, 15],
         ),
     ] {
         let x = random4(&mut r, input);

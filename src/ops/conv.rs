@@ -697,6 +697,10 @@ pub enum ConvKernel {
         /// values (strips of a multiple of 4 / gcd(sW, 4) pixels, so every strip starts
         /// at the same offset from an aligned column).
         vector_loads: bool,
+        /// Write the output (and read a fused residual) four pixels at a time
+        /// (`conv_tiles_out4.wgsl`): needs output rows and strips of a multiple of 4
+        /// pixels.
+        vector_stores: bool,
     },
     /// Tiled matrix product for 1x1, stride-1, unpadded, ungrouped convolutions
     /// (`conv_pointwise*.wgsl`).
@@ -760,7 +764,7 @@ pub enum ConvKernel {
 impl ConvKernel {
     /// Every variant and sub-variant, for tests that force each one (vector loads read
     /// the row buffer, so there is no depthwise variant with one and not the other).
-    pub const ALL: [ConvKernel; 17] = {
+    pub const ALL: [ConvKernel; 19] = {
         const fn d(row_buffer: bool, vector_loads: bool, vector_stores: bool) -> ConvKernel {
             ConvKernel::Depthwise {
                 row_buffer,
@@ -771,9 +775,21 @@ impl ConvKernel {
         [
             ConvKernel::Direct { row_buffer: true },
             ConvKernel::Direct { row_buffer: false },
-            ConvKernel::DirectTexels { vector_loads: true },
+            ConvKernel::DirectTexels {
+                vector_loads: true,
+                vector_stores: true,
+            },
+            ConvKernel::DirectTexels {
+                vector_loads: true,
+                vector_stores: false,
+            },
             ConvKernel::DirectTexels {
                 vector_loads: false,
+                vector_stores: true,
+            },
+            ConvKernel::DirectTexels {
+                vector_loads: false,
+                vector_stores: false,
             },
             ConvKernel::PointwiseTexels,
             ConvKernel::Im2colTexels,
@@ -828,11 +844,18 @@ impl ConvKernel {
             ConvKernel::Direct { row_buffer } => {
                 !row_buffer || direct_row_fits(params, out[3], false)
             }
-            ConvKernel::DirectTexels { vector_loads } => {
+            ConvKernel::DirectTexels {
+                vector_loads,
+                vector_stores,
+            } => {
                 direct_row_fits(params, out[3], vector_loads)
                     && (!vector_loads
                         || (params.padding_mode == PaddingMode::Zeros
                             && input[3].is_multiple_of(4)))
+                    && (!vector_stores
+                        || (out[3].is_multiple_of(4)
+                            && direct_px(params, out[3], vector_loads)
+                                .is_some_and(|px| px.is_multiple_of(4))))
                     && input_fits_texels
                     && fits_texels(blocked_len(params))
             }
@@ -896,8 +919,9 @@ impl ConvKernel {
 /// is ordinary memory behind barriers, get the register-tiled kernels reading texels:
 /// [`ConvKernel::PointwiseTexels`] where it applies, else [`ConvKernel::Im2colTexels`]
 /// for one group of at least 128 output channels whose columns stay within
-/// [`IM2COL_MAX_BYTES`] and half the binding limit, else [`ConvKernel::DirectTexels`] (with vector loads where its
-/// strips are as wide), else the direct kernel.
+/// [`IM2COL_MAX_BYTES`] and half the binding limit, else [`ConvKernel::DirectTexels`] (with
+/// vector loads where its strips are as wide, vector stores where rows and strips are
+/// multiples of 4 pixels), else the direct kernel.
 pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps) -> ConvKernel {
     let best = |k: ConvKernel| k.supports(params, input).then_some(k);
     if params.is_depthwise() && params.in_channels > 1 {
@@ -954,11 +978,14 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     // branches); without it the same convolution stays within.
     let within_budget = |k: ConvKernel| {
         params.output_shape(input).is_ok_and(|out| {
-            let px = direct_px(
-                params,
-                out[3],
-                k == ConvKernel::DirectTexels { vector_loads: true },
+            let vector_loads = matches!(
+                k,
+                ConvKernel::DirectTexels {
+                    vector_loads: true,
+                    ..
+                }
             );
+            let px = direct_px(params, out[3], vector_loads);
             px.is_some_and(|px| direct_loops(params, px, true) <= LOOP_BUDGET)
         })
     };
@@ -978,7 +1005,18 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     // against 8.2, stride 2 1024 -> 2048 to 7 x 7 39 against 69); lavapipe ran the two
     // within 0.7-1.4x of each other, layer by layer, and MobileNetV2's five 7 x 7 1 x 1
     // layers in 19.1-19.6 ms against 19.5-22.2 (old and new binaries alternated).
-    let direct_texels = |k: ConvKernel| cpu(direct(k)).filter(|_| params.kernel_size != (1, 1));
+    // Four pixels a store where the rows and strips allow it: the stems, whose three
+    // input channels make the stores a large part of the work (lavapipe, kernel time,
+    // medians of 40 alternations in one process, 3 runs: selfie's 3 -> 16 to 128 x 128
+    // 0.87-0.97x, MobileNetV2's 3 -> 32 to 112 x 112 0.87-0.94x in 5 runs of 6 and 1.1x
+    // in one); 3 x 3 layers of 32-64 channels within 2% either way.
+    let direct_texels = |vector_loads: bool| {
+        let k = |vector_stores| ConvKernel::DirectTexels {
+            vector_loads,
+            vector_stores,
+        };
+        cpu(direct(k(true)).or(direct(k(false)))).filter(|_| params.kernel_size != (1, 1))
+    };
     let as_wide = params
         .output_shape(input)
         .is_ok_and(|out| direct_px(params, out[3], true) >= direct_px(params, out[3], false));
@@ -1001,10 +1039,8 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
     cpu(best(ConvKernel::PointwiseTexels))
         .or(best(ConvKernel::Pointwise { vector_io: true }))
         .or(im2col)
-        .or(direct_texels(ConvKernel::DirectTexels { vector_loads: true }).filter(|_| as_wide))
-        .or(direct_texels(ConvKernel::DirectTexels {
-            vector_loads: false,
-        }))
+        .or(direct_texels(true).filter(|_| as_wide))
+        .or(direct_texels(false))
         .or(direct(ConvKernel::Direct { row_buffer: true }))
         .unwrap_or(ConvKernel::Direct { row_buffer: false })
 }
@@ -1474,12 +1510,12 @@ specialize! {
 }
 
 specialize! {
-    /// The constants of `conv_direct*.wgsl`: the strip, the channel tile and the aligned
+    /// The constants of `conv_direct*.wgsl`: the strip, the channel tile, the aligned
     /// vector loads (`shift`: columns from the aligned vec4 before a strip to its first
-    /// input).
+    /// input) and the four-pixel stores.
     struct DirectSpec {
         strip: StripSpec, oc_vec: Count => "OC_VEC", vector_loads: bool => "VEC",
-        shift: u32 => "SHIFT"
+        vector_stores: bool => "Y4", shift: u32 => "SHIFT"
     }
 }
 
@@ -1698,15 +1734,15 @@ pub(crate) fn tiled_uniform(
 }
 
 /// The direct kernel's dispatch for `p` from `input` to `out`: from storage buffers, or as
-/// texels (with aligned vector loads or not).
+/// texels (with aligned vector loads or not, vector stores or not).
 fn plan_direct(
     p: &Conv2dParams,
     (input, out): ([usize; 4], [usize; 4]),
-    (row_buffer, texels): (bool, Option<bool>),
+    (row_buffer, texels): (bool, Option<(bool, bool)>),
     epilogue: Epilogue,
 ) -> Launch {
     let [n, _, oh, ow] = out;
-    let vector_loads = texels == Some(true);
+    let (vector_loads, vector_stores) = texels.unwrap_or_default();
     let kernel = if texels.is_some() {
         &CONV_DIRECT_TEXELS
     } else {
@@ -1740,6 +1776,7 @@ fn plan_direct(
         },
         oc_vec: Count(tile_oc_vec(p.out_per_group()) as u32),
         vector_loads,
+        vector_stores,
         shift: if vector_loads {
             ((4 - left % 4) % 4) as u32
         } else {
@@ -2029,9 +2066,15 @@ fn plan_gated(
         ConvKernel::Direct { row_buffer } => {
             plan_direct(p, (input, out), (row_buffer, None), epilogue)
         }
-        ConvKernel::DirectTexels { vector_loads } => {
-            plan_direct(p, (input, out), (true, Some(vector_loads)), epilogue)
-        }
+        ConvKernel::DirectTexels {
+            vector_loads,
+            vector_stores,
+        } => plan_direct(
+            p,
+            (input, out),
+            (true, Some((vector_loads, vector_stores))),
+            epilogue,
+        ),
         ConvKernel::Gemm => plan_gemm(p, input, out, (epilogue, gate)),
         ConvKernel::DepthwiseTiled => plan_depthwise_tiled(p, input, out, epilogue),
         ConvKernel::Pointwise { vector_io } => {
