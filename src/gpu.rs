@@ -74,6 +74,12 @@ pub struct GpuOptions {
     /// adapter has them, `Some(false)` never, `Some(true)` always: an adapter without
     /// them is refused with [`Error::DeviceUnsupported`].
     pub subgroups: Option<bool>,
+    /// Fill every output buffer a recording allocates with NaN (every bit set: NaN in
+    /// f32 and f16) before the op that writes it, in the recording's order, instead of
+    /// leaving the zeros of a new buffer or what a recycled one held: a testing aid, under
+    /// which any value a kernel fails to write reads back as NaN, even where the right
+    /// value is 0. Costs a copy per output. The crate's own tests run with it.
+    pub poison_outputs: bool,
 }
 
 /// The element type activation tensors are stored in on the device. Kernels compute and
@@ -803,6 +809,9 @@ struct Inner {
     /// rounded up to a power of two). One each is enough: every copy into one ends the
     /// compute pass, and wgpu orders the copy after the dispatches that read it before.
     texels: Mutex<HashMap<(usize, wgpu::TextureFormat, u32), wgpu::Texture>>,
+    /// Where outputs are poisoned ([`GpuOptions::poison_outputs`]), a buffer of NaN bytes
+    /// copied over each new output, grown to the largest one.
+    poison: Option<Mutex<Option<wgpu::Buffer>>>,
 }
 
 fn invalid_io(name: &'static str, path: &std::path::Path, e: std::io::Error) -> Error {
@@ -1029,6 +1038,7 @@ impl Gpu {
                 pool: Arc::new(Mutex::new(Pool::default())),
                 unused,
                 texels: Mutex::new(HashMap::new()),
+                poison: options.poison_outputs.then(|| Mutex::new(None)),
             }),
         })
     }
@@ -1873,7 +1883,47 @@ impl<'g> Recorder<'g> {
         *buf.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.state.clone());
         buf.used.store(bytes, Ordering::Relaxed);
         buf.set_elem(elem);
+        self.poison(&buf)?;
         Ok(buf)
+    }
+
+    /// Records a copy of NaN bytes over `buf` where outputs are poisoned
+    /// ([`GpuOptions::poison_outputs`]); a planning recorder records nothing.
+    fn poison(&mut self, buf: &PooledBuffer) -> Result<()> {
+        let Some(poison) = &self.gpu.inner.poison else {
+            return Ok(());
+        };
+        if self.planned.is_some() {
+            return Ok(());
+        }
+        let size = buf.buffer.size();
+        let source = {
+            let mut source = poison.lock().unwrap_or_else(|e| e.into_inner());
+            if source.as_ref().is_none_or(|b| b.size() < size) {
+                let b = self
+                    .gpu
+                    .inner
+                    .device
+                    .create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("segblocks poison"),
+                        size,
+                        usage: wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: true,
+                    });
+                b.slice(..)
+                    .get_mapped_range_mut()
+                    .map_err(|e| Error::Gpu(format!("poison buffer: {e}")))?
+                    .copy_from_slice(&vec![0xFF; size as usize]);
+                b.unmap();
+                *source = Some(b);
+            }
+            source.clone()
+        };
+        if let Some(source) = source {
+            self.encoder()
+                .copy_buffer_to_buffer(&source, 0, &buf.buffer, 0, size);
+        }
+        Ok(())
     }
 
     /// Refuses to read `buf` in this recording when another recording fills it and has
@@ -2935,7 +2985,25 @@ impl PendingRead {
 
 #[cfg(test)]
 mod tests {
-    use super::size_class;
+    use super::{size_class, Gpu, GpuOptions};
+
+    #[test]
+    fn poisoned_outputs_read_nan_until_written() {
+        let poisoned = Gpu::with_options(GpuOptions {
+            poison_outputs: true,
+            ..GpuOptions::default()
+        })
+        .unwrap();
+        let mut rec = poisoned.recorder();
+        let t = rec.empty("t", [1, 2, 3, 5]).unwrap();
+        let got = rec.download(&t).unwrap();
+        assert!(got.iter().all(|v| v.is_nan()), "{got:?}");
+        // Without the option a new buffer holds zeros.
+        let plain = Gpu::new().unwrap();
+        let mut rec = plain.recorder();
+        let t = rec.empty("t", [1, 2, 3, 5]).unwrap();
+        assert!(rec.download(&t).unwrap().iter().all(|&v| v == 0.0));
+    }
 
     #[test]
     fn size_classes_round_up_and_waste_little() {
