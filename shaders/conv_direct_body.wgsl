@@ -90,20 +90,21 @@ fn main(inv: Invocation) {
                 for (var kx = 0u; kx < KW; kx++) {
                     // A column tap whose every pixel reads zero padding adds nothing
                     // (dilated convolutions on small maps: most of ASPP's taps).
+                    // An `if`, not a `continue`: on GL, Mesa leaves a loop with a
+                    // `continue` rolled (see `no_loop_continues` in src/shaders.rs).
                     let first = ix0 + i32(kx * DW);
                     let last = first + i32((PX - 1u) * SW);
-                    if (PAD_MODE == 0u && (last < 0 || first >= i32(p.w))) {
-                        continue;
-                    }
-                    for (var j = 0u; j < PX; j++) {
-                        if (ROWBUF == 1u) {
-                            xs[j] = row[j * SW + kx * DW];
-                        } else {
-                            xs[j] = load_x(base, ix0 + i32(j * SW + kx * DW));
+                    if (PAD_MODE != 0u || (last >= 0 && first < i32(p.w))) {
+                        for (var j = 0u; j < PX; j++) {
+                            if (ROWBUF == 1u) {
+                                xs[j] = row[j * SW + kx * DW];
+                            } else {
+                                xs[j] = load_x(base, ix0 + i32(j * SW + kx * DW));
+                            }
                         }
+                        let widx = (wrow + kx) * oc_pad4 + oc0 / 4u;
+                        accumulate_tap(&acc0, &acc1, &acc2, &acc3, &xs, widx);
                     }
-                    let widx = (wrow + kx) * oc_pad4 + oc0 / 4u;
-                    accumulate_tap(&acc0, &acc1, &acc2, &acc3, &xs, widx);
                 }
             }
         }

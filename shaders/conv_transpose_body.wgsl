@@ -88,24 +88,24 @@ fn main(inv: Invocation) {
                         }
                     }
                 }
-                continue;
-            }
-            for (var kx = 0u; kx < KW; kx++) {
-                // Input column of pixel j: (phase + pW - kx * dW) / sW + j0 + j, when the
-                // numerator is a multiple of sW (the same for every j of this phase). The
-                // numerator is lifted by `lift * sW` to stay non-negative: `%` and `/` on
-                // negative integers differ between backends (GLSL leaves them undefined).
-                let lift = (KW * DW) / SW + 1u;
-                let tx = phase + p.pad_w + lift * SW - kx * DW;
-                if (tx % SW == 0u) {
-                    let ix0 = i32(tx / SW) - i32(lift) + i32(j0);
-                    for (var ci = 0u; ci < p.cin_pg; ci++) {
-                        let base = ((n * p.c_in + g * p.cin_pg + ci) * p.h + iy) * p.w;
-                        for (var j = 0u; j < PX; j++) {
-                            xs[j] = load_x(base, ix0 + i32(j));
+            } else {
+                for (var kx = 0u; kx < KW; kx++) {
+                    // Input column of pixel j: (phase + pW - kx * dW) / sW + j0 + j, when the
+                    // numerator is a multiple of sW (the same for every j of this phase). The
+                    // numerator is lifted by `lift * sW` to stay non-negative: `%` and `/` on
+                    // negative integers differ between backends (GLSL leaves them undefined).
+                    let lift = (KW * DW) / SW + 1u;
+                    let tx = phase + p.pad_w + lift * SW - kx * DW;
+                    if (tx % SW == 0u) {
+                        let ix0 = i32(tx / SW) - i32(lift) + i32(j0);
+                        for (var ci = 0u; ci < p.cin_pg; ci++) {
+                            let base = ((n * p.c_in + g * p.cin_pg + ci) * p.h + iy) * p.w;
+                            for (var j = 0u; j < PX; j++) {
+                                xs[j] = load_x(base, ix0 + i32(j));
+                            }
+                            let widx = (((g * p.cin_pg + ci) * KH + ky) * KW + kx) * oc_pad4 + oc0 / 4u;
+                            accumulate_tap(&acc0, &acc1, &acc2, &acc3, &xs, widx);
                         }
-                        let widx = (((g * p.cin_pg + ci) * KH + ky) * KW + kx) * oc_pad4 + oc0 / 4u;
-                        accumulate_tap(&acc0, &acc1, &acc2, &acc3, &xs, widx);
                     }
                 }
             }

@@ -133,98 +133,98 @@ fn main(inv: Invocation) {
             workgroupBarrier();
             project_chunk(hc0, quads, pix, co_base, &acc);
             workgroupBarrier();
-            continue;
-        }
-        // 1. The expanded activations of the pass's hidden channels over the window, as
-        // units of 4 channels x QT positions (one vec4 weight load and QT input loads feed
-        // 4 * QT multiply-adds). The depthwise convolution's zero padding applies to them:
-        // positions outside the image are 0.
-        for (var u = 0u; u < UNITS; u++) {
-            let unit = t + u * WORKGROUP_SIZE;
-            let quad = unit / QBLOCKS;
-            if (quad < quads) {
-                let q0 = (unit % QBLOCKS) * QT;
-                var offset: array<u32, QT>;
-                var inside: array<bool, QT>;
-                var any_inside = false;
-                for (var i = 0u; i < QT; i++) {
-                    let q = min(q0 + i, HALO - 1u);
-                    let iy = iy0 + i32(q / HALO_W);
-                    let ix = ix0 + i32(q % HALO_W);
-                    inside[i] = q0 + i < HALO && iy >= 0 && iy < i32(p.h) && ix >= 0
-                        && ix < i32(p.w);
-                    offset[i] = select(0u, u32(iy) * p.w + u32(ix), inside[i]);
-                    any_inside = any_inside || inside[i];
-                }
-                let hc = hc0 + quad * 4u;
-                var e: array<vec4<f32>, QT>;
-                // Units entirely in the padding ring are zeros: no expansion to compute.
-                if (EXPAND == 1u && any_inside) {
-                    let quads_in_row = p.hidden / 4u;
-                    for (var ci = 0u; ci < p.c_in; ci++) {
-                        let wv = vec4<f32>(w_expand[ci * quads_in_row + hc / 4u]);
-                        let xc = x_base + ci * plane;
-                        for (var i = 0u; i < QT; i++) {
-                            e[i] += wv * f32(x[xc + offset[i]]);
-                        }
-                    }
-                    let b = vec4<f32>(f32(biases[hc]), f32(biases[hc + 1u]),
-                        f32(biases[hc + 2u]), f32(biases[hc + 3u]));
-                    for (var i = 0u; i < QT; i++) {
-                        e[i] = activation4(EXPAND_ACT, e[i] + b);
-                    }
-                } else {
-                    // Without an expansion the hidden channels are the input's (padded).
-                    for (var i = 0u; i < QT; i++) {
-                        for (var j = 0u; j < 4u; j++) {
-                            let c = min(hc + j, p.c_in - 1u);
-                            e[i][j] = select(0.0, f32(x[x_base + c * plane + offset[i]]), hc + j < p.c_in);
-                        }
-                    }
-                }
-                for (var i = 0u; i < QT; i++) {
-                    if (q0 + i < HALO) {
-                        let v = select(vec4<f32>(0.0), e[i], inside[i]);
-                        let at = quad * 4u * HALO + q0 + i;
-                        expanded[at] = v.x;
-                        expanded[at + HALO] = v.y;
-                        expanded[at + 2u * HALO] = v.z;
-                        expanded[at + 3u * HALO] = v.w;
-                    }
-                }
-            }
-        }
-        workgroupBarrier();
-
-        // 2. The depthwise convolution of the tile's pixels.
-        for (var j = 0u; j < DPT; j++) {
-            let v = t + j * WORKGROUP_SIZE;
-            if (v < quads * 4u * TP) {
-                let hc_local = v / TP;
-                let hc = hc0 + hc_local;
-                let px = v % TP;
-                let first = hc_local * HALO + (px / TILE_W) * SH * HALO_W + (px % TILE_W) * SW;
-                var s = f32(biases[p.hidden + hc]);
-                for (var ky = 0u; ky < KH; ky++) {
-                    for (var kx = 0u; kx < KW; kx++) {
-                        let q = first + ky * DH * HALO_W + kx * DW;
-                        s += f32(w_depthwise[hc * KH * KW + ky * KW + kx]) * expanded[q];
-                    }
-                }
-                depthwise[v] = activation4(DEPTHWISE_ACT, vec4<f32>(s)).x;
-            }
-        }
-        workgroupBarrier();
-
-        if (MODE == 1u) {
-            store_depthwise(n, hc0, quads, oy0, ox0, t);
-            if (SE_IN_PASS == 1u) {
-                store_tile_sums(n, hc0, quads, oy0, ox0, t, ty * p.tiles_x + tx);
-            }
         } else {
-            project_chunk(hc0, quads, pix, co_base, &acc);
+            // 1. The expanded activations of the pass's hidden channels over the window, as
+            // units of 4 channels x QT positions (one vec4 weight load and QT input loads feed
+            // 4 * QT multiply-adds). The depthwise convolution's zero padding applies to them:
+            // positions outside the image are 0.
+            for (var u = 0u; u < UNITS; u++) {
+                let unit = t + u * WORKGROUP_SIZE;
+                let quad = unit / QBLOCKS;
+                if (quad < quads) {
+                    let q0 = (unit % QBLOCKS) * QT;
+                    var offset: array<u32, QT>;
+                    var inside: array<bool, QT>;
+                    var any_inside = false;
+                    for (var i = 0u; i < QT; i++) {
+                        let q = min(q0 + i, HALO - 1u);
+                        let iy = iy0 + i32(q / HALO_W);
+                        let ix = ix0 + i32(q % HALO_W);
+                        inside[i] = q0 + i < HALO && iy >= 0 && iy < i32(p.h) && ix >= 0
+                            && ix < i32(p.w);
+                        offset[i] = select(0u, u32(iy) * p.w + u32(ix), inside[i]);
+                        any_inside = any_inside || inside[i];
+                    }
+                    let hc = hc0 + quad * 4u;
+                    var e: array<vec4<f32>, QT>;
+                    // Units entirely in the padding ring are zeros: no expansion to compute.
+                    if (EXPAND == 1u && any_inside) {
+                        let quads_in_row = p.hidden / 4u;
+                        for (var ci = 0u; ci < p.c_in; ci++) {
+                            let wv = vec4<f32>(w_expand[ci * quads_in_row + hc / 4u]);
+                            let xc = x_base + ci * plane;
+                            for (var i = 0u; i < QT; i++) {
+                                e[i] += wv * f32(x[xc + offset[i]]);
+                            }
+                        }
+                        let b = vec4<f32>(f32(biases[hc]), f32(biases[hc + 1u]),
+                            f32(biases[hc + 2u]), f32(biases[hc + 3u]));
+                        for (var i = 0u; i < QT; i++) {
+                            e[i] = activation4(EXPAND_ACT, e[i] + b);
+                        }
+                    } else {
+                        // Without an expansion the hidden channels are the input's (padded).
+                        for (var i = 0u; i < QT; i++) {
+                            for (var j = 0u; j < 4u; j++) {
+                                let c = min(hc + j, p.c_in - 1u);
+                                e[i][j] = select(0.0, f32(x[x_base + c * plane + offset[i]]), hc + j < p.c_in);
+                            }
+                        }
+                    }
+                    for (var i = 0u; i < QT; i++) {
+                        if (q0 + i < HALO) {
+                            let v = select(vec4<f32>(0.0), e[i], inside[i]);
+                            let at = quad * 4u * HALO + q0 + i;
+                            expanded[at] = v.x;
+                            expanded[at + HALO] = v.y;
+                            expanded[at + 2u * HALO] = v.z;
+                            expanded[at + 3u * HALO] = v.w;
+                        }
+                    }
+                }
+            }
+            workgroupBarrier();
+
+            // 2. The depthwise convolution of the tile's pixels.
+            for (var j = 0u; j < DPT; j++) {
+                let v = t + j * WORKGROUP_SIZE;
+                if (v < quads * 4u * TP) {
+                    let hc_local = v / TP;
+                    let hc = hc0 + hc_local;
+                    let px = v % TP;
+                    let first = hc_local * HALO + (px / TILE_W) * SH * HALO_W + (px % TILE_W) * SW;
+                    var s = f32(biases[p.hidden + hc]);
+                    for (var ky = 0u; ky < KH; ky++) {
+                        for (var kx = 0u; kx < KW; kx++) {
+                            let q = first + ky * DH * HALO_W + kx * DW;
+                            s += f32(w_depthwise[hc * KH * KW + ky * KW + kx]) * expanded[q];
+                        }
+                    }
+                    depthwise[v] = activation4(DEPTHWISE_ACT, vec4<f32>(s)).x;
+                }
+            }
+            workgroupBarrier();
+
+            if (MODE == 1u) {
+                store_depthwise(n, hc0, quads, oy0, ox0, t);
+                if (SE_IN_PASS == 1u) {
+                    store_tile_sums(n, hc0, quads, oy0, ox0, t, ty * p.tiles_x + tx);
+                }
+            } else {
+                project_chunk(hc0, quads, pix, co_base, &acc);
+            }
+            workgroupBarrier();
         }
-        workgroupBarrier();
     }
     if (MODE == 1u) {
         return;

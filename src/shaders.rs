@@ -402,6 +402,29 @@ mod tests {
         assert!(text.contains(&line), "{text}");
     }
 
+    /// No shader has a `continue`. naga writes a WGSL `for` loop as GLSL
+    /// `while (true) { if (!loop_init) { i++; } loop_init = false; ... }`, and a
+    /// `continue` in it keeps Mesa from unrolling the loop: on llvmpipe (GL) the direct
+    /// convolution's tap loop, left rolled, ran 18 iterations per input channel where the
+    /// loop budget counts one, and llvmpipe, which ends an invocation after 65,535
+    /// iterations, returned the sum of the first 3,641 input channels (and nothing for
+    /// the output channels stored after it). Lavapipe (SPIR-V) unrolled it.
+    #[test]
+    fn no_loop_continues() {
+        for (name, text) in super::FILES {
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                assert!(
+                    !code
+                        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .any(|w| w == "continue"),
+                    "{name}:{}: `continue` (write an `if` around the rest): {line}",
+                    i + 1
+                );
+            }
+        }
+    }
+
     /// The shaders are compiled without wgpu's loop bounding (`shader_checks` in gpu.rs),
     /// which is sound only while every loop terminates: each is a `for` whose counter
     /// rises by `++` or `+=` towards a `<` bound, or halves towards 0.

@@ -37,20 +37,27 @@ pub fn fused_count(traffic: &segblocks::traffic::Traffic) -> (usize, usize) {
     (traffic.dispatches.len(), fused)
 }
 
-/// One context per test binary (pipelines compile once). Fails loudly when there is no
-/// adapter: the tests never skip silently.
+/// One context per test binary (pipelines compile once), with poisoned outputs
+/// (`GpuOptions::poison_outputs`: every output NaN until its op writes it, so a value a
+/// kernel leaves unwritten fails a comparison even where the right value is 0). Fails
+/// loudly when there is no adapter: the tests never skip silently.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new() {
-        Ok(g) => {
-            eprintln!(
-                "testing on {} ({:?})",
-                g.adapter_info().name,
-                g.adapter_info().backend
-            );
-            g
+    GPU.get_or_init(|| {
+        match Gpu::with_options(segblocks::GpuOptions {
+            poison_outputs: true,
+            ..segblocks::GpuOptions::default()
+        }) {
+            Ok(g) => {
+                eprintln!(
+                    "testing on {} ({:?}), outputs poisoned",
+                    g.adapter_info().name,
+                    g.adapter_info().backend
+                );
+                g
+            }
+            Err(e) => panic!("{e}"),
         }
-        Err(e) => panic!("{e}"),
     })
 }
 
@@ -64,6 +71,18 @@ pub fn random4(rng: &mut StdRng, shape: [usize; 4]) -> Array4<f32> {
 
 pub fn random1(rng: &mut StdRng, len: usize) -> Array1<f32> {
     Array1::from_shape_simple_fn(len, || rng.gen_range(-1.0f32..1.0))
+}
+
+/// Integers in `lo..=hi`, as f32: sums of up to 2^24 / max(|lo|, |hi|) of their products
+/// with other such values are exact in f32 in any order, so a kernel's output must equal
+/// the reference's (see the loop-budget tests).
+pub fn integers4(rng: &mut StdRng, shape: [usize; 4], lo: i32, hi: i32) -> Array4<f32> {
+    Array4::from_shape_simple_fn(shape, || rng.gen_range(lo..=hi) as f32)
+}
+
+/// [`integers4`] for a vector.
+pub fn integers1(rng: &mut StdRng, len: usize, lo: i32, hi: i32) -> Array1<f32> {
+    Array1::from_shape_simple_fn(len, || rng.gen_range(lo..=hi) as f32)
 }
 
 /// `max |got - want| / max |want|`: the whole-network tests' measure.
