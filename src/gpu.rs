@@ -78,8 +78,8 @@ pub struct GpuOptions {
     /// f32 and f16) before the op that writes it, in the recording's order, instead of
     /// leaving the zeros of a new buffer or what a recycled one held: a testing aid, under
     /// which any value a kernel fails to write reads back as NaN, even where the right
-    /// value is 0. Costs a copy per output. Default off (the crate's shared test
-    /// context does not use it yet: see the README's fifth-session paragraph).
+    /// value is 0. Costs a copy per output. Default off (the crate's integration tests
+    /// run with it).
     pub poison_outputs: bool,
 }
 
