@@ -2198,3 +2198,49 @@ fn weights_past_the_binding_limit_are_split_by_output_channels() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The register-strip depthwise kernels loop over a row's strips, and lavapipe keeps their
+/// loop over a strip's input rows a loop: on a map 120,000 pixels wide they pass the loop
+/// budget (and came back short, as without the row buffer from 20,000), so they are
+/// refused and the choice takes a direct kernel, exact on small integers.
+#[test]
+fn depthwise_rows_too_wide_for_the_strip_kernels() {
+    let gpu = gpu();
+    let p = Conv2dParams::depthwise(2, 1, 3).padding(1);
+    let input = [1, 2, 3, 120_000];
+    let mut r = rng(64);
+    let x = integers4(&mut r, input, -1, 1);
+    let w = integers4(&mut r, p.weight_shape(), -1, 1);
+    let b = integers1(&mut r, 2, -2, 2);
+    let want = reference::conv::conv2d(&p, x.view(), w.view(), Some(b.view())).unwrap();
+    let conv = Conv2d::new(gpu, p, w.view(), Some(b.view())).unwrap();
+    let xt = gpu.upload(x.view()).unwrap();
+    let cpu = DeviceCaps {
+        cpu: true,
+        ..DeviceCaps::default()
+    };
+    for caps in [cpu, DeviceCaps::default()] {
+        let chosen = select_kernel(&p, input, &caps);
+        assert!(
+            !matches!(
+                chosen,
+                ConvKernel::Depthwise { .. } | ConvKernel::DepthwiseTexels
+            ),
+            "{chosen:?}"
+        );
+    }
+    let mut rec = gpu.recorder();
+    let y = conv.forward(&mut rec, &xt).unwrap();
+    assert_eq!(rec.download(&y).unwrap(), want);
+    for k in [
+        ConvKernel::DepthwiseTexels,
+        ConvKernel::Depthwise {
+            row_buffer: true,
+            vector_loads: false,
+            vector_stores: false,
+        },
+    ] {
+        let mut rec = gpu.recorder();
+        assert_over_budget(conv.forward_with(&mut rec, &xt, k), &format!("{k:?}"));
+    }
+}

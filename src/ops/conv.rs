@@ -924,12 +924,32 @@ impl ConvKernel {
 /// multiples of 4 pixels), else the direct kernel.
 pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps) -> ConvKernel {
     let best = |k: ConvKernel| k.supports(params, input).then_some(k);
-    if params.is_depthwise() && params.in_channels > 1 {
+    // The register-strip kernels loop over a row's strips: on maps too wide for the loop
+    // budget (tens of thousands of pixels) depthwise convolutions take the direct
+    // kernels below, one strip an invocation.
+    let strips_fit = ConvKernel::Depthwise {
+        row_buffer: best(ConvKernel::Depthwise {
+            row_buffer: true,
+            vector_loads: false,
+            vector_stores: false,
+        })
+        .is_some(),
+        vector_loads: false,
+        vector_stores: false,
+    };
+    if params.is_depthwise()
+        && params.in_channels > 1
+        && (depthwise_within_budget(params, input, strips_fit)
+            || (!caps.cpu && ConvKernel::DepthwiseTiled.supports(params, input)))
+    {
         if !caps.cpu && ConvKernel::DepthwiseTiled.supports(params, input) {
             return ConvKernel::DepthwiseTiled;
         }
         // Vector loads as texels: gathers on a CPU adapter (see `PointwiseTexels`).
-        if caps.cpu && ConvKernel::DepthwiseTexels.supports(params, input) {
+        if caps.cpu
+            && ConvKernel::DepthwiseTexels.supports(params, input)
+            && depthwise_within_budget(params, input, ConvKernel::DepthwiseTexels)
+        {
             return ConvKernel::DepthwiseTexels;
         }
         // Aligned vec4 loads (then shifted into the row) coalesce on a GPU; on a CPU
@@ -2022,16 +2042,52 @@ fn plan_depthwise(
         rows: Count(t.rows as u32),
         step: Count(t.step as u32),
     };
+    let loops = depthwise_loops(p, &t, row_buffer);
+    kernel.launch(&spec, &u).threads(rows).loops(loops)
+}
+
+/// Loop iterations of one `conv_depthwise*.wgsl` invocation with tile `t`, as lavapipe
+/// runs them: its loop over the input rows of a strip stays a loop although its trip
+/// count is a constant (Mesa does not unroll a loop around that much unrolled code), and
+/// without the row buffer the tap and pixel loops inside it stay loops too. Counting
+/// them as unrolled let depthwise layers on maps 120,000 pixels wide come back short
+/// (20,000 without the row buffer), every variant.
+/// Whether the register-strip depthwise `kernel` (a `Depthwise` variant or
+/// `DepthwiseTexels`) stays within the loop budget for `p` on `input`.
+fn depthwise_within_budget(p: &Conv2dParams, input: [usize; 4], kernel: ConvKernel) -> bool {
+    let (row_buffer, vector_loads) = match kernel {
+        ConvKernel::Depthwise {
+            row_buffer,
+            vector_loads,
+            ..
+        } => (row_buffer, vector_loads),
+        ConvKernel::DepthwiseTexels => (true, true),
+        _ => return false,
+    };
+    p.output_shape(input).is_ok_and(|[_, _, oh, ow]| {
+        let t = DepthwiseTile::new(p, [oh, ow], vector_loads);
+        depthwise_loops(p, &t, row_buffer) <= LOOP_BUDGET
+    })
+}
+
+fn depthwise_loops(p: &Conv2dParams, t: &DepthwiseTile, row_buffer: bool) -> u64 {
     let (kh, kw) = p.kernel_size;
     let in_rows = (t.rows - 1) * t.step * p.stride.0 + (kh - 1) * p.dilation.0 + 1;
     let strips = Trip::Uniform(t.strips_x as u64);
-    let [in_rows, py, kw, px, row] =
-        [in_rows, t.rows, kw, t.px, t.row].map(|v| Trip::Constant(v as u64));
-    let loops = loop_tree(
-        &[strips, in_rows],
-        &[&[py], &[row], &[py, kw, px], &[py, px]],
-    );
-    kernel.launch(&spec, &u).threads(rows).loops(loops)
+    let rolled = |v: usize| Trip::Uniform(v as u64);
+    let [py, kw, px, row] = [t.rows, kw, t.px, t.row].map(|v| Trip::Constant(v as u64));
+    if row_buffer {
+        loop_tree(
+            &[strips, rolled(in_rows)],
+            &[&[py], &[row], &[py, kw, px], &[py, px]],
+        )
+    } else {
+        let [py, kw, px] = [t.rows, p.kernel_size.1, t.px].map(rolled);
+        loop_tree(
+            &[strips, rolled(in_rows)],
+            &[&[py], &[py, kw, px], &[py, px]],
+        )
+    }
 }
 
 /// The dispatch that runs `p` on `input` with `kernel` (which must support it).
