@@ -911,7 +911,8 @@ impl ConvKernel {
 /// Depthwise convolutions get [`ConvKernel::DepthwiseTiled`] on GPU-class devices where
 /// its input patch fits, and otherwise the register-strip depthwise kernel with every
 /// sub-variant the shapes allow (on CPU adapters its vector loads only as texels,
-/// [`ConvKernel::DepthwiseTexels`]). Other convolutions get the workgroup-tiled
+/// [`ConvKernel::DepthwiseTexels`]) where its loop over a row's strips stays within the
+/// loop budget (maps tens of thousands of pixels wide take the direct kernels). Other convolutions get the workgroup-tiled
 /// [`ConvKernel::Gemm`] on GPU-class devices (where workgroup memory is on-chip and
 /// reuse through it is what reaches the arithmetic peak) when its reduction stays within
 /// the loop budget and each group has at least 16 output channels (half its tile).
@@ -924,31 +925,18 @@ impl ConvKernel {
 /// multiples of 4 pixels), else the direct kernel.
 pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps) -> ConvKernel {
     let best = |k: ConvKernel| k.supports(params, input).then_some(k);
-    // The register-strip kernels loop over a row's strips: on maps too wide for the loop
-    // budget (tens of thousands of pixels) depthwise convolutions take the direct
-    // kernels below, one strip an invocation.
-    let strips_fit = ConvKernel::Depthwise {
-        row_buffer: best(ConvKernel::Depthwise {
-            row_buffer: true,
-            vector_loads: false,
-            vector_stores: false,
-        })
-        .is_some(),
-        vector_loads: false,
-        vector_stores: false,
-    };
-    if params.is_depthwise()
-        && params.in_channels > 1
-        && (depthwise_within_budget(params, input, strips_fit)
-            || (!caps.cpu && ConvKernel::DepthwiseTiled.supports(params, input)))
-    {
+    if params.is_depthwise() && params.in_channels > 1 {
         if !caps.cpu && ConvKernel::DepthwiseTiled.supports(params, input) {
             return ConvKernel::DepthwiseTiled;
         }
+        // The register-strip kernels below loop over a row's strips: on maps too wide for
+        // the loop budget (tens of thousands of pixels) depthwise convolutions take the
+        // direct kernels further down, one strip an invocation.
+        let within = |k: ConvKernel| depthwise_within_budget(params, input, k);
         // Vector loads as texels: gathers on a CPU adapter (see `PointwiseTexels`).
         if caps.cpu
             && ConvKernel::DepthwiseTexels.supports(params, input)
-            && depthwise_within_budget(params, input, ConvKernel::DepthwiseTexels)
+            && within(ConvKernel::DepthwiseTexels)
         {
             return ConvKernel::DepthwiseTexels;
         }
@@ -976,11 +964,14 @@ pub fn select_kernel(params: &Conv2dParams, input: [usize; 4], caps: &DeviceCaps
             vector_stores: true,
         })
         .is_some();
-        return ConvKernel::Depthwise {
+        let strips = ConvKernel::Depthwise {
             row_buffer: row_buffer || vector_loads,
             vector_loads,
             vector_stores,
         };
+        if within(strips) {
+            return strips;
+        }
     }
     // Groups of fewer than half a tile's output channels would leave most of each GEMM
     // tile empty (ResNeXt's 32 groups of 4: 7/8 of it): those take the register kernels
@@ -2046,12 +2037,6 @@ fn plan_depthwise(
     kernel.launch(&spec, &u).threads(rows).loops(loops)
 }
 
-/// Loop iterations of one `conv_depthwise*.wgsl` invocation with tile `t`, as lavapipe
-/// runs them: its loop over the input rows of a strip stays a loop although its trip
-/// count is a constant (Mesa does not unroll a loop around that much unrolled code), and
-/// without the row buffer the tap and pixel loops inside it stay loops too. Counting
-/// them as unrolled let depthwise layers on maps 120,000 pixels wide come back short
-/// (20,000 without the row buffer), every variant.
 /// Whether the register-strip depthwise `kernel` (a `Depthwise` variant or
 /// `DepthwiseTexels`) stays within the loop budget for `p` on `input`.
 fn depthwise_within_budget(p: &Conv2dParams, input: [usize; 4], kernel: ConvKernel) -> bool {
@@ -2070,24 +2055,31 @@ fn depthwise_within_budget(p: &Conv2dParams, input: [usize; 4], kernel: ConvKern
     })
 }
 
+/// Loop iterations of one `conv_depthwise*.wgsl` invocation with tile `t`, as lavapipe
+/// runs them: its loop over the input rows of a strip stays a loop although its trip
+/// count is a constant (Mesa does not unroll a loop around that much unrolled code), and
+/// without the row buffer the tap and pixel loops inside it stay loops too. Counting
+/// them as unrolled let depthwise layers on maps 120,000 pixels wide come back short
+/// (20,000 without the row buffer), every variant.
 fn depthwise_loops(p: &Conv2dParams, t: &DepthwiseTile, row_buffer: bool) -> u64 {
     let (kh, kw) = p.kernel_size;
     let in_rows = (t.rows - 1) * t.step * p.stride.0 + (kh - 1) * p.dilation.0 + 1;
-    let strips = Trip::Uniform(t.strips_x as u64);
-    let rolled = |v: usize| Trip::Uniform(v as u64);
-    let [py, kw, px, row] = [t.rows, kw, t.px, t.row].map(|v| Trip::Constant(v as u64));
-    if row_buffer {
-        loop_tree(
-            &[strips, rolled(in_rows)],
-            &[&[py], &[row], &[py, kw, px], &[py, px]],
-        )
-    } else {
-        let [py, kw, px] = [t.rows, p.kernel_size.1, t.px].map(rolled);
-        loop_tree(
-            &[strips, rolled(in_rows)],
-            &[&[py], &[py, kw, px], &[py, px]],
-        )
-    }
+    let inner = |v: usize| {
+        if row_buffer {
+            Trip::Constant(v as u64)
+        } else {
+            Trip::Uniform(v as u64)
+        }
+    };
+    let [py, kw, px] = [t.rows, kw, t.px].map(inner);
+    let row = Trip::Constant(if row_buffer { t.row as u64 } else { 0 });
+    loop_tree(
+        &[
+            Trip::Uniform(t.strips_x as u64),
+            Trip::Uniform(in_rows as u64),
+        ],
+        &[&[py], &[row], &[py, kw, px], &[py, px]],
+    )
 }
 
 /// The dispatch that runs `p` on `input` with `kernel` (which must support it).
