@@ -2,6 +2,7 @@
 // floor(oy * H / OH) .. ceil((oy + 1) * H / OH) and the same for columns. One invocation
 // per output element.
 #include "common.wgsl"
+#include "adaptive_bins.wgsl"
 
 struct AdaptiveParams {
     planes: u32,
@@ -24,10 +25,10 @@ fn main(inv: Invocation) {
     let ox = o % p.ow;
     let oy = (o / p.ow) % p.oh;
     let plane = o / (p.ow * p.oh);
-    let y0 = (oy * p.h) / p.oh;
-    let y1 = ((oy + 1u) * p.h + p.oh - 1u) / p.oh;
-    let x0 = (ox * p.w) / p.ow;
-    let x1 = ((ox + 1u) * p.w + p.ow - 1u) / p.ow;
+    let y0 = bin_start(oy, p.h, p.oh);
+    let y1 = bin_end(oy, p.h, p.oh);
+    let x0 = bin_start(ox, p.w, p.ow);
+    let x1 = bin_end(ox, p.w, p.ow);
     var sum = 0.0;
     for (var iy = y0; iy < y1; iy++) {
         let row = (plane * p.h + iy) * p.w;

@@ -8,6 +8,7 @@
 // and each element's index into the original plane is read from idx_in: the row-major
 // rule then still picks the original first maximum / last NaN.
 #include "common.wgsl"
+#include "adaptive_bins.wgsl"
 
 override CARRY: bool = false;
 
@@ -42,10 +43,10 @@ fn main(inv: Invocation) {
     let ox = o % p.ow;
     let oy = (o / p.ow) % p.oh;
     let plane = o / (p.ow * p.oh);
-    let y0 = (oy * p.h) / p.oh;
-    let y1 = ((oy + 1u) * p.h + p.oh - 1u) / p.oh;
-    let x0 = (ox * p.w) / p.ow;
-    let x1 = ((ox + 1u) * p.w + p.ow - 1u) / p.ow;
+    let y0 = bin_start(oy, p.h, p.oh);
+    let y1 = bin_end(oy, p.h, p.oh);
+    let x0 = bin_start(ox, p.w, p.ow);
+    let x1 = bin_end(ox, p.w, p.ow);
     // Every bin holds at least one element: start from its first.
     var best_i = y0 * p.w + x0;
     var best = f32(x[plane * p.h * p.w + best_i]);

@@ -42,6 +42,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("param_activation.wgsl"),
     wgsl!("padding.wgsl"),
     wgsl!("window.wgsl"),
+    wgsl!("adaptive_bins.wgsl"),
     wgsl!("strips.wgsl"),
     wgsl!("conv_tiles.wgsl"),
     wgsl!("conv_tiles_out.wgsl"),

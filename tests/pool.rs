@@ -8,8 +8,8 @@ use ndarray::Array4;
 use proptest::prelude::*;
 use rand::Rng;
 use segblocks::ops::pool::{
-    global_pool_with, select_global_kernel, AdaptiveAvgPool2dParams, AvgPool2dParams, GlobalPool,
-    GlobalPoolKernel, MaxPool2dParams, MaxUnpool2dParams,
+    global_pool_with, select_global_kernel, AdaptiveAvgPool2dParams, AdaptiveMaxPool2dParams,
+    AvgPool2dParams, GlobalPool, GlobalPoolKernel, MaxPool2dParams, MaxUnpool2dParams,
 };
 use segblocks::{reference, DeviceCaps, Error, LOOP_BUDGET};
 
@@ -382,6 +382,64 @@ fn pooling_past_one_invocations_loop_budget() {
                 }
             }
         }
+    }
+}
+
+/// Adaptive bins on axes longer than 65,536: the kernels' bin edges were `(o + 1) * W`
+/// in 32 bits, which overflowed in the first pass of a two-pass pooling (it keeps the
+/// axis, so `o` runs to W): bins past the overflow averaged the wrong columns. Integer
+/// data and bins of a power of two make every output exact. A single bin longer than one
+/// invocation may loop over (adaptive average to 1 x 1) takes the global pool.
+#[test]
+fn adaptive_bins_of_long_axes() {
+    let gpu = gpu();
+    let mut r = rng(12);
+    for (shape, out) in [
+        ([1, 1, 1, 131_072], (1, 8)),
+        ([1, 2, 65_544, 2], (8, 1)),
+        ([1, 1, 3, 300_000], (1, 1)),
+    ] {
+        let x = integers4(&mut r, shape, -3, 3);
+        let xt = gpu.upload(x.view()).unwrap();
+        let avg = AdaptiveAvgPool2dParams::new(out);
+        let max = AdaptiveMaxPool2dParams::new(out);
+        let mut rec = gpu.recorder();
+        let a = segblocks::ops::pool::adaptive_avg_pool2d(&mut rec, &avg, &xt).unwrap();
+        let got = rec.download(&a).unwrap();
+        let want = reference::pool::adaptive_avg_pool2d(&avg, x.view()).unwrap();
+        // Exact sums (integers), then a rounding or two in the means: one wrong element of
+        // a bin is 30 times this bound.
+        let tol = want.mapv(|v| 2e-6 * (1.0 + v.abs()));
+        let what = format!("avg {shape:?} -> {out:?}");
+        assert_close(got.view(), want.view(), tol.view(), &what);
+        if out == (1, 1) {
+            continue;
+        }
+        let mut rec = gpu.recorder();
+        let (m, i) = segblocks::ops::pool::adaptive_max_pool2d(&mut rec, &max, &xt).unwrap();
+        rec.submit().unwrap();
+        let (want_m, want_i) = reference::pool::adaptive_max_pool2d(&max, x.view()).unwrap();
+        assert_eq!(
+            gpu.download(&m).unwrap(),
+            want_m,
+            "max {shape:?} -> {out:?}"
+        );
+        assert_eq!(
+            gpu.download_indices(&i).unwrap(),
+            want_i,
+            "indices {shape:?}"
+        );
+    }
+    // The edges' products now stay below OH * (H % OH) + OH: sizes the plain formula
+    // refused are accepted, the rest still refused by name.
+    let keep = AdaptiveAvgPool2dParams::new((70_000, 1));
+    assert_eq!(
+        keep.output_shape([1, 1, 140_000, 3]).unwrap(),
+        [1, 1, 70_000, 1]
+    );
+    match AdaptiveAvgPool2dParams::new((1, 100_000)).output_shape([1, 1, 1, 199_999]) {
+        Err(Error::InvalidParam { name, .. }) => assert_eq!(name, "output_size"),
+        other => panic!("{other:?}"),
     }
 }
 

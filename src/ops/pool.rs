@@ -8,6 +8,7 @@ use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, DeviceCaps, IndexTensor, PoolOrigin, Recorder, Tensor};
 use crate::launch::{
     loop_nest, read, read_opt, specialize, uniform, write, Args, Kernel, KernelInfo, Launch, Trip,
+    LOOP_BUDGET,
 };
 
 uniform! {
@@ -949,14 +950,16 @@ fn adaptive_output_shape(
     positive("output_size", size)?;
     let out = [input[0], input[1], size.0, size.1];
     check_dims("output_size", &out)?;
-    // The kernels find bin edges as `o * H / OH` in 32-bit integers.
-    let fits = |o: usize, i: usize| o.checked_mul(i).is_some_and(|v| v <= u32::MAX as usize);
+    // The kernels find bin edges in 32-bit integers from the quotient and remainder of
+    // H / OH (`adaptive_bins.wgsl`), the largest product being OH * (H % OH) + OH - 1.
+    let fits =
+        |n: usize, len: usize| (n as u64) * (len % n) as u64 + n as u64 - 1 <= u64::from(u32::MAX);
     fail_if(
         !fits(size.0, input[2]) || !fits(size.1, input[3]),
         "output_size",
         || {
             format!(
-                "output size {size:?} times the input's {:?} exceeds 32-bit bin arithmetic",
+                "output size {size:?} against the input's {:?} exceeds 32-bit bin arithmetic",
                 (input[2], input[3])
             )
         },
@@ -1060,10 +1063,27 @@ pub fn adaptive_avg_pool2d(
     if adaptive_in_one_pass(s, out) {
         return record_adaptive(rec, input, out);
     }
-    // Rows first, then columns: every bin averages the same number of rows, so the average
-    // of the row averages is the bin's average.
-    let rows = record_adaptive(rec, input, [s[0], s[1], out[2], s[3]])?;
-    record_adaptive(rec, &rows, out)
+    // One axis, then the other: every bin averages the same number of rows (columns) in
+    // the first pass, so the average of its averages is the bin's average. The order
+    // whose longer pass loops less.
+    let rows_first = [s[0], s[1], out[2], s[3]];
+    let columns_first = [s[0], s[1], s[2], out[3]];
+    let loops = |mid: [usize; 4]| {
+        adaptive_geometry(s, mid)
+            .1
+            .max(adaptive_geometry(mid, out).1)
+    };
+    let mid = if loops(columns_first) < loops(rows_first) {
+        columns_first
+    } else {
+        rows_first
+    };
+    if out[2..] == [1, 1] && loops(mid) > LOOP_BUDGET {
+        // A bin longer than an invocation may loop over: the global pool splits planes.
+        return global_pool(rec, GlobalPool::Avg, input);
+    }
+    let first = record_adaptive(rec, input, mid)?;
+    record_adaptive(rec, &first, out)
 }
 
 /// Loop iterations per output up to which [`adaptive_avg_pool2d`] averages each bin in one
