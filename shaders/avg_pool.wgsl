@@ -30,7 +30,8 @@ fn main(inv: Invocation) {
         if (ox < p.ow) {
             let ws = i32(ox * SW) - i32(p.pad_w);
             let we = min(ws + i32(KW), i32(p.w + p.pad_w));
-            let padded_count = (he - hs) * (we - ws);
+            // In f32: a window of 65,536 x 65,536 (legal with padding) overflows i32.
+            let padded_count = f32(he - hs) * f32(we - ws);
             let x0 = max(ws, 0);
             let x1 = min(we, i32(p.w));
             var sum = 0.0;
@@ -41,7 +42,7 @@ fn main(inv: Invocation) {
             }
             var divisor = f32((y1 - y0) * (x1 - x0));
             if (COUNT_INCLUDE_PAD) {
-                divisor = f32(padded_count);
+                divisor = padded_count;
             }
             if (DIVISOR != 0u) {
                 divisor = f32(DIVISOR);

@@ -8,7 +8,7 @@
 // (ox = phase + sW * (strip * PX + j)) for 4 * OC_VEC output channels, the register tile of
 // conv_direct.wgsl. Weights are repacked from PyTorch's [C_in][C_out/g][kH][kW] into
 // [g][C_in/g][kH][kW][C_out/g padded to 4 * OC_VEC] (src/ops/conv_transpose.rs).
-// Strips per (n, g, block) plane: oh * sW * strips_x (conv_tiles.wgsl).
+// Strips per (n, g, block) plane: oh * min(sW, ow) * strips_x (conv_tiles.wgsl).
 // Without dilation (TAPS = ceil(kW / sW) > 0) the columns one phase reads for its
 // successive taps are the previous tap's shifted by one: each further tap loads a single
 // new input and shifts the rest in registers.
@@ -39,16 +39,16 @@ fn main(inv: Invocation) {
     let g = tile.g;
     let oc0 = tile.oc0;
     let sidx = tile.strip;
-    if (n >= p.n || sidx >= p.oh * SW * p.strips_x) {
+    // Phases past the output's width have no pixel: a stride wider than the output
+    // (1 x 65,536) would otherwise make oh * SW * strips_x overflow 32 bits.
+    let phases = min(SW, p.ow);
+    if (n >= p.n || sidx >= p.oh * phases * p.strips_x) {
         return;
     }
-    let oy = sidx / (SW * p.strips_x);
-    let rem = sidx % (SW * p.strips_x);
+    let oy = sidx / (phases * p.strips_x);
+    let rem = sidx % (phases * p.strips_x);
     let phase = rem / p.strips_x;
     let j0 = (rem % p.strips_x) * PX;
-    if (phase >= p.ow) {
-        return;
-    }
     let oc_pad4 = p.cout_pg_pad / 4u;
 
     // Function-scope variables start zeroed in WGSL.

@@ -369,6 +369,46 @@ fn input_channels_up_to_the_loop_budget() {
     }
 }
 
+/// A stride wider than the output: the gather kernels run only the phases that hold a
+/// pixel (they used to run all `stride` of them, and 65,536 rows by a stride of 65,536
+/// made the strip count overflow 32 bits: no output was written). Every kernel, exact.
+#[test]
+fn strides_wider_than_the_output() {
+    let gpu = gpu();
+    let mut r = rng(72);
+    for (p, input) in [
+        (
+            ConvTranspose2dParams::new(2, 3, 1).stride((1, 5)),
+            [2, 2, 3, 1],
+        ),
+        (
+            ConvTranspose2dParams::new(1, 2, (1, 2)).stride((2, 7)),
+            [1, 1, 2, 1],
+        ),
+        (
+            ConvTranspose2dParams::new(1, 1, 1).stride((1, 65_536)),
+            [1, 1, 65_536, 1],
+        ),
+    ] {
+        let x = integers4(&mut r, input, -3, 3);
+        let w = integers4(&mut r, p.weight_shape(), -2, 2);
+        let b = integers1(&mut r, p.out_channels, -2, 2);
+        let want =
+            reference::conv_transpose::conv_transpose2d(&p, x.view(), w.view(), Some(b.view()))
+                .unwrap();
+        let layer = ConvTranspose2d::new(gpu, p, w.view(), Some(b.view())).unwrap();
+        let xt = gpu.upload(x.view()).unwrap();
+        for kernel in ConvTransposeKernel::ALL {
+            if !kernel.supports(&p, input) {
+                continue;
+            }
+            let mut rec = gpu.recorder();
+            let y = layer.forward_with(&mut rec, &xt, kernel).unwrap();
+            assert_eq!(rec.download(&y).unwrap(), want, "{kernel:?} {p:?}");
+        }
+    }
+}
+
 #[test]
 fn bad_parameters_are_typed_errors() {
     let s = [1, 4, 5, 5];

@@ -443,6 +443,26 @@ fn adaptive_bins_of_long_axes() {
     }
 }
 
+/// A window of 65,536 x 65,536 over a small input (legal: the padding is half the
+/// kernel): the count that includes the padding is 2^32, which overflowed the kernel's
+/// i32 product to 0 (an infinite mean).
+#[test]
+fn avg_pool_windows_past_32_bit_counts() {
+    let gpu = gpu();
+    let x = integers4(&mut rng(13), [1, 2, 100, 100], 0, 3);
+    let xt = gpu.upload(x.view()).unwrap();
+    for k in [65_536, 46_341] {
+        let p = AvgPool2dParams::new(k).padding(k / 2);
+        let want = reference::pool::avg_pool2d(&p, x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = segblocks::ops::pool::avg_pool2d(&mut rec, &p, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-6 * v.abs());
+        assert!(want.iter().all(|v| v.is_finite() && *v > 0.0), "{want:?}");
+        assert_close(got.view(), want.view(), tol.view(), &format!("{k}"));
+    }
+}
+
 /// In ceil mode PyTorch keeps a last window that starts inside the input even when the
 /// (dilated) window is longer than the padded input; the shapes below are torch 2.15's.
 #[test]

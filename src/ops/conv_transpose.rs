@@ -451,7 +451,7 @@ fn plan(
     let per_phase = ow.div_ceil(p.stride.1);
     let px = strip_px(per_phase, TRANSPOSED_PX_MAX);
     u.strips_x = per_phase.div_ceil(px) as u32;
-    let strips = oh * p.stride.1 * u.strips_x as usize;
+    let strips = oh * p.stride.1.min(ow) * u.strips_x as usize;
     let strip_blocks = strips.div_ceil(gather.workgroup_size as usize);
     u.strip_blocks = strip_blocks as u32;
     let spec = GatherSpec {
