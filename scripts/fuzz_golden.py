@@ -37,6 +37,19 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden"))
 
 
+# Multipliers of the spatial sizes and channel counts drawn (`--scale`, `--channel-scale`):
+# larger shapes reach the kernel variants and index ranges that small cases never do.
+SCALE = {"size": 1, "channels": 1}
+
+
+def sz(hi):
+    return hi * SCALE["size"]
+
+
+def ch(hi):
+    return hi * SCALE["channels"]
+
+
 def pair(v):
     return [v, v] if isinstance(v, int) else list(v)
 
@@ -52,7 +65,8 @@ class Fuzz:
 
     def shape(self, maxc=4, lo=1, hi=12):
         r = self.r
-        return [r.choice([1, 1, 2]), r.randint(1, maxc), r.randint(lo, hi), r.randint(lo, hi)]
+        return [r.choice([1, 1, 2]), r.randint(1, ch(maxc)), r.randint(lo, sz(hi)),
+                r.randint(lo, sz(hi))]
 
 
 def conv_fits(shape, k, s, p, d):
@@ -88,9 +102,9 @@ def decoder(fz, count, out):
 
     def conv_t(i):
         g = r.choice([1, 1, 1, 2, 3])
-        cin, cout = g * r.randint(1, 3), g * r.randint(1, 3)
+        cin, cout = g * r.randint(1, ch(3)), g * r.randint(1, ch(3))
         if r.random() < 0.2:
-            g = cin = cout = r.randint(1, 5)
+            g = cin = cout = r.randint(1, ch(5))
         s, d, k, p = fz.pr(1, 3), fz.pr(1, 2), fz.pr(1, 5), fz.pr(0, 2)
         sp, dp = pair(s), pair(d)
         op = tuple(r.randint(0, max(0, max(sp[a], dp[a]) - 1)) for a in range(2))
@@ -118,7 +132,7 @@ def decoder(fz, count, out):
         mode = r.choice(["nearest", "nearest-exact", "bilinear", "bicubic"])
         align = None if mode.startswith("nearest") else r.random() < 0.5
         if r.random() < 0.5:
-            size, scale = (r.randint(1, 14), r.randint(1, 14)), None
+            size, scale = (r.randint(1, sz(14)), r.randint(1, sz(14))), None
         else:
             size = None
             scale = r.choice([round(r.uniform(0.3, 3.0), 2),
@@ -169,11 +183,11 @@ def conv2d(fz, count, out):
     cases = []
     while len(cases) < count:
         g = r.choice([1, 1, 1, 2, 3, 4])
-        cin, cout = g * r.randint(1, 4), g * r.randint(1, 4)
+        cin, cout = g * r.randint(1, ch(4)), g * r.randint(1, ch(4))
         if r.random() < 0.25:
-            g = cin = r.randint(1, 9)
+            g = cin = r.randint(1, ch(9))
             cout = cin * r.choice([1, 1, 2])
-        shape = [r.choice([1, 1, 2, 3]), cin, r.randint(1, 12), r.randint(1, 12)]
+        shape = [r.choice([1, 1, 2, 3]), cin, r.randint(1, sz(12)), r.randint(1, sz(12))]
         k, s, p, d = fz.pr(1, 5), fz.pr(1, 3), fz.pr(0, 3), fz.pr(1, 3)
         if conv_fits(shape, k, s, p, d):
             # The first cases use every activation (the script checks they are covered).
@@ -187,8 +201,8 @@ def conv2d_padding(fz, count, out):
     cases = []
     while len(cases) < count:
         g = r.choice([1, 1, 2, 3])
-        cin, cout = g * r.randint(1, 3), g * r.randint(1, 3)
-        shape = [r.choice([1, 2]), cin, r.randint(2, 10), r.randint(2, 10)]
+        cin, cout = g * r.randint(1, ch(3)), g * r.randint(1, ch(3))
+        shape = [r.choice([1, 2]), cin, r.randint(2, sz(10)), r.randint(2, sz(10))]
         mode = r.choice(["zeros", "reflect", "replicate", "circular"])
         k, d = fz.pr(1, 5), fz.pr(1, 2)
         if r.random() < 0.4:
@@ -215,7 +229,7 @@ def avg_pool(fz, count, out):
         k = fz.pr(1, 4)
         kk = pair(k)
         p = (r.randint(0, kk[0] // 2), r.randint(0, kk[1] // 2))
-        shape = [r.choice([1, 2]), r.randint(1, 3), r.randint(1, 11), r.randint(1, 11)]
+        shape = [r.choice([1, 2]), r.randint(1, ch(3)), r.randint(1, sz(11)), r.randint(1, sz(11))]
         if any(shape[2 + a] + 2 * p[a] < kk[a] for a in range(2)):
             continue
         div = r.choice([None, None, r.randint(1, 7)])
@@ -229,7 +243,7 @@ def pad(fz, count, out):
     cases = []
     while len(cases) < count:
         mode = r.choice(["constant", "reflect", "replicate", "circular"])
-        shape = [r.choice([1, 2]), r.randint(1, 3), r.randint(1, 8), r.randint(1, 8)]
+        shape = [r.choice([1, 2]), r.randint(1, ch(3)), r.randint(1, sz(8)), r.randint(1, sz(8))]
         pads = tuple(r.randint(-3, 5) for _ in range(4))
         if mode == "circular" and min(pads) < 0:
             continue  # see the module docstring
@@ -249,7 +263,8 @@ def norm(fz, count, out):
     r = fz.r
 
     def shape(minhw=1):
-        return [r.choice([1, 2, 3]), r.randint(1, 6), r.randint(minhw, 9), r.randint(minhw, 9)]
+        return [r.choice([1, 2, 3]), r.randint(1, ch(6)), r.randint(minhw, sz(9)),
+                r.randint(minhw, sz(9))]
 
     def eps():
         return r.choice([1e-5, 1e-3, 0.1])
@@ -291,7 +306,7 @@ def channel(fz, count, out):
     r = fz.r
 
     def job(i):
-        n, h, w = r.choice([1, 2, 3]), r.randint(1, 9), r.randint(1, 9)
+        n, h, w = r.choice([1, 2, 3]), r.randint(1, sz(9)), r.randint(1, sz(9))
         kind = i % 6
         if kind == 0:
             g = r.randint(1, 4)
@@ -331,7 +346,7 @@ def blocks(fz, count, out):
     r = fz.r
 
     def shape(c, lo=1, hi=13):
-        return [r.choice([1, 1, 2, 3]), c, r.randint(lo, hi), r.randint(lo, hi)]
+        return [r.choice([1, 1, 2, 3]), c, r.randint(lo, sz(hi)), r.randint(lo, sz(hi))]
 
     def mbv2(i):
         inp = r.randint(1, 40)
@@ -522,10 +537,15 @@ def main():
     ap.add_argument("out", help="directory for the random golden files")
     ap.add_argument("--count", type=int, default=150, help="cases per file")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--scale", type=int, default=1,
+                    help="multiply the spatial sizes drawn (not the networks')")
+    ap.add_argument("--channel-scale", type=int, default=1,
+                    help="multiply the channel counts drawn (ops' cases only)")
     ap.add_argument("--only", nargs="+", choices=[f.__name__ for f in FAMILIES],
                     help="the families to write (default: all)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    SCALE.update(size=args.scale, channels=args.channel_scale)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     for i, family in enumerate(FAMILIES):

@@ -115,7 +115,8 @@ def make_case(index, spec):
         )
     )
     err = ((y.double() - y64).abs() / (1 + y64.abs())).max().item()
-    assert err < 1e-6, (name, err)
+    # Rounding grows with the sum's length (the fuzzer's larger cases).
+    assert err < 1e-6 * max(1.0, fan_in**0.5 / 4), (name, err)
 
     return {
         "name": name,
