@@ -1061,6 +1061,14 @@ fn bad_parameters_are_typed_errors() {
         "dilation",
     );
     expect_param_error(Conv2dParams::new(4, 4, 0).output_shape(s), "kernel_size");
+    // 'same' padding of d * (k - 1) / 2 past the window limit (it wrapped i32 coordinates).
+    expect_param_error(
+        Conv2dParams::new(1, 1, (258, 1))
+            .dilation((16_777_215, 1))
+            .padding_same()
+            .output_shape(s),
+        "padding",
+    );
     expect_param_error(
         Conv2dParams::new(4, 4, 3).groups(0).output_shape(s),
         "groups",

@@ -115,11 +115,14 @@ fn bad_pads_are_typed_errors() {
         Pad2dParams::new((0, 0, 0, 3)).mode(PadMode::Reflect),
         Pad2dParams::new((5, 0, 0, 0)).mode(PadMode::Circular),
         Pad2dParams::new((-2, 3, 0, 0)).mode(PadMode::Circular),
-        // Nothing left, and pads past i32.
+        // Nothing left, and pads past 2^30 (the kernel's i32 coordinates: replicate
+        // with (-2^31 + 1, 2^31 - 1) on 2 rows wrapped to the wrong row).
         Pad2dParams::new((-2, -2, 0, 0)),
         Pad2dParams::new((0, 0, -3, 0)),
         Pad2dParams::new((i64::MAX, 0, 0, 0)),
         Pad2dParams::new((-(1 << 40), 1 << 40, 0, 0)),
+        Pad2dParams::new((0, 0, -(1 << 31) + 1, (1 << 31) - 1)).mode(PadMode::Replicate),
+        Pad2dParams::new((0, 0, 1 << 30 | 1, 0)),
     ] {
         let mut rec = gpu.recorder();
         let e = pad2d(&mut rec, &params, &x);

@@ -500,6 +500,19 @@ impl Conv2dParams {
             )?;
         }
         fail_if(self.groups == 0, "groups", || "must be at least 1, got 0")?;
+        // 'same' pads d * (k - 1) / 2 on a side: the kernels' i32 coordinates need it within
+        // WINDOW_MAX like an explicit padding.
+        let ((before_h, _), (before_w, _)) = self.pads();
+        fail_if(
+            self.padding_same && before_h.max(before_w) > WINDOW_MAX,
+            "padding",
+            || {
+                format!(
+                    "'same' padding of {:?} is out of range (at most {WINDOW_MAX})",
+                    (before_h, before_w)
+                )
+            },
+        )?;
         fail_if(
             self.padding_same && self.stride != (1, 1),
             "padding",

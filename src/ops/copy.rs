@@ -126,7 +126,9 @@ impl Pad2dParams {
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         crate::gpu::check_dims("input", &input)?;
         let (l, r, t, b) = self.pad;
-        let limit = i64::from(i32::MAX);
+        // The kernel computes `output coordinate - pad` in i32: coordinates stay below
+        // 2^29 (one binding), so pads within 2^30 cannot wrap.
+        let limit = 1i64 << 30;
         fail_if([l, r, t, b].iter().any(|p| p.abs() > limit), "pad", || {
             format!("{:?} has a pad past +-{limit}", self.pad)
         })?;
