@@ -523,4 +523,24 @@ fn an_output_size_picks_the_output_padding() {
             other => panic!("{size:?}: {other:?}"),
         }
     }
+    // A padding past the output without output padding: kernel 1, stride 3, padding 1 on
+    // 1 x 1 gives -1 before it, and PyTorch's range is -1 to 1, so 1 x 1 is reachable
+    // (output padding 2); 2 x 2 is not (it used to be accepted and give 1 x 1).
+    let p = ConvTranspose2dParams::new(2, 3, 1).stride(3).padding(1);
+    let q = p.for_output_size([1, 2, 1, 1], (1, 1)).unwrap();
+    assert_eq!(q.output_padding, (2, 2));
+    check(q, [1, 2, 1, 1], 43);
+    let q = ConvTranspose2dParams::new(2, 3, 3).stride(3).padding(2);
+    assert_eq!(
+        q.for_output_size([1, 2, 1, 1], (1, 1))
+            .unwrap()
+            .output_padding,
+        (2, 2)
+    );
+    for size in [(2, 2), (0, 1)] {
+        match p.for_output_size([1, 2, 1, 1], size) {
+            Err(Error::InvalidParam { name, .. }) => assert_eq!(name, "output_size"),
+            other => panic!("{size:?}: {other:?}"),
+        }
+    }
 }

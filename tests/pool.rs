@@ -550,6 +550,18 @@ fn bad_input_is_a_typed_error() {
             .output_shape([1, 1, 3, 3]),
         "output_size",
     );
+    // Pooled by 2 with padding 1 from one row: the default size is 0, but PyTorch takes
+    // an output_size of 1 (within a stride of it); 0 stays refused.
+    let padded = MaxUnpool2dParams::new(2).padding(1);
+    expect_param(padded.output_shape([1, 1, 1, 1]), "padding");
+    assert_eq!(
+        padded.output_size(1).output_shape([1, 1, 1, 1]).unwrap(),
+        [1, 1, 1, 1]
+    );
+    expect_param(
+        padded.output_size((0, 1)).output_shape([1, 1, 1, 1]),
+        "output_size",
+    );
     expect_param(
         AdaptiveAvgPool2dParams::new(0).output_shape(s),
         "output_size",

@@ -206,8 +206,8 @@ impl LayerNorm2d {
         fail_if(num_channels == 0, "num_channels", || {
             "must be positive".to_string()
         })?;
-        fail_if(!(eps > 0.0 && eps.is_finite()), "eps", || {
-            format!("must be positive and finite, got {eps}")
+        fail_if(!(eps >= 0.0 && eps.is_finite()), "eps", || {
+            format!("must be finite and at least 0, got {eps}")
         })?;
         let or = |name: &'static str, v: Option<ndarray::ArrayView1<f32>>, fill: f32| match v {
             Some(v) if v.len() != num_channels => Err(Error::ShapeMismatch {

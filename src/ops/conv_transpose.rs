@@ -248,14 +248,20 @@ impl ConvTranspose2dParams {
         self.validate()?;
         check_dims("input", &input)?;
         let size = size.into_pair();
+        // PyTorch's range, negative lower ends included (a padding past the output
+        // without output padding, which the output padding may make up for).
         let [min_h, min_w] = super::per_axis(|a, pick| {
             let (i, k, s) = (input[2 + a], pick(self.kernel_size), pick(self.stride));
             let (p, d) = (pick(self.padding), pick(self.dilation));
-            Ok(((i - 1) * s + d * (k - 1) + 1).saturating_sub(2 * p))
+            Ok(((i - 1) * s + d * (k - 1) + 1) as i64 - 2 * p as i64)
         })?;
-        let (max_h, max_w) = (min_h + self.stride.0 - 1, min_w + self.stride.1 - 1);
+        let (max_h, max_w) = (
+            min_h + self.stride.0 as i64 - 1,
+            min_w + self.stride.1 as i64 - 1,
+        );
+        let (want_h, want_w) = (size.0 as i64, size.1 as i64);
         fail_if(
-            !(min_h..=max_h).contains(&size.0) || !(min_w..=max_w).contains(&size.1),
+            !(min_h.max(1)..=max_h).contains(&want_h) || !(min_w.max(1)..=max_w).contains(&want_w),
             "output_size",
             || {
                 format!(
@@ -265,7 +271,7 @@ impl ConvTranspose2dParams {
                 )
             },
         )?;
-        self.output_padding = (size.0 - min_h, size.1 - min_w);
+        self.output_padding = ((want_h - min_h) as usize, (want_w - min_w) as usize);
         self.output_shape(input)?;
         Ok(self)
     }

@@ -156,9 +156,11 @@ fn check_per_channel(gpu: &Gpu, len: usize) -> Result<()> {
     gpu.check_binding_size("weight", (len as u64).saturating_mul(8))
 }
 
+/// eps as PyTorch takes it, 0 included (a constant segment then normalises to NaN, as
+/// there); negative values are refused (PyTorch's square root of a negative variance).
 fn check_eps(eps: f32) -> Result<()> {
-    fail_if(!(eps.is_finite() && eps > 0.0), "eps", || {
-        format!("must be positive and finite, got {eps}")
+    fail_if(!(eps.is_finite() && eps >= 0.0), "eps", || {
+        format!("must be finite and at least 0, got {eps}")
     })?;
     Ok(())
 }
@@ -614,11 +616,10 @@ impl BatchNorm2dParams {
         positive(&[("num_features", self.num_features)])?;
         check_eps(self.eps)?;
         if let Some(m) = self.momentum {
-            fail_if(
-                !(m.is_finite() && (0.0..=1.0).contains(&m)),
-                "momentum",
-                || format!("must be in [0, 1], got {m}"),
-            )?;
+            // PyTorch takes any factor (outside [0, 1] the update extrapolates).
+            fail_if(!m.is_finite(), "momentum", || {
+                format!("must be finite, got {m}")
+            })?;
         }
         Ok(())
     }

@@ -370,30 +370,38 @@ impl MaxUnpool2dParams {
             dilation: (1, 1),
         }
         .validate()?;
-        let default = |i: usize, k: usize, s: usize, p: usize| -> Result<usize> {
-            let full = (i - 1) * s + k;
-            fail_if(2 * p >= full, "padding", || {
-                format!(
-                    "2 * padding ({}) leaves no output (size {full} before padding)",
-                    2 * p
-                )
-            })?;
-            Ok(full - 2 * p)
+        // PyTorch's default size, (i - 1) * s - 2 p + k, may be 0 or less where an explicit
+        // output_size (within a stride of it) still is valid.
+        let default = |i: usize, k: usize, s: usize, p: usize| -> i64 {
+            ((i - 1) * s + k) as i64 - 2 * p as i64
         };
-        let dh = default(input[2], self.kernel_size.0, self.stride.0, self.padding.0)?;
-        let dw = default(input[3], self.kernel_size.1, self.stride.1, self.padding.1)?;
+        let dh = default(input[2], self.kernel_size.0, self.stride.0, self.padding.0);
+        let dw = default(input[3], self.kernel_size.1, self.stride.1, self.padding.1);
         let (oh, ow) = match self.output_size {
-            None => (dh, dw),
+            None => {
+                fail_if(dh <= 0 || dw <= 0, "padding", || {
+                    format!(
+                        "2 * padding {:?} leaves no output (size {:?} before padding)",
+                        (2 * self.padding.0, 2 * self.padding.1),
+                        (
+                            dh + 2 * self.padding.0 as i64,
+                            dw + 2 * self.padding.1 as i64
+                        )
+                    )
+                })?;
+                (dh as usize, dw as usize)
+            }
             Some((oh, ow)) => {
                 for (axis, o, d, s) in [
                     ("height", oh, dh, self.stride.0),
                     ("width", ow, dw, self.stride.1),
                 ] {
-                    fail_if(o + s <= d || o >= d + s, "output_size", || {
+                    let (o, s) = (o as i64, s as i64);
+                    fail_if(o <= 0 || o + s <= d || o >= d + s, "output_size", || {
                         format!(
                             "{o} ({axis}) could not come from these pooling parameters: \
-                                 it must lie strictly between {} and {}",
-                            d as i64 - s as i64,
+                                 it must be positive and lie strictly between {} and {}",
+                            d - s,
                             d + s
                         )
                     })?;
