@@ -26,7 +26,10 @@ use segblocks::ops::pool::{
     AdaptiveAvgPool2dParams, AdaptiveMaxPool2dParams, GlobalPool, MaxPool2dParams,
     MaxUnpool2dParams,
 };
-use segblocks::ops::upsample::{UpsampleMode, UpsampleParams};
+use segblocks::ops::upsample::{
+    select_kernel as select_upsample_kernel, upsample_with, UpsampleKernel, UpsampleMode,
+    UpsampleParams,
+};
 use segblocks::ops::Activation;
 use segblocks::reference;
 use serde_json::Value;
@@ -456,6 +459,24 @@ fn run_reference(c: &Case, run: Run) -> segblocks::Result<Output> {
     }
 }
 
+/// Of the outputs of several kernels on `c`, the one farthest from PyTorch's (relative
+/// error; NaN counts as farthest): the comparison that follows then covers all of them.
+fn farthest(c: &Case, outputs: Vec<Array4<f32>>) -> Array4<f32> {
+    let err = |got: &Array4<f32>| {
+        got.iter()
+            .zip(c.output.iter())
+            .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+            .fold(
+                0.0f32,
+                |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) },
+            )
+    };
+    outputs
+        .into_iter()
+        .max_by(|a, b| err(a).total_cmp(&err(b)))
+        .expect("at least one kernel supports every case")
+}
+
 fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
     let gpu = gpu("golden_decoder");
     let xt = gpu.upload(c.input.view())?;
@@ -475,32 +496,18 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
                 bias,
             },
         ) => {
-            // Every kernel that supports the case (the GPU class's and this adapter's):
-            // the output farthest from PyTorch's is the one compared.
+            // Every kernel that supports the case (the GPU class's and this adapter's).
             let layer =
                 ConvTranspose2d::new(gpu, *params, weight.view(), bias.as_ref().map(|b| b.view()))?;
-            let mut worst: Option<(f32, Array4<f32>)> = None;
+            let mut outputs = Vec::new();
             for kernel in ConvTransposeKernel::ALL {
-                if !kernel.supports(params, c.input_shape) {
-                    continue;
-                }
-                let mut rec = gpu.recorder();
-                let y = layer.forward_with(&mut rec, &xt, kernel)?;
-                let got = rec.download(&y)?;
-                let err = got
-                    .iter()
-                    .zip(c.output.iter())
-                    .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
-                    .fold(
-                        0.0,
-                        |m: f32, e| if e.is_nan() { f32::INFINITY } else { m.max(e) },
-                    );
-                if worst.as_ref().is_none_or(|(e, _)| err > *e) {
-                    worst = Some((err, got));
+                if kernel.supports(params, c.input_shape) {
+                    let mut rec = gpu.recorder();
+                    let y = layer.forward_with(&mut rec, &xt, kernel)?;
+                    outputs.push(rec.download(&y)?);
                 }
             }
-            let (_, got) = worst.expect("the gather kernel supports every case");
-            Ok(values(got))
+            Ok(values(farthest(c, outputs)))
         }
         (Run::MaxPool, Op::MaxPool { params, .. }) => {
             let mut rec = gpu.recorder();
@@ -518,9 +525,19 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
             rec.download(&y).map(values)
         }
         (Run::Upsample, Op::Upsample { params }) => {
-            let mut rec = gpu.recorder();
-            let y = segblocks::ops::upsample::upsample(&mut rec, params, &xt)?;
-            rec.download(&y).map(values)
+            // The kernel the library picks and the tap kernel, which runs every mode.
+            let picked = select_upsample_kernel(params, c.input_shape);
+            let mut outputs = Vec::new();
+            for kernel in [picked, UpsampleKernel::Taps] {
+                if kernel.supports(params, c.input_shape)
+                    && (outputs.is_empty() || kernel != picked)
+                {
+                    let mut rec = gpu.recorder();
+                    let y = upsample_with(&mut rec, params, &xt, kernel)?;
+                    outputs.push(rec.download(&y)?);
+                }
+            }
+            Ok(values(farthest(c, outputs)))
         }
         (Run::AdaptiveAvg, Op::AdaptiveAvg { params }) => {
             let mut rec = gpu.recorder();
