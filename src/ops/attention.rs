@@ -487,7 +487,8 @@ pub fn eca_kernel_size(channels: usize) -> usize {
 pub struct EcaParams {
     /// Channels `C`.
     pub channels: usize,
-    /// The 1-D kernel size (odd, at most `C`).
+    /// The 1-D kernel size (odd; it may exceed `C`, whose padding then covers it, as in
+    /// the reference code's `k_size=3` on one or two channels).
     pub kernel_size: usize,
 }
 
@@ -503,11 +504,10 @@ impl EcaParams {
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
         let (c, k) = (self.channels, self.kernel_size);
-        fail_if(
-            c == 0 || k.is_multiple_of(2) || k > c,
-            "kernel_size",
-            || format!("must be odd and at most the channel count {c}, got {k}"),
-        )?;
+        fail_if(c == 0, "channels", || "must be at least 1, got 0")?;
+        fail_if(k.is_multiple_of(2), "kernel_size", || {
+            format!("must be odd, got {k}")
+        })?;
         Ok(())
     }
 
