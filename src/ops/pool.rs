@@ -328,7 +328,10 @@ pub struct MaxUnpool2dParams {
     pub stride: (usize, usize),
     /// Padding of the pooling being undone.
     pub padding: (usize, usize),
-    /// Explicit output size `(H_out, W_out)`.
+    /// Explicit output size `(H_out, W_out)`: as in PyTorch, positive and within a stride
+    /// of the default `(H - 1) * stride - 2 * padding + kernel_size` on each axis (strictly
+    /// between default - stride and default + stride), also where that default is 0 or
+    /// less.
     pub output_size: Option<(usize, usize)>,
 }
 
@@ -1059,7 +1062,11 @@ fn record_adaptive_max(
     Ok((y, idx))
 }
 
-/// Records adaptive average pooling of `input` (`F.adaptive_avg_pool2d`).
+/// Records adaptive average pooling of `input` (`F.adaptive_avg_pool2d`): each bin in
+/// one pass where its loops are short, else one axis and then the other; an average to
+/// 1 x 1 whose plane is longer than one invocation may loop over runs the global pool
+/// (whose planes are split). A bin longer than [`LOOP_BUDGET`] along
+/// one axis is refused with [`Error::TooLarge`](crate::Error::TooLarge).
 pub fn adaptive_avg_pool2d(
     rec: &mut Recorder<'_>,
     params: &AdaptiveAvgPool2dParams,
