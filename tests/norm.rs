@@ -28,6 +28,24 @@ fn affine(r: &mut rand::rngs::StdRng, c: usize) -> (Array1<f32>, Array1<f32>) {
     (random1(r, c).mapv(|v| 1.0 + 0.5 * v), random1(r, c))
 }
 
+/// Group norm with `params` and the affine `(g, b)` on `x` (uploaded as `xt`), on the GPU
+/// against the reference; returns the GPU's output.
+fn check_group_norm(
+    params: GroupNormParams,
+    (g, b): (&Array1<f32>, &Array1<f32>),
+    (x, xt): (&Array4<f32>, &Tensor),
+    what: &str,
+) -> Array4<f32> {
+    let gpu = gpu();
+    let gn = GroupNorm::new(gpu, params, Some(g.view()), Some(b.view())).unwrap();
+    let mut rec = gpu.recorder();
+    let y = gn.forward(&mut rec, xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    let want = reference::norm::group_norm(&params, x.view(), g.view(), b.view()).unwrap();
+    assert_close(got.view(), want.view(), tol(&want).view(), what);
+    got
+}
+
 #[test]
 fn batch_norm_training_updates_running_statistics() {
     let gpu = gpu();
@@ -244,19 +262,12 @@ fn group_layer_and_instance_norm_and_their_identities() {
     let xt = gpu.upload(x.view()).unwrap();
     let (g, b) = affine(&mut r, 6);
     let run_group = |groups: usize| {
-        let params = GroupNormParams::new(groups, 6);
-        let gn = GroupNorm::new(gpu, params, Some(g.view()), Some(b.view())).unwrap();
-        let mut rec = gpu.recorder();
-        let y = gn.forward(&mut rec, &xt).unwrap();
-        let got = rec.download(&y).unwrap();
-        let want = reference::norm::group_norm(&params, x.view(), g.view(), b.view()).unwrap();
-        assert_close(
-            got.view(),
-            want.view(),
-            tol(&want).view(),
+        check_group_norm(
+            GroupNormParams::new(groups, 6),
+            (&g, &b),
+            (&x, &xt),
             &format!("group norm G={groups}"),
-        );
-        got
+        )
     };
     let g1 = run_group(1);
     let g2 = run_group(2);
@@ -513,19 +524,9 @@ fn zero_eps_normalises_as_pytorch() {
     let mut r = rng(14);
     let x = random4(&mut r, [2, 4, 5, 3]);
     let xt = gpu.upload(x.view()).unwrap();
-    let p = GroupNormParams::new(2, 4).eps(0.0);
     let (g, b) = affine(&mut r, 4);
-    let gn = GroupNorm::new(gpu, p, Some(g.view()), Some(b.view())).unwrap();
-    let mut rec = gpu.recorder();
-    let y = gn.forward(&mut rec, &xt).unwrap();
-    let got = rec.download(&y).unwrap();
-    let want = reference::norm::group_norm(&p, x.view(), g.view(), b.view()).unwrap();
-    assert_close(
-        got.view(),
-        want.view(),
-        tol(&want).view(),
-        "group norm, eps 0",
-    );
+    let p = GroupNormParams::new(2, 4).eps(0.0);
+    check_group_norm(p, (&g, &b), (&x, &xt), "group norm, eps 0");
     let p = InstanceNorm2dParams::new(4).eps(0.0);
     let inorm = InstanceNorm2d::new(gpu, p, None, None).unwrap();
     let mut rec = gpu.recorder();
