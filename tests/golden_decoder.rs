@@ -459,9 +459,14 @@ fn run_reference(c: &Case, run: Run) -> segblocks::Result<Output> {
     }
 }
 
-/// Of the outputs of several kernels on `c`, the one farthest from PyTorch's (relative
-/// error; NaN counts as farthest): the comparison that follows then covers all of them.
-fn farthest(c: &Case, outputs: Vec<Array4<f32>>) -> Array4<f32> {
+/// Runs `c` with each of `kernels` (each in a fresh recording) and returns the output
+/// farthest from PyTorch's (relative error; NaN counts as farthest): the comparison that
+/// follows then covers every kernel.
+fn farthest<K>(
+    c: &Case,
+    kernels: impl IntoIterator<Item = K>,
+    run: impl Fn(&mut segblocks::Recorder<'_>, K) -> segblocks::Result<segblocks::Tensor>,
+) -> segblocks::Result<Array4<f32>> {
     let err = |got: &Array4<f32>| {
         got.iter()
             .zip(c.output.iter())
@@ -471,10 +476,17 @@ fn farthest(c: &Case, outputs: Vec<Array4<f32>>) -> Array4<f32> {
                 |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) },
             )
     };
-    outputs
+    let gpu = gpu("golden_decoder");
+    let mut outputs = Vec::new();
+    for kernel in kernels {
+        let mut rec = gpu.recorder();
+        let y = run(&mut rec, kernel)?;
+        outputs.push(rec.download(&y)?);
+    }
+    Ok(outputs
         .into_iter()
         .max_by(|a, b| err(a).total_cmp(&err(b)))
-        .expect("at least one kernel supports every case")
+        .expect("at least one kernel supports every case"))
 }
 
 fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
@@ -499,15 +511,10 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
             // Every kernel that supports the case (the GPU class's and this adapter's).
             let layer =
                 ConvTranspose2d::new(gpu, *params, weight.view(), bias.as_ref().map(|b| b.view()))?;
-            let mut outputs = Vec::new();
-            for kernel in ConvTransposeKernel::ALL {
-                if kernel.supports(params, c.input_shape) {
-                    let mut rec = gpu.recorder();
-                    let y = layer.forward_with(&mut rec, &xt, kernel)?;
-                    outputs.push(rec.download(&y)?);
-                }
-            }
-            Ok(values(farthest(c, outputs)))
+            let kernels = ConvTransposeKernel::ALL
+                .into_iter()
+                .filter(|k| k.supports(params, c.input_shape));
+            farthest(c, kernels, |rec, k| layer.forward_with(rec, &xt, k)).map(values)
         }
         (Run::MaxPool, Op::MaxPool { params, .. }) => {
             let mut rec = gpu.recorder();
@@ -527,17 +534,12 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
         (Run::Upsample, Op::Upsample { params }) => {
             // The kernel the library picks and the tap kernel, which runs every mode.
             let picked = select_upsample_kernel(params, c.input_shape);
-            let mut outputs = Vec::new();
-            for kernel in [picked, UpsampleKernel::Taps] {
-                if kernel.supports(params, c.input_shape)
-                    && (outputs.is_empty() || kernel != picked)
-                {
-                    let mut rec = gpu.recorder();
-                    let y = upsample_with(&mut rec, params, &xt, kernel)?;
-                    outputs.push(rec.download(&y)?);
-                }
+            let mut kernels = vec![picked];
+            let taps = UpsampleKernel::Taps;
+            if picked != taps && taps.supports(params, c.input_shape) {
+                kernels.push(taps);
             }
-            Ok(values(farthest(c, outputs)))
+            farthest(c, kernels, |rec, k| upsample_with(rec, params, &xt, k)).map(values)
         }
         (Run::AdaptiveAvg, Op::AdaptiveAvg { params }) => {
             let mut rec = gpu.recorder();
@@ -563,15 +565,10 @@ fn run_gpu(c: &Case, run: Run) -> segblocks::Result<Output> {
             })
         }
         (Run::Global(kind), _) => {
-            let mut outputs = Vec::new();
-            for kernel in GlobalPoolKernel::ALL {
-                if kernel.supports(c.input_shape) {
-                    let mut rec = gpu.recorder();
-                    let y = global_pool_with(&mut rec, kind, &xt, kernel)?;
-                    outputs.push(rec.download(&y)?);
-                }
-            }
-            Ok(values(farthest(c, outputs)))
+            let kernels = GlobalPoolKernel::ALL
+                .into_iter()
+                .filter(|k| k.supports(c.input_shape));
+            farthest(c, kernels, |rec, k| global_pool_with(rec, kind, &xt, k)).map(values)
         }
         _ => unreachable!("run {run:?} does not belong to case {}", c.name),
     }
