@@ -1083,17 +1083,15 @@ pub fn adaptive_avg_pool2d(
     // whose longer pass loops less.
     let rows_first = [s[0], s[1], out[2], s[3]];
     let columns_first = [s[0], s[1], s[2], out[3]];
-    let loops = |mid: [usize; 4]| {
-        adaptive_geometry(s, mid)
-            .1
-            .max(adaptive_geometry(mid, out).1)
-    };
-    let mid = if loops(columns_first) < loops(rows_first) {
-        columns_first
-    } else {
-        rows_first
-    };
-    if out[2..] == [1, 1] && loops(mid) > LOOP_BUDGET {
+    let (mid, loops) = [rows_first, columns_first]
+        .map(|mid| {
+            let loops = adaptive_geometry(s, mid).1;
+            (mid, loops.max(adaptive_geometry(mid, out).1))
+        })
+        .into_iter()
+        .min_by_key(|&(_, loops)| loops)
+        .expect("two orders");
+    if out[2..] == [1, 1] && loops > LOOP_BUDGET {
         // A bin longer than an invocation may loop over: the global pool splits planes.
         return global_pool(rec, GlobalPool::Avg, input);
     }
