@@ -91,9 +91,8 @@ fn main(inv: Invocation) {
     for (var sx = 0u; sx < p.strips_x; sx++) {
         let ox0 = sx * PX;
         let ix0 = i32(ox0 * SW) - i32(p.pad_w);
-        // Function-scope variables start zeroed in WGSL; reset per strip.
-        var acc: array<f32, PX * PY>;
-        var row: array<f32, ROW>;
+        var acc = array<f32, PX * PY>();
+        var row = array<f32, ROW>();
         for (var r = 0u; r < in_rows; r++) {
             let iy_raw = iy0 + i32(r);
             // Dilated windows skip rows: read only those some output row needs.
@@ -109,7 +108,7 @@ fn main(inv: Invocation) {
                     // Aligned vec4s from column ix0 - SHIFT; ones outside the row are zero.
                     let w4 = i32(p.w / 4u);
                     let start4 = (ix0 - i32(SHIFT)) / 4;
-                    var vb: array<vec4<f32>, NV>;
+                    var vb = array<vec4<f32>, NV>();
                     for (var v = 0u; v < NV; v++) {
                         let q = start4 + i32(v);
                         let inside = q >= 0 && q < w4;
@@ -131,14 +130,14 @@ fn main(inv: Invocation) {
                     if (d >= 0 && u32(d) % DH == 0u && u32(d) / DH < KH) {
                         let ky = u32(d) / DH;
                         for (var kx = 0u; kx < KW; kx++) {
-                            var wv: f32;
+                            var wv = 0.0;
                             if (KH * KW <= WREG) {
                                 wv = wreg[ky * KW + kx];
                             } else {
                                 wv = f32(wt[(c * KH + ky) * KW + kx]);
                             }
                             for (var j = 0u; j < PX; j++) {
-                                var v: f32;
+                                var v = 0.0;
                                 if (ROWBUF == 1u) {
                                     v = row[j * SW + kx * DW];
                                 } else {
@@ -153,7 +152,7 @@ fn main(inv: Invocation) {
         }
         for (var yy = 0u; yy < PY; yy++) {
             if (oy0 + yy * YS < p.oh) {
-                var out: array<f32, PX>;
+                var out = array<f32, PX>();
                 for (var j = 0u; j < PX; j++) {
                     out[j] = acc[yy * PX + j];
                 }

@@ -72,7 +72,7 @@ fn main(inv: Invocation) {
                     // Aligned vec4s from column ix0 - SHIFT; ones outside the row are zero.
                     let w4 = i32(p.w / 4u);
                     let start4 = (ix0 - i32(SHIFT)) / 4;
-                    var vb: array<vec4<f32>, NV>;
+                    var vb = array<vec4<f32>, NV>();
                     for (var v = 0u; v < NV; v++) {
                         let q = start4 + i32(v);
                         let inside = q >= 0 && q < w4;

@@ -135,7 +135,7 @@ fn main(inv: Invocation) {
                 wv = vec4<f32>(wt[((w_base + k) * p.cout_pg_pad + co_load) / 4u]);
             }
             w_tile[kk * TM4 + lane] = wv;
-            var xs: array<f32, 4>;
+            var xs = array<f32, 4>();
             if (k < p.k) {
                 let taps = p.kh * p.kw;
                 let ci = k / taps;

@@ -73,7 +73,7 @@ fn main(inv: Invocation) {
             for (var a = 0u; a < SH; a++) {
                 let out_row = ((n * p.c_out + co) * oh + SH * i + a) * ow4;
                 // Output columns SW * 4 * j4 + e, e = jj * SW + bb, come from pixel jj, tap bb.
-                var vals: array<f32, 4 * SW>;
+                var vals = array<f32, 4 * SW>();
                 for (var e = 0u; e < 4u * SW; e++) {
                     vals[e] = acc[o * TAPS + a * SW + e % SW][e / SW];
                 }

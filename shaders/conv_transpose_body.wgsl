@@ -75,7 +75,7 @@ fn main(inv: Invocation) {
                     for (var m = 0u; m < TAPS; m++) {
                         if (m > 0u) {
                             let fresh = load_x(base, ix_first - i32(m));
-                            var shifted: array<f32, PX>;
+                            var shifted = array<f32, PX>();
                             for (var j = 0u; j < PX; j++) {
                                 shifted[j] = select(xs[max(j, 1u) - 1u], fresh, j == 0u);
                             }

@@ -112,7 +112,7 @@ fn main(inv: Invocation) {
     for (var q = t; q < HALO; q += WORKGROUP_SIZE) {
         let iy = i32(oy0 + q / HALO_W) - i32(PAD);
         let ix = i32(ox0 + q % HALO_W) - i32(PAD);
-        var acc: array<vec4<f32>, COUT4>;
+        var acc = array<vec4<f32>, COUT4>();
         let inside = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
         if (inside) {
             let sy = source_axis(u32(iy), p.low_h);

@@ -73,7 +73,7 @@ fn main(inv: Invocation) {
         let i = t * VEC + k;
         if (i < p.len4) {
             let av = vec4<f32>(a[i]);
-            var v: vec4<f32>;
+            var v = vec4<f32>();
             switch MODE {
                 case 0u: { v = av; }
                 case 1u: { v = av + vec4<f32>(b[i]); }

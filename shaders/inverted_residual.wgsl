@@ -143,8 +143,8 @@ fn main(inv: Invocation) {
                 let quad = unit / QBLOCKS;
                 if (quad < quads) {
                     let q0 = (unit % QBLOCKS) * QT;
-                    var offset: array<u32, QT>;
-                    var inside: array<bool, QT>;
+                    var offset = array<u32, QT>();
+                    var inside = array<bool, QT>();
                     var any_inside = false;
                     for (var i = 0u; i < QT; i++) {
                         let q = min(q0 + i, HALO - 1u);
@@ -156,7 +156,7 @@ fn main(inv: Invocation) {
                         any_inside = any_inside || inside[i];
                     }
                     let hc = hc0 + quad * 4u;
-                    var e: array<vec4<f32>, QT>;
+                    var e = array<vec4<f32>, QT>();
                     // Units entirely in the padding ring are zeros: no expansion to compute.
                     if (EXPAND == 1u && any_inside) {
                         let quads_in_row = p.hidden / 4u;

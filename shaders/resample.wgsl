@@ -44,7 +44,7 @@ fn main(inv: Invocation) {
     for (var j = 0u; j < PX; j++) {
         let ox = ox0 + j;
         if (ox < p.ow) {
-            var v: f32;
+            var v = 0.0;
             if (cubic) {
                 let c = cols[2u * ox];
                 let cw = bitcast<vec4<f32>>(cols[2u * ox + 1u]);

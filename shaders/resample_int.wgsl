@@ -33,7 +33,7 @@ fn main(inv: Invocation) {
         let out_row = (row * SY + r) * out_w4 + j * SX;
         for (var t = 0u; t < SX; t++) {
             // Output elements 4t .. 4t + 3 of this run of 4 * SX take input 4t / SX ...
-            var o: vec4<f32>;
+            var o = vec4<f32>();
             for (var e = 0u; e < 4u; e++) {
                 let m = 4u * t + e;
                 var value = v[m / SX];

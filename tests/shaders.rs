@@ -465,3 +465,63 @@ fn reflection_catches_a_reordered_uniform_field_a_renamed_binding_and_a_wrong_ac
     extra.constants.set("NOT_IN_WGSL", 1);
     assert!(reflect(&extra, &source).unwrap_err().contains("constants"));
 }
+
+/// The `var`s declared without an initializer inside a loop of `source`, as
+/// `"line: declaration"`. WGSL zeroes such a variable each time its declaration runs, but
+/// not every implementation does: Deno's WebGPU zeroes it once per invocation, so a
+/// value carried over from the previous iteration (an accumulator of the previous strip)
+/// leaked into the next there (`scripts/web_smoke.sh` found it). Every shader spells the
+/// zero out (`var acc = array<f32, N>();`), which naga translates to the same code.
+fn uninitialised_vars_in_loops(source: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    // For each open brace: whether it is a loop's body or inside one.
+    let mut in_loop: Vec<bool> = Vec::new();
+    let mut loop_header = false;
+    for (i, line) in source.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        let decl = code.trim();
+        if decl.starts_with("var ")
+            && !decl.starts_with("var<")
+            && !decl.contains('=')
+            && in_loop.last() == Some(&true)
+        {
+            found.push(format!("{}: {decl}", i + 1));
+        }
+        // Braces and the loop keywords, in order: a brace opened after `for`, `loop` or
+        // `while` is a loop's body.
+        let mut word = String::new();
+        for c in code.chars().chain([' ']) {
+            if c.is_alphanumeric() || c == '_' {
+                word.push(c);
+                continue;
+            }
+            loop_header |= matches!(word.as_str(), "for" | "loop" | "while");
+            word.clear();
+            if c == '{' {
+                let outer = in_loop.last() == Some(&true);
+                in_loop.push(outer || loop_header);
+                loop_header = false;
+            } else if c == '}' {
+                in_loop.pop();
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_uninitialised_var_inside_a_loop() {
+    for name in segblocks::shaders::names() {
+        let source = segblocks::shaders::source(name, &[]).unwrap();
+        let found = uninitialised_vars_in_loops(&source);
+        assert!(found.is_empty(), "{name}: {found:?}");
+    }
+    // The scan finds one in a nested loop body, and not one outside loops or initialised.
+    let shader = "fn f() {\n    var a: f32;\n    for (var i = 0u; i < 4u; i++) {\n        \
+                  if (i > 0u) {\n            var b: array<f32, 4>;\n            var c = 0.0;\n        \
+                  }\n    }\n    var d: u32;\n}\n";
+    assert_eq!(
+        uninitialised_vars_in_loops(shader),
+        ["5: var b: array<f32, 4>;"]
+    );
+}
