@@ -877,12 +877,15 @@ impl std::fmt::Debug for Gpu {
 
 impl Gpu {
     /// Opens the default adapter (honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), blocking.
+    /// On the web it is [`Error::Unsupported`]: use [`Gpu::new_async`].
     pub fn new() -> Result<Self> {
-        pollster::block_on(Self::new_async(GpuOptions::default()))
+        Self::with_options(GpuOptions::default())
     }
 
-    /// Opens an adapter chosen by `options`, blocking.
+    /// Opens an adapter chosen by `options`, blocking. On the web it is
+    /// [`Error::Unsupported`]: use [`Gpu::new_async`].
     pub fn with_options(options: GpuOptions) -> Result<Self> {
+        check_can_block("Gpu::new", "Gpu::new_async")?;
         pollster::block_on(Self::new_async(options))
     }
 
@@ -1167,6 +1170,13 @@ impl Gpu {
     /// `Gpu`.
     pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
         self.check_lost()?;
+        // On the web a scope's errors arrive through a promise that settles only once the
+        // module returns to the browser, so waiting here would never end: wgpu's errors
+        // go to the device's uncaptured-error handler there (`Gpu::new_async` installs
+        // one that logs them), and the library's own checks still return typed errors.
+        if cfg!(target_arch = "wasm32") {
+            return Ok(f());
+        }
         let device = &self.inner.device;
         let scopes = [
             device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
@@ -1498,7 +1508,8 @@ impl Gpu {
         {
             return Ok(p);
         }
-        let started = std::time::Instant::now();
+        // `Instant` panics on the web (no clock in wasm32's std): timed natively only.
+        let started = (!cfg!(target_arch = "wasm32")).then(std::time::Instant::now);
         let declared = shaders::specializations(file);
         let is_specialize = |name: &str| declared.iter().any(|(d, _)| d == name);
         let specialize: Vec<(&'static str, u32)> =
@@ -1560,11 +1571,13 @@ impl Gpu {
         if let Some(c) = &self.inner.disk_cache {
             c.dirty.store(true, Ordering::Release);
         }
-        log::debug!(
-            "segblocks: compiled {file} {:?} in {:.1} ms",
-            constants,
-            started.elapsed().as_secs_f64() * 1e3
-        );
+        if let Some(started) = started {
+            log::debug!(
+                "segblocks: compiled {file} {:?} in {:.1} ms",
+                constants,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
         self.inner.pipelines_created.fetch_add(1, Ordering::Relaxed);
         self.inner
             .pipelines
@@ -1595,6 +1608,23 @@ impl Gpu {
         }
         Ok((max as u32, y as u32))
     }
+}
+
+/// [`Error::Unsupported`] on the web for a call that would block until the GPU answers:
+/// a WebAssembly module gets the answer only after it returns to the browser, so such a
+/// call would never end there. `name` is the call, `instead` what to use.
+fn check_can_block(name: &'static str, instead: &str) -> Result<()> {
+    if cfg!(target_arch = "wasm32") {
+        return Err(Error::Unsupported {
+            name,
+            reason: format!(
+                "it blocks until the GPU answers, which a WebAssembly module cannot do \
+                 (the browser delivers the answer only after the module returns); use \
+                 {instead}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The runtime checks compiled into every shader: out-of-bounds accesses and integer
@@ -2187,8 +2217,10 @@ impl<'g> Recorder<'g> {
     /// queries where the device has them, else by submitting and waiting after every
     /// dispatch (the labelled fallback, [`ProfileMethod::Synchronised`](crate::profile::ProfileMethod)).
     /// Profiling changes how the work is submitted, not what it computes; call it before
-    /// recording anything.
+    /// recording anything. On the web it is [`Error::Unsupported`]: reading the times
+    /// back blocks.
     pub fn enable_profiling(&mut self) -> Result<()> {
+        check_can_block("enable_profiling", "a native build")?;
         if self.dispatches > 0 {
             return Err(Error::InvalidParam {
                 name: "profiling",
@@ -2756,7 +2788,10 @@ impl<'g> Recorder<'g> {
     }
 
     /// Submits the recording together with a copy of `tensor`, waits, and returns it.
+    /// On the web it is [`Error::Unsupported`] (nothing is submitted): use
+    /// [`Recorder::download_async`].
     pub fn download(self, tensor: &Tensor) -> Result<Array4<f32>> {
+        check_can_block("download", "Recorder::download_async")?;
         tensor.check_gpu(self.gpu, "tensor")?;
         self.start_readback(tensor.pooled(), tensor.shape)?.wait()
     }
@@ -2764,8 +2799,10 @@ impl<'g> Recorder<'g> {
     /// Submits the recording together with copies of all `tensors` (one submission, one
     /// wait) and returns them in order: several outputs of one recording, such as a
     /// training step's output and running statistics, or a block's output and its
-    /// attention maps.
+    /// attention maps. On the web it is [`Error::Unsupported`] (nothing is submitted): use
+    /// [`Recorder::download_later`] and [`Download::wait_async`].
     pub fn download_many(self, tensors: &[&Tensor]) -> Result<Vec<Array4<f32>>> {
+        check_can_block("download_many", "download_later and Download::wait_async")?;
         for t in tensors {
             t.check_gpu(self.gpu, "tensors")?;
         }
@@ -2798,8 +2835,10 @@ impl<'g> Recorder<'g> {
     }
 
     /// Submits the recording together with a copy of `indices`, waits, and returns them
-    /// as `i64`, PyTorch's index type.
+    /// as `i64`, PyTorch's index type. On the web it is [`Error::Unsupported`] (nothing is
+    /// submitted): use [`Recorder::download_indices_async`].
     pub fn download_indices(self, indices: &IndexTensor) -> Result<Array4<i64>> {
+        check_can_block("download_indices", "Recorder::download_indices_async")?;
         indices.check_gpu(self.gpu, "indices")?;
         let raw: Array4<i32> = self.start_readback(&indices.buf, indices.shape)?.wait()?;
         Ok(raw.mapv(i64::from))
@@ -2829,9 +2868,21 @@ impl std::fmt::Debug for Download {
 }
 
 impl Download {
-    /// Blocks until every tensor is back; returns them in the order asked.
+    /// Blocks until every tensor is back; returns them in the order asked. On the web it
+    /// is [`Error::Unsupported`]: use [`Download::wait_async`].
     pub fn wait(self) -> Result<Vec<Array4<f32>>> {
+        check_can_block("Download::wait", "Download::wait_async")?;
         self.reads.into_iter().map(|r| r.wait()).collect()
+    }
+
+    /// Resolves when every tensor is back; returns them in the order asked. On native
+    /// targets a helper thread drives the device while the future waits.
+    pub async fn wait_async(self) -> Result<Vec<Array4<f32>>> {
+        let mut out = Vec::with_capacity(self.reads.len());
+        for read in self.reads {
+            out.push(read.wait_async().await?);
+        }
+        Ok(out)
     }
 }
 
@@ -2867,13 +2918,15 @@ impl<T> FramesInFlight<T> {
     }
 
     /// Submits `rec` with copies of `outputs` as frame `tag`; returns the oldest frame's
-    /// tag and outputs when more than `depth` frames are pending.
+    /// tag and outputs when more than `depth` frames are pending. On the web it is
+    /// [`Error::Unsupported`] (nothing is submitted): use [`FramesInFlight::push_async`].
     pub fn push(
         &mut self,
         tag: T,
         rec: Recorder<'_>,
         outputs: &[&Tensor],
     ) -> Result<Option<(T, Vec<Array4<f32>>)>> {
+        check_can_block("FramesInFlight::push", "FramesInFlight::push_async")?;
         self.pending.push_back((tag, rec.download_later(outputs)?));
         if self.pending.len() > self.depth {
             return self.pop();
@@ -2881,10 +2934,35 @@ impl<T> FramesInFlight<T> {
         Ok(None)
     }
 
-    /// Waits for the oldest pending frame.
+    /// Waits for the oldest pending frame. On the web it is [`Error::Unsupported`]: use
+    /// [`FramesInFlight::pop_async`].
     pub fn pop(&mut self) -> Result<Option<(T, Vec<Array4<f32>>)>> {
+        check_can_block("FramesInFlight::pop", "FramesInFlight::pop_async")?;
         match self.pending.pop_front() {
             Some((tag, download)) => Ok(Some((tag, download.wait()?))),
+            None => Ok(None),
+        }
+    }
+
+    /// [`FramesInFlight::push`] without blocking: the oldest frame's outputs, when more
+    /// than `depth` frames are pending, are awaited.
+    pub async fn push_async(
+        &mut self,
+        tag: T,
+        rec: Recorder<'_>,
+        outputs: &[&Tensor],
+    ) -> Result<Option<(T, Vec<Array4<f32>>)>> {
+        self.pending.push_back((tag, rec.download_later(outputs)?));
+        if self.pending.len() > self.depth {
+            return self.pop_async().await;
+        }
+        Ok(None)
+    }
+
+    /// Resolves with the oldest pending frame.
+    pub async fn pop_async(&mut self) -> Result<Option<(T, Vec<Array4<f32>>)>> {
+        match self.pending.pop_front() {
+            Some((tag, download)) => Ok(Some((tag, download.wait_async().await?))),
             None => Ok(None),
         }
     }
