@@ -4,12 +4,23 @@
 //!   reference (`segblocks::reference`, compiled to WebAssembly too);
 //! - MediaPipe's selfie network on the golden photo against TFLite's mask, on the kernels
 //!   of a CPU adapter and on those of a GPU, one frame at a time and three in flight;
+//! - the ops outside the networks (interpolation in every mode, pooling with indices and
+//!   unpooling, adaptive and global pooling, norms, AdaIN, softmax, shuffles) against the
+//!   reference;
+//! - every other network of the crate (torchvision's segmentation models, U-Net, SegNet,
+//!   FCN-8s) and the blocks no network uses, with `StateDict::synthetic` weights, on both
+//!   kernel classes against the CPU reference at odd sizes and batch 2;
 //! - the blocking calls refused with `Error::Unsupported` instead of hanging.
 //!
 //! `run` resolves with a report and rejects with the first failure.
 
 use ndarray::{Array1, Array4};
-use segblocks::networks::{SelfieModel, SelfieSegmentation};
+use segblocks::blocks::{Architecture, Model};
+use segblocks::networks::{
+    Fcn8s, Fcn8sConfig, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features,
+    MobileNetV3Features, MobileNetV3FeaturesConfig, SegNet, SegNetConfig, SegmentationConfig,
+    SegmentationModel, SelfieModel, SelfieSegmentation, UNet, UNetConfig,
+};
 use segblocks::ops::conv::{Conv2d, Conv2dParams, ConvKernel, PaddingMode};
 use segblocks::{Activation, DeviceClass, Error, FramesInFlight, Gpu, GpuOptions, StateDict};
 use wasm_bindgen::prelude::*;
@@ -68,6 +79,8 @@ async fn smoke() -> Check<String> {
         info.name, info.backend, info.device_type
     ));
     report.push(conv_kernels(&gpu).await?);
+    report.push(ops(&gpu).await?);
+    let mut gpus = Vec::new();
     for class in [DeviceClass::Cpu, DeviceClass::Gpu] {
         let options = GpuOptions {
             device_class: Some(class),
@@ -75,8 +88,157 @@ async fn smoke() -> Check<String> {
         };
         let gpu = Gpu::new_async(options).await.map_err(text)?;
         report.push(selfie(&gpu).await?);
+        gpus.push(gpu);
     }
+    report.push(networks(&gpus).await?);
     Ok(report.join("\n"))
+}
+
+/// Every network and the blocks no network uses, on each context's kernels, against the
+/// reference.
+async fn networks(gpus: &[Gpu]) -> Check<String> {
+    let sd = StateDict::synthetic();
+    let mut names = Vec::new();
+    for gpu in gpus {
+        let mv3_small = MobileNetV3FeaturesConfig::small()
+            .reduced_tail(true)
+            .dilated(true);
+        check_model(
+            gpu,
+            "mobilenet_v2(0.5)",
+            &MobileNetV2Features::load(
+                gpu,
+                MobileNetV2Config::torchvision().width_mult(0.5),
+                &sd,
+                "",
+            )
+            .map_err(text)?,
+            [2, 3, 45, 51],
+        )
+        .await?;
+        check_model(
+            gpu,
+            "mobilenet_v3_small(reduced, dilated)",
+            &MobileNetV3Features::load(gpu, mv3_small, &sd, "").map_err(text)?,
+            [1, 3, 57, 49],
+        )
+        .await?;
+        check_model(
+            gpu,
+            "lraspp_mobilenet_v3_large(3)",
+            &LrAsppMobileNetV3::load(gpu, LrAsppConfig::torchvision(3), &sd, "").map_err(text)?,
+            [2, 3, 67, 45],
+        )
+        .await?;
+        check_model(
+            gpu,
+            "deeplabv3_mobilenet_v3_large(4)",
+            &SegmentationModel::load(
+                gpu,
+                SegmentationConfig::deeplabv3_mobilenet_v3_large(4),
+                &sd,
+                "",
+            )
+            .map_err(text)?,
+            [1, 3, 41, 37],
+        )
+        .await?;
+        check_model(
+            gpu,
+            "fcn_resnet50(2)",
+            &SegmentationModel::load(gpu, SegmentationConfig::fcn_resnet50(2), &sd, "")
+                .map_err(text)?,
+            [1, 3, 35, 33],
+        )
+        .await?;
+        check_model(
+            gpu,
+            "deeplabv3_resnet50(3)",
+            &SegmentationModel::load(gpu, SegmentationConfig::deeplabv3_resnet50(3), &sd, "")
+                .map_err(text)?,
+            [2, 3, 33, 30],
+        )
+        .await?;
+        check_model(
+            gpu,
+            "unet",
+            &UNet::load(gpu, UNetConfig::new(3, 2).base_channels(8), &sd, "").map_err(text)?,
+            [2, 3, 45, 67],
+        )
+        .await?;
+        check_model(
+            gpu,
+            "unet(bilinear)",
+            &UNet::load(
+                gpu,
+                UNetConfig::new(3, 3).base_channels(8).bilinear(true),
+                &sd,
+                "",
+            )
+            .map_err(text)?,
+            [1, 3, 37, 50],
+        )
+        .await?;
+        let segnet =
+            SegNetConfig::vgg16_bn(3, 4).stages(vec![16, 32, 64, 64, 64], vec![2, 2, 3, 3, 3]);
+        check_model(
+            gpu,
+            "segnet",
+            &SegNet::load(gpu, segnet, &sd, "").map_err(text)?,
+            [2, 3, 64, 96],
+        )
+        .await?;
+        check_model(
+            gpu,
+            "fcn8s",
+            &Fcn8s::load(
+                gpu,
+                Fcn8sConfig::new(3).widths([8, 16, 32, 64, 64], 96),
+                &sd,
+                "",
+            )
+            .map_err(text)?,
+            [1, 3, 39, 45],
+        )
+        .await?;
+        names.push(if gpu.caps().cpu { "CPU" } else { "GPU" });
+    }
+    Ok(format!(
+        "10 networks at odd sizes (batch 1-2) match the reference on {}-class kernels",
+        names.join("- and ")
+    ))
+}
+
+/// `net` on `gpu` against its CPU reference, within 1e-4 of the reference's largest
+/// output.
+async fn check_model<A: Architecture>(
+    gpu: &Gpu,
+    name: &str,
+    net: &Model<A>,
+    shape: [usize; 4],
+) -> Check<()> {
+    let x = Array4::from_shape_fn(shape, |(n, c, y, x)| {
+        ((n * 7 + c * 13 + y * 5 + x * 3) % 17) as f32 / 17.0 - 0.5
+    });
+    let want = net.reference(x.view()).map_err(text)?;
+    let xt = gpu.upload(x.view()).map_err(text)?;
+    let mut rec = gpu.recorder();
+    let y = net.forward(&mut rec, &xt).map_err(text)?;
+    let got = rec.download_async(&y).await.map_err(text)?;
+    let scale = want.iter().fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let class = if gpu.caps().cpu { "CPU" } else { "GPU" };
+    if worst.is_nan() || worst > 1e-4 * scale {
+        return Err(format!(
+            "{name} on {shape:?}, {class}-class kernels: off the reference by {worst} (largest \
+             output {scale})"
+        ));
+    }
+    Ok(())
 }
 
 /// Every kernel of each case against the reference, within 1e-5 of its largest output.
@@ -148,6 +310,198 @@ async fn conv_kernels(gpu: &Gpu) -> Check<String> {
     Ok(format!(
         "convolutions: {runs} kernel runs on 6 cases match the reference"
     ))
+}
+
+/// A deterministic input of `shape` in [-0.5, 0.5), with ties (for the max pools).
+fn input(shape: [usize; 4], salt: usize) -> Array4<f32> {
+    Array4::from_shape_fn(shape, |(n, c, y, x)| {
+        ((n * 7 + c * 13 + y * 5 + x * 3 + salt) % 17) as f32 / 17.0 - 0.5
+    })
+}
+
+/// `got` within 1e-5 of `want`'s largest value, else an error naming `name`.
+fn close(name: &str, got: &Array4<f32>, want: &Array4<f32>) -> Check<()> {
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "{name}: shape {:?}, want {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    if worst.is_nan() || worst > 1e-5 * scale {
+        return Err(format!("{name}: off the reference by {worst}"));
+    }
+    Ok(())
+}
+
+/// The op families the networks leave out, against the reference.
+async fn ops(gpu: &Gpu) -> Check<String> {
+    use segblocks::ops::{channel, norm, pool, upsample};
+    use segblocks::reference as cpu;
+    let x = input([2, 6, 23, 17], 0);
+    let xt = gpu.upload(x.view()).map_err(text)?;
+    let mut checked = 0;
+    let modes = [
+        upsample::UpsampleParams::nearest().scale_factor(2.0),
+        upsample::UpsampleParams::nearest_exact().size((31, 40)),
+        upsample::UpsampleParams::bilinear(false).scale_factor(2.0),
+        upsample::UpsampleParams::bilinear(true).size((9, 50)),
+        upsample::UpsampleParams::bicubic(false).size((40, 29)),
+        upsample::UpsampleParams::bilinear(false)
+            .antialias(true)
+            .size((11, 7)),
+        upsample::UpsampleParams::area().size((7, 5)),
+    ];
+    for params in modes {
+        let mut rec = gpu.recorder();
+        let y = upsample::upsample(&mut rec, &params, &xt).map_err(text)?;
+        let got = rec.download_async(&y).await.map_err(text)?;
+        close(
+            &format!("{params:?}"),
+            &got,
+            &cpu::upsample::upsample(&params, x.view()).map_err(text)?,
+        )?;
+        checked += 1;
+    }
+    // Max pooling with indices (ceil mode, padding, dilation), and unpooling with them.
+    let mp = pool::MaxPool2dParams::new(3)
+        .stride(2)
+        .padding(1)
+        .dilation(1)
+        .ceil_mode(true);
+    let mut rec = gpu.recorder();
+    let (values, indices) = pool::max_pool2d(&mut rec, &mp, &xt).map_err(text)?;
+    let up = pool::MaxUnpool2dParams::new(3).stride(2).padding(1);
+    let unpooled = pool::max_unpool2d(&mut rec, &up, &values, &indices).map_err(text)?;
+    rec.submit().map_err(text)?;
+    let (want_v, want_i) = cpu::pool::max_pool2d(&mp, x.view()).map_err(text)?;
+    close(
+        "max_pool2d",
+        &gpu.recorder().download_async(&values).await.map_err(text)?,
+        &want_v,
+    )?;
+    if gpu
+        .recorder()
+        .download_indices_async(&indices)
+        .await
+        .map_err(text)?
+        != want_i
+    {
+        return Err("max_pool2d: indices differ".into());
+    }
+    let want_u = cpu::pool::max_unpool2d(&up, want_v.view(), want_i.view()).map_err(text)?;
+    close(
+        "max_unpool2d",
+        &gpu.recorder()
+            .download_async(&unpooled)
+            .await
+            .map_err(text)?,
+        &want_u,
+    )?;
+    let ap = pool::AvgPool2dParams::new(3)
+        .stride(2)
+        .padding(1)
+        .ceil_mode(true)
+        .count_include_pad(false);
+    let mut rec = gpu.recorder();
+    let y = pool::avg_pool2d(&mut rec, &ap, &xt).map_err(text)?;
+    close(
+        "avg_pool2d",
+        &rec.download_async(&y).await.map_err(text)?,
+        &cpu::pool::avg_pool2d(&ap, x.view()).map_err(text)?,
+    )?;
+    let aap = pool::AdaptiveAvgPool2dParams::new((5, 3));
+    let mut rec = gpu.recorder();
+    let y = pool::adaptive_avg_pool2d(&mut rec, &aap, &xt).map_err(text)?;
+    close(
+        "adaptive_avg_pool2d",
+        &rec.download_async(&y).await.map_err(text)?,
+        &cpu::pool::adaptive_avg_pool2d(&aap, x.view()).map_err(text)?,
+    )?;
+    let amp = pool::AdaptiveMaxPool2dParams::new((4, 6));
+    let mut rec = gpu.recorder();
+    let (y, _) = pool::adaptive_max_pool2d(&mut rec, &amp, &xt).map_err(text)?;
+    close(
+        "adaptive_max_pool2d",
+        &rec.download_async(&y).await.map_err(text)?,
+        &cpu::pool::adaptive_max_pool2d(&amp, x.view())
+            .map_err(text)?
+            .0,
+    )?;
+    for kind in [pool::GlobalPool::Avg, pool::GlobalPool::Max] {
+        let mut rec = gpu.recorder();
+        let y = pool::global_pool(&mut rec, kind, &xt).map_err(text)?;
+        close(
+            "global_pool",
+            &rec.download_async(&y).await.map_err(text)?,
+            &cpu::pool::global_pool(kind, x.view()).map_err(text)?,
+        )?;
+    }
+    checked += 6;
+    // Norms with synthetic affines, AdaIN, softmax and the shuffles.
+    let sd = StateDict::synthetic();
+    let gn = norm::GroupNormParams::new(3, 6);
+    let layer = norm::GroupNorm::load(gpu, gn, &sd, "gn").map_err(text)?;
+    let (w, b) = (
+        sd.get1("gn.weight", 6).map_err(text)?,
+        sd.get1("gn.bias", 6).map_err(text)?,
+    );
+    let mut rec = gpu.recorder();
+    let y = layer.forward(&mut rec, &xt).map_err(text)?;
+    close(
+        "group_norm",
+        &rec.download_async(&y).await.map_err(text)?,
+        &cpu::norm::group_norm(&gn, x.view(), w.view(), b.view()).map_err(text)?,
+    )?;
+    let inorm = norm::InstanceNorm2dParams::new(6).affine(true);
+    let layer = norm::InstanceNorm2d::load(gpu, inorm, &sd, "gn").map_err(text)?;
+    let mut rec = gpu.recorder();
+    let y = layer.forward(&mut rec, &xt).map_err(text)?;
+    close(
+        "instance_norm",
+        &rec.download_async(&y).await.map_err(text)?,
+        &cpu::norm::instance_norm(&inorm, x.view(), w.view(), b.view()).map_err(text)?,
+    )?;
+    let style = input([2, 6, 9, 11], 5);
+    let st = gpu.upload(style.view()).map_err(text)?;
+    let mut rec = gpu.recorder();
+    let y = norm::adain(&mut rec, &xt, &st, 1e-5).map_err(text)?;
+    close(
+        "adain",
+        &rec.download_async(&y).await.map_err(text)?,
+        &cpu::norm::adain(x.view(), style.view(), 1e-5).map_err(text)?,
+    )?;
+    let mut rec = gpu.recorder();
+    let y = channel::softmax(&mut rec, &xt).map_err(text)?;
+    close(
+        "softmax",
+        &rec.download_async(&y).await.map_err(text)?,
+        &cpu::channel::softmax(x.view(), false),
+    )?;
+    let mut rec = gpu.recorder();
+    let y = channel::channel_shuffle(&mut rec, &xt, 3).map_err(text)?;
+    close(
+        "channel_shuffle",
+        &rec.download_async(&y).await.map_err(text)?,
+        &cpu::channel::channel_shuffle(x.view(), 3).map_err(text)?,
+    )?;
+    let ps = input([1, 8, 5, 7], 2);
+    let pt = gpu.upload(ps.view()).map_err(text)?;
+    let mut rec = gpu.recorder();
+    let y = upsample::pixel_shuffle(&mut rec, &pt, 2).map_err(text)?;
+    close(
+        "pixel_shuffle",
+        &rec.download_async(&y).await.map_err(text)?,
+        &cpu::upsample::pixel_shuffle(ps.view(), 2).map_err(text)?,
+    )?;
+    checked += 6;
+    Ok(format!("ops: {checked} op calls match the reference"))
 }
 
 /// The selfie mask on `gpu` against TFLite's (mean absolute difference within 1e-3), one
