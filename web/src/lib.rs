@@ -4,9 +4,10 @@
 //!   reference (`segblocks::reference`, compiled to WebAssembly too);
 //! - MediaPipe's selfie network on the golden photo against TFLite's mask, on the kernels
 //!   of a CPU adapter and on those of a GPU, one frame at a time and three in flight;
-//! - the ops outside the networks (interpolation in every mode, pooling with indices and
-//!   unpooling, adaptive and global pooling, norms, AdaIN, softmax, shuffles) against the
-//!   reference;
+//! - every transposed-convolution kernel, the interpolation kernels (the picked one and
+//!   the tap kernel) and both global-pool kernels, forced in turn, and the other ops
+//!   outside the networks (interpolation in every mode, pooling with indices and
+//!   unpooling, adaptive pooling, norms, AdaIN, softmax, shuffles) against the reference;
 //! - every other network of the crate (torchvision's segmentation models, U-Net, SegNet,
 //!   FCN-8s), with `StateDict::synthetic` weights, on both kernel classes against the
 //!   CPU reference at odd sizes and batch 1-2;
@@ -346,6 +347,28 @@ async fn ops(gpu: &Gpu) -> Check<String> {
             .size((11, 7)),
         upsample::UpsampleParams::area().size((7, 5)),
     ];
+    // On a width of 16 the vector kernels apply too (integer factors, bilinear by 2):
+    // each mode runs the kernel the library picks and the tap kernel.
+    let x16 = input([1, 4, 9, 16], 3);
+    let x16t = gpu.upload(x16.view()).map_err(text)?;
+    for params in [
+        upsample::UpsampleParams::nearest().scale_factor(2.0),
+        upsample::UpsampleParams::bilinear(false).scale_factor(2.0),
+        upsample::UpsampleParams::bed_of_nails(2),
+    ] {
+        let want = cpu::upsample::upsample(&params, x16.view()).map_err(text)?;
+        let picked = upsample::select_kernel(&params, [1, 4, 9, 16]);
+        for kernel in [picked, upsample::UpsampleKernel::Taps] {
+            if !kernel.supports(&params, [1, 4, 9, 16]) {
+                continue;
+            }
+            let mut rec = gpu.recorder();
+            let y = upsample::upsample_with(&mut rec, &params, &x16t, kernel).map_err(text)?;
+            let got = rec.download_async(&y).await.map_err(text)?;
+            close(&format!("{params:?}, {kernel:?}"), &got, &want, 1e-5)?;
+            checked += 1;
+        }
+    }
     for params in modes {
         let mut rec = gpu.recorder();
         let y = upsample::upsample(&mut rec, &params, &xt).map_err(text)?;
@@ -428,9 +451,14 @@ async fn ops(gpu: &Gpu) -> Check<String> {
             .0,
         1e-5,
     )?;
-    for kind in [pool::GlobalPool::Avg, pool::GlobalPool::Max] {
+    for (kind, kernel) in [pool::GlobalPool::Avg, pool::GlobalPool::Max]
+        .into_iter()
+        .flat_map(|kind| pool::GlobalPoolKernel::ALL.map(|k| (kind, k)))
+        .filter(|(_, k)| k.supports([2, 6, 23, 17]))
+    {
+        checked += 1;
         let mut rec = gpu.recorder();
-        let y = pool::global_pool(&mut rec, kind, &xt).map_err(text)?;
+        let y = pool::global_pool_with(&mut rec, kind, &xt, kernel).map_err(text)?;
         close(
             "global_pool",
             &rec.download_async(&y).await.map_err(text)?,
@@ -438,7 +466,56 @@ async fn ops(gpu: &Gpu) -> Check<String> {
             1e-5,
         )?;
     }
-    checked += 6;
+    checked += 4;
+    // Transposed convolutions, every kernel that supports each case.
+    use segblocks::ops::conv_transpose::{
+        ConvTranspose2d, ConvTranspose2dParams, ConvTransposeKernel,
+    };
+    for (params, shape) in [
+        (
+            ConvTranspose2dParams::new(6, 4, 4).stride(2).padding(1),
+            [2, 6, 23, 17],
+        ),
+        (
+            ConvTranspose2dParams::new(6, 4, 3)
+                .stride(2)
+                .padding(1)
+                .output_padding(1)
+                .groups(2),
+            [1, 6, 9, 16],
+        ),
+        (
+            ConvTranspose2dParams::new(4, 3, 3)
+                .stride((2, 3))
+                .dilation(2)
+                .activation(Activation::Relu),
+            [1, 4, 7, 8],
+        ),
+    ] {
+        let x = input(shape, 1);
+        let w = input(params.weight_shape(), 4);
+        let b = Array1::from_shape_fn(params.out_channels, |i| i as f32 * 0.1 - 0.2);
+        let layer = ConvTranspose2d::new(gpu, params, w.view(), Some(b.view())).map_err(text)?;
+        let want =
+            cpu::conv_transpose::conv_transpose2d(&params, x.view(), w.view(), Some(b.view()))
+                .map_err(text)?;
+        let xt = gpu.upload(x.view()).map_err(text)?;
+        for kernel in ConvTransposeKernel::ALL
+            .into_iter()
+            .filter(|k| k.supports(&params, shape))
+        {
+            let mut rec = gpu.recorder();
+            let y = layer.forward_with(&mut rec, &xt, kernel).map_err(text)?;
+            let got = rec.download_async(&y).await.map_err(text)?;
+            close(
+                &format!("{params:?} on {shape:?}, {kernel:?}"),
+                &got,
+                &want,
+                1e-5,
+            )?;
+            checked += 1;
+        }
+    }
     // Norms with synthetic affines, AdaIN, softmax and the shuffles.
     let sd = StateDict::synthetic();
     let gn = norm::GroupNormParams::new(3, 6);
