@@ -2,6 +2,8 @@
 //! Deno in `scripts/web_smoke.sh`), with the calls the web allows (the async ones):
 //! - every convolution kernel that supports a case, forced in turn, against the CPU
 //!   reference (`segblocks::reference`, compiled to WebAssembly too);
+//! - frames from RGBA / BGRA textures (sRGB or not, stretched or letterboxed) into the
+//!   network's input, against the host path and the reference;
 //! - MediaPipe's selfie network on the golden photo against TFLite's mask, on the kernels
 //!   of a CPU adapter and on those of a GPU, one frame at a time and three in flight;
 //! - every transposed-convolution kernel, the interpolation kernels (the picked one and
@@ -23,6 +25,7 @@ use segblocks::networks::{
     SegmentationModel, SelfieModel, SelfieSegmentation, UNet, UNetConfig,
 };
 use segblocks::ops::conv::{Conv2d, Conv2dParams, ConvKernel, PaddingMode};
+use segblocks::wgpu;
 use segblocks::{Activation, DeviceClass, Error, FramesInFlight, Gpu, GpuOptions, StateDict};
 use wasm_bindgen::prelude::*;
 
@@ -81,6 +84,7 @@ async fn smoke() -> Check<String> {
     ));
     report.push(conv_kernels(&gpu).await?);
     report.push(ops(&gpu).await?);
+    report.push(frames(&gpu).await?);
     let mut gpus = Vec::new();
     for class in [DeviceClass::Cpu, DeviceClass::Gpu] {
         let options = GpuOptions {
@@ -580,6 +584,89 @@ async fn ops(gpu: &Gpu) -> Check<String> {
     )?;
     checked += 6;
     Ok(format!("ops: {checked} op calls match the reference"))
+}
+
+/// Frames from the application's textures (RGBA / BGRA, sRGB or not; stretched and
+/// letterboxed, normalised) into the network's input, against the same frame's host bytes
+/// and the reference.
+async fn frames(gpu: &Gpu) -> Check<String> {
+    use segblocks::ops::frame::{
+        frame_from_host, frame_from_texture, Fit, FrameLayout, FrameParams, Normalize, PixelFormat,
+    };
+    let (w, h) = (37usize, 23usize);
+    let rgba: Vec<u8> = (0..w * h * 4)
+        .map(|i| ((i * 37 + i / 7) % 256) as u8)
+        .collect();
+    let layout = FrameLayout::packed(w, h, PixelFormat::Rgba8);
+    let mut checked = 0;
+    for params in [
+        FrameParams::new(16, 24).normalize(Normalize::SYMMETRIC),
+        FrameParams::new(30, 20).fit(Fit::Letterbox { fill: 0.5 }),
+    ] {
+        let want =
+            segblocks::reference::frame::frame_to_input(&rgba, &layout, &params).map_err(text)?;
+        let mut rec = gpu.recorder();
+        let x = frame_from_host(&mut rec, &rgba, &layout, &params).map_err(text)?;
+        let host = rec.download_async(&x).await.map_err(text)?;
+        close(&format!("frame_from_host {params:?}"), &host, &want, 1e-5)?;
+        for format in [
+            wgpu::TextureFormat::Rgba8Unorm,
+            wgpu::TextureFormat::Rgba8UnormSrgb,
+            wgpu::TextureFormat::Bgra8Unorm,
+            wgpu::TextureFormat::Bgra8UnormSrgb,
+        ] {
+            let bgra = matches!(
+                format,
+                wgpu::TextureFormat::Bgra8Unorm | wgpu::TextureFormat::Bgra8UnormSrgb
+            );
+            let bytes: Vec<u8> = rgba
+                .chunks(4)
+                .flat_map(|p| {
+                    if bgra {
+                        [p[2], p[1], p[0], p[3]]
+                    } else {
+                        [p[0], p[1], p[2], p[3]]
+                    }
+                })
+                .collect();
+            let texture = gpu.device().create_texture(&wgpu::TextureDescriptor {
+                label: Some("frame"),
+                size: wgpu::Extent3d {
+                    width: w as u32,
+                    height: h as u32,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format,
+                usage: wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            });
+            gpu.queue().write_texture(
+                texture.as_image_copy(),
+                &bytes,
+                wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(4 * w as u32),
+                    rows_per_image: None,
+                },
+                texture.size(),
+            );
+            let mut rec = gpu.recorder();
+            let x = frame_from_texture(&mut rec, &texture, &params).map_err(text)?;
+            let got = rec.download_async(&x).await.map_err(text)?;
+            if got != host {
+                return Err(format!(
+                    "frame_from_texture {format:?} {params:?} differs from the host frame"
+                ));
+            }
+            checked += 1;
+        }
+    }
+    Ok(format!(
+        "frames: {checked} texture frames equal the host frame, which matches the reference"
+    ))
 }
 
 /// The selfie mask on `gpu` against TFLite's (mean absolute difference within 1e-3), one
