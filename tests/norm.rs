@@ -436,6 +436,98 @@ fn statistics_of_segments_longer_than_one_workgroup_can_loop() {
     );
 }
 
+/// Norms with nothing per channel (no affine, no running statistics) take any channel
+/// count, as PyTorch does: `BatchNorm2d(3, affine=False, track_running_stats=False)` and
+/// `InstanceNorm2d(3)` on 5 channels, `GroupNorm(2, 4, affine=False)` on 6; with
+/// something per channel, or channels that the groups do not divide, they are refused.
+/// The reference takes the input's channel count for its per-channel vectors.
+#[test]
+fn norms_with_nothing_per_channel_take_any_channel_count() {
+    let gpu = gpu();
+    let mut r = rng(8);
+    let x = random4(&mut r, [2, 5, 4, 6]);
+    let dy = random4(&mut r, [2, 5, 4, 6]);
+    let xt = gpu.upload(x.view()).unwrap();
+    let (ones, zeros) = (Array1::<f32>::ones(5), Array1::<f32>::zeros(5));
+    let bare = BatchNorm2dParams::new(3)
+        .affine(false)
+        .track_running_stats(false);
+    let bn = BatchNorm2d::new(gpu, bare, None, None).unwrap();
+    let want = reference::norm::batch_norm_train(
+        &bare,
+        x.view(),
+        ones.view(),
+        zeros.view(),
+        zeros.view(),
+        ones.view(),
+        0.1,
+    )
+    .unwrap()
+    .output;
+    let mut rec = gpu.recorder();
+    let eval = bn.forward_eval(&mut rec, &xt).unwrap();
+    let (train, saved) = bn.forward_train(&mut rec, &xt).unwrap();
+    let dyt = gpu.upload(dy.view()).unwrap();
+    let grads = bn.backward(&mut rec, &xt, &dyt, &saved).unwrap();
+    rec.submit().unwrap();
+    for (what, t) in [("batch norm eval", &eval), ("batch norm train", &train)] {
+        assert_close(down(t).view(), want.view(), tol(&want).view(), what);
+    }
+    let (want_dx, _, _) =
+        reference::norm::batch_norm_backward(&bare, x.view(), dy.view(), ones.view()).unwrap();
+    let dx = down(&grads.grad_input);
+    assert_close(dx.view(), want_dx.view(), tol(&want_dx).view(), "backward");
+
+    let inorm = InstanceNorm2dParams::new(3);
+    let layer = InstanceNorm2d::new(gpu, inorm, None, None).unwrap();
+    let mut rec = gpu.recorder();
+    let y = layer.forward(&mut rec, &xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    let want = reference::norm::instance_norm(&inorm, x.view(), ones.view(), zeros.view()).unwrap();
+    assert_close(got.view(), want.view(), tol(&want).view(), "instance norm");
+
+    let six = random4(&mut r, [1, 6, 3, 5]);
+    let sixt = gpu.upload(six.view()).unwrap();
+    let gn = GroupNormParams::new(2, 4).affine(false);
+    let layer = GroupNorm::new(gpu, gn, None, None).unwrap();
+    let mut rec = gpu.recorder();
+    let y = layer.forward(&mut rec, &sixt).unwrap();
+    let got = rec.download(&y).unwrap();
+    let (ones6, zeros6) = (Array1::<f32>::ones(6), Array1::<f32>::zeros(6));
+    let want = reference::norm::group_norm(&gn, six.view(), ones6.view(), zeros6.view()).unwrap();
+    assert_close(got.view(), want.view(), tol(&want).view(), "group norm");
+
+    // Refused: 5 channels in 2 groups; an affine or running statistics of 3 channels.
+    expect_param(gn.output_shape([1, 5, 3, 5]), "input");
+    let shape = [2, 5, 4, 6];
+    for refused in [
+        BatchNorm2dParams::new(3).output_shape(shape),
+        BatchNorm2dParams::new(3).affine(false).output_shape(shape),
+        BatchNorm2dParams::new(3)
+            .track_running_stats(false)
+            .output_shape(shape),
+        InstanceNorm2dParams::new(3)
+            .affine(true)
+            .output_shape(shape),
+        InstanceNorm2dParams::new(3)
+            .track_running_stats(true)
+            .output_shape(shape),
+        GroupNormParams::new(1, 3).output_shape(shape),
+    ] {
+        assert!(
+            matches!(refused, Err(Error::ShapeMismatch { name: "input", .. })),
+            "{refused:?}"
+        );
+    }
+    // The reference refuses per-channel vectors of another length by name.
+    let short = Array1::<f32>::ones(3);
+    let err = reference::norm::instance_norm(&inorm, x.view(), short.view(), zeros.view());
+    assert!(
+        matches!(err, Err(Error::ShapeMismatch { name: "gamma", .. })),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn adain_transfers_style_statistics() {
     let gpu = gpu();

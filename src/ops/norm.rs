@@ -473,10 +473,11 @@ fn load_affine(
 }
 
 /// A normalisation layer's learnable scale and shift on the GPU.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Affine {
     gamma: Arc<PooledBuffer>,
     beta: Arc<PooledBuffer>,
+    len: usize,
 }
 
 impl Affine {
@@ -484,7 +485,19 @@ impl Affine {
         Ok(Affine {
             gamma: gpu.upload_f32("weight", gamma)?,
             beta: gpu.upload_f32("bias", beta)?,
+            len: gamma.len(),
         })
+    }
+
+    /// This affine for an input of `channels` channels: itself, or where the channel
+    /// count differs (a norm with nothing per channel, which takes any count) the
+    /// identity of that length.
+    fn for_channels(&self, gpu: &Gpu, channels: usize) -> Result<std::borrow::Cow<'_, Affine>> {
+        if channels == self.len {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        }
+        let identity = Affine::upload(gpu, &vec![1.0; channels], &vec![0.0; channels])?;
+        Ok(std::borrow::Cow::Owned(identity))
     }
 }
 
@@ -551,7 +564,10 @@ impl SegmentNorm {
     ) -> Result<Tensor> {
         x.check_gpu(rec.gpu(), "input")?;
         check_owner(self.gpu.id(), rec.gpu(), "layer")?;
-        let a = &self.affine;
+        let a = match mode {
+            ApplyMode::Layer => std::borrow::Cow::Borrowed(&self.affine),
+            _ => self.affine.for_channels(&self.gpu, x.shape()[1])?,
+        };
         if let Some(running) = &self.running {
             let (beta, act) = (Some(&a.beta), Activation::None);
             return record_apply(
@@ -624,9 +640,14 @@ impl BatchNorm2dParams {
         Ok(())
     }
 
-    /// Validates against `[N, C, H, W]` and returns the (unchanged) output shape.
+    /// Validates against `[N, C, H, W]` and returns the (unchanged) output shape. `C` must
+    /// be `num_features`, unless the layer has nothing per channel (no affine, no running
+    /// statistics): then any channel count is taken, as PyTorch does.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         self.validate()?;
+        if !self.affine && !self.track_running_stats {
+            return check_dims("input", &input).map(|_| input);
+        }
         check_channels(input, self.num_features).map(|_| input)
     }
 
@@ -820,7 +841,8 @@ impl BatchNorm2d {
                 "expected more than 1 value per channel when training, got input of shape {s:?}"
             )
         })?;
-        let c = self.params.num_features;
+        // The input's channels: `num_features` unless the layer has nothing per channel.
+        let c = s[1];
         let stats = rec.alloc_f32("stats", 4 * c)?;
         // Nothing is recorded unless the whole step can be: the running statistics change
         // exactly when the step runs.
@@ -866,7 +888,7 @@ impl BatchNorm2d {
         stats: &Arc<PooledBuffer>,
         act: Activation,
     ) -> Result<Tensor> {
-        let a = &self.affine;
+        let a = self.affine.for_channels(&self.gpu, x.shape()[1])?;
         let eps = self.params.eps;
         record_apply(
             rec,
@@ -886,7 +908,7 @@ impl BatchNorm2d {
     pub fn forward_eval(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         self.check(rec, x)?;
         if !self.params.track_running_stats {
-            let stats = rec.alloc_f32("stats", 4 * self.params.num_features)?;
+            let stats = rec.alloc_f32("stats", 4 * x.shape()[1])?;
             let seg = Segments::per_channel(x.shape());
             record_stats(rec, seg, x, &stats, None, self.params.eps)?;
             return self.apply(rec, x, &stats, Activation::None);
@@ -922,7 +944,7 @@ impl BatchNorm2d {
         saved: &BatchStats,
     ) -> Result<BatchNormGrads> {
         self.check_backward(rec, x, dy, saved)?;
-        let c = self.params.num_features;
+        let c = x.shape()[1];
         // A private copy: the backward sums go into its upper half.
         let stats = rec.alloc_f32("stats", 4 * c)?;
         rec.copy(&saved.stats, 0, &stats, 0, 8 * c as u64)?;
@@ -972,7 +994,8 @@ impl BatchNorm2d {
         count: usize,
     ) -> Result<Tensor> {
         let s = x.shape();
-        let c = self.params.num_features;
+        let c = s[1];
+        let gamma = self.affine.for_channels(&self.gpu, c)?;
         let dx = rec.empty("grad_input", s)?;
         let hw = s[2] * s[3];
         let strips = hw.div_ceil(APPLY_PX);
@@ -990,7 +1013,7 @@ impl BatchNorm2d {
             .read("x", x)
             .read("dy", dy)
             .read("stats", stats)
-            .read("gamma", &self.affine.gamma)
+            .read("gamma", &gamma.gamma)
             .write("dx", &dx);
         rec.run(&BATCH_NORM_BACKWARD.launch(&(), &u).threads(total), args)?;
         Ok(dx)
@@ -1076,7 +1099,7 @@ pub fn fold_batch_norm(
 macro_rules! segment_norm_params {
     ($t:ident, $dim:ty, |$p:ident, $s:ident| affine: $affine:expr, shape: $shape:expr,
      start: $start:expr, bias: $bias:expr, running: $running:expr,
-     segments: $segments:expr) => {
+     channel_groups: $groups:expr, segments: $segments:expr) => {
         impl $t {
             /// Validates against `[N, C, H, W]` (the channels, or for layer norm the
             /// trailing dimensions, must be the affine's shape); returns the output shape,
@@ -1119,6 +1142,11 @@ macro_rules! segment_norm_params {
             }
             fn epsilon(&self) -> f32 {
                 self.eps
+            }
+            #[allow(unused_variables)] // constant for some norms
+            fn channel_groups(&self) -> Option<usize> {
+                let $p = self;
+                $groups
             }
             #[allow(unused_variables)] // instance and layer norm need no parameter
             fn segments(&self, $s: [usize; 4]) -> (usize, usize, NormAxes) {
@@ -1179,6 +1207,7 @@ segment_norm_params!(GroupNormParams, Ix1, |p, s|
     start: 1,
     bias: true,
     running: false,
+    channel_groups: Some(p.num_groups),
     segments: (s[0] * p.num_groups, s[1] / p.num_groups * s[2] * s[3], NormAxes::Group(p.num_groups))
 );
 
@@ -1270,6 +1299,7 @@ segment_norm_params!(LayerNormParams, IxDyn, |p, s|
     start: 4 - p.normalized_shape.dims().len(),
     bias: p.bias,
     running: false,
+    channel_groups: None,
     segments: {
         let len: usize = p.normalized_shape.dims().iter().product();
         (s.iter().product::<usize>() / len, len, NormAxes::Layer(len))
@@ -1325,6 +1355,7 @@ segment_norm_params!(InstanceNorm2dParams, Ix1, |p, s|
     start: 1,
     bias: true,
     running: p.track_running_stats,
+    channel_groups: Some(1),
     segments: (s[0] * s[1], s[2] * s[3], NormAxes::Instance)
 );
 
@@ -1369,12 +1400,30 @@ pub trait SegmentNormParams: Copy + std::fmt::Debug + sealed::Sealed {
     fn running_stats(&self) -> bool;
     /// Added to the variance.
     fn epsilon(&self) -> f32;
+    /// For the per-channel norms, the groups the channels fall into (group norm's
+    /// groups, 1 for instance norm); `None` for layer norm.
+    #[doc(hidden)]
+    fn channel_groups(&self) -> Option<usize>;
     /// Validates against `[N, C, H, W]`, whose dimensions from the affine's start on must
-    /// be the affine's shape, and returns the output shape (the input's).
+    /// be the affine's shape, and returns the output shape (the input's). A group or
+    /// instance norm with nothing per channel (no affine, no running statistics) takes
+    /// any channel count, a multiple of its groups, as PyTorch does.
     fn check_input(&self, input: [usize; 4]) -> Result<[usize; 4]> {
         self.check()?;
         check_dims("input", &input)?;
-        let shape = self.affine_shape().1;
+        let (affine, shape) = self.affine_shape();
+        if let Some(groups) = self
+            .channel_groups()
+            .filter(|_| !affine && !self.running_stats())
+        {
+            fail_if(!input[1].is_multiple_of(groups), "input", || {
+                format!(
+                    "expected a number of channels divisible by num_groups ({groups}), got \
+                     input of shape {input:?}"
+                )
+            })?;
+            return Ok(input);
+        }
         let start = self.affine_start();
         let mut want = input;
         want[start..start + shape.len()].copy_from_slice(&shape);

@@ -227,14 +227,24 @@ pub fn argmax(x: ArrayView4<f32>) -> Array4<i64> {
 }
 
 /// torchvision's `LayerNorm2d`: each pixel's channels standardised (biased variance, in
-/// f64) with `eps`, then `gamma[c] * x_hat + beta[c]`.
+/// f64) with `eps`, then `gamma[c] * x_hat + beta[c]`; `gamma` and `beta` must have one
+/// value per channel.
 pub fn layer_norm_2d(
     x: ArrayView4<f32>,
     eps: f32,
     gamma: ArrayView1<f32>,
     beta: ArrayView1<f32>,
-) -> Array4<f32> {
+) -> Result<Array4<f32>> {
     let s = x.shape();
+    for (name, len) in [("weight", gamma.len()), ("bias", beta.len())] {
+        if len != s[1] {
+            return Err(Error::ShapeMismatch {
+                name,
+                expected: vec![s[1]],
+                actual: vec![len],
+            });
+        }
+    }
     let mut out = Array4::<f32>::zeros((s[0], s[1], s[2], s[3]));
     for n in 0..s[0] {
         for h in 0..s[2] {
@@ -250,5 +260,5 @@ pub fn layer_norm_2d(
             }
         }
     }
-    out
+    Ok(out)
 }

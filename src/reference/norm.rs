@@ -23,6 +23,21 @@ fn standardizer<'a>(values: impl IntoIterator<Item = &'a f32>, eps: f32) -> impl
     move |v| (v as f64 - mean) / sd
 }
 
+/// A typed error unless every named per-channel vector has `len` values (the input's
+/// channels): the formulas below index them by channel.
+fn check_lengths(vectors: &[(&'static str, usize)], len: usize) -> Result<()> {
+    for &(name, actual) in vectors {
+        if actual != len {
+            return Err(Error::ShapeMismatch {
+                name,
+                expected: vec![len],
+                actual: vec![actual],
+            });
+        }
+    }
+    Ok(())
+}
+
 fn channel_values(x: &ArrayView4<f32>, c: usize) -> Vec<f64> {
     let mut v = Vec::new();
     for n in 0..x.shape()[0] {
@@ -67,6 +82,13 @@ pub fn batch_norm_train(
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
     let channels = shape[1];
+    let vectors = [
+        ("gamma", gamma.len()),
+        ("beta", beta.len()),
+        ("running_mean", running_mean.len()),
+        ("running_var", running_var.len()),
+    ];
+    check_lengths(&vectors, channels)?;
     let mut out = Array4::<f32>::zeros(shape);
     let (mut mean, mut var) = (Array1::zeros(channels), Array1::zeros(channels));
     let (mut rm, mut rv) = (running_mean.to_owned(), running_var.to_owned());
@@ -114,6 +136,13 @@ pub fn batch_norm_eval(
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
+    let vectors = [
+        ("gamma", gamma.len()),
+        ("beta", beta.len()),
+        ("running_mean", running_mean.len()),
+        ("running_var", running_var.len()),
+    ];
+    check_lengths(&vectors, shape[1])?;
     let mut out = Array4::<f32>::zeros(shape);
     for ((n, c, h, w), &v) in x.indexed_iter() {
         let xhat = (v as f64 - running_mean[c] as f64)
@@ -144,6 +173,7 @@ pub fn batch_norm_backward(
         });
     }
     let channels = shape[1];
+    check_lengths(&[("gamma", gamma.len())], channels)?;
     let mut dx = Array4::<f32>::zeros(shape);
     let (mut dgamma, mut dbeta) = (Array1::zeros(channels), Array1::zeros(channels));
     for c in 0..channels {
@@ -187,6 +217,7 @@ pub fn group_norm(
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
+    check_lengths(&[("gamma", gamma.len()), ("beta", beta.len())], shape[1])?;
     let cpg = shape[1] / params.num_groups;
     let mut out = Array4::<f32>::zeros(shape);
     for n in 0..shape[0] {
@@ -218,6 +249,15 @@ pub fn layer_norm(
     let mut out = Array4::<f32>::zeros(shape);
     let segments: usize = shape[..lead].iter().product();
     let seg_len: usize = dims.iter().product();
+    for (name, actual) in [("gamma", gamma.shape()), ("beta", beta.shape())] {
+        if actual != dims {
+            return Err(Error::ShapeMismatch {
+                name,
+                expected: dims.to_vec(),
+                actual: actual.to_vec(),
+            });
+        }
+    }
     let flat_x: Vec<f32> = x.iter().copied().collect();
     let flat_g: Vec<f32> = gamma.iter().copied().collect();
     let flat_b: Vec<f32> = beta.iter().copied().collect();
@@ -242,6 +282,7 @@ pub fn instance_norm(
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
+    check_lengths(&[("gamma", gamma.len()), ("beta", beta.len())], shape[1])?;
     let mut out = Array4::<f32>::zeros(shape);
     for n in 0..shape[0] {
         for c in 0..shape[1] {
@@ -265,6 +306,13 @@ pub fn instance_norm_running(
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
+    let vectors = [
+        ("gamma", gamma.len()),
+        ("beta", beta.len()),
+        ("running_mean", running_mean.len()),
+        ("running_var", running_var.len()),
+    ];
+    check_lengths(&vectors, shape[1])?;
     let mut out = Array4::<f32>::zeros(shape);
     for ((n, c, h, w), &v) in x.indexed_iter() {
         let mean = running_mean[c] as f64;
