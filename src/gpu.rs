@@ -813,6 +813,41 @@ struct Inner {
     /// Where outputs are poisoned ([`GpuOptions::poison_outputs`]), a buffer of NaN bytes
     /// copied over each new output, grown to the largest one.
     poison: Option<Mutex<Option<wgpu::Buffer>>>,
+    /// On the web, the answers of the error scopes not yet awaited (see `Gpu::scoped`).
+    web_scopes: Mutex<WebScopes>,
+}
+
+/// An error scope's answer, on its way.
+type ScopeAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>> + Send>>;
+
+/// On the web, where an error scope answers only after the module returns to the browser:
+/// the answers not yet awaited, and the first error among those already in.
+#[derive(Default)]
+struct WebScopes {
+    pending: Vec<ScopeAnswer>,
+    first_error: Option<String>,
+}
+
+impl WebScopes {
+    /// Past this many pending answers, those already in are collected (a stream that
+    /// never reads back would otherwise grow the list without end).
+    const COLLECT_AT: usize = 3 * 256;
+
+    /// Keeps the answers still on their way; notes the first error among the others.
+    fn collect_answered(&mut self) {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let first_error = &mut self.first_error;
+        self.pending
+            .retain_mut(|answer| match answer.as_mut().poll(&mut cx) {
+                std::task::Poll::Pending => true,
+                std::task::Poll::Ready(error) => {
+                    if let Some(e) = error {
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                    false
+                }
+            });
+    }
 }
 
 fn invalid_io(name: &'static str, path: &std::path::Path, e: std::io::Error) -> Error {
@@ -1043,6 +1078,7 @@ impl Gpu {
                 unused,
                 texels: Mutex::new(HashMap::new()),
                 poison: options.poison_outputs.then(|| Mutex::new(None)),
+                web_scopes: Mutex::new(WebScopes::default()),
             }),
         })
     }
@@ -1170,13 +1206,6 @@ impl Gpu {
     /// `Gpu`.
     pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
         self.check_lost()?;
-        // On the web a scope's errors arrive through a promise that settles only once the
-        // module returns to the browser, so waiting here would never end: wgpu's errors
-        // go to the device's uncaptured-error handler there (`Gpu::new_async` installs
-        // one that logs them), and the library's own checks still return typed errors.
-        if cfg!(target_arch = "wasm32") {
-            return Ok(f());
-        }
         let device = &self.inner.device;
         let scopes = [
             device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
@@ -1184,6 +1213,23 @@ impl Gpu {
             device.push_error_scope(wgpu::ErrorFilter::Internal),
         ];
         let value = f();
+        // On the web a scope answers through a promise that settles only once the module
+        // returns to the browser, so waiting here would never end: the answers are kept
+        // and the next async readback (or `Gpu::errors_async`) returns their first error.
+        if cfg!(target_arch = "wasm32") {
+            let mut web = self
+                .inner
+                .web_scopes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for scope in scopes.into_iter().rev() {
+                web.pending.push(Box::pin(scope.pop()));
+            }
+            if web.pending.len() >= WebScopes::COLLECT_AT {
+                web.collect_answered();
+            }
+            return Ok(value);
+        }
         // Innermost first; every scope is popped even when an inner one reported.
         let mut first = None;
         for scope in scopes.into_iter().rev() {
@@ -1199,6 +1245,36 @@ impl Gpu {
                 Err(Error::Gpu(e.to_string()))
             }
             None => Ok(value),
+        }
+    }
+
+    /// Resolves with the first error wgpu reported for this context's calls since the last
+    /// check, as [`Error::Gpu`]. On native targets every call returns its errors itself,
+    /// so this resolves at once with `Ok`. On the web the answers arrive only after the
+    /// module returns to the browser: the async readbacks check them before returning
+    /// data, and an application that writes its results to textures (no readback) awaits
+    /// this to learn of a failure.
+    pub async fn errors_async(&self) -> Result<()> {
+        let (pending, first) = {
+            let mut web = self
+                .inner
+                .web_scopes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            (std::mem::take(&mut web.pending), web.first_error.take())
+        };
+        let mut first = first;
+        for answer in pending {
+            if let Some(e) = answer.await {
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }
+        match first {
+            Some(e) => {
+                self.poll_lost()?;
+                Err(Error::Gpu(e))
+            }
+            None => Ok(()),
         }
     }
 
@@ -3011,8 +3087,10 @@ impl PendingRead {
         pollster::block_on(self.finish())
     }
 
-    /// Waits without blocking the caller; a helper thread drives the device on native.
+    /// Waits without blocking the caller; a helper thread drives the device on native. On
+    /// the web, the errors wgpu reported for the calls before it come first.
     async fn wait_async<T: bytemuck::Pod>(self) -> Result<Array4<T>> {
+        self.gpu.errors_async().await?;
         #[cfg(not(target_arch = "wasm32"))]
         {
             let device = self.gpu.inner.device.clone();

@@ -664,8 +664,37 @@ async fn frames(gpu: &Gpu) -> Check<String> {
             checked += 1;
         }
     }
+    // wgpu's errors on the web come back from the next async readback: a frame from a
+    // texture the application destroyed fails at the submission.
+    let texture = gpu.device().create_texture(&wgpu::TextureDescriptor {
+        label: Some("destroyed frame"),
+        size: wgpu::Extent3d {
+            width: 8,
+            height: 8,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba8Unorm,
+        usage: wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    texture.destroy();
+    let mut rec = gpu.recorder();
+    let x = frame_from_texture(&mut rec, &texture, &FrameParams::new(4, 4)).map_err(text)?;
+    match rec.download_async(&x).await {
+        Err(Error::Gpu(_)) => {}
+        other => return Err(format!("a destroyed frame texture gave {other:?}")),
+    }
+    // Nothing left over: the next readback is clean.
+    let mut rec = gpu.recorder();
+    let x = frame_from_host(&mut rec, &rgba, &layout, &FrameParams::new(4, 4)).map_err(text)?;
+    rec.download_async(&x).await.map_err(text)?;
+    gpu.errors_async().await.map_err(text)?;
     Ok(format!(
-        "frames: {checked} texture frames equal the host frame, which matches the reference"
+        "frames: {checked} texture frames equal the host frame, which matches the reference; \
+         a destroyed texture gives Error::Gpu at the next readback"
     ))
 }
 
