@@ -1255,7 +1255,7 @@ impl Gpu {
     /// data, and an application that writes its results to textures (no readback) awaits
     /// this to learn of a failure.
     pub async fn errors_async(&self) -> Result<()> {
-        let (pending, first) = {
+        let (pending, mut first) = {
             let mut web = self
                 .inner
                 .web_scopes
@@ -1263,7 +1263,6 @@ impl Gpu {
                 .unwrap_or_else(|e| e.into_inner());
             (std::mem::take(&mut web.pending), web.first_error.take())
         };
-        let mut first = first;
         for answer in pending {
             if let Some(e) = answer.await {
                 first.get_or_insert_with(|| e.to_string());

@@ -236,15 +236,7 @@ pub fn layer_norm_2d(
     beta: ArrayView1<f32>,
 ) -> Result<Array4<f32>> {
     let s = x.shape();
-    for (name, len) in [("weight", gamma.len()), ("bias", beta.len())] {
-        if len != s[1] {
-            return Err(Error::ShapeMismatch {
-                name,
-                expected: vec![s[1]],
-                actual: vec![len],
-            });
-        }
-    }
+    super::check_lengths(&[("weight", gamma.len()), ("bias", beta.len())], s[1])?;
     let mut out = Array4::<f32>::zeros((s[0], s[1], s[2], s[3]));
     for n in 0..s[0] {
         for h in 0..s[2] {

@@ -22,6 +22,21 @@ use crate::error::{Error, Result};
 use crate::ops::conv::WeightShapes;
 use crate::ops::Activation;
 
+/// A typed error unless every named per-channel vector has `len` values (the input's
+/// channels): the per-channel formulas index them by channel.
+pub(crate) fn check_lengths(vectors: &[(&'static str, usize)], len: usize) -> Result<()> {
+    for &(name, actual) in vectors {
+        if actual != len {
+            return Err(Error::ShapeMismatch {
+                name,
+                expected: vec![len],
+                actual: vec![actual],
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The input's and the output's shapes of a (transposed) convolution, after checking the
 /// parameters against the input, `weight` against PyTorch's weight shape and the bias's
 /// length.

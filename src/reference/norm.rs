@@ -4,6 +4,7 @@
 
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewD};
 
+use super::check_lengths;
 use crate::error::{Error, Result};
 use crate::ops::norm::{BatchNorm2dParams, GroupNormParams, InstanceNorm2dParams, LayerNormParams};
 
@@ -23,19 +24,19 @@ fn standardizer<'a>(values: impl IntoIterator<Item = &'a f32>, eps: f32) -> impl
     move |v| (v as f64 - mean) / sd
 }
 
-/// A typed error unless every named per-channel vector has `len` values (the input's
-/// channels): the formulas below index them by channel.
-fn check_lengths(vectors: &[(&'static str, usize)], len: usize) -> Result<()> {
-    for &(name, actual) in vectors {
-        if actual != len {
-            return Err(Error::ShapeMismatch {
-                name,
-                expected: vec![len],
-                actual: vec![actual],
-            });
-        }
-    }
-    Ok(())
+/// [`check_lengths`] of the affine and the running statistics.
+fn check_affine_and_running(
+    (gamma, beta): (&ArrayView1<f32>, &ArrayView1<f32>),
+    (running_mean, running_var): (&ArrayView1<f32>, &ArrayView1<f32>),
+    channels: usize,
+) -> Result<()> {
+    let vectors = [
+        ("gamma", gamma.len()),
+        ("beta", beta.len()),
+        ("running_mean", running_mean.len()),
+        ("running_var", running_var.len()),
+    ];
+    check_lengths(&vectors, channels)
 }
 
 fn channel_values(x: &ArrayView4<f32>, c: usize) -> Vec<f64> {
@@ -82,13 +83,7 @@ pub fn batch_norm_train(
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
     let channels = shape[1];
-    let vectors = [
-        ("gamma", gamma.len()),
-        ("beta", beta.len()),
-        ("running_mean", running_mean.len()),
-        ("running_var", running_var.len()),
-    ];
-    check_lengths(&vectors, channels)?;
+    check_affine_and_running((&gamma, &beta), (&running_mean, &running_var), channels)?;
     let mut out = Array4::<f32>::zeros(shape);
     let (mut mean, mut var) = (Array1::zeros(channels), Array1::zeros(channels));
     let (mut rm, mut rv) = (running_mean.to_owned(), running_var.to_owned());
@@ -136,13 +131,7 @@ pub fn batch_norm_eval(
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
-    let vectors = [
-        ("gamma", gamma.len()),
-        ("beta", beta.len()),
-        ("running_mean", running_mean.len()),
-        ("running_var", running_var.len()),
-    ];
-    check_lengths(&vectors, shape[1])?;
+    check_affine_and_running((&gamma, &beta), (&running_mean, &running_var), shape[1])?;
     let mut out = Array4::<f32>::zeros(shape);
     for ((n, c, h, w), &v) in x.indexed_iter() {
         let xhat = (v as f64 - running_mean[c] as f64)
@@ -306,13 +295,7 @@ pub fn instance_norm_running(
 ) -> Result<Array4<f32>> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
-    let vectors = [
-        ("gamma", gamma.len()),
-        ("beta", beta.len()),
-        ("running_mean", running_mean.len()),
-        ("running_var", running_var.len()),
-    ];
-    check_lengths(&vectors, shape[1])?;
+    check_affine_and_running((&gamma, &beta), (&running_mean, &running_var), shape[1])?;
     let mut out = Array4::<f32>::zeros(shape);
     for ((n, c, h, w), &v) in x.indexed_iter() {
         let mean = running_mean[c] as f64;
