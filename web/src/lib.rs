@@ -20,13 +20,14 @@
 use ndarray::{Array1, Array4};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    Fcn8s, Fcn8sConfig, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features,
-    MobileNetV3Features, MobileNetV3FeaturesConfig, SegNet, SegNetConfig, SegmentationConfig,
-    SegmentationModel, SelfieModel, SelfieSegmentation, UNet, UNetConfig,
+    Fcn8sConfig, LrAsppConfig, MobileNetV2Config, MobileNetV3FeaturesConfig, SegNetConfig,
+    SegmentationConfig, SelfieModel, SelfieSegmentation, UNetConfig,
 };
 use segblocks::ops::conv::{Conv2d, Conv2dParams, ConvKernel, PaddingMode};
 use segblocks::wgpu;
-use segblocks::{Activation, DeviceClass, Error, FramesInFlight, Gpu, GpuOptions, StateDict};
+use segblocks::{
+    Activation, DeviceClass, Error, FramesInFlight, Gpu, GpuOptions, Recorder, StateDict, Tensor,
+};
 use wasm_bindgen::prelude::*;
 
 const MODEL: &[u8] = include_bytes!("../../models/selfie_segmentation/model.safetensors");
@@ -99,113 +100,52 @@ async fn smoke() -> Check<String> {
     Ok(report.join("\n"))
 }
 
-/// Every network and the blocks no network uses, on each context's kernels, against the
-/// reference.
+/// Every network, on each context's kernels, against the reference.
 async fn networks(gpus: &[Gpu]) -> Check<String> {
-    let sd = StateDict::synthetic();
     let mut names = Vec::new();
     for gpu in gpus {
-        let mv3_small = MobileNetV3FeaturesConfig::small()
+        let mv2 = MobileNetV2Config::torchvision().width_mult(0.5);
+        check_model(gpu, "mobilenet_v2(0.5)", mv2, [2, 3, 45, 51]).await?;
+        let mv3 = MobileNetV3FeaturesConfig::small()
             .reduced_tail(true)
             .dilated(true);
         check_model(
             gpu,
-            "mobilenet_v2(0.5)",
-            &MobileNetV2Features::load(
-                gpu,
-                MobileNetV2Config::torchvision().width_mult(0.5),
-                &sd,
-                "",
-            )
-            .map_err(text)?,
-            [2, 3, 45, 51],
-        )
-        .await?;
-        check_model(
-            gpu,
             "mobilenet_v3_small(reduced, dilated)",
-            &MobileNetV3Features::load(gpu, mv3_small, &sd, "").map_err(text)?,
+            mv3,
             [1, 3, 57, 49],
         )
         .await?;
-        check_model(
-            gpu,
-            "lraspp_mobilenet_v3_large(3)",
-            &LrAsppMobileNetV3::load(gpu, LrAsppConfig::torchvision(3), &sd, "").map_err(text)?,
-            [2, 3, 67, 45],
-        )
-        .await?;
-        check_model(
-            gpu,
-            "deeplabv3_mobilenet_v3_large(4)",
-            &SegmentationModel::load(
-                gpu,
+        let lraspp = LrAsppConfig::torchvision(3);
+        check_model(gpu, "lraspp_mobilenet_v3_large(3)", lraspp, [2, 3, 67, 45]).await?;
+        for (name, config, shape) in [
+            (
+                "deeplabv3_mobilenet_v3_large(4)",
                 SegmentationConfig::deeplabv3_mobilenet_v3_large(4),
-                &sd,
-                "",
-            )
-            .map_err(text)?,
-            [1, 3, 41, 37],
-        )
-        .await?;
-        check_model(
-            gpu,
-            "fcn_resnet50(2)",
-            &SegmentationModel::load(gpu, SegmentationConfig::fcn_resnet50(2), &sd, "")
-                .map_err(text)?,
-            [1, 3, 35, 33],
-        )
-        .await?;
-        check_model(
-            gpu,
-            "deeplabv3_resnet50(3)",
-            &SegmentationModel::load(gpu, SegmentationConfig::deeplabv3_resnet50(3), &sd, "")
-                .map_err(text)?,
-            [2, 3, 33, 30],
-        )
-        .await?;
-        check_model(
-            gpu,
-            "unet",
-            &UNet::load(gpu, UNetConfig::new(3, 2).base_channels(8), &sd, "").map_err(text)?,
-            [2, 3, 45, 67],
-        )
-        .await?;
-        check_model(
-            gpu,
-            "unet(bilinear)",
-            &UNet::load(
-                gpu,
-                UNetConfig::new(3, 3).base_channels(8).bilinear(true),
-                &sd,
-                "",
-            )
-            .map_err(text)?,
-            [1, 3, 37, 50],
-        )
-        .await?;
+                [1, 3, 41, 37],
+            ),
+            (
+                "fcn_resnet50(2)",
+                SegmentationConfig::fcn_resnet50(2),
+                [1, 3, 35, 33],
+            ),
+            (
+                "deeplabv3_resnet50(3)",
+                SegmentationConfig::deeplabv3_resnet50(3),
+                [2, 3, 33, 30],
+            ),
+        ] {
+            check_model(gpu, name, config, shape).await?;
+        }
+        let unet = UNetConfig::new(3, 2).base_channels(8);
+        check_model(gpu, "unet", unet, [2, 3, 45, 67]).await?;
+        let unet = UNetConfig::new(3, 3).base_channels(8).bilinear(true);
+        check_model(gpu, "unet(bilinear)", unet, [1, 3, 37, 50]).await?;
         let segnet =
             SegNetConfig::vgg16_bn(3, 4).stages(vec![16, 32, 64, 64, 64], vec![2, 2, 3, 3, 3]);
-        check_model(
-            gpu,
-            "segnet",
-            &SegNet::load(gpu, segnet, &sd, "").map_err(text)?,
-            [2, 3, 64, 96],
-        )
-        .await?;
-        check_model(
-            gpu,
-            "fcn8s",
-            &Fcn8s::load(
-                gpu,
-                Fcn8sConfig::new(3).widths([8, 16, 32, 64, 64], 96),
-                &sd,
-                "",
-            )
-            .map_err(text)?,
-            [1, 3, 39, 45],
-        )
-        .await?;
+        check_model(gpu, "segnet", segnet, [2, 3, 64, 96]).await?;
+        let fcn8s = Fcn8sConfig::new(3).widths([8, 16, 32, 64, 64], 96);
+        check_model(gpu, "fcn8s", fcn8s, [1, 3, 39, 45]).await?;
         names.push(if gpu.caps().cpu { "CPU" } else { "GPU" });
     }
     Ok(format!(
@@ -214,14 +154,15 @@ async fn networks(gpus: &[Gpu]) -> Check<String> {
     ))
 }
 
-/// `net` on `gpu` against its CPU reference, within 1e-4 of the reference's largest
-/// output (at least 1).
+/// The network of `config` with `StateDict::synthetic` weights on `gpu` against its CPU
+/// reference, within 1e-4 of the reference's largest output (at least 1).
 async fn check_model<A: Architecture>(
     gpu: &Gpu,
     name: &str,
-    net: &Model<A>,
+    config: A,
     shape: [usize; 4],
 ) -> Check<()> {
+    let net = Model::load(gpu, config, &StateDict::synthetic(), "").map_err(text)?;
     let x = input(shape, 0);
     let want = net.reference(x.view()).map_err(text)?;
     let xt = gpu.upload(x.view()).map_err(text)?;
@@ -277,30 +218,23 @@ async fn conv_kernels(gpu: &Gpu) -> Check<String> {
         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
     };
-    let mut runs = 0;
+    let mut checks = OpChecks::new(gpu);
     for (params, shape) in cases {
         let x = Array4::from_shape_fn(shape, |_| random());
         let w = Array4::from_shape_fn(params.weight_shape(), |_| random());
         let b = Array1::from_shape_fn(params.out_channels, |_| random());
         let conv = Conv2d::new(gpu, params, w.view(), Some(b.view())).map_err(text)?;
-        let want = segblocks::reference::conv::conv2d(&params, x.view(), w.view(), Some(b.view()))
-            .map_err(text)?;
+        let want = segblocks::reference::conv::conv2d(&params, x.view(), w.view(), Some(b.view()));
         let xt = gpu.upload(x.view()).map_err(text)?;
         for kernel in ConvKernel::candidates(&params, shape) {
-            let mut rec = gpu.recorder();
-            let y = conv.forward_with(&mut rec, &xt, kernel).map_err(text)?;
-            let got = rec.download_async(&y).await.map_err(text)?;
-            close(
-                &format!("{params:?} on {shape:?}, {kernel:?}"),
-                &got,
-                &want,
-                1e-5,
-            )?;
-            runs += 1;
+            let name = format!("{params:?} on {shape:?}, {kernel:?}");
+            let record = |rec: &mut Recorder<'_>| conv.forward_with(rec, &xt, kernel);
+            checks.check(&name, record, &want).await?;
         }
     }
     Ok(format!(
-        "convolutions: {runs} kernel runs on 6 cases match the reference"
+        "convolutions: {} kernel runs on 6 cases match the reference",
+        checks.count
     ))
 }
 
@@ -335,22 +269,14 @@ fn close(name: &str, got: &Array4<f32>, want: &Array4<f32>, tolerance: f32) -> C
 
 /// The op families the networks leave out, against the reference.
 async fn ops(gpu: &Gpu) -> Check<String> {
+    use segblocks::ops::conv_transpose::{
+        ConvTranspose2d, ConvTranspose2dParams, ConvTransposeKernel,
+    };
     use segblocks::ops::{channel, norm, pool, upsample};
     use segblocks::reference as cpu;
     let x = input([2, 6, 23, 17], 0);
     let xt = gpu.upload(x.view()).map_err(text)?;
-    let mut checked = 0;
-    let modes = [
-        upsample::UpsampleParams::nearest().scale_factor(2.0),
-        upsample::UpsampleParams::nearest_exact().size((31, 40)),
-        upsample::UpsampleParams::bilinear(false).scale_factor(2.0),
-        upsample::UpsampleParams::bilinear(true).size((9, 50)),
-        upsample::UpsampleParams::bicubic(false).size((40, 29)),
-        upsample::UpsampleParams::bilinear(false)
-            .antialias(true)
-            .size((11, 7)),
-        upsample::UpsampleParams::area().size((7, 5)),
-    ];
+    let mut checks = OpChecks::new(gpu);
     // On a width of 16 the vector kernels apply too (integer factors, bilinear by 2):
     // each mode runs the kernel the library picks and the tap kernel.
     let x16 = input([1, 4, 9, 16], 3);
@@ -360,30 +286,32 @@ async fn ops(gpu: &Gpu) -> Check<String> {
         upsample::UpsampleParams::bilinear(false).scale_factor(2.0),
         upsample::UpsampleParams::bed_of_nails(2),
     ] {
-        let want = cpu::upsample::upsample(&params, x16.view()).map_err(text)?;
+        let want = cpu::upsample::upsample(&params, x16.view());
         let picked = upsample::select_kernel(&params, [1, 4, 9, 16]);
         for kernel in [picked, upsample::UpsampleKernel::Taps] {
-            if !kernel.supports(&params, [1, 4, 9, 16]) {
-                continue;
+            if kernel.supports(&params, [1, 4, 9, 16]) {
+                let record =
+                    |rec: &mut Recorder<'_>| upsample::upsample_with(rec, &params, &x16t, kernel);
+                checks
+                    .check(&format!("{params:?}, {kernel:?}"), record, &want)
+                    .await?;
             }
-            let mut rec = gpu.recorder();
-            let y = upsample::upsample_with(&mut rec, &params, &x16t, kernel).map_err(text)?;
-            let got = rec.download_async(&y).await.map_err(text)?;
-            close(&format!("{params:?}, {kernel:?}"), &got, &want, 1e-5)?;
-            checked += 1;
         }
     }
-    for params in modes {
-        let mut rec = gpu.recorder();
-        let y = upsample::upsample(&mut rec, &params, &xt).map_err(text)?;
-        let got = rec.download_async(&y).await.map_err(text)?;
-        close(
-            &format!("{params:?}"),
-            &got,
-            &cpu::upsample::upsample(&params, x.view()).map_err(text)?,
-            1e-5,
-        )?;
-        checked += 1;
+    for params in [
+        upsample::UpsampleParams::nearest().scale_factor(2.0),
+        upsample::UpsampleParams::nearest_exact().size((31, 40)),
+        upsample::UpsampleParams::bilinear(false).scale_factor(2.0),
+        upsample::UpsampleParams::bilinear(true).size((9, 50)),
+        upsample::UpsampleParams::bicubic(false).size((40, 29)),
+        upsample::UpsampleParams::bilinear(false)
+            .antialias(true)
+            .size((11, 7)),
+        upsample::UpsampleParams::area().size((7, 5)),
+    ] {
+        let want = cpu::upsample::upsample(&params, x.view());
+        let record = |rec: &mut Recorder<'_>| upsample::upsample(rec, &params, &xt);
+        checks.check(&format!("{params:?}"), record, &want).await?;
     }
     // Max pooling with indices (ceil mode, padding, dilation), and unpooling with them.
     let mp = pool::MaxPool2dParams::new(3)
@@ -391,90 +319,53 @@ async fn ops(gpu: &Gpu) -> Check<String> {
         .padding(1)
         .dilation(1)
         .ceil_mode(true);
+    let up = pool::MaxUnpool2dParams::new(3).stride(2).padding(1);
+    let (want_v, want_i) = cpu::pool::max_pool2d(&mp, x.view()).map_err(text)?;
+    let want_u = cpu::pool::max_unpool2d(&up, want_v.view(), want_i.view());
     let mut rec = gpu.recorder();
     let (values, indices) = pool::max_pool2d(&mut rec, &mp, &xt).map_err(text)?;
-    let up = pool::MaxUnpool2dParams::new(3).stride(2).padding(1);
-    let unpooled = pool::max_unpool2d(&mut rec, &up, &values, &indices).map_err(text)?;
     rec.submit().map_err(text)?;
-    let (want_v, want_i) = cpu::pool::max_pool2d(&mp, x.view()).map_err(text)?;
-    close(
-        "max_pool2d",
-        &gpu.recorder().download_async(&values).await.map_err(text)?,
-        &want_v,
-        1e-5,
-    )?;
-    if gpu
-        .recorder()
-        .download_indices_async(&indices)
-        .await
-        .map_err(text)?
-        != want_i
-    {
+    let unpool = |rec: &mut Recorder<'_>| pool::max_unpool2d(rec, &up, &values, &indices);
+    checks.check("max_unpool2d", unpool, &want_u).await?;
+    checks
+        .check(
+            "max_pool2d",
+            |_: &mut Recorder<'_>| Ok(values.clone()),
+            &Ok(want_v),
+        )
+        .await?;
+    let got_i = gpu.recorder().download_indices_async(&indices).await;
+    if got_i.map_err(text)? != want_i {
         return Err("max_pool2d: indices differ".into());
     }
-    let want_u = cpu::pool::max_unpool2d(&up, want_v.view(), want_i.view()).map_err(text)?;
-    close(
-        "max_unpool2d",
-        &gpu.recorder()
-            .download_async(&unpooled)
-            .await
-            .map_err(text)?,
-        &want_u,
-        1e-5,
-    )?;
     let ap = pool::AvgPool2dParams::new(3)
         .stride(2)
         .padding(1)
         .ceil_mode(true)
         .count_include_pad(false);
-    let mut rec = gpu.recorder();
-    let y = pool::avg_pool2d(&mut rec, &ap, &xt).map_err(text)?;
-    close(
-        "avg_pool2d",
-        &rec.download_async(&y).await.map_err(text)?,
-        &cpu::pool::avg_pool2d(&ap, x.view()).map_err(text)?,
-        1e-5,
-    )?;
+    let record = |rec: &mut Recorder<'_>| pool::avg_pool2d(rec, &ap, &xt);
+    let want = cpu::pool::avg_pool2d(&ap, x.view());
+    checks.check("avg_pool2d", record, &want).await?;
     let aap = pool::AdaptiveAvgPool2dParams::new((5, 3));
-    let mut rec = gpu.recorder();
-    let y = pool::adaptive_avg_pool2d(&mut rec, &aap, &xt).map_err(text)?;
-    close(
-        "adaptive_avg_pool2d",
-        &rec.download_async(&y).await.map_err(text)?,
-        &cpu::pool::adaptive_avg_pool2d(&aap, x.view()).map_err(text)?,
-        1e-5,
-    )?;
+    let record = |rec: &mut Recorder<'_>| pool::adaptive_avg_pool2d(rec, &aap, &xt);
+    let want = cpu::pool::adaptive_avg_pool2d(&aap, x.view());
+    checks.check("adaptive_avg_pool2d", record, &want).await?;
     let amp = pool::AdaptiveMaxPool2dParams::new((4, 6));
-    let mut rec = gpu.recorder();
-    let (y, _) = pool::adaptive_max_pool2d(&mut rec, &amp, &xt).map_err(text)?;
-    close(
-        "adaptive_max_pool2d",
-        &rec.download_async(&y).await.map_err(text)?,
-        &cpu::pool::adaptive_max_pool2d(&amp, x.view())
-            .map_err(text)?
-            .0,
-        1e-5,
-    )?;
+    let record = |rec: &mut Recorder<'_>| Ok(pool::adaptive_max_pool2d(rec, &amp, &xt)?.0);
+    let want = cpu::pool::adaptive_max_pool2d(&amp, x.view()).map(|(values, _)| values);
+    checks.check("adaptive_max_pool2d", record, &want).await?;
     for (kind, kernel) in [pool::GlobalPool::Avg, pool::GlobalPool::Max]
         .into_iter()
         .flat_map(|kind| pool::GlobalPoolKernel::ALL.map(|k| (kind, k)))
         .filter(|(_, k)| k.supports([2, 6, 23, 17]))
     {
-        checked += 1;
-        let mut rec = gpu.recorder();
-        let y = pool::global_pool_with(&mut rec, kind, &xt, kernel).map_err(text)?;
-        close(
-            "global_pool",
-            &rec.download_async(&y).await.map_err(text)?,
-            &cpu::pool::global_pool(kind, x.view()).map_err(text)?,
-            1e-5,
-        )?;
+        let record = |rec: &mut Recorder<'_>| pool::global_pool_with(rec, kind, &xt, kernel);
+        let want = cpu::pool::global_pool(kind, x.view());
+        checks
+            .check(&format!("{kind:?}, {kernel:?}"), record, &want)
+            .await?;
     }
-    checked += 4;
     // Transposed convolutions, every kernel that supports each case.
-    use segblocks::ops::conv_transpose::{
-        ConvTranspose2d, ConvTranspose2dParams, ConvTransposeKernel,
-    };
     for (params, shape) in [
         (
             ConvTranspose2dParams::new(6, 4, 4).stride(2).padding(1),
@@ -501,89 +392,102 @@ async fn ops(gpu: &Gpu) -> Check<String> {
         let b = Array1::from_shape_fn(params.out_channels, |i| i as f32 * 0.1 - 0.2);
         let layer = ConvTranspose2d::new(gpu, params, w.view(), Some(b.view())).map_err(text)?;
         let want =
-            cpu::conv_transpose::conv_transpose2d(&params, x.view(), w.view(), Some(b.view()))
-                .map_err(text)?;
+            cpu::conv_transpose::conv_transpose2d(&params, x.view(), w.view(), Some(b.view()));
         let xt = gpu.upload(x.view()).map_err(text)?;
         for kernel in ConvTransposeKernel::ALL
             .into_iter()
             .filter(|k| k.supports(&params, shape))
         {
-            let mut rec = gpu.recorder();
-            let y = layer.forward_with(&mut rec, &xt, kernel).map_err(text)?;
-            let got = rec.download_async(&y).await.map_err(text)?;
-            close(
-                &format!("{params:?} on {shape:?}, {kernel:?}"),
-                &got,
-                &want,
-                1e-5,
-            )?;
-            checked += 1;
+            let name = format!("{params:?} on {shape:?}, {kernel:?}");
+            let record = |rec: &mut Recorder<'_>| layer.forward_with(rec, &xt, kernel);
+            checks.check(&name, record, &want).await?;
         }
     }
     // Norms with synthetic affines, AdaIN, softmax and the shuffles.
     let sd = StateDict::synthetic();
-    let gn = norm::GroupNormParams::new(3, 6);
-    let layer = norm::GroupNorm::load(gpu, gn, &sd, "gn").map_err(text)?;
     let (w, b) = (
         sd.get1("gn.weight", 6).map_err(text)?,
         sd.get1("gn.bias", 6).map_err(text)?,
     );
-    let mut rec = gpu.recorder();
-    let y = layer.forward(&mut rec, &xt).map_err(text)?;
-    close(
-        "group_norm",
-        &rec.download_async(&y).await.map_err(text)?,
-        &cpu::norm::group_norm(&gn, x.view(), w.view(), b.view()).map_err(text)?,
-        1e-5,
-    )?;
+    let gn = norm::GroupNormParams::new(3, 6);
+    let layer = norm::GroupNorm::load(gpu, gn, &sd, "gn").map_err(text)?;
+    let want = cpu::norm::group_norm(&gn, x.view(), w.view(), b.view());
+    let record = |rec: &mut Recorder<'_>| layer.forward(rec, &xt);
+    checks.check("group_norm", record, &want).await?;
     let inorm = norm::InstanceNorm2dParams::new(6).affine(true);
     let layer = norm::InstanceNorm2d::load(gpu, inorm, &sd, "gn").map_err(text)?;
-    let mut rec = gpu.recorder();
-    let y = layer.forward(&mut rec, &xt).map_err(text)?;
-    close(
-        "instance_norm",
-        &rec.download_async(&y).await.map_err(text)?,
-        &cpu::norm::instance_norm(&inorm, x.view(), w.view(), b.view()).map_err(text)?,
-        1e-5,
-    )?;
+    let want = cpu::norm::instance_norm(&inorm, x.view(), w.view(), b.view());
+    let record = |rec: &mut Recorder<'_>| layer.forward(rec, &xt);
+    checks.check("instance_norm", record, &want).await?;
     let style = input([2, 6, 9, 11], 5);
     let st = gpu.upload(style.view()).map_err(text)?;
-    let mut rec = gpu.recorder();
-    let y = norm::adain(&mut rec, &xt, &st, 1e-5).map_err(text)?;
-    close(
-        "adain",
-        &rec.download_async(&y).await.map_err(text)?,
-        &cpu::norm::adain(x.view(), style.view(), 1e-5).map_err(text)?,
-        1e-5,
-    )?;
-    let mut rec = gpu.recorder();
-    let y = channel::softmax(&mut rec, &xt).map_err(text)?;
-    close(
-        "softmax",
-        &rec.download_async(&y).await.map_err(text)?,
-        &cpu::channel::softmax(x.view(), false),
-        1e-5,
-    )?;
-    let mut rec = gpu.recorder();
-    let y = channel::channel_shuffle(&mut rec, &xt, 3).map_err(text)?;
-    close(
-        "channel_shuffle",
-        &rec.download_async(&y).await.map_err(text)?,
-        &cpu::channel::channel_shuffle(x.view(), 3).map_err(text)?,
-        1e-5,
-    )?;
+    let want = cpu::norm::adain(x.view(), style.view(), 1e-5);
+    let record = |rec: &mut Recorder<'_>| norm::adain(rec, &xt, &st, 1e-5);
+    checks.check("adain", record, &want).await?;
+    let want = Ok(cpu::channel::softmax(x.view(), false));
+    let record = |rec: &mut Recorder<'_>| channel::softmax(rec, &xt);
+    checks.check("softmax", record, &want).await?;
+    let want = cpu::channel::channel_shuffle(x.view(), 3);
+    let record = |rec: &mut Recorder<'_>| channel::channel_shuffle(rec, &xt, 3);
+    checks.check("channel_shuffle", record, &want).await?;
     let ps = input([1, 8, 5, 7], 2);
     let pt = gpu.upload(ps.view()).map_err(text)?;
-    let mut rec = gpu.recorder();
-    let y = upsample::pixel_shuffle(&mut rec, &pt, 2).map_err(text)?;
-    close(
-        "pixel_shuffle",
-        &rec.download_async(&y).await.map_err(text)?,
-        &cpu::upsample::pixel_shuffle(ps.view(), 2).map_err(text)?,
-        1e-5,
-    )?;
-    checked += 6;
-    Ok(format!("ops: {checked} op calls match the reference"))
+    let want = cpu::upsample::pixel_shuffle(ps.view(), 2);
+    let record = |rec: &mut Recorder<'_>| upsample::pixel_shuffle(rec, &pt, 2);
+    checks.check("pixel_shuffle", record, &want).await?;
+    Ok(format!(
+        "ops: {} op calls match the reference",
+        checks.count
+    ))
+}
+
+/// Op checks on one context, counted.
+struct OpChecks<'g> {
+    gpu: &'g Gpu,
+    count: usize,
+}
+
+impl<'g> OpChecks<'g> {
+    fn new(gpu: &'g Gpu) -> Self {
+        OpChecks { gpu, count: 0 }
+    }
+
+    /// Records one op with `record`, reads its output back and compares it with the
+    /// reference's `want` (within 1e-5 of its largest magnitude, at least 1).
+    async fn check(
+        &mut self,
+        name: &str,
+        record: impl FnOnce(&mut Recorder<'_>) -> segblocks::Result<Tensor>,
+        want: &segblocks::Result<Array4<f32>>,
+    ) -> Check<()> {
+        let want = want
+            .as_ref()
+            .map_err(|e| format!("{name}: reference: {e}"))?;
+        let mut rec = self.gpu.recorder();
+        let y = record(&mut rec).map_err(text)?;
+        let got = rec.download_async(&y).await.map_err(text)?;
+        close(name, &got, want, 1e-5)?;
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// A `(w, h)` texture of `format` that frames can be copied into and read from.
+fn frame_texture(gpu: &Gpu, (w, h): (usize, usize), format: wgpu::TextureFormat) -> wgpu::Texture {
+    gpu.device().create_texture(&wgpu::TextureDescriptor {
+        label: Some("frame"),
+        size: wgpu::Extent3d {
+            width: w as u32,
+            height: h as u32,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    })
 }
 
 /// Frames from the application's textures (RGBA / BGRA, sRGB or not; stretched and
@@ -629,20 +533,7 @@ async fn frames(gpu: &Gpu) -> Check<String> {
                     }
                 })
                 .collect();
-            let texture = gpu.device().create_texture(&wgpu::TextureDescriptor {
-                label: Some("frame"),
-                size: wgpu::Extent3d {
-                    width: w as u32,
-                    height: h as u32,
-                    depth_or_array_layers: 1,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format,
-                usage: wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST,
-                view_formats: &[],
-            });
+            let texture = frame_texture(gpu, (w, h), format);
             gpu.queue().write_texture(
                 texture.as_image_copy(),
                 &bytes,
@@ -666,20 +557,7 @@ async fn frames(gpu: &Gpu) -> Check<String> {
     }
     // wgpu's errors on the web come back from the next async readback: a frame from a
     // texture the application destroyed fails at the submission.
-    let texture = gpu.device().create_texture(&wgpu::TextureDescriptor {
-        label: Some("destroyed frame"),
-        size: wgpu::Extent3d {
-            width: 8,
-            height: 8,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba8Unorm,
-        usage: wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST,
-        view_formats: &[],
-    });
+    let texture = frame_texture(gpu, (8, 8), wgpu::TextureFormat::Rgba8Unorm);
     texture.destroy();
     let mut rec = gpu.recorder();
     let x = frame_from_texture(&mut rec, &texture, &FrameParams::new(4, 4)).map_err(text)?;
