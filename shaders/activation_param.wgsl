@@ -45,8 +45,8 @@ fn apply(v: f32, i: u32) -> f32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let t = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let t = thread_index(inv, lid);
     for (var j = 0u; j < PX; j++) {
         let i = t * PX + j;
         if (i < p.len) {

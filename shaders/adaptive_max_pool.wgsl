@@ -35,8 +35,8 @@ fn original_index(plane: u32, flat: u32) -> i32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let o = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let o = thread_index(inv, lid);
     if (o >= p.planes * p.oh * p.ow) {
         return;
     }

@@ -25,8 +25,8 @@ struct BackwardParams {
 @group(0) @binding(5) var<storage, read_write> dx: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let s = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let s = thread_index(inv, lid);
     if (s >= p.total) {
         return;
     }

@@ -90,8 +90,8 @@ fn blend_row(row: u32, k: u32, part: u32) -> array<f32, OUT> {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let s = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let s = thread_index(inv, lid);
     if (s >= p.total) {
         return;
     }

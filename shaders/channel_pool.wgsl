@@ -17,8 +17,8 @@ struct ChannelPoolParams {
 @group(0) @binding(2) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let e = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let e = thread_index(inv, lid);
     if (e >= p.total) {
         return;
     }

@@ -24,8 +24,8 @@ struct ChannelSoftmaxParams {
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let t = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let t = thread_index(inv, lid);
     if (t >= p.pixels) {
         return;
     }

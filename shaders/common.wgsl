@@ -12,12 +12,15 @@ const F16: u32 = 0u; // @specialize
 alias Act = f32; // @precision
 alias Wt = f32; // @precision
 
-// The builtins every kernel reads. Grids with more workgroups than the device allows per
+// The workgroup's builtins, which every kernel reads beside its lane's
+// (`@builtin(local_invocation_index) lid: u32`, a parameter of its own: WGSL's uniformity
+// analysis takes a parameter as a whole, and a workgroup index that shares one with the
+// lane counts as non-uniform, so that a barrier after an early exit of whole workgroups
+// is refused by Chrome's Tint). Grids with more workgroups than the device allows per
 // dimension are folded into two dimensions (`Gpu::grid`); the indices below unfold them.
 struct Invocation {
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
 }
 
 // The linear index of the invocation's workgroup.
@@ -26,8 +29,8 @@ fn workgroup_index(inv: Invocation) -> u32 {
 }
 
 // The linear index of the invocation in the dispatch.
-fn thread_index(inv: Invocation) -> u32 {
-    return workgroup_index(inv) * WORKGROUP_SIZE + inv.lid;
+fn thread_index(inv: Invocation, lid: u32) -> u32 {
+    return workgroup_index(inv) * WORKGROUP_SIZE + lid;
 }
 
 // NaN test on the bits: `v != v` may be folded away by compilers that assume no NaN.

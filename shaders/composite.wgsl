@@ -87,8 +87,8 @@ fn background_at(fy: u32, fx: u32) -> vec3<f32> {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let i = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(inv, lid);
     if (i >= p.src_h * p.src_w) {
         return;
     }

@@ -59,8 +59,8 @@ fn load_x(base: u32, ix: i32) -> f32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let gid = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let gid = thread_index(inv, lid);
     if (gid >= p.rows) {
         return;
     }

@@ -46,7 +46,7 @@ const PATCH_MAX: u32 = 2048u;
 var<workgroup> tile_in: array<f32, PATCH_MAX>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let wid = workgroup_index(inv);
     let tx_tile = wid % p.tiles_x;
     let t = wid / p.tiles_x;
@@ -56,7 +56,6 @@ fn main(inv: Invocation) {
     let n = nc / p.c_out;
     // A folded grid's overhang: such workgroups still reach the barrier.
     let live = n < p.n;
-    let lid = inv.lid;
     let oy0 = ty_tile * TH;
     let ox0 = tx_tile * TW;
     let iy0 = i32(oy0 * SH) - i32(p.pad_h);

@@ -38,8 +38,8 @@ const Y4: u32 = 0u; // @specialize
 #include "conv_tiles.wgsl"
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let tile = tile_of(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let tile = tile_of(inv, lid);
     let n = tile.n;
     let g = tile.g;
     let oc0 = tile.oc0;

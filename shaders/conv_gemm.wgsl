@@ -85,7 +85,7 @@ fn load_x(plane: u32, iy: i32, ix: i32) -> f32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let wid = workgroup_index(inv);
     let px_tile = wid % p.px_tiles;
     let t = wid / p.px_tiles;
@@ -95,7 +95,6 @@ fn main(inv: Invocation) {
     let n = t2 / p.groups;
     // A folded grid's overhang: such workgroups still reach every barrier.
     let live = n < p.n;
-    let lid = inv.lid;
     let ohw = p.oh * p.ow;
     let pix0 = px_tile * TN;
     let co0 = oc_tile * TM;

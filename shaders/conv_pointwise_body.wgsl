@@ -57,8 +57,8 @@ fn store(acc: ptr<function, array<vec4<f32>, Q>>, co: u32, n: u32, q0: u32, p4: 
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let flat = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let flat = thread_index(inv, lid);
     let tile = flat % p.tiles;
     let t = flat / p.tiles;
     let block = t % p.oc_blocks;

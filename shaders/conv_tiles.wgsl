@@ -35,12 +35,12 @@ struct Tile {
     strip: u32, // strip index within the (n, g, block) plane of strips
 }
 
-fn tile_of(inv: Invocation) -> Tile {
+fn tile_of(inv: Invocation, lid: u32) -> Tile {
     let wid = workgroup_index(inv);
     let t = wid / p.strip_blocks;
     let block = t % p.oc_blocks_pg;
     let t2 = t / p.oc_blocks_pg;
-    let strip = (wid % p.strip_blocks) * WORKGROUP_SIZE + inv.lid;
+    let strip = (wid % p.strip_blocks) * WORKGROUP_SIZE + lid;
     return Tile(t2 / p.groups, t2 % p.groups, block * 4u * OC_VEC, strip);
 }
 

@@ -33,8 +33,8 @@ struct BlocksParams {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let t = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let t = thread_index(inv, lid);
     if (t >= p.total) {
         return;
     }

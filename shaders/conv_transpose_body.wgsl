@@ -33,8 +33,8 @@ fn tap_index(t: i32, s: u32, len: u32) -> bool {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let tile = tile_of(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let tile = tile_of(inv, lid);
     let n = tile.n;
     let g = tile.g;
     let oc0 = tile.oc0;

@@ -82,8 +82,8 @@ fn source_axis(o: u32, size: u32) -> vec3<f32> {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let t = inv.lid;
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let t = lid;
     var wg = workgroup_index(inv);
     let tx = wg % p.tiles_x;
     wg /= p.tiles_x;

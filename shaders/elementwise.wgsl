@@ -64,8 +64,8 @@ fn gate_values(e0: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let t = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let t = thread_index(inv, lid);
     if (t >= p.total) {
         return;
     }

@@ -46,8 +46,8 @@ fn taps(dst: u32, scale: f32, len: u32) -> vec3<f32> {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let i = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(inv, lid);
     let plane = p.dst_h * p.dst_w;
     if (i >= plane) {
         return;

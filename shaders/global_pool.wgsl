@@ -22,11 +22,10 @@ override SUM: bool = false;
 #include "global_pool_io.wgsl"
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation, lanes: Lanes) {
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32, lanes: Lanes) {
     // One part of a plane per workgroup: `w` is uniform, so the early return and the barriers
     // below are in uniform control flow.
     let w = workgroup_index(inv);
-    let lid = inv.lid;
     if (w >= p.planes * p.parts) {
         return;
     }

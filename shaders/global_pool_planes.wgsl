@@ -17,8 +17,8 @@ override VEC: bool = true;
 #include "global_pool_io.wgsl"
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let pl = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let pl = thread_index(inv, lid);
     if (pl >= p.planes) {
         return;
     }

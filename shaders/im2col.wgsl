@@ -36,8 +36,8 @@ fn value(base: u32, iy: i32, ix: i32) -> f32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let g = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let g = thread_index(inv, lid);
     if (g >= p.total4) {
         return;
     }

@@ -96,8 +96,8 @@ var<workgroup> depthwise: array<f32, HC * TP>;
 var<workgroup> se_values: array<f32, SE_LEN>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let t = inv.lid;
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let t = lid;
     var wg = workgroup_index(inv);
     let block = wg % p.co_blocks;
     wg /= p.co_blocks;

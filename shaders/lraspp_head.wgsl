@@ -45,8 +45,8 @@ var<workgroup> pooled_sh: array<vec4<f32>, CIN4>;
 var<workgroup> gate_sh: array<f32, MID4 * 4u>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let t = inv.lid;
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let t = lid;
     let wg = workgroup_index(inv);
     let n = wg / p.tiles;
     // Uniform per workgroup.

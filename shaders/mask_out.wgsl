@@ -92,8 +92,8 @@ fn f16_bits(v: f32) -> u32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let i = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(inv, lid);
     if (i >= p.dst_h * p.words_per_row) {
         return;
     }

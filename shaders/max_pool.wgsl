@@ -6,6 +6,10 @@
 #include "strips.wgsl"
 #include "window.wgsl"
 
+// -inf read at run time: WGSL makes a constant expression that evaluates to an infinity
+// a shader-creation error (Chrome's Tint refuses `-bitcast<f32>(0x7f800000u)`).
+var<private> NEG_INFINITY_BITS: u32 = 0xff800000u;
+
 @group(0) @binding(0) var<uniform> p: StripParams;
 @group(0) @binding(1) var<storage, read> x: array<Act>;
 @group(0) @binding(2) var<storage, read_write> y: array<Act>;
@@ -21,8 +25,8 @@ fn first_inside(start: i32, d: u32) -> i32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let s = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let s = thread_index(inv, lid);
     if (s >= p.total) {
         return;
     }
@@ -37,7 +41,7 @@ fn main(inv: Invocation) {
             // PyTorch starts from -inf at the first dilated row / column inside the input;
             // a window with no element inside keeps exactly that (-inf, that position).
             let fx = first_inside(x0, DW);
-            var best = -bitcast<f32>(0x7f800000u);
+            var best = bitcast<f32>(NEG_INFINITY_BITS);
             var best_i = fy * i32(p.w) + fx;
             for (var ky = 0u; ky < KH; ky++) {
                 let iy = y0 + i32(ky * DH);

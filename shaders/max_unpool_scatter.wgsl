@@ -17,8 +17,8 @@ struct UnpoolParams {
 @group(0) @binding(2) var<storage, read_write> owner: array<atomic<u32>>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let i = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(inv, lid);
     if (i >= p.planes * p.in_plane) {
         return;
     }

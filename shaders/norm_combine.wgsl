@@ -44,10 +44,9 @@ fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     // One segment per workgroup: the early exit and the barriers are uniform.
     let s = workgroup_index(inv);
-    let lid = inv.lid;
     if (s >= p.segments) {
         return;
     }

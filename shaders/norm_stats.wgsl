@@ -54,11 +54,10 @@ struct StatsParams {
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation, lanes: Lanes) {
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32, lanes: Lanes) {
     // The part is uniform across the workgroup, so the early exit below is too (barriers
     // stay in uniform control flow).
     let w = workgroup_index(inv);
-    let lid = inv.lid;
     if (w >= p.segments * p.parts) {
         return;
     }

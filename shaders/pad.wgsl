@@ -35,8 +35,8 @@ fn wrap(o: u32, at: u32, lo: u32, n: u32) -> u32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let i = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(inv, lid);
     if (i >= p.total) {
         return;
     }

@@ -8,6 +8,10 @@
 
 const SUBGROUPS: u32 = 1u; // @specialize
 
+// NaN read at run time: a constant expression that evaluates to NaN is a shader-creation
+// error in WGSL (Chrome's Tint refuses `bitcast<f32>(0x7fc00000u)`).
+var<private> NAN_BITS: u32 = 0x7fc00000u;
+
 struct Lanes {
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_id) id: u32,
@@ -33,7 +37,7 @@ fn workgroup_sum2(v: vec2<f32>, lid: u32, lanes: Lanes) -> vec2<f32> {
 fn workgroup_max_nan(v: f32, lid: u32, lanes: Lanes) -> f32 {
     // Subgroup max leaves NaN to the driver: flag it separately.
     let nan = subgroupAny(is_nan(v));
-    let m = select(subgroupMax(v), bitcast<f32>(0x7fc00000u), nan);
+    let m = select(subgroupMax(v), bitcast<f32>(NAN_BITS), nan);
     if (lanes.lane == 0u) {
         reduce_tree[lanes.id].x = m;
     }

@@ -24,8 +24,8 @@ struct AaParams {
 @group(0) @binding(4) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
-    let o = thread_index(inv);
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let o = thread_index(inv, lid);
     if (o >= p.total) {
         return;
     }

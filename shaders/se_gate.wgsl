@@ -84,15 +84,15 @@ fn plane_sum(second: bool, base: u32, hw: u32, lane: u32, lanes: u32) -> f32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn main(inv: Invocation) {
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     // One workgroup per sample (uniform), so the barriers below are in uniform control flow.
     let n = workgroup_index(inv);
     // Every invocation pools: `lanes` of them share a channel when there are fewer
     // channels than invocations, and add up their sums in workgroup memory.
     let lanes = max(WORKGROUP_SIZE / max(p.c, 1u), 1u);
     let per_round = WORKGROUP_SIZE / lanes;
-    let lane = inv.lid % lanes;
-    let slot = inv.lid / lanes;
+    let lane = lid % lanes;
+    let slot = lid / lanes;
     let rounds = (p.c + per_round - 1u) / per_round;
     for (var r = 0u; r < rounds; r++) {
         let c = r * per_round + slot;
@@ -104,12 +104,12 @@ fn main(inv: Invocation) {
                 s += plane_sum(true, (n * p.c + c) * p.hw2, p.hw2, lane, lanes) / f32(p.hw2);
             }
         }
-        lane_sums[inv.lid] = s;
+        lane_sums[lid] = s;
         workgroupBarrier();
         if (mine && lane == 0u) {
             var total = 0.0;
             for (var l = 0u; l < lanes; l++) {
-                total += lane_sums[inv.lid + l];
+                total += lane_sums[lid + l];
             }
             pooled[c / 4u][c % 4u] = total;
         }
@@ -118,7 +118,7 @@ fn main(inv: Invocation) {
     let b1 = p.s * p.c;
     let w2 = b1 + p.s;
     let b2 = w2 + p.c * p.s;
-    for (var s = inv.lid; s < p.s; s += WORKGROUP_SIZE) {
+    for (var s = lid; s < p.s; s += WORKGROUP_SIZE) {
         var acc = weight(b1 + s);
         if (VEC) {
             // Four partial sums, one per lane of the vec4s.
@@ -136,7 +136,7 @@ fn main(inv: Invocation) {
         hidden[s / 4u][s % 4u] = activate(acc);
     }
     workgroupBarrier();
-    for (var c = inv.lid; c < p.c; c += WORKGROUP_SIZE) {
+    for (var c = lid; c < p.c; c += WORKGROUP_SIZE) {
         var acc = weight(b2 + c);
         if (VEC) {
             var acc4 = vec4<f32>(0.0);

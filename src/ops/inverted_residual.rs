@@ -359,7 +359,10 @@ struct FusedPlan {
     chunks: usize,
     loops: u64,
     macs: u64,
-    /// Workgroup memory in floats.
+    /// Workgroup memory in floats: the expanded and depthwise tiles and `se_values`
+    /// (`SE_LEN`: 1 where the pass has no SE values; WGSL has no empty array, and a
+    /// device counts every array its entry point refers to, even in a branch a constant
+    /// rules out).
     floats: usize,
     /// The SE computed in the passes.
     se: Option<SeInPass>,
@@ -411,7 +414,8 @@ impl FusedPlan {
         let hc = (1..=HC_MAX.min(hidden) / 4)
             .rev()
             .map(|q| 4 * q)
-            .find(|&hc| units_of(hc) <= UNITS_MAX && hc * (halo + tp) <= floats);
+            // `<`: one float is the SE values' placeholder (see `FusedPlan::floats`).
+            .find(|&hc| units_of(hc) <= UNITS_MAX && hc * (halo + tp) < floats);
         let hc = match hc {
             Some(hc) if 4 * acc4 <= ACC_MAX => hc,
             _ => return None,
@@ -463,7 +467,7 @@ impl FusedPlan {
             chunks,
             loops,
             macs: groups * (first_macs + project_macs),
-            floats: hc * (halo + tp),
+            floats: hc * (halo + tp) + 1,
             se: None,
         })
     }
@@ -513,7 +517,7 @@ impl FusedPlan {
         };
         self.loops += extra;
         if pass == FusedPass::Project {
-            self.floats += c + s;
+            self.floats += c + s - 1;
         }
         let limit = caps.max_compute_workgroup_storage_size as usize / 4;
         if self.loops > LOOP_BUDGET || self.floats > limit {
@@ -564,7 +568,10 @@ impl FusedPlan {
             pass,
             gate_act,
             se_in_pass: plan.se.is_some(),
-            se_len: Count(plan.se.map_or(1, |se| p.hidden_channels + se.squeeze) as u32),
+            se_len: Count(match plan.se {
+                Some(se) if pass == FusedPass::Project => (p.hidden_channels + se.squeeze) as u32,
+                _ => 1,
+            }),
             se_act,
         };
         // What x is: the block's input, or for the second pass the first pass's output.
@@ -1041,7 +1048,8 @@ mod tests {
                 assert!(plan.loops <= LOOP_BUDGET, "{tile:?}: {} loops", plan.loops);
                 let [th, tw, hh, hw, hc, _, _, acc4] = plan.spec_sizes;
                 assert!(4 * acc4 <= ACC_MAX);
-                let floats = hc * (hh * hw + th * tw);
+                let floats = hc * (hh * hw + th * tw) + 1;
+                assert_eq!(floats, plan.floats);
                 assert!(4 * floats <= caps.max_compute_workgroup_storage_size as usize);
             }
         }
@@ -1134,6 +1142,84 @@ mod tests {
             assert_eq!(c.get("SKIP"), Some(1));
             assert_eq!(c.get("EXPAND"), Some(1));
             assert!(launch.loops <= LOOP_BUDGET);
+        }
+    }
+
+    /// Workgroup floats of a launch as the shader declares its arrays (`expanded`,
+    /// `depthwise`, `se_values`): what a device counts against its limit.
+    fn declared_floats(launch: &Launch) -> usize {
+        let c = |name: &str| launch.constants.get(name).unwrap() as usize;
+        let tp = c("TILE_H") * c("TILE_W");
+        c("HC") * (c("HALO_H") * c("HALO_W") + tp) + c("SE_LEN")
+    }
+
+    #[test]
+    fn every_pass_declares_the_workgroup_memory_it_planned() {
+        // MobileNetV2's and MobileNetV3's blocks (with SE: both passes), at WebGPU's
+        // default 16 KiB and at 32 KiB.
+        let mut blocks: Vec<(InvertedResidualParams, usize)> = [
+            (16, 1, 16, 1, 112),
+            (24, 6, 24, 1, 56),
+            (32, 6, 64, 2, 28),
+            (96, 6, 160, 2, 14),
+            (160, 6, 320, 1, 7),
+        ]
+        .into_iter()
+        .map(|(cin, t, cout, s, size)| (mnv2_block(cin, t, cout, s), size))
+        .collect();
+        for (cin, hidden, cout, k, stride, size) in [
+            (24, 72, 40, 5, 2, 56),
+            (40, 120, 40, 5, 1, 28),
+            (112, 672, 160, 5, 2, 14),
+            (160, 960, 160, 5, 1, 7),
+        ] {
+            let mut p = InvertedResidualParams::new(cin, hidden, cout);
+            p.kernel_size = k;
+            p.stride = stride;
+            p.use_se = true;
+            blocks.push((p, size));
+        }
+        for bytes in [16_384, 32_768] {
+            let caps = DeviceCaps {
+                max_compute_workgroup_storage_size: bytes,
+                ..DeviceCaps::default()
+            };
+            let acts = (Activation::None, Activation::None);
+            for (p, size) in &blocks {
+                let input = [1, p.in_channels, *size, *size];
+                let mut checked = 0;
+                if !p.use_se {
+                    for (tile, plan) in candidate_plans(p, FusedPass::Block, input, &caps) {
+                        let launch = plan.launch(p, FusedPass::Block, input, tile, acts);
+                        assert_eq!(declared_floats(&launch), plan.floats, "{p:?} {tile:?}");
+                        assert!(4 * plan.floats <= bytes as usize);
+                        checked += 1;
+                    }
+                }
+                let expand = candidate_plans(p, FusedPass::Expand, input, &caps);
+                let project = candidate_plans(p, FusedPass::Project, input, &caps);
+                for (&(e, _), &(q, _)) in expand.iter().zip(project.iter().cycle()) {
+                    let squeeze = (p.hidden_channels / 4).next_multiple_of(8);
+                    let Some((first, second)) = se_plans(p, input, (e, q), squeeze, &caps) else {
+                        continue;
+                    };
+                    for (pass, tile, plan) in [
+                        (FusedPass::Expand, e, first),
+                        (FusedPass::Project, q, second),
+                    ] {
+                        let launch = plan.launch(p, pass, input, tile, acts);
+                        let floats = declared_floats(&launch);
+                        assert_eq!(floats, plan.floats, "{p:?} {pass:?} {tile:?}");
+                        assert!(4 * floats <= bytes as usize, "{p:?} {pass:?} {tile:?}");
+                        checked += 1;
+                    }
+                }
+                // Both passes of every SE block, the one pass of the others.
+                assert!(
+                    checked >= if p.use_se { 2 } else { 1 },
+                    "{p:?} at {bytes} bytes"
+                );
+            }
         }
     }
 
