@@ -5,7 +5,8 @@
 # flight, blocking calls refused) in Deno, whose WebGPU runs on this machine's adapter
 # (lavapipe here). Installs what it needs into target/web-tools: the wasm32 target
 # (rustup), wasm-bindgen's CLI at the version web/Cargo.lock uses (cargo install) and
-# Deno (from PyPI). Exits non-zero when a check fails.
+# Deno (from PyPI). Then validates the same calls on Dawn, Chrome's WebGPU, in Node (npm's
+# `webgpu` package, into target/web-tools/dawn). Exits non-zero when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -45,3 +46,21 @@ CARGO_TARGET_DIR="$root/target/web" cargo build -q --release --target wasm32-unk
     "$root/target/web/wasm32-unknown-unknown/release/segblocks_web_smoke.wasm"
 cp run.js "$root/target/web/"
 "$tools/deno/bin/deno" run --unstable-webgpu --allow-read "$root/target/web/run.js"
+
+# The same calls validated by Dawn, Chrome's WebGPU, and its shader compiler Tint
+# (stricter than naga: uniformity, constant expressions, the default limits), on Dawn's
+# null backend in Node: every shader, pipeline and command checked, nothing run.
+dawn="$tools/dawn"
+if ! { command -v node >/dev/null && [ -f "$dawn/node_modules/webgpu/index.js" ]; } \
+    && ! { command -v npm >/dev/null \
+        && npm install -s --no-save --no-package-lock --prefix "$dawn" webgpu@0.6.2; }; then
+    if [ "${SEGBLOCKS_WEB_TOOLS_OPTIONAL:-0}" = 1 ]; then
+        echo "Dawn validation NOT RUN: could not install Node's webgpu package (see above)"
+        exit 0
+    fi
+    exit 1
+fi
+"$tools/bin/wasm-bindgen" --target web --out-dir "$root/target/web/pkg-web" \
+    "$root/target/web/wasm32-unknown-unknown/release/segblocks_web_smoke.wasm"
+echo '{"type": "module"}' > "$root/target/web/pkg-web/package.json"
+node run_dawn.mjs "$root/target/web/pkg-web" "$dawn/node_modules/webgpu"

@@ -1,11 +1,14 @@
 //! segblocks compiled to WebAssembly and run on the WebGPU of its host (a browser, or
 //! Deno in `scripts/web_smoke.sh`), with the calls the web allows (the async ones):
+//! - every compute shader of the crate (f32, f16 where the adapter has it, parameters in a
+//!   uniform or a storage buffer) compiled into a pipeline by the WebGPU's own compiler;
 //! - every convolution kernel that supports a case, forced in turn, against the CPU
 //!   reference (`segblocks::reference`, compiled to WebAssembly too);
 //! - frames from RGBA / BGRA textures (sRGB or not, stretched or letterboxed) into the
 //!   network's input, against the host path and the reference;
 //! - MediaPipe's selfie network on the golden photo against TFLite's mask, on the kernels
-//!   of a CPU adapter and on those of a GPU, one frame at a time and three in flight;
+//!   of a CPU adapter and on those of a GPU (at f32, and at f16 where the adapter has
+//!   it), one frame at a time and three in flight;
 //! - every transposed-convolution kernel, the interpolation kernels (the picked one and
 //!   the tap kernel) and both global-pool kernels, forced in turn, and the other ops
 //!   outside the networks (interpolation in every mode, pooling with indices and
@@ -15,7 +18,10 @@
 //!   CPU reference at odd sizes and batch 1-2;
 //! - the blocking calls refused with `Error::Unsupported` instead of hanging.
 //!
-//! `run` resolves with a report and rejects with the first failure.
+//! `run` resolves with a report and rejects with the first failure. `validate` runs the
+//! same calls on a WebGPU that checks every shader and command without running them
+//! (Dawn's null backend, Chrome's WebGPU, in `scripts/web_smoke.sh`): every shape and
+//! error is checked there, no value.
 
 use ndarray::{Array1, Array4};
 use segblocks::blocks::{Architecture, Model};
@@ -26,8 +32,10 @@ use segblocks::networks::{
 use segblocks::ops::conv::{Conv2d, Conv2dParams, ConvKernel, PaddingMode};
 use segblocks::wgpu;
 use segblocks::{
-    Activation, DeviceClass, Error, FramesInFlight, Gpu, GpuOptions, Recorder, StateDict, Tensor,
+    Activation, DeviceClass, Error, FramesInFlight, Gpu, GpuOptions, Precision, Recorder,
+    StateDict, Tensor,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use wasm_bindgen::prelude::*;
 
 const MODEL: &[u8] = include_bytes!("../../models/selfie_segmentation/model.safetensors");
@@ -58,9 +66,38 @@ impl log::Log for ConsoleLog {
 
 static LOGGER: ConsoleLog = ConsoleLog;
 
+/// Whether readbacks are compared with the reference (not where nothing runs).
+static COMPARE_VALUES: AtomicBool = AtomicBool::new(true);
+
+fn compare_values() -> bool {
+    COMPARE_VALUES.load(Ordering::Relaxed)
+}
+
+/// What a passed check says: its values matched, or (validation only) it was accepted.
+fn matched(what: &'static str) -> &'static str {
+    if compare_values() {
+        what
+    } else {
+        "pass validation"
+    }
+}
+
 /// Runs the checks; resolves with a report, rejects with what failed.
 #[wasm_bindgen]
 pub async fn run() -> Result<String, JsValue> {
+    COMPARE_VALUES.store(true, Ordering::Relaxed);
+    smoke_report().await
+}
+
+/// Runs the same calls on a WebGPU that validates shaders and commands without running
+/// them: every shape and every error is checked, no value.
+#[wasm_bindgen]
+pub async fn validate() -> Result<String, JsValue> {
+    COMPARE_VALUES.store(false, Ordering::Relaxed);
+    smoke_report().await
+}
+
+async fn smoke_report() -> Result<String, JsValue> {
     let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Warn));
     smoke().await.map_err(|e| JsValue::from_str(&e))
 }
@@ -79,10 +116,37 @@ async fn smoke() -> Check<String> {
     }
     let gpu = Gpu::new_async(GpuOptions::default()).await.map_err(text)?;
     let info = gpu.adapter_info();
+    // Half precision where the adapter has it (Chrome on most GPUs).
+    let f16 = match Gpu::new_async(GpuOptions {
+        precision: Precision::F16,
+        ..GpuOptions::default()
+    })
+    .await
+    {
+        Ok(half) => Some(half),
+        Err(Error::DeviceUnsupported {
+            name: "SHADER_F16", ..
+        }) => None,
+        Err(e) => return Err(text(e)),
+    };
     report.push(format!(
-        "adapter {:?} on {:?} ({:?})",
-        info.name, info.backend, info.device_type
+        "adapter {:?} on {:?} ({:?}), {:?} reductions, {}; {}",
+        info.name,
+        info.backend,
+        info.device_type,
+        gpu.caps().reduction(),
+        if f16.is_some() {
+            "shader-f16"
+        } else {
+            "no shader-f16"
+        },
+        if compare_values() {
+            "values compared with the reference"
+        } else {
+            "validation only: shapes and errors checked, values not compared"
+        }
     ));
+    report.push(every_shader(&gpu, f16.as_ref()).await?);
     report.push(conv_kernels(&gpu).await?);
     report.push(ops(&gpu).await?);
     report.push(frames(&gpu).await?);
@@ -92,12 +156,68 @@ async fn smoke() -> Check<String> {
             device_class: Some(class),
             ..GpuOptions::default()
         };
-        let gpu = Gpu::new_async(options).await.map_err(text)?;
+        let gpu = Gpu::new_async(options.clone()).await.map_err(text)?;
         report.push(selfie(&gpu).await?);
         gpus.push(gpu);
+        if f16.is_some() {
+            let options = GpuOptions {
+                precision: Precision::F16,
+                ..options
+            };
+            let gpu = Gpu::new_async(options).await.map_err(text)?;
+            report.push(selfie(&gpu).await?);
+        }
     }
     report.push(networks(&gpus).await?);
     Ok(report.join("\n"))
+}
+
+/// Every compute shader of the crate through the WebGPU's own compiler (Tint on Chrome),
+/// with its default constants, the parameters in a uniform and (for the kernels that may
+/// take them there) in a storage buffer, at f32 and (with `half`, a context at f16) f16:
+/// the shader module and a pipeline with the default override values. Catches what
+/// naga lets through and a browser refuses (its uniformity analysis, constant
+/// expressions that overflow), whether or not the other checks run the kernel.
+async fn every_shader(gpu: &Gpu, half: Option<&Gpu>) -> Check<String> {
+    use segblocks::shaders::{self, ParamsBinding};
+    let mut count = 0;
+    for name in shaders::names() {
+        let storage = shaders::INLINING_SENSITIVE
+            .iter()
+            .any(|(file, _, _)| *file == name);
+        let mut forms = vec![(gpu, ParamsBinding::Uniform, 0)];
+        if storage {
+            forms.push((gpu, ParamsBinding::Storage, 0));
+        }
+        if let Some(half) = half {
+            forms.push((half, ParamsBinding::Uniform, 1));
+        }
+        for (gpu, binding, f16) in forms {
+            let source = shaders::source_with(name, &[(shaders::PRECISION, f16)], binding)
+                .ok_or_else(|| format!("{name}: no source"))?;
+            let device = gpu.device();
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            let _ = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            });
+            if let Some(e) = scope.pop().await {
+                return Err(format!("{name} ({binding:?}, F16 = {f16}): {e}"));
+            }
+            count += 1;
+        }
+    }
+    Ok(format!(
+        "every shader: {count} forms compile into pipelines on this WebGPU"
+    ))
 }
 
 /// Every network, on each context's kernels, against the reference.
@@ -149,7 +269,8 @@ async fn networks(gpus: &[Gpu]) -> Check<String> {
         names.push(if gpu.caps().cpu { "CPU" } else { "GPU" });
     }
     Ok(format!(
-        "10 networks at odd sizes (batch 1-2) match the reference on {}-class kernels",
+        "10 networks at odd sizes (batch 1-2) {} on {}-class kernels",
+        matched("match the reference"),
         names.join("- and ")
     ))
 }
@@ -233,8 +354,9 @@ async fn conv_kernels(gpu: &Gpu) -> Check<String> {
         }
     }
     Ok(format!(
-        "convolutions: {} kernel runs on 6 cases match the reference",
-        checks.count
+        "convolutions: {} kernel runs on 6 cases {}",
+        checks.count,
+        matched("match the reference")
     ))
 }
 
@@ -254,6 +376,9 @@ fn close(name: &str, got: &Array4<f32>, want: &Array4<f32>, tolerance: f32) -> C
             got.shape(),
             want.shape()
         ));
+    }
+    if !compare_values() {
+        return Ok(());
     }
     let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
     let worst = got
@@ -334,8 +459,12 @@ async fn ops(gpu: &Gpu) -> Check<String> {
             &Ok(want_v),
         )
         .await?;
-    let got_i = gpu.recorder().download_indices_async(&indices).await;
-    if got_i.map_err(text)? != want_i {
+    let got_i = gpu
+        .recorder()
+        .download_indices_async(&indices)
+        .await
+        .map_err(text)?;
+    if got_i.shape() != want_i.shape() || (compare_values() && got_i != want_i) {
         return Err("max_pool2d: indices differ".into());
     }
     let ap = pool::AvgPool2dParams::new(3)
@@ -436,8 +565,9 @@ async fn ops(gpu: &Gpu) -> Check<String> {
     let record = |rec: &mut Recorder<'_>| upsample::pixel_shuffle(rec, &pt, 2);
     checks.check("pixel_shuffle", record, &want).await?;
     Ok(format!(
-        "ops: {} op calls match the reference",
-        checks.count
+        "ops: {} op calls {}",
+        checks.count,
+        matched("match the reference")
     ))
 }
 
@@ -547,7 +677,7 @@ async fn frames(gpu: &Gpu) -> Check<String> {
             let mut rec = gpu.recorder();
             let x = frame_from_texture(&mut rec, &texture, &params).map_err(text)?;
             let got = rec.download_async(&x).await.map_err(text)?;
-            if got != host {
+            if got.shape() != host.shape() || (compare_values() && got != host) {
                 return Err(format!(
                     "frame_from_texture {format:?} {params:?} differs from the host frame"
                 ));
@@ -571,8 +701,9 @@ async fn frames(gpu: &Gpu) -> Check<String> {
     rec.download_async(&x).await.map_err(text)?;
     gpu.errors_async().await.map_err(text)?;
     Ok(format!(
-        "frames: {checked} texture frames equal the host frame, which matches the reference; \
-         a destroyed texture gives Error::Gpu at the next readback"
+        "frames: {checked} texture frames {}; a destroyed texture gives Error::Gpu at the \
+         next readback",
+        matched("equal the host frame, which matches the reference")
     ))
 }
 
@@ -596,10 +727,14 @@ async fn selfie(gpu: &Gpu) -> Check<String> {
         .map(|(a, b)| f64::from((a - b).abs()))
         .sum::<f64>()
         / mask.len() as f64;
-    let class = if gpu.caps().cpu { "CPU" } else { "GPU" };
-    if mean.is_nan() || mean >= 1e-3 {
+    let class = format!(
+        "{}-class {:?}",
+        if gpu.caps().cpu { "CPU" } else { "GPU" },
+        gpu.precision()
+    );
+    if compare_values() && (mean.is_nan() || mean >= 1e-3) {
         return Err(format!(
-            "{class}-class kernels: mask off TFLite's by {mean} on average"
+            "{class} kernels: mask off TFLite's by {mean} on average"
         ));
     }
     let mut in_flight = FramesInFlight::new(2);
@@ -613,10 +748,8 @@ async fn selfie(gpu: &Gpu) -> Check<String> {
         frames.push(frame);
     }
     for (i, outputs) in &frames {
-        if outputs[0] != mask {
-            return Err(format!(
-                "{class}-class kernels: frame {i} in flight differs"
-            ));
+        if outputs[0].shape() != mask.shape() || (compare_values() && outputs[0] != mask) {
+            return Err(format!("{class} kernels: frame {i} in flight differs"));
         }
     }
     match gpu.recorder().download(&y) {
@@ -627,11 +760,17 @@ async fn selfie(gpu: &Gpu) -> Check<String> {
         Err(Error::Unsupported { .. }) => {}
         other => return Err(format!("profiling on the web gave {other:?}")),
     }
+    let compared = if compare_values() {
+        format!(
+            "mean abs difference to TFLite {mean:.1e}; {} frames in flight identical",
+            frames.len()
+        )
+    } else {
+        format!("{} frames in flight", frames.len())
+    };
     Ok(format!(
-        "selfie 256 x 256 on {class}-class kernels: {dispatches} dispatches, mean abs \
-         difference to TFLite {mean:.1e}; {} frames in flight identical; blocking download \
-         and profiling refused",
-        frames.len()
+        "selfie 256 x 256 on {class} kernels: {dispatches} dispatches, {compared}; blocking \
+         download and profiling refused"
     ))
 }
 
