@@ -26,10 +26,15 @@ struct ParamActivationParams {
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 
 fn apply(v: f32, i: u32) -> f32 {
+    // NaN kept as it came (see activation4 in common.wgsl).
+    return select(apply_numbers(v, i), v, is_nan(v));
+}
+
+fn apply_numbers(v: f32, i: u32) -> f32 {
     switch MODE {
         case 0u: { return select(p.a * v, v, v >= 0.0); }
         case 1u: { return select(p.a * (exp(v) - 1.0), v, v > 0.0); }
-        case 2u: { return select(clamp(v, p.a, p.b), v, is_nan(v)); }
+        case 2u: { return clamp(v, p.a, p.b); }
         case 3u: {
             let z = p.a * v;
             return select(log(1.0 + exp(z)) / p.a, v, z > p.b);

@@ -63,16 +63,21 @@ fn erf4(v: vec4<f32>) -> vec4<f32> {
 
 // The activation with the given code (src/ops/mod.rs, `Activation::shader_code`):
 // 0 none, 1 relu, 2 relu6, 3 sigmoid, 4 hardsigmoid, 5 hardswish, 6 silu, 7 tanh, 8 gelu,
-// 9 gelu (tanh approximation), 10 mish (PyTorch formulas). NaN propagates through the
-// clamping activations as in PyTorch (WGSL leaves min / max / clamp of NaN to the driver).
+// 9 gelu (tanh approximation), 10 mish (PyTorch formulas).
 fn activation4(code: u32, v: vec4<f32>) -> vec4<f32> {
+    // NaN in, NaN out, as PyTorch: WGSL leaves min / max / clamp and the builtins free on
+    // NaN (GPUs' min and max return the other operand; SwiftShader's exp(NaN) is inf,
+    // which made sigmoid(NaN) 0), so every activation keeps a NaN lane as it came.
+    return select(activation4_numbers(code, v), v, nan_lanes(v));
+}
+
+// activation4 on the lanes that are numbers.
+fn activation4_numbers(code: u32, v: vec4<f32>) -> vec4<f32> {
     switch code {
-        case 1u: { return select(max(v, vec4<f32>(0.0)), v, nan_lanes(v)); }
-        case 2u: { return select(clamp(v, vec4<f32>(0.0), vec4<f32>(6.0)), v, nan_lanes(v)); }
+        case 1u: { return max(v, vec4<f32>(0.0)); }
+        case 2u: { return clamp(v, vec4<f32>(0.0), vec4<f32>(6.0)); }
         case 3u: { return 1.0 / (1.0 + exp(-v)); }
-        case 4u: {
-            return select(clamp(v + 3.0, vec4<f32>(0.0), vec4<f32>(6.0)) / 6.0, v, nan_lanes(v));
-        }
+        case 4u: { return clamp(v + 3.0, vec4<f32>(0.0), vec4<f32>(6.0)) / 6.0; }
         case 5u: { return v * clamp(v + 3.0, vec4<f32>(0.0), vec4<f32>(6.0)) / 6.0; }
         case 6u: { return v / (1.0 + exp(-v)); }
         case 7u: { return tanh4(v); }
