@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every GPU test again on SwiftShader, Google's Vulkan on the CPU (the adapter Chrome
+# falls back to), a third conformant driver with a shader compiler of its own (Subzero):
+# it found activations that lost NaN where lavapipe and llvmpipe kept it. Its ICD comes
+# with the Chromium that scripts/web_smoke.sh unpacks into target/web-tools; where that
+# did not run, this says so and stops with success (SEGBLOCKS_WEB_TOOLS_OPTIONAL=1, CI)
+# or fails. tests/precision.rs is left out: it needs SHADER_F16, which SwiftShader lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+icd="$PWD/target/web-tools/chromium/browser/vk_swiftshader_icd.json"
+if [ ! -f "$icd" ]; then
+    echo "SwiftShader tests NOT RUN: $icd is missing (scripts/web_smoke.sh unpacks it)"
+    [ "${SEGBLOCKS_WEB_TOOLS_OPTIONAL:-0}" = 1 ] && exit 0
+    exit 1
+fi
+targets=()
+for t in tests/*.rs; do
+    name=$(basename "$t" .rs)
+    [ "$name" = precision ] || targets+=(--test "$name")
+done
+VK_ICD_FILENAMES="$icd" WGPU_BACKEND=vulkan cargo test "${targets[@]}"
