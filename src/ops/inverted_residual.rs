@@ -360,9 +360,8 @@ struct FusedPlan {
     loops: u64,
     macs: u64,
     /// Workgroup memory in floats: the expanded and depthwise tiles and `se_values`
-    /// (`SE_LEN`: 1 where the pass has no SE values; WGSL has no empty array, and a
-    /// device counts every array its entry point refers to, even in a branch a constant
-    /// rules out).
+    /// ([`se_values_len`]: a device counts every array its entry point refers to, even in
+    /// a branch a constant rules out).
     floats: usize,
     /// The SE computed in the passes.
     se: Option<SeInPass>,
@@ -414,8 +413,10 @@ impl FusedPlan {
         let hc = (1..=HC_MAX.min(hidden) / 4)
             .rev()
             .map(|q| 4 * q)
-            // `<`: one float is the SE values' placeholder (see `FusedPlan::floats`).
-            .find(|&hc| units_of(hc) <= UNITS_MAX && hc * (halo + tp) < floats);
+            .find(|&hc| {
+                units_of(hc) <= UNITS_MAX
+                    && hc * (halo + tp) + se_values_len(params, pass, None) <= floats
+            });
         let hc = match hc {
             Some(hc) if 4 * acc4 <= ACC_MAX => hc,
             _ => return None,
@@ -467,7 +468,7 @@ impl FusedPlan {
             chunks,
             loops,
             macs: groups * (first_macs + project_macs),
-            floats: hc * (halo + tp) + 1,
+            floats: hc * (halo + tp) + se_values_len(params, pass, None),
             se: None,
         })
     }
@@ -516,9 +517,8 @@ impl FusedPlan {
             FusedPass::Block => return None,
         };
         self.loops += extra;
-        if pass == FusedPass::Project {
-            self.floats += c + s - 1;
-        }
+        self.floats += se_values_len(params, pass, Some(se));
+        self.floats -= se_values_len(params, pass, None);
         let limit = caps.max_compute_workgroup_storage_size as usize / 4;
         if self.loops > LOOP_BUDGET || self.floats > limit {
             return None;
@@ -568,10 +568,7 @@ impl FusedPlan {
             pass,
             gate_act,
             se_in_pass: plan.se.is_some(),
-            se_len: Count(match plan.se {
-                Some(se) if pass == FusedPass::Project => (p.hidden_channels + se.squeeze) as u32,
-                _ => 1,
-            }),
+            se_len: Count(se_values_len(p, pass, plan.se) as u32),
             se_act,
         };
         // What x is: the block's input, or for the second pass the first pass's output.
@@ -662,6 +659,16 @@ pub fn select_kernel(
     match least_work(candidate_plans(params, FusedPass::Block, input, caps)) {
         Some((tile, macs)) if pays(macs) => InvertedResidualKernel::Fused(tile),
         _ => InvertedResidualKernel::Unfused,
+    }
+}
+
+/// `SE_LEN`, the floats of the shader's `se_values`: the block's hidden and squeezed
+/// channels in the pass that computes the gate itself (the projection of a block whose SE
+/// is in its passes), else 1, as WGSL has no empty array.
+fn se_values_len(p: &InvertedResidualParams, pass: FusedPass, se: Option<SeInPass>) -> usize {
+    match se {
+        Some(se) if pass == FusedPass::Project => p.hidden_channels + se.squeeze,
+        _ => 1,
     }
 }
 
