@@ -525,3 +525,50 @@ fn no_uninitialised_var_inside_a_loop() {
         ["5: var b: array<f32, 4>;"]
     );
 }
+
+/// The `bitcast<f32>(0x...u)` literals of a shader whose value is an infinity or NaN:
+/// WGSL makes a constant expression that evaluates to one a shader-creation error
+/// (Chrome's Tint refuses it; naga lets it through, so only the web smoke test's Dawn
+/// run would see it).
+fn non_finite_float_constants(source: &str) -> Vec<String> {
+    const BITCAST: &str = "bitcast<f32>(0x";
+    let mut found = Vec::new();
+    for line in source.lines() {
+        let code = line.split("//").next().unwrap_or_default();
+        for (at, _) in code.match_indices(BITCAST) {
+            let digits: String = code[at + BITCAST.len()..]
+                .chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect();
+            let bits = u32::from_str_radix(&digits, 16).expect("a hexadecimal literal");
+            if !f32::from_bits(bits).is_finite() {
+                found.push(format!("{BITCAST}{digits}u)"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_non_finite_float_constant() {
+    use segblocks::shaders::{has_subgroup_form, names, source, SUBGROUPS};
+    for name in names() {
+        let mut forms = vec![source(name, &[]).unwrap()];
+        if has_subgroup_form(name) {
+            forms.push(source(name, &[(SUBGROUPS, 1)]).unwrap());
+        }
+        for text in forms {
+            let found = non_finite_float_constants(&text);
+            assert!(found.is_empty(), "{name}: {found:?}");
+        }
+    }
+    // The scan finds -inf and NaN, and passes a finite value, a run-time bitcast and a
+    // comment.
+    let shader = "let a = -bitcast<f32>(0x7f800000u);\nlet b = bitcast<f32>(0x7fc00000u);\n\
+                  let c = bitcast<f32>(0x3f800000u);\nlet d = bitcast<f32>(BITS);\n\
+                  // not bitcast<f32>(0xff800000u)\n";
+    assert_eq!(
+        non_finite_float_constants(shader),
+        ["bitcast<f32>(0x7f800000u)", "bitcast<f32>(0x7fc00000u)"]
+    );
+}
