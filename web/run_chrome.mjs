@@ -5,7 +5,7 @@
 //   node run_chrome.mjs PKG_DIR NODE_MODULES_DIR BROWSER_DIR
 // BROWSER_DIR receives the unpacked browser (once).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -24,7 +24,7 @@ if (!existsSync(chromium)) {
   }
   writeFileSync(`${chromium}.part`, brotliDecompressSync(readFileSync(join(packed, 'chromium.br'))));
   chmodSync(`${chromium}.part`, 0o755);
-  execFileSync('mv', [`${chromium}.part`, chromium]);
+  renameSync(`${chromium}.part`, chromium);
 }
 
 // WebGPU needs a secure context: the page and the module come from localhost.

@@ -73,6 +73,15 @@ fn compare_values() -> bool {
     COMPARE_VALUES.load(Ordering::Relaxed)
 }
 
+/// Whether a readback equals what it should exactly: its shape always, its values where
+/// they are compared.
+fn equal<T: PartialEq, D: ndarray::Dimension>(
+    got: &ndarray::Array<T, D>,
+    want: &ndarray::Array<T, D>,
+) -> bool {
+    got.shape() == want.shape() && (!compare_values() || got == want)
+}
+
 /// What a passed check says: its values matched, or (validation only) it was accepted.
 fn matched(what: &'static str) -> &'static str {
     if compare_values() {
@@ -464,7 +473,7 @@ async fn ops(gpu: &Gpu) -> Check<String> {
         .download_indices_async(&indices)
         .await
         .map_err(text)?;
-    if got_i.shape() != want_i.shape() || (compare_values() && got_i != want_i) {
+    if !equal(&got_i, &want_i) {
         return Err("max_pool2d: indices differ".into());
     }
     let ap = pool::AvgPool2dParams::new(3)
@@ -677,7 +686,7 @@ async fn frames(gpu: &Gpu) -> Check<String> {
             let mut rec = gpu.recorder();
             let x = frame_from_texture(&mut rec, &texture, &params).map_err(text)?;
             let got = rec.download_async(&x).await.map_err(text)?;
-            if got.shape() != host.shape() || (compare_values() && got != host) {
+            if !equal(&got, &host) {
                 return Err(format!(
                     "frame_from_texture {format:?} {params:?} differs from the host frame"
                 ));
@@ -748,7 +757,7 @@ async fn selfie(gpu: &Gpu) -> Check<String> {
         frames.push(frame);
     }
     for (i, outputs) in &frames {
-        if outputs[0].shape() != mask.shape() || (compare_values() && outputs[0] != mask) {
+        if !equal(&outputs[0], &mask) {
             return Err(format!("{class} kernels: frame {i} in flight differs"));
         }
     }
