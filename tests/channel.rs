@@ -570,6 +570,9 @@ fn eca_and_cbam_match_reference() {
     for (shape, r_ratio, k, bias, order) in [
         ([2, 16, 9, 8], 4, 7, true, ChannelPoolOrder::MaxMean),
         ([1, 8, 5, 5], 4, 3, false, ChannelPoolOrder::MeanMax),
+        // C < r: no hidden channel, the channel attention is sigmoid(2 * bias).
+        ([3, 6, 5, 7], 16, 3, true, ChannelPoolOrder::MaxMean),
+        ([1, 3, 4, 4], 4, 3, false, ChannelPoolOrder::MeanMax),
     ] {
         let c = shape[1];
         let hidden = c / r_ratio;

@@ -10,6 +10,7 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 use super::channel::{add, channel_pool, scale_channels, scale_spatial, ChannelPoolOrder};
 use super::conv::{Conv2d, Conv2dParams};
 use super::pool::{global_pool, global_pool_of_sum, GlobalPool};
+use super::upsample::{upsample, UpsampleParams};
 use super::{Activation, Cost};
 use crate::error::{fail_if, Result};
 use crate::gpu::{check_owner, Gpu, PooledBuffer, Recorder, Tensor};
@@ -615,23 +616,25 @@ impl CbamParams {
         }
     }
 
-    /// The MLP's hidden width, `C / r`.
+    /// The MLP's hidden width, `C / r` (rounded down, as `gate_channels //
+    /// reduction_ratio` in the authors' code). It may be 0 (`C < r`): PyTorch's
+    /// `Linear(C, 0)` then gives an empty vector and `Linear(0, C)` its bias alone, so the
+    /// channel attention is `sigmoid(2 * bias)` whatever the input (0.5 without biases).
     pub fn hidden(&self) -> usize {
         self.gate_channels / self.reduction_ratio.max(1)
     }
 
     /// Checks the parameters on their own.
     pub fn validate(&self) -> Result<()> {
-        fail_if(
-            self.reduction_ratio == 0 || self.hidden() == 0,
-            "reduction_ratio",
-            || {
-                format!(
-                    "ratio {} leaves no hidden channel of {}",
-                    self.reduction_ratio, self.gate_channels
-                )
-            },
-        )?;
+        fail_if(self.reduction_ratio == 0, "reduction_ratio", || {
+            format!(
+                "must be positive, got 0 (gate_channels {})",
+                self.gate_channels
+            )
+        })?;
+        fail_if(self.gate_channels == 0, "gate_channels", || {
+            "must be positive, got 0".to_string()
+        })?;
         fail_if(self.kernel_size.is_multiple_of(2), "kernel_size", || {
             format!("must be odd, got {}", self.kernel_size)
         })?;
@@ -684,9 +687,18 @@ pub struct CbamOutput {
 #[derive(Debug)]
 pub struct Cbam {
     params: CbamParams,
-    mlp1: Conv2d,
-    mlp2: Conv2d,
+    mlp: ChannelMlp,
     spatial: Conv2d,
+}
+
+/// CBAM's shared MLP.
+#[derive(Debug)]
+enum ChannelMlp {
+    /// `C -> C / r -> C` as two 1x1 convolutions.
+    Layers(Box<(Conv2d, Conv2d)>),
+    /// A hidden width of 0 ([`CbamParams::hidden`]): the channel attention does not depend
+    /// on the input, `sigmoid(2 * bias)` per channel, kept as `[1, 1, 1, C]`.
+    Constant(Tensor),
 }
 
 impl Cbam {
@@ -705,10 +717,17 @@ impl Cbam {
     ) -> Result<Self> {
         params.validate()?;
         let [p1, p2] = params.mlp();
+        let mlp = if params.hidden() == 0 {
+            ChannelMlp::Constant(constant_channel_attention(gpu, &params, mlp1, mlp2)?)
+        } else {
+            ChannelMlp::Layers(Box::new((
+                Conv2d::new(gpu, p1, mlp1.0, mlp1.1)?,
+                Conv2d::new(gpu, p2, mlp2.0, mlp2.1)?,
+            )))
+        };
         Ok(Cbam {
             params,
-            mlp1: Conv2d::new(gpu, p1, mlp1.0, mlp1.1)?,
-            mlp2: Conv2d::new(gpu, p2, mlp2.0, mlp2.1)?,
+            mlp,
             spatial: Conv2d::new(gpu, params.spatial(), spatial_weight, spatial_bias)?,
         })
     }
@@ -782,14 +801,25 @@ impl Cbam {
     /// Records the block and its two attention maps (after their sigmoids), as the
     /// modules' intermediate results in PyTorch.
     pub fn forward_with_attention(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<CbamOutput> {
-        crate::ops::check_channels(x.shape(), self.params.gate_channels)?;
-        let avg = global_pool(rec, GlobalPool::Avg, x)?;
-        let max = global_pool(rec, GlobalPool::Max, x)?;
-        let hidden_avg = self.mlp1.forward(rec, &avg)?;
-        let a = self.mlp2.forward(rec, &hidden_avg)?;
-        let hidden_max = self.mlp1.forward(rec, &max)?;
-        let m = self.mlp2.forward(rec, &hidden_max)?;
-        let channel_attention = add(rec, &a, &m, Activation::Sigmoid)?;
+        let s = x.shape();
+        crate::ops::check_channels(s, self.params.gate_channels)?;
+        let channel_attention = match &self.mlp {
+            ChannelMlp::Layers(layers) => {
+                let (mlp1, mlp2) = &**layers;
+                let avg = global_pool(rec, GlobalPool::Avg, x)?;
+                let max = global_pool(rec, GlobalPool::Max, x)?;
+                let hidden_avg = mlp1.forward(rec, &avg)?;
+                let a = mlp2.forward(rec, &hidden_avg)?;
+                let hidden_max = mlp1.forward(rec, &max)?;
+                let m = mlp2.forward(rec, &hidden_max)?;
+                add(rec, &a, &m, Activation::Sigmoid)?
+            }
+            ChannelMlp::Constant(row) => {
+                // The row repeated for every sample (a nearest resize copies it exactly).
+                let rows = UpsampleParams::nearest().size((s[0], s[1]));
+                upsample(rec, &rows, row)?.reshape([s[0], s[1], 1, 1])?
+            }
+        };
         let x1 = scale_channels(rec, x, &channel_attention, Activation::None)?;
         let pooled = channel_pool(rec, &x1, self.params.pool_order)?;
         let logits = self.spatial.forward(rec, &pooled)?;
@@ -806,15 +836,57 @@ impl Cbam {
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let pooled = [input[0], input[1], 1, 1];
         let hidden = self.params.hidden();
-        let mlp = self.mlp1.cost(pooled)? + self.mlp2.cost([input[0], hidden, 1, 1])?;
+        let channel = match &self.mlp {
+            ChannelMlp::Layers(layers) => {
+                let (mlp1, mlp2) = &**layers;
+                let mlp = mlp1.cost(pooled)? + mlp2.cost([input[0], hidden, 1, 1])?;
+                GlobalPool::Avg.cost(input)?
+                    + GlobalPool::Max.cost(input)?
+                    + mlp
+                    // The MLP is shared: its MACs count twice, its parameters once.
+                    + Cost { params: 0, ..mlp }
+            }
+            ChannelMlp::Constant(_) => {
+                let c = self.params.gate_channels as u64;
+                Cost {
+                    params: if self.params.mlp_bias { c } else { 0 },
+                    macs: 0,
+                    bytes: 4 * c * (1 + input[0] as u64),
+                }
+            }
+        };
         let spatial = self.spatial.cost([input[0], 2, input[2], input[3]])?;
-        Ok(GlobalPool::Avg.cost(input)?
-            + GlobalPool::Max.cost(input)?
-            + mlp
-            // The MLP is shared: its MACs count twice, its parameters once.
-            + Cost { params: 0, ..mlp }
+        Ok(channel
             + spatial
             + super::channel::elementwise_cost(input, 2)
             + super::channel::elementwise_cost(input, 1))
     }
+}
+
+/// The channel attention of a CBAM whose MLP has no hidden channel, `[1, 1, 1, C]`:
+/// `sigmoid(b + b)` with `b` the second layer's bias (0 without biases), the same for the
+/// average and the max descriptor. Both layers' weights must still have their (empty)
+/// shapes.
+fn constant_channel_attention(
+    gpu: &Gpu,
+    params: &CbamParams,
+    mlp1: (ArrayView4<f32>, Option<ArrayView1<f32>>),
+    mlp2: (ArrayView4<f32>, Option<ArrayView1<f32>>),
+) -> Result<Tensor> {
+    let c = params.gate_channels;
+    crate::ops::same_dims("mlp1 weight", &[0, c, 1, 1], mlp1.0.shape())?;
+    crate::ops::same_dims("mlp2 weight", &[c, 0, 1, 1], mlp2.0.shape())?;
+    let bias_len = |b: &Option<ArrayView1<f32>>| b.as_ref().map(|b| b.len());
+    let want = |len: usize| params.mlp_bias.then_some(len);
+    fail_if(bias_len(&mlp1.1) != want(0), "mlp1 bias", || {
+        format!("expected {:?} values, got {:?}", want(0), bias_len(&mlp1.1))
+    })?;
+    fail_if(bias_len(&mlp2.1) != want(c), "mlp2 bias", || {
+        format!("expected {:?} values, got {:?}", want(c), bias_len(&mlp2.1))
+    })?;
+    let attention = Array4::from_shape_fn([1, 1, 1, c], |(_, _, _, k)| {
+        let b = mlp2.1.as_ref().map_or(0.0, |b| b[k]);
+        1.0 / (1.0 + (-(b + b)).exp())
+    });
+    gpu.upload(attention.view())
 }

@@ -77,6 +77,14 @@ pub fn cbam(
     params.validate()?;
     let [p1, p2] = params.mlp();
     let mlp = |d: &Array4<f32>| -> Result<Array4<f32>> {
+        if params.hidden() == 0 {
+            // Linear(C, 0) gives an empty vector; Linear(0, C) of it is its bias alone.
+            let n = d.shape()[0];
+            return Ok(Array4::from_shape_fn(
+                [n, params.gate_channels, 1, 1],
+                |(_, k, _, _)| mlp2.1.as_ref().map_or(0.0, |b| b[k]),
+            ));
+        }
         let h = super::conv::conv2d(&p1, d.view(), mlp1.0, mlp1.1)?;
         super::conv::conv2d(&p2, h.view(), mlp2.0, mlp2.1)
     };

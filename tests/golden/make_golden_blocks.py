@@ -248,6 +248,10 @@ LATER_CASES = [
     # even (82 expanded channels, not 83).
     ("mobilenetv2_ir_expand_half_to_even", "torchvision.models.mobilenetv2.InvertedResidual",
      lambda: mbv2_ir(33, 20, 2, 2.5), [2, 33, 7, 6]),
+    # Fewer channels than the reduction ratio: the MLP's hidden layer is empty (its weights
+    # are stored with a 0 in their shapes).
+    ("cbam_authors_module_no_hidden", "cbam_reference.CBAM",
+     lambda: cbam(6, 16), [2, 6, 5, 7]),
 ]
 
 

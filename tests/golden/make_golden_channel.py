@@ -410,7 +410,7 @@ def make_cbam(index, spec):
     x = feature_map(gen, shape)
     w1 = randn(gen, [hidden, c], 1.5 / c**0.5)
     b1 = randn(gen, [hidden], 0.3)
-    w2 = randn(gen, [c, hidden], 2.0 / hidden**0.5)
+    w2 = randn(gen, [c, hidden], 2.0 / max(hidden, 1)**0.5)
     b2 = randn(gen, [c], 0.5)
     ws = randn(gen, [1, 2, k, k], 2.0 / (2 * k * k) ** 0.5)
     bs = randn(gen, [1], 0.5) if has_bias else None
@@ -562,6 +562,9 @@ def main():
     jobs += [(make_residual_attention, ("residual_attention_2x3x4x5", [2, 3, 4, 5]))]
     # Added later, so the earlier cases keep their seeds.
     jobs += [(make_cbam_mean_max, ("cbam_c16_r4_k7_meanmax_nobias_batch2", [2, 16, 6, 7], 4, 7))]
+    # Fewer channels than the reduction ratio: Linear(C, 0), whose output is empty, and
+    # Linear(0, C), which gives its bias alone.
+    jobs += [(make_cbam, ("cbam_c6_r16_k3_bias_batch2_no_hidden", [2, 6, 5, 7], 16, 3, True))]
 
     cases = []
     for index, (make, spec) in enumerate(jobs):
