@@ -330,8 +330,9 @@ def channel(fz, count, out):
         if kind == 4:
             c = r.randint(1, 300)
             return m.make_eca, (f"fuzz{i}_eca_k{m.eca_kernel_size(c)}", [n, c, h, w])
-        ratio = r.choice([1, 2, 4])
-        return m.make_cbam, (f"fuzz{i}_cbam", [n, ratio * r.randint(1, 8), h, w], ratio,
+        # Channels need not be a multiple of the ratio, and may be fewer (no hidden channel).
+        ratio = r.choice([1, 2, 4, 16])
+        return m.make_cbam, (f"fuzz{i}_cbam", [n, r.randint(1, 8 * ratio), h, w], ratio,
                              r.choice([3, 5, 7]), r.random() < 0.5)
 
     builders = (job(i) for i in range(count * 20))
@@ -420,8 +421,8 @@ def blocks(fz, count, out):
                 lambda: m.fcn_head(c, k), shape(c))
 
     def cbam(i):
-        ratio = r.choice([1, 2, 4, 8])
-        c = ratio * r.randint(1, 6)
+        ratio = r.choice([1, 2, 4, 8, 16])
+        c = r.randint(1, 6 * ratio)
         return (f"fuzz{i}_cbam", "cbam_reference.CBAM", lambda: m.cbam(c, ratio), shape(c))
 
     makers = [mbv2, mbv3, bottleneck, shufflenet, se, aspp, dense, fcn, cbam]
