@@ -5,7 +5,8 @@
 // MODE 2 hardtanh     y = clamp(x, a, b), NaN kept                   (a, b: min_val, max_val)
 // MODE 3 softplus     y = a x > b ? x : ln(1 + exp(a x)) / a          (a: beta, b: threshold)
 // MODE 4 prelu        y = x >= 0 ? x : w[c] * x   (w: one weight, or one per channel)
-#include "common.wgsl"
+// Modes 0-3 are param_formula.wgsl's formulas (its kinds 1-4), NaN kept.
+#include "param_formula.wgsl"
 
 override MODE: u32 = 0u;
 const PX: u32 = 4u;
@@ -26,27 +27,16 @@ struct ParamActivationParams {
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 
 fn apply(v: f32, i: u32) -> f32 {
-    // NaN kept as it came (see activation4 in common.wgsl).
-    return select(apply_numbers(v, i), v, is_nan(v));
-}
-
-fn apply_numbers(v: f32, i: u32) -> f32 {
-    switch MODE {
-        case 0u: { return select(p.a * v, v, v >= 0.0); }
-        case 1u: { return select(p.a * (exp(v) - 1.0), v, v > 0.0); }
-        case 2u: { return clamp(v, p.a, p.b); }
-        case 3u: {
-            let z = p.a * v;
-            return select(log(1.0 + exp(z)) / p.a, v, z > p.b);
+    if (MODE == 4u) {
+        var k = 0u;
+        if (p.per_channel == 1u) {
+            k = (i / p.hw) % p.c;
         }
-        default: {
-            var k = 0u;
-            if (p.per_channel == 1u) {
-                k = (i / p.hw) % p.c;
-            }
-            return select(w[k] * v, v, v >= 0.0);
-        }
+        // NaN kept as it came (see activation4 in common.wgsl).
+        return select(select(w[k] * v, v, v >= 0.0), v, is_nan(v));
     }
+    // Modes 0-3 are param_formula.wgsl's kinds 1-4.
+    return param_formula4(MODE + 1u, vec4<f32>(v), p.a, p.b).x;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

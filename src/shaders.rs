@@ -40,6 +40,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("activation.wgsl"),
     wgsl!("epilogue.wgsl"),
     wgsl!("param_activation.wgsl"),
+    wgsl!("param_formula.wgsl"),
     wgsl!("padding.wgsl"),
     wgsl!("window.wgsl"),
     wgsl!("adaptive_bins.wgsl"),
