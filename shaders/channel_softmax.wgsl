@@ -1,8 +1,9 @@
 // Reductions over the channels of each pixel (PyTorch's dim=1): MODE 0 softmax, 1 log
-// softmax (both with the maximum subtracted first; NaN anywhere in a pixel's channels
-// makes all of them NaN, as in PyTorch), 2 argmax (the first maximum's channel; the first
-// NaN's if there is one), 3 layer norm over the channels (torchvision's LayerNorm2d:
-// mean, then the biased variance of the deviations, then gamma[c] * x_hat + beta[c]).
+// softmax (both with the maximum subtracted first; NaN or +inf anywhere in a pixel's
+// channels, or -inf in all, makes all of them NaN, as in PyTorch), 2 argmax (the first
+// maximum's channel; the first NaN's if there is one), 3 layer norm over the channels
+// (torchvision's LayerNorm2d: mean, then the biased variance of the deviations, then
+// gamma[c] * x_hat + beta[c]).
 // One invocation per pixel of one sample, which walks the channels (stride H * W).
 #include "common.wgsl"
 
@@ -61,6 +62,15 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     }
     if (MODE == 2u) {
         idx[t] = i32(at);
+        return;
+    }
+    if (!is_finite(m)) {
+        // A NaN, an infinity, or every channel -inf: x - max is NaN somewhere, and so is
+        // the sum, for every channel in PyTorch. Written out, not left to exp(NaN) (which
+        // SwiftShader makes infinite, so that 0 / sum gave 0).
+        for (var c = 0u; c < p.c; c++) {
+            y[base + c * p.hw] = Act(bitcast<f32>(NAN_BITS));
+        }
         return;
     }
     var sum = 0.0;

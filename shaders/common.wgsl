@@ -38,6 +38,15 @@ fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
+// Neither infinite nor NaN (on the bits, see is_nan).
+fn is_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) < 0x7f800000u;
+}
+
+// NaN read at run time: a constant expression that evaluates to NaN is a shader-creation
+// error in WGSL (Chrome's Tint refuses `bitcast<f32>(0x7fc00000u)`).
+var<private> NAN_BITS: u32 = 0x7fc00000u;
+
 // NaN lanes of v (on the bits, see is_nan).
 fn nan_lanes(v: vec4<f32>) -> vec4<bool> {
     return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);

@@ -8,9 +8,7 @@
 
 const SUBGROUPS: u32 = 1u; // @specialize
 
-// NaN read at run time: a constant expression that evaluates to NaN is a shader-creation
-// error in WGSL (Chrome's Tint refuses `bitcast<f32>(0x7fc00000u)`).
-var<private> NAN_BITS: u32 = 0x7fc00000u;
+// NAN_BITS: see common.wgsl.
 
 struct Lanes {
     @builtin(subgroup_invocation_id) lane: u32,

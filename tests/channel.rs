@@ -942,3 +942,88 @@ fn channel_softmax_and_argmax_match_pytorch() {
         Err(Error::ShapeMismatch { name: "input", .. })
     ));
 }
+
+/// Softmax, log-softmax and argmax over channels holding NaN and infinities, against what
+/// PyTorch 2.15 gives for each pixel (a NaN, or +inf, makes every channel NaN; -inf
+/// channels get 0 / -inf; argmax takes the first NaN, else the first maximum).
+#[test]
+fn softmax_and_argmax_with_non_finite_channels_as_pytorch() {
+    let gpu = gpu();
+    let (nan, inf) = (f32::NAN, f32::INFINITY);
+    // A pixel's channels; PyTorch's softmax and log-softmax (None: all NaN); its argmax.
+    type Pixel = ([f32; 3], Option<[f32; 3]>, Option<[f32; 3]>, usize);
+    let pixels: [Pixel; 7] = [
+        ([1.0, nan, 2.0], None, None, 1),
+        ([1.0, inf, 2.0], None, None, 1),
+        (
+            [1.0, -inf, 2.0],
+            Some([0.268_941_43, 0.0, 0.731_058_6]),
+            Some([-1.313_261_6, -inf, -0.313_261_66]),
+            2,
+        ),
+        ([-inf, -inf, -inf], None, None, 0),
+        ([nan, 5.0, nan], None, None, 0),
+        ([inf, inf, 1.0], None, None, 0),
+        (
+            [3.0, 3.0, -1.0],
+            Some([0.495_462_66, 0.495_462_66, 0.009_074_716]),
+            Some([-0.702_263_3, -0.702_263_3, -4.702_263_4]),
+            0,
+        ),
+    ];
+    let x = Array4::from_shape_fn([1, 3, 1, pixels.len()], |(_, c, _, p)| pixels[p].0[c]);
+    let mut rec = gpu.recorder();
+    let input = up(&x);
+    let soft = channel::softmax(&mut rec, &input).unwrap();
+    let log = channel::log_softmax(&mut rec, &input).unwrap();
+    let got = rec.download_many(&[&soft, &log]).unwrap();
+    let arg = {
+        let mut rec = gpu.recorder();
+        let i = channel::argmax(&mut rec, &input).unwrap();
+        rec.download_indices(&i).unwrap()
+    };
+    let same = |got: f32, want: f32| {
+        if want.is_nan() {
+            got.is_nan()
+        } else if want.is_infinite() {
+            got == want
+        } else {
+            (got - want).abs() <= 1e-6
+        }
+    };
+    let reference = [
+        reference::channel::softmax(x.view(), false),
+        reference::channel::softmax(x.view(), true),
+    ];
+    let reference_arg = reference::channel::argmax(x.view());
+    for (p, (values, soft_want, log_want, arg_want)) in pixels.iter().enumerate() {
+        for c in 0..3 {
+            let s = soft_want.map_or(nan, |w| w[c]);
+            let l = log_want.map_or(nan, |w| w[c]);
+            assert!(
+                same(reference[0][[0, c, 0, p]], s),
+                "reference softmax {values:?}"
+            );
+            assert!(
+                same(reference[1][[0, c, 0, p]], l),
+                "reference log {values:?}"
+            );
+            assert!(
+                same(got[0][[0, c, 0, p]], s),
+                "softmax of {values:?}, channel {c}: {} (PyTorch {s})",
+                got[0][[0, c, 0, p]]
+            );
+            assert!(
+                same(got[1][[0, c, 0, p]], l),
+                "log_softmax of {values:?}, channel {c}: {} (PyTorch {l})",
+                got[1][[0, c, 0, p]]
+            );
+        }
+        assert_eq!(arg[[0, 0, 0, p]], *arg_want as i64, "argmax of {values:?}");
+        assert_eq!(
+            reference_arg[[0, 0, 0, p]],
+            *arg_want as i64,
+            "reference argmax"
+        );
+    }
+}
