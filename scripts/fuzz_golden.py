@@ -23,11 +23,20 @@ golden script's own case builders on random parameters; `--only` picks families.
 two PyTorch behaviours the library does not copy are left out: circular padding with
 negative pads (PyTorch reads memory outside the input there) and antialiased resizing to
 one column with a change of height (PyTorch's CPU kernel repeats the first row).
+
+`--non-finite P` puts NaN, +inf and -inf at a fraction P of each case's input (the first
+tensor a builder draws), for the decoder, conv2d and channel families; the other
+families' inputs are drawn otherwise and stay finite. Two differences from PyTorch's CPU
+f32 kernels are expected there and not copied: its exact GELU gives NaN for +inf (its
+f64 kernel, and the formula, give +inf, as the library does), and in antialiased resizes
+PyTorch, the GPU kernel and the reference do not multiply the same taps of weight 0 at a
+window's edge (NaN where one of them multiplies such a tap by an infinity).
 """
 
 import argparse
 import importlib
 import json
+import math
 import os
 import random
 import sys
@@ -80,6 +89,29 @@ def write_list(path, cases):
     print(f"wrote {len(cases)} cases to {path}")
 
 
+# `--non-finite P`: the first tensor each case draws with torch.randn (its input, in the
+# golden scripts' builders) gets NaN, +inf and -inf at a fraction P of its entries, so that
+# PyTorch's answers on non-finite inputs become golden values (the Rust side's comparison
+# takes matching NaNs and infinities as equal).
+NON_FINITE = {"p": 0.0, "draws": 0}
+_RANDN = torch.randn
+
+
+def _randn_with_non_finite(*args, **kwargs):
+    t = _RANDN(*args, **kwargs)
+    NON_FINITE["draws"] += 1
+    if NON_FINITE["p"] > 0 and NON_FINITE["draws"] == 1 and t.dtype == torch.float32:
+        g = torch.Generator().manual_seed(t.numel())
+        hit = torch.rand(t.shape, generator=g) < NON_FINITE["p"]
+        kind = torch.randint(0, 3, t.shape, generator=g)
+        special = torch.tensor([math.nan, math.inf, -math.inf])[kind]
+        t = torch.where(hit, special, t)
+    return t
+
+
+torch.randn = _randn_with_non_finite
+
+
 def run(builders, count, first_index, name_of):
     """Calls each (make, spec) builder until `count` cases are made; PyTorch's refusals skip."""
     cases, index = [], first_index
@@ -87,6 +119,7 @@ def run(builders, count, first_index, name_of):
         if len(cases) >= count:
             break
         index += 1
+        NON_FINITE["draws"] = 0
         try:
             case, _ = make(index, spec)
         except (RuntimeError, ValueError, AssertionError, ZeroDivisionError) as e:
@@ -174,7 +207,30 @@ def with_cases(module, cases, out, name):
     """Runs a golden script whose main() writes its module-level CASES to OUT."""
     m = importlib.import_module(module)
     m.CASES, m.OUT = cases, os.path.join(out, name)
+    for attr in [a for a in dir(m) if a.startswith("make")]:
+        if callable(getattr(m, attr)):
+            setattr(m, attr, drawing_anew(getattr(m, attr)))
     m.main()
+
+
+def drawing_anew(make):
+    """`make` with the first torch.randn of each outermost call counted as a case's first
+    (see NON_FINITE)."""
+    def wrapped(*args, **kwargs):
+        outermost = NON_FINITE.get("depth", 0) == 0
+        if outermost:
+            NON_FINITE["draws"] = 0
+        NON_FINITE["depth"] = NON_FINITE.get("depth", 0) + 1
+        try:
+            made = make(*args, **kwargs)
+        finally:
+            NON_FINITE["depth"] -= 1
+        # The scripts' own f32-vs-f64 checks: NaN where the input has NaN or infinities.
+        if isinstance(made, tuple) and len(made) == 2 and isinstance(made[1], float) \
+                and math.isnan(made[1]):
+            made = (made[0], 0.0)
+        return made
+    return wrapped
 
 
 def conv2d(fz, count, out):
@@ -542,11 +598,14 @@ def main():
                     help="multiply the spatial sizes drawn (not the networks')")
     ap.add_argument("--channel-scale", type=int, default=1,
                     help="multiply the channel counts drawn (ops' cases only)")
+    ap.add_argument("--non-finite", type=float, default=0.0, metavar="P",
+                    help="put NaN / +inf / -inf at a fraction P of each case's input")
     ap.add_argument("--only", nargs="+", choices=[f.__name__ for f in FAMILIES],
                     help="the families to write (default: all)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     SCALE.update(size=args.scale, channels=args.channel_scale)
+    NON_FINITE["p"] = args.non_finite
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     for i, family in enumerate(FAMILIES):

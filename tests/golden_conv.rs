@@ -9,8 +9,8 @@
 mod common;
 
 use common::golden::{
-    activation, assert_no_failures, assert_unique_names, bias_values, bool_of, cases, compare, gpu,
-    number_array, numbers, str_of, usize_field, usizes, Tol,
+    activation, array, assert_no_failures, assert_unique_names, bias_values, bool_of, cases,
+    compare, gpu, number_array, numbers, str_of, usize_field, usizes, Tol,
 };
 use ndarray::{Array1, Array4};
 use segblocks::ops::conv::{Conv2d, Conv2dParams, ConvKernel};
@@ -67,9 +67,10 @@ fn load_cases() -> Vec<Case> {
             // a "nan" string fails to load rather than matching a NaN under `Tol::Rel`.
             let bias = bias_values(c, n, has_bias, params.out_channels, numbers);
             Case {
-                input: number_array(c, n, "input", input_shape),
+                // Input and output may hold NaN / inf (scripts/fuzz_golden.py --non-finite).
+                input: array(c, n, "input", input_shape),
                 weight: number_array(c, n, "weight", params.weight_shape()),
-                output: number_array(c, n, "output", output_shape),
+                output: array(c, n, "output", output_shape),
                 name,
                 params,
                 input_shape,

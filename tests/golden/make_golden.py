@@ -11,6 +11,7 @@ seeds its own generator, and the convolution runs single-threaded on the CPU).
 """
 
 import json
+import math
 import os
 import sys
 
@@ -81,13 +82,27 @@ CASES = [
     ("gelu_pointwise_batch2", [2, 6, 4, 4], 5, 1, 1, 0, 1, 1, True, "gelu"),
     ("gelu_tanh_depthwise", [1, 4, 7, 8], 4, 3, 1, 1, 1, 4, True, "gelu_tanh"),
     ("mish_3x3_stride2", [1, 3, 9, 9], 4, 3, 2, 1, 1, 1, False, "mish"),
+    # NaN, +inf and -inf at 5% of the input's values ("_nonfinite"): an output is NaN
+    # where its window holds a NaN or both infinities, infinite where it holds one, and
+    # no kernel may spread them further (by multiplying a zero weight or an idle lane
+    # by them), added later
+    ("grouped_3x3_pad1_nonfinite", [2, 4, 7, 9], 6, 3, 1, 1, 1, 2, True, "relu"),
+    ("pointwise_nonfinite", [1, 8, 6, 5], 12, 1, 1, 0, 1, 1, True, "sigmoid"),
+    ("depthwise_5x5_stride2_nonfinite", [1, 6, 11, 10], 6, 5, 2, 2, 1, 6, False, "none"),
 ]
 
 
 def f32_list(t):
     # float(np.float32(v)) is the exact float32 value as a Python float; json writes its
     # shortest round-tripping repr, so parsing it as f64 and casting to f32 is exact.
-    return [float(np.float32(v)) for v in t.detach().reshape(-1).numpy()]
+    # NaN and infinities (JSON has no literal for them) as the strings "nan", "inf", "-inf".
+    def enc(v):
+        if np.isnan(v):
+            return "nan"
+        if np.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return float(np.float32(v))
+    return [enc(v) for v in t.detach().reshape(-1).numpy()]
 
 
 def make_case(index, spec):
@@ -97,6 +112,11 @@ def make_case(index, spec):
     assert c_in % g == 0 and c_out % g == 0, name
     gen = torch.Generator().manual_seed(1000 + index)
     x = torch.randn(in_shape, generator=gen, dtype=torch.float32)
+    if name.endswith("_nonfinite"):
+        hit = torch.rand(x.shape, generator=gen) < 0.05
+        special = torch.tensor([math.nan, math.inf, -math.inf])[
+            torch.randint(0, 3, x.shape, generator=gen)]
+        x = torch.where(hit, special, x)
     fan_in = (c_in // g) * k[0] * k[1]
     # Scale so pre-activation values have a std of about 2.5: the activations' bends and
     # clamps (0, +-3, 6) are all crossed.
@@ -114,7 +134,9 @@ def make_case(index, spec):
             stride=s, padding=p, dilation=d, groups=g,
         )
     )
-    err = ((y.double() - y64).abs() / (1 + y64.abs())).max().item()
+    # Over the finite outputs (scripts/fuzz_golden.py --non-finite gives NaN and inf inputs).
+    finite = torch.isfinite(y64)
+    err = ((y.double() - y64).abs() / (1 + y64.abs()))[finite].max().item() if finite.any() else 0.0
     # Rounding grows with the sum's length (the fuzzer's larger cases).
     assert err < 1e-6 * max(1.0, fan_in**0.5 / 4), (name, err)
 
