@@ -786,3 +786,80 @@ fn costs_count_bytes() {
         512
     );
 }
+
+/// A NaN or an infinity in a normalised segment makes every output of that segment NaN
+/// (its mean or variance is NaN, as in PyTorch), and leaves the other segments alone:
+/// group norm (2 groups, and 4: one channel each) and batch norm in training, GPU against
+/// the reference; the NaN planes are those PyTorch 2.15 gives for the same positions. Passes
+/// on lavapipe, GL and SwiftShader.
+#[test]
+fn non_finite_values_make_their_segment_nan() {
+    let gpu = gpu();
+    let mut r = rng(31);
+    let shape = [2, 4, 5, 6];
+    let mut x = random4(&mut r, shape);
+    x[[0, 1, 2, 3]] = f32::NAN;
+    x[[1, 2, 0, 0]] = f32::INFINITY;
+    x[[1, 3, 4, 5]] = f32::NEG_INFINITY;
+    let xt = gpu.upload(x.view()).unwrap();
+    let (g, b) = affine(&mut r, 4);
+    // Compares NaN with NaN, finite values within tol; returns which (sample, channel)
+    // planes came out all NaN.
+    let check = |got: &Array4<f32>, want: &Array4<f32>, what: &str| -> Vec<(usize, usize)> {
+        for ((i, &gv), &wv) in got.indexed_iter().zip(want.iter()) {
+            let ok = if wv.is_nan() {
+                gv.is_nan()
+            } else {
+                (gv - wv).abs() <= 1e-4 * (1.0 + wv.abs())
+            };
+            assert!(ok, "{what} at {i:?}: got {gv}, want {wv}");
+        }
+        let mut nan_planes = Vec::new();
+        for n in 0..shape[0] {
+            for c in 0..shape[1] {
+                let plane = got.slice(ndarray::s![n, c, .., ..]);
+                if plane.iter().all(|v| v.is_nan()) {
+                    nan_planes.push((n, c));
+                } else {
+                    assert!(
+                        plane.iter().all(|v| v.is_finite()),
+                        "{what}: plane {n},{c} mixed"
+                    );
+                }
+            }
+        }
+        nan_planes
+    };
+    for (groups, poisoned) in [
+        (2, vec![(0, 0), (0, 1), (1, 2), (1, 3)]),
+        (4, vec![(0, 1), (1, 2), (1, 3)]),
+    ] {
+        let params = GroupNormParams::new(groups, 4);
+        let gn = GroupNorm::new(gpu, params, Some(g.view()), Some(b.view())).unwrap();
+        let mut rec = gpu.recorder();
+        let y = gn.forward(&mut rec, &xt).unwrap();
+        let got = rec.download(&y).unwrap();
+        let want = reference::norm::group_norm(&params, x.view(), g.view(), b.view()).unwrap();
+        let what = format!("group norm G={groups}");
+        assert_eq!(check(&got, &want, &what), poisoned, "{what}");
+    }
+    let params = BatchNorm2dParams::new(4);
+    let bn = BatchNorm2d::new(gpu, params, Some(g.view()), Some(b.view())).unwrap();
+    let mut rec = gpu.recorder();
+    let (y, _) = bn.forward_train(&mut rec, &xt).unwrap();
+    let got = rec.download(&y).unwrap();
+    let (rm, rv) = (Array1::zeros(4), Array1::ones(4));
+    let want = reference::norm::batch_norm_train(
+        &params,
+        x.view(),
+        g.view(),
+        b.view(),
+        rm.view(),
+        rv.view(),
+        0.1,
+    )
+    .unwrap()
+    .output;
+    let channels_1_to_3 = vec![(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)];
+    assert_eq!(check(&got, &want, "batch norm"), channels_1_to_3);
+}
