@@ -25,8 +25,9 @@ negative pads (PyTorch reads memory outside the input there) and antialiased res
 one column with a change of height (PyTorch's CPU kernel repeats the first row).
 
 `--non-finite P` puts NaN, +inf and -inf at a fraction P of each case's input (the first
-tensor a builder draws), for the decoder, conv2d and channel families; the other
-families' inputs are drawn otherwise and stay finite. Two differences from PyTorch's CPU
+tensor a builder draws; for average pooling and padding, the stored input, whose output
+is then computed again), for the decoder, conv2d, channel, avg_pool and pad families; the
+other families' inputs are drawn otherwise and stay finite. Two differences from PyTorch's CPU
 f32 kernels are expected there and not copied: its exact GELU gives NaN for +inf (its
 f64 kernel, and the formula, give +inf, as the library does), and in antialiased resizes
 PyTorch, the GPU kernel and the reference do not multiply the same taps of weight 0 at a
@@ -42,6 +43,7 @@ import random
 import sys
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden"))
 
@@ -110,6 +112,34 @@ def _randn_with_non_finite(*args, **kwargs):
 
 
 torch.randn = _randn_with_non_finite
+
+
+def redo_with_non_finite(path, op):
+    """With --non-finite, for the golden scripts that draw their inputs in main() (average
+    pooling, padding): NaN / +inf / -inf put into each case's stored input, and the
+    output computed again by `op(case, input)`."""
+    if NON_FINITE["p"] <= 0:
+        return
+    special = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+    def enc(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else v
+
+    with open(path) as f:
+        doc = json.load(f)
+    g = torch.Generator().manual_seed(len(doc["cases"] if isinstance(doc, dict) else doc))
+    for c in doc["cases"] if isinstance(doc, dict) else doc:
+        x = torch.tensor([special.get(v, v) if isinstance(v, str) else v for v in c["input"]],
+                         dtype=torch.float32).view(c["input_shape"])
+        hit = torch.rand(x.shape, generator=g) < NON_FINITE["p"]
+        kind = torch.randint(0, 3, x.shape, generator=g)
+        x = torch.where(hit, torch.tensor([math.nan, math.inf, -math.inf])[kind], x)
+        y = op(c, x)
+        assert list(y.shape) == c["output_shape"], c["name"]
+        c["input"] = [enc(float(v)) for v in x.reshape(-1)]
+        c["output"] = [enc(float(v)) for v in y.reshape(-1)]
+    with open(path, "w") as f:
+        json.dump(doc, f, separators=(",", ":"), allow_nan=False)
 
 
 def run(builders, count, first_index, name_of):
@@ -292,6 +322,9 @@ def avg_pool(fz, count, out):
         cases.append((f"fuzz{len(cases)}", shape, k, fz.pr(1, 3), p, r.random() < 0.5,
                       r.random() < 0.5, div))
     with_cases("make_golden_avgpool", cases, out, "avg_pool.json")
+    redo_with_non_finite(os.path.join(out, "avg_pool.json"), lambda c, x: F.avg_pool2d(
+        x, c["kernel_size"], c["stride"], c["padding"], c["ceil_mode"],
+        c["count_include_pad"], c["divisor_override"]))
 
 
 def pad(fz, count, out):
@@ -312,6 +345,9 @@ def pad(fz, count, out):
             continue
         cases.append((f"fuzz{len(cases)}", shape, pads, mode, value))
     with_cases("make_golden_pad", cases, out, "pad.json")
+    redo_with_non_finite(os.path.join(out, "pad.json"), lambda c, x: F.pad(
+        x, c["pad"], c["mode"], c["value"]) if c["mode"] == "constant" else F.pad(
+        x, c["pad"], c["mode"]))
 
 
 def norm(fz, count, out):

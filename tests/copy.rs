@@ -44,10 +44,10 @@ fn pad_matches_pytorch() {
         let x: Array4<f32> = array(c, n, "input", shape);
         let want: Array4<f32> = array(c, n, "output", out);
         assert_eq!(params.output_shape(shape).unwrap(), out, "{n}");
-        // A copy: exact on both sides.
+        // A copy: exact on both sides (NaN and infinities too: fuzz_golden.py --non-finite).
         let zero = want.mapv(|_| 0.0);
         let cpu = reference::copy::pad2d(&params, x.view()).unwrap();
-        assert_close(
+        assert_close_non_finite(
             cpu.view(),
             want.view(),
             zero.view(),
@@ -57,7 +57,7 @@ fn pad_matches_pytorch() {
         let mut rec = gpu.recorder();
         let y = pad2d(&mut rec, &params, &xt).unwrap();
         let got = rec.download(&y).unwrap();
-        assert_close(got.view(), want.view(), zero.view(), &format!("GPU {n}"));
+        assert_close_non_finite(got.view(), want.view(), zero.view(), &format!("GPU {n}"));
     }
     assert_eq!(modes.len(), 4, "every mode has a golden case: {modes:?}");
 }

@@ -609,13 +609,8 @@ fn avg_pool_matches_pytorch_and_reference() {
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let us = |v: &serde_json::Value| v.as_u64().unwrap() as usize;
     let pair = |v: &serde_json::Value| (us(&v[0]), us(&v[1]));
-    let floats = |v: &serde_json::Value| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect::<Vec<_>>()
-    };
+    // NaN and infinities as "nan" / "inf" / "-inf" (fuzz_golden.py --non-finite).
+    let floats = |v: &serde_json::Value| common::golden::floats(v, "avg_pool", "values");
     let shape4 = |v: &serde_json::Value| [us(&v[0]), us(&v[1]), us(&v[2]), us(&v[3])];
     let gpu = gpu();
     for case in doc["cases"].as_array().unwrap() {
@@ -637,7 +632,7 @@ fn avg_pool_matches_pytorch_and_reference() {
         );
         let tol = want.mapv(|v| 1e-6 * (1.0 + v.abs()));
         let cpu = reference::pool::avg_pool2d(&p, x.view()).unwrap();
-        assert_close(
+        assert_close_non_finite(
             cpu.view(),
             want.view(),
             tol.view(),
@@ -647,7 +642,7 @@ fn avg_pool_matches_pytorch_and_reference() {
         let y =
             segblocks::ops::pool::avg_pool2d(&mut rec, &p, &gpu.upload(x.view()).unwrap()).unwrap();
         let got = rec.download(&y).unwrap();
-        assert_close(got.view(), want.view(), tol.view(), &format!("GPU {name}"));
+        assert_close_non_finite(got.view(), want.view(), tol.view(), &format!("GPU {name}"));
     }
     assert!(matches!(
         AvgPool2dParams::new(2)

@@ -103,6 +103,38 @@ pub fn stored4(sd: &segblocks::StateDict, name: &str) -> Option<Array4<f32>> {
     Some(sd.get4(name, s).unwrap())
 }
 
+/// As [`assert_close`], where `want` may hold NaN and infinities (PyTorch's answers on
+/// non-finite inputs): those must come back as they are, NaN for NaN and the same
+/// infinity; finite values within `bound`.
+pub fn assert_close_non_finite(
+    got: ArrayView4<f32>,
+    want: ArrayView4<f32>,
+    bound: ArrayView4<f32>,
+    what: &str,
+) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let mut bad = Vec::new();
+    for ((idx, &g), (&w, &b)) in got.indexed_iter().zip(want.iter().zip(bound.iter())) {
+        let within = if w.is_nan() {
+            g.is_nan()
+        } else if w.is_infinite() {
+            g == w
+        } else {
+            (g - w).abs() <= b
+        };
+        if !within {
+            bad.push(format!("{idx:?}: got {g}, want {w} (bound {b})"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} values differ, first: {:?}",
+        bad.len(),
+        got.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
 /// Asserts `|got - want| <= bound` elementwise, printing the first offenders.
 pub fn assert_close(
     got: ArrayView4<f32>,
