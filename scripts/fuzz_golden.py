@@ -95,19 +95,22 @@ def write_list(path, cases):
 # golden scripts' builders) gets NaN, +inf and -inf at a fraction P of its entries, so that
 # PyTorch's answers on non-finite inputs become golden values (the Rust side's comparison
 # takes matching NaNs and infinities as equal).
-NON_FINITE = {"p": 0.0, "draws": 0}
+NON_FINITE = {"p": 0.0, "draws": 0, "depth": 0}
 _RANDN = torch.randn
+
+
+def with_non_finite(t, g):
+    """`t` with NaN, +inf or -inf (drawn from `g`) at a fraction NON_FINITE["p"] of it."""
+    hit = torch.rand(t.shape, generator=g) < NON_FINITE["p"]
+    kind = torch.randint(0, 3, t.shape, generator=g)
+    return torch.where(hit, torch.tensor([math.nan, math.inf, -math.inf])[kind], t)
 
 
 def _randn_with_non_finite(*args, **kwargs):
     t = _RANDN(*args, **kwargs)
     NON_FINITE["draws"] += 1
     if NON_FINITE["p"] > 0 and NON_FINITE["draws"] == 1 and t.dtype == torch.float32:
-        g = torch.Generator().manual_seed(t.numel())
-        hit = torch.rand(t.shape, generator=g) < NON_FINITE["p"]
-        kind = torch.randint(0, 3, t.shape, generator=g)
-        special = torch.tensor([math.nan, math.inf, -math.inf])[kind]
-        t = torch.where(hit, special, t)
+        t = with_non_finite(t, torch.Generator().manual_seed(t.numel()))
     return t
 
 
@@ -127,13 +130,12 @@ def redo_with_non_finite(path, op):
 
     with open(path) as f:
         doc = json.load(f)
-    g = torch.Generator().manual_seed(len(doc["cases"] if isinstance(doc, dict) else doc))
-    for c in doc["cases"] if isinstance(doc, dict) else doc:
+    cases = doc["cases"] if isinstance(doc, dict) else doc
+    g = torch.Generator().manual_seed(len(cases))
+    for c in cases:
         x = torch.tensor([special.get(v, v) if isinstance(v, str) else v for v in c["input"]],
                          dtype=torch.float32).view(c["input_shape"])
-        hit = torch.rand(x.shape, generator=g) < NON_FINITE["p"]
-        kind = torch.randint(0, 3, x.shape, generator=g)
-        x = torch.where(hit, torch.tensor([math.nan, math.inf, -math.inf])[kind], x)
+        x = with_non_finite(x, g)
         y = op(c, x)
         assert list(y.shape) == c["output_shape"], c["name"]
         c["input"] = [enc(float(v)) for v in x.reshape(-1)]
@@ -247,10 +249,9 @@ def drawing_anew(make):
     """`make` with the first torch.randn of each outermost call counted as a case's first
     (see NON_FINITE)."""
     def wrapped(*args, **kwargs):
-        outermost = NON_FINITE.get("depth", 0) == 0
-        if outermost:
+        if NON_FINITE["depth"] == 0:
             NON_FINITE["draws"] = 0
-        NON_FINITE["depth"] = NON_FINITE.get("depth", 0) + 1
+        NON_FINITE["depth"] += 1
         try:
             made = make(*args, **kwargs)
         finally:

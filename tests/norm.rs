@@ -806,14 +806,7 @@ fn non_finite_values_make_their_segment_nan() {
     // Compares NaN with NaN, finite values within tol; returns which (sample, channel)
     // planes came out all NaN.
     let check = |got: &Array4<f32>, want: &Array4<f32>, what: &str| -> Vec<(usize, usize)> {
-        for ((i, &gv), &wv) in got.indexed_iter().zip(want.iter()) {
-            let ok = if wv.is_nan() {
-                gv.is_nan()
-            } else {
-                (gv - wv).abs() <= 1e-4 * (1.0 + wv.abs())
-            };
-            assert!(ok, "{what} at {i:?}: got {gv}, want {wv}");
-        }
+        assert_close_non_finite(got.view(), want.view(), tol(want).view(), what);
         let mut nan_planes = Vec::new();
         for n in 0..shape[0] {
             for c in 0..shape[1] {

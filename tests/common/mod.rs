@@ -112,27 +112,15 @@ pub fn assert_close_non_finite(
     bound: ArrayView4<f32>,
     what: &str,
 ) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    let mut bad = Vec::new();
-    for ((idx, &g), (&w, &b)) in got.indexed_iter().zip(want.iter().zip(bound.iter())) {
-        let within = if w.is_nan() {
+    assert_each_within(got, want, bound, what, |g, w, b| {
+        if w.is_nan() {
             g.is_nan()
         } else if w.is_infinite() {
             g == w
         } else {
             (g - w).abs() <= b
-        };
-        if !within {
-            bad.push(format!("{idx:?}: got {g}, want {w} (bound {b})"));
         }
-    }
-    assert!(
-        bad.is_empty(),
-        "{what}: {} of {} values differ, first: {:?}",
-        bad.len(),
-        got.len(),
-        &bad[..bad.len().min(5)]
-    );
+    });
 }
 
 /// Asserts `|got - want| <= bound` elementwise, printing the first offenders.
@@ -142,12 +130,22 @@ pub fn assert_close(
     bound: ArrayView4<f32>,
     what: &str,
 ) {
+    // Written so that NaN fails: a NaN difference is not within any bound.
+    assert_each_within(got, want, bound, what, |g, w, b| (g - w).abs() <= b);
+}
+
+/// Asserts `within(got, want, bound)` for every value, printing the first offenders.
+fn assert_each_within(
+    got: ArrayView4<f32>,
+    want: ArrayView4<f32>,
+    bound: ArrayView4<f32>,
+    what: &str,
+    within: impl Fn(f32, f32, f32) -> bool,
+) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     let mut bad = Vec::new();
     for ((idx, &g), (&w, &b)) in got.indexed_iter().zip(want.iter().zip(bound.iter())) {
-        // Written so that NaN fails: a NaN difference is not within any bound.
-        let within = (g - w).abs() <= b;
-        if !within {
+        if !within(g, w, b) {
             bad.push(format!("{idx:?}: got {g}, want {w} (bound {b})"));
         }
     }
