@@ -1027,3 +1027,45 @@ fn softmax_and_argmax_with_non_finite_channels_as_pytorch() {
         );
     }
 }
+
+/// CBAM's bad values are typed errors naming the parameter: a ratio or channel count of 0,
+/// and, with no hidden channel, MLP weights or biases of the wrong shape.
+#[test]
+fn cbam_bad_parameters_are_typed_errors() {
+    let gpu = gpu();
+    let invalid = |r: segblocks::Result<()>, name: &str| match r {
+        Err(Error::InvalidParam { name: n, .. }) => assert_eq!(n, name),
+        other => panic!("expected InvalidParam({name}), got {other:?}"),
+    };
+    let order = ChannelPoolOrder::MaxMean;
+    invalid(
+        CbamParams::new(8, order).reduction_ratio(0).validate(),
+        "reduction_ratio",
+    );
+    invalid(CbamParams::new(0, order).validate(), "gate_channels");
+    // 6 channels, ratio 16: no hidden channel, MLP weights [0, 6] and [6, 0].
+    let params = CbamParams::new(6, order).kernel_size(3);
+    let spatial = Array4::<f32>::zeros([1, 2, 3, 3]);
+    let build = |w1: [usize; 4], b1: usize, w2: [usize; 4], b2: usize| {
+        let (w1, b1) = (Array4::<f32>::zeros(w1), Array1::<f32>::zeros(b1));
+        let (w2, b2) = (Array4::<f32>::zeros(w2), Array1::<f32>::zeros(b2));
+        Cbam::new(
+            gpu,
+            params,
+            (w1.view(), Some(b1.view())),
+            (w2.view(), Some(b2.view())),
+            spatial.view(),
+            None,
+        )
+        .map(drop)
+    };
+    build([0, 6, 1, 1], 0, [6, 0, 1, 1], 6).unwrap();
+    let mismatch = |r: segblocks::Result<()>, name: &str| match r {
+        Err(Error::ShapeMismatch { name: n, .. }) => assert_eq!(n, name),
+        other => panic!("expected ShapeMismatch({name}), got {other:?}"),
+    };
+    mismatch(build([1, 6, 1, 1], 0, [6, 0, 1, 1], 6), "mlp1 weight");
+    mismatch(build([0, 6, 1, 1], 0, [6, 1, 1, 1], 6), "mlp2 weight");
+    invalid(build([0, 6, 1, 1], 1, [6, 0, 1, 1], 6), "mlp1 bias");
+    invalid(build([0, 6, 1, 1], 0, [6, 0, 1, 1], 5), "mlp2 bias");
+}
