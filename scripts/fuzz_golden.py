@@ -25,9 +25,10 @@ negative pads (PyTorch reads memory outside the input there) and antialiased res
 one column with a change of height (PyTorch's CPU kernel repeats the first row).
 
 `--non-finite P` puts NaN, +inf and -inf at a fraction P of each case's input (the first
-tensor a builder draws; for average pooling and padding, the stored input, whose output
-is then computed again), for the decoder, conv2d, channel, avg_pool and pad families; the
-other families' inputs are drawn otherwise and stay finite. Two differences from PyTorch's CPU
+tensor a builder draws; for average pooling, padding and the activations, the stored input,
+whose output is then computed again), for the decoder, conv2d, channel, avg_pool, pad and
+activation families; the other families' inputs are drawn otherwise and stay finite (the
+norm scripts refuse NaN outputs; `tests/norm.rs` checks non-finite norms instead). Two differences from PyTorch's CPU
 f32 kernels are expected there and not copied: its exact GELU gives NaN for +inf (its
 f64 kernel, and the formula, give +inf, as the library does), and in antialiased resizes
 PyTorch, the GPU kernel and the reference do not multiply the same taps of weight 0 at a
@@ -119,8 +120,9 @@ torch.randn = _randn_with_non_finite
 
 def redo_with_non_finite(path, op):
     """With --non-finite, for the golden scripts that draw their inputs in main() (average
-    pooling, padding): NaN / +inf / -inf put into each case's stored input, and the
-    output computed again by `op(case, input)`."""
+    pooling, padding, activations): NaN / +inf / -inf put into each case's stored input,
+    and the output computed again by `op(case, input)`, which is first checked to give the
+    stored output on the stored input."""
     if NON_FINITE["p"] <= 0:
         return
     special = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -135,11 +137,16 @@ def redo_with_non_finite(path, op):
     for c in cases:
         x = torch.tensor([special.get(v, v) if isinstance(v, str) else v for v in c["input"]],
                          dtype=torch.float32).view(c["input_shape"])
+        # `op` must give the stored output on the stored input: it mirrors the script.
+        y = op(c, x)
+        want = torch.tensor(c["output"], dtype=y.dtype).view(y.shape)
+        assert torch.allclose(y, want, rtol=1e-6, atol=1e-6, equal_nan=True), c["name"]
         x = with_non_finite(x, g)
         y = op(c, x)
-        assert list(y.shape) == c["output_shape"], c["name"]
+        assert y.shape == want.shape, c["name"]
         c["input"] = [enc(float(v)) for v in x.reshape(-1)]
-        c["output"] = [enc(float(v)) for v in y.reshape(-1)]
+        c["output"] = ([enc(float(v)) for v in y.reshape(-1)] if y.is_floating_point()
+                       else [int(v) for v in y.reshape(-1)])
     with open(path, "w") as f:
         json.dump(doc, f, separators=(",", ":"), allow_nan=False)
 
@@ -570,6 +577,35 @@ def activation(fz, count, out):
                        for i, op in enumerate(r.choice(["softmax", "log_softmax", "argmax"])
                                               for _ in range(count // 3))]
     with_cases("make_golden_activation", cases, out, "activation.json")
+    redo_with_non_finite(os.path.join(out, "activation.json"), activation_op)
+
+
+def activation_op(c, x):
+    """A case of activation.json computed again by PyTorch (with --non-finite)."""
+    import torch.nn.functional as F
+    op = c["op"]
+    if op == "leaky_relu":
+        return F.leaky_relu(x, c["negative_slope"])
+    if op == "elu":
+        return F.elu(x, c["alpha"])
+    if op == "hardtanh":
+        return F.hardtanh(x, c["min_val"], c["max_val"])
+    if op == "softplus":
+        return F.softplus(x, c["beta"], c["threshold"])
+    if op == "prelu":
+        return F.prelu(x, torch.tensor(c["weight"], dtype=torch.float32))
+    if op in ("softmax", "log_softmax"):
+        return getattr(torch, op)(x, 1)
+    if op == "argmax":
+        return x.argmax(1, keepdim=True)
+    if op == "layer_norm_2d":
+        from torchvision.models.convnext import LayerNorm2d
+        ln = LayerNorm2d(c["input_shape"][1], eps=c["eps"])
+        with torch.no_grad():
+            ln.weight.copy_(torch.tensor(c["weight"]))
+            ln.bias.copy_(torch.tensor(c["bias"]))
+            return ln(x)
+    raise ValueError(f"unknown activation op {op}")
 
 
 def networks(fz, count, out):

@@ -754,14 +754,14 @@ fn parametric_activations_and_prelu_match_pytorch() {
             let cpu = reference::channel::activation_with(x.view(), act).unwrap();
             (cpu, activation_with(&mut rec, &xt, act).unwrap())
         };
-        assert_close(
+        assert_close_non_finite(
             cpu.view(),
             want.view(),
             tol.view(),
             &format!("reference {n}"),
         );
         let got = rec.download(&y).unwrap();
-        assert_close(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
+        assert_close_non_finite(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
     }
     assert_eq!(ops.len(), 5, "every op has golden cases: {ops:?}");
 }
@@ -878,7 +878,7 @@ fn channel_softmax_and_argmax_match_pytorch() {
             let b: Array1<f32> = array(c, n, "bias", shape[1]);
             let eps = float_field(c, n, "eps");
             let cpu = reference::channel::layer_norm_2d(x.view(), eps, g.view(), b.view()).unwrap();
-            assert_close(
+            assert_close_non_finite(
                 cpu.view(),
                 want.view(),
                 tol.view(),
@@ -889,12 +889,12 @@ fn channel_softmax_and_argmax_match_pytorch() {
                     .unwrap();
             let y = layer.forward(&mut rec, &xt).unwrap();
             let got = rec.download(&y).unwrap();
-            assert_close(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
+            assert_close_non_finite(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
             continue;
         }
         let log = op == "log_softmax";
         let cpu = reference::channel::softmax(x.view(), log);
-        assert_close(
+        assert_close_non_finite(
             cpu.view(),
             want.view(),
             tol.view(),
@@ -905,7 +905,7 @@ fn channel_softmax_and_argmax_match_pytorch() {
             false => channel::softmax(&mut rec, &xt).unwrap(),
         };
         let got = rec.download(&y).unwrap();
-        assert_close(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
+        assert_close_non_finite(got.view(), want.view(), tol.view(), &format!("GPU {n}"));
     }
     assert_eq!(seen.len(), 4, "{seen:?}");
     // NaN: argmax takes the first NaN's channel, softmax makes the pixel NaN.
