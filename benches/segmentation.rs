@@ -2,7 +2,8 @@
 //! forward including the input upload and the output readback, with made-up weights
 //! (speed does not depend on their values): torchvision's `fcn_resnet50` and
 //! `deeplabv3_resnet50` at 1 x 3 x 160 x 160 (21 classes; 512 is too slow for lavapipe: fcn_resnet50 takes 15 s at 224 there),
-//! `deeplabv3_mobilenet_v3_large` at 1 x 3 x 256 x 256, and U-Net (milesial's, 2 classes),
+//! `deeplabv3_mobilenet_v3_large` at 1 x 3 x 256 x 256, `resnet18`'s features at 1 x 3 x
+//! 224 x 224, and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
@@ -14,8 +15,8 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    Fcn8s, Fcn8sConfig, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, UNet,
-    UNetConfig,
+    Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
+    SegmentationModel, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -72,6 +73,15 @@ fn bench(c: &mut Criterion) {
         "deeplabv3_mobilenet_v3_large_256",
         &net,
         [1, 3, 256, 256],
+    );
+    // ResNet-18's features (layer4), the smallest ResNet backbone.
+    let net = ResNetFeatures::load(&gpu, ResNetConfig::resnet18(), &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "resnet18_features_224",
+        &net,
+        [1, 3, 224, 224],
     );
     let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "").unwrap();
     time(&mut g, &gpu, "unet_160", &net, small);

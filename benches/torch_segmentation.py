@@ -12,7 +12,9 @@ import sys
 import time
 
 import torch
+from torchvision.models import resnet18
 from torchvision.models import segmentation as seg
+from torchvision.models._utils import IntermediateLayerGetter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden"))
 from make_golden_classic import FCN8s, SegNet, UNet  # noqa: E402
@@ -44,6 +46,8 @@ bench("deeplabv3_resnet50_160",
 bench("deeplabv3_mobilenet_v3_large_256",
       out(seg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None).eval()),
       (1, 3, 256, 256))
+features = IntermediateLayerGetter(resnet18(weights=None), return_layers={"layer4": "out"})
+bench("resnet18_features_224", out(features.eval()), (1, 3, 224, 224))
 bench("unet_160", UNet(3, 2).eval(), small)
 bench("segnet_vgg16_bn_160", SegNet(3, 21).eval(), small)
 bench("fcn8s_160", FCN8s(21).eval(), small)

@@ -489,6 +489,15 @@ def blocks(fz, count, out):
         return (f"fuzz{i}_bottleneck", "torchvision.models.resnet.Bottleneck",
                 lambda: m.bottleneck(**kw), shape(inplanes))
 
+    def basic_block(i):
+        inplanes, planes = r.randint(1, 24), r.randint(1, 24)
+        stride = r.choice([1, 2])
+        kw = dict(inplanes=inplanes, planes=planes, stride=stride)
+        if stride != 1 or inplanes != planes or r.random() < 0.2:
+            kw["downsample"] = (inplanes, planes, stride)
+        return (f"fuzz{i}_basic_block", "torchvision.models.resnet.BasicBlock",
+                lambda: m.basic_block(**kw), shape(inplanes))
+
     def shufflenet(i):
         stride = r.choice([1, 2])
         oup = 2 * r.randint(1, 16)
@@ -525,7 +534,7 @@ def blocks(fz, count, out):
         c = r.randint(1, 6 * ratio)
         return (f"fuzz{i}_cbam", "cbam_reference.CBAM", lambda: m.cbam(c, ratio), shape(c))
 
-    makers = [mbv2, mbv3, bottleneck, shufflenet, se, aspp, dense, fcn, cbam]
+    makers = [mbv2, mbv3, bottleneck, shufflenet, se, aspp, dense, fcn, cbam, basic_block]
     plain, saturating = [], []
     for i in range(count):
         case = makers[i % len(makers)](i)
@@ -611,9 +620,10 @@ def activation_op(c, x):
 def networks(fz, count, out):
     """Random whole networks in networks/cases.json's format: U-Net (depth, width,
     bilinear), SegNet (stages, widths, convolutions), FCN-8s (widths), MobileNetV2 / V3
-    features (width, reduced tail, dilation) and torchvision's segmentation models (classes,
-    auxiliary head) at odd sizes and batch up to 3 (the ResNet models at batch 1 and at
-    most 40 pixels a side: they take seconds a forward on a CPU adapter)."""
+    features (width, reduced tail, dilation), torchvision's segmentation models (classes,
+    auxiliary head) and ResNet feature extractors (basic and bottleneck, ResNeXt, Wide
+    ResNet, dilation) at odd sizes and batch up to 3 (the bottleneck ResNets at batch 1 and
+    at most 40 pixels a side: they take seconds a forward on a CPU adapter)."""
     m = importlib.import_module("make_golden_networks")
     r = fz.r
 
@@ -622,7 +632,7 @@ def networks(fz, count, out):
 
     cases = []
     for i in range(count):
-        kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg"][i % 6]
+        kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet"][i % 7]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -645,6 +655,14 @@ def networks(fz, count, out):
             a = dict(arch=r.choice(["large", "small"]), width_mult=r.choice([0.35, 0.5, 0.75, 1.0, 1.25]),
                      reduced_tail=r.random() < 0.5, dilated=r.random() < 0.5)
             shape = [n, 3] + side(7)
+        elif kind == "resnet":
+            name = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
+                             "wide_resnet50_2"])
+            basic = name in ("resnet18", "resnet34")
+            # Basic blocks cannot dilate (torchvision refuses them).
+            a = dict(name=name, dilation=[False] * 3 if basic else
+                     [r.random() < 0.5 for _ in range(3)])
+            shape = [n, 3] + side(1, 48) if basic else [1, 3] + side(1, 40)
         else:
             name = r.choice(["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large",
                              "deeplabv3_mobilenet_v3_large", "fcn_resnet50", "deeplabv3_resnet50"])

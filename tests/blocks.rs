@@ -9,9 +9,9 @@ mod common;
 use common::*;
 use ndarray::{Array4, ArrayView4};
 use segblocks::blocks::{
-    Architecture, Aspp, AsppConfig, Bottleneck, BottleneckConfig, DenseBlock, DenseBlockConfig,
-    FcnHead, FcnHeadConfig, InvertedResidual, InvertedResidualConfig, MobileNetV3Block,
-    MobileNetV3Config, Model, ShuffleV2Config, ShuffleV2Unit,
+    Architecture, Aspp, AsppConfig, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig,
+    DenseBlock, DenseBlockConfig, FcnHead, FcnHeadConfig, InvertedResidual, InvertedResidualConfig,
+    MobileNetV3Block, MobileNetV3Config, Model, ShuffleV2Config, ShuffleV2Unit,
 };
 use segblocks::ops::attention::{Cbam, CbamParams, SqueezeExcitation, SqueezeExcitationParams};
 use segblocks::ops::channel::ChannelPoolOrder;
@@ -76,6 +76,16 @@ fn build(
                 .groups(arg(args, "groups", 1), arg(args, "base_width", 64))
                 .dilation(arg(args, "dilation", 1));
             let b = Bottleneck::load(gpu, cfg, sd, "");
+            let has = b.as_ref().map(|b| b.has_downsample()).unwrap_or(false);
+            assert_eq!(has, args.get("downsample").is_some(), "{class}");
+            boxed(b, input)
+        }
+        ["BasicBlock", _] => {
+            let cfg = BasicBlockConfig::new(us(&args["inplanes"]), us(&args["planes"]))
+                .stride(arg(args, "stride", 1))
+                .groups(arg(args, "groups", 1), arg(args, "base_width", 64))
+                .dilation(arg(args, "dilation", 1));
+            let b = BasicBlock::load(gpu, cfg, sd, "");
             let has = b.as_ref().map(|b| b.has_downsample()).unwrap_or(false);
             assert_eq!(has, args.get("downsample").is_some(), "{class}");
             boxed(b, input)

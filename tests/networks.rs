@@ -12,8 +12,8 @@ use ndarray::Array4;
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     Fcn8s, Fcn8sConfig, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features,
-    MobileNetV3Features, MobileNetV3FeaturesConfig, SegNet, SegNetConfig, SegmentationConfig,
-    SegmentationModel, UNet, UNetConfig,
+    MobileNetV3Features, MobileNetV3FeaturesConfig, ResNetConfig, ResNetFeatures, SegNet,
+    SegNetConfig, SegmentationConfig, SegmentationModel, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 use serde_json::Value;
@@ -118,6 +118,27 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 x,
             )
         }
+        "resnet" => {
+            let mut cfg = match a["name"].as_str().unwrap() {
+                "resnet18" => ResNetConfig::resnet18(),
+                "resnet34" => ResNetConfig::resnet34(),
+                "resnet50" => ResNetConfig::resnet50(),
+                "resnet101" => ResNetConfig::resnet101(),
+                "resnet152" => ResNetConfig::resnet152(),
+                "resnext50_32x4d" => ResNetConfig::resnext50_32x4d(),
+                "resnext101_32x8d" => ResNetConfig::resnext101_32x8d(),
+                "resnext101_64x4d" => ResNetConfig::resnext101_64x4d(),
+                "wide_resnet50_2" => ResNetConfig::wide_resnet50_2(),
+                "wide_resnet101_2" => ResNetConfig::wide_resnet101_2(),
+                other => panic!("unknown model {other}"),
+            };
+            let d = a["dilation"].as_array().unwrap();
+            cfg.replace_stride_with_dilation = std::array::from_fn(|i| d[i].as_bool().unwrap());
+            // PyTorch's module returns layer4 alone, the first of the features' outputs.
+            let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, &sd, ""), x);
+            outs.truncate(1);
+            (outs, params)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -131,7 +152,7 @@ fn networks_match_pytorch_through_one_harness() {
     let kinds: std::collections::BTreeSet<_> =
         cases.iter().map(|c| c["kind"].as_str().unwrap()).collect();
     if !common::golden::fuzzing() {
-        assert_eq!(kinds.len(), 6, "every kind has a committed case: {kinds:?}");
+        assert_eq!(kinds.len(), 7, "every kind has a committed case: {kinds:?}");
     }
     let own = common::gpu_class();
     for case in cases {

@@ -1,5 +1,6 @@
 //! Blocks built from the ops, loaded from PyTorch / torchvision state dicts under their
-//! own names. One file per architecture family: [`resnet`](Bottleneck),
+//! own names. One file per architecture family: [`resnet`](Bottleneck) (and
+//! [`BasicBlock`]),
 //! [`mobilenet`](InvertedResidual) (V1, V2 and V3 blocks), [`shufflenet`](ShuffleV2Unit),
 //! [`densenet`](DenseBlock), [`segnet`](SegNetStage), [`deeplab`](Aspp) and
 //! [`fcn`](FcnHead); the machinery they share is the [`Graph`] and its nodes. Whole
@@ -37,7 +38,7 @@ pub use mobilenet::{
     InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config,
 };
 pub use nodes::ConvBnAct;
-pub use resnet::{Bottleneck, BottleneckConfig};
+pub use resnet::{BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig};
 pub(crate) use segnet::conv_stack;
 pub use segnet::{SegNetStage, SegNetStageConfig};
 pub use shufflenet::{ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2Unit};

@@ -1,4 +1,5 @@
-//! ResNet's bottleneck (torchvision's `resnet.Bottleneck`), ResNeXt included.
+//! ResNet's blocks: torchvision's `resnet.BasicBlock` (ResNet-18 / 34) and
+//! `resnet.Bottleneck` (ResNet-50 and deeper, ResNeXt and Wide ResNet included).
 
 use super::{conv_bn, Architecture, Graph, Model};
 use crate::error::{fail_if, Result};
@@ -92,17 +93,7 @@ impl Architecture for BottleneckConfig {
         let k = |n: &str| key(prefix, n);
         let w = cfg.width();
         let out = 4 * cfg.planes;
-        let torchvision_rule = cfg.stride != 1 || cfg.inplanes != out;
-        let downsample = cfg
-            .downsample
-            .unwrap_or_else(|| sd.contains(&k("downsample.0.weight")) || torchvision_rule);
-        fail_if(!downsample && torchvision_rule, "downsample", || {
-            format!(
-                "a skip without projection needs inplanes == 4 * planes and stride 1, got \
-                     {} -> {out}, stride {}",
-                cfg.inplanes, cfg.stride
-            )
-        })?;
+        let downsample = projection(cfg.downsample, cfg.stride, cfg.inplanes, out, sd, prefix)?;
         let eps = 1e-5;
         let relu = Activation::Relu;
         let p1 = Conv2dParams::new(cfg.inplanes, w, 1)
@@ -118,15 +109,13 @@ impl Architecture for BottleneckConfig {
         let p3 = Conv2dParams::new(w, out, 1).bias(false);
         let mut g = Graph::new();
         let x = g.input();
-        let identity = if downsample {
-            let pd = Conv2dParams::new(cfg.inplanes, out, 1)
-                .stride(cfg.stride)
-                .bias(false);
-            let d = conv_bn(gpu, sd, pd, &k("downsample.0"), &k("downsample.1"), eps)?;
-            g.add("downsample", d, &[x])
-        } else {
-            x
-        };
+        let identity = skip(
+            &mut g,
+            x,
+            downsample,
+            (cfg.inplanes, out, cfg.stride),
+            (gpu, sd, prefix),
+        )?;
         let a = g.add(
             "conv1",
             conv_bn(gpu, sd, p1, &k("conv1"), &k("bn1"), eps)?,
@@ -140,6 +129,183 @@ impl Architecture for BottleneckConfig {
         let conv3 = conv_bn(gpu, sd, p3, &k("conv3"), &k("bn3"), eps)?
             .with_residual(ResidualJoin::AddThen(relu))?;
         let y = g.add("conv3", conv3, &[b, identity]);
+        g.set_outputs(&[y]);
+        Ok(g)
+    }
+}
+
+/// Whether a block's skip has a projection: as `forced` says, else as torchvision's module
+/// does (one exactly when the state dict has `downsample.0.weight`, or, for a state dict
+/// without it, when torchvision would build one: stride not 1 or the channel counts
+/// differ, in which case it must be there).
+fn projection(
+    forced: Option<bool>,
+    stride: usize,
+    inplanes: usize,
+    out: usize,
+    sd: &StateDict,
+    prefix: &str,
+) -> Result<bool> {
+    let torchvision_rule = stride != 1 || inplanes != out;
+    let downsample = forced
+        .unwrap_or_else(|| sd.contains(&key(prefix, "downsample.0.weight")) || torchvision_rule);
+    fail_if(!downsample && torchvision_rule, "downsample", || {
+        format!(
+            "a skip without projection needs as many input as output channels and stride 1, \
+             got {inplanes} -> {out}, stride {stride}"
+        )
+    })?;
+    Ok(downsample)
+}
+
+/// The skip of a block: `x`, or its projection `downsample.0` (1x1 convolution, stride
+/// `stride`) with `downsample.1` (batch norm) when `downsample`.
+fn skip(
+    g: &mut Graph,
+    x: super::ValueId,
+    downsample: bool,
+    (inplanes, out, stride): (usize, usize, usize),
+    (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+) -> Result<super::ValueId> {
+    if !downsample {
+        return Ok(x);
+    }
+    let k = |n: &str| key(prefix, n);
+    let pd = Conv2dParams::new(inplanes, out, 1)
+        .stride(stride)
+        .bias(false);
+    let d = conv_bn(gpu, sd, pd, &k("downsample.0"), &k("downsample.1"), 1e-5)?;
+    Ok(g.add("downsample", d, &[x]))
+}
+
+/// torchvision's `resnet.BasicBlock` configuration (expansion 1, ResNet-18 / 34): 3x3
+/// (stride) + BN + ReLU, 3x3 + BN, skip with an optional projection (`downsample`), ReLU.
+/// As in torchvision, `groups` must be 1, `base_width` 64 and `dilation` 1 (the fields
+/// exist so that a configuration copied from PyTorch is refused with the same reasons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BasicBlockConfig {
+    /// Input channels.
+    pub inplanes: usize,
+    /// Output channels (and those of the first convolution).
+    pub planes: usize,
+    /// Stride of the first 3x3 convolution (and of the projection).
+    pub stride: usize,
+    /// Groups: torchvision's `BasicBlock` only supports 1.
+    pub groups: usize,
+    /// Width per group: torchvision's `BasicBlock` only supports 64.
+    pub base_width: usize,
+    /// Dilation: torchvision's `BasicBlock` only supports 1.
+    pub dilation: usize,
+    /// Whether the skip has a 1x1 projection with batch norm; `None` (the default) as
+    /// torchvision's module (see [`BottleneckConfig::downsample`]).
+    pub downsample: Option<bool>,
+}
+
+impl BasicBlockConfig {
+    /// A basic block: stride 1, the projection as the state dict says.
+    pub fn new(inplanes: usize, planes: usize) -> Self {
+        BasicBlockConfig {
+            inplanes,
+            planes,
+            stride: 1,
+            groups: 1,
+            base_width: 64,
+            dilation: 1,
+            downsample: None,
+        }
+    }
+
+    /// Sets the groups and the width per group (anything but `(1, 64)` is refused, as
+    /// torchvision refuses it).
+    pub fn groups(mut self, groups: usize, base_width: usize) -> Self {
+        self.groups = groups;
+        self.base_width = base_width;
+        self
+    }
+
+    /// Forces the projection on or off.
+    pub fn downsample(mut self, downsample: bool) -> Self {
+        self.downsample = Some(downsample);
+        self
+    }
+}
+
+setters!(BasicBlockConfig {
+    /// Sets the stride.
+    stride: usize,
+    /// Sets the dilation (anything but 1 is refused, as torchvision refuses it).
+    dilation: usize,
+});
+
+/// A ResNet basic block for inference: three dispatches with a projection, two without
+/// (the add and its ReLU are fused into the second convolution).
+pub type BasicBlock = Model<BasicBlockConfig>;
+
+impl BasicBlock {
+    /// Whether the skip has a projection (as the state dict said, when the
+    /// configuration left it open).
+    pub fn has_downsample(&self) -> bool {
+        self.graph().names().any(|n| n == "downsample")
+    }
+}
+
+impl Architecture for BasicBlockConfig {
+    /// torchvision's `BasicBlock.__init__` checks: groups 1 and base width 64, dilation 1.
+    fn validate(&self) -> Result<()> {
+        fail_if(self.groups != 1 || self.base_width != 64, "groups", || {
+            format!(
+                "BasicBlock only supports groups=1 and base_width=64 (as torchvision), got \
+                 groups {} and base_width {}",
+                self.groups, self.base_width
+            )
+        })?;
+        fail_if(self.dilation != 1, "dilation", || {
+            format!(
+                "dilation > 1 is not supported in BasicBlock (as torchvision), got {}",
+                self.dilation
+            )
+        })
+    }
+
+    /// Loads `conv1`, `bn1`, `conv2`, `bn2` and, with a projection, `downsample.0` /
+    /// `downsample.1`.
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let cfg = self;
+        let k = |n: &str| key(prefix, n);
+        let downsample = projection(
+            cfg.downsample,
+            cfg.stride,
+            cfg.inplanes,
+            cfg.planes,
+            sd,
+            prefix,
+        )?;
+        let relu = Activation::Relu;
+        let p1 = Conv2dParams::new(cfg.inplanes, cfg.planes, 3)
+            .stride(cfg.stride)
+            .padding(1)
+            .bias(false)
+            .activation(relu);
+        let p2 = Conv2dParams::new(cfg.planes, cfg.planes, 3)
+            .padding(1)
+            .bias(false);
+        let mut g = Graph::new();
+        let x = g.input();
+        let identity = skip(
+            &mut g,
+            x,
+            downsample,
+            (cfg.inplanes, cfg.planes, cfg.stride),
+            (gpu, sd, prefix),
+        )?;
+        let a = g.add(
+            "conv1",
+            conv_bn(gpu, sd, p1, &k("conv1"), &k("bn1"), 1e-5)?,
+            &[x],
+        );
+        let conv2 = conv_bn(gpu, sd, p2, &k("conv2"), &k("bn2"), 1e-5)?
+            .with_residual(ResidualJoin::AddThen(relu))?;
+        let y = g.add("conv2", conv2, &[a, identity]);
         g.set_outputs(&[y]);
         Ok(g)
     }

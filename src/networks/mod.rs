@@ -1,7 +1,8 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
-//! TFLite) state dicts by name: MobileNetV2, MobileNetV3 and ResNet feature extractors,
-//! torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
-//! MobileNetV3, LR-ASPP) and MediaPipe's selfie segmentation models. Each is a
+//! TFLite) state dicts by name: MobileNetV2, MobileNetV3 and ResNet feature extractors
+//! (ResNet-18 to 152, ResNeXt, Wide ResNet), torchvision's segmentation models (FCN and
+//! DeepLabV3 on ResNet-50/101 and MobileNetV3, LR-ASPP) and MediaPipe's selfie
+//! segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that reproduces
 //! torchvision's configuration.
@@ -20,7 +21,7 @@ pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
-pub use resnet::{ResNetConfig, ResNetFeatures};
+pub use resnet::{ResNetBlock, ResNetConfig, ResNetFeatures, ResNetStageBlock};
 pub use segmentation::{
     SegmentationBackbone, SegmentationConfig, SegmentationHead, SegmentationModel,
 };

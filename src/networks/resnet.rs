@@ -1,8 +1,12 @@
-//! torchvision's ResNet-50 / ResNet-101 (and ResNeXt) as feature extractors: the stem and
-//! the four bottleneck stages, with `replace_stride_with_dilation` (the segmentation
-//! models' dilated backbones, output stride 8).
+//! torchvision's ResNets as feature extractors: ResNet-18 / 34 (basic blocks), ResNet-50 /
+//! 101 / 152, ResNeXt and Wide ResNet (bottlenecks): the stem and the four stages, with
+//! `replace_stride_with_dilation` (the segmentation models' dilated backbones, output
+//! stride 8).
 
-use crate::blocks::{conv_bn, Architecture, Bottleneck, BottleneckConfig, Graph, Model, Op};
+use crate::blocks::{
+    conv_bn, Architecture, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig, Graph,
+    Model, Op,
+};
 use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
@@ -10,52 +14,132 @@ use crate::ops::pool::MaxPool2dParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-/// The configuration of torchvision's `resnet50()` / `resnet101()` (`ResNet(Bottleneck,
-/// layers, groups, width_per_group, replace_stride_with_dilation)`) without the
-/// classifier.
+/// The residual block a ResNet is made of (torchvision's `block` argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResNetBlock {
+    /// `resnet.BasicBlock`: two 3x3 convolutions, expansion 1 (ResNet-18 / 34).
+    Basic,
+    /// `resnet.Bottleneck`: 1x1, 3x3, 1x1, expansion 4 (ResNet-50 and deeper).
+    Bottleneck,
+}
+
+impl ResNetBlock {
+    /// Output channels per plane of the block (torchvision's `block.expansion`).
+    pub fn expansion(self) -> usize {
+        match self {
+            ResNetBlock::Basic => 1,
+            ResNetBlock::Bottleneck => 4,
+        }
+    }
+}
+
+/// One block of a stage, as [`ResNetConfig::stages`] lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResNetStageBlock {
+    /// A basic block.
+    Basic(BasicBlockConfig),
+    /// A bottleneck.
+    Bottleneck(BottleneckConfig),
+}
+
+/// The configuration of torchvision's `ResNet(block, layers, groups, width_per_group,
+/// replace_stride_with_dilation)` without the classifier: `resnet18()` ..
+/// `resnet152()`, `resnext50_32x4d()` .., `wide_resnet50_2()` ...
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ResNetConfig {
-    /// Bottlenecks per stage (ResNet-50: `[3, 4, 6, 3]`, ResNet-101: `[3, 4, 23, 3]`).
+    /// The residual block (ResNet-18 / 34: basic; the others: bottleneck).
+    pub block: ResNetBlock,
+    /// Blocks per stage (ResNet-50: `[3, 4, 6, 3]`, ResNet-101: `[3, 4, 23, 3]`).
     pub layers: [usize; 4],
     /// Whether `layer2`, `layer3`, `layer4` replace their stride 2 by dilation
-    /// (torchvision's segmentation models: `[false, true, true]`).
+    /// (torchvision's segmentation models: `[false, true, true]`; basic blocks cannot
+    /// dilate, as in torchvision).
     pub replace_stride_with_dilation: [bool; 3],
-    /// Groups of the 3x3 convolutions (ResNeXt: 32).
+    /// Groups of the 3x3 convolutions (ResNeXt: 32 or 64; basic blocks: 1).
     pub groups: usize,
-    /// Width per group (ResNeXt-50 32x4d: 4; ResNet: 64).
+    /// Width per group (ResNeXt-50 32x4d: 4; Wide ResNet: 128; ResNet: 64).
     pub width_per_group: usize,
 }
 
 impl ResNetConfig {
-    /// `resnet50()`.
-    pub fn resnet50() -> Self {
+    fn bottleneck(layers: [usize; 4]) -> Self {
         ResNetConfig {
-            layers: [3, 4, 6, 3],
+            block: ResNetBlock::Bottleneck,
+            layers,
             replace_stride_with_dilation: [false; 3],
             groups: 1,
             width_per_group: 64,
         }
     }
 
-    /// `resnet101()`.
-    pub fn resnet101() -> Self {
+    /// `resnet18()`: basic blocks `[2, 2, 2, 2]`.
+    pub fn resnet18() -> Self {
         ResNetConfig {
-            layers: [3, 4, 23, 3],
-            ..Self::resnet50()
+            block: ResNetBlock::Basic,
+            ..Self::bottleneck([2, 2, 2, 2])
         }
     }
 
-    /// Sets the groups and the width per group (ResNeXt).
+    /// `resnet34()`: basic blocks `[3, 4, 6, 3]`.
+    pub fn resnet34() -> Self {
+        ResNetConfig {
+            block: ResNetBlock::Basic,
+            ..Self::bottleneck([3, 4, 6, 3])
+        }
+    }
+
+    /// `resnet50()`.
+    pub fn resnet50() -> Self {
+        Self::bottleneck([3, 4, 6, 3])
+    }
+
+    /// `resnet101()`.
+    pub fn resnet101() -> Self {
+        Self::bottleneck([3, 4, 23, 3])
+    }
+
+    /// `resnet152()`.
+    pub fn resnet152() -> Self {
+        Self::bottleneck([3, 8, 36, 3])
+    }
+
+    /// `resnext50_32x4d()`.
+    pub fn resnext50_32x4d() -> Self {
+        Self::resnet50().groups(32, 4)
+    }
+
+    /// `resnext101_32x8d()`.
+    pub fn resnext101_32x8d() -> Self {
+        Self::resnet101().groups(32, 8)
+    }
+
+    /// `resnext101_64x4d()`.
+    pub fn resnext101_64x4d() -> Self {
+        Self::resnet101().groups(64, 4)
+    }
+
+    /// `wide_resnet50_2()`: width per group 128.
+    pub fn wide_resnet50_2() -> Self {
+        Self::resnet50().groups(1, 128)
+    }
+
+    /// `wide_resnet101_2()`: width per group 128.
+    pub fn wide_resnet101_2() -> Self {
+        Self::resnet101().groups(1, 128)
+    }
+
+    /// Sets the groups and the width per group (ResNeXt, Wide ResNet).
     pub fn groups(mut self, groups: usize, width_per_group: usize) -> Self {
         self.groups = groups;
         self.width_per_group = width_per_group;
         self
     }
 
-    /// The bottlenecks of each stage as torchvision's `_make_layer` builds them: the
-    /// first of a stage strided (or, dilated, with the previous dilation) and projected,
-    /// the others at the stage's dilation.
-    pub fn stages(&self) -> [Vec<BottleneckConfig>; 4] {
+    /// The blocks of each stage as torchvision's `_make_layer` builds them: the first of
+    /// a stage strided (or, dilated, with the previous dilation) and projected, the
+    /// others at the stage's dilation.
+    pub fn stages(&self) -> [Vec<ResNetStageBlock>; 4] {
+        let expansion = self.block.expansion();
         let mut inplanes = 64;
         let mut dilation = 1;
         std::array::from_fn(|i| {
@@ -66,24 +150,40 @@ impl ResNetConfig {
                 dilation *= stride;
                 stride = 1;
             }
-            let group = |b: BottleneckConfig| b.groups(self.groups, self.width_per_group);
-            let first = group(BottleneckConfig::new(inplanes, planes))
-                .stride(stride)
-                .dilation(previous)
-                .downsample(stride != 1 || inplanes != 4 * planes);
-            inplanes = 4 * planes;
-            let rest = (1..self.layers[i]).map(|_| {
-                group(BottleneckConfig::new(inplanes, planes))
-                    .dilation(dilation)
-                    .downsample(false)
-            });
+            let block = |inplanes: usize, stride: usize, dilation: usize, downsample: bool| {
+                match self.block {
+                    ResNetBlock::Basic => ResNetStageBlock::Basic(
+                        BasicBlockConfig::new(inplanes, planes)
+                            .groups(self.groups, self.width_per_group)
+                            .stride(stride)
+                            .dilation(dilation)
+                            .downsample(downsample),
+                    ),
+                    ResNetBlock::Bottleneck => ResNetStageBlock::Bottleneck(
+                        BottleneckConfig::new(inplanes, planes)
+                            .groups(self.groups, self.width_per_group)
+                            .stride(stride)
+                            .dilation(dilation)
+                            .downsample(downsample),
+                    ),
+                }
+            };
+            let first = block(
+                inplanes,
+                stride,
+                previous,
+                stride != 1 || inplanes != expansion * planes,
+            );
+            inplanes = expansion * planes;
+            let rest = (1..self.layers[i]).map(|_| block(inplanes, 1, dilation, false));
             std::iter::once(first).chain(rest).collect()
         })
     }
 
-    /// Output channels of each stage (`layer1` .. `layer4`).
+    /// Output channels of each stage (`layer1` .. `layer4`): 64, 128, 256, 512 times the
+    /// block's expansion.
     pub fn stage_channels(&self) -> [usize; 4] {
-        [256, 512, 1024, 2048]
+        [64, 128, 256, 512].map(|c| c * self.block.expansion())
     }
 
     /// The stem and the stages appended to `g` after `x`, loaded under `prefix` (names
@@ -114,8 +214,14 @@ impl ResNetConfig {
         for (i, stage) in self.stages().into_iter().enumerate() {
             for (j, cfg) in stage.into_iter().enumerate() {
                 let name = format!("layer{}.{j}", i + 1);
-                let block = Bottleneck::load(gpu, cfg, sd, &key(prefix, &name))?;
-                y = g.add(name, block.into_graph(), &[y]);
+                let at = key(prefix, &name);
+                let block = match cfg {
+                    ResNetStageBlock::Basic(c) => BasicBlock::load(gpu, c, sd, &at)?.into_graph(),
+                    ResNetStageBlock::Bottleneck(c) => {
+                        Bottleneck::load(gpu, c, sd, &at)?.into_graph()
+                    }
+                };
+                y = g.add(name, block, &[y]);
             }
             outs.push(y);
         }
@@ -129,8 +235,8 @@ crate::ops::setters!(ResNetConfig {
 });
 
 /// torchvision's ResNet without its pooling and classifier: input `[N, 3, H, W]`, output
-/// `layer4`'s `[N, 2048, H / s, W / s]` (`s` 32, or 8 with the segmentation models'
-/// dilation); [`Model::forward_all`] also gives `layer3`, `layer2` and `layer1`, in
+/// `layer4`'s `[N, 2048, H / s, W / s]` (512 channels with basic blocks; `s` 32, or 8 with
+/// the segmentation models' dilation); [`Model::forward_all`] also gives `layer3`, `layer2` and `layer1`, in
 /// that order after `layer4`.
 pub type ResNetFeatures = Model<ResNetConfig>;
 
@@ -144,11 +250,40 @@ impl Architecture for ResNetConfig {
         ])?;
         fail_if(self.layers.iter().any(|&n| n > 1024), "layers", || {
             format!("at most 1024 blocks a stage, got {:?}", self.layers)
-        })
+        })?;
+        if self.block == ResNetBlock::Basic {
+            fail_if(
+                self.groups != 1 || self.width_per_group != 64,
+                "groups",
+                || {
+                    format!(
+                        "basic blocks only support groups=1 and width_per_group=64 (as \
+                     torchvision), got groups {} and width_per_group {}",
+                        self.groups, self.width_per_group
+                    )
+                },
+            )?;
+            // torchvision refuses a basic block built with a dilation: any but the first
+            // block of a stage after the first dilated one (a later stage's first block
+            // too).
+            let dilated = self
+                .stages()
+                .iter()
+                .flatten()
+                .any(|b| matches!(b, ResNetStageBlock::Basic(c) if c.dilation > 1));
+            fail_if(dilated, "replace_stride_with_dilation", || {
+                format!(
+                    "dilation > 1 is not supported in basic blocks (as torchvision), got \
+                     {:?} with layers {:?}",
+                    self.replace_stride_with_dilation, self.layers
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Loads `conv1`, `bn1` and `layer1` .. `layer4` under `prefix` (a whole
-    /// `resnet50()`'s state dict: empty; a segmentation model's: `backbone`).
+    /// `resnet50()`'s state dict, its `fc` ignored: empty; a segmentation model's: `backbone`).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let mut g = Graph::new();
         let x = g.input();

@@ -15,7 +15,7 @@ the state_dict keys with their shapes, the file's size and SHA-256, and the larg
 difference between the float32 output and the same module evaluated in float64.
 
 Blocks: torchvision.models.resnet.Bottleneck (plain, strided with a downsample, ResNeXt
-grouped, dilated), torchvision.models.mobilenetv2.InvertedResidual (expanding with and
+grouped, dilated) and, later, resnet.BasicBlock (plain, strided with a downsample), torchvision.models.mobilenetv2.InvertedResidual (expanding with and
 without the residual, expand_ratio 1), torchvision.models.shufflenetv2.InvertedResidual
 (stride 1 and 2), torchvision.models.mobilenetv3.InvertedResidual (with SE and hardswish,
 stride 2; without SE, ReLU, residual) and torchvision.ops.misc.SqueezeExcitation, later
@@ -71,6 +71,20 @@ def bottleneck(**kw):
             {"type": "torch.nn.BatchNorm2d", "num_features": cout},
         ]
     return resnet.Bottleneck(**kw), args, 1e-5
+
+
+def basic_block(**kw):
+    """resnet.BasicBlock (ResNet-18 / 34); `downsample` as for `bottleneck`."""
+    args = dict(kw)
+    ds = kw.pop("downsample", None)
+    if ds is not None:
+        cin, cout, stride = ds
+        kw["downsample"] = nn.Sequential(resnet.conv1x1(cin, cout, stride=stride), nn.BatchNorm2d(cout))
+        args["downsample"] = [
+            {"type": "torchvision.models.resnet.conv1x1", "in_planes": cin, "out_planes": cout, "stride": stride},
+            {"type": "torch.nn.BatchNorm2d", "num_features": cout},
+        ]
+    return resnet.BasicBlock(**kw), args, 1e-5
 
 
 def mbv2_ir(inp, oup, stride, expand_ratio):
@@ -252,6 +266,11 @@ LATER_CASES = [
     # are stored with a 0 in their shapes).
     ("cbam_authors_module_no_hidden", "cbam_reference.CBAM",
      lambda: cbam(6, 16), [2, 6, 5, 7]),
+    # ResNet-18 / 34's block: plain (batch 2), and strided with a projection (odd size).
+    ("resnet_basic_block", "torchvision.models.resnet.BasicBlock",
+     lambda: basic_block(inplanes=24, planes=24), [2, 24, 9, 7]),
+    ("resnet_basic_block_stride2_downsample", "torchvision.models.resnet.BasicBlock",
+     lambda: basic_block(inplanes=16, planes=32, stride=2, downsample=(16, 32, 2)), [1, 16, 11, 9]),
 ]
 
 

@@ -16,6 +16,8 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   mbv2     torchvision mobilenet_v2(width_mult).features
   mbv3     torchvision mobilenet_v3_{arch}(width_mult, reduced_tail, dilated).features
   seg      torchvision.models.segmentation.<name>(num_classes, aux_loss)
+  resnet   torchvision.models.<name>(replace_stride_with_dilation) up to layer4 (the
+           feature extractor: IntermediateLayerGetter, torchvision's own names)
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -48,6 +50,7 @@ CASES = [
     ("lraspp_one_class", "seg", dict(name="lraspp_mobilenet_v3_large", classes=1, aux=False), [2, 3, 45, 37]),
     ("deeplabv3_mobilenet_v3_large_7", "seg",
      dict(name="deeplabv3_mobilenet_v3_large", classes=7, aux=False), [1, 3, 33, 65]),
+    ("resnet18_batch3", "resnet", dict(name="resnet18", dilation=[False, False, False]), [3, 3, 35, 29]),
 ]
 
 
@@ -69,6 +72,10 @@ def build(kind, a):
         if not a["name"].startswith("lraspp"):
             kw["aux_loss"] = a["aux"]
         return getattr(torchvision.models.segmentation, a["name"])(**kw)
+    if kind == "resnet":
+        from torchvision.models._utils import IntermediateLayerGetter
+        model = getattr(torchvision.models, a["name"])(replace_stride_with_dilation=a["dilation"])
+        return IntermediateLayerGetter(model, return_layers={"layer4": "out"})
     raise ValueError(kind)
 
 

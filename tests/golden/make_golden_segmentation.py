@@ -18,18 +18,20 @@ Models and inputs (3 classes; sizes not multiples of 32, batch 2 where CI time a
 And torchvision's `resnet50()` (not dilated) as a feature extractor:
 `resnet50_features.safetensors` holds `x` [2, 3, 45, 61] and `layer3`, `layer4` (the
 earlier stages are what the later ones are computed from; they are left out to keep the
-file small).
+file small); likewise `resnet18_features` (x [2, 3, 45, 61]) and `resnet34_features`
+(x [2, 3, 37, 53]), the basic-block ResNets, and `resnext50_32x4d_features`,
+`wide_resnet50_2_features` (x [1, 3, 33, 40]).
 
 Run from the repository root (needs torch, torchvision, numpy, safetensors):
 
-    /path/to/venv/bin/python tests/golden/make_golden_segmentation.py
+    /path/to/venv/bin/python tests/golden/make_golden_segmentation.py [later]
 """
 import os
 
 import numpy as np
 import torch
 from safetensors.numpy import save_file
-from torchvision.models import resnet50
+import torchvision
 from torchvision.models import segmentation as seg
 from torchvision.models._utils import IntermediateLayerGetter
 
@@ -109,18 +111,41 @@ def main():
                   metadata={"torch": torch.__version__, "parameters": str(params)})
         print(name, shape, "parameters", params, "out", tuple(y["out"].shape),
               "mean abs", float(y["out"].abs().mean()))
-    model = resnet50(weights=None).eval()
+    features("resnet50", [2, 3, 45, 61], 99)
+
+
+def features(name, shape, seed):
+    """torchvision's `{name}()` as a feature extractor: `layer3` and `layer4` on a seeded
+    input, and the parameter count without `fc` in the metadata."""
+    model = getattr(torchvision.models, name)(weights=None).eval()
     fill(model)
     layers = {"layer3": "layer3", "layer4": "layer4"}
-    features = IntermediateLayerGetter(model, return_layers=layers).eval()
-    x = torch.randn(2, 3, 45, 61, generator=torch.Generator().manual_seed(99))
+    getter = IntermediateLayerGetter(model, return_layers=layers).eval()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        y = features(x)
+        y = getter(x)
     out = {"x": x.numpy(), **{k: v.numpy() for k, v in y.items()}}
-    save_file(out, os.path.join(OUT, "resnet50_features.safetensors"),
-              metadata={"torch": torch.__version__})
-    print("resnet50 features", {k: tuple(v.shape) for k, v in y.items()})
+    params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("fc."))
+    save_file(out, os.path.join(OUT, f"{name}_features.safetensors"),
+              metadata={"torch": torch.__version__, "parameters": str(params)})
+    print(f"{name} features", {k: tuple(v.shape) for k, v in y.items()}, "parameters", params)
+
+
+def later_features():
+    """Added later (the files above unchanged): the basic-block ResNets at batch 2 and
+    odd sizes, ResNeXt-50 32x4d and Wide ResNet-50-2 at batch 1."""
+    features("resnet18", [2, 3, 45, 61], 98)
+    features("resnet34", [2, 3, 37, 53], 97)
+    features("resnext50_32x4d", [1, 3, 33, 40], 96)
+    features("wide_resnet50_2", [1, 3, 33, 40], 95)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    # `later` writes only the files added later (later_features).
+    if sys.argv[1:] == ["later"]:
+        torch.set_num_threads(1)
+        later_features()
+    else:
+        main()
+        later_features()
