@@ -621,8 +621,9 @@ def networks(fz, count, out):
     """Random whole networks in networks/cases.json's format: U-Net (depth, width,
     bilinear), SegNet (stages, widths, convolutions), FCN-8s (widths), MobileNetV2 / V3
     features (width, reduced tail, dilation), torchvision's segmentation models (classes,
-    auxiliary head) and ResNet feature extractors (basic and bottleneck, ResNeXt, Wide
-    ResNet, dilation) at odd sizes and batch up to 3 (the bottleneck ResNets at batch 1 and
+    auxiliary head), ResNet feature extractors (basic and bottleneck, ResNeXt, Wide
+    ResNet, dilation) and segmentation_models_pytorch's Unet on ResNet encoders (depth,
+    decoder widths, norm, interpolation, activation) at odd sizes and batch up to 3 (the bottleneck ResNets at batch 1 and
     at most 40 pixels a side: they take seconds a forward on a CPU adapter)."""
     m = importlib.import_module("make_golden_networks")
     r = fz.r
@@ -632,7 +633,7 @@ def networks(fz, count, out):
 
     cases = []
     for i in range(count):
-        kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet"][i % 7]
+        kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet"][i % 8]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -655,6 +656,19 @@ def networks(fz, count, out):
             a = dict(arch=r.choice(["large", "small"]), width_mult=r.choice([0.35, 0.5, 0.75, 1.0, 1.25]),
                      reduced_tail=r.random() < 0.5, dilated=r.random() < 0.5)
             shape = [n, 3] + side(7)
+        elif kind == "smp_unet":
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d"])
+            depth = r.randint(3, 5)
+            a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
+                     decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
+                     use_norm=r.random() < 0.6,
+                     interpolation=r.choice(["nearest", "nearest", "bilinear", "bicubic", "area",
+                                             "nearest-exact"]),
+                     activation=r.choice([None, None, "identity", "sigmoid", "tanh", "softmax2d",
+                                          "softmax", "logsoftmax"]))
+            step = 1 << depth
+            batch = n if encoder in ("resnet18", "resnet34") else 1
+            shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(1, 3)]
         elif kind == "resnet":
             name = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
                              "wide_resnet50_2"])

@@ -11,10 +11,12 @@ use common::golden::golden_dir;
 use ndarray::Array4;
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    Fcn8s, Fcn8sConfig, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features,
-    MobileNetV3Features, MobileNetV3FeaturesConfig, ResNetConfig, ResNetFeatures, SegNet,
-    SegNetConfig, SegmentationConfig, SegmentationModel, UNet, UNetConfig,
+    Fcn8s, Fcn8sConfig, HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config,
+    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, ResNetConfig,
+    ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, SmpUnet,
+    SmpUnetConfig, UNet, UNetConfig,
 };
+use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
 use serde_json::Value;
 
@@ -139,6 +141,28 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
             outs.truncate(1);
             (outs, params)
         }
+        "smp_unet" => {
+            let encoder = a["encoder"].as_str().unwrap();
+            let mode = match a["interpolation"].as_str().unwrap() {
+                "nearest" => UpsampleMode::Nearest,
+                "nearest-exact" => UpsampleMode::NearestExact,
+                "bilinear" => UpsampleMode::Bilinear {
+                    align_corners: false,
+                },
+                "bicubic" => UpsampleMode::Bicubic {
+                    align_corners: false,
+                },
+                "area" => UpsampleMode::Area,
+                other => panic!("unknown interpolation {other}"),
+            };
+            let cfg = SmpUnetConfig::resnet(encoder, us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .depth(us(&a["depth"]), &list(&a["decoder_channels"]))
+                .decoder_use_norm(flag("use_norm"))
+                .decoder_interpolation(mode)
+                .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            run(gpu, SmpUnet::load(gpu, cfg, &sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -152,7 +176,7 @@ fn networks_match_pytorch_through_one_harness() {
     let kinds: std::collections::BTreeSet<_> =
         cases.iter().map(|c| c["kind"].as_str().unwrap()).collect();
     if !common::golden::fuzzing() {
-        assert_eq!(kinds.len(), 7, "every kind has a committed case: {kinds:?}");
+        assert_eq!(kinds.len(), 8, "every kind has a committed case: {kinds:?}");
     }
     let own = common::gpu_class();
     for case in cases {
@@ -180,4 +204,47 @@ fn networks_match_pytorch_through_one_harness() {
             );
         }
     }
+}
+
+/// smp's `Unet` refusals as typed errors naming the parameter: an unknown encoder, a depth
+/// outside 3..=5, decoder widths that do not match the depth, an activation it has no
+/// module for, and an input not divisible by `2^encoder_depth`.
+#[test]
+fn smp_unet_bad_configurations_are_typed_errors() {
+    use segblocks::Error;
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let named = |e: Option<Error>, name: &str| {
+        assert!(
+            matches!(&e, Some(Error::InvalidParam { name: n, .. }) if *n == name),
+            "{name}: {e:?}"
+        );
+    };
+    named(
+        SmpUnetConfig::resnet("efficientnet-b0", 3, 1).err(),
+        "encoder_name",
+    );
+    named(
+        HeadActivation::from_smp(Some("argmax2d")).err(),
+        "activation",
+    );
+    let cfg = SmpUnetConfig::resnet("resnet18", 3, 2).unwrap();
+    let load = |cfg: SmpUnetConfig| SmpUnet::load(gpu, cfg, &sd, "").err();
+    named(load(cfg.clone().depth(6, &[8; 6])), "encoder_depth");
+    named(load(cfg.clone().depth(2, &[8; 2])), "encoder_depth");
+    named(load(cfg.clone().depth(4, &[8; 5])), "decoder_channels");
+    named(load(cfg.clone().depth(3, &[8, 0, 8])), "decoder_channels");
+    named(
+        load(
+            cfg.clone()
+                .decoder_interpolation(UpsampleMode::BedOfNails { stride: (2, 2) }),
+        ),
+        "decoder_interpolation",
+    );
+    let net = SmpUnet::load(gpu, cfg.clone().depth(3, &[8, 8, 8]), &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 24, 16]).unwrap(), [2, 2, 24, 16]);
+    named(net.output_shape([2, 3, 24, 20]).err(), "input");
+    let mut rec = gpu.recorder();
+    let x = gpu.upload(Array4::zeros([1, 3, 12, 16]).view()).unwrap();
+    named(net.forward(&mut rec, &x).err(), "input");
 }

@@ -544,6 +544,11 @@ pub(crate) enum Op {
     Shuffle(usize),
     /// An activation.
     Activation(Activation),
+    /// Softmax over the channels (`log`: log-softmax), `nn.Softmax2d` / `nn.LogSoftmax(1)`.
+    Softmax {
+        /// Log-softmax instead.
+        log: bool,
+    },
     /// The window of the shape input's size at this offset (rows, columns): FCN's crops.
     CropLike((usize, usize)),
 }
@@ -652,7 +657,7 @@ impl Node for Op {
                 })?;
                 vec![x]
             }
-            Op::Activation(_) => vec![x],
+            Op::Activation(_) | Op::Softmax { .. } => vec![x],
             Op::CropLike(_) => vec![self.crop(inputs)?.expect("crop").output_shape(x)?],
         })
     }
@@ -677,6 +682,8 @@ impl Node for Op {
                 ..Cost::default()
             },
             Op::Activation(_) => elementwise_cost(x, 1),
+            // A max, a sum and the writes: three reads of the input.
+            Op::Softmax { .. } => elementwise_cost(x, 3),
             Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
         };
         Ok(Cost {
@@ -721,6 +728,8 @@ impl Node for Op {
                 .collect()),
             Op::Shuffle(g) => one(channel::channel_shuffle(rec, t(0)?, *g)?),
             Op::Activation(a) => one(channel::activation(rec, t(0)?, *a)?),
+            Op::Softmax { log: false } => one(channel::softmax(rec, t(0)?)?),
+            Op::Softmax { log: true } => one(channel::log_softmax(rec, t(0)?)?),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(crate::ops::copy::crop(rec, &p, t(0)?)?)
@@ -771,6 +780,7 @@ impl Node for Op {
             }
             Op::Shuffle(g) => one(rc::channel_shuffle(t(0)?, *g)?),
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
+            Op::Softmax { log } => one(rc::softmax(t(0)?, *log)),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(reference::copy::crop(&p, t(0)?)?)

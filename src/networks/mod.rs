@@ -1,8 +1,8 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
 //! TFLite) state dicts by name: MobileNetV2, MobileNetV3 and ResNet feature extractors
 //! (ResNet-18 to 152, ResNeXt, Wide ResNet), torchvision's segmentation models (FCN and
-//! DeepLabV3 on ResNet-50/101 and MobileNetV3, LR-ASPP) and MediaPipe's selfie
-//! segmentation models. Each is a
+//! DeepLabV3 on ResNet-50/101 and MobileNetV3, LR-ASPP), segmentation_models_pytorch's
+//! `Unet` on a ResNet encoder and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that reproduces
 //! torchvision's configuration.
@@ -15,6 +15,7 @@ mod resnet;
 mod segmentation;
 mod segnet;
 mod selfie;
+mod smp_unet;
 mod unet;
 
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
@@ -27,6 +28,7 @@ pub use segmentation::{
 };
 pub use segnet::{SegNet, SegNetConfig};
 pub use selfie::{SelfieModel, SelfieSegmentation};
+pub use smp_unet::{HeadActivation, SmpUnet, SmpUnetConfig};
 pub use unet::{UNet, UNetConfig};
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};

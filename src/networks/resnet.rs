@@ -192,9 +192,25 @@ impl ResNetConfig {
         &self,
         g: &mut Graph,
         x: crate::blocks::ValueId,
-        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        ctx: (&Gpu, &StateDict, &str),
     ) -> Result<[crate::blocks::ValueId; 4]> {
-        let stem = Conv2dParams::new(3, 64, 7)
+        let outs = self.append_stages(g, x, ctx, 3, 4)?;
+        Ok([outs[1], outs[2], outs[3], outs[4]])
+    }
+
+    /// The stem (`conv1`, `bn1`, ReLU: `in_channels` input channels) and the first
+    /// `stages` stages (the first after the max pooling) appended to `g` after `x`;
+    /// returns the stem's output and each stage's (segmentation_models_pytorch's encoder
+    /// features, the input left out).
+    pub(crate) fn append_stages(
+        &self,
+        g: &mut Graph,
+        x: crate::blocks::ValueId,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        in_channels: usize,
+        stages: usize,
+    ) -> Result<Vec<crate::blocks::ValueId>> {
+        let stem = Conv2dParams::new(in_channels, 64, 7)
             .stride(2)
             .padding(3)
             .bias(false)
@@ -208,10 +224,10 @@ impl ResNetConfig {
             1e-5,
         )?;
         let mut y = g.add("conv1", stem, &[x]);
+        let mut outs = vec![y];
         let pool = MaxPool2dParams::new(3).stride(2).padding(1);
         y = g.add_multi("maxpool", Op::MaxPool(pool), &[y], 2)[0];
-        let mut outs = Vec::with_capacity(4);
-        for (i, stage) in self.stages().into_iter().enumerate() {
+        for (i, stage) in self.stages().into_iter().take(stages).enumerate() {
             for (j, cfg) in stage.into_iter().enumerate() {
                 let name = format!("layer{}.{j}", i + 1);
                 let at = key(prefix, &name);
@@ -225,7 +241,7 @@ impl ResNetConfig {
             }
             outs.push(y);
         }
-        Ok([outs[0], outs[1], outs[2], outs[3]])
+        Ok(outs)
     }
 }
 

@@ -18,6 +18,11 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   seg      torchvision.models.segmentation.<name>(num_classes, aux_loss)
   resnet   torchvision.models.<name>(replace_stride_with_dilation) up to layer4 (the
            feature extractor: IntermediateLayerGetter, torchvision's own names)
+  smp_unet segmentation_models_pytorch.Unet(encoder, encoder_depth, in_channels, classes,
+           decoder_channels, decoder_use_norm, decoder_interpolation, activation) with a
+           ResNet encoder (needs segmentation-models-pytorch, 0.6.0 wrote the files; the
+           parameter count leaves out the encoder stages past encoder_depth, which smp
+           keeps but never runs)
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -51,6 +56,12 @@ CASES = [
     ("deeplabv3_mobilenet_v3_large_7", "seg",
      dict(name="deeplabv3_mobilenet_v3_large", classes=7, aux=False), [1, 3, 33, 65]),
     ("resnet18_batch3", "resnet", dict(name="resnet18", dilation=[False, False, False]), [3, 3, 35, 29]),
+    ("smp_unet_resnet34", "smp_unet",
+     dict(encoder="resnet34", depth=5, cin=3, classes=3, decoder_channels=[256, 128, 64, 32, 16],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 64, 96]),
+    ("smp_unet_resnet50_depth4_bilinear", "smp_unet",
+     dict(encoder="resnet50", depth=4, cin=1, classes=4, decoder_channels=[64, 32, 16, 8],
+          use_norm=False, interpolation="bilinear", activation="softmax2d"), [1, 1, 48, 32]),
 ]
 
 
@@ -76,6 +87,13 @@ def build(kind, a):
         from torchvision.models._utils import IntermediateLayerGetter
         model = getattr(torchvision.models, a["name"])(replace_stride_with_dilation=a["dilation"])
         return IntermediateLayerGetter(model, return_layers={"layer4": "out"})
+    if kind == "smp_unet":
+        import segmentation_models_pytorch as smp
+        return smp.Unet(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                        in_channels=a["cin"], classes=a["classes"],
+                        decoder_channels=tuple(a["decoder_channels"]),
+                        decoder_use_norm=a["use_norm"],
+                        decoder_interpolation=a["interpolation"], activation=a["activation"])
     raise ValueError(kind)
 
 
@@ -94,6 +112,10 @@ def make(index, name, kind, args, shape, out_dir):
     else:
         tensors["out"] = y.numpy()
     params = sum(p.numel() for p in model.parameters())
+    if kind == "smp_unet":
+        # smp keeps the encoder stages past encoder_depth (unused): not counted.
+        params -= sum(p.numel() for n, p in model.named_parameters()
+                      if any(n.startswith(f"encoder.layer{k}.") for k in range(args["depth"], 5)))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
               metadata={"torch": torch.__version__, "parameters": str(params)})
     os.chmod(os.path.join(out_dir, f"{name}.safetensors"), 0o644)  # safetensors writes 0600

@@ -1,0 +1,294 @@
+//! segmentation_models_pytorch's `Unet` (`smp.Unet(encoder_name, encoder_depth, in_channels,
+//! classes, decoder_channels, decoder_use_norm, decoder_interpolation, activation)`) with a
+//! ResNet encoder: the encoder's stem and stages give the skips (the stem's output at 1/2,
+//! `layer1` at 1/4, ...); each decoder block resizes its input to the next skip's size
+//! (`F.interpolate(size=...)`, nearest by default), concatenates the skip after it, and
+//! runs two 3x3 convolutions with batch norm and ReLU; the last block resizes to the input's
+//! size and has no skip; a 3x3 convolution gives the classes, then the head's activation.
+//! Names are smp's (`encoder.*`, `decoder.blocks.{i}.conv{1,2}.{0,1}`,
+//! `segmentation_head.0`), so its checkpoints load as they are.
+//!
+//! Not covered: encoders other than the ResNets, the `scse` attention, the norms other
+//! than batch norm (or none), and the classification head (`aux_params`).
+
+use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op};
+use crate::error::{fail_if, positive, Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::conv::Conv2dParams;
+use crate::ops::upsample::UpsampleMode;
+use crate::ops::Activation;
+use crate::weights::{key, StateDict};
+
+use super::ResNetConfig;
+
+/// The activation smp's `SegmentationHead` applies to the logits (its `activation`
+/// argument).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HeadActivation {
+    /// `None` or `"identity"`: the logits.
+    #[default]
+    Identity,
+    /// `"sigmoid"`.
+    Sigmoid,
+    /// `"tanh"`.
+    Tanh,
+    /// `"softmax2d"` (and `"softmax"`, which is over the channels of a 4-D tensor too).
+    Softmax,
+    /// `"logsoftmax"` (over the channels).
+    LogSoftmax,
+}
+
+impl HeadActivation {
+    /// smp's name of the activation (`None` for no activation): `"identity"`, `"sigmoid"`,
+    /// `"tanh"`, `"softmax2d"`, `"softmax"` or `"logsoftmax"`; other names (`"argmax"`,
+    /// a callable) are an error naming `activation`.
+    pub fn from_smp(name: Option<&str>) -> Result<Self> {
+        Ok(match name {
+            None | Some("identity") => HeadActivation::Identity,
+            Some("sigmoid") => HeadActivation::Sigmoid,
+            Some("tanh") => HeadActivation::Tanh,
+            Some("softmax2d" | "softmax") => HeadActivation::Softmax,
+            Some("logsoftmax") => HeadActivation::LogSoftmax,
+            Some(other) => {
+                return Err(Error::InvalidParam {
+                    name: "activation",
+                    reason: format!(
+                        "{other:?} is not one of None, \"identity\", \"sigmoid\", \"tanh\", \
+                         \"softmax2d\", \"softmax\", \"logsoftmax\""
+                    ),
+                })
+            }
+        })
+    }
+}
+
+/// The configuration of an smp `Unet` with a ResNet encoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SmpUnetConfig {
+    /// The encoder (`encoder_name`; [`SmpUnetConfig::resnet`] takes smp's names).
+    pub encoder: ResNetConfig,
+    /// Stages of the encoder used, 3 to 5 (`encoder_depth`, 5); inputs must be divisible
+    /// by `2^encoder_depth`, as smp requires.
+    pub encoder_depth: usize,
+    /// Input channels (`in_channels`, 3): the encoder's first convolution takes them.
+    pub in_channels: usize,
+    /// Classes (`classes`).
+    pub classes: usize,
+    /// Output channels of each decoder block (`decoder_channels`, `(256, 128, 64, 32, 16)`),
+    /// one per encoder stage used.
+    pub decoder_channels: Vec<usize>,
+    /// Batch norm between each decoder convolution and its ReLU (`decoder_use_norm`:
+    /// `"batchnorm"` / `True`, the default), or none (`False`: the convolutions have a bias).
+    pub decoder_use_norm: bool,
+    /// How each decoder block resizes its input (`decoder_interpolation`: `"nearest"`, the
+    /// default; `"bilinear"` and `"bicubic"` are `align_corners=False`).
+    pub decoder_interpolation: UpsampleMode,
+    /// The head's activation (`activation`, none by default).
+    pub activation: HeadActivation,
+}
+
+impl SmpUnetConfig {
+    /// `smp.Unet(encoder_name, in_channels=in_channels, classes=classes)` with one of smp's
+    /// ResNet encoders: `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152`,
+    /// `resnext50_32x4d`, `resnext101_32x4d`, `resnext101_32x8d`, `resnext101_32x16d`,
+    /// `resnext101_32x32d`, `resnext101_32x48d`; any other name is an error naming
+    /// `encoder_name`.
+    pub fn resnet(encoder_name: &str, in_channels: usize, classes: usize) -> Result<Self> {
+        let resnext101 = |width| ResNetConfig::resnet101().groups(32, width);
+        let encoder = match encoder_name {
+            "resnet18" => ResNetConfig::resnet18(),
+            "resnet34" => ResNetConfig::resnet34(),
+            "resnet50" => ResNetConfig::resnet50(),
+            "resnet101" => ResNetConfig::resnet101(),
+            "resnet152" => ResNetConfig::resnet152(),
+            "resnext50_32x4d" => ResNetConfig::resnext50_32x4d(),
+            "resnext101_32x4d" => resnext101(4),
+            "resnext101_32x8d" => resnext101(8),
+            "resnext101_32x16d" => resnext101(16),
+            "resnext101_32x32d" => resnext101(32),
+            "resnext101_32x48d" => resnext101(48),
+            other => {
+                return Err(Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!("{other:?} is not one of smp's ResNet encoders"),
+                })
+            }
+        };
+        Ok(SmpUnetConfig {
+            encoder,
+            encoder_depth: 5,
+            in_channels,
+            classes,
+            decoder_channels: vec![256, 128, 64, 32, 16],
+            decoder_use_norm: true,
+            decoder_interpolation: UpsampleMode::Nearest,
+            activation: HeadActivation::Identity,
+        })
+    }
+
+    /// Sets the encoder depth and the decoder channels (one per stage), as smp requires
+    /// them together.
+    pub fn depth(mut self, encoder_depth: usize, decoder_channels: &[usize]) -> Self {
+        self.encoder_depth = encoder_depth;
+        self.decoder_channels = decoder_channels.to_vec();
+        self
+    }
+
+    /// Sets `decoder_use_norm` (batch norm or none).
+    pub fn decoder_use_norm(mut self, batch_norm: bool) -> Self {
+        self.decoder_use_norm = batch_norm;
+        self
+    }
+
+    /// Sets `decoder_interpolation`.
+    pub fn decoder_interpolation(mut self, mode: UpsampleMode) -> Self {
+        self.decoder_interpolation = mode;
+        self
+    }
+
+    /// Sets the head's activation.
+    pub fn activation(mut self, activation: HeadActivation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Channels of the encoder's features, the input's first: smp's `out_channels`,
+    /// `(in_channels, 64, 64 e, 128 e, 256 e, 512 e)` for expansion `e`, up to the depth.
+    fn encoder_channels(&self) -> Vec<usize> {
+        let mut c = vec![self.in_channels, 64];
+        c.extend(self.encoder.stage_channels());
+        c.truncate(self.encoder_depth + 1);
+        c
+    }
+}
+
+/// An smp `Unet` with a ResNet encoder for inference: input `[N, in_channels, H, W]` with
+/// H and W divisible by `2^encoder_depth`, output `[N, classes, H, W]` (the logits, or
+/// the head's activation of them).
+pub type SmpUnet = Model<SmpUnetConfig>;
+
+impl Architecture for SmpUnetConfig {
+    /// Checks the configuration on its own, with smp's rules: depth 3 to 5, one decoder
+    /// width per stage.
+    fn validate(&self) -> Result<()> {
+        positive(&[
+            ("in_channels", self.in_channels),
+            ("classes", self.classes),
+            (
+                "decoder_channels",
+                self.decoder_channels.iter().copied().min().unwrap_or(1),
+            ),
+        ])?;
+        fail_if(
+            !(3..=5).contains(&self.encoder_depth),
+            "encoder_depth",
+            || format!("must be 3, 4 or 5, got {}", self.encoder_depth),
+        )?;
+        fail_if(
+            self.decoder_channels.len() != self.encoder_depth,
+            "decoder_channels",
+            || {
+                format!(
+                    "one width per encoder stage: encoder_depth {} but {} widths {:?}",
+                    self.encoder_depth,
+                    self.decoder_channels.len(),
+                    self.decoder_channels
+                )
+            },
+        )?;
+        fail_if(
+            matches!(self.decoder_interpolation, UpsampleMode::BedOfNails { .. }),
+            "decoder_interpolation",
+            || "must be a mode of F.interpolate".to_string(),
+        )?;
+        self.encoder.validate()
+    }
+
+    /// Loads `encoder.conv1`, `encoder.bn1`, `encoder.layer{1..depth-1}`,
+    /// `decoder.blocks.{i}.conv{1,2}` and `segmentation_head.0` under `prefix`.
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let at = |n: &str| key(prefix, n);
+        let mut g = Graph::new();
+        let x = g.input();
+        let encoder = at("encoder");
+        let mut features = vec![x];
+        features.extend(self.encoder.append_stages(
+            &mut g,
+            x,
+            (gpu, sd, &encoder),
+            self.in_channels,
+            self.encoder_depth - 1,
+        )?);
+        let channels = self.encoder_channels();
+        // From the head of the encoder down: each block's input, its skip and the size it
+        // resizes to (the next feature's; the input's for the last block, which has no
+        // skip).
+        let mut y = *features.last().expect("the encoder's last feature");
+        let mut cin = *channels.last().expect("the encoder's channels");
+        for (i, &cout) in self.decoder_channels.iter().enumerate() {
+            let level = self.encoder_depth - 1 - i;
+            let target = features[level];
+            let block = at(&format!("decoder.blocks.{i}"));
+            let resized = g.add_sized(
+                key(&block, "resize"),
+                Op::ResizeLike(self.decoder_interpolation),
+                &[y],
+                &[target],
+            )[0];
+            let (joined, skip) = if level > 0 {
+                let j = g.add(key(&block, "cat"), Op::Concat, &[resized, target]);
+                (j, channels[level])
+            } else {
+                (resized, 0)
+            };
+            let conv = |cin: usize, name: &str| -> Result<ConvBnAct> {
+                let p = Conv2dParams::new(cin, cout, 3)
+                    .padding(1)
+                    .bias(!self.decoder_use_norm)
+                    .activation(Activation::Relu);
+                let c = key(&block, &format!("{name}.0"));
+                if self.decoder_use_norm {
+                    conv_bn(gpu, sd, p, &c, &key(&block, &format!("{name}.1")), 1e-5)
+                } else {
+                    ConvBnAct::load(gpu, sd, p, &c, None, 0.0)
+                }
+            };
+            let a = g.add(key(&block, "conv1"), conv(cin + skip, "conv1")?, &[joined]);
+            y = g.add(key(&block, "conv2"), conv(cout, "conv2")?, &[a]);
+            cin = cout;
+        }
+        let fused = match self.activation {
+            HeadActivation::Sigmoid => Activation::Sigmoid,
+            HeadActivation::Tanh => Activation::Tanh,
+            _ => Activation::None,
+        };
+        let head = Conv2dParams::new(cin, self.classes, 3)
+            .padding(1)
+            .activation(fused);
+        let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
+        let mut out = g.add("segmentation_head", head, &[y]);
+        if let HeadActivation::Softmax | HeadActivation::LogSoftmax = self.activation {
+            let log = self.activation == HeadActivation::LogSoftmax;
+            out = g.add("activation", Op::Softmax { log }, &[out]);
+        }
+        g.set_outputs(&[out]);
+        Ok(g)
+    }
+
+    /// Checks an input shape: `in_channels` channels, height and width divisible by
+    /// `2^encoder_depth` (smp's `check_input_shape`).
+    fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        crate::ops::check_channels(input, self.in_channels)?;
+        let stride = 1usize << self.encoder_depth;
+        fail_if(
+            !input[2].is_multiple_of(stride) || !input[3].is_multiple_of(stride),
+            "input",
+            || {
+                format!(
+                    "height and width must be divisible by 2^encoder_depth = {stride} (as \
+                     smp requires), got {input:?}"
+                )
+            },
+        )
+    }
+}
