@@ -623,8 +623,9 @@ def networks(fz, count, out):
     features (width, reduced tail, dilation), torchvision's segmentation models (classes,
     auxiliary head), ResNet feature extractors (basic and bottleneck, ResNeXt, Wide
     ResNet, dilation) and segmentation_models_pytorch's Unet on ResNet encoders (depth,
-    decoder widths, norm, interpolation, activation) at odd sizes and batch up to 3 (the bottleneck ResNets at batch 1 and
-    at most 40 pixels a side: they take seconds a forward on a CPU adapter)."""
+    decoder widths, norm, interpolation, scse attention, activation) at odd sizes and batch
+    up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
+    seconds a forward on a CPU adapter)."""
     m = importlib.import_module("make_golden_networks")
     r = fz.r
 
@@ -666,6 +667,10 @@ def networks(fz, count, out):
                                              "nearest-exact"]),
                      activation=r.choice([None, None, "identity", "sigmoid", "tanh", "softmax2d",
                                           "softmax", "logsoftmax"]))
+            if r.random() < 0.3:
+                # scse's squeeze needs 16 channels (PyTorch refuses an empty one).
+                a["attention"] = "scse"
+                a["decoder_channels"] = [r.choice([16, 24, 32]) for _ in range(depth)]
             step = 1 << depth
             batch = n if encoder in ("resnet18", "resnet34") else 1
             shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(1, 3)]

@@ -160,6 +160,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 .depth(us(&a["depth"]), &list(&a["decoder_channels"]))
                 .decoder_use_norm(flag("use_norm"))
                 .decoder_interpolation(mode)
+                .decoder_scse(a.get("attention").and_then(Value::as_str) == Some("scse"))
                 .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
             run(gpu, SmpUnet::load(gpu, cfg, &sd, ""), x)
         }
@@ -241,6 +242,9 @@ fn smp_unet_bad_configurations_are_typed_errors() {
         ),
         "decoder_interpolation",
     );
+    // scse on 8 channels: its squeeze has none (PyTorch's convolution refuses it too).
+    let e = load(cfg.clone().depth(3, &[8, 8, 8]).decoder_scse(true));
+    named(e, "squeeze_channels");
     let net = SmpUnet::load(gpu, cfg.clone().depth(3, &[8, 8, 8]), &sd, "").unwrap();
     assert_eq!(net.output_shape([2, 3, 24, 16]).unwrap(), [2, 2, 24, 16]);
     named(net.output_shape([2, 3, 24, 20]).err(), "input");

@@ -544,6 +544,10 @@ pub(crate) enum Op {
     Shuffle(usize),
     /// An activation.
     Activation(Activation),
+    /// `x * gate(s)` of inputs `(x, s)`, `s` of shape `[N, 1, H, W]` (spatial attention).
+    ScaleSpatial(Activation),
+    /// The sum of inputs `(a, b)` (same shapes).
+    Add,
     /// Softmax over the channels (`log`: log-softmax), `nn.Softmax2d` / `nn.LogSoftmax(1)`.
     Softmax {
         /// Log-softmax instead.
@@ -658,6 +662,14 @@ impl Node for Op {
                 vec![x]
             }
             Op::Activation(_) | Op::Softmax { .. } => vec![x],
+            Op::ScaleSpatial(_) => {
+                same("scale", 1, [x[0], 1, x[2], x[3]])?;
+                vec![x]
+            }
+            Op::Add => {
+                same("b", 1, x)?;
+                vec![x]
+            }
             Op::CropLike(_) => vec![self.crop(inputs)?.expect("crop").output_shape(x)?],
         })
     }
@@ -684,6 +696,7 @@ impl Node for Op {
             Op::Activation(_) => elementwise_cost(x, 1),
             // A max, a sum and the writes: three reads of the input.
             Op::Softmax { .. } => elementwise_cost(x, 3),
+            Op::ScaleSpatial(_) | Op::Add => elementwise_cost(x, 2),
             Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
         };
         Ok(Cost {
@@ -730,6 +743,8 @@ impl Node for Op {
             Op::Activation(a) => one(channel::activation(rec, t(0)?, *a)?),
             Op::Softmax { log: false } => one(channel::softmax(rec, t(0)?)?),
             Op::Softmax { log: true } => one(channel::log_softmax(rec, t(0)?)?),
+            Op::ScaleSpatial(gate) => one(channel::scale_spatial(rec, t(0)?, t(1)?, *gate)?),
+            Op::Add => one(channel::add(rec, t(0)?, t(1)?, Activation::None)?),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(crate::ops::copy::crop(rec, &p, t(0)?)?)
@@ -781,6 +796,8 @@ impl Node for Op {
             Op::Shuffle(g) => one(rc::channel_shuffle(t(0)?, *g)?),
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
             Op::Softmax { log } => one(rc::softmax(t(0)?, *log)),
+            Op::ScaleSpatial(gate) => one(rc::scale_spatial(t(0)?, t(1)?, *gate)),
+            Op::Add => one(rc::add(t(0)?, t(1)?, Activation::None)),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(reference::copy::crop(&p, t(0)?)?)

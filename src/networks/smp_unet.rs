@@ -8,12 +8,17 @@
 //! Names are smp's (`encoder.*`, `decoder.blocks.{i}.conv{1,2}.{0,1}`,
 //! `segmentation_head.0`), so its checkpoints load as they are.
 //!
-//! Not covered: encoders other than the ResNets, the `scse` attention, the norms other
-//! than batch norm (or none), and the classification head (`aux_params`).
+//! With `decoder_attention_type="scse"` each block applies smp's `SCSEModule` after the
+//! concatenation and after its second convolution: `x * cSE(x) + x * sSE(x)`, a squeeze-
+//! and-excitation gate (reduction 16) and a 1x1 spatial gate, both sigmoid.
+//!
+//! Not covered: encoders other than the ResNets, the norms other than batch norm (or
+//! none), and the classification head (`aux_params`).
 
-use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op};
+use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::Gpu;
+use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::upsample::UpsampleMode;
 use crate::ops::Activation;
@@ -83,6 +88,10 @@ pub struct SmpUnetConfig {
     /// How each decoder block resizes its input (`decoder_interpolation`: `"nearest"`, the
     /// default; `"bilinear"` and `"bicubic"` are `align_corners=False`).
     pub decoder_interpolation: UpsampleMode,
+    /// `decoder_attention_type="scse"` (`false`: `None`, the default): smp's `SCSEModule`
+    /// after each block's concatenation and second convolution. Widths under 16 leave its
+    /// squeeze without a channel, which PyTorch refuses, and so does this.
+    pub decoder_scse: bool,
     /// The head's activation (`activation`, none by default).
     pub activation: HeadActivation,
 }
@@ -122,6 +131,7 @@ impl SmpUnetConfig {
             decoder_channels: vec![256, 128, 64, 32, 16],
             decoder_use_norm: true,
             decoder_interpolation: UpsampleMode::Nearest,
+            decoder_scse: false,
             activation: HeadActivation::Identity,
         })
     }
@@ -146,6 +156,12 @@ impl SmpUnetConfig {
         self
     }
 
+    /// Sets `decoder_attention_type` to `"scse"` (`true`) or `None`.
+    pub fn decoder_scse(mut self, scse: bool) -> Self {
+        self.decoder_scse = scse;
+        self
+    }
+
     /// Sets the head's activation.
     pub fn activation(mut self, activation: HeadActivation) -> Self {
         self.activation = activation;
@@ -159,6 +175,35 @@ impl SmpUnetConfig {
         c.extend(self.encoder.stage_channels());
         c.truncate(self.encoder_depth + 1);
         c
+    }
+}
+
+impl SmpUnetConfig {
+    /// smp's `Attention` under `prefix` on `x` (`channels` channels): `x` itself, or with
+    /// `decoder_scse` its `SCSEModule` (`attention.cSE.1` / `.3`, `attention.sSE.0`).
+    fn attention(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        channels: usize,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+    ) -> Result<ValueId> {
+        if !self.decoder_scse {
+            return Ok(x);
+        }
+        let at = |n: &str| key(prefix, &format!("attention.{n}"));
+        let se = SqueezeExcitationParams::new(channels, channels / 16);
+        let se = SeNode::load(gpu, sd, se, &at("cSE.1"), &at("cSE.3"))?;
+        let channel_gated = g.add(at("cSE"), se, &[x]);
+        let spatial = Conv2dParams::new(channels, 1, 1);
+        let spatial = ConvBnAct::load(gpu, sd, spatial, &at("sSE.0"), None, 0.0)?;
+        let logits = g.add(at("sSE"), spatial, &[x]);
+        let spatial_gated = g.add(
+            at("sSE.gate"),
+            Op::ScaleSpatial(Activation::Sigmoid),
+            &[x, logits],
+        );
+        Ok(g.add(at("sum"), Op::Add, &[channel_gated, spatial_gated]))
     }
 }
 
@@ -237,6 +282,8 @@ impl Architecture for SmpUnetConfig {
             )[0];
             let (joined, skip) = if level > 0 {
                 let j = g.add(key(&block, "cat"), Op::Concat, &[resized, target]);
+                let c = cin + channels[level];
+                let j = self.attention(&mut g, j, c, (gpu, sd, &key(&block, "attention1")))?;
                 (j, channels[level])
             } else {
                 (resized, 0)
@@ -255,6 +302,7 @@ impl Architecture for SmpUnetConfig {
             };
             let a = g.add(key(&block, "conv1"), conv(cin + skip, "conv1")?, &[joined]);
             y = g.add(key(&block, "conv2"), conv(cout, "conv2")?, &[a]);
+            y = self.attention(&mut g, y, cout, (gpu, sd, &key(&block, "attention2")))?;
             cin = cout;
         }
         let fused = match self.activation {

@@ -19,10 +19,11 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   resnet   torchvision.models.<name>(replace_stride_with_dilation) up to layer4 (the
            feature extractor: IntermediateLayerGetter, torchvision's own names)
   smp_unet segmentation_models_pytorch.Unet(encoder, encoder_depth, in_channels, classes,
-           decoder_channels, decoder_use_norm, decoder_interpolation, activation) with a
+           decoder_channels, decoder_use_norm, decoder_interpolation, activation,
+           decoder_attention_type) with a
            ResNet encoder (needs segmentation-models-pytorch, 0.6.0 wrote the files; the
-           parameter count leaves out the encoder stages past encoder_depth, which smp
-           keeps but never runs)
+           parameter count leaves out what smp keeps but never runs: the encoder stages
+           past encoder_depth and, with scse, the last block's attention1)
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -62,6 +63,10 @@ CASES = [
     ("smp_unet_resnet50_depth4_bilinear", "smp_unet",
      dict(encoder="resnet50", depth=4, cin=1, classes=4, decoder_channels=[64, 32, 16, 8],
           use_norm=False, interpolation="bilinear", activation="softmax2d"), [1, 1, 48, 32]),
+    ("smp_unet_resnet18_scse_depth3", "smp_unet",
+     dict(encoder="resnet18", depth=3, cin=2, classes=2, decoder_channels=[32, 16, 16],
+          use_norm=True, interpolation="bicubic", activation="sigmoid", attention="scse"),
+     [3, 2, 24, 40]),
 ]
 
 
@@ -93,7 +98,8 @@ def build(kind, a):
                         in_channels=a["cin"], classes=a["classes"],
                         decoder_channels=tuple(a["decoder_channels"]),
                         decoder_use_norm=a["use_norm"],
-                        decoder_interpolation=a["interpolation"], activation=a["activation"])
+                        decoder_interpolation=a["interpolation"], activation=a["activation"],
+                        decoder_attention_type=a.get("attention"))
     raise ValueError(kind)
 
 
@@ -113,9 +119,12 @@ def make(index, name, kind, args, shape, out_dir):
         tensors["out"] = y.numpy()
     params = sum(p.numel() for p in model.parameters())
     if kind == "smp_unet":
-        # smp keeps the encoder stages past encoder_depth (unused): not counted.
+        # smp keeps modules it never runs: the encoder stages past encoder_depth, and the
+        # last decoder block's attention1 (that block has no skip): not counted.
+        unused = [f"encoder.layer{k}." for k in range(args["depth"], 5)]
+        unused.append(f"decoder.blocks.{args['depth'] - 1}.attention1.")
         params -= sum(p.numel() for n, p in model.named_parameters()
-                      if any(n.startswith(f"encoder.layer{k}.") for k in range(args["depth"], 5)))
+                      if any(n.startswith(u) for u in unused))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
               metadata={"torch": torch.__version__, "parameters": str(params)})
     os.chmod(os.path.join(out_dir, f"{name}.safetensors"), 0o644)  # safetensors writes 0600
