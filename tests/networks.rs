@@ -252,3 +252,30 @@ fn smp_unet_bad_configurations_are_typed_errors() {
     let x = gpu.upload(Array4::zeros([1, 3, 12, 16]).view()).unwrap();
     named(net.forward(&mut rec, &x).err(), "input");
 }
+
+/// The CPU reference of an smp Unet (scse, bicubic, sigmoid: the graph ops the other
+/// networks do not use) against smp's output.
+#[test]
+fn smp_unet_reference_matches_smp() {
+    let file = StateDict::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/networks/smp_unet_resnet18_scse_depth3.safetensors"
+    ))
+    .unwrap();
+    let (x, want) = (
+        common::stored4(&file, "x").unwrap(),
+        common::stored4(&file, "out").unwrap(),
+    );
+    let cfg = SmpUnetConfig::resnet("resnet18", 2, 2)
+        .unwrap()
+        .depth(3, &[32, 16, 16])
+        .decoder_interpolation(UpsampleMode::Bicubic {
+            align_corners: false,
+        })
+        .decoder_scse(true)
+        .activation(HeadActivation::Sigmoid);
+    let net = SmpUnet::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    let got = net.reference(x.view()).unwrap();
+    let err = common::relative(&got, &want);
+    assert!(err < 1e-4, "reference vs smp: relative {err}");
+}
