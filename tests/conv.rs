@@ -2170,7 +2170,14 @@ fn weights_past_the_binding_limit_are_split_by_output_channels() {
         {
             gpu.trim_pool();
             let mut rec = gpu.recorder();
-            let y = conv.forward_with(&mut rec, &xt, *kernel).unwrap();
+            let y = match conv.forward_with(&mut rec, &xt, *kernel) {
+                // Forced, the columns' kernel may need a buffer past the limit too (the
+                // choice never picks it then): a typed error naming them.
+                Err(Error::TooLarge {
+                    name: "columns", ..
+                }) if *kernel == ConvKernel::Im2colTexels => continue,
+                y => y.unwrap(),
+            };
             let got = rec.download(&y).unwrap();
             assert_close(
                 got.view(),

@@ -733,8 +733,8 @@ pub enum ConvKernel {
     /// The input's columns (`im2col.wgsl`: one row per input channel and tap, read as
     /// texels), then [`ConvKernel::PointwiseTexels`] over them with the direct kernel's
     /// packed weights: two dispatches and a buffer of `C_in * kH * kW` output-sized
-    /// planes, for the pointwise kernel's larger register tile. Needs one group, an output
-    /// plane of a multiple of 4 pixels, `C_in * kH * kW` within the loop budget, and the
+    /// planes, for the pointwise kernel's larger register tile. Needs one group,
+    /// `C_in * kH * kW` within the loop budget, and the
     /// input, the columns and the weights within `TEXEL_ROW` x 8,192 vec4s. Chosen on CPU
     /// adapters where the columns stay within [`IM2COL_MAX_BYTES`].
     Im2colTexels,
@@ -881,7 +881,6 @@ impl ConvKernel {
             ConvKernel::Im2colTexels => {
                 let columns = params.columns();
                 params.groups == 1
-                    && (out[2] * out[3]).is_multiple_of(4)
                     && pointwise_loops(&columns) <= LOOP_BUDGET
                     && input_fits_texels
                     && fits_texels(out[0] * columns.in_channels * out[2] * out[3])
@@ -1689,7 +1688,7 @@ uniform! {
         ow: u32,
         pad_h: u32,
         pad_w: u32,
-        total4: u32,
+        total: u32,
     }
 }
 
@@ -1977,7 +1976,7 @@ fn pointwise_loops(p: &Conv2dParams) -> u64 {
 /// output of shape `out`.
 fn plan_im2col(p: &Conv2dParams, input: [usize; 4], out: [usize; 4]) -> Launch {
     let ((top, _), (left, _)) = p.pads();
-    let total4 = out[0] * p.columns().in_channels * out[2] * out[3] / 4;
+    let total = out[0] * p.columns().in_channels * out[2] * out[3];
     let u = Im2colParams {
         c: input[1] as u32,
         h: input[2] as u32,
@@ -1986,13 +1985,13 @@ fn plan_im2col(p: &Conv2dParams, input: [usize; 4], out: [usize; 4]) -> Launch {
         ow: out[3] as u32,
         pad_h: top as u32,
         pad_w: left as u32,
-        total4: total4 as u32,
+        total: total as u32,
     };
     let spec = Im2colSpec {
         window: p.window(),
         pad_mode: p.padding_mode,
     };
-    IM2COL.launch(&spec, &u).threads(total4)
+    IM2COL.launch(&spec, &u).threads(total.div_ceil(4))
 }
 
 /// The depthwise kernel's dispatch for `p` from `input` to `out`.
