@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
         [1, 3, 224, 224],
     );
     // segmentation_models_pytorch's default Unet on ResNet-34.
-    let cfg = SmpUnetConfig::resnet("resnet34", 3, 2).unwrap();
+    let cfg = SmpUnetConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_unet_resnet34_160", &net, small);
     let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "").unwrap();

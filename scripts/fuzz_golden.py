@@ -622,7 +622,7 @@ def networks(fz, count, out):
     bilinear), SegNet (stages, widths, convolutions), FCN-8s (widths), MobileNetV2 / V3
     features (width, reduced tail, dilation), torchvision's segmentation models (classes,
     auxiliary head), ResNet feature extractors (basic and bottleneck, ResNeXt, Wide
-    ResNet, dilation) and segmentation_models_pytorch's Unet on ResNet encoders (depth,
+    ResNet, dilation) and segmentation_models_pytorch's Unet on ResNet and MobileNetV2 encoders (depth,
     decoder widths, norm, interpolation, scse attention, activation) at odd sizes and batch
     up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
     seconds a forward on a CPU adapter)."""
@@ -658,7 +658,8 @@ def networks(fz, count, out):
                      reduced_tail=r.random() < 0.5, dilated=r.random() < 0.5)
             shape = [n, 3] + side(7)
         elif kind == "smp_unet":
-            encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d"])
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
+                                "mobilenet_v2", "mobilenet_v2"])
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
@@ -672,7 +673,7 @@ def networks(fz, count, out):
                 a["attention"] = "scse"
                 a["decoder_channels"] = [r.choice([16, 24, 32]) for _ in range(depth)]
             step = 1 << depth
-            batch = n if encoder in ("resnet18", "resnet34") else 1
+            batch = n if encoder in ("resnet18", "resnet34", "mobilenet_v2") else 1
             shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(1, 3)]
         elif kind == "resnet":
             name = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",

@@ -155,7 +155,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 "area" => UpsampleMode::Area,
                 other => panic!("unknown interpolation {other}"),
             };
-            let cfg = SmpUnetConfig::resnet(encoder, us(&a["cin"]), us(&a["classes"]))
+            let cfg = SmpUnetConfig::new(encoder, us(&a["cin"]), us(&a["classes"]))
                 .unwrap()
                 .depth(us(&a["depth"]), &list(&a["decoder_channels"]))
                 .decoder_use_norm(flag("use_norm"))
@@ -222,14 +222,14 @@ fn smp_unet_bad_configurations_are_typed_errors() {
         );
     };
     named(
-        SmpUnetConfig::resnet("efficientnet-b0", 3, 1).err(),
+        SmpUnetConfig::new("efficientnet-b0", 3, 1).err(),
         "encoder_name",
     );
     named(
         HeadActivation::from_smp(Some("argmax2d")).err(),
         "activation",
     );
-    let cfg = SmpUnetConfig::resnet("resnet18", 3, 2).unwrap();
+    let cfg = SmpUnetConfig::new("resnet18", 3, 2).unwrap();
     let load = |cfg: SmpUnetConfig| SmpUnet::load(gpu, cfg, &sd, "").err();
     named(load(cfg.clone().depth(6, &[8; 6])), "encoder_depth");
     named(load(cfg.clone().depth(2, &[8; 2])), "encoder_depth");
@@ -266,7 +266,7 @@ fn smp_unet_reference_matches_smp() {
         common::stored4(&file, "x").unwrap(),
         common::stored4(&file, "out").unwrap(),
     );
-    let cfg = SmpUnetConfig::resnet("resnet18", 2, 2)
+    let cfg = SmpUnetConfig::new("resnet18", 2, 2)
         .unwrap()
         .depth(3, &[32, 16, 16])
         .decoder_interpolation(UpsampleMode::Bicubic {

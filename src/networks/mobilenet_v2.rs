@@ -1,9 +1,8 @@
 //! torchvision's `mobilenet_v2().features`.
 
-use super::append_features;
 use crate::blocks::{
     conv_bn_at, make_divisible, Architecture, Graph, InvertedResidual, InvertedResidualConfig,
-    Model,
+    Model, ValueId,
 };
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
@@ -70,41 +69,74 @@ impl Architecture for MobileNetV2Config {
     /// Loads `{prefix}.0 ... {prefix}.18` (the prefix is `features` in a whole
     /// `mobilenet_v2()` state dict, empty for the state dict of `.features` itself).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let cfg = self;
-        let width_mult = cfg.width_mult;
+        let mut g = Graph::new();
+        let x = g.input();
+        let outs = self.append(&mut g, x, (gpu, sd, prefix), 3, usize::MAX)?;
+        g.set_outputs(&outs[outs.len() - 1..]);
+        Ok(g)
+    }
+}
+
+impl MobileNetV2Config {
+    /// `{prefix}.0 ..= {prefix}.{last}` (at most the 19 of `features`; the stem taking
+    /// `in_channels` channels) appended to `g` after `x`; returns each one's output.
+    pub(crate) fn append(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        in_channels: usize,
+        last: usize,
+    ) -> Result<Vec<ValueId>> {
+        let width_mult = self.width_mult;
         let eps = 1e-5;
         let relu6 = Activation::Relu6;
         let mut input = make_divisible(32.0 * width_mult, 8);
         let last_channel = make_divisible(1280.0 * width_mult.max(1.0), 8);
-        let stem = Conv2dParams::new(3, input, 3)
+        let stem = Conv2dParams::new(in_channels, input, 3)
             .stride(2)
             .padding(1)
             .bias(false)
             .activation(relu6);
         let stem = conv_bn_at(gpu, sd, stem, prefix, 0, eps)?;
-        let mut blocks = Vec::new();
+        let mut outs = vec![g.add("0", stem, &[x])];
         for [t, c, n, s] in MobileNetV2Features::SETTINGS {
             let out = make_divisible(c as f64 * width_mult, 8);
             for i in 0..n {
+                if outs.len() > last {
+                    return Ok(outs);
+                }
                 let cfg = InvertedResidualConfig {
                     inp: input,
                     oup: out,
                     stride: if i == 0 { s } else { 1 },
                     expand_ratio: t as f64,
                 };
-                let name = key(prefix, &(blocks.len() + 1).to_string());
-                blocks.push(InvertedResidual::load(gpu, cfg, sd, &name)?.into_graph());
+                let index = outs.len().to_string();
+                let block = InvertedResidual::load(gpu, cfg, sd, &key(prefix, &index))?;
+                let y = g.add(
+                    index,
+                    block.into_graph(),
+                    &[*outs.last().expect("the stem")],
+                );
+                outs.push(y);
                 input = out;
             }
         }
-        let last = Conv2dParams::new(input, last_channel, 1)
+        if outs.len() > last {
+            return Ok(outs);
+        }
+        let conv = Conv2dParams::new(input, last_channel, 1)
             .bias(false)
             .activation(relu6);
-        let last = conv_bn_at(gpu, sd, last, prefix, blocks.len() + 1, eps)?;
-        let mut g = Graph::new();
-        let x = g.input();
-        let outs = append_features(&mut g, x, stem, blocks, last);
-        g.set_outputs(&outs[outs.len() - 1..]);
-        Ok(g)
+        let index = outs.len();
+        let conv = conv_bn_at(gpu, sd, conv, prefix, index, eps)?;
+        let y = g.add(
+            index.to_string(),
+            conv,
+            &[*outs.last().expect("the blocks")],
+        );
+        outs.push(y);
+        Ok(outs)
     }
 }

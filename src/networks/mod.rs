@@ -28,7 +28,7 @@ pub use segmentation::{
 };
 pub use segnet::{SegNet, SegNetConfig};
 pub use selfie::{SelfieModel, SelfieSegmentation};
-pub use smp_unet::{HeadActivation, SmpUnet, SmpUnetConfig};
+pub use smp_unet::{HeadActivation, SmpEncoder, SmpUnet, SmpUnetConfig};
 pub use unet::{UNet, UNetConfig};
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};

@@ -1,7 +1,8 @@
 //! segmentation_models_pytorch's `Unet` (`smp.Unet(encoder_name, encoder_depth, in_channels,
 //! classes, decoder_channels, decoder_use_norm, decoder_interpolation, activation)`) with a
-//! ResNet encoder: the encoder's stem and stages give the skips (the stem's output at 1/2,
-//! `layer1` at 1/4, ...); each decoder block resizes its input to the next skip's size
+//! ResNet or the MobileNetV2 encoder: the encoder's stages give the skips (ResNet: the
+//! stem's output at 1/2, `layer1` at 1/4, ...; MobileNetV2: `features.1`, `.3`, `.6`,
+//! `.13` and `.18`); each decoder block resizes its input to the next skip's size
 //! (`F.interpolate(size=...)`, nearest by default), concatenates the skip after it, and
 //! runs two 3x3 convolutions with batch norm and ReLU; the last block resizes to the input's
 //! size and has no skip; a 3x3 convolution gives the classes, then the head's activation.
@@ -12,8 +13,8 @@
 //! concatenation and after its second convolution: `x * cSE(x) + x * sSE(x)`, a squeeze-
 //! and-excitation gate (reduction 16) and a 1x1 spatial gate, both sigmoid.
 //!
-//! Not covered: encoders other than the ResNets, the norms other than batch norm (or
-//! none), and the classification head (`aux_params`).
+//! Not covered: encoders other than the ResNets and MobileNetV2, the norms other than
+//! batch norm (or none), and the classification head (`aux_params`).
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
@@ -24,7 +25,89 @@ use crate::ops::upsample::UpsampleMode;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::ResNetConfig;
+use super::{MobileNetV2Config, ResNetConfig};
+
+/// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SmpEncoder {
+    /// One of the ResNets (`resnet18` .. `resnext101_32x48d`): torchvision's ResNet.
+    ResNet(ResNetConfig),
+    /// `mobilenet_v2`: torchvision's `mobilenet_v2().features` (`encoder.features.*`).
+    MobileNetV2,
+}
+
+impl SmpEncoder {
+    /// smp's `encoder_name`: `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152`,
+    /// `resnext50_32x4d`, `resnext101_32x4d`, `resnext101_32x8d`, `resnext101_32x16d`,
+    /// `resnext101_32x32d`, `resnext101_32x48d` or `mobilenet_v2`; any other name is an
+    /// error naming `encoder_name`.
+    pub fn from_name(encoder_name: &str) -> Result<Self> {
+        let resnext101 = |width| ResNetConfig::resnet101().groups(32, width);
+        Ok(SmpEncoder::ResNet(match encoder_name {
+            "resnet18" => ResNetConfig::resnet18(),
+            "resnet34" => ResNetConfig::resnet34(),
+            "resnet50" => ResNetConfig::resnet50(),
+            "resnet101" => ResNetConfig::resnet101(),
+            "resnet152" => ResNetConfig::resnet152(),
+            "resnext50_32x4d" => ResNetConfig::resnext50_32x4d(),
+            "resnext101_32x4d" => resnext101(4),
+            "resnext101_32x8d" => resnext101(8),
+            "resnext101_32x16d" => resnext101(16),
+            "resnext101_32x32d" => resnext101(32),
+            "resnext101_32x48d" => resnext101(48),
+            "mobilenet_v2" => return Ok(SmpEncoder::MobileNetV2),
+            other => {
+                return Err(Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!("{other:?} is not one of smp's ResNet or MobileNetV2 encoders"),
+                })
+            }
+        }))
+    }
+
+    /// Channels of the encoder's features, the input's first (smp's `out_channels`).
+    fn channels(&self, in_channels: usize) -> Vec<usize> {
+        match self {
+            SmpEncoder::ResNet(r) => {
+                let mut c = vec![in_channels, 64];
+                c.extend(r.stage_channels());
+                c
+            }
+            SmpEncoder::MobileNetV2 => vec![in_channels, 16, 24, 32, 96, 1280],
+        }
+    }
+
+    /// The encoder appended to `g` after `x`: the input and the first `depth` features.
+    fn append(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        ctx: (&Gpu, &StateDict, &str),
+        in_channels: usize,
+        depth: usize,
+    ) -> Result<Vec<ValueId>> {
+        let mut features = vec![x];
+        match self {
+            SmpEncoder::ResNet(r) => {
+                features.extend(r.append_stages(g, x, ctx, in_channels, depth - 1)?)
+            }
+            SmpEncoder::MobileNetV2 => {
+                // smp's `_out_indexes`: the features after these modules.
+                let indexes = [1, 3, 6, 13, 18];
+                let (gpu, sd, prefix) = ctx;
+                let outs = MobileNetV2Config::torchvision().append(
+                    g,
+                    x,
+                    (gpu, sd, &key(prefix, "features")),
+                    in_channels,
+                    indexes[depth - 1],
+                )?;
+                features.extend(indexes[..depth].iter().map(|&i| outs[i]));
+            }
+        }
+        Ok(features)
+    }
+}
 
 /// The activation smp's `SegmentationHead` applies to the logits (its `activation`
 /// argument).
@@ -67,11 +150,11 @@ impl HeadActivation {
     }
 }
 
-/// The configuration of an smp `Unet` with a ResNet encoder.
+/// The configuration of an smp `Unet` with a ResNet or the MobileNetV2 encoder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SmpUnetConfig {
-    /// The encoder (`encoder_name`; [`SmpUnetConfig::resnet`] takes smp's names).
-    pub encoder: ResNetConfig,
+    /// The encoder (`encoder_name`; [`SmpUnetConfig::new`] takes smp's names).
+    pub encoder: SmpEncoder,
     /// Stages of the encoder used, 3 to 5 (`encoder_depth`, 5); inputs must be divisible
     /// by `2^encoder_depth`, as smp requires.
     pub encoder_depth: usize,
@@ -97,32 +180,10 @@ pub struct SmpUnetConfig {
 }
 
 impl SmpUnetConfig {
-    /// `smp.Unet(encoder_name, in_channels=in_channels, classes=classes)` with one of smp's
-    /// ResNet encoders: `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152`,
-    /// `resnext50_32x4d`, `resnext101_32x4d`, `resnext101_32x8d`, `resnext101_32x16d`,
-    /// `resnext101_32x32d`, `resnext101_32x48d`; any other name is an error naming
-    /// `encoder_name`.
-    pub fn resnet(encoder_name: &str, in_channels: usize, classes: usize) -> Result<Self> {
-        let resnext101 = |width| ResNetConfig::resnet101().groups(32, width);
-        let encoder = match encoder_name {
-            "resnet18" => ResNetConfig::resnet18(),
-            "resnet34" => ResNetConfig::resnet34(),
-            "resnet50" => ResNetConfig::resnet50(),
-            "resnet101" => ResNetConfig::resnet101(),
-            "resnet152" => ResNetConfig::resnet152(),
-            "resnext50_32x4d" => ResNetConfig::resnext50_32x4d(),
-            "resnext101_32x4d" => resnext101(4),
-            "resnext101_32x8d" => resnext101(8),
-            "resnext101_32x16d" => resnext101(16),
-            "resnext101_32x32d" => resnext101(32),
-            "resnext101_32x48d" => resnext101(48),
-            other => {
-                return Err(Error::InvalidParam {
-                    name: "encoder_name",
-                    reason: format!("{other:?} is not one of smp's ResNet encoders"),
-                })
-            }
-        };
+    /// `smp.Unet(encoder_name, in_channels=in_channels, classes=classes)`; the encoder
+    /// names are [`SmpEncoder::from_name`]'s.
+    pub fn new(encoder_name: &str, in_channels: usize, classes: usize) -> Result<Self> {
+        let encoder = SmpEncoder::from_name(encoder_name)?;
         Ok(SmpUnetConfig {
             encoder,
             encoder_depth: 5,
@@ -168,11 +229,10 @@ impl SmpUnetConfig {
         self
     }
 
-    /// Channels of the encoder's features, the input's first: smp's `out_channels`,
-    /// `(in_channels, 64, 64 e, 128 e, 256 e, 512 e)` for expansion `e`, up to the depth.
+    /// Channels of the encoder's features, the input's first: smp's `out_channels` up to
+    /// the depth.
     fn encoder_channels(&self) -> Vec<usize> {
-        let mut c = vec![self.in_channels, 64];
-        c.extend(self.encoder.stage_channels());
+        let mut c = self.encoder.channels(self.in_channels);
         c.truncate(self.encoder_depth + 1);
         c
     }
@@ -207,7 +267,7 @@ impl SmpUnetConfig {
     }
 }
 
-/// An smp `Unet` with a ResNet encoder for inference: input `[N, in_channels, H, W]` with
+/// An smp `Unet` with a ResNet or the MobileNetV2 encoder for inference: input `[N, in_channels, H, W]` with
 /// H and W divisible by `2^encoder_depth`, output `[N, classes, H, W]` (the logits, or
 /// the head's activation of them).
 pub type SmpUnet = Model<SmpUnetConfig>;
@@ -246,24 +306,27 @@ impl Architecture for SmpUnetConfig {
             "decoder_interpolation",
             || "must be a mode of F.interpolate".to_string(),
         )?;
-        self.encoder.validate()
+        match &self.encoder {
+            SmpEncoder::ResNet(r) => r.validate(),
+            SmpEncoder::MobileNetV2 => Ok(()),
+        }
     }
 
-    /// Loads `encoder.conv1`, `encoder.bn1`, `encoder.layer{1..depth-1}`,
+    /// Loads `encoder.conv1`, `encoder.bn1`, `encoder.layer{1..depth-1}` (ResNet) or
+    /// `encoder.features.{0..}` (MobileNetV2),
     /// `decoder.blocks.{i}.conv{1,2}` and `segmentation_head.0` under `prefix`.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let at = |n: &str| key(prefix, n);
         let mut g = Graph::new();
         let x = g.input();
         let encoder = at("encoder");
-        let mut features = vec![x];
-        features.extend(self.encoder.append_stages(
+        let features = self.encoder.append(
             &mut g,
             x,
             (gpu, sd, &encoder),
             self.in_channels,
-            self.encoder_depth - 1,
-        )?);
+            self.encoder_depth,
+        )?;
         let channels = self.encoder_channels();
         // From the head of the encoder down: each block's input, its skip and the size it
         // resizes to (the next feature's; the input's for the last block, which has no

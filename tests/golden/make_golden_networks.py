@@ -21,7 +21,7 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   smp_unet segmentation_models_pytorch.Unet(encoder, encoder_depth, in_channels, classes,
            decoder_channels, decoder_use_norm, decoder_interpolation, activation,
            decoder_attention_type) with a
-           ResNet encoder (needs segmentation-models-pytorch, 0.6.0 wrote the files; the
+           ResNet or the MobileNetV2 encoder (needs segmentation-models-pytorch, 0.6.0 wrote the files; the
            parameter count leaves out what smp keeps but never runs: the encoder stages
            past encoder_depth and, with scse, the last block's attention1)
 
@@ -67,6 +67,9 @@ CASES = [
      dict(encoder="resnet18", depth=3, cin=2, classes=2, decoder_channels=[32, 16, 16],
           use_norm=True, interpolation="bicubic", activation="sigmoid", attention="scse"),
      [3, 2, 24, 40]),
+    ("smp_unet_mobilenet_v2", "smp_unet",
+     dict(encoder="mobilenet_v2", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 32, 64]),
 ]
 
 
@@ -122,6 +125,8 @@ def make(index, name, kind, args, shape, out_dir):
         # smp keeps modules it never runs: the encoder stages past encoder_depth, and the
         # last decoder block's attention1 (that block has no skip): not counted.
         unused = [f"encoder.layer{k}." for k in range(args["depth"], 5)]
+        last = [1, 3, 6, 13, 18][args["depth"] - 1]
+        unused += [f"encoder.features.{k}." for k in range(last + 1, 19)]
         unused.append(f"decoder.blocks.{args['depth'] - 1}.attention1.")
         params -= sum(p.numel() for n, p in model.named_parameters()
                       if any(n.startswith(u) for u in unused))
