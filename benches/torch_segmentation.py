@@ -51,8 +51,9 @@ bench("resnet18_features_224", out(features.eval()), (1, 3, 224, 224))
 try:
     import segmentation_models_pytorch as smp
     bench("smp_unet_resnet34_160", smp.Unet("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_fpn_resnet34_160", smp.FPN("resnet34", encoder_weights=None, classes=2).eval(), small)
 except ImportError:
-    print("smp_unet_resnet34_160 skipped: pip install segmentation-models-pytorch")
+    print("smp_unet / smp_fpn skipped: pip install segmentation-models-pytorch")
 bench("unet_160", UNet(3, 2).eval(), small)
 bench("segnet_vgg16_bn_160", SegNet(3, 21).eval(), small)
 bench("fcn8s_160", FCN8s(21).eval(), small)

@@ -622,8 +622,9 @@ def networks(fz, count, out):
     bilinear), SegNet (stages, widths, convolutions), FCN-8s (widths), MobileNetV2 / V3
     features (width, reduced tail, dilation), torchvision's segmentation models (classes,
     auxiliary head), ResNet feature extractors (basic and bottleneck, ResNeXt, Wide
-    ResNet, dilation) and segmentation_models_pytorch's Unet on ResNet and MobileNetV2 encoders (depth,
-    decoder widths, norm, interpolation, scse attention, activation) at odd sizes and batch
+    ResNet, dilation) and segmentation_models_pytorch's Unet (depth, decoder widths, norm,
+    interpolation, scse attention, activation) and FPN (depth, pyramid and segmentation
+    widths, merge, interpolation, upsampling, activation) on ResNet and MobileNetV2 encoders at odd sizes and batch
     up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
     seconds a forward on a CPU adapter)."""
     m = importlib.import_module("make_golden_networks")
@@ -634,7 +635,8 @@ def networks(fz, count, out):
 
     cases = []
     for i in range(count):
-        kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet"][i % 8]
+        kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
+                "smp_fpn"][i % 9]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -675,6 +677,22 @@ def networks(fz, count, out):
             step = 1 << depth
             batch = n if encoder in ("resnet18", "resnet34", "mobilenet_v2") else 1
             shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(1, 3)]
+        elif kind == "smp_fpn":
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"])
+            depth = r.randint(3, 5)
+            a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
+                     pyramid=r.choice([8, 16, 48, 64]), segmentation=r.choice([32, 64]),
+                     merge=r.choice(["add", "cat"]),
+                     interpolation=r.choice(["nearest", "nearest", "bilinear", "bicubic", "area",
+                                             "nearest-exact"]),
+                     upsampling=r.choice([1, 2, 4, 4]),
+                     activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
+                                          "logsoftmax"]))
+            step = 1 << depth
+            batch = n if encoder != "resnet50" else 1
+            # Two pixels at least on the deepest level: PyTorch's group_norm refuses groups
+            # of one value (C = 32 groups of one channel on a 1 x 1 map at batch 1).
+            shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(2, 3)]
         elif kind == "resnet":
             name = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
                              "wide_resnet50_2"])

@@ -11,10 +11,10 @@ use common::golden::golden_dir;
 use ndarray::Array4;
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    Fcn8s, Fcn8sConfig, HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config,
-    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, ResNetConfig,
-    ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, SmpUnet,
-    SmpUnetConfig, UNet, UNetConfig,
+    Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3,
+    MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
+    ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
+    SmpFpn, SmpFpnConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -143,18 +143,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
         }
         "smp_unet" => {
             let encoder = a["encoder"].as_str().unwrap();
-            let mode = match a["interpolation"].as_str().unwrap() {
-                "nearest" => UpsampleMode::Nearest,
-                "nearest-exact" => UpsampleMode::NearestExact,
-                "bilinear" => UpsampleMode::Bilinear {
-                    align_corners: false,
-                },
-                "bicubic" => UpsampleMode::Bicubic {
-                    align_corners: false,
-                },
-                "area" => UpsampleMode::Area,
-                other => panic!("unknown interpolation {other}"),
-            };
+            let mode = interpolation(a);
             let cfg = SmpUnetConfig::new(encoder, us(&a["cin"]), us(&a["classes"]))
                 .unwrap()
                 .depth(us(&a["depth"]), &list(&a["decoder_channels"]))
@@ -164,7 +153,43 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
             run(gpu, SmpUnet::load(gpu, cfg, &sd, ""), x)
         }
+        "smp_fpn" => {
+            let merge = match a["merge"].as_str().unwrap() {
+                "add" => FpnMerge::Add,
+                _ => FpnMerge::Cat,
+            };
+            let cfg = SmpFpnConfig::new(
+                a["encoder"].as_str().unwrap(),
+                us(&a["cin"]),
+                us(&a["classes"]),
+            )
+            .unwrap()
+            .encoder_depth(us(&a["depth"]))
+            .pyramid_channels(us(&a["pyramid"]))
+            .segmentation_channels(us(&a["segmentation"]))
+            .merge(merge)
+            .decoder_interpolation(interpolation(a))
+            .upsampling(us(&a["upsampling"]))
+            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            run(gpu, SmpFpn::load(gpu, cfg, &sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
+    }
+}
+
+/// A case's `interpolation`, a mode of `F.interpolate` (align_corners False).
+fn interpolation(a: &Value) -> UpsampleMode {
+    match a["interpolation"].as_str().unwrap() {
+        "nearest" => UpsampleMode::Nearest,
+        "nearest-exact" => UpsampleMode::NearestExact,
+        "bilinear" => UpsampleMode::Bilinear {
+            align_corners: false,
+        },
+        "bicubic" => UpsampleMode::Bicubic {
+            align_corners: false,
+        },
+        "area" => UpsampleMode::Area,
+        other => panic!("unknown interpolation {other}"),
     }
 }
 
@@ -177,7 +202,7 @@ fn networks_match_pytorch_through_one_harness() {
     let kinds: std::collections::BTreeSet<_> =
         cases.iter().map(|c| c["kind"].as_str().unwrap()).collect();
     if !common::golden::fuzzing() {
-        assert_eq!(kinds.len(), 8, "every kind has a committed case: {kinds:?}");
+        assert_eq!(kinds.len(), 9, "every kind has a committed case: {kinds:?}");
     }
     let own = common::gpu_class();
     for case in cases {
@@ -207,11 +232,12 @@ fn networks_match_pytorch_through_one_harness() {
     }
 }
 
-/// smp's `Unet` refusals as typed errors naming the parameter: an unknown encoder, a depth
-/// outside 3..=5, decoder widths that do not match the depth, an activation it has no
-/// module for, and an input not divisible by `2^encoder_depth`.
+/// smp's `Unet` and `FPN` refusals as typed errors naming the parameter: an unknown
+/// encoder, a depth outside 3..=5, decoder widths that do not match the depth (FPN: a
+/// segmentation width GroupNorm(32) cannot split), an activation it has no module for,
+/// and an input not divisible by `2^encoder_depth`.
 #[test]
-fn smp_unet_bad_configurations_are_typed_errors() {
+fn smp_bad_configurations_are_typed_errors() {
     use segblocks::Error;
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
@@ -251,6 +277,25 @@ fn smp_unet_bad_configurations_are_typed_errors() {
     let mut rec = gpu.recorder();
     let x = gpu.upload(Array4::zeros([1, 3, 12, 16]).view()).unwrap();
     named(net.forward(&mut rec, &x).err(), "input");
+    // FPN: GroupNorm's 32 groups need a multiple of 32 channels; depth 3 to 5.
+    let fpn = SmpFpnConfig::new("mobilenet_v2", 3, 2).unwrap();
+    let load = |cfg: SmpFpnConfig| SmpFpn::load(gpu, cfg, &sd, "").err();
+    named(
+        load(fpn.clone().segmentation_channels(48)),
+        "decoder_segmentation_channels",
+    );
+    named(load(fpn.clone().encoder_depth(6)), "encoder_depth");
+    named(load(fpn.clone().upsampling(0)), "upsampling");
+    named(SmpFpnConfig::new("vgg16", 3, 2).err(), "encoder_name");
+    let net = SmpFpn::load(
+        gpu,
+        fpn.segmentation_channels(32).pyramid_channels(16),
+        &sd,
+        "",
+    )
+    .unwrap();
+    assert_eq!(net.output_shape([1, 3, 64, 32]).unwrap(), [1, 2, 64, 32]);
+    named(net.output_shape([1, 3, 64, 48]).err(), "input");
 }
 
 /// The CPU reference of an smp Unet (scse, bicubic, sigmoid: the graph ops the other

@@ -44,7 +44,9 @@ pub use segnet::{SegNetStage, SegNetStageConfig};
 pub use shufflenet::{ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2Unit};
 
 pub(crate) use graph::{HostValue, Inputs, Node, Value, ValueId};
-pub(crate) use nodes::{BnState, ConvTransposeNode, DecoderStageNode, LrAsppHeadNode, Op, SeNode};
+pub(crate) use nodes::{
+    BnState, ConvTransposeNode, DecoderStageNode, GroupNormNode, LrAsppHeadNode, Op, SeNode,
+};
 
 use ndarray::{Array4, ArrayView4};
 

@@ -1000,3 +1000,72 @@ impl Node for LrAsppHeadNode {
         Ok(vec![HostValue::Tensor(y)])
     }
 }
+
+/// `nn.GroupNorm(num_groups, C)` with its affine weights `{prefix}.weight` / `.bias`, then
+/// an activation (smp's `Conv3x3GNReLU`); the host weights kept for the reference.
+#[derive(Debug)]
+pub(crate) struct GroupNormNode {
+    layer: crate::ops::norm::GroupNorm,
+    params: crate::ops::norm::GroupNormParams,
+    gamma: Array1<f32>,
+    beta: Array1<f32>,
+    act: Activation,
+}
+
+impl GroupNormNode {
+    /// Loads `{prefix}.weight` and `{prefix}.bias` (`num_channels` each).
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: crate::ops::norm::GroupNormParams,
+        prefix: &str,
+        act: Activation,
+    ) -> Result<Self> {
+        params.validate()?;
+        let get = |n: &str| sd.get1(&key(prefix, n), params.num_channels);
+        let (gamma, beta) = (get("weight")?, get("bias")?);
+        let layer =
+            crate::ops::norm::GroupNorm::new(gpu, params, Some(gamma.view()), Some(beta.view()))?;
+        Ok(GroupNormNode {
+            layer,
+            params,
+            gamma,
+            beta,
+            act,
+        })
+    }
+}
+
+impl Node for GroupNormNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        Ok(vec![self.params.output_shape(*inputs.get(0)?)?])
+    }
+
+    /// The affine parameters; normalising is not counted as MACs (as torchinfo).
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let x = *inputs.get(0)?;
+        Ok(Cost {
+            params: 2 * self.params.num_channels as u64,
+            macs: 0,
+            bytes: elementwise_cost(x, 2).bytes,
+        })
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let y = self.layer.forward(rec, inputs.get(0)?.tensor()?)?;
+        let y = match self.act {
+            Activation::None => y,
+            act => channel::activation(rec, &y, act)?,
+        };
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let x = inputs.get(0)?.tensor()?;
+        let y = reference::norm::group_norm(&self.params, x, self.gamma.view(), self.beta.view())?;
+        Ok(vec![HostValue::Tensor(reference::channel::activation(
+            y.view(),
+            self.act,
+        ))])
+    }
+}

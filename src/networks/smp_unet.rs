@@ -65,8 +65,16 @@ impl SmpEncoder {
         }))
     }
 
+    /// Checks the encoder's configuration.
+    pub(crate) fn validate(&self) -> Result<()> {
+        match self {
+            SmpEncoder::ResNet(r) => r.validate(),
+            SmpEncoder::MobileNetV2 => Ok(()),
+        }
+    }
+
     /// Channels of the encoder's features, the input's first (smp's `out_channels`).
-    fn channels(&self, in_channels: usize) -> Vec<usize> {
+    pub(crate) fn channels(&self, in_channels: usize) -> Vec<usize> {
         match self {
             SmpEncoder::ResNet(r) => {
                 let mut c = vec![in_channels, 64];
@@ -78,7 +86,7 @@ impl SmpEncoder {
     }
 
     /// The encoder appended to `g` after `x`: the input and the first `depth` features.
-    fn append(
+    pub(crate) fn append(
         &self,
         g: &mut Graph,
         x: ValueId,
@@ -306,10 +314,7 @@ impl Architecture for SmpUnetConfig {
             "decoder_interpolation",
             || "must be a mode of F.interpolate".to_string(),
         )?;
-        match &self.encoder {
-            SmpEncoder::ResNet(r) => r.validate(),
-            SmpEncoder::MobileNetV2 => Ok(()),
-        }
+        self.encoder.validate()
     }
 
     /// Loads `encoder.conv1`, `encoder.bn1`, `encoder.layer{1..depth-1}` (ResNet) or
@@ -389,17 +394,23 @@ impl Architecture for SmpUnetConfig {
     /// Checks an input shape: `in_channels` channels, height and width divisible by
     /// `2^encoder_depth` (smp's `check_input_shape`).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
-        crate::ops::check_channels(input, self.in_channels)?;
-        let stride = 1usize << self.encoder_depth;
-        fail_if(
-            !input[2].is_multiple_of(stride) || !input[3].is_multiple_of(stride),
-            "input",
-            || {
-                format!(
-                    "height and width must be divisible by 2^encoder_depth = {stride} (as \
-                     smp requires), got {input:?}"
-                )
-            },
-        )
+        check_divisible(input, self.in_channels, self.encoder_depth)
     }
+}
+
+/// smp's input rule: `in_channels` channels, height and width divisible by `2^depth`
+/// (its `check_input_shape`); the error names `input`.
+pub(crate) fn check_divisible(input: [usize; 4], in_channels: usize, depth: usize) -> Result<()> {
+    crate::ops::check_channels(input, in_channels)?;
+    let stride = 1usize << depth;
+    fail_if(
+        !input[2].is_multiple_of(stride) || !input[3].is_multiple_of(stride),
+        "input",
+        || {
+            format!(
+                "height and width must be divisible by 2^encoder_depth = {stride} (as smp \
+                 requires), got {input:?}"
+            )
+        },
+    )
 }

@@ -24,6 +24,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            ResNet or the MobileNetV2 encoder (needs segmentation-models-pytorch, 0.6.0 wrote the files; the
            parameter count leaves out what smp keeps but never runs: the encoder stages
            past encoder_depth and, with scse, the last block's attention1)
+  smp_fpn  segmentation_models_pytorch.FPN(encoder, encoder_depth, in_channels, classes,
+           decoder_pyramid_channels, decoder_segmentation_channels, decoder_merge_policy,
+           decoder_interpolation, upsampling, activation), the same encoders
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -70,6 +73,12 @@ CASES = [
     ("smp_unet_mobilenet_v2", "smp_unet",
      dict(encoder="mobilenet_v2", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
           use_norm=True, interpolation="nearest", activation=None), [2, 3, 32, 64]),
+    ("smp_fpn_resnet34", "smp_fpn",
+     dict(encoder="resnet34", depth=5, cin=3, classes=3, pyramid=256, segmentation=128, merge="add",
+          interpolation="nearest", upsampling=4, activation=None), [2, 3, 64, 64]),
+    ("smp_fpn_mobilenet_v2_cat_depth4", "smp_fpn",
+     dict(encoder="mobilenet_v2", depth=4, cin=1, classes=4, pyramid=48, segmentation=32, merge="cat",
+          interpolation="bilinear", upsampling=2, activation="softmax2d"), [1, 1, 32, 48]),
 ]
 
 
@@ -103,6 +112,14 @@ def build(kind, a):
                         decoder_use_norm=a["use_norm"],
                         decoder_interpolation=a["interpolation"], activation=a["activation"],
                         decoder_attention_type=a.get("attention"))
+    if kind == "smp_fpn":
+        import segmentation_models_pytorch as smp
+        return smp.FPN(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                       in_channels=a["cin"], classes=a["classes"],
+                       decoder_pyramid_channels=a["pyramid"],
+                       decoder_segmentation_channels=a["segmentation"],
+                       decoder_merge_policy=a["merge"], decoder_interpolation=a["interpolation"],
+                       upsampling=a["upsampling"], activation=a["activation"])
     raise ValueError(kind)
 
 
@@ -121,7 +138,7 @@ def make(index, name, kind, args, shape, out_dir):
     else:
         tensors["out"] = y.numpy()
     params = sum(p.numel() for p in model.parameters())
-    if kind == "smp_unet":
+    if kind in ("smp_unet", "smp_fpn"):
         # smp keeps modules it never runs: the encoder stages past encoder_depth, and the
         # last decoder block's attention1 (that block has no skip): not counted.
         unused = [f"encoder.layer{k}." for k in range(args["depth"], 5)]
