@@ -324,3 +324,33 @@ fn smp_unet_reference_matches_smp() {
     let err = common::relative(&got, &want);
     assert!(err < 1e-4, "reference vs smp: relative {err}");
 }
+
+/// The CPU reference of an smp FPN (GroupNorm, cat merge, softmax after the head's resize)
+/// against smp's output.
+#[test]
+fn smp_fpn_reference_matches_smp() {
+    let file = StateDict::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/networks/smp_fpn_mobilenet_v2_cat_depth4.safetensors"
+    ))
+    .unwrap();
+    let (x, want) = (
+        common::stored4(&file, "x").unwrap(),
+        common::stored4(&file, "out").unwrap(),
+    );
+    let cfg = SmpFpnConfig::new("mobilenet_v2", 1, 4)
+        .unwrap()
+        .encoder_depth(4)
+        .pyramid_channels(48)
+        .segmentation_channels(32)
+        .merge(FpnMerge::Cat)
+        .decoder_interpolation(UpsampleMode::Bilinear {
+            align_corners: false,
+        })
+        .upsampling(2)
+        .activation(HeadActivation::Softmax);
+    let net = SmpFpn::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    let got = net.reference(x.view()).unwrap();
+    let err = common::relative(&got, &want);
+    assert!(err < 1e-4, "reference vs smp: relative {err}");
+}
