@@ -302,15 +302,6 @@ fn smp_bad_configurations_are_typed_errors() {
 /// networks do not use) against smp's output.
 #[test]
 fn smp_unet_reference_matches_smp() {
-    let file = StateDict::load(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/networks/smp_unet_resnet18_scse_depth3.safetensors"
-    ))
-    .unwrap();
-    let (x, want) = (
-        common::stored4(&file, "x").unwrap(),
-        common::stored4(&file, "out").unwrap(),
-    );
     let cfg = SmpUnetConfig::new("resnet18", 2, 2)
         .unwrap()
         .depth(3, &[32, 16, 16])
@@ -320,24 +311,13 @@ fn smp_unet_reference_matches_smp() {
         .decoder_scse(true)
         .activation(HeadActivation::Sigmoid);
     let net = SmpUnet::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
-    let got = net.reference(x.view()).unwrap();
-    let err = common::relative(&got, &want);
-    assert!(err < 1e-4, "reference vs smp: relative {err}");
+    reference_matches(&net, "smp_unet_resnet18_scse_depth3");
 }
 
 /// The CPU reference of an smp FPN (GroupNorm, cat merge, softmax after the head's resize)
 /// against smp's output.
 #[test]
 fn smp_fpn_reference_matches_smp() {
-    let file = StateDict::load(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/networks/smp_fpn_mobilenet_v2_cat_depth4.safetensors"
-    ))
-    .unwrap();
-    let (x, want) = (
-        common::stored4(&file, "x").unwrap(),
-        common::stored4(&file, "out").unwrap(),
-    );
     let cfg = SmpFpnConfig::new("mobilenet_v2", 1, 4)
         .unwrap()
         .encoder_depth(4)
@@ -350,7 +330,22 @@ fn smp_fpn_reference_matches_smp() {
         .upsampling(2)
         .activation(HeadActivation::Softmax);
     let net = SmpFpn::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    reference_matches(&net, "smp_fpn_mobilenet_v2_cat_depth4");
+}
+
+/// The CPU reference of `net` on the committed golden `networks/{name}`'s input against
+/// its output (smp's), within 1e-4 relative.
+fn reference_matches<A: Architecture>(net: &Model<A>, name: &str) {
+    let path = format!(
+        "{}/tests/golden/networks/{name}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let file = StateDict::load(path).unwrap();
+    let (x, want) = (
+        common::stored4(&file, "x").unwrap(),
+        common::stored4(&file, "out").unwrap(),
+    );
     let got = net.reference(x.view()).unwrap();
     let err = common::relative(&got, &want);
-    assert!(err < 1e-4, "reference vs smp: relative {err}");
+    assert!(err < 1e-4, "{name}: reference vs smp: relative {err}");
 }

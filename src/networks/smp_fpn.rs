@@ -112,10 +112,10 @@ impl Architecture for SmpFpnConfig {
             ("decoder_segmentation_channels", self.segmentation_channels),
             ("upsampling", self.upsampling),
         ])?;
-        fail_if(
-            !(3..=5).contains(&self.encoder_depth),
-            "encoder_depth",
-            || format!("must be 3, 4 or 5, got {}", self.encoder_depth),
+        super::smp_unet::check_smp_rules(
+            &self.encoder,
+            self.encoder_depth,
+            self.decoder_interpolation,
         )?;
         fail_if(
             !self.segmentation_channels.is_multiple_of(32),
@@ -126,13 +126,7 @@ impl Architecture for SmpFpnConfig {
                     self.segmentation_channels
                 )
             },
-        )?;
-        fail_if(
-            matches!(self.decoder_interpolation, UpsampleMode::BedOfNails { .. }),
-            "decoder_interpolation",
-            || "must be a mode of F.interpolate".to_string(),
-        )?;
-        self.encoder.validate()
+        )
     }
 
     /// Loads the encoder, `decoder.p5`, `decoder.p{4,3,2}.skip_conv`,
@@ -201,15 +195,8 @@ impl Architecture for SmpFpnConfig {
             let up = UpsampleParams::bilinear(true).scale_factor(self.upsampling as f64);
             y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
         }
-        y = match self.activation {
-            HeadActivation::Identity => y,
-            HeadActivation::Sigmoid => {
-                g.add("activation", Op::Activation(Activation::Sigmoid), &[y])
-            }
-            HeadActivation::Tanh => g.add("activation", Op::Activation(Activation::Tanh), &[y]),
-            HeadActivation::Softmax => g.add("activation", Op::Softmax { log: false }, &[y]),
-            HeadActivation::LogSoftmax => g.add("activation", Op::Softmax { log: true }, &[y]),
-        };
+        // After the resize, as smp's head: sigmoid(resize(conv)) is not resize(sigmoid(conv)).
+        y = self.activation.append(&mut g, y);
         g.set_outputs(&[y]);
         Ok(g)
     }

@@ -158,6 +158,38 @@ impl HeadActivation {
     }
 }
 
+impl HeadActivation {
+    /// The activation as a node after `y` (`y` itself for the identity).
+    pub(crate) fn append(self, g: &mut Graph, y: ValueId) -> ValueId {
+        let op = match self {
+            HeadActivation::Identity => return y,
+            HeadActivation::Sigmoid => Op::Activation(Activation::Sigmoid),
+            HeadActivation::Tanh => Op::Activation(Activation::Tanh),
+            HeadActivation::Softmax => Op::Softmax { log: false },
+            HeadActivation::LogSoftmax => Op::Softmax { log: true },
+        };
+        g.add("activation", op, &[y])
+    }
+}
+
+/// smp's rules every model here shares: `encoder_depth` 3 to 5, a decoder interpolation
+/// that is a mode of `F.interpolate`, and the encoder's own checks.
+pub(crate) fn check_smp_rules(
+    encoder: &SmpEncoder,
+    depth: usize,
+    interpolation: UpsampleMode,
+) -> Result<()> {
+    fail_if(!(3..=5).contains(&depth), "encoder_depth", || {
+        format!("must be 3, 4 or 5, got {depth}")
+    })?;
+    fail_if(
+        matches!(interpolation, UpsampleMode::BedOfNails { .. }),
+        "decoder_interpolation",
+        || "must be a mode of F.interpolate".to_string(),
+    )?;
+    encoder.validate()
+}
+
 /// The configuration of an smp `Unet` with a ResNet or the MobileNetV2 encoder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SmpUnetConfig {
@@ -292,10 +324,10 @@ impl Architecture for SmpUnetConfig {
                 self.decoder_channels.iter().copied().min().unwrap_or(1),
             ),
         ])?;
-        fail_if(
-            !(3..=5).contains(&self.encoder_depth),
-            "encoder_depth",
-            || format!("must be 3, 4 or 5, got {}", self.encoder_depth),
+        check_smp_rules(
+            &self.encoder,
+            self.encoder_depth,
+            self.decoder_interpolation,
         )?;
         fail_if(
             self.decoder_channels.len() != self.encoder_depth,
@@ -308,13 +340,7 @@ impl Architecture for SmpUnetConfig {
                     self.decoder_channels
                 )
             },
-        )?;
-        fail_if(
-            matches!(self.decoder_interpolation, UpsampleMode::BedOfNails { .. }),
-            "decoder_interpolation",
-            || "must be a mode of F.interpolate".to_string(),
-        )?;
-        self.encoder.validate()
+        )
     }
 
     /// Loads `encoder.conv1`, `encoder.bn1`, `encoder.layer{1..depth-1}` (ResNet) or
@@ -373,20 +399,18 @@ impl Architecture for SmpUnetConfig {
             y = self.attention(&mut g, y, cout, (gpu, sd, &key(&block, "attention2")))?;
             cin = cout;
         }
-        let fused = match self.activation {
-            HeadActivation::Sigmoid => Activation::Sigmoid,
-            HeadActivation::Tanh => Activation::Tanh,
-            _ => Activation::None,
+        // The elementwise activations fused into the head's store (no resize between).
+        let (fused, after) = match self.activation {
+            HeadActivation::Sigmoid => (Activation::Sigmoid, HeadActivation::Identity),
+            HeadActivation::Tanh => (Activation::Tanh, HeadActivation::Identity),
+            other => (Activation::None, other),
         };
         let head = Conv2dParams::new(cin, self.classes, 3)
             .padding(1)
             .activation(fused);
         let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
-        let mut out = g.add("segmentation_head", head, &[y]);
-        if let HeadActivation::Softmax | HeadActivation::LogSoftmax = self.activation {
-            let log = self.activation == HeadActivation::LogSoftmax;
-            out = g.add("activation", Op::Softmax { log }, &[out]);
-        }
+        let out = g.add("segmentation_head", head, &[y]);
+        let out = after.append(&mut g, out);
         g.set_outputs(&[out]);
         Ok(g)
     }
