@@ -59,8 +59,9 @@ SEED_BASE = 5000
 # Case builders. Each returns (module, constructor-args dict for cases.json, bn eps).
 
 
-def bottleneck(**kw):
-    """resnet.Bottleneck; `downsample` given as (in_planes, out_planes, stride)."""
+def resnet_block(block, **kw):
+    """resnet.Bottleneck or resnet.BasicBlock; `downsample` given as (in_planes, out_planes,
+    stride)."""
     args = dict(kw)
     ds = kw.pop("downsample", None)
     if ds is not None:
@@ -70,21 +71,17 @@ def bottleneck(**kw):
             {"type": "torchvision.models.resnet.conv1x1", "in_planes": cin, "out_planes": cout, "stride": stride},
             {"type": "torch.nn.BatchNorm2d", "num_features": cout},
         ]
-    return resnet.Bottleneck(**kw), args, 1e-5
+    return block(**kw), args, 1e-5
+
+
+def bottleneck(**kw):
+    """resnet.Bottleneck (see resnet_block)."""
+    return resnet_block(resnet.Bottleneck, **kw)
 
 
 def basic_block(**kw):
-    """resnet.BasicBlock (ResNet-18 / 34); `downsample` as for `bottleneck`."""
-    args = dict(kw)
-    ds = kw.pop("downsample", None)
-    if ds is not None:
-        cin, cout, stride = ds
-        kw["downsample"] = nn.Sequential(resnet.conv1x1(cin, cout, stride=stride), nn.BatchNorm2d(cout))
-        args["downsample"] = [
-            {"type": "torchvision.models.resnet.conv1x1", "in_planes": cin, "out_planes": cout, "stride": stride},
-            {"type": "torch.nn.BatchNorm2d", "num_features": cout},
-        ]
-    return resnet.BasicBlock(**kw), args, 1e-5
+    """resnet.BasicBlock, ResNet-18 / 34's (see resnet_block)."""
+    return resnet_block(resnet.BasicBlock, **kw)
 
 
 def mbv2_ir(inp, oup, stride, expand_ratio):
