@@ -3,8 +3,10 @@
 //! (speed does not depend on their values): torchvision's `fcn_resnet50` and
 //! `deeplabv3_resnet50` at 1 x 3 x 160 x 160 (21 classes; 512 is too slow for lavapipe: fcn_resnet50 takes 15 s at 224 there),
 //! `deeplabv3_mobilenet_v3_large` at 1 x 3 x 256 x 256, `resnet18`'s features at 1 x 3 x
-//! 224 x 224, segmentation_models_pytorch's `Unet("resnet34", classes=2)` and `FPN("resnet34",
-//! classes=2)`, and U-Net (milesial's, 2 classes),
+//! 224 x 224, segmentation_models_pytorch's `Unet("resnet34", classes=2)`, `FPN("resnet34",
+//! classes=2)` and `DeepLabV3Plus("resnet34", classes=2)` at 160 and
+//! `DeepLabV3Plus("mobilenet_v2", encoder_output_stride=8, classes=2)` at 1 x 3 x 256 x 256,
+//! and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
@@ -17,7 +19,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
-    SegmentationModel, SmpFpn, SmpFpnConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
+    SegmentationModel, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpUnet,
+    SmpUnetConfig, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -91,6 +94,22 @@ fn bench(c: &mut Criterion) {
     let cfg = SmpFpnConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpFpn::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_fpn_resnet34_160", &net, small);
+    // smp's DeepLabV3+ on ResNet-34 (output stride 16, separable ASPP) and its MobileNetV2
+    // encoder at output stride 8.
+    let cfg = SmpDeepLabV3PlusConfig::new("resnet34", 3, 2).unwrap();
+    let net = SmpDeepLabV3Plus::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_deeplabv3plus_resnet34_160", &net, small);
+    let cfg = SmpDeepLabV3PlusConfig::new("mobilenet_v2", 3, 2)
+        .unwrap()
+        .encoder_output_stride(8);
+    let net = SmpDeepLabV3Plus::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "smp_deeplabv3plus_mobilenet_v2_os8_256",
+        &net,
+        [1, 3, 256, 256],
+    );
     let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "").unwrap();
     time(&mut g, &gpu, "unet_160", &net, small);
     let net = SegNet::load(&gpu, SegNetConfig::vgg16_bn(3, 21), &sd, "").unwrap();

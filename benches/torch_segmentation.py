@@ -52,8 +52,13 @@ try:
     import segmentation_models_pytorch as smp
     bench("smp_unet_resnet34_160", smp.Unet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_fpn_resnet34_160", smp.FPN("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_deeplabv3plus_resnet34_160",
+          smp.DeepLabV3Plus("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_deeplabv3plus_mobilenet_v2_os8_256",
+          smp.DeepLabV3Plus("mobilenet_v2", encoder_weights=None, encoder_output_stride=8,
+                            classes=2).eval(), (1, 3, 256, 256))
 except ImportError:
-    print("smp_unet / smp_fpn skipped: pip install segmentation-models-pytorch")
+    print("smp models skipped: pip install segmentation-models-pytorch")
 bench("unet_160", UNet(3, 2).eval(), small)
 bench("segnet_vgg16_bn_160", SegNet(3, 21).eval(), small)
 bench("fcn8s_160", FCN8s(21).eval(), small)

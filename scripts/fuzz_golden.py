@@ -623,8 +623,10 @@ def networks(fz, count, out):
     features (width, reduced tail, dilation), torchvision's segmentation models (classes,
     auxiliary head), ResNet feature extractors (basic and bottleneck, ResNeXt, Wide
     ResNet, dilation) and segmentation_models_pytorch's Unet (depth, decoder widths, norm,
-    interpolation, scse attention, activation) and FPN (depth, pyramid and segmentation
-    widths, merge, interpolation, upsampling, activation) on ResNet and MobileNetV2 encoders at odd sizes and batch
+    interpolation, scse attention, activation), FPN (depth, pyramid and segmentation
+    widths, merge, interpolation, upsampling, activation), DeepLabV3 and DeepLabV3Plus
+    (depth, output stride, widths, rates, separable ASPP, upsampling, activation) on
+    ResNet and MobileNetV2 encoders at odd sizes and batch
     up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
     seconds a forward on a CPU adapter)."""
     m = importlib.import_module("make_golden_networks")
@@ -636,7 +638,7 @@ def networks(fz, count, out):
     cases = []
     for i in range(count):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
-                "smp_fpn"][i % 9]
+                "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus"][i % 11]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -676,7 +678,8 @@ def networks(fz, count, out):
                 a["decoder_channels"] = [r.choice([16, 24, 32]) for _ in range(depth)]
             step = 1 << depth
             batch = n if encoder in ("resnet18", "resnet34", "mobilenet_v2") else 1
-            shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(1, 3)]
+            # Any size: smp 0.6's Unet resizes each decoder stage to its skip.
+            shape = [batch, a["cin"], r.randint(step // 2, 3 * step), r.randint(step // 2, 3 * step)]
         elif kind == "smp_fpn":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"])
             depth = r.randint(3, 5)
@@ -693,6 +696,21 @@ def networks(fz, count, out):
             # Two pixels at least on the deepest level: PyTorch's group_norm refuses groups
             # of one value (C = 32 groups of one channel on a 1 x 1 map at batch 1).
             shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(2, 3)]
+        elif kind in ("smp_deeplabv3", "smp_deeplabv3plus"):
+            plus = kind == "smp_deeplabv3plus"
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"])
+            depth = r.randint(3 if plus else 1, 5)
+            stride = r.choice([8, 16])
+            upsampling = r.choice([1, 2, 4, 4]) if plus else r.choice([None, None, 1, 2, 8])
+            a = dict(encoder=encoder, depth=depth, output_stride=stride, cin=r.randint(1, 4),
+                     classes=r.randint(1, 5), decoder_channels=r.choice([8, 16, 32]),
+                     rates=[r.randint(1, 12) for _ in range(3)], separable=r.random() < 0.5,
+                     upsampling=upsampling,
+                     activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
+                                          "logsoftmax"]))
+            step = min(stride, 1 << depth)
+            batch = n if encoder != "resnet50" else 1
+            shape = [batch, a["cin"], step * r.randint(1, 4), step * r.randint(1, 4)]
         elif kind == "resnet":
             name = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
                              "wide_resnet50_2"])

@@ -156,6 +156,7 @@ fn build(
                     .map(us)
                     .collect(),
                 out_channels: us(&args["out_channels"]),
+                separable: false,
             };
             boxed(Aspp::load(gpu, cfg, sd, ""), input)
         }

@@ -2,7 +2,7 @@
 //! `tests/golden/make_golden_networks.py`, or at random by `scripts/fuzz_golden.py --only
 //! networks` into `SEGBLOCKS_GOLDEN_DIR/networks`), every one through the same harness:
 //! built by its PyTorch names from `StateDict::synthetic()`, run on the kernels this
-//! adapter gets and on a GPU's, compared with PyTorch's outputs (auxiliary ones included),
+//! adapter gets and on a GPU's, compared with PyTorch's outputs (auxiliary ones included) within 1e-4 relative,
 //! its parameter count with PyTorch's.
 
 mod common;
@@ -14,7 +14,8 @@ use segblocks::networks::{
     Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3,
     MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
     ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
-    SmpFpn, SmpFpnConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
+    SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
+    SmpFpnConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -48,10 +49,9 @@ fn run<A: Architecture>(
     (rec.download_many(&outs).unwrap(), params)
 }
 
-/// The network a case describes, run on `gpu`.
-fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) {
+/// The network a case describes, run on `gpu` with the weights `sd`.
+fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Array4<f32>>, u64) {
     let a = &case["args"];
-    let sd = StateDict::synthetic();
     let flag = |n: &str| a[n].as_bool().unwrap();
     match case["kind"].as_str().unwrap() {
         "unet" => {
@@ -59,7 +59,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 .base_channels(us(&a["base"]))
                 .depth(us(&a["depth"]))
                 .bilinear(flag("bilinear"));
-            run(gpu, UNet::load(gpu, cfg, &sd, ""), x)
+            run(gpu, UNet::load(gpu, cfg, sd, ""), x)
         }
         "segnet" => {
             let cfg = SegNetConfig {
@@ -68,7 +68,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 widths: list(&a["widths"]),
                 convs: list(&a["convs"]),
             };
-            run(gpu, SegNet::load(gpu, cfg, &sd, ""), x)
+            run(gpu, SegNet::load(gpu, cfg, sd, ""), x)
         }
         "fcn8s" => {
             let w = list(&a["widths"]);
@@ -77,12 +77,12 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 widths: [w[0], w[1], w[2], w[3], w[4]],
                 fc_channels: us(&a["fc"]),
             };
-            run(gpu, Fcn8s::load(gpu, cfg, &sd, ""), x)
+            run(gpu, Fcn8s::load(gpu, cfg, sd, ""), x)
         }
         "mbv2" => {
             let cfg =
                 MobileNetV2Config::torchvision().width_mult(a["width_mult"].as_f64().unwrap());
-            run(gpu, MobileNetV2Features::load(gpu, cfg, &sd, ""), x)
+            run(gpu, MobileNetV2Features::load(gpu, cfg, sd, ""), x)
         }
         "mbv3" => {
             let arch = match a["arch"].as_str().unwrap() {
@@ -93,7 +93,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 .width_mult(a["width_mult"].as_f64().unwrap())
                 .reduced_tail(flag("reduced_tail"))
                 .dilated(flag("dilated"));
-            run(gpu, MobileNetV3Features::load(gpu, cfg, &sd, ""), x)
+            run(gpu, MobileNetV3Features::load(gpu, cfg, sd, ""), x)
         }
         "seg" => {
             let k = us(&a["classes"]);
@@ -101,7 +101,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 "lraspp_mobilenet_v3_large" => {
                     return run(
                         gpu,
-                        LrAsppMobileNetV3::load(gpu, LrAsppConfig::torchvision(k), &sd, ""),
+                        LrAsppMobileNetV3::load(gpu, LrAsppConfig::torchvision(k), sd, ""),
                         x,
                     )
                 }
@@ -116,7 +116,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
             };
             run(
                 gpu,
-                SegmentationModel::load(gpu, cfg.aux_loss(flag("aux")), &sd, ""),
+                SegmentationModel::load(gpu, cfg.aux_loss(flag("aux")), sd, ""),
                 x,
             )
         }
@@ -137,7 +137,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
             let d = a["dilation"].as_array().unwrap();
             cfg.replace_stride_with_dilation = std::array::from_fn(|i| d[i].as_bool().unwrap());
             // PyTorch's module returns layer4 alone, the first of the features' outputs.
-            let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, &sd, ""), x);
+            let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
         }
@@ -151,7 +151,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
                 .decoder_interpolation(mode)
                 .decoder_scse(a.get("attention").and_then(Value::as_str) == Some("scse"))
                 .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
-            run(gpu, SmpUnet::load(gpu, cfg, &sd, ""), x)
+            run(gpu, SmpUnet::load(gpu, cfg, sd, ""), x)
         }
         "smp_fpn" => {
             let merge = match a["merge"].as_str().unwrap() {
@@ -171,10 +171,48 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>) -> (Vec<Array4<f32>>, u64) 
             .decoder_interpolation(interpolation(a))
             .upsampling(us(&a["upsampling"]))
             .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
-            run(gpu, SmpFpn::load(gpu, cfg, &sd, ""), x)
+            run(gpu, SmpFpn::load(gpu, cfg, sd, ""), x)
+        }
+        "smp_deeplabv3" => {
+            let cfg = SmpDeepLabV3Config::new(
+                a["encoder"].as_str().unwrap(),
+                us(&a["cin"]),
+                us(&a["classes"]),
+            )
+            .unwrap()
+            .encoder_depth(us(&a["depth"]))
+            .encoder_output_stride(us(&a["output_stride"]))
+            .decoder_channels(us(&a["decoder_channels"]))
+            .atrous_rates(rates(a))
+            .aspp_separable(flag("separable"))
+            .upsampling(a["upsampling"].as_u64().map(|u| u as usize))
+            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            run(gpu, SmpDeepLabV3::load(gpu, cfg, sd, ""), x)
+        }
+        "smp_deeplabv3plus" => {
+            let cfg = SmpDeepLabV3PlusConfig::new(
+                a["encoder"].as_str().unwrap(),
+                us(&a["cin"]),
+                us(&a["classes"]),
+            )
+            .unwrap()
+            .encoder_depth(us(&a["depth"]))
+            .encoder_output_stride(us(&a["output_stride"]))
+            .decoder_channels(us(&a["decoder_channels"]))
+            .atrous_rates(rates(a))
+            .aspp_separable(flag("separable"))
+            .upsampling(us(&a["upsampling"]))
+            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            run(gpu, SmpDeepLabV3Plus::load(gpu, cfg, sd, ""), x)
         }
         other => panic!("unknown kind {other}"),
     }
+}
+
+/// A case's three `rates`.
+fn rates(a: &Value) -> [usize; 3] {
+    let r = list(&a["rates"]);
+    [r[0], r[1], r[2]]
 }
 
 /// A case's `interpolation`, a mode of `F.interpolate` (align_corners False).
@@ -202,9 +240,14 @@ fn networks_match_pytorch_through_one_harness() {
     let kinds: std::collections::BTreeSet<_> =
         cases.iter().map(|c| c["kind"].as_str().unwrap()).collect();
     if !common::golden::fuzzing() {
-        assert_eq!(kinds.len(), 9, "every kind has a committed case: {kinds:?}");
+        assert_eq!(
+            kinds.len(),
+            11,
+            "every kind has a committed case: {kinds:?}"
+        );
     }
     let own = common::gpu_class();
+    let synthetic = StateDict::synthetic();
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let file = StateDict::load(dir.join(case["file"].as_str().unwrap())).unwrap();
@@ -213,7 +256,10 @@ fn networks_match_pytorch_through_one_harness() {
         let want: Vec<_> = ["out", "aux"].into_iter().filter_map(get).collect();
         for (gpu, class) in [(common::gpu(), "own class"), (&own, "GPU class")] {
             let started = std::time::Instant::now();
-            let (got, params) = forward(gpu, case, &x);
+            // A legacy case loads the state dict its file holds, under smp's older names.
+            let legacy = case["args"].get("legacy").and_then(Value::as_bool) == Some(true);
+            let sd = if legacy { &file } else { &synthetic };
+            let (got, params) = forward(gpu, case, &x, sd);
             eprintln!(
                 "{name} ({class}): {:.0} ms",
                 started.elapsed().as_secs_f64() * 1e3
@@ -221,7 +267,9 @@ fn networks_match_pytorch_through_one_harness() {
             assert_eq!(got.len(), want.len(), "{name}: outputs");
             for (g, w) in got.iter().zip(&want) {
                 let err = common::relative(g, w);
-                assert!(err < 1e-3, "{name} ({class}): relative error {err}");
+                // Every committed case is within 2e-6; 1e-4 still sees a dilation lost deep
+                // in an encoder (smp's DeepLabV3+ attenuates it to 3e-4 of its output).
+                assert!(err < 1e-4, "{name} ({class}): relative error {err}");
             }
             assert_eq!(
                 params,
@@ -235,7 +283,7 @@ fn networks_match_pytorch_through_one_harness() {
 /// smp's `Unet` and `FPN` refusals as typed errors naming the parameter: an unknown
 /// encoder, a depth outside 3..=5, decoder widths that do not match the depth (FPN: a
 /// segmentation width GroupNorm(32) cannot split), an activation it has no module for,
-/// and an input not divisible by `2^encoder_depth`.
+/// and (FPN) an input not divisible by `2^encoder_depth`.
 #[test]
 fn smp_bad_configurations_are_typed_errors() {
     use segblocks::Error;
@@ -273,10 +321,15 @@ fn smp_bad_configurations_are_typed_errors() {
     named(e, "squeeze_channels");
     let net = SmpUnet::load(gpu, cfg.clone().depth(3, &[8, 8, 8]), &sd, "").unwrap();
     assert_eq!(net.output_shape([2, 3, 24, 16]).unwrap(), [2, 2, 24, 16]);
-    named(net.output_shape([2, 3, 24, 20]).err(), "input");
+    // smp 0.6's Unet takes any size (each block resizes to its skip); not other channels.
+    assert_eq!(net.output_shape([2, 3, 23, 21]).unwrap(), [2, 2, 23, 21]);
     let mut rec = gpu.recorder();
-    let x = gpu.upload(Array4::zeros([1, 3, 12, 16]).view()).unwrap();
-    named(net.forward(&mut rec, &x).err(), "input");
+    let x = gpu.upload(Array4::zeros([1, 2, 12, 16]).view()).unwrap();
+    let e = net.forward(&mut rec, &x).err();
+    assert!(
+        matches!(&e, Some(Error::ShapeMismatch { name: "input", .. })),
+        "{e:?}"
+    );
     // FPN: GroupNorm's 32 groups need a multiple of 32 channels; depth 3 to 5.
     let fpn = SmpFpnConfig::new("mobilenet_v2", 3, 2).unwrap();
     let load = |cfg: SmpFpnConfig| SmpFpn::load(gpu, cfg, &sd, "").err();
@@ -296,6 +349,80 @@ fn smp_bad_configurations_are_typed_errors() {
     .unwrap();
     assert_eq!(net.output_shape([1, 3, 64, 32]).unwrap(), [1, 2, 64, 32]);
     named(net.output_shape([1, 3, 64, 48]).err(), "input");
+}
+
+/// smp's `DeepLabV3` / `DeepLabV3Plus` refusals as typed errors naming the parameter: an
+/// output stride other than 8 or 16, a depth outside 1..=5 (3..=5 for the plus), a zero
+/// rate or upsampling, an input not divisible by the encoder's output stride; and the
+/// shallow depths smp accepts.
+#[test]
+fn smp_deeplab_bad_configurations_are_typed_errors() {
+    use segblocks::Error;
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let named = |e: Option<Error>, name: &str| {
+        assert!(
+            matches!(&e, Some(Error::InvalidParam { name: n, .. }) if *n == name),
+            "{name}: {e:?}"
+        );
+    };
+    named(SmpDeepLabV3Config::new("vgg16", 3, 1).err(), "encoder_name");
+    let v3 = SmpDeepLabV3Config::new("resnet18", 3, 2)
+        .unwrap()
+        .decoder_channels(8);
+    let load = |cfg: SmpDeepLabV3Config| SmpDeepLabV3::load(gpu, cfg, &sd, "").err();
+    named(
+        load(v3.clone().encoder_output_stride(32)),
+        "encoder_output_stride",
+    );
+    named(load(v3.clone().encoder_depth(6)), "encoder_depth");
+    named(load(v3.clone().encoder_depth(0)), "encoder_depth");
+    named(
+        load(v3.clone().atrous_rates([1, 0, 2])),
+        "decoder_atrous_rates",
+    );
+    named(load(v3.clone().upsampling(Some(0))), "upsampling");
+    named(load(v3.clone().decoder_channels(0)), "decoder_channels");
+    // Depth 2: the ASPP on layer1 at a quarter of the input, resized back by 4 (as smp).
+    let net = SmpDeepLabV3::load(gpu, v3.clone().encoder_depth(2), &sd, "").unwrap();
+    assert_eq!(net.output_shape([1, 3, 24, 40]).unwrap(), [1, 2, 24, 40]);
+    named(net.output_shape([1, 3, 24, 42]).err(), "input");
+    // Output stride 8: inputs divisible by 8, the output at the input's size.
+    let net = SmpDeepLabV3::load(gpu, v3, &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 24, 40]).unwrap(), [2, 2, 24, 40]);
+    named(net.output_shape([2, 3, 24, 36]).err(), "input");
+    let e = net.output_shape([2, 4, 24, 40]).err();
+    assert!(
+        matches!(&e, Some(Error::ShapeMismatch { name: "input", .. })),
+        "{e:?}"
+    );
+    let plus = SmpDeepLabV3PlusConfig::new("mobilenet_v2", 3, 2)
+        .unwrap()
+        .decoder_channels(8);
+    let load = |cfg: SmpDeepLabV3PlusConfig| SmpDeepLabV3Plus::load(gpu, cfg, &sd, "").err();
+    named(load(plus.clone().encoder_depth(2)), "encoder_depth");
+    named(
+        load(plus.clone().encoder_output_stride(4)),
+        "encoder_output_stride",
+    );
+    named(load(plus.clone().upsampling(0)), "upsampling");
+    // Depth 3 at output stride 16: the stride is 8 (smp's `min(16, 2^3)`).
+    let net = SmpDeepLabV3Plus::load(gpu, plus.encoder_depth(3), &sd, "").unwrap();
+    assert_eq!(net.output_shape([1, 3, 24, 40]).unwrap(), [1, 2, 24, 40]);
+    named(net.output_shape([1, 3, 20, 40]).err(), "input");
+}
+
+/// The CPU reference of an smp DeepLabV3+ (dilated MobileNetV2 encoder, separable ASPP
+/// and decoder) against smp's output.
+#[test]
+fn smp_deeplabv3plus_reference_matches_smp() {
+    let cfg = SmpDeepLabV3PlusConfig::new("mobilenet_v2", 1, 4)
+        .unwrap()
+        .encoder_output_stride(8)
+        .decoder_channels(64)
+        .atrous_rates([2, 4, 6]);
+    let net = SmpDeepLabV3Plus::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    reference_matches(&net, "smp_deeplabv3plus_mobilenet_v2_os8");
 }
 
 /// The CPU reference of an smp Unet (scse, bicubic, sigmoid: the graph ops the other

@@ -1,6 +1,7 @@
-//! DeepLabV3's atrous spatial pyramid pooling (torchvision's `segmentation.deeplabv3.ASPP`).
+//! DeepLabV3's atrous spatial pyramid pooling (torchvision's `segmentation.deeplabv3.ASPP`,
+//! and segmentation_models_pytorch's, which may make its dilated branches separable).
 
-use super::{conv_bn, conv_bn_at, Architecture, Graph, Model, Op};
+use super::{conv_bn, conv_bn_at, Architecture, ConvBnAct, Graph, Model, Op, ValueId};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
@@ -18,6 +19,11 @@ pub struct AsppConfig {
     pub atrous_rates: Vec<usize>,
     /// Output channels of every branch and of the projection (256 in torchvision).
     pub out_channels: usize,
+    /// Whether each dilated branch is smp's `SeparableConv2d` (a dilated depthwise 3x3,
+    /// then a 1x1 to `out_channels`, both without bias: names `convs.{i}.0.0` and
+    /// `convs.{i}.0.1`) instead of one 3x3 (`convs.{i}.0`); smp's
+    /// `decoder_aspp_separable`, false in torchvision.
+    pub separable: bool,
 }
 
 impl AsppConfig {
@@ -27,7 +33,14 @@ impl AsppConfig {
             in_channels,
             atrous_rates: vec![12, 24, 36],
             out_channels: 256,
+            separable: false,
         }
+    }
+
+    /// Sets whether the dilated branches are separable (smp's `decoder_aspp_separable`).
+    pub fn separable(mut self, separable: bool) -> Self {
+        self.separable = separable;
+        self
     }
 }
 
@@ -64,13 +77,23 @@ impl Architecture for AsppConfig {
         let b0 = conv_bn_at(gpu, sd, one(cin), &convs, 0, eps)?;
         let mut branches = vec![g.add("convs.0", b0, &[x])];
         for (i, &rate) in rates.iter().enumerate() {
+            let name = format!("convs.{}", i + 1);
+            if cfg.separable {
+                // `Sequential(SeparableConv2d(depthwise, pointwise), bn, relu)`.
+                let at = |n: &str| key(prefix, &format!("{name}.{n}"));
+                let (conv, bn) = (at("0"), at("1"));
+                let shape = (cin, cout, rate);
+                let b = separable_conv_bn_relu(&mut g, x, &name, shape, (gpu, sd), (&conv, &bn))?;
+                branches.push(b);
+                continue;
+            }
             let p = Conv2dParams::new(cin, cout, 3)
                 .padding(rate)
                 .dilation(rate)
                 .bias(false)
                 .activation(relu);
             let b = conv_bn_at(gpu, sd, p, &convs, i + 1, eps)?;
-            branches.push(g.add(format!("convs.{}", i + 1), b, &[x]));
+            branches.push(g.add(name, b, &[x]));
         }
         let n = rates.len() + 1;
         let pooled = g.add(
@@ -92,4 +115,29 @@ impl Architecture for AsppConfig {
         g.set_outputs(&[y]);
         Ok(g)
     }
+}
+
+/// segmentation_models_pytorch's `SeparableConv2d(cin, cout, 3, padding=dilation,
+/// dilation=dilation, bias=False)` followed by batch norm and ReLU, appended to `g` after
+/// `x` as `{name}.0` / `{name}.1`: the depthwise 3x3 `{conv}.0` (no bias), the pointwise
+/// 1x1 `{conv}.1`, the batch norm `{bn}`.
+pub(crate) fn separable_conv_bn_relu(
+    g: &mut Graph,
+    x: ValueId,
+    name: &str,
+    (cin, cout, dilation): (usize, usize, usize),
+    (gpu, sd): (&Gpu, &StateDict),
+    (conv, bn): (&str, &str),
+) -> Result<ValueId> {
+    let depthwise = Conv2dParams::depthwise(cin, 1, 3)
+        .padding(dilation)
+        .dilation(dilation)
+        .bias(false);
+    let depthwise = ConvBnAct::load(gpu, sd, depthwise, &key(conv, "0"), None, 0.0)?;
+    let y = g.add(key(name, "0"), depthwise, &[x]);
+    let pointwise = Conv2dParams::new(cin, cout, 1)
+        .bias(false)
+        .activation(Activation::Relu);
+    let pointwise = conv_bn(gpu, sd, pointwise, &key(conv, "1"), bn, 1e-5)?;
+    Ok(g.add(key(name, "1"), pointwise, &[y]))
 }

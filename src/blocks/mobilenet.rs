@@ -69,7 +69,23 @@ impl Architecture for InvertedResidualConfig {
     /// Loads `conv.0.0` / `conv.0.1` (expansion), the depthwise `conv.i.0` / `conv.i.1`,
     /// and the projection `conv.{i+1}` with its batch norm `conv.{i+2}`.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        self.build_dilated(gpu, sd, prefix, 1)
+    }
+}
+
+impl InvertedResidualConfig {
+    /// The block's graph; a `dilation` above 1 is segmentation_models_pytorch's patch of
+    /// a dilated stage (`replace_strides_with_dilation`): the depthwise convolution at
+    /// stride 1 with that dilation and padding, the skip still as the unpatched block's.
+    pub(crate) fn build_dilated(
+        &self,
+        gpu: &Gpu,
+        sd: &StateDict,
+        prefix: &str,
+        dilation: usize,
+    ) -> Result<Graph> {
         let cfg = self;
+        let stride = if dilation > 1 { 1 } else { cfg.stride };
         let conv = key(prefix, "conv");
         let at = |j: usize| key(&conv, &j.to_string());
         let (hidden, eps, relu6) = (cfg.hidden(), 1e-5, Activation::Relu6);
@@ -84,8 +100,9 @@ impl Architecture for InvertedResidualConfig {
             None
         };
         let p = Conv2dParams::depthwise(hidden, 1, 3)
-            .stride(cfg.stride)
-            .padding(1)
+            .stride(stride)
+            .padding(dilation)
+            .dilation(dilation)
             .bias(false)
             .activation(relu6);
         let depthwise = conv_bn_at(gpu, sd, p, &conv, i, eps)?;

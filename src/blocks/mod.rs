@@ -28,6 +28,7 @@ mod resnet;
 mod segnet;
 mod shufflenet;
 
+pub(crate) use deeplab::separable_conv_bn_relu;
 pub use deeplab::{Aspp, AsppConfig};
 pub use densenet::{DenseBlock, DenseBlockConfig};
 pub use fcn::{FcnHead, FcnHeadConfig};

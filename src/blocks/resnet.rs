@@ -181,7 +181,9 @@ fn skip(
 /// torchvision's `resnet.BasicBlock` configuration (expansion 1, ResNet-18 / 34): 3x3
 /// (stride) + BN + ReLU, 3x3 + BN, skip with an optional projection (`downsample`), ReLU.
 /// As in torchvision, `groups` must be 1, `base_width` 64 and `dilation` 1 (the fields
-/// exist so that a configuration copied from PyTorch is refused with the same reasons).
+/// exist so that a configuration copied from PyTorch is refused with the same reasons;
+/// segmentation_models_pytorch's dilated encoders patch both 3x3 convolutions of a block
+/// to one dilation after building it, which [`crate::networks::SmpEncoder`] builds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BasicBlockConfig {
     /// Input channels.
@@ -281,13 +283,17 @@ impl Architecture for BasicBlockConfig {
             prefix,
         )?;
         let relu = Activation::Relu;
+        // Only smp's patched blocks get here with a dilation: both convolutions take it.
+        let d = cfg.dilation;
         let p1 = Conv2dParams::new(cfg.inplanes, cfg.planes, 3)
             .stride(cfg.stride)
-            .padding(1)
+            .padding(d)
+            .dilation(d)
             .bias(false)
             .activation(relu);
         let p2 = Conv2dParams::new(cfg.planes, cfg.planes, 3)
-            .padding(1)
+            .padding(d)
+            .dilation(d)
             .bias(false);
         let mut g = Graph::new();
         let x = g.input();

@@ -71,7 +71,7 @@ impl Architecture for MobileNetV2Config {
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let mut g = Graph::new();
         let x = g.input();
-        let outs = self.append(&mut g, x, (gpu, sd, prefix), 3, usize::MAX)?;
+        let outs = self.append(&mut g, x, (gpu, sd, prefix), (3, usize::MAX, 32))?;
         g.set_outputs(&outs[outs.len() - 1..]);
         Ok(g)
     }
@@ -80,14 +80,24 @@ impl Architecture for MobileNetV2Config {
 impl MobileNetV2Config {
     /// `{prefix}.0 ..= {prefix}.{last}` (at most the 19 of `features`; the stem taking
     /// `in_channels` channels) appended to `g` after `x`; returns each one's output.
+    /// An `output_stride` of 16 or 8 dilates `features[7:14]` (stride 16) and
+    /// `features[14:]` (stride 32) as segmentation_models_pytorch's `make_dilated` does:
+    /// stride 1 and a dilation of their stride over `output_stride` (32: none).
     pub(crate) fn append(
         &self,
         g: &mut Graph,
         x: ValueId,
         (gpu, sd, prefix): (&Gpu, &StateDict, &str),
-        in_channels: usize,
-        last: usize,
+        (in_channels, last, output_stride): (usize, usize, usize),
     ) -> Result<Vec<ValueId>> {
+        let dilation = |index: usize| {
+            let stage_stride = match index {
+                ..7 => 8,
+                7..14 => 16,
+                _ => 32,
+            };
+            (stage_stride / output_stride).max(1)
+        };
         let width_mult = self.width_mult;
         let eps = 1e-5;
         let relu6 = Activation::Relu6;
@@ -113,12 +123,11 @@ impl MobileNetV2Config {
                     expand_ratio: t as f64,
                 };
                 let index = outs.len().to_string();
-                let block = InvertedResidual::load(gpu, cfg, sd, &key(prefix, &index))?;
-                let y = g.add(
-                    index,
-                    block.into_graph(),
-                    &[*outs.last().expect("the stem")],
-                );
+                let block = match dilation(outs.len()) {
+                    1 => InvertedResidual::load(gpu, cfg, sd, &key(prefix, &index))?.into_graph(),
+                    d => cfg.build_dilated(gpu, sd, &key(prefix, &index), d)?,
+                };
+                let y = g.add(index, block, &[*outs.last().expect("the stem")]);
                 outs.push(y);
                 input = out;
             }

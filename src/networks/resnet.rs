@@ -180,6 +180,31 @@ impl ResNetConfig {
         })
     }
 
+    /// [`ResNetConfig::stages`] as segmentation_models_pytorch's `make_dilated(output_stride)`
+    /// patches them: every stage whose own stride (16 for `layer3`, 32 for `layer4`) is
+    /// above `output_stride` gets stride 1 in all its convolutions (the projection's too)
+    /// and one dilation, its stride over `output_stride`, in all of them (both 3x3
+    /// convolutions of a basic block; the 3x3 of a bottleneck), padding `dilation`.
+    /// Unlike torchvision's `replace_stride_with_dilation`, the first block of a stage
+    /// takes the stage's dilation too. An `output_stride` of 32 changes nothing.
+    pub fn smp_stages(&self, output_stride: usize) -> [Vec<ResNetStageBlock>; 4] {
+        let mut stages = self.stages();
+        for (i, stage) in stages.iter_mut().enumerate().skip(2) {
+            let stage_stride = 4 << i;
+            if stage_stride <= output_stride {
+                continue;
+            }
+            let rate = stage_stride / output_stride;
+            for block in stage {
+                match block {
+                    ResNetStageBlock::Basic(c) => (c.stride, c.dilation) = (1, rate),
+                    ResNetStageBlock::Bottleneck(c) => (c.stride, c.dilation) = (1, rate),
+                }
+            }
+        }
+        stages
+    }
+
     /// Output channels of each stage (`layer1` .. `layer4`): 64, 128, 256, 512 times the
     /// block's expansion.
     pub fn stage_channels(&self) -> [usize; 4] {
@@ -194,7 +219,7 @@ impl ResNetConfig {
         x: crate::blocks::ValueId,
         ctx: (&Gpu, &StateDict, &str),
     ) -> Result<[crate::blocks::ValueId; 4]> {
-        let outs = self.append_stages(g, x, ctx, 3, 4)?;
+        let outs = self.append_stages(g, x, ctx, (3, 4, 32))?;
         Ok([outs[1], outs[2], outs[3], outs[4]])
     }
 
@@ -202,13 +227,15 @@ impl ResNetConfig {
     /// `stages` stages (the first after the max pooling) appended to `g` after `x`;
     /// returns the stem's output and each stage's (segmentation_models_pytorch's encoder
     /// features, the input left out).
+    ///
+    /// An `output_stride` of 16 or 8 patches the stages below it as smp's
+    /// `make_dilated` does (32: none; see [`ResNetConfig::smp_stages`]).
     pub(crate) fn append_stages(
         &self,
         g: &mut Graph,
         x: crate::blocks::ValueId,
         (gpu, sd, prefix): (&Gpu, &StateDict, &str),
-        in_channels: usize,
-        stages: usize,
+        (in_channels, stages, output_stride): (usize, usize, usize),
     ) -> Result<Vec<crate::blocks::ValueId>> {
         let stem = Conv2dParams::new(in_channels, 64, 7)
             .stride(2)
@@ -225,13 +252,20 @@ impl ResNetConfig {
         )?;
         let mut y = g.add("conv1", stem, &[x]);
         let mut outs = vec![y];
+        if stages == 0 {
+            return Ok(outs);
+        }
         let pool = MaxPool2dParams::new(3).stride(2).padding(1);
         y = g.add_multi("maxpool", Op::MaxPool(pool), &[y], 2)[0];
-        for (i, stage) in self.stages().into_iter().take(stages).enumerate() {
+        let all = self.smp_stages(output_stride);
+        for (i, stage) in all.into_iter().take(stages).enumerate() {
             for (j, cfg) in stage.into_iter().enumerate() {
                 let name = format!("layer{}.{j}", i + 1);
                 let at = key(prefix, &name);
                 let block = match cfg {
+                    // torchvision refuses a dilated basic block; smp patches it after
+                    // building it, so its configuration skips `validate`.
+                    ResNetStageBlock::Basic(c) if c.dilation > 1 => c.build(gpu, sd, &at)?,
                     ResNetStageBlock::Basic(c) => BasicBlock::load(gpu, c, sd, &at)?.into_graph(),
                     ResNetStageBlock::Bottleneck(c) => {
                         Bottleneck::load(gpu, c, sd, &at)?.into_graph()

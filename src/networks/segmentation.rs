@@ -207,6 +207,7 @@ fn deeplab_head(
         in_channels,
         atrous_rates: rates.to_vec(),
         out_channels: 256,
+        separable: false,
     };
     let aspp = Aspp::load(gpu, aspp, sd, &key(prefix, "0"))?;
     let y = g.add(key(prefix, "0"), aspp.into_graph(), &[x]);

@@ -141,8 +141,7 @@ impl Architecture for SmpFpnConfig {
             &mut g,
             x,
             (gpu, sd, &at("encoder")),
-            self.in_channels,
-            depth,
+            (self.in_channels, depth, 32),
         )?;
         let channels = self.encoder.channels(self.in_channels);
         // c2 .. c5: the last four features (the input among them at depth 3).
@@ -204,7 +203,7 @@ impl Architecture for SmpFpnConfig {
     /// Checks an input shape: `in_channels` channels, height and width divisible by
     /// `2^encoder_depth` (smp's `check_input_shape`).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
-        super::smp_unet::check_divisible(input, self.in_channels, self.encoder_depth)
+        super::smp_unet::check_divisible(input, self.in_channels, 1 << self.encoder_depth)
     }
 }
 

@@ -85,20 +85,23 @@ impl SmpEncoder {
         }
     }
 
-    /// The encoder appended to `g` after `x`: the input and the first `depth` features.
+    /// The encoder appended to `g` after `x`: the input and the first `depth` features,
+    /// the stages past `output_stride` dilated as smp's `make_dilated` does (32: none).
     pub(crate) fn append(
         &self,
         g: &mut Graph,
         x: ValueId,
         ctx: (&Gpu, &StateDict, &str),
-        in_channels: usize,
-        depth: usize,
+        (in_channels, depth, output_stride): (usize, usize, usize),
     ) -> Result<Vec<ValueId>> {
         let mut features = vec![x];
         match self {
-            SmpEncoder::ResNet(r) => {
-                features.extend(r.append_stages(g, x, ctx, in_channels, depth - 1)?)
-            }
+            SmpEncoder::ResNet(r) => features.extend(r.append_stages(
+                g,
+                x,
+                ctx,
+                (in_channels, depth - 1, output_stride),
+            )?),
             SmpEncoder::MobileNetV2 => {
                 // smp's `_out_indexes`: the features after these modules.
                 let indexes = [1, 3, 6, 13, 18];
@@ -107,8 +110,7 @@ impl SmpEncoder {
                     g,
                     x,
                     (gpu, sd, &key(prefix, "features")),
-                    in_channels,
-                    indexes[depth - 1],
+                    (in_channels, indexes[depth - 1], output_stride),
                 )?;
                 features.extend(indexes[..depth].iter().map(|&i| outs[i]));
             }
@@ -195,8 +197,8 @@ pub(crate) fn check_smp_rules(
 pub struct SmpUnetConfig {
     /// The encoder (`encoder_name`; [`SmpUnetConfig::new`] takes smp's names).
     pub encoder: SmpEncoder,
-    /// Stages of the encoder used, 3 to 5 (`encoder_depth`, 5); inputs must be divisible
-    /// by `2^encoder_depth`, as smp requires.
+    /// Stages of the encoder used, 3 to 5 (`encoder_depth`, 5). Inputs of any size run
+    /// (smp's Unet resizes each decoder stage to its skip's size, and does not check).
     pub encoder_depth: usize,
     /// Input channels (`in_channels`, 3): the encoder's first convolution takes them.
     pub in_channels: usize,
@@ -308,7 +310,7 @@ impl SmpUnetConfig {
 }
 
 /// An smp `Unet` with a ResNet or the MobileNetV2 encoder for inference: input `[N, in_channels, H, W]` with
-/// H and W divisible by `2^encoder_depth`, output `[N, classes, H, W]` (the logits, or
+/// any H and W, output `[N, classes, H, W]` (the logits, or
 /// the head's activation of them).
 pub type SmpUnet = Model<SmpUnetConfig>;
 
@@ -355,8 +357,7 @@ impl Architecture for SmpUnetConfig {
             &mut g,
             x,
             (gpu, sd, &encoder),
-            self.in_channels,
-            self.encoder_depth,
+            (self.in_channels, self.encoder_depth, 32),
         )?;
         let channels = self.encoder_channels();
         // From the head of the encoder down: each block's input, its skip and the size it
@@ -415,25 +416,25 @@ impl Architecture for SmpUnetConfig {
         Ok(g)
     }
 
-    /// Checks an input shape: `in_channels` channels, height and width divisible by
-    /// `2^encoder_depth` (smp's `check_input_shape`).
+    /// Checks an input shape: `in_channels` channels, of any size (smp 0.6's Unet sets
+    /// `requires_divisible_input_shape = False`: each decoder block resizes to its skip).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
-        check_divisible(input, self.in_channels, self.encoder_depth)
+        crate::ops::check_channels(input, self.in_channels)
     }
 }
 
-/// smp's input rule: `in_channels` channels, height and width divisible by `2^depth`
-/// (its `check_input_shape`); the error names `input`.
-pub(crate) fn check_divisible(input: [usize; 4], in_channels: usize, depth: usize) -> Result<()> {
+/// smp's input rule: `in_channels` channels, height and width divisible by `stride`, the
+/// encoder's output stride (`2^depth` unless dilated; its `check_input_shape`); the error
+/// names `input`.
+pub(crate) fn check_divisible(input: [usize; 4], in_channels: usize, stride: usize) -> Result<()> {
     crate::ops::check_channels(input, in_channels)?;
-    let stride = 1usize << depth;
     fail_if(
         !input[2].is_multiple_of(stride) || !input[3].is_multiple_of(stride),
         "input",
         || {
             format!(
-                "height and width must be divisible by 2^encoder_depth = {stride} (as smp \
-                 requires), got {input:?}"
+                "height and width must be divisible by the encoder's output stride {stride} \
+                 (as smp requires), got {input:?}"
             )
         },
     )

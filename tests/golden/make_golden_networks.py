@@ -27,6 +27,12 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   smp_fpn  segmentation_models_pytorch.FPN(encoder, encoder_depth, in_channels, classes,
            decoder_pyramid_channels, decoder_segmentation_channels, decoder_merge_policy,
            decoder_interpolation, upsampling, activation), the same encoders
+  smp_deeplabv3, smp_deeplabv3plus
+           segmentation_models_pytorch.DeepLabV3 / DeepLabV3Plus(encoder, encoder_depth,
+           encoder_output_stride, in_channels, classes, decoder_channels,
+           decoder_atrous_rates, decoder_aspp_separable, upsampling, activation), the same
+           encoders; with legacy=True the file also holds the state dict under smp's
+           older DeepLabV3 names (decoder.0 / .1 / .2), which the test loads instead
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -79,6 +85,31 @@ CASES = [
     ("smp_fpn_mobilenet_v2_cat_depth4", "smp_fpn",
      dict(encoder="mobilenet_v2", depth=4, cin=1, classes=4, pyramid=48, segmentation=32, merge="cat",
           interpolation="bilinear", upsampling=2, activation="softmax2d"), [1, 1, 32, 48]),
+    ("smp_deeplabv3_resnet34", "smp_deeplabv3",
+     dict(encoder="resnet34", depth=5, output_stride=8, cin=3, classes=3, decoder_channels=256,
+          rates=[12, 24, 36], separable=False, upsampling=None, activation=None), [2, 3, 48, 64]),
+    ("smp_deeplabv3plus_resnet34", "smp_deeplabv3plus",
+     dict(encoder="resnet34", depth=5, output_stride=16, cin=3, classes=2, decoder_channels=256,
+          rates=[12, 24, 36], separable=True, upsampling=4, activation=None), [2, 3, 64, 48]),
+    ("smp_deeplabv3plus_mobilenet_v2_os8", "smp_deeplabv3plus",
+     dict(encoder="mobilenet_v2", depth=5, output_stride=8, cin=1, classes=4, decoder_channels=64,
+          rates=[2, 4, 6], separable=True, upsampling=4, activation=None), [1, 1, 40, 56]),
+    ("smp_deeplabv3_mobilenet_v2_os8", "smp_deeplabv3",
+     dict(encoder="mobilenet_v2", depth=5, output_stride=8, cin=3, classes=4, decoder_channels=64,
+          rates=[2, 4, 6], separable=False, upsampling=None, activation="logsoftmax"), [2, 3, 40, 56]),
+    ("smp_deeplabv3plus_resnet50_depth4_os8", "smp_deeplabv3plus",
+     dict(encoder="resnet50", depth=4, output_stride=8, cin=3, classes=1, decoder_channels=32,
+          rates=[3, 5, 7], separable=False, upsampling=2, activation="sigmoid"), [1, 3, 32, 40]),
+    ("smp_deeplabv3_mobilenet_v2_depth3_legacy", "smp_deeplabv3",
+     dict(encoder="mobilenet_v2", depth=3, output_stride=16, cin=2, classes=2, decoder_channels=16,
+          rates=[1, 2, 3], separable=True, upsampling=None, activation="tanh", legacy=True),
+     [3, 2, 24, 40]),
+    ("smp_unet_resnet18_odd_size", "smp_unet",
+     dict(encoder="resnet18", depth=4, cin=3, classes=2, decoder_channels=[32, 16, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 37, 54]),
+    ("smp_unet_mobilenet_v2_odd_size_bilinear", "smp_unet",
+     dict(encoder="mobilenet_v2", depth=5, cin=3, classes=3, decoder_channels=[32, 24, 16, 16, 8],
+          use_norm=True, interpolation="bilinear", activation="sigmoid"), [1, 3, 33, 47]),
 ]
 
 
@@ -120,6 +151,15 @@ def build(kind, a):
                        decoder_segmentation_channels=a["segmentation"],
                        decoder_merge_policy=a["merge"], decoder_interpolation=a["interpolation"],
                        upsampling=a["upsampling"], activation=a["activation"])
+    if kind in ("smp_deeplabv3", "smp_deeplabv3plus"):
+        import segmentation_models_pytorch as smp
+        model = smp.DeepLabV3 if kind == "smp_deeplabv3" else smp.DeepLabV3Plus
+        return model(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                     encoder_output_stride=a["output_stride"], in_channels=a["cin"],
+                     classes=a["classes"], decoder_channels=a["decoder_channels"],
+                     decoder_atrous_rates=tuple(a["rates"]),
+                     decoder_aspp_separable=a["separable"], upsampling=a["upsampling"],
+                     activation=a["activation"])
     raise ValueError(kind)
 
 
@@ -137,14 +177,23 @@ def make(index, name, kind, args, shape, out_dir):
             tensors["aux"] = y["aux"].numpy()
     else:
         tensors["out"] = y.numpy()
+    # smp keeps modules it never runs: the encoder stages past encoder_depth, and the
+    # last Unet decoder block's attention1 (that block has no skip): not counted.
+    unused = [f"encoder.layer{k}." for k in range(args.get("depth", 5), 5)]
+    last = [1, 3, 6, 13, 18][args.get("depth", 5) - 1]
+    unused += [f"encoder.features.{k}." for k in range(last + 1, 19)]
+    unused.append(f"decoder.blocks.{args.get('depth', 5) - 1}.attention1.")
+    if args.get("legacy"):
+        # smp's older DeepLabV3 names (its load_state_dict renames them); what runs only.
+        old = {"decoder.aspp.": "decoder.0.", "decoder.conv.": "decoder.1.", "decoder.bn.": "decoder.2."}
+        for n, t in model.state_dict().items():
+            if n.endswith("num_batches_tracked") or any(n.startswith(u) for u in unused):
+                continue
+            for new, legacy in old.items():
+                n = n.replace(new, legacy) if n.startswith(new) else n
+            tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
-    if kind in ("smp_unet", "smp_fpn"):
-        # smp keeps modules it never runs: the encoder stages past encoder_depth, and the
-        # last decoder block's attention1 (that block has no skip): not counted.
-        unused = [f"encoder.layer{k}." for k in range(args["depth"], 5)]
-        last = [1, 3, 6, 13, 18][args["depth"] - 1]
-        unused += [f"encoder.features.{k}." for k in range(last + 1, 19)]
-        unused.append(f"decoder.blocks.{args['depth'] - 1}.attention1.")
+    if kind.startswith("smp_"):
         params -= sum(p.numel() for n, p in model.named_parameters()
                       if any(n.startswith(u) for u in unused))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
