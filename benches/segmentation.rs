@@ -6,6 +6,7 @@
 //! 224 x 224, segmentation_models_pytorch's `Unet("resnet34", classes=2)`, `FPN("resnet34",
 //! classes=2)` and `DeepLabV3Plus("resnet34", classes=2)` at 160 and
 //! `DeepLabV3Plus("mobilenet_v2", encoder_output_stride=8, classes=2)` at 1 x 3 x 256 x 256,
+//! `Linknet("resnet34", classes=2)` and `PSPNet("resnet34", classes=2)` at 160,
 //! and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160.
@@ -19,8 +20,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
-    SegmentationModel, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpUnet,
-    SmpUnetConfig, UNet, UNetConfig,
+    SegmentationModel, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet,
+    SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -110,6 +111,12 @@ fn bench(c: &mut Criterion) {
         &net,
         [1, 3, 256, 256],
     );
+    let cfg = SmpLinknetConfig::new("resnet34", 3, 2).unwrap();
+    let net = SmpLinknet::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_linknet_resnet34_160", &net, small);
+    let cfg = SmpPspNetConfig::new("resnet34", 3, 2).unwrap();
+    let net = SmpPspNet::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_pspnet_resnet34_160", &net, small);
     let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "").unwrap();
     time(&mut g, &gpu, "unet_160", &net, small);
     let net = SegNet::load(&gpu, SegNetConfig::vgg16_bn(3, 21), &sd, "").unwrap();

@@ -57,6 +57,8 @@ try:
     bench("smp_deeplabv3plus_mobilenet_v2_os8_256",
           smp.DeepLabV3Plus("mobilenet_v2", encoder_weights=None, encoder_output_stride=8,
                             classes=2).eval(), (1, 3, 256, 256))
+    bench("smp_linknet_resnet34_160", smp.Linknet("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_pspnet_resnet34_160", smp.PSPNet("resnet34", encoder_weights=None, classes=2).eval(), small)
 except ImportError:
     print("smp models skipped: pip install segmentation-models-pytorch")
 bench("unet_160", UNet(3, 2).eval(), small)

@@ -625,7 +625,8 @@ def networks(fz, count, out):
     ResNet, dilation) and segmentation_models_pytorch's Unet (depth, decoder widths, norm,
     interpolation, scse attention, activation), FPN (depth, pyramid and segmentation
     widths, merge, interpolation, upsampling, activation), DeepLabV3 and DeepLabV3Plus
-    (depth, output stride, widths, rates, separable ASPP, upsampling, activation) on
+    (depth, output stride, widths, rates, separable ASPP, upsampling, activation), Linknet
+    and PSPNet (depth, norm, widths, upsampling, activation) on
     ResNet and MobileNetV2 encoders at odd sizes and batch
     up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
     seconds a forward on a CPU adapter)."""
@@ -638,7 +639,8 @@ def networks(fz, count, out):
     cases = []
     for i in range(count):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
-                "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus"][i % 11]
+                "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
+                "smp_pspnet"][i % 13]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -711,6 +713,19 @@ def networks(fz, count, out):
             step = min(stride, 1 << depth)
             batch = n if encoder != "resnet50" else 1
             shape = [batch, a["cin"], step * r.randint(1, 4), step * r.randint(1, 4)]
+        elif kind in ("smp_linknet", "smp_pspnet"):
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"])
+            depth = r.randint(1, 5)
+            a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
+                     use_norm=r.random() < 0.6,
+                     activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
+                                          "logsoftmax"]))
+            if kind == "smp_pspnet":
+                a["psp_out"] = r.choice([8, 16, 64])
+                a["upsampling"] = r.choice([1, 2, 4, 8, 8])
+            step = 1 << depth
+            batch = n if encoder != "resnet50" else 1
+            shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(1, 3)]
         elif kind == "resnet":
             name = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
                              "wide_resnet50_2"])

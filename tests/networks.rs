@@ -15,7 +15,8 @@ use segblocks::networks::{
     MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
     ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
     SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
-    SmpFpnConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
+    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig,
+    UNet, UNetConfig,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -205,6 +206,32 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
             run(gpu, SmpDeepLabV3Plus::load(gpu, cfg, sd, ""), x)
         }
+        "smp_linknet" => {
+            let cfg = SmpLinknetConfig::new(
+                a["encoder"].as_str().unwrap(),
+                us(&a["cin"]),
+                us(&a["classes"]),
+            )
+            .unwrap()
+            .encoder_depth(us(&a["depth"]))
+            .decoder_use_norm(flag("use_norm"))
+            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            run(gpu, SmpLinknet::load(gpu, cfg, sd, ""), x)
+        }
+        "smp_pspnet" => {
+            let cfg = SmpPspNetConfig::new(
+                a["encoder"].as_str().unwrap(),
+                us(&a["cin"]),
+                us(&a["classes"]),
+            )
+            .unwrap()
+            .encoder_depth(us(&a["depth"]))
+            .psp_out_channels(us(&a["psp_out"]))
+            .decoder_use_norm(flag("use_norm"))
+            .upsampling(us(&a["upsampling"]))
+            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            run(gpu, SmpPspNet::load(gpu, cfg, sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -242,7 +269,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            11,
+            13,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -410,6 +437,72 @@ fn smp_deeplab_bad_configurations_are_typed_errors() {
     let net = SmpDeepLabV3Plus::load(gpu, plus.encoder_depth(3), &sd, "").unwrap();
     assert_eq!(net.output_shape([1, 3, 24, 40]).unwrap(), [1, 2, 24, 40]);
     named(net.output_shape([1, 3, 20, 40]).err(), "input");
+}
+
+/// smp's `Linknet` and `PSPNet` refusals as typed errors naming the parameter: a depth
+/// outside 1..=5, a zero width or upsampling, an input not divisible by `2^encoder_depth`.
+#[test]
+fn smp_linknet_pspnet_bad_configurations_are_typed_errors() {
+    use segblocks::Error;
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let named = |e: Option<Error>, name: &str| {
+        assert!(
+            matches!(&e, Some(Error::InvalidParam { name: n, .. }) if *n == name),
+            "{name}: {e:?}"
+        );
+    };
+    named(
+        SmpLinknetConfig::new("resnet999", 3, 1).err(),
+        "encoder_name",
+    );
+    let link = SmpLinknetConfig::new("resnet18", 3, 2).unwrap();
+    let load = |cfg: SmpLinknetConfig| SmpLinknet::load(gpu, cfg, &sd, "").err();
+    named(load(link.clone().encoder_depth(0)), "encoder_depth");
+    named(load(link.clone().encoder_depth(6)), "encoder_depth");
+    named(
+        load(SmpLinknetConfig {
+            classes: 0,
+            ..link.clone()
+        }),
+        "classes",
+    );
+    let net = SmpLinknet::load(gpu, link.encoder_depth(3), &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 24, 40]).unwrap(), [2, 2, 24, 40]);
+    named(net.output_shape([2, 3, 24, 36]).err(), "input");
+    let psp = SmpPspNetConfig::new("mobilenet_v2", 3, 2)
+        .unwrap()
+        .psp_out_channels(16);
+    let load = |cfg: SmpPspNetConfig| SmpPspNet::load(gpu, cfg, &sd, "").err();
+    named(load(psp.clone().encoder_depth(6)), "encoder_depth");
+    named(load(psp.clone().psp_out_channels(0)), "psp_out_channels");
+    named(load(psp.clone().upsampling(0)), "upsampling");
+    // Depth 3 and upsampling 8: the input's size back; depth 2, a quarter map times 8.
+    let net = SmpPspNet::load(gpu, psp.clone(), &sd, "").unwrap();
+    assert_eq!(net.output_shape([1, 3, 24, 40]).unwrap(), [1, 2, 24, 40]);
+    named(net.output_shape([1, 3, 20, 40]).err(), "input");
+    let net = SmpPspNet::load(gpu, psp.encoder_depth(2), &sd, "").unwrap();
+    assert_eq!(net.output_shape([1, 3, 20, 40]).unwrap(), [1, 2, 40, 80]);
+}
+
+/// The CPU references of an smp Linknet (transposed convolutions with batch norm, skips
+/// added in the store) and PSPNet (adaptive pools to bins larger than the map, no norm)
+/// against smp's outputs.
+#[test]
+fn smp_linknet_pspnet_references_match_smp() {
+    let sd = StateDict::synthetic();
+    let cfg = SmpLinknetConfig::new("resnet34", 3, 2).unwrap();
+    let net = SmpLinknet::load(common::gpu(), cfg, &sd, "").unwrap();
+    reference_matches(&net, "smp_linknet_resnet34");
+    let cfg = SmpPspNetConfig::new("mobilenet_v2", 3, 4)
+        .unwrap()
+        .encoder_depth(5)
+        .psp_out_channels(64)
+        .decoder_use_norm(false)
+        .upsampling(32)
+        .activation(HeadActivation::Softmax);
+    let net = SmpPspNet::load(common::gpu(), cfg, &sd, "").unwrap();
+    reference_matches(&net, "smp_pspnet_mobilenet_v2_depth5_no_norm");
 }
 
 /// The CPU reference of an smp DeepLabV3+ (dilated MobileNetV2 encoder, separable ASPP

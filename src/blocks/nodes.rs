@@ -19,7 +19,9 @@ use crate::ops::copy::{CropParams2d, Pad2dParams};
 use crate::ops::decoder_stage::{DecoderStage, DecoderStageParams};
 use crate::ops::lraspp_head::{LrAsppHead, LrAsppHeadParams, Pointwise};
 use crate::ops::norm::{fold_batch_norm, BatchNorm2dParams};
-use crate::ops::pool::{self, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams};
+use crate::ops::pool::{
+    self, AdaptiveAvgPool2dParams, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
+};
 use crate::ops::upsample::{self, UpsampleMode, UpsampleParams};
 use crate::ops::{Activation, Cost};
 use crate::reference;
@@ -333,12 +335,15 @@ impl Node for ConvBnAct {
     }
 }
 
-/// A transposed convolution with its host weights (for the reference) as a node.
+/// A transposed convolution, optionally followed by an inference batch norm, then its
+/// activation, with its host weights (for the reference) as a node; on the GPU the batch
+/// norm is folded into the weights.
 #[derive(Debug)]
 pub(crate) struct ConvTransposeNode {
     params: ConvTranspose2dParams,
     weight: Array4<f32>,
     bias: Option<Array1<f32>>,
+    bn: Option<BnState>,
     layer: ConvTranspose2d,
 }
 
@@ -357,6 +362,48 @@ impl ConvTransposeNode {
             params,
             weight,
             bias,
+            bn: None,
+            layer,
+        })
+    }
+
+    /// Loads the transposed convolution `{conv}` and the batch norm `{bn}` (eps `eps`)
+    /// after it; `params.activation` follows the batch norm.
+    pub(crate) fn load_with_bn(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: ConvTranspose2dParams,
+        (conv, bn): (&str, &str),
+        eps: f32,
+    ) -> Result<Self> {
+        let (weight, bias) = PackedWeights::load(sd, conv, &params)?;
+        let norm = BnState::load(sd, bn, params.out_channels, eps)?;
+        // y = (conv(x) + b - mean) * s + beta with s = gamma / sqrt(var + eps), per output
+        // channel: the weight's second axis within each group.
+        let per_group = params.out_channels / params.groups;
+        let in_per_group = params.in_channels / params.groups;
+        let mut folded = weight.clone();
+        let mut shift = Array1::zeros(params.out_channels);
+        for o in 0..params.out_channels {
+            let s = norm.gamma[o] / (norm.var[o] + eps).sqrt();
+            let g = o / per_group;
+            let rows = g * in_per_group..(g + 1) * in_per_group;
+            folded
+                .slice_mut(ndarray::s![rows, o % per_group, .., ..])
+                .mapv_inplace(|w| w * s);
+            let b = bias.as_ref().map_or(0.0, |b| b[o]);
+            shift[o] = (b - norm.mean[o]) * s + norm.beta[o];
+        }
+        let gpu_params = ConvTranspose2dParams {
+            bias: true,
+            ..params
+        };
+        let layer = ConvTranspose2d::new(gpu, gpu_params, folded.view(), Some(shift.view()))?;
+        Ok(ConvTransposeNode {
+            params,
+            weight,
+            bias,
+            bn: Some(norm),
             layer,
         })
     }
@@ -368,7 +415,11 @@ impl Node for ConvTransposeNode {
     }
 
     fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
-        self.params.cost(*inputs.get(0)?)
+        let mut c = self.params.cost(*inputs.get(0)?)?;
+        if self.bn.is_some() {
+            c.params += 2 * self.params.out_channels as u64;
+        }
+        Ok(c)
     }
 
     fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
@@ -378,12 +429,23 @@ impl Node for ConvTransposeNode {
     }
 
     fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
-        let y = reference::conv_transpose::conv_transpose2d(
-            &self.params,
-            inputs.get(0)?.tensor()?,
-            self.weight.view(),
-            self.bias.as_ref().map(|b| b.view()),
-        )?;
+        let x = inputs.get(0)?.tensor()?;
+        let (w, b) = (self.weight.view(), self.bias.as_ref().map(|b| b.view()));
+        let Some(bn) = &self.bn else {
+            let y = reference::conv_transpose::conv_transpose2d(&self.params, x, w, b)?;
+            return Ok(vec![HostValue::Tensor(y)]);
+        };
+        let plain = ConvTranspose2dParams {
+            activation: Activation::None,
+            param_activation: None,
+            ..self.params
+        };
+        let y = reference::conv_transpose::conv_transpose2d(&plain, x, w, b)?;
+        let y = bn.reference(y.view())?;
+        let y = match &self.params.param_activation {
+            Some(p) => reference::channel::activation_with(y.view(), *p)?,
+            None => reference::channel::activation(y.view(), self.params.activation),
+        };
         Ok(vec![HostValue::Tensor(y)])
     }
 }
@@ -524,6 +586,8 @@ pub(crate) enum Op {
     GlobalPool(GlobalPool),
     /// Average pooling.
     AvgPool(AvgPool2dParams),
+    /// Adaptive average pooling (PSPNet's pyramid bins).
+    AdaptiveAvgPool(AdaptiveAvgPool2dParams),
     /// Max pooling: two outputs, the values and their indices.
     MaxPool(MaxPool2dParams),
     /// Max unpooling of inputs `(x, indices)` back to the size of the shape input (the map
@@ -620,6 +684,7 @@ impl Node for Op {
         Ok(match self {
             Op::GlobalPool(k) => vec![k.output_shape(x)?],
             Op::AvgPool(p) => vec![p.output_shape(x)?],
+            Op::AdaptiveAvgPool(p) => vec![p.output_shape(x)?],
             Op::MaxPool(p) => {
                 let out = p.output_shape(x)?;
                 vec![out, out]
@@ -681,6 +746,7 @@ impl Node for Op {
         let full = match self {
             Op::GlobalPool(k) => k.cost(x)?,
             Op::AvgPool(p) => p.cost(x)?,
+            Op::AdaptiveAvgPool(p) => p.cost(x)?,
             Op::MaxPool(p) => p.cost(x)?,
             Op::MaxUnpool(_) => self.unpool(inputs)?.expect("unpool").cost(x)?,
             Op::ResizeLike(_) => self.resize(inputs)?.expect("resize").cost(x)?,
@@ -711,6 +777,7 @@ impl Node for Op {
         match self {
             Op::GlobalPool(k) => one(pool::global_pool(rec, *k, t(0)?)?),
             Op::AvgPool(p) => one(pool::avg_pool2d(rec, p, t(0)?)?),
+            Op::AdaptiveAvgPool(p) => one(pool::adaptive_avg_pool2d(rec, p, t(0)?)?),
             Op::MaxPool(p) => {
                 let (v, i) = pool::max_pool2d(rec, p, t(0)?)?;
                 Ok(vec![Value::Tensor(v), Value::Indices(i)])
@@ -759,6 +826,7 @@ impl Node for Op {
         match self {
             Op::GlobalPool(k) => one(rp::global_pool(*k, t(0)?)?),
             Op::AvgPool(p) => one(rp::avg_pool2d(p, t(0)?)?),
+            Op::AdaptiveAvgPool(p) => one(rp::adaptive_avg_pool2d(p, t(0)?)?),
             Op::MaxPool(p) => {
                 let (v, i) = rp::max_pool2d(p, t(0)?)?;
                 Ok(vec![HostValue::Tensor(v), HostValue::Indices(i)])

@@ -2,11 +2,11 @@
 //! TFLite) state dicts by name: MobileNetV2, MobileNetV3 and ResNet feature extractors
 //! (ResNet-18 to 152, ResNeXt, Wide ResNet), torchvision's segmentation models (FCN and
 //! DeepLabV3 on ResNet-50/101 and MobileNetV3, LR-ASPP), segmentation_models_pytorch's
-//! `Unet`, `FPN`, `DeepLabV3` and `DeepLabV3Plus` on ResNet and MobileNetV2 encoders,
-//! and MediaPipe's selfie segmentation models. Each is a [`Model`](crate::blocks::Model)
-//! of its configuration: its graph gives its GPU forward, CPU reference and summary.
-//! Every torchvision network has a `torchvision` preset that reproduces torchvision's
-//! configuration.
+//! `Unet`, `FPN`, `DeepLabV3`, `DeepLabV3Plus`, `Linknet` and `PSPNet` on ResNet and
+//! MobileNetV2 encoders, and MediaPipe's selfie segmentation models. Each is a
+//! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
+//! CPU reference and summary. Every torchvision network has a `torchvision` preset that
+//! reproduces torchvision's configuration.
 
 mod fcn8s;
 mod lraspp;
@@ -18,6 +18,8 @@ mod segnet;
 mod selfie;
 mod smp_deeplab;
 mod smp_fpn;
+mod smp_linknet;
+mod smp_pspnet;
 mod smp_unet;
 mod unet;
 
@@ -33,6 +35,8 @@ pub use segnet::{SegNet, SegNetConfig};
 pub use selfie::{SelfieModel, SelfieSegmentation};
 pub use smp_deeplab::{SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig};
 pub use smp_fpn::{FpnMerge, SmpFpn, SmpFpnConfig};
+pub use smp_linknet::{SmpLinknet, SmpLinknetConfig};
+pub use smp_pspnet::{SmpPspNet, SmpPspNetConfig};
 pub use smp_unet::{HeadActivation, SmpEncoder, SmpUnet, SmpUnetConfig};
 pub use unet::{UNet, UNetConfig};
 

@@ -384,16 +384,9 @@ impl Architecture for SmpUnetConfig {
                 (resized, 0)
             };
             let conv = |cin: usize, name: &str| -> Result<ConvBnAct> {
-                let p = Conv2dParams::new(cin, cout, 3)
-                    .padding(1)
-                    .bias(!self.decoder_use_norm)
-                    .activation(Activation::Relu);
-                let c = key(&block, &format!("{name}.0"));
-                if self.decoder_use_norm {
-                    conv_bn(gpu, sd, p, &c, &key(&block, &format!("{name}.1")), 1e-5)
-                } else {
-                    ConvBnAct::load(gpu, sd, p, &c, None, 0.0)
-                }
+                let p = Conv2dParams::new(cin, cout, 3).padding(1);
+                let at = key(&block, name);
+                conv2d_relu(gpu, sd, p, &at, self.decoder_use_norm)
             };
             let a = g.add(key(&block, "conv1"), conv(cin + skip, "conv1")?, &[joined]);
             y = g.add(key(&block, "conv2"), conv(cout, "conv2")?, &[a]);
@@ -420,6 +413,24 @@ impl Architecture for SmpUnetConfig {
     /// `requires_divisible_input_shape = False`: each decoder block resizes to its skip).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
         crate::ops::check_channels(input, self.in_channels)
+    }
+}
+
+/// smp's `Conv2dReLU` under `prefix`: the convolution `{prefix}.0` (with a bias exactly
+/// when there is no norm), with `batch_norm` the batch norm `{prefix}.1`, then ReLU.
+pub(crate) fn conv2d_relu(
+    gpu: &Gpu,
+    sd: &StateDict,
+    params: Conv2dParams,
+    prefix: &str,
+    batch_norm: bool,
+) -> Result<ConvBnAct> {
+    let p = params.bias(!batch_norm).activation(Activation::Relu);
+    let conv = key(prefix, "0");
+    if batch_norm {
+        conv_bn(gpu, sd, p, &conv, &key(prefix, "1"), 1e-5)
+    } else {
+        ConvBnAct::load(gpu, sd, p, &conv, None, 0.0)
     }
 }
 

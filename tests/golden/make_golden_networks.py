@@ -33,6 +33,10 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            decoder_atrous_rates, decoder_aspp_separable, upsampling, activation), the same
            encoders; with legacy=True the file also holds the state dict under smp's
            older DeepLabV3 names (decoder.0 / .1 / .2), which the test loads instead
+  smp_linknet segmentation_models_pytorch.Linknet(encoder, encoder_depth, in_channels,
+           classes, decoder_use_norm, activation), the same encoders
+  smp_pspnet segmentation_models_pytorch.PSPNet(encoder, encoder_depth, in_channels,
+           classes, psp_out_channels, decoder_use_norm, upsampling, activation)
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -110,6 +114,20 @@ CASES = [
     ("smp_unet_mobilenet_v2_odd_size_bilinear", "smp_unet",
      dict(encoder="mobilenet_v2", depth=5, cin=3, classes=3, decoder_channels=[32, 24, 16, 16, 8],
           use_norm=True, interpolation="bilinear", activation="sigmoid"), [1, 3, 33, 47]),
+    ("smp_linknet_resnet34", "smp_linknet",
+     dict(encoder="resnet34", depth=5, cin=3, classes=2, use_norm=True, activation=None), [2, 3, 64, 96]),
+    ("smp_linknet_mobilenet_v2_depth4_no_norm", "smp_linknet",
+     dict(encoder="mobilenet_v2", depth=4, cin=2, classes=3, use_norm=False, activation="sigmoid"),
+     [1, 2, 48, 32]),
+    ("smp_pspnet_resnet34", "smp_pspnet",
+     dict(encoder="resnet34", depth=3, cin=3, classes=3, psp_out=512, use_norm=True, upsampling=8,
+          activation=None), [2, 3, 64, 48]),
+    ("smp_pspnet_mobilenet_v2_depth5_no_norm", "smp_pspnet",
+     dict(encoder="mobilenet_v2", depth=5, cin=3, classes=4, psp_out=64, use_norm=False,
+          upsampling=32, activation="softmax2d"), [1, 3, 64, 64]),
+    ("smp_pspnet_resnet50_depth4", "smp_pspnet",
+     dict(encoder="resnet50", depth=4, cin=1, classes=2, psp_out=32, use_norm=True, upsampling=4,
+          activation="logsoftmax"), [1, 1, 48, 32]),
 ]
 
 
@@ -160,6 +178,17 @@ def build(kind, a):
                      decoder_atrous_rates=tuple(a["rates"]),
                      decoder_aspp_separable=a["separable"], upsampling=a["upsampling"],
                      activation=a["activation"])
+    if kind == "smp_linknet":
+        import segmentation_models_pytorch as smp
+        return smp.Linknet(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                           in_channels=a["cin"], classes=a["classes"],
+                           decoder_use_norm=a["use_norm"], activation=a["activation"])
+    if kind == "smp_pspnet":
+        import segmentation_models_pytorch as smp
+        return smp.PSPNet(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                          in_channels=a["cin"], classes=a["classes"], psp_out_channels=a["psp_out"],
+                          decoder_use_norm=a["use_norm"], upsampling=a["upsampling"],
+                          activation=a["activation"])
     raise ValueError(kind)
 
 

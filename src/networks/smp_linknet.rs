@@ -1,0 +1,153 @@
+//! segmentation_models_pytorch's `Linknet` (`smp.Linknet(encoder_name, encoder_depth,
+//! decoder_use_norm, in_channels, classes, activation)`) on the encoders of
+//! [`SmpEncoder`]: from the encoder's last feature down, each decoder block is a 1x1
+//! convolution to a quarter of its input's channels, a 4x4 stride-2 transposed convolution
+//! (padding 1: twice the size), a 1x1 convolution to the next feature's channels (32 for
+//! the last block), each followed by batch norm (or none) and ReLU, and the next feature
+//! added; a 1x1 head to the classes, then the activation. Names are smp's
+//! (`decoder.blocks.{i}.block.{0,1,2}.{0,1}`, `segmentation_head.0`).
+//!
+//! Not covered: the norms other than batch norm (or none), the classification head
+//! (`aux_params`).
+
+use crate::blocks::{Architecture, ConvBnAct, ConvTransposeNode, Graph, Model};
+use crate::error::{fail_if, positive, Result};
+use crate::gpu::Gpu;
+use crate::ops::conv::{Conv2dParams, ResidualJoin};
+use crate::ops::conv_transpose::ConvTranspose2dParams;
+use crate::ops::Activation;
+use crate::weights::{key, StateDict};
+
+use super::smp_unet::{check_divisible, conv2d_relu};
+use super::{HeadActivation, SmpEncoder};
+
+/// The configuration of an smp `Linknet`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SmpLinknetConfig {
+    /// The encoder (`encoder_name`; [`SmpLinknetConfig::new`] takes smp's names).
+    pub encoder: SmpEncoder,
+    /// Stages of the encoder used, 1 to 5 (`encoder_depth`, 5); one decoder block each.
+    pub encoder_depth: usize,
+    /// Input channels (`in_channels`, 3).
+    pub in_channels: usize,
+    /// Classes (`classes`, 1).
+    pub classes: usize,
+    /// Batch norm after each decoder convolution (`decoder_use_norm`: `"batchnorm"` /
+    /// `True`, the default), or none (`False`: the 1x1 convolutions get a bias; the
+    /// transposed ones always have one).
+    pub decoder_use_norm: bool,
+    /// The head's activation (`activation`, none by default).
+    pub activation: HeadActivation,
+}
+
+impl SmpLinknetConfig {
+    /// `smp.Linknet(encoder_name, in_channels=in_channels, classes=classes)`; the encoder
+    /// names are [`SmpEncoder::from_name`]'s.
+    pub fn new(encoder_name: &str, in_channels: usize, classes: usize) -> Result<Self> {
+        Ok(SmpLinknetConfig {
+            encoder: SmpEncoder::from_name(encoder_name)?,
+            encoder_depth: 5,
+            in_channels,
+            classes,
+            decoder_use_norm: true,
+            activation: HeadActivation::Identity,
+        })
+    }
+}
+
+crate::ops::setters!(SmpLinknetConfig {
+    /// Sets `encoder_depth`.
+    encoder_depth: usize,
+    /// Sets `decoder_use_norm` (batch norm or none).
+    decoder_use_norm: bool,
+    /// Sets the head's activation.
+    activation: HeadActivation,
+});
+
+/// An smp `Linknet` for inference: input `[N, in_channels, H, W]` with H and W divisible
+/// by `2^encoder_depth`, output `[N, classes, H, W]`.
+pub type SmpLinknet = Model<SmpLinknetConfig>;
+
+impl Architecture for SmpLinknetConfig {
+    /// Checks the configuration on its own: depth 1 to 5, the encoder's checks.
+    fn validate(&self) -> Result<()> {
+        positive(&[("in_channels", self.in_channels), ("classes", self.classes)])?;
+        let depth = self.encoder_depth;
+        fail_if(!(1..=5).contains(&depth), "encoder_depth", || {
+            format!("must be 1 to 5, got {depth}")
+        })?;
+        self.encoder.validate()
+    }
+
+    /// Loads the encoder, `decoder.blocks.{i}.block.*` and `segmentation_head.0` under
+    /// `prefix`.
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let at = |n: &str| key(prefix, n);
+        let mut g = Graph::new();
+        let x = g.input();
+        let depth = self.encoder_depth;
+        let features = self.encoder.append(
+            &mut g,
+            x,
+            (gpu, sd, &at("encoder")),
+            (self.in_channels, depth, 32),
+        )?;
+        let channels = self.encoder.channels(self.in_channels);
+        let norm = self.decoder_use_norm;
+        let mut y = features[depth];
+        for i in 0..depth {
+            let level = depth - i;
+            let (cin, cout) = (
+                channels[level],
+                if level > 1 { channels[level - 1] } else { 32 },
+            );
+            let mid = cin / 4;
+            let block = at(&format!("decoder.blocks.{i}.block"));
+            let reduce = conv2d_relu(
+                gpu,
+                sd,
+                Conv2dParams::new(cin, mid, 1),
+                &key(&block, "0"),
+                norm,
+            )?;
+            y = g.add(key(&block, "0"), reduce, &[y]);
+            let up = ConvTranspose2dParams::new(mid, mid, 4)
+                .stride(2)
+                .padding(1)
+                .activation(Activation::Relu);
+            let (conv, bn) = (key(&block, "1.0"), key(&block, "1.1"));
+            let up = if norm {
+                ConvTransposeNode::load_with_bn(gpu, sd, up, (&conv, &bn), 1e-5)?
+            } else {
+                ConvTransposeNode::load(gpu, sd, up, &conv)?
+            };
+            y = g.add(key(&block, "1"), up, &[y]);
+            let expand = conv2d_relu(
+                gpu,
+                sd,
+                Conv2dParams::new(mid, cout, 1),
+                &key(&block, "2"),
+                norm,
+            )?;
+            // The next feature (none after the last block) joins in the store.
+            y = if level > 1 {
+                let expand = expand.with_residual(ResidualJoin::AfterActivation)?;
+                g.add(key(&block, "2"), expand, &[y, features[level - 1]])
+            } else {
+                g.add(key(&block, "2"), expand, &[y])
+            };
+        }
+        let head = Conv2dParams::new(32, self.classes, 1);
+        let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
+        let y = g.add("segmentation_head", head, &[y]);
+        let y = self.activation.append(&mut g, y);
+        g.set_outputs(&[y]);
+        Ok(g)
+    }
+
+    /// Checks an input shape: `in_channels` channels, height and width divisible by
+    /// `2^encoder_depth` (smp's `check_input_shape`).
+    fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        check_divisible(input, self.in_channels, 1 << self.encoder_depth)
+    }
+}

@@ -1,0 +1,169 @@
+//! segmentation_models_pytorch's `PSPNet` (`smp.PSPNet(encoder_name, encoder_depth,
+//! psp_out_channels, decoder_use_norm, in_channels, classes, activation, upsampling)`) on
+//! the encoders of [`SmpEncoder`]: the pyramid pooling module on the encoder's last
+//! feature (`C` channels): for bins 1, 2, 3 and 6, an adaptive average pool, a 1x1
+//! convolution to `C / 4` with batch norm (none for the 1-bin branch, as smp) and ReLU,
+//! a bilinear resize (`align_corners=True`) back; the four concatenated before the
+//! feature; a 1x1 convolution to `psp_out_channels` with batch norm and ReLU (the dropout
+//! is the identity in inference); a 3x3 head to the classes, a bilinear resize
+//! (`align_corners=True`) by `upsampling`, the activation. Names are smp's
+//! (`decoder.psp.blocks.{k}.pool.1.{0,1}`, `decoder.conv.{0,1}`, `segmentation_head.0`).
+//!
+//! Not covered: the norms other than batch norm (or none), the classification head
+//! (`aux_params`).
+
+use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op};
+use crate::error::{fail_if, positive, Result};
+use crate::gpu::Gpu;
+use crate::ops::conv::Conv2dParams;
+use crate::ops::pool::AdaptiveAvgPool2dParams;
+use crate::ops::upsample::{UpsampleMode, UpsampleParams};
+use crate::weights::{key, StateDict};
+
+use super::smp_unet::{check_divisible, conv2d_relu};
+use super::{HeadActivation, SmpEncoder};
+
+/// The configuration of an smp `PSPNet`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SmpPspNetConfig {
+    /// The encoder (`encoder_name`; [`SmpPspNetConfig::new`] takes smp's names).
+    pub encoder: SmpEncoder,
+    /// Stages of the encoder used, 1 to 5 (`encoder_depth`, 3).
+    pub encoder_depth: usize,
+    /// Input channels (`in_channels`, 3).
+    pub in_channels: usize,
+    /// Classes (`classes`, 1).
+    pub classes: usize,
+    /// Channels after the pyramid pooling module (`psp_out_channels`, 512).
+    pub psp_out_channels: usize,
+    /// Batch norm after the decoder's convolutions (`decoder_use_norm`: `"batchnorm"` /
+    /// `True`, the default), or none (`False`: the convolutions get a bias).
+    pub decoder_use_norm: bool,
+    /// The head's bilinear resize factor (`upsampling`, 8; 1 for none).
+    pub upsampling: usize,
+    /// The head's activation, after its resize (`activation`, none by default).
+    pub activation: HeadActivation,
+}
+
+impl SmpPspNetConfig {
+    /// `smp.PSPNet(encoder_name, in_channels=in_channels, classes=classes)`; the encoder
+    /// names are [`SmpEncoder::from_name`]'s.
+    pub fn new(encoder_name: &str, in_channels: usize, classes: usize) -> Result<Self> {
+        Ok(SmpPspNetConfig {
+            encoder: SmpEncoder::from_name(encoder_name)?,
+            encoder_depth: 3,
+            in_channels,
+            classes,
+            psp_out_channels: 512,
+            decoder_use_norm: true,
+            upsampling: 8,
+            activation: HeadActivation::Identity,
+        })
+    }
+}
+
+crate::ops::setters!(SmpPspNetConfig {
+    /// Sets `encoder_depth`.
+    encoder_depth: usize,
+    /// Sets `psp_out_channels`.
+    psp_out_channels: usize,
+    /// Sets `decoder_use_norm` (batch norm or none).
+    decoder_use_norm: bool,
+    /// Sets the head's `upsampling`.
+    upsampling: usize,
+    /// Sets the head's activation.
+    activation: HeadActivation,
+});
+
+/// An smp `PSPNet` for inference: input `[N, in_channels, H, W]` with H and W divisible
+/// by `2^encoder_depth`, output `[N, classes, H', W']` (the input's size with the default
+/// depth and `upsampling`).
+pub type SmpPspNet = Model<SmpPspNetConfig>;
+
+/// The pyramid's bins (smp's `sizes`).
+const BINS: [usize; 4] = [1, 2, 3, 6];
+
+impl Architecture for SmpPspNetConfig {
+    /// Checks the configuration on its own: depth 1 to 5, the encoder's checks.
+    fn validate(&self) -> Result<()> {
+        positive(&[
+            ("in_channels", self.in_channels),
+            ("classes", self.classes),
+            ("psp_out_channels", self.psp_out_channels),
+            ("upsampling", self.upsampling),
+        ])?;
+        let depth = self.encoder_depth;
+        fail_if(!(1..=5).contains(&depth), "encoder_depth", || {
+            format!("must be 1 to 5, got {depth}")
+        })?;
+        self.encoder.validate()
+    }
+
+    /// Loads the encoder, `decoder.psp.blocks.{k}.pool.1`, `decoder.conv` and
+    /// `segmentation_head.0` under `prefix`.
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let at = |n: &str| key(prefix, n);
+        let mut g = Graph::new();
+        let x = g.input();
+        let depth = self.encoder_depth;
+        let features = self.encoder.append(
+            &mut g,
+            x,
+            (gpu, sd, &at("encoder")),
+            (self.in_channels, depth, 32),
+        )?;
+        let c = self.encoder.channels(self.in_channels)[depth];
+        let feature = features[depth];
+        let mut branches = Vec::with_capacity(BINS.len() + 1);
+        for (k, bins) in BINS.into_iter().enumerate() {
+            let block = at(&format!("decoder.psp.blocks.{k}.pool"));
+            let pooled = g.add(
+                key(&block, "0"),
+                Op::AdaptiveAvgPool(AdaptiveAvgPool2dParams::new(bins)),
+                &[feature],
+            );
+            // smp leaves the 1-bin branch without norm (batch norm of one value a channel).
+            let norm = self.decoder_use_norm && bins > 1;
+            let conv = conv2d_relu(
+                gpu,
+                sd,
+                Conv2dParams::new(c, c / 4, 1),
+                &key(&block, "1"),
+                norm,
+            )?;
+            let y = g.add(key(&block, "1"), conv, &[pooled]);
+            let bilinear = UpsampleMode::Bilinear {
+                align_corners: true,
+            };
+            branches.push(
+                g.add_sized(
+                    key(&block, "resize"),
+                    Op::ResizeLike(bilinear),
+                    &[y],
+                    &[feature],
+                )[0],
+            );
+        }
+        branches.push(feature);
+        let joined = g.add("decoder.psp", Op::Concat, &branches);
+        let conv = Conv2dParams::new(4 * (c / 4) + c, self.psp_out_channels, 1);
+        let conv = conv2d_relu(gpu, sd, conv, &at("decoder.conv"), self.decoder_use_norm)?;
+        let y = g.add("decoder.conv", conv, &[joined]);
+        let head = Conv2dParams::new(self.psp_out_channels, self.classes, 3).padding(1);
+        let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
+        let mut y = g.add("segmentation_head", head, &[y]);
+        if self.upsampling > 1 {
+            let up = UpsampleParams::bilinear(true).scale_factor(self.upsampling as f64);
+            y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
+        }
+        let y = self.activation.append(&mut g, y);
+        g.set_outputs(&[y]);
+        Ok(g)
+    }
+
+    /// Checks an input shape: `in_channels` channels, height and width divisible by
+    /// `2^encoder_depth` (smp's `check_input_shape`).
+    fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        check_divisible(input, self.in_channels, 1 << self.encoder_depth)
+    }
+}
