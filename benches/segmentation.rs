@@ -3,7 +3,8 @@
 //! (speed does not depend on their values): torchvision's `fcn_resnet50` and
 //! `deeplabv3_resnet50` at 1 x 3 x 160 x 160 (21 classes; 512 is too slow for lavapipe: fcn_resnet50 takes 15 s at 224 there),
 //! `deeplabv3_mobilenet_v3_large` at 1 x 3 x 256 x 256, `resnet18`'s features at 1 x 3 x
-//! 224 x 224, segmentation_models_pytorch's `Unet("resnet34", classes=2)`, `FPN("resnet34",
+//! 224 x 224, segmentation_models_pytorch's `Unet("resnet34", classes=2)`,
+//! `UnetPlusPlus("resnet34", classes=2)`, `FPN("resnet34",
 //! classes=2)` and `DeepLabV3Plus("resnet34", classes=2)` at 160 and
 //! `DeepLabV3Plus("mobilenet_v2", encoder_output_stride=8, classes=2)` at 1 x 3 x 256 x 256,
 //! `Linknet("resnet34", classes=2)` and `PSPNet("resnet34", classes=2)` at 160,
@@ -92,6 +93,9 @@ fn bench(c: &mut Criterion) {
     let cfg = SmpUnetConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_unet_resnet34_160", &net, small);
+    let cfg = SmpUnetConfig::unet_plus_plus("resnet34", 3, 2).unwrap();
+    let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_unetplusplus_resnet34_160", &net, small);
     let cfg = SmpFpnConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpFpn::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_fpn_resnet34_160", &net, small);

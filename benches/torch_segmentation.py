@@ -51,6 +51,8 @@ bench("resnet18_features_224", out(features.eval()), (1, 3, 224, 224))
 try:
     import segmentation_models_pytorch as smp
     bench("smp_unet_resnet34_160", smp.Unet("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_unetplusplus_resnet34_160",
+          smp.UnetPlusPlus("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_fpn_resnet34_160", smp.FPN("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_deeplabv3plus_resnet34_160",
           smp.DeepLabV3Plus("resnet34", encoder_weights=None, classes=2).eval(), small)

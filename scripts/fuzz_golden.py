@@ -622,7 +622,8 @@ def networks(fz, count, out):
     bilinear), SegNet (stages, widths, convolutions), FCN-8s (widths), MobileNetV2 / V3
     features (width, reduced tail, dilation), torchvision's segmentation models (classes,
     auxiliary head), ResNet feature extractors (basic and bottleneck, ResNeXt, Wide
-    ResNet, dilation) and segmentation_models_pytorch's Unet (depth, decoder widths, norm,
+    ResNet, dilation) and segmentation_models_pytorch's Unet and UnetPlusPlus (depth,
+    decoder widths, norm,
     interpolation, scse attention, activation), FPN (depth, pyramid and segmentation
     widths, merge, interpolation, upsampling, activation), DeepLabV3 and DeepLabV3Plus
     (depth, output stride, widths, rates, separable ASPP, upsampling, activation), Linknet
@@ -640,7 +641,7 @@ def networks(fz, count, out):
     for i in range(count):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
-                "smp_pspnet"][i % 13]
+                "smp_pspnet", "smp_unetplusplus"][i % 14]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -663,7 +664,7 @@ def networks(fz, count, out):
             a = dict(arch=r.choice(["large", "small"]), width_mult=r.choice([0.35, 0.5, 0.75, 1.0, 1.25]),
                      reduced_tail=r.random() < 0.5, dilated=r.random() < 0.5)
             shape = [n, 3] + side(7)
-        elif kind == "smp_unet":
+        elif kind in ("smp_unet", "smp_unetplusplus"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
                                 "mobilenet_v2", "mobilenet_v2"])
             depth = r.randint(3, 5)
@@ -680,8 +681,13 @@ def networks(fz, count, out):
                 a["decoder_channels"] = [r.choice([16, 24, 32]) for _ in range(depth)]
             step = 1 << depth
             batch = n if encoder in ("resnet18", "resnet34", "mobilenet_v2") else 1
-            # Any size: smp 0.6's Unet resizes each decoder stage to its skip.
-            shape = [batch, a["cin"], r.randint(step // 2, 3 * step), r.randint(step // 2, 3 * step)]
+            # Any size for the Unet (smp 0.6 resizes each decoder stage to its skip);
+            # UnetPlusPlus resizes by 2 and needs multiples of 2^depth.
+            if kind == "smp_unet":
+                shape = [batch, a["cin"], r.randint(step // 2, 3 * step),
+                         r.randint(step // 2, 3 * step)]
+            else:
+                shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(1, 3)]
         elif kind == "smp_fpn":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"])
             depth = r.randint(3, 5)

@@ -142,10 +142,15 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             outs.truncate(1);
             (outs, params)
         }
-        "smp_unet" => {
+        "smp_unet" | "smp_unetplusplus" => {
             let encoder = a["encoder"].as_str().unwrap();
             let mode = interpolation(a);
-            let cfg = SmpUnetConfig::new(encoder, us(&a["cin"]), us(&a["classes"]))
+            let (cin, classes) = (us(&a["cin"]), us(&a["classes"]));
+            let cfg = match case["kind"].as_str().unwrap() {
+                "smp_unet" => SmpUnetConfig::new(encoder, cin, classes),
+                _ => SmpUnetConfig::unet_plus_plus(encoder, cin, classes),
+            };
+            let cfg = cfg
                 .unwrap()
                 .depth(us(&a["depth"]), &list(&a["decoder_channels"]))
                 .decoder_use_norm(flag("use_norm"))
@@ -269,7 +274,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            13,
+            14,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -357,6 +362,14 @@ fn smp_bad_configurations_are_typed_errors() {
         matches!(&e, Some(Error::ShapeMismatch { name: "input", .. })),
         "{e:?}"
     );
+    // UnetPlusPlus resizes by 2: smp checks the input's divisibility for it.
+    let nested = SmpUnetConfig::unet_plus_plus("resnet18", 3, 2)
+        .unwrap()
+        .depth(3, &[8, 8, 8]);
+    let net = SmpUnet::load(gpu, nested.clone(), &sd, "").unwrap();
+    assert_eq!(net.output_shape([1, 3, 24, 16]).unwrap(), [1, 2, 24, 16]);
+    named(net.output_shape([1, 3, 23, 16]).err(), "input");
+    named(load(nested.depth(2, &[8, 8])), "encoder_depth");
     // FPN: GroupNorm's 32 groups need a multiple of 32 channels; depth 3 to 5.
     let fpn = SmpFpnConfig::new("mobilenet_v2", 3, 2).unwrap();
     let load = |cfg: SmpFpnConfig| SmpFpn::load(gpu, cfg, &sd, "").err();

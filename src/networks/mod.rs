@@ -2,7 +2,7 @@
 //! TFLite) state dicts by name: MobileNetV2, MobileNetV3 and ResNet feature extractors
 //! (ResNet-18 to 152, ResNeXt, Wide ResNet), torchvision's segmentation models (FCN and
 //! DeepLabV3 on ResNet-50/101 and MobileNetV3, LR-ASPP), segmentation_models_pytorch's
-//! `Unet`, `FPN`, `DeepLabV3`, `DeepLabV3Plus`, `Linknet` and `PSPNet` on ResNet and
+//! `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`, `DeepLabV3Plus`, `Linknet` and `PSPNet` on ResNet and
 //! MobileNetV2 encoders, and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
@@ -37,7 +37,7 @@ pub use smp_deeplab::{SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDee
 pub use smp_fpn::{FpnMerge, SmpFpn, SmpFpnConfig};
 pub use smp_linknet::{SmpLinknet, SmpLinknetConfig};
 pub use smp_pspnet::{SmpPspNet, SmpPspNetConfig};
-pub use smp_unet::{HeadActivation, SmpEncoder, SmpUnet, SmpUnetConfig};
+pub use smp_unet::{HeadActivation, SmpEncoder, SmpUnet, SmpUnetConfig, SmpUnetPlusPlus};
 pub use unet::{UNet, UNetConfig};
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};

@@ -13,6 +13,10 @@
 //! concatenation and after its second convolution: `x * cSE(x) + x * sSE(x)`, a squeeze-
 //! and-excitation gate (reduction 16) and a 1x1 spatial gate, both sigmoid.
 //!
+//! smp's `UnetPlusPlus` takes the same parameters ([`SmpUnetConfig::unet_plus_plus`]): its
+//! decoder nodes `decoder.blocks.x_{d}_{l}` are the same blocks, resizing by 2, joined by
+//! nested dense skips.
+//!
 //! Not covered: encoders other than the ResNets and MobileNetV2, the norms other than
 //! batch norm (or none), and the classification head (`aux_params`).
 
@@ -21,7 +25,7 @@ use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::upsample::UpsampleMode;
+use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
@@ -219,9 +223,24 @@ pub struct SmpUnetConfig {
     pub decoder_scse: bool,
     /// The head's activation (`activation`, none by default).
     pub activation: HeadActivation,
+    /// smp's `UnetPlusPlus` instead of its `Unet` (same parameters): nested dense skips,
+    /// blocks `decoder.blocks.x_{d}_{l}` that resize by 2 (`F.interpolate(scale_factor=2)`),
+    /// inputs divisible by `2^encoder_depth` (see [`SmpUnetConfig::unet_plus_plus`]).
+    pub nested: bool,
 }
 
 impl SmpUnetConfig {
+    /// `smp.UnetPlusPlus(encoder_name, in_channels=in_channels, classes=classes)`: UNet++
+    /// (Zhou et al.): decoder node `x_{d}_{l}` (depth `d`, level `l`) resizes `x_{d}_{l-1}`
+    /// (the encoder feature for `l = d`) by 2 and concatenates every `x_{i}_{l}` with
+    /// `i > d` and the encoder feature of its size; `x_0_{depth-1}` gives the output.
+    pub fn unet_plus_plus(encoder_name: &str, in_channels: usize, classes: usize) -> Result<Self> {
+        Ok(SmpUnetConfig {
+            nested: true,
+            ..Self::new(encoder_name, in_channels, classes)?
+        })
+    }
+
     /// `smp.Unet(encoder_name, in_channels=in_channels, classes=classes)`; the encoder
     /// names are [`SmpEncoder::from_name`]'s.
     pub fn new(encoder_name: &str, in_channels: usize, classes: usize) -> Result<Self> {
@@ -236,6 +255,7 @@ impl SmpUnetConfig {
             decoder_interpolation: UpsampleMode::Nearest,
             decoder_scse: false,
             activation: HeadActivation::Identity,
+            nested: false,
         })
     }
 
@@ -281,6 +301,125 @@ impl SmpUnetConfig {
 }
 
 impl SmpUnetConfig {
+    /// One smp `DecoderBlock` under `block` on `resized` (its input after the resize, `cin`
+    /// channels): the `skips` (`skip_channels` in all) concatenated after it and
+    /// `attention1`, the 3x3 Conv2dReLUs `conv1` / `conv2` to `cout`, `attention2`.
+    fn decoder_block(
+        &self,
+        g: &mut Graph,
+        resized: ValueId,
+        skips: &[ValueId],
+        (cin, skip_channels, cout): (usize, usize, usize),
+        (gpu, sd, block): (&Gpu, &StateDict, &str),
+    ) -> Result<ValueId> {
+        let joined = if skips.is_empty() {
+            resized
+        } else {
+            let inputs: Vec<_> = std::iter::once(resized)
+                .chain(skips.iter().copied())
+                .collect();
+            let j = g.add(key(block, "cat"), Op::Concat, &inputs);
+            let c = cin + skip_channels;
+            self.attention(g, j, c, (gpu, sd, &key(block, "attention1")))?
+        };
+        let conv = |cin: usize, name: &str| -> Result<ConvBnAct> {
+            let p = Conv2dParams::new(cin, cout, 3).padding(1);
+            conv2d_relu(gpu, sd, p, &key(block, name), self.decoder_use_norm)
+        };
+        let a = g.add(
+            key(block, "conv1"),
+            conv(cin + skip_channels, "conv1")?,
+            &[joined],
+        );
+        let y = g.add(key(block, "conv2"), conv(cout, "conv2")?, &[a]);
+        self.attention(g, y, cout, (gpu, sd, &key(block, "attention2")))
+    }
+
+    /// smp's `UnetDecoder` on the encoder's `features` (`channels` each): from the head of
+    /// the encoder down, each block resizes its input to the next feature's size (the
+    /// input's for the last block, which has no skip). Returns the output and its channels.
+    fn decoder(
+        &self,
+        g: &mut Graph,
+        features: &[ValueId],
+        channels: &[usize],
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+    ) -> Result<(ValueId, usize)> {
+        let mut y = *features.last().expect("the encoder's last feature");
+        let mut cin = *channels.last().expect("the encoder's channels");
+        for (i, &cout) in self.decoder_channels.iter().enumerate() {
+            let level = self.encoder_depth - 1 - i;
+            let target = features[level];
+            let block = key(prefix, &format!("decoder.blocks.{i}"));
+            let resize = Op::ResizeLike(self.decoder_interpolation);
+            let resized = g.add_sized(key(&block, "resize"), resize, &[y], &[target])[0];
+            let (skips, skip_channels) = if level > 0 {
+                (vec![target], channels[level])
+            } else {
+                (vec![], 0)
+            };
+            let shape = (cin, skip_channels, cout);
+            y = self.decoder_block(g, resized, &skips, shape, (gpu, sd, &block))?;
+            cin = cout;
+        }
+        Ok((y, cin))
+    }
+
+    /// smp's `UnetPlusPlusDecoder`: with `f(k)` the encoder's features from the deepest
+    /// (`k = 0`) up, node `x_{d}_{l}` resizes `x_{d}_{l-1}` (`f(d)` when `l = d`) by 2 and
+    /// joins `x_{i}_{l}` for `d < i <= l` and `f(l + 1)`; `x_0_{depth-1}` resizes
+    /// `x_0_{depth-2}` alone. Returns the output and its channels.
+    fn nested_decoder(
+        &self,
+        g: &mut Graph,
+        features: &[ValueId],
+        channels: &[usize],
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+    ) -> Result<(ValueId, usize)> {
+        let depth = self.encoder_depth;
+        let dec = &self.decoder_channels;
+        let f = |k: usize| features[depth - k];
+        let skip_ch = |l: usize| {
+            if l + 1 < depth {
+                channels[depth - l - 1]
+            } else {
+                0
+            }
+        };
+        let up = UpsampleParams {
+            mode: self.decoder_interpolation,
+            scale_factor: Some((2.0, 2.0)),
+            ..UpsampleParams::nearest()
+        };
+        let last = depth - 1;
+        // smp's order: level by level along the diagonals, then the output node.
+        let order = (0..last)
+            .flat_map(|layer| (0..last - layer).map(move |d| (d, d + layer, true)))
+            .chain(std::iter::once((0, last, false)));
+        let mut dense = std::collections::HashMap::new();
+        let mut y = f(0);
+        for (d, l, joins) in order {
+            let input = if l == d { f(d) } else { dense[&(d, l - 1)] };
+            let (cin, cout) = match d {
+                0 if l == 0 => (channels[depth], dec[0]),
+                0 => (dec[l - 1], dec[l]),
+                _ => (skip_ch(l - 1), skip_ch(l)),
+            };
+            let mut skips: Vec<ValueId> = Vec::new();
+            if joins {
+                skips.extend((d + 1..=l).map(|i| dense[&(i, l)]));
+                skips.push(f(l + 1));
+            }
+            let skip_channels = skips.len() * skip_ch(l);
+            let block = key(prefix, &format!("decoder.blocks.x_{d}_{l}"));
+            let resized = g.add(key(&block, "resize"), Op::Upsample(up), &[input]);
+            let shape = (cin, skip_channels, cout);
+            y = self.decoder_block(g, resized, &skips, shape, (gpu, sd, &block))?;
+            dense.insert((d, l), y);
+        }
+        Ok((y, dec[last]))
+    }
+
     /// smp's `Attention` under `prefix` on `x` (`channels` channels): `x` itself, or with
     /// `decoder_scse` its `SCSEModule` (`attention.cSE.1` / `.3`, `attention.sSE.0`).
     fn attention(
@@ -313,6 +452,11 @@ impl SmpUnetConfig {
 /// any H and W, output `[N, classes, H, W]` (the logits, or
 /// the head's activation of them).
 pub type SmpUnet = Model<SmpUnetConfig>;
+
+/// An smp `UnetPlusPlus` for inference (a [`SmpUnetConfig`] built by
+/// [`SmpUnetConfig::unet_plus_plus`]): input `[N, in_channels, H, W]` with H and W
+/// divisible by `2^encoder_depth`, output `[N, classes, H, W]`.
+pub type SmpUnetPlusPlus = Model<SmpUnetConfig>;
 
 impl Architecture for SmpUnetConfig {
     /// Checks the configuration on its own, with smp's rules: depth 3 to 5, one decoder
@@ -360,39 +504,11 @@ impl Architecture for SmpUnetConfig {
             (self.in_channels, self.encoder_depth, 32),
         )?;
         let channels = self.encoder_channels();
-        // From the head of the encoder down: each block's input, its skip and the size it
-        // resizes to (the next feature's; the input's for the last block, which has no
-        // skip).
-        let mut y = *features.last().expect("the encoder's last feature");
-        let mut cin = *channels.last().expect("the encoder's channels");
-        for (i, &cout) in self.decoder_channels.iter().enumerate() {
-            let level = self.encoder_depth - 1 - i;
-            let target = features[level];
-            let block = at(&format!("decoder.blocks.{i}"));
-            let resized = g.add_sized(
-                key(&block, "resize"),
-                Op::ResizeLike(self.decoder_interpolation),
-                &[y],
-                &[target],
-            )[0];
-            let (joined, skip) = if level > 0 {
-                let j = g.add(key(&block, "cat"), Op::Concat, &[resized, target]);
-                let c = cin + channels[level];
-                let j = self.attention(&mut g, j, c, (gpu, sd, &key(&block, "attention1")))?;
-                (j, channels[level])
-            } else {
-                (resized, 0)
-            };
-            let conv = |cin: usize, name: &str| -> Result<ConvBnAct> {
-                let p = Conv2dParams::new(cin, cout, 3).padding(1);
-                let at = key(&block, name);
-                conv2d_relu(gpu, sd, p, &at, self.decoder_use_norm)
-            };
-            let a = g.add(key(&block, "conv1"), conv(cin + skip, "conv1")?, &[joined]);
-            y = g.add(key(&block, "conv2"), conv(cout, "conv2")?, &[a]);
-            y = self.attention(&mut g, y, cout, (gpu, sd, &key(&block, "attention2")))?;
-            cin = cout;
-        }
+        let (y, cin) = if self.nested {
+            self.nested_decoder(&mut g, &features, &channels, (gpu, sd, prefix))?
+        } else {
+            self.decoder(&mut g, &features, &channels, (gpu, sd, prefix))?
+        };
         // The elementwise activations fused into the head's store (no resize between).
         let (fused, after) = match self.activation {
             HeadActivation::Sigmoid => (Activation::Sigmoid, HeadActivation::Identity),
@@ -412,6 +528,10 @@ impl Architecture for SmpUnetConfig {
     /// Checks an input shape: `in_channels` channels, of any size (smp 0.6's Unet sets
     /// `requires_divisible_input_shape = False`: each decoder block resizes to its skip).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        if self.nested {
+            // UnetPlusPlus resizes by 2, so smp checks the input's divisibility.
+            return check_divisible(input, self.in_channels, 1 << self.encoder_depth);
+        }
         crate::ops::check_channels(input, self.in_channels)
     }
 }

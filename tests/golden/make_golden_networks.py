@@ -33,6 +33,7 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            decoder_atrous_rates, decoder_aspp_separable, upsampling, activation), the same
            encoders; with legacy=True the file also holds the state dict under smp's
            older DeepLabV3 names (decoder.0 / .1 / .2), which the test loads instead
+  smp_unetplusplus segmentation_models_pytorch.UnetPlusPlus, smp_unet's arguments
   smp_linknet segmentation_models_pytorch.Linknet(encoder, encoder_depth, in_channels,
            classes, decoder_use_norm, activation), the same encoders
   smp_pspnet segmentation_models_pytorch.PSPNet(encoder, encoder_depth, in_channels,
@@ -128,6 +129,16 @@ CASES = [
     ("smp_pspnet_resnet50_depth4", "smp_pspnet",
      dict(encoder="resnet50", depth=4, cin=1, classes=2, psp_out=32, use_norm=True, upsampling=4,
           activation="logsoftmax"), [1, 1, 48, 32]),
+    ("smp_unetplusplus_resnet34", "smp_unetplusplus",
+     dict(encoder="resnet34", depth=5, cin=3, classes=2, decoder_channels=[256, 128, 64, 32, 16],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 64, 64]),
+    ("smp_unetplusplus_mobilenet_v2_depth4_scse_bilinear", "smp_unetplusplus",
+     dict(encoder="mobilenet_v2", depth=4, cin=3, classes=3, decoder_channels=[32, 24, 16, 16],
+          use_norm=True, interpolation="bilinear", activation="sigmoid", attention="scse"),
+     [1, 3, 48, 32]),
+    ("smp_unetplusplus_resnet50_depth3_no_norm_area", "smp_unetplusplus",
+     dict(encoder="resnet50", depth=3, cin=1, classes=2, decoder_channels=[16, 16, 8],
+          use_norm=False, interpolation="area", activation="softmax2d"), [1, 1, 24, 40]),
 ]
 
 
@@ -161,6 +172,15 @@ def build(kind, a):
                         decoder_use_norm=a["use_norm"],
                         decoder_interpolation=a["interpolation"], activation=a["activation"],
                         decoder_attention_type=a.get("attention"))
+    if kind == "smp_unetplusplus":
+        import segmentation_models_pytorch as smp
+        return smp.UnetPlusPlus(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                                in_channels=a["cin"], classes=a["classes"],
+                                decoder_channels=tuple(a["decoder_channels"]),
+                                decoder_use_norm=a["use_norm"],
+                                decoder_interpolation=a["interpolation"],
+                                activation=a["activation"],
+                                decoder_attention_type=a.get("attention"))
     if kind == "smp_fpn":
         import segmentation_models_pytorch as smp
         return smp.FPN(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
@@ -207,11 +227,12 @@ def make(index, name, kind, args, shape, out_dir):
     else:
         tensors["out"] = y.numpy()
     # smp keeps modules it never runs: the encoder stages past encoder_depth, and the
-    # last Unet decoder block's attention1 (that block has no skip): not counted.
+    # last Unet / UnetPlusPlus decoder block's attention1 (it has no skip): not counted.
     unused = [f"encoder.layer{k}." for k in range(args.get("depth", 5), 5)]
     last = [1, 3, 6, 13, 18][args.get("depth", 5) - 1]
     unused += [f"encoder.features.{k}." for k in range(last + 1, 19)]
     unused.append(f"decoder.blocks.{args.get('depth', 5) - 1}.attention1.")
+    unused.append(f"decoder.blocks.x_0_{args.get('depth', 5) - 1}.attention1.")
     if args.get("legacy"):
         # smp's older DeepLabV3 names (its load_state_dict renames them); what runs only.
         old = {"decoder.aspp.": "decoder.0.", "decoder.conv.": "decoder.1.", "decoder.bn.": "decoder.2."}
