@@ -627,7 +627,8 @@ def networks(fz, count, out):
     interpolation, scse attention, activation), FPN (depth, pyramid and segmentation
     widths, merge, interpolation, upsampling, activation), DeepLabV3 and DeepLabV3Plus
     (depth, output stride, widths, rates, separable ASPP, upsampling, activation), Linknet
-    and PSPNet (depth, norm, widths, upsampling, activation) on
+    and PSPNet (depth, norm, widths, upsampling, activation), each smp model with its
+    classification head a quarter of the time, on
     ResNet and MobileNetV2 encoders at odd sizes and batch
     up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
     seconds a forward on a CPU adapter)."""
@@ -746,6 +747,10 @@ def networks(fz, count, out):
             a = dict(name=name, classes=r.randint(1, 25),
                      aux=not name.startswith("lraspp") and r.random() < 0.5)
             shape = [n, 3] + side(9) if "mobilenet" in name else [1, 3] + side(17, 40)
+        if kind.startswith("smp_") and r.random() < 0.25:
+            a["aux"] = dict(classes=r.randint(1, 5), pooling=r.choice(["avg", "max"]),
+                            activation=r.choice([None, "sigmoid", "softmax", "logsoftmax",
+                                                 "tanh"]))
         cases.append((f"fuzz{i}_{kind}", kind, a, shape))
     # SegNet's max_unpool2d has no kernel PyTorch calls deterministic (it is a sequential
     # loop on the CPU).

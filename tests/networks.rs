@@ -14,9 +14,9 @@ use segblocks::networks::{
     Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3,
     MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
     ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
-    SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
-    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig,
-    UNet, UNetConfig,
+    SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig,
+    SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet,
+    SmpUnetConfig, UNet, UNetConfig,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -157,7 +157,11 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 .decoder_interpolation(mode)
                 .decoder_scse(a.get("attention").and_then(Value::as_str) == Some("scse"))
                 .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
-            run(gpu, SmpUnet::load(gpu, cfg, sd, ""), x)
+            run(
+                gpu,
+                SmpUnet::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
         }
         "smp_fpn" => {
             let merge = match a["merge"].as_str().unwrap() {
@@ -177,7 +181,11 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             .decoder_interpolation(interpolation(a))
             .upsampling(us(&a["upsampling"]))
             .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
-            run(gpu, SmpFpn::load(gpu, cfg, sd, ""), x)
+            run(
+                gpu,
+                SmpFpn::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
         }
         "smp_deeplabv3" => {
             let cfg = SmpDeepLabV3Config::new(
@@ -193,7 +201,11 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             .aspp_separable(flag("separable"))
             .upsampling(a["upsampling"].as_u64().map(|u| u as usize))
             .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
-            run(gpu, SmpDeepLabV3::load(gpu, cfg, sd, ""), x)
+            run(
+                gpu,
+                SmpDeepLabV3::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
         }
         "smp_deeplabv3plus" => {
             let cfg = SmpDeepLabV3PlusConfig::new(
@@ -209,7 +221,11 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             .aspp_separable(flag("separable"))
             .upsampling(us(&a["upsampling"]))
             .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
-            run(gpu, SmpDeepLabV3Plus::load(gpu, cfg, sd, ""), x)
+            run(
+                gpu,
+                SmpDeepLabV3Plus::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
         }
         "smp_linknet" => {
             let cfg = SmpLinknetConfig::new(
@@ -221,7 +237,11 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             .encoder_depth(us(&a["depth"]))
             .decoder_use_norm(flag("use_norm"))
             .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
-            run(gpu, SmpLinknet::load(gpu, cfg, sd, ""), x)
+            run(
+                gpu,
+                SmpLinknet::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
         }
         "smp_pspnet" => {
             let cfg = SmpPspNetConfig::new(
@@ -235,10 +255,23 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             .decoder_use_norm(flag("use_norm"))
             .upsampling(us(&a["upsampling"]))
             .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
-            run(gpu, SmpPspNet::load(gpu, cfg, sd, ""), x)
+            run(
+                gpu,
+                SmpPspNet::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
         }
         other => panic!("unknown kind {other}"),
     }
+}
+
+/// A case's smp classification head (`aux`), if any.
+fn aux_params(a: &Value) -> Option<SmpAuxParams> {
+    let aux = a.get("aux")?;
+    let p = SmpAuxParams::new(us(&aux["classes"]))
+        .pooling(aux["pooling"].as_str().unwrap())
+        .unwrap();
+    Some(p.activation(HeadActivation::from_smp(aux["activation"].as_str()).unwrap()))
 }
 
 /// A case's three `rates`.
@@ -362,6 +395,22 @@ fn smp_bad_configurations_are_typed_errors() {
         matches!(&e, Some(Error::ShapeMismatch { name: "input", .. })),
         "{e:?}"
     );
+    // The classification head: smp's two poolings, at least one class.
+    named(SmpAuxParams::new(3).pooling("min").err(), "pooling");
+    let aux = Some(SmpAuxParams::new(0));
+    named(load(cfg.clone().aux_params(aux)), "aux_params.classes");
+    let aux = Some(SmpAuxParams::new(4).pooling("max").unwrap());
+    let net = SmpUnet::load(
+        gpu,
+        cfg.clone().depth(3, &[8, 8, 8]).aux_params(aux),
+        &sd,
+        "",
+    );
+    let mut rec = gpu.recorder();
+    let x = gpu.upload(Array4::zeros([2, 3, 16, 24]).view()).unwrap();
+    let outs = net.unwrap().forward_all(&mut rec, &x).unwrap();
+    let shapes: Vec<_> = outs.iter().map(|t| t.shape()).collect();
+    assert_eq!(shapes, [[2, 2, 16, 24], [2, 4, 1, 1]]);
     // UnetPlusPlus resizes by 2: smp checks the input's divisibility for it.
     let nested = SmpUnetConfig::unet_plus_plus("resnet18", 3, 2)
         .unwrap()

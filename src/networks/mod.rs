@@ -37,7 +37,9 @@ pub use smp_deeplab::{SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDee
 pub use smp_fpn::{FpnMerge, SmpFpn, SmpFpnConfig};
 pub use smp_linknet::{SmpLinknet, SmpLinknetConfig};
 pub use smp_pspnet::{SmpPspNet, SmpPspNetConfig};
-pub use smp_unet::{HeadActivation, SmpEncoder, SmpUnet, SmpUnetConfig, SmpUnetPlusPlus};
+pub use smp_unet::{
+    HeadActivation, SmpAuxParams, SmpEncoder, SmpUnet, SmpUnetConfig, SmpUnetPlusPlus,
+};
 pub use unet::{UNet, UNetConfig};
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};

@@ -17,7 +17,8 @@
 //! its resize by `upsampling` (4), the activation. The dropout is the identity in
 //! inference.
 //!
-//! Not covered: the classification head (`aux_params`).
+//! With `aux_params`, smp's classification head on the encoder's last feature gives a
+//! second output ([`SmpAuxParams`]).
 
 use crate::blocks::{
     conv_bn, separable_conv_bn_relu, Architecture, Aspp, AsppConfig, ConvBnAct, Graph, Model, Op,
@@ -30,7 +31,8 @@ use crate::ops::upsample::UpsampleParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::{HeadActivation, SmpEncoder};
+use super::smp_unet::set_smp_outputs;
+use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `DeepLabV3`.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +60,9 @@ pub struct SmpDeepLabV3Config {
     pub upsampling: Option<usize>,
     /// The head's activation, after its resize (`activation`, none by default).
     pub activation: HeadActivation,
+    /// smp's classification head (`aux_params`; `None`, the default, for none): a second
+    /// output, the labels.
+    pub aux_params: Option<SmpAuxParams>,
 }
 
 impl SmpDeepLabV3Config {
@@ -75,6 +80,7 @@ impl SmpDeepLabV3Config {
             aspp_separable: false,
             upsampling: None,
             activation: HeadActivation::Identity,
+            aux_params: None,
         })
     }
 
@@ -89,6 +95,8 @@ impl SmpDeepLabV3Config {
 }
 
 crate::ops::setters!(SmpDeepLabV3Config {
+    /// Sets `aux_params` (a classification head: a second output).
+    aux_params: Option<SmpAuxParams>,
     /// Sets `encoder_depth`.
     encoder_depth: usize,
     /// Sets `encoder_output_stride`.
@@ -134,6 +142,9 @@ pub struct SmpDeepLabV3PlusConfig {
     pub upsampling: usize,
     /// The head's activation, after its resize (`activation`, none by default).
     pub activation: HeadActivation,
+    /// smp's classification head (`aux_params`; `None`, the default, for none): a second
+    /// output, the labels.
+    pub aux_params: Option<SmpAuxParams>,
 }
 
 impl SmpDeepLabV3PlusConfig {
@@ -151,11 +162,14 @@ impl SmpDeepLabV3PlusConfig {
             aspp_separable: true,
             upsampling: 4,
             activation: HeadActivation::Identity,
+            aux_params: None,
         })
     }
 }
 
 crate::ops::setters!(SmpDeepLabV3PlusConfig {
+    /// Sets `aux_params` (a classification head: a second output).
+    aux_params: Option<SmpAuxParams>,
     /// Sets `encoder_depth`.
     encoder_depth: usize,
     /// Sets `encoder_output_stride`.
@@ -306,7 +320,8 @@ impl Architecture for SmpDeepLabV3Config {
         let y = g.add("decoder.conv", conv, &[y]);
         let shape = (dc, self.classes, self.head_upsampling(), self.activation);
         let y = head(&mut g, y, shape, (gpu, sd, prefix))?;
-        g.set_outputs(&[y]);
+        let deepest = (features[depth], last);
+        set_smp_outputs(&mut g, y, self.aux_params, deepest, (gpu, sd, prefix))?;
         Ok(g)
     }
 
@@ -392,7 +407,8 @@ impl Architecture for SmpDeepLabV3PlusConfig {
         let y = separable_conv_bn_relu(&mut g, joined, "decoder.block2", shape, (gpu, sd), convs)?;
         let shape = (dc, self.classes, self.upsampling, self.activation);
         let y = head(&mut g, y, shape, (gpu, sd, prefix))?;
-        g.set_outputs(&[y]);
+        let deepest = (features[depth], channels[depth]);
+        set_smp_outputs(&mut g, y, self.aux_params, deepest, (gpu, sd, prefix))?;
         Ok(g)
     }
 

@@ -10,7 +10,8 @@
 //! Names are smp's (`encoder.*`, `decoder.p5`, `decoder.p{4,3,2}.skip_conv`,
 //! `decoder.seg_blocks.{k}.block.{j}.block.{0,1}`, `segmentation_head.0`).
 //!
-//! Not covered: the classification head (`aux_params`).
+//! With `aux_params`, smp's classification head on the encoder's last feature gives a
+//! second output ([`SmpAuxParams`](super::SmpAuxParams)).
 
 use crate::blocks::{Architecture, ConvBnAct, Graph, GroupNormNode, Model, Op, ValueId};
 use crate::error::{fail_if, positive, Result};
@@ -21,7 +22,7 @@ use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::{HeadActivation, SmpEncoder};
+use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// How smp's FPN merges its four pyramid levels (`decoder_merge_policy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -59,6 +60,9 @@ pub struct SmpFpnConfig {
     pub upsampling: usize,
     /// The head's activation, after its resize (`activation`, none by default).
     pub activation: HeadActivation,
+    /// smp's classification head (`aux_params`; `None`, the default, for none): a second
+    /// output, the labels.
+    pub aux_params: Option<SmpAuxParams>,
 }
 
 impl SmpFpnConfig {
@@ -76,11 +80,14 @@ impl SmpFpnConfig {
             decoder_interpolation: UpsampleMode::Nearest,
             upsampling: 4,
             activation: HeadActivation::Identity,
+            aux_params: None,
         })
     }
 }
 
 crate::ops::setters!(SmpFpnConfig {
+    /// Sets `aux_params` (a classification head: a second output).
+    aux_params: Option<SmpAuxParams>,
     /// Sets `encoder_depth`.
     encoder_depth: usize,
     /// Sets `decoder_pyramid_channels`.
@@ -196,7 +203,8 @@ impl Architecture for SmpFpnConfig {
         }
         // After the resize, as smp's head: sigmoid(resize(conv)) is not resize(sigmoid(conv)).
         y = self.activation.append(&mut g, y);
-        g.set_outputs(&[y]);
+        let (c5, c5_channels) = c(5);
+        super::smp_unet::set_smp_outputs(&mut g, y, self.aux_params, (c5, c5_channels), ctx)?;
         Ok(g)
     }
 

@@ -7,8 +7,8 @@
 //! added; a 1x1 head to the classes, then the activation. Names are smp's
 //! (`decoder.blocks.{i}.block.{0,1,2}.{0,1}`, `segmentation_head.0`).
 //!
-//! Not covered: the norms other than batch norm (or none), the classification head
-//! (`aux_params`).
+//! With `aux_params`, smp's classification head gives a second output. Not covered: the
+//! norms other than batch norm (or none).
 
 use crate::blocks::{Architecture, ConvBnAct, ConvTransposeNode, Graph, Model};
 use crate::error::{fail_if, positive, Result};
@@ -18,8 +18,8 @@ use crate::ops::conv_transpose::ConvTranspose2dParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::smp_unet::{check_divisible, conv2d_relu};
-use super::{HeadActivation, SmpEncoder};
+use super::smp_unet::{check_divisible, conv2d_relu, set_smp_outputs};
+use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `Linknet`.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +38,9 @@ pub struct SmpLinknetConfig {
     pub decoder_use_norm: bool,
     /// The head's activation (`activation`, none by default).
     pub activation: HeadActivation,
+    /// smp's classification head (`aux_params`; `None`, the default, for none): a second
+    /// output, the labels.
+    pub aux_params: Option<SmpAuxParams>,
 }
 
 impl SmpLinknetConfig {
@@ -51,11 +54,14 @@ impl SmpLinknetConfig {
             classes,
             decoder_use_norm: true,
             activation: HeadActivation::Identity,
+            aux_params: None,
         })
     }
 }
 
 crate::ops::setters!(SmpLinknetConfig {
+    /// Sets `aux_params` (a classification head: a second output).
+    aux_params: Option<SmpAuxParams>,
     /// Sets `encoder_depth`.
     encoder_depth: usize,
     /// Sets `decoder_use_norm` (batch norm or none).
@@ -141,7 +147,8 @@ impl Architecture for SmpLinknetConfig {
         let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
         let y = g.add("segmentation_head", head, &[y]);
         let y = self.activation.append(&mut g, y);
-        g.set_outputs(&[y]);
+        let last = (features[depth], channels[depth]);
+        set_smp_outputs(&mut g, y, self.aux_params, last, (gpu, sd, prefix))?;
         Ok(g)
     }
 

@@ -9,8 +9,8 @@
 //! (`align_corners=True`) by `upsampling`, the activation. Names are smp's
 //! (`decoder.psp.blocks.{k}.pool.1.{0,1}`, `decoder.conv.{0,1}`, `segmentation_head.0`).
 //!
-//! Not covered: the norms other than batch norm (or none), the classification head
-//! (`aux_params`).
+//! With `aux_params`, smp's classification head gives a second output. Not covered: the
+//! norms other than batch norm (or none).
 
 use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op};
 use crate::error::{fail_if, positive, Result};
@@ -20,8 +20,8 @@ use crate::ops::pool::AdaptiveAvgPool2dParams;
 use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::weights::{key, StateDict};
 
-use super::smp_unet::{check_divisible, conv2d_relu};
-use super::{HeadActivation, SmpEncoder};
+use super::smp_unet::{check_divisible, conv2d_relu, set_smp_outputs};
+use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `PSPNet`.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +43,9 @@ pub struct SmpPspNetConfig {
     pub upsampling: usize,
     /// The head's activation, after its resize (`activation`, none by default).
     pub activation: HeadActivation,
+    /// smp's classification head (`aux_params`; `None`, the default, for none): a second
+    /// output, the labels.
+    pub aux_params: Option<SmpAuxParams>,
 }
 
 impl SmpPspNetConfig {
@@ -58,11 +61,14 @@ impl SmpPspNetConfig {
             decoder_use_norm: true,
             upsampling: 8,
             activation: HeadActivation::Identity,
+            aux_params: None,
         })
     }
 }
 
 crate::ops::setters!(SmpPspNetConfig {
+    /// Sets `aux_params` (a classification head: a second output).
+    aux_params: Option<SmpAuxParams>,
     /// Sets `encoder_depth`.
     encoder_depth: usize,
     /// Sets `psp_out_channels`.
@@ -157,7 +163,7 @@ impl Architecture for SmpPspNetConfig {
             y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
         }
         let y = self.activation.append(&mut g, y);
-        g.set_outputs(&[y]);
+        set_smp_outputs(&mut g, y, self.aux_params, (feature, c), (gpu, sd, prefix))?;
         Ok(g)
     }
 

@@ -17,14 +17,18 @@
 //! decoder nodes `decoder.blocks.x_{d}_{l}` are the same blocks, resizing by 2, joined by
 //! nested dense skips.
 //!
+//! With `aux_params`, smp's classification head on the encoder's last feature gives a
+//! second output ([`SmpAuxParams`]).
+//!
 //! Not covered: encoders other than the ResNets and MobileNetV2, the norms other than
-//! batch norm (or none), and the classification head (`aux_params`).
+//! batch norm (or none).
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::Conv2dParams;
+use crate::ops::pool::GlobalPool;
 use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
@@ -178,6 +182,104 @@ impl HeadActivation {
     }
 }
 
+/// smp's classification head on the encoder's last feature (`aux_params=dict(classes,
+/// pooling, dropout, activation)`, `classification_head.3` the linear layer): a global
+/// average or max pool, the linear layer to `classes`, the activation (the dropout is the
+/// identity in inference). The model's second output, `[N, classes, 1, 1]` (smp's
+/// `labels` are `[N, classes]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmpAuxParams {
+    /// Classes of the label output (`classes`).
+    pub classes: usize,
+    /// `pooling`: `"avg"` (the default) or `"max"`.
+    pub pooling: GlobalPool,
+    /// `activation`: none, `"sigmoid"`, `"softmax"`, `"logsoftmax"`, `"tanh"`
+    /// ([`HeadActivation`]; its softmax is over the classes).
+    pub activation: HeadActivation,
+}
+
+impl SmpAuxParams {
+    /// `aux_params=dict(classes=classes)`: average pooling, no activation.
+    pub fn new(classes: usize) -> Self {
+        SmpAuxParams {
+            classes,
+            pooling: GlobalPool::Avg,
+            activation: HeadActivation::Identity,
+        }
+    }
+
+    /// smp's `pooling` name, `"avg"` or `"max"`; another is an error naming `pooling`.
+    pub fn pooling(mut self, pooling: &str) -> Result<Self> {
+        self.pooling = match pooling {
+            "avg" => GlobalPool::Avg,
+            "max" => GlobalPool::Max,
+            other => {
+                return Err(Error::InvalidParam {
+                    name: "pooling",
+                    reason: format!("must be \"avg\" or \"max\", got {other:?}"),
+                })
+            }
+        };
+        Ok(self)
+    }
+
+    /// Sets the activation.
+    pub fn activation(mut self, activation: HeadActivation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// The head on `feature` (`channels` channels) appended to `g`, its weights
+    /// `{prefix}.classification_head.3.weight` (`[classes, channels]`) and `.bias`.
+    pub(crate) fn append(
+        &self,
+        g: &mut Graph,
+        feature: ValueId,
+        channels: usize,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+    ) -> Result<ValueId> {
+        positive(&[("aux_params.classes", self.classes)])?;
+        let linear = key(prefix, "classification_head.3");
+        let (weight, bias) = (key(&linear, "weight"), key(&linear, "bias"));
+        // The linear layer as a 1x1 convolution of the pooled map.
+        let w = sd
+            .get(&weight, &[self.classes, channels])?
+            .into_shape_with_order((self.classes, channels, 1, 1))
+            .map_err(|e| Error::Weights(format!("tensor `{weight}`: {e}")))?;
+        let mut as_conv = StateDict::new();
+        as_conv.insert(weight, w.into_dyn());
+        as_conv.insert(bias.clone(), sd.get1(&bias, self.classes)?.into_dyn());
+        let pooled = g.add(
+            "classification_head.0",
+            Op::GlobalPool(self.pooling),
+            &[feature],
+        );
+        let conv = Conv2dParams::new(channels, self.classes, 1);
+        let conv = ConvBnAct::load(gpu, &as_conv, conv, &linear, None, 0.0)?;
+        let y = g.add("classification_head.3", conv, &[pooled]);
+        Ok(self.activation.append(g, y))
+    }
+}
+
+/// The outputs of an smp model: the mask `y`, and with `aux` the labels of its
+/// classification head on the encoder's last feature.
+pub(crate) fn set_smp_outputs(
+    g: &mut Graph,
+    y: ValueId,
+    aux: Option<SmpAuxParams>,
+    (feature, channels): (ValueId, usize),
+    ctx: (&Gpu, &StateDict, &str),
+) -> Result<()> {
+    match aux {
+        Some(aux) => {
+            let labels = aux.append(g, feature, channels, ctx)?;
+            g.set_outputs(&[y, labels]);
+        }
+        None => g.set_outputs(&[y]),
+    }
+    Ok(())
+}
+
 /// smp's rules every model here shares: `encoder_depth` 3 to 5, a decoder interpolation
 /// that is a mode of `F.interpolate`, and the encoder's own checks.
 pub(crate) fn check_smp_rules(
@@ -227,6 +329,9 @@ pub struct SmpUnetConfig {
     /// blocks `decoder.blocks.x_{d}_{l}` that resize by 2 (`F.interpolate(scale_factor=2)`),
     /// inputs divisible by `2^encoder_depth` (see [`SmpUnetConfig::unet_plus_plus`]).
     pub nested: bool,
+    /// smp's classification head (`aux_params`; `None`, the default, for none): a second
+    /// output, the labels.
+    pub aux_params: Option<SmpAuxParams>,
 }
 
 impl SmpUnetConfig {
@@ -256,6 +361,7 @@ impl SmpUnetConfig {
             decoder_scse: false,
             activation: HeadActivation::Identity,
             nested: false,
+            aux_params: None,
         })
     }
 
@@ -288,6 +394,12 @@ impl SmpUnetConfig {
     /// Sets the head's activation.
     pub fn activation(mut self, activation: HeadActivation) -> Self {
         self.activation = activation;
+        self
+    }
+
+    /// Sets `aux_params` (a classification head: a second output).
+    pub fn aux_params(mut self, aux_params: Option<SmpAuxParams>) -> Self {
+        self.aux_params = aux_params;
         self
     }
 
@@ -521,7 +633,9 @@ impl Architecture for SmpUnetConfig {
         let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
         let out = g.add("segmentation_head", head, &[y]);
         let out = after.append(&mut g, out);
-        g.set_outputs(&[out]);
+        let depth = self.encoder_depth;
+        let deepest = (features[depth], channels[depth]);
+        set_smp_outputs(&mut g, out, self.aux_params, deepest, (gpu, sd, prefix))?;
         Ok(g)
     }
 

@@ -32,7 +32,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            encoder_output_stride, in_channels, classes, decoder_channels,
            decoder_atrous_rates, decoder_aspp_separable, upsampling, activation), the same
            encoders; with legacy=True the file also holds the state dict under smp's
-           older DeepLabV3 names (decoder.0 / .1 / .2), which the test loads instead
+           older DeepLabV3 names (decoder.0 / .1 / .2), which the test loads instead;
+           any smp case with aux=dict(classes, pooling, activation) has smp's classification
+           head (aux_params) too, its labels stored as `aux` ([N, classes, 1, 1])
   smp_unetplusplus segmentation_models_pytorch.UnetPlusPlus, smp_unet's arguments
   smp_linknet segmentation_models_pytorch.Linknet(encoder, encoder_depth, in_channels,
            classes, decoder_use_norm, activation), the same encoders
@@ -139,11 +141,23 @@ CASES = [
     ("smp_unetplusplus_resnet50_depth3_no_norm_area", "smp_unetplusplus",
      dict(encoder="resnet50", depth=3, cin=1, classes=2, decoder_channels=[16, 16, 8],
           use_norm=False, interpolation="area", activation="softmax2d"), [1, 1, 24, 40]),
+    ("smp_unet_resnet18_aux_max", "smp_unet",
+     dict(encoder="resnet18", depth=3, cin=3, classes=2, decoder_channels=[16, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None,
+          aux=dict(classes=5, pooling="max", activation="softmax")), [2, 3, 32, 32]),
+    ("smp_deeplabv3plus_mobilenet_v2_aux", "smp_deeplabv3plus",
+     dict(encoder="mobilenet_v2", depth=5, output_stride=16, cin=3, classes=2, decoder_channels=32,
+          rates=[1, 2, 3], separable=True, upsampling=4, activation=None,
+          aux=dict(classes=3, pooling="avg", activation="sigmoid")), [1, 3, 32, 32]),
+    ("smp_pspnet_resnet18_aux", "smp_pspnet",
+     dict(encoder="resnet18", depth=3, cin=3, classes=2, psp_out=32, use_norm=True, upsampling=8,
+          activation=None, aux=dict(classes=2, pooling="avg", activation="logsoftmax")),
+     [2, 3, 32, 40]),
 ]
 
 
 def build(kind, a):
-    """The PyTorch network of a case."""
+    """The PyTorch network of a case (smp models get `aux` as their aux_params)."""
     if kind == "unet":
         return UNet(a["cin"], a["classes"], base=a["base"], depth=a["depth"], bilinear=a["bilinear"])
     if kind == "segnet":
@@ -171,7 +185,7 @@ def build(kind, a):
                         decoder_channels=tuple(a["decoder_channels"]),
                         decoder_use_norm=a["use_norm"],
                         decoder_interpolation=a["interpolation"], activation=a["activation"],
-                        decoder_attention_type=a.get("attention"))
+                        decoder_attention_type=a.get("attention"), aux_params=a.get("aux"))
     if kind == "smp_unetplusplus":
         import segmentation_models_pytorch as smp
         return smp.UnetPlusPlus(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
@@ -180,7 +194,7 @@ def build(kind, a):
                                 decoder_use_norm=a["use_norm"],
                                 decoder_interpolation=a["interpolation"],
                                 activation=a["activation"],
-                                decoder_attention_type=a.get("attention"))
+                                decoder_attention_type=a.get("attention"), aux_params=a.get("aux"))
     if kind == "smp_fpn":
         import segmentation_models_pytorch as smp
         return smp.FPN(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
@@ -188,7 +202,7 @@ def build(kind, a):
                        decoder_pyramid_channels=a["pyramid"],
                        decoder_segmentation_channels=a["segmentation"],
                        decoder_merge_policy=a["merge"], decoder_interpolation=a["interpolation"],
-                       upsampling=a["upsampling"], activation=a["activation"])
+                       upsampling=a["upsampling"], activation=a["activation"], aux_params=a.get("aux"))
     if kind in ("smp_deeplabv3", "smp_deeplabv3plus"):
         import segmentation_models_pytorch as smp
         model = smp.DeepLabV3 if kind == "smp_deeplabv3" else smp.DeepLabV3Plus
@@ -197,18 +211,18 @@ def build(kind, a):
                      classes=a["classes"], decoder_channels=a["decoder_channels"],
                      decoder_atrous_rates=tuple(a["rates"]),
                      decoder_aspp_separable=a["separable"], upsampling=a["upsampling"],
-                     activation=a["activation"])
+                     activation=a["activation"], aux_params=a.get("aux"))
     if kind == "smp_linknet":
         import segmentation_models_pytorch as smp
         return smp.Linknet(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
                            in_channels=a["cin"], classes=a["classes"],
-                           decoder_use_norm=a["use_norm"], activation=a["activation"])
+                           decoder_use_norm=a["use_norm"], activation=a["activation"], aux_params=a.get("aux"))
     if kind == "smp_pspnet":
         import segmentation_models_pytorch as smp
         return smp.PSPNet(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
                           in_channels=a["cin"], classes=a["classes"], psp_out_channels=a["psp_out"],
                           decoder_use_norm=a["use_norm"], upsampling=a["upsampling"],
-                          activation=a["activation"])
+                          activation=a["activation"], aux_params=a.get("aux"))
     raise ValueError(kind)
 
 
@@ -220,6 +234,9 @@ def make(index, name, kind, args, shape, out_dir):
     with torch.no_grad():
         y = model(x)
     tensors = {"x": x.numpy()}
+    if isinstance(y, tuple):
+        # smp's (masks, labels): the labels [N, classes] stored as [N, classes, 1, 1].
+        y = {"out": y[0], "aux": y[1][:, :, None, None]}
     if isinstance(y, dict):
         tensors["out"] = y["out"].numpy()
         if "aux" in y:
