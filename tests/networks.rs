@@ -143,7 +143,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             (outs, params)
         }
         "smp_unet" | "smp_unetplusplus" => {
-            let encoder = a["encoder"].as_str().unwrap();
+            let encoder = smp_encoder(a);
             let mode = interpolation(a);
             let (cin, classes) = (us(&a["cin"]), us(&a["classes"]));
             let cfg = match case["kind"].as_str().unwrap() {
@@ -156,7 +156,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 .decoder_use_norm(flag("use_norm"))
                 .decoder_interpolation(mode)
                 .decoder_scse(a.get("attention").and_then(Value::as_str) == Some("scse"))
-                .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+                .activation(head_activation(a));
             run(
                 gpu,
                 SmpUnet::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
@@ -168,19 +168,15 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 "add" => FpnMerge::Add,
                 _ => FpnMerge::Cat,
             };
-            let cfg = SmpFpnConfig::new(
-                a["encoder"].as_str().unwrap(),
-                us(&a["cin"]),
-                us(&a["classes"]),
-            )
-            .unwrap()
-            .encoder_depth(us(&a["depth"]))
-            .pyramid_channels(us(&a["pyramid"]))
-            .segmentation_channels(us(&a["segmentation"]))
-            .merge(merge)
-            .decoder_interpolation(interpolation(a))
-            .upsampling(us(&a["upsampling"]))
-            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            let cfg = SmpFpnConfig::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .encoder_depth(us(&a["depth"]))
+                .pyramid_channels(us(&a["pyramid"]))
+                .segmentation_channels(us(&a["segmentation"]))
+                .merge(merge)
+                .decoder_interpolation(interpolation(a))
+                .upsampling(us(&a["upsampling"]))
+                .activation(head_activation(a));
             run(
                 gpu,
                 SmpFpn::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
@@ -188,19 +184,15 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             )
         }
         "smp_deeplabv3" => {
-            let cfg = SmpDeepLabV3Config::new(
-                a["encoder"].as_str().unwrap(),
-                us(&a["cin"]),
-                us(&a["classes"]),
-            )
-            .unwrap()
-            .encoder_depth(us(&a["depth"]))
-            .encoder_output_stride(us(&a["output_stride"]))
-            .decoder_channels(us(&a["decoder_channels"]))
-            .atrous_rates(rates(a))
-            .aspp_separable(flag("separable"))
-            .upsampling(a["upsampling"].as_u64().map(|u| u as usize))
-            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            let cfg = SmpDeepLabV3Config::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .encoder_depth(us(&a["depth"]))
+                .encoder_output_stride(us(&a["output_stride"]))
+                .decoder_channels(us(&a["decoder_channels"]))
+                .atrous_rates(rates(a))
+                .aspp_separable(flag("separable"))
+                .upsampling(a["upsampling"].as_u64().map(|u| u as usize))
+                .activation(head_activation(a));
             run(
                 gpu,
                 SmpDeepLabV3::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
@@ -208,19 +200,15 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             )
         }
         "smp_deeplabv3plus" => {
-            let cfg = SmpDeepLabV3PlusConfig::new(
-                a["encoder"].as_str().unwrap(),
-                us(&a["cin"]),
-                us(&a["classes"]),
-            )
-            .unwrap()
-            .encoder_depth(us(&a["depth"]))
-            .encoder_output_stride(us(&a["output_stride"]))
-            .decoder_channels(us(&a["decoder_channels"]))
-            .atrous_rates(rates(a))
-            .aspp_separable(flag("separable"))
-            .upsampling(us(&a["upsampling"]))
-            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            let cfg = SmpDeepLabV3PlusConfig::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .encoder_depth(us(&a["depth"]))
+                .encoder_output_stride(us(&a["output_stride"]))
+                .decoder_channels(us(&a["decoder_channels"]))
+                .atrous_rates(rates(a))
+                .aspp_separable(flag("separable"))
+                .upsampling(us(&a["upsampling"]))
+                .activation(head_activation(a));
             run(
                 gpu,
                 SmpDeepLabV3Plus::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
@@ -228,15 +216,11 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             )
         }
         "smp_linknet" => {
-            let cfg = SmpLinknetConfig::new(
-                a["encoder"].as_str().unwrap(),
-                us(&a["cin"]),
-                us(&a["classes"]),
-            )
-            .unwrap()
-            .encoder_depth(us(&a["depth"]))
-            .decoder_use_norm(flag("use_norm"))
-            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            let cfg = SmpLinknetConfig::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .encoder_depth(us(&a["depth"]))
+                .decoder_use_norm(flag("use_norm"))
+                .activation(head_activation(a));
             run(
                 gpu,
                 SmpLinknet::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
@@ -244,17 +228,13 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             )
         }
         "smp_pspnet" => {
-            let cfg = SmpPspNetConfig::new(
-                a["encoder"].as_str().unwrap(),
-                us(&a["cin"]),
-                us(&a["classes"]),
-            )
-            .unwrap()
-            .encoder_depth(us(&a["depth"]))
-            .psp_out_channels(us(&a["psp_out"]))
-            .decoder_use_norm(flag("use_norm"))
-            .upsampling(us(&a["upsampling"]))
-            .activation(HeadActivation::from_smp(a["activation"].as_str()).unwrap());
+            let cfg = SmpPspNetConfig::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .encoder_depth(us(&a["depth"]))
+                .psp_out_channels(us(&a["psp_out"]))
+                .decoder_use_norm(flag("use_norm"))
+                .upsampling(us(&a["upsampling"]))
+                .activation(head_activation(a));
             run(
                 gpu,
                 SmpPspNet::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
@@ -265,13 +245,23 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
     }
 }
 
+/// A case's smp `encoder` name.
+fn smp_encoder(a: &Value) -> &str {
+    a["encoder"].as_str().unwrap()
+}
+
+/// A case's smp head `activation`.
+fn head_activation(a: &Value) -> HeadActivation {
+    HeadActivation::from_smp(a["activation"].as_str()).unwrap()
+}
+
 /// A case's smp classification head (`aux`), if any.
 fn aux_params(a: &Value) -> Option<SmpAuxParams> {
     let aux = a.get("aux")?;
     let p = SmpAuxParams::new(us(&aux["classes"]))
         .pooling(aux["pooling"].as_str().unwrap())
         .unwrap();
-    Some(p.activation(HeadActivation::from_smp(aux["activation"].as_str()).unwrap()))
+    Some(p.activation(head_activation(aux)))
 }
 
 /// A case's three `rates`.

@@ -31,7 +31,7 @@ use crate::ops::upsample::UpsampleParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::smp_unet::set_smp_outputs;
+use super::smp_unet::{check_encoder_depth, set_smp_outputs};
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `DeepLabV3`.
@@ -205,13 +205,7 @@ fn check_deeplab(
         ("decoder_channels", decoder_channels),
         ("upsampling", upsampling),
     ])?;
-    fail_if(!depths.contains(&depth), "encoder_depth", || {
-        format!(
-            "must be {} to {}, got {depth}",
-            depths.start(),
-            depths.end()
-        )
-    })?;
+    check_encoder_depth(encoder, depth, depths)?;
     fail_if(
         output_stride != 8 && output_stride != 16,
         "encoder_output_stride",
@@ -219,8 +213,7 @@ fn check_deeplab(
     )?;
     fail_if(rates.contains(&0), "decoder_atrous_rates", || {
         format!("dilations must be positive, got {rates:?}")
-    })?;
-    encoder.validate()
+    })
 }
 
 /// The encoder's output stride as smp's `check_input_shape` reads it: the configured one,
@@ -290,15 +283,9 @@ impl Architecture for SmpDeepLabV3Config {
     /// `decoder.0` / `.1` / `.2`) and `segmentation_head.0` under `prefix`.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let at = |n: &str| key(prefix, n);
-        let mut g = Graph::new();
-        let x = g.input();
         let depth = self.encoder_depth;
-        let features = self.encoder.append(
-            &mut g,
-            x,
-            (gpu, sd, &at("encoder")),
-            (self.in_channels, depth, self.encoder_output_stride),
-        )?;
+        let shape = (self.in_channels, depth, self.encoder_output_stride);
+        let (mut g, features) = self.encoder.graph((gpu, sd, prefix), shape)?;
         let last = self.encoder.channels(self.in_channels)[depth];
         // smp's `load_state_dict` renames the `decoder.{0,1,2}` of its older releases.
         let legacy =
@@ -358,15 +345,9 @@ impl Architecture for SmpDeepLabV3PlusConfig {
     /// `segmentation_head.0` under `prefix`.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let at = |n: &str| key(prefix, n);
-        let mut g = Graph::new();
-        let x = g.input();
         let depth = self.encoder_depth;
-        let features = self.encoder.append(
-            &mut g,
-            x,
-            (gpu, sd, &at("encoder")),
-            (self.in_channels, depth, self.encoder_output_stride),
-        )?;
+        let shape = (self.in_channels, depth, self.encoder_output_stride);
+        let (mut g, features) = self.encoder.graph((gpu, sd, prefix), shape)?;
         let channels = self.encoder.channels(self.in_channels);
         let dc = self.decoder_channels;
         let shape = (channels[depth], dc, self.atrous_rates, self.aspp_separable);

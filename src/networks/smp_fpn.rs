@@ -141,15 +141,9 @@ impl Architecture for SmpFpnConfig {
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let at = |n: &str| key(prefix, n);
         let ctx = (gpu, sd, prefix);
-        let mut g = Graph::new();
-        let x = g.input();
         let depth = self.encoder_depth;
-        let features = self.encoder.append(
-            &mut g,
-            x,
-            (gpu, sd, &at("encoder")),
-            (self.in_channels, depth, 32),
-        )?;
+        let shape = (self.in_channels, depth, 32);
+        let (mut g, features) = self.encoder.graph((gpu, sd, prefix), shape)?;
         let channels = self.encoder.channels(self.in_channels);
         // c2 .. c5: the last four features (the input among them at depth 3).
         let c = |k: usize| (features[depth + k - 5], channels[depth + k - 5]);

@@ -11,14 +11,14 @@
 //! norms other than batch norm (or none).
 
 use crate::blocks::{Architecture, ConvBnAct, ConvTransposeNode, Graph, Model};
-use crate::error::{fail_if, positive, Result};
+use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::conv_transpose::ConvTranspose2dParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::smp_unet::{check_divisible, conv2d_relu, set_smp_outputs};
+use super::smp_unet::{check_divisible, check_encoder_depth, conv2d_relu, set_smp_outputs};
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `Linknet`.
@@ -78,26 +78,16 @@ impl Architecture for SmpLinknetConfig {
     /// Checks the configuration on its own: depth 1 to 5, the encoder's checks.
     fn validate(&self) -> Result<()> {
         positive(&[("in_channels", self.in_channels), ("classes", self.classes)])?;
-        let depth = self.encoder_depth;
-        fail_if(!(1..=5).contains(&depth), "encoder_depth", || {
-            format!("must be 1 to 5, got {depth}")
-        })?;
-        self.encoder.validate()
+        check_encoder_depth(&self.encoder, self.encoder_depth, 1..=5)
     }
 
     /// Loads the encoder, `decoder.blocks.{i}.block.*` and `segmentation_head.0` under
     /// `prefix`.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let at = |n: &str| key(prefix, n);
-        let mut g = Graph::new();
-        let x = g.input();
         let depth = self.encoder_depth;
-        let features = self.encoder.append(
-            &mut g,
-            x,
-            (gpu, sd, &at("encoder")),
-            (self.in_channels, depth, 32),
-        )?;
+        let shape = (self.in_channels, depth, 32);
+        let (mut g, features) = self.encoder.graph((gpu, sd, prefix), shape)?;
         let channels = self.encoder.channels(self.in_channels);
         let norm = self.decoder_use_norm;
         let mut y = features[depth];

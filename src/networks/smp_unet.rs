@@ -93,6 +93,19 @@ impl SmpEncoder {
         }
     }
 
+    /// A new graph holding the encoder (loaded from `{prefix}.encoder`) on its input: the
+    /// graph and the features [`SmpEncoder::append`] gives.
+    pub(crate) fn graph(
+        &self,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        shape: (usize, usize, usize),
+    ) -> Result<(Graph, Vec<ValueId>)> {
+        let mut g = Graph::new();
+        let x = g.input();
+        let features = self.append(&mut g, x, (gpu, sd, &key(prefix, "encoder")), shape)?;
+        Ok((g, features))
+    }
+
     /// The encoder appended to `g` after `x`: the input and the first `depth` features,
     /// the stages past `output_stride` dilated as smp's `make_dilated` does (32: none).
     pub(crate) fn append(
@@ -287,14 +300,28 @@ pub(crate) fn check_smp_rules(
     depth: usize,
     interpolation: UpsampleMode,
 ) -> Result<()> {
-    fail_if(!(3..=5).contains(&depth), "encoder_depth", || {
-        format!("must be 3, 4 or 5, got {depth}")
-    })?;
+    check_encoder_depth(encoder, depth, 3..=5)?;
     fail_if(
         matches!(interpolation, UpsampleMode::BedOfNails { .. }),
         "decoder_interpolation",
         || "must be a mode of F.interpolate".to_string(),
-    )?;
+    )
+}
+
+/// An smp model's `encoder_depth` within the range it accepts, and the encoder's own
+/// checks.
+pub(crate) fn check_encoder_depth(
+    encoder: &SmpEncoder,
+    depth: usize,
+    depths: std::ops::RangeInclusive<usize>,
+) -> Result<()> {
+    fail_if(!depths.contains(&depth), "encoder_depth", || {
+        format!(
+            "must be {} to {}, got {depth}",
+            depths.start(),
+            depths.end()
+        )
+    })?;
     encoder.validate()
 }
 
@@ -606,15 +633,8 @@ impl Architecture for SmpUnetConfig {
     /// `decoder.blocks.{i}.conv{1,2}` and `segmentation_head.0` under `prefix`.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let at = |n: &str| key(prefix, n);
-        let mut g = Graph::new();
-        let x = g.input();
-        let encoder = at("encoder");
-        let features = self.encoder.append(
-            &mut g,
-            x,
-            (gpu, sd, &encoder),
-            (self.in_channels, self.encoder_depth, 32),
-        )?;
+        let shape = (self.in_channels, self.encoder_depth, 32);
+        let (mut g, features) = self.encoder.graph((gpu, sd, prefix), shape)?;
         let channels = self.encoder_channels();
         let (y, cin) = if self.nested {
             self.nested_decoder(&mut g, &features, &channels, (gpu, sd, prefix))?
