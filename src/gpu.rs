@@ -777,6 +777,15 @@ impl IndexTensor {
 type PipelineKey = (&'static str, Constants);
 
 /// A shader file with its `@specialize` values and where it reads its parameters.
+/// A shader file ready for its pipelines (see [`Gpu::shader`]).
+#[derive(Clone)]
+enum Shader {
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    Wgsl(wgpu::ShaderModule),
+    #[cfg(not(target_arch = "wasm32"))]
+    Parsed(Arc<crate::shader_fold::Parsed>),
+}
+
 type ModuleKey = (
     &'static str,
     Vec<(&'static str, u32)>,
@@ -798,7 +807,7 @@ struct Inner {
     lost: Arc<Mutex<Option<String>>>,
     /// The persistent pipeline cache, where configured and supported.
     disk_cache: Option<DiskCache>,
-    modules: Mutex<LruCache<ModuleKey, wgpu::ShaderModule>>,
+    modules: Mutex<LruCache<ModuleKey, Shader>>,
     pipelines: Mutex<LruCache<PipelineKey, wgpu::ComputePipeline>>,
     pipelines_created: AtomicUsize,
     pool: Arc<Mutex<Pool>>,
@@ -1595,7 +1604,7 @@ impl Gpu {
             .map(|(n, v)| (n, f64::from(v)))
             .collect();
         let binding = self.inner.params.binding(file, constants);
-        let module = {
+        let shader = {
             let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
             match modules.get(&(file, specialize.clone(), binding)) {
                 Some(m) => m,
@@ -1606,26 +1615,23 @@ impl Gpu {
                                 "{file}: unknown shader or constant in {specialize:?}"
                             ))
                         })?;
-                    // SAFETY: the source is one of the crate's own shaders (`shaders::`
-                    // preprocessed files, never user input), and every loop in them is a
-                    // `for` whose counter rises by a constant step to a bound below
-                    // 2^31 (element and channel counts, validated against the buffer
-                    // sizes) or halves to 0, so none can run forever: wgpu's loop
-                    // bounding (a counter on every loop) adds nothing but compile time,
-                    // about half of lavapipe's pipeline creation. Bounds and integer
-                    // division checks stay on.
-                    let m = self.scoped(|| unsafe {
-                        self.inner.device.create_shader_module_trusted(
-                            wgpu::ShaderModuleDescriptor {
-                                label: Some(file),
-                                source: wgpu::ShaderSource::Wgsl(source.into()),
-                            },
-                            shader_checks(),
-                        )
-                    })?;
+                    let m = self.shader(file, source)?;
                     modules.insert((file, specialize, binding), m.clone());
                     m
                 }
+            }
+        };
+        let (module, overrides) = match shader {
+            Shader::Wgsl(module) => (module, overrides),
+            #[cfg(not(target_arch = "wasm32"))]
+            Shader::Parsed(parsed) => {
+                let module = crate::shader_fold::specialize(&parsed, &overrides)
+                    .map_err(|e| Error::Gpu(format!("{file}: {e}")))?;
+                let module = self.create_module(
+                    file,
+                    wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(module)),
+                )?;
+                (module, Vec::new())
             }
         };
         let pipeline = self.scoped(|| {
@@ -1660,6 +1666,45 @@ impl Gpu {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// A shader ready for its pipelines: parsed once for [`crate::shader_fold`] on the
+    /// native backends, a WGSL module that wgpu specialises on the web.
+    fn shader(&self, file: &'static str, source: String) -> Result<Shader> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            crate::shader_fold::parse(file, &source)
+                .map(|parsed| Shader::Parsed(Arc::new(parsed)))
+                .map_err(Error::Gpu)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            self.create_module(file, wgpu::ShaderSource::Wgsl(source.into()))
+                .map(Shader::Wgsl)
+        }
+    }
+
+    fn create_module(
+        &self,
+        file: &'static str,
+        source: wgpu::ShaderSource<'_>,
+    ) -> Result<wgpu::ShaderModule> {
+        // SAFETY: the source is one of the crate's own shaders (`shaders::` preprocessed
+        // files, never user input), and every loop in them is a `for` whose counter
+        // rises by a constant step to a bound below 2^31 (element and channel counts,
+        // validated against the buffer sizes) or halves to 0, so none can run forever:
+        // wgpu's loop bounding (a counter on every loop) adds nothing but compile time,
+        // about half of lavapipe's pipeline creation. Bounds and integer division checks
+        // stay on.
+        self.scoped(|| unsafe {
+            self.inner.device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some(file),
+                    source,
+                },
+                shader_checks(),
+            )
+        })
     }
 
     /// Splits a linear workgroup count into a grid that respects

@@ -38,6 +38,8 @@ pub mod networks;
 pub mod ops;
 pub mod profile;
 pub mod reference;
+#[cfg(not(target_arch = "wasm32"))]
+mod shader_fold;
 pub mod shaders;
 pub mod tiling;
 pub mod traffic;

@@ -23,8 +23,11 @@
 //! arrays or set `@workgroup_size` for every backend, and register tiles (arrays whose
 //! length equals the loop trip count, which shader compilers such as Mesa's unroll and
 //! keep in registers) need constant sizes. Everything else is specialised with `override`
-//! constants at pipeline creation. On the Rust side both kinds are set the same way,
-//! through a kernel's [`Specialize`](crate::launch::Specialize) type.
+//! constants at pipeline creation; on the native backends the library folds their values
+//! into the parsed module itself, with the branches they decide, before the driver sees
+//! it (`src/shader_fold.rs`: dead code was half of lavapipe's pipeline creation). On the
+//! Rust side both kinds are set the same way, through a kernel's
+//! [`Specialize`](crate::launch::Specialize) type.
 
 use crate::launch::{KernelDescription, KernelInfo};
 
