@@ -71,10 +71,18 @@ pub(crate) fn specialize(parsed: &Parsed, constants: &[(&str, f64)]) -> Result<M
         .map(|e| (e.stage, e.name.as_str()));
     let (module, _) = process_overrides(&parsed.module, &parsed.info, entry, &values)
         .map_err(|e| format!("override values {constants:?}: {e}"))?;
-    let mut module = module.into_owned();
+    let unfolded = module.into_owned();
+    let mut module = unfolded.clone();
     specialize_calls(&mut module);
     fold_module(&mut module);
     keep_interface(&mut module, &parsed.interface);
+    // The folding is an optimisation: a module it left invalid (a case it does not
+    // handle) goes to the driver unfolded rather than failing, and never reaches
+    // `compact`, which may panic on one.
+    if let Err(e) = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module) {
+        log::warn!("segblocks: shader left unfolded (override values {constants:?}): {e}");
+        return Ok(unfolded);
+    }
     naga::compact::compact(&mut module, naga::compact::KeepUnused::No);
     Ok(module)
 }
