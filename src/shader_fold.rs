@@ -60,6 +60,17 @@ pub(crate) fn parse(name: &str, source: &str) -> Result<Parsed, String> {
 /// `parsed` with the override values `constants` substituted and the branches they
 /// decide folded (see the module documentation). The result has no overrides left.
 pub(crate) fn specialize(parsed: &Parsed, constants: &[(&str, f64)]) -> Result<Module, String> {
+    let unfolded = substitute(parsed, constants)?;
+    // The folding is an optimisation: a module it would leave invalid (a case it does
+    // not handle) goes to the driver unfolded rather than failing.
+    fold(parsed, &unfolded).or_else(|e| {
+        log::warn!("segblocks: shader left unfolded (override values {constants:?}): {e}");
+        Ok(unfolded)
+    })
+}
+
+/// `parsed` with the override values substituted (naga's `process_overrides`).
+fn substitute(parsed: &Parsed, constants: &[(&str, f64)]) -> Result<Module, String> {
     let mut values = naga::back::PipelineConstants::default();
     for &(name, value) in constants {
         values.insert(name.to_string(), value);
@@ -71,18 +82,19 @@ pub(crate) fn specialize(parsed: &Parsed, constants: &[(&str, f64)]) -> Result<M
         .map(|e| (e.stage, e.name.as_str()));
     let (module, _) = process_overrides(&parsed.module, &parsed.info, entry, &values)
         .map_err(|e| format!("override values {constants:?}: {e}"))?;
-    let unfolded = module.into_owned();
+    Ok(module.into_owned())
+}
+
+/// `unfolded` (from [`substitute`]) with its constant branches folded, validated.
+fn fold(parsed: &Parsed, unfolded: &Module) -> Result<Module, String> {
     let mut module = unfolded.clone();
     specialize_calls(&mut module);
     fold_module(&mut module);
     keep_interface(&mut module, &parsed.interface);
-    // The folding is an optimisation: a module it left invalid (a case it does not
-    // handle) goes to the driver unfolded rather than failing, and never reaches
-    // `compact`, which may panic on one.
-    if let Err(e) = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module) {
-        log::warn!("segblocks: shader left unfolded (override values {constants:?}): {e}");
-        return Ok(unfolded);
-    }
+    // Before `compact`, which may panic on an invalid module.
+    Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .map_err(|e| format!("{e:?}"))?;
     naga::compact::compact(&mut module, naga::compact::KeepUnused::No);
     Ok(module)
 }
@@ -768,6 +780,76 @@ mod tests {
                 .filter_map(|(_, v)| v.binding.as_ref().map(|b| b.binding))
                 .collect();
             assert_eq!(bindings, [0, 1, 2], "flag {flag}");
+        }
+    }
+
+    /// Every kernel the library launches, at its default constants: the folding applies
+    /// (no fallback), and the interface is the unfolded one.
+    #[test]
+    fn every_kernel_folds_to_a_valid_module_with_the_same_bindings() {
+        let interface = |module: &Module| {
+            let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+                .validate(module)
+                .unwrap();
+            let used = info.get_entry_point(0);
+            let mut b: Vec<_> = module
+                .global_variables
+                .iter()
+                .filter(|&(h, _)| !used[h].is_empty())
+                .filter_map(|(_, v)| v.binding)
+                .map(|b| (b.group, b.binding))
+                .collect();
+            b.sort();
+            b
+        };
+        let kernels = crate::shaders::kernels();
+        assert!(kernels.len() > 40, "{}", kernels.len());
+        for k in kernels {
+            let declared = crate::shaders::specializations(k.file);
+            let is_specialize = |n: &str| declared.iter().any(|(d, _)| d == n);
+            let specialize: Vec<(&str, u32)> = k
+                .constants
+                .iter()
+                .filter(|(n, _)| is_specialize(n))
+                .collect();
+            let overrides: Vec<(&str, f64)> = k
+                .constants
+                .iter()
+                .filter(|(n, _)| !is_specialize(n))
+                .map(|(n, v)| (n, f64::from(v)))
+                .collect();
+            let binding = crate::shaders::ParamsBinding::Uniform;
+            let source = crate::shaders::source_with(k.file, &specialize, binding).unwrap();
+            let parsed = parse(k.file, &source).unwrap();
+            let unfolded = substitute(&parsed, &overrides).unwrap();
+            let folded = fold(&parsed, &unfolded).unwrap_or_else(|e| panic!("{}: {e}", k.file));
+            assert_eq!(interface(&folded), interface(&unfolded), "{}", k.file);
+        }
+    }
+
+    /// The convolutions' stores keep only the activation they run: with it chosen at
+    /// run time (AT_RUN) and no parametric one, no activation's switch is left, with or
+    /// without a sigmoid gate on the input.
+    #[test]
+    fn the_pointwise_store_keeps_no_activation_switch() {
+        let source = crate::shaders::source_with(
+            "conv_pointwise_texels.wgsl",
+            &[],
+            crate::shaders::ParamsBinding::Uniform,
+        )
+        .unwrap();
+        let parsed = parse("conv_pointwise_texels.wgsl", &source).unwrap();
+        for gated in [0.0, 1.0] {
+            let values = [
+                ("ACT", 255.0),
+                ("PACT", 0.0),
+                ("GATED", gated),
+                ("GATE_ACT", 3.0),
+            ];
+            let unfolded = substitute(&parsed, &values).unwrap();
+            assert!(switches(&unfolded) >= 2, "{}", switches(&unfolded));
+            let folded = fold(&parsed, &unfolded).unwrap();
+            assert_eq!(switches(&folded), 0, "gated {gated}");
         }
     }
 
