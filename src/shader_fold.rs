@@ -602,38 +602,20 @@ fn taken_case(
 /// Adds to `dead` the expressions that `block` evaluates (its `Emit`s, the results of
 /// its calls and other statements with one), at any depth.
 fn removed(block: &Block, dead: &mut Vec<Handle<Expression>>) {
-    for s in block.iter() {
-        match s {
-            Statement::Emit(range) => dead.extend(range.clone()),
-            Statement::Block(b) => removed(b, dead),
-            Statement::If { accept, reject, .. } => {
-                removed(accept, dead);
-                removed(reject, dead);
-            }
-            Statement::Switch { cases, .. } => {
-                for c in cases {
-                    removed(&c.body, dead);
-                }
-            }
-            Statement::Loop {
-                body, continuing, ..
-            } => {
-                removed(body, dead);
-                removed(continuing, dead);
-            }
-            Statement::Call {
-                result: Some(r), ..
-            }
-            | Statement::Atomic {
-                result: Some(r), ..
-            }
-            | Statement::WorkGroupUniformLoad { result: r, .. }
-            | Statement::SubgroupBallot { result: r, .. }
-            | Statement::SubgroupGather { result: r, .. }
-            | Statement::SubgroupCollectiveOperation { result: r, .. } => dead.push(*r),
-            _ => {}
+    visit_statements(block, &mut |s| match s {
+        Statement::Emit(range) => dead.extend(range.clone()),
+        Statement::Call {
+            result: Some(r), ..
         }
-    }
+        | Statement::Atomic {
+            result: Some(r), ..
+        }
+        | Statement::WorkGroupUniformLoad { result: r, .. }
+        | Statement::SubgroupBallot { result: r, .. }
+        | Statement::SubgroupGather { result: r, .. }
+        | Statement::SubgroupCollectiveOperation { result: r, .. } => dead.push(*r),
+        _ => {}
+    });
 }
 
 /// Whether `block` has a `break` that leaves the statement enclosing it (one not inside
