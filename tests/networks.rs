@@ -335,6 +335,14 @@ fn networks_match_pytorch_through_one_harness() {
     }
 }
 
+/// Asserts that `e` is an [`segblocks::Error::InvalidParam`] naming `name`.
+fn named(e: Option<segblocks::Error>, name: &str) {
+    assert!(
+        matches!(&e, Some(segblocks::Error::InvalidParam { name: n, .. }) if *n == name),
+        "{name}: {e:?}"
+    );
+}
+
 /// smp's `Unet` and `FPN` refusals as typed errors naming the parameter: an unknown
 /// encoder, a depth outside 3..=5, decoder widths that do not match the depth (FPN: a
 /// segmentation width GroupNorm(32) cannot split), an activation it has no module for,
@@ -344,12 +352,6 @@ fn smp_bad_configurations_are_typed_errors() {
     use segblocks::Error;
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
-    let named = |e: Option<Error>, name: &str| {
-        assert!(
-            matches!(&e, Some(Error::InvalidParam { name: n, .. }) if *n == name),
-            "{name}: {e:?}"
-        );
-    };
     named(
         SmpUnetConfig::new("efficientnet-b0", 3, 1).err(),
         "encoder_name",
@@ -439,12 +441,6 @@ fn smp_deeplab_bad_configurations_are_typed_errors() {
     use segblocks::Error;
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
-    let named = |e: Option<Error>, name: &str| {
-        assert!(
-            matches!(&e, Some(Error::InvalidParam { name: n, .. }) if *n == name),
-            "{name}: {e:?}"
-        );
-    };
     named(SmpDeepLabV3Config::new("vgg16", 3, 1).err(), "encoder_name");
     let v3 = SmpDeepLabV3Config::new("resnet18", 3, 2)
         .unwrap()
@@ -495,15 +491,8 @@ fn smp_deeplab_bad_configurations_are_typed_errors() {
 /// outside 1..=5, a zero width or upsampling, an input not divisible by `2^encoder_depth`.
 #[test]
 fn smp_linknet_pspnet_bad_configurations_are_typed_errors() {
-    use segblocks::Error;
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
-    let named = |e: Option<Error>, name: &str| {
-        assert!(
-            matches!(&e, Some(Error::InvalidParam { name: n, .. }) if *n == name),
-            "{name}: {e:?}"
-        );
-    };
     named(
         SmpLinknetConfig::new("resnet999", 3, 1).err(),
         "encoder_name",
