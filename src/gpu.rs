@@ -776,16 +776,16 @@ impl IndexTensor {
 /// A shader file with all its compile-time values.
 type PipelineKey = (&'static str, Constants);
 
-/// A shader file with its `@specialize` values and where it reads its parameters.
 /// A shader file ready for its pipelines (see [`Gpu::shader`]).
 #[derive(Clone)]
 enum Shader {
-    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    #[cfg(target_arch = "wasm32")]
     Wgsl(wgpu::ShaderModule),
     #[cfg(not(target_arch = "wasm32"))]
     Parsed(Arc<crate::shader_fold::Parsed>),
 }
 
+/// A shader file with its `@specialize` values and where it reads its parameters.
 type ModuleKey = (
     &'static str,
     Vec<(&'static str, u32)>,
@@ -1622,6 +1622,7 @@ impl Gpu {
             }
         };
         let (module, overrides) = match shader {
+            #[cfg(target_arch = "wasm32")]
             Shader::Wgsl(module) => (module, overrides),
             #[cfg(not(target_arch = "wasm32"))]
             Shader::Parsed(parsed) => {
@@ -1684,6 +1685,7 @@ impl Gpu {
         }
     }
 
+    /// A wgpu shader module from `source` with the crate's runtime checks.
     fn create_module(
         &self,
         file: &'static str,

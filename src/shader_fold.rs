@@ -5,14 +5,15 @@
 //! every branch they select, and Mesa's compilers (lavapipe, llvmpipe's GL) inline and
 //! optimise all of it before they fold the constants: the convolutions' stores inline
 //! every activation, and that dead code was about half of lavapipe's pipeline creation
-//! for them, even with its shader cache warm (`tests/startup.rs`). Drivers for real GPUs
+//! for them, even with its shader cache warm (measured in the README's Speed section). Drivers for real GPUs
 //! pay for dead code too, in their front ends.
 //!
 //! So on the native backends a shader is parsed once by naga ([`Parsed`]), and for each
 //! pipeline [`specialize`] substitutes the values (naga's own `process_overrides`), then
 //! replaces each `if` whose condition became a constant and each `switch` whose selector
-//! did with the branch taken, drops the statements after a taken branch that returns,
-//! and removes the functions no longer called (naga's `compact`). The bindings the
+//! did with the branch taken (a call whose constant arguments decide the callee's
+//! branches gets its own copy of the callee first), drops the statements after a taken
+//! branch that returns, and removes the functions no longer called (naga's `compact`). The bindings the
 //! removed code used stay in the entry point's interface (a phony use, as WGSL's
 //! `_ = &binding;`), so the bind group layout wgpu derives from the module is the one
 //! the unfolded shader had. The web keeps the WGSL path: a browser compiles WGSL itself.
@@ -134,7 +135,7 @@ fn specialize_calls(module: &mut Module) {
 type ConstantCall = Option<(Handle<Function>, Vec<(usize, Literal)>)>;
 
 /// A copy of a function for constant arguments: the original, the arguments, the copy.
-type Copy = (Handle<Function>, Vec<(usize, Literal)>, Handle<Function>);
+type CalleeCopy = (Handle<Function>, Vec<(usize, Literal)>, Handle<Function>);
 
 /// Every call of `caller`, in the order [`retarget_calls`] visits them.
 fn constant_calls(
@@ -163,7 +164,7 @@ fn constant_calls(
 fn copy_callees(
     module: &mut Module,
     calls: Vec<ConstantCall>,
-    copies: &mut Vec<Copy>,
+    copies: &mut Vec<CalleeCopy>,
 ) -> Vec<Option<Handle<Function>>> {
     calls
         .into_iter()
