@@ -20,9 +20,10 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
-    SegmentationModel, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet,
-    SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
+    EfficientNetConfig, EfficientNetFeatures, Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures,
+    SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, SmpDeepLabV3Plus,
+    SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet,
+    SmpPspNetConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -121,6 +122,25 @@ fn bench(c: &mut Criterion) {
     let cfg = SmpPspNetConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpPspNet::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_pspnet_resnet34_160", &net, small);
+    // EfficientNet-B0: torchvision's features, and smp's Unet on its efficientnet-b0.
+    let cfg = EfficientNetConfig::torchvision("efficientnet_b0").unwrap();
+    let net = EfficientNetFeatures::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "efficientnet_b0_features_224",
+        &net,
+        [1, 3, 224, 224],
+    );
+    let cfg = SmpUnetConfig::new("efficientnet-b0", 3, 2).unwrap();
+    let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "smp_unet_efficientnet_b0_256",
+        &net,
+        [1, 3, 256, 256],
+    );
     let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "").unwrap();
     time(&mut g, &gpu, "unet_160", &net, small);
     let net = SegNet::load(&gpu, SegNetConfig::vgg16_bn(3, 21), &sd, "").unwrap();

@@ -12,6 +12,7 @@ import sys
 import time
 
 import torch
+import torchvision
 from torchvision.models import resnet18
 from torchvision.models import segmentation as seg
 from torchvision.models._utils import IntermediateLayerGetter
@@ -48,6 +49,8 @@ bench("deeplabv3_mobilenet_v3_large_256",
       (1, 3, 256, 256))
 features = IntermediateLayerGetter(resnet18(weights=None), return_layers={"layer4": "out"})
 bench("resnet18_features_224", out(features.eval()), (1, 3, 224, 224))
+bench("efficientnet_b0_features_224", torchvision.models.efficientnet_b0().features.eval(),
+      (1, 3, 224, 224))
 try:
     import segmentation_models_pytorch as smp
     bench("smp_unet_resnet34_160", smp.Unet("resnet34", encoder_weights=None, classes=2).eval(), small)
@@ -61,6 +64,8 @@ try:
                             classes=2).eval(), (1, 3, 256, 256))
     bench("smp_linknet_resnet34_160", smp.Linknet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_pspnet_resnet34_160", smp.PSPNet("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_unet_efficientnet_b0_256",
+          smp.Unet("efficientnet-b0", encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
 except ImportError:
     print("smp models skipped: pip install segmentation-models-pytorch")
 bench("unet_160", UNet(3, 2).eval(), small)

@@ -629,7 +629,7 @@ def networks(fz, count, out):
     (depth, output stride, widths, rates, separable ASPP, upsampling, activation), Linknet
     and PSPNet (depth, norm, widths, upsampling, activation), each smp model with its
     classification head a quarter of the time, on
-    ResNet and MobileNetV2 encoders at odd sizes and batch
+    ResNet, MobileNetV2 and EfficientNet encoders at odd sizes and batch
     up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
     seconds a forward on a CPU adapter)."""
     m = importlib.import_module("make_golden_networks")
@@ -638,11 +638,19 @@ def networks(fz, count, out):
     def side(lo, hi=70):
         return [r.randint(lo, hi), r.randint(lo, hi)]
 
+    # smp's EfficientNet encoders (the larger ones make slow cases).
+    EFFNETS = ["efficientnet-b0", "efficientnet-b1", "efficientnet-b3"]
+
+    def least(encoder):
+        # EfficientNet-PyTorch's padding is fixed at the resolution the model was defined
+        # for: on a smaller map a strided kernel may not fit at all (PyTorch refuses it).
+        return 32 if encoder.startswith("efficientnet") else 1
+
     cases = []
     for i in range(count):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
-                "smp_pspnet", "smp_unetplusplus"][i % 14]
+                "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet"][i % 16]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -667,7 +675,7 @@ def networks(fz, count, out):
             shape = [n, 3] + side(7)
         elif kind in ("smp_unet", "smp_unetplusplus"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
-                                "mobilenet_v2", "mobilenet_v2"])
+                                "mobilenet_v2", "mobilenet_v2"] + EFFNETS)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
@@ -681,16 +689,18 @@ def networks(fz, count, out):
                 a["attention"] = "scse"
                 a["decoder_channels"] = [r.choice([16, 24, 32]) for _ in range(depth)]
             step = 1 << depth
-            batch = n if encoder in ("resnet18", "resnet34", "mobilenet_v2") else 1
+            batch = n if encoder in ("resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0") else 1
             # Any size for the Unet (smp 0.6 resizes each decoder stage to its skip);
             # UnetPlusPlus resizes by 2 and needs multiples of 2^depth.
             if kind == "smp_unet":
-                shape = [batch, a["cin"], r.randint(step // 2, 3 * step),
-                         r.randint(step // 2, 3 * step)]
+                lo = max(step // 2, least(encoder))
+                shape = [batch, a["cin"], r.randint(lo, max(3 * step, lo + 16)),
+                         r.randint(lo, max(3 * step, lo + 16))]
             else:
-                shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(1, 3)]
+                k = -(-least(encoder) // step)
+                shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "smp_fpn":
-            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"])
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      pyramid=r.choice([8, 16, 48, 64]), segmentation=r.choice([32, 64]),
@@ -704,11 +714,13 @@ def networks(fz, count, out):
             batch = n if encoder != "resnet50" else 1
             # Two pixels at least on the deepest level: PyTorch's group_norm refuses groups
             # of one value (C = 32 groups of one channel on a 1 x 1 map at batch 1).
-            shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(2, 3)]
+            k = -(-least(encoder) // step)
+            shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(max(k, 2), k + 2)]
         elif kind in ("smp_deeplabv3", "smp_deeplabv3plus"):
             plus = kind == "smp_deeplabv3plus"
-            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"])
-            depth = r.randint(3 if plus else 1, 5)
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
+                               + EFFNETS)
+            depth = r.randint(3 if plus else 1 + encoder.startswith("efficientnet"), 5)
             stride = r.choice([8, 16])
             upsampling = r.choice([1, 2, 4, 4]) if plus else r.choice([None, None, 1, 2, 8])
             a = dict(encoder=encoder, depth=depth, output_stride=stride, cin=r.randint(1, 4),
@@ -719,10 +731,12 @@ def networks(fz, count, out):
                                           "logsoftmax"]))
             step = min(stride, 1 << depth)
             batch = n if encoder != "resnet50" else 1
-            shape = [batch, a["cin"], step * r.randint(1, 4), step * r.randint(1, 4)]
+            k = -(-least(encoder) // step)
+            shape = [batch, a["cin"], step * r.randint(k, k + 3), step * r.randint(k, k + 3)]
         elif kind in ("smp_linknet", "smp_pspnet"):
-            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"])
-            depth = r.randint(1, 5)
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
+                               + EFFNETS)
+            depth = r.randint(1 + encoder.startswith("efficientnet"), 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      use_norm=r.random() < 0.6,
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
@@ -732,7 +746,8 @@ def networks(fz, count, out):
                 a["upsampling"] = r.choice([1, 2, 4, 8, 8])
             step = 1 << depth
             batch = n if encoder != "resnet50" else 1
-            shape = [batch, a["cin"], step * r.randint(1, 3), step * r.randint(1, 3)]
+            k = -(-least(encoder) // step)
+            shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "resnet":
             name = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
                              "wide_resnet50_2"])
@@ -741,6 +756,14 @@ def networks(fz, count, out):
             a = dict(name=name, dilation=[False] * 3 if basic else
                      [r.random() < 0.5 for _ in range(3)])
             shape = [n, 3] + side(1, 48) if basic else [1, 3] + side(1, 40)
+        elif kind == "tv_effnet":
+            a = dict(name=r.choice(["efficientnet_b0", "efficientnet_b0", "efficientnet_b1",
+                                    "efficientnet_b2", "efficientnet_v2_s"]))
+            shape = [n if a["name"] == "efficientnet_b0" else 1, 3] + side(9)
+        elif kind == "effnet":
+            a = dict(variant=r.choice([0, 0, 1, 2, 3]))
+            # EfficientNet-PyTorch's padding is fixed: a map smaller than a kernel fails.
+            shape = [n if a["variant"] == 0 else 1, 3] + side(33, 100)
         else:
             name = r.choice(["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large",
                              "deeplabv3_mobilenet_v3_large", "fcn_resnet50", "deeplabv3_resnet50"])

@@ -11,12 +11,13 @@ use common::golden::golden_dir;
 use ndarray::Array4;
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3,
-    MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
-    ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
-    SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig,
-    SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet,
-    SmpUnetConfig, UNet, UNetConfig,
+    EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
+    EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig,
+    LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
+    MobileNetV3FeaturesConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
+    SegmentationConfig, SegmentationModel, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
+    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig,
+    SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -141,6 +142,14 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
+        }
+        "tv_effnet" => {
+            let cfg = EfficientNetConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
+            run(gpu, EfficientNetFeatures::load(gpu, cfg, sd, ""), x)
+        }
+        "effnet" => {
+            let cfg = EfficientNetPyTorchConfig::b(us(&a["variant"])).unwrap();
+            run(gpu, EfficientNetPyTorchFeatures::load(gpu, cfg, sd, ""), x)
         }
         "smp_unet" | "smp_unetplusplus" => {
             let encoder = smp_encoder(a);
@@ -297,7 +306,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            14,
+            16,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -524,6 +533,33 @@ fn smp_linknet_pspnet_bad_configurations_are_typed_errors() {
     named(net.output_shape([1, 3, 20, 40]).err(), "input");
     let net = SmpPspNet::load(gpu, psp.encoder_depth(2), &sd, "").unwrap();
     assert_eq!(net.output_shape([1, 3, 20, 40]).unwrap(), [1, 2, 40, 80]);
+    // smp's EfficientNet encoders: B0 to B7, at depth 2 or more.
+    for bad in ["efficientnet-b8", "efficientnet-b", "efficientnet-b01"] {
+        named(SmpPspNetConfig::new(bad, 3, 2).err(), "encoder_name");
+    }
+    let effnet = SmpPspNetConfig::new("efficientnet-b7", 3, 2).unwrap();
+    named(load(effnet.encoder_depth(1)), "encoder_depth");
+}
+
+/// EfficientNets by names their libraries do not have.
+#[test]
+fn efficientnet_bad_names_are_typed_errors() {
+    for bad in [
+        "efficientnet_b8",
+        "efficientnet_v2_xl",
+        "efficientnet_b",
+        "efficientnet-b0",
+    ] {
+        named(EfficientNetConfig::torchvision(bad).err(), "arch");
+    }
+    named(EfficientNetPyTorchConfig::b(8).err(), "variant");
+    let cfg = EfficientNetConfig {
+        arch: segblocks::networks::EfficientNetArch::B(9),
+    };
+    named(
+        EfficientNetFeatures::load(common::gpu(), cfg, &StateDict::synthetic(), "").err(),
+        "arch",
+    );
 }
 
 /// The CPU references of an smp Linknet (transposed convolutions with batch norm, skips

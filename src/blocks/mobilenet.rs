@@ -168,11 +168,11 @@ pub(crate) fn v3_block_graph(
 /// projection.
 pub(crate) type BlockLayers = (Option<ConvBnAct>, ConvBnAct, Option<SeNode>, ConvBnAct);
 
-/// The graph of an inverted residual (V2 or V3) from its layers, its nodes named `names`,
-/// with the input added to the projection's output when `skip`. A block whose
-/// layers the fused kernel can run ([`fusable`]) is one node that runs as the fused kernel
-/// where [`select_kernel`] picks it and as these layers elsewhere.
-fn inverted_residual_graph(
+/// The graph of an inverted residual (V2, V3 or EfficientNet's MBConv) from its layers,
+/// its nodes named `names`, with the input added to the projection's output when `skip`.
+/// A block whose layers the fused kernel can run ([`fusable`]) is one node that runs as
+/// the fused kernel where [`select_kernel`] picks it and as these layers elsewhere.
+pub(crate) fn inverted_residual_graph(
     gpu: &Gpu,
     skip: bool,
     (expand, depthwise, se, project): BlockLayers,

@@ -1,13 +1,16 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
 //! TFLite) state dicts by name: MobileNetV2, MobileNetV3 and ResNet feature extractors
-//! (ResNet-18 to 152, ResNeXt, Wide ResNet), torchvision's segmentation models (FCN and
+//! (ResNet-18 to 152, ResNeXt, Wide ResNet), torchvision's EfficientNet-B0 to B7 and V2
+//! feature extractors, torchvision's segmentation models (FCN and
 //! DeepLabV3 on ResNet-50/101 and MobileNetV3, LR-ASPP), segmentation_models_pytorch's
-//! `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`, `DeepLabV3Plus`, `Linknet` and `PSPNet` on ResNet and
-//! MobileNetV2 encoders, and MediaPipe's selfie segmentation models. Each is a
+//! `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`, `DeepLabV3Plus`, `Linknet` and `PSPNet` on ResNet,
+//! MobileNetV2 and EfficientNet-B0 to B7 encoders (EfficientNet-PyTorch's, also a feature
+//! extractor of its own), and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
 
+mod efficientnet;
 mod fcn8s;
 mod lraspp;
 mod mobilenet_v2;
@@ -23,6 +26,10 @@ mod smp_pspnet;
 mod smp_unet;
 mod unet;
 
+pub use efficientnet::{
+    EfficientNetArch, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
+    EfficientNetPyTorchFeatures,
+};
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};

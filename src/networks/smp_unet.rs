@@ -1,8 +1,8 @@
 //! segmentation_models_pytorch's `Unet` (`smp.Unet(encoder_name, encoder_depth, in_channels,
 //! classes, decoder_channels, decoder_use_norm, decoder_interpolation, activation)`) with a
-//! ResNet or the MobileNetV2 encoder: the encoder's stages give the skips (ResNet: the
-//! stem's output at 1/2, `layer1` at 1/4, ...; MobileNetV2: `features.1`, `.3`, `.6`,
-//! `.13` and `.18`); each decoder block resizes its input to the next skip's size
+//! ResNet, the MobileNetV2 or an EfficientNet encoder: the encoder's stages give the skips
+//! (ResNet: the stem's output at 1/2, `layer1` at 1/4, ...; MobileNetV2: `features.1`,
+//! `.3`, `.6`, `.13` and `.18`; EfficientNet: the stem's and smp's `out_indexes` blocks); each decoder block resizes its input to the next skip's size
 //! (`F.interpolate(size=...)`, nearest by default), concatenates the skip after it, and
 //! runs two 3x3 convolutions with batch norm and ReLU; the last block resizes to the input's
 //! size and has no skip; a 3x3 convolution gives the classes, then the head's activation.
@@ -20,7 +20,8 @@
 //! With `aux_params`, smp's classification head on the encoder's last feature gives a
 //! second output ([`SmpAuxParams`]).
 //!
-//! Not covered: encoders other than the ResNets and MobileNetV2, the norms other than
+//! Not covered: encoders other than the ResNets, MobileNetV2 and EfficientNet-B0 to B7
+//! (`timm-efficientnet-*`, VGG, ... are not), the norms other than
 //! batch norm (or none).
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
@@ -33,7 +34,7 @@ use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::{MobileNetV2Config, ResNetConfig};
+use super::{EfficientNetPyTorchConfig, MobileNetV2Config, ResNetConfig};
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,15 +43,27 @@ pub enum SmpEncoder {
     ResNet(ResNetConfig),
     /// `mobilenet_v2`: torchvision's `mobilenet_v2().features` (`encoder.features.*`).
     MobileNetV2,
+    /// `efficientnet-b0` .. `efficientnet-b7`: EfficientNet-PyTorch's model
+    /// (`encoder._conv_stem`, `encoder._blocks.*`; [`EfficientNetPyTorchConfig`]).
+    EfficientNet(EfficientNetPyTorchConfig),
 }
 
 impl SmpEncoder {
     /// smp's `encoder_name`: `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152`,
     /// `resnext50_32x4d`, `resnext101_32x4d`, `resnext101_32x8d`, `resnext101_32x16d`,
-    /// `resnext101_32x32d`, `resnext101_32x48d` or `mobilenet_v2`; any other name is an
-    /// error naming `encoder_name`.
+    /// `resnext101_32x32d`, `resnext101_32x48d`, `mobilenet_v2` or `efficientnet-b0` ..
+    /// `efficientnet-b7`; any other name is an error naming `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         let resnext101 = |width| ResNetConfig::resnet101().groups(32, width);
+        let efficientnet = encoder_name
+            .strip_prefix("efficientnet-b")
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&v| v <= 7 && encoder_name.len() == "efficientnet-b0".len());
+        if let Some(variant) = efficientnet {
+            return Ok(SmpEncoder::EfficientNet(EfficientNetPyTorchConfig::b(
+                variant,
+            )?));
+        }
         Ok(SmpEncoder::ResNet(match encoder_name {
             "resnet18" => ResNetConfig::resnet18(),
             "resnet34" => ResNetConfig::resnet34(),
@@ -67,7 +80,10 @@ impl SmpEncoder {
             other => {
                 return Err(Error::InvalidParam {
                     name: "encoder_name",
-                    reason: format!("{other:?} is not one of smp's ResNet or MobileNetV2 encoders"),
+                    reason: format!(
+                        "{other:?} is not one of smp's ResNet, MobileNetV2 or EfficientNet \
+                         encoders"
+                    ),
                 })
             }
         }))
@@ -78,6 +94,7 @@ impl SmpEncoder {
         match self {
             SmpEncoder::ResNet(r) => r.validate(),
             SmpEncoder::MobileNetV2 => Ok(()),
+            SmpEncoder::EfficientNet(e) => e.validate(),
         }
     }
 
@@ -90,6 +107,7 @@ impl SmpEncoder {
                 c
             }
             SmpEncoder::MobileNetV2 => vec![in_channels, 16, 24, 32, 96, 1280],
+            SmpEncoder::EfficientNet(e) => e.feature_channels(in_channels),
         }
     }
 
@@ -134,6 +152,24 @@ impl SmpEncoder {
                     (in_channels, indexes[depth - 1], output_stride),
                 )?;
                 features.extend(indexes[..depth].iter().map(|&i| outs[i]));
+            }
+            SmpEncoder::EfficientNet(e) => {
+                // The stem, then the blocks up to the last feature's; smp's `get_stages`
+                // dilates the blocks after the stride-8 feature (stride 16) and after the
+                // stride-16 one (stride 32).
+                let taps = e.out_indexes();
+                let dilation = |block: usize| {
+                    let stage_stride = match block {
+                        b if b > taps[2] => 32,
+                        b if b > taps[1] => 16,
+                        _ => 8,
+                    };
+                    (stage_stride / output_stride).max(1)
+                };
+                let blocks = depth.checked_sub(2).map_or(0, |d| taps[d] + 1);
+                let outs = e.append(g, x, ctx, (in_channels, blocks, &dilation))?;
+                features.push(outs[0]);
+                features.extend(taps[..depth - 1].iter().map(|&i| outs[i + 1]));
             }
         }
         Ok(features)
@@ -315,6 +351,12 @@ pub(crate) fn check_encoder_depth(
     depth: usize,
     depths: std::ops::RangeInclusive<usize>,
 ) -> Result<()> {
+    // smp's EfficientNet encoders refuse a depth of 1.
+    let least = match encoder {
+        SmpEncoder::EfficientNet(_) => (*depths.start()).max(2),
+        _ => *depths.start(),
+    };
+    let depths = least..=*depths.end();
     fail_if(!depths.contains(&depth), "encoder_depth", || {
         format!(
             "must be {} to {}, got {depth}",
@@ -325,7 +367,8 @@ pub(crate) fn check_encoder_depth(
     encoder.validate()
 }
 
-/// The configuration of an smp `Unet` with a ResNet or the MobileNetV2 encoder.
+/// The configuration of an smp `Unet` with a ResNet, the MobileNetV2 or an EfficientNet
+/// encoder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SmpUnetConfig {
     /// The encoder (`encoder_name`; [`SmpUnetConfig::new`] takes smp's names).
@@ -587,7 +630,7 @@ impl SmpUnetConfig {
     }
 }
 
-/// An smp `Unet` with a ResNet or the MobileNetV2 encoder for inference: input `[N, in_channels, H, W]` with
+/// An smp `Unet` with a ResNet, the MobileNetV2 or an EfficientNet encoder for inference: input `[N, in_channels, H, W]` with
 /// any H and W, output `[N, classes, H, W]` (the logits, or
 /// the head's activation of them).
 pub type SmpUnet = Model<SmpUnetConfig>;

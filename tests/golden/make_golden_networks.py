@@ -40,6 +40,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            classes, decoder_use_norm, activation), the same encoders
   smp_pspnet segmentation_models_pytorch.PSPNet(encoder, encoder_depth, in_channels,
            classes, psp_out_channels, decoder_use_norm, upsampling, activation)
+  tv_effnet torchvision efficientnet_b0 .. b7 / efficientnet_v2_s / m / l (name).features
+  effnet   EfficientNet-PyTorch's efficientnet-b{variant} (smp's vendored copy)
+           .extract_features; the smp kinds also take its efficientnet-b* encoders
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -153,6 +156,25 @@ CASES = [
      dict(encoder="resnet18", depth=3, cin=3, classes=2, psp_out=32, use_norm=True, upsampling=8,
           activation=None, aux=dict(classes=2, pooling="avg", activation="logsoftmax")),
      [2, 3, 32, 40]),
+    ("efficientnet_b0_features", "effnet", dict(variant=0), [2, 3, 45, 61]),
+    ("smp_unet_efficientnet_b0_odd_size", "smp_unet",
+     dict(encoder="efficientnet-b0", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3plus_efficientnet_b1_os16", "smp_deeplabv3plus",
+     dict(encoder="efficientnet-b1", depth=5, output_stride=16, cin=1, classes=3, decoder_channels=32,
+          rates=[2, 4, 6], separable=True, upsampling=4, activation=None), [1, 1, 64, 48]),
+    ("smp_deeplabv3_efficientnet_b2_depth4_os8", "smp_deeplabv3",
+     dict(encoder="efficientnet-b2", depth=4, output_stride=8, cin=3, classes=2, decoder_channels=32,
+          rates=[1, 2, 3], separable=False, upsampling=None, activation="sigmoid"), [1, 3, 40, 56]),
+    ("smp_fpn_efficientnet_b3_depth4", "smp_fpn",
+     dict(encoder="efficientnet-b3", depth=4, cin=3, classes=2, pyramid=32, segmentation=32, merge="add",
+          interpolation="nearest", upsampling=4, activation=None), [1, 3, 32, 48]),
+    ("smp_pspnet_efficientnet_b0_depth2", "smp_pspnet",
+     dict(encoder="efficientnet-b0", depth=2, cin=2, classes=2, psp_out=16, use_norm=True, upsampling=4,
+          activation=None), [2, 2, 32, 32]),
+    ("efficientnet_b0_torchvision", "tv_effnet", dict(name="efficientnet_b0"), [2, 3, 45, 61]),
+    ("efficientnet_b5_torchvision", "tv_effnet", dict(name="efficientnet_b5"), [1, 3, 33, 40]),
+    ("efficientnet_v2_s_torchvision", "tv_effnet", dict(name="efficientnet_v2_s"), [2, 3, 40, 52]),
 ]
 
 
@@ -178,6 +200,16 @@ def build(kind, a):
         from torchvision.models._utils import IntermediateLayerGetter
         model = getattr(torchvision.models, a["name"])(replace_stride_with_dilation=a["dilation"])
         return IntermediateLayerGetter(model, return_layers={"layer4": "out"})
+    if kind == "tv_effnet":
+        return getattr(torchvision.models, a["name"])().features
+    if kind == "effnet":
+        from segmentation_models_pytorch.encoders._efficientnet import EfficientNet, get_model_params
+
+        class Features(EfficientNet):
+            def forward(self, x):
+                return self.extract_features(x)
+
+        return Features(*get_model_params(f"efficientnet-b{a['variant']}", None))
     if kind == "smp_unet":
         import segmentation_models_pytorch as smp
         return smp.Unet(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
@@ -249,6 +281,15 @@ def make(index, name, kind, args, shape, out_dir):
     last = [1, 3, 6, 13, 18][args.get("depth", 5) - 1]
     unused += [f"encoder.features.{k}." for k in range(last + 1, 19)]
     unused.append(f"decoder.blocks.{args.get('depth', 5) - 1}.attention1.")
+    if kind == "effnet":
+        unused.append("_fc.")
+    if args.get("encoder", "").startswith("efficientnet-b"):
+        # EfficientNet-PyTorch's blocks past the last feature, and its head convolution.
+        from segmentation_models_pytorch.encoders.efficientnet import efficient_net_encoders
+        taps = efficient_net_encoders[args["encoder"]]["params"]["out_indexes"]
+        first = taps[args.get("depth", 5) - 2] + 1
+        unused += [f"encoder._blocks.{k}." for k in range(first, 100)]
+        unused += ["encoder._conv_head.", "encoder._bn1."]
     unused.append(f"decoder.blocks.x_0_{args.get('depth', 5) - 1}.attention1.")
     if args.get("legacy"):
         # smp's older DeepLabV3 names (its load_state_dict renames them); what runs only.
@@ -260,7 +301,7 @@ def make(index, name, kind, args, shape, out_dir):
                 n = n.replace(new, legacy) if n.startswith(new) else n
             tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
-    if kind.startswith("smp_"):
+    if kind.startswith("smp_") or kind == "effnet":
         params -= sum(p.numel() for n, p in model.named_parameters()
                       if any(n.startswith(u) for u in unused))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
