@@ -23,7 +23,7 @@ use segblocks::networks::{
     EfficientNetConfig, EfficientNetFeatures, Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures,
     SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, SmpDeepLabV3Plus,
     SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet,
-    SmpPspNetConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
+    SmpPspNetConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -122,6 +122,9 @@ fn bench(c: &mut Criterion) {
     let cfg = SmpPspNetConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpPspNet::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_pspnet_resnet34_160", &net, small);
+    let cfg = SmpUperNetConfig::new("resnet34", 3, 2).unwrap();
+    let net = SmpUperNet::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_upernet_resnet34_160", &net, small);
     // EfficientNet-B0: torchvision's features, and smp's Unet on its efficientnet-b0.
     let cfg = EfficientNetConfig::torchvision("efficientnet_b0").unwrap();
     let net = EfficientNetFeatures::load(&gpu, cfg, &sd, "").unwrap();

@@ -64,6 +64,7 @@ try:
                             classes=2).eval(), (1, 3, 256, 256))
     bench("smp_linknet_resnet34_160", smp.Linknet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_pspnet_resnet34_160", smp.PSPNet("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_upernet_resnet34_160", smp.UPerNet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_efficientnet_b0_256",
           smp.Unet("efficientnet-b0", encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
 except ImportError:

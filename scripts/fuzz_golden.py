@@ -627,7 +627,8 @@ def networks(fz, count, out):
     interpolation, scse attention, activation), FPN (depth, pyramid and segmentation
     widths, merge, interpolation, upsampling, activation), DeepLabV3 and DeepLabV3Plus
     (depth, output stride, widths, rates, separable ASPP, upsampling, activation), Linknet
-    and PSPNet (depth, norm, widths, upsampling, activation), each smp model with its
+    and PSPNet (depth, norm, widths, upsampling, activation), UPerNet (depth, widths, norm,
+    upsampling, activation), each smp model with its
     classification head a quarter of the time, on
     ResNet, MobileNetV2 and EfficientNet encoders at odd sizes and batch
     up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
@@ -650,7 +651,7 @@ def networks(fz, count, out):
     for i in range(count):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
-                "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet"][i % 16]
+                "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet"][i % 17]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -756,6 +757,19 @@ def networks(fz, count, out):
             a = dict(name=name, dilation=[False] * 3 if basic else
                      [r.random() < 0.5 for _ in range(3)])
             shape = [n, 3] + side(1, 48) if basic else [1, 3] + side(1, 40)
+        elif kind == "smp_upernet":
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
+                               + EFFNETS)
+            depth = r.randint(3, 5)
+            a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
+                     decoder_channels=r.choice([8, 16, 32]), use_norm=r.random() < 0.6,
+                     upsampling=r.choice([1, 2, 4, 4]),
+                     activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
+                                          "logsoftmax"]))
+            step = 1 << depth
+            batch = n if encoder != "resnet50" else 1
+            k = -(-least(encoder) // step)
+            shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "tv_effnet":
             a = dict(name=r.choice(["efficientnet_b0", "efficientnet_b0", "efficientnet_b1",
                                     "efficientnet_b2", "efficientnet_v2_s"]))

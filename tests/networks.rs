@@ -17,7 +17,8 @@ use segblocks::networks::{
     MobileNetV3FeaturesConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
     SegmentationConfig, SegmentationModel, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
     SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig,
-    SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, UNet, UNetConfig,
+    SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
+    UNetConfig,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -250,6 +251,20 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 x,
             )
         }
+        "smp_upernet" => {
+            let cfg = SmpUperNetConfig::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .encoder_depth(us(&a["depth"]))
+                .decoder_channels(us(&a["decoder_channels"]))
+                .decoder_use_norm(flag("use_norm"))
+                .upsampling(us(&a["upsampling"]))
+                .activation(head_activation(a));
+            run(
+                gpu,
+                SmpUperNet::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -306,7 +321,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            16,
+            17,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -539,6 +554,25 @@ fn smp_linknet_pspnet_bad_configurations_are_typed_errors() {
     }
     let effnet = SmpPspNetConfig::new("efficientnet-b7", 3, 2).unwrap();
     named(load(effnet.encoder_depth(1)), "encoder_depth");
+}
+
+/// smp UPerNet configurations it refuses: a depth outside 3..=5, no decoder channels,
+/// an input not divisible by `2^encoder_depth`.
+#[test]
+fn smp_upernet_bad_configurations_are_typed_errors() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let cfg = SmpUperNetConfig::new("resnet18", 3, 2)
+        .unwrap()
+        .decoder_channels(8);
+    let load = |cfg: SmpUperNetConfig| SmpUperNet::load(gpu, cfg, &sd, "").err();
+    named(load(cfg.clone().encoder_depth(2)), "encoder_depth");
+    named(load(cfg.clone().encoder_depth(6)), "encoder_depth");
+    named(load(cfg.clone().decoder_channels(0)), "decoder_channels");
+    named(load(cfg.clone().upsampling(0)), "upsampling");
+    let net = SmpUperNet::load(gpu, cfg.encoder_depth(3), &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 24, 40]).unwrap(), [2, 2, 24, 40]);
+    named(net.output_shape([2, 3, 24, 36]).err(), "input");
 }
 
 /// EfficientNets by names their libraries do not have.

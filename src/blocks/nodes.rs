@@ -1069,6 +1069,69 @@ impl Node for LrAsppHeadNode {
     }
 }
 
+/// torchvision's / smp's `LayerNorm2d` (`nn.LayerNorm(C)` over each pixel's channels)
+/// as a node, its affine loaded by name.
+#[derive(Debug)]
+pub(crate) struct LayerNorm2dNode {
+    layer: crate::ops::channel::LayerNorm2d,
+    eps: f32,
+    gamma: Array1<f32>,
+    beta: Array1<f32>,
+}
+
+impl LayerNorm2dNode {
+    /// Loads `{prefix}.weight` and `{prefix}.bias` (`num_channels` each).
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        (num_channels, eps): (usize, f32),
+        prefix: &str,
+    ) -> Result<Self> {
+        let get = |n: &str| sd.get1(&key(prefix, n), num_channels);
+        let (gamma, beta) = (get("weight")?, get("bias")?);
+        let layer = crate::ops::channel::LayerNorm2d::new(
+            gpu,
+            (num_channels, eps),
+            Some(gamma.view()),
+            Some(beta.view()),
+        )?;
+        Ok(LayerNorm2dNode {
+            layer,
+            eps,
+            gamma,
+            beta,
+        })
+    }
+}
+
+impl Node for LayerNorm2dNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        Ok(vec![self.layer.output_shape(*inputs.get(0)?)?])
+    }
+
+    /// The affine parameters; normalising is not counted as MACs (as torchinfo).
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let x = *inputs.get(0)?;
+        Ok(Cost {
+            params: 2 * self.gamma.len() as u64,
+            macs: 0,
+            bytes: elementwise_cost(x, 2).bytes,
+        })
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let y = self.layer.forward(rec, inputs.get(0)?.tensor()?)?;
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let x = inputs.get(0)?.tensor()?;
+        let y =
+            reference::channel::layer_norm_2d(x, self.eps, self.gamma.view(), self.beta.view())?;
+        Ok(vec![HostValue::Tensor(y)])
+    }
+}
+
 /// `nn.GroupNorm(num_groups, C)` with its affine weights `{prefix}.weight` / `.bias`, then
 /// an activation (smp's `Conv3x3GNReLU`); the host weights kept for the reference.
 #[derive(Debug)]

@@ -3,7 +3,8 @@
 //! (ResNet-18 to 152, ResNeXt, Wide ResNet), torchvision's EfficientNet-B0 to B7 and V2
 //! feature extractors, torchvision's segmentation models (FCN and
 //! DeepLabV3 on ResNet-50/101 and MobileNetV3, LR-ASPP), segmentation_models_pytorch's
-//! `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`, `DeepLabV3Plus`, `Linknet` and `PSPNet` on ResNet,
+//! `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`, `DeepLabV3Plus`, `Linknet`, `PSPNet` and `UPerNet`
+//! on ResNet,
 //! MobileNetV2 and EfficientNet-B0 to B7 encoders (EfficientNet-PyTorch's, also a feature
 //! extractor of its own), and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
@@ -24,6 +25,7 @@ mod smp_fpn;
 mod smp_linknet;
 mod smp_pspnet;
 mod smp_unet;
+mod smp_upernet;
 mod unet;
 
 pub use efficientnet::{
@@ -47,6 +49,7 @@ pub use smp_pspnet::{SmpPspNet, SmpPspNetConfig};
 pub use smp_unet::{
     HeadActivation, SmpAuxParams, SmpEncoder, SmpUnet, SmpUnetConfig, SmpUnetPlusPlus,
 };
+pub use smp_upernet::{SmpUperNet, SmpUperNetConfig};
 pub use unet::{UNet, UNetConfig};
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};

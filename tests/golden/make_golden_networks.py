@@ -40,6 +40,8 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            classes, decoder_use_norm, activation), the same encoders
   smp_pspnet segmentation_models_pytorch.PSPNet(encoder, encoder_depth, in_channels,
            classes, psp_out_channels, decoder_use_norm, upsampling, activation)
+  smp_upernet segmentation_models_pytorch.UPerNet(encoder, encoder_depth, in_channels,
+           classes, decoder_channels, decoder_use_norm, upsampling, activation)
   tv_effnet torchvision efficientnet_b0 .. b7 / efficientnet_v2_s / m / l (name).features
   effnet   EfficientNet-PyTorch's efficientnet-b{variant} (smp's vendored copy)
            .extract_features; the smp kinds also take its efficientnet-b* encoders
@@ -175,6 +177,16 @@ CASES = [
     ("efficientnet_b0_torchvision", "tv_effnet", dict(name="efficientnet_b0"), [2, 3, 45, 61]),
     ("efficientnet_b5_torchvision", "tv_effnet", dict(name="efficientnet_b5"), [1, 3, 33, 40]),
     ("efficientnet_v2_s_torchvision", "tv_effnet", dict(name="efficientnet_v2_s"), [2, 3, 40, 52]),
+    ("smp_upernet_resnet34", "smp_upernet",
+     dict(encoder="resnet34", depth=5, cin=3, classes=3, decoder_channels=64, use_norm=True,
+          upsampling=4, activation=None), [2, 3, 64, 96]),
+    ("smp_upernet_mobilenet_v2_depth3_no_norm", "smp_upernet",
+     dict(encoder="mobilenet_v2", depth=3, cin=1, classes=2, decoder_channels=16, use_norm=False,
+          upsampling=2, activation="sigmoid"), [1, 1, 40, 24]),
+    ("smp_upernet_efficientnet_b0_depth4_aux", "smp_upernet",
+     dict(encoder="efficientnet-b0", depth=4, cin=3, classes=4, decoder_channels=32, use_norm=True,
+          upsampling=4, activation="softmax2d",
+          aux=dict(classes=3, pooling="max", activation=None)), [2, 3, 48, 64]),
 ]
 
 
@@ -200,6 +212,13 @@ def build(kind, a):
         from torchvision.models._utils import IntermediateLayerGetter
         model = getattr(torchvision.models, a["name"])(replace_stride_with_dilation=a["dilation"])
         return IntermediateLayerGetter(model, return_layers={"layer4": "out"})
+    if kind == "smp_upernet":
+        import segmentation_models_pytorch as smp
+        return smp.UPerNet(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                           in_channels=a["cin"], classes=a["classes"],
+                           decoder_channels=a["decoder_channels"], decoder_use_norm=a["use_norm"],
+                           upsampling=a["upsampling"], activation=a["activation"],
+                           aux_params=a.get("aux"))
     if kind == "tv_effnet":
         return getattr(torchvision.models, a["name"])().features
     if kind == "effnet":
@@ -269,12 +288,14 @@ def make(index, name, kind, args, shape, out_dir):
     if isinstance(y, tuple):
         # smp's (masks, labels): the labels [N, classes] stored as [N, classes, 1, 1].
         y = {"out": y[0], "aux": y[1][:, :, None, None]}
+    # Contiguous: safetensors writes a strided array's buffer as it lies, and a network
+    # whose norm permutes to channels-last (smp's UPerNet) returns a channels-last output.
     if isinstance(y, dict):
-        tensors["out"] = y["out"].numpy()
+        tensors["out"] = y["out"].contiguous().numpy()
         if "aux" in y:
-            tensors["aux"] = y["aux"].numpy()
+            tensors["aux"] = y["aux"].contiguous().numpy()
     else:
-        tensors["out"] = y.numpy()
+        tensors["out"] = y.contiguous().numpy()
     # smp keeps modules it never runs: the encoder stages past encoder_depth, and the
     # last Unet / UnetPlusPlus decoder block's attention1 (it has no skip): not counted.
     unused = [f"encoder.layer{k}." for k in range(args.get("depth", 5), 5)]
