@@ -641,17 +641,20 @@ def networks(fz, count, out):
 
     # smp's EfficientNet encoders (the larger ones make slow cases).
     EFFNETS = ["efficientnet-b0", "efficientnet-b1", "efficientnet-b3"]
+    # smp's VGG encoders (no dilation: not for DeepLab).
+    VGGS = ["vgg11", "vgg13_bn", "vgg16_bn"]
 
     def least(encoder):
         # EfficientNet-PyTorch's padding is fixed at the resolution the model was defined
         # for: on a smaller map a strided kernel may not fit at all (PyTorch refuses it).
-        return 32 if encoder.startswith("efficientnet") else 1
+        # VGG's max pools floor: a map under 2^depth pixels pools to nothing.
+        return 32 if encoder.startswith(("efficientnet", "vgg")) else 1
 
     cases = []
     for i in range(count):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
-                "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet"][i % 17]
+                "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg"][i % 18]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -676,7 +679,7 @@ def networks(fz, count, out):
             shape = [n, 3] + side(7)
         elif kind in ("smp_unet", "smp_unetplusplus"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
-                                "mobilenet_v2", "mobilenet_v2"] + EFFNETS)
+                                "mobilenet_v2", "mobilenet_v2"] + EFFNETS + VGGS)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
@@ -701,7 +704,7 @@ def networks(fz, count, out):
                 k = -(-least(encoder) // step)
                 shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "smp_fpn":
-            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS)
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS + VGGS)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      pyramid=r.choice([8, 16, 48, 64]), segmentation=r.choice([32, 64]),
@@ -712,7 +715,7 @@ def networks(fz, count, out):
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
                                           "logsoftmax"]))
             step = 1 << depth
-            batch = n if encoder != "resnet50" else 1
+            batch = n if encoder not in ["resnet50"] + VGGS else 1
             # Two pixels at least on the deepest level: PyTorch's group_norm refuses groups
             # of one value (C = 32 groups of one channel on a 1 x 1 map at batch 1).
             k = -(-least(encoder) // step)
@@ -731,12 +734,12 @@ def networks(fz, count, out):
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
                                           "logsoftmax"]))
             step = min(stride, 1 << depth)
-            batch = n if encoder != "resnet50" else 1
+            batch = n if encoder not in ["resnet50"] + VGGS else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 3), step * r.randint(k, k + 3)]
         elif kind in ("smp_linknet", "smp_pspnet"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS)
+                               + EFFNETS + VGGS)
             depth = r.randint(1 + encoder.startswith("efficientnet"), 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      use_norm=r.random() < 0.6,
@@ -746,7 +749,7 @@ def networks(fz, count, out):
                 a["psp_out"] = r.choice([8, 16, 64])
                 a["upsampling"] = r.choice([1, 2, 4, 8, 8])
             step = 1 << depth
-            batch = n if encoder != "resnet50" else 1
+            batch = n if encoder not in ["resnet50"] + VGGS else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "resnet":
@@ -759,7 +762,7 @@ def networks(fz, count, out):
             shape = [n, 3] + side(1, 48) if basic else [1, 3] + side(1, 40)
         elif kind == "smp_upernet":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS)
+                               + EFFNETS + VGGS)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=r.choice([8, 16, 32]), use_norm=r.random() < 0.6,
@@ -767,9 +770,12 @@ def networks(fz, count, out):
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
                                           "logsoftmax"]))
             step = 1 << depth
-            batch = n if encoder != "resnet50" else 1
+            batch = n if encoder not in ["resnet50"] + VGGS else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
+        elif kind == "vgg":
+            a = dict(name=r.choice(["vgg11", "vgg11_bn", "vgg13", "vgg16_bn", "vgg19"]))
+            shape = [1, 3] + side(32)
         elif kind == "tv_effnet":
             a = dict(name=r.choice(["efficientnet_b0", "efficientnet_b0", "efficientnet_b1",
                                     "efficientnet_b2", "efficientnet_v2_s"]))

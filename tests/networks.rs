@@ -18,7 +18,7 @@ use segblocks::networks::{
     SegmentationConfig, SegmentationModel, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
     SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig,
     SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
-    UNetConfig,
+    UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -143,6 +143,10 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
+        }
+        "vgg" => {
+            let cfg = VggConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
+            run(gpu, VggFeatures::load(gpu, cfg, sd, ""), x)
         }
         "tv_effnet" => {
             let cfg = EfficientNetConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
@@ -321,7 +325,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            17,
+            18,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -573,6 +577,21 @@ fn smp_upernet_bad_configurations_are_typed_errors() {
     let net = SmpUperNet::load(gpu, cfg.encoder_depth(3), &sd, "").unwrap();
     assert_eq!(net.output_shape([2, 3, 24, 40]).unwrap(), [2, 2, 24, 40]);
     named(net.output_shape([2, 3, 24, 36]).err(), "input");
+}
+
+/// VGGs by names torchvision does not have, and a VGG encoder where smp would dilate it.
+#[test]
+fn vgg_bad_names_and_dilation_are_typed_errors() {
+    for bad in ["vgg15", "vgg16_bnx", "vgg"] {
+        named(VggConfig::torchvision(bad).err(), "arch");
+        named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
+    }
+    let cfg = SmpDeepLabV3Config::new("vgg11", 3, 2).unwrap();
+    let sd = StateDict::synthetic();
+    named(
+        SmpDeepLabV3::load(common::gpu(), cfg, &sd, "").err(),
+        "encoder_output_stride",
+    );
 }
 
 /// EfficientNets by names their libraries do not have.

@@ -1,12 +1,11 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
-//! TFLite) state dicts by name: MobileNetV2, MobileNetV3 and ResNet feature extractors
-//! (ResNet-18 to 152, ResNeXt, Wide ResNet), torchvision's EfficientNet-B0 to B7 and V2
-//! feature extractors, torchvision's segmentation models (FCN and
-//! DeepLabV3 on ResNet-50/101 and MobileNetV3, LR-ASPP), segmentation_models_pytorch's
-//! `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`, `DeepLabV3Plus`, `Linknet`, `PSPNet` and `UPerNet`
-//! on ResNet,
-//! MobileNetV2 and EfficientNet-B0 to B7 encoders (EfficientNet-PyTorch's, also a feature
-//! extractor of its own), and MediaPipe's selfie segmentation models. Each is a
+//! TFLite) state dicts by name: MobileNetV2, MobileNetV3, ResNet (ResNet-18 to 152,
+//! ResNeXt, Wide ResNet), EfficientNet (B0 to B7, V2) and VGG feature extractors,
+//! torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and MobileNetV3,
+//! LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
+//! `DeepLabV3Plus`, `Linknet`, `PSPNet` and `UPerNet` on ResNet, MobileNetV2, VGG and
+//! EfficientNet-B0 to B7 encoders (EfficientNet-PyTorch's, also a feature extractor of its
+//! own), and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
@@ -27,6 +26,7 @@ mod smp_pspnet;
 mod smp_unet;
 mod smp_upernet;
 mod unet;
+mod vgg;
 
 pub use efficientnet::{
     EfficientNetArch, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
@@ -51,6 +51,7 @@ pub use smp_unet::{
 };
 pub use smp_upernet::{SmpUperNet, SmpUperNetConfig};
 pub use unet::{UNet, UNetConfig};
+pub use vgg::{VggConfig, VggFeatures};
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};
 

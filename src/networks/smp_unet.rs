@@ -34,7 +34,7 @@ use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::{EfficientNetPyTorchConfig, MobileNetV2Config, ResNetConfig};
+use super::{EfficientNetPyTorchConfig, MobileNetV2Config, ResNetConfig, VggConfig};
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,13 +46,18 @@ pub enum SmpEncoder {
     /// `efficientnet-b0` .. `efficientnet-b7`: EfficientNet-PyTorch's model
     /// (`encoder._conv_stem`, `encoder._blocks.*`; [`EfficientNetPyTorchConfig`]).
     EfficientNet(EfficientNetPyTorchConfig),
+    /// `vgg11`, `vgg11_bn`, ... `vgg19_bn`: torchvision's VGG `features` (`encoder.features.*`;
+    /// [`VggConfig`]): its features are each stage's output before its pool (the first at
+    /// the input's size) and the last pool's; it cannot be dilated.
+    Vgg(VggConfig),
 }
 
 impl SmpEncoder {
     /// smp's `encoder_name`: `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152`,
     /// `resnext50_32x4d`, `resnext101_32x4d`, `resnext101_32x8d`, `resnext101_32x16d`,
-    /// `resnext101_32x32d`, `resnext101_32x48d`, `mobilenet_v2` or `efficientnet-b0` ..
-    /// `efficientnet-b7`; any other name is an error naming `encoder_name`.
+    /// `resnext101_32x32d`, `resnext101_32x48d`, `mobilenet_v2`, `efficientnet-b0` ..
+    /// `efficientnet-b7`, or `vgg11` .. `vgg19_bn`; any other name is an error naming
+    /// `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         let resnext101 = |width| ResNetConfig::resnet101().groups(32, width);
         let efficientnet = encoder_name
@@ -63,6 +68,14 @@ impl SmpEncoder {
             return Ok(SmpEncoder::EfficientNet(EfficientNetPyTorchConfig::b(
                 variant,
             )?));
+        }
+        if encoder_name.starts_with("vgg") {
+            return VggConfig::torchvision(encoder_name)
+                .map(SmpEncoder::Vgg)
+                .map_err(|_| Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!("{encoder_name:?} is not one of smp's VGG encoders"),
+                });
         }
         Ok(SmpEncoder::ResNet(match encoder_name {
             "resnet18" => ResNetConfig::resnet18(),
@@ -95,6 +108,7 @@ impl SmpEncoder {
             SmpEncoder::ResNet(r) => r.validate(),
             SmpEncoder::MobileNetV2 => Ok(()),
             SmpEncoder::EfficientNet(e) => e.validate(),
+            SmpEncoder::Vgg(v) => v.validate(),
         }
     }
 
@@ -108,6 +122,7 @@ impl SmpEncoder {
             }
             SmpEncoder::MobileNetV2 => vec![in_channels, 16, 24, 32, 96, 1280],
             SmpEncoder::EfficientNet(e) => e.feature_channels(in_channels),
+            SmpEncoder::Vgg(_) => vec![64, 128, 256, 512, 512, 512],
         }
     }
 
@@ -133,6 +148,18 @@ impl SmpEncoder {
         ctx: (&Gpu, &StateDict, &str),
         (in_channels, depth, output_stride): (usize, usize, usize),
     ) -> Result<Vec<ValueId>> {
+        if let SmpEncoder::Vgg(v) = self {
+            fail_if(output_stride != 32, "encoder_output_stride", || {
+                format!("VGG encoders cannot be dilated (smp refuses it), got {output_stride}")
+            })?;
+            let (gpu, sd, prefix) = ctx;
+            return v.append(
+                g,
+                x,
+                (gpu, sd, &key(prefix, "features")),
+                (in_channels, depth),
+            );
+        }
         let mut features = vec![x];
         match self {
             SmpEncoder::ResNet(r) => features.extend(r.append_stages(
@@ -153,6 +180,7 @@ impl SmpEncoder {
                 )?;
                 features.extend(indexes[..depth].iter().map(|&i| outs[i]));
             }
+            SmpEncoder::Vgg(_) => unreachable!("returned above"),
             SmpEncoder::EfficientNet(e) => {
                 // The stem, then the blocks up to the last feature's; smp's `get_stages`
                 // dilates the blocks after the stride-8 feature (stride 16) and after the
@@ -529,6 +557,15 @@ impl SmpUnetConfig {
     ) -> Result<(ValueId, usize)> {
         let mut y = *features.last().expect("the encoder's last feature");
         let mut cin = *channels.last().expect("the encoder's channels");
+        if let SmpEncoder::Vgg(_) = self.encoder {
+            // smp's `UnetCenterBlock` on a VGG's last feature: two 3x3 Conv2dReLUs.
+            for i in 0..2 {
+                let name = key(prefix, &format!("decoder.center.{i}"));
+                let p = Conv2dParams::new(cin, cin, 3).padding(1);
+                let conv = conv2d_relu(gpu, sd, p, &name, self.decoder_use_norm)?;
+                y = g.add(name, conv, &[y]);
+            }
+        }
         for (i, &cout) in self.decoder_channels.iter().enumerate() {
             let level = self.encoder_depth - 1 - i;
             let target = features[level];

@@ -42,6 +42,8 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            classes, psp_out_channels, decoder_use_norm, upsampling, activation)
   smp_upernet segmentation_models_pytorch.UPerNet(encoder, encoder_depth, in_channels,
            classes, decoder_channels, decoder_use_norm, upsampling, activation)
+  vgg      torchvision vgg11 .. vgg19(_bn) (name).features; the smp kinds take these as
+           encoders too (vgg11 .. vgg19_bn)
   tv_effnet torchvision efficientnet_b0 .. b7 / efficientnet_v2_s / m / l (name).features
   effnet   EfficientNet-PyTorch's efficientnet-b{variant} (smp's vendored copy)
            .extract_features; the smp kinds also take its efficientnet-b* encoders
@@ -187,6 +189,21 @@ CASES = [
      dict(encoder="efficientnet-b0", depth=4, cin=3, classes=4, decoder_channels=32, use_norm=True,
           upsampling=4, activation="softmax2d",
           aux=dict(classes=3, pooling="max", activation=None)), [2, 3, 48, 64]),
+    ("smp_unet_vgg16_bn", "smp_unet",
+     dict(encoder="vgg16_bn", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 64, 96]),
+    ("smp_fpn_vgg11_depth4", "smp_fpn",
+     dict(encoder="vgg11", depth=4, cin=1, classes=3, pyramid=32, segmentation=32, merge="cat",
+          interpolation="nearest", upsampling=4, activation="sigmoid"), [1, 1, 48, 32]),
+    ("smp_pspnet_vgg13_bn_depth3_aux", "smp_pspnet",
+     dict(encoder="vgg13_bn", depth=3, cin=2, classes=2, psp_out=16, use_norm=True, upsampling=8,
+          activation=None, aux=dict(classes=2, pooling="avg", activation=None)), [2, 2, 32, 40]),
+    ("vgg19_features", "vgg", dict(name="vgg19"), [1, 3, 40, 56]),
+    # Shallow, so that the synthetic weights leave the deep path (the center block) a
+    # visible part of the output: through VGG16's 13 plain layers it fades to 1e-6.
+    ("smp_unet_vgg11_depth3_no_norm", "smp_unet",
+     dict(encoder="vgg11", depth=3, cin=3, classes=2, decoder_channels=[32, 16, 8],
+          use_norm=False, interpolation="bilinear", activation=None), [2, 3, 24, 40]),
 ]
 
 
@@ -219,6 +236,8 @@ def build(kind, a):
                            decoder_channels=a["decoder_channels"], decoder_use_norm=a["use_norm"],
                            upsampling=a["upsampling"], activation=a["activation"],
                            aux_params=a.get("aux"))
+    if kind == "vgg":
+        return getattr(torchvision.models, a["name"])().features
     if kind == "tv_effnet":
         return getattr(torchvision.models, a["name"])().features
     if kind == "effnet":
@@ -299,8 +318,16 @@ def make(index, name, kind, args, shape, out_dir):
     # smp keeps modules it never runs: the encoder stages past encoder_depth, and the
     # last Unet / UnetPlusPlus decoder block's attention1 (it has no skip): not counted.
     unused = [f"encoder.layer{k}." for k in range(args.get("depth", 5), 5)]
-    last = [1, 3, 6, 13, 18][args.get("depth", 5) - 1]
-    unused += [f"encoder.features.{k}." for k in range(last + 1, 19)]
+    if args.get("encoder") == "mobilenet_v2":
+        last = [1, 3, 6, 13, 18][args.get("depth", 5) - 1]
+        unused += [f"encoder.features.{k}." for k in range(last + 1, 19)]
+    if args.get("encoder", "").startswith("vgg"):
+        # smp's VGG stops after the layer of its last feature; UnetPlusPlus builds a
+        # center block for it that its forward never calls.
+        last = model.encoder._out_indexes[args.get("depth", 5)]
+        unused += [f"encoder.features.{k}." for k in range(last + 1, 60)]
+        if kind == "smp_unetplusplus":
+            unused.append("decoder.center.")
     unused.append(f"decoder.blocks.{args.get('depth', 5) - 1}.attention1.")
     if kind == "effnet":
         unused.append("_fc.")
