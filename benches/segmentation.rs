@@ -20,10 +20,11 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    EfficientNetConfig, EfficientNetFeatures, Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures,
-    SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, SmpDeepLabV3Plus,
-    SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet,
-    SmpPspNetConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet, UNetConfig,
+    ConvNextConfig, ConvNextFeatures, EfficientNetConfig, EfficientNetFeatures, Fcn8s, Fcn8sConfig,
+    ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
+    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig,
+    SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
+    UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -132,6 +133,15 @@ fn bench(c: &mut Criterion) {
         &mut g,
         &gpu,
         "efficientnet_b0_features_224",
+        &net,
+        [1, 3, 224, 224],
+    );
+    let cfg = ConvNextConfig::torchvision("convnext_tiny").unwrap();
+    let net = ConvNextFeatures::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "convnext_tiny_features_224",
         &net,
         [1, 3, 224, 224],
     );

@@ -654,7 +654,8 @@ def networks(fz, count, out):
     for i in range(count):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
-                "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg"][i % 18]
+                "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
+                "convnext"][i % 19]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -773,6 +774,9 @@ def networks(fz, count, out):
             batch = n if encoder not in ["resnet50"] + VGGS else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
+        elif kind == "convnext":
+            a = dict(name="convnext_tiny")
+            shape = [r.choice([1, 2]), 3] + side(32, 80)
         elif kind == "vgg":
             a = dict(name=r.choice(["vgg11", "vgg11_bn", "vgg13", "vgg16_bn", "vgg19"]))
             shape = [1, 3] + side(32)

@@ -11,14 +11,14 @@ use common::golden::golden_dir;
 use ndarray::Array4;
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
-    EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig,
-    LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
-    MobileNetV3FeaturesConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
-    SegmentationConfig, SegmentationModel, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
-    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig,
-    SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
-    UNetConfig, VggConfig, VggFeatures,
+    ConvNextConfig, ConvNextFeatures, EfficientNetConfig, EfficientNetFeatures,
+    EfficientNetPyTorchConfig, EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge,
+    HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features,
+    MobileNetV3Features, MobileNetV3FeaturesConfig, ResNetConfig, ResNetFeatures, SegNet,
+    SegNetConfig, SegmentationConfig, SegmentationModel, SmpAuxParams, SmpDeepLabV3,
+    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet,
+    SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
+    SmpUperNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -143,6 +143,10 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
+        }
+        "convnext" => {
+            let cfg = ConvNextConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
+            run(gpu, ConvNextFeatures::load(gpu, cfg, sd, ""), x)
         }
         "vgg" => {
             let cfg = VggConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
@@ -325,7 +329,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            18,
+            19,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -591,6 +595,22 @@ fn vgg_bad_names_and_dilation_are_typed_errors() {
     named(
         SmpDeepLabV3::load(common::gpu(), cfg, &sd, "").err(),
         "encoder_output_stride",
+    );
+}
+
+/// A ConvNeXt by a name torchvision does not have.
+#[test]
+fn convnext_bad_names_are_typed_errors() {
+    for bad in ["convnext_huge", "convnext", "convnext_tiny_"] {
+        named(ConvNextConfig::torchvision(bad).err(), "arch");
+    }
+    let cfg = ConvNextConfig {
+        channels: [96, 0, 384, 768],
+        blocks: [1, 1, 1, 1],
+    };
+    named(
+        ConvNextFeatures::load(common::gpu(), cfg, &StateDict::synthetic(), "").err(),
+        "channels",
     );
 }
 

@@ -1,8 +1,8 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
 //! TFLite) state dicts by name: MobileNetV2, MobileNetV3, ResNet (ResNet-18 to 152,
-//! ResNeXt, Wide ResNet), EfficientNet (B0 to B7, V2) and VGG feature extractors,
-//! torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and MobileNetV3,
-//! LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
+//! ResNeXt, Wide ResNet), EfficientNet (B0 to B7, V2), ConvNeXt and VGG feature
+//! extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
+//! MobileNetV3, LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
 //! `DeepLabV3Plus`, `Linknet`, `PSPNet` and `UPerNet` on ResNet, MobileNetV2, VGG and
 //! EfficientNet-B0 to B7 encoders (EfficientNet-PyTorch's, also a feature extractor of its
 //! own), and MediaPipe's selfie segmentation models. Each is a
@@ -10,6 +10,7 @@
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
 
+mod convnext;
 mod efficientnet;
 mod fcn8s;
 mod lraspp;
@@ -28,6 +29,7 @@ mod smp_upernet;
 mod unet;
 mod vgg;
 
+pub use convnext::{ConvNextConfig, ConvNextFeatures};
 pub use efficientnet::{
     EfficientNetArch, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
     EfficientNetPyTorchFeatures,

@@ -42,6 +42,7 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            classes, psp_out_channels, decoder_use_norm, upsampling, activation)
   smp_upernet segmentation_models_pytorch.UPerNet(encoder, encoder_depth, in_channels,
            classes, decoder_channels, decoder_use_norm, upsampling, activation)
+  convnext torchvision convnext_tiny / _small / _base / _large (name).features
   vgg      torchvision vgg11 .. vgg19(_bn) (name).features; the smp kinds take these as
            encoders too (vgg11 .. vgg19_bn)
   tv_effnet torchvision efficientnet_b0 .. b7 / efficientnet_v2_s / m / l (name).features
@@ -204,6 +205,8 @@ CASES = [
     ("smp_unet_vgg11_depth3_no_norm", "smp_unet",
      dict(encoder="vgg11", depth=3, cin=3, classes=2, decoder_channels=[32, 16, 8],
           use_norm=False, interpolation="bilinear", activation=None), [2, 3, 24, 40]),
+    ("convnext_tiny_features", "convnext", dict(name="convnext_tiny"), [2, 3, 64, 96]),
+    ("convnext_tiny_odd_size", "convnext", dict(name="convnext_tiny"), [1, 3, 45, 70]),
 ]
 
 
@@ -236,6 +239,8 @@ def build(kind, a):
                            decoder_channels=a["decoder_channels"], decoder_use_norm=a["use_norm"],
                            upsampling=a["upsampling"], activation=a["activation"],
                            aux_params=a.get("aux"))
+    if kind == "convnext":
+        return getattr(torchvision.models, a["name"])().features
     if kind == "vgg":
         return getattr(torchvision.models, a["name"])().features
     if kind == "tv_effnet":
