@@ -641,21 +641,21 @@ def networks(fz, count, out):
 
     # smp's EfficientNet encoders (the larger ones make slow cases).
     EFFNETS = ["efficientnet-b0", "efficientnet-b1", "efficientnet-b3"]
-    # smp's VGG encoders (no dilation: not for DeepLab).
-    VGGS = ["vgg11", "vgg13_bn", "vgg16_bn"]
+    # smp's VGG and DenseNet encoders (no dilation: not for DeepLab).
+    VGGS = ["vgg11", "vgg13_bn", "vgg16_bn", "densenet121"]
 
     def least(encoder):
         # EfficientNet-PyTorch's padding is fixed at the resolution the model was defined
         # for: on a smaller map a strided kernel may not fit at all (PyTorch refuses it).
         # VGG's max pools floor: a map under 2^depth pixels pools to nothing.
-        return 32 if encoder.startswith(("efficientnet", "vgg")) else 1
+        return 32 if encoder.startswith(("efficientnet", "vgg", "densenet")) else 1
 
     cases = []
     for i in range(count):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
-                "convnext"][i % 19]
+                "convnext", "densenet"][i % 20]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -774,6 +774,9 @@ def networks(fz, count, out):
             batch = n if encoder not in ["resnet50"] + VGGS else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
+        elif kind == "densenet":
+            a = dict(name=r.choice(["densenet121", "densenet169"]))
+            shape = [1, 3] + side(32)
         elif kind == "convnext":
             a = dict(name="convnext_tiny")
             shape = [r.choice([1, 2]), 3] + side(32, 80)

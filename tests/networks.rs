@@ -11,14 +11,14 @@ use common::golden::golden_dir;
 use ndarray::Array4;
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    ConvNextConfig, ConvNextFeatures, EfficientNetConfig, EfficientNetFeatures,
-    EfficientNetPyTorchConfig, EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge,
-    HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features,
-    MobileNetV3Features, MobileNetV3FeaturesConfig, ResNetConfig, ResNetFeatures, SegNet,
-    SegNetConfig, SegmentationConfig, SegmentationModel, SmpAuxParams, SmpDeepLabV3,
-    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet,
-    SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
-    SmpUperNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
+    EfficientNetFeatures, EfficientNetPyTorchConfig, EfficientNetPyTorchFeatures, Fcn8s,
+    Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config,
+    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, ResNetConfig,
+    ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, SmpAuxParams,
+    SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
+    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig,
+    SmpUperNet, SmpUperNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -143,6 +143,10 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
+        }
+        "densenet" => {
+            let cfg = DenseNetConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
+            run(gpu, DenseNetFeatures::load(gpu, cfg, sd, ""), x)
         }
         "convnext" => {
             let cfg = ConvNextConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
@@ -329,7 +333,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            19,
+            20,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -594,6 +598,22 @@ fn vgg_bad_names_and_dilation_are_typed_errors() {
     let sd = StateDict::synthetic();
     named(
         SmpDeepLabV3::load(common::gpu(), cfg, &sd, "").err(),
+        "encoder_output_stride",
+    );
+}
+
+/// DenseNets by names torchvision does not have, and a DenseNet encoder where smp would
+/// dilate it.
+#[test]
+fn densenet_bad_names_and_dilation_are_typed_errors() {
+    for bad in ["densenet100", "densenet", "densenet121x"] {
+        named(DenseNetConfig::torchvision(bad).err(), "arch");
+        named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
+    }
+    let cfg = SmpDeepLabV3PlusConfig::new("densenet121", 3, 2).unwrap();
+    let sd = StateDict::synthetic();
+    named(
+        SmpDeepLabV3Plus::load(common::gpu(), cfg, &sd, "").err(),
         "encoder_output_stride",
     );
 }

@@ -1069,6 +1069,69 @@ impl Node for LrAsppHeadNode {
     }
 }
 
+/// An inference batch norm followed by an activation, on its own (a pre-activation
+/// network's norm whose input is not a convolution's output: DenseNet's transitions).
+#[derive(Debug)]
+pub(crate) struct BnActNode {
+    layer: crate::ops::norm::BatchNorm2d,
+    host: BnState,
+    act: Activation,
+}
+
+impl BnActNode {
+    /// Loads `{prefix}.weight`, `.bias`, `.running_mean` and `.running_var`.
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        (channels, eps): (usize, f32),
+        prefix: &str,
+        act: Activation,
+    ) -> Result<Self> {
+        let host = BnState::load(sd, prefix, channels, eps)?;
+        let layer = crate::ops::norm::BatchNorm2d::new(
+            gpu,
+            BatchNorm2dParams::new(channels).eps(eps),
+            Some(host.gamma.view()),
+            Some(host.beta.view()),
+        )?
+        .with_running_stats(host.mean.view(), host.var.view())?;
+        Ok(BnActNode { layer, host, act })
+    }
+}
+
+impl Node for BnActNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let x = *inputs.get(0)?;
+        crate::ops::same_shape("input", [x[0], self.host.gamma.len(), x[2], x[3]], x)?;
+        Ok(vec![x])
+    }
+
+    /// The affine parameters (the running statistics are buffers, as torchinfo counts).
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let x = *inputs.get(0)?;
+        Ok(Cost {
+            params: 2 * self.host.gamma.len() as u64,
+            macs: 0,
+            bytes: elementwise_cost(x, 2).bytes,
+        })
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let x = inputs.get(0)?.tensor()?;
+        Ok(vec![Value::Tensor(
+            self.layer.forward_eval_act(rec, x, self.act)?,
+        )])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let y = self.host.reference(inputs.get(0)?.tensor()?)?;
+        Ok(vec![HostValue::Tensor(reference::channel::activation(
+            y.view(),
+            self.act,
+        ))])
+    }
+}
+
 /// torchvision's / smp's `LayerNorm2d` (`nn.LayerNorm(C)` over each pixel's channels)
 /// as a node, its affine loaded by name.
 #[derive(Debug)]

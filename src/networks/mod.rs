@@ -1,7 +1,7 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
 //! TFLite) state dicts by name: MobileNetV2, MobileNetV3, ResNet (ResNet-18 to 152,
-//! ResNeXt, Wide ResNet), EfficientNet (B0 to B7, V2), ConvNeXt and VGG feature
-//! extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
+//! ResNeXt, Wide ResNet), EfficientNet (B0 to B7, V2), ConvNeXt, DenseNet and VGG
+//! feature extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
 //! MobileNetV3, LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
 //! `DeepLabV3Plus`, `Linknet`, `PSPNet` and `UPerNet` on ResNet, MobileNetV2, VGG and
 //! EfficientNet-B0 to B7 encoders (EfficientNet-PyTorch's, also a feature extractor of its
@@ -11,6 +11,7 @@
 //! reproduces torchvision's configuration.
 
 mod convnext;
+mod densenet;
 mod efficientnet;
 mod fcn8s;
 mod lraspp;
@@ -30,6 +31,7 @@ mod unet;
 mod vgg;
 
 pub use convnext::{ConvNextConfig, ConvNextFeatures};
+pub use densenet::{DenseNetConfig, DenseNetFeatures};
 pub use efficientnet::{
     EfficientNetArch, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
     EfficientNetPyTorchFeatures,

@@ -1,11 +1,14 @@
 //! segmentation_models_pytorch's `Unet` (`smp.Unet(encoder_name, encoder_depth, in_channels,
 //! classes, decoder_channels, decoder_use_norm, decoder_interpolation, activation)`) with a
-//! ResNet, the MobileNetV2 or an EfficientNet encoder: the encoder's stages give the skips
-//! (ResNet: the stem's output at 1/2, `layer1` at 1/4, ...; MobileNetV2: `features.1`,
-//! `.3`, `.6`, `.13` and `.18`; EfficientNet: the stem's and smp's `out_indexes` blocks); each decoder block resizes its input to the next skip's size
-//! (`F.interpolate(size=...)`, nearest by default), concatenates the skip after it, and
-//! runs two 3x3 convolutions with batch norm and ReLU; the last block resizes to the input's
-//! size and has no skip; a 3x3 convolution gives the classes, then the head's activation.
+//! ResNet, MobileNetV2, EfficientNet, VGG or DenseNet encoder ([`SmpEncoder`]): the
+//! encoder's stages give the skips (ResNet: the stem's output at 1/2, `layer1` at 1/4, ...;
+//! MobileNetV2: `features.1`, `.3`, `.6`, `.13` and `.18`; EfficientNet: the stem's and
+//! smp's `out_indexes` blocks; VGG: each stage before its pool); each decoder block resizes
+//! its input to the next skip's size (`F.interpolate(size=...)`, nearest by default),
+//! concatenates the skip after it, and runs two 3x3 convolutions with batch norm and ReLU;
+//! the last block resizes to the input's size and has no skip; a 3x3 convolution gives the
+//! classes, then the head's activation. A VGG encoder's last feature first goes through
+//! smp's center block (two more 3x3 convolutions).
 //! Names are smp's (`encoder.*`, `decoder.blocks.{i}.conv{1,2}.{0,1}`,
 //! `segmentation_head.0`), so its checkpoints load as they are.
 //!
@@ -20,9 +23,9 @@
 //! With `aux_params`, smp's classification head on the encoder's last feature gives a
 //! second output ([`SmpAuxParams`]).
 //!
-//! Not covered: encoders other than the ResNets, MobileNetV2 and EfficientNet-B0 to B7
-//! (`timm-efficientnet-*`, VGG, ... are not), the norms other than
-//! batch norm (or none).
+//! Not covered: encoders other than the ResNets, MobileNetV2, EfficientNet-B0 to B7, VGG
+//! and DenseNet (`timm-efficientnet-*`, `se_resnext*`, `tu-*`, ... are not), the norms
+//! other than batch norm (or none).
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
@@ -34,7 +37,9 @@ use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::{EfficientNetPyTorchConfig, MobileNetV2Config, ResNetConfig, VggConfig};
+use super::{
+    DenseNetConfig, EfficientNetPyTorchConfig, MobileNetV2Config, ResNetConfig, VggConfig,
+};
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,14 +55,17 @@ pub enum SmpEncoder {
     /// [`VggConfig`]): its features are each stage's output before its pool (the first at
     /// the input's size) and the last pool's; it cannot be dilated.
     Vgg(VggConfig),
+    /// `densenet121`, `densenet161`, `densenet169`, `densenet201`: torchvision's DenseNet
+    /// `features` (`encoder.features.*`; [`DenseNetConfig`]); it cannot be dilated.
+    DenseNet(DenseNetConfig),
 }
 
 impl SmpEncoder {
     /// smp's `encoder_name`: `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152`,
     /// `resnext50_32x4d`, `resnext101_32x4d`, `resnext101_32x8d`, `resnext101_32x16d`,
     /// `resnext101_32x32d`, `resnext101_32x48d`, `mobilenet_v2`, `efficientnet-b0` ..
-    /// `efficientnet-b7`, or `vgg11` .. `vgg19_bn`; any other name is an error naming
-    /// `encoder_name`.
+    /// `efficientnet-b7`, `vgg11` .. `vgg19_bn`, or `densenet121` / `161` / `169` / `201`;
+    /// any other name is an error naming `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         let resnext101 = |width| ResNetConfig::resnet101().groups(32, width);
         let efficientnet = encoder_name
@@ -68,6 +76,14 @@ impl SmpEncoder {
             return Ok(SmpEncoder::EfficientNet(EfficientNetPyTorchConfig::b(
                 variant,
             )?));
+        }
+        if encoder_name.starts_with("densenet") {
+            return DenseNetConfig::torchvision(encoder_name)
+                .map(SmpEncoder::DenseNet)
+                .map_err(|_| Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!("{encoder_name:?} is not one of smp's DenseNet encoders"),
+                });
         }
         if encoder_name.starts_with("vgg") {
             return VggConfig::torchvision(encoder_name)
@@ -109,6 +125,7 @@ impl SmpEncoder {
             SmpEncoder::MobileNetV2 => Ok(()),
             SmpEncoder::EfficientNet(e) => e.validate(),
             SmpEncoder::Vgg(v) => v.validate(),
+            SmpEncoder::DenseNet(d) => d.validate(),
         }
     }
 
@@ -123,6 +140,7 @@ impl SmpEncoder {
             SmpEncoder::MobileNetV2 => vec![in_channels, 16, 24, 32, 96, 1280],
             SmpEncoder::EfficientNet(e) => e.feature_channels(in_channels),
             SmpEncoder::Vgg(_) => vec![64, 128, 256, 512, 512, 512],
+            SmpEncoder::DenseNet(d) => d.feature_channels(in_channels),
         }
     }
 
@@ -148,17 +166,21 @@ impl SmpEncoder {
         ctx: (&Gpu, &StateDict, &str),
         (in_channels, depth, output_stride): (usize, usize, usize),
     ) -> Result<Vec<ValueId>> {
-        if let SmpEncoder::Vgg(v) = self {
+        if let SmpEncoder::Vgg(_) | SmpEncoder::DenseNet(_) = self {
             fail_if(output_stride != 32, "encoder_output_stride", || {
-                format!("VGG encoders cannot be dilated (smp refuses it), got {output_stride}")
+                format!(
+                    "VGG and DenseNet encoders cannot be dilated (smp refuses it), got \
+                     {output_stride}"
+                )
             })?;
             let (gpu, sd, prefix) = ctx;
-            return v.append(
-                g,
-                x,
-                (gpu, sd, &key(prefix, "features")),
-                (in_channels, depth),
-            );
+            let features = key(prefix, "features");
+            let ctx = (gpu, sd, features.as_str());
+            return match self {
+                SmpEncoder::Vgg(v) => v.append(g, x, ctx, (in_channels, depth)),
+                SmpEncoder::DenseNet(d) => d.append(g, x, ctx, (in_channels, depth)),
+                _ => unreachable!("matched above"),
+            };
         }
         let mut features = vec![x];
         match self {
@@ -180,7 +202,7 @@ impl SmpEncoder {
                 )?;
                 features.extend(indexes[..depth].iter().map(|&i| outs[i]));
             }
-            SmpEncoder::Vgg(_) => unreachable!("returned above"),
+            SmpEncoder::Vgg(_) | SmpEncoder::DenseNet(_) => unreachable!("returned above"),
             SmpEncoder::EfficientNet(e) => {
                 // The stem, then the blocks up to the last feature's; smp's `get_stages`
                 // dilates the blocks after the stride-8 feature (stride 16) and after the
@@ -395,8 +417,7 @@ pub(crate) fn check_encoder_depth(
     encoder.validate()
 }
 
-/// The configuration of an smp `Unet` with a ResNet, the MobileNetV2 or an EfficientNet
-/// encoder.
+/// The configuration of an smp `Unet` on any [`SmpEncoder`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct SmpUnetConfig {
     /// The encoder (`encoder_name`; [`SmpUnetConfig::new`] takes smp's names).
@@ -667,7 +688,7 @@ impl SmpUnetConfig {
     }
 }
 
-/// An smp `Unet` with a ResNet, the MobileNetV2 or an EfficientNet encoder for inference: input `[N, in_channels, H, W]` with
+/// An smp `Unet` on any [`SmpEncoder`] for inference: input `[N, in_channels, H, W]` with
 /// any H and W, output `[N, classes, H, W]` (the logits, or
 /// the head's activation of them).
 pub type SmpUnet = Model<SmpUnetConfig>;

@@ -42,6 +42,8 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            classes, psp_out_channels, decoder_use_norm, upsampling, activation)
   smp_upernet segmentation_models_pytorch.UPerNet(encoder, encoder_depth, in_channels,
            classes, decoder_channels, decoder_use_norm, upsampling, activation)
+  densenet torchvision densenet121 / 161 / 169 / 201 (name).features; the smp kinds take
+           these as encoders too
   convnext torchvision convnext_tiny / _small / _base / _large (name).features
   vgg      torchvision vgg11 .. vgg19(_bn) (name).features; the smp kinds take these as
            encoders too (vgg11 .. vgg19_bn)
@@ -207,6 +209,13 @@ CASES = [
           use_norm=False, interpolation="bilinear", activation=None), [2, 3, 24, 40]),
     ("convnext_tiny_features", "convnext", dict(name="convnext_tiny"), [2, 3, 64, 96]),
     ("convnext_tiny_odd_size", "convnext", dict(name="convnext_tiny"), [1, 3, 45, 70]),
+    ("densenet121_features", "densenet", dict(name="densenet121"), [1, 3, 45, 61]),
+    ("smp_unet_densenet121", "smp_unet",
+     dict(encoder="densenet121", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 64, 64]),
+    ("smp_linknet_densenet169_depth3_no_norm", "smp_linknet",
+     dict(encoder="densenet169", depth=3, cin=1, classes=3, use_norm=False, activation="sigmoid"),
+     [1, 1, 32, 40]),
 ]
 
 
@@ -239,6 +248,8 @@ def build(kind, a):
                            decoder_channels=a["decoder_channels"], decoder_use_norm=a["use_norm"],
                            upsampling=a["upsampling"], activation=a["activation"],
                            aux_params=a.get("aux"))
+    if kind == "densenet":
+        return getattr(torchvision.models, a["name"])().features
     if kind == "convnext":
         return getattr(torchvision.models, a["name"])().features
     if kind == "vgg":
@@ -326,6 +337,16 @@ def make(index, name, kind, args, shape, out_dir):
     if args.get("encoder") == "mobilenet_v2":
         last = [1, 3, 6, 13, 18][args.get("depth", 5) - 1]
         unused += [f"encoder.features.{k}." for k in range(last + 1, 19)]
+    if args.get("encoder", "").startswith("densenet"):
+        # smp's DenseNet stops after the layers of its last feature.
+        d = args.get("depth", 5)
+        for k in range(1, 5):
+            if d < k + 1:
+                unused += [f"encoder.features.denseblock{k}.", f"encoder.features.transition{k}.norm."]
+            if d < k + 2:
+                unused.append(f"encoder.features.transition{k}.conv.")
+        if d < 5:
+            unused.append("encoder.features.norm5.")
     if args.get("encoder", "").startswith("vgg"):
         # smp's VGG stops after the layer of its last feature; UnetPlusPlus builds a
         # center block for it that its forward never calls.
