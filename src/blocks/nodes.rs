@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ndarray::{Array1, Array4, ArrayView4};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
 use super::graph::{HostValue, Inputs, Node, Value};
 use super::SummaryRow;
@@ -79,6 +79,9 @@ pub struct ConvBnAct {
     /// The activation of a gate on the input (a graph input after `x`, the logits
     /// `[N, C_in, 1, 1]`): the layer convolves `x * act(gate)`.
     gate: Option<Activation>,
+    /// A per-output-channel scale after the batch norm (ConvNeXt's `layer_scale`), folded
+    /// into the GPU weights.
+    scale: Option<Array1<f32>>,
 }
 
 impl ConvBnAct {
@@ -122,7 +125,25 @@ impl ConvBnAct {
             join: None,
             shuffle_groups: 0,
             gate: None,
+            scale: None,
         })
+    }
+
+    /// The layer's output scaled per channel by `scale` (`out_channels` values) after the
+    /// batch norm, before the activation: ConvNeXt's `layer_scale * block(x)`. Folded into
+    /// the weights the GPU runs; counted as parameters, as PyTorch counts them.
+    pub fn with_output_scale(mut self, gpu: &Gpu, scale: ArrayView1<f32>) -> Result<Self> {
+        let c = self.params.out_channels;
+        fail_if(scale.len() != c, "scale", || {
+            format!(
+                "needs {c} values (one per output channel), got {}",
+                scale.len()
+            )
+        })?;
+        self.scale = Some(scale.to_owned());
+        let (w, b) = self.folded()?;
+        self.conv = Conv2d::new(gpu, self.params.bias(true), w.view(), Some(b.view()))?;
+        Ok(self)
     }
 
     /// The layer reading a second input, a residual joined in its store (see
@@ -160,6 +181,19 @@ impl ConvBnAct {
     /// The weight and bias the GPU runs: the batch norm folded in, a zero bias when the
     /// layer has none.
     pub(crate) fn folded(&self) -> Result<(Array4<f32>, Array1<f32>)> {
+        let (mut w, mut b) = self.folded_bn()?;
+        if let Some(scale) = &self.scale {
+            for (o, &s) in scale.iter().enumerate() {
+                w.index_axis_mut(ndarray::Axis(0), o)
+                    .map_inplace(|v| *v *= s);
+                b[o] *= s;
+            }
+        }
+        Ok((w, b))
+    }
+
+    /// The weight and bias with the batch norm folded in (not the output scale).
+    fn folded_bn(&self) -> Result<(Array4<f32>, Array1<f32>)> {
         let bias = self.bias.as_ref().map(|b| b.view());
         match &self.bn {
             Some(b) => fold_batch_norm(
@@ -219,10 +253,15 @@ impl ConvBnAct {
             self.weight.view(),
             self.bias.as_ref().map(|b| b.view()),
         )?;
-        let y = match &self.bn {
+        let mut y = match &self.bn {
             Some(b) => b.reference(y.view())?,
             None => y,
         };
+        if let Some(scale) = &self.scale {
+            for (mut plane, &s) in y.axis_iter_mut(ndarray::Axis(1)).zip(scale) {
+                plane.map_inplace(|v| *v *= s);
+            }
+        }
         let act = |y: ArrayView4<f32>, a| reference::channel::activation(y, a);
         let shuffle = |y: Array4<f32>| match self.shuffle_groups {
             0 => Ok(y),
@@ -264,6 +303,9 @@ impl ConvBnAct {
         let mut c = self.params.cost(input)?;
         if self.bn.is_some() {
             c.params += 2 * self.params.out_channels as u64;
+        }
+        if let Some(scale) = &self.scale {
+            c.params += scale.len() as u64;
         }
         Ok(c)
     }

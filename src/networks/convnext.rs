@@ -129,19 +129,13 @@ fn cn_block(
         0.0,
     )?;
     y = g.add(at("block.3"), expand, &[y]);
-    let (w, p) = linear("block.5", 4 * c, c)?;
-    let project = ConvBnAct::load(gpu, &w, p, &at("block.5"), None, 0.0)?;
-    y = g.add(at("block.5"), project, &[y]);
-    // `layer_scale` (`[c, 1, 1]`) as a per-channel 1x1 depthwise convolution, the input
-    // added in its store.
+    // `layer_scale` (`[c, 1, 1]`) folded into the second linear layer, the input added in
+    // its store.
     let scale = sd.get(&at("layer_scale"), &[c, 1, 1])?;
-    let scale = scale
-        .into_shape_with_order((c, 1, 1, 1))
-        .map_err(|e| Error::Weights(format!("tensor `layer_scale`: {e}")))?;
-    let mut as_conv = StateDict::new();
-    as_conv.insert(at("layer_scale.weight"), scale.into_dyn());
-    let p = Conv2dParams::depthwise(c, 1, 1).bias(false);
-    let scaled = ConvBnAct::load(gpu, &as_conv, p, &at("layer_scale"), None, 0.0)?
+    let scale: ndarray::Array1<f32> = scale.iter().copied().collect();
+    let (w, p) = linear("block.5", 4 * c, c)?;
+    let project = ConvBnAct::load(gpu, &w, p, &at("block.5"), None, 0.0)?
+        .with_output_scale(gpu, scale.view())?
         .with_residual(ResidualJoin::AfterActivation)?;
-    Ok(g.add(at("layer_scale"), scaled, &[y, x]))
+    Ok(g.add(at("block.5"), project, &[y, x]))
 }
