@@ -20,11 +20,11 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    ConvNextConfig, ConvNextFeatures, EfficientNetConfig, EfficientNetFeatures, Fcn8s, Fcn8sConfig,
-    ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
-    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig,
-    SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
-    UNetConfig,
+    ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
+    EfficientNetFeatures, Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
+    SegmentationConfig, SegmentationModel, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
+    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig,
+    SmpUperNet, SmpUperNetConfig, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -133,6 +133,15 @@ fn bench(c: &mut Criterion) {
         &mut g,
         &gpu,
         "efficientnet_b0_features_224",
+        &net,
+        [1, 3, 224, 224],
+    );
+    let cfg = DenseNetConfig::torchvision("densenet121").unwrap();
+    let net = DenseNetFeatures::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "densenet121_features_224",
         &net,
         [1, 3, 224, 224],
     );

@@ -49,6 +49,8 @@ bench("deeplabv3_mobilenet_v3_large_256",
       (1, 3, 256, 256))
 features = IntermediateLayerGetter(resnet18(weights=None), return_layers={"layer4": "out"})
 bench("resnet18_features_224", out(features.eval()), (1, 3, 224, 224))
+bench("densenet121_features_224", torchvision.models.densenet121().features.eval(),
+      (1, 3, 224, 224))
 bench("convnext_tiny_features_224", torchvision.models.convnext_tiny().features.eval(),
       (1, 3, 224, 224))
 bench("efficientnet_b0_features_224", torchvision.models.efficientnet_b0().features.eval(),
