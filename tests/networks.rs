@@ -389,7 +389,7 @@ fn smp_bad_configurations_are_typed_errors() {
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
     named(
-        SmpUnetConfig::new("efficientnet-b0", 3, 1).err(),
+        SmpUnetConfig::new("timm-efficientnet-b0", 3, 1).err(),
         "encoder_name",
     );
     named(
@@ -456,7 +456,7 @@ fn smp_bad_configurations_are_typed_errors() {
     );
     named(load(fpn.clone().encoder_depth(6)), "encoder_depth");
     named(load(fpn.clone().upsampling(0)), "upsampling");
-    named(SmpFpnConfig::new("vgg16", 3, 2).err(), "encoder_name");
+    named(SmpFpnConfig::new("xception", 3, 2).err(), "encoder_name");
     let net = SmpFpn::load(
         gpu,
         fpn.segmentation_channels(32).pyramid_channels(16),
@@ -477,7 +477,7 @@ fn smp_deeplab_bad_configurations_are_typed_errors() {
     use segblocks::Error;
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
-    named(SmpDeepLabV3Config::new("vgg16", 3, 1).err(), "encoder_name");
+    named(SmpDeepLabV3Config::new("xception", 3, 1).err(), "encoder_name");
     let v3 = SmpDeepLabV3Config::new("resnet18", 3, 2)
         .unwrap()
         .decoder_channels(8);

@@ -533,24 +533,23 @@ fn fused_mbconv(
     };
     let mut g = Graph::new();
     let x = g.input();
-    let (mut y, mut last) = (x, None);
-    if hidden != input {
+    // With an expansion: the k x k convolution to `hidden`, then the 1x1 projection;
+    // without: the k x k convolution to `output` alone.
+    let (y, name, layer) = if hidden != input {
         let p = conv(input, hidden, k, stride).activation(silu);
-        y = g.add("0", conv_bn_at(gpu, sd, p, block, 0, eps)?, &[x]);
-        last = Some((
-            "1",
-            conv_bn_at(gpu, sd, conv(hidden, output, 1, 1), block, 1, eps)?,
-        ));
+        let y = g.add("0", conv_bn_at(gpu, sd, p, block, 0, eps)?, &[x]);
+        let project = conv(hidden, output, 1, 1);
+        (y, "1", conv_bn_at(gpu, sd, project, block, 1, eps)?)
     } else {
         let p = conv(input, output, k, stride).activation(silu);
-        last = last.or(Some(("0", conv_bn_at(gpu, sd, p, block, 0, eps)?)));
-    }
-    let (name, mut layer) = last.expect("a last convolution");
-    let mut inputs = vec![y];
-    if skip {
-        layer = layer.with_residual(ResidualJoin::AfterActivation)?;
-        inputs.push(x);
-    }
+        (x, "0", conv_bn_at(gpu, sd, p, block, 0, eps)?)
+    };
+    let (layer, inputs) = if skip {
+        let layer = layer.with_residual(ResidualJoin::AfterActivation)?;
+        (layer, vec![y, x])
+    } else {
+        (layer, vec![y])
+    };
     let y = g.add(name, layer, &inputs);
     g.set_outputs(&[y]);
     Ok(g)

@@ -12,7 +12,7 @@
 //! With `aux_params`, smp's classification head gives a second output. Not covered: the
 //! norms other than batch norm (or none).
 
-use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op};
+use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op, ValueId};
 use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
@@ -87,7 +87,7 @@ crate::ops::setters!(SmpPspNetConfig {
 pub type SmpPspNet = Model<SmpPspNetConfig>;
 
 /// The pyramid's bins (smp's `sizes`).
-const BINS: [usize; 4] = [1, 2, 3, 6];
+pub(crate) const BINS: [usize; 4] = [1, 2, 3, 6];
 
 impl Architecture for SmpPspNetConfig {
     /// Checks the configuration on its own: depth 1 to 5, the encoder's checks.
@@ -110,36 +110,21 @@ impl Architecture for SmpPspNetConfig {
         let (mut g, features) = self.encoder.graph((gpu, sd, prefix), shape)?;
         let c = self.encoder.channels(self.in_channels)[depth];
         let feature = features[depth];
-        let mut branches = Vec::with_capacity(BINS.len() + 1);
-        for (k, bins) in BINS.into_iter().enumerate() {
-            let block = at(&format!("decoder.psp.blocks.{k}.pool"));
-            let pooled = g.add(
-                key(&block, "0"),
-                Op::AdaptiveAvgPool(AdaptiveAvgPool2dParams::new(bins)),
-                &[feature],
-            );
-            // smp leaves the 1-bin branch without norm (batch norm of one value a channel).
-            let norm = self.decoder_use_norm && bins > 1;
-            let conv = conv2d_relu(
-                gpu,
-                sd,
-                Conv2dParams::new(c, c / 4, 1),
-                &key(&block, "1"),
-                norm,
-            )?;
-            let y = g.add(key(&block, "1"), conv, &[pooled]);
-            let bilinear = UpsampleMode::Bilinear {
-                align_corners: true,
-            };
-            branches.push(
-                g.add_sized(
-                    key(&block, "resize"),
-                    Op::ResizeLike(bilinear),
-                    &[y],
-                    &[feature],
-                )[0],
-            );
-        }
+        let bilinear = UpsampleMode::Bilinear {
+            align_corners: true,
+        };
+        let block = |k: usize| at(&format!("decoder.psp.blocks.{k}.pool"));
+        // smp leaves the 1-bin branch without norm (batch norm of one value a channel).
+        let norm = |bins: usize| self.decoder_use_norm && bins > 1;
+        let mut branches = pyramid_branches(
+            &mut g,
+            (gpu, sd),
+            feature,
+            (c, c / 4),
+            block,
+            norm,
+            bilinear,
+        )?;
         branches.push(feature);
         let joined = g.add("decoder.psp", Op::Concat, &branches);
         let conv = Conv2dParams::new(4 * (c / 4) + c, self.psp_out_channels, 1);
@@ -162,4 +147,39 @@ impl Architecture for SmpPspNetConfig {
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
         check_divisible(input, self.in_channels, 1 << self.encoder_depth)
     }
+}
+
+/// smp's pyramid pooling branches on `feature` (`c` channels), the `out`-channel maps of
+/// bins 1, 2, 3 and 6 in order: an adaptive average pool (`{block(k)}.0`), a 1x1
+/// Conv2dReLU (`{block(k)}.1`, batch-normed where `norm(bins)`), a bilinear resize back to
+/// the feature's size (`mode`). PSPNet's and UPerNet's pyramids.
+pub(crate) fn pyramid_branches(
+    g: &mut Graph,
+    (gpu, sd): (&Gpu, &StateDict),
+    feature: ValueId,
+    (c, out): (usize, usize),
+    block: impl Fn(usize) -> String,
+    norm: impl Fn(usize) -> bool,
+    mode: UpsampleMode,
+) -> Result<Vec<ValueId>> {
+    let mut branches = Vec::with_capacity(BINS.len() + 1);
+    for (k, bins) in BINS.into_iter().enumerate() {
+        let block = block(k);
+        let pooled = g.add(
+            key(&block, "0"),
+            Op::AdaptiveAvgPool(AdaptiveAvgPool2dParams::new(bins)),
+            &[feature],
+        );
+        let conv = conv2d_relu(
+            gpu,
+            sd,
+            Conv2dParams::new(c, out, 1),
+            &key(&block, "1"),
+            norm(bins),
+        )?;
+        let y = g.add(key(&block, "1"), conv, &[pooled]);
+        let resize = Op::ResizeLike(mode);
+        branches.push(g.add_sized(key(&block, "resize"), resize, &[y], &[feature])[0]);
+    }
+    Ok(branches)
 }

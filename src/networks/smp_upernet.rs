@@ -20,10 +20,10 @@ use crate::blocks::{Architecture, ConvBnAct, Graph, LayerNorm2dNode, Model, Op, 
 use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::pool::AdaptiveAvgPool2dParams;
 use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::weights::{key, StateDict};
 
+use super::smp_pspnet::{pyramid_branches, BINS};
 use super::smp_unet::{check_divisible, check_encoder_depth, conv2d_relu, set_smp_outputs};
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
@@ -89,9 +89,6 @@ crate::ops::setters!(SmpUperNetConfig {
 /// An smp `UPerNet` for inference: input `[N, in_channels, H, W]` with H and W divisible
 /// by `2^encoder_depth`, output `[N, classes, H, W]` with the default `upsampling`.
 pub type SmpUperNet = Model<SmpUperNetConfig>;
-
-/// The pyramid's bins (smp's `sizes`).
-const BINS: [usize; 4] = [1, 2, 3, 6];
 
 /// The decoder's resizes: `F.interpolate(..., mode="bilinear", align_corners=False)`.
 const BILINEAR: UpsampleMode = UpsampleMode::Bilinear {
@@ -198,19 +195,10 @@ impl SmpUperNetConfig {
         c: usize,
     ) -> Result<ValueId> {
         let dc = self.decoder_channels;
-        let mut branches = vec![feature];
-        for (k, bins) in BINS.into_iter().enumerate() {
-            let block = key(prefix, &format!("decoder.psp.blocks.{k}"));
-            let pooled = g.add(
-                key(&block, "0"),
-                Op::AdaptiveAvgPool(AdaptiveAvgPool2dParams::new(bins)),
-                &[feature],
-            );
-            let conv = Conv2dParams::new(c, dc, 1);
-            let conv = conv2d_relu(gpu, sd, conv, &key(&block, "1"), self.decoder_use_norm)?;
-            let y = g.add(key(&block, "1"), conv, &[pooled]);
-            branches.push(resize_like(g, key(&block, "resize"), y, feature));
-        }
+        let block = |k: usize| key(prefix, &format!("decoder.psp.blocks.{k}"));
+        let norm = |_| self.decoder_use_norm;
+        let pyramid = pyramid_branches(g, (gpu, sd), feature, (c, dc), block, norm, BILINEAR)?;
+        let branches: Vec<ValueId> = std::iter::once(feature).chain(pyramid).collect();
         let joined = g.add(key(prefix, "decoder.psp"), Op::Concat, &branches);
         let out = key(prefix, "decoder.psp.out_conv");
         let conv = Conv2dParams::new(c + BINS.len() * dc, dc, 3).padding(1);
