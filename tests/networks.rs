@@ -477,7 +477,10 @@ fn smp_deeplab_bad_configurations_are_typed_errors() {
     use segblocks::Error;
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
-    named(SmpDeepLabV3Config::new("xception", 3, 1).err(), "encoder_name");
+    named(
+        SmpDeepLabV3Config::new("xception", 3, 1).err(),
+        "encoder_name",
+    );
     let v3 = SmpDeepLabV3Config::new("resnet18", 3, 2)
         .unwrap()
         .decoder_channels(8);
