@@ -129,6 +129,27 @@ impl ConvBnAct {
         })
     }
 
+    /// PyTorch's `nn.Linear(in_channels, out_channels)` under `{linear}` (`weight` of
+    /// shape `[out, in]`, `bias`) as the 1x1 convolution `params` (its activation after
+    /// the linear layer): a per-pixel linear layer, or one on a pooled `[N, C, 1, 1]` map.
+    pub(crate) fn load_linear(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: Conv2dParams,
+        linear: &str,
+    ) -> Result<Self> {
+        let (cout, cin) = (params.out_channels, params.in_channels);
+        let (w, b) = (key(linear, "weight"), key(linear, "bias"));
+        let weight = sd
+            .get(&w, &[cout, cin])?
+            .into_shape_with_order((cout, cin, 1, 1))
+            .map_err(|e| crate::error::Error::Weights(format!("tensor `{w}`: {e}")))?;
+        let mut as_conv = StateDict::new();
+        as_conv.insert(w, weight.into_dyn());
+        as_conv.insert(b.clone(), sd.get1(&b, cout)?.into_dyn());
+        Self::load(gpu, &as_conv, params, linear, None, 0.0)
+    }
+
     /// The layer's output scaled per channel by `scale` (`out_channels` values) after the
     /// batch norm, before the activation: ConvNeXt's `layer_scale * block(x)`. Folded into
     /// the weights the GPU runs; counted as parameters, as PyTorch counts them.

@@ -107,34 +107,16 @@ fn cn_block(
     let mut y = g.add(at("block.0"), dw, &[x]);
     let norm = LayerNorm2dNode::load(gpu, sd, (c, EPS), &at("block.2"))?;
     y = g.add(at("block.2"), norm, &[y]);
-    // The linear layers as 1x1 convolutions (PyTorch's `[out, in]` weights).
-    let linear = |name: &str, cin: usize, cout: usize| {
-        let (w, b) = (key(&at(name), "weight"), key(&at(name), "bias"));
-        let weight = sd
-            .get(&w, &[cout, cin])?
-            .into_shape_with_order((cout, cin, 1, 1))
-            .map_err(|e| Error::Weights(format!("tensor `{w}`: {e}")))?;
-        let mut as_conv = StateDict::new();
-        as_conv.insert(w, weight.into_dyn());
-        as_conv.insert(b.clone(), sd.get1(&b, cout)?.into_dyn());
-        Ok::<_, Error>((as_conv, Conv2dParams::new(cin, cout, 1)))
-    };
-    let (w, p) = linear("block.3", c, 4 * c)?;
-    let expand = ConvBnAct::load(
-        gpu,
-        &w,
-        p.activation(Activation::Gelu),
-        &at("block.3"),
-        None,
-        0.0,
-    )?;
+    // The linear layers as 1x1 convolutions.
+    let expand = Conv2dParams::new(c, 4 * c, 1).activation(Activation::Gelu);
+    let expand = ConvBnAct::load_linear(gpu, sd, expand, &at("block.3"))?;
     y = g.add(at("block.3"), expand, &[y]);
     // `layer_scale` (`[c, 1, 1]`) folded into the second linear layer, the input added in
     // its store.
     let scale = sd.get(&at("layer_scale"), &[c, 1, 1])?;
     let scale: ndarray::Array1<f32> = scale.iter().copied().collect();
-    let (w, p) = linear("block.5", 4 * c, c)?;
-    let project = ConvBnAct::load(gpu, &w, p, &at("block.5"), None, 0.0)?
+    let project = Conv2dParams::new(4 * c, c, 1);
+    let project = ConvBnAct::load_linear(gpu, sd, project, &at("block.5"))?
         .with_output_scale(gpu, scale.view())?
         .with_residual(ResidualJoin::AfterActivation)?;
     Ok(g.add(at("block.5"), project, &[y, x]))

@@ -338,23 +338,15 @@ impl SmpAuxParams {
         (gpu, sd, prefix): (&Gpu, &StateDict, &str),
     ) -> Result<ValueId> {
         positive(&[("aux_params.classes", self.classes)])?;
-        let linear = key(prefix, "classification_head.3");
-        let (weight, bias) = (key(&linear, "weight"), key(&linear, "bias"));
-        // The linear layer as a 1x1 convolution of the pooled map.
-        let w = sd
-            .get(&weight, &[self.classes, channels])?
-            .into_shape_with_order((self.classes, channels, 1, 1))
-            .map_err(|e| Error::Weights(format!("tensor `{weight}`: {e}")))?;
-        let mut as_conv = StateDict::new();
-        as_conv.insert(weight, w.into_dyn());
-        as_conv.insert(bias.clone(), sd.get1(&bias, self.classes)?.into_dyn());
         let pooled = g.add(
             "classification_head.0",
             Op::GlobalPool(self.pooling),
             &[feature],
         );
+        // The linear layer as a 1x1 convolution of the pooled map.
         let conv = Conv2dParams::new(channels, self.classes, 1);
-        let conv = ConvBnAct::load(gpu, &as_conv, conv, &linear, None, 0.0)?;
+        let linear = key(prefix, "classification_head.3");
+        let conv = ConvBnAct::load_linear(gpu, sd, conv, &linear)?;
         let y = g.add("classification_head.3", conv, &[pooled]);
         Ok(self.activation.append(g, y))
     }
