@@ -1,13 +1,12 @@
 //! DenseNet's dense block (torchvision's `densenet._DenseBlock`).
 
 use super::{
-    Architecture, BnState, ConvBnAct, Graph, HostValue, Inputs, Model, Node, SummaryRow, Value,
+    Architecture, BnActNode, ConvBnAct, Graph, HostValue, Inputs, Model, Node, SummaryRow, Value,
 };
 use crate::error::{positive, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::ops::channel::DenseBuffer;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::norm::{BatchNorm2d, BatchNorm2dParams};
 use crate::ops::{Activation, Cost};
 use crate::reference;
 use crate::weights::{key, StateDict};
@@ -37,8 +36,7 @@ impl DenseBlockConfig {
 /// ReLU (folded into the 1x1), 3x3 to `growth_rate`.
 #[derive(Debug)]
 struct DenseLayer {
-    norm1: BatchNorm2d,
-    norm1_host: BnState,
+    norm1: BnActNode,
     conv1: ConvBnAct,
     conv2: ConvBnAct,
 }
@@ -117,7 +115,7 @@ impl Node for DenseNode {
         let mut dense = DenseBuffer::new(rec, x, self.cfg.out_channels())?;
         for l in &self.layers {
             let features = dense.features(rec)?;
-            let a = l.norm1.forward_eval_act(rec, &features, Activation::Relu)?;
+            let a = l.norm1.run(rec, &features)?;
             let b = l.conv1.forward(rec, &a)?;
             let new = l.conv2.forward(rec, &b)?;
             dense.append(rec, &new)?;
@@ -128,8 +126,7 @@ impl Node for DenseNode {
     fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
         let mut features = inputs.get(0)?.tensor()?.to_owned();
         for l in &self.layers {
-            let a = l.norm1_host.reference(features.view())?;
-            let a = reference::channel::activation(a.view(), Activation::Relu);
+            let a = l.norm1.reference_of(features.view())?;
             let b = l.conv1.reference(a.view())?;
             let new = l.conv2.reference(b.view())?;
             features = reference::channel::concat(&[features.view(), new.view()])?;
@@ -167,14 +164,7 @@ impl Architecture for DenseBlockConfig {
         for i in 0..cfg.num_layers {
             let c = cfg.num_input_features + i * cfg.growth_rate;
             let name = |n: &str| key(prefix, &format!("denselayer{}.{n}", i + 1));
-            let norm1_host = BnState::load(sd, &name("norm1"), c, eps)?;
-            let norm1 = BatchNorm2d::new(
-                gpu,
-                BatchNorm2dParams::new(c).eps(eps),
-                Some(norm1_host.gamma.view()),
-                Some(norm1_host.beta.view()),
-            )?
-            .with_running_stats(norm1_host.mean.view(), norm1_host.var.view())?;
+            let norm1 = BnActNode::load(gpu, sd, (c, eps), &name("norm1"), Activation::Relu)?;
             let mid = cfg.bn_size * cfg.growth_rate;
             let p1 = Conv2dParams::new(c, mid, 1)
                 .bias(false)
@@ -184,7 +174,6 @@ impl Architecture for DenseBlockConfig {
                 .bias(false);
             layers.push(DenseLayer {
                 norm1,
-                norm1_host,
                 conv1: ConvBnAct::load(gpu, sd, p1, &name("conv1"), Some(&name("norm2")), eps)?,
                 conv2: ConvBnAct::load(gpu, sd, p2, &name("conv2"), None, eps)?,
             });

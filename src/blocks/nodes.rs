@@ -1160,6 +1160,17 @@ impl BnActNode {
         .with_running_stats(host.mean.view(), host.var.view())?;
         Ok(BnActNode { layer, host, act })
     }
+
+    /// Records the norm and the activation on `x`.
+    pub(crate) fn run(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        self.layer.forward_eval_act(rec, x, self.act)
+    }
+
+    /// The CPU reference: the batch norm, then the activation.
+    pub(crate) fn reference_of(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let y = self.host.reference(x)?;
+        Ok(reference::channel::activation(y.view(), self.act))
+    }
 }
 
 impl Node for BnActNode {
@@ -1181,17 +1192,12 @@ impl Node for BnActNode {
 
     fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
         let x = inputs.get(0)?.tensor()?;
-        Ok(vec![Value::Tensor(
-            self.layer.forward_eval_act(rec, x, self.act)?,
-        )])
+        Ok(vec![Value::Tensor(self.run(rec, x)?)])
     }
 
     fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
-        let y = self.host.reference(inputs.get(0)?.tensor()?)?;
-        Ok(vec![HostValue::Tensor(reference::channel::activation(
-            y.view(),
-            self.act,
-        ))])
+        let y = self.reference_of(inputs.get(0)?.tensor()?)?;
+        Ok(vec![HostValue::Tensor(y)])
     }
 }
 
