@@ -55,6 +55,20 @@ const STAGES: [[usize; 5]; 7] = [
     [1, 3, 1, 6, 320],
 ];
 
+/// EfficientNet-B0 to B7: width and depth coefficients and the resolution each was
+/// defined for (`efficientnet_params`; torchvision's `_efficientnet_conf` has the same
+/// coefficients).
+const B_VARIANTS: [(f64, f64, usize); 8] = [
+    (1.0, 1.0, 224),
+    (1.0, 1.1, 240),
+    (1.1, 1.2, 260),
+    (1.2, 1.4, 300),
+    (1.4, 1.8, 380),
+    (1.6, 2.2, 456),
+    (1.8, 2.6, 528),
+    (2.0, 3.1, 600),
+];
+
 /// Batch norm eps of every layer (`batch_norm_epsilon`).
 const EPS: f32 = 1e-3;
 
@@ -74,18 +88,8 @@ impl EfficientNetPyTorchConfig {
     /// `efficientnet-b{variant}` (`efficientnet_params`): B0 (1.0, 1.0, 224) to B7
     /// (2.0, 3.1, 600); any other variant is an error naming `variant`.
     pub fn b(variant: usize) -> Result<Self> {
-        const PARAMS: [(f64, f64, usize); 8] = [
-            (1.0, 1.0, 224),
-            (1.0, 1.1, 240),
-            (1.1, 1.2, 260),
-            (1.2, 1.4, 300),
-            (1.4, 1.8, 380),
-            (1.6, 2.2, 456),
-            (1.8, 2.6, 528),
-            (2.0, 3.1, 600),
-        ];
         let &(width_coefficient, depth_coefficient, image_size) =
-            PARAMS.get(variant).ok_or_else(|| Error::InvalidParam {
+            B_VARIANTS.get(variant).ok_or_else(|| Error::InvalidParam {
                 name: "variant",
                 reason: format!("EfficientNet has B0 to B7, got B{variant}"),
             })?;
@@ -336,16 +340,10 @@ impl EfficientNetConfig {
     /// Width and depth multipliers (`_efficientnet_conf`).
     fn multipliers(&self) -> (f64, f64) {
         match self.arch {
-            EfficientNetArch::B(b) => [
-                (1.0, 1.0),
-                (1.0, 1.1),
-                (1.1, 1.2),
-                (1.2, 1.4),
-                (1.4, 1.8),
-                (1.6, 2.2),
-                (1.8, 2.6),
-                (2.0, 3.1),
-            ][b.min(7)],
+            EfficientNetArch::B(b) => {
+                let (width, depth, _) = B_VARIANTS[b.min(7)];
+                (width, depth)
+            }
             _ => (1.0, 1.0),
         }
     }
@@ -368,15 +366,16 @@ impl EfficientNetConfig {
         let fused = |e, k, s, i, o, n| (true, e, k, s, i, o, n);
         match self.arch {
             EfficientNetArch::B(_) => {
-                let rows = vec![
-                    mb(1, 3, 1, 32, 16, 1),
-                    mb(6, 3, 2, 16, 24, 2),
-                    mb(6, 5, 2, 24, 40, 2),
-                    mb(6, 3, 2, 40, 80, 3),
-                    mb(6, 5, 1, 80, 112, 3),
-                    mb(6, 5, 2, 112, 192, 4),
-                    mb(6, 3, 1, 192, 320, 1),
-                ];
+                // B0's table, each stage's input the previous one's output.
+                let mut input = 32;
+                let rows: Vec<StageRow> = STAGES
+                    .iter()
+                    .map(|&[repeats, kernel, stride, expand, output]| {
+                        let row = mb(expand, kernel, stride, input, output, repeats);
+                        input = output;
+                        row
+                    })
+                    .collect();
                 let last = 4 * rows[6].5;
                 (rows, last)
             }

@@ -110,8 +110,8 @@ impl SmpEncoder {
                 return Err(Error::InvalidParam {
                     name: "encoder_name",
                     reason: format!(
-                        "{other:?} is not one of smp's ResNet, MobileNetV2 or EfficientNet \
-                         encoders"
+                        "{other:?} is not one of the smp encoders this library has \
+                         (ResNet, MobileNetV2, EfficientNet, VGG, DenseNet)"
                     ),
                 })
             }
@@ -166,22 +166,19 @@ impl SmpEncoder {
         ctx: (&Gpu, &StateDict, &str),
         (in_channels, depth, output_stride): (usize, usize, usize),
     ) -> Result<Vec<ValueId>> {
-        if let SmpEncoder::Vgg(_) | SmpEncoder::DenseNet(_) = self {
+        let (gpu, sd, prefix) = ctx;
+        let features_prefix = key(prefix, "features");
+        let under_features = (gpu, sd, features_prefix.as_str());
+        // VGG's and DenseNet's features start at the input's size or the stem's, and smp
+        // cannot dilate them.
+        let undilated = || {
             fail_if(output_stride != 32, "encoder_output_stride", || {
                 format!(
                     "VGG and DenseNet encoders cannot be dilated (smp refuses it), got \
                      {output_stride}"
                 )
-            })?;
-            let (gpu, sd, prefix) = ctx;
-            let features = key(prefix, "features");
-            let ctx = (gpu, sd, features.as_str());
-            return match self {
-                SmpEncoder::Vgg(v) => v.append(g, x, ctx, (in_channels, depth)),
-                SmpEncoder::DenseNet(d) => d.append(g, x, ctx, (in_channels, depth)),
-                _ => unreachable!("matched above"),
-            };
-        }
+            })
+        };
         let mut features = vec![x];
         match self {
             SmpEncoder::ResNet(r) => features.extend(r.append_stages(
@@ -193,16 +190,22 @@ impl SmpEncoder {
             SmpEncoder::MobileNetV2 => {
                 // smp's `_out_indexes`: the features after these modules.
                 let indexes = [1, 3, 6, 13, 18];
-                let (gpu, sd, prefix) = ctx;
                 let outs = MobileNetV2Config::torchvision().append(
                     g,
                     x,
-                    (gpu, sd, &key(prefix, "features")),
+                    under_features,
                     (in_channels, indexes[depth - 1], output_stride),
                 )?;
                 features.extend(indexes[..depth].iter().map(|&i| outs[i]));
             }
-            SmpEncoder::Vgg(_) | SmpEncoder::DenseNet(_) => unreachable!("returned above"),
+            SmpEncoder::Vgg(v) => {
+                undilated()?;
+                features = v.append(g, x, under_features, (in_channels, depth))?;
+            }
+            SmpEncoder::DenseNet(d) => {
+                undilated()?;
+                features = d.append(g, x, under_features, (in_channels, depth))?;
+            }
             SmpEncoder::EfficientNet(e) => {
                 // The stem, then the blocks up to the last feature's; smp's `get_stages`
                 // dilates the blocks after the stride-8 feature (stride 16) and after the
