@@ -642,7 +642,7 @@ def networks(fz, count, out):
     # smp's EfficientNet encoders (the larger ones make slow cases).
     EFFNETS = ["efficientnet-b0", "efficientnet-b1", "efficientnet-b3"]
     # smp's VGG and DenseNet encoders (no dilation: not for DeepLab).
-    VGGS = ["vgg11", "vgg13_bn", "vgg16_bn", "densenet121"]
+    UNDILATABLE = ["vgg11", "vgg13_bn", "vgg16_bn", "densenet121"]
 
     def least(encoder):
         # EfficientNet-PyTorch's padding is fixed at the resolution the model was defined
@@ -680,7 +680,7 @@ def networks(fz, count, out):
             shape = [n, 3] + side(7)
         elif kind in ("smp_unet", "smp_unetplusplus"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
-                                "mobilenet_v2", "mobilenet_v2"] + EFFNETS + VGGS)
+                                "mobilenet_v2", "mobilenet_v2"] + EFFNETS + UNDILATABLE)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
@@ -705,7 +705,7 @@ def networks(fz, count, out):
                 k = -(-least(encoder) // step)
                 shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "smp_fpn":
-            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS + VGGS)
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS + UNDILATABLE)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      pyramid=r.choice([8, 16, 48, 64]), segmentation=r.choice([32, 64]),
@@ -716,7 +716,7 @@ def networks(fz, count, out):
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
                                           "logsoftmax"]))
             step = 1 << depth
-            batch = n if encoder not in ["resnet50"] + VGGS else 1
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE else 1
             # Two pixels at least on the deepest level: PyTorch's group_norm refuses groups
             # of one value (C = 32 groups of one channel on a 1 x 1 map at batch 1).
             k = -(-least(encoder) // step)
@@ -735,12 +735,12 @@ def networks(fz, count, out):
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
                                           "logsoftmax"]))
             step = min(stride, 1 << depth)
-            batch = n if encoder not in ["resnet50"] + VGGS else 1
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 3), step * r.randint(k, k + 3)]
         elif kind in ("smp_linknet", "smp_pspnet"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS + VGGS)
+                               + EFFNETS + UNDILATABLE)
             depth = r.randint(1 + encoder.startswith("efficientnet"), 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      use_norm=r.random() < 0.6,
@@ -750,7 +750,7 @@ def networks(fz, count, out):
                 a["psp_out"] = r.choice([8, 16, 64])
                 a["upsampling"] = r.choice([1, 2, 4, 8, 8])
             step = 1 << depth
-            batch = n if encoder not in ["resnet50"] + VGGS else 1
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "resnet":
@@ -763,7 +763,7 @@ def networks(fz, count, out):
             shape = [n, 3] + side(1, 48) if basic else [1, 3] + side(1, 40)
         elif kind == "smp_upernet":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS + VGGS)
+                               + EFFNETS + UNDILATABLE)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=r.choice([8, 16, 32]), use_norm=r.random() < 0.6,
@@ -771,7 +771,7 @@ def networks(fz, count, out):
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
                                           "logsoftmax"]))
             step = 1 << depth
-            batch = n if encoder not in ["resnet50"] + VGGS else 1
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "densenet":
