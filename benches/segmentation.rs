@@ -23,8 +23,9 @@ use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
     EfficientNetFeatures, Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
     SegmentationConfig, SegmentationModel, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
-    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig,
-    SmpUperNet, SmpUperNetConfig, UNet, UNetConfig,
+    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig,
+    SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
+    UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -126,6 +127,15 @@ fn bench(c: &mut Criterion) {
     let cfg = SmpUperNetConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpUperNet::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_upernet_resnet34_160", &net, small);
+    let cfg = SmpSegformerConfig::new("resnet34", 3, 2).unwrap();
+    let net = SmpSegformer::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_segformer_resnet34_160", &net, small);
+    let cfg = SmpPanConfig::new("resnet34", 3, 2).unwrap();
+    let net = SmpPan::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_pan_resnet34_160", &net, small);
+    let cfg = SmpUnetConfig::new("se_resnext50_32x4d", 3, 2).unwrap();
+    let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_unet_se_resnext50_32x4d_160", &net, small);
     // EfficientNet-B0: torchvision's features, and smp's Unet on its efficientnet-b0.
     let cfg = EfficientNetConfig::torchvision("efficientnet_b0").unwrap();
     let net = EfficientNetFeatures::load(&gpu, cfg, &sd, "").unwrap();

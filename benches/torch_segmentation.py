@@ -69,6 +69,11 @@ try:
     bench("smp_linknet_resnet34_160", smp.Linknet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_pspnet_resnet34_160", smp.PSPNet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_upernet_resnet34_160", smp.UPerNet("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_segformer_resnet34_160",
+          smp.Segformer("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_pan_resnet34_160", smp.PAN("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_unet_se_resnext50_32x4d_160",
+          smp.Unet("se_resnext50_32x4d", encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_efficientnet_b0_256",
           smp.Unet("efficientnet-b0", encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
 except ImportError:

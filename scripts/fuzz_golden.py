@@ -628,9 +628,10 @@ def networks(fz, count, out):
     widths, merge, interpolation, upsampling, activation), DeepLabV3 and DeepLabV3Plus
     (depth, output stride, widths, rates, separable ASPP, upsampling, activation), Linknet
     and PSPNet (depth, norm, widths, upsampling, activation), UPerNet (depth, widths, norm,
-    upsampling, activation), each smp model with its
+    upsampling, activation), Segformer (depth, widths, upsampling, activation), PAN (depth,
+    output stride, widths, interpolation, upsampling, activation), each smp model with its
     classification head a quarter of the time, on
-    ResNet, MobileNetV2 and EfficientNet encoders at odd sizes and batch
+    ResNet, MobileNetV2, EfficientNet, VGG, DenseNet and SENet encoders at odd sizes and batch
     up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
     seconds a forward on a CPU adapter)."""
     m = importlib.import_module("make_golden_networks")
@@ -643,11 +644,16 @@ def networks(fz, count, out):
     EFFNETS = ["efficientnet-b0", "efficientnet-b1", "efficientnet-b3"]
     # smp's VGG and DenseNet encoders (no dilation: not for DeepLab).
     UNDILATABLE = ["vgg11", "vgg13_bn", "vgg16_bn", "densenet121"]
+    # smp's SENet encoders (SENet-154 makes slow cases).
+    SENETS = ["se_resnet50", "se_resnext50_32x4d"]
 
     def least(encoder):
         # EfficientNet-PyTorch's padding is fixed at the resolution the model was defined
         # for: on a smaller map a strided kernel may not fit at all (PyTorch refuses it).
         # VGG's max pools floor: a map under 2^depth pixels pools to nothing.
+        # SENet's stem pools without padding: its 7x7's output needs 3 pixels at least.
+        if encoder.startswith("se_"):
+            return 5
         return 32 if encoder.startswith(("efficientnet", "vgg", "densenet")) else 1
 
     cases = []
@@ -655,7 +661,7 @@ def networks(fz, count, out):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
-                "convnext", "densenet"][i % 20]
+                "convnext", "densenet", "smp_segformer", "smp_pan", "senet"][i % 23]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -680,7 +686,8 @@ def networks(fz, count, out):
             shape = [n, 3] + side(7)
         elif kind in ("smp_unet", "smp_unetplusplus"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
-                                "mobilenet_v2", "mobilenet_v2"] + EFFNETS + UNDILATABLE)
+                                "mobilenet_v2", "mobilenet_v2"] + EFFNETS + UNDILATABLE
+                               + SENETS)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
@@ -705,7 +712,8 @@ def networks(fz, count, out):
                 k = -(-least(encoder) // step)
                 shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "smp_fpn":
-            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS + UNDILATABLE)
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS + UNDILATABLE
+                               + SENETS)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      pyramid=r.choice([8, 16, 48, 64]), segmentation=r.choice([32, 64]),
@@ -716,7 +724,7 @@ def networks(fz, count, out):
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
                                           "logsoftmax"]))
             step = 1 << depth
-            batch = n if encoder not in ["resnet50"] + UNDILATABLE else 1
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE + SENETS else 1
             # Two pixels at least on the deepest level: PyTorch's group_norm refuses groups
             # of one value (C = 32 groups of one channel on a 1 x 1 map at batch 1).
             k = -(-least(encoder) // step)
@@ -724,7 +732,7 @@ def networks(fz, count, out):
         elif kind in ("smp_deeplabv3", "smp_deeplabv3plus"):
             plus = kind == "smp_deeplabv3plus"
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS)
+                               + EFFNETS + SENETS)
             depth = r.randint(3 if plus else 1 + encoder.startswith("efficientnet"), 5)
             stride = r.choice([8, 16])
             upsampling = r.choice([1, 2, 4, 4]) if plus else r.choice([None, None, 1, 2, 8])
@@ -735,12 +743,13 @@ def networks(fz, count, out):
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
                                           "logsoftmax"]))
             step = min(stride, 1 << depth)
-            batch = n if encoder not in ["resnet50"] + UNDILATABLE else 1
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE + SENETS else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 3), step * r.randint(k, k + 3)]
         elif kind in ("smp_linknet", "smp_pspnet"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS + UNDILATABLE)
+                               + EFFNETS + UNDILATABLE
+                               + SENETS)
             depth = r.randint(1 + encoder.startswith("efficientnet"), 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      use_norm=r.random() < 0.6,
@@ -750,7 +759,7 @@ def networks(fz, count, out):
                 a["psp_out"] = r.choice([8, 16, 64])
                 a["upsampling"] = r.choice([1, 2, 4, 8, 8])
             step = 1 << depth
-            batch = n if encoder not in ["resnet50"] + UNDILATABLE else 1
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE + SENETS else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "resnet":
@@ -763,7 +772,8 @@ def networks(fz, count, out):
             shape = [n, 3] + side(1, 48) if basic else [1, 3] + side(1, 40)
         elif kind == "smp_upernet":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS + UNDILATABLE)
+                               + EFFNETS + UNDILATABLE
+                               + SENETS)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=r.choice([8, 16, 32]), use_norm=r.random() < 0.6,
@@ -771,9 +781,45 @@ def networks(fz, count, out):
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
                                           "logsoftmax"]))
             step = 1 << depth
-            batch = n if encoder not in ["resnet50"] + UNDILATABLE else 1
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE + SENETS else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
+        elif kind == "smp_segformer":
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
+                               + EFFNETS + UNDILATABLE
+                               + SENETS)
+            depth = r.randint(3, 5)
+            a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
+                     segmentation=r.choice([8, 16, 32]), upsampling=r.choice([1, 2, 4, 4]),
+                     activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
+                                          "logsoftmax"]))
+            step = 1 << depth
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE + SENETS else 1
+            k = -(-least(encoder) // step)
+            shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
+        elif kind == "smp_pan":
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
+                               + EFFNETS + SENETS)
+            depth = r.randint(3, 5)
+            stride = r.choice([16, 32])
+            a = dict(encoder=encoder, depth=depth, output_stride=stride, cin=r.randint(1, 4),
+                     classes=r.randint(1, 5), decoder_channels=r.choice([8, 16, 32]),
+                     interpolation=r.choice(["bilinear", "bilinear", "nearest", "bicubic",
+                                             "area"]),
+                     upsampling=r.choice([1, 2, 4, 4]),
+                     activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
+                                          "logsoftmax"]))
+            if r.random() < 0.2:
+                # VGG and DenseNet encoders only undilated.
+                a["encoder"], a["output_stride"] = r.choice(UNDILATABLE), 32
+            step = min(a["output_stride"], 1 << depth)
+            batch = n if a["encoder"] in ("resnet18", "mobilenet_v2", "efficientnet-b0") else 1
+            # The pyramid pools the deepest feature three times: 8 pixels at least.
+            k = max(8, -(-least(a["encoder"]) // step))
+            shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
+        elif kind == "senet":
+            a = dict(name=r.choice(SENETS))
+            shape = [1, 3] + side(5, 64)
         elif kind == "densenet":
             a = dict(name=r.choice(["densenet121", "densenet169"]))
             shape = [1, 3] + side(32)

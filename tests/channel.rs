@@ -195,6 +195,20 @@ fn elementwise_ops_match_reference() {
             tol(&want, 1e-6).view(),
             "scale channels add",
         );
+        // With an activation after the sum (SENet's block end), in the same pass.
+        for act in [Activation::Relu, Activation::Sigmoid] {
+            let mut rec = gpu.recorder();
+            let y =
+                channel::scale_channels_add_then(&mut rec, &at, &up(&sc), gate, &bt, act).unwrap();
+            let sum = reference::channel::scale_channels_add(a.view(), sc.view(), gate, b.view());
+            let want = reference::channel::activation(sum.view(), act);
+            assert_close(
+                rec.download(&y).unwrap().view(),
+                want.view(),
+                tol(&want, 1e-6).view(),
+                &format!("scale channels add then {act:?}"),
+            );
+        }
         let mut rec = gpu.recorder();
         let y = channel::scale_spatial(&mut rec, &at, &up(&ss), gate).unwrap();
         let want = reference::channel::scale_spatial(a.view(), ss.view(), gate);

@@ -15,10 +15,11 @@ use segblocks::networks::{
     EfficientNetFeatures, EfficientNetPyTorchConfig, EfficientNetPyTorchFeatures, Fcn8s,
     Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config,
     MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, ResNetConfig,
-    ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, SmpAuxParams,
-    SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
-    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPspNet, SmpPspNetConfig, SmpUnet, SmpUnetConfig,
-    SmpUperNet, SmpUperNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
+    SegmentationModel, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus,
+    SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPan,
+    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -141,6 +142,13 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             cfg.replace_stride_with_dilation = std::array::from_fn(|i| d[i].as_bool().unwrap());
             // PyTorch's module returns layer4 alone, the first of the features' outputs.
             let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, sd, ""), x);
+            outs.truncate(1);
+            (outs, params)
+        }
+        "senet" => {
+            let cfg = SeNetConfig::from_name(a["name"].as_str().unwrap()).unwrap();
+            // pretrainedmodels' `features` returns layer4 alone, the first output.
+            let (mut outs, params) = run(gpu, SeNetFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
         }
@@ -277,6 +285,41 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 x,
             )
         }
+        "smp_segformer" => {
+            let cfg = SmpSegformerConfig::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .encoder_depth(us(&a["depth"]))
+                .decoder_segmentation_channels(us(&a["segmentation"]))
+                .upsampling(us(&a["upsampling"]))
+                .activation(head_activation(a));
+            run(
+                gpu,
+                SmpSegformer::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
+        }
+        "smp_pan" => {
+            // smp's GAU aligns the corners of its bilinear resizes.
+            let mode = match interpolation(a) {
+                UpsampleMode::Bilinear { .. } => UpsampleMode::Bilinear {
+                    align_corners: true,
+                },
+                other => other,
+            };
+            let cfg = SmpPanConfig::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .encoder_depth(us(&a["depth"]))
+                .encoder_output_stride(us(&a["output_stride"]))
+                .decoder_channels(us(&a["decoder_channels"]))
+                .decoder_interpolation(mode)
+                .upsampling(us(&a["upsampling"]))
+                .activation(head_activation(a));
+            run(
+                gpu,
+                SmpPan::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -333,7 +376,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            20,
+            23,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -588,6 +631,108 @@ fn smp_upernet_bad_configurations_are_typed_errors() {
     let net = SmpUperNet::load(gpu, cfg.encoder_depth(3), &sd, "").unwrap();
     assert_eq!(net.output_shape([2, 3, 24, 40]).unwrap(), [2, 2, 24, 40]);
     named(net.output_shape([2, 3, 24, 36]).err(), "input");
+}
+
+/// smp Segformer configurations it refuses: a depth outside 3..=5, no decoder channels,
+/// an input not divisible by `2^encoder_depth`.
+#[test]
+fn smp_segformer_bad_configurations_are_typed_errors() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let cfg = SmpSegformerConfig::new("resnet18", 3, 2)
+        .unwrap()
+        .decoder_segmentation_channels(8);
+    let load = |cfg: SmpSegformerConfig| SmpSegformer::load(gpu, cfg, &sd, "").err();
+    named(load(cfg.clone().encoder_depth(2)), "encoder_depth");
+    named(load(cfg.clone().encoder_depth(6)), "encoder_depth");
+    named(
+        load(cfg.clone().decoder_segmentation_channels(0)),
+        "decoder_segmentation_channels",
+    );
+    named(load(cfg.clone().upsampling(0)), "upsampling");
+    named(
+        SmpSegformerConfig::new("mit_b0", 3, 2).err(),
+        "encoder_name",
+    );
+    let net = SmpSegformer::load(gpu, cfg.encoder_depth(3), &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 24, 40]).unwrap(), [2, 2, 24, 40]);
+    named(net.output_shape([2, 3, 24, 36]).err(), "input");
+}
+
+/// smp PAN configurations it refuses: an output stride other than 16 or 32, a depth
+/// outside 3..=5, no decoder channels, a VGG encoder (it cannot be dilated), an input not
+/// divisible by the output stride or too small for the pyramid's three pools.
+#[test]
+fn smp_pan_bad_configurations_are_typed_errors() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let cfg = SmpPanConfig::new("resnet18", 3, 2)
+        .unwrap()
+        .decoder_channels(8);
+    let load = |cfg: SmpPanConfig| SmpPan::load(gpu, cfg, &sd, "").err();
+    named(
+        load(cfg.clone().encoder_output_stride(8)),
+        "encoder_output_stride",
+    );
+    named(load(cfg.clone().encoder_depth(2)), "encoder_depth");
+    named(load(cfg.clone().encoder_depth(6)), "encoder_depth");
+    named(load(cfg.clone().decoder_channels(0)), "decoder_channels");
+    let vgg = SmpPanConfig::new("vgg11", 3, 2).unwrap();
+    named(load(vgg), "encoder_output_stride");
+    let bed = UpsampleMode::BedOfNails { stride: (2, 2) };
+    named(
+        load(cfg.clone().decoder_interpolation(bed)),
+        "decoder_interpolation",
+    );
+    let net = SmpPan::load(gpu, cfg.clone(), &sd, "").unwrap();
+    assert_eq!(
+        net.output_shape([1, 3, 128, 144]).unwrap(),
+        [1, 2, 128, 144]
+    );
+    named(net.output_shape([1, 3, 128, 136]).err(), "input");
+    named(net.output_shape([1, 3, 112, 128]).err(), "input");
+    let net = SmpPan::load(gpu, cfg.encoder_depth(3), &sd, "").unwrap();
+    assert_eq!(net.output_shape([1, 3, 64, 72]).unwrap(), [1, 2, 64, 72]);
+}
+
+/// SENets by names `pretrainedmodels` does not have, and configurations it cannot build.
+#[test]
+fn senet_bad_names_and_configurations_are_typed_errors() {
+    for bad in ["se_resnet18", "se_resnext50", "senet", "se_resnet50x"] {
+        named(SeNetConfig::from_name(bad).err(), "arch");
+        named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
+    }
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let cfg = SeNetConfig::from_name("senet154").unwrap();
+    let load = |cfg: SeNetConfig| SeNetFeatures::load(gpu, cfg, &sd, "").err();
+    let even = SeNetConfig {
+        downsample_kernel_size: 2,
+        ..cfg
+    };
+    named(load(even), "downsample_kernel_size");
+    named(
+        load(SeNetConfig {
+            reduction: 0,
+            ..cfg
+        }),
+        "reduction",
+    );
+    named(
+        load(SeNetConfig {
+            reduction: 512,
+            ..cfg
+        }),
+        "reduction",
+    );
+    named(load(SeNetConfig { groups: 0, ..cfg }), "groups");
+    named(
+        load(SeNetConfig {
+            layers: [3, 0, 2, 2],
+            ..cfg
+        }),
+        "layers",
+    );
 }
 
 /// VGGs by names torchvision does not have, and a VGG encoder where smp would dilate it.

@@ -1,11 +1,11 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
 //! TFLite) state dicts by name: MobileNetV2, MobileNetV3, ResNet (ResNet-18 to 152,
-//! ResNeXt, Wide ResNet), EfficientNet (B0 to B7, V2), ConvNeXt, DenseNet and VGG
+//! ResNeXt, Wide ResNet), EfficientNet (B0 to B7, V2), ConvNeXt, DenseNet, VGG and SENet
 //! feature extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
 //! MobileNetV3, LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
-//! `DeepLabV3Plus`, `Linknet`, `PSPNet` and `UPerNet` on ResNet, MobileNetV2, VGG and
-//! EfficientNet-B0 to B7 encoders (EfficientNet-PyTorch's, also a feature extractor of its
-//! own), and MediaPipe's selfie segmentation models. Each is a
+//! `DeepLabV3Plus`, `Linknet`, `PSPNet`, `UPerNet`, `Segformer` and `PAN` on ResNet,
+//! MobileNetV2, VGG, DenseNet, SENet and EfficientNet-B0 to B7 encoders (EfficientNet-PyTorch's,
+//! also a feature extractor of its own), and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
@@ -21,10 +21,13 @@ mod resnet;
 mod segmentation;
 mod segnet;
 mod selfie;
+mod senet;
 mod smp_deeplab;
 mod smp_fpn;
 mod smp_linknet;
+mod smp_pan;
 mod smp_pspnet;
+mod smp_segformer;
 mod smp_unet;
 mod smp_upernet;
 mod unet;
@@ -46,10 +49,13 @@ pub use segmentation::{
 };
 pub use segnet::{SegNet, SegNetConfig};
 pub use selfie::{SelfieModel, SelfieSegmentation};
+pub use senet::{SeNetBlock, SeNetConfig, SeNetFeatures};
 pub use smp_deeplab::{SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig};
 pub use smp_fpn::{FpnMerge, SmpFpn, SmpFpnConfig};
 pub use smp_linknet::{SmpLinknet, SmpLinknetConfig};
+pub use smp_pan::{SmpPan, SmpPanConfig};
 pub use smp_pspnet::{SmpPspNet, SmpPspNetConfig};
+pub use smp_segformer::{SmpSegformer, SmpSegformerConfig};
 pub use smp_unet::{
     HeadActivation, SmpAuxParams, SmpEncoder, SmpUnet, SmpUnetConfig, SmpUnetPlusPlus,
 };

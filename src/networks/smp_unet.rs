@@ -1,6 +1,6 @@
 //! segmentation_models_pytorch's `Unet` (`smp.Unet(encoder_name, encoder_depth, in_channels,
 //! classes, decoder_channels, decoder_use_norm, decoder_interpolation, activation)`) with a
-//! ResNet, MobileNetV2, EfficientNet, VGG or DenseNet encoder ([`SmpEncoder`]): the
+//! ResNet, MobileNetV2, EfficientNet, VGG, DenseNet or SENet encoder ([`SmpEncoder`]): the
 //! encoder's stages give the skips (ResNet: the stem's output at 1/2, `layer1` at 1/4, ...;
 //! MobileNetV2: `features.1`, `.3`, `.6`, `.13` and `.18`; EfficientNet: the stem's and
 //! smp's `out_indexes` blocks; VGG: each stage before its pool); each decoder block resizes
@@ -23,9 +23,9 @@
 //! With `aux_params`, smp's classification head on the encoder's last feature gives a
 //! second output ([`SmpAuxParams`]).
 //!
-//! Not covered: encoders other than the ResNets, MobileNetV2, EfficientNet-B0 to B7, VGG
-//! and DenseNet (`timm-efficientnet-*`, `se_resnext*`, `tu-*`, ... are not), the norms
-//! other than batch norm (or none).
+//! Not covered: encoders other than the ResNets, MobileNetV2, EfficientNet-B0 to B7, VGG,
+//! DenseNet and the SENets (`timm-efficientnet-*`, `mit_b*`, `tu-*`, ... are not), the
+//! norms other than batch norm (or none).
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
@@ -38,7 +38,8 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::{
-    DenseNetConfig, EfficientNetPyTorchConfig, MobileNetV2Config, ResNetConfig, VggConfig,
+    DenseNetConfig, EfficientNetPyTorchConfig, MobileNetV2Config, ResNetConfig, SeNetConfig,
+    VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -58,14 +59,19 @@ pub enum SmpEncoder {
     /// `densenet121`, `densenet161`, `densenet169`, `densenet201`: torchvision's DenseNet
     /// `features` (`encoder.features.*`; [`DenseNetConfig`]); it cannot be dilated.
     DenseNet(DenseNetConfig),
+    /// `se_resnet50`, `se_resnet101`, `se_resnet152`, `se_resnext50_32x4d`,
+    /// `se_resnext101_32x4d`, `senet154`: `pretrainedmodels`' SENets (`encoder.layer0.*`,
+    /// `encoder.layer{i}.*`; [`SeNetConfig`]).
+    SeNet(SeNetConfig),
 }
 
 impl SmpEncoder {
     /// smp's `encoder_name`: `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152`,
     /// `resnext50_32x4d`, `resnext101_32x4d`, `resnext101_32x8d`, `resnext101_32x16d`,
     /// `resnext101_32x32d`, `resnext101_32x48d`, `mobilenet_v2`, `efficientnet-b0` ..
-    /// `efficientnet-b7`, `vgg11` .. `vgg19_bn`, or `densenet121` / `161` / `169` / `201`;
-    /// any other name is an error naming `encoder_name`.
+    /// `efficientnet-b7`, `vgg11` .. `vgg19_bn`, `densenet121` / `161` / `169` / `201`,
+    /// `se_resnet50` / `101` / `152`, `se_resnext50_32x4d`, `se_resnext101_32x4d` or
+    /// `senet154`; any other name is an error naming `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         let resnext101 = |width| ResNetConfig::resnet101().groups(32, width);
         let efficientnet = encoder_name
@@ -83,6 +89,14 @@ impl SmpEncoder {
                 .map_err(|_| Error::InvalidParam {
                     name: "encoder_name",
                     reason: format!("{encoder_name:?} is not one of smp's DenseNet encoders"),
+                });
+        }
+        if encoder_name.starts_with("se_resne") || encoder_name == "senet154" {
+            return SeNetConfig::from_name(encoder_name)
+                .map(SmpEncoder::SeNet)
+                .map_err(|_| Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!("{encoder_name:?} is not one of smp's SENet encoders"),
                 });
         }
         if encoder_name.starts_with("vgg") {
@@ -111,7 +125,7 @@ impl SmpEncoder {
                     name: "encoder_name",
                     reason: format!(
                         "{other:?} is not one of the smp encoders this library has \
-                         (ResNet, MobileNetV2, EfficientNet, VGG, DenseNet)"
+                         (ResNet, MobileNetV2, EfficientNet, VGG, DenseNet, SENet)"
                     ),
                 })
             }
@@ -126,6 +140,7 @@ impl SmpEncoder {
             SmpEncoder::EfficientNet(e) => e.validate(),
             SmpEncoder::Vgg(v) => v.validate(),
             SmpEncoder::DenseNet(d) => d.validate(),
+            SmpEncoder::SeNet(s) => s.validate(),
         }
     }
 
@@ -141,6 +156,11 @@ impl SmpEncoder {
             SmpEncoder::EfficientNet(e) => e.feature_channels(in_channels),
             SmpEncoder::Vgg(_) => vec![64, 128, 256, 512, 512, 512],
             SmpEncoder::DenseNet(d) => d.feature_channels(in_channels),
+            SmpEncoder::SeNet(s) => {
+                let mut c = vec![in_channels];
+                c.extend(s.feature_channels());
+                c
+            }
         }
     }
 
@@ -182,6 +202,12 @@ impl SmpEncoder {
         let mut features = vec![x];
         match self {
             SmpEncoder::ResNet(r) => features.extend(r.append_stages(
+                g,
+                x,
+                ctx,
+                (in_channels, depth - 1, output_stride),
+            )?),
+            SmpEncoder::SeNet(se) => features.extend(se.append_stages(
                 g,
                 x,
                 ctx,

@@ -779,11 +779,28 @@ pub fn scale_channels_add(
     gate: Activation,
     branch: &Tensor,
 ) -> Result<Tensor> {
+    scale_channels_add_then(rec, x, s, gate, branch, Activation::None)
+}
+
+/// [`scale_channels_add`] followed by an activation, `act(x * gate(s) + branch)`, in one
+/// pass: the end of a squeeze-and-excitation residual block (SENet's `relu(se(x) +
+/// residual)`).
+pub fn scale_channels_add_then(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    s: &Tensor,
+    gate: Activation,
+    branch: &Tensor,
+    act: Activation,
+) -> Result<Tensor> {
     let xs = x.shape();
     check_scale(rec, x, s, [xs[0], xs[1], 1, 1])?;
     branch.check_gpu(rec.gpu(), "branch")?;
     same_shape("branch", xs, branch.shape())?;
-    let spec = gated(Mode::ScaleChannelsAdd, gate);
+    let spec = ElementwiseSpec {
+        act,
+        ..gated(Mode::ScaleChannelsAdd, gate)
+    };
     record_elementwise(rec, spec, x, Some(branch), Some(s))
 }
 

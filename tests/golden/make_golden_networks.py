@@ -42,6 +42,13 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            classes, psp_out_channels, decoder_use_norm, upsampling, activation)
   smp_upernet segmentation_models_pytorch.UPerNet(encoder, encoder_depth, in_channels,
            classes, decoder_channels, decoder_use_norm, upsampling, activation)
+  smp_segformer segmentation_models_pytorch.Segformer(encoder, encoder_depth, in_channels,
+           classes, decoder_segmentation_channels, upsampling, activation)
+  smp_pan  segmentation_models_pytorch.PAN(encoder, encoder_depth, encoder_output_stride,
+           in_channels, classes, decoder_channels, decoder_interpolation, upsampling,
+           activation)
+  senet    pretrainedmodels' (smp's vendored) SENet (name: se_resnet50 .. senet154)
+           .features; the smp kinds take these as encoders too
   densenet torchvision densenet121 / 161 / 169 / 201 (name).features; the smp kinds take
            these as encoders too
   convnext torchvision convnext_tiny / _small / _base / _large (name).features
@@ -216,6 +223,40 @@ CASES = [
     ("smp_linknet_densenet169_depth3_no_norm", "smp_linknet",
      dict(encoder="densenet169", depth=3, cin=1, classes=3, use_norm=False, activation="sigmoid"),
      [1, 1, 32, 40]),
+    ("smp_segformer_resnet34", "smp_segformer",
+     dict(encoder="resnet34", depth=5, cin=3, classes=3, segmentation=32, upsampling=4,
+          activation=None), [2, 3, 64, 96]),
+    ("smp_segformer_mobilenet_v2_depth3_aux", "smp_segformer",
+     dict(encoder="mobilenet_v2", depth=3, cin=1, classes=2, segmentation=16, upsampling=2,
+          activation="sigmoid", aux=dict(classes=3, pooling="avg", activation=None)),
+     [1, 1, 40, 24]),
+    ("smp_segformer_vgg11_depth4", "smp_segformer",
+     dict(encoder="vgg11", depth=4, cin=3, classes=2, segmentation=16, upsampling=4,
+          activation="softmax2d"), [1, 3, 48, 32]),
+    ("smp_pan_resnet34", "smp_pan",
+     dict(encoder="resnet34", depth=5, output_stride=16, cin=3, classes=3, decoder_channels=16,
+          interpolation="bilinear", upsampling=4, activation=None), [2, 3, 128, 160]),
+    ("smp_pan_mobilenet_v2_os32_depth4_nearest", "smp_pan",
+     dict(encoder="mobilenet_v2", depth=4, output_stride=32, cin=2, classes=2,
+          decoder_channels=8, interpolation="nearest", upsampling=2, activation="sigmoid",
+          aux=dict(classes=2, pooling="max", activation=None)), [1, 2, 160, 128]),
+    ("smp_pan_efficientnet_b0_depth3", "smp_pan",
+     dict(encoder="efficientnet-b0", depth=3, output_stride=16, cin=3, classes=4,
+          decoder_channels=32, interpolation="bicubic", upsampling=4, activation="logsoftmax"),
+     [2, 3, 64, 72]),
+    # 52 x 70: the stem's 26 x 35 pools with ceil_mode to 13 x 17 (floor would give 12).
+    ("smp_unet_se_resnext50_32x4d", "smp_unet",
+     dict(encoder="se_resnext50_32x4d", depth=5, cin=3, classes=2,
+          decoder_channels=[64, 32, 24, 16, 8], use_norm=True, interpolation="nearest",
+          activation=None), [1, 3, 52, 70]),
+    ("smp_deeplabv3_se_resnet50_os16", "smp_deeplabv3",
+     dict(encoder="se_resnet50", depth=5, output_stride=16, cin=3, classes=3,
+          decoder_channels=32, rates=[2, 4, 6], separable=False, upsampling=None,
+          activation=None), [1, 3, 48, 64]),
+    ("smp_pspnet_senet154_depth3_aux", "smp_pspnet",
+     dict(encoder="senet154", depth=3, cin=3, classes=2, psp_out=16, use_norm=True, upsampling=8,
+          activation=None, aux=dict(classes=2, pooling="avg", activation=None)), [2, 3, 40, 48]),
+    ("se_resnet50_features", "senet", dict(name="se_resnet50"), [1, 3, 45, 58]),
 ]
 
 
@@ -248,6 +289,31 @@ def build(kind, a):
                            decoder_channels=a["decoder_channels"], decoder_use_norm=a["use_norm"],
                            upsampling=a["upsampling"], activation=a["activation"],
                            aux_params=a.get("aux"))
+    if kind == "smp_segformer":
+        import segmentation_models_pytorch as smp
+        return smp.Segformer(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                             in_channels=a["cin"], classes=a["classes"],
+                             decoder_segmentation_channels=a["segmentation"],
+                             upsampling=a["upsampling"], activation=a["activation"],
+                             aux_params=a.get("aux"))
+    if kind == "smp_pan":
+        import segmentation_models_pytorch as smp
+        return smp.PAN(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                       encoder_output_stride=a["output_stride"], in_channels=a["cin"],
+                       classes=a["classes"], decoder_channels=a["decoder_channels"],
+                       decoder_interpolation=a["interpolation"], upsampling=a["upsampling"],
+                       activation=a["activation"], aux_params=a.get("aux"))
+    if kind == "senet":
+        from segmentation_models_pytorch.encoders._senet import SENet
+        from segmentation_models_pytorch.encoders.senet import senet_encoders
+        params = dict(senet_encoders[a["name"]]["params"])
+        params.pop("out_channels")
+
+        class Features(SENet):
+            def forward(self, x):
+                return self.features(x)
+
+        return Features(**params)
     if kind == "densenet":
         return getattr(torchvision.models, a["name"])().features
     if kind == "convnext":
@@ -357,6 +423,8 @@ def make(index, name, kind, args, shape, out_dir):
     unused.append(f"decoder.blocks.{args.get('depth', 5) - 1}.attention1.")
     if kind == "effnet":
         unused.append("_fc.")
+    if kind == "senet":
+        unused.append("last_linear.")
     if args.get("encoder", "").startswith("efficientnet-b"):
         # EfficientNet-PyTorch's blocks past the last feature, and its head convolution.
         from segmentation_models_pytorch.encoders.efficientnet import efficient_net_encoders
@@ -375,7 +443,7 @@ def make(index, name, kind, args, shape, out_dir):
                 n = n.replace(new, legacy) if n.startswith(new) else n
             tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
-    if kind.startswith("smp_") or kind == "effnet":
+    if kind.startswith("smp_") or kind in ("effnet", "senet"):
         params -= sum(p.numel() for n, p in model.named_parameters()
                       if any(n.startswith(u) for u in unused))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
