@@ -631,7 +631,8 @@ def networks(fz, count, out):
     upsampling, activation), Segformer (depth, widths, upsampling, activation), PAN (depth,
     output stride, widths, interpolation, upsampling, activation), each smp model with its
     classification head a quarter of the time, on
-    ResNet, MobileNetV2, EfficientNet, VGG, DenseNet and SENet encoders at odd sizes and batch
+    ResNet, MobileNetV2, EfficientNet (both smp's kinds), VGG, DenseNet, SENet, MobileOne
+    and Xception encoders at odd sizes and batch
     up to 3 (the bottleneck ResNets at batch 1 and at most 40 pixels a side: they take
     seconds a forward on a CPU adapter)."""
     m = importlib.import_module("make_golden_networks")
@@ -642,10 +643,13 @@ def networks(fz, count, out):
 
     # smp's EfficientNet encoders (the larger ones make slow cases).
     EFFNETS = ["efficientnet-b0", "efficientnet-b1", "efficientnet-b3"]
-    # smp's VGG and DenseNet encoders (no dilation: not for DeepLab).
-    UNDILATABLE = ["vgg11", "vgg13_bn", "vgg16_bn", "densenet121"]
+    # smp's VGG, DenseNet and Xception encoders (no dilation: not for DeepLab).
+    UNDILATABLE = ["vgg11", "vgg13_bn", "vgg16_bn", "densenet121", "xception"]
     # smp's SENet encoders (SENet-154 makes slow cases).
     SENETS = ["se_resnet50", "se_resnext50_32x4d"]
+    # smp's timm EfficientNet encoders, and MobileOne's (trained branches folded at load).
+    TIMM = ["timm-efficientnet-b0", "timm-efficientnet-b2", "timm-tf_efficientnet_lite0",
+            "mobileone_s0", "mobileone_s4"]
 
     def least(encoder):
         # EfficientNet-PyTorch's padding is fixed at the resolution the model was defined
@@ -687,7 +691,7 @@ def networks(fz, count, out):
         elif kind in ("smp_unet", "smp_unetplusplus"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
                                 "mobilenet_v2", "mobilenet_v2"] + EFFNETS + UNDILATABLE
-                               + SENETS)
+                               + SENETS + TIMM)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
@@ -713,7 +717,7 @@ def networks(fz, count, out):
                 shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "smp_fpn":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS + UNDILATABLE
-                               + SENETS)
+                               + SENETS + TIMM)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      pyramid=r.choice([8, 16, 48, 64]), segmentation=r.choice([32, 64]),
@@ -732,7 +736,7 @@ def networks(fz, count, out):
         elif kind in ("smp_deeplabv3", "smp_deeplabv3plus"):
             plus = kind == "smp_deeplabv3plus"
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS + SENETS)
+                               + EFFNETS + SENETS + TIMM)
             depth = r.randint(3 if plus else 1 + encoder.startswith("efficientnet"), 5)
             stride = r.choice([8, 16])
             upsampling = r.choice([1, 2, 4, 4]) if plus else r.choice([None, None, 1, 2, 8])
@@ -749,7 +753,7 @@ def networks(fz, count, out):
         elif kind in ("smp_linknet", "smp_pspnet"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
                                + EFFNETS + UNDILATABLE
-                               + SENETS)
+                               + SENETS + TIMM)
             depth = r.randint(1 + encoder.startswith("efficientnet"), 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      use_norm=r.random() < 0.6,
@@ -773,7 +777,7 @@ def networks(fz, count, out):
         elif kind == "smp_upernet":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
                                + EFFNETS + UNDILATABLE
-                               + SENETS)
+                               + SENETS + TIMM)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=r.choice([8, 16, 32]), use_norm=r.random() < 0.6,
@@ -787,7 +791,7 @@ def networks(fz, count, out):
         elif kind == "smp_segformer":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
                                + EFFNETS + UNDILATABLE
-                               + SENETS)
+                               + SENETS + TIMM)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      segmentation=r.choice([8, 16, 32]), upsampling=r.choice([1, 2, 4, 4]),
@@ -799,7 +803,7 @@ def networks(fz, count, out):
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "smp_pan":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS + SENETS)
+                               + EFFNETS + SENETS + TIMM)
             depth = r.randint(3, 5)
             stride = r.choice([16, 32])
             a = dict(encoder=encoder, depth=depth, output_stride=stride, cin=r.randint(1, 4),

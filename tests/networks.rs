@@ -14,12 +14,13 @@ use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
     EfficientNetFeatures, EfficientNetPyTorchConfig, EfficientNetPyTorchFeatures, Fcn8s,
     Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config,
-    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, ResNetConfig,
-    ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
-    SegmentationModel, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus,
-    SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPan,
-    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig,
+    ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig,
+    SegmentationConfig, SegmentationModel, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
+    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet,
+    SmpLinknetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
+    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig,
+    TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -390,8 +391,10 @@ fn networks_match_pytorch_through_one_harness() {
         let want: Vec<_> = ["out", "aux"].into_iter().filter_map(get).collect();
         for (gpu, class) in [(common::gpu(), "own class"), (&own, "GPU class")] {
             let started = std::time::Instant::now();
-            // A legacy case loads the state dict its file holds, under smp's older names.
-            let legacy = case["args"].get("legacy").and_then(Value::as_bool) == Some(true);
+            // A legacy case loads the state dict its file holds, under smp's older names; a
+            // reparam case the one MobileOne's reparameterize_model gives.
+            let flag = |n: &str| case["args"].get(n).and_then(Value::as_bool) == Some(true);
+            let legacy = flag("legacy") || flag("reparam");
             let sd = if legacy { &file } else { &synthetic };
             let (got, params) = forward(gpu, case, &x, sd);
             eprintln!(
@@ -431,10 +434,7 @@ fn smp_bad_configurations_are_typed_errors() {
     use segblocks::Error;
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
-    named(
-        SmpUnetConfig::new("timm-efficientnet-b0", 3, 1).err(),
-        "encoder_name",
-    );
+    named(SmpUnetConfig::new("mit_b0", 3, 1).err(), "encoder_name");
     named(
         HeadActivation::from_smp(Some("argmax2d")).err(),
         "activation",
@@ -499,7 +499,7 @@ fn smp_bad_configurations_are_typed_errors() {
     );
     named(load(fpn.clone().encoder_depth(6)), "encoder_depth");
     named(load(fpn.clone().upsampling(0)), "upsampling");
-    named(SmpFpnConfig::new("xception", 3, 2).err(), "encoder_name");
+    named(SmpFpnConfig::new("dpn68", 3, 2).err(), "encoder_name");
     let net = SmpFpn::load(
         gpu,
         fpn.segmentation_channels(32).pyramid_channels(16),
@@ -521,7 +521,7 @@ fn smp_deeplab_bad_configurations_are_typed_errors() {
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
     named(
-        SmpDeepLabV3Config::new("xception", 3, 1).err(),
+        SmpDeepLabV3Config::new("inceptionv4", 3, 1).err(),
         "encoder_name",
     );
     let v3 = SmpDeepLabV3Config::new("resnet18", 3, 2)
@@ -695,6 +695,52 @@ fn smp_pan_bad_configurations_are_typed_errors() {
     assert_eq!(net.output_shape([1, 3, 64, 72]).unwrap(), [1, 2, 64, 72]);
 }
 
+/// timm EfficientNets by names smp does not have.
+#[test]
+fn timm_efficientnet_bad_names_are_typed_errors() {
+    for bad in [
+        "timm-efficientnet-b9",
+        "timm-efficientnet-",
+        "timm-efficientnet-l1",
+        "timm-tf_efficientnet_lite5",
+        "timm-tf_efficientnet_liteb0",
+    ] {
+        named(TimmEfficientNetConfig::from_smp(bad).err(), "encoder_name");
+        named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
+    }
+    for good in ["timm-efficientnet-l2", "timm-tf_efficientnet_lite4"] {
+        assert!(SmpUnetConfig::new(good, 3, 2).is_ok(), "{good}");
+    }
+}
+
+/// MobileOnes by names smp does not have, and configurations it cannot build.
+#[test]
+fn mobileone_bad_names_and_configurations_are_typed_errors() {
+    for bad in ["mobileone_s5", "mobileone", "mobileone_s01"] {
+        named(MobileOneConfig::from_smp(bad).err(), "encoder_name");
+        named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
+    }
+    let sd = StateDict::synthetic();
+    let mut cfg = SmpUnetConfig::new("mobileone_s0", 3, 2).unwrap();
+    let base = MobileOneConfig::from_smp("mobileone_s0").unwrap();
+    let load = |cfg: &SmpUnetConfig| SmpUnet::load(common::gpu(), cfg.clone(), &sd, "").err();
+    cfg.encoder = SmpEncoder::MobileOne(MobileOneConfig {
+        num_conv_branches: 0,
+        ..base
+    });
+    named(load(&cfg), "num_conv_branches");
+    cfg.encoder = SmpEncoder::MobileOne(MobileOneConfig {
+        width_multipliers: [0.75, 1.0, 0.001, 2.0],
+        ..base
+    });
+    named(load(&cfg), "width_multipliers");
+    cfg.encoder = SmpEncoder::MobileOne(MobileOneConfig {
+        num_blocks_per_stage: [2, 0, 10, 1],
+        ..base
+    });
+    named(load(&cfg), "num_blocks_per_stage");
+}
+
 /// SENets by names `pretrainedmodels` does not have, and configurations it cannot build.
 #[test]
 fn senet_bad_names_and_configurations_are_typed_errors() {
@@ -735,19 +781,22 @@ fn senet_bad_names_and_configurations_are_typed_errors() {
     );
 }
 
-/// VGGs by names torchvision does not have, and a VGG encoder where smp would dilate it.
+/// VGGs by names torchvision does not have, and a VGG or Xception encoder where smp would
+/// dilate it.
 #[test]
 fn vgg_bad_names_and_dilation_are_typed_errors() {
     for bad in ["vgg15", "vgg16_bnx", "vgg"] {
         named(VggConfig::torchvision(bad).err(), "arch");
         named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
     }
-    let cfg = SmpDeepLabV3Config::new("vgg11", 3, 2).unwrap();
     let sd = StateDict::synthetic();
-    named(
-        SmpDeepLabV3::load(common::gpu(), cfg, &sd, "").err(),
-        "encoder_output_stride",
-    );
+    for encoder in ["vgg11", "xception"] {
+        let cfg = SmpDeepLabV3Config::new(encoder, 3, 2).unwrap();
+        named(
+            SmpDeepLabV3::load(common::gpu(), cfg, &sd, "").err(),
+            "encoder_output_stride",
+        );
+    }
 }
 
 /// DenseNets by names torchvision does not have, and a DenseNet encoder where smp would
@@ -869,6 +918,44 @@ fn smp_fpn_reference_matches_smp() {
         .activation(HeadActivation::Softmax);
     let net = SmpFpn::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
     reference_matches(&net, "smp_fpn_mobilenet_v2_cat_depth4");
+}
+
+/// The CPU references of the decoders and encoders whose reference differs from their GPU
+/// path: MobileOne's blocks (every trained branch against the folded convolution), PAN's
+/// gated skips and SENet's block ends (gate, skip and ReLU in one pass on the GPU).
+#[test]
+fn mobileone_pan_senet_references_match_smp() {
+    let sd = StateDict::synthetic();
+    let gpu = common::gpu();
+    let cfg = SmpFpnConfig::new("mobileone_s1", 1, 2)
+        .unwrap()
+        .encoder_depth(4)
+        .pyramid_channels(32)
+        .segmentation_channels(32)
+        .merge(FpnMerge::Cat)
+        .decoder_interpolation(UpsampleMode::Bilinear {
+            align_corners: false,
+        })
+        .activation(HeadActivation::Sigmoid);
+    let net = SmpFpn::load(gpu, cfg, &sd, "").unwrap();
+    reference_matches(&net, "smp_fpn_mobileone_s1_depth4_one_channel");
+    let cfg = SmpPanConfig::new("mobilenet_v2", 2, 2)
+        .unwrap()
+        .encoder_depth(4)
+        .encoder_output_stride(32)
+        .decoder_channels(8)
+        .decoder_interpolation(UpsampleMode::Nearest)
+        .upsampling(2)
+        .activation(HeadActivation::Sigmoid)
+        .aux_params(Some(SmpAuxParams::new(2).pooling("max").unwrap()));
+    let net = SmpPan::load(gpu, cfg, &sd, "").unwrap();
+    reference_matches(&net, "smp_pan_mobilenet_v2_os32_depth4_nearest");
+    let cfg = SmpPspNetConfig::new("senet154", 3, 2)
+        .unwrap()
+        .psp_out_channels(16)
+        .aux_params(Some(SmpAuxParams::new(2)));
+    let net = SmpPspNet::load(gpu, cfg, &sd, "").unwrap();
+    reference_matches(&net, "smp_pspnet_senet154_depth3_aux");
 }
 
 /// The CPU reference of `net` on the committed golden `networks/{name}`'s input against

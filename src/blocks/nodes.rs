@@ -1358,3 +1358,177 @@ impl Node for GroupNormNode {
         ))])
     }
 }
+
+/// A RepVGG / MobileOne block as trained, `act(Σ conv_i(x) + scale(x) + skip(x))`: `k`x`k`
+/// convolution branches with batch norm, a 1x1 "scale" branch with batch norm (when
+/// `k > 1`) and a batch-norm "skip" of the input (when the block keeps its shape). The GPU
+/// runs the branches folded into one `k`x`k` convolution with bias (the 1x1 kernel at the
+/// centre, the skip as a scaled identity kernel: RepVGG's re-parameterisation); the CPU
+/// reference runs every branch as PyTorch does; parameters count every branch.
+#[derive(Debug)]
+pub(crate) struct RepConvNode {
+    /// The main convolution's parameters, with the activation.
+    params: Conv2dParams,
+    /// Every convolution branch's parameters (no bias, no activation), weight and norm.
+    branches: Vec<(Conv2dParams, Array4<f32>, BnState)>,
+    /// The skip's batch norm.
+    skip: Option<BnState>,
+    /// The folded convolution the GPU runs.
+    fused: ConvBnAct,
+}
+
+impl RepConvNode {
+    /// Loads `{prefix}.rbr_conv.{i}.conv` / `.bn` for `i < conv_branches`, `{prefix}.
+    /// rbr_scale.conv` / `.bn` when the kernel is larger than 1x1, and `{prefix}.rbr_skip`
+    /// when `skip`, all batch norms with `eps`; `params` is the main convolution's (its
+    /// bias ignored, its activation after the sum).
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: Conv2dParams,
+        prefix: &str,
+        (conv_branches, skip): (usize, bool),
+        eps: f32,
+    ) -> Result<Self> {
+        fail_if(conv_branches == 0, "num_conv_branches", || {
+            "must be positive, got 0".to_string()
+        })?;
+        let plain = Conv2dParams {
+            activation: Activation::None,
+            param_activation: None,
+            ..params.bias(false)
+        };
+        let branch = |p: Conv2dParams, at: String| -> Result<_> {
+            let (weight, _) = PackedWeights::load(sd, &key(&at, "conv"), &p)?;
+            let bn = BnState::load(sd, &key(&at, "bn"), p.out_channels, eps)?;
+            Ok((p, weight, bn))
+        };
+        let mut branches = (0..conv_branches)
+            .map(|i| branch(plain, key(prefix, &format!("rbr_conv.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let (kh, kw) = params.kernel_size;
+        if kh > 1 || kw > 1 {
+            let one = Conv2dParams {
+                kernel_size: (1, 1),
+                padding: (0, 0),
+                ..plain
+            };
+            branches.push(branch(one, key(prefix, "rbr_scale"))?);
+        }
+        let skip = match skip {
+            true => {
+                fail_if(
+                    params.in_channels != params.out_channels || params.stride != (1, 1),
+                    "skip",
+                    || {
+                        format!(
+                            "needs as many input as output channels and stride 1, got {} -> \
+                             {}, stride {:?}",
+                            params.in_channels, params.out_channels, params.stride
+                        )
+                    },
+                )?;
+                Some(BnState::load(
+                    sd,
+                    &key(prefix, "rbr_skip"),
+                    params.in_channels,
+                    eps,
+                )?)
+            }
+            false => None,
+        };
+        let (weight, bias) = Self::fold(&params, &branches, skip.as_ref())?;
+        let mut folded = StateDict::new();
+        folded.insert("fused.weight", weight.into_dyn());
+        folded.insert("fused.bias", bias.into_dyn());
+        let fused = ConvBnAct::load(gpu, &folded, params.bias(true), "fused", None, 0.0)?;
+        Ok(RepConvNode {
+            params,
+            branches,
+            skip,
+            fused,
+        })
+    }
+
+    /// The one `k`x`k` kernel and bias equal to the sum of the branches.
+    fn fold(
+        params: &Conv2dParams,
+        branches: &[(Conv2dParams, Array4<f32>, BnState)],
+        skip: Option<&BnState>,
+    ) -> Result<(Array4<f32>, Array1<f32>)> {
+        let (kh, kw) = params.kernel_size;
+        let in_per_group = params.in_channels / params.groups;
+        let mut weight = Array4::<f32>::zeros((params.out_channels, in_per_group, kh, kw));
+        let mut bias = Array1::<f32>::zeros(params.out_channels);
+        for (p, w, bn) in branches {
+            let (w, b) = fold_batch_norm(
+                w.view(),
+                None,
+                bn.gamma.view(),
+                bn.beta.view(),
+                bn.mean.view(),
+                bn.var.view(),
+                bn.eps,
+            )?;
+            // A smaller kernel sits at the centre (its padding is the larger one's less
+            // the difference).
+            let (oy, ox) = ((kh - p.kernel_size.0) / 2, (kw - p.kernel_size.1) / 2);
+            let mut window = weight.slice_mut(ndarray::s![
+                ..,
+                ..,
+                oy..oy + p.kernel_size.0,
+                ox..ox + p.kernel_size.1
+            ]);
+            window += &w;
+            bias += &b;
+        }
+        if let Some(bn) = skip {
+            for o in 0..params.out_channels {
+                let s = bn.gamma[o] / (bn.var[o] + bn.eps).sqrt();
+                weight[[o, o % in_per_group, kh / 2, kw / 2]] += s;
+                bias[o] += bn.beta[o] - bn.mean[o] * s;
+            }
+        }
+        Ok((weight, bias))
+    }
+}
+
+impl Node for RepConvNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        Ok(vec![self.params.output_shape(*inputs.get(0)?)?])
+    }
+
+    /// Every branch's parameters (convolution and norm), as PyTorch counts the trained
+    /// block; the MACs of the folded convolution, the one that runs.
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let mut cost = self.fused.params().cost(*inputs.get(0)?)?;
+        cost.params = self
+            .branches
+            .iter()
+            .map(|(_, w, bn)| (w.len() + 2 * bn.gamma.len()) as u64)
+            .sum::<u64>()
+            + self.skip.as_ref().map_or(0, |bn| 2 * bn.gamma.len() as u64);
+        Ok(cost)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        Node::forward(&self.fused, rec, inputs)
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let x = inputs.get(0)?.tensor()?;
+        let mut sum = match &self.skip {
+            Some(bn) => bn.reference(x)?,
+            None => {
+                let (n, c, h, w) = x.dim();
+                Array4::zeros(self.params.output_shape([n, c, h, w])?)
+            }
+        };
+        for (p, w, bn) in &self.branches {
+            let y = reference::conv::conv2d(p, x, w.view(), None)?;
+            sum += &bn.reference(y.view())?;
+        }
+        let y = reference::channel::activation(sum.view(), self.params.activation);
+        Ok(vec![HostValue::Tensor(y)])
+    }
+}

@@ -4,8 +4,9 @@
 //! feature extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
 //! MobileNetV3, LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
 //! `DeepLabV3Plus`, `Linknet`, `PSPNet`, `UPerNet`, `Segformer` and `PAN` on ResNet,
-//! MobileNetV2, VGG, DenseNet, SENet and EfficientNet-B0 to B7 encoders (EfficientNet-PyTorch's,
-//! also a feature extractor of its own), and MediaPipe's selfie segmentation models. Each is a
+//! MobileNetV2, VGG, DenseNet, SENet, MobileOne and EfficientNet encoders (EfficientNet-PyTorch's
+//! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4),
+//! and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
@@ -17,6 +18,7 @@ mod fcn8s;
 mod lraspp;
 mod mobilenet_v2;
 mod mobilenet_v3;
+mod mobileone;
 mod resnet;
 mod segmentation;
 mod segnet;
@@ -30,8 +32,10 @@ mod smp_pspnet;
 mod smp_segformer;
 mod smp_unet;
 mod smp_upernet;
+mod timm_efficientnet;
 mod unet;
 mod vgg;
+mod xception;
 
 pub use convnext::{ConvNextConfig, ConvNextFeatures};
 pub use densenet::{DenseNetConfig, DenseNetFeatures};
@@ -43,6 +47,7 @@ pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
+pub use mobileone::MobileOneConfig;
 pub use resnet::{ResNetBlock, ResNetConfig, ResNetFeatures, ResNetStageBlock};
 pub use segmentation::{
     SegmentationBackbone, SegmentationConfig, SegmentationHead, SegmentationModel,
@@ -60,6 +65,7 @@ pub use smp_unet::{
     HeadActivation, SmpAuxParams, SmpEncoder, SmpUnet, SmpUnetConfig, SmpUnetPlusPlus,
 };
 pub use smp_upernet::{SmpUperNet, SmpUperNetConfig};
+pub use timm_efficientnet::TimmEfficientNetConfig;
 pub use unet::{UNet, UNetConfig};
 pub use vgg::{VggConfig, VggFeatures};
 

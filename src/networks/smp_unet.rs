@@ -24,8 +24,8 @@
 //! second output ([`SmpAuxParams`]).
 //!
 //! Not covered: encoders other than the ResNets, MobileNetV2, EfficientNet-B0 to B7, VGG,
-//! DenseNet and the SENets (`timm-efficientnet-*`, `mit_b*`, `tu-*`, ... are not), the
-//! norms other than batch norm (or none).
+//! DenseNet, the SENets, timm's EfficientNets, MobileOne and Xception (`mit_b*`, `dpn*`,
+//! `inception*`, `timm-skresnet*`, `tu-*`, ... are not), the norms other than batch norm (or none).
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
@@ -38,8 +38,8 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::{
-    DenseNetConfig, EfficientNetPyTorchConfig, MobileNetV2Config, ResNetConfig, SeNetConfig,
-    VggConfig,
+    DenseNetConfig, EfficientNetPyTorchConfig, MobileNetV2Config, MobileOneConfig, ResNetConfig,
+    SeNetConfig, TimmEfficientNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -63,6 +63,17 @@ pub enum SmpEncoder {
     /// `se_resnext101_32x4d`, `senet154`: `pretrainedmodels`' SENets (`encoder.layer0.*`,
     /// `encoder.layer{i}.*`; [`SeNetConfig`]).
     SeNet(SeNetConfig),
+    /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2`, `timm-tf_efficientnet_lite0`
+    /// .. `lite4`: timm's EfficientNet as smp builds it (`encoder.conv_stem`,
+    /// `encoder.blocks.{stage}.{i}.*`; [`TimmEfficientNetConfig`]).
+    TimmEfficientNet(TimmEfficientNetConfig),
+    /// `mobileone_s0` .. `mobileone_s4`: Apple's MobileOne as smp builds it, its trained
+    /// branches (`encoder.stage{i}.*.rbr_conv` / `rbr_scale` / `rbr_skip`) folded into one
+    /// convolution a block at load time ([`MobileOneConfig`]).
+    MobileOne(MobileOneConfig),
+    /// `xception`: Cadene's Xception as smp builds it (`encoder.conv1`, `encoder.block{i}`,
+    /// ...); it cannot be dilated.
+    Xception,
 }
 
 impl SmpEncoder {
@@ -70,8 +81,10 @@ impl SmpEncoder {
     /// `resnext50_32x4d`, `resnext101_32x4d`, `resnext101_32x8d`, `resnext101_32x16d`,
     /// `resnext101_32x32d`, `resnext101_32x48d`, `mobilenet_v2`, `efficientnet-b0` ..
     /// `efficientnet-b7`, `vgg11` .. `vgg19_bn`, `densenet121` / `161` / `169` / `201`,
-    /// `se_resnet50` / `101` / `152`, `se_resnext50_32x4d`, `se_resnext101_32x4d` or
-    /// `senet154`; any other name is an error naming `encoder_name`.
+    /// `se_resnet50` / `101` / `152`, `se_resnext50_32x4d`, `se_resnext101_32x4d`,
+    /// `senet154`, `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
+    /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4` or
+    /// `xception`; any other name is an error naming `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         let resnext101 = |width| ResNetConfig::resnet101().groups(32, width);
         let efficientnet = encoder_name
@@ -90,6 +103,15 @@ impl SmpEncoder {
                     name: "encoder_name",
                     reason: format!("{encoder_name:?} is not one of smp's DenseNet encoders"),
                 });
+        }
+        if encoder_name.starts_with("timm-efficientnet-")
+            || encoder_name.starts_with("timm-tf_efficientnet_lite")
+        {
+            return TimmEfficientNetConfig::from_smp(encoder_name)
+                .map(SmpEncoder::TimmEfficientNet);
+        }
+        if encoder_name.starts_with("mobileone") {
+            return MobileOneConfig::from_smp(encoder_name).map(SmpEncoder::MobileOne);
         }
         if encoder_name.starts_with("se_resne") || encoder_name == "senet154" {
             return SeNetConfig::from_name(encoder_name)
@@ -120,12 +142,14 @@ impl SmpEncoder {
             "resnext101_32x32d" => resnext101(32),
             "resnext101_32x48d" => resnext101(48),
             "mobilenet_v2" => return Ok(SmpEncoder::MobileNetV2),
+            "xception" => return Ok(SmpEncoder::Xception),
             other => {
                 return Err(Error::InvalidParam {
                     name: "encoder_name",
                     reason: format!(
                         "{other:?} is not one of the smp encoders this library has \
-                         (ResNet, MobileNetV2, EfficientNet, VGG, DenseNet, SENet)"
+                         (ResNet, MobileNetV2, EfficientNet, timm's EfficientNet, VGG, \
+                         DenseNet, SENet, MobileOne, Xception)"
                     ),
                 })
             }
@@ -141,6 +165,9 @@ impl SmpEncoder {
             SmpEncoder::Vgg(v) => v.validate(),
             SmpEncoder::DenseNet(d) => d.validate(),
             SmpEncoder::SeNet(s) => s.validate(),
+            SmpEncoder::TimmEfficientNet(_) => Ok(()),
+            SmpEncoder::MobileOne(m) => m.validate(),
+            SmpEncoder::Xception => Ok(()),
         }
     }
 
@@ -156,6 +183,9 @@ impl SmpEncoder {
             SmpEncoder::EfficientNet(e) => e.feature_channels(in_channels),
             SmpEncoder::Vgg(_) => vec![64, 128, 256, 512, 512, 512],
             SmpEncoder::DenseNet(d) => d.feature_channels(in_channels),
+            SmpEncoder::TimmEfficientNet(t) => t.feature_channels(in_channels),
+            SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
+            SmpEncoder::Xception => super::xception::feature_channels(in_channels),
             SmpEncoder::SeNet(s) => {
                 let mut c = vec![in_channels];
                 c.extend(s.feature_channels());
@@ -194,8 +224,8 @@ impl SmpEncoder {
         let undilated = || {
             fail_if(output_stride != 32, "encoder_output_stride", || {
                 format!(
-                    "VGG and DenseNet encoders cannot be dilated (smp refuses it), got \
-                     {output_stride}"
+                    "VGG, DenseNet and Xception encoders cannot be dilated (smp refuses it), \
+                     got {output_stride}"
                 )
             })
         };
@@ -213,6 +243,16 @@ impl SmpEncoder {
                 ctx,
                 (in_channels, depth - 1, output_stride),
             )?),
+            SmpEncoder::TimmEfficientNet(t) => {
+                features = t.append(g, x, ctx, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::MobileOne(m) => {
+                features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::Xception => {
+                undilated()?;
+                features = super::xception::append(g, x, ctx, (in_channels, depth))?;
+            }
             SmpEncoder::MobileNetV2 => {
                 // smp's `_out_indexes`: the features after these modules.
                 let indexes = [1, 3, 6, 13, 18];

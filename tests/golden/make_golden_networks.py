@@ -49,6 +49,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            activation)
   senet    pretrainedmodels' (smp's vendored) SENet (name: se_resnet50 .. senet154)
            .features; the smp kinds take these as encoders too
+           with reparam=True (a MobileOne encoder) the file holds the state dict after
+           MobileOne's reparameterize_model, which the test loads; the output is the
+           trained model's
   densenet torchvision densenet121 / 161 / 169 / 201 (name).features; the smp kinds take
            these as encoders too
   convnext torchvision convnext_tiny / _small / _base / _large (name).features
@@ -259,6 +262,45 @@ CASES = [
      dict(encoder="senet154", depth=3, cin=3, classes=2, psp_out=16, use_norm=True, upsampling=8,
           activation=None, aux=dict(classes=2, pooling="avg", activation=None)), [2, 3, 40, 48]),
     ("se_resnet50_features", "senet", dict(name="se_resnet50"), [1, 3, 45, 58]),
+    ("smp_unet_timm_efficientnet_b0", "smp_unet",
+     dict(encoder="timm-efficientnet-b0", depth=5, cin=3, classes=2,
+          decoder_channels=[64, 32, 24, 16, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_fpn_timm_tf_efficientnet_lite2_depth4", "smp_fpn",
+     dict(encoder="timm-tf_efficientnet_lite2", depth=4, cin=3, classes=2, pyramid=32,
+          segmentation=32, merge="add", interpolation="nearest", upsampling=4,
+          activation="sigmoid"), [1, 3, 64, 96]),
+    ("smp_deeplabv3plus_timm_efficientnet_b3_os8", "smp_deeplabv3plus",
+     dict(encoder="timm-efficientnet-b3", depth=5, output_stride=8, cin=2, classes=3,
+          decoder_channels=16, rates=[3, 6, 9], separable=True, upsampling=4, activation=None),
+     [1, 2, 48, 64]),
+    ("smp_linknet_timm_efficientnet_b2_depth3", "smp_linknet",
+     dict(encoder="timm-efficientnet-b2", depth=3, cin=1, classes=2, use_norm=True,
+          activation="softmax2d"), [2, 1, 32, 40]),
+    ("smp_unet_mobileone_s0", "smp_unet",
+     dict(encoder="mobileone_s0", depth=5, cin=3, classes=2,
+          decoder_channels=[64, 32, 24, 16, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_mobileone_s4_os16", "smp_deeplabv3",
+     dict(encoder="mobileone_s4", depth=5, output_stride=16, cin=3, classes=3,
+          decoder_channels=16, rates=[2, 4, 6], separable=False, upsampling=None,
+          activation=None), [1, 3, 48, 64]),
+    ("smp_fpn_mobileone_s1_depth4_one_channel", "smp_fpn",
+     dict(encoder="mobileone_s1", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="cat", interpolation="bilinear", upsampling=4, activation="sigmoid"),
+     [1, 1, 64, 64]),
+    # The state dict re-parameterised by MobileOne's reparameterize_model (reparam_conv),
+    # stored in the file; the output is the trained (multi-branch) model's.
+    ("smp_linknet_mobileone_s0_depth2_reparam", "smp_linknet",
+     dict(encoder="mobileone_s0", depth=2, cin=3, classes=2, use_norm=True, activation=None,
+          reparam=True), [1, 3, 32, 40]),
+    ("smp_unet_xception", "smp_unet",
+     dict(encoder="xception", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [1, 3, 45, 61]),
+    ("smp_fpn_xception_depth4_one_channel", "smp_fpn",
+     dict(encoder="xception", depth=4, cin=1, classes=3, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation="softmax2d"),
+     [2, 1, 48, 64]),
 ]
 
 
@@ -434,6 +476,20 @@ def make(index, name, kind, args, shape, out_dir):
         first = taps[args.get("depth", 5) - 2] + 1
         unused += [f"encoder._blocks.{k}." for k in range(first, 100)]
         unused += ["encoder._conv_head.", "encoder._bn1."]
+    if args.get("encoder") == "xception":
+        # smp's Xception stops after the block of its last feature.
+        last = {1: 0, 2: 1, 3: 2, 4: 11, 5: 12}[args.get("depth", 5)]
+        unused += [f"encoder.block{k}." for k in range(last + 1, 13)]
+        if args.get("depth", 5) < 5:
+            unused += ["encoder.conv3.", "encoder.bn3.", "encoder.conv4.", "encoder.bn4."]
+    if args.get("encoder", "").startswith("mobileone"):
+        # smp's MobileOne stops after the stage of its last feature.
+        unused += [f"encoder.stage{k}." for k in range(args.get("depth", 5), 5)]
+    if args.get("encoder", "").startswith("timm-"):
+        # timm's EfficientNet: the stages past the last feature, and its head convolution.
+        built = [0, 0, 2, 3, 5, 7][args.get("depth", 5)]
+        unused += [f"encoder.blocks.{k}." for k in range(built, 7)]
+        unused += ["encoder.conv_head.", "encoder.bn2."]
     unused.append(f"decoder.blocks.x_0_{args.get('depth', 5) - 1}.attention1.")
     if args.get("legacy"):
         # smp's older DeepLabV3 names (its load_state_dict renames them); what runs only.
@@ -444,6 +500,13 @@ def make(index, name, kind, args, shape, out_dir):
             for new, legacy in old.items():
                 n = n.replace(new, legacy) if n.startswith(new) else n
             tensors[n] = t.numpy()
+    if args.get("reparam"):
+        # MobileOne's inference form: one convolution a block, stored in the file.
+        from segmentation_models_pytorch.encoders.mobileone import reparameterize_model
+        model = reparameterize_model(model)
+        for n, t in model.state_dict().items():
+            if not n.endswith("num_batches_tracked") and not any(n.startswith(u) for u in unused):
+                tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
     if kind.startswith("smp_") or kind in ("effnet", "senet"):
         params -= sum(p.numel() for n, p in model.named_parameters()

@@ -1,0 +1,259 @@
+//! segmentation_models_pytorch's `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2`
+//! and `timm-tf_efficientnet_lite0` .. `lite4` encoders: timm's `EfficientNet` built from
+//! smp's architecture definitions, under timm's names (`conv_stem`, `bn1`,
+//! `blocks.{stage}.{i}.conv_dw` / `bn1` / `se.conv_reduce` / `se.conv_expand` / `conv_pw` /
+//! `bn2` for the first stage's depthwise-separable blocks, `conv_pw` / `bn1` / `conv_dw` /
+//! `bn2` / `se.*` / `conv_pwl` / `bn3` for the inverted residuals).
+//!
+//! Unlike EfficientNet-PyTorch's model (smp's `efficientnet-b*`), timm pads symmetrically
+//! (PyTorch's `k / 2`, even for the `tf_` Lite models as smp builds them) and its batch
+//! norm eps is 1e-5. EfficientNet: SiLU, squeeze-and-excitation with a quarter of the
+//! block's input channels. Lite: ReLU6, no squeeze-and-excitation, the stem and the first
+//! and last stages not scaled.
+
+use crate::blocks::{conv_bn, make_divisible, mbconv_graph, ConvBnAct, Graph, SeNode, ValueId};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::attention::SqueezeExcitationParams;
+use crate::ops::conv::Conv2dParams;
+use crate::ops::Activation;
+use crate::weights::{key, StateDict};
+
+/// One of smp's timm EfficientNet encoders.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimmEfficientNetConfig {
+    /// EfficientNet-Lite (ReLU6, no SE, fixed stem and first and last stages) rather than
+    /// EfficientNet.
+    pub lite: bool,
+    /// Channel multiplier, rounded per layer to a multiple of 8.
+    pub channel_multiplier: f64,
+    /// Block-count multiplier, rounded up per stage.
+    pub depth_multiplier: f64,
+}
+
+/// The stages of smp's architecture definition (`ds_r1_k3_s1_e1_c16`, `ir_r2_k3_s2_e6_c24`,
+/// ...): repeats, kernel, stride, expansion, output channels.
+const STAGES: [[usize; 5]; 7] = [
+    [1, 3, 1, 1, 16],
+    [2, 3, 2, 6, 24],
+    [2, 5, 2, 6, 40],
+    [3, 3, 2, 6, 80],
+    [3, 5, 1, 6, 112],
+    [4, 5, 2, 6, 192],
+    [1, 3, 1, 6, 320],
+];
+
+/// The stages after which smp takes its features at strides 4, 8, 16 and 32.
+const TAPS: [usize; 4] = [1, 2, 4, 6];
+
+impl TimmEfficientNetConfig {
+    /// smp's encoder name: `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2`,
+    /// `timm-tf_efficientnet_lite0` .. `lite4`; any other name is an error naming
+    /// `encoder_name`.
+    pub fn from_smp(name: &str) -> Result<Self> {
+        let multipliers = |variant: &str| -> Option<(f64, f64)> {
+            Some(match variant {
+                "b0" => (1.0, 1.0),
+                "b1" => (1.0, 1.1),
+                "b2" => (1.1, 1.2),
+                "b3" => (1.2, 1.4),
+                "b4" => (1.4, 1.8),
+                "b5" => (1.6, 2.2),
+                "b6" => (1.8, 2.6),
+                "b7" => (2.0, 3.1),
+                "b8" => (2.2, 3.6),
+                "l2" => (4.3, 5.3),
+                _ => return None,
+            })
+        };
+        let found = if let Some(v) = name.strip_prefix("timm-efficientnet-") {
+            multipliers(v).map(|m| (false, m))
+        } else if let Some(v) = name.strip_prefix("timm-tf_efficientnet_lite") {
+            ["0", "1", "2", "3", "4"]
+                .contains(&v)
+                .then(|| multipliers(&format!("b{v}")).map(|m| (true, m)))
+                .flatten()
+        } else {
+            None
+        };
+        let (lite, (channel_multiplier, depth_multiplier)) =
+            found.ok_or_else(|| Error::InvalidParam {
+                name: "encoder_name",
+                reason: format!(
+                    "{name:?} is not one of smp's timm-efficientnet-b0 .. b8, \
+                     timm-efficientnet-l2, timm-tf_efficientnet_lite0 .. lite4"
+                ),
+            })?;
+        Ok(TimmEfficientNetConfig {
+            lite,
+            channel_multiplier,
+            depth_multiplier,
+        })
+    }
+
+    fn channels(&self, c: usize) -> usize {
+        make_divisible(c as f64 * self.channel_multiplier, 8)
+    }
+
+    fn stem_channels(&self) -> usize {
+        if self.lite {
+            32
+        } else {
+            self.channels(32)
+        }
+    }
+
+    /// Blocks of stage `s` (`decode_arch_def`: `ceil(repeats * depth_multiplier)`; Lite
+    /// keeps the first and last stages).
+    fn repeats(&self, s: usize) -> usize {
+        let fixed = self.lite && (s == 0 || s == STAGES.len() - 1);
+        match fixed {
+            true => STAGES[s][0],
+            false => (STAGES[s][0] as f64 * self.depth_multiplier).ceil() as usize,
+        }
+    }
+
+    fn activation(&self) -> Activation {
+        if self.lite {
+            Activation::Relu6
+        } else {
+            Activation::Silu
+        }
+    }
+
+    /// Channels of smp's features: the input's, the stem's, then after stages 1, 2, 4, 6.
+    pub(crate) fn feature_channels(&self, in_channels: usize) -> Vec<usize> {
+        let mut c = vec![in_channels, self.stem_channels()];
+        c.extend(TAPS.map(|s| self.channels(STAGES[s][4])));
+        c
+    }
+
+    /// The stem (`{prefix}.conv_stem`, `bn1`, taking `in_channels` channels) and the
+    /// stages smp runs for `depth` features appended to `g` after `x`; returns smp's
+    /// features (the input's first). Stages past `output_stride` (16: stages 3 and 4
+    /// are at 16, 5 and 6 at 32) run at stride 1, dilated as smp's `make_dilated` does.
+    pub(crate) fn append(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        (in_channels, depth, output_stride): (usize, usize, usize),
+    ) -> Result<Vec<ValueId>> {
+        let at = |name: &str| key(prefix, name);
+        let act = self.activation();
+        let stem = Conv2dParams::new(in_channels, self.stem_channels(), 3)
+            .stride(2)
+            .padding(1)
+            .bias(false)
+            .activation(act);
+        let stem = conv_bn(gpu, sd, stem, &at("conv_stem"), &at("bn1"), EPS)?;
+        let mut y = g.add("conv_stem", stem, &[x]);
+        let mut features = vec![x, y];
+        let stages = match depth {
+            0 | 1 => 0,
+            d => TAPS[d - 2] + 1,
+        };
+        let mut input = self.stem_channels();
+        for (s, &[_, kernel, stride, expand, output]) in STAGES.iter().enumerate().take(stages) {
+            let output = self.channels(output);
+            let stage_stride = match s {
+                5.. => 32,
+                3 | 4 => 16,
+                _ => 8,
+            };
+            let dilation = (stage_stride / output_stride).max(1);
+            for i in 0..self.repeats(s) {
+                let block = Block {
+                    input,
+                    output,
+                    kernel,
+                    // The skip is the unpatched block's (timm decides it when building).
+                    stride: if i == 0 { stride } else { 1 },
+                    expand,
+                    dilation,
+                };
+                let name = format!("blocks.{s}.{i}");
+                let graph = self.block(gpu, sd, &at(&name), block)?;
+                y = g.add(name, graph, &[y]);
+                input = output;
+            }
+            if TAPS.contains(&s) {
+                features.push(y);
+            }
+        }
+        Ok(features)
+    }
+
+    /// One block under `prefix`: a depthwise-separable block (expansion 1, the first
+    /// stage) or an inverted residual.
+    fn block(&self, gpu: &Gpu, sd: &StateDict, prefix: &str, b: Block) -> Result<Graph> {
+        let at = |name: &str| key(prefix, name);
+        let act = self.activation();
+        let separable = b.expand == 1;
+        let hidden = b.input * b.expand;
+        let [pw, dw, pwl] = if separable {
+            [("", ""), ("conv_dw", "bn1"), ("conv_pw", "bn2")]
+        } else {
+            [("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")]
+        };
+        let layer = |p: Conv2dParams, (conv, bn): (&str, &str)| -> Result<ConvBnAct> {
+            conv_bn(gpu, sd, p, &at(conv), &at(bn), EPS)
+        };
+        let expand = match separable {
+            true => None,
+            false => {
+                let p = Conv2dParams::new(b.input, hidden, 1)
+                    .bias(false)
+                    .activation(act);
+                Some(layer(p, pw)?)
+            }
+        };
+        let k = b.kernel;
+        let (stride, dilation) = match b.dilation {
+            1 => (b.stride, 1),
+            d => (1, d),
+        };
+        let depthwise = Conv2dParams::depthwise(hidden, 1, k)
+            .stride(stride)
+            .dilation(dilation)
+            .padding(k / 2 * dilation)
+            .bias(false)
+            .activation(act);
+        let depthwise = layer(depthwise, dw)?;
+        let se = match self.lite {
+            true => None,
+            false => {
+                let squeezed = (b.input as f64 * 0.25).round().max(1.0) as usize;
+                let se = SqueezeExcitationParams::new(hidden, squeezed)
+                    .activation(act)
+                    .scale_activation(Activation::Sigmoid);
+                Some(SeNode::load(
+                    gpu,
+                    sd,
+                    se,
+                    &at("se.conv_reduce"),
+                    &at("se.conv_expand"),
+                )?)
+            }
+        };
+        let project = Conv2dParams::new(hidden, b.output, 1).bias(false);
+        let project = layer(project, pwl)?;
+        let skip = b.stride == 1 && b.input == b.output;
+        let names = [pw.0, dw.0, "se", pwl.0];
+        mbconv_graph(gpu, skip, (expand, depthwise, se, project), names)
+    }
+}
+
+/// Batch norm eps of every layer (timm's default).
+const EPS: f32 = 1e-5;
+
+/// One block as timm builds it.
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    input: usize,
+    output: usize,
+    kernel: usize,
+    stride: usize,
+    expand: usize,
+    dilation: usize,
+}
