@@ -21,8 +21,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
-    EfficientNetFeatures, Fcn8s, Fcn8sConfig, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
-    SegmentationConfig, SegmentationModel, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
+    EfficientNetFeatures, Fcn8s, Fcn8sConfig, RegNetConfig, RegNetFeatures, ResNetConfig,
+    ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
+    ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
     SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig,
     SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
     UNetConfig,
@@ -143,6 +144,24 @@ fn bench(c: &mut Criterion) {
         &mut g,
         &gpu,
         "efficientnet_b0_features_224",
+        &net,
+        [1, 3, 224, 224],
+    );
+    let cfg = RegNetConfig::torchvision("regnet_y_400mf").unwrap();
+    let net = RegNetFeatures::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "regnet_y_400mf_features_224",
+        &net,
+        [1, 3, 224, 224],
+    );
+    let cfg = ShuffleNetV2Config::torchvision("shufflenet_v2_x1_0").unwrap();
+    let net = ShuffleNetV2Features::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "shufflenet_v2_x1_0_features_224",
         &net,
         [1, 3, 224, 224],
     );

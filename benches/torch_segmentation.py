@@ -49,6 +49,12 @@ bench("deeplabv3_mobilenet_v3_large_256",
       (1, 3, 256, 256))
 features = IntermediateLayerGetter(resnet18(weights=None), return_layers={"layer4": "out"})
 bench("resnet18_features_224", out(features.eval()), (1, 3, 224, 224))
+regnet = torchvision.models.regnet_y_400mf().eval()
+bench("regnet_y_400mf_features_224", lambda x: regnet.trunk_output(regnet.stem(x)), (1, 3, 224, 224))
+shuffle = torchvision.models.shufflenet_v2_x1_0().eval()
+bench("shufflenet_v2_x1_0_features_224",
+      lambda x: shuffle.conv5(shuffle.stage4(shuffle.stage3(shuffle.stage2(shuffle.maxpool(shuffle.conv1(x)))))),
+      (1, 3, 224, 224))
 bench("densenet121_features_224", torchvision.models.densenet121().features.eval(),
       (1, 3, 224, 224))
 bench("convnext_tiny_features_224", torchvision.models.convnext_tiny().features.eval(),

@@ -15,12 +15,12 @@ use segblocks::networks::{
     EfficientNetFeatures, EfficientNetPyTorchConfig, EfficientNetPyTorchFeatures, Fcn8s,
     Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config,
     MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig,
-    ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig,
-    SegmentationConfig, SegmentationModel, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
-    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet,
-    SmpLinknetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
-    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig,
-    TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet,
+    SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
+    SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig,
+    SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPan, SmpPanConfig,
+    SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig,
+    SmpUperNet, SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -143,6 +143,20 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             cfg.replace_stride_with_dilation = std::array::from_fn(|i| d[i].as_bool().unwrap());
             // PyTorch's module returns layer4 alone, the first of the features' outputs.
             let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, sd, ""), x);
+            outs.truncate(1);
+            (outs, params)
+        }
+        "regnet" => {
+            let cfg = RegNetConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
+            // torchvision's trunk returns the last stage's output, the first.
+            let (mut outs, params) = run(gpu, RegNetFeatures::load(gpu, cfg, sd, ""), x);
+            outs.truncate(1);
+            (outs, params)
+        }
+        "shufflenet" => {
+            let cfg = ShuffleNetV2Config::torchvision(a["name"].as_str().unwrap()).unwrap();
+            // torchvision's module (up to conv5) returns conv5's output, the first.
+            let (mut outs, params) = run(gpu, ShuffleNetV2Features::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
         }
@@ -377,7 +391,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            23,
+            25,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -693,6 +707,51 @@ fn smp_pan_bad_configurations_are_typed_errors() {
     named(net.output_shape([1, 3, 112, 128]).err(), "input");
     let net = SmpPan::load(gpu, cfg.encoder_depth(3), &sd, "").unwrap();
     assert_eq!(net.output_shape([1, 3, 64, 72]).unwrap(), [1, 2, 64, 72]);
+}
+
+/// RegNets by names torchvision does not have, and stages it cannot build.
+#[test]
+fn regnet_bad_names_and_configurations_are_typed_errors() {
+    for bad in ["regnet_x_128gf", "regnet_y_400", "regnet_z_400mf"] {
+        named(RegNetConfig::torchvision(bad).err(), "arch");
+    }
+    let sd = StateDict::synthetic();
+    let cfg = RegNetConfig::torchvision("regnet_x_400mf").unwrap();
+    let load = |cfg| RegNetFeatures::load(common::gpu(), cfg, &sd, "").err();
+    let mut bad = cfg;
+    bad.stages[1].group_width = 24;
+    named(load(bad), "group_width");
+    let mut bad = cfg;
+    bad.stages[2].depth = 0;
+    named(load(bad), "depth");
+    named(
+        load(RegNetConfig {
+            se_percent: 101,
+            ..cfg
+        }),
+        "se_percent",
+    );
+}
+
+/// ShuffleNetV2s by names torchvision does not have, and stages it cannot split.
+#[test]
+fn shufflenet_bad_names_and_configurations_are_typed_errors() {
+    for bad in ["shufflenet_v2_x3_0", "shufflenet_v2", "shufflenet_v1_x1_0"] {
+        named(ShuffleNetV2Config::torchvision(bad).err(), "arch");
+    }
+    let sd = StateDict::synthetic();
+    let cfg = ShuffleNetV2Config::torchvision("shufflenet_v2_x0_5").unwrap();
+    let load = |cfg| ShuffleNetV2Features::load(common::gpu(), cfg, &sd, "").err();
+    let odd = ShuffleNetV2Config {
+        stages_out_channels: [24, 47, 96, 192, 1024],
+        ..cfg
+    };
+    named(load(odd), "stages_out_channels");
+    let empty = ShuffleNetV2Config {
+        stages_repeats: [4, 0, 4],
+        ..cfg
+    };
+    named(load(empty), "stages_repeats");
 }
 
 /// timm EfficientNets by names smp does not have.

@@ -1,7 +1,7 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
 //! TFLite) state dicts by name: MobileNetV2, MobileNetV3, ResNet (ResNet-18 to 152,
-//! ResNeXt, Wide ResNet), EfficientNet (B0 to B7, V2), ConvNeXt, DenseNet, VGG and SENet
-//! feature extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
+//! ResNeXt, Wide ResNet), RegNet (X and Y), EfficientNet (B0 to B7, V2), ConvNeXt, DenseNet,
+//! VGG, SENet and ShuffleNetV2 feature extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
 //! MobileNetV3, LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
 //! `DeepLabV3Plus`, `Linknet`, `PSPNet`, `UPerNet`, `Segformer` and `PAN` on ResNet,
 //! MobileNetV2, VGG, DenseNet, SENet, MobileOne and EfficientNet encoders (EfficientNet-PyTorch's
@@ -19,11 +19,13 @@ mod lraspp;
 mod mobilenet_v2;
 mod mobilenet_v3;
 mod mobileone;
+mod regnet;
 mod resnet;
 mod segmentation;
 mod segnet;
 mod selfie;
 mod senet;
+mod shufflenet;
 mod smp_deeplab;
 mod smp_fpn;
 mod smp_linknet;
@@ -48,6 +50,7 @@ pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
 pub use mobileone::MobileOneConfig;
+pub use regnet::{RegNetConfig, RegNetFeatures, RegNetStage};
 pub use resnet::{ResNetBlock, ResNetConfig, ResNetFeatures, ResNetStageBlock};
 pub use segmentation::{
     SegmentationBackbone, SegmentationConfig, SegmentationHead, SegmentationModel,
@@ -55,6 +58,7 @@ pub use segmentation::{
 pub use segnet::{SegNet, SegNetConfig};
 pub use selfie::{SelfieModel, SelfieSegmentation};
 pub use senet::{SeNetBlock, SeNetConfig, SeNetFeatures};
+pub use shufflenet::{ShuffleNetV2Config, ShuffleNetV2Features};
 pub use smp_deeplab::{SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig};
 pub use smp_fpn::{FpnMerge, SmpFpn, SmpFpnConfig};
 pub use smp_linknet::{SmpLinknet, SmpLinknetConfig};

@@ -47,6 +47,8 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   smp_pan  segmentation_models_pytorch.PAN(encoder, encoder_depth, encoder_output_stride,
            in_channels, classes, decoder_channels, decoder_interpolation, upsampling,
            activation)
+  regnet   torchvision regnet_x_400mf .. regnet_y_128gf (name): stem and trunk_output
+  shufflenet torchvision shufflenet_v2_x0_5 .. x2_0 (name) up to conv5 (no pool, no fc)
   senet    pretrainedmodels' (smp's vendored) SENet (name: se_resnet50 .. senet154)
            .features; the smp kinds take these as encoders too
            with reparam=True (a MobileOne encoder) the file holds the state dict after
@@ -301,6 +303,12 @@ CASES = [
      dict(encoder="xception", depth=4, cin=1, classes=3, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation="softmax2d"),
      [2, 1, 48, 64]),
+    ("shufflenet_v2_x1_0_features", "shufflenet", dict(name="shufflenet_v2_x1_0"), [2, 3, 45, 61]),
+    ("shufflenet_v2_x0_5_features", "shufflenet", dict(name="shufflenet_v2_x0_5"), [1, 3, 64, 33]),
+    ("regnet_y_400mf_features", "regnet", dict(name="regnet_y_400mf"), [2, 3, 45, 61]),
+    ("regnet_x_800mf_features", "regnet", dict(name="regnet_x_800mf"), [1, 3, 40, 33]),
+    # Stage 1's group width (80) differs from the others' (120).
+    ("regnet_x_8gf_features", "regnet", dict(name="regnet_x_8gf"), [1, 3, 33, 35]),
 ]
 
 
@@ -347,6 +355,21 @@ def build(kind, a):
                        classes=a["classes"], decoder_channels=a["decoder_channels"],
                        decoder_interpolation=a["interpolation"], upsampling=a["upsampling"],
                        activation=a["activation"], aux_params=a.get("aux"))
+    if kind == "regnet":
+        import types
+        model = getattr(torchvision.models, a["name"])()
+        model.forward = types.MethodType(lambda self, x: self.trunk_output(self.stem(x)), model)
+        return model
+    if kind == "shufflenet":
+        import types
+        model = getattr(torchvision.models, a["name"])()
+
+        def features(self, x):
+            x = self.maxpool(self.conv1(x))
+            return self.conv5(self.stage4(self.stage3(self.stage2(x))))
+
+        model.forward = types.MethodType(features, model)
+        return model
     if kind == "senet":
         from segmentation_models_pytorch.encoders._senet import SENet
         from segmentation_models_pytorch.encoders.senet import senet_encoders
@@ -469,6 +492,8 @@ def make(index, name, kind, args, shape, out_dir):
         unused.append("_fc.")
     if kind == "senet":
         unused.append("last_linear.")
+    if kind in ("shufflenet", "regnet"):
+        unused.append("fc.")
     if args.get("encoder", "").startswith("efficientnet-b"):
         # EfficientNet-PyTorch's blocks past the last feature, and its head convolution.
         from segmentation_models_pytorch.encoders.efficientnet import efficient_net_encoders
@@ -508,7 +533,7 @@ def make(index, name, kind, args, shape, out_dir):
             if not n.endswith("num_batches_tracked") and not any(n.startswith(u) for u in unused):
                 tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
-    if kind.startswith("smp_") or kind in ("effnet", "senet"):
+    if kind.startswith("smp_") or kind in ("effnet", "senet", "shufflenet", "regnet"):
         params -= sum(p.numel() for n, p in model.named_parameters()
                       if any(n.startswith(u) for u in unused))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),

@@ -1,0 +1,260 @@
+//! torchvision's RegNets (`regnet_x_400mf` .. `regnet_x_32gf`, `regnet_y_400mf` ..
+//! `regnet_y_128gf`) as feature extractors: the stem (3x3 stride 2, batch norm, ReLU)
+//! and the four stages of `trunk_output`, each block a residual bottleneck `relu(proj(x) +
+//! c(se(b(a(x)))))` (1x1, grouped 3x3 carrying the stage's stride, squeeze-and-
+//! excitation in the Y models, 1x1), without the pooling and `fc`. The stage widths,
+//! depths and group widths are the ones torchvision's `BlockParams.from_init_params`
+//! computes for each model (bottleneck multiplier 1).
+
+use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, SeNode, ValueId};
+use crate::error::{fail_if, positive, Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::attention::SqueezeExcitationParams;
+use crate::ops::conv::{Conv2dParams, ResidualJoin};
+use crate::ops::Activation;
+use crate::weights::{key, StateDict};
+
+/// One stage of a RegNet: blocks, output width, group width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegNetStage {
+    /// Blocks in the stage.
+    pub depth: usize,
+    /// Output channels of every block (and their bottleneck's).
+    pub width: usize,
+    /// Channels per group of the 3x3 convolutions.
+    pub group_width: usize,
+}
+
+/// torchvision's `RegNet(block_params, stem_width=32)` with its `BlockParams` expanded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegNetConfig {
+    /// The four stages (`block1` .. `block4`).
+    pub stages: [RegNetStage; 4],
+    /// Squeeze-and-excitation channels as a fraction of each block's input width, in
+    /// hundredths (the Y models: 25, `se_ratio=0.25`; the X models: 0, none).
+    pub se_percent: usize,
+    /// The stem's output channels (32).
+    pub stem_width: usize,
+}
+
+impl RegNetConfig {
+    /// By torchvision's name (`regnet_x_400mf`, `_800mf`, `_1_6gf`, `_3_2gf`, `_8gf`,
+    /// `_16gf`, `_32gf`; `regnet_y_` the same and `_128gf`); any other name is an error
+    /// naming `arch`.
+    pub fn torchvision(name: &str) -> Result<Self> {
+        let (stages, se): ([(usize, usize, usize); 4], bool) = match name {
+            "regnet_y_400mf" => ([(1, 48, 8), (3, 104, 8), (6, 208, 8), (6, 440, 8)], true),
+            "regnet_y_800mf" => (
+                [(1, 64, 16), (3, 144, 16), (8, 320, 16), (2, 784, 16)],
+                true,
+            ),
+            "regnet_y_1_6gf" => (
+                [(2, 48, 24), (6, 120, 24), (17, 336, 24), (2, 888, 24)],
+                true,
+            ),
+            "regnet_y_3_2gf" => (
+                [(2, 72, 24), (5, 216, 24), (13, 576, 24), (1, 1512, 24)],
+                true,
+            ),
+            "regnet_y_8gf" => (
+                [(2, 224, 56), (4, 448, 56), (10, 896, 56), (1, 2016, 56)],
+                true,
+            ),
+            "regnet_y_16gf" => (
+                [
+                    (2, 224, 112),
+                    (4, 448, 112),
+                    (11, 1232, 112),
+                    (1, 3024, 112),
+                ],
+                true,
+            ),
+            "regnet_y_32gf" => (
+                [
+                    (2, 232, 232),
+                    (5, 696, 232),
+                    (12, 1392, 232),
+                    (1, 3712, 232),
+                ],
+                true,
+            ),
+            "regnet_y_128gf" => (
+                [
+                    (2, 528, 264),
+                    (7, 1056, 264),
+                    (17, 2904, 264),
+                    (1, 7392, 264),
+                ],
+                true,
+            ),
+            "regnet_x_400mf" => (
+                [(1, 32, 16), (2, 64, 16), (7, 160, 16), (12, 400, 16)],
+                false,
+            ),
+            "regnet_x_800mf" => (
+                [(1, 64, 16), (3, 128, 16), (7, 288, 16), (5, 672, 16)],
+                false,
+            ),
+            "regnet_x_1_6gf" => (
+                [(2, 72, 24), (4, 168, 24), (10, 408, 24), (2, 912, 24)],
+                false,
+            ),
+            "regnet_x_3_2gf" => (
+                [(2, 96, 48), (6, 192, 48), (15, 432, 48), (2, 1008, 48)],
+                false,
+            ),
+            "regnet_x_8gf" => (
+                [(2, 80, 80), (5, 240, 120), (15, 720, 120), (1, 1920, 120)],
+                false,
+            ),
+            "regnet_x_16gf" => (
+                [(2, 256, 128), (6, 512, 128), (13, 896, 128), (1, 2048, 128)],
+                false,
+            ),
+            "regnet_x_32gf" => (
+                [
+                    (2, 336, 168),
+                    (7, 672, 168),
+                    (13, 1344, 168),
+                    (1, 2520, 168),
+                ],
+                false,
+            ),
+            other => {
+                return Err(Error::InvalidParam {
+                    name: "arch",
+                    reason: format!(
+                        "{other:?} is not one of torchvision's regnet_x_400mf .. regnet_x_32gf, \
+                         regnet_y_400mf .. regnet_y_128gf"
+                    ),
+                })
+            }
+        };
+        Ok(RegNetConfig {
+            stages: stages.map(|(depth, width, group_width)| RegNetStage {
+                depth,
+                width,
+                group_width,
+            }),
+            se_percent: if se { 25 } else { 0 },
+            stem_width: 32,
+        })
+    }
+}
+
+/// torchvision's RegNet up to `trunk_output`: input `[N, 3, H, W]`, output the last
+/// stage's `[N, width, H / 32, W / 32]` (rounded up at each stride);
+/// [`Model::forward_all`] also gives `block3`, `block2`, `block1` and the stem's output,
+/// in that order after it.
+pub type RegNetFeatures = Model<RegNetConfig>;
+
+impl Architecture for RegNetConfig {
+    /// Checks the configuration on its own: positive depths, widths and group widths
+    /// dividing the widths.
+    fn validate(&self) -> Result<()> {
+        positive(&[("stem_width", self.stem_width)])?;
+        for s in &self.stages {
+            positive(&[
+                ("depth", s.depth),
+                ("width", s.width),
+                ("group_width", s.group_width),
+            ])?;
+            fail_if(
+                !s.width.is_multiple_of(s.group_width),
+                "group_width",
+                || format!("{} does not divide the width {}", s.group_width, s.width),
+            )?;
+        }
+        fail_if(self.se_percent > 100, "se_percent", || {
+            format!("at most 100, got {}", self.se_percent)
+        })
+    }
+
+    /// Loads `stem.{0,1}` and `trunk_output.block{i}.block{i}-{j}` under `prefix` (a
+    /// whole model's state dict, its `fc` ignored).
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let at = |n: &str| key(prefix, n);
+        let relu = Activation::Relu;
+        let mut g = Graph::new();
+        let x = g.input();
+        let stem = Conv2dParams::new(3, self.stem_width, 3)
+            .stride(2)
+            .padding(1)
+            .bias(false)
+            .activation(relu);
+        let stem = conv_norm(gpu, sd, stem, &at("stem"))?;
+        let mut y = g.add("stem", stem, &[x]);
+        let mut outs = vec![y];
+        let mut width_in = self.stem_width;
+        for (i, stage) in self.stages.iter().enumerate() {
+            for j in 0..stage.depth {
+                let name = format!("trunk_output.block{}.block{}-{j}", i + 1, i + 1);
+                let stride = if j == 0 { 2 } else { 1 };
+                let block = (width_in, stage.width, stride, stage.group_width);
+                y = self.block(&mut g, y, (gpu, sd, prefix), &name, block)?;
+                width_in = stage.width;
+            }
+            outs.push(y);
+        }
+        outs.reverse();
+        g.set_outputs(&outs);
+        Ok(g)
+    }
+}
+
+/// Batch norm eps of every layer.
+const EPS: f32 = 1e-5;
+
+/// torchvision's `Conv2dNormActivation` under `prefix`: the convolution `{prefix}.0`,
+/// the batch norm `{prefix}.1`.
+fn conv_norm(gpu: &Gpu, sd: &StateDict, params: Conv2dParams, prefix: &str) -> Result<ConvBnAct> {
+    conv_bn(gpu, sd, params, &key(prefix, "0"), &key(prefix, "1"), EPS)
+}
+
+impl RegNetConfig {
+    /// One `ResBottleneckBlock` `name` under `prefix`.
+    fn block(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        name: &str,
+        (width_in, width_out, stride, group_width): (usize, usize, usize, usize),
+    ) -> Result<ValueId> {
+        let at = |n: &str| key(prefix, &key(name, n));
+        let node = |n: &str| key(name, n);
+        let relu = Activation::Relu;
+        let residual = if width_in != width_out || stride != 1 {
+            let p = Conv2dParams::new(width_in, width_out, 1)
+                .stride(stride)
+                .bias(false);
+            let proj = conv_norm(gpu, sd, p, &at("proj"))?;
+            g.add(node("proj"), proj, &[x])
+        } else {
+            x
+        };
+        let a = Conv2dParams::new(width_in, width_out, 1)
+            .bias(false)
+            .activation(relu);
+        let a = g.add(node("f.a"), conv_norm(gpu, sd, a, &at("f.a"))?, &[x]);
+        let b = Conv2dParams::new(width_out, width_out, 3)
+            .stride(stride)
+            .padding(1)
+            .groups(width_out / group_width)
+            .bias(false)
+            .activation(relu);
+        let b = g.add(node("f.b"), conv_norm(gpu, sd, b, &at("f.b"))?, &[a]);
+        let c = Conv2dParams::new(width_out, width_out, 1).bias(false);
+        let c = conv_norm(gpu, sd, c, &at("f.c"))?.with_residual(ResidualJoin::AddThen(relu))?;
+        if self.se_percent == 0 {
+            return Ok(g.add(node("f.c"), c, &[b, residual]));
+        }
+        // torchvision's int(round(se_ratio * width_in)).
+        let squeeze = ((self.se_percent * width_in) as f64 / 100.0).round() as usize;
+        let se = SqueezeExcitationParams::new(width_out, squeeze.max(1));
+        let se = SeNode::load(gpu, sd, se, &at("f.se.fc1"), &at("f.se.fc2"))?.gate_only();
+        let gate = g.add(node("f.se"), se, &[b]);
+        let c = c.with_input_gate(Activation::Sigmoid)?;
+        Ok(g.add(node("f.c"), c, &[b, gate, residual]))
+    }
+}
