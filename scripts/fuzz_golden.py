@@ -665,7 +665,7 @@ def networks(fz, count, out):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
-                "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet"][i % 25]
+                "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet"][i % 26]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -821,6 +821,9 @@ def networks(fz, count, out):
             # The pyramid pools the deepest feature three times: 8 pixels at least.
             k = max(8, -(-least(a["encoder"]) // step))
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
+        elif kind == "mnasnet":
+            a = dict(name=r.choice(["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"]))
+            shape = [n, 3] + side(1, 64)
         elif kind == "regnet":
             a = dict(name=r.choice(["regnet_x_400mf", "regnet_y_400mf", "regnet_x_800mf",
                                     "regnet_y_800mf", "regnet_x_1_6gf", "regnet_y_1_6gf"]))

@@ -13,14 +13,15 @@ use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
     EfficientNetFeatures, EfficientNetPyTorchConfig, EfficientNetPyTorchFeatures, Fcn8s,
-    Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config,
-    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig,
-    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet,
-    SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
-    SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig,
-    SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPan, SmpPanConfig,
-    SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig,
-    SmpUperNet, SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig,
+    MnasNetFeatures, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
+    MobileNetV3FeaturesConfig, MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetConfig,
+    ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
+    SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SmpAuxParams, SmpDeepLabV3,
+    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig,
+    SmpLinknet, SmpLinknetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
+    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig,
+    TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -145,6 +146,10 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let (mut outs, params) = run(gpu, ResNetFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
+        }
+        "mnasnet" => {
+            let cfg = MnasNetConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
+            run(gpu, MnasNetFeatures::load(gpu, cfg, sd, ""), x)
         }
         "regnet" => {
             let cfg = RegNetConfig::torchvision(a["name"].as_str().unwrap()).unwrap();
@@ -391,7 +396,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            25,
+            26,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -707,6 +712,22 @@ fn smp_pan_bad_configurations_are_typed_errors() {
     named(net.output_shape([1, 3, 112, 128]).err(), "input");
     let net = SmpPan::load(gpu, cfg.encoder_depth(3), &sd, "").unwrap();
     assert_eq!(net.output_shape([1, 3, 64, 72]).unwrap(), [1, 2, 64, 72]);
+}
+
+/// MNASNets by names torchvision does not have, and widths it cannot build.
+#[test]
+fn mnasnet_bad_names_and_configurations_are_typed_errors() {
+    for bad in ["mnasnet2_0", "mnasnet", "mnasnet1_00"] {
+        named(MnasNetConfig::torchvision(bad).err(), "arch");
+    }
+    let sd = StateDict::synthetic();
+    for alpha in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let cfg = MnasNetConfig { alpha };
+        named(
+            MnasNetFeatures::load(common::gpu(), cfg, &sd, "").err(),
+            "alpha",
+        );
+    }
 }
 
 /// RegNets by names torchvision does not have, and stages it cannot build.

@@ -44,8 +44,9 @@ pub struct EfficientNetPyTorchConfig {
 }
 
 /// The stages of EfficientNet-B0 (`BlockDecoder`'s strings `r{repeats}_k{kernel}_s{stride}
-/// _e{expand}_i{in}_o{out}_se0.25`): repeats, kernel, stride, expansion, output channels.
-const STAGES: [[usize; 5]; 7] = [
+/// _e{expand}_i{in}_o{out}_se0.25`; timm's `ds_r1_k3_s1_e1_c16`, `ir_r2_k3_s2_e6_c24`, ...):
+/// repeats, kernel, stride, expansion, output channels.
+pub(crate) const STAGES: [[usize; 5]; 7] = [
     [1, 3, 1, 1, 16],
     [2, 3, 2, 6, 24],
     [2, 5, 2, 6, 40],

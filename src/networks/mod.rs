@@ -1,7 +1,7 @@
 //! Whole networks, one file each, loaded from their PyTorch / torchvision (or converted
 //! TFLite) state dicts by name: MobileNetV2, MobileNetV3, ResNet (ResNet-18 to 152,
 //! ResNeXt, Wide ResNet), RegNet (X and Y), EfficientNet (B0 to B7, V2), ConvNeXt, DenseNet,
-//! VGG, SENet and ShuffleNetV2 feature extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
+//! VGG, SENet, ShuffleNetV2 and MNASNet feature extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
 //! MobileNetV3, LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
 //! `DeepLabV3Plus`, `Linknet`, `PSPNet`, `UPerNet`, `Segformer` and `PAN` on ResNet,
 //! MobileNetV2, VGG, DenseNet, SENet, MobileOne and EfficientNet encoders (EfficientNet-PyTorch's
@@ -16,6 +16,7 @@ mod densenet;
 mod efficientnet;
 mod fcn8s;
 mod lraspp;
+mod mnasnet;
 mod mobilenet_v2;
 mod mobilenet_v3;
 mod mobileone;
@@ -47,6 +48,7 @@ pub use efficientnet::{
 };
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
+pub use mnasnet::{MnasNetConfig, MnasNetFeatures};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
 pub use mobileone::MobileOneConfig;

@@ -21,8 +21,7 @@
 //! second output ([`SmpAuxParams`]).
 
 use crate::blocks::{
-    conv_bn, separable_conv_bn_relu, Architecture, Aspp, AsppConfig, ConvBnAct, Graph, Model, Op,
-    ValueId,
+    conv_bn, separable_conv_bn_relu, Architecture, Aspp, AsppConfig, Graph, Model, Op, ValueId,
 };
 use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
@@ -31,7 +30,7 @@ use crate::ops::upsample::UpsampleParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::smp_unet::{check_encoder_depth, set_smp_outputs};
+use super::smp_unet::{check_encoder_depth, segmentation_head, set_smp_outputs};
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `DeepLabV3`.
@@ -239,25 +238,6 @@ fn aspp(
     Ok(g.add(prefix, aspp.into_graph(), &[x]))
 }
 
-/// smp's `SegmentationHead(in_channels, classes, kernel_size=1, upsampling)` on `x` under
-/// `prefix` (`segmentation_head.0`), then the activation after the resize.
-fn head(
-    g: &mut Graph,
-    x: ValueId,
-    (in_channels, classes, upsampling, activation): (usize, usize, usize, HeadActivation),
-    (gpu, sd, prefix): (&Gpu, &StateDict, &str),
-) -> Result<ValueId> {
-    let at = key(prefix, "segmentation_head.0");
-    let conv = Conv2dParams::new(in_channels, classes, 1);
-    let conv = ConvBnAct::load(gpu, sd, conv, &at, None, 0.0)?;
-    let mut y = g.add("segmentation_head", conv, &[x]);
-    if upsampling > 1 {
-        let up = UpsampleParams::bilinear(true).scale_factor(upsampling as f64);
-        y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
-    }
-    Ok(activation.append(g, y))
-}
-
 impl Architecture for SmpDeepLabV3Config {
     /// Checks the configuration on its own, with smp's rules: output stride 8 or 16, depth
     /// 1 to 5, three positive rates.
@@ -305,8 +285,8 @@ impl Architecture for SmpDeepLabV3Config {
             .activation(Activation::Relu);
         let conv = conv_bn(gpu, sd, conv, &conv_at, &bn_at, 1e-5)?;
         let y = g.add("decoder.conv", conv, &[y]);
-        let shape = (dc, self.classes, self.head_upsampling(), self.activation);
-        let y = head(&mut g, y, shape, (gpu, sd, prefix))?;
+        let head = (self.head_upsampling(), self.activation);
+        let y = segmentation_head(&mut g, y, (dc, self.classes, 1), head, (gpu, sd, prefix))?;
         let deepest = (features[depth], last);
         set_smp_outputs(&mut g, y, self.aux_params, deepest, (gpu, sd, prefix))?;
         Ok(g)
@@ -386,8 +366,8 @@ impl Architecture for SmpDeepLabV3PlusConfig {
         let shape = (dc + highres, dc, 1);
         let convs = (conv.as_str(), bn.as_str());
         let y = separable_conv_bn_relu(&mut g, joined, "decoder.block2", shape, (gpu, sd), convs)?;
-        let shape = (dc, self.classes, self.upsampling, self.activation);
-        let y = head(&mut g, y, shape, (gpu, sd, prefix))?;
+        let head = (self.upsampling, self.activation);
+        let y = segmentation_head(&mut g, y, (dc, self.classes, 1), head, (gpu, sd, prefix))?;
         let deepest = (features[depth], channels[depth]);
         set_smp_outputs(&mut g, y, self.aux_params, deepest, (gpu, sd, prefix))?;
         Ok(g)

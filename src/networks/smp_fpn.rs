@@ -22,6 +22,7 @@ use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
+use super::smp_unet::segmentation_head;
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// How smp's FPN merges its four pyramid levels (`decoder_merge_policy`).
@@ -188,15 +189,9 @@ impl Architecture for SmpFpnConfig {
             FpnMerge::Add => self.segmentation_channels,
             FpnMerge::Cat => 4 * self.segmentation_channels,
         };
-        let head = Conv2dParams::new(merged_channels, self.classes, 1);
-        let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
-        let mut y = g.add("segmentation_head", head, &[merged]);
-        if self.upsampling > 1 {
-            let up = UpsampleParams::bilinear(true).scale_factor(self.upsampling as f64);
-            y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
-        }
-        // After the resize, as smp's head: sigmoid(resize(conv)) is not resize(sigmoid(conv)).
-        y = self.activation.append(&mut g, y);
+        let shape = (merged_channels, self.classes, 1);
+        let head = (self.upsampling, self.activation);
+        let y = segmentation_head(&mut g, merged, shape, head, (gpu, sd, prefix))?;
         let (c5, c5_channels) = c(5);
         super::smp_unet::set_smp_outputs(&mut g, y, self.aux_params, (c5, c5_channels), ctx)?;
         Ok(g)

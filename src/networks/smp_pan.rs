@@ -20,11 +20,11 @@ use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::pool::{GlobalPool, MaxPool2dParams};
-use crate::ops::upsample::{UpsampleMode, UpsampleParams};
+use crate::ops::upsample::UpsampleMode;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::smp_unet::{check_divisible, check_smp_rules, set_smp_outputs};
+use super::smp_unet::{check_divisible, check_smp_rules, segmentation_head, set_smp_outputs};
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `PAN`.
@@ -148,14 +148,9 @@ impl Architecture for SmpPanConfig {
             let mode = self.decoder_interpolation;
             y = attention_upsample(&mut g, ctx, low, (y, dc), mode, &name)?;
         }
-        let head = Conv2dParams::new(dc, self.classes, 3).padding(1);
-        let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
-        let mut y = g.add("segmentation_head", head, &[y]);
-        if self.upsampling > 1 {
-            let up = UpsampleParams::bilinear(true).scale_factor(self.upsampling as f64);
-            y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
-        }
-        let y = self.activation.append(&mut g, y);
+        let shape = (dc, self.classes, 3);
+        let head = (self.upsampling, self.activation);
+        let y = segmentation_head(&mut g, y, shape, head, (gpu, sd, prefix))?;
         set_smp_outputs(&mut g, y, self.aux_params, deepest, (gpu, sd, prefix))?;
         Ok(g)
     }

@@ -12,15 +12,17 @@
 //! With `aux_params`, smp's classification head gives a second output. Not covered: the
 //! norms other than batch norm (or none).
 
-use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op, ValueId};
+use crate::blocks::{Architecture, Graph, Model, Op, ValueId};
 use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::pool::AdaptiveAvgPool2dParams;
-use crate::ops::upsample::{UpsampleMode, UpsampleParams};
+use crate::ops::upsample::UpsampleMode;
 use crate::weights::{key, StateDict};
 
-use super::smp_unet::{check_divisible, check_encoder_depth, conv2d_relu, set_smp_outputs};
+use super::smp_unet::{
+    check_divisible, check_encoder_depth, conv2d_relu, segmentation_head, set_smp_outputs,
+};
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `PSPNet`.
@@ -130,14 +132,9 @@ impl Architecture for SmpPspNetConfig {
         let conv = Conv2dParams::new(4 * (c / 4) + c, self.psp_out_channels, 1);
         let conv = conv2d_relu(gpu, sd, conv, &at("decoder.conv"), self.decoder_use_norm)?;
         let y = g.add("decoder.conv", conv, &[joined]);
-        let head = Conv2dParams::new(self.psp_out_channels, self.classes, 3).padding(1);
-        let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
-        let mut y = g.add("segmentation_head", head, &[y]);
-        if self.upsampling > 1 {
-            let up = UpsampleParams::bilinear(true).scale_factor(self.upsampling as f64);
-            y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
-        }
-        let y = self.activation.append(&mut g, y);
+        let shape = (self.psp_out_channels, self.classes, 3);
+        let head = (self.upsampling, self.activation);
+        let y = segmentation_head(&mut g, y, shape, head, (gpu, sd, prefix))?;
         set_smp_outputs(&mut g, y, self.aux_params, (feature, c), (gpu, sd, prefix))?;
         Ok(g)
     }

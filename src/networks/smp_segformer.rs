@@ -16,10 +16,12 @@ use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op};
 use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::upsample::{UpsampleMode, UpsampleParams};
+use crate::ops::upsample::UpsampleMode;
 use crate::weights::{key, StateDict};
 
-use super::smp_unet::{check_divisible, check_encoder_depth, conv2d_relu, set_smp_outputs};
+use super::smp_unet::{
+    check_divisible, check_encoder_depth, conv2d_relu, segmentation_head, set_smp_outputs,
+};
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `Segformer`.
@@ -127,14 +129,9 @@ impl Architecture for SmpSegformerConfig {
         let fuse = Conv2dParams::new(depth * sc, sc, 1);
         let fuse = conv2d_relu(gpu, sd, fuse, &at("decoder.fuse_stage"), true)?;
         let y = g.add("decoder.fuse_stage", fuse, &[joined]);
-        let head = Conv2dParams::new(sc, self.classes, 1);
-        let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
-        let mut y = g.add("segmentation_head", head, &[y]);
-        if self.upsampling > 1 {
-            let up = UpsampleParams::bilinear(true).scale_factor(self.upsampling as f64);
-            y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
-        }
-        let y = self.activation.append(&mut g, y);
+        let shape = (sc, self.classes, 1);
+        let head = (self.upsampling, self.activation);
+        let y = segmentation_head(&mut g, y, shape, head, (gpu, sd, prefix))?;
         let last = (features[depth], channels[depth]);
         set_smp_outputs(&mut g, y, self.aux_params, last, (gpu, sd, prefix))?;
         Ok(g)

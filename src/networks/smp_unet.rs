@@ -850,6 +850,28 @@ pub(crate) fn conv2d_relu(
     }
 }
 
+/// smp's `SegmentationHead(in_channels, classes, kernel_size, upsampling)` on `x` under
+/// `prefix` (`segmentation_head.0`, padded by half its kernel), a bilinear resize
+/// (`align_corners=True`) by `upsampling` when above 1, then the activation: after the
+/// resize, as smp's head (`sigmoid(resize(conv))` is not `resize(sigmoid(conv))`).
+pub(crate) fn segmentation_head(
+    g: &mut Graph,
+    x: ValueId,
+    (in_channels, classes, kernel): (usize, usize, usize),
+    (upsampling, activation): (usize, HeadActivation),
+    (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+) -> Result<ValueId> {
+    let conv = Conv2dParams::new(in_channels, classes, kernel).padding(kernel / 2);
+    let at = key(prefix, "segmentation_head.0");
+    let conv = ConvBnAct::load(gpu, sd, conv, &at, None, 0.0)?;
+    let mut y = g.add("segmentation_head", conv, &[x]);
+    if upsampling > 1 {
+        let up = UpsampleParams::bilinear(true).scale_factor(upsampling as f64);
+        y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
+    }
+    Ok(activation.append(g, y))
+}
+
 /// smp's input rule: `in_channels` channels, height and width divisible by `stride`, the
 /// encoder's output stride (`2^depth` unless dilated; its `check_input_shape`); the error
 /// names `input`.

@@ -16,15 +16,17 @@
 //! With `aux_params`, smp's classification head gives a second output. Not covered: the
 //! norms other than batch norm (or none).
 
-use crate::blocks::{Architecture, ConvBnAct, Graph, LayerNorm2dNode, Model, Op, ValueId};
+use crate::blocks::{Architecture, Graph, LayerNorm2dNode, Model, Op, ValueId};
 use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::upsample::{UpsampleMode, UpsampleParams};
+use crate::ops::upsample::UpsampleMode;
 use crate::weights::{key, StateDict};
 
 use super::smp_pspnet::{pyramid_branches, BINS};
-use super::smp_unet::{check_divisible, check_encoder_depth, conv2d_relu, set_smp_outputs};
+use super::smp_unet::{
+    check_divisible, check_encoder_depth, conv2d_relu, segmentation_head, set_smp_outputs,
+};
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `UPerNet`.
@@ -164,14 +166,9 @@ impl Architecture for SmpUperNetConfig {
         let conv = Conv2dParams::new(fpn.len() * dc, dc, 3).padding(1);
         let conv = conv2d_relu(gpu, sd, conv, &at("decoder.fusion_block"), norm)?;
         let y = g.add("decoder.fusion_block", conv, &[joined]);
-        let head = Conv2dParams::new(dc, self.classes, 1);
-        let head = ConvBnAct::load(gpu, sd, head, &at("segmentation_head.0"), None, 0.0)?;
-        let mut y = g.add("segmentation_head", head, &[y]);
-        if self.upsampling > 1 {
-            let up = UpsampleParams::bilinear(true).scale_factor(self.upsampling as f64);
-            y = g.add("segmentation_head.1", Op::Upsample(up), &[y]);
-        }
-        let y = self.activation.append(&mut g, y);
+        let shape = (dc, self.classes, 1);
+        let head = (self.upsampling, self.activation);
+        let y = segmentation_head(&mut g, y, shape, head, (gpu, sd, prefix))?;
         let last = (features[depth], channels[depth]);
         set_smp_outputs(&mut g, y, self.aux_params, last, (gpu, sd, prefix))?;
         Ok(g)

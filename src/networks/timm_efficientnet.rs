@@ -19,6 +19,8 @@ use crate::ops::conv::Conv2dParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
+use super::efficientnet::STAGES;
+
 /// One of smp's timm EfficientNet encoders.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimmEfficientNetConfig {
@@ -30,18 +32,6 @@ pub struct TimmEfficientNetConfig {
     /// Block-count multiplier, rounded up per stage.
     pub depth_multiplier: f64,
 }
-
-/// The stages of smp's architecture definition (`ds_r1_k3_s1_e1_c16`, `ir_r2_k3_s2_e6_c24`,
-/// ...): repeats, kernel, stride, expansion, output channels.
-const STAGES: [[usize; 5]; 7] = [
-    [1, 3, 1, 1, 16],
-    [2, 3, 2, 6, 24],
-    [2, 5, 2, 6, 40],
-    [3, 3, 2, 6, 80],
-    [3, 5, 1, 6, 112],
-    [4, 5, 2, 6, 192],
-    [1, 3, 1, 6, 320],
-];
 
 /// The stages after which smp takes its features at strides 4, 8, 16 and 32.
 const TAPS: [usize; 4] = [1, 2, 4, 6];

@@ -47,6 +47,7 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   smp_pan  segmentation_models_pytorch.PAN(encoder, encoder_depth, encoder_output_stride,
            in_channels, classes, decoder_channels, decoder_interpolation, upsampling,
            activation)
+  mnasnet  torchvision mnasnet0_5 / 0_75 / 1_0 / 1_3 (name).layers
   regnet   torchvision regnet_x_400mf .. regnet_y_128gf (name): stem and trunk_output
   shufflenet torchvision shufflenet_v2_x0_5 .. x2_0 (name) up to conv5 (no pool, no fc)
   senet    pretrainedmodels' (smp's vendored) SENet (name: se_resnet50 .. senet154)
@@ -309,6 +310,8 @@ CASES = [
     ("regnet_x_800mf_features", "regnet", dict(name="regnet_x_800mf"), [1, 3, 40, 33]),
     # Stage 1's group width (80) differs from the others' (120).
     ("regnet_x_8gf_features", "regnet", dict(name="regnet_x_8gf"), [1, 3, 33, 35]),
+    ("mnasnet1_0_features", "mnasnet", dict(name="mnasnet1_0"), [2, 3, 45, 61]),
+    ("mnasnet0_75_features", "mnasnet", dict(name="mnasnet0_75"), [1, 3, 40, 33]),
 ]
 
 
@@ -355,6 +358,11 @@ def build(kind, a):
                        classes=a["classes"], decoder_channels=a["decoder_channels"],
                        decoder_interpolation=a["interpolation"], upsampling=a["upsampling"],
                        activation=a["activation"], aux_params=a.get("aux"))
+    if kind == "mnasnet":
+        import types
+        model = getattr(torchvision.models, a["name"])()
+        model.forward = types.MethodType(lambda self, x: self.layers(x), model)
+        return model
     if kind == "regnet":
         import types
         model = getattr(torchvision.models, a["name"])()
@@ -494,6 +502,8 @@ def make(index, name, kind, args, shape, out_dir):
         unused.append("last_linear.")
     if kind in ("shufflenet", "regnet"):
         unused.append("fc.")
+    if kind == "mnasnet":
+        unused.append("classifier.")
     if args.get("encoder", "").startswith("efficientnet-b"):
         # EfficientNet-PyTorch's blocks past the last feature, and its head convolution.
         from segmentation_models_pytorch.encoders.efficientnet import efficient_net_encoders
@@ -533,7 +543,7 @@ def make(index, name, kind, args, shape, out_dir):
             if not n.endswith("num_batches_tracked") and not any(n.startswith(u) for u in unused):
                 tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
-    if kind.startswith("smp_") or kind in ("effnet", "senet", "shufflenet", "regnet"):
+    if kind.startswith("smp_") or kind in ("effnet", "senet", "shufflenet", "regnet", "mnasnet"):
         params -= sum(p.numel() for n, p in model.named_parameters()
                       if any(n.startswith(u) for u in unused))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
