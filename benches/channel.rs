@@ -1,5 +1,6 @@
 //! Channel plumbing and attention: channel shuffle (g = 2) on 232 x 28 x 28, concat of two
-//! 116-channel halves, a 28 x 28 crop of 232 x 34 x 34, residual add, and an SE block on 96 x 28 x 28, each next to a plain
+//! 116-channel halves, ShuffleNetV2's shuffled pair (against concat then shuffle), a
+//! 116-channel narrow, a 28 x 28 crop of 232 x 34 x 34, residual add, and an SE block on 96 x 28 x 28, each next to a plain
 //! buffer copy of the same feature map on the same adapter in the same run (GB/s from
 //! the bytes each op must move).
 
@@ -34,6 +35,34 @@ fn bench(c: &mut Criterion) {
         &common::input([1, 116, 28, 28]),
         bytes,
         |rec, t| channel::concat(rec, &[t, &half]),
+    );
+    // ShuffleNetV2's cat + shuffle(2) in two strided copies, against the two steps.
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "shuffle_pair_116+116_28",
+        &common::input([1, 116, 28, 28]),
+        bytes,
+        |rec, t| channel::shuffle_pair(rec, t, &half),
+    );
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "concat_then_shuffle_116+116_28",
+        &common::input([1, 116, 28, 28]),
+        bytes,
+        |rec, t| {
+            let joined = channel::concat(rec, &[t, &half])?;
+            channel::channel_shuffle(rec, &joined, 2)
+        },
+    );
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "narrow_116_of_232_28",
+        &x,
+        bytes / 2,
+        |rec, t| channel::narrow(rec, t, 116, 116),
     );
     // FCN's crops: a 28 x 28 window of every plane.
     let window = segblocks::ops::copy::CropParams2d::new((0, 0), (28, 28));

@@ -1,6 +1,7 @@
 // Copies whole (n, c) planes between tensors by a channel table: output channel
-// dst_offset + j of every sample takes input channel table[j]. Channel shuffle, channel
-// split and each input of a concatenation are one dispatch of this kernel.
+// dst_offset + j * dst_stride of every sample takes input channel table[j]. Channel
+// shuffle, channel split and each input of a concatenation are one dispatch of this
+// kernel; so is each half of ShuffleNetV2's concatenate-and-shuffle (stride 2).
 // Each invocation copies PX elements of one plane (the index decode is paid per strip).
 #include "common.wgsl"
 
@@ -14,6 +15,7 @@ struct ChannelCopyParams {
     count: u32, // channels copied per sample
     strips: u32, // ceil(hw / PX)
     total: u32, // n * count * strips
+    dst_stride: u32, // output channels between consecutive copied channels
 }
 
 @group(0) @binding(0) var<uniform> p: ChannelCopyParams;
@@ -32,7 +34,7 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let j = row % p.count;
     let n = row / p.count;
     let src = (n * p.c_src + table[j]) * p.hw;
-    let dst = (n * p.c_dst + p.dst_offset + j) * p.hw;
+    let dst = (n * p.c_dst + p.dst_offset + j * p.dst_stride) * p.hw;
     for (var k = 0u; k < PX; k++) {
         let i = p0 + k;
         if (i < p.hw) {

@@ -62,6 +62,52 @@ fn shuffle_concat_split_are_exact() {
     }
 }
 
+/// ShuffleNetV2's concatenate-and-shuffle in two strided copies equals concat then
+/// shuffle(2), with `a` as wide as `b` (a stride-2 unit) or twice as wide (a stride-1 unit
+/// passing its whole input); `narrow` equals a slice.
+#[test]
+fn shuffle_pair_and_narrow_are_exact() {
+    let gpu = gpu();
+    let mut r = rng(2);
+    for (a_shape, b_shape) in [
+        ([2, 5, 3, 7], [2, 5, 3, 7]),
+        ([1, 232, 7, 7], [1, 116, 7, 7]),
+        ([3, 4, 1, 17], [3, 3, 1, 17]),
+    ] {
+        let (a, b) = (random4(&mut r, a_shape), random4(&mut r, b_shape));
+        let mut rec = gpu.recorder();
+        let y = channel::shuffle_pair(&mut rec, &up(&a), &up(&b)).unwrap();
+        let head = a.slice(ndarray::s![.., ..b_shape[1], .., ..]);
+        let joined = reference::channel::concat(&[head, b.view()]).unwrap();
+        let want = reference::channel::channel_shuffle(joined.view(), 2).unwrap();
+        assert_eq!(rec.download(&y).unwrap(), want, "{a_shape:?} {b_shape:?}");
+    }
+    let x = random4(&mut r, [2, 7, 3, 5]);
+    for (start, length) in [(0, 7), (3, 4), (6, 1)] {
+        let mut rec = gpu.recorder();
+        let y = channel::narrow(&mut rec, &up(&x), start, length).unwrap();
+        let want = x.slice(ndarray::s![.., start..start + length, .., ..]);
+        assert_eq!(rec.download(&y).unwrap(), want);
+    }
+    let mut rec = gpu.recorder();
+    for (start, length) in [(0, 0), (5, 3), (usize::MAX, 2)] {
+        expect_param(channel::narrow(&mut rec, &up(&x), start, length), "length");
+    }
+    let (a, b) = (
+        up(&random4(&mut r, [1, 2, 3, 5])),
+        up(&random4(&mut r, [1, 3, 3, 5])),
+    );
+    assert!(matches!(
+        channel::shuffle_pair(&mut rec, &a, &b),
+        Err(segblocks::Error::ShapeMismatch { name: "b", .. })
+    ));
+    let c = up(&random4(&mut r, [1, 2, 3, 4]));
+    assert!(matches!(
+        channel::shuffle_pair(&mut rec, &a, &c),
+        Err(segblocks::Error::ShapeMismatch { name: "b", .. })
+    ));
+}
+
 #[test]
 fn convolution_with_fused_shuffle_equals_conv_then_shuffle() {
     use segblocks::ops::conv::{Conv2d, Conv2dParams};

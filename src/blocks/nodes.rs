@@ -665,10 +665,11 @@ pub(crate) enum Op {
     PadLike,
     /// Concatenation of every input along channels.
     Concat,
-    /// Split along channels into pieces of these sizes (one output each).
-    Split(Vec<usize>),
-    /// Channel shuffle with these groups.
-    Shuffle(usize),
+    /// ShuffleNetV2's `channel_shuffle(cat([a[:, :C_b], b]), 2)` of inputs `(a, b)`, two
+    /// copies ([`channel::shuffle_pair`]).
+    ShufflePair,
+    /// Channels `start..start + length` of the input (`narrow(1, start, length)`).
+    Narrow(usize, usize),
     /// An activation.
     Activation(Activation),
     /// `x * gate(s)` of inputs `(x, s)`, `s` of shape `[N, 1, H, W]` (spatial attention).
@@ -784,20 +785,8 @@ impl Node for Op {
                 }
                 vec![[x[0], c, x[2], x[3]]]
             }
-            Op::Split(sizes) => {
-                fail_if(
-                    sizes.contains(&0) || sizes.iter().sum::<usize>() != x[1],
-                    "sizes",
-                    || format!("{sizes:?} must be positive and sum to {}", x[1]),
-                )?;
-                sizes.iter().map(|&c| [x[0], c, x[2], x[3]]).collect()
-            }
-            Op::Shuffle(g) => {
-                fail_if(*g == 0 || !x[1].is_multiple_of(*g), "groups", || {
-                    format!("{g} does not divide {}", x[1])
-                })?;
-                vec![x]
-            }
+            Op::ShufflePair => vec![channel::shuffle_pair_shape(x, *inputs.get(1)?)?],
+            Op::Narrow(start, length) => vec![channel::narrow_shape(x, *start, *length)?],
             Op::Activation(_) | Op::Softmax { .. } => vec![x],
             Op::ScaleSpatial(_) => {
                 same("scale", 1, [x[0], 1, x[2], x[3]])?;
@@ -832,8 +821,17 @@ impl Node for Op {
                 p if p.pad == (0, 0, 0, 0) => Cost::default(),
                 p => p.cost(x)?,
             },
-            Op::Concat | Op::Split(_) | Op::Shuffle(_) => Cost {
+            Op::Concat => Cost {
                 bytes: 8 * x.iter().product::<usize>() as u64,
+                ..Cost::default()
+            },
+            // Each copied value read and written once.
+            Op::ShufflePair => Cost {
+                bytes: 16 * inputs.get(1)?.iter().product::<usize>() as u64,
+                ..Cost::default()
+            },
+            Op::Narrow(_, length) => Cost {
+                bytes: 8 * (x[0] * length * x[2] * x[3]) as u64,
                 ..Cost::default()
             },
             Op::Activation(_) => elementwise_cost(x, 1),
@@ -879,11 +877,8 @@ impl Node for Op {
                 p => one(crate::ops::copy::pad2d(rec, &p, t(0)?)?),
             },
             Op::Concat => one(channel::concat(rec, &inputs.all(Value::tensor)?)?),
-            Op::Split(sizes) => Ok(channel::split(rec, t(0)?, sizes)?
-                .into_iter()
-                .map(Value::Tensor)
-                .collect()),
-            Op::Shuffle(g) => one(channel::channel_shuffle(rec, t(0)?, *g)?),
+            Op::ShufflePair => one(channel::shuffle_pair(rec, t(0)?, t(1)?)?),
+            Op::Narrow(start, length) => one(channel::narrow(rec, t(0)?, *start, *length)?),
             Op::Activation(a) => one(channel::activation(rec, t(0)?, *a)?),
             Op::Softmax { log: false } => one(channel::softmax(rec, t(0)?)?),
             Op::Softmax { log: true } => one(channel::log_softmax(rec, t(0)?)?),
@@ -932,21 +927,24 @@ impl Node for Op {
                 one(reference::copy::pad2d(&p, x)?)
             }
             Op::Concat => one(rc::concat(&inputs.all(HostValue::tensor)?)?),
-            Op::Split(sizes) => {
-                let mut start = 0;
-                Ok(sizes
-                    .iter()
-                    .map(|&c| {
-                        let piece = t(0).map(|x| {
-                            x.slice(ndarray::s![.., start..start + c, .., ..])
-                                .to_owned()
-                        });
-                        start += c;
-                        piece.map(HostValue::Tensor)
-                    })
-                    .collect::<Result<_>>()?)
+            Op::ShufflePair => {
+                let b = t(1)?;
+                let a = t(0)?;
+                let a = a.slice(ndarray::s![.., ..b.dim().1, .., ..]);
+                let joined = rc::concat(&[a, b])?;
+                one(rc::channel_shuffle(joined.view(), 2)?)
             }
-            Op::Shuffle(g) => one(rc::channel_shuffle(t(0)?, *g)?),
+            Op::Narrow(start, length) => {
+                let x = t(0)?;
+                channel::narrow_shape(
+                    [x.dim().0, x.dim().1, x.dim().2, x.dim().3],
+                    *start,
+                    *length,
+                )?;
+                one(x
+                    .slice(ndarray::s![.., *start..start + length, .., ..])
+                    .to_owned())
+            }
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
             Op::Softmax { log } => one(rc::softmax(t(0)?, *log)),
             Op::ScaleSpatial(gate) => one(rc::scale_spatial(t(0)?, t(1)?, *gate)),

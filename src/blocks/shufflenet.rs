@@ -11,7 +11,8 @@ use crate::weights::{key, StateDict};
 
 /// torchvision's `shufflenetv2.InvertedResidual(inp, oup, stride)`: stride 1 splits the
 /// channels in half and transforms the second half; stride 2 transforms the input in
-/// two branches; the halves are concatenated and shuffled with 2 groups.
+/// two branches; the halves are concatenated and shuffled with 2 groups (here written
+/// straight to their shuffled channels: two copies, no concatenated map).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShuffleV2Config {
     /// Input channels.
@@ -76,8 +77,9 @@ impl Architecture for ShuffleV2Config {
             );
             (l, x)
         } else {
-            let halves = g.add_multi("split", Op::Split(vec![bf, bf]), &[x], 2);
-            (halves[0], halves[1])
+            // The identity half is read from the input where the output is written; only
+            // the transformed half is copied out.
+            (x, g.add("split", Op::Narrow(bf, bf), &[x]))
         };
         let in2 = if cfg.stride > 1 { cfg.inp } else { bf };
         let p0 = Conv2dParams::new(in2, bf, 1).bias(false).activation(relu);
@@ -94,8 +96,8 @@ impl Architecture for ShuffleV2Config {
         ] {
             r = g.add(name, conv_bn(gpu, sd, p, &k(name), &k(bn), eps)?, &[r]);
         }
-        let joined = g.add("cat", Op::Concat, &[left, r]);
-        let y = g.add("shuffle", Op::Shuffle(2), &[joined]);
+        // cat + channel_shuffle(2) in two strided copies.
+        let y = g.add("shuffle", Op::ShufflePair, &[left, r]);
         g.set_outputs(&[y]);
         Ok(g)
     }

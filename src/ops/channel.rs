@@ -30,6 +30,7 @@ uniform! {
         count: u32,
         strips: u32,
         total: u32,
+        dst_stride: u32,
     }
 }
 
@@ -491,13 +492,14 @@ impl PRelu {
     }
 }
 
-/// Copies channels `table` of every sample of `x` into channels `dst_offset..` of `y`.
+/// Copies channels `table` of every sample of `x` into channels `dst_offset`,
+/// `dst_offset + dst_stride`, ... of `y`.
 fn record_channel_copy(
     rec: &mut Recorder<'_>,
     x: &Tensor,
     table: &[u32],
     y: &Tensor,
-    dst_offset: usize,
+    (dst_offset, dst_stride): (usize, usize),
 ) -> Result<()> {
     let (xs, ys) = (x.shape(), y.shape());
     let hw = xs[2] * xs[3];
@@ -512,6 +514,7 @@ fn record_channel_copy(
         count: table.len() as u32,
         strips: strips as u32,
         total: total as u32,
+        dst_stride: dst_stride as u32,
     };
     let args = Args::new()
         .read("x", x)
@@ -536,8 +539,60 @@ pub fn channel_shuffle(rec: &mut Recorder<'_>, x: &Tensor, groups: usize) -> Res
         .map(|j| ((j % groups) * per + j / groups) as u32)
         .collect();
     let y = rec.empty("output", s)?;
-    record_channel_copy(rec, x, &table, &y, 0)?;
+    record_channel_copy(rec, x, &table, &y, (0, 1))?;
     Ok(y)
+}
+
+/// ShuffleNetV2's unit output, `channel_shuffle(cat([a[:, :C_b], b]), 2)`, in two copies
+/// and without the concatenated map: output channel `2i` takes `a`'s channel `i`, `2i + 1`
+/// takes `b`'s. `a` may have more channels than `b`: a stride-1 unit passes its whole
+/// input, whose first half is the identity branch. Output `[N, 2 C_b, H, W]`.
+pub fn shuffle_pair(rec: &mut Recorder<'_>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.check_gpu(rec.gpu(), "a")?;
+    b.check_gpu(rec.gpu(), "b")?;
+    let y = rec.empty("output", shuffle_pair_shape(a.shape(), b.shape())?)?;
+    let table: Vec<u32> = (0..b.shape()[1] as u32).collect();
+    record_channel_copy(rec, a, &table, &y, (0, 2))?;
+    record_channel_copy(rec, b, &table, &y, (1, 2))?;
+    Ok(y)
+}
+
+/// [`shuffle_pair`]'s output shape: `b`'s with twice its channels; `a` must share N, H
+/// and W and have at least `b`'s channels.
+pub fn shuffle_pair_shape(a: [usize; 4], b: [usize; 4]) -> Result<[usize; 4]> {
+    if (a[0], a[2], a[3]) != (b[0], b[2], b[3]) || a[1] < b[1] {
+        return Err(Error::ShapeMismatch {
+            name: "b",
+            expected: vec![a[0], a[1].min(b[1]), a[2], a[3]],
+            actual: b.to_vec(),
+        });
+    }
+    Ok([b[0], 2 * b[1], b[2], b[3]])
+}
+
+/// Channels `start..start + length` of `x` (`x.narrow(1, start, length)`), one copy.
+pub fn narrow(rec: &mut Recorder<'_>, x: &Tensor, start: usize, length: usize) -> Result<Tensor> {
+    x.check_gpu(rec.gpu(), "input")?;
+    let s = x.shape();
+    let y = rec.empty("output", narrow_shape(s, start, length)?)?;
+    let table: Vec<u32> = (start as u32..(start + length) as u32).collect();
+    record_channel_copy(rec, x, &table, &y, (0, 1))?;
+    Ok(y)
+}
+
+/// [`narrow`]'s output shape: a positive `length` within the channels.
+pub fn narrow_shape(x: [usize; 4], start: usize, length: usize) -> Result<[usize; 4]> {
+    fail_if(
+        length == 0 || start.checked_add(length).is_none_or(|end| end > x[1]),
+        "length",
+        || {
+            format!(
+                "channels {start}..{start}+{length} must be a non-empty range of the {}",
+                x[1]
+            )
+        },
+    )?;
+    Ok([x[0], length, x[2], x[3]])
 }
 
 /// Concatenation along channels (`torch.cat(dim=1)`); all inputs share N, H and W.
@@ -564,7 +619,7 @@ pub fn concat(rec: &mut Recorder<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
     for t in inputs {
         let c = t.shape()[1];
         let table: Vec<u32> = (0..c as u32).collect();
-        record_channel_copy(rec, t, &table, &y, offset)?;
+        record_channel_copy(rec, t, &table, &y, (offset, 1))?;
         offset += c;
     }
     Ok(y)
@@ -621,7 +676,7 @@ impl DenseBuffer {
             )
         })?;
         let table: Vec<u32> = (0..s[1] as u32).collect();
-        record_channel_copy(rec, x, &table, &self.buffer, self.filled)?;
+        record_channel_copy(rec, x, &table, &self.buffer, (self.filled, 1))?;
         self.filled += s[1];
         Ok(())
     }
@@ -636,7 +691,7 @@ impl DenseBuffer {
         }
         let y = rec.empty("output", shape)?;
         let table: Vec<u32> = (0..self.filled as u32).collect();
-        record_channel_copy(rec, &self.buffer, &table, &y, 0)?;
+        record_channel_copy(rec, &self.buffer, &table, &y, (0, 1))?;
         Ok(y)
     }
 }
@@ -661,7 +716,7 @@ pub fn split(rec: &mut Recorder<'_>, x: &Tensor, sizes: &[usize]) -> Result<Vec<
     for &c in sizes {
         let y = rec.empty("output", [s[0], c, s[2], s[3]])?;
         let table: Vec<u32> = (start..start + c as u32).collect();
-        record_channel_copy(rec, x, &table, &y, 0)?;
+        record_channel_copy(rec, x, &table, &y, (0, 1))?;
         start += c as u32;
         out.push(y);
     }
