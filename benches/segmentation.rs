@@ -21,12 +21,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
-    EfficientNetFeatures, Fcn8s, Fcn8sConfig, RegNetConfig, RegNetFeatures, ResNetConfig,
-    ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
-    ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpFpn,
-    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig,
-    SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
-    UNetConfig,
+    EfficientNetFeatures, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, RegNetConfig,
+    RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
+    SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus,
+    SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPan,
+    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -134,6 +134,13 @@ fn bench(c: &mut Criterion) {
     let cfg = SmpPanConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpPan::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_pan_resnet34_160", &net, small);
+    // MobileOne's trained branches folded at load; timm's EfficientNet-B0.
+    for encoder in ["mobileone_s0", "timm-efficientnet-b0"] {
+        let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
+        let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
+        let name = format!("smp_unet_{}_160", encoder.replace('-', "_"));
+        time(&mut g, &gpu, &name, &net, small);
+    }
     let cfg = SmpUnetConfig::new("se_resnext50_32x4d", 3, 2).unwrap();
     let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_unet_se_resnext50_32x4d_160", &net, small);
@@ -153,6 +160,15 @@ fn bench(c: &mut Criterion) {
         &mut g,
         &gpu,
         "regnet_y_400mf_features_224",
+        &net,
+        [1, 3, 224, 224],
+    );
+    let cfg = MnasNetConfig::torchvision("mnasnet1_0").unwrap();
+    let net = MnasNetFeatures::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "mnasnet1_0_features_224",
         &net,
         [1, 3, 224, 224],
     );

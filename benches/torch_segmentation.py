@@ -51,6 +51,7 @@ features = IntermediateLayerGetter(resnet18(weights=None), return_layers={"layer
 bench("resnet18_features_224", out(features.eval()), (1, 3, 224, 224))
 regnet = torchvision.models.regnet_y_400mf().eval()
 bench("regnet_y_400mf_features_224", lambda x: regnet.trunk_output(regnet.stem(x)), (1, 3, 224, 224))
+bench("mnasnet1_0_features_224", torchvision.models.mnasnet1_0().layers.eval(), (1, 3, 224, 224))
 shuffle = torchvision.models.shufflenet_v2_x1_0().eval()
 bench("shufflenet_v2_x1_0_features_224",
       lambda x: shuffle.conv5(shuffle.stage4(shuffle.stage3(shuffle.stage2(shuffle.maxpool(shuffle.conv1(x)))))),
@@ -78,6 +79,9 @@ try:
     bench("smp_segformer_resnet34_160",
           smp.Segformer("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_pan_resnet34_160", smp.PAN("resnet34", encoder_weights=None, classes=2).eval(), small)
+    for encoder in ["mobileone_s0", "timm-efficientnet-b0"]:
+        bench(f"smp_unet_{encoder.replace('-', '_')}_160",
+              smp.Unet(encoder, encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_se_resnext50_32x4d_160",
           smp.Unet("se_resnext50_32x4d", encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_efficientnet_b0_256",
