@@ -775,7 +775,7 @@ fn shufflenet_bad_names_and_configurations_are_typed_errors() {
     named(load(empty), "stages_repeats");
 }
 
-/// timm EfficientNets by names smp does not have.
+/// timm EfficientNets by names smp does not have, and multipliers it cannot build.
 #[test]
 fn timm_efficientnet_bad_names_are_typed_errors() {
     for bad in [
@@ -790,6 +790,31 @@ fn timm_efficientnet_bad_names_are_typed_errors() {
     }
     for good in ["timm-efficientnet-l2", "timm-tf_efficientnet_lite4"] {
         assert!(SmpUnetConfig::new(good, 3, 2).is_ok(), "{good}");
+    }
+    let sd = StateDict::synthetic();
+    let mut cfg = SmpUnetConfig::new("timm-efficientnet-b0", 3, 2).unwrap();
+    let base = TimmEfficientNetConfig::from_smp("timm-efficientnet-b0").unwrap();
+    for (bad, name) in [
+        (
+            TimmEfficientNetConfig {
+                channel_multiplier: 0.0,
+                ..base
+            },
+            "channel_multiplier",
+        ),
+        (
+            TimmEfficientNetConfig {
+                depth_multiplier: f64::NAN,
+                ..base
+            },
+            "depth_multiplier",
+        ),
+    ] {
+        cfg.encoder = SmpEncoder::TimmEfficientNet(bad);
+        named(
+            SmpUnet::load(common::gpu(), cfg.clone(), &sd, "").err(),
+            name,
+        );
     }
 }
 

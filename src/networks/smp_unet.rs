@@ -165,7 +165,7 @@ impl SmpEncoder {
             SmpEncoder::Vgg(v) => v.validate(),
             SmpEncoder::DenseNet(d) => d.validate(),
             SmpEncoder::SeNet(s) => s.validate(),
-            SmpEncoder::TimmEfficientNet(_) => Ok(()),
+            SmpEncoder::TimmEfficientNet(t) => t.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception => Ok(()),
         }

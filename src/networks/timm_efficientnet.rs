@@ -12,7 +12,7 @@
 //! and last stages not scaled.
 
 use crate::blocks::{conv_bn, make_divisible, mbconv_graph, ConvBnAct, Graph, SeNode, ValueId};
-use crate::error::{Error, Result};
+use crate::error::{fail_if, Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::Conv2dParams;
@@ -79,6 +79,19 @@ impl TimmEfficientNetConfig {
             channel_multiplier,
             depth_multiplier,
         })
+    }
+
+    /// Checks the configuration: finite multipliers in (0, 16].
+    pub(crate) fn validate(&self) -> Result<()> {
+        for (name, m) in [
+            ("channel_multiplier", self.channel_multiplier),
+            ("depth_multiplier", self.depth_multiplier),
+        ] {
+            fail_if(!(m.is_finite() && m > 0.0 && m <= 16.0), name, || {
+                format!("must be in (0, 16], got {m}")
+            })?;
+        }
+        Ok(())
     }
 
     fn channels(&self, c: usize) -> usize {
