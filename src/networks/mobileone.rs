@@ -14,6 +14,8 @@ use crate::ops::conv::Conv2dParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
+use super::smp_unet::smp_dilation;
+
 /// One of smp's MobileOne encoders.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MobileOneConfig {
@@ -119,7 +121,7 @@ impl MobileOneConfig {
                 (true, 2) => blocks / 2,
                 (true, _) => blocks,
             };
-            let dilation = ((4 << s) / output_stride).max(1);
+            let dilation = smp_dilation(4 << s, output_stride);
             for i in 0..blocks {
                 let se = i >= blocks - se_blocks;
                 let stride = if i == 0 { 2 } else { 1 };

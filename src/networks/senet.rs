@@ -199,11 +199,11 @@ impl SeNetConfig {
         let (mid1, mid2, first_strided) = match self.block {
             SeNetBlock::SeBottleneck => (2 * b.planes, 4 * b.planes, false),
             SeNetBlock::SeResNet => (b.planes, b.planes, true),
-            SeNetBlock::SeResNeXt => (
-                b.planes * 4 / 64 * self.groups,
-                b.planes * 4 / 64 * self.groups,
-                false,
-            ),
+            SeNetBlock::SeResNeXt => {
+                // floor(planes * base_width / 64) * groups, base_width 4.
+                let width = b.planes * 4 / 64 * self.groups;
+                (width, width, false)
+            }
         };
         let (s1, s2) = if first_strided {
             (b.stride, 1)

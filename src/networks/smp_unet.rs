@@ -283,7 +283,7 @@ impl SmpEncoder {
                         b if b > taps[1] => 16,
                         _ => 8,
                     };
-                    (stage_stride / output_stride).max(1)
+                    smp_dilation(stage_stride, output_stride)
                 };
                 let blocks = depth.checked_sub(2).map_or(0, |d| taps[d] + 1);
                 let outs = e.append(g, x, ctx, (in_channels, blocks, &dilation))?;
@@ -848,6 +848,12 @@ pub(crate) fn conv2d_relu(
     } else {
         ConvBnAct::load(gpu, sd, p, &conv, None, 0.0)
     }
+}
+
+/// The dilation smp's `make_dilated(output_stride)` gives a stage whose own stride is
+/// `stage_stride`: the stride over `output_stride` past it, 1 up to it.
+pub(crate) fn smp_dilation(stage_stride: usize, output_stride: usize) -> usize {
+    (stage_stride / output_stride).max(1)
 }
 
 /// smp's `SegmentationHead(in_channels, classes, kernel_size, upsampling)` on `x` under

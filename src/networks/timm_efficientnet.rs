@@ -20,6 +20,7 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::efficientnet::STAGES;
+use super::smp_unet::smp_dilation;
 
 /// One of smp's timm EfficientNet encoders.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -164,7 +165,7 @@ impl TimmEfficientNetConfig {
                 3 | 4 => 16,
                 _ => 8,
             };
-            let dilation = (stage_stride / output_stride).max(1);
+            let dilation = smp_dilation(stage_stride, output_stride);
             for i in 0..self.repeats(s) {
                 let block = Block {
                     input,
