@@ -8,6 +8,7 @@
 //! classes=2)` and `DeepLabV3Plus("resnet34", classes=2)` at 160 and
 //! `DeepLabV3Plus("mobilenet_v2", encoder_output_stride=8, classes=2)` at 1 x 3 x 256 x 256,
 //! `Linknet("resnet34", classes=2)` and `PSPNet("resnet34", classes=2)` at 160,
+//! `Segformer("mit_b0", classes=2)` (SegFormer-B0) at 256,
 //! and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160.
@@ -131,6 +132,16 @@ fn bench(c: &mut Criterion) {
     let cfg = SmpSegformerConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpSegformer::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_segformer_resnet34_160", &net, small);
+    // SegFormer as published: its Mix Transformer B0 encoder (attention over the pixels).
+    let cfg = SmpSegformerConfig::new("mit_b0", 3, 2).unwrap();
+    let net = SmpSegformer::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "smp_segformer_mit_b0_256",
+        &net,
+        [1, 3, 256, 256],
+    );
     let cfg = SmpPanConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpPan::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_pan_resnet34_160", &net, small);

@@ -5,6 +5,7 @@ sizes, same rule (a fresh input per call, the output read back), median of 7 cal
 (tests/golden/make_golden_classic.py). Usage, from the repository root:
 
     /path/to/venv/bin/python benches/torch_segmentation.py
+    /path/to/venv/bin/python benches/torch_segmentation.py sdpa   # benches/sdpa.rs's peer
 """
 import os
 import statistics
@@ -39,6 +40,31 @@ def bench(name, net, shape, reps=7):
 def out(m):
     return lambda x: m(x)["out"]
 
+
+def sdpa_on_maps(heads, qs, ks):
+    """benches/sdpa.rs's attention: q / k / v as NCHW maps, heads on channel groups (the
+    key and value maps fixed, a fresh query a call)."""
+    k = torch.randn(ks)
+    v = torch.randn(ks)
+
+    def heads_of(t):
+        n, c, h, w = t.shape
+        return t.reshape(n, heads, c // heads, h * w).transpose(2, 3)
+
+    def run(q):
+        y = torch.nn.functional.scaled_dot_product_attention(heads_of(q), heads_of(k), heads_of(v))
+        return y.transpose(2, 3).reshape(qs)
+    return run
+
+
+if sys.argv[1:] == ["sdpa"]:
+    for name, heads, e, q_map, k_map in [("mit_b0_stage1_512", 1, 32, (128, 128), (16, 16)),
+                                          ("mit_b1_stage1_512", 1, 64, (128, 128), (16, 16)),
+                                          ("mit_b1_stage4_512", 8, 64, (16, 16), (16, 16)),
+                                          ("split_keys_1024", 1, 64, (32, 32), (32, 32))]:
+        qs, ks = (1, heads * e) + q_map, (1, heads * e) + k_map
+        bench(f"sdpa_{name}", sdpa_on_maps(heads, qs, ks), qs, reps=15)
+    sys.exit(0)
 
 small = (1, 3, 160, 160)
 bench("fcn_resnet50_160", out(seg.fcn_resnet50(weights=None, weights_backbone=None).eval()), small)
@@ -78,6 +104,8 @@ try:
     bench("smp_upernet_resnet34_160", smp.UPerNet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_segformer_resnet34_160",
           smp.Segformer("resnet34", encoder_weights=None, classes=2).eval(), small)
+    bench("smp_segformer_mit_b0_256",
+          smp.Segformer("mit_b0", encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
     bench("smp_pan_resnet34_160", smp.PAN("resnet34", encoder_weights=None, classes=2).eval(), small)
     for encoder in ["mobileone_s0", "timm-efficientnet-b0"]:
         bench(f"smp_unet_{encoder.replace('-', '_')}_160",

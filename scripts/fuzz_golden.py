@@ -650,6 +650,9 @@ def networks(fz, count, out):
     # smp's timm EfficientNet encoders, and MobileOne's (trained branches folded at load).
     TIMM = ["timm-efficientnet-b0", "timm-efficientnet-b2", "timm-tf_efficientnet_lite0",
             "mobileone_s0", "mobileone_s4"]
+    # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
+    # FPN at depth 5 only).
+    MIT = ["mit_b0", "mit_b1"]
 
     def least(encoder):
         # EfficientNet-PyTorch's padding is fixed at the resolution the model was defined
@@ -658,6 +661,9 @@ def networks(fz, count, out):
         # SENet's stem pools without padding: its 7x7's output needs 3 pixels at least.
         if encoder.startswith("se_"):
             return 5
+        # The first stage's 8x8 / 8 spatial reduction needs 8 pixels of the stride-4 map.
+        if encoder.startswith("mit_"):
+            return 32
         return 32 if encoder.startswith(("efficientnet", "vgg", "densenet")) else 1
 
     cases = []
@@ -691,7 +697,7 @@ def networks(fz, count, out):
         elif kind in ("smp_unet", "smp_unetplusplus"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
                                 "mobilenet_v2", "mobilenet_v2"] + EFFNETS + UNDILATABLE
-                               + SENETS + TIMM)
+                               + SENETS + TIMM + (MIT if kind == "smp_unet" else []))
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
@@ -705,7 +711,8 @@ def networks(fz, count, out):
                 a["attention"] = "scse"
                 a["decoder_channels"] = [r.choice([16, 24, 32]) for _ in range(depth)]
             step = 1 << depth
-            batch = n if encoder in ("resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0") else 1
+            batch = n if encoder in ("resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0",
+                                     "mit_b0") else 1
             # Any size for the Unet (smp 0.6 resizes each decoder stage to its skip);
             # UnetPlusPlus resizes by 2 and needs multiples of 2^depth.
             if kind == "smp_unet":
@@ -717,8 +724,8 @@ def networks(fz, count, out):
                 shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "smp_fpn":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS + UNDILATABLE
-                               + SENETS + TIMM)
-            depth = r.randint(3, 5)
+                               + SENETS + TIMM + MIT)
+            depth = 5 if encoder in MIT else r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      pyramid=r.choice([8, 16, 48, 64]), segmentation=r.choice([32, 64]),
                      merge=r.choice(["add", "cat"]),
@@ -736,8 +743,8 @@ def networks(fz, count, out):
         elif kind in ("smp_deeplabv3", "smp_deeplabv3plus"):
             plus = kind == "smp_deeplabv3plus"
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS + SENETS + TIMM)
-            depth = r.randint(3 if plus else 1 + encoder.startswith("efficientnet"), 5)
+                               + EFFNETS + SENETS + TIMM + MIT)
+            depth = r.randint(3 if plus else 1 + encoder.startswith(("efficientnet", "mit")), 5)
             stride = r.choice([8, 16])
             upsampling = r.choice([1, 2, 4, 4]) if plus else r.choice([None, None, 1, 2, 8])
             a = dict(encoder=encoder, depth=depth, output_stride=stride, cin=r.randint(1, 4),
@@ -753,8 +760,8 @@ def networks(fz, count, out):
         elif kind in ("smp_linknet", "smp_pspnet"):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
                                + EFFNETS + UNDILATABLE
-                               + SENETS + TIMM)
-            depth = r.randint(1 + encoder.startswith("efficientnet"), 5)
+                               + SENETS + TIMM + (MIT if kind == "smp_pspnet" else []))
+            depth = r.randint(1 + encoder.startswith(("efficientnet", "mit")), 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      use_norm=r.random() < 0.6,
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
@@ -777,7 +784,7 @@ def networks(fz, count, out):
         elif kind == "smp_upernet":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
                                + EFFNETS + UNDILATABLE
-                               + SENETS + TIMM)
+                               + SENETS + TIMM + MIT)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=r.choice([8, 16, 32]), use_norm=r.random() < 0.6,
@@ -791,7 +798,7 @@ def networks(fz, count, out):
         elif kind == "smp_segformer":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
                                + EFFNETS + UNDILATABLE
-                               + SENETS + TIMM)
+                               + SENETS + TIMM + MIT)
             depth = r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      segmentation=r.choice([8, 16, 32]), upsampling=r.choice([1, 2, 4, 4]),
@@ -803,7 +810,7 @@ def networks(fz, count, out):
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "smp_pan":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
-                               + EFFNETS + SENETS + TIMM)
+                               + EFFNETS + SENETS + TIMM + MIT)
             depth = r.randint(3, 5)
             stride = r.choice([16, 32])
             a = dict(encoder=encoder, depth=depth, output_stride=stride, cin=r.randint(1, 4),

@@ -105,6 +105,8 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("channel_softmax.wgsl"),
     wgsl!("channel_pool.wgsl"),
     wgsl!("se_gate.wgsl"),
+    wgsl!("sdpa.wgsl"),
+    wgsl!("sdpa_combine.wgsl"),
     wgsl!("inverted_residual.wgsl"),
     wgsl!("decoder_stage.wgsl"),
     wgsl!("lraspp_head.wgsl"),
@@ -136,7 +138,7 @@ pub fn has_subgroup_form(name: &str) -> bool {
 /// bindings, constants and workgroup size. `tests/shaders.rs` checks each against its
 /// WGSL with naga.
 pub fn kernels() -> Vec<KernelDescription> {
-    let families: [&[&dyn KernelInfo]; 13] = [
+    let families: [&[&dyn KernelInfo]; 14] = [
         crate::ops::conv::KERNELS,
         crate::ops::conv_transpose::KERNELS,
         crate::ops::pool::KERNELS,
@@ -144,6 +146,7 @@ pub fn kernels() -> Vec<KernelDescription> {
         crate::ops::norm::KERNELS,
         crate::ops::channel::KERNELS,
         crate::ops::attention::KERNELS,
+        crate::ops::sdpa::KERNELS,
         crate::ops::copy::KERNELS,
         crate::ops::frame::KERNELS,
         crate::ops::composite::KERNELS,

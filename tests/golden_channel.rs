@@ -6,7 +6,8 @@
 //! activations alone (relu, relu6, hardswish, silu, sigmoid, hardsigmoid),
 //! `torchvision.ops.misc.SqueezeExcitation` (ReLU / Sigmoid and MobileNetV3's ReLU /
 //! Hardsigmoid), ECA and CBAM (transcriptions of their reference code), a highway
-//! connection and residual attention, plus ECA's kernel-size formula for C = 1..=2048; it
+//! connection and residual attention, `F.scaled_dot_product_attention` over the pixels of
+//! NCHW maps, plus ECA's kernel-size formula for C = 1..=2048; it
 //! is written by `tests/golden/make_golden_channel.py` (see that script for the cases, the
 //! encoding and how to regenerate). The other tests check the GPU against
 //! `segblocks::reference`; these pin the reference itself (and the GPU, independently) to
@@ -21,14 +22,15 @@
 mod common;
 
 use common::golden::{
-    activation, assert_no_failures, assert_unique_names, bool_of, cases, compare, field, floats,
-    gpu, shaped, str_of, usize_field, usize_vec, Tol,
+    activation, assert_no_failures, assert_unique_names, bool_of, cases, compare, field,
+    float_field, floats, gpu, shaped, str_of, usize_field, usize_vec, Tol,
 };
 use ndarray::{Array1, Array4, ArrayD, ArrayView4, Ix1, Ix2, Ix4};
 use segblocks::ops::attention::{
     eca_kernel_size, Cbam, CbamParams, Eca, EcaParams, SqueezeExcitation, SqueezeExcitationParams,
 };
 use segblocks::ops::channel::{self, ChannelPoolOrder};
+use segblocks::ops::sdpa::{scaled_dot_product_attention, SdpaParams};
 use segblocks::ops::Activation;
 use segblocks::reference;
 use serde_json::Value;
@@ -65,6 +67,16 @@ const ATTENTION_REFERENCE_TOL: f32 = 1e-5;
 /// its `exp` is not correctly rounded; as for the convolution golden tests, 1e-4 leaves
 /// room for that while still catching any wrong tap or gate.
 const ATTENTION_GPU_TOL: f32 = 1e-4;
+
+/// Attention, reference vs PyTorch: `1e-5 * (1 + |want|)`. The reference sums the scores
+/// and the weighted values in f64 and rounds once; PyTorch's f32 products are within
+/// ~3e-7 of an f64 evaluation (`make_golden_channel.py` checks 1e-6). A wrong head split,
+/// token order, scale or softmax axis moves outputs by far more.
+const SDPA_REFERENCE_TOL: f32 = 1e-5;
+
+/// Attention, GPU vs PyTorch: `2e-5 * (1 + |want|)`: f32 dot products of up to 32 terms
+/// and WGSL's `exp` (a few ulps) shift the weights of a convex combination.
+const SDPA_GPU_TOL: f32 = 2e-5;
 
 /// What a case runs, with its inputs and parameters (PyTorch's outputs are in
 /// [`Case::outputs`]).
@@ -123,6 +135,13 @@ enum Op {
         f: Array4<f32>,
         mask: Array4<f32>,
     },
+    /// `F.scaled_dot_product_attention` over the maps' pixels, heads on channel groups.
+    Sdpa {
+        params: SdpaParams,
+        q: Array4<f32>,
+        k: Array4<f32>,
+        v: Array4<f32>,
+    },
     /// ECA's kernel size by the reference code's formula, for each channel count.
     EcaKernelSizes {
         channels: Vec<usize>,
@@ -140,10 +159,11 @@ enum Family {
     Eca,
     Cbam,
     HighwayResidual,
+    Sdpa,
 }
 
 impl Family {
-    const ALL: [Family; 7] = [
+    const ALL: [Family; 8] = [
         Family::Shuffle,
         Family::ConcatSplit,
         Family::AddActivation,
@@ -151,6 +171,7 @@ impl Family {
         Family::Eca,
         Family::Cbam,
         Family::HighwayResidual,
+        Family::Sdpa,
     ];
 }
 
@@ -171,6 +192,7 @@ impl Case {
             Op::Eca { .. } | Op::EcaKernelSizes { .. } => Family::Eca,
             Op::Cbam { .. } => Family::Cbam,
             Op::Highway { .. } | Op::ResidualAttention { .. } => Family::HighwayResidual,
+            Op::Sdpa { .. } => Family::Sdpa,
         }
     }
 
@@ -187,6 +209,7 @@ impl Case {
             | Op::Cbam { input, .. }
             | Op::Highway { input, .. }
             | Op::ResidualAttention { input, .. } => input,
+            Op::Sdpa { q, .. } => q,
             Op::EcaKernelSizes { .. } => return None,
         };
         Some(x.dim().into())
@@ -223,6 +246,7 @@ impl Case {
             ),
             Op::Highway { .. } => "highway".to_string(),
             Op::ResidualAttention { .. } => "residual attention".to_string(),
+            Op::Sdpa { params, k, .. } => format!("attention {params:?}, keys {:?}", k.shape()),
             Op::EcaKernelSizes { channels, .. } => {
                 format!("ECA kernel sizes for {} channel counts", channels.len())
             }
@@ -249,6 +273,8 @@ impl Case {
             (Family::SqueezeExcitation | Family::Eca | Family::Cbam, true) => {
                 Tol::Rel(ATTENTION_GPU_TOL)
             }
+            (Family::Sdpa, false) => Tol::Rel(SDPA_REFERENCE_TOL),
+            (Family::Sdpa, true) => Tol::Rel(SDPA_GPU_TOL),
         }
     }
 }
@@ -413,6 +439,15 @@ fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
             },
             output(),
         ),
+        "sdpa" => {
+            let heads = usize_field(c, n, "num_heads");
+            let params = match c.get("scale") {
+                Some(_) => SdpaParams::new(heads).scale(float_field(c, n, "scale")),
+                None => SdpaParams::new(heads),
+            };
+            let (q, k, v) = (tensor4(c, n, "q"), tensor4(c, n, "k"), tensor4(c, n, "v"));
+            (Op::Sdpa { params, q, k, v }, output())
+        }
         "residual_attention" => (
             Op::ResidualAttention {
                 input: input(),
@@ -508,6 +543,12 @@ fn run_reference(c: &Case) -> Option<segblocks::Result<Vec<Array4<f32>>>> {
         Op::Highway { input, h, t_logits } => {
             one(Ok(ch::highway(input.view(), h.view(), t_logits.view())))
         }
+        Op::Sdpa { params, q, k, v } => one(reference::sdpa::scaled_dot_product_attention(
+            q.view(),
+            k.view(),
+            v.view(),
+            *params,
+        )),
         Op::ResidualAttention { input, f, mask } => one(Ok(ch::residual_attention(
             input.view(),
             f.view(),
@@ -599,6 +640,9 @@ fn run_gpu_inner(c: &Case) -> segblocks::Result<Vec<Array4<f32>>> {
         }
         Op::ResidualAttention { input, f, mask } => {
             channel::residual_attention(&mut rec, &up(input)?, &up(f)?, &up(mask)?)?
+        }
+        Op::Sdpa { params, q, k, v } => {
+            scaled_dot_product_attention(&mut rec, &up(q)?, &up(k)?, &up(v)?, *params)?
         }
         Op::EcaKernelSizes { .. } => unreachable!("no tensors to run"),
     };
@@ -860,6 +904,16 @@ fn cbam_reference_matches_pytorch() {
 #[test]
 fn cbam_gpu_matches_pytorch() {
     check_family(Family::Cbam, true);
+}
+
+#[test]
+fn sdpa_reference_matches_pytorch() {
+    check_family(Family::Sdpa, false);
+}
+
+#[test]
+fn sdpa_gpu_matches_pytorch() {
+    check_family(Family::Sdpa, true);
 }
 
 #[test]

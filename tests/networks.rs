@@ -453,7 +453,7 @@ fn smp_bad_configurations_are_typed_errors() {
     use segblocks::Error;
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
-    named(SmpUnetConfig::new("mit_b0", 3, 1).err(), "encoder_name");
+    named(SmpUnetConfig::new("mit_b6", 3, 1).err(), "encoder_name");
     named(
         HeadActivation::from_smp(Some("argmax2d")).err(),
         "activation",
@@ -509,6 +509,9 @@ fn smp_bad_configurations_are_typed_errors() {
     assert_eq!(net.output_shape([1, 3, 24, 16]).unwrap(), [1, 2, 24, 16]);
     named(net.output_shape([1, 3, 23, 16]).err(), "input");
     named(load(nested.depth(2, &[8, 8])), "encoder_depth");
+    // smp refuses the Mix Transformers in UnetPlusPlus (their empty stride-2 feature).
+    let nested = SmpUnetConfig::unet_plus_plus("mit_b0", 3, 2).unwrap();
+    named(load(nested), "encoder_name");
     // FPN: GroupNorm's 32 groups need a multiple of 32 channels; depth 3 to 5.
     let fpn = SmpFpnConfig::new("mobilenet_v2", 3, 2).unwrap();
     let load = |cfg: SmpFpnConfig| SmpFpn::load(gpu, cfg, &sd, "").err();
@@ -519,6 +522,9 @@ fn smp_bad_configurations_are_typed_errors() {
     named(load(fpn.clone().encoder_depth(6)), "encoder_depth");
     named(load(fpn.clone().upsampling(0)), "upsampling");
     named(SmpFpnConfig::new("dpn68", 3, 2).err(), "encoder_name");
+    // smp's FPN takes a Mix Transformer at depth 5 only.
+    let mit = SmpFpnConfig::new("mit_b0", 3, 2).unwrap();
+    named(load(mit.encoder_depth(4)), "encoder_depth");
     let net = SmpFpn::load(
         gpu,
         fpn.segmentation_channels(32).pyramid_channels(16),
@@ -600,6 +606,10 @@ fn smp_linknet_pspnet_bad_configurations_are_typed_errors() {
     );
     let link = SmpLinknetConfig::new("resnet18", 3, 2).unwrap();
     let load = |cfg: SmpLinknetConfig| SmpLinknet::load(gpu, cfg, &sd, "").err();
+    named(
+        load(SmpLinknetConfig::new("mit_b0", 3, 2).unwrap()),
+        "encoder_name",
+    );
     named(load(link.clone().encoder_depth(0)), "encoder_depth");
     named(load(link.clone().encoder_depth(6)), "encoder_depth");
     named(
@@ -670,7 +680,7 @@ fn smp_segformer_bad_configurations_are_typed_errors() {
     );
     named(load(cfg.clone().upsampling(0)), "upsampling");
     named(
-        SmpSegformerConfig::new("mit_b0", 3, 2).err(),
+        SmpSegformerConfig::new("mit_b6", 3, 2).err(),
         "encoder_name",
     );
     let net = SmpSegformer::load(gpu, cfg.encoder_depth(3), &sd, "").unwrap();

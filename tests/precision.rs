@@ -892,3 +892,30 @@ fn frames_enter_f16_tensors_with_one_rounding() {
     let slack = Array4::from_elem(want.raw_dim(), 1e-5);
     assert_one_rounding(&got, &want, &slack, "frame_from_host");
 }
+
+/// Attention (`ops::sdpa`) at f16 storage: q, k and v stored in binary16, scores,
+/// softmax and sums in f32 (the key splits' partial results too), one rounding of the
+/// output off the reference on the stored inputs; the slack is the f32 op's bound in
+/// `tests/sdpa.rs` (a convex combination of the values, 2e-5 for values of order 1).
+#[test]
+fn attention_rounds_once() {
+    use segblocks::ops::sdpa::{scaled_dot_product_attention, SdpaParams};
+    let gpu = half();
+    let mut r = rng(77);
+    // One pass (16 keys), and 800 keys of 64 channels: split and joined.
+    for (heads, e, q_map, k_map) in [(2, 8, [5, 7], [4, 4]), (1, 64, [3, 5], [40, 20])] {
+        let q = round16(&random4(&mut r, [2, heads * e, q_map[0], q_map[1]]));
+        let k = round16(&random4(&mut r, [2, heads * e, k_map[0], k_map[1]]).mapv(|v| 0.3 * v));
+        let v = round16(&random4(&mut r, [2, heads * e, k_map[0], k_map[1]]));
+        let p = SdpaParams::new(heads);
+        let want =
+            reference::sdpa::scaled_dot_product_attention(q.view(), k.view(), v.view(), p).unwrap();
+        let up = |a: &Array4<f32>| gpu.upload(a.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let y = scaled_dot_product_attention(&mut rec, &up(&q), &up(&k), &up(&v), p).unwrap();
+        assert_eq!(y.precision(), Precision::F16);
+        let got = rec.download(&y).unwrap();
+        let slack = Array4::from_elem(want.raw_dim(), 2e-5);
+        assert_one_rounding(&got, &want, &slack, &format!("attention {heads} x {e}"));
+    }
+}

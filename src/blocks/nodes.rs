@@ -1530,3 +1530,47 @@ impl Node for RepConvNode {
         Ok(vec![HostValue::Tensor(y)])
     }
 }
+
+/// Multi-head scaled dot-product attention of inputs `(q, k, v)` over their pixels
+/// ([`scaled_dot_product_attention`](crate::ops::sdpa::scaled_dot_product_attention)):
+/// the Mix Transformer's efficient self-attention after its projections.
+#[derive(Debug)]
+pub(crate) struct SdpaNode(pub(crate) crate::ops::sdpa::SdpaParams);
+
+impl SdpaNode {
+    fn shapes3(inputs: &Inputs<'_, [usize; 4]>) -> Result<[[usize; 4]; 3]> {
+        Ok([*inputs.get(0)?, *inputs.get(1)?, *inputs.get(2)?])
+    }
+}
+
+impl Node for SdpaNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let [q, k, v] = Self::shapes3(inputs)?;
+        Ok(vec![self.0.output_shape(q, k, v)?])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let [q, k, v] = Self::shapes3(inputs)?;
+        self.0.cost(q, k, v)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let (q, k, v) = (
+            inputs.get(0)?.tensor()?,
+            inputs.get(1)?.tensor()?,
+            inputs.get(2)?.tensor()?,
+        );
+        let y = crate::ops::sdpa::scaled_dot_product_attention(rec, q, k, v, self.0)?;
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let (q, k, v) = (
+            inputs.get(0)?.tensor()?,
+            inputs.get(1)?.tensor()?,
+            inputs.get(2)?.tensor()?,
+        );
+        let y = reference::sdpa::scaled_dot_product_attention(q, k, v, self.0)?;
+        Ok(vec![HostValue::Tensor(y)])
+    }
+}

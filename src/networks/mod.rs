@@ -4,7 +4,8 @@
 //! VGG, SENet, ShuffleNetV2 and MNASNet feature extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
 //! MobileNetV3, LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
 //! `DeepLabV3Plus`, `Linknet`, `PSPNet`, `UPerNet`, `Segformer` and `PAN` on ResNet,
-//! MobileNetV2, VGG, DenseNet, SENet, MobileOne and EfficientNet encoders (EfficientNet-PyTorch's
+//! MobileNetV2, VGG, DenseNet, SENet, MobileOne, Xception, SegFormer's Mix Transformer and
+//! EfficientNet encoders (EfficientNet-PyTorch's
 //! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4),
 //! and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
@@ -16,6 +17,7 @@ mod densenet;
 mod efficientnet;
 mod fcn8s;
 mod lraspp;
+mod mix_transformer;
 mod mnasnet;
 mod mobilenet_v2;
 mod mobilenet_v3;
@@ -48,6 +50,7 @@ pub use efficientnet::{
 };
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
+pub use mix_transformer::MixTransformerConfig;
 pub use mnasnet::{MnasNetConfig, MnasNetFeatures};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};

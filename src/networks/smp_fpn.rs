@@ -126,6 +126,16 @@ impl Architecture for SmpFpnConfig {
             self.decoder_interpolation,
         )?;
         fail_if(
+            matches!(self.encoder, SmpEncoder::MixTransformer(_)) && self.encoder_depth != 5,
+            "encoder_depth",
+            || {
+                format!(
+                    "smp's FPN takes a mit_b* encoder at depth 5 only, got {}",
+                    self.encoder_depth
+                )
+            },
+        )?;
+        fail_if(
             !self.segmentation_channels.is_multiple_of(32),
             "decoder_segmentation_channels",
             || {

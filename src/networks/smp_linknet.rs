@@ -78,6 +78,7 @@ impl Architecture for SmpLinknetConfig {
     /// Checks the configuration on its own: depth 1 to 5, the encoder's checks.
     fn validate(&self) -> Result<()> {
         positive(&[("in_channels", self.in_channels), ("classes", self.classes)])?;
+        self.encoder.refuse_mix_transformer("Linknet")?;
         check_encoder_depth(&self.encoder, self.encoder_depth, 1..=5)
     }
 

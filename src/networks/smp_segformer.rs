@@ -8,9 +8,9 @@
 //! (`decoder.fuse_stage.{0,1}`); a 1x1 head to the classes (`segmentation_head.0`), a
 //! bilinear resize (`align_corners=True`) by `upsampling`, the activation.
 //!
-//! With `aux_params`, smp's classification head gives a second output. Not covered: smp's
-//! Mix Transformer (`mit_b*`) encoders, the ones SegFormer was published with: they need
-//! attention, which this library does not have.
+//! On smp's Mix Transformer encoders (`mit_b0` .. `mit_b5`, the ones SegFormer was
+//! published with) this is SegFormer itself; their empty stride-2 feature is dropped, as
+//! smp does. With `aux_params`, smp's classification head gives a second output.
 
 use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op};
 use crate::error::{positive, Result};
@@ -113,8 +113,10 @@ impl Architecture for SmpSegformerConfig {
         let bilinear = Op::ResizeLike(UpsampleMode::Bilinear {
             align_corners: false,
         });
+        // smp drops an empty stride-2 feature (the Mix Transformer's) from the decoder.
+        let levels: Vec<usize> = (1..=depth).filter(|&l| channels[l] > 0).collect();
         let mut resized = Vec::with_capacity(depth);
-        for (i, level) in (1..=depth).rev().enumerate() {
+        for (i, &level) in levels.iter().rev().enumerate() {
             let name = at(&format!("decoder.mlp_stage.{i}.linear"));
             let linear = Conv2dParams::new(channels[level], sc, 1);
             let linear = ConvBnAct::load_linear(gpu, sd, linear, &name)?;
@@ -126,7 +128,7 @@ impl Architecture for SmpSegformerConfig {
             });
         }
         let joined = g.add(at("decoder.concat"), Op::Concat, &resized);
-        let fuse = Conv2dParams::new(depth * sc, sc, 1);
+        let fuse = Conv2dParams::new(levels.len() * sc, sc, 1);
         let fuse = conv2d_relu(gpu, sd, fuse, &at("decoder.fuse_stage"), true)?;
         let y = g.add("decoder.fuse_stage", fuse, &[joined]);
         let shape = (sc, self.classes, 1);

@@ -24,22 +24,23 @@
 //! second output ([`SmpAuxParams`]).
 //!
 //! Not covered: encoders other than the ResNets, MobileNetV2, EfficientNet-B0 to B7, VGG,
-//! DenseNet, the SENets, timm's EfficientNets, MobileOne and Xception (`mit_b*`, `dpn*`,
-//! `inception*`, `timm-skresnet*`, `tu-*`, ... are not), the norms other than batch norm (or none).
+//! DenseNet, the SENets, timm's EfficientNets, MobileOne, Xception and the Mix
+//! Transformers (`dpn*`, `inception*`, `timm-skresnet*`, `tu-*`, ... are not), the norms
+//! other than batch norm (or none).
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::pool::GlobalPool;
+use crate::ops::pool::{AvgPool2dParams, GlobalPool};
 use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::{
-    DenseNetConfig, EfficientNetPyTorchConfig, MobileNetV2Config, MobileOneConfig, ResNetConfig,
-    SeNetConfig, TimmEfficientNetConfig, VggConfig,
+    DenseNetConfig, EfficientNetPyTorchConfig, MixTransformerConfig, MobileNetV2Config,
+    MobileOneConfig, ResNetConfig, SeNetConfig, TimmEfficientNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -74,6 +75,11 @@ pub enum SmpEncoder {
     /// `xception`: Cadene's Xception as smp builds it (`encoder.conv1`, `encoder.block{i}`,
     /// ...); it cannot be dilated.
     Xception,
+    /// `mit_b0` .. `mit_b5`: SegFormer's Mix Transformer as smp builds it
+    /// (`encoder.patch_embed{i}`, `encoder.block{i}.*`, `encoder.norm{i}`;
+    /// [`MixTransformerConfig`]); its stride-2 feature is empty (0 channels), and smp's
+    /// `Linknet` and `UnetPlusPlus` refuse it.
+    MixTransformer(MixTransformerConfig),
 }
 
 impl SmpEncoder {
@@ -83,9 +89,13 @@ impl SmpEncoder {
     /// `efficientnet-b7`, `vgg11` .. `vgg19_bn`, `densenet121` / `161` / `169` / `201`,
     /// `se_resnet50` / `101` / `152`, `se_resnext50_32x4d`, `se_resnext101_32x4d`,
     /// `senet154`, `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
-    /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4` or
-    /// `xception`; any other name is an error naming `encoder_name`.
+    /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4`,
+    /// `xception` or `mit_b0` .. `mit_b5`; any other name is an error naming
+    /// `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
+        if encoder_name.starts_with("mit_b") {
+            return MixTransformerConfig::from_name(encoder_name).map(SmpEncoder::MixTransformer);
+        }
         let resnext101 = |width| ResNetConfig::resnet101().groups(32, width);
         let efficientnet = encoder_name
             .strip_prefix("efficientnet-b")
@@ -149,11 +159,21 @@ impl SmpEncoder {
                     reason: format!(
                         "{other:?} is not one of the smp encoders this library has \
                          (ResNet, MobileNetV2, EfficientNet, timm's EfficientNet, VGG, \
-                         DenseNet, SENet, MobileOne, Xception)"
+                         DenseNet, SENet, MobileOne, Xception, Mix Transformer)"
                     ),
                 })
             }
         }))
+    }
+
+    /// A typed error naming `encoder_name` for a Mix Transformer encoder, which smp's
+    /// `model` refuses (its empty stride-2 feature).
+    pub(crate) fn refuse_mix_transformer(&self, model: &str) -> Result<()> {
+        fail_if(
+            matches!(self, SmpEncoder::MixTransformer(_)),
+            "encoder_name",
+            || format!("smp's {model} does not support the Mix Transformer (mit_b*) encoders"),
+        )
     }
 
     /// Checks the encoder's configuration.
@@ -168,6 +188,7 @@ impl SmpEncoder {
             SmpEncoder::TimmEfficientNet(t) => t.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception => Ok(()),
+            SmpEncoder::MixTransformer(m) => m.validate(),
         }
     }
 
@@ -186,6 +207,7 @@ impl SmpEncoder {
             SmpEncoder::TimmEfficientNet(t) => t.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
+            SmpEncoder::MixTransformer(m) => m.feature_channels(in_channels),
             SmpEncoder::SeNet(s) => {
                 let mut c = vec![in_channels];
                 c.extend(s.feature_channels());
@@ -247,6 +269,9 @@ impl SmpEncoder {
                 features = t.append(g, x, ctx, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::MobileOne(m) => {
+                features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::MixTransformer(m) => {
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::Xception => {
@@ -594,25 +619,32 @@ impl SmpUnetConfig {
 
 impl SmpUnetConfig {
     /// One smp `DecoderBlock` under `block` on `resized` (its input after the resize, `cin`
-    /// channels): the `skips` (`skip_channels` in all) concatenated after it and
-    /// `attention1`, the 3x3 Conv2dReLUs `conv1` / `conv2` to `cout`, `attention2`.
+    /// channels): the `skips` (`skip_channels` in all; `None` for the last block, which
+    /// has none) concatenated after it and `attention1`, the 3x3 Conv2dReLUs `conv1` /
+    /// `conv2` to `cout`, `attention2`. An empty list is smp's 0-channel skip (the Mix
+    /// Transformer's stride-2 feature): nothing joins, `attention1` still runs.
     fn decoder_block(
         &self,
         g: &mut Graph,
         resized: ValueId,
-        skips: &[ValueId],
+        skips: Option<&[ValueId]>,
         (cin, skip_channels, cout): (usize, usize, usize),
         (gpu, sd, block): (&Gpu, &StateDict, &str),
     ) -> Result<ValueId> {
-        let joined = if skips.is_empty() {
-            resized
-        } else {
-            let inputs: Vec<_> = std::iter::once(resized)
-                .chain(skips.iter().copied())
-                .collect();
-            let j = g.add(key(block, "cat"), Op::Concat, &inputs);
-            let c = cin + skip_channels;
-            self.attention(g, j, c, (gpu, sd, &key(block, "attention1")))?
+        let joined = match skips {
+            None => resized,
+            Some(skips) => {
+                let j = if skips.is_empty() {
+                    resized
+                } else {
+                    let inputs: Vec<_> = std::iter::once(resized)
+                        .chain(skips.iter().copied())
+                        .collect();
+                    g.add(key(block, "cat"), Op::Concat, &inputs)
+                };
+                let c = cin + skip_channels;
+                self.attention(g, j, c, (gpu, sd, &key(block, "attention1")))?
+            }
         };
         let conv = |cin: usize, name: &str| -> Result<ConvBnAct> {
             let p = Conv2dParams::new(cin, cout, 3).padding(1);
@@ -652,15 +684,23 @@ impl SmpUnetConfig {
             let level = self.encoder_depth - 1 - i;
             let target = features[level];
             let block = key(prefix, &format!("decoder.blocks.{i}"));
+            let target = if level > 0 && channels[level] == 0 {
+                // The Mix Transformer's empty stride-2 feature is only a size, the input's
+                // halved (rounded down): a 2x2 pool of the input has it; nothing joins.
+                let half = Op::AvgPool(AvgPool2dParams::new(2));
+                g.add(key(&block, "skip_size"), half, &[features[0]])
+            } else {
+                target
+            };
             let resize = Op::ResizeLike(self.decoder_interpolation);
             let resized = g.add_sized(key(&block, "resize"), resize, &[y], &[target])[0];
-            let (skips, skip_channels) = if level > 0 {
-                (vec![target], channels[level])
-            } else {
-                (vec![], 0)
+            let (skips, skip_channels) = match level {
+                0 => (None, 0),
+                _ if channels[level] == 0 => (Some(vec![]), 0),
+                _ => (Some(vec![target]), channels[level]),
             };
             let shape = (cin, skip_channels, cout);
-            y = self.decoder_block(g, resized, &skips, shape, (gpu, sd, &block))?;
+            y = self.decoder_block(g, resized, skips.as_deref(), shape, (gpu, sd, &block))?;
             cin = cout;
         }
         Ok((y, cin))
@@ -715,7 +755,8 @@ impl SmpUnetConfig {
             let block = key(prefix, &format!("decoder.blocks.x_{d}_{l}"));
             let resized = g.add(key(&block, "resize"), Op::Upsample(up), &[input]);
             let shape = (cin, skip_channels, cout);
-            y = self.decoder_block(g, resized, &skips, shape, (gpu, sd, &block))?;
+            let skips = joins.then_some(skips.as_slice());
+            y = self.decoder_block(g, resized, skips, shape, (gpu, sd, &block))?;
             dense.insert((d, l), y);
         }
         Ok((y, dec[last]))
@@ -776,6 +817,9 @@ impl Architecture for SmpUnetConfig {
             self.encoder_depth,
             self.decoder_interpolation,
         )?;
+        if self.nested {
+            self.encoder.refuse_mix_transformer("UnetPlusPlus")?;
+        }
         fail_if(
             self.decoder_channels.len() != self.encoder_depth,
             "decoder_channels",

@@ -14,6 +14,7 @@ pub mod inverted_residual;
 pub mod lraspp_head;
 pub mod norm;
 pub mod pool;
+pub mod sdpa;
 pub mod upsample;
 
 use ndarray::{ArrayView1, ArrayView4};

@@ -312,6 +312,21 @@ CASES = [
     ("regnet_x_8gf_features", "regnet", dict(name="regnet_x_8gf"), [1, 3, 33, 35]),
     ("mnasnet1_0_features", "mnasnet", dict(name="mnasnet1_0"), [2, 3, 45, 61]),
     ("mnasnet0_75_features", "mnasnet", dict(name="mnasnet0_75"), [1, 3, 40, 33]),
+    # SegFormer's Mix Transformer encoders: attention over the pixels, its empty stride-2
+    # feature (dropped by Segformer, a size only for Unet's last skip), and smp's dilation
+    # of the stride-16 / 32 stages (the 2x2 spatial reduction then dilated and padded).
+    ("smp_segformer_mit_b0", "smp_segformer",
+     dict(encoder="mit_b0", depth=5, cin=3, classes=2, segmentation=32, upsampling=4,
+          activation=None), [2, 3, 64, 96]),
+    ("smp_unet_mit_b0_odd_size", "smp_unet",
+     dict(encoder="mit_b0", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [1, 3, 70, 90]),
+    ("smp_deeplabv3_mit_b0_os8", "smp_deeplabv3",
+     dict(encoder="mit_b0", depth=5, output_stride=8, cin=3, classes=3, decoder_channels=16,
+          rates=[2, 4, 6], separable=False, upsampling=None, activation=None), [1, 3, 64, 64]),
+    ("smp_fpn_mit_b1", "smp_fpn",
+     dict(encoder="mit_b1", depth=5, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 1, 64, 64]),
 ]
 
 
@@ -517,6 +532,10 @@ def make(index, name, kind, args, shape, out_dir):
         unused += [f"encoder.block{k}." for k in range(last + 1, 13)]
         if args.get("depth", 5) < 5:
             unused += ["encoder.conv3.", "encoder.bn3.", "encoder.conv4.", "encoder.bn4."]
+    if args.get("encoder", "").startswith("mit_b"):
+        # smp's Mix Transformer stops after the stage of its last feature.
+        unused += [f"encoder.{m}{k}." for k in range(args.get("depth", 5), 5)
+                   for m in ("patch_embed", "block", "norm")]
     if args.get("encoder", "").startswith("mobileone"):
         # smp's MobileOne stops after the stage of its last feature.
         unused += [f"encoder.stage{k}." for k in range(args.get("depth", 5), 5)]

@@ -1,0 +1,179 @@
+// Scaled dot-product attention on channel-major maps (PyTorch's
+// `F.scaled_dot_product_attention` with the tokens of an NCHW map):
+//   y[b, h*Ev + j, n] = sum_m softmax_m(scale * sum_e q[b, h*E + e, n] k[b, h*E + e, m])
+//                       * v[b, h*Ev + j, m]
+// One invocation per (key split, sample and head, value chunk, block of 4 x QUERY_VECS
+// queries), query blocks fastest so that a workgroup's lanes read neighbouring queries and
+// the same keys. The queries are the lanes of vec4s: each key's and value's element is
+// loaded once for all of them (loads, not arithmetic, bound the kernel on CPU drivers; on
+// GPUs the workgroup's lanes share the same key addresses). The softmax is computed
+// online (flash attention's running maximum and rescaled sums) in one walk over the keys,
+// the query (pre-scaled) and the chunk's accumulators in registers. A NaN or +inf score
+// makes the query's outputs NaN, and a query whose scores are all -inf gets 0 / 0 = NaN,
+// as PyTorch's softmax gives.
+// Walks longer than the loop budget are split over the keys (SPLIT = 1): each split
+// writes its running maximum (NaN when poisoned, -inf when it saw no finite score), its
+// sum and its unnormalised accumulators, and `sdpa_combine.wgsl` joins them.
+#include "common.wgsl"
+
+// E, the query's and key's channels per head.
+const HEAD_DIM: u32 = 32u; // @specialize
+// Value channels one invocation accumulates (the last chunk may have fewer).
+const VALUE_CHUNK: u32 = 32u; // @specialize
+// vec4s of queries an invocation computes.
+const QUERY_VECS: u32 = 1u; // @specialize
+// 1: write the partial results of a key split instead of the output.
+const SPLIT: u32 = 0u; // @specialize
+
+struct SdpaUniform {
+    threads: u32, // invocations a split
+    queries: u32, // L: the query map's pixels
+    blocks: u32, // ceil(L / (4 * QUERY_VECS))
+    keys: u32, // M: the key and value maps' pixels
+    chunks: u32, // value chunks a head
+    value_dim: u32, // Ev
+    scale: f32,
+    keys_per_split: u32,
+    split_records: u32, // records a split: N * heads * chunks * L
+}
+
+// -inf read at run time (a constant infinity is a shader-creation error in WGSL).
+var<private> NEG_INFINITY_BITS: u32 = 0xff800000u;
+
+// Lanes that are neither infinite nor NaN (on the bits, as common.wgsl's is_finite).
+fn finite_lanes(v: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) < vec4<u32>(0x7f800000u);
+}
+
+@group(0) @binding(0) var<uniform> p: SdpaUniform;
+@group(0) @binding(1) var<storage, read> q: array<Act>;
+@group(0) @binding(2) var<storage, read> k: array<Act>;
+@group(0) @binding(3) var<storage, read> v: array<Act>;
+@group(0) @binding(4) var<storage, read_write> y: array<Act>;
+// SPLIT: (maximum, sum) and the accumulators of each (split, thread).
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(6) var<storage, read_write> partial: array<f32>;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    let t_split = thread_index(inv, lid);
+    let split = t_split / p.threads;
+    let t = t_split % p.threads;
+    if (split * p.keys_per_split >= p.keys) {
+        return;
+    }
+    let block = t % p.blocks;
+    let rest = t / p.blocks; // (b * heads + h) * chunks + chunk
+    let chunk = rest % p.chunks;
+    let bh = rest / p.chunks;
+    let n0 = 4u * QUERY_VECS * block;
+    let q_base = bh * HEAD_DIM * p.queries;
+    // (max(.., 1u): a zero specialisation stays a valid module.)
+    var qs: array<vec4<f32>, max(HEAD_DIM * QUERY_VECS, 1u)>; // [e * QUERY_VECS + b]
+    for (var b = 0u; b < QUERY_VECS; b++) {
+        // The block's queries (the last block's missing ones repeat the last query).
+        let lanes = min(
+            vec4<u32>(n0 + 4u * b) + vec4<u32>(0u, 1u, 2u, 3u),
+            vec4<u32>(p.queries - 1u),
+        );
+        for (var e = 0u; e < HEAD_DIM; e++) {
+            let row = q_base + e * p.queries;
+            qs[e * QUERY_VECS + b] = vec4<f32>(
+                f32(q[row + lanes.x]),
+                f32(q[row + lanes.y]),
+                f32(q[row + lanes.z]),
+                f32(q[row + lanes.w]),
+            ) * p.scale;
+        }
+    }
+    let j0 = chunk * VALUE_CHUNK;
+    let count = min(VALUE_CHUNK, p.value_dim - j0);
+    let k_base = bh * HEAD_DIM * p.keys;
+    let v_base = (bh * p.value_dim + j0) * p.keys;
+    var acc: array<vec4<f32>, max(VALUE_CHUNK * QUERY_VECS, 1u)>; // [j * QUERY_VECS + b]
+    var running_max: array<vec4<f32>, max(QUERY_VECS, 1u)>;
+    var sum: array<vec4<f32>, max(QUERY_VECS, 1u)>;
+    var seen: array<vec4<bool>, max(QUERY_VECS, 1u)>; // a finite score yet
+    var poisoned: array<vec4<bool>, max(QUERY_VECS, 1u)>; // a NaN or +inf score
+    let m_end = min(p.keys, (split + 1u) * p.keys_per_split);
+    for (var m = split * p.keys_per_split; m < m_end; m++) {
+        var s = array<vec4<f32>, max(QUERY_VECS, 1u)>();
+        for (var e = 0u; e < HEAD_DIM; e++) {
+            let key = f32(k[k_base + e * p.keys + m]);
+            for (var b = 0u; b < QUERY_VECS; b++) {
+                s[b] += qs[e * QUERY_VECS + b] * key;
+            }
+        }
+        var r = array<vec4<f32>, max(QUERY_VECS, 1u)>();
+        var w = array<vec4<f32>, max(QUERY_VECS, 1u)>();
+        var rescale = false;
+        for (var b = 0u; b < QUERY_VECS; b++) {
+            let sb = s[b];
+            let finite = finite_lanes(sb);
+            poisoned[b] = poisoned[b] | (!finite & (nan_lanes(sb) | sb > vec4<f32>(0.0)));
+            let grow = finite & (!seen[b] | sb > running_max[b]);
+            r[b] = vec4<f32>(1.0);
+            if (any(grow)) {
+                // What was summed against the old maxima is rescaled (nothing before the
+                // first finite score). Rare after the first keys: the exp only here.
+                let first = select(vec4<f32>(0.0), exp(running_max[b] - sb), seen[b]);
+                r[b] = select(vec4<f32>(1.0), first, grow);
+                rescale = true;
+                running_max[b] = select(running_max[b], sb, grow);
+                seen[b] = seen[b] | grow;
+            }
+            // -inf scores weigh 0, multiplied all the same (0 * inf is NaN in PyTorch too).
+            w[b] = select(vec4<f32>(0.0), exp(sb - running_max[b]), finite);
+            sum[b] = sum[b] * r[b] + w[b];
+        }
+        if (rescale) {
+            for (var j = 0u; j < VALUE_CHUNK; j++) {
+                for (var b = 0u; b < QUERY_VECS; b++) {
+                    acc[j * QUERY_VECS + b] *= r[b];
+                }
+            }
+        }
+        for (var j = 0u; j < VALUE_CHUNK; j++) {
+            if (j < count) {
+                let value = f32(v[v_base + j * p.keys + m]);
+                for (var b = 0u; b < QUERY_VECS; b++) {
+                    acc[j * QUERY_VECS + b] += w[b] * value;
+                }
+            }
+        }
+    }
+    for (var b = 0u; b < QUERY_VECS; b++) {
+        let nb = n0 + 4u * b;
+        if (nb >= p.queries) {
+            break;
+        }
+        // Per query: its index among the combining pass's threads, and whether it exists.
+        let tq = rest * p.queries + nb;
+        let live = min(4u, p.queries - nb);
+        if (SPLIT == 1u) {
+            var mx = select(running_max[b], vec4<f32>(bitcast<f32>(NEG_INFINITY_BITS)), !seen[b]);
+            mx = select(mx, vec4<f32>(bitcast<f32>(NAN_BITS)), poisoned[b]);
+            for (var i = 0u; i < live; i++) {
+                let record = split * p.split_records + tq + i;
+                stats[2u * record] = mx[i];
+                stats[2u * record + 1u] = sum[b][i];
+                for (var j = 0u; j < VALUE_CHUNK; j++) {
+                    partial[record * VALUE_CHUNK + j] = acc[j * QUERY_VECS + b][i];
+                }
+            }
+            continue;
+        }
+        // No finite score: 0 / 0, NaN as in PyTorch.
+        let nan = poisoned[b] | !seen[b];
+        let y_base = (bh * p.value_dim + j0) * p.queries + nb;
+        for (var j = 0u; j < VALUE_CHUNK; j++) {
+            if (j < count) {
+                let out = select(acc[j * QUERY_VECS + b] / sum[b], vec4<f32>(bitcast<f32>(NAN_BITS)), nan);
+                let row = y_base + j * p.queries;
+                for (var i = 0u; i < live; i++) {
+                    y[row + i] = Act(out[i]);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Multi-head scaled dot-product attention over the pixels of feature maps: PyTorch's
+//! `F.scaled_dot_product_attention(q, k, v)` (no mask, no dropout) with the heads' tokens
+//! read straight from NCHW maps, as the transformer blocks of SegFormer's Mix Transformer
+//! compute it after their `Linear` projections (1x1 convolutions here).
+//!
+//! With `q` of shape `[N, heads * E, Hq, Wq]`, `k` of `[N, heads * E, Hk, Wk]` and `v` of
+//! `[N, heads * Ev, Hk, Wk]`, head `h` reads channels `h * E .. (h + 1) * E` (PyTorch's
+//! `reshape(N, L, heads, E)` of a token-major tensor), its `L = Hq * Wq` queries and
+//! `M = Hk * Wk` keys in row-major pixel order, and writes channels `h * Ev .. (h + 1) *
+//! Ev` of the `[N, heads * Ev, Hq, Wq]` output:
+//! `y[n, h*Ev + j, l] = sum_m softmax_m(scale * q_l . k_m) v[n, h*Ev + j, m]`.
+
+use super::{same_dims, Cost};
+use crate::error::{fail_if, Result};
+use crate::gpu::{check_dims, Recorder, Tensor};
+use crate::launch::{
+    read, specialize, uniform, write, write_opt, Args, Kernel, KernelInfo, LOOP_BUDGET,
+};
+
+uniform! {
+    /// `shaders/sdpa.wgsl`.
+    pub(crate) struct SdpaUniform {
+        threads: u32,
+        queries: u32,
+        blocks: u32,
+        keys: u32,
+        chunks: u32,
+        value_dim: u32,
+        scale: f32,
+        keys_per_split: u32,
+        split_records: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/sdpa_combine.wgsl`.
+    pub(crate) struct SdpaCombineUniform {
+        threads: u32,
+        queries: u32,
+        splits: u32,
+        chunks: u32,
+        value_dim: u32,
+    }
+}
+
+specialize! {
+    /// The constants of `sdpa.wgsl`: the head's query / key channels and the value
+    /// channels an invocation accumulates.
+    struct SdpaSpec {
+        head_dim: u32 => "HEAD_DIM",
+        value_chunk: u32 => "VALUE_CHUNK",
+        query_vecs: u32 => "QUERY_VECS",
+        split: bool => "SPLIT",
+    }
+}
+
+specialize! {
+    /// The constant of `sdpa_combine.wgsl`: the value channels of a chunk.
+    struct SdpaCombineSpec { value_chunk: u32 => "VALUE_CHUNK" }
+}
+
+const SDPA: Kernel<SdpaUniform, SdpaSpec> = Kernel::new(
+    "sdpa.wgsl",
+    &[
+        read("q"),
+        read("k"),
+        read("v"),
+        write_opt("y"),
+        write_opt("stats"),
+        write_opt("partial"),
+    ],
+);
+
+const SDPA_COMBINE: Kernel<SdpaCombineUniform, SdpaCombineSpec> = Kernel::new(
+    "sdpa_combine.wgsl",
+    &[read("stats"), read("partial"), write("y")],
+);
+
+/// The kernels of this family.
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&SDPA, &SDPA_COMBINE];
+
+/// The largest query / key channels a head may have: the kernel keeps a query in
+/// registers.
+pub const MAX_HEAD_DIM: usize = 256;
+
+/// Value channels one invocation accumulates at most (more are split over invocations,
+/// each walking the keys again).
+const MAX_VALUE_CHUNK: usize = 64;
+
+/// The attention kernel's variants: how many queries one invocation computes, each key
+/// and value element loaded once for all of them (more queries: fewer loads a product,
+/// more registers and fewer invocations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SdpaKernel {
+    /// 4 queries (one vec4).
+    Queries4,
+    /// 8 queries (two vec4s).
+    Queries8,
+}
+
+impl SdpaKernel {
+    /// Every variant, for tests and benches that force each.
+    pub const ALL: [SdpaKernel; 2] = [SdpaKernel::Queries4, SdpaKernel::Queries8];
+
+    fn query_vecs(self) -> usize {
+        match self {
+            SdpaKernel::Queries4 => 1,
+            SdpaKernel::Queries8 => 2,
+        }
+    }
+}
+
+/// The kernel [`scaled_dot_product_attention`] runs for a query map of `queries` pixels
+/// (`N * heads` maps of them): 8 queries an invocation while that still leaves 256
+/// invocations (4 workgroups) to spread over the device, 4 otherwise.
+pub fn select_kernel(maps: usize, queries: usize) -> SdpaKernel {
+    if maps * queries.div_ceil(8) >= 256 {
+        SdpaKernel::Queries8
+    } else {
+        SdpaKernel::Queries4
+    }
+}
+
+/// Parameters of [`scaled_dot_product_attention`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SdpaParams {
+    /// Heads: the query's, key's and value's channels are split into this many equal
+    /// groups.
+    pub num_heads: usize,
+    /// The factor of the dot products; `None` is PyTorch's default `1 / sqrt(E)`.
+    pub scale: Option<f32>,
+}
+
+impl SdpaParams {
+    /// `num_heads` heads, PyTorch's default scale.
+    pub fn new(num_heads: usize) -> Self {
+        SdpaParams {
+            num_heads,
+            scale: None,
+        }
+    }
+
+    /// An explicit scale (PyTorch's `scale` argument, the Mix Transformer's `qk_scale`).
+    pub fn scale(mut self, scale: f32) -> Self {
+        self.scale = Some(scale);
+        self
+    }
+
+    /// Query / key channels per head for a query of `channels` channels.
+    fn head_dim(&self, channels: usize) -> usize {
+        channels / self.num_heads.max(1)
+    }
+
+    /// The scale used for queries of `channels` channels.
+    pub fn scale_for(&self, channels: usize) -> f32 {
+        self.scale
+            .unwrap_or_else(|| 1.0 / (self.head_dim(channels) as f32).sqrt())
+    }
+
+    /// Validates the query, key and value shapes; returns the output's,
+    /// `[N, value channels, Hq, Wq]`.
+    pub fn output_shape(&self, q: [usize; 4], k: [usize; 4], v: [usize; 4]) -> Result<[usize; 4]> {
+        check_dims("query", &q)?;
+        check_dims("key", &k)?;
+        check_dims("value", &v)?;
+        fail_if(self.num_heads == 0, "num_heads", || {
+            "must be positive".to_string()
+        })?;
+        if let Some(s) = self.scale {
+            fail_if(!s.is_finite(), "scale", || {
+                format!("must be finite, got {s}")
+            })?;
+        }
+        let heads = self.num_heads;
+        fail_if(!q[1].is_multiple_of(heads), "num_heads", || {
+            format!("{heads} does not divide the query's {} channels", q[1])
+        })?;
+        fail_if(!v[1].is_multiple_of(heads), "num_heads", || {
+            format!("{heads} does not divide the value's {} channels", v[1])
+        })?;
+        let e = q[1] / heads;
+        fail_if(e > MAX_HEAD_DIM, "query", || {
+            format!("{e} channels a head; at most {MAX_HEAD_DIM} are supported")
+        })?;
+        same_dims("key", &[q[0], q[1]], &k[..2])?;
+        same_dims("value", &[k[0], v[1], k[2], k[3]], &v)?;
+        Ok([q[0], v[1], q[2], q[3]])
+    }
+
+    /// MACs of the two products (`L * M * (E + Ev)` a sample and head) and the bytes of
+    /// the three inputs and the output (f32); no parameters.
+    pub fn cost(&self, q: [usize; 4], k: [usize; 4], v: [usize; 4]) -> Result<Cost> {
+        let y = self.output_shape(q, k, v)?;
+        let (l, m) = (q[2] * q[3], k[2] * k[3]);
+        let elems: usize = [q, k, v, y]
+            .iter()
+            .map(|s| s.iter().product::<usize>())
+            .sum();
+        Ok(Cost {
+            params: 0,
+            macs: (q[0] * l * m * (q[1] + v[1])) as u64,
+            bytes: 4 * elems as u64,
+        })
+    }
+}
+
+/// Records attention of `q` over `k` / `v` (see the module's documentation for the
+/// layout) with the kernel [`select_kernel`] picks; typed errors for shapes that do not
+/// match.
+pub fn scaled_dot_product_attention(
+    rec: &mut Recorder<'_>,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    params: SdpaParams,
+) -> Result<Tensor> {
+    let (qs, heads) = (q.shape(), params.num_heads.max(1));
+    let kernel = select_kernel(qs[0] * heads, qs[2] * qs[3]);
+    scaled_dot_product_attention_with(rec, (q, k, v), params, kernel)
+}
+
+/// [`scaled_dot_product_attention`] with the kernel variant forced.
+pub fn scaled_dot_product_attention_with(
+    rec: &mut Recorder<'_>,
+    (q, k, v): (&Tensor, &Tensor, &Tensor),
+    params: SdpaParams,
+    kernel: SdpaKernel,
+) -> Result<Tensor> {
+    q.check_gpu(rec.gpu(), "query")?;
+    k.check_gpu(rec.gpu(), "key")?;
+    v.check_gpu(rec.gpu(), "value")?;
+    let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+    let out = params.output_shape(qs, ks, vs)?;
+    let heads = params.num_heads;
+    let (e, ev) = (qs[1] / heads, vs[1] / heads);
+    let chunks = ev.div_ceil(MAX_VALUE_CHUNK);
+    let value_chunk = ev.div_ceil(chunks);
+    let (l, m) = (qs[2] * qs[3], ks[2] * ks[3]);
+    // Queries a thread of the combining pass, blocks of 4 a thread of the attention pass.
+    let records = qs[0] * heads * chunks * l;
+    let query_vecs = kernel.query_vecs();
+    let blocks = l.div_ceil(4 * query_vecs);
+    let threads = qs[0] * heads * chunks * blocks;
+    // Each invocation walks at most the loop budget (Mesa's software drivers stop an
+    // invocation's loops after 65,535 iterations in all, silently); longer walks are
+    // split over the keys and joined by a second pass. A key costs the dot products, the
+    // accumulation and, when a maximum grows, the rescaling.
+    let per_key = (e + 2 * value_chunk) as u64;
+    let keys_per_split = (LOOP_BUDGET / per_key).max(1) as usize;
+    let splits = m.div_ceil(keys_per_split);
+    let y = rec.empty("output", out)?;
+    let u = SdpaUniform {
+        threads: threads as u32,
+        queries: l as u32,
+        blocks: blocks as u32,
+        keys: m as u32,
+        chunks: chunks as u32,
+        value_dim: ev as u32,
+        scale: params.scale_for(qs[1]),
+        keys_per_split: keys_per_split as u32,
+        split_records: records as u32,
+    };
+    let spec = SdpaSpec {
+        head_dim: e as u32,
+        value_chunk: value_chunk as u32,
+        query_vecs: query_vecs as u32,
+        split: splits > 1,
+    };
+    let launch = SDPA
+        .launch(&spec, &u)
+        .threads(threads * splits)
+        .loops(keys_per_split.min(m) as u64 * per_key);
+    let args = Args::new().read("q", q).read("k", k).read("v", v);
+    if splits == 1 {
+        rec.run(&launch, args.write("y", &y))?;
+        return Ok(y);
+    }
+    let stats = rec.empty_f32("attention statistics", [splits, records, 2, 1])?;
+    let partial = rec.empty_f32("attention partial sums", [splits, records, value_chunk, 1])?;
+    rec.run(
+        &launch,
+        args.write("stats", &stats).write("partial", &partial),
+    )?;
+    let u = SdpaCombineUniform {
+        threads: records as u32,
+        queries: l as u32,
+        splits: splits as u32,
+        chunks: chunks as u32,
+        value_dim: ev as u32,
+    };
+    let spec = SdpaCombineSpec {
+        value_chunk: value_chunk as u32,
+    };
+    let launch = SDPA_COMBINE
+        .launch(&spec, &u)
+        .threads(records)
+        .loops((splits * (value_chunk + 1)) as u64);
+    let args = Args::new()
+        .read("stats", &stats)
+        .read("partial", &partial)
+        .write("y", &y);
+    rec.run(&launch, args)?;
+    Ok(y)
+}

@@ -1,0 +1,231 @@
+//! Scaled dot-product attention (`ops::sdpa`, `shaders/sdpa.wgsl`) against the CPU
+//! reference: one and several heads, batch 2, odd maps, head sizes that are not multiples
+//! of 4, value channels split over several invocations, more keys than queries and the
+//! reverse, a key walk longer than the loop budget's per-loop share, an explicit scale,
+//! non-finite inputs, and the typed errors. PyTorch's numbers for the op are pinned in
+//! `tests/golden_channel.rs`.
+
+mod common;
+
+use common::*;
+use ndarray::{s, Array4};
+use segblocks::ops::sdpa::{
+    scaled_dot_product_attention, scaled_dot_product_attention_with, select_kernel, SdpaKernel,
+    SdpaParams, MAX_HEAD_DIM,
+};
+use segblocks::{reference, Error};
+
+/// The op with each kernel variant forced; asserts they agree bit for bit (the same
+/// arithmetic in the same order a query) and returns the result.
+fn run(q: &Array4<f32>, k: &Array4<f32>, v: &Array4<f32>, p: SdpaParams) -> Array4<f32> {
+    let gpu = gpu();
+    let (qt, kt, vt) = (
+        gpu.upload(q.view()).unwrap(),
+        gpu.upload(k.view()).unwrap(),
+        gpu.upload(v.view()).unwrap(),
+    );
+    let outs: Vec<Array4<f32>> = SdpaKernel::ALL
+        .iter()
+        .map(|&kernel| {
+            let mut rec = gpu.recorder();
+            let y =
+                scaled_dot_product_attention_with(&mut rec, (&qt, &kt, &vt), p, kernel).unwrap();
+            rec.download(&y).unwrap()
+        })
+        .collect();
+    for (kernel, out) in SdpaKernel::ALL.iter().zip(&outs).skip(1) {
+        let same = out
+            .iter()
+            .zip(outs[0].iter())
+            .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+        assert!(same, "{kernel:?} differs from {:?}", SdpaKernel::ALL[0]);
+    }
+    // The default entry point too.
+    let mut rec = gpu.recorder();
+    let y = scaled_dot_product_attention(&mut rec, &qt, &kt, &vt, p).unwrap();
+    assert_eq!(rec.download(&y).unwrap().shape(), outs[0].shape());
+    outs.into_iter().next().unwrap()
+}
+
+#[test]
+fn kernel_choice_keeps_four_workgroups() {
+    assert_eq!(select_kernel(1, 128 * 128), SdpaKernel::Queries8);
+    assert_eq!(select_kernel(8, 256), SdpaKernel::Queries8);
+    assert_eq!(select_kernel(8, 64), SdpaKernel::Queries4);
+    assert_eq!(select_kernel(1, 7), SdpaKernel::Queries4);
+}
+
+/// `(batch, heads, E, Ev, query map, key map)`.
+type Case = (usize, usize, usize, usize, [usize; 2], [usize; 2]);
+
+#[test]
+fn matches_the_reference() {
+    let cases: [Case; 9] = [
+        // SegFormer's stage 1 (mit_b0 at 64 x 64: 16 x 16 queries, sr 8: 2 x 2 keys).
+        (1, 1, 32, 32, [16, 16], [2, 2]),
+        // Several heads, batch 2, odd maps.
+        (2, 5, 32, 32, [5, 7], [3, 3]),
+        (2, 2, 64, 64, [9, 4], [9, 4]),
+        // Head sizes that are not multiples of 4; E != Ev.
+        (1, 3, 3, 5, [7, 5], [4, 6]),
+        (2, 1, 1, 1, [1, 1], [1, 1]),
+        // Value channels split over invocations (80 -> 2 x 40; 130 -> 3 x 44 / 42).
+        (1, 1, 16, 80, [6, 6], [5, 5]),
+        (1, 2, 8, 130, [3, 5], [2, 7]),
+        // One key; many keys against one query.
+        (1, 2, 32, 32, [4, 4], [1, 1]),
+        (2, 1, 12, 7, [1, 1], [33, 31]),
+    ];
+    let mut r = rng(41);
+    for (n, heads, e, ev, [qh, qw], [kh, kw]) in cases {
+        let q = random4(&mut r, [n, heads * e, qh, qw]).mapv(|v| 2.0 * v);
+        let k = random4(&mut r, [n, heads * e, kh, kw]).mapv(|v| 2.0 * v);
+        let v = random4(&mut r, [n, heads * ev, kh, kw]);
+        for p in [SdpaParams::new(heads), SdpaParams::new(heads).scale(0.37)] {
+            let want =
+                reference::sdpa::scaled_dot_product_attention(q.view(), k.view(), v.view(), p)
+                    .unwrap();
+            let got = run(&q, &k, &v, p);
+            // A convex combination of the values: the scores' f32 rounding and WGSL's
+            // exp (a few ulps) move the weights by ~1e-6 relative.
+            let bound = want.mapv(|_| 2e-5);
+            let case = format!("{n}x{heads} heads E {e} Ev {ev} q {qh}x{qw} k {kh}x{kw} {p:?}");
+            assert_close(got.view(), want.view(), bound.view(), &case);
+        }
+    }
+}
+
+/// 12,288 keys of 64 channels: a walk of 12,288 x (64 + 64) inner iterations, far past
+/// Mesa's per-invocation loop limit if it counted the whole nest (the results would be
+/// silently wrong); the queries sample it sparsely so that the reference stays quick.
+#[test]
+fn long_key_walks_are_complete() {
+    let mut r = rng(42);
+    let (e, keys) = (64, [96, 128]);
+    let q = random4(&mut r, [1, e, 2, 3]);
+    let k = random4(&mut r, [1, e, keys[0], keys[1]]).mapv(|v| 0.25 * v);
+    // Values that grow along the keys: dropping the walk's tail lowers every output.
+    let mut v = random4(&mut r, [1, e, keys[0], keys[1]]);
+    for (idx, x) in v.indexed_iter_mut() {
+        *x += (idx.2 * keys[1] + idx.3) as f32 / 1000.0;
+    }
+    let p = SdpaParams::new(1);
+    let want =
+        reference::sdpa::scaled_dot_product_attention(q.view(), k.view(), v.view(), p).unwrap();
+    let got = run(&q, &k, &v, p);
+    let bound = want.mapv(|w| 2e-5 * (1.0 + w.abs()));
+    assert_close(got.view(), want.view(), bound.view(), "12,288 keys");
+}
+
+/// PyTorch's softmax on non-finite scores: a NaN or +inf score makes the query's row NaN,
+/// -inf scores get weight 0, and a query whose scores are all -inf gets NaN; a NaN value
+/// reaches every query that weights it.
+#[test]
+fn non_finite_inputs_follow_pytorch() {
+    let mut r = rng(43);
+    let q = random4(&mut r, [1, 4, 2, 3]);
+    let mut k = random4(&mut r, [1, 4, 3, 2]);
+    let mut v = random4(&mut r, [1, 4, 3, 2]);
+    let p = SdpaParams::new(2);
+    // Head 0: key 1 has +inf channels for query 0 only where its q is positive, so mixed
+    // signs give NaN or +-inf scores; head 1: value NaN at key 4.
+    k.slice_mut(s![0, 0..2, 0, 1]).fill(f32::INFINITY);
+    v[[0, 3, 2, 0]] = f32::NAN;
+    let mut q2 = q.clone();
+    // Query (1, 2) of head 1 gets -inf scores everywhere: NaN.
+    q2[[0, 2, 1, 2]] = f32::NEG_INFINITY;
+    q2[[0, 3, 1, 2]] = 0.0;
+    k.slice_mut(s![0, 2, .., ..])
+        .mapv_inplace(|x| x.abs() + 0.5);
+    let want =
+        reference::sdpa::scaled_dot_product_attention(q2.view(), k.view(), v.view(), p).unwrap();
+    assert!(want.iter().any(|x| x.is_nan()) && want.iter().any(|x| x.is_finite()));
+    let got = run(&q2, &k, &v, p);
+    let bound = want.mapv(|_| 2e-5);
+    assert_close_non_finite(got.view(), want.view(), bound.view(), "non-finite");
+
+    // The same through the key splits (800 keys of 64 channels: 4 splits joined by the
+    // combining pass): +inf keys in the third split only, a query of -inf scores.
+    let q = random4(&mut r, [1, 64, 2, 2]);
+    let mut k = random4(&mut r, [1, 64, 40, 20]).mapv(|x| 0.3 * x);
+    let mut v = random4(&mut r, [1, 64, 40, 20]);
+    k.slice_mut(s![0, 0..3, 30, 5]).fill(f32::INFINITY);
+    v[[0, 7, 2, 3]] = f32::NAN;
+    let mut q2 = q.clone();
+    q2.slice_mut(s![0, .., 1, 1]).fill(0.0);
+    q2[[0, 63, 1, 1]] = f32::NEG_INFINITY;
+    k.slice_mut(s![0, 63, .., ..])
+        .mapv_inplace(|x| x.abs() + 0.5);
+    let p = SdpaParams::new(1);
+    let want =
+        reference::sdpa::scaled_dot_product_attention(q2.view(), k.view(), v.view(), p).unwrap();
+    assert!(want.iter().any(|x| x.is_nan()) && want.iter().any(|x| x.is_finite()));
+    let got = run(&q2, &k, &v, p);
+    let bound = want.mapv(|_| 2e-5);
+    assert_close_non_finite(got.view(), want.view(), bound.view(), "non-finite, split");
+}
+
+#[test]
+fn bad_shapes_are_typed_errors() {
+    let p = SdpaParams::new(2);
+    let named = |r: Result<[usize; 4], Error>| match r {
+        Err(Error::InvalidParam { name, .. }) | Err(Error::ShapeMismatch { name, .. }) => name,
+        other => panic!("expected a typed error, got {other:?}"),
+    };
+    let ok = p.output_shape([2, 8, 3, 5], [2, 8, 2, 2], [2, 6, 2, 2]);
+    assert_eq!(ok.unwrap(), [2, 6, 3, 5]);
+    assert_eq!(
+        named(SdpaParams::new(0).output_shape([1, 8, 3, 5], [1, 8, 2, 2], [1, 8, 2, 2])),
+        "num_heads"
+    );
+    assert_eq!(
+        named(SdpaParams::new(3).output_shape([1, 8, 3, 5], [1, 8, 2, 2], [1, 9, 2, 2])),
+        "num_heads"
+    );
+    assert_eq!(
+        named(SdpaParams::new(3).output_shape([1, 9, 3, 5], [1, 9, 2, 2], [1, 8, 2, 2])),
+        "num_heads"
+    );
+    assert_eq!(
+        named(p.output_shape([1, 8, 3, 5], [1, 6, 2, 2], [1, 8, 2, 2])),
+        "key"
+    );
+    assert_eq!(
+        named(p.output_shape([1, 8, 3, 5], [2, 8, 2, 2], [1, 8, 2, 2])),
+        "key"
+    );
+    assert_eq!(
+        named(p.output_shape([1, 8, 3, 5], [1, 8, 2, 2], [1, 8, 2, 3])),
+        "value"
+    );
+    assert_eq!(
+        named(p.output_shape([1, 8, 0, 5], [1, 8, 2, 2], [1, 8, 2, 2])),
+        "query"
+    );
+    assert_eq!(
+        named(
+            p.scale(f32::NAN)
+                .output_shape([1, 8, 3, 5], [1, 8, 2, 2], [1, 8, 2, 2])
+        ),
+        "scale"
+    );
+    let e = 2 * (MAX_HEAD_DIM + 1);
+    assert_eq!(
+        named(p.output_shape([1, e, 3, 5], [1, e, 2, 2], [1, 8, 2, 2])),
+        "query"
+    );
+    // The recorder refuses the same shapes before recording anything.
+    let gpu = gpu();
+    let q = gpu
+        .upload(Array4::<f32>::zeros([1, 8, 3, 5]).view())
+        .unwrap();
+    let k = gpu
+        .upload(Array4::<f32>::zeros([1, 6, 2, 2]).view())
+        .unwrap();
+    let mut rec = gpu.recorder();
+    let err = scaled_dot_product_attention(&mut rec, &q, &k, &k, p).unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { name: "key", .. }),
+        "{err}"
+    );
+}
