@@ -1073,6 +1073,18 @@ fn mobileone_pan_senet_references_match_smp() {
     reference_matches(&net, "smp_pspnet_senet154_depth3_aux");
 }
 
+/// The CPU references of SegFormer on its Mix Transformer B0 (the blocks' layer norms,
+/// attention and Mix-FFN, and the all-MLP decoder run as smp runs it, where the GPU folds
+/// the fusion into the per-feature layers) against smp's output.
+#[test]
+fn segformer_mit_reference_matches_smp() {
+    let cfg = SmpSegformerConfig::new("mit_b0", 3, 2)
+        .unwrap()
+        .decoder_segmentation_channels(32);
+    let net = SmpSegformer::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    reference_matches(&net, "smp_segformer_mit_b0");
+}
+
 /// The CPU reference of `net` on the committed golden `networks/{name}`'s input against
 /// its output (smp's), within 1e-4 relative.
 fn reference_matches<A: Architecture>(net: &Model<A>, name: &str) {
