@@ -8,7 +8,8 @@
 //! classes=2)` and `DeepLabV3Plus("resnet34", classes=2)` at 160 and
 //! `DeepLabV3Plus("mobilenet_v2", encoder_output_stride=8, classes=2)` at 1 x 3 x 256 x 256,
 //! `Linknet("resnet34", classes=2)` and `PSPNet("resnet34", classes=2)` at 160,
-//! `Segformer("mit_b0", classes=2)` (SegFormer-B0) at 256,
+//! `Segformer("mit_b0", classes=2)` (SegFormer-B0) at 256, `MAnet("resnet34", classes=2)` at
+//! 160,
 //! and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160.
@@ -25,9 +26,9 @@ use segblocks::networks::{
     EfficientNetFeatures, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, RegNetConfig,
     RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
     SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus,
-    SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpPan,
-    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet, UNetConfig,
+    SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet,
+    SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
+    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -142,6 +143,9 @@ fn bench(c: &mut Criterion) {
         &net,
         [1, 3, 256, 256],
     );
+    let cfg = SmpMAnetConfig::new("resnet34", 3, 2).unwrap();
+    let net = SmpMAnet::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_manet_resnet34_160", &net, small);
     let cfg = SmpPanConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpPan::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_pan_resnet34_160", &net, small);

@@ -106,6 +106,7 @@ try:
           smp.Segformer("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_segformer_mit_b0_256",
           smp.Segformer("mit_b0", encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
+    bench("smp_manet_resnet34_160", smp.MAnet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_pan_resnet34_160", smp.PAN("resnet34", encoder_weights=None, classes=2).eval(), small)
     for encoder in ["mobileone_s0", "timm-efficientnet-b0"]:
         bench(f"smp_unet_{encoder.replace('-', '_')}_160",

@@ -671,7 +671,8 @@ def networks(fz, count, out):
         kind = ["unet", "segnet", "fcn8s", "mbv2", "mbv3", "seg", "resnet", "smp_unet",
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
-                "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet"][i % 26]
+                "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
+                "smp_manet"][i % 27]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -827,6 +828,21 @@ def networks(fz, count, out):
             batch = n if a["encoder"] in ("resnet18", "mobilenet_v2", "efficientnet-b0") else 1
             # The pyramid pools the deepest feature three times: 8 pixels at least.
             k = max(8, -(-least(a["encoder"]) // step))
+            shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
+        elif kind == "smp_manet":
+            encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
+                               + EFFNETS + UNDILATABLE + SENETS + TIMM + MIT)
+            depth = r.randint(1 + encoder.startswith(("efficientnet", "mit")), 5)
+            a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
+                     decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
+                     pab=r.choice([4, 8, 16, 64]), use_norm=r.random() < 0.6,
+                     interpolation=r.choice(["nearest", "nearest", "bilinear", "bicubic", "area",
+                                             "nearest-exact"]),
+                     activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
+                                          "logsoftmax"]))
+            step = 1 << depth
+            batch = n if encoder not in ["resnet50"] + UNDILATABLE + SENETS else 1
+            k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
         elif kind == "mnasnet":
             a = dict(name=r.choice(["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"]))

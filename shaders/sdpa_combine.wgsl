@@ -3,10 +3,17 @@
 // then divided. A NaN maximum (a NaN or +inf score) makes the outputs NaN, as does no
 // finite score at all (PyTorch's softmax); a split without a finite score weighs 0 (its
 // accumulators are 0, or NaN from a -inf score's 0 * inf, which then propagates).
+// GLOBAL = 1: one softmax over every score of the sample and head (smp MAnet's position
+// attention): the maximum and the denominator are `sdpa_global.wgsl`'s, not the query's.
+// TOKEN_MAJOR = 1: the output written as `[N, L, heads * Ev]` (a token's channels
+// together) into the output's buffer, which PyTorch's `reshape` of that tensor to the
+// map's shape then reads as it is.
 #include "common.wgsl"
 
 // Value channels an invocation of the split pass accumulated.
 const VALUE_CHUNK: u32 = 32u; // @specialize
+const GLOBAL: u32 = 0u; // @specialize
+const TOKEN_MAJOR: u32 = 0u; // @specialize
 
 struct SdpaCombineUniform {
     threads: u32,
@@ -14,12 +21,15 @@ struct SdpaCombineUniform {
     splits: u32,
     chunks: u32,
     value_dim: u32,
+    heads: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: SdpaCombineUniform;
 @group(0) @binding(1) var<storage, read> stats: array<f32>;
 @group(0) @binding(2) var<storage, read> partial: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<Act>;
+// GLOBAL: the maximum and denominator of each sample and head.
+@group(0) @binding(4) var<storage, read> global_stats: array<f32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
@@ -27,16 +37,26 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     if (t >= p.threads) {
         return;
     }
+    let n = t % p.queries;
+    let rest = t / p.queries;
+    let chunk = rest % p.chunks;
+    let bh = rest / p.chunks;
     var top = 0.0;
     var seen = false;
     var poisoned = false;
-    for (var s = 0u; s < p.splits; s++) {
-        let mx = stats[2u * (s * p.threads + t)];
-        if (is_nan(mx)) {
-            poisoned = true;
-        } else if (is_finite(mx) && (!seen || mx > top)) {
-            top = mx;
-            seen = true;
+    if (GLOBAL == 1u) {
+        top = global_stats[2u * bh];
+        poisoned = is_nan(top);
+        seen = is_finite(top);
+    } else {
+        for (var s = 0u; s < p.splits; s++) {
+            let mx = stats[2u * (s * p.threads + t)];
+            if (is_nan(mx)) {
+                poisoned = true;
+            } else if (is_finite(mx) && (!seen || mx > top)) {
+                top = mx;
+                seen = true;
+            }
         }
     }
     var sum = 0.0;
@@ -50,20 +70,24 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
             acc[j] += w * partial[at * VALUE_CHUNK + j];
         }
     }
-    let n = t % p.queries;
-    let rest = t / p.queries;
-    let chunk = rest % p.chunks;
-    let bh = rest / p.chunks;
+    if (GLOBAL == 1u) {
+        sum = global_stats[2u * bh + 1u];
+    }
     let j0 = chunk * VALUE_CHUNK;
     let count = min(VALUE_CHUNK, p.value_dim - j0);
-    let y_base = (bh * p.value_dim + j0) * p.queries + n;
     for (var j = 0u; j < VALUE_CHUNK; j++) {
         if (j < count) {
             var out = acc[j] / sum;
             if (poisoned || !seen) {
                 out = bitcast<f32>(NAN_BITS);
             }
-            y[y_base + j * p.queries] = Act(out);
+            var at = (bh * p.value_dim + j0 + j) * p.queries + n;
+            if (TOKEN_MAJOR == 1u) {
+                let b = bh / p.heads;
+                let h = bh % p.heads;
+                at = (b * p.queries + n) * (p.heads * p.value_dim) + h * p.value_dim + j0 + j;
+            }
+            y[at] = Act(out);
         }
     }
 }

@@ -107,6 +107,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("se_gate.wgsl"),
     wgsl!("sdpa.wgsl"),
     wgsl!("sdpa_combine.wgsl"),
+    wgsl!("sdpa_global.wgsl"),
     wgsl!("inverted_residual.wgsl"),
     wgsl!("decoder_stage.wgsl"),
     wgsl!("lraspp_head.wgsl"),

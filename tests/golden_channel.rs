@@ -30,7 +30,7 @@ use segblocks::ops::attention::{
     eca_kernel_size, Cbam, CbamParams, Eca, EcaParams, SqueezeExcitation, SqueezeExcitationParams,
 };
 use segblocks::ops::channel::{self, ChannelPoolOrder};
-use segblocks::ops::sdpa::{scaled_dot_product_attention, SdpaParams};
+use segblocks::ops::sdpa::{scaled_dot_product_attention, SdpaParams, SoftmaxScope};
 use segblocks::ops::Activation;
 use segblocks::reference;
 use serde_json::Value;
@@ -441,10 +441,19 @@ fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
         ),
         "sdpa" => {
             let heads = usize_field(c, n, "num_heads");
-            let params = match c.get("scale") {
+            let mut params = match c.get("scale") {
                 Some(_) => SdpaParams::new(heads).scale(float_field(c, n, "scale")),
                 None => SdpaParams::new(heads),
             };
+            // smp MAnet's position attention: one softmax over the whole score map, the
+            // token-major product reshaped to the map.
+            if c.get("softmax").is_some() {
+                assert_eq!(str_of(c, n, "softmax"), "all", "case {n}: softmax scope");
+                params = params.softmax(SoftmaxScope::All);
+            }
+            if c.get("token_major").is_some() {
+                params = params.token_major(bool_of(c, n, "token_major"));
+            }
             let (q, k, v) = (tensor4(c, n, "q"), tensor4(c, n, "k"), tensor4(c, n, "v"));
             (Op::Sdpa { params, q, k, v }, output())
         }

@@ -19,9 +19,9 @@ use segblocks::networks::{
     ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
     SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SmpAuxParams, SmpDeepLabV3,
     SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig,
-    SmpLinknet, SmpLinknetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
-    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig,
-    TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
+    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
+    SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -340,6 +340,20 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 x,
             )
         }
+        "smp_manet" => {
+            let cfg = SmpMAnetConfig::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
+                .unwrap()
+                .depth(us(&a["depth"]), &list(&a["decoder_channels"]))
+                .decoder_pab_channels(us(&a["pab"]))
+                .decoder_use_norm(flag("use_norm"))
+                .decoder_interpolation(interpolation(a))
+                .activation(head_activation(a));
+            run(
+                gpu,
+                SmpMAnet::load(gpu, cfg.aux_params(aux_params(a)), sd, ""),
+                x,
+            )
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -396,7 +410,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            26,
+            27,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -1083,6 +1097,61 @@ fn segformer_mit_reference_matches_smp() {
         .decoder_segmentation_channels(32);
     let net = SmpSegformer::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
     reference_matches(&net, "smp_segformer_mit_b0");
+}
+
+/// The CPU reference of smp's MAnet (the position attention's softmax over every score
+/// and its token-major product, the fusion blocks' two gates) against smp's output.
+#[test]
+fn manet_reference_matches_smp() {
+    let cfg = SmpMAnetConfig::new("resnet18", 3, 2)
+        .unwrap()
+        .depth(1, &[16])
+        .decoder_pab_channels(32);
+    let net = SmpMAnet::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    reference_matches(&net, "smp_manet_resnet18_depth1");
+    let cfg = SmpMAnetConfig::new("mobilenet_v2", 1, 3)
+        .unwrap()
+        .depth(4, &[32, 24, 16, 8])
+        .decoder_pab_channels(8)
+        .decoder_use_norm(false)
+        .decoder_interpolation(UpsampleMode::Bilinear {
+            align_corners: false,
+        })
+        .activation(HeadActivation::Sigmoid)
+        .aux_params(Some(SmpAuxParams::new(2).pooling("max").unwrap()));
+    let net = SmpMAnet::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    reference_matches(&net, "smp_manet_mobilenet_v2_depth4_bilinear_aux");
+}
+
+/// smp MAnet configurations it refuses: decoder widths that do not match the depth, a
+/// depth outside 1..=5, no attention channels, an interpolation `F.interpolate` does not
+/// have, an input not divisible by `2^encoder_depth`.
+#[test]
+fn smp_manet_bad_configurations_are_typed_errors() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let cfg = SmpMAnetConfig::new("resnet18", 3, 2)
+        .unwrap()
+        .depth(3, &[8, 8, 8]);
+    let load = |cfg: SmpMAnetConfig| SmpMAnet::load(gpu, cfg, &sd, "").err();
+    named(load(cfg.clone().depth(3, &[8, 8])), "decoder_channels");
+    named(load(cfg.clone().depth(6, &[8; 6])), "encoder_depth");
+    named(load(cfg.clone().depth(0, &[])), "encoder_depth");
+    named(
+        load(cfg.clone().decoder_pab_channels(0)),
+        "decoder_pab_channels",
+    );
+    named(
+        load(
+            cfg.clone()
+                .decoder_interpolation(UpsampleMode::BedOfNails { stride: (2, 2) }),
+        ),
+        "decoder_interpolation",
+    );
+    named(SmpMAnetConfig::new("dpn68", 3, 2).err(), "encoder_name");
+    let net = SmpMAnet::load(gpu, cfg, &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 24, 40]).unwrap(), [2, 2, 24, 40]);
+    named(net.output_shape([2, 3, 24, 36]).err(), "input");
 }
 
 /// The CPU reference of `net` on the committed golden `networks/{name}`'s input against

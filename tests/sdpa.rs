@@ -11,7 +11,7 @@ use common::*;
 use ndarray::{s, Array4};
 use segblocks::ops::sdpa::{
     scaled_dot_product_attention, scaled_dot_product_attention_with, select_kernel, SdpaKernel,
-    SdpaParams, MAX_HEAD_DIM,
+    SdpaParams, SoftmaxScope, MAX_HEAD_DIM,
 };
 use segblocks::{reference, Error};
 
@@ -93,6 +93,62 @@ fn matches_the_reference() {
             assert_close(got.view(), want.view(), bound.view(), &case);
         }
     }
+}
+
+/// One softmax over every score of a sample and head, and the output written token-major
+/// (smp MAnet's position attention: `softmax(scores.view(N, -1))`, then `reshape` of the
+/// token-major product), alone and together, in one pass and through key splits.
+#[test]
+fn global_softmax_and_token_major_output_match_the_reference() {
+    let mut r = rng(44);
+    // (batch, heads, E, Ev, query map, key map)
+    let cases: [Case; 4] = [
+        (2, 1, 8, 12, [3, 5], [3, 5]),
+        (1, 2, 4, 6, [4, 4], [2, 3]),
+        (2, 1, 16, 40, [6, 7], [6, 7]),
+        // 900 keys of 64 channels: split, the global statistics over the splits.
+        (1, 1, 64, 64, [2, 3], [30, 30]),
+    ];
+    for (n, heads, e, ev, [qh, qw], [kh, kw]) in cases {
+        let q = random4(&mut r, [n, heads * e, qh, qw]);
+        let k = random4(&mut r, [n, heads * e, kh, kw]).mapv(|v| 0.5 * v);
+        let v = random4(&mut r, [n, heads * ev, kh, kw]);
+        for (scope, token_major) in [
+            (SoftmaxScope::All, false),
+            (SoftmaxScope::Keys, true),
+            (SoftmaxScope::All, true),
+        ] {
+            let p = SdpaParams::new(heads)
+                .scale(1.0)
+                .softmax(scope)
+                .token_major(token_major);
+            let want =
+                reference::sdpa::scaled_dot_product_attention(q.view(), k.view(), v.view(), p)
+                    .unwrap();
+            let got = run(&q, &k, &v, p);
+            // The global softmax's weights are small (1 / (L * M) each): the same bound
+            // relative to the largest output.
+            let top = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let bound = want.mapv(|_| 2e-5 * top.max(1e-3));
+            let case = format!("{n}x{heads} E {e} Ev {ev} q {qh}x{qw} k {kh}x{kw} {p:?}");
+            assert_close(got.view(), want.view(), bound.view(), &case);
+        }
+    }
+    // A NaN score poisons its whole sample under the global softmax, not the other one.
+    let q = random4(&mut r, [2, 4, 3, 3]);
+    let mut k = random4(&mut r, [2, 4, 3, 3]);
+    k[[0, 1, 2, 2]] = f32::NAN;
+    let v = random4(&mut r, [2, 4, 3, 3]);
+    let p = SdpaParams::new(1).softmax(SoftmaxScope::All);
+    let got = run(&q, &k, &v, p);
+    assert!(got
+        .index_axis(ndarray::Axis(0), 0)
+        .iter()
+        .all(|x| x.is_nan()));
+    assert!(got
+        .index_axis(ndarray::Axis(0), 1)
+        .iter()
+        .all(|x| x.is_finite()));
 }
 
 /// 12,288 keys of 64 channels: a walk of 12,288 x (64 + 64) inner iterations, far past

@@ -674,6 +674,9 @@ pub(crate) enum Op {
     Activation(Activation),
     /// `x * gate(s)` of inputs `(x, s)`, `s` of shape `[N, 1, H, W]` (spatial attention).
     ScaleSpatial(Activation),
+    /// `x * gate(s)` of inputs `(x, s)`, `s` of shape `[N, C, 1, 1]` (channel attention
+    /// whose logits come from another map: smp MAnet's gates).
+    ScaleChannels(Activation),
     /// `act(x * gate(s) + branch)` of inputs `(x, s, branch)`, `s` of shape `[N, C, 1, 1]`
     /// (a channel gate and a skip in one pass: PAN's global attention upsample, SENet's
     /// block end).
@@ -792,6 +795,10 @@ impl Node for Op {
                 same("scale", 1, [x[0], 1, x[2], x[3]])?;
                 vec![x]
             }
+            Op::ScaleChannels(_) => {
+                same("scale", 1, [x[0], x[1], 1, 1])?;
+                vec![x]
+            }
             Op::ScaleChannelsAdd { .. } => {
                 same("scale", 1, [x[0], x[1], 1, 1])?;
                 same("branch", 2, x)?;
@@ -837,7 +844,9 @@ impl Node for Op {
             Op::Activation(_) => elementwise_cost(x, 1),
             // A max, a sum and the writes: three reads of the input.
             Op::Softmax { .. } => elementwise_cost(x, 3),
-            Op::ScaleSpatial(_) | Op::Add | Op::ScaleChannelsAdd { .. } => elementwise_cost(x, 2),
+            Op::ScaleSpatial(_) | Op::ScaleChannels(_) | Op::Add | Op::ScaleChannelsAdd { .. } => {
+                elementwise_cost(x, 2)
+            }
             Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
         };
         Ok(Cost {
@@ -883,6 +892,7 @@ impl Node for Op {
             Op::Softmax { log: false } => one(channel::softmax(rec, t(0)?)?),
             Op::Softmax { log: true } => one(channel::log_softmax(rec, t(0)?)?),
             Op::ScaleSpatial(gate) => one(channel::scale_spatial(rec, t(0)?, t(1)?, *gate)?),
+            Op::ScaleChannels(gate) => one(channel::scale_channels(rec, t(0)?, t(1)?, *gate)?),
             Op::ScaleChannelsAdd { gate, act } => one(channel::scale_channels_add_then(
                 rec,
                 t(0)?,
@@ -948,6 +958,7 @@ impl Node for Op {
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
             Op::Softmax { log } => one(rc::softmax(t(0)?, *log)),
             Op::ScaleSpatial(gate) => one(rc::scale_spatial(t(0)?, t(1)?, *gate)),
+            Op::ScaleChannels(gate) => one(rc::scale_channels(t(0)?, t(1)?, *gate)),
             Op::ScaleChannelsAdd { gate, act } => one(rc::activation(
                 rc::scale_channels_add(t(0)?, t(1)?, *gate, t(2)?).view(),
                 *act,

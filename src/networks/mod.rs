@@ -3,7 +3,7 @@
 //! ResNeXt, Wide ResNet), RegNet (X and Y), EfficientNet (B0 to B7, V2), ConvNeXt, DenseNet,
 //! VGG, SENet, ShuffleNetV2 and MNASNet feature extractors, torchvision's segmentation models (FCN and DeepLabV3 on ResNet-50/101 and
 //! MobileNetV3, LR-ASPP), segmentation_models_pytorch's `Unet`, `UnetPlusPlus`, `FPN`, `DeepLabV3`,
-//! `DeepLabV3Plus`, `Linknet`, `PSPNet`, `UPerNet`, `Segformer` and `PAN` on ResNet,
+//! `DeepLabV3Plus`, `Linknet`, `PSPNet`, `UPerNet`, `Segformer`, `PAN` and `MAnet` on ResNet,
 //! MobileNetV2, VGG, DenseNet, SENet, MobileOne, Xception, SegFormer's Mix Transformer and
 //! EfficientNet encoders (EfficientNet-PyTorch's
 //! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4),
@@ -32,6 +32,7 @@ mod shufflenet;
 mod smp_deeplab;
 mod smp_fpn;
 mod smp_linknet;
+mod smp_manet;
 mod smp_pan;
 mod smp_pspnet;
 mod smp_segformer;
@@ -67,6 +68,7 @@ pub use shufflenet::{ShuffleNetV2Config, ShuffleNetV2Features};
 pub use smp_deeplab::{SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig};
 pub use smp_fpn::{FpnMerge, SmpFpn, SmpFpnConfig};
 pub use smp_linknet::{SmpLinknet, SmpLinknetConfig};
+pub use smp_manet::{SmpMAnet, SmpMAnetConfig};
 pub use smp_pan::{SmpPan, SmpPanConfig};
 pub use smp_pspnet::{SmpPspNet, SmpPspNetConfig};
 pub use smp_segformer::{SmpSegformer, SmpSegformerConfig};

@@ -9,12 +9,17 @@
 //! `M = Hk * Wk` keys in row-major pixel order, and writes channels `h * Ev .. (h + 1) *
 //! Ev` of the `[N, heads * Ev, Hq, Wq]` output:
 //! `y[n, h*Ev + j, l] = sum_m softmax_m(scale * q_l . k_m) v[n, h*Ev + j, m]`.
+//!
+//! Two options cover smp MAnet's position attention, written with matrix products:
+//! [`SoftmaxScope::All`] normalises every score of a sample and head with one softmax,
+//! and [`SdpaParams::token_major`] lays the product out token by token before it is read
+//! back as a map (PyTorch's `reshape` of a `[N, L, C]` tensor to `[N, C, H, W]`).
 
 use super::{same_dims, Cost};
 use crate::error::{fail_if, Result};
 use crate::gpu::{check_dims, Recorder, Tensor};
 use crate::launch::{
-    read, specialize, uniform, write, write_opt, Args, Kernel, KernelInfo, LOOP_BUDGET,
+    read, read_opt, specialize, uniform, write, write_opt, Args, Kernel, KernelInfo, LOOP_BUDGET,
 };
 
 uniform! {
@@ -40,6 +45,18 @@ uniform! {
         splits: u32,
         chunks: u32,
         value_dim: u32,
+        heads: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/sdpa_global.wgsl`.
+    pub(crate) struct SdpaGlobalUniform {
+        maps: u32,
+        queries: u32,
+        splits: u32,
+        chunks: u32,
+        split_records: u32,
     }
 }
 
@@ -55,8 +72,13 @@ specialize! {
 }
 
 specialize! {
-    /// The constant of `sdpa_combine.wgsl`: the value channels of a chunk.
-    struct SdpaCombineSpec { value_chunk: u32 => "VALUE_CHUNK" }
+    /// The constants of `sdpa_combine.wgsl`: the value channels of a chunk, one softmax
+    /// over every score, the output token-major.
+    struct SdpaCombineSpec {
+        value_chunk: u32 => "VALUE_CHUNK",
+        global: bool => "GLOBAL",
+        token_major: bool => "TOKEN_MAJOR",
+    }
 }
 
 const SDPA: Kernel<SdpaUniform, SdpaSpec> = Kernel::new(
@@ -73,11 +95,31 @@ const SDPA: Kernel<SdpaUniform, SdpaSpec> = Kernel::new(
 
 const SDPA_COMBINE: Kernel<SdpaCombineUniform, SdpaCombineSpec> = Kernel::new(
     "sdpa_combine.wgsl",
-    &[read("stats"), read("partial"), write("y")],
+    &[
+        read("stats"),
+        read("partial"),
+        write("y"),
+        read_opt("global_stats"),
+    ],
 );
 
+const SDPA_GLOBAL: Kernel<SdpaGlobalUniform, ()> =
+    Kernel::new("sdpa_global.wgsl", &[read("stats"), write("global_stats")]);
+
 /// The kernels of this family.
-pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&SDPA, &SDPA_COMBINE];
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&SDPA, &SDPA_COMBINE, &SDPA_GLOBAL];
+
+/// Which scores one softmax normalises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SoftmaxScope {
+    /// Each query's scores over the keys (attention as PyTorch's
+    /// `scaled_dot_product_attention` computes it).
+    #[default]
+    Keys,
+    /// Every score of a sample and head at once (`softmax(scores.view(N, -1))`: smp
+    /// MAnet's position attention block).
+    All,
+}
 
 /// The largest query / key channels a head may have: the kernel keeps a query in
 /// registers.
@@ -129,6 +171,13 @@ pub struct SdpaParams {
     pub num_heads: usize,
     /// The factor of the dot products; `None` is PyTorch's default `1 / sqrt(E)`.
     pub scale: Option<f32>,
+    /// Which scores a softmax normalises (each query's, the default).
+    pub softmax: SoftmaxScope,
+    /// The output written token-major: the buffer holds `[N, L, heads * Ev]` (each
+    /// query's channels together), which the `[N, heads * Ev, Hq, Wq]` tensor returned
+    /// reads as PyTorch reads `y.reshape(N, heads * Ev, Hq, Wq)` of that token-major `y`
+    /// (smp MAnet's `sp_map.reshape(...)`). Off by default: channel-major, the usual map.
+    pub token_major: bool,
 }
 
 impl SdpaParams {
@@ -137,12 +186,26 @@ impl SdpaParams {
         SdpaParams {
             num_heads,
             scale: None,
+            softmax: SoftmaxScope::Keys,
+            token_major: false,
         }
     }
 
     /// An explicit scale (PyTorch's `scale` argument, the Mix Transformer's `qk_scale`).
     pub fn scale(mut self, scale: f32) -> Self {
         self.scale = Some(scale);
+        self
+    }
+
+    /// One softmax over `scope`.
+    pub fn softmax(mut self, scope: SoftmaxScope) -> Self {
+        self.softmax = scope;
+        self
+    }
+
+    /// The output written token-major (see [`SdpaParams::token_major`]).
+    pub fn token_major(mut self, token_major: bool) -> Self {
+        self.token_major = token_major;
         self
     }
 
@@ -248,6 +311,10 @@ pub fn scaled_dot_product_attention_with(
     let per_key = (e + 2 * value_chunk) as u64;
     let keys_per_split = (LOOP_BUDGET / per_key).max(1) as usize;
     let splits = m.div_ceil(keys_per_split);
+    let global = params.softmax == SoftmaxScope::All;
+    // The one-pass kernel writes a query's normalised, channel-major output; the rest
+    // goes through the combining pass.
+    let direct = splits == 1 && !global && !params.token_major;
     let y = rec.empty("output", out)?;
     let u = SdpaUniform {
         threads: threads as u32,
@@ -264,14 +331,14 @@ pub fn scaled_dot_product_attention_with(
         head_dim: e as u32,
         value_chunk: value_chunk as u32,
         query_vecs: query_vecs as u32,
-        split: splits > 1,
+        split: !direct,
     };
     let launch = SDPA
         .launch(&spec, &u)
         .threads(threads * splits)
         .loops(keys_per_split.min(m) as u64 * per_key);
     let args = Args::new().read("q", q).read("k", k).read("v", v);
-    if splits == 1 {
+    if direct {
         rec.run(&launch, args.write("y", &y))?;
         return Ok(y);
     }
@@ -287,18 +354,42 @@ pub fn scaled_dot_product_attention_with(
         splits: splits as u32,
         chunks: chunks as u32,
         value_dim: ev as u32,
+        heads: heads as u32,
     };
     let spec = SdpaCombineSpec {
         value_chunk: value_chunk as u32,
+        global,
+        token_major: params.token_major,
     };
     let launch = SDPA_COMBINE
         .launch(&spec, &u)
         .threads(records)
         .loops((splits * (value_chunk + 1)) as u64);
-    let args = Args::new()
+    let mut args = Args::new()
         .read("stats", &stats)
         .read("partial", &partial)
         .write("y", &y);
+    let global_stats;
+    if global {
+        let maps = qs[0] * heads;
+        global_stats = rec.empty_f32("attention softmax statistics", [maps, 2, 1, 1])?;
+        let u = SdpaGlobalUniform {
+            maps: maps as u32,
+            queries: l as u32,
+            splits: splits as u32,
+            chunks: chunks as u32,
+            split_records: records as u32,
+        };
+        let reduce = SDPA_GLOBAL
+            .launch(&(), &u)
+            .threads(maps)
+            .loops((2 * splits * l) as u64);
+        let reduce_args = Args::new()
+            .read("stats", &stats)
+            .write("global_stats", &global_stats);
+        rec.run(&reduce, reduce_args)?;
+        args = args.read("global_stats", &global_stats);
+    }
     rec.run(&launch, args)?;
     Ok(y)
 }

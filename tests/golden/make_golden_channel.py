@@ -598,6 +598,35 @@ def make_sdpa(index, spec):
     return case, note
 
 
+def make_position_attention(index, spec):
+    """smp MAnet's PABBlock core, line by line: one softmax over the whole score map and
+    the token-major product reshaped to the map (q = center, k = top, v = bottom)."""
+    name, n, e, c, hw = spec
+    gen = gen_for(index)
+    center = randn(gen, [n, e] + hw, 0.7)
+    top = randn(gen, [n, e] + hw, 0.7)
+    bottom = randn(gen, [n, c] + hw)
+
+    def pab(center, top, bottom):
+        x_top = top.flatten(2)
+        x_center = center.flatten(2).transpose(1, 2)
+        x_bottom = bottom.flatten(2).transpose(1, 2)
+        sp_map = torch.matmul(x_center, x_top)
+        sp_map = torch.softmax(sp_map.view(n, -1), dim=1)
+        sp_map = sp_map.view(n, hw[0] * hw[1], hw[0] * hw[1])
+        sp_map = torch.matmul(sp_map, x_bottom)
+        return sp_map.reshape(n, c, hw[0], hw[1])
+    y = pab(center, top, bottom)
+    note = check_f64(name, y, pab(center.double(), top.double(), bottom.double()))
+    case = {"op": "sdpa", "name": name, "num_heads": 1, "scale": 1.0, "softmax": "all",
+            "token_major": True}
+    put(case, "q", center)
+    put(case, "k", top)
+    put(case, "v", bottom)
+    put(case, "output", y)
+    return case, note
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -618,6 +647,7 @@ def main():
     jobs += [(make_cbam, ("cbam_c6_r16_k3_bias_batch2_no_hidden", [2, 6, 5, 7], 16, 3, True))]
 
     jobs += [(make_sdpa, spec) for spec in SDPA]
+    jobs += [(make_position_attention, ("manet_position_attention_batch2", 2, 4, 6, [3, 4]))]
 
     cases = []
     for index, (make, spec) in enumerate(jobs):

@@ -47,6 +47,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   smp_pan  segmentation_models_pytorch.PAN(encoder, encoder_depth, encoder_output_stride,
            in_channels, classes, decoder_channels, decoder_interpolation, upsampling,
            activation)
+  smp_manet segmentation_models_pytorch.MAnet(encoder, encoder_depth, in_channels, classes,
+           decoder_channels, decoder_pab_channels, decoder_use_norm, decoder_interpolation,
+           activation)
   mnasnet  torchvision mnasnet0_5 / 0_75 / 1_0 / 1_3 (name).layers
   regnet   torchvision regnet_x_400mf .. regnet_y_128gf (name): stem and trunk_output
   shufflenet torchvision shufflenet_v2_x0_5 .. x2_0 (name) up to conv5 (no pool, no fc)
@@ -327,6 +330,24 @@ CASES = [
     ("smp_fpn_mit_b1", "smp_fpn",
      dict(encoder="mit_b1", depth=5, cin=1, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 1, 64, 64]),
+    # smp's MAnet: the position attention block (one softmax over every pair of the
+    # deepest feature's pixels, the token-major product read back as a map) and the
+    # multi-scale fusion attention blocks.
+    ("smp_manet_resnet34", "smp_manet",
+     dict(encoder="resnet34", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          pab=16, use_norm=True, interpolation="nearest", activation=None), [2, 3, 64, 96]),
+    ("smp_manet_mobilenet_v2_depth4_bilinear_aux", "smp_manet",
+     dict(encoder="mobilenet_v2", depth=4, cin=1, classes=3, decoder_channels=[32, 24, 16, 8],
+          pab=8, use_norm=False, interpolation="bilinear", activation="sigmoid",
+          aux=dict(classes=2, pooling="max", activation=None)), [1, 1, 48, 80]),
+    ("smp_manet_mit_b0", "smp_manet",
+     dict(encoder="mit_b0", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          pab=16, use_norm=True, interpolation="nearest", activation=None), [1, 3, 64, 64]),
+    # The position attention reaches the output measurably only through a short decoder
+    # (made-up weights damp a deep path ~20x a block): depth 1, 8 x 12 tokens, batch 2.
+    ("smp_manet_resnet18_depth1", "smp_manet",
+     dict(encoder="resnet18", depth=1, cin=3, classes=2, decoder_channels=[16], pab=32,
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 16, 24]),
 ]
 
 
@@ -373,6 +394,14 @@ def build(kind, a):
                        classes=a["classes"], decoder_channels=a["decoder_channels"],
                        decoder_interpolation=a["interpolation"], upsampling=a["upsampling"],
                        activation=a["activation"], aux_params=a.get("aux"))
+    if kind == "smp_manet":
+        import segmentation_models_pytorch as smp
+        return smp.MAnet(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                         in_channels=a["cin"], classes=a["classes"],
+                         decoder_channels=a["decoder_channels"], decoder_pab_channels=a["pab"],
+                         decoder_use_norm=a["use_norm"],
+                         decoder_interpolation=a["interpolation"], activation=a["activation"],
+                         aux_params=a.get("aux"))
     if kind == "mnasnet":
         import types
         model = getattr(torchvision.models, a["name"])()
