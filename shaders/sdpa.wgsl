@@ -24,6 +24,9 @@ const VALUE_CHUNK: u32 = 32u; // @specialize
 const QUERY_VECS: u32 = 1u; // @specialize
 // 1: write the partial results of a key split instead of the output.
 const SPLIT: u32 = 0u; // @specialize
+// Keys a step of the walk: 4 (one vec4 load brings four keys' elements, or values; the
+// key count a multiple of 4), or 1.
+const KEY_STEP: u32 = 1u; // @specialize
 
 struct SdpaUniform {
     threads: u32, // invocations a split
@@ -53,6 +56,28 @@ fn finite_lanes(v: vec4<f32>) -> vec4<bool> {
 // SPLIT: (maximum, sum) and the accumulators of each (split, thread).
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
+// KEY_STEP = 4: the keys and values four at a time (the same buffers as k and v).
+@group(0) @binding(7) var<storage, read> k4: array<vec4<Act>>;
+@group(0) @binding(8) var<storage, read> v4: array<vec4<Act>>;
+
+// The largest finite f32, below every finite score.
+const FLT_MAX: f32 = 3.40282347e38;
+
+// The step's keys' elements from index i on (the lanes past KEY_STEP unused).
+fn key_group(i: u32) -> vec4<f32> {
+    if (KEY_STEP == 4u) {
+        return vec4<f32>(k4[i / 4u]);
+    }
+    return vec4<f32>(f32(k[i]), 0.0, 0.0, 0.0);
+}
+
+// The step's values from index i on.
+fn value_group(i: u32) -> vec4<f32> {
+    if (KEY_STEP == 4u) {
+        return vec4<f32>(v4[i / 4u]);
+    }
+    return vec4<f32>(f32(v[i]), 0.0, 0.0, 0.0);
+}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
@@ -96,35 +121,51 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     var seen: array<vec4<bool>, max(QUERY_VECS, 1u)>; // a finite score yet
     var poisoned: array<vec4<bool>, max(QUERY_VECS, 1u)>; // a NaN or +inf score
     let m_end = min(p.keys, (split + 1u) * p.keys_per_split);
-    for (var m = split * p.keys_per_split; m < m_end; m++) {
-        var s = array<vec4<f32>, max(QUERY_VECS, 1u)>();
+    for (var m = split * p.keys_per_split; m < m_end; m += KEY_STEP) {
+        // The scores of the step's keys: [kk * QUERY_VECS + b].
+        var s = array<vec4<f32>, max(KEY_STEP * QUERY_VECS, 1u)>();
         for (var e = 0u; e < HEAD_DIM; e++) {
-            let key = f32(k[k_base + e * p.keys + m]);
-            for (var b = 0u; b < QUERY_VECS; b++) {
-                s[b] += qs[e * QUERY_VECS + b] * key;
+            let keys = key_group(k_base + e * p.keys + m);
+            for (var kk = 0u; kk < KEY_STEP; kk++) {
+                for (var b = 0u; b < QUERY_VECS; b++) {
+                    s[kk * QUERY_VECS + b] += qs[e * QUERY_VECS + b] * keys[kk];
+                }
             }
         }
         var r = array<vec4<f32>, max(QUERY_VECS, 1u)>();
-        var w = array<vec4<f32>, max(QUERY_VECS, 1u)>();
+        var w = array<vec4<f32>, max(KEY_STEP * QUERY_VECS, 1u)>();
         var rescale = false;
         for (var b = 0u; b < QUERY_VECS; b++) {
-            let sb = s[b];
-            let finite = finite_lanes(sb);
-            poisoned[b] = poisoned[b] | (!finite & (nan_lanes(sb) | sb > vec4<f32>(0.0)));
-            let grow = finite & (!seen[b] | sb > running_max[b]);
+            // The step's largest finite score, and whether there is one.
+            var step_max = vec4<f32>(-FLT_MAX);
+            var any_finite = vec4<bool>(false);
+            for (var kk = 0u; kk < KEY_STEP; kk++) {
+                let sk = s[kk * QUERY_VECS + b];
+                let finite = finite_lanes(sk);
+                poisoned[b] = poisoned[b] | (!finite & (nan_lanes(sk) | sk > vec4<f32>(0.0)));
+                step_max = max(step_max, select(vec4<f32>(-FLT_MAX), sk, finite));
+                any_finite = any_finite | finite;
+            }
+            let grow = any_finite & (!seen[b] | step_max > running_max[b]);
             r[b] = vec4<f32>(1.0);
             if (any(grow)) {
                 // What was summed against the old maxima is rescaled (nothing before the
                 // first finite score). Rare after the first keys: the exp only here.
-                let first = select(vec4<f32>(0.0), exp(running_max[b] - sb), seen[b]);
+                let first = select(vec4<f32>(0.0), exp(running_max[b] - step_max), seen[b]);
                 r[b] = select(vec4<f32>(1.0), first, grow);
                 rescale = true;
-                running_max[b] = select(running_max[b], sb, grow);
+                running_max[b] = select(running_max[b], step_max, grow);
                 seen[b] = seen[b] | grow;
             }
             // -inf scores weigh 0, multiplied all the same (0 * inf is NaN in PyTorch too).
-            w[b] = select(vec4<f32>(0.0), exp(sb - running_max[b]), finite);
-            sum[b] = sum[b] * r[b] + w[b];
+            var step_sum = vec4<f32>(0.0);
+            for (var kk = 0u; kk < KEY_STEP; kk++) {
+                let sk = s[kk * QUERY_VECS + b];
+                let wk = select(vec4<f32>(0.0), exp(sk - running_max[b]), finite_lanes(sk));
+                w[kk * QUERY_VECS + b] = wk;
+                step_sum += wk;
+            }
+            sum[b] = sum[b] * r[b] + step_sum;
         }
         if (rescale) {
             for (var j = 0u; j < VALUE_CHUNK; j++) {
@@ -135,9 +176,13 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
         }
         for (var j = 0u; j < VALUE_CHUNK; j++) {
             if (j < count) {
-                let value = f32(v[v_base + j * p.keys + m]);
+                let values = value_group(v_base + j * p.keys + m);
                 for (var b = 0u; b < QUERY_VECS; b++) {
-                    acc[j * QUERY_VECS + b] += w[b] * value;
+                    var a = acc[j * QUERY_VECS + b];
+                    for (var kk = 0u; kk < KEY_STEP; kk++) {
+                        a += w[kk * QUERY_VECS + b] * values[kk];
+                    }
+                    acc[j * QUERY_VECS + b] = a;
                 }
             }
         }

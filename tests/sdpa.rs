@@ -15,44 +15,77 @@ use segblocks::ops::sdpa::{
 };
 use segblocks::{reference, Error};
 
-/// The op with each kernel variant forced; asserts they agree bit for bit (the same
-/// arithmetic in the same order a query) and returns the result.
-fn run(q: &Array4<f32>, k: &Array4<f32>, v: &Array4<f32>, p: SdpaParams) -> Array4<f32> {
+/// The op with each kernel variant that takes these shapes forced, each result handed to
+/// `check` with the variant's name (the variants of one key step agree bit for bit: the
+/// same arithmetic in the same order a query); the default entry point must give one of
+/// them exactly.
+fn run(
+    q: &Array4<f32>,
+    k: &Array4<f32>,
+    v: &Array4<f32>,
+    p: SdpaParams,
+    check: impl Fn(&Array4<f32>, &str),
+) {
     let gpu = gpu();
     let (qt, kt, vt) = (
         gpu.upload(q.view()).unwrap(),
         gpu.upload(k.view()).unwrap(),
         gpu.upload(v.view()).unwrap(),
     );
-    let outs: Vec<Array4<f32>> = SdpaKernel::ALL
+    let keys = k.shape()[2] * k.shape()[3];
+    let outs: Vec<(SdpaKernel, Array4<f32>)> = SdpaKernel::ALL
         .iter()
+        .filter(|kernel| kernel.supports(keys))
         .map(|&kernel| {
             let mut rec = gpu.recorder();
             let y =
                 scaled_dot_product_attention_with(&mut rec, (&qt, &kt, &vt), p, kernel).unwrap();
-            rec.download(&y).unwrap()
+            (kernel, rec.download(&y).unwrap())
         })
         .collect();
-    for (kernel, out) in SdpaKernel::ALL.iter().zip(&outs).skip(1) {
-        let same = out
-            .iter()
-            .zip(outs[0].iter())
-            .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
-        assert!(same, "{kernel:?} differs from {:?}", SdpaKernel::ALL[0]);
+    let same = |a: &Array4<f32>, b: &Array4<f32>| {
+        a.iter()
+            .zip(b.iter())
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+    };
+    for pair in outs.chunks(2) {
+        if let [(k0, a), (k1, b)] = pair {
+            assert!(same(a, b), "{k1:?} differs from {k0:?}");
+        }
     }
-    // The default entry point too.
     let mut rec = gpu.recorder();
     let y = scaled_dot_product_attention(&mut rec, &qt, &kt, &vt, p).unwrap();
-    assert_eq!(rec.download(&y).unwrap().shape(), outs[0].shape());
-    outs.into_iter().next().unwrap()
+    let default = rec.download(&y).unwrap();
+    assert!(
+        outs.iter().any(|(_, o)| same(o, &default)),
+        "the default kernel"
+    );
+    for (kernel, out) in &outs {
+        check(out, &format!("{kernel:?}"));
+    }
+    // A variant that needs 4 keys a step refuses other key counts by name.
+    if !keys.is_multiple_of(4) {
+        let mut rec = gpu.recorder();
+        let err = scaled_dot_product_attention_with(
+            &mut rec,
+            (&qt, &kt, &vt),
+            p,
+            SdpaKernel::Queries4Keys4,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidParam { name: "kernel", .. }),
+            "{err}"
+        );
+    }
 }
 
 #[test]
 fn kernel_choice_keeps_four_workgroups() {
-    assert_eq!(select_kernel(1, 128 * 128), SdpaKernel::Queries8);
-    assert_eq!(select_kernel(8, 256), SdpaKernel::Queries8);
-    assert_eq!(select_kernel(8, 64), SdpaKernel::Queries4);
-    assert_eq!(select_kernel(1, 7), SdpaKernel::Queries4);
+    assert_eq!(select_kernel(1, 128 * 128, 256), SdpaKernel::Queries8Keys4);
+    assert_eq!(select_kernel(8, 256, 255), SdpaKernel::Queries8);
+    assert_eq!(select_kernel(8, 64, 64), SdpaKernel::Queries4Keys4);
+    assert_eq!(select_kernel(1, 7, 9), SdpaKernel::Queries4);
 }
 
 /// `(batch, heads, E, Ev, query map, key map)`.
@@ -85,12 +118,18 @@ fn matches_the_reference() {
             let want =
                 reference::sdpa::scaled_dot_product_attention(q.view(), k.view(), v.view(), p)
                     .unwrap();
-            let got = run(&q, &k, &v, p);
             // A convex combination of the values: the scores' f32 rounding and WGSL's
             // exp (a few ulps) move the weights by ~1e-6 relative.
             let bound = want.mapv(|_| 2e-5);
             let case = format!("{n}x{heads} heads E {e} Ev {ev} q {qh}x{qw} k {kh}x{kw} {p:?}");
-            assert_close(got.view(), want.view(), bound.view(), &case);
+            run(&q, &k, &v, p, |got, kernel| {
+                assert_close(
+                    got.view(),
+                    want.view(),
+                    bound.view(),
+                    &format!("{case} {kernel}"),
+                )
+            });
         }
     }
 }
@@ -125,13 +164,19 @@ fn global_softmax_and_token_major_output_match_the_reference() {
             let want =
                 reference::sdpa::scaled_dot_product_attention(q.view(), k.view(), v.view(), p)
                     .unwrap();
-            let got = run(&q, &k, &v, p);
             // The global softmax's weights are small (1 / (L * M) each): the same bound
             // relative to the largest output.
             let top = want.iter().fold(0f32, |m, x| m.max(x.abs()));
             let bound = want.mapv(|_| 2e-5 * top.max(1e-3));
             let case = format!("{n}x{heads} E {e} Ev {ev} q {qh}x{qw} k {kh}x{kw} {p:?}");
-            assert_close(got.view(), want.view(), bound.view(), &case);
+            run(&q, &k, &v, p, |got, kernel| {
+                assert_close(
+                    got.view(),
+                    want.view(),
+                    bound.view(),
+                    &format!("{case} {kernel}"),
+                )
+            });
         }
     }
     // A NaN score poisons its whole sample under the global softmax, not the other one.
@@ -140,15 +185,11 @@ fn global_softmax_and_token_major_output_match_the_reference() {
     k[[0, 1, 2, 2]] = f32::NAN;
     let v = random4(&mut r, [2, 4, 3, 3]);
     let p = SdpaParams::new(1).softmax(SoftmaxScope::All);
-    let got = run(&q, &k, &v, p);
-    assert!(got
-        .index_axis(ndarray::Axis(0), 0)
-        .iter()
-        .all(|x| x.is_nan()));
-    assert!(got
-        .index_axis(ndarray::Axis(0), 1)
-        .iter()
-        .all(|x| x.is_finite()));
+    run(&q, &k, &v, p, |got, kernel| {
+        let sample = |i| got.index_axis(ndarray::Axis(0), i);
+        assert!(sample(0).iter().all(|x| x.is_nan()), "{kernel}");
+        assert!(sample(1).iter().all(|x| x.is_finite()), "{kernel}");
+    });
 }
 
 /// 12,288 keys of 64 channels: a walk of 12,288 x (64 + 64) inner iterations, far past
@@ -168,9 +209,15 @@ fn long_key_walks_are_complete() {
     let p = SdpaParams::new(1);
     let want =
         reference::sdpa::scaled_dot_product_attention(q.view(), k.view(), v.view(), p).unwrap();
-    let got = run(&q, &k, &v, p);
     let bound = want.mapv(|w| 2e-5 * (1.0 + w.abs()));
-    assert_close(got.view(), want.view(), bound.view(), "12,288 keys");
+    run(&q, &k, &v, p, |got, kernel| {
+        assert_close(
+            got.view(),
+            want.view(),
+            bound.view(),
+            &format!("12,288 keys {kernel}"),
+        )
+    });
 }
 
 /// PyTorch's softmax on non-finite scores: a NaN or +inf score makes the query's row NaN,
@@ -196,9 +243,10 @@ fn non_finite_inputs_follow_pytorch() {
     let want =
         reference::sdpa::scaled_dot_product_attention(q2.view(), k.view(), v.view(), p).unwrap();
     assert!(want.iter().any(|x| x.is_nan()) && want.iter().any(|x| x.is_finite()));
-    let got = run(&q2, &k, &v, p);
     let bound = want.mapv(|_| 2e-5);
-    assert_close_non_finite(got.view(), want.view(), bound.view(), "non-finite");
+    run(&q2, &k, &v, p, |got, kernel| {
+        assert_close_non_finite(got.view(), want.view(), bound.view(), kernel)
+    });
 
     // The same through the key splits (800 keys of 64 channels: 4 splits joined by the
     // combining pass): +inf keys in the third split only, a query of -inf scores.
@@ -216,9 +264,10 @@ fn non_finite_inputs_follow_pytorch() {
     let want =
         reference::sdpa::scaled_dot_product_attention(q2.view(), k.view(), v.view(), p).unwrap();
     assert!(want.iter().any(|x| x.is_nan()) && want.iter().any(|x| x.is_finite()));
-    let got = run(&q2, &k, &v, p);
     let bound = want.mapv(|_| 2e-5);
-    assert_close_non_finite(got.view(), want.view(), bound.view(), "non-finite, split");
+    run(&q2, &k, &v, p, |got, kernel| {
+        assert_close_non_finite(got.view(), want.view(), bound.view(), kernel)
+    });
 }
 
 #[test]

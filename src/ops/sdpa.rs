@@ -67,6 +67,7 @@ specialize! {
         head_dim: u32 => "HEAD_DIM",
         value_chunk: u32 => "VALUE_CHUNK",
         query_vecs: u32 => "QUERY_VECS",
+        key_step: u32 => "KEY_STEP",
         split: bool => "SPLIT",
     }
 }
@@ -85,11 +86,13 @@ const SDPA: Kernel<SdpaUniform, SdpaSpec> = Kernel::new(
     "sdpa.wgsl",
     &[
         read("q"),
-        read("k"),
-        read("v"),
+        read_opt("k"),
+        read_opt("v"),
         write_opt("y"),
         write_opt("stats"),
         write_opt("partial"),
+        read_opt("k4"),
+        read_opt("v4"),
     ],
 );
 
@@ -131,35 +134,62 @@ const MAX_VALUE_CHUNK: usize = 64;
 
 /// The attention kernel's variants: how many queries one invocation computes, each key
 /// and value element loaded once for all of them (more queries: fewer loads a product,
-/// more registers and fewer invocations).
+/// more registers and fewer invocations), and whether the keys and values are read four
+/// at a time (vec4 loads along the keys: a quarter of the load instructions; the key map's
+/// pixel count must be a multiple of 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SdpaKernel {
-    /// 4 queries (one vec4).
+    /// 4 queries (one vec4), one key a step.
     Queries4,
-    /// 8 queries (two vec4s).
+    /// 8 queries (two vec4s), one key a step.
     Queries8,
+    /// 4 queries, keys and values four at a time.
+    Queries4Keys4,
+    /// 8 queries, keys and values four at a time.
+    Queries8Keys4,
 }
 
 impl SdpaKernel {
     /// Every variant, for tests and benches that force each.
-    pub const ALL: [SdpaKernel; 2] = [SdpaKernel::Queries4, SdpaKernel::Queries8];
+    pub const ALL: [SdpaKernel; 4] = [
+        SdpaKernel::Queries4,
+        SdpaKernel::Queries8,
+        SdpaKernel::Queries4Keys4,
+        SdpaKernel::Queries8Keys4,
+    ];
 
     fn query_vecs(self) -> usize {
         match self {
-            SdpaKernel::Queries4 => 1,
-            SdpaKernel::Queries8 => 2,
+            SdpaKernel::Queries4 | SdpaKernel::Queries4Keys4 => 1,
+            SdpaKernel::Queries8 | SdpaKernel::Queries8Keys4 => 2,
         }
+    }
+
+    /// Keys a step of the walk.
+    fn key_step(self) -> usize {
+        match self {
+            SdpaKernel::Queries4 | SdpaKernel::Queries8 => 1,
+            SdpaKernel::Queries4Keys4 | SdpaKernel::Queries8Keys4 => 4,
+        }
+    }
+
+    /// Whether the variant runs on a key map of `keys` pixels.
+    pub fn supports(self, keys: usize) -> bool {
+        keys.is_multiple_of(self.key_step())
     }
 }
 
 /// The kernel [`scaled_dot_product_attention`] runs for a query map of `queries` pixels
-/// (`N * heads` maps of them): 8 queries an invocation while that still leaves 256
-/// invocations (4 workgroups) to spread over the device, 4 otherwise.
-pub fn select_kernel(maps: usize, queries: usize) -> SdpaKernel {
-    if maps * queries.div_ceil(8) >= 256 {
-        SdpaKernel::Queries8
-    } else {
-        SdpaKernel::Queries4
+/// (`N * heads` maps of them) over `keys` keys: 8 queries an invocation while that still
+/// leaves 256 invocations (4 workgroups) to spread over the device, 4 otherwise; keys four
+/// at a time where their count allows.
+pub fn select_kernel(maps: usize, queries: usize, keys: usize) -> SdpaKernel {
+    let wide = maps * queries.div_ceil(8) >= 256;
+    match (wide, keys.is_multiple_of(4)) {
+        (true, true) => SdpaKernel::Queries8Keys4,
+        (true, false) => SdpaKernel::Queries8,
+        (false, true) => SdpaKernel::Queries4Keys4,
+        (false, false) => SdpaKernel::Queries4,
     }
 }
 
@@ -278,7 +308,8 @@ pub fn scaled_dot_product_attention(
     params: SdpaParams,
 ) -> Result<Tensor> {
     let (qs, heads) = (q.shape(), params.num_heads.max(1));
-    let kernel = select_kernel(qs[0] * heads, qs[2] * qs[3]);
+    let ks = k.shape();
+    let kernel = select_kernel(qs[0] * heads, qs[2] * qs[3], ks[2] * ks[3]);
     scaled_dot_product_attention_with(rec, (q, k, v), params, kernel)
 }
 
@@ -308,8 +339,12 @@ pub fn scaled_dot_product_attention_with(
     // invocation's loops after 65,535 iterations in all, silently); longer walks are
     // split over the keys and joined by a second pass. A key costs the dot products, the
     // accumulation and, when a maximum grows, the rescaling.
-    let per_key = (e + 2 * value_chunk) as u64;
-    let keys_per_split = (LOOP_BUDGET / per_key).max(1) as usize;
+    fail_if(!kernel.supports(m), "kernel", || {
+        format!("{kernel:?} needs a key count divisible by 4, got {m}")
+    })?;
+    let step = kernel.key_step();
+    let per_step = (e + 2 * value_chunk) as u64;
+    let keys_per_split = step * (LOOP_BUDGET / per_step).max(1) as usize;
     let splits = m.div_ceil(keys_per_split);
     let global = params.softmax == SoftmaxScope::All;
     // The one-pass kernel writes a query's normalised, channel-major output; the rest
@@ -331,13 +366,18 @@ pub fn scaled_dot_product_attention_with(
         head_dim: e as u32,
         value_chunk: value_chunk as u32,
         query_vecs: query_vecs as u32,
+        key_step: step as u32,
         split: !direct,
     };
     let launch = SDPA
         .launch(&spec, &u)
         .threads(threads * splits)
-        .loops(keys_per_split.min(m) as u64 * per_key);
-    let args = Args::new().read("q", q).read("k", k).read("v", v);
+        .loops((keys_per_split.min(m) / step) as u64 * per_step);
+    let args = if step == 4 {
+        Args::new().read("q", q).read("k4", k).read("v4", v)
+    } else {
+        Args::new().read("q", q).read("k", k).read("v", v)
+    };
     if direct {
         rec.run(&launch, args.write("y", &y))?;
         return Ok(y);
