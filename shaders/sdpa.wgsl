@@ -196,7 +196,8 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
         let tq = rest * p.queries + nb;
         let live = min(4u, p.queries - nb);
         if (SPLIT == 1u) {
-            var mx = select(running_max[b], vec4<f32>(bitcast<f32>(NEG_INFINITY_BITS)), !seen[b]);
+            let none = vec4<f32>(bitcast<f32>(NEG_INFINITY_BITS));
+            var mx = select(running_max[b], none, !seen[b]);
             mx = select(mx, vec4<f32>(bitcast<f32>(NAN_BITS)), poisoned[b]);
             for (var i = 0u; i < live; i++) {
                 let record = split * p.split_records + tq + i;
@@ -206,17 +207,18 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                     partial[record * VALUE_CHUNK + j] = acc[j * QUERY_VECS + b][i];
                 }
             }
-            continue;
-        }
-        // No finite score: 0 / 0, NaN as in PyTorch.
-        let nan = poisoned[b] | !seen[b];
-        let y_base = (bh * p.value_dim + j0) * p.queries + nb;
-        for (var j = 0u; j < VALUE_CHUNK; j++) {
-            if (j < count) {
-                let out = select(acc[j * QUERY_VECS + b] / sum[b], vec4<f32>(bitcast<f32>(NAN_BITS)), nan);
-                let row = y_base + j * p.queries;
-                for (var i = 0u; i < live; i++) {
-                    y[row + i] = Act(out[i]);
+        } else {
+            // No finite score: 0 / 0, NaN as in PyTorch.
+            let nan = poisoned[b] | !seen[b];
+            let y_base = (bh * p.value_dim + j0) * p.queries + nb;
+            for (var j = 0u; j < VALUE_CHUNK; j++) {
+                if (j < count) {
+                    let nans = vec4<f32>(bitcast<f32>(NAN_BITS));
+                    let out = select(acc[j * QUERY_VECS + b] / sum[b], nans, nan);
+                    let row = y_base + j * p.queries;
+                    for (var i = 0u; i < live; i++) {
+                        y[row + i] = Act(out[i]);
+                    }
                 }
             }
         }
