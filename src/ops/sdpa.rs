@@ -344,7 +344,12 @@ pub fn scaled_dot_product_attention_with(
     })?;
     let step = kernel.key_step();
     let per_step = (e + 2 * value_chunk) as u64;
-    let keys_per_split = step * (LOOP_BUDGET / per_step).max(1) as usize;
+    // Outside the walk: loading the queries, and writing 4 queries' partial results (or
+    // outputs) a vec4 of them. The splits are planned for the widest variant (8 queries),
+    // so that every variant of a key step splits alike and gives the same bits.
+    let fixed = (query_vecs * (e + 5 * value_chunk)) as u64;
+    let widest = (2 * (e + 5 * value_chunk)) as u64;
+    let keys_per_split = step * (LOOP_BUDGET.saturating_sub(widest) / per_step).max(1) as usize;
     let splits = m.div_ceil(keys_per_split);
     let global = params.softmax == SoftmaxScope::All;
     // The one-pass kernel writes a query's normalised, channel-major output; the rest
@@ -372,7 +377,7 @@ pub fn scaled_dot_product_attention_with(
     let launch = SDPA
         .launch(&spec, &u)
         .threads(threads * splits)
-        .loops((keys_per_split.min(m) / step) as u64 * per_step);
+        .loops((keys_per_split.min(m) / step) as u64 * per_step + fixed);
     let args = if step == 4 {
         Args::new().read("q", q).read("k4", k).read("v4", v)
     } else {
@@ -404,7 +409,7 @@ pub fn scaled_dot_product_attention_with(
     let launch = SDPA_COMBINE
         .launch(&spec, &u)
         .threads(records)
-        .loops((splits * (value_chunk + 1)) as u64);
+        .loops((splits * (value_chunk + 1) + value_chunk) as u64);
     let mut args = Args::new()
         .read("stats", &stats)
         .read("partial", &partial)
