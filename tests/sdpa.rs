@@ -279,46 +279,33 @@ fn bad_shapes_are_typed_errors() {
     };
     let ok = p.output_shape([2, 8, 3, 5], [2, 8, 2, 2], [2, 6, 2, 2]);
     assert_eq!(ok.unwrap(), [2, 6, 3, 5]);
-    assert_eq!(
-        named(SdpaParams::new(0).output_shape([1, 8, 3, 5], [1, 8, 2, 2], [1, 8, 2, 2])),
-        "num_heads"
-    );
-    assert_eq!(
-        named(SdpaParams::new(3).output_shape([1, 8, 3, 5], [1, 8, 2, 2], [1, 9, 2, 2])),
-        "num_heads"
-    );
-    assert_eq!(
-        named(SdpaParams::new(3).output_shape([1, 9, 3, 5], [1, 9, 2, 2], [1, 8, 2, 2])),
-        "num_heads"
-    );
-    assert_eq!(
-        named(p.output_shape([1, 8, 3, 5], [1, 6, 2, 2], [1, 8, 2, 2])),
-        "key"
-    );
-    assert_eq!(
-        named(p.output_shape([1, 8, 3, 5], [2, 8, 2, 2], [1, 8, 2, 2])),
-        "key"
-    );
-    assert_eq!(
-        named(p.output_shape([1, 8, 3, 5], [1, 8, 2, 2], [1, 8, 2, 3])),
-        "value"
-    );
-    assert_eq!(
-        named(p.output_shape([1, 8, 0, 5], [1, 8, 2, 2], [1, 8, 2, 2])),
-        "query"
-    );
-    assert_eq!(
-        named(
-            p.scale(f32::NAN)
-                .output_shape([1, 8, 3, 5], [1, 8, 2, 2], [1, 8, 2, 2])
-        ),
-        "scale"
-    );
     let e = 2 * (MAX_HEAD_DIM + 1);
-    assert_eq!(
-        named(p.output_shape([1, e, 3, 5], [1, e, 2, 2], [1, 8, 2, 2])),
-        "query"
-    );
+    let (q, kv) = ([1, 8, 3, 5], [1, 8, 2, 2]);
+    // (params, query, key, value, the parameter the error names)
+    let bad = [
+        (SdpaParams::new(0), q, kv, kv, "num_heads"),
+        (SdpaParams::new(3), q, kv, [1, 9, 2, 2], "num_heads"),
+        (
+            SdpaParams::new(3),
+            [1, 9, 3, 5],
+            [1, 9, 2, 2],
+            kv,
+            "num_heads",
+        ),
+        (p, q, [1, 6, 2, 2], kv, "key"),
+        (p, q, [2, 8, 2, 2], kv, "key"),
+        (p, q, kv, [1, 8, 2, 3], "value"),
+        (p, [1, 8, 0, 5], kv, kv, "query"),
+        (p.scale(f32::NAN), q, kv, kv, "scale"),
+        (p, [1, e, 3, 5], [1, e, 2, 2], kv, "query"),
+    ];
+    for (params, q, k, v, name) in bad {
+        assert_eq!(
+            named(params.output_shape(q, k, v)),
+            name,
+            "{params:?} {q:?} {k:?} {v:?}"
+        );
+    }
     // The recorder refuses the same shapes before recording anything.
     let gpu = gpu();
     let q = gpu

@@ -21,7 +21,7 @@
 //! norms other than batch norm (or none).
 
 use crate::blocks::{Architecture, ConvBnAct, Graph, Model, Op, SdpaNode, SeNode, ValueId};
-use crate::error::{fail_if, positive, Result};
+use crate::error::{positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::Conv2dParams;
@@ -31,7 +31,8 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::smp_unet::{
-    check_divisible, check_encoder_depth, conv2d_relu, segmentation_head, set_smp_outputs,
+    check_decoder_widths, check_divisible, check_encoder_depth, check_interpolation, conv2d_relu,
+    segmentation_head, set_smp_outputs,
 };
 use super::{HeadActivation, SmpAuxParams, SmpEncoder};
 
@@ -220,23 +221,8 @@ impl Architecture for SmpMAnetConfig {
             ),
         ])?;
         check_encoder_depth(&self.encoder, self.encoder_depth, 1..=5)?;
-        fail_if(
-            matches!(self.decoder_interpolation, UpsampleMode::BedOfNails { .. }),
-            "decoder_interpolation",
-            || "must be a mode of F.interpolate".to_string(),
-        )?;
-        fail_if(
-            self.decoder_channels.len() != self.encoder_depth,
-            "decoder_channels",
-            || {
-                format!(
-                    "one width per encoder stage: encoder_depth {} but {} widths {:?}",
-                    self.encoder_depth,
-                    self.decoder_channels.len(),
-                    self.decoder_channels
-                )
-            },
-        )
+        check_interpolation(self.decoder_interpolation)?;
+        check_decoder_widths(self.encoder_depth, &self.decoder_channels)
     }
 
     /// Loads the encoder, `decoder.center.*`, `decoder.blocks.{i}.*` and

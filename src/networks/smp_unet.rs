@@ -473,10 +473,31 @@ pub(crate) fn check_smp_rules(
     interpolation: UpsampleMode,
 ) -> Result<()> {
     check_encoder_depth(encoder, depth, 3..=5)?;
+    check_interpolation(interpolation)
+}
+
+/// A decoder interpolation that is a mode of `F.interpolate` (not bed-of-nails).
+pub(crate) fn check_interpolation(interpolation: UpsampleMode) -> Result<()> {
     fail_if(
         matches!(interpolation, UpsampleMode::BedOfNails { .. }),
         "decoder_interpolation",
         || "must be a mode of F.interpolate".to_string(),
+    )
+}
+
+/// One decoder width per encoder stage (smp's `decoder_channels` against its
+/// `encoder_depth`).
+pub(crate) fn check_decoder_widths(encoder_depth: usize, decoder_channels: &[usize]) -> Result<()> {
+    fail_if(
+        decoder_channels.len() != encoder_depth,
+        "decoder_channels",
+        || {
+            format!(
+                "one width per encoder stage: encoder_depth {encoder_depth} but {} widths \
+             {decoder_channels:?}",
+                decoder_channels.len(),
+            )
+        },
     )
 }
 
@@ -820,18 +841,7 @@ impl Architecture for SmpUnetConfig {
         if self.nested {
             self.encoder.refuse_mix_transformer("UnetPlusPlus")?;
         }
-        fail_if(
-            self.decoder_channels.len() != self.encoder_depth,
-            "decoder_channels",
-            || {
-                format!(
-                    "one width per encoder stage: encoder_depth {} but {} widths {:?}",
-                    self.encoder_depth,
-                    self.decoder_channels.len(),
-                    self.decoder_channels
-                )
-            },
-        )
+        check_decoder_widths(self.encoder_depth, &self.decoder_channels)
     }
 
     /// Loads `encoder.conv1`, `encoder.bn1`, `encoder.layer{1..depth-1}` (ResNet) or
