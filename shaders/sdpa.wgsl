@@ -142,11 +142,13 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
             for (var kk = 0u; kk < KEY_STEP; kk++) {
                 let sk = s[kk * QUERY_VECS + b];
                 let finite = finite_lanes(sk);
-                poisoned[b] = poisoned[b] | (!finite & (nan_lanes(sk) | sk > vec4<f32>(0.0)));
+                let positive = sk > vec4<f32>(0.0);
+                poisoned[b] = poisoned[b] | (!finite & (nan_lanes(sk) | positive));
                 step_max = max(step_max, select(vec4<f32>(-FLT_MAX), sk, finite));
                 any_finite = any_finite | finite;
             }
-            let grow = any_finite & (!seen[b] | step_max > running_max[b]);
+            let higher = step_max > running_max[b];
+            let grow = any_finite & (!seen[b] | higher);
             r[b] = vec4<f32>(1.0);
             if (any(grow)) {
                 // What was summed against the old maxima is rescaled (nothing before the
