@@ -61,7 +61,7 @@ fn finite_lanes(v: vec4<f32>) -> vec4<bool> {
 @group(0) @binding(8) var<storage, read> v4: array<vec4<Act>>;
 
 // The largest finite f32, below every finite score.
-const FLT_MAX: f32 = 3.40282347e38;
+const FLT_MAX: f32 = 0x1.fffffep+127f;
 
 // The step's keys' elements from index i on (the lanes past KEY_STEP unused).
 fn key_group(i: u32) -> vec4<f32> {
