@@ -9,6 +9,7 @@
 // together) into the output's buffer, which PyTorch's `reshape` of that tensor to the
 // map's shape then reads as it is.
 #include "common.wgsl"
+#include "sdpa_max.wgsl"
 
 // Value channels an invocation of the split pass accumulated.
 const VALUE_CHUNK: u32 = 32u; // @specialize
@@ -41,24 +42,15 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let rest = t / p.queries;
     let chunk = rest % p.chunks;
     let bh = rest / p.chunks;
-    var top = 0.0;
-    var seen = false;
-    var poisoned = false;
+    var largest = split_maximum_start();
     if (GLOBAL == 1u) {
-        top = global_stats[2u * bh];
-        poisoned = is_nan(top);
-        seen = is_finite(top);
+        largest = split_maximum_add(largest, global_stats[2u * bh]);
     } else {
         for (var s = 0u; s < p.splits; s++) {
-            let mx = stats[2u * (s * p.threads + t)];
-            if (is_nan(mx)) {
-                poisoned = true;
-            } else if (is_finite(mx) && (!seen || mx > top)) {
-                top = mx;
-                seen = true;
-            }
+            largest = split_maximum_add(largest, stats[2u * (s * p.threads + t)]);
         }
     }
+    let top = largest.top;
     var sum = 0.0;
     var acc: array<f32, max(VALUE_CHUNK, 1u)>;
     for (var s = 0u; s < p.splits; s++) {
@@ -78,7 +70,7 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     for (var j = 0u; j < VALUE_CHUNK; j++) {
         if (j < count) {
             var out = acc[j] / sum;
-            if (poisoned || !seen) {
+            if (largest.poisoned || !largest.seen) {
                 out = bitcast<f32>(NAN_BITS);
             }
             var at = (bh * p.value_dim + j0 + j) * p.queries + n;

@@ -5,6 +5,7 @@
 // records: the scores do not depend on the chunk). A NaN maximum anywhere makes the
 // maximum NaN; no finite score leaves -inf (and a zero denominator).
 #include "common.wgsl"
+#include "sdpa_max.wgsl"
 
 struct SdpaGlobalUniform {
     maps: u32, // N * heads
@@ -28,20 +29,13 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
         return;
     }
     let first = bh * p.chunks * p.queries; // chunk 0's first record
-    var top = 0.0;
-    var seen = false;
-    var poisoned = false;
+    var largest = split_maximum_start();
     for (var s = 0u; s < p.splits; s++) {
         for (var n = 0u; n < p.queries; n++) {
-            let mx = stats[2u * (s * p.split_records + first + n)];
-            if (is_nan(mx)) {
-                poisoned = true;
-            } else if (is_finite(mx) && (!seen || mx > top)) {
-                top = mx;
-                seen = true;
-            }
+            largest = split_maximum_add(largest, stats[2u * (s * p.split_records + first + n)]);
         }
     }
+    var top = largest.top;
     var sum = 0.0;
     for (var s = 0u; s < p.splits; s++) {
         for (var n = 0u; n < p.queries; n++) {
@@ -50,9 +44,9 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
             sum += select(0.0, exp(mx - top) * stats[at + 1u], is_finite(mx));
         }
     }
-    if (poisoned) {
+    if (largest.poisoned) {
         top = bitcast<f32>(NAN_BITS);
-    } else if (!seen) {
+    } else if (!largest.seen) {
         top = bitcast<f32>(NEG_INFINITY_BITS);
     }
     global_stats[2u * bh] = top;

@@ -106,6 +106,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("channel_pool.wgsl"),
     wgsl!("se_gate.wgsl"),
     wgsl!("sdpa.wgsl"),
+    wgsl!("sdpa_max.wgsl"),
     wgsl!("sdpa_combine.wgsl"),
     wgsl!("sdpa_global.wgsl"),
     wgsl!("inverted_residual.wgsl"),

@@ -296,24 +296,22 @@ impl Node for AllMlpDecoder {
             });
         }
         let conv = self.convs.last().expect("a convolution a feature");
-        let y = match sum {
-            Some(s) if at_target(last.shape()) => {
-                conv.forward_residual(rec, last, &s, ResidualJoin::AddThen(Activation::Relu))?
-            }
-            Some(s) => {
-                let y = conv.forward(rec, last)?;
-                let y = upsample(rec, &resize, &y)?;
-                channel::add(rec, &s, &y, Activation::Relu)?
-            }
-            None => {
-                let y = conv.forward(rec, last)?;
-                let y = if at_target(y.shape()) {
-                    y
-                } else {
-                    upsample(rec, &resize, &y)?
-                };
-                crate::ops::channel::activation(rec, &y, Activation::Relu)?
-            }
+        // Segformer takes two levels at least (`encoder_depth` >= 3).
+        let Some(sum) = sum else {
+            return Err(Error::InvalidParam {
+                name: "encoder_depth",
+                reason: format!(
+                    "Segformer's decoder needs 2 features or more, got {}",
+                    features.len()
+                ),
+            });
+        };
+        let y = if at_target(last.shape()) {
+            conv.forward_residual(rec, last, &sum, ResidualJoin::AddThen(Activation::Relu))?
+        } else {
+            let y = conv.forward(rec, last)?;
+            let y = upsample(rec, &resize, &y)?;
+            channel::add(rec, &sum, &y, Activation::Relu)?
         };
         Ok(vec![Value::Tensor(y)])
     }
