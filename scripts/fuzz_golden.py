@@ -647,6 +647,8 @@ def networks(fz, count, out):
     UNDILATABLE = ["vgg11", "vgg13_bn", "vgg16_bn", "densenet121", "xception"]
     # smp's SENet encoders (SENet-154 makes slow cases).
     SENETS = ["se_resnet50", "se_resnext50_32x4d"]
+    # timm's Selective Kernel ResNets (smp's timm-sk* encoders) go where the SENets go.
+    SENETS += ["timm-skresnet18", "timm-skresnext50_32x4d"]
     # smp's timm EfficientNet encoders, and MobileOne's (trained branches folded at load).
     TIMM = ["timm-efficientnet-b0", "timm-efficientnet-b2", "timm-tf_efficientnet_lite0",
             "mobileone_s0", "mobileone_s4"]
@@ -699,7 +701,10 @@ def networks(fz, count, out):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "resnext50_32x4d",
                                 "mobilenet_v2", "mobilenet_v2"] + EFFNETS + UNDILATABLE
                                + SENETS + TIMM + (MIT if kind == "smp_unet" else []))
-            depth = r.randint(3, 5)
+            # smp's Unet runs any depth (a Mix Transformer's or EfficientNet-PyTorch's
+            # from 2), UnetPlusPlus from 2.
+            shallow = kind == "smp_unetplusplus" or encoder in MIT or encoder in EFFNETS
+            depth = r.randint(2 if shallow else 1, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
                      use_norm=r.random() < 0.6,
@@ -856,7 +861,7 @@ def networks(fz, count, out):
                                     "shufflenet_v2_x2_0"]))
             shape = [n, 3] + side(1, 80)
         elif kind == "senet":
-            a = dict(name=r.choice(SENETS))
+            a = dict(name=r.choice([e for e in SENETS if e.startswith("se_")]))
             shape = [1, 3] + side(5, 64)
         elif kind == "densenet":
             a = dict(name=r.choice(["densenet121", "densenet169"]))

@@ -8,6 +8,8 @@
 // MODE 4 y = act(b * t + a * (1 - t)), t = gate(s)  (highway; s the transform-gate logits)
 // MODE 5 y = act((1 + s) * b + a)                   (residual attention; s the mask)
 // MODE 6 y = act(a * gate(s[n, c]) + b)             (channel-gated skip plus a branch)
+// MODE 7 y = act(b * t + a * (1 - t)), t = gate(s[n, c]) (channel-gated blend: two paths'
+//        softmax weights as a sigmoid of their logits' difference, Selective Kernel)
 // ACT is the output activation, GATE the activation applied to s (0 = none), so an
 // attention block's sigmoid is applied in the same pass that reads the feature map.
 #include "activation.wgsl"
@@ -27,9 +29,9 @@ struct ElementwiseParams {
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> a: array<vec4<Act>>;
-// The second operand (MODE 1, 4, 5, 6).
+// The second operand (MODE 1, 4, 5, 6, 7).
 @group(0) @binding(2) var<storage, read> b: array<vec4<Act>>;
-// The gate or mask (MODE 2 to 6).
+// The gate or mask (MODE 2 to 7).
 @group(0) @binding(3) var<storage, read> s_in: array<Act>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<Act>>;
 
@@ -37,7 +39,7 @@ fn gate4(v: vec4<f32>) -> vec4<f32> {
     return activation4(GATE, v);
 }
 
-// The gate values of MODE 2 and 6 (per plane) or MODE 3 (per pixel) for the four elements
+// The gate values of MODE 2, 6 and 7 (per plane) or MODE 3 (per pixel) for the four elements
 // starting at flat index e0. When H * W is a multiple of 4 one plane holds all four.
 fn gate_values(e0: u32) -> vec4<f32> {
     var g: vec4<f32>;
@@ -79,6 +81,10 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                 case 1u: { v = av + vec4<f32>(b[i]); }
                 case 2u, 3u: { v = av * gate_values(4u * i); }
                 case 6u: { v = av * gate_values(4u * i) + vec4<f32>(b[i]); }
+                case 7u: {
+                    let g = gate_values(4u * i);
+                    v = vec4<f32>(b[i]) * g + av * (1.0 - g);
+                }
                 case 4u: {
                     let e = 4u * i;
                     let g = gate4(vec4<f32>(f32(s_in[e]), f32(s_in[e + 1u]), f32(s_in[e + 2u]), f32(s_in[e + 3u])));

@@ -296,6 +296,29 @@ fn elementwise_ops_match_reference() {
     }
 }
 
+/// The channel-gated blend on planes whose size is and is not a multiple of 4 (a vec4
+/// then spans two planes and their two gates), single pixels, batch 2.
+#[test]
+fn lerp_channels_matches_the_reference() {
+    let gpu = gpu();
+    let mut r = rng(41);
+    for shape in [[2, 3, 4, 5], [2, 3, 5, 7], [1, 5, 1, 1], [2, 6, 3, 3]] {
+        let (a, b) = (random4(&mut r, shape), random4(&mut r, shape));
+        let s = random4(&mut r, [shape[0], shape[1], 1, 1]).mapv(|v| 4.0 * v);
+        for gate in [Activation::Sigmoid, Activation::None] {
+            let mut rec = gpu.recorder();
+            let y = channel::lerp_channels(&mut rec, &up(&a), &up(&b), &up(&s), gate).unwrap();
+            let want = reference::channel::lerp_channels(a.view(), b.view(), s.view(), gate);
+            assert_close(
+                rec.download(&y).unwrap().view(),
+                want.view(),
+                tol(&want, 1e-6).view(),
+                &format!("lerp channels {shape:?} {gate:?}"),
+            );
+        }
+    }
+}
+
 #[test]
 fn nan_propagates_through_every_activation() {
     let gpu = gpu();
@@ -737,6 +760,15 @@ fn bad_input_is_a_typed_error() {
             &y
         ),
         Err(Error::ShapeMismatch { name: "branch", .. })
+    ));
+    let gate = up(&Array4::zeros([1, 6, 1, 1]));
+    assert!(matches!(
+        channel::lerp_channels(&mut rec, &x, &y, &gate, Activation::Sigmoid),
+        Err(Error::ShapeMismatch { name: "end", .. })
+    ));
+    assert!(matches!(
+        channel::lerp_channels(&mut rec, &x, &x, &y, Activation::Sigmoid),
+        Err(Error::ShapeMismatch { name: "scale", .. })
     ));
     assert!(matches!(
         channel::highway(&mut rec, &x, &x, &y),

@@ -17,11 +17,12 @@ use segblocks::networks::{
     MnasNetFeatures, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
     MobileNetV3FeaturesConfig, MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetConfig,
     ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
-    SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SmpAuxParams, SmpDeepLabV3,
-    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig,
-    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
-    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
-    SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures,
+    SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig,
+    SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig,
+    SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig,
+    VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -169,6 +170,13 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let cfg = SeNetConfig::from_name(a["name"].as_str().unwrap()).unwrap();
             // pretrainedmodels' `features` returns layer4 alone, the first output.
             let (mut outs, params) = run(gpu, SeNetFeatures::load(gpu, cfg, sd, ""), x);
+            outs.truncate(1);
+            (outs, params)
+        }
+        "sknet" => {
+            let cfg = SkResNetConfig::from_smp(a["name"].as_str().unwrap()).unwrap();
+            // The deepest feature is the case's output.
+            let (mut outs, params) = run(gpu, SkResNetFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
         }
@@ -410,7 +418,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            27,
+            28,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -459,7 +467,7 @@ fn named(e: Option<segblocks::Error>, name: &str) {
 }
 
 /// smp's `Unet` and `FPN` refusals as typed errors naming the parameter: an unknown
-/// encoder, a depth outside 3..=5, decoder widths that do not match the depth (FPN: a
+/// encoder, a depth outside smp's range, decoder widths that do not match the depth (FPN: a
 /// segmentation width GroupNorm(32) cannot split), an activation it has no module for,
 /// and (FPN) an input not divisible by `2^encoder_depth`.
 #[test]
@@ -475,7 +483,12 @@ fn smp_bad_configurations_are_typed_errors() {
     let cfg = SmpUnetConfig::new("resnet18", 3, 2).unwrap();
     let load = |cfg: SmpUnetConfig| SmpUnet::load(gpu, cfg, &sd, "").err();
     named(load(cfg.clone().depth(6, &[8; 6])), "encoder_depth");
-    named(load(cfg.clone().depth(2, &[8; 2])), "encoder_depth");
+    named(load(cfg.clone().depth(0, &[])), "encoder_depth");
+    // smp's Unet runs a depth of 1 or 2 too, except on a Mix Transformer (its first
+    // feature is empty), and UnetPlusPlus from 2.
+    assert!(load(cfg.clone().depth(1, &[8])).is_none());
+    let mit = SmpUnetConfig::new("mit_b0", 3, 2).unwrap();
+    named(load(mit.depth(1, &[8])), "encoder_depth");
     named(load(cfg.clone().depth(4, &[8; 5])), "decoder_channels");
     named(load(cfg.clone().depth(3, &[8, 0, 8])), "decoder_channels");
     named(
@@ -522,7 +535,8 @@ fn smp_bad_configurations_are_typed_errors() {
     let net = SmpUnet::load(gpu, nested.clone(), &sd, "").unwrap();
     assert_eq!(net.output_shape([1, 3, 24, 16]).unwrap(), [1, 2, 24, 16]);
     named(net.output_shape([1, 3, 23, 16]).err(), "input");
-    named(load(nested.depth(2, &[8, 8])), "encoder_depth");
+    named(load(nested.clone().depth(1, &[8])), "encoder_depth");
+    assert!(load(nested.depth(2, &[8, 8])).is_none());
     // smp refuses the Mix Transformers in UnetPlusPlus (their empty stride-2 feature).
     let nested = SmpUnetConfig::unet_plus_plus("mit_b0", 3, 2).unwrap();
     named(load(nested), "encoder_name");
@@ -870,6 +884,70 @@ fn mobileone_bad_names_and_configurations_are_typed_errors() {
     named(load(&cfg), "num_blocks_per_stage");
 }
 
+/// Selective Kernel ResNets by names smp does not have, and configurations timm cannot
+/// build (paths that cannot take half the input channels in `cardinality` groups, a
+/// basic block with groups), as typed errors; the squeeze widths timm's `make_divisible`
+/// gives.
+#[test]
+fn sknet_bad_names_and_configurations_are_typed_errors() {
+    for bad in [
+        "timm-skresnet50",
+        "timm-skresnext101_32x4d",
+        "skresnet18",
+        "timm-sk",
+    ] {
+        if bad.starts_with("timm-sk") {
+            named(SkResNetConfig::from_smp(bad).err(), "encoder_name");
+        }
+        named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
+    }
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let load = |cfg: SkResNetConfig| SkResNetFeatures::load(gpu, cfg, &sd, "").err();
+    let next = SkResNetConfig::from_smp("timm-skresnext50_32x4d").unwrap();
+    named(
+        load(SkResNetConfig {
+            cardinality: 4,
+            base_width: 1,
+            ..next
+        }),
+        "cardinality",
+    );
+    named(
+        load(SkResNetConfig {
+            cardinality: 0,
+            ..next
+        }),
+        "cardinality",
+    );
+    let basic = SkResNetConfig::from_smp("timm-skresnet18").unwrap();
+    named(
+        load(SkResNetConfig {
+            cardinality: 2,
+            ..basic
+        }),
+        "cardinality",
+    );
+    named(
+        load(SkResNetConfig {
+            layers: [2, 0, 2, 2],
+            ..basic
+        }),
+        "layers",
+    );
+    // make_divisible(64 / 8, 8) = 8, (512 / 8) = 64; SK-ResNeXt: 128 / 16 -> 8.
+    assert_eq!(basic.attention_channels(64), 8);
+    assert_eq!(basic.attention_channels(512), 64);
+    assert_eq!(next.attention_channels(128), 8);
+    assert_eq!(next.attention_channels(1024), 64);
+    // A round-down below 90% of the value takes the next multiple (timm's round_limit).
+    let coarse = SkResNetConfig {
+        rd_divisor: 32,
+        ..basic
+    };
+    assert_eq!(coarse.attention_channels(360), 64);
+}
+
 /// SENets by names `pretrainedmodels` does not have, and configurations it cannot build.
 #[test]
 fn senet_bad_names_and_configurations_are_typed_errors() {
@@ -1169,4 +1247,17 @@ fn reference_matches<A: Architecture>(net: &Model<A>, name: &str) {
     let got = net.reference(x.view()).unwrap();
     let err = common::relative(&got, &want);
     assert!(err < 1e-4, "{name}: reference vs smp: relative {err}");
+}
+
+/// The CPU reference of timm's Selective Kernel blocks (the softmax across the two paths,
+/// the squeeze's batch norm) against smp's output, where a short decoder lets the
+/// attention reach it.
+#[test]
+fn sknet_reference_matches_smp() {
+    let cfg = SmpUnetConfig::new("timm-skresnext50_32x4d", 2, 2)
+        .unwrap()
+        .depth(2, &[16, 8])
+        .decoder_use_norm(false);
+    let net = SmpUnet::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    reference_matches(&net, "smp_unet_timm_skresnext50_32x4d_depth2");
 }

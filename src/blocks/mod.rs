@@ -46,8 +46,8 @@ pub use shufflenet::{ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2U
 
 pub(crate) use graph::{HostValue, Inputs, Node, Value, ValueId};
 pub(crate) use nodes::{
-    BnActNode, ConvTransposeNode, DecoderStageNode, GroupNormNode, LayerNorm2dNode, LrAsppHeadNode,
-    Op, RepConvNode, SdpaNode, SeNode,
+    BnActNode, BnState, ConvTransposeNode, DecoderStageNode, GroupNormNode, LayerNorm2dNode,
+    LrAsppHeadNode, Op, RepConvNode, SdpaNode, SeNode,
 };
 
 use ndarray::{Array4, ArrayView4};

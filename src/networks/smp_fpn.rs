@@ -122,7 +122,7 @@ impl Architecture for SmpFpnConfig {
         ])?;
         super::smp_unet::check_smp_rules(
             &self.encoder,
-            self.encoder_depth,
+            (self.encoder_depth, 3..=5),
             self.decoder_interpolation,
         )?;
         fail_if(

@@ -124,7 +124,7 @@ impl Architecture for SmpPanConfig {
         })?;
         check_smp_rules(
             &self.encoder,
-            self.encoder_depth,
+            (self.encoder_depth, 3..=5),
             self.decoder_interpolation,
         )
     }

@@ -40,7 +40,7 @@ use crate::weights::{key, StateDict};
 
 use super::{
     DenseNetConfig, EfficientNetPyTorchConfig, MixTransformerConfig, MobileNetV2Config,
-    MobileOneConfig, ResNetConfig, SeNetConfig, TimmEfficientNetConfig, VggConfig,
+    MobileOneConfig, ResNetConfig, SeNetConfig, SkResNetConfig, TimmEfficientNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -64,6 +64,9 @@ pub enum SmpEncoder {
     /// `se_resnext101_32x4d`, `senet154`: `pretrainedmodels`' SENets (`encoder.layer0.*`,
     /// `encoder.layer{i}.*`; [`SeNetConfig`]).
     SeNet(SeNetConfig),
+    /// `timm-skresnet18`, `timm-skresnet34`, `timm-skresnext50_32x4d`: timm's Selective
+    /// Kernel ResNets (`encoder.conv1`, `encoder.layer{i}.*`; [`SkResNetConfig`]).
+    SkResNet(SkResNetConfig),
     /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2`, `timm-tf_efficientnet_lite0`
     /// .. `lite4`: timm's EfficientNet as smp builds it (`encoder.conv_stem`,
     /// `encoder.blocks.{stage}.{i}.*`; [`TimmEfficientNetConfig`]).
@@ -88,7 +91,8 @@ impl SmpEncoder {
     /// `resnext101_32x32d`, `resnext101_32x48d`, `mobilenet_v2`, `efficientnet-b0` ..
     /// `efficientnet-b7`, `vgg11` .. `vgg19_bn`, `densenet121` / `161` / `169` / `201`,
     /// `se_resnet50` / `101` / `152`, `se_resnext50_32x4d`, `se_resnext101_32x4d`,
-    /// `senet154`, `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
+    /// `senet154`, `timm-skresnet18`, `timm-skresnet34`, `timm-skresnext50_32x4d`,
+    /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
     /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4`,
     /// `xception` or `mit_b0` .. `mit_b5`; any other name is an error naming
     /// `encoder_name`.
@@ -119,6 +123,9 @@ impl SmpEncoder {
         {
             return TimmEfficientNetConfig::from_smp(encoder_name)
                 .map(SmpEncoder::TimmEfficientNet);
+        }
+        if encoder_name.starts_with("timm-sk") {
+            return SkResNetConfig::from_smp(encoder_name).map(SmpEncoder::SkResNet);
         }
         if encoder_name.starts_with("mobileone") {
             return MobileOneConfig::from_smp(encoder_name).map(SmpEncoder::MobileOne);
@@ -159,7 +166,7 @@ impl SmpEncoder {
                     reason: format!(
                         "{other:?} is not one of the smp encoders this library has \
                          (ResNet, MobileNetV2, EfficientNet, timm's EfficientNet, VGG, \
-                         DenseNet, SENet, MobileOne, Xception, Mix Transformer)"
+                         DenseNet, SENet, SK-ResNet, MobileOne, Xception, Mix Transformer)"
                     ),
                 })
             }
@@ -185,6 +192,7 @@ impl SmpEncoder {
             SmpEncoder::Vgg(v) => v.validate(),
             SmpEncoder::DenseNet(d) => d.validate(),
             SmpEncoder::SeNet(s) => s.validate(),
+            SmpEncoder::SkResNet(s) => s.validate(),
             SmpEncoder::TimmEfficientNet(t) => t.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception => Ok(()),
@@ -209,6 +217,11 @@ impl SmpEncoder {
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
             SmpEncoder::MixTransformer(m) => m.feature_channels(in_channels),
             SmpEncoder::SeNet(s) => {
+                let mut c = vec![in_channels];
+                c.extend(s.feature_channels());
+                c
+            }
+            SmpEncoder::SkResNet(s) => {
                 let mut c = vec![in_channels];
                 c.extend(s.feature_channels());
                 c
@@ -260,6 +273,12 @@ impl SmpEncoder {
                 (in_channels, depth - 1, output_stride),
             )?),
             SmpEncoder::SeNet(se) => features.extend(se.append_stages(
+                g,
+                x,
+                ctx,
+                (in_channels, depth - 1, output_stride),
+            )?),
+            SmpEncoder::SkResNet(sk) => features.extend(sk.append_stages(
                 g,
                 x,
                 ctx,
@@ -465,14 +484,14 @@ pub(crate) fn set_smp_outputs(
     Ok(())
 }
 
-/// smp's rules every model here shares: `encoder_depth` 3 to 5, a decoder interpolation
-/// that is a mode of `F.interpolate`, and the encoder's own checks.
+/// smp's rules the models here share: `encoder_depth` within `depths`, a decoder
+/// interpolation that is a mode of `F.interpolate`, and the encoder's own checks.
 pub(crate) fn check_smp_rules(
     encoder: &SmpEncoder,
-    depth: usize,
+    (depth, depths): (usize, std::ops::RangeInclusive<usize>),
     interpolation: UpsampleMode,
 ) -> Result<()> {
-    check_encoder_depth(encoder, depth, 3..=5)?;
+    check_encoder_depth(encoder, depth, depths)?;
     check_interpolation(interpolation)
 }
 
@@ -529,8 +548,9 @@ pub(crate) fn check_encoder_depth(
 pub struct SmpUnetConfig {
     /// The encoder (`encoder_name`; [`SmpUnetConfig::new`] takes smp's names).
     pub encoder: SmpEncoder,
-    /// Stages of the encoder used, 3 to 5 (`encoder_depth`, 5). Inputs of any size run
-    /// (smp's Unet resizes each decoder stage to its skip's size, and does not check).
+    /// Stages of the encoder used, 1 to 5 (`encoder_depth`, 5; UnetPlusPlus and the Mix
+    /// Transformer encoders: 2 to 5). Inputs of any size run (smp's Unet resizes each
+    /// decoder stage to its skip's size, and does not check).
     pub encoder_depth: usize,
     /// Input channels (`in_channels`, 3): the encoder's first convolution takes them.
     pub in_channels: usize,
@@ -822,7 +842,7 @@ pub type SmpUnet = Model<SmpUnetConfig>;
 pub type SmpUnetPlusPlus = Model<SmpUnetConfig>;
 
 impl Architecture for SmpUnetConfig {
-    /// Checks the configuration on its own, with smp's rules: depth 3 to 5, one decoder
+    /// Checks the configuration on its own, with smp's rules: depth 1 (UnetPlusPlus: 2) to 5, one decoder
     /// width per stage.
     fn validate(&self) -> Result<()> {
         positive(&[
@@ -833,9 +853,15 @@ impl Architecture for SmpUnetConfig {
                 self.decoder_channels.iter().copied().min().unwrap_or(1),
             ),
         ])?;
+        // smp's Unet takes any depth its encoder gives (a Mix Transformer's first
+        // feature is empty: 2 at least); UnetPlusPlus needs two levels.
+        let least = match (self.nested, &self.encoder) {
+            (true, _) | (_, SmpEncoder::MixTransformer(_)) => 2,
+            _ => 1,
+        };
         check_smp_rules(
             &self.encoder,
-            self.encoder_depth,
+            (self.encoder_depth, least..=5),
             self.decoder_interpolation,
         )?;
         if self.nested {

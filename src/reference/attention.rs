@@ -3,7 +3,7 @@
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
-use crate::error::Result;
+use crate::error::{fail_if, Error, Result};
 use crate::ops::attention::{CbamParams, SqueezeExcitationParams};
 use crate::ops::conv::Conv2dParams;
 use crate::ops::pool::GlobalPool;
@@ -104,4 +104,96 @@ pub fn cbam(
         s.view(),
         Activation::Sigmoid,
     ))
+}
+
+/// Selective Kernel attention as timm's `SelectiveKernel` applies it to its paths
+/// (`SelectiveKernelAttn` and the weighting after it): the paths `[N, C, H, W]` summed,
+/// averaged over each plane, `fc_reduce` (`[A, C, 1, 1]`, no bias), an inference batch
+/// norm (`bn`: weight, bias, running mean, running variance; `eps`), ReLU, `fc_select`
+/// (`[P * C, A, 1, 1]`, no bias), a softmax across the `P` paths for each channel, and
+/// the paths summed with those weights.
+pub fn selective_kernel(
+    paths: &[ArrayView4<f32>],
+    fc_reduce: ArrayView4<f32>,
+    bn: [ArrayView1<f32>; 4],
+    eps: f32,
+    fc_select: ArrayView4<f32>,
+) -> Result<Array4<f32>> {
+    let Some(first) = paths.first() else {
+        return Err(Error::InvalidParam {
+            name: "paths",
+            reason: "needs one path at least, got none".into(),
+        });
+    };
+    let (n, c, h, w) = first.dim();
+    let shape = |a: &ArrayView4<f32>| a.shape().to_vec();
+    for p in paths {
+        crate::ops::same_shape("paths", [n, c, h, w], p.dim().into())?;
+    }
+    let a = fc_reduce.dim().0;
+    let p = paths.len();
+    let expect = |name, want: Vec<usize>, got: Vec<usize>| -> Result<()> {
+        fail_if(want != got, name, || {
+            format!("expected shape {want:?}, got {got:?}")
+        })
+    };
+    expect("fc_reduce", vec![a, c, 1, 1], shape(&fc_reduce))?;
+    expect("fc_select", vec![p * c, a, 1, 1], shape(&fc_select))?;
+    for t in &bn {
+        expect("bn", vec![a], t.shape().to_vec())?;
+    }
+    let [gamma, beta, mean, var] = bn;
+    let mut out = Array4::zeros((n, c, h, w));
+    for b in 0..n {
+        // x.sum(1).mean((2, 3))
+        let pooled: Vec<f64> = (0..c)
+            .map(|ch| {
+                let mut s = 0.0f64;
+                for path in paths {
+                    for y in 0..h {
+                        for x in 0..w {
+                            s += path[[b, ch, y, x]] as f64;
+                        }
+                    }
+                }
+                s / (h * w) as f64
+            })
+            .collect();
+        // fc_reduce, bn, ReLU
+        let hidden: Vec<f64> = (0..a)
+            .map(|j| {
+                let z: f64 = (0..c)
+                    .map(|i| fc_reduce[[j, i, 0, 0]] as f64 * pooled[i])
+                    .sum();
+                let z = (z - mean[j] as f64) / (var[j] as f64 + eps as f64).sqrt()
+                    * gamma[j] as f64
+                    + beta[j] as f64;
+                z.max(0.0)
+            })
+            .collect();
+        for ch in 0..c {
+            // fc_select, viewed as [P, C]: path k's logit of channel ch is row k * C + ch.
+            let logits: Vec<f64> = (0..p)
+                .map(|k| {
+                    (0..a)
+                        .map(|j| fc_select[[k * c + ch, j, 0, 0]] as f64 * hidden[j])
+                        .sum()
+                })
+                .collect();
+            let top = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let exps: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
+            let total: f64 = exps.iter().sum();
+            for y in 0..h {
+                for x in 0..w {
+                    let v: f64 = paths
+                        .iter()
+                        .zip(&exps)
+                        .map(|(path, e)| path[[b, ch, y, x]] as f64 * e / total)
+                        .sum();
+                    out[[b, ch, y, x]] = v as f32;
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -62,6 +62,22 @@ pub fn scale_channels_add(
     out
 }
 
+/// `end * t + start * (1 - t)` with `t = gate(s[n, c, 0, 0])`: `torch.lerp` with one
+/// weight per channel.
+pub fn lerp_channels(
+    start: ArrayView4<f32>,
+    end: ArrayView4<f32>,
+    s: ArrayView4<f32>,
+    gate: Activation,
+) -> Array4<f32> {
+    let mut out = start.to_owned();
+    for ((n, c, h, w), v) in out.indexed_iter_mut() {
+        let t = super::activation(gate, s[[n, c, 0, 0]]);
+        *v = end[[n, c, h, w]] * t + *v * (1.0 - t);
+    }
+    out
+}
+
 /// `x[n, c, h, w] * gate(s[n, 0, h, w])`.
 pub fn scale_spatial(x: ArrayView4<f32>, s: ArrayView4<f32>, gate: Activation) -> Array4<f32> {
     let mut out = x.to_owned();

@@ -58,6 +58,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            with reparam=True (a MobileOne encoder) the file holds the state dict after
            MobileOne's reparameterize_model, which the test loads; the output is the
            trained model's
+  sknet    timm's Selective Kernel ResNet as smp builds it (name: timm-skresnet18 /
+           timm-skresnet34 / timm-skresnext50_32x4d), its deepest feature; the smp kinds
+           take these as encoders too
   densenet torchvision densenet121 / 161 / 169 / 201 (name).features; the smp kinds take
            these as encoders too
   convnext torchvision convnext_tiny / _small / _base / _large (name).features
@@ -348,6 +351,38 @@ CASES = [
     ("smp_manet_resnet18_depth1", "smp_manet",
      dict(encoder="resnet18", depth=1, cin=3, classes=2, decoder_channels=[16], pab=32,
           use_norm=True, interpolation="nearest", activation=None), [2, 3, 16, 24]),
+    # timm's Selective Kernel ResNets (smp's timm-sk* encoders): two 3x3 paths on the
+    # halves of the input channels (the second dilated 2), weighed per channel by a
+    # softmax across the paths; smp's dilation sets every convolution of a patched stage
+    # to one dilation, both paths alike.
+    ("sknet_timm_skresnet18_features", "sknet", dict(name="timm-skresnet18"), [2, 3, 45, 61]),
+    ("smp_unet_timm_skresnet34", "smp_unet",
+     dict(encoder="timm-skresnet34", depth=5, cin=3, classes=2,
+          decoder_channels=[64, 32, 24, 16, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 52, 70]),
+    ("smp_deeplabv3plus_timm_skresnet18_os8", "smp_deeplabv3plus",
+     dict(encoder="timm-skresnet18", depth=5, output_stride=8, cin=1, classes=3,
+          decoder_channels=16, rates=[2, 4, 6], separable=True, upsampling=4, activation=None),
+     [1, 1, 48, 64]),
+    ("smp_fpn_timm_skresnext50_32x4d_depth4", "smp_fpn",
+     dict(encoder="timm-skresnext50_32x4d", depth=4, cin=3, classes=2, pyramid=32,
+          segmentation=32, merge="cat", interpolation="nearest", upsampling=4, activation=None),
+     [1, 3, 48, 64]),
+    # The attention measurably in the output: a short decoder on layer1's SK blocks.
+    ("smp_unet_timm_skresnext50_32x4d_depth2", "smp_unet",
+     dict(encoder="timm-skresnext50_32x4d", depth=2, cin=2, classes=2,
+          decoder_channels=[16, 8], use_norm=False, interpolation="nearest",
+          activation=None), [2, 2, 20, 28]),
+    # smp's Unet at any depth its encoder gives (1 and 2 as well), UnetPlusPlus from 2.
+    ("smp_unet_resnet18_depth1", "smp_unet",
+     dict(encoder="resnet18", depth=1, cin=3, classes=2, decoder_channels=[8], use_norm=True,
+          interpolation="nearest", activation=None), [2, 3, 21, 30]),
+    ("smp_unetplusplus_mobilenet_v2_depth2", "smp_unetplusplus",
+     dict(encoder="mobilenet_v2", depth=2, cin=3, classes=3, decoder_channels=[16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [1, 3, 24, 32]),
+    ("smp_unet_mit_b0_depth2", "smp_unet",
+     dict(encoder="mit_b0", depth=2, cin=3, classes=2, decoder_channels=[16, 8], use_norm=False,
+          interpolation="bilinear", activation=None), [1, 3, 36, 44]),
 ]
 
 
@@ -433,6 +468,16 @@ def build(kind, a):
                 return self.features(x)
 
         return Features(**params)
+    if kind == "sknet":
+        from segmentation_models_pytorch.encoders.timm_sknet import timm_sknet_encoders
+        entry = timm_sknet_encoders[a["name"]]
+        params = dict(entry["params"])
+
+        class SkFeatures(entry["encoder"]):
+            def forward(self, x):
+                return super().forward(x)[-1]
+
+        return SkFeatures(**params)
     if kind == "densenet":
         return getattr(torchvision.models, a["name"])().features
     if kind == "convnext":
