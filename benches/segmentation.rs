@@ -150,8 +150,13 @@ fn bench(c: &mut Criterion) {
     let net = SmpPan::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_pan_resnet34_160", &net, small);
     // MobileOne's trained branches folded at load; timm's EfficientNet-B0; timm's
-    // Selective Kernel ResNet-18.
-    for encoder in ["mobileone_s0", "timm-efficientnet-b0", "timm-skresnet18"] {
+    // Selective Kernel ResNet-18; the Dual Path Network DPN-68.
+    for encoder in [
+        "mobileone_s0",
+        "timm-efficientnet-b0",
+        "timm-skresnet18",
+        "dpn68",
+    ] {
         let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
         let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
         let name = format!("smp_unet_{}_160", encoder.replace('-', "_"));

@@ -649,6 +649,9 @@ def networks(fz, count, out):
     SENETS = ["se_resnet50", "se_resnext50_32x4d"]
     # timm's Selective Kernel ResNets (smp's timm-sk* encoders) go where the SENets go.
     SENETS += ["timm-skresnet18", "timm-skresnext50_32x4d"]
+    # Cadene's Dual Path Networks (smp's dpn* encoders) too (the larger ones make slow
+    # cases).
+    SENETS += ["dpn68", "dpn68b", "dpn92"]
     # smp's timm EfficientNet encoders, and MobileOne's (trained branches folded at load).
     TIMM = ["timm-efficientnet-b0", "timm-efficientnet-b2", "timm-tf_efficientnet_lite0",
             "mobileone_s0", "mobileone_s4"]

@@ -11,18 +11,18 @@ use common::golden::golden_dir;
 use ndarray::Array4;
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
-    EfficientNetFeatures, EfficientNetPyTorchConfig, EfficientNetPyTorchFeatures, Fcn8s,
-    Fcn8sConfig, FpnMerge, HeadActivation, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig,
-    MnasNetFeatures, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
-    MobileNetV3FeaturesConfig, MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetConfig,
-    ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
-    SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures,
-    SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig,
-    SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig,
-    SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig,
-    VggConfig, VggFeatures,
+    ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures,
+    EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
+    EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionV4Config,
+    InceptionV4Features, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures,
+    MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
+    MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SeNetConfig,
+    SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config,
+    ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3,
+    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig,
+    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
+    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
+    SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -170,6 +170,20 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let cfg = SeNetConfig::from_name(a["name"].as_str().unwrap()).unwrap();
             // pretrainedmodels' `features` returns layer4 alone, the first output.
             let (mut outs, params) = run(gpu, SeNetFeatures::load(gpu, cfg, sd, ""), x);
+            outs.truncate(1);
+            (outs, params)
+        }
+        "inceptionv4" => {
+            let cfg = InceptionV4Config::default();
+            // The deepest feature is the case's output.
+            let (mut outs, params) = run(gpu, InceptionV4Features::load(gpu, cfg, sd, ""), x);
+            outs.truncate(1);
+            (outs, params)
+        }
+        "dpn" => {
+            let cfg = DpnConfig::from_smp(a["name"].as_str().unwrap()).unwrap();
+            // The deepest feature is the case's output.
+            let (mut outs, params) = run(gpu, DpnFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
         }
@@ -418,7 +432,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            28,
+            30,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -549,7 +563,7 @@ fn smp_bad_configurations_are_typed_errors() {
     );
     named(load(fpn.clone().encoder_depth(6)), "encoder_depth");
     named(load(fpn.clone().upsampling(0)), "upsampling");
-    named(SmpFpnConfig::new("dpn68", 3, 2).err(), "encoder_name");
+    named(SmpFpnConfig::new("tu-resnet18", 3, 2).err(), "encoder_name");
     // smp's FPN takes a Mix Transformer at depth 5 only.
     let mit = SmpFpnConfig::new("mit_b0", 3, 2).unwrap();
     named(load(mit.encoder_depth(4)), "encoder_depth");
@@ -574,7 +588,7 @@ fn smp_deeplab_bad_configurations_are_typed_errors() {
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
     named(
-        SmpDeepLabV3Config::new("inceptionv4", 3, 1).err(),
+        SmpDeepLabV3Config::new("tu-resnet18", 3, 1).err(),
         "encoder_name",
     );
     let v3 = SmpDeepLabV3Config::new("resnet18", 3, 2)
@@ -884,6 +898,42 @@ fn mobileone_bad_names_and_configurations_are_typed_errors() {
     named(load(&cfg), "num_blocks_per_stage");
 }
 
+/// Dual Path Networks by names smp does not have, and configurations that cannot be
+/// built, as typed errors.
+#[test]
+fn dpn_bad_names_and_configurations_are_typed_errors() {
+    for bad in ["dpn", "dpn69", "dpn68c", "dpn92x"] {
+        named(DpnConfig::from_smp(bad).err(), "encoder_name");
+        named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
+    }
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let load = |cfg: DpnConfig| DpnFeatures::load(gpu, cfg, &sd, "").err();
+    let cfg = DpnConfig::from_smp("dpn68").unwrap();
+    // 128 bottleneck channels in stage 2 cannot be split into 48 groups.
+    named(load(DpnConfig { groups: 48, ..cfg }), "groups");
+    named(load(DpnConfig { groups: 0, ..cfg }), "groups");
+    named(
+        load(DpnConfig {
+            k_sec: [3, 0, 12, 3],
+            ..cfg
+        }),
+        "k_sec",
+    );
+    named(
+        load(DpnConfig {
+            inc_sec: [16, 32, 0, 64],
+            ..cfg
+        }),
+        "inc_sec",
+    );
+    // smp's feature widths (its `out_channels`).
+    let widths = |name| DpnConfig::from_smp(name).unwrap().feature_channels();
+    assert_eq!(widths("dpn68"), [10, 144, 320, 704, 832]);
+    assert_eq!(widths("dpn107"), [128, 376, 1152, 2432, 2688]);
+    assert_eq!(widths("dpn131"), [128, 352, 832, 1984, 2688]);
+}
+
 /// Selective Kernel ResNets by names smp does not have, and configurations timm cannot
 /// build (paths that cannot take half the input channels in `cardinality` groups, a
 /// basic block with groups), as typed errors; the squeeze widths timm's `make_divisible`
@@ -988,8 +1038,8 @@ fn senet_bad_names_and_configurations_are_typed_errors() {
     );
 }
 
-/// VGGs by names torchvision does not have, and a VGG or Xception encoder where smp would
-/// dilate it.
+/// VGGs by names torchvision does not have, and a VGG, Xception or Inception-v4 encoder
+/// where smp would dilate it; Inception-v4 without input channels.
 #[test]
 fn vgg_bad_names_and_dilation_are_typed_errors() {
     for bad in ["vgg15", "vgg16_bnx", "vgg"] {
@@ -997,13 +1047,22 @@ fn vgg_bad_names_and_dilation_are_typed_errors() {
         named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
     }
     let sd = StateDict::synthetic();
-    for encoder in ["vgg11", "xception"] {
+    for encoder in ["vgg11", "xception", "inceptionv4"] {
         let cfg = SmpDeepLabV3Config::new(encoder, 3, 2).unwrap();
         named(
             SmpDeepLabV3::load(common::gpu(), cfg, &sd, "").err(),
             "encoder_output_stride",
         );
     }
+    named(
+        SmpUnetConfig::new("inceptionv3", 3, 2).err(),
+        "encoder_name",
+    );
+    let none = InceptionV4Config { in_channels: 0 };
+    named(
+        InceptionV4Features::load(common::gpu(), none, &sd, "").err(),
+        "in_channels",
+    );
 }
 
 /// DenseNets by names torchvision does not have, and a DenseNet encoder where smp would
@@ -1226,7 +1285,10 @@ fn smp_manet_bad_configurations_are_typed_errors() {
         ),
         "decoder_interpolation",
     );
-    named(SmpMAnetConfig::new("dpn68", 3, 2).err(), "encoder_name");
+    named(
+        SmpMAnetConfig::new("tu-resnet18", 3, 2).err(),
+        "encoder_name",
+    );
     let net = SmpMAnet::load(gpu, cfg, &sd, "").unwrap();
     assert_eq!(net.output_shape([2, 3, 24, 40]).unwrap(), [2, 2, 24, 40]);
     named(net.output_shape([2, 3, 24, 36]).err(), "input");
@@ -1260,4 +1322,16 @@ fn sknet_reference_matches_smp() {
         .decoder_use_norm(false);
     let net = SmpUnet::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
     reference_matches(&net, "smp_unet_timm_skresnext50_32x4d_depth2");
+}
+
+/// The CPU reference of a Dual Path Network's blocks (both paths, the pre-activation
+/// norms) against smp's output, where a short decoder lets the first stage reach it.
+#[test]
+fn dpn_reference_matches_smp() {
+    let cfg = SmpUnetConfig::new("dpn68", 3, 2)
+        .unwrap()
+        .depth(2, &[16, 8])
+        .decoder_use_norm(false);
+    let net = SmpUnet::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    reference_matches(&net, "smp_unet_dpn68_depth2");
 }

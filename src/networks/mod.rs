@@ -14,8 +14,10 @@
 
 mod convnext;
 mod densenet;
+mod dpn;
 mod efficientnet;
 mod fcn8s;
+mod inception;
 mod lraspp;
 mod mix_transformer;
 mod mnasnet;
@@ -46,11 +48,13 @@ mod xception;
 
 pub use convnext::{ConvNextConfig, ConvNextFeatures};
 pub use densenet::{DenseNetConfig, DenseNetFeatures};
+pub use dpn::{DpnConfig, DpnFeatures};
 pub use efficientnet::{
     EfficientNetArch, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
     EfficientNetPyTorchFeatures,
 };
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
+pub use inception::{InceptionV4Config, InceptionV4Features};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mix_transformer::MixTransformerConfig;
 pub use mnasnet::{MnasNetConfig, MnasNetFeatures};

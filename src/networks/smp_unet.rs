@@ -39,7 +39,7 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::{
-    DenseNetConfig, EfficientNetPyTorchConfig, MixTransformerConfig, MobileNetV2Config,
+    DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, MixTransformerConfig, MobileNetV2Config,
     MobileOneConfig, ResNetConfig, SeNetConfig, SkResNetConfig, TimmEfficientNetConfig, VggConfig,
 };
 
@@ -67,6 +67,9 @@ pub enum SmpEncoder {
     /// `timm-skresnet18`, `timm-skresnet34`, `timm-skresnext50_32x4d`: timm's Selective
     /// Kernel ResNets (`encoder.conv1`, `encoder.layer{i}.*`; [`SkResNetConfig`]).
     SkResNet(SkResNetConfig),
+    /// `dpn68`, `dpn68b`, `dpn92`, `dpn98`, `dpn107`, `dpn131`: `pretrainedmodels`' Dual
+    /// Path Networks (`encoder.features.conv1_1` .. `conv5_bn_ac`; [`DpnConfig`]).
+    Dpn(DpnConfig),
     /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2`, `timm-tf_efficientnet_lite0`
     /// .. `lite4`: timm's EfficientNet as smp builds it (`encoder.conv_stem`,
     /// `encoder.blocks.{stage}.{i}.*`; [`TimmEfficientNetConfig`]).
@@ -75,6 +78,10 @@ pub enum SmpEncoder {
     /// branches (`encoder.stage{i}.*.rbr_conv` / `rbr_scale` / `rbr_skip`) folded into one
     /// convolution a block at load time ([`MobileOneConfig`]).
     MobileOne(MobileOneConfig),
+    /// `inceptionv4`: Cadene's Inception-v4 as smp builds it (`encoder.features.{i}`,
+    /// every 3x3 convolution and max pool padded by 1; [`InceptionV4Config`]); it cannot
+    /// be dilated.
+    InceptionV4,
     /// `xception`: Cadene's Xception as smp builds it (`encoder.conv1`, `encoder.block{i}`,
     /// ...); it cannot be dilated.
     Xception,
@@ -91,10 +98,11 @@ impl SmpEncoder {
     /// `resnext101_32x32d`, `resnext101_32x48d`, `mobilenet_v2`, `efficientnet-b0` ..
     /// `efficientnet-b7`, `vgg11` .. `vgg19_bn`, `densenet121` / `161` / `169` / `201`,
     /// `se_resnet50` / `101` / `152`, `se_resnext50_32x4d`, `se_resnext101_32x4d`,
-    /// `senet154`, `timm-skresnet18`, `timm-skresnet34`, `timm-skresnext50_32x4d`,
+    /// `senet154`, `timm-skresnet18`, `timm-skresnet34`, `timm-skresnext50_32x4d`, `dpn68`,
+    /// `dpn68b`, `dpn92`, `dpn98`, `dpn107`, `dpn131`,
     /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
     /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4`,
-    /// `xception` or `mit_b0` .. `mit_b5`; any other name is an error naming
+    /// `inceptionv4`, `xception` or `mit_b0` .. `mit_b5`; any other name is an error naming
     /// `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         if encoder_name.starts_with("mit_b") {
@@ -123,6 +131,9 @@ impl SmpEncoder {
         {
             return TimmEfficientNetConfig::from_smp(encoder_name)
                 .map(SmpEncoder::TimmEfficientNet);
+        }
+        if encoder_name.starts_with("dpn") {
+            return DpnConfig::from_smp(encoder_name).map(SmpEncoder::Dpn);
         }
         if encoder_name.starts_with("timm-sk") {
             return SkResNetConfig::from_smp(encoder_name).map(SmpEncoder::SkResNet);
@@ -160,13 +171,14 @@ impl SmpEncoder {
             "resnext101_32x48d" => resnext101(48),
             "mobilenet_v2" => return Ok(SmpEncoder::MobileNetV2),
             "xception" => return Ok(SmpEncoder::Xception),
+            "inceptionv4" => return Ok(SmpEncoder::InceptionV4),
             other => {
                 return Err(Error::InvalidParam {
                     name: "encoder_name",
                     reason: format!(
                         "{other:?} is not one of the smp encoders this library has \
                          (ResNet, MobileNetV2, EfficientNet, timm's EfficientNet, VGG, \
-                         DenseNet, SENet, SK-ResNet, MobileOne, Xception, Mix Transformer)"
+                         DenseNet, SENet, SK-ResNet, DPN, MobileOne, Inception-v4, Xception, Mix Transformer)"
                     ),
                 })
             }
@@ -193,9 +205,10 @@ impl SmpEncoder {
             SmpEncoder::DenseNet(d) => d.validate(),
             SmpEncoder::SeNet(s) => s.validate(),
             SmpEncoder::SkResNet(s) => s.validate(),
+            SmpEncoder::Dpn(d) => d.validate(),
             SmpEncoder::TimmEfficientNet(t) => t.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
-            SmpEncoder::Xception => Ok(()),
+            SmpEncoder::Xception | SmpEncoder::InceptionV4 => Ok(()),
             SmpEncoder::MixTransformer(m) => m.validate(),
         }
     }
@@ -215,6 +228,11 @@ impl SmpEncoder {
             SmpEncoder::TimmEfficientNet(t) => t.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
+            SmpEncoder::InceptionV4 => {
+                let mut c = vec![in_channels];
+                c.extend(super::inception::FEATURE_CHANNELS);
+                c
+            }
             SmpEncoder::MixTransformer(m) => m.feature_channels(in_channels),
             SmpEncoder::SeNet(s) => {
                 let mut c = vec![in_channels];
@@ -224,6 +242,11 @@ impl SmpEncoder {
             SmpEncoder::SkResNet(s) => {
                 let mut c = vec![in_channels];
                 c.extend(s.feature_channels());
+                c
+            }
+            SmpEncoder::Dpn(d) => {
+                let mut c = vec![in_channels];
+                c.extend(d.feature_channels());
                 c
             }
         }
@@ -259,7 +282,8 @@ impl SmpEncoder {
         let undilated = || {
             fail_if(output_stride != 32, "encoder_output_stride", || {
                 format!(
-                    "VGG, DenseNet and Xception encoders cannot be dilated (smp refuses it), \
+                    "VGG, DenseNet, Inception-v4 and Xception encoders cannot be dilated (smp \
+                     refuses it), \
                      got {output_stride}"
                 )
             })
@@ -273,6 +297,12 @@ impl SmpEncoder {
                 (in_channels, depth - 1, output_stride),
             )?),
             SmpEncoder::SeNet(se) => features.extend(se.append_stages(
+                g,
+                x,
+                ctx,
+                (in_channels, depth - 1, output_stride),
+            )?),
+            SmpEncoder::Dpn(d) => features.extend(d.append_stages(
                 g,
                 x,
                 ctx,
@@ -292,6 +322,10 @@ impl SmpEncoder {
             }
             SmpEncoder::MixTransformer(m) => {
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::InceptionV4 => {
+                undilated()?;
+                features = super::inception::append(g, x, ctx, (in_channels, depth))?;
             }
             SmpEncoder::Xception => {
                 undilated()?;

@@ -61,6 +61,10 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   sknet    timm's Selective Kernel ResNet as smp builds it (name: timm-skresnet18 /
            timm-skresnet34 / timm-skresnext50_32x4d), its deepest feature; the smp kinds
            take these as encoders too
+  inceptionv4 pretrainedmodels' Inception-v4 as smp builds it (3x3 convolutions and max
+           pools padded by 1), its deepest feature; the smp kinds take it as an encoder too
+  dpn      pretrainedmodels' Dual Path Network as smp builds it (name: dpn68 .. dpn131),
+           its deepest feature; the smp kinds take these as encoders too
   densenet torchvision densenet121 / 161 / 169 / 201 (name).features; the smp kinds take
            these as encoders too
   convnext torchvision convnext_tiny / _small / _base / _large (name).features
@@ -383,6 +387,40 @@ CASES = [
     ("smp_unet_mit_b0_depth2", "smp_unet",
      dict(encoder="mit_b0", depth=2, cin=3, classes=2, decoder_channels=[16, 8], use_norm=False,
           interpolation="bilinear", activation=None), [1, 3, 36, 44]),
+    # Cadene's Dual Path Networks (smp's dpn* encoders): a residual path summed and a dense
+    # path concatenated through pre-activation blocks; smp's features relu(cat(paths)).
+    ("dpn_dpn68_features", "dpn", dict(name="dpn68"), [2, 3, 45, 61]),
+    ("smp_unet_dpn68b", "smp_unet",
+     dict(encoder="dpn68b", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [1, 3, 52, 70]),
+    ("smp_deeplabv3_dpn92_os16", "smp_deeplabv3",
+     dict(encoder="dpn92", depth=5, output_stride=16, cin=3, classes=3, decoder_channels=32,
+          rates=[2, 4, 6], separable=False, upsampling=None, activation=None), [1, 3, 48, 64]),
+    ("smp_fpn_dpn98_depth4", "smp_fpn",
+     dict(encoder="dpn98", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 1, 48, 64]),
+    ("smp_linknet_dpn131_depth3", "smp_linknet",
+     dict(encoder="dpn131", depth=3, cin=3, classes=2, use_norm=True, activation=None),
+     [2, 3, 32, 48]),
+    ("smp_deeplabv3plus_dpn107_os8", "smp_deeplabv3plus",
+     dict(encoder="dpn107", depth=5, output_stride=8, cin=3, classes=2, decoder_channels=16,
+          rates=[2, 4, 6], separable=True, upsampling=4, activation=None), [1, 3, 32, 32]),
+    # The dual paths measurably in the output: a short decoder on the first stage.
+    ("smp_unet_dpn68_depth2", "smp_unet",
+     dict(encoder="dpn68", depth=2, cin=3, classes=2, decoder_channels=[16, 8], use_norm=False,
+          interpolation="nearest", activation=None), [2, 3, 20, 28]),
+    # Cadene's Inception-v4 as smp builds it: branches of 1x1, 1x7 / 7x1, 1x3 / 3x1 and
+    # 3x3 convolutions, max and average pools (not counting their padding), concatenated.
+    ("inceptionv4_features", "inceptionv4", dict(), [2, 3, 45, 61]),
+    ("smp_unet_inceptionv4", "smp_unet",
+     dict(encoder="inceptionv4", depth=5, cin=3, classes=2, decoder_channels=[64, 32, 24, 16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [1, 3, 52, 70]),
+    ("smp_fpn_inceptionv4_depth4_one_channel", "smp_fpn",
+     dict(encoder="inceptionv4", depth=4, cin=1, classes=3, pyramid=32, segmentation=32,
+          merge="cat", interpolation="nearest", upsampling=4, activation=None), [2, 1, 48, 64]),
+    ("smp_unet_inceptionv4_depth3", "smp_unet",
+     dict(encoder="inceptionv4", depth=3, cin=3, classes=2, decoder_channels=[16, 8, 8],
+          use_norm=False, interpolation="nearest", activation=None), [2, 3, 21, 30]),
 ]
 
 
@@ -478,6 +516,26 @@ def build(kind, a):
                 return super().forward(x)[-1]
 
         return SkFeatures(**params)
+    if kind == "inceptionv4":
+        from segmentation_models_pytorch.encoders.inceptionv4 import inceptionv4_encoders
+        entry = inceptionv4_encoders["inceptionv4"]
+        params = dict(entry["params"])
+
+        class InceptionFeatures(entry["encoder"]):
+            def forward(self, x):
+                return super().forward(x)[-1]
+
+        return InceptionFeatures(**params)
+    if kind == "dpn":
+        from segmentation_models_pytorch.encoders.dpn import dpn_encoders
+        entry = dpn_encoders[a["name"]]
+        params = dict(entry["params"])
+
+        class DpnFeatures(entry["encoder"]):
+            def forward(self, x):
+                return super().forward(x)[-1]
+
+        return DpnFeatures(**params)
     if kind == "densenet":
         return getattr(torchvision.models, a["name"])().features
     if kind == "convnext":
@@ -584,6 +642,16 @@ def make(index, name, kind, args, shape, out_dir):
         unused += [f"encoder.features.{k}." for k in range(last + 1, 60)]
         if kind == "smp_unetplusplus":
             unused.append("decoder.center.")
+    if args.get("encoder") == "inceptionv4":
+        # smp's Inception-v4 features stop at module 2, 4, 8, 14 or 21.
+        last = [2, 4, 8, 14, 21][args.get("depth", 5) - 1]
+        unused += [f"encoder.features.{k}." for k in range(last + 1, 22)]
+    if args.get("encoder", "").startswith("dpn"):
+        # smp's DPN runs the features up to its last feature's stage.
+        d = args.get("depth", 5)
+        names = [n for n, _ in model.encoder.features.named_children()]
+        first = model.encoder._stage_idxs[d - 2] if d >= 2 else 1
+        unused += [f"encoder.features.{n}." for n in names[first:]]
     unused.append(f"decoder.blocks.{args.get('depth', 5) - 1}.attention1.")
     if kind == "effnet":
         unused.append("_fc.")
