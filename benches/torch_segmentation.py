@@ -6,6 +6,7 @@ sizes, same rule (a fresh input per call, the output read back), median of 7 cal
 
     /path/to/venv/bin/python benches/torch_segmentation.py
     /path/to/venv/bin/python benches/torch_segmentation.py sdpa   # benches/sdpa.rs's peer
+    /path/to/venv/bin/python benches/torch_segmentation.py --only smp_unet   # names containing it
 """
 import os
 import statistics
@@ -24,7 +25,13 @@ from make_golden_classic import FCN8s, SegNet, UNet  # noqa: E402
 torch.set_num_threads(2)
 
 
+# `--only TEXT`: time the networks whose names contain TEXT (criterion's filter, alike).
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[:-1] else None
+
+
 def bench(name, net, shape, reps=7):
+    if ONLY is not None and ONLY not in name:
+        return
     xs = [torch.randn(*shape) for _ in range(reps + 2)]
     with torch.no_grad():
         for x in xs[:2]:

@@ -644,7 +644,8 @@ def networks(fz, count, out):
     # smp's EfficientNet encoders (the larger ones make slow cases).
     EFFNETS = ["efficientnet-b0", "efficientnet-b1", "efficientnet-b3"]
     # smp's VGG, DenseNet and Xception encoders (no dilation: not for DeepLab).
-    UNDILATABLE = ["vgg11", "vgg13_bn", "vgg16_bn", "densenet121", "xception"]
+    UNDILATABLE = ["vgg11", "vgg13_bn", "vgg16_bn", "densenet121", "xception", "inceptionv4",
+                   "inceptionresnetv2"]
     # smp's SENet encoders (SENet-154 makes slow cases).
     SENETS = ["se_resnet50", "se_resnext50_32x4d"]
     # timm's Selective Kernel ResNets (smp's timm-sk* encoders) go where the SENets go.

@@ -13,16 +13,17 @@ use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures,
     EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
-    EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionV4Config,
-    InceptionV4Features, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures,
-    MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
-    MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SeNetConfig,
-    SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config,
-    ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3,
-    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig,
-    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
-    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
-    SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation,
+    InceptionResNetV2Config, InceptionResNetV2Features, InceptionV4Config, InceptionV4Features,
+    LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures, MobileNetV2Config,
+    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig,
+    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet,
+    SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
+    SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
+    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet,
+    SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig,
+    SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig,
+    TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -170,6 +171,14 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let cfg = SeNetConfig::from_name(a["name"].as_str().unwrap()).unwrap();
             // pretrainedmodels' `features` returns layer4 alone, the first output.
             let (mut outs, params) = run(gpu, SeNetFeatures::load(gpu, cfg, sd, ""), x);
+            outs.truncate(1);
+            (outs, params)
+        }
+        "inceptionresnetv2" => {
+            let cfg = InceptionResNetV2Config::default();
+            // The deepest feature is the case's output.
+            let model = InceptionResNetV2Features::load(gpu, cfg, sd, "");
+            let (mut outs, params) = run(gpu, model, x);
             outs.truncate(1);
             (outs, params)
         }
@@ -432,7 +441,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            30,
+            31,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -1047,7 +1056,7 @@ fn vgg_bad_names_and_dilation_are_typed_errors() {
         named(SmpUnetConfig::new(bad, 3, 2).err(), "encoder_name");
     }
     let sd = StateDict::synthetic();
-    for encoder in ["vgg11", "xception", "inceptionv4"] {
+    for encoder in ["vgg11", "xception", "inceptionv4", "inceptionresnetv2"] {
         let cfg = SmpDeepLabV3Config::new(encoder, 3, 2).unwrap();
         named(
             SmpDeepLabV3::load(common::gpu(), cfg, &sd, "").err(),
@@ -1061,6 +1070,11 @@ fn vgg_bad_names_and_dilation_are_typed_errors() {
     let none = InceptionV4Config { in_channels: 0 };
     named(
         InceptionV4Features::load(common::gpu(), none, &sd, "").err(),
+        "in_channels",
+    );
+    let none = InceptionResNetV2Config { in_channels: 0 };
+    named(
+        InceptionResNetV2Features::load(common::gpu(), none, &sd, "").err(),
         "in_channels",
     );
 }

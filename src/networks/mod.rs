@@ -54,7 +54,9 @@ pub use efficientnet::{
     EfficientNetPyTorchFeatures,
 };
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
-pub use inception::{InceptionV4Config, InceptionV4Features};
+pub use inception::{
+    InceptionResNetV2Config, InceptionResNetV2Features, InceptionV4Config, InceptionV4Features,
+};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mix_transformer::MixTransformerConfig;
 pub use mnasnet::{MnasNetConfig, MnasNetFeatures};

@@ -82,6 +82,10 @@ pub enum SmpEncoder {
     /// every 3x3 convolution and max pool padded by 1; [`InceptionV4Config`]); it cannot
     /// be dilated.
     InceptionV4,
+    /// `inceptionresnetv2`: Cadene's Inception-ResNet-v2 as smp builds it
+    /// (`encoder.conv2d_1a` .. `encoder.conv2d_7b`, every 3x3 convolution and max pool
+    /// padded by 1; [`InceptionResNetV2Config`]); it cannot be dilated.
+    InceptionResNetV2,
     /// `xception`: Cadene's Xception as smp builds it (`encoder.conv1`, `encoder.block{i}`,
     /// ...); it cannot be dilated.
     Xception,
@@ -102,7 +106,7 @@ impl SmpEncoder {
     /// `dpn68b`, `dpn92`, `dpn98`, `dpn107`, `dpn131`,
     /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
     /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4`,
-    /// `inceptionv4`, `xception` or `mit_b0` .. `mit_b5`; any other name is an error naming
+    /// `inceptionv4`, `inceptionresnetv2`, `xception` or `mit_b0` .. `mit_b5`; any other name is an error naming
     /// `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         if encoder_name.starts_with("mit_b") {
@@ -172,13 +176,14 @@ impl SmpEncoder {
             "mobilenet_v2" => return Ok(SmpEncoder::MobileNetV2),
             "xception" => return Ok(SmpEncoder::Xception),
             "inceptionv4" => return Ok(SmpEncoder::InceptionV4),
+            "inceptionresnetv2" => return Ok(SmpEncoder::InceptionResNetV2),
             other => {
                 return Err(Error::InvalidParam {
                     name: "encoder_name",
                     reason: format!(
                         "{other:?} is not one of the smp encoders this library has \
                          (ResNet, MobileNetV2, EfficientNet, timm's EfficientNet, VGG, \
-                         DenseNet, SENet, SK-ResNet, DPN, MobileOne, Inception-v4, Xception, Mix Transformer)"
+                         DenseNet, SENet, SK-ResNet, DPN, MobileOne, Inception-v4, Inception-ResNet-v2, Xception, Mix Transformer)"
                     ),
                 })
             }
@@ -208,7 +213,9 @@ impl SmpEncoder {
             SmpEncoder::Dpn(d) => d.validate(),
             SmpEncoder::TimmEfficientNet(t) => t.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
-            SmpEncoder::Xception | SmpEncoder::InceptionV4 => Ok(()),
+            SmpEncoder::Xception | SmpEncoder::InceptionV4 | SmpEncoder::InceptionResNetV2 => {
+                Ok(())
+            }
             SmpEncoder::MixTransformer(m) => m.validate(),
         }
     }
@@ -231,6 +238,11 @@ impl SmpEncoder {
             SmpEncoder::InceptionV4 => {
                 let mut c = vec![in_channels];
                 c.extend(super::inception::FEATURE_CHANNELS);
+                c
+            }
+            SmpEncoder::InceptionResNetV2 => {
+                let mut c = vec![in_channels];
+                c.extend(super::inception::RESNET_V2_FEATURE_CHANNELS);
                 c
             }
             SmpEncoder::MixTransformer(m) => m.feature_channels(in_channels),
@@ -282,7 +294,7 @@ impl SmpEncoder {
         let undilated = || {
             fail_if(output_stride != 32, "encoder_output_stride", || {
                 format!(
-                    "VGG, DenseNet, Inception-v4 and Xception encoders cannot be dilated (smp \
+                    "VGG, DenseNet, Inception and Xception encoders cannot be dilated (smp \
                      refuses it), \
                      got {output_stride}"
                 )
@@ -326,6 +338,10 @@ impl SmpEncoder {
             SmpEncoder::InceptionV4 => {
                 undilated()?;
                 features = super::inception::append(g, x, ctx, (in_channels, depth))?;
+            }
+            SmpEncoder::InceptionResNetV2 => {
+                undilated()?;
+                features = super::inception::append_resnet_v2(g, x, ctx, (in_channels, depth))?;
             }
             SmpEncoder::Xception => {
                 undilated()?;

@@ -63,6 +63,8 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            take these as encoders too
   inceptionv4 pretrainedmodels' Inception-v4 as smp builds it (3x3 convolutions and max
            pools padded by 1), its deepest feature; the smp kinds take it as an encoder too
+  inceptionresnetv2 pretrainedmodels' Inception-ResNet-v2 as smp builds it, its deepest
+           feature; the smp kinds take it as an encoder too
   dpn      pretrainedmodels' Dual Path Network as smp builds it (name: dpn68 .. dpn131),
            its deepest feature; the smp kinds take these as encoders too
   densenet torchvision densenet121 / 161 / 169 / 201 (name).features; the smp kinds take
@@ -421,6 +423,16 @@ CASES = [
     ("smp_unet_inceptionv4_depth3", "smp_unet",
      dict(encoder="inceptionv4", depth=3, cin=3, classes=2, decoder_channels=[16, 8, 8],
           use_norm=False, interpolation="nearest", activation=None), [2, 3, 21, 30]),
+    # Cadene's Inception-ResNet-v2 as smp builds it: residual blocks whose 1x1 projection
+    # is scaled (0.17, 0.10, 0.20) before the sum and ReLU, the last block without ReLU.
+    ("inceptionresnetv2_features", "inceptionresnetv2", dict(), [2, 3, 45, 61]),
+    ("smp_unet_inceptionresnetv2", "smp_unet",
+     dict(encoder="inceptionresnetv2", depth=5, cin=3, classes=2,
+          decoder_channels=[64, 32, 24, 16, 8], use_norm=True, interpolation="nearest",
+          activation=None), [1, 3, 52, 70]),
+    ("smp_pspnet_inceptionresnetv2_depth3_one_channel", "smp_pspnet",
+     dict(encoder="inceptionresnetv2", depth=3, cin=1, classes=2, psp_out=16, use_norm=True,
+          upsampling=8, activation=None), [2, 1, 40, 48]),
 ]
 
 
@@ -526,6 +538,17 @@ def build(kind, a):
                 return super().forward(x)[-1]
 
         return InceptionFeatures(**params)
+    if kind == "inceptionresnetv2":
+        from segmentation_models_pytorch.encoders.inceptionresnetv2 import (
+            inceptionresnetv2_encoders)
+        entry = inceptionresnetv2_encoders["inceptionresnetv2"]
+        params = dict(entry["params"])
+
+        class InceptionResNetFeatures(entry["encoder"]):
+            def forward(self, x):
+                return super().forward(x)[-1]
+
+        return InceptionResNetFeatures(**params)
     if kind == "dpn":
         from segmentation_models_pytorch.encoders.dpn import dpn_encoders
         entry = dpn_encoders[a["name"]]
@@ -646,6 +669,11 @@ def make(index, name, kind, args, shape, out_dir):
         # smp's Inception-v4 features stop at module 2, 4, 8, 14 or 21.
         last = [2, 4, 8, 14, 21][args.get("depth", 5) - 1]
         unused += [f"encoder.features.{k}." for k in range(last + 1, 22)]
+    if args.get("encoder") == "inceptionresnetv2":
+        d = args.get("depth", 5)
+        later = [["conv2d_3b", "conv2d_4a"], ["mixed_5b", "repeat"], ["mixed_6a", "repeat_1"],
+                 ["mixed_7a", "repeat_2", "block8", "conv2d_7b"]]
+        unused += [f"encoder.{m}." for k in range(d - 1, 4) for m in later[k]]
     if args.get("encoder", "").startswith("dpn"):
         # smp's DPN runs the features up to its last feature's stage.
         d = args.get("depth", 5)
