@@ -88,6 +88,17 @@ fn bench(c: &mut Criterion) {
         12 * x.len() as u64,
         |rec, t| channel::add(rec, t, &other, Activation::Relu),
     );
+    // Selective Kernel attention's blend of two paths by a per-channel sigmoid weight
+    // (reads both paths and the gate, writes one map).
+    let gate = gpu.upload(common::input([1, 232, 1, 1]).view()).unwrap();
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "lerp_channels_232_28",
+        &x,
+        12 * x.len() as u64,
+        |rec, t| channel::lerp_channels(rec, t, &other, &gate, Activation::Sigmoid),
+    );
     // Standalone activations, cheap and transcendental, next to the same copy.
     for act in [Activation::HardSwish, Activation::Gelu, Activation::Mish] {
         let name = format!("activation_{act:?}_232_28");
