@@ -13,17 +13,16 @@ use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures,
     EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
-    EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation,
-    InceptionResNetV2Config, InceptionResNetV2Features, InceptionV4Config, InceptionV4Features,
-    LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures, MobileNetV2Config,
-    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig,
-    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet,
-    SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
-    SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
-    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet,
-    SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig,
-    SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig,
-    TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig,
+    InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures,
+    MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
+    MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SeNetConfig,
+    SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config,
+    ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3,
+    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig,
+    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
+    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
+    SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -175,17 +174,17 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             (outs, params)
         }
         "inceptionresnetv2" => {
-            let cfg = InceptionResNetV2Config::default();
+            let cfg = InceptionConfig::from_smp("inceptionresnetv2").unwrap();
             // The deepest feature is the case's output.
-            let model = InceptionResNetV2Features::load(gpu, cfg, sd, "");
+            let model = InceptionFeatures::load(gpu, cfg, sd, "");
             let (mut outs, params) = run(gpu, model, x);
             outs.truncate(1);
             (outs, params)
         }
         "inceptionv4" => {
-            let cfg = InceptionV4Config::default();
+            let cfg = InceptionConfig::from_smp("inceptionv4").unwrap();
             // The deepest feature is the case's output.
-            let (mut outs, params) = run(gpu, InceptionV4Features::load(gpu, cfg, sd, ""), x);
+            let (mut outs, params) = run(gpu, InceptionFeatures::load(gpu, cfg, sd, ""), x);
             outs.truncate(1);
             (outs, params)
         }
@@ -1047,8 +1046,8 @@ fn senet_bad_names_and_configurations_are_typed_errors() {
     );
 }
 
-/// VGGs by names torchvision does not have, and a VGG, Xception or Inception-v4 encoder
-/// where smp would dilate it; Inception-v4 without input channels.
+/// VGGs by names torchvision does not have, and a VGG, Xception or Inception encoder
+/// where smp would dilate it; an Inception network without input channels.
 #[test]
 fn vgg_bad_names_and_dilation_are_typed_errors() {
     for bad in ["vgg15", "vgg16_bnx", "vgg"] {
@@ -1067,15 +1066,19 @@ fn vgg_bad_names_and_dilation_are_typed_errors() {
         SmpUnetConfig::new("inceptionv3", 3, 2).err(),
         "encoder_name",
     );
-    let none = InceptionV4Config { in_channels: 0 };
+    for arch in ["inceptionv4", "inceptionresnetv2"] {
+        let none = InceptionConfig {
+            in_channels: 0,
+            ..InceptionConfig::from_smp(arch).unwrap()
+        };
+        named(
+            InceptionFeatures::load(common::gpu(), none, &sd, "").err(),
+            "in_channels",
+        );
+    }
     named(
-        InceptionV4Features::load(common::gpu(), none, &sd, "").err(),
-        "in_channels",
-    );
-    let none = InceptionResNetV2Config { in_channels: 0 };
-    named(
-        InceptionResNetV2Features::load(common::gpu(), none, &sd, "").err(),
-        "in_channels",
+        InceptionConfig::from_smp("inceptionv3").err(),
+        "encoder_name",
     );
 }
 

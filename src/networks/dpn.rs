@@ -367,10 +367,8 @@ impl Architecture for DpnConfig {
     /// Loads `features.conv1_1` .. `features.conv5_bn_ac` under `prefix` (its
     /// `last_linear` ignored).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut g = Graph::new();
-        let x = g.input();
-        let outs = self.append_stages(&mut g, x, (gpu, sd, prefix), (3, 4, 32))?;
-        g.set_outputs(&[outs[4], outs[3], outs[2], outs[1], outs[0]]);
-        Ok(g)
+        super::features_deepest_first(|g, x| {
+            self.append_stages(g, x, (gpu, sd, prefix), (3, 4, 32))
+        })
     }
 }

@@ -33,10 +33,10 @@ const EPS: f32 = 1e-3;
 const TAPS: [usize; 5] = [2, 4, 8, 14, 21];
 
 /// Channels of smp's Inception-v4 features (the input's left out).
-pub(crate) const FEATURE_CHANNELS: [usize; 5] = [64, 192, 384, 1024, 1536];
+const V4_FEATURE_CHANNELS: [usize; 5] = [64, 192, 384, 1024, 1536];
 
 /// Channels of smp's Inception-ResNet-v2 features (the input's left out).
-pub(crate) const RESNET_V2_FEATURE_CHANNELS: [usize; 5] = [64, 192, 320, 1088, 1536];
+const RESNET_V2_FEATURE_CHANNELS: [usize; 5] = [64, 192, 320, 1088, 1536];
 
 /// One `BasicConv2d`: output channels, kernel, stride, padding (3x3 kernels are padded by
 /// 1 whatever this says, as smp patches them).
@@ -313,7 +313,7 @@ impl Builder<'_> {
 
 /// smp's Inception-v4 encoder appended to `g` after `x` (`in_channels` channels), loaded
 /// under `prefix`: its first `depth` features.
-pub(crate) fn append(
+fn append_v4(
     g: &mut Graph,
     x: ValueId,
     (gpu, sd, prefix): (&Gpu, &StateDict, &str),
@@ -334,7 +334,7 @@ pub(crate) fn append(
 
 /// smp's Inception-ResNet-v2 encoder appended to `g` after `x` (`in_channels` channels),
 /// loaded under `prefix`: the input and its first `depth` features.
-pub(crate) fn append_resnet_v2(
+fn append_resnet_v2(
     g: &mut Graph,
     x: ValueId,
     (gpu, sd, prefix): (&Gpu, &StateDict, &str),
@@ -378,26 +378,80 @@ pub(crate) fn append_resnet_v2(
     Ok(features)
 }
 
-/// The configuration of smp's `inceptionresnetv2` encoder (Inception-ResNet-v2 has none
-/// of its own beyond the input channels).
+/// Which of Cadene's Inception networks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct InceptionResNetV2Config {
+pub enum InceptionArch {
+    /// Inception-v4 (smp's `inceptionv4`).
+    V4,
+    /// Inception-ResNet-v2 (smp's `inceptionresnetv2`).
+    ResNetV2,
+}
+
+/// The configuration of smp's `inceptionv4` and `inceptionresnetv2` encoders (the
+/// networks have none of their own beyond the input channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InceptionConfig {
+    /// The network.
+    pub arch: InceptionArch,
     /// Input channels (3).
     pub in_channels: usize,
 }
 
-impl Default for InceptionResNetV2Config {
-    fn default() -> Self {
-        InceptionResNetV2Config { in_channels: 3 }
+impl InceptionConfig {
+    /// segmentation_models_pytorch's encoder names `inceptionv4` and
+    /// `inceptionresnetv2` (3 input channels); any other name is an error naming
+    /// `encoder_name`.
+    pub fn from_smp(name: &str) -> Result<Self> {
+        let arch = match name {
+            "inceptionv4" => InceptionArch::V4,
+            "inceptionresnetv2" => InceptionArch::ResNetV2,
+            other => {
+                return Err(crate::Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!(
+                        "{other:?} is not one of smp's Inception encoders (inceptionv4, \
+                         inceptionresnetv2)"
+                    ),
+                })
+            }
+        };
+        Ok(InceptionConfig {
+            arch,
+            in_channels: 3,
+        })
+    }
+
+    /// Channels of smp's features (the input's left out).
+    pub fn feature_channels(&self) -> [usize; 5] {
+        match self.arch {
+            InceptionArch::V4 => V4_FEATURE_CHANNELS,
+            InceptionArch::ResNetV2 => RESNET_V2_FEATURE_CHANNELS,
+        }
+    }
+
+    /// The encoder appended to `g` after `x` (`in_channels` channels; the configuration's
+    /// own is for [`InceptionFeatures`]), loaded under `prefix`: the input and the first
+    /// `depth` features.
+    pub(crate) fn append(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        ctx: (&Gpu, &StateDict, &str),
+        (in_channels, depth): (usize, usize),
+    ) -> Result<Vec<ValueId>> {
+        match self.arch {
+            InceptionArch::V4 => append_v4(g, x, ctx, (in_channels, depth)),
+            InceptionArch::ResNetV2 => append_resnet_v2(g, x, ctx, (in_channels, depth)),
+        }
     }
 }
 
-/// smp's Inception-ResNet-v2 encoder as a network: input `[N, in_channels, H, W]`, output
-/// `conv2d_7b`'s `[N, 1536, H / 32, W / 32]` (rounded up); [`Model::forward_all`] also
-/// gives smp's other features, deepest first.
-pub type InceptionResNetV2Features = Model<InceptionResNetV2Config>;
+/// smp's Inception-v4 or Inception-ResNet-v2 encoder as a network: input `[N,
+/// in_channels, H, W]`, output the deepest feature `[N, 1536, H / 32, W / 32]` (rounded
+/// up); [`Model::forward_all`] also gives smp's other features, deepest first.
+pub type InceptionFeatures = Model<InceptionConfig>;
 
-impl Architecture for InceptionResNetV2Config {
+impl Architecture for InceptionConfig {
     /// Checks the configuration on its own.
     fn validate(&self) -> Result<()> {
         fail_if(self.in_channels == 0, "in_channels", || {
@@ -405,49 +459,12 @@ impl Architecture for InceptionResNetV2Config {
         })
     }
 
-    /// Loads `conv2d_1a` .. `conv2d_7b` under `prefix` (its `last_linear` ignored).
+    /// Loads Inception-v4's `features.0` .. `features.21` or Inception-ResNet-v2's
+    /// `conv2d_1a` .. `conv2d_7b` under `prefix` (the `last_linear` ignored).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut g = Graph::new();
-        let x = g.input();
-        let f = append_resnet_v2(&mut g, x, (gpu, sd, prefix), (self.in_channels, 5))?;
-        g.set_outputs(&[f[5], f[4], f[3], f[2], f[1]]);
-        Ok(g)
-    }
-}
-
-/// The configuration of smp's `inceptionv4` encoder (Inception-v4 has none of its own
-/// beyond the input channels).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct InceptionV4Config {
-    /// Input channels (3).
-    pub in_channels: usize,
-}
-
-impl Default for InceptionV4Config {
-    fn default() -> Self {
-        InceptionV4Config { in_channels: 3 }
-    }
-}
-
-/// smp's Inception-v4 encoder as a network: input `[N, in_channels, H, W]`, output
-/// `features.21`'s `[N, 1536, H / 32, W / 32]` (rounded up); [`Model::forward_all`] also
-/// gives smp's other features, deepest first.
-pub type InceptionV4Features = Model<InceptionV4Config>;
-
-impl Architecture for InceptionV4Config {
-    /// Checks the configuration on its own.
-    fn validate(&self) -> Result<()> {
-        fail_if(self.in_channels == 0, "in_channels", || {
-            "must be at least 1, got 0".to_string()
+        super::features_deepest_first(|g, x| {
+            let f = self.append(g, x, (gpu, sd, prefix), (self.in_channels, 5))?;
+            Ok(f[1..].to_vec())
         })
-    }
-
-    /// Loads `features.0` .. `features.21` under `prefix` (its `last_linear` ignored).
-    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut g = Graph::new();
-        let x = g.input();
-        let f = append(&mut g, x, (gpu, sd, prefix), (self.in_channels, 5))?;
-        g.set_outputs(&[f[5], f[4], f[3], f[2], f[1]]);
-        Ok(g)
     }
 }

@@ -54,9 +54,7 @@ pub use efficientnet::{
     EfficientNetPyTorchFeatures,
 };
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
-pub use inception::{
-    InceptionResNetV2Config, InceptionResNetV2Features, InceptionV4Config, InceptionV4Features,
-};
+pub use inception::{InceptionArch, InceptionConfig, InceptionFeatures};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mix_transformer::MixTransformerConfig;
 pub use mnasnet::{MnasNetConfig, MnasNetFeatures};
@@ -110,4 +108,20 @@ fn append_features(
     let y = g.add(n.to_string(), last, &[outs[n - 1]]);
     outs.push(y);
     outs
+}
+
+/// A feature extractor's graph: `append` puts the network after the graph's input and
+/// returns its features, shallowest first; the graph outputs them deepest first.
+pub(crate) fn features_deepest_first(
+    append: impl FnOnce(
+        &mut crate::blocks::Graph,
+        crate::blocks::ValueId,
+    ) -> crate::Result<Vec<crate::blocks::ValueId>>,
+) -> crate::Result<crate::blocks::Graph> {
+    let mut g = crate::blocks::Graph::new();
+    let x = g.input();
+    let mut outs = append(&mut g, x)?;
+    outs.reverse();
+    g.set_outputs(&outs);
+    Ok(g)
 }

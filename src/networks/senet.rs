@@ -304,10 +304,8 @@ impl Architecture for SeNetConfig {
     /// Loads `layer0` and `layer1` .. `layer4` under `prefix` (a whole model's state
     /// dict, its `last_linear` ignored).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut g = Graph::new();
-        let x = g.input();
-        let outs = self.append_stages(&mut g, x, (gpu, sd, prefix), (3, 4, 32))?;
-        g.set_outputs(&[outs[4], outs[3], outs[2], outs[1], outs[0]]);
-        Ok(g)
+        super::features_deepest_first(|g, x| {
+            self.append_stages(g, x, (gpu, sd, prefix), (3, 4, 32))
+        })
     }
 }

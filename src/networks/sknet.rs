@@ -442,10 +442,8 @@ impl Architecture for SkResNetConfig {
     /// Loads `conv1`, `bn1` and `layer1` .. `layer4` under `prefix` (timm's names; its
     /// `fc` ignored).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut g = Graph::new();
-        let x = g.input();
-        let outs = self.append_stages(&mut g, x, (gpu, sd, prefix), (3, 4, 32))?;
-        g.set_outputs(&[outs[4], outs[3], outs[2], outs[1], outs[0]]);
-        Ok(g)
+        super::features_deepest_first(|g, x| {
+            self.append_stages(g, x, (gpu, sd, prefix), (3, 4, 32))
+        })
     }
 }

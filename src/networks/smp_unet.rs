@@ -39,8 +39,9 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::{
-    DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, MixTransformerConfig, MobileNetV2Config,
-    MobileOneConfig, ResNetConfig, SeNetConfig, SkResNetConfig, TimmEfficientNetConfig, VggConfig,
+    DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig, MixTransformerConfig,
+    MobileNetV2Config, MobileOneConfig, ResNetConfig, SeNetConfig, SkResNetConfig,
+    TimmEfficientNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -78,14 +79,11 @@ pub enum SmpEncoder {
     /// branches (`encoder.stage{i}.*.rbr_conv` / `rbr_scale` / `rbr_skip`) folded into one
     /// convolution a block at load time ([`MobileOneConfig`]).
     MobileOne(MobileOneConfig),
-    /// `inceptionv4`: Cadene's Inception-v4 as smp builds it (`encoder.features.{i}`,
-    /// every 3x3 convolution and max pool padded by 1; [`InceptionV4Config`]); it cannot
-    /// be dilated.
-    InceptionV4,
-    /// `inceptionresnetv2`: Cadene's Inception-ResNet-v2 as smp builds it
-    /// (`encoder.conv2d_1a` .. `encoder.conv2d_7b`, every 3x3 convolution and max pool
-    /// padded by 1; [`InceptionResNetV2Config`]); it cannot be dilated.
-    InceptionResNetV2,
+    /// `inceptionv4`, `inceptionresnetv2`: Cadene's Inception-v4 (`encoder.features.{i}`)
+    /// and Inception-ResNet-v2 (`encoder.conv2d_1a` .. `encoder.conv2d_7b`) as smp builds
+    /// them, every 3x3 convolution and max pool padded by 1 ([`InceptionConfig`]); they
+    /// cannot be dilated.
+    Inception(InceptionConfig),
     /// `xception`: Cadene's Xception as smp builds it (`encoder.conv1`, `encoder.block{i}`,
     /// ...); it cannot be dilated.
     Xception,
@@ -175,8 +173,9 @@ impl SmpEncoder {
             "resnext101_32x48d" => resnext101(48),
             "mobilenet_v2" => return Ok(SmpEncoder::MobileNetV2),
             "xception" => return Ok(SmpEncoder::Xception),
-            "inceptionv4" => return Ok(SmpEncoder::InceptionV4),
-            "inceptionresnetv2" => return Ok(SmpEncoder::InceptionResNetV2),
+            "inceptionv4" | "inceptionresnetv2" => {
+                return InceptionConfig::from_smp(encoder_name).map(SmpEncoder::Inception)
+            }
             other => {
                 return Err(Error::InvalidParam {
                     name: "encoder_name",
@@ -213,9 +212,7 @@ impl SmpEncoder {
             SmpEncoder::Dpn(d) => d.validate(),
             SmpEncoder::TimmEfficientNet(t) => t.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
-            SmpEncoder::Xception | SmpEncoder::InceptionV4 | SmpEncoder::InceptionResNetV2 => {
-                Ok(())
-            }
+            SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
             SmpEncoder::MixTransformer(m) => m.validate(),
         }
     }
@@ -235,14 +232,9 @@ impl SmpEncoder {
             SmpEncoder::TimmEfficientNet(t) => t.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
-            SmpEncoder::InceptionV4 => {
+            SmpEncoder::Inception(i) => {
                 let mut c = vec![in_channels];
-                c.extend(super::inception::FEATURE_CHANNELS);
-                c
-            }
-            SmpEncoder::InceptionResNetV2 => {
-                let mut c = vec![in_channels];
-                c.extend(super::inception::RESNET_V2_FEATURE_CHANNELS);
+                c.extend(i.feature_channels());
                 c
             }
             SmpEncoder::MixTransformer(m) => m.feature_channels(in_channels),
@@ -335,13 +327,9 @@ impl SmpEncoder {
             SmpEncoder::MixTransformer(m) => {
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
             }
-            SmpEncoder::InceptionV4 => {
+            SmpEncoder::Inception(i) => {
                 undilated()?;
-                features = super::inception::append(g, x, ctx, (in_channels, depth))?;
-            }
-            SmpEncoder::InceptionResNetV2 => {
-                undilated()?;
-                features = super::inception::append_resnet_v2(g, x, ctx, (in_channels, depth))?;
+                features = i.append(g, x, ctx, (in_channels, depth))?;
             }
             SmpEncoder::Xception => {
                 undilated()?;
