@@ -217,8 +217,10 @@ impl SmpEncoder {
         }
     }
 
-    /// Channels of the encoder's features, the input's first (smp's `out_channels`).
-    pub(crate) fn channels(&self, in_channels: usize) -> Vec<usize> {
+    /// Channels of the encoder's features for an input of `in_channels` channels, the
+    /// input's first (smp's `encoder.out_channels`; 0 for the Mix Transformers' empty
+    /// stride-2 feature).
+    pub fn channels(&self, in_channels: usize) -> Vec<usize> {
         match self {
             SmpEncoder::ResNet(r) => {
                 let mut c = vec![in_channels, 64];
