@@ -54,8 +54,8 @@ pub struct SkResNetConfig {
     /// Width per group of the bottlenecks (`base_width`, 4; basic blocks: 64).
     pub base_width: usize,
     /// The attention's squeeze: `rd_ratio = 1 / rd_reduction` of the block's width,
-    /// rounded by timm's `make_divisible` to a multiple of `rd_divisor` (smp's SK-ResNets:
-    /// 8; SK-ResNeXt: timm's default, 16).
+    /// rounded by timm's `make_divisible` to a multiple of `rd_divisor` (8 for smp's
+    /// SK-ResNets, which pass `rd_ratio=1/8`; 16 for SK-ResNeXt, timm's default).
     pub rd_reduction: usize,
     /// The multiple the squeeze's width is rounded to (`rd_divisor`, 8).
     pub rd_divisor: usize,
