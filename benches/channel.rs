@@ -99,6 +99,28 @@ fn bench(c: &mut Criterion) {
         12 * x.len() as u64,
         |rec, t| channel::lerp_channels(rec, t, &other, &gate, Activation::Sigmoid),
     );
+    // DPT's class-token readout: a per-channel value added with GELU (reads the map,
+    // writes one).
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "add_channels_gelu_232_28",
+        &x,
+        bytes,
+        |rec, t| channel::add_channels(rec, t, &gate, Activation::Gelu),
+    );
+    // A ViT-B/16's position embedding on a batch of 4 (768 channels, 197 tokens): the
+    // one-sample map read once a sample.
+    let tokens = common::input([4, 768, 1, 197]);
+    let position = gpu.upload(common::input([1, 768, 1, 197]).view()).unwrap();
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "add_broadcast_4x768_197",
+        &tokens,
+        12 * tokens.len() as u64,
+        |rec, t| channel::add_broadcast(rec, t, &position, Activation::None),
+    );
     // Standalone activations, cheap and transcendental, next to the same copy.
     for act in [Activation::HardSwish, Activation::Gelu, Activation::Mish] {
         let name = format!("activation_{act:?}_232_28");

@@ -26,9 +26,10 @@ use segblocks::networks::{
     EfficientNetFeatures, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, RegNetConfig,
     RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
     SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus,
-    SmpDeepLabV3PlusConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet,
-    SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
-    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet, UNetConfig,
+    SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet,
+    SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig,
+    SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
+    UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -143,6 +144,11 @@ fn bench(c: &mut Criterion) {
         &net,
         [1, 3, 256, 256],
     );
+    // DPT on timm's ViT-Tiny/16 at its 224 x 224 (attention over 197 tokens, smp's default
+    // decoder widths).
+    let cfg = SmpDptConfig::new("tu-vit_tiny_patch16_224", 3, 2).unwrap();
+    let net = SmpDpt::load(&gpu, cfg, &sd, "").unwrap();
+    time(&mut g, &gpu, "smp_dpt_vit_tiny_224", &net, [1, 3, 224, 224]);
     let cfg = SmpMAnetConfig::new("resnet34", 3, 2).unwrap();
     let net = SmpMAnet::load(&gpu, cfg, &sd, "").unwrap();
     time(&mut g, &gpu, "smp_manet_resnet34_160", &net, small);

@@ -113,6 +113,9 @@ try:
           smp.Segformer("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_segformer_mit_b0_256",
           smp.Segformer("mit_b0", encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
+    bench("smp_dpt_vit_tiny_224",
+          smp.DPT("tu-vit_tiny_patch16_224", encoder_weights=None, classes=2).eval(),
+          (1, 3, 224, 224))
     bench("smp_manet_resnet34_160", smp.MAnet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_pan_resnet34_160", smp.PAN("resnet34", encoder_weights=None, classes=2).eval(), small)
     for encoder in ["mobileone_s0", "timm-efficientnet-b0", "timm-skresnet18", "dpn68"]:

@@ -629,7 +629,9 @@ def networks(fz, count, out):
     (depth, output stride, widths, rates, separable ASPP, upsampling, activation), Linknet
     and PSPNet (depth, norm, widths, upsampling, activation), UPerNet (depth, widths, norm,
     upsampling, activation), Segformer (depth, widths, upsampling, activation), PAN (depth,
-    output stride, widths, interpolation, upsampling, activation), each smp model with its
+    output stride, widths, interpolation, upsampling, activation), DPT on timm ViTs
+    (timm's widths, register tokens, class token, pre-norm, qkv bias; depth, output
+    indices, readout, widths, activation), each smp model with its
     classification head a quarter of the time, on
     ResNet, MobileNetV2, EfficientNet (both smp's kinds), VGG, DenseNet, SENet, MobileOne
     and Xception encoders at odd sizes and batch
@@ -678,7 +680,7 @@ def networks(fz, count, out):
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
-                "smp_manet"][i % 27]
+                "smp_manet", "smp_dpt"][i % 28]
         n = r.choice([1, 1, 2, 3])
         if kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
@@ -853,6 +855,34 @@ def networks(fz, count, out):
             batch = n if encoder not in ["resnet50"] + UNDILATABLE + SENETS else 1
             k = -(-least(encoder) // step)
             shape = [batch, a["cin"], step * r.randint(k, k + 2), step * r.randint(k, k + 2)]
+        elif kind == "smp_dpt":
+            encoder = r.choice(["tu-vit_tiny_patch16_224", "tu-vit_small_patch8_224",
+                                "tu-vit_base_patch32_224", "tu-deit3_small_patch16_224",
+                                "tu-deit_tiny_patch16_224.fb_in1k"])
+            patch = int(encoder.split("_patch")[1].split("_")[0])
+            depth = r.randint(1, 5)
+            heads = r.randint(1, 4)
+            vit = dict(embed_dim=heads * r.choice([2, 4, 8]), num_heads=heads,
+                       mlp_ratio=r.choice([4.0, 2.0, 1.5]), reg_tokens=r.choice([0, 0, 1, 3]),
+                       qkv_bias=r.random() < 0.7, pre_norm=r.random() < 0.2)
+            if r.random() < 0.2:
+                vit.update(class_token=False, global_pool="avg")
+            # The fused maps double each stage: the patch grid must halve evenly down to
+            # the deepest feature's stride.
+            unit = 1 << max(0, depth + 1 - (patch.bit_length() - 1))
+            grid = [unit * r.randint(1, max(1, 6 // unit)) for _ in range(2)]
+            vit["img_size"] = [g * patch for g in grid]
+            indices = None
+            if r.random() < 0.5:
+                indices = r.sample(range(-12, 12), depth)
+                if len({i % 12 for i in indices}) < depth:
+                    indices = None
+            a = dict(encoder=encoder, vit=vit, depth=depth, indices=indices,
+                     readout=r.choice(["cat", "cat", "add", "ignore"]),
+                     mid=[r.choice([4, 8, 12]) for _ in range(depth)],
+                     fusion=r.choice([4, 8]), cin=r.randint(1, 4), classes=r.randint(1, 4),
+                     activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d"]))
+            shape = [n, a["cin"]] + vit["img_size"]
         elif kind == "mnasnet":
             a = dict(name=r.choice(["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"]))
             shape = [n, 3] + side(1, 64)

@@ -10,6 +10,9 @@
 // MODE 6 y = act(a * gate(s[n, c]) + b)             (channel-gated skip plus a branch)
 // MODE 7 y = act(b * t + a * (1 - t)), t = gate(s[n, c]) (channel-gated blend: two paths'
 //        softmax weights as a sigmoid of their logits' difference, Selective Kernel)
+// MODE 8 y = act(a + s[n, c])                       (a bias per sample and channel)
+// MODE 9 y = act(a + s[c, h, w])                    (a [1, C, H, W] map added to every
+//        sample: a vision transformer's position embedding)
 // ACT is the output activation, GATE the activation applied to s (0 = none), so an
 // attention block's sigmoid is applied in the same pass that reads the feature map.
 #include "activation.wgsl"
@@ -31,7 +34,7 @@ struct ElementwiseParams {
 @group(0) @binding(1) var<storage, read> a: array<vec4<Act>>;
 // The second operand (MODE 1, 4, 5, 6, 7).
 @group(0) @binding(2) var<storage, read> b: array<vec4<Act>>;
-// The gate or mask (MODE 2 to 7).
+// The gate, mask or added values (MODE 2 to 9).
 @group(0) @binding(3) var<storage, read> s_in: array<Act>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<Act>>;
 
@@ -39,7 +42,7 @@ fn gate4(v: vec4<f32>) -> vec4<f32> {
     return activation4(GATE, v);
 }
 
-// The gate values of MODE 2, 6 and 7 (per plane) or MODE 3 (per pixel) for the four elements
+// The gate values of MODE 2, 6, 7 and 8 (per plane) or MODE 3 (per pixel) for the four elements
 // starting at flat index e0. When H * W is a multiple of 4 one plane holds all four.
 fn gate_values(e0: u32) -> vec4<f32> {
     var g: vec4<f32>;
@@ -84,6 +87,14 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                 case 7u: {
                     let g = gate_values(4u * i);
                     v = vec4<f32>(b[i]) * g + av * (1.0 - g);
+                }
+                case 8u: { v = av + gate_values(4u * i); }
+                case 9u: {
+                    // Modulo one sample's size: the padding past the last vec4 stays in
+                    // bounds too.
+                    let chw = p.c * p.hw;
+                    let e = 4u * i;
+                    v = av + vec4<f32>(f32(s_in[e % chw]), f32(s_in[(e + 1u) % chw]), f32(s_in[(e + 2u) % chw]), f32(s_in[(e + 3u) % chw]));
                 }
                 case 4u: {
                     let e = 4u * i;

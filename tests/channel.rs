@@ -319,6 +319,37 @@ fn lerp_channels_matches_the_reference() {
     }
 }
 
+/// The per-channel bias and the batch-broadcast map, on planes whose size is and is not a
+/// multiple of 4 (a vec4 spanning two planes, or two samples), batch 1 to 3.
+#[test]
+fn add_channels_and_add_broadcast_match_the_reference() {
+    let gpu = gpu();
+    let mut r = rng(43);
+    for shape in [[2, 3, 4, 5], [3, 3, 5, 7], [1, 5, 1, 1], [2, 7, 1, 197]] {
+        let x = random4(&mut r, shape);
+        let s = random4(&mut r, [shape[0], shape[1], 1, 1]);
+        let b = random4(&mut r, [1, shape[1], shape[2], shape[3]]);
+        for act in [Activation::None, Activation::Gelu] {
+            let mut rec = gpu.recorder();
+            let y = channel::add_channels(&mut rec, &up(&x), &up(&s), act).unwrap();
+            let z = channel::add_broadcast(&mut rec, &up(&x), &up(&b), act).unwrap();
+            let got = rec.download_many(&[&y, &z]).unwrap();
+            let wants = [
+                reference::channel::add_channels(x.view(), s.view(), act),
+                reference::channel::add_broadcast(x.view(), b.view(), act),
+            ];
+            for ((got, want), what) in got.iter().zip(&wants).zip(["channels", "broadcast"]) {
+                assert_close(
+                    got.view(),
+                    want.view(),
+                    tol(want, 1e-6).view(),
+                    &format!("add_{what} {shape:?} {act:?}"),
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn nan_propagates_through_every_activation() {
     let gpu = gpu();
@@ -769,6 +800,14 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(
         channel::lerp_channels(&mut rec, &x, &x, &y, Activation::Sigmoid),
         Err(Error::ShapeMismatch { name: "scale", .. })
+    ));
+    assert!(matches!(
+        channel::add_channels(&mut rec, &x, &y, Activation::None),
+        Err(Error::ShapeMismatch { name: "scale", .. })
+    ));
+    assert!(matches!(
+        channel::add_broadcast(&mut rec, &x, &y, Activation::None),
+        Err(Error::ShapeMismatch { name: "b", .. })
     ));
     assert!(matches!(
         channel::highway(&mut rec, &x, &x, &y),

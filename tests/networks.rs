@@ -12,17 +12,18 @@ use ndarray::Array4;
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures,
-    EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
+    DptReadout, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
     EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig,
     InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures,
     MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
     MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SeNetConfig,
     SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config,
     ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3,
-    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpEncoder, SmpFpn, SmpFpnConfig,
-    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
-    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
-    SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder,
+    SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan,
+    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig,
+    VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -335,6 +336,7 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 x,
             )
         }
+        "smp_dpt" => run(gpu, SmpDpt::load(gpu, dpt_config(a), sd, ""), x),
         "smp_segformer" => {
             let cfg = SmpSegformerConfig::new(smp_encoder(a), us(&a["cin"]), us(&a["classes"]))
                 .unwrap()
@@ -394,6 +396,42 @@ fn smp_encoder(a: &Value) -> &str {
 }
 
 /// A case's smp head `activation`.
+/// A DPT case's configuration: smp's arguments, and timm's (`vit`) on the encoder.
+fn dpt_config(a: &Value) -> SmpDptConfig {
+    let mut cfg = SmpDptConfig::new(
+        a["encoder"].as_str().unwrap(),
+        us(&a["cin"]),
+        us(&a["classes"]),
+    )
+    .unwrap()
+    .encoder_depth(us(&a["depth"]))
+    .encoder_output_indices(
+        a["indices"]
+            .as_array()
+            .map(|v| v.iter().map(|i| i.as_i64().unwrap()).collect()),
+    )
+    .decoder_readout(DptReadout::from_name(a["readout"].as_str().unwrap()).unwrap())
+    .decoder_intermediate_channels(a["mid"].as_array().unwrap().iter().map(us).collect())
+    .decoder_fusion_channels(us(&a["fusion"]))
+    .activation(head_activation(a))
+    .aux_params(aux_params(a));
+    let vit = &a["vit"];
+    let e = &mut cfg.encoder;
+    e.img_size = match &vit["img_size"] {
+        Value::Array(hw) => (us(&hw[0]), us(&hw[1])),
+        v => (us(v), us(v)),
+    };
+    e.embed_dim = us(&vit["embed_dim"]);
+    e.num_heads = us(&vit["num_heads"]);
+    e.mlp_hidden = (e.embed_dim as f64 * vit["mlp_ratio"].as_f64().unwrap_or(4.0)) as usize;
+    let flag = |n: &str, default: bool| vit[n].as_bool().unwrap_or(default);
+    e.class_token = flag("class_token", true);
+    e.pre_norm = flag("pre_norm", false);
+    e.qkv_bias = flag("qkv_bias", true);
+    e.reg_tokens = vit["reg_tokens"].as_u64().unwrap_or(0) as usize;
+    cfg
+}
+
 fn head_activation(a: &Value) -> HeadActivation {
     HeadActivation::from_smp(a["activation"].as_str()).unwrap()
 }
@@ -440,7 +478,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            31,
+            32,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -1439,4 +1477,116 @@ fn every_smp_encoder_name_is_known_with_its_widths() {
         let encoder = SmpEncoder::from_name(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(encoder.channels(3), widths, "{name}");
     }
+}
+
+/// A DPT case's network, configured from its `cases.json` arguments.
+fn dpt_case(name: &str) -> SmpDpt {
+    let dir = golden_dir("tests/golden/networks");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let case = doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no case {name}"));
+    SmpDpt::load(
+        common::gpu(),
+        dpt_config(&case["args"]),
+        &StateDict::synthetic(),
+        "",
+    )
+    .unwrap()
+}
+
+/// The CPU reference of timm's Vision Transformer (the token sequence built as timm
+/// concatenates and adds it, register tokens, layer scales) and of DPT's readouts against
+/// smp's output.
+#[test]
+fn dpt_reference_matches_smp() {
+    for name in [
+        "smp_dpt_vit_tiny_cat",
+        "smp_dpt_deit3_add_depth3_aux",
+        "smp_dpt_vit_patch8_reg_tokens_add",
+    ] {
+        reference_matches(&dpt_case(name), name);
+    }
+}
+
+/// smp's and timm's refusals as typed errors naming the parameter: a name without `tu-`
+/// or not a plain ViT, a depth beyond the blocks, indices out of range or repeated,
+/// intermediate widths that do not match the depth, a readout smp does not know, heads
+/// that do not divide the width; an input of another size than the encoder's, and fused
+/// maps whose sizes disagree (PyTorch fails to add them too).
+#[test]
+fn smp_dpt_bad_configurations_are_typed_errors() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    for bad in [
+        "vit_tiny_patch16_224",
+        "tu-vit_tiny_patch16",
+        "tu-vit_giant_patch14_224",
+        "tu-swin_tiny_patch4_window7_224",
+        "tu-vit_tiny_patchx_224",
+    ] {
+        named(SmpDptConfig::new(bad, 3, 2).err(), "encoder_name");
+    }
+    named(DptReadout::from_name("mean").err(), "decoder_readout");
+    let mut cfg = SmpDptConfig::new("tu-vit_tiny_patch16_224.augreg_in21k", 3, 2)
+        .unwrap()
+        .decoder_intermediate_channels(vec![8, 8, 8, 8])
+        .decoder_fusion_channels(8);
+    cfg.encoder.img_size = (64, 96);
+    cfg.encoder.embed_dim = 24;
+    cfg.encoder.num_heads = 2;
+    cfg.encoder.mlp_hidden = 48;
+    let load = |cfg: SmpDptConfig| SmpDpt::load(gpu, cfg, &sd, "").err();
+    named(
+        load(
+            cfg.clone()
+                .encoder_depth(13)
+                .decoder_intermediate_channels(vec![8; 13]),
+        ),
+        "encoder_depth",
+    );
+    named(
+        load(cfg.clone().encoder_depth(3)),
+        "decoder_intermediate_channels",
+    );
+    named(
+        load(cfg.clone().encoder_output_indices(Some(vec![0, 1, 2, 12]))),
+        "encoder_output_indices",
+    );
+    named(
+        load(cfg.clone().encoder_output_indices(Some(vec![0, 1, -13, 3]))),
+        "encoder_output_indices",
+    );
+    named(
+        load(cfg.clone().encoder_output_indices(Some(vec![1, 1, 2, 3]))),
+        "encoder_output_indices",
+    );
+    named(
+        load(cfg.clone().encoder_output_indices(Some(vec![1, 2]))),
+        "encoder_output_indices",
+    );
+    named(
+        load(cfg.clone().decoder_fusion_channels(0)),
+        "decoder_fusion_channels",
+    );
+    let mut heads = cfg.clone();
+    heads.encoder.num_heads = 5;
+    named(load(heads), "num_heads");
+    let net = SmpDpt::load(gpu, cfg.clone(), &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 64, 96]).unwrap(), [2, 2, 64, 96]);
+    named(net.output_shape([2, 3, 96, 64]).err(), "input");
+    assert!(matches!(
+        net.output_shape([2, 4, 64, 96]),
+        Err(segblocks::Error::ShapeMismatch { .. }) | Err(segblocks::Error::InvalidParam { .. })
+    ));
+    // A 3 x 5 patch grid: the stride-32 map is 2 x 3, twice that is not the 3 x 5 of the
+    // stride-16 map.
+    let mut odd = cfg;
+    odd.encoder.img_size = (48, 80);
+    let net = SmpDpt::load(gpu, odd, &sd, "").unwrap();
+    assert!(net.output_shape([1, 3, 48, 80]).is_err());
 }

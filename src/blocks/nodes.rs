@@ -695,6 +695,20 @@ pub(crate) enum Op {
     },
     /// The window of the shape input's size at this offset (rows, columns): FCN's crops.
     CropLike((usize, usize)),
+    /// `act(x + s)` of inputs `(x, s)`, `s` of shape `[N, C, 1, 1]` (DPT's class-token
+    /// readouts).
+    AddChannels(Activation),
+    /// Tokens `start..start + len` of a token sequence held as a `[N, C, 1, T]` map
+    /// (`x[:, start:start + len]` of timm's `[N, T, C]`).
+    Tokens {
+        /// The first token.
+        start: usize,
+        /// How many.
+        len: usize,
+    },
+    /// The input's values as a map of the shape input's height and width (a view, no
+    /// pass): `[N, C, 1, h * w]` tokens back to an image-like `[N, C, h, w]`.
+    ReshapeLike,
 }
 
 impl Op {
@@ -809,6 +823,12 @@ impl Node for Op {
                 vec![x]
             }
             Op::CropLike(_) => vec![self.crop(inputs)?.expect("crop").output_shape(x)?],
+            Op::AddChannels(_) => {
+                same("scale", 1, [x[0], x[1], 1, 1])?;
+                vec![x]
+            }
+            Op::Tokens { start, len } => vec![tokens_params(*start, *len).output_shape(x)?],
+            Op::ReshapeLike => vec![reshaped(x, inputs.shape(0)?)?],
         })
     }
 
@@ -844,10 +864,14 @@ impl Node for Op {
             Op::Activation(_) => elementwise_cost(x, 1),
             // A max, a sum and the writes: three reads of the input.
             Op::Softmax { .. } => elementwise_cost(x, 3),
-            Op::ScaleSpatial(_) | Op::ScaleChannels(_) | Op::Add | Op::ScaleChannelsAdd { .. } => {
-                elementwise_cost(x, 2)
-            }
+            Op::ScaleSpatial(_)
+            | Op::ScaleChannels(_)
+            | Op::Add
+            | Op::ScaleChannelsAdd { .. }
+            | Op::AddChannels(_) => elementwise_cost(x, 2),
             Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
+            Op::Tokens { start, len } => tokens_params(*start, *len).cost(x)?,
+            Op::ReshapeLike => Cost::default(),
         };
         Ok(Cost {
             bytes: full.bytes,
@@ -905,6 +929,16 @@ impl Node for Op {
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(crate::ops::copy::crop(rec, &p, t(0)?)?)
+            }
+            Op::AddChannels(act) => one(channel::add_channels(rec, t(0)?, t(1)?, *act)?),
+            Op::Tokens { start, len } => one(crate::ops::copy::crop(
+                rec,
+                &tokens_params(*start, *len),
+                t(0)?,
+            )?),
+            Op::ReshapeLike => {
+                let x = t(0)?;
+                one(x.reshape(reshaped(x.shape(), inputs.shape(0)?)?)?)
             }
         }
     }
@@ -968,8 +1002,38 @@ impl Node for Op {
                 let p = self.crop(inputs)?.expect("crop");
                 one(reference::copy::crop(&p, t(0)?)?)
             }
+            Op::AddChannels(act) => one(rc::add_channels(t(0)?, t(1)?, *act)),
+            Op::Tokens { start, len } => {
+                one(reference::copy::crop(&tokens_params(*start, *len), t(0)?)?)
+            }
+            Op::ReshapeLike => {
+                let x = t(0)?;
+                let (n, c, h, w) = x.dim();
+                let shape = reshaped([n, c, h, w], inputs.shape(0)?)?;
+                let y = x.to_owned().into_shape_with_order(shape).map_err(|e| {
+                    crate::Error::InvalidParam {
+                        name: "input",
+                        reason: e.to_string(),
+                    }
+                })?;
+                one(y)
+            }
         }
     }
+}
+
+/// [`Op::ReshapeLike`]'s output: `x`'s values as a map of `like`'s height and width.
+fn reshaped(x: [usize; 4], like: [usize; 4]) -> Result<[usize; 4]> {
+    let want = [x[0], x[1], like[2], like[3]];
+    crate::error::fail_if(x[2] * x[3] != like[2] * like[3], "input", || {
+        format!("{x:?} does not hold the values of a {want:?} map")
+    })?;
+    Ok(want)
+}
+
+/// The crop of tokens `start..start + len` along a `[N, C, 1, T]` sequence.
+fn tokens_params(start: usize, len: usize) -> CropParams2d {
+    CropParams2d::new((0, start), (1, len))
 }
 
 /// A [`DecoderStage`] as a node on inputs `(skip, gate logits, low)`, with its host

@@ -22,6 +22,7 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::smp_unet::smp_dilation;
+use super::vit::split_linear;
 
 /// The layer norms of the blocks and after each stage (`partial(LayerNorm, eps=1e-6)`).
 const BLOCK_EPS: f32 = 1e-6;
@@ -175,7 +176,9 @@ impl MixTransformerConfig {
         }
         // `kv` (`[2 * dim, dim]`) as two projections: the keys its first `dim` rows, the
         // values the rest, so that attention reads each from a map of its own.
-        let [k, v] = kv_halves(gpu, sd, &at("attn.kv"), dim)?;
+        let [k, v]: [ConvBnAct; 2] = split_linear(gpu, sd, &at("attn.kv"), dim, (2, true))?
+            .try_into()
+            .map_err(|_| Error::Gpu("kv: two parts".into()))?;
         let k = g.add(at("attn.kv.k"), k, &[kv_source]);
         let v = g.add(at("attn.kv.v"), v, &[kv_source]);
         let attn = g.add(at("attn"), SdpaNode(SdpaParams::new(heads)), &[q, k, v]);
@@ -207,23 +210,4 @@ fn dilated(p: Conv2dParams, dilation: usize) -> Conv2dParams {
     } else {
         p.padding(k / 2)
     }
-}
-
-/// The key and value projections of a `kv` linear layer (`{kv}.weight` `[2 * dim, dim]`,
-/// `{kv}.bias` `[2 * dim]`).
-fn kv_halves(gpu: &Gpu, sd: &StateDict, kv: &str, dim: usize) -> Result<[ConvBnAct; 2]> {
-    let (w, b) = (key(kv, "weight"), key(kv, "bias"));
-    let weight = sd.get(&w, &[2 * dim, dim])?;
-    let bias = sd.get1(&b, 2 * dim)?;
-    let half = |i: usize| -> Result<ConvBnAct> {
-        let rows = i * dim..(i + 1) * dim;
-        let mut part = StateDict::new();
-        let name = key(kv, if i == 0 { "k" } else { "v" });
-        let pw = weight.slice(ndarray::s![rows.clone(), ..]).to_owned();
-        part.insert(key(&name, "weight"), pw.into_dyn());
-        let pb = bias.slice(ndarray::s![rows]).to_owned();
-        part.insert(key(&name, "bias"), pb.into_dyn());
-        ConvBnAct::load_linear(gpu, &part, Conv2dParams::new(dim, dim, 1), &name)
-    };
-    Ok([half(0)?, half(1)?])
 }

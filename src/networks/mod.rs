@@ -33,6 +33,7 @@ mod senet;
 mod shufflenet;
 mod sknet;
 mod smp_deeplab;
+mod smp_dpt;
 mod smp_fpn;
 mod smp_linknet;
 mod smp_manet;
@@ -44,6 +45,7 @@ mod smp_upernet;
 mod timm_efficientnet;
 mod unet;
 mod vgg;
+mod vit;
 mod xception;
 
 pub use convnext::{ConvNextConfig, ConvNextFeatures};
@@ -72,6 +74,7 @@ pub use senet::{SeNetBlock, SeNetConfig, SeNetFeatures};
 pub use shufflenet::{ShuffleNetV2Config, ShuffleNetV2Features};
 pub use sknet::{SkResNetBlock, SkResNetConfig, SkResNetFeatures};
 pub use smp_deeplab::{SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig};
+pub use smp_dpt::{DptReadout, SmpDpt, SmpDptConfig};
 pub use smp_fpn::{FpnMerge, SmpFpn, SmpFpnConfig};
 pub use smp_linknet::{SmpLinknet, SmpLinknetConfig};
 pub use smp_manet::{SmpMAnet, SmpMAnetConfig};
@@ -85,6 +88,7 @@ pub use smp_upernet::{SmpUperNet, SmpUperNetConfig};
 pub use timm_efficientnet::TimmEfficientNetConfig;
 pub use unet::{UNet, UNetConfig};
 pub use vgg::{VggConfig, VggFeatures};
+pub use vit::VitConfig;
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};
 

@@ -64,6 +64,8 @@ shader_modes! {
         ResidualAttention = 5,
         ScaleChannelsAdd = 6,
         LerpChannels = 7,
+        AddChannels = 8,
+        AddBroadcast = 9,
     }
 }
 
@@ -740,7 +742,11 @@ fn record_elementwise(
     // gated skip at 16 x 128 x 128 on lavapipe: 3.0-6.0 -> 2.9-3.1 ms, alternated).
     let gated = matches!(
         spec.mode,
-        Mode::ScaleChannels | Mode::ScaleSpatial | Mode::ScaleChannelsAdd | Mode::LerpChannels
+        Mode::ScaleChannels
+            | Mode::ScaleSpatial
+            | Mode::ScaleChannelsAdd
+            | Mode::LerpChannels
+            | Mode::AddChannels
     );
     let spec = ElementwiseSpec {
         whole_planes: !gated || (shape[2] * shape[3]).is_multiple_of(4),
@@ -883,6 +889,44 @@ pub fn lerp_channels(
         Some(end),
         Some(s),
     )
+}
+
+/// `act(x + s)` with `s` of shape `[N, C, 1, 1]`, one value per sample and channel added
+/// to the whole plane, in one pass: a vision transformer's class token read out into every
+/// pixel (DPT's `ReadoutAddBlock`, and `ReadoutConcatBlock`'s linear layer split into its
+/// pixel and class-token halves, followed by its GELU).
+pub fn add_channels(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    s: &Tensor,
+    act: Activation,
+) -> Result<Tensor> {
+    let xs = x.shape();
+    check_scale(rec, x, s, [xs[0], xs[1], 1, 1])?;
+    let spec = ElementwiseSpec {
+        act,
+        ..gated(Mode::AddChannels, Activation::None)
+    };
+    record_elementwise(rec, spec, x, None, Some(s))
+}
+
+/// `act(x + b)` with `b` of shape `[1, C, H, W]` added to each of `x`'s samples
+/// (PyTorch's broadcasting of `x + b`): a vision transformer's position embedding.
+pub fn add_broadcast(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    b: &Tensor,
+    act: Activation,
+) -> Result<Tensor> {
+    let xs = x.shape();
+    x.check_gpu(rec.gpu(), "input")?;
+    b.check_gpu(rec.gpu(), "b")?;
+    same_shape("b", [1, xs[1], xs[2], xs[3]], b.shape())?;
+    let spec = ElementwiseSpec {
+        act,
+        ..gated(Mode::AddBroadcast, Activation::None)
+    };
+    record_elementwise(rec, spec, x, None, Some(b))
 }
 
 /// Spatial scaling `x * gate(s)` with `s` of shape `[N, 1, H, W]` (CBAM's spatial

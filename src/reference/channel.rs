@@ -78,6 +78,24 @@ pub fn lerp_channels(
     out
 }
 
+/// `act(x[n, c, h, w] + s[n, c, 0, 0])`.
+pub fn add_channels(x: ArrayView4<f32>, s: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+    let mut out = x.to_owned();
+    for ((n, c, _, _), v) in out.indexed_iter_mut() {
+        *v = super::activation(act, *v + s[[n, c, 0, 0]]);
+    }
+    out
+}
+
+/// `act(x[n, c, h, w] + b[0, c, h, w])`.
+pub fn add_broadcast(x: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+    let mut out = x.to_owned();
+    for ((_, c, h, w), v) in out.indexed_iter_mut() {
+        *v = super::activation(act, *v + b[[0, c, h, w]]);
+    }
+    out
+}
+
 /// `x[n, c, h, w] * gate(s[n, 0, h, w])`.
 pub fn scale_spatial(x: ArrayView4<f32>, s: ArrayView4<f32>, gate: Activation) -> Array4<f32> {
     let mut out = x.to_owned();

@@ -50,6 +50,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   smp_manet segmentation_models_pytorch.MAnet(encoder, encoder_depth, in_channels, classes,
            decoder_channels, decoder_pab_channels, decoder_use_norm, decoder_interpolation,
            activation)
+  smp_dpt  segmentation_models_pytorch.DPT(encoder, encoder_depth, encoder_output_indices,
+           decoder_readout, decoder_intermediate_channels, decoder_fusion_channels,
+           in_channels, classes, activation, **vit) on timm Vision Transformers
   mnasnet  torchvision mnasnet0_5 / 0_75 / 1_0 / 1_3 (name).layers
   regnet   torchvision regnet_x_400mf .. regnet_y_128gf (name): stem and trunk_output
   shufflenet torchvision shufflenet_v2_x0_5 .. x2_0 (name) up to conv5 (no pool, no fc)
@@ -433,6 +436,38 @@ CASES = [
     ("smp_pspnet_inceptionresnetv2_depth3_one_channel", "smp_pspnet",
      dict(encoder="inceptionresnetv2", depth=3, cin=1, classes=2, psp_out=16, use_norm=True,
           upsampling=8, activation=None), [2, 1, 40, 48]),
+    # smp's DPT on timm Vision Transformers made small through timm's own arguments
+    # (`vit`, passed on as smp passes its kwargs; not `depth`, which smp's encoder takes
+    # for its own): the class-token readouts, layer scales
+    # and a position embedding without the class token (DeiT III), register tokens,
+    # patches of 8 and 32 (transposed, identity and strided reassembly), no class token
+    # with pre-norm and no qkv bias, explicit (negative, unsorted) output indices.
+    ("smp_dpt_vit_tiny_cat", "smp_dpt",
+     dict(encoder="tu-vit_tiny_patch16_224",
+          vit=dict(img_size=64, embed_dim=48, num_heads=3), depth=4, indices=None,
+          readout="cat", mid=[16, 24, 32, 32], fusion=16, cin=3, classes=2,
+          activation=None), [2, 3, 64, 64]),
+    ("smp_dpt_deit3_add_depth3_aux", "smp_dpt",
+     dict(encoder="tu-deit3_small_patch16_224",
+          vit=dict(img_size=[48, 80], embed_dim=32, num_heads=4, mlp_ratio=2.0),
+          depth=3, indices=[-1, 0, 2], readout="add", mid=[8, 16, 16], fusion=8, cin=1,
+          classes=3, activation="sigmoid", aux=dict(classes=4, pooling="max")), [2, 1, 48, 80]),
+    ("smp_dpt_vit_patch8_reg_tokens_add", "smp_dpt",
+     dict(encoder="tu-vit_small_patch8_224",
+          vit=dict(img_size=64, embed_dim=24, num_heads=2, reg_tokens=2), depth=4,
+          indices=None, readout="add", mid=[8, 8, 16, 16], fusion=8, cin=3, classes=1,
+          activation=None), [1, 3, 64, 64]),
+    ("smp_dpt_vit_patch32_no_class_token", "smp_dpt",
+     dict(encoder="tu-vit_base_patch32_224",
+          vit=dict(img_size=64, embed_dim=32, num_heads=2, class_token=False,
+                   global_pool="avg", pre_norm=True, qkv_bias=False),
+          depth=4, indices=[0, 1, 2, -1], readout="cat", mid=[8, 8, 8, 8], fusion=8, cin=3,
+          classes=2, activation=None), [2, 3, 64, 64]),
+    ("smp_dpt_vit_tiny_ignore", "smp_dpt",
+     dict(encoder="tu-vit_tiny_patch16_224",
+          vit=dict(img_size=32, embed_dim=24, num_heads=1), depth=2, indices=None,
+          readout="ignore", mid=[8, 8], fusion=8, cin=3, classes=2, activation=None),
+     [1, 3, 32, 32]),
 ]
 
 
@@ -620,6 +655,13 @@ def build(kind, a):
                           in_channels=a["cin"], classes=a["classes"], psp_out_channels=a["psp_out"],
                           decoder_use_norm=a["use_norm"], upsampling=a["upsampling"],
                           activation=a["activation"], aux_params=a.get("aux"))
+    if kind == "smp_dpt":
+        import segmentation_models_pytorch as smp
+        return smp.DPT(a["encoder"], encoder_weights=None, encoder_depth=a["depth"],
+                       encoder_output_indices=a["indices"], decoder_readout=a["readout"],
+                       decoder_intermediate_channels=a["mid"], decoder_fusion_channels=a["fusion"],
+                       in_channels=a["cin"], classes=a["classes"], activation=a["activation"],
+                       aux_params=a.get("aux"), **a["vit"])
     raise ValueError(kind)
 
 
@@ -715,6 +757,13 @@ def make(index, name, kind, args, shape, out_dir):
         unused += [f"encoder.blocks.{k}." for k in range(built, 7)]
         unused += ["encoder.conv_head.", "encoder.bn2."]
     unused.append(f"decoder.blocks.x_0_{args.get('depth', 5) - 1}.attention1.")
+    if kind == "smp_dpt":
+        # timm's ViT runs every block, but the features stop at the last index; its final
+        # norm and classifier never reach DPT.
+        n = len(model.encoder.model.blocks)
+        last = max(i % n for i in (args["indices"] or [n - 1]))
+        unused += [f"encoder.model.blocks.{k}." for k in range(last + 1, n)]
+        unused += ["encoder.model.norm.", "encoder.model.fc_norm.", "encoder.model.head."]
     if args.get("legacy"):
         # smp's older DeepLabV3 names (its load_state_dict renames them); what runs only.
         old = {"decoder.aspp.": "decoder.0.", "decoder.conv.": "decoder.1.", "decoder.bn.": "decoder.2."}
