@@ -872,6 +872,11 @@ def networks(fz, count, out):
             unit = 1 << max(0, depth + 1 - (patch.bit_length() - 1))
             grid = [unit * r.randint(1, max(1, 6 // unit)) for _ in range(2)]
             vit["img_size"] = [g * patch for g in grid]
+            hw = list(vit["img_size"])
+            if r.random() < 0.3:
+                # Another input size: the position embedding resampled to its grid.
+                vit["dynamic_img_size"] = True
+                hw = [unit * r.randint(1, max(1, 6 // unit)) * patch for _ in range(2)]
             indices = None
             if r.random() < 0.5:
                 indices = r.sample(range(-12, 12), depth)
@@ -882,7 +887,7 @@ def networks(fz, count, out):
                      mid=[r.choice([4, 8, 12]) for _ in range(depth)],
                      fusion=r.choice([4, 8]), cin=r.randint(1, 4), classes=r.randint(1, 4),
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d"]))
-            shape = [n, a["cin"]] + vit["img_size"]
+            shape = [n, a["cin"]] + hw
         elif kind == "mnasnet":
             a = dict(name=r.choice(["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"]))
             shape = [n, 3] + side(1, 64)

@@ -428,6 +428,7 @@ fn dpt_config(a: &Value) -> SmpDptConfig {
     e.class_token = flag("class_token", true);
     e.pre_norm = flag("pre_norm", false);
     e.qkv_bias = flag("qkv_bias", true);
+    e.dynamic_img_size = flag("dynamic_img_size", false);
     e.reg_tokens = vit["reg_tokens"].as_u64().unwrap_or(0) as usize;
     cfg
 }
@@ -1508,6 +1509,8 @@ fn dpt_reference_matches_smp() {
         "smp_dpt_vit_tiny_cat",
         "smp_dpt_deit3_add_depth3_aux",
         "smp_dpt_vit_patch8_reg_tokens_add",
+        "smp_dpt_vit_tiny_dynamic_img_size",
+        "smp_dpt_deit3_dynamic_img_size_reg_tokens",
     ] {
         reference_matches(&dpt_case(name), name);
     }
@@ -1516,7 +1519,8 @@ fn dpt_reference_matches_smp() {
 /// smp's and timm's refusals as typed errors naming the parameter: a name without `tu-`
 /// or not a plain ViT, a depth beyond the blocks, indices out of range or repeated,
 /// intermediate widths that do not match the depth, a readout smp does not know, heads
-/// that do not divide the width; an input of another size than the encoder's, and fused
+/// that do not divide the width; an input of another size than the encoder's (without
+/// `dynamic_img_size`) or not a multiple of the patch (with it), and fused
 /// maps whose sizes disagree (PyTorch fails to add them too).
 #[test]
 fn smp_dpt_bad_configurations_are_typed_errors() {
@@ -1583,6 +1587,12 @@ fn smp_dpt_bad_configurations_are_typed_errors() {
         net.output_shape([2, 4, 64, 96]),
         Err(segblocks::Error::ShapeMismatch { .. }) | Err(segblocks::Error::InvalidParam { .. })
     ));
+    // Another size with `dynamic_img_size`: any multiple of the patch size.
+    let mut dynamic = cfg.clone();
+    dynamic.encoder.dynamic_img_size = true;
+    let net = SmpDpt::load(gpu, dynamic, &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 128, 32]).unwrap(), [2, 2, 128, 32]);
+    named(net.output_shape([2, 3, 72, 96]).err(), "input");
     // A 3 x 5 patch grid: the stride-32 map is 2 x 3, twice that is not the 3 x 5 of the
     // stride-16 map.
     let mut odd = cfg;

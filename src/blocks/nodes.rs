@@ -703,8 +703,8 @@ pub(crate) enum Op {
     Tokens {
         /// The first token.
         start: usize,
-        /// How many.
-        len: usize,
+        /// How many (`None`: the rest, `x[:, start:]`).
+        len: Option<usize>,
     },
     /// The input's values as a map of the shape input's height and width (a view, no
     /// pass): `[N, C, 1, h * w]` tokens back to an image-like `[N, C, h, w]`.
@@ -827,7 +827,7 @@ impl Node for Op {
                 same("scale", 1, [x[0], x[1], 1, 1])?;
                 vec![x]
             }
-            Op::Tokens { start, len } => vec![tokens_params(*start, *len).output_shape(x)?],
+            Op::Tokens { start, len } => vec![tokens_params(*start, *len, x).output_shape(x)?],
             Op::ReshapeLike => vec![reshaped(x, inputs.shape(0)?)?],
         })
     }
@@ -870,7 +870,7 @@ impl Node for Op {
             | Op::ScaleChannelsAdd { .. }
             | Op::AddChannels(_) => elementwise_cost(x, 2),
             Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
-            Op::Tokens { start, len } => tokens_params(*start, *len).cost(x)?,
+            Op::Tokens { start, len } => tokens_params(*start, *len, x).cost(x)?,
             Op::ReshapeLike => Cost::default(),
         };
         Ok(Cost {
@@ -931,11 +931,11 @@ impl Node for Op {
                 one(crate::ops::copy::crop(rec, &p, t(0)?)?)
             }
             Op::AddChannels(act) => one(channel::add_channels(rec, t(0)?, t(1)?, *act)?),
-            Op::Tokens { start, len } => one(crate::ops::copy::crop(
-                rec,
-                &tokens_params(*start, *len),
-                t(0)?,
-            )?),
+            Op::Tokens { start, len } => {
+                let x = t(0)?;
+                let p = tokens_params(*start, *len, x.shape());
+                one(crate::ops::copy::crop(rec, &p, x)?)
+            }
             Op::ReshapeLike => {
                 let x = t(0)?;
                 one(x.reshape(reshaped(x.shape(), inputs.shape(0)?)?)?)
@@ -1004,7 +1004,10 @@ impl Node for Op {
             }
             Op::AddChannels(act) => one(rc::add_channels(t(0)?, t(1)?, *act)),
             Op::Tokens { start, len } => {
-                one(reference::copy::crop(&tokens_params(*start, *len), t(0)?)?)
+                let x = t(0)?;
+                let (n, c, h, w) = x.dim();
+                let p = tokens_params(*start, *len, [n, c, h, w]);
+                one(reference::copy::crop(&p, x)?)
             }
             Op::ReshapeLike => {
                 let x = t(0)?;
@@ -1031,9 +1034,10 @@ fn reshaped(x: [usize; 4], like: [usize; 4]) -> Result<[usize; 4]> {
     Ok(want)
 }
 
-/// The crop of tokens `start..start + len` along a `[N, C, 1, T]` sequence.
-fn tokens_params(start: usize, len: usize) -> CropParams2d {
-    CropParams2d::new((0, start), (1, len))
+/// The crop of tokens `start..start + len` (`None`: to the end) along a `[N, C, 1, T]`
+/// sequence of shape `x`.
+fn tokens_params(start: usize, len: Option<usize>, x: [usize; 4]) -> CropParams2d {
+    CropParams2d::new((0, start), (1, len.unwrap_or(x[3].saturating_sub(start))))
 }
 
 /// A [`DecoderStage`] as a node on inputs `(skip, gate logits, low)`, with its host

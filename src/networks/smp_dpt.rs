@@ -168,7 +168,8 @@ crate::ops::setters!(SmpDptConfig {
 });
 
 /// An smp `DPT` for inference: input `[N, in_channels, img_size.0, img_size.1]` (the
-/// encoder's fixed size), output `[N, classes, H, W]`.
+/// encoder's fixed size; with its `dynamic_img_size`, any height and width divisible by
+/// the patch size whose fused maps line up), output `[N, classes, H, W]`.
 pub type SmpDpt = Model<SmpDptConfig>;
 
 impl Architecture for SmpDptConfig {
@@ -229,7 +230,10 @@ impl Architecture for SmpDptConfig {
                 (DptReadout::Cat, true) => {
                     let cls = g.add(
                         format!("{name}.cls"),
-                        Op::Tokens { start: 0, len: 1 },
+                        Op::Tokens {
+                            start: 0,
+                            len: Some(1),
+                        },
                         &[tokens],
                     );
                     let [pixels, class] = readout_halves(gpu, sd, &key(&name, "project.0"), dim)?;
@@ -294,21 +298,27 @@ impl Architecture for SmpDptConfig {
         Ok(g)
     }
 
-    /// Checks an input shape: `in_channels` channels and exactly the encoder's `img_size`
-    /// (timm's fixed-size patch embedding), divisible by the patch size (smp's rule).
+    /// Checks an input shape: `in_channels` channels, height and width divisible by the
+    /// patch size (smp's rule), and exactly the encoder's `img_size` unless it takes
+    /// other sizes (`dynamic_img_size`; timm's fixed-size patch embedding otherwise).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
         let vit = &self.encoder;
         crate::ops::check_channels(input, vit.in_chans)?;
         let (h, w) = vit.img_size;
-        fail_if((input[2], input[3]) != (h, w), "input", || {
-            format!(
-                "the encoder takes {h}x{w} images (its img_size), got {}x{}",
-                input[2], input[3]
-            )
-        })?;
+        fail_if(
+            !vit.dynamic_img_size && (input[2], input[3]) != (h, w),
+            "input",
+            || {
+                format!(
+                    "the encoder takes {h}x{w} images (its img_size; dynamic_img_size for \
+                     others), got {}x{}",
+                    input[2], input[3]
+                )
+            },
+        )?;
         let p = vit.patch_size;
         fail_if(
-            !h.is_multiple_of(p) || !w.is_multiple_of(p),
+            !input[2].is_multiple_of(p) || !input[3].is_multiple_of(p),
             "input",
             || format!("height and width must be divisible by the patch size {p}, got {input:?}"),
         )

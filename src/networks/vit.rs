@@ -22,7 +22,9 @@ use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::copy::Pad2dParams;
 use crate::ops::sdpa::SdpaParams;
+use crate::ops::upsample::{upsample, UpsampleParams};
 use crate::ops::{channel, Activation, Cost};
+use crate::reference;
 use crate::weights::{key, StateDict};
 
 /// A plain Vision Transformer's configuration (timm's `VisionTransformer` arguments).
@@ -60,6 +62,11 @@ pub struct VitConfig {
     pub layer_scale: bool,
     /// The layer norms' epsilon (timm's `LayerNorm`: 1e-6).
     pub eps: f32,
+    /// Whether inputs of other sizes than `img_size` are taken (`dynamic_img_size`): the
+    /// patch grid's position embedding is then resampled to the input's grid (bicubic,
+    /// antialiased, as timm's `resample_abs_pos_embed`). Default false: exactly
+    /// `img_size`.
+    pub dynamic_img_size: bool,
 }
 
 impl VitConfig {
@@ -118,6 +125,7 @@ impl VitConfig {
             pre_norm: false,
             layer_scale: deit3,
             eps: 1e-6,
+            dynamic_img_size: false,
         })
     }
 
@@ -203,7 +211,6 @@ impl VitConfig {
             y = g.add(at("norm_pre"), norm, &[y]);
         }
         let prefix_len = self.num_prefix_tokens();
-        let (grid_h, grid_w) = self.grid();
         let mut features = Vec::new();
         let last = indices.last().copied().unwrap_or(0);
         for b in 0..=last.min(self.depth - 1) {
@@ -211,22 +218,21 @@ impl VitConfig {
             y = self.block(g, y, (gpu, sd, &block))?;
             if indices.contains(&b) {
                 let name = format!("{block}.patches");
-                let len = grid_h * grid_w;
-                let flat = g.add(
-                    name.clone(),
-                    Op::Tokens {
-                        start: prefix_len,
-                        len,
-                    },
-                    &[y],
-                );
+                let patch_tokens = Op::Tokens {
+                    start: prefix_len,
+                    len: None,
+                };
+                let flat = g.add(name.clone(), patch_tokens, &[y]);
                 let map =
                     g.add_sized(format!("{name}.map"), Op::ReshapeLike, &[flat], &[patches])[0];
                 let prefix_tokens = match prefix_len {
                     0 => map,
                     n => g.add(
                         format!("{block}.prefix"),
-                        Op::Tokens { start: 0, len: n },
+                        Op::Tokens {
+                            start: 0,
+                            len: Some(n),
+                        },
                         &[y],
                     ),
                 };
@@ -320,7 +326,9 @@ pub(crate) fn split_linear(
 
 /// The token sequence from the patch embedding: the prefix tokens (class, registers)
 /// before the patch tokens and the position embedding added, as one constant
-/// `[1, C, 1, T]` map added to the patch tokens padded by the prefix's length.
+/// `[1, C, 1, T]` map added to the patch tokens padded by the prefix's length. On another
+/// grid (`dynamic_img_size`) the patches' position embedding is resampled first and added
+/// to the patch map, and the prefix's constant padded to the new length.
 #[derive(Debug)]
 struct VitEmbedNode {
     /// `[1, C, 1, P + h * w]`: the prefix tokens (with their position embedding unless
@@ -329,6 +337,10 @@ struct VitEmbedNode {
     gpu_constant: Tensor,
     prefix: usize,
     grid: (usize, usize),
+    /// With `dynamic_img_size`: the prefix's part of `constant` (`[1, C, 1, P]`, none
+    /// without prefix tokens) and the patches' position embedding as a `[1, C, h, w]`
+    /// map, to resample.
+    dynamic: Option<(Option<Constant>, Constant)>,
     /// Parameters as timm counts them (`cls_token`, `reg_token`, `pos_embed`).
     params: u64,
 }
@@ -374,12 +386,33 @@ impl VitEmbedNode {
             let mut column = constant.slice_mut(s![0, .., 0, first + i]);
             column += &row;
         }
+        let dynamic = match config.dynamic_img_size {
+            false => None,
+            true => {
+                let up = |a: Array4<f32>| -> Result<Constant> {
+                    let t = gpu.upload(a.view())?;
+                    Ok((a, t))
+                };
+                let head = constant.slice(s![.., .., .., ..n_prefix]).to_owned();
+                let head = match n_prefix {
+                    0 => None,
+                    _ => Some(up(head)?),
+                };
+                let map = constant
+                    .slice(s![.., .., .., n_prefix..])
+                    .to_owned()
+                    .into_shape_with_order([1, c, h, w])
+                    .map_err(weights)?;
+                Some((head, up(map)?))
+            }
+        };
         let gpu_constant = gpu.upload(constant.view())?;
         Ok(VitEmbedNode {
             constant,
             gpu_constant,
             prefix: n_prefix,
             grid: (h, w),
+            dynamic,
             params,
         })
     }
@@ -388,7 +421,21 @@ impl VitEmbedNode {
     fn pad(&self) -> Pad2dParams {
         Pad2dParams::new((self.prefix as i64, 0, 0, 0))
     }
+
+    /// The resampling of the patches' position embedding to an `(h, w)` grid other than
+    /// the one it was made for (timm's `resample_abs_pos_embed`), if the node takes one.
+    fn resampling(&self, (h, w): (usize, usize)) -> Option<(&Embeddings, UpsampleParams)> {
+        let dynamic = self.dynamic.as_ref()?;
+        let params = UpsampleParams::bicubic(false).antialias(true).size((h, w));
+        ((h, w) != self.grid).then_some((dynamic, params))
+    }
 }
+
+/// A constant on the host (for the reference) and on the GPU.
+type Constant = (Array4<f32>, Tensor);
+
+/// [`VitEmbedNode`]'s prefix and patch-grid embeddings.
+type Embeddings = (Option<Constant>, Constant);
 
 fn weights(e: ndarray::ShapeError) -> Error {
     Error::Weights(format!("a token embedding: {e}"))
@@ -397,9 +444,13 @@ fn weights(e: ndarray::ShapeError) -> Error {
 impl Node for VitEmbedNode {
     fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
         let x = *inputs.get(0)?;
-        let (c, total) = (self.constant.dim().1, self.constant.dim().3);
-        crate::ops::same_shape("input", [x[0], c, self.grid.0, self.grid.1], x)?;
-        Ok(vec![[x[0], c, 1, total]])
+        let c = self.constant.dim().1;
+        let (h, w) = match self.dynamic {
+            Some(_) => (x[2], x[3]),
+            None => self.grid,
+        };
+        crate::ops::same_shape("input", [x[0], c, h, w], x)?;
+        Ok(vec![[x[0], c, 1, self.prefix + h * w]])
     }
 
     /// The embeddings as parameters; the pass reads the patches and the constant and
@@ -416,17 +467,34 @@ impl Node for VitEmbedNode {
     fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
         let x = inputs.get(0)?.tensor()?;
         let [n, c, h, w] = x.shape();
-        let flat = x.reshape([n, c, 1, h * w])?;
-        let padded = match self.prefix {
-            0 => flat,
-            _ => crate::ops::copy::pad2d(rec, &self.pad(), &flat)?,
+        self.shapes(&Inputs {
+            values: vec![&[n, c, h, w]],
+            shapes: vec![],
+        })?;
+        let Some(((head, map), resample)) = self.resampling((h, w)) else {
+            let flat = x.reshape([n, c, 1, h * w])?;
+            let padded = match self.prefix {
+                0 => flat,
+                _ => crate::ops::copy::pad2d(rec, &self.pad(), &flat)?,
+            };
+            let y = channel::add_broadcast(rec, &padded, &self.gpu_constant, Activation::None)?;
+            return Ok(vec![Value::Tensor(y)]);
         };
-        let y = channel::add_broadcast(rec, &padded, &self.gpu_constant, Activation::None)?;
+        let position = upsample(rec, &resample, &map.1)?;
+        let patches = channel::add_broadcast(rec, x, &position, Activation::None)?;
+        let flat = patches.reshape([n, c, 1, h * w])?;
+        let Some(head) = head else {
+            return Ok(vec![Value::Tensor(flat)]);
+        };
+        let padded = crate::ops::copy::pad2d(rec, &self.pad(), &flat)?;
+        let tail = Pad2dParams::new((0, (h * w) as i64, 0, 0));
+        let prefix = crate::ops::copy::pad2d(rec, &tail, &head.1)?;
+        let y = channel::add_broadcast(rec, &padded, &prefix, Activation::None)?;
         Ok(vec![Value::Tensor(y)])
     }
 
     /// timm's order: the prefix tokens concatenated before the patch tokens, then the
-    /// position embedding added (the same sums: each token gets one addition).
+    /// position embedding (resampled to the input's grid where it differs) added.
     fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
         let x = inputs.get(0)?.tensor()?;
         let (n, c, h, w) = x.dim();
@@ -434,6 +502,22 @@ impl Node for VitEmbedNode {
             values: vec![&[n, c, h, w]],
             shapes: vec![],
         })?[0];
+        let embedding = match self.resampling((h, w)) {
+            None => self.constant.clone(),
+            Some(((head, map), resample)) => {
+                let grid = reference::upsample::upsample(&resample, map.0.view())?;
+                let grid = grid
+                    .into_shape_with_order([1, c, 1, h * w])
+                    .map_err(weights)?;
+                match head {
+                    Some(head) => {
+                        ndarray::concatenate(ndarray::Axis(3), &[head.0.view(), grid.view()])
+                            .map_err(weights)?
+                    }
+                    None => grid,
+                }
+            }
+        };
         let mut y = Array4::<f32>::zeros(out);
         for b in 0..n {
             for ch in 0..c {
@@ -442,7 +526,7 @@ impl Node for VitEmbedNode {
                         Some(i) => x[[b, ch, i / w, i % w]],
                         None => 0.0,
                     };
-                    y[[b, ch, 0, t]] = token + self.constant[[0, ch, 0, t]];
+                    y[[b, ch, 0, t]] = token + embedding[[0, ch, 0, t]];
                 }
             }
         }

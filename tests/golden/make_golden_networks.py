@@ -468,6 +468,19 @@ CASES = [
           vit=dict(img_size=32, embed_dim=24, num_heads=1), depth=2, indices=None,
           readout="ignore", mid=[8, 8], fusion=8, cin=3, classes=2, activation=None),
      [1, 3, 32, 32]),
+    # timm's dynamic_img_size: the position embedding resampled (bicubic, antialiased) to
+    # the input's grid, shrunk along one axis and grown along the other, and grown with
+    # register tokens and DeiT III's embedding without the class token.
+    ("smp_dpt_vit_tiny_dynamic_img_size", "smp_dpt",
+     dict(encoder="tu-vit_tiny_patch16_224",
+          vit=dict(img_size=64, embed_dim=24, num_heads=2, dynamic_img_size=True), depth=4,
+          indices=None, readout="cat", mid=[8, 8, 8, 8], fusion=8, cin=3, classes=2,
+          activation=None), [2, 3, 32, 96]),
+    ("smp_dpt_deit3_dynamic_img_size_reg_tokens", "smp_dpt",
+     dict(encoder="tu-deit3_small_patch16_224",
+          vit=dict(img_size=32, embed_dim=16, num_heads=2, reg_tokens=1, dynamic_img_size=True),
+          depth=3, indices=None, readout="add", mid=[8, 8, 8], fusion=8, cin=3, classes=1,
+          activation=None), [1, 3, 64, 96]),
 ]
 
 
