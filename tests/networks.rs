@@ -1600,3 +1600,50 @@ fn smp_dpt_bad_configurations_are_typed_errors() {
     let net = SmpDpt::load(gpu, odd, &sd, "").unwrap();
     assert!(net.output_shape([1, 3, 48, 80]).is_err());
 }
+
+/// smp's timm (`tu-`) ResNets: each name builds timm's blocks, stage depths, groups and
+/// widths (listed from timm 1.0) with smp's feature widths; timm models this library does
+/// not have (the deep-stem `d` variants, ConvNeXt, an empty name) are typed errors.
+#[test]
+fn timm_universal_resnet_names_are_timm_configurations() {
+    use segblocks::networks::ResNetBlock;
+    let timm = [
+        ("tu-resnet18", true, [2, 2, 2, 2], 1, 64),
+        ("tu-resnet26", false, [2, 2, 2, 2], 1, 64),
+        ("tu-resnet34", true, [3, 4, 6, 3], 1, 64),
+        ("tu-resnet50", false, [3, 4, 6, 3], 1, 64),
+        ("tu-resnet101", false, [3, 4, 23, 3], 1, 64),
+        ("tu-resnet152", false, [3, 8, 36, 3], 1, 64),
+        ("tu-resnet200", false, [3, 24, 36, 3], 1, 64),
+        ("tu-resnext50_32x4d", false, [3, 4, 6, 3], 32, 4),
+        ("tu-resnext101_32x4d", false, [3, 4, 23, 3], 32, 4),
+        ("tu-resnext101_32x8d", false, [3, 4, 23, 3], 32, 8),
+        ("tu-resnext101_32x16d", false, [3, 4, 23, 3], 32, 16),
+        ("tu-resnext101_32x32d", false, [3, 4, 23, 3], 32, 32),
+        ("tu-resnext101_64x4d", false, [3, 4, 23, 3], 64, 4),
+        ("tu-wide_resnet50_2", false, [3, 4, 6, 3], 1, 128),
+        ("tu-wide_resnet101_2.tv2_in1k", false, [3, 4, 23, 3], 1, 128),
+    ];
+    for (name, basic, layers, groups, width) in timm {
+        let encoder = SmpEncoder::from_name(name).unwrap();
+        let SmpEncoder::TimmResNet(r) = &encoder else {
+            panic!("{name}: {encoder:?}");
+        };
+        let block = if basic {
+            ResNetBlock::Basic
+        } else {
+            ResNetBlock::Bottleneck
+        };
+        assert_eq!(
+            (r.block, r.layers, r.groups, r.width_per_group),
+            (block, layers, groups, width),
+            "{name}"
+        );
+        let deepest = if basic { 512 } else { 2048 };
+        let widths = [3, 64, deepest / 8, deepest / 4, deepest / 2, deepest];
+        assert_eq!(encoder.channels(3), widths, "{name}");
+    }
+    for bad in ["tu-resnet18d", "tu-convnext_tiny", "tu-", "tu-resnet"] {
+        named(SmpEncoder::from_name(bad).err(), "encoder_name");
+    }
+}

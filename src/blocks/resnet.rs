@@ -198,6 +198,10 @@ pub struct BasicBlockConfig {
     pub base_width: usize,
     /// Dilation: torchvision's `BasicBlock` only supports 1.
     pub dilation: usize,
+    /// The first 3x3 convolution's dilation where it differs from `dilation` (timm's
+    /// `first_dilation`: the first block of a dilated stage keeps the previous stage's);
+    /// `None` (the default): `dilation`. torchvision only supports 1.
+    pub first_dilation: Option<usize>,
     /// Whether the skip has a 1x1 projection with batch norm; `None` (the default) as
     /// torchvision's module (see [`BottleneckConfig::downsample`]).
     pub downsample: Option<bool>,
@@ -213,6 +217,7 @@ impl BasicBlockConfig {
             groups: 1,
             base_width: 64,
             dilation: 1,
+            first_dilation: None,
             downsample: None,
         }
     }
@@ -261,9 +266,11 @@ impl Architecture for BasicBlockConfig {
                 self.groups, self.base_width
             )
         })?;
-        fail_if(self.dilation != 1, "dilation", || {
+        let first = self.first_dilation.unwrap_or(self.dilation);
+        fail_if(self.dilation != 1 || first != 1, "dilation", || {
             format!(
-                "dilation > 1 is not supported in BasicBlock (as torchvision), got {}",
+                "dilation > 1 is not supported in BasicBlock (as torchvision), got {} (first \
+                 convolution {first})",
                 self.dilation
             )
         })
@@ -283,12 +290,14 @@ impl Architecture for BasicBlockConfig {
             prefix,
         )?;
         let relu = Activation::Relu;
-        // Only smp's patched blocks get here with a dilation: both convolutions take it.
+        // Only smp's patched blocks (both convolutions dilated alike) and timm's (the
+        // first keeping the previous stage's dilation) get here with a dilation.
         let d = cfg.dilation;
+        let d1 = cfg.first_dilation.unwrap_or(d);
         let p1 = Conv2dParams::new(cfg.inplanes, cfg.planes, 3)
             .stride(cfg.stride)
-            .padding(d)
-            .dilation(d)
+            .padding(d1)
+            .dilation(d1)
             .bias(false)
             .activation(relu);
         let p2 = Conv2dParams::new(cfg.planes, cfg.planes, 3)

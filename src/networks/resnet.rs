@@ -168,12 +168,18 @@ impl ResNetConfig {
                     ),
                 }
             };
-            let first = block(
-                inplanes,
-                stride,
-                previous,
-                stride != 1 || inplanes != expansion * planes,
-            );
+            let downsample = stride != 1 || inplanes != expansion * planes;
+            let first = match block(inplanes, stride, previous, downsample) {
+                // A bottleneck's one 3x3 takes the previous dilation (torchvision's and
+                // timm's rule); a basic block's first 3x3 does, its second the stage's
+                // (timm's; torchvision refuses dilated basic blocks).
+                ResNetStageBlock::Basic(c) => ResNetStageBlock::Basic(BasicBlockConfig {
+                    dilation,
+                    first_dilation: (previous != dilation).then_some(previous),
+                    ..c
+                }),
+                bottleneck => bottleneck,
+            };
             inplanes = expansion * planes;
             let rest = (1..self.layers[i]).map(|_| block(inplanes, 1, dilation, false));
             std::iter::once(first).chain(rest).collect()
@@ -197,12 +203,27 @@ impl ResNetConfig {
             let rate = stage_stride / output_stride;
             for block in stage {
                 match block {
-                    ResNetStageBlock::Basic(c) => (c.stride, c.dilation) = (1, rate),
+                    ResNetStageBlock::Basic(c) => {
+                        (c.stride, c.dilation, c.first_dilation) = (1, rate, None)
+                    }
                     ResNetStageBlock::Bottleneck(c) => (c.stride, c.dilation) = (1, rate),
                 }
             }
         }
         stages
+    }
+
+    /// The stages as timm's ResNet builds them for `output_stride` (32, 16 or 8): each
+    /// stage whose stride would pass it dilated instead, torchvision's
+    /// `replace_stride_with_dilation` rule (the first block of a dilated stage keeps the
+    /// previous dilation in its first 3x3, basic blocks included).
+    pub fn timm_stages(&self, output_stride: usize) -> [Vec<ResNetStageBlock>; 4] {
+        let dilate = |stride: usize| stride > output_stride;
+        ResNetConfig {
+            replace_stride_with_dilation: [dilate(8), dilate(16), dilate(32)],
+            ..*self
+        }
+        .stages()
     }
 
     /// Output channels of each stage (`layer1` .. `layer4`): 64, 128, 256, 512 times the
@@ -219,7 +240,7 @@ impl ResNetConfig {
         x: crate::blocks::ValueId,
         ctx: (&Gpu, &StateDict, &str),
     ) -> Result<[crate::blocks::ValueId; 4]> {
-        let outs = self.append_stages(g, x, ctx, (3, 4, 32))?;
+        let outs = self.append_stages(g, x, ctx, (3, 4, 32), DilationRule::Smp)?;
         Ok([outs[1], outs[2], outs[3], outs[4]])
     }
 
@@ -228,14 +249,16 @@ impl ResNetConfig {
     /// returns the stem's output and each stage's (segmentation_models_pytorch's encoder
     /// features, the input left out).
     ///
-    /// An `output_stride` of 16 or 8 patches the stages below it as smp's
-    /// `make_dilated` does (32: none; see [`ResNetConfig::smp_stages`]).
+    /// An `output_stride` of 16 or 8 dilates the stages past it by `rule`: as smp's
+    /// `make_dilated` does (32: none; see [`ResNetConfig::smp_stages`]), or as timm does
+    /// ([`ResNetConfig::timm_stages`]).
     pub(crate) fn append_stages(
         &self,
         g: &mut Graph,
         x: crate::blocks::ValueId,
         (gpu, sd, prefix): (&Gpu, &StateDict, &str),
         (in_channels, stages, output_stride): (usize, usize, usize),
+        rule: DilationRule,
     ) -> Result<Vec<crate::blocks::ValueId>> {
         let stem = Conv2dParams::new(in_channels, 64, 7)
             .stride(2)
@@ -257,7 +280,10 @@ impl ResNetConfig {
         }
         let pool = MaxPool2dParams::new(3).stride(2).padding(1);
         y = g.add_multi("maxpool", Op::MaxPool(pool), &[y], 2)[0];
-        let all = self.smp_stages(output_stride);
+        let all = match rule {
+            DilationRule::Smp => self.smp_stages(output_stride),
+            DilationRule::Timm => self.timm_stages(output_stride),
+        };
         for (i, stage) in all.into_iter().take(stages).enumerate() {
             for (j, cfg) in stage.into_iter().enumerate() {
                 let name = format!("layer{}.{j}", i + 1);
@@ -277,6 +303,15 @@ impl ResNetConfig {
         }
         Ok(outs)
     }
+}
+
+/// How a ResNet encoder dilates its stages past its output stride.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DilationRule {
+    /// smp's `make_dilated` on its own ResNet encoders.
+    Smp,
+    /// timm's `output_stride` (smp's `tu-` encoders).
+    Timm,
 }
 
 crate::ops::setters!(ResNetConfig {

@@ -38,6 +38,7 @@ use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
+use super::resnet::DilationRule;
 use super::{
     DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig, MixTransformerConfig,
     MobileNetV2Config, MobileOneConfig, ResNetConfig, SeNetConfig, SkResNetConfig,
@@ -49,6 +50,14 @@ use super::{
 pub enum SmpEncoder {
     /// One of the ResNets (`resnet18` .. `resnext101_32x48d`): torchvision's ResNet.
     ResNet(ResNetConfig),
+    /// `tu-resnet18`, `tu-resnet26`, `tu-resnet34`, `tu-resnet50`, `tu-resnet101`,
+    /// `tu-resnet152`, `tu-resnet200`, `tu-resnext50_32x4d`, `tu-resnext101_32x4d` / `8d` /
+    /// `16d` / `32d`, `tu-resnext101_64x4d`, `tu-wide_resnet50_2`, `tu-wide_resnet101_2`
+    /// (a pretrained tag after `.` ignored): timm's ResNet through smp's
+    /// `TimmUniversalEncoder` (`encoder.model.conv1`, `encoder.model.layer{i}.*`), the same
+    /// network as torchvision's, dilated as timm's `output_stride` does (the first block
+    /// of a dilated stage keeps the previous dilation in its first 3x3).
+    TimmResNet(ResNetConfig),
     /// `mobilenet_v2`: torchvision's `mobilenet_v2().features` (`encoder.features.*`).
     MobileNetV2,
     /// `efficientnet-b0` .. `efficientnet-b7`: EfficientNet-PyTorch's model
@@ -107,6 +116,20 @@ impl SmpEncoder {
     /// `inceptionv4`, `inceptionresnetv2`, `xception` or `mit_b0` .. `mit_b5`; any other name is an error naming
     /// `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
+        if let Some(timm) = encoder_name.strip_prefix("tu-") {
+            return timm_resnet(timm)
+                .map(SmpEncoder::TimmResNet)
+                .ok_or_else(|| Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!(
+                        "{encoder_name:?}: of smp's timm (`tu-`) encoders this library has \
+                         timm's plain ResNets (tu-resnet18 .. tu-resnet200, \
+                         tu-resnext50_32x4d, tu-resnext101_32x4d .. 32x32d, \
+                         tu-resnext101_64x4d, tu-wide_resnet50_2, tu-wide_resnet101_2) and, \
+                         for DPT, its plain ViTs"
+                    ),
+                });
+        }
         if encoder_name.starts_with("mit_b") {
             return MixTransformerConfig::from_name(encoder_name).map(SmpEncoder::MixTransformer);
         }
@@ -202,7 +225,7 @@ impl SmpEncoder {
     /// Checks the encoder's configuration.
     pub(crate) fn validate(&self) -> Result<()> {
         match self {
-            SmpEncoder::ResNet(r) => r.validate(),
+            SmpEncoder::ResNet(r) | SmpEncoder::TimmResNet(r) => r.validate(),
             SmpEncoder::MobileNetV2 => Ok(()),
             SmpEncoder::EfficientNet(e) => e.validate(),
             SmpEncoder::Vgg(v) => v.validate(),
@@ -222,7 +245,7 @@ impl SmpEncoder {
     /// stride-2 feature).
     pub fn channels(&self, in_channels: usize) -> Vec<usize> {
         match self {
-            SmpEncoder::ResNet(r) => {
+            SmpEncoder::ResNet(r) | SmpEncoder::TimmResNet(r) => {
                 let mut c = vec![in_channels, 64];
                 c.extend(r.stage_channels());
                 c
@@ -301,6 +324,14 @@ impl SmpEncoder {
                 x,
                 ctx,
                 (in_channels, depth - 1, output_stride),
+                DilationRule::Smp,
+            )?),
+            SmpEncoder::TimmResNet(r) => features.extend(r.append_stages(
+                g,
+                x,
+                (gpu, sd, &key(prefix, "model")),
+                (in_channels, depth - 1, output_stride),
+                DilationRule::Timm,
             )?),
             SmpEncoder::SeNet(se) => features.extend(se.append_stages(
                 g,
@@ -558,6 +589,32 @@ pub(crate) fn check_decoder_widths(encoder_depth: usize, decoder_channels: &[usi
             )
         },
     )
+}
+
+/// timm's plain ResNet of this name (a pretrained tag after `.` ignored), if it is one.
+fn timm_resnet(name: &str) -> Option<ResNetConfig> {
+    let bottleneck = |layers: [usize; 4]| ResNetConfig {
+        layers,
+        ..ResNetConfig::resnet50()
+    };
+    Some(match name.split('.').next()? {
+        "resnet18" => ResNetConfig::resnet18(),
+        "resnet26" => bottleneck([2, 2, 2, 2]),
+        "resnet34" => ResNetConfig::resnet34(),
+        "resnet50" => ResNetConfig::resnet50(),
+        "resnet101" => ResNetConfig::resnet101(),
+        "resnet152" => ResNetConfig::resnet152(),
+        "resnet200" => bottleneck([3, 24, 36, 3]),
+        "resnext50_32x4d" => ResNetConfig::resnext50_32x4d(),
+        "resnext101_32x4d" => ResNetConfig::resnet101().groups(32, 4),
+        "resnext101_32x8d" => ResNetConfig::resnet101().groups(32, 8),
+        "resnext101_32x16d" => ResNetConfig::resnet101().groups(32, 16),
+        "resnext101_32x32d" => ResNetConfig::resnet101().groups(32, 32),
+        "resnext101_64x4d" => ResNetConfig::resnet101().groups(64, 4),
+        "wide_resnet50_2" => ResNetConfig::resnet50().groups(1, 128),
+        "wide_resnet101_2" => ResNetConfig::resnet101().groups(1, 128),
+        _ => return None,
+    })
 }
 
 /// An smp model's `encoder_depth` within the range it accepts, and the encoder's own

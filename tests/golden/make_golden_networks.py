@@ -481,6 +481,22 @@ CASES = [
           vit=dict(img_size=32, embed_dim=16, num_heads=2, reg_tokens=1, dynamic_img_size=True),
           depth=3, indices=None, readout="add", mid=[8, 8, 8], fusion=8, cin=3, classes=1,
           activation=None), [1, 3, 64, 96]),
+    # smp's timm (`tu-`) ResNets: timm's ResNet under `encoder.model`, dilated by timm's
+    # rule (a dilated stage's first block keeps the previous dilation in its first 3x3:
+    # smp's own ResNets dilate it too), basic and bottleneck blocks, ResNeXt groups.
+    ("smp_unet_tu_resnet34", "smp_unet",
+     dict(encoder="tu-resnet34", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 64, 96]),
+    ("smp_deeplabv3_tu_resnet18_os8", "smp_deeplabv3",
+     dict(encoder="tu-resnet18", depth=5, output_stride=8, cin=3, classes=3, decoder_channels=32,
+          rates=[2, 4, 6], separable=False, upsampling=None, activation=None), [2, 3, 48, 64]),
+    ("smp_deeplabv3plus_tu_resnext50_32x4d_os16", "smp_deeplabv3plus",
+     dict(encoder="tu-resnext50_32x4d.a1h_in1k", depth=5, output_stride=16, cin=1, classes=2,
+          decoder_channels=32, rates=[3, 5, 7], separable=True, upsampling=4, activation=None),
+     [1, 1, 48, 48]),
+    ("smp_pspnet_tu_resnet26_depth3", "smp_pspnet",
+     dict(encoder="tu-resnet26", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [2, 3, 40, 56]),
 ]
 
 
@@ -757,6 +773,9 @@ def make(index, name, kind, args, shape, out_dir):
         unused += [f"encoder.block{k}." for k in range(last + 1, 13)]
         if args.get("depth", 5) < 5:
             unused += ["encoder.conv3.", "encoder.bn3.", "encoder.conv4.", "encoder.bn4."]
+    if args.get("encoder", "").startswith("tu-") and kind != "smp_dpt":
+        # timm's features_only ResNet holds the stages up to its last feature only.
+        unused += [f"encoder.model.layer{k}." for k in range(args.get("depth", 5), 5)]
     if args.get("encoder", "").startswith("mit_b"):
         # smp's Mix Transformer stops after the stage of its last feature.
         unused += [f"encoder.{m}{k}." for k in range(args.get("depth", 5), 5)
