@@ -658,8 +658,9 @@ def networks(fz, count, out):
     # smp's timm EfficientNet encoders, and MobileOne's (trained branches folded at load).
     TIMM = ["timm-efficientnet-b0", "timm-efficientnet-b2", "timm-tf_efficientnet_lite0",
             "mobileone_s0", "mobileone_s4"]
-    # smp's timm (`tu-`) ResNets go there too (timm's dilation rule).
-    TIMM += ["tu-resnet18", "tu-resnet26", "tu-resnext50_32x4d"]
+    # smp's timm (`tu-`) ResNets and EfficientNets go there too (timm's dilation rule).
+    TIMM += ["tu-resnet18", "tu-resnet26", "tu-resnext50_32x4d", "tu-efficientnet_b0",
+             "tu-efficientnet_lite0"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only).
     MIT = ["mit_b0", "mit_b1"]

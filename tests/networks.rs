@@ -1601,11 +1601,12 @@ fn smp_dpt_bad_configurations_are_typed_errors() {
     assert!(net.output_shape([1, 3, 48, 80]).is_err());
 }
 
-/// smp's timm (`tu-`) ResNets: each name builds timm's blocks, stage depths, groups and
-/// widths (listed from timm 1.0) with smp's feature widths; timm models this library does
-/// not have (the deep-stem `d` variants, ConvNeXt, an empty name) are typed errors.
+/// smp's timm (`tu-`) ResNets and EfficientNets: each ResNet name builds timm's blocks,
+/// stage depths, groups and widths (listed from timm 1.0), each gives smp's feature
+/// widths; timm models this library does not have (the deep-stem `d` variants, ConvNeXt,
+/// the TensorFlow-padded `tf_` EfficientNets, an empty name) are typed errors.
 #[test]
-fn timm_universal_resnet_names_are_timm_configurations() {
+fn timm_universal_names_are_timm_configurations() {
     use segblocks::networks::ResNetBlock;
     let timm = [
         ("tu-resnet18", true, [2, 2, 2, 2], 1, 64),
@@ -1626,7 +1627,7 @@ fn timm_universal_resnet_names_are_timm_configurations() {
     ];
     for (name, basic, layers, groups, width) in timm {
         let encoder = SmpEncoder::from_name(name).unwrap();
-        let SmpEncoder::TimmResNet(r) = &encoder else {
+        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
             panic!("{name}: {encoder:?}");
         };
         let block = if basic {
@@ -1643,7 +1644,33 @@ fn timm_universal_resnet_names_are_timm_configurations() {
         let widths = [3, 64, deepest / 8, deepest / 4, deepest / 2, deepest];
         assert_eq!(encoder.channels(3), widths, "{name}");
     }
-    for bad in ["tu-resnet18d", "tu-convnext_tiny", "tu-", "tu-resnet"] {
+    // timm's own EfficientNets: smp's widths (listed from smp 0.6.0), the stride-2 one
+    // the first stage's.
+    let efficientnets = [
+        ("tu-efficientnet_b0", [3, 16, 24, 40, 112, 320]),
+        ("tu-efficientnet_b3.ra2_in1k", [3, 24, 32, 48, 136, 384]),
+        ("tu-efficientnet_b8", [3, 32, 56, 88, 248, 704]),
+        ("tu-efficientnet_l2", [3, 72, 104, 176, 480, 1376]),
+        ("tu-efficientnet_lite0", [3, 16, 24, 40, 112, 320]),
+        ("tu-efficientnet_lite4", [3, 24, 32, 56, 160, 448]),
+    ];
+    for (name, widths) in efficientnets {
+        let encoder = SmpEncoder::from_name(name).unwrap();
+        assert!(
+            matches!(encoder, SmpEncoder::TimmUniversalEfficientNet(_)),
+            "{name}"
+        );
+        assert_eq!(encoder.channels(3), widths, "{name}");
+    }
+    for bad in [
+        "tu-resnet18d",
+        "tu-convnext_tiny",
+        "tu-",
+        "tu-resnet",
+        "tu-tf_efficientnet_b0",
+        "tu-efficientnet_b9",
+        "tu-efficientnet_lite5",
+    ] {
         named(SmpEncoder::from_name(bad).err(), "encoder_name");
     }
 }

@@ -57,7 +57,7 @@ pub enum SmpEncoder {
     /// `TimmUniversalEncoder` (`encoder.model.conv1`, `encoder.model.layer{i}.*`), the same
     /// network as torchvision's, dilated as timm's `output_stride` does (the first block
     /// of a dilated stage keeps the previous dilation in its first 3x3).
-    TimmResNet(ResNetConfig),
+    TimmUniversalResNet(ResNetConfig),
     /// `mobilenet_v2`: torchvision's `mobilenet_v2().features` (`encoder.features.*`).
     MobileNetV2,
     /// `efficientnet-b0` .. `efficientnet-b7`: EfficientNet-PyTorch's model
@@ -84,6 +84,12 @@ pub enum SmpEncoder {
     /// .. `lite4`: timm's EfficientNet as smp builds it (`encoder.conv_stem`,
     /// `encoder.blocks.{stage}.{i}.*`; [`TimmEfficientNetConfig`]).
     TimmEfficientNet(TimmEfficientNetConfig),
+    /// `tu-efficientnet_b0` .. `b8`, `tu-efficientnet_l2`, `tu-efficientnet_lite0` ..
+    /// `lite4` (a pretrained tag after `.` ignored): timm's own EfficientNet through smp's
+    /// `TimmUniversalEncoder` (`encoder.model.conv_stem`, `encoder.model.blocks.*`): the
+    /// same blocks as the `timm-` encoders, but the stride-2 feature is the first stage's
+    /// output and the dilation follows timm's `output_stride` rule.
+    TimmUniversalEfficientNet(TimmEfficientNetConfig),
     /// `mobileone_s0` .. `mobileone_s4`: Apple's MobileOne as smp builds it, its trained
     /// branches (`encoder.stage{i}.*.rbr_conv` / `rbr_scale` / `rbr_skip`) folded into one
     /// convolution a block at load time ([`MobileOneConfig`]).
@@ -117,16 +123,20 @@ impl SmpEncoder {
     /// `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         if let Some(timm) = encoder_name.strip_prefix("tu-") {
+            if let Some(e) = TimmEfficientNetConfig::from_timm(timm) {
+                return Ok(SmpEncoder::TimmUniversalEfficientNet(e));
+            }
             return timm_resnet(timm)
-                .map(SmpEncoder::TimmResNet)
+                .map(SmpEncoder::TimmUniversalResNet)
                 .ok_or_else(|| Error::InvalidParam {
                     name: "encoder_name",
                     reason: format!(
                         "{encoder_name:?}: of smp's timm (`tu-`) encoders this library has \
                          timm's plain ResNets (tu-resnet18 .. tu-resnet200, \
                          tu-resnext50_32x4d, tu-resnext101_32x4d .. 32x32d, \
-                         tu-resnext101_64x4d, tu-wide_resnet50_2, tu-wide_resnet101_2) and, \
-                         for DPT, its plain ViTs"
+                         tu-resnext101_64x4d, tu-wide_resnet50_2, tu-wide_resnet101_2), its \
+                         EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
+                         tu-efficientnet_lite0 .. lite4) and, for DPT, its plain ViTs"
                     ),
                 });
         }
@@ -225,7 +235,7 @@ impl SmpEncoder {
     /// Checks the encoder's configuration.
     pub(crate) fn validate(&self) -> Result<()> {
         match self {
-            SmpEncoder::ResNet(r) | SmpEncoder::TimmResNet(r) => r.validate(),
+            SmpEncoder::ResNet(r) | SmpEncoder::TimmUniversalResNet(r) => r.validate(),
             SmpEncoder::MobileNetV2 => Ok(()),
             SmpEncoder::EfficientNet(e) => e.validate(),
             SmpEncoder::Vgg(v) => v.validate(),
@@ -233,7 +243,9 @@ impl SmpEncoder {
             SmpEncoder::SeNet(s) => s.validate(),
             SmpEncoder::SkResNet(s) => s.validate(),
             SmpEncoder::Dpn(d) => d.validate(),
-            SmpEncoder::TimmEfficientNet(t) => t.validate(),
+            SmpEncoder::TimmEfficientNet(t) | SmpEncoder::TimmUniversalEfficientNet(t) => {
+                t.validate()
+            }
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
             SmpEncoder::MixTransformer(m) => m.validate(),
@@ -245,7 +257,7 @@ impl SmpEncoder {
     /// stride-2 feature).
     pub fn channels(&self, in_channels: usize) -> Vec<usize> {
         match self {
-            SmpEncoder::ResNet(r) | SmpEncoder::TimmResNet(r) => {
+            SmpEncoder::ResNet(r) | SmpEncoder::TimmUniversalResNet(r) => {
                 let mut c = vec![in_channels, 64];
                 c.extend(r.stage_channels());
                 c
@@ -254,7 +266,8 @@ impl SmpEncoder {
             SmpEncoder::EfficientNet(e) => e.feature_channels(in_channels),
             SmpEncoder::Vgg(_) => vec![64, 128, 256, 512, 512, 512],
             SmpEncoder::DenseNet(d) => d.feature_channels(in_channels),
-            SmpEncoder::TimmEfficientNet(t) => t.feature_channels(in_channels),
+            SmpEncoder::TimmEfficientNet(t) => t.feature_channels(in_channels, false),
+            SmpEncoder::TimmUniversalEfficientNet(t) => t.feature_channels(in_channels, true),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
             SmpEncoder::Inception(i) => {
@@ -326,7 +339,7 @@ impl SmpEncoder {
                 (in_channels, depth - 1, output_stride),
                 DilationRule::Smp,
             )?),
-            SmpEncoder::TimmResNet(r) => features.extend(r.append_stages(
+            SmpEncoder::TimmUniversalResNet(r) => features.extend(r.append_stages(
                 g,
                 x,
                 (gpu, sd, &key(prefix, "model")),
@@ -352,7 +365,12 @@ impl SmpEncoder {
                 (in_channels, depth - 1, output_stride),
             )?),
             SmpEncoder::TimmEfficientNet(t) => {
-                features = t.append(g, x, ctx, (in_channels, depth, output_stride))?;
+                features = t.append(g, x, ctx, (in_channels, depth, output_stride), false)?;
+            }
+            SmpEncoder::TimmUniversalEfficientNet(t) => {
+                let model = key(prefix, "model");
+                let ctx = (gpu, sd, model.as_str());
+                features = t.append(g, x, ctx, (in_channels, depth, output_stride), true)?;
             }
             SmpEncoder::MobileOne(m) => {
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;

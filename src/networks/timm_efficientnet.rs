@@ -10,6 +10,10 @@
 //! norm eps is 1e-5. EfficientNet: SiLU, squeeze-and-excitation with a quarter of the
 //! block's input channels. Lite: ReLU6, no squeeze-and-excitation, the stem and the first
 //! and last stages not scaled.
+//!
+//! smp's `tu-efficientnet_*` encoders run timm's own model of the same blocks (under
+//! `encoder.model`): their stride-2 feature is the first stage's output, and they dilate
+//! by timm's `output_stride` rule.
 
 use crate::blocks::{conv_bn, make_divisible, mbconv_graph, ConvBnAct, Graph, SeNode, ValueId};
 use crate::error::{fail_if, Error, Result};
@@ -82,6 +86,18 @@ impl TimmEfficientNetConfig {
         })
     }
 
+    /// timm's own name, as smp's `tu-` encoders take it: `efficientnet_b0` .. `b8`,
+    /// `efficientnet_l2`, `efficientnet_lite0` .. `lite4` (a pretrained tag after `.`
+    /// ignored); `None` for any other.
+    pub fn from_timm(name: &str) -> Option<Self> {
+        let name = name.split('.').next()?;
+        let smp = match name.strip_prefix("efficientnet_lite") {
+            Some(v) => format!("timm-tf_efficientnet_lite{v}"),
+            None => format!("timm-efficientnet-{}", name.strip_prefix("efficientnet_")?),
+        };
+        Self::from_smp(&smp).ok()
+    }
+
     /// Checks the configuration: finite multipliers in (0, 16].
     pub(crate) fn validate(&self) -> Result<()> {
         for (name, m) in [
@@ -125,9 +141,14 @@ impl TimmEfficientNetConfig {
         }
     }
 
-    /// Channels of smp's features: the input's, the stem's, then after stages 1, 2, 4, 6.
-    pub(crate) fn feature_channels(&self, in_channels: usize) -> Vec<usize> {
-        let mut c = vec![in_channels, self.stem_channels()];
+    /// Channels of smp's features: the input's, the stem's (`universal`: the first
+    /// stage's, timm's own stride-2 feature), then after stages 1, 2, 4, 6.
+    pub(crate) fn feature_channels(&self, in_channels: usize, universal: bool) -> Vec<usize> {
+        let stride2 = match universal {
+            true => self.channels(STAGES[0][4]),
+            false => self.stem_channels(),
+        };
+        let mut c = vec![in_channels, stride2];
         c.extend(TAPS.map(|s| self.channels(STAGES[s][4])));
         c
     }
@@ -136,12 +157,17 @@ impl TimmEfficientNetConfig {
     /// stages smp runs for `depth` features appended to `g` after `x`; returns smp's
     /// features (the input's first). Stages past `output_stride` (16: stages 3 and 4
     /// are at 16, 5 and 6 at 32) run at stride 1, dilated as smp's `make_dilated` does.
+    ///
+    /// `universal`: timm's own model as smp's `tu-` encoders run it instead: the
+    /// stride-2 feature is the first stage's output, and the dilation follows timm's
+    /// `output_stride` (a dilated stage's first block keeps the previous dilation).
     pub(crate) fn append(
         &self,
         g: &mut Graph,
         x: ValueId,
         (gpu, sd, prefix): (&Gpu, &StateDict, &str),
         (in_channels, depth, output_stride): (usize, usize, usize),
+        universal: bool,
     ) -> Result<Vec<ValueId>> {
         let at = |name: &str| key(prefix, name);
         let act = self.activation();
@@ -152,11 +178,17 @@ impl TimmEfficientNetConfig {
             .activation(act);
         let stem = conv_bn(gpu, sd, stem, &at("conv_stem"), &at("bn1"), EPS)?;
         let mut y = g.add("conv_stem", stem, &[x]);
-        let mut features = vec![x, y];
+        let mut features = vec![x];
+        if !universal {
+            features.push(y);
+        }
         let stages = match depth {
-            0 | 1 => 0,
+            0 => 0,
+            1 => usize::from(universal),
             d => TAPS[d - 2] + 1,
         };
+        // timm's bookkeeping: the stride reached so far and the dilation in force.
+        let (mut reached, mut timm_dilation) = (2, 1);
         let mut input = self.stem_channels();
         for (s, &[_, kernel, stride, expand, output]) in STAGES.iter().enumerate().take(stages) {
             let output = self.channels(output);
@@ -165,14 +197,28 @@ impl TimmEfficientNetConfig {
                 3 | 4 => 16,
                 _ => 8,
             };
-            let dilation = smp_dilation(stage_stride, output_stride);
+            let smp_rate = smp_dilation(stage_stride, output_stride);
             for i in 0..self.repeats(s) {
+                let mut stride = if i == 0 { stride } else { 1 };
+                let dilation = match universal {
+                    false => smp_rate,
+                    true => {
+                        let current = timm_dilation;
+                        if stride > 1 && reached * stride > output_stride {
+                            timm_dilation *= stride;
+                            stride = 1;
+                        } else {
+                            reached *= stride;
+                        }
+                        current
+                    }
+                };
                 let block = Block {
                     input,
                     output,
                     kernel,
                     // The skip is the unpatched block's (timm decides it when building).
-                    stride: if i == 0 { stride } else { 1 },
+                    stride,
                     expand,
                     dilation,
                 };
@@ -181,7 +227,7 @@ impl TimmEfficientNetConfig {
                 y = g.add(name, graph, &[y]);
                 input = output;
             }
-            if TAPS.contains(&s) {
+            if TAPS.contains(&s) || (universal && s == 0) {
                 features.push(y);
             }
         }

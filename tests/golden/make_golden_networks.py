@@ -497,6 +497,19 @@ CASES = [
     ("smp_pspnet_tu_resnet26_depth3", "smp_pspnet",
      dict(encoder="tu-resnet26", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
           upsampling=8, activation=None), [2, 3, 40, 56]),
+    # timm's own EfficientNets through smp's `tu-` encoders: the stride-2 feature is the
+    # first stage's output (not the stem's, as smp's timm- encoders take it), dilated by
+    # timm's rule; SiLU with squeeze-and-excitation, and Lite's ReLU6.
+    ("smp_unet_tu_efficientnet_b0", "smp_unet",
+     dict(encoder="tu-efficientnet_b0", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 64, 96]),
+    ("smp_deeplabv3_tu_efficientnet_lite0_os8", "smp_deeplabv3",
+     dict(encoder="tu-efficientnet_lite0", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[1, 2, 3], separable=False, upsampling=None,
+          activation=None), [1, 3, 48, 64]),
+    ("smp_unet_tu_efficientnet_b2_depth1", "smp_unet",
+     dict(encoder="tu-efficientnet_b2.ra_in1k", depth=1, cin=2, classes=3, decoder_channels=[8],
+          use_norm=False, interpolation="nearest", activation="sigmoid"), [2, 2, 30, 42]),
 ]
 
 
@@ -774,8 +787,12 @@ def make(index, name, kind, args, shape, out_dir):
         if args.get("depth", 5) < 5:
             unused += ["encoder.conv3.", "encoder.bn3.", "encoder.conv4.", "encoder.bn4."]
     if args.get("encoder", "").startswith("tu-") and kind != "smp_dpt":
-        # timm's features_only ResNet holds the stages up to its last feature only.
+        # timm's features_only models hold the stages up to their last feature only.
         unused += [f"encoder.model.layer{k}." for k in range(args.get("depth", 5), 5)]
+        if "efficientnet" in args["encoder"]:
+            # timm's EfficientNet features hold every stage but run those to the last tap.
+            built = [1, 2, 3, 5, 7][args.get("depth", 5) - 1]
+            unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
     if args.get("encoder", "").startswith("mit_b"):
         # smp's Mix Transformer stops after the stage of its last feature.
         unused += [f"encoder.{m}{k}." for k in range(args.get("depth", 5), 5)
