@@ -610,7 +610,10 @@ fn smp_bad_configurations_are_typed_errors() {
     );
     named(load(fpn.clone().encoder_depth(6)), "encoder_depth");
     named(load(fpn.clone().upsampling(0)), "upsampling");
-    named(SmpFpnConfig::new("tu-resnet18", 3, 2).err(), "encoder_name");
+    named(
+        SmpFpnConfig::new("tu-convnext_tiny", 3, 2).err(),
+        "encoder_name",
+    );
     // smp's FPN takes a Mix Transformer at depth 5 only.
     let mit = SmpFpnConfig::new("mit_b0", 3, 2).unwrap();
     named(load(mit.encoder_depth(4)), "encoder_depth");
@@ -635,7 +638,7 @@ fn smp_deeplab_bad_configurations_are_typed_errors() {
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
     named(
-        SmpDeepLabV3Config::new("tu-resnet18", 3, 1).err(),
+        SmpDeepLabV3Config::new("tu-convnext_tiny", 3, 1).err(),
         "encoder_name",
     );
     let v3 = SmpDeepLabV3Config::new("resnet18", 3, 2)
@@ -1342,7 +1345,7 @@ fn smp_manet_bad_configurations_are_typed_errors() {
         "decoder_interpolation",
     );
     named(
-        SmpMAnetConfig::new("tu-resnet18", 3, 2).err(),
+        SmpMAnetConfig::new("tu-convnext_tiny", 3, 2).err(),
         "encoder_name",
     );
     let net = SmpMAnet::load(gpu, cfg, &sd, "").unwrap();

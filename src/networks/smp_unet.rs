@@ -23,10 +23,9 @@
 //! With `aux_params`, smp's classification head on the encoder's last feature gives a
 //! second output ([`SmpAuxParams`]).
 //!
-//! Not covered: encoders other than the ResNets, MobileNetV2, EfficientNet-B0 to B7, VGG,
-//! DenseNet, the SENets, timm's EfficientNets, MobileOne, Xception and the Mix
-//! Transformers (`dpn*`, `inception*`, `timm-skresnet*`, `tu-*`, ... are not), the norms
-//! other than batch norm (or none).
+//! Not covered: smp's timm universal (`tu-*`) encoders other than timm's plain ResNets
+//! and EfficientNets ([`SmpEncoder::from_name`] lists every name), the norms other than
+//! batch norm (or none).
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
@@ -119,8 +118,10 @@ impl SmpEncoder {
     /// `dpn68b`, `dpn92`, `dpn98`, `dpn107`, `dpn131`,
     /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
     /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4`,
-    /// `inceptionv4`, `inceptionresnetv2`, `xception` or `mit_b0` .. `mit_b5`; any other name is an error naming
-    /// `encoder_name`.
+    /// `inceptionv4`, `inceptionresnetv2`, `xception` or `mit_b0` .. `mit_b5` (all 76 of
+    /// smp 0.6.0's list), and of timm's universal names the plain ResNets and EfficientNets
+    /// ([`SmpEncoder::TimmUniversalResNet`], [`SmpEncoder::TimmUniversalEfficientNet`]);
+    /// any other name is an error naming `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         if let Some(timm) = encoder_name.strip_prefix("tu-") {
             if let Some(e) = TimmEfficientNetConfig::from_timm(timm) {
