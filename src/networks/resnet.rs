@@ -168,18 +168,12 @@ impl ResNetConfig {
                     ),
                 }
             };
-            let downsample = stride != 1 || inplanes != expansion * planes;
-            let first = match block(inplanes, stride, previous, downsample) {
-                // A bottleneck's one 3x3 takes the previous dilation (torchvision's and
-                // timm's rule); a basic block's first 3x3 does, its second the stage's
-                // (timm's; torchvision refuses dilated basic blocks).
-                ResNetStageBlock::Basic(c) => ResNetStageBlock::Basic(BasicBlockConfig {
-                    dilation,
-                    first_dilation: (previous != dilation).then_some(previous),
-                    ..c
-                }),
-                bottleneck => bottleneck,
-            };
+            let first = block(
+                inplanes,
+                stride,
+                previous,
+                stride != 1 || inplanes != expansion * planes,
+            );
             inplanes = expansion * planes;
             let rest = (1..self.layers[i]).map(|_| block(inplanes, 1, dilation, false));
             std::iter::once(first).chain(rest).collect()
@@ -219,11 +213,22 @@ impl ResNetConfig {
     /// previous dilation in its first 3x3, basic blocks included).
     pub fn timm_stages(&self, output_stride: usize) -> [Vec<ResNetStageBlock>; 4] {
         let dilate = |stride: usize| stride > output_stride;
-        ResNetConfig {
+        let mut stages = ResNetConfig {
             replace_stride_with_dilation: [dilate(8), dilate(16), dilate(32)],
             ..*self
         }
-        .stages()
+        .stages();
+        // torchvision builds a dilated stage's first basic block at the previous dilation
+        // in both 3x3s; timm's second 3x3 takes the stage's.
+        for (i, stage) in stages.iter_mut().enumerate() {
+            let stage_dilation = (4 << i) / output_stride.min(4 << i);
+            if let Some(ResNetStageBlock::Basic(c)) = stage.first_mut() {
+                if c.dilation != stage_dilation {
+                    (c.first_dilation, c.dilation) = (Some(c.dilation), stage_dilation);
+                }
+            }
+        }
+        stages
     }
 
     /// Output channels of each stage (`layer1` .. `layer4`): 64, 128, 256, 512 times the
