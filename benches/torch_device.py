@@ -4,7 +4,11 @@ PyTorch on CUDA (cuDNN, fp32 and fp16) or, without CUDA, on the CPU; input resid
 the device, median of 20 forwards after 3 warm-ups, each synchronised; prints
 `torch_<precision>_<device> <network> <ms>` lines for scripts/device_table.py. The selfie model
 is timed on the TFLite-equivalent torch transcription only when its weights load; U-Net is
-tests/golden/make_golden_classic.py's. Usage: python benches/torch_device.py [--quick]
+tests/golden/make_golden_classic.py's. Before the networks, the per-layer suite of
+examples/device_bench.rs (the same convolutions and memory-bound ops at the same sizes),
+each timed as 50 calls then one synchronisation, median of 7 such batches after 2
+warm-ups. Usage: python benches/torch_device.py [--quick] [--networks]
+(`--networks`: the networks only)
 """
 import os
 import statistics
@@ -33,10 +37,24 @@ def sync():
         torch.cuda.synchronize()
 
 
-def bench(name, make, shape):
-    for precision, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
-        if DEV == "cpu" and dtype == torch.float16:
+# cuDNN runs float32 convolutions on the tensor cores in TF32 by default (10-bit
+# mantissas): `tf32` is PyTorch's default, `fp32` IEEE float32 as segblocks computes.
+PRECISIONS = (("tf32", torch.float32, True), ("fp32", torch.float32, False),
+              ("fp16", torch.float16, True))
+
+
+def precisions():
+    """The precisions to time on this device, each with TF32 set as it says."""
+    for precision, dtype, tf32 in PRECISIONS:
+        if DEV == "cpu" and precision != "fp32":
             continue
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        yield precision, dtype
+
+
+def bench(name, make, shape):
+    for precision, dtype in precisions():
         net = make().eval().to(DEV, dtype)
         x = torch.full(shape, 0.5, device=DEV, dtype=dtype)
         with torch.no_grad():
@@ -52,6 +70,73 @@ def bench(name, make, shape):
         print(f"torch_{precision}_{DEV} {name} {statistics.median(ts):.3f} ms", flush=True)
 
 
+def shrink(shape):
+    n, c, h, w = shape
+    return (n, c, -(-h // 8), -(-w // 8)) if QUICK else shape
+
+
+def time_op(op):
+    """Milliseconds per call: 50 calls then one synchronisation, median of 7 batches."""
+    def batch():
+        t = time.perf_counter()
+        outs = [op() for _ in range(50)]
+        sync()
+        del outs
+        return (time.perf_counter() - t) * 1e3 / 50
+    for _ in range(2):
+        batch()
+    return statistics.median(batch() for _ in range(7))
+
+
+# (name, in, out, kernel, stride, padding, dilation, groups, input shape): as
+# examples/device_bench.rs's conv_layers.
+CONV_LAYERS = [
+    ("conv3x3_64_56", 64, 64, 3, 1, 1, 1, 1, (1, 64, 56, 56)),
+    ("conv3x3_256_128", 256, 256, 3, 1, 1, 1, 1, (1, 256, 128, 128)),
+    ("conv3x3_s2_3_32_512", 3, 32, 3, 2, 1, 1, 1, (1, 3, 512, 512)),
+    ("pointwise_144_24_56", 144, 24, 1, 1, 0, 1, 1, (1, 144, 56, 56)),
+    ("pointwise_1024_256_64", 1024, 256, 1, 1, 0, 1, 1, (1, 1024, 64, 64)),
+    ("pointwise_320_1280_7", 320, 1280, 1, 1, 0, 1, 1, (1, 320, 7, 7)),
+    ("depthwise3x3_144_56_s1", 144, 144, 3, 1, 1, 1, 144, (1, 144, 56, 56)),
+    ("depthwise3x3_144_56_s2", 144, 144, 3, 2, 1, 1, 144, (1, 144, 56, 56)),
+    ("depthwise5x5_240_28_s1", 240, 240, 5, 1, 2, 1, 240, (1, 240, 28, 28)),
+    ("group3x3_g32_128_28", 128, 128, 3, 1, 1, 1, 32, (1, 128, 28, 28)),
+    ("dilated3x3_r6_128_32", 128, 128, 3, 1, 6, 6, 1, (1, 128, 32, 32)),
+    ("dilated3x3_r12_256_64", 256, 256, 3, 1, 12, 12, 1, (1, 256, 64, 64)),
+]
+
+
+def layers():
+    for precision, dtype in precisions():
+        who = f"torch_{precision}_{DEV}"
+        size = 4 if dtype == torch.float32 else 2
+        with torch.no_grad():
+            for name, cin, cout, k, s, p, d, g, shape in CONV_LAYERS:
+                shape = shrink(shape)
+                conv = torch.nn.Conv2d(cin, cout, k, s, p, d, g).to(DEV, dtype).eval()
+                x = torch.rand(shape, device=DEV, dtype=dtype)
+                ms = time_op(lambda: conv(x))
+                n, _, h, w = shape
+                ho = (h + 2 * p - d * (k - 1) - 1) // s + 1
+                wo = (w + 2 * p - d * (k - 1) - 1) // s + 1
+                flops = 2 * n * cout * ho * wo * (cin // g) * k * k
+                print(f"{who} {name} {ms:.4f} ms ({flops / ms / 1e6:.1f} GFLOP/s)", flush=True)
+            a = torch.rand(shrink((1, 128, 512, 512)), device=DEV, dtype=dtype) - 0.5
+            b = torch.rand_like(a)
+            small = torch.rand(shrink((1, 128, 256, 256)), device=DEV, dtype=dtype)
+            elems = a.numel()
+            ops = [
+                ("copy_128_512", 2 * elems, lambda: a.clone()),
+                ("relu_128_512", 2 * elems, lambda: torch.relu(a)),
+                ("add_128_512", 3 * elems, lambda: a + b),
+                ("bilinear2x_128_256", 1.25 * elems, lambda: torch.nn.functional.interpolate(
+                    small, scale_factor=2.0, mode="bilinear", align_corners=False)),
+            ]
+            for name, moved, op in ops:
+                ms = time_op(op)
+                print(f"{who} {name} {ms:.4f} ms ({moved * size / ms / 1e6:.1f} GB/s)", flush=True)
+
+
 class Out(torch.nn.Module):
     def __init__(self, m):
         super().__init__()
@@ -64,6 +149,8 @@ class Out(torch.nn.Module):
 torch.backends.cudnn.benchmark = True
 print(f"# torch {torch.__version__}, device {DEV}"
       + (f" ({torch.cuda.get_device_name()})" if DEV == "cuda" else ""))
+if "--networks" not in sys.argv:
+    layers()
 bench("mobilenet_v2_features_224", lambda: torchvision.models.mobilenet_v2().features,
       (1, 3, side(224), side(224)))
 bench("lraspp_mobilenet_v3_large_512",

@@ -10,8 +10,14 @@
 //! ```text
 //! cargo run --release --example device_bench -- [--quick]
 //! ```
-//! `--quick` runs the networks at an eighth of the side, 3 times each (a smoke test on
-//! lavapipe).
+//! Before the networks, the per-layer suite: convolution layers (the kernel the library
+//! picks for the device, then the best of every other kernel family, indented, for the
+//! record) and memory-bound ops against a plain copy, each timed as 50 forwards recorded
+//! into one submission (median of 7 after 2 warm-ups), as `benches/torch_device.py` times
+//! PyTorch's.
+//!
+//! `--networks` skips the per-layer suite. `--quick` runs the networks at an eighth of the side, 3 times each (a smoke test on
+//! lavapipe), and the layers at an eighth of their side too.
 
 use std::time::Instant;
 
@@ -20,9 +26,19 @@ use segblocks::networks::{
     LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, SegmentationConfig,
     SegmentationModel, SelfieModel, SelfieSegmentation, UNet, UNetConfig,
 };
-use segblocks::{Gpu, GpuOptions, Precision, StateDict};
+use segblocks::ops::conv::{select_kernel, Conv2d, Conv2dParams, ConvKernel, ResidualJoin};
+use segblocks::ops::inverted_residual::{
+    fused_candidates, select_kernel as select_kernel_ir, FusedInvertedResidual, FusedPass,
+    InvertedResidualKernel, InvertedResidualParams,
+};
+use segblocks::ops::upsample::{upsample, UpsampleParams};
+use segblocks::ops::Activation;
+use segblocks::{DeviceCaps, Gpu, GpuOptions, Precision, Recorder, StateDict, Tensor};
 
 type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// One op recorded: what the layer suite times.
+type OpFn<'a> = dyn Fn(&mut Recorder<'_>) -> segblocks::Result<Tensor> + 'a;
 
 fn time<A: Architecture>(
     gpu: &Gpu,
@@ -79,6 +95,7 @@ fn time<A: Architecture>(
 
 fn main() -> AnyResult<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    let with_layers = !std::env::args().any(|a| a == "--networks");
     let runs = if quick { 3 } else { 20 };
     let gpu = Gpu::new()?;
     let info = gpu.adapter_info();
@@ -86,13 +103,21 @@ fn main() -> AnyResult<()> {
         "# adapter: {} ({:?}, {:?}, driver {} {})",
         info.name, info.backend, info.device_type, info.driver, info.driver_info
     );
+    if with_layers {
+        layers(&gpu, quick)?;
+    }
     networks(&gpu, quick, runs)?;
     let half = Gpu::with_options(GpuOptions {
         precision: Precision::F16,
         ..GpuOptions::default()
     });
     match half {
-        Ok(half) => networks(&half, quick, runs)?,
+        Ok(half) => {
+            if with_layers {
+                layers(&half, quick)?;
+            }
+            networks(&half, quick, runs)?
+        }
         Err(e) => println!("# no f16 run: {e}"),
     }
     Ok(())
@@ -142,5 +167,328 @@ fn networks(gpu: &Gpu, quick: bool, runs: usize) -> AnyResult<()> {
     }
     let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "")?;
     time(&gpu, "unet_256", &net, [1, 3, s(256), s(256)], runs)?;
+    Ok(())
+}
+
+/// The label of `gpu`'s precision in result lines.
+fn who(gpu: &Gpu) -> &'static str {
+    match gpu.precision() {
+        Precision::F32 => "segblocks",
+        Precision::F16 => "segblocks_f16",
+    }
+}
+
+/// An op's time: `(gpu, wall)` in milliseconds. `gpu` is the median over 7 profiled
+/// recordings of the op alone of its dispatches' GPU time (timestamp queries where the
+/// adapter has them): the kernels' own speed. `wall` is per op of `BATCH` ops recorded
+/// into one submission and waited for, median of 7 such batches after 2 warm-ups: it adds
+/// what recording costs the host, which wgpu cannot overlap with the GPU's work within one
+/// submission.
+fn time_op(gpu: &Gpu, op: &OpFn) -> AnyResult<(f64, f64)> {
+    const BATCH: usize = 50;
+    let batch = || -> AnyResult<f64> {
+        let t = Instant::now();
+        let mut rec = gpu.recorder();
+        let outputs = (0..BATCH)
+            .map(|_| op(&mut rec))
+            .collect::<segblocks::Result<Vec<_>>>()?;
+        rec.submit()?;
+        gpu.device()
+            .poll(segblocks::wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
+            .map_err(|e| e.to_string())?;
+        drop(outputs);
+        Ok(t.elapsed().as_secs_f64() * 1e3 / BATCH as f64)
+    };
+    for _ in 0..2 {
+        batch()?;
+    }
+    let mut walls = (0..7).map(|_| batch()).collect::<AnyResult<Vec<f64>>>()?;
+    walls.sort_by(f64::total_cmp);
+    let mut gpus = (0..7)
+        .map(|_| -> AnyResult<f64> {
+            let mut rec = gpu.recorder();
+            rec.enable_profiling()?;
+            let _y = op(&mut rec)?;
+            Ok(rec.profile()?.total_ms())
+        })
+        .collect::<AnyResult<Vec<f64>>>()?;
+    gpus.sort_by(f64::total_cmp);
+    Ok((gpus[3], walls[3]))
+}
+
+/// The convolution layers of the suite (`benches/torch_device.py` lists the same).
+fn conv_layers() -> Vec<(&'static str, Conv2dParams, [usize; 4])> {
+    vec![
+        (
+            "conv3x3_64_56",
+            Conv2dParams::new(64, 64, 3).padding(1),
+            [1, 64, 56, 56],
+        ),
+        (
+            "conv3x3_256_128",
+            Conv2dParams::new(256, 256, 3).padding(1),
+            [1, 256, 128, 128],
+        ),
+        (
+            "conv3x3_s2_3_32_512",
+            Conv2dParams::new(3, 32, 3).padding(1).stride(2),
+            [1, 3, 512, 512],
+        ),
+        (
+            "pointwise_144_24_56",
+            Conv2dParams::new(144, 24, 1),
+            [1, 144, 56, 56],
+        ),
+        (
+            "pointwise_1024_256_64",
+            Conv2dParams::new(1024, 256, 1),
+            [1, 1024, 64, 64],
+        ),
+        (
+            "pointwise_320_1280_7",
+            Conv2dParams::new(320, 1280, 1),
+            [1, 320, 7, 7],
+        ),
+        (
+            "depthwise3x3_144_56_s1",
+            Conv2dParams::depthwise(144, 1, 3).padding(1),
+            [1, 144, 56, 56],
+        ),
+        (
+            "depthwise3x3_144_56_s2",
+            Conv2dParams::depthwise(144, 1, 3).padding(1).stride(2),
+            [1, 144, 56, 56],
+        ),
+        (
+            "depthwise5x5_240_28_s1",
+            Conv2dParams::depthwise(240, 1, 5).padding(2),
+            [1, 240, 28, 28],
+        ),
+        (
+            "group3x3_g32_128_28",
+            Conv2dParams::new(128, 128, 3).padding(1).groups(32),
+            [1, 128, 28, 28],
+        ),
+        (
+            "dilated3x3_r6_128_32",
+            Conv2dParams::new(128, 128, 3).padding(6).dilation(6),
+            [1, 128, 32, 32],
+        ),
+        (
+            "dilated3x3_r12_256_64",
+            Conv2dParams::new(256, 256, 3).padding(12).dilation(12),
+            [1, 256, 64, 64],
+        ),
+    ]
+}
+
+/// The per-layer suite on `gpu`: convolutions in GFLOP/s, memory-bound ops in GB/s.
+fn layers(gpu: &Gpu, quick: bool) -> AnyResult<()> {
+    let shrink = |mut shape: [usize; 4]| {
+        if quick {
+            shape[2] = shape[2].div_ceil(8);
+            shape[3] = shape[3].div_ceil(8);
+        }
+        shape
+    };
+    let who = who(gpu);
+    for (name, params, shape) in conv_layers() {
+        let shape = shrink(shape);
+        let w = ndarray::Array4::from_shape_fn(params.weight_shape(), |(a, b, c, d)| {
+            ((a * 7 + b * 5 + c * 3 + d) % 13) as f32 * 0.01 - 0.06
+        });
+        let b = ndarray::Array1::from_shape_fn(params.out_channels, |i| i as f32 * 0.001);
+        let conv = Conv2d::new(gpu, params, w.view(), Some(b.view()))?;
+        let x = gpu.upload(
+            ndarray::Array4::from_shape_fn(shape, |(_, c, h, w)| {
+                ((c + h * 3 + w) % 17) as f32 * 0.1
+            })
+            .view(),
+        )?;
+        let gflop = params.cost(shape)?.flops() as f64 / 1e9;
+        let chosen = select_kernel(&params, shape, gpu.caps());
+        let mut kernels = vec![chosen];
+        for k in ConvKernel::candidates(&params, shape) {
+            let family = |k: &ConvKernel| std::mem::discriminant(k);
+            if !kernels.iter().any(|c| family(c) == family(&k)) {
+                kernels.push(k);
+            }
+        }
+        for kernel in kernels {
+            let (ms, wall) = time_op(gpu, &|rec| conv.forward_with(rec, &x, kernel))?;
+            let indent = if kernel == chosen { "" } else { "    " };
+            println!(
+                "{indent}{who} {name} {ms:.4} ms ({:.1} GFLOP/s) {kernel:?}, wall {wall:.4} ms",
+                gflop / ms * 1e3
+            );
+        }
+    }
+    // Memory-bound ops on one large activation (several times a GPU's L2), in GB/s of the
+    // bytes each must move at this precision.
+    let shape = shrink([1, 128, 512, 512]);
+    let elems = shape.iter().product::<usize>() as f64;
+    let bytes_per = match gpu.precision() {
+        Precision::F32 => 4.0,
+        Precision::F16 => 2.0,
+    };
+    let a = gpu.upload(
+        ndarray::Array4::from_shape_fn(shape, |(_, c, h, w)| ((c + h + w) % 7) as f32 - 3.0).view(),
+    )?;
+    let b = gpu.upload(
+        ndarray::Array4::from_shape_fn(shape, |(_, c, h, w)| ((c + 2 * h + w) % 5) as f32).view(),
+    )?;
+    let small = shrink([1, 128, 256, 256]);
+    let s = gpu.upload(
+        ndarray::Array4::from_shape_fn(small, |(_, c, h, w)| ((c + h + w) % 7) as f32).view(),
+    )?;
+    let bilinear = UpsampleParams::bilinear(false).scale_factor(2.0);
+    let ops: [(&str, f64, &OpFn); 4] = [
+        ("copy_128_512", 2.0 * elems, &|rec| {
+            segblocks::ops::copy::copy(rec, &a)
+        }),
+        ("relu_128_512", 2.0 * elems, &|rec| {
+            segblocks::ops::channel::activation(rec, &a, Activation::Relu)
+        }),
+        ("add_128_512", 3.0 * elems, &|rec| {
+            segblocks::ops::channel::add(rec, &a, &b, Activation::None)
+        }),
+        ("bilinear2x_128_256", 1.25 * elems, &|rec| {
+            upsample(rec, &bilinear, &s)
+        }),
+    ];
+    for (name, elements_moved, op) in ops {
+        let (ms, wall) = time_op(gpu, op)?;
+        println!(
+            "{who} {name} {ms:.4} ms ({:.1} GB/s), wall {wall:.4} ms",
+            elements_moved * bytes_per / ms / 1e6
+        );
+    }
+    if gpu.precision() == Precision::F32 {
+        inverted_residuals(gpu, quick)?;
+    }
+    Ok(())
+}
+
+/// MobileNetV2's inverted residuals at a 224-pixel input (torchvision's widths and
+/// strides, one block of each shape), fused (the tile the library picks for a GPU and a
+/// spread of the other tiles that can run the block) against the three convolutions, in
+/// GPU time: the data for the fused kernel's choice on this device.
+fn inverted_residuals(gpu: &Gpu, quick: bool) -> AnyResult<()> {
+    // (input channels, expansion, output channels, stride, input side)
+    let blocks: [(usize, usize, usize, usize, usize); 12] = [
+        (32, 1, 16, 1, 112),
+        (16, 6, 24, 2, 112),
+        (24, 6, 24, 1, 56),
+        (24, 6, 32, 2, 56),
+        (32, 6, 32, 1, 28),
+        (32, 6, 64, 2, 28),
+        (64, 6, 64, 1, 14),
+        (64, 6, 96, 1, 14),
+        (96, 6, 96, 1, 14),
+        (96, 6, 160, 2, 14),
+        (160, 6, 160, 1, 7),
+        (160, 6, 320, 1, 7),
+    ];
+    let who = who(gpu);
+    let gpu_caps = DeviceCaps {
+        cpu: false,
+        ..gpu.caps().clone()
+    };
+    for (cin, t, cout, stride, side) in blocks {
+        let side = if quick { side.div_ceil(4) } else { side };
+        let hid = cin * t;
+        let p = InvertedResidualParams {
+            stride,
+            ..InvertedResidualParams::new(cin, hid, cout)
+        };
+        let shape = [1, cin, side, side];
+        let weight = |s: [usize; 4]| {
+            ndarray::Array4::from_shape_fn(s, |(a, b, c, d)| {
+                ((a * 7 + b * 5 + c * 3 + d) % 13) as f32 * 0.01 - 0.06
+            })
+        };
+        let (wd, wp) = (weight([hid, 1, 3, 3]), weight([cout, hid, 1, 1]));
+        let we = weight([hid, cin, 1, 1]);
+        let (be, bd, bp) = (
+            ndarray::Array1::<f32>::zeros(hid),
+            ndarray::Array1::<f32>::zeros(hid),
+            ndarray::Array1::<f32>::zeros(cout),
+        );
+        let expansion = p.has_expansion().then(|| (we.view(), be.view()));
+        let fused = FusedInvertedResidual::new(
+            gpu,
+            p,
+            expansion,
+            (wd.view(), bd.view()),
+            (wp.view(), bp.view()),
+        )?;
+        let relu6 = Activation::Relu6;
+        let expand = Conv2d::new(
+            gpu,
+            Conv2dParams::new(cin, hid, 1).activation(relu6),
+            we.view(),
+            Some(be.view()),
+        )?;
+        let dw = Conv2dParams::depthwise(hid, 1, 3)
+            .stride(stride)
+            .padding(1)
+            .activation(relu6);
+        let depthwise = Conv2d::new(gpu, dw, wd.view(), Some(bd.view()))?;
+        let project = Conv2d::new(
+            gpu,
+            Conv2dParams::new(hid, cout, 1),
+            wp.view(),
+            Some(bp.view()),
+        )?;
+        let x = gpu.upload(weight(shape).view())?;
+        let gflop = 2.0 * p.cost(shape)?.macs as f64 / 1e9;
+        let name = format!("ir_{cin}_{hid}_{cout}_s{stride}_{side}");
+        let (ms, wall) = time_op(gpu, &|rec| {
+            let e = if p.has_expansion() {
+                expand.forward(rec, &x)?
+            } else {
+                x.clone()
+            };
+            let d = depthwise.forward(rec, &e)?;
+            if p.has_skip() {
+                project.forward_residual(rec, &d, &x, ResidualJoin::AfterActivation)
+            } else {
+                project.forward(rec, &d)
+            }
+        })?;
+        println!(
+            "{who} {name}_unfused {ms:.4} ms ({:.1} GFLOP/s), wall {wall:.4} ms",
+            gflop / ms * 1e3
+        );
+        let chosen = select_kernel_ir(&p, shape, &gpu_caps);
+        let candidates = fused_candidates(&p, FusedPass::Block, shape, &gpu_caps);
+        let step = candidates.len().div_ceil(8).max(1);
+        let mut tiles: Vec<_> = candidates.iter().step_by(step).copied().collect();
+        if let InvertedResidualKernel::Fused(t) = chosen {
+            tiles.retain(|c| *c != t);
+            tiles.insert(0, t);
+        }
+        for (i, tile) in tiles.into_iter().enumerate() {
+            let (ms, wall) = match time_op(gpu, &|rec| fused.forward_with(rec, &x, tile)) {
+                Ok(t) => t,
+                Err(e) => {
+                    println!("    {who} {name}_fused {tile:?}: {e}");
+                    continue;
+                }
+            };
+            let picked = if i == 0 && matches!(chosen, InvertedResidualKernel::Fused(_)) {
+                "*"
+            } else {
+                ""
+            };
+            println!(
+                "    {who} {name}_fused {ms:.4} ms ({:.1} GFLOP/s) {tile:?}{picked}, wall {wall:.4} ms",
+                gflop / ms * 1e3
+            );
+        }
+    }
     Ok(())
 }

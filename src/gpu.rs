@@ -81,6 +81,14 @@ pub struct GpuOptions {
     /// value is 0. Costs a copy per output. Default off (the crate's integration tests
     /// run with it).
     pub poison_outputs: bool,
+    /// Run inverted residuals with an expansion layer (MobileNetV2 / V3's, the selfie
+    /// model's) as one fused dispatch (two with SE) on GPU-class devices, wherever a fused
+    /// plan fits, instead of their three layers. Default off: on a discrete GPU (NVIDIA
+    /// H200) such blocks measured 1.2-13.6x slower fused (few workgroups, each running
+    /// every hidden channel in sequence; see
+    /// [`crate::ops::inverted_residual::select_kernel`]). For devices where it was measured
+    /// to pay, and for tests of the fused kernel in whole networks.
+    pub fuse_expanding_blocks: bool,
 }
 
 /// The element type activation tensors are stored in on the device. Kernels compute and
@@ -387,6 +395,10 @@ pub struct DeviceCaps {
     /// The device has subgroup operations in compute shaders (wgpu's `SUBGROUP` feature,
     /// enabled on the device) and [`GpuOptions::subgroups`] allows them.
     pub subgroups: bool,
+    /// Run inverted residuals with an expansion layer as the fused kernel where it fits
+    /// ([`GpuOptions::fuse_expanding_blocks`]; off by default, see
+    /// [`crate::ops::inverted_residual::select_kernel`]).
+    pub fuse_expanding_blocks: bool,
 }
 
 /// How a kernel combines the values of a workgroup's invocations
@@ -411,6 +423,7 @@ impl Default for DeviceCaps {
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             cpu: false,
             subgroups: false,
+            fuse_expanding_blocks: false,
         }
     }
 }
@@ -427,6 +440,7 @@ impl DeviceCaps {
                 .min(limits.max_compute_workgroup_size_x),
             cpu: info.device_type == wgpu::DeviceType::Cpu,
             subgroups: false,
+            fuse_expanding_blocks: false,
         }
     }
 
@@ -1072,6 +1086,7 @@ impl Gpu {
                         None => info.device_type == wgpu::DeviceType::Cpu,
                     },
                     subgroups,
+                    fuse_expanding_blocks: options.fuse_expanding_blocks,
                     ..DeviceCaps::of(&limits, &info)
                 },
                 info,

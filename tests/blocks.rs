@@ -384,8 +384,9 @@ fn mobilenet_v2_golden() -> (StateDict, Array4<f32>, Array4<f32>) {
 #[test]
 fn mobilenet_v2_features_end_to_end() {
     use segblocks::networks::{MobileNetV2Config, MobileNetV2Features};
-    // A context of its own: the pipeline count below must not see other tests' work.
-    let own = segblocks::Gpu::new().unwrap();
+    // A context of its own: the pipeline count below must not see other tests' work. The
+    // layers' kernels (a CPU adapter's choice) on any adapter: the count below is theirs.
+    let own = cpu_class();
     let gpu = &own;
     let (sd, x, want) = mobilenet_v2_golden();
     let cfg = MobileNetV2Config::torchvision().width_mult(0.35);
@@ -455,19 +456,36 @@ fn traffic_and_output(
     (traffic, rec.download(&y).unwrap())
 }
 
-/// The same network with the kernels a GPU gets: every inverted residual is one fused
-/// dispatch (on lavapipe the choice keeps the separate convolutions, see
-/// `ops::inverted_residual::select_kernel`).
+/// The same network with every inverted residual one fused dispatch
+/// (`GpuOptions::fuse_expanding_blocks`; by default a GPU fuses only the first block, which
+/// has no expansion, and lavapipe none: see `ops::inverted_residual::select_kernel`).
 #[test]
 fn mobilenet_v2_features_fused_as_on_a_gpu() {
     use segblocks::networks::{MobileNetV2Config, MobileNetV2Features};
-    let own = gpu_class();
+    let (sd, x, want) = mobilenet_v2_golden();
+    let tol = want.mapv(|v| 1e-3 * (1.0 + v.abs()));
+    // A GPU's own choice: the first block fused, the others as their layers.
+    let plain = gpu_class();
+    let net = MobileNetV2Features::load(
+        &plain,
+        MobileNetV2Config::torchvision().width_mult(0.35),
+        &sd,
+        "",
+    )
+    .unwrap();
+    let (traffic, got) = traffic_and_output(&plain, &x, |r, x| net.forward(r, x));
+    assert_close(
+        got.view(),
+        want.view(),
+        tol.view(),
+        "MobileNetV2 features, GPU",
+    );
+    assert_eq!(fused_count(&traffic), (51, 1));
+    let own = gpu_class_fused();
     let gpu = &own;
     assert!(!gpu.caps().cpu);
-    let (sd, x, want) = mobilenet_v2_golden();
     let cfg = MobileNetV2Config::torchvision().width_mult(0.35);
     let net = MobileNetV2Features::load(gpu, cfg, &sd, "").unwrap();
-    let tol = want.mapv(|v| 1e-3 * (1.0 + v.abs()));
     let (traffic, got) = traffic_and_output(gpu, &x, |r, x| net.forward(r, x));
     assert_close(
         got.view(),
@@ -497,8 +515,10 @@ fn mobilenet_v2_features_fused_as_on_a_gpu() {
 #[test]
 fn mobilenet_v3_features_end_to_end() {
     use segblocks::networks::{MobileNetV3Features, MobileNetV3FeaturesConfig};
-    let gpu = gpu();
-    let gpu_class = common::gpu_class();
+    // The layers' kernels (a CPU adapter's choice) and a GPU's fused blocks, on any adapter.
+    let cpu_class = common::cpu_class();
+    let gpu = &cpu_class;
+    let gpu_class = common::gpu_class_fused();
     for (file, cfg, out, params, counts) in [
         (
             "mobilenet_v3_small_features",
@@ -549,8 +569,8 @@ fn mobilenet_v3_features_end_to_end() {
         let unfused = rec.dispatch_count();
         let got = rec.download(&y).unwrap();
         assert_close(got.view(), want.view(), tol.view(), &format!("{file}, GPU"));
-        // The kernels a GPU gets: blocks fused, those with SE in two passes that compute
-        // the gate themselves.
+        // Every block fused (`fuse_expanding_blocks`), those with SE in two passes that
+        // compute the gate themselves.
         let net = MobileNetV3Features::load(&gpu_class, cfg, &sd, "").unwrap();
         let (traffic, got) = traffic_and_output(&gpu_class, &x, |r, x| net.forward(r, x));
         assert_close(
@@ -798,7 +818,9 @@ fn shufflenet_v1_units_with_the_shuffle_fused() {
 #[test]
 fn traffic_counts_dispatches_layers_and_bytes() {
     use segblocks::ops::conv::{Conv2d, Conv2dParams};
-    let gpu = gpu();
+    // The kernels a CPU adapter gets, on any adapter: the counts below are theirs.
+    let cpu_class = cpu_class();
+    let gpu = &cpu_class;
     let p = Conv2dParams::new(4, 8, 3).padding(1);
     let w = Array4::<f32>::zeros(p.weight_shape());
     let b = ndarray::Array1::<f32>::zeros(8);

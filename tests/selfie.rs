@@ -143,12 +143,26 @@ fn gpu_mask_matches_tflite_in_one_submission() {
     );
 }
 
-/// The kernels a GPU gets (every encoder block fused, those with SE in two passes around
-/// their gate, every decoder stage one pass) give TFLite's mask too, in fewer dispatches.
+/// The kernels a GPU gets (the fused head and decoder stages, the encoder's expanding
+/// blocks as their layers) give TFLite's mask too, and so does every encoder block fused
+/// (`GpuOptions::fuse_expanding_blocks`: those with SE in two passes around their gate),
+/// in fewer dispatches.
 #[test]
 fn gpu_class_kernels_match_tflite() {
-    let gpu = common::gpu_class();
     let sd = StateDict::load(MODEL).unwrap();
+    let gpu = common::gpu_class();
+    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &sd, "").unwrap();
+    let mut rec = gpu.recorder();
+    let y = net
+        .forward(&mut rec, &gpu.upload(astronaut_256().view()).unwrap())
+        .unwrap();
+    let traffic = rec.traffic();
+    let mask = rec.download(&y).unwrap();
+    let (mean, _) = mean_and_max_abs(&mask, &golden_mask());
+    assert!(mean < 1e-3, "mean abs difference {mean} to TFLite's mask");
+    // The fused head and 3 decoder stages; the encoder's blocks as their layers.
+    assert_eq!(common::fused_count(&traffic), (39, 4));
+    let gpu = common::gpu_class_fused();
     let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &sd, "").unwrap();
     let mut rec = gpu.recorder();
     let y = net

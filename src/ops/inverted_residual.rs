@@ -11,7 +11,8 @@
 //! the fused kernel recomputes the expansion on each tile's halo, and splits the output
 //! channels into blocks (each recomputing the expansion) when one invocation would hold
 //! too many projection sums, so it is chosen only when it does not multiply the work by
-//! more than [`FUSED_WORK_MAX`].
+//! more than [`FUSED_WORK_MAX`], and only for blocks without an expansion layer: on a
+//! discrete GPU the expanding blocks measured slower fused (see [`select_kernel`]).
 
 use std::sync::Arc;
 
@@ -613,14 +614,27 @@ fn pass_output(p: &InvertedResidualParams, pass: FusedPass, out: [usize; 4]) -> 
     }
 }
 
-/// The kernel for `params` on `input`: on a GPU, the fused kernel (two passes with SE)
-/// with the tiles that do the least work, when that is at most [`FUSED_WORK_MAX`] times
-/// the separate convolutions' work (or [`FUSED_EXTRA_MACS`] above it); else, and on a
-/// device that runs shaders on the CPU, the separate layers. On lavapipe the fused kernel
-/// measured about 5x slower than the three convolutions (its storage loads run lane by
-/// lane, and each of its loads feeds 1 to 4 multiply-adds where the convolutions' register
-/// tiles feed 16), so CPU adapters keep the separate layers (tests force the fused kernel
-/// there).
+/// The kernel for `params` on `input`: on a GPU, for a block without an expansion layer,
+/// the fused kernel (two passes with SE) with the tiles that do the least work, when that
+/// is at most [`FUSED_WORK_MAX`] times the separate convolutions' work (or
+/// [`FUSED_EXTRA_MACS`] above it); else, and on a device that runs shaders on the CPU, the
+/// separate layers.
+///
+/// Measured on an NVIDIA H200 (Vulkan, GPU time of each block alone, MobileNetV2's blocks
+/// at a 224-pixel input, `examples/device_bench.rs`): the fused kernel ran the first block
+/// (no expansion, 32 hidden channels at 112 x 112) in 0.87x the three convolutions' time,
+/// and every expanding block (96 to 960 hidden channels) in 1.2-13.6x their time with the
+/// tile chosen here (the best of nine tiles still slower in 8 of 11 blocks): each
+/// workgroup runs all the hidden channels of its tile in sequence, and the 28 x 28 to
+/// 7 x 7 maps give a few dozen workgroups where the convolutions launch thousands.
+/// MobileNetV2 ran in 12.9 ms fused against PyTorch's 3.9 ms. Blocks with SE run the same
+/// kernel in their two passes and take the same rule (their separate path was not timed
+/// alone there). On lavapipe the fused kernel measured about 5x slower than the three
+/// convolutions (its storage loads run lane by lane, and each of its loads feeds 1 to 4
+/// multiply-adds where the convolutions' register tiles feed 16), so CPU adapters keep
+/// the separate layers. [`DeviceCaps::fuse_expanding_blocks`]
+/// ([`crate::GpuOptions::fuse_expanding_blocks`]) fuses expanding blocks on GPUs too;
+/// tests force the fused kernel everywhere.
 pub fn select_kernel(
     params: &InvertedResidualParams,
     input: [usize; 4],
@@ -629,7 +643,7 @@ pub fn select_kernel(
     let Ok(cost) = params.cost(input) else {
         return InvertedResidualKernel::Unfused;
     };
-    if caps.cpu {
+    if caps.cpu || (params.has_expansion() && !caps.fuse_expanding_blocks) {
         return InvertedResidualKernel::Unfused;
     }
     let pays = |macs: u64| {
@@ -1065,12 +1079,32 @@ mod tests {
     #[test]
     fn the_choice_falls_back_when_the_fused_kernel_would_not_pay() {
         let caps = DeviceCaps::default();
-        // Small maps and few channels: fused.
-        let p = mnv2_block(24, 6, 24, 1);
+        // A block without an expansion: fused.
+        let p = mnv2_block(32, 1, 16, 1);
         assert!(matches!(
-            select_kernel(&p, [1, 24, 56, 56], &caps),
+            select_kernel(&p, [1, 32, 112, 112], &caps),
             InvertedResidualKernel::Fused(_)
         ));
+        // Expanding blocks take the layers, though fused tiles can run them (measured
+        // slower on a GPU).
+        for (cin, cout, size) in [(24, 24, 56), (96, 96, 14)] {
+            let p = mnv2_block(cin, 6, cout, 1);
+            let input = [1, cin, size, size];
+            assert!(!fused_candidates(&p, FusedPass::Block, input, &caps).is_empty());
+            assert_eq!(
+                select_kernel(&p, input, &caps),
+                InvertedResidualKernel::Unfused
+            );
+            // Unless asked to fuse them.
+            let fusing = DeviceCaps {
+                fuse_expanding_blocks: true,
+                ..caps.clone()
+            };
+            assert!(matches!(
+                select_kernel(&p, input, &fusing),
+                InvertedResidualKernel::Fused(_)
+            ));
+        }
         // A very wide block: each pass over the hidden channels loops over every input
         // channel, past the loop budget for every tile.
         let p = mnv2_block(1024, 6, 1024, 1);
@@ -1081,9 +1115,9 @@ mod tests {
         );
         // Otherwise the rule: the fused tile doing the least work, when that work is
         // within FUSED_WORK_MAX of the convolutions' or FUSED_EXTRA_MACS above it.
-        for (cin, t, cout, size) in [(16, 6, 24, 112), (96, 6, 96, 14), (160, 6, 320, 7)] {
+        for (cin, cout, size) in [(16, 24, 112), (96, 96, 14), (160, 320, 7)] {
             for (co, n) in [(cout, 1), (8 * cout, 2)] {
-                let p = mnv2_block(cin, t, co, 1);
+                let p = mnv2_block(cin, 1, co, 1);
                 let input = [n, cin, size, size];
                 let cost = p.cost(input).unwrap().macs as f64;
                 let best = fused_candidates(&p, FusedPass::Block, input, &caps)
@@ -1236,7 +1270,7 @@ mod tests {
             max_compute_workgroup_storage_size: 1024,
             ..DeviceCaps::default()
         };
-        let p = mnv2_block(24, 6, 24, 1);
+        let p = mnv2_block(24, 1, 24, 1);
         for tile in fused_candidates(&p, FusedPass::Block, [1, 24, 56, 56], &caps) {
             let plan = FusedPlan::new(&p, FusedPass::Block, [1, 24, 56, 56], tile, &caps).unwrap();
             let [th, tw, hh, hw, hc, ..] = plan.spec_sizes;

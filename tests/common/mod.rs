@@ -19,6 +19,29 @@ pub fn gpu_class() -> Gpu {
     .unwrap()
 }
 
+/// [`gpu_class`] with every inverted residual that a fused plan fits fused, expanding ones
+/// too (`GpuOptions::fuse_expanding_blocks`): the fused kernels in whole networks.
+pub fn gpu_class_fused() -> Gpu {
+    Gpu::with_options(segblocks::GpuOptions {
+        device_class: Some(segblocks::DeviceClass::Gpu),
+        fuse_expanding_blocks: true,
+        ..segblocks::GpuOptions::default()
+    })
+    .unwrap()
+}
+
+/// A context of its own whose kernel choice is a CPU adapter's (every block as its layers),
+/// on whatever adapter runs the tests: for tests that count the layers' dispatches, on a
+/// GPU too. Outputs poisoned, as [`gpu`]'s.
+pub fn cpu_class() -> Gpu {
+    Gpu::with_options(segblocks::GpuOptions {
+        device_class: Some(segblocks::DeviceClass::Cpu),
+        poison_outputs: true,
+        ..segblocks::GpuOptions::default()
+    })
+    .unwrap()
+}
+
 /// The dispatches of a recording, and how many of them are fused blocks (inverted
 /// residuals, decoder stages and LR-ASPP heads).
 pub fn fused_count(traffic: &segblocks::traffic::Traffic) -> (usize, usize) {

@@ -160,14 +160,23 @@ async fn smoke() -> Check<String> {
     report.push(ops(&gpu).await?);
     report.push(frames(&gpu).await?);
     let mut gpus = Vec::new();
-    for class in [DeviceClass::Cpu, DeviceClass::Gpu] {
+    // The GPU class twice: as it chooses, and with every encoder block fused.
+    for (class, fuse_expanding_blocks) in [
+        (DeviceClass::Cpu, false),
+        (DeviceClass::Gpu, false),
+        (DeviceClass::Gpu, true),
+    ] {
         let options = GpuOptions {
             device_class: Some(class),
+            fuse_expanding_blocks,
             ..GpuOptions::default()
         };
         let gpu = Gpu::new_async(options.clone()).await.map_err(text)?;
         report.push(selfie(&gpu).await?);
-        gpus.push(gpu);
+        // The networks below on each class's own choice (the native tests run them fused).
+        if !fuse_expanding_blocks {
+            gpus.push(gpu);
+        }
         if f16.is_some() {
             let options = GpuOptions {
                 precision: Precision::F16,
@@ -737,8 +746,13 @@ async fn selfie(gpu: &Gpu) -> Check<String> {
         .sum::<f64>()
         / mask.len() as f64;
     let class = format!(
-        "{}-class {:?}",
+        "{}-class{} {:?}",
         if gpu.caps().cpu { "CPU" } else { "GPU" },
+        if gpu.caps().fuse_expanding_blocks {
+            " (every block fused)"
+        } else {
+            ""
+        },
         gpu.precision()
     );
     if compare_values() && (mean.is_nan() || mean >= 1e-3) {
