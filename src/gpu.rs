@@ -1519,6 +1519,7 @@ impl Gpu {
             dispatches: 0,
             planned: None,
             profiling: None,
+            params: Vec::new(),
         }
     }
 
@@ -1959,7 +1960,24 @@ pub struct Recorder<'g> {
     planned: Option<Vec<PipelineKey>>,
     /// Profiling ([`Recorder::enable_profiling`]).
     profiling: Option<Profiling>,
+    /// The dispatches' parameters, packed into shared buffers.
+    params: Vec<ParamChunk>,
 }
+
+/// A buffer of dispatch parameters shared by up to [`PARAM_CHUNK`] bytes of a recording's
+/// dispatches, each bound at its own offset, and written with one `queue.write_buffer`
+/// when the recording is submitted: one write per dispatch cost about 4 us of host time
+/// each (lavapipe, the selfie network: a third of its recording) and a staging buffer and
+/// a copy command each.
+struct ParamChunk {
+    buffer: Arc<PooledBuffer>,
+    bytes: Vec<u8>,
+    /// How many of `bytes` are written to `buffer` already.
+    written: usize,
+}
+
+/// Bytes of a [`ParamChunk`] (dispatches whose parameters are larger get one their size).
+const PARAM_CHUNK: usize = 16 * 1024;
 
 /// A profiled recording's state: timestamp query sets (two queries a dispatch), or host
 /// times of synchronised dispatches; and which traffic entries are dispatches.
@@ -2263,7 +2281,7 @@ impl<'g> Recorder<'g> {
         let pipeline = self.gpu.pipeline(launch.file, &launch.constants)?;
         let (gx, gy) = self.gpu.grid(launch.workgroups)?;
         let texels = self.copy_to_texels(launch, &buffers)?;
-        let (bind_group, uniform) = self.bind(launch, &pipeline, &buffers, &texels)?;
+        let bind_group = self.bind(launch, &pipeline, &buffers, &texels)?;
         // Profiled with timestamps: each dispatch in a pass of its own, timed at its
         // begin and end.
         let timed = self.timestamp_slot();
@@ -2300,7 +2318,6 @@ impl<'g> Recorder<'g> {
         if timed.is_some() {
             self.pass = None;
         }
-        self.hold(&uniform);
         for b in buffers.into_iter().flatten() {
             self.hold(b);
         }
@@ -2421,6 +2438,7 @@ impl<'g> Recorder<'g> {
     /// The fallback: submits what is recorded and waits; returns the host time in ms.
     fn synchronise(&mut self) -> Result<f64> {
         self.pass = None;
+        self.flush_params()?;
         let Some(encoder) = self.encoder.take() else {
             return Ok(0.0);
         };
@@ -2599,21 +2617,21 @@ impl<'g> Recorder<'g> {
     /// Uploads the launch's uniform and binds it with `buffers` (absent optional
     /// operands bound to the unused buffer of their slot).
     fn bind(
-        &self,
+        &mut self,
         launch: &Launch,
         pipeline: &wgpu::ComputePipeline,
         buffers: &[Option<&Arc<PooledBuffer>>],
         texels: &[Option<wgpu::TextureView>],
-    ) -> Result<(wgpu::BindGroup, Arc<PooledBuffer>)> {
+    ) -> Result<wgpu::BindGroup> {
         let mut bytes = launch.uniform.clone();
         bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
-        let uniform = self.gpu.alloc(BufferKind::Uniform, bytes.len() as u64)?;
+        let (uniform, offset) = self.param_slot(&bytes)?;
         let unused = &self.gpu.inner.unused;
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &uniform.buffer,
-                offset: 0,
+                offset,
                 size: wgpu::BufferSize::new(bytes.len() as u64),
             }),
         }];
@@ -2629,14 +2647,53 @@ impl<'g> Recorder<'g> {
         }
         let inner = &self.gpu.inner;
         let bind_group = self.gpu.scoped(|| {
-            inner.queue.write_buffer(&uniform.buffer, 0, &bytes);
             inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             })
         })?;
-        Ok((bind_group, uniform))
+        Ok(bind_group)
+    }
+
+    /// Room for a dispatch's parameters `bytes` in the recording's current
+    /// [`ParamChunk`] (a new one where they do not fit): the buffer and the offset to bind.
+    fn param_slot(&mut self, bytes: &[u8]) -> Result<(Arc<PooledBuffer>, u64)> {
+        let limits = &self.gpu.inner.limits;
+        // The parameters bind as a uniform or (`params_in_storage`) a storage buffer.
+        let align = limits
+            .min_uniform_buffer_offset_alignment
+            .max(limits.min_storage_buffer_offset_alignment) as usize;
+        let fits = |c: &ParamChunk| {
+            c.bytes.len().div_ceil(align) * align + bytes.len() <= c.buffer.buffer.size() as usize
+        };
+        if !self.params.last().is_some_and(fits) {
+            let size = PARAM_CHUNK.max(bytes.len());
+            let buffer = self.gpu.alloc(BufferKind::Uniform, size as u64)?;
+            self.params.push(ParamChunk {
+                buffer,
+                bytes: Vec::with_capacity(size),
+                written: 0,
+            });
+        }
+        let chunk = self.params.last_mut().expect("pushed above");
+        let offset = chunk.bytes.len().div_ceil(align) * align;
+        chunk.bytes.resize(offset, 0);
+        chunk.bytes.extend_from_slice(bytes);
+        Ok((chunk.buffer.clone(), offset as u64))
+    }
+
+    /// Writes the parameters recorded since the last call to their buffers (before each
+    /// submission: a queue's writes land before the work submitted after them).
+    fn flush_params(&mut self) -> Result<()> {
+        let queue = &self.gpu.inner.queue;
+        let chunks = &mut self.params;
+        self.gpu.scoped(|| {
+            for c in chunks.iter_mut().filter(|c| c.written < c.bytes.len()) {
+                queue.write_buffer(&c.buffer.buffer, c.written as u64, &c.bytes[c.written..]);
+                c.written = c.bytes.len();
+            }
+        })
     }
 
     /// Copies each buffer bound as [`Access::Texels`] into its texture (vec4 texels,
@@ -2858,6 +2915,10 @@ impl<'g> Recorder<'g> {
 
     fn finish(mut self) -> Result<wgpu::SubmissionIndex> {
         self.pass = None;
+        if let Err(e) = self.flush_params() {
+            self.settle(false);
+            return Err(e);
+        }
         let encoder = self.encoder.take();
         let queue = &self.gpu.inner.queue;
         let index = self
