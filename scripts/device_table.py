@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Joins the device benchmark's outputs (`segblocks[_f16] <net> <ms> ...` and
 `torch_<precision>_<dev> <net> <ms>` lines, in any files given) into a markdown table
-with ratios (segblocks time / PyTorch time at the same precision: below 1 is faster).
+with ratios (segblocks time / PyTorch time at the same precision: below 1 is faster;
+segblocks' f32 against PyTorch's `tf32` (its default for convolutions) and `fp32`
+(IEEE), f16 against `fp16`).
 Usage: python scripts/device_table.py segblocks.txt torch.txt"""
 import sys
 
