@@ -84,7 +84,7 @@ pub struct GpuOptions {
     /// Run inverted residuals with an expansion layer (MobileNetV2 / V3's, the selfie
     /// model's) as one fused dispatch (two with SE) on GPU-class devices, wherever a fused
     /// plan fits, instead of their three layers. Default off: on a discrete GPU (NVIDIA
-    /// H200) such blocks measured 1.2-13.6x slower fused (few workgroups, each running
+    /// H200) such blocks measured 2.4-13.6x slower fused (few workgroups, each running
     /// every hidden channel in sequence; see
     /// [`crate::ops::inverted_residual::select_kernel`]). For devices where it was measured
     /// to pay, and for tests of the fused kernel in whole networks.

@@ -623,8 +623,8 @@ fn pass_output(p: &InvertedResidualParams, pass: FusedPass, out: [usize; 4]) -> 
 /// Measured on an NVIDIA H200 (Vulkan, GPU time of each block alone, MobileNetV2's blocks
 /// at a 224-pixel input, `examples/device_bench.rs`): the fused kernel ran the first block
 /// (no expansion, 32 hidden channels at 112 x 112) in 0.87x the three convolutions' time,
-/// and every expanding block (96 to 960 hidden channels) in 1.2-13.6x their time with the
-/// tile chosen here (the best of nine tiles still slower in 8 of 11 blocks): each
+/// and every expanding block (96 to 960 hidden channels) in 2.4-13.6x their time with the
+/// tile chosen here (the best of nine tiles still slower in 10 of 11 blocks): each
 /// workgroup runs all the hidden channels of its tile in sequence, and the 28 x 28 to
 /// 7 x 7 maps give a few dozen workgroups where the convolutions launch thousands.
 /// MobileNetV2 ran in 12.9 ms fused against PyTorch's 3.9 ms. Blocks with SE run the same
