@@ -285,6 +285,13 @@ fn conv_layers() -> Vec<(&'static str, Conv2dParams, [usize; 4])> {
     ]
 }
 
+/// Deterministic made-up weights (or inputs) of `shape`, small and of both signs.
+fn weight(shape: [usize; 4]) -> ndarray::Array4<f32> {
+    ndarray::Array4::from_shape_fn(shape, |(a, b, c, d)| {
+        ((a * 7 + b * 5 + c * 3 + d) % 13) as f32 * 0.01 - 0.06
+    })
+}
+
 /// The per-layer suite on `gpu`: convolutions in GFLOP/s, memory-bound ops in GB/s.
 fn layers(gpu: &Gpu, quick: bool) -> AnyResult<()> {
     let shrink = |mut shape: [usize; 4]| {
@@ -297,9 +304,7 @@ fn layers(gpu: &Gpu, quick: bool) -> AnyResult<()> {
     let who = who(gpu);
     for (name, params, shape) in conv_layers() {
         let shape = shrink(shape);
-        let w = ndarray::Array4::from_shape_fn(params.weight_shape(), |(a, b, c, d)| {
-            ((a * 7 + b * 5 + c * 3 + d) % 13) as f32 * 0.01 - 0.06
-        });
+        let w = weight(params.weight_shape());
         let b = ndarray::Array1::from_shape_fn(params.out_channels, |i| i as f32 * 0.001);
         let conv = Conv2d::new(gpu, params, w.view(), Some(b.view()))?;
         let x = gpu.upload(
@@ -405,11 +410,6 @@ fn inverted_residuals(gpu: &Gpu, quick: bool) -> AnyResult<()> {
             ..InvertedResidualParams::new(cin, hid, cout)
         };
         let shape = [1, cin, side, side];
-        let weight = |s: [usize; 4]| {
-            ndarray::Array4::from_shape_fn(s, |(a, b, c, d)| {
-                ((a * 7 + b * 5 + c * 3 + d) % 13) as f32 * 0.01 - 0.06
-            })
-        };
         let (wd, wp) = (weight([hid, 1, 3, 3]), weight([cout, hid, 1, 1]));
         let we = weight([hid, cin, 1, 1]);
         let (be, bd, bp) = (

@@ -150,34 +150,32 @@ fn gpu_mask_matches_tflite_in_one_submission() {
 #[test]
 fn gpu_class_kernels_match_tflite() {
     let sd = StateDict::load(MODEL).unwrap();
-    let gpu = common::gpu_class();
-    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &sd, "").unwrap();
-    let mut rec = gpu.recorder();
-    let y = net
-        .forward(&mut rec, &gpu.upload(astronaut_256().view()).unwrap())
-        .unwrap();
-    let traffic = rec.traffic();
-    let mask = rec.download(&y).unwrap();
-    let (mean, _) = mean_and_max_abs(&mask, &golden_mask());
+    // The mask's mean and largest difference from TFLite's, and the dispatch counts.
+    let run = |gpu: &segblocks::Gpu| {
+        let net = SelfieSegmentation::load(gpu, SelfieModel::Square, &sd, "").unwrap();
+        let mut rec = gpu.recorder();
+        let y = net
+            .forward(&mut rec, &gpu.upload(astronaut_256().view()).unwrap())
+            .unwrap();
+        let traffic = rec.traffic();
+        let mask = rec.download(&y).unwrap();
+        (
+            mean_and_max_abs(&mask, &golden_mask()),
+            common::fused_count(&traffic),
+        )
+    };
+    let ((mean, _), counts) = run(&common::gpu_class());
     assert!(mean < 1e-3, "mean abs difference {mean} to TFLite's mask");
     // The fused head and 3 decoder stages; the encoder's blocks as their layers.
-    assert_eq!(common::fused_count(&traffic), (39, 4));
-    let gpu = common::gpu_class_fused();
-    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &sd, "").unwrap();
-    let mut rec = gpu.recorder();
-    let y = net
-        .forward(&mut rec, &gpu.upload(astronaut_256().view()).unwrap())
-        .unwrap();
-    let traffic = rec.traffic();
-    let mask = rec.download(&y).unwrap();
-    let (mean, max) = mean_and_max_abs(&mask, &golden_mask());
+    assert_eq!(counts, (39, 4));
+    let ((mean, max), counts) = run(&common::gpu_class_fused());
     eprintln!("selfie, GPU-class kernels, vs TFLite: mean abs {mean:.2e}, max abs {max:.2e}");
     assert!(mean < 1e-3, "mean abs difference {mean} to TFLite's mask");
     // 13 fused inverted residual passes (two per SE block, the gate computed in them), the
     // fused head, 3 fused decoder stages (the first two ending with the next one's 1x1,
     // the last with the transposed convolution) and their gates (one dispatch each, the
     // largest map's pooled first), and the stem.
-    assert_eq!(common::fused_count(&traffic), (23, 18));
+    assert_eq!(counts, (23, 18));
 }
 
 #[test]

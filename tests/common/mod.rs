@@ -9,37 +9,39 @@ use ndarray::{Array1, Array4, ArrayView4};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use segblocks::Gpu;
 
-/// A context of its own whose kernel choice is a GPU's (fused blocks), on whatever adapter
-/// runs the tests.
+/// A context of its own with `options`, failing loudly where there is no adapter.
+fn context(options: segblocks::GpuOptions) -> Gpu {
+    Gpu::with_options(options).unwrap()
+}
+
+/// A context of its own whose kernel choice is a GPU's, on whatever adapter runs the
+/// tests.
 pub fn gpu_class() -> Gpu {
-    Gpu::with_options(segblocks::GpuOptions {
+    context(segblocks::GpuOptions {
         device_class: Some(segblocks::DeviceClass::Gpu),
         ..segblocks::GpuOptions::default()
     })
-    .unwrap()
 }
 
 /// [`gpu_class`] with every inverted residual that a fused plan fits fused, expanding ones
 /// too (`GpuOptions::fuse_expanding_blocks`): the fused kernels in whole networks.
 pub fn gpu_class_fused() -> Gpu {
-    Gpu::with_options(segblocks::GpuOptions {
+    context(segblocks::GpuOptions {
         device_class: Some(segblocks::DeviceClass::Gpu),
         fuse_expanding_blocks: true,
         ..segblocks::GpuOptions::default()
     })
-    .unwrap()
 }
 
 /// A context of its own whose kernel choice is a CPU adapter's (every block as its layers),
 /// on whatever adapter runs the tests: for tests that count the layers' dispatches, on a
 /// GPU too. Outputs poisoned, as [`gpu`]'s.
 pub fn cpu_class() -> Gpu {
-    Gpu::with_options(segblocks::GpuOptions {
+    context(segblocks::GpuOptions {
         device_class: Some(segblocks::DeviceClass::Cpu),
         poison_outputs: true,
         ..segblocks::GpuOptions::default()
     })
-    .unwrap()
 }
 
 /// The dispatches of a recording, and how many of them are fused blocks (inverted
