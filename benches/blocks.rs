@@ -7,6 +7,12 @@
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s. Before
 //! timing, each network's dispatches and bytes moved per forward are printed next to the
 //! minimum (weights, input and output once).
+//!
+//! The `recording` group times what a forward costs the host alone: recording and
+//! submitting the selfie network's dispatches (GPU-class kernels, input resident, the
+//! wait for the device untimed), with its bind groups reused from the previous frame
+//! (`GpuOptions::max_cached_bind_groups`, the default) and created afresh. `elem/s` reads
+//! as dispatches recorded per second.
 
 mod common;
 
@@ -272,6 +278,55 @@ fn bench(c: &mut Criterion) {
             rec.download(&y).unwrap()
         })
     });
+    g.finish();
+    recording(c, &selfie_weights);
+}
+
+/// The host's side of a selfie forward: recording and submission, bind groups cached
+/// and not (see the module's doc).
+fn recording(c: &mut Criterion, weights: &StateDict) {
+    let mut g = common::group(c, "recording");
+    let shape = [1, 3, 128, 128];
+    for (label, max_cached_bind_groups) in [("cached", None), ("uncached", Some(0))] {
+        let gpu = Gpu::with_options(GpuOptions {
+            device_class: Some(DeviceClass::Gpu),
+            max_cached_bind_groups,
+            ..GpuOptions::default()
+        })
+        .unwrap();
+        let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, weights, "").unwrap();
+        net.prepare(&gpu, shape).unwrap();
+        let x = gpu.upload(common::input(shape).view()).unwrap();
+        let forward = || {
+            let started = std::time::Instant::now();
+            let mut rec = gpu.recorder();
+            net.forward(&mut rec, &x).unwrap();
+            let dispatches = rec.dispatch_count();
+            rec.submit().unwrap();
+            let host = started.elapsed();
+            gpu.device()
+                .poll(segblocks::wgpu::PollType::Wait {
+                    submission_index: None,
+                    timeout: None,
+                })
+                .unwrap();
+            // lavapipe's threads settle before the next recording: they would share the
+            // host's cores with it.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            (host, dispatches)
+        };
+        let (_, dispatches) = forward();
+        g.throughput(Throughput::Elements(dispatches as u64));
+        g.bench_function(format!("selfie_128_gpu_class_{label}"), |b| {
+            // The median of the sample's forwards: lavapipe's threads, which share the
+            // host's two cores here, make the mean swing by 2x between samples.
+            b.iter_custom(|iters| {
+                let mut host: Vec<_> = (0..iters).map(|_| forward().0).collect();
+                host.sort();
+                host[host.len() / 2] * iters as u32
+            })
+        });
+    }
     g.finish();
 }
 

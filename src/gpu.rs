@@ -89,6 +89,12 @@ pub struct GpuOptions {
     /// [`crate::ops::inverted_residual::select_kernel`]). For devices where it was measured
     /// to pay, and for tests of the fused kernel in whole networks.
     pub fuse_expanding_blocks: bool,
+    /// Bind groups kept for reuse (default [`DEFAULT_BIND_GROUP_CACHE`]; `Some(0)` keeps
+    /// none): a dispatch that binds the same pipeline, buffers and parameter slot as an
+    /// earlier one (the same network on the next frame) reuses its bind group instead of
+    /// creating one, a third of what recording a dispatch costs the host. Cached bind
+    /// groups keep the buffers they bind alive until [`Gpu::trim_pool`] or eviction.
+    pub max_cached_bind_groups: Option<usize>,
 }
 
 /// The element type activation tensors are stored in on the device. Kernels compute and
@@ -332,9 +338,16 @@ pub enum DeviceClass {
 /// Pipelines a [`Gpu`] keeps compiled by default: several networks' worth.
 pub const DEFAULT_PIPELINE_CACHE: usize = 128;
 
-/// A map that keeps at most `capacity` entries, evicting the least recently used.
+/// Bind groups a [`Gpu`] keeps for reuse by default: every dispatch of a few networks,
+/// each with a few frames in flight.
+pub const DEFAULT_BIND_GROUP_CACHE: usize = 2048;
+
+/// A map that keeps at most `capacity` entries, evicting the least recently used
+/// (`evict` of them at a time, so that a full cache scans its entries once per `evict`
+/// insertions).
 struct LruCache<K, V> {
     capacity: usize,
+    evict: usize,
     tick: u64,
     entries: HashMap<K, (V, u64)>,
 }
@@ -343,6 +356,7 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> LruCache<K, V> {
     fn new(capacity: usize) -> Self {
         LruCache {
             capacity: capacity.max(1),
+            evict: 1,
             tick: 0,
             entries: HashMap::new(),
         }
@@ -357,12 +371,18 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> LruCache<K, V> {
         })
     }
 
+    /// The cache evicting `evict` entries at a time once full.
+    fn evicting(mut self, evict: usize) -> Self {
+        self.evict = evict.clamp(1, self.capacity);
+        self
+    }
+
     fn insert(&mut self, key: K, value: V) {
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            let oldest = self.entries.iter().min_by_key(|(_, (_, used))| *used);
-            if let Some(k) = oldest.map(|(k, _)| k.clone()) {
-                self.entries.remove(&k);
-            }
+            let mut ticks: Vec<u64> = self.entries.values().map(|(_, used)| *used).collect();
+            let (_, newest_evicted, _) = ticks.select_nth_unstable(self.evict - 1);
+            let cut = *newest_evicted;
+            self.entries.retain(|_, (_, used)| *used > cut);
         }
         self.tick += 1;
         self.entries.insert(key, (value, self.tick));
@@ -375,6 +395,29 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> LruCache<K, V> {
     fn contains(&self, key: &K) -> bool {
         self.entries.contains_key(key)
     }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// What a dispatch binds besides its parameters, as the bind-group cache tells
+/// dispatches apart: the buffer of a storage binding, the texture of a texel one.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Bound {
+    Buffer(wgpu::Buffer),
+    Texels(wgpu::Texture),
+}
+
+/// Everything a bind group is made of: the pipeline whose derived layout it follows, the
+/// parameter buffer with the offset and size of the dispatch's slot, the other bindings.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct BindKey {
+    pipeline: wgpu::ComputePipeline,
+    params: wgpu::Buffer,
+    params_offset: u64,
+    params_size: u64,
+    bound: Vec<Bound>,
 }
 
 /// What kernel choice knows of a device: plain data, so that every choice can be tested
@@ -497,7 +540,11 @@ impl BufferKind {
 
 #[derive(Default)]
 struct Pool {
-    free: HashMap<(BufferKind, u64), Vec<wgpu::Buffer>>,
+    /// Free buffers by kind and size class, each with its serial number (creation
+    /// order): a request takes the lowest, so that the same sequence of requests gets
+    /// the same buffers whatever order they came back in (and a network's bind groups
+    /// are found again on the next frame).
+    free: HashMap<(BufferKind, u64), Vec<(u64, wgpu::Buffer)>>,
     stats: MemoryStats,
 }
 
@@ -532,6 +579,8 @@ impl RecordingState {
 /// A device buffer on loan from the pool; it goes back when dropped.
 pub(crate) struct PooledBuffer {
     buffer: wgpu::Buffer,
+    /// Its rank in creation order among the context's buffers.
+    serial: u64,
     /// The id of the [`Gpu`] whose device made it.
     gpu_id: u64,
     /// The recording whose ops fill it (an op output), or none (uploaded data, a layer's
@@ -584,7 +633,7 @@ impl Drop for PooledBuffer {
             pool.free
                 .entry((self.kind, self.class))
                 .or_default()
-                .push(self.buffer.clone());
+                .push((self.serial, self.buffer.clone()));
         }
     }
 }
@@ -824,6 +873,9 @@ struct Inner {
     modules: Mutex<LruCache<ModuleKey, Shader>>,
     pipelines: Mutex<LruCache<PipelineKey, wgpu::ComputePipeline>>,
     pipelines_created: AtomicUsize,
+    /// Bind groups for reuse (none where [`GpuOptions::max_cached_bind_groups`] is 0).
+    bind_groups: Option<Mutex<LruCache<BindKey, wgpu::BindGroup>>>,
+    bind_groups_created: AtomicUsize,
     pool: Arc<Mutex<Pool>>,
     /// Bound in the slots of absent optional operands, one per binding index (a buffer
     /// may not be bound both read-only and read-write in one dispatch). Never read or
@@ -1098,6 +1150,14 @@ impl Gpu {
                 modules: Mutex::new(LruCache::new(cache)),
                 pipelines: Mutex::new(LruCache::new(cache)),
                 pipelines_created: AtomicUsize::new(0),
+                bind_groups: match options
+                    .max_cached_bind_groups
+                    .unwrap_or(DEFAULT_BIND_GROUP_CACHE)
+                {
+                    0 => None,
+                    n => Some(Mutex::new(LruCache::new(n).evicting(n / 8))),
+                },
+                bind_groups_created: AtomicUsize::new(0),
                 pool: Arc::new(Mutex::new(Pool::default())),
                 unused,
                 texels: Mutex::new(HashMap::new()),
@@ -1173,6 +1233,12 @@ impl Gpu {
         self.inner.pipelines_created.load(Ordering::Relaxed)
     }
 
+    /// How many bind groups this context has created so far: one per dispatch recorded,
+    /// less those found in its cache ([`GpuOptions::max_cached_bind_groups`]).
+    pub fn bind_groups_created(&self) -> usize {
+        self.inner.bind_groups_created.load(Ordering::Relaxed)
+    }
+
     /// Compute pipelines currently kept compiled (at most
     /// [`GpuOptions::max_cached_pipelines`]).
     pub fn pipelines_cached(&self) -> usize {
@@ -1212,11 +1278,15 @@ impl Gpu {
     }
 
     /// Frees every pooled (unused) buffer and the texel textures (recreated when next
-    /// needed).
+    /// needed), and drops the cached bind groups (which would keep them alive).
     pub fn trim_pool(&self) {
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.free.clear();
         pool.stats.pooled_bytes = 0;
+        // Cached bind groups would keep the freed buffers and textures alive.
+        if let Some(groups) = &self.inner.bind_groups {
+            groups.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
         self.inner
             .texels
             .lock()
@@ -1349,29 +1419,34 @@ impl Gpu {
     fn alloc(&self, kind: BufferKind, bytes: u64) -> Result<Arc<PooledBuffer>> {
         let class = size_class(bytes);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let reused = pool.free.get_mut(&(kind, class)).and_then(|v| v.pop());
-        let buffer = match reused {
+        let reused = pool.free.get_mut(&(kind, class)).and_then(|v| {
+            let lowest = (0..v.len()).min_by_key(|&i| v[i].0)?;
+            Some(v.swap_remove(lowest))
+        });
+        let (serial, buffer) = match reused {
             Some(b) => {
                 pool.stats.pooled_bytes -= class;
                 b
             }
             None => {
-                pool.stats.buffers_created += 1;
                 // Out of memory is reported here, to this call.
-                self.scoped(|| {
+                let buffer = self.scoped(|| {
                     self.inner.device.create_buffer(&wgpu::BufferDescriptor {
                         label: None,
                         size: class,
                         usage: kind.usages(),
                         mapped_at_creation: false,
                     })
-                })?
+                })?;
+                pool.stats.buffers_created += 1;
+                (pool.stats.buffers_created, buffer)
             }
         };
         pool.stats.live_bytes += class;
         pool.stats.peak_live_bytes = pool.stats.peak_live_bytes.max(pool.stats.live_bytes);
         Ok(Arc::new(PooledBuffer {
             buffer,
+            serial,
             gpu_id: self.inner.id,
             writer: Mutex::new(None),
             used: AtomicU64::new(bytes),
@@ -2058,7 +2133,7 @@ impl<'g> Recorder<'g> {
                     && (class..=REUSE_MAX_WASTE * class).contains(&b.class)
                     && Arc::strong_count(b) == 1
             })
-            .min_by_key(|b| b.class);
+            .min_by_key(|b| (b.class, b.serial));
         let buf = match dead {
             Some(b) => {
                 self.reused += 1;
@@ -2615,18 +2690,48 @@ impl<'g> Recorder<'g> {
     }
 
     /// Uploads the launch's uniform and binds it with `buffers` (absent optional
-    /// operands bound to the unused buffer of their slot).
+    /// operands bound to the unused buffer of their slot, texel ones to their texture):
+    /// the bind group of an earlier dispatch that bound the same, else a new one.
     fn bind(
         &mut self,
         launch: &Launch,
         pipeline: &wgpu::ComputePipeline,
         buffers: &[Option<&Arc<PooledBuffer>>],
-        texels: &[Option<wgpu::TextureView>],
+        texels: &[Option<wgpu::Texture>],
     ) -> Result<wgpu::BindGroup> {
         let mut bytes = launch.uniform.clone();
         bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
         let (uniform, offset) = self.param_slot(&bytes)?;
-        let unused = &self.gpu.inner.unused;
+        let inner = &self.gpu.inner;
+        let key = BindKey {
+            pipeline: pipeline.clone(),
+            params: uniform.buffer.clone(),
+            params_offset: offset,
+            params_size: bytes.len() as u64,
+            bound: buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| match texels.get(i) {
+                    Some(Some(texture)) => Bound::Texels(texture.clone()),
+                    _ => Bound::Buffer(b.map_or(&inner.unused[i], |b| &b.buffer).clone()),
+                })
+                .collect(),
+        };
+        let cache = inner
+            .bind_groups
+            .as_ref()
+            .map(|groups| groups.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(group) = cache.and_then(|mut groups| groups.get(&key)) {
+            return Ok(group);
+        }
+        let views: Vec<Option<wgpu::TextureView>> = key
+            .bound
+            .iter()
+            .map(|b| match b {
+                Bound::Texels(t) => Some(t.create_view(&wgpu::TextureViewDescriptor::default())),
+                Bound::Buffer(_) => None,
+            })
+            .collect();
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -2635,17 +2740,17 @@ impl<'g> Recorder<'g> {
                 size: wgpu::BufferSize::new(bytes.len() as u64),
             }),
         }];
-        for (i, b) in buffers.iter().enumerate() {
-            let resource = match texels.get(i) {
-                Some(Some(view)) => wgpu::BindingResource::TextureView(view),
-                _ => b.map_or(&unused[i], |b| &b.buffer).as_entire_binding(),
+        for (i, (bound, view)) in key.bound.iter().zip(&views).enumerate() {
+            let resource = match (bound, view) {
+                (_, Some(view)) => wgpu::BindingResource::TextureView(view),
+                (Bound::Buffer(b), None) => b.as_entire_binding(),
+                (Bound::Texels(_), None) => unreachable!("a view made for every texture"),
             };
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
                 resource,
             });
         }
-        let inner = &self.gpu.inner;
         let bind_group = self.gpu.scoped(|| {
             inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
@@ -2653,6 +2758,11 @@ impl<'g> Recorder<'g> {
                 entries: &entries,
             })
         })?;
+        inner.bind_groups_created.fetch_add(1, Ordering::Relaxed);
+        if let Some(groups) = &inner.bind_groups {
+            let mut groups = groups.lock().unwrap_or_else(|e| e.into_inner());
+            groups.insert(key, bind_group.clone());
+        }
         Ok(bind_group)
     }
 
@@ -2698,12 +2808,12 @@ impl<'g> Recorder<'g> {
 
     /// Copies each buffer bound as [`Access::Texels`] into its texture (vec4 texels,
     /// `TEXEL_ROW` to a row, the format of the buffer's elements), ending the compute
-    /// pass; returns the views to bind, `None` for the other bindings.
+    /// pass; returns the textures to bind, `None` for the other bindings.
     fn copy_to_texels(
         &mut self,
         launch: &Launch,
         buffers: &[Option<&Arc<PooledBuffer>>],
-    ) -> Result<Vec<Option<wgpu::TextureView>>> {
+    ) -> Result<Vec<Option<wgpu::Texture>>> {
         let mut views = Vec::with_capacity(buffers.len());
         for (i, (b, binding)) in buffers.iter().zip(launch.bindings).enumerate() {
             let (Some(b), Access::Texels) = (b, binding.access) else {
@@ -2804,9 +2914,7 @@ impl<'g> Recorder<'g> {
             }
             let bytes = texels * texel_bytes;
             self.note_traffic("copy", bytes, bytes);
-            views.push(Some(
-                texture.create_view(&wgpu::TextureViewDescriptor::default()),
-            ));
+            views.push(Some(texture));
         }
         Ok(views)
     }
@@ -3264,7 +3372,33 @@ impl PendingRead {
 
 #[cfg(test)]
 mod tests {
-    use super::{size_class, Gpu, GpuOptions};
+    use super::{size_class, Gpu, GpuOptions, LruCache};
+
+    #[test]
+    fn a_full_cache_evicts_its_least_recently_used_in_batches() {
+        let mut one = LruCache::new(3);
+        for k in 0..3 {
+            one.insert(k, k);
+        }
+        assert_eq!(one.get(&0), Some(0));
+        one.insert(3, 3);
+        // 1 was used least recently.
+        assert!(!one.contains(&1) && one.contains(&0) && one.len() == 3);
+        let mut batch = LruCache::new(8).evicting(4);
+        for k in 0..8 {
+            batch.insert(k, k);
+        }
+        for k in [0, 2, 4, 6] {
+            assert_eq!(batch.get(&k), Some(k));
+        }
+        batch.insert(8, 8);
+        let mut kept: Vec<i32> = (0..9).filter(|k| batch.contains(k)).collect();
+        kept.sort();
+        assert_eq!(kept, [0, 2, 4, 6, 8]);
+        // Inserting a key already there evicts nothing.
+        batch.insert(8, 9);
+        assert_eq!((batch.len(), batch.get(&8)), (5, Some(9)));
+    }
 
     #[test]
     fn poisoned_outputs_read_nan_until_written() {

@@ -186,3 +186,56 @@ fn parameters_in_storage_buffers_give_the_same_mask() {
         assert!(worst <= 1e-6, "{worst}");
     }
 }
+
+#[test]
+fn the_next_frame_reuses_every_bind_group() {
+    for class in [DeviceClass::Cpu, DeviceClass::Gpu] {
+        let context = |max_cached_bind_groups| {
+            Gpu::with_options(GpuOptions {
+                device_class: Some(class),
+                max_cached_bind_groups,
+                ..GpuOptions::default()
+            })
+            .unwrap()
+        };
+        let (cached, uncached) = (context(None), context(Some(0)));
+        let sd = StateDict::load(MODEL).unwrap();
+        let frame = |gpu: &Gpu, net: &SelfieSegmentation, seed| {
+            // A new input tensor each frame, as a stream uploads them.
+            let x = common::random4(&mut common::rng(seed), [1, 3, 96, 128]);
+            let x = gpu.upload(x.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let y = net.forward(&mut rec, &x).unwrap();
+            let dispatches = rec.dispatch_count();
+            (rec.download(&y).unwrap(), dispatches)
+        };
+        let net = SelfieSegmentation::load(&cached, SelfieModel::Square, &sd, "").unwrap();
+        let reference = SelfieSegmentation::load(&uncached, SelfieModel::Square, &sd, "").unwrap();
+        let (_, dispatches) = frame(&cached, &net, 1);
+        assert_eq!(cached.bind_groups_created(), dispatches, "{class:?}");
+        for seed in 2..5 {
+            let before = cached.bind_groups_created();
+            let (mask, _) = frame(&cached, &net, seed);
+            assert_eq!(
+                cached.bind_groups_created(),
+                before,
+                "{class:?} frame {seed}"
+            );
+            let (expected, _) = frame(&uncached, &reference, seed);
+            assert_eq!(mask, expected, "{class:?} frame {seed}");
+        }
+        assert_eq!(uncached.bind_groups_created(), 3 * dispatches, "{class:?}");
+        // Trimming the pool drops the cache with the buffers it would keep alive: the next
+        // frame binds afresh, and still gives the same mask.
+        cached.trim_pool();
+        assert_eq!(cached.memory_stats().pooled_bytes, 0);
+        let before = cached.bind_groups_created();
+        let (mask, _) = frame(&cached, &net, 5);
+        assert_eq!(
+            cached.bind_groups_created() - before,
+            dispatches,
+            "{class:?}"
+        );
+        assert_eq!(mask, frame(&uncached, &reference, 5).0, "{class:?}");
+    }
+}
