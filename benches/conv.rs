@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array1, Array4};
-use segblocks::ops::conv::{select_kernel, Conv2d, Conv2dParams, ConvKernel};
+use segblocks::ops::conv::{Conv2d, Conv2dParams, ConvKernel};
 use segblocks::{Gpu, GpuOptions, Precision};
 
 fn layers() -> Vec<(&'static str, Conv2dParams, [usize; 4])> {
@@ -88,14 +88,8 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(flops));
         // The kernel the library picks, and the best sub-variant of every other family
         // that runs the layer (ALL lists each family's fullest sub-variant first).
-        let chosen = select_kernel(&params, shape, gpu.caps());
-        let mut kernels = vec![chosen];
-        for k in ConvKernel::candidates(&params, shape) {
-            let family = |k: &ConvKernel| std::mem::discriminant(k);
-            if !kernels.iter().any(|c| family(c) == family(&k)) {
-                kernels.push(k);
-            }
-        }
+        let mut kernels = ConvKernel::choice_and_alternatives(&params, shape, gpu.caps());
+        let chosen = kernels[0];
         // The depthwise kernel's other load width (vector loads are chosen on GPUs only:
         // `-- depthwise` compares them on this adapter).
         if let ConvKernel::Depthwise {

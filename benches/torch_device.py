@@ -106,6 +106,12 @@ CONV_LAYERS = [
 ]
 
 
+def report(who, name, op, work, unit):
+    """Times `op` and prints its line: `work` (FLOPs or bytes) per millisecond in `unit`."""
+    ms = time_op(op)
+    print(f"{who} {name} {ms:.4f} ms ({work / ms / 1e6:.1f} {unit})", flush=True)
+
+
 def layers():
     for precision, dtype in precisions():
         who = f"torch_{precision}_{DEV}"
@@ -115,12 +121,11 @@ def layers():
                 shape = shrink(shape)
                 conv = torch.nn.Conv2d(cin, cout, k, s, p, d, g).to(DEV, dtype).eval()
                 x = torch.rand(shape, device=DEV, dtype=dtype)
-                ms = time_op(lambda: conv(x))
                 n, _, h, w = shape
                 ho = (h + 2 * p - d * (k - 1) - 1) // s + 1
                 wo = (w + 2 * p - d * (k - 1) - 1) // s + 1
                 flops = 2 * n * cout * ho * wo * (cin // g) * k * k
-                print(f"{who} {name} {ms:.4f} ms ({flops / ms / 1e6:.1f} GFLOP/s)", flush=True)
+                report(who, name, lambda: conv(x), flops, "GFLOP/s")
             a = torch.rand(shrink((1, 128, 512, 512)), device=DEV, dtype=dtype) - 0.5
             b = torch.rand_like(a)
             small = torch.rand(shrink((1, 128, 256, 256)), device=DEV, dtype=dtype)
@@ -133,8 +138,7 @@ def layers():
                     small, scale_factor=2.0, mode="bilinear", align_corners=False)),
             ]
             for name, moved, op in ops:
-                ms = time_op(op)
-                print(f"{who} {name} {ms:.4f} ms ({moved * size / ms / 1e6:.1f} GB/s)", flush=True)
+                report(who, name, op, moved * size, "GB/s")
 
 
 class Out(torch.nn.Module):

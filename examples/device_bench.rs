@@ -26,7 +26,7 @@ use segblocks::networks::{
     LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, SegmentationConfig,
     SegmentationModel, SelfieModel, SelfieSegmentation, UNet, UNetConfig,
 };
-use segblocks::ops::conv::{select_kernel, Conv2d, Conv2dParams, ConvKernel, ResidualJoin};
+use segblocks::ops::conv::{Conv2d, Conv2dParams, ConvKernel, ResidualJoin};
 use segblocks::ops::inverted_residual::{
     fused_candidates, select_kernel as select_kernel_ir, FusedInvertedResidual, FusedPass,
     InvertedResidualKernel, InvertedResidualParams,
@@ -314,14 +314,8 @@ fn layers(gpu: &Gpu, quick: bool) -> AnyResult<()> {
             .view(),
         )?;
         let gflop = params.cost(shape)?.flops() as f64 / 1e9;
-        let chosen = select_kernel(&params, shape, gpu.caps());
-        let mut kernels = vec![chosen];
-        for k in ConvKernel::candidates(&params, shape) {
-            let family = |k: &ConvKernel| std::mem::discriminant(k);
-            if !kernels.iter().any(|c| family(c) == family(&k)) {
-                kernels.push(k);
-            }
-        }
+        let kernels = ConvKernel::choice_and_alternatives(&params, shape, gpu.caps());
+        let chosen = kernels[0];
         for kernel in kernels {
             let (ms, wall) = time_op(gpu, &|rec| conv.forward_with(rec, &x, kernel))?;
             let indent = if kernel == chosen { "" } else { "    " };

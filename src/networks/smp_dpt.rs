@@ -28,7 +28,7 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::smp_unet::set_smp_outputs;
-use super::vit::VitConfig;
+use super::vit::{linear_block, VitConfig};
 use super::{HeadActivation, SmpAuxParams};
 
 /// How DPT reads the prefix (class) tokens into the patch tokens (`decoder_readout`).
@@ -243,7 +243,7 @@ impl Architecture for SmpDptConfig {
                 }
             };
             let mid = self.decoder_intermediate_channels[i];
-            let factor = vit.patch_size as f64 / f64::from(1u32 << (i + 2));
+            let factor = reassemble_factor(vit.patch_size, i);
             let block = at(&format!("decoder.reassemble_blocks.{i}"));
             reassembled.push(reassemble(
                 &mut g,
@@ -321,7 +321,46 @@ impl Architecture for SmpDptConfig {
             !input[2].is_multiple_of(p) || !input[3].is_multiple_of(p),
             "input",
             || format!("height and width must be divisible by the patch size {p}, got {input:?}"),
-        )
+        )?;
+        // Each fusion level doubles the map below it and adds it to its own: the
+        // reassembled maps must halve from one level to the next (a 3 x 5 patch grid
+        // does not: its stride-2 map is 2 x 3), or PyTorch's add fails.
+        let levels = self.output_indices()?.len();
+        for (axis, side) in [("height", input[2]), ("width", input[3])] {
+            let grid = side / p;
+            let sides: Vec<usize> = (0..levels)
+                .map(|i| reassembled_side(grid, reassemble_factor(p, i)))
+                .collect();
+            let bad = sides.windows(2).position(|w| w[0] != 2 * w[1]);
+            fail_if(bad.is_some(), "input", || {
+                let j = bad.unwrap_or(0);
+                format!(
+                    "the {axis} {side} makes a patch grid of {grid}, whose reassembled maps \
+                     ({sides:?} for the fusion levels) do not halve from level to level: \
+                     level {} doubles to {}, level {j} has {}",
+                    j + 1,
+                    2 * sides[j + 1],
+                    sides[j]
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// DPT's resampling of the `i`-th feature's patch grid: `patch_size / 2^(i + 2)`.
+fn reassemble_factor(patch_size: usize, i: usize) -> f64 {
+    patch_size as f64 / f64::from(1u32 << (i + 2))
+}
+
+/// The side of a feature map of `grid` patches after [`reassemble`] by `factor`.
+fn reassembled_side(grid: usize, factor: f64) -> usize {
+    if factor > 1.0 {
+        grid * factor as usize
+    } else if factor < 1.0 {
+        grid.saturating_sub(1) / (1.0 / factor) as usize + 1
+    } else {
+        grid
     }
 }
 
@@ -331,21 +370,11 @@ impl Architecture for SmpDptConfig {
 fn readout_halves(gpu: &Gpu, sd: &StateDict, linear: &str, c: usize) -> Result<[ConvBnAct; 2]> {
     let weight = sd.get(&key(linear, "weight"), &[c, 2 * c])?;
     let bias = sd.get1(&key(linear, "bias"), c)?;
-    let half = |i: usize, with_bias: bool| -> Result<ConvBnAct> {
-        let name = key(linear, if i == 0 { "pixels" } else { "class" });
-        let w = weight.slice(ndarray::s![.., i * c..(i + 1) * c]).to_owned();
-        let w = w
-            .into_shape_with_order((c, c, 1, 1))
-            .map_err(|e| Error::Weights(format!("tensor `{linear}.weight`: {e}")))?;
-        let mut part = StateDict::new();
-        part.insert(key(&name, "weight"), w.into_dyn());
-        if with_bias {
-            part.insert(key(&name, "bias"), bias.clone().into_dyn());
-        }
-        let params = Conv2dParams::new(c, c, 1).bias(with_bias);
-        ConvBnAct::load(gpu, &part, params, &name, None, 0.0)
-    };
-    Ok([half(0, true)?, half(1, false)?])
+    let half = |i: usize| weight.slice(ndarray::s![.., i * c..(i + 1) * c]);
+    Ok([
+        linear_block(gpu, (linear, "pixels"), half(0), Some(bias.view()))?,
+        linear_block(gpu, (linear, "class"), half(1), None)?,
+    ])
 }
 
 /// A `ReassembleBlock` under `block`: `project_to_out_channel` (1x1 to `mid`), the

@@ -191,7 +191,7 @@ impl VitConfig {
         (gpu, sd, prefix): (&Gpu, &StateDict, &str),
         indices: &[usize],
     ) -> Result<Vec<(ValueId, ValueId)>> {
-        self.validate()?;
+        // Validated by the model that embeds it (`SmpDptConfig::validate`).
         let at = |n: &str| key(prefix, n);
         let dim = self.embed_dim;
         let p = self.patch_size;
@@ -308,20 +308,33 @@ pub(crate) fn split_linear(
     (0..parts)
         .map(|i| {
             let rows = i * cin..(i + 1) * cin;
-            let name = key(linear, &i.to_string());
-            let mut part = StateDict::new();
-            let w = weight.slice(s![rows.clone(), ..]).to_owned();
-            let w = w
-                .into_shape_with_order((cin, cin, 1, 1))
-                .map_err(|e| Error::Weights(format!("tensor `{linear}.weight`: {e}")))?;
-            part.insert(key(&name, "weight"), w.into_dyn());
-            if let Some(b) = &bias {
-                part.insert(key(&name, "bias"), b.slice(s![rows]).to_owned().into_dyn());
-            }
-            let params = Conv2dParams::new(cin, cin, 1).bias(bias.is_some());
-            ConvBnAct::load(gpu, &part, params, &name, None, 0.0)
+            let block = weight.slice(s![rows.clone(), ..]);
+            let bias = bias.as_ref().map(|b| b.slice(s![rows]));
+            linear_block(gpu, (linear, &i.to_string()), block, bias)
         })
         .collect()
+}
+
+/// A square block `weight` (`[c, c]`, outputs by inputs) of the linear layer `linear`,
+/// with `bias` where given, as a 1x1 convolution named `{linear}.{part}`.
+pub(crate) fn linear_block(
+    gpu: &Gpu,
+    (linear, part): (&str, &str),
+    weight: ndarray::ArrayView2<f32>,
+    bias: Option<ndarray::ArrayView1<f32>>,
+) -> Result<ConvBnAct> {
+    let (c, name) = (weight.nrows(), key(linear, part));
+    let w = weight
+        .to_owned()
+        .into_shape_with_order((c, weight.ncols(), 1, 1))
+        .map_err(|e| Error::Weights(format!("tensor `{linear}.weight`: {e}")))?;
+    let mut block = StateDict::new();
+    block.insert(key(&name, "weight"), w.into_dyn());
+    if let Some(b) = bias {
+        block.insert(key(&name, "bias"), b.to_owned().into_dyn());
+    }
+    let params = Conv2dParams::new(weight.ncols(), c, 1).bias(bias.is_some());
+    ConvBnAct::load(gpu, &block, params, &name, None, 0.0)
 }
 
 /// The token sequence from the patch embedding: the prefix tokens (class, registers)

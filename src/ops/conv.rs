@@ -828,6 +828,24 @@ impl ConvKernel {
             .collect()
     }
 
+    /// The kernel [`select_kernel`] picks for `caps` first, then the fullest sub-variant
+    /// of every other family that can run `params` on `input`: what a benchmark compares
+    /// the choice with.
+    pub fn choice_and_alternatives(
+        params: &Conv2dParams,
+        input: [usize; 4],
+        caps: &DeviceCaps,
+    ) -> Vec<ConvKernel> {
+        let family = |k: &ConvKernel| std::mem::discriminant(k);
+        let mut kernels = vec![select_kernel(params, input, caps)];
+        for k in Self::candidates(params, input) {
+            if !kernels.iter().any(|c| family(c) == family(&k)) {
+                kernels.push(k);
+            }
+        }
+        kernels
+    }
+
     /// The dispatches this kernel records for one convolution: two for
     /// [`ConvKernel::Im2colTexels`] (the columns, then the product), one for the others.
     pub fn dispatches(self) -> usize {
