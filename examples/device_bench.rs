@@ -16,6 +16,12 @@
 //! into one submission (median of 7 after 2 warm-ups), as `benches/torch_device.py` times
 //! PyTorch's.
 //!
+//! Each network line gives the host's share too: the median time to record and submit a
+//! forward. After the f32 networks, the selfie model, MobileNetV2 and LR-ASPP again with
+//! their work submitted every 8 and 16 dispatches while recording
+//! (`GpuOptions::submit_every`; `segblocks_flush<n>` lines): whether the device starting
+//! early hides the host's recording on this machine.
+//!
 //! `--networks` skips the per-layer suite. `--quick` runs the networks at an eighth of the side, 3 times each (a smoke test on
 //! lavapipe), and the layers at an eighth of their side too.
 
@@ -40,41 +46,45 @@ type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// One op recorded: what the layer suite times.
 type OpFn<'a> = dyn Fn(&mut Recorder<'_>) -> segblocks::Result<Tensor> + 'a;
 
+/// Times `net`'s forward on `gpu` and prints `{who} {name} <ms>` with the host's share:
+/// the median time to record and submit a forward (where the work is flushed while
+/// recording, the device runs meanwhile). Then a profiled forward's top dispatches.
 fn time<A: Architecture>(
     gpu: &Gpu,
-    name: &str,
+    (who, name): (&str, &str),
     net: &Model<A>,
     shape: [usize; 4],
     runs: usize,
 ) -> AnyResult<()> {
     let x = gpu.upload(ndarray::Array4::<f32>::from_elem(shape, 0.5).view())?;
     net.prepare(gpu, shape)?;
-    let run = || -> AnyResult<f64> {
+    let run = || -> AnyResult<(f64, f64)> {
         let t = Instant::now();
         let mut rec = gpu.recorder();
         net.forward(&mut rec, &x)?;
         rec.submit()?;
+        let host = t.elapsed().as_secs_f64() * 1e3;
         gpu.device()
             .poll(segblocks::wgpu::PollType::Wait {
                 submission_index: None,
                 timeout: None,
             })
             .map_err(|e| e.to_string())?;
-        Ok(t.elapsed().as_secs_f64() * 1e3)
+        Ok((t.elapsed().as_secs_f64() * 1e3, host))
     };
     for _ in 0..3 {
         run()?;
     }
-    let mut times = (0..runs).map(|_| run()).collect::<AnyResult<Vec<f64>>>()?;
-    times.sort_by(f64::total_cmp);
-    let macs = net.summary(shape)?.total_macs();
-    let median = times[times.len() / 2];
-    let who = match gpu.precision() {
-        Precision::F32 => "segblocks",
-        Precision::F16 => "segblocks_f16",
+    let runs = (0..runs).map(|_| run()).collect::<AnyResult<Vec<_>>>()?;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     };
+    let host = median(runs.iter().map(|r| r.1).collect());
+    let median = median(runs.iter().map(|r| r.0).collect());
+    let macs = net.summary(shape)?.total_macs();
     println!(
-        "{who} {name} {median:.3} ms ({:.1} GFLOP/s)",
+        "{who} {name} {median:.3} ms ({:.1} GFLOP/s), host {host:.3} ms to record and submit",
         2.0 * macs as f64 / (median * 1e6)
     );
     let mut rec = gpu.recorder();
@@ -107,6 +117,7 @@ fn main() -> AnyResult<()> {
         layers(&gpu, quick)?;
     }
     networks(&gpu, quick, runs)?;
+    flushed(quick, runs)?;
     let half = Gpu::with_options(GpuOptions {
         precision: Precision::F16,
         ..GpuOptions::default()
@@ -123,33 +134,46 @@ fn main() -> AnyResult<()> {
     Ok(())
 }
 
-/// Every network on `gpu` (at its precision).
-fn networks(gpu: &Gpu, quick: bool, runs: usize) -> AnyResult<()> {
+/// The networks whose forwards cost the host about as much as the device: the selfie
+/// model, MobileNetV2's features and LR-ASPP, on `gpu` as `who`.
+fn small_networks(gpu: &Gpu, who: &str, quick: bool, runs: usize) -> AnyResult<()> {
     let s = |side: usize| if quick { side / 8 } else { side };
-    let gpu = gpu.clone();
     let sd = StateDict::synthetic();
     let selfie = format!(
         "{}/models/selfie_segmentation/model.safetensors",
         env!("CARGO_MANIFEST_DIR")
     );
-    let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &StateDict::load(selfie)?, "")?;
-    time(&gpu, "selfie_256", &net, [1, 3, s(256), s(256)], runs)?;
-    let net = MobileNetV2Features::load(&gpu, MobileNetV2Config::torchvision(), &sd, "")?;
-    time(
-        &gpu,
-        "mobilenet_v2_features_224",
-        &net,
-        [1, 3, s(224), s(224)],
-        runs,
-    )?;
-    let net = LrAsppMobileNetV3::load(&gpu, LrAsppConfig::torchvision(21), &sd, "")?;
-    time(
-        &gpu,
-        "lraspp_mobilenet_v3_large_512",
-        &net,
-        [1, 3, s(512), s(512)],
-        runs,
-    )?;
+    let net = SelfieSegmentation::load(gpu, SelfieModel::Square, &StateDict::load(selfie)?, "")?;
+    time(gpu, (who, "selfie_256"), &net, [1, 3, s(256), s(256)], runs)?;
+    let net = MobileNetV2Features::load(gpu, MobileNetV2Config::torchvision(), &sd, "")?;
+    let name = "mobilenet_v2_features_224";
+    time(gpu, (who, name), &net, [1, 3, s(224), s(224)], runs)?;
+    let net = LrAsppMobileNetV3::load(gpu, LrAsppConfig::torchvision(21), &sd, "")?;
+    let name = "lraspp_mobilenet_v3_large_512";
+    time(gpu, (who, name), &net, [1, 3, s(512), s(512)], runs)?;
+    Ok(())
+}
+
+/// The small networks with their work submitted every 8 and every 16 dispatches while
+/// they are recorded (`GpuOptions::submit_every`, f32), as `segblocks_flush<n>`: whether
+/// the device starting early hides the host's recording.
+fn flushed(quick: bool, runs: usize) -> AnyResult<()> {
+    for every in [8, 16] {
+        let gpu = Gpu::with_options(GpuOptions {
+            submit_every: Some(every),
+            ..GpuOptions::default()
+        })?;
+        small_networks(&gpu, &format!("segblocks_flush{every}"), quick, runs)?;
+    }
+    Ok(())
+}
+
+/// Every network on `gpu` (at its precision).
+fn networks(gpu: &Gpu, quick: bool, runs: usize) -> AnyResult<()> {
+    let s = |side: usize| if quick { side / 8 } else { side };
+    let who = who(gpu);
+    small_networks(gpu, who, quick, runs)?;
+    let sd = StateDict::synthetic();
     let cases = [
         (
             "deeplabv3_mobilenet_v3_large_512",
@@ -162,11 +186,11 @@ fn networks(gpu: &Gpu, quick: bool, runs: usize) -> AnyResult<()> {
         ),
     ];
     for (name, cfg) in cases {
-        let net = SegmentationModel::load(&gpu, cfg, &sd, "")?;
-        time(&gpu, name, &net, [1, 3, s(512), s(512)], runs)?;
+        let net = SegmentationModel::load(gpu, cfg, &sd, "")?;
+        time(gpu, (who, name), &net, [1, 3, s(512), s(512)], runs)?;
     }
-    let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "")?;
-    time(&gpu, "unet_256", &net, [1, 3, s(256), s(256)], runs)?;
+    let net = UNet::load(gpu, UNetConfig::new(3, 2), &sd, "")?;
+    time(gpu, (who, "unet_256"), &net, [1, 3, s(256), s(256)], runs)?;
     Ok(())
 }
 

@@ -95,6 +95,14 @@ pub struct GpuOptions {
     /// creating one, a third of what recording a dispatch costs the host. Cached bind
     /// groups keep the buffers they bind alive until [`Gpu::trim_pool`] or eviction.
     pub max_cached_bind_groups: Option<usize>,
+    /// Submit a recording's work every this many dispatches while it is being recorded
+    /// ([`Recorder::flush`]), so that the device starts on the first layers while the host
+    /// records the rest; `None` (default) submits once, when the recording is. Work that
+    /// is flushed runs even if the recording is then dropped (its outputs stay
+    /// unreadable). Not measured to pay on lavapipe, where the driver's threads and the
+    /// host share the CPU: an option for GPUs, where recording a dispatch costs the host
+    /// about as much as running a small one costs the device.
+    pub submit_every: Option<usize>,
 }
 
 /// The element type activation tensors are stored in on the device. Kernels compute and
@@ -876,6 +884,8 @@ struct Inner {
     /// Bind groups for reuse (none where [`GpuOptions::max_cached_bind_groups`] is 0).
     bind_groups: Option<Mutex<LruCache<BindKey, wgpu::BindGroup>>>,
     bind_groups_created: AtomicUsize,
+    /// [`GpuOptions::submit_every`] (0 for never).
+    submit_every: usize,
     pool: Arc<Mutex<Pool>>,
     /// Bound in the slots of absent optional operands, one per binding index (a buffer
     /// may not be bound both read-only and read-write in one dispatch). Never read or
@@ -1158,6 +1168,7 @@ impl Gpu {
                     n => Some(Mutex::new(LruCache::new(n).evicting(n / 8))),
                 },
                 bind_groups_created: AtomicUsize::new(0),
+                submit_every: options.submit_every.unwrap_or(0),
                 pool: Arc::new(Mutex::new(Pool::default())),
                 unused,
                 texels: Mutex::new(HashMap::new()),
@@ -1595,6 +1606,8 @@ impl Gpu {
             planned: None,
             profiling: None,
             params: Vec::new(),
+            unsubmitted: 0,
+            submissions: 0,
         }
     }
 
@@ -2037,6 +2050,10 @@ pub struct Recorder<'g> {
     profiling: Option<Profiling>,
     /// The dispatches' parameters, packed into shared buffers.
     params: Vec<ParamChunk>,
+    /// Dispatches recorded since the last submission of this recording's work.
+    unsubmitted: usize,
+    /// Queue submissions of this recording's work so far ([`Recorder::flush`]).
+    submissions: usize,
 }
 
 /// A buffer of dispatch parameters shared by up to [`PARAM_CHUNK`] bytes of a recording's
@@ -2084,6 +2101,35 @@ impl<'g> Recorder<'g> {
     /// Number of compute dispatches recorded so far.
     pub fn dispatch_count(&self) -> usize {
         self.dispatches
+    }
+
+    /// Queue submissions of this recording's work so far: [`Recorder::flush`]es that
+    /// submitted something (the recording's own submission not counted).
+    pub fn submissions(&self) -> usize {
+        self.submissions
+    }
+
+    /// Submits the work recorded so far, without waiting, so that the device starts on it
+    /// while the rest is recorded ([`GpuOptions::submit_every`] calls it every so many
+    /// dispatches). The recording carries on; its outputs become readable once it is
+    /// submitted as usual, and work flushed runs even if it is then dropped. Does nothing
+    /// while a recorded op waits to learn whether its work is submitted (a training batch
+    /// norm counting its batches: it must not count one whose statistics never update),
+    /// while profiling (each dispatch is timed in the recording's one submission), in a
+    /// planning recorder, and when nothing new was recorded.
+    pub fn flush(&mut self) -> Result<()> {
+        if !self.on_submit.is_empty() || self.profiling.is_some() || self.planned.is_some() {
+            return Ok(());
+        }
+        self.pass = None;
+        self.flush_params()?;
+        if let Some(encoder) = self.encoder.take() {
+            let queue = &self.gpu.inner.queue;
+            self.gpu.scoped(|| queue.submit([encoder.finish()]))?;
+            self.submissions += 1;
+        }
+        self.unsubmitted = 0;
+        Ok(())
     }
 
     /// Number of op outputs so far written into buffers freed earlier in this recording.
@@ -2401,6 +2447,11 @@ impl<'g> Recorder<'g> {
             p.dispatch_entries.push(self.traffic.len());
         }
         self.note_traffic(launch.file, read, written);
+        self.unsubmitted += 1;
+        let every = self.gpu.inner.submit_every;
+        if every > 0 && self.unsubmitted >= every {
+            self.flush()?;
+        }
         if self.profiling.as_ref().is_some_and(|p| p.sets.is_empty()) {
             let ms = self.synchronise()?;
             if let Some(p) = &mut self.profiling {

@@ -239,3 +239,65 @@ fn the_next_frame_reuses_every_bind_group() {
         assert_eq!(mask, frame(&uncached, &reference, 5).0, "{class:?}");
     }
 }
+
+#[test]
+fn work_flushed_while_recording_gives_the_same_mask() {
+    let sd = StateDict::load(MODEL).unwrap();
+    for class in [DeviceClass::Cpu, DeviceClass::Gpu] {
+        let context = |submit_every| {
+            Gpu::with_options(GpuOptions {
+                device_class: Some(class),
+                submit_every,
+                ..GpuOptions::default()
+            })
+            .unwrap()
+        };
+        let x = common::random4(&mut common::rng(7), [2, 3, 64, 96]);
+        let mut masks = Vec::new();
+        for every in [None, Some(1), Some(5)] {
+            let gpu = context(every);
+            let net = SelfieSegmentation::load(&gpu, SelfieModel::Square, &sd, "").unwrap();
+            let xt = gpu.upload(x.view()).unwrap();
+            let mut rec = gpu.recorder();
+            let y = net.forward(&mut rec, &xt).unwrap();
+            let (dispatches, submissions) = (rec.dispatch_count(), rec.submissions());
+            let want = every.map_or(0, |n| dispatches / n);
+            assert_eq!(submissions, want, "{class:?} every {every:?}");
+            masks.push(rec.download(&y).unwrap());
+        }
+        assert_eq!(masks[0], masks[1], "{class:?}: a submission per dispatch");
+        assert_eq!(masks[0], masks[2], "{class:?}: one per five");
+    }
+}
+
+#[test]
+fn a_flush_waits_for_ops_that_count_their_submission() {
+    use segblocks::ops::norm::{BatchNorm2d, BatchNorm2dParams};
+    let gpu = Gpu::with_options(GpuOptions {
+        submit_every: Some(1),
+        ..GpuOptions::default()
+    })
+    .unwrap();
+    let bn = BatchNorm2d::new(&gpu, BatchNorm2dParams::new(3), None, None).unwrap();
+    let x = gpu
+        .upload(common::random4(&mut common::rng(3), [2, 3, 4, 5]).view())
+        .unwrap();
+    // Dropped after flushing: the batch is not counted, and its statistics did not run.
+    let mut rec = gpu.recorder();
+    bn.forward_train(&mut rec, &x).unwrap();
+    rec.flush().unwrap();
+    assert_eq!(rec.submissions(), 0);
+    drop(rec);
+    assert_eq!(bn.num_batches_tracked(), 0);
+    assert_eq!(
+        bn.running_stats().unwrap().0,
+        ndarray::Array1::<f32>::zeros(3)
+    );
+    // Before the op that counts: flushed.
+    let mut rec = gpu.recorder();
+    let y = segblocks::ops::copy::copy(&mut rec, &x).unwrap();
+    assert_eq!(rec.submissions(), 1);
+    bn.forward_train(&mut rec, &y).unwrap();
+    rec.submit().unwrap();
+    assert_eq!(bn.num_batches_tracked(), 1);
+}
