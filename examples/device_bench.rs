@@ -338,8 +338,16 @@ fn layers(gpu: &Gpu, quick: bool) -> AnyResult<()> {
             .view(),
         )?;
         let gflop = params.cost(shape)?.flops() as f64 / 1e9;
-        let kernels = ConvKernel::choice_and_alternatives(&params, shape, gpu.caps());
+        let mut kernels = ConvKernel::choice_and_alternatives(&params, shape, gpu.caps());
         let chosen = kernels[0];
+        // Every split of the GEMM's reduction (the alternatives list the first only): the
+        // data for choosing one on small maps.
+        for splits in [2, 8] {
+            let split = ConvKernel::GemmSplitK { splits };
+            if split.supports(&params, shape) && !kernels.contains(&split) {
+                kernels.push(split);
+            }
+        }
         for kernel in kernels {
             let (ms, wall) = time_op(gpu, &|rec| conv.forward_with(rec, &x, kernel))?;
             let indent = if kernel == chosen { "" } else { "    " };

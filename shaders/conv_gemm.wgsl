@@ -11,6 +11,12 @@
 // On CPU-emulated adapters workgroup memory costs more than it saves, so they keep the
 // register-tiled kernels (src/ops/conv.rs, select_kernel).
 //
+// Split-K (PARTIAL): the reduction is cut into `splits` ranges of `k_split` taps, one per
+// workgroup of a slice of the grid, each storing its raw sums (no bias, activation,
+// residual or shuffle) to `part` [split][N][C_out][pixels] in f32;
+// conv_gemm_reduce.wgsl adds them up and applies the store. Small maps give the plain
+// kernel too few workgroups to fill a large GPU; the split multiplies them.
+//
 // Weights are the blocked layout [g][C_in/g][kH][kW][C_out/g padded to 4] (pack_blocked):
 // row k of group g is contiguous along output channels.
 #include "padding.wgsl"
@@ -42,6 +48,8 @@ struct GemmConvParams {
     k: u32, // cin_pg * kh * kw: the reduction length
     oc_tiles: u32, // ceil(cout_pg / TM)
     px_tiles: u32, // ceil(oh * ow / TN)
+    splits: u32, // reduction ranges (1 unless PARTIAL)
+    k_split: u32, // taps per range, a multiple of TK (k unless PARTIAL)
 }
 
 @group(0) @binding(0) var<uniform> p: GemmConvParams;
@@ -55,8 +63,11 @@ struct GemmConvParams {
 // The input gate's logits [N, C_in] (GATED): x * act(gate) is convolved, an SE block's
 // (or LR-ASPP's) scale applied as the input is read; every padding mode commutes with it.
 @group(0) @binding(6) var<storage, read> gate: array<Act>;
+// The split ranges' raw sums (PARTIAL).
+@group(0) @binding(7) var<storage, read_write> part: array<f32>;
 
 override GATED: bool = false;
+override PARTIAL: bool = false;
 override GATE_ACT: u32 = 0u;
 
 // Output channels and pixels per workgroup, and the reduction step. 64 invocations, each
@@ -92,9 +103,13 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let oc_tile = t % p.oc_tiles;
     let t2 = t / p.oc_tiles;
     let g = t2 % p.groups;
-    let n = t2 / p.groups;
+    let t3 = t2 / p.groups;
+    let n = t3 % p.n;
+    let split = t3 / p.n;
     // A folded grid's overhang: such workgroups still reach every barrier.
-    let live = n < p.n;
+    let live = split < p.splits;
+    let k_begin = split * p.k_split;
+    let k_end = min(k_begin + p.k_split, p.k);
     let ohw = p.oh * p.ow;
     let pix0 = px_tile * TN;
     let co0 = oc_tile * TM;
@@ -125,17 +140,17 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     // acc[q]: pixel q's four channels.
     var acc: array<vec4<f32>, 4>;
 
-    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         for (var r = 0u; r < 2u; r++) {
             let kk = row + r * 8u;
             let k = k0 + kk;
             var wv = vec4<f32>(0.0);
-            if (load_w && k < p.k) {
+            if (load_w && k < k_end) {
                 wv = vec4<f32>(wt[((w_base + k) * p.cout_pg_pad + co_load) / 4u]);
             }
             w_tile[kk * TM4 + lane] = wv;
             var xs = array<f32, 4>();
-            if (k < p.k) {
+            if (k < k_end) {
                 let taps = p.kh * p.kw;
                 let ci = k / taps;
                 let tap = k % taps;
@@ -175,12 +190,16 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
             let co = co0 + tm * 4u + c;
             if (pix < ohw && co < p.cout_pg) {
                 let cc = g * p.cout_pg + co;
-                let i = (n * p.c_out + shuffled_channel(cc, p.c_out)) * ohw + pix;
-                var r = 0.0;
-                if (RESIDUAL != 0u) {
-                    r = f32(res[i]);
+                if (PARTIAL) {
+                    part[((split * p.n + n) * p.c_out + cc) * ohw + pix] = acc[q][c];
+                } else {
+                    let i = (n * p.c_out + shuffled_channel(cc, p.c_out)) * ohw + pix;
+                    var r = 0.0;
+                    if (RESIDUAL != 0u) {
+                        r = f32(res[i]);
+                    }
+                    y[i] = Act(finish(acc[q][c] + f32(bias[cc]), r));
                 }
-                y[i] = Act(finish(acc[q][c] + f32(bias[cc]), r));
             }
         }
     }

@@ -55,6 +55,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("conv_direct_body.wgsl"),
     wgsl!("conv_direct_texels.wgsl"),
     wgsl!("conv_gemm.wgsl"),
+    wgsl!("conv_gemm_reduce.wgsl"),
     wgsl!("conv_pointwise.wgsl"),
     wgsl!("conv_pointwise_scalar.wgsl"),
     wgsl!("conv_pointwise_texels.wgsl"),

@@ -20,9 +20,9 @@ use crate::gpu::{
     check_dims, check_owner, DeviceCaps, Gpu, LazyWeights, PooledBuffer, Recorder, Tensor,
 };
 use crate::launch::{
-    loop_nest, loop_tree, read, read_opt, specialize, texels, uniform, write, Args, Binding,
-    Constants, Count, Kernel, KernelInfo, Launch, Specialize, Trip, LOOP_BUDGET, TEXEL_ROW,
-    TEXEL_ROWS_ANYWHERE,
+    loop_nest, loop_tree, read, read_opt, specialize, texels, uniform, write, write_opt, Args,
+    Binding, Constants, Count, Kernel, KernelInfo, Launch, Specialize, Trip, LOOP_BUDGET,
+    TEXEL_ROW, TEXEL_ROWS_ANYWHERE,
 };
 use crate::weights::{key, StateDict};
 
@@ -772,12 +772,24 @@ pub enum ConvKernel {
     /// every configuration; chosen on GPU-class devices for all but depthwise
     /// convolutions.
     Gemm,
+    /// [`ConvKernel::Gemm`] with its reduction cut into at most `splits` ranges of whole
+    /// 16-tap steps, each run by workgroups of its own that store their raw sums (f32, a
+    /// buffer of `splits` outputs), then a second dispatch that adds the ranges and
+    /// applies the bias and the store (`conv_gemm_reduce.wgsl`): `splits` times the
+    /// workgroups, for maps too small to fill a large GPU with the plain kernel's 32 x 32
+    /// tiles (3 x 3 64 -> 64 at 56 x 56 gives it 196). Needs a reduction of at least
+    /// `splits` steps (`C_in / groups * kH * kW >= 16 * splits`). Not chosen by
+    /// [`select_kernel`] yet: for the device benchmark to measure.
+    GemmSplitK {
+        /// The most reduction ranges (2 to 8).
+        splits: u32,
+    },
 }
 
 impl ConvKernel {
     /// Every variant and sub-variant, for tests that force each one (vector loads read
     /// the row buffer, so there is no depthwise variant with one and not the other).
-    pub const ALL: [ConvKernel; 19] = {
+    pub const ALL: [ConvKernel; 22] = {
         const fn d(row_buffer: bool, vector_loads: bool, vector_stores: bool) -> ConvKernel {
             ConvKernel::Depthwise {
                 row_buffer,
@@ -817,6 +829,9 @@ impl ConvKernel {
             ConvKernel::DepthwiseTexels,
             ConvKernel::DepthwiseTiled,
             ConvKernel::Gemm,
+            ConvKernel::GemmSplitK { splits: 4 },
+            ConvKernel::GemmSplitK { splits: 2 },
+            ConvKernel::GemmSplitK { splits: 8 },
         ]
     };
 
@@ -849,10 +864,9 @@ impl ConvKernel {
     /// The dispatches this kernel records for one convolution: two for
     /// [`ConvKernel::Im2colTexels`] (the columns, then the product), one for the others.
     pub fn dispatches(self) -> usize {
-        if self == ConvKernel::Im2colTexels {
-            2
-        } else {
-            1
+        match self {
+            ConvKernel::Im2colTexels | ConvKernel::GemmSplitK { .. } => 2,
+            _ => 1,
         }
     }
 
@@ -861,7 +875,10 @@ impl ConvKernel {
     pub fn applies_input_gate(self) -> bool {
         matches!(
             self,
-            ConvKernel::Pointwise { .. } | ConvKernel::PointwiseTexels | ConvKernel::Gemm
+            ConvKernel::Pointwise { .. }
+                | ConvKernel::PointwiseTexels
+                | ConvKernel::Gemm
+                | ConvKernel::GemmSplitK { .. }
         )
     }
 
@@ -932,6 +949,10 @@ impl ConvKernel {
                 params.is_depthwise() && depthwise_patch(params).0 <= DEPTHWISE_PATCH_MAX
             }
             ConvKernel::Gemm => true,
+            ConvKernel::GemmSplitK { splits } => {
+                let steps = params.in_per_group() * params.kernel_size.0 * params.kernel_size.1;
+                (2..=8).contains(&splits) && steps.div_ceil(GEMM_TILE.2) >= splits as usize
+            }
         }
     }
 }
@@ -1349,6 +1370,18 @@ uniform! {
         k: u32,
         oc_tiles: u32,
         px_tiles: u32,
+        splits: u32,
+        k_split: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/conv_gemm_reduce.wgsl`.
+    pub(crate) struct GemmReduceParams {
+        total: u32,
+        c_out: u32,
+        ohw: u32,
+        splits: u32,
     }
 }
 
@@ -1547,7 +1580,9 @@ specialize! {
 specialize! {
     /// The constants of `conv_gemm.wgsl`: the store, the input gate and the padding mode
     /// (the window is in its uniform).
-    struct GemmSpec { epilogue: Epilogue, gate: InputGate, pad_mode: PaddingMode }
+    struct GemmSpec {
+        epilogue: Epilogue, gate: InputGate, pad_mode: PaddingMode, partial: bool => "PARTIAL"
+    }
 }
 
 specialize! {
@@ -1629,10 +1664,15 @@ const CONV_GEMM: Kernel<GemmConvParams, GemmSpec> = Kernel::new(
         read("x"),
         read("wt"),
         read("bias"),
-        write("y"),
+        write_opt("y"),
         read_opt("res"),
         read_opt("gate"),
+        write_opt("part"),
     ],
+);
+const CONV_GEMM_REDUCE: Kernel<GemmReduceParams, Epilogue> = Kernel::new(
+    "conv_gemm_reduce.wgsl",
+    &[read("part"), read("bias"), write("y"), read_opt("res")],
 );
 const CONV_POINTWISE: Kernel<PointwiseParams, PointwiseSpec> = Kernel::new(
     "conv_pointwise.wgsl",
@@ -1731,6 +1771,7 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &CONV_DIRECT,
     &CONV_DIRECT_TEXELS,
     &CONV_GEMM,
+    &CONV_GEMM_REDUCE,
     &CONV_DEPTHWISE_TILED,
     &CONV_POINTWISE,
     &CONV_POINTWISE_SCALAR,
@@ -1892,14 +1933,25 @@ fn plan_depthwise_tiled(
     )
 }
 
-/// The GEMM kernel's dispatch for `p` from `input` to `out`.
+/// The reduction cut into at most `splits` ranges of whole steps: the taps per range and
+/// the number of ranges (1 and all the taps for the plain kernel).
+fn split_reduction(p: &Conv2dParams, splits: usize) -> (usize, usize) {
+    let k = p.in_per_group() * p.kernel_size.0 * p.kernel_size.1;
+    let steps = k.div_ceil(GEMM_TILE.2);
+    let per = steps.div_ceil(splits.max(1)) * GEMM_TILE.2;
+    (per, k.div_ceil(per))
+}
+
+/// The GEMM kernel's dispatch for `p` from `input` to `out`, its reduction cut into at
+/// most `splits` ranges (raw sums to `part`, [`plan_gemm_reduce`] then) where above 1.
 fn plan_gemm(
     p: &Conv2dParams,
-    input: [usize; 4],
-    out: [usize; 4],
+    (input, out): ([usize; 4], [usize; 4]),
+    splits: usize,
     (epilogue, gate): (Epilogue, InputGate),
 ) -> Launch {
     let [n, c_out, oh, ow] = out;
+    let (k_split, splits) = split_reduction(p, splits);
     let (tm, tn, _) = GEMM_TILE;
     let ((top, _), (left, _)) = p.pads();
     let (cin_pg, cout_pg) = (p.in_per_group(), p.out_per_group());
@@ -1926,17 +1978,42 @@ fn plan_gemm(
         k: (cin_pg * p.kernel_size.0 * p.kernel_size.1) as u32,
         oc_tiles: cout_pg.div_ceil(tm) as u32,
         px_tiles: (oh * ow).div_ceil(tn) as u32,
+        splits: splits as u32,
+        k_split: k_split as u32,
     };
+    // A split's first pass stores raw sums: one pipeline whatever the store.
+    let partial = splits > 1;
     let spec = GemmSpec {
-        epilogue,
+        epilogue: if partial {
+            Epilogue::default()
+        } else {
+            epilogue
+        },
         gate,
         pad_mode: p.padding_mode,
+        partial,
     };
-    let workgroups = n * p.groups * u.oc_tiles as usize * u.px_tiles as usize;
+    let workgroups = splits * n * p.groups * u.oc_tiles as usize * u.px_tiles as usize;
     CONV_GEMM
         .launch(&spec, &u)
         .workgroups(workgroups)
         .loops(gemm_loops(p))
+}
+
+/// The second dispatch of a split reduction ([`plan_gemm`]): the `splits` ranges of `out`
+/// added, then the bias and the store.
+fn plan_gemm_reduce(out: [usize; 4], splits: usize, epilogue: Epilogue) -> Launch {
+    let total = out.iter().product::<usize>();
+    let u = GemmReduceParams {
+        total: total as u32,
+        c_out: out[1] as u32,
+        ohw: (out[2] * out[3]) as u32,
+        splits: splits as u32,
+    };
+    CONV_GEMM_REDUCE
+        .launch(&epilogue, &u)
+        .threads(total)
+        .loops(loop_nest(&[Trip::Uniform(splits as u64)]))
 }
 
 /// The pointwise kernel's dispatch for `p` from `input` to `out`.
@@ -2153,7 +2230,11 @@ fn plan_gated(
             (true, Some((vector_loads, vector_stores))),
             epilogue,
         ),
-        ConvKernel::Gemm => plan_gemm(p, input, out, (epilogue, gate)),
+        ConvKernel::Gemm => plan_gemm(p, (input, out), 1, (epilogue, gate)),
+        // The first of its two dispatches (`record_gated` adds the second).
+        ConvKernel::GemmSplitK { splits } => {
+            plan_gemm(p, (input, out), splits as usize, (epilogue, gate))
+        }
         ConvKernel::DepthwiseTiled => plan_depthwise_tiled(p, input, out, epilogue),
         ConvKernel::Pointwise { vector_io } => {
             let kernel = if vector_io {
@@ -2751,7 +2832,17 @@ impl Conv2d {
         let input_gate = InputGate(gate.map(|(_, a)| a));
         let launch = plan_gated(&self.params, input.shape(), kernel, (epilogue, input_gate))?;
         let columns = self.record_im2col(rec, input, kernel)?;
-        let output = rec.empty("output", self.params.output_shape(input.shape())?)?;
+        let out_shape = self.params.output_shape(input.shape())?;
+        let output = rec.empty("output", out_shape)?;
+        // A split reduction's ranges, and the buffer of their raw sums.
+        let split = match kernel {
+            ConvKernel::GemmSplitK { splits } => {
+                let (_, ranges) = split_reduction(&self.params, splits as usize);
+                let len = ranges.saturating_mul(output.len());
+                Some((ranges, rec.alloc_f32("part", len)?))
+            }
+            _ => None,
+        };
         let weight = match kernel {
             ConvKernel::Depthwise { .. }
             | ConvKernel::DepthwiseTexels
@@ -2762,15 +2853,28 @@ impl Conv2d {
             .read("x", columns.as_ref().unwrap_or(input))
             .read("wt", weight)
             .read("bias", weights.bias()?)
-            .write("y", &output)
-            .read_opt("res", residual.map(|(r, _)| r))
             .read_opt("gate", gate.map(|(g, _)| g));
+        let args = match &split {
+            Some((_, part)) => args.write("part", part),
+            None => args
+                .write("y", &output)
+                .read_opt("res", residual.map(|(r, _)| r)),
+        };
         // The depthwise kernels also read the input as vec4s.
         let args = match kernel {
             ConvKernel::Depthwise { .. } | ConvKernel::DepthwiseTexels => args.read("x4", input),
             _ => args,
         };
         rec.run(&launch, args)?;
+        if let Some((ranges, part)) = &split {
+            let reduce = plan_gemm_reduce(out_shape, *ranges, epilogue);
+            let args = Args::new()
+                .read("part", part)
+                .read("bias", weights.bias()?)
+                .write("y", &output)
+                .read_opt("res", residual.map(|(r, _)| r));
+            rec.run(&reduce, args)?;
+        }
         Ok(output)
     }
 
@@ -3041,6 +3145,63 @@ mod tests {
     fn field<U: crate::launch::Uniform>(launch: &Launch, name: &str) -> u32 {
         let (_, offset) = U::fields().into_iter().find(|(n, _)| *n == name).unwrap();
         u32::from_ne_bytes(launch.uniform[offset..offset + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn split_reductions_cover_every_tap_once_in_whole_steps() {
+        for (cin, k, splits) in [(64, 3, 4), (5, 3, 2), (7, 3, 8), (128, 3, 8), (2, 4, 2)] {
+            let p = Conv2dParams::new(cin, 8, k);
+            let taps = cin * k * k;
+            let (per, ranges) = split_reduction(&p, splits);
+            assert_eq!(per % GEMM_TILE.2, 0, "{cin} {k} {splits}");
+            assert!(ranges <= splits && ranges * per >= taps && (ranges - 1) * per < taps);
+            let supported = ConvKernel::GemmSplitK {
+                splits: splits as u32,
+            }
+            .supports(&p, [1, cin, 9, 9]);
+            assert_eq!(supported, taps.div_ceil(GEMM_TILE.2) >= splits, "{cin} {k}");
+            if supported {
+                assert!(ranges >= 2, "{cin} {k} {splits}: {ranges}");
+            }
+        }
+    }
+
+    /// The split reduction's second pass applies the whole store: bias, activation, a
+    /// residual and a channel shuffle, as the plain GEMM does (batch 2, groups, odd map).
+    #[test]
+    fn a_split_reduction_stores_as_the_plain_gemm() {
+        let gpu = Gpu::new().unwrap();
+        let params = Conv2dParams::new(12, 8, 3)
+            .groups(2)
+            .padding(1)
+            .dilation(2)
+            .activation(Activation::HardSwish);
+        let input = [2, 12, 7, 9];
+        let value = |i: usize| ((i * 37 % 23) as f32 - 11.0) / 8.0;
+        let w = Array4::from_shape_fn(params.weight_shape(), |(a, b, c, d)| {
+            value(a * 29 + b * 7 + c * 3 + d)
+        });
+        let bias = ndarray::Array1::from_shape_fn(8, |i| value(i + 5));
+        let conv = Conv2d::new(&gpu, params, w.view(), Some(bias.view())).unwrap();
+        let x = Array4::from_shape_fn(input, |(n, c, h, w)| value(n * 131 + c * 17 + h * 5 + w));
+        let out = params.output_shape(input).unwrap();
+        let r = Array4::from_shape_fn(out, |(n, c, h, w)| value(n + c * 3 + h * 7 + w * 11));
+        let (xt, rt) = (gpu.upload(x.view()).unwrap(), gpu.upload(r.view()).unwrap());
+        let run = |kernel: ConvKernel| {
+            let mut rec = gpu.recorder();
+            let joined = (&rt, ResidualJoin::AfterActivation);
+            let y = conv.record(&mut rec, &xt, kernel, 4, Some(joined)).unwrap();
+            assert_eq!(rec.dispatch_count(), kernel.dispatches(), "{kernel:?}");
+            rec.download(&y).unwrap()
+        };
+        let want = run(ConvKernel::Gemm);
+        for splits in [2, 4] {
+            let kernel = ConvKernel::GemmSplitK { splits };
+            assert!(kernel.supports(&params, input));
+            let got = run(kernel);
+            // Values in eighths: every partial sum is exact, whatever the order.
+            assert_eq!(got, want, "{kernel:?}");
+        }
     }
 
     #[test]
