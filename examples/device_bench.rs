@@ -376,9 +376,16 @@ fn layers(gpu: &Gpu, quick: bool) -> AnyResult<()> {
         ndarray::Array4::from_shape_fn(small, |(_, c, h, w)| ((c + h + w) % 7) as f32).view(),
     )?;
     let bilinear = UpsampleParams::bilinear(false).scale_factor(2.0);
-    let ops: [(&str, f64, &OpFn); 4] = [
+    let ops: [(&str, f64, &OpFn); 6] = [
         ("copy_128_512", 2.0 * elems, &|rec| {
             segblocks::ops::copy::copy(rec, &a)
+        }),
+        // The copy with more vec4s in flight per invocation (`copy_with`): not chosen yet.
+        ("copy_2vec4_128_512", 2.0 * elems, &|rec| {
+            segblocks::ops::copy::copy_with(rec, &a, 2)
+        }),
+        ("copy_4vec4_128_512", 2.0 * elems, &|rec| {
+            segblocks::ops::copy::copy_with(rec, &a, 4)
         }),
         ("relu_128_512", 2.0 * elems, &|rec| {
             segblocks::ops::channel::activation(rec, &a, Activation::Relu)

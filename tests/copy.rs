@@ -1,5 +1,6 @@
 //! Padding (`F.pad` on the last two dimensions) against PyTorch's golden results and the
 //! CPU reference: every mode, pads of either sign, batch > 1; bad pads are typed errors.
+//! The plain copy with every count of vec4s per invocation, at both precisions.
 
 mod common;
 
@@ -129,6 +130,60 @@ fn bad_pads_are_typed_errors() {
         assert!(
             matches!(e, Err(Error::InvalidParam { name: "pad", .. })),
             "{params:?}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn copies_move_every_value_whatever_they_take_per_invocation() {
+    use segblocks::ops::copy::copy_with;
+    use segblocks::{Gpu, GpuOptions, Precision};
+    let half = Gpu::with_options(GpuOptions {
+        precision: Precision::F16,
+        ..GpuOptions::default()
+    })
+    .unwrap();
+    let mut r = rng(5);
+    // One value, a tail of 1 in the last vec4, vec4 counts that 2, 3 and 4 do not divide,
+    // a large even one.
+    for shape in [
+        [1, 1, 1, 1],
+        [1, 3, 5, 7],
+        [2, 3, 7, 5],
+        [1, 1, 1, 4097],
+        [2, 4, 16, 16],
+    ] {
+        // Quarters: exact in f16 too.
+        let x = random4(&mut r, shape).mapv(|v| (v * 16.0).round() / 4.0);
+        for gpu in [gpu(), &half] {
+            let xt = gpu.upload(x.view()).unwrap();
+            for per in 1..=4 {
+                let mut rec = gpu.recorder();
+                let y = copy_with(&mut rec, &xt, per).unwrap();
+                assert_eq!(
+                    rec.download(&y).unwrap(),
+                    x,
+                    "{shape:?} {per} {:?}",
+                    gpu.precision()
+                );
+            }
+        }
+    }
+    let gpu = gpu();
+    let xt = gpu
+        .upload(Array4::<f32>::zeros([1, 1, 2, 2]).view())
+        .unwrap();
+    for per in [0, 5] {
+        let mut rec = gpu.recorder();
+        assert!(
+            matches!(
+                copy_with(&mut rec, &xt, per),
+                Err(Error::InvalidParam {
+                    name: "vec4s_per_invocation",
+                    ..
+                })
+            ),
+            "{per}"
         );
     }
 }

@@ -13,8 +13,20 @@ uniform! {
     pub(crate) struct CopyParams {
         /// Number of vec4 elements.
         len4: u32,
+        /// Invocations: `ceil(len4 / PER)`.
+        threads: u32,
     }
 }
+
+specialize! {
+    /// `PER` of `shaders/copy.wgsl`: vec4s each invocation copies.
+    struct CopySpec { per: u32 => "PER" }
+}
+
+/// The vec4s each invocation of [`copy`] moves: one. On the NVIDIA H200 a copy of one
+/// vec4 an invocation reached 0.54x PyTorch's bandwidth (f32) and half that in f16;
+/// [`copy_with`] runs the others for the device benchmark to compare before any is chosen.
+pub const COPY_VEC4S_PER_INVOCATION: usize = 1;
 
 uniform! {
     /// `shaders/crop.wgsl`.
@@ -54,7 +66,7 @@ specialize! {
     struct PadSpec { mode: u32 => "PAD_MODE" }
 }
 
-const COPY: Kernel<CopyParams> = Kernel::new("copy.wgsl", &[read("x"), write("y")]);
+const COPY: Kernel<CopyParams, CopySpec> = Kernel::new("copy.wgsl", &[read("x"), write("y")]);
 const CROP: Kernel<CropParams> = Kernel::new("crop.wgsl", &[read("x"), write("y")]);
 const PAD: Kernel<PadParams, PadSpec> = Kernel::new("pad.wgsl", &[read("x"), write("y")]);
 
@@ -282,19 +294,40 @@ pub fn crop(rec: &mut Recorder<'_>, params: &CropParams2d, input: &Tensor) -> Re
     Ok(y)
 }
 
-/// The copy of a tensor of `shape`.
-fn plan(shape: [usize; 4]) -> Launch {
+/// The copy of a tensor of `shape`, `per` vec4s an invocation.
+fn plan(shape: [usize; 4], per: usize) -> Launch {
     let len4 = shape.iter().product::<usize>().div_ceil(4);
-    COPY.launch(&(), &CopyParams { len4: len4 as u32 })
-        .threads(len4)
+    let threads = len4.div_ceil(per);
+    let u = CopyParams {
+        len4: len4 as u32,
+        threads: threads as u32,
+    };
+    COPY.launch(&CopySpec { per: per as u32 }, &u)
+        .threads(threads)
+        .loops(2 * per as u64)
 }
 
 /// Records a copy of `input` into a new tensor.
 pub fn copy(rec: &mut Recorder<'_>, input: &Tensor) -> Result<Tensor> {
+    copy_with(rec, input, COPY_VEC4S_PER_INVOCATION)
+}
+
+/// [`copy`] with each invocation moving `vec4s_per_invocation` (1 to 4) vec4s: the
+/// variants the device benchmark compares.
+pub fn copy_with(
+    rec: &mut Recorder<'_>,
+    input: &Tensor,
+    vec4s_per_invocation: usize,
+) -> Result<Tensor> {
+    fail_if(
+        !(1..=4).contains(&vec4s_per_invocation),
+        "vec4s_per_invocation",
+        || format!("must be 1 to 4, got {vec4s_per_invocation}"),
+    )?;
     input.check_gpu(rec.gpu(), "input")?;
     let y = rec.empty("output", input.shape())?;
     rec.run(
-        &plan(input.shape()),
+        &plan(input.shape(), vec4s_per_invocation),
         Args::new().read("x", input).write("y", &y),
     )?;
     Ok(y)
