@@ -2,7 +2,7 @@
 //! 116-channel halves, ShuffleNetV2's shuffled pair (against concat then shuffle), a
 //! 116-channel narrow, a 28 x 28 crop of 232 x 34 x 34, residual add, and an SE block on 96 x 28 x 28, each next to a plain
 //! buffer copy of the same feature map on the same adapter in the same run (GB/s from
-//! the bytes each op must move).
+//! the bytes each op must move); the copy also with 2 and 4 vec4s per invocation.
 
 mod common;
 
@@ -19,6 +19,17 @@ fn bench(c: &mut Criterion) {
     common::bench_copy(&mut g, &gpu, shape);
     let x = common::input(shape);
     let bytes = 8 * x.len() as u64;
+    // The copy with 2 and 4 vec4s per invocation (`copy_with`, for GPUs to compare).
+    for per in [2, 4] {
+        common::bench_bytes(
+            &mut g,
+            &gpu,
+            &format!("copy_{per}vec4_232_28"),
+            &x,
+            bytes,
+            |r, t| segblocks::ops::copy::copy_with(r, t, per),
+        );
+    }
     common::bench_bytes(
         &mut g,
         &gpu,
