@@ -349,7 +349,15 @@ fn layers(gpu: &Gpu, quick: bool) -> AnyResult<()> {
             }
         }
         for kernel in kernels {
-            let (ms, wall) = time_op(gpu, &|rec| conv.forward_with(rec, &x, kernel))?;
+            // A variant may refuse the layer (a split's sums past one binding): said, and
+            // the suite goes on.
+            let (ms, wall) = match time_op(gpu, &|rec| conv.forward_with(rec, &x, kernel)) {
+                Ok(t) => t,
+                Err(e) => {
+                    println!("    {who} {name} {kernel:?}: {e}");
+                    continue;
+                }
+            };
             let indent = if kernel == chosen { "" } else { "    " };
             println!(
                 "{indent}{who} {name} {ms:.4} ms ({:.1} GFLOP/s) {kernel:?}, wall {wall:.4} ms",

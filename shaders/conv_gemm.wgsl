@@ -106,7 +106,8 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let t3 = t2 / p.groups;
     let n = t3 % p.n;
     let split = t3 / p.n;
-    // A folded grid's overhang: such workgroups still reach every barrier.
+    // A folded grid's overhang: such workgroups run no reduction step (k_begin >= k,
+    // the same for all of a workgroup's invocations, so no barrier is skipped by some).
     let live = split < p.splits;
     let k_begin = split * p.k_split;
     let k_end = min(k_begin + p.k_split, p.k);

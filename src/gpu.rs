@@ -93,7 +93,8 @@ pub struct GpuOptions {
     /// none): a dispatch that binds the same pipeline, buffers and parameter slot as an
     /// earlier one (the same network on the next frame) reuses its bind group instead of
     /// creating one, a third of what recording a dispatch costs the host. Cached bind
-    /// groups keep the buffers they bind alive until [`Gpu::trim_pool`] or eviction.
+    /// groups keep what they bind alive until [`Gpu::trim_pool`] or eviction: buffers,
+    /// textures, and pipelines the pipeline cache has evicted.
     pub max_cached_bind_groups: Option<usize>,
     /// Submit a recording's work every this many dispatches while it is being recorded
     /// ([`Recorder::flush`]), so that the device starts on the first layers while the host
@@ -1608,6 +1609,7 @@ impl Gpu {
             params: Vec::new(),
             unsubmitted: 0,
             submissions: 0,
+            flush_failed: None,
         }
     }
 
@@ -2054,6 +2056,9 @@ pub struct Recorder<'g> {
     unsubmitted: usize,
     /// Queue submissions of this recording's work so far ([`Recorder::flush`]).
     submissions: usize,
+    /// Why a flush failed: part of the work never ran, so the recording cannot be
+    /// submitted ([`Recorder::submit`] returns this).
+    flush_failed: Option<String>,
 }
 
 /// A buffer of dispatch parameters shared by up to [`PARAM_CHUNK`] bytes of a recording's
@@ -2117,19 +2122,34 @@ impl<'g> Recorder<'g> {
     /// norm counting its batches: it must not count one whose statistics never update),
     /// while profiling (each dispatch is timed in the recording's one submission), in a
     /// planning recorder, and when nothing new was recorded.
+    ///
+    /// A flush that fails returns the error, and so does the recording's submission
+    /// afterwards: the work it carried never runs, so the outputs never become readable.
     pub fn flush(&mut self) -> Result<()> {
-        if !self.on_submit.is_empty() || self.profiling.is_some() || self.planned.is_some() {
+        let waiting = !self.on_submit.is_empty() || self.profiling.is_some();
+        if waiting || self.planned.is_some() || self.flush_failed.is_some() {
             return Ok(());
         }
         self.pass = None;
-        self.flush_params()?;
-        if let Some(encoder) = self.encoder.take() {
+        let submitted = self.flush_params().and_then(|()| {
+            let Some(encoder) = self.encoder.take() else {
+                return Ok(false);
+            };
             let queue = &self.gpu.inner.queue;
             self.gpu.scoped(|| queue.submit([encoder.finish()]))?;
-            self.submissions += 1;
+            Ok(true)
+        });
+        match submitted {
+            Ok(submitted) => {
+                self.submissions += usize::from(submitted);
+                self.unsubmitted = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self.flush_failed = Some(e.to_string());
+                Err(e)
+            }
         }
-        self.unsubmitted = 0;
-        Ok(())
     }
 
     /// Number of op outputs so far written into buffers freed earlier in this recording.
@@ -3074,6 +3094,12 @@ impl<'g> Recorder<'g> {
 
     fn finish(mut self) -> Result<wgpu::SubmissionIndex> {
         self.pass = None;
+        if let Some(why) = self.flush_failed.take() {
+            self.settle(false);
+            return Err(Error::Gpu(format!(
+                "part of this recording's work failed to submit (Recorder::flush): {why}"
+            )));
+        }
         if let Err(e) = self.flush_params() {
             self.settle(false);
             return Err(e);

@@ -350,7 +350,7 @@ impl Architecture for SmpDptConfig {
 
 /// DPT's resampling of the `i`-th feature's patch grid: `patch_size / 2^(i + 2)`.
 fn reassemble_factor(patch_size: usize, i: usize) -> f64 {
-    patch_size as f64 / f64::from(1u32 << (i + 2))
+    patch_size as f64 / 2f64.powi(i.min(60) as i32 + 2)
 }
 
 /// The side of a feature map of `grid` patches after [`reassemble`] by `factor`.

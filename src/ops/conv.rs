@@ -777,9 +777,10 @@ pub enum ConvKernel {
     /// buffer of `splits` outputs), then a second dispatch that adds the ranges and
     /// applies the bias and the store (`conv_gemm_reduce.wgsl`): `splits` times the
     /// workgroups, for maps too small to fill a large GPU with the plain kernel's 32 x 32
-    /// tiles (3 x 3 64 -> 64 at 56 x 56 gives it 196). Needs a reduction of at least
-    /// `splits` steps (`C_in / groups * kH * kW >= 16 * splits`). Not chosen by
-    /// [`select_kernel`] yet: for the device benchmark to measure.
+    /// tiles (3 x 3 64 -> 64 at 56 x 56 gives it 196). Needs at least `splits` steps
+    /// (`ceil(C_in / groups * kH * kW / 16) >= splits`); a layer whose `splits` outputs
+    /// would not fit one storage binding is refused with [`Error::TooLarge`] naming
+    /// `kernel`. Not chosen by [`select_kernel`] yet: for the device benchmark to measure.
     GemmSplitK {
         /// The most reduction ranges (2 to 8).
         splits: u32,
@@ -862,7 +863,9 @@ impl ConvKernel {
     }
 
     /// The dispatches this kernel records for one convolution: two for
-    /// [`ConvKernel::Im2colTexels`] (the columns, then the product), one for the others.
+    /// [`ConvKernel::Im2colTexels`] (the columns, then the product) and
+    /// [`ConvKernel::GemmSplitK`] (the ranges' sums, then their total and the store), one
+    /// for the others.
     pub fn dispatches(self) -> usize {
         match self {
             ConvKernel::Im2colTexels | ConvKernel::GemmSplitK { .. } => 2,
@@ -2831,17 +2834,25 @@ impl Conv2d {
         };
         let input_gate = InputGate(gate.map(|(_, a)| a));
         let launch = plan_gated(&self.params, input.shape(), kernel, (epilogue, input_gate))?;
-        let columns = self.record_im2col(rec, input, kernel)?;
         let out_shape = self.params.output_shape(input.shape())?;
-        let output = rec.empty("output", out_shape)?;
-        // A split reduction's ranges, and the buffer of their raw sums.
+        // A split reduction's ranges and the length of their raw sums, checked before
+        // anything is recorded: within one binding and u32 indices.
         let split = match kernel {
             ConvKernel::GemmSplitK { splits } => {
                 let (_, ranges) = split_reduction(&self.params, splits as usize);
-                let len = ranges.saturating_mul(output.len());
-                Some((ranges, rec.alloc_f32("part", len)?))
+                let len = ranges.saturating_mul(out_shape.iter().product());
+                let gpu = rec.gpu();
+                gpu.check_binding_size("kernel", (len as u64).saturating_mul(4))?;
+                check_dims("kernel", &[len, 1, 1, 1])?;
+                Some((ranges, len))
             }
             _ => None,
+        };
+        let columns = self.record_im2col(rec, input, kernel)?;
+        let output = rec.empty("output", out_shape)?;
+        let split = match split {
+            Some((ranges, len)) => Some((ranges, rec.alloc_f32("kernel", len)?)),
+            None => None,
         };
         let weight = match kernel {
             ConvKernel::Depthwise { .. }
@@ -3164,6 +3175,31 @@ mod tests {
                 assert!(ranges >= 2, "{cin} {k} {splits}: {ranges}");
             }
         }
+    }
+
+    /// Raw sums past one storage binding: a typed error naming the kernel, before anything
+    /// is recorded.
+    #[test]
+    fn a_split_past_one_binding_is_refused_by_name() {
+        let gpu = Gpu::with_options(crate::GpuOptions {
+            max_storage_buffer_binding_size: Some(1 << 17),
+            ..Default::default()
+        })
+        .unwrap();
+        let params = Conv2dParams::new(32, 16, 3).padding(1).bias(false);
+        let w = Array4::zeros(params.weight_shape());
+        let conv = Conv2d::new(&gpu, params, w.view(), None).unwrap();
+        // 16 x 32 x 32 outputs: 64 KiB, four ranges of them 256 KiB, the input 128 KiB.
+        let x = gpu.upload(Array4::zeros([1, 32, 32, 32]).view()).unwrap();
+        let mut rec = gpu.recorder();
+        let e = conv.forward_with(&mut rec, &x, ConvKernel::GemmSplitK { splits: 4 });
+        assert!(
+            matches!(e, Err(Error::TooLarge { name: "kernel", .. })),
+            "{e:?}"
+        );
+        assert_eq!(rec.dispatch_count(), 0);
+        let y = conv.forward_with(&mut rec, &x, ConvKernel::Gemm).unwrap();
+        assert_eq!(rec.download(&y).unwrap().shape(), &[1, 16, 32, 32]);
     }
 
     /// The split reduction's second pass applies the whole store: bias, activation, a
