@@ -2130,18 +2130,9 @@ impl<'g> Recorder<'g> {
         if waiting || self.planned.is_some() || self.flush_failed.is_some() {
             return Ok(());
         }
-        self.pass = None;
-        let submitted = self.flush_params().and_then(|()| {
-            let Some(encoder) = self.encoder.take() else {
-                return Ok(false);
-            };
-            let queue = &self.gpu.inner.queue;
-            self.gpu.scoped(|| queue.submit([encoder.finish()]))?;
-            Ok(true)
-        });
-        match submitted {
-            Ok(submitted) => {
-                self.submissions += usize::from(submitted);
+        match self.submit_recorded() {
+            Ok(index) => {
+                self.submissions += usize::from(index.is_some());
                 self.unsubmitted = 0;
                 Ok(())
             }
@@ -2150,6 +2141,20 @@ impl<'g> Recorder<'g> {
                 Err(e)
             }
         }
+    }
+
+    /// Ends the compute pass, writes the parameters recorded so far and submits the
+    /// commands recorded since the last submission, if any (the recording goes on).
+    fn submit_recorded(&mut self) -> Result<Option<wgpu::SubmissionIndex>> {
+        self.pass = None;
+        self.flush_params()?;
+        let Some(encoder) = self.encoder.take() else {
+            return Ok(None);
+        };
+        let queue = &self.gpu.inner.queue;
+        self.gpu
+            .scoped(|| queue.submit([encoder.finish()]))
+            .map(Some)
     }
 
     /// Number of op outputs so far written into buffers freed earlier in this recording.
@@ -2583,15 +2588,12 @@ impl<'g> Recorder<'g> {
 
     /// The fallback: submits what is recorded and waits; returns the host time in ms.
     fn synchronise(&mut self) -> Result<f64> {
-        self.pass = None;
-        self.flush_params()?;
-        let Some(encoder) = self.encoder.take() else {
+        let start = std::time::Instant::now();
+        let Some(index) = self.submit_recorded()? else {
             return Ok(0.0);
         };
-        let inner = &self.gpu.inner;
-        let start = std::time::Instant::now();
-        let index = self.gpu.scoped(|| inner.queue.submit([encoder.finish()]))?;
-        inner
+        self.gpu
+            .inner
             .device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(index),
