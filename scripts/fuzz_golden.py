@@ -661,6 +661,9 @@ def networks(fz, count, out):
     # smp's timm (`tu-`) ResNets and EfficientNets go there too (timm's dilation rule).
     TIMM += ["tu-resnet18", "tu-resnet26", "tu-resnext50_32x4d", "tu-efficientnet_b0",
              "tu-efficientnet_lite0"]
+    # timm's MobileNetV3s, TensorFlow-padded ones and smp's deprecated names for them too.
+    TIMM += ["tu-mobilenetv3_large_100", "tu-mobilenetv3_small_050",
+             "tu-tf_mobilenetv3_small_minimal_100", "timm-mobilenetv3_large_075"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only).
     MIT = ["mit_b0", "mit_b1"]
@@ -936,7 +939,7 @@ def networks(fz, count, out):
     # SegNet's max_unpool2d has no kernel PyTorch calls deterministic (it is a sequential
     # loop on the CPU).
     torch.use_deterministic_algorithms(False)
-    m.main(cases, os.path.join(out, "networks"))
+    m.main(cases, os.path.join(out, "networks"), skip_refused=True)
     torch.use_deterministic_algorithms(True)
 
 

@@ -1245,6 +1245,18 @@ fn smp_fpn_reference_matches_smp() {
     reference_matches(&net, "smp_fpn_mobilenet_v2_cat_depth4");
 }
 
+/// The CPU reference of an smp Unet on timm's TensorFlow-padded minimal MobileNetV3 at an
+/// odd size (each strided window's extra leading row and column, `Op::PadToTfSame`)
+/// against smp's output.
+#[test]
+fn smp_unet_tf_mobilenetv3_reference_matches_smp() {
+    let cfg = SmpUnetConfig::new("tu-tf_mobilenetv3_small_minimal_100", 3, 2)
+        .unwrap()
+        .depth(5, &[16, 16, 8, 8, 8]);
+    let net = SmpUnet::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
+    reference_matches(&net, "smp_unet_tu_tf_mobilenetv3_small_minimal_100_odd");
+}
+
 /// The CPU references of the decoders and encoders whose reference differs from their GPU
 /// path: MobileOne's blocks (every trained branch against the folded convolution), PAN's
 /// gated skips and SENet's block ends (gate, skip and ReLU in one pass on the GPU).
@@ -1606,8 +1618,10 @@ fn smp_dpt_bad_configurations_are_typed_errors() {
 
 /// smp's timm (`tu-`) ResNets and EfficientNets: each ResNet name builds timm's blocks,
 /// stage depths, groups and widths (listed from timm 1.0), each gives smp's feature
-/// widths; timm models this library does not have (the deep-stem `d` variants, ConvNeXt,
-/// the TensorFlow-padded `tf_` EfficientNets, an empty name) are typed errors.
+/// widths, and so does each MobileNetV3 name (smp's deprecated `timm-mobilenetv3_*` too);
+/// timm models this library does not have (the deep-stem `d` variants, ConvNeXt, the
+/// TensorFlow-padded `tf_` EfficientNets, MobileNetV3s timm does not register, smp's
+/// deprecated `timm-regnet*`, an empty name) are typed errors.
 #[test]
 fn timm_universal_names_are_timm_configurations() {
     use segblocks::networks::ResNetBlock;
@@ -1665,6 +1679,37 @@ fn timm_universal_names_are_timm_configurations() {
         );
         assert_eq!(encoder.channels(3), widths, "{name}");
     }
+    // timm's own MobileNetV3s: smp's widths (listed from smp 0.6.0 / timm 1.0), the small
+    // model's stride-2 one the stem's, the last one the 1x1 convolution's.
+    let mobilenets = [
+        ("tu-mobilenetv3_large_075", [3, 16, 24, 32, 88, 720]),
+        (
+            "tu-mobilenetv3_large_100.ra_in1k",
+            [3, 16, 24, 40, 112, 960],
+        ),
+        ("tu-mobilenetv3_small_050", [3, 16, 8, 16, 24, 288]),
+        ("tu-mobilenetv3_small_075", [3, 16, 16, 24, 40, 432]),
+        ("tu-mobilenetv3_small_100", [3, 16, 16, 24, 48, 576]),
+        ("tu-tf_mobilenetv3_large_075", [3, 16, 24, 32, 88, 720]),
+        (
+            "tu-tf_mobilenetv3_large_minimal_100",
+            [3, 16, 24, 40, 112, 960],
+        ),
+        (
+            "tu-tf_mobilenetv3_small_minimal_100",
+            [3, 16, 16, 24, 48, 576],
+        ),
+        ("timm-mobilenetv3_small_075", [3, 16, 16, 24, 40, 432]),
+        ("timm-mobilenetv3_large_100", [3, 16, 24, 40, 112, 960]),
+    ];
+    for (name, widths) in mobilenets {
+        let encoder = SmpEncoder::from_name(name).unwrap();
+        assert!(
+            matches!(encoder, SmpEncoder::TimmUniversalMobileNetV3(_)),
+            "{name}"
+        );
+        assert_eq!(encoder.channels(3), widths, "{name}");
+    }
     for bad in [
         "tu-resnet18d",
         "tu-convnext_tiny",
@@ -1673,6 +1718,12 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-tf_efficientnet_b0",
         "tu-efficientnet_b9",
         "tu-efficientnet_lite5",
+        "tu-mobilenetv3_large_150d",
+        "tu-mobilenetv3_rw",
+        "tu-tf_mobilenetv3_small_050",
+        "tu-mobilenetv3_large_minimal_100",
+        "timm-mobilenetv3_small_050",
+        "timm-regnetx_002",
     ] {
         named(SmpEncoder::from_name(bad).err(), "encoder_name");
     }

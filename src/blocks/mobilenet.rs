@@ -175,10 +175,27 @@ pub(crate) type BlockLayers = (Option<ConvBnAct>, ConvBnAct, Option<SeNode>, Con
 pub(crate) fn inverted_residual_graph(
     gpu: &Gpu,
     skip: bool,
-    (expand, depthwise, se, project): BlockLayers,
+    layers: BlockLayers,
     names: [&str; 4],
 ) -> Result<Graph> {
-    let fused = match fusable(skip, expand.as_ref(), &depthwise, se.as_ref(), &project) {
+    padded_inverted_residual_graph(gpu, skip, layers, names, None)
+}
+
+/// [`inverted_residual_graph`] with `pad` (a padding op, named after the depthwise layer
+/// with `.pad`) run on the depthwise layer's input: timm's TensorFlow-padded strided
+/// blocks, which the fused kernel does not run.
+pub(crate) fn padded_inverted_residual_graph(
+    gpu: &Gpu,
+    skip: bool,
+    (expand, depthwise, se, project): BlockLayers,
+    names: [&str; 4],
+    pad: Option<super::Op>,
+) -> Result<Graph> {
+    let fusable = match pad {
+        Some(_) => None,
+        None => fusable(skip, expand.as_ref(), &depthwise, se.as_ref(), &project),
+    };
+    let fused = match fusable {
         Some(params) => {
             let e = expand.as_ref().map(|l| l.folded()).transpose()?;
             let (d, p) = (depthwise.folded()?, project.folded()?);
@@ -199,6 +216,9 @@ pub(crate) fn inverted_residual_graph(
     let mut y = x;
     if let Some(l) = expand {
         y = g.add(names[0], l, &[y]);
+    }
+    if let Some(pad) = pad {
+        y = g.add(format!("{}.pad", names[1]), pad, &[y]);
     }
     y = g.add(names[1], depthwise, &[y]);
     // The SE's scale is applied by the projection as it reads its input (one pass and one

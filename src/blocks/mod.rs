@@ -33,7 +33,9 @@ pub use deeplab::{Aspp, AsppConfig};
 pub use densenet::{DenseBlock, DenseBlockConfig};
 pub use fcn::{FcnHead, FcnHeadConfig};
 pub use graph::Graph;
-pub(crate) use mobilenet::{inverted_residual_graph as mbconv_graph, v3_block_graph};
+pub(crate) use mobilenet::{
+    inverted_residual_graph as mbconv_graph, padded_inverted_residual_graph, v3_block_graph,
+};
 pub use mobilenet::{
     make_divisible, DepthwiseSeparableBlock, DepthwiseSeparableConfig, InvertedResidual,
     InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config,

@@ -663,6 +663,14 @@ pub(crate) enum Op {
     /// Zero padding (or cropping) to the size of the shape input, split as milesial's
     /// U-Net does: `diff // 2` before, the rest after.
     PadLike,
+    /// The zero padding that TensorFlow's `'SAME'` ([`tf_same_padding`]) gives this
+    /// convolution's input beyond the convolution's own padding (timm's `Conv2dSame`,
+    /// whose padding follows the input's size): the convolution keeps the padding of the
+    /// common case, and only other sizes take a pass (a strided window on an odd axis:
+    /// one leading row or column). Padding that TensorFlow's would not cover is an error.
+    ///
+    /// [`tf_same_padding`]: crate::ops::conv::tf_same_padding
+    PadToTfSame(Conv2dParams),
     /// Concatenation of every input along channels.
     Concat,
     /// ShuffleNetV2's `channel_shuffle(cat([a[:, :C_b], b]), 2)` of inputs `(a, b)`, two
@@ -740,6 +748,28 @@ impl Op {
                 let ((top, bottom), (left, right)) = (split(s[2], x[2]), split(s[3], x[3]));
                 Some(Pad2dParams::new((left, right, top, bottom)))
             }
+            Op::PadToTfSame(conv) => {
+                let (kh, kw) = conv.kernel_size;
+                let ((top, bottom), (left, right)) = conv.pads();
+                let rest = |x: usize, k, s, d, before: usize, after: usize| {
+                    let (b, a) = crate::ops::conv::tf_same_padding(x, k, s, d);
+                    let fits = b >= before && a >= after;
+                    fits.then(|| ((b - before) as i64, (a - after) as i64))
+                };
+                let rows = rest(x[2], kh, conv.stride.0, conv.dilation.0, top, bottom);
+                let cols = rest(x[3], kw, conv.stride.1, conv.dilation.1, left, right);
+                let ((t, b), (l, r)) =
+                    rows.zip(cols).ok_or_else(|| crate::Error::InvalidParam {
+                        name: "padding",
+                        reason: format!(
+                            "{:?} exceeds TensorFlow's 'SAME' padding of a {kh}x{kw} window \
+                             at stride {:?} on {x:?}",
+                            conv.pads(),
+                            conv.stride
+                        ),
+                    })?;
+                Some(Pad2dParams::new((l, r, t, b)))
+            }
             _ => None,
         })
     }
@@ -787,7 +817,9 @@ impl Node for Op {
                 vec![self.resize(inputs)?.expect("resize").output_shape(x)?]
             }
             Op::Upsample(p) => vec![p.output_shape(x)?],
-            Op::PadLike => vec![self.pad(x, inputs)?.expect("pad").output_shape(x)?],
+            Op::PadLike | Op::PadToTfSame(_) => {
+                vec![self.pad(x, inputs)?.expect("pad").output_shape(x)?]
+            }
             Op::Concat => {
                 let mut c = 0;
                 for s in &inputs.values {
@@ -844,7 +876,7 @@ impl Node for Op {
             Op::MaxUnpool(_) => self.unpool(inputs)?.expect("unpool").cost(x)?,
             Op::ResizeLike(_) => self.resize(inputs)?.expect("resize").cost(x)?,
             Op::Upsample(p) => p.cost(x)?,
-            Op::PadLike => match self.pad(x, inputs)?.expect("pad") {
+            Op::PadLike | Op::PadToTfSame(_) => match self.pad(x, inputs)?.expect("pad") {
                 p if p.pad == (0, 0, 0, 0) => Cost::default(),
                 p => p.cost(x)?,
             },
@@ -904,11 +936,13 @@ impl Node for Op {
                 one(upsample::upsample(rec, &p, t(0)?)?)
             }
             Op::Upsample(p) => one(upsample::upsample(rec, p, t(0)?)?),
-            Op::PadLike => match self.pad(t(0)?.shape(), inputs)?.expect("pad") {
-                // Sizes that already match: the input itself, no pass.
-                p if p.pad == (0, 0, 0, 0) => one(t(0)?.clone()),
-                p => one(crate::ops::copy::pad2d(rec, &p, t(0)?)?),
-            },
+            Op::PadLike | Op::PadToTfSame(_) => {
+                match self.pad(t(0)?.shape(), inputs)?.expect("pad") {
+                    // Sizes that already match: the input itself, no pass.
+                    p if p.pad == (0, 0, 0, 0) => one(t(0)?.clone()),
+                    p => one(crate::ops::copy::pad2d(rec, &p, t(0)?)?),
+                }
+            }
             Op::Concat => one(channel::concat(rec, &inputs.all(Value::tensor)?)?),
             Op::ShufflePair => one(channel::shuffle_pair(rec, t(0)?, t(1)?)?),
             Op::Narrow(start, length) => one(channel::narrow(rec, t(0)?, *start, *length)?),
@@ -964,7 +998,7 @@ impl Node for Op {
                 one(reference::upsample::upsample(&p, t(0)?)?)
             }
             Op::Upsample(p) => one(reference::upsample::upsample(p, t(0)?)?),
-            Op::PadLike => {
+            Op::PadLike | Op::PadToTfSame(_) => {
                 let x = t(0)?;
                 let (n, c, h, w) = x.dim();
                 let p = self.pad([n, c, h, w], inputs)?.expect("pad");

@@ -43,6 +43,7 @@ mod smp_segformer;
 mod smp_unet;
 mod smp_upernet;
 mod timm_efficientnet;
+mod timm_mobilenet_v3;
 mod unet;
 mod vgg;
 mod vit;
@@ -86,6 +87,7 @@ pub use smp_unet::{
 };
 pub use smp_upernet::{SmpUperNet, SmpUperNetConfig};
 pub use timm_efficientnet::TimmEfficientNetConfig;
+pub use timm_mobilenet_v3::TimmMobileNetV3Config;
 pub use unet::{UNet, UNetConfig};
 pub use vgg::{VggConfig, VggFeatures};
 pub use vit::VitConfig;

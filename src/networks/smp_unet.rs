@@ -41,7 +41,7 @@ use super::resnet::DilationRule;
 use super::{
     DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig, MixTransformerConfig,
     MobileNetV2Config, MobileOneConfig, ResNetConfig, SeNetConfig, SkResNetConfig,
-    TimmEfficientNetConfig, VggConfig,
+    TimmEfficientNetConfig, TimmMobileNetV3Config, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -89,6 +89,14 @@ pub enum SmpEncoder {
     /// same blocks as the `timm-` encoders, but the stride-2 feature is the first stage's
     /// output and the dilation follows timm's `output_stride` rule.
     TimmUniversalEfficientNet(TimmEfficientNetConfig),
+    /// `tu-mobilenetv3_large_075` / `_100`, `tu-mobilenetv3_small_050` / `_075` / `_100`,
+    /// `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
+    /// `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100` (a pretrained tag
+    /// after `.` ignored) and smp's deprecated `timm-mobilenetv3_*` names for the `tf_`
+    /// ones: timm's own MobileNetV3 through smp's `TimmUniversalEncoder`
+    /// (`encoder.model.conv_stem`, `encoder.model.blocks.*`; [`TimmMobileNetV3Config`]),
+    /// dilated by timm's `output_stride` rule.
+    TimmUniversalMobileNetV3(TimmMobileNetV3Config),
     /// `mobileone_s0` .. `mobileone_s4`: Apple's MobileOne as smp builds it, its trained
     /// branches (`encoder.stage{i}.*.rbr_conv` / `rbr_scale` / `rbr_skip`) folded into one
     /// convolution a block at load time ([`MobileOneConfig`]).
@@ -119,13 +127,18 @@ impl SmpEncoder {
     /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
     /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4`,
     /// `inceptionv4`, `inceptionresnetv2`, `xception` or `mit_b0` .. `mit_b5` (all 76 of
-    /// smp 0.6.0's list), and of timm's universal names the plain ResNets and EfficientNets
-    /// ([`SmpEncoder::TimmUniversalResNet`], [`SmpEncoder::TimmUniversalEfficientNet`]);
-    /// any other name is an error naming `encoder_name`.
+    /// smp 0.6.0's list), of timm's universal names the plain ResNets, EfficientNets and
+    /// MobileNetV3s ([`SmpEncoder::TimmUniversalResNet`],
+    /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNetV3`]),
+    /// and smp's deprecated `timm-mobilenetv3_*` names (run, as smp 0.6 runs them, as
+    /// timm's `tf_mobilenetv3_*`); any other name is an error naming `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         if let Some(timm) = encoder_name.strip_prefix("tu-") {
             if let Some(e) = TimmEfficientNetConfig::from_timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalEfficientNet(e));
+            }
+            if let Some(m) = TimmMobileNetV3Config::from_timm(timm) {
+                return Ok(SmpEncoder::TimmUniversalMobileNetV3(m));
             }
             return timm_resnet(timm)
                 .map(SmpEncoder::TimmUniversalResNet)
@@ -137,9 +150,39 @@ impl SmpEncoder {
                          tu-resnext50_32x4d, tu-resnext101_32x4d .. 32x32d, \
                          tu-resnext101_64x4d, tu-wide_resnet50_2, tu-wide_resnet101_2), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
-                         tu-efficientnet_lite0 .. lite4) and, for DPT, its plain ViTs"
+                         tu-efficientnet_lite0 .. lite4), its MobileNetV3s \
+                         (tu-mobilenetv3_large_075 / 100, tu-mobilenetv3_small_050 / 075 / \
+                         100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \
+                         tu-tf_mobilenetv3_small_075 / 100 / minimal_100) and, for DPT, its \
+                         plain ViTs"
                     ),
                 });
+        }
+        // smp 0.6 runs its deprecated `timm-mobilenetv3_*` names as timm's TensorFlow-padded
+        // models through its `tu-` encoders, and the other deprecated `timm-` names it
+        // maps to `tu-` encoders as timm's models this library does not have.
+        if let Some(rest) = encoder_name.strip_prefix("timm-mobilenetv3") {
+            return TimmMobileNetV3Config::from_timm(&format!("tf_mobilenetv3{rest}"))
+                .map(SmpEncoder::TimmUniversalMobileNetV3)
+                .ok_or_else(|| Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!(
+                        "{encoder_name:?} is not one of smp's timm-mobilenetv3_large_075 / \
+                         100, timm-mobilenetv3_large_minimal_100, timm-mobilenetv3_small_075 \
+                         / 100, timm-mobilenetv3_small_minimal_100"
+                    ),
+                });
+        }
+        let unported = ["timm-regnet", "timm-res2", "timm-resnest", "timm-gernet"];
+        if unported.iter().any(|d| encoder_name.starts_with(d)) {
+            return Err(Error::InvalidParam {
+                name: "encoder_name",
+                reason: format!(
+                    "{encoder_name:?}: smp runs this deprecated name as timm's {:?} through \
+                     its `tu-` encoders, a model this library does not have",
+                    encoder_name.replacen("timm-", "", 1)
+                ),
+            });
         }
         if encoder_name.starts_with("mit_b") {
             return MixTransformerConfig::from_name(encoder_name).map(SmpEncoder::MixTransformer);
@@ -247,6 +290,7 @@ impl SmpEncoder {
             SmpEncoder::TimmEfficientNet(t) | SmpEncoder::TimmUniversalEfficientNet(t) => {
                 t.validate()
             }
+            SmpEncoder::TimmUniversalMobileNetV3(m) => m.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
             SmpEncoder::MixTransformer(m) => m.validate(),
@@ -269,6 +313,7 @@ impl SmpEncoder {
             SmpEncoder::DenseNet(d) => d.feature_channels(in_channels),
             SmpEncoder::TimmEfficientNet(t) => t.feature_channels(in_channels, false),
             SmpEncoder::TimmUniversalEfficientNet(t) => t.feature_channels(in_channels, true),
+            SmpEncoder::TimmUniversalMobileNetV3(m) => m.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
             SmpEncoder::Inception(i) => {
@@ -372,6 +417,11 @@ impl SmpEncoder {
                 let model = key(prefix, "model");
                 let ctx = (gpu, sd, model.as_str());
                 features = t.append(g, x, ctx, (in_channels, depth, output_stride), true)?;
+            }
+            SmpEncoder::TimmUniversalMobileNetV3(m) => {
+                let model = key(prefix, "model");
+                let ctx = (gpu, sd, model.as_str());
+                features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::MobileOne(m) => {
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;

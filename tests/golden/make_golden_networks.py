@@ -510,6 +510,41 @@ CASES = [
     ("smp_unet_tu_efficientnet_b2_depth1", "smp_unet",
      dict(encoder="tu-efficientnet_b2.ra_in1k", depth=1, cin=2, classes=3, decoder_channels=[8],
           use_norm=False, interpolation="nearest", activation="sigmoid"), [2, 2, 30, 42]),
+    # timm's own MobileNetV3s through smp's `tu-` encoders: hardswish and `nre` ReLU blocks,
+    # SE with a hard sigmoid gate on the expanded width, the last stage's 1x1 convolution
+    # in the features; the small model's stride-2 feature is the stem's. Odd sizes (Unet
+    # takes any), timm's dilation rule, a channel multiplier that fixes the stem.
+    ("smp_unet_tu_mobilenetv3_large_100", "smp_unet",
+     dict(encoder="tu-mobilenetv3_large_100", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 64, 96]),
+    ("smp_unet_tu_mobilenetv3_small_050_odd", "smp_unet",
+     dict(encoder="tu-mobilenetv3_small_050", depth=5, cin=1, classes=3,
+          decoder_channels=[16, 16, 8, 8, 8], use_norm=True, interpolation="bilinear",
+          activation="sigmoid"), [1, 1, 45, 61]),
+    ("smp_deeplabv3plus_tu_mobilenetv3_small_075_os8", "smp_deeplabv3plus",
+     dict(encoder="tu-mobilenetv3_small_075.lamb_in1k", depth=5, output_stride=8, cin=3, classes=3,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [2, 3, 48, 64]),
+    ("smp_fpn_tu_mobilenetv3_large_075_depth4", "smp_fpn",
+     dict(encoder="tu-mobilenetv3_large_075", depth=4, cin=3, classes=2, pyramid=32,
+          segmentation=32, merge="add", interpolation="nearest", upsampling=4, activation=None),
+     [1, 3, 48, 80]),
+    # The TensorFlow-padded ones (timm's `Conv2dSame` on strided windows: the padding
+    # follows each axis's parity, odd maps at every level here), the minimal models, and
+    # smp's deprecated `timm-mobilenetv3_*` names, which smp runs as them.
+    ("smp_unet_tu_tf_mobilenetv3_small_minimal_100_odd", "smp_unet",
+     dict(encoder="tu-tf_mobilenetv3_small_minimal_100", depth=5, cin=3, classes=2,
+          decoder_channels=[16, 16, 8, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 37, 53]),
+    ("smp_unet_tu_tf_mobilenetv3_large_075", "smp_unet",
+     dict(encoder="tu-tf_mobilenetv3_large_075", depth=4, cin=2, classes=1,
+          decoder_channels=[16, 16, 8, 8], use_norm=False, interpolation="bilinear",
+          activation="sigmoid"), [1, 2, 50, 66]),
+    ("smp_deeplabv3_timm_mobilenetv3_large_100_os16", "smp_deeplabv3",
+     dict(encoder="timm-mobilenetv3_large_100", depth=5, output_stride=16, cin=3, classes=3,
+          decoder_channels=32, rates=[2, 4, 6], separable=False, upsampling=None,
+          activation=None), [1, 3, 64, 64]),
 ]
 
 
@@ -793,6 +828,12 @@ def make(index, name, kind, args, shape, out_dir):
             # timm's EfficientNet features hold every stage but run those to the last tap.
             built = [1, 2, 3, 5, 7][args.get("depth", 5) - 1]
             unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
+    if "mobilenetv3" in args.get("encoder", ""):
+        # timm's MobileNetV3 features hold every stage but run those to the last tap (the
+        # `tu-` names and smp's deprecated `timm-` ones alike).
+        last = model.encoder.model.feature_info.module_name()[-1]
+        built = int(last.split(".")[1]) + 1 if last.startswith("blocks.") else 0
+        unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
     if args.get("encoder", "").startswith("mit_b"):
         # smp's Mix Transformer stops after the stage of its last feature.
         unused += [f"encoder.{m}{k}." for k in range(args.get("depth", 5), 5)
@@ -841,10 +882,28 @@ def make(index, name, kind, args, shape, out_dir):
             "file": f"{name}.safetensors", "parameters": params}
 
 
-def main(cases=None, out_dir=OUT):
+def main(cases=None, out_dir=OUT, skip_refused=False, only=None):
+    """Writes every case; with `skip_refused` (the fuzzer's random cases), a case PyTorch or
+    smp refuses to build or run is reported and left out. With `only` (names), only those
+    cases are written again and the others' entries are kept from cases.json."""
     torch.set_num_threads(1)
     os.makedirs(out_dir, exist_ok=True)
-    entries = [make(i, *case, out_dir) for i, case in enumerate(cases or CASES)]
+    kept = {}
+    if only:
+        with open(os.path.join(out_dir, "cases.json")) as f:
+            kept = {e["name"]: e for e in json.load(f)["cases"]}
+    entries = []
+    for i, case in enumerate(cases or CASES):
+        if only and case[0] not in only:
+            if case[0] in kept:
+                entries.append(kept[case[0]])
+            continue
+        try:
+            entries.append(make(i, *case, out_dir))
+        except (RuntimeError, ValueError, AssertionError) as e:
+            if not skip_refused:
+                raise
+            print(f"skipped {case[0]} ({case[1]}, {case[2]}): {str(e).splitlines()[0]}")
     with open(os.path.join(out_dir, "cases.json"), "w") as f:
         json.dump({"generator": "tests/golden/make_golden_networks.py", "torch": torch.__version__,
                    "torchvision": torchvision.__version__, "cases": entries}, f, indent=1)
@@ -852,4 +911,5 @@ def main(cases=None, out_dir=OUT):
 
 
 if __name__ == "__main__":
-    main()
+    # `make_golden_networks.py NAME ...` writes only the named cases again.
+    main(only=set(sys.argv[1:]) or None)

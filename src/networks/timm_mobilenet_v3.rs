@@ -1,0 +1,437 @@
+//! segmentation_models_pytorch's timm MobileNetV3 encoders: timm's own `MobileNetV3`
+//! (built by its `_gen_mobilenet_v3`) through smp's `TimmUniversalEncoder`, under timm's
+//! names (`encoder.model.conv_stem`, `bn1`, `blocks.{stage}.{i}.conv_dw` / `bn1` / `se.*` /
+//! `conv_pw` / `bn2` for the depthwise-separable blocks, `conv_pw` / `bn1` / `conv_dw` /
+//! `bn2` / `se.*` / `conv_pwl` / `bn3` for the inverted residuals, `conv` / `bn1` for the
+//! last stage's 1x1 convolution): `tu-mobilenetv3_large_075` / `_100`,
+//! `tu-mobilenetv3_small_050` / `_075` / `_100`, the TensorFlow-padded
+//! `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
+//! `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100`, and smp's deprecated
+//! `timm-mobilenetv3_*` names, which smp 0.6 runs as the `tf_` models.
+//!
+//! timm's model differs from torchvision's `mobilenet_v3_large` / `_small` in its names,
+//! in the last stage (a 1x1 convolution to 960 / 576 channels that is part of the
+//! features), in the expansion widths (`make_divisible(in * ratio)` of ratios such as 4.5
+//! and 3.67) and in its squeeze-and-excitation widths (a quarter of the expanded
+//! channels, rounded to 8). Hardswish, and ReLU in the blocks timm marks `nre`;
+//! squeeze-and-excitation with ReLU and a hard sigmoid gate; batch norm eps 1e-5. The
+//! `minimal` models have ReLU everywhere, 3x3 windows and no squeeze-and-excitation. The
+//! `tf_` models pad as TensorFlow's `'SAME'` (timm's `Conv2dSame` on strided windows,
+//! whose padding follows the input's size: the convolutions keep the padding of an even
+//! axis, and an odd one takes a leading row or column first, [`Op::PadToTfSame`]) and
+//! their batch norm eps is 1e-3. smp's features are the outputs before each stride and
+//! the last stage's (the stem's on the small models, whose first block is strided),
+//! dilated by timm's `output_stride` rule (a dilated stage's first block keeps the
+//! previous dilation).
+//!
+//! [`Op::PadToTfSame`]: crate::blocks::Op
+
+use crate::blocks::{
+    conv_bn, make_divisible, padded_inverted_residual_graph, ConvBnAct, Graph, Op, SeNode, ValueId,
+};
+use crate::error::{fail_if, Result};
+use crate::gpu::Gpu;
+use crate::ops::attention::SqueezeExcitationParams;
+use crate::ops::conv::{tf_same_padding, Conv2dParams};
+use crate::ops::Activation;
+use crate::weights::{key, StateDict};
+
+/// One of timm's MobileNetV3 models (`mobilenetv3_large_*` / `mobilenetv3_small_*` and
+/// their `tf_` forms).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimmMobileNetV3Config {
+    /// `mobilenetv3_small_*` rather than `mobilenetv3_large_*`.
+    pub small: bool,
+    /// The `minimal` architecture: ReLU everywhere, 3x3 windows, no
+    /// squeeze-and-excitation.
+    pub minimal: bool,
+    /// Channel multiplier (0.5, 0.75, 1.0 in timm's names), each width rounded to a
+    /// multiple of 8; below 0.75 the stem keeps its 16 channels (timm's `fix_stem`).
+    pub channel_multiplier: f64,
+    /// The `tf_` models: TensorFlow's `'SAME'` padding on strided windows and batch norm
+    /// eps 1e-3 (else PyTorch's symmetric padding and 1e-5).
+    pub tf_padding: bool,
+}
+
+/// How a block is built (timm's `ds`, `ir` and `cn` block strings).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    /// `DepthwiseSeparableConv`: depthwise, SE, 1x1 projection.
+    Separable,
+    /// `InvertedResidual`: 1x1 expansion, depthwise, SE, 1x1 projection.
+    Inverted,
+    /// `ConvBnAct`: a 1x1 convolution with its activation.
+    Pointwise,
+}
+
+/// One block string of timm's `arch_def`, repeated `repeats` times (the first of them
+/// strided).
+#[derive(Clone, Copy, Debug)]
+struct BlockDef {
+    kind: Kind,
+    repeats: usize,
+    kernel: usize,
+    stride: usize,
+    expand: f64,
+    out: usize,
+    se: bool,
+    /// ReLU instead of the model's hardswish (timm's `nre`).
+    relu: bool,
+}
+
+const fn def(
+    kind: Kind,
+    (repeats, kernel, stride): (usize, usize, usize),
+    (expand, out): (f64, usize),
+    (se, relu): (bool, bool),
+) -> BlockDef {
+    BlockDef {
+        kind,
+        repeats,
+        kernel,
+        stride,
+        expand,
+        out,
+        se,
+        relu,
+    }
+}
+
+use Kind::{Inverted as IR, Pointwise as CN, Separable as DS};
+
+/// `mobilenetv3_large_*`'s `arch_def`, stage by stage.
+const LARGE: &[&[BlockDef]] = &[
+    &[def(DS, (1, 3, 1), (1.0, 16), (false, true))],
+    &[
+        def(IR, (1, 3, 2), (4.0, 24), (false, true)),
+        def(IR, (1, 3, 1), (3.0, 24), (false, true)),
+    ],
+    &[def(IR, (3, 5, 2), (3.0, 40), (true, true))],
+    &[
+        def(IR, (1, 3, 2), (6.0, 80), (false, false)),
+        def(IR, (1, 3, 1), (2.5, 80), (false, false)),
+        def(IR, (2, 3, 1), (2.3, 80), (false, false)),
+    ],
+    &[def(IR, (2, 3, 1), (6.0, 112), (true, false))],
+    &[def(IR, (3, 5, 2), (6.0, 160), (true, false))],
+    &[def(CN, (1, 1, 1), (1.0, 960), (false, false))],
+];
+
+/// `mobilenetv3_small_*`'s `arch_def`, stage by stage.
+const SMALL: &[&[BlockDef]] = &[
+    &[def(DS, (1, 3, 2), (1.0, 16), (true, true))],
+    &[
+        def(IR, (1, 3, 2), (4.5, 24), (false, true)),
+        def(IR, (1, 3, 1), (3.67, 24), (false, true)),
+    ],
+    &[
+        def(IR, (1, 5, 2), (4.0, 40), (true, false)),
+        def(IR, (2, 5, 1), (6.0, 40), (true, false)),
+    ],
+    &[def(IR, (2, 5, 1), (3.0, 48), (true, false))],
+    &[def(IR, (3, 5, 2), (6.0, 96), (true, false))],
+    &[def(CN, (1, 1, 1), (1.0, 576), (false, false))],
+];
+
+/// `tf_mobilenetv3_large_minimal_100`'s `arch_def`, stage by stage.
+const LARGE_MINIMAL: &[&[BlockDef]] = &[
+    &[def(DS, (1, 3, 1), (1.0, 16), (false, false))],
+    &[
+        def(IR, (1, 3, 2), (4.0, 24), (false, false)),
+        def(IR, (1, 3, 1), (3.0, 24), (false, false)),
+    ],
+    &[def(IR, (3, 3, 2), (3.0, 40), (false, false))],
+    &[
+        def(IR, (1, 3, 2), (6.0, 80), (false, false)),
+        def(IR, (1, 3, 1), (2.5, 80), (false, false)),
+        def(IR, (2, 3, 1), (2.3, 80), (false, false)),
+    ],
+    &[def(IR, (2, 3, 1), (6.0, 112), (false, false))],
+    &[def(IR, (3, 3, 2), (6.0, 160), (false, false))],
+    &[def(CN, (1, 1, 1), (1.0, 960), (false, false))],
+];
+
+/// `tf_mobilenetv3_small_minimal_100`'s `arch_def`, stage by stage.
+const SMALL_MINIMAL: &[&[BlockDef]] = &[
+    &[def(DS, (1, 3, 2), (1.0, 16), (false, false))],
+    &[
+        def(IR, (1, 3, 2), (4.5, 24), (false, false)),
+        def(IR, (1, 3, 1), (3.67, 24), (false, false)),
+    ],
+    &[
+        def(IR, (1, 3, 2), (4.0, 40), (false, false)),
+        def(IR, (2, 3, 1), (6.0, 40), (false, false)),
+    ],
+    &[def(IR, (2, 3, 1), (3.0, 48), (false, false))],
+    &[def(IR, (3, 3, 2), (6.0, 96), (false, false))],
+    &[def(CN, (1, 1, 1), (1.0, 576), (false, false))],
+];
+
+/// Where smp takes a feature: after the stem or after a stage.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Tap {
+    Stem,
+    Stage(usize),
+}
+
+impl TimmMobileNetV3Config {
+    /// timm's name, as smp's `tu-` encoders take it: `mobilenetv3_large_075`,
+    /// `mobilenetv3_large_100`, `mobilenetv3_small_050`, `mobilenetv3_small_075`,
+    /// `mobilenetv3_small_100`, `tf_mobilenetv3_large_075`, `tf_mobilenetv3_large_100`,
+    /// `tf_mobilenetv3_large_minimal_100`, `tf_mobilenetv3_small_075`,
+    /// `tf_mobilenetv3_small_100`, `tf_mobilenetv3_small_minimal_100` (a pretrained tag
+    /// after `.` ignored); `None` for any other.
+    pub fn from_timm(name: &str) -> Option<Self> {
+        let name = name.split('.').next()?;
+        let (tf_padding, name) = match name.strip_prefix("tf_") {
+            Some(rest) => (true, rest),
+            None => (false, name),
+        };
+        let (small, minimal, channel_multiplier) = match (tf_padding, name) {
+            (_, "mobilenetv3_large_075") => (false, false, 0.75),
+            (_, "mobilenetv3_large_100") => (false, false, 1.0),
+            (false, "mobilenetv3_small_050") => (true, false, 0.5),
+            (_, "mobilenetv3_small_075") => (true, false, 0.75),
+            (_, "mobilenetv3_small_100") => (true, false, 1.0),
+            (true, "mobilenetv3_large_minimal_100") => (false, true, 1.0),
+            (true, "mobilenetv3_small_minimal_100") => (true, true, 1.0),
+            _ => return None,
+        };
+        Some(TimmMobileNetV3Config {
+            small,
+            minimal,
+            channel_multiplier,
+            tf_padding,
+        })
+    }
+
+    /// Checks the configuration: a finite channel multiplier in (0, 16].
+    pub(crate) fn validate(&self) -> Result<()> {
+        let m = self.channel_multiplier;
+        fail_if(
+            !(m.is_finite() && m > 0.0 && m <= 16.0),
+            "channel_multiplier",
+            || format!("must be in (0, 16], got {m}"),
+        )
+    }
+
+    fn stages(&self) -> &'static [&'static [BlockDef]] {
+        match (self.small, self.minimal) {
+            (false, false) => LARGE,
+            (true, false) => SMALL,
+            (false, true) => LARGE_MINIMAL,
+            (true, true) => SMALL_MINIMAL,
+        }
+    }
+
+    /// The model's activation (`nre` blocks take ReLU).
+    fn activation(&self) -> Activation {
+        match self.minimal {
+            true => Activation::Relu,
+            false => Activation::HardSwish,
+        }
+    }
+
+    fn eps(&self) -> f32 {
+        match self.tf_padding {
+            true => 1e-3,
+            false => 1e-5,
+        }
+    }
+
+    /// `p` (a square window) padded as timm pads it: PyTorch's symmetric `k / 2 *
+    /// dilation`, or for the `tf_` models on a strided window TensorFlow's `'SAME'` for
+    /// an axis the stride divides, with the op that pads other sizes further to run on
+    /// its input.
+    fn padded(&self, p: Conv2dParams) -> (Conv2dParams, Option<Op>) {
+        let (k, stride, dilation) = (p.kernel_size.0, p.stride.0, p.dilation.0);
+        if self.tf_padding && stride > 1 {
+            let pad = tf_same_padding(stride * k, k, stride, dilation);
+            let p = p.padding_asymmetric(pad, pad);
+            return (p, Some(Op::PadToTfSame(p)));
+        }
+        (p.padding(k / 2 * dilation), None)
+    }
+
+    /// timm's `round_channels(c, multiplier)`.
+    fn channels(&self, c: usize) -> usize {
+        make_divisible(c as f64 * self.channel_multiplier, 8)
+    }
+
+    fn stem_channels(&self) -> usize {
+        if self.channel_multiplier < 0.75 {
+            16
+        } else {
+            self.channels(16)
+        }
+    }
+
+    /// The features timm's `feature_info` lists, in order: the stem's where the first
+    /// block is strided, then each stage's output before a strided stage, and the last.
+    fn taps(&self) -> Vec<Tap> {
+        let stages = self.stages();
+        let strided = |s: usize| stages.get(s).is_none_or(|st| st[0].stride > 1);
+        let mut taps = Vec::new();
+        if strided(0) {
+            taps.push(Tap::Stem);
+        }
+        taps.extend(
+            (0..stages.len())
+                .filter(|&s| strided(s + 1))
+                .map(Tap::Stage),
+        );
+        taps
+    }
+
+    /// Channels of smp's features: the input's, then one per tap (five).
+    pub(crate) fn feature_channels(&self, in_channels: usize) -> Vec<usize> {
+        let stages = self.stages();
+        let mut c = vec![in_channels];
+        c.extend(self.taps().into_iter().map(|t| match t {
+            Tap::Stem => self.stem_channels(),
+            Tap::Stage(s) => self.channels(stages[s][stages[s].len() - 1].out),
+        }));
+        c
+    }
+
+    /// The stem (`{prefix}.conv_stem`, `bn1`, taking `in_channels` channels) and the
+    /// stages smp runs for `depth` features appended to `g` after `x`; returns the input
+    /// and the features. Strides past `output_stride` become dilations by timm's rule.
+    pub(crate) fn append(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        (in_channels, depth, output_stride): (usize, usize, usize),
+    ) -> Result<Vec<ValueId>> {
+        let at = |name: &str| key(prefix, name);
+        let stem = Conv2dParams::new(in_channels, self.stem_channels(), 3)
+            .stride(2)
+            .bias(false)
+            .activation(self.activation());
+        let (stem, pad) = self.padded(stem);
+        let stem = conv_bn(gpu, sd, stem, &at("conv_stem"), &at("bn1"), self.eps())?;
+        let mut y = x;
+        if let Some(pad) = pad {
+            y = g.add("conv_stem.pad", pad, &[y]);
+        }
+        let mut y = g.add("conv_stem", stem, &[y]);
+        let taps = self.taps();
+        let wanted = &taps[..depth.min(taps.len())];
+        let mut features = vec![x];
+        if wanted.first() == Some(&Tap::Stem) {
+            features.push(y);
+        }
+        let stages = wanted
+            .iter()
+            .filter_map(|t| match t {
+                Tap::Stage(s) => Some(s + 1),
+                Tap::Stem => None,
+            })
+            .max()
+            .unwrap_or(0);
+        // timm's bookkeeping: the stride reached so far and the dilation in force.
+        let (mut reached, mut dilation) = (2, 1);
+        let mut input = self.stem_channels();
+        for (s, stage) in self.stages().iter().enumerate().take(stages) {
+            let mut i = 0;
+            for d in stage.iter() {
+                let output = self.channels(d.out);
+                for r in 0..d.repeats {
+                    let mut stride = if r == 0 { d.stride } else { 1 };
+                    let current = dilation;
+                    if stride > 1 && reached * stride > output_stride {
+                        dilation *= stride;
+                        stride = 1;
+                    } else {
+                        reached *= stride;
+                    }
+                    let name = format!("blocks.{s}.{i}");
+                    let block = self.block(
+                        (gpu, sd, &at(&name)),
+                        *d,
+                        (input, output),
+                        (stride, current),
+                    )?;
+                    y = g.add(name, block, &[y]);
+                    input = output;
+                    i += 1;
+                }
+            }
+            if wanted.contains(&Tap::Stage(s)) {
+                features.push(y);
+            }
+        }
+        Ok(features)
+    }
+
+    /// One block under `prefix` from `input` to `output` channels, with this stride and
+    /// dilation (timm's, after its `output_stride` rule).
+    fn block(
+        &self,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        d: BlockDef,
+        (input, output): (usize, usize),
+        (stride, dilation): (usize, usize),
+    ) -> Result<Graph> {
+        let at = |name: &str| key(prefix, name);
+        let act = match d.relu {
+            true => Activation::Relu,
+            false => self.activation(),
+        };
+        let layer = |p: Conv2dParams, (conv, bn): (&str, &str)| -> Result<ConvBnAct> {
+            conv_bn(gpu, sd, p, &at(conv), &at(bn), self.eps())
+        };
+        if d.kind == Kind::Pointwise {
+            // timm's `cn` block: a 1x1 window at stride 1, never padded.
+            let p = Conv2dParams::new(input, output, d.kernel)
+                .bias(false)
+                .activation(act);
+            let mut g = Graph::new();
+            let x = g.input();
+            let y = g.add("conv", layer(p, ("conv", "bn1"))?, &[x]);
+            g.set_outputs(&[y]);
+            return Ok(g);
+        }
+        let (hidden, [pw, dw, pwl]) = match d.kind {
+            Kind::Separable => (input, [("", ""), ("conv_dw", "bn1"), ("conv_pw", "bn2")]),
+            _ => (
+                make_divisible(input as f64 * d.expand, 8),
+                [("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")],
+            ),
+        };
+        let expand = match d.kind {
+            Kind::Separable => None,
+            _ => {
+                let p = Conv2dParams::new(input, hidden, 1)
+                    .bias(false)
+                    .activation(act);
+                Some(layer(p, pw)?)
+            }
+        };
+        let k = d.kernel;
+        let depthwise = Conv2dParams::depthwise(hidden, 1, k)
+            .stride(stride)
+            .dilation(dilation)
+            .bias(false)
+            .activation(act);
+        let (depthwise, pad) = self.padded(depthwise);
+        let depthwise = layer(depthwise, dw)?;
+        let se = match d.se {
+            false => None,
+            true => {
+                let squeezed = make_divisible(hidden as f64 * 0.25, 8);
+                let se = SqueezeExcitationParams::new(hidden, squeezed)
+                    .activation(Activation::Relu)
+                    .scale_activation(Activation::HardSigmoid);
+                let (reduce, expand) = (at("se.conv_reduce"), at("se.conv_expand"));
+                Some(SeNode::load(gpu, sd, se, &reduce, &expand)?)
+            }
+        };
+        let project = Conv2dParams::new(hidden, output, 1).bias(false);
+        let project = layer(project, pwl)?;
+        let skip = stride == 1 && input == output;
+        let names = [pw.0, dw.0, "se", pwl.0];
+        padded_inverted_residual_graph(gpu, skip, (expand, depthwise, se, project), names, pad)
+    }
+}
