@@ -1620,8 +1620,9 @@ fn smp_dpt_bad_configurations_are_typed_errors() {
 /// stage depths, groups and widths (listed from timm 1.0), each gives smp's feature
 /// widths, and so does each MobileNetV3 name (smp's deprecated `timm-mobilenetv3_*` too);
 /// timm models this library does not have (the deep-stem `d` variants, ConvNeXt, the
-/// TensorFlow-padded `tf_` EfficientNets, MobileNetV3s timm does not register, smp's
-/// deprecated `timm-regnet*`, an empty name) are typed errors.
+/// TensorFlow-padded `tf_` EfficientNets, MobileNetV3s and RegNets timm does not
+/// register, RegNetZ, smp's deprecated `timm-resnest*`, an empty name) are typed errors;
+/// the RegNets give smp's widths too.
 #[test]
 fn timm_universal_names_are_timm_configurations() {
     use segblocks::networks::ResNetBlock;
@@ -1710,6 +1711,22 @@ fn timm_universal_names_are_timm_configurations() {
         );
         assert_eq!(encoder.channels(3), widths, "{name}");
     }
+    // timm's RegNets, by their `tu-` names and smp's deprecated `timm-` ones: smp's widths
+    // (listed from smp 0.6.0 / timm 1.0).
+    let regnets = [
+        ("tu-regnetx_002", [3, 32, 24, 56, 152, 368]),
+        ("tu-regnety_640", [3, 32, 328, 984, 1968, 4920]),
+        ("timm-regnetx_320", [3, 32, 336, 672, 1344, 2520]),
+        ("tu-regnety_040.ra3_in1k", [3, 32, 128, 192, 512, 1088]),
+    ];
+    for (name, widths) in regnets {
+        let encoder = SmpEncoder::from_name(name).unwrap();
+        assert!(
+            matches!(encoder, SmpEncoder::TimmUniversalRegNet(_)),
+            "{name}"
+        );
+        assert_eq!(encoder.channels(3), widths, "{name}");
+    }
     for bad in [
         "tu-resnet18d",
         "tu-convnext_tiny",
@@ -1723,7 +1740,9 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-tf_mobilenetv3_small_050",
         "tu-mobilenetv3_large_minimal_100",
         "timm-mobilenetv3_small_050",
-        "timm-regnetx_002",
+        "timm-regnetx_640",
+        "tu-regnetz_040",
+        "timm-resnest14d",
     ] {
         named(SmpEncoder::from_name(bad).err(), "encoder_name");
     }

@@ -40,7 +40,7 @@ use crate::weights::{key, StateDict};
 use super::resnet::DilationRule;
 use super::{
     DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig, MixTransformerConfig,
-    MobileNetV2Config, MobileOneConfig, ResNetConfig, SeNetConfig, SkResNetConfig,
+    MobileNetV2Config, MobileOneConfig, RegNetConfig, ResNetConfig, SeNetConfig, SkResNetConfig,
     TimmEfficientNetConfig, TimmMobileNetV3Config, VggConfig,
 };
 
@@ -97,6 +97,12 @@ pub enum SmpEncoder {
     /// (`encoder.model.conv_stem`, `encoder.model.blocks.*`; [`TimmMobileNetV3Config`]),
     /// dilated by timm's `output_stride` rule.
     TimmUniversalMobileNetV3(TimmMobileNetV3Config),
+    /// `tu-regnetx_002` .. `tu-regnetx_320`, `tu-regnety_002` .. `tu-regnety_640` (a
+    /// pretrained tag after `.` ignored) and smp's deprecated `timm-regnetx_*` /
+    /// `timm-regnety_*` names for them: timm's RegNet through smp's `TimmUniversalEncoder`
+    /// (`encoder.model.stem.conv`, `encoder.model.s{i}.b{j}.*`; [`RegNetConfig::timm`]),
+    /// dilated by timm's `output_stride` rule.
+    TimmUniversalRegNet(RegNetConfig),
     /// `mobileone_s0` .. `mobileone_s4`: Apple's MobileOne as smp builds it, its trained
     /// branches (`encoder.stage{i}.*.rbr_conv` / `rbr_scale` / `rbr_skip`) folded into one
     /// convolution a block at load time ([`MobileOneConfig`]).
@@ -127,11 +133,13 @@ impl SmpEncoder {
     /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
     /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4`,
     /// `inceptionv4`, `inceptionresnetv2`, `xception` or `mit_b0` .. `mit_b5` (all 76 of
-    /// smp 0.6.0's list), of timm's universal names the plain ResNets, EfficientNets and
+    /// smp 0.6.0's list), of timm's universal names the plain ResNets, EfficientNets,
     /// MobileNetV3s ([`SmpEncoder::TimmUniversalResNet`],
-    /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNetV3`]),
-    /// and smp's deprecated `timm-mobilenetv3_*` names (run, as smp 0.6 runs them, as
-    /// timm's `tf_mobilenetv3_*`); any other name is an error naming `encoder_name`.
+    /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNetV3`]) and
+    /// RegNets ([`SmpEncoder::TimmUniversalRegNet`]), and smp's deprecated
+    /// `timm-mobilenetv3_*` and `timm-regnet*` names (run as smp 0.6 runs them: as timm's
+    /// `tf_mobilenetv3_*` and `regnet*`); any other name is an error naming
+    /// `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         if let Some(timm) = encoder_name.strip_prefix("tu-") {
             if let Some(e) = TimmEfficientNetConfig::from_timm(timm) {
@@ -139,6 +147,9 @@ impl SmpEncoder {
             }
             if let Some(m) = TimmMobileNetV3Config::from_timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalMobileNetV3(m));
+            }
+            if let Some(r) = RegNetConfig::timm(timm) {
+                return Ok(SmpEncoder::TimmUniversalRegNet(r));
             }
             return timm_resnet(timm)
                 .map(SmpEncoder::TimmUniversalResNet)
@@ -153,14 +164,16 @@ impl SmpEncoder {
                          tu-efficientnet_lite0 .. lite4), its MobileNetV3s \
                          (tu-mobilenetv3_large_075 / 100, tu-mobilenetv3_small_050 / 075 / \
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \
-                         tu-tf_mobilenetv3_small_075 / 100 / minimal_100) and, for DPT, its \
-                         plain ViTs"
+                         tu-tf_mobilenetv3_small_075 / 100 / minimal_100), its RegNets \
+                         (tu-regnetx_002 .. tu-regnetx_320, tu-regnety_002 .. \
+                         tu-regnety_640) and, for DPT, its plain ViTs"
                     ),
                 });
         }
         // smp 0.6 runs its deprecated `timm-mobilenetv3_*` names as timm's TensorFlow-padded
-        // models through its `tu-` encoders, and the other deprecated `timm-` names it
-        // maps to `tu-` encoders as timm's models this library does not have.
+        // models through its `tu-` encoders, `timm-regnet*` as timm's RegNets, and the other
+        // deprecated `timm-` names it maps to `tu-` encoders as timm's models this library
+        // does not have.
         if let Some(rest) = encoder_name.strip_prefix("timm-mobilenetv3") {
             return TimmMobileNetV3Config::from_timm(&format!("tf_mobilenetv3{rest}"))
                 .map(SmpEncoder::TimmUniversalMobileNetV3)
@@ -173,7 +186,18 @@ impl SmpEncoder {
                     ),
                 });
         }
-        let unported = ["timm-regnet", "timm-res2", "timm-resnest", "timm-gernet"];
+        if let Some(rest) = encoder_name.strip_prefix("timm-regnet") {
+            return RegNetConfig::timm(&format!("regnet{rest}"))
+                .map(SmpEncoder::TimmUniversalRegNet)
+                .ok_or_else(|| Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!(
+                        "{encoder_name:?} is not one of smp's timm-regnetx_002 .. \
+                         timm-regnetx_320, timm-regnety_002 .. timm-regnety_320"
+                    ),
+                });
+        }
+        let unported = ["timm-res2", "timm-resnest", "timm-gernet"];
         if unported.iter().any(|d| encoder_name.starts_with(d)) {
             return Err(Error::InvalidParam {
                 name: "encoder_name",
@@ -291,6 +315,7 @@ impl SmpEncoder {
                 t.validate()
             }
             SmpEncoder::TimmUniversalMobileNetV3(m) => m.validate(),
+            SmpEncoder::TimmUniversalRegNet(r) => r.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
             SmpEncoder::MixTransformer(m) => m.validate(),
@@ -314,6 +339,7 @@ impl SmpEncoder {
             SmpEncoder::TimmEfficientNet(t) => t.feature_channels(in_channels, false),
             SmpEncoder::TimmUniversalEfficientNet(t) => t.feature_channels(in_channels, true),
             SmpEncoder::TimmUniversalMobileNetV3(m) => m.feature_channels(in_channels),
+            SmpEncoder::TimmUniversalRegNet(r) => r.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
             SmpEncoder::Inception(i) => {
@@ -422,6 +448,11 @@ impl SmpEncoder {
                 let model = key(prefix, "model");
                 let ctx = (gpu, sd, model.as_str());
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::TimmUniversalRegNet(r) => {
+                let model = key(prefix, "model");
+                let ctx = (gpu, sd, model.as_str());
+                features = r.append_timm(g, x, ctx, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::MobileOne(m) => {
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;

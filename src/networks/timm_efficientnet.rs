@@ -187,8 +187,7 @@ impl TimmEfficientNetConfig {
             1 => usize::from(universal),
             d => TAPS[d - 2] + 1,
         };
-        // timm's bookkeeping: the stride reached so far and the dilation in force.
-        let (mut reached, mut timm_dilation) = (2, 1);
+        let mut timm_rule = TimmOutputStride::new(output_stride);
         let mut input = self.stem_channels();
         for (s, &[_, kernel, stride, expand, output]) in STAGES.iter().enumerate().take(stages) {
             let output = self.channels(output);
@@ -199,19 +198,10 @@ impl TimmEfficientNetConfig {
             };
             let smp_rate = smp_dilation(stage_stride, output_stride);
             for i in 0..self.repeats(s) {
-                let mut stride = if i == 0 { stride } else { 1 };
-                let dilation = match universal {
-                    false => smp_rate,
-                    true => {
-                        let current = timm_dilation;
-                        if stride > 1 && reached * stride > output_stride {
-                            timm_dilation *= stride;
-                            stride = 1;
-                        } else {
-                            reached *= stride;
-                        }
-                        current
-                    }
+                let stride = if i == 0 { stride } else { 1 };
+                let (stride, dilation) = match universal {
+                    false => (stride, smp_rate),
+                    true => timm_rule.block(stride),
                 };
                 let block = Block {
                     input,
@@ -296,6 +286,38 @@ impl TimmEfficientNetConfig {
 
 /// Batch norm eps of every layer (timm's default).
 const EPS: f32 = 1e-5;
+
+/// timm's `EfficientNetBuilder` bookkeeping for its `output_stride` (EfficientNet and
+/// MobileNetV3 alike): the stride reached so far (the stem's 2 to start) and the dilation
+/// in force.
+pub(crate) struct TimmOutputStride {
+    output_stride: usize,
+    reached: usize,
+    dilation: usize,
+}
+
+impl TimmOutputStride {
+    pub(crate) fn new(output_stride: usize) -> Self {
+        TimmOutputStride {
+            output_stride,
+            reached: 2,
+            dilation: 1,
+        }
+    }
+
+    /// The stride and dilation of the next block, whose own stride is `stride`: a stride
+    /// past the output stride becomes a dilation of the blocks after this one, which
+    /// keeps the dilation in force before it.
+    pub(crate) fn block(&mut self, stride: usize) -> (usize, usize) {
+        let current = self.dilation;
+        if stride > 1 && self.reached * stride > self.output_stride {
+            self.dilation *= stride;
+            return (1, current);
+        }
+        self.reached *= stride;
+        (stride, current)
+    }
+}
 
 /// One block as timm builds it.
 #[derive(Clone, Copy, Debug)]

@@ -36,6 +36,8 @@ use crate::ops::conv::{tf_same_padding, Conv2dParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
+use super::timm_efficientnet::TimmOutputStride;
+
 /// One of timm's MobileNetV3 models (`mobilenetv3_large_*` / `mobilenetv3_small_*` and
 /// their `tf_` forms).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -330,29 +332,18 @@ impl TimmMobileNetV3Config {
             })
             .max()
             .unwrap_or(0);
-        // timm's bookkeeping: the stride reached so far and the dilation in force.
-        let (mut reached, mut dilation) = (2, 1);
+        let mut timm_rule = TimmOutputStride::new(output_stride);
         let mut input = self.stem_channels();
         for (s, stage) in self.stages().iter().enumerate().take(stages) {
             let mut i = 0;
             for d in stage.iter() {
                 let output = self.channels(d.out);
                 for r in 0..d.repeats {
-                    let mut stride = if r == 0 { d.stride } else { 1 };
-                    let current = dilation;
-                    if stride > 1 && reached * stride > output_stride {
-                        dilation *= stride;
-                        stride = 1;
-                    } else {
-                        reached *= stride;
-                    }
+                    let stride_dilation = timm_rule.block(if r == 0 { d.stride } else { 1 });
                     let name = format!("blocks.{s}.{i}");
-                    let block = self.block(
-                        (gpu, sd, &at(&name)),
-                        *d,
-                        (input, output),
-                        (stride, current),
-                    )?;
+                    let prefix = at(&name);
+                    let ctx = (gpu, sd, prefix.as_str());
+                    let block = self.block(ctx, *d, (input, output), stride_dilation)?;
                     y = g.add(name, block, &[y]);
                     input = output;
                     i += 1;

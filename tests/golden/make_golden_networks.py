@@ -545,6 +545,24 @@ CASES = [
      dict(encoder="timm-mobilenetv3_large_100", depth=5, output_stride=16, cin=3, classes=3,
           decoder_channels=32, rates=[2, 4, 6], separable=False, upsampling=None,
           activation=None), [1, 3, 64, 64]),
+    # timm's RegNets through smp's `tu-` encoders and smp's deprecated `timm-regnet*`
+    # names: torchvision's blocks under timm's names and widths, timm's dilation rule (a
+    # dilated stage's first block at the previous stage's dilation while it is 1 or 2).
+    ("smp_unet_tu_regnety_002", "smp_unet",
+     dict(encoder="tu-regnety_002", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_regnetx_004_os8", "smp_deeplabv3",
+     dict(encoder="tu-regnetx_004.pycls_in1k", depth=5, output_stride=8, cin=3, classes=3,
+          decoder_channels=32, rates=[2, 4, 6], separable=False, upsampling=None,
+          activation=None), [1, 3, 48, 64]),
+    ("smp_deeplabv3plus_timm_regnety_006_os16", "smp_deeplabv3plus",
+     dict(encoder="timm-regnety_006", depth=5, output_stride=16, cin=1, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [2, 1, 48, 48]),
+    ("smp_fpn_tu_regnetx_002_depth3", "smp_fpn",
+     dict(encoder="tu-regnetx_002", depth=3, cin=3, classes=2, pyramid=32, segmentation=32,
+          merge="cat", interpolation="bilinear", upsampling=2, activation="sigmoid"),
+     [1, 3, 40, 56]),
 ]
 
 
