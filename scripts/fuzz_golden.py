@@ -664,8 +664,8 @@ def networks(fz, count, out):
     # timm's MobileNetV3s, TensorFlow-padded ones and smp's deprecated names for them too.
     TIMM += ["tu-mobilenetv3_large_100", "tu-mobilenetv3_small_050",
              "tu-tf_mobilenetv3_small_minimal_100", "timm-mobilenetv3_large_075"]
-    # timm's RegNets (smp's deprecated `timm-regnet*` names too).
-    TIMM += ["tu-regnetx_002", "tu-regnety_004", "timm-regnety_002"]
+    # timm's RegNets (smp's deprecated `timm-regnet*` names too) and MobileNetV2.
+    TIMM += ["tu-regnetx_002", "tu-regnety_004", "timm-regnety_002", "tu-mobilenetv2_050"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only).
     MIT = ["mit_b0", "mit_b1"]

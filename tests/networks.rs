@@ -1680,8 +1680,9 @@ fn timm_universal_names_are_timm_configurations() {
         );
         assert_eq!(encoder.channels(3), widths, "{name}");
     }
-    // timm's own MobileNetV3s: smp's widths (listed from smp 0.6.0 / timm 1.0), the small
-    // model's stride-2 one the stem's, the last one the 1x1 convolution's.
+    // timm's own MobileNetV3s and MobileNetV2s: smp's widths (listed from smp 0.6.0 / timm
+    // 1.0), the small MobileNetV3s' stride-2 one the stem's, the MobileNetV3s' last one
+    // the 1x1 convolution's.
     let mobilenets = [
         ("tu-mobilenetv3_large_075", [3, 16, 24, 32, 88, 720]),
         (
@@ -1702,11 +1703,14 @@ fn timm_universal_names_are_timm_configurations() {
         ),
         ("timm-mobilenetv3_small_075", [3, 16, 16, 24, 40, 432]),
         ("timm-mobilenetv3_large_100", [3, 16, 24, 40, 112, 960]),
+        ("tu-mobilenetv2_035", [3, 8, 8, 16, 32, 112]),
+        ("tu-mobilenetv2_100", [3, 16, 24, 32, 96, 320]),
+        ("tu-mobilenetv2_140", [3, 24, 32, 48, 136, 448]),
     ];
     for (name, widths) in mobilenets {
         let encoder = SmpEncoder::from_name(name).unwrap();
         assert!(
-            matches!(encoder, SmpEncoder::TimmUniversalMobileNetV3(_)),
+            matches!(encoder, SmpEncoder::TimmUniversalMobileNet(_)),
             "{name}"
         );
         assert_eq!(encoder.channels(3), widths, "{name}");
@@ -1739,6 +1743,8 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-mobilenetv3_rw",
         "tu-tf_mobilenetv3_small_050",
         "tu-mobilenetv3_large_minimal_100",
+        "tu-mobilenetv2_110d",
+        "tu-tf_mobilenetv2_100",
         "timm-mobilenetv3_small_050",
         "timm-regnetx_640",
         "tu-regnetz_040",

@@ -43,7 +43,7 @@ mod smp_segformer;
 mod smp_unet;
 mod smp_upernet;
 mod timm_efficientnet;
-mod timm_mobilenet_v3;
+mod timm_mobilenet;
 mod unet;
 mod vgg;
 mod vit;
@@ -87,7 +87,7 @@ pub use smp_unet::{
 };
 pub use smp_upernet::{SmpUperNet, SmpUperNetConfig};
 pub use timm_efficientnet::TimmEfficientNetConfig;
-pub use timm_mobilenet_v3::TimmMobileNetV3Config;
+pub use timm_mobilenet::{TimmMobileNetArch, TimmMobileNetConfig};
 pub use unet::{UNet, UNetConfig};
 pub use vgg::{VggConfig, VggFeatures};
 pub use vit::VitConfig;

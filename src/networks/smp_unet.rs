@@ -41,7 +41,7 @@ use super::resnet::DilationRule;
 use super::{
     DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig, MixTransformerConfig,
     MobileNetV2Config, MobileOneConfig, RegNetConfig, ResNetConfig, SeNetConfig, SkResNetConfig,
-    TimmEfficientNetConfig, TimmMobileNetV3Config, VggConfig,
+    TimmEfficientNetConfig, TimmMobileNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -92,11 +92,12 @@ pub enum SmpEncoder {
     /// `tu-mobilenetv3_large_075` / `_100`, `tu-mobilenetv3_small_050` / `_075` / `_100`,
     /// `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
     /// `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100` (a pretrained tag
-    /// after `.` ignored) and smp's deprecated `timm-mobilenetv3_*` names for the `tf_`
-    /// ones: timm's own MobileNetV3 through smp's `TimmUniversalEncoder`
-    /// (`encoder.model.conv_stem`, `encoder.model.blocks.*`; [`TimmMobileNetV3Config`]),
+    /// after `.` ignored), smp's deprecated `timm-mobilenetv3_*` names for the `tf_`
+    /// ones, and `tu-mobilenetv2_035` / `_050` / `_075` / `_100` / `_140`: timm's own
+    /// MobileNetV3 and MobileNetV2 through smp's `TimmUniversalEncoder`
+    /// (`encoder.model.conv_stem`, `encoder.model.blocks.*`; [`TimmMobileNetConfig`]),
     /// dilated by timm's `output_stride` rule.
-    TimmUniversalMobileNetV3(TimmMobileNetV3Config),
+    TimmUniversalMobileNet(TimmMobileNetConfig),
     /// `tu-regnetx_002` .. `tu-regnetx_320`, `tu-regnety_002` .. `tu-regnety_640` (a
     /// pretrained tag after `.` ignored) and smp's deprecated `timm-regnetx_*` /
     /// `timm-regnety_*` names for them: timm's RegNet through smp's `TimmUniversalEncoder`
@@ -134,8 +135,8 @@ impl SmpEncoder {
     /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4`,
     /// `inceptionv4`, `inceptionresnetv2`, `xception` or `mit_b0` .. `mit_b5` (all 76 of
     /// smp 0.6.0's list), of timm's universal names the plain ResNets, EfficientNets,
-    /// MobileNetV3s ([`SmpEncoder::TimmUniversalResNet`],
-    /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNetV3`]) and
+    /// MobileNets ([`SmpEncoder::TimmUniversalResNet`],
+    /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNet`]) and
     /// RegNets ([`SmpEncoder::TimmUniversalRegNet`]), and smp's deprecated
     /// `timm-mobilenetv3_*` and `timm-regnet*` names (run as smp 0.6 runs them: as timm's
     /// `tf_mobilenetv3_*` and `regnet*`); any other name is an error naming
@@ -145,8 +146,8 @@ impl SmpEncoder {
             if let Some(e) = TimmEfficientNetConfig::from_timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalEfficientNet(e));
             }
-            if let Some(m) = TimmMobileNetV3Config::from_timm(timm) {
-                return Ok(SmpEncoder::TimmUniversalMobileNetV3(m));
+            if let Some(m) = TimmMobileNetConfig::from_timm(timm) {
+                return Ok(SmpEncoder::TimmUniversalMobileNet(m));
             }
             if let Some(r) = RegNetConfig::timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalRegNet(r));
@@ -161,8 +162,9 @@ impl SmpEncoder {
                          tu-resnext50_32x4d, tu-resnext101_32x4d .. 32x32d, \
                          tu-resnext101_64x4d, tu-wide_resnet50_2, tu-wide_resnet101_2), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
-                         tu-efficientnet_lite0 .. lite4), its MobileNetV3s \
-                         (tu-mobilenetv3_large_075 / 100, tu-mobilenetv3_small_050 / 075 / \
+                         tu-efficientnet_lite0 .. lite4), its MobileNets \
+                         (tu-mobilenetv2_035 / 050 / 075 / 100 / 140, \
+                         tu-mobilenetv3_large_075 / 100, tu-mobilenetv3_small_050 / 075 / \
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \
                          tu-tf_mobilenetv3_small_075 / 100 / minimal_100), its RegNets \
                          (tu-regnetx_002 .. tu-regnetx_320, tu-regnety_002 .. \
@@ -175,8 +177,8 @@ impl SmpEncoder {
         // deprecated `timm-` names it maps to `tu-` encoders as timm's models this library
         // does not have.
         if let Some(rest) = encoder_name.strip_prefix("timm-mobilenetv3") {
-            return TimmMobileNetV3Config::from_timm(&format!("tf_mobilenetv3{rest}"))
-                .map(SmpEncoder::TimmUniversalMobileNetV3)
+            return TimmMobileNetConfig::from_timm(&format!("tf_mobilenetv3{rest}"))
+                .map(SmpEncoder::TimmUniversalMobileNet)
                 .ok_or_else(|| Error::InvalidParam {
                     name: "encoder_name",
                     reason: format!(
@@ -314,7 +316,7 @@ impl SmpEncoder {
             SmpEncoder::TimmEfficientNet(t) | SmpEncoder::TimmUniversalEfficientNet(t) => {
                 t.validate()
             }
-            SmpEncoder::TimmUniversalMobileNetV3(m) => m.validate(),
+            SmpEncoder::TimmUniversalMobileNet(m) => m.validate(),
             SmpEncoder::TimmUniversalRegNet(r) => r.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
@@ -338,7 +340,7 @@ impl SmpEncoder {
             SmpEncoder::DenseNet(d) => d.feature_channels(in_channels),
             SmpEncoder::TimmEfficientNet(t) => t.feature_channels(in_channels, false),
             SmpEncoder::TimmUniversalEfficientNet(t) => t.feature_channels(in_channels, true),
-            SmpEncoder::TimmUniversalMobileNetV3(m) => m.feature_channels(in_channels),
+            SmpEncoder::TimmUniversalMobileNet(m) => m.feature_channels(in_channels),
             SmpEncoder::TimmUniversalRegNet(r) => r.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
@@ -444,7 +446,7 @@ impl SmpEncoder {
                 let ctx = (gpu, sd, model.as_str());
                 features = t.append(g, x, ctx, (in_channels, depth, output_stride), true)?;
             }
-            SmpEncoder::TimmUniversalMobileNetV3(m) => {
+            SmpEncoder::TimmUniversalMobileNet(m) => {
                 let model = key(prefix, "model");
                 let ctx = (gpu, sd, model.as_str());
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;

@@ -563,6 +563,14 @@ CASES = [
      dict(encoder="tu-regnetx_002", depth=3, cin=3, classes=2, pyramid=32, segmentation=32,
           merge="cat", interpolation="bilinear", upsampling=2, activation="sigmoid"),
      [1, 3, 40, 56]),
+    # timm's MobileNetV2 through smp's `tu-` encoders (ReLU6, its stem scaled too).
+    ("smp_unet_tu_mobilenetv2_100_odd", "smp_unet",
+     dict(encoder="tu-mobilenetv2_100", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3plus_tu_mobilenetv2_035_os8", "smp_deeplabv3plus",
+     dict(encoder="tu-mobilenetv2_035", depth=5, output_stride=8, cin=3, classes=3,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=4, activation=None),
+     [1, 3, 48, 64]),
 ]
 
 
@@ -846,8 +854,8 @@ def make(index, name, kind, args, shape, out_dir):
             # timm's EfficientNet features hold every stage but run those to the last tap.
             built = [1, 2, 3, 5, 7][args.get("depth", 5) - 1]
             unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
-    if "mobilenetv3" in args.get("encoder", ""):
-        # timm's MobileNetV3 features hold every stage but run those to the last tap (the
+    if "mobilenetv" in args.get("encoder", ""):
+        # timm's MobileNet features hold every stage but run those to the last tap (the
         # `tu-` names and smp's deprecated `timm-` ones alike).
         last = model.encoder.model.feature_info.module_name()[-1]
         built = int(last.split(".")[1]) + 1 if last.startswith("blocks.") else 0

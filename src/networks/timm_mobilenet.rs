@@ -1,15 +1,22 @@
-//! segmentation_models_pytorch's timm MobileNetV3 encoders: timm's own `MobileNetV3`
-//! (built by its `_gen_mobilenet_v3`) through smp's `TimmUniversalEncoder`, under timm's
-//! names (`encoder.model.conv_stem`, `bn1`, `blocks.{stage}.{i}.conv_dw` / `bn1` / `se.*` /
+//! segmentation_models_pytorch's timm MobileNet encoders: timm's own `MobileNetV3`
+//! (built by its `_gen_mobilenet_v3`) and MobileNetV2 (its `EfficientNet` built by
+//! `_gen_mobilenet_v2`) through smp's `TimmUniversalEncoder`, under timm's names
+//! (`encoder.model.conv_stem`, `bn1`, `blocks.{stage}.{i}.conv_dw` / `bn1` / `se.*` /
 //! `conv_pw` / `bn2` for the depthwise-separable blocks, `conv_pw` / `bn1` / `conv_dw` /
 //! `bn2` / `se.*` / `conv_pwl` / `bn3` for the inverted residuals, `conv` / `bn1` for the
-//! last stage's 1x1 convolution): `tu-mobilenetv3_large_075` / `_100`,
+//! MobileNetV3s' last 1x1 convolution): `tu-mobilenetv3_large_075` / `_100`,
 //! `tu-mobilenetv3_small_050` / `_075` / `_100`, the TensorFlow-padded
 //! `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
-//! `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100`, and smp's deprecated
-//! `timm-mobilenetv3_*` names, which smp 0.6 runs as the `tf_` models.
+//! `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100`, smp's deprecated
+//! `timm-mobilenetv3_*` names, which smp 0.6 runs as the `tf_` models, and
+//! `tu-mobilenetv2_035` / `_050` / `_075` / `_100` / `_140` (ReLU6, a 32-channel stem
+//! scaled with the rest, no squeeze-and-excitation).
 //!
-//! timm's model differs from torchvision's `mobilenet_v3_large` / `_small` in its names,
+//! timm's MobileNetV2 is torchvision's `mobilenet_v2` under timm's names and rounding
+//! (its stem and every width scaled by the multiplier), without the last 1x1
+//! convolution to 1280 channels, which is not among smp's features.
+//!
+//! timm's MobileNetV3 differs from torchvision's `mobilenet_v3_large` / `_small` in its names,
 //! in the last stage (a 1x1 convolution to 960 / 576 channels that is part of the
 //! features), in the expansion widths (`make_divisible(in * ratio)` of ratios such as 4.5
 //! and 3.67) and in its squeeze-and-excitation widths (a quarter of the expanded
@@ -38,17 +45,29 @@ use crate::weights::{key, StateDict};
 
 use super::timm_efficientnet::TimmOutputStride;
 
-/// One of timm's MobileNetV3 models (`mobilenetv3_large_*` / `mobilenetv3_small_*` and
-/// their `tf_` forms).
+/// Which of timm's MobileNets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimmMobileNetArch {
+    /// `mobilenetv2_*`.
+    V2,
+    /// `mobilenetv3_large_*`.
+    V3Large,
+    /// `mobilenetv3_small_*`.
+    V3Small,
+}
+
+/// One of timm's MobileNet models (`mobilenetv2_*`, `mobilenetv3_large_*` /
+/// `mobilenetv3_small_*` and their `tf_` forms).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TimmMobileNetV3Config {
-    /// `mobilenetv3_small_*` rather than `mobilenetv3_large_*`.
-    pub small: bool,
-    /// The `minimal` architecture: ReLU everywhere, 3x3 windows, no
+pub struct TimmMobileNetConfig {
+    /// The architecture.
+    pub arch: TimmMobileNetArch,
+    /// The MobileNetV3s' `minimal` form: ReLU everywhere, 3x3 windows, no
     /// squeeze-and-excitation.
     pub minimal: bool,
-    /// Channel multiplier (0.5, 0.75, 1.0 in timm's names), each width rounded to a
-    /// multiple of 8; below 0.75 the stem keeps its 16 channels (timm's `fix_stem`).
+    /// Channel multiplier (0.35 .. 1.4 in timm's names), each width rounded to a
+    /// multiple of 8; the MobileNetV3s' stem keeps its 16 channels below 0.75 (timm's
+    /// `fix_stem`).
     pub channel_multiplier: f64,
     /// The `tf_` models: TensorFlow's `'SAME'` padding on strided windows and batch norm
     /// eps 1e-3 (else PyTorch's symmetric padding and 1e-5).
@@ -135,6 +154,17 @@ const SMALL: &[&[BlockDef]] = &[
     &[def(CN, (1, 1, 1), (1.0, 576), (false, false))],
 ];
 
+/// `mobilenetv2_*`'s `arch_def`, stage by stage (ReLU6 everywhere).
+const V2: &[&[BlockDef]] = &[
+    &[def(DS, (1, 3, 1), (1.0, 16), (false, false))],
+    &[def(IR, (2, 3, 2), (6.0, 24), (false, false))],
+    &[def(IR, (3, 3, 2), (6.0, 32), (false, false))],
+    &[def(IR, (4, 3, 2), (6.0, 64), (false, false))],
+    &[def(IR, (3, 3, 1), (6.0, 96), (false, false))],
+    &[def(IR, (3, 3, 2), (6.0, 160), (false, false))],
+    &[def(IR, (1, 3, 1), (6.0, 320), (false, false))],
+];
+
 /// `tf_mobilenetv3_large_minimal_100`'s `arch_def`, stage by stage.
 const LARGE_MINIMAL: &[&[BlockDef]] = &[
     &[def(DS, (1, 3, 1), (1.0, 16), (false, false))],
@@ -176,31 +206,38 @@ enum Tap {
     Stage(usize),
 }
 
-impl TimmMobileNetV3Config {
-    /// timm's name, as smp's `tu-` encoders take it: `mobilenetv3_large_075`,
-    /// `mobilenetv3_large_100`, `mobilenetv3_small_050`, `mobilenetv3_small_075`,
-    /// `mobilenetv3_small_100`, `tf_mobilenetv3_large_075`, `tf_mobilenetv3_large_100`,
+impl TimmMobileNetConfig {
+    /// timm's name, as smp's `tu-` encoders take it: `mobilenetv2_035`, `_050`, `_075`,
+    /// `_100`, `_140`, `mobilenetv3_large_075`, `mobilenetv3_large_100`,
+    /// `mobilenetv3_small_050`, `mobilenetv3_small_075`, `mobilenetv3_small_100`,
+    /// `tf_mobilenetv3_large_075`, `tf_mobilenetv3_large_100`,
     /// `tf_mobilenetv3_large_minimal_100`, `tf_mobilenetv3_small_075`,
     /// `tf_mobilenetv3_small_100`, `tf_mobilenetv3_small_minimal_100` (a pretrained tag
     /// after `.` ignored); `None` for any other.
     pub fn from_timm(name: &str) -> Option<Self> {
+        use TimmMobileNetArch::{V3Large as Large, V3Small as Small, V2 as Two};
         let name = name.split('.').next()?;
         let (tf_padding, name) = match name.strip_prefix("tf_") {
             Some(rest) => (true, rest),
             None => (false, name),
         };
-        let (small, minimal, channel_multiplier) = match (tf_padding, name) {
-            (_, "mobilenetv3_large_075") => (false, false, 0.75),
-            (_, "mobilenetv3_large_100") => (false, false, 1.0),
-            (false, "mobilenetv3_small_050") => (true, false, 0.5),
-            (_, "mobilenetv3_small_075") => (true, false, 0.75),
-            (_, "mobilenetv3_small_100") => (true, false, 1.0),
-            (true, "mobilenetv3_large_minimal_100") => (false, true, 1.0),
-            (true, "mobilenetv3_small_minimal_100") => (true, true, 1.0),
+        let (arch, minimal, channel_multiplier) = match (tf_padding, name) {
+            (false, "mobilenetv2_035") => (Two, false, 0.35),
+            (false, "mobilenetv2_050") => (Two, false, 0.5),
+            (false, "mobilenetv2_075") => (Two, false, 0.75),
+            (false, "mobilenetv2_100") => (Two, false, 1.0),
+            (false, "mobilenetv2_140") => (Two, false, 1.4),
+            (_, "mobilenetv3_large_075") => (Large, false, 0.75),
+            (_, "mobilenetv3_large_100") => (Large, false, 1.0),
+            (false, "mobilenetv3_small_050") => (Small, false, 0.5),
+            (_, "mobilenetv3_small_075") => (Small, false, 0.75),
+            (_, "mobilenetv3_small_100") => (Small, false, 1.0),
+            (true, "mobilenetv3_large_minimal_100") => (Large, true, 1.0),
+            (true, "mobilenetv3_small_minimal_100") => (Small, true, 1.0),
             _ => return None,
         };
-        Some(TimmMobileNetV3Config {
-            small,
+        Some(TimmMobileNetConfig {
+            arch,
             minimal,
             channel_multiplier,
             tf_padding,
@@ -218,19 +255,21 @@ impl TimmMobileNetV3Config {
     }
 
     fn stages(&self) -> &'static [&'static [BlockDef]] {
-        match (self.small, self.minimal) {
-            (false, false) => LARGE,
-            (true, false) => SMALL,
-            (false, true) => LARGE_MINIMAL,
-            (true, true) => SMALL_MINIMAL,
+        match (self.arch, self.minimal) {
+            (TimmMobileNetArch::V2, _) => V2,
+            (TimmMobileNetArch::V3Large, false) => LARGE,
+            (TimmMobileNetArch::V3Small, false) => SMALL,
+            (TimmMobileNetArch::V3Large, true) => LARGE_MINIMAL,
+            (TimmMobileNetArch::V3Small, true) => SMALL_MINIMAL,
         }
     }
 
     /// The model's activation (`nre` blocks take ReLU).
     fn activation(&self) -> Activation {
-        match self.minimal {
-            true => Activation::Relu,
-            false => Activation::HardSwish,
+        match (self.arch, self.minimal) {
+            (TimmMobileNetArch::V2, _) => Activation::Relu6,
+            (_, true) => Activation::Relu,
+            (_, false) => Activation::HardSwish,
         }
     }
 
@@ -261,10 +300,10 @@ impl TimmMobileNetV3Config {
     }
 
     fn stem_channels(&self) -> usize {
-        if self.channel_multiplier < 0.75 {
-            16
-        } else {
-            self.channels(16)
+        match self.arch {
+            TimmMobileNetArch::V2 => self.channels(32),
+            _ if self.channel_multiplier < 0.75 => 16,
+            _ => self.channels(16),
         }
     }
 
