@@ -118,13 +118,17 @@ try:
           (1, 3, 224, 224))
     bench("smp_manet_resnet34_160", smp.MAnet("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_pan_resnet34_160", smp.PAN("resnet34", encoder_weights=None, classes=2).eval(), small)
-    for encoder in ["mobileone_s0", "timm-efficientnet-b0", "timm-skresnet18", "dpn68"]:
+    for encoder in ["mobileone_s0", "timm-efficientnet-b0", "timm-skresnet18", "dpn68",
+                    "tu-regnety_004"]:
         bench(f"smp_unet_{encoder.replace('-', '_')}_160",
               smp.Unet(encoder, encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_se_resnext50_32x4d_160",
           smp.Unet("se_resnext50_32x4d", encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_efficientnet_b0_256",
           smp.Unet("efficientnet-b0", encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
+    bench("smp_unet_tu_mobilenetv3_large_100_256",
+          smp.Unet("tu-mobilenetv3_large_100", encoder_weights=None, classes=2).eval(),
+          (1, 3, 256, 256))
 except ImportError:
     print("smp models skipped: pip install segmentation-models-pytorch")
 bench("unet_160", UNet(3, 2).eval(), small)

@@ -22,8 +22,8 @@ use segblocks::networks::{
     SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder,
     SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan,
     SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetConfig, UNet, UNetConfig,
-    VggConfig, VggFeatures,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetConfig, TimmMobileNetArch,
+    TimmMobileNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -1731,6 +1731,19 @@ fn timm_universal_names_are_timm_configurations() {
         );
         assert_eq!(encoder.channels(3), widths, "{name}");
     }
+    // A configuration timm has no model for, built by hand: a typed error at load.
+    let cfg = TimmMobileNetConfig {
+        arch: TimmMobileNetArch::V2,
+        minimal: true,
+        channel_multiplier: 1.0,
+        tf_padding: false,
+    };
+    let mut unet = SmpUnetConfig::new("tu-mobilenetv2_100", 3, 2).unwrap();
+    unet.encoder = SmpEncoder::TimmUniversalMobileNet(cfg);
+    named(
+        SmpUnet::load(common::gpu(), unet, &StateDict::synthetic(), "").err(),
+        "minimal",
+    );
     for bad in [
         "tu-resnet18d",
         "tu-convnext_tiny",

@@ -244,8 +244,14 @@ impl TimmMobileNetConfig {
         })
     }
 
-    /// Checks the configuration: a finite channel multiplier in (0, 16].
+    /// Checks the configuration: a finite channel multiplier in (0, 16], and `minimal`
+    /// only on a MobileNetV3.
     pub(crate) fn validate(&self) -> Result<()> {
+        fail_if(
+            self.minimal && self.arch == TimmMobileNetArch::V2,
+            "minimal",
+            || "timm's MobileNetV2 has no minimal form".to_string(),
+        )?;
         let m = self.channel_multiplier;
         fail_if(
             !(m.is_finite() && m > 0.0 && m <= 16.0),
