@@ -1662,73 +1662,110 @@ fn timm_universal_names_are_timm_configurations() {
         let widths = [3, 64, deepest / 8, deepest / 4, deepest / 2, deepest];
         assert_eq!(encoder.channels(3), widths, "{name}");
     }
-    // timm's own EfficientNets: smp's widths (listed from smp 0.6.0), the stride-2 one
-    // the first stage's.
-    let efficientnets = [
-        ("tu-efficientnet_b0", [3, 16, 24, 40, 112, 320]),
-        ("tu-efficientnet_b3.ra2_in1k", [3, 24, 32, 48, 136, 384]),
-        ("tu-efficientnet_b8", [3, 32, 56, 88, 248, 704]),
-        ("tu-efficientnet_l2", [3, 72, 104, 176, 480, 1376]),
-        ("tu-efficientnet_lite0", [3, 16, 24, 40, 112, 320]),
-        ("tu-efficientnet_lite4", [3, 24, 32, 56, 160, 448]),
-    ];
-    for (name, widths) in efficientnets {
-        let encoder = SmpEncoder::from_name(name).unwrap();
-        assert!(
-            matches!(encoder, SmpEncoder::TimmUniversalEfficientNet(_)),
-            "{name}"
-        );
-        assert_eq!(encoder.channels(3), widths, "{name}");
-    }
-    // timm's own MobileNetV3s and MobileNetV2s: smp's widths (listed from smp 0.6.0 / timm
-    // 1.0), the small MobileNetV3s' stride-2 one the stem's, the MobileNetV3s' last one
-    // the 1x1 convolution's.
-    let mobilenets = [
-        ("tu-mobilenetv3_large_075", [3, 16, 24, 32, 88, 720]),
+    // timm's own EfficientNets, MobileNets and RegNets (by their `tu-` names and smp's
+    // deprecated `timm-` ones): the family and smp's widths (listed from smp 0.6.0 / timm
+    // 1.0). The EfficientNets' stride-2 one is the first stage's, the small MobileNetV3s'
+    // the stem's, the MobileNetV3s' last one the 1x1 convolution's.
+    let efficientnet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalEfficientNet(_));
+    let mobilenet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalMobileNet(_));
+    let regnet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRegNet(_));
+    type Family = fn(&SmpEncoder) -> bool;
+    let families: [(&str, Family, [usize; 6]); 23] = [
+        (
+            "tu-efficientnet_b0",
+            efficientnet,
+            [3, 16, 24, 40, 112, 320],
+        ),
+        (
+            "tu-efficientnet_b3.ra2_in1k",
+            efficientnet,
+            [3, 24, 32, 48, 136, 384],
+        ),
+        (
+            "tu-efficientnet_b8",
+            efficientnet,
+            [3, 32, 56, 88, 248, 704],
+        ),
+        (
+            "tu-efficientnet_l2",
+            efficientnet,
+            [3, 72, 104, 176, 480, 1376],
+        ),
+        (
+            "tu-efficientnet_lite0",
+            efficientnet,
+            [3, 16, 24, 40, 112, 320],
+        ),
+        (
+            "tu-efficientnet_lite4",
+            efficientnet,
+            [3, 24, 32, 56, 160, 448],
+        ),
+        (
+            "tu-mobilenetv3_large_075",
+            mobilenet,
+            [3, 16, 24, 32, 88, 720],
+        ),
         (
             "tu-mobilenetv3_large_100.ra_in1k",
+            mobilenet,
             [3, 16, 24, 40, 112, 960],
         ),
-        ("tu-mobilenetv3_small_050", [3, 16, 8, 16, 24, 288]),
-        ("tu-mobilenetv3_small_075", [3, 16, 16, 24, 40, 432]),
-        ("tu-mobilenetv3_small_100", [3, 16, 16, 24, 48, 576]),
-        ("tu-tf_mobilenetv3_large_075", [3, 16, 24, 32, 88, 720]),
+        (
+            "tu-mobilenetv3_small_050",
+            mobilenet,
+            [3, 16, 8, 16, 24, 288],
+        ),
+        (
+            "tu-mobilenetv3_small_075",
+            mobilenet,
+            [3, 16, 16, 24, 40, 432],
+        ),
+        (
+            "tu-mobilenetv3_small_100",
+            mobilenet,
+            [3, 16, 16, 24, 48, 576],
+        ),
+        (
+            "tu-tf_mobilenetv3_large_075",
+            mobilenet,
+            [3, 16, 24, 32, 88, 720],
+        ),
         (
             "tu-tf_mobilenetv3_large_minimal_100",
+            mobilenet,
             [3, 16, 24, 40, 112, 960],
         ),
         (
             "tu-tf_mobilenetv3_small_minimal_100",
+            mobilenet,
             [3, 16, 16, 24, 48, 576],
         ),
-        ("timm-mobilenetv3_small_075", [3, 16, 16, 24, 40, 432]),
-        ("timm-mobilenetv3_large_100", [3, 16, 24, 40, 112, 960]),
-        ("tu-mobilenetv2_035", [3, 8, 8, 16, 32, 112]),
-        ("tu-mobilenetv2_100", [3, 16, 24, 32, 96, 320]),
-        ("tu-mobilenetv2_140", [3, 24, 32, 48, 136, 448]),
+        (
+            "timm-mobilenetv3_small_075",
+            mobilenet,
+            [3, 16, 16, 24, 40, 432],
+        ),
+        (
+            "timm-mobilenetv3_large_100",
+            mobilenet,
+            [3, 16, 24, 40, 112, 960],
+        ),
+        ("tu-mobilenetv2_035", mobilenet, [3, 8, 8, 16, 32, 112]),
+        ("tu-mobilenetv2_100", mobilenet, [3, 16, 24, 32, 96, 320]),
+        ("tu-mobilenetv2_140", mobilenet, [3, 24, 32, 48, 136, 448]),
+        ("tu-regnetx_002", regnet, [3, 32, 24, 56, 152, 368]),
+        ("tu-regnety_640", regnet, [3, 32, 328, 984, 1968, 4920]),
+        ("timm-regnetx_320", regnet, [3, 32, 336, 672, 1344, 2520]),
+        (
+            "tu-regnety_040.ra3_in1k",
+            regnet,
+            [3, 32, 128, 192, 512, 1088],
+        ),
     ];
-    for (name, widths) in mobilenets {
+    for (name, family, widths) in families {
         let encoder = SmpEncoder::from_name(name).unwrap();
-        assert!(
-            matches!(encoder, SmpEncoder::TimmUniversalMobileNet(_)),
-            "{name}"
-        );
-        assert_eq!(encoder.channels(3), widths, "{name}");
-    }
-    // timm's RegNets, by their `tu-` names and smp's deprecated `timm-` ones: smp's widths
-    // (listed from smp 0.6.0 / timm 1.0).
-    let regnets = [
-        ("tu-regnetx_002", [3, 32, 24, 56, 152, 368]),
-        ("tu-regnety_640", [3, 32, 328, 984, 1968, 4920]),
-        ("timm-regnetx_320", [3, 32, 336, 672, 1344, 2520]),
-        ("tu-regnety_040.ra3_in1k", [3, 32, 128, 192, 512, 1088]),
-    ];
-    for (name, widths) in regnets {
-        let encoder = SmpEncoder::from_name(name).unwrap();
-        assert!(
-            matches!(encoder, SmpEncoder::TimmUniversalRegNet(_)),
-            "{name}"
-        );
+        assert!(family(&encoder), "{name}: {encoder:?}");
         assert_eq!(encoder.channels(3), widths, "{name}");
     }
     // A configuration timm has no model for, built by hand: a typed error at load.
