@@ -234,27 +234,38 @@ impl RegNetConfig {
         &self,
         g: &mut Graph,
         x: ValueId,
-        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        ctx: (&Gpu, &StateDict, &str),
         (in_channels, depth, output_stride): (usize, usize, usize),
+    ) -> Result<Vec<ValueId>> {
+        let trunk = (in_channels, depth.saturating_sub(1), output_stride);
+        let mut features = vec![x];
+        features.extend(self.append_trunk(g, x, ctx, &TIMM, trunk)?);
+        Ok(features)
+    }
+
+    /// The stem and the first `stages` stages under `prefix`, named by `names`, appended
+    /// to `g` after `x` (`in_channels` channels): their outputs, the stem's first. Stages
+    /// past `output_stride` run at stride 1, dilated by timm's rule (32: never).
+    fn append_trunk(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        names: &BlockNames,
+        (in_channels, stages, output_stride): (usize, usize, usize),
     ) -> Result<Vec<ValueId>> {
         let stem = Conv2dParams::new(in_channels, self.stem_width, 3)
             .stride(2)
             .padding(1)
             .bias(false)
             .activation(Activation::Relu);
-        let stem = conv_bn(
-            gpu,
-            sd,
-            stem,
-            &key(prefix, "stem.conv"),
-            &key(prefix, "stem.bn"),
-            EPS,
-        )?;
+        let (conv, bn) = names.stem;
+        let stem = conv_bn(gpu, sd, stem, &key(prefix, conv), &key(prefix, bn), EPS)?;
         let mut y = g.add("stem", stem, &[x]);
-        let mut features = vec![x, y];
+        let mut outs = vec![y];
         let (mut reached, mut dilation) = (2, 1);
         let mut width_in = self.stem_width;
-        for (i, stage) in self.stages.iter().enumerate().take(depth.saturating_sub(1)) {
+        for (i, stage) in self.stages.iter().enumerate().take(stages) {
             let stride = if reached >= output_stride {
                 dilation *= 2;
                 1
@@ -264,22 +275,25 @@ impl RegNetConfig {
             };
             let mut first = if dilation <= 2 { 1 } else { 2 };
             for j in 0..stage.depth {
-                let name = format!("s{}.b{}", i + 1, j + 1);
+                let name = (names.block)(i + 1, j);
                 let stride = if j == 0 { stride } else { 1 };
                 let block = (width_in, stage.width, stride, stage.group_width);
-                y = self.block(g, y, (gpu, sd, prefix), (&name, &TIMM), block, first)?;
+                y = self.block(g, y, (gpu, sd, prefix), (&name, names), block, first)?;
                 width_in = stage.width;
                 first = dilation;
             }
-            features.push(y);
+            outs.push(y);
         }
-        Ok(features)
+        Ok(outs)
     }
 }
 
-/// The names of a block's layers under its own, and the two of each layer's
+/// The names of the stem's convolution and batch norm, of block `j` (from 0) of stage
+/// `i` (from 1), of a block's layers under its own, and the two of each layer's
 /// convolution and batch norm.
 struct BlockNames {
+    stem: (&'static str, &'static str),
+    block: fn(usize, usize) -> String,
     proj: &'static str,
     a: &'static str,
     b: &'static str,
@@ -290,6 +304,8 @@ struct BlockNames {
 
 /// torchvision's names (`Conv2dNormActivation`: `.0` and `.1`).
 const TORCHVISION: BlockNames = BlockNames {
+    stem: ("stem.0", "stem.1"),
+    block: |i, j| format!("trunk_output.block{i}.block{i}-{j}"),
     proj: "proj",
     a: "f.a",
     b: "f.b",
@@ -300,6 +316,8 @@ const TORCHVISION: BlockNames = BlockNames {
 
 /// timm's names (`ConvNormAct`: `.conv` and `.bn`).
 const TIMM: BlockNames = BlockNames {
+    stem: ("stem.conv", "stem.bn"),
+    block: |i, j| format!("s{i}.b{}", j + 1),
     proj: "downsample",
     a: "conv1",
     b: "conv2",
@@ -339,36 +357,10 @@ impl Architecture for RegNetConfig {
     /// Loads `stem.{0,1}` and `trunk_output.block{i}.block{i}-{j}` under `prefix` (a
     /// whole model's state dict, its `fc` ignored).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let at = |n: &str| key(prefix, n);
-        let relu = Activation::Relu;
         let mut g = Graph::new();
         let x = g.input();
-        let stem = Conv2dParams::new(3, self.stem_width, 3)
-            .stride(2)
-            .padding(1)
-            .bias(false)
-            .activation(relu);
-        let stem = conv_norm(gpu, sd, stem, &at("stem"))?;
-        let mut y = g.add("stem", stem, &[x]);
-        let mut outs = vec![y];
-        let mut width_in = self.stem_width;
-        for (i, stage) in self.stages.iter().enumerate() {
-            for j in 0..stage.depth {
-                let name = format!("trunk_output.block{}.block{}-{j}", i + 1, i + 1);
-                let stride = if j == 0 { 2 } else { 1 };
-                let block = (width_in, stage.width, stride, stage.group_width);
-                y = self.block(
-                    &mut g,
-                    y,
-                    (gpu, sd, prefix),
-                    (&name, &TORCHVISION),
-                    block,
-                    1,
-                )?;
-                width_in = stage.width;
-            }
-            outs.push(y);
-        }
+        let trunk = (3, self.stages.len(), 32);
+        let mut outs = self.append_trunk(&mut g, x, (gpu, sd, prefix), &TORCHVISION, trunk)?;
         outs.reverse();
         g.set_outputs(&outs);
         Ok(g)
@@ -377,12 +369,6 @@ impl Architecture for RegNetConfig {
 
 /// Batch norm eps of every layer.
 const EPS: f32 = 1e-5;
-
-/// torchvision's `Conv2dNormActivation` under `prefix`: the convolution `{prefix}.0`,
-/// the batch norm `{prefix}.1`.
-fn conv_norm(gpu: &Gpu, sd: &StateDict, params: Conv2dParams, prefix: &str) -> Result<ConvBnAct> {
-    conv_bn(gpu, sd, params, &key(prefix, "0"), &key(prefix, "1"), EPS)
-}
 
 impl RegNetConfig {
     /// One `ResBottleneckBlock` `name` under `prefix`, its layers named by `names`, its 3x3

@@ -15,11 +15,13 @@
 //! `encoder.model`): their stride-2 feature is the first stage's output, and they dilate
 //! by timm's `output_stride` rule.
 
-use crate::blocks::{conv_bn, make_divisible, mbconv_graph, ConvBnAct, Graph, SeNode, ValueId};
+use crate::blocks::{
+    conv_bn, make_divisible, padded_inverted_residual_graph, ConvBnAct, Graph, Op, SeNode, ValueId,
+};
 use crate::error::{fail_if, Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
-use crate::ops::conv::Conv2dParams;
+use crate::ops::conv::{tf_same_padding, Conv2dParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
@@ -170,14 +172,10 @@ impl TimmEfficientNetConfig {
         universal: bool,
     ) -> Result<Vec<ValueId>> {
         let at = |name: &str| key(prefix, name);
-        let act = self.activation();
         let stem = Conv2dParams::new(in_channels, self.stem_channels(), 3)
             .stride(2)
-            .padding(1)
-            .bias(false)
-            .activation(act);
-        let stem = conv_bn(gpu, sd, stem, &at("conv_stem"), &at("bn1"), EPS)?;
-        let mut y = g.add("conv_stem", stem, &[x]);
+            .activation(self.activation());
+        let mut y = LAYERS.stem(g, x, (gpu, sd, prefix), stem)?;
         let mut features = vec![x];
         if !universal {
             features.push(y);
@@ -213,7 +211,7 @@ impl TimmEfficientNetConfig {
                     dilation,
                 };
                 let name = format!("blocks.{s}.{i}");
-                let graph = self.block(gpu, sd, &at(&name), block)?;
+                let graph = self.block((gpu, sd, &at(&name)), block)?;
                 y = g.add(name, graph, &[y]);
                 input = output;
             }
@@ -226,66 +224,144 @@ impl TimmEfficientNetConfig {
 
     /// One block under `prefix`: a depthwise-separable block (expansion 1, the first
     /// stage) or an inverted residual.
-    fn block(&self, gpu: &Gpu, sd: &StateDict, prefix: &str, b: Block) -> Result<Graph> {
-        let at = |name: &str| key(prefix, name);
+    fn block(&self, ctx: (&Gpu, &StateDict, &str), b: Block) -> Result<Graph> {
         let act = self.activation();
-        let separable = b.expand == 1;
-        let hidden = b.input * b.expand;
-        let [pw, dw, pwl] = if separable {
-            [("", ""), ("conv_dw", "bn1"), ("conv_pw", "bn2")]
-        } else {
-            [("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")]
+        let se = (!self.lite).then(|| {
+            let squeezed = (b.input as f64 * 0.25).round().max(1.0) as usize;
+            SqueezeExcitationParams::new(b.input * b.expand, squeezed)
+                .activation(act)
+                .scale_activation(Activation::Sigmoid)
+        });
+        let block = TimmBlock {
+            channels: (b.input, b.input * b.expand, b.output),
+            separable: b.expand == 1,
+            kernel: b.kernel,
+            // smp's `make_dilated` keeps the stride of a dilated block for its skip.
+            stride_dilation: match b.dilation {
+                1 => (b.stride, 1),
+                d => (1, d),
+            },
+            activation: act,
+            se,
+            skip: b.stride == 1 && b.input == b.output,
         };
-        let layer = |p: Conv2dParams, (conv, bn): (&str, &str)| -> Result<ConvBnAct> {
-            conv_bn(gpu, sd, p, &at(conv), &at(bn), EPS)
-        };
-        let expand = match separable {
-            true => None,
-            false => {
-                let p = Conv2dParams::new(b.input, hidden, 1)
-                    .bias(false)
-                    .activation(act);
-                Some(layer(p, pw)?)
-            }
-        };
-        let k = b.kernel;
-        let (stride, dilation) = match b.dilation {
-            1 => (b.stride, 1),
-            d => (1, d),
-        };
-        let depthwise = Conv2dParams::depthwise(hidden, 1, k)
-            .stride(stride)
-            .dilation(dilation)
-            .padding(k / 2 * dilation)
-            .bias(false)
-            .activation(act);
-        let depthwise = layer(depthwise, dw)?;
-        let se = match self.lite {
-            true => None,
-            false => {
-                let squeezed = (b.input as f64 * 0.25).round().max(1.0) as usize;
-                let se = SqueezeExcitationParams::new(hidden, squeezed)
-                    .activation(act)
-                    .scale_activation(Activation::Sigmoid);
-                Some(SeNode::load(
-                    gpu,
-                    sd,
-                    se,
-                    &at("se.conv_reduce"),
-                    &at("se.conv_expand"),
-                )?)
-            }
-        };
-        let project = Conv2dParams::new(hidden, b.output, 1).bias(false);
-        let project = layer(project, pwl)?;
-        let skip = b.stride == 1 && b.input == b.output;
-        let names = [pw.0, dw.0, "se", pwl.0];
-        mbconv_graph(gpu, skip, (expand, depthwise, se, project), names)
+        LAYERS.block(ctx, block)
     }
 }
 
-/// Batch norm eps of every layer (timm's default).
-const EPS: f32 = 1e-5;
+/// timm's layers as its EfficientNets have them: PyTorch's symmetric padding, batch norm
+/// eps 1e-5 (timm's default).
+const LAYERS: TimmLayers = TimmLayers {
+    eps: 1e-5,
+    tf_padding: false,
+};
+
+/// How one of timm's models builds its layers: the batch norm eps, and whether strided
+/// windows pad as TensorFlow's `'SAME'` (timm's `Conv2dSame`, the `tf_` models).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimmLayers {
+    pub(crate) eps: f32,
+    pub(crate) tf_padding: bool,
+}
+
+/// One of timm's `DepthwiseSeparableConv` or `InvertedResidual` blocks, its widths and
+/// rules resolved by the model that builds it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimmBlock {
+    /// Input, expanded (the depthwise layer's) and output channels.
+    pub(crate) channels: (usize, usize, usize),
+    /// A `DepthwiseSeparableConv` (no expansion; its layers named `conv_dw` / `bn1`,
+    /// `conv_pw` / `bn2`).
+    pub(crate) separable: bool,
+    pub(crate) kernel: usize,
+    /// The depthwise layer's.
+    pub(crate) stride_dilation: (usize, usize),
+    pub(crate) activation: Activation,
+    pub(crate) se: Option<SqueezeExcitationParams>,
+    /// The input added to the output.
+    pub(crate) skip: bool,
+}
+
+impl TimmLayers {
+    /// `p` (a square window) padded as timm pads it: PyTorch's symmetric `k / 2 *
+    /// dilation`, or for the `tf_` models on a strided window TensorFlow's `'SAME'` for
+    /// an axis the stride divides, with the op that pads other sizes further to run on
+    /// its input.
+    pub(crate) fn padded(&self, p: Conv2dParams) -> (Conv2dParams, Option<Op>) {
+        let (k, stride, dilation) = (p.kernel_size.0, p.stride.0, p.dilation.0);
+        if self.tf_padding && stride > 1 {
+            let pad = tf_same_padding(stride * k, k, stride, dilation);
+            let p = p.padding_asymmetric(pad, pad);
+            return (p, Some(Op::PadToTfSame(p)));
+        }
+        (p.padding(k / 2 * dilation), None)
+    }
+
+    /// The stem `p` (`{prefix}.conv_stem`, `bn1`, padded by [`Self::padded`]) appended to
+    /// `g` after `x`; returns its output.
+    pub(crate) fn stem(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        p: Conv2dParams,
+    ) -> Result<ValueId> {
+        let (p, pad) = self.padded(p.bias(false));
+        let (conv, bn) = (key(prefix, "conv_stem"), key(prefix, "bn1"));
+        let stem = conv_bn(gpu, sd, p, &conv, &bn, self.eps)?;
+        let mut y = x;
+        if let Some(pad) = pad {
+            y = g.add("conv_stem.pad", pad, &[y]);
+        }
+        Ok(g.add("conv_stem", stem, &[y]))
+    }
+
+    /// Block `b` under `prefix` (`conv_pw` / `bn1`, `conv_dw` / `bn2`, `se.conv_reduce` /
+    /// `se.conv_expand`, `conv_pwl` / `bn3`).
+    pub(crate) fn block(
+        &self,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        b: TimmBlock,
+    ) -> Result<Graph> {
+        let at = |name: &str| key(prefix, name);
+        let layer = |p: Conv2dParams, (conv, bn): (&str, &str)| -> Result<ConvBnAct> {
+            conv_bn(gpu, sd, p, &at(conv), &at(bn), self.eps)
+        };
+        let (input, hidden, output) = b.channels;
+        let [pw, dw, pwl] = match b.separable {
+            true => [("", ""), ("conv_dw", "bn1"), ("conv_pw", "bn2")],
+            false => [("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")],
+        };
+        let expand = match b.separable {
+            true => None,
+            false => {
+                let p = Conv2dParams::new(input, hidden, 1)
+                    .bias(false)
+                    .activation(b.activation);
+                Some(layer(p, pw)?)
+            }
+        };
+        let (stride, dilation) = b.stride_dilation;
+        let depthwise = Conv2dParams::depthwise(hidden, 1, b.kernel)
+            .stride(stride)
+            .dilation(dilation)
+            .bias(false)
+            .activation(b.activation);
+        let (depthwise, pad) = self.padded(depthwise);
+        let depthwise = layer(depthwise, dw)?;
+        let se = match b.se {
+            None => None,
+            Some(se) => {
+                let (reduce, expand) = (at("se.conv_reduce"), at("se.conv_expand"));
+                Some(SeNode::load(gpu, sd, se, &reduce, &expand)?)
+            }
+        };
+        let project = Conv2dParams::new(hidden, output, 1).bias(false);
+        let project = layer(project, pwl)?;
+        let names = [pw.0, dw.0, "se", pwl.0];
+        padded_inverted_residual_graph(gpu, b.skip, (expand, depthwise, se, project), names, pad)
+    }
+}
 
 /// timm's `EfficientNetBuilder` bookkeeping for its `output_stride` (EfficientNet and
 /// MobileNetV3 alike): the stride reached so far (the stem's 2 to start) and the dilation

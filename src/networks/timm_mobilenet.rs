@@ -33,17 +33,15 @@
 //!
 //! [`Op::PadToTfSame`]: crate::blocks::Op
 
-use crate::blocks::{
-    conv_bn, make_divisible, padded_inverted_residual_graph, ConvBnAct, Graph, Op, SeNode, ValueId,
-};
+use crate::blocks::{conv_bn, make_divisible, Graph, ValueId};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
-use crate::ops::conv::{tf_same_padding, Conv2dParams};
+use crate::ops::conv::Conv2dParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::timm_efficientnet::TimmOutputStride;
+use super::timm_efficientnet::{TimmBlock, TimmLayers, TimmOutputStride};
 
 /// Which of timm's MobileNets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -279,25 +277,11 @@ impl TimmMobileNetConfig {
         }
     }
 
-    fn eps(&self) -> f32 {
-        match self.tf_padding {
-            true => 1e-3,
-            false => 1e-5,
+    fn layers(&self) -> TimmLayers {
+        TimmLayers {
+            eps: if self.tf_padding { 1e-3 } else { 1e-5 },
+            tf_padding: self.tf_padding,
         }
-    }
-
-    /// `p` (a square window) padded as timm pads it: PyTorch's symmetric `k / 2 *
-    /// dilation`, or for the `tf_` models on a strided window TensorFlow's `'SAME'` for
-    /// an axis the stride divides, with the op that pads other sizes further to run on
-    /// its input.
-    fn padded(&self, p: Conv2dParams) -> (Conv2dParams, Option<Op>) {
-        let (k, stride, dilation) = (p.kernel_size.0, p.stride.0, p.dilation.0);
-        if self.tf_padding && stride > 1 {
-            let pad = tf_same_padding(stride * k, k, stride, dilation);
-            let p = p.padding_asymmetric(pad, pad);
-            return (p, Some(Op::PadToTfSame(p)));
-        }
-        (p.padding(k / 2 * dilation), None)
     }
 
     /// timm's `round_channels(c, multiplier)`.
@@ -354,15 +338,8 @@ impl TimmMobileNetConfig {
         let at = |name: &str| key(prefix, name);
         let stem = Conv2dParams::new(in_channels, self.stem_channels(), 3)
             .stride(2)
-            .bias(false)
             .activation(self.activation());
-        let (stem, pad) = self.padded(stem);
-        let stem = conv_bn(gpu, sd, stem, &at("conv_stem"), &at("bn1"), self.eps())?;
-        let mut y = x;
-        if let Some(pad) = pad {
-            y = g.add("conv_stem.pad", pad, &[y]);
-        }
-        let mut y = g.add("conv_stem", stem, &[y]);
+        let mut y = self.layers().stem(g, x, (gpu, sd, prefix), stem)?;
         let taps = self.taps();
         let wanted = &taps[..depth.min(taps.len())];
         let mut features = vec![x];
@@ -410,64 +387,41 @@ impl TimmMobileNetConfig {
         (input, output): (usize, usize),
         (stride, dilation): (usize, usize),
     ) -> Result<Graph> {
-        let at = |name: &str| key(prefix, name);
         let act = match d.relu {
             true => Activation::Relu,
             false => self.activation(),
-        };
-        let layer = |p: Conv2dParams, (conv, bn): (&str, &str)| -> Result<ConvBnAct> {
-            conv_bn(gpu, sd, p, &at(conv), &at(bn), self.eps())
         };
         if d.kind == Kind::Pointwise {
             // timm's `cn` block: a 1x1 window at stride 1, never padded.
             let p = Conv2dParams::new(input, output, d.kernel)
                 .bias(false)
                 .activation(act);
+            let (conv, bn) = (key(prefix, "conv"), key(prefix, "bn1"));
+            let layer = conv_bn(gpu, sd, p, &conv, &bn, self.layers().eps)?;
             let mut g = Graph::new();
             let x = g.input();
-            let y = g.add("conv", layer(p, ("conv", "bn1"))?, &[x]);
+            let y = g.add("conv", layer, &[x]);
             g.set_outputs(&[y]);
             return Ok(g);
         }
-        let (hidden, [pw, dw, pwl]) = match d.kind {
-            Kind::Separable => (input, [("", ""), ("conv_dw", "bn1"), ("conv_pw", "bn2")]),
-            _ => (
-                make_divisible(input as f64 * d.expand, 8),
-                [("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")],
-            ),
+        let hidden = match d.kind {
+            Kind::Separable => input,
+            _ => make_divisible(input as f64 * d.expand, 8),
         };
-        let expand = match d.kind {
-            Kind::Separable => None,
-            _ => {
-                let p = Conv2dParams::new(input, hidden, 1)
-                    .bias(false)
-                    .activation(act);
-                Some(layer(p, pw)?)
-            }
+        let se = d.se.then(|| {
+            SqueezeExcitationParams::new(hidden, make_divisible(hidden as f64 * 0.25, 8))
+                .activation(Activation::Relu)
+                .scale_activation(Activation::HardSigmoid)
+        });
+        let block = TimmBlock {
+            channels: (input, hidden, output),
+            separable: d.kind == Kind::Separable,
+            kernel: d.kernel,
+            stride_dilation: (stride, dilation),
+            activation: act,
+            se,
+            skip: stride == 1 && input == output,
         };
-        let k = d.kernel;
-        let depthwise = Conv2dParams::depthwise(hidden, 1, k)
-            .stride(stride)
-            .dilation(dilation)
-            .bias(false)
-            .activation(act);
-        let (depthwise, pad) = self.padded(depthwise);
-        let depthwise = layer(depthwise, dw)?;
-        let se = match d.se {
-            false => None,
-            true => {
-                let squeezed = make_divisible(hidden as f64 * 0.25, 8);
-                let se = SqueezeExcitationParams::new(hidden, squeezed)
-                    .activation(Activation::Relu)
-                    .scale_activation(Activation::HardSigmoid);
-                let (reduce, expand) = (at("se.conv_reduce"), at("se.conv_expand"));
-                Some(SeNode::load(gpu, sd, se, &reduce, &expand)?)
-            }
-        };
-        let project = Conv2dParams::new(hidden, output, 1).bias(false);
-        let project = layer(project, pwl)?;
-        let skip = stride == 1 && input == output;
-        let names = [pw.0, dw.0, "se", pwl.0];
-        padded_inverted_residual_graph(gpu, skip, (expand, depthwise, se, project), names, pad)
+        self.layers().block((gpu, sd, prefix), block)
     }
 }
