@@ -666,6 +666,8 @@ def networks(fz, count, out):
              "tu-tf_mobilenetv3_small_minimal_100", "timm-mobilenetv3_large_075"]
     # timm's RegNets (smp's deprecated `timm-regnet*` names too) and MobileNetV2.
     TIMM += ["tu-regnetx_002", "tu-regnety_004", "timm-regnety_002", "tu-mobilenetv2_050"]
+    # timm's deep-stem ResNets (`avg_down` projections: ceil-mode and `AvgPool2dSame` pools).
+    TIMM += ["tu-resnet10t", "tu-resnet18d", "tu-resnet26t", "tu-resnet50c"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only).
     MIT = ["mit_b0", "mit_b1"]

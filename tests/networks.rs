@@ -1618,14 +1618,15 @@ fn smp_dpt_bad_configurations_are_typed_errors() {
 
 /// smp's timm (`tu-`) ResNets and EfficientNets: each ResNet name builds timm's blocks,
 /// stage depths, groups and widths (listed from timm 1.0), each gives smp's feature
-/// widths, and so does each MobileNetV3 name (smp's deprecated `timm-mobilenetv3_*` too);
-/// timm models this library does not have (the deep-stem `d` variants, ConvNeXt, the
-/// TensorFlow-padded `tf_` EfficientNets, MobileNetV3s and RegNets timm does not
-/// register, RegNetZ, smp's deprecated `timm-resnest*`, an empty name) are typed errors;
-/// the RegNets give smp's widths too.
+/// widths, and so do the deep-stem `c` / `d` / `s` / `t` ResNets (their stem and
+/// `avg_down`) and each MobileNetV3 name (smp's deprecated `timm-mobilenetv3_*` too); timm
+/// models this library does not have (the anti-aliased ResNets, ConvNeXt, the
+/// TensorFlow-padded `tf_` EfficientNets, MobileNetV3s and RegNets timm does not register,
+/// RegNetZ, smp's deprecated `timm-resnest*`, an empty name) are typed errors; the RegNets
+/// give smp's widths too.
 #[test]
 fn timm_universal_names_are_timm_configurations() {
-    use segblocks::networks::ResNetBlock;
+    use segblocks::networks::{ResNetBlock, ResNetStem};
     let timm = [
         ("tu-resnet18", true, [2, 2, 2, 2], 1, 64),
         ("tu-resnet26", false, [2, 2, 2, 2], 1, 64),
@@ -1661,6 +1662,42 @@ fn timm_universal_names_are_timm_configurations() {
         let deepest = if basic { 512 } else { 2048 };
         let widths = [3, 64, deepest / 8, deepest / 4, deepest / 2, deepest];
         assert_eq!(encoder.channels(3), widths, "{name}");
+    }
+    // timm's stem variants: the stem, `avg_down`, blocks per stage, the stride-2 width.
+    let deep = ResNetStem::Deep(32);
+    let tiered = ResNetStem::DeepTiered(32);
+    let wide = ResNetStem::Deep(64);
+    let stems = [
+        ("tu-resnet10t", tiered, true, [1, 1, 1, 1], 64),
+        ("tu-resnet14t", tiered, true, [1, 1, 1, 1], 64),
+        ("tu-resnet18d", deep, true, [2, 2, 2, 2], 64),
+        ("tu-resnet26d", deep, true, [2, 2, 2, 2], 64),
+        ("tu-resnet26t", tiered, true, [2, 2, 2, 2], 64),
+        ("tu-resnet34d", deep, true, [3, 4, 6, 3], 64),
+        ("tu-resnet50c", deep, false, [3, 4, 6, 3], 64),
+        ("tu-resnet50d.a1_in1k", deep, true, [3, 4, 6, 3], 64),
+        ("tu-resnet50s", wide, false, [3, 4, 6, 3], 128),
+        ("tu-resnet50t", tiered, true, [3, 4, 6, 3], 64),
+        ("tu-resnet101c", deep, false, [3, 4, 23, 3], 64),
+        ("tu-resnet101d", deep, true, [3, 4, 23, 3], 64),
+        ("tu-resnet101s", wide, false, [3, 4, 23, 3], 128),
+        ("tu-resnet152c", deep, false, [3, 8, 36, 3], 64),
+        ("tu-resnet152d", deep, true, [3, 8, 36, 3], 64),
+        ("tu-resnet152s", wide, false, [3, 8, 36, 3], 128),
+        ("tu-resnet200d", deep, true, [3, 24, 36, 3], 64),
+        ("tu-resnext50d_32x4d", deep, true, [3, 4, 6, 3], 64),
+    ];
+    for (name, stem, avg_down, layers, stride2) in stems {
+        let encoder = SmpEncoder::from_name(name).unwrap();
+        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
+            panic!("{name}: {encoder:?}");
+        };
+        assert_eq!(
+            (r.stem, r.avg_down, r.layers),
+            (stem, avg_down, layers),
+            "{name}"
+        );
+        assert_eq!(encoder.channels(3)[1], stride2, "{name}");
     }
     // timm's own EfficientNets, MobileNets and RegNets (by their `tu-` names and smp's
     // deprecated `timm-` ones): the family and smp's widths (listed from smp 0.6.0 / timm
@@ -1782,7 +1819,8 @@ fn timm_universal_names_are_timm_configurations() {
         "minimal",
     );
     for bad in [
-        "tu-resnet18d",
+        "tu-resnetaa50d",
+        "tu-resnet34t",
         "tu-convnext_tiny",
         "tu-",
         "tu-resnet",

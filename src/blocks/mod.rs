@@ -41,7 +41,7 @@ pub use mobilenet::{
     InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config,
 };
 pub use nodes::ConvBnAct;
-pub use resnet::{BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig};
+pub use resnet::{AvgDown, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig};
 pub(crate) use segnet::conv_stack;
 pub use segnet::{SegNetStage, SegNetStageConfig};
 pub use shufflenet::{ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2Unit};

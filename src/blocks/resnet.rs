@@ -1,10 +1,11 @@
 //! ResNet's blocks: torchvision's `resnet.BasicBlock` (ResNet-18 / 34) and
 //! `resnet.Bottleneck` (ResNet-50 and deeper, ResNeXt and Wide ResNet included).
 
-use super::{conv_bn, Architecture, Graph, Model};
+use super::{conv_bn, Architecture, Graph, Model, Op};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
+use crate::ops::pool::AvgPool2dParams;
 use crate::ops::setters;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
@@ -31,6 +32,21 @@ pub struct BottleneckConfig {
     /// (`downsample.0.weight`), or, for a state dict without it, when torchvision would
     /// build one (stride not 1, or the channel counts differ), which then must be there.
     pub downsample: Option<bool>,
+    /// The projection pools before its 1x1 convolution (timm's `avg_down`: the `d`
+    /// ResNets; `downsample.1` / `downsample.2`); `None` (the default): torchvision's
+    /// strided 1x1 convolution (`downsample.0` / `downsample.1`).
+    pub avg_down: Option<AvgDown>,
+}
+
+/// The pooling of timm's `avg_down` projection (its `downsample_avg`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AvgDown {
+    /// `nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)` at the block's
+    /// stride; none at stride 1 (`nn.Identity`).
+    Strided,
+    /// timm's `AvgPool2dSame(2, 1)` in a stage whose stride became a dilation: a zero row
+    /// and column after the map, then a 2x2 average at stride 1 (the zeros counted).
+    Dilated,
 }
 
 impl BottleneckConfig {
@@ -45,6 +61,7 @@ impl BottleneckConfig {
             base_width: 64,
             dilation: 1,
             downsample: None,
+            avg_down: None,
         }
     }
 
@@ -58,6 +75,12 @@ impl BottleneckConfig {
     /// Forces the projection on or off.
     pub fn downsample(mut self, downsample: bool) -> Self {
         self.downsample = Some(downsample);
+        self
+    }
+
+    /// Pools in the projection first (timm's `avg_down`).
+    pub fn avg_down(mut self, avg_down: AvgDown) -> Self {
+        self.avg_down = Some(avg_down);
         self
     }
 
@@ -93,7 +116,13 @@ impl Architecture for BottleneckConfig {
         let k = |n: &str| key(prefix, n);
         let w = cfg.width();
         let out = 4 * cfg.planes;
-        let downsample = projection(cfg.downsample, cfg.stride, cfg.inplanes, out, sd, prefix)?;
+        let downsample = projection(
+            cfg.downsample,
+            cfg.avg_down,
+            (cfg.stride, cfg.inplanes, out),
+            sd,
+            prefix,
+        )?;
         let eps = 1e-5;
         let relu = Activation::Relu;
         let p1 = Conv2dParams::new(cfg.inplanes, w, 1)
@@ -112,7 +141,7 @@ impl Architecture for BottleneckConfig {
         let identity = skip(
             &mut g,
             x,
-            downsample,
+            (downsample, cfg.avg_down),
             (cfg.inplanes, out, cfg.stride),
             (gpu, sd, prefix),
         )?;
@@ -140,15 +169,15 @@ impl Architecture for BottleneckConfig {
 /// differ, in which case it must be there).
 fn projection(
     forced: Option<bool>,
-    stride: usize,
-    inplanes: usize,
-    out: usize,
+    avg_down: Option<AvgDown>,
+    (stride, inplanes, out): (usize, usize, usize),
     sd: &StateDict,
     prefix: &str,
 ) -> Result<bool> {
     let torchvision_rule = stride != 1 || inplanes != out;
-    let downsample = forced
-        .unwrap_or_else(|| sd.contains(&key(prefix, "downsample.0.weight")) || torchvision_rule);
+    let conv = key(prefix, projection_names(avg_down).0);
+    let downsample =
+        forced.unwrap_or_else(|| sd.contains(&key(&conv, "weight")) || torchvision_rule);
     fail_if(!downsample && torchvision_rule, "downsample", || {
         format!(
             "a skip without projection needs as many input as output channels and stride 1, \
@@ -158,24 +187,55 @@ fn projection(
     Ok(downsample)
 }
 
-/// The skip of a block: `x`, or its projection `downsample.0` (1x1 convolution, stride
-/// `stride`) with `downsample.1` (batch norm) when `downsample`.
+/// The projection's convolution and batch norm: `downsample.0` / `.1`, or after
+/// `avg_down`'s pooling `downsample.1` / `.2`.
+fn projection_names(avg_down: Option<AvgDown>) -> (&'static str, &'static str) {
+    match avg_down {
+        None => ("downsample.0", "downsample.1"),
+        Some(_) => ("downsample.1", "downsample.2"),
+    }
+}
+
+/// The skip of a block: `x`, or when `downsample` its projection: a 1x1 convolution
+/// (stride `stride`) with batch norm, or with `avg_down` a pooling and an unstrided one.
 fn skip(
     g: &mut Graph,
     x: super::ValueId,
-    downsample: bool,
+    (downsample, avg_down): (bool, Option<AvgDown>),
     (inplanes, out, stride): (usize, usize, usize),
     (gpu, sd, prefix): (&Gpu, &StateDict, &str),
 ) -> Result<super::ValueId> {
     if !downsample {
         return Ok(x);
     }
-    let k = |n: &str| key(prefix, n);
+    let (conv, bn) = projection_names(avg_down);
+    let mut y = x;
+    let conv_stride = match avg_down {
+        None => stride,
+        Some(AvgDown::Strided) if stride == 1 => 1,
+        Some(AvgDown::Strided) => {
+            let pool = AvgPool2dParams::new(2)
+                .stride(stride)
+                .ceil_mode(true)
+                .count_include_pad(false);
+            y = g.add("downsample.pool", Op::AvgPool(pool), &[y]);
+            1
+        }
+        Some(AvgDown::Dilated) => {
+            // timm's `pad_same`: the 2x2 window at stride 1 pads one zero row and column
+            // after the map whatever its size.
+            let window = Conv2dParams::new(inplanes, inplanes, 2);
+            y = g.add("downsample.pad", Op::PadToTfSame(window), &[y]);
+            let pool = AvgPool2dParams::new(2).stride(1);
+            y = g.add("downsample.pool", Op::AvgPool(pool), &[y]);
+            1
+        }
+    };
     let pd = Conv2dParams::new(inplanes, out, 1)
-        .stride(stride)
+        .stride(conv_stride)
         .bias(false);
-    let d = conv_bn(gpu, sd, pd, &k("downsample.0"), &k("downsample.1"), 1e-5)?;
-    Ok(g.add("downsample", d, &[x]))
+    let d = conv_bn(gpu, sd, pd, &key(prefix, conv), &key(prefix, bn), 1e-5)?;
+    Ok(g.add("downsample", d, &[y]))
 }
 
 /// torchvision's `resnet.BasicBlock` configuration (expansion 1, ResNet-18 / 34): 3x3
@@ -205,6 +265,8 @@ pub struct BasicBlockConfig {
     /// Whether the skip has a 1x1 projection with batch norm; `None` (the default) as
     /// torchvision's module (see [`BottleneckConfig::downsample`]).
     pub downsample: Option<bool>,
+    /// The projection pools first (timm's `avg_down`; see [`BottleneckConfig::avg_down`]).
+    pub avg_down: Option<AvgDown>,
 }
 
 impl BasicBlockConfig {
@@ -219,6 +281,7 @@ impl BasicBlockConfig {
             dilation: 1,
             first_dilation: None,
             downsample: None,
+            avg_down: None,
         }
     }
 
@@ -233,6 +296,12 @@ impl BasicBlockConfig {
     /// Forces the projection on or off.
     pub fn downsample(mut self, downsample: bool) -> Self {
         self.downsample = Some(downsample);
+        self
+    }
+
+    /// Pools in the projection first (timm's `avg_down`).
+    pub fn avg_down(mut self, avg_down: AvgDown) -> Self {
+        self.avg_down = Some(avg_down);
         self
     }
 }
@@ -281,14 +350,8 @@ impl Architecture for BasicBlockConfig {
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let cfg = self;
         let k = |n: &str| key(prefix, n);
-        let downsample = projection(
-            cfg.downsample,
-            cfg.stride,
-            cfg.inplanes,
-            cfg.planes,
-            sd,
-            prefix,
-        )?;
+        let projected = (cfg.stride, cfg.inplanes, cfg.planes);
+        let downsample = projection(cfg.downsample, cfg.avg_down, projected, sd, prefix)?;
         let relu = Activation::Relu;
         // Only smp's patched blocks (both convolutions dilated alike) and timm's (the
         // first keeping the previous stage's dilation) get here with a dilation.
@@ -309,7 +372,7 @@ impl Architecture for BasicBlockConfig {
         let identity = skip(
             &mut g,
             x,
-            downsample,
+            (downsample, cfg.avg_down),
             (cfg.inplanes, cfg.planes, cfg.stride),
             (gpu, sd, prefix),
         )?;

@@ -2,10 +2,16 @@
 //! 101 / 152, ResNeXt and Wide ResNet (bottlenecks): the stem and the four stages, with
 //! `replace_stride_with_dilation` (the segmentation models' dilated backbones, output
 //! stride 8).
+//!
+//! timm's ResNets are the same network under the same names; its stem variants are
+//! options here: the deep stems of its `c`, `d`, `s` and `t` models ([`ResNetStem`]:
+//! three 3x3 convolutions `conv1.0` / `.3` / `.6`) and the `avg_down` projections of its
+//! `d` and `t` models ([`ResNetConfig::avg_down`]: an average pool, then an unstrided
+//! 1x1 convolution `downsample.1` with its batch norm `downsample.2`).
 
 use crate::blocks::{
-    conv_bn, Architecture, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig, Graph,
-    Model, Op,
+    conv_bn, Architecture, AvgDown, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig,
+    Graph, Model, Op,
 };
 use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
@@ -59,6 +65,35 @@ pub struct ResNetConfig {
     pub groups: usize,
     /// Width per group (ResNeXt-50 32x4d: 4; Wide ResNet: 128; ResNet: 64).
     pub width_per_group: usize,
+    /// The stem: torchvision's 7x7 convolution, or one of timm's deep stems.
+    pub stem: ResNetStem,
+    /// timm's `avg_down` (its `d` and `t` ResNets): each projection pools before an
+    /// unstrided 1x1 convolution ([`AvgDown`]).
+    pub avg_down: bool,
+}
+
+/// The stem of a ResNet, before its batch norm `bn1`, ReLU and max pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResNetStem {
+    /// torchvision's `conv1`: a 7x7 convolution, stride 2, to 64 channels.
+    Standard,
+    /// timm's `deep` stem of this width `w` (its `c`, `d` and `s` ResNets): 3x3
+    /// convolutions `conv1.0` (stride 2), `conv1.3`, `conv1.6` to `w`, `w` and `2w`
+    /// channels, the first two with their batch norms (`conv1.1`, `conv1.4`) and ReLU.
+    Deep(usize),
+    /// timm's `deep_tiered` stem of width `w` (its `t` ResNets): the deep stem to
+    /// `3 * (w / 4)`, `w` and `2w` channels.
+    DeepTiered(usize),
+}
+
+impl ResNetStem {
+    /// Output channels: 64, or twice a deep stem's width.
+    pub fn channels(self) -> usize {
+        match self {
+            ResNetStem::Standard => 64,
+            ResNetStem::Deep(w) | ResNetStem::DeepTiered(w) => 2 * w,
+        }
+    }
 }
 
 impl ResNetConfig {
@@ -69,6 +104,8 @@ impl ResNetConfig {
             replace_stride_with_dilation: [false; 3],
             groups: 1,
             width_per_group: 64,
+            stem: ResNetStem::Standard,
+            avg_down: false,
         }
     }
 
@@ -140,32 +177,40 @@ impl ResNetConfig {
     /// others at the stage's dilation.
     pub fn stages(&self) -> [Vec<ResNetStageBlock>; 4] {
         let expansion = self.block.expansion();
-        let mut inplanes = 64;
+        let mut inplanes = self.stem.channels();
         let mut dilation = 1;
         std::array::from_fn(|i| {
             let planes = 64 << i;
             let mut stride = if i == 0 { 1 } else { 2 };
             let previous = dilation;
-            if i > 0 && self.replace_stride_with_dilation[i - 1] {
+            let dilated = i > 0 && self.replace_stride_with_dilation[i - 1];
+            if dilated {
                 dilation *= stride;
                 stride = 1;
             }
+            let avg_down = match (self.avg_down, dilated) {
+                (false, _) => None,
+                (true, false) => Some(AvgDown::Strided),
+                (true, true) => Some(AvgDown::Dilated),
+            };
             let block = |inplanes: usize, stride: usize, dilation: usize, downsample: bool| {
                 match self.block {
-                    ResNetBlock::Basic => ResNetStageBlock::Basic(
-                        BasicBlockConfig::new(inplanes, planes)
+                    ResNetBlock::Basic => ResNetStageBlock::Basic(BasicBlockConfig {
+                        avg_down,
+                        ..BasicBlockConfig::new(inplanes, planes)
                             .groups(self.groups, self.width_per_group)
                             .stride(stride)
                             .dilation(dilation)
-                            .downsample(downsample),
-                    ),
-                    ResNetBlock::Bottleneck => ResNetStageBlock::Bottleneck(
-                        BottleneckConfig::new(inplanes, planes)
+                            .downsample(downsample)
+                    }),
+                    ResNetBlock::Bottleneck => ResNetStageBlock::Bottleneck(BottleneckConfig {
+                        avg_down,
+                        ..BottleneckConfig::new(inplanes, planes)
                             .groups(self.groups, self.width_per_group)
                             .stride(stride)
                             .dilation(dilation)
-                            .downsample(downsample),
-                    ),
+                            .downsample(downsample)
+                    }),
                 }
             };
             let first = block(
@@ -265,20 +310,7 @@ impl ResNetConfig {
         (in_channels, stages, output_stride): (usize, usize, usize),
         rule: DilationRule,
     ) -> Result<Vec<crate::blocks::ValueId>> {
-        let stem = Conv2dParams::new(in_channels, 64, 7)
-            .stride(2)
-            .padding(3)
-            .bias(false)
-            .activation(Activation::Relu);
-        let stem = conv_bn(
-            gpu,
-            sd,
-            stem,
-            &key(prefix, "conv1"),
-            &key(prefix, "bn1"),
-            1e-5,
-        )?;
-        let mut y = g.add("conv1", stem, &[x]);
+        let mut y = self.append_stem(g, x, (gpu, sd, prefix), in_channels)?;
         let mut outs = vec![y];
         if stages == 0 {
             return Ok(outs);
@@ -310,6 +342,52 @@ impl ResNetConfig {
     }
 }
 
+impl ResNetConfig {
+    /// The stem (`conv1` or timm's deep `conv1.*`, `bn1`, ReLU) on `x` (`in_channels`
+    /// channels); returns its output.
+    fn append_stem(
+        &self,
+        g: &mut Graph,
+        x: crate::blocks::ValueId,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        in_channels: usize,
+    ) -> Result<crate::blocks::ValueId> {
+        let relu = Activation::Relu;
+        let out = self.stem.channels();
+        let at = |n: &str| key(prefix, n);
+        let widths = match self.stem {
+            ResNetStem::Standard => {
+                let p = Conv2dParams::new(in_channels, out, 7)
+                    .stride(2)
+                    .padding(3)
+                    .bias(false)
+                    .activation(relu);
+                let stem = conv_bn(gpu, sd, p, &at("conv1"), &at("bn1"), 1e-5)?;
+                return Ok(g.add("conv1", stem, &[x]));
+            }
+            ResNetStem::Deep(w) => [in_channels, w, w, out],
+            ResNetStem::DeepTiered(w) => [in_channels, 3 * (w / 4), w, out],
+        };
+        // `conv1` is a `Sequential`: convolutions at 0, 3, 6, batch norms at 1, 4, then
+        // `bn1` after it.
+        let names = [
+            ("conv1.0", "conv1.1"),
+            ("conv1.3", "conv1.4"),
+            ("conv1.6", "bn1"),
+        ];
+        let mut y = x;
+        for (i, (conv, bn)) in names.into_iter().enumerate() {
+            let p = Conv2dParams::new(widths[i], widths[i + 1], 3)
+                .stride(if i == 0 { 2 } else { 1 })
+                .padding(1)
+                .bias(false)
+                .activation(relu);
+            y = g.add(conv, conv_bn(gpu, sd, p, &at(conv), &at(bn), 1e-5)?, &[y]);
+        }
+        Ok(y)
+    }
+}
+
 /// How a ResNet encoder dilates its stages past its output stride.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DilationRule {
@@ -322,6 +400,10 @@ pub(crate) enum DilationRule {
 crate::ops::setters!(ResNetConfig {
     /// Sets `replace_stride_with_dilation`.
     replace_stride_with_dilation: [bool; 3],
+    /// Sets the stem.
+    stem: ResNetStem,
+    /// Sets timm's `avg_down`.
+    avg_down: bool,
 });
 
 /// torchvision's ResNet without its pooling and classifier: input `[N, 3, H, W]`, output
@@ -338,6 +420,18 @@ impl Architecture for ResNetConfig {
             ("groups", self.groups),
             ("width_per_group", self.width_per_group),
         ])?;
+        if let ResNetStem::Deep(w) | ResNetStem::DeepTiered(w) = self.stem {
+            let least = match self.stem {
+                ResNetStem::DeepTiered(_) => 4,
+                _ => 1,
+            };
+            fail_if(!(least..=4096).contains(&w), "stem", || {
+                format!(
+                    "a deep stem's width must be in {least}..=4096, got {:?}",
+                    self.stem
+                )
+            })?;
+        }
         fail_if(self.layers.iter().any(|&n| n > 1024), "layers", || {
             format!("at most 1024 blocks a stage, got {:?}", self.layers)
         })?;

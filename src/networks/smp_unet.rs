@@ -40,8 +40,8 @@ use crate::weights::{key, StateDict};
 use super::resnet::DilationRule;
 use super::{
     DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig, MixTransformerConfig,
-    MobileNetV2Config, MobileOneConfig, RegNetConfig, ResNetConfig, SeNetConfig, SkResNetConfig,
-    TimmEfficientNetConfig, TimmMobileNetConfig, VggConfig,
+    MobileNetV2Config, MobileOneConfig, RegNetConfig, ResNetConfig, ResNetStem, SeNetConfig,
+    SkResNetConfig, TimmEfficientNetConfig, TimmMobileNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -51,7 +51,11 @@ pub enum SmpEncoder {
     ResNet(ResNetConfig),
     /// `tu-resnet18`, `tu-resnet26`, `tu-resnet34`, `tu-resnet50`, `tu-resnet101`,
     /// `tu-resnet152`, `tu-resnet200`, `tu-resnext50_32x4d`, `tu-resnext101_32x4d` / `8d` /
-    /// `16d` / `32d`, `tu-resnext101_64x4d`, `tu-wide_resnet50_2`, `tu-wide_resnet101_2`
+    /// `16d` / `32d`, `tu-resnext101_64x4d`, `tu-wide_resnet50_2`, `tu-wide_resnet101_2`,
+    /// and timm's stem variants `tu-resnet10t`, `tu-resnet14t`, `tu-resnet18d`,
+    /// `tu-resnet26d` / `26t`, `tu-resnet34d`, `tu-resnet50c` / `50d` / `50s` / `50t`,
+    /// `tu-resnet101c` / `d` / `s`, `tu-resnet152c` / `d` / `s`, `tu-resnet200d`,
+    /// `tu-resnext50d_32x4d` ([`ResNetStem`], [`ResNetConfig::avg_down`])
     /// (a pretrained tag after `.` ignored): timm's ResNet through smp's
     /// `TimmUniversalEncoder` (`encoder.model.conv1`, `encoder.model.layer{i}.*`), the same
     /// network as torchvision's, dilated as timm's `output_stride` does (the first block
@@ -158,8 +162,9 @@ impl SmpEncoder {
                     name: "encoder_name",
                     reason: format!(
                         "{encoder_name:?}: of smp's timm (`tu-`) encoders this library has \
-                         timm's plain ResNets (tu-resnet18 .. tu-resnet200, \
-                         tu-resnext50_32x4d, tu-resnext101_32x4d .. 32x32d, \
+                         timm's plain ResNets (tu-resnet18 .. tu-resnet200, their c, d, s \
+                         and t stems, tu-resnext50_32x4d, tu-resnext50d_32x4d, \
+                         tu-resnext101_32x4d .. 32x32d, \
                          tu-resnext101_64x4d, tu-wide_resnet50_2, tu-wide_resnet101_2), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
                          tu-efficientnet_lite0 .. lite4), its MobileNets \
@@ -330,7 +335,7 @@ impl SmpEncoder {
     pub fn channels(&self, in_channels: usize) -> Vec<usize> {
         match self {
             SmpEncoder::ResNet(r) | SmpEncoder::TimmUniversalResNet(r) => {
-                let mut c = vec![in_channels, 64];
+                let mut c = vec![in_channels, r.stem.channels()];
                 c.extend(r.stage_channels());
                 c
             }
@@ -699,6 +704,8 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         layers,
         ..ResNetConfig::resnet50()
     };
+    let deep_avg = |r: ResNetConfig| r.stem(ResNetStem::Deep(32)).avg_down(true);
+    let tiered = |r: ResNetConfig| r.stem(ResNetStem::DeepTiered(32)).avg_down(true);
     Some(match name.split('.').next()? {
         "resnet18" => ResNetConfig::resnet18(),
         "resnet26" => bottleneck([2, 2, 2, 2]),
@@ -715,6 +722,29 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         "resnext101_64x4d" => ResNetConfig::resnet101().groups(64, 4),
         "wide_resnet50_2" => ResNetConfig::resnet50().groups(1, 128),
         "wide_resnet101_2" => ResNetConfig::resnet101().groups(1, 128),
+        // timm's stem variants (`c`: deep, `d`: deep with `avg_down`, `s`: deep of width
+        // 64, `t`: deep tiered with `avg_down`).
+        "resnet10t" => tiered(ResNetConfig {
+            layers: [1; 4],
+            ..ResNetConfig::resnet18()
+        }),
+        "resnet14t" => tiered(bottleneck([1; 4])),
+        "resnet18d" => deep_avg(ResNetConfig::resnet18()),
+        "resnet26d" => deep_avg(bottleneck([2, 2, 2, 2])),
+        "resnet26t" => tiered(bottleneck([2, 2, 2, 2])),
+        "resnet34d" => deep_avg(ResNetConfig::resnet34()),
+        "resnet50c" => ResNetConfig::resnet50().stem(ResNetStem::Deep(32)),
+        "resnet50d" => deep_avg(ResNetConfig::resnet50()),
+        "resnet50s" => ResNetConfig::resnet50().stem(ResNetStem::Deep(64)),
+        "resnet50t" => tiered(ResNetConfig::resnet50()),
+        "resnet101c" => ResNetConfig::resnet101().stem(ResNetStem::Deep(32)),
+        "resnet101d" => deep_avg(ResNetConfig::resnet101()),
+        "resnet101s" => ResNetConfig::resnet101().stem(ResNetStem::Deep(64)),
+        "resnet152c" => ResNetConfig::resnet152().stem(ResNetStem::Deep(32)),
+        "resnet152d" => deep_avg(ResNetConfig::resnet152()),
+        "resnet152s" => ResNetConfig::resnet152().stem(ResNetStem::Deep(64)),
+        "resnet200d" => deep_avg(bottleneck([3, 24, 36, 3])),
+        "resnext50d_32x4d" => deep_avg(ResNetConfig::resnext50_32x4d()),
         _ => return None,
     })
 }

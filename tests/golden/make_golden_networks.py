@@ -571,6 +571,28 @@ CASES = [
      dict(encoder="tu-mobilenetv2_035", depth=5, output_stride=8, cin=3, classes=3,
           decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=4, activation=None),
      [1, 3, 48, 64]),
+    # timm's ResNet stems through smp's `tu-` encoders: the deep (`c`, `d`, `s`) and
+    # tiered (`t`) stems, and `avg_down` projections: a ceil-mode average pool at odd
+    # sizes, and timm's `AvgPool2dSame` in the stages a smaller output stride dilates.
+    ("smp_unet_tu_resnet18d_odd", "smp_unet",
+     dict(encoder="tu-resnet18d", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_resnet10t_os8", "smp_deeplabv3",
+     dict(encoder="tu-resnet10t", depth=5, output_stride=8, cin=3, classes=3,
+          decoder_channels=32, rates=[2, 4, 6], separable=False, upsampling=None,
+          activation=None), [2, 3, 40, 56]),
+    ("smp_deeplabv3plus_tu_resnet26t_os16", "smp_deeplabv3plus",
+     dict(encoder="tu-resnet26t", depth=5, output_stride=16, cin=1, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 1, 48, 80]),
+    ("smp_deeplabv3_tu_resnet50d_os8", "smp_deeplabv3",
+     dict(encoder="tu-resnet50d", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [1, 3, 40, 48]),
+    ("smp_fpn_tu_resnet50s_depth4", "smp_fpn",
+     dict(encoder="tu-resnet50s", depth=4, cin=3, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None),
+     [1, 3, 48, 64]),
 ]
 
 
