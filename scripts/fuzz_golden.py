@@ -669,8 +669,9 @@ def networks(fz, count, out):
     # timm's deep-stem ResNets (`avg_down` projections: ceil-mode and `AvgPool2dSame` pools).
     TIMM += ["tu-resnet10t", "tu-resnet18d", "tu-resnet26t", "tu-resnet50c"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
-    # FPN at depth 5 only).
-    MIT = ["mit_b0", "mit_b1"]
+    # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (smp runs them in
+    # Linknet and UnetPlusPlus, this library not yet).
+    MIT = ["mit_b0", "mit_b1", "tu-convnext_atto", "tu-convnext_femto"]
 
     def least(encoder):
         # EfficientNet-PyTorch's padding is fixed at the resolution the model was defined
@@ -766,7 +767,7 @@ def networks(fz, count, out):
             plus = kind == "smp_deeplabv3plus"
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
                                + EFFNETS + SENETS + TIMM + MIT)
-            depth = r.randint(3 if plus else 1 + encoder.startswith(("efficientnet", "mit")), 5)
+            depth = r.randint(3 if plus else 1 + encoder.startswith(("efficientnet", "mit", "tu-convnext")), 5)
             stride = r.choice([8, 16])
             upsampling = r.choice([1, 2, 4, 4]) if plus else r.choice([None, None, 1, 2, 8])
             a = dict(encoder=encoder, depth=depth, output_stride=stride, cin=r.randint(1, 4),
@@ -783,7 +784,7 @@ def networks(fz, count, out):
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
                                + EFFNETS + UNDILATABLE
                                + SENETS + TIMM + (MIT if kind == "smp_pspnet" else []))
-            depth = r.randint(1 + encoder.startswith(("efficientnet", "mit")), 5)
+            depth = r.randint(1 + encoder.startswith(("efficientnet", "mit", "tu-convnext")), 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      use_norm=r.random() < 0.6,
                      activation=r.choice([None, None, "sigmoid", "tanh", "softmax2d",
@@ -853,7 +854,7 @@ def networks(fz, count, out):
         elif kind == "smp_manet":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v2"]
                                + EFFNETS + UNDILATABLE + SENETS + TIMM + MIT)
-            depth = r.randint(1 + encoder.startswith(("efficientnet", "mit")), 5)
+            depth = r.randint(1 + encoder.startswith(("efficientnet", "mit", "tu-convnext")), 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
                      pab=r.choice([4, 8, 16, 64]), use_norm=r.random() < 0.6,

@@ -126,11 +126,12 @@ impl Architecture for SmpFpnConfig {
             self.decoder_interpolation,
         )?;
         fail_if(
-            matches!(self.encoder, SmpEncoder::MixTransformer(_)) && self.encoder_depth != 5,
+            self.encoder.starts_at_quarter() && self.encoder_depth != 5,
             "encoder_depth",
             || {
                 format!(
-                    "smp's FPN takes a mit_b* encoder at depth 5 only, got {}",
+                    "smp's FPN takes an encoder whose stride-2 feature is empty (mit_b*, \
+                     tu-convnext_*) at depth 5 only, got {}",
                     self.encoder_depth
                 )
             },

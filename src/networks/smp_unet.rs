@@ -39,9 +39,10 @@ use crate::weights::{key, StateDict};
 
 use super::resnet::DilationRule;
 use super::{
-    DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig, MixTransformerConfig,
-    MobileNetV2Config, MobileOneConfig, RegNetConfig, ResNetConfig, ResNetStem, SeNetConfig,
-    SkResNetConfig, TimmEfficientNetConfig, TimmMobileNetConfig, VggConfig,
+    ConvNextConfig, DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig,
+    MixTransformerConfig, MobileNetV2Config, MobileOneConfig, RegNetConfig, ResNetConfig,
+    ResNetStem, SeNetConfig, SkResNetConfig, TimmEfficientNetConfig, TimmMobileNetConfig,
+    VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -108,6 +109,12 @@ pub enum SmpEncoder {
     /// (`encoder.model.stem.conv`, `encoder.model.s{i}.b{j}.*`; [`RegNetConfig::timm`]),
     /// dilated by timm's `output_stride` rule.
     TimmUniversalRegNet(RegNetConfig),
+    /// `tu-convnext_atto`, `_femto`, `_pico`, `_nano`, `_tiny`, `_small`, `_base`,
+    /// `_large`, `_xlarge` (a pretrained tag after `.` ignored): timm's ConvNeXt through
+    /// smp's `TimmUniversalEncoder` (`encoder.model.stem_0` / `stem_1`, `encoder.model.stages_{s}.*`;
+    /// [`ConvNextConfig::timm`]), dilated by timm's `output_stride` rule. It starts at
+    /// 1/4 of the input: its stride-2 feature is empty (0 channels), as smp pads it.
+    TimmUniversalConvNext(ConvNextConfig),
     /// `mobileone_s0` .. `mobileone_s4`: Apple's MobileOne as smp builds it, its trained
     /// branches (`encoder.stage{i}.*.rbr_conv` / `rbr_scale` / `rbr_skip`) folded into one
     /// convolution a block at load time ([`MobileOneConfig`]).
@@ -141,7 +148,8 @@ impl SmpEncoder {
     /// smp 0.6.0's list), of timm's universal names the plain ResNets, EfficientNets,
     /// MobileNets ([`SmpEncoder::TimmUniversalResNet`],
     /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNet`]) and
-    /// RegNets ([`SmpEncoder::TimmUniversalRegNet`]), and smp's deprecated
+    /// RegNets ([`SmpEncoder::TimmUniversalRegNet`]), its ConvNeXts
+    /// ([`SmpEncoder::TimmUniversalConvNext`]), and smp's deprecated
     /// `timm-mobilenetv3_*` and `timm-regnet*` names (run as smp 0.6 runs them: as timm's
     /// `tf_mobilenetv3_*` and `regnet*`); any other name is an error naming
     /// `encoder_name`.
@@ -155,6 +163,9 @@ impl SmpEncoder {
             }
             if let Some(r) = RegNetConfig::timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalRegNet(r));
+            }
+            if let Some(c) = ConvNextConfig::timm(timm) {
+                return Ok(SmpEncoder::TimmUniversalConvNext(c));
             }
             return timm_resnet(timm)
                 .map(SmpEncoder::TimmUniversalResNet)
@@ -173,7 +184,8 @@ impl SmpEncoder {
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \
                          tu-tf_mobilenetv3_small_075 / 100 / minimal_100), its RegNets \
                          (tu-regnetx_002 .. tu-regnetx_320, tu-regnety_002 .. \
-                         tu-regnety_640) and, for DPT, its plain ViTs"
+                         tu-regnety_640), its ConvNeXts (tu-convnext_atto .. xlarge) and, for \
+                         DPT, its plain ViTs"
                     ),
                 });
         }
@@ -297,13 +309,33 @@ impl SmpEncoder {
         }))
     }
 
-    /// A typed error naming `encoder_name` for a Mix Transformer encoder, which smp's
-    /// `model` refuses (its empty stride-2 feature).
+    /// Whether the encoder starts at 1/4 of the input, its stride-2 feature empty (0
+    /// channels): the Mix Transformers and timm's ConvNeXts.
+    pub(crate) fn starts_at_quarter(&self) -> bool {
+        matches!(
+            self,
+            SmpEncoder::MixTransformer(_) | SmpEncoder::TimmUniversalConvNext(_)
+        )
+    }
+
+    /// A typed error naming `encoder_name` for an encoder whose stride-2 feature is
+    /// empty: smp's `model` refuses the Mix Transformers, and this library's does not
+    /// take timm's ConvNeXts yet.
     pub(crate) fn refuse_mix_transformer(&self, model: &str) -> Result<()> {
         fail_if(
             matches!(self, SmpEncoder::MixTransformer(_)),
             "encoder_name",
             || format!("smp's {model} does not support the Mix Transformer (mit_b*) encoders"),
+        )?;
+        fail_if(
+            matches!(self, SmpEncoder::TimmUniversalConvNext(_)),
+            "encoder_name",
+            || {
+                format!(
+                    "this library's {model} does not take timm's ConvNeXt encoders yet (an \
+                     empty stride-2 feature)"
+                )
+            },
         )
     }
 
@@ -323,6 +355,7 @@ impl SmpEncoder {
             }
             SmpEncoder::TimmUniversalMobileNet(m) => m.validate(),
             SmpEncoder::TimmUniversalRegNet(r) => r.validate(),
+            SmpEncoder::TimmUniversalConvNext(c) => c.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
             SmpEncoder::MixTransformer(m) => m.validate(),
@@ -347,6 +380,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalEfficientNet(t) => t.feature_channels(in_channels, true),
             SmpEncoder::TimmUniversalMobileNet(m) => m.feature_channels(in_channels),
             SmpEncoder::TimmUniversalRegNet(r) => r.feature_channels(in_channels),
+            SmpEncoder::TimmUniversalConvNext(c) => c.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
             SmpEncoder::Inception(i) => {
@@ -460,6 +494,11 @@ impl SmpEncoder {
                 let model = key(prefix, "model");
                 let ctx = (gpu, sd, model.as_str());
                 features = r.append_timm(g, x, ctx, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::TimmUniversalConvNext(c) => {
+                let model = key(prefix, "model");
+                let ctx = (gpu, sd, model.as_str());
+                features = c.append_timm(g, x, ctx, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::MobileOne(m) => {
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
@@ -756,9 +795,12 @@ pub(crate) fn check_encoder_depth(
     depth: usize,
     depths: std::ops::RangeInclusive<usize>,
 ) -> Result<()> {
-    // smp's EfficientNet encoders refuse a depth of 1.
+    // smp's EfficientNet encoders refuse a depth of 1, and timm refuses a ConvNeXt with
+    // no stage (smp asks it for `depth - 1`).
     let least = match encoder {
-        SmpEncoder::EfficientNet(_) => (*depths.start()).max(2),
+        SmpEncoder::EfficientNet(_) | SmpEncoder::TimmUniversalConvNext(_) => {
+            (*depths.start()).max(2)
+        }
         _ => *depths.start(),
     };
     let depths = least..=*depths.end();
@@ -1085,7 +1127,8 @@ impl Architecture for SmpUnetConfig {
         // smp's Unet takes any depth its encoder gives (a Mix Transformer's first
         // feature is empty: 2 at least); UnetPlusPlus needs two levels.
         let least = match (self.nested, &self.encoder) {
-            (true, _) | (_, SmpEncoder::MixTransformer(_)) => 2,
+            (true, _) => 2,
+            (_, e) if e.starts_at_quarter() => 2,
             _ => 1,
         };
         check_smp_rules(

@@ -593,6 +593,33 @@ CASES = [
      dict(encoder="tu-resnet50s", depth=4, cin=3, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None),
      [1, 3, 48, 64]),
+    # timm's ConvNeXts through smp's `tu-` encoders: transformer-style (an empty stride-2
+    # feature), `conv_mlp` in the small ones, dilated by timm's rule (the downsampling
+    # convolution at stride 1 with timm's `'same'` padding, asymmetric at dilation 1).
+    ("smp_unet_tu_convnext_atto_odd", "smp_unet",
+     dict(encoder="tu-convnext_atto", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3plus_tu_convnext_tiny_os8", "smp_deeplabv3plus",
+     dict(encoder="tu-convnext_tiny.fb_in1k", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 3, 48, 64]),
+    ("smp_deeplabv3_tu_convnext_femto_os16", "smp_deeplabv3",
+     dict(encoder="tu-convnext_femto", depth=5, output_stride=16, cin=1, classes=3,
+          decoder_channels=16, rates=[2, 4, 6], separable=False, upsampling=None,
+          activation=None), [2, 1, 48, 80]),
+    ("smp_fpn_tu_convnext_pico", "smp_fpn",
+     dict(encoder="tu-convnext_pico", depth=5, cin=3, classes=2, pyramid=32, segmentation=32,
+          merge="cat", interpolation="bilinear", upsampling=4, activation="sigmoid"),
+     [1, 3, 64, 96]),
+    ("smp_upernet_tu_convnext_nano_depth3", "smp_upernet",
+     dict(encoder="tu-convnext_nano", depth=3, cin=2, classes=2, decoder_channels=16, use_norm=True,
+          upsampling=4, activation=None), [1, 2, 64, 64]),
+    ("smp_segformer_tu_convnext_atto", "smp_segformer",
+     dict(encoder="tu-convnext_atto", depth=5, cin=3, classes=2, segmentation=32, upsampling=4,
+          activation=None), [2, 3, 64, 96]),
+    ("smp_unet_tu_convnext_atto_depth2", "smp_unet",
+     dict(encoder="tu-convnext_atto", depth=2, cin=3, classes=2, decoder_channels=[16, 8],
+          use_norm=True, interpolation="nearest", activation=None), [1, 3, 40, 56]),
 ]
 
 
