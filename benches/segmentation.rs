@@ -9,8 +9,9 @@
 //! `DeepLabV3Plus("mobilenet_v2", encoder_output_stride=8, classes=2)` at 1 x 3 x 256 x 256,
 //! `Linknet("resnet34", classes=2)` and `PSPNet("resnet34", classes=2)` at 160,
 //! `Segformer("mit_b0", classes=2)` (SegFormer-B0) at 256, `MAnet("resnet34", classes=2)` at
-//! 160, `Unet` on timm's RegNetY-400MF (`tu-regnety_004`) at 160 and on its
-//! MobileNetV3-Large (`tu-mobilenetv3_large_100`) at 256,
+//! 160, `Unet` on timm's RegNetY-400MF (`tu-regnety_004`), ResNet-50-D (`tu-resnet50d`)
+//! and ConvNeXt-Atto (`tu-convnext_atto`) at 160 and on its MobileNetV3-Large
+//! (`tu-mobilenetv3_large_100`) at 256,
 //! and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160.
@@ -164,6 +165,8 @@ fn bench(c: &mut Criterion) {
         "timm-skresnet18",
         "dpn68",
         "tu-regnety_004",
+        "tu-resnet50d",
+        "tu-convnext_atto",
     ] {
         let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
         let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();

@@ -669,9 +669,11 @@ def networks(fz, count, out):
     # timm's deep-stem ResNets (`avg_down` projections: ceil-mode and `AvgPool2dSame` pools).
     TIMM += ["tu-resnet10t", "tu-resnet18d", "tu-resnet26t", "tu-resnet50c"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
-    # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (smp runs them in
-    # Linknet and UnetPlusPlus, this library not yet).
-    MIT = ["mit_b0", "mit_b1", "tu-convnext_atto", "tu-convnext_femto"]
+    # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
+    # FPN at depth 5 only, where smp runs them).
+    MIT = ["mit_b0", "mit_b1"]
+    CONVNEXT = ["tu-convnext_atto", "tu-convnext_femto"]
+    TIMM += CONVNEXT
 
     def least(encoder):
         # EfficientNet-PyTorch's padding is fixed at the resolution the model was defined
@@ -720,7 +722,8 @@ def networks(fz, count, out):
                                + SENETS + TIMM + (MIT if kind == "smp_unet" else []))
             # smp's Unet runs any depth (a Mix Transformer's or EfficientNet-PyTorch's
             # from 2), UnetPlusPlus from 2.
-            shallow = kind == "smp_unetplusplus" or encoder in MIT or encoder in EFFNETS
+            shallow = (kind == "smp_unetplusplus" or encoder in MIT + CONVNEXT
+                       or encoder in EFFNETS)
             depth = r.randint(2 if shallow else 1, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      decoder_channels=[r.choice([4, 8, 16, 24]) for _ in range(depth)],
@@ -748,7 +751,7 @@ def networks(fz, count, out):
         elif kind == "smp_fpn":
             encoder = r.choice(["resnet18", "resnet34", "resnet50", "mobilenet_v2"] + EFFNETS + UNDILATABLE
                                + SENETS + TIMM + MIT)
-            depth = 5 if encoder in MIT else r.randint(3, 5)
+            depth = 5 if encoder in MIT + CONVNEXT else r.randint(3, 5)
             a = dict(encoder=encoder, depth=depth, cin=r.randint(1, 4), classes=r.randint(1, 5),
                      pyramid=r.choice([8, 16, 48, 64]), segmentation=r.choice([32, 64]),
                      merge=r.choice(["add", "cat"]),

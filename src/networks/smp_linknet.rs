@@ -91,12 +91,20 @@ impl Architecture for SmpLinknetConfig {
         let (mut g, features) = self.encoder.graph((gpu, sd, prefix), shape)?;
         let channels = self.encoder.channels(self.in_channels);
         let norm = self.decoder_use_norm;
+        // smp's widths: an empty feature (timm's ConvNeXts' stride-2 one) takes the
+        // deeper one's, and joins nothing.
+        let mut widths = channels.clone();
+        for level in (1..depth).rev() {
+            if widths[level] == 0 {
+                widths[level] = widths[level + 1];
+            }
+        }
         let mut y = features[depth];
         for i in 0..depth {
             let level = depth - i;
             let (cin, cout) = (
-                channels[level],
-                if level > 1 { channels[level - 1] } else { 32 },
+                widths[level],
+                if level > 1 { widths[level - 1] } else { 32 },
             );
             let mid = cin / 4;
             let block = at(&format!("decoder.blocks.{i}.block"));
@@ -127,7 +135,7 @@ impl Architecture for SmpLinknetConfig {
                 norm,
             )?;
             // The next feature (none after the last block) joins in the store.
-            y = if level > 1 {
+            y = if level > 1 && channels[level - 1] > 0 {
                 let expand = expand.with_residual(ResidualJoin::AfterActivation)?;
                 g.add(key(&block, "2"), expand, &[y, features[level - 1]])
             } else {

@@ -318,24 +318,14 @@ impl SmpEncoder {
         )
     }
 
-    /// A typed error naming `encoder_name` for an encoder whose stride-2 feature is
-    /// empty: smp's `model` refuses the Mix Transformers, and this library's does not
-    /// take timm's ConvNeXts yet.
+    /// A typed error naming `encoder_name` for a Mix Transformer encoder, which smp's
+    /// `model` refuses by name (its empty stride-2 feature; timm's ConvNeXts, whose
+    /// stride-2 feature is empty too, it runs).
     pub(crate) fn refuse_mix_transformer(&self, model: &str) -> Result<()> {
         fail_if(
             matches!(self, SmpEncoder::MixTransformer(_)),
             "encoder_name",
             || format!("smp's {model} does not support the Mix Transformer (mit_b*) encoders"),
-        )?;
-        fail_if(
-            matches!(self, SmpEncoder::TimmUniversalConvNext(_)),
-            "encoder_name",
-            || {
-                format!(
-                    "this library's {model} does not take timm's ConvNeXt encoders yet (an \
-                     empty stride-2 feature)"
-                )
-            },
         )
     }
 
@@ -1058,8 +1048,13 @@ impl SmpUnetConfig {
                 0 => (dec[l - 1], dec[l]),
                 _ => (skip_ch(l - 1), skip_ch(l)),
             };
+            // smp's empty blocks (the nested ones over an encoder's empty stride-2
+            // feature) give 0 channels: nothing to compute, nothing to join.
+            if d > 0 && cout == 0 {
+                continue;
+            }
             let mut skips: Vec<ValueId> = Vec::new();
-            if joins {
+            if joins && skip_ch(l) > 0 {
                 skips.extend((d + 1..=l).map(|i| dense[&(i, l)]));
                 skips.push(f(l + 1));
             }

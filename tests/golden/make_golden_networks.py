@@ -620,6 +620,22 @@ CASES = [
     ("smp_unet_tu_convnext_atto_depth2", "smp_unet",
      dict(encoder="tu-convnext_atto", depth=2, cin=3, classes=2, decoder_channels=[16, 8],
           use_norm=True, interpolation="nearest", activation=None), [1, 3, 40, 56]),
+    # smp's Linknet and UnetPlusPlus skip the empty feature: Linknet's block there keeps
+    # the deeper width and adds nothing, UnetPlusPlus's nested blocks over it are empty.
+    ("smp_linknet_tu_convnext_atto", "smp_linknet",
+     dict(encoder="tu-convnext_atto", depth=5, cin=3, classes=2, use_norm=True, activation=None),
+     [2, 3, 64, 96]),
+    ("smp_linknet_tu_convnext_femto_depth2", "smp_linknet",
+     dict(encoder="tu-convnext_femto", depth=2, cin=1, classes=3, use_norm=False,
+          activation="sigmoid"), [1, 1, 40, 56]),
+    ("smp_unetplusplus_tu_convnext_atto", "smp_unetplusplus",
+     dict(encoder="tu-convnext_atto", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [1, 3, 64, 96]),
+    ("smp_unetplusplus_tu_convnext_femto_depth3_scse", "smp_unetplusplus",
+     dict(encoder="tu-convnext_femto", depth=3, cin=2, classes=2, decoder_channels=[32, 16, 16],
+          use_norm=True, interpolation="bilinear", attention="scse", activation=None),
+     [2, 2, 48, 64]),
 ]
 
 
