@@ -668,6 +668,8 @@ def networks(fz, count, out):
     TIMM += ["tu-regnetx_002", "tu-regnety_004", "timm-regnety_002", "tu-mobilenetv2_050"]
     # timm's deep-stem ResNets (`avg_down` projections: ceil-mode and `AvgPool2dSame` pools).
     TIMM += ["tu-resnet10t", "tu-resnet18d", "tu-resnet26t", "tu-resnet50c"]
+    # timm's squeeze-and-excitation ResNets.
+    TIMM += ["tu-seresnet18", "tu-seresnext26d_32x4d"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

@@ -1706,12 +1706,52 @@ fn timm_universal_names_are_timm_configurations() {
         let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
             panic!("{name}: {encoder:?}");
         };
+        assert!(!r.se, "{name}");
         assert_eq!(
             (r.stem, r.avg_down, r.layers),
             (stem, avg_down, layers),
             "{name}"
         );
         assert_eq!(encoder.channels(3)[1], stride2, "{name}");
+    }
+    // timm's squeeze-and-excitation ResNets: the stem, `avg_down`, blocks, groups and
+    // width per group.
+    let se = [
+        (
+            "tu-seresnet18",
+            ResNetStem::Standard,
+            false,
+            [2, 2, 2, 2],
+            (1, 64),
+        ),
+        ("tu-seresnet50t", tiered, true, [3, 4, 6, 3], (1, 64)),
+        ("tu-seresnet152d", deep, true, [3, 8, 36, 3], (1, 64)),
+        ("tu-seresnet269d", deep, true, [3, 30, 48, 8], (1, 64)),
+        ("tu-seresnext26t_32x4d", tiered, true, [2, 2, 2, 2], (32, 4)),
+        (
+            "tu-seresnext50_32x4d",
+            ResNetStem::Standard,
+            false,
+            [3, 4, 6, 3],
+            (32, 4),
+        ),
+        ("tu-seresnext101d_32x8d", deep, true, [3, 4, 23, 3], (32, 8)),
+        (
+            "tu-seresnext101_64x4d",
+            ResNetStem::Standard,
+            false,
+            [3, 4, 23, 3],
+            (64, 4),
+        ),
+    ];
+    for (name, stem, avg_down, layers, groups) in se {
+        let encoder = SmpEncoder::from_name(name).unwrap();
+        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
+            panic!("{name}: {encoder:?}");
+        };
+        let got = (r.se, r.stem, r.avg_down, r.layers);
+        assert_eq!(got, (true, stem, avg_down, layers), "{name}");
+        assert_eq!((r.groups, r.width_per_group), groups, "{name}");
     }
     // timm's own EfficientNets, MobileNets and RegNets (by their `tu-` names and smp's
     // deprecated `timm-` ones): the family and smp's widths (listed from smp 0.6.0 / timm
@@ -1844,6 +1884,8 @@ fn timm_universal_names_are_timm_configurations() {
     for bad in [
         "tu-resnetaa50d",
         "tu-resnet34t",
+        "tu-seresnet26d",
+        "tu-ecaresnet50d",
         "tu-convnext_huge",
         "tu-convnextv2_atto",
         "tu-",

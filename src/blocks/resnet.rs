@@ -4,6 +4,7 @@
 use super::{conv_bn, Architecture, Graph, Model, Op};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
+use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::pool::AvgPool2dParams;
 use crate::ops::setters;
@@ -36,6 +37,10 @@ pub struct BottleneckConfig {
     /// ResNets; `downsample.1` / `downsample.2`); `None` (the default): torchvision's
     /// strided 1x1 convolution (`downsample.0` / `downsample.1`).
     pub avg_down: Option<AvgDown>,
+    /// Squeeze-and-excitation on the last batch norm's output, before the skip joins
+    /// (timm's `attn_layer='se'`: `se.fc1` / `se.fc2`, ReLU, sigmoid gate), squeezing to
+    /// this many channels; `None` (the default): none.
+    pub se: Option<usize>,
 }
 
 /// The pooling of timm's `avg_down` projection (its `downsample_avg`).
@@ -62,6 +67,7 @@ impl BottleneckConfig {
             dilation: 1,
             downsample: None,
             avg_down: None,
+            se: None,
         }
     }
 
@@ -81,6 +87,12 @@ impl BottleneckConfig {
     /// Pools in the projection first (timm's `avg_down`).
     pub fn avg_down(mut self, avg_down: AvgDown) -> Self {
         self.avg_down = Some(avg_down);
+        self
+    }
+
+    /// Squeeze-and-excitation to `squeeze` channels before the skip joins (timm's `se`).
+    pub fn se(mut self, squeeze: usize) -> Self {
+        self.se = Some(squeeze);
         self
     }
 
@@ -155,9 +167,9 @@ impl Architecture for BottleneckConfig {
             conv_bn(gpu, sd, p2, &k("conv2"), &k("bn2"), eps)?,
             &[a],
         );
-        let conv3 = conv_bn(gpu, sd, p3, &k("conv3"), &k("bn3"), eps)?
-            .with_residual(ResidualJoin::AddThen(relu))?;
-        let y = g.add("conv3", conv3, &[b, identity]);
+        let conv3 = conv_bn(gpu, sd, p3, &k("conv3"), &k("bn3"), eps)?;
+        let end = (conv3, out, cfg.se);
+        let y = block_end(&mut g, (b, identity), end, "conv3", (gpu, sd, prefix))?;
         g.set_outputs(&[y]);
         Ok(g)
     }
@@ -185,6 +197,34 @@ fn projection(
         )
     })?;
     Ok(downsample)
+}
+
+/// A block's last layer `last` (`channels` wide, named `name`) on `x`, joining
+/// `identity`: `relu(last(x) + identity)` in its store, or with squeeze-and-excitation to
+/// `se` channels (`se.fc1` / `se.fc2` under `prefix`) `relu(y * sigmoid(se(y)) + identity)`
+/// in the pass after it.
+fn block_end(
+    g: &mut Graph,
+    (x, identity): (super::ValueId, super::ValueId),
+    (last, channels, se): (super::ConvBnAct, usize, Option<usize>),
+    name: &str,
+    (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+) -> Result<super::ValueId> {
+    let relu = Activation::Relu;
+    let Some(squeeze) = se else {
+        let last = last.with_residual(ResidualJoin::AddThen(relu))?;
+        return Ok(g.add(name, last, &[x, identity]));
+    };
+    let y = g.add(name, last, &[x]);
+    let params = SqueezeExcitationParams::new(channels, squeeze);
+    let (fc1, fc2) = (key(prefix, "se.fc1"), key(prefix, "se.fc2"));
+    let gate = super::SeNode::load(gpu, sd, params, &fc1, &fc2)?.gate_only();
+    let logits = g.add("se", gate, &[y]);
+    let end = Op::ScaleChannelsAdd {
+        gate: Activation::Sigmoid,
+        act: relu,
+    };
+    Ok(g.add("se.scale", end, &[y, logits, identity]))
 }
 
 /// The projection's convolution and batch norm: `downsample.0` / `.1`, or after
@@ -267,6 +307,8 @@ pub struct BasicBlockConfig {
     pub downsample: Option<bool>,
     /// The projection pools first (timm's `avg_down`; see [`BottleneckConfig::avg_down`]).
     pub avg_down: Option<AvgDown>,
+    /// Squeeze-and-excitation before the skip joins (see [`BottleneckConfig::se`]).
+    pub se: Option<usize>,
 }
 
 impl BasicBlockConfig {
@@ -282,6 +324,7 @@ impl BasicBlockConfig {
             first_dilation: None,
             downsample: None,
             avg_down: None,
+            se: None,
         }
     }
 
@@ -302,6 +345,12 @@ impl BasicBlockConfig {
     /// Pools in the projection first (timm's `avg_down`).
     pub fn avg_down(mut self, avg_down: AvgDown) -> Self {
         self.avg_down = Some(avg_down);
+        self
+    }
+
+    /// Squeeze-and-excitation to `squeeze` channels before the skip joins (timm's `se`).
+    pub fn se(mut self, squeeze: usize) -> Self {
+        self.se = Some(squeeze);
         self
     }
 }
@@ -381,9 +430,9 @@ impl Architecture for BasicBlockConfig {
             conv_bn(gpu, sd, p1, &k("conv1"), &k("bn1"), 1e-5)?,
             &[x],
         );
-        let conv2 = conv_bn(gpu, sd, p2, &k("conv2"), &k("bn2"), 1e-5)?
-            .with_residual(ResidualJoin::AddThen(relu))?;
-        let y = g.add("conv2", conv2, &[a, identity]);
+        let conv2 = conv_bn(gpu, sd, p2, &k("conv2"), &k("bn2"), 1e-5)?;
+        let end = (conv2, cfg.planes, cfg.se);
+        let y = block_end(&mut g, (a, identity), end, "conv2", (gpu, sd, prefix))?;
         g.set_outputs(&[y]);
         Ok(g)
     }

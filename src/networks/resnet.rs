@@ -7,7 +7,8 @@
 //! options here: the deep stems of its `c`, `d`, `s` and `t` models ([`ResNetStem`]:
 //! three 3x3 convolutions `conv1.0` / `.3` / `.6`) and the `avg_down` projections of its
 //! `d` and `t` models ([`ResNetConfig::avg_down`]: an average pool, then an unstrided
-//! 1x1 convolution `downsample.1` with its batch norm `downsample.2`).
+//! 1x1 convolution `downsample.1` with its batch norm `downsample.2`), and its
+//! squeeze-and-excitation blocks (`seresnet*`, `seresnext*`: [`ResNetConfig::se`]).
 
 use crate::blocks::{
     conv_bn, Architecture, AvgDown, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig,
@@ -70,6 +71,10 @@ pub struct ResNetConfig {
     /// timm's `avg_down` (its `d` and `t` ResNets): each projection pools before an
     /// unstrided 1x1 convolution ([`AvgDown`]).
     pub avg_down: bool,
+    /// timm's `attn_layer='se'` (its `seresnet*` and `seresnext*`): every block's output
+    /// gated by squeeze-and-excitation before the skip joins, squeezing to a sixteenth of
+    /// the block's width rounded to a multiple of 8 (at least 8).
+    pub se: bool,
 }
 
 /// The stem of a ResNet, before its batch norm `bn1`, ReLU and max pooling.
@@ -106,6 +111,7 @@ impl ResNetConfig {
             width_per_group: 64,
             stem: ResNetStem::Standard,
             avg_down: false,
+            se: false,
         }
     }
 
@@ -193,10 +199,16 @@ impl ResNetConfig {
                 (true, false) => Some(AvgDown::Strided),
                 (true, true) => Some(AvgDown::Dilated),
             };
+            // timm's `make_divisible(channels / 16, 8, round_limit=0)`.
+            let se = self
+                .se
+                .then(|| ((expansion * planes) as f64 / 16.0 + 4.0) as usize / 8 * 8)
+                .map(|c| c.max(8));
             let block = |inplanes: usize, stride: usize, dilation: usize, downsample: bool| {
                 match self.block {
                     ResNetBlock::Basic => ResNetStageBlock::Basic(BasicBlockConfig {
                         avg_down,
+                        se,
                         ..BasicBlockConfig::new(inplanes, planes)
                             .groups(self.groups, self.width_per_group)
                             .stride(stride)
@@ -205,6 +217,7 @@ impl ResNetConfig {
                     }),
                     ResNetBlock::Bottleneck => ResNetStageBlock::Bottleneck(BottleneckConfig {
                         avg_down,
+                        se,
                         ..BottleneckConfig::new(inplanes, planes)
                             .groups(self.groups, self.width_per_group)
                             .stride(stride)
@@ -404,6 +417,8 @@ crate::ops::setters!(ResNetConfig {
     stem: ResNetStem,
     /// Sets timm's `avg_down`.
     avg_down: bool,
+    /// Sets timm's squeeze-and-excitation blocks.
+    se: bool,
 });
 
 /// torchvision's ResNet without its pooling and classifier: input `[N, 3, H, W]`, output

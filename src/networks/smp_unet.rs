@@ -56,7 +56,11 @@ pub enum SmpEncoder {
     /// and timm's stem variants `tu-resnet10t`, `tu-resnet14t`, `tu-resnet18d`,
     /// `tu-resnet26d` / `26t`, `tu-resnet34d`, `tu-resnet50c` / `50d` / `50s` / `50t`,
     /// `tu-resnet101c` / `d` / `s`, `tu-resnet152c` / `d` / `s`, `tu-resnet200d`,
-    /// `tu-resnext50d_32x4d` ([`ResNetStem`], [`ResNetConfig::avg_down`])
+    /// `tu-resnext50d_32x4d` ([`ResNetStem`], [`ResNetConfig::avg_down`]), and its
+    /// squeeze-and-excitation ResNets `tu-seresnet18` / `34` / `50` / `50t` / `101` /
+    /// `152` / `152d` / `200d` / `269d`, `tu-seresnext26d_32x4d` / `26t_32x4d` /
+    /// `50_32x4d` / `101_32x4d` / `101_32x8d` / `101d_32x8d` / `101_64x4d`
+    /// ([`ResNetConfig::se`])
     /// (a pretrained tag after `.` ignored): timm's ResNet through smp's
     /// `TimmUniversalEncoder` (`encoder.model.conv1`, `encoder.model.layer{i}.*`), the same
     /// network as torchvision's, dilated as timm's `output_stride` does (the first block
@@ -774,6 +778,23 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         "resnet152s" => ResNetConfig::resnet152().stem(ResNetStem::Deep(64)),
         "resnet200d" => deep_avg(bottleneck([3, 24, 36, 3])),
         "resnext50d_32x4d" => deep_avg(ResNetConfig::resnext50_32x4d()),
+        // timm's squeeze-and-excitation ResNets (`attn_layer='se'`).
+        "seresnet18" => ResNetConfig::resnet18().se(true),
+        "seresnet34" => ResNetConfig::resnet34().se(true),
+        "seresnet50" => ResNetConfig::resnet50().se(true),
+        "seresnet50t" => tiered(ResNetConfig::resnet50()).se(true),
+        "seresnet101" => ResNetConfig::resnet101().se(true),
+        "seresnet152" => ResNetConfig::resnet152().se(true),
+        "seresnet152d" => deep_avg(ResNetConfig::resnet152()).se(true),
+        "seresnet200d" => deep_avg(bottleneck([3, 24, 36, 3])).se(true),
+        "seresnet269d" => deep_avg(bottleneck([3, 30, 48, 8])).se(true),
+        "seresnext26d_32x4d" => deep_avg(bottleneck([2, 2, 2, 2]).groups(32, 4)).se(true),
+        "seresnext26t_32x4d" => tiered(bottleneck([2, 2, 2, 2]).groups(32, 4)).se(true),
+        "seresnext50_32x4d" => ResNetConfig::resnext50_32x4d().se(true),
+        "seresnext101_32x4d" => ResNetConfig::resnet101().groups(32, 4).se(true),
+        "seresnext101_32x8d" => ResNetConfig::resnet101().groups(32, 8).se(true),
+        "seresnext101d_32x8d" => deep_avg(ResNetConfig::resnet101().groups(32, 8)).se(true),
+        "seresnext101_64x4d" => ResNetConfig::resnet101().groups(64, 4).se(true),
         _ => return None,
     })
 }

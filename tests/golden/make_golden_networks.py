@@ -593,6 +593,19 @@ CASES = [
      dict(encoder="tu-resnet50s", depth=4, cin=3, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None),
      [1, 3, 48, 64]),
+    # timm's squeeze-and-excitation ResNets (`attn_layer='se'`, a sixteenth of the
+    # block's width rounded to 8), basic and grouped bottleneck blocks.
+    ("smp_unet_tu_seresnet18_odd", "smp_unet",
+     dict(encoder="tu-seresnet18", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3plus_tu_seresnext26d_32x4d_os8", "smp_deeplabv3plus",
+     dict(encoder="tu-seresnext26d_32x4d", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=4, activation=None),
+     [1, 3, 48, 64]),
+    ("smp_fpn_tu_seresnet50_depth4", "smp_fpn",
+     dict(encoder="tu-seresnet50", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None),
+     [2, 1, 48, 64]),
     # timm's ConvNeXts through smp's `tu-` encoders: transformer-style (an empty stride-2
     # feature), `conv_mlp` in the small ones, dilated by timm's rule (the downsampling
     # convolution at stride 1 with timm's `'same'` padding, asymmetric at dilation 1).
