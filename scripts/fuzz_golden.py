@@ -670,6 +670,11 @@ def networks(fz, count, out):
     TIMM += ["tu-resnet10t", "tu-resnet18d", "tu-resnet26t", "tu-resnet50c"]
     # timm's squeeze-and-excitation ResNets.
     TIMM += ["tu-seresnet18", "tu-seresnext26d_32x4d"]
+    # timm's ECA ResNets and anti-aliased ResNets (PyTorch refuses the odd sizes an
+    # anti-aliased stride meets: those cases are skipped).
+    TIMM += ["tu-ecaresnet26t", "tu-ecaresnetlight", "tu-resnetaa34d", "tu-seresnetaa50d"]
+    # timm's Res2Nets (smp's deprecated `timm-res2*` names too).
+    TIMM += ["timm-res2net50_26w_4s", "tu-res2net50_14w_8s", "timm-res2next50", "tu-res2net50d"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

@@ -871,3 +871,85 @@ fn traffic_counts_dispatches_layers_and_bytes() {
     assert!(t.written() >= 4 * (48 + 48 + 8) * 100, "{t}");
     println!("{t}");
 }
+
+/// timm's block options (ECA or squeeze-and-excitation before the skip joins, anti-aliased
+/// strides, pooled projections): the GPU forward matches the CPU reference at odd channel
+/// counts and batch 2, and values a block cannot take are typed errors naming them.
+#[test]
+fn timm_block_options_match_the_reference_and_refuse_bad_values() {
+    use segblocks::blocks::AvgDown;
+    let gpu = gpu();
+    let sd = StateDict::synthetic();
+    let mut r = rng(29);
+    let check = |block: &dyn Fn(&mut Recorder<'_>, &Tensor) -> segblocks::Result<Tensor>,
+                 want: Array4<f32>,
+                 x: &Array4<f32>,
+                 what: &str| {
+        let mut rec = gpu.recorder();
+        let y = block(&mut rec, &gpu.upload(x.view()).unwrap()).unwrap();
+        let got = rec.download(&y).unwrap();
+        let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
+        assert_close(got.view(), want.view(), tol.view(), what);
+    };
+    let bottleneck = BottleneckConfig::new(24, 5)
+        .stride(2)
+        .eca(3)
+        .anti_alias(true)
+        .avg_down(AvgDown::Strided);
+    let b = Bottleneck::load(gpu, bottleneck, &sd, "layer2.0").unwrap();
+    let x = random4(&mut r, [2, 24, 10, 14]);
+    let want = b.reference(x.view()).unwrap();
+    assert_eq!(want.shape(), &[2, 20, 5, 7]);
+    check(&|rec, t| b.forward(rec, t), want, &x, "ECA bottleneck");
+    // Res2Net's hierarchical splits: a first block (strided, projected: the last split
+    // pooled) and a later one (each split after the first adds the previous output), odd
+    // widths, grouped.
+    for (cfg, shape) in [
+        (
+            BottleneckConfig::new(24, 8).groups(1, 40).stride(2),
+            [2, 24, 9, 11],
+        ),
+        (BottleneckConfig::new(32, 8).groups(3, 12), [1, 32, 7, 5]),
+    ] {
+        let cfg = cfg.scale(Some(4));
+        let b = Bottleneck::load(gpu, cfg, &sd, "layer1.0").unwrap();
+        let x = random4(&mut r, shape);
+        let want = b.reference(x.view()).unwrap();
+        check(&|rec, t| b.forward(rec, t), want, &x, &format!("{cfg:?}"));
+    }
+    let basic = BasicBlockConfig::new(12, 12)
+        .se(8)
+        .anti_alias(true)
+        .stride(2);
+    let b = BasicBlock::load(gpu, basic, &sd, "layer1.0").unwrap();
+    let x = random4(&mut r, [1, 12, 8, 6]);
+    let want = b.reference(x.view()).unwrap();
+    check(&|rec, t| b.forward(rec, t), want, &x, "SE basic block");
+    // An anti-aliased stride on an odd side: the pooled branch is a row shorter than the
+    // strided projection, which PyTorch refuses too.
+    let odd = b.forward(
+        &mut gpu.recorder(),
+        &gpu.upload(random4(&mut r, [1, 12, 7, 6]).view()).unwrap(),
+    );
+    assert!(matches!(odd, Err(Error::ShapeMismatch { .. })), "{odd:?}");
+    let named = |e: Option<Error>, name: &str| {
+        assert!(
+            matches!(&e, Some(Error::InvalidParam { name: n, .. }) if *n == name),
+            "{name}: {e:?}"
+        );
+    };
+    let se0 = BottleneckConfig::new(16, 4).se(0);
+    named(
+        Bottleneck::load(gpu, se0, &sd, "").err(),
+        "squeeze_channels",
+    );
+    let even = BottleneckConfig::new(16, 4).eca(4);
+    named(Bottleneck::load(gpu, even, &sd, "").err(), "kernel_size");
+    let scale0 = BottleneckConfig::new(16, 4).scale(Some(0));
+    named(Bottleneck::load(gpu, scale0, &sd, "").err(), "scale");
+    let basic_eca = BasicBlockConfig::new(16, 16).eca(0);
+    named(
+        BasicBlock::load(gpu, basic_eca, &sd, "").err(),
+        "kernel_size",
+    );
+}

@@ -16,14 +16,15 @@ use segblocks::networks::{
     EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig,
     InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures,
     MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
-    MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SeNetConfig,
-    SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config,
-    ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3,
-    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder,
-    SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan,
-    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetConfig, TimmMobileNetArch,
-    TimmMobileNetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetAttention, ResNetConfig, ResNetFeatures,
+    SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
+    ShuffleNetV2Config, ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams,
+    SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
+    SmpDptConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet,
+    SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
+    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig,
+    TimmEfficientNetConfig, TimmMobileNetArch, TimmMobileNetConfig, UNet, UNetConfig, VggConfig,
+    VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -1706,7 +1707,7 @@ fn timm_universal_names_are_timm_configurations() {
         let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
             panic!("{name}: {encoder:?}");
         };
-        assert!(!r.se, "{name}");
+        assert_eq!((r.attn_layer, r.anti_alias), (None, false), "{name}");
         assert_eq!(
             (r.stem, r.avg_down, r.layers),
             (stem, avg_down, layers),
@@ -1749,9 +1750,56 @@ fn timm_universal_names_are_timm_configurations() {
         let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
             panic!("{name}: {encoder:?}");
         };
-        let got = (r.se, r.stem, r.avg_down, r.layers);
-        assert_eq!(got, (true, stem, avg_down, layers), "{name}");
+        let got = (r.attn_layer, r.stem, r.avg_down, r.layers);
+        let se = Some(ResNetAttention::SqueezeExcitation);
+        assert_eq!(got, (se, stem, avg_down, layers), "{name}");
         assert_eq!((r.groups, r.width_per_group), groups, "{name}");
+    }
+    // timm's ECA and anti-aliased ResNets: the attention, anti-aliasing, stem, `avg_down`,
+    // blocks and groups.
+    let (eca, se) = (
+        Some(ResNetAttention::Eca),
+        Some(ResNetAttention::SqueezeExcitation),
+    );
+    let standard = ResNetStem::Standard;
+    let others = [
+        ("tu-ecaresnet26t", eca, false, tiered, [2, 2, 2, 2], 1),
+        ("tu-ecaresnet50d", eca, false, deep, [3, 4, 6, 3], 1),
+        ("tu-ecaresnet50t", eca, false, tiered, [3, 4, 6, 3], 1),
+        ("tu-ecaresnetlight", eca, false, standard, [1, 1, 11, 3], 1),
+        ("tu-ecaresnet101d", eca, false, deep, [3, 4, 23, 3], 1),
+        ("tu-ecaresnet200d", eca, false, deep, [3, 24, 36, 3], 1),
+        ("tu-ecaresnet269d", eca, false, deep, [3, 30, 48, 8], 1),
+        ("tu-resnetaa34d", None, true, deep, [3, 4, 6, 3], 1),
+        ("tu-resnetaa50", None, true, standard, [3, 4, 6, 3], 1),
+        ("tu-resnetaa50d", None, true, deep, [3, 4, 6, 3], 1),
+        ("tu-resnetaa101d", None, true, deep, [3, 4, 23, 3], 1),
+        ("tu-seresnetaa50d", se, true, deep, [3, 4, 6, 3], 1),
+        (
+            "tu-seresnextaa101d_32x8d",
+            se,
+            true,
+            deep,
+            [3, 4, 23, 3],
+            32,
+        ),
+        (
+            "tu-seresnextaa201d_32x8d",
+            se,
+            true,
+            wide,
+            [3, 24, 36, 4],
+            32,
+        ),
+    ];
+    for (name, attn, aa, stem, layers, groups) in others {
+        let encoder = SmpEncoder::from_name(name).unwrap();
+        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
+            panic!("{name}: {encoder:?}");
+        };
+        let got = (r.attn_layer, r.anti_alias, r.stem, r.layers, r.groups);
+        assert_eq!(got, (attn, aa, stem, layers, groups), "{name}");
+        assert_eq!(r.avg_down, name != "tu-resnetaa50", "{name}");
     }
     // timm's own EfficientNets, MobileNets and RegNets (by their `tu-` names and smp's
     // deprecated `timm-` ones): the family and smp's widths (listed from smp 0.6.0 / timm
@@ -1882,10 +1930,11 @@ fn timm_universal_names_are_timm_configurations() {
         "minimal",
     );
     for bad in [
-        "tu-resnetaa50d",
+        "tu-resnetblur50",
         "tu-resnet34t",
         "tu-seresnet26d",
-        "tu-ecaresnet50d",
+        "tu-ecaresnet50d_pruned",
+        "tu-ecaresnet18",
         "tu-convnext_huge",
         "tu-convnextv2_atto",
         "tu-",
@@ -1903,7 +1952,106 @@ fn timm_universal_names_are_timm_configurations() {
         "timm-regnetx_640",
         "tu-regnetz_040",
         "timm-resnest14d",
+        "tu-res2net50_26w_5s",
     ] {
         named(SmpEncoder::from_name(bad).err(), "encoder_name");
+    }
+    // timm's Res2Nets by their `tu-` names and smp's deprecated `timm-` ones: blocks,
+    // `base_width`, cardinality, scale, stem.
+    let res2nets = [
+        (
+            "tu-res2net50_26w_4s",
+            [3, 4, 6, 3],
+            (1, 26),
+            4,
+            ResNetStem::Standard,
+        ),
+        (
+            "timm-res2net50_26w_4s",
+            [3, 4, 6, 3],
+            (1, 26),
+            4,
+            ResNetStem::Standard,
+        ),
+        (
+            "timm-res2net101_26w_4s",
+            [3, 4, 23, 3],
+            (1, 26),
+            4,
+            ResNetStem::Standard,
+        ),
+        (
+            "timm-res2net50_26w_6s",
+            [3, 4, 6, 3],
+            (1, 26),
+            6,
+            ResNetStem::Standard,
+        ),
+        (
+            "timm-res2net50_26w_8s",
+            [3, 4, 6, 3],
+            (1, 26),
+            8,
+            ResNetStem::Standard,
+        ),
+        (
+            "timm-res2net50_48w_2s",
+            [3, 4, 6, 3],
+            (1, 48),
+            2,
+            ResNetStem::Standard,
+        ),
+        (
+            "timm-res2net50_14w_8s",
+            [3, 4, 6, 3],
+            (1, 14),
+            8,
+            ResNetStem::Standard,
+        ),
+        (
+            "timm-res2next50",
+            [3, 4, 6, 3],
+            (8, 4),
+            4,
+            ResNetStem::Standard,
+        ),
+        ("tu-res2net50d", [3, 4, 6, 3], (1, 26), 4, deep),
+        ("tu-res2net101d", [3, 4, 23, 3], (1, 26), 4, deep),
+    ];
+    for (name, layers, groups, scale, stem) in res2nets {
+        let encoder = SmpEncoder::from_name(name).unwrap();
+        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
+            panic!("{name}: {encoder:?}");
+        };
+        let got = (
+            r.layers,
+            (r.groups, r.width_per_group),
+            r.res2net_scale,
+            r.stem,
+        );
+        assert_eq!(got, (layers, groups, Some(scale), stem), "{name}");
+        assert_eq!(r.avg_down, name.ends_with('d'), "{name}");
+    }
+    named(
+        SmpEncoder::from_name("timm-res2net50_26w_5s").err(),
+        "encoder_name",
+    );
+    // A deep stem too narrow to build, Res2Net's splits in basic blocks or of scale 0:
+    // typed errors naming them.
+    let sd = StateDict::synthetic();
+    let resnet18 = ResNetConfig::resnet18();
+    for (cfg, name) in [
+        (resnet18.res2net_scale(Some(4)), "res2net_scale"),
+        (
+            ResNetConfig::resnet50().res2net_scale(Some(0)),
+            "res2net_scale",
+        ),
+        (resnet18.stem(ResNetStem::Deep(0)), "stem"),
+        (resnet18.stem(ResNetStem::DeepTiered(2)), "stem"),
+    ] {
+        named(
+            ResNetFeatures::load(common::gpu(), cfg, &sd, "").err(),
+            name,
+        );
     }
 }

@@ -41,15 +41,17 @@ pub use mobilenet::{
     InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config,
 };
 pub use nodes::ConvBnAct;
-pub use resnet::{AvgDown, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig};
+pub use resnet::{
+    AvgDown, BasicBlock, BasicBlockConfig, BlockAttention, Bottleneck, BottleneckConfig,
+};
 pub(crate) use segnet::conv_stack;
 pub use segnet::{SegNetStage, SegNetStageConfig};
 pub use shufflenet::{ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2Unit};
 
 pub(crate) use graph::{HostValue, Inputs, Node, Value, ValueId};
 pub(crate) use nodes::{
-    BnActNode, BnState, ConvTransposeNode, DecoderStageNode, GroupNormNode, LayerNorm2dNode,
-    LrAsppHeadNode, Op, RepConvNode, SdpaNode, SeNode,
+    BnActNode, BnState, ConvTransposeNode, DecoderStageNode, EcaGateNode, GroupNormNode,
+    LayerNorm2dNode, LrAsppHeadNode, Op, RepConvNode, SdpaNode, SeNode,
 };
 
 use ndarray::{Array4, ArrayView4};

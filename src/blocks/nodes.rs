@@ -11,7 +11,9 @@ use super::graph::{HostValue, Inputs, Node, Value};
 use super::SummaryRow;
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
-use crate::ops::attention::{SeWeights, SqueezeExcitation, SqueezeExcitationParams};
+use crate::ops::attention::{
+    Eca, EcaParams, SeWeights, SqueezeExcitation, SqueezeExcitationParams,
+};
 use crate::ops::channel::{self, elementwise_cost};
 use crate::ops::conv::{Conv2d, Conv2dParams, PackedWeights, ResidualJoin};
 use crate::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
@@ -639,6 +641,53 @@ impl Node for SeNode {
             reference::attention::squeeze_excitation(&self.params, x, fc1, fc2)?
         };
         Ok(vec![HostValue::Tensor(y)])
+    }
+}
+
+/// Efficient channel attention's gate logits of its input, `[N, C, 1, 1]` (the scale is
+/// fused into the pass after it, as [`SeNode::gate_only`]'s).
+#[derive(Debug)]
+pub(crate) struct EcaGateNode {
+    layer: Eca,
+    params: EcaParams,
+    weight: Array1<f32>,
+}
+
+impl EcaGateNode {
+    /// Loads `{prefix}.conv.weight` (`[1, 1, k]`, no bias: timm's `EcaModule`).
+    pub(crate) fn load(gpu: &Gpu, sd: &StateDict, params: EcaParams, prefix: &str) -> Result<Self> {
+        params.validate()?;
+        let k = params.kernel_size;
+        let weight = sd.get(&key(prefix, "conv.weight"), &[1, 1, k])?;
+        let weight = Array1::from_iter(weight.iter().copied());
+        Ok(EcaGateNode {
+            layer: Eca::new(gpu, params, weight.view())?,
+            params,
+            weight,
+        })
+    }
+}
+
+impl Node for EcaGateNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let s = *inputs.get(0)?;
+        crate::ops::check_channels(s, self.params.channels)?;
+        Ok(vec![[s[0], s[1], 1, 1]])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        self.layer.cost(*inputs.get(0)?)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let logits = self.layer.logits(rec, inputs.get(0)?.tensor()?)?;
+        Ok(vec![Value::Tensor(logits)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let x = inputs.get(0)?.tensor()?;
+        let logits = reference::attention::eca_logits(x, self.weight.view())?;
+        Ok(vec![HostValue::Tensor(logits)])
     }
 }
 

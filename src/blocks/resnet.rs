@@ -4,7 +4,7 @@
 use super::{conv_bn, Architecture, Graph, Model, Op};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
-use crate::ops::attention::SqueezeExcitationParams;
+use crate::ops::attention::{EcaParams, SqueezeExcitationParams};
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::pool::AvgPool2dParams;
 use crate::ops::setters;
@@ -37,10 +37,33 @@ pub struct BottleneckConfig {
     /// ResNets; `downsample.1` / `downsample.2`); `None` (the default): torchvision's
     /// strided 1x1 convolution (`downsample.0` / `downsample.1`).
     pub avg_down: Option<AvgDown>,
-    /// Squeeze-and-excitation on the last batch norm's output, before the skip joins
-    /// (timm's `attn_layer='se'`: `se.fc1` / `se.fc2`, ReLU, sigmoid gate), squeezing to
-    /// this many channels; `None` (the default): none.
-    pub se: Option<usize>,
+    /// Channel attention on the last batch norm's output, before the skip joins (timm's
+    /// `attn_layer`, under `se`); `None` (the default): none.
+    pub attn: Option<BlockAttention>,
+    /// timm's anti-aliasing (`aa_layer=nn.AvgPool2d`, its `resnetaa*` models): a strided
+    /// block runs its 3x3 convolution at stride 1 and then averages `stride x stride`
+    /// windows at that stride (`aa`, after the ReLU); `false` (the default): none.
+    pub anti_alias: bool,
+    /// Res2Net's hierarchical 3x3 stage (timm's `Bottle2neck`, its `scale` `s`): `conv1`
+    /// widens to `s` splits of the inner width; the first `max(1, s - 1)` splits each go
+    /// through a 3x3 convolution (`convs.{i}` / `bns.{i}`, ReLU), each after the first
+    /// adding the previous one's output (none in a block that strides or projects), the
+    /// last split passes as it is (in a block that strides or projects: a 3x3 average
+    /// pool at the stride, padding 1, zeros counted), and their concatenation goes to
+    /// `conv3`. `None` (the default): the plain 3x3 `conv2`.
+    pub scale: Option<usize>,
+}
+
+/// The channel attention of a block's output before its skip joins (timm's `attn_layer`,
+/// its weights under `se`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockAttention {
+    /// Squeeze-and-excitation to this many channels (`'se'`: `se.fc1` / `se.fc2`, ReLU,
+    /// sigmoid gate).
+    SqueezeExcitation(usize),
+    /// Efficient channel attention with this odd kernel size (`'eca'`: `se.conv`, a 1-D
+    /// convolution across the pooled channels without bias, sigmoid gate).
+    Eca(usize),
 }
 
 /// The pooling of timm's `avg_down` projection (its `downsample_avg`).
@@ -67,7 +90,9 @@ impl BottleneckConfig {
             dilation: 1,
             downsample: None,
             avg_down: None,
-            se: None,
+            attn: None,
+            anti_alias: false,
+            scale: None,
         }
     }
 
@@ -92,7 +117,14 @@ impl BottleneckConfig {
 
     /// Squeeze-and-excitation to `squeeze` channels before the skip joins (timm's `se`).
     pub fn se(mut self, squeeze: usize) -> Self {
-        self.se = Some(squeeze);
+        self.attn = Some(BlockAttention::SqueezeExcitation(squeeze));
+        self
+    }
+
+    /// Efficient channel attention with this kernel size before the skip joins (timm's
+    /// `eca`).
+    pub fn eca(mut self, kernel_size: usize) -> Self {
+        self.attn = Some(BlockAttention::Eca(kernel_size));
         self
     }
 
@@ -107,6 +139,10 @@ setters!(BottleneckConfig {
     stride: usize,
     /// Sets the dilation.
     dilation: usize,
+    /// Sets timm's anti-aliasing.
+    anti_alias: bool,
+    /// Sets Res2Net's scale.
+    scale: Option<usize>,
 });
 
 /// A ResNet / ResNeXt bottleneck for inference: four dispatches, or three without
@@ -135,19 +171,23 @@ impl Architecture for BottleneckConfig {
             sd,
             prefix,
         )?;
+        fail_if(cfg.scale == Some(0), "scale", || {
+            "Res2Net's scale must be at least 1, got 0".to_string()
+        })?;
         let eps = 1e-5;
         let relu = Activation::Relu;
-        let p1 = Conv2dParams::new(cfg.inplanes, w, 1)
+        let scale = cfg.scale.unwrap_or(1);
+        let p1 = Conv2dParams::new(cfg.inplanes, w * scale, 1)
             .bias(false)
             .activation(relu);
         let p2 = Conv2dParams::new(w, w, 3)
-            .stride(cfg.stride)
+            .stride(anti_aliased_stride(cfg.anti_alias, cfg.stride))
             .padding(cfg.dilation)
             .dilation(cfg.dilation)
             .groups(cfg.groups)
             .bias(false)
             .activation(relu);
-        let p3 = Conv2dParams::new(w, out, 1).bias(false);
+        let p3 = Conv2dParams::new(w * scale, out, 1).bias(false);
         let mut g = Graph::new();
         let x = g.input();
         let identity = skip(
@@ -162,13 +202,20 @@ impl Architecture for BottleneckConfig {
             conv_bn(gpu, sd, p1, &k("conv1"), &k("bn1"), eps)?,
             &[x],
         );
-        let b = g.add(
-            "conv2",
-            conv_bn(gpu, sd, p2, &k("conv2"), &k("bn2"), eps)?,
-            &[a],
-        );
+        let b = match cfg.scale {
+            None => g.add(
+                "conv2",
+                conv_bn(gpu, sd, p2, &k("conv2"), &k("bn2"), eps)?,
+                &[a],
+            ),
+            Some(_) => {
+                let first = cfg.stride != 1 || downsample;
+                hierarchical_splits(&mut g, a, (p2, scale, first), (gpu, sd, prefix))?
+            }
+        };
+        let b = anti_alias(&mut g, b, cfg.anti_alias, cfg.stride);
         let conv3 = conv_bn(gpu, sd, p3, &k("conv3"), &k("bn3"), eps)?;
-        let end = (conv3, out, cfg.se);
+        let end = (conv3, out, cfg.attn);
         let y = block_end(&mut g, (b, identity), end, "conv3", (gpu, sd, prefix))?;
         g.set_outputs(&[y]);
         Ok(g)
@@ -200,31 +247,97 @@ fn projection(
 }
 
 /// A block's last layer `last` (`channels` wide, named `name`) on `x`, joining
-/// `identity`: `relu(last(x) + identity)` in its store, or with squeeze-and-excitation to
-/// `se` channels (`se.fc1` / `se.fc2` under `prefix`) `relu(y * sigmoid(se(y)) + identity)`
-/// in the pass after it.
+/// `identity`: `relu(last(x) + identity)` in its store, or with channel attention (under
+/// `se` in `prefix`) `relu(y * sigmoid(attn(y)) + identity)` in the pass after it.
 fn block_end(
     g: &mut Graph,
     (x, identity): (super::ValueId, super::ValueId),
-    (last, channels, se): (super::ConvBnAct, usize, Option<usize>),
+    (last, channels, attn): (super::ConvBnAct, usize, Option<BlockAttention>),
     name: &str,
     (gpu, sd, prefix): (&Gpu, &StateDict, &str),
 ) -> Result<super::ValueId> {
     let relu = Activation::Relu;
-    let Some(squeeze) = se else {
+    let Some(attn) = attn else {
         let last = last.with_residual(ResidualJoin::AddThen(relu))?;
         return Ok(g.add(name, last, &[x, identity]));
     };
     let y = g.add(name, last, &[x]);
-    let params = SqueezeExcitationParams::new(channels, squeeze);
-    let (fc1, fc2) = (key(prefix, "se.fc1"), key(prefix, "se.fc2"));
-    let gate = super::SeNode::load(gpu, sd, params, &fc1, &fc2)?.gate_only();
-    let logits = g.add("se", gate, &[y]);
+    let logits = match attn {
+        BlockAttention::SqueezeExcitation(squeeze) => {
+            let params = SqueezeExcitationParams::new(channels, squeeze);
+            let (fc1, fc2) = (key(prefix, "se.fc1"), key(prefix, "se.fc2"));
+            let gate = super::SeNode::load(gpu, sd, params, &fc1, &fc2)?.gate_only();
+            g.add("se", gate, &[y])
+        }
+        BlockAttention::Eca(kernel_size) => {
+            let params = EcaParams::new(channels).kernel_size(kernel_size);
+            let gate = super::EcaGateNode::load(gpu, sd, params, &key(prefix, "se"))?;
+            g.add("se", gate, &[y])
+        }
+    };
     let end = Op::ScaleChannelsAdd {
         gate: Activation::Sigmoid,
         act: relu,
     };
     Ok(g.add("se.scale", end, &[y, logits, identity]))
+}
+
+/// Res2Net's hierarchical 3x3 stage on `x` (`scale` splits of `conv`'s width; `first`: the
+/// block strides or projects), as [`BottleneckConfig::scale`] describes it; returns the
+/// concatenation.
+fn hierarchical_splits(
+    g: &mut Graph,
+    x: super::ValueId,
+    (conv, scale, first): (Conv2dParams, usize, bool),
+    (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+) -> Result<super::ValueId> {
+    let width = conv.in_channels;
+    let mut outputs = Vec::with_capacity(scale);
+    for i in 0..scale.saturating_sub(1).max(1) {
+        let split = g.add(format!("split.{i}"), Op::Narrow(i * width, width), &[x]);
+        let input = match outputs.last() {
+            Some(&previous) if !first => g.add(format!("sum.{i}"), Op::Add, &[previous, split]),
+            _ => split,
+        };
+        let (c, b) = (
+            key(prefix, &format!("convs.{i}")),
+            key(prefix, &format!("bns.{i}")),
+        );
+        outputs.push(g.add(
+            format!("convs.{i}"),
+            conv_bn(gpu, sd, conv, &c, &b, 1e-5)?,
+            &[input],
+        ));
+    }
+    if scale > 1 {
+        let last = (scale - 1) * width;
+        let mut rest = g.add("split.last", Op::Narrow(last, width), &[x]);
+        if first {
+            let pool = AvgPool2dParams::new(3).stride(conv.stride.0).padding(1);
+            rest = g.add("pool", Op::AvgPool(pool), &[rest]);
+        }
+        outputs.push(rest);
+    }
+    Ok(g.add("cat", Op::Concat, &outputs))
+}
+
+/// The stride of a block's strided 3x3 convolution: 1 with timm's anti-aliasing, which
+/// pools after it instead.
+fn anti_aliased_stride(anti_alias: bool, stride: usize) -> usize {
+    if anti_alias {
+        1
+    } else {
+        stride
+    }
+}
+
+/// timm's anti-aliasing pool after a block's strided 3x3 convolution: `nn.AvgPool2d(stride)`
+/// (`aa`), none at stride 1 (where a dilated stage leaves timm's `AvgPool2d(1)`).
+fn anti_alias(g: &mut Graph, x: super::ValueId, anti_alias: bool, stride: usize) -> super::ValueId {
+    if !anti_alias || stride == 1 {
+        return x;
+    }
+    g.add("aa", Op::AvgPool(AvgPool2dParams::new(stride)), &[x])
 }
 
 /// The projection's convolution and batch norm: `downsample.0` / `.1`, or after
@@ -307,8 +420,11 @@ pub struct BasicBlockConfig {
     pub downsample: Option<bool>,
     /// The projection pools first (timm's `avg_down`; see [`BottleneckConfig::avg_down`]).
     pub avg_down: Option<AvgDown>,
-    /// Squeeze-and-excitation before the skip joins (see [`BottleneckConfig::se`]).
-    pub se: Option<usize>,
+    /// Channel attention before the skip joins (see [`BottleneckConfig::attn`]).
+    pub attn: Option<BlockAttention>,
+    /// timm's anti-aliasing: a strided block runs its first 3x3 convolution at stride 1
+    /// and then averages (see [`BottleneckConfig::anti_alias`]).
+    pub anti_alias: bool,
 }
 
 impl BasicBlockConfig {
@@ -324,7 +440,8 @@ impl BasicBlockConfig {
             first_dilation: None,
             downsample: None,
             avg_down: None,
-            se: None,
+            attn: None,
+            anti_alias: false,
         }
     }
 
@@ -350,7 +467,14 @@ impl BasicBlockConfig {
 
     /// Squeeze-and-excitation to `squeeze` channels before the skip joins (timm's `se`).
     pub fn se(mut self, squeeze: usize) -> Self {
-        self.se = Some(squeeze);
+        self.attn = Some(BlockAttention::SqueezeExcitation(squeeze));
+        self
+    }
+
+    /// Efficient channel attention with this kernel size before the skip joins (timm's
+    /// `eca`).
+    pub fn eca(mut self, kernel_size: usize) -> Self {
+        self.attn = Some(BlockAttention::Eca(kernel_size));
         self
     }
 }
@@ -360,6 +484,8 @@ setters!(BasicBlockConfig {
     stride: usize,
     /// Sets the dilation (anything but 1 is refused, as torchvision refuses it).
     dilation: usize,
+    /// Sets timm's anti-aliasing.
+    anti_alias: bool,
 });
 
 /// A ResNet basic block for inference: three dispatches with a projection, two without
@@ -407,7 +533,7 @@ impl Architecture for BasicBlockConfig {
         let d = cfg.dilation;
         let d1 = cfg.first_dilation.unwrap_or(d);
         let p1 = Conv2dParams::new(cfg.inplanes, cfg.planes, 3)
-            .stride(cfg.stride)
+            .stride(anti_aliased_stride(cfg.anti_alias, cfg.stride))
             .padding(d1)
             .dilation(d1)
             .bias(false)
@@ -430,8 +556,9 @@ impl Architecture for BasicBlockConfig {
             conv_bn(gpu, sd, p1, &k("conv1"), &k("bn1"), 1e-5)?,
             &[x],
         );
+        let a = anti_alias(&mut g, a, cfg.anti_alias, cfg.stride);
         let conv2 = conv_bn(gpu, sd, p2, &k("conv2"), &k("bn2"), 1e-5)?;
-        let end = (conv2, cfg.planes, cfg.se);
+        let end = (conv2, cfg.planes, cfg.attn);
         let y = block_end(&mut g, (a, identity), end, "conv2", (gpu, sd, prefix))?;
         g.set_outputs(&[y]);
         Ok(g)

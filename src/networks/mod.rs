@@ -65,7 +65,9 @@ pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
 pub use mobileone::MobileOneConfig;
 pub use regnet::{RegNetConfig, RegNetFeatures, RegNetStage};
-pub use resnet::{ResNetBlock, ResNetConfig, ResNetFeatures, ResNetStageBlock, ResNetStem};
+pub use resnet::{
+    ResNetAttention, ResNetBlock, ResNetConfig, ResNetFeatures, ResNetStageBlock, ResNetStem,
+};
 pub use segmentation::{
     SegmentationBackbone, SegmentationConfig, SegmentationHead, SegmentationModel,
 };

@@ -8,16 +8,18 @@
 //! three 3x3 convolutions `conv1.0` / `.3` / `.6`) and the `avg_down` projections of its
 //! `d` and `t` models ([`ResNetConfig::avg_down`]: an average pool, then an unstrided
 //! 1x1 convolution `downsample.1` with its batch norm `downsample.2`), and its
-//! squeeze-and-excitation blocks (`seresnet*`, `seresnext*`: [`ResNetConfig::se`]).
+//! squeeze-and-excitation and ECA blocks (`seresnet*`, `seresnext*`, `ecaresnet*`:
+//! [`ResNetConfig::attn_layer`]) and its anti-aliased models (`resnetaa*`:
+//! [`ResNetConfig::anti_alias`]).
 
 use crate::blocks::{
-    conv_bn, Architecture, AvgDown, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig,
-    Graph, Model, Op,
+    conv_bn, Architecture, AvgDown, BasicBlock, BasicBlockConfig, BlockAttention, Bottleneck,
+    BottleneckConfig, Graph, Model, Op,
 };
 use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::pool::MaxPool2dParams;
+use crate::ops::pool::{AvgPool2dParams, MaxPool2dParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
@@ -71,10 +73,45 @@ pub struct ResNetConfig {
     /// timm's `avg_down` (its `d` and `t` ResNets): each projection pools before an
     /// unstrided 1x1 convolution ([`AvgDown`]).
     pub avg_down: bool,
-    /// timm's `attn_layer='se'` (its `seresnet*` and `seresnext*`): every block's output
-    /// gated by squeeze-and-excitation before the skip joins, squeezing to a sixteenth of
-    /// the block's width rounded to a multiple of 8 (at least 8).
-    pub se: bool,
+    /// timm's `attn_layer`: every block's output gated by channel attention before the
+    /// skip joins ([`ResNetAttention`]); `None` (the default): none.
+    pub attn_layer: Option<ResNetAttention>,
+    /// timm's `aa_layer=nn.AvgPool2d` (its `resnetaa*` models): the stem's max pool is a
+    /// 2x2 average pool at stride 2, and each strided block averages after its strided
+    /// 3x3 convolution instead ([`BottleneckConfig::anti_alias`]).
+    pub anti_alias: bool,
+    /// Res2Net's `scale` (timm's `res2net*` / `res2next50`: bottlenecks of its
+    /// `Bottle2neck`, [`BottleneckConfig::scale`], `width_per_group` its `base_width`);
+    /// `None` (the default): plain bottlenecks. Bottlenecks only.
+    pub res2net_scale: Option<usize>,
+}
+
+/// The channel attention of timm's ResNet blocks (its `attn_layer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResNetAttention {
+    /// `'se'` (its `seresnet*` and `seresnext*`): squeeze-and-excitation to a sixteenth of
+    /// the block's output width rounded to a multiple of 8 (at least 8).
+    SqueezeExcitation,
+    /// `'eca'` (its `ecaresnet*`): efficient channel attention, its kernel size from the
+    /// block's output width `C` (`t = int((log2(C) + 1) / 2)`, the next odd number, at
+    /// least 3).
+    Eca,
+}
+
+impl ResNetAttention {
+    /// The block option for a block of `channels` output channels.
+    fn block(self, channels: usize) -> BlockAttention {
+        match self {
+            // timm's `make_divisible(channels / 16, 8, round_limit=0)`.
+            ResNetAttention::SqueezeExcitation => BlockAttention::SqueezeExcitation(
+                ((channels as f64 / 16.0 + 4.0) as usize / 8 * 8).max(8),
+            ),
+            ResNetAttention::Eca => {
+                let t = (((channels as f64).log2() + 1.0).abs() / 2.0) as usize;
+                BlockAttention::Eca((t | 1).max(3))
+            }
+        }
+    }
 }
 
 /// The stem of a ResNet, before its batch norm `bn1`, ReLU and max pooling.
@@ -111,7 +148,9 @@ impl ResNetConfig {
             width_per_group: 64,
             stem: ResNetStem::Standard,
             avg_down: false,
-            se: false,
+            attn_layer: None,
+            anti_alias: false,
+            res2net_scale: None,
         }
     }
 
@@ -199,16 +238,14 @@ impl ResNetConfig {
                 (true, false) => Some(AvgDown::Strided),
                 (true, true) => Some(AvgDown::Dilated),
             };
-            // timm's `make_divisible(channels / 16, 8, round_limit=0)`.
-            let se = self
-                .se
-                .then(|| ((expansion * planes) as f64 / 16.0 + 4.0) as usize / 8 * 8)
-                .map(|c| c.max(8));
+            let attn = self.attn_layer.map(|a| a.block(expansion * planes));
+            let anti_alias = self.anti_alias;
             let block = |inplanes: usize, stride: usize, dilation: usize, downsample: bool| {
                 match self.block {
                     ResNetBlock::Basic => ResNetStageBlock::Basic(BasicBlockConfig {
                         avg_down,
-                        se,
+                        attn,
+                        anti_alias,
                         ..BasicBlockConfig::new(inplanes, planes)
                             .groups(self.groups, self.width_per_group)
                             .stride(stride)
@@ -217,7 +254,9 @@ impl ResNetConfig {
                     }),
                     ResNetBlock::Bottleneck => ResNetStageBlock::Bottleneck(BottleneckConfig {
                         avg_down,
-                        se,
+                        attn,
+                        anti_alias,
+                        scale: self.res2net_scale,
                         ..BottleneckConfig::new(inplanes, planes)
                             .groups(self.groups, self.width_per_group)
                             .stride(stride)
@@ -328,8 +367,12 @@ impl ResNetConfig {
         if stages == 0 {
             return Ok(outs);
         }
-        let pool = MaxPool2dParams::new(3).stride(2).padding(1);
-        y = g.add_multi("maxpool", Op::MaxPool(pool), &[y], 2)[0];
+        y = if self.anti_alias {
+            g.add("maxpool", Op::AvgPool(AvgPool2dParams::new(2)), &[y])
+        } else {
+            let pool = MaxPool2dParams::new(3).stride(2).padding(1);
+            g.add_multi("maxpool", Op::MaxPool(pool), &[y], 2)[0]
+        };
         let all = match rule {
             DilationRule::Smp => self.smp_stages(output_stride),
             DilationRule::Timm => self.timm_stages(output_stride),
@@ -417,8 +460,12 @@ crate::ops::setters!(ResNetConfig {
     stem: ResNetStem,
     /// Sets timm's `avg_down`.
     avg_down: bool,
-    /// Sets timm's squeeze-and-excitation blocks.
-    se: bool,
+    /// Sets timm's channel attention.
+    attn_layer: Option<ResNetAttention>,
+    /// Sets timm's anti-aliasing.
+    anti_alias: bool,
+    /// Sets Res2Net's scale.
+    res2net_scale: Option<usize>,
 });
 
 /// torchvision's ResNet without its pooling and classifier: input `[N, 3, H, W]`, output
@@ -450,7 +497,16 @@ impl Architecture for ResNetConfig {
         fail_if(self.layers.iter().any(|&n| n > 1024), "layers", || {
             format!("at most 1024 blocks a stage, got {:?}", self.layers)
         })?;
+        fail_if(self.res2net_scale == Some(0), "res2net_scale", || {
+            "Res2Net's scale must be at least 1, got 0".to_string()
+        })?;
         if self.block == ResNetBlock::Basic {
+            fail_if(self.res2net_scale.is_some(), "res2net_scale", || {
+                format!(
+                    "Res2Net's splits are bottlenecks', got basic blocks with scale {:?}",
+                    self.res2net_scale
+                )
+            })?;
             fail_if(
                 self.groups != 1 || self.width_per_group != 64,
                 "groups",

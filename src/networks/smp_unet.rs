@@ -23,9 +23,10 @@
 //! With `aux_params`, smp's classification head on the encoder's last feature gives a
 //! second output ([`SmpAuxParams`]).
 //!
-//! Not covered: smp's timm universal (`tu-*`) encoders other than timm's plain ResNets
-//! and EfficientNets ([`SmpEncoder::from_name`] lists every name), the norms other than
-//! batch norm (or none).
+//! Not covered: smp's timm universal (`tu-*`) encoders other than timm's ResNets (its
+//! SE, ECA and anti-aliased ones too), EfficientNets, MobileNets, RegNets and ConvNeXts
+//! ([`SmpEncoder::from_name`] lists every name), the norms other than batch norm (or
+//! none).
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
@@ -40,9 +41,9 @@ use crate::weights::{key, StateDict};
 use super::resnet::DilationRule;
 use super::{
     ConvNextConfig, DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig,
-    MixTransformerConfig, MobileNetV2Config, MobileOneConfig, RegNetConfig, ResNetConfig,
-    ResNetStem, SeNetConfig, SkResNetConfig, TimmEfficientNetConfig, TimmMobileNetConfig,
-    VggConfig,
+    MixTransformerConfig, MobileNetV2Config, MobileOneConfig, RegNetConfig, ResNetAttention,
+    ResNetConfig, ResNetStem, SeNetConfig, SkResNetConfig, TimmEfficientNetConfig,
+    TimmMobileNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -59,8 +60,15 @@ pub enum SmpEncoder {
     /// `tu-resnext50d_32x4d` ([`ResNetStem`], [`ResNetConfig::avg_down`]), and its
     /// squeeze-and-excitation ResNets `tu-seresnet18` / `34` / `50` / `50t` / `101` /
     /// `152` / `152d` / `200d` / `269d`, `tu-seresnext26d_32x4d` / `26t_32x4d` /
-    /// `50_32x4d` / `101_32x4d` / `101_32x8d` / `101d_32x8d` / `101_64x4d`
-    /// ([`ResNetConfig::se`])
+    /// `50_32x4d` / `101_32x4d` / `101_32x8d` / `101d_32x8d` / `101_64x4d`, its
+    /// efficient-channel-attention ResNets `tu-ecaresnet26t`, `50d`, `50t`, `101d`,
+    /// `200d`, `269d`, `tu-ecaresnetlight` ([`ResNetConfig::attn_layer`]), and its
+    /// anti-aliased ResNets `tu-resnetaa34d`, `50`, `50d`, `101d`, `tu-seresnetaa50d`,
+    /// `tu-seresnextaa101d_32x8d`, `tu-seresnextaa201d_32x8d`
+    /// ([`ResNetConfig::anti_alias`]), and its Res2Nets `tu-res2net50_26w_4s` / `26w_6s` /
+    /// `26w_8s` / `48w_2s` / `14w_8s`, `tu-res2net101_26w_4s`, `tu-res2next50`,
+    /// `tu-res2net50d`, `tu-res2net101d` ([`ResNetConfig::res2net_scale`]; smp's deprecated
+    /// `timm-res2*` names for them)
     /// (a pretrained tag after `.` ignored): timm's ResNet through smp's
     /// `TimmUniversalEncoder` (`encoder.model.conv1`, `encoder.model.layer{i}.*`), the same
     /// network as torchvision's, dilated as timm's `output_stride` does (the first block
@@ -149,13 +157,13 @@ impl SmpEncoder {
     /// `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2` or
     /// `timm-tf_efficientnet_lite0` .. `lite4`, `mobileone_s0` .. `mobileone_s4`,
     /// `inceptionv4`, `inceptionresnetv2`, `xception` or `mit_b0` .. `mit_b5` (all 76 of
-    /// smp 0.6.0's list), of timm's universal names the plain ResNets, EfficientNets,
-    /// MobileNets ([`SmpEncoder::TimmUniversalResNet`],
+    /// smp 0.6.0's list), of timm's universal names the ResNets (SE, ECA, anti-aliased and
+    /// Res2Nets too), EfficientNets, MobileNets ([`SmpEncoder::TimmUniversalResNet`],
     /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNet`]) and
     /// RegNets ([`SmpEncoder::TimmUniversalRegNet`]), its ConvNeXts
-    /// ([`SmpEncoder::TimmUniversalConvNext`]), and smp's deprecated
-    /// `timm-mobilenetv3_*` and `timm-regnet*` names (run as smp 0.6 runs them: as timm's
-    /// `tf_mobilenetv3_*` and `regnet*`); any other name is an error naming
+    /// ([`SmpEncoder::TimmUniversalConvNext`]), and smp's deprecated `timm-mobilenetv3_*`,
+    /// `timm-regnet*` and `timm-res2*` names (run as smp 0.6 runs them: as timm's
+    /// `tf_mobilenetv3_*`, `regnet*` and `res2*`); any other name is an error naming
     /// `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         if let Some(timm) = encoder_name.strip_prefix("tu-") {
@@ -181,6 +189,9 @@ impl SmpEncoder {
                          and t stems, tu-resnext50_32x4d, tu-resnext50d_32x4d, \
                          tu-resnext101_32x4d .. 32x32d, \
                          tu-resnext101_64x4d, tu-wide_resnet50_2, tu-wide_resnet101_2), its \
+                         SE, ECA and anti-aliased ResNets (tu-seresnet*, tu-seresnext*, \
+                         tu-ecaresnet* but the pruned ones, tu-resnetaa*, \
+                         tu-seresnetaa50d, tu-seresnextaa*), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
                          tu-efficientnet_lite0 .. lite4), its MobileNets \
                          (tu-mobilenetv2_035 / 050 / 075 / 100 / 140, \
@@ -220,7 +231,19 @@ impl SmpEncoder {
                     ),
                 });
         }
-        let unported = ["timm-res2", "timm-resnest", "timm-gernet"];
+        if let Some(rest) = encoder_name.strip_prefix("timm-res2") {
+            return timm_resnet(&format!("res2{rest}"))
+                .map(SmpEncoder::TimmUniversalResNet)
+                .ok_or_else(|| Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!(
+                        "{encoder_name:?} is not one of smp's timm-res2net50_26w_4s / \
+                         26w_6s / 26w_8s / 48w_2s / 14w_8s, timm-res2net101_26w_4s, \
+                         timm-res2next50"
+                    ),
+                });
+        }
+        let unported = ["timm-resnest", "timm-gernet"];
         if unported.iter().any(|d| encoder_name.starts_with(d)) {
             return Err(Error::InvalidParam {
                 name: "encoder_name",
@@ -424,8 +447,10 @@ impl SmpEncoder {
         (in_channels, depth, output_stride): (usize, usize, usize),
     ) -> Result<Vec<ValueId>> {
         let (gpu, sd, prefix) = ctx;
-        let features_prefix = key(prefix, "features");
+        let (features_prefix, model_prefix) = (key(prefix, "features"), key(prefix, "model"));
         let under_features = (gpu, sd, features_prefix.as_str());
+        // smp's `TimmUniversalEncoder` holds timm's model as `model`.
+        let under_model = (gpu, sd, model_prefix.as_str());
         // VGG's and DenseNet's features start at the input's size or the stem's, and smp
         // cannot dilate them.
         let undilated = || {
@@ -449,7 +474,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalResNet(r) => features.extend(r.append_stages(
                 g,
                 x,
-                (gpu, sd, &key(prefix, "model")),
+                under_model,
                 (in_channels, depth - 1, output_stride),
                 DilationRule::Timm,
             )?),
@@ -475,24 +500,17 @@ impl SmpEncoder {
                 features = t.append(g, x, ctx, (in_channels, depth, output_stride), false)?;
             }
             SmpEncoder::TimmUniversalEfficientNet(t) => {
-                let model = key(prefix, "model");
-                let ctx = (gpu, sd, model.as_str());
-                features = t.append(g, x, ctx, (in_channels, depth, output_stride), true)?;
+                features =
+                    t.append(g, x, under_model, (in_channels, depth, output_stride), true)?;
             }
             SmpEncoder::TimmUniversalMobileNet(m) => {
-                let model = key(prefix, "model");
-                let ctx = (gpu, sd, model.as_str());
-                features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
+                features = m.append(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::TimmUniversalRegNet(r) => {
-                let model = key(prefix, "model");
-                let ctx = (gpu, sd, model.as_str());
-                features = r.append_timm(g, x, ctx, (in_channels, depth, output_stride))?;
+                features = r.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::TimmUniversalConvNext(c) => {
-                let model = key(prefix, "model");
-                let ctx = (gpu, sd, model.as_str());
-                features = c.append_timm(g, x, ctx, (in_channels, depth, output_stride))?;
+                features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::MobileOne(m) => {
                 features = m.append(g, x, ctx, (in_channels, depth, output_stride))?;
@@ -739,6 +757,14 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
     };
     let deep_avg = |r: ResNetConfig| r.stem(ResNetStem::Deep(32)).avg_down(true);
     let tiered = |r: ResNetConfig| r.stem(ResNetStem::DeepTiered(32)).avg_down(true);
+    let se = |r: ResNetConfig| r.attn_layer(Some(ResNetAttention::SqueezeExcitation));
+    let eca = |r: ResNetConfig| r.attn_layer(Some(ResNetAttention::Eca));
+    let aa = |r: ResNetConfig| r.anti_alias(true);
+    let res2net = |r: ResNetConfig, base_width, scale| ResNetConfig {
+        width_per_group: base_width,
+        res2net_scale: Some(scale),
+        ..r
+    };
     Some(match name.split('.').next()? {
         "resnet18" => ResNetConfig::resnet18(),
         "resnet26" => bottleneck([2, 2, 2, 2]),
@@ -779,22 +805,52 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         "resnet200d" => deep_avg(bottleneck([3, 24, 36, 3])),
         "resnext50d_32x4d" => deep_avg(ResNetConfig::resnext50_32x4d()),
         // timm's squeeze-and-excitation ResNets (`attn_layer='se'`).
-        "seresnet18" => ResNetConfig::resnet18().se(true),
-        "seresnet34" => ResNetConfig::resnet34().se(true),
-        "seresnet50" => ResNetConfig::resnet50().se(true),
-        "seresnet50t" => tiered(ResNetConfig::resnet50()).se(true),
-        "seresnet101" => ResNetConfig::resnet101().se(true),
-        "seresnet152" => ResNetConfig::resnet152().se(true),
-        "seresnet152d" => deep_avg(ResNetConfig::resnet152()).se(true),
-        "seresnet200d" => deep_avg(bottleneck([3, 24, 36, 3])).se(true),
-        "seresnet269d" => deep_avg(bottleneck([3, 30, 48, 8])).se(true),
-        "seresnext26d_32x4d" => deep_avg(bottleneck([2, 2, 2, 2]).groups(32, 4)).se(true),
-        "seresnext26t_32x4d" => tiered(bottleneck([2, 2, 2, 2]).groups(32, 4)).se(true),
-        "seresnext50_32x4d" => ResNetConfig::resnext50_32x4d().se(true),
-        "seresnext101_32x4d" => ResNetConfig::resnet101().groups(32, 4).se(true),
-        "seresnext101_32x8d" => ResNetConfig::resnet101().groups(32, 8).se(true),
-        "seresnext101d_32x8d" => deep_avg(ResNetConfig::resnet101().groups(32, 8)).se(true),
-        "seresnext101_64x4d" => ResNetConfig::resnet101().groups(64, 4).se(true),
+        "seresnet18" => se(ResNetConfig::resnet18()),
+        "seresnet34" => se(ResNetConfig::resnet34()),
+        "seresnet50" => se(ResNetConfig::resnet50()),
+        "seresnet50t" => se(tiered(ResNetConfig::resnet50())),
+        "seresnet101" => se(ResNetConfig::resnet101()),
+        "seresnet152" => se(ResNetConfig::resnet152()),
+        "seresnet152d" => se(deep_avg(ResNetConfig::resnet152())),
+        "seresnet200d" => se(deep_avg(bottleneck([3, 24, 36, 3]))),
+        "seresnet269d" => se(deep_avg(bottleneck([3, 30, 48, 8]))),
+        "seresnext26d_32x4d" => se(deep_avg(bottleneck([2, 2, 2, 2]).groups(32, 4))),
+        "seresnext26t_32x4d" => se(tiered(bottleneck([2, 2, 2, 2]).groups(32, 4))),
+        "seresnext50_32x4d" => se(ResNetConfig::resnext50_32x4d()),
+        "seresnext101_32x4d" => se(ResNetConfig::resnet101().groups(32, 4)),
+        "seresnext101_32x8d" => se(ResNetConfig::resnet101().groups(32, 8)),
+        "seresnext101d_32x8d" => se(deep_avg(ResNetConfig::resnet101().groups(32, 8))),
+        "seresnext101_64x4d" => se(ResNetConfig::resnet101().groups(64, 4)),
+        // timm's efficient-channel-attention ResNets (`attn_layer='eca'`; its pruned
+        // `ecaresnet50d_pruned` / `101d_pruned` have other widths).
+        "ecaresnet26t" => eca(tiered(bottleneck([2, 2, 2, 2]))),
+        "ecaresnet50d" => eca(deep_avg(ResNetConfig::resnet50())),
+        "ecaresnet50t" => eca(tiered(ResNetConfig::resnet50())),
+        "ecaresnetlight" => eca(bottleneck([1, 1, 11, 3]).avg_down(true)),
+        "ecaresnet101d" => eca(deep_avg(ResNetConfig::resnet101())),
+        "ecaresnet200d" => eca(deep_avg(bottleneck([3, 24, 36, 3]))),
+        "ecaresnet269d" => eca(deep_avg(bottleneck([3, 30, 48, 8]))),
+        // timm's Res2Nets (`Bottle2neck`: `base_width`, `cardinality`, `scale`).
+        "res2net50_26w_4s" => res2net(ResNetConfig::resnet50(), 26, 4),
+        "res2net101_26w_4s" => res2net(ResNetConfig::resnet101(), 26, 4),
+        "res2net50_26w_6s" => res2net(ResNetConfig::resnet50(), 26, 6),
+        "res2net50_26w_8s" => res2net(ResNetConfig::resnet50(), 26, 8),
+        "res2net50_48w_2s" => res2net(ResNetConfig::resnet50(), 48, 2),
+        "res2net50_14w_8s" => res2net(ResNetConfig::resnet50(), 14, 8),
+        "res2next50" => res2net(ResNetConfig::resnet50().groups(8, 4), 4, 4),
+        "res2net50d" => res2net(deep_avg(ResNetConfig::resnet50()), 26, 4),
+        "res2net101d" => res2net(deep_avg(ResNetConfig::resnet101()), 26, 4),
+        // timm's anti-aliased ResNets (`aa_layer=nn.AvgPool2d`).
+        "resnetaa34d" => aa(deep_avg(ResNetConfig::resnet34())),
+        "resnetaa50" => aa(ResNetConfig::resnet50()),
+        "resnetaa50d" => aa(deep_avg(ResNetConfig::resnet50())),
+        "resnetaa101d" => aa(deep_avg(ResNetConfig::resnet101())),
+        "seresnetaa50d" => se(aa(deep_avg(ResNetConfig::resnet50()))),
+        "seresnextaa101d_32x8d" => se(aa(deep_avg(ResNetConfig::resnet101().groups(32, 8)))),
+        "seresnextaa201d_32x8d" => se(aa(bottleneck([3, 24, 36, 4])
+            .groups(32, 8)
+            .stem(ResNetStem::Deep(64))
+            .avg_down(true))),
         _ => return None,
     })
 }

@@ -564,14 +564,17 @@ impl Eca {
 
     /// Records the block.
     pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let logits = self.logits(rec, x)?;
+        scale_channels(rec, x, &logits, Activation::Sigmoid)
+    }
+
+    /// Records the gate's logits `conv1d(avgpool(x))`, `[N, C, 1, 1]`, for a pass after
+    /// it to scale with (a block's end joining its skip in the same pass).
+    pub fn logits(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
         let s = x.shape();
         crate::ops::check_channels(s, self.params.channels)?;
         let pooled = global_pool(rec, GlobalPool::Avg, x)?.reshape([s[0], 1, s[1], 1])?;
-        let logits = self
-            .conv
-            .forward(rec, &pooled)?
-            .reshape([s[0], s[1], 1, 1])?;
-        scale_channels(rec, x, &logits, Activation::Sigmoid)
+        self.conv.forward(rec, &pooled)?.reshape([s[0], s[1], 1, 1])
     }
 
     /// Parameters (`k`), MACs and bytes.

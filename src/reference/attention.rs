@@ -38,8 +38,9 @@ pub fn squeeze_excitation(
     ))
 }
 
-/// ECA: `x * sigmoid(conv1d_k(avgpool(x)))` across channels, zero padding, no bias.
-pub fn eca(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<f32>> {
+/// ECA's gate logits `conv1d_k(avgpool(x))` across channels (zero padding, no bias),
+/// shape `[N, C, 1, 1]`.
+pub fn eca_logits(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<f32>> {
     let [n, c, _, _]: [usize; 4] = x.shape().try_into().expect("4-D");
     let k = weight.len();
     let pooled = super::pool::global_pool(GlobalPool::Avg, x)?;
@@ -56,6 +57,12 @@ pub fn eca(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<f32>> {
             logits[[b, ch, 0, 0]] = sum as f32;
         }
     }
+    Ok(logits)
+}
+
+/// ECA: `x * sigmoid(conv1d_k(avgpool(x)))` across channels, zero padding, no bias.
+pub fn eca(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<f32>> {
+    let logits = eca_logits(x, weight)?;
     Ok(super::channel::scale_channels(
         x,
         logits.view(),

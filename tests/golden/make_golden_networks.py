@@ -606,6 +606,52 @@ CASES = [
      dict(encoder="tu-seresnet50", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None),
      [2, 1, 48, 64]),
+    # timm's efficient-channel-attention ResNets (`attn_layer='eca'`: a 1-D convolution
+    # across the pooled channels, its kernel from the block's width) and anti-aliased
+    # ResNets (`aa_layer=nn.AvgPool2d`: the stem's pool and each strided 3x3 convolution's
+    # stride a 2x2 average pool; none in the stages a smaller output stride dilates).
+    ("smp_unet_tu_ecaresnet26t_odd", "smp_unet",
+     dict(encoder="tu-ecaresnet26t", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_ecaresnetlight_os8", "smp_deeplabv3",
+     dict(encoder="tu-ecaresnetlight", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [2, 3, 40, 48]),
+    ("smp_linknet_tu_ecaresnet50d", "smp_linknet",
+     dict(encoder="tu-ecaresnet50d", depth=5, cin=1, classes=3, use_norm=True, activation=None),
+     [1, 1, 64, 64]),
+    ("smp_unet_tu_resnetaa34d", "smp_unet",
+     dict(encoder="tu-resnetaa34d", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 64, 96]),
+    ("smp_deeplabv3plus_tu_seresnetaa50d_os16", "smp_deeplabv3plus",
+     dict(encoder="tu-seresnetaa50d", depth=5, output_stride=16, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 3, 64, 64]),
+    ("smp_pspnet_tu_resnetaa50_depth4", "smp_pspnet",
+     dict(encoder="tu-resnetaa50", depth=4, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=16, activation=None), [2, 3, 64, 48]),
+    # timm's Res2Nets (`Bottle2neck`: hierarchical 3x3 splits, the last split pooled in
+    # blocks that stride or project), by their `tu-` names and smp's deprecated `timm-`
+    # ones, dilated by timm's rule.
+    ("smp_unet_timm_res2net50_26w_4s_odd", "smp_unet",
+     dict(encoder="timm-res2net50_26w_4s", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_res2net50_14w_8s_os8", "smp_deeplabv3",
+     dict(encoder="tu-res2net50_14w_8s", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [1, 3, 40, 48]),
+    ("smp_fpn_timm_res2next50_depth4", "smp_fpn",
+     dict(encoder="timm-res2next50", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None),
+     [2, 1, 48, 64]),
+    ("smp_pspnet_tu_res2net50d_depth3", "smp_pspnet",
+     dict(encoder="tu-res2net50d", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [1, 3, 40, 56]),
+    ("smp_deeplabv3plus_timm_res2net50_48w_2s_os16", "smp_deeplabv3plus",
+     dict(encoder="timm-res2net50_48w_2s", depth=5, output_stride=16, cin=2, classes=3,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 2, 48, 64]),
     # timm's ConvNeXts through smp's `tu-` encoders: transformer-style (an empty stride-2
     # feature), `conv_mlp` in the small ones, dilated by timm's rule (the downsampling
     # convolution at stride 1 with timm's `'same'` padding, asymmetric at dilation 1).
