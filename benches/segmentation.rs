@@ -9,8 +9,10 @@
 //! `DeepLabV3Plus("mobilenet_v2", encoder_output_stride=8, classes=2)` at 1 x 3 x 256 x 256,
 //! `Linknet("resnet34", classes=2)` and `PSPNet("resnet34", classes=2)` at 160,
 //! `Segformer("mit_b0", classes=2)` (SegFormer-B0) at 256, `MAnet("resnet34", classes=2)` at
-//! 160, `Unet` on timm's RegNetY-400MF (`tu-regnety_004`), ResNet-50-D (`tu-resnet50d`)
-//! and ConvNeXt-Atto (`tu-convnext_atto`) at 160 and on its MobileNetV3-Large
+//! 160, `Unet` on timm's RegNetY-400MF (`tu-regnety_004`), ResNet-50-D (`tu-resnet50d`),
+//! ConvNeXt-Atto (`tu-convnext_atto`), ECA-ResNet-50-D (`tu-ecaresnet50d`), Res2Net-50
+//! (`timm-res2net50_26w_4s`) and ResNeSt-50-D (`timm-resnest50d`) at 160 and on its
+//! MobileNetV3-Large
 //! (`tu-mobilenetv3_large_100`) at 256,
 //! and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
@@ -167,6 +169,9 @@ fn bench(c: &mut Criterion) {
         "tu-regnety_004",
         "tu-resnet50d",
         "tu-convnext_atto",
+        "tu-ecaresnet50d",
+        "timm-res2net50_26w_4s",
+        "timm-resnest50d",
     ] {
         let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
         let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();

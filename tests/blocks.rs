@@ -10,8 +10,9 @@ use common::*;
 use ndarray::{Array4, ArrayView4};
 use segblocks::blocks::{
     Architecture, Aspp, AsppConfig, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig,
-    DenseBlock, DenseBlockConfig, FcnHead, FcnHeadConfig, InvertedResidual, InvertedResidualConfig,
-    MobileNetV3Block, MobileNetV3Config, Model, ShuffleV2Config, ShuffleV2Unit,
+    BottleneckKind, DenseBlock, DenseBlockConfig, FcnHead, FcnHeadConfig, InvertedResidual,
+    InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config, Model, ShuffleV2Config,
+    ShuffleV2Unit,
 };
 use segblocks::ops::attention::{Cbam, CbamParams, SqueezeExcitation, SqueezeExcitationParams};
 use segblocks::ops::channel::ChannelPoolOrder;
@@ -903,15 +904,31 @@ fn timm_block_options_match_the_reference_and_refuse_bad_values() {
     check(&|rec, t| b.forward(rec, t), want, &x, "ECA bottleneck");
     // Res2Net's hierarchical splits: a first block (strided, projected: the last split
     // pooled) and a later one (each split after the first adds the previous output), odd
-    // widths, grouped.
+    // widths, grouped. ResNeSt's split attention: a strided block (averaging after it) and
+    // a dilated one.
+    let res2net = BottleneckKind::Res2Net { scale: 4 };
+    let resnest = BottleneckKind::SplitAttention { radix: 2 };
     for (cfg, shape) in [
         (
-            BottleneckConfig::new(24, 8).groups(1, 40).stride(2),
+            BottleneckConfig::new(24, 8)
+                .groups(1, 40)
+                .stride(2)
+                .kind(res2net),
             [2, 24, 9, 11],
         ),
-        (BottleneckConfig::new(32, 8).groups(3, 12), [1, 32, 7, 5]),
+        (
+            BottleneckConfig::new(32, 8).groups(3, 12).kind(res2net),
+            [1, 32, 7, 5],
+        ),
+        (
+            BottleneckConfig::new(24, 6).stride(2).kind(resnest),
+            [2, 24, 9, 11],
+        ),
+        (
+            BottleneckConfig::new(24, 6).dilation(2).kind(resnest),
+            [1, 24, 7, 5],
+        ),
     ] {
-        let cfg = cfg.scale(Some(4));
         let b = Bottleneck::load(gpu, cfg, &sd, "layer1.0").unwrap();
         let x = random4(&mut r, shape);
         let want = b.reference(x.view()).unwrap();
@@ -945,7 +962,7 @@ fn timm_block_options_match_the_reference_and_refuse_bad_values() {
     );
     let even = BottleneckConfig::new(16, 4).eca(4);
     named(Bottleneck::load(gpu, even, &sd, "").err(), "kernel_size");
-    let scale0 = BottleneckConfig::new(16, 4).scale(Some(0));
+    let scale0 = BottleneckConfig::new(16, 4).kind(BottleneckKind::Res2Net { scale: 0 });
     named(Bottleneck::load(gpu, scale0, &sd, "").err(), "scale");
     let basic_eca = BasicBlockConfig::new(16, 16).eca(0);
     named(

@@ -9,7 +9,7 @@ mod common;
 
 use common::golden::golden_dir;
 use ndarray::Array4;
-use segblocks::blocks::{Architecture, Model};
+use segblocks::blocks::{Architecture, BottleneckKind, Model};
 use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures,
     DptReadout, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
@@ -1951,7 +1951,9 @@ fn timm_universal_names_are_timm_configurations() {
         "timm-mobilenetv3_small_050",
         "timm-regnetx_640",
         "tu-regnetz_040",
-        "timm-resnest14d",
+        "timm-resnest50d_4s2x40d",
+        "tu-resnest50d_1s4x24d",
+        "timm-gernet_s",
         "tu-res2net50_26w_5s",
     ] {
         named(SmpEncoder::from_name(bad).err(), "encoder_name");
@@ -2026,25 +2028,51 @@ fn timm_universal_names_are_timm_configurations() {
         let got = (
             r.layers,
             (r.groups, r.width_per_group),
-            r.res2net_scale,
+            r.bottleneck_kind,
             r.stem,
         );
-        assert_eq!(got, (layers, groups, Some(scale), stem), "{name}");
+        let kind = BottleneckKind::Res2Net { scale };
+        assert_eq!(got, (layers, groups, kind, stem), "{name}");
         assert_eq!(r.avg_down, name.ends_with('d'), "{name}");
     }
     named(
         SmpEncoder::from_name("timm-res2net50_26w_5s").err(),
         "encoder_name",
     );
-    // A deep stem too narrow to build, Res2Net's splits in basic blocks or of scale 0:
-    // typed errors naming them.
+    // timm's ResNeSts of radix 2: blocks and stem (deep, `avg_down`).
+    let wide = ResNetStem::Deep(64);
+    for (name, layers, stem) in [
+        ("timm-resnest14d", [1; 4], deep),
+        ("tu-resnest26d", [2; 4], deep),
+        ("timm-resnest50d", [3, 4, 6, 3], deep),
+        ("timm-resnest101e", [3, 4, 23, 3], wide),
+        ("tu-resnest200e", [3, 24, 36, 3], wide),
+        ("timm-resnest269e", [3, 30, 48, 8], wide),
+    ] {
+        let encoder = SmpEncoder::from_name(name).unwrap();
+        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
+            panic!("{name}: {encoder:?}");
+        };
+        let kind = BottleneckKind::SplitAttention { radix: 2 };
+        let got = (r.layers, r.stem, r.avg_down, r.bottleneck_kind);
+        assert_eq!(got, (layers, stem, true, kind), "{name}");
+    }
+    // A deep stem too narrow to build, Res2Net's splits in basic blocks or of scale 0,
+    // split attention of a radix other than 2: typed errors naming them.
     let sd = StateDict::synthetic();
     let resnet18 = ResNetConfig::resnet18();
     for (cfg, name) in [
-        (resnet18.res2net_scale(Some(4)), "res2net_scale"),
         (
-            ResNetConfig::resnet50().res2net_scale(Some(0)),
-            "res2net_scale",
+            resnet18.bottleneck_kind(BottleneckKind::Res2Net { scale: 4 }),
+            "bottleneck_kind",
+        ),
+        (
+            ResNetConfig::resnet50().bottleneck_kind(BottleneckKind::Res2Net { scale: 0 }),
+            "scale",
+        ),
+        (
+            ResNetConfig::resnet50().bottleneck_kind(BottleneckKind::SplitAttention { radix: 4 }),
+            "radix",
         ),
         (resnet18.stem(ResNetStem::Deep(0)), "stem"),
         (resnet18.stem(ResNetStem::DeepTiered(2)), "stem"),

@@ -43,6 +43,7 @@ pub use mobilenet::{
 pub use nodes::ConvBnAct;
 pub use resnet::{
     AvgDown, BasicBlock, BasicBlockConfig, BlockAttention, Bottleneck, BottleneckConfig,
+    BottleneckKind,
 };
 pub(crate) use segnet::conv_stack;
 pub use segnet::{SegNetStage, SegNetStageConfig};
@@ -50,8 +51,8 @@ pub use shufflenet::{ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2U
 
 pub(crate) use graph::{HostValue, Inputs, Node, Value, ValueId};
 pub(crate) use nodes::{
-    BnActNode, BnState, ConvTransposeNode, DecoderStageNode, EcaGateNode, GroupNormNode,
-    LayerNorm2dNode, LrAsppHeadNode, Op, RepConvNode, SdpaNode, SeNode,
+    BnActNode, ConvTransposeNode, DecoderStageNode, EcaGateNode, GroupNormNode, LayerNorm2dNode,
+    LrAsppHeadNode, Op, RepConvNode, SdpaNode, SeNode, TwoPathAttentionNode,
 };
 
 use ndarray::{Array4, ArrayView4};

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4, Axis};
 
 use super::graph::{HostValue, Inputs, Node, Value};
 use super::SummaryRow;
@@ -688,6 +688,123 @@ impl Node for EcaGateNode {
         let x = inputs.get(0)?.tensor()?;
         let logits = reference::attention::eca_logits(x, self.weight.view())?;
         Ok(vec![HostValue::Tensor(logits)])
+    }
+}
+
+/// Softmax attention over two paths, as a node on inputs `(path0, path1)`: timm's
+/// `SelectiveKernelAttn` with the weighting after it, and its `SplitAttn` at radix 2 and
+/// cardinality 1 (the paths summed, averaged over each plane, `fc1`, an inference batch
+/// norm, ReLU, `fc2` to both paths' logits, a softmax across the paths, their weighted
+/// sum). On the GPU it is the squeeze-and-excitation gate of the paths' sum (the batch
+/// norm and `fc1`'s bias folded into `fc1`, `fc2` into the difference of its two halves:
+/// `softmax([l0, l1])[0] = sigmoid(l0 - l1)`) and one blend; the reference is timm's
+/// order.
+#[derive(Debug)]
+pub(crate) struct TwoPathAttentionNode {
+    gate: SqueezeExcitation,
+    fc1: (Array4<f32>, Option<Array1<f32>>),
+    bn: BnState,
+    fc2: (Array4<f32>, Option<Array1<f32>>),
+}
+
+impl TwoPathAttentionNode {
+    /// Loads `{fc1}.weight` `[A, C, 1, 1]`, the batch norm `{bn}.*` and `{fc2}.weight`
+    /// `[2 C, A, 1, 1]` for paths of `c` channels and `a` attention channels, with
+    /// `bias` their biases `{fc1}.bias` and `{fc2}.bias` too.
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        (c, a): (usize, usize),
+        [fc1, bn, fc2]: &[String; 3],
+        bias: bool,
+    ) -> Result<Self> {
+        let weight = |name: &str, shape| sd.get4(&key(name, "weight"), shape);
+        let bias_of = |name: &str, len: usize| -> Result<Option<Array1<f32>>> {
+            if !bias {
+                return Ok(None);
+            }
+            let b = sd.get(&key(name, "bias"), &[len])?;
+            Ok(Some(Array1::from_iter(b.iter().copied())))
+        };
+        let fc1 = (weight(fc1, [a, c, 1, 1])?, bias_of(fc1, a)?);
+        let bn = BnState::load(sd, bn, a, 1e-5)?;
+        let fc2 = (weight(fc2, [2 * c, a, 1, 1])?, bias_of(fc2, 2 * c)?);
+        let scale = &bn.gamma / &(&bn.var + bn.eps).mapv(f32::sqrt);
+        let mut w1 = fc1.0.clone();
+        for (j, mut row) in w1.axis_iter_mut(Axis(0)).enumerate() {
+            row.mapv_inplace(|w| w * scale[j]);
+        }
+        let mut b1 = &bn.beta - &(&bn.mean * &scale);
+        if let Some(b) = &fc1.1 {
+            b1 += &(b * &scale);
+        }
+        let halves = |w: &Array4<f32>| {
+            &w.slice(ndarray::s![..c, .., .., ..]) - &w.slice(ndarray::s![c.., .., .., ..])
+        };
+        let w2 = halves(&fc2.0);
+        let b2 = match &fc2.1 {
+            Some(b) => &b.slice(ndarray::s![..c]) - &b.slice(ndarray::s![c..]),
+            None => Array1::zeros(c),
+        };
+        let params = SqueezeExcitationParams::new(c, a);
+        let gate = SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())?;
+        Ok(TwoPathAttentionNode { gate, fc1, bn, fc2 })
+    }
+}
+
+impl Node for TwoPathAttentionNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let x = *inputs.get(0)?;
+        let c = self.fc1.0.dim().1;
+        crate::ops::same_shape("path0", [x[0], c, x[2], x[3]], x)?;
+        crate::ops::same_shape("path1", x, *inputs.get(1)?)?;
+        Ok(vec![x])
+    }
+
+    /// `fc1`, the batch norm's weight and bias and `fc2` (with their biases), as PyTorch
+    /// counts them; the blend reads both paths and writes one map.
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let x = *inputs.get(0)?;
+        let (a, c) = (self.fc1.0.dim().0, self.fc1.0.dim().1);
+        let biases = self.fc1.1.as_ref().map_or(0, |_| a + 2 * c);
+        let params = (a * c + 2 * a + 2 * c * a + biases) as u64;
+        Ok(Cost {
+            params,
+            macs: (x[0] * 3 * a * c) as u64,
+            bytes: channel::elementwise_cost(x, 2).bytes + 4 * params,
+        })
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let (p0, p1) = (inputs.get(0)?.tensor()?, inputs.get(1)?.tensor()?);
+        let difference = self.gate.excitation_of_sum(rec, p0, p1)?;
+        // softmax([l0, l1])[0] = sigmoid(l0 - l1): path 1 blended towards path 0.
+        let y = channel::lerp_channels(rec, p1, p0, &difference, Activation::Sigmoid)?;
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let paths = [inputs.get(0)?.tensor()?, inputs.get(1)?.tensor()?];
+        let bn = &self.bn;
+        let stats = [
+            bn.gamma.view(),
+            bn.beta.view(),
+            bn.mean.view(),
+            bn.var.view(),
+        ];
+        fn view(
+            (w, b): &(Array4<f32>, Option<Array1<f32>>),
+        ) -> (ArrayView4<'_, f32>, Option<ArrayView1<'_, f32>>) {
+            (w.view(), b.as_ref().map(|b| b.view()))
+        }
+        let y = reference::attention::split_attention(
+            &paths,
+            view(&self.fc1),
+            stats,
+            bn.eps,
+            view(&self.fc2),
+        )?;
+        Ok(vec![HostValue::Tensor(y)])
     }
 }
 

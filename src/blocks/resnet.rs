@@ -44,14 +44,40 @@ pub struct BottleneckConfig {
     /// block runs its 3x3 convolution at stride 1 and then averages `stride x stride`
     /// windows at that stride (`aa`, after the ReLU); `false` (the default): none.
     pub anti_alias: bool,
-    /// Res2Net's hierarchical 3x3 stage (timm's `Bottle2neck`, its `scale` `s`): `conv1`
+    /// The 3x3 stage: torchvision's convolution (the default), Res2Net's hierarchical
+    /// splits or ResNeSt's split attention.
+    pub kind: BottleneckKind,
+}
+
+/// The 3x3 stage of a bottleneck.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BottleneckKind {
+    /// torchvision's `conv2` / `bn2`, ReLU.
+    #[default]
+    Conv3x3,
+    /// Res2Net's hierarchical splits (timm's `Bottle2neck`, its `scale` `s`): `conv1`
     /// widens to `s` splits of the inner width; the first `max(1, s - 1)` splits each go
     /// through a 3x3 convolution (`convs.{i}` / `bns.{i}`, ReLU), each after the first
     /// adding the previous one's output (none in a block that strides or projects), the
     /// last split passes as it is (in a block that strides or projects: a 3x3 average
     /// pool at the stride, padding 1, zeros counted), and their concatenation goes to
-    /// `conv3`. `None` (the default): the plain 3x3 `conv2`.
-    pub scale: Option<usize>,
+    /// `conv3`.
+    Res2Net {
+        /// The number of splits.
+        scale: usize,
+    },
+    /// ResNeSt's split attention (timm's `ResNestBottleneck` with `avd`, its `SplitAttn`
+    /// as `conv2`): a 3x3 convolution to `radix` times the inner width in `radix * groups`
+    /// groups (`conv2.conv`, `conv2.bn0`, ReLU), the splits weighted by a softmax across
+    /// them of the attention of their sum (`conv2.fc1` with bias, `conv2.bn1`, ReLU,
+    /// `conv2.fc2` with bias; `make_divisible(radix * width / 4, 8)` attention channels,
+    /// at least 32) and summed; a block that strides runs it at stride 1 and averages
+    /// after it (`avd_last`: a 3x3 pool at the stride, padding 1, zeros counted). Radix 2
+    /// and one group only.
+    SplitAttention {
+        /// The number of splits.
+        radix: usize,
+    },
 }
 
 /// The channel attention of a block's output before its skip joins (timm's `attn_layer`,
@@ -92,7 +118,7 @@ impl BottleneckConfig {
             avg_down: None,
             attn: None,
             anti_alias: false,
-            scale: None,
+            kind: BottleneckKind::Conv3x3,
         }
     }
 
@@ -141,8 +167,8 @@ setters!(BottleneckConfig {
     dilation: usize,
     /// Sets timm's anti-aliasing.
     anti_alias: bool,
-    /// Sets Res2Net's scale.
-    scale: Option<usize>,
+    /// Sets the 3x3 stage.
+    kind: BottleneckKind,
 });
 
 /// A ResNet / ResNeXt bottleneck for inference: four dispatches, or three without
@@ -171,12 +197,24 @@ impl Architecture for BottleneckConfig {
             sd,
             prefix,
         )?;
-        fail_if(cfg.scale == Some(0), "scale", || {
+        let scale = match cfg.kind {
+            BottleneckKind::Res2Net { scale } => scale,
+            _ => 1,
+        };
+        fail_if(scale == 0, "scale", || {
             "Res2Net's scale must be at least 1, got 0".to_string()
         })?;
+        if let BottleneckKind::SplitAttention { radix } = cfg.kind {
+            fail_if(radix != 2 || cfg.groups != 1, "radix", || {
+                format!(
+                    "split attention runs radix 2 with one group here, got radix {radix} \
+                     with {} groups",
+                    cfg.groups
+                )
+            })?;
+        }
         let eps = 1e-5;
         let relu = Activation::Relu;
-        let scale = cfg.scale.unwrap_or(1);
         let p1 = Conv2dParams::new(cfg.inplanes, w * scale, 1)
             .bias(false)
             .activation(relu);
@@ -202,15 +240,18 @@ impl Architecture for BottleneckConfig {
             conv_bn(gpu, sd, p1, &k("conv1"), &k("bn1"), eps)?,
             &[x],
         );
-        let b = match cfg.scale {
-            None => g.add(
+        let b = match cfg.kind {
+            BottleneckKind::Conv3x3 => g.add(
                 "conv2",
                 conv_bn(gpu, sd, p2, &k("conv2"), &k("bn2"), eps)?,
                 &[a],
             ),
-            Some(_) => {
+            BottleneckKind::Res2Net { .. } => {
                 let first = cfg.stride != 1 || downsample;
                 hierarchical_splits(&mut g, a, (p2, scale, first), (gpu, sd, prefix))?
+            }
+            BottleneckKind::SplitAttention { .. } => {
+                split_attention(&mut g, a, (p2, cfg.stride), (gpu, sd, prefix))?
             }
         };
         let b = anti_alias(&mut g, b, cfg.anti_alias, cfg.stride);
@@ -283,7 +324,7 @@ fn block_end(
 }
 
 /// Res2Net's hierarchical 3x3 stage on `x` (`scale` splits of `conv`'s width; `first`: the
-/// block strides or projects), as [`BottleneckConfig::scale`] describes it; returns the
+/// block strides or projects), as [`BottleneckKind::Res2Net`] describes it; returns the
 /// concatenation.
 fn hierarchical_splits(
     g: &mut Graph,
@@ -319,6 +360,48 @@ fn hierarchical_splits(
         outputs.push(rest);
     }
     Ok(g.add("cat", Op::Concat, &outputs))
+}
+
+/// ResNeSt's split attention of radix 2 on `x` (`conv`: the 3x3 convolution of one split;
+/// a block of this `stride` averages after it instead), as
+/// [`BottleneckKind::SplitAttention`] describes it.
+fn split_attention(
+    g: &mut Graph,
+    x: super::ValueId,
+    (conv, stride): (Conv2dParams, usize),
+    (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+) -> Result<super::ValueId> {
+    let (width, radix) = (conv.out_channels, 2);
+    let both = Conv2dParams {
+        out_channels: radix * width,
+        groups: radix * conv.groups,
+        ..conv
+    }
+    .stride(1);
+    let k = |n: &str| key(prefix, n);
+    let splits = conv_bn(gpu, sd, both, &k("conv2.conv"), &k("conv2.bn0"), 1e-5)?;
+    let splits = g.add("conv2", splits, &[x]);
+    let paths = [0, 1].map(|r| {
+        g.add(
+            format!("conv2.split{r}"),
+            Op::Narrow(r * width, width),
+            &[splits],
+        )
+    });
+    // timm's `make_divisible(radix * width / 4, 8, min_value=32)`.
+    let v = (radix * width) as f64 / 4.0;
+    let mut attention = (((v + 4.0) as usize) / 8 * 8).max(32);
+    if (attention as f64) < 0.9 * v {
+        attention += 8;
+    }
+    let names = ["conv2.fc1", "conv2.bn1", "conv2.fc2"].map(k);
+    let attn = super::TwoPathAttentionNode::load(gpu, sd, (width, attention), &names, true)?;
+    let y = g.add("conv2.attn", attn, &paths);
+    if stride == 1 {
+        return Ok(y);
+    }
+    let pool = AvgPool2dParams::new(3).stride(stride).padding(1);
+    Ok(g.add("avd_last", Op::AvgPool(pool), &[y]))
 }
 
 /// The stride of a block's strided 3x3 convolution: 1 with timm's anti-aliasing, which

@@ -10,11 +10,12 @@
 //! 1x1 convolution `downsample.1` with its batch norm `downsample.2`), and its
 //! squeeze-and-excitation and ECA blocks (`seresnet*`, `seresnext*`, `ecaresnet*`:
 //! [`ResNetConfig::attn_layer`]) and its anti-aliased models (`resnetaa*`:
-//! [`ResNetConfig::anti_alias`]).
+//! [`ResNetConfig::anti_alias`]), its Res2Nets and ResNeSts
+//! ([`ResNetConfig::bottleneck_kind`]).
 
 use crate::blocks::{
     conv_bn, Architecture, AvgDown, BasicBlock, BasicBlockConfig, BlockAttention, Bottleneck,
-    BottleneckConfig, Graph, Model, Op,
+    BottleneckConfig, BottleneckKind, Graph, Model, Op,
 };
 use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
@@ -80,10 +81,10 @@ pub struct ResNetConfig {
     /// 2x2 average pool at stride 2, and each strided block averages after its strided
     /// 3x3 convolution instead ([`BottleneckConfig::anti_alias`]).
     pub anti_alias: bool,
-    /// Res2Net's `scale` (timm's `res2net*` / `res2next50`: bottlenecks of its
-    /// `Bottle2neck`, [`BottleneckConfig::scale`], `width_per_group` its `base_width`);
-    /// `None` (the default): plain bottlenecks. Bottlenecks only.
-    pub res2net_scale: Option<usize>,
+    /// The bottlenecks' 3x3 stage ([`BottleneckKind`]): torchvision's convolution (the
+    /// default), Res2Net's splits (timm's `res2net*` / `res2next50`, `width_per_group` its
+    /// `base_width`) or ResNeSt's split attention (timm's `resnest*`). Bottlenecks only.
+    pub bottleneck_kind: BottleneckKind,
 }
 
 /// The channel attention of timm's ResNet blocks (its `attn_layer`).
@@ -150,7 +151,7 @@ impl ResNetConfig {
             avg_down: false,
             attn_layer: None,
             anti_alias: false,
-            res2net_scale: None,
+            bottleneck_kind: BottleneckKind::Conv3x3,
         }
     }
 
@@ -256,7 +257,7 @@ impl ResNetConfig {
                         avg_down,
                         attn,
                         anti_alias,
-                        scale: self.res2net_scale,
+                        kind: self.bottleneck_kind,
                         ..BottleneckConfig::new(inplanes, planes)
                             .groups(self.groups, self.width_per_group)
                             .stride(stride)
@@ -464,8 +465,8 @@ crate::ops::setters!(ResNetConfig {
     attn_layer: Option<ResNetAttention>,
     /// Sets timm's anti-aliasing.
     anti_alias: bool,
-    /// Sets Res2Net's scale.
-    res2net_scale: Option<usize>,
+    /// Sets the bottlenecks' 3x3 stage.
+    bottleneck_kind: BottleneckKind,
 });
 
 /// torchvision's ResNet without its pooling and classifier: input `[N, 3, H, W]`, output
@@ -497,16 +498,17 @@ impl Architecture for ResNetConfig {
         fail_if(self.layers.iter().any(|&n| n > 1024), "layers", || {
             format!("at most 1024 blocks a stage, got {:?}", self.layers)
         })?;
-        fail_if(self.res2net_scale == Some(0), "res2net_scale", || {
-            "Res2Net's scale must be at least 1, got 0".to_string()
-        })?;
         if self.block == ResNetBlock::Basic {
-            fail_if(self.res2net_scale.is_some(), "res2net_scale", || {
-                format!(
-                    "Res2Net's splits are bottlenecks', got basic blocks with scale {:?}",
-                    self.res2net_scale
-                )
-            })?;
+            fail_if(
+                self.bottleneck_kind != BottleneckKind::Conv3x3,
+                "bottleneck_kind",
+                || {
+                    format!(
+                        "basic blocks have no bottleneck, got {:?}",
+                        self.bottleneck_kind
+                    )
+                },
+            )?;
             fail_if(
                 self.groups != 1 || self.width_per_group != 64,
                 "groups",

@@ -13,19 +13,14 @@
 //! into `fc_reduce`, so the attention is one squeeze-and-excitation gate over the paths'
 //! sum (never materialised) and one channel-gated blend
 //! ([`lerp_channels`](crate::ops::channel::lerp_channels)). The CPU reference keeps timm's
-//! order ([`reference::attention::selective_kernel`]).
+//! order ([`crate::reference::attention::selective_kernel`]).
 
-use ndarray::{s, Array1, Array4, Axis};
-
-use crate::blocks::{conv_bn, Architecture, BnState, Graph, Inputs, Model, Node, Op, ValueId};
-use crate::blocks::{HostValue, Value};
+use crate::blocks::{conv_bn, Architecture, Graph, Model, Op, TwoPathAttentionNode, ValueId};
 use crate::error::{fail_if, positive, Result};
-use crate::gpu::{Gpu, Recorder};
-use crate::ops::attention::{SqueezeExcitation, SqueezeExcitationParams};
+use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::pool::MaxPool2dParams;
-use crate::ops::{channel, Activation, Cost};
-use crate::reference;
+use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 /// The block a Selective Kernel ResNet is made of.
@@ -244,12 +239,14 @@ impl SkResNetConfig {
                 )?;
                 paths.push(g.add(node(&path), layer, &[input]));
             }
-            let attn = SelectiveKernelNode::load(
-                gpu,
-                sd,
-                (width, self.attention_channels(width)),
-                &at(&format!("{conv}.attn")),
-            )?;
+            let attn = at(&format!("{conv}.attn"));
+            let names = [
+                key(&attn, "fc_reduce"),
+                key(&attn, "bn"),
+                key(&attn, "fc_select"),
+            ];
+            let widths = (width, self.attention_channels(width));
+            let attn = TwoPathAttentionNode::load(gpu, sd, widths, &names, false)?;
             Ok(g.add(node(conv), attn, &paths))
         };
         let end = ResidualJoin::AddThen(relu);
@@ -287,100 +284,6 @@ struct SkBlock {
     downsample: bool,
     /// smp's dilation of a patched stage: every convolution at this one.
     patched: Option<usize>,
-}
-
-/// timm's `SelectiveKernelAttn` with the weighting of its two paths, as a node on inputs
-/// `(path0, path1)`: on the GPU the squeeze-and-excitation gate of the paths' sum (the
-/// batch norm folded into `fc_reduce`, `fc_select` into the difference of its two
-/// halves) and one blend; the reference is timm's order.
-#[derive(Debug)]
-struct SelectiveKernelNode {
-    gate: SqueezeExcitation,
-    fc_reduce: Array4<f32>,
-    bn: BnState,
-    fc_select: Array4<f32>,
-}
-
-impl SelectiveKernelNode {
-    /// Loads `{attn}.fc_reduce.weight` `[A, C, 1, 1]`, `{attn}.bn.*` and
-    /// `{attn}.fc_select.weight` `[2 C, A, 1, 1]`.
-    fn load(gpu: &Gpu, sd: &StateDict, (c, a): (usize, usize), attn: &str) -> Result<Self> {
-        let fc_reduce = sd.get4(&key(attn, "fc_reduce.weight"), [a, c, 1, 1])?;
-        let bn = BnState::load(sd, &key(attn, "bn"), a, 1e-5)?;
-        let fc_select = sd.get4(&key(attn, "fc_select.weight"), [2 * c, a, 1, 1])?;
-        let scale = &bn.gamma / &(&bn.var + bn.eps).mapv(f32::sqrt);
-        let mut fc1 = fc_reduce.clone();
-        for (j, mut row) in fc1.axis_iter_mut(Axis(0)).enumerate() {
-            row.mapv_inplace(|w| w * scale[j]);
-        }
-        let b1 = &bn.beta - &(&bn.mean * &scale);
-        let fc2 = &fc_select.slice(s![..c, .., .., ..]) - &fc_select.slice(s![c.., .., .., ..]);
-        let params = SqueezeExcitationParams::new(c, a);
-        let gate = SqueezeExcitation::new(
-            gpu,
-            params,
-            fc1.view(),
-            b1.view(),
-            fc2.view(),
-            Array1::zeros(c).view(),
-        )?;
-        Ok(SelectiveKernelNode {
-            gate,
-            fc_reduce,
-            bn,
-            fc_select,
-        })
-    }
-}
-
-impl Node for SelectiveKernelNode {
-    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
-        let x = *inputs.get(0)?;
-        let c = self.fc_reduce.dim().1;
-        crate::ops::same_shape("path0", [x[0], c, x[2], x[3]], x)?;
-        crate::ops::same_shape("path1", x, *inputs.get(1)?)?;
-        Ok(vec![x])
-    }
-
-    /// `fc_reduce`, the batch norm's weight and bias and `fc_select`, as PyTorch counts
-    /// them; the blend reads both paths and writes one map.
-    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
-        let x = *inputs.get(0)?;
-        let (a, c) = (self.fc_reduce.dim().0, self.fc_reduce.dim().1);
-        let params = (a * c + 2 * a + 2 * c * a) as u64;
-        Ok(Cost {
-            params,
-            macs: (x[0] * 3 * a * c) as u64,
-            bytes: channel::elementwise_cost(x, 2).bytes + 4 * params,
-        })
-    }
-
-    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
-        let (p0, p1) = (inputs.get(0)?.tensor()?, inputs.get(1)?.tensor()?);
-        let difference = self.gate.excitation_of_sum(rec, p0, p1)?;
-        // softmax([l0, l1])[0] = sigmoid(l0 - l1): path 1 blended towards path 0.
-        let y = channel::lerp_channels(rec, p1, p0, &difference, Activation::Sigmoid)?;
-        Ok(vec![Value::Tensor(y)])
-    }
-
-    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
-        let paths = [inputs.get(0)?.tensor()?, inputs.get(1)?.tensor()?];
-        let bn = &self.bn;
-        let stats = [
-            bn.gamma.view(),
-            bn.beta.view(),
-            bn.mean.view(),
-            bn.var.view(),
-        ];
-        let y = reference::attention::selective_kernel(
-            &paths,
-            self.fc_reduce.view(),
-            stats,
-            bn.eps,
-            self.fc_select.view(),
-        )?;
-        Ok(vec![HostValue::Tensor(y)])
-    }
 }
 
 /// A Selective Kernel ResNet without its pooling and classifier: input `[N, 3, H, W]`,

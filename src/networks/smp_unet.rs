@@ -28,7 +28,9 @@
 //! ([`SmpEncoder::from_name`] lists every name), the norms other than batch norm (or
 //! none).
 
-use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SeNode, ValueId};
+use crate::blocks::{
+    conv_bn, Architecture, BottleneckKind, ConvBnAct, Graph, Model, Op, SeNode, ValueId,
+};
 use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
@@ -231,20 +233,21 @@ impl SmpEncoder {
                     ),
                 });
         }
-        if let Some(rest) = encoder_name.strip_prefix("timm-res2") {
-            return timm_resnet(&format!("res2{rest}"))
+        if encoder_name.starts_with("timm-res2") || encoder_name.starts_with("timm-resnest") {
+            return timm_resnet(&encoder_name["timm-".len()..])
                 .map(SmpEncoder::TimmUniversalResNet)
                 .ok_or_else(|| Error::InvalidParam {
                     name: "encoder_name",
                     reason: format!(
                         "{encoder_name:?} is not one of smp's timm-res2net50_26w_4s / \
                          26w_6s / 26w_8s / 48w_2s / 14w_8s, timm-res2net101_26w_4s, \
-                         timm-res2next50"
+                         timm-res2next50, timm-resnest14d / 26d / 50d / 101e / 200e / 269e \
+                         (this library does not run timm-resnest50d_4s2x40d and \
+                         timm-resnest50d_1s4x24d, whose split attention has other radixes)"
                     ),
                 });
         }
-        let unported = ["timm-resnest", "timm-gernet"];
-        if unported.iter().any(|d| encoder_name.starts_with(d)) {
+        if encoder_name.starts_with("timm-gernet") {
             return Err(Error::InvalidParam {
                 name: "encoder_name",
                 reason: format!(
@@ -762,8 +765,12 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
     let aa = |r: ResNetConfig| r.anti_alias(true);
     let res2net = |r: ResNetConfig, base_width, scale| ResNetConfig {
         width_per_group: base_width,
-        res2net_scale: Some(scale),
+        bottleneck_kind: BottleneckKind::Res2Net { scale },
         ..r
+    };
+    let resnest = |layers, stem| ResNetConfig {
+        bottleneck_kind: BottleneckKind::SplitAttention { radix: 2 },
+        ..bottleneck(layers).stem(stem).avg_down(true)
     };
     Some(match name.split('.').next()? {
         "resnet18" => ResNetConfig::resnet18(),
@@ -840,6 +847,14 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         "res2next50" => res2net(ResNetConfig::resnet50().groups(8, 4), 4, 4),
         "res2net50d" => res2net(deep_avg(ResNetConfig::resnet50()), 26, 4),
         "res2net101d" => res2net(deep_avg(ResNetConfig::resnet101()), 26, 4),
+        // timm's ResNeSts of radix 2 (`ResNestBottleneck` with `avd`; its `4s2x40d` and
+        // `1s4x24d` have other radixes and groups).
+        "resnest14d" => resnest([1; 4], ResNetStem::Deep(32)),
+        "resnest26d" => resnest([2; 4], ResNetStem::Deep(32)),
+        "resnest50d" => resnest([3, 4, 6, 3], ResNetStem::Deep(32)),
+        "resnest101e" => resnest([3, 4, 23, 3], ResNetStem::Deep(64)),
+        "resnest200e" => resnest([3, 24, 36, 3], ResNetStem::Deep(64)),
+        "resnest269e" => resnest([3, 30, 48, 8], ResNetStem::Deep(64)),
         // timm's anti-aliased ResNets (`aa_layer=nn.AvgPool2d`).
         "resnetaa34d" => aa(deep_avg(ResNetConfig::resnet34())),
         "resnetaa50" => aa(ResNetConfig::resnet50()),

@@ -126,6 +126,19 @@ pub fn selective_kernel(
     eps: f32,
     fc_select: ArrayView4<f32>,
 ) -> Result<Array4<f32>> {
+    split_attention(paths, (fc_reduce, None), bn, eps, (fc_select, None))
+}
+
+/// Split attention over paths, as timm's `SplitAttn` weighs its radix splits (at
+/// cardinality 1) and `SelectiveKernelAttn` its paths: [`selective_kernel`] with optional
+/// biases of the two 1x1 convolutions (`fc1`: `[A]`, `fc2`: `[P * C]`).
+pub fn split_attention(
+    paths: &[ArrayView4<f32>],
+    (fc_reduce, reduce_bias): (ArrayView4<f32>, Option<ArrayView1<f32>>),
+    bn: [ArrayView1<f32>; 4],
+    eps: f32,
+    (fc_select, select_bias): (ArrayView4<f32>, Option<ArrayView1<f32>>),
+) -> Result<Array4<f32>> {
     let Some(first) = paths.first() else {
         return Err(Error::InvalidParam {
             name: "paths",
@@ -149,6 +162,14 @@ pub fn selective_kernel(
     for t in &bn {
         expect("bn", vec![a], t.shape().to_vec())?;
     }
+    if let Some(bias) = reduce_bias {
+        expect("fc1_bias", vec![a], bias.shape().to_vec())?;
+    }
+    if let Some(bias) = select_bias {
+        expect("fc2_bias", vec![p * c], bias.shape().to_vec())?;
+    }
+    let reduce_bias = |j: usize| reduce_bias.map_or(0.0, |b| b[j] as f64);
+    let select_bias = |k: usize| select_bias.map_or(0.0, |b| b[k] as f64);
     let [gamma, beta, mean, var] = bn;
     let mut out = Array4::zeros((n, c, h, w));
     for b in 0..n {
@@ -171,7 +192,8 @@ pub fn selective_kernel(
             .map(|j| {
                 let z: f64 = (0..c)
                     .map(|i| fc_reduce[[j, i, 0, 0]] as f64 * pooled[i])
-                    .sum();
+                    .sum::<f64>()
+                    + reduce_bias(j);
                 let z = (z - mean[j] as f64) / (var[j] as f64 + eps as f64).sqrt()
                     * gamma[j] as f64
                     + beta[j] as f64;
@@ -184,7 +206,8 @@ pub fn selective_kernel(
                 .map(|k| {
                     (0..a)
                         .map(|j| fc_select[[k * c + ch, j, 0, 0]] as f64 * hidden[j])
-                        .sum()
+                        .sum::<f64>()
+                        + select_bias(k * c + ch)
                 })
                 .collect();
             let top = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

@@ -652,6 +652,23 @@ CASES = [
      dict(encoder="timm-res2net50_48w_2s", depth=5, output_stride=16, cin=2, classes=3,
           decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
      [1, 2, 48, 64]),
+    # timm's ResNeSts (split attention of radix 2, the strided blocks averaging after it),
+    # by smp's deprecated `timm-` names and their `tu-` ones, dilated by timm's rule.
+    ("smp_unet_timm_resnest14d_odd", "smp_unet",
+     dict(encoder="timm-resnest14d", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_resnest26d_os8", "smp_deeplabv3",
+     dict(encoder="tu-resnest26d", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [1, 3, 40, 48]),
+    ("smp_fpn_timm_resnest50d_depth4", "smp_fpn",
+     dict(encoder="timm-resnest50d", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None),
+     [2, 1, 48, 64]),
+    ("smp_pspnet_timm_resnest101e_depth3", "smp_pspnet",
+     dict(encoder="timm-resnest101e", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [1, 3, 40, 56]),
     # timm's ConvNeXts through smp's `tu-` encoders: transformer-style (an empty stride-2
     # feature), `conv_mlp` in the small ones, dilated by timm's rule (the downsampling
     # convolution at stride 1 with timm's `'same'` padding, asymmetric at dilation 1).
