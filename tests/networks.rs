@@ -520,6 +520,14 @@ fn networks_match_pytorch_through_one_harness() {
     }
 }
 
+/// The configuration of smp's encoder `name`, which must be one of timm's ResNets.
+fn timm_resnet(name: &str) -> ResNetConfig {
+    match SmpEncoder::from_name(name) {
+        Ok(SmpEncoder::TimmUniversalResNet(r)) => r,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
 /// Asserts that `e` is an [`segblocks::Error::InvalidParam`] naming `name`.
 fn named(e: Option<segblocks::Error>, name: &str) {
     assert!(
@@ -1660,10 +1668,7 @@ fn timm_universal_names_are_timm_configurations() {
         ("tu-wide_resnet101_2.tv2_in1k", false, [3, 4, 23, 3], 1, 128),
     ];
     for (name, basic, layers, groups, width) in timm {
-        let encoder = SmpEncoder::from_name(name).unwrap();
-        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
-            panic!("{name}: {encoder:?}");
-        };
+        let r = &timm_resnet(name);
         let block = if basic {
             ResNetBlock::Basic
         } else {
@@ -1676,7 +1681,11 @@ fn timm_universal_names_are_timm_configurations() {
         );
         let deepest = if basic { 512 } else { 2048 };
         let widths = [3, 64, deepest / 8, deepest / 4, deepest / 2, deepest];
-        assert_eq!(encoder.channels(3), widths, "{name}");
+        assert_eq!(
+            SmpEncoder::TimmUniversalResNet(*r).channels(3),
+            widths,
+            "{name}"
+        );
     }
     // timm's stem variants: the stem, `avg_down`, blocks per stage, the stride-2 width.
     let deep = ResNetStem::Deep(32);
@@ -1703,17 +1712,18 @@ fn timm_universal_names_are_timm_configurations() {
         ("tu-resnext50d_32x4d", deep, true, [3, 4, 6, 3], 64),
     ];
     for (name, stem, avg_down, layers, stride2) in stems {
-        let encoder = SmpEncoder::from_name(name).unwrap();
-        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
-            panic!("{name}: {encoder:?}");
-        };
+        let r = &timm_resnet(name);
         assert_eq!((r.attn_layer, r.anti_alias), (None, false), "{name}");
         assert_eq!(
             (r.stem, r.avg_down, r.layers),
             (stem, avg_down, layers),
             "{name}"
         );
-        assert_eq!(encoder.channels(3)[1], stride2, "{name}");
+        assert_eq!(
+            SmpEncoder::TimmUniversalResNet(*r).channels(3)[1],
+            stride2,
+            "{name}"
+        );
     }
     // timm's squeeze-and-excitation ResNets: the stem, `avg_down`, blocks, groups and
     // width per group.
@@ -1746,10 +1756,7 @@ fn timm_universal_names_are_timm_configurations() {
         ),
     ];
     for (name, stem, avg_down, layers, groups) in se {
-        let encoder = SmpEncoder::from_name(name).unwrap();
-        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
-            panic!("{name}: {encoder:?}");
-        };
+        let r = &timm_resnet(name);
         let got = (r.attn_layer, r.stem, r.avg_down, r.layers);
         let se = Some(ResNetAttention::SqueezeExcitation);
         assert_eq!(got, (se, stem, avg_down, layers), "{name}");
@@ -1793,10 +1800,7 @@ fn timm_universal_names_are_timm_configurations() {
         ),
     ];
     for (name, attn, aa, stem, layers, groups) in others {
-        let encoder = SmpEncoder::from_name(name).unwrap();
-        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
-            panic!("{name}: {encoder:?}");
-        };
+        let r = &timm_resnet(name);
         let got = (r.attn_layer, r.anti_alias, r.stem, r.layers, r.groups);
         assert_eq!(got, (attn, aa, stem, layers, groups), "{name}");
         assert_eq!(r.avg_down, name != "tu-resnetaa50", "{name}");
@@ -2021,10 +2025,7 @@ fn timm_universal_names_are_timm_configurations() {
         ("tu-res2net101d", [3, 4, 23, 3], (1, 26), 4, deep),
     ];
     for (name, layers, groups, scale, stem) in res2nets {
-        let encoder = SmpEncoder::from_name(name).unwrap();
-        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
-            panic!("{name}: {encoder:?}");
-        };
+        let r = &timm_resnet(name);
         let got = (
             r.layers,
             (r.groups, r.width_per_group),
@@ -2049,10 +2050,7 @@ fn timm_universal_names_are_timm_configurations() {
         ("tu-resnest200e", [3, 24, 36, 3], wide),
         ("timm-resnest269e", [3, 30, 48, 8], wide),
     ] {
-        let encoder = SmpEncoder::from_name(name).unwrap();
-        let SmpEncoder::TimmUniversalResNet(r) = &encoder else {
-            panic!("{name}: {encoder:?}");
-        };
+        let r = &timm_resnet(name);
         let kind = BottleneckKind::SplitAttention { radix: 2 };
         let got = (r.layers, r.stem, r.avg_down, r.bottleneck_kind);
         assert_eq!(got, (layers, stem, true, kind), "{name}");

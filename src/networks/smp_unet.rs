@@ -69,8 +69,9 @@ pub enum SmpEncoder {
     /// `tu-seresnextaa101d_32x8d`, `tu-seresnextaa201d_32x8d`
     /// ([`ResNetConfig::anti_alias`]), and its Res2Nets `tu-res2net50_26w_4s` / `26w_6s` /
     /// `26w_8s` / `48w_2s` / `14w_8s`, `tu-res2net101_26w_4s`, `tu-res2next50`,
-    /// `tu-res2net50d`, `tu-res2net101d` ([`ResNetConfig::res2net_scale`]; smp's deprecated
-    /// `timm-res2*` names for them)
+    /// `tu-res2net50d`, `tu-res2net101d`, and its ResNeSts of radix 2 `tu-resnest14d`,
+    /// `26d`, `50d`, `101e`, `200e`, `269e` ([`ResNetConfig::bottleneck_kind`]; smp's
+    /// deprecated `timm-res2*` and `timm-resnest*` names for them)
     /// (a pretrained tag after `.` ignored): timm's ResNet through smp's
     /// `TimmUniversalEncoder` (`encoder.model.conv1`, `encoder.model.layer{i}.*`), the same
     /// network as torchvision's, dilated as timm's `output_stride` does (the first block
