@@ -24,7 +24,8 @@
 //! second output ([`SmpAuxParams`]).
 //!
 //! Not covered: smp's timm universal (`tu-*`) encoders other than timm's ResNets (its
-//! SE, ECA and anti-aliased ones too), EfficientNets, MobileNets, RegNets and ConvNeXts
+//! SE, ECA, anti-aliased, Res2Net and radix-2 ResNeSt ones too), EfficientNets,
+//! MobileNets, RegNets and ConvNeXts
 //! ([`SmpEncoder::from_name`] lists every name), the norms other than batch norm (or
 //! none).
 
@@ -194,7 +195,9 @@ impl SmpEncoder {
                          tu-resnext101_64x4d, tu-wide_resnet50_2, tu-wide_resnet101_2), its \
                          SE, ECA and anti-aliased ResNets (tu-seresnet*, tu-seresnext*, \
                          tu-ecaresnet* but the pruned ones, tu-resnetaa*, \
-                         tu-seresnetaa50d, tu-seresnextaa*), its \
+                         tu-seresnetaa50d, tu-seresnextaa*), its Res2Nets (tu-res2net*, \
+                         tu-res2next50) and ResNeSts of radix 2 (tu-resnest14d / 26d / 50d \
+                         / 101e / 200e / 269e), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
                          tu-efficientnet_lite0 .. lite4), its MobileNets \
                          (tu-mobilenetv2_035 / 050 / 075 / 100 / 140, \
