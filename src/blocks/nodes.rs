@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ndarray::{Array1, Array4, ArrayView1, ArrayView4, Axis};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 
 use super::graph::{HostValue, Inputs, Node, Value};
 use super::SummaryRow;
@@ -649,20 +649,16 @@ impl Node for SeNode {
 #[derive(Debug)]
 pub(crate) struct EcaGateNode {
     layer: Eca,
-    params: EcaParams,
+    /// The kernel, for the reference.
     weight: Array1<f32>,
 }
 
 impl EcaGateNode {
     /// Loads `{prefix}.conv.weight` (`[1, 1, k]`, no bias: timm's `EcaModule`).
     pub(crate) fn load(gpu: &Gpu, sd: &StateDict, params: EcaParams, prefix: &str) -> Result<Self> {
-        params.validate()?;
-        let k = params.kernel_size;
-        let weight = sd.get(&key(prefix, "conv.weight"), &[1, 1, k])?;
-        let weight = Array1::from_iter(weight.iter().copied());
+        let weight = Eca::load_weight(params, sd, prefix)?;
         Ok(EcaGateNode {
             layer: Eca::new(gpu, params, weight.view())?,
-            params,
             weight,
         })
     }
@@ -671,7 +667,7 @@ impl EcaGateNode {
 impl Node for EcaGateNode {
     fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
         let s = *inputs.get(0)?;
-        crate::ops::check_channels(s, self.params.channels)?;
+        crate::ops::check_channels(s, self.layer.params().channels)?;
         Ok(vec![[s[0], s[1], 1, 1]])
     }
 
@@ -729,15 +725,15 @@ impl TwoPathAttentionNode {
         let fc1 = (weight(fc1, [a, c, 1, 1])?, bias_of(fc1, a)?);
         let bn = BnState::load(sd, bn, a, 1e-5)?;
         let fc2 = (weight(fc2, [2 * c, a, 1, 1])?, bias_of(fc2, 2 * c)?);
-        let scale = &bn.gamma / &(&bn.var + bn.eps).mapv(f32::sqrt);
-        let mut w1 = fc1.0.clone();
-        for (j, mut row) in w1.axis_iter_mut(Axis(0)).enumerate() {
-            row.mapv_inplace(|w| w * scale[j]);
-        }
-        let mut b1 = &bn.beta - &(&bn.mean * &scale);
-        if let Some(b) = &fc1.1 {
-            b1 += &(b * &scale);
-        }
+        let (w1, b1) = fold_batch_norm(
+            fc1.0.view(),
+            fc1.1.as_ref().map(|b| b.view()),
+            bn.gamma.view(),
+            bn.beta.view(),
+            bn.mean.view(),
+            bn.var.view(),
+            bn.eps,
+        )?;
         let halves = |w: &Array4<f32>| {
             &w.slice(ndarray::s![..c, .., .., ..]) - &w.slice(ndarray::s![c.., .., .., ..])
         };

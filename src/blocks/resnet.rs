@@ -388,12 +388,9 @@ fn split_attention(
             &[splits],
         )
     });
-    // timm's `make_divisible(radix * width / 4, 8, min_value=32)`.
-    let v = (radix * width) as f64 / 4.0;
-    let mut attention = (((v + 4.0) as usize) / 8 * 8).max(32);
-    if (attention as f64) < 0.9 * v {
-        attention += 8;
-    }
+    // timm's `make_divisible(radix * width / 4, 8, min_value=32)`: below 32 its 10% rule
+    // never adds, so the floor can come last.
+    let attention = super::make_divisible((radix * width) as f64 / 4.0, 8).max(32);
     let names = ["conv2.fc1", "conv2.bn1", "conv2.fc2"].map(k);
     let attn = super::TwoPathAttentionNode::load(gpu, sd, (width, attention), &names, true)?;
     let y = g.add("conv2.attn", attn, &paths);

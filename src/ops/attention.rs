@@ -556,10 +556,25 @@ impl Eca {
 
     /// Loads `{prefix}.conv.weight` (`[1, 1, k]`), the reference code's name.
     pub fn load(gpu: &Gpu, params: EcaParams, sd: &StateDict, prefix: &str) -> Result<Self> {
+        let w = Self::load_weight(params, sd, prefix)?;
+        Self::new(gpu, params, w.view())
+    }
+
+    /// The 1-D kernel `{prefix}.conv.weight` (`[1, 1, k]`) flattened to length `k`, the
+    /// parameters checked first.
+    pub(crate) fn load_weight(
+        params: EcaParams,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Array1<f32>> {
         params.validate()?;
         let w = sd.get(&key(prefix, "conv.weight"), &[1, 1, params.kernel_size])?;
-        let w = Array1::from_iter(w.iter().copied());
-        Self::new(gpu, params, w.view())
+        Ok(Array1::from_iter(w.iter().copied()))
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &EcaParams {
+        &self.params
     }
 
     /// Records the block.
