@@ -1,6 +1,7 @@
 //! Channel plumbing and attention: channel shuffle (g = 2) on 232 x 28 x 28, concat of two
 //! 116-channel halves, ShuffleNetV2's shuffled pair (against concat then shuffle), a
-//! 116-channel narrow, a 28 x 28 crop of 232 x 34 x 34, residual add, and an SE block on 96 x 28 x 28, each next to a plain
+//! 116-channel narrow, a 28 x 28 crop of 232 x 34 x 34, residual add, the blends of
+//! Selective Kernel and ResNeSt attention, and an SE block on 96 x 28 x 28, each next to a plain
 //! buffer copy of the same feature map on the same adapter in the same run (GB/s from
 //! the bytes each op must move); the copy also with 2 and 4 vec4s per invocation.
 
@@ -109,6 +110,20 @@ fn bench(c: &mut Criterion) {
         &x,
         12 * x.len() as u64,
         |rec, t| channel::lerp_channels(rec, t, &other, &gate, Activation::Sigmoid),
+    );
+    // ResNeSt's split attention at radix 4 (`resnest50d_4s2x40d`): four splits of 232
+    // channels weighted by their softmax and summed (reads the splits, writes one).
+    let radix = common::input([1, 4 * 232, 28, 28]);
+    let logits = gpu
+        .upload(common::input([1, 4 * 232, 1, 1]).view())
+        .unwrap();
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "radix_softmax_sum_r4_232_28",
+        &radix,
+        20 * x.len() as u64,
+        |rec, t| segblocks::ops::attention::radix_softmax_sum(rec, t, &logits, 4),
     );
     // DPT's class-token readout: a per-channel value added with GELU (reads the map,
     // writes one).

@@ -106,6 +106,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("channel_softmax.wgsl"),
     wgsl!("channel_pool.wgsl"),
     wgsl!("se_gate.wgsl"),
+    wgsl!("radix_softmax_sum.wgsl"),
     wgsl!("sdpa.wgsl"),
     wgsl!("sdpa_max.wgsl"),
     wgsl!("sdpa_combine.wgsl"),

@@ -904,10 +904,12 @@ fn timm_block_options_match_the_reference_and_refuse_bad_values() {
     check(&|rec, t| b.forward(rec, t), want, &x, "ECA bottleneck");
     // Res2Net's hierarchical splits: a first block (strided, projected: the last split
     // pooled) and a later one (each split after the first adds the previous output), odd
-    // widths, grouped. ResNeSt's split attention: a strided block (averaging after it) and
-    // a dilated one.
+    // widths, grouped. ResNeSt's split attention: a strided block (averaging after it), a
+    // dilated one, radix 4 in 2 groups averaging before it (odd sides), radix 1 in 4
+    // groups (a sigmoid), radix 3 in 2 groups.
     let res2net = BottleneckKind::Res2Net { scale: 4 };
-    let resnest = BottleneckKind::SplitAttention { radix: 2 };
+    let split_attention = |radix, avd_first| BottleneckKind::SplitAttention { radix, avd_first };
+    let resnest = split_attention(2, false);
     for (cfg, shape) in [
         (
             BottleneckConfig::new(24, 8)
@@ -927,6 +929,26 @@ fn timm_block_options_match_the_reference_and_refuse_bad_values() {
         (
             BottleneckConfig::new(24, 6).dilation(2).kind(resnest),
             [1, 24, 7, 5],
+        ),
+        (
+            BottleneckConfig::new(24, 8)
+                .groups(2, 64)
+                .stride(2)
+                .kind(split_attention(4, true)),
+            [2, 24, 9, 11],
+        ),
+        (
+            BottleneckConfig::new(32, 8)
+                .groups(4, 24)
+                .stride(2)
+                .kind(split_attention(1, true)),
+            [1, 32, 10, 7],
+        ),
+        (
+            BottleneckConfig::new(16, 16)
+                .groups(2, 48)
+                .kind(split_attention(3, false)),
+            [2, 16, 6, 5],
         ),
     ] {
         let b = Bottleneck::load(gpu, cfg, &sd, "layer1.0").unwrap();
@@ -964,6 +986,15 @@ fn timm_block_options_match_the_reference_and_refuse_bad_values() {
     named(Bottleneck::load(gpu, even, &sd, "").err(), "kernel_size");
     let scale0 = BottleneckConfig::new(16, 4).kind(BottleneckKind::Res2Net { scale: 0 });
     named(Bottleneck::load(gpu, scale0, &sd, "").err(), "scale");
+    for radix in [0, 9] {
+        let cfg = BottleneckConfig::new(16, 4).kind(split_attention(radix, false));
+        named(Bottleneck::load(gpu, cfg, &sd, "").err(), "radix");
+    }
+    // 3 groups do not divide a split attention's 32 attention channels.
+    let uneven = BottleneckConfig::new(16, 4)
+        .groups(3, 64)
+        .kind(split_attention(2, false));
+    named(Bottleneck::load(gpu, uneven, &sd, "").err(), "groups");
     let basic_eca = BasicBlockConfig::new(16, 16).eca(0);
     named(
         BasicBlock::load(gpu, basic_eca, &sd, "").err(),

@@ -319,6 +319,69 @@ fn lerp_channels_matches_the_reference() {
     }
 }
 
+/// ResNeSt's split-attention weighting, radix 1 to 4 and the largest, on planes of one
+/// pixel to more than one strip of 16 (odd sizes), batch 1 to 3; at radix 2 the reference
+/// equals the two-path blend by the sigmoid of the logits' difference (another formula);
+/// bad radixes, splits and logits are typed errors naming them.
+#[test]
+fn radix_softmax_sum_matches_the_reference() {
+    use segblocks::ops::attention::{radix_softmax_sum, MAX_RADIX};
+    let gpu = gpu();
+    let mut r = rng(47);
+    for (radix, [n, c, h, w]) in [
+        (1, [2, 5, 3, 7]),
+        (2, [1, 3, 5, 7]),
+        (3, [3, 2, 1, 1]),
+        (4, [2, 6, 9, 5]),
+        (MAX_RADIX, [1, 2, 4, 4]),
+    ] {
+        let x = random4(&mut r, [n, radix * c, h, w]);
+        let logits = random4(&mut r, [n, radix * c, 1, 1]).mapv(|v| 4.0 * v);
+        let mut rec = gpu.recorder();
+        let y = radix_softmax_sum(&mut rec, &up(&x), &up(&logits), radix).unwrap();
+        let want = reference::attention::radix_softmax_sum(x.view(), logits.view(), radix).unwrap();
+        assert_eq!(want.shape(), &[n, c, h, w]);
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want, 1e-5).view(),
+            &format!("radix {radix} {:?}", x.shape()),
+        );
+        if radix == 2 {
+            let split = |r: usize| x.slice(ndarray::s![.., r * c..(r + 1) * c, .., ..]);
+            let l = |r: usize| logits.slice(ndarray::s![.., r * c..(r + 1) * c, .., ..]);
+            let difference = &l(0) - &l(1);
+            let blend = reference::channel::lerp_channels(
+                split(1),
+                split(0),
+                difference.view(),
+                Activation::Sigmoid,
+            );
+            assert_close(
+                want.view(),
+                blend.view(),
+                tol(&blend, 1e-5).view(),
+                "radix 2 blend",
+            );
+        }
+    }
+    let x = up(&random4(&mut r, [1, 6, 3, 3]));
+    let logits = up(&random4(&mut r, [1, 6, 1, 1]));
+    let mut rec = gpu.recorder();
+    for (radix, name) in [(0, "radix"), (MAX_RADIX + 1, "radix"), (4, "radix")] {
+        expect_param(radix_softmax_sum(&mut rec, &x, &logits, radix), name);
+    }
+    let short = up(&random4(&mut r, [1, 3, 1, 1]));
+    let got = radix_softmax_sum(&mut rec, &x, &short, 2);
+    assert!(
+        matches!(
+            &got,
+            Err(segblocks::Error::ShapeMismatch { name: "logits", .. })
+        ),
+        "{got:?}"
+    );
+}
+
 /// The per-channel bias and the batch-broadcast map, on planes whose size is and is not a
 /// multiple of 4 (a vec4 spanning two planes, or two samples), batch 1 to 3.
 #[test]

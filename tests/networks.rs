@@ -1955,8 +1955,7 @@ fn timm_universal_names_are_timm_configurations() {
         "timm-mobilenetv3_small_050",
         "timm-regnetx_640",
         "tu-regnetz_040",
-        "timm-resnest50d_4s2x40d",
-        "tu-resnest50d_1s4x24d",
+        "timm-resnest50d_2s4x40d",
         "timm-gernet_s",
         "tu-res2net50_26w_5s",
     ] {
@@ -2040,7 +2039,8 @@ fn timm_universal_names_are_timm_configurations() {
         SmpEncoder::from_name("timm-res2net50_26w_5s").err(),
         "encoder_name",
     );
-    // timm's ResNeSts of radix 2: blocks and stem (deep, `avg_down`).
+    // timm's ResNeSts: blocks, stem (deep, `avg_down`), radix, groups and where the
+    // strided blocks average.
     let wide = ResNetStem::Deep(64);
     for (name, layers, stem) in [
         ("timm-resnest14d", [1; 4], deep),
@@ -2051,12 +2051,33 @@ fn timm_universal_names_are_timm_configurations() {
         ("timm-resnest269e", [3, 30, 48, 8], wide),
     ] {
         let r = &timm_resnet(name);
-        let kind = BottleneckKind::SplitAttention { radix: 2 };
+        let kind = BottleneckKind::SplitAttention {
+            radix: 2,
+            avd_first: false,
+        };
         let got = (r.layers, r.stem, r.avg_down, r.bottleneck_kind);
         assert_eq!(got, (layers, stem, true, kind), "{name}");
     }
+    for (name, radix, groups, width) in [
+        ("timm-resnest50d_4s2x40d", 4, 2, 40),
+        ("tu-resnest50d_1s4x24d", 1, 4, 24),
+    ] {
+        let r = &timm_resnet(name);
+        let kind = BottleneckKind::SplitAttention {
+            radix,
+            avd_first: true,
+        };
+        let got = (
+            r.layers,
+            r.stem,
+            r.bottleneck_kind,
+            r.groups,
+            r.width_per_group,
+        );
+        assert_eq!(got, ([3, 4, 6, 3], deep, kind, groups, width), "{name}");
+    }
     // A deep stem too narrow to build, Res2Net's splits in basic blocks or of scale 0,
-    // split attention of a radix other than 2: typed errors naming them.
+    // split attention of a radix past 8: typed errors naming them.
     let sd = StateDict::synthetic();
     let resnet18 = ResNetConfig::resnet18();
     for (cfg, name) in [
@@ -2069,7 +2090,10 @@ fn timm_universal_names_are_timm_configurations() {
             "scale",
         ),
         (
-            ResNetConfig::resnet50().bottleneck_kind(BottleneckKind::SplitAttention { radix: 4 }),
+            ResNetConfig::resnet50().bottleneck_kind(BottleneckKind::SplitAttention {
+                radix: 9,
+                avd_first: false,
+            }),
             "radix",
         ),
         (resnet18.stem(ResNetStem::Deep(0)), "stem"),

@@ -12,7 +12,8 @@ use super::SummaryRow;
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::ops::attention::{
-    Eca, EcaParams, SeWeights, SqueezeExcitation, SqueezeExcitationParams,
+    radix_softmax_sum, radix_softmax_sum_cost, radix_softmax_sum_shape, Eca, EcaParams, SeWeights,
+    SqueezeExcitation, SqueezeExcitationParams, MAX_RADIX,
 };
 use crate::ops::channel::{self, elementwise_cost};
 use crate::ops::conv::{Conv2d, Conv2dParams, PackedWeights, ResidualJoin};
@@ -688,62 +689,48 @@ impl Node for EcaGateNode {
 }
 
 /// Softmax attention over two paths, as a node on inputs `(path0, path1)`: timm's
-/// `SelectiveKernelAttn` with the weighting after it, and its `SplitAttn` at radix 2 and
-/// cardinality 1 (the paths summed, averaged over each plane, `fc1`, an inference batch
-/// norm, ReLU, `fc2` to both paths' logits, a softmax across the paths, their weighted
-/// sum). On the GPU it is the squeeze-and-excitation gate of the paths' sum (the batch
-/// norm and `fc1`'s bias folded into `fc1`, `fc2` into the difference of its two halves:
+/// `SelectiveKernelAttn` with the weighting after it (the paths summed, averaged over each
+/// plane, `fc_reduce`, an inference batch norm, ReLU, `fc_select` to both paths' logits, a
+/// softmax across the paths, their weighted sum). On the GPU it is the
+/// squeeze-and-excitation gate of the paths' sum (the batch norm folded into
+/// `fc_reduce`, `fc_select` into the difference of its two halves:
 /// `softmax([l0, l1])[0] = sigmoid(l0 - l1)`) and one blend; the reference is timm's
 /// order.
 #[derive(Debug)]
 pub(crate) struct TwoPathAttentionNode {
     gate: SqueezeExcitation,
-    fc1: (Array4<f32>, Option<Array1<f32>>),
+    fc1: Array4<f32>,
     bn: BnState,
-    fc2: (Array4<f32>, Option<Array1<f32>>),
+    fc2: Array4<f32>,
 }
 
 impl TwoPathAttentionNode {
     /// Loads `{fc1}.weight` `[A, C, 1, 1]`, the batch norm `{bn}.*` and `{fc2}.weight`
-    /// `[2 C, A, 1, 1]` for paths of `c` channels and `a` attention channels, with
-    /// `bias` their biases `{fc1}.bias` and `{fc2}.bias` too.
+    /// `[2 C, A, 1, 1]` (no biases) for paths of `c` channels and `a` attention channels.
     pub(crate) fn load(
         gpu: &Gpu,
         sd: &StateDict,
         (c, a): (usize, usize),
         [fc1, bn, fc2]: &[String; 3],
-        bias: bool,
     ) -> Result<Self> {
-        let weight = |name: &str, shape| sd.get4(&key(name, "weight"), shape);
-        let bias_of = |name: &str, len: usize| -> Result<Option<Array1<f32>>> {
-            if !bias {
-                return Ok(None);
-            }
-            let b = sd.get(&key(name, "bias"), &[len])?;
-            Ok(Some(Array1::from_iter(b.iter().copied())))
-        };
-        let fc1 = (weight(fc1, [a, c, 1, 1])?, bias_of(fc1, a)?);
+        let fc1 = sd.get4(&key(fc1, "weight"), [a, c, 1, 1])?;
         let bn = BnState::load(sd, bn, a, 1e-5)?;
-        let fc2 = (weight(fc2, [2 * c, a, 1, 1])?, bias_of(fc2, 2 * c)?);
+        let fc2 = sd.get4(&key(fc2, "weight"), [2 * c, a, 1, 1])?;
         let (w1, b1) = fold_batch_norm(
-            fc1.0.view(),
-            fc1.1.as_ref().map(|b| b.view()),
+            fc1.view(),
+            None,
             bn.gamma.view(),
             bn.beta.view(),
             bn.mean.view(),
             bn.var.view(),
             bn.eps,
         )?;
-        let halves = |w: &Array4<f32>| {
-            &w.slice(ndarray::s![..c, .., .., ..]) - &w.slice(ndarray::s![c.., .., .., ..])
-        };
-        let w2 = halves(&fc2.0);
-        let b2 = match &fc2.1 {
-            Some(b) => &b.slice(ndarray::s![..c]) - &b.slice(ndarray::s![c..]),
-            None => Array1::zeros(c),
-        };
+        let w2 =
+            &fc2.slice(ndarray::s![..c, .., .., ..]) - &fc2.slice(ndarray::s![c.., .., .., ..]);
         let params = SqueezeExcitationParams::new(c, a);
-        let gate = SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())?;
+        let zeros = Array1::zeros(c);
+        let gate =
+            SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), zeros.view())?;
         Ok(TwoPathAttentionNode { gate, fc1, bn, fc2 })
     }
 }
@@ -751,19 +738,18 @@ impl TwoPathAttentionNode {
 impl Node for TwoPathAttentionNode {
     fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
         let x = *inputs.get(0)?;
-        let c = self.fc1.0.dim().1;
+        let c = self.fc1.dim().1;
         crate::ops::same_shape("path0", [x[0], c, x[2], x[3]], x)?;
         crate::ops::same_shape("path1", x, *inputs.get(1)?)?;
         Ok(vec![x])
     }
 
-    /// `fc1`, the batch norm's weight and bias and `fc2` (with their biases), as PyTorch
-    /// counts them; the blend reads both paths and writes one map.
+    /// `fc1`, the batch norm's weight and bias and `fc2`, as PyTorch counts them; the
+    /// blend reads both paths and writes one map.
     fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
         let x = *inputs.get(0)?;
-        let (a, c) = (self.fc1.0.dim().0, self.fc1.0.dim().1);
-        let biases = self.fc1.1.as_ref().map_or(0, |_| a + 2 * c);
-        let params = (a * c + 2 * a + 2 * c * a + biases) as u64;
+        let (a, c) = (self.fc1.dim().0, self.fc1.dim().1);
+        let params = (a * c + 2 * a + 2 * c * a) as u64;
         Ok(Cost {
             params,
             macs: (x[0] * 3 * a * c) as u64,
@@ -788,17 +774,161 @@ impl Node for TwoPathAttentionNode {
             bn.mean.view(),
             bn.var.view(),
         ];
-        fn view(
-            (w, b): &(Array4<f32>, Option<Array1<f32>>),
-        ) -> (ArrayView4<'_, f32>, Option<ArrayView1<'_, f32>>) {
-            (w.view(), b.as_ref().map(|b| b.view()))
-        }
-        let y = reference::attention::split_attention(
+        let y = reference::attention::selective_kernel(
             &paths,
-            view(&self.fc1),
+            self.fc1.view(),
             stats,
             bn.eps,
-            view(&self.fc2),
+            self.fc2.view(),
+        )?;
+        Ok(vec![HostValue::Tensor(y)])
+    }
+}
+
+/// timm's `SplitAttn` after its convolution (ResNeSt's split attention), as a node on that
+/// convolution's output `[N, R * C, H, W]` after `bn0` and ReLU (`R = radix` splits of `C`
+/// channels): the splits' sum averaged over each plane, `fc1` (grouped, with bias),
+/// `bn1`, ReLU, `fc2` (grouped, with bias), a softmax across the splits (a sigmoid at
+/// radix 1) and the splits' weighted sum. On the GPU it is the squeeze-and-excitation
+/// logits of the whole input (its `fc1` the grouped `fc1` made dense, `bn1` folded in,
+/// repeated for every split so that it sums the splits' means; its `fc2` dense, its rows
+/// in split order) and one [`radix_softmax_sum`](crate::ops::attention::radix_softmax_sum)
+/// pass: no split is copied out. The reference is timm's order.
+#[derive(Debug)]
+pub(crate) struct SplitAttentionNode {
+    gate: SqueezeExcitation,
+    /// `(radix, groups)`.
+    splits: (usize, usize),
+    fc1: (Array4<f32>, Array1<f32>),
+    bn: BnState,
+    fc2: (Array4<f32>, Array1<f32>),
+}
+
+impl SplitAttentionNode {
+    /// Loads `{fc1}.weight` `[A, C / G, 1, 1]` and `{fc1}.bias`, the batch norm `{bn}.*`
+    /// and `{fc2}.weight` `[R * C, A / G, 1, 1]` and `{fc2}.bias` for splits of `c`
+    /// channels, `a` attention channels, `R = radix` and `G = groups`.
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        (c, a): (usize, usize),
+        (radix, groups): (usize, usize),
+        [fc1, bn, fc2]: &[String; 3],
+    ) -> Result<Self> {
+        fail_if(radix == 0 || radix > MAX_RADIX, "radix", || {
+            format!("split attention takes radix 1 to {MAX_RADIX}, got {radix}")
+        })?;
+        fail_if(
+            groups == 0 || !c.is_multiple_of(groups) || !a.is_multiple_of(groups),
+            "groups",
+            || format!("{c} and {a} channels do not split into {groups} groups"),
+        )?;
+        let (cg, ag) = (c / groups, a / groups);
+        let with_bias = |name: &str, shape: [usize; 4]| -> Result<(Array4<f32>, Array1<f32>)> {
+            let w = sd.get4(&key(name, "weight"), shape)?;
+            let b = sd.get(&key(name, "bias"), &[shape[0]])?;
+            Ok((w, Array1::from_iter(b.iter().copied())))
+        };
+        let fc1 = with_bias(fc1, [a, cg, 1, 1])?;
+        let bn = BnState::load(sd, bn, a, 1e-5)?;
+        let fc2 = with_bias(fc2, [radix * c, ag, 1, 1])?;
+        // fc1 dense (block diagonal), bn1 folded in, then repeated for every split.
+        let dense = Array4::from_shape_fn((a, c, 1, 1), |(o, i, _, _)| {
+            if i / cg == o / ag {
+                fc1.0[[o, i % cg, 0, 0]]
+            } else {
+                0.0
+            }
+        });
+        let (w1, b1) = fold_batch_norm(
+            dense.view(),
+            Some(fc1.1.view()),
+            bn.gamma.view(),
+            bn.beta.view(),
+            bn.mean.view(),
+            bn.var.view(),
+            bn.eps,
+        )?;
+        let w1 = Array4::from_shape_fn((a, radix * c, 1, 1), |(o, i, _, _)| w1[[o, i % c, 0, 0]]);
+        // fc2's channel g * R * Cg + r * Cg + j (timm's `RadixSoftmax` view) is split r's
+        // channel g * Cg + j: row r * C + g * Cg + j here.
+        let source = |row: usize| {
+            let (r, ch) = (row / c, row % c);
+            let (g, j) = (ch / cg, ch % cg);
+            (g, g * radix * cg + r * cg + j)
+        };
+        let w2 = Array4::from_shape_fn((radix * c, a, 1, 1), |(row, i, _, _)| {
+            let (g, src) = source(row);
+            if i / ag == g {
+                fc2.0[[src, i % ag, 0, 0]]
+            } else {
+                0.0
+            }
+        });
+        let b2 = Array1::from_shape_fn(radix * c, |row| fc2.1[source(row).1]);
+        let params = SqueezeExcitationParams::new(radix * c, a);
+        let gate = SqueezeExcitation::new(gpu, params, w1.view(), b1.view(), w2.view(), b2.view())?;
+        Ok(SplitAttentionNode {
+            gate,
+            splits: (radix, groups),
+            fc1,
+            bn,
+            fc2,
+        })
+    }
+
+    /// The channels of one split.
+    fn channels(&self) -> usize {
+        self.fc1.0.dim().1 * self.splits.1
+    }
+}
+
+impl Node for SplitAttentionNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let x = *inputs.get(0)?;
+        let (radix, c) = (self.splits.0, self.channels());
+        crate::ops::check_channels(x, radix * c)?;
+        Ok(vec![radix_softmax_sum_shape(x, [x[0], x[1], 1, 1], radix)?])
+    }
+
+    /// `fc1`, the batch norm's weight and bias and `fc2` with their biases, as PyTorch
+    /// counts them, and the weighted sum.
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let x = *inputs.get(0)?;
+        let (w1, w2) = (self.fc1.0.len(), self.fc2.0.len());
+        let a = self.fc1.0.dim().0;
+        let params = (w1 + a + 2 * a + w2 + self.fc2.1.len()) as u64;
+        let sum = radix_softmax_sum_cost(x, self.splits.0)?;
+        Ok(Cost {
+            params,
+            macs: sum.macs + (x[0] * (w1 + w2)) as u64,
+            bytes: sum.bytes + elementwise_cost(x, 0).bytes + 4 * params,
+        })
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let x = inputs.get(0)?.tensor()?;
+        let logits = self.gate.excitation(rec, x)?;
+        let y = radix_softmax_sum(rec, x, &logits, self.splits.0)?;
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let x = inputs.get(0)?.tensor()?;
+        let bn = &self.bn;
+        let stats = [
+            bn.gamma.view(),
+            bn.beta.view(),
+            bn.mean.view(),
+            bn.var.view(),
+        ];
+        let y = reference::attention::resnest_split_attention(
+            x,
+            self.splits,
+            (self.fc1.0.view(), self.fc1.1.view()),
+            stats,
+            bn.eps,
+            (self.fc2.0.view(), self.fc2.1.view()),
         )?;
         Ok(vec![HostValue::Tensor(y)])
     }

@@ -69,14 +69,18 @@ pub enum BottleneckKind {
     /// ResNeSt's split attention (timm's `ResNestBottleneck` with `avd`, its `SplitAttn`
     /// as `conv2`): a 3x3 convolution to `radix` times the inner width in `radix * groups`
     /// groups (`conv2.conv`, `conv2.bn0`, ReLU), the splits weighted by a softmax across
-    /// them of the attention of their sum (`conv2.fc1` with bias, `conv2.bn1`, ReLU,
-    /// `conv2.fc2` with bias; `make_divisible(radix * width / 4, 8)` attention channels,
-    /// at least 32) and summed; a block that strides runs it at stride 1 and averages
-    /// after it (`avd_last`: a 3x3 pool at the stride, padding 1, zeros counted). Radix 2
-    /// and one group only.
+    /// them (a sigmoid at radix 1) of the attention of their sum (`conv2.fc1` with bias,
+    /// `conv2.bn1`, ReLU, `conv2.fc2` with bias, both in `groups` groups;
+    /// `make_divisible(radix * width / 4, 8)` attention channels, at least 32) and summed;
+    /// a block that strides runs it at stride 1 and averages at the stride after it
+    /// (`avd_last`) or, with `avd_first`, before it (`avd_first`): a 3x3 pool, padding 1,
+    /// zeros counted. Radix 1 to [`MAX_RADIX`](crate::ops::attention::MAX_RADIX).
     SplitAttention {
         /// The number of splits.
         radix: usize,
+        /// Average before the split attention in a block that strides (timm's
+        /// `avd_first`: `resnest50d_4s2x40d`, `resnest50d_1s4x24d`), not after it.
+        avd_first: bool,
     },
 }
 
@@ -204,13 +208,10 @@ impl Architecture for BottleneckConfig {
         fail_if(scale == 0, "scale", || {
             "Res2Net's scale must be at least 1, got 0".to_string()
         })?;
-        if let BottleneckKind::SplitAttention { radix } = cfg.kind {
-            fail_if(radix != 2 || cfg.groups != 1, "radix", || {
-                format!(
-                    "split attention runs radix 2 with one group here, got radix {radix} \
-                     with {} groups",
-                    cfg.groups
-                )
+        if let BottleneckKind::SplitAttention { radix, .. } = cfg.kind {
+            let max = crate::ops::attention::MAX_RADIX;
+            fail_if(radix == 0 || radix > max, "radix", || {
+                format!("split attention takes radix 1 to {max}, got {radix}")
             })?;
         }
         let eps = 1e-5;
@@ -250,8 +251,9 @@ impl Architecture for BottleneckConfig {
                 let first = cfg.stride != 1 || downsample;
                 hierarchical_splits(&mut g, a, (p2, scale, first), (gpu, sd, prefix))?
             }
-            BottleneckKind::SplitAttention { .. } => {
-                split_attention(&mut g, a, (p2, cfg.stride), (gpu, sd, prefix))?
+            BottleneckKind::SplitAttention { radix, avd_first } => {
+                let avd = (cfg.stride, avd_first);
+                split_attention(&mut g, a, (p2, radix, avd), (gpu, sd, prefix))?
             }
         };
         let b = anti_alias(&mut g, b, cfg.anti_alias, cfg.stride);
@@ -362,16 +364,16 @@ fn hierarchical_splits(
     Ok(g.add("cat", Op::Concat, &outputs))
 }
 
-/// ResNeSt's split attention of radix 2 on `x` (`conv`: the 3x3 convolution of one split;
-/// a block of this `stride` averages after it instead), as
-/// [`BottleneckKind::SplitAttention`] describes it.
+/// ResNeSt's split attention on `x` (`conv`: the 3x3 convolution of one split, `radix`
+/// splits; a block of this `stride` averages before it with `avd_first`, else after it),
+/// as [`BottleneckKind::SplitAttention`] describes it.
 fn split_attention(
     g: &mut Graph,
     x: super::ValueId,
-    (conv, stride): (Conv2dParams, usize),
+    (conv, radix, (stride, avd_first)): (Conv2dParams, usize, (usize, bool)),
     (gpu, sd, prefix): (&Gpu, &StateDict, &str),
 ) -> Result<super::ValueId> {
-    let (width, radix) = (conv.out_channels, 2);
+    let width = conv.out_channels;
     let both = Conv2dParams {
         out_channels: radix * width,
         groups: radix * conv.groups,
@@ -379,26 +381,28 @@ fn split_attention(
     }
     .stride(1);
     let k = |n: &str| key(prefix, n);
+    let avd = |g: &mut Graph, name: &str, x| {
+        let pool = AvgPool2dParams::new(3).stride(stride).padding(1);
+        g.add(name, Op::AvgPool(pool), &[x])
+    };
+    let x = if stride != 1 && avd_first {
+        avd(g, "avd_first", x)
+    } else {
+        x
+    };
     let splits = conv_bn(gpu, sd, both, &k("conv2.conv"), &k("conv2.bn0"), 1e-5)?;
     let splits = g.add("conv2", splits, &[x]);
-    let paths = [0, 1].map(|r| {
-        g.add(
-            format!("conv2.split{r}"),
-            Op::Narrow(r * width, width),
-            &[splits],
-        )
-    });
     // timm's `make_divisible(radix * width / 4, 8, min_value=32)`: below 32 its 10% rule
     // never adds, so the floor can come last.
     let attention = super::make_divisible((radix * width) as f64 / 4.0, 8).max(32);
     let names = ["conv2.fc1", "conv2.bn1", "conv2.fc2"].map(k);
-    let attn = super::TwoPathAttentionNode::load(gpu, sd, (width, attention), &names, true)?;
-    let y = g.add("conv2.attn", attn, &paths);
-    if stride == 1 {
+    let attn =
+        super::SplitAttentionNode::load(gpu, sd, (width, attention), (radix, conv.groups), &names)?;
+    let y = g.add("conv2.attn", attn, &[splits]);
+    if stride == 1 || avd_first {
         return Ok(y);
     }
-    let pool = AvgPool2dParams::new(3).stride(stride).padding(1);
-    Ok(g.add("avd_last", Op::AvgPool(pool), &[y]))
+    Ok(avd(g, "avd_last", y))
 }
 
 /// The stride of a block's strided 3x3 convolution: 1 with timm's anti-aliasing, which

@@ -246,7 +246,7 @@ impl SkResNetConfig {
                 key(&attn, "fc_select"),
             ];
             let widths = (width, self.attention_channels(width));
-            let attn = TwoPathAttentionNode::load(gpu, sd, widths, &names, false)?;
+            let attn = TwoPathAttentionNode::load(gpu, sd, widths, &names)?;
             Ok(g.add(node(conv), attn, &paths))
         };
         let end = ResidualJoin::AddThen(relu);

@@ -24,7 +24,7 @@
 //! second output ([`SmpAuxParams`]).
 //!
 //! Not covered: smp's timm universal (`tu-*`) encoders other than timm's ResNets (its
-//! SE, ECA, anti-aliased, Res2Net and radix-2 ResNeSt ones too), EfficientNets,
+//! SE, ECA, anti-aliased, Res2Net and ResNeSt ones too), EfficientNets,
 //! MobileNets, RegNets and ConvNeXts
 //! ([`SmpEncoder::from_name`] lists every name), the norms other than batch norm (or
 //! none).
@@ -70,8 +70,9 @@ pub enum SmpEncoder {
     /// `tu-seresnextaa101d_32x8d`, `tu-seresnextaa201d_32x8d`
     /// ([`ResNetConfig::anti_alias`]), and its Res2Nets `tu-res2net50_26w_4s` / `26w_6s` /
     /// `26w_8s` / `48w_2s` / `14w_8s`, `tu-res2net101_26w_4s`, `tu-res2next50`,
-    /// `tu-res2net50d`, `tu-res2net101d`, and its ResNeSts of radix 2 `tu-resnest14d`,
-    /// `26d`, `50d`, `101e`, `200e`, `269e` ([`ResNetConfig::bottleneck_kind`]; smp's
+    /// `tu-res2net50d`, `tu-res2net101d`, and its ResNeSts `tu-resnest14d`, `26d`, `50d`,
+    /// `101e`, `200e`, `269e`, `tu-resnest50d_4s2x40d`, `tu-resnest50d_1s4x24d`
+    /// ([`ResNetConfig::bottleneck_kind`]; smp's
     /// deprecated `timm-res2*` and `timm-resnest*` names for them)
     /// (a pretrained tag after `.` ignored): timm's ResNet through smp's
     /// `TimmUniversalEncoder` (`encoder.model.conv1`, `encoder.model.layer{i}.*`), the same
@@ -196,8 +197,8 @@ impl SmpEncoder {
                          SE, ECA and anti-aliased ResNets (tu-seresnet*, tu-seresnext*, \
                          tu-ecaresnet* but the pruned ones, tu-resnetaa*, \
                          tu-seresnetaa50d, tu-seresnextaa*), its Res2Nets (tu-res2net*, \
-                         tu-res2next50) and ResNeSts of radix 2 (tu-resnest14d / 26d / 50d \
-                         / 101e / 200e / 269e), its \
+                         tu-res2next50) and ResNeSts (tu-resnest14d / 26d / 50d / 101e / \
+                         200e / 269e, tu-resnest50d_4s2x40d / 1s4x24d), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
                          tu-efficientnet_lite0 .. lite4), its MobileNets \
                          (tu-mobilenetv2_035 / 050 / 075 / 100 / 140, \
@@ -245,9 +246,8 @@ impl SmpEncoder {
                     reason: format!(
                         "{encoder_name:?} is not one of smp's timm-res2net50_26w_4s / \
                          26w_6s / 26w_8s / 48w_2s / 14w_8s, timm-res2net101_26w_4s, \
-                         timm-res2next50, timm-resnest14d / 26d / 50d / 101e / 200e / 269e \
-                         (this library does not run timm-resnest50d_4s2x40d and \
-                         timm-resnest50d_1s4x24d, whose split attention has other radixes)"
+                         timm-res2next50, timm-resnest14d / 26d / 50d / 101e / 200e / 269e, \
+                         timm-resnest50d_4s2x40d / 1s4x24d"
                     ),
                 });
         }
@@ -772,9 +772,14 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         bottleneck_kind: BottleneckKind::Res2Net { scale },
         ..r
     };
-    let resnest = |layers, stem| ResNetConfig {
-        bottleneck_kind: BottleneckKind::SplitAttention { radix: 2 },
-        ..bottleneck(layers).stem(stem).avg_down(true)
+    let split_attention = |radix, avd_first, r: ResNetConfig| ResNetConfig {
+        bottleneck_kind: BottleneckKind::SplitAttention { radix, avd_first },
+        ..r.avg_down(true)
+    };
+    let resnest = |layers, stem| split_attention(2, false, bottleneck(layers).stem(stem));
+    let resnest50d = |radix, groups, width| {
+        let r = ResNetConfig::resnet50().groups(groups, width);
+        split_attention(radix, true, r.stem(ResNetStem::Deep(32)))
     };
     Some(match name.split('.').next()? {
         "resnet18" => ResNetConfig::resnet18(),
@@ -851,14 +856,16 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         "res2next50" => res2net(ResNetConfig::resnet50().groups(8, 4), 4, 4),
         "res2net50d" => res2net(deep_avg(ResNetConfig::resnet50()), 26, 4),
         "res2net101d" => res2net(deep_avg(ResNetConfig::resnet101()), 26, 4),
-        // timm's ResNeSts of radix 2 (`ResNestBottleneck` with `avd`; its `4s2x40d` and
-        // `1s4x24d` have other radixes and groups).
+        // timm's ResNeSts (`ResNestBottleneck` with `avd`; radix 2 and one group but in
+        // `4s2x40d` and `1s4x24d`, which average before the split attention).
         "resnest14d" => resnest([1; 4], ResNetStem::Deep(32)),
         "resnest26d" => resnest([2; 4], ResNetStem::Deep(32)),
         "resnest50d" => resnest([3, 4, 6, 3], ResNetStem::Deep(32)),
         "resnest101e" => resnest([3, 4, 23, 3], ResNetStem::Deep(64)),
         "resnest200e" => resnest([3, 24, 36, 3], ResNetStem::Deep(64)),
         "resnest269e" => resnest([3, 30, 48, 8], ResNetStem::Deep(64)),
+        "resnest50d_4s2x40d" => resnest50d(4, 2, 40),
+        "resnest50d_1s4x24d" => resnest50d(1, 4, 24),
         // timm's anti-aliased ResNets (`aa_layer=nn.AvgPool2d`).
         "resnetaa34d" => aa(deep_avg(ResNetConfig::resnet34())),
         "resnetaa50" => aa(ResNetConfig::resnet50()),

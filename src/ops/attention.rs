@@ -47,8 +47,104 @@ const SE_GATE: Kernel<SeParams, SeSpec> = Kernel::new(
     ],
 );
 
+uniform! {
+    /// `shaders/radix_softmax_sum.wgsl`.
+    pub(crate) struct RadixSumParams {
+        c: u32,
+        hw: u32,
+        strips: u32,
+        total: u32,
+    }
+}
+
+specialize! {
+    /// `RADIX` of `radix_softmax_sum.wgsl`.
+    struct RadixSpec { radix: u32 => "RADIX" }
+}
+
+const RADIX_SUM: Kernel<RadixSumParams, RadixSpec> = Kernel::new(
+    "radix_softmax_sum.wgsl",
+    &[read("x"), read("logits"), write("y")],
+);
+
+/// Values of one plane per invocation in `radix_softmax_sum.wgsl` (`PX`).
+const RADIX_SUM_PX: usize = 16;
+
+/// The most splits [`radix_softmax_sum`] weighs (`MAX_RADIX` in its shader).
+pub const MAX_RADIX: usize = 8;
+
 /// The kernels of this family (the rest is composed of other families' ops).
-pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&SE_GATE];
+pub(crate) const KERNELS: &[&dyn KernelInfo] = &[&SE_GATE, &RADIX_SUM];
+
+/// The output shape of [`radix_softmax_sum`] for an input of shape `x` (`radix` splits of
+/// its channels) and logits of shape `logits`: one split's channels.
+pub fn radix_softmax_sum_shape(
+    x: [usize; 4],
+    logits: [usize; 4],
+    radix: usize,
+) -> Result<[usize; 4]> {
+    crate::gpu::check_dims("input", &x)?;
+    fail_if(radix == 0 || radix > MAX_RADIX, "radix", || {
+        format!("radix must be 1 to {MAX_RADIX}, got {radix}")
+    })?;
+    fail_if(!x[1].is_multiple_of(radix), "radix", || {
+        format!(
+            "the input's {} channels do not split into {radix} equal splits",
+            x[1]
+        )
+    })?;
+    crate::ops::same_shape("logits", [x[0], x[1], 1, 1], logits)?;
+    Ok([x[0], x[1] / radix, x[2], x[3]])
+}
+
+/// ResNeSt's split-attention weighting (timm's `RadixSoftmax` and the weighted sum of
+/// `SplitAttn`) in one pass: `x` `[N, R * C, H, W]` holds `R = radix` splits of `C`
+/// channels (split `r` in channels `r * C ..`), `logits` `[N, R * C, 1, 1]` one logit per
+/// split and channel in the same order, and the output `[N, C, H, W]` is
+/// `sum_r w_r * x[:, r * C + c]` with `w` the softmax across the splits of
+/// `logits[:, r * C + c]`; at radix 1, as timm, `w_0 = sigmoid(logit)`. Radix 1 to
+/// [`MAX_RADIX`].
+pub fn radix_softmax_sum(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    logits: &Tensor,
+    radix: usize,
+) -> Result<Tensor> {
+    x.check_gpu(rec.gpu(), "input")?;
+    logits.check_gpu(rec.gpu(), "logits")?;
+    let shape = radix_softmax_sum_shape(x.shape(), logits.shape(), radix)?;
+    let y = rec.empty("output", shape)?;
+    let hw = shape[2] * shape[3];
+    let strips = hw.div_ceil(RADIX_SUM_PX);
+    let total = shape[0] * shape[1] * strips;
+    let u = RadixSumParams {
+        c: shape[1] as u32,
+        hw: hw as u32,
+        strips: strips as u32,
+        total: total as u32,
+    };
+    let spec = RadixSpec {
+        radix: radix as u32,
+    };
+    let args = Args::new()
+        .read("x", x)
+        .read("logits", logits)
+        .write("y", &y);
+    rec.run(&RADIX_SUM.launch(&spec, &u).threads(total), args)?;
+    Ok(y)
+}
+
+/// What [`radix_softmax_sum`] costs on an input of shape `x`: one multiply-add per split
+/// and output value; it reads `x` and the logits and writes one split's size.
+pub fn radix_softmax_sum_cost(x: [usize; 4], radix: usize) -> Result<Cost> {
+    let y = radix_softmax_sum_shape(x, [x[0], x[1], 1, 1], radix)?;
+    let (input, output) = (x.iter().product::<usize>(), y.iter().product::<usize>());
+    Ok(Cost {
+        params: 0,
+        macs: input as u64,
+        bytes: 4 * (input + output + x[0] * x[1]) as u64,
+    })
+}
 
 /// Parameters of torchvision's `SqueezeExcitation(input_channels, squeeze_channels,
 /// activation=ReLU, scale_activation=Sigmoid)`: `x * scale_act(fc2(act(fc1(avgpool(x)))))`,

@@ -227,3 +227,111 @@ pub fn split_attention(
     }
     Ok(out)
 }
+
+/// ResNeSt's split-attention weighting (timm's `RadixSoftmax` and the weighted sum after
+/// it): `x` `[N, R * C, H, W]` holds `R = radix` splits of `C` channels, `logits`
+/// `[N, R * C, 1, 1]` one logit per split and channel in the same order; the output
+/// `[N, C, H, W]` is `sum_r w_r * x[:, r * C + c]`, `w` the softmax across the splits of
+/// `logits[:, r * C + c]` (at radix 1 `w_0 = sigmoid(logit)`, as timm).
+pub fn radix_softmax_sum(
+    x: ArrayView4<f32>,
+    logits: ArrayView4<f32>,
+    radix: usize,
+) -> Result<Array4<f32>> {
+    let shape =
+        crate::ops::attention::radix_softmax_sum_shape(x.dim().into(), logits.dim().into(), radix)?;
+    let [n, c, h, w] = shape;
+    let mut out = Array4::zeros((n, c, h, w));
+    for b in 0..n {
+        for ch in 0..c {
+            let l: Vec<f64> = (0..radix)
+                .map(|r| logits[[b, r * c + ch, 0, 0]] as f64)
+                .collect();
+            let weights: Vec<f64> = if radix == 1 {
+                vec![1.0 / (1.0 + (-l[0]).exp())]
+            } else {
+                let top = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let exps: Vec<f64> = l.iter().map(|v| (v - top).exp()).collect();
+                let total: f64 = exps.iter().sum();
+                exps.iter().map(|e| e / total).collect()
+            };
+            for y in 0..h {
+                for xx in 0..w {
+                    let v: f64 = (0..radix)
+                        .map(|r| weights[r] * x[[b, r * c + ch, y, xx]] as f64)
+                        .sum();
+                    out[[b, ch, y, xx]] = v as f32;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// timm's `SplitAttn` after its convolution, batch norm and ReLU (`bn0`, `act0`), in its
+/// order: `x` `[N, R * C, H, W]` (`R = radix` splits of `C` channels) summed over the
+/// splits and averaged over each plane, `fc1` (`[A, C / G, 1, 1]` and bias, `G = groups`
+/// groups), the inference batch norm `bn1` (weight, bias, running mean and variance;
+/// `eps`), ReLU, `fc2` (`[R * C, A / G, 1, 1]` and bias, `G` groups), `RadixSoftmax`
+/// (`view(N, G, R, -1).transpose(1, 2)`, softmax across the splits; sigmoid at radix 1)
+/// and the weighted sum of the splits ([`radix_softmax_sum`]).
+pub fn resnest_split_attention(
+    x: ArrayView4<f32>,
+    (radix, groups): (usize, usize),
+    fc1: (ArrayView4<f32>, ArrayView1<f32>),
+    bn: [ArrayView1<f32>; 4],
+    eps: f32,
+    fc2: (ArrayView4<f32>, ArrayView1<f32>),
+) -> Result<Array4<f32>> {
+    let (n, rc, h, w) = x.dim();
+    fail_if(radix == 0 || !rc.is_multiple_of(radix), "radix", || {
+        format!("{rc} channels do not split into {radix} splits")
+    })?;
+    let c = rc / radix;
+    let a = fc1.0.dim().0;
+    // x.reshape(N, R, C, H, W).sum(1).mean((2, 3))
+    let mut gap = Array4::<f32>::zeros((n, c, 1, 1));
+    for b in 0..n {
+        for ch in 0..c {
+            let mut s = 0.0f64;
+            for r in 0..radix {
+                for y in 0..h {
+                    for xx in 0..w {
+                        s += x[[b, r * c + ch, y, xx]] as f64;
+                    }
+                }
+            }
+            gap[[b, ch, 0, 0]] = (s / (h * w) as f64) as f32;
+        }
+    }
+    let p1 = Conv2dParams::new(c, a, 1).groups(groups);
+    let mut hidden = super::conv::conv2d(&p1, gap.view(), fc1.0, Some(fc1.1))?;
+    let [gamma, beta, mean, var] = bn;
+    for t in &bn {
+        fail_if(t.len() != a, "bn", || {
+            format!("expected {a} values, got {}", t.len())
+        })?;
+    }
+    for ((_, j, _, _), v) in hidden.indexed_iter_mut() {
+        let z = (*v as f64 - mean[j] as f64) / (var[j] as f64 + eps as f64).sqrt()
+            * gamma[j] as f64
+            + beta[j] as f64;
+        *v = z.max(0.0) as f32;
+    }
+    let p2 = Conv2dParams::new(a, rc, 1).groups(groups);
+    let attn = super::conv::conv2d(&p2, hidden.view(), fc2.0, Some(fc2.1))?;
+    // RadixSoftmax: fc2's channel g * R * Cg + r * Cg + j is split r's channel g * Cg + j.
+    let cg = c / groups;
+    let mut logits = Array4::<f32>::zeros((n, rc, 1, 1));
+    for b in 0..n {
+        for r in 0..radix {
+            for g in 0..groups {
+                for j in 0..cg {
+                    logits[[b, r * c + g * cg + j, 0, 0]] =
+                        attn[[b, g * radix * cg + r * cg + j, 0, 0]];
+                }
+            }
+        }
+    }
+    radix_softmax_sum(x, logits.view(), radix)
+}

@@ -669,6 +669,23 @@ CASES = [
     ("smp_pspnet_timm_resnest101e_depth3", "smp_pspnet",
      dict(encoder="timm-resnest101e", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
           upsampling=8, activation=None), [1, 3, 40, 56]),
+    # timm's ResNeSts of radix 4 in 2 groups and radix 1 (a sigmoid) in 4 groups, the
+    # strided blocks averaging before the split attention (`avd_first`).
+    ("smp_unet_timm_resnest50d_4s2x40d_odd", "smp_unet",
+     dict(encoder="timm-resnest50d_4s2x40d", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_resnest50d_1s4x24d_os8", "smp_deeplabv3",
+     dict(encoder="tu-resnest50d_1s4x24d", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [1, 3, 40, 48]),
+    ("smp_pspnet_timm_resnest50d_1s4x24d_depth3", "smp_pspnet",
+     dict(encoder="timm-resnest50d_1s4x24d", depth=3, cin=1, classes=2, psp_out=32,
+          use_norm=True, upsampling=8, activation=None), [2, 1, 40, 56]),
+    ("smp_deeplabv3plus_tu_resnest50d_4s2x40d_os16", "smp_deeplabv3plus",
+     dict(encoder="tu-resnest50d_4s2x40d", depth=5, output_stride=16, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 3, 48, 64]),
     # timm's ConvNeXts through smp's `tu-` encoders: transformer-style (an empty stride-2
     # feature), `conv_mlp` in the small ones, dilated by timm's rule (the downsampling
     # convolution at stride 1 with timm's `'same'` padding, asymmetric at dilation 1).
