@@ -11,7 +11,8 @@
 //! `Segformer("mit_b0", classes=2)` (SegFormer-B0) at 256, `MAnet("resnet34", classes=2)` at
 //! 160, `Unet` on timm's RegNetY-400MF (`tu-regnety_004`), ResNet-50-D (`tu-resnet50d`),
 //! ConvNeXt-Atto (`tu-convnext_atto`), ECA-ResNet-50-D (`tu-ecaresnet50d`), Res2Net-50
-//! (`timm-res2net50_26w_4s`) and ResNeSt-50-D (`timm-resnest50d`) at 160 and on its
+//! (`timm-res2net50_26w_4s`), ResNeSt-50-D (`timm-resnest50d`, `timm-resnest50d_4s2x40d`)
+//! and GENet (`timm-gernet_s`, `tu-gernet_m`) at 160 and on its
 //! MobileNetV3-Large
 //! (`tu-mobilenetv3_large_100`) at 256,
 //! and U-Net (milesial's, 2 classes),
@@ -172,6 +173,9 @@ fn bench(c: &mut Criterion) {
         "tu-ecaresnet50d",
         "timm-res2net50_26w_4s",
         "timm-resnest50d",
+        "timm-resnest50d_4s2x40d",
+        "timm-gernet_s",
+        "tu-gernet_m",
     ] {
         let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
         let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();

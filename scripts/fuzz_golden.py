@@ -677,6 +677,8 @@ def networks(fz, count, out):
     TIMM += ["timm-res2net50_26w_4s", "tu-res2net50_14w_8s", "timm-res2next50", "tu-res2net50d"]
     # timm's ResNeSts of radix 2, 4 and 1 (smp's deprecated `timm-resnest*` names too).
     TIMM += ["timm-resnest14d", "tu-resnest26d", "timm-resnest50d_4s2x40d", "tu-resnest50d_1s4x24d"]
+    # timm's GENets (smp's deprecated `timm-gernet_*` names too).
+    TIMM += ["timm-gernet_s", "tu-gernet_m"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

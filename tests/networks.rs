@@ -849,6 +849,39 @@ fn mnasnet_bad_names_and_configurations_are_typed_errors() {
     }
 }
 
+/// GENets whose stages timm could not build: typed errors naming the field, before any
+/// weight is read.
+#[test]
+fn gernet_bad_configurations_are_typed_errors() {
+    use segblocks::networks::GerNetConfig;
+    let sd = StateDict::synthetic();
+    let gernet = GerNetConfig::timm("gernet_s").unwrap();
+    let load = |g: GerNetConfig| {
+        let cfg = SmpUnetConfig {
+            encoder: SmpEncoder::TimmUniversalGerNet(g),
+            ..SmpUnetConfig::new("tu-gernet_s", 3, 2).unwrap()
+        };
+        SmpUnet::load(common::gpu(), cfg, &sd, "").err()
+    };
+    let mut bad = gernet;
+    bad.stages[3].group_size = 11;
+    named(load(bad), "group_size");
+    let mut bad = gernet;
+    bad.stages[1].stride = 3;
+    named(load(bad), "stride");
+    let mut bad = gernet;
+    bad.stages[4].depth = 0;
+    named(load(bad), "depth");
+    named(
+        load(GerNetConfig {
+            num_features: 0,
+            ..gernet
+        }),
+        "num_features",
+    );
+    assert_eq!(GerNetConfig::timm("gernet_xl"), None);
+}
+
 /// RegNets by names torchvision does not have, and stages it cannot build.
 #[test]
 fn regnet_bad_names_and_configurations_are_typed_errors() {
@@ -1805,7 +1838,7 @@ fn timm_universal_names_are_timm_configurations() {
         assert_eq!(got, (attn, aa, stem, layers, groups), "{name}");
         assert_eq!(r.avg_down, name != "tu-resnetaa50", "{name}");
     }
-    // timm's own EfficientNets, MobileNets and RegNets (by their `tu-` names and smp's
+    // timm's own EfficientNets, MobileNets, RegNets, ConvNeXts and GENets (by their `tu-` names and smp's
     // deprecated `timm-` ones): the family and smp's widths (listed from smp 0.6.0 / timm
     // 1.0). The EfficientNets' stride-2 one is the first stage's, the small MobileNetV3s'
     // the stem's, the MobileNetV3s' last one the 1x1 convolution's.
@@ -1813,8 +1846,16 @@ fn timm_universal_names_are_timm_configurations() {
     let mobilenet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalMobileNet(_));
     let regnet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRegNet(_));
     let convnext = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalConvNext(_));
+    let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 27] = [
+    let families: [(&str, Family, [usize; 6]); 30] = [
+        ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
+        ("tu-gernet_m", gernet, [3, 32, 128, 192, 640, 2560]),
+        (
+            "tu-gernet_l.idstcv_in1k",
+            gernet,
+            [3, 32, 128, 192, 640, 2560],
+        ),
         ("tu-convnext_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnext_nano", convnext, [3, 0, 80, 160, 320, 640]),
         (
@@ -1956,7 +1997,8 @@ fn timm_universal_names_are_timm_configurations() {
         "timm-regnetx_640",
         "tu-regnetz_040",
         "timm-resnest50d_2s4x40d",
-        "timm-gernet_s",
+        "timm-gernet_xl",
+        "tu-gernet_xs",
         "tu-res2net50_26w_5s",
     ] {
         named(SmpEncoder::from_name(bad).err(), "encoder_name");

@@ -6,7 +6,9 @@
 //! `DeepLabV3Plus`, `Linknet`, `PSPNet`, `UPerNet`, `Segformer`, `PAN` and `MAnet` on ResNet,
 //! MobileNetV2, VGG, DenseNet, SENet, MobileOne, Xception, SegFormer's Mix Transformer and
 //! EfficientNet encoders (EfficientNet-PyTorch's
-//! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4),
+//! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4;
+//! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
+//! ConvNeXts and GENets),
 //! and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
@@ -17,6 +19,7 @@ mod densenet;
 mod dpn;
 mod efficientnet;
 mod fcn8s;
+mod gernet;
 mod inception;
 mod lraspp;
 mod mix_transformer;
@@ -57,6 +60,7 @@ pub use efficientnet::{
     EfficientNetPyTorchFeatures,
 };
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
+pub use gernet::{GerNetBlock, GerNetConfig, GerNetStage};
 pub use inception::{InceptionArch, InceptionConfig, InceptionFeatures};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mix_transformer::MixTransformerConfig;

@@ -25,7 +25,7 @@
 //!
 //! Not covered: smp's timm universal (`tu-*`) encoders other than timm's ResNets (its
 //! SE, ECA, anti-aliased, Res2Net and ResNeSt ones too), EfficientNets,
-//! MobileNets, RegNets and ConvNeXts
+//! MobileNets, RegNets, ConvNeXts and GENets
 //! ([`SmpEncoder::from_name`] lists every name), the norms other than batch norm (or
 //! none).
 
@@ -43,9 +43,9 @@ use crate::weights::{key, StateDict};
 
 use super::resnet::DilationRule;
 use super::{
-    ConvNextConfig, DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, InceptionConfig,
-    MixTransformerConfig, MobileNetV2Config, MobileOneConfig, RegNetConfig, ResNetAttention,
-    ResNetConfig, ResNetStem, SeNetConfig, SkResNetConfig, TimmEfficientNetConfig,
+    ConvNextConfig, DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, GerNetConfig,
+    InceptionConfig, MixTransformerConfig, MobileNetV2Config, MobileOneConfig, RegNetConfig,
+    ResNetAttention, ResNetConfig, ResNetStem, SeNetConfig, SkResNetConfig, TimmEfficientNetConfig,
     TimmMobileNetConfig, VggConfig,
 };
 
@@ -132,6 +132,12 @@ pub enum SmpEncoder {
     /// [`ConvNextConfig::timm`]), dilated by timm's `output_stride` rule. It starts at
     /// 1/4 of the input: its stride-2 feature is empty (0 channels), as smp pads it.
     TimmUniversalConvNext(ConvNextConfig),
+    /// `tu-gernet_s`, `tu-gernet_m`, `tu-gernet_l` (a pretrained tag after `.` ignored) and
+    /// smp's deprecated `timm-gernet_*` names for them: timm's GENets through smp's
+    /// `TimmUniversalEncoder` (`encoder.model.stem`, `encoder.model.stages_{i}.*`,
+    /// `encoder.model.final_conv`; [`GerNetConfig`]), dilated by timm's `output_stride`
+    /// rule.
+    TimmUniversalGerNet(GerNetConfig),
     /// `mobileone_s0` .. `mobileone_s4`: Apple's MobileOne as smp builds it, its trained
     /// branches (`encoder.stage{i}.*.rbr_conv` / `rbr_scale` / `rbr_skip`) folded into one
     /// convolution a block at load time ([`MobileOneConfig`]).
@@ -166,10 +172,11 @@ impl SmpEncoder {
     /// Res2Nets too), EfficientNets, MobileNets ([`SmpEncoder::TimmUniversalResNet`],
     /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNet`]) and
     /// RegNets ([`SmpEncoder::TimmUniversalRegNet`]), its ConvNeXts
-    /// ([`SmpEncoder::TimmUniversalConvNext`]), and smp's deprecated `timm-mobilenetv3_*`,
-    /// `timm-regnet*` and `timm-res2*` names (run as smp 0.6 runs them: as timm's
-    /// `tf_mobilenetv3_*`, `regnet*` and `res2*`); any other name is an error naming
-    /// `encoder_name`.
+    /// ([`SmpEncoder::TimmUniversalConvNext`]) and GENets
+    /// ([`SmpEncoder::TimmUniversalGerNet`]), and smp's deprecated `timm-mobilenetv3_*`,
+    /// `timm-regnet*`, `timm-res2*`, `timm-resnest*` and `timm-gernet_*` names (run as smp
+    /// 0.6 runs them: as timm's `tf_mobilenetv3_*`, `regnet*`, `res2*`, `resnest*` and
+    /// `gernet_*`); any other name is an error naming `encoder_name`.
     pub fn from_name(encoder_name: &str) -> Result<Self> {
         if let Some(timm) = encoder_name.strip_prefix("tu-") {
             if let Some(e) = TimmEfficientNetConfig::from_timm(timm) {
@@ -183,6 +190,9 @@ impl SmpEncoder {
             }
             if let Some(c) = ConvNextConfig::timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalConvNext(c));
+            }
+            if let Some(c) = GerNetConfig::timm(timm) {
+                return Ok(SmpEncoder::TimmUniversalGerNet(c));
             }
             return timm_resnet(timm)
                 .map(SmpEncoder::TimmUniversalResNet)
@@ -206,8 +216,8 @@ impl SmpEncoder {
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \
                          tu-tf_mobilenetv3_small_075 / 100 / minimal_100), its RegNets \
                          (tu-regnetx_002 .. tu-regnetx_320, tu-regnety_002 .. \
-                         tu-regnety_640), its ConvNeXts (tu-convnext_atto .. xlarge) and, for \
-                         DPT, its plain ViTs"
+                         tu-regnety_640), its ConvNeXts (tu-convnext_atto .. xlarge), its \
+                         GENets (tu-gernet_s / m / l) and, for DPT, its plain ViTs"
                     ),
                 });
         }
@@ -251,15 +261,13 @@ impl SmpEncoder {
                     ),
                 });
         }
-        if encoder_name.starts_with("timm-gernet") {
-            return Err(Error::InvalidParam {
-                name: "encoder_name",
-                reason: format!(
-                    "{encoder_name:?}: smp runs this deprecated name as timm's {:?} through \
-                     its `tu-` encoders, a model this library does not have",
-                    encoder_name.replacen("timm-", "", 1)
-                ),
-            });
+        if let Some(rest) = encoder_name.strip_prefix("timm-gernet") {
+            return GerNetConfig::timm(&format!("gernet{rest}"))
+                .map(SmpEncoder::TimmUniversalGerNet)
+                .ok_or_else(|| Error::InvalidParam {
+                    name: "encoder_name",
+                    reason: format!("{encoder_name:?} is not one of smp's timm-gernet_s / m / l"),
+                });
         }
         if encoder_name.starts_with("mit_b") {
             return MixTransformerConfig::from_name(encoder_name).map(SmpEncoder::MixTransformer);
@@ -380,6 +388,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalMobileNet(m) => m.validate(),
             SmpEncoder::TimmUniversalRegNet(r) => r.validate(),
             SmpEncoder::TimmUniversalConvNext(c) => c.validate(),
+            SmpEncoder::TimmUniversalGerNet(c) => c.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
             SmpEncoder::MixTransformer(m) => m.validate(),
@@ -405,6 +414,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalMobileNet(m) => m.feature_channels(in_channels),
             SmpEncoder::TimmUniversalRegNet(r) => r.feature_channels(in_channels),
             SmpEncoder::TimmUniversalConvNext(c) => c.feature_channels(in_channels),
+            SmpEncoder::TimmUniversalGerNet(c) => c.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
             SmpEncoder::Inception(i) => {
@@ -517,6 +527,9 @@ impl SmpEncoder {
                 features = r.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::TimmUniversalConvNext(c) => {
+                features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::TimmUniversalGerNet(c) => {
                 features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::MobileOne(m) => {

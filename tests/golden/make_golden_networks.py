@@ -686,6 +686,28 @@ CASES = [
      dict(encoder="tu-resnest50d_4s2x40d", depth=5, output_stride=16, cin=3, classes=2,
           decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
      [1, 3, 48, 64]),
+    # timm's GENets (ByobNet) by smp's deprecated `timm-gernet_*` names and their `tu-`
+    # ones: basic and bottleneck stages, depthwise last stages, `final_conv` as the last
+    # feature, dilated by ByobNet's rule (a stage's first block at dilation 1 or 2).
+    ("smp_unet_timm_gernet_s_odd", "smp_unet",
+     dict(encoder="timm-gernet_s", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_gernet_s_os8", "smp_deeplabv3",
+     dict(encoder="tu-gernet_s", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [2, 3, 40, 48]),
+    ("smp_deeplabv3plus_tu_gernet_m_os16", "smp_deeplabv3plus",
+     dict(encoder="tu-gernet_m", depth=5, output_stride=16, cin=1, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 1, 48, 64]),
+    ("smp_fpn_timm_gernet_l_depth4", "smp_fpn",
+     dict(encoder="timm-gernet_l", depth=4, cin=3, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None),
+     [2, 3, 48, 64]),
+    ("smp_pspnet_tu_gernet_s_depth3", "smp_pspnet",
+     dict(encoder="tu-gernet_s", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [1, 3, 40, 56]),
     # timm's ConvNeXts through smp's `tu-` encoders: transformer-style (an empty stride-2
     # feature), `conv_mlp` in the small ones, dilated by timm's rule (the downsampling
     # convolution at stride 1 with timm's `'same'` padding, asymmetric at dilation 1).
