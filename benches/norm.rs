@@ -1,5 +1,6 @@
 //! Normalisation at the suite's sizes (batch norm inference on 64 x 112 x 112, group norm
-//! G = 32 on 256 x 28 x 28) plus a large plane (1 x 64 x 256 x 256), next to a plain
+//! G = 32 and the global response norm on 256 x 28 x 28) plus a large plane (1 x 64 x 256
+//! x 256), next to a plain
 //! buffer copy of the same input on the same adapter in the same run (GB/s from the bytes
 //! each op must move). Training forward + backward is timed next to inference.
 
@@ -7,7 +8,10 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::Array1;
-use segblocks::ops::norm::{BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams};
+use segblocks::ops::norm::{
+    BatchNorm2d, BatchNorm2dParams, GlobalResponseNorm, GlobalResponseNormParams, GroupNorm,
+    GroupNormParams,
+};
 
 fn bench(c: &mut Criterion) {
     let gpu = common::gpu();
@@ -68,6 +72,23 @@ fn bench(c: &mut Criterion) {
             |rec, t| gn.forward(rec, t),
         );
     }
+    // ConvNeXt V2's global response norm at the group norm's size: the statistics read
+    // the map, the affine reads and writes it.
+    let grn = GlobalResponseNorm::new(
+        &gpu,
+        GlobalResponseNormParams::new(256),
+        Array1::ones(256).view(),
+        Array1::zeros(256).view(),
+    )
+    .unwrap();
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "grn_256x28x28",
+        &x,
+        12 * x.len() as u64,
+        |rec, t| grn.forward(rec, t),
+    );
     g.finish();
 }
 

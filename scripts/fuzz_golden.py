@@ -673,6 +673,8 @@ def networks(fz, count, out):
     # timm's ECA ResNets and anti-aliased ResNets (PyTorch refuses the odd sizes an
     # anti-aliased stride meets: those cases are skipped).
     TIMM += ["tu-ecaresnet26t", "tu-ecaresnetlight", "tu-resnetaa34d", "tu-seresnetaa50d"]
+    # timm's blur-pooled ResNets.
+    TIMM += ["tu-resnetblur18", "tu-resnetblur50d"]
     # timm's Res2Nets (smp's deprecated `timm-res2*` names too).
     TIMM += ["timm-res2net50_26w_4s", "tu-res2net50_14w_8s", "timm-res2next50", "tu-res2net50d"]
     # timm's ResNeSts of radix 2, 4 and 1 (smp's deprecated `timm-resnest*` names too).
@@ -683,7 +685,7 @@ def networks(fz, count, out):
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).
     MIT = ["mit_b0", "mit_b1"]
-    CONVNEXT = ["tu-convnext_atto", "tu-convnext_femto"]
+    CONVNEXT = ["tu-convnext_atto", "tu-convnext_femto", "tu-convnextv2_atto", "tu-convnextv2_pico"]
     TIMM += CONVNEXT
 
     def least(encoder):

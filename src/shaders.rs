@@ -100,6 +100,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("norm_combine.wgsl"),
     wgsl!("norm_apply.wgsl"),
     wgsl!("batch_norm_backward.wgsl"),
+    wgsl!("grn.wgsl"),
     wgsl!("channel_copy.wgsl"),
     wgsl!("elementwise.wgsl"),
     wgsl!("activation_param.wgsl"),

@@ -878,7 +878,7 @@ fn traffic_counts_dispatches_layers_and_bytes() {
 /// counts and batch 2, and values a block cannot take are typed errors naming them.
 #[test]
 fn timm_block_options_match_the_reference_and_refuse_bad_values() {
-    use segblocks::blocks::AvgDown;
+    use segblocks::blocks::{AntiAlias, AvgDown};
     let gpu = gpu();
     let sd = StateDict::synthetic();
     let mut r = rng(29);
@@ -895,7 +895,7 @@ fn timm_block_options_match_the_reference_and_refuse_bad_values() {
     let bottleneck = BottleneckConfig::new(24, 5)
         .stride(2)
         .eca(3)
-        .anti_alias(true)
+        .anti_alias(Some(AntiAlias::AvgPool))
         .avg_down(AvgDown::Strided);
     let b = Bottleneck::load(gpu, bottleneck, &sd, "layer2.0").unwrap();
     let x = random4(&mut r, [2, 24, 10, 14]);
@@ -958,12 +958,49 @@ fn timm_block_options_match_the_reference_and_refuse_bad_values() {
     }
     let basic = BasicBlockConfig::new(12, 12)
         .se(8)
-        .anti_alias(true)
+        .anti_alias(Some(AntiAlias::AvgPool))
         .stride(2);
     let b = BasicBlock::load(gpu, basic, &sd, "layer1.0").unwrap();
     let x = random4(&mut r, [1, 12, 8, 6]);
     let want = b.reference(x.view()).unwrap();
     check(&|rec, t| b.forward(rec, t), want, &x, "SE basic block");
+    // timm's blur pool (reflect padding, the binomial filter): a strided bottleneck on odd
+    // sides (the blur keeps the projection's size), the first block of a dilated stage
+    // (a blur at stride 1 after the previous dilation), a strided basic block.
+    let blur = Some(AntiAlias::BlurPool);
+    for (cfg, shape) in [
+        (
+            BottleneckConfig::new(24, 5)
+                .stride(2)
+                .anti_alias(blur)
+                .avg_down(AvgDown::Strided),
+            [2, 24, 9, 11],
+        ),
+        (
+            BottleneckConfig::new(16, 4)
+                .dilation(2)
+                .first_dilation(Some(1))
+                .anti_alias(blur),
+            [1, 16, 7, 5],
+        ),
+    ] {
+        let b = Bottleneck::load(gpu, cfg, &sd, "layer3.0").unwrap();
+        assert!(b.graph().names().any(|n| n == "aa"), "{cfg:?}");
+        let x = random4(&mut r, shape);
+        let want = b.reference(x.view()).unwrap();
+        check(&|rec, t| b.forward(rec, t), want, &x, &format!("{cfg:?}"));
+    }
+    let basic_blur = BasicBlockConfig::new(12, 16).anti_alias(blur).stride(2);
+    let blurred = BasicBlock::load(gpu, basic_blur, &sd, "layer2.0").unwrap();
+    let x = random4(&mut r, [2, 12, 7, 6]);
+    let want = blurred.reference(x.view()).unwrap();
+    assert_eq!(want.shape(), &[2, 16, 4, 3]);
+    check(
+        &|rec, t| blurred.forward(rec, t),
+        want,
+        &x,
+        "blur-pooled basic block",
+    );
     // An anti-aliased stride on an odd side: the pooled branch is a row shorter than the
     // strided projection, which PyTorch refuses too.
     let odd = b.forward(

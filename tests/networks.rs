@@ -1205,6 +1205,7 @@ fn convnext_bad_names_are_typed_errors() {
         channels: [96, 0, 384, 768],
         blocks: [1, 1, 1, 1],
         conv_mlp: false,
+        grn: false,
     };
     named(
         ConvNextFeatures::load(common::gpu(), cfg, &StateDict::synthetic(), "").err(),
@@ -1682,6 +1683,7 @@ fn smp_dpt_bad_configurations_are_typed_errors() {
 /// give smp's widths too.
 #[test]
 fn timm_universal_names_are_timm_configurations() {
+    use segblocks::blocks::AntiAlias;
     use segblocks::networks::{ResNetBlock, ResNetStem};
     let timm = [
         ("tu-resnet18", true, [2, 2, 2, 2], 1, 64),
@@ -1746,7 +1748,7 @@ fn timm_universal_names_are_timm_configurations() {
     ];
     for (name, stem, avg_down, layers, stride2) in stems {
         let r = &timm_resnet(name);
-        assert_eq!((r.attn_layer, r.anti_alias), (None, false), "{name}");
+        assert_eq!((r.attn_layer, r.anti_alias), (None, None), "{name}");
         assert_eq!(
             (r.stem, r.avg_down, r.layers),
             (stem, avg_down, layers),
@@ -1795,48 +1797,40 @@ fn timm_universal_names_are_timm_configurations() {
         assert_eq!(got, (se, stem, avg_down, layers), "{name}");
         assert_eq!((r.groups, r.width_per_group), groups, "{name}");
     }
-    // timm's ECA and anti-aliased ResNets: the attention, anti-aliasing, stem, `avg_down`,
-    // blocks and groups.
+    // timm's ECA, anti-aliased and blur-pooled ResNets: the attention, anti-aliasing, stem,
+    // `avg_down`, blocks and groups.
     let (eca, se) = (
         Some(ResNetAttention::Eca),
         Some(ResNetAttention::SqueezeExcitation),
     );
     let standard = ResNetStem::Standard;
+    let (no, aa, blur) = (None, Some(AntiAlias::AvgPool), Some(AntiAlias::BlurPool));
     let others = [
-        ("tu-ecaresnet26t", eca, false, tiered, [2, 2, 2, 2], 1),
-        ("tu-ecaresnet50d", eca, false, deep, [3, 4, 6, 3], 1),
-        ("tu-ecaresnet50t", eca, false, tiered, [3, 4, 6, 3], 1),
-        ("tu-ecaresnetlight", eca, false, standard, [1, 1, 11, 3], 1),
-        ("tu-ecaresnet101d", eca, false, deep, [3, 4, 23, 3], 1),
-        ("tu-ecaresnet200d", eca, false, deep, [3, 24, 36, 3], 1),
-        ("tu-ecaresnet269d", eca, false, deep, [3, 30, 48, 8], 1),
-        ("tu-resnetaa34d", None, true, deep, [3, 4, 6, 3], 1),
-        ("tu-resnetaa50", None, true, standard, [3, 4, 6, 3], 1),
-        ("tu-resnetaa50d", None, true, deep, [3, 4, 6, 3], 1),
-        ("tu-resnetaa101d", None, true, deep, [3, 4, 23, 3], 1),
-        ("tu-seresnetaa50d", se, true, deep, [3, 4, 6, 3], 1),
-        (
-            "tu-seresnextaa101d_32x8d",
-            se,
-            true,
-            deep,
-            [3, 4, 23, 3],
-            32,
-        ),
-        (
-            "tu-seresnextaa201d_32x8d",
-            se,
-            true,
-            wide,
-            [3, 24, 36, 4],
-            32,
-        ),
+        ("tu-ecaresnet26t", eca, no, tiered, [2, 2, 2, 2], 1),
+        ("tu-ecaresnet50d", eca, no, deep, [3, 4, 6, 3], 1),
+        ("tu-ecaresnet50t", eca, no, tiered, [3, 4, 6, 3], 1),
+        ("tu-ecaresnetlight", eca, no, standard, [1, 1, 11, 3], 1),
+        ("tu-ecaresnet101d", eca, no, deep, [3, 4, 23, 3], 1),
+        ("tu-ecaresnet200d", eca, no, deep, [3, 24, 36, 3], 1),
+        ("tu-ecaresnet269d", eca, no, deep, [3, 30, 48, 8], 1),
+        ("tu-resnetblur18", None, blur, standard, [2, 2, 2, 2], 1),
+        ("tu-resnetblur50", None, blur, standard, [3, 4, 6, 3], 1),
+        ("tu-resnetblur50d", None, blur, deep, [3, 4, 6, 3], 1),
+        ("tu-resnetblur101d", None, blur, deep, [3, 4, 23, 3], 1),
+        ("tu-resnetaa34d", None, aa, deep, [3, 4, 6, 3], 1),
+        ("tu-resnetaa50", None, aa, standard, [3, 4, 6, 3], 1),
+        ("tu-resnetaa50d", None, aa, deep, [3, 4, 6, 3], 1),
+        ("tu-resnetaa101d", None, aa, deep, [3, 4, 23, 3], 1),
+        ("tu-seresnetaa50d", se, aa, deep, [3, 4, 6, 3], 1),
+        ("tu-seresnextaa101d_32x8d", se, aa, deep, [3, 4, 23, 3], 32),
+        ("tu-seresnextaa201d_32x8d", se, aa, wide, [3, 24, 36, 4], 32),
     ];
     for (name, attn, aa, stem, layers, groups) in others {
         let r = &timm_resnet(name);
         let got = (r.attn_layer, r.anti_alias, r.stem, r.layers, r.groups);
         assert_eq!(got, (attn, aa, stem, layers, groups), "{name}");
-        assert_eq!(r.avg_down, name != "tu-resnetaa50", "{name}");
+        let plain_stem = ["tu-resnetaa50", "tu-resnetblur18", "tu-resnetblur50"];
+        assert_eq!(r.avg_down, !plain_stem.contains(&name), "{name}");
     }
     // timm's own EfficientNets, MobileNets, RegNets, ConvNeXts and GENets (by their `tu-` names and smp's
     // deprecated `timm-` ones): the family and smp's widths (listed from smp 0.6.0 / timm
@@ -1848,7 +1842,9 @@ fn timm_universal_names_are_timm_configurations() {
     let convnext = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalConvNext(_));
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 30] = [
+    let families: [(&str, Family, [usize; 6]); 32] = [
+        ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
+        ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
         ("tu-gernet_m", gernet, [3, 32, 128, 192, 640, 2560]),
         (
@@ -1975,7 +1971,7 @@ fn timm_universal_names_are_timm_configurations() {
         "minimal",
     );
     for bad in [
-        "tu-resnetblur50",
+        "tu-resnetblur34",
         "tu-resnet34t",
         "tu-seresnet26d",
         "tu-ecaresnet50d_pruned",
@@ -1998,6 +1994,7 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-regnetz_040",
         "timm-resnest50d_2s4x40d",
         "timm-gernet_xl",
+        "tu-convnextv2_xlarge",
         "tu-gernet_xs",
         "tu-res2net50_26w_5s",
     ] {

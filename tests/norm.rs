@@ -1,5 +1,6 @@
 //! Normalisation: batch norm (training with running statistics, inference, backward,
-//! folding into a convolution), group, layer and instance norm, AdaIN; GPU against the
+//! folding into a convolution), group, layer and instance norm, AdaIN, global response
+//! norm; GPU against the
 //! reference, the identities between them, accuracy on hard inputs, and bad input.
 
 mod common;
@@ -8,8 +9,9 @@ use common::*;
 use ndarray::{Array1, Array3, Array4};
 use segblocks::ops::conv::{Conv2d, Conv2dParams};
 use segblocks::ops::norm::{
-    adain, fold_batch_norm, BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams,
-    InstanceNorm2d, InstanceNorm2dParams, LayerNorm, LayerNormParams, NormalizedShape,
+    adain, fold_batch_norm, BatchNorm2d, BatchNorm2dParams, GlobalResponseNorm,
+    GlobalResponseNormParams, GroupNorm, GroupNormParams, InstanceNorm2d, InstanceNorm2dParams,
+    LayerNorm, LayerNormParams, NormalizedShape,
 };
 use segblocks::{reference, Error, Tensor};
 
@@ -855,4 +857,76 @@ fn non_finite_values_make_their_segment_nan() {
     .output;
     let channels_1_to_3 = vec![(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)];
     assert_eq!(check(&got, &want, "batch norm"), channels_1_to_3);
+}
+
+/// ConvNeXt V2's global response norm, the whole norm and its scale alone: one-pixel
+/// planes, odd sizes, more channels than a workgroup has invocations, planes long enough
+/// for split statistics, an offset (the norm of a plane far from zero mean), batch 1 to 3;
+/// bad parameters and inputs are typed errors.
+#[test]
+fn global_response_norm_matches_the_reference() {
+    let gpu = gpu();
+    let mut r = rng(61);
+    for (shape, offset) in [
+        ([2, 5, 7, 3], 0.0),
+        ([1, 3, 1, 1], 0.5),
+        ([3, 70, 4, 4], 3.0),
+        ([1, 6, 150, 151], 1.0),
+    ] {
+        let c = shape[1];
+        let x = random4(&mut r, shape).mapv(|v| v + offset);
+        let (weight, bias) = affine(&mut r, c);
+        let params = GlobalResponseNormParams::new(c);
+        let grn = GlobalResponseNorm::new(gpu, params, weight.view(), bias.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let xt = gpu.upload(x.view()).unwrap();
+        let y = grn.forward(&mut rec, &xt).unwrap();
+        let scale = grn.scale(&mut rec, &xt).unwrap();
+        rec.submit().unwrap();
+        let want =
+            reference::norm::global_response_norm(&params, x.view(), weight.view(), bias.view())
+                .unwrap();
+        let want_scale =
+            reference::norm::global_response_norm_scale(&params, x.view(), weight.view()).unwrap();
+        assert_close(
+            down(&y).view(),
+            want.view(),
+            tol(&want).view(),
+            &format!("grn {shape:?}"),
+        );
+        assert_close(
+            down(&scale).view(),
+            want_scale.view(),
+            tol(&want_scale).view(),
+            &format!("grn scale {shape:?}"),
+        );
+    }
+    let (weight, bias) = affine(&mut r, 4);
+    let params = GlobalResponseNormParams::new(4);
+    expect_param(
+        GlobalResponseNorm::new(gpu, params.eps(-1.0), weight.view(), bias.view()),
+        "eps",
+    );
+    expect_param(
+        GlobalResponseNorm::new(
+            gpu,
+            GlobalResponseNormParams::new(0),
+            weight.view(),
+            bias.view(),
+        ),
+        "channels",
+    );
+    let short = Array1::zeros(3);
+    let got = GlobalResponseNorm::new(gpu, params, short.view(), bias.view());
+    assert!(
+        matches!(&got, Err(Error::ShapeMismatch { name: "weight", .. })),
+        "{got:?}"
+    );
+    let grn = GlobalResponseNorm::new(gpu, params, weight.view(), bias.view()).unwrap();
+    let five = gpu.upload(random4(&mut r, [1, 5, 2, 2]).view()).unwrap();
+    let got = grn.forward(&mut gpu.recorder(), &five);
+    assert!(
+        matches!(&got, Err(Error::ShapeMismatch { name: "input", .. })),
+        "{got:?}"
+    );
 }

@@ -1,14 +1,17 @@
 //! Workgroup reductions (`shaders/reduce.wgsl`): the global pooling and the normalisation
 //! statistics with each [`Reduction`] forced (a tree in workgroup memory, and subgroup
 //! operations where the adapter has them), against the CPU reference: odd plane sizes,
-//! planes split over several workgroups, NaN in a max, batch norm forward and backward
-//! and group norm.
+//! planes split over several workgroups, NaN in a max, batch norm forward and backward,
+//! group norm and the global response norm.
 
 mod common;
 
 use common::*;
 use ndarray::{Array1, Array4};
-use segblocks::ops::norm::{BatchNorm2d, BatchNorm2dParams, GroupNorm, GroupNormParams};
+use segblocks::ops::norm::{
+    BatchNorm2d, BatchNorm2dParams, GlobalResponseNorm, GlobalResponseNormParams, GroupNorm,
+    GroupNormParams,
+};
 use segblocks::ops::pool::{global_pool, GlobalPool};
 use segblocks::{reference, Error, Gpu, GpuOptions, Reduction};
 
@@ -151,6 +154,22 @@ fn check_norms(gpu: &Gpu, what: &str) {
         tol.view(),
         &format!("{what}: group norm"),
     );
+    // The global response norm's scale reduces across a sample's channels: more channels
+    // than a workgroup has invocations, batch 2.
+    let params = GlobalResponseNormParams::new(150);
+    let x = random4(&mut r, [2, 150, 3, 5]).mapv(|v| v + 0.5);
+    let (weight, bias) = (random1(&mut r, 150), random1(&mut r, 150));
+    let want = reference::norm::global_response_norm(&params, x.view(), weight.view(), bias.view())
+        .unwrap();
+    let grn = GlobalResponseNorm::new(gpu, params, weight.view(), bias.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let y = grn
+        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    let got = rec.download(&y).unwrap();
+    let tol = want.mapv(|v| 1e-4 * (1.0 + v.abs()));
+    let case = format!("{what}: global response norm");
+    assert_close(got.view(), want.view(), tol.view(), &case);
 }
 
 #[test]

@@ -112,7 +112,7 @@ fn act_shaders_validate_with_f16_storage() {
     }
     // Every kernel that reads or writes a tensor has an f16 form: all but the max-unpool
     // scatter (indices and atomics) and the norm statistics combine (f32 sums).
-    assert_eq!(count, 49, "shaders with Act bindings");
+    assert_eq!(count, 51, "shaders with Act bindings");
 }
 
 /// The kernels whose workgroup reductions have a subgroup form (`reduce_subgroup.wgsl`)
@@ -177,8 +177,9 @@ fn reductions_have_a_subgroup_form_that_validates() {
         }
         count += 1;
     }
-    // The global pooling and the normalisation statistics.
-    assert_eq!(count, 2, "shaders with a subgroup form");
+    // The global pooling, the normalisation statistics and the global response norm's
+    // scale.
+    assert_eq!(count, 3, "shaders with a subgroup form");
 }
 
 /// Every kernel declares its parameters the one way the preprocessor can rebind them,

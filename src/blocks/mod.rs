@@ -41,8 +41,9 @@ pub use mobilenet::{
     InvertedResidualConfig, MobileNetV3Block, MobileNetV3Config,
 };
 pub use nodes::ConvBnAct;
+pub(crate) use resnet::blur_pool;
 pub use resnet::{
-    AvgDown, BasicBlock, BasicBlockConfig, BlockAttention, Bottleneck, BottleneckConfig,
+    AntiAlias, AvgDown, BasicBlock, BasicBlockConfig, BlockAttention, Bottleneck, BottleneckConfig,
     BottleneckKind,
 };
 pub(crate) use segnet::conv_stack;
@@ -51,8 +52,9 @@ pub use shufflenet::{ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2U
 
 pub(crate) use graph::{HostValue, Inputs, Node, Value, ValueId};
 pub(crate) use nodes::{
-    BnActNode, ConvTransposeNode, DecoderStageNode, EcaGateNode, GroupNormNode, LayerNorm2dNode,
-    LrAsppHeadNode, Op, RepConvNode, SdpaNode, SeNode, SplitAttentionNode, TwoPathAttentionNode,
+    BnActNode, ConvTransposeNode, DecoderStageNode, EcaGateNode, GrnScaleNode, GroupNormNode,
+    LayerNorm2dNode, LrAsppHeadNode, Op, RepConvNode, SdpaNode, SeNode, SplitAttentionNode,
+    TwoPathAttentionNode,
 };
 
 use ndarray::{Array4, ArrayView4};

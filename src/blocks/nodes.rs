@@ -21,7 +21,9 @@ use crate::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
 use crate::ops::copy::{CropParams2d, Pad2dParams};
 use crate::ops::decoder_stage::{DecoderStage, DecoderStageParams};
 use crate::ops::lraspp_head::{LrAsppHead, LrAsppHeadParams, Pointwise};
-use crate::ops::norm::{fold_batch_norm, BatchNorm2dParams};
+use crate::ops::norm::{
+    fold_batch_norm, BatchNorm2dParams, GlobalResponseNorm, GlobalResponseNormParams,
+};
 use crate::ops::pool::{
     self, AdaptiveAvgPool2dParams, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
 };
@@ -85,6 +87,8 @@ pub struct ConvBnAct {
     /// A per-output-channel scale after the batch norm (ConvNeXt's `layer_scale`), folded
     /// into the GPU weights.
     scale: Option<Array1<f32>>,
+    /// The weights are a fixed buffer, not parameters ([`ConvBnAct::fixed`]).
+    fixed: bool,
 }
 
 impl ConvBnAct {
@@ -129,6 +133,27 @@ impl ConvBnAct {
             shuffle_groups: 0,
             gate: None,
             scale: None,
+            fixed: false,
+        })
+    }
+
+    /// A convolution whose weights are a fixed buffer, not learned parameters (timm's
+    /// `BlurPool2d` filter, which no state dict holds): no bias or batch norm, and its
+    /// cost counts no parameters, as PyTorch counts none.
+    pub(crate) fn fixed(gpu: &Gpu, params: Conv2dParams, weight: Array4<f32>) -> Result<Self> {
+        let params = params.bias(false);
+        let conv = Conv2d::new(gpu, params, weight.view(), None)?;
+        Ok(ConvBnAct {
+            params,
+            weight,
+            bias: None,
+            bn: None,
+            conv,
+            join: None,
+            shuffle_groups: 0,
+            gate: None,
+            scale: None,
+            fixed: true,
         })
     }
 
@@ -325,6 +350,9 @@ impl ConvBnAct {
     /// but part of the model, as PyTorch counts them).
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let mut c = self.params.cost(input)?;
+        if self.fixed {
+            c.params = 0;
+        }
         if self.bn.is_some() {
             c.params += 2 * self.params.out_channels as u64;
         }
@@ -685,6 +713,57 @@ impl Node for EcaGateNode {
         let x = inputs.get(0)?.tensor()?;
         let logits = reference::attention::eca_logits(x, self.weight.view())?;
         Ok(vec![HostValue::Tensor(logits)])
+    }
+}
+
+/// The scale of a global response norm (ConvNeXt V2's `mlp.grn`), `[N, C, 1, 1]`: its
+/// input times this plus its bias is the norm's output, which the layer after it computes
+/// as it reads the input ([`GlobalResponseNorm::scale`]).
+#[derive(Debug)]
+pub(crate) struct GrnScaleNode {
+    norm: GlobalResponseNorm,
+    /// The weight, for the reference.
+    weight: Array1<f32>,
+}
+
+impl GrnScaleNode {
+    /// Loads `{prefix}.weight` and `{prefix}.bias` of `c` values each; returns the node and
+    /// the bias (for the layer that adds it).
+    pub(crate) fn load(
+        gpu: &Gpu,
+        sd: &StateDict,
+        params: GlobalResponseNormParams,
+        prefix: &str,
+    ) -> Result<(Self, Array1<f32>)> {
+        let c = params.channels;
+        let weight = sd.get1(&key(prefix, "weight"), c)?;
+        let bias = sd.get1(&key(prefix, "bias"), c)?;
+        let norm = GlobalResponseNorm::new(gpu, params, weight.view(), bias.view())?;
+        Ok((GrnScaleNode { norm, weight }, bias))
+    }
+}
+
+impl Node for GrnScaleNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let s = self.norm.params().output_shape(*inputs.get(0)?)?;
+        Ok(vec![[s[0], s[1], 1, 1]])
+    }
+
+    /// The norm's weight and bias (the bias is added by the layer after it).
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        self.norm.cost(*inputs.get(0)?)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let scale = self.norm.scale(rec, inputs.get(0)?.tensor()?)?;
+        Ok(vec![Value::Tensor(scale)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let x = inputs.get(0)?.tensor()?;
+        let params = self.norm.params();
+        let scale = reference::norm::global_response_norm_scale(params, x, self.weight.view())?;
+        Ok(vec![HostValue::Tensor(scale)])
     }
 }
 

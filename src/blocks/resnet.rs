@@ -1,11 +1,13 @@
 //! ResNet's blocks: torchvision's `resnet.BasicBlock` (ResNet-18 / 34) and
 //! `resnet.Bottleneck` (ResNet-50 and deeper, ResNeXt and Wide ResNet included).
 
-use super::{conv_bn, Architecture, Graph, Model, Op};
+use ndarray::Array4;
+
+use super::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::{EcaParams, SqueezeExcitationParams};
-use crate::ops::conv::{Conv2dParams, ResidualJoin};
+use crate::ops::conv::{Conv2dParams, PaddingMode, ResidualJoin};
 use crate::ops::pool::AvgPool2dParams;
 use crate::ops::setters;
 use crate::ops::Activation;
@@ -28,6 +30,10 @@ pub struct BottleneckConfig {
     pub base_width: usize,
     /// Dilation of the 3x3 convolution.
     pub dilation: usize,
+    /// The 3x3 convolution's dilation where it differs from `dilation` (timm's
+    /// `first_dilation`: the first block of a dilated stage keeps the previous stage's,
+    /// and with [`AntiAlias::BlurPool`] blurs after it); `None` (the default): `dilation`.
+    pub first_dilation: Option<usize>,
     /// Whether the skip has a 1x1 projection with batch norm. `None` (the default) does
     /// what torchvision's module does: a projection exactly when the state dict has one
     /// (`downsample.0.weight`), or, for a state dict without it, when torchvision would
@@ -40,10 +46,10 @@ pub struct BottleneckConfig {
     /// Channel attention on the last batch norm's output, before the skip joins (timm's
     /// `attn_layer`, under `se`); `None` (the default): none.
     pub attn: Option<BlockAttention>,
-    /// timm's anti-aliasing (`aa_layer=nn.AvgPool2d`, its `resnetaa*` models): a strided
-    /// block runs its 3x3 convolution at stride 1 and then averages `stride x stride`
-    /// windows at that stride (`aa`, after the ReLU); `false` (the default): none.
-    pub anti_alias: bool,
+    /// timm's anti-aliasing (`aa_layer`, see [`AntiAlias`]): a strided block runs its 3x3
+    /// convolution at stride 1 and then pools at the stride (`aa`, after the ReLU);
+    /// `None` (the default): none.
+    pub anti_alias: Option<AntiAlias>,
     /// The 3x3 stage: torchvision's convolution (the default), Res2Net's hierarchical
     /// splits or ResNeSt's split attention.
     pub kind: BottleneckKind,
@@ -84,6 +90,21 @@ pub enum BottleneckKind {
     },
 }
 
+/// timm's anti-aliasing layer (`aa_layer`) in a block that strides: its 3x3 convolution
+/// runs at stride 1 and this pools after it at the block's stride (`aa`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AntiAlias {
+    /// `nn.AvgPool2d(stride)` (timm's `resnetaa*` models): `stride x stride` averages at
+    /// the stride. The stem's max pool becomes a 2x2 average.
+    AvgPool,
+    /// timm's `BlurPool2d` (its `resnetblur*` models): each channel blurred by the 3x3
+    /// binomial filter (`[1, 2, 1]` times itself, over 16) at the stride after reflect
+    /// padding by 1; also at stride 1 in the first block of a stage whose dilation grows
+    /// (timm's `first_dilation != dilation`). The stem's max pool runs at stride 1 (`maxpool.0`)
+    /// and a blur strides after it (`maxpool.1`).
+    BlurPool,
+}
+
 /// The channel attention of a block's output before its skip joins (timm's `attn_layer`,
 /// its weights under `se`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,10 +139,11 @@ impl BottleneckConfig {
             groups: 1,
             base_width: 64,
             dilation: 1,
+            first_dilation: None,
             downsample: None,
             avg_down: None,
             attn: None,
-            anti_alias: false,
+            anti_alias: None,
             kind: BottleneckKind::Conv3x3,
         }
     }
@@ -169,8 +191,10 @@ setters!(BottleneckConfig {
     stride: usize,
     /// Sets the dilation.
     dilation: usize,
+    /// Sets the first block's dilation of the 3x3 convolution (timm's `first_dilation`).
+    first_dilation: Option<usize>,
     /// Sets timm's anti-aliasing.
-    anti_alias: bool,
+    anti_alias: Option<AntiAlias>,
     /// Sets the 3x3 stage.
     kind: BottleneckKind,
 });
@@ -219,10 +243,11 @@ impl Architecture for BottleneckConfig {
         let p1 = Conv2dParams::new(cfg.inplanes, w * scale, 1)
             .bias(false)
             .activation(relu);
+        let d = cfg.first_dilation.unwrap_or(cfg.dilation);
         let p2 = Conv2dParams::new(w, w, 3)
             .stride(anti_aliased_stride(cfg.anti_alias, cfg.stride))
-            .padding(cfg.dilation)
-            .dilation(cfg.dilation)
+            .padding(d)
+            .dilation(d)
             .groups(cfg.groups)
             .bias(false)
             .activation(relu);
@@ -256,7 +281,8 @@ impl Architecture for BottleneckConfig {
                 split_attention(&mut g, a, (p2, radix, avd), (gpu, sd, prefix))?
             }
         };
-        let b = anti_alias(&mut g, b, cfg.anti_alias, cfg.stride);
+        let aa = (cfg.stride, w * scale, d != cfg.dilation);
+        let b = anti_alias(&mut g, b, cfg.anti_alias, aa, gpu)?;
         let conv3 = conv_bn(gpu, sd, p3, &k("conv3"), &k("bn3"), eps)?;
         let end = (conv3, out, cfg.attn);
         let y = block_end(&mut g, (b, identity), end, "conv3", (gpu, sd, prefix))?;
@@ -407,21 +433,49 @@ fn split_attention(
 
 /// The stride of a block's strided 3x3 convolution: 1 with timm's anti-aliasing, which
 /// pools after it instead.
-fn anti_aliased_stride(anti_alias: bool, stride: usize) -> usize {
-    if anti_alias {
+fn anti_aliased_stride(anti_alias: Option<AntiAlias>, stride: usize) -> usize {
+    if anti_alias.is_some() {
         1
     } else {
         stride
     }
 }
 
-/// timm's anti-aliasing pool after a block's strided 3x3 convolution: `nn.AvgPool2d(stride)`
-/// (`aa`), none at stride 1 (where a dilated stage leaves timm's `AvgPool2d(1)`).
-fn anti_alias(g: &mut Graph, x: super::ValueId, anti_alias: bool, stride: usize) -> super::ValueId {
-    if !anti_alias || stride == 1 {
-        return x;
-    }
-    g.add("aa", Op::AvgPool(AvgPool2dParams::new(stride)), &[x])
+/// timm's anti-aliasing after a block's 3x3 convolution of `channels` channels (`aa`),
+/// where timm's `use_aa` holds: at a stride, or where the block's first dilation differs
+/// from the stage's (`dilation_grows`; there `nn.AvgPool2d(1)` changes nothing and the
+/// blur runs at stride 1).
+fn anti_alias(
+    g: &mut Graph,
+    x: super::ValueId,
+    anti_alias: Option<AntiAlias>,
+    (stride, channels, dilation_grows): (usize, usize, bool),
+    gpu: &Gpu,
+) -> Result<super::ValueId> {
+    Ok(match anti_alias {
+        Some(AntiAlias::AvgPool) if stride > 1 => {
+            g.add("aa", Op::AvgPool(AvgPool2dParams::new(stride)), &[x])
+        }
+        Some(AntiAlias::BlurPool) if stride > 1 || dilation_grows => {
+            g.add("aa", blur_pool(gpu, channels, stride)?, &[x])
+        }
+        _ => x,
+    })
+}
+
+/// timm's `BlurPool2d(channels, filt_size=3, stride)`: each channel convolved with the
+/// 3x3 binomial filter `[1, 2, 1]^T [1, 2, 1] / 16` at `stride` after reflect padding by 1
+/// (the filter is a buffer, not a parameter).
+pub(crate) fn blur_pool(gpu: &Gpu, channels: usize, stride: usize) -> Result<ConvBnAct> {
+    let taps = [1.0, 2.0, 1.0];
+    let weight =
+        Array4::from_shape_fn((channels, 1, 3, 3), |(_, _, i, j)| taps[i] * taps[j] / 16.0);
+    let params = Conv2dParams::new(channels, channels, 3)
+        .stride(stride)
+        .padding(1)
+        .groups(channels)
+        .padding_mode(PaddingMode::Reflect);
+    ConvBnAct::fixed(gpu, params, weight)
 }
 
 /// The projection's convolution and batch norm: `downsample.0` / `.1`, or after
@@ -507,8 +561,8 @@ pub struct BasicBlockConfig {
     /// Channel attention before the skip joins (see [`BottleneckConfig::attn`]).
     pub attn: Option<BlockAttention>,
     /// timm's anti-aliasing: a strided block runs its first 3x3 convolution at stride 1
-    /// and then averages (see [`BottleneckConfig::anti_alias`]).
-    pub anti_alias: bool,
+    /// and then pools (see [`BottleneckConfig::anti_alias`]).
+    pub anti_alias: Option<AntiAlias>,
 }
 
 impl BasicBlockConfig {
@@ -525,7 +579,7 @@ impl BasicBlockConfig {
             downsample: None,
             avg_down: None,
             attn: None,
-            anti_alias: false,
+            anti_alias: None,
         }
     }
 
@@ -569,7 +623,7 @@ setters!(BasicBlockConfig {
     /// Sets the dilation (anything but 1 is refused, as torchvision refuses it).
     dilation: usize,
     /// Sets timm's anti-aliasing.
-    anti_alias: bool,
+    anti_alias: Option<AntiAlias>,
 });
 
 /// A ResNet basic block for inference: three dispatches with a projection, two without
@@ -640,7 +694,8 @@ impl Architecture for BasicBlockConfig {
             conv_bn(gpu, sd, p1, &k("conv1"), &k("bn1"), 1e-5)?,
             &[x],
         );
-        let a = anti_alias(&mut g, a, cfg.anti_alias, cfg.stride);
+        let aa = (cfg.stride, cfg.planes, d1 != d);
+        let a = anti_alias(&mut g, a, cfg.anti_alias, aa, gpu)?;
         let conv2 = conv_bn(gpu, sd, p2, &k("conv2"), &k("bn2"), 1e-5)?;
         let end = (conv2, cfg.planes, cfg.attn);
         let y = block_end(&mut g, (a, identity), end, "conv2", (gpu, sd, prefix))?;

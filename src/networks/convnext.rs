@@ -12,12 +12,21 @@
 //! the same network under timm's names, as smp's `tu-convnext_*` encoders hold them
 //! (`stem_0` / `stem_1`, `stages_{s}.downsample.{0,1}`, `stages_{s}.blocks.{i}.conv_dw`
 //! / `norm` / `mlp.fc1` / `mlp.fc2` / `gamma`; the small models' `conv_mlp` stores the
-//! linear layers as 1x1 convolutions), dilated by timm's `output_stride` rule.
+//! linear layers as 1x1 convolutions), dilated by timm's `output_stride` rule, and its
+//! ConvNeXt V2s (`convnextv2_atto` .. `convnextv2_huge`, [`ConvNextConfig::grn`]): a
+//! global response norm (`mlp.grn`) between each block's GELU and its second linear
+//! layer instead of the layer scale; on the GPU the norm's statistics and scale are two
+//! dispatches and the second linear layer applies the scale as it reads its input.
 
-use crate::blocks::{Architecture, ConvBnAct, Graph, LayerNorm2dNode, Model, ValueId};
+use ndarray::Array1;
+
+use crate::blocks::{
+    Architecture, ConvBnAct, Graph, GrnScaleNode, LayerNorm2dNode, Model, ValueId,
+};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
+use crate::ops::norm::GlobalResponseNormParams;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
@@ -32,6 +41,11 @@ pub struct ConvNextConfig {
     /// timm's `conv_mlp` (its `atto` .. `nano` models): the block's linear layers are 1x1
     /// convolutions (`[out, in, 1, 1]` weights); the same computation.
     pub conv_mlp: bool,
+    /// ConvNeXt V2 (timm's `convnextv2_*`, `use_grn`, no layer scale): a global response
+    /// norm (`mlp.grn`) between the block's GELU and its second linear layer, which
+    /// applies the norm's scale as it reads its input and holds the norm's bias in its
+    /// own; `false`: ConvNeXt V1, its output scaled by the layer scale.
+    pub grn: bool,
 }
 
 /// torchvision's `convnext_*().features`: the last stage's output, at 1/32 of the input.
@@ -58,10 +72,23 @@ impl ConvNextConfig {
     }
 
     /// By timm's name: `convnext_atto`, `_femto`, `_pico`, `_nano` (with `conv_mlp`),
-    /// `_tiny`, `_small`, `_base`, `_large`, `_xlarge` (a pretrained tag after `.`
-    /// ignored); `None` for any other.
+    /// `_tiny`, `_small`, `_base`, `_large`, `_xlarge`, and ConvNeXt V2's
+    /// `convnextv2_atto`, `_femto`, `_pico`, `_nano` (with `conv_mlp`), `_tiny`, `_small`,
+    /// `_base`, `_large`, `_huge` (a pretrained tag after `.` ignored); `None` for any
+    /// other.
     pub fn timm(name: &str) -> Option<Self> {
-        let (channels, blocks, conv_mlp) = match name.split('.').next()? {
+        let name = name.split('.').next()?;
+        if let Some(size) = name.strip_prefix("convnextv2_") {
+            let v1 = match size {
+                "huge" => ConvNextConfig {
+                    channels: [352, 704, 1408, 2816],
+                    ..Self::timm("convnext_large")?
+                },
+                _ => Self::timm(&format!("convnext_{size}"))?,
+            };
+            return (size != "xlarge").then_some(ConvNextConfig { grn: true, ..v1 });
+        }
+        let (channels, blocks, conv_mlp) = match name {
             "convnext_atto" => ([40, 80, 160, 320], [2, 2, 6, 2], true),
             "convnext_femto" => ([48, 96, 192, 384], [2, 2, 6, 2], true),
             "convnext_pico" => ([64, 128, 256, 512], [2, 2, 6, 2], true),
@@ -77,6 +104,7 @@ impl ConvNextConfig {
             channels,
             blocks,
             conv_mlp,
+            grn: false,
         })
     }
 
@@ -192,6 +220,9 @@ impl ConvNextConfig {
         };
         let expand = Conv2dParams::new(c, 4 * c, 1).activation(Activation::Gelu);
         y = g.add(at(names.fc1), linear(expand, names.fc1)?, &[y]);
+        if self.grn {
+            return self.grn_block_end(g, (x, y), (gpu, sd, block), c);
+        }
         // The layer scale (`[c, 1, 1]` in torchvision, `[c]` in timm) folded into the
         // second linear layer, the input added in its store.
         let scale = sd.get(&at(names.scale.0), &names.scale.1(c))?;
@@ -200,6 +231,47 @@ impl ConvNextConfig {
             .with_output_scale(gpu, scale.view())?
             .with_residual(ResidualJoin::AfterActivation)?;
         Ok(g.add(at(names.fc2), project, &[y, x]))
+    }
+}
+
+impl ConvNextConfig {
+    /// ConvNeXt V2's end of a block of `c` channels under `block`: the global response
+    /// norm `mlp.grn` of `hidden` (the first linear layer's output), the second linear
+    /// layer `mlp.fc2` scaling its input by the norm's scale as it reads it (the norm's
+    /// bias folded into its own: `W (h s + b) + b2 = W (h s) + (W b + b2)`), and the block's
+    /// input `x` added in its store. timm's names only (torchvision has no ConvNeXt V2).
+    fn grn_block_end(
+        &self,
+        g: &mut Graph,
+        (x, hidden): (ValueId, ValueId),
+        (gpu, sd, block): (&Gpu, &StateDict, &str),
+        c: usize,
+    ) -> Result<ValueId> {
+        let at = |n: &str| key(block, n);
+        let params = GlobalResponseNormParams::new(4 * c);
+        let (norm, norm_bias) = GrnScaleNode::load(gpu, sd, params, &at("mlp.grn"))?;
+        let scale = g.add(at("mlp.grn"), norm, &[hidden]);
+        let fc2 = at("mlp.fc2");
+        let weight = match self.conv_mlp {
+            true => sd.get4(&key(&fc2, "weight"), [c, 4 * c, 1, 1])?,
+            false => sd
+                .get(&key(&fc2, "weight"), &[c, 4 * c])?
+                .into_shape_with_order((c, 4 * c, 1, 1))
+                .map_err(|e| Error::Weights(format!("tensor `{fc2}.weight`: {e}")))?,
+        };
+        let bias = sd.get1(&key(&fc2, "bias"), c)?;
+        let folded = Array1::from_shape_fn(c, |o| {
+            let w = weight.slice(ndarray::s![o, .., 0, 0]);
+            bias[o] + w.iter().zip(&norm_bias).map(|(w, b)| w * b).sum::<f32>()
+        });
+        let mut layer = StateDict::new();
+        layer.insert(key(&fc2, "weight"), weight.into_dyn());
+        layer.insert(key(&fc2, "bias"), folded.into_dyn());
+        let project =
+            ConvBnAct::load(gpu, &layer, Conv2dParams::new(4 * c, c, 1), &fc2, None, 0.0)?
+                .with_input_gate(Activation::None)?
+                .with_residual(ResidualJoin::AfterActivation)?;
+        Ok(g.add(fc2, project, &[hidden, scale, x]))
     }
 }
 

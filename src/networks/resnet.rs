@@ -9,13 +9,13 @@
 //! `d` and `t` models ([`ResNetConfig::avg_down`]: an average pool, then an unstrided
 //! 1x1 convolution `downsample.1` with its batch norm `downsample.2`), and its
 //! squeeze-and-excitation and ECA blocks (`seresnet*`, `seresnext*`, `ecaresnet*`:
-//! [`ResNetConfig::attn_layer`]) and its anti-aliased models (`resnetaa*`:
+//! [`ResNetConfig::attn_layer`]) and its anti-aliased models (`resnetaa*`, `resnetblur*`:
 //! [`ResNetConfig::anti_alias`]), its Res2Nets and ResNeSts
 //! ([`ResNetConfig::bottleneck_kind`]).
 
 use crate::blocks::{
-    conv_bn, Architecture, AvgDown, BasicBlock, BasicBlockConfig, BlockAttention, Bottleneck,
-    BottleneckConfig, BottleneckKind, Graph, Model, Op,
+    blur_pool, conv_bn, AntiAlias, Architecture, AvgDown, BasicBlock, BasicBlockConfig,
+    BlockAttention, Bottleneck, BottleneckConfig, BottleneckKind, Graph, Model, Op,
 };
 use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
@@ -77,10 +77,12 @@ pub struct ResNetConfig {
     /// timm's `attn_layer`: every block's output gated by channel attention before the
     /// skip joins ([`ResNetAttention`]); `None` (the default): none.
     pub attn_layer: Option<ResNetAttention>,
-    /// timm's `aa_layer=nn.AvgPool2d` (its `resnetaa*` models): the stem's max pool is a
-    /// 2x2 average pool at stride 2, and each strided block averages after its strided
-    /// 3x3 convolution instead ([`BottleneckConfig::anti_alias`]).
-    pub anti_alias: bool,
+    /// timm's `aa_layer` ([`AntiAlias`]: `nn.AvgPool2d`, its `resnetaa*` models, or
+    /// `BlurPool2d`, its `resnetblur*` models): the stem's max pool becomes a 2x2 average
+    /// pool, or a max pool at stride 1 and a blur at stride 2, and each strided block
+    /// pools after its 3x3 convolution, which runs at stride 1
+    /// ([`BottleneckConfig::anti_alias`]); `None` (the default): none.
+    pub anti_alias: Option<AntiAlias>,
     /// The bottlenecks' 3x3 stage ([`BottleneckKind`]): torchvision's convolution (the
     /// default), Res2Net's splits (timm's `res2net*` / `res2next50`, `width_per_group` its
     /// `base_width`) or ResNeSt's split attention (timm's `resnest*`). Bottlenecks only.
@@ -150,7 +152,7 @@ impl ResNetConfig {
             stem: ResNetStem::Standard,
             avg_down: false,
             attn_layer: None,
-            anti_alias: false,
+            anti_alias: None,
             bottleneck_kind: BottleneckKind::Conv3x3,
         }
     }
@@ -316,14 +318,18 @@ impl ResNetConfig {
             ..*self
         }
         .stages();
-        // torchvision builds a dilated stage's first basic block at the previous dilation
-        // in both 3x3s; timm's second 3x3 takes the stage's.
+        // torchvision builds a dilated stage's first block at the previous dilation (in
+        // both 3x3s of a basic block); timm's second 3x3 takes the stage's, and its
+        // anti-aliasing blurs there (`first_dilation != dilation`).
         for (i, stage) in stages.iter_mut().enumerate() {
             let stage_dilation = (4 << i) / output_stride.min(4 << i);
-            if let Some(ResNetStageBlock::Basic(c)) = stage.first_mut() {
-                if c.dilation != stage_dilation {
-                    (c.first_dilation, c.dilation) = (Some(c.dilation), stage_dilation);
-                }
+            let (first_dilation, dilation) = match stage.first_mut() {
+                Some(ResNetStageBlock::Basic(c)) => (&mut c.first_dilation, &mut c.dilation),
+                Some(ResNetStageBlock::Bottleneck(c)) => (&mut c.first_dilation, &mut c.dilation),
+                None => continue,
+            };
+            if *dilation != stage_dilation {
+                (*first_dilation, *dilation) = (Some(*dilation), stage_dilation);
             }
         }
         stages
@@ -368,11 +374,20 @@ impl ResNetConfig {
         if stages == 0 {
             return Ok(outs);
         }
-        y = if self.anti_alias {
-            g.add("maxpool", Op::AvgPool(AvgPool2dParams::new(2)), &[y])
-        } else {
-            let pool = MaxPool2dParams::new(3).stride(2).padding(1);
-            g.add_multi("maxpool", Op::MaxPool(pool), &[y], 2)[0]
+        let max_pool = |g: &mut Graph, name: &str, stride| {
+            let pool = MaxPool2dParams::new(3).stride(stride).padding(1);
+            g.add_multi(name, Op::MaxPool(pool), &[y], 2)[0]
+        };
+        y = match self.anti_alias {
+            None => max_pool(g, "maxpool", 2),
+            Some(AntiAlias::AvgPool) => {
+                g.add("maxpool", Op::AvgPool(AvgPool2dParams::new(2)), &[y])
+            }
+            Some(AntiAlias::BlurPool) => {
+                let pooled = max_pool(g, "maxpool.0", 1);
+                let blur = blur_pool(gpu, self.stem.channels(), 2)?;
+                g.add("maxpool.1", blur, &[pooled])
+            }
         };
         let all = match rule {
             DilationRule::Smp => self.smp_stages(output_stride),
@@ -464,7 +479,7 @@ crate::ops::setters!(ResNetConfig {
     /// Sets timm's channel attention.
     attn_layer: Option<ResNetAttention>,
     /// Sets timm's anti-aliasing.
-    anti_alias: bool,
+    anti_alias: Option<AntiAlias>,
     /// Sets the bottlenecks' 3x3 stage.
     bottleneck_kind: BottleneckKind,
 });

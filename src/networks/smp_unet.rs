@@ -30,7 +30,7 @@
 //! none).
 
 use crate::blocks::{
-    conv_bn, Architecture, BottleneckKind, ConvBnAct, Graph, Model, Op, SeNode, ValueId,
+    conv_bn, AntiAlias, Architecture, BottleneckKind, ConvBnAct, Graph, Model, Op, SeNode, ValueId,
 };
 use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::Gpu;
@@ -66,6 +66,7 @@ pub enum SmpEncoder {
     /// `50_32x4d` / `101_32x4d` / `101_32x8d` / `101d_32x8d` / `101_64x4d`, its
     /// efficient-channel-attention ResNets `tu-ecaresnet26t`, `50d`, `50t`, `101d`,
     /// `200d`, `269d`, `tu-ecaresnetlight` ([`ResNetConfig::attn_layer`]), and its
+    /// blur-pooled ResNets `tu-resnetblur18`, `50`, `50d`, `101d`, and its
     /// anti-aliased ResNets `tu-resnetaa34d`, `50`, `50d`, `101d`, `tu-seresnetaa50d`,
     /// `tu-seresnextaa101d_32x8d`, `tu-seresnextaa201d_32x8d`
     /// ([`ResNetConfig::anti_alias`]), and its Res2Nets `tu-res2net50_26w_4s` / `26w_6s` /
@@ -127,7 +128,8 @@ pub enum SmpEncoder {
     /// dilated by timm's `output_stride` rule.
     TimmUniversalRegNet(RegNetConfig),
     /// `tu-convnext_atto`, `_femto`, `_pico`, `_nano`, `_tiny`, `_small`, `_base`,
-    /// `_large`, `_xlarge` (a pretrained tag after `.` ignored): timm's ConvNeXt through
+    /// `_large`, `_xlarge` and ConvNeXt V2's `tu-convnextv2_atto` .. `_huge` (a pretrained
+    /// tag after `.` ignored): timm's ConvNeXt through
     /// smp's `TimmUniversalEncoder` (`encoder.model.stem_0` / `stem_1`, `encoder.model.stages_{s}.*`;
     /// [`ConvNextConfig::timm`]), dilated by timm's `output_stride` rule. It starts at
     /// 1/4 of the input: its stride-2 feature is empty (0 channels), as smp pads it.
@@ -206,7 +208,8 @@ impl SmpEncoder {
                          tu-resnext101_64x4d, tu-wide_resnet50_2, tu-wide_resnet101_2), its \
                          SE, ECA and anti-aliased ResNets (tu-seresnet*, tu-seresnext*, \
                          tu-ecaresnet* but the pruned ones, tu-resnetaa*, \
-                         tu-seresnetaa50d, tu-seresnextaa*), its Res2Nets (tu-res2net*, \
+                         tu-seresnetaa50d, tu-seresnextaa*, tu-resnetblur18 / 50 / 50d / \
+                         101d), its Res2Nets (tu-res2net*, \
                          tu-res2next50) and ResNeSts (tu-resnest14d / 26d / 50d / 101e / \
                          200e / 269e, tu-resnest50d_4s2x40d / 1s4x24d), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
@@ -216,7 +219,8 @@ impl SmpEncoder {
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \
                          tu-tf_mobilenetv3_small_075 / 100 / minimal_100), its RegNets \
                          (tu-regnetx_002 .. tu-regnetx_320, tu-regnety_002 .. \
-                         tu-regnety_640), its ConvNeXts (tu-convnext_atto .. xlarge), its \
+                         tu-regnety_640), its ConvNeXts (tu-convnext_atto .. xlarge, \
+                         tu-convnextv2_atto .. huge), its \
                          GENets (tu-gernet_s / m / l) and, for DPT, its plain ViTs"
                     ),
                 });
@@ -779,7 +783,8 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
     let tiered = |r: ResNetConfig| r.stem(ResNetStem::DeepTiered(32)).avg_down(true);
     let se = |r: ResNetConfig| r.attn_layer(Some(ResNetAttention::SqueezeExcitation));
     let eca = |r: ResNetConfig| r.attn_layer(Some(ResNetAttention::Eca));
-    let aa = |r: ResNetConfig| r.anti_alias(true);
+    let aa = |r: ResNetConfig| r.anti_alias(Some(AntiAlias::AvgPool));
+    let blur = |r: ResNetConfig| r.anti_alias(Some(AntiAlias::BlurPool));
     let res2net = |r: ResNetConfig, base_width, scale| ResNetConfig {
         width_per_group: base_width,
         bottleneck_kind: BottleneckKind::Res2Net { scale },
@@ -879,6 +884,11 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         "resnest269e" => resnest([3, 30, 48, 8], ResNetStem::Deep(64)),
         "resnest50d_4s2x40d" => resnest50d(4, 2, 40),
         "resnest50d_1s4x24d" => resnest50d(1, 4, 24),
+        // timm's blur-pooled ResNets (`aa_layer=BlurPool2d`).
+        "resnetblur18" => blur(ResNetConfig::resnet18()),
+        "resnetblur50" => blur(ResNetConfig::resnet50()),
+        "resnetblur50d" => blur(deep_avg(ResNetConfig::resnet50())),
+        "resnetblur101d" => blur(deep_avg(ResNetConfig::resnet101())),
         // timm's anti-aliased ResNets (`aa_layer=nn.AvgPool2d`).
         "resnetaa34d" => aa(deep_avg(ResNetConfig::resnet34())),
         "resnetaa50" => aa(ResNetConfig::resnet50()),

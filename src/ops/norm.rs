@@ -142,12 +142,42 @@ const BATCH_NORM_BACKWARD: Kernel<BackwardParams> = Kernel::new(
     ],
 );
 
+uniform! {
+    /// `shaders/grn.wgsl`.
+    pub(crate) struct GrnParams {
+        c: u32,
+        hw: u32,
+        total: u32,
+        eps: f32,
+    }
+}
+
+specialize! {
+    /// `MODE` of `grn.wgsl`: the scale (0) or the affine (1).
+    struct GrnSpec { apply: bool => "MODE" }
+}
+
+const GRN: Kernel<GrnParams, GrnSpec> = Kernel::new(
+    "grn.wgsl",
+    &[
+        read_opt("stats"),
+        read("affine"),
+        read_opt("x"),
+        read_opt("scale"),
+        write("y"),
+    ],
+);
+
+/// Values of one plane per invocation of `grn.wgsl`'s affine pass (`PX`).
+const GRN_PX: usize = 16;
+
 /// The kernels of this family.
 pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &NORM_STATS,
     &NORM_COMBINE,
     &NORM_APPLY,
     &BATCH_NORM_BACKWARD,
+    &GRN,
 ];
 
 /// Refuses, before anything is built on the host, per-channel state the device could not
@@ -1613,4 +1643,175 @@ pub fn adain(rec: &mut Recorder<'_>, content: &Tensor, style: &Tensor, eps: f32)
         eps,
         Activation::None,
     )
+}
+
+/// timm's `GlobalResponseNorm(dim, eps=1e-6)` (ConvNeXt V2's MLP): `x + bias + weight * x *
+/// x_n` with `x_n = g / (mean_c g + eps)`, `g` the L2 norm of each `[n, c]` plane over its
+/// `H * W` values and the mean over a sample's channels. The same for timm's
+/// channels-last and channels-first forms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GlobalResponseNormParams {
+    /// Channels `C` (`dim`).
+    pub channels: usize,
+    /// Added to the channels' mean norm (timm's default 1e-6).
+    pub eps: f32,
+}
+
+impl GlobalResponseNormParams {
+    /// timm's defaults: eps 1e-6.
+    pub fn new(channels: usize) -> Self {
+        GlobalResponseNormParams {
+            channels,
+            eps: 1e-6,
+        }
+    }
+
+    /// Checks the parameters on their own.
+    pub fn validate(&self) -> Result<()> {
+        positive(&[("channels", self.channels)])?;
+        check_eps(self.eps)
+    }
+
+    /// The output shape for an input of `shape` (the same), or an error.
+    pub fn output_shape(&self, shape: [usize; 4]) -> Result<[usize; 4]> {
+        self.validate()?;
+        check_channels(shape, self.channels)?;
+        Ok(shape)
+    }
+
+    /// `weight` and `bias` as parameters; the statistics read the input twice (mean and
+    /// variance of each plane), the affine once, and it writes one map.
+    pub fn cost(&self, shape: [usize; 4]) -> Result<Cost> {
+        let s = self.output_shape(shape)?;
+        let e = s.iter().product::<usize>() as u64;
+        Ok(Cost {
+            params: 2 * self.channels as u64,
+            macs: 3 * e,
+            bytes: 4 * (3 * e + 2 * self.channels as u64),
+        })
+    }
+}
+
+setters!(GlobalResponseNormParams {
+    /// Sets eps.
+    eps: f32,
+});
+
+/// Global response normalisation on the GPU ([`GlobalResponseNormParams`]): each plane's
+/// mean and variance (`norm_stats.wgsl`, as instance norm takes them; the sum of squares
+/// is `H W (mean^2 + var)`), then the per-plane scale `1 + weight * x_n` in a workgroup per
+/// sample and the affine `x * scale + bias`: three dispatches, or two where the scale is
+/// applied by the next layer as it reads its input ([`GlobalResponseNorm::scale`]).
+#[derive(Debug)]
+pub struct GlobalResponseNorm {
+    gpu_id: u64,
+    params: GlobalResponseNormParams,
+    /// `weight[C]` then `bias[C]`.
+    affine: Arc<PooledBuffer>,
+}
+
+impl GlobalResponseNorm {
+    /// Uploads the norm with `weight` and `bias` of `[C]` values each.
+    pub fn new(
+        gpu: &Gpu,
+        params: GlobalResponseNormParams,
+        weight: ArrayView1<f32>,
+        bias: ArrayView1<f32>,
+    ) -> Result<Self> {
+        params.validate()?;
+        check_len("weight", &weight, params.channels)?;
+        check_len("bias", &bias, params.channels)?;
+        let values: Vec<f32> = weight.iter().chain(bias.iter()).copied().collect();
+        Ok(GlobalResponseNorm {
+            gpu_id: gpu.id(),
+            params,
+            affine: gpu.upload_f32("grn affine", &values)?,
+        })
+    }
+
+    /// Loads `{prefix}.weight` and `{prefix}.bias` (timm's names).
+    pub fn load(
+        gpu: &Gpu,
+        params: GlobalResponseNormParams,
+        sd: &StateDict,
+        prefix: &str,
+    ) -> Result<Self> {
+        params.validate()?;
+        let key = |n: &str| crate::weights::key(prefix, n);
+        let weight = sd.get1(&key("weight"), params.channels)?;
+        let bias = sd.get1(&key("bias"), params.channels)?;
+        Self::new(gpu, params, weight.view(), bias.view())
+    }
+
+    /// The norm's parameters.
+    pub fn params(&self) -> &GlobalResponseNormParams {
+        &self.params
+    }
+
+    /// Records the norm.
+    pub fn forward(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        let scale = self.scale(rec, x)?;
+        let s = x.shape();
+        let y = rec.empty("output", s)?;
+        let planes = s[0] * s[1];
+        let total = planes * (s[2] * s[3]).div_ceil(GRN_PX);
+        let u = self.uniform(s, total);
+        let launch = GRN.launch(&GrnSpec { apply: true }, &u).threads(total);
+        let args = Args::new()
+            .read_opt("stats", None::<&Tensor>)
+            .read("affine", &self.affine)
+            .read("x", x)
+            .read("scale", &scale)
+            .write("y", &y);
+        rec.run(&launch, args)?;
+        Ok(y)
+    }
+
+    /// Records the norm's scale only: `1 + weight * x_n`, shape `[N, C, 1, 1]`, so that
+    /// `forward(x) = x * scale + bias` (for a layer that applies the scale as it reads
+    /// its input and holds the bias in its own, as a ConvNeXt V2 block's second linear
+    /// layer does).
+    pub fn scale(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
+        check_owner(self.gpu_id, rec.gpu(), "layer")?;
+        x.check_gpu(rec.gpu(), "input")?;
+        let s = self.params.output_shape(x.shape())?;
+        let planes = s[0] * s[1];
+        let stats = rec.alloc_f32("stats", 2 * planes)?;
+        record_stats(
+            rec,
+            Segments::contiguous(planes, s[2] * s[3]),
+            x,
+            &stats,
+            None,
+            0.0,
+        )?;
+        let scale = rec.empty("scale", [s[0], s[1], 1, 1])?;
+        let u = self.uniform(s, s[0]);
+        let launch = GRN
+            .launch(&GrnSpec { apply: false }, &u)
+            .workgroups(s[0])
+            .loops(2 * s[1].div_ceil(64) as u64 + 6);
+        let args = Args::new()
+            .read("stats", &stats)
+            .read("affine", &self.affine)
+            .read_opt("x", None::<&Tensor>)
+            .read_opt("scale", None::<&Tensor>)
+            .write("y", &scale);
+        rec.run(&launch, args)?;
+        Ok(scale)
+    }
+
+    fn uniform(&self, s: [usize; 4], total: usize) -> GrnParams {
+        GrnParams {
+            c: s[1] as u32,
+            hw: (s[2] * s[3]) as u32,
+            total: total as u32,
+            eps: self.params.eps,
+        }
+    }
+
+    /// What a forward pass on an input of `shape` costs.
+    pub fn cost(&self, shape: [usize; 4]) -> Result<Cost> {
+        self.params.cost(shape)
+    }
 }

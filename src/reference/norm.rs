@@ -6,7 +6,10 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewD};
 
 use super::check_lengths;
 use crate::error::{Error, Result};
-use crate::ops::norm::{BatchNorm2dParams, GroupNormParams, InstanceNorm2dParams, LayerNormParams};
+use crate::ops::norm::{
+    BatchNorm2dParams, GlobalResponseNormParams, GroupNormParams, InstanceNorm2dParams,
+    LayerNormParams,
+};
 
 /// Mean and population variance of a list of values.
 fn mean_var(values: &[f64]) -> (f64, f64) {
@@ -342,4 +345,56 @@ pub fn adain(content: ArrayView4<f32>, style: ArrayView4<f32>, eps: f32) -> Resu
         }
     }
     Ok(out)
+}
+
+/// The scale of global response normalisation, `1 + weight[c] * g[n, c] / (mean_c g[n, c]
+/// + eps)` of shape `[N, C, 1, 1]`, `g` the L2 norm of each plane (see
+/// [`global_response_norm`]).
+pub fn global_response_norm_scale(
+    params: &GlobalResponseNormParams,
+    x: ArrayView4<f32>,
+    weight: ArrayView1<f32>,
+) -> Result<Array4<f32>> {
+    let [n, c, h, w] = params.output_shape(x.dim().into())?;
+    check_lengths(&[("weight", weight.len())], c)?;
+    let mut scale = Array4::zeros((n, c, 1, 1));
+    for b in 0..n {
+        // x.norm(p=2, dim=(2, 3))
+        let norms: Vec<f64> = (0..c)
+            .map(|ch| {
+                let mut squares = 0.0f64;
+                for y in 0..h {
+                    for xx in 0..w {
+                        let v = x[[b, ch, y, xx]] as f64;
+                        squares += v * v;
+                    }
+                }
+                squares.sqrt()
+            })
+            .collect();
+        let mean = norms.iter().sum::<f64>() / c as f64;
+        for ch in 0..c {
+            let x_n = norms[ch] / (mean + params.eps as f64);
+            scale[[b, ch, 0, 0]] = (1.0 + weight[ch] as f64 * x_n) as f32;
+        }
+    }
+    Ok(scale)
+}
+
+/// timm's `GlobalResponseNorm`: `x + bias + weight * x * x_n`, `x_n = g / (mean_c g +
+/// eps)`, `g` the L2 norm of each `[n, c]` plane, the mean over a sample's channels.
+pub fn global_response_norm(
+    params: &GlobalResponseNormParams,
+    x: ArrayView4<f32>,
+    weight: ArrayView1<f32>,
+    bias: ArrayView1<f32>,
+) -> Result<Array4<f32>> {
+    let scale = global_response_norm_scale(params, x, weight)?;
+    check_lengths(&[("bias", bias.len())], params.channels)?;
+    let mut y = x.to_owned();
+    for ((b, ch, _, _), v) in y.indexed_iter_mut() {
+        // x + bias + weight * x * x_n = x * (1 + weight * x_n) + bias
+        *v = (*v as f64 * scale[[b, ch, 0, 0]] as f64 + bias[ch] as f64) as f32;
+    }
+    Ok(y)
 }

@@ -686,6 +686,24 @@ CASES = [
      dict(encoder="tu-resnest50d_4s2x40d", depth=5, output_stride=16, cin=3, classes=2,
           decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
      [1, 3, 48, 64]),
+    # timm's blur-pooled ResNets (`BlurPool2d`: reflect padding, the binomial filter; the
+    # stem's max pool at stride 1 then a blur; a blur at stride 1 in the first block of a
+    # dilated stage).
+    ("smp_unet_tu_resnetblur18_odd", "smp_unet",
+     dict(encoder="tu-resnetblur18", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_resnetblur50_os8", "smp_deeplabv3",
+     dict(encoder="tu-resnetblur50", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [2, 3, 40, 48]),
+    ("smp_deeplabv3plus_tu_resnetblur50d_os16", "smp_deeplabv3plus",
+     dict(encoder="tu-resnetblur50d", depth=5, output_stride=16, cin=1, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 1, 48, 64]),
+    ("smp_pspnet_tu_resnetblur18_depth3", "smp_pspnet",
+     dict(encoder="tu-resnetblur18", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [1, 3, 40, 56]),
     # timm's GENets (ByobNet) by smp's deprecated `timm-gernet_*` names and their `tu-`
     # ones: basic and bottleneck stages, depthwise last stages, `final_conv` as the last
     # feature, dilated by ByobNet's rule (a stage's first block at dilation 1 or 2).
@@ -735,6 +753,22 @@ CASES = [
     ("smp_unet_tu_convnext_atto_depth2", "smp_unet",
      dict(encoder="tu-convnext_atto", depth=2, cin=3, classes=2, decoder_channels=[16, 8],
           use_norm=True, interpolation="nearest", activation=None), [1, 3, 40, 56]),
+    # timm's ConvNeXt V2s: a global response norm between each block's GELU and its
+    # second linear layer, no layer scale (`conv_mlp` in the small ones).
+    ("smp_unet_tu_convnextv2_atto_odd", "smp_unet",
+     dict(encoder="tu-convnextv2_atto", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3plus_tu_convnextv2_tiny_os8", "smp_deeplabv3plus",
+     dict(encoder="tu-convnextv2_tiny.fcmae_ft_in1k", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [2, 3, 48, 64]),
+    ("smp_fpn_tu_convnextv2_femto", "smp_fpn",
+     dict(encoder="tu-convnextv2_femto", depth=5, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None),
+     [1, 1, 64, 96]),
+    ("smp_pspnet_tu_convnextv2_pico_depth3", "smp_pspnet",
+     dict(encoder="tu-convnextv2_pico", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [2, 3, 40, 56]),
     # smp's Linknet and UnetPlusPlus skip the empty feature: Linknet's block there keeps
     # the deeper width and adds nothing, UnetPlusPlus's nested blocks over it are empty.
     ("smp_linknet_tu_convnext_atto", "smp_linknet",
