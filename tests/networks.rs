@@ -1977,7 +1977,7 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-ecaresnet50d_pruned",
         "tu-ecaresnet18",
         "tu-convnext_huge",
-        "tu-convnextv2_atto",
+        "tu-convnextv2_giant",
         "tu-",
         "tu-resnet",
         "tu-tf_efficientnet_b0",

@@ -193,15 +193,12 @@ impl GerNetConfig {
     ) -> Result<Vec<ValueId>> {
         let relu = Activation::Relu;
         let at = |n: &str| key(prefix, n);
-        let layer = |p: Conv2dParams, name: &str| -> Result<ConvBnAct> {
-            conv_bn(gpu, sd, p, &key(name, "conv"), &key(name, "bn"), EPS)
-        };
         let stem = Conv2dParams::new(in_channels, self.stem_width, 3)
             .stride(2)
             .padding(1)
             .bias(false)
             .activation(relu);
-        let mut y = g.add("stem", layer(stem, &at("stem"))?, &[x]);
+        let mut y = g.add("stem", layer((gpu, sd, &at("stem")), stem)?, &[x]);
         let mut features = vec![x, y];
         // The stages each feature needs: the stem's, stages 0 .. 2, all five.
         let stages = [0, 1, 2, 3, 5][depth.saturating_sub(1).min(4)];
@@ -231,7 +228,8 @@ impl GerNetConfig {
             let p = Conv2dParams::new(width_in, self.num_features, 1)
                 .bias(false)
                 .activation(relu);
-            features.push(g.add("final_conv", layer(p, &at("final_conv"))?, &[y]));
+            let conv = layer((gpu, sd, &at("final_conv")), p)?;
+            features.push(g.add("final_conv", conv, &[y]));
         }
         features.truncate(depth + 1);
         Ok(features)
@@ -251,10 +249,7 @@ fn block(
     (width_in, stride, (d0, d1)): (usize, usize, (usize, usize)),
 ) -> Result<ValueId> {
     let relu = Activation::Relu;
-    let layer = |p: Conv2dParams, n: &str| -> Result<ConvBnAct> {
-        let at = key(prefix, n);
-        conv_bn(gpu, sd, p, &key(&at, "conv"), &key(&at, "bn"), EPS)
-    };
+    let layer = |p: Conv2dParams, n: &str| layer((gpu, sd, &key(prefix, n)), p);
     let node = |n: &str| key(name, n);
     let (mid, out) = (stage.inner_width, stage.width);
     let skip = if width_in != out || stride != 1 || d0 != d1 {
@@ -296,4 +291,10 @@ fn block(
             Ok(g.add(node("conv3_1x1"), c, &[b, skip]))
         }
     }
+}
+
+/// timm's `ConvNormAct` under `name`: the convolution `p` (`{name}.conv`) with its batch
+/// norm (`{name}.bn`).
+fn layer((gpu, sd, name): (&Gpu, &StateDict, &str), p: Conv2dParams) -> Result<ConvBnAct> {
+    conv_bn(gpu, sd, p, &key(name, "conv"), &key(name, "bn"), EPS)
 }
