@@ -12,7 +12,8 @@
 //! 160, `Unet` on timm's RegNetY-400MF (`tu-regnety_004`), ResNet-50-D (`tu-resnet50d`),
 //! ConvNeXt-Atto (`tu-convnext_atto`), ECA-ResNet-50-D (`tu-ecaresnet50d`), Res2Net-50
 //! (`timm-res2net50_26w_4s`), ResNeSt-50-D (`timm-resnest50d`, `timm-resnest50d_4s2x40d`)
-//! and GENet (`timm-gernet_s`, `tu-gernet_m`) at 160 and on its
+//! GENet (`timm-gernet_s`, `tu-gernet_m`), the blur-pooled ResNet-50 (`tu-resnetblur50`) and
+//! ConvNeXt-V2-Atto (`tu-convnextv2_atto`) at 160 and on its
 //! MobileNetV3-Large
 //! (`tu-mobilenetv3_large_100`) at 256,
 //! and U-Net (milesial's, 2 classes),
@@ -176,6 +177,8 @@ fn bench(c: &mut Criterion) {
         "timm-resnest50d_4s2x40d",
         "timm-gernet_s",
         "tu-gernet_m",
+        "tu-resnetblur50",
+        "tu-convnextv2_atto",
     ] {
         let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
         let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
