@@ -347,9 +347,9 @@ pub fn adain(content: ArrayView4<f32>, style: ArrayView4<f32>, eps: f32) -> Resu
     Ok(out)
 }
 
-/// The scale of global response normalisation, `1 + weight[c] * g[n, c] / (mean_c g[n, c]
-/// + eps)` of shape `[N, C, 1, 1]`, `g` the L2 norm of each plane (see
-/// [`global_response_norm`]).
+/// The scale of global response normalisation, shape `[N, C, 1, 1]`:
+/// `1 + weight[c] * g[n, c] / (m[n] + eps)`, `g` the L2 norm of each plane and `m[n]` the
+/// mean of sample `n`'s norms (see [`global_response_norm`]).
 pub fn global_response_norm_scale(
     params: &GlobalResponseNormParams,
     x: ArrayView4<f32>,
