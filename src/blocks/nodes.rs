@@ -89,6 +89,9 @@ pub struct ConvBnAct {
     scale: Option<Array1<f32>>,
     /// The weights are a fixed buffer, not parameters ([`ConvBnAct::fixed`]).
     fixed: bool,
+    /// A per-input-channel value added to the input before the convolution (a 1x1
+    /// unpadded layer only), folded into the GPU bias ([`ConvBnAct::with_input_offset`]).
+    input_offset: Option<Array1<f32>>,
 }
 
 impl ConvBnAct {
@@ -134,6 +137,7 @@ impl ConvBnAct {
             gate: None,
             scale: None,
             fixed: false,
+            input_offset: None,
         })
     }
 
@@ -154,6 +158,7 @@ impl ConvBnAct {
             gate: None,
             scale: None,
             fixed: true,
+            input_offset: None,
         })
     }
 
@@ -195,6 +200,33 @@ impl ConvBnAct {
         Ok(self)
     }
 
+    /// The layer convolving its input plus `offset` (one value per input channel, the
+    /// input's gate applied first): the affine shift of a norm before it, such as ConvNeXt
+    /// V2's global response norm bias. A 1x1 unpadded layer only, where the offset folds
+    /// exactly into the bias the GPU runs (`W (x + o) + b = W x + (W o + b)`); not
+    /// counted as this layer's parameters.
+    pub(crate) fn with_input_offset(mut self, gpu: &Gpu, offset: ArrayView1<f32>) -> Result<Self> {
+        let p = &self.params;
+        let unpadded = p.padding == (0, 0) && p.padding_after.is_none() && !p.padding_same;
+        fail_if(p.kernel_size != (1, 1) || !unpadded, "input_offset", || {
+            format!(
+                "folds only into a 1x1 unpadded convolution, got kernel {:?}, padding {:?}",
+                p.kernel_size, p.padding
+            )
+        })?;
+        fail_if(offset.len() != p.in_channels, "input_offset", || {
+            format!(
+                "needs {} values (one per input channel), got {}",
+                p.in_channels,
+                offset.len()
+            )
+        })?;
+        self.input_offset = Some(offset.to_owned());
+        let (w, b) = self.folded()?;
+        self.conv = Conv2d::new(gpu, self.params.bias(true), w.view(), Some(b.view()))?;
+        Ok(self)
+    }
+
     /// The layer reading a second input, a residual joined in its store (see
     /// [`ResidualJoin`]).
     pub fn with_residual(mut self, join: ResidualJoin) -> Result<Self> {
@@ -227,8 +259,8 @@ impl ConvBnAct {
         &self.params
     }
 
-    /// The weight and bias the GPU runs: the batch norm folded in, a zero bias when the
-    /// layer has none.
+    /// The weight and bias the GPU runs: the batch norm, the output scale and the input
+    /// offset folded in, a zero bias when the layer has none.
     pub(crate) fn folded(&self) -> Result<(Array4<f32>, Array1<f32>)> {
         let (mut w, mut b) = self.folded_bn()?;
         if let Some(scale) = &self.scale {
@@ -236,6 +268,20 @@ impl ConvBnAct {
                 w.index_axis_mut(ndarray::Axis(0), o)
                     .map_inplace(|v| *v *= s);
                 b[o] *= s;
+            }
+        }
+        if let Some(offset) = &self.input_offset {
+            // Each output channel sees its group's input channels.
+            let per_group = self.params.in_channels / self.params.groups;
+            let out_per_group = self.params.out_channels / self.params.groups;
+            for (o, bias) in b.iter_mut().enumerate() {
+                let first = (o / out_per_group) * per_group;
+                let taps = w.slice(ndarray::s![o, .., 0, 0]);
+                *bias += taps
+                    .iter()
+                    .zip(offset.slice(ndarray::s![first..first + per_group]))
+                    .map(|(w, v)| w * v)
+                    .sum::<f32>();
             }
         }
         Ok((w, b))
@@ -296,6 +342,14 @@ impl ConvBnAct {
             param_activation: None,
             ..self.params
         };
+        let shifted = self.input_offset.as_ref().map(|offset| {
+            let mut s = x.to_owned();
+            for (mut plane, &v) in s.axis_iter_mut(ndarray::Axis(1)).zip(offset) {
+                plane += v;
+            }
+            s
+        });
+        let x = shifted.as_ref().map_or(x.view(), |s| s.view());
         let y = reference::conv::conv2d(
             &plain,
             x,

@@ -18,8 +18,6 @@
 //! layer instead of the layer scale; on the GPU the norm's statistics and scale are two
 //! dispatches and the second linear layer applies the scale as it reads its input.
 
-use ndarray::Array1;
-
 use crate::blocks::{
     Architecture, ConvBnAct, Graph, GrnScaleNode, LayerNorm2dNode, Model, ValueId,
 };
@@ -221,7 +219,18 @@ impl ConvNextConfig {
         let expand = Conv2dParams::new(c, 4 * c, 1).activation(Activation::Gelu);
         y = g.add(at(names.fc1), linear(expand, names.fc1)?, &[y]);
         if self.grn {
-            return self.grn_block_end(g, (x, y), (gpu, sd, block), c);
+            // ConvNeXt V2 (timm's names only): the global response norm's scale applied by
+            // the second linear layer as it reads its input, the norm's bias added to that
+            // input (folded into the layer's bias), no layer scale; the block's input
+            // added in its store.
+            let params = GlobalResponseNormParams::new(4 * c);
+            let (norm, norm_bias) = GrnScaleNode::load(gpu, sd, params, &at("mlp.grn"))?;
+            let scale = g.add(at("mlp.grn"), norm, &[y]);
+            let project = linear(Conv2dParams::new(4 * c, c, 1), names.fc2)?
+                .with_input_offset(gpu, norm_bias.view())?
+                .with_input_gate(Activation::None)?
+                .with_residual(ResidualJoin::AfterActivation)?;
+            return Ok(g.add(at(names.fc2), project, &[y, scale, x]));
         }
         // The layer scale (`[c, 1, 1]` in torchvision, `[c]` in timm) folded into the
         // second linear layer, the input added in its store.
@@ -231,47 +240,6 @@ impl ConvNextConfig {
             .with_output_scale(gpu, scale.view())?
             .with_residual(ResidualJoin::AfterActivation)?;
         Ok(g.add(at(names.fc2), project, &[y, x]))
-    }
-}
-
-impl ConvNextConfig {
-    /// ConvNeXt V2's end of a block of `c` channels under `block`: the global response
-    /// norm `mlp.grn` of `hidden` (the first linear layer's output), the second linear
-    /// layer `mlp.fc2` scaling its input by the norm's scale as it reads it (the norm's
-    /// bias folded into its own: `W (h s + b) + b2 = W (h s) + (W b + b2)`), and the block's
-    /// input `x` added in its store. timm's names only (torchvision has no ConvNeXt V2).
-    fn grn_block_end(
-        &self,
-        g: &mut Graph,
-        (x, hidden): (ValueId, ValueId),
-        (gpu, sd, block): (&Gpu, &StateDict, &str),
-        c: usize,
-    ) -> Result<ValueId> {
-        let at = |n: &str| key(block, n);
-        let params = GlobalResponseNormParams::new(4 * c);
-        let (norm, norm_bias) = GrnScaleNode::load(gpu, sd, params, &at("mlp.grn"))?;
-        let scale = g.add(at("mlp.grn"), norm, &[hidden]);
-        let fc2 = at("mlp.fc2");
-        let weight = match self.conv_mlp {
-            true => sd.get4(&key(&fc2, "weight"), [c, 4 * c, 1, 1])?,
-            false => sd
-                .get(&key(&fc2, "weight"), &[c, 4 * c])?
-                .into_shape_with_order((c, 4 * c, 1, 1))
-                .map_err(|e| Error::Weights(format!("tensor `{fc2}.weight`: {e}")))?,
-        };
-        let bias = sd.get1(&key(&fc2, "bias"), c)?;
-        let folded = Array1::from_shape_fn(c, |o| {
-            let w = weight.slice(ndarray::s![o, .., 0, 0]);
-            bias[o] + w.iter().zip(&norm_bias).map(|(w, b)| w * b).sum::<f32>()
-        });
-        let mut layer = StateDict::new();
-        layer.insert(key(&fc2, "weight"), weight.into_dyn());
-        layer.insert(key(&fc2, "bias"), folded.into_dyn());
-        let project =
-            ConvBnAct::load(gpu, &layer, Conv2dParams::new(4 * c, c, 1), &fc2, None, 0.0)?
-                .with_input_gate(Activation::None)?
-                .with_residual(ResidualJoin::AfterActivation)?;
-        Ok(g.add(fc2, project, &[hidden, scale, x]))
     }
 }
 
