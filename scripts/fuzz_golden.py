@@ -681,6 +681,9 @@ def networks(fz, count, out):
     TIMM += ["timm-resnest14d", "tu-resnest26d", "timm-resnest50d_4s2x40d", "tu-resnest50d_1s4x24d"]
     # timm's GENets (smp's deprecated `timm-gernet_*` names too).
     TIMM += ["timm-gernet_s", "tu-gernet_m"]
+    # timm's TensorFlow-padded EfficientNets, EfficientNetV2s and EdgeTPU models.
+    TIMM += ["tu-tf_efficientnet_b0", "tu-tf_efficientnetv2_b0", "tu-efficientnetv2_rw_t",
+             "tu-tf_efficientnet_es"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

@@ -1842,7 +1842,7 @@ fn timm_universal_names_are_timm_configurations() {
     let convnext = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalConvNext(_));
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 32] = [
+    let families: [(&str, Family, [usize; 6]); 48] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -1889,6 +1889,86 @@ fn timm_universal_names_are_timm_configurations() {
             "tu-efficientnet_lite4",
             efficientnet,
             [3, 24, 32, 56, 160, 448],
+        ),
+        (
+            "tu-tf_efficientnet_b0",
+            efficientnet,
+            [3, 16, 24, 40, 112, 320],
+        ),
+        (
+            "tu-tf_efficientnet_l2",
+            efficientnet,
+            [3, 72, 104, 176, 480, 1376],
+        ),
+        (
+            "tu-tf_efficientnet_lite4",
+            efficientnet,
+            [3, 24, 32, 56, 160, 448],
+        ),
+        (
+            "tu-efficientnetv2_rw_t",
+            efficientnet,
+            [3, 24, 40, 48, 128, 208],
+        ),
+        (
+            "tu-efficientnetv2_rw_s",
+            efficientnet,
+            [3, 24, 48, 64, 160, 272],
+        ),
+        (
+            "tu-efficientnetv2_s",
+            efficientnet,
+            [3, 24, 48, 64, 160, 256],
+        ),
+        (
+            "tu-tf_efficientnetv2_m",
+            efficientnet,
+            [3, 24, 48, 80, 176, 512],
+        ),
+        (
+            "tu-efficientnetv2_l",
+            efficientnet,
+            [3, 32, 64, 96, 224, 640],
+        ),
+        (
+            "tu-tf_efficientnetv2_xl",
+            efficientnet,
+            [3, 32, 64, 96, 256, 640],
+        ),
+        (
+            "tu-tf_efficientnetv2_b0",
+            efficientnet,
+            [3, 16, 32, 48, 112, 192],
+        ),
+        (
+            "tu-tf_efficientnetv2_b1",
+            efficientnet,
+            [3, 16, 32, 48, 112, 192],
+        ),
+        (
+            "tu-tf_efficientnetv2_b2",
+            efficientnet,
+            [3, 16, 32, 56, 120, 208],
+        ),
+        (
+            "tu-tf_efficientnetv2_b3",
+            efficientnet,
+            [3, 16, 40, 56, 136, 232],
+        ),
+        (
+            "tu-efficientnet_es",
+            efficientnet,
+            [3, 24, 32, 48, 144, 192],
+        ),
+        (
+            "tu-tf_efficientnet_em",
+            efficientnet,
+            [3, 24, 32, 48, 144, 192],
+        ),
+        (
+            "tu-efficientnet_el",
+            efficientnet,
+            [3, 32, 40, 56, 176, 232],
         ),
         (
             "tu-mobilenetv3_large_075",
@@ -1980,8 +2060,13 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-convnextv2_giant",
         "tu-",
         "tu-resnet",
-        "tu-tf_efficientnet_b0",
         "tu-efficientnet_b9",
+        "tu-efficientnetv2_rw_m",
+        "tu-tf_efficientnetv2_rw_s",
+        "tu-efficientnetv2_b0",
+        "tu-tf_efficientnet_cc_b0_4e",
+        "tu-efficientnet_b3_pruned",
+        "tu-tf_efficientnet_lite5",
         "tu-efficientnet_lite5",
         "tu-mobilenetv3_large_150d",
         "tu-mobilenetv3_rw",

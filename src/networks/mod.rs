@@ -92,7 +92,7 @@ pub use smp_unet::{
     HeadActivation, SmpAuxParams, SmpEncoder, SmpUnet, SmpUnetConfig, SmpUnetPlusPlus,
 };
 pub use smp_upernet::{SmpUperNet, SmpUperNetConfig};
-pub use timm_efficientnet::TimmEfficientNetConfig;
+pub use timm_efficientnet::{TimmEfficientNetArch, TimmEfficientNetConfig};
 pub use timm_mobilenet::{TimmMobileNetArch, TimmMobileNetConfig};
 pub use unet::{UNet, UNetConfig};
 pub use vgg::{VggConfig, VggFeatures};

@@ -107,10 +107,14 @@ pub enum SmpEncoder {
     /// `encoder.blocks.{stage}.{i}.*`; [`TimmEfficientNetConfig`]).
     TimmEfficientNet(TimmEfficientNetConfig),
     /// `tu-efficientnet_b0` .. `b8`, `tu-efficientnet_l2`, `tu-efficientnet_lite0` ..
-    /// `lite4` (a pretrained tag after `.` ignored): timm's own EfficientNet through smp's
-    /// `TimmUniversalEncoder` (`encoder.model.conv_stem`, `encoder.model.blocks.*`): the
-    /// same blocks as the `timm-` encoders, but the stride-2 feature is the first stage's
-    /// output and the dilation follows timm's `output_stride` rule.
+    /// `lite4`, the EfficientNetV2s `tu-efficientnetv2_rw_t` / `rw_s` / `s` / `m` / `l` /
+    /// `xl`, the EdgeTPU models `tu-efficientnet_es` / `em` / `el`, the TensorFlow-padded
+    /// `tf_` forms of all these but the `rw` ones and `tu-tf_efficientnetv2_b0` .. `b3` (a
+    /// pretrained tag after `.` ignored; [`TimmEfficientNetConfig::from_timm`]): timm's own
+    /// EfficientNet through smp's `TimmUniversalEncoder` (`encoder.model.conv_stem`,
+    /// `encoder.model.blocks.*`): the same blocks as the `timm-` encoders, but the stride-2
+    /// feature is the first stage's output and the dilation follows timm's
+    /// `output_stride` rule.
     TimmUniversalEfficientNet(TimmEfficientNetConfig),
     /// `tu-mobilenetv3_large_075` / `_100`, `tu-mobilenetv3_small_050` / `_075` / `_100`,
     /// `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
@@ -213,7 +217,10 @@ impl SmpEncoder {
                          tu-res2next50) and ResNeSts (tu-resnest14d / 26d / 50d / 101e / \
                          200e / 269e, tu-resnest50d_4s2x40d / 1s4x24d), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
-                         tu-efficientnet_lite0 .. lite4), its MobileNets \
+                         tu-efficientnet_lite0 .. lite4, tu-efficientnetv2_rw_t / rw_s, \
+                         tu-efficientnetv2_s / m / l / xl, tu-efficientnet_es / em / el, \
+                         the tf_ forms of these but the rw ones, \
+                         tu-tf_efficientnetv2_b0 .. b3), its MobileNets \
                          (tu-mobilenetv2_035 / 050 / 075 / 100 / 140, \
                          tu-mobilenetv3_large_075 / 100, tu-mobilenetv3_small_050 / 075 / \
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \

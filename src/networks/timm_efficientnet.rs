@@ -1,19 +1,26 @@
 //! segmentation_models_pytorch's `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2`
-//! and `timm-tf_efficientnet_lite0` .. `lite4` encoders: timm's `EfficientNet` built from
-//! smp's architecture definitions, under timm's names (`conv_stem`, `bn1`,
-//! `blocks.{stage}.{i}.conv_dw` / `bn1` / `se.conv_reduce` / `se.conv_expand` / `conv_pw` /
-//! `bn2` for the first stage's depthwise-separable blocks, `conv_pw` / `bn1` / `conv_dw` /
-//! `bn2` / `se.*` / `conv_pwl` / `bn3` for the inverted residuals).
+//! and `timm-tf_efficientnet_lite0` .. `lite4` encoders, and through its `tu-` encoders
+//! timm's EfficientNets, EfficientNet-Lites, EfficientNetV2s and EfficientNet-EdgeTPUs
+//! (each also in its TensorFlow-padded `tf_` form): timm's `EfficientNet` built from its
+//! architecture definitions, under timm's names (`conv_stem`, `bn1`, then
+//! `blocks.{stage}.{i}.*`: `conv_dw` / `bn1` / `se.conv_reduce` / `se.conv_expand` /
+//! `conv_pw` / `bn2` for the depthwise-separable blocks, `conv_pw` / `bn1` / `conv_dw` /
+//! `bn2` / `se.*` / `conv_pwl` / `bn3` for the inverted residuals, `conv_exp` / `bn1` /
+//! `conv_pwl` / `bn2` for the edge residuals (EfficientNetV2's fused blocks), `conv` /
+//! `bn1` for the plain convolution blocks).
 //!
 //! Unlike EfficientNet-PyTorch's model (smp's `efficientnet-b*`), timm pads symmetrically
 //! (PyTorch's `k / 2`, even for the `tf_` Lite models as smp builds them) and its batch
-//! norm eps is 1e-5. EfficientNet: SiLU, squeeze-and-excitation with a quarter of the
+//! norm eps is 1e-5; its `tf_` models pad strided windows as TensorFlow's `'SAME'` and
+//! take eps 1e-3. EfficientNet: SiLU, squeeze-and-excitation with a quarter of the
 //! block's input channels. Lite: ReLU6, no squeeze-and-excitation, the stem and the first
-//! and last stages not scaled.
+//! and last stages not scaled. V2: SiLU, edge residuals in the first stages,
+//! squeeze-and-excitation in the inverted residuals. EdgeTPU: ReLU, edge residuals first,
+//! no squeeze-and-excitation.
 //!
-//! smp's `tu-efficientnet_*` encoders run timm's own model of the same blocks (under
-//! `encoder.model`): their stride-2 feature is the first stage's output, and they dilate
-//! by timm's `output_stride` rule.
+//! smp's `tu-` encoders run timm's own model of the same blocks (under `encoder.model`):
+//! their stride-2 feature is the first stage's output, and they dilate by timm's
+//! `output_stride` rule.
 
 use crate::blocks::{
     conv_bn, make_divisible, padded_inverted_residual_graph, ConvBnAct, Graph, Op, SeNode, ValueId,
@@ -21,83 +28,279 @@ use crate::blocks::{
 use crate::error::{fail_if, Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
-use crate::ops::conv::{tf_same_padding, Conv2dParams};
+use crate::ops::conv::{tf_same_padding, Conv2dParams, ResidualJoin};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::efficientnet::STAGES;
 use super::smp_unet::smp_dilation;
 
+/// The family of one of timm's EfficientNets: its table of stages and its rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimmEfficientNetArch {
+    /// EfficientNet (`efficientnet_b0` .. `b8`, `efficientnet_l2`): SiLU,
+    /// squeeze-and-excitation with a quarter of each block's input channels.
+    EfficientNet,
+    /// EfficientNet-Lite (`efficientnet_lite0` .. `lite4`): ReLU6, no
+    /// squeeze-and-excitation, the stem and the first and last stages not scaled.
+    Lite,
+    /// EfficientNetV2-B0 .. B3 (`tf_efficientnetv2_b*`): a 32-channel stem, channels
+    /// rounded to the nearest multiple of 8 (never up by timm's 90% rule).
+    V2Base,
+    /// EfficientNetV2-S (`efficientnetv2_s`, `efficientnetv2_rw_t`): a 24-channel stem.
+    V2S,
+    /// timm's own first EfficientNetV2-S (`efficientnetv2_rw_s`): an edge residual first
+    /// stage and 272 channels in the last.
+    V2SRw,
+    /// EfficientNetV2-M (`efficientnetv2_m`).
+    V2M,
+    /// EfficientNetV2-L (`efficientnetv2_l`).
+    V2L,
+    /// EfficientNetV2-XL (`efficientnetv2_xl`).
+    V2XL,
+    /// EfficientNet-EdgeTPU (`efficientnet_es` / `em` / `el`): ReLU, edge residuals in the
+    /// first three stages, no squeeze-and-excitation.
+    EdgeTpu,
+}
+
 /// One of smp's timm EfficientNet encoders.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimmEfficientNetConfig {
-    /// EfficientNet-Lite (ReLU6, no SE, fixed stem and first and last stages) rather than
-    /// EfficientNet.
-    pub lite: bool,
+    /// The family: its stages, activation and rounding.
+    pub arch: TimmEfficientNetArch,
     /// Channel multiplier, rounded per layer to a multiple of 8.
     pub channel_multiplier: f64,
     /// Block-count multiplier, rounded up per stage.
     pub depth_multiplier: f64,
+    /// timm's `tf_` models: TensorFlow's `'SAME'` padding on strided windows and batch norm
+    /// eps 1e-3 (else PyTorch's symmetric padding and 1e-5).
+    pub tf_padding: bool,
 }
 
-/// The stages after which smp takes its features at strides 4, 8, 16 and 32.
-const TAPS: [usize; 4] = [1, 2, 4, 6];
+/// The kind of one of timm's EfficientNet blocks (its `arch_def` code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockKind {
+    /// `cn`: a k x k convolution with batch norm and the activation.
+    Conv,
+    /// `er`: a k x k expansion with the activation and a linear 1x1 projection.
+    EdgeResidual,
+    /// `ds`: a depthwise k x k and a linear 1x1 projection.
+    DepthwiseSeparable,
+    /// `ir`: a 1x1 expansion, a depthwise k x k and a linear 1x1 projection.
+    InvertedResidual,
+}
+
+/// One stage of an `arch_def`.
+#[derive(Clone, Copy, Debug)]
+struct Stage {
+    kind: BlockKind,
+    repeats: usize,
+    kernel: usize,
+    stride: usize,
+    expand: usize,
+    output: usize,
+    /// Squeeze-and-excitation with a quarter of the block's input channels.
+    se: bool,
+    /// The input added to the output where the stride is 1 and the widths match (`cn`
+    /// blocks only with `_skip`, the others unless `_noskip`).
+    skip: bool,
+    /// `_fc`: the expansion's width taken from these channels instead of the input's
+    /// (EdgeTPU's first block).
+    expand_from: Option<usize>,
+}
+
+const fn stage(kind: BlockKind, [repeats, kernel, stride, expand, output]: [usize; 5]) -> Stage {
+    Stage {
+        kind,
+        repeats,
+        kernel,
+        stride,
+        expand,
+        output,
+        se: matches!(kind, BlockKind::InvertedResidual),
+        skip: !matches!(kind, BlockKind::Conv),
+        expand_from: None,
+    }
+}
+
+const fn cn_skip(s: [usize; 5]) -> Stage {
+    Stage {
+        skip: true,
+        ..stage(BlockKind::Conv, s)
+    }
+}
+
+const fn er(s: [usize; 5]) -> Stage {
+    stage(BlockKind::EdgeResidual, s)
+}
+
+/// An inverted residual with squeeze-and-excitation (EfficientNetV2's).
+const fn ir_se(s: [usize; 5]) -> Stage {
+    stage(BlockKind::InvertedResidual, s)
+}
+
+/// An inverted residual without squeeze-and-excitation (EdgeTPU's).
+const fn ir(s: [usize; 5]) -> Stage {
+    Stage {
+        se: false,
+        ..stage(BlockKind::InvertedResidual, s)
+    }
+}
+
+// timm's `_gen_efficientnetv2_*` and `_gen_efficientnet_edge` tables: [repeats, kernel,
+// stride, expansion, output channels].
+const V2_BASE: [Stage; 6] = [
+    cn_skip([1, 3, 1, 1, 16]),
+    er([2, 3, 2, 4, 32]),
+    er([2, 3, 2, 4, 48]),
+    ir_se([3, 3, 2, 4, 96]),
+    ir_se([5, 3, 1, 6, 112]),
+    ir_se([8, 3, 2, 6, 192]),
+];
+const V2_S: [Stage; 6] = [
+    cn_skip([2, 3, 1, 1, 24]),
+    er([4, 3, 2, 4, 48]),
+    er([4, 3, 2, 4, 64]),
+    ir_se([6, 3, 2, 4, 128]),
+    ir_se([9, 3, 1, 6, 160]),
+    ir_se([15, 3, 2, 6, 256]),
+];
+const V2_S_RW: [Stage; 6] = [
+    er([2, 3, 1, 1, 24]),
+    er([4, 3, 2, 4, 48]),
+    er([4, 3, 2, 4, 64]),
+    ir_se([6, 3, 2, 4, 128]),
+    ir_se([9, 3, 1, 6, 160]),
+    ir_se([15, 3, 2, 6, 272]),
+];
+const V2_M: [Stage; 7] = [
+    cn_skip([3, 3, 1, 1, 24]),
+    er([5, 3, 2, 4, 48]),
+    er([5, 3, 2, 4, 80]),
+    ir_se([7, 3, 2, 4, 160]),
+    ir_se([14, 3, 1, 6, 176]),
+    ir_se([18, 3, 2, 6, 304]),
+    ir_se([5, 3, 1, 6, 512]),
+];
+const V2_L: [Stage; 7] = [
+    cn_skip([4, 3, 1, 1, 32]),
+    er([7, 3, 2, 4, 64]),
+    er([7, 3, 2, 4, 96]),
+    ir_se([10, 3, 2, 4, 192]),
+    ir_se([19, 3, 1, 6, 224]),
+    ir_se([25, 3, 2, 6, 384]),
+    ir_se([7, 3, 1, 6, 640]),
+];
+const V2_XL: [Stage; 7] = [
+    cn_skip([4, 3, 1, 1, 32]),
+    er([8, 3, 2, 4, 64]),
+    er([8, 3, 2, 4, 96]),
+    ir_se([16, 3, 2, 4, 192]),
+    ir_se([24, 3, 1, 6, 256]),
+    ir_se([32, 3, 2, 6, 512]),
+    ir_se([8, 3, 1, 6, 640]),
+];
+const EDGE_TPU: [Stage; 6] = [
+    Stage {
+        skip: false,
+        expand_from: Some(24),
+        ..er([1, 3, 1, 4, 24])
+    },
+    er([2, 3, 2, 8, 32]),
+    er([4, 3, 2, 8, 48]),
+    ir([5, 5, 2, 8, 96]),
+    ir([4, 5, 1, 8, 144]),
+    ir([2, 5, 2, 8, 192]),
+];
+
+/// EfficientNet-B0 .. B8 and L2's (channel, depth) multipliers by variant.
+fn b_multipliers(variant: &str) -> Option<(f64, f64)> {
+    Some(match variant {
+        "b0" => (1.0, 1.0),
+        "b1" => (1.0, 1.1),
+        "b2" => (1.1, 1.2),
+        "b3" => (1.2, 1.4),
+        "b4" => (1.4, 1.8),
+        "b5" => (1.6, 2.2),
+        "b6" => (1.8, 2.6),
+        "b7" => (2.0, 3.1),
+        "b8" => (2.2, 3.6),
+        "l2" => (4.3, 5.3),
+        _ => return None,
+    })
+}
 
 impl TimmEfficientNetConfig {
+    fn new(arch: TimmEfficientNetArch, (channel_multiplier, depth_multiplier): (f64, f64)) -> Self {
+        TimmEfficientNetConfig {
+            arch,
+            channel_multiplier,
+            depth_multiplier,
+            tf_padding: false,
+        }
+    }
+
     /// smp's encoder name: `timm-efficientnet-b0` .. `b8`, `timm-efficientnet-l2`,
     /// `timm-tf_efficientnet_lite0` .. `lite4`; any other name is an error naming
     /// `encoder_name`.
     pub fn from_smp(name: &str) -> Result<Self> {
-        let multipliers = |variant: &str| -> Option<(f64, f64)> {
-            Some(match variant {
-                "b0" => (1.0, 1.0),
-                "b1" => (1.0, 1.1),
-                "b2" => (1.1, 1.2),
-                "b3" => (1.2, 1.4),
-                "b4" => (1.4, 1.8),
-                "b5" => (1.6, 2.2),
-                "b6" => (1.8, 2.6),
-                "b7" => (2.0, 3.1),
-                "b8" => (2.2, 3.6),
-                "l2" => (4.3, 5.3),
-                _ => return None,
-            })
-        };
         let found = if let Some(v) = name.strip_prefix("timm-efficientnet-") {
-            multipliers(v).map(|m| (false, m))
+            b_multipliers(v).map(|m| Self::new(TimmEfficientNetArch::EfficientNet, m))
         } else if let Some(v) = name.strip_prefix("timm-tf_efficientnet_lite") {
             ["0", "1", "2", "3", "4"]
                 .contains(&v)
-                .then(|| multipliers(&format!("b{v}")).map(|m| (true, m)))
+                .then(|| b_multipliers(&format!("b{v}")))
                 .flatten()
+                .map(|m| Self::new(TimmEfficientNetArch::Lite, m))
         } else {
             None
         };
-        let (lite, (channel_multiplier, depth_multiplier)) =
-            found.ok_or_else(|| Error::InvalidParam {
-                name: "encoder_name",
-                reason: format!(
-                    "{name:?} is not one of smp's timm-efficientnet-b0 .. b8, \
-                     timm-efficientnet-l2, timm-tf_efficientnet_lite0 .. lite4"
-                ),
-            })?;
-        Ok(TimmEfficientNetConfig {
-            lite,
-            channel_multiplier,
-            depth_multiplier,
+        found.ok_or_else(|| Error::InvalidParam {
+            name: "encoder_name",
+            reason: format!(
+                "{name:?} is not one of smp's timm-efficientnet-b0 .. b8, \
+                 timm-efficientnet-l2, timm-tf_efficientnet_lite0 .. lite4"
+            ),
         })
     }
 
     /// timm's own name, as smp's `tu-` encoders take it: `efficientnet_b0` .. `b8`,
-    /// `efficientnet_l2`, `efficientnet_lite0` .. `lite4` (a pretrained tag after `.`
-    /// ignored); `None` for any other.
+    /// `efficientnet_l2`, `efficientnet_lite0` .. `lite4`, `efficientnetv2_rw_t` /
+    /// `rw_s`, `efficientnetv2_s` / `m` / `l` / `xl`, `efficientnet_es` / `em` / `el`,
+    /// the `tf_` forms of all these but the `rw` ones, and `tf_efficientnetv2_b0` ..
+    /// `b3` (a pretrained tag after `.` ignored); `None` for any other.
     pub fn from_timm(name: &str) -> Option<Self> {
+        use TimmEfficientNetArch::*;
         let name = name.split('.').next()?;
-        let smp = match name.strip_prefix("efficientnet_lite") {
-            Some(v) => format!("timm-tf_efficientnet_lite{v}"),
-            None => format!("timm-efficientnet-{}", name.strip_prefix("efficientnet_")?),
+        let (tf_padding, name) = match name.strip_prefix("tf_") {
+            Some(rest) => (true, rest),
+            None => (false, name),
         };
-        Self::from_smp(&smp).ok()
+        let v2_base = |m| tf_padding.then_some(Self::new(V2Base, m));
+        let mut config = match name {
+            "efficientnetv2_rw_t" if !tf_padding => Self::new(V2S, (0.8, 0.9)),
+            "efficientnetv2_rw_s" if !tf_padding => Self::new(V2SRw, (1.0, 1.0)),
+            "efficientnetv2_s" => Self::new(V2S, (1.0, 1.0)),
+            "efficientnetv2_m" => Self::new(V2M, (1.0, 1.0)),
+            "efficientnetv2_l" => Self::new(V2L, (1.0, 1.0)),
+            "efficientnetv2_xl" => Self::new(V2XL, (1.0, 1.0)),
+            "efficientnetv2_b0" => v2_base((1.0, 1.0))?,
+            "efficientnetv2_b1" => v2_base((1.0, 1.1))?,
+            "efficientnetv2_b2" => v2_base((1.1, 1.2))?,
+            "efficientnetv2_b3" => v2_base((1.2, 1.4))?,
+            "efficientnet_es" => Self::new(EdgeTpu, (1.0, 1.0)),
+            "efficientnet_em" => Self::new(EdgeTpu, (1.0, 1.1)),
+            "efficientnet_el" => Self::new(EdgeTpu, (1.2, 1.4)),
+            _ => {
+                let smp = match name.strip_prefix("efficientnet_lite") {
+                    Some(v) => format!("timm-tf_efficientnet_lite{v}"),
+                    None => format!("timm-efficientnet-{}", name.strip_prefix("efficientnet_")?),
+                };
+                Self::from_smp(&smp).ok()?
+            }
+        };
+        config.tf_padding = tf_padding;
+        Some(config)
     }
 
     /// Checks the configuration: finite multipliers in (0, 16].
@@ -113,45 +316,101 @@ impl TimmEfficientNetConfig {
         Ok(())
     }
 
-    fn channels(&self, c: usize) -> usize {
-        make_divisible(c as f64 * self.channel_multiplier, 8)
-    }
-
-    fn stem_channels(&self) -> usize {
-        if self.lite {
-            32
-        } else {
-            self.channels(32)
+    /// The stages of the `arch_def`, before any scaling.
+    fn stages(&self) -> Vec<Stage> {
+        use TimmEfficientNetArch::*;
+        match self.arch {
+            EfficientNet | Lite => STAGES
+                .iter()
+                .enumerate()
+                .map(|(s, &[repeats, kernel, stride, expand, output])| {
+                    let kind = match s {
+                        0 => BlockKind::DepthwiseSeparable,
+                        _ => BlockKind::InvertedResidual,
+                    };
+                    Stage {
+                        se: self.arch == EfficientNet,
+                        ..stage(kind, [repeats, kernel, stride, expand, output])
+                    }
+                })
+                .collect(),
+            V2Base => V2_BASE.to_vec(),
+            V2S => V2_S.to_vec(),
+            V2SRw => V2_S_RW.to_vec(),
+            V2M => V2_M.to_vec(),
+            V2L => V2_L.to_vec(),
+            V2XL => V2_XL.to_vec(),
+            EdgeTpu => EDGE_TPU.to_vec(),
         }
     }
 
-    /// Blocks of stage `s` (`decode_arch_def`: `ceil(repeats * depth_multiplier)`; Lite
-    /// keeps the first and last stages).
-    fn repeats(&self, s: usize) -> usize {
-        let fixed = self.lite && (s == 0 || s == STAGES.len() - 1);
+    /// timm's `round_channels`: `c` times the multiplier to a multiple of 8 (V2-B*: the
+    /// nearest; else never below 90% of it).
+    fn channels(&self, c: usize) -> usize {
+        let scaled = c as f64 * self.channel_multiplier;
+        match self.arch {
+            TimmEfficientNetArch::V2Base => {
+                (8.0f64).max(((scaled + 4.0) / 8.0).floor() * 8.0) as usize
+            }
+            _ => make_divisible(scaled, 8),
+        }
+    }
+
+    fn stem_channels(&self) -> usize {
+        use TimmEfficientNetArch::*;
+        match self.arch {
+            Lite => 32,
+            V2S | V2SRw | V2M => self.channels(24),
+            EfficientNet | V2Base | V2L | V2XL | EdgeTpu => self.channels(32),
+        }
+    }
+
+    /// Blocks of stage `s` of `n` (`decode_arch_def`: `ceil(repeats * depth_multiplier)`;
+    /// Lite keeps the first and last stages).
+    fn repeats(&self, s: usize, n: usize, repeats: usize) -> usize {
+        let fixed = self.arch == TimmEfficientNetArch::Lite && (s == 0 || s == n - 1);
         match fixed {
-            true => STAGES[s][0],
-            false => (STAGES[s][0] as f64 * self.depth_multiplier).ceil() as usize,
+            true => repeats,
+            false => (repeats as f64 * self.depth_multiplier).ceil() as usize,
         }
     }
 
     fn activation(&self) -> Activation {
-        if self.lite {
-            Activation::Relu6
-        } else {
-            Activation::Silu
+        use TimmEfficientNetArch::*;
+        match self.arch {
+            Lite => Activation::Relu6,
+            EdgeTpu => Activation::Relu,
+            _ => Activation::Silu,
         }
     }
 
+    fn layers(&self) -> TimmLayers {
+        TimmLayers {
+            eps: if self.tf_padding { 1e-3 } else { 1e-5 },
+            tf_padding: self.tf_padding,
+        }
+    }
+
+    /// The stages after which timm takes its features (each one a stage whose next
+    /// strides, and the last): strides 2, 4, 8, 16 and 32.
+    fn taps(&self) -> Vec<usize> {
+        let stages = self.stages();
+        (0..stages.len())
+            .filter(|&s| stages.get(s + 1).is_none_or(|next| next.stride > 1))
+            .collect()
+    }
+
     /// Channels of smp's features: the input's, the stem's (`universal`: the first
-    /// stage's, timm's own stride-2 feature), then after stages 1, 2, 4, 6.
+    /// stage's, timm's own stride-2 feature), then those of the other taps.
     pub(crate) fn feature_channels(&self, in_channels: usize, universal: bool) -> Vec<usize> {
+        let stages = self.stages();
+        let taps = self.taps();
         let stride2 = match universal {
-            true => self.channels(STAGES[0][4]),
+            true => self.channels(stages[taps[0]].output),
             false => self.stem_channels(),
         };
         let mut c = vec![in_channels, stride2];
-        c.extend(TAPS.map(|s| self.channels(STAGES[s][4])));
+        c.extend(taps[1..].iter().map(|&s| self.channels(stages[s].output)));
         c
     }
 
@@ -175,86 +434,103 @@ impl TimmEfficientNetConfig {
         let stem = Conv2dParams::new(in_channels, self.stem_channels(), 3)
             .stride(2)
             .activation(self.activation());
-        let mut y = LAYERS.stem(g, x, (gpu, sd, prefix), stem)?;
+        let mut y = self.layers().stem(g, x, (gpu, sd, prefix), stem)?;
         let mut features = vec![x];
         if !universal {
             features.push(y);
         }
-        let stages = match depth {
+        let (stages, taps) = (self.stages(), self.taps());
+        let run = match depth {
             0 => 0,
-            1 => usize::from(universal),
-            d => TAPS[d - 2] + 1,
+            1 if !universal => 0,
+            d => taps[d - 1] + 1,
         };
         let mut timm_rule = TimmOutputStride::new(output_stride);
         let mut input = self.stem_channels();
-        for (s, &[_, kernel, stride, expand, output]) in STAGES.iter().enumerate().take(stages) {
-            let output = self.channels(output);
-            let stage_stride = match s {
-                5.. => 32,
-                3 | 4 => 16,
-                _ => 8,
-            };
+        let mut stage_stride = 2;
+        for (s, st) in stages.iter().enumerate().take(run) {
+            let output = self.channels(st.output);
+            stage_stride *= st.stride;
             let smp_rate = smp_dilation(stage_stride, output_stride);
-            for i in 0..self.repeats(s) {
-                let stride = if i == 0 { stride } else { 1 };
-                let (stride, dilation) = match universal {
-                    false => (stride, smp_rate),
-                    true => timm_rule.block(stride),
+            for i in 0..self.repeats(s, stages.len(), st.repeats) {
+                let stride = if i == 0 { st.stride } else { 1 };
+                let (stride, dilation, skip_stride) = match universal {
+                    false => (stride, smp_rate, stride),
+                    true => {
+                        let (stride, dilation) = timm_rule.block(stride);
+                        (stride, dilation, stride)
+                    }
                 };
                 let block = Block {
+                    stage: *st,
                     input,
                     output,
-                    kernel,
-                    // The skip is the unpatched block's (timm decides it when building).
                     stride,
-                    expand,
                     dilation,
+                    // smp's `make_dilated` patches built blocks, which keep the skip of
+                    // their stride; timm decides the skip after its `output_stride` rule.
+                    skip: st.skip && skip_stride == 1 && input == output,
                 };
                 let name = format!("blocks.{s}.{i}");
                 let graph = self.block((gpu, sd, &at(&name)), block)?;
                 y = g.add(name, graph, &[y]);
                 input = output;
             }
-            if TAPS.contains(&s) || (universal && s == 0) {
+            if taps.contains(&s) && (universal || s > 0) {
                 features.push(y);
             }
         }
         Ok(features)
     }
 
-    /// One block under `prefix`: a depthwise-separable block (expansion 1, the first
-    /// stage) or an inverted residual.
+    /// One block under `prefix`.
     fn block(&self, ctx: (&Gpu, &StateDict, &str), b: Block) -> Result<Graph> {
         let act = self.activation();
-        let se = (!self.lite).then(|| {
-            let squeezed = (b.input as f64 * 0.25).round().max(1.0) as usize;
-            SqueezeExcitationParams::new(b.input * b.expand, squeezed)
-                .activation(act)
-                .scale_activation(Activation::Sigmoid)
-        });
-        let block = TimmBlock {
-            channels: (b.input, b.input * b.expand, b.output),
-            separable: b.expand == 1,
-            kernel: b.kernel,
-            // smp's `make_dilated` keeps the stride of a dilated block for its skip.
-            stride_dilation: match b.dilation {
-                1 => (b.stride, 1),
-                d => (1, d),
-            },
-            activation: act,
-            se,
-            skip: b.stride == 1 && b.input == b.output,
+        let st = b.stage;
+        let hidden = make_divisible(
+            (st.expand_from.map_or(b.input, |c| self.channels(c)) * st.expand) as f64,
+            8,
+        );
+        // smp's `make_dilated` keeps the stride of a dilated block for its skip.
+        let stride_dilation = match b.dilation {
+            1 => (b.stride, 1),
+            d => (1, d),
         };
-        LAYERS.block(ctx, block)
+        let layers = self.layers();
+        match st.kind {
+            BlockKind::Conv | BlockKind::EdgeResidual => {
+                let hidden = (st.kind == BlockKind::EdgeResidual).then_some(hidden);
+                let block = TimmConvBlock {
+                    channels: (b.input, hidden, b.output),
+                    kernel: st.kernel,
+                    stride_dilation,
+                    activation: act,
+                    skip: b.skip,
+                };
+                layers.conv_block(ctx, block)
+            }
+            BlockKind::DepthwiseSeparable | BlockKind::InvertedResidual => {
+                let se = st.se.then(|| {
+                    // timm's `SqueezeExcite(mid, rd_ratio=0.25 / e)`, Python's `round`.
+                    let squeezed = (hidden as f64 * (0.25 / st.expand as f64)).round_ties_even();
+                    SqueezeExcitationParams::new(hidden, squeezed.max(1.0) as usize)
+                        .activation(act)
+                        .scale_activation(Activation::Sigmoid)
+                });
+                let block = TimmBlock {
+                    channels: (b.input, hidden, b.output),
+                    separable: st.kind == BlockKind::DepthwiseSeparable,
+                    kernel: st.kernel,
+                    stride_dilation,
+                    activation: act,
+                    se,
+                    skip: b.skip,
+                };
+                layers.block(ctx, block)
+            }
+        }
     }
 }
-
-/// timm's layers as its EfficientNets have them: PyTorch's symmetric padding, batch norm
-/// eps 1e-5 (timm's default).
-const LAYERS: TimmLayers = TimmLayers {
-    eps: 1e-5,
-    tf_padding: false,
-};
 
 /// How one of timm's models builds its layers: the batch norm eps, and whether strided
 /// windows pad as TensorFlow's `'SAME'` (timm's `Conv2dSame`, the `tf_` models).
@@ -395,13 +671,70 @@ impl TimmOutputStride {
     }
 }
 
+/// One of timm's `ConvBnAct` (no `hidden` width: `conv` / `bn1` with the activation) or
+/// `EdgeResidual` blocks (`conv_exp` / `bn1` to `hidden` with the activation, then
+/// `conv_pwl` / `bn2`, linear), its widths and rules resolved by the model that builds it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimmConvBlock {
+    /// Input, expanded (`EdgeResidual` only) and output channels.
+    pub(crate) channels: (usize, Option<usize>, usize),
+    pub(crate) kernel: usize,
+    /// The k x k layer's.
+    pub(crate) stride_dilation: (usize, usize),
+    pub(crate) activation: Activation,
+    /// The input added to the output.
+    pub(crate) skip: bool,
+}
+
+impl TimmLayers {
+    /// Block `b` under `prefix` (`conv` / `bn1`, or `conv_exp` / `bn1`, `conv_pwl` / `bn2`).
+    pub(crate) fn conv_block(
+        &self,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        b: TimmConvBlock,
+    ) -> Result<Graph> {
+        let at = |name: &str| key(prefix, name);
+        let (input, hidden, output) = b.channels;
+        let (stride, dilation) = b.stride_dilation;
+        let window = Conv2dParams::new(input, hidden.unwrap_or(output), b.kernel)
+            .stride(stride)
+            .dilation(dilation)
+            .bias(false)
+            .activation(b.activation);
+        let (window, pad) = self.padded(window);
+        let name = if hidden.is_some() { "conv_exp" } else { "conv" };
+        let mut layer = conv_bn(gpu, sd, window, &at(name), &at("bn1"), self.eps)?;
+        let mut g = Graph::new();
+        let x = g.input();
+        let mut y = x;
+        if let Some(pad) = pad {
+            y = g.add(format!("{name}.pad"), pad, &[y]);
+        }
+        let mut name = name;
+        if let Some(hidden) = hidden {
+            y = g.add(name, layer, &[y]);
+            let project = Conv2dParams::new(hidden, output, 1).bias(false);
+            name = "conv_pwl";
+            layer = conv_bn(gpu, sd, project, &at(name), &at("bn2"), self.eps)?;
+        }
+        let mut inputs = vec![y];
+        if b.skip {
+            layer = layer.with_residual(ResidualJoin::AfterActivation)?;
+            inputs.push(x);
+        }
+        let y = g.add(name, layer, &inputs);
+        g.set_outputs(&[y]);
+        Ok(g)
+    }
+}
+
 /// One block as timm builds it.
 #[derive(Clone, Copy, Debug)]
 struct Block {
+    stage: Stage,
     input: usize,
     output: usize,
-    kernel: usize,
     stride: usize,
-    expand: usize,
     dilation: usize,
+    skip: bool,
 }
