@@ -13,9 +13,10 @@
 //! ConvNeXt-Atto (`tu-convnext_atto`), ECA-ResNet-50-D (`tu-ecaresnet50d`), Res2Net-50
 //! (`timm-res2net50_26w_4s`), ResNeSt-50-D (`timm-resnest50d`, `timm-resnest50d_4s2x40d`)
 //! GENet (`timm-gernet_s`, `tu-gernet_m`), the blur-pooled ResNet-50 (`tu-resnetblur50`) and
-//! ConvNeXt-V2-Atto (`tu-convnextv2_atto`) at 160 and on its
+//! ConvNeXt-V2-Atto (`tu-convnextv2_atto`), the TensorFlow-padded EfficientNet-B0
+//! (`tu-tf_efficientnet_b0`) and EfficientNetV2-B0 (`tu-tf_efficientnetv2_b0`) at 160 and on its
 //! MobileNetV3-Large
-//! (`tu-mobilenetv3_large_100`) at 256,
+//! (`tu-mobilenetv3_large_100`) and MobileNetV4-Conv-Small (`tu-mobilenetv4_conv_small`) at 256,
 //! and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160.
@@ -179,6 +180,8 @@ fn bench(c: &mut Criterion) {
         "tu-gernet_m",
         "tu-resnetblur50",
         "tu-convnextv2_atto",
+        "tu-tf_efficientnet_b0",
+        "tu-tf_efficientnetv2_b0",
     ] {
         let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
         let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
@@ -252,16 +255,13 @@ fn bench(c: &mut Criterion) {
         &net,
         [1, 3, 256, 256],
     );
-    // A real-time video model: smp's Unet on timm's MobileNetV3-Large.
-    let cfg = SmpUnetConfig::new("tu-mobilenetv3_large_100", 3, 2).unwrap();
-    let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
-    time(
-        &mut g,
-        &gpu,
-        "smp_unet_tu_mobilenetv3_large_100_256",
-        &net,
-        [1, 3, 256, 256],
-    );
+    // Real-time video models: smp's Unet on timm's MobileNetV3-Large and MobileNetV4-Conv-Small.
+    for encoder in ["tu-mobilenetv3_large_100", "tu-mobilenetv4_conv_small"] {
+        let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
+        let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();
+        let name = format!("smp_unet_{}_256", encoder.replace('-', "_"));
+        time(&mut g, &gpu, &name, &net, [1, 3, 256, 256]);
+    }
     let net = UNet::load(&gpu, UNetConfig::new(3, 2), &sd, "").unwrap();
     time(&mut g, &gpu, "unet_160", &net, small);
     let net = SegNet::load(&gpu, SegNetConfig::vgg16_bn(3, 21), &sd, "").unwrap();

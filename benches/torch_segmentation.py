@@ -121,16 +121,17 @@ try:
     for encoder in ["mobileone_s0", "timm-efficientnet-b0", "timm-skresnet18", "dpn68",
                     "tu-regnety_004", "tu-resnet50d", "tu-convnext_atto", "tu-ecaresnet50d",
                     "timm-res2net50_26w_4s", "timm-resnest50d", "timm-resnest50d_4s2x40d",
-                    "timm-gernet_s", "tu-gernet_m", "tu-resnetblur50", "tu-convnextv2_atto"]:
+                    "timm-gernet_s", "tu-gernet_m", "tu-resnetblur50", "tu-convnextv2_atto",
+                    "tu-tf_efficientnet_b0", "tu-tf_efficientnetv2_b0"]:
         bench(f"smp_unet_{encoder.replace('-', '_')}_160",
               smp.Unet(encoder, encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_se_resnext50_32x4d_160",
           smp.Unet("se_resnext50_32x4d", encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_efficientnet_b0_256",
           smp.Unet("efficientnet-b0", encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
-    bench("smp_unet_tu_mobilenetv3_large_100_256",
-          smp.Unet("tu-mobilenetv3_large_100", encoder_weights=None, classes=2).eval(),
-          (1, 3, 256, 256))
+    for encoder in ["tu-mobilenetv3_large_100", "tu-mobilenetv4_conv_small"]:
+        bench(f"smp_unet_{encoder.replace('-', '_')}_256",
+              smp.Unet(encoder, encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
 except ImportError:
     print("smp models skipped: pip install segmentation-models-pytorch")
 bench("unet_160", UNet(3, 2).eval(), small)

@@ -684,6 +684,8 @@ def networks(fz, count, out):
     # timm's TensorFlow-padded EfficientNets, EfficientNetV2s and EdgeTPU models.
     TIMM += ["tu-tf_efficientnet_b0", "tu-tf_efficientnetv2_b0", "tu-efficientnetv2_rw_t",
              "tu-tf_efficientnet_es"]
+    # timm's convolutional MobileNetV4s.
+    TIMM += ["tu-mobilenetv4_conv_small", "tu-mobilenetv4_conv_medium"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

@@ -1842,7 +1842,7 @@ fn timm_universal_names_are_timm_configurations() {
     let convnext = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalConvNext(_));
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 48] = [
+    let families: [(&str, Family, [usize; 6]); 53] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -1976,6 +1976,31 @@ fn timm_universal_names_are_timm_configurations() {
             [3, 16, 24, 32, 88, 720],
         ),
         (
+            "tu-mobilenetv4_conv_small",
+            mobilenet,
+            [3, 32, 32, 64, 96, 960],
+        ),
+        (
+            "tu-mobilenetv4_conv_small_035",
+            mobilenet,
+            [3, 32, 16, 24, 32, 336],
+        ),
+        (
+            "tu-mobilenetv4_conv_small_050.e3000_r224_in1k",
+            mobilenet,
+            [3, 32, 16, 32, 48, 480],
+        ),
+        (
+            "tu-mobilenetv4_conv_medium",
+            mobilenet,
+            [3, 32, 48, 80, 160, 960],
+        ),
+        (
+            "tu-mobilenetv4_conv_large",
+            mobilenet,
+            [3, 24, 48, 96, 192, 960],
+        ),
+        (
             "tu-mobilenetv3_large_100.ra_in1k",
             mobilenet,
             [3, 16, 24, 40, 112, 960],
@@ -2062,6 +2087,11 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-resnet",
         "tu-efficientnet_b9",
         "tu-efficientnetv2_rw_m",
+        "tu-mobilenetv4_hybrid_medium",
+        "tu-mobilenetv4_conv_aa_medium",
+        "tu-mobilenetv4_conv_blur_medium",
+        "tu-tf_mobilenetv4_conv_small",
+        "tu-mobilenetv4_conv_medium_075",
         "tu-tf_efficientnetv2_rw_s",
         "tu-efficientnetv2_b0",
         "tu-tf_efficientnet_cc_b0_4e",

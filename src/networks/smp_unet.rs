@@ -120,8 +120,9 @@ pub enum SmpEncoder {
     /// `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
     /// `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100` (a pretrained tag
     /// after `.` ignored), smp's deprecated `timm-mobilenetv3_*` names for the `tf_`
-    /// ones, and `tu-mobilenetv2_035` / `_050` / `_075` / `_100` / `_140`: timm's own
-    /// MobileNetV3 and MobileNetV2 through smp's `TimmUniversalEncoder`
+    /// ones, `tu-mobilenetv2_035` / `_050` / `_075` / `_100` / `_140`, and
+    /// `tu-mobilenetv4_conv_small` / `_small_035` / `_small_050` / `_medium` / `_large`:
+    /// timm's own MobileNetV4, V3 and V2 through smp's `TimmUniversalEncoder`
     /// (`encoder.model.conv_stem`, `encoder.model.blocks.*`; [`TimmMobileNetConfig`]),
     /// dilated by timm's `output_stride` rule.
     TimmUniversalMobileNet(TimmMobileNetConfig),
@@ -224,7 +225,9 @@ impl SmpEncoder {
                          (tu-mobilenetv2_035 / 050 / 075 / 100 / 140, \
                          tu-mobilenetv3_large_075 / 100, tu-mobilenetv3_small_050 / 075 / \
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \
-                         tu-tf_mobilenetv3_small_075 / 100 / minimal_100), its RegNets \
+                         tu-tf_mobilenetv3_small_075 / 100 / minimal_100, \
+                         tu-mobilenetv4_conv_small / small_035 / small_050 / medium / \
+                         large), its RegNets \
                          (tu-regnetx_002 .. tu-regnetx_320, tu-regnety_002 .. \
                          tu-regnety_640), its ConvNeXts (tu-convnext_atto .. xlarge, \
                          tu-convnextv2_atto .. huge), its \

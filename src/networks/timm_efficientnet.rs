@@ -696,6 +696,8 @@ impl TimmLayers {
         let at = |name: &str| key(prefix, name);
         let (input, hidden, output) = b.channels;
         let (stride, dilation) = b.stride_dilation;
+        // A dilated 1x1 window is an undilated one (and keeps the pointwise kernels).
+        let dilation = if b.kernel == 1 { 1 } else { dilation };
         let window = Conv2dParams::new(input, hidden.unwrap_or(output), b.kernel)
             .stride(stride)
             .dilation(dilation)

@@ -10,7 +10,13 @@
 //! `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100`, smp's deprecated
 //! `timm-mobilenetv3_*` names, which smp 0.6 runs as the `tf_` models, and
 //! `tu-mobilenetv2_035` / `_050` / `_075` / `_100` / `_140` (ReLU6, a 32-channel stem
-//! scaled with the rest, no squeeze-and-excitation).
+//! scaled with the rest, no squeeze-and-excitation), and the convolutional MobileNetV4s
+//! `tu-mobilenetv4_conv_small` / `_small_035` / `_small_050` / `_medium` / `_large`
+//! (timm's `_gen_mobilenet_v4`: ReLU, `conv` / `bn1` convolution blocks, `conv_exp` /
+//! `bn1`, `conv_pwl` / `bn2` fused inverted bottlenecks, and universal inverted
+//! bottlenecks `dw_start`, `pw_exp`, `dw_mid`, `pw_proj`, each a `.conv` and a `.bn`, the
+//! first window without activation, either depthwise window absent in some blocks; the
+//! hybrid models' attention is not run, and their names are errors).
 //!
 //! timm's MobileNetV2 is torchvision's `mobilenet_v2` under timm's names and rounding
 //! (its stem and every width scaled by the multiplier), without the last 1x1
@@ -38,10 +44,11 @@ use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::Conv2dParams;
+use crate::ops::conv::ResidualJoin;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::timm_efficientnet::{TimmBlock, TimmLayers, TimmOutputStride};
+use super::timm_efficientnet::{TimmBlock, TimmConvBlock, TimmLayers, TimmOutputStride};
 
 /// Which of timm's MobileNets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,10 +59,16 @@ pub enum TimmMobileNetArch {
     V3Large,
     /// `mobilenetv3_small_*`.
     V3Small,
+    /// `mobilenetv4_conv_small*`.
+    V4ConvSmall,
+    /// `mobilenetv4_conv_medium`.
+    V4ConvMedium,
+    /// `mobilenetv4_conv_large`.
+    V4ConvLarge,
 }
 
 /// One of timm's MobileNet models (`mobilenetv2_*`, `mobilenetv3_large_*` /
-/// `mobilenetv3_small_*` and their `tf_` forms).
+/// `mobilenetv3_small_*` and their `tf_` forms, `mobilenetv4_conv_*`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimmMobileNetConfig {
     /// The architecture.
@@ -64,23 +77,29 @@ pub struct TimmMobileNetConfig {
     /// squeeze-and-excitation.
     pub minimal: bool,
     /// Channel multiplier (0.35 .. 1.4 in timm's names), each width rounded to a
-    /// multiple of 8; the MobileNetV3s' stem keeps its 16 channels below 0.75 (timm's
-    /// `fix_stem`).
+    /// multiple of 8; the MobileNetV3s' stem keeps its 16 channels below 0.75, the
+    /// MobileNetV4s' its width below 1 (timm's `fix_stem`).
     pub channel_multiplier: f64,
     /// The `tf_` models: TensorFlow's `'SAME'` padding on strided windows and batch norm
     /// eps 1e-3 (else PyTorch's symmetric padding and 1e-5).
     pub tf_padding: bool,
 }
 
-/// How a block is built (timm's `ds`, `ir` and `cn` block strings).
+/// How a block is built (timm's `ds`, `ir`, `cn`, `er` and `uir` block strings).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     /// `DepthwiseSeparableConv`: depthwise, SE, 1x1 projection.
     Separable,
     /// `InvertedResidual`: 1x1 expansion, depthwise, SE, 1x1 projection.
     Inverted,
-    /// `ConvBnAct`: a 1x1 convolution with its activation.
-    Pointwise,
+    /// `ConvBnAct`: a convolution with its activation.
+    Conv,
+    /// `EdgeResidual` (MobileNetV4's FusedIB): a k x k expansion, a 1x1 projection.
+    Edge,
+    /// `UniversalInvertedResidual` (MobileNetV4's UIB): an optional depthwise `start`
+    /// window without activation, a 1x1 expansion, an optional depthwise `kernel` window,
+    /// a 1x1 projection.
+    Universal,
 }
 
 /// One block string of timm's `arch_def`, repeated `repeats` times (the first of them
@@ -96,6 +115,9 @@ struct BlockDef {
     se: bool,
     /// ReLU instead of the model's hardswish (timm's `nre`).
     relu: bool,
+    /// The `UniversalInvertedResidual`'s first depthwise window (`a`; 0: none; its
+    /// `kernel` is the middle one, 0: none).
+    start: usize,
 }
 
 const fn def(
@@ -113,10 +135,33 @@ const fn def(
         out,
         se,
         relu,
+        start: 0,
     }
 }
 
-use Kind::{Inverted as IR, Pointwise as CN, Separable as DS};
+/// A `UniversalInvertedResidual` string: `uir_r{repeats}_a{start}_k{kernel}_s{stride}` with
+/// its expansion and output channels.
+const fn uir(
+    (repeats, start, kernel, stride): (usize, usize, usize, usize),
+    (expand, out): (f64, usize),
+) -> BlockDef {
+    BlockDef {
+        start,
+        ..def(
+            Kind::Universal,
+            (repeats, kernel, stride),
+            (expand, out),
+            (false, false),
+        )
+    }
+}
+
+/// A `ConvBnAct` string: `cn_r1_k{kernel}_s{stride}_c{out}`.
+const fn cn((kernel, stride): (usize, usize), out: usize) -> BlockDef {
+    def(Kind::Conv, (1, kernel, stride), (1.0, out), (false, false))
+}
+
+use Kind::{Inverted as IR, Separable as DS};
 
 /// `mobilenetv3_large_*`'s `arch_def`, stage by stage.
 const LARGE: &[&[BlockDef]] = &[
@@ -133,7 +178,7 @@ const LARGE: &[&[BlockDef]] = &[
     ],
     &[def(IR, (2, 3, 1), (6.0, 112), (true, false))],
     &[def(IR, (3, 5, 2), (6.0, 160), (true, false))],
-    &[def(CN, (1, 1, 1), (1.0, 960), (false, false))],
+    &[cn((1, 1), 960)],
 ];
 
 /// `mobilenetv3_small_*`'s `arch_def`, stage by stage.
@@ -149,7 +194,7 @@ const SMALL: &[&[BlockDef]] = &[
     ],
     &[def(IR, (2, 5, 1), (3.0, 48), (true, false))],
     &[def(IR, (3, 5, 2), (6.0, 96), (true, false))],
-    &[def(CN, (1, 1, 1), (1.0, 576), (false, false))],
+    &[cn((1, 1), 576)],
 ];
 
 /// `mobilenetv2_*`'s `arch_def`, stage by stage (ReLU6 everywhere).
@@ -178,7 +223,7 @@ const LARGE_MINIMAL: &[&[BlockDef]] = &[
     ],
     &[def(IR, (2, 3, 1), (6.0, 112), (false, false))],
     &[def(IR, (3, 3, 2), (6.0, 160), (false, false))],
-    &[def(CN, (1, 1, 1), (1.0, 960), (false, false))],
+    &[cn((1, 1), 960)],
 ];
 
 /// `tf_mobilenetv3_small_minimal_100`'s `arch_def`, stage by stage.
@@ -194,7 +239,76 @@ const SMALL_MINIMAL: &[&[BlockDef]] = &[
     ],
     &[def(IR, (2, 3, 1), (3.0, 48), (false, false))],
     &[def(IR, (3, 3, 2), (6.0, 96), (false, false))],
-    &[def(CN, (1, 1, 1), (1.0, 576), (false, false))],
+    &[cn((1, 1), 576)],
+];
+
+/// `mobilenetv4_conv_small`'s `arch_def`, stage by stage.
+const V4_SMALL: &[&[BlockDef]] = &[
+    &[cn((3, 2), 32), cn((1, 1), 32)],
+    &[cn((3, 2), 96), cn((1, 1), 64)],
+    &[
+        uir((1, 5, 5, 2), (3.0, 96)),
+        uir((4, 0, 3, 1), (2.0, 96)),
+        uir((1, 3, 0, 1), (4.0, 96)),
+    ],
+    &[
+        uir((1, 3, 3, 2), (6.0, 128)),
+        uir((1, 5, 5, 1), (4.0, 128)),
+        uir((1, 0, 5, 1), (4.0, 128)),
+        uir((1, 0, 5, 1), (3.0, 128)),
+        uir((2, 0, 3, 1), (4.0, 128)),
+    ],
+    &[cn((1, 1), 960)],
+];
+
+/// `mobilenetv4_conv_medium`'s `arch_def`, stage by stage.
+const V4_MEDIUM: &[&[BlockDef]] = &[
+    &[def(Kind::Edge, (1, 3, 2), (4.0, 48), (false, false))],
+    &[uir((1, 3, 5, 2), (4.0, 80)), uir((1, 3, 3, 1), (2.0, 80))],
+    &[
+        uir((1, 3, 5, 2), (6.0, 160)),
+        uir((2, 3, 3, 1), (4.0, 160)),
+        uir((1, 3, 5, 1), (4.0, 160)),
+        uir((1, 3, 3, 1), (4.0, 160)),
+        uir((1, 3, 0, 1), (4.0, 160)),
+        uir((1, 0, 0, 1), (2.0, 160)),
+        uir((1, 3, 0, 1), (4.0, 160)),
+    ],
+    &[
+        uir((1, 5, 5, 2), (6.0, 256)),
+        uir((1, 5, 5, 1), (4.0, 256)),
+        uir((2, 3, 5, 1), (4.0, 256)),
+        uir((1, 0, 0, 1), (4.0, 256)),
+        uir((1, 3, 0, 1), (4.0, 256)),
+        uir((1, 3, 5, 1), (2.0, 256)),
+        uir((1, 5, 5, 1), (4.0, 256)),
+        uir((2, 0, 0, 1), (4.0, 256)),
+        uir((1, 5, 0, 1), (2.0, 256)),
+    ],
+    &[cn((1, 1), 960)],
+];
+
+/// `mobilenetv4_conv_large`'s `arch_def`, stage by stage.
+const V4_LARGE: &[&[BlockDef]] = &[
+    &[def(Kind::Edge, (1, 3, 2), (4.0, 48), (false, false))],
+    &[uir((1, 3, 5, 2), (4.0, 96)), uir((1, 3, 3, 1), (4.0, 96))],
+    &[
+        uir((1, 3, 5, 2), (4.0, 192)),
+        uir((3, 3, 3, 1), (4.0, 192)),
+        uir((1, 3, 5, 1), (4.0, 192)),
+        uir((5, 5, 3, 1), (4.0, 192)),
+        uir((1, 3, 0, 1), (4.0, 192)),
+    ],
+    &[
+        uir((4, 5, 5, 2), (4.0, 512)),
+        uir((1, 5, 0, 1), (4.0, 512)),
+        uir((1, 5, 3, 1), (4.0, 512)),
+        uir((2, 5, 0, 1), (4.0, 512)),
+        uir((1, 5, 3, 1), (4.0, 512)),
+        uir((1, 5, 5, 1), (4.0, 512)),
+        uir((3, 5, 0, 1), (4.0, 512)),
+    ],
+    &[cn((1, 1), 960)],
 ];
 
 /// Where smp takes a feature: after the stem or after a stage.
@@ -210,8 +324,10 @@ impl TimmMobileNetConfig {
     /// `mobilenetv3_small_050`, `mobilenetv3_small_075`, `mobilenetv3_small_100`,
     /// `tf_mobilenetv3_large_075`, `tf_mobilenetv3_large_100`,
     /// `tf_mobilenetv3_large_minimal_100`, `tf_mobilenetv3_small_075`,
-    /// `tf_mobilenetv3_small_100`, `tf_mobilenetv3_small_minimal_100` (a pretrained tag
-    /// after `.` ignored); `None` for any other.
+    /// `tf_mobilenetv3_small_100`, `tf_mobilenetv3_small_minimal_100`,
+    /// `mobilenetv4_conv_small`, `_small_035`, `_small_050`, `mobilenetv4_conv_medium`,
+    /// `mobilenetv4_conv_large` (a pretrained tag after `.` ignored); `None` for any
+    /// other.
     pub fn from_timm(name: &str) -> Option<Self> {
         use TimmMobileNetArch::{V3Large as Large, V3Small as Small, V2 as Two};
         let name = name.split('.').next()?;
@@ -232,6 +348,11 @@ impl TimmMobileNetConfig {
             (_, "mobilenetv3_small_100") => (Small, false, 1.0),
             (true, "mobilenetv3_large_minimal_100") => (Large, true, 1.0),
             (true, "mobilenetv3_small_minimal_100") => (Small, true, 1.0),
+            (false, "mobilenetv4_conv_small_035") => (TimmMobileNetArch::V4ConvSmall, false, 0.35),
+            (false, "mobilenetv4_conv_small_050") => (TimmMobileNetArch::V4ConvSmall, false, 0.5),
+            (false, "mobilenetv4_conv_small") => (TimmMobileNetArch::V4ConvSmall, false, 1.0),
+            (false, "mobilenetv4_conv_medium") => (TimmMobileNetArch::V4ConvMedium, false, 1.0),
+            (false, "mobilenetv4_conv_large") => (TimmMobileNetArch::V4ConvLarge, false, 1.0),
             _ => return None,
         };
         Some(TimmMobileNetConfig {
@@ -245,11 +366,13 @@ impl TimmMobileNetConfig {
     /// Checks the configuration: a finite channel multiplier in (0, 16], and `minimal`
     /// only on a MobileNetV3.
     pub(crate) fn validate(&self) -> Result<()> {
-        fail_if(
-            self.minimal && self.arch == TimmMobileNetArch::V2,
-            "minimal",
-            || "timm's MobileNetV2 has no minimal form".to_string(),
-        )?;
+        let v3 = matches!(
+            self.arch,
+            TimmMobileNetArch::V3Large | TimmMobileNetArch::V3Small
+        );
+        fail_if(self.minimal && !v3, "minimal", || {
+            format!("timm's {:?} has no minimal form", self.arch)
+        })?;
         let m = self.channel_multiplier;
         fail_if(
             !(m.is_finite() && m > 0.0 && m <= 16.0),
@@ -265,14 +388,18 @@ impl TimmMobileNetConfig {
             (TimmMobileNetArch::V3Small, false) => SMALL,
             (TimmMobileNetArch::V3Large, true) => LARGE_MINIMAL,
             (TimmMobileNetArch::V3Small, true) => SMALL_MINIMAL,
+            (TimmMobileNetArch::V4ConvSmall, _) => V4_SMALL,
+            (TimmMobileNetArch::V4ConvMedium, _) => V4_MEDIUM,
+            (TimmMobileNetArch::V4ConvLarge, _) => V4_LARGE,
         }
     }
 
     /// The model's activation (`nre` blocks take ReLU).
     fn activation(&self) -> Activation {
+        use TimmMobileNetArch::*;
         match (self.arch, self.minimal) {
-            (TimmMobileNetArch::V2, _) => Activation::Relu6,
-            (_, true) => Activation::Relu,
+            (V2, _) => Activation::Relu6,
+            (V4ConvSmall | V4ConvMedium | V4ConvLarge, _) | (_, true) => Activation::Relu,
             (_, false) => Activation::HardSwish,
         }
     }
@@ -289,11 +416,19 @@ impl TimmMobileNetConfig {
         make_divisible(c as f64 * self.channel_multiplier, 8)
     }
 
+    /// The stem's width: scaled, but not below the multiplier where timm's `fix_stem`
+    /// keeps it.
     fn stem_channels(&self) -> usize {
-        match self.arch {
-            TimmMobileNetArch::V2 => self.channels(32),
-            _ if self.channel_multiplier < 0.75 => 16,
-            _ => self.channels(16),
+        use TimmMobileNetArch::*;
+        let (stem, fixed_below) = match self.arch {
+            V2 => (32, 0.0),
+            V3Large | V3Small => (16, 0.75),
+            V4ConvSmall | V4ConvMedium => (32, 1.0),
+            V4ConvLarge => (24, 1.0),
+        };
+        match self.channel_multiplier < fixed_below {
+            true => stem,
+            false => self.channels(stem),
         }
     }
 
@@ -391,23 +526,29 @@ impl TimmMobileNetConfig {
             true => Activation::Relu,
             false => self.activation(),
         };
-        if d.kind == Kind::Pointwise {
-            // timm's `cn` block: a 1x1 window at stride 1, never padded.
-            let p = Conv2dParams::new(input, output, d.kernel)
-                .bias(false)
-                .activation(act);
-            let (conv, bn) = (key(prefix, "conv"), key(prefix, "bn1"));
-            let layer = conv_bn(gpu, sd, p, &conv, &bn, self.layers().eps)?;
-            let mut g = Graph::new();
-            let x = g.input();
-            let y = g.add("conv", layer, &[x]);
-            g.set_outputs(&[y]);
-            return Ok(g);
-        }
         let hidden = match d.kind {
-            Kind::Separable => input,
+            Kind::Separable | Kind::Conv => input,
             _ => make_divisible(input as f64 * d.expand, 8),
         };
+        let skip = stride == 1 && input == output;
+        match d.kind {
+            Kind::Conv | Kind::Edge => {
+                let block = TimmConvBlock {
+                    channels: (input, (d.kind == Kind::Edge).then_some(hidden), output),
+                    kernel: d.kernel,
+                    stride_dilation: (stride, dilation),
+                    activation: act,
+                    // timm's `cn` blocks skip only where their string says `skip`.
+                    skip: d.kind == Kind::Edge && skip,
+                };
+                return self.layers().conv_block((gpu, sd, prefix), block);
+            }
+            Kind::Universal => {
+                let block = (input, hidden, output, skip);
+                return self.universal((gpu, sd, prefix), d, block, (stride, dilation));
+            }
+            Kind::Separable | Kind::Inverted => {}
+        }
         let se = d.se.then(|| {
             SqueezeExcitationParams::new(hidden, make_divisible(hidden as f64 * 0.25, 8))
                 .activation(Activation::Relu)
@@ -420,8 +561,62 @@ impl TimmMobileNetConfig {
             stride_dilation: (stride, dilation),
             activation: act,
             se,
-            skip: stride == 1 && input == output,
+            skip,
         };
         self.layers().block((gpu, sd, prefix), block)
+    }
+
+    /// timm's `UniversalInvertedResidual` under `prefix` (`dw_start`, `pw_exp`, `dw_mid`,
+    /// `pw_proj`, each a `.conv` and a `.bn`): the stride on the middle window, or on the
+    /// first without one; both windows dilated alike (as timm has them).
+    fn universal(
+        &self,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        d: BlockDef,
+        (input, hidden, output, skip): (usize, usize, usize, bool),
+        (stride, dilation): (usize, usize),
+    ) -> Result<Graph> {
+        let act = self.activation();
+        let mut parts = Vec::new();
+        if d.start > 0 {
+            let first_stride = if d.kernel > 0 { 1 } else { stride };
+            let p = Conv2dParams::depthwise(input, 1, d.start)
+                .stride(first_stride)
+                .dilation(dilation);
+            parts.push(("dw_start", p));
+        }
+        parts.push((
+            "pw_exp",
+            Conv2dParams::new(input, hidden, 1).activation(act),
+        ));
+        if d.kernel > 0 {
+            let p = Conv2dParams::depthwise(hidden, 1, d.kernel)
+                .stride(stride)
+                .dilation(dilation)
+                .activation(act);
+            parts.push(("dw_mid", p));
+        }
+        parts.push(("pw_proj", Conv2dParams::new(hidden, output, 1)));
+        let last = parts.len() - 1;
+        let layers = self.layers();
+        let mut g = Graph::new();
+        let x = g.input();
+        let mut y = x;
+        for (i, (name, p)) in parts.into_iter().enumerate() {
+            let (p, pad) = layers.padded(p.bias(false));
+            let at = |part: &str| key(prefix, &format!("{name}.{part}"));
+            let mut layer = conv_bn(gpu, sd, p, &at("conv"), &at("bn"), layers.eps)?;
+            if let Some(pad) = pad {
+                y = g.add(format!("{name}.pad"), pad, &[y]);
+            }
+            let mut inputs = vec![y];
+            if i == last && skip {
+                layer = layer.with_residual(ResidualJoin::AfterActivation)?;
+                inputs.push(x);
+            }
+            y = g.add(name, layer, &inputs);
+        }
+        g.set_outputs(&[y]);
+        Ok(g)
     }
 }
