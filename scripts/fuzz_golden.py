@@ -686,6 +686,8 @@ def networks(fz, count, out):
              "tu-tf_efficientnet_es"]
     # timm's convolutional MobileNetV4s.
     TIMM += ["tu-mobilenetv4_conv_small", "tu-mobilenetv4_conv_medium"]
+    # timm's RepVGGs (branches folded at load).
+    TIMM += ["tu-repvgg_a0", "tu-repvgg_a1"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

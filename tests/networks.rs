@@ -882,6 +882,45 @@ fn gernet_bad_configurations_are_typed_errors() {
     assert_eq!(GerNetConfig::timm("gernet_xl"), None);
 }
 
+/// RepVGGs whose blocks timm could not build: typed errors naming the field, before any
+/// weight is read.
+#[test]
+fn repvgg_bad_configurations_are_typed_errors() {
+    use segblocks::networks::RepVggConfig;
+    let sd = StateDict::synthetic();
+    let repvgg = RepVggConfig::timm("repvgg_b1g4").unwrap();
+    let load = |r: RepVggConfig| {
+        let cfg = SmpUnetConfig {
+            encoder: SmpEncoder::TimmUniversalRepVgg(r),
+            ..SmpUnetConfig::new("tu-repvgg_b1g4", 3, 2).unwrap()
+        };
+        SmpUnet::load(common::gpu(), cfg, &sd, "").err()
+    };
+    let mut bad = repvgg;
+    bad.widths[2] = 250;
+    named(load(bad), "groups");
+    named(
+        load(RepVggConfig {
+            groups: 0,
+            ..repvgg
+        }),
+        "groups",
+    );
+    let mut bad = repvgg;
+    bad.depths[0] = 0;
+    named(load(bad), "depths");
+    named(
+        load(RepVggConfig {
+            stem_width: 0,
+            ..repvgg
+        }),
+        "stem_width",
+    );
+    for bad in ["repvgg_d2se", "repvgg_b4", "repvgg_a0g4"] {
+        assert_eq!(RepVggConfig::timm(bad), None, "{bad}");
+    }
+}
+
 /// RegNets by names torchvision does not have, and stages it cannot build.
 #[test]
 fn regnet_bad_names_and_configurations_are_typed_errors() {
@@ -1841,8 +1880,9 @@ fn timm_universal_names_are_timm_configurations() {
     let regnet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRegNet(_));
     let convnext = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalConvNext(_));
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
+    let repvgg = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRepVgg(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 53] = [
+    let families: [(&str, Family, [usize; 6]); 57] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -1975,6 +2015,14 @@ fn timm_universal_names_are_timm_configurations() {
             mobilenet,
             [3, 16, 24, 32, 88, 720],
         ),
+        ("tu-repvgg_a0", repvgg, [3, 48, 48, 96, 192, 1280]),
+        (
+            "tu-repvgg_a2.rvgg_in1k",
+            repvgg,
+            [3, 64, 96, 192, 384, 1408],
+        ),
+        ("tu-repvgg_b1g4", repvgg, [3, 64, 128, 256, 512, 2048]),
+        ("tu-repvgg_b3", repvgg, [3, 64, 192, 384, 768, 2560]),
         (
             "tu-mobilenetv4_conv_small",
             mobilenet,
@@ -2088,6 +2136,7 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-efficientnet_b9",
         "tu-efficientnetv2_rw_m",
         "tu-mobilenetv4_hybrid_medium",
+        "tu-repvgg_d2se",
         "tu-mobilenetv4_conv_aa_medium",
         "tu-mobilenetv4_conv_blur_medium",
         "tu-tf_mobilenetv4_conv_small",

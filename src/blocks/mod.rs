@@ -53,8 +53,8 @@ pub use shufflenet::{ShuffleV1Config, ShuffleV1Unit, ShuffleV2Config, ShuffleV2U
 pub(crate) use graph::{HostValue, Inputs, Node, Value, ValueId};
 pub(crate) use nodes::{
     BnActNode, ConvTransposeNode, DecoderStageNode, EcaGateNode, GrnScaleNode, GroupNormNode,
-    LayerNorm2dNode, LrAsppHeadNode, Op, RepConvNode, SdpaNode, SeNode, SplitAttentionNode,
-    TwoPathAttentionNode,
+    LayerNorm2dNode, LrAsppHeadNode, Op, RepConvNode, RepNames, SdpaNode, SeNode,
+    SplitAttentionNode, TwoPathAttentionNode,
 };
 
 use ndarray::{Array4, ArrayView4};

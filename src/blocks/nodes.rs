@@ -1913,22 +1913,60 @@ pub(crate) struct RepConvNode {
     fused: ConvBnAct,
 }
 
+/// Where a re-parameterisable block's branches sit in its state dict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RepNames {
+    /// MobileOne's: `rbr_conv.{i}`, `rbr_scale`, `rbr_skip`.
+    MobileOne,
+    /// timm's `RepVggBlock`: `conv_kxk` (one branch), `conv_1x1`, `identity`.
+    TimmRepVgg,
+}
+
+impl RepNames {
+    fn conv(self, i: usize) -> String {
+        match self {
+            RepNames::MobileOne => format!("rbr_conv.{i}"),
+            RepNames::TimmRepVgg => "conv_kxk".to_string(),
+        }
+    }
+
+    fn scale(self) -> &'static str {
+        match self {
+            RepNames::MobileOne => "rbr_scale",
+            RepNames::TimmRepVgg => "conv_1x1",
+        }
+    }
+
+    fn skip(self) -> &'static str {
+        match self {
+            RepNames::MobileOne => "rbr_skip",
+            RepNames::TimmRepVgg => "identity",
+        }
+    }
+}
+
 impl RepConvNode {
     /// Loads `{prefix}.rbr_conv.{i}.conv` / `.bn` for `i < conv_branches`, `{prefix}.
     /// rbr_scale.conv` / `.bn` when the kernel is larger than 1x1, and `{prefix}.rbr_skip`
-    /// when `skip`, all batch norms with `eps`; `params` is the main convolution's (its
-    /// bias ignored, its activation after the sum).
+    /// when `skip` (or their `names` in timm's RepVGG, one convolution branch), all batch
+    /// norms with `eps`; `params` is the main convolution's (its bias ignored, its
+    /// activation after the sum).
     pub(crate) fn load(
         gpu: &Gpu,
         sd: &StateDict,
         params: Conv2dParams,
-        prefix: &str,
+        (prefix, names): (&str, RepNames),
         (conv_branches, skip): (usize, bool),
         eps: f32,
     ) -> Result<Self> {
         fail_if(conv_branches == 0, "num_conv_branches", || {
             "must be positive, got 0".to_string()
         })?;
+        fail_if(
+            names == RepNames::TimmRepVgg && conv_branches != 1,
+            "num_conv_branches",
+            || format!("timm's RepVGG blocks have one, got {conv_branches}"),
+        )?;
         let plain = Conv2dParams {
             activation: Activation::None,
             param_activation: None,
@@ -1940,16 +1978,17 @@ impl RepConvNode {
             Ok((p, weight, bn))
         };
         let mut branches = (0..conv_branches)
-            .map(|i| branch(plain, key(prefix, &format!("rbr_conv.{i}"))))
+            .map(|i| branch(plain, key(prefix, &names.conv(i))))
             .collect::<Result<Vec<_>>>()?;
         let (kh, kw) = params.kernel_size;
         if kh > 1 || kw > 1 {
             let one = Conv2dParams {
                 kernel_size: (1, 1),
                 padding: (0, 0),
+                dilation: (1, 1),
                 ..plain
             };
-            branches.push(branch(one, key(prefix, "rbr_scale"))?);
+            branches.push(branch(one, key(prefix, names.scale()))?);
         }
         let skip = match skip {
             true => {
@@ -1966,7 +2005,7 @@ impl RepConvNode {
                 )?;
                 Some(BnState::load(
                     sd,
-                    &key(prefix, "rbr_skip"),
+                    &key(prefix, names.skip()),
                     params.in_channels,
                     eps,
                 )?)

@@ -202,16 +202,10 @@ impl GerNetConfig {
         let mut features = vec![x, y];
         // The stages each feature needs: the stem's, stages 0 .. 2, all five.
         let stages = [0, 1, 2, 3, 5][depth.saturating_sub(1).min(4)];
-        let (mut reached, mut dilation) = (2, 1);
+        let mut rule = ByobOutputStride::new(output_stride);
         let mut width_in = self.stem_width;
         for (i, stage) in self.stages.iter().enumerate().take(stages) {
-            let mut stride = stage.stride;
-            if reached >= output_stride && stride > 1 {
-                dilation *= stride;
-                stride = 1;
-            }
-            reached *= stride;
-            let mut first = if dilation <= 2 { 1 } else { 2 };
+            let (stride, mut first, dilation) = rule.stage(stage.stride);
             for j in 0..stage.depth {
                 let name = format!("stages_{i}.{j}");
                 let stride = if j == 0 { stride } else { 1 };
@@ -233,6 +227,39 @@ impl GerNetConfig {
         }
         features.truncate(depth + 1);
         Ok(features)
+    }
+}
+
+/// timm's `ByobNet` rule for its `output_stride`: a stage's stride past it becomes a
+/// dilation of the stages from there on, and a stage's first block runs at dilation 1
+/// while the stage's is at most 2, else at 2.
+pub(crate) struct ByobOutputStride {
+    output_stride: usize,
+    /// The stride reached (the stem's 2 to start).
+    reached: usize,
+    dilation: usize,
+}
+
+impl ByobOutputStride {
+    pub(crate) fn new(output_stride: usize) -> Self {
+        ByobOutputStride {
+            output_stride,
+            reached: 2,
+            dilation: 1,
+        }
+    }
+
+    /// The stride of the next stage, whose own is `stride`, its first block's dilation
+    /// and its other blocks'.
+    pub(crate) fn stage(&mut self, stride: usize) -> (usize, usize, usize) {
+        let mut stride = stride;
+        if self.reached >= self.output_stride && stride > 1 {
+            self.dilation *= stride;
+            stride = 1;
+        }
+        self.reached *= stride;
+        let first = if self.dilation <= 2 { 1 } else { 2 };
+        (stride, first, self.dilation)
     }
 }
 

@@ -6,7 +6,7 @@
 //! MobileOne's `reparameterize_model` does); the CPU reference runs the branches.
 //! A state dict already re-parameterised (`reparam_conv.weight` / `.bias`) loads too.
 
-use crate::blocks::{ConvBnAct, Graph, Op, RepConvNode, SeNode, ValueId};
+use crate::blocks::{ConvBnAct, Graph, Op, RepConvNode, RepNames::MobileOne, SeNode, ValueId};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
@@ -167,8 +167,14 @@ impl MobileOneConfig {
             let conv = ConvBnAct::load(gpu, sd, params.bias(true), &at("reparam_conv"), None, 0.0)?;
             g.add(name, conv, &[x])
         } else {
-            let node =
-                RepConvNode::load(gpu, sd, params, &key(prefix, name), (branches, skip), EPS)?;
+            let node = RepConvNode::load(
+                gpu,
+                sd,
+                params,
+                (&key(prefix, name), MobileOne),
+                (branches, skip),
+                EPS,
+            )?;
             g.add(name, node, &[x])
         };
         if !se {

@@ -8,7 +8,7 @@
 //! EfficientNet encoders (EfficientNet-PyTorch's
 //! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4;
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
-//! ConvNeXts and GENets),
+//! ConvNeXts, GENets and RepVGGs),
 //! and MediaPipe's selfie segmentation models. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
@@ -28,6 +28,7 @@ mod mobilenet_v2;
 mod mobilenet_v3;
 mod mobileone;
 mod regnet;
+mod repvgg;
 mod resnet;
 mod segmentation;
 mod segnet;
@@ -69,6 +70,7 @@ pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
 pub use mobileone::MobileOneConfig;
 pub use regnet::{RegNetConfig, RegNetFeatures, RegNetStage};
+pub use repvgg::RepVggConfig;
 pub use resnet::{
     ResNetAttention, ResNetBlock, ResNetConfig, ResNetFeatures, ResNetStageBlock, ResNetStem,
 };

@@ -45,8 +45,8 @@ use super::resnet::DilationRule;
 use super::{
     ConvNextConfig, DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, GerNetConfig,
     InceptionConfig, MixTransformerConfig, MobileNetV2Config, MobileOneConfig, RegNetConfig,
-    ResNetAttention, ResNetConfig, ResNetStem, SeNetConfig, SkResNetConfig, TimmEfficientNetConfig,
-    TimmMobileNetConfig, VggConfig,
+    RepVggConfig, ResNetAttention, ResNetConfig, ResNetStem, SeNetConfig, SkResNetConfig,
+    TimmEfficientNetConfig, TimmMobileNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -145,6 +145,11 @@ pub enum SmpEncoder {
     /// `encoder.model.final_conv`; [`GerNetConfig`]), dilated by timm's `output_stride`
     /// rule.
     TimmUniversalGerNet(GerNetConfig),
+    /// `tu-repvgg_a0` .. `tu-repvgg_b3g4` (a pretrained tag after `.` ignored): timm's
+    /// RepVGGs through smp's `TimmUniversalEncoder` (`encoder.model.stem`,
+    /// `encoder.model.stages_{i}.*`; [`RepVggConfig`]), each block's branches folded into
+    /// one convolution at load time, dilated by timm's `output_stride` rule.
+    TimmUniversalRepVgg(RepVggConfig),
     /// `mobileone_s0` .. `mobileone_s4`: Apple's MobileOne as smp builds it, its trained
     /// branches (`encoder.stage{i}.*.rbr_conv` / `rbr_scale` / `rbr_skip`) folded into one
     /// convolution a block at load time ([`MobileOneConfig`]).
@@ -201,6 +206,9 @@ impl SmpEncoder {
             if let Some(c) = GerNetConfig::timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalGerNet(c));
             }
+            if let Some(c) = RepVggConfig::timm(timm) {
+                return Ok(SmpEncoder::TimmUniversalRepVgg(c));
+            }
             return timm_resnet(timm)
                 .map(SmpEncoder::TimmUniversalResNet)
                 .ok_or_else(|| Error::InvalidParam {
@@ -231,7 +239,9 @@ impl SmpEncoder {
                          (tu-regnetx_002 .. tu-regnetx_320, tu-regnety_002 .. \
                          tu-regnety_640), its ConvNeXts (tu-convnext_atto .. xlarge, \
                          tu-convnextv2_atto .. huge), its \
-                         GENets (tu-gernet_s / m / l) and, for DPT, its plain ViTs"
+                         GENets (tu-gernet_s / m / l), its RepVGGs (tu-repvgg_a0 / a1 / \
+                         a2 / b0 / b1 / b1g4 / b2 / b2g4 / b3 / b3g4) and, for DPT, its \
+                         plain ViTs"
                     ),
                 });
         }
@@ -403,6 +413,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalRegNet(r) => r.validate(),
             SmpEncoder::TimmUniversalConvNext(c) => c.validate(),
             SmpEncoder::TimmUniversalGerNet(c) => c.validate(),
+            SmpEncoder::TimmUniversalRepVgg(c) => c.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
             SmpEncoder::MixTransformer(m) => m.validate(),
@@ -429,6 +440,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalRegNet(r) => r.feature_channels(in_channels),
             SmpEncoder::TimmUniversalConvNext(c) => c.feature_channels(in_channels),
             SmpEncoder::TimmUniversalGerNet(c) => c.feature_channels(in_channels),
+            SmpEncoder::TimmUniversalRepVgg(c) => c.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
             SmpEncoder::Inception(i) => {
@@ -544,6 +556,9 @@ impl SmpEncoder {
                 features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::TimmUniversalGerNet(c) => {
+                features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::TimmUniversalRepVgg(c) => {
                 features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::MobileOne(m) => {

@@ -845,6 +845,26 @@ CASES = [
     ("smp_pspnet_tu_mobilenetv4_conv_medium_depth3", "smp_pspnet",
      dict(encoder="tu-mobilenetv4_conv_medium", depth=3, cin=3, classes=2, psp_out=32,
           use_norm=True, upsampling=8, activation=None), [1, 3, 40, 56]),
+    # timm's RepVGGs (ByobNet): 3x3, 1x1 and identity branches as trained, folded into one
+    # convolution at load; grouped every second block in the g4 models; dilated by
+    # ByobNet's rule.
+    ("smp_unet_tu_repvgg_a0_odd", "smp_unet",
+     dict(encoder="tu-repvgg_a0", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_repvgg_a0_os8", "smp_deeplabv3",
+     dict(encoder="tu-repvgg_a0", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [2, 3, 40, 56]),
+    ("smp_pspnet_tu_repvgg_b1g4_depth3", "smp_pspnet",
+     dict(encoder="tu-repvgg_b1g4", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [1, 3, 40, 56]),
+    ("smp_deeplabv3plus_tu_repvgg_a1_os16", "smp_deeplabv3plus",
+     dict(encoder="tu-repvgg_a1", depth=5, output_stride=16, cin=1, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 1, 48, 64]),
+    ("smp_fpn_tu_repvgg_b0_depth4", "smp_fpn",
+     dict(encoder="tu-repvgg_b0", depth=4, cin=3, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None), [2, 3, 48, 64]),
 ]
 
 
