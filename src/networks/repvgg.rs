@@ -1,8 +1,8 @@
 //! timm's RepVGGs (`repvgg_a0` .. `repvgg_b3g4`, timm's `ByobNet`) as
 //! segmentation_models_pytorch runs them through its `TimmUniversalEncoder`
 //! (`tu-repvgg_*`): a RepVGG block as the stride-2 stem (`stem`) and four stages of them
-//! (`stages_{i}.{j}`), the first of each strided. A block as trained is `relu(conv_kxk(x)
-//! + conv_1x1(x) + identity(x))`: a 3x3 and a 1x1 convolution, each with its batch norm
+//! (`stages_{i}.{j}`), the first of each strided. A block as trained is
+//! `relu(conv_kxk(x) + conv_1x1(x) + identity(x))`: a 3x3 and a 1x1 convolution, each with its batch norm
 //! (`.conv`, `.bn`), and a batch norm of the input (`identity`) where the block keeps its
 //! width, stride and dilation. The GPU runs each block as one 3x3 convolution, its
 //! branches folded at load time (RepVGG's re-parameterisation); the CPU reference runs
