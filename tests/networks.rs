@@ -1882,7 +1882,7 @@ fn timm_universal_names_are_timm_configurations() {
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     let repvgg = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRepVgg(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 57] = [
+    let families: [(&str, Family, [usize; 6]); 58] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -1949,6 +1949,11 @@ fn timm_universal_names_are_timm_configurations() {
             "tu-efficientnetv2_rw_t",
             efficientnet,
             [3, 24, 40, 48, 128, 208],
+        ),
+        (
+            "tu-efficientnetv2_rw_m",
+            efficientnet,
+            [3, 32, 56, 80, 192, 328],
         ),
         (
             "tu-efficientnetv2_rw_s",
@@ -2134,7 +2139,7 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-",
         "tu-resnet",
         "tu-efficientnet_b9",
-        "tu-efficientnetv2_rw_m",
+        "tu-tf_efficientnetv2_rw_m",
         "tu-mobilenetv4_hybrid_medium",
         "tu-repvgg_d2se",
         "tu-mobilenetv4_conv_aa_medium",

@@ -107,7 +107,7 @@ pub enum SmpEncoder {
     /// `encoder.blocks.{stage}.{i}.*`; [`TimmEfficientNetConfig`]).
     TimmEfficientNet(TimmEfficientNetConfig),
     /// `tu-efficientnet_b0` .. `b8`, `tu-efficientnet_l2`, `tu-efficientnet_lite0` ..
-    /// `lite4`, the EfficientNetV2s `tu-efficientnetv2_rw_t` / `rw_s` / `s` / `m` / `l` /
+    /// `lite4`, the EfficientNetV2s `tu-efficientnetv2_rw_t` / `rw_s` / `rw_m` / `s` / `m` / `l` /
     /// `xl`, the EdgeTPU models `tu-efficientnet_es` / `em` / `el`, the TensorFlow-padded
     /// `tf_` forms of all these but the `rw` ones and `tu-tf_efficientnetv2_b0` .. `b3` (a
     /// pretrained tag after `.` ignored; [`TimmEfficientNetConfig::from_timm`]): timm's own
@@ -226,7 +226,7 @@ impl SmpEncoder {
                          tu-res2next50) and ResNeSts (tu-resnest14d / 26d / 50d / 101e / \
                          200e / 269e, tu-resnest50d_4s2x40d / 1s4x24d), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
-                         tu-efficientnet_lite0 .. lite4, tu-efficientnetv2_rw_t / rw_s, \
+                         tu-efficientnet_lite0 .. lite4, tu-efficientnetv2_rw_t / rw_s / rw_m, \
                          tu-efficientnetv2_s / m / l / xl, tu-efficientnet_es / em / el, \
                          the tf_ forms of these but the rw ones, \
                          tu-tf_efficientnetv2_b0 .. b3), its MobileNets \

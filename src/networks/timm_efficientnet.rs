@@ -52,6 +52,9 @@ pub enum TimmEfficientNetArch {
     /// timm's own first EfficientNetV2-S (`efficientnetv2_rw_s`): an edge residual first
     /// stage and 272 channels in the last.
     V2SRw,
+    /// timm's EfficientNetV2-M of the same stages (`efficientnetv2_rw_m`): the last two
+    /// stages' depths scaled by 1.6 whatever the depth multiplier.
+    V2MRw,
     /// EfficientNetV2-M (`efficientnetv2_m`).
     V2M,
     /// EfficientNetV2-L (`efficientnetv2_l`).
@@ -266,7 +269,7 @@ impl TimmEfficientNetConfig {
 
     /// timm's own name, as smp's `tu-` encoders take it: `efficientnet_b0` .. `b8`,
     /// `efficientnet_l2`, `efficientnet_lite0` .. `lite4`, `efficientnetv2_rw_t` /
-    /// `rw_s`, `efficientnetv2_s` / `m` / `l` / `xl`, `efficientnet_es` / `em` / `el`,
+    /// `rw_s` / `rw_m`, `efficientnetv2_s` / `m` / `l` / `xl`, `efficientnet_es` / `em` / `el`,
     /// the `tf_` forms of all these but the `rw` ones, and `tf_efficientnetv2_b0` ..
     /// `b3` (a pretrained tag after `.` ignored); `None` for any other.
     pub fn from_timm(name: &str) -> Option<Self> {
@@ -280,6 +283,7 @@ impl TimmEfficientNetConfig {
         let mut config = match name {
             "efficientnetv2_rw_t" if !tf_padding => Self::new(V2S, (0.8, 0.9)),
             "efficientnetv2_rw_s" if !tf_padding => Self::new(V2SRw, (1.0, 1.0)),
+            "efficientnetv2_rw_m" if !tf_padding => Self::new(V2MRw, (1.2, 1.2)),
             "efficientnetv2_s" => Self::new(V2S, (1.0, 1.0)),
             "efficientnetv2_m" => Self::new(V2M, (1.0, 1.0)),
             "efficientnetv2_l" => Self::new(V2L, (1.0, 1.0)),
@@ -336,7 +340,7 @@ impl TimmEfficientNetConfig {
                 .collect(),
             V2Base => V2_BASE.to_vec(),
             V2S => V2_S.to_vec(),
-            V2SRw => V2_S_RW.to_vec(),
+            V2SRw | V2MRw => V2_S_RW.to_vec(),
             V2M => V2_M.to_vec(),
             V2L => V2_L.to_vec(),
             V2XL => V2_XL.to_vec(),
@@ -360,19 +364,21 @@ impl TimmEfficientNetConfig {
         use TimmEfficientNetArch::*;
         match self.arch {
             Lite => 32,
-            V2S | V2SRw | V2M => self.channels(24),
+            V2S | V2SRw | V2MRw | V2M => self.channels(24),
             EfficientNet | V2Base | V2L | V2XL | EdgeTpu => self.channels(32),
         }
     }
 
     /// Blocks of stage `s` of `n` (`decode_arch_def`: `ceil(repeats * depth_multiplier)`;
-    /// Lite keeps the first and last stages).
+    /// Lite keeps the first and last stages, `efficientnetv2_rw_m` scales its last two by
+    /// 1.6).
     fn repeats(&self, s: usize, n: usize, repeats: usize) -> usize {
-        let fixed = self.arch == TimmEfficientNetArch::Lite && (s == 0 || s == n - 1);
-        match fixed {
-            true => repeats,
-            false => (repeats as f64 * self.depth_multiplier).ceil() as usize,
-        }
+        let multiplier = match self.arch {
+            TimmEfficientNetArch::Lite if s == 0 || s == n - 1 => 1.0,
+            TimmEfficientNetArch::V2MRw if s + 2 >= n => 1.6,
+            _ => self.depth_multiplier,
+        };
+        (repeats as f64 * multiplier).ceil() as usize
     }
 
     fn activation(&self) -> Activation {
