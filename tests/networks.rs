@@ -22,7 +22,7 @@ use segblocks::networks::{
     SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
     SmpDptConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet,
     SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
-    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig,
+    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetArch,
     TimmEfficientNetConfig, TimmMobileNetArch, TimmMobileNetConfig, UNet, UNetConfig, VggConfig,
     VggFeatures,
 };
@@ -1000,6 +1000,20 @@ fn timm_efficientnet_bad_names_are_typed_errors() {
             },
             "depth_multiplier",
         ),
+        (
+            TimmEfficientNetConfig {
+                arch: TimmEfficientNetArch::V2S,
+                ..base
+            },
+            "arch",
+        ),
+        (
+            TimmEfficientNetConfig {
+                tf_padding: true,
+                ..base
+            },
+            "tf_padding",
+        ),
     ] {
         cfg.encoder = SmpEncoder::TimmEfficientNet(bad);
         named(
@@ -1351,6 +1365,33 @@ fn smp_unet_tf_mobilenetv3_reference_matches_smp() {
         .depth(5, &[16, 16, 8, 8, 8]);
     let net = SmpUnet::load(common::gpu(), cfg, &StateDict::synthetic(), "").unwrap();
     reference_matches(&net, "smp_unet_tu_tf_mobilenetv3_small_minimal_100_odd");
+}
+
+/// The CPU references of timm's RepVGG (every trained branch against the folded
+/// convolution, the grouped blocks of `b1g4`), MobileNetV4 (the universal inverted
+/// bottlenecks) and TensorFlow-padded EfficientNetV2 (convolution and edge-residual blocks
+/// at an odd size) against smp's outputs.
+#[test]
+fn timm_repvgg_mobilenetv4_efficientnetv2_references_match_smp() {
+    let sd = StateDict::synthetic();
+    let psp = |encoder: &str| {
+        let cfg = SmpPspNetConfig::new(encoder, 3, 2)
+            .unwrap()
+            .encoder_depth(3)
+            .psp_out_channels(32)
+            .upsampling(8);
+        SmpPspNet::load(common::gpu(), cfg, &sd, "").unwrap()
+    };
+    reference_matches(&psp("tu-repvgg_b1g4"), "smp_pspnet_tu_repvgg_b1g4_depth3");
+    reference_matches(
+        &psp("tu-mobilenetv4_conv_medium"),
+        "smp_pspnet_tu_mobilenetv4_conv_medium_depth3",
+    );
+    let cfg = SmpUnetConfig::new("tu-tf_efficientnetv2_s", 2, 2)
+        .unwrap()
+        .depth(3, &[16, 8, 8]);
+    let net = SmpUnet::load(common::gpu(), cfg, &sd, "").unwrap();
+    reference_matches(&net, "smp_unet_tu_tf_efficientnetv2_s_depth3");
 }
 
 /// The CPU references of the decoders and encoders whose reference differs from their GPU

@@ -406,9 +406,8 @@ impl SmpEncoder {
             SmpEncoder::SeNet(s) => s.validate(),
             SmpEncoder::SkResNet(s) => s.validate(),
             SmpEncoder::Dpn(d) => d.validate(),
-            SmpEncoder::TimmEfficientNet(t) | SmpEncoder::TimmUniversalEfficientNet(t) => {
-                t.validate()
-            }
+            SmpEncoder::TimmEfficientNet(t) => t.validate_smp(),
+            SmpEncoder::TimmUniversalEfficientNet(t) => t.validate(),
             SmpEncoder::TimmUniversalMobileNet(m) => m.validate(),
             SmpEncoder::TimmUniversalRegNet(r) => r.validate(),
             SmpEncoder::TimmUniversalConvNext(c) => c.validate(),

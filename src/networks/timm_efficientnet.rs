@@ -320,6 +320,23 @@ impl TimmEfficientNetConfig {
         Ok(())
     }
 
+    /// Checks the configuration as smp's own `timm-` encoders build it: an EfficientNet or
+    /// a Lite, PyTorch's padding, finite multipliers in (0, 16].
+    pub(crate) fn validate_smp(&self) -> Result<()> {
+        let arch = self.arch;
+        let smp = matches!(
+            arch,
+            TimmEfficientNetArch::EfficientNet | TimmEfficientNetArch::Lite
+        );
+        fail_if(!smp, "arch", || {
+            format!("smp's timm- encoders build EfficientNets and Lites, got {arch:?}")
+        })?;
+        fail_if(self.tf_padding, "tf_padding", || {
+            "smp's timm- encoders pad as PyTorch does".to_string()
+        })?;
+        self.validate()
+    }
+
     /// The stages of the `arch_def`, before any scaling.
     fn stages(&self) -> Vec<Stage> {
         use TimmEfficientNetArch::*;
