@@ -408,16 +408,12 @@ impl TimmEfficientNetConfig {
     }
 
     fn layers(&self) -> TimmLayers {
-        TimmLayers {
-            eps: if self.tf_padding { 1e-3 } else { 1e-5 },
-            tf_padding: self.tf_padding,
-        }
+        TimmLayers::new(self.tf_padding)
     }
 
     /// The stages after which timm takes its features (each one a stage whose next
     /// strides, and the last): strides 2, 4, 8, 16 and 32.
-    fn taps(&self) -> Vec<usize> {
-        let stages = self.stages();
+    fn taps(stages: &[Stage]) -> Vec<usize> {
         (0..stages.len())
             .filter(|&s| stages.get(s + 1).is_none_or(|next| next.stride > 1))
             .collect()
@@ -427,7 +423,7 @@ impl TimmEfficientNetConfig {
     /// stage's, timm's own stride-2 feature), then those of the other taps.
     pub(crate) fn feature_channels(&self, in_channels: usize, universal: bool) -> Vec<usize> {
         let stages = self.stages();
-        let taps = self.taps();
+        let taps = Self::taps(&stages);
         let stride2 = match universal {
             true => self.channels(stages[taps[0]].output),
             false => self.stem_channels(),
@@ -462,7 +458,8 @@ impl TimmEfficientNetConfig {
         if !universal {
             features.push(y);
         }
-        let (stages, taps) = (self.stages(), self.taps());
+        let stages = self.stages();
+        let taps = Self::taps(&stages);
         let run = match depth {
             0 => 0,
             1 if !universal => 0,
@@ -561,6 +558,17 @@ impl TimmEfficientNetConfig {
 pub(crate) struct TimmLayers {
     pub(crate) eps: f32,
     pub(crate) tf_padding: bool,
+}
+
+impl TimmLayers {
+    /// The `tf_` models' layers (`'SAME'` padding, eps 1e-3) or the others' (PyTorch's
+    /// padding, timm's default eps 1e-5).
+    pub(crate) fn new(tf_padding: bool) -> Self {
+        TimmLayers {
+            eps: if tf_padding { 1e-3 } else { 1e-5 },
+            tf_padding,
+        }
+    }
 }
 
 /// One of timm's `DepthwiseSeparableConv` or `InvertedResidual` blocks, its widths and

@@ -405,10 +405,7 @@ impl TimmMobileNetConfig {
     }
 
     fn layers(&self) -> TimmLayers {
-        TimmLayers {
-            eps: if self.tf_padding { 1e-3 } else { 1e-5 },
-            tf_padding: self.tf_padding,
-        }
+        TimmLayers::new(self.tf_padding)
     }
 
     /// timm's `round_channels(c, multiplier)`.
