@@ -617,6 +617,10 @@ def activation_op(c, x):
     raise ValueError(f"unknown activation op {op}")
 
 
+# `--calibrated`: the network cases' batch norms calibrated (make_golden_networks.calibrate).
+NETWORKS = {"calibrated": False}
+
+
 def networks(fz, count, out):
     """Random whole networks in networks/cases.json's format: U-Net (depth, width,
     bilinear), SegNet (stages, widths, convolutions), FCN-8s (widths), MobileNetV2 / V3
@@ -688,6 +692,8 @@ def networks(fz, count, out):
     TIMM += ["tu-mobilenetv4_conv_small", "tu-mobilenetv4_conv_medium"]
     # timm's RepVGGs (branches folded at load).
     TIMM += ["tu-repvgg_a0", "tu-repvgg_a1"]
+    # timm's ResNet-RS (SE at a quarter, the stem pool a strided convolution).
+    TIMM += ["tu-resnetrs50"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).
@@ -963,6 +969,8 @@ def networks(fz, count, out):
             a["aux"] = dict(classes=r.randint(1, 5), pooling=r.choice(["avg", "max"]),
                             activation=r.choice([None, "sigmoid", "softmax", "logsoftmax",
                                                  "tanh"]))
+        if NETWORKS["calibrated"]:
+            a["calibrated"] = True
         cases.append((f"fuzz{i}_{kind}", kind, a, shape))
     # SegNet's max_unpool2d has no kernel PyTorch calls deterministic (it is a sequential
     # loop on the CPU).
@@ -985,12 +993,16 @@ def main():
                     help="multiply the channel counts drawn (ops' cases only)")
     ap.add_argument("--non-finite", type=float, default=0.0, metavar="P",
                     help="put NaN / +inf / -inf at a fraction P of each case's input")
+    ap.add_argument("--calibrated", action="store_true",
+                    help="networks: batch-norm statistics measured on a random batch, so that "
+                         "deep features reach the output at full scale (stored in the files)")
     ap.add_argument("--only", nargs="+", choices=[f.__name__ for f in FAMILIES],
                     help="the families to write (default: all)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     SCALE.update(size=args.scale, channels=args.channel_scale)
     NON_FINITE["p"] = args.non_finite
+    NETWORKS["calibrated"] = args.calibrated
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     for i, family in enumerate(FAMILIES):

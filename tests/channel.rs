@@ -656,6 +656,43 @@ fn squeeze_excitation_matches_reference() {
         narrower.select_gate_kernel([1, 480, 7, 7]),
         SeGateKernel::Fused
     );
+    // 2048 channels squeezed to 512 (ResNet-RS's last stage) fit the excitation pass's
+    // arrays but not the loop budget (two products of a million weights in one
+    // workgroup): the 1 x 1 convolutions on either class, and on a GPU class, which
+    // would otherwise take the one-workgroup pass, they match the reference.
+    let params = SqueezeExcitationParams::new(2048, 512);
+    assert!(!SeGateKernel::Fused.supports(&params));
+    assert!(!SeGateKernel::PoolThenExcite.supports(&params));
+    let x = random4(&mut r, [1, 2048, 2, 3]);
+    let (w1, b1) = (random4(&mut r, [512, 2048, 1, 1]), random1(&mut r, 512));
+    let (w2, b2) = (random4(&mut r, [2048, 512, 1, 1]), random1(&mut r, 2048));
+    let weights = (w1.view(), b1.view(), w2.view(), b2.view());
+    let want = reference::attention::squeeze_excitation(
+        &params,
+        x.view(),
+        (w1.view(), b1.view()),
+        (w2.view(), b2.view()),
+    )
+    .unwrap();
+    for gpu in [gpu, &gpu_class()] {
+        let (w1, b1, w2, b2) = weights;
+        let se = SqueezeExcitation::new(gpu, params, w1, b1, w2, b2).unwrap();
+        assert_eq!(
+            se.select_gate_kernel([1, 2048, 2, 3]),
+            SeGateKernel::PoolThenConvs
+        );
+        let mut rec = gpu.recorder();
+        let y = se
+            .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+            .unwrap();
+        let got = rec.download(&y).unwrap();
+        assert_close(
+            got.view(),
+            want.view(),
+            tol(&want, 1e-4).view(),
+            "SE 2048 -> 512",
+        );
+    }
     // Wider than the fused pass holds: pool, fc1, fc2 and scale as separate dispatches.
     let params = SqueezeExcitationParams::new(2100, 3);
     let x = random4(&mut r, [1, 2100, 1, 2]);

@@ -21,9 +21,16 @@ use crate::weights::{key, StateDict};
 /// torchvision's `_make_divisible(v, 8)`: round to the nearest multiple of 8, at least 8,
 /// and never more than 10% below `v`.
 pub fn make_divisible(v: f64, divisor: usize) -> usize {
+    make_divisible_with_limit(v, divisor, 0.9)
+}
+
+/// timm's `make_divisible(v, divisor, round_limit=round_limit)`: `v` to the nearest
+/// multiple of `divisor` (at least `divisor`), one multiple more where that falls below
+/// `round_limit * v` (0.9 in torchvision's rule; 0 never).
+pub(crate) fn make_divisible_with_limit(v: f64, divisor: usize, round_limit: f64) -> usize {
     let d = divisor as f64;
     let mut new_v = d.max(((v + d / 2.0) / d).floor() * d);
-    if new_v < 0.9 * v {
+    if new_v < round_limit * v {
         new_v += d;
     }
     new_v as usize

@@ -34,7 +34,8 @@ pub use densenet::{DenseBlock, DenseBlockConfig};
 pub use fcn::{FcnHead, FcnHeadConfig};
 pub use graph::Graph;
 pub(crate) use mobilenet::{
-    inverted_residual_graph as mbconv_graph, padded_inverted_residual_graph, v3_block_graph,
+    inverted_residual_graph as mbconv_graph, make_divisible_with_limit,
+    padded_inverted_residual_graph, v3_block_graph,
 };
 pub use mobilenet::{
     make_divisible, DepthwiseSeparableBlock, DepthwiseSeparableConfig, InvertedResidual,

@@ -11,11 +11,13 @@
 //! squeeze-and-excitation and ECA blocks (`seresnet*`, `seresnext*`, `ecaresnet*`:
 //! [`ResNetConfig::attn_layer`]) and its anti-aliased models (`resnetaa*`, `resnetblur*`:
 //! [`ResNetConfig::anti_alias`]), its Res2Nets and ResNeSts
-//! ([`ResNetConfig::bottleneck_kind`]).
+//! ([`ResNetConfig::bottleneck_kind`]), and its ResNet-RS's strided stem convolution in
+//! place of the max pool ([`ResNetConfig::replace_stem_pool`]).
 
 use crate::blocks::{
-    blur_pool, conv_bn, AntiAlias, Architecture, AvgDown, BasicBlock, BasicBlockConfig,
-    BlockAttention, Bottleneck, BottleneckConfig, BottleneckKind, Graph, Model, Op,
+    blur_pool, conv_bn, make_divisible_with_limit, AntiAlias, Architecture, AvgDown, BasicBlock,
+    BasicBlockConfig, BlockAttention, Bottleneck, BottleneckConfig, BottleneckKind, Graph, Model,
+    Op,
 };
 use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
@@ -87,14 +89,22 @@ pub struct ResNetConfig {
     /// default), Res2Net's splits (timm's `res2net*` / `res2next50`, `width_per_group` its
     /// `base_width`) or ResNeSt's split attention (timm's `resnest*`). Bottlenecks only.
     pub bottleneck_kind: BottleneckKind,
+    /// timm's `replace_stem_pool` (its `resnetrs*`): the stem's max pool replaced by a 3x3
+    /// stride-2 convolution `maxpool.0` with its batch norm `maxpool.1` and ReLU. Not
+    /// with `anti_alias` (no timm model has both).
+    pub replace_stem_pool: bool,
 }
 
 /// The channel attention of timm's ResNet blocks (its `attn_layer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResNetAttention {
-    /// `'se'` (its `seresnet*` and `seresnext*`): squeeze-and-excitation to a sixteenth of
-    /// the block's output width rounded to a multiple of 8 (at least 8).
-    SqueezeExcitation,
+    /// `'se'`: squeeze-and-excitation to the block's output width over `reduction` (timm's
+    /// `rd_ratio` is `1 / reduction`: 16 in its `seresnet*` and `seresnext*`, 4 in its
+    /// `resnetrs*`), rounded to the nearest multiple of 8 (at least 8).
+    SqueezeExcitation {
+        /// The block's output width over the squeeze width.
+        reduction: usize,
+    },
     /// `'eca'` (its `ecaresnet*`): efficient channel attention, its kernel size from the
     /// block's output width `C` (`t = int((log2(C) + 1) / 2)`, the next odd number, at
     /// least 3).
@@ -105,9 +115,9 @@ impl ResNetAttention {
     /// The block option for a block of `channels` output channels.
     fn block(self, channels: usize) -> BlockAttention {
         match self {
-            // timm's `make_divisible(channels / 16, 8, round_limit=0)`.
-            ResNetAttention::SqueezeExcitation => BlockAttention::SqueezeExcitation(
-                ((channels as f64 / 16.0 + 4.0) as usize / 8 * 8).max(8),
+            // timm's `make_divisible(channels * rd_ratio, 8, round_limit=0)`.
+            ResNetAttention::SqueezeExcitation { reduction } => BlockAttention::SqueezeExcitation(
+                make_divisible_with_limit(channels as f64 / reduction as f64, 8, 0.0),
             ),
             ResNetAttention::Eca => {
                 let t = (((channels as f64).log2() + 1.0).abs() / 2.0) as usize;
@@ -154,6 +164,7 @@ impl ResNetConfig {
             attn_layer: None,
             anti_alias: None,
             bottleneck_kind: BottleneckKind::Conv3x3,
+            replace_stem_pool: false,
         }
     }
 
@@ -379,6 +390,17 @@ impl ResNetConfig {
             g.add_multi(name, Op::MaxPool(pool), &[y], 2)[0]
         };
         y = match self.anti_alias {
+            None if self.replace_stem_pool => {
+                let c = self.stem.channels();
+                let p = Conv2dParams::new(c, c, 3)
+                    .stride(2)
+                    .padding(1)
+                    .bias(false)
+                    .activation(Activation::Relu);
+                let at = |n: &str| key(prefix, n);
+                let conv = conv_bn(gpu, sd, p, &at("maxpool.0"), &at("maxpool.1"), 1e-5)?;
+                g.add("maxpool", conv, &[y])
+            }
             None => max_pool(g, "maxpool", 2),
             Some(AntiAlias::AvgPool) => {
                 g.add("maxpool", Op::AvgPool(AvgPool2dParams::new(2)), &[y])
@@ -482,6 +504,8 @@ crate::ops::setters!(ResNetConfig {
     anti_alias: Option<AntiAlias>,
     /// Sets the bottlenecks' 3x3 stage.
     bottleneck_kind: BottleneckKind,
+    /// Sets timm's `replace_stem_pool`.
+    replace_stem_pool: bool,
 });
 
 /// torchvision's ResNet without its pooling and classifier: input `[N, 3, H, W]`, output
@@ -508,6 +532,21 @@ impl Architecture for ResNetConfig {
                     "a deep stem's width must be in {least}..=4096, got {:?}",
                     self.stem
                 )
+            })?;
+        }
+        fail_if(
+            self.replace_stem_pool && self.anti_alias.is_some(),
+            "replace_stem_pool",
+            || {
+                format!(
+                    "a convolutional stem pool is not supported with anti_alias {:?}",
+                    self.anti_alias
+                )
+            },
+        )?;
+        if let Some(ResNetAttention::SqueezeExcitation { reduction }) = self.attn_layer {
+            fail_if(!(1..=4096).contains(&reduction), "attn_layer", || {
+                format!("the squeeze-and-excitation reduction must be in 1..=4096, got {reduction}")
             })?;
         }
         fail_if(self.layers.iter().any(|&n| n > 1024), "layers", || {

@@ -222,7 +222,7 @@ impl SmpEncoder {
                          SE, ECA and anti-aliased ResNets (tu-seresnet*, tu-seresnext*, \
                          tu-ecaresnet* but the pruned ones, tu-resnetaa*, \
                          tu-seresnetaa50d, tu-seresnextaa*, tu-resnetblur18 / 50 / 50d / \
-                         101d), its Res2Nets (tu-res2net*, \
+                         101d), its ResNet-RS (tu-resnetrs50 .. 420), its Res2Nets (tu-res2net*, \
                          tu-res2next50) and ResNeSts (tu-resnest14d / 26d / 50d / 101e / \
                          200e / 269e, tu-resnest50d_4s2x40d / 1s4x24d), its \
                          EfficientNets (tu-efficientnet_b0 .. b8, tu-efficientnet_l2, \
@@ -805,7 +805,12 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
     };
     let deep_avg = |r: ResNetConfig| r.stem(ResNetStem::Deep(32)).avg_down(true);
     let tiered = |r: ResNetConfig| r.stem(ResNetStem::DeepTiered(32)).avg_down(true);
-    let se = |r: ResNetConfig| r.attn_layer(Some(ResNetAttention::SqueezeExcitation));
+    let se_by = |reduction, r: ResNetConfig| {
+        r.attn_layer(Some(ResNetAttention::SqueezeExcitation { reduction }))
+    };
+    let se = |r| se_by(16, r);
+    // ResNet-RS: the deep stem, `avg_down`, SE at a quarter, the stem pool a convolution.
+    let rs = |layers| se_by(4, deep_avg(bottleneck(layers))).replace_stem_pool(true);
     let eca = |r: ResNetConfig| r.attn_layer(Some(ResNetAttention::Eca));
     let aa = |r: ResNetConfig| r.anti_alias(Some(AntiAlias::AvgPool));
     let blur = |r: ResNetConfig| r.anti_alias(Some(AntiAlias::BlurPool));
@@ -881,6 +886,13 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         "seresnext101_64x4d" => se(ResNetConfig::resnet101().groups(64, 4)),
         // timm's efficient-channel-attention ResNets (`attn_layer='eca'`; its pruned
         // `ecaresnet50d_pruned` / `101d_pruned` have other widths).
+        "resnetrs50" => rs([3, 4, 6, 3]),
+        "resnetrs101" => rs([3, 4, 23, 3]),
+        "resnetrs152" => rs([3, 8, 36, 3]),
+        "resnetrs200" => rs([3, 24, 36, 3]),
+        "resnetrs270" => rs([4, 29, 53, 4]),
+        "resnetrs350" => rs([4, 36, 72, 4]),
+        "resnetrs420" => rs([4, 44, 87, 4]),
         "ecaresnet26t" => eca(tiered(bottleneck([2, 2, 2, 2]))),
         "ecaresnet50d" => eca(deep_avg(ResNetConfig::resnet50())),
         "ecaresnet50t" => eca(tiered(ResNetConfig::resnet50())),

@@ -23,7 +23,8 @@
 //! `output_stride` rule.
 
 use crate::blocks::{
-    conv_bn, make_divisible, padded_inverted_residual_graph, ConvBnAct, Graph, Op, SeNode, ValueId,
+    conv_bn, make_divisible, make_divisible_with_limit, padded_inverted_residual_graph, ConvBnAct,
+    Graph, Op, SeNode, ValueId,
 };
 use crate::error::{fail_if, Error, Result};
 use crate::gpu::Gpu;
@@ -370,9 +371,7 @@ impl TimmEfficientNetConfig {
     fn channels(&self, c: usize) -> usize {
         let scaled = c as f64 * self.channel_multiplier;
         match self.arch {
-            TimmEfficientNetArch::V2Base => {
-                (8.0f64).max(((scaled + 4.0) / 8.0).floor() * 8.0) as usize
-            }
+            TimmEfficientNetArch::V2Base => make_divisible_with_limit(scaled, 8, 0.0),
             _ => make_divisible(scaled, 8),
         }
     }

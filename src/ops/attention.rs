@@ -16,6 +16,7 @@ use crate::error::{fail_if, Result};
 use crate::gpu::{check_owner, Gpu, PooledBuffer, Recorder, Tensor};
 use crate::launch::{
     loop_nest, read, read_opt, specialize, uniform, write, Args, Kernel, KernelInfo, Trip,
+    LOOP_BUDGET,
 };
 use crate::ops::setters;
 use crate::weights::{key, StateDict};
@@ -271,11 +272,14 @@ impl SeGateKernel {
     ];
 
     /// Whether this kernel can compute the gate of `params` (the excitation pass holds
-    /// at most 2048 channels squeezed to 512).
+    /// at most 2048 channels squeezed to 512, and its two matrix-vector products must
+    /// stay within [`LOOP_BUDGET`]: 2048 squeezed to 512 does not).
     pub fn supports(self, params: &SqueezeExcitationParams) -> bool {
+        let (c, s) = (params.input_channels, params.squeeze_channels);
         self == SeGateKernel::PoolThenConvs
-            || (params.input_channels <= SE_FUSED_MAX.0
-                && params.squeeze_channels <= SE_FUSED_MAX.1)
+            || (c <= SE_FUSED_MAX.0
+                && s <= SE_FUSED_MAX.1
+                && se_gate_loops(c, s, &[1]) <= LOOP_BUDGET)
     }
 }
 
@@ -396,7 +400,9 @@ impl SqueezeExcitation {
         let wide = c * self.params.squeeze_channels >= SE_CONVS_MIN_WEIGHTS;
         if !SeGateKernel::Fused.supports(&self.params) || (self.gpu.caps().cpu && wide) {
             SeGateKernel::PoolThenConvs
-        } else if c * shape[2] * shape[3] <= SE_FUSED_MAX_ELEMENTS {
+        } else if c * shape[2] * shape[3] <= SE_FUSED_MAX_ELEMENTS
+            && se_gate_loops(c, self.params.squeeze_channels, &[shape[2] * shape[3]]) <= LOOP_BUDGET
+        {
             SeGateKernel::Fused
         } else {
             SeGateKernel::PoolThenExcite
@@ -436,7 +442,8 @@ impl SqueezeExcitation {
         }
         fail_if(!kernel.supports(&self.params), "kernel", || {
             format!(
-                "{kernel:?} holds at most {} channels squeezed to {}, got {} and {}",
+                "{kernel:?} holds at most {} channels squeezed to {} (and 2048 squeezed to \
+                 512 take too many loop iterations), got {} and {}",
                 SE_FUSED_MAX.0,
                 SE_FUSED_MAX.1,
                 self.params.input_channels,

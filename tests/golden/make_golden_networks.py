@@ -85,6 +85,7 @@ Run from the repository root (needs torch, torchvision, numpy, safetensors):
 
     /path/to/venv/bin/python tests/golden/make_golden_networks.py
 """
+import copy
 import json
 import os
 import sys
@@ -868,7 +869,46 @@ CASES = [
     ("smp_fpn_tu_repvgg_b0_depth4", "smp_fpn",
      dict(encoder="tu-repvgg_b0", depth=4, cin=3, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None), [2, 3, 48, 64]),
+    # timm's ResNet-RS: the deep stem, `avg_down`, SE at a quarter of the width, the stem's
+    # max pool replaced by a strided convolution (`maxpool.0` / `.1`).
+    ("smp_unet_tu_resnetrs50_odd", "smp_unet",
+     dict(encoder="tu-resnetrs50", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [1, 3, 45, 61]),
+    ("smp_deeplabv3plus_tu_resnetrs50_os8", "smp_deeplabv3plus",
+     dict(encoder="tu-resnetrs50", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 3, 40, 56]),
+    ("smp_fpn_tu_resnetrs101_depth4", "smp_fpn",
+     dict(encoder="tu-resnetrs101", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 1, 48, 64]),
 ]
+
+# The same networks again with their batch norms calibrated on a random batch
+# (`calibrate`): every normalised activation at unit scale, as in a trained network, so
+# that a mistake deep in an encoder reaches the output undamped, at batch 1 (the files
+# stay small). Their outputs are computed in float64 (`f32_error` in cases.json:
+# PyTorch's own f32 error against them).
+CALIBRATED = [
+    "mobilenet_v2_width_0.5", "mobilenet_v3_small_dilated", "lraspp_one_class",
+    "deeplabv3_mobilenet_v3_large_7", "resnet18_batch3", "efficientnet_b0_torchvision",
+    "shufflenet_v2_x1_0_features", "regnet_y_400mf_features", "mnasnet1_0_features",
+    "smp_unet_resnet34", "smp_fpn_resnet34", "smp_deeplabv3_resnet34",
+    "smp_deeplabv3plus_resnet50_depth4_os8", "smp_linknet_resnet34", "smp_pspnet_resnet34",
+    "smp_unetplusplus_resnet34", "smp_upernet_resnet34", "smp_pan_resnet34",
+    "smp_manet_resnet34", "smp_segformer_resnet34", "smp_unet_vgg16_bn",
+    "smp_unet_efficientnet_b0_odd_size", "smp_unet_densenet121", "smp_unet_se_resnext50_32x4d",
+    "smp_unet_timm_efficientnet_b0", "smp_unet_mobileone_s0", "smp_unet_xception",
+    "smp_unet_inceptionv4", "smp_unet_timm_skresnet34", "smp_unet_dpn68b", "smp_unet_tu_resnet34",
+    "smp_unet_tu_mobilenetv3_large_100", "smp_unet_tu_regnety_002", "smp_unet_tu_resnet18d_odd",
+    "smp_unet_tu_seresnet18_odd", "smp_unet_tu_ecaresnet26t_odd", "smp_unet_tu_resnetaa34d",
+    "smp_unet_timm_res2net50_26w_4s_odd", "smp_unet_timm_resnest14d_odd",
+    "smp_unet_tu_resnetblur18_odd", "smp_unet_timm_gernet_s_odd",
+    "smp_unet_tu_tf_efficientnet_b0_odd", "smp_unet_tu_tf_efficientnetv2_b0_odd",
+    "smp_unet_tu_mobilenetv4_conv_small_odd", "smp_unet_tu_repvgg_a0_odd",
+    "smp_unet_tu_efficientnet_el", "smp_deeplabv3_tu_resnet50d_os8", "smp_unet_tu_resnetrs50_odd",
+]
+CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
+          if n in CALIBRATED]
 
 
 def build(kind, a):
@@ -1065,25 +1105,62 @@ def build(kind, a):
     raise ValueError(kind)
 
 
+def calibrate(model, shape, index):
+    """Sets every batch norm's running statistics to those of the activations it sees on a
+    random batch (the made-up ones leave each layer's output near its input's scale over
+    3, so a deep encoder's features reach the output damped by orders of magnitude and a
+    mistake deep in it can hide under 1e-4). Calibrated, every normalised activation is of
+    unit scale, as in a trained network. The statistics are stored in the case's file."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: after one batch, that batch's statistics
+        m.train()
+    # A large batch: a norm deep in the encoder (or after a global pool) sees a few values
+    # a sample, and statistics of a few values leave channels of tiny variance that the
+    # norm scales up with their rounding noise (at 4 samples a small EfficientNet's f32
+    # error reaches 1e-4 to 6e-2; at 64, 5e-6).
+    batch = max(shape[0], min(64, max(16, 16384 // (shape[2] * shape[3]))))
+    xc = torch.randn(batch, *shape[1:], generator=torch.Generator().manual_seed(700 + index))
+    with torch.no_grad():
+        model(xc)
+    model.eval()
+
+
+def outputs(y):
+    """A model's outputs as {"out", "aux"}: smp's (masks, labels) with the labels [N, classes]
+    as [N, classes, 1, 1]."""
+    if isinstance(y, tuple):
+        return {"out": y[0], "aux": y[1][:, :, None, None]}
+    if isinstance(y, dict):
+        return {k: y[k] for k in ("out", "aux") if k in y}
+    return {"out": y}
+
+
 def make(index, name, kind, args, shape, out_dir):
     """Writes one case's file; returns its cases.json entry."""
     model = build(kind, args).eval()
     fill(model)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(300 + index))
+    if args.get("calibrated"):
+        calibrate(model, shape, index)
     with torch.no_grad():
-        y = model(x)
-    tensors = {"x": x.numpy()}
-    if isinstance(y, tuple):
-        # smp's (masks, labels): the labels [N, classes] stored as [N, classes, 1, 1].
-        y = {"out": y[0], "aux": y[1][:, :, None, None]}
+        y = outputs(model(x))
+    f32_error = None
+    if args.get("calibrated"):
+        # Unit-scale features make a deep network's f32 rounding visible: the outputs are
+        # computed in float64, and PyTorch's own f32 error against them is recorded.
+        with torch.no_grad():
+            y64 = outputs(copy.deepcopy(model).double()(x.double()))
+        # As the harness measures it: the largest difference over the largest value (the
+        # difference itself where every value is 0, a log-softmax over one class).
+        f32_error = max(float((y[k].double() - y64[k]).abs().max() / (y64[k].abs().max() or 1))
+                        for k in y)
+        y = {k: v.float() for k, v in y64.items()}
     # Contiguous: safetensors writes a strided array's buffer as it lies, and a network
     # whose norm permutes to channels-last (smp's UPerNet) returns a channels-last output.
-    if isinstance(y, dict):
-        tensors["out"] = y["out"].contiguous().numpy()
-        if "aux" in y:
-            tensors["aux"] = y["aux"].contiguous().numpy()
-    else:
-        tensors["out"] = y.contiguous().numpy()
+    tensors = {"x": x.numpy()}
+    tensors.update({k: v.contiguous().numpy() for k, v in y.items()})
     # smp keeps modules it never runs: the encoder stages past encoder_depth, and the
     # last Unet / UnetPlusPlus decoder block's attention1 (it has no skip): not counted.
     unused = [f"encoder.layer{k}." for k in range(args.get("depth", 5), 5)]
@@ -1193,6 +1270,11 @@ def make(index, name, kind, args, shape, out_dir):
         for n, t in model.state_dict().items():
             if not n.endswith("num_batches_tracked") and not any(n.startswith(u) for u in unused):
                 tensors[n] = t.numpy()
+    if args.get("calibrated") and not (args.get("legacy") or args.get("reparam")):
+        # The batch-norm statistics calibrate measured; every other tensor is made up.
+        for n, t in model.state_dict().items():
+            if n.endswith(("running_mean", "running_var")) and not any(n.startswith(u) for u in unused):
+                tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
     if kind.startswith("smp_") or kind in ("effnet", "senet", "shufflenet", "regnet", "mnasnet"):
         params -= sum(p.numel() for n, p in model.named_parameters()
@@ -1201,8 +1283,11 @@ def make(index, name, kind, args, shape, out_dir):
               metadata={"torch": torch.__version__, "parameters": str(params)})
     os.chmod(os.path.join(out_dir, f"{name}.safetensors"), 0o644)  # safetensors writes 0600
     print(name, shape, "parameters", params, "out", tuple(tensors["out"].shape))
-    return {"name": name, "kind": kind, "args": args, "input_shape": shape,
-            "file": f"{name}.safetensors", "parameters": params}
+    entry = {"name": name, "kind": kind, "args": args, "input_shape": shape,
+             "file": f"{name}.safetensors", "parameters": params}
+    if f32_error is not None:
+        entry["f32_error"] = f32_error
+    return entry
 
 
 def main(cases=None, out_dir=OUT, skip_refused=False, only=None):
