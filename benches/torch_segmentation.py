@@ -122,7 +122,8 @@ try:
                     "tu-regnety_004", "tu-resnet50d", "tu-convnext_atto", "tu-ecaresnet50d",
                     "timm-res2net50_26w_4s", "timm-resnest50d", "timm-resnest50d_4s2x40d",
                     "timm-gernet_s", "tu-gernet_m", "tu-resnetblur50", "tu-convnextv2_atto",
-                    "tu-tf_efficientnet_b0", "tu-tf_efficientnetv2_b0", "tu-repvgg_a0"]:
+                    "tu-tf_efficientnet_b0", "tu-tf_efficientnetv2_b0", "tu-repvgg_a0",
+                    "tu-resnetrs50"]:
         bench(f"smp_unet_{encoder.replace('-', '_')}_160",
               smp.Unet(encoder, encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_se_resnext50_32x4d_160",

@@ -24,6 +24,10 @@ two PyTorch behaviours the library does not copy are left out: circular padding 
 negative pads (PyTorch reads memory outside the input there) and antialiased resizing to
 one column with a change of height (PyTorch's CPU kernel repeats the first row).
 
+`--calibrated` gives the network cases batch-norm statistics measured on a random batch and
+float64 outputs (make_golden_networks.calibrate; tests/golden/README.md), so that features
+deep in an encoder reach the output at full scale.
+
 `--non-finite P` puts NaN, +inf and -inf at a fraction P of each case's input (the first
 tensor a builder draws; for average pooling, padding and the activations, the stored input,
 whose output is then computed again), for the decoder, conv2d, channel, avg_pool, pad and
