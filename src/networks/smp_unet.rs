@@ -884,8 +884,7 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         "seresnext101_32x8d" => se(ResNetConfig::resnet101().groups(32, 8)),
         "seresnext101d_32x8d" => se(deep_avg(ResNetConfig::resnet101().groups(32, 8))),
         "seresnext101_64x4d" => se(ResNetConfig::resnet101().groups(64, 4)),
-        // timm's efficient-channel-attention ResNets (`attn_layer='eca'`; its pruned
-        // `ecaresnet50d_pruned` / `101d_pruned` have other widths).
+        // timm's ResNet-RS.
         "resnetrs50" => rs([3, 4, 6, 3]),
         "resnetrs101" => rs([3, 4, 23, 3]),
         "resnetrs152" => rs([3, 8, 36, 3]),
@@ -893,6 +892,8 @@ fn timm_resnet(name: &str) -> Option<ResNetConfig> {
         "resnetrs270" => rs([4, 29, 53, 4]),
         "resnetrs350" => rs([4, 36, 72, 4]),
         "resnetrs420" => rs([4, 44, 87, 4]),
+        // timm's efficient-channel-attention ResNets (`attn_layer='eca'`; its pruned
+        // `ecaresnet50d_pruned` / `101d_pruned` have other widths).
         "ecaresnet26t" => eca(tiered(bottleneck([2, 2, 2, 2]))),
         "ecaresnet50d" => eca(deep_avg(ResNetConfig::resnet50())),
         "ecaresnet50t" => eca(tiered(ResNetConfig::resnet50())),
