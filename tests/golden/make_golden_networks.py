@@ -873,7 +873,7 @@ CASES = [
     # max pool replaced by a strided convolution (`maxpool.0` / `.1`).
     ("smp_unet_tu_resnetrs50_odd", "smp_unet",
      dict(encoder="tu-resnetrs50", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
-          use_norm=True, interpolation="nearest", activation=None), [1, 3, 45, 61]),
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
     ("smp_deeplabv3plus_tu_resnetrs50_os8", "smp_deeplabv3plus",
      dict(encoder="tu-resnetrs50", depth=5, output_stride=8, cin=3, classes=2,
           decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
