@@ -15,7 +15,8 @@
 //! GENet (`timm-gernet_s`, `tu-gernet_m`), the blur-pooled ResNet-50 (`tu-resnetblur50`) and
 //! ConvNeXt-V2-Atto (`tu-convnextv2_atto`), the TensorFlow-padded EfficientNet-B0
 //! (`tu-tf_efficientnet_b0`), EfficientNetV2-B0 (`tu-tf_efficientnetv2_b0`), RepVGG-A0
-//! (`tu-repvgg_a0`) and ResNet-RS-50 (`tu-resnetrs50`) at 160 and on its
+//! (`tu-repvgg_a0`), ResNet-RS-50 (`tu-resnetrs50`) and MixNet-M (`tu-mixnet_m`) at 160 and
+//! on its
 //! MobileNetV3-Large
 //! (`tu-mobilenetv3_large_100`) and MobileNetV4-Conv-Small (`tu-mobilenetv4_conv_small`) at 256,
 //! and U-Net (milesial's, 2 classes),
@@ -185,6 +186,7 @@ fn bench(c: &mut Criterion) {
         "tu-tf_efficientnetv2_b0",
         "tu-repvgg_a0",
         "tu-resnetrs50",
+        "tu-mixnet_m",
     ] {
         let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
         let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();

@@ -698,6 +698,8 @@ def networks(fz, count, out):
     TIMM += ["tu-repvgg_a0", "tu-repvgg_a1"]
     # timm's ResNet-RS (SE at a quarter, the stem pool a strided convolution).
     TIMM += ["tu-resnetrs50"]
+    # timm's MixNets (depthwise windows of several sizes in one layer, grouped 1x1 layers).
+    TIMM += ["tu-mixnet_s", "tu-tf_mixnet_m"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

@@ -1974,7 +1974,7 @@ fn timm_universal_names_are_timm_configurations() {
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     let repvgg = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRepVgg(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 58] = [
+    let families: [(&str, Family, [usize; 6]); 63] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -2107,6 +2107,11 @@ fn timm_universal_names_are_timm_configurations() {
             efficientnet,
             [3, 32, 40, 56, 176, 232],
         ),
+        ("tu-mixnet_s", efficientnet, [3, 16, 24, 40, 120, 200]),
+        ("tu-tf_mixnet_m", efficientnet, [3, 24, 32, 40, 120, 200]),
+        ("tu-mixnet_l", efficientnet, [3, 32, 40, 56, 160, 264]),
+        ("tu-mixnet_xl", efficientnet, [3, 40, 48, 64, 192, 320]),
+        ("tu-mixnet_xxl", efficientnet, [3, 56, 80, 96, 288, 480]),
         (
             "tu-mobilenetv3_large_075",
             mobilenet,
@@ -2232,6 +2237,8 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-resnet",
         "tu-efficientnet_b9",
         "tu-tf_efficientnetv2_rw_m",
+        "tu-tf_mixnet_xl",
+        "tu-mixnet_xs",
         "tu-mobilenetv4_hybrid_medium",
         "tu-repvgg_d2se",
         "tu-mobilenetv4_conv_aa_medium",

@@ -92,6 +92,9 @@ pub struct ConvBnAct {
     /// A per-input-channel value added to the input before the convolution (a 1x1
     /// unpadded layer only), folded into the GPU bias ([`ConvBnAct::with_input_offset`]).
     input_offset: Option<Array1<f32>>,
+    /// Weights that are zeros by construction, not parameters
+    /// ([`ConvBnAct::with_structural_zeros`]).
+    structural_zeros: u64,
 }
 
 impl ConvBnAct {
@@ -138,7 +141,17 @@ impl ConvBnAct {
             scale: None,
             fixed: false,
             input_offset: None,
+            structural_zeros: 0,
         })
+    }
+
+    /// The layer with `zeros` of its weights zeros by construction (a MixNet layer's
+    /// smaller windows centred in its largest, or its groups' weights in one
+    /// block-diagonal matrix): its cost counts them as neither parameters nor
+    /// multiply-accumulates, as PyTorch's layers have neither.
+    pub(crate) fn with_structural_zeros(mut self, zeros: u64) -> Self {
+        self.structural_zeros = zeros;
+        self
     }
 
     /// A convolution whose weights are a fixed buffer, not learned parameters (timm's
@@ -159,6 +172,7 @@ impl ConvBnAct {
             scale: None,
             fixed: true,
             input_offset: None,
+            structural_zeros: 0,
         })
     }
 
@@ -407,6 +421,9 @@ impl ConvBnAct {
         if self.fixed {
             c.params = 0;
         }
+        let [n, _, h, w] = self.params.output_shape(input)?;
+        c.params -= self.structural_zeros;
+        c.macs -= self.structural_zeros * (n * h * w) as u64;
         if self.bn.is_some() {
             c.params += 2 * self.params.out_channels as u64;
         }

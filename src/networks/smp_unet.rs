@@ -109,7 +109,8 @@ pub enum SmpEncoder {
     /// `tu-efficientnet_b0` .. `b8`, `tu-efficientnet_l2`, `tu-efficientnet_lite0` ..
     /// `lite4`, the EfficientNetV2s `tu-efficientnetv2_rw_t` / `rw_s` / `rw_m` / `s` / `m` / `l` /
     /// `xl`, the EdgeTPU models `tu-efficientnet_es` / `em` / `el`, the TensorFlow-padded
-    /// `tf_` forms of all these but the `rw` ones and `tu-tf_efficientnetv2_b0` .. `b3` (a
+    /// `tf_` forms of all these but the `rw` ones, `tu-tf_efficientnetv2_b0` .. `b3`, and the
+    /// MixNets `tu-mixnet_s` / `m` / `l` / `xl` / `xxl` and `tu-tf_mixnet_s` / `m` / `l` (a
     /// pretrained tag after `.` ignored; [`TimmEfficientNetConfig::from_timm`]): timm's own
     /// EfficientNet through smp's `TimmUniversalEncoder` (`encoder.model.conv_stem`,
     /// `encoder.model.blocks.*`): the same blocks as the `timm-` encoders, but the stride-2
@@ -229,7 +230,8 @@ impl SmpEncoder {
                          tu-efficientnet_lite0 .. lite4, tu-efficientnetv2_rw_t / rw_s / rw_m, \
                          tu-efficientnetv2_s / m / l / xl, tu-efficientnet_es / em / el, \
                          the tf_ forms of these but the rw ones, \
-                         tu-tf_efficientnetv2_b0 .. b3), its MobileNets \
+                         tu-tf_efficientnetv2_b0 .. b3), its MixNets (tu-mixnet_s / m / l / \
+                         xl / xxl, tu-tf_mixnet_s / m / l), its MobileNets \
                          (tu-mobilenetv2_035 / 050 / 075 / 100 / 140, \
                          tu-mobilenetv3_large_075 / 100, tu-mobilenetv3_small_050 / 075 / \
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \

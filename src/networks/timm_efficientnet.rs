@@ -23,8 +23,8 @@
 //! `output_stride` rule.
 
 use crate::blocks::{
-    conv_bn, make_divisible, make_divisible_with_limit, padded_inverted_residual_graph, ConvBnAct,
-    Graph, Op, SeNode, ValueId,
+    conv_bn, make_divisible, make_divisible_with_limit, padded_inverted_residual_graph, Graph, Op,
+    SeNode, ValueId,
 };
 use crate::error::{fail_if, Error, Result};
 use crate::gpu::Gpu;
@@ -65,6 +65,13 @@ pub enum TimmEfficientNetArch {
     /// EfficientNet-EdgeTPU (`efficientnet_es` / `em` / `el`): ReLU, edge residuals in the
     /// first three stages, no squeeze-and-excitation.
     EdgeTpu,
+    /// MixNet-S (`mixnet_s`): depthwise windows of several sizes in one layer (timm's
+    /// `MixedConv2d`), 1x1 layers in two groups, ReLU in the first stages and SiLU with
+    /// squeeze-and-excitation after, a 16-channel stem.
+    MixNetS,
+    /// MixNet-M and its scalings (`mixnet_m` / `l` / `xl` / `xxl`): MixNet-S's design, a
+    /// 24-channel stem, stage depths scaled with rounding (not up).
+    MixNetM,
 }
 
 /// One of smp's timm EfficientNet encoders.
@@ -94,23 +101,28 @@ enum BlockKind {
     InvertedResidual,
 }
 
-/// One stage of an `arch_def`.
+/// One block definition of an `arch_def` (a stage has one, or in MixNet two).
 #[derive(Clone, Copy, Debug)]
 struct Stage {
     kind: BlockKind,
     repeats: usize,
+    /// The window (in MixNet the largest of `mixed_kernels`).
     kernel: usize,
     stride: usize,
     expand: usize,
     output: usize,
-    /// Squeeze-and-excitation with a quarter of the block's input channels.
-    se: bool,
+    /// Squeeze-and-excitation to `se` times the block's input channels (0: none).
+    se: f64,
     /// The input added to the output where the stride is 1 and the widths match (`cn`
     /// blocks only with `_skip`, the others unless `_noskip`).
     skip: bool,
     /// `_fc`: the expansion's width taken from these channels instead of the input's
     /// (EdgeTPU's first block).
     expand_from: Option<usize>,
+    /// The block's own activation (`_nsw`), else the model's.
+    activation: Option<Activation>,
+    /// MixNet's `MixedConv2d` groups of the block's layers.
+    mixing: Mixing,
 }
 
 const fn stage(kind: BlockKind, [repeats, kernel, stride, expand, output]: [usize; 5]) -> Stage {
@@ -121,9 +133,15 @@ const fn stage(kind: BlockKind, [repeats, kernel, stride, expand, output]: [usiz
         stride,
         expand,
         output,
-        se: matches!(kind, BlockKind::InvertedResidual),
+        se: if matches!(kind, BlockKind::InvertedResidual) {
+            0.25
+        } else {
+            0.0
+        },
         skip: !matches!(kind, BlockKind::Conv),
         expand_from: None,
+        activation: None,
+        mixing: Mixing::NONE,
     }
 }
 
@@ -146,7 +164,7 @@ const fn ir_se(s: [usize; 5]) -> Stage {
 /// An inverted residual without squeeze-and-excitation (EdgeTPU's).
 const fn ir(s: [usize; 5]) -> Stage {
     Stage {
-        se: false,
+        se: 0.0,
         ..stage(BlockKind::InvertedResidual, s)
     }
 }
@@ -217,6 +235,139 @@ const EDGE_TPU: [Stage; 6] = [
     ir([2, 5, 2, 8, 192]),
 ];
 
+/// timm's `MixedConv2d` channel groups in a block's layers (MixNet's; one group each
+/// elsewhere): the channels split by `_split_channels` (equal parts, the first taking the
+/// remainder), each part convolved by its own layer (`{conv}.{i}`), the outputs
+/// concatenated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mixing {
+    /// The depthwise window of each group (fewer than two: one group, the block's kernel).
+    pub(crate) depthwise: &'static [usize],
+    /// Groups of the 1x1 expansion (`_a1.1`: 2).
+    pub(crate) expand: usize,
+    /// Groups of the 1x1 projection (`_p1.1`: 2).
+    pub(crate) project: usize,
+}
+
+impl Mixing {
+    /// One group in every layer.
+    pub(crate) const NONE: Mixing = Mixing {
+        depthwise: &[],
+        expand: 1,
+        project: 1,
+    };
+}
+
+/// A MixNet inverted residual, `ir_r{repeats}_k{depthwise windows}_s{stride}_e{expand}_c{output}`:
+/// the model's activation (ReLU), no squeeze-and-excitation, 1x1 layers of one group.
+const fn mix(depthwise: &'static [usize], [repeats, stride, expand, output]: [usize; 4]) -> Stage {
+    let (mut kernel, mut i) = (0, 0);
+    while i < depthwise.len() {
+        if depthwise[i] > kernel {
+            kernel = depthwise[i];
+        }
+        i += 1;
+    }
+    Stage {
+        se: 0.0,
+        mixing: Mixing {
+            depthwise,
+            ..Mixing::NONE
+        },
+        ..stage(
+            BlockKind::InvertedResidual,
+            [repeats, kernel, stride, expand, output],
+        )
+    }
+}
+
+impl Stage {
+    /// `_a1.1` / `_p1.1`: the expansion and the projection in `expand` and `project`
+    /// groups.
+    const fn grouped(self, expand: usize, project: usize) -> Stage {
+        Stage {
+            mixing: Mixing {
+                expand,
+                project,
+                ..self.mixing
+            },
+            ..self
+        }
+    }
+
+    /// `_se{ratio}_nsw`: squeeze-and-excitation to `ratio` of the input channels, SiLU.
+    const fn swish_se(self, ratio: f64) -> Stage {
+        Stage {
+            se: ratio,
+            activation: Some(Activation::Silu),
+            ..self
+        }
+    }
+}
+
+/// A MixNet's first stage: `ds_r1_k3_s1_e1_c{output}`.
+const fn mix_ds(output: usize) -> Stage {
+    stage(BlockKind::DepthwiseSeparable, [1, 3, 1, 1, output])
+}
+
+// timm's `_gen_mixnet_s` and `_gen_mixnet_m` tables: each stage's block definitions.
+const MIXNET_S: [&[Stage]; 6] = [
+    &[mix_ds(16)],
+    &[
+        mix(&[3], [1, 2, 6, 24]).grouped(2, 2),
+        mix(&[3], [1, 1, 3, 24]).grouped(2, 2),
+    ],
+    &[
+        mix(&[3, 5, 7], [1, 2, 6, 40]).swish_se(0.5),
+        mix(&[3, 5], [3, 1, 6, 40]).grouped(2, 2).swish_se(0.5),
+    ],
+    &[
+        mix(&[3, 5, 7], [1, 2, 6, 80]).grouped(1, 2).swish_se(0.25),
+        mix(&[3, 5], [2, 1, 6, 80]).grouped(1, 2).swish_se(0.25),
+    ],
+    &[
+        mix(&[3, 5, 7], [1, 1, 6, 120]).grouped(2, 2).swish_se(0.5),
+        mix(&[3, 5, 7, 9], [2, 1, 3, 120])
+            .grouped(2, 2)
+            .swish_se(0.5),
+    ],
+    &[
+        mix(&[3, 5, 7, 9, 11], [1, 2, 6, 200]).swish_se(0.5),
+        mix(&[3, 5, 7, 9], [2, 1, 6, 200])
+            .grouped(1, 2)
+            .swish_se(0.5),
+    ],
+];
+const MIXNET_M: [&[Stage]; 6] = [
+    &[mix_ds(24)],
+    &[
+        mix(&[3, 5, 7], [1, 2, 6, 32]).grouped(2, 2),
+        mix(&[3], [1, 1, 3, 32]).grouped(2, 2),
+    ],
+    &[
+        mix(&[3, 5, 7, 9], [1, 2, 6, 40]).swish_se(0.5),
+        mix(&[3, 5], [3, 1, 6, 40]).grouped(2, 2).swish_se(0.5),
+    ],
+    &[
+        mix(&[3, 5, 7], [1, 2, 6, 80]).swish_se(0.25),
+        mix(&[3, 5, 7, 9], [3, 1, 6, 80])
+            .grouped(2, 2)
+            .swish_se(0.25),
+    ],
+    &[
+        mix(&[3], [1, 1, 6, 120]).swish_se(0.5),
+        mix(&[3, 5, 7, 9], [3, 1, 3, 120])
+            .grouped(2, 2)
+            .swish_se(0.5),
+    ],
+    &[
+        mix(&[3, 5, 7, 9], [1, 2, 6, 200]).swish_se(0.5),
+        mix(&[3, 5, 7, 9], [3, 1, 6, 200])
+            .grouped(1, 2)
+            .swish_se(0.5),
+    ],
+];
+
 /// EfficientNet-B0 .. B8 and L2's (channel, depth) multipliers by variant.
 fn b_multipliers(variant: &str) -> Option<(f64, f64)> {
     Some(match variant {
@@ -272,7 +423,8 @@ impl TimmEfficientNetConfig {
     /// `efficientnet_l2`, `efficientnet_lite0` .. `lite4`, `efficientnetv2_rw_t` /
     /// `rw_s` / `rw_m`, `efficientnetv2_s` / `m` / `l` / `xl`, `efficientnet_es` / `em` / `el`,
     /// the `tf_` forms of all these but the `rw` ones, and `tf_efficientnetv2_b0` ..
-    /// `b3` (a pretrained tag after `.` ignored); `None` for any other.
+    /// `b3`, MixNet's `mixnet_s` / `m` / `l` / `xl` / `xxl` and `tf_mixnet_s` / `m` / `l` (a
+    /// pretrained tag after `.` ignored); `None` for any other.
     pub fn from_timm(name: &str) -> Option<Self> {
         use TimmEfficientNetArch::*;
         let name = name.split('.').next()?;
@@ -296,6 +448,11 @@ impl TimmEfficientNetConfig {
             "efficientnet_es" => Self::new(EdgeTpu, (1.0, 1.0)),
             "efficientnet_em" => Self::new(EdgeTpu, (1.0, 1.1)),
             "efficientnet_el" => Self::new(EdgeTpu, (1.2, 1.4)),
+            "mixnet_s" => Self::new(MixNetS, (1.0, 1.0)),
+            "mixnet_m" => Self::new(MixNetM, (1.0, 1.0)),
+            "mixnet_l" => Self::new(MixNetM, (1.3, 1.0)),
+            "mixnet_xl" if !tf_padding => Self::new(MixNetM, (1.6, 1.2)),
+            "mixnet_xxl" if !tf_padding => Self::new(MixNetM, (2.4, 1.3)),
             _ => {
                 let smp = match name.strip_prefix("efficientnet_lite") {
                     Some(v) => format!("timm-tf_efficientnet_lite{v}"),
@@ -338,9 +495,10 @@ impl TimmEfficientNetConfig {
         self.validate()
     }
 
-    /// The stages of the `arch_def`, before any scaling.
-    fn stages(&self) -> Vec<Stage> {
+    /// The stages of the `arch_def`, each its block definitions, before any scaling.
+    fn stages(&self) -> Vec<Vec<Stage>> {
         use TimmEfficientNetArch::*;
+        let one_each = |stages: &[Stage]| stages.iter().map(|&s| vec![s]).collect();
         match self.arch {
             EfficientNet | Lite => STAGES
                 .iter()
@@ -350,19 +508,22 @@ impl TimmEfficientNetConfig {
                         0 => BlockKind::DepthwiseSeparable,
                         _ => BlockKind::InvertedResidual,
                     };
-                    Stage {
-                        se: self.arch == EfficientNet,
+                    let se = if self.arch == EfficientNet { 0.25 } else { 0.0 };
+                    vec![Stage {
+                        se,
                         ..stage(kind, [repeats, kernel, stride, expand, output])
-                    }
+                    }]
                 })
                 .collect(),
-            V2Base => V2_BASE.to_vec(),
-            V2S => V2_S.to_vec(),
-            V2SRw | V2MRw => V2_S_RW.to_vec(),
-            V2M => V2_M.to_vec(),
-            V2L => V2_L.to_vec(),
-            V2XL => V2_XL.to_vec(),
-            EdgeTpu => EDGE_TPU.to_vec(),
+            V2Base => one_each(&V2_BASE),
+            V2S => one_each(&V2_S),
+            V2SRw | V2MRw => one_each(&V2_S_RW),
+            V2M => one_each(&V2_M),
+            V2L => one_each(&V2_L),
+            V2XL => one_each(&V2_XL),
+            EdgeTpu => one_each(&EDGE_TPU),
+            MixNetS => MIXNET_S.iter().map(|defs| defs.to_vec()).collect(),
+            MixNetM => MIXNET_M.iter().map(|defs| defs.to_vec()).collect(),
         }
     }
 
@@ -380,28 +541,45 @@ impl TimmEfficientNetConfig {
         use TimmEfficientNetArch::*;
         match self.arch {
             Lite => 32,
-            V2S | V2SRw | V2MRw | V2M => self.channels(24),
+            MixNetS => self.channels(16),
+            V2S | V2SRw | V2MRw | V2M | MixNetM => self.channels(24),
             EfficientNet | V2Base | V2L | V2XL | EdgeTpu => self.channels(32),
         }
     }
 
-    /// Blocks of stage `s` of `n` (`decode_arch_def`: `ceil(repeats * depth_multiplier)`;
-    /// Lite keeps the first and last stages, `efficientnetv2_rw_m` scales its last two by
-    /// 1.6).
-    fn repeats(&self, s: usize, n: usize, repeats: usize) -> usize {
+    /// Blocks of each definition of stage `s` of `n` (`decode_arch_def`'s
+    /// `_scale_stage_depth`: the stage's total times the depth multiplier, up, or for
+    /// MixNet-M to the nearest (ties to even, as Python's `round`), at least one; then shared
+    /// out from the last definition back, each its rounded share and at least one). Lite
+    /// keeps the first and last stages, `efficientnetv2_rw_m` scales its last two by 1.6.
+    fn repeats(&self, s: usize, n: usize, defs: &[Stage]) -> Vec<usize> {
+        use TimmEfficientNetArch::*;
         let multiplier = match self.arch {
-            TimmEfficientNetArch::Lite if s == 0 || s == n - 1 => 1.0,
-            TimmEfficientNetArch::V2MRw if s + 2 >= n => 1.6,
+            Lite if s == 0 || s == n - 1 => 1.0,
+            V2MRw if s + 2 >= n => 1.6,
             _ => self.depth_multiplier,
         };
-        (repeats as f64 * multiplier).ceil() as usize
+        let mut total: usize = defs.iter().map(|d| d.repeats).sum();
+        let scaled = total as f64 * multiplier;
+        let mut scaled = match self.arch {
+            MixNetM => (scaled.round_ties_even() as usize).max(1),
+            _ => scaled.ceil() as usize,
+        };
+        let mut repeats = vec![0; defs.len()];
+        for (d, r) in defs.iter().zip(&mut repeats).rev() {
+            let share = d.repeats as f64 / total as f64 * scaled as f64;
+            *r = (share.round_ties_even() as usize).max(1);
+            total -= d.repeats;
+            scaled = scaled.saturating_sub(*r);
+        }
+        repeats
     }
 
     fn activation(&self) -> Activation {
         use TimmEfficientNetArch::*;
         match self.arch {
             Lite => Activation::Relu6,
-            EdgeTpu => Activation::Relu,
+            EdgeTpu | MixNetS | MixNetM => Activation::Relu,
             _ => Activation::Silu,
         }
     }
@@ -412,10 +590,15 @@ impl TimmEfficientNetConfig {
 
     /// The stages after which timm takes its features (each one a stage whose next
     /// strides, and the last): strides 2, 4, 8, 16 and 32.
-    fn taps(stages: &[Stage]) -> Vec<usize> {
+    fn taps(stages: &[Vec<Stage>]) -> Vec<usize> {
         (0..stages.len())
-            .filter(|&s| stages.get(s + 1).is_none_or(|next| next.stride > 1))
+            .filter(|&s| stages.get(s + 1).is_none_or(|next| next[0].stride > 1))
             .collect()
+    }
+
+    /// The output channels of stage `defs`.
+    fn stage_channels(&self, defs: &[Stage]) -> usize {
+        defs.last().map_or(0, |d| self.channels(d.output))
     }
 
     /// Channels of smp's features: the input's, the stem's (`universal`: the first
@@ -424,11 +607,11 @@ impl TimmEfficientNetConfig {
         let stages = self.stages();
         let taps = Self::taps(&stages);
         let stride2 = match universal {
-            true => self.channels(stages[taps[0]].output),
+            true => self.stage_channels(&stages[taps[0]]),
             false => self.stem_channels(),
         };
         let mut c = vec![in_channels, stride2];
-        c.extend(taps[1..].iter().map(|&s| self.channels(stages[s].output)));
+        c.extend(taps[1..].iter().map(|&s| self.stage_channels(&stages[s])));
         c
     }
 
@@ -467,12 +650,17 @@ impl TimmEfficientNetConfig {
         let mut timm_rule = TimmOutputStride::new(output_stride);
         let mut input = self.stem_channels();
         let mut stage_stride = 2;
-        for (s, st) in stages.iter().enumerate().take(run) {
-            let output = self.channels(st.output);
-            stage_stride *= st.stride;
-            let smp_rate = smp_dilation(stage_stride, output_stride);
-            for i in 0..self.repeats(s, stages.len(), st.repeats) {
-                let stride = if i == 0 { st.stride } else { 1 };
+        for (s, defs) in stages.iter().enumerate().take(run) {
+            let counts = self.repeats(s, stages.len(), defs);
+            let blocks = defs
+                .iter()
+                .zip(counts)
+                .flat_map(|(st, n)| (0..n).map(move |r| (st, r == 0)));
+            for (i, (st, first)) in blocks.enumerate() {
+                let output = self.channels(st.output);
+                let stride = if first { st.stride } else { 1 };
+                stage_stride *= stride;
+                let smp_rate = smp_dilation(stage_stride, output_stride);
                 let (stride, dilation, skip_stride) = match universal {
                     false => (stride, smp_rate, stride),
                     true => {
@@ -504,7 +692,7 @@ impl TimmEfficientNetConfig {
 
     /// One block under `prefix`.
     fn block(&self, ctx: (&Gpu, &StateDict, &str), b: Block) -> Result<Graph> {
-        let act = self.activation();
+        let act = b.stage.activation.unwrap_or(self.activation());
         let st = b.stage;
         let hidden = make_divisible(
             (st.expand_from.map_or(b.input, |c| self.channels(c)) * st.expand) as f64,
@@ -529,9 +717,9 @@ impl TimmEfficientNetConfig {
                 layers.conv_block(ctx, block)
             }
             BlockKind::DepthwiseSeparable | BlockKind::InvertedResidual => {
-                let se = st.se.then(|| {
-                    // timm's `SqueezeExcite(mid, rd_ratio=0.25 / e)`, Python's `round`.
-                    let squeezed = (hidden as f64 * (0.25 / st.expand as f64)).round_ties_even();
+                let se = (st.se > 0.0).then(|| {
+                    // timm's `SqueezeExcite(mid, rd_ratio=se / e)`, Python's `round`.
+                    let squeezed = (hidden as f64 * (st.se / st.expand as f64)).round_ties_even();
                     SqueezeExcitationParams::new(hidden, squeezed.max(1.0) as usize)
                         .activation(act)
                         .scale_activation(Activation::Sigmoid)
@@ -544,6 +732,7 @@ impl TimmEfficientNetConfig {
                     activation: act,
                     se,
                     skip: b.skip,
+                    mixing: st.mixing,
                 };
                 layers.block(ctx, block)
             }
@@ -586,6 +775,8 @@ pub(crate) struct TimmBlock {
     pub(crate) se: Option<SqueezeExcitationParams>,
     /// The input added to the output.
     pub(crate) skip: bool,
+    /// MixNet's channel groups ([`Mixing::NONE`] elsewhere).
+    pub(crate) mixing: Mixing,
 }
 
 impl TimmLayers {
@@ -630,9 +821,17 @@ impl TimmLayers {
         b: TimmBlock,
     ) -> Result<Graph> {
         let at = |name: &str| key(prefix, name);
-        let layer = |p: Conv2dParams, (conv, bn): (&str, &str)| -> Result<ConvBnAct> {
-            conv_bn(gpu, sd, p, &at(conv), &at(bn), self.eps)
+        // `windows`: one per channel group of a MixNet layer (fewer than two: one group).
+        let layer = |p: Conv2dParams, (conv, bn): (&str, &str), windows: &[usize]| {
+            let (conv, bn) = (at(conv), at(bn));
+            if windows.len() < 2 {
+                return conv_bn(gpu, sd, p, &conv, &bn, self.eps);
+            }
+            let (p, mixed, zeros) = mixed_conv(sd, p, windows, (&conv, &bn))?;
+            Ok(conv_bn(gpu, &mixed, p, &conv, &bn, self.eps)?.with_structural_zeros(zeros))
         };
+        let (expand_windows, project_windows) =
+            (vec![1; b.mixing.expand], vec![1; b.mixing.project]);
         let (input, hidden, output) = b.channels;
         let [pw, dw, pwl] = match b.separable {
             true => [("", ""), ("conv_dw", "bn1"), ("conv_pw", "bn2")],
@@ -644,7 +843,7 @@ impl TimmLayers {
                 let p = Conv2dParams::new(input, hidden, 1)
                     .bias(false)
                     .activation(b.activation);
-                Some(layer(p, pw)?)
+                Some(layer(p, pw, &expand_windows)?)
             }
         };
         let (stride, dilation) = b.stride_dilation;
@@ -654,7 +853,7 @@ impl TimmLayers {
             .bias(false)
             .activation(b.activation);
         let (depthwise, pad) = self.padded(depthwise);
-        let depthwise = layer(depthwise, dw)?;
+        let depthwise = layer(depthwise, dw, b.mixing.depthwise)?;
         let se = match b.se {
             None => None,
             Some(se) => {
@@ -663,10 +862,82 @@ impl TimmLayers {
             }
         };
         let project = Conv2dParams::new(hidden, output, 1).bias(false);
-        let project = layer(project, pwl)?;
+        let project = layer(project, pwl, &project_windows)?;
         let names = [pw.0, dw.0, "se", pwl.0];
         padded_inverted_residual_graph(gpu, b.skip, (expand, depthwise, se, project), names, pad)
     }
+}
+
+/// timm's `MixedConv2d` at `conv` (`{conv}.{i}.weight`, one convolution per window in
+/// `windows`, each on its group of `_split_channels`) with its batch norm `bn`, as the one
+/// convolution `p` that computes the same (its window the largest) and the weights it
+/// loads (under `conv` and `bn`), and how many of its weights are zeros by construction.
+/// Depthwise: each group's window centred in the largest;
+/// the zeros around it add nothing, and PyTorch's `k / 2 * dilation` padding and
+/// TensorFlow's `'SAME'` (odd windows) both grow by half the difference, so every output
+/// reads the inputs it read. Pointwise: a grouped convolution where the groups are equal,
+/// else a block-diagonal one.
+fn mixed_conv(
+    sd: &StateDict,
+    p: Conv2dParams,
+    windows: &[usize],
+    (conv, bn): (&str, &str),
+) -> Result<(Conv2dParams, StateDict, u64)> {
+    let n = windows.len();
+    let split = |c: usize| {
+        let mut parts = vec![c / n; n];
+        parts[0] += c % n;
+        parts
+    };
+    let (ins, outs) = (split(p.in_channels), split(p.out_channels));
+    fail_if(ins.contains(&0) || outs.contains(&0), "channels", || {
+        format!(
+            "{} -> {} channels cannot be split in {n} groups",
+            p.in_channels, p.out_channels
+        )
+    })?;
+    let depthwise = p.is_depthwise();
+    let equal = ins.iter().all(|&c| c == ins[0]) && outs.iter().all(|&c| c == outs[0]);
+    let p = match depthwise || !equal {
+        true => p,
+        false => p.groups(n),
+    };
+    let [_, in_per_group, k, _] = p.weight_shape();
+    let mut weight = ndarray::Array4::<f32>::zeros(p.weight_shape());
+    let (mut in_at, mut out_at, mut learned) = (0, 0, 0);
+    for (i, (&window, (&cin, &cout))) in windows.iter().zip(ins.iter().zip(&outs)).enumerate() {
+        let per_group = if depthwise { 1 } else { cin };
+        let part = sd.get4(
+            &key(conv, &format!("{i}.weight")),
+            [cout, per_group, window, window],
+        )?;
+        let at = (k - window) / 2;
+        // A block-diagonal layer reads group `i`'s inputs at their offset; the others
+        // read their own group's, from 0.
+        let from = if in_per_group == p.in_channels {
+            in_at
+        } else {
+            0
+        };
+        weight
+            .slice_mut(ndarray::s![
+                out_at..out_at + cout,
+                from..from + per_group,
+                at..at + window,
+                at..at + window
+            ])
+            .assign(&part);
+        learned += part.len();
+        (in_at, out_at) = (in_at + cin, out_at + cout);
+    }
+    let zeros = (weight.len() - learned) as u64;
+    let mut mixed = StateDict::new();
+    mixed.insert(key(conv, "weight"), weight.into_dyn());
+    for name in ["weight", "bias", "running_mean", "running_var"] {
+        let name = key(bn, name);
+        mixed.insert(name.clone(), sd.get(&name, &[p.out_channels])?);
+    }
+    Ok((p, mixed, zeros))
 }
 
 /// timm's `EfficientNetBuilder` bookkeeping for its `output_stride` (EfficientNet and
@@ -769,4 +1040,127 @@ struct Block {
     stride: usize,
     dilation: usize,
     skip: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::conv::conv2d;
+    use ndarray::{concatenate, s, Array4, Axis};
+
+    /// The blocks of each stage as timm builds them (timm 1.0's `len(model.blocks[s])`):
+    /// MixNet-M's scaled depths rounded, not up, and shared out from the last definition.
+    #[test]
+    fn mixnet_depths_are_timms() {
+        let timm = [
+            ("mixnet_s", [1, 2, 4, 3, 3, 3]),
+            ("mixnet_m", [1, 2, 4, 4, 4, 4]),
+            ("mixnet_l", [1, 2, 4, 4, 4, 4]),
+            ("mixnet_xl", [1, 2, 5, 5, 5, 5]),
+            ("mixnet_xxl", [1, 3, 5, 5, 5, 5]),
+        ];
+        for (name, want) in timm {
+            let config = TimmEfficientNetConfig::from_timm(name).unwrap();
+            let stages = config.stages();
+            let got: Vec<usize> = (0..stages.len())
+                .map(|s| config.repeats(s, stages.len(), &stages[s]).iter().sum())
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+        // 1.3 x (1 + 3): 5.2 rounds to 5, the last definition's 3.9 to 4, the first's 1.
+        let xxl = TimmEfficientNetConfig::from_timm("mixnet_xxl").unwrap();
+        assert_eq!(xxl.repeats(2, 6, MIXNET_M[2]), [1, 4]);
+        // 1.3 x (1 + 1): 2.6 rounds to 3, the last's 1.5 to 2 (ties to even), the first's 1.
+        assert_eq!(xxl.repeats(1, 6, MIXNET_M[1]), [1, 2]);
+        assert!(TimmEfficientNetConfig::from_timm("tf_mixnet_xl").is_none());
+    }
+
+    /// timm's `_split_channels`: `c` in `n` equal groups, the first taking the remainder.
+    fn split(c: usize, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|i| c / n + if i == 0 { c % n } else { 0 })
+            .collect()
+    }
+
+    /// timm's `MixedConv2d`: each group of `split` convolved by its own layer with its
+    /// own padding, the outputs concatenated.
+    fn timm_mixed(
+        sd: &StateDict,
+        x: &Array4<f32>,
+        (windows, out_channels, depthwise): (&[usize], usize, bool),
+        pad: impl Fn(Conv2dParams) -> Conv2dParams,
+    ) -> Array4<f32> {
+        let n = windows.len();
+        let (ins, outs) = (split(x.shape()[1], n), split(out_channels, n));
+        let mut at = 0;
+        let mut parts = vec![];
+        for (i, (&k, (&cin, &cout))) in windows.iter().zip(ins.iter().zip(&outs)).enumerate() {
+            let p = match depthwise {
+                true => Conv2dParams::depthwise(cin, 1, k),
+                false => Conv2dParams::new(cin, cout, k),
+            };
+            let p = pad(p.stride(if depthwise { 2 } else { 1 }).bias(false));
+            let w = sd
+                .get4(&format!("conv.{i}.weight"), p.weight_shape())
+                .unwrap();
+            let xi = x.slice(s![.., at..at + cin, .., ..]);
+            parts.push(conv2d(&p, xi, w.view(), None).unwrap());
+            at += cin;
+        }
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        concatenate(Axis(1), &views).unwrap()
+    }
+
+    /// The one convolution `mixed_conv` loads computes timm's `MixedConv2d`, for
+    /// depthwise groups of unequal sizes at stride 2 with PyTorch's and TensorFlow's
+    /// padding on odd and even inputs, and for pointwise groups equal (a grouped layer)
+    /// and unequal (block-diagonal); the zeros it adds are counted.
+    #[test]
+    fn mixed_conv_is_timm_mixed_conv2d() {
+        let sd = StateDict::synthetic();
+        let cases: [(&[usize], usize, usize, bool); 4] = [
+            (&[3, 5, 7], 10, 10, true),
+            (&[3, 5, 7, 9, 11], 12, 12, true),
+            (&[1, 1], 9, 7, false),
+            (&[1, 1], 8, 6, false),
+        ];
+        for (windows, cin, cout, depthwise) in cases {
+            for (size, tf) in [(9, false), (9, true), (8, true)] {
+                let x = sd.get4("x", [2, cin, size, size]).unwrap();
+                let pad = |p: Conv2dParams| {
+                    let k = p.kernel_size.0;
+                    match tf && p.stride.0 > 1 {
+                        true => {
+                            let pad = tf_same_padding(size, k, p.stride.0, 1);
+                            p.padding_asymmetric(pad, pad)
+                        }
+                        false => p.padding(k / 2),
+                    }
+                };
+                let want = timm_mixed(&sd, &x, (windows, cout, depthwise), pad);
+                let k = windows.iter().max().copied().unwrap();
+                let p = match depthwise {
+                    true => Conv2dParams::depthwise(cin, 1, k).stride(2),
+                    false => Conv2dParams::new(cin, cout, 1),
+                };
+                let (p, mixed, zeros) =
+                    mixed_conv(&sd, p.bias(false), windows, ("conv", "bn")).unwrap();
+                let w = mixed.get4("conv.weight", p.weight_shape()).unwrap();
+                let got = conv2d(&pad(p), x.view(), w.view(), None).unwrap();
+                let case = format!("{windows:?} {cin} -> {cout}, {size} x {size}, tf {tf}");
+                assert_eq!(got.shape(), want.shape(), "{case}");
+                let err = (&got - &want).iter().fold(0f32, |m, d| m.max(d.abs()));
+                assert!(err < 1e-5, "{case}: off by {err}");
+                let n = windows.len();
+                let (ins, outs) = (split(cin, n), split(cout, n));
+                let learned: usize = (0..n)
+                    .map(|i| outs[i] * if depthwise { 1 } else { ins[i] } * windows[i].pow(2))
+                    .sum();
+                assert_eq!(zeros as usize, w.len() - learned, "{case}: zeros");
+            }
+        }
+        let too_many = Conv2dParams::depthwise(2, 1, 5).bias(false);
+        let err = mixed_conv(&sd, too_many, &[3, 5, 7], ("conv", "bn")).unwrap_err();
+        assert!(err.to_string().contains("channels"), "{err}");
+    }
 }

@@ -48,7 +48,7 @@ use crate::ops::conv::ResidualJoin;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::timm_efficientnet::{TimmBlock, TimmConvBlock, TimmLayers, TimmOutputStride};
+use super::timm_efficientnet::{Mixing, TimmBlock, TimmConvBlock, TimmLayers, TimmOutputStride};
 
 /// Which of timm's MobileNets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -559,6 +559,7 @@ impl TimmMobileNetConfig {
             activation: act,
             se,
             skip,
+            mixing: Mixing::NONE,
         };
         self.layers().block((gpu, sd, prefix), block)
     }

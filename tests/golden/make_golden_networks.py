@@ -881,6 +881,21 @@ CASES = [
     ("smp_fpn_tu_resnetrs101_depth4", "smp_fpn",
      dict(encoder="tu-resnetrs101", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 1, 48, 64]),
+    # timm's MixNets: depthwise windows of several sizes in one layer (`MixedConv2d`, the
+    # first group taking the remainder), 1x1 layers in two groups, ReLU then SiLU with SE.
+    ("smp_unet_tu_mixnet_s_odd", "smp_unet",
+     dict(encoder="tu-mixnet_s", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_tf_mixnet_m_os8", "smp_deeplabv3",
+     dict(encoder="tu-tf_mixnet_m", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [2, 3, 56, 72]),
+    ("smp_fpn_tu_mixnet_xl_depth4", "smp_fpn",
+     dict(encoder="tu-mixnet_xl", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None), [2, 1, 48, 64]),
+    ("smp_unet_tu_tf_mixnet_l_odd", "smp_unet",
+     dict(encoder="tu-tf_mixnet_l", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [1, 3, 37, 50]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -906,6 +921,7 @@ CALIBRATED = [
     "smp_unet_tu_tf_efficientnet_b0_odd", "smp_unet_tu_tf_efficientnetv2_b0_odd",
     "smp_unet_tu_mobilenetv4_conv_small_odd", "smp_unet_tu_repvgg_a0_odd",
     "smp_unet_tu_efficientnet_el", "smp_deeplabv3_tu_resnet50d_os8", "smp_unet_tu_resnetrs50_odd",
+    "smp_unet_tu_mixnet_s_odd", "smp_unet_tu_tf_mixnet_l_odd",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1228,9 +1244,9 @@ def make(index, name, kind, args, shape, out_dir):
             # timm's EfficientNet features hold every stage but run those to the last tap.
             built = [1, 2, 3, 5, 7][args.get("depth", 5) - 1]
             unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
-    if "mobilenetv" in args.get("encoder", ""):
-        # timm's MobileNet features hold every stage but run those to the last tap (the
-        # `tu-` names and smp's deprecated `timm-` ones alike).
+    if "mobilenetv" in args.get("encoder", "") or "mixnet" in args.get("encoder", ""):
+        # timm's MobileNet and MixNet features hold every stage but run those to the last
+        # tap (the `tu-` names and smp's deprecated `timm-` ones alike).
         last = model.encoder.model.feature_info.module_name()[-1]
         built = int(last.split(".")[1]) + 1 if last.startswith("blocks.") else 0
         unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
