@@ -700,6 +700,8 @@ def networks(fz, count, out):
     TIMM += ["tu-resnetrs50"]
     # timm's MixNets (depthwise windows of several sizes in one layer, grouped 1x1 layers).
     TIMM += ["tu-mixnet_s", "tu-tf_mixnet_m"]
+    # timm's NAS models on its EfficientNet builder.
+    TIMM += ["tu-semnasnet_075", "tu-spnasnet_100", "tu-fbnetc_100", "tu-tinynet_c"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

@@ -1974,7 +1974,7 @@ fn timm_universal_names_are_timm_configurations() {
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     let repvgg = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRepVgg(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 63] = [
+    let families: [(&str, Family, [usize; 6]); 70] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -2112,6 +2112,13 @@ fn timm_universal_names_are_timm_configurations() {
         ("tu-mixnet_l", efficientnet, [3, 32, 40, 56, 160, 264]),
         ("tu-mixnet_xl", efficientnet, [3, 40, 48, 64, 192, 320]),
         ("tu-mixnet_xxl", efficientnet, [3, 56, 80, 96, 288, 480]),
+        ("tu-tinynet_a", efficientnet, [3, 16, 24, 40, 112, 320]),
+        ("tu-tinynet_c", efficientnet, [3, 8, 16, 24, 64, 176]),
+        ("tu-mnasnet_050", efficientnet, [3, 8, 16, 24, 48, 160]),
+        ("tu-semnasnet_140", efficientnet, [3, 24, 32, 56, 160, 448]),
+        ("tu-mnasnet_small", efficientnet, [3, 8, 16, 16, 32, 144]),
+        ("tu-spnasnet_100", efficientnet, [3, 16, 24, 40, 96, 320]),
+        ("tu-fbnetc_100", efficientnet, [3, 16, 24, 32, 112, 352]),
         (
             "tu-mobilenetv3_large_075",
             mobilenet,
@@ -2239,6 +2246,10 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-tf_efficientnetv2_rw_m",
         "tu-tf_mixnet_xl",
         "tu-mixnet_xs",
+        "tu-tf_mnasnet_100",
+        "tu-mnasnet_200",
+        "tu-fbnetv3_b",
+        "tu-tinynet_f",
         "tu-mobilenetv4_hybrid_medium",
         "tu-repvgg_d2se",
         "tu-mobilenetv4_conv_aa_medium",

@@ -110,8 +110,11 @@ pub enum SmpEncoder {
     /// `lite4`, the EfficientNetV2s `tu-efficientnetv2_rw_t` / `rw_s` / `rw_m` / `s` / `m` / `l` /
     /// `xl`, the EdgeTPU models `tu-efficientnet_es` / `em` / `el`, the TensorFlow-padded
     /// `tf_` forms of all these but the `rw` ones, `tu-tf_efficientnetv2_b0` .. `b3`, and the
-    /// MixNets `tu-mixnet_s` / `m` / `l` / `xl` / `xxl` and `tu-tf_mixnet_s` / `m` / `l` (a
-    /// pretrained tag after `.` ignored; [`TimmEfficientNetConfig::from_timm`]): timm's own
+    /// MixNets `tu-mixnet_s` / `m` / `l` / `xl` / `xxl` and `tu-tf_mixnet_s` / `m` / `l`, and
+    /// the NAS models on the same builder: `tu-tinynet_a` .. `e`, `tu-mnasnet_050` / `075` /
+    /// `100` / `140`, `tu-semnasnet_050` .. `140`, `tu-mnasnet_small`, `tu-spnasnet_100`,
+    /// `tu-fbnetc_100` (a pretrained tag after `.` ignored;
+    /// [`TimmEfficientNetConfig::from_timm`]): timm's own
     /// EfficientNet through smp's `TimmUniversalEncoder` (`encoder.model.conv_stem`,
     /// `encoder.model.blocks.*`): the same blocks as the `timm-` encoders, but the stride-2
     /// feature is the first stage's output and the dilation follows timm's
@@ -231,7 +234,9 @@ impl SmpEncoder {
                          tu-efficientnetv2_s / m / l / xl, tu-efficientnet_es / em / el, \
                          the tf_ forms of these but the rw ones, \
                          tu-tf_efficientnetv2_b0 .. b3), its MixNets (tu-mixnet_s / m / l / \
-                         xl / xxl, tu-tf_mixnet_s / m / l), its MobileNets \
+                         xl / xxl, tu-tf_mixnet_s / m / l), TinyNets (tu-tinynet_a .. e), \
+                         MnasNets (tu-mnasnet_050 / 075 / 100 / 140, tu-semnasnet_050 .. \
+                         140, tu-mnasnet_small), tu-spnasnet_100, tu-fbnetc_100, its MobileNets \
                          (tu-mobilenetv2_035 / 050 / 075 / 100 / 140, \
                          tu-mobilenetv3_large_075 / 100, tu-mobilenetv3_small_050 / 075 / \
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \

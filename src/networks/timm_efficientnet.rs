@@ -72,6 +72,22 @@ pub enum TimmEfficientNetArch {
     /// MixNet-M and its scalings (`mixnet_m` / `l` / `xl` / `xxl`): MixNet-S's design, a
     /// 24-channel stem, stage depths scaled with rounding (not up).
     MixNetM,
+    /// TinyNet (`tinynet_a` .. `e`): EfficientNet-B0's stages, its 32-channel stem never
+    /// scaled, stage depths scaled with rounding (not up).
+    TinyNet,
+    /// MnasNet-A1 (`semnasnet_050` .. `140`): ReLU, squeeze-and-excitation in three
+    /// stages.
+    MnasNetA1,
+    /// MnasNet-B1 (`mnasnet_050` .. `140`): ReLU, no squeeze-and-excitation.
+    MnasNetB1,
+    /// MnasNet-Small (`mnasnet_small`): an 8-channel stem, squeeze-and-excitation in three
+    /// stages.
+    MnasNetSmall,
+    /// Single-Path NAS (`spnasnet_100`): ReLU, two block definitions in three stages.
+    SpNasNet,
+    /// FBNet-C (`fbnetc_100`): ReLU, a 16-channel stem, an inverted residual without
+    /// expansion first, up to four block definitions a stage.
+    FbNetC,
 }
 
 /// One of smp's timm EfficientNet encoders.
@@ -305,14 +321,25 @@ impl Stage {
     }
 }
 
-/// A MixNet's first stage: `ds_r1_k3_s1_e1_c{output}`.
-const fn mix_ds(output: usize) -> Stage {
+/// `ds_r1_k3_s1_c{output}`: a depthwise-separable block (MixNet's and the NAS models'
+/// first stage).
+const fn ds(output: usize) -> Stage {
     stage(BlockKind::DepthwiseSeparable, [1, 3, 1, 1, output])
+}
+
+impl Stage {
+    /// `_noskip`: no input added to the output.
+    const fn no_skip(self) -> Stage {
+        Stage {
+            skip: false,
+            ..self
+        }
+    }
 }
 
 // timm's `_gen_mixnet_s` and `_gen_mixnet_m` tables: each stage's block definitions.
 const MIXNET_S: [&[Stage]; 6] = [
-    &[mix_ds(16)],
+    &[ds(16)],
     &[
         mix(&[3], [1, 2, 6, 24]).grouped(2, 2),
         mix(&[3], [1, 1, 3, 24]).grouped(2, 2),
@@ -339,7 +366,7 @@ const MIXNET_S: [&[Stage]; 6] = [
     ],
 ];
 const MIXNET_M: [&[Stage]; 6] = [
-    &[mix_ds(24)],
+    &[ds(24)],
     &[
         mix(&[3, 5, 7], [1, 2, 6, 32]).grouped(2, 2),
         mix(&[3], [1, 1, 3, 32]).grouped(2, 2),
@@ -366,6 +393,64 @@ const MIXNET_M: [&[Stage]; 6] = [
             .grouped(1, 2)
             .swish_se(0.5),
     ],
+];
+
+// timm's `_gen_mnasnet_a1`, `_gen_mnasnet_b1`, `_gen_mnasnet_small`, `_gen_spnasnet` and
+// `_gen_fbnetc` tables: each stage's block definitions, [repeats, kernel, stride,
+// expansion, output channels].
+const MNASNET_A1: [&[Stage]; 7] = [
+    &[ds(16).no_skip()],
+    &[ir([2, 3, 2, 6, 24])],
+    &[ir_se([3, 5, 2, 3, 40])],
+    &[ir([4, 3, 2, 6, 80])],
+    &[ir_se([2, 3, 1, 6, 112])],
+    &[ir_se([3, 5, 2, 6, 160])],
+    &[ir([1, 3, 1, 6, 320])],
+];
+const MNASNET_B1: [&[Stage]; 7] = [
+    &[ds(16).no_skip()],
+    &[ir([3, 3, 2, 3, 24])],
+    &[ir([3, 5, 2, 3, 40])],
+    &[ir([3, 5, 2, 6, 80])],
+    &[ir([2, 3, 1, 6, 96])],
+    &[ir([4, 5, 2, 6, 192])],
+    &[ir([1, 3, 1, 6, 320]).no_skip()],
+];
+const MNASNET_SMALL: [&[Stage]; 7] = [
+    &[ds(8)],
+    &[ir([1, 3, 2, 3, 16])],
+    &[ir([2, 3, 2, 6, 16])],
+    &[ir_se([4, 5, 2, 6, 32])],
+    &[ir_se([3, 3, 1, 6, 32])],
+    &[ir_se([3, 5, 2, 6, 88])],
+    &[ir([1, 3, 1, 6, 144])],
+];
+const SPNASNET: [&[Stage]; 7] = [
+    &[ds(16).no_skip()],
+    &[ir([3, 3, 2, 3, 24])],
+    &[ir([1, 5, 2, 6, 40]), ir([3, 3, 1, 3, 40])],
+    &[ir([1, 5, 2, 6, 80]), ir([3, 3, 1, 3, 80])],
+    &[ir([1, 5, 1, 6, 96]), ir([3, 5, 1, 3, 96])],
+    &[ir([4, 5, 2, 6, 192])],
+    &[ir([1, 3, 1, 6, 320]).no_skip()],
+];
+const FBNET_C: [&[Stage]; 7] = [
+    &[ir([1, 3, 1, 1, 16])],
+    &[ir([1, 3, 2, 6, 24]), ir([2, 3, 1, 1, 24])],
+    &[
+        ir([1, 5, 2, 6, 32]),
+        ir([1, 5, 1, 3, 32]),
+        ir([1, 5, 1, 6, 32]),
+        ir([1, 3, 1, 6, 32]),
+    ],
+    &[
+        ir([1, 5, 2, 6, 64]),
+        ir([1, 5, 1, 3, 64]),
+        ir([2, 5, 1, 6, 64]),
+    ],
+    &[ir([3, 5, 1, 6, 112]), ir([1, 5, 1, 3, 112])],
+    &[ir([4, 5, 2, 6, 184])],
+    &[ir([1, 3, 1, 6, 352])],
 ];
 
 /// EfficientNet-B0 .. B8 and L2's (channel, depth) multipliers by variant.
@@ -423,7 +508,9 @@ impl TimmEfficientNetConfig {
     /// `efficientnet_l2`, `efficientnet_lite0` .. `lite4`, `efficientnetv2_rw_t` /
     /// `rw_s` / `rw_m`, `efficientnetv2_s` / `m` / `l` / `xl`, `efficientnet_es` / `em` / `el`,
     /// the `tf_` forms of all these but the `rw` ones, and `tf_efficientnetv2_b0` ..
-    /// `b3`, MixNet's `mixnet_s` / `m` / `l` / `xl` / `xxl` and `tf_mixnet_s` / `m` / `l` (a
+    /// `b3`, MixNet's `mixnet_s` / `m` / `l` / `xl` / `xxl` and `tf_mixnet_s` / `m` / `l`,
+    /// `tinynet_a` .. `e`, the MnasNets `mnasnet_050` / `075` / `100` / `140`,
+    /// `semnasnet_050` .. `140` and `mnasnet_small`, `spnasnet_100` and `fbnetc_100` (a
     /// pretrained tag after `.` ignored); `None` for any other.
     pub fn from_timm(name: &str) -> Option<Self> {
         use TimmEfficientNetArch::*;
@@ -432,6 +519,9 @@ impl TimmEfficientNetConfig {
             Some(rest) => (true, rest),
             None => (false, name),
         };
+        if let Some(config) = Self::nas(name) {
+            return (!tf_padding).then_some(config);
+        }
         let v2_base = |m| tf_padding.then_some(Self::new(V2Base, m));
         let mut config = match name {
             "efficientnetv2_rw_t" if !tf_padding => Self::new(V2S, (0.8, 0.9)),
@@ -463,6 +553,33 @@ impl TimmEfficientNetConfig {
         };
         config.tf_padding = tf_padding;
         Some(config)
+    }
+
+    /// TinyNet, the MnasNets, SPNASNet and FBNet-C by timm's name (none has a `tf_` form).
+    fn nas(name: &str) -> Option<Self> {
+        use TimmEfficientNetArch::*;
+        let width = |size: &str| match size {
+            "050" => Some(0.5),
+            "075" => Some(0.75),
+            "100" => Some(1.0),
+            "140" => Some(1.4),
+            _ => None,
+        };
+        Some(match name {
+            "tinynet_a" => Self::new(TinyNet, (1.0, 1.2)),
+            "tinynet_b" => Self::new(TinyNet, (0.75, 1.1)),
+            "tinynet_c" => Self::new(TinyNet, (0.54, 0.85)),
+            "tinynet_d" => Self::new(TinyNet, (0.54, 0.695)),
+            "tinynet_e" => Self::new(TinyNet, (0.51, 0.6)),
+            "mnasnet_small" => Self::new(MnasNetSmall, (1.0, 1.0)),
+            "spnasnet_100" => Self::new(SpNasNet, (1.0, 1.0)),
+            "fbnetc_100" => Self::new(FbNetC, (1.0, 1.0)),
+            _ => match name.split_once('_')? {
+                ("mnasnet", size) => Self::new(MnasNetB1, (width(size)?, 1.0)),
+                ("semnasnet", size) => Self::new(MnasNetA1, (width(size)?, 1.0)),
+                _ => return None,
+            },
+        })
     }
 
     /// Checks the configuration: finite multipliers in (0, 16].
@@ -499,8 +616,9 @@ impl TimmEfficientNetConfig {
     fn stages(&self) -> Vec<Vec<Stage>> {
         use TimmEfficientNetArch::*;
         let one_each = |stages: &[Stage]| stages.iter().map(|&s| vec![s]).collect();
+        let defs_each = |stages: &[&[Stage]]| stages.iter().map(|defs| defs.to_vec()).collect();
         match self.arch {
-            EfficientNet | Lite => STAGES
+            EfficientNet | Lite | TinyNet => STAGES
                 .iter()
                 .enumerate()
                 .map(|(s, &[repeats, kernel, stride, expand, output])| {
@@ -508,7 +626,7 @@ impl TimmEfficientNetConfig {
                         0 => BlockKind::DepthwiseSeparable,
                         _ => BlockKind::InvertedResidual,
                     };
-                    let se = if self.arch == EfficientNet { 0.25 } else { 0.0 };
+                    let se = if self.arch == Lite { 0.0 } else { 0.25 };
                     vec![Stage {
                         se,
                         ..stage(kind, [repeats, kernel, stride, expand, output])
@@ -522,8 +640,13 @@ impl TimmEfficientNetConfig {
             V2L => one_each(&V2_L),
             V2XL => one_each(&V2_XL),
             EdgeTpu => one_each(&EDGE_TPU),
-            MixNetS => MIXNET_S.iter().map(|defs| defs.to_vec()).collect(),
-            MixNetM => MIXNET_M.iter().map(|defs| defs.to_vec()).collect(),
+            MixNetS => defs_each(&MIXNET_S),
+            MixNetM => defs_each(&MIXNET_M),
+            MnasNetA1 => defs_each(&MNASNET_A1),
+            MnasNetB1 => defs_each(&MNASNET_B1),
+            MnasNetSmall => defs_each(&MNASNET_SMALL),
+            SpNasNet => defs_each(&SPNASNET),
+            FbNetC => defs_each(&FBNET_C),
         }
     }
 
@@ -541,9 +664,13 @@ impl TimmEfficientNetConfig {
         use TimmEfficientNetArch::*;
         match self.arch {
             Lite => 32,
-            MixNetS => self.channels(16),
+            TinyNet => 32,
+            MnasNetSmall => self.channels(8),
+            MixNetS | FbNetC => self.channels(16),
             V2S | V2SRw | V2MRw | V2M | MixNetM => self.channels(24),
-            EfficientNet | V2Base | V2L | V2XL | EdgeTpu => self.channels(32),
+            EfficientNet | V2Base | V2L | V2XL | EdgeTpu | MnasNetA1 | MnasNetB1 | SpNasNet => {
+                self.channels(32)
+            }
         }
     }
 
@@ -562,7 +689,7 @@ impl TimmEfficientNetConfig {
         let mut total: usize = defs.iter().map(|d| d.repeats).sum();
         let scaled = total as f64 * multiplier;
         let mut scaled = match self.arch {
-            MixNetM => (scaled.round_ties_even() as usize).max(1),
+            MixNetM | TinyNet => (scaled.round_ties_even() as usize).max(1),
             _ => scaled.ceil() as usize,
         };
         let mut repeats = vec![0; defs.len()];
@@ -579,8 +706,11 @@ impl TimmEfficientNetConfig {
         use TimmEfficientNetArch::*;
         match self.arch {
             Lite => Activation::Relu6,
-            EdgeTpu | MixNetS | MixNetM => Activation::Relu,
-            _ => Activation::Silu,
+            EfficientNet | V2Base | V2S | V2SRw | V2MRw | V2M | V2L | V2XL | TinyNet => {
+                Activation::Silu
+            }
+            EdgeTpu | MixNetS | MixNetM | MnasNetA1 | MnasNetB1 | MnasNetSmall | SpNasNet
+            | FbNetC => Activation::Relu,
         }
     }
 
@@ -1041,15 +1171,26 @@ mod tests {
     use ndarray::{concatenate, s, Array4, Axis};
 
     /// The blocks of each stage as timm builds them (timm 1.0's `len(model.blocks[s])`):
-    /// MixNet-M's scaled depths rounded, not up, and shared out from the last definition.
+    /// MixNet-M's and TinyNet's scaled depths rounded, not up, and shared out from the
+    /// last definition.
     #[test]
-    fn mixnet_depths_are_timms() {
-        let timm = [
-            ("mixnet_s", [1, 2, 4, 3, 3, 3]),
-            ("mixnet_m", [1, 2, 4, 4, 4, 4]),
-            ("mixnet_l", [1, 2, 4, 4, 4, 4]),
-            ("mixnet_xl", [1, 2, 5, 5, 5, 5]),
-            ("mixnet_xxl", [1, 3, 5, 5, 5, 5]),
+    fn depths_are_timms() {
+        let timm: [(&str, &[usize]); 15] = [
+            ("mixnet_s", &[1, 2, 4, 3, 3, 3]),
+            ("mixnet_m", &[1, 2, 4, 4, 4, 4]),
+            ("mixnet_l", &[1, 2, 4, 4, 4, 4]),
+            ("mixnet_xl", &[1, 2, 5, 5, 5, 5]),
+            ("mixnet_xxl", &[1, 3, 5, 5, 5, 5]),
+            ("tinynet_a", &[1, 2, 2, 4, 4, 5, 1]),
+            ("tinynet_b", &[1, 2, 2, 3, 3, 4, 1]),
+            ("tinynet_c", &[1, 2, 2, 3, 3, 3, 1]),
+            ("tinynet_d", &[1, 1, 1, 2, 2, 3, 1]),
+            ("tinynet_e", &[1, 1, 1, 2, 2, 2, 1]),
+            ("mnasnet_050", &[1, 3, 3, 3, 2, 4, 1]),
+            ("semnasnet_140", &[1, 2, 3, 4, 2, 3, 1]),
+            ("mnasnet_small", &[1, 1, 2, 4, 3, 3, 1]),
+            ("spnasnet_100", &[1, 3, 4, 4, 4, 4, 1]),
+            ("fbnetc_100", &[1, 3, 4, 4, 4, 4, 1]),
         ];
         for (name, want) in timm {
             let config = TimmEfficientNetConfig::from_timm(name).unwrap();
@@ -1064,7 +1205,18 @@ mod tests {
         assert_eq!(xxl.repeats(2, 6, MIXNET_M[2]), [1, 4]);
         // 1.3 x (1 + 1): 2.6 rounds to 3, the last's 1.5 to 2 (ties to even), the first's 1.
         assert_eq!(xxl.repeats(1, 6, MIXNET_M[1]), [1, 2]);
-        assert!(TimmEfficientNetConfig::from_timm("tf_mixnet_xl").is_none());
+        for refused in [
+            "tf_mixnet_xl",
+            "tf_tinynet_a",
+            "mnasnet_200",
+            "semnasnet",
+            "tinynet_f",
+        ] {
+            assert!(
+                TimmEfficientNetConfig::from_timm(refused).is_none(),
+                "{refused}"
+            );
+        }
     }
 
     /// timm's `_split_channels`: `c` in `n` equal groups, the first taking the remainder.

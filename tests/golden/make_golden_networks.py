@@ -896,6 +896,28 @@ CASES = [
     ("smp_unet_tu_tf_mixnet_l_odd", "smp_unet",
      dict(encoder="tu-tf_mixnet_l", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
           use_norm=True, interpolation="nearest", activation=None), [1, 3, 37, 50]),
+    # timm's NAS models on its EfficientNet builder: MnasNet-A1 / B1 / Small, SPNASNet,
+    # FBNet-C (several block definitions a stage), TinyNet (EfficientNet-B0's stages, the
+    # stem never scaled, depths rounded).
+    ("smp_unet_tu_semnasnet_075_odd", "smp_unet",
+     dict(encoder="tu-semnasnet_075", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_spnasnet_100_os8", "smp_deeplabv3",
+     dict(encoder="tu-spnasnet_100", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [2, 3, 56, 72]),
+    ("smp_fpn_tu_fbnetc_100_depth4", "smp_fpn",
+     dict(encoder="tu-fbnetc_100", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None), [2, 1, 48, 64]),
+    ("smp_unet_tu_tinynet_e_odd", "smp_unet",
+     dict(encoder="tu-tinynet_e", depth=5, cin=3, classes=2, decoder_channels=[32, 16, 16, 8, 8],
+          use_norm=True, interpolation="nearest", activation=None), [2, 3, 37, 50]),
+    ("smp_linknet_tu_mnasnet_small", "smp_linknet",
+     dict(encoder="tu-mnasnet_small", depth=5, cin=3, classes=2, use_norm=True, activation=None),
+     [2, 3, 64, 64]),
+    ("smp_pspnet_tu_mnasnet_100_depth3", "smp_pspnet",
+     dict(encoder="tu-mnasnet_100", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [1, 3, 40, 56]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -921,7 +943,8 @@ CALIBRATED = [
     "smp_unet_tu_tf_efficientnet_b0_odd", "smp_unet_tu_tf_efficientnetv2_b0_odd",
     "smp_unet_tu_mobilenetv4_conv_small_odd", "smp_unet_tu_repvgg_a0_odd",
     "smp_unet_tu_efficientnet_el", "smp_deeplabv3_tu_resnet50d_os8", "smp_unet_tu_resnetrs50_odd",
-    "smp_unet_tu_mixnet_s_odd", "smp_unet_tu_tf_mixnet_l_odd",
+    "smp_unet_tu_mixnet_s_odd", "smp_unet_tu_tf_mixnet_l_odd", "smp_unet_tu_semnasnet_075_odd",
+    "smp_fpn_tu_fbnetc_100_depth4", "smp_unet_tu_tinynet_e_odd",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1244,9 +1267,10 @@ def make(index, name, kind, args, shape, out_dir):
             # timm's EfficientNet features hold every stage but run those to the last tap.
             built = [1, 2, 3, 5, 7][args.get("depth", 5) - 1]
             unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
-    if "mobilenetv" in args.get("encoder", "") or "mixnet" in args.get("encoder", ""):
-        # timm's MobileNet and MixNet features hold every stage but run those to the last
-        # tap (the `tu-` names and smp's deprecated `timm-` ones alike).
+    if any(f in args.get("encoder", "") for f in ("mobilenetv", "mixnet", "nasnet", "fbnet",
+                                                     "tinynet")):
+        # timm's MobileNet, MixNet and NAS features hold every stage but run those to the
+        # last tap (the `tu-` names and smp's deprecated `timm-` ones alike).
         last = model.encoder.model.feature_info.module_name()[-1]
         built = int(last.split(".")[1]) + 1 if last.startswith("blocks.") else 0
         unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
