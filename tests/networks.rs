@@ -1974,7 +1974,7 @@ fn timm_universal_names_are_timm_configurations() {
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     let repvgg = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRepVgg(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 70] = [
+    let families: [(&str, Family, [usize; 6]); 72] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -2119,6 +2119,8 @@ fn timm_universal_names_are_timm_configurations() {
         ("tu-mnasnet_small", efficientnet, [3, 8, 16, 16, 32, 144]),
         ("tu-spnasnet_100", efficientnet, [3, 16, 24, 40, 96, 320]),
         ("tu-fbnetc_100", efficientnet, [3, 16, 24, 32, 112, 352]),
+        ("tu-mobilenetv2_110d", mobilenet, [3, 16, 24, 32, 104, 352]),
+        ("tu-mobilenetv2_120d", mobilenet, [3, 24, 32, 40, 112, 384]),
         (
             "tu-mobilenetv3_large_075",
             mobilenet,
@@ -2225,12 +2227,25 @@ fn timm_universal_names_are_timm_configurations() {
         minimal: true,
         channel_multiplier: 1.0,
         tf_padding: false,
+        depth_multiplier: 1.0,
     };
     let mut unet = SmpUnetConfig::new("tu-mobilenetv2_100", 3, 2).unwrap();
     unet.encoder = SmpEncoder::TimmUniversalMobileNet(cfg);
     named(
-        SmpUnet::load(common::gpu(), unet, &StateDict::synthetic(), "").err(),
+        SmpUnet::load(common::gpu(), unet.clone(), &StateDict::synthetic(), "").err(),
         "minimal",
+    );
+    // timm scales the depth of its MobileNetV2s only.
+    let cfg = TimmMobileNetConfig {
+        arch: TimmMobileNetArch::V3Large,
+        minimal: false,
+        depth_multiplier: 1.2,
+        ..cfg
+    };
+    unet.encoder = SmpEncoder::TimmUniversalMobileNet(cfg);
+    named(
+        SmpUnet::load(common::gpu(), unet, &StateDict::synthetic(), "").err(),
+        "depth_multiplier",
     );
     for bad in [
         "tu-resnetblur34",
@@ -2266,7 +2281,7 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-mobilenetv3_rw",
         "tu-tf_mobilenetv3_small_050",
         "tu-mobilenetv3_large_minimal_100",
-        "tu-mobilenetv2_110d",
+        "tu-mobilenetv2_130d",
         "tu-tf_mobilenetv2_100",
         "timm-mobilenetv3_small_050",
         "timm-regnetx_640",

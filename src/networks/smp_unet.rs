@@ -124,7 +124,7 @@ pub enum SmpEncoder {
     /// `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
     /// `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100` (a pretrained tag
     /// after `.` ignored), smp's deprecated `timm-mobilenetv3_*` names for the `tf_`
-    /// ones, `tu-mobilenetv2_035` / `_050` / `_075` / `_100` / `_140`, and
+    /// ones, `tu-mobilenetv2_035` / `_050` / `_075` / `_100` / `_140` / `_110d` / `_120d`, and
     /// `tu-mobilenetv4_conv_small` / `_small_035` / `_small_050` / `_medium` / `_large`:
     /// timm's own MobileNetV4, V3 and V2 through smp's `TimmUniversalEncoder`
     /// (`encoder.model.conv_stem`, `encoder.model.blocks.*`; [`TimmMobileNetConfig`]),
@@ -237,7 +237,7 @@ impl SmpEncoder {
                          xl / xxl, tu-tf_mixnet_s / m / l), TinyNets (tu-tinynet_a .. e), \
                          MnasNets (tu-mnasnet_050 / 075 / 100 / 140, tu-semnasnet_050 .. \
                          140, tu-mnasnet_small), tu-spnasnet_100, tu-fbnetc_100, its MobileNets \
-                         (tu-mobilenetv2_035 / 050 / 075 / 100 / 140, \
+                         (tu-mobilenetv2_035 / 050 / 075 / 100 / 140 / 110d / 120d, \
                          tu-mobilenetv3_large_075 / 100, tu-mobilenetv3_small_050 / 075 / \
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \
                          tu-tf_mobilenetv3_small_075 / 100 / minimal_100, \

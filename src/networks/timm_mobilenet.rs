@@ -83,6 +83,10 @@ pub struct TimmMobileNetConfig {
     /// The `tf_` models: TensorFlow's `'SAME'` padding on strided windows and batch norm
     /// eps 1e-3 (else PyTorch's symmetric padding and 1e-5).
     pub tf_padding: bool,
+    /// Block-count multiplier of a MobileNetV2 (1 elsewhere), rounded up per stage; other
+    /// than 1 (timm's `mobilenetv2_110d` / `_120d`, built with `fix_stem_head`) the first
+    /// and last stages keep their depth and the stem its 32 channels.
+    pub depth_multiplier: f64,
 }
 
 /// How a block is built (timm's `ds`, `ir`, `cn`, `er` and `uir` block strings).
@@ -320,7 +324,7 @@ enum Tap {
 
 impl TimmMobileNetConfig {
     /// timm's name, as smp's `tu-` encoders take it: `mobilenetv2_035`, `_050`, `_075`,
-    /// `_100`, `_140`, `mobilenetv3_large_075`, `mobilenetv3_large_100`,
+    /// `_100`, `_140`, `_110d`, `_120d`, `mobilenetv3_large_075`, `mobilenetv3_large_100`,
     /// `mobilenetv3_small_050`, `mobilenetv3_small_075`, `mobilenetv3_small_100`,
     /// `tf_mobilenetv3_large_075`, `tf_mobilenetv3_large_100`,
     /// `tf_mobilenetv3_large_minimal_100`, `tf_mobilenetv3_small_075`,
@@ -341,6 +345,8 @@ impl TimmMobileNetConfig {
             (false, "mobilenetv2_075") => (Two, false, 0.75),
             (false, "mobilenetv2_100") => (Two, false, 1.0),
             (false, "mobilenetv2_140") => (Two, false, 1.4),
+            (false, "mobilenetv2_110d") => (Two, false, 1.1),
+            (false, "mobilenetv2_120d") => (Two, false, 1.2),
             (_, "mobilenetv3_large_075") => (Large, false, 0.75),
             (_, "mobilenetv3_large_100") => (Large, false, 1.0),
             (false, "mobilenetv3_small_050") => (Small, false, 0.5),
@@ -355,16 +361,22 @@ impl TimmMobileNetConfig {
             (false, "mobilenetv4_conv_large") => (TimmMobileNetArch::V4ConvLarge, false, 1.0),
             _ => return None,
         };
+        let depth_multiplier = match name {
+            "mobilenetv2_110d" => 1.2,
+            "mobilenetv2_120d" => 1.4,
+            _ => 1.0,
+        };
         Some(TimmMobileNetConfig {
             arch,
             minimal,
             channel_multiplier,
             tf_padding,
+            depth_multiplier,
         })
     }
 
-    /// Checks the configuration: a finite channel multiplier in (0, 16], and `minimal`
-    /// only on a MobileNetV3.
+    /// Checks the configuration: finite multipliers in (0, 16], a depth multiplier other
+    /// than 1 only on a MobileNetV2, and `minimal` only on a MobileNetV3.
     pub(crate) fn validate(&self) -> Result<()> {
         let v3 = matches!(
             self.arch,
@@ -373,12 +385,34 @@ impl TimmMobileNetConfig {
         fail_if(self.minimal && !v3, "minimal", || {
             format!("timm's {:?} has no minimal form", self.arch)
         })?;
-        let m = self.channel_multiplier;
+        for (name, m) in [
+            ("channel_multiplier", self.channel_multiplier),
+            ("depth_multiplier", self.depth_multiplier),
+        ] {
+            fail_if(!(m.is_finite() && m > 0.0 && m <= 16.0), name, || {
+                format!("must be in (0, 16], got {m}")
+            })?;
+        }
+        let scaled = self.depth_multiplier != 1.0;
         fail_if(
-            !(m.is_finite() && m > 0.0 && m <= 16.0),
-            "channel_multiplier",
-            || format!("must be in (0, 16], got {m}"),
+            scaled && self.arch != TimmMobileNetArch::V2,
+            "depth_multiplier",
+            || {
+                format!(
+                    "timm scales the depth of its MobileNetV2 only, got {} on {:?}",
+                    self.depth_multiplier, self.arch
+                )
+            },
         )
+    }
+
+    /// Blocks of a definition of `repeats` in stage `s`: `ceil(repeats * depth_multiplier)`,
+    /// the first and last stages unscaled (timm's `fix_first_last`).
+    fn repeats(&self, s: usize, repeats: usize) -> usize {
+        match s == 0 || s + 1 == self.stages().len() {
+            true => repeats,
+            false => (repeats as f64 * self.depth_multiplier).ceil() as usize,
+        }
     }
 
     fn stages(&self) -> &'static [&'static [BlockDef]] {
@@ -423,7 +457,9 @@ impl TimmMobileNetConfig {
             V4ConvSmall | V4ConvMedium => (32, 1.0),
             V4ConvLarge => (24, 1.0),
         };
-        match self.channel_multiplier < fixed_below {
+        // timm's `fix_stem_head`, which its depth-scaled MobileNetV2s take.
+        let fixed = self.arch == V2 && self.depth_multiplier != 1.0;
+        match fixed || self.channel_multiplier < fixed_below {
             true => stem,
             false => self.channels(stem),
         }
@@ -492,7 +528,7 @@ impl TimmMobileNetConfig {
             let mut i = 0;
             for d in stage.iter() {
                 let output = self.channels(d.out);
-                for r in 0..d.repeats {
+                for r in 0..self.repeats(s, d.repeats) {
                     let stride_dilation = timm_rule.block(if r == 0 { d.stride } else { 1 });
                     let name = format!("blocks.{s}.{i}");
                     let prefix = at(&name);
