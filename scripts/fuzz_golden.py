@@ -702,8 +702,8 @@ def networks(fz, count, out):
     TIMM += ["tu-mixnet_s", "tu-tf_mixnet_m"]
     # timm's NAS models on its EfficientNet builder.
     TIMM += ["tu-semnasnet_075", "tu-spnasnet_100", "tu-fbnetc_100", "tu-tinynet_c"]
-    # timm's depth-scaled MobileNetV2.
-    TIMM += ["tu-mobilenetv2_110d"]
+    # timm's depth-scaled MobileNetV2 and V3.
+    TIMM += ["tu-mobilenetv2_110d", "tu-mobilenetv3_large_150d"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

@@ -1974,7 +1974,7 @@ fn timm_universal_names_are_timm_configurations() {
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     let repvgg = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRepVgg(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 72] = [
+    let families: [(&str, Family, [usize; 6]); 73] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -2122,6 +2122,11 @@ fn timm_universal_names_are_timm_configurations() {
         ("tu-mobilenetv2_110d", mobilenet, [3, 16, 24, 32, 104, 352]),
         ("tu-mobilenetv2_120d", mobilenet, [3, 24, 32, 40, 112, 384]),
         (
+            "tu-mobilenetv3_large_150d",
+            mobilenet,
+            [3, 24, 40, 64, 168, 1440],
+        ),
+        (
             "tu-mobilenetv3_large_075",
             mobilenet,
             [3, 16, 24, 32, 88, 720],
@@ -2235,9 +2240,9 @@ fn timm_universal_names_are_timm_configurations() {
         SmpUnet::load(common::gpu(), unet.clone(), &StateDict::synthetic(), "").err(),
         "minimal",
     );
-    // timm scales the depth of its MobileNetV2s only.
+    // timm scales the depth of its MobileNetV2s and V3s only.
     let cfg = TimmMobileNetConfig {
-        arch: TimmMobileNetArch::V3Large,
+        arch: TimmMobileNetArch::V4ConvSmall,
         minimal: false,
         depth_multiplier: 1.2,
         ..cfg
@@ -2277,7 +2282,7 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-efficientnet_b3_pruned",
         "tu-tf_efficientnet_lite5",
         "tu-efficientnet_lite5",
-        "tu-mobilenetv3_large_150d",
+        "tu-mobilenetv3_small_150d",
         "tu-mobilenetv3_rw",
         "tu-tf_mobilenetv3_small_050",
         "tu-mobilenetv3_large_minimal_100",

@@ -674,11 +674,9 @@ impl TimmEfficientNetConfig {
         }
     }
 
-    /// Blocks of each definition of stage `s` of `n` (`decode_arch_def`'s
-    /// `_scale_stage_depth`: the stage's total times the depth multiplier, up, or for
-    /// MixNet-M to the nearest (ties to even, as Python's `round`), at least one; then shared
-    /// out from the last definition back, each its rounded share and at least one). Lite
-    /// keeps the first and last stages, `efficientnetv2_rw_m` scales its last two by 1.6.
+    /// Blocks of each definition of stage `s` of `n` ([`scale_stage_depth`], rounded for
+    /// MixNet-M and TinyNet, up for the others). Lite keeps the first and last stages,
+    /// `efficientnetv2_rw_m` scales its last two by 1.6.
     fn repeats(&self, s: usize, n: usize, defs: &[Stage]) -> Vec<usize> {
         use TimmEfficientNetArch::*;
         let multiplier = match self.arch {
@@ -686,20 +684,8 @@ impl TimmEfficientNetConfig {
             V2MRw if s + 2 >= n => 1.6,
             _ => self.depth_multiplier,
         };
-        let mut total: usize = defs.iter().map(|d| d.repeats).sum();
-        let scaled = total as f64 * multiplier;
-        let mut scaled = match self.arch {
-            MixNetM | TinyNet => (scaled.round_ties_even() as usize).max(1),
-            _ => scaled.ceil() as usize,
-        };
-        let mut repeats = vec![0; defs.len()];
-        for (d, r) in defs.iter().zip(&mut repeats).rev() {
-            let share = d.repeats as f64 / total as f64 * scaled as f64;
-            *r = (share.round_ties_even() as usize).max(1);
-            total -= d.repeats;
-            scaled = scaled.saturating_sub(*r);
-        }
-        repeats
+        let repeats: Vec<usize> = defs.iter().map(|d| d.repeats).collect();
+        scale_stage_depth(&repeats, multiplier, matches!(self.arch, MixNetM | TinyNet))
     }
 
     fn activation(&self) -> Activation {
@@ -868,6 +854,27 @@ impl TimmEfficientNetConfig {
             }
         }
     }
+}
+
+/// timm's `_scale_stage_depth`: the blocks of each of a stage's block definitions, their
+/// `repeats` scaled by `multiplier`. The stage's total is scaled, up (`round`: to the
+/// nearest, ties to even as Python's `round`, at least one), then shared out from the last
+/// definition back, each its rounded share of what is left and at least one.
+pub(crate) fn scale_stage_depth(repeats: &[usize], multiplier: f64, round: bool) -> Vec<usize> {
+    let mut total: usize = repeats.iter().sum();
+    let scaled = total as f64 * multiplier;
+    let mut scaled = match round {
+        true => (scaled.round_ties_even() as usize).max(1),
+        false => scaled.ceil() as usize,
+    };
+    let mut out = vec![0; repeats.len()];
+    for (&r, o) in repeats.iter().zip(&mut out).rev() {
+        let share = r as f64 / total as f64 * scaled as f64;
+        *o = (share.round_ties_even() as usize).max(1);
+        total -= r;
+        scaled = scaled.saturating_sub(*o);
+    }
+    out
 }
 
 /// How one of timm's models builds its layers: the batch norm eps, and whether strided

@@ -48,7 +48,9 @@ use crate::ops::conv::ResidualJoin;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
-use super::timm_efficientnet::{Mixing, TimmBlock, TimmConvBlock, TimmLayers, TimmOutputStride};
+use super::timm_efficientnet::{
+    scale_stage_depth, Mixing, TimmBlock, TimmConvBlock, TimmLayers, TimmOutputStride,
+};
 
 /// Which of timm's MobileNets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,9 +85,10 @@ pub struct TimmMobileNetConfig {
     /// The `tf_` models: TensorFlow's `'SAME'` padding on strided windows and batch norm
     /// eps 1e-3 (else PyTorch's symmetric padding and 1e-5).
     pub tf_padding: bool,
-    /// Block-count multiplier of a MobileNetV2 (1 elsewhere), rounded up per stage; other
-    /// than 1 (timm's `mobilenetv2_110d` / `_120d`, built with `fix_stem_head`) the first
-    /// and last stages keep their depth and the stem its 32 channels.
+    /// Block-count multiplier of a MobileNetV2 or V3 (1 for the V4s), each stage's depth
+    /// rounded up and shared out among its block definitions as timm does. A MobileNetV2's
+    /// other than 1 (timm's `mobilenetv2_110d` / `_120d`, built with `fix_stem_head`) keeps
+    /// the first and last stages' depth and the stem's 32 channels.
     pub depth_multiplier: f64,
 }
 
@@ -325,6 +328,7 @@ enum Tap {
 impl TimmMobileNetConfig {
     /// timm's name, as smp's `tu-` encoders take it: `mobilenetv2_035`, `_050`, `_075`,
     /// `_100`, `_140`, `_110d`, `_120d`, `mobilenetv3_large_075`, `mobilenetv3_large_100`,
+    /// `mobilenetv3_large_150d`,
     /// `mobilenetv3_small_050`, `mobilenetv3_small_075`, `mobilenetv3_small_100`,
     /// `tf_mobilenetv3_large_075`, `tf_mobilenetv3_large_100`,
     /// `tf_mobilenetv3_large_minimal_100`, `tf_mobilenetv3_small_075`,
@@ -349,6 +353,7 @@ impl TimmMobileNetConfig {
             (false, "mobilenetv2_120d") => (Two, false, 1.2),
             (_, "mobilenetv3_large_075") => (Large, false, 0.75),
             (_, "mobilenetv3_large_100") => (Large, false, 1.0),
+            (false, "mobilenetv3_large_150d") => (Large, false, 1.5),
             (false, "mobilenetv3_small_050") => (Small, false, 0.5),
             (_, "mobilenetv3_small_075") => (Small, false, 0.75),
             (_, "mobilenetv3_small_100") => (Small, false, 1.0),
@@ -364,6 +369,7 @@ impl TimmMobileNetConfig {
         let depth_multiplier = match name {
             "mobilenetv2_110d" => 1.2,
             "mobilenetv2_120d" => 1.4,
+            "mobilenetv3_large_150d" => 1.2,
             _ => 1.0,
         };
         Some(TimmMobileNetConfig {
@@ -376,7 +382,7 @@ impl TimmMobileNetConfig {
     }
 
     /// Checks the configuration: finite multipliers in (0, 16], a depth multiplier other
-    /// than 1 only on a MobileNetV2, and `minimal` only on a MobileNetV3.
+    /// than 1 only on a MobileNetV2 or V3, and `minimal` only on a MobileNetV3.
     pub(crate) fn validate(&self) -> Result<()> {
         let v3 = matches!(
             self.arch,
@@ -394,24 +400,24 @@ impl TimmMobileNetConfig {
             })?;
         }
         let scaled = self.depth_multiplier != 1.0;
-        fail_if(
-            scaled && self.arch != TimmMobileNetArch::V2,
-            "depth_multiplier",
-            || {
-                format!(
-                    "timm scales the depth of its MobileNetV2 only, got {} on {:?}",
-                    self.depth_multiplier, self.arch
-                )
-            },
-        )
+        let v2 = self.arch == TimmMobileNetArch::V2;
+        fail_if(scaled && !(v2 || v3), "depth_multiplier", || {
+            format!(
+                "timm scales the depth of its MobileNetV2s and V3s only, got {} on {:?}",
+                self.depth_multiplier, self.arch
+            )
+        })
     }
 
-    /// Blocks of a definition of `repeats` in stage `s`: `ceil(repeats * depth_multiplier)`,
-    /// the first and last stages unscaled (timm's `fix_first_last`).
-    fn repeats(&self, s: usize, repeats: usize) -> usize {
-        match s == 0 || s + 1 == self.stages().len() {
+    /// Blocks of each definition of stage `s` ([`scale_stage_depth`], up); a scaled
+    /// MobileNetV2's first and last stages unscaled (timm's `fix_first_last`).
+    fn repeats(&self, s: usize) -> Vec<usize> {
+        let stages = self.stages();
+        let repeats: Vec<usize> = stages[s].iter().map(|d| d.repeats).collect();
+        let fixed = self.arch == TimmMobileNetArch::V2 && (s == 0 || s + 1 == stages.len());
+        match fixed {
             true => repeats,
-            false => (repeats as f64 * self.depth_multiplier).ceil() as usize,
+            false => scale_stage_depth(&repeats, self.depth_multiplier, false),
         }
     }
 
@@ -526,9 +532,9 @@ impl TimmMobileNetConfig {
         let mut input = self.stem_channels();
         for (s, stage) in self.stages().iter().enumerate().take(stages) {
             let mut i = 0;
-            for d in stage.iter() {
+            for (d, n) in stage.iter().zip(self.repeats(s)) {
                 let output = self.channels(d.out);
-                for r in 0..self.repeats(s, d.repeats) {
+                for r in 0..n {
                     let stride_dilation = timm_rule.block(if r == 0 { d.stride } else { 1 });
                     let name = format!("blocks.{s}.{i}");
                     let prefix = at(&name);

@@ -927,6 +927,11 @@ CASES = [
     ("smp_fpn_tu_mobilenetv2_120d_depth4", "smp_fpn",
      dict(encoder="tu-mobilenetv2_120d", depth=4, cin=3, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 3, 48, 64]),
+    # timm's depth-scaled MobileNetV3 (each stage's depth shared out among its definitions).
+    ("smp_unet_tu_mobilenetv3_large_150d_odd", "smp_unet",
+     dict(encoder="tu-mobilenetv3_large_150d", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -954,6 +959,7 @@ CALIBRATED = [
     "smp_unet_tu_efficientnet_el", "smp_deeplabv3_tu_resnet50d_os8", "smp_unet_tu_resnetrs50_odd",
     "smp_unet_tu_mixnet_s_odd", "smp_unet_tu_tf_mixnet_l_odd", "smp_unet_tu_semnasnet_075_odd",
     "smp_fpn_tu_fbnetc_100_depth4", "smp_unet_tu_tinynet_e_odd", "smp_unet_tu_mobilenetv2_110d_odd",
+    "smp_unet_tu_mobilenetv3_large_150d_odd",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
