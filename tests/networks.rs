@@ -1974,7 +1974,7 @@ fn timm_universal_names_are_timm_configurations() {
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     let repvgg = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRepVgg(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 73] = [
+    let families: [(&str, Family, [usize; 6]); 77] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -2126,6 +2126,10 @@ fn timm_universal_names_are_timm_configurations() {
             mobilenet,
             [3, 24, 40, 64, 168, 1440],
         ),
+        ("tu-mobilenetv3_rw", mobilenet, [3, 16, 24, 40, 112, 960]),
+        ("tu-lcnet_035", mobilenet, [3, 16, 24, 48, 88, 176]),
+        ("tu-lcnet_075", mobilenet, [3, 24, 48, 96, 192, 384]),
+        ("tu-lcnet_150", mobilenet, [3, 48, 96, 192, 384, 768]),
         (
             "tu-mobilenetv3_large_075",
             mobilenet,
@@ -2283,7 +2287,9 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-tf_efficientnet_lite5",
         "tu-efficientnet_lite5",
         "tu-mobilenetv3_small_150d",
-        "tu-mobilenetv3_rw",
+        "tu-tf_mobilenetv3_rw",
+        "tu-lcnet_200",
+        "tu-lcnetv2_base",
         "tu-tf_mobilenetv3_small_050",
         "tu-mobilenetv3_large_minimal_100",
         "tu-mobilenetv2_130d",

@@ -849,6 +849,7 @@ impl TimmEfficientNetConfig {
                     se,
                     skip: b.skip,
                     mixing: st.mixing,
+                    project_activation: false,
                 };
                 layers.block(ctx, block)
             }
@@ -914,6 +915,8 @@ pub(crate) struct TimmBlock {
     pub(crate) skip: bool,
     /// MixNet's channel groups ([`Mixing::NONE`] elsewhere).
     pub(crate) mixing: Mixing,
+    /// The projection takes the activation too (timm's `dsa` blocks, `pw_act`).
+    pub(crate) project_activation: bool,
 }
 
 impl TimmLayers {
@@ -999,6 +1002,10 @@ impl TimmLayers {
             }
         };
         let project = Conv2dParams::new(hidden, output, 1).bias(false);
+        let project = match b.project_activation {
+            true => project.activation(b.activation),
+            false => project,
+        };
         let project = layer(project, pwl, &project_windows)?;
         let names = [pw.0, dw.0, "se", pwl.0];
         padded_inverted_residual_graph(gpu, b.skip, (expand, depthwise, se, project), names, pad)

@@ -5,11 +5,12 @@
 //! `conv_pw` / `bn2` for the depthwise-separable blocks, `conv_pw` / `bn1` / `conv_dw` /
 //! `bn2` / `se.*` / `conv_pwl` / `bn3` for the inverted residuals, `conv` / `bn1` for the
 //! MobileNetV3s' last 1x1 convolution): `tu-mobilenetv3_large_075` / `_100`,
-//! `tu-mobilenetv3_small_050` / `_075` / `_100`, the TensorFlow-padded
+//! `tu-mobilenetv3_small_050` / `_075` / `_100`, `tu-mobilenetv3_large_150d`, timm's first
+//! `tu-mobilenetv3_rw`, PP-LCNet's `tu-lcnet_035` .. `_150`, the TensorFlow-padded
 //! `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
 //! `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100`, smp's deprecated
 //! `timm-mobilenetv3_*` names, which smp 0.6 runs as the `tf_` models, and
-//! `tu-mobilenetv2_035` / `_050` / `_075` / `_100` / `_140` (ReLU6, a 32-channel stem
+//! `tu-mobilenetv2_035` / `_050` / `_075` / `_100` / `_140` / `_110d` / `_120d` (ReLU6, a 32-channel stem
 //! scaled with the rest, no squeeze-and-excitation), and the convolutional MobileNetV4s
 //! `tu-mobilenetv4_conv_small` / `_small_035` / `_small_050` / `_medium` / `_large`
 //! (timm's `_gen_mobilenet_v4`: ReLU, `conv` / `bn1` convolution blocks, `conv_exp` /
@@ -61,6 +62,14 @@ pub enum TimmMobileNetArch {
     V3Large,
     /// `mobilenetv3_small_*`.
     V3Small,
+    /// `mobilenetv3_rw`: timm's own first MobileNetV3-Large, its first block without
+    /// skip, squeeze-and-excitation to a quarter (rounded, not to 8) with the block's
+    /// activation, batch norm eps 1e-3 (with PyTorch's padding).
+    V3LargeRw,
+    /// `lcnet_035` .. `lcnet_150` (PP-LCNet): depthwise-separable blocks whose projection
+    /// takes the activation too (`dsa`), hardswish, squeeze-and-excitation in the last
+    /// stage (a quarter, rounded, with ReLU).
+    LcNet,
     /// `mobilenetv4_conv_small*`.
     V4ConvSmall,
     /// `mobilenetv4_conv_medium`.
@@ -97,6 +106,9 @@ pub struct TimmMobileNetConfig {
 enum Kind {
     /// `DepthwiseSeparableConv`: depthwise, SE, 1x1 projection.
     Separable,
+    /// `DepthwiseSeparableConv` with `pw_act` (timm's `dsa`, LCNet's): the projection
+    /// takes the activation, and there is no skip.
+    SeparableAct,
     /// `InvertedResidual`: 1x1 expansion, depthwise, SE, 1x1 projection.
     Inverted,
     /// `ConvBnAct`: a convolution with its activation.
@@ -122,6 +134,8 @@ struct BlockDef {
     se: bool,
     /// ReLU instead of the model's hardswish (timm's `nre`).
     relu: bool,
+    /// `_noskip`: no input added to the output.
+    no_skip: bool,
     /// The `UniversalInvertedResidual`'s first depthwise window (`a`; 0: none; its
     /// `kernel` is the middle one, 0: none).
     start: usize,
@@ -142,6 +156,7 @@ const fn def(
         out,
         se,
         relu,
+        no_skip: false,
         start: 0,
     }
 }
@@ -186,6 +201,40 @@ const LARGE: &[&[BlockDef]] = &[
     &[def(IR, (2, 3, 1), (6.0, 112), (true, false))],
     &[def(IR, (3, 5, 2), (6.0, 160), (true, false))],
     &[cn((1, 1), 960)],
+];
+
+/// `mobilenetv3_rw`'s `arch_def`: the large one's, its first block without skip.
+const LARGE_RW: &[&[BlockDef]] = &[
+    &[BlockDef {
+        no_skip: true,
+        ..def(DS, (1, 3, 1), (1.0, 16), (false, true))
+    }],
+    LARGE[1],
+    LARGE[2],
+    LARGE[3],
+    LARGE[4],
+    LARGE[5],
+    LARGE[6],
+];
+
+/// A `dsa` string (LCNet's): `dsa_r{repeats}_k{kernel}_s{stride}_c{out}`, with `se0.25`.
+const fn dsa((repeats, kernel, stride): (usize, usize, usize), out: usize, se: bool) -> BlockDef {
+    def(
+        Kind::SeparableAct,
+        (repeats, kernel, stride),
+        (1.0, out),
+        (se, false),
+    )
+}
+
+/// `lcnet_*`'s `arch_def`, stage by stage (hardswish everywhere).
+const LCNET: &[&[BlockDef]] = &[
+    &[dsa((1, 3, 1), 32, false)],
+    &[dsa((2, 3, 2), 64, false)],
+    &[dsa((2, 3, 2), 128, false)],
+    &[dsa((1, 3, 2), 256, false), dsa((1, 5, 1), 256, false)],
+    &[dsa((4, 5, 1), 256, false)],
+    &[dsa((2, 5, 2), 512, true)],
 ];
 
 /// `mobilenetv3_small_*`'s `arch_def`, stage by stage.
@@ -328,7 +377,8 @@ enum Tap {
 impl TimmMobileNetConfig {
     /// timm's name, as smp's `tu-` encoders take it: `mobilenetv2_035`, `_050`, `_075`,
     /// `_100`, `_140`, `_110d`, `_120d`, `mobilenetv3_large_075`, `mobilenetv3_large_100`,
-    /// `mobilenetv3_large_150d`,
+    /// `mobilenetv3_large_150d`, `mobilenetv3_rw`, `lcnet_035` / `050` / `075` / `100` /
+    /// `150`,
     /// `mobilenetv3_small_050`, `mobilenetv3_small_075`, `mobilenetv3_small_100`,
     /// `tf_mobilenetv3_large_075`, `tf_mobilenetv3_large_100`,
     /// `tf_mobilenetv3_large_minimal_100`, `tf_mobilenetv3_small_075`,
@@ -354,6 +404,12 @@ impl TimmMobileNetConfig {
             (_, "mobilenetv3_large_075") => (Large, false, 0.75),
             (_, "mobilenetv3_large_100") => (Large, false, 1.0),
             (false, "mobilenetv3_large_150d") => (Large, false, 1.5),
+            (false, "mobilenetv3_rw") => (TimmMobileNetArch::V3LargeRw, false, 1.0),
+            (false, "lcnet_035") => (TimmMobileNetArch::LcNet, false, 0.35),
+            (false, "lcnet_050") => (TimmMobileNetArch::LcNet, false, 0.5),
+            (false, "lcnet_075") => (TimmMobileNetArch::LcNet, false, 0.75),
+            (false, "lcnet_100") => (TimmMobileNetArch::LcNet, false, 1.0),
+            (false, "lcnet_150") => (TimmMobileNetArch::LcNet, false, 1.5),
             (false, "mobilenetv3_small_050") => (Small, false, 0.5),
             (_, "mobilenetv3_small_075") => (Small, false, 0.75),
             (_, "mobilenetv3_small_100") => (Small, false, 1.0),
@@ -425,6 +481,8 @@ impl TimmMobileNetConfig {
         match (self.arch, self.minimal) {
             (TimmMobileNetArch::V2, _) => V2,
             (TimmMobileNetArch::V3Large, false) => LARGE,
+            (TimmMobileNetArch::V3LargeRw, _) => LARGE_RW,
+            (TimmMobileNetArch::LcNet, _) => LCNET,
             (TimmMobileNetArch::V3Small, false) => SMALL,
             (TimmMobileNetArch::V3Large, true) => LARGE_MINIMAL,
             (TimmMobileNetArch::V3Small, true) => SMALL_MINIMAL,
@@ -445,7 +503,14 @@ impl TimmMobileNetConfig {
     }
 
     fn layers(&self) -> TimmLayers {
-        TimmLayers::new(self.tf_padding)
+        match self.arch {
+            // `mobilenetv3_rw` takes TensorFlow's eps, not its padding.
+            TimmMobileNetArch::V3LargeRw => TimmLayers {
+                eps: 1e-3,
+                ..TimmLayers::new(false)
+            },
+            _ => TimmLayers::new(self.tf_padding),
+        }
     }
 
     /// timm's `round_channels(c, multiplier)`.
@@ -460,6 +525,7 @@ impl TimmMobileNetConfig {
         let (stem, fixed_below) = match self.arch {
             V2 => (32, 0.0),
             V3Large | V3Small => (16, 0.75),
+            V3LargeRw | LcNet => (16, 0.0),
             V4ConvSmall | V4ConvMedium => (32, 1.0),
             V4ConvLarge => (24, 1.0),
         };
@@ -566,10 +632,10 @@ impl TimmMobileNetConfig {
             false => self.activation(),
         };
         let hidden = match d.kind {
-            Kind::Separable | Kind::Conv => input,
+            Kind::Separable | Kind::SeparableAct | Kind::Conv => input,
             _ => make_divisible(input as f64 * d.expand, 8),
         };
-        let skip = stride == 1 && input == output;
+        let skip = stride == 1 && input == output && !d.no_skip && d.kind != Kind::SeparableAct;
         match d.kind {
             Kind::Conv | Kind::Edge => {
                 let block = TimmConvBlock {
@@ -586,22 +652,32 @@ impl TimmMobileNetConfig {
                 let block = (input, hidden, output, skip);
                 return self.universal((gpu, sd, prefix), d, block, (stride, dilation));
             }
-            Kind::Separable | Kind::Inverted => {}
+            Kind::Separable | Kind::SeparableAct | Kind::Inverted => {}
         }
+        // A quarter of the depthwise channels: rounded to 8 with ReLU (`_gen_mobilenet_v3`),
+        // rounded with the block's activation (`_gen_mobilenet_v3_rw`) or with ReLU
+        // (`_gen_lcnet`).
         let se = d.se.then(|| {
-            SqueezeExcitationParams::new(hidden, make_divisible(hidden as f64 * 0.25, 8))
-                .activation(Activation::Relu)
+            let quarter = hidden as f64 * 0.25;
+            let (squeezed, se_act) = match self.arch {
+                TimmMobileNetArch::V3LargeRw => (quarter.round_ties_even() as usize, act),
+                TimmMobileNetArch::LcNet => (quarter.round_ties_even() as usize, Activation::Relu),
+                _ => (make_divisible(quarter, 8), Activation::Relu),
+            };
+            SqueezeExcitationParams::new(hidden, squeezed.max(1))
+                .activation(se_act)
                 .scale_activation(Activation::HardSigmoid)
         });
         let block = TimmBlock {
             channels: (input, hidden, output),
-            separable: d.kind == Kind::Separable,
+            separable: matches!(d.kind, Kind::Separable | Kind::SeparableAct),
             kernel: d.kernel,
             stride_dilation: (stride, dilation),
             activation: act,
             se,
             skip,
             mixing: Mixing::NONE,
+            project_activation: d.kind == Kind::SeparableAct,
         };
         self.layers().block((gpu, sd, prefix), block)
     }

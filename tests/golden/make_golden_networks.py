@@ -932,6 +932,23 @@ CASES = [
      dict(encoder="tu-mobilenetv3_large_150d", depth=5, cin=3, classes=2,
           decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
           activation=None), [2, 3, 45, 61]),
+    # timm's first MobileNetV3 (`mobilenetv3_rw`: eps 1e-3, rounded SE with the block's
+    # activation) and PP-LCNet (`dsa` blocks: the projection activated, no skip).
+    ("smp_unet_tu_mobilenetv3_rw_odd", "smp_unet",
+     dict(encoder="tu-mobilenetv3_rw", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_unet_tu_lcnet_100_odd", "smp_unet",
+     dict(encoder="tu-lcnet_100", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3plus_tu_lcnet_050_os8", "smp_deeplabv3plus",
+     dict(encoder="tu-lcnet_050", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [2, 3, 40, 56]),
+    ("smp_fpn_tu_lcnet_035_depth4", "smp_fpn",
+     dict(encoder="tu-lcnet_035", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 1, 48, 64]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -959,7 +976,8 @@ CALIBRATED = [
     "smp_unet_tu_efficientnet_el", "smp_deeplabv3_tu_resnet50d_os8", "smp_unet_tu_resnetrs50_odd",
     "smp_unet_tu_mixnet_s_odd", "smp_unet_tu_tf_mixnet_l_odd", "smp_unet_tu_semnasnet_075_odd",
     "smp_fpn_tu_fbnetc_100_depth4", "smp_unet_tu_tinynet_e_odd", "smp_unet_tu_mobilenetv2_110d_odd",
-    "smp_unet_tu_mobilenetv3_large_150d_odd",
+    "smp_unet_tu_mobilenetv3_large_150d_odd", "smp_unet_tu_mobilenetv3_rw_odd",
+    "smp_unet_tu_lcnet_100_odd",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1283,7 +1301,7 @@ def make(index, name, kind, args, shape, out_dir):
             built = [1, 2, 3, 5, 7][args.get("depth", 5) - 1]
             unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
     if any(f in args.get("encoder", "") for f in ("mobilenetv", "mixnet", "nasnet", "fbnet",
-                                                     "tinynet")):
+                                                     "tinynet", "lcnet")):
         # timm's MobileNet, MixNet and NAS features hold every stage but run those to the
         # last tap (the `tu-` names and smp's deprecated `timm-` ones alike).
         last = model.encoder.model.feature_info.module_name()[-1]
