@@ -1974,7 +1974,7 @@ fn timm_universal_names_are_timm_configurations() {
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     let repvgg = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRepVgg(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 77] = [
+    let families: [(&str, Family, [usize; 6]); 79] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -2127,6 +2127,16 @@ fn timm_universal_names_are_timm_configurations() {
             [3, 24, 40, 64, 168, 1440],
         ),
         ("tu-mobilenetv3_rw", mobilenet, [3, 16, 24, 40, 112, 960]),
+        (
+            "tu-mobilenetv1_100h",
+            mobilenet,
+            [3, 64, 128, 256, 512, 1024],
+        ),
+        (
+            "tu-mobilenetv1_125",
+            mobilenet,
+            [3, 80, 160, 320, 640, 1280],
+        ),
         ("tu-lcnet_035", mobilenet, [3, 16, 24, 48, 88, 176]),
         ("tu-lcnet_075", mobilenet, [3, 24, 48, 96, 192, 384]),
         ("tu-lcnet_150", mobilenet, [3, 48, 96, 192, 384, 768]),
@@ -2289,6 +2299,7 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-mobilenetv3_small_150d",
         "tu-tf_mobilenetv3_rw",
         "tu-lcnet_200",
+        "tu-mobilenetv1_050",
         "tu-lcnetv2_base",
         "tu-tf_mobilenetv3_small_050",
         "tu-mobilenetv3_large_minimal_100",

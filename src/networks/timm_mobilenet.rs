@@ -6,7 +6,8 @@
 //! `bn2` / `se.*` / `conv_pwl` / `bn3` for the inverted residuals, `conv` / `bn1` for the
 //! MobileNetV3s' last 1x1 convolution): `tu-mobilenetv3_large_075` / `_100`,
 //! `tu-mobilenetv3_small_050` / `_075` / `_100`, `tu-mobilenetv3_large_150d`, timm's first
-//! `tu-mobilenetv3_rw`, PP-LCNet's `tu-lcnet_035` .. `_150`, the TensorFlow-padded
+//! `tu-mobilenetv3_rw`, PP-LCNet's `tu-lcnet_035` .. `_150`, MobileNetV1's
+//! `tu-mobilenetv1_100` / `_100h` / `_125`, the TensorFlow-padded
 //! `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
 //! `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100`, smp's deprecated
 //! `timm-mobilenetv3_*` names, which smp 0.6 runs as the `tf_` models, and
@@ -58,6 +59,10 @@ use super::timm_efficientnet::{
 pub enum TimmMobileNetArch {
     /// `mobilenetv2_*`.
     V2,
+    /// `mobilenetv1_100` / `_100h` / `_125` (timm's `_gen_mobilenet_v1`): ReLU6, a
+    /// 32-channel stem scaled with the rest, depthwise-separable blocks whose projection
+    /// takes the activation too (`dsa`).
+    V1,
     /// `mobilenetv3_large_*`.
     V3Large,
     /// `mobilenetv3_small_*`.
@@ -78,8 +83,9 @@ pub enum TimmMobileNetArch {
     V4ConvLarge,
 }
 
-/// One of timm's MobileNet models (`mobilenetv2_*`, `mobilenetv3_large_*` /
-/// `mobilenetv3_small_*` and their `tf_` forms, `mobilenetv4_conv_*`).
+/// One of timm's MobileNet models (`mobilenetv1_*`, `mobilenetv2_*`, `mobilenetv3_large_*` /
+/// `mobilenetv3_small_*` and their `tf_` forms, `mobilenetv3_rw`, `lcnet_*`,
+/// `mobilenetv4_conv_*`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimmMobileNetConfig {
     /// The architecture.
@@ -253,6 +259,15 @@ const SMALL: &[&[BlockDef]] = &[
     &[cn((1, 1), 576)],
 ];
 
+/// `mobilenetv1_*`'s `arch_def`, stage by stage (ReLU6 everywhere).
+const V1: &[&[BlockDef]] = &[
+    &[dsa((1, 3, 1), 64, false)],
+    &[dsa((2, 3, 2), 128, false)],
+    &[dsa((2, 3, 2), 256, false)],
+    &[dsa((6, 3, 2), 512, false)],
+    &[dsa((2, 3, 2), 1024, false)],
+];
+
 /// `mobilenetv2_*`'s `arch_def`, stage by stage (ReLU6 everywhere).
 const V2: &[&[BlockDef]] = &[
     &[def(DS, (1, 3, 1), (1.0, 16), (false, false))],
@@ -375,7 +390,8 @@ enum Tap {
 }
 
 impl TimmMobileNetConfig {
-    /// timm's name, as smp's `tu-` encoders take it: `mobilenetv2_035`, `_050`, `_075`,
+    /// timm's name, as smp's `tu-` encoders take it: `mobilenetv1_100`, `_100h` (its head
+    /// is not among the features), `_125`, `mobilenetv2_035`, `_050`, `_075`,
     /// `_100`, `_140`, `_110d`, `_120d`, `mobilenetv3_large_075`, `mobilenetv3_large_100`,
     /// `mobilenetv3_large_150d`, `mobilenetv3_rw`, `lcnet_035` / `050` / `075` / `100` /
     /// `150`,
@@ -394,6 +410,8 @@ impl TimmMobileNetConfig {
             None => (false, name),
         };
         let (arch, minimal, channel_multiplier) = match (tf_padding, name) {
+            (false, "mobilenetv1_100" | "mobilenetv1_100h") => (TimmMobileNetArch::V1, false, 1.0),
+            (false, "mobilenetv1_125") => (TimmMobileNetArch::V1, false, 1.25),
             (false, "mobilenetv2_035") => (Two, false, 0.35),
             (false, "mobilenetv2_050") => (Two, false, 0.5),
             (false, "mobilenetv2_075") => (Two, false, 0.75),
@@ -480,6 +498,7 @@ impl TimmMobileNetConfig {
     fn stages(&self) -> &'static [&'static [BlockDef]] {
         match (self.arch, self.minimal) {
             (TimmMobileNetArch::V2, _) => V2,
+            (TimmMobileNetArch::V1, _) => V1,
             (TimmMobileNetArch::V3Large, false) => LARGE,
             (TimmMobileNetArch::V3LargeRw, _) => LARGE_RW,
             (TimmMobileNetArch::LcNet, _) => LCNET,
@@ -496,7 +515,7 @@ impl TimmMobileNetConfig {
     fn activation(&self) -> Activation {
         use TimmMobileNetArch::*;
         match (self.arch, self.minimal) {
-            (V2, _) => Activation::Relu6,
+            (V1 | V2, _) => Activation::Relu6,
             (V4ConvSmall | V4ConvMedium | V4ConvLarge, _) | (_, true) => Activation::Relu,
             (_, false) => Activation::HardSwish,
         }
@@ -523,7 +542,7 @@ impl TimmMobileNetConfig {
     fn stem_channels(&self) -> usize {
         use TimmMobileNetArch::*;
         let (stem, fixed_below) = match self.arch {
-            V2 => (32, 0.0),
+            V1 | V2 => (32, 0.0),
             V3Large | V3Small => (16, 0.75),
             V3LargeRw | LcNet => (16, 0.0),
             V4ConvSmall | V4ConvMedium => (32, 1.0),

@@ -946,6 +946,15 @@ CASES = [
      dict(encoder="tu-lcnet_050", depth=5, output_stride=8, cin=3, classes=2,
           decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
      [2, 3, 40, 56]),
+    # timm's MobileNetV1 (`dsa` blocks, ReLU6).
+    ("smp_unet_tu_mobilenetv1_100_odd", "smp_unet",
+     dict(encoder="tu-mobilenetv1_100", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3_tu_mobilenetv1_125_os8", "smp_deeplabv3",
+     dict(encoder="tu-mobilenetv1_125", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [2, 3, 56, 72]),
     ("smp_fpn_tu_lcnet_035_depth4", "smp_fpn",
      dict(encoder="tu-lcnet_035", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 1, 48, 64]),
@@ -977,7 +986,7 @@ CALIBRATED = [
     "smp_unet_tu_mixnet_s_odd", "smp_unet_tu_tf_mixnet_l_odd", "smp_unet_tu_semnasnet_075_odd",
     "smp_fpn_tu_fbnetc_100_depth4", "smp_unet_tu_tinynet_e_odd", "smp_unet_tu_mobilenetv2_110d_odd",
     "smp_unet_tu_mobilenetv3_large_150d_odd", "smp_unet_tu_mobilenetv3_rw_odd",
-    "smp_unet_tu_lcnet_100_odd",
+    "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
