@@ -708,6 +708,8 @@ def networks(fz, count, out):
     TIMM += ["tu-mobilenetv3_rw", "tu-lcnet_075"]
     # timm's MobileNetV1.
     TIMM += ["tu-mobilenetv1_100"]
+    # timm's FBNetV3.
+    TIMM += ["tu-fbnetv3_b"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

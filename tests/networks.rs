@@ -1974,7 +1974,7 @@ fn timm_universal_names_are_timm_configurations() {
     let gernet = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalGerNet(_));
     let repvgg = |e: &SmpEncoder| matches!(e, SmpEncoder::TimmUniversalRepVgg(_));
     type Family = fn(&SmpEncoder) -> bool;
-    let families: [(&str, Family, [usize; 6]); 79] = [
+    let families: [(&str, Family, [usize; 6]); 82] = [
         ("tu-convnextv2_atto", convnext, [3, 0, 40, 80, 160, 320]),
         ("tu-convnextv2_huge", convnext, [3, 0, 352, 704, 1408, 2816]),
         ("timm-gernet_s", gernet, [3, 13, 48, 48, 384, 1920]),
@@ -2137,6 +2137,9 @@ fn timm_universal_names_are_timm_configurations() {
             mobilenet,
             [3, 80, 160, 320, 640, 1280],
         ),
+        ("tu-fbnetv3_b", mobilenet, [3, 16, 24, 40, 120, 1344]),
+        ("tu-fbnetv3_d", mobilenet, [3, 16, 24, 40, 128, 1440]),
+        ("tu-fbnetv3_g", mobilenet, [3, 24, 40, 56, 160, 1728]),
         ("tu-lcnet_035", mobilenet, [3, 16, 24, 48, 88, 176]),
         ("tu-lcnet_075", mobilenet, [3, 24, 48, 96, 192, 384]),
         ("tu-lcnet_150", mobilenet, [3, 48, 96, 192, 384, 768]),
@@ -2282,7 +2285,7 @@ fn timm_universal_names_are_timm_configurations() {
         "tu-mixnet_xs",
         "tu-tf_mnasnet_100",
         "tu-mnasnet_200",
-        "tu-fbnetv3_b",
+        "tu-fbnetv3_a",
         "tu-tinynet_f",
         "tu-mobilenetv4_hybrid_medium",
         "tu-repvgg_d2se",

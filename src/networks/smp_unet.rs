@@ -122,7 +122,7 @@ pub enum SmpEncoder {
     TimmUniversalEfficientNet(TimmEfficientNetConfig),
     /// `tu-mobilenetv3_large_075` / `_100` / `_150d`, `tu-mobilenetv3_small_050` / `_075` / `_100`,
     /// `tu-mobilenetv3_rw`, `tu-lcnet_035` / `_050` / `_075` / `_100` / `_150`,
-    /// `tu-mobilenetv1_100` / `_100h` / `_125`,
+    /// `tu-mobilenetv1_100` / `_100h` / `_125`, `tu-fbnetv3_b` / `_d` / `_g`,
     /// `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
     /// `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100` (a pretrained tag
     /// after `.` ignored), smp's deprecated `timm-mobilenetv3_*` names for the `tf_`
@@ -242,7 +242,8 @@ impl SmpEncoder {
                          (tu-mobilenetv2_035 / 050 / 075 / 100 / 140 / 110d / 120d, \
                          tu-mobilenetv3_large_075 / 100 / 150d, tu-mobilenetv3_rw, \
                          tu-lcnet_035 / 050 / 075 / 100 / 150, \
-                         tu-mobilenetv1_100 / 100h / 125, tu-mobilenetv3_small_050 / 075 / \
+                         tu-mobilenetv1_100 / 100h / 125, tu-fbnetv3_b / d / g, \
+                         tu-mobilenetv3_small_050 / 075 / \
                          100, tu-tf_mobilenetv3_large_075 / 100 / minimal_100, \
                          tu-tf_mobilenetv3_small_075 / 100 / minimal_100, \
                          tu-mobilenetv4_conv_small / small_035 / small_050 / medium / \

@@ -7,7 +7,8 @@
 //! MobileNetV3s' last 1x1 convolution): `tu-mobilenetv3_large_075` / `_100`,
 //! `tu-mobilenetv3_small_050` / `_075` / `_100`, `tu-mobilenetv3_large_150d`, timm's first
 //! `tu-mobilenetv3_rw`, PP-LCNet's `tu-lcnet_035` .. `_150`, MobileNetV1's
-//! `tu-mobilenetv1_100` / `_100h` / `_125`, the TensorFlow-padded
+//! `tu-mobilenetv1_100` / `_100h` / `_125`, FBNetV3's `tu-fbnetv3_b` / `_d` / `_g`, the
+//! TensorFlow-padded
 //! `tu-tf_mobilenetv3_large_075` / `_100` / `_large_minimal_100`,
 //! `tu-tf_mobilenetv3_small_075` / `_100` / `_small_minimal_100`, smp's deprecated
 //! `timm-mobilenetv3_*` names, which smp 0.6 runs as the `tf_` models, and
@@ -41,7 +42,7 @@
 //!
 //! [`Op::PadToTfSame`]: crate::blocks::Op
 
-use crate::blocks::{conv_bn, make_divisible, Graph, ValueId};
+use crate::blocks::{conv_bn, make_divisible, make_divisible_with_limit, Graph, ValueId};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::attention::SqueezeExcitationParams;
@@ -75,6 +76,14 @@ pub enum TimmMobileNetArch {
     /// takes the activation too (`dsa`), hardswish, squeeze-and-excitation in the last
     /// stage (a quarter, rounded, with ReLU).
     LcNet,
+    /// `fbnetv3_b` (timm's `_gen_fbnetv3`, as `fbnetv3_a`): hardswish, up to three block
+    /// definitions a stage, widths rounded to 8 never below 95%, squeeze-and-excitation
+    /// to a quarter of the block's input channels (rounded the same way) with hardswish.
+    FbNetV3B,
+    /// `fbnetv3_d`: FBNetV3-B's design, a 24-channel stem, other stages.
+    FbNetV3D,
+    /// `fbnetv3_g`: FBNetV3-B's design, a 32-channel stem, wider and deeper stages.
+    FbNetV3G,
     /// `mobilenetv4_conv_small*`.
     V4ConvSmall,
     /// `mobilenetv4_conv_medium`.
@@ -84,7 +93,7 @@ pub enum TimmMobileNetArch {
 }
 
 /// One of timm's MobileNet models (`mobilenetv1_*`, `mobilenetv2_*`, `mobilenetv3_large_*` /
-/// `mobilenetv3_small_*` and their `tf_` forms, `mobilenetv3_rw`, `lcnet_*`,
+/// `mobilenetv3_small_*` and their `tf_` forms, `mobilenetv3_rw`, `lcnet_*`, `fbnetv3_*`,
 /// `mobilenetv4_conv_*`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimmMobileNetConfig {
@@ -243,6 +252,93 @@ const LCNET: &[&[BlockDef]] = &[
     &[dsa((2, 5, 2), 512, true)],
 ];
 
+/// An `ir` string with `_se0.25` where `se`: `ir_r{repeats}_k{kernel}_s{stride}_e{expand}_c{out}`.
+const fn ir(
+    (repeats, kernel, stride): (usize, usize, usize),
+    (expand, out): (f64, usize),
+    se: bool,
+) -> BlockDef {
+    def(IR, (repeats, kernel, stride), (expand, out), (se, false))
+}
+
+// `_gen_fbnetv3`'s `arch_def`s for `fbnetv3_b`, `_d` and `_g`, stage by stage (hardswish
+// everywhere).
+const FBNET_V3_B: &[&[BlockDef]] = &[
+    &[def(DS, (2, 3, 1), (1.0, 16), (false, false))],
+    &[
+        ir((1, 5, 2), (4.0, 24), false),
+        ir((3, 5, 1), (2.0, 24), false),
+    ],
+    &[
+        ir((1, 5, 2), (5.0, 40), true),
+        ir((4, 5, 1), (3.0, 40), true),
+    ],
+    &[
+        ir((1, 5, 2), (5.0, 72), false),
+        ir((4, 3, 1), (3.0, 72), false),
+    ],
+    &[
+        ir((1, 3, 1), (5.0, 120), true),
+        ir((5, 5, 1), (3.0, 120), true),
+    ],
+    &[
+        ir((1, 3, 2), (6.0, 184), true),
+        ir((5, 5, 1), (4.0, 184), true),
+        ir((1, 5, 1), (6.0, 224), true),
+    ],
+    &[cn((1, 1), 1344)],
+];
+const FBNET_V3_D: &[&[BlockDef]] = &[
+    &[def(DS, (2, 3, 1), (1.0, 16), (false, false))],
+    &[
+        ir((1, 3, 2), (5.0, 24), false),
+        ir((5, 3, 1), (2.0, 24), false),
+    ],
+    &[
+        ir((1, 5, 2), (4.0, 40), true),
+        ir((4, 3, 1), (3.0, 40), true),
+    ],
+    &[
+        ir((1, 3, 2), (5.0, 72), false),
+        ir((4, 3, 1), (3.0, 72), false),
+    ],
+    &[
+        ir((1, 3, 1), (5.0, 128), true),
+        ir((6, 5, 1), (3.0, 128), true),
+    ],
+    &[
+        ir((1, 3, 2), (6.0, 208), true),
+        ir((5, 5, 1), (5.0, 208), true),
+        ir((1, 5, 1), (6.0, 240), true),
+    ],
+    &[cn((1, 1), 1440)],
+];
+const FBNET_V3_G: &[&[BlockDef]] = &[
+    &[def(DS, (3, 3, 1), (1.0, 24), (false, false))],
+    &[
+        ir((1, 5, 2), (4.0, 40), false),
+        ir((4, 5, 1), (2.0, 40), false),
+    ],
+    &[
+        ir((1, 5, 2), (4.0, 56), true),
+        ir((4, 5, 1), (3.0, 56), true),
+    ],
+    &[
+        ir((1, 5, 2), (5.0, 104), false),
+        ir((4, 3, 1), (3.0, 104), false),
+    ],
+    &[
+        ir((1, 3, 1), (5.0, 160), true),
+        ir((8, 5, 1), (3.0, 160), true),
+    ],
+    &[
+        ir((1, 3, 2), (6.0, 264), true),
+        ir((6, 5, 1), (5.0, 264), true),
+        ir((2, 5, 1), (6.0, 288), true),
+    ],
+    &[cn((1, 1), 1728)],
+];
+
 /// `mobilenetv3_small_*`'s `arch_def`, stage by stage.
 const SMALL: &[&[BlockDef]] = &[
     &[def(DS, (1, 3, 2), (1.0, 16), (true, true))],
@@ -394,7 +490,7 @@ impl TimmMobileNetConfig {
     /// is not among the features), `_125`, `mobilenetv2_035`, `_050`, `_075`,
     /// `_100`, `_140`, `_110d`, `_120d`, `mobilenetv3_large_075`, `mobilenetv3_large_100`,
     /// `mobilenetv3_large_150d`, `mobilenetv3_rw`, `lcnet_035` / `050` / `075` / `100` /
-    /// `150`,
+    /// `150`, `fbnetv3_b` / `d` / `g`,
     /// `mobilenetv3_small_050`, `mobilenetv3_small_075`, `mobilenetv3_small_100`,
     /// `tf_mobilenetv3_large_075`, `tf_mobilenetv3_large_100`,
     /// `tf_mobilenetv3_large_minimal_100`, `tf_mobilenetv3_small_075`,
@@ -428,6 +524,9 @@ impl TimmMobileNetConfig {
             (false, "lcnet_075") => (TimmMobileNetArch::LcNet, false, 0.75),
             (false, "lcnet_100") => (TimmMobileNetArch::LcNet, false, 1.0),
             (false, "lcnet_150") => (TimmMobileNetArch::LcNet, false, 1.5),
+            (false, "fbnetv3_b") => (TimmMobileNetArch::FbNetV3B, false, 1.0),
+            (false, "fbnetv3_d") => (TimmMobileNetArch::FbNetV3D, false, 1.0),
+            (false, "fbnetv3_g") => (TimmMobileNetArch::FbNetV3G, false, 1.0),
             (false, "mobilenetv3_small_050") => (Small, false, 0.5),
             (_, "mobilenetv3_small_075") => (Small, false, 0.75),
             (_, "mobilenetv3_small_100") => (Small, false, 1.0),
@@ -502,6 +601,9 @@ impl TimmMobileNetConfig {
             (TimmMobileNetArch::V3Large, false) => LARGE,
             (TimmMobileNetArch::V3LargeRw, _) => LARGE_RW,
             (TimmMobileNetArch::LcNet, _) => LCNET,
+            (TimmMobileNetArch::FbNetV3B, _) => FBNET_V3_B,
+            (TimmMobileNetArch::FbNetV3D, _) => FBNET_V3_D,
+            (TimmMobileNetArch::FbNetV3G, _) => FBNET_V3_G,
             (TimmMobileNetArch::V3Small, false) => SMALL,
             (TimmMobileNetArch::V3Large, true) => LARGE_MINIMAL,
             (TimmMobileNetArch::V3Small, true) => SMALL_MINIMAL,
@@ -532,9 +634,18 @@ impl TimmMobileNetConfig {
         }
     }
 
-    /// timm's `round_channels(c, multiplier)`.
+    /// timm's `round_channels(c, multiplier)` (FBNetV3's with `round_limit=0.95`).
     fn channels(&self, c: usize) -> usize {
-        make_divisible(c as f64 * self.channel_multiplier, 8)
+        make_divisible_with_limit(c as f64 * self.channel_multiplier, 8, self.round_limit())
+    }
+
+    /// How far below a width timm's rounding may go: 95% on FBNetV3, else 90%.
+    fn round_limit(&self) -> f64 {
+        use TimmMobileNetArch::*;
+        match self.arch {
+            FbNetV3B | FbNetV3D | FbNetV3G => 0.95,
+            _ => 0.9,
+        }
     }
 
     /// The stem's width: scaled, but not below the multiplier where timm's `fix_stem`
@@ -544,7 +655,9 @@ impl TimmMobileNetConfig {
         let (stem, fixed_below) = match self.arch {
             V1 | V2 => (32, 0.0),
             V3Large | V3Small => (16, 0.75),
-            V3LargeRw | LcNet => (16, 0.0),
+            V3LargeRw | LcNet | FbNetV3B => (16, 0.0),
+            FbNetV3D => (24, 0.0),
+            FbNetV3G => (32, 0.0),
             V4ConvSmall | V4ConvMedium => (32, 1.0),
             V4ConvLarge => (24, 1.0),
         };
@@ -675,12 +788,18 @@ impl TimmMobileNetConfig {
         }
         // A quarter of the depthwise channels: rounded to 8 with ReLU (`_gen_mobilenet_v3`),
         // rounded with the block's activation (`_gen_mobilenet_v3_rw`) or with ReLU
-        // (`_gen_lcnet`).
+        // (`_gen_lcnet`); a quarter of the input's, rounded as the widths, with the block's
+        // activation (`_gen_fbnetv3`'s `se_from_exp=False`).
         let se = d.se.then(|| {
+            use TimmMobileNetArch::*;
             let quarter = hidden as f64 * 0.25;
             let (squeezed, se_act) = match self.arch {
-                TimmMobileNetArch::V3LargeRw => (quarter.round_ties_even() as usize, act),
-                TimmMobileNetArch::LcNet => (quarter.round_ties_even() as usize, Activation::Relu),
+                V3LargeRw => (quarter.round_ties_even() as usize, act),
+                LcNet => (quarter.round_ties_even() as usize, Activation::Relu),
+                FbNetV3B | FbNetV3D | FbNetV3G => {
+                    let limit = self.round_limit();
+                    (make_divisible_with_limit(quarter / d.expand, 8, limit), act)
+                }
                 _ => (make_divisible(quarter, 8), Activation::Relu),
             };
             SqueezeExcitationParams::new(hidden, squeezed.max(1))

@@ -955,6 +955,18 @@ CASES = [
      dict(encoder="tu-mobilenetv1_125", depth=5, output_stride=8, cin=3, classes=2,
           decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
           activation=None), [2, 3, 56, 72]),
+    # timm's FBNetV3s (widths and SE rounded never below 95%, SE from the block's input).
+    ("smp_unet_tu_fbnetv3_b_odd", "smp_unet",
+     dict(encoder="tu-fbnetv3_b", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3plus_tu_fbnetv3_d_os16", "smp_deeplabv3plus",
+     dict(encoder="tu-fbnetv3_d", depth=5, output_stride=16, cin=1, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [2, 1, 48, 64]),
+    ("smp_fpn_tu_fbnetv3_g_depth4", "smp_fpn",
+     dict(encoder="tu-fbnetv3_g", depth=4, cin=3, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 3, 48, 64]),
     ("smp_fpn_tu_lcnet_035_depth4", "smp_fpn",
      dict(encoder="tu-lcnet_035", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 1, 48, 64]),
@@ -986,7 +998,7 @@ CALIBRATED = [
     "smp_unet_tu_mixnet_s_odd", "smp_unet_tu_tf_mixnet_l_odd", "smp_unet_tu_semnasnet_075_odd",
     "smp_fpn_tu_fbnetc_100_depth4", "smp_unet_tu_tinynet_e_odd", "smp_unet_tu_mobilenetv2_110d_odd",
     "smp_unet_tu_mobilenetv3_large_150d_odd", "smp_unet_tu_mobilenetv3_rw_odd",
-    "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd",
+    "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd", "smp_unet_tu_fbnetv3_b_odd",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
