@@ -18,6 +18,12 @@
 //! squeeze-and-excitation in the inverted residuals. EdgeTPU: ReLU, edge residuals first,
 //! no squeeze-and-excitation.
 //!
+//! The same builder makes timm's MixNets (`mixnet_*`, `tf_mixnet_*`: timm's `MixedConv2d`,
+//! its groups' layers under `{conv}.{i}`, depthwise windows of several sizes and 1x1
+//! layers in two groups, loaded as one convolution each; ReLU, then SiLU with
+//! squeeze-and-excitation to a half or a quarter), TinyNets, MnasNets, SPNASNet and
+//! FBNet-C; a stage may hold several block definitions, its depth scaled as a whole.
+//!
 //! smp's `tu-` encoders run timm's own model of the same blocks (under `encoder.model`):
 //! their stride-2 feature is the first stage's output, and they dilate by timm's
 //! `output_stride` rule.
@@ -117,12 +123,13 @@ enum BlockKind {
     InvertedResidual,
 }
 
-/// One block definition of an `arch_def` (a stage has one, or in MixNet two).
+/// One block definition of an `arch_def` (a stage has one, or in MixNet, SPNASNet and
+/// FBNet-C up to four).
 #[derive(Clone, Copy, Debug)]
 struct Stage {
     kind: BlockKind,
     repeats: usize,
-    /// The window (in MixNet the largest of `mixed_kernels`).
+    /// The depthwise window (in MixNet the largest of `mixing.depthwise`).
     kernel: usize,
     stride: usize,
     expand: usize,
@@ -319,15 +326,7 @@ impl Stage {
             ..self
         }
     }
-}
 
-/// `ds_r1_k3_s1_c{output}`: a depthwise-separable block (MixNet's and the NAS models'
-/// first stage).
-const fn ds(output: usize) -> Stage {
-    stage(BlockKind::DepthwiseSeparable, [1, 3, 1, 1, output])
-}
-
-impl Stage {
     /// `_noskip`: no input added to the output.
     const fn no_skip(self) -> Stage {
         Stage {
@@ -335,6 +334,12 @@ impl Stage {
             ..self
         }
     }
+}
+
+/// `ds_r1_k3_s1_c{output}`: a depthwise-separable block (MixNet's and the NAS models'
+/// first stage).
+const fn ds(output: usize) -> Stage {
+    stage(BlockKind::DepthwiseSeparable, [1, 3, 1, 1, output])
 }
 
 // timm's `_gen_mixnet_s` and `_gen_mixnet_m` tables: each stage's block definitions.
@@ -584,15 +589,7 @@ impl TimmEfficientNetConfig {
 
     /// Checks the configuration: finite multipliers in (0, 16].
     pub(crate) fn validate(&self) -> Result<()> {
-        for (name, m) in [
-            ("channel_multiplier", self.channel_multiplier),
-            ("depth_multiplier", self.depth_multiplier),
-        ] {
-            fail_if(!(m.is_finite() && m > 0.0 && m <= 16.0), name, || {
-                format!("must be in (0, 16], got {m}")
-            })?;
-        }
-        Ok(())
+        check_multipliers(self.channel_multiplier, self.depth_multiplier)
     }
 
     /// Checks the configuration as smp's own `timm-` encoders build it: an EfficientNet or
@@ -855,6 +852,19 @@ impl TimmEfficientNetConfig {
             }
         }
     }
+}
+
+/// Checks a timm model's `channel_multiplier` and `depth_multiplier`: finite, in (0, 16].
+pub(crate) fn check_multipliers(channel_multiplier: f64, depth_multiplier: f64) -> Result<()> {
+    for (name, m) in [
+        ("channel_multiplier", channel_multiplier),
+        ("depth_multiplier", depth_multiplier),
+    ] {
+        fail_if(!(m.is_finite() && m > 0.0 && m <= 16.0), name, || {
+            format!("must be in (0, 16], got {m}")
+        })?;
+    }
+    Ok(())
 }
 
 /// timm's `_scale_stage_depth`: the blocks of each of a stage's block definitions, their

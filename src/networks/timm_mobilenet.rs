@@ -52,7 +52,8 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 use super::timm_efficientnet::{
-    scale_stage_depth, Mixing, TimmBlock, TimmConvBlock, TimmLayers, TimmOutputStride,
+    check_multipliers, scale_stage_depth, Mixing, TimmBlock, TimmConvBlock, TimmLayers,
+    TimmOutputStride,
 };
 
 /// Which of timm's MobileNets.
@@ -564,14 +565,7 @@ impl TimmMobileNetConfig {
         fail_if(self.minimal && !v3, "minimal", || {
             format!("timm's {:?} has no minimal form", self.arch)
         })?;
-        for (name, m) in [
-            ("channel_multiplier", self.channel_multiplier),
-            ("depth_multiplier", self.depth_multiplier),
-        ] {
-            fail_if(!(m.is_finite() && m > 0.0 && m <= 16.0), name, || {
-                format!("must be in (0, 16], got {m}")
-            })?;
-        }
+        check_multipliers(self.channel_multiplier, self.depth_multiplier)?;
         let scaled = self.depth_multiplier != 1.0;
         let v2 = self.arch == TimmMobileNetArch::V2;
         fail_if(scaled && !(v2 || v3), "depth_multiplier", || {
