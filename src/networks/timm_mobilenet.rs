@@ -110,10 +110,11 @@ pub struct TimmMobileNetConfig {
     /// The `tf_` models: TensorFlow's `'SAME'` padding on strided windows and batch norm
     /// eps 1e-3 (else PyTorch's symmetric padding and 1e-5).
     pub tf_padding: bool,
-    /// Block-count multiplier of a MobileNetV2 or V3 (1 for the V4s), each stage's depth
-    /// rounded up and shared out among its block definitions as timm does. A MobileNetV2's
-    /// other than 1 (timm's `mobilenetv2_110d` / `_120d`, built with `fix_stem_head`) keeps
-    /// the first and last stages' depth and the stem's 32 channels.
+    /// Block-count multiplier of a MobileNetV2 or V3 (1 for the others: any other value is
+    /// a typed error), each stage's depth rounded up and shared out among its block
+    /// definitions as timm does. A MobileNetV2's other than 1 (timm's `mobilenetv2_110d` /
+    /// `_120d`, built with `fix_stem_head`) keeps the first and last stages' depth and the
+    /// stem's 32 channels.
     pub depth_multiplier: f64,
 }
 
@@ -576,12 +577,18 @@ impl TimmMobileNetConfig {
         })
     }
 
-    /// Blocks of each definition of stage `s` ([`scale_stage_depth`], up); a scaled
-    /// MobileNetV2's first and last stages unscaled (timm's `fix_first_last`).
+    /// timm's `fix_stem_head`, which its depth-scaled MobileNetV2s take: the stem's width
+    /// and the first and last stages' depths unscaled.
+    fn fix_stem_head(&self) -> bool {
+        self.arch == TimmMobileNetArch::V2 && self.depth_multiplier != 1.0
+    }
+
+    /// Blocks of each definition of stage `s` ([`scale_stage_depth`], up; not the first
+    /// and last stages with [`Self::fix_stem_head`]).
     fn repeats(&self, s: usize) -> Vec<usize> {
         let stages = self.stages();
         let repeats: Vec<usize> = stages[s].iter().map(|d| d.repeats).collect();
-        let fixed = self.arch == TimmMobileNetArch::V2 && (s == 0 || s + 1 == stages.len());
+        let fixed = self.fix_stem_head() && (s == 0 || s + 1 == stages.len());
         match fixed {
             true => repeats,
             false => scale_stage_depth(&repeats, self.depth_multiplier, false),
@@ -619,10 +626,11 @@ impl TimmMobileNetConfig {
 
     fn layers(&self) -> TimmLayers {
         match self.arch {
-            // `mobilenetv3_rw` takes TensorFlow's eps, not its padding.
+            // `mobilenetv3_rw` takes TensorFlow's eps without its padding (which a
+            // configuration built by hand may still ask for).
             TimmMobileNetArch::V3LargeRw => TimmLayers {
                 eps: 1e-3,
-                ..TimmLayers::new(false)
+                ..TimmLayers::new(self.tf_padding)
             },
             _ => TimmLayers::new(self.tf_padding),
         }
@@ -655,9 +663,7 @@ impl TimmMobileNetConfig {
             V4ConvSmall | V4ConvMedium => (32, 1.0),
             V4ConvLarge => (24, 1.0),
         };
-        // timm's `fix_stem_head`, which its depth-scaled MobileNetV2s take.
-        let fixed = self.arch == V2 && self.depth_multiplier != 1.0;
-        match fixed || self.channel_multiplier < fixed_below {
+        match self.fix_stem_head() || self.channel_multiplier < fixed_below {
             true => stem,
             false => self.channels(stem),
         }
