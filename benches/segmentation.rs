@@ -21,7 +21,8 @@
 //! (`tu-mobilenetv3_large_100`) and MobileNetV4-Conv-Small (`tu-mobilenetv4_conv_small`) at 256,
 //! and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
-//! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160.
+//! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160,
+//! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it).
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
 //! `benches/torch_segmentation.py` times the same networks in PyTorch on the CPU; run both
 //! in one session and compare ratios.
@@ -37,8 +38,8 @@ use segblocks::networks::{
     SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus,
     SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet,
     SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig,
-    SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, UNet,
-    UNetConfig,
+    SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, U2Net,
+    U2NetConfig, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -273,6 +274,14 @@ fn bench(c: &mut Criterion) {
     time(&mut g, &gpu, "segnet_vgg16_bn_160", &net, small);
     let net = Fcn8s::load(&gpu, Fcn8sConfig::new(21), &sd, "").unwrap();
     time(&mut g, &gpu, "fcn8s_160", &net, small);
+    // Background removal as rembg runs it (its first map only): U2NETP at its 320 x 320,
+    // the full U2NET at 160 (4x fewer FLOPs than at 320).
+    let u2netp = U2NetConfig::u2netp(3, 1).side_outputs(false);
+    let net = U2Net::load(&gpu, u2netp, &sd, "").unwrap();
+    time(&mut g, &gpu, "u2netp_320", &net, [1, 3, 320, 320]);
+    let u2net = U2NetConfig::u2net(3, 1).side_outputs(false);
+    let net = U2Net::load(&gpu, u2net, &sd, "").unwrap();
+    time(&mut g, &gpu, "u2net_160", &net, small);
     g.finish();
 }
 

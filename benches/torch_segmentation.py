@@ -48,6 +48,10 @@ def out(m):
     return lambda x: m(x)["out"]
 
 
+def first(m):
+    return lambda x: m(x)[0]
+
+
 def sdpa_on_maps(heads, qs, ks):
     """benches/sdpa.rs's attention: q / k / v as NCHW maps, heads on channel groups (the
     key and value maps fixed, a fresh query a call)."""
@@ -138,3 +142,8 @@ except ImportError:
 bench("unet_160", UNet(3, 2).eval(), small)
 bench("segnet_vgg16_bn_160", SegNet(3, 21).eval(), small)
 bench("fcn8s_160", FCN8s(21).eval(), small)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden",
+                                "third_party"))
+import u2net  # noqa: E402
+bench("u2netp_320", first(u2net.U2NETP(3, 1).eval()), (1, 3, 320, 320))
+bench("u2net_160", first(u2net.U2NET(3, 1).eval()), small)

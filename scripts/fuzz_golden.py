@@ -637,7 +637,8 @@ def networks(fz, count, out):
     (depth, output stride, widths, rates, separable ASPP, upsampling, activation), Linknet
     and PSPNet (depth, norm, widths, upsampling, activation), UPerNet (depth, widths, norm,
     upsampling, activation), Segformer (depth, widths, upsampling, activation), PAN (depth,
-    output stride, widths, interpolation, upsampling, activation), DPT on timm ViTs
+    output stride, widths, interpolation, upsampling, activation), U²-Net, U²-NetP and
+    IS-Net (input and output channels), DPT on timm ViTs
     (timm's widths, register tokens, class token, pre-norm, qkv bias; depth, output
     indices, readout, widths, activation), each smp model with its
     classification head a quarter of the time, on
@@ -735,9 +736,14 @@ def networks(fz, count, out):
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
-                "smp_manet", "smp_dpt"][i % 28]
+                "smp_manet", "smp_dpt", "u2net"][i % 29]
         n = r.choice([1, 1, 2, 3])
-        if kind == "unet":
+        if kind == "u2net":
+            # U²-Net, its small form and IS-Net (any size: ceil-mode pools).
+            a = dict(name=r.choice(["u2netp", "u2netp", "u2net", "isnet"]), cin=r.randint(1, 4),
+                     classes=r.randint(1, 3))
+            shape = [n, a["cin"]] + side(1)
+        elif kind == "unet":
             a = dict(cin=r.randint(1, 4), classes=r.randint(1, 4), base=r.choice([2, 4, 8]),
                      depth=r.randint(1, 4), bilinear=r.random() < 0.5)
             shape = [n, a["cin"]] + side(1 << a["depth"])

@@ -23,8 +23,8 @@ use segblocks::networks::{
     SmpDptConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet,
     SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
     SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetArch,
-    TimmEfficientNetConfig, TimmMobileNetArch, TimmMobileNetConfig, UNet, UNetConfig, VggConfig,
-    VggFeatures,
+    TimmEfficientNetConfig, TimmMobileNetArch, TimmMobileNetConfig, U2Net, U2NetConfig, UNet,
+    UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -387,6 +387,16 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 x,
             )
         }
+        "u2net" => {
+            let (cin, maps) = (us(&a["cin"]), us(&a["classes"]));
+            let cfg = match a["name"].as_str().unwrap() {
+                "u2net" => U2NetConfig::u2net(cin, maps),
+                "u2netp" => U2NetConfig::u2netp(cin, maps),
+                "isnet" => U2NetConfig::isnet(cin, maps),
+                other => panic!("unknown U²-Net {other}"),
+            };
+            run(gpu, U2Net::load(gpu, cfg, sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -480,7 +490,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            32,
+            33,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -491,13 +501,19 @@ fn networks_match_pytorch_through_one_harness() {
         let file = StateDict::load(dir.join(case["file"].as_str().unwrap())).unwrap();
         let get = |n: &str| common::stored4(&file, n);
         let x = get("x").unwrap();
-        let want: Vec<_> = ["out", "aux"].into_iter().filter_map(get).collect();
+        // U²-Net's side maps after its first output.
+        let sides = (1..=6).map(|i| format!("side{i}"));
+        let names = ["out".to_string(), "aux".to_string()]
+            .into_iter()
+            .chain(sides);
+        let want: Vec<_> = names.filter_map(|n| get(&n)).collect();
         let flag = |n: &str| case["args"].get(n).and_then(Value::as_bool) == Some(true);
         // A calibrated case's file holds its batch norms' measured statistics; the other
         // tensors are made up.
         let calibrated = flag("calibrated").then(|| {
             let mut sd = StateDict::synthetic();
-            for n in file.names().filter(|n| !["x", "out", "aux"].contains(n)) {
+            let outputs = |n: &str| ["x", "out", "aux"].contains(&n) || n.starts_with("side");
+            for n in file.names().filter(|n| !outputs(n)) {
                 sd.insert(n, file.tensor(n).unwrap().clone());
             }
             sd

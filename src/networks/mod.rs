@@ -9,7 +9,7 @@
 //! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4;
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
 //! ConvNeXts, GENets and RepVGGs),
-//! and MediaPipe's selfie segmentation models. Each is a
+//! MediaPipe's selfie segmentation models, and U²-Net and IS-Net for background removal. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
@@ -48,6 +48,7 @@ mod smp_unet;
 mod smp_upernet;
 mod timm_efficientnet;
 mod timm_mobilenet;
+mod u2net;
 mod unet;
 mod vgg;
 mod vit;
@@ -96,6 +97,7 @@ pub use smp_unet::{
 pub use smp_upernet::{SmpUperNet, SmpUperNetConfig};
 pub use timm_efficientnet::{TimmEfficientNetArch, TimmEfficientNetConfig};
 pub use timm_mobilenet::{TimmMobileNetArch, TimmMobileNetConfig};
+pub use u2net::{Rsu, U2Net, U2NetConfig};
 pub use unet::{UNet, UNetConfig};
 pub use vgg::{VggConfig, VggFeatures};
 pub use vit::VitConfig;

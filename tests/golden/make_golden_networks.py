@@ -78,6 +78,10 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   tv_effnet torchvision efficientnet_b0 .. b7 / efficientnet_v2_s / m / l (name).features
   effnet   EfficientNet-PyTorch's efficientnet-b{variant} (smp's vendored copy)
            .extract_features; the smp kinds also take its efficientnet-b* encoders
+  u2net    xuebinqin/U-2-Net's U2NET / U2NETP and xuebinqin/DIS's ISNetDIS (name: u2net,
+           u2netp, isnet; in_ch=cin, out_ch=classes), the files vendored unchanged in
+           third_party/ (Apache-2.0); every map forward returns: `out` (U2NET's fused
+           d0, ISNet's d1) and `side{i}`
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -970,6 +974,12 @@ CASES = [
     ("smp_fpn_tu_lcnet_035_depth4", "smp_fpn",
      dict(encoder="tu-lcnet_035", depth=4, cin=1, classes=2, pyramid=32, segmentation=32,
           merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 1, 48, 64]),
+    # U²-Net and IS-Net (background removal): odd sizes whose ceil-mode pools end at 1 x 1,
+    # batch 2, two output maps.
+    ("u2netp_odd_batch2", "u2net", dict(name="u2netp", cin=3, classes=1), [2, 3, 45, 61]),
+    ("u2net_two_maps", "u2net", dict(name="u2net", cin=3, classes=2), [2, 3, 23, 30]),
+    ("isnet_odd", "u2net", dict(name="isnet", cin=3, classes=1), [1, 3, 41, 29]),
+    ("u2netp_one_channel", "u2net", dict(name="u2netp", cin=1, classes=1), [1, 1, 33, 20]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -999,6 +1009,7 @@ CALIBRATED = [
     "smp_fpn_tu_fbnetc_100_depth4", "smp_unet_tu_tinynet_e_odd", "smp_unet_tu_mobilenetv2_110d_odd",
     "smp_unet_tu_mobilenetv3_large_150d_odd", "smp_unet_tu_mobilenetv3_rw_odd",
     "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd", "smp_unet_tu_fbnetv3_b_odd",
+    "u2netp_odd_batch2", "isnet_odd",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1195,6 +1206,12 @@ def build(kind, a):
                        decoder_intermediate_channels=a["mid"], decoder_fusion_channels=a["fusion"],
                        in_channels=a["cin"], classes=a["classes"], activation=a["activation"],
                        aux_params=a.get("aux"), **a["vit"])
+    if kind == "u2net":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party"))
+        import isnet
+        import u2net
+        cls = {"u2net": u2net.U2NET, "u2netp": u2net.U2NETP, "isnet": isnet.ISNetDIS}[a["name"]]
+        return cls(in_ch=a["cin"], out_ch=a["classes"])
     raise ValueError(kind)
 
 
@@ -1222,7 +1239,12 @@ def calibrate(model, shape, index):
 
 def outputs(y):
     """A model's outputs as {"out", "aux"}: smp's (masks, labels) with the labels [N, classes]
-    as [N, classes, 1, 1]."""
+    as [N, classes, 1, 1]; U2NET's seven maps (d0, d1 .. d6) and ISNetDIS's six ([d1 .. d6],
+    features) as `out` and `side{i}`."""
+    if isinstance(y, tuple) and len(y) == 7:
+        return {"out": y[0], **{f"side{i}": d for i, d in enumerate(y[1:], 1)}}
+    if isinstance(y, tuple) and isinstance(y[0], list):
+        return {"out": y[0][0], **{f"side{i}": d for i, d in enumerate(y[0][1:], 2)}}
     if isinstance(y, tuple):
         return {"out": y[0], "aux": y[1][:, :, None, None]}
     if isinstance(y, dict):

@@ -1,0 +1,129 @@
+//! U²-Net and IS-Net beyond the networks harness (`tests/networks.rs` runs the golden
+//! cases of `tests/golden/networks/` against the PyTorch files in
+//! `tests/golden/third_party`): the presets' sizes, the CPU reference against PyTorch, the
+//! first map alone, and typed errors for bad configurations.
+
+mod common;
+
+use segblocks::networks::{Rsu, U2Net, U2NetConfig};
+use segblocks::{Error, StateDict};
+
+fn named<T: std::fmt::Debug>(r: segblocks::Result<T>, name: &str) {
+    match r {
+        Err(Error::InvalidParam { name: n, .. }) if n == name => {}
+        other => panic!("expected an error naming {name}, got {other:?}"),
+    }
+}
+
+/// The presets have PyTorch's parameter counts (`sum(p.numel() for p in
+/// model.parameters())` of `U2NET(3, 1)`, `U2NETP(3, 1)`, `ISNetDIS(3, 1)`).
+#[test]
+fn presets_have_pytorchs_parameter_counts() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    for (name, params) in [
+        ("u2net", 44_009_869),
+        ("u2netp", 1_131_181),
+        ("isnet-general-use", 44_046_790),
+    ] {
+        let cfg = U2NetConfig::from_name(name).unwrap();
+        let net = U2Net::load(gpu, cfg, &sd, "").unwrap();
+        let summary = net.summary([1, 3, 320, 320]).unwrap();
+        assert_eq!(summary.total_params(), params, "{name}");
+    }
+    named(U2NetConfig::from_name("u3net"), "name");
+}
+
+/// The CPU reference against PyTorch (the harness checks the GPU's).
+#[test]
+fn reference_matches_pytorch() {
+    let dir = format!("{}/tests/golden/networks", env!("CARGO_MANIFEST_DIR"));
+    let file = StateDict::load(format!("{dir}/u2netp_one_channel.safetensors")).unwrap();
+    let x = common::stored4(&file, "x").unwrap();
+    let net = U2Net::load(
+        common::gpu(),
+        U2NetConfig::u2netp(1, 1),
+        &StateDict::synthetic(),
+        "",
+    )
+    .unwrap();
+    let got = net.reference_all(x.view()).unwrap();
+    let names = ["out", "side1", "side2", "side3", "side4", "side5", "side6"];
+    assert_eq!(got.len(), names.len());
+    for (g, n) in got.iter().zip(names) {
+        let err = common::relative(g, &common::stored4(&file, n).unwrap());
+        assert!(err < 1e-5, "{n}: {err}");
+    }
+}
+
+/// `side_outputs(false)` returns the first map alone, the same values, in fewer
+/// dispatches (no side sigmoids); IS-Net's first map is side1's.
+#[test]
+fn side_outputs_false_returns_the_first_map() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let x = common::random4(&mut common::rng(5), [1, 3, 21, 18]);
+    let xg = gpu.upload(x.view()).unwrap();
+    for cfg in [U2NetConfig::u2netp(3, 1), {
+        let mut c = U2NetConfig::u2netp(3, 1);
+        c.stem_channels = Some(8);
+        c.encoder[0].in_channels = 8;
+        c.fuse_sides = false;
+        c
+    }] {
+        let all = U2Net::load(gpu, cfg.clone(), &sd, "").unwrap();
+        let first = U2Net::load(gpu, cfg.clone().side_outputs(false), &sd, "").unwrap();
+        let mut rec = gpu.recorder();
+        let outs = all.forward_all(&mut rec, &xg).unwrap();
+        let maps = 6 + usize::from(cfg.fuse_sides);
+        assert_eq!(outs.len(), maps);
+        let dispatches_all = rec.traffic().dispatches.len();
+        let everything = rec.download(&outs[0]).unwrap();
+        let mut rec = gpu.recorder();
+        let outs = first.forward_all(&mut rec, &xg).unwrap();
+        assert_eq!(outs.len(), 1);
+        assert!(rec.traffic().dispatches.len() < dispatches_all);
+        let alone = rec.download(&outs[0]).unwrap();
+        assert_eq!(alone, everything);
+        assert_eq!(alone.shape(), &[1, 1, 21, 18]);
+    }
+}
+
+/// Widths that do not chain, stage counts and RSU heights out of range, and inputs of
+/// the wrong channel count are typed errors naming the parameter.
+#[test]
+fn bad_configurations_are_typed_errors() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let load = |cfg: U2NetConfig| U2Net::load(gpu, cfg, &sd, "");
+    let mut cfg = U2NetConfig::u2netp(3, 1);
+    cfg.decoder[1].in_channels = 96;
+    named(load(cfg), "decoder");
+    let mut cfg = U2NetConfig::u2netp(3, 1);
+    cfg.encoder[2].in_channels = 32;
+    named(load(cfg), "encoder");
+    let mut cfg = U2NetConfig::u2netp(3, 1);
+    cfg.decoder.pop();
+    named(load(cfg), "decoder");
+    let mut cfg = U2NetConfig::u2netp(3, 1);
+    cfg.encoder.truncate(1);
+    cfg.decoder.clear();
+    named(load(cfg), "encoder");
+    let mut cfg = U2NetConfig::u2netp(3, 1);
+    cfg.encoder[0] = Rsu::new(11, 3, 16, 64);
+    named(load(cfg), "encoder");
+    let mut cfg = U2NetConfig::u2netp(3, 1);
+    cfg.encoder[0].mid_channels = 0;
+    named(load(cfg), "mid_channels");
+    named(load(U2NetConfig::u2netp(3, 0)), "out_channels");
+    let mut cfg = U2NetConfig::isnet(3, 1);
+    cfg.stem_channels = Some(32);
+    named(load(cfg), "encoder");
+    let net = load(U2NetConfig::u2netp(3, 1)).unwrap();
+    assert!(matches!(
+        net.output_shape([1, 4, 32, 32]),
+        Err(Error::ShapeMismatch { name: "input", .. })
+    ));
+    // Any size works, down to one pixel (ceil-mode pools never empty a map).
+    assert_eq!(net.output_shape([2, 3, 1, 1]).unwrap(), [2, 1, 1, 1]);
+}
