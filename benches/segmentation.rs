@@ -22,7 +22,8 @@
 //! and U-Net (milesial's, 2 classes),
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160,
-//! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it).
+//! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it) and
+//! MODNet's matte at 256.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
 //! `benches/torch_segmentation.py` times the same networks in PyTorch on the CPU; run both
 //! in one session and compare ratios.
@@ -33,13 +34,13 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
-    EfficientNetFeatures, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, RegNetConfig,
-    RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig,
-    SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus,
-    SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet,
-    SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig,
-    SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, U2Net,
-    U2NetConfig, UNet, UNetConfig,
+    EfficientNetFeatures, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, ModNet, ModNetConfig,
+    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
+    SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
+    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig,
+    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
+    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
+    SmpUperNetConfig, U2Net, U2NetConfig, UNet, UNetConfig,
 };
 use segblocks::{Gpu, StateDict};
 
@@ -282,6 +283,9 @@ fn bench(c: &mut Criterion) {
     let u2net = U2NetConfig::u2net(3, 1).side_outputs(false);
     let net = U2Net::load(&gpu, u2net, &sd, "").unwrap();
     time(&mut g, &gpu, "u2net_160", &net, small);
+    // Portrait matting for video: MODNet's matte at 256 x 256.
+    let net = ModNet::load(&gpu, ModNetConfig::new(), &sd, "").unwrap();
+    time(&mut g, &gpu, "modnet_256", &net, [1, 3, 256, 256]);
     g.finish();
 }
 

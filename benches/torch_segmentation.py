@@ -147,3 +147,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import u2net  # noqa: E402
 bench("u2netp_320", first(u2net.U2NETP(3, 1).eval()), (1, 3, 320, 320))
 bench("u2net_160", first(u2net.U2NET(3, 1).eval()), small)
+from modnet.modnet import MODNet  # noqa: E402
+modnet = MODNet(backbone_pretrained=False).eval()
+bench("modnet_256", lambda x: modnet(x, True)[2], (1, 3, 256, 256))

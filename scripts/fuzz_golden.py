@@ -638,7 +638,7 @@ def networks(fz, count, out):
     and PSPNet (depth, norm, widths, upsampling, activation), UPerNet (depth, widths, norm,
     upsampling, activation), Segformer (depth, widths, upsampling, activation), PAN (depth,
     output stride, widths, interpolation, upsampling, activation), U²-Net, U²-NetP and
-    IS-Net (input and output channels), DPT on timm ViTs
+    IS-Net (input and output channels), MODNet (every map or the matte), DPT on timm ViTs
     (timm's widths, register tokens, class token, pre-norm, qkv bias; depth, output
     indices, readout, widths, activation), each smp model with its
     classification head a quarter of the time, on
@@ -736,9 +736,13 @@ def networks(fz, count, out):
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
-                "smp_manet", "smp_dpt", "u2net"][i % 29]
+                "smp_manet", "smp_dpt", "u2net", "modnet"][i % 30]
         n = r.choice([1, 1, 2, 3])
-        if kind == "u2net":
+        if kind == "modnet":
+            # MODNet runs at its defaults only; sizes are multiples of 32.
+            a = dict(inference=r.random() < 0.5)
+            shape = [n, 3, 32 * r.randint(1, 3), 32 * r.randint(1, 3)]
+        elif kind == "u2net":
             # U²-Net, its small form and IS-Net (any size: ceil-mode pools).
             a = dict(name=r.choice(["u2netp", "u2netp", "u2net", "isnet"]), cin=r.randint(1, 4),
                      classes=r.randint(1, 3))

@@ -16,15 +16,15 @@ use segblocks::networks::{
     EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig,
     InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures,
     MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
-    MobileOneConfig, RegNetConfig, RegNetFeatures, ResNetAttention, ResNetConfig, ResNetFeatures,
-    SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
-    ShuffleNetV2Config, ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams,
-    SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
-    SmpDptConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet,
-    SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
-    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetArch,
-    TimmEfficientNetConfig, TimmMobileNetArch, TimmMobileNetConfig, U2Net, U2NetConfig, UNet,
-    UNetConfig, VggConfig, VggFeatures,
+    MobileOneConfig, ModNet, ModNetConfig, RegNetConfig, RegNetFeatures, ResNetAttention,
+    ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig,
+    SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
+    SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
+    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder, SmpFpn,
+    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig,
+    SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig,
+    SmpUperNet, SmpUperNetConfig, TimmEfficientNetArch, TimmEfficientNetConfig, TimmMobileNetArch,
+    TimmMobileNetConfig, U2Net, U2NetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -397,6 +397,10 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             };
             run(gpu, U2Net::load(gpu, cfg, sd, ""), x)
         }
+        "modnet" => {
+            let cfg = ModNetConfig::new().inference(flag("inference"));
+            run(gpu, ModNet::load(gpu, cfg, sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -490,7 +494,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            33,
+            34,
             "every kind has a committed case: {kinds:?}"
         );
     }

@@ -9,7 +9,8 @@
 //! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4;
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
 //! ConvNeXts, GENets and RepVGGs),
-//! MediaPipe's selfie segmentation models, and U²-Net and IS-Net for background removal. Each is a
+//! MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal and MODNet
+//! for portrait matting. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
@@ -27,6 +28,7 @@ mod mnasnet;
 mod mobilenet_v2;
 mod mobilenet_v3;
 mod mobileone;
+mod modnet;
 mod regnet;
 mod repvgg;
 mod resnet;
@@ -70,6 +72,7 @@ pub use mnasnet::{MnasNetConfig, MnasNetFeatures};
 pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
 pub use mobileone::MobileOneConfig;
+pub use modnet::{ModNet, ModNetConfig};
 pub use regnet::{RegNetConfig, RegNetFeatures, RegNetStage};
 pub use repvgg::RepVggConfig;
 pub use resnet::{

@@ -82,6 +82,8 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            u2netp, isnet; in_ch=cin, out_ch=classes), the files vendored unchanged in
            third_party/ (Apache-2.0); every map forward returns: `out` (U2NET's fused
            d0, ISNet's d1) and `side{i}`
+  modnet   ZHKKKe/MODNet's MODNet() with forward(x, inference), vendored unchanged in third_party/modnet (Apache-2.0): `out` the
+           matte, and without inference `side1` the semantic map and `side2` the detail
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -100,7 +102,7 @@ from safetensors.numpy import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_golden_classic import FCN8s, SegNet, UNet  # noqa: E402
-from make_golden_segmentation import fill  # noqa: E402
+from make_golden_segmentation import fill, make_up  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "networks")
 
@@ -980,6 +982,11 @@ CASES = [
     ("u2net_two_maps", "u2net", dict(name="u2net", cin=3, classes=2), [2, 3, 23, 30]),
     ("isnet_odd", "u2net", dict(name="isnet", cin=3, classes=1), [1, 3, 41, 29]),
     ("u2netp_one_channel", "u2net", dict(name="u2netp", cin=1, classes=1), [1, 1, 33, 20]),
+    # MODNet (portrait matting; PyTorch's runs only at its defaults, 3 input channels and
+    # hr_channels=32): batch 2, every map of training's forward, the least size at batch 3.
+    ("modnet_batch2", "modnet", dict(inference=True), [2, 3, 64, 96]),
+    ("modnet_all_maps", "modnet", dict(inference=False), [1, 3, 96, 64]),
+    ("modnet_least_batch3", "modnet", dict(inference=False), [3, 3, 32, 32]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1009,7 +1016,7 @@ CALIBRATED = [
     "smp_fpn_tu_fbnetc_100_depth4", "smp_unet_tu_tinynet_e_odd", "smp_unet_tu_mobilenetv2_110d_odd",
     "smp_unet_tu_mobilenetv3_large_150d_odd", "smp_unet_tu_mobilenetv3_rw_odd",
     "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd", "smp_unet_tu_fbnetv3_b_odd",
-    "u2netp_odd_batch2", "isnet_odd",
+    "u2netp_odd_batch2", "isnet_odd", "modnet_batch2",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1212,6 +1219,16 @@ def build(kind, a):
         import u2net
         cls = {"u2net": u2net.U2NET, "u2netp": u2net.U2NETP, "isnet": isnet.ISNetDIS}[a["name"]]
         return cls(in_ch=a["cin"], out_ch=a["classes"])
+    if kind == "modnet":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party"))
+        from modnet.modnet import MODNet
+
+        class Matting(MODNet):
+            def forward(self, x):
+                semantic, detail, matte = super().forward(x, a["inference"])
+                y = {"out": matte, "side1": semantic, "side2": detail}
+                return {k: v for k, v in y.items() if v is not None}
+        return Matting(backbone_pretrained=False)
     raise ValueError(kind)
 
 
@@ -1248,7 +1265,7 @@ def outputs(y):
     if isinstance(y, tuple):
         return {"out": y[0], "aux": y[1][:, :, None, None]}
     if isinstance(y, dict):
-        return {k: y[k] for k in ("out", "aux") if k in y}
+        return {k: y[k] for k in ("out", "aux", "side1", "side2") if k in y}
     return {"out": y}
 
 
@@ -1256,6 +1273,12 @@ def make(index, name, kind, args, shape, out_dir):
     """Writes one case's file; returns its cases.json entry."""
     model = build(kind, args).eval()
     fill(model)
+    if kind == "modnet":
+        # MODNet holds its backbone twice (`backbone` and `lr_branch.backbone`, one
+        # module): its weights are made up under the first name, which segblocks loads.
+        for n, t in model.backbone.state_dict(prefix="backbone.").items():
+            if not n.endswith("num_batches_tracked"):
+                t.copy_(torch.from_numpy(make_up(n, tuple(t.shape))))
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(300 + index))
     if args.get("calibrated"):
         calibrate(model, shape, index)
@@ -1315,6 +1338,9 @@ def make(index, name, kind, args, shape, out_dir):
         first = model.encoder._stage_idxs[d - 2] if d >= 2 else 1
         unused += [f"encoder.features.{n}." for n in names[first:]]
     unused.append(f"decoder.blocks.{args.get('depth', 5) - 1}.attention1.")
+    if kind == "modnet" and args["inference"]:
+        # MODNet's inference forward skips the semantic and detail heads.
+        unused += ["lr_branch.conv_lr.", "hr_branch.conv_hr."]
     if kind == "effnet":
         unused.append("_fc.")
     if kind == "senet":
@@ -1392,7 +1418,8 @@ def make(index, name, kind, args, shape, out_dir):
             if n.endswith(("running_mean", "running_var")) and not any(n.startswith(u) for u in unused):
                 tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
-    if kind.startswith("smp_") or kind in ("effnet", "senet", "shufflenet", "regnet", "mnasnet"):
+    if kind.startswith("smp_") or kind in ("effnet", "senet", "shufflenet", "regnet", "mnasnet",
+                                           "modnet"):
         params -= sum(p.numel() for n, p in model.named_parameters()
                       if any(n.startswith(u) for u in unused))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
