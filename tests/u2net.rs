@@ -86,6 +86,62 @@ fn side_outputs_false_returns_the_first_map() {
         let alone = rec.download(&outs[0]).unwrap();
         assert_eq!(alone, everything);
         assert_eq!(alone.shape(), &[1, 1, 21, 18]);
+        // Without the fusion the first map needs no other side map.
+        let names: Vec<&str> = first.graph().names().collect();
+        assert_eq!(names.contains(&"side2"), cfg.fuse_sides, "{names:?}");
+    }
+}
+
+/// Configurations outside PyTorch's tables (three stages, RSU heights 2, 3 and 8, F forms
+/// of 2 and 5 levels, a stem, no fusion, two output maps) and a one-pixel input: the GPU
+/// against the CPU reference, every map.
+#[test]
+fn hand_built_configurations_match_the_reference() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let mut rng = common::rng(11);
+    let three = U2NetConfig {
+        in_channels: 2,
+        out_channels: 2,
+        stem_channels: Some(6),
+        encoder: vec![
+            Rsu::new(8, 6, 4, 8),
+            Rsu::new(3, 8, 4, 12),
+            Rsu::new(5, 12, 4, 8).dilated(),
+        ],
+        decoder: vec![Rsu::new(2, 20, 4, 8).dilated(), Rsu::new(2, 16, 3, 5)],
+        fuse_sides: false,
+        side_outputs: true,
+    };
+    let fused = U2NetConfig {
+        stem_channels: None,
+        encoder: vec![Rsu::new(3, 2, 4, 8), Rsu::new(2, 8, 4, 8).dilated()],
+        decoder: vec![Rsu::new(3, 16, 4, 6)],
+        fuse_sides: true,
+        ..three.clone()
+    };
+    for (cfg, shapes) in [
+        (three, [[2, 2, 37, 29], [1, 2, 1, 1]]),
+        (fused, [[1, 2, 19, 40], [2, 2, 1, 3]]),
+    ] {
+        let net = U2Net::load(gpu, cfg.clone(), &sd, "").unwrap();
+        for shape in shapes {
+            let x = common::random4(&mut rng, shape);
+            let mut rec = gpu.recorder();
+            let outs = net
+                .forward_all(&mut rec, &gpu.upload(x.view()).unwrap())
+                .unwrap();
+            let outs: Vec<_> = outs.iter().collect();
+            let got = rec.download_many(&outs).unwrap();
+            let want = net.reference_all(x.view()).unwrap();
+            let maps = cfg.encoder.len() + usize::from(cfg.fuse_sides);
+            assert_eq!(got.len(), maps);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.shape(), &[shape[0], 2, shape[2], shape[3]]);
+                let err = common::relative(g, w);
+                assert!(err < 1e-5, "{shape:?}: {err}");
+            }
+        }
     }
 }
 
@@ -114,7 +170,21 @@ fn bad_configurations_are_typed_errors() {
     named(load(cfg), "encoder");
     let mut cfg = U2NetConfig::u2netp(3, 1);
     cfg.encoder[0].mid_channels = 0;
-    named(load(cfg), "mid_channels");
+    named(load(cfg), "encoder");
+    let mut cfg = U2NetConfig::u2netp(3, 1);
+    cfg.decoder[4].height = 1;
+    named(load(cfg), "decoder");
+    let mut cfg = U2NetConfig::u2netp(3, 1);
+    cfg.encoder.extend([Rsu::new(4, 64, 16, 64).dilated(); 3]);
+    cfg.decoder
+        .splice(0..0, [Rsu::new(4, 128, 16, 64).dilated(); 3]);
+    named(load(cfg), "encoder");
+    let mut cfg = U2NetConfig::isnet(3, 1);
+    cfg.stem_channels = Some(0);
+    named(load(cfg), "stem_channels");
+    let mut cfg = U2NetConfig::u2netp(3, 1);
+    cfg.decoder[0].out_channels = usize::MAX;
+    named(load(cfg), "decoder");
     named(load(U2NetConfig::u2netp(3, 0)), "out_channels");
     let mut cfg = U2NetConfig::isnet(3, 1);
     cfg.stem_channels = Some(32);

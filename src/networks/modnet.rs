@@ -14,7 +14,9 @@
 //! here the convolution runs as two: the batch-norm half with its norm folded in, and the
 //! instance-norm half, normalised per plane, then concatenated. Upsampling is bilinear
 //! with `scale_factor=2`, the input's resizes `scale_factor=1/2` and `1/4` (corners not
-//! aligned), so, as in PyTorch, the input's height and width must be multiples of 32.
+//! aligned). The branches concatenate the stride-32 backbone's maps, upsampled by 2 at a
+//! time, with the input at 1/2 and 1/4: they meet only where the input's height and width
+//! are multiples of 32, as in PyTorch.
 //! `tests/golden/third_party/modnet` holds the PyTorch files the tests compare with.
 
 use ndarray::{s, Array1, Array2};
@@ -71,7 +73,8 @@ setters!(ModNetConfig {
 });
 
 /// A MODNet for inference: input `[N, 3, H, W]` (H and W multiples of 32),
-/// output the matte `[N, 1, H, W]` in [0, 1] (see [`ModNetConfig::inference`]).
+/// output the matte `[N, 1, H, W]` in [0, 1] (and with the `inference` field false the
+/// semantic and detail maps: see [`ModNetConfig`]).
 pub type ModNet = Model<ModNetConfig>;
 
 /// Instance norm without affine, then ReLU: the instance-norm half of an `IBNorm`.

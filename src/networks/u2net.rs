@@ -18,7 +18,7 @@
 //! `tests/golden/third_party` holds the two PyTorch files the tests compare with.
 
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, ValueId};
-use crate::error::{fail_if, positive, Result};
+use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::pool::MaxPool2dParams;
@@ -79,21 +79,33 @@ impl Rsu {
         }
     }
 
-    fn validate(&self, name: &'static str) -> Result<()> {
-        positive(&[
+    /// Checks the block on its own; errors name `name` (`encoder` or `decoder`) and the
+    /// stage (`stage`).
+    fn validate(&self, name: &'static str, stage: &str) -> Result<()> {
+        let widths = [
             ("in_channels", self.in_channels),
             ("mid_channels", self.mid_channels),
             ("out_channels", self.out_channels),
-        ])?;
-        // Dilation 2^(L-1) of the F form; ten levels pool a map 512 times.
+        ];
+        for (field, width) in widths {
+            fail_if(!(1..=MAX_WIDTH).contains(&width), name, || {
+                format!("{stage}.{field} must be 1 to {MAX_WIDTH}, got {width}")
+            })?;
+        }
+        // The F form dilates its deepest level by 2^(L-1); ten levels pool a map 256 times.
         fail_if(!(2..=10).contains(&self.height), name, || {
-            format!("an RSU has 2 to 10 levels, got {}", self.height)
+            format!("{stage}: an RSU has 2 to 10 levels, got {}", self.height)
         })
     }
 }
 
-/// What a U²-Net returns: its fused map and the six side maps, each through a sigmoid, as
-/// PyTorch's `forward` does, or the first of them only.
+/// The widest layer a configuration may have (channel sums stay far from overflow).
+const MAX_WIDTH: usize = 1 << 20;
+
+/// The configuration of a U²-Net or IS-Net: its stages (2 to 8 encoder stages of
+/// [`Rsu`] blocks of 2 to 10 levels, one decoder stage fewer), IS-Net's stem, and which
+/// maps it returns. The presets [`u2net`](Self::u2net), [`u2netp`](Self::u2netp) and
+/// [`isnet`](Self::isnet) are the published networks.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct U2NetConfig {
     /// Input channels (`in_ch`, 3).
@@ -115,8 +127,9 @@ pub struct U2NetConfig {
     pub fuse_sides: bool,
     /// Return every map PyTorch's `forward` returns (U²-Net: the fused map and the `n`
     /// side maps, `n + 1` in all; IS-Net: the `n` side maps) rather than the first only.
-    /// Default `true`; applications that use the first map alone (rembg does) skip the
-    /// side maps' sigmoids and stores with `false`.
+    /// The presets set `true`; applications that use the first map alone (rembg does)
+    /// skip the side maps' sigmoids and stores with `false` (and, without `fuse_sides`,
+    /// the side convolutions and resizes the first map does not need).
     pub side_outputs: bool,
 }
 
@@ -189,7 +202,8 @@ impl U2NetConfig {
     }
 
     /// The preset of a name: `u2net` (also `u2net_human_seg`, `u2net_portrait`),
-    /// `u2netp`, `isnet` (also `isnet-general-use`, `isnet-anime`, `rmbg-1.4`), 3 input
+    /// `u2netp`, `isnet` (also `isnet-general-use`, `isnet-anime`, `rmbg-1.4`,
+    /// `briarmbg`), 3 input
     /// channels and 1 output channel as their checkpoints have; other names are an error
     /// naming `name`.
     pub fn from_name(name: &str) -> Result<Self> {
@@ -204,15 +218,15 @@ impl U2NetConfig {
                     name: "name",
                     reason: format!(
                         "unknown U²-Net {name:?}: expected u2net, u2net_human_seg, \
-                         u2net_portrait, u2netp, isnet, isnet-general-use, isnet-anime or \
-                         rmbg-1.4"
+                         u2net_portrait, u2netp, isnet, isnet-general-use, isnet-anime, \
+                         rmbg-1.4 or briarmbg"
                     ),
                 })
             }
         })
     }
 
-    /// Sets [`side_outputs`](Self::side_outputs).
+    /// Sets the `side_outputs` field: every map, or the first only.
     pub fn side_outputs(mut self, side_outputs: bool) -> Self {
         self.side_outputs = side_outputs;
         self
@@ -327,11 +341,15 @@ impl Architecture for U2NetConfig {
     /// Checks the configuration on its own: every width positive, at least two encoder
     /// stages and one decoder stage fewer, each stage's input the width that reaches it.
     fn validate(&self) -> Result<()> {
-        positive(&[
+        for (name, width) in [
             ("in_channels", self.in_channels),
             ("out_channels", self.out_channels),
             ("stem_channels", self.stem_channels.unwrap_or(1)),
-        ])?;
+        ] {
+            fail_if(!(1..=MAX_WIDTH).contains(&width), name, || {
+                format!("1 to {MAX_WIDTH}, got {width}")
+            })?;
+        }
         let n = self.encoder.len();
         fail_if(!(2..=8).contains(&n), "encoder", || {
             format!("2 to 8 stages, got {n}")
@@ -344,7 +362,7 @@ impl Architecture for U2NetConfig {
         })?;
         let mut width = self.stem_channels.unwrap_or(self.in_channels);
         for (i, stage) in self.encoder.iter().enumerate() {
-            stage.validate("encoder")?;
+            stage.validate("encoder", &format!("stage{}", i + 1))?;
             fail_if(stage.in_channels != width, "encoder", || {
                 format!(
                     "stage{} reads {width} channels, its in_channels is {}",
@@ -355,7 +373,7 @@ impl Architecture for U2NetConfig {
             width = stage.out_channels;
         }
         for (i, stage) in self.decoder.iter().enumerate() {
-            stage.validate("decoder")?;
+            stage.validate("decoder", &format!("stage{}d", n - 1 - i))?;
             let (deeper, skip) = self.decoder_inputs(i);
             fail_if(stage.in_channels != deeper + skip, "decoder", || {
                 format!(
@@ -406,11 +424,17 @@ impl Architecture for U2NetConfig {
             sides.push(hx);
         }
         sides.reverse();
+        // Without the fusion and the side outputs only side1's map is needed.
+        let maps_needed = match self.fuse_sides || self.side_outputs {
+            true => n,
+            false => 1,
+        };
         let mut maps = Vec::with_capacity(n);
         for (i, (&side, width)) in sides
             .iter()
             .zip(self.decoder.iter().rev().chain(self.encoder.last()))
             .enumerate()
+            .take(maps_needed)
         {
             let name = format!("side{}", i + 1);
             let p = Conv2dParams::new(width.out_channels, self.out_channels, 3).padding(1);
