@@ -2,6 +2,10 @@
 //! `src/models/modnet.py`), under its state-dict names, so its checkpoints
 //! (`modnet_photographic_portrait_matting.ckpt`, `modnet_webcam_portrait_matting.ckpt`,
 //! saved from `nn.DataParallel`: load them with the prefix `module`) load as they are.
+//! Those checkpoints hold the backbone under two names (`module.backbone.*` and
+//! `module.lr_branch.backbone.*`) that share storage, which `safetensors`' `save_file`
+//! refuses: convert the loaded dict with a copy of each tensor,
+//! `save_file({k: v.clone().contiguous() for k, v in ckpt.items()}, path)`.
 //!
 //! A MobileNetV2 backbone (`backbone.model.features.*`, the original MobileNetV2 code's
 //! flat names: `conv.0` / `conv.1` expansion, `conv.3` / `conv.4` depthwise, `conv.6` /
