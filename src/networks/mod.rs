@@ -107,6 +107,15 @@ pub use vit::VitConfig;
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};
 
+/// `x` resized bilinearly (corners not aligned: `F.interpolate(x, size=like's,
+/// mode='bilinear')`) to the size of `like`.
+pub(crate) fn resize_like(g: &mut Graph, name: String, x: ValueId, like: ValueId) -> ValueId {
+    let bilinear = crate::ops::upsample::UpsampleMode::Bilinear {
+        align_corners: false,
+    };
+    g.add_sized(name, crate::blocks::Op::ResizeLike(bilinear), &[x], &[like])[0]
+}
+
 /// torchvision's `features` layout shared by the MobileNets: `{prefix}.0` a stem
 /// convolution, `{prefix}.1 ..` the blocks (their graphs), `{prefix}.{n + 1}` a last
 /// convolution. Appends them to `g` after `x`; returns the last output and the output

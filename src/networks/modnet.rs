@@ -357,6 +357,7 @@ impl Architecture for ModNetConfig {
         let enc4x = b.conv_ibn_relu("hr_branch.tohr_enc4x", enc4x, (ENC[1], hr, 1, 1))?;
         let joined = b.g.add("hr_branch.cat_enc4x", Op::Concat, &[hr4x, enc4x]);
         let hr4x = b.conv_ibn_relu("hr_branch.conv_enc4x", joined, (2 * hr, 2 * hr, 3, 1))?;
+        // lr8x upsampled once for both branches (PyTorch resizes it in each).
         let lr4x = b.resize("hr_branch.lr4x", lr8x, 2.0);
         let mut y =
             b.g.add("hr_branch.cat_hr4x", Op::Concat, &[hr4x, lr4x, img4x]);
@@ -372,7 +373,6 @@ impl Architecture for ModNetConfig {
         }
         let hr2x = y;
         // Fusion branch.
-        let lr4x = b.resize("f_branch.lr4x", lr8x, 2.0);
         let lr4x = b.conv_ibn_relu("f_branch.conv_lr4x", lr4x, (ENC[2], hr, 5, 1))?;
         let lr2x = b.resize("f_branch.lr2x", lr4x, 2.0);
         let joined = b.g.add("f_branch.cat_f2x", Op::Concat, &[lr2x, hr2x]);

@@ -27,7 +27,7 @@ use super::smp_pspnet::{pyramid_branches, BINS};
 use super::smp_unet::{
     check_divisible, check_encoder_depth, conv2d_relu, segmentation_head, set_smp_outputs,
 };
-use super::{HeadActivation, SmpAuxParams, SmpEncoder};
+use super::{resize_like, HeadActivation, SmpAuxParams, SmpEncoder};
 
 /// The configuration of an smp `UPerNet`.
 #[derive(Clone, Debug, PartialEq)]
@@ -202,9 +202,4 @@ impl SmpUperNetConfig {
         let conv = conv2d_relu(gpu, sd, conv, &out, true)?;
         Ok(g.add(out, conv, &[joined]))
     }
-}
-
-/// `x` resized bilinearly (corners not aligned) to the size of `like`.
-fn resize_like(g: &mut Graph, name: String, x: ValueId, like: ValueId) -> ValueId {
-    g.add_sized(name, Op::ResizeLike(BILINEAR), &[x], &[like])[0]
 }

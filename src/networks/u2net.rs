@@ -17,12 +17,12 @@
 //! six with a 1x1 `outconv`. Any input size works (ceil-mode pools never empty a map).
 //! `tests/golden/third_party` holds the two PyTorch files the tests compare with.
 
+use super::resize_like;
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, ValueId};
 use crate::error::{fail_if, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::pool::MaxPool2dParams;
-use crate::ops::upsample::UpsampleMode;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
@@ -268,18 +268,9 @@ fn rebnconv(
     )
 }
 
-/// F.upsample(x, size=like's, mode='bilinear').
-fn upsample_like(g: &mut Graph, name: String, x: ValueId, like: ValueId) -> ValueId {
-    let bilinear = UpsampleMode::Bilinear {
-        align_corners: false,
-    };
-    g.add_sized(name, Op::ResizeLike(bilinear), &[x], &[like])[0]
-}
-
 /// A 2x2 stride-2 ceil-mode max pool (its values).
 fn pool(g: &mut Graph, name: String, x: ValueId) -> ValueId {
-    let mut params = MaxPool2dParams::new(2);
-    params.ceil_mode = true;
+    let params = MaxPool2dParams::new(2).ceil_mode(true);
     g.add_multi(name, Op::MaxPool(params), &[x], 2)[0]
 }
 
@@ -316,7 +307,7 @@ fn rsu(gpu: &Gpu, sd: &StateDict, prefix: &str, block: Rsu) -> Result<Graph> {
         let deeper = if block.dilated || j == l - 1 {
             y
         } else {
-            upsample_like(&mut g, format!("rebnconv{}dup", j + 1), y, skip)
+            resize_like(&mut g, format!("rebnconv{}dup", j + 1), y, skip)
         };
         let joined = g.add(format!("cat{j}"), Op::Concat, &[deeper, skip]);
         let name = format!("rebnconv{j}d");
@@ -417,7 +408,7 @@ impl Architecture for U2NetConfig {
         for (i, stage) in self.decoder.iter().enumerate() {
             let level = n - 1 - i;
             let skip = skips[level - 1];
-            let up = upsample_like(&mut g, format!("stage{}up", level + 1), hx, skip);
+            let up = resize_like(&mut g, format!("stage{}up", level + 1), hx, skip);
             let joined = g.add(format!("cat{level}"), Op::Concat, &[up, skip]);
             let name = format!("stage{level}d");
             hx = g.add(name.clone(), rsu(gpu, sd, &at(&name), *stage)?, &[joined]);
@@ -429,7 +420,7 @@ impl Architecture for U2NetConfig {
             true => n,
             false => 1,
         };
-        let mut maps = Vec::with_capacity(n);
+        let mut maps = Vec::with_capacity(maps_needed);
         for (i, (&side, width)) in sides
             .iter()
             .zip(self.decoder.iter().rev().chain(self.encoder.last()))
@@ -444,15 +435,17 @@ impl Architecture for U2NetConfig {
             // is a copy, left out.
             let resized = i > 0 || self.stem_channels.is_some();
             maps.push(match resized {
-                true => upsample_like(&mut g, format!("{name}up"), d, x),
+                true => resize_like(&mut g, format!("{name}up"), d, x),
                 false => d,
             });
         }
-        let logits = maps.clone();
-        if !self.side_outputs {
-            maps.truncate(usize::from(!self.fuse_sides));
-        }
-        let mut outs: Vec<ValueId> = maps
+        // The maps returned through a sigmoid: every one, or the first when it is a side
+        // map (without the fusion) and none when it is the fused one.
+        let returned = match self.side_outputs {
+            true => maps.len(),
+            false => usize::from(!self.fuse_sides),
+        };
+        let mut outs: Vec<ValueId> = maps[..returned]
             .iter()
             .enumerate()
             .map(|(i, &d)| {
@@ -462,7 +455,7 @@ impl Architecture for U2NetConfig {
             .collect();
         if self.fuse_sides {
             // `outconv` on every side map's logits, its sigmoid in its store.
-            let joined = g.add("cat_sides", Op::Concat, &logits);
+            let joined = g.add("cat_sides", Op::Concat, &maps);
             let p = Conv2dParams::new(n * self.out_channels, self.out_channels, 1)
                 .activation(Activation::Sigmoid);
             let conv = ConvBnAct::load(gpu, sd, p, &at("outconv"), None, 0.0)?;
