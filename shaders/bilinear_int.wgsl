@@ -9,7 +9,8 @@
 // and their two neighbours in each of its two input rows, blending in the same order as
 // resample.wgsl:
 // ly0 * (lx0 * x00 + lx1 * x01) + ly1 * (lx0 * x10 + lx1 * x11).
-// Needs the input width divisible by 4 (src/ops/upsample.rs checks).
+// Needs the input width divisible by 4 (src/ops/upsample.rs checks). The output may be a
+// channel window of a wider tensor (window_plane).
 // GATED: the upsampled map is the addend of a gated skip, each output
 // skip * activation4(GATE_ACT, gate[plane]) + up (elementwise.wgsl's scale-and-add of a
 // decoder stage, in the same pass: the upsampled map is never stored).
@@ -33,6 +34,10 @@ struct BilinearIntParams {
     w: u32, // input width
     w4: u32, // w / 4
     total: u32, // planes * S * h * w4 * PARTS
+    // The output's channel window (window_plane in common.wgsl; not with GATED).
+    c: u32,
+    extra: u32,
+    off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BilinearIntParams;
@@ -132,7 +137,8 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     for (var m = 0u; m < OUT; m++) {
         o[m] = ly0 * top[m] + ly1 * bottom[m];
     }
-    let out = orow * (S * p.w4) + S * k + part * (OUT / 4u);
+    let out_row = window_plane(plane, p.c, p.extra, p.off) * S * p.h + oy;
+    let out = out_row * (S * p.w4) + S * k + part * (OUT / 4u);
     var g = 0.0;
     if (GATED) {
         g = activation4(GATE_ACT, vec4<f32>(f32(gate[plane]))).x;

@@ -33,6 +33,14 @@ fn thread_index(inv: Invocation, lid: u32) -> u32 {
     return workgroup_index(inv) * WORKGROUP_SIZE + lid;
 }
 
+// Where plane `plane` (n * c + k) of an op's output lands when the op writes into
+// channels [off, off + c) of a tensor of c + extra channels (a concatenation written in
+// place, src/ops/upsample.rs): plane n * (c + extra) + off + k. The identity with
+// c = 1, extra = off = 0.
+fn window_plane(plane: u32, c: u32, extra: u32, off: u32) -> u32 {
+    return plane + (plane / c) * extra + off;
+}
+
 // NaN test on the bits: `v != v` may be folded away by compilers that assume no NaN.
 fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;

@@ -17,7 +17,24 @@
 
 override MODE: u32 = 1u;
 
-@group(0) @binding(0) var<uniform> p: StripParams;
+// strips.wgsl's StripParams and the output's channel window (window_plane in
+// common.wgsl).
+struct ResampleParams {
+    planes: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    pad_h: u32,
+    pad_w: u32,
+    strips_x: u32,
+    total: u32,
+    c: u32,
+    extra: u32,
+    off: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ResampleParams;
 @group(0) @binding(1) var<storage, read> x: array<Act>;
 // The tap tables (host-computed, not tensors) stay u32 words at either precision.
 @group(0) @binding(2) var<storage, read> rows: array<vec4<u32>>;
@@ -40,7 +57,7 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let bottom = base + r.y * p.w;
     let ly0 = bitcast<f32>(r.z);
     let ly1 = bitcast<f32>(r.w);
-    let out_row = st.row * p.ow;
+    let out_row = (window_plane(st.plane, p.c, p.extra, p.off) * p.oh + st.oy) * p.ow;
     for (var j = 0u; j < PX; j++) {
         let ox = ox0 + j;
         if (ox < p.ow) {

@@ -92,6 +92,42 @@ fn side_outputs_false_returns_the_first_map() {
     }
 }
 
+/// Every resize that only a concatenation reads is written into the concatenation's
+/// channels by the resize itself: U²-NetP's 38 resized maps (28 inside its RSUs, 5
+/// decoder inputs, and the 5 side maps, which only the fusion reads when the side maps
+/// are not returned) take no copy, so of its 106 concatenated inputs 68 are copied, and
+/// the values are the reference's. The summary still lists each resize.
+#[test]
+fn resized_maps_are_written_into_their_concatenation() {
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    let cfg = U2NetConfig::u2netp(3, 1).side_outputs(false);
+    let net = U2Net::load(gpu, cfg, &sd, "").unwrap();
+    let x = common::random4(&mut common::rng(8), [2, 3, 37, 45]);
+    let mut rec = gpu.recorder();
+    let y = net
+        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    let count = |kernel: &str| {
+        let t = rec.traffic();
+        t.dispatches.iter().filter(|d| d.kernel == kernel).count()
+    };
+    assert_eq!(count("channel_copy.wgsl"), 106 - 38);
+    let resizes = count("bilinear_int.wgsl") + count("resample.wgsl");
+    assert_eq!(resizes, 38);
+    let got = rec.download(&y).unwrap();
+    let want = net.reference(x.view()).unwrap();
+    let err = common::relative(&got, &want);
+    assert!(err < 1e-5, "{err}");
+    let summary = net.summary([2, 3, 37, 45]).unwrap();
+    let listed = summary
+        .rows
+        .iter()
+        .filter(|r| r.name.ends_with("dup"))
+        .count();
+    assert_eq!(listed, 28, "the resizes to the skips in the summary");
+}
+
 /// Configurations outside PyTorch's tables (three stages, RSU heights 2, 3 and 8, F forms
 /// of 2 and 5 levels, a stem, no fusion, two output maps) and a one-pixel input: the GPU
 /// against the CPU reference, every map.

@@ -472,3 +472,96 @@ fn pixel_shuffle_round_trips_and_refuses_bad_factors() {
         );
     }
 }
+
+/// `upsample_into` writes the resized map into a channel window of a wider tensor (the
+/// resized part of a concatenation) on every kernel, the pooled ones through a copy,
+/// leaving the other channels as they were; bad windows are typed errors.
+#[test]
+fn upsample_into_a_channel_window() {
+    use segblocks::ops::upsample::upsample_into;
+    let gpu = gpu();
+    let mut r = rng(41);
+    let cases = [
+        (
+            UpsampleParams::nearest().scale_factor(2.0),
+            [2, 3, 5, 8],
+            "integer",
+        ),
+        (
+            UpsampleParams::bilinear(false).scale_factor(2.0),
+            [2, 3, 5, 8],
+            "bilinear int",
+        ),
+        (
+            UpsampleParams::bilinear(false).size((11, 13)),
+            [2, 3, 5, 7],
+            "taps",
+        ),
+        (
+            UpsampleParams::bicubic(true).size((9, 6)),
+            [3, 2, 4, 5],
+            "taps",
+        ),
+        (UpsampleParams::area().size((3, 4)), [2, 3, 7, 9], "area"),
+        (
+            UpsampleParams::bilinear(false).size((3, 4)).antialias(true),
+            [2, 3, 7, 9],
+            "aa",
+        ),
+    ];
+    for (params, shape, what) in cases {
+        let kernel = select_kernel(&params, shape);
+        let expect_kernel = match what {
+            "integer" => matches!(kernel, UpsampleKernel::Integer { .. }),
+            "bilinear int" => matches!(kernel, UpsampleKernel::BilinearInt { .. }),
+            "taps" => kernel == UpsampleKernel::Taps,
+            "area" => kernel == UpsampleKernel::Area,
+            _ => kernel == UpsampleKernel::Antialias,
+        };
+        assert!(expect_kernel, "{what}: {kernel:?}");
+        let x = random4(&mut r, shape);
+        let up = reference::upsample::upsample(&params, x.view()).unwrap();
+        let [n, c, oh, ow] = [up.dim().0, up.dim().1, up.dim().2, up.dim().3];
+        for (offset, total) in [(0, c + 2), (2, c + 2), (1, c + 5)] {
+            let before = random4(&mut r, [n, total, oh, ow]);
+            let mut want = before.clone();
+            want.slice_mut(ndarray::s![.., offset..offset + c, .., ..])
+                .assign(&up);
+            let (xt, yt) = (
+                gpu.upload(x.view()).unwrap(),
+                gpu.upload(before.view()).unwrap(),
+            );
+            let mut rec = gpu.recorder();
+            upsample_into(&mut rec, &params, &xt, &yt, offset).unwrap();
+            let got = rec.download(&yt).unwrap();
+            let tol = want.mapv(|v| 16.0 * f32::EPSILON * (1.0 + v.abs()));
+            assert_close(
+                got.view(),
+                want.view(),
+                tol.view(),
+                &format!("{what} {params:?} on {shape:?} into {offset} of {total}"),
+            );
+        }
+    }
+    // Bad windows: too few channels, another size or batch, the input's own buffer.
+    let params = UpsampleParams::nearest().scale_factor(2.0);
+    let x = gpu.upload(random4(&mut r, [1, 3, 4, 4]).view()).unwrap();
+    for (shape, offset) in [
+        ([1, 4, 8, 8], 2),
+        ([1, 3, 8, 8], usize::MAX),
+        ([1, 3, 8, 7], 0),
+        ([2, 3, 8, 8], 0),
+    ] {
+        let y = gpu.upload(Array4::<f32>::zeros(shape).view()).unwrap();
+        let mut rec = gpu.recorder();
+        let err = upsample_into(&mut rec, &params, &x, &y, offset).unwrap_err();
+        assert!(
+            matches!(err, Error::ShapeMismatch { name: "output", .. }),
+            "{shape:?} at {offset}: {err}"
+        );
+    }
+    let same = UpsampleParams::nearest().scale_factor(1.0);
+    let mut rec = gpu.recorder();
+    let err = upsample_into(&mut rec, &same, &x, &x, 0).unwrap_err();
+    assert!(matches!(err, Error::InvalidParam { .. }), "{err}");
+}

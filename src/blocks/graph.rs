@@ -5,10 +5,12 @@
 
 use ndarray::{Array4, ArrayView4};
 
+use super::nodes::{ConcatInPlace, ConcatPart, Op};
 use super::{Summary, SummaryRow};
 use crate::error::{Error, Result};
 use crate::gpu::{IndexTensor, Recorder, Tensor};
 use crate::ops::Cost;
+use std::sync::OnceLock;
 
 /// A value flowing through a graph on the GPU.
 #[derive(Clone, Debug)]
@@ -119,6 +121,17 @@ pub(crate) trait Node: std::fmt::Debug + Send + Sync {
 
     /// The CPU reference of the node.
     fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>>;
+
+    /// The node as a resize that a concatenation reading it may write in place
+    /// ([`Op::ResizeLike`], [`Op::Upsample`]); `None` for every other node.
+    fn as_resize(&self) -> Option<Op> {
+        None
+    }
+
+    /// Whether the node is [`Op::Concat`].
+    fn is_concat(&self) -> bool {
+        false
+    }
 }
 
 /// A value of a graph under construction.
@@ -141,6 +154,17 @@ pub struct Graph {
     steps: Vec<Step>,
     values: usize,
     outputs: Vec<ValueId>,
+    /// What [`Graph::forward_all`] records ([`Graph::forward_plan`]), made at its first
+    /// call.
+    plan: OnceLock<Vec<Planned>>,
+}
+
+/// A step of the forward plan: one of the graph's, or a concatenation that absorbed the
+/// resizes only it reads.
+#[derive(Debug)]
+enum Planned {
+    Step(usize),
+    Concat(Step),
 }
 
 impl Default for Graph {
@@ -156,6 +180,7 @@ impl Graph {
             steps: Vec::new(),
             values: 1,
             outputs: Vec::new(),
+            plan: OnceLock::new(),
         }
     }
 
@@ -206,6 +231,7 @@ impl Graph {
     ) -> Vec<ValueId> {
         let outs: Vec<ValueId> = (0..outputs).map(|i| ValueId(self.values + i)).collect();
         self.values += outputs;
+        self.plan = OnceLock::new();
         self.steps.push(Step {
             name,
             node,
@@ -219,6 +245,69 @@ impl Graph {
     /// Marks the graph's outputs (the first is the block's output).
     pub(crate) fn set_outputs(&mut self, outputs: &[ValueId]) {
         self.outputs = outputs.to_vec();
+        self.plan = OnceLock::new();
+    }
+
+    /// The steps the GPU records: the graph's, except that a concatenation takes in each
+    /// of its inputs made by a resize that nothing else reads (not another node, not as a
+    /// shape, not as an output) and writes it in place ([`ConcatInPlace`]); those resizes
+    /// are dropped. The reference and the summary walk the graph as built.
+    fn forward_plan(&self) -> Vec<Planned> {
+        let mut uses = vec![0usize; self.values];
+        let mut sized_by = vec![false; self.values];
+        let mut producer = vec![None; self.values];
+        for (i, s) in self.steps.iter().enumerate() {
+            for v in &s.inputs {
+                uses[v.0] += 1;
+            }
+            for v in &s.shape_inputs {
+                sized_by[v.0] = true;
+            }
+            if let [out] = s.outputs[..] {
+                producer[out.0] = Some(i);
+            }
+        }
+        let mut absorbed = vec![false; self.steps.len()];
+        let mut plan = Vec::with_capacity(self.steps.len());
+        for (i, s) in self.steps.iter().enumerate() {
+            if !s.node.is_concat() {
+                plan.push(Planned::Step(i));
+                continue;
+            }
+            let mut parts = Vec::with_capacity(s.inputs.len());
+            let (mut inputs, mut shape_inputs) = (Vec::new(), Vec::new());
+            for v in &s.inputs {
+                let only_here = uses[v.0] == 1 && !sized_by[v.0] && !self.outputs.contains(v);
+                let resize = producer[v.0]
+                    .filter(|_| only_here)
+                    .and_then(|j| Some((j, self.steps[j].node.as_resize()?)));
+                match resize {
+                    Some((j, op)) => {
+                        absorbed[j] = true;
+                        parts.push(ConcatPart::Resize(op));
+                        inputs.extend(&self.steps[j].inputs);
+                        shape_inputs.extend(&self.steps[j].shape_inputs);
+                    }
+                    None => {
+                        parts.push(ConcatPart::Copy);
+                        inputs.push(*v);
+                    }
+                }
+            }
+            if parts.iter().all(|p| matches!(p, ConcatPart::Copy)) {
+                plan.push(Planned::Step(i));
+                continue;
+            }
+            plan.push(Planned::Concat(Step {
+                name: s.name.clone(),
+                node: Box::new(ConcatInPlace { parts }),
+                inputs,
+                shape_inputs,
+                outputs: s.outputs.clone(),
+            }));
+        }
+        plan.retain(|p| !matches!(p, Planned::Step(j) if absorbed[*j]));
+        plan
     }
 
     /// Number of nodes.
@@ -242,10 +331,22 @@ impl Graph {
         &self,
         input: V,
         shape_of: impl Fn(&V) -> [usize; 4],
+        run: impl FnMut(&Step, &Inputs<'_, V>) -> Result<Vec<V>>,
+    ) -> Result<Vec<V>> {
+        let steps: Vec<&Step> = self.steps.iter().collect();
+        self.walk_steps(&steps, input, shape_of, run)
+    }
+
+    /// [`Graph::walk`] over `steps` (the graph's, or its forward plan's).
+    fn walk_steps<V: Clone>(
+        &self,
+        steps: &[&Step],
+        input: V,
+        shape_of: impl Fn(&V) -> [usize; 4],
         mut run: impl FnMut(&Step, &Inputs<'_, V>) -> Result<Vec<V>>,
     ) -> Result<Vec<V>> {
         let mut last_use = vec![None; self.values];
-        for (i, s) in self.steps.iter().enumerate() {
+        for (i, s) in steps.iter().enumerate() {
             for v in &s.inputs {
                 last_use[v.0] = Some(i);
             }
@@ -254,7 +355,7 @@ impl Graph {
         let mut shapes: Vec<Option<[usize; 4]>> = vec![None; self.values];
         shapes[0] = Some(shape_of(&input));
         values[0] = Some(input);
-        for (i, s) in self.steps.iter().enumerate() {
+        for (i, s) in steps.iter().enumerate() {
             let outs = {
                 let get = |v: &ValueId| {
                     values[v.0].as_ref().ok_or_else(|| {
@@ -293,12 +394,25 @@ impl Graph {
 
     /// Records the graph on `input`; returns every output.
     pub(crate) fn forward_all(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Vec<Value>> {
-        self.walk(Value::Tensor(input.clone()), value_shape, |s, inputs| {
-            rec.enter_layer(&s.name);
-            let outputs = s.node.forward(rec, inputs);
-            rec.leave_layer();
-            outputs
-        })
+        let plan = self.plan.get_or_init(|| self.forward_plan());
+        let steps: Vec<&Step> = plan
+            .iter()
+            .map(|p| match p {
+                Planned::Step(i) => &self.steps[*i],
+                Planned::Concat(s) => s,
+            })
+            .collect();
+        self.walk_steps(
+            &steps,
+            Value::Tensor(input.clone()),
+            value_shape,
+            |s, inputs| {
+                rec.enter_layer(&s.name);
+                let outputs = s.node.forward(rec, inputs);
+                rec.leave_layer();
+                outputs
+            },
+        )
     }
 
     /// Records the graph on `input`; returns its output.

@@ -1162,7 +1162,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    fn resize(&self, inputs: &Inputs<'_, impl Sized>) -> Result<Option<UpsampleParams>> {
+    pub(crate) fn resize(&self, inputs: &Inputs<'_, impl Sized>) -> Result<Option<UpsampleParams>> {
         Ok(match self {
             Op::ResizeLike(mode) => {
                 let s = inputs.shape(0)?;
@@ -1237,7 +1237,164 @@ impl Op {
     }
 }
 
+/// One input of a [`ConcatInPlace`]: a value copied into its channels, or the source of a
+/// resize written there directly.
+#[derive(Clone, Debug)]
+pub(crate) enum ConcatPart {
+    /// The value input, copied.
+    Copy,
+    /// The value input resized by this op ([`Op::ResizeLike`], reading the next shape
+    /// input, or [`Op::Upsample`]).
+    Resize(Op),
+}
+
+/// A concatenation along channels whose resized inputs are written into the output by
+/// their resize ([`upsample::upsample_into`]) instead of being stored and then copied:
+/// one dispatch and one round trip of the resized map fewer each. [`Graph`]'s forward
+/// plan puts it in place of an [`Op::Concat`] and the resizes only it reads.
+///
+/// [`Graph`]: super::Graph
+#[derive(Debug)]
+pub(crate) struct ConcatInPlace {
+    pub(crate) parts: Vec<ConcatPart>,
+}
+
+impl ConcatInPlace {
+    /// Each part's output shape, from the value inputs' shapes (`values`) and the shape
+    /// inputs in part order.
+    fn part_shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let mut shape_inputs = inputs.shapes.iter();
+        let mut out = Vec::with_capacity(self.parts.len());
+        for (i, part) in self.parts.iter().enumerate() {
+            let x = *inputs.get(i)?;
+            out.push(match part {
+                ConcatPart::Copy => x,
+                ConcatPart::Resize(op) => {
+                    let shapes = match op {
+                        Op::ResizeLike(_) => vec![*shape_inputs.next().ok_or_else(|| {
+                            crate::Error::Gpu("graph wiring: a resize without its shape".into())
+                        })?],
+                        _ => Vec::new(),
+                    };
+                    let one = Inputs {
+                        values: vec![&x],
+                        shapes,
+                    };
+                    op.shapes(&one)?[0]
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// The upsampling of resize part `op` on `x` (its shape input `like` for
+    /// [`Op::ResizeLike`]).
+    fn resize_params(op: &Op, like: Option<[usize; 4]>) -> Result<UpsampleParams> {
+        let one = Inputs::<()> {
+            values: Vec::new(),
+            shapes: like.into_iter().collect(),
+        };
+        match op {
+            Op::Upsample(p) => Ok(*p),
+            _ => op
+                .resize(&one)?
+                .ok_or_else(|| crate::Error::Gpu("graph: a concatenated part is no resize".into())),
+        }
+    }
+}
+
+impl Node for ConcatInPlace {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let parts = self.part_shapes(inputs)?;
+        Op::Concat.shapes(&Inputs {
+            values: parts.iter().collect(),
+            shapes: Vec::new(),
+        })
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        self.shapes(inputs)?;
+        let mut shape_inputs = inputs.shapes.iter().copied();
+        let mut cost = Cost::default();
+        for (i, part) in self.parts.iter().enumerate() {
+            let x = *inputs.get(i)?;
+            let part_cost = match part {
+                // Read and written once.
+                ConcatPart::Copy => Cost {
+                    bytes: 8 * x.iter().product::<usize>() as u64,
+                    ..Cost::default()
+                },
+                ConcatPart::Resize(op) => {
+                    let like = matches!(op, Op::ResizeLike(_))
+                        .then(|| shape_inputs.next())
+                        .flatten();
+                    Self::resize_params(op, like)?.cost(x)?
+                }
+            };
+            cost.params += part_cost.params;
+            cost.macs += part_cost.macs;
+            cost.bytes += part_cost.bytes;
+        }
+        Ok(cost)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let values = inputs.all(Value::tensor)?;
+        let value_shapes: Vec<[usize; 4]> = values.iter().map(|t| t.shape()).collect();
+        let shapes = Inputs {
+            values: value_shapes.iter().collect(),
+            shapes: inputs.shapes.clone(),
+        };
+        let out = self.shapes(&shapes)?[0];
+        let parts = self.part_shapes(&shapes)?;
+        let y = rec.empty("output", out)?;
+        let mut shape_inputs = inputs.shapes.iter().copied();
+        let mut offset = 0;
+        for ((part, x), part_shape) in self.parts.iter().zip(&values).zip(&parts) {
+            match part {
+                ConcatPart::Copy => channel::copy_into_channels(rec, x, &y, offset)?,
+                ConcatPart::Resize(op) => {
+                    let like = matches!(op, Op::ResizeLike(_))
+                        .then(|| shape_inputs.next())
+                        .flatten();
+                    let params = Self::resize_params(op, like)?;
+                    upsample::upsample_into(rec, &params, x, &y, offset)?;
+                }
+            }
+            offset += part_shape[1];
+        }
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let mut shape_inputs = inputs.shapes.iter().copied();
+        let mut parts = Vec::with_capacity(self.parts.len());
+        for (i, part) in self.parts.iter().enumerate() {
+            let x = inputs.get(i)?.tensor()?;
+            parts.push(match part {
+                ConcatPart::Copy => x.to_owned(),
+                ConcatPart::Resize(op) => {
+                    let like = matches!(op, Op::ResizeLike(_))
+                        .then(|| shape_inputs.next())
+                        .flatten();
+                    reference::upsample::upsample(&Self::resize_params(op, like)?, x)?
+                }
+            });
+        }
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        Ok(vec![HostValue::Tensor(reference::channel::concat(&views)?)])
+    }
+}
+
 impl Node for Op {
+    fn as_resize(&self) -> Option<Op> {
+        matches!(self, Op::ResizeLike(_) | Op::Upsample(_)).then(|| self.clone())
+    }
+
+    fn is_concat(&self) -> bool {
+        matches!(self, Op::Concat)
+    }
+
     fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
         let x = *inputs.get(0)?;
         let same = |name, i: usize, want: [usize; 4]| -> Result<()> {

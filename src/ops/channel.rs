@@ -620,12 +620,22 @@ pub fn concat(rec: &mut Recorder<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
     let y = rec.empty("output", [s0[0], channels, s0[2], s0[3]])?;
     let mut offset = 0;
     for t in inputs {
-        let c = t.shape()[1];
-        let table: Vec<u32> = (0..c as u32).collect();
-        record_channel_copy(rec, t, &table, &y, (offset, 1))?;
-        offset += c;
+        copy_into_channels(rec, t, &y, offset)?;
+        offset += t.shape()[1];
     }
     Ok(y)
+}
+
+/// Copies `x` into channels `offset .. offset + C` of `y` (the same N, H and W; the
+/// caller checks): one input of a concatenation.
+pub(crate) fn copy_into_channels(
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    y: &Tensor,
+    offset: usize,
+) -> Result<()> {
+    let table: Vec<u32> = (0..x.shape()[1] as u32).collect();
+    record_channel_copy(rec, x, &table, y, (offset, 1))
 }
 
 /// A preallocated channel buffer for dense blocks (DenseNet): each layer's output is

@@ -10,7 +10,7 @@
 //! they match PyTorch bit for bit; the GPU gathers and blends.
 
 use super::conv::InputGate;
-use super::pool::{strip_geometry, StripParams};
+use super::pool::strip_geometry;
 use super::Activation;
 use super::Cost;
 use crate::error::{fail_if, invalid, Result};
@@ -25,6 +25,10 @@ uniform! {
     pub(crate) struct ResampleIntParams {
         rows: u32,
         w4: u32,
+        h: u32,
+        c: u32,
+        extra: u32,
+        off: u32,
     }
 }
 
@@ -36,6 +40,56 @@ uniform! {
         w: u32,
         w4: u32,
         total: u32,
+        c: u32,
+        extra: u32,
+        off: u32,
+    }
+}
+
+uniform! {
+    /// `shaders/resample.wgsl`: [`StripParams`] and the output's channel window.
+    pub(crate) struct ResampleParams {
+        planes: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        pad_h: u32,
+        pad_w: u32,
+        strips_x: u32,
+        total: u32,
+        c: u32,
+        extra: u32,
+        off: u32,
+    }
+}
+
+/// Where a resampling kernel writes: channels `offset .. offset + channels` of a tensor
+/// of `total` channels (`window_plane` in `shaders/common.wgsl`); the whole output when
+/// `total == channels`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ChannelWindow {
+    channels: usize,
+    total: usize,
+    offset: usize,
+}
+
+impl ChannelWindow {
+    fn whole(channels: usize) -> Self {
+        ChannelWindow {
+            channels,
+            total: channels,
+            offset: 0,
+        }
+    }
+
+    /// The uniform fields `(c, extra, off)`.
+    fn fields(self) -> (u32, u32, u32) {
+        (
+            self.channels as u32,
+            (self.total - self.channels) as u32,
+            self.offset as u32,
+        )
     }
 }
 
@@ -65,7 +119,7 @@ fn bilinear_int_pixels(factor: usize) -> usize {
     (16 / factor).clamp(1, 4)
 }
 
-const RESAMPLE: Kernel<StripParams, ResampleSpec> = Kernel::new(
+const RESAMPLE: Kernel<ResampleParams, ResampleSpec> = Kernel::new(
     "resample.wgsl",
     &[read("x"), read("rows"), read("cols"), write("y")],
 );
@@ -461,8 +515,72 @@ pub fn upsample_with(
         let rows = record_antialias(rec, params, (input, false), [s[0], s[1], s[2], out[3]], f)?;
         return record_antialias(rec, params, (&rows, true), out, f);
     }
-    let launch = plan(params, s, out, kernel)?;
     let y = rec.empty("output", out)?;
+    record_resample(rec, params, input, kernel, (&y, ChannelWindow::whole(s[1])))?;
+    Ok(y)
+}
+
+/// [`upsample`] written into channels `channel_offset .. channel_offset + C` of `output`
+/// (`[N, C_out, H_out, W_out]`) instead of a new tensor: the resized part of a
+/// concatenation (`torch.cat([F.interpolate(x, ...), skip], dim=1)`) stored where the
+/// concatenation keeps it, with no copy. The other channels of `output` are left as they
+/// are. The graphs of the networks do this for every resize whose only use is a
+/// concatenation.
+///
+/// Errors: `output` of another N, size or too few channels for `channel_offset`
+/// ([`Error::ShapeMismatch`](crate::Error::ShapeMismatch) naming `output`), `output`
+/// being `input`'s buffer (`InvalidParam` naming `y`), and [`upsample`]'s.
+pub fn upsample_into(
+    rec: &mut Recorder<'_>,
+    params: &UpsampleParams,
+    input: &Tensor,
+    output: &Tensor,
+    channel_offset: usize,
+) -> Result<()> {
+    let gpu = rec.gpu();
+    input.check_gpu(gpu, "input")?;
+    output.check_gpu(gpu, "output")?;
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    let total = output.shape()[1];
+    let fits = channel_offset
+        .checked_add(s[1])
+        .is_some_and(|end| end <= total);
+    if !fits
+        || [output.shape()[0], output.shape()[2], output.shape()[3]] != [out[0], out[2], out[3]]
+    {
+        return Err(crate::error::Error::ShapeMismatch {
+            name: "output",
+            expected: vec![out[0], channel_offset.saturating_add(s[1]), out[2], out[3]],
+            actual: output.shape().to_vec(),
+        });
+    }
+    let window = ChannelWindow {
+        channels: s[1],
+        total,
+        offset: channel_offset,
+    };
+    let kernel = select_kernel(params, s);
+    if matches!(kernel, UpsampleKernel::Area | UpsampleKernel::Antialias) {
+        // Pooled resizes record their own passes: resize, then copy into the window.
+        let y = upsample_with(rec, params, input, kernel)?;
+        return super::channel::copy_into_channels(rec, &y, output, channel_offset);
+    }
+    record_resample(rec, params, input, kernel, (output, window))
+}
+
+/// One dispatch of a resampling kernel (not the pooled ones) into `y`'s `window`.
+fn record_resample(
+    rec: &mut Recorder<'_>,
+    params: &UpsampleParams,
+    input: &Tensor,
+    kernel: UpsampleKernel,
+    (y, window): (&Tensor, ChannelWindow),
+) -> Result<()> {
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    let launch = plan(params, s, out, kernel, window)?;
+    let tables;
     let args = match kernel {
         UpsampleKernel::Area | UpsampleKernel::Antialias => {
             unreachable!("plan refuses them: they record their own passes")
@@ -480,17 +598,17 @@ pub fn upsample_with(
             let rows = params.taps(s[2], out[2], f.map(|f| f.0), 0);
             let cols = params.taps(s[3], out[3], f.map(|f| f.1), 1);
             let gpu = rec.gpu();
-            let (rows, cols) = (
+            tables = (
                 gpu.upload_slice("rows", &rows)?,
                 gpu.upload_slice("cols", &cols)?,
             );
-            let args = Args::new().read("x", input).write("y", &y);
-            rec.run(&launch, args.read("rows", &rows).read("cols", &cols))?;
-            return Ok(y);
+            Args::new()
+                .read("x", input)
+                .read("rows", &tables.0)
+                .read("cols", &tables.1)
         }
     };
-    rec.run(&launch, args.write("y", &y))?;
-    Ok(y)
+    rec.run(&launch, args.write("y", y))
 }
 
 /// `skip * gate_activation(gate) + interpolate(low, scale_factor=2, mode="bilinear")`
@@ -514,7 +632,7 @@ pub(crate) fn upsample2x_gated_add(
     low.check_gpu(gpu, "low")?;
     skip.check_gpu(gpu, "skip")?;
     gate.check_gpu(gpu, "gate")?;
-    let mut launch = plan(&params, s, out, kernel)?;
+    let mut launch = plan(&params, s, out, kernel, ChannelWindow::whole(s[1]))?;
     InputGate(Some(gate_activation)).write(&mut launch.constants);
     let y = rec.empty("output", out)?;
     let args = Args::new()
@@ -526,13 +644,16 @@ pub(crate) fn upsample2x_gated_add(
     Ok(Some(y))
 }
 
-/// The dispatch of `kernel` (which must support `params` on `s`) from `s` to `out`.
+/// The dispatch of `kernel` (which must support `params` on `s`) from `s` to `out`'s
+/// `window`.
 fn plan(
     params: &UpsampleParams,
     s: [usize; 4],
     out: [usize; 4],
     kernel: UpsampleKernel,
+    window: ChannelWindow,
 ) -> Result<Launch> {
+    let (c, extra, off) = window.fields();
     let pooled = matches!(kernel, UpsampleKernel::Area | UpsampleKernel::Antialias);
     fail_if(!kernel.supports(params, s) || pooled, "kernel", || {
         format!("{kernel:?} does not support {params:?} on input {s:?}")
@@ -552,6 +673,10 @@ fn plan(
             let u = ResampleIntParams {
                 rows: rows as u32,
                 w4: w4 as u32,
+                h: s[2] as u32,
+                c,
+                extra,
+                off,
             };
             RESAMPLE_INT
                 .launch(&spec, &u)
@@ -567,6 +692,9 @@ fn plan(
                 w: s[3] as u32,
                 w4: w4 as u32,
                 total: total as u32,
+                c,
+                extra,
+                off,
             };
             BILINEAR_INT
                 .launch(
@@ -586,7 +714,21 @@ fn plan(
                 UpsampleMode::BedOfNails { .. } => 2,
                 UpsampleMode::Bicubic { .. } => 3,
             };
-            let (u, total) = strip_geometry(s, out, (0, 0));
+            let (g, total) = strip_geometry(s, out, (0, 0));
+            let u = ResampleParams {
+                planes: g.planes,
+                h: g.h,
+                w: g.w,
+                oh: g.oh,
+                ow: g.ow,
+                pad_h: g.pad_h,
+                pad_w: g.pad_w,
+                strips_x: g.strips_x,
+                total: g.total,
+                c,
+                extra,
+                off,
+            };
             RESAMPLE.launch(&ResampleSpec { mode }, &u).threads(total)
         }
     })
