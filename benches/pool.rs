@@ -30,6 +30,14 @@ fn bench(c: &mut Criterion) {
             segblocks::ops::pool::max_pool2d(rec, &pool, t).map(|(v, _)| v)
         },
     );
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "maxpool2x2_64_112",
+        &x,
+        pool.values_cost(shape).unwrap().bytes,
+        |rec, t| segblocks::ops::pool::max_pool2d_values(rec, &pool, t),
+    );
 
     // Unpooling the pooled map (indices produced on the GPU, untimed) back to 112 x 112.
     let pooled_shape = [1, 64, 56, 56];

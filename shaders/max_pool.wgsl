@@ -2,13 +2,16 @@
 // strip of PX outputs of a row. Scans the window in row-major order and keeps a value
 // when it is greater than the current maximum or NaN, PyTorch's CPU rule: ties keep the
 // first position, NaN propagates (the last NaN's position is returned). Padding is never
-// selected. The index is the flat position h * W + w within the input plane.
+// selected. The index is the flat position h * W + w within the input plane; with
+// INDICES false (`max_pool2d_values`) only the values are written.
 #include "strips.wgsl"
 #include "window.wgsl"
 
 // -inf read at run time: WGSL makes a constant expression that evaluates to an infinity
 // a shader-creation error (Chrome's Tint refuses `-bitcast<f32>(0x7f800000u)`).
 var<private> NEG_INFINITY_BITS: u32 = 0xff800000u;
+
+override INDICES: bool = true;
 
 @group(0) @binding(0) var<uniform> p: StripParams;
 @group(0) @binding(1) var<storage, read> x: array<Act>;
@@ -61,7 +64,9 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
             }
             let o = st.row * p.ow + ox;
             y[o] = Act(best);
-            idx[o] = best_i;
+            if (INDICES) {
+                idx[o] = best_i;
+            }
         }
     }
 }

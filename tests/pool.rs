@@ -38,6 +38,38 @@ fn check_pool(params: MaxPool2dParams, x: &Array4<f32>) {
         "{params:?}: values\n{got_v:?}\n{want_v:?}"
     );
     assert_eq!(got_i, want_i, "{params:?}: indices");
+    // Without indices: the same values.
+    let gpu = gpu();
+    let xt = gpu.upload(x.view()).unwrap();
+    let mut rec = gpu.recorder();
+    let v = segblocks::ops::pool::max_pool2d_values(&mut rec, &params, &xt).unwrap();
+    let got_v = rec.download(&v).unwrap();
+    assert!(
+        same_bits(&got_v, &want_v),
+        "{params:?}: values without indices\n{got_v:?}\n{want_v:?}"
+    );
+}
+
+/// A pool without indices writes its values alone: half the bytes of one with them.
+#[test]
+fn max_pool_without_indices_writes_no_indices() {
+    let gpu = gpu();
+    let x = gpu
+        .upload(random4(&mut rng(3), [2, 3, 10, 12]).view())
+        .unwrap();
+    let params = MaxPool2dParams::new(2);
+    let mut rec = gpu.recorder();
+    segblocks::ops::pool::max_pool2d(&mut rec, &params, &x).unwrap();
+    segblocks::ops::pool::max_pool2d_values(&mut rec, &params, &x).unwrap();
+    let t = rec.traffic();
+    let values = (2 * 3 * 5 * 6 * 4) as u64;
+    assert_eq!(t.dispatches.len(), 2);
+    assert_eq!(t.dispatches[0].written, 2 * values);
+    assert_eq!(t.dispatches[1].written, values);
+    // Bad input is refused as by the pool with indices.
+    let mut rec = gpu.recorder();
+    let err = segblocks::ops::pool::max_pool2d_values(&mut rec, &MaxPool2dParams::new(20), &x);
+    expect_param(err, "kernel_size");
 }
 
 #[test]

@@ -115,11 +115,27 @@ fn resized_maps_are_written_into_their_concatenation() {
     assert_eq!(count("channel_copy.wgsl"), 106 - 38);
     let resizes = count("bilinear_int.wgsl") + count("resample.wgsl");
     assert_eq!(resizes, 38);
+    // Its pools' indices are never read, so never written: the pools write their values
+    // alone (the summary's output shapes).
+    let traffic = rec.traffic();
+    let pools = traffic
+        .dispatches
+        .iter()
+        .filter(|d| d.kernel == "max_pool.wgsl");
+    let (count, written) = pools.fold((0, 0), |(n, w), d| (n + 1, w + d.written));
+    let summary = net.summary([2, 3, 37, 45]).unwrap();
+    let values: usize = summary
+        .rows
+        .iter()
+        .filter(|r| r.name.rsplit('.').next().unwrap().starts_with("pool"))
+        .map(|r| 4 * r.output.iter().product::<usize>())
+        .sum();
+    assert_eq!(count, 33);
+    assert_eq!(written, values as u64);
     let got = rec.download(&y).unwrap();
     let want = net.reference(x.view()).unwrap();
     let err = common::relative(&got, &want);
     assert!(err < 1e-5, "{err}");
-    let summary = net.summary([2, 3, 37, 45]).unwrap();
     let listed = summary
         .rows
         .iter()

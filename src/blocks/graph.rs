@@ -5,10 +5,11 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::nodes::{ConcatInPlace, ConcatPart, Op};
+use super::nodes::{ConcatInPlace, ConcatPart, MaxPoolValues, Op};
 use super::{Summary, SummaryRow};
 use crate::error::{Error, Result};
 use crate::gpu::{IndexTensor, Recorder, Tensor};
+use crate::ops::pool::MaxPool2dParams;
 use crate::ops::Cost;
 use std::sync::OnceLock;
 
@@ -132,6 +133,11 @@ pub(crate) trait Node: std::fmt::Debug + Send + Sync {
     fn is_concat(&self) -> bool {
         false
     }
+
+    /// The node's parameters where it is [`Op::MaxPool`] (values and indices).
+    fn as_max_pool(&self) -> Option<MaxPool2dParams> {
+        None
+    }
 }
 
 /// A value of a graph under construction.
@@ -159,12 +165,12 @@ pub struct Graph {
     plan: OnceLock<Vec<Planned>>,
 }
 
-/// A step of the forward plan: one of the graph's, or a concatenation that absorbed the
-/// resizes only it reads.
+/// A step of the forward plan: one of the graph's, or one that replaces it (a
+/// concatenation that absorbed the resizes only it reads, a max pool without indices).
 #[derive(Debug)]
 enum Planned {
     Step(usize),
-    Concat(Step),
+    Replaced(Step),
 }
 
 impl Default for Graph {
@@ -250,8 +256,9 @@ impl Graph {
 
     /// The steps the GPU records: the graph's, except that a concatenation takes in each
     /// of its inputs made by a resize that nothing else reads (not another node, not as a
-    /// shape, not as an output) and writes it in place ([`ConcatInPlace`]); those resizes
-    /// are dropped. The reference and the summary walk the graph as built.
+    /// shape, not as an output) and writes it in place ([`ConcatInPlace`]), those resizes
+    /// dropped, and a max pool whose indices nothing reads writes its values alone
+    /// ([`MaxPoolValues`]). The reference and the summary walk the graph as built.
     fn forward_plan(&self) -> Vec<Planned> {
         let mut uses = vec![0usize; self.values];
         let mut sized_by = vec![false; self.values];
@@ -267,9 +274,22 @@ impl Graph {
                 producer[out.0] = Some(i);
             }
         }
+        let unused = |v: &ValueId| uses[v.0] == 0 && !sized_by[v.0] && !self.outputs.contains(v);
         let mut absorbed = vec![false; self.steps.len()];
         let mut plan = Vec::with_capacity(self.steps.len());
         for (i, s) in self.steps.iter().enumerate() {
+            if let (Some(p), [values, indices]) = (s.node.as_max_pool(), &s.outputs[..]) {
+                if unused(indices) {
+                    plan.push(Planned::Replaced(Step {
+                        name: s.name.clone(),
+                        node: Box::new(MaxPoolValues(p)),
+                        inputs: s.inputs.clone(),
+                        shape_inputs: s.shape_inputs.clone(),
+                        outputs: vec![*values],
+                    }));
+                    continue;
+                }
+            }
             if !s.node.is_concat() {
                 plan.push(Planned::Step(i));
                 continue;
@@ -298,7 +318,7 @@ impl Graph {
                 plan.push(Planned::Step(i));
                 continue;
             }
-            plan.push(Planned::Concat(Step {
+            plan.push(Planned::Replaced(Step {
                 name: s.name.clone(),
                 node: Box::new(ConcatInPlace { parts }),
                 inputs,
@@ -399,7 +419,7 @@ impl Graph {
             .iter()
             .map(|p| match p {
                 Planned::Step(i) => &self.steps[*i],
-                Planned::Concat(s) => s,
+                Planned::Replaced(s) => s,
             })
             .collect();
         self.walk_steps(

@@ -1237,6 +1237,34 @@ impl Op {
     }
 }
 
+/// An [`Op::MaxPool`] whose indices nothing reads: the values alone
+/// ([`pool::max_pool2d_values`]), no index tensor written. [`Graph`]'s forward plan puts
+/// it in place of such a pool.
+///
+/// [`Graph`]: super::Graph
+#[derive(Debug)]
+pub(crate) struct MaxPoolValues(pub(crate) MaxPool2dParams);
+
+impl Node for MaxPoolValues {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        Ok(vec![self.0.output_shape(*inputs.get(0)?)?])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        self.0.values_cost(*inputs.get(0)?)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let y = pool::max_pool2d_values(rec, &self.0, inputs.get(0)?.tensor()?)?;
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let (values, _) = reference::pool::max_pool2d(&self.0, inputs.get(0)?.tensor()?)?;
+        Ok(vec![HostValue::Tensor(values)])
+    }
+}
+
 /// One input of a [`ConcatInPlace`]: a value copied into its channels, or the source of a
 /// resize written there directly.
 #[derive(Clone, Debug)]
@@ -1393,6 +1421,13 @@ impl Node for Op {
 
     fn is_concat(&self) -> bool {
         matches!(self, Op::Concat)
+    }
+
+    fn as_max_pool(&self) -> Option<MaxPool2dParams> {
+        match self {
+            Op::MaxPool(p) => Some(*p),
+            _ => None,
+        }
     }
 
     fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {

@@ -7,8 +7,8 @@ use super::{pair_setters, setters, Cost, IntoPair, Window};
 use crate::error::{fail_if, invalid, Result};
 use crate::gpu::{check_dims, DeviceCaps, IndexTensor, PoolOrigin, Recorder, Tensor};
 use crate::launch::{
-    loop_nest, read, read_opt, specialize, uniform, write, Args, Kernel, KernelInfo, Launch, Trip,
-    LOOP_BUDGET,
+    loop_nest, read, read_opt, specialize, uniform, write, write_opt, Args, Kernel, KernelInfo,
+    Launch, Trip, LOOP_BUDGET,
 };
 
 uniform! {
@@ -80,8 +80,13 @@ specialize! {
     struct GlobalPlanesSpec { max: bool => "MODE", sum: bool => "SUM", vec: bool => "VEC" }
 }
 
-const MAX_POOL: Kernel<StripParams, Window> =
-    Kernel::new("max_pool.wgsl", &[read("x"), write("y"), write("idx")]);
+specialize! {
+    /// The constants of `max_pool.wgsl`: the window, and whether the indices are written.
+    struct MaxPoolSpec { window: Window, indices: bool => "INDICES" }
+}
+
+const MAX_POOL: Kernel<StripParams, MaxPoolSpec> =
+    Kernel::new("max_pool.wgsl", &[read("x"), write("y"), write_opt("idx")]);
 const AVG_POOL: Kernel<StripParams, AvgPoolSpec> =
     Kernel::new("avg_pool.wgsl", &[read("x"), write("y")]);
 const UNPOOL_WINDOW: Kernel<StripParams, Window> = Kernel::new(
@@ -216,18 +221,30 @@ impl MaxPool2dParams {
         })
     }
 
-    /// The dispatch that pools an input of shape `input` (validated by the caller).
-    fn plan(&self, input: [usize; 4], out: [usize; 4]) -> Launch {
+    /// [`MaxPool2dParams::cost`] without the indices ([`max_pool2d_values`]).
+    pub fn values_cost(&self, input: [usize; 4]) -> Result<Cost> {
+        let cost = self.cost(input)?;
+        let outputs = self.output_shape(input)?.iter().product::<usize>() as u64;
+        Ok(Cost {
+            bytes: cost.bytes - 4 * outputs,
+            ..cost
+        })
+    }
+
+    /// The dispatch that pools an input of shape `input` (validated by the caller),
+    /// writing the indices too where `indices` is set.
+    fn plan(&self, input: [usize; 4], out: [usize; 4], indices: bool) -> Launch {
         let (u, total) = strip_geometry(input, out, self.padding);
         let (kh, kw) = self.kernel_size;
-        MAX_POOL
-            .launch(&self.window(), &u)
-            .threads(total)
-            .loops(loop_nest(&[
-                strip_outputs(out),
-                Trip::Constant(kh as u64),
-                Trip::Constant(kw as u64),
-            ]))
+        let spec = MaxPoolSpec {
+            window: self.window(),
+            indices,
+        };
+        MAX_POOL.launch(&spec, &u).threads(total).loops(loop_nest(&[
+            strip_outputs(out),
+            Trip::Constant(kh as u64),
+            Trip::Constant(kw as u64),
+        ]))
     }
 }
 
@@ -268,8 +285,25 @@ pub fn max_pool2d(
         .read("x", input)
         .write("y", &y)
         .write("idx", &idx);
-    rec.run(&params.plan(s, out), args)?;
+    rec.run(&params.plan(s, out, true), args)?;
     Ok((y, idx))
+}
+
+/// Max pooling without indices (`F.max_pool2d` / `nn.MaxPool2d` as most networks call
+/// it): [`max_pool2d`]'s values, with no index tensor allocated or written. The graphs
+/// of the networks take it for every pool whose indices nothing reads.
+pub fn max_pool2d_values(
+    rec: &mut Recorder<'_>,
+    params: &MaxPool2dParams,
+    input: &Tensor,
+) -> Result<Tensor> {
+    input.check_gpu(rec.gpu(), "input")?;
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    let y = rec.empty("output", out)?;
+    let args = Args::new().read("x", input).write("y", &y);
+    rec.run(&params.plan(s, out, false), args)?;
+    Ok(y)
 }
 
 fn positive(name: &'static str, v: (usize, usize)) -> Result<()> {
