@@ -756,6 +756,11 @@ impl Tensor {
         Tensor { shape, buf, gpu_id }
     }
 
+    /// Whether the two tensors are views of one buffer.
+    pub(crate) fn shares_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
+    }
+
     /// A tensor over the first elements of this tensor's buffer (for views that are
     /// contiguous prefixes, such as the first channels of a batch-1 tensor).
     pub(crate) fn prefix_view(&self, shape: [usize; 4]) -> Tensor {

@@ -563,5 +563,15 @@ fn upsample_into_a_channel_window() {
     let same = UpsampleParams::nearest().scale_factor(1.0);
     let mut rec = gpu.recorder();
     let err = upsample_into(&mut rec, &same, &x, &x, 0).unwrap_err();
-    assert!(matches!(err, Error::InvalidParam { .. }), "{err}");
+    assert!(
+        matches!(err, Error::InvalidParam { name: "output", .. }),
+        "{err}"
+    );
+    // Also where the resize runs passes of its own.
+    let area = UpsampleParams::area().size((4, 4));
+    let err = upsample_into(&mut rec, &area, &x, &x, 0).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidParam { name: "output", .. }),
+        "{err}"
+    );
 }

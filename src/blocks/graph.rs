@@ -298,9 +298,16 @@ impl Graph {
             let (mut inputs, mut shape_inputs) = (Vec::new(), Vec::new());
             for v in &s.inputs {
                 let only_here = uses[v.0] == 1 && !sized_by[v.0] && !self.outputs.contains(v);
+                // A resize reads one value; `ResizeLike` one shape too, `Upsample` none
+                // (ConcatInPlace takes the shape inputs in part order).
                 let resize = producer[v.0]
                     .filter(|_| only_here)
-                    .and_then(|j| Some((j, self.steps[j].node.as_resize()?)));
+                    .and_then(|j| Some((j, self.steps[j].node.as_resize()?)))
+                    .filter(|(j, op)| {
+                        let step = &self.steps[*j];
+                        let shapes = usize::from(matches!(op, Op::ResizeLike(_)));
+                        step.inputs.len() == 1 && step.shape_inputs.len() == shapes
+                    });
                 match resize {
                     Some((j, op)) => {
                         absorbed[j] = true;

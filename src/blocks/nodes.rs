@@ -1278,7 +1278,8 @@ pub(crate) enum ConcatPart {
 
 /// A concatenation along channels whose resized inputs are written into the output by
 /// their resize ([`upsample::upsample_into`]) instead of being stored and then copied:
-/// one dispatch and one round trip of the resized map fewer each. [`Graph`]'s forward
+/// one dispatch and one round trip of the resized map fewer each (area and antialiased
+/// resizes, which run passes of their own, still resize and then copy). [`Graph`]'s forward
 /// plan puts it in place of an [`Op::Concat`] and the resizes only it reads.
 ///
 /// [`Graph`]: super::Graph

@@ -47,7 +47,8 @@ uniform! {
 }
 
 uniform! {
-    /// `shaders/resample.wgsl`: [`StripParams`] and the output's channel window.
+    /// `shaders/resample.wgsl`: `strips.wgsl`'s `StripParams` and the output's channel
+    /// window.
     pub(crate) struct ResampleParams {
         planes: u32,
         h: u32,
@@ -525,11 +526,12 @@ pub fn upsample_with(
 /// concatenation (`torch.cat([F.interpolate(x, ...), skip], dim=1)`) stored where the
 /// concatenation keeps it, with no copy. The other channels of `output` are left as they
 /// are. The graphs of the networks do this for every resize whose only use is a
-/// concatenation.
+/// concatenation. Area and antialiased resizes, which build their output in passes of
+/// their own, resize and then copy into the window.
 ///
 /// Errors: `output` of another N, size or too few channels for `channel_offset`
 /// ([`Error::ShapeMismatch`](crate::Error::ShapeMismatch) naming `output`), `output`
-/// being `input`'s buffer (`InvalidParam` naming `y`), and [`upsample`]'s.
+/// sharing `input`'s buffer (`InvalidParam` naming `output`), and [`upsample`]'s.
 pub fn upsample_into(
     rec: &mut Recorder<'_>,
     params: &UpsampleParams,
@@ -555,6 +557,9 @@ pub fn upsample_into(
             actual: output.shape().to_vec(),
         });
     }
+    fail_if(output.shares_buffer(input), "output", || {
+        "is a view of the input's buffer; the resize cannot write where it reads".to_string()
+    })?;
     let window = ChannelWindow {
         channels: s[1],
         total,
