@@ -35,8 +35,8 @@ fn thread_index(inv: Invocation, lid: u32) -> u32 {
 
 // Where plane `plane` (n * c + k) of an op's output lands when the op writes into
 // channels [off, off + c) of a tensor of c + extra channels (a concatenation written in
-// place, src/ops/upsample.rs): plane n * (c + extra) + off + k. The identity with
-// c = 1, extra = off = 0.
+// place, src/ops/upsample.rs): plane n * (c + extra) + off + k. The identity where
+// extra = off = 0.
 fn window_plane(plane: u32, c: u32, extra: u32, off: u32) -> u32 {
     return plane + (plane / c) * extra + off;
 }

@@ -9,7 +9,6 @@ use super::nodes::{ConcatInPlace, ConcatPart, MaxPoolValues, Op};
 use super::{Summary, SummaryRow};
 use crate::error::{Error, Result};
 use crate::gpu::{IndexTensor, Recorder, Tensor};
-use crate::ops::pool::MaxPool2dParams;
 use crate::ops::Cost;
 use std::sync::OnceLock;
 
@@ -123,19 +122,9 @@ pub(crate) trait Node: std::fmt::Debug + Send + Sync {
     /// The CPU reference of the node.
     fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>>;
 
-    /// The node as a resize that a concatenation reading it may write in place
-    /// ([`Op::ResizeLike`], [`Op::Upsample`]); `None` for every other node.
-    fn as_resize(&self) -> Option<Op> {
-        None
-    }
-
-    /// Whether the node is [`Op::Concat`].
-    fn is_concat(&self) -> bool {
-        false
-    }
-
-    /// The node's parameters where it is [`Op::MaxPool`] (values and indices).
-    fn as_max_pool(&self) -> Option<MaxPool2dParams> {
+    /// The node as an [`Op`], for [`Graph::forward_plan`] to recognise resizes,
+    /// concatenations and max pools; `None` for every other node.
+    fn as_op(&self) -> Option<&Op> {
         None
     }
 }
@@ -274,15 +263,18 @@ impl Graph {
                 producer[out.0] = Some(i);
             }
         }
-        let unused = |v: &ValueId| uses[v.0] == 0 && !sized_by[v.0] && !self.outputs.contains(v);
+        // Read by `n` nodes and nothing else: no shape input, not an output.
+        let read_by =
+            |v: &ValueId, n: usize| uses[v.0] == n && !sized_by[v.0] && !self.outputs.contains(v);
         let mut absorbed = vec![false; self.steps.len()];
         let mut plan = Vec::with_capacity(self.steps.len());
         for (i, s) in self.steps.iter().enumerate() {
-            if let (Some(p), [values, indices]) = (s.node.as_max_pool(), &s.outputs[..]) {
-                if unused(indices) {
+            let op = s.node.as_op();
+            if let (Some(Op::MaxPool(p)), [values, indices]) = (op, &s.outputs[..]) {
+                if read_by(indices, 0) {
                     plan.push(Planned::Replaced(Step {
                         name: s.name.clone(),
-                        node: Box::new(MaxPoolValues(p)),
+                        node: Box::new(MaxPoolValues(*p)),
                         inputs: s.inputs.clone(),
                         shape_inputs: s.shape_inputs.clone(),
                         outputs: vec![*values],
@@ -290,24 +282,26 @@ impl Graph {
                     continue;
                 }
             }
-            if !s.node.is_concat() {
+            if !matches!(op, Some(Op::Concat)) {
                 plan.push(Planned::Step(i));
                 continue;
             }
             let mut parts = Vec::with_capacity(s.inputs.len());
             let (mut inputs, mut shape_inputs) = (Vec::new(), Vec::new());
             for v in &s.inputs {
-                let only_here = uses[v.0] == 1 && !sized_by[v.0] && !self.outputs.contains(v);
                 // A resize reads one value; `ResizeLike` one shape too, `Upsample` none
                 // (ConcatInPlace takes the shape inputs in part order).
-                let resize = producer[v.0]
-                    .filter(|_| only_here)
-                    .and_then(|j| Some((j, self.steps[j].node.as_resize()?)))
-                    .filter(|(j, op)| {
-                        let step = &self.steps[*j];
-                        let shapes = usize::from(matches!(op, Op::ResizeLike(_)));
-                        step.inputs.len() == 1 && step.shape_inputs.len() == shapes
-                    });
+                let resize = producer[v.0].filter(|_| read_by(v, 1)).and_then(|j| {
+                    let step = &self.steps[j];
+                    let op = step.node.as_op()?;
+                    let shapes = match op {
+                        Op::ResizeLike(_) => 1,
+                        Op::Upsample(_) => 0,
+                        _ => return None,
+                    };
+                    let wired = step.inputs.len() == 1 && step.shape_inputs.len() == shapes;
+                    wired.then(|| (j, op.clone()))
+                });
                 match resize {
                     Some((j, op)) => {
                         absorbed[j] = true;

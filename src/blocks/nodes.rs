@@ -1289,46 +1289,38 @@ pub(crate) struct ConcatInPlace {
 }
 
 impl ConcatInPlace {
-    /// Each part's output shape, from the value inputs' shapes (`values`) and the shape
-    /// inputs in part order.
-    fn part_shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
-        let mut shape_inputs = inputs.shapes.iter();
-        let mut out = Vec::with_capacity(self.parts.len());
-        for (i, part) in self.parts.iter().enumerate() {
-            let x = *inputs.get(i)?;
-            out.push(match part {
-                ConcatPart::Copy => x,
+    /// Each part's resize (`None` for a copied part), from the shape inputs in part order
+    /// (one for each [`Op::ResizeLike`]).
+    fn resizes<V>(&self, inputs: &Inputs<'_, V>) -> Result<Vec<Option<UpsampleParams>>> {
+        let mut like = inputs.shapes.iter().copied();
+        self.parts
+            .iter()
+            .map(|part| match part {
+                ConcatPart::Copy => Ok(None),
+                ConcatPart::Resize(Op::Upsample(p)) => Ok(Some(*p)),
                 ConcatPart::Resize(op) => {
-                    let shapes = match op {
-                        Op::ResizeLike(_) => vec![*shape_inputs.next().ok_or_else(|| {
-                            crate::Error::Gpu("graph wiring: a resize without its shape".into())
-                        })?],
-                        _ => Vec::new(),
+                    let one = Inputs::<()> {
+                        values: Vec::new(),
+                        shapes: like.next().into_iter().collect(),
                     };
-                    let one = Inputs {
-                        values: vec![&x],
-                        shapes,
-                    };
-                    op.shapes(&one)?[0]
+                    let p = op.resize(&one)?.ok_or_else(|| {
+                        crate::Error::Gpu("graph: a concatenated part is no resize".into())
+                    })?;
+                    Ok(Some(p))
                 }
-            });
-        }
-        Ok(out)
+            })
+            .collect()
     }
 
-    /// The upsampling of resize part `op` on `x` (its shape input `like` for
-    /// [`Op::ResizeLike`]).
-    fn resize_params(op: &Op, like: Option<[usize; 4]>) -> Result<UpsampleParams> {
-        let one = Inputs::<()> {
-            values: Vec::new(),
-            shapes: like.into_iter().collect(),
-        };
-        match op {
-            Op::Upsample(p) => Ok(*p),
-            _ => op
-                .resize(&one)?
-                .ok_or_else(|| crate::Error::Gpu("graph: a concatenated part is no resize".into())),
-        }
+    /// Each part's shape in the concatenation.
+    fn part_shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let resizes = self.resizes(inputs)?;
+        (0..self.parts.len())
+            .map(|i| {
+                let x = *inputs.get(i)?;
+                resizes[i].map_or(Ok(x), |p| p.output_shape(x))
+            })
+            .collect()
     }
 }
 
@@ -1343,26 +1335,20 @@ impl Node for ConcatInPlace {
 
     fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
         self.shapes(inputs)?;
-        let mut shape_inputs = inputs.shapes.iter().copied();
         let mut cost = Cost::default();
-        for (i, part) in self.parts.iter().enumerate() {
+        for (i, resize) in self.resizes(inputs)?.into_iter().enumerate() {
             let x = *inputs.get(i)?;
-            let part_cost = match part {
+            let part = match resize {
                 // Read and written once.
-                ConcatPart::Copy => Cost {
+                None => Cost {
                     bytes: 8 * x.iter().product::<usize>() as u64,
                     ..Cost::default()
                 },
-                ConcatPart::Resize(op) => {
-                    let like = matches!(op, Op::ResizeLike(_))
-                        .then(|| shape_inputs.next())
-                        .flatten();
-                    Self::resize_params(op, like)?.cost(x)?
-                }
+                Some(p) => p.cost(x)?,
             };
-            cost.params += part_cost.params;
-            cost.macs += part_cost.macs;
-            cost.bytes += part_cost.bytes;
+            cost.params += part.params;
+            cost.macs += part.macs;
+            cost.bytes += part.bytes;
         }
         Ok(cost)
     }
@@ -1375,20 +1361,17 @@ impl Node for ConcatInPlace {
             shapes: inputs.shapes.clone(),
         };
         let out = self.shapes(&shapes)?[0];
-        let parts = self.part_shapes(&shapes)?;
         let y = rec.empty("output", out)?;
-        let mut shape_inputs = inputs.shapes.iter().copied();
         let mut offset = 0;
-        for ((part, x), part_shape) in self.parts.iter().zip(&values).zip(&parts) {
-            match part {
-                ConcatPart::Copy => channel::copy_into_channels(rec, x, &y, offset)?,
-                ConcatPart::Resize(op) => {
-                    let like = matches!(op, Op::ResizeLike(_))
-                        .then(|| shape_inputs.next())
-                        .flatten();
-                    let params = Self::resize_params(op, like)?;
-                    upsample::upsample_into(rec, &params, x, &y, offset)?;
-                }
+        for ((resize, x), part_shape) in self
+            .resizes(inputs)?
+            .into_iter()
+            .zip(&values)
+            .zip(self.part_shapes(&shapes)?)
+        {
+            match resize {
+                None => channel::copy_into_channels(rec, x, &y, offset)?,
+                Some(p) => upsample::upsample_into(rec, &p, x, &y, offset)?,
             }
             offset += part_shape[1];
         }
@@ -1396,18 +1379,12 @@ impl Node for ConcatInPlace {
     }
 
     fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
-        let mut shape_inputs = inputs.shapes.iter().copied();
         let mut parts = Vec::with_capacity(self.parts.len());
-        for (i, part) in self.parts.iter().enumerate() {
+        for (i, resize) in self.resizes(inputs)?.into_iter().enumerate() {
             let x = inputs.get(i)?.tensor()?;
-            parts.push(match part {
-                ConcatPart::Copy => x.to_owned(),
-                ConcatPart::Resize(op) => {
-                    let like = matches!(op, Op::ResizeLike(_))
-                        .then(|| shape_inputs.next())
-                        .flatten();
-                    reference::upsample::upsample(&Self::resize_params(op, like)?, x)?
-                }
+            parts.push(match resize {
+                None => x.to_owned(),
+                Some(p) => reference::upsample::upsample(&p, x)?,
             });
         }
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
@@ -1416,19 +1393,8 @@ impl Node for ConcatInPlace {
 }
 
 impl Node for Op {
-    fn as_resize(&self) -> Option<Op> {
-        matches!(self, Op::ResizeLike(_) | Op::Upsample(_)).then(|| self.clone())
-    }
-
-    fn is_concat(&self) -> bool {
-        matches!(self, Op::Concat)
-    }
-
-    fn as_max_pool(&self) -> Option<MaxPool2dParams> {
-        match self {
-            Op::MaxPool(p) => Some(*p),
-            _ => None,
-        }
+    fn as_op(&self) -> Option<&Op> {
+        Some(self)
     }
 
     fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {

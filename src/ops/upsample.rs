@@ -517,7 +517,13 @@ pub fn upsample_with(
         return record_antialias(rec, params, (&rows, true), out, f);
     }
     let y = rec.empty("output", out)?;
-    record_resample(rec, params, input, kernel, (&y, ChannelWindow::whole(s[1])))?;
+    record_resample(
+        rec,
+        params,
+        (input, out),
+        kernel,
+        (&y, ChannelWindow::whole(s[1])),
+    )?;
     Ok(y)
 }
 
@@ -571,19 +577,19 @@ pub fn upsample_into(
         let y = upsample_with(rec, params, input, kernel)?;
         return super::channel::copy_into_channels(rec, &y, output, channel_offset);
     }
-    record_resample(rec, params, input, kernel, (output, window))
+    record_resample(rec, params, (input, out), kernel, (output, window))
 }
 
-/// One dispatch of a resampling kernel (not the pooled ones) into `y`'s `window`.
+/// One dispatch of a resampling kernel (not the pooled ones) from `input` to the output
+/// shape `out` (`params.output_shape` of the input's), into `y`'s `window`.
 fn record_resample(
     rec: &mut Recorder<'_>,
     params: &UpsampleParams,
-    input: &Tensor,
+    (input, out): (&Tensor, [usize; 4]),
     kernel: UpsampleKernel,
     (y, window): (&Tensor, ChannelWindow),
 ) -> Result<()> {
     let s = input.shape();
-    let out = params.output_shape(s)?;
     let launch = plan(params, s, out, kernel, window)?;
     let tables;
     let args = match kernel {
