@@ -189,6 +189,7 @@ fn bench(c: &mut Criterion) {
         "tu-repvgg_a0",
         "tu-resnetrs50",
         "tu-mixnet_m",
+        "tu-hrnet_w18_small",
     ] {
         let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
         let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();

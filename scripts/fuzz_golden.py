@@ -711,6 +711,10 @@ def networks(fz, count, out):
     TIMM += ["tu-mobilenetv1_100"]
     # timm's FBNetV3.
     TIMM += ["tu-fbnetv3_b"]
+    # timm's HRNets (not dilatable: DeepLab's cases are refused and skipped; sizes snapped
+    # to those whose branches halve exactly, below).
+    HRNETS = ["tu-hrnet_w18_small", "tu-hrnet_w18_small_v2"]
+    TIMM += HRNETS
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).
@@ -995,6 +999,11 @@ def networks(fz, count, out):
             a["aux"] = dict(classes=r.randint(1, 5), pooling=r.choice(["avg", "max"]),
                             activation=r.choice([None, "sigmoid", "softmax", "logsoftmax",
                                                  "tanh"]))
+        if a.get("encoder") in HRNETS:
+            # An HRNet's fusion sums each branch with the next one upsampled by 2: a quarter
+            # of each side, rounded up, must be a multiple of 8 (PyTorch fails otherwise).
+            trim = r.randint(0, 3) if kind == "smp_unet" else 0  # the others divide by 2^depth
+            shape[2:] = [32 * max(1, (v + 31) // 32) - trim for v in shape[2:]]
         if NETWORKS["calibrated"]:
             a["calibrated"] = True
         cases.append((f"fuzz{i}_{kind}", kind, a, shape))

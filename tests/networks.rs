@@ -931,6 +931,85 @@ fn gernet_bad_configurations_are_typed_errors() {
     assert_eq!(GerNetConfig::timm("gernet_xl"), None);
 }
 
+/// HRNets: every timm name, configurations with nothing to build, the dilation timm
+/// refuses (DeepLab's output strides) and inputs whose branches PyTorch cannot sum are
+/// typed errors, before any weight is read or any pass recorded.
+#[test]
+fn hrnet_bad_configurations_are_typed_errors() {
+    use segblocks::networks::HrNetConfig;
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    for name in [
+        "hrnet_w18_small",
+        "hrnet_w18_small_v2",
+        "hrnet_w18",
+        "hrnet_w30",
+        "hrnet_w32",
+        "hrnet_w40",
+        "hrnet_w44",
+        "hrnet_w48.ms_in1k",
+        "hrnet_w64",
+        "hrnet_w18_ssld",
+        "hrnet_w48_ssld",
+    ] {
+        assert!(HrNetConfig::timm(name).is_some(), "{name}");
+    }
+    assert_eq!(HrNetConfig::timm("hrnet_w99"), None);
+    named(
+        SmpUnetConfig::new("tu-hrnet_w99", 3, 2).err(),
+        "encoder_name",
+    );
+    let hrnet = HrNetConfig::timm("hrnet_w18_small").unwrap();
+    let load = |h: HrNetConfig| {
+        let cfg = SmpUnetConfig {
+            encoder: SmpEncoder::TimmUniversalHrNet(h),
+            ..SmpUnetConfig::new("tu-hrnet_w18_small", 3, 2).unwrap()
+        };
+        SmpUnet::load(gpu, cfg, &sd, "").err()
+    };
+    let mut bad = hrnet;
+    bad.widths[2] = 0;
+    named(load(bad), "widths");
+    let mut bad = hrnet;
+    bad.modules[1] = 0;
+    named(load(bad), "modules");
+    named(
+        load(HrNetConfig {
+            stage1_blocks: 0,
+            ..hrnet
+        }),
+        "stage1_blocks",
+    );
+    // timm asserts an output stride of 32: smp's DeepLabs cannot run an HRNet.
+    let v3 = SmpDeepLabV3Config::new("tu-hrnet_w18_small", 3, 2).unwrap();
+    named(
+        SmpDeepLabV3::load(gpu, v3, &sd, "").err(),
+        "encoder_output_stride",
+    );
+    // Each branch must be twice the size of the next for the fusion's sums: 64 x 96
+    // runs, 45 x 61 (branches of 12 x 16, 6 x 8, 3 x 4, 2 x 2: 2 x 2 upsampled to 4 x 4
+    // against 3 x 4) is refused, as PyTorch fails on it.
+    let cfg = SmpUnetConfig::new("tu-hrnet_w18_small", 3, 2)
+        .unwrap()
+        .depth(5, &[8; 5]);
+    let net = SmpUnet::load(gpu, cfg, &sd, "").unwrap();
+    assert_eq!(net.output_shape([2, 3, 64, 96]).unwrap(), [2, 2, 64, 96]);
+    named(net.output_shape([1, 3, 45, 61]).err(), "input");
+    // A quarter of 61, rounded up, is 16: that axis halves exactly; 48 (12) does not.
+    assert_eq!(net.output_shape([1, 3, 64, 61]).unwrap(), [1, 2, 64, 61]);
+    named(net.output_shape([1, 3, 48, 64]).err(), "input");
+    let mut rec = gpu.recorder();
+    let x = gpu.upload(Array4::zeros([1, 3, 45, 61]).view()).unwrap();
+    named(net.forward(&mut rec, &x).err(), "input");
+    // At depth 1 too: timm runs every stage whatever the features kept.
+    let cfg = SmpUnetConfig::new("tu-hrnet_w18_small", 3, 2)
+        .unwrap()
+        .depth(1, &[8]);
+    let net = SmpUnet::load(gpu, cfg, &sd, "").unwrap();
+    assert_eq!(net.output_shape([1, 3, 64, 32]).unwrap(), [1, 2, 64, 32]);
+    named(net.output_shape([1, 3, 45, 61]).err(), "input");
+}
+
 /// RepVGGs whose blocks timm could not build: typed errors naming the field, before any
 /// weight is read.
 #[test]

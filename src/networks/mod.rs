@@ -21,6 +21,7 @@ mod dpn;
 mod efficientnet;
 mod fcn8s;
 mod gernet;
+mod hrnet;
 mod inception;
 mod lraspp;
 mod mix_transformer;
@@ -65,6 +66,7 @@ pub use efficientnet::{
 };
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use gernet::{GerNetBlock, GerNetConfig, GerNetStage};
+pub use hrnet::HrNetConfig;
 pub use inception::{InceptionArch, InceptionConfig, InceptionFeatures};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mix_transformer::MixTransformerConfig;

@@ -154,6 +154,7 @@ impl Architecture for SmpLinknetConfig {
     /// Checks an input shape: `in_channels` channels, height and width divisible by
     /// `2^encoder_depth` (smp's `check_input_shape`).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        self.encoder.check_input(input)?;
         check_divisible(input, self.in_channels, 1 << self.encoder_depth)
     }
 }

@@ -159,6 +159,7 @@ impl Architecture for SmpPanConfig {
     /// encoder's output stride (smp's `check_input_shape`), and a deepest feature of at
     /// least 8x8, which the pyramid's three 2x2 pools need (PyTorch fails on less).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        self.encoder.check_input(input)?;
         let stride = self.stride();
         check_divisible(input, self.in_channels, stride)?;
         fail_if(

@@ -44,9 +44,9 @@ use crate::weights::{key, StateDict};
 use super::resnet::DilationRule;
 use super::{
     ConvNextConfig, DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, GerNetConfig,
-    InceptionConfig, MixTransformerConfig, MobileNetV2Config, MobileOneConfig, RegNetConfig,
-    RepVggConfig, ResNetAttention, ResNetConfig, ResNetStem, SeNetConfig, SkResNetConfig,
-    TimmEfficientNetConfig, TimmMobileNetConfig, VggConfig,
+    HrNetConfig, InceptionConfig, MixTransformerConfig, MobileNetV2Config, MobileOneConfig,
+    RegNetConfig, RepVggConfig, ResNetAttention, ResNetConfig, ResNetStem, SeNetConfig,
+    SkResNetConfig, TimmEfficientNetConfig, TimmMobileNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -151,6 +151,14 @@ pub enum SmpEncoder {
     /// `encoder.model.final_conv`; [`GerNetConfig`]), dilated by timm's `output_stride`
     /// rule.
     TimmUniversalGerNet(GerNetConfig),
+    /// `tu-hrnet_w18_small`, `tu-hrnet_w18_small_v2`, `tu-hrnet_w18` .. `tu-hrnet_w64`
+    /// (`_ssld` too; a pretrained tag after `.` ignored): timm's HRNets through smp's
+    /// `TimmUniversalEncoder` (`encoder.model.conv1` .. `encoder.model.incre_modules.*`;
+    /// [`HrNetConfig`]): the stem's first convolution and the four `incre_modules` as the
+    /// features. They cannot be dilated (timm refuses it), and every branch's size must
+    /// be twice the next one's (inputs of a multiple of 32 pixels), as PyTorch's sums
+    /// need.
+    TimmUniversalHrNet(HrNetConfig),
     /// `tu-repvgg_a0` .. `tu-repvgg_b3g4` (a pretrained tag after `.` ignored): timm's
     /// RepVGGs through smp's `TimmUniversalEncoder` (`encoder.model.stem`,
     /// `encoder.model.stages_{i}.*`; [`RepVggConfig`]), each block's branches folded into
@@ -191,7 +199,7 @@ impl SmpEncoder {
     /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNet`]) and
     /// RegNets ([`SmpEncoder::TimmUniversalRegNet`]), its ConvNeXts
     /// ([`SmpEncoder::TimmUniversalConvNext`]) and GENets
-    /// ([`SmpEncoder::TimmUniversalGerNet`]), and smp's deprecated `timm-mobilenetv3_*`,
+    /// ([`SmpEncoder::TimmUniversalGerNet`]), HRNets ([`SmpEncoder::TimmUniversalHrNet`]), and smp's deprecated `timm-mobilenetv3_*`,
     /// `timm-regnet*`, `timm-res2*`, `timm-resnest*` and `timm-gernet_*` names (run as smp
     /// 0.6 runs them: as timm's `tf_mobilenetv3_*`, `regnet*`, `res2*`, `resnest*` and
     /// `gernet_*`); any other name is an error naming `encoder_name`.
@@ -211,6 +219,9 @@ impl SmpEncoder {
             }
             if let Some(c) = GerNetConfig::timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalGerNet(c));
+            }
+            if let Some(c) = HrNetConfig::timm(timm) {
+                return Ok(SmpEncoder::TimmUniversalHrNet(c));
             }
             if let Some(c) = RepVggConfig::timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalRepVgg(c));
@@ -251,7 +262,9 @@ impl SmpEncoder {
                          (tu-regnetx_002 .. tu-regnetx_320, tu-regnety_002 .. \
                          tu-regnety_640), its ConvNeXts (tu-convnext_atto .. xlarge, \
                          tu-convnextv2_atto .. huge), its \
-                         GENets (tu-gernet_s / m / l), its RepVGGs (tu-repvgg_a0 / a1 / \
+                         GENets (tu-gernet_s / m / l), its HRNets (tu-hrnet_w18_small, \
+                         tu-hrnet_w18_small_v2, tu-hrnet_w18 / w30 / w32 / w40 / w44 / w48 / \
+                         w64, tu-hrnet_w18_ssld / w48_ssld), its RepVGGs (tu-repvgg_a0 / a1 / \
                          a2 / b0 / b1 / b1g4 / b2 / b2g4 / b3 / b3g4) and, for DPT, its \
                          plain ViTs"
                     ),
@@ -407,6 +420,25 @@ impl SmpEncoder {
         )
     }
 
+    /// Checks an input `[N, C, H, W]` against what the encoder runs at `depth` beyond the
+    /// model's own rule: an HRNet's branches must halve exactly for its fusion's sums
+    /// (`ceil(H / 4)` and `ceil(W / 4)` multiples of 8, as PyTorch's sums need; timm runs
+    /// every stage at every depth, so depth 1 too, though the library then runs the stem
+    /// alone); the error names `input`.
+    pub(crate) fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        let SmpEncoder::TimmUniversalHrNet(_) = self else {
+            return Ok(());
+        };
+        let halves = |v: usize| v.div_ceil(4).is_multiple_of(8);
+        fail_if(!(halves(input[2]) && halves(input[3])), "input", || {
+            format!(
+                "an HRNet's four branches must halve exactly (a quarter of the height \
+                     and width, rounded up, a multiple of 8: e.g. multiples of 32), got \
+                     {input:?}"
+            )
+        })
+    }
+
     /// Checks the encoder's configuration.
     pub(crate) fn validate(&self) -> Result<()> {
         match self {
@@ -424,6 +456,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalRegNet(r) => r.validate(),
             SmpEncoder::TimmUniversalConvNext(c) => c.validate(),
             SmpEncoder::TimmUniversalGerNet(c) => c.validate(),
+            SmpEncoder::TimmUniversalHrNet(c) => c.validate(),
             SmpEncoder::TimmUniversalRepVgg(c) => c.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
@@ -451,6 +484,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalRegNet(r) => r.feature_channels(in_channels),
             SmpEncoder::TimmUniversalConvNext(c) => c.feature_channels(in_channels),
             SmpEncoder::TimmUniversalGerNet(c) => c.feature_channels(in_channels),
+            SmpEncoder::TimmUniversalHrNet(c) => c.feature_channels(in_channels),
             SmpEncoder::TimmUniversalRepVgg(c) => c.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
@@ -567,6 +601,9 @@ impl SmpEncoder {
                 features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::TimmUniversalGerNet(c) => {
+                features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::TimmUniversalHrNet(c) => {
                 features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::TimmUniversalRepVgg(c) => {
@@ -1346,6 +1383,7 @@ impl Architecture for SmpUnetConfig {
     /// Checks an input shape: `in_channels` channels, of any size (smp 0.6's Unet sets
     /// `requires_divisible_input_shape = False`: each decoder block resizes to its skip).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        self.encoder.check_input(input)?;
         if self.nested {
             // UnetPlusPlus resizes by 2, so smp checks the input's divisibility.
             return check_divisible(input, self.in_channels, 1 << self.encoder_depth);

@@ -987,6 +987,28 @@ CASES = [
     ("modnet_batch2", "modnet", dict(inference=True), [2, 3, 64, 96]),
     ("modnet_all_maps", "modnet", dict(inference=False), [1, 3, 96, 64]),
     ("modnet_least_batch3", "modnet", dict(inference=False), [3, 3, 32, 32]),
+    # timm's HRNets through smp's `tu-` encoders: four parallel branches fused by 1x1
+    # convolutions with nearest upsampling and chains of stride-2 3x3 ones, the
+    # `incre_modules` bottlenecks as the features (sizes of a multiple of 32: each branch
+    # half the last).
+    ("smp_unet_tu_hrnet_w18_small", "smp_unet",
+     dict(encoder="tu-hrnet_w18_small", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 64, 96]),
+    ("smp_fpn_tu_hrnet_w18_small_v2_depth4", "smp_fpn",
+     dict(encoder="tu-hrnet_w18_small_v2", depth=4, cin=1, classes=2, pyramid=32,
+          segmentation=32, merge="add", interpolation="nearest", upsampling=4,
+          activation=None), [2, 1, 64, 64]),
+    ("smp_pspnet_tu_hrnet_w18_depth3", "smp_pspnet",
+     dict(encoder="tu-hrnet_w18", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [1, 3, 32, 64]),
+    ("smp_unet_tu_hrnet_w18_small_v2_odd", "smp_unet",
+     dict(encoder="tu-hrnet_w18_small_v2", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 29, 61]),
+    ("smp_linknet_tu_hrnet_w18_small_depth2", "smp_linknet",
+     dict(encoder="tu-hrnet_w18_small", depth=2, cin=2, classes=3, use_norm=True,
+          activation="sigmoid"), [2, 2, 96, 32]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1016,7 +1038,7 @@ CALIBRATED = [
     "smp_fpn_tu_fbnetc_100_depth4", "smp_unet_tu_tinynet_e_odd", "smp_unet_tu_mobilenetv2_110d_odd",
     "smp_unet_tu_mobilenetv3_large_150d_odd", "smp_unet_tu_mobilenetv3_rw_odd",
     "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd", "smp_unet_tu_fbnetv3_b_odd",
-    "u2netp_odd_batch2", "isnet_odd", "modnet_batch2",
+    "u2netp_odd_batch2", "isnet_odd", "modnet_batch2", "smp_unet_tu_hrnet_w18_small",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1369,6 +1391,13 @@ def make(index, name, kind, args, shape, out_dir):
             # timm's EfficientNet features hold every stage but run those to the last tap.
             built = [1, 2, 3, 5, 7][args.get("depth", 5) - 1]
             unused += [f"encoder.model.blocks.{k}." for k in range(built, 7)]
+    if "hrnet" in args.get("encoder", ""):
+        # timm's HRNet runs every stage whatever the depth (the stride-2 feature alone needs
+        # only the stem's first convolution), and the incre_modules of the features kept.
+        d = args.get("depth", 5)
+        if d < 2:
+            unused += [f"encoder.model.{m}" for m in ("conv2.", "bn2.", "transition", "stage")]
+        unused += [f"encoder.model.incre_modules.{k}." for k in range(max(d - 1, 0), 4)]
     if any(f in args.get("encoder", "") for f in ("mobilenetv", "mixnet", "nasnet", "fbnet",
                                                      "tinynet", "lcnet")):
         # timm's MobileNet, MixNet and NAS features hold every stage but run those to the
