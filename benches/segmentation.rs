@@ -190,6 +190,7 @@ fn bench(c: &mut Criterion) {
         "tu-resnetrs50",
         "tu-mixnet_m",
         "tu-hrnet_w18_small",
+        "tu-xception41",
     ] {
         let cfg = SmpUnetConfig::new(encoder, 3, 2).unwrap();
         let net = SmpUnet::load(&gpu, cfg, &sd, "").unwrap();

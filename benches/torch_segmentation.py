@@ -127,7 +127,8 @@ try:
                     "timm-res2net50_26w_4s", "timm-resnest50d", "timm-resnest50d_4s2x40d",
                     "timm-gernet_s", "tu-gernet_m", "tu-resnetblur50", "tu-convnextv2_atto",
                     "tu-tf_efficientnet_b0", "tu-tf_efficientnetv2_b0", "tu-repvgg_a0",
-                    "tu-resnetrs50", "tu-mixnet_m", "tu-hrnet_w18_small"]:
+                    "tu-resnetrs50", "tu-mixnet_m", "tu-hrnet_w18_small",
+                    "tu-xception41"]:
         bench(f"smp_unet_{encoder.replace('-', '_')}_160",
               smp.Unet(encoder, encoder_weights=None, classes=2).eval(), small)
     bench("smp_unet_se_resnext50_32x4d_160",

@@ -715,6 +715,8 @@ def networks(fz, count, out):
     # to those whose branches halve exactly, below).
     HRNETS = ["tu-hrnet_w18_small", "tu-hrnet_w18_small_v2"]
     TIMM += HRNETS
+    # timm's Aligned Xception (features tapped inside its strided blocks).
+    TIMM += ["tu-xception41"]
     # SegFormer's Mix Transformers (not in Linknet / UnetPlusPlus, which smp refuses them;
     # FPN at depth 5 only), and timm's ConvNeXts, which start at 1/4 too (in every model;
     # FPN at depth 5 only, where smp runs them).

@@ -1010,6 +1010,39 @@ fn hrnet_bad_configurations_are_typed_errors() {
     named(net.output_shape([1, 3, 45, 61]).err(), "input");
 }
 
+/// Aligned Xceptions: timm's three names (a pretrained tag ignored), the pre-activation
+/// ones refused by name; a DeepLabV3+ and a PAN at output stride 16 keep the input's size.
+#[test]
+fn aligned_xception_names_and_strides() {
+    use segblocks::networks::AlignedXceptionConfig;
+    let gpu = common::gpu();
+    let sd = StateDict::synthetic();
+    for (name, want) in [
+        ("xception41", AlignedXceptionConfig::Xception41),
+        ("xception65.ra3_in1k", AlignedXceptionConfig::Xception65),
+        ("xception71", AlignedXceptionConfig::Xception71),
+    ] {
+        assert_eq!(AlignedXceptionConfig::timm(name), Some(want));
+    }
+    assert_eq!(AlignedXceptionConfig::timm("xception65p"), None);
+    named(
+        SmpUnetConfig::new("tu-xception65p", 3, 2).err(),
+        "encoder_name",
+    );
+    let cfg = SmpDeepLabV3PlusConfig::new("tu-xception41", 3, 2)
+        .unwrap()
+        .decoder_channels(8);
+    let net = SmpDeepLabV3Plus::load(gpu, cfg, &sd, "").unwrap();
+    assert_eq!(net.output_shape([1, 3, 32, 48]).unwrap(), [1, 2, 32, 48]);
+    // smp's PAN at its output stride of 16: the exit blocks dilated.
+    let pan = SmpPanConfig::new("tu-xception41", 3, 2).unwrap();
+    let net = SmpPan::load(gpu, pan, &sd, "").unwrap();
+    assert_eq!(
+        net.output_shape([2, 3, 128, 160]).unwrap(),
+        [2, 2, 128, 160]
+    );
+}
+
 /// RepVGGs whose blocks timm could not build: typed errors naming the field, before any
 /// weight is read.
 #[test]

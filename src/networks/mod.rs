@@ -56,6 +56,7 @@ mod unet;
 mod vgg;
 mod vit;
 mod xception;
+mod xception_aligned;
 
 pub use convnext::{ConvNextConfig, ConvNextFeatures};
 pub use densenet::{DenseNetConfig, DenseNetFeatures};
@@ -106,6 +107,7 @@ pub use u2net::{Rsu, U2Net, U2NetConfig};
 pub use unet::{UNet, UNetConfig};
 pub use vgg::{VggConfig, VggFeatures};
 pub use vit::VitConfig;
+pub use xception_aligned::AlignedXceptionConfig;
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};
 

@@ -43,10 +43,10 @@ use crate::weights::{key, StateDict};
 
 use super::resnet::DilationRule;
 use super::{
-    ConvNextConfig, DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig, GerNetConfig,
-    HrNetConfig, InceptionConfig, MixTransformerConfig, MobileNetV2Config, MobileOneConfig,
-    RegNetConfig, RepVggConfig, ResNetAttention, ResNetConfig, ResNetStem, SeNetConfig,
-    SkResNetConfig, TimmEfficientNetConfig, TimmMobileNetConfig, VggConfig,
+    AlignedXceptionConfig, ConvNextConfig, DenseNetConfig, DpnConfig, EfficientNetPyTorchConfig,
+    GerNetConfig, HrNetConfig, InceptionConfig, MixTransformerConfig, MobileNetV2Config,
+    MobileOneConfig, RegNetConfig, RepVggConfig, ResNetAttention, ResNetConfig, ResNetStem,
+    SeNetConfig, SkResNetConfig, TimmEfficientNetConfig, TimmMobileNetConfig, VggConfig,
 };
 
 /// The encoder of an smp model (its `encoder_name`), under the state dict's `encoder.`.
@@ -159,6 +159,11 @@ pub enum SmpEncoder {
     /// be twice the next one's (inputs of a multiple of 32 pixels), as PyTorch's sums
     /// need.
     TimmUniversalHrNet(HrNetConfig),
+    /// `tu-xception41`, `tu-xception65`, `tu-xception71` (a pretrained tag after `.`
+    /// ignored): timm's Aligned Xceptions (DeepLabV3+'s) through smp's
+    /// `TimmUniversalEncoder` (`encoder.model.stem_{i}`, `encoder.model.blocks_{i}`;
+    /// [`AlignedXceptionConfig`]), dilated by timm's `output_stride` rule.
+    TimmUniversalXception(AlignedXceptionConfig),
     /// `tu-repvgg_a0` .. `tu-repvgg_b3g4` (a pretrained tag after `.` ignored): timm's
     /// RepVGGs through smp's `TimmUniversalEncoder` (`encoder.model.stem`,
     /// `encoder.model.stages_{i}.*`; [`RepVggConfig`]), each block's branches folded into
@@ -199,7 +204,8 @@ impl SmpEncoder {
     /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNet`]) and
     /// RegNets ([`SmpEncoder::TimmUniversalRegNet`]), its ConvNeXts
     /// ([`SmpEncoder::TimmUniversalConvNext`]) and GENets
-    /// ([`SmpEncoder::TimmUniversalGerNet`]), HRNets ([`SmpEncoder::TimmUniversalHrNet`]), and smp's deprecated `timm-mobilenetv3_*`,
+    /// ([`SmpEncoder::TimmUniversalGerNet`]), HRNets ([`SmpEncoder::TimmUniversalHrNet`]), Aligned Xceptions
+    /// ([`SmpEncoder::TimmUniversalXception`]), and smp's deprecated `timm-mobilenetv3_*`,
     /// `timm-regnet*`, `timm-res2*`, `timm-resnest*` and `timm-gernet_*` names (run as smp
     /// 0.6 runs them: as timm's `tf_mobilenetv3_*`, `regnet*`, `res2*`, `resnest*` and
     /// `gernet_*`); any other name is an error naming `encoder_name`.
@@ -222,6 +228,9 @@ impl SmpEncoder {
             }
             if let Some(c) = HrNetConfig::timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalHrNet(c));
+            }
+            if let Some(c) = AlignedXceptionConfig::timm(timm) {
+                return Ok(SmpEncoder::TimmUniversalXception(c));
             }
             if let Some(c) = RepVggConfig::timm(timm) {
                 return Ok(SmpEncoder::TimmUniversalRepVgg(c));
@@ -264,7 +273,8 @@ impl SmpEncoder {
                          tu-convnextv2_atto .. huge), its \
                          GENets (tu-gernet_s / m / l), its HRNets (tu-hrnet_w18_small, \
                          tu-hrnet_w18_small_v2, tu-hrnet_w18 / w30 / w32 / w40 / w44 / w48 / \
-                         w64, tu-hrnet_w18_ssld / w48_ssld), its RepVGGs (tu-repvgg_a0 / a1 / \
+                         w64, tu-hrnet_w18_ssld / w48_ssld), its Aligned Xceptions \
+                         (tu-xception41 / 65 / 71), its RepVGGs (tu-repvgg_a0 / a1 / \
                          a2 / b0 / b1 / b1g4 / b2 / b2g4 / b3 / b3g4) and, for DPT, its \
                          plain ViTs"
                     ),
@@ -457,6 +467,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalConvNext(c) => c.validate(),
             SmpEncoder::TimmUniversalGerNet(c) => c.validate(),
             SmpEncoder::TimmUniversalHrNet(c) => c.validate(),
+            SmpEncoder::TimmUniversalXception(_) => Ok(()),
             SmpEncoder::TimmUniversalRepVgg(c) => c.validate(),
             SmpEncoder::MobileOne(m) => m.validate(),
             SmpEncoder::Xception | SmpEncoder::Inception(_) => Ok(()),
@@ -485,6 +496,7 @@ impl SmpEncoder {
             SmpEncoder::TimmUniversalConvNext(c) => c.feature_channels(in_channels),
             SmpEncoder::TimmUniversalGerNet(c) => c.feature_channels(in_channels),
             SmpEncoder::TimmUniversalHrNet(c) => c.feature_channels(in_channels),
+            SmpEncoder::TimmUniversalXception(c) => c.feature_channels(in_channels),
             SmpEncoder::TimmUniversalRepVgg(c) => c.feature_channels(in_channels),
             SmpEncoder::MobileOne(m) => m.feature_channels(in_channels),
             SmpEncoder::Xception => super::xception::feature_channels(in_channels),
@@ -604,6 +616,9 @@ impl SmpEncoder {
                 features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::TimmUniversalHrNet(c) => {
+                features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
+            }
+            SmpEncoder::TimmUniversalXception(c) => {
                 features = c.append_timm(g, x, under_model, (in_channels, depth, output_stride))?;
             }
             SmpEncoder::TimmUniversalRepVgg(c) => {

@@ -1006,6 +1006,27 @@ CASES = [
      dict(encoder="tu-hrnet_w18_small_v2", depth=5, cin=3, classes=2,
           decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
           activation=None), [2, 3, 29, 61]),
+    # timm's Aligned Xceptions (DeepLabV3+'s backbone) through smp's `tu-` encoders: taps
+    # inside the strided blocks (before their last separable convolution), dilated by
+    # timm's rule at output strides 8 and 16.
+    ("smp_unet_tu_xception41_odd", "smp_unet",
+     dict(encoder="tu-xception41", depth=5, cin=3, classes=2,
+          decoder_channels=[32, 16, 16, 8, 8], use_norm=True, interpolation="nearest",
+          activation=None), [2, 3, 45, 61]),
+    ("smp_deeplabv3plus_tu_xception65_os16", "smp_deeplabv3plus",
+     dict(encoder="tu-xception65", depth=5, output_stride=16, cin=1, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=True, upsampling=4, activation=None),
+     [1, 1, 48, 64]),
+    ("smp_deeplabv3_tu_xception41_os8", "smp_deeplabv3",
+     dict(encoder="tu-xception41", depth=5, output_stride=8, cin=3, classes=2,
+          decoder_channels=16, rates=[2, 3, 4], separable=False, upsampling=None,
+          activation=None), [2, 3, 40, 48]),
+    ("smp_fpn_tu_xception71_depth4", "smp_fpn",
+     dict(encoder="tu-xception71", depth=4, cin=3, classes=2, pyramid=32, segmentation=32,
+          merge="add", interpolation="nearest", upsampling=4, activation=None), [1, 3, 48, 64]),
+    ("smp_pspnet_tu_xception41_depth3", "smp_pspnet",
+     dict(encoder="tu-xception41", depth=3, cin=3, classes=2, psp_out=32, use_norm=True,
+          upsampling=8, activation=None), [2, 3, 40, 56]),
     ("smp_linknet_tu_hrnet_w18_small_depth2", "smp_linknet",
      dict(encoder="tu-hrnet_w18_small", depth=2, cin=2, classes=3, use_norm=True,
           activation="sigmoid"), [2, 2, 96, 32]),
@@ -1039,6 +1060,7 @@ CALIBRATED = [
     "smp_unet_tu_mobilenetv3_large_150d_odd", "smp_unet_tu_mobilenetv3_rw_odd",
     "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd", "smp_unet_tu_fbnetv3_b_odd",
     "u2netp_odd_batch2", "isnet_odd", "modnet_batch2", "smp_unet_tu_hrnet_w18_small",
+    "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1398,6 +1420,13 @@ def make(index, name, kind, args, shape, out_dir):
         if d < 2:
             unused += [f"encoder.model.{m}" for m in ("conv2.", "bn2.", "transition", "stage")]
         unused += [f"encoder.model.incre_modules.{k}." for k in range(max(d - 1, 0), 4)]
+    if args.get("encoder", "").startswith("tu-xception"):
+        # timm's hook-based Xception holds the block of its last tap whole; the separable
+        # convolution after the tap and the skip never reach a feature.
+        last = model.encoder.model.feature_info.module_name()[-1]
+        if last.endswith("stack.act3"):
+            j = last.split(".")[1]
+            unused += [f"encoder.model.blocks_{j}.stack.conv3.", f"encoder.model.blocks_{j}.shortcut."]
     if any(f in args.get("encoder", "") for f in ("mobilenetv", "mixnet", "nasnet", "fbnet",
                                                      "tinynet", "lcnet")):
         # timm's MobileNet, MixNet and NAS features hold every stage but run those to the
