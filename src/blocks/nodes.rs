@@ -549,15 +549,16 @@ impl ConvTransposeNode {
         let in_per_group = params.in_channels / params.groups;
         let mut folded = weight.clone();
         let mut shift = Array1::zeros(params.out_channels);
+        // In f64, each folded value rounded once (as `fold_batch_norm`).
         for o in 0..params.out_channels {
-            let s = norm.gamma[o] / (norm.var[o] + eps).sqrt();
+            let s = f64::from(norm.gamma[o]) / (f64::from(norm.var[o]) + f64::from(eps)).sqrt();
             let g = o / per_group;
             let rows = g * in_per_group..(g + 1) * in_per_group;
             folded
                 .slice_mut(ndarray::s![rows, o % per_group, .., ..])
-                .mapv_inplace(|w| w * s);
-            let b = bias.as_ref().map_or(0.0, |b| b[o]);
-            shift[o] = (b - norm.mean[o]) * s + norm.beta[o];
+                .mapv_inplace(|w| (f64::from(w) * s) as f32);
+            let b = f64::from(bias.as_ref().map_or(0.0, |b| b[o]));
+            shift[o] = ((b - f64::from(norm.mean[o])) * s + f64::from(norm.beta[o])) as f32;
         }
         let gpu_params = ConvTranspose2dParams {
             bias: true,
