@@ -980,6 +980,14 @@ fn hrnet_bad_configurations_are_typed_errors() {
         }),
         "stage1_blocks",
     );
+    // timm reports 64 channels for the stem's feature, whatever its width.
+    named(
+        load(HrNetConfig {
+            stem_width: 32,
+            ..hrnet
+        }),
+        "stem_width",
+    );
     // timm asserts an output stride of 32: smp's DeepLabs cannot run an HRNet.
     let v3 = SmpDeepLabV3Config::new("tu-hrnet_w18_small", 3, 2).unwrap();
     named(
@@ -987,8 +995,8 @@ fn hrnet_bad_configurations_are_typed_errors() {
         "encoder_output_stride",
     );
     // Each branch must be twice the size of the next for the fusion's sums: 64 x 96
-    // runs, 45 x 61 (branches of 12 x 16, 6 x 8, 3 x 4, 2 x 2: 2 x 2 upsampled to 4 x 4
-    // against 3 x 4) is refused, as PyTorch fails on it.
+    // runs, 45 x 61 (branches of 12 x 16, 6 x 8, 3 x 4, 2 x 2: PyTorch first fails at
+    // stage 4, the 2 x 2 branch upsampled by 8 to 16 rows against 12) is refused.
     let cfg = SmpUnetConfig::new("tu-hrnet_w18_small", 3, 2)
         .unwrap()
         .depth(5, &[8; 5]);

@@ -2235,10 +2235,13 @@ impl RepConvNode {
             bias += &b;
         }
         if let Some(bn) = skip {
+            // In f64, each sum rounded once (as `fold_batch_norm`).
             for o in 0..params.out_channels {
-                let s = bn.gamma[o] / (bn.var[o] + bn.eps).sqrt();
-                weight[[o, o % in_per_group, kh / 2, kw / 2]] += s;
-                bias[o] += bn.beta[o] - bn.mean[o] * s;
+                let s = f64::from(bn.gamma[o]) / (f64::from(bn.var[o]) + f64::from(bn.eps)).sqrt();
+                let centre = &mut weight[[o, o % in_per_group, kh / 2, kw / 2]];
+                *centre = (f64::from(*centre) + s) as f32;
+                let shift = f64::from(bn.beta[o]) - f64::from(bn.mean[o]) * s;
+                bias[o] = (f64::from(bias[o]) + shift) as f32;
             }
         }
         Ok((weight, bias))

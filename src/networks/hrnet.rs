@@ -12,7 +12,8 @@
 //!   (`fuse_layers.{i}.{j}`): a lower resolution by a 1x1 convolution and a nearest
 //!   upsampling, a higher one by a chain of 3x3 stride-2 convolutions, the sum through a
 //!   ReLU. A transition (`transition{s}`) opens each new branch with a 3x3 stride-2
-//!   convolution from the last one.
+//!   convolution from the last one; `transition1.0` maps stage 1's output to the first
+//!   branch's width with a 3x3 convolution (where the two differ).
 //! - `incre_modules.{i}`: one bottleneck a branch, to 128, 256, 512 and 1024 channels: the
 //!   features at strides 4 to 32.
 //!
@@ -34,6 +35,8 @@ use crate::weights::{key, StateDict};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HrNetConfig {
     /// Output channels of the first 3x3 convolution (`stem_width`; the second outputs 64).
+    /// timm reports 64 channels for this feature whatever it is, so smp's decoders run only
+    /// at 64 (any other width is an error naming `stem_width`).
     pub stem_width: usize,
     /// Bottlenecks in `layer1` (stage 1's `num_blocks`).
     pub stage1_blocks: usize,
@@ -98,8 +101,16 @@ impl HrNetConfig {
     }
 
     /// Checks the configuration: every width, count and depth at least 1 (timm builds a
-    /// branch's first block even at depth 0; this library asks for what it runs).
+    /// branch's first block even at depth 0; this library asks for what it runs), and the
+    /// stem's width 64 (see the field).
     pub(crate) fn validate(&self) -> Result<()> {
+        fail_if(self.stem_width != STEM_OUT, "stem_width", || {
+            format!(
+                "smp sizes its decoder for the 64 channels timm reports for the stem's \
+                 feature, got {}",
+                self.stem_width
+            )
+        })?;
         positive(&[
             ("stem_width", self.stem_width),
             ("stage1_blocks", self.stage1_blocks),
@@ -248,7 +259,8 @@ impl HrNetConfig {
     /// identity, a lower resolution `j > i` by its 1x1 convolution and a nearest upsampling
     /// by `2^(j - i)`, a higher one `j < i` by `i - j` 3x3 stride-2 convolutions (ReLU
     /// between them). The last of those chains adds the rest of the sum in its store, with
-    /// the ReLU where it is the last term.
+    /// the ReLU where it is the last term (the terms are added in another order than
+    /// PyTorch's left-to-right sum: the same value up to rounding).
     fn append_fuse(
         &self,
         g: &mut Graph,

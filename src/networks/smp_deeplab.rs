@@ -295,6 +295,7 @@ impl Architecture for SmpDeepLabV3Config {
     /// Checks an input shape: `in_channels` channels, height and width divisible by the
     /// encoder's output stride (smp's `check_input_shape`).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        self.encoder.check_input(input)?;
         let stride = input_stride(self.encoder_depth, self.encoder_output_stride);
         super::smp_unet::check_divisible(input, self.in_channels, stride)
     }
@@ -376,6 +377,7 @@ impl Architecture for SmpDeepLabV3PlusConfig {
     /// Checks an input shape: `in_channels` channels, height and width divisible by the
     /// encoder's output stride (smp's `check_input_shape`).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        self.encoder.check_input(input)?;
         let stride = input_stride(self.encoder_depth, self.encoder_output_stride);
         super::smp_unet::check_divisible(input, self.in_channels, stride)
     }

@@ -156,8 +156,8 @@ pub enum SmpEncoder {
     /// `TimmUniversalEncoder` (`encoder.model.conv1` .. `encoder.model.incre_modules.*`;
     /// [`HrNetConfig`]): the stem's first convolution and the four `incre_modules` as the
     /// features. They cannot be dilated (timm refuses it), and every branch's size must
-    /// be twice the next one's (inputs of a multiple of 32 pixels), as PyTorch's sums
-    /// need.
+    /// be twice the next one's, as PyTorch's sums need: a quarter of the input's height
+    /// and width, rounded up, a multiple of 8 (multiples of 32, and 29 to 31 above them).
     TimmUniversalHrNet(HrNetConfig),
     /// `tu-xception41`, `tu-xception65`, `tu-xception71` (a pretrained tag after `.`
     /// ignored): timm's Aligned Xceptions (DeepLabV3+'s) through smp's
@@ -1396,7 +1396,8 @@ impl Architecture for SmpUnetConfig {
     }
 
     /// Checks an input shape: `in_channels` channels, of any size (smp 0.6's Unet sets
-    /// `requires_divisible_input_shape = False`: each decoder block resizes to its skip).
+    /// `requires_divisible_input_shape = False`: each decoder block resizes to its skip)
+    /// that the encoder runs ([`SmpEncoder::TimmUniversalHrNet`]'s rule).
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
         self.encoder.check_input(input)?;
         if self.nested {
