@@ -203,8 +203,8 @@ impl SmpEncoder {
     /// Res2Nets too), EfficientNets, MobileNets ([`SmpEncoder::TimmUniversalResNet`],
     /// [`SmpEncoder::TimmUniversalEfficientNet`], [`SmpEncoder::TimmUniversalMobileNet`]) and
     /// RegNets ([`SmpEncoder::TimmUniversalRegNet`]), its ConvNeXts
-    /// ([`SmpEncoder::TimmUniversalConvNext`]) and GENets
-    /// ([`SmpEncoder::TimmUniversalGerNet`]), HRNets ([`SmpEncoder::TimmUniversalHrNet`]), Aligned Xceptions
+    /// ([`SmpEncoder::TimmUniversalConvNext`]), GENets ([`SmpEncoder::TimmUniversalGerNet`]),
+    /// HRNets ([`SmpEncoder::TimmUniversalHrNet`]) and Aligned Xceptions
     /// ([`SmpEncoder::TimmUniversalXception`]), and smp's deprecated `timm-mobilenetv3_*`,
     /// `timm-regnet*`, `timm-res2*`, `timm-resnest*` and `timm-gernet_*` names (run as smp
     /// 0.6 runs them: as timm's `tf_mobilenetv3_*`, `regnet*`, `res2*`, `resnest*` and
@@ -430,11 +430,11 @@ impl SmpEncoder {
         )
     }
 
-    /// Checks an input `[N, C, H, W]` against what the encoder runs at `depth` beyond the
-    /// model's own rule: an HRNet's branches must halve exactly for its fusion's sums
-    /// (`ceil(H / 4)` and `ceil(W / 4)` multiples of 8, as PyTorch's sums need; timm runs
-    /// every stage at every depth, so depth 1 too, though the library then runs the stem
-    /// alone); the error names `input`.
+    /// Checks an input `[N, C, H, W]` against what the encoder runs, beyond the model's own
+    /// rule: an HRNet's branches must halve exactly for its fusion's sums (`ceil(H / 4)`
+    /// and `ceil(W / 4)` multiples of 8, as PyTorch's sums need; timm runs every stage at
+    /// every encoder depth, so depth 1 too, though the library then runs the stem alone);
+    /// the error names `input`.
     pub(crate) fn check_input(&self, input: [usize; 4]) -> Result<()> {
         let SmpEncoder::TimmUniversalHrNet(_) = self else {
             return Ok(());
