@@ -157,7 +157,7 @@ pub enum SmpEncoder {
     /// [`HrNetConfig`]): the stem's first convolution and the four `incre_modules` as the
     /// features. They cannot be dilated (timm refuses it), and every branch's size must
     /// be twice the next one's, as PyTorch's sums need: a quarter of the input's height
-    /// and width, rounded up, a multiple of 8 (multiples of 32, and 29 to 31 above them).
+    /// and width, rounded up, a multiple of 8 (sides of 29 to 32, 61 to 64, ...).
     TimmUniversalHrNet(HrNetConfig),
     /// `tu-xception41`, `tu-xception65`, `tu-xception71` (a pretrained tag after `.`
     /// ignored): timm's Aligned Xceptions (DeepLabV3+'s) through smp's
