@@ -22,7 +22,8 @@ use crate::ops::copy::{CropParams2d, Pad2dParams};
 use crate::ops::decoder_stage::{DecoderStage, DecoderStageParams};
 use crate::ops::lraspp_head::{LrAsppHead, LrAsppHeadParams, Pointwise};
 use crate::ops::norm::{
-    fold_batch_norm, BatchNorm2dParams, GlobalResponseNorm, GlobalResponseNormParams,
+    batch_norm_scale_shift, fold_batch_norm, BatchNorm2dParams, GlobalResponseNorm,
+    GlobalResponseNormParams,
 };
 use crate::ops::pool::{
     self, AdaptiveAvgPool2dParams, AvgPool2dParams, GlobalPool, MaxPool2dParams, MaxUnpool2dParams,
@@ -43,6 +44,11 @@ pub(crate) struct BnState {
 }
 
 impl BnState {
+    /// Channel `o`'s `[gamma, beta, mean, var]` ([`batch_norm_scale_shift`]'s order).
+    pub(crate) fn channel(&self, o: usize) -> [f32; 4] {
+        [self.gamma[o], self.beta[o], self.mean[o], self.var[o]]
+    }
+
     pub(crate) fn load(sd: &StateDict, prefix: &str, channels: usize, eps: f32) -> Result<Self> {
         let get = |n: &str| sd.get1(&key(prefix, n), channels);
         Ok(BnState {
@@ -549,16 +555,15 @@ impl ConvTransposeNode {
         let in_per_group = params.in_channels / params.groups;
         let mut folded = weight.clone();
         let mut shift = Array1::zeros(params.out_channels);
-        // In f64, each folded value rounded once (as `fold_batch_norm`).
         for o in 0..params.out_channels {
-            let s = f64::from(norm.gamma[o]) / (f64::from(norm.var[o]) + f64::from(eps)).sqrt();
+            let b = bias.as_ref().map_or(0.0, |b| b[o]);
+            let (s, t) = batch_norm_scale_shift(norm.channel(o), eps, b);
             let g = o / per_group;
             let rows = g * in_per_group..(g + 1) * in_per_group;
             folded
                 .slice_mut(ndarray::s![rows, o % per_group, .., ..])
                 .mapv_inplace(|w| (f64::from(w) * s) as f32);
-            let b = f64::from(bias.as_ref().map_or(0.0, |b| b[o]));
-            shift[o] = ((b - f64::from(norm.mean[o])) * s + f64::from(norm.beta[o])) as f32;
+            shift[o] = t as f32;
         }
         let gpu_params = ConvTranspose2dParams {
             bias: true,
@@ -1313,31 +1318,38 @@ impl ConcatInPlace {
             .collect()
     }
 
-    /// Each part's shape in the concatenation.
-    fn part_shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
-        let resizes = self.resizes(inputs)?;
-        (0..self.parts.len())
-            .map(|i| {
+    /// Each part's shape in the concatenation (the value inputs' shapes `inputs`, each
+    /// part's resize `resizes`), and the concatenation's.
+    fn part_shapes(
+        inputs: &Inputs<'_, [usize; 4]>,
+        resizes: &[Option<UpsampleParams>],
+    ) -> Result<(Vec<[usize; 4]>, [usize; 4])> {
+        let parts = resizes
+            .iter()
+            .enumerate()
+            .map(|(i, resize)| {
                 let x = *inputs.get(i)?;
-                resizes[i].map_or(Ok(x), |p| p.output_shape(x))
+                resize.map_or(Ok(x), |p| p.output_shape(x))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        let out = Op::Concat.shapes(&Inputs {
+            values: parts.iter().collect(),
+            shapes: Vec::new(),
+        })?[0];
+        Ok((parts, out))
     }
 }
 
 impl Node for ConcatInPlace {
     fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
-        let parts = self.part_shapes(inputs)?;
-        Op::Concat.shapes(&Inputs {
-            values: parts.iter().collect(),
-            shapes: Vec::new(),
-        })
+        Ok(vec![Self::part_shapes(inputs, &self.resizes(inputs)?)?.1])
     }
 
     fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
-        self.shapes(inputs)?;
+        let resizes = self.resizes(inputs)?;
+        Self::part_shapes(inputs, &resizes)?;
         let mut cost = Cost::default();
-        for (i, resize) in self.resizes(inputs)?.into_iter().enumerate() {
+        for (i, resize) in resizes.into_iter().enumerate() {
             let x = *inputs.get(i)?;
             let part = match resize {
                 // Read and written once.
@@ -1361,15 +1373,11 @@ impl Node for ConcatInPlace {
             values: value_shapes.iter().collect(),
             shapes: inputs.shapes.clone(),
         };
-        let out = self.shapes(&shapes)?[0];
+        let resizes = self.resizes(inputs)?;
+        let (parts, out) = Self::part_shapes(&shapes, &resizes)?;
         let y = rec.empty("output", out)?;
         let mut offset = 0;
-        for ((resize, x), part_shape) in self
-            .resizes(inputs)?
-            .into_iter()
-            .zip(&values)
-            .zip(self.part_shapes(&shapes)?)
-        {
+        for ((resize, x), part_shape) in resizes.into_iter().zip(&values).zip(parts) {
             match resize {
                 None => channel::copy_into_channels(rec, x, &y, offset)?,
                 Some(p) => upsample::upsample_into(rec, &p, x, &y, offset)?,
@@ -2235,12 +2243,11 @@ impl RepConvNode {
             bias += &b;
         }
         if let Some(bn) = skip {
-            // In f64, each sum rounded once (as `fold_batch_norm`).
+            // Each sum in f64, rounded once.
             for o in 0..params.out_channels {
-                let s = f64::from(bn.gamma[o]) / (f64::from(bn.var[o]) + f64::from(bn.eps)).sqrt();
+                let (s, shift) = batch_norm_scale_shift(bn.channel(o), bn.eps, 0.0);
                 let centre = &mut weight[[o, o % in_per_group, kh / 2, kw / 2]];
                 *centre = (f64::from(*centre) + s) as f32;
-                let shift = f64::from(bn.beta[o]) - f64::from(bn.mean[o]) * s;
                 bias[o] = (f64::from(bias[o]) + shift) as f32;
             }
         }

@@ -112,7 +112,6 @@ impl HrNetConfig {
             )
         })?;
         positive(&[
-            ("stem_width", self.stem_width),
             ("stage1_blocks", self.stage1_blocks),
             ("stage1_planes", self.stage1_planes),
         ])?;

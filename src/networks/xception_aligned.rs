@@ -180,7 +180,6 @@ impl AlignedXceptionConfig {
         if features.len() == depth {
             features.push(y);
         }
-        features.truncate(depth + 1);
         Ok(features)
     }
 

@@ -1107,21 +1107,31 @@ pub fn fold_batch_norm(
     if let Some(b) = &bias {
         check_len("conv bias", b, c)?;
     }
-    // In f64, each folded value rounded once: the folded weights then carry no more
-    // rounding than the weights PyTorch multiplies (f32 products of three roundings
-    // measured up to twice the error on deep calibrated networks).
-    let scale: Vec<f64> = (0..c)
-        .map(|i| f64::from(gamma[i]) / (f64::from(running_var[i]) + f64::from(eps)).sqrt())
+    let folded: Vec<(f64, f64)> = (0..c)
+        .map(|i| {
+            let b = bias.as_ref().map_or(0.0, |b| b[i]);
+            let bn = [gamma[i], beta[i], running_mean[i], running_var[i]];
+            batch_norm_scale_shift(bn, eps, b)
+        })
         .collect();
     let mut w = weight.to_owned();
-    for (i, mut out_channel) in w.outer_iter_mut().enumerate() {
-        out_channel.mapv_inplace(|v| (f64::from(v) * scale[i]) as f32);
+    for (mut out_channel, &(scale, _)) in w.outer_iter_mut().zip(&folded) {
+        out_channel.mapv_inplace(|v| (f64::from(v) * scale) as f32);
     }
-    let b = Array1::from_iter((0..c).map(|i| {
-        let shift = f64::from(bias.as_ref().map_or(0.0, |b| b[i])) - f64::from(running_mean[i]);
-        (shift * scale[i] + f64::from(beta[i])) as f32
-    }));
+    let b = Array1::from_iter(folded.iter().map(|&(_, shift)| shift as f32));
     Ok((w, b))
+}
+
+/// One channel's batch norm `[gamma, beta, running_mean, running_var]` (eps `eps`) after a
+/// convolution whose bias is `bias`, as the scale of the convolution's weights and the
+/// shift that replaces its bias: `s = gamma / sqrt(var + eps)`, `(bias - mean) * s +
+/// beta`. In f64, so that each folded value is rounded once: the folded weights then
+/// carry no more rounding than the weights PyTorch multiplies (f32 products of three
+/// roundings measured up to twice the error on deep calibrated networks).
+pub(crate) fn batch_norm_scale_shift(bn: [f32; 4], eps: f32, bias: f32) -> (f64, f64) {
+    let [gamma, beta, mean, var] = bn.map(f64::from);
+    let s = gamma / (var + f64::from(eps)).sqrt();
+    (s, (f64::from(bias) - mean) * s + beta)
 }
 
 /// The inherent `output_shape` / `cost` and the [`SegmentNormParams`] impl of a norm's
