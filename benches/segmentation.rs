@@ -23,7 +23,9 @@
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160,
 //! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it) and
-//! MODNet's matte at 256.
+//! MODNet's matte at 256, and Robust Video Matting (MobileNetV3) on a stream of frames,
+//! its recurrent state carried from one to the next on the GPU: 256 x 256 at
+//! `downsample_ratio` 1, and 288 x 512 at 0.5 through the deep guided filter.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
 //! `benches/torch_segmentation.py` times the same networks in PyTorch on the CPU; run both
 //! in one session and compare ratios.
@@ -42,6 +44,7 @@ use segblocks::networks::{
     SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
     SmpUperNetConfig, U2Net, U2NetConfig, UNet, UNetConfig,
 };
+use segblocks::networks::{RobustVideoMatting, RvmConfig, RvmMaps, RvmRun};
 use segblocks::{Gpu, StateDict};
 
 fn time<A: Architecture>(
@@ -288,6 +291,49 @@ fn bench(c: &mut Criterion) {
     // Portrait matting for video: MODNet's matte at 256 x 256.
     let net = ModNet::load(&gpu, ModNetConfig::new(), &sd, "").unwrap();
     time(&mut g, &gpu, "modnet_256", &net, [1, 3, 256, 256]);
+    // Video matting: each frame with the previous frame's state, the foreground and alpha
+    // read back.
+    let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();
+    for (name, shape, ratio) in [
+        ("rvm_mobilenetv3_256", [1, 3, 256, 256], 1.0),
+        ("rvm_mobilenetv3_288x512_half", [1, 3, 288, 512], 0.5),
+    ] {
+        let run = RvmRun::default().downsample_ratio(ratio);
+        let summary = net.summary(shape, run).unwrap();
+        eprintln!(
+            "{name}: {:.1} M parameters, {:.2} GMACs at {shape:?}",
+            summary.total_params() as f64 / 1e6,
+            summary.total_macs() as f64 / 1e9
+        );
+        let x = common::input(shape).mapv(|v| v.abs().min(1.0));
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        net.forward(&mut rec, &xt, None, run).unwrap();
+        let traffic = rec.traffic();
+        rec.submit().unwrap();
+        eprintln!(
+            "{name}: {} passes ({} compute dispatches), {:.1} MB read + {:.1} MB written",
+            traffic.dispatches.len(),
+            traffic.dispatch_count(),
+            traffic.read() as f64 / 1e6,
+            traffic.written() as f64 / 1e6
+        );
+        let mut state = None;
+        g.throughput(Throughput::Elements(2 * summary.total_macs()));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let xt = gpu.upload(x.view()).unwrap();
+                let mut rec = gpu.recorder();
+                let out = net.forward(&mut rec, &xt, state.as_ref(), run).unwrap();
+                let RvmMaps::Matting { fgr, pha } = &out.maps else {
+                    unreachable!("the matting pass")
+                };
+                let maps = rec.download_many(&[fgr, pha]).unwrap();
+                state = Some(out.state);
+                maps
+            })
+        });
+    }
     g.finish();
 }
 

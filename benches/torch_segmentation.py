@@ -151,3 +151,16 @@ bench("u2net_160", first(u2net.U2NET(3, 1).eval()), small)
 from modnet.modnet import MODNet  # noqa: E402
 modnet = MODNet(backbone_pretrained=False).eval()
 bench("modnet_256", lambda x: modnet(x, True)[2], (1, 3, 256, 256))
+# Robust Video Matting (the golden script's transcription of RVM's modules), each frame
+# with the previous frame's state, the foreground and alpha read back.
+from make_golden_rvm import MattingNetwork  # noqa: E402
+rvm = MattingNetwork("mobilenetv3").eval()
+for name, shape, ratio in [("rvm_mobilenetv3_256", (1, 3, 256, 256), 1),
+                           ("rvm_mobilenetv3_288x512_half", (1, 3, 288, 512), 0.5)]:
+    state = [None] * 4
+
+    def frame(x, ratio=ratio):
+        fgr, pha, *rec = rvm(x.abs().clamp(max=1), *state, downsample_ratio=ratio)
+        state[:] = rec
+        return torch.cat([fgr.flatten(), pha.flatten()])
+    bench(name, frame, shape)

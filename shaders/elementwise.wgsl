@@ -13,6 +13,9 @@
 // MODE 8 y = act(a + s[n, c])                       (a bias per sample and channel)
 // MODE 9 y = act(a + s[c, h, w])                    (a [1, C, H, W] map added to every
 //        sample: a vision transformer's position embedding)
+// MODE 10 y = act(a * b)                            (product of two maps)
+// MODE 11 y = act(s - a * b)                        (a guided filter's covariance)
+// MODE 12 y = act(a * b + s)                        (a guided filter's output)
 // ACT is the output activation, GATE the activation applied to s (0 = none), so an
 // attention block's sigmoid is applied in the same pass that reads the feature map.
 #include "activation.wgsl"
@@ -32,7 +35,7 @@ struct ElementwiseParams {
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> a: array<vec4<Act>>;
-// The second operand (MODE 1, 4, 5, 6, 7).
+// The second operand (MODE 1, 4, 5, 6, 7, 10, 11, 12).
 @group(0) @binding(2) var<storage, read> b: array<vec4<Act>>;
 // The gate, mask or added values (MODE 2 to 9).
 @group(0) @binding(3) var<storage, read> s_in: array<Act>;
@@ -82,6 +85,17 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
             switch MODE {
                 case 0u: { v = av; }
                 case 1u: { v = av + vec4<f32>(b[i]); }
+                case 10u: { v = av * vec4<f32>(b[i]); }
+                case 11u, 12u: {
+                    let e = 4u * i;
+                    let sv = vec4<f32>(f32(s_in[e]), f32(s_in[e + 1u]), f32(s_in[e + 2u]), f32(s_in[e + 3u]));
+                    let product = av * vec4<f32>(b[i]);
+                    if (MODE == 11u) {
+                        v = sv - product;
+                    } else {
+                        v = product + sv;
+                    }
+                }
                 case 2u, 3u: { v = av * gate_values(4u * i); }
                 case 6u: { v = av * gate_values(4u * i) + vec4<f32>(b[i]); }
                 case 7u: {

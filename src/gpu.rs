@@ -2309,6 +2309,13 @@ impl<'g> Recorder<'g> {
         })
     }
 
+    /// A tensor of zeros (`torch.zeros`), cleared by this recording.
+    pub(crate) fn zeros(&mut self, name: &'static str, shape: [usize; 4]) -> Result<Tensor> {
+        let t = self.empty(name, shape)?;
+        self.clear(&t.buf);
+        Ok(t)
+    }
+
     /// An output tensor stored as f32 at every precision: a parameter's gradient, or
     /// 4-byte words that are not activations (packed pixels).
     pub(crate) fn empty_f32(&mut self, name: &'static str, shape: [usize; 4]) -> Result<Tensor> {

@@ -274,6 +274,47 @@ fn elementwise_ops_match_reference() {
         tol(&want, 1e-6).view(),
         "highway",
     );
+    for act in [Activation::None, Activation::Sigmoid] {
+        let mut rec = gpu.recorder();
+        let y = channel::mul(&mut rec, &at, &bt, act).unwrap();
+        let want = reference::channel::mul(a.view(), b.view(), act);
+        assert_close(
+            rec.download(&y).unwrap().view(),
+            want.view(),
+            tol(&want, 1e-6).view(),
+            &format!("mul {act:?}"),
+        );
+    }
+    // A GRU's update: the weight in [0, 1] as a sigmoid makes it.
+    let z = s.mapv(|v| 1.0 / (1.0 + (-4.0 * v).exp()));
+    let mut rec = gpu.recorder();
+    let y = channel::blend(&mut rec, &at, &bt, &up(&z)).unwrap();
+    let want = reference::channel::blend(a.view(), b.view(), z.view());
+    assert_close(
+        rec.download(&y).unwrap().view(),
+        want.view(),
+        tol(&want, 1e-6).view(),
+        "blend",
+    );
+    // A guided filter's `c - a * b` and `a * b + c`.
+    let mut rec = gpu.recorder();
+    let y = channel::sub_mul(&mut rec, &st, &at, &bt).unwrap();
+    let want = reference::channel::sub_mul(s.view(), a.view(), b.view());
+    assert_close(
+        rec.download(&y).unwrap().view(),
+        want.view(),
+        tol(&want, 1e-6).view(),
+        "sub_mul",
+    );
+    let mut rec = gpu.recorder();
+    let y = channel::mul_add(&mut rec, &at, &bt, &st).unwrap();
+    let want = reference::channel::mul_add(a.view(), b.view(), s.view());
+    assert_close(
+        rec.download(&y).unwrap().view(),
+        want.view(),
+        tol(&want, 1e-6).view(),
+        "mul_add",
+    );
     let mut rec = gpu.recorder();
     let y = channel::residual_attention(&mut rec, &at, &bt, &st).unwrap();
     let want = reference::channel::residual_attention(a.view(), b.view(), s.view());
@@ -915,6 +956,26 @@ fn bad_input_is_a_typed_error() {
             name: "t_logits",
             ..
         })
+    ));
+    assert!(matches!(
+        channel::mul(&mut rec, &x, &y, Activation::None),
+        Err(Error::ShapeMismatch { name: "b", .. })
+    ));
+    assert!(matches!(
+        channel::blend(&mut rec, &x, &x, &y),
+        Err(Error::ShapeMismatch { name: "weight", .. })
+    ));
+    assert!(matches!(
+        channel::blend(&mut rec, &x, &y, &x),
+        Err(Error::ShapeMismatch { name: "end", .. })
+    ));
+    assert!(matches!(
+        channel::sub_mul(&mut rec, &y, &x, &x),
+        Err(Error::ShapeMismatch { name: "c", .. })
+    ));
+    assert!(matches!(
+        channel::mul_add(&mut rec, &x, &y, &x),
+        Err(Error::ShapeMismatch { name: "b", .. })
     ));
     expect_param(SqueezeExcitationParams::with_reduction(6, 8), "reduction");
     expect_param(

@@ -294,6 +294,49 @@ fn mobilenet_v2_features_in_f16_within_1e_2_of_f32() {
     }
 }
 
+/// Robust Video Matting in f16 on two frames, the state carried in f16 too: within 1e-2
+/// of PyTorch's f32 result, relative to each output's largest value.
+#[test]
+fn rvm_in_f16_within_1e_2_of_pytorch() {
+    use segblocks::networks::{RobustVideoMatting, RvmConfig, RvmMaps, RvmRun};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/rvm");
+    for (name, ratio) in [("mobilenetv3_odd_batch2", 1.0), ("mobilenetv3_half", 0.5)] {
+        let file = segblocks::StateDict::load(format!("{dir}/{name}.safetensors")).unwrap();
+        let mut sd = segblocks::StateDict::synthetic();
+        for n in ["project_mat.conv.bias", "refiner.box_filter.weight"] {
+            sd.insert(n, file.tensor(n).unwrap().clone());
+        }
+        for gpu in [half().clone(), half_gpu_class()] {
+            let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();
+            let run = RvmRun::default().downsample_ratio(ratio);
+            let mut state = None;
+            for t in 0..2 {
+                let x = common::stored4(&file, &format!("x{t}")).unwrap();
+                let mut rec = gpu.recorder();
+                let out = net
+                    .forward(
+                        &mut rec,
+                        &gpu.upload(x.view()).unwrap(),
+                        state.as_ref(),
+                        run,
+                    )
+                    .unwrap();
+                let RvmMaps::Matting { fgr, pha } = &out.maps else {
+                    panic!("the matting pass")
+                };
+                let got = rec.download_many(&[fgr, pha, &out.state[3]]).unwrap();
+                for (g, n) in got.iter().zip(["fgr", "pha", "r4_"]) {
+                    let want = common::stored4(&file, &format!("{n}{t}")).unwrap();
+                    let err = common::relative(g, &want);
+                    eprintln!("rvm {name} f16 frame {t} {n}: {err:.1e}");
+                    assert!(err < 1e-2, "{name} frame {t} {n}: {err}");
+                }
+                state = Some(out.state);
+            }
+        }
+    }
+}
+
 /// A device without `SHADER_F16` is refused by name; f32-only work is refused with a
 /// typed error, never a wrong answer.
 #[test]
@@ -533,6 +576,31 @@ fn data_movement_and_pooling_ops_round_once() {
         2.0,
         |x| reference::channel::add(x.view(), x.view(), Activation::Relu),
         |rec, x| channel::add(rec, x, x, Activation::Relu).unwrap(),
+    );
+    // The products of maps (a GRU's reset gate, a guided filter's statistics).
+    check_one_pass(
+        "mul",
+        shape,
+        351,
+        2.0,
+        |x| reference::channel::mul(x.view(), x.view(), Activation::None),
+        |rec, x| channel::mul(rec, x, x, Activation::None).unwrap(),
+    );
+    check_one_pass(
+        "mul_add",
+        shape,
+        352,
+        4.0,
+        |x| reference::channel::mul_add(x.view(), x.view(), x.view()),
+        |rec, x| channel::mul_add(rec, x, x, x).unwrap(),
+    );
+    check_one_pass(
+        "sub_mul",
+        shape,
+        353,
+        4.0,
+        |x| reference::channel::sub_mul(x.view(), x.view(), x.view()),
+        |rec, x| channel::sub_mul(rec, x, x, x).unwrap(),
     );
     check_one_pass(
         "hardswish",

@@ -143,11 +143,14 @@ struct Step {
 }
 
 /// A block's computation: named nodes in execution order over values, from one input to
-/// one output (a graph nested in a network's may hand further outputs to it).
+/// one output (a graph nested in a network's may hand further outputs to it; a recurrent
+/// network's takes its states as further inputs).
 #[derive(Debug)]
 pub struct Graph {
     steps: Vec<Step>,
     values: usize,
+    /// Values `0..inputs` are the graph's inputs.
+    inputs: usize,
     outputs: Vec<ValueId>,
     /// What [`Graph::forward_all`] records ([`Graph::forward_plan`]), made at its first
     /// call.
@@ -171,9 +174,15 @@ impl Default for Graph {
 impl Graph {
     /// An empty graph whose value 0 is its input.
     pub(crate) fn new() -> Self {
+        Graph::with_inputs(1)
+    }
+
+    /// An empty graph whose values `0..inputs` are its inputs ([`Graph::input_at`]).
+    pub(crate) fn with_inputs(inputs: usize) -> Self {
         Graph {
             steps: Vec::new(),
-            values: 1,
+            values: inputs,
+            inputs,
             outputs: Vec::new(),
             plan: OnceLock::new(),
         }
@@ -182,6 +191,12 @@ impl Graph {
     /// The graph's input.
     pub(crate) fn input(&self) -> ValueId {
         ValueId(0)
+    }
+
+    /// The graph's input `i` (of [`Graph::with_inputs`]).
+    pub(crate) fn input_at(&self, i: usize) -> ValueId {
+        debug_assert!(i < self.inputs);
+        ValueId(i)
     }
 
     /// Appends a node with one output.
@@ -350,22 +365,32 @@ impl Graph {
     /// (the graph's outputs excepted), and returns the outputs.
     fn walk<V: Clone>(
         &self,
-        input: V,
+        inputs: Vec<V>,
         shape_of: impl Fn(&V) -> [usize; 4],
         run: impl FnMut(&Step, &Inputs<'_, V>) -> Result<Vec<V>>,
     ) -> Result<Vec<V>> {
         let steps: Vec<&Step> = self.steps.iter().collect();
-        self.walk_steps(&steps, input, shape_of, run)
+        self.walk_steps(&steps, inputs, shape_of, run)
     }
 
     /// [`Graph::walk`] over `steps` (the graph's, or its forward plan's).
     fn walk_steps<V: Clone>(
         &self,
         steps: &[&Step],
-        input: V,
+        inputs: Vec<V>,
         shape_of: impl Fn(&V) -> [usize; 4],
         mut run: impl FnMut(&Step, &Inputs<'_, V>) -> Result<Vec<V>>,
     ) -> Result<Vec<V>> {
+        if inputs.len() != self.inputs {
+            return Err(Error::InvalidParam {
+                name: "inputs",
+                reason: format!(
+                    "the graph takes {} inputs, got {}",
+                    self.inputs,
+                    inputs.len()
+                ),
+            });
+        }
         let mut last_use = vec![None; self.values];
         for (i, s) in steps.iter().enumerate() {
             for v in &s.inputs {
@@ -374,8 +399,10 @@ impl Graph {
         }
         let mut values: Vec<Option<V>> = vec![None; self.values];
         let mut shapes: Vec<Option<[usize; 4]>> = vec![None; self.values];
-        shapes[0] = Some(shape_of(&input));
-        values[0] = Some(input);
+        for (i, input) in inputs.into_iter().enumerate() {
+            shapes[i] = Some(shape_of(&input));
+            values[i] = Some(input);
+        }
         for (i, s) in steps.iter().enumerate() {
             let outs = {
                 let get = |v: &ValueId| {
@@ -415,6 +442,15 @@ impl Graph {
 
     /// Records the graph on `input`; returns every output.
     pub(crate) fn forward_all(&self, rec: &mut Recorder<'_>, input: &Tensor) -> Result<Vec<Value>> {
+        self.forward_inputs(rec, &[input])
+    }
+
+    /// Records the graph on its inputs ([`Graph::with_inputs`]); returns every output.
+    pub(crate) fn forward_inputs(
+        &self,
+        rec: &mut Recorder<'_>,
+        inputs: &[&Tensor],
+    ) -> Result<Vec<Value>> {
         let plan = self.plan.get_or_init(|| self.forward_plan());
         let steps: Vec<&Step> = plan
             .iter()
@@ -425,7 +461,7 @@ impl Graph {
             .collect();
         self.walk_steps(
             &steps,
-            Value::Tensor(input.clone()),
+            inputs.iter().map(|t| Value::Tensor((*t).clone())).collect(),
             value_shape,
             |s, inputs| {
                 rec.enter_layer(&s.name);
@@ -443,8 +479,16 @@ impl Graph {
 
     /// The CPU reference of the graph on `input`; returns every output.
     pub(crate) fn reference_all(&self, input: ArrayView4<f32>) -> Result<Vec<HostValue>> {
+        self.reference_inputs(&[input])
+    }
+
+    /// The CPU reference of the graph on its inputs; returns every output.
+    pub(crate) fn reference_inputs(&self, inputs: &[ArrayView4<f32>]) -> Result<Vec<HostValue>> {
         self.walk(
-            HostValue::Tensor(input.to_owned()),
+            inputs
+                .iter()
+                .map(|x| HostValue::Tensor(x.to_owned()))
+                .collect(),
             host_shape,
             |s, inputs| s.node.reference(inputs),
         )
@@ -458,9 +502,17 @@ impl Graph {
     /// Every node's summary rows for an input of shape `input`, in execution order; the
     /// output shapes of every output.
     pub(crate) fn summary_all(&self, input: [usize; 4]) -> Result<(Summary, Vec<[usize; 4]>)> {
+        self.summary_inputs(&[input])
+    }
+
+    /// [`Graph::summary_all`] for the shapes of every input.
+    pub(crate) fn summary_inputs(
+        &self,
+        inputs: &[[usize; 4]],
+    ) -> Result<(Summary, Vec<[usize; 4]>)> {
         let mut summary = Summary::default();
         let outputs = self.walk(
-            input,
+            inputs.to_vec(),
             |s| *s,
             |s, inputs| {
                 summary.rows.extend(s.node.rows(&s.name, inputs)?);

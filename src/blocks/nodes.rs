@@ -1144,6 +1144,15 @@ pub(crate) enum Op {
     },
     /// The sum of inputs `(a, b)` (same shapes).
     Add,
+    /// `act(a * b)` of inputs `(a, b)` (same shapes).
+    Mul(Activation),
+    /// `(1 - weight) * start + weight * end` of inputs `(start, end, weight)` (same
+    /// shapes): a GRU's update.
+    Blend,
+    /// `c - a * b` of inputs `(c, a, b)` (same shapes).
+    SubMul,
+    /// `a * b + c` of inputs `(a, b, c)` (same shapes).
+    MulAdd,
     /// Softmax over the channels (`log`: log-softmax), `nn.Softmax2d` / `nn.LogSoftmax(1)`.
     Softmax {
         /// Log-softmax instead.
@@ -1460,8 +1469,13 @@ impl Node for Op {
                 same("branch", 2, x)?;
                 vec![x]
             }
-            Op::Add => {
+            Op::Add | Op::Mul(_) => {
                 same("b", 1, x)?;
+                vec![x]
+            }
+            Op::Blend | Op::SubMul | Op::MulAdd => {
+                same("inputs", 1, x)?;
+                same("inputs", 2, x)?;
                 vec![x]
             }
             Op::CropLike(_) => vec![self.crop(inputs)?.expect("crop").output_shape(x)?],
@@ -1509,8 +1523,10 @@ impl Node for Op {
             Op::ScaleSpatial(_)
             | Op::ScaleChannels(_)
             | Op::Add
+            | Op::Mul(_)
             | Op::ScaleChannelsAdd { .. }
             | Op::AddChannels(_) => elementwise_cost(x, 2),
+            Op::Blend | Op::SubMul | Op::MulAdd => elementwise_cost(x, 3),
             Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
             Op::Tokens { start, len } => tokens_params(*start, *len, x).cost(x)?,
             Op::ReshapeLike => Cost::default(),
@@ -1570,6 +1586,10 @@ impl Node for Op {
                 *act,
             )?),
             Op::Add => one(channel::add(rec, t(0)?, t(1)?, Activation::None)?),
+            Op::Mul(act) => one(channel::mul(rec, t(0)?, t(1)?, *act)?),
+            Op::Blend => one(channel::blend(rec, t(0)?, t(1)?, t(2)?)?),
+            Op::SubMul => one(channel::sub_mul(rec, t(0)?, t(1)?, t(2)?)?),
+            Op::MulAdd => one(channel::mul_add(rec, t(0)?, t(1)?, t(2)?)?),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(crate::ops::copy::crop(rec, &p, t(0)?)?)
@@ -1642,6 +1662,10 @@ impl Node for Op {
                 *act,
             )),
             Op::Add => one(rc::add(t(0)?, t(1)?, Activation::None)),
+            Op::Mul(act) => one(rc::mul(t(0)?, t(1)?, *act)),
+            Op::Blend => one(rc::blend(t(0)?, t(1)?, t(2)?)),
+            Op::SubMul => one(rc::sub_mul(t(0)?, t(1)?, t(2)?)),
+            Op::MulAdd => one(rc::mul_add(t(0)?, t(1)?, t(2)?)),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(reference::copy::crop(&p, t(0)?)?)

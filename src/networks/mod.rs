@@ -33,6 +33,7 @@ mod modnet;
 mod regnet;
 mod repvgg;
 mod resnet;
+mod rvm;
 mod segmentation;
 mod segnet;
 mod selfie;
@@ -81,6 +82,7 @@ pub use repvgg::RepVggConfig;
 pub use resnet::{
     ResNetAttention, ResNetBlock, ResNetConfig, ResNetFeatures, ResNetStageBlock, ResNetStem,
 };
+pub use rvm::{RobustVideoMatting, RvmConfig, RvmMaps, RvmOutput, RvmRefiner, RvmRun, RvmVariant};
 pub use segmentation::{
     SegmentationBackbone, SegmentationConfig, SegmentationHead, SegmentationModel,
 };

@@ -66,6 +66,9 @@ shader_modes! {
         LerpChannels = 7,
         AddChannels = 8,
         AddBroadcast = 9,
+        Mul = 10,
+        SubMul = 11,
+        MulAdd = 12,
     }
 }
 
@@ -812,6 +815,48 @@ pub fn activation(rec: &mut Recorder<'_>, x: &Tensor, act: Activation) -> Result
         whole_planes: true,
     };
     record_elementwise(rec, spec, x, None, None)
+}
+
+/// Elementwise product `act(a * b)` (`torch.mul`; shapes must match): a GRU's reset gate
+/// on its hidden state, a guided filter's products.
+pub fn mul(rec: &mut Recorder<'_>, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
+    a.check_gpu(rec.gpu(), "a")?;
+    b.check_gpu(rec.gpu(), "b")?;
+    same_shape("b", a.shape(), b.shape())?;
+    let spec = ElementwiseSpec {
+        mode: Mode::Mul,
+        act,
+        gate: Activation::None,
+        whole_planes: true,
+    };
+    record_elementwise(rec, spec, a, Some(b), None)
+}
+
+/// `c - a * b` elementwise, all three of one shape, in one pass: a guided filter's
+/// covariance `mean(x * y) - mean(x) * mean(y)` and offset `mean_y - A * mean_x`.
+pub fn sub_mul(rec: &mut Recorder<'_>, c: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let spec = gated(Mode::SubMul, Activation::None);
+    record_ternary(rec, spec, a, ("b", b), ("c", c))
+}
+
+/// `a * b + c` elementwise, all three of one shape, in one pass (`torch.addcmul(c, a,
+/// b)`): a guided filter's `A * x + b`.
+pub fn mul_add(rec: &mut Recorder<'_>, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Tensor> {
+    let spec = gated(Mode::MulAdd, Activation::None);
+    record_ternary(rec, spec, a, ("b", b), ("c", c))
+}
+
+/// `end * weight + start * (1 - weight)` elementwise, all three of one shape, in one pass:
+/// a GRU's update `(1 - z) * h + z * c` (`start` the old state `h`, `end` the candidate
+/// `c`, `weight` the update gate `z`), PyTorch's operations in PyTorch's order.
+pub fn blend(
+    rec: &mut Recorder<'_>,
+    start: &Tensor,
+    end: &Tensor,
+    weight: &Tensor,
+) -> Result<Tensor> {
+    let spec = gated(Mode::Highway, Activation::None);
+    record_ternary(rec, spec, start, ("end", end), ("weight", weight))
 }
 
 /// Residual add `act(a + b)` (shapes must match).

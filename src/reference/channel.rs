@@ -34,6 +34,41 @@ pub fn add(a: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Array4<f3
     out
 }
 
+/// `act(a * b)`.
+pub fn mul(a: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+    let mut out = a.to_owned();
+    out.zip_mut_with(&b, |o, &v| *o = super::activation(act, *o * v));
+    out
+}
+
+/// `c - a * b`, elementwise.
+pub fn sub_mul(c: ArrayView4<f32>, a: ArrayView4<f32>, b: ArrayView4<f32>) -> Array4<f32> {
+    let mut out = c.to_owned();
+    for (idx, v) in out.indexed_iter_mut() {
+        *v -= a[idx] * b[idx];
+    }
+    out
+}
+
+/// `a * b + c`, elementwise.
+pub fn mul_add(a: ArrayView4<f32>, b: ArrayView4<f32>, c: ArrayView4<f32>) -> Array4<f32> {
+    let mut out = a.to_owned();
+    for (idx, v) in out.indexed_iter_mut() {
+        *v = *v * b[idx] + c[idx];
+    }
+    out
+}
+
+/// `(1 - weight) * start + weight * end`, elementwise.
+pub fn blend(start: ArrayView4<f32>, end: ArrayView4<f32>, weight: ArrayView4<f32>) -> Array4<f32> {
+    let mut out = start.to_owned();
+    for (idx, v) in out.indexed_iter_mut() {
+        let z = weight[idx];
+        *v = (1.0 - z) * *v + z * end[idx];
+    }
+    out
+}
+
 /// `act(x)`.
 pub fn activation(x: ArrayView4<f32>, act: Activation) -> Array4<f32> {
     x.mapv(|v| super::activation(act, v))
