@@ -1527,7 +1527,10 @@ impl Node for Op {
             | Op::ScaleChannelsAdd { .. }
             | Op::AddChannels(_) => elementwise_cost(x, 2),
             Op::Blend | Op::SubMul | Op::MulAdd => elementwise_cost(x, 3),
-            Op::CropLike(_) => self.crop(inputs)?.expect("crop").cost(x)?,
+            Op::CropLike(_) => match self.crop(inputs)?.expect("crop") {
+                p if p.offset == (0, 0) && p.size == (x[2], x[3]) => Cost::default(),
+                p => p.cost(x)?,
+            },
             Op::Tokens { start, len } => tokens_params(*start, *len, x).cost(x)?,
             Op::ReshapeLike => Cost::default(),
         };
@@ -1591,8 +1594,14 @@ impl Node for Op {
             Op::SubMul => one(channel::sub_mul(rec, t(0)?, t(1)?, t(2)?)?),
             Op::MulAdd => one(channel::mul_add(rec, t(0)?, t(1)?, t(2)?)?),
             Op::CropLike(_) => {
-                let p = self.crop(inputs)?.expect("crop");
-                one(crate::ops::copy::crop(rec, &p, t(0)?)?)
+                let (p, x) = (self.crop(inputs)?.expect("crop"), t(0)?);
+                let s = x.shape();
+                match p.offset == (0, 0) && p.size == (s[2], s[3]) {
+                    // The whole map (an upsampled map that already has its skip's size):
+                    // the input itself, no pass.
+                    true => one(x.clone()),
+                    false => one(crate::ops::copy::crop(rec, &p, x)?),
+                }
             }
             Op::AddChannels(act) => one(channel::add_channels(rec, t(0)?, t(1)?, *act)?),
             Op::Tokens { start, len } => {

@@ -16,6 +16,9 @@ metadata the parameters the matting pass uses (`parameters`: all but `project_se
 the refiner where the ratio is 1). The refiner runs where the ratio is not 1.
 
     torch.venv/bin/python tests/golden/make_golden_rvm.py
+    # random cases (variant, batch 1-3, sides 1-70, ratio 1 or 0.2-0.9) into DIR/rvm,
+    # then: SEGBLOCKS_GOLDEN_DIR=DIR cargo test --release --test rvm
+    torch.venv/bin/python tests/golden/make_golden_rvm.py --random 12 --seed 1 --out DIR
 """
 import json
 import os
@@ -262,11 +265,32 @@ CASES = [
 ]
 
 
+def random_cases(count, seed):
+    """`count` cases drawn from `seed`: either variant, batch 1-3, each side 1-70, the
+    ratio 1 or 0.2-0.9 (redrawn until the resized frame keeps a pixel a side)."""
+    import random
+    rng = random.Random(seed)
+    cases = []
+    while len(cases) < count:
+        variant = rng.choice(["mobilenetv3", "mobilenetv3", "resnet50"])
+        shape = [rng.randint(1, 3), 3, rng.randint(1, 70), rng.randint(1, 70)]
+        ratio = 1 if rng.random() < 0.5 else round(rng.uniform(0.2, 0.9), 3)
+        if min(int(shape[2] * ratio), int(shape[3] * ratio)) < 1:
+            continue
+        cases.append((f"random{seed}_{len(cases)}", variant, shape, ratio))
+    return cases
+
+
 def main():
     torch.set_num_threads(1)
-    os.makedirs(OUT, exist_ok=True)
+    out_dir, cases = OUT, CASES
+    if "--random" in sys.argv:
+        arg = lambda flag: sys.argv[sys.argv.index(flag) + 1]  # noqa: E731
+        cases = random_cases(int(arg("--random")), int(arg("--seed")))
+        out_dir = os.path.join(arg("--out"), "rvm")
+    os.makedirs(out_dir, exist_ok=True)
     listed = []
-    for i, (name, variant, shape, ratio) in enumerate(CASES):
+    for i, (name, variant, shape, ratio) in enumerate(cases):
         torch.manual_seed(0)
         model = MattingNetwork(variant).eval()
         fill(model)
@@ -297,14 +321,14 @@ def main():
                 state = rec
         skip = ("project_seg.", "refiner.") if ratio == 1 else ("project_seg.",)
         params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(skip))
-        path = os.path.join(OUT, f"{name}.safetensors")
+        path = os.path.join(out_dir, f"{name}.safetensors")
         save_file({k: v.contiguous() for k, v in out.items()}, path,
                   metadata={"torch": torch.__version__, "parameters": str(params)})
         listed.append(dict(name=name, variant=variant, shape=shape, downsample_ratio=ratio,
                            parameters=params))
         print(name, shape, "parameters", params,
               {k: float(v.abs().mean()) for k, v in out.items() if not k.startswith(("x", "project", "refiner"))})
-    with open(os.path.join(OUT, "cases.json"), "w") as f:
+    with open(os.path.join(out_dir, "cases.json"), "w") as f:
         json.dump(listed, f, indent=1)
 
 
