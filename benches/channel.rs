@@ -1,7 +1,7 @@
 //! Channel plumbing and attention: channel shuffle (g = 2) on 232 x 28 x 28, concat of two
 //! 116-channel halves, ShuffleNetV2's shuffled pair (against concat then shuffle), a
 //! 116-channel narrow, a 28 x 28 crop of 232 x 34 x 34, residual add, a product of two
-//! maps, a GRU's blend and a guided filter's multiply-add, the blends of
+//! maps, a GRU's blend and a guided filter's division and multiply-add, the blends of
 //! Selective Kernel and ResNeSt attention, and an SE block on 96 x 28 x 28, each next to a plain
 //! buffer copy of the same feature map on the same adapter in the same run (GB/s from
 //! the bytes each op must move); the copy also with 2 and 4 vec4s per invocation.
@@ -119,7 +119,15 @@ fn bench(c: &mut Criterion) {
         16 * x.len() as u64,
         |rec, t| channel::blend(rec, t, &other, &other),
     );
-    // A guided filter's `A * x + b`.
+    // A guided filter's `cov / (var + eps)` and `A * x + b`.
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "div_232_28",
+        &x,
+        12 * x.len() as u64,
+        |rec, t| channel::div(rec, t, &other, 1e-5),
+    );
     common::bench_bytes(
         &mut g,
         &gpu,

@@ -16,6 +16,7 @@
 // MODE 10 y = act(a * b)                            (product of two maps)
 // MODE 11 y = act(s - a * b)                        (a guided filter's covariance)
 // MODE 12 y = act(a * b + s)                        (a guided filter's output)
+// MODE 13 y = act(a / (b + eps))                    (a guided filter's coefficients)
 // ACT is the output activation, GATE the activation applied to s (0 = none), so an
 // attention block's sigmoid is applied in the same pass that reads the feature map.
 #include "activation.wgsl"
@@ -31,13 +32,14 @@ struct ElementwiseParams {
     hw: u32,
     len4: u32, // ceil(N * C * H * W / 4)
     total: u32, // ceil(len4 / VEC)
+    eps: f32, // MODE 13's
 }
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> a: array<vec4<Act>>;
-// The second operand (MODE 1, 4, 5, 6, 7, 10, 11, 12).
+// The second operand (MODE 1, 4, 5, 6, 7, 10, 11, 12, 13).
 @group(0) @binding(2) var<storage, read> b: array<vec4<Act>>;
-// The gate, mask or added values (MODE 2 to 9).
+// The gate, mask or added values (MODE 2 to 9), the third operand (MODE 11, 12).
 @group(0) @binding(3) var<storage, read> s_in: array<Act>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<Act>>;
 
@@ -86,6 +88,7 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                 case 0u: { v = av; }
                 case 1u: { v = av + vec4<f32>(b[i]); }
                 case 10u: { v = av * vec4<f32>(b[i]); }
+                case 13u: { v = av / (vec4<f32>(b[i]) + p.eps); }
                 case 11u, 12u: {
                     let e = 4u * i;
                     let sv = vec4<f32>(f32(s_in[e]), f32(s_in[e + 1u]), f32(s_in[e + 2u]), f32(s_in[e + 3u]));

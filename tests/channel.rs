@@ -296,6 +296,22 @@ fn elementwise_ops_match_reference() {
         tol(&want, 1e-6).view(),
         "blend",
     );
+    // A guided filter's `a / (b + eps)`, zero divisors included (IEEE, as PyTorch).
+    for eps in [0.0, 1e-5] {
+        let mut divisor = b.clone();
+        divisor[[0, 0, 0, 0]] = 0.0;
+        divisor[[1, 2, 4, 6]] = -eps;
+        let mut rec = gpu.recorder();
+        let y = channel::div(&mut rec, &at, &up(&divisor), eps).unwrap();
+        let got = rec.download(&y).unwrap();
+        let want = reference::channel::div(a.view(), divisor.view(), eps);
+        for (g, w) in got.iter().zip(want.iter()) {
+            assert!(
+                (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 2e-6 * w.abs(),
+                "div eps {eps}: {g} against {w}"
+            );
+        }
+    }
     // A guided filter's `c - a * b` and `a * b + c`.
     let mut rec = gpu.recorder();
     let y = channel::sub_mul(&mut rec, &st, &at, &bt).unwrap();
@@ -969,6 +985,11 @@ fn bad_input_is_a_typed_error() {
         channel::blend(&mut rec, &x, &y, &x),
         Err(Error::ShapeMismatch { name: "end", .. })
     ));
+    assert!(matches!(
+        channel::div(&mut rec, &x, &y, 0.0),
+        Err(Error::ShapeMismatch { name: "b", .. })
+    ));
+    expect_param(channel::div(&mut rec, &x, &x, f32::NAN), "eps");
     assert!(matches!(
         channel::sub_mul(&mut rec, &y, &x, &x),
         Err(Error::ShapeMismatch { name: "c", .. })

@@ -587,6 +587,17 @@ fn data_movement_and_pooling_ops_round_once() {
         |rec, x| channel::mul(rec, x, x, Activation::None).unwrap(),
     );
     check_one_pass(
+        "div",
+        shape,
+        354,
+        2.0,
+        |x| reference::channel::div(x.view(), x.mapv(|v| v.max(0.0)).view(), 1.0),
+        |rec, x| {
+            let divisor = channel::activation(rec, x, Activation::Relu).unwrap();
+            channel::div(rec, x, &divisor, 1.0).unwrap()
+        },
+    );
+    check_one_pass(
         "mul_add",
         shape,
         352,

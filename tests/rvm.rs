@@ -27,14 +27,22 @@ fn cases() -> Vec<Value> {
 fn weights(file: &StateDict) -> StateDict {
     let mut sd = StateDict::synthetic();
     for name in ["project_mat.conv.bias", "refiner.box_filter.weight"] {
-        sd.insert(name, file.tensor(name).unwrap().clone());
+        if let Some(t) = file.tensor(name) {
+            sd.insert(name, t.clone());
+        }
     }
     sd
 }
 
+fn config(case: &Value) -> RvmConfig {
+    let refiner = RvmRefiner::from_name(case["refiner"].as_str().unwrap()).unwrap();
+    RvmConfig::from_name(case["variant"].as_str().unwrap())
+        .unwrap()
+        .refiner(refiner)
+}
+
 fn load(gpu: &Gpu, case: &Value, file: &StateDict) -> RobustVideoMatting {
-    let cfg = RvmConfig::from_name(case["variant"].as_str().unwrap()).unwrap();
-    RobustVideoMatting::load(gpu, cfg, &weights(file), "").unwrap()
+    RobustVideoMatting::load(gpu, config(case), &weights(file), "").unwrap()
 }
 
 /// Every output of frame `t` against the file's: the maps of the pass `run` asks for and
@@ -102,8 +110,9 @@ fn rvm_matches_pytorch_over_two_frames() {
     }
 }
 
-/// The CPU reference over both frames of the MobileNetV3 cases (the refiner in the
-/// second), the states carried.
+/// The CPU reference over both frames of the MobileNetV3 cases (the refiners in the
+/// others), the states carried; the bound of the GPU's (the fast guided filter's division
+/// takes the reference to 1.1e-5).
 #[test]
 fn rvm_reference_matches_pytorch() {
     for case in cases().iter().filter(|c| c["variant"] == "mobilenetv3") {
@@ -115,7 +124,7 @@ fn rvm_reference_matches_pytorch() {
         for t in 0..2 {
             let x = common::stored4(&file, &format!("x{t}")).unwrap();
             let out = net.reference(x.view(), state.as_ref(), run).unwrap();
-            check(name, &file, t, &out, 1e-5);
+            check(name, &file, t, &out, 1e-4);
             state = Some(out.state);
         }
     }
@@ -126,8 +135,7 @@ fn rvm_reference_matches_pytorch() {
 fn rvm_parameters_are_pytorchs() {
     let sd = StateDict::synthetic();
     for case in cases() {
-        let cfg = RvmConfig::from_name(case["variant"].as_str().unwrap()).unwrap();
-        let net = RobustVideoMatting::load(common::gpu(), cfg, &sd, "").unwrap();
+        let net = RobustVideoMatting::load(common::gpu(), config(&case), &sd, "").unwrap();
         let ratio = case["downsample_ratio"].as_f64().unwrap();
         let run = RvmRun::default().downsample_ratio(ratio);
         let summary = net.summary([1, 3, 64, 64], run).unwrap();
@@ -150,6 +158,7 @@ fn rvm_bad_inputs_are_typed_errors() {
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
     named(RvmConfig::from_name("mobilenetv2").unwrap_err(), "variant");
+    named(RvmRefiner::from_name("guided").unwrap_err(), "refiner");
     let net = RobustVideoMatting::load(gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();
     let run = RvmRun::default();
     assert_eq!(
@@ -169,15 +178,10 @@ fn rvm_bad_inputs_are_typed_errors() {
             "downsample_ratio",
         );
     }
-    // The matting pass at another ratio runs the refiner: the fast one is not written.
-    let fast = RvmConfig::mobilenetv3().refiner(RvmRefiner::FastGuidedFilter);
-    let fast = RobustVideoMatting::load(gpu, fast, &sd, "").unwrap();
+    // A ratio that leaves no pixel: the resize's error.
     let half = run.downsample_ratio(0.5);
-    named(fast.summary([1, 3, 32, 32], half).unwrap_err(), "refiner");
-    assert!(fast.summary([1, 3, 32, 32], run).is_ok());
-    assert!(fast
-        .summary([1, 3, 32, 32], half.segmentation_pass(true))
-        .is_ok());
+    let e = net.summary([1, 3, 1, 32], half).unwrap_err();
+    named(e, "downsample_ratio");
     assert_eq!(
         net.state_shapes([1, 3, 45, 61], half).unwrap()[0],
         [1, 16, 11, 15]

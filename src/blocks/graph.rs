@@ -177,7 +177,9 @@ impl Graph {
         Graph::with_inputs(1)
     }
 
-    /// An empty graph whose values `0..inputs` are its inputs ([`Graph::input_at`]).
+    /// An empty graph whose values `0..inputs` are its inputs ([`Graph::input_at`]). Such a
+    /// graph runs on its own ([`Graph::forward_inputs`]); nested in another as a node it
+    /// receives only its first input (a typed error about its inputs).
     pub(crate) fn with_inputs(inputs: usize) -> Self {
         Graph {
             steps: Vec::new(),

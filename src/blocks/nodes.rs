@@ -1153,6 +1153,8 @@ pub(crate) enum Op {
     SubMul,
     /// `a * b + c` of inputs `(a, b, c)` (same shapes).
     MulAdd,
+    /// `a / (b + eps)` of inputs `(a, b)` (same shapes).
+    Div(f32),
     /// Softmax over the channels (`log`: log-softmax), `nn.Softmax2d` / `nn.LogSoftmax(1)`.
     Softmax {
         /// Log-softmax instead.
@@ -1469,7 +1471,7 @@ impl Node for Op {
                 same("branch", 2, x)?;
                 vec![x]
             }
-            Op::Add | Op::Mul(_) => {
+            Op::Add | Op::Mul(_) | Op::Div(_) => {
                 same("b", 1, x)?;
                 vec![x]
             }
@@ -1524,6 +1526,7 @@ impl Node for Op {
             | Op::ScaleChannels(_)
             | Op::Add
             | Op::Mul(_)
+            | Op::Div(_)
             | Op::ScaleChannelsAdd { .. }
             | Op::AddChannels(_) => elementwise_cost(x, 2),
             Op::Blend | Op::SubMul | Op::MulAdd => elementwise_cost(x, 3),
@@ -1593,6 +1596,7 @@ impl Node for Op {
             Op::Blend => one(channel::blend(rec, t(0)?, t(1)?, t(2)?)?),
             Op::SubMul => one(channel::sub_mul(rec, t(0)?, t(1)?, t(2)?)?),
             Op::MulAdd => one(channel::mul_add(rec, t(0)?, t(1)?, t(2)?)?),
+            Op::Div(eps) => one(channel::div(rec, t(0)?, t(1)?, *eps)?),
             Op::CropLike(_) => {
                 let (p, x) = (self.crop(inputs)?.expect("crop"), t(0)?);
                 let s = x.shape();
@@ -1675,6 +1679,7 @@ impl Node for Op {
             Op::Blend => one(rc::blend(t(0)?, t(1)?, t(2)?)),
             Op::SubMul => one(rc::sub_mul(t(0)?, t(1)?, t(2)?)),
             Op::MulAdd => one(rc::mul_add(t(0)?, t(1)?, t(2)?)),
+            Op::Div(eps) => one(rc::div(t(0)?, t(1)?, *eps)),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(reference::copy::crop(&p, t(0)?)?)

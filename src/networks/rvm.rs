@@ -30,8 +30,9 @@
 //! (`refiner.box_filter`, a learned 3x3 depthwise convolution) into local means,
 //! covariances and variances; three 1x1 convolutions of those and the decoder's 16
 //! channels give the coefficients `A`, and `b = mean_y - A * mean_x`; both are resized
-//! to the frame and `A * frame + b` is the output. The fast guided filter is not
-//! implemented: a matting pass that would run it is a typed error.
+//! to the frame and `A * frame + b` is the output. The fast guided filter
+//! (`RvmRefiner::FastGuidedFilter`) takes `A = cov / (var + 1e-5)` instead, from box
+//! filters of constant weights (a 1x3 then a 3x1 mean).
 //!
 //! The RVM code is GPL-3.0 and not vendored; `tests/golden/make_golden_rvm.py` writes the
 //! architecture out from torchvision's modules to make the golden files.
@@ -106,9 +107,26 @@ pub enum RvmRefiner {
     /// filter whose coefficients come from three 1x1 convolutions of the local
     /// statistics and the decoder's 16 channels (`refiner.box_filter`, `refiner.conv.*`).
     DeepGuidedFilter,
-    /// `'fast_guided_filter'`: the classic guided filter (radius 1, eps 1e-5), no
-    /// weights. Not implemented: a matting pass that needs it is a typed error.
+    /// `'fast_guided_filter'`: the classic guided filter (radius 1, eps 1e-5) of the
+    /// resized frame and the projection, no weights (`A = cov / (var + eps)`).
     FastGuidedFilter,
+}
+
+impl RvmRefiner {
+    /// The refiner of PyTorch's `refiner` name (`'deep_guided_filter'` or
+    /// `'fast_guided_filter'`).
+    pub fn from_name(refiner: &str) -> Result<Self> {
+        match refiner {
+            "deep_guided_filter" => Ok(RvmRefiner::DeepGuidedFilter),
+            "fast_guided_filter" => Ok(RvmRefiner::FastGuidedFilter),
+            _ => Err(Error::InvalidParam {
+                name: "refiner",
+                reason: format!(
+                    "must be 'deep_guided_filter' or 'fast_guided_filter', got '{refiner}'"
+                ),
+            }),
+        }
+    }
 }
 
 /// The configuration of a Robust Video Matting network: `MattingNetwork(variant,
@@ -185,23 +203,11 @@ setters!(RvmRun {
 });
 
 impl RvmRun {
-    fn validate(&self, config: &RvmConfig) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         let r = self.downsample_ratio;
         fail_if(!(r.is_finite() && r > 0.0), "downsample_ratio", || {
             format!("must be positive and finite, got {r}")
-        })?;
-        let refines = r != 1.0 && !self.segmentation_pass;
-        if refines && config.refiner == RvmRefiner::FastGuidedFilter {
-            return Err(Error::Unsupported {
-                name: "refiner",
-                reason: format!(
-                    "the fast guided filter (which a matting pass at downsample_ratio {r} \
-                     runs) is not implemented; use the deep guided filter, ratio 1 or the \
-                     segmentation pass"
-                ),
-            });
-        }
-        Ok(())
+        })
     }
 
     /// The resize of the frame, where the ratio asks for one.
@@ -222,7 +228,8 @@ pub enum RvmMaps<T> {
         /// The alpha matte.
         pha: T,
     },
-    /// The segmentation pass: the logits `[N, 1, H, W]`.
+    /// The segmentation pass: the logits `[N, 1, h, w]` at the resized frame's size (the
+    /// frame's where the ratio is 1; the segmentation pass runs no refiner).
     Segmentation {
         /// The person's logits.
         seg: T,
@@ -252,9 +259,8 @@ pub struct RobustVideoMatting {
     /// Input: the decoder's output; output: the logits.
     segmentation: Graph,
     /// Inputs: the frame, the resized frame and the decoder's output; outputs: foreground
-    /// and alpha at the frame's size, through the deep guided filter (`None` with the fast
-    /// one).
-    refined: Option<Graph>,
+    /// and alpha at the frame's size, through the refiner.
+    refined: Graph,
 }
 
 impl RobustVideoMatting {
@@ -278,22 +284,20 @@ impl RobustVideoMatting {
         let (src, hid) = (matting.input_at(0), matting.input_at(1));
         let y = matting.add("project_mat", projection("project_mat", 4)?, &[hid]);
         finish_matting(&mut matting, src, y);
-        let refined = match config.refiner {
-            RvmRefiner::DeepGuidedFilter => {
-                let mut b = Builder {
-                    gpu,
-                    sd,
-                    prefix,
-                    g: Graph::with_inputs(3),
-                };
-                let hid = b.g.input_at(2);
-                let y =
-                    b.g.add("project_mat", projection("project_mat", 4)?, &[hid]);
-                b.deep_guided_filter(y)?;
-                Some(b.g)
-            }
-            RvmRefiner::FastGuidedFilter => None,
+        let mut b = Builder {
+            gpu,
+            sd,
+            prefix,
+            g: Graph::with_inputs(3),
         };
+        let hid = b.g.input_at(2);
+        let y =
+            b.g.add("project_mat", projection("project_mat", 4)?, &[hid]);
+        match config.refiner {
+            RvmRefiner::DeepGuidedFilter => b.deep_guided_filter(y)?,
+            RvmRefiner::FastGuidedFilter => b.fast_guided_filter(y)?,
+        }
+        let refined = b.g;
         let mut segmentation = Graph::new();
         let hid = segmentation.input();
         let seg = segmentation.add("project_seg", projection("project_seg", 1)?, &[hid]);
@@ -314,12 +318,18 @@ impl RobustVideoMatting {
 
     /// The shape the network runs at: the frame's, resized by the run's ratio.
     fn resized(&self, input: [usize; 4], run: &RvmRun) -> Result<[usize; 4]> {
-        run.validate(&self.config)?;
+        run.validate()?;
         crate::ops::check_channels(input, IMAGE)?;
-        match run.resize() {
-            Some(p) => p.output_shape(input),
-            None => Ok(input),
-        }
+        let Some(p) = run.resize() else {
+            return Ok(input);
+        };
+        p.output_shape(input).map_err(|_| Error::InvalidParam {
+            name: "downsample_ratio",
+            reason: format!(
+                "{} leaves no pixel of a {} x {} frame",
+                run.downsample_ratio, input[2], input[3]
+            ),
+        })
     }
 
     /// The shapes of the states `r1` .. `r4` for frames of shape `input` under `run`:
@@ -387,9 +397,9 @@ impl RobustVideoMatting {
             let seg = self.segmentation.forward(rec, &hid)?;
             RvmMaps::Segmentation { seg }
         } else {
-            let out = match (&self.refined, run.resize()) {
-                (Some(refined), Some(_)) => refined.forward_inputs(rec, &[src, &resized, &hid])?,
-                _ => self.matting.forward_inputs(rec, &[src, &hid])?,
+            let out = match run.resize() {
+                Some(_) => self.refined.forward_inputs(rec, &[src, &resized, &hid])?,
+                None => self.matting.forward_inputs(rec, &[src, &hid])?,
             };
             let (fgr, pha) = (out[0].tensor()?.clone(), out[1].tensor()?.clone());
             RvmMaps::Matting { fgr, pha }
@@ -410,7 +420,7 @@ impl RobustVideoMatting {
         let shapes = self.state_shapes(input, run)?;
         let state: [Array4<f32>; 4] = match state {
             Some(s) => {
-                let dims = s.clone().map(|a| {
+                let dims = s.each_ref().map(|a| {
                     let d = a.dim();
                     [d.0, d.1, d.2, d.3]
                 });
@@ -437,11 +447,12 @@ impl RobustVideoMatting {
             let seg = self.segmentation.reference(hid.view())?;
             RvmMaps::Segmentation { seg }
         } else {
-            let out = match (&self.refined, run.resize()) {
-                (Some(refined), Some(_)) => {
-                    refined.reference_inputs(&[src.view(), resized.view(), hid.view()])?
+            let out = match run.resize() {
+                Some(_) => {
+                    let inputs = [src.view(), resized.view(), hid.view()];
+                    self.refined.reference_inputs(&inputs)?
                 }
-                _ => self.matting.reference_inputs(&[src.view(), hid.view()])?,
+                None => self.matting.reference_inputs(&[src.view(), hid.view()])?,
             };
             let fgr = out[0].tensor()?.to_owned();
             let pha = out[1].tensor()?.to_owned();
@@ -461,19 +472,20 @@ impl RobustVideoMatting {
     }
 
     /// Every layer with its output shape, parameters and MACs for frames of shape
-    /// `input` (the projection of the pass that `run` asks for).
+    /// `input` (the projection and refiner of the pass that `run` asks for; the frame's
+    /// resize, which runs before the graphs, is not a row).
     pub fn summary(&self, input: [usize; 4], run: RvmRun) -> Result<Summary> {
         let shapes = self.state_shapes(input, run)?;
         let resized = self.resized(input, &run)?;
         let mut inputs = vec![resized];
         inputs.extend(shapes);
         let (mut summary, outputs) = self.core.summary_inputs(&inputs)?;
-        let (head, _) = match (&self.refined, run.segmentation_pass) {
-            (_, true) => self.segmentation.summary_inputs(&[outputs[0]])?,
-            (Some(refined), false) if run.resize().is_some() => {
-                refined.summary_inputs(&[input, resized, outputs[0]])?
-            }
-            _ => self.matting.summary_inputs(&[input, outputs[0]])?,
+        let (head, _) = if run.segmentation_pass {
+            self.segmentation.summary_inputs(&[outputs[0]])?
+        } else if run.resize().is_some() {
+            self.refined.summary_inputs(&[input, resized, outputs[0]])?
+        } else {
+            self.matting.summary_inputs(&[input, outputs[0]])?
         };
         summary.rows.extend(head.rows);
         Ok(summary)
@@ -715,6 +727,58 @@ impl Builder<'_> {
         let a = super::resize_like(g, "refiner.A_up".into(), a, src);
         let b = super::resize_like(g, "refiner.b_up".into(), b, src);
         let out = g.add("refiner.out", Op::MulAdd, &[a, fine_x, b]);
+        finish_matting(g, src, out);
+        Ok(())
+    }
+
+    /// `BoxFilter(1)` of the fast guided filter: a 1x3 then a 3x1 depthwise convolution of
+    /// 4 channels, every weight 1/3 (padding 1 along each), constants.
+    fn box_filter_separable(&self) -> Result<[Uncounted; 2]> {
+        let mut layers = Vec::with_capacity(2);
+        for (k, pad) in [((1, 3), (0, 1)), ((3, 1), (1, 0))] {
+            let w = Array4::<f32>::from_elem((4, 1, k.0, k.1), 1.0 / 3.0);
+            let mut local = StateDict::new();
+            local.insert("box.weight", w.into_dyn());
+            let p = Conv2dParams::new(4, 4, k)
+                .padding(pad)
+                .groups(4)
+                .bias(false);
+            layers.push(Uncounted(ConvBnAct::load(
+                self.gpu, &local, p, "box", None, 0.0,
+            )?));
+        }
+        Ok(layers.try_into().expect("two layers"))
+    }
+
+    /// `FastGuidedFilterRefiner` on the graph's inputs (the frame, the resized frame; the
+    /// decoder's output unused) and `y`, the projection of the decoder's output: sets the
+    /// graph's outputs to the foreground and alpha at the frame's size.
+    fn fast_guided_filter(&mut self, y: ValueId) -> Result<()> {
+        let (src, base) = (self.g.input_at(0), self.g.input_at(1));
+        let boxes = [(); 4].map(|_| self.box_filter_separable());
+        let (fine_mean, base_mean) = (self.with_mean()?, self.with_mean()?);
+        let g = &mut self.g;
+        let filter = |g: &mut Graph, name: &str, x: ValueId, layers: Result<[Uncounted; 2]>| {
+            let [rows, columns] = layers?;
+            let t = g.add(format!("refiner.{name}.x"), rows, &[x]);
+            Ok::<_, Error>(g.add(format!("refiner.{name}.y"), columns, &[t]))
+        };
+        let [bx, by, bxy, bxx] = boxes;
+        let hr_x = g.add("refiner.hr_x", fine_mean, &[src]);
+        let lr_x = g.add("refiner.lr_x", base_mean, &[base]);
+        let mean_x = filter(g, "mean_x", lr_x, bx)?;
+        let mean_y = filter(g, "mean_y", y, by)?;
+        let xy = g.add("refiner.xy", Op::Mul(Activation::None), &[lr_x, y]);
+        let xx = g.add("refiner.xx", Op::Mul(Activation::None), &[lr_x, lr_x]);
+        let box_xy = filter(g, "box_xy", xy, bxy)?;
+        let box_xx = filter(g, "box_xx", xx, bxx)?;
+        let cov_xy = g.add("refiner.cov_xy", Op::SubMul, &[box_xy, mean_x, mean_y]);
+        let var_x = g.add("refiner.var_x", Op::SubMul, &[box_xx, mean_x, mean_x]);
+        let a = g.add("refiner.A", Op::Div(1e-5), &[cov_xy, var_x]);
+        let b = g.add("refiner.b", Op::SubMul, &[mean_y, a, mean_x]);
+        let a = super::resize_like(g, "refiner.A_up".into(), a, src);
+        let b = super::resize_like(g, "refiner.b_up".into(), b, src);
+        let out = g.add("refiner.out", Op::MulAdd, &[a, hr_x, b]);
         finish_matting(g, src, out);
         Ok(())
     }

@@ -41,6 +41,7 @@ uniform! {
         hw: u32,
         len4: u32,
         total: u32,
+        eps: f32,
     }
 }
 
@@ -69,6 +70,7 @@ shader_modes! {
         Mul = 10,
         SubMul = 11,
         MulAdd = 12,
+        DivEps = 13,
     }
 }
 
@@ -746,6 +748,17 @@ fn record_elementwise(
     b: Option<&Tensor>,
     s: Option<&Tensor>,
 ) -> Result<Tensor> {
+    record_elementwise_eps(rec, spec, a, (b, s), 0.0)
+}
+
+/// [`record_elementwise`] with the `eps` of [`div`].
+fn record_elementwise_eps(
+    rec: &mut Recorder<'_>,
+    spec: ElementwiseSpec,
+    a: &Tensor,
+    (b, s): (Option<&Tensor>, Option<&Tensor>),
+    eps: f32,
+) -> Result<Tensor> {
     let shape = a.shape();
     let len4 = a.len().div_ceil(4);
     let total = len4.div_ceil(ELEMENTWISE_VEC);
@@ -770,6 +783,7 @@ fn record_elementwise(
         hw: (shape[2] * shape[3]) as u32,
         len4: len4 as u32,
         total: total as u32,
+        eps,
     };
     let args = Args::new()
         .read("a", a)
@@ -844,6 +858,20 @@ pub fn sub_mul(rec: &mut Recorder<'_>, c: &Tensor, a: &Tensor, b: &Tensor) -> Re
 pub fn mul_add(rec: &mut Recorder<'_>, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Tensor> {
     let spec = gated(Mode::MulAdd, Activation::None);
     record_ternary(rec, spec, a, ("b", b), ("c", c))
+}
+
+/// `a / (b + eps)` elementwise (`torch.div(a, b + eps)`; `eps` 0 is `torch.div(a, b)`,
+/// with IEEE results for zero divisors), both of one shape, in one pass: the fast guided
+/// filter's `cov_xy / (var_x + eps)`.
+pub fn div(rec: &mut Recorder<'_>, a: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+    a.check_gpu(rec.gpu(), "a")?;
+    b.check_gpu(rec.gpu(), "b")?;
+    same_shape("b", a.shape(), b.shape())?;
+    fail_if(!eps.is_finite(), "eps", || {
+        format!("must be finite, got {eps}")
+    })?;
+    let spec = gated(Mode::DivEps, Activation::None);
+    record_elementwise_eps(rec, spec, a, (Some(b), None), eps)
 }
 
 /// `end * weight + start * (1 - weight)` elementwise, all three of one shape, in one pass:

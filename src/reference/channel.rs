@@ -50,6 +50,13 @@ pub fn sub_mul(c: ArrayView4<f32>, a: ArrayView4<f32>, b: ArrayView4<f32>) -> Ar
     out
 }
 
+/// `a / (b + eps)`, elementwise.
+pub fn div(a: ArrayView4<f32>, b: ArrayView4<f32>, eps: f32) -> Array4<f32> {
+    let mut out = a.to_owned();
+    out.zip_mut_with(&b, |o, &v| *o /= v + eps);
+    out
+}
+
 /// `a * b + c`, elementwise.
 pub fn mul_add(a: ArrayView4<f32>, b: ArrayView4<f32>, c: ArrayView4<f32>) -> Array4<f32> {
     let mut out = a.to_owned();

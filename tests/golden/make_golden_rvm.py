@@ -8,15 +8,16 @@ out again under the same names (the state dicts are interchangeable), from torch
 MobileNetV3 and ResNet classes as RVM builds them. The weights are segblocks'
 `StateDict::synthetic()` (make_golden_segmentation.fill); each file holds the frames
 `x0`, `x1`, `project_mat.conv.bias` (the alpha's bias moved so that the made-up alpha
-lands inside [0, 1] rather than clamped to 0) and `refiner.box_filter.weight` (RVM's
-initial 1/9), which the test loads over the made-up ones, and,
+lands inside [0, 1] rather than clamped to 0) and, with the deep guided filter,
+`refiner.box_filter.weight` (RVM's initial 1/9), which the test loads over the made-up
+ones, and,
 per frame `t`, the outputs `fgr{t}`, `pha{t}`, `r1_{t}` .. `r4_{t}` of
 the matting pass and `seg{t}` of the segmentation pass (the same states), and in its
 metadata the parameters the matting pass uses (`parameters`: all but `project_seg`, and
 the refiner where the ratio is 1). The refiner runs where the ratio is not 1.
 
     torch.venv/bin/python tests/golden/make_golden_rvm.py
-    # random cases (variant, batch 1-3, sides 1-70, ratio 1 or 0.2-0.9) into DIR/rvm,
+    # random cases (variant, refiner, batch 1-3, sides 1-70, ratio 1 or 0.2-0.9) into DIR/rvm,
     # then: SEGBLOCKS_GOLDEN_DIR=DIR cargo test --release --test rvm
     torch.venv/bin/python tests/golden/make_golden_rvm.py --random 12 --seed 1 --out DIR
 """
@@ -222,10 +223,57 @@ class DeepGuidedFilterRefiner(nn.Module):
         return fgr, pha
 
 
-class MattingNetwork(nn.Module):
-    """RVM's MattingNetwork with its deep guided filter refiner."""
+class BoxFilter(nn.Module):
+    def __init__(self, r):
+        super().__init__()
+        self.r = r
 
-    def __init__(self, variant):
+    def forward(self, x):
+        k = 2 * self.r + 1
+        kernel_x = torch.full((x.data.shape[1], 1, 1, k), 1 / k, device=x.device, dtype=x.dtype)
+        kernel_y = torch.full((x.data.shape[1], 1, k, 1), 1 / k, device=x.device, dtype=x.dtype)
+        x = F.conv2d(x, kernel_x, padding=(0, self.r), groups=x.data.shape[1])
+        return F.conv2d(x, kernel_y, padding=(self.r, 0), groups=x.data.shape[1])
+
+
+class FastGuidedFilter(nn.Module):
+    def __init__(self, r, eps=1e-5):
+        super().__init__()
+        self.r = r
+        self.eps = eps
+        self.boxfilter = BoxFilter(r)
+
+    def forward(self, lr_x, lr_y, hr_x):
+        mean_x = self.boxfilter(lr_x)
+        mean_y = self.boxfilter(lr_y)
+        cov_xy = self.boxfilter(lr_x * lr_y) - mean_x * mean_y
+        var_x = self.boxfilter(lr_x * lr_x) - mean_x * mean_x
+        A = cov_xy / (var_x + self.eps)
+        b = mean_y - A * mean_x
+        A = F.interpolate(A, hr_x.shape[2:], mode="bilinear", align_corners=False)
+        b = F.interpolate(b, hr_x.shape[2:], mode="bilinear", align_corners=False)
+        return A * hr_x + b
+
+
+class FastGuidedFilterRefiner(nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.guilded_filter = FastGuidedFilter(1)
+
+    def forward(self, fine_src, base_src, base_fgr, base_pha, base_hid):
+        fine_src_gray = fine_src.mean(1, keepdim=True)
+        base_src_gray = base_src.mean(1, keepdim=True)
+        fgr, pha = self.guilded_filter(
+            torch.cat([base_src, base_src_gray], dim=1),
+            torch.cat([base_fgr, base_pha], dim=1),
+            torch.cat([fine_src, fine_src_gray], dim=1)).split([3, 1], dim=1)
+        return fgr, pha
+
+
+class MattingNetwork(nn.Module):
+    """RVM's MattingNetwork with either refiner."""
+
+    def __init__(self, variant, refiner="deep_guided_filter"):
         super().__init__()
         if variant == "mobilenetv3":
             self.backbone = MobileNetV3LargeEncoder()
@@ -237,7 +285,8 @@ class MattingNetwork(nn.Module):
             self.decoder = RecurrentDecoder([64, 256, 512, 256], [128, 64, 32, 16])
         self.project_mat = Projection(16, 4)
         self.project_seg = Projection(16, 1)
-        self.refiner = DeepGuidedFilterRefiner()
+        self.refiner = (DeepGuidedFilterRefiner() if refiner == "deep_guided_filter"
+                        else FastGuidedFilterRefiner())
 
     def forward(self, src, r1=None, r2=None, r3=None, r4=None, downsample_ratio=1,
                 segmentation_pass=False):
@@ -256,12 +305,14 @@ class MattingNetwork(nn.Module):
         return [(fgr_residual + src).clamp(0., 1.), pha.clamp(0., 1.), *rec]
 
 
+DEEP, FAST = "deep_guided_filter", "fast_guided_filter"
 CASES = [
-    # name, variant, frames' shape, downsample_ratio
-    ("mobilenetv3_odd_batch2", "mobilenetv3", [2, 3, 45, 61], 1),
-    ("resnet50_odd", "resnet50", [1, 3, 37, 50], 1),
-    ("mobilenetv3_half", "mobilenetv3", [1, 3, 64, 90], 0.5),
-    ("resnet50_quarter_batch2", "resnet50", [2, 3, 75, 98], 0.25),
+    # name, variant, frames' shape, downsample_ratio, refiner
+    ("mobilenetv3_odd_batch2", "mobilenetv3", [2, 3, 45, 61], 1, DEEP),
+    ("resnet50_odd", "resnet50", [1, 3, 37, 50], 1, DEEP),
+    ("mobilenetv3_half", "mobilenetv3", [1, 3, 64, 90], 0.5, DEEP),
+    ("resnet50_quarter_batch2", "resnet50", [2, 3, 75, 98], 0.25, DEEP),
+    ("mobilenetv3_fast_batch2", "mobilenetv3", [2, 3, 50, 71], 0.4, FAST),
 ]
 
 
@@ -277,7 +328,8 @@ def random_cases(count, seed):
         ratio = 1 if rng.random() < 0.5 else round(rng.uniform(0.2, 0.9), 3)
         if min(int(shape[2] * ratio), int(shape[3] * ratio)) < 1:
             continue
-        cases.append((f"random{seed}_{len(cases)}", variant, shape, ratio))
+        refiner = rng.choice([DEEP, FAST])
+        cases.append((f"random{seed}_{len(cases)}", variant, shape, ratio, refiner))
     return cases
 
 
@@ -290,13 +342,14 @@ def main():
         out_dir = os.path.join(arg("--out"), "rvm")
     os.makedirs(out_dir, exist_ok=True)
     listed = []
-    for i, (name, variant, shape, ratio) in enumerate(cases):
+    for i, (name, variant, shape, ratio, refiner) in enumerate(cases):
         torch.manual_seed(0)
-        model = MattingNetwork(variant).eval()
+        model = MattingNetwork(variant, refiner).eval()
         fill(model)
         # RVM's own initial box filter (a mean), which training keeps near: made-up
         # weights around 0 would leave the refined alpha clamped to 0.
-        model.refiner.box_filter.weight.data[...] = 1 / 9
+        if refiner == DEEP:
+            model.refiner.box_filter.weight.data[...] = 1 / 9
         g = torch.Generator().manual_seed(300 + i)
         frames = [torch.rand(*shape, generator=g) for _ in range(2)]
         seen = []
@@ -305,8 +358,9 @@ def main():
             model(frames[0], downsample_ratio=ratio)
             model.project_mat.conv.bias[3] += 0.5 - seen[0].mean()
         hook.remove()
-        out = {"project_mat.conv.bias": model.project_mat.conv.bias.detach().clone(),
-               "refiner.box_filter.weight": model.refiner.box_filter.weight.detach().clone()}
+        out = {"project_mat.conv.bias": model.project_mat.conv.bias.detach().clone()}
+        if refiner == DEEP:
+            out["refiner.box_filter.weight"] = model.refiner.box_filter.weight.detach().clone()
         state = [None] * 4
         with torch.no_grad():
             for t, x in enumerate(frames):
@@ -325,7 +379,7 @@ def main():
         save_file({k: v.contiguous() for k, v in out.items()}, path,
                   metadata={"torch": torch.__version__, "parameters": str(params)})
         listed.append(dict(name=name, variant=variant, shape=shape, downsample_ratio=ratio,
-                           parameters=params))
+                           refiner=refiner, parameters=params))
         print(name, shape, "parameters", params,
               {k: float(v.abs().mean()) for k, v in out.items() if not k.startswith(("x", "project", "refiner"))})
     with open(os.path.join(out_dir, "cases.json"), "w") as f:
