@@ -680,55 +680,8 @@ impl Builder<'_> {
     /// channels.
     fn box_filter(&self) -> Result<ConvBnAct> {
         let p = Conv2dParams::new(4, 4, 3).padding(1).groups(4).bias(false);
-        ConvBnAct::load(
-            self.gpu,
-            self.sd,
-            p,
-            &self.at("refiner.box_filter"),
-            None,
-            0.0,
-        )
-    }
-
-    /// `DeepGuidedFilterRefiner` on the graph's inputs (the frame, the resized frame, the
-    /// decoder's output) and `y`, the projection of the decoder's output: sets the
-    /// graph's outputs to the foreground and alpha at the frame's size.
-    fn deep_guided_filter(&mut self, y: ValueId) -> Result<()> {
-        let (src, base, hid) = (self.g.input_at(0), self.g.input_at(1), self.g.input_at(2));
-        let at = |i: usize| self.at(&format!("refiner.conv.{i}"));
-        let p = |cin: usize| {
-            Conv2dParams::new(cin, HIDDEN, 1)
-                .bias(false)
-                .activation(Activation::Relu)
-        };
-        let conv0 = conv_bn(self.gpu, self.sd, p(8 + HIDDEN), &at(0), &at(1), 1e-5)?;
-        let conv3 = conv_bn(self.gpu, self.sd, p(HIDDEN), &at(3), &at(4), 1e-5)?;
-        let p6 = Conv2dParams::new(HIDDEN, 4, 1);
-        let conv6 = ConvBnAct::load(self.gpu, self.sd, p6, &at(6), None, 0.0)?;
-        let box_x = self.box_filter()?;
-        let [box_y, box_xy, box_xx] = [(); 3].map(|_| self.box_filter().map(Uncounted));
-        let (fine_mean, base_mean) = (self.with_mean()?, self.with_mean()?);
-        let g = &mut self.g;
-        let fine_x = g.add("refiner.fine_x", fine_mean, &[src]);
-        let base_x = g.add("refiner.base_x", base_mean, &[base]);
-        let mean_x = g.add("refiner.mean_x", box_x, &[base_x]);
-        let mean_y = g.add("refiner.mean_y", box_y?, &[y]);
-        let xy = g.add("refiner.xy", Op::Mul(Activation::None), &[base_x, y]);
-        let xx = g.add("refiner.xx", Op::Mul(Activation::None), &[base_x, base_x]);
-        let box_xy = g.add("refiner.box_xy", box_xy?, &[xy]);
-        let box_xx = g.add("refiner.box_xx", box_xx?, &[xx]);
-        let cov_xy = g.add("refiner.cov_xy", Op::SubMul, &[box_xy, mean_x, mean_y]);
-        let var_x = g.add("refiner.var_x", Op::SubMul, &[box_xx, mean_x, mean_x]);
-        let joined = g.add("refiner.cat", Op::Concat, &[cov_xy, var_x, hid]);
-        let a = g.add("refiner.conv.0", conv0, &[joined]);
-        let a = g.add("refiner.conv.3", conv3, &[a]);
-        let a = g.add("refiner.conv.6", conv6, &[a]);
-        let b = g.add("refiner.b", Op::SubMul, &[mean_y, a, mean_x]);
-        let a = super::resize_like(g, "refiner.A_up".into(), a, src);
-        let b = super::resize_like(g, "refiner.b_up".into(), b, src);
-        let out = g.add("refiner.out", Op::MulAdd, &[a, fine_x, b]);
-        finish_matting(g, src, out);
-        Ok(())
+        let at = self.at("refiner.box_filter");
+        ConvBnAct::load(self.gpu, self.sd, p, &at, None, 0.0)
     }
 
     /// `BoxFilter(1)` of the fast guided filter: a 1x3 then a 3x1 depthwise convolution of
@@ -750,35 +703,91 @@ impl Builder<'_> {
         Ok(layers.try_into().expect("two layers"))
     }
 
-    /// `FastGuidedFilterRefiner` on the graph's inputs (the frame, the resized frame; the
-    /// decoder's output unused) and `y`, the projection of the decoder's output: sets the
-    /// graph's outputs to the foreground and alpha at the frame's size.
+    /// `DeepGuidedFilterRefiner` ([`Builder::guided_filter`] with the learned box filter
+    /// and the coefficients from `refiner.conv.*`).
+    fn deep_guided_filter(&mut self, y: ValueId) -> Result<()> {
+        let hid = self.g.input_at(2);
+        let at = |i: usize| self.at(&format!("refiner.conv.{i}"));
+        let p = |cin: usize| {
+            Conv2dParams::new(cin, HIDDEN, 1)
+                .bias(false)
+                .activation(Activation::Relu)
+        };
+        let conv0 = conv_bn(self.gpu, self.sd, p(8 + HIDDEN), &at(0), &at(1), 1e-5)?;
+        let conv3 = conv_bn(self.gpu, self.sd, p(HIDDEN), &at(3), &at(4), 1e-5)?;
+        let p6 = Conv2dParams::new(HIDDEN, 4, 1);
+        let conv6 = ConvBnAct::load(self.gpu, self.sd, p6, &at(6), None, 0.0)?;
+        // One learned filter, counted once in the summary.
+        let mut boxes = Some(self.box_filter()?);
+        let mut others = Vec::new();
+        for _ in 0..3 {
+            others.push(Uncounted(self.box_filter()?));
+        }
+        let mut others = others.into_iter();
+        let filter = move |g: &mut Graph, name: &str, x: ValueId| match boxes.take() {
+            Some(first) => g.add(format!("refiner.{name}"), first, &[x]),
+            None => g.add(
+                format!("refiner.{name}"),
+                others.next().expect("four"),
+                &[x],
+            ),
+        };
+        self.guided_filter(y, filter, |g, cov_xy, var_x| {
+            let joined = g.add("refiner.cat", Op::Concat, &[cov_xy, var_x, hid]);
+            let a = g.add("refiner.conv.0", conv0, &[joined]);
+            let a = g.add("refiner.conv.3", conv3, &[a]);
+            g.add("refiner.conv.6", conv6, &[a])
+        })
+    }
+
+    /// `FastGuidedFilterRefiner` ([`Builder::guided_filter`] with constant separable box
+    /// filters and `A = cov / (var + 1e-5)`; the decoder's output unused).
     fn fast_guided_filter(&mut self, y: ValueId) -> Result<()> {
+        let mut pairs = Vec::with_capacity(4);
+        for _ in 0..4 {
+            pairs.push(self.box_filter_separable()?);
+        }
+        let mut pairs = pairs.into_iter();
+        let filter = move |g: &mut Graph, name: &str, x: ValueId| {
+            let [rows, columns] = pairs.next().expect("four");
+            let t = g.add(format!("refiner.{name}.x"), rows, &[x]);
+            g.add(format!("refiner.{name}.y"), columns, &[t])
+        };
+        self.guided_filter(y, filter, |g, cov_xy, var_x| {
+            g.add("refiner.A", Op::Div(1e-5), &[cov_xy, var_x])
+        })
+    }
+
+    /// Both refiners on the graph's inputs (the frame, the resized frame) and `y`, the
+    /// projection of the decoder's output (the foreground residual and alpha): each image
+    /// with its channel mean; `filter` box-filters a map (four times: `mean_x`, `mean_y`,
+    /// `box_xy`, `box_xx`); `coefficients` turns the covariance and variance into `A`;
+    /// `b = mean_y - A * mean_x`; both resized to the frame and `A * frame + b` is the
+    /// output, which sets the graph's outputs to the foreground and alpha.
+    fn guided_filter(
+        &mut self,
+        y: ValueId,
+        mut filter: impl FnMut(&mut Graph, &str, ValueId) -> ValueId,
+        coefficients: impl FnOnce(&mut Graph, ValueId, ValueId) -> ValueId,
+    ) -> Result<()> {
         let (src, base) = (self.g.input_at(0), self.g.input_at(1));
-        let boxes = [(); 4].map(|_| self.box_filter_separable());
         let (fine_mean, base_mean) = (self.with_mean()?, self.with_mean()?);
         let g = &mut self.g;
-        let filter = |g: &mut Graph, name: &str, x: ValueId, layers: Result<[Uncounted; 2]>| {
-            let [rows, columns] = layers?;
-            let t = g.add(format!("refiner.{name}.x"), rows, &[x]);
-            Ok::<_, Error>(g.add(format!("refiner.{name}.y"), columns, &[t]))
-        };
-        let [bx, by, bxy, bxx] = boxes;
-        let hr_x = g.add("refiner.hr_x", fine_mean, &[src]);
-        let lr_x = g.add("refiner.lr_x", base_mean, &[base]);
-        let mean_x = filter(g, "mean_x", lr_x, bx)?;
-        let mean_y = filter(g, "mean_y", y, by)?;
-        let xy = g.add("refiner.xy", Op::Mul(Activation::None), &[lr_x, y]);
-        let xx = g.add("refiner.xx", Op::Mul(Activation::None), &[lr_x, lr_x]);
-        let box_xy = filter(g, "box_xy", xy, bxy)?;
-        let box_xx = filter(g, "box_xx", xx, bxx)?;
+        let fine_x = g.add("refiner.fine_x", fine_mean, &[src]);
+        let base_x = g.add("refiner.base_x", base_mean, &[base]);
+        let mean_x = filter(g, "mean_x", base_x);
+        let mean_y = filter(g, "mean_y", y);
+        let xy = g.add("refiner.xy", Op::Mul(Activation::None), &[base_x, y]);
+        let xx = g.add("refiner.xx", Op::Mul(Activation::None), &[base_x, base_x]);
+        let box_xy = filter(g, "box_xy", xy);
+        let box_xx = filter(g, "box_xx", xx);
         let cov_xy = g.add("refiner.cov_xy", Op::SubMul, &[box_xy, mean_x, mean_y]);
         let var_x = g.add("refiner.var_x", Op::SubMul, &[box_xx, mean_x, mean_x]);
-        let a = g.add("refiner.A", Op::Div(1e-5), &[cov_xy, var_x]);
+        let a = coefficients(g, cov_xy, var_x);
         let b = g.add("refiner.b", Op::SubMul, &[mean_y, a, mean_x]);
         let a = super::resize_like(g, "refiner.A_up".into(), a, src);
         let b = super::resize_like(g, "refiner.b_up".into(), b, src);
-        let out = g.add("refiner.out", Op::MulAdd, &[a, hr_x, b]);
+        let out = g.add("refiner.out", Op::MulAdd, &[a, fine_x, b]);
         finish_matting(g, src, out);
         Ok(())
     }
@@ -802,7 +811,7 @@ impl Builder<'_> {
         let s1 = self.g.add("decoder.avgpool.s1", pool.clone(), &[src]);
         let s2 = self.g.add("decoder.avgpool.s2", pool.clone(), &[s1]);
         let s3 = self.g.add("decoder.avgpool.s3", pool, &[s2]);
-        let (x4, r4) = self.bottleneck("decoder.decode4", f4, r[3], fc[3])?;
+        let (x4, r4) = self.gru_half("decoder.decode4", f4, r[3], fc[3])?;
         let (x3, r3) =
             self.upsampling("decoder.decode3", [x4, f3, s3, r[2]], (fc[3], fc[2], dc[0]))?;
         let (x2, r2) =
@@ -891,7 +900,8 @@ impl Builder<'_> {
     }
 
     /// Runs the ConvGRU `{name}.gru` on the second half of `x`'s `c` channels: returns
-    /// the first half joined with the new state, and the state.
+    /// the first half joined with the new state, and the state (`BottleneckBlock(c)`, and
+    /// the end of each `UpsamplingBlock`).
     fn gru_half(
         &mut self,
         name: &str,
@@ -905,17 +915,6 @@ impl Builder<'_> {
         let state = self.gru(&key(name, "gru"), b, r, c - half)?;
         let y = self.g.add(key(name, "cat"), Op::Concat, &[a, state]);
         Ok((y, state))
-    }
-
-    /// `BottleneckBlock(c)`.
-    fn bottleneck(
-        &mut self,
-        name: &str,
-        x: ValueId,
-        r: ValueId,
-        c: usize,
-    ) -> Result<(ValueId, ValueId)> {
-        self.gru_half(name, x, r, c)
     }
 
     /// `x` upsampled by 2 (bilinear, corners not aligned) and cropped to `like`'s size.
