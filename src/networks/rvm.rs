@@ -356,7 +356,9 @@ impl RobustVideoMatting {
     }
 
     /// Records one frame `src` (`[N, 3, H, W]`, values in [0, 1]) with the previous
-    /// frame's state (`None`: zeros, the first frame), into one submission.
+    /// frame's state (`None`: zeros, the first frame), into one submission. A frame of
+    /// another size (or ratio) starts again from `None`: the old state's shapes are a
+    /// typed error naming `r1`..`r4`.
     pub fn forward(
         &self,
         rec: &mut Recorder<'_>,
