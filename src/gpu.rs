@@ -3016,7 +3016,8 @@ impl<'g> Recorder<'g> {
         check_owner(src.gpu_id, self.gpu, "source")?;
         check_owner(dst.gpu_id, self.gpu, "destination")?;
         self.check_written(src, "source")?;
-        if bytes == 0 {
+        // A planning recorder records nothing (see `Gpu::prepare`).
+        if bytes == 0 || self.planned.is_some() {
             return Ok(());
         }
         let encoder = self.encoder();

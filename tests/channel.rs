@@ -167,13 +167,12 @@ fn dense_buffer_appends_without_recopying() {
         let mut dense = channel::DenseBuffer::new(&mut rec, &up(&x0), 9).unwrap();
         let first = dense.features(&mut rec).unwrap();
         dense.append(&mut rec, &up(&x1)).unwrap();
-        let before = rec.dispatch_count();
-        dense.append(&mut rec, &up(&x2)).unwrap();
-        assert_eq!(
-            rec.dispatch_count() - before,
-            1,
-            "one copy of the new channels only"
-        );
+        let x2_gpu = up(&x2);
+        let before = rec.traffic().dispatches.len();
+        dense.append(&mut rec, &x2_gpu).unwrap();
+        let traffic = rec.traffic();
+        let written: u64 = traffic.dispatches[before..].iter().map(|d| d.written).sum();
+        assert_eq!(written, x2_gpu.bytes(), "a copy of the new channels only");
         let all = dense.features(&mut rec).unwrap();
         assert_eq!(dense.channels(), 9);
         rec.submit().unwrap();
@@ -199,7 +198,7 @@ fn elementwise_ops_match_reference() {
     for act in Activation::ALL {
         let mut rec = gpu.recorder();
         let y = channel::add(&mut rec, &at, &bt, act).unwrap();
-        let want = reference::channel::add(a.view(), b.view(), act);
+        let want = reference::channel::add(a.view(), b.view(), act).unwrap();
         assert_close(
             rec.download(&y).unwrap().view(),
             want.view(),
@@ -225,7 +224,7 @@ fn elementwise_ops_match_reference() {
     ] {
         let mut rec = gpu.recorder();
         let y = channel::scale_channels(&mut rec, &at, &up(&sc), gate).unwrap();
-        let want = reference::channel::scale_channels(a.view(), sc.view(), gate);
+        let want = reference::channel::scale_channels(a.view(), sc.view(), gate).unwrap();
         assert_close(
             rec.download(&y).unwrap().view(),
             want.view(),
@@ -234,7 +233,8 @@ fn elementwise_ops_match_reference() {
         );
         let mut rec = gpu.recorder();
         let y = channel::scale_channels_add(&mut rec, &at, &up(&sc), gate, &bt).unwrap();
-        let want = reference::channel::scale_channels_add(a.view(), sc.view(), gate, b.view());
+        let want =
+            reference::channel::scale_channels_add(a.view(), sc.view(), gate, b.view()).unwrap();
         assert_close(
             rec.download(&y).unwrap().view(),
             want.view(),
@@ -246,7 +246,8 @@ fn elementwise_ops_match_reference() {
             let mut rec = gpu.recorder();
             let y =
                 channel::scale_channels_add_then(&mut rec, &at, &up(&sc), gate, &bt, act).unwrap();
-            let sum = reference::channel::scale_channels_add(a.view(), sc.view(), gate, b.view());
+            let sum = reference::channel::scale_channels_add(a.view(), sc.view(), gate, b.view())
+                .unwrap();
             let want = reference::channel::activation(sum.view(), act);
             assert_close(
                 rec.download(&y).unwrap().view(),
@@ -257,7 +258,7 @@ fn elementwise_ops_match_reference() {
         }
         let mut rec = gpu.recorder();
         let y = channel::scale_spatial(&mut rec, &at, &up(&ss), gate).unwrap();
-        let want = reference::channel::scale_spatial(a.view(), ss.view(), gate);
+        let want = reference::channel::scale_spatial(a.view(), ss.view(), gate).unwrap();
         assert_close(
             rec.download(&y).unwrap().view(),
             want.view(),
@@ -267,7 +268,7 @@ fn elementwise_ops_match_reference() {
     }
     let mut rec = gpu.recorder();
     let y = channel::highway(&mut rec, &at, &bt, &st).unwrap();
-    let want = reference::channel::highway(a.view(), b.view(), s.view());
+    let want = reference::channel::highway(a.view(), b.view(), s.view()).unwrap();
     assert_close(
         rec.download(&y).unwrap().view(),
         want.view(),
@@ -277,7 +278,7 @@ fn elementwise_ops_match_reference() {
     for act in [Activation::None, Activation::Sigmoid] {
         let mut rec = gpu.recorder();
         let y = channel::mul(&mut rec, &at, &bt, act).unwrap();
-        let want = reference::channel::mul(a.view(), b.view(), act);
+        let want = reference::channel::mul(a.view(), b.view(), act).unwrap();
         assert_close(
             rec.download(&y).unwrap().view(),
             want.view(),
@@ -289,7 +290,7 @@ fn elementwise_ops_match_reference() {
     let z = s.mapv(|v| 1.0 / (1.0 + (-4.0 * v).exp()));
     let mut rec = gpu.recorder();
     let y = channel::blend(&mut rec, &at, &bt, &up(&z)).unwrap();
-    let want = reference::channel::blend(a.view(), b.view(), z.view());
+    let want = reference::channel::blend(a.view(), b.view(), z.view()).unwrap();
     assert_close(
         rec.download(&y).unwrap().view(),
         want.view(),
@@ -304,7 +305,7 @@ fn elementwise_ops_match_reference() {
         let mut rec = gpu.recorder();
         let y = channel::div(&mut rec, &at, &up(&divisor), eps).unwrap();
         let got = rec.download(&y).unwrap();
-        let want = reference::channel::div(a.view(), divisor.view(), eps);
+        let want = reference::channel::div(a.view(), divisor.view(), eps).unwrap();
         for (g, w) in got.iter().zip(want.iter()) {
             assert!(
                 (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 2e-6 * w.abs(),
@@ -315,7 +316,7 @@ fn elementwise_ops_match_reference() {
     // A guided filter's `c - a * b` and `a * b + c`.
     let mut rec = gpu.recorder();
     let y = channel::sub_mul(&mut rec, &st, &at, &bt).unwrap();
-    let want = reference::channel::sub_mul(s.view(), a.view(), b.view());
+    let want = reference::channel::sub_mul(s.view(), a.view(), b.view()).unwrap();
     assert_close(
         rec.download(&y).unwrap().view(),
         want.view(),
@@ -324,7 +325,7 @@ fn elementwise_ops_match_reference() {
     );
     let mut rec = gpu.recorder();
     let y = channel::mul_add(&mut rec, &at, &bt, &st).unwrap();
-    let want = reference::channel::mul_add(a.view(), b.view(), s.view());
+    let want = reference::channel::mul_add(a.view(), b.view(), s.view()).unwrap();
     assert_close(
         rec.download(&y).unwrap().view(),
         want.view(),
@@ -333,7 +334,7 @@ fn elementwise_ops_match_reference() {
     );
     let mut rec = gpu.recorder();
     let y = channel::residual_attention(&mut rec, &at, &bt, &st).unwrap();
-    let want = reference::channel::residual_attention(a.view(), b.view(), s.view());
+    let want = reference::channel::residual_attention(a.view(), b.view(), s.view()).unwrap();
     assert_close(
         rec.download(&y).unwrap().view(),
         want.view(),
@@ -365,7 +366,8 @@ fn lerp_channels_matches_the_reference() {
         for gate in [Activation::Sigmoid, Activation::None] {
             let mut rec = gpu.recorder();
             let y = channel::lerp_channels(&mut rec, &up(&a), &up(&b), &up(&s), gate).unwrap();
-            let want = reference::channel::lerp_channels(a.view(), b.view(), s.view(), gate);
+            let want =
+                reference::channel::lerp_channels(a.view(), b.view(), s.view(), gate).unwrap();
             assert_close(
                 rec.download(&y).unwrap().view(),
                 want.view(),
@@ -413,7 +415,8 @@ fn radix_softmax_sum_matches_the_reference() {
                 split(0),
                 difference.view(),
                 Activation::Sigmoid,
-            );
+            )
+            .unwrap();
             assert_close(
                 want.view(),
                 blend.view(),
@@ -455,8 +458,8 @@ fn add_channels_and_add_broadcast_match_the_reference() {
             let z = channel::add_broadcast(&mut rec, &up(&x), &up(&b), act).unwrap();
             let got = rec.download_many(&[&y, &z]).unwrap();
             let wants = [
-                reference::channel::add_channels(x.view(), s.view(), act),
-                reference::channel::add_broadcast(x.view(), b.view(), act),
+                reference::channel::add_channels(x.view(), s.view(), act).unwrap(),
+                reference::channel::add_broadcast(x.view(), b.view(), act).unwrap(),
             ];
             for ((got, want), what) in got.iter().zip(&wants).zip(["channels", "broadcast"]) {
                 assert_close(
@@ -914,6 +917,114 @@ fn expect_param(result: segblocks::Result<impl std::fmt::Debug>, name: &str) {
         Err(Error::InvalidParam { name: n, reason }) => assert_eq!(n, name, "{reason}"),
         other => panic!("expected InvalidParam({name}), got {other:?}"),
     }
+}
+
+/// Concatenations, narrows and splits that move one run of consecutive channels per
+/// sample are buffer copies (no dispatch) for up to 8 samples, the first channels of one
+/// sample a view (nothing recorded); larger batches and ranges that are not 4-byte
+/// aligned (f16 planes of an odd size) take the copy kernel. Every path gives PyTorch's
+/// values. (`rec.traffic()` lists the copies; `dispatch_count` counts compute dispatches.)
+#[test]
+fn channel_runs_are_buffer_copies_or_views() {
+    // Where the adapter has f16 (lavapipe's Vulkan; not llvmpipe's GL).
+    let half = segblocks::Gpu::with_options(segblocks::GpuOptions {
+        precision: segblocks::Precision::F16,
+        ..segblocks::GpuOptions::default()
+    })
+    .ok();
+    let mut r = rng(21);
+    for (gpu, n, dispatched) in [(gpu(), 1, false), (gpu(), 2, false), (gpu(), 9, true)]
+        .into_iter()
+        .chain(half.iter().map(|half| (half, 2, true)))
+    {
+        // Planes of 15 values: odd in f16, whose runs then are not whole 4-byte words.
+        let a = random4(&mut r, [n, 2, 3, 5]);
+        let b = random4(&mut r, [n, 3, 3, 5]);
+        let (ag, bg) = (gpu.upload(a.view()).unwrap(), gpu.upload(b.view()).unwrap());
+        let (a, b) = (gpu.download(&ag).unwrap(), gpu.download(&bg).unwrap());
+        let mut rec = gpu.recorder();
+        let joined = channel::concat(&mut rec, &[&ag, &bg]).unwrap();
+        let middle = channel::narrow(&mut rec, &joined, 1, 3).unwrap();
+        let passes = rec.traffic().dispatches.len();
+        let first = channel::narrow(&mut rec, &joined, 0, 2).unwrap();
+        let view = rec.traffic().dispatches.len() == passes;
+        let pieces = channel::split(&mut rec, &joined, &[4, 1]).unwrap();
+        assert_eq!(
+            rec.dispatch_count() > 0,
+            dispatched,
+            "batch {n}, {:?}",
+            gpu.precision()
+        );
+        assert_eq!(view, n == 1 && !dispatched, "batch {n}");
+        let got = rec.download_many(&[&joined, &middle, &first, &pieces[0], &pieces[1]]);
+        let got = got.unwrap();
+        let want = reference::channel::concat(&[a.view(), b.view()]).unwrap();
+        let channels =
+            |lo: usize, hi: usize| want.slice(ndarray::s![.., lo..hi, .., ..]).to_owned();
+        assert_eq!(got[0], want, "batch {n}");
+        assert_eq!(got[1], channels(1, 4), "batch {n}");
+        assert_eq!(got[2], channels(0, 2), "batch {n}");
+        assert_eq!(got[3], channels(0, 4), "batch {n}");
+        assert_eq!(got[4], channels(4, 5), "batch {n}");
+    }
+}
+
+/// The CPU references check their operands' shapes as the GPU ops do: a mismatched
+/// operand is a typed error naming it, never an ndarray panic.
+#[test]
+fn reference_operands_of_another_shape_are_typed_errors() {
+    use reference::channel as rc;
+    let x = Array4::<f32>::zeros([2, 3, 4, 5]);
+    let other = Array4::<f32>::zeros([2, 3, 5, 4]);
+    let (x, o) = (x.view(), other.view());
+    let plane = Array4::<f32>::zeros([2, 1, 4, 5]);
+    let per_channel = Array4::<f32>::zeros([2, 3, 1, 1]);
+    let expect = |r: segblocks::Result<Array4<f32>>, name: &str, actual: &[usize]| match r {
+        Err(Error::ShapeMismatch {
+            name: n, actual: a, ..
+        }) => {
+            assert_eq!((n, a.as_slice()), (name, actual));
+        }
+        other => panic!("expected ShapeMismatch({name}), got {other:?}"),
+    };
+    let none = Activation::None;
+    expect(rc::add(x, o, none), "b", &[2, 3, 5, 4]);
+    expect(rc::mul(x, o, none), "b", &[2, 3, 5, 4]);
+    expect(rc::div(x, o, 0.0), "b", &[2, 3, 5, 4]);
+    expect(rc::sub_mul(x, x, o), "b", &[2, 3, 5, 4]);
+    expect(rc::sub_mul(o, x, x), "c", &[2, 3, 5, 4]);
+    expect(rc::mul_add(x, x, o), "c", &[2, 3, 5, 4]);
+    expect(rc::blend(x, o, x), "end", &[2, 3, 5, 4]);
+    expect(rc::blend(x, x, o), "weight", &[2, 3, 5, 4]);
+    expect(rc::highway(x, x, o), "t_logits", &[2, 3, 5, 4]);
+    expect(rc::residual_attention(x, o, x), "f", &[2, 3, 5, 4]);
+    expect(rc::residual_attention(x, x, o), "mask", &[2, 3, 5, 4]);
+    // Per-channel and per-pixel operands: a full map where a scale belongs.
+    expect(rc::scale_channels(x, x, none), "scale", &[2, 3, 4, 5]);
+    expect(
+        rc::add_channels(x, plane.view(), none),
+        "scale",
+        &[2, 1, 4, 5],
+    );
+    let sc = per_channel.view();
+    expect(
+        rc::scale_channels_add(x, sc, none, o),
+        "branch",
+        &[2, 3, 5, 4],
+    );
+    expect(
+        rc::lerp_channels(x, x, plane.view(), none),
+        "scale",
+        &[2, 1, 4, 5],
+    );
+    expect(rc::scale_spatial(x, sc, none), "scale", &[2, 3, 1, 1]);
+    expect(rc::add_broadcast(x, x, none), "b", &[2, 3, 4, 5]);
+    // And the matching shapes pass.
+    assert_eq!(
+        rc::scale_spatial(x, plane.view(), none).unwrap().dim(),
+        x.dim()
+    );
+    assert_eq!(rc::lerp_channels(x, x, sc, none).unwrap().dim(), x.dim());
 }
 
 #[test]

@@ -995,7 +995,7 @@ fn an_input_gate_fuses_into_pointwise_and_gemm_kernels() {
             gpu.upload(res.view()).unwrap(),
         );
         for act in [Activation::HardSigmoid, Activation::Sigmoid] {
-            let scaled = reference::channel::scale_channels(x.view(), logits.view(), act);
+            let scaled = reference::channel::scale_channels(x.view(), logits.view(), act).unwrap();
             let conv_ref =
                 reference::conv::conv2d(&params, scaled.view(), w.view(), Some(b.view())).unwrap();
             let want = match join {
@@ -1347,7 +1347,8 @@ fn pointwise_texels_read_planes_of_any_size() {
         )
         .unwrap();
         let gated_x =
-            reference::channel::scale_channels(x.view(), logits.view(), Activation::Sigmoid);
+            reference::channel::scale_channels(x.view(), logits.view(), Activation::Sigmoid)
+                .unwrap();
         let cases: [(&str, Array4<f32>); 3] = [
             ("plain", plain.clone()),
             (
@@ -1406,7 +1407,7 @@ fn cpu_kernels_take_linear_activations_at_run() {
         let w = random4(&mut r, params.weight_shape());
         let b = random1(&mut r, 16);
         let scaled = match gate {
-            Some(g) => reference::channel::scale_channels(x.view(), logits.view(), g),
+            Some(g) => reference::channel::scale_channels(x.view(), logits.view(), g).unwrap(),
             None => x.clone(),
         };
         let plain = params.activation(Activation::None);

@@ -512,7 +512,7 @@ fn run_reference(c: &Case) -> Option<segblocks::Result<Vec<Array4<f32>>>> {
             one(ch::concat(&views))
         }
         Op::Split { .. } | Op::EcaKernelSizes { .. } => None,
-        Op::Add { act, a, b } => one(Ok(ch::add(a.view(), b.view(), *act))),
+        Op::Add { act, a, b } => one(ch::add(a.view(), b.view(), *act)),
         Op::Activation { act, input } => one(Ok(ch::activation(input.view(), *act))),
         Op::SqueezeExcitation {
             params,
@@ -550,7 +550,7 @@ fn run_reference(c: &Case) -> Option<segblocks::Result<Vec<Array4<f32>>>> {
             spatial_bias.as_ref().map(|b| b.view()),
         )),
         Op::Highway { input, h, t_logits } => {
-            one(Ok(ch::highway(input.view(), h.view(), t_logits.view())))
+            one(ch::highway(input.view(), h.view(), t_logits.view()))
         }
         Op::Sdpa { params, q, k, v } => one(reference::sdpa::scaled_dot_product_attention(
             q.view(),
@@ -558,11 +558,9 @@ fn run_reference(c: &Case) -> Option<segblocks::Result<Vec<Array4<f32>>>> {
             v.view(),
             *params,
         )),
-        Op::ResidualAttention { input, f, mask } => one(Ok(ch::residual_attention(
-            input.view(),
-            f.view(),
-            mask.view(),
-        ))),
+        Op::ResidualAttention { input, f, mask } => {
+            one(ch::residual_attention(input.view(), f.view(), mask.view()))
+        }
     }
 }
 

@@ -574,7 +574,7 @@ fn data_movement_and_pooling_ops_round_once() {
         shape,
         35,
         2.0,
-        |x| reference::channel::add(x.view(), x.view(), Activation::Relu),
+        |x| reference::channel::add(x.view(), x.view(), Activation::Relu).unwrap(),
         |rec, x| channel::add(rec, x, x, Activation::Relu).unwrap(),
     );
     // The products of maps (a GRU's reset gate, a guided filter's statistics).
@@ -583,7 +583,7 @@ fn data_movement_and_pooling_ops_round_once() {
         shape,
         351,
         2.0,
-        |x| reference::channel::mul(x.view(), x.view(), Activation::None),
+        |x| reference::channel::mul(x.view(), x.view(), Activation::None).unwrap(),
         |rec, x| channel::mul(rec, x, x, Activation::None).unwrap(),
     );
     check_one_pass(
@@ -591,7 +591,7 @@ fn data_movement_and_pooling_ops_round_once() {
         shape,
         354,
         2.0,
-        |x| reference::channel::div(x.view(), x.mapv(|v| v.max(0.0)).view(), 1.0),
+        |x| reference::channel::div(x.view(), x.mapv(|v| v.max(0.0)).view(), 1.0).unwrap(),
         |rec, x| {
             let divisor = channel::activation(rec, x, Activation::Relu).unwrap();
             channel::div(rec, x, &divisor, 1.0).unwrap()
@@ -602,7 +602,7 @@ fn data_movement_and_pooling_ops_round_once() {
         shape,
         352,
         4.0,
-        |x| reference::channel::mul_add(x.view(), x.view(), x.view()),
+        |x| reference::channel::mul_add(x.view(), x.view(), x.view()).unwrap(),
         |rec, x| channel::mul_add(rec, x, x, x).unwrap(),
     );
     check_one_pass(
@@ -610,7 +610,7 @@ fn data_movement_and_pooling_ops_round_once() {
         shape,
         353,
         4.0,
-        |x| reference::channel::sub_mul(x.view(), x.view(), x.view()),
+        |x| reference::channel::sub_mul(x.view(), x.view(), x.view()).unwrap(),
         |rec, x| channel::sub_mul(rec, x, x, x).unwrap(),
     );
     check_one_pass(

@@ -403,13 +403,13 @@ impl ConvBnAct {
                 Ok(match join {
                     ResidualJoin::AfterActivation => {
                         let y = then_param(act(y.view(), a))?;
-                        reference::channel::add(y.view(), r, Activation::None)
+                        reference::channel::add(y.view(), r, Activation::None)?
                     }
                     ResidualJoin::BeforeActivation => {
-                        then_param(reference::channel::add(y.view(), r, a))?
+                        then_param(reference::channel::add(y.view(), r, a)?)?
                     }
                     ResidualJoin::AddThen(then) => {
-                        then_param(reference::channel::add(y.view(), r, then))?
+                        then_param(reference::channel::add(y.view(), r, then)?)?
                     }
                 })
             }
@@ -497,7 +497,7 @@ impl Node for ConvBnAct {
         let y = match self.gate {
             Some(act) => {
                 let gate = inputs.get(1)?.tensor()?;
-                let scaled = reference::channel::scale_channels(x, gate, act);
+                let scaled = reference::channel::scale_channels(x, gate, act)?;
                 self.reference_with(scaled.view(), r)?
             }
             None => self.reference_with(x, r)?,
@@ -1515,6 +1515,8 @@ impl Node for Op {
                 bytes: 16 * inputs.get(1)?.iter().product::<usize>() as u64,
                 ..Cost::default()
             },
+            // The first channels of one sample are a view.
+            Op::Narrow(start, length) if channel::is_prefix(x, *start, *length) => Cost::default(),
             Op::Narrow(_, length) => Cost {
                 bytes: 8 * (x[0] * length * x[2] * x[3]) as u64,
                 ..Cost::default()
@@ -1668,23 +1670,23 @@ impl Node for Op {
             }
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
             Op::Softmax { log } => one(rc::softmax(t(0)?, *log)),
-            Op::ScaleSpatial(gate) => one(rc::scale_spatial(t(0)?, t(1)?, *gate)),
-            Op::ScaleChannels(gate) => one(rc::scale_channels(t(0)?, t(1)?, *gate)),
+            Op::ScaleSpatial(gate) => one(rc::scale_spatial(t(0)?, t(1)?, *gate)?),
+            Op::ScaleChannels(gate) => one(rc::scale_channels(t(0)?, t(1)?, *gate)?),
             Op::ScaleChannelsAdd { gate, act } => one(rc::activation(
-                rc::scale_channels_add(t(0)?, t(1)?, *gate, t(2)?).view(),
+                rc::scale_channels_add(t(0)?, t(1)?, *gate, t(2)?)?.view(),
                 *act,
             )),
-            Op::Add => one(rc::add(t(0)?, t(1)?, Activation::None)),
-            Op::Mul(act) => one(rc::mul(t(0)?, t(1)?, *act)),
-            Op::Blend => one(rc::blend(t(0)?, t(1)?, t(2)?)),
-            Op::SubMul => one(rc::sub_mul(t(0)?, t(1)?, t(2)?)),
-            Op::MulAdd => one(rc::mul_add(t(0)?, t(1)?, t(2)?)),
-            Op::Div(eps) => one(rc::div(t(0)?, t(1)?, *eps)),
+            Op::Add => one(rc::add(t(0)?, t(1)?, Activation::None)?),
+            Op::Mul(act) => one(rc::mul(t(0)?, t(1)?, *act)?),
+            Op::Blend => one(rc::blend(t(0)?, t(1)?, t(2)?)?),
+            Op::SubMul => one(rc::sub_mul(t(0)?, t(1)?, t(2)?)?),
+            Op::MulAdd => one(rc::mul_add(t(0)?, t(1)?, t(2)?)?),
+            Op::Div(eps) => one(rc::div(t(0)?, t(1)?, *eps)?),
             Op::CropLike(_) => {
                 let p = self.crop(inputs)?.expect("crop");
                 one(reference::copy::crop(&p, t(0)?)?)
             }
-            Op::AddChannels(act) => one(rc::add_channels(t(0)?, t(1)?, *act)),
+            Op::AddChannels(act) => one(rc::add_channels(t(0)?, t(1)?, *act)?),
             Op::Tokens { start, len } => {
                 let x = t(0)?;
                 let (n, c, h, w) = x.dim();

@@ -31,11 +31,7 @@ pub fn squeeze_excitation(
     fc2: (ArrayView4<f32>, ArrayView1<f32>),
 ) -> Result<Array4<f32>> {
     let logits = excitation(params, x, fc1, fc2)?;
-    Ok(super::channel::scale_channels(
-        x,
-        logits.view(),
-        params.scale_activation,
-    ))
+    super::channel::scale_channels(x, logits.view(), params.scale_activation)
 }
 
 /// ECA's gate logits `conv1d_k(avgpool(x))` across channels (zero padding, no bias),
@@ -63,11 +59,7 @@ pub fn eca_logits(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<
 /// ECA: `x * sigmoid(conv1d_k(avgpool(x)))` across channels, zero padding, no bias.
 pub fn eca(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<f32>> {
     let logits = eca_logits(x, weight)?;
-    Ok(super::channel::scale_channels(
-        x,
-        logits.view(),
-        Activation::Sigmoid,
-    ))
+    super::channel::scale_channels(x, logits.view(), Activation::Sigmoid)
 }
 
 /// CBAM: channel attention with a shared MLP over the average and max descriptors, then
@@ -97,8 +89,8 @@ pub fn cbam(
     };
     let avg = mlp(&super::pool::global_pool(GlobalPool::Avg, x)?)?;
     let max = mlp(&super::pool::global_pool(GlobalPool::Max, x)?)?;
-    let logits = super::channel::add(avg.view(), max.view(), Activation::None);
-    let x1 = super::channel::scale_channels(x, logits.view(), Activation::Sigmoid);
+    let logits = super::channel::add(avg.view(), max.view(), Activation::None)?;
+    let x1 = super::channel::scale_channels(x, logits.view(), Activation::Sigmoid)?;
     let pooled = super::channel::channel_pool(x1.view(), params.pool_order);
     let s = super::conv::conv2d(
         &params.spatial(),
@@ -106,11 +98,7 @@ pub fn cbam(
         spatial_weight,
         spatial_bias,
     )?;
-    Ok(super::channel::scale_spatial(
-        x1.view(),
-        s.view(),
-        Activation::Sigmoid,
-    ))
+    super::channel::scale_spatial(x1.view(), s.view(), Activation::Sigmoid)
 }
 
 /// Selective Kernel attention as timm's `SelectiveKernel` applies it to its paths

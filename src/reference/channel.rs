@@ -27,53 +27,92 @@ pub fn concat(inputs: &[ArrayView4<f32>]) -> Result<Array4<f32>> {
     concatenate(Axis(1), inputs).map_err(|e| invalid("inputs", e.to_string()))
 }
 
-/// `act(a + b)`.
-pub fn add(a: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+/// `x`'s shape as an array.
+fn dims(x: &ArrayView4<f32>) -> [usize; 4] {
+    let (n, c, h, w) = x.dim();
+    [n, c, h, w]
+}
+
+/// A typed error naming `name` unless `x` has the shape `expected`.
+fn check(name: &'static str, expected: [usize; 4], x: &ArrayView4<f32>) -> Result<()> {
+    let actual = dims(x);
+    if actual == expected {
+        return Ok(());
+    }
+    Err(Error::ShapeMismatch {
+        name,
+        expected: expected.to_vec(),
+        actual: actual.to_vec(),
+    })
+}
+
+/// `x`'s batch and channels with 1 x 1 planes: the shape of a per-channel scale.
+fn per_channel(x: &ArrayView4<f32>) -> [usize; 4] {
+    let [n, c, _, _] = dims(x);
+    [n, c, 1, 1]
+}
+
+/// `act(a + b)`; `b` must have `a`'s shape.
+pub fn add(a: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Result<Array4<f32>> {
+    check("b", dims(&a), &b)?;
     let mut out = a.to_owned();
     out.zip_mut_with(&b, |o, &v| *o = super::activation(act, *o + v));
-    out
+    Ok(out)
 }
 
-/// `act(a * b)`.
-pub fn mul(a: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+/// `act(a * b)`; `b` must have `a`'s shape.
+pub fn mul(a: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Result<Array4<f32>> {
+    check("b", dims(&a), &b)?;
     let mut out = a.to_owned();
     out.zip_mut_with(&b, |o, &v| *o = super::activation(act, *o * v));
-    out
+    Ok(out)
 }
 
-/// `c - a * b`, elementwise.
-pub fn sub_mul(c: ArrayView4<f32>, a: ArrayView4<f32>, b: ArrayView4<f32>) -> Array4<f32> {
+/// `c - a * b`, elementwise; `b` and `c` must have `a`'s shape.
+pub fn sub_mul(c: ArrayView4<f32>, a: ArrayView4<f32>, b: ArrayView4<f32>) -> Result<Array4<f32>> {
+    check("b", dims(&a), &b)?;
+    check("c", dims(&a), &c)?;
     let mut out = c.to_owned();
     for (idx, v) in out.indexed_iter_mut() {
         *v -= a[idx] * b[idx];
     }
-    out
+    Ok(out)
 }
 
-/// `a / (b + eps)`, elementwise.
-pub fn div(a: ArrayView4<f32>, b: ArrayView4<f32>, eps: f32) -> Array4<f32> {
+/// `a / (b + eps)`, elementwise; `b` must have `a`'s shape.
+pub fn div(a: ArrayView4<f32>, b: ArrayView4<f32>, eps: f32) -> Result<Array4<f32>> {
+    check("b", dims(&a), &b)?;
     let mut out = a.to_owned();
     out.zip_mut_with(&b, |o, &v| *o /= v + eps);
-    out
+    Ok(out)
 }
 
-/// `a * b + c`, elementwise.
-pub fn mul_add(a: ArrayView4<f32>, b: ArrayView4<f32>, c: ArrayView4<f32>) -> Array4<f32> {
+/// `a * b + c`, elementwise; `b` and `c` must have `a`'s shape.
+pub fn mul_add(a: ArrayView4<f32>, b: ArrayView4<f32>, c: ArrayView4<f32>) -> Result<Array4<f32>> {
+    check("b", dims(&a), &b)?;
+    check("c", dims(&a), &c)?;
     let mut out = a.to_owned();
     for (idx, v) in out.indexed_iter_mut() {
         *v = *v * b[idx] + c[idx];
     }
-    out
+    Ok(out)
 }
 
-/// `(1 - weight) * start + weight * end`, elementwise.
-pub fn blend(start: ArrayView4<f32>, end: ArrayView4<f32>, weight: ArrayView4<f32>) -> Array4<f32> {
+/// `(1 - weight) * start + weight * end`, elementwise; `end` and `weight` must have
+/// `start`'s shape.
+pub fn blend(
+    start: ArrayView4<f32>,
+    end: ArrayView4<f32>,
+    weight: ArrayView4<f32>,
+) -> Result<Array4<f32>> {
+    check("end", dims(&start), &end)?;
+    check("weight", dims(&start), &weight)?;
     let mut out = start.to_owned();
     for (idx, v) in out.indexed_iter_mut() {
         let z = weight[idx];
         *v = (1.0 - z) * *v + z * end[idx];
     }
-    out
+    Ok(out)
 }
 
 /// `act(x)`.
@@ -82,92 +121,128 @@ pub fn activation(x: ArrayView4<f32>, act: Activation) -> Array4<f32> {
 }
 
 /// `x[n, c, h, w] * gate(s[n, c])` for `s` of shape `[N, C, 1, 1]`.
-pub fn scale_channels(x: ArrayView4<f32>, s: ArrayView4<f32>, gate: Activation) -> Array4<f32> {
+pub fn scale_channels(
+    x: ArrayView4<f32>,
+    s: ArrayView4<f32>,
+    gate: Activation,
+) -> Result<Array4<f32>> {
+    check("scale", per_channel(&x), &s)?;
     let mut out = x.to_owned();
     for ((n, c, _, _), v) in out.indexed_iter_mut() {
         *v *= super::activation(gate, s[[n, c, 0, 0]]);
     }
-    out
+    Ok(out)
 }
 
-/// `x[n, c, h, w] * gate(s[n, c]) + branch[n, c, h, w]` for `s` of shape `[N, C, 1, 1]`.
+/// `x[n, c, h, w] * gate(s[n, c]) + branch[n, c, h, w]` for `s` of shape `[N, C, 1, 1]`
+/// and `branch` of `x`'s shape.
 pub fn scale_channels_add(
     x: ArrayView4<f32>,
     s: ArrayView4<f32>,
     gate: Activation,
     branch: ArrayView4<f32>,
-) -> Array4<f32> {
+) -> Result<Array4<f32>> {
+    check("scale", per_channel(&x), &s)?;
+    check("branch", dims(&x), &branch)?;
     let mut out = x.to_owned();
     for ((n, c, h, w), v) in out.indexed_iter_mut() {
         *v = *v * super::activation(gate, s[[n, c, 0, 0]]) + branch[[n, c, h, w]];
     }
-    out
+    Ok(out)
 }
 
 /// `end * t + start * (1 - t)` with `t = gate(s[n, c, 0, 0])`: `torch.lerp` with one
-/// weight per channel.
+/// weight per channel; `end` of `start`'s shape, `s` of shape `[N, C, 1, 1]`.
 pub fn lerp_channels(
     start: ArrayView4<f32>,
     end: ArrayView4<f32>,
     s: ArrayView4<f32>,
     gate: Activation,
-) -> Array4<f32> {
+) -> Result<Array4<f32>> {
+    check("end", dims(&start), &end)?;
+    check("scale", per_channel(&start), &s)?;
     let mut out = start.to_owned();
     for ((n, c, h, w), v) in out.indexed_iter_mut() {
         let t = super::activation(gate, s[[n, c, 0, 0]]);
         *v = end[[n, c, h, w]] * t + *v * (1.0 - t);
     }
-    out
+    Ok(out)
 }
 
-/// `act(x[n, c, h, w] + s[n, c, 0, 0])`.
-pub fn add_channels(x: ArrayView4<f32>, s: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+/// `act(x[n, c, h, w] + s[n, c, 0, 0])` for `s` of shape `[N, C, 1, 1]`.
+pub fn add_channels(
+    x: ArrayView4<f32>,
+    s: ArrayView4<f32>,
+    act: Activation,
+) -> Result<Array4<f32>> {
+    check("scale", per_channel(&x), &s)?;
     let mut out = x.to_owned();
     for ((n, c, _, _), v) in out.indexed_iter_mut() {
         *v = super::activation(act, *v + s[[n, c, 0, 0]]);
     }
-    out
+    Ok(out)
 }
 
-/// `act(x[n, c, h, w] + b[0, c, h, w])`.
-pub fn add_broadcast(x: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+/// `act(x[n, c, h, w] + b[0, c, h, w])` for `b` of shape `[1, C, H, W]`.
+pub fn add_broadcast(
+    x: ArrayView4<f32>,
+    b: ArrayView4<f32>,
+    act: Activation,
+) -> Result<Array4<f32>> {
+    let [_, c, h, w] = dims(&x);
+    check("b", [1, c, h, w], &b)?;
     let mut out = x.to_owned();
     for ((_, c, h, w), v) in out.indexed_iter_mut() {
         *v = super::activation(act, *v + b[[0, c, h, w]]);
     }
-    out
+    Ok(out)
 }
 
-/// `x[n, c, h, w] * gate(s[n, 0, h, w])`.
-pub fn scale_spatial(x: ArrayView4<f32>, s: ArrayView4<f32>, gate: Activation) -> Array4<f32> {
+/// `x[n, c, h, w] * gate(s[n, 0, h, w])` for `s` of shape `[N, 1, H, W]`.
+pub fn scale_spatial(
+    x: ArrayView4<f32>,
+    s: ArrayView4<f32>,
+    gate: Activation,
+) -> Result<Array4<f32>> {
+    let [n, _, h, w] = dims(&x);
+    check("scale", [n, 1, h, w], &s)?;
     let mut out = x.to_owned();
     for ((n, _, h, w), v) in out.indexed_iter_mut() {
         *v *= super::activation(gate, s[[n, 0, h, w]]);
     }
-    out
+    Ok(out)
 }
 
-/// Highway: `h * t + x * (1 - t)` with `t = sigmoid(t_logits)`.
-pub fn highway(x: ArrayView4<f32>, h: ArrayView4<f32>, t_logits: ArrayView4<f32>) -> Array4<f32> {
+/// Highway: `h * t + x * (1 - t)` with `t = sigmoid(t_logits)`; `h` and `t_logits` of
+/// `x`'s shape.
+pub fn highway(
+    x: ArrayView4<f32>,
+    h: ArrayView4<f32>,
+    t_logits: ArrayView4<f32>,
+) -> Result<Array4<f32>> {
+    check("h", dims(&x), &h)?;
+    check("t_logits", dims(&x), &t_logits)?;
     let mut out = x.to_owned();
     for (idx, v) in out.indexed_iter_mut() {
         let t = super::activation(Activation::Sigmoid, t_logits[idx]);
         *v = h[idx] * t + *v * (1.0 - t);
     }
-    out
+    Ok(out)
 }
 
-/// Residual attention: `(1 + mask) * f + x`.
+/// Residual attention: `(1 + mask) * f + x`; `f` and `mask` of `x`'s shape.
 pub fn residual_attention(
     x: ArrayView4<f32>,
     f: ArrayView4<f32>,
     mask: ArrayView4<f32>,
-) -> Array4<f32> {
+) -> Result<Array4<f32>> {
+    check("f", dims(&x), &f)?;
+    check("mask", dims(&x), &mask)?;
     let mut out = x.to_owned();
     for (idx, v) in out.indexed_iter_mut() {
         *v += (1.0 + mask[idx]) * f[idx];
     }
-    out
+    Ok(out)
 }
 
 /// Per-pixel mean and maximum over channels as two channels, in `order`.

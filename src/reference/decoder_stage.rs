@@ -23,7 +23,7 @@ pub fn decoder_stage(
     let s = |a: &ArrayView4<f32>| -> [usize; 4] { a.shape().try_into().expect("4-D") };
     params.output_shape(s(&skip), s(&gate), s(&low))?;
     let up = super::upsample::upsample(&UpsampleParams::bilinear(false).scale_factor(2.0), low)?;
-    let z = super::channel::scale_channels_add(skip, gate, params.gate_activation, up.view());
+    let z = super::channel::scale_channels_add(skip, gate, params.gate_activation, up.view())?;
     let a = super::conv::conv2d(&params.refine(), z.view(), refine.0, Some(refine.1))?;
     let d = super::conv::conv2d(
         &params.depthwise(),

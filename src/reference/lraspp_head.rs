@@ -26,7 +26,7 @@ pub fn lraspp_head(
     let pooled = super::pool::global_pool(GlobalPool::Avg, x)?;
     let logits = conv(pg, pooled.view(), gate)?;
     let h = conv(pb, x, branch)?;
-    let h = super::channel::scale_channels(h.view(), logits.view(), params.gate_activation);
+    let h = super::channel::scale_channels(h.view(), logits.view(), params.gate_activation)?;
     match classifier {
         Some(cl) => conv(pc, h.view(), cl),
         None => Ok(h),
