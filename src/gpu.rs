@@ -33,9 +33,11 @@ pub struct GpuOptions {
     pub backends: Option<wgpu::Backends>,
     /// Case-insensitive substring of the adapter name (default: `WGPU_ADAPTER_NAME`).
     pub adapter_name: Option<String>,
-    /// Lower the storage-binding limit below the adapter's (for testing limit handling).
+    /// Lower the storage-binding limit below the adapter's (for testing limit handling;
+    /// at least [`GpuOptions::MIN_STORAGE_BINDING`] bytes, else a typed error).
     pub max_storage_buffer_binding_size: Option<u64>,
-    /// Lower the workgroups-per-dimension limit below the adapter's (for testing grid folding).
+    /// Lower the workgroups-per-dimension limit below the adapter's (for testing grid
+    /// folding; at least 1, else a typed error).
     pub max_compute_workgroups_per_dimension: Option<u32>,
     /// Compiled pipelines (and shader modules) kept for reuse, least recently used
     /// evicted first (default [`DEFAULT_PIPELINE_CACHE`]). A pipeline costs a few MB of
@@ -270,6 +272,26 @@ impl GpuOptions {
                 .filter(|v| !v.is_empty())
                 .map(Into::into)
         })
+    }
+
+    /// The smallest storage-binding limit the options may lower to: a few texels.
+    pub const MIN_STORAGE_BINDING: u64 = 256;
+
+    /// Checks the lowered limits: at least one workgroup per dimension and
+    /// [`GpuOptions::MIN_STORAGE_BINDING`] bytes per binding.
+    fn validate(&self) -> Result<()> {
+        if let Some(v) = self.max_storage_buffer_binding_size {
+            crate::error::fail_if(
+                v < Self::MIN_STORAGE_BINDING,
+                "max_storage_buffer_binding_size",
+                || format!("at least {} bytes, got {v}", Self::MIN_STORAGE_BINDING),
+            )?;
+        }
+        crate::error::fail_if(
+            self.max_compute_workgroups_per_dimension == Some(0),
+            "max_compute_workgroups_per_dimension",
+            || "at least 1, got 0".to_string(),
+        )
     }
 
     /// `limits` with the options' lowered values applied.
@@ -1019,6 +1041,7 @@ impl Gpu {
     /// `WGPU_BACKEND`), the primary backends (Vulkan, Metal, DX12, WebGPU) are tried first
     /// and GL only when none of them has an adapter.
     pub async fn new_async(options: GpuOptions) -> Result<Self> {
+        options.validate()?;
         let tries = match options.backends.or_else(wgpu::Backends::from_env) {
             Some(b) => vec![b],
             None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::all()],
@@ -1104,6 +1127,7 @@ impl Gpu {
         info: wgpu::AdapterInfo,
         options: GpuOptions,
     ) -> Result<Self> {
+        options.validate()?;
         check_device_limits(&device.limits())?;
         check_precision(options.precision, device.features())?;
         check_subgroups(options.subgroups, device.features())?;
@@ -2438,7 +2462,12 @@ impl<'g> Recorder<'g> {
         }
         let pipeline = self.gpu.pipeline(launch.file, &launch.constants)?;
         let (gx, gy) = self.gpu.grid(launch.workgroups)?;
-        let texels = self.copy_to_texels(launch, &buffers)?;
+        let sizes: Vec<Option<u64>> = launch
+            .bindings
+            .iter()
+            .map(|b| args.bytes_of(b.name))
+            .collect();
+        let texels = self.copy_to_texels(launch, &buffers, &sizes)?;
         let bind_group = self.bind(launch, &pipeline, &buffers, &texels)?;
         // Profiled with timestamps: each dispatch in a pass of its own, timed at its
         // begin and end.
@@ -2893,11 +2922,13 @@ impl<'g> Recorder<'g> {
 
     /// Copies each buffer bound as [`Access::Texels`] into its texture (vec4 texels,
     /// `TEXEL_ROW` to a row, the format of the buffer's elements), ending the compute
-    /// pass; returns the textures to bind, `None` for the other bindings.
+    /// pass; returns the textures to bind, `None` for the other bindings. `sizes` are the
+    /// bound values' bytes: a view (the first channels of a tensor) copies its own.
     fn copy_to_texels(
         &mut self,
         launch: &Launch,
         buffers: &[Option<&Arc<PooledBuffer>>],
+        sizes: &[Option<u64>],
     ) -> Result<Vec<Option<wgpu::Texture>>> {
         let mut views = Vec::with_capacity(buffers.len());
         for (i, (b, binding)) in buffers.iter().zip(launch.bindings).enumerate() {
@@ -2909,13 +2940,16 @@ impl<'g> Recorder<'g> {
                 Elem::F32 => (wgpu::TextureFormat::Rgba32Float, 16u64),
                 Elem::F16 => (wgpu::TextureFormat::Rgba16Float, 8u64),
             };
-            let texels = b.used_bytes().div_ceil(texel_bytes).max(1);
+            let bytes = sizes
+                .get(i)
+                .copied()
+                .flatten()
+                .map_or(b.used_bytes(), |s| s.min(b.used_bytes()));
+            let texels = bytes.div_ceil(texel_bytes).max(1);
             if texels * texel_bytes > b.buffer.size() {
                 return Err(Error::Gpu(format!(
                     "{}: `{}` holds {} bytes, not whole texels",
-                    launch.file,
-                    binding.name,
-                    b.used_bytes()
+                    launch.file, binding.name, bytes
                 )));
             }
             let row = u64::from(TEXEL_ROW);

@@ -473,6 +473,12 @@ impl<'a> Args<'a> {
         Args::default()
     }
 
+    /// The bytes in use of the value bound as `name` (a view's own, not its buffer's).
+    pub(crate) fn bytes_of(&self, name: &str) -> Option<u64> {
+        let i = self.entries.iter().position(|(n, _, _)| *n == name)?;
+        self.bytes.get(i).copied()
+    }
+
     /// Binds `value` read-only as `name`.
     pub(crate) fn read(mut self, name: &'static str, value: &'a impl Bindable) -> Self {
         self.entries.push((name, Access::Read, value.buffer()));

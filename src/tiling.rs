@@ -93,12 +93,14 @@ impl TileParams {
 
     /// The tiles' first rows (or columns) along an axis of `len` pixels: a tile of the
     /// axis's tile size (or the whole axis, when shorter) every `tile - overlap` pixels,
-    /// the last flush with the end.
+    /// the last flush with the end. An overlap of the whole tile or more is taken as
+    /// `tile - 1` (a step of one pixel), as [`tiled_forward`]'s validation never lets
+    /// through.
     pub fn starts(len: usize, tile: usize, overlap: usize) -> Vec<usize> {
         if len <= tile {
             return vec![0];
         }
-        let step = tile - overlap;
+        let step = tile.saturating_sub(overlap).max(1);
         let mut starts: Vec<usize> = (0..)
             .map(|i| i * step)
             .take_while(|&s| s + tile < len)

@@ -122,8 +122,15 @@ impl StateDict {
         Self::from_safetensors(&bytes)
     }
 
-    /// Adds or replaces a tensor.
+    /// Adds or replaces a tensor. A tensor in another memory order (a transposed view's
+    /// copy, Fortran order) is stored in row-major order, as PyTorch's contiguous
+    /// tensors are, so that the layers can reshape it.
     pub fn insert(&mut self, name: impl Into<String>, tensor: ArrayD<f32>) {
+        let tensor = if tensor.is_standard_layout() {
+            tensor
+        } else {
+            tensor.as_standard_layout().into_owned()
+        };
         self.tensors.insert(name.into(), tensor);
     }
 

@@ -950,3 +950,156 @@ fn contexts_tensors_and_layers_are_send_and_sync() {
     shared::<segblocks::networks::LrAsppMobileNetV3>();
     shared::<Error>();
 }
+
+/// Asserts an `InvalidParam`, `ShapeMismatch` or `TooLarge` error naming `name`.
+fn names<T: std::fmt::Debug>(result: segblocks::Result<T>, name: &str) {
+    match result {
+        Err(Error::InvalidParam { name: n, .. })
+        | Err(Error::ShapeMismatch { name: n, .. })
+        | Err(Error::TooLarge { name: n, .. }) => assert_eq!(n, name, "{result:?}"),
+        other => panic!("expected an error naming {name}, got {other:?}"),
+    }
+}
+
+/// Bad values given to the CPU references, the parameter helpers and the context's
+/// options: typed errors naming them, never a panic, a hang or a silently wrong answer.
+#[test]
+fn references_helpers_and_options_refuse_bad_values() {
+    use segblocks::ops::composite::{gaussian_taps, Background};
+    use segblocks::ops::frame::{Fit, FrameLayout, MaskParams, PixelFormat};
+    use segblocks::ops::inverted_residual::InvertedResidualParams;
+    use segblocks::reference;
+    // An inverted residual with a skip whose padding changes the size would add the
+    // input at other pixels (the GPU) or panic (the reference).
+    let p = InvertedResidualParams::new(8, 16, 8).padding_asymmetric(0, 0);
+    names(p.output_shape([1, 8, 9, 9]), "padding");
+    let x = Array4::<f32>::zeros([1, 8, 9, 9]);
+    let (w1, b1) = (
+        Array4::<f32>::zeros([16, 8, 1, 1]),
+        Array1::<f32>::zeros(16),
+    );
+    let (wd, w2, b2) = (
+        Array4::<f32>::zeros([16, 1, 3, 3]),
+        Array4::<f32>::zeros([8, 16, 1, 1]),
+        Array1::<f32>::zeros(8),
+    );
+    let ok = InvertedResidualParams::new(8, 16, 8);
+    let dw = (wd.view(), b1.view());
+    let project = (w2.view(), b2.view());
+    names(
+        reference::inverted_residual::inverted_residual(&p, x.view(), None, dw, None, project),
+        "padding",
+    );
+    names(
+        reference::inverted_residual::inverted_residual(&ok, x.view(), None, dw, None, project),
+        "expand",
+    );
+    let expand = Some((w1.view(), b1.view()));
+    let y =
+        reference::inverted_residual::inverted_residual(&ok, x.view(), expand, dw, None, project);
+    assert_eq!(y.unwrap().dim(), (1, 8, 9, 9));
+    // Lowered limits that leave nothing.
+    for options in [
+        segblocks::GpuOptions {
+            max_compute_workgroups_per_dimension: Some(0),
+            ..Default::default()
+        },
+        segblocks::GpuOptions {
+            max_storage_buffer_binding_size: Some(16),
+            ..Default::default()
+        },
+    ] {
+        let name = if options.max_compute_workgroups_per_dimension.is_some() {
+            "max_compute_workgroups_per_dimension"
+        } else {
+            "max_storage_buffer_binding_size"
+        };
+        names(Gpu::with_options(options), name);
+    }
+    // Compositing on the CPU: the background's and the frame's checks.
+    let layout = FrameLayout::packed(4, 3, PixelFormat::Rgba8);
+    let bytes = vec![128u8; 4 * 4 * 3];
+    let out = Array4::<f32>::zeros([1, 1, 3, 4]);
+    let mask = MaskParams::new();
+    let blur = Background::Blur {
+        sigma: 2.0,
+        downscale: 0,
+    };
+    names(
+        reference::composite::composite(&bytes, &layout, out.view(), &mask, &blur),
+        "downscale",
+    );
+    let tint = Background::Tint {
+        color: [0.0; 3],
+        amount: 1.0,
+    };
+    names(
+        reference::composite::composite(&bytes[..10], &layout, out.view(), &mask, &tint),
+        "bytes",
+    );
+    names(gaussian_taps(0.0), "sigma");
+    names(gaussian_taps(f32::NAN), "sigma");
+    names(gaussian_taps(1e9), "sigma");
+    // A stride that the kernels' 32-bit word offsets cannot reach.
+    let wide = FrameLayout {
+        bytes_per_row: 1 << 40,
+        ..layout
+    };
+    names(wide.validate(), "bytes_per_row");
+    // A letterbox of an empty side and tiles that overlap entirely: no panic, no hang.
+    let fit = Fit::Letterbox { fill: 0.0 };
+    assert_eq!(fit.content_rect((0, 5), (4, 4)).size.0, 0);
+    let starts = segblocks::tiling::TileParams::starts(40, 10, 10);
+    assert_eq!((starts.len(), starts[30]), (31, 30));
+    // Channel reductions over no channel.
+    let empty = Array4::<f32>::zeros([1, 0, 2, 2]);
+    names(reference::channel::softmax(empty.view(), false), "input");
+    names(reference::channel::argmax(empty.view()), "input");
+    names(
+        reference::channel::channel_pool(empty.view(), ChannelPoolOrder::MeanMax),
+        "input",
+    );
+    // CBAM with another channel count, ECA with an even kernel, AdaIN and batch norm with
+    // bad factors.
+    let x = Array4::<f32>::zeros([1, 4, 3, 3]);
+    let cbam = CbamParams::new(6, ChannelPoolOrder::MeanMax);
+    let (m1, m2) = (
+        Array4::<f32>::zeros([0, 6, 1, 1]),
+        Array4::<f32>::zeros([6, 0, 1, 1]),
+    );
+    let sw = Array4::<f32>::zeros([1, 2, 7, 7]);
+    names(
+        reference::attention::cbam(
+            &cbam,
+            x.view(),
+            (m1.view(), None),
+            (m2.view(), None),
+            sw.view(),
+            None,
+        ),
+        "input",
+    );
+    names(
+        reference::attention::eca_logits(x.view(), Array1::zeros(2).view()),
+        "weight",
+    );
+    names(reference::norm::adain(x.view(), x.view(), -1.0), "eps");
+    let bn = BatchNorm2dParams::new(4);
+    let ones = Array1::<f32>::ones(4);
+    let o = ones.view();
+    names(
+        reference::norm::batch_norm_train(&bn, x.view(), o, o, o, o, f32::NAN),
+        "momentum",
+    );
+    // An unpooling to more values than a tensor may hold.
+    let unpool = pool::MaxUnpool2dParams::new(1 << 20);
+    names(unpool.output_shape([1, 1, 1 << 12, 1 << 12]), "output");
+    // A state dict entry in Fortran order is stored as PyTorch's contiguous tensors are.
+    let mut sd = StateDict::new();
+    let f = Array4::from_shape_fn([2, 3, 1, 1], |(o, i, _, _)| (o * 3 + i) as f32);
+    let fortran = f.t().as_standard_layout().into_owned().reversed_axes();
+    assert!(!fortran.is_standard_layout());
+    sd.insert("w", fortran.into_dyn());
+    assert!(sd.tensor("w").unwrap().is_standard_layout());
+    assert_eq!(sd.get4("w", [2, 3, 1, 1]).unwrap(), f);
+}

@@ -48,6 +48,35 @@ fn check_group_norm(
     got
 }
 
+/// The running statistics recorded before a training step are the values before it, for
+/// every channel count: one channel included, whose mean would otherwise be the first
+/// channels of the updated buffer (a view).
+#[test]
+fn recorded_running_statistics_are_snapshots() {
+    let gpu = gpu();
+    let mut r = rng(31);
+    for c in [1, 3, 12] {
+        let params = BatchNorm2dParams::new(c);
+        let rm = random1(&mut r, c);
+        let rv = random1(&mut r, c).mapv(|v| 1.0 + v.abs());
+        let bn = BatchNorm2d::new(gpu, params, None, None)
+            .and_then(|bn| bn.with_running_stats(rm.view(), rv.view()))
+            .unwrap();
+        let x = random4(&mut r, [2, c, 3, 4]).mapv(|v| 5.0 * v + 3.0);
+        let xt = gpu.upload(x.view()).unwrap();
+        let mut rec = gpu.recorder();
+        let (mean, var) = bn.record_running_stats(&mut rec).unwrap();
+        bn.forward_train(&mut rec, &xt).unwrap();
+        let got = rec.download_many(&[&mean, &var]).unwrap();
+        let flat = |a: &Array4<f32>| a.iter().copied().collect::<Vec<_>>();
+        assert_eq!(flat(&got[0]), rm.to_vec(), "running mean, {c} channels");
+        assert_eq!(flat(&got[1]), rv.to_vec(), "running var, {c} channels");
+        // And the step did update them.
+        let (after, _) = bn.running_stats().unwrap();
+        assert_ne!(after.to_vec(), rm.to_vec(), "{c} channels");
+    }
+}
+
 #[test]
 fn batch_norm_training_updates_running_statistics() {
     let gpu = gpu();

@@ -566,7 +566,7 @@ fn data_movement_and_pooling_ops_round_once() {
         shape,
         45,
         16.0,
-        |x| reference::channel::softmax(x.view(), false),
+        |x| reference::channel::softmax(x.view(), false).unwrap(),
         |rec, x| channel::softmax(rec, x).unwrap(),
     );
     check_one_pass(

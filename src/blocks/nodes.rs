@@ -1669,7 +1669,7 @@ impl Node for Op {
                     .to_owned())
             }
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
-            Op::Softmax { log } => one(rc::softmax(t(0)?, *log)),
+            Op::Softmax { log } => one(rc::softmax(t(0)?, *log)?),
             Op::ScaleSpatial(gate) => one(rc::scale_spatial(t(0)?, t(1)?, *gate)?),
             Op::ScaleChannels(gate) => one(rc::scale_channels(t(0)?, t(1)?, *gate)?),
             Op::ScaleChannelsAdd { gate, act } => one(rc::activation(

@@ -166,12 +166,11 @@ impl VitConfig {
         })
     }
 
-    /// The patch grid `(img_size / patch_size)`, rounded down as the convolution does.
+    /// The patch grid `(img_size / patch_size)`, rounded down as the convolution does
+    /// (`(0, 0)` for a `patch_size` of 0, which `validate` refuses).
     pub fn grid(&self) -> (usize, usize) {
-        (
-            self.img_size.0 / self.patch_size,
-            self.img_size.1 / self.patch_size,
-        )
+        let per = |side: usize| side.checked_div(self.patch_size).unwrap_or(0);
+        (per(self.img_size.0), per(self.img_size.1))
     }
 
     /// The tokens before the patch tokens: the class token and the register tokens

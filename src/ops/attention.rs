@@ -994,6 +994,22 @@ fn constant_channel_attention(
     mlp1: (ArrayView4<f32>, Option<ArrayView1<f32>>),
     mlp2: (ArrayView4<f32>, Option<ArrayView1<f32>>),
 ) -> Result<Tensor> {
+    check_empty_mlp(params, mlp1, mlp2)?;
+    let c = params.gate_channels;
+    let attention = Array4::from_shape_fn([1, 1, 1, c], |(_, _, _, k)| {
+        let b = mlp2.1.as_ref().map_or(0.0, |b| b[k]);
+        1.0 / (1.0 + (-(b + b)).exp())
+    });
+    gpu.upload(attention.view())
+}
+
+/// Checks the shapes of a CBAM MLP without hidden channels: empty weights and, with
+/// `mlp_bias`, no first bias and a second of `gate_channels` values.
+pub(crate) fn check_empty_mlp(
+    params: &CbamParams,
+    mlp1: (ArrayView4<f32>, Option<ArrayView1<f32>>),
+    mlp2: (ArrayView4<f32>, Option<ArrayView1<f32>>),
+) -> Result<()> {
     let c = params.gate_channels;
     crate::ops::same_dims("mlp1 weight", &[0, c, 1, 1], mlp1.0.shape())?;
     crate::ops::same_dims("mlp2 weight", &[c, 0, 1, 1], mlp2.0.shape())?;
@@ -1004,10 +1020,5 @@ fn constant_channel_attention(
     })?;
     fail_if(bias_len(&mlp2.1) != want(c), "mlp2 bias", || {
         format!("expected {:?} values, got {:?}", want(c), bias_len(&mlp2.1))
-    })?;
-    let attention = Array4::from_shape_fn([1, 1, 1, c], |(_, _, _, k)| {
-        let b = mlp2.1.as_ref().map_or(0.0, |b| b[k]);
-        1.0 / (1.0 + (-(b + b)).exp())
-    });
-    gpu.upload(attention.view())
+    })
 }

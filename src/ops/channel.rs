@@ -648,7 +648,9 @@ pub fn shuffle_pair_shape(a: [usize; 4], b: [usize; 4]) -> Result<[usize; 4]> {
 
 /// Channels `start..start + length` of `x` (`x.narrow(1, start, length)`): one copy, or
 /// none where they are the start of `x`'s buffer (the first channels of one sample), which
-/// the result then shares, as PyTorch's `narrow` returns a view.
+/// the result then shares, as PyTorch's `narrow` returns a view: an op that writes into
+/// its output tensor ([`upsample_into`](crate::ops::upsample::upsample_into)) writes into
+/// `x` there.
 pub fn narrow(rec: &mut Recorder<'_>, x: &Tensor, start: usize, length: usize) -> Result<Tensor> {
     x.check_gpu(rec.gpu(), "input")?;
     let s = x.shape();

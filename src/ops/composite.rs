@@ -102,7 +102,9 @@ impl Background {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the parameters: a positive `downscale`, a positive `sigma` of at most
+    /// [`SIGMA_MAX`] pixels after it, a `color` and an `amount` in [0, 1].
+    pub fn validate(&self) -> Result<()> {
         match *self {
             Background::Blur { sigma, downscale } => {
                 fail_if(downscale == 0, "downscale", || {
@@ -135,19 +137,25 @@ impl Background {
 }
 
 /// The normalised 1-D Gaussian of standard deviation `sigma` over `2 * ceil(3 sigma) + 1`
-/// taps (torchvision's `_get_gaussian_kernel1d` with that size).
-pub fn gaussian_taps(sigma: f32) -> Vec<f32> {
+/// taps (torchvision's `_get_gaussian_kernel1d` with that size); `sigma` positive and at
+/// most [`SIGMA_MAX`].
+pub fn gaussian_taps(sigma: f32) -> Result<Vec<f32>> {
+    fail_if(
+        !(sigma.is_finite() && sigma > 0.0 && sigma <= SIGMA_MAX),
+        "sigma",
+        || format!("must be positive and at most {SIGMA_MAX}, got {sigma}"),
+    )?;
     let radius = (3.0 * sigma).ceil().max(1.0) as i32;
     let w: Vec<f64> = (-radius..=radius)
         .map(|x| (-0.5 * (x as f64 / sigma as f64).powi(2)).exp())
         .collect();
     let sum: f64 = w.iter().sum();
-    w.iter().map(|v| (v / sum) as f32).collect()
+    Ok(w.iter().map(|v| (v / sum) as f32).collect())
 }
 
 /// The two depthwise convolutions of a separable Gaussian on 3 channels, edges replicated.
 fn gaussian_layers(gpu: &Gpu, sigma: f32) -> Result<(Conv2d, Conv2d)> {
-    let taps = gaussian_taps(sigma);
+    let taps = gaussian_taps(sigma)?;
     let k = taps.len();
     let radius = k / 2;
     let layer = |kernel: (usize, usize), padding: (usize, usize)| {

@@ -606,8 +606,12 @@ pub fn tf_same_padding(
     dilation: usize,
 ) -> (usize, usize) {
     let out = input.div_ceil(stride.max(1));
-    let span = dilation * kernel.saturating_sub(1) + 1;
-    let total = ((out.max(1) - 1) * stride + span).saturating_sub(input);
+    // Saturating: absurd sizes give a padding the convolution's validation refuses.
+    let span = dilation
+        .saturating_mul(kernel.saturating_sub(1))
+        .saturating_add(1);
+    let total =
+        ((out.max(1) - 1).saturating_mul(stride).saturating_add(span)).saturating_sub(input);
     (total / 2, total - total / 2)
 }
 

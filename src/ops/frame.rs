@@ -161,8 +161,26 @@ impl FrameLayout {
                     self.bytes_per_row
                 )
             },
-        )
+        )?;
+        check_stride(self.bytes_per_row, self.height)
     }
+}
+
+/// The kernels address a frame or mask in 32-bit words: a stride and a span beyond that
+/// are a typed error, not a wrapped offset.
+fn check_stride(bytes_per_row: usize, height: usize) -> Result<()> {
+    let span = bytes_per_row.checked_mul(height);
+    fail_if(
+        span.is_none_or(|s| s / 4 > u32::MAX as usize),
+        "bytes_per_row",
+        || {
+            format!(
+                "{height} rows of {bytes_per_row} bytes are more than the kernels address \
+                 ({} 4-byte words)",
+                u32::MAX
+            )
+        },
+    )
 }
 
 fn check_side(name: &'static str, side: usize) -> Result<()> {
@@ -234,6 +252,8 @@ impl Fit {
     /// The rectangle of an `input` (rows, columns) that a frame of `frame` (rows,
     /// columns) covers: all of it when stretched; letterboxed, the frame scaled by
     /// `min(H / h, W / w)` (sides rounded, at least 1) and centred (offsets rounded down).
+    /// A zero side (which the frame ops refuse with a typed error) gives an empty
+    /// rectangle rather than a panic.
     pub fn content_rect(&self, input: (usize, usize), frame: (usize, usize)) -> ContentRect {
         match self {
             Fit::Stretch => ContentRect {
@@ -242,7 +262,7 @@ impl Fit {
             },
             Fit::Letterbox { .. } => {
                 let scale = (input.0 as f64 / frame.0 as f64).min(input.1 as f64 / frame.1 as f64);
-                let side = |f: usize, i: usize| ((f as f64 * scale).round() as usize).clamp(1, i);
+                let side = |f: usize, i: usize| ((f as f64 * scale).round() as usize).max(1).min(i);
                 let size = (side(frame.0, input.0), side(frame.1, input.1));
                 ContentRect {
                     offset: ((input.0 - size.0) / 2, (input.1 - size.1) / 2),
@@ -653,7 +673,8 @@ impl MaskLayout {
                     self.width, self.format, self.bytes_per_row
                 )
             },
-        )
+        )?;
+        check_stride(self.bytes_per_row, self.height)
     }
 }
 

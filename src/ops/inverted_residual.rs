@@ -240,6 +240,22 @@ impl InvertedResidualParams {
             let after = self.pads().1;
             super::conv::conv_out_len("kernel_size", input[2 + a], k, s, p + after, d)
         })?;
+        // The skip adds the input where the output is: the padding must keep the size.
+        fail_if(
+            self.has_skip() && [oh, ow] != [input[2], input[3]],
+            "padding",
+            || {
+                format!(
+                    "{:?} with a {}x{} window turns {}x{} into {oh}x{ow}, but a block with \
+                     a skip (stride 1, in_channels == out_channels) must keep the size",
+                    self.pads(),
+                    self.kernel_size,
+                    self.kernel_size,
+                    input[2],
+                    input[3]
+                )
+            },
+        )?;
         super::layer_output(input, self.out_channels, [oh, ow])
     }
 

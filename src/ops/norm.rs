@@ -188,7 +188,7 @@ fn check_per_channel(gpu: &Gpu, len: usize) -> Result<()> {
 
 /// eps as PyTorch takes it, 0 included (a constant segment then normalises to NaN, as
 /// there); negative values are refused (PyTorch's square root of a negative variance).
-fn check_eps(eps: f32) -> Result<()> {
+pub(crate) fn check_eps(eps: f32) -> Result<()> {
     fail_if(!(eps.is_finite() && eps >= 0.0), "eps", || {
         format!("must be finite and at least 0, got {eps}")
     })?;
@@ -1065,6 +1065,15 @@ impl BatchNorm2d {
             });
         }
         let c = self.params.num_features;
+        if c == 1 {
+            // One pair: two copies. A split's first piece would be a view of the buffer
+            // that training updates in place, not a snapshot.
+            let mean = rec.empty_f32("running_mean", [1, 1, 1, 1])?;
+            let var = rec.empty_f32("running_var", [1, 1, 1, 1])?;
+            rec.copy(&self.running, 0, mean.pooled(), 0, 4)?;
+            rec.copy(&self.running, 4, var.pooled(), 0, 4)?;
+            return Ok((mean, var));
+        }
         // The [mean, var] pairs seen as C samples of 2 channels, split in two.
         let pairs = Tensor::from_pooled(self.running.clone(), [c, 2, 1, 1], self.gpu.id());
         let mut halves = super::channel::split(rec, &pairs, &[1, 1])?.into_iter();

@@ -446,7 +446,9 @@ impl MaxUnpool2dParams {
                 (oh, ow)
             }
         };
-        Ok([input[0], input[1], oh, ow])
+        let out = [input[0], input[1], oh, ow];
+        check_dims("output", &out)?;
+        Ok(out)
     }
 
     /// No parameters or MACs; bytes moved (input values, indices, output).

@@ -37,8 +37,14 @@ pub fn squeeze_excitation(
 /// ECA's gate logits `conv1d_k(avgpool(x))` across channels (zero padding, no bias),
 /// shape `[N, C, 1, 1]`.
 pub fn eca_logits(x: ArrayView4<f32>, weight: ArrayView1<f32>) -> Result<Array4<f32>> {
-    let [n, c, _, _]: [usize; 4] = x.shape().try_into().expect("4-D");
+    let (n, c, _, _) = x.dim();
     let k = weight.len();
+    fail_if(c == 0, "input", || {
+        "needs at least 1 channel, got 0".to_string()
+    })?;
+    fail_if(k.is_multiple_of(2), "weight", || {
+        format!("an odd kernel size is needed, got {k} taps")
+    })?;
     let pooled = super::pool::global_pool(GlobalPool::Avg, x)?;
     let mut logits = Array4::<f32>::zeros([n, c, 1, 1]);
     for b in 0..n {
@@ -74,6 +80,11 @@ pub fn cbam(
     spatial_bias: Option<ArrayView1<f32>>,
 ) -> Result<Array4<f32>> {
     params.validate()?;
+    let (n, c, h, w) = x.dim();
+    crate::ops::check_channels([n, c, h, w], params.gate_channels)?;
+    if params.hidden() == 0 {
+        crate::ops::attention::check_empty_mlp(params, mlp1, mlp2)?;
+    }
     let [p1, p2] = params.mlp();
     let mlp = |d: &Array4<f32>| -> Result<Array4<f32>> {
         if params.hidden() == 0 {
@@ -91,7 +102,7 @@ pub fn cbam(
     let max = mlp(&super::pool::global_pool(GlobalPool::Max, x)?)?;
     let logits = super::channel::add(avg.view(), max.view(), Activation::None)?;
     let x1 = super::channel::scale_channels(x, logits.view(), Activation::Sigmoid)?;
-    let pooled = super::channel::channel_pool(x1.view(), params.pool_order);
+    let pooled = super::channel::channel_pool(x1.view(), params.pool_order)?;
     let s = super::conv::conv2d(
         &params.spatial(),
         pooled.view(),

@@ -245,9 +245,18 @@ pub fn residual_attention(
     Ok(out)
 }
 
-/// Per-pixel mean and maximum over channels as two channels, in `order`.
-pub fn channel_pool(x: ArrayView4<f32>, order: ChannelPoolOrder) -> Array4<f32> {
-    let [n, c, h, w]: [usize; 4] = x.shape().try_into().expect("4-D");
+/// A typed error naming `input` unless `x` has channels to reduce over.
+fn check_has_channels(x: &ArrayView4<f32>) -> Result<()> {
+    fail_if(x.dim().1 == 0, "input", || {
+        format!("needs at least 1 channel to reduce over, got {:?}", dims(x))
+    })
+}
+
+/// Per-pixel mean and maximum over channels as two channels, in `order`; `x` needs at
+/// least one channel.
+pub fn channel_pool(x: ArrayView4<f32>, order: ChannelPoolOrder) -> Result<Array4<f32>> {
+    check_has_channels(&x)?;
+    let [n, c, h, w] = dims(&x);
     let (mean_at, max_at) = match order {
         ChannelPoolOrder::MeanMax => (0, 1),
         ChannelPoolOrder::MaxMean => (1, 0),
@@ -270,7 +279,7 @@ pub fn channel_pool(x: ArrayView4<f32>, order: ChannelPoolOrder) -> Array4<f32> 
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// An activation with parameters, element by element from PyTorch's formulas (the
@@ -349,8 +358,9 @@ fn channel_max(x: ArrayView4<f32>, (n, h, w): (usize, usize, usize)) -> (f32, us
 }
 
 /// `torch.softmax(x, dim=1)` (`log = false`) or `torch.log_softmax(x, dim=1)`, in f64 per
-/// pixel after subtracting the maximum.
-pub fn softmax(x: ArrayView4<f32>, log: bool) -> Array4<f32> {
+/// pixel after subtracting the maximum; `x` needs at least one channel.
+pub fn softmax(x: ArrayView4<f32>, log: bool) -> Result<Array4<f32>> {
+    check_has_channels(&x)?;
     let s = x.shape();
     let mut out = Array4::<f32>::zeros((s[0], s[1], s[2], s[3]));
     for n in 0..s[0] {
@@ -365,16 +375,18 @@ pub fn softmax(x: ArrayView4<f32>, log: bool) -> Array4<f32> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// `x.argmax(dim=1, keepdim=True)`: the channel of each pixel's first maximum (its first
-/// NaN's if it has one), `[N, 1, H, W]`.
-pub fn argmax(x: ArrayView4<f32>) -> Array4<i64> {
+/// NaN's if it has one), `[N, 1, H, W]`; `x` needs at least one channel.
+pub fn argmax(x: ArrayView4<f32>) -> Result<Array4<i64>> {
+    check_has_channels(&x)?;
     let s = x.shape();
-    Array4::from_shape_fn((s[0], 1, s[2], s[3]), |(n, _, h, w)| {
-        channel_max(x, (n, h, w)).1 as i64
-    })
+    Ok(Array4::from_shape_fn(
+        (s[0], 1, s[2], s[3]),
+        |(n, _, h, w)| channel_max(x, (n, h, w)).1 as i64,
+    ))
 }
 
 /// torchvision's `LayerNorm2d`: each pixel's channels standardised (biased variance, in

@@ -5,7 +5,7 @@
 use ndarray::{Array3, ArrayView4};
 
 use super::frame::{frame_to_input, output_to_mask};
-use crate::error::Result;
+use crate::error::{fail_if, Result};
 use crate::ops::composite::{gaussian_taps, Background};
 use crate::ops::frame::{
     FrameLayout, FrameParams, MaskFormat, MaskLayout, MaskParams, PixelFormat,
@@ -59,6 +59,11 @@ pub fn composite(
     mask: &MaskParams,
     background: &Background,
 ) -> Result<Vec<u8>> {
+    layout.validate()?;
+    background.validate()?;
+    fail_if(bytes.len() < layout.span(), "bytes", || {
+        format!("need {} bytes, got {}", layout.span(), bytes.len())
+    })?;
     let (h, w) = (layout.height, layout.width);
     let target = MaskLayout::packed(w, h, MaskFormat::R32Float);
     let m = output_to_mask(output, mask, &target)?;
@@ -68,7 +73,7 @@ pub fn composite(
                 FrameParams::new(h.div_ceil(downscale).max(1), w.div_ceil(downscale).max(1));
             let x = frame_to_input(bytes, layout, &small)?;
             let x = x.index_axis(ndarray::Axis(0), 0).mapv(|v| v as f64);
-            let taps = gaussian_taps(sigma / downscale as f32);
+            let taps = gaussian_taps(sigma / downscale as f32)?;
             Some(blur_axis(&blur_axis(&x, &taps, 2), &taps, 1))
         }
         Background::Tint { .. } => None,

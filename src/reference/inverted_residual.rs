@@ -3,7 +3,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use crate::error::Result;
+use crate::error::{fail_if, Result};
 use crate::ops::attention::SqueezeExcitationParams;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::inverted_residual::{InvertedResidualParams, WeightBias};
@@ -22,6 +22,22 @@ pub fn inverted_residual(
     project: WeightBias<'_>,
 ) -> Result<Array4<f32>> {
     let p = params;
+    let (n, c, h, w) = x.dim();
+    p.output_shape([n, c, h, w])?;
+    fail_if(expand.is_some() != p.has_expansion(), "expand", || {
+        format!(
+            "weights {} but the block has {} expansion",
+            if expand.is_some() { "given" } else { "missing" },
+            if p.has_expansion() { "an" } else { "no" }
+        )
+    })?;
+    fail_if(se.is_some() != p.use_se, "se", || {
+        format!(
+            "layer {} but use_se is {}",
+            if se.is_some() { "given" } else { "missing" },
+            p.use_se
+        )
+    })?;
     let expanded = match expand {
         Some((w, b)) => {
             let conv = Conv2dParams::new(p.in_channels, p.hidden_channels, 1)

@@ -85,6 +85,9 @@ pub fn batch_norm_train(
 ) -> Result<BatchNormTrain> {
     let shape: [usize; 4] = x.shape().try_into().expect("4-D");
     params.output_shape(shape)?;
+    crate::error::fail_if(!momentum.is_finite(), "momentum", || {
+        format!("must be finite, got {momentum}")
+    })?;
     let channels = shape[1];
     check_affine_and_running((&gamma, &beta), (&running_mean, &running_var), channels)?;
     let mut out = Array4::<f32>::zeros(shape);
@@ -312,7 +315,11 @@ pub fn instance_norm_running(
 /// AdaIN: `sigma_s * (x - mu_c) / sigma_c + mu_s` per `(n, c)`, population variances,
 /// `sigma = sqrt(var + eps)`.
 pub fn adain(content: ArrayView4<f32>, style: ArrayView4<f32>, eps: f32) -> Result<Array4<f32>> {
+    crate::ops::norm::check_eps(eps)?;
     let shape: [usize; 4] = content.shape().try_into().expect("4-D");
+    crate::gpu::check_dims("content", &shape)?;
+    let style_shape: [usize; 4] = style.shape().try_into().expect("4-D");
+    crate::gpu::check_dims("style", &style_shape)?;
     if style.shape()[..2] != shape[..2] {
         return Err(Error::ShapeMismatch {
             name: "style",

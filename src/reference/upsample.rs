@@ -138,7 +138,10 @@ pub fn upsample(params: &UpsampleParams, input: ArrayView4<f32>) -> Result<Array
                         UpsampleMode::Bilinear { align_corners } => {
                             let sy = linear(oy, height, out_h, fy, align_corners);
                             let sx = linear(ox, width, out_w, fx, align_corners);
-                            let (y0, x0) = (sy as usize, sx as usize);
+                            // In f32 a source position on an axis of 2^24 pixels or
+                            // more can round up to the axis's length.
+                            let (y0, x0) =
+                                ((sy as usize).min(height - 1), (sx as usize).min(width - 1));
                             let y1 = if y0 + 1 < height { y0 + 1 } else { y0 };
                             let x1 = if x0 + 1 < width { x0 + 1 } else { x0 };
                             let (ly, lx) = (sy - y0 as f32, sx - x0 as f32);
