@@ -35,15 +35,7 @@ fn dims(x: &ArrayView4<f32>) -> [usize; 4] {
 
 /// A typed error naming `name` unless `x` has the shape `expected`.
 fn check(name: &'static str, expected: [usize; 4], x: &ArrayView4<f32>) -> Result<()> {
-    let actual = dims(x);
-    if actual == expected {
-        return Ok(());
-    }
-    Err(Error::ShapeMismatch {
-        name,
-        expected: expected.to_vec(),
-        actual: actual.to_vec(),
-    })
+    crate::ops::same_shape(name, expected, dims(x))
 }
 
 /// `x`'s batch and channels with 1 x 1 planes: the shape of a per-channel scale.
