@@ -23,7 +23,8 @@
 //! SegNet (VGG16-BN, 21 classes) and FCN-8s (21 classes; its 411 MB `fc6` runs as
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160,
 //! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it) and
-//! MODNet's matte at 256, and Robust Video Matting (MobileNetV3) on a stream of frames,
+//! MODNet's matte at 256, BiSeNetV2 (19 classes) at 256 x 512, facexlib's face-parsing
+//! BiSeNet (19 classes) at 512, and Robust Video Matting (MobileNetV3) on a stream of frames,
 //! its recurrent state carried from one to the next on the GPU: 256 x 256 at
 //! `downsample_ratio` 1, and 288 x 512 at 0.5 through the deep guided filter.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
@@ -35,14 +36,14 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, EfficientNetConfig,
-    EfficientNetFeatures, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, ModNet, ModNetConfig,
-    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
-    SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
-    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig,
-    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
-    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
-    SmpUperNetConfig, U2Net, U2NetConfig, UNet, UNetConfig,
+    BiSeNet, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig, ConvNextFeatures,
+    DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, Fcn8s, Fcn8sConfig,
+    MnasNetConfig, MnasNetFeatures, ModNet, ModNetConfig, RegNetConfig, RegNetFeatures,
+    ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
+    ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
+    SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig,
+    SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, U2Net, U2NetConfig, UNet, UNetConfig,
 };
 use segblocks::networks::{RobustVideoMatting, RvmConfig, RvmMaps, RvmRun};
 use segblocks::{Gpu, StateDict};
@@ -291,6 +292,13 @@ fn bench(c: &mut Criterion) {
     // Portrait matting for video: MODNet's matte at 256 x 256.
     let net = ModNet::load(&gpu, ModNetConfig::new(), &sd, "").unwrap();
     time(&mut g, &gpu, "modnet_256", &net, [1, 3, 256, 256]);
+    // Real-time semantic segmentation: BiSeNetV2 with Cityscapes' 19 classes at a quarter
+    // of its 1024 x 2048 frames (half each side: 256 x 512 is 1/16 of the pixels).
+    let net = BiSeNetV2::load(&gpu, BiSeNetV2Config::new(19), &sd, "").unwrap();
+    time(&mut g, &gpu, "bisenetv2_256x512", &net, [1, 3, 256, 512]);
+    // Face parsing as facexlib runs it (GFPGAN, CodeFormer): BiSeNet, 19 classes, 512 x 512.
+    let net = BiSeNet::load(&gpu, BiSeNetConfig::new(19), &sd, "").unwrap();
+    time(&mut g, &gpu, "bisenet_face_512", &net, [1, 3, 512, 512]);
     // Video matting: each frame with the previous frame's state, the foreground and alpha
     // read back.
     let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();

@@ -151,6 +151,11 @@ bench("u2net_160", first(u2net.U2NET(3, 1).eval()), small)
 from modnet.modnet import MODNet  # noqa: E402
 modnet = MODNet(backbone_pretrained=False).eval()
 bench("modnet_256", lambda x: modnet(x, True)[2], (1, 3, 256, 256))
+from bisenet import bisenetv2  # noqa: E402
+bisenetv2.BiSeNetV2.load_pretrain = lambda self: None  # its backbone download
+bench("bisenetv2_256x512", first(bisenetv2.BiSeNetV2(19, aux_mode="eval").eval()), (1, 3, 256, 512))
+from facexlib_parsing.bisenet import BiSeNet  # noqa: E402
+bench("bisenet_face_512", first(BiSeNet(19).eval()), (1, 3, 512, 512))
 # Robust Video Matting (the golden script's transcription of RVM's modules), each frame
 # with the previous frame's state, the foreground and alpha read back.
 from make_golden_rvm import MattingNetwork  # noqa: E402

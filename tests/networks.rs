@@ -11,8 +11,9 @@ use common::golden::golden_dir;
 use ndarray::Array4;
 use segblocks::blocks::{Architecture, BottleneckKind, Model};
 use segblocks::networks::{
-    ConvNextConfig, ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures,
-    DptReadout, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
+    BiSeNet, BiSeNetAuxMode, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig,
+    ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures, DptReadout,
+    EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
     EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig,
     InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures,
     MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
@@ -401,6 +402,19 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let cfg = ModNetConfig::new().inference(flag("inference"));
             run(gpu, ModNet::load(gpu, cfg, sd, ""), x)
         }
+        "bisenetv2" => {
+            let mode = match a["aux_mode"].as_str().unwrap() {
+                "train" => BiSeNetAuxMode::Train,
+                "eval" => BiSeNetAuxMode::Eval,
+                other => panic!("unknown aux_mode {other}"),
+            };
+            let cfg = BiSeNetV2Config::new(us(&a["classes"])).aux_mode(mode);
+            run(gpu, BiSeNetV2::load(gpu, cfg, sd, ""), x)
+        }
+        "bisenet" => {
+            let cfg = BiSeNetConfig::new(us(&a["classes"]));
+            run(gpu, BiSeNet::load(gpu, cfg, sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -494,7 +508,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            34,
+            36,
             "every kind has a committed case: {kinds:?}"
         );
     }

@@ -9,12 +9,14 @@
 //! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4;
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
 //! ConvNeXts, GENets and RepVGGs),
-//! MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal and MODNet
-//! for portrait matting. Each is a
+//! MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal, MODNet
+//! for portrait matting, BiSeNetV2 for real-time semantic segmentation and BiSeNet for face
+//! parsing. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
 
+mod bisenet;
 mod convnext;
 mod densenet;
 mod dpn;
@@ -59,6 +61,7 @@ mod vit;
 mod xception;
 mod xception_aligned;
 
+pub use bisenet::{BiSeNet, BiSeNetAuxMode, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config};
 pub use convnext::{ConvNextConfig, ConvNextFeatures};
 pub use densenet::{DenseNetConfig, DenseNetFeatures};
 pub use dpn::{DpnConfig, DpnFeatures};

@@ -84,6 +84,12 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            d0, ISNet's d1) and `side{i}`
   modnet   ZHKKKe/MODNet's MODNet() with forward(x, inference), vendored unchanged in third_party/modnet (Apache-2.0): `out` the
            matte, and without inference `side1` the semantic map and `side2` the detail
+  bisenetv2 CoinCheung/BiSeNet's BiSeNetV2(n_classes, aux_mode) ('eval' or 'train'),
+           vendored unchanged in third_party/bisenet (MIT): `out` the logits, and with
+           'train' `side1` .. `side4` the auxiliary heads aux2, aux3, aux4, aux5_4
+  bisenet  facexlib's (zllrunning/face-parsing.PyTorch's) face parsing BiSeNet(num_class),
+           vendored unchanged in third_party/facexlib_parsing (MIT): `out`, `side1`, `side2`
+           its three logits (out, out16, out32)
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -1030,6 +1036,14 @@ CASES = [
     ("smp_linknet_tu_hrnet_w18_small_depth2", "smp_linknet",
      dict(encoder="tu-hrnet_w18_small", depth=2, cin=2, classes=3, use_norm=True,
           activation="sigmoid"), [2, 2, 96, 32]),
+    # BiSeNetV2 (real-time semantic segmentation): odd sizes whose 1/8 map (rounded up) is
+    # a multiple of 4 (the branches meet only there), batch 2, the auxiliary heads.
+    ("bisenetv2_odd_batch2", "bisenetv2", dict(classes=5, aux_mode="eval"), [2, 3, 57, 89]),
+    ("bisenetv2_train_odd", "bisenetv2", dict(classes=2, aux_mode="train"), [2, 3, 25, 121]),
+    ("bisenetv2_train", "bisenetv2", dict(classes=3, aux_mode="train"), [1, 3, 64, 96]),
+    # BiSeNet (V1) as facexlib's face parsing runs it: any size, batch 2.
+    ("bisenet_face_odd_batch2", "bisenet", dict(classes=4), [2, 3, 45, 61]),
+    ("bisenet_face_19", "bisenet", dict(classes=19), [1, 3, 33, 48]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1060,7 +1074,8 @@ CALIBRATED = [
     "smp_unet_tu_mobilenetv3_large_150d_odd", "smp_unet_tu_mobilenetv3_rw_odd",
     "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd", "smp_unet_tu_fbnetv3_b_odd",
     "u2netp_odd_batch2", "isnet_odd", "modnet_batch2", "smp_unet_tu_hrnet_w18_small",
-    "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8",
+    "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8", "bisenetv2_train",
+    "bisenet_face_odd_batch2",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1273,6 +1288,26 @@ def build(kind, a):
                 y = {"out": matte, "side1": semantic, "side2": detail}
                 return {k: v for k, v in y.items() if v is not None}
         return Matting(backbone_pretrained=False)
+    if kind == "bisenetv2":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party"))
+        from bisenet import bisenetv2
+        # Its constructor downloads a pretrained backbone; the weights are made up here.
+        bisenetv2.BiSeNetV2.load_pretrain = lambda self: None
+
+        class Segmenter(bisenetv2.BiSeNetV2):
+            def forward(self, x):
+                y = super().forward(x)
+                return {"out": y[0], **{f"side{i}": t for i, t in enumerate(y[1:], 1)}}
+        return Segmenter(a["classes"], aux_mode=a["aux_mode"])
+    if kind == "bisenet":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party"))
+        from facexlib_parsing.bisenet import BiSeNet
+
+        class Parser(BiSeNet):
+            def forward(self, x):
+                out, out16, out32 = super().forward(x)
+                return {"out": out, "side1": out16, "side2": out32}
+        return Parser(a["classes"])
     raise ValueError(kind)
 
 
@@ -1309,7 +1344,7 @@ def outputs(y):
     if isinstance(y, tuple):
         return {"out": y[0], "aux": y[1][:, :, None, None]}
     if isinstance(y, dict):
-        return {k: y[k] for k in ("out", "aux", "side1", "side2") if k in y}
+        return {k: y[k] for k in ("out", "aux", "side1", "side2", "side3", "side4") if k in y}
     return {"out": y}
 
 
