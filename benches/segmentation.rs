@@ -24,7 +24,7 @@
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160,
 //! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it) and
 //! MODNet's matte at 256, BiSeNetV2 (19 classes) at 256 x 512, facexlib's face-parsing
-//! BiSeNet (19 classes) at 512, and Robust Video Matting (MobileNetV3) on a stream of frames,
+//! BiSeNet (19 classes) at 512, Fast-SCNN (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
 //! its recurrent state carried from one to the next on the GPU: 256 x 256 at
 //! `downsample_ratio` 1, and 288 x 512 at 0.5 through the deep guided filter.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
@@ -37,13 +37,14 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     BiSeNet, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig, ConvNextFeatures,
-    DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, Fcn8s, Fcn8sConfig,
-    MnasNetConfig, MnasNetFeatures, ModNet, ModNetConfig, RegNetConfig, RegNetFeatures,
-    ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
-    ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
-    SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig,
-    SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, U2Net, U2NetConfig, UNet, UNetConfig,
+    DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, FastScnn,
+    FastScnnConfig, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, ModNet, ModNetConfig,
+    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
+    SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
+    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig,
+    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
+    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
+    SmpUperNetConfig, U2Net, U2NetConfig, UNet, UNetConfig,
 };
 use segblocks::networks::{RobustVideoMatting, RvmConfig, RvmMaps, RvmRun};
 use segblocks::{Gpu, StateDict};
@@ -299,6 +300,9 @@ fn bench(c: &mut Criterion) {
     // Face parsing as facexlib runs it (GFPGAN, CodeFormer): BiSeNet, 19 classes, 512 x 512.
     let net = BiSeNet::load(&gpu, BiSeNetConfig::new(19), &sd, "").unwrap();
     time(&mut g, &gpu, "bisenet_face_512", &net, [1, 3, 512, 512]);
+    // Fast-SCNN with Cityscapes' 19 classes at half its frames' size.
+    let net = FastScnn::load(&gpu, FastScnnConfig::new(19), &sd, "").unwrap();
+    time(&mut g, &gpu, "fast_scnn_512x1024", &net, [1, 3, 512, 1024]);
     // Video matting: each frame with the previous frame's state, the foreground and alpha
     // read back.
     let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();

@@ -156,6 +156,8 @@ bisenetv2.BiSeNetV2.load_pretrain = lambda self: None  # its backbone download
 bench("bisenetv2_256x512", first(bisenetv2.BiSeNetV2(19, aux_mode="eval").eval()), (1, 3, 256, 512))
 from facexlib_parsing.bisenet import BiSeNet  # noqa: E402
 bench("bisenet_face_512", first(BiSeNet(19).eval()), (1, 3, 512, 512))
+from fast_scnn.fast_scnn import FastSCNN  # noqa: E402
+bench("fast_scnn_512x1024", first(FastSCNN(19).eval()), (1, 3, 512, 1024))
 # Robust Video Matting (the golden script's transcription of RVM's modules), each frame
 # with the previous frame's state, the foreground and alpha read back.
 from make_golden_rvm import MattingNetwork  # noqa: E402

@@ -639,7 +639,8 @@ def networks(fz, count, out):
     upsampling, activation), Segformer (depth, widths, upsampling, activation), PAN (depth,
     output stride, widths, interpolation, upsampling, activation), U²-Net, U²-NetP and
     IS-Net (input and output channels), MODNet (every map or the matte), BiSeNetV2
-    (classes, auxiliary heads), the face-parsing BiSeNet (classes), DPT on timm ViTs
+    (classes, auxiliary heads), the face-parsing BiSeNet (classes), Fast-SCNN (classes,
+    auxiliary head), DPT on timm ViTs
     (timm's widths, register tokens, class token, pre-norm, qkv bias; depth, output
     indices, readout, widths, activation), each smp model with its
     classification head a quarter of the time, on
@@ -743,13 +744,17 @@ def networks(fz, count, out):
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
-                "smp_manet", "smp_dpt", "u2net", "modnet", "bisenetv2", "bisenet"][i % 32]
+                "smp_manet", "smp_dpt", "u2net", "modnet", "bisenetv2", "bisenet", "fast_scnn"][i % 33]
         n = r.choice([1, 1, 2, 3])
         if kind == "bisenetv2":
             # BiSeNetV2's branches meet where ceil(side / 8) is a multiple of 4: 32 k less
             # up to 7 pixels.
             a = dict(classes=r.randint(1, 5), aux_mode=r.choice(["eval", "train"]))
             shape = [n, 3] + [32 * r.randint(1, 3) - r.randint(0, 7) for _ in range(2)]
+        elif kind == "fast_scnn":
+            # Fast-SCNN's paths meet where its 1/8 map is a multiple of 4: 32 k + 27 .. 34.
+            a = dict(classes=r.randint(1, 5), aux=r.random() < 0.5)
+            shape = [n, 3] + [32 * r.randint(0, 2) + r.randint(27, 34) for _ in range(2)]
         elif kind == "bisenet":
             # The face-parsing BiSeNet runs at any size.
             a = dict(classes=r.randint(1, 5))

@@ -14,12 +14,12 @@ use segblocks::networks::{
     BiSeNet, BiSeNetAuxMode, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig,
     ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures, DptReadout,
     EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
-    EfficientNetPyTorchFeatures, Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig,
-    InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures,
-    MobileNetV2Config, MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig,
-    MobileOneConfig, ModNet, ModNetConfig, RegNetConfig, RegNetFeatures, ResNetAttention,
-    ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig,
-    SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
+    EfficientNetPyTorchFeatures, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, FpnMerge,
+    HeadActivation, InceptionConfig, InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3,
+    MnasNetConfig, MnasNetFeatures, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
+    MobileNetV3FeaturesConfig, MobileOneConfig, ModNet, ModNetConfig, RegNetConfig, RegNetFeatures,
+    ResNetAttention, ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet,
+    SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
     SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
     SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder, SmpFpn,
     SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig,
@@ -415,6 +415,10 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let cfg = BiSeNetConfig::new(us(&a["classes"]));
             run(gpu, BiSeNet::load(gpu, cfg, sd, ""), x)
         }
+        "fast_scnn" => {
+            let cfg = FastScnnConfig::new(us(&a["classes"])).aux(flag("aux"));
+            run(gpu, FastScnn::load(gpu, cfg, sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -508,7 +512,7 @@ fn networks_match_pytorch_through_one_harness() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            36,
+            37,
             "every kind has a committed case: {kinds:?}"
         );
     }

@@ -90,6 +90,8 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   bisenet  facexlib's (zllrunning/face-parsing.PyTorch's) face parsing BiSeNet(num_class),
            vendored unchanged in third_party/facexlib_parsing (MIT): `out`, `side1`, `side2`
            its three logits (out, out16, out32)
+  fast_scnn Tramac/Fast-SCNN-pytorch's FastSCNN(num_classes, aux), vendored unchanged in
+           third_party/fast_scnn (Apache-2.0): `out` the logits, with aux `aux` the auxiliary head's
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -1044,6 +1046,11 @@ CASES = [
     # BiSeNet (V1) as facexlib's face parsing runs it: any size, batch 2.
     ("bisenet_face_odd_batch2", "bisenet", dict(classes=4), [2, 3, 45, 61]),
     ("bisenet_face_19", "bisenet", dict(classes=19), [1, 3, 33, 48]),
+    # Fast-SCNN: odd sizes whose 1/8 map is a multiple of 4 (the paths meet only there),
+    # batch 2, the auxiliary head; the pyramid pooling sees a 5 x 5 map in the second (its
+    # bins make no difference on the first's 2 x 3), calibrated too.
+    ("fast_scnn_odd_batch2", "fast_scnn", dict(classes=5, aux=False), [2, 3, 61, 93]),
+    ("fast_scnn_aux_odd", "fast_scnn", dict(classes=2, aux=True), [1, 3, 157, 159]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1075,7 +1082,7 @@ CALIBRATED = [
     "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd", "smp_unet_tu_fbnetv3_b_odd",
     "u2netp_odd_batch2", "isnet_odd", "modnet_batch2", "smp_unet_tu_hrnet_w18_small",
     "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8", "bisenetv2_train",
-    "bisenet_face_odd_batch2",
+    "bisenet_face_odd_batch2", "fast_scnn_aux_odd",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1308,6 +1315,15 @@ def build(kind, a):
                 out, out16, out32 = super().forward(x)
                 return {"out": out, "side1": out16, "side2": out32}
         return Parser(a["classes"])
+    if kind == "fast_scnn":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party"))
+        from fast_scnn.fast_scnn import FastSCNN
+
+        class Segmenter(FastSCNN):
+            def forward(self, x):
+                y = super().forward(x)
+                return {"out": y[0], **({"aux": y[1]} if len(y) > 1 else {})}
+        return Segmenter(a["classes"], aux=a["aux"])
     raise ValueError(kind)
 
 
