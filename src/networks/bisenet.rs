@@ -33,7 +33,7 @@ use ndarray::Array4;
 
 use super::ResNetConfig;
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, ValueId};
-use crate::error::{fail_if, Result};
+use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::pool::{AvgPool2dParams, GlobalPool, MaxPool2dParams};
@@ -323,9 +323,7 @@ impl Builder<'_> {
 impl Architecture for BiSeNetV2Config {
     /// Checks that there is a class.
     fn validate(&self) -> Result<()> {
-        fail_if(self.n_classes == 0, "n_classes", || {
-            "must be positive, got 0"
-        })
+        positive(&[("n_classes", self.n_classes)])
     }
 
     /// Loads `detail.*`, `segment.*`, `bga.*` and `head.*` (with
@@ -469,9 +467,7 @@ impl Builder<'_> {
 impl Architecture for BiSeNetConfig {
     /// Checks that there is a class.
     fn validate(&self) -> Result<()> {
-        fail_if(self.n_classes == 0, "n_classes", || {
-            "must be positive, got 0"
-        })
+        positive(&[("n_classes", self.n_classes)])
     }
 
     /// Loads `cp.*`, `ffm.*` and `conv_out.*` (with `side_outputs` also `conv_out16.*` and

@@ -24,7 +24,7 @@
 //! holds the PyTorch file the tests compare with.
 
 use crate::blocks::{conv_bn, mbconv_graph, Architecture, ConvBnAct, Graph, Model, Op, ValueId};
-use crate::error::{fail_if, Result};
+use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
 use crate::ops::pool::AdaptiveAvgPool2dParams;
@@ -81,6 +81,11 @@ impl Builder<'_> {
     fn seq_conv_bn(&self, seq: &str, i: usize, p: Conv2dParams) -> Result<ConvBnAct> {
         let at = |j: usize| key(self.prefix, &format!("{seq}.{j}"));
         conv_bn(self.gpu, self.sd, p, &at(i), &at(i + 1), EPS)
+    }
+
+    /// The convolution `name` (with bias) without a batch norm.
+    fn plain_conv(&self, name: &str, p: Conv2dParams) -> Result<ConvBnAct> {
+        ConvBnAct::load(self.gpu, self.sd, p, &key(self.prefix, name), None, 0.0)
     }
 
     /// `_ConvBNReLU` / `_DWConv` under `name` (`{name}.conv.0` and `.1`) on `x`.
@@ -184,9 +189,7 @@ impl Builder<'_> {
 impl Architecture for FastScnnConfig {
     /// Checks that there is a class.
     fn validate(&self) -> Result<()> {
-        fail_if(self.num_classes == 0, "num_classes", || {
-            "must be positive, got 0"
-        })
+        positive(&[("num_classes", self.num_classes)])
     }
 
     /// Loads `learning_to_downsample.*`, `global_feature_extractor.*`, `feature_fusion.*`
@@ -231,9 +234,8 @@ impl Architecture for FastScnnConfig {
         // The classifier (its dropout is the identity in inference).
         let y = b.separable("classifier.dsconv1", fused, (128, 128, 1))?;
         let y = b.separable("classifier.dsconv2", y, (128, 128, 1))?;
-        let at = |name: &str| key(prefix, name);
         let p = Conv2dParams::new(128, n, 1);
-        let classifier = ConvBnAct::load(gpu, sd, p, &at("classifier.conv.1"), None, 0.0)?;
+        let classifier = b.plain_conv("classifier.conv.1", p)?;
         let logits = b.g.add("classifier.conv.1", classifier, &[y]);
         let mut outs = vec![b.resize_like("up".into(), logits, x)];
         if self.aux {
@@ -241,7 +243,7 @@ impl Architecture for FastScnnConfig {
             let conv = b.seq_conv_bn("auxlayer", 0, p.activation(Activation::Relu))?;
             let y = b.g.add("auxlayer.0", conv, &[higher]);
             let p = Conv2dParams::new(32, n, 1);
-            let classifier = ConvBnAct::load(gpu, sd, p, &at("auxlayer.4"), None, 0.0)?;
+            let classifier = b.plain_conv("auxlayer.4", p)?;
             let y = b.g.add("auxlayer.4", classifier, &[y]);
             outs.push(b.resize_like("auxlayer.up".into(), y, x));
         }
