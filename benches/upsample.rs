@@ -1,6 +1,7 @@
 //! Upsampling: nearest 2x, bilinear 2x (both align_corners settings), bed-of-nails 2x,
-//! nearest-exact 1.5x and bicubic 2x on 64 x 56 x 56, and a segmentation head's bilinear resize of 21-class logits from
-//! 64 x 64 to 256 x 256, next to a plain buffer copy of the same output size on the same
+//! nearest-exact 1.5x and bicubic 2x on 64 x 56 x 56, and a segmentation head's bilinear
+//! resize of 21-class logits from 64 x 64 to 256 x 256 (corners aligned or not) and from
+//! 33 x 45 to 133 x 181, next to a plain buffer copy of the same output size on the same
 //! adapter in the same run. Throughput in bytes moved (GB/s).
 
 mod common;
@@ -56,6 +57,30 @@ fn bench(c: &mut Criterion) {
         head.cost([1, 21, 64, 64]).unwrap().bytes,
         |rec, t| segblocks::ops::upsample::upsample(rec, &head, t),
     );
+    // Aligned corners (smp's heads, Fast-SCNN, the face parser) take the strip kernel;
+    // odd sizes the tap kernel's row groups.
+    for (name, shape, p) in [
+        (
+            "bilinear_align_logits_21_64to256",
+            [1, 21, 64, 64],
+            UpsampleParams::bilinear(true).scale_factor(4.0),
+        ),
+        (
+            "bilinear_logits_21_33x45_to_133x181",
+            [1, 21, 33, 45],
+            UpsampleParams::bilinear(false).size((133, 181)),
+        ),
+    ] {
+        let logits = common::input(shape);
+        common::bench_bytes(
+            &mut g,
+            &gpu,
+            name,
+            &logits,
+            p.cost(shape).unwrap().bytes,
+            |rec, t| segblocks::ops::upsample::upsample(rec, &p, t),
+        );
+    }
     // torchvision's Resize (antialiased bilinear): a 512 x 512 frame to 224 x 224.
     let frame = common::input([1, 3, 512, 512]);
     let resize = UpsampleParams::bilinear(false).size(224).antialias(true);

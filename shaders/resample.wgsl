@@ -11,24 +11,29 @@
 // weights' bits; each output is the rows' weighted sum of the columns' weighted sums, in
 // PyTorch's order.
 //
-// Each invocation writes PX consecutive outputs of one row (strips.wgsl; no padding): the row tap is loaded once, each column tap is one vec4 load (i0, i1, l0
-// bits, l1 bits).
-#include "strips.wgsl"
+// Each invocation writes a strip of PX consecutive outputs in every row of a row group:
+// up to 8 consecutive output rows that read the same input rows (an upsampling by 4
+// makes groups of 4). It blends each of those input rows along the strip's columns once
+// (one vec4 column tap and one to four input loads per output), and each output row
+// then costs its row weights and PX stores: loads are what SIMD-on-CPU drivers such as
+// lavapipe pay for, lane by lane.
+#include "common.wgsl"
 
 override MODE: u32 = 1u;
 
-// strips.wgsl's StripParams and the output's channel window (window_plane in
-// common.wgsl).
+const PX: u32 = 8u;
+
+// bilinear_strips.wgsl's uniform: the strips of each group's rows and the output's
+// channel window (window_plane in common.wgsl).
 struct ResampleParams {
-    planes: u32,
+    planes: u32, // N * C
     h: u32,
     w: u32,
     oh: u32,
     ow: u32,
-    pad_h: u32,
-    pad_w: u32,
-    strips_x: u32,
-    total: u32,
+    groups: u32, // row groups
+    strips_x: u32, // ceil(ow / PX)
+    total: u32, // planes * groups * strips_x
     c: u32,
     extra: u32,
     off: u32,
@@ -36,10 +41,12 @@ struct ResampleParams {
 
 @group(0) @binding(0) var<uniform> p: ResampleParams;
 @group(0) @binding(1) var<storage, read> x: array<Act>;
+// Per row group: (first output row, rows, its first two input rows).
+@group(0) @binding(2) var<storage, read> groups: array<vec4<u32>>;
 // The tap tables (host-computed, not tensors) stay u32 words at either precision.
-@group(0) @binding(2) var<storage, read> rows: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> cols: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read_write> y: array<Act>;
+@group(0) @binding(3) var<storage, read> rows: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> cols: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read_write> y: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
@@ -47,49 +54,77 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     if (s >= p.total) {
         return;
     }
-    let st = strip_of(s, p.strips_x, p.oh);
-    let ox0 = st.ox0;
+    let strip = s % p.strips_x;
+    let t = s / p.strips_x;
+    let plane = t / p.groups;
+    let g = groups[t % p.groups];
     let cubic = MODE == 3u;
-    let ri = select(st.oy, 2u * st.oy, cubic);
-    let r = rows[ri];
-    let base = st.plane * p.h * p.w;
-    let top = base + r.x * p.w;
-    let bottom = base + r.y * p.w;
-    let ly0 = bitcast<f32>(r.z);
-    let ly1 = bitcast<f32>(r.w);
-    let out_row = (window_plane(st.plane, p.c, p.extra, p.off) * p.oh + st.oy) * p.ow;
+    // The group's input rows, from its first row's tap.
+    let r = rows[select(g.x, 2u * g.x, cubic)];
+    let base = plane * p.h * p.w;
+    let ox0 = strip * PX;
+    // Per output column, its blend along each input row the group reads (one, two or,
+    // bicubic, four).
+    var across: array<vec4<f32>, PX>;
     for (var j = 0u; j < PX; j++) {
         let ox = ox0 + j;
+        var a = vec4<f32>(0.0);
         if (ox < p.ow) {
-            var v = 0.0;
             if (cubic) {
                 let c = cols[2u * ox];
                 let cw = bitcast<vec4<f32>>(cols[2u * ox + 1u]);
-                let rw = bitcast<vec4<f32>>(rows[ri + 1u]);
-                v = 0.0;
                 for (var k = 0u; k < 4u; k++) {
                     let at = base + r[k] * p.w;
-                    var t = cw.x * f32(x[at + c.x]);
-                    t += cw.y * f32(x[at + c.y]);
-                    t += cw.z * f32(x[at + c.z]);
-                    t += cw.w * f32(x[at + c.w]);
-                    v += rw[k] * t;
+                    var h = cw.x * f32(x[at + c.x]);
+                    h += cw.y * f32(x[at + c.y]);
+                    h += cw.z * f32(x[at + c.z]);
+                    h += cw.w * f32(x[at + c.w]);
+                    a[k] = h;
                 }
             } else if (MODE == 1u) {
                 let c = cols[ox];
                 let lx0 = bitcast<f32>(c.z);
                 let lx1 = bitcast<f32>(c.w);
-                let t = lx0 * f32(x[top + c.x]) + lx1 * f32(x[top + c.y]);
-                let b = lx0 * f32(x[bottom + c.x]) + lx1 * f32(x[bottom + c.y]);
-                v = ly0 * t + ly1 * b;
+                let top = base + r.x * p.w;
+                let bottom = base + r.y * p.w;
+                a.x = lx0 * f32(x[top + c.x]) + lx1 * f32(x[top + c.y]);
+                a.y = lx0 * f32(x[bottom + c.x]) + lx1 * f32(x[bottom + c.y]);
             } else {
                 let c = cols[ox];
-                v = f32(x[top + c.x]);
-                if (MODE == 2u && (ly0 == 0.0 || c.z == 0u)) {
-                    v = 0.0;
+                a.x = f32(x[base + r.x * p.w + c.x]);
+                // Bed-of-nails: zero off the grid's columns.
+                if (MODE == 2u && c.z == 0u) {
+                    a.x = 0.0;
                 }
             }
-            y[out_row + ox] = Act(v);
+        }
+        across[j] = a;
+    }
+    let out_plane = window_plane(plane, p.c, p.extra, p.off) * p.oh;
+    for (var k = 0u; k < g.y; k++) {
+        let oy = g.x + k;
+        let row = rows[select(oy, 2u * oy + 1u, cubic)];
+        let out_row = (out_plane + oy) * p.ow;
+        for (var j = 0u; j < PX; j++) {
+            let ox = ox0 + j;
+            if (ox < p.ow) {
+                let a = across[j];
+                var v = a.x;
+                if (cubic) {
+                    let rw = bitcast<vec4<f32>>(row);
+                    v = 0.0;
+                    v += rw.x * a.x;
+                    v += rw.y * a.y;
+                    v += rw.z * a.z;
+                    v += rw.w * a.w;
+                } else if (MODE == 1u) {
+                    v = bitcast<f32>(row.z) * a.x + bitcast<f32>(row.w) * a.y;
+                } else if (MODE == 2u && row.z == 0u) {
+                    // Bed-of-nails: zero off the grid's rows.
+                    v = 0.0;
+                }
+                y[out_row + ox] = Act(v);
+            }
         }
     }
 }

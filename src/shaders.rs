@@ -88,6 +88,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("resample.wgsl"),
     wgsl!("resample_int.wgsl"),
     wgsl!("bilinear_int.wgsl"),
+    wgsl!("bilinear_strips.wgsl"),
     wgsl!("pixel_shuffle.wgsl"),
     wgsl!("resample_aa.wgsl"),
     wgsl!("copy.wgsl"),

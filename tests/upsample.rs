@@ -17,8 +17,13 @@ fn check(params: UpsampleParams, shape: [usize; 4], seed: u64) {
     let x = random4(&mut r, shape);
     let want = reference::upsample::upsample(&params, x.view()).unwrap();
     let xt = gpu.upload(x.view()).unwrap();
-    // The chosen kernel and the tap tables, which run every configuration.
-    for kernel in [select_kernel(&params, shape), UpsampleKernel::Taps] {
+    // The chosen kernel and the tap tables, which run every configuration, and the
+    // bilinear strips wherever they apply.
+    let mut kernels = vec![select_kernel(&params, shape), UpsampleKernel::Taps];
+    if UpsampleKernel::BilinearStrips.supports(&params, shape) {
+        kernels.push(UpsampleKernel::BilinearStrips);
+    }
+    for kernel in kernels {
         // Fresh (zeroed) buffers: a recycled output of the previous variant would hide
         // values this one fails to write.
         gpu.trim_pool();
@@ -332,6 +337,113 @@ fn bilinear_align_corners_both_ways() {
 }
 
 #[test]
+fn bilinear_strips_take_upsampling_by_any_factor() {
+    for align in [false, true] {
+        for (p, s, strips) in [
+            // 2.5x, the last strip half full (20 = 2 * 8 + 4), batch 2.
+            (
+                UpsampleParams::bilinear(align).size((13, 20)),
+                [2, 3, 5, 8],
+                true,
+            ),
+            // The width kept, the height upsampled by a non-integer factor.
+            (
+                UpsampleParams::bilinear(align).size((11, 8)),
+                [1, 2, 6, 8],
+                true,
+            ),
+            // 16 -> 28 (1.75x).
+            (
+                UpsampleParams::bilinear(align).size((9, 28)),
+                [1, 2, 4, 16],
+                true,
+            ),
+            // A large non-integer factor (Fast-SCNN's 1/8 logits to the frame, 8x with
+            // aligned corners, is not an integer factor of the taps).
+            (
+                UpsampleParams::bilinear(align).size((64, 128)),
+                [2, 3, 8, 16],
+                true,
+            ),
+            // The two cases of tests/golden/decoder.json (PyTorch's outputs) that run them.
+            (
+                UpsampleParams::bilinear(align).size((10, 20)),
+                [1, 2, 4, 8],
+                true,
+            ),
+            (
+                UpsampleParams::bilinear(align).scale_factors((2.5, 3.0)),
+                [2, 1, 3, 4],
+                true,
+            ),
+            // A vertical factor of 20: row groups longer than an invocation's 8 rows.
+            (
+                UpsampleParams::bilinear(align).size((40, 16)),
+                [1, 2, 2, 8],
+                true,
+            ),
+            // By a scale factor with a height that shrinks.
+            (
+                UpsampleParams::bilinear(align).scale_factors((0.5, 3.0)),
+                [1, 2, 8, 12],
+                true,
+            ),
+            // Small factors: three input vec4s per strip and row.
+            (
+                UpsampleParams::bilinear(align).size((8, 20)),
+                [1, 2, 4, 16],
+                true,
+            ),
+            (
+                UpsampleParams::bilinear(align).size((112, 112)),
+                [1, 2, 56, 56],
+                true,
+            ),
+            // A width that shrinks a little still fits three vec4s.
+            (
+                UpsampleParams::bilinear(align).size((8, 12)),
+                [1, 2, 4, 16],
+                true,
+            ),
+            // Halved, or widths not of whole vec4s: the taps.
+            (
+                UpsampleParams::bilinear(align).size((8, 8)),
+                [1, 2, 4, 16],
+                false,
+            ),
+            (
+                UpsampleParams::bilinear(align).size((8, 30)),
+                [1, 2, 4, 12],
+                false,
+            ),
+            (
+                UpsampleParams::bilinear(align).size((8, 32)),
+                [1, 2, 4, 10],
+                false,
+            ),
+        ] {
+            let fits = UpsampleKernel::BilinearStrips.supports(&p, s);
+            assert_eq!(fits, strips, "{p:?} on {s:?}");
+            if strips && !matches!(select_kernel(&p, s), UpsampleKernel::BilinearInt { .. }) {
+                assert_eq!(select_kernel(&p, s), UpsampleKernel::BilinearStrips);
+            }
+            check(p, s, 5);
+        }
+    }
+    // Antialiasing and the other modes never take them.
+    let s = [1, 2, 4, 8];
+    for p in [
+        UpsampleParams::bilinear(false)
+            .size((9, 20))
+            .antialias(true),
+        UpsampleParams::nearest().size((9, 20)),
+        UpsampleParams::bicubic(true).size((9, 20)),
+    ] {
+        assert!(!UpsampleKernel::BilinearStrips.supports(&p, s), "{p:?}");
+    }
+}
+
+#[test]
 fn bed_of_nails_inserts_zeros() {
     check(UpsampleParams::bed_of_nails(2), [2, 3, 4, 5], 3);
     check(UpsampleParams::bed_of_nails((3, 2)), [1, 2, 3, 3], 4);
@@ -502,6 +614,11 @@ fn upsample_into_a_channel_window() {
             [3, 2, 4, 5],
             "taps",
         ),
+        (
+            UpsampleParams::bilinear(true).size((11, 20)),
+            [2, 3, 5, 8],
+            "strips",
+        ),
         (UpsampleParams::area().size((3, 4)), [2, 3, 7, 9], "area"),
         (
             UpsampleParams::bilinear(false).size((3, 4)).antialias(true),
@@ -515,6 +632,7 @@ fn upsample_into_a_channel_window() {
             "integer" => matches!(kernel, UpsampleKernel::Integer { .. }),
             "bilinear int" => matches!(kernel, UpsampleKernel::BilinearInt { .. }),
             "taps" => kernel == UpsampleKernel::Taps,
+            "strips" => kernel == UpsampleKernel::BilinearStrips,
             "area" => kernel == UpsampleKernel::Area,
             _ => kernel == UpsampleKernel::Antialias,
         };

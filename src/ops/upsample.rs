@@ -10,7 +10,7 @@
 //! they match PyTorch bit for bit; the GPU gathers and blends.
 
 use super::conv::InputGate;
-use super::pool::strip_geometry;
+use super::pool::STRIP_PX;
 use super::Activation;
 use super::Cost;
 use crate::error::{fail_if, invalid, Result};
@@ -47,16 +47,15 @@ uniform! {
 }
 
 uniform! {
-    /// `shaders/resample.wgsl`: `strips.wgsl`'s `StripParams` and the output's channel
-    /// window.
+    /// `shaders/resample.wgsl` and `shaders/bilinear_strips.wgsl`: strips of
+    /// [`STRIP_PX`] outputs in each row group's rows, and the output's channel window.
     pub(crate) struct ResampleParams {
         planes: u32,
         h: u32,
         w: u32,
         oh: u32,
         ow: u32,
-        pad_h: u32,
-        pad_w: u32,
+        groups: u32,
         strips_x: u32,
         total: u32,
         c: u32,
@@ -122,8 +121,87 @@ fn bilinear_int_pixels(factor: usize) -> usize {
 
 const RESAMPLE: Kernel<ResampleParams, ResampleSpec> = Kernel::new(
     "resample.wgsl",
-    &[read("x"), read("rows"), read("cols"), write("y")],
+    &[
+        read("x"),
+        read("groups"),
+        read("rows"),
+        read("cols"),
+        write("y"),
+    ],
 );
+specialize! {
+    /// `SPAN` of `bilinear_strips.wgsl`: the input vec4s per strip and row (2 or 3).
+    struct BilinearStripsSpec { span: Count => "SPAN" }
+}
+
+const BILINEAR_STRIPS: Kernel<ResampleParams, BilinearStripsSpec> = Kernel::new(
+    "bilinear_strips.wgsl",
+    &[
+        read("x4"),
+        read("groups"),
+        read("row_l1"),
+        read("strips"),
+        write("y"),
+    ],
+);
+
+/// The most output rows one invocation of `resample.wgsl` or `bilinear_strips.wgsl`
+/// writes (a row group: consecutive rows that read the same input rows), so that a large
+/// vertical factor still spreads over many invocations.
+const STRIP_GROUP_ROWS: usize = 8;
+
+/// Row groups of the resampling kernels: runs of at most [`STRIP_GROUP_ROWS`]
+/// consecutive output rows with the same input rows `keys[oy]`, as `[first row, rows,
+/// key[0], key[1]]`.
+fn row_groups(keys: impl IntoIterator<Item = [u32; 4]>) -> Vec<[u32; 4]> {
+    let mut groups: Vec<([u32; 4], [u32; 4])> = Vec::new();
+    for (oy, key) in keys.into_iter().enumerate() {
+        match groups.last_mut() {
+            Some((k, g)) if *k == key && g[1] < STRIP_GROUP_ROWS as u32 => g[1] += 1,
+            _ => groups.push((key, [oy as u32, 1, key[0], key[1]])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The uniform of `resample.wgsl` and `bilinear_strips.wgsl` for `groups` row groups
+/// of `out`, and its invocations.
+fn resample_params(
+    s: [usize; 4],
+    out: [usize; 4],
+    groups: usize,
+    window: ChannelWindow,
+) -> (ResampleParams, usize) {
+    let (c, extra, off) = window.fields();
+    let (planes, strips_x) = (s[0] * s[1], out[3].div_ceil(STRIP_PX));
+    let total = planes * groups * strips_x;
+    let u = ResampleParams {
+        planes: planes as u32,
+        h: s[2] as u32,
+        w: s[3] as u32,
+        oh: out[2] as u32,
+        ow: out[3] as u32,
+        groups: groups as u32,
+        strips_x: strips_x as u32,
+        total: total as u32,
+        c,
+        extra,
+        off,
+    };
+    (u, total)
+}
+
+/// The host-computed tables of `bilinear_strips.wgsl` (see its header).
+struct BilinearStripTables {
+    /// Three entries per strip of [`STRIP_PX`] outputs.
+    strips: Vec<[u32; 4]>,
+    /// Per row group: its first output row, row count and two input rows.
+    groups: Vec<[u32; 4]>,
+    /// Per output row: the second input row's weight.
+    row_l1: Vec<f32>,
+    /// The input vec4s each strip reads per row (2 or 3).
+    span: usize,
+}
 const RESAMPLE_INT: Kernel<ResampleIntParams, ResampleIntSpec> =
     Kernel::new("resample_int.wgsl", &[read("x"), write("y")]);
 const BILINEAR_INT: Kernel<BilinearIntParams, BilinearIntSpec> = Kernel::new(
@@ -178,6 +256,7 @@ const RESAMPLE_AA: Kernel<AaParams, AaSpec> = Kernel::new(
 /// The kernels of this family.
 pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &RESAMPLE,
+    &BILINEAR_STRIPS,
     &RESAMPLE_INT,
     &BILINEAR_INT,
     &PIXEL_SHUFFLE,
@@ -412,7 +491,9 @@ fn record_pixel_shuffle(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UpsampleKernel {
     /// Per-axis tap tables computed on the host with PyTorch's formulas
-    /// (`resample.wgsl`): every mode, size and scale.
+    /// (`resample.wgsl`): every mode, size and scale. Each invocation blends a strip of 8
+    /// columns along the input rows it reads once, for up to 8 output rows that read the
+    /// same ones.
     Taps,
     /// Integer-factor replication (`resample_int.wgsl`): nearest whose PyTorch index rule
     /// gives exactly `o / k` on both axes, or bed-of-nails, with an input width divisible
@@ -428,6 +509,13 @@ pub enum UpsampleKernel {
         /// The factor.
         factor: usize,
     },
+    /// Bilinear resampling (`bilinear_strips.wgsl`) where the width grows, stays or
+    /// shrinks a little, with input and output widths divisible by 4: each strip of 8
+    /// outputs of a row reads its source columns from two or three vec4s of each input
+    /// row (the host checks every strip), for up to 8 output rows that read the same
+    /// input rows. The
+    /// tap kernel's weights in its order, with a fraction of its loads, and vec4 stores.
+    BilinearStrips,
     /// `mode='area'`: adaptive average pooling to the output size
     /// ([`adaptive_avg_pool2d`](super::pool::adaptive_avg_pool2d)'s kernel), as PyTorch
     /// computes it.
@@ -451,6 +539,8 @@ pub fn select_kernel(params: &UpsampleParams, input: [usize; 4]) -> UpsampleKern
         UpsampleKernel::Integer { factors }
     } else if let Some(factor) = params.bilinear_int_factor(input) {
         UpsampleKernel::BilinearInt { factor }
+    } else if params.bilinear_strips(input).is_some() {
+        UpsampleKernel::BilinearStrips
     } else {
         UpsampleKernel::Taps
     }
@@ -472,6 +562,7 @@ impl UpsampleKernel {
             UpsampleKernel::BilinearInt { factor } => {
                 params.bilinear_int_factor(input) == Some(factor)
             }
+            UpsampleKernel::BilinearStrips => params.bilinear_strips(input).is_some(),
         }
     }
 }
@@ -591,30 +682,51 @@ fn record_resample(
 ) -> Result<()> {
     let s = input.shape();
     let launch = plan(params, s, out, kernel, window)?;
-    let tables;
+    let (tables, strip_tables);
     let args = match kernel {
         UpsampleKernel::Area | UpsampleKernel::Antialias => {
             unreachable!("plan refuses them: they record their own passes")
         }
         UpsampleKernel::Integer { .. } => Args::new().read("x", input),
         UpsampleKernel::BilinearInt { .. } => Args::new().read("x4", input),
+        UpsampleKernel::BilinearStrips => {
+            let t = params
+                .bilinear_strips(s)
+                .expect("plan checked that the strips apply");
+            let gpu = rec.gpu();
+            gpu.check_binding_size("groups", 16 * t.groups.len() as u64)?;
+            gpu.check_binding_size("row_l1", 4 * t.row_l1.len() as u64)?;
+            gpu.check_binding_size("strips", 16 * t.strips.len() as u64)?;
+            strip_tables = (
+                gpu.upload_slice("groups", &t.groups)?,
+                gpu.upload_slice("row_l1", &t.row_l1)?,
+                gpu.upload_slice("strips", &t.strips)?,
+            );
+            Args::new()
+                .read("x4", input)
+                .read("groups", &strip_tables.0)
+                .read("row_l1", &strip_tables.1)
+                .read("strips", &strip_tables.2)
+        }
         UpsampleKernel::Taps => {
             // The per-axis tap tables, computed on the host with PyTorch's formulas (after
-            // checking that the device can hold them).
+            // checking that the device can hold them), and the row groups.
             let per_entry = if params.mode.is_bicubic() { 32 } else { 16 };
             let table_bytes = |len: usize| (len as u64).saturating_mul(per_entry);
             rec.gpu().check_binding_size("rows", table_bytes(out[2]))?;
             rec.gpu().check_binding_size("cols", table_bytes(out[3]))?;
+            let (rows, groups) = params.tap_tables(s, out);
             let f = params.kernel_scales();
-            let rows = params.taps(s[2], out[2], f.map(|f| f.0), 0);
             let cols = params.taps(s[3], out[3], f.map(|f| f.1), 1);
             let gpu = rec.gpu();
             tables = (
                 gpu.upload_slice("rows", &rows)?,
                 gpu.upload_slice("cols", &cols)?,
+                gpu.upload_slice("groups", &groups)?,
             );
             Args::new()
                 .read("x", input)
+                .read("groups", &tables.2)
                 .read("rows", &tables.0)
                 .read("cols", &tables.1)
         }
@@ -718,6 +830,19 @@ fn plan(
                 )
                 .threads(total)
         }
+        UpsampleKernel::BilinearStrips => {
+            let t = params
+                .bilinear_strips(s)
+                .expect("checked above: the strips apply");
+            let (u, total) = resample_params(s, out, t.groups.len(), window);
+            let spec = BilinearStripsSpec {
+                span: Count(t.span as u32),
+            };
+            BILINEAR_STRIPS
+                .launch(&spec, &u)
+                .threads(total)
+                .loops(STRIP_GROUP_ROWS as u64)
+        }
         UpsampleKernel::Taps => {
             let mode = match params.mode {
                 UpsampleMode::Nearest | UpsampleMode::NearestExact | UpsampleMode::Area => 0,
@@ -725,22 +850,12 @@ fn plan(
                 UpsampleMode::BedOfNails { .. } => 2,
                 UpsampleMode::Bicubic { .. } => 3,
             };
-            let (g, total) = strip_geometry(s, out, (0, 0));
-            let u = ResampleParams {
-                planes: g.planes,
-                h: g.h,
-                w: g.w,
-                oh: g.oh,
-                ow: g.ow,
-                pad_h: g.pad_h,
-                pad_w: g.pad_w,
-                strips_x: g.strips_x,
-                total: g.total,
-                c,
-                extra,
-                off,
-            };
-            RESAMPLE.launch(&ResampleSpec { mode }, &u).threads(total)
+            let groups = params.tap_tables(s, out).1.len();
+            let (u, total) = resample_params(s, out, groups, window);
+            RESAMPLE
+                .launch(&ResampleSpec { mode }, &u)
+                .threads(total)
+                .loops(STRIP_GROUP_ROWS as u64)
         }
     })
 }
@@ -1062,6 +1177,77 @@ impl UpsampleParams {
         };
         let f = self.kernel_scales();
         (pattern(input[2], f.map(|f| f.0)) && pattern(input[3], f.map(|f| f.1))).then_some(factor)
+    }
+
+    /// The tables of `bilinear_strips.wgsl` for bilinear resampling of `input`, or `None`
+    /// where that kernel does not apply. Per strip of 8 outputs, three entries:
+    /// `[first source vec4, first columns, steps, 0]` and the outputs' `l1` bits (each
+    /// output's `l0` is `1 - l1`, as [`linear_source`] computes it). An output's first
+    /// column is relative to the strip's first vec4 (4 bits), its step 1 where the
+    /// second column is the next (1 bit), so every column of a strip must lie within the
+    /// 12 from its first vec4 (upsampling the width, keeping it, or shrinking it a
+    /// little); the span is 2 vec4s where 8 columns suffice (upsampling by about 1.75 or
+    /// more), else 3.
+    /// Rows: groups of at most [`STRIP_GROUP_ROWS`] consecutive output rows that blend
+    /// the same two input rows, and each row's `l1`.
+    fn bilinear_strips(&self, input: [usize; 4]) -> Option<BilinearStripTables> {
+        let UpsampleMode::Bilinear { align_corners } = self.mode else {
+            return None;
+        };
+        let out = self.output_shape(input).ok()?;
+        let (w, ow) = (input[3], out[3]);
+        if self.antialias || !w.is_multiple_of(4) || !ow.is_multiple_of(4) {
+            return None;
+        }
+        let scale = self.kernel_scales().map(|f| f.1);
+        let mut table = Vec::with_capacity(3 * ow.div_ceil(STRIP_PX));
+        // The last column any strip reads, from its first vec4's first.
+        let mut reach = 0;
+        for ox0 in (0..ow).step_by(STRIP_PX) {
+            let first = linear_source(ox0, w, ow, scale, align_corners).0 & !3;
+            let (mut starts, mut steps, mut l1s) = (0u32, 0u32, [0u32; STRIP_PX]);
+            for (j, ox) in (ox0..ow.min(ox0 + STRIP_PX)).enumerate() {
+                let (i0, i1, _, l1) = linear_source(ox, w, ow, scale, align_corners);
+                let (c0, step) = (i0.checked_sub(first)?, i1 - i0);
+                reach = reach.max(c0 + step);
+                if reach >= 12 {
+                    return None;
+                }
+                starts |= (c0 as u32) << (4 * j);
+                steps |= (step as u32) << j;
+                l1s[j] = l1.to_bits();
+            }
+            table.push([(first / 4) as u32, starts, steps, 0]);
+            table.push([l1s[0], l1s[1], l1s[2], l1s[3]]);
+            table.push([l1s[4], l1s[5], l1s[6], l1s[7]]);
+        }
+        let row_scale = self.kernel_scales().map(|f| f.0);
+        let rows =
+            (0..out[2]).map(|oy| linear_source(oy, input[2], out[2], row_scale, align_corners));
+        let (mut keys, mut row_l1) = (Vec::new(), Vec::new());
+        for (i0, i1, _, l1) in rows {
+            keys.push([i0 as u32, i1 as u32, 0, 0]);
+            row_l1.push(l1);
+        }
+        let groups = row_groups(keys);
+        Some(BilinearStripTables {
+            strips: table,
+            groups,
+            row_l1,
+            span: (reach / 4 + 1).max(2),
+        })
+    }
+
+    /// The row taps of `resample.wgsl` ([`Self::taps`] along the height) and its row
+    /// groups: rows with the same input rows (their indices, all four for bicubic).
+    fn tap_tables(&self, s: [usize; 4], out: [usize; 4]) -> (Vec<[u32; 4]>, Vec<[u32; 4]>) {
+        let rows = self.taps(s[2], out[2], self.kernel_scales().map(|f| f.0), 0);
+        let groups = if self.mode.is_bicubic() {
+            row_groups(rows.iter().step_by(2).copied())
+        } else {
+            row_groups(rows.iter().map(|r| [r[0], r[1], 0, 0]))
+        };
+        (rows, groups)
     }
 
     /// Per-axis taps `[i0, i1, l0 bits, l1 bits]` for output positions `0..out`; for

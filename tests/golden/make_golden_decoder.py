@@ -568,6 +568,13 @@ ANTIALIAS_EQUAL_AXIS = [
     ("aa_bilinear_scale1.5x1.09_width_kept", [1, 2, 6, 11], "bilinear", False, None, (1.5, 1.09)),
     ("aa_bicubic_scale0.5x1.09_width_kept", [1, 1, 6, 11], "bicubic", False, None, (0.5, 1.09)),
 ]
+# Bilinear resampling whose widths are whole vec4s and grow by 1.75 or more: the
+# library's strip kernel (bilinear_strips.wgsl), with row groups of several rows.
+# name, input_shape, mode, align_corners, size, scale_factor
+INTERP_STRIPS = [
+    ("bilinear_strips_align_4x8_to_10x20", [1, 2, 4, 8], "bilinear", True, (10, 20), None),
+    ("bilinear_strips_scale2.5x3", [2, 1, 3, 4], "bilinear", False, None, (2.5, 3.0)),
+]
 
 
 def main():
@@ -586,6 +593,7 @@ def main():
         (make_aa, ANTIALIAS),
         (make_interp, INTERP_EQUAL_AXIS),
         (make_aa, ANTIALIAS_EQUAL_AXIS),
+        (make_interp, INTERP_STRIPS),
     ]:
         for spec in specs:
             case, note = make(index, spec)

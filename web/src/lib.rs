@@ -420,14 +420,15 @@ async fn ops(gpu: &Gpu) -> Check<String> {
     let x = input([2, 6, 23, 17], 0);
     let xt = gpu.upload(x.view()).map_err(text)?;
     let mut checks = OpChecks::new(gpu);
-    // On a width of 16 the vector kernels apply too (integer factors, bilinear by 2):
-    // each mode runs the kernel the library picks and the tap kernel.
+    // On a width of 16 the vector kernels apply too (integer factors, bilinear by 2,
+    // bilinear strips): each mode runs the kernel the library picks and the tap kernel.
     let x16 = input([1, 4, 9, 16], 3);
     let x16t = gpu.upload(x16.view()).map_err(text)?;
     for params in [
         upsample::UpsampleParams::nearest().scale_factor(2.0),
         upsample::UpsampleParams::bilinear(false).scale_factor(2.0),
         upsample::UpsampleParams::bed_of_nails(2),
+        upsample::UpsampleParams::bilinear(true).size((20, 40)),
     ] {
         let want = cpu::upsample::upsample(&params, x16.view());
         let picked = upsample::select_kernel(&params, [1, 4, 9, 16]);
