@@ -1,21 +1,23 @@
-// Bilinear resampling (any sizes, align_corners either way) where each strip of PX = 8
-// outputs of a row reads its source columns from SPAN (2 or 3) vec4s of each of its two
-// input rows: upsampling the width, keeping it, or shrinking it a little. An invocation
+// Bilinear resampling (widths of whole vec4s, align_corners either way) where each strip
+// of PX = 8 outputs of a row reads its source columns from SPAN (2 or 3) vec4s of each of
+// its two input rows: upsampling the width, keeping it, or shrinking it a little. An
+// invocation
 // writes one strip in every output row of a row group: up to 8 consecutive output rows
-// that blend the same two input rows (an upsampling by 8 makes groups of 8). It loads
-// its 2 SPAN input vec4s and blends each row's columns once, and each output row then
-// costs one weight load, eight multiply-adds and two vec4 stores.
+// that blend the same two input rows (an upsampling by 8 makes groups of 8). It loads its
+// 2 SPAN input vec4s and blends each row's columns once, and each output row then costs
+// one weight load, eight multiply-adds and two vec4 stores.
 // The taps are computed on the host with PyTorch's formulas (src/ops/upsample.rs):
 // - per strip, three entries: its first source vec4, for each output its first source
 //   column relative to that vec4's first (4 bits) and whether the second column is the
 //   next one (1 bit; it is the same column at the right edge), and the outputs' second
 //   weights l1 (the first's is 1 - l1, as PyTorch computes it);
-// - per row group, its two input rows, first output row and row count;
+// - per row group, its first output row, row count and two input rows;
 // - per output row, its second weight (l1).
-// The host checks that every strip's columns lie within its SPAN vec4s (else the tap
-// kernel runs): two where the width grows by about 1.75 or more, else three. Loads are what a SIMD-on-CPU driver such as lavapipe pays for, lane by lane,
-// and a GPU reads the vec4s coalesced: resample.wgsl loads five values per output, this
-// kernel about 16 per 64 outputs at a factor of 8.
+// The host checks that every strip's columns lie within 12 of its first vec4 (else the
+// tap kernel runs) and sets SPAN to 2 where they all lie within 8 (always at factors
+// above about 2.3), else 3. Loads are what a SIMD-on-CPU driver such as lavapipe pays
+// for, lane by lane, and a GPU reads the vec4s coalesced: per 64 outputs at a factor of
+// 8 this kernel makes about 16 loads, the tap kernel before its row groups 320.
 // Each output blends in PyTorch's order, ly0 * (lx0 * x00 + lx1 * x01) + ly1 * (lx0 * x10
 // + lx1 * x11), as resample.wgsl does.
 // Needs the input and output widths divisible by 4 (rows of whole vec4s); the output

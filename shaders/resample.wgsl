@@ -14,9 +14,10 @@
 // Each invocation writes a strip of PX consecutive outputs in every row of a row group:
 // up to 8 consecutive output rows that read the same input rows (an upsampling by 4
 // makes groups of 4). It blends each of those input rows along the strip's columns once
-// (one vec4 column tap and one to four input loads per output), and each output row
-// then costs its row weights and PX stores: loads are what SIMD-on-CPU drivers such as
-// lavapipe pay for, lane by lane.
+// (per output column: one vec4 column tap and two input loads per input row; bicubic
+// two taps and four loads per row, four rows), and each output row then costs its row
+// weights and PX stores: loads are what SIMD-on-CPU drivers such as lavapipe pay for,
+// lane by lane.
 #include "common.wgsl"
 
 override MODE: u32 = 1u;

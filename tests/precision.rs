@@ -509,6 +509,20 @@ fn data_movement_and_pooling_ops_round_once() {
             |rec, x| upsample::upsample(rec, &up, x).unwrap(),
         );
     }
+    // Widths of whole vec4s: the strip kernel's vec4 loads and stores of f16.
+    let aligned = upsample::UpsampleParams::bilinear(true).size((20, 40));
+    assert_eq!(
+        upsample::select_kernel(&aligned, [2, 5, 9, 16]),
+        upsample::UpsampleKernel::BilinearStrips
+    );
+    check_one_pass(
+        "bilinear strips to 20 x 40",
+        [2, 5, 9, 16],
+        35,
+        8.0,
+        |x| reference::upsample::upsample(&aligned, x.view()).unwrap(),
+        |rec, x| upsample::upsample(rec, &aligned, x).unwrap(),
+    );
     // Antialiasing runs rows then columns, its intermediate stored in f16: two roundings,
     // each within half an f16 ulp of values no larger than the input (the bilinear
     // filter's weights are non-negative and sum to 1).

@@ -120,7 +120,8 @@ fn resized_maps_are_written_into_their_concatenation() {
         d.kernel == "copy" && node.starts_with("cat")
     });
     assert_eq!(concatenated.count(), 2 * (106 - 38));
-    let resizes = count("bilinear_int.wgsl") + count("resample.wgsl");
+    let resizes =
+        count("bilinear_int.wgsl") + count("resample.wgsl") + count("bilinear_strips.wgsl");
     assert_eq!(resizes, 38);
     // Its pools' indices are never read, so never written: the pools write their values
     // alone (the summary's output shapes).

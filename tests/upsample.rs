@@ -304,6 +304,23 @@ fn bilinear_integer_factors_take_their_own_kernel_and_agree() {
             assert!(g == w || (g.is_nan() && w.is_nan()), "{got:?} vs {want:?}");
         }
     }
+    // The same in the strip kernel and the tap kernel's row groups.
+    let xt = gpu.upload(x.view()).unwrap();
+    for align in [false, true] {
+        let p = UpsampleParams::bilinear(align).size((5, 12));
+        let want = reference::upsample::upsample(&p, x.view()).unwrap();
+        for kernel in [UpsampleKernel::BilinearStrips, UpsampleKernel::Taps] {
+            let mut rec = gpu.recorder();
+            let y = upsample_with(&mut rec, &p, &xt, kernel).unwrap();
+            let got = rec.download(&y).unwrap();
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!(
+                    g == w || (g.is_nan() && w.is_nan()),
+                    "{kernel:?}: {got:?} vs {want:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -352,7 +369,7 @@ fn bilinear_strips_take_upsampling_by_any_factor() {
                 [1, 2, 6, 8],
                 true,
             ),
-            // 16 -> 28 (1.75x).
+            // 16 -> 28 (1.75x: three vec4s for some strips).
             (
                 UpsampleParams::bilinear(align).size((9, 28)),
                 [1, 2, 4, 16],
@@ -454,7 +471,7 @@ fn bed_of_nails_inserts_zeros() {
 }
 
 /// A factor whose vector kernel would loop past the budget (200 x 200 outputs per input
-/// value) takes the tap kernel, which loops over nothing; forcing it is a typed error.
+/// value) takes the tap kernel, which loops over at most 8 rows; forcing it is a typed error.
 #[test]
 fn factors_past_the_loop_budget_take_the_tap_kernel() {
     let params = UpsampleParams::bed_of_nails(200);

@@ -126,7 +126,7 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
 ];
 
 /// Outputs per invocation along a row (`PX` in `shaders/pool_window.wgsl`).
-pub(crate) const STRIP_PX: usize = 8;
+const STRIP_PX: usize = 8;
 
 /// The uniform of a windowed pooling from `input` `[N, C, H, W]` to `out`, and the number
 /// of invocations (one per strip of [`STRIP_PX`] outputs of a row).

@@ -10,7 +10,6 @@
 //! they match PyTorch bit for bit; the GPU gathers and blends.
 
 use super::conv::InputGate;
-use super::pool::STRIP_PX;
 use super::Activation;
 use super::Cost;
 use crate::error::{fail_if, invalid, Result};
@@ -48,7 +47,7 @@ uniform! {
 
 uniform! {
     /// `shaders/resample.wgsl` and `shaders/bilinear_strips.wgsl`: strips of
-    /// [`STRIP_PX`] outputs in each row group's rows, and the output's channel window.
+    /// [`RESAMPLE_PX`] outputs in each row group's rows, and the output's channel window.
     pub(crate) struct ResampleParams {
         planes: u32,
         h: u32,
@@ -145,6 +144,11 @@ const BILINEAR_STRIPS: Kernel<ResampleParams, BilinearStripsSpec> = Kernel::new(
     ],
 );
 
+/// The outputs of a row per invocation of `resample.wgsl` and `bilinear_strips.wgsl`
+/// (their `PX`); the strip kernel's table packs one 4-bit first column per output into a
+/// u32 and their weights into two vec4s.
+const RESAMPLE_PX: usize = 8;
+
 /// The most output rows one invocation of `resample.wgsl` or `bilinear_strips.wgsl`
 /// writes (a row group: consecutive rows that read the same input rows), so that a large
 /// vertical factor still spreads over many invocations.
@@ -173,7 +177,7 @@ fn resample_params(
     window: ChannelWindow,
 ) -> (ResampleParams, usize) {
     let (c, extra, off) = window.fields();
-    let (planes, strips_x) = (s[0] * s[1], out[3].div_ceil(STRIP_PX));
+    let (planes, strips_x) = (s[0] * s[1], out[3].div_ceil(RESAMPLE_PX));
     let total = planes * groups * strips_x;
     let u = ResampleParams {
         planes: planes as u32,
@@ -193,7 +197,7 @@ fn resample_params(
 
 /// The host-computed tables of `bilinear_strips.wgsl` (see its header).
 struct BilinearStripTables {
-    /// Three entries per strip of [`STRIP_PX`] outputs.
+    /// Three entries per strip of [`RESAMPLE_PX`] outputs.
     strips: Vec<[u32; 4]>,
     /// Per row group: its first output row, row count and two input rows.
     groups: Vec<[u32; 4]>,
@@ -513,8 +517,8 @@ pub enum UpsampleKernel {
     /// shrinks a little, with input and output widths divisible by 4: each strip of 8
     /// outputs of a row reads its source columns from two or three vec4s of each input
     /// row (the host checks every strip), for up to 8 output rows that read the same
-    /// input rows. The
-    /// tap kernel's weights in its order, with a fraction of its loads, and vec4 stores.
+    /// input rows. The tap kernel's weights in its order, with a fraction of its loads,
+    /// and vec4 stores.
     BilinearStrips,
     /// `mode='area'`: adaptive average pooling to the output size
     /// ([`adaptive_avg_pool2d`](super::pool::adaptive_avg_pool2d)'s kernel), as PyTorch
@@ -1186,8 +1190,8 @@ impl UpsampleParams {
     /// column is relative to the strip's first vec4 (4 bits), its step 1 where the
     /// second column is the next (1 bit), so every column of a strip must lie within the
     /// 12 from its first vec4 (upsampling the width, keeping it, or shrinking it a
-    /// little); the span is 2 vec4s where 8 columns suffice (upsampling by about 1.75 or
-    /// more), else 3.
+    /// little); the span is 2 vec4s where every strip's columns lie within 8 (always at
+    /// factors above about 2.3), else 3.
     /// Rows: groups of at most [`STRIP_GROUP_ROWS`] consecutive output rows that blend
     /// the same two input rows, and each row's `l1`.
     fn bilinear_strips(&self, input: [usize; 4]) -> Option<BilinearStripTables> {
@@ -1200,13 +1204,13 @@ impl UpsampleParams {
             return None;
         }
         let scale = self.kernel_scales().map(|f| f.1);
-        let mut table = Vec::with_capacity(3 * ow.div_ceil(STRIP_PX));
+        let mut table = Vec::with_capacity(3 * ow.div_ceil(RESAMPLE_PX));
         // The last column any strip reads, from its first vec4's first.
         let mut reach = 0;
-        for ox0 in (0..ow).step_by(STRIP_PX) {
+        for ox0 in (0..ow).step_by(RESAMPLE_PX) {
             let first = linear_source(ox0, w, ow, scale, align_corners).0 & !3;
-            let (mut starts, mut steps, mut l1s) = (0u32, 0u32, [0u32; STRIP_PX]);
-            for (j, ox) in (ox0..ow.min(ox0 + STRIP_PX)).enumerate() {
+            let (mut starts, mut steps, mut l1s) = (0u32, 0u32, [0u32; RESAMPLE_PX]);
+            for (j, ox) in (ox0..ow.min(ox0 + RESAMPLE_PX)).enumerate() {
                 let (i0, i1, _, l1) = linear_source(ox, w, ow, scale, align_corners);
                 let (c0, step) = (i0.checked_sub(first)?, i1 - i0);
                 reach = reach.max(c0 + step);
@@ -1383,4 +1387,37 @@ fn linear_source(
     let i1 = i0 + usize::from(i0 < input - 1);
     let l1 = src - i0 as f32;
     (i0, i1, 1.0 - l1, l1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bilinear_strips_read_two_vec4s_where_eight_columns_suffice() {
+        // Fast-SCNN's final resize (8x, corners aligned): two vec4s, row groups of 8.
+        let fast_scnn = UpsampleParams::bilinear(true).size((512, 1024));
+        let t = fast_scnn.bilinear_strips([1, 19, 64, 128]).unwrap();
+        assert_eq!(t.span, 2);
+        assert_eq!(t.strips.len(), 3 * 1024 / 8);
+        assert!(t.groups.iter().all(|g| (1..=8).contains(&g[1])));
+        assert_eq!(t.groups.iter().map(|g| g[1]).sum::<u32>(), 512);
+        assert_eq!(t.row_l1.len(), 512);
+        // 16 -> 20 needs three, a halved width more than the kernel reads.
+        let small = UpsampleParams::bilinear(false).size((8, 20));
+        assert_eq!(small.bilinear_strips([1, 2, 4, 16]).unwrap().span, 3);
+        let halved = UpsampleParams::bilinear(false).size((8, 8));
+        assert!(halved.bilinear_strips([1, 2, 4, 16]).is_none());
+    }
+
+    #[test]
+    fn row_groups_join_rows_that_read_the_same_input_rows() {
+        let keys = [[0, 1, 0, 0]; 10]
+            .into_iter()
+            .chain([[1, 1, 0, 0], [1, 2, 0, 0], [1, 2, 0, 0]]);
+        assert_eq!(
+            row_groups(keys),
+            vec![[0, 8, 0, 1], [8, 2, 0, 1], [10, 1, 1, 1], [11, 2, 1, 2]]
+        );
+    }
 }
