@@ -457,6 +457,18 @@ fn bilinear_strips_take_upsampling_by_any_factor() {
         UpsampleParams::bicubic(true).size((9, 20)),
     ] {
         assert!(!UpsampleKernel::BilinearStrips.supports(&p, s), "{p:?}");
+        // Forced anyway, the kernel is a typed error.
+        let x = gpu().upload(Array4::zeros(s).view()).unwrap();
+        let forced = upsample_with(
+            &mut gpu().recorder(),
+            &p,
+            &x,
+            UpsampleKernel::BilinearStrips,
+        );
+        assert!(
+            matches!(forced, Err(Error::InvalidParam { name: "kernel", .. })),
+            "{forced:?}"
+        );
     }
 }
 

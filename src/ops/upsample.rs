@@ -206,6 +206,19 @@ struct BilinearStripTables {
     /// The input vec4s each strip reads per row (2 or 3).
     span: usize,
 }
+
+/// The host tables a resampling dispatch reads, built once by [`plan`] for the recording.
+enum ResampleTables {
+    /// The integer-factor kernels compute their taps in the shader.
+    Computed,
+    /// `bilinear_strips.wgsl`'s.
+    Strips(BilinearStripTables),
+    /// `resample.wgsl`'s row taps and row groups (its column taps are built when recorded).
+    Taps {
+        rows: Vec<[u32; 4]>,
+        groups: Vec<[u32; 4]>,
+    },
+}
 const RESAMPLE_INT: Kernel<ResampleIntParams, ResampleIntSpec> =
     Kernel::new("resample_int.wgsl", &[read("x"), write("y")]);
 const BILINEAR_INT: Kernel<BilinearIntParams, BilinearIntSpec> = Kernel::new(
@@ -685,18 +698,14 @@ fn record_resample(
     (y, window): (&Tensor, ChannelWindow),
 ) -> Result<()> {
     let s = input.shape();
-    let launch = plan(params, s, out, kernel, window)?;
+    let (launch, host_tables) = plan(params, s, out, kernel, window)?;
     let (tables, strip_tables);
-    let args = match kernel {
-        UpsampleKernel::Area | UpsampleKernel::Antialias => {
-            unreachable!("plan refuses them: they record their own passes")
+    let args = match host_tables {
+        ResampleTables::Computed if matches!(kernel, UpsampleKernel::Integer { .. }) => {
+            Args::new().read("x", input)
         }
-        UpsampleKernel::Integer { .. } => Args::new().read("x", input),
-        UpsampleKernel::BilinearInt { .. } => Args::new().read("x4", input),
-        UpsampleKernel::BilinearStrips => {
-            let t = params
-                .bilinear_strips(s)
-                .expect("plan checked that the strips apply");
+        ResampleTables::Computed => Args::new().read("x4", input),
+        ResampleTables::Strips(t) => {
             let gpu = rec.gpu();
             gpu.check_binding_size("groups", 16 * t.groups.len() as u64)?;
             gpu.check_binding_size("row_l1", 4 * t.row_l1.len() as u64)?;
@@ -712,14 +721,13 @@ fn record_resample(
                 .read("row_l1", &strip_tables.1)
                 .read("strips", &strip_tables.2)
         }
-        UpsampleKernel::Taps => {
+        ResampleTables::Taps { rows, groups } => {
             // The per-axis tap tables, computed on the host with PyTorch's formulas (after
             // checking that the device can hold them), and the row groups.
             let per_entry = if params.mode.is_bicubic() { 32 } else { 16 };
             let table_bytes = |len: usize| (len as u64).saturating_mul(per_entry);
             rec.gpu().check_binding_size("rows", table_bytes(out[2]))?;
             rec.gpu().check_binding_size("cols", table_bytes(out[3]))?;
-            let (rows, groups) = params.tap_tables(s, out);
             let f = params.kernel_scales();
             let cols = params.taps(s[3], out[3], f.map(|f| f.1), 1);
             let gpu = rec.gpu();
@@ -759,7 +767,7 @@ pub(crate) fn upsample2x_gated_add(
     low.check_gpu(gpu, "low")?;
     skip.check_gpu(gpu, "skip")?;
     gate.check_gpu(gpu, "gate")?;
-    let mut launch = plan(&params, s, out, kernel, ChannelWindow::whole(s[1]))?;
+    let (mut launch, _) = plan(&params, s, out, kernel, ChannelWindow::whole(s[1]))?;
     InputGate(Some(gate_activation)).write(&mut launch.constants);
     let y = rec.empty("output", out)?;
     let args = Args::new()
@@ -772,19 +780,24 @@ pub(crate) fn upsample2x_gated_add(
 }
 
 /// The dispatch of `kernel` (which must support `params` on `s`) from `s` to `out`'s
-/// `window`.
+/// `window`, and the host tables it reads.
 fn plan(
     params: &UpsampleParams,
     s: [usize; 4],
     out: [usize; 4],
     kernel: UpsampleKernel,
     window: ChannelWindow,
-) -> Result<Launch> {
+) -> Result<(Launch, ResampleTables)> {
     let (c, extra, off) = window.fields();
     let pooled = matches!(kernel, UpsampleKernel::Area | UpsampleKernel::Antialias);
-    fail_if(!kernel.supports(params, s) || pooled, "kernel", || {
-        format!("{kernel:?} does not support {params:?} on input {s:?}")
-    })?;
+    let refuse = || format!("{kernel:?} does not support {params:?} on input {s:?}");
+    // The strips' support is their tables being buildable: built once, below.
+    let strips = kernel == UpsampleKernel::BilinearStrips;
+    fail_if(
+        pooled || !strips && !kernel.supports(params, s),
+        "kernel",
+        refuse,
+    )?;
     let (planes, w4) = (s[0] * s[1], s[3] / 4);
     Ok(match kernel {
         UpsampleKernel::Area | UpsampleKernel::Antialias => {
@@ -805,10 +818,11 @@ fn plan(
                 extra,
                 off,
             };
-            RESAMPLE_INT
+            let launch = RESAMPLE_INT
                 .launch(&spec, &u)
                 .threads(rows * w4)
-                .loops(integer_loops(factors))
+                .loops(integer_loops(factors));
+            (launch, ResampleTables::Computed)
         }
         UpsampleKernel::BilinearInt { factor } => {
             let pixels = bilinear_int_pixels(factor);
@@ -823,29 +837,26 @@ fn plan(
                 extra,
                 off,
             };
-            BILINEAR_INT
-                .launch(
-                    &BilinearIntSpec {
-                        factor: Count(factor as u32),
-                        pixels: Count(pixels as u32),
-                        gate: InputGate(None),
-                    },
-                    &u,
-                )
-                .threads(total)
+            let spec = BilinearIntSpec {
+                factor: Count(factor as u32),
+                pixels: Count(pixels as u32),
+                gate: InputGate(None),
+            };
+            let launch = BILINEAR_INT.launch(&spec, &u).threads(total);
+            (launch, ResampleTables::Computed)
         }
         UpsampleKernel::BilinearStrips => {
-            let t = params
-                .bilinear_strips(s)
-                .expect("checked above: the strips apply");
+            let t = params.bilinear_strips(s);
+            let t = t.ok_or_else(|| crate::error::invalid("kernel", refuse()))?;
             let (u, total) = resample_params(s, out, t.groups.len(), window);
             let spec = BilinearStripsSpec {
                 span: Count(t.span as u32),
             };
-            BILINEAR_STRIPS
+            let launch = BILINEAR_STRIPS
                 .launch(&spec, &u)
                 .threads(total)
-                .loops(STRIP_GROUP_ROWS as u64)
+                .loops(STRIP_GROUP_ROWS as u64);
+            (launch, ResampleTables::Strips(t))
         }
         UpsampleKernel::Taps => {
             let mode = match params.mode {
@@ -854,12 +865,13 @@ fn plan(
                 UpsampleMode::BedOfNails { .. } => 2,
                 UpsampleMode::Bicubic { .. } => 3,
             };
-            let groups = params.tap_tables(s, out).1.len();
-            let (u, total) = resample_params(s, out, groups, window);
-            RESAMPLE
+            let (rows, groups) = params.tap_tables(s, out);
+            let (u, total) = resample_params(s, out, groups.len(), window);
+            let launch = RESAMPLE
                 .launch(&ResampleSpec { mode }, &u)
                 .threads(total)
-                .loops(STRIP_GROUP_ROWS as u64)
+                .loops(STRIP_GROUP_ROWS as u64);
+            (launch, ResampleTables::Taps { rows, groups })
         }
     })
 }
