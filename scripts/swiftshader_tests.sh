@@ -20,4 +20,11 @@ for t in tests/*.rs; do
     name=$(basename "$t" .rs)
     [ "$name" = precision ] || targets+=(--test "$name")
 done
-SEGBLOCKS_NETWORKS=one-per-kind VK_ICD_FILENAMES="$icd" WGPU_BACKEND=vulkan cargo test "${targets[@]}"
+export SEGBLOCKS_NETWORKS=one-per-kind VK_ICD_FILENAMES="$icd" WGPU_BACKEND=vulkan
+# With cargo-nextest every test is a process of its own and two run at once across the
+# files (cargo test runs the files one after another, and a file's last long test alone).
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast --test-threads 2 "${targets[@]}"
+else
+    cargo test "${targets[@]}"
+fi

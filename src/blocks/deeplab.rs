@@ -108,7 +108,7 @@ impl Architecture for AsppConfig {
         let bilinear = UpsampleMode::Bilinear {
             align_corners: false,
         };
-        branches.push(g.add_sized("resize", Op::ResizeLike(bilinear), &[p], &[x])[0]);
+        branches.push(g.resize_like("resize", bilinear, p, x));
         let joined = g.add("cat", Op::Concat, &branches);
         let project = conv_bn_at(gpu, sd, one((n + 1) * cout), prefix, "project", eps)?;
         let y = g.add("project", project, &[joined]);

@@ -9,6 +9,7 @@ use super::nodes::{ConcatInPlace, ConcatPart, MaxPoolValues, Op};
 use super::{Summary, SummaryRow};
 use crate::error::{Error, Result};
 use crate::gpu::{IndexTensor, Recorder, Tensor};
+use crate::ops::upsample::UpsampleMode;
 use crate::ops::Cost;
 use std::sync::OnceLock;
 
@@ -208,7 +209,7 @@ impl Graph {
         node: impl Node + 'static,
         inputs: &[ValueId],
     ) -> ValueId {
-        self.add_sized(name, node, inputs, &[])[0]
+        self.add_sized(name, node, inputs, &[])
     }
 
     /// Appends a node with `outputs` outputs.
@@ -229,8 +230,20 @@ impl Graph {
         node: impl Node + 'static,
         inputs: &[ValueId],
         shapes_of: &[ValueId],
-    ) -> Vec<ValueId> {
-        self.push(name.into(), Box::new(node), inputs, shapes_of, 1)
+    ) -> ValueId {
+        self.push(name.into(), Box::new(node), inputs, shapes_of, 1)[0]
+    }
+
+    /// `x` resized by `mode` to the height and width of `like`
+    /// (`F.interpolate(x, size=like.shape[-2:], mode=...)`).
+    pub(crate) fn resize_like(
+        &mut self,
+        name: impl Into<String>,
+        mode: UpsampleMode,
+        x: ValueId,
+        like: ValueId,
+    ) -> ValueId {
+        self.add_sized(name, Op::ResizeLike(mode), &[x], &[like])
     }
 
     fn push(

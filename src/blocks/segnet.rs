@@ -76,7 +76,7 @@ impl Architecture for SegNetStageConfig {
         let unpool = Op::MaxUnpool(MaxUnpool2dParams::from_pool(&pool));
         // The unpooling reads only the pre-pool map's shape, so that map's buffer is
         // free for the stages in between.
-        let up = g.add_sized("unpool", unpool, &[pooled[0], pooled[1]], &[before])[0];
+        let up = g.add_sized("unpool", unpool, &[pooled[0], pooled[1]], &[before]);
         let last = cfg.decoder_convs - 1;
         let widths =
             (0..cfg.decoder_convs).map(|i| (c, if i == last { cfg.out_channels } else { c }));

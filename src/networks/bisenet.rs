@@ -458,9 +458,7 @@ impl Builder<'_> {
         let bilinear = UpsampleMode::Bilinear {
             align_corners: true,
         };
-        Ok(self
-            .g
-            .add_sized(key(name, "up"), Op::ResizeLike(bilinear), &[y], &[like])[0])
+        Ok(self.g.resize_like(key(name, "up"), bilinear, y, like))
     }
 }
 
@@ -498,8 +496,8 @@ impl Architecture for BiSeNetConfig {
             Op::AddChannels(Activation::None),
             &[scaled, context],
         );
-        let nearest = || Op::ResizeLike(UpsampleMode::Nearest);
-        let up32 = b.g.add_sized("cp.up32", nearest(), &[sum32], &[feat16])[0];
+        let nearest = UpsampleMode::Nearest;
+        let up32 = b.g.resize_like("cp.up32", nearest, sum32, feat16);
         let cp16 = b.conv_bn_relu("cp.conv_head32", up32, conv3x3(WIDE, WIDE, 1))?;
         let [arm16, logits16] = b.refinement("cp.arm16", feat16, 256)?;
         let gate = Op::ScaleChannelsAdd {
@@ -507,7 +505,7 @@ impl Architecture for BiSeNetConfig {
             act: Activation::None,
         };
         let sum16 = b.g.add("cp.arm16", gate.clone(), &[arm16, logits16, cp16]);
-        let up16 = b.g.add_sized("cp.up16", nearest(), &[sum16], &[feat8])[0];
+        let up16 = b.g.resize_like("cp.up16", nearest, sum16, feat8);
         let cp8 = b.conv_bn_relu("cp.conv_head16", up16, conv3x3(WIDE, WIDE, 1))?;
         // The feature fusion module: the ResNet's 1/8 map in place of the spatial path.
         let joined = b.g.add("ffm.cat", Op::Concat, &[feat8, cp8]);

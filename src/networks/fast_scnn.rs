@@ -149,7 +149,7 @@ impl Builder<'_> {
         let mode = UpsampleMode::Bilinear {
             align_corners: true,
         };
-        self.g.add_sized(name, Op::ResizeLike(mode), &[x], &[like])[0]
+        self.g.resize_like(name, mode, x, like)
     }
 
     /// `GlobalFeatureExtractor(64, [64, 96, 128], 128, 6, [3, 3, 3])` on the 1/8 map.

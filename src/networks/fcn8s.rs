@@ -116,7 +116,7 @@ impl Architecture for Fcn8sConfig {
                 Op::CropLike(offset),
                 &[pooled],
                 &[like],
-            )[0];
+            );
             let score = load(Conv2dParams::new(cin, classes, 1), n)?
                 .with_residual(ResidualJoin::AfterActivation)?;
             Ok(g.add(n, score, &[cropped, like]))
@@ -132,7 +132,7 @@ impl Architecture for Fcn8sConfig {
         let up4 = g.add("upscore_pool4", up(4, 2, "upscore_pool4")?, &[fuse4]);
         let fuse3 = skip(&mut g, pools[2], (9, 9), up4, self.widths[2], "score_pool3")?;
         let up8 = g.add("upscore8", up(16, 8, "upscore8")?, &[fuse3]);
-        let out = g.add_sized("crop", Op::CropLike((31, 31)), &[up8], &[x])[0];
+        let out = g.add_sized("crop", Op::CropLike((31, 31)), &[up8], &[x]);
         g.set_outputs(&[out]);
         Ok(g)
     }

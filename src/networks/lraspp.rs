@@ -116,14 +116,9 @@ impl Architecture for LrAsppConfig {
             high_classifier,
             &[branch, gate],
         );
-        let up = g.add_sized(
-            "classifier.resize",
-            Op::ResizeLike(bilinear),
-            &[high_logits],
-            &[low],
-        )[0];
+        let up = g.resize_like("classifier.resize", bilinear, high_logits, low);
         let logits = g.add("classifier.low_classifier", low_classifier, &[low, up]);
-        let y = g.add_sized("resize", Op::ResizeLike(bilinear), &[logits], &[x])[0];
+        let y = g.resize_like("resize", bilinear, logits, x);
         g.set_outputs(&[y]);
         Ok(g)
     }

@@ -124,7 +124,7 @@ pub(crate) fn resize_like(g: &mut Graph, name: String, x: ValueId, like: ValueId
     let bilinear = crate::ops::upsample::UpsampleMode::Bilinear {
         align_corners: false,
     };
-    g.add_sized(name, crate::blocks::Op::ResizeLike(bilinear), &[x], &[like])[0]
+    g.resize_like(name, bilinear, x, like)
 }
 
 /// torchvision's `features` layout shared by the MobileNets: `{prefix}.0` a stem

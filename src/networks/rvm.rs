@@ -924,7 +924,7 @@ impl Builder<'_> {
         let p = UpsampleParams::bilinear(false).scale_factor(2.0);
         let up = self.g.add(key(name, "upsample"), Op::Upsample(p), &[x]);
         self.g
-            .add_sized(key(name, "crop"), Op::CropLike((0, 0)), &[up], &[like])[0]
+            .add_sized(key(name, "crop"), Op::CropLike((0, 0)), &[up], &[like])
     }
 
     /// `UpsamplingBlock(cin, skip, 3, cout)` on `[x, f, s, r]`.

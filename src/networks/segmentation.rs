@@ -14,7 +14,7 @@
 
 use super::{append_features, MobileNetV3FeaturesConfig, ResNetConfig};
 use crate::blocks::{
-    conv_bn, Architecture, Aspp, AsppConfig, ConvBnAct, FcnHead, FcnHeadConfig, Graph, Model, Op,
+    conv_bn, Architecture, Aspp, AsppConfig, ConvBnAct, FcnHead, FcnHeadConfig, Graph, Model,
     ValueId,
 };
 use crate::error::{positive, Result};
@@ -178,16 +178,16 @@ impl Architecture for SegmentationConfig {
                 (gpu, sd, &classifier),
             )?,
         };
-        let bilinear = Op::ResizeLike(UpsampleMode::Bilinear {
+        let bilinear = UpsampleMode::Bilinear {
             align_corners: false,
-        });
-        let out = g.add_sized("resize", bilinear.clone(), &[logits], &[x])[0];
+        };
+        let out = g.resize_like("resize", bilinear, logits, x);
         let mut outputs = vec![out];
         if self.aux_loss {
             let aux = key(prefix, "aux_classifier");
             let head = FcnHead::load(gpu, fcn_head(low_c, classes), sd, &aux)?;
             let aux_logits = g.add("aux_classifier", head.into_graph(), &[low]);
-            outputs.push(g.add_sized("aux resize", bilinear, &[aux_logits], &[x])[0]);
+            outputs.push(g.resize_like("aux resize", bilinear, aux_logits, x));
         }
         g.set_outputs(&outputs);
         Ok(g)

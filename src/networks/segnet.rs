@@ -105,7 +105,7 @@ impl Architecture for SegNetConfig {
                 unpool.clone(),
                 &[y, indices],
                 &[before],
-            )[0];
+            );
             let (w, n) = (self.widths[s], self.convs[s]);
             let next = if s > 0 {
                 self.widths[s - 1]

@@ -212,9 +212,8 @@ fn feature_pyramid_attention(
     let conv = |g: &mut Graph, x: ValueId, params: Conv2dParams, n: &str| -> Result<_> {
         Ok(g.add(at(n), conv_bn_relu(ctx, params, &at(n), true)?, &[x]))
     };
-    let resize = |g: &mut Graph, x: ValueId, like: ValueId, n: &str| {
-        g.add_sized(at(n), Op::ResizeLike(ALIGNED), &[x], &[like])[0]
-    };
+    let resize =
+        |g: &mut Graph, x: ValueId, like: ValueId, n: &str| g.resize_like(at(n), ALIGNED, x, like);
     let pool = |g: &mut Graph, x: ValueId, n: &str| {
         g.add(at(n), Op::MaxPool(MaxPool2dParams::new(2).stride(2)), &[x])
     };
@@ -252,7 +251,7 @@ fn attention_upsample(
     name: &str,
 ) -> Result<ValueId> {
     let at = |n: &str| key(name, n);
-    let resized = g.add_sized(at("resize"), Op::ResizeLike(mode), &[high], &[low])[0];
+    let resized = g.resize_like(at("resize"), mode, high, low);
     let conv2 = conv_bn_relu(ctx, square(c, out, 3), &at("conv2"), true)?;
     let x = g.add(at("conv2"), conv2, &[low]);
     let pooled = g.add(at("conv1.0"), Op::GlobalPool(GlobalPool::Avg), &[high]);

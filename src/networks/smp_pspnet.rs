@@ -176,8 +176,7 @@ pub(crate) fn pyramid_branches(
             norm(bins),
         )?;
         let y = g.add(key(&block, "1"), conv, &[pooled]);
-        let resize = Op::ResizeLike(mode);
-        branches.push(g.add_sized(key(&block, "resize"), resize, &[y], &[feature])[0]);
+        branches.push(g.resize_like(key(&block, "resize"), mode, y, feature));
     }
     Ok(branches)
 }

@@ -122,7 +122,7 @@ impl Architecture for SmpSegformerConfig {
         let level_channels: Vec<usize> = levels.iter().map(|&l| channels[l]).collect();
         let decoder = AllMlpDecoder::load(gpu, sd, &level_channels, sc, &at("decoder"))?;
         let inputs: Vec<ValueId> = levels.iter().map(|&l| features[l]).collect();
-        let y = g.add_sized(at("decoder"), decoder, &inputs, &[quarter])[0];
+        let y = g.add_sized(at("decoder"), decoder, &inputs, &[quarter]);
         let shape = (sc, self.classes, 1);
         let head = (self.upsampling, self.activation);
         let y = segmentation_head(&mut g, y, shape, head, (gpu, sd, prefix))?;

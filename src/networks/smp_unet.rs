@@ -1221,8 +1221,8 @@ impl SmpUnetConfig {
             } else {
                 target
             };
-            let resize = Op::ResizeLike(self.decoder_interpolation);
-            let resized = g.add_sized(key(&block, "resize"), resize, &[y], &[target])[0];
+            let mode = self.decoder_interpolation;
+            let resized = g.resize_like(key(&block, "resize"), mode, y, target);
             let (skips, skip_channels) = match level {
                 0 => (None, 0),
                 _ if channels[level] == 0 => (Some(vec![]), 0),

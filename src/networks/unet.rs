@@ -153,7 +153,7 @@ impl Architecture for UNetConfig {
             };
             let skip = skips.pop().expect("one skip per stage");
             // Odd sizes pooled down come back one short: padded to the skip's size.
-            let padded = g.add_sized(key(&up, "pad"), Op::PadLike, &[upsampled], &[skip])[0];
+            let padded = g.add_sized(key(&up, "pad"), Op::PadLike, &[upsampled], &[skip]);
             let joined = g.add(key(&up, "cat"), Op::Concat, &[skip, padded]);
             let mid = if self.bilinear { c / 2 } else { out };
             y = double_conv(&mut g, joined, (gpu, sd, &key(&up, "conv")), (c, mid, out))?;

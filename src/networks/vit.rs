@@ -222,8 +222,7 @@ impl VitConfig {
                     len: None,
                 };
                 let flat = g.add(name.clone(), patch_tokens, &[y]);
-                let map =
-                    g.add_sized(format!("{name}.map"), Op::ReshapeLike, &[flat], &[patches])[0];
+                let map = g.add_sized(format!("{name}.map"), Op::ReshapeLike, &[flat], &[patches]);
                 let prefix_tokens = match prefix_len {
                     0 => map,
                     n => g.add(
