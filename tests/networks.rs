@@ -533,28 +533,33 @@ fn every_network_kind_has_a_committed_case() {
     }
 }
 
-// The harness in four parts, every fourth case each, so that the test threads (one per
+// The harness in eight parts, every eighth case each, so that the test threads (one per
 // core) share it: a case keeps about one core busy, and in one part the 654 forwards took
-// lavapipe 11.8 minutes on 2 cores, in four the whole file 5.3.
-#[test]
-fn networks_match_pytorch_part_1_of_4() {
-    networks_match_pytorch(0, 4);
+// lavapipe 11.8 minutes on 2 cores, in four the whole file 5.3 (eight balance the
+// threads' ends better: a few cases take ten times the median).
+const PARTS: usize = 8;
+
+macro_rules! parts {
+    ($($name:ident = $part:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                networks_match_pytorch($part, PARTS);
+            }
+        )*
+    };
 }
 
-#[test]
-fn networks_match_pytorch_part_2_of_4() {
-    networks_match_pytorch(1, 4);
-}
-
-#[test]
-fn networks_match_pytorch_part_3_of_4() {
-    networks_match_pytorch(2, 4);
-}
-
-#[test]
-fn networks_match_pytorch_part_4_of_4() {
-    networks_match_pytorch(3, 4);
-}
+parts!(
+    networks_match_pytorch_part_1_of_8 = 0,
+    networks_match_pytorch_part_2_of_8 = 1,
+    networks_match_pytorch_part_3_of_8 = 2,
+    networks_match_pytorch_part_4_of_8 = 3,
+    networks_match_pytorch_part_5_of_8 = 4,
+    networks_match_pytorch_part_6_of_8 = 5,
+    networks_match_pytorch_part_7_of_8 = 6,
+    networks_match_pytorch_part_8_of_8 = 7,
+);
 
 /// Every `parts`-th golden case from the `part`-th, through one harness.
 fn networks_match_pytorch(part: usize, parts: usize) {
