@@ -544,7 +544,7 @@ macro_rules! parts {
         $(
             #[test]
             fn $name() {
-                networks_match_pytorch($part, PARTS);
+                networks_match_pytorch($part);
             }
         )*
     };
@@ -561,12 +561,12 @@ parts!(
     networks_match_pytorch_part_8_of_8 = 7,
 );
 
-/// Every `parts`-th golden case from the `part`-th, through one harness.
-fn networks_match_pytorch(part: usize, parts: usize) {
+/// Every [`PARTS`]-th golden case from the `part`-th, through one harness.
+fn networks_match_pytorch(part: usize) {
     let (dir, cases) = golden_cases();
     let own = common::gpu_class();
     let synthetic = StateDict::synthetic();
-    for case in cases.iter().skip(part).step_by(parts) {
+    for case in cases.iter().skip(part).step_by(PARTS) {
         let name = case["name"].as_str().unwrap();
         let file = StateDict::load(dir.join(case["file"].as_str().unwrap())).unwrap();
         let get = |n: &str| common::stored4(&file, n);
