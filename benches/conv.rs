@@ -2,7 +2,9 @@
 //! peers are: a fresh input upload, the convolution, and reading the whole output back.
 //! Criterion's throughput is set to the layer's FLOPs (2 x MACs), so `elem/s` reads as
 //! FLOP/s. Each layer's picked kernel runs again in a half-precision context (`/f16`:
-//! tensors and weights stored in f16, f32 arithmetic).
+//! tensors and weights stored in f16, f32 arithmetic), and each layer but the depthwise
+//! ones runs the GPU-class GEMM kernel at f16 storage with f32 and with f16 arithmetic
+//! (`Gemm/f16`, `Gemm/f16math`: `GpuOptions::f16_arithmetic`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array1, Array4};
@@ -73,6 +75,12 @@ fn bench(c: &mut Criterion) {
         ..GpuOptions::default()
     })
     .expect("an adapter with SHADER_F16 (lavapipe has it)");
+    let half_math = Gpu::with_options(GpuOptions {
+        precision: Precision::F16,
+        f16_arithmetic: true,
+        ..GpuOptions::default()
+    })
+    .expect("an adapter with SHADER_F16 (lavapipe has it)");
     let mut group = c.benchmark_group("conv");
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_millis(500));
@@ -118,16 +126,25 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
-        // The picked kernel with f16 tensors and weights (f32 arithmetic).
-        let conv16 = Conv2d::new(&half, params, w.view(), Some(b.view())).unwrap();
-        group.bench_function(format!("{name}/{chosen:?}*/f16"), |bch| {
-            bch.iter(|| {
-                let xt = half.upload(x.view()).unwrap();
-                let mut rec = half.recorder();
-                let y = conv16.forward_with(&mut rec, &xt, chosen).unwrap();
-                rec.download(&y).unwrap()
-            })
-        });
+        // The picked kernel with f16 tensors and weights (f32 arithmetic); the GEMM
+        // kernel in f32 and in f16 arithmetic.
+        let depthwise = params.groups == params.in_channels;
+        let runs = [
+            (&half, chosen, format!("{name}/{chosen:?}*/f16")),
+            (&half, ConvKernel::Gemm, format!("{name}/Gemm/f16")),
+            (&half_math, ConvKernel::Gemm, format!("{name}/Gemm/f16math")),
+        ];
+        for (ctx, kernel, label) in runs.into_iter().take(if depthwise { 1 } else { 3 }) {
+            let conv16 = Conv2d::new(ctx, params, w.view(), Some(b.view())).unwrap();
+            group.bench_function(label, |bch| {
+                bch.iter(|| {
+                    let xt = ctx.upload(x.view()).unwrap();
+                    let mut rec = ctx.recorder();
+                    let y = conv16.forward_with(&mut rec, &xt, kernel).unwrap();
+                    rec.download(&y).unwrap()
+                })
+            });
+        }
     }
     // A leaky ReLU after the 3x3 convolution: fused into its store, against the
     // convolution followed by the standalone op (one more pass over the output).

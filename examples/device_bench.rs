@@ -4,8 +4,9 @@
 //! (no readback), median of 20 after 3 warm-ups; then one profiled forward's five most
 //! expensive dispatches. Prints `segblocks <network> <ms>` lines (f32) and, where the
 //! adapter has `SHADER_F16`, `segblocks_f16 <network> <ms>` lines (tensors and weights in
-//! f16) that `scripts/device_table.py` joins with `benches/torch_device.py`'s fp32 and
-//! fp16 lines. See `scripts/device_bench.sh`.
+//! f16) and `segblocks_f16math <network> <ms>` lines (the same with the GEMM convolution
+//! computing in f16, `GpuOptions::f16_arithmetic`) that `scripts/device_table.py` joins
+//! with `benches/torch_device.py`'s fp32 and fp16 lines. See `scripts/device_bench.sh`.
 //!
 //! ```text
 //! cargo run --release --example device_bench -- [--quick]
@@ -118,18 +119,24 @@ fn main() -> AnyResult<()> {
     }
     networks(&gpu, quick, runs)?;
     flushed(quick, runs)?;
-    let half = Gpu::with_options(GpuOptions {
-        precision: Precision::F16,
-        ..GpuOptions::default()
-    });
-    match half {
-        Ok(half) => {
-            if with_layers {
-                layers(&half, quick)?;
+    for f16_arithmetic in [false, true] {
+        let half = Gpu::with_options(GpuOptions {
+            precision: Precision::F16,
+            f16_arithmetic,
+            ..GpuOptions::default()
+        });
+        match half {
+            Ok(half) => {
+                if with_layers {
+                    layers(&half, quick)?;
+                }
+                networks(&half, quick, runs)?
             }
-            networks(&half, quick, runs)?
+            Err(e) => {
+                println!("# no f16 run: {e}");
+                break;
+            }
         }
-        Err(e) => println!("# no f16 run: {e}"),
     }
     Ok(())
 }
@@ -196,9 +203,10 @@ fn networks(gpu: &Gpu, quick: bool, runs: usize) -> AnyResult<()> {
 
 /// The label of `gpu`'s precision in result lines.
 fn who(gpu: &Gpu) -> &'static str {
-    match gpu.precision() {
-        Precision::F32 => "segblocks",
-        Precision::F16 => "segblocks_f16",
+    match (gpu.precision(), gpu.f16_arithmetic()) {
+        (Precision::F32, _) => "segblocks",
+        (Precision::F16, false) => "segblocks_f16",
+        (Precision::F16, true) => "segblocks_f16math",
     }
 }
 
@@ -364,6 +372,10 @@ fn layers(gpu: &Gpu, quick: bool) -> AnyResult<()> {
                 gflop / ms * 1e3
             );
         }
+    }
+    if gpu.f16_arithmetic() {
+        // The memory-bound ops have no f16-arithmetic form: the f16 run timed them.
+        return Ok(());
     }
     // Memory-bound ops on one large activation (several times a GPU's L2), in GB/s of the
     // bytes each must move at this precision.

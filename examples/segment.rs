@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! cargo run --release --example segment -- [IMAGE] [--out DIR] [--model square|landscape]
-//!     [--profile] [--gpu-kernels] [--f16]
+//!     [--profile] [--gpu-kernels] [--f16] [--f16-math]
 //! ```
 //!
 //! `--f16` stores every tensor and weight in half precision (`Precision::F16`; the
-//! kernels still compute in f32), on adapters with `SHADER_F16`.
+//! kernels still compute in f32), on adapters with `SHADER_F16`. `--f16-math` does too,
+//! and the GPU-class tiled convolution computes its products in f16
+//! (`GpuOptions::f16_arithmetic`; with `--gpu-kernels` on a CPU adapter).
 //!
 //! `--gpu-kernels` takes the kernels a discrete or integrated GPU gets (fused blocks,
 //! workgroup-tiled convolutions) whatever the adapter is; on a CPU adapter such as
@@ -51,6 +53,7 @@ fn main() -> AnyResult<()> {
     let mut profile = false;
     let mut device_class = None;
     let mut precision = segblocks::Precision::F32;
+    let mut f16_arithmetic = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -59,10 +62,14 @@ fn main() -> AnyResult<()> {
             "--profile" => profile = true,
             "--gpu-kernels" => device_class = Some(segblocks::DeviceClass::Gpu),
             "--f16" => precision = segblocks::Precision::F16,
+            "--f16-math" => {
+                precision = segblocks::Precision::F16;
+                f16_arithmetic = true;
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: segment [IMAGE] [--out DIR] [--model square|landscape] [--profile] \
-                     [--gpu-kernels] [--f16]"
+                     [--gpu-kernels] [--f16] [--f16-math]"
                 );
                 return Ok(());
             }
@@ -83,13 +90,19 @@ fn main() -> AnyResult<()> {
         pipeline_cache_dir: segblocks::default_pipeline_cache_dir(),
         device_class,
         precision,
+        f16_arithmetic,
         ..GpuOptions::default()
     })?;
     println!(
-        "adapter: {} ({:?}), tensors in {:?}",
+        "adapter: {} ({:?}), tensors in {:?}{}",
         gpu.adapter_info().name,
         gpu.adapter_info().backend,
-        gpu.precision()
+        gpu.precision(),
+        if gpu.f16_arithmetic() {
+            ", f16 arithmetic"
+        } else {
+            ""
+        }
     );
     let device_ready = process_start.elapsed();
     let net =

@@ -19,6 +19,12 @@
 //
 // Weights are the blocked layout [g][C_in/g][kH][kW][C_out/g padded to 4] (pack_blocked):
 // row k of group g is contiguous along output channels.
+//
+// f16 arithmetic (HALF_MATH = 1, GpuOptions::f16_arithmetic, f16 tensors only): the tiles
+// are stored in f16 (half the workgroup memory and its traffic) and each TK-tap step's
+// products are summed in f16, the step's sum then added to the f32 accumulator. A sum of
+// at most TK rounded terms, where an f16 sum of the whole reduction would lose the small
+// terms of a long one (K up to 4,608 in a ResNet's 3x3 layers) and could overflow.
 #include "padding.wgsl"
 #include "epilogue.wgsl"
 
@@ -66,6 +72,11 @@ struct GemmConvParams {
 // The split ranges' raw sums (PARTIAL).
 @group(0) @binding(7) var<storage, read_write> part: array<f32>;
 
+// The type the inner products are computed in: f32, or f16 in the f16-arithmetic form
+// (src/shaders.rs rewrites the alias).
+const HALF_MATH: u32 = 0u; // @specialize
+alias Mac = f32; // @half_math
+
 override GATED: bool = false;
 override PARTIAL: bool = false;
 override GATE_ACT: u32 = 0u;
@@ -79,8 +90,8 @@ const TM4: u32 = 8u; // TM / 4
 const TN4: u32 = 8u; // TN / 4
 
 // [TK][TM / 4] weights and [TK][TN / 4] inputs, four channels or pixels per vec4.
-var<workgroup> w_tile: array<vec4<f32>, 128>;
-var<workgroup> x_tile: array<vec4<f32>, 128>;
+var<workgroup> w_tile: array<vec4<Mac>, 128>;
+var<workgroup> x_tile: array<vec4<Mac>, 128>;
 
 // The input at (iy, ix) of the channel plane starting at `plane`, with the padding mode.
 fn load_x(plane: u32, iy: i32, ix: i32) -> f32 {
@@ -145,12 +156,12 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
         for (var r = 0u; r < 2u; r++) {
             let kk = row + r * 8u;
             let k = k0 + kk;
-            var wv = vec4<f32>(0.0);
+            var wv = vec4<Mac>(0.0);
             if (load_w && k < k_end) {
-                wv = vec4<f32>(wt[((w_base + k) * p.cout_pg_pad + co_load) / 4u]);
+                wv = vec4<Mac>(wt[((w_base + k) * p.cout_pg_pad + co_load) / 4u]);
             }
             w_tile[kk * TM4 + lane] = wv;
-            var xs = array<f32, 4>();
+            var xs = array<Mac, 4>();
             if (k < k_end) {
                 let taps = p.kh * p.kw;
                 let ci = k / taps;
@@ -164,20 +175,36 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                 }
                 for (var q = 0u; q < 4u; q++) {
                     if (inside[q]) {
-                        xs[q] = load_x(plane, iy0[q] + dy, ix0[q] + dx) * s;
+                        xs[q] = Mac(load_x(plane, iy0[q] + dy, ix0[q] + dx) * s);
                     }
                 }
             }
-            x_tile[kk * TN4 + lane] = vec4<f32>(xs[0], xs[1], xs[2], xs[3]);
+            x_tile[kk * TN4 + lane] = vec4<Mac>(xs[0], xs[1], xs[2], xs[3]);
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            let a = w_tile[kk * TM4 + tm];
-            let b = x_tile[kk * TN4 + tn];
-            acc[0] = fma(a, vec4<f32>(b.x), acc[0]);
-            acc[1] = fma(a, vec4<f32>(b.y), acc[1]);
-            acc[2] = fma(a, vec4<f32>(b.z), acc[2]);
-            acc[3] = fma(a, vec4<f32>(b.w), acc[3]);
+        if (HALF_MATH != 0u) {
+            // The step's products summed in f16, then added to the f32 sums.
+            var step = array<vec4<Mac>, 4>();
+            for (var kk = 0u; kk < TK; kk++) {
+                let a = w_tile[kk * TM4 + tm];
+                let b = x_tile[kk * TN4 + tn];
+                step[0] = fma(a, vec4<Mac>(b.x), step[0]);
+                step[1] = fma(a, vec4<Mac>(b.y), step[1]);
+                step[2] = fma(a, vec4<Mac>(b.z), step[2]);
+                step[3] = fma(a, vec4<Mac>(b.w), step[3]);
+            }
+            for (var q = 0u; q < 4u; q++) {
+                acc[q] += vec4<f32>(step[q]);
+            }
+        } else {
+            for (var kk = 0u; kk < TK; kk++) {
+                let a = vec4<f32>(w_tile[kk * TM4 + tm]);
+                let b = vec4<f32>(x_tile[kk * TN4 + tn]);
+                acc[0] = fma(a, vec4<f32>(b.x), acc[0]);
+                acc[1] = fma(a, vec4<f32>(b.y), acc[1]);
+                acc[2] = fma(a, vec4<f32>(b.z), acc[2]);
+                acc[3] = fma(a, vec4<f32>(b.w), acc[3]);
+            }
         }
         workgroupBarrier();
     }

@@ -62,6 +62,18 @@ pub struct GpuOptions {
     /// The storage type of every tensor the context makes (default [`Precision::F32`]).
     /// [`Precision::F16`] needs the adapter's `SHADER_F16` feature.
     pub precision: Precision,
+    /// Compute the inner products of the kernels that have an f16-arithmetic form in f16
+    /// instead of f32 (default off). That is the GPU-class tiled convolution
+    /// (`shaders/conv_gemm.wgsl`: [`crate::ops::conv::ConvKernel::Gemm`] and
+    /// `GemmSplitK`): it stores its workgroup tiles in f16 and sums each step of 16
+    /// products in f16, the steps' sums in f32. Other kernels keep f32 arithmetic. Needs
+    /// [`Precision::F16`] (else a typed error naming `f16_arithmetic`). Meant for GPUs
+    /// with fast f16 (twice the f32 rate on many; half the tiles' workgroup memory);
+    /// CPU adapters compute f16 in f32 registers and gain nothing (0.98-1.03x on
+    /// lavapipe, see the README's Half precision section). Each output is off the
+    /// f32-arithmetic result by at most about 16 f16 roundings of its products'
+    /// magnitude, and products past f16's range (65,504) overflow.
+    pub f16_arithmetic: bool,
     /// Bind the kernels' parameters as read-only storage buffers instead of uniform
     /// buffers: `Some(true)` for every kernel, `Some(false)` for none. Default: on Mesa's
     /// software drivers (lavapipe, llvmpipe), the kernels of
@@ -109,7 +121,8 @@ pub struct GpuOptions {
 }
 
 /// The element type activation tensors are stored in on the device. Kernels compute and
-/// accumulate in f32 at both precisions; weights stay f32. The choice is made once, for
+/// accumulate in f32 at both precisions (unless [`GpuOptions::f16_arithmetic`] asks for
+/// f16 products where a kernel has that form); layer weights follow the precision. The choice is made once, for
 /// a whole context ([`GpuOptions::precision`]): every tensor of that context, uploaded
 /// or computed, has it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -277,8 +290,9 @@ impl GpuOptions {
     /// The smallest storage-binding limit the options may lower to: a few texels.
     pub const MIN_STORAGE_BINDING: u64 = 256;
 
-    /// Checks the lowered limits: at least one workgroup per dimension and
-    /// [`GpuOptions::MIN_STORAGE_BINDING`] bytes per binding.
+    /// Checks the lowered limits (at least one workgroup per dimension and
+    /// [`GpuOptions::MIN_STORAGE_BINDING`] bytes per binding) and that f16 arithmetic
+    /// comes with f16 tensors.
     fn validate(&self) -> Result<()> {
         if let Some(v) = self.max_storage_buffer_binding_size {
             crate::error::fail_if(
@@ -291,6 +305,16 @@ impl GpuOptions {
             self.max_compute_workgroups_per_dimension == Some(0),
             "max_compute_workgroups_per_dimension",
             || "at least 1, got 0".to_string(),
+        )?;
+        crate::error::fail_if(
+            self.f16_arithmetic && self.precision != Precision::F16,
+            "f16_arithmetic",
+            || {
+                format!(
+                    "f16 arithmetic needs f16 tensors (precision: Precision::F16), got {:?}",
+                    self.precision
+                )
+            },
         )
     }
 
@@ -900,6 +924,8 @@ struct Inner {
     caps: DeviceCaps,
     /// The storage type of the context's tensors.
     precision: Precision,
+    /// Whether kernels with an f16-arithmetic form use it.
+    f16_arithmetic: bool,
     /// Which kernels read their parameters from a storage buffer.
     params: ParamsPolicy,
     /// Why the device was lost, once it is.
@@ -1184,6 +1210,7 @@ impl Gpu {
                 info,
                 limits,
                 precision: options.precision,
+                f16_arithmetic: options.f16_arithmetic,
                 params,
                 lost,
                 disk_cache,
@@ -1216,6 +1243,12 @@ impl Gpu {
     /// The storage type of every tensor this context makes ([`GpuOptions::precision`]).
     pub fn precision(&self) -> Precision {
         self.inner.precision
+    }
+
+    /// Whether the kernels with an f16-arithmetic form compute in f16
+    /// ([`GpuOptions::f16_arithmetic`]).
+    pub fn f16_arithmetic(&self) -> bool {
+        self.inner.f16_arithmetic
     }
 
     /// The element type of this context's tensors.
@@ -2441,11 +2474,16 @@ impl<'g> Recorder<'g> {
         let half = self.check_elems(launch, &buffers)?;
         let subgroups = self.gpu.caps().reduction() == Reduction::Subgroup
             && shaders::has_subgroup_form(launch.file);
+        let half_math =
+            half && self.gpu.inner.f16_arithmetic && shaders::has_half_math_form(launch.file);
         let specialised;
         let launch = if half || subgroups {
             let mut l = launch.clone();
             if half {
                 l.constants.set(shaders::PRECISION, 1);
+            }
+            if half_math {
+                l.constants.set(shaders::HALF_MATH, 1);
             }
             if subgroups {
                 l.constants.set(shaders::SUBGROUPS, 1);

@@ -836,6 +836,28 @@ mod tests {
         }
     }
 
+    /// The GEMM convolution keeps the inner loop of one arithmetic: f16 arithmetic
+    /// (`HALF_MATH`, two loops: the step's products and the steps' sum) or f32 (one).
+    #[test]
+    fn the_gemm_keeps_one_arithmetic() {
+        use crate::shaders::{source_with, ParamsBinding, HALF_MATH, PRECISION};
+        let loops = |m: &Module| {
+            statements(m)
+                .iter()
+                .filter(|s| matches!(s, Statement::Loop { .. }))
+                .count()
+        };
+        for math in [0, 1] {
+            let specialize = [(PRECISION, 1), (HALF_MATH, math)];
+            let source = source_with("conv_gemm.wgsl", &specialize, ParamsBinding::Uniform);
+            let parsed = parse("conv_gemm.wgsl", &source.unwrap()).unwrap();
+            let unfolded = substitute(&parsed, &[]).unwrap();
+            let folded = fold(&parsed, &unfolded).unwrap();
+            let removed = loops(&unfolded) - loops(&folded);
+            assert_eq!(removed, if math == 1 { 1 } else { 2 }, "HALF_MATH = {math}");
+        }
+    }
+
     #[test]
     fn a_switch_left_by_break_is_kept() {
         let source = "

@@ -1,7 +1,7 @@
 //! The WGSL sources, embedded at build time, with one small, explicit preprocessing step,
 //! and the list of every kernel the library launches ([`kernels`]).
 //!
-//! Four rewrites, nothing else:
+//! Five rewrites, nothing else:
 //! - a line `#include "name.wgsl"` is replaced by that file's text (each file once per
 //!   shader; a second include of the same file is dropped);
 //! - a line `const NAME: u32 = 8u; // @specialize` gets its value replaced when the caller
@@ -14,6 +14,11 @@
 //!   store them at the context's precision; kernels read both into f32 (`f32(x[i])`,
 //!   `vec4<f32>(x4[i])`), compute and accumulate in f32, and write `Act(v)` /
 //!   `vec4<Act>(v)`. Statistics, partial sums and tables stay `f32`;
+//! - with `HALF_MATH` specialised to 1 (a context with
+//!   [`GpuOptions::f16_arithmetic`](crate::GpuOptions::f16_arithmetic)), a kernel that
+//!   declares it (its f16-arithmetic form, [`has_half_math_form`]) gets its line
+//!   `alias Mac = f32; // @half_math` as an f16 alias: the type its inner products are
+//!   computed in;
 //! - with `SUBGROUPS` specialised to 1 (a device with subgroups,
 //!   [`DeviceCaps::reduction`](crate::DeviceCaps::reduction)), an include of a file that
 //!   has a subgroup form (`reduce.wgsl` → `reduce_subgroup.wgsl`, [`SUBGROUP_FORMS`])
@@ -138,6 +143,28 @@ pub fn has_subgroup_form(name: &str) -> bool {
                 .collect()
         })
         .contains(&name)
+}
+
+/// The `@specialize` constant that selects a kernel's f16-arithmetic form: its `Mac`
+/// alias becomes f16 (see the module docs). Set by the recorder, never by a kernel.
+pub const HALF_MATH: &str = "HALF_MATH";
+
+/// Whether a shader has an f16-arithmetic form (it declares [`HALF_MATH`]).
+pub fn has_half_math_form(name: &str) -> bool {
+    static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            names()
+                .filter(|n| specializations(n).iter().any(|(k, _)| k == HALF_MATH))
+                .collect()
+        })
+        .contains(&name)
+}
+
+/// Whether the `@specialize` constant `name` is set by the recorder from the context
+/// ([`PRECISION`], [`SUBGROUPS`], [`HALF_MATH`]) rather than by a kernel's plan.
+pub fn set_by_context(name: &str) -> bool {
+    [PRECISION, SUBGROUPS, HALF_MATH].contains(&name)
 }
 
 /// Every kernel the library launches, as its Rust side declares it: file, uniform layout,
@@ -269,12 +296,16 @@ pub fn source_with(
         return None;
     }
     let mut out = String::with_capacity(8192);
-    let half = specialize.iter().any(|&(k, v)| k == PRECISION && v == 1);
-    if half {
+    let set = |name: &str| specialize.iter().any(|&(k, v)| k == name && v == 1);
+    let (half, half_math) = (set(PRECISION), set(HALF_MATH));
+    if half || half_math {
         out.push_str("enable f16;\n");
     }
-    let subgroups = specialize.iter().any(|&(k, v)| k == SUBGROUPS && v == 1);
-    let mode = Expansion { half, subgroups };
+    let mode = Expansion {
+        half,
+        subgroups: set(SUBGROUPS),
+        half_math,
+    };
     expand(name, specialize, mode, &mut Vec::new(), &mut out)?;
     if params == ParamsBinding::Storage {
         out = out.replace(UNIFORM_PARAMS, "var<storage, read> p:");
@@ -339,6 +370,8 @@ struct Expansion {
     half: bool,
     /// Subgroup forms of the includes (`SUBGROUPS` = 1).
     subgroups: bool,
+    /// f16 inner products (`HALF_MATH` = 1).
+    half_math: bool,
 }
 
 fn expand<'a>(
@@ -364,7 +397,10 @@ fn expand<'a>(
             expand(inc, specialize, mode, included, out)?;
             continue;
         }
-        if mode.half && line.trim_end().ends_with("// @precision") {
+        let marker = line.trim_end();
+        if (mode.half && marker.ends_with("// @precision"))
+            || (mode.half_math && marker.ends_with("// @half_math"))
+        {
             out.push_str(&line.replace("f32", "f16"));
             out.push('\n');
             continue;

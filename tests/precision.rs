@@ -46,6 +46,18 @@ fn half_gpu_class() -> Gpu {
     .unwrap()
 }
 
+/// A half-precision GPU-class context whose GEMM convolution computes in f16
+/// (`GpuOptions::f16_arithmetic`).
+fn half_math_gpu_class() -> Gpu {
+    Gpu::with_options(GpuOptions {
+        precision: Precision::F16,
+        f16_arithmetic: true,
+        device_class: Some(segblocks::DeviceClass::Gpu),
+        ..GpuOptions::default()
+    })
+    .unwrap()
+}
+
 /// `v` rounded to binary16 (what an f16 context stores).
 fn r16(v: f32) -> f32 {
     half::f16::from_f32(v).to_f32()
@@ -146,6 +158,137 @@ fn conv_kernels_round_once() {
     }
 }
 
+/// The GEMM convolution in f16 arithmetic (`GpuOptions::f16_arithmetic`), both of its
+/// kernels, against the reference on the stored input and weights. Each 16-tap step sums
+/// its products in f16: a chain of 16 fused multiply-adds, each rounding once, is off by
+/// at most `gamma_16 = 16 u / (1 - 16 u)` times the sum of its terms' magnitudes (one more
+/// rounding where an input gate's product is stored in f16 first: `gamma_17`), plus half
+/// the smallest f16 subnormal (2^-25) a rounding near zero. The steps' sums are added in
+/// f32 (the f32 bound) and the output rounds once. The same layers in f32 arithmetic must
+/// differ from it somewhere, or the f16 form did not run.
+#[test]
+fn gemm_in_f16_arithmetic_stays_within_sixteen_roundings() {
+    use segblocks::ops::conv::{PaddingMode, ResidualJoin};
+    let math = half_math_gpu_class();
+    assert!(math.f16_arithmetic());
+    let storage = half_gpu_class();
+    let gamma = |n: f32| n * U / (1.0 - n * U);
+    let cases = [
+        (
+            Conv2dParams::new(5, 7, 3).padding(1).stride(2),
+            [2, 5, 11, 9],
+        ),
+        (Conv2dParams::new(64, 40, 1), [1, 64, 7, 13]),
+        (
+            Conv2dParams::new(12, 8, 3)
+                .padding(2)
+                .dilation(2)
+                .groups(2)
+                .padding_mode(PaddingMode::Reflect)
+                .activation(Activation::Relu6),
+            [2, 12, 10, 7],
+        ),
+        (Conv2dParams::new(96, 24, 3).padding(1), [1, 96, 6, 5]),
+    ];
+    let mut differs = 0;
+    for (i, (params, input)) in cases.into_iter().enumerate() {
+        let mut r = rng(40 + i as u64);
+        let x = round16(&random4(&mut r, input));
+        let w = round16(&random4(&mut r, params.weight_shape()));
+        let b = random1(&mut r, params.out_channels).mapv(r16);
+        let out = params.output_shape(input).unwrap();
+        let res = round16(&random4(&mut r, out));
+        // Every third case gated (sigmoid), every second with a residual.
+        let gated = i % 3 == 0;
+        let gate = random4(&mut r, [input[0], input[1], 1, 1]).mapv(r16);
+        let scaled = if gated {
+            let s = gate.mapv(|g| 1.0 / (1.0 + (-g).exp()));
+            &x * &s
+        } else {
+            x.clone()
+        };
+        let residual = i % 2 == 1;
+        let plain = reference::conv::conv2d(&params, scaled.view(), w.view(), Some(b.view()));
+        let mut want = plain.unwrap();
+        if residual {
+            want += &res;
+        }
+        let mag = reference::conv::conv2d(
+            &params.activation(Activation::None),
+            scaled.mapv(f32::abs).view(),
+            w.mapv(f32::abs).view(),
+            Some(b.mapv(f32::abs).view()),
+        )
+        .unwrap();
+        let k = params.in_per_group() * params.kernel_size.0 * params.kernel_size.1;
+        let chain = gamma(if gated { 17.0 } else { 16.0 });
+        let f32_slack = conv_slack(&params, &scaled, &w, Some(&b));
+        let slack = ndarray::Zip::from(&mag)
+            .and(&f32_slack)
+            .map_collect(|m, s| chain * m + (k + 16) as f32 * 2f32.powi(-25) + s);
+        let mut got = Vec::new();
+        for gpu in [&math, &storage] {
+            let conv = Conv2d::new(gpu, params, w.view(), Some(b.view())).unwrap();
+            let xt = gpu.upload(x.view()).unwrap();
+            let gt = gpu.upload(gate.view()).unwrap();
+            let rt = gpu.upload(res.view()).unwrap();
+            for kernel in [ConvKernel::Gemm, ConvKernel::GemmSplitK { splits: 2 }] {
+                gpu.trim_pool();
+                let mut rec = gpu.recorder();
+                let join = residual.then_some((&rt, ResidualJoin::AfterActivation));
+                let y = if gated {
+                    let g = (&gt, Activation::Sigmoid);
+                    conv.forward_gated_with(&mut rec, &xt, g, join, kernel)
+                } else if let Some((rt, join)) = join {
+                    conv.forward_residual_with(&mut rec, &xt, rt, join, kernel)
+                } else {
+                    conv.forward_with(&mut rec, &xt, kernel)
+                };
+                got.push(rec.download(&y.unwrap()).unwrap());
+            }
+        }
+        let what = format!("{params:?} {input:?} gated {gated} residual {residual}");
+        for (j, g) in got.iter().enumerate() {
+            // The f16-arithmetic results within the derived bound; the f32-arithmetic
+            // ones (the last two) within it too, a fortiori.
+            assert_one_rounding(g, &want, &slack, &format!("{what} run {j}"));
+        }
+        let worst = |g: &Array4<f32>| {
+            ndarray::Zip::from(g)
+                .and(&want)
+                .and(&mag)
+                .fold(0f32, |m, g, w, a| m.max((g - w).abs() / (chain * a)))
+        };
+        eprintln!(
+            "case {i}: worst error / (gamma * magnitude): f16 arithmetic {:.3}, f32 arithmetic {:.3}",
+            worst(&got[0]),
+            worst(&got[2])
+        );
+        differs += usize::from(got[0] != got[2]);
+    }
+    assert!(
+        differs >= 2,
+        "f16 arithmetic changed {differs} of 4 layers' outputs"
+    );
+}
+
+/// f16 arithmetic needs f16 tensors: asked for in an f32 context, it is refused by name.
+#[test]
+fn f16_arithmetic_without_f16_tensors_is_refused() {
+    let err = Gpu::with_options(GpuOptions {
+        f16_arithmetic: true,
+        ..GpuOptions::default()
+    })
+    .unwrap_err();
+    match err {
+        segblocks::Error::InvalidParam { name, reason } => {
+            assert_eq!(name, "f16_arithmetic");
+            assert!(reason.contains("F32"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The f32 accumulation bound of a convolution (as tests/conv.rs derives it).
 fn conv_slack(
     params: &Conv2dParams,
@@ -221,7 +364,8 @@ fn selfie_mask_and_peak(gpu: &Gpu) -> (Array4<f32>, u64) {
 }
 
 /// The issue's targets: the f16 selfie mask within 1e-3 mean absolute difference of
-/// TFLite's, on the CPU-class and the GPU-class kernels, and its peak memory at most 0.55x
+/// TFLite's, on the CPU-class and the GPU-class kernels (those also in f16 arithmetic), and its peak
+/// memory at most 0.55x
 /// the f32 context's.
 #[test]
 fn selfie_mask_in_f16_matches_tflite_in_half_the_memory() {
@@ -241,15 +385,18 @@ fn selfie_mask_in_f16_matches_tflite_in_half_the_memory() {
     let err = mean_abs(&mask, &golden);
     let (mask_gpu_class, _) = selfie_mask_and_peak(&half_gpu_class());
     let err_gpu_class = mean_abs(&mask_gpu_class, &golden);
+    let (mask_math, _) = selfie_mask_and_peak(&half_math_gpu_class());
+    let err_math = mean_abs(&mask_math, &golden);
     let (mask32, peak32) = selfie_mask_and_peak(&Gpu::new().unwrap());
     let ratio = peak16 as f64 / peak32 as f64;
     eprintln!(
         "selfie f16 vs TFLite: mean abs {err:.2e} (CPU-class kernels), {err_gpu_class:.2e} \
-         (GPU-class); f16 vs f32 mask {:.2e}; peak memory {peak16} vs {peak32} bytes ({ratio:.3}x)",
+         (GPU-class), {err_math:.2e} (GPU-class, f16 arithmetic); f16 vs f32 mask {:.2e}; peak memory {peak16} vs {peak32} bytes ({ratio:.3}x)",
         mean_abs(&mask, &mask32)
     );
     assert!(err < 1e-3, "{err}");
     assert!(err_gpu_class < 1e-3, "{err_gpu_class}");
+    assert!(err_math < 1e-3, "{err_math}");
     assert!(ratio <= 0.55, "peak memory ratio {ratio}");
 }
 
@@ -282,6 +429,7 @@ fn mobilenet_v2_features_in_f16_within_1e_2_of_f32() {
     for (gpu, what) in [
         (half().clone(), "CPU-class"),
         (half_gpu_class(), "GPU-class"),
+        (half_math_gpu_class(), "GPU-class, f16 arithmetic"),
     ] {
         let f16_out = run(&gpu);
         let worst = f16_out

@@ -36,14 +36,12 @@ fn shaders_validate_and_translate_to_every_backend() {
     let mut count = 0;
     for name in segblocks::shaders::names() {
         // The file's defaults, and every `@specialize` constant at its smallest value.
-        // (F16 = 1 and SUBGROUPS = 1 are the half-precision and subgroup forms, checked
-        // by their own tests.)
+        // (F16 = 1, SUBGROUPS = 1 and HALF_MATH = 1 are the half-precision, subgroup and
+        // f16-arithmetic forms, checked by their own tests.)
         let specs = segblocks::shaders::specializations(name);
         let ones: Vec<(&str, u32)> = specs
             .iter()
-            .filter(|(n, _)| {
-                n != segblocks::shaders::PRECISION && n != segblocks::shaders::SUBGROUPS
-            })
+            .filter(|(n, _)| !segblocks::shaders::set_by_context(n))
             .map(|(n, _)| (n.as_str(), 1))
             .collect();
         for specialize in [Vec::new(), ones] {
@@ -52,6 +50,52 @@ fn shaders_validate_and_translate_to_every_backend() {
         }
     }
     assert!(count >= 6, "expected the conv shaders, found {count}");
+}
+
+/// Parses and validates `source` (shader `name`, its `form` for messages) with naga's
+/// `extra` capabilities, and translates it to SPIR-V 1.3, MSL 2.1 and HLSL 6.2: the
+/// backends of the forms GL adapters never run (f16, subgroups).
+fn translate_beyond_gl(name: &str, form: &str, source: &str, extra: Capabilities) {
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+    let info = Validator::new(ValidationFlags::all(), Capabilities::default() | extra)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name} ({form}): {}", e.emit_to_string(source)));
+    let (module, info) = naga::back::pipeline_constants::process_overrides(
+        &module,
+        &info,
+        Some((naga::ShaderStage::Compute, "main")),
+        &PipelineConstants::default(),
+    )
+    .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
+    let spv = naga::back::spv::Options {
+        lang_version: (1, 3),
+        ..Default::default()
+    };
+    naga::back::spv::write_vec(&module, &info, &spv, None)
+        .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
+    let msl_options = naga::back::msl::Options {
+        lang_version: (2, 1),
+        ..Default::default()
+    };
+    naga::back::msl::write_string(
+        &module,
+        &info,
+        &msl_options,
+        &naga::back::msl::PipelineOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+    let mut hlsl = String::new();
+    naga::back::hlsl::Writer::new(
+        &mut hlsl,
+        &naga::back::hlsl::Options {
+            shader_model: naga::back::hlsl::ShaderModel::V6_2,
+            ..Default::default()
+        },
+        &naga::back::hlsl::PipelineOptions::default(),
+    )
+    .write(&module, &info, None)
+    .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
 }
 
 /// Every shader with `Act` bindings validates with f16 storage and translates to SPIR-V,
@@ -68,51 +112,39 @@ fn act_shaders_validate_with_f16_storage() {
             segblocks::shaders::source(name, &[(segblocks::shaders::PRECISION, 1)]).unwrap();
         assert!(source.starts_with("enable f16;"), "{name}");
         assert!(source.contains("alias Act = f16;"), "{name}");
-        let module = naga::front::wgsl::parse_str(&source)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
-        let info = Validator::new(
-            ValidationFlags::all(),
-            Capabilities::default() | Capabilities::SHADER_FLOAT16,
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name} (f16): {}", e.emit_to_string(&source)));
-        let ep = (naga::ShaderStage::Compute, "main");
-        let (module, info) = naga::back::pipeline_constants::process_overrides(
-            &module,
-            &info,
-            Some(ep),
-            &PipelineConstants::default(),
-        )
-        .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
-        naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
-            .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
-        let msl_options = naga::back::msl::Options {
-            lang_version: (2, 1),
-            ..Default::default()
-        };
-        naga::back::msl::write_string(
-            &module,
-            &info,
-            &msl_options,
-            &naga::back::msl::PipelineOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
-        let mut hlsl = String::new();
-        naga::back::hlsl::Writer::new(
-            &mut hlsl,
-            &naga::back::hlsl::Options {
-                shader_model: naga::back::hlsl::ShaderModel::V6_2,
-                ..Default::default()
-            },
-            &naga::back::hlsl::PipelineOptions::default(),
-        )
-        .write(&module, &info, None)
-        .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+        translate_beyond_gl(name, "f16", &source, Capabilities::SHADER_FLOAT16);
         count += 1;
     }
     // Every kernel that reads or writes a tensor has an f16 form: all but the max-unpool
     // scatter (indices and atomics) and the norm statistics combine (f32 sums).
     assert_eq!(count, 52, "shaders with Act bindings");
+}
+
+/// The kernels with an f16-arithmetic form (the GEMM convolution) validate with it at f16
+/// storage and translate to SPIR-V, MSL and HLSL; their default form and their f16-storage
+/// form compute in f32.
+#[test]
+fn f16_arithmetic_forms_validate() {
+    use segblocks::shaders::{has_half_math_form, source, HALF_MATH, PRECISION};
+    let forms: Vec<&str> = segblocks::shaders::names()
+        .filter(|n| has_half_math_form(n))
+        .collect();
+    assert_eq!(forms, ["conv_gemm.wgsl"]);
+    for name in forms {
+        for plain in [source(name, &[]), source(name, &[(PRECISION, 1)])] {
+            assert!(plain.unwrap().contains("alias Mac = f32;"), "{name}");
+        }
+        let source = source(name, &[(PRECISION, 1), (HALF_MATH, 1)]).unwrap();
+        assert!(source.starts_with("enable f16;"), "{name}");
+        assert!(source.contains("alias Mac = f16;"), "{name}");
+        assert!(source.contains("alias Act = f16;"), "{name}");
+        translate_beyond_gl(
+            name,
+            "f16 arithmetic",
+            &source,
+            Capabilities::SHADER_FLOAT16,
+        );
+    }
 }
 
 /// The kernels whose workgroup reductions have a subgroup form (`reduce_subgroup.wgsl`)
@@ -131,49 +163,8 @@ fn reductions_have_a_subgroup_form_that_validates() {
         for half in [0, 1] {
             let source = source(name, &[(SUBGROUPS, 1), (PRECISION, half)]).unwrap();
             assert!(source.contains("subgroupAdd("), "{name}");
-            let module = naga::front::wgsl::parse_str(&source)
-                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
-            let info = Validator::new(
-                ValidationFlags::all(),
-                Capabilities::default() | Capabilities::SUBGROUP | Capabilities::SHADER_FLOAT16,
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name} (subgroups): {}", e.emit_to_string(&source)));
-            let (module, info) = naga::back::pipeline_constants::process_overrides(
-                &module,
-                &info,
-                Some((naga::ShaderStage::Compute, "main")),
-                &PipelineConstants::default(),
-            )
-            .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
-            let spv = naga::back::spv::Options {
-                lang_version: (1, 3),
-                ..Default::default()
-            };
-            naga::back::spv::write_vec(&module, &info, &spv, None)
-                .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
-            let msl_options = naga::back::msl::Options {
-                lang_version: (2, 1),
-                ..Default::default()
-            };
-            naga::back::msl::write_string(
-                &module,
-                &info,
-                &msl_options,
-                &naga::back::msl::PipelineOptions::default(),
-            )
-            .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
-            let mut hlsl = String::new();
-            naga::back::hlsl::Writer::new(
-                &mut hlsl,
-                &naga::back::hlsl::Options {
-                    shader_model: naga::back::hlsl::ShaderModel::V6_2,
-                    ..Default::default()
-                },
-                &naga::back::hlsl::PipelineOptions::default(),
-            )
-            .write(&module, &info, None)
-            .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+            let caps = Capabilities::SUBGROUP | Capabilities::SHADER_FLOAT16;
+            translate_beyond_gl(name, "subgroups", &source, caps);
         }
         count += 1;
     }
@@ -284,12 +275,12 @@ fn reflect(k: &segblocks::launch::KernelDescription, source: &str) -> Result<(),
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
     let info = validate(&module);
     // Constants: `@specialize` ones (already in the source) and overrides, by name.
-    // F16 and SUBGROUPS are set by the recorder for the context's precision and the
-    // device's reduction, not by the kernel.
+    // F16, SUBGROUPS and HALF_MATH are set by the recorder for the context's precision,
+    // the device's reduction and the context's arithmetic, not by the kernel.
     let specialize: Vec<String> = segblocks::shaders::specializations(k.file)
         .into_iter()
         .map(|(n, _)| n)
-        .filter(|n| n != segblocks::shaders::PRECISION && n != segblocks::shaders::SUBGROUPS)
+        .filter(|n| !segblocks::shaders::set_by_context(n))
         .collect();
     let mut declared: Vec<String> = module
         .overrides

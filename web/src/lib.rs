@@ -192,7 +192,8 @@ async fn smoke() -> Check<String> {
 
 /// Every compute shader of the crate through the WebGPU's own compiler (Tint on Chrome),
 /// with its default constants, the parameters in a uniform and (for the kernels that may
-/// take them there) in a storage buffer, at f32 and (with `half`, a context at f16) f16:
+/// take them there) in a storage buffer, at f32 and (with `half`, a context at f16) f16,
+/// with f16 arithmetic too where a kernel has that form:
 /// the shader module and a pipeline with the default override values. Catches what
 /// naga lets through and a browser refuses (its uniformity analysis, constant
 /// expressions that overflow), whether or not the other checks run the kernel.
@@ -203,15 +204,23 @@ async fn every_shader(gpu: &Gpu, half: Option<&Gpu>) -> Check<String> {
         let storage = shaders::INLINING_SENSITIVE
             .iter()
             .any(|(file, _, _)| *file == name);
-        let mut forms = vec![(gpu, ParamsBinding::Uniform, 0)];
+        // (context, binding, F16, HALF_MATH)
+        let mut forms = vec![(gpu, ParamsBinding::Uniform, 0, 0)];
         if storage {
-            forms.push((gpu, ParamsBinding::Storage, 0));
+            forms.push((gpu, ParamsBinding::Storage, 0, 0));
         }
         if let Some(half) = half {
-            forms.push((half, ParamsBinding::Uniform, 1));
+            forms.push((half, ParamsBinding::Uniform, 1, 0));
+            if shaders::has_half_math_form(name) {
+                forms.push((half, ParamsBinding::Uniform, 1, 1));
+            }
         }
-        for (gpu, binding, f16) in forms {
-            let source = shaders::source_with(name, &[(shaders::PRECISION, f16)], binding)
+        for (gpu, binding, f16, math) in forms {
+            let mut specialize = vec![(shaders::PRECISION, f16)];
+            if math == 1 {
+                specialize.push((shaders::HALF_MATH, 1));
+            }
+            let source = shaders::source_with(name, &specialize, binding)
                 .ok_or_else(|| format!("{name}: no source"))?;
             let device = gpu.device();
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -228,7 +237,9 @@ async fn every_shader(gpu: &Gpu, half: Option<&Gpu>) -> Check<String> {
                 cache: None,
             });
             if let Some(e) = scope.pop().await {
-                return Err(format!("{name} ({binding:?}, F16 = {f16}): {e}"));
+                return Err(format!(
+                    "{name} ({binding:?}, F16 = {f16}, HALF_MATH = {math}): {e}"
+                ));
             }
             count += 1;
         }
