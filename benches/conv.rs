@@ -2,9 +2,9 @@
 //! peers are: a fresh input upload, the convolution, and reading the whole output back.
 //! Criterion's throughput is set to the layer's FLOPs (2 x MACs), so `elem/s` reads as
 //! FLOP/s. Each layer's picked kernel runs again in a half-precision context (`/f16`:
-//! tensors and weights stored in f16, f32 arithmetic), and each layer but the depthwise
-//! ones runs the GPU-class GEMM kernel at f16 storage with f32 and with f16 arithmetic
-//! (`Gemm/f16`, `Gemm/f16math`: `GpuOptions::f16_arithmetic`).
+//! tensors and weights stored in f16, f32 arithmetic), and each layer runs its GPU-class
+//! kernel (the GEMM, or the tiled depthwise kernel) at f16 storage with f32 and with f16
+//! arithmetic (`Gemm/f16`, `Gemm/f16math`: `GpuOptions::f16_arithmetic`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array1, Array4};
@@ -126,15 +126,19 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
-        // The picked kernel with f16 tensors and weights (f32 arithmetic); the GEMM
+        // The picked kernel with f16 tensors and weights (f32 arithmetic); the GPU-class
         // kernel in f32 and in f16 arithmetic.
-        let depthwise = params.groups == params.in_channels;
+        let tiled = if params.groups == params.in_channels {
+            ConvKernel::DepthwiseTiled
+        } else {
+            ConvKernel::Gemm
+        };
         let runs = [
             (&half, chosen, format!("{name}/{chosen:?}*/f16")),
-            (&half, ConvKernel::Gemm, format!("{name}/Gemm/f16")),
-            (&half_math, ConvKernel::Gemm, format!("{name}/Gemm/f16math")),
+            (&half, tiled, format!("{name}/{tiled:?}/f16")),
+            (&half_math, tiled, format!("{name}/{tiled:?}/f16math")),
         ];
-        for (ctx, kernel, label) in runs.into_iter().take(if depthwise { 1 } else { 3 }) {
+        for (ctx, kernel, label) in runs {
             let conv16 = Conv2d::new(ctx, params, w.view(), Some(b.view())).unwrap();
             group.bench_function(label, |bch| {
                 bch.iter(|| {

@@ -8,6 +8,10 @@
 // reads it from there. With a 3 x 3 stride-1 window each input is read from device
 // memory once instead of nine times. CPU-emulated adapters keep the register-strip
 // kernels (conv_depthwise.wgsl), where workgroup memory is ordinary memory behind barriers.
+//
+// f16 arithmetic (HALF_MATH = 1, GpuOptions::f16_arithmetic, f16 tensors only): the patch
+// is stored in f16 (half the workgroup memory) and each kernel row's products are summed
+// in f16, the rows' sums in f32 (as conv_gemm.wgsl sums its steps).
 #include "epilogue.wgsl"
 #include "padding.wgsl"
 #include "window.wgsl"
@@ -43,7 +47,12 @@ const TH: u32 = 8u;
 // Largest input patch (values): 8 KiB of the 16 KiB every WebGPU device has.
 const PATCH_MAX: u32 = 2048u;
 
-var<workgroup> tile_in: array<f32, PATCH_MAX>;
+// The type the products are computed in: f32, or f16 in the f16-arithmetic form
+// (src/shaders.rs rewrites the alias).
+const HALF_MATH: u32 = 0u; // @specialize
+alias Mac = f32; // @half_math
+
+var<workgroup> tile_in: array<Mac, PATCH_MAX>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
@@ -78,7 +87,7 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                 v = f32(x[plane + u32(iy) * p.w + u32(ix)]);
             }
         }
-        tile_in[i] = v;
+        tile_in[i] = Mac(v);
     }
     workgroupBarrier();
     if (!live) {
@@ -93,11 +102,25 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let r1 = r0 + (TH / 2u) * SH * p.iw;
     let w0 = c * KH * KW;
     for (var ky = 0u; ky < KH; ky++) {
-        for (var kx = 0u; kx < KW; kx++) {
-            let wv = f32(wt[w0 + ky * KW + kx]);
-            let off = ky * DH * p.iw + kx * DW;
-            acc0 = fma(tile_in[r0 + off], wv, acc0);
-            acc1 = fma(tile_in[r1 + off], wv, acc1);
+        if (HALF_MATH != 0u) {
+            // The row's products summed in f16, then added to the f32 sums.
+            var s0 = Mac(0.0);
+            var s1 = Mac(0.0);
+            for (var kx = 0u; kx < KW; kx++) {
+                let wv = Mac(wt[w0 + ky * KW + kx]);
+                let off = ky * DH * p.iw + kx * DW;
+                s0 = fma(tile_in[r0 + off], wv, s0);
+                s1 = fma(tile_in[r1 + off], wv, s1);
+            }
+            acc0 += f32(s0);
+            acc1 += f32(s1);
+        } else {
+            for (var kx = 0u; kx < KW; kx++) {
+                let wv = f32(wt[w0 + ky * KW + kx]);
+                let off = ky * DH * p.iw + kx * DW;
+                acc0 = fma(f32(tile_in[r0 + off]), wv, acc0);
+                acc1 = fma(f32(tile_in[r1 + off]), wv, acc1);
+            }
         }
     }
     let b = f32(bias[c]);

@@ -62,17 +62,19 @@ pub struct GpuOptions {
     /// The storage type of every tensor the context makes (default [`Precision::F32`]).
     /// [`Precision::F16`] needs the adapter's `SHADER_F16` feature.
     pub precision: Precision,
-    /// Compute the inner products of the kernels that have an f16-arithmetic form in f16
-    /// instead of f32 (default off). That is the GPU-class tiled convolution
+    /// Compute the products of the kernels that have an f16-arithmetic form in f16
+    /// instead of f32 (default off). Those are the GPU-class convolutions: the tiled GEMM
     /// (`shaders/conv_gemm.wgsl`: [`crate::ops::conv::ConvKernel::Gemm`] and
-    /// `GemmSplitK`): it stores its workgroup tiles in f16 and sums each step of 16
-    /// products in f16, the steps' sums in f32. Other kernels keep f32 arithmetic. Needs
-    /// [`Precision::F16`] (else a typed error naming `f16_arithmetic`). Meant for GPUs
-    /// with fast f16 (twice the f32 rate on many; half the tiles' workgroup memory);
-    /// CPU adapters compute f16 in f32 registers and gain nothing (0.98-1.03x on
-    /// lavapipe, see the README's Half precision section). Each output is off the
-    /// f32-arithmetic result by at most about 16 f16 roundings of its products'
-    /// magnitude, and products past f16's range (65,504) overflow.
+    /// `GemmSplitK`) stores its workgroup tiles in f16 and sums each step of 16 products
+    /// in f16, the tiled depthwise kernel (`DepthwiseTiled`) its input patch and each
+    /// kernel row's products; the steps' and rows' sums stay f32. Other kernels keep f32
+    /// arithmetic. Needs [`Precision::F16`] (else a typed error naming
+    /// `f16_arithmetic`). Meant for GPUs with fast f16 (twice the f32 rate on many; half
+    /// the tiles' workgroup memory); CPU adapters compute f16 in f32 registers and gain
+    /// nothing (0.87-1.03x the throughput on lavapipe, see the README's Half precision
+    /// section). Each output is off the f32-arithmetic result by at most about 16 f16
+    /// roundings (a depthwise kernel's width) of its products' magnitude, and products
+    /// past f16's range (65,504) overflow.
     pub f16_arithmetic: bool,
     /// Bind the kernels' parameters as read-only storage buffers instead of uniform
     /// buffers: `Some(true)` for every kernel, `Some(false)` for none. Default: on Mesa's

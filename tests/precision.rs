@@ -158,16 +158,17 @@ fn conv_kernels_round_once() {
     }
 }
 
-/// The GEMM convolution in f16 arithmetic (`GpuOptions::f16_arithmetic`), both of its
-/// kernels, against the reference on the stored input and weights. Each 16-tap step sums
-/// its products in f16: a chain of 16 fused multiply-adds, each rounding once, is off by
-/// at most `gamma_16 = 16 u / (1 - 16 u)` times the sum of its terms' magnitudes (one more
-/// rounding where an input gate's product is stored in f16 first: `gamma_17`), plus half
-/// the smallest f16 subnormal (2^-25) a rounding near zero. The steps' sums are added in
-/// f32 (the f32 bound) and the output rounds once. The same layers in f32 arithmetic must
-/// differ from it somewhere, or the f16 form did not run.
+/// The kernels with an f16-arithmetic form (`GpuOptions::f16_arithmetic`: the GEMM
+/// convolution, both of its kernels, and the tiled depthwise one) against the reference on
+/// the stored input and weights. The GEMM sums each 16-tap step's products in f16, the
+/// depthwise kernel each kernel row's: a chain of `m` fused multiply-adds, each rounding
+/// once, is off by at most `gamma_m = m u / (1 - m u)` times the sum of its terms'
+/// magnitudes (one more rounding where an input gate's product is stored in f16 first),
+/// plus half the smallest f16 subnormal (2^-25) a rounding near zero. The chains' sums are
+/// added in f32 (the f32 bound) and the output rounds once. The same layers in f32
+/// arithmetic must differ from it, or the f16 form did not run.
 #[test]
-fn gemm_in_f16_arithmetic_stays_within_sixteen_roundings() {
+fn f16_arithmetic_stays_within_its_chains_roundings() {
     use segblocks::ops::conv::{PaddingMode, ResidualJoin};
     let math = half_math_gpu_class();
     assert!(math.f16_arithmetic());
@@ -189,17 +190,35 @@ fn gemm_in_f16_arithmetic_stays_within_sixteen_roundings() {
             [2, 12, 10, 7],
         ),
         (Conv2dParams::new(96, 24, 3).padding(1), [1, 96, 6, 5]),
+        (
+            Conv2dParams::depthwise(6, 2, 3).padding(1).stride(2),
+            [2, 6, 19, 21],
+        ),
+        (
+            Conv2dParams::depthwise(8, 1, 5)
+                .padding(4)
+                .dilation(2)
+                .padding_mode(PaddingMode::Reflect)
+                .activation(Activation::Relu6),
+            [1, 8, 17, 13],
+        ),
     ];
     let mut differs = 0;
     for (i, (params, input)) in cases.into_iter().enumerate() {
+        let depthwise = params.groups == params.in_channels;
+        let kernels = if depthwise {
+            vec![ConvKernel::DepthwiseTiled]
+        } else {
+            vec![ConvKernel::Gemm, ConvKernel::GemmSplitK { splits: 2 }]
+        };
         let mut r = rng(40 + i as u64);
         let x = round16(&random4(&mut r, input));
         let w = round16(&random4(&mut r, params.weight_shape()));
         let b = random1(&mut r, params.out_channels).mapv(r16);
         let out = params.output_shape(input).unwrap();
         let res = round16(&random4(&mut r, out));
-        // Every third case gated (sigmoid), every second with a residual.
-        let gated = i % 3 == 0;
+        // Every third GEMM case gated (sigmoid), every second case with a residual.
+        let gated = i % 3 == 0 && !depthwise;
         let gate = random4(&mut r, [input[0], input[1], 1, 1]).mapv(r16);
         let scaled = if gated {
             let s = gate.mapv(|g| 1.0 / (1.0 + (-g).exp()));
@@ -221,7 +240,8 @@ fn gemm_in_f16_arithmetic_stays_within_sixteen_roundings() {
         )
         .unwrap();
         let k = params.in_per_group() * params.kernel_size.0 * params.kernel_size.1;
-        let chain = gamma(if gated { 17.0 } else { 16.0 });
+        let steps = if depthwise { params.kernel_size.1 } else { 16 };
+        let chain = gamma((steps + usize::from(gated)) as f32);
         let f32_slack = conv_slack(&params, &scaled, &w, Some(&b));
         let slack = ndarray::Zip::from(&mag)
             .and(&f32_slack)
@@ -232,7 +252,7 @@ fn gemm_in_f16_arithmetic_stays_within_sixteen_roundings() {
             let xt = gpu.upload(x.view()).unwrap();
             let gt = gpu.upload(gate.view()).unwrap();
             let rt = gpu.upload(res.view()).unwrap();
-            for kernel in [ConvKernel::Gemm, ConvKernel::GemmSplitK { splits: 2 }] {
+            for &kernel in &kernels {
                 gpu.trim_pool();
                 let mut rec = gpu.recorder();
                 let join = residual.then_some((&rt, ResidualJoin::AfterActivation));
@@ -250,7 +270,7 @@ fn gemm_in_f16_arithmetic_stays_within_sixteen_roundings() {
         let what = format!("{params:?} {input:?} gated {gated} residual {residual}");
         for (j, g) in got.iter().enumerate() {
             // The f16-arithmetic results within the derived bound; the f32-arithmetic
-            // ones (the last two) within it too, a fortiori.
+            // ones (the second half) within it too, a fortiori.
             assert_one_rounding(g, &want, &slack, &format!("{what} run {j}"));
         }
         let worst = |g: &Array4<f32>| {
@@ -262,13 +282,13 @@ fn gemm_in_f16_arithmetic_stays_within_sixteen_roundings() {
         eprintln!(
             "case {i}: worst error / (gamma * magnitude): f16 arithmetic {:.3}, f32 arithmetic {:.3}",
             worst(&got[0]),
-            worst(&got[2])
+            worst(&got[kernels.len()])
         );
-        differs += usize::from(got[0] != got[2]);
+        differs += usize::from(got[0] != got[kernels.len()]);
     }
-    assert!(
-        differs >= 2,
-        "f16 arithmetic changed {differs} of 4 layers' outputs"
+    assert_eq!(
+        differs, 6,
+        "f16 arithmetic changed {differs} of 6 layers' outputs"
     );
 }
 

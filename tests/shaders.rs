@@ -120,8 +120,8 @@ fn act_shaders_validate_with_f16_storage() {
     assert_eq!(count, 52, "shaders with Act bindings");
 }
 
-/// The kernels with an f16-arithmetic form (the GEMM convolution) validate with it at f16
-/// storage and translate to SPIR-V, MSL and HLSL; their default form and their f16-storage
+/// The kernels with an f16-arithmetic form (the GPU-class GEMM and depthwise
+/// convolutions) validate with it at f16 storage and translate to SPIR-V, MSL and HLSL; their default form and their f16-storage
 /// form compute in f32.
 #[test]
 fn f16_arithmetic_forms_validate() {
@@ -129,7 +129,7 @@ fn f16_arithmetic_forms_validate() {
     let forms: Vec<&str> = segblocks::shaders::names()
         .filter(|n| has_half_math_form(n))
         .collect();
-    assert_eq!(forms, ["conv_gemm.wgsl"]);
+    assert_eq!(forms, ["conv_gemm.wgsl", "conv_depthwise_tiled.wgsl"]);
     for name in forms {
         for plain in [source(name, &[]), source(name, &[(PRECISION, 1)])] {
             assert!(plain.unwrap().contains("alias Mac = f32;"), "{name}");
