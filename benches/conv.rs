@@ -4,7 +4,9 @@
 //! FLOP/s. Each layer's picked kernel runs again in a half-precision context (`/f16`:
 //! tensors and weights stored in f16, f32 arithmetic), and each layer runs its GPU-class
 //! kernel (the GEMM, or the tiled depthwise kernel) at f16 storage with f32 and with f16
-//! arithmetic (`Gemm/f16`, `Gemm/f16math`: `GpuOptions::f16_arithmetic`).
+//! arithmetic (`Gemm/f16`, `Gemm/f16math`: `GpuOptions::f16_arithmetic`). Then the floor
+//! (upload and readback, no compute) and the ceiling (`ceiling/fma_registers`: fused
+//! multiply-adds with no loads, the adapter's arithmetic peak as WGSL reaches it).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array1, Array4};
@@ -202,6 +204,85 @@ fn bench(c: &mut Criterion) {
         });
     }
     floor.finish();
+
+    // The ceiling: fused multiply-adds with no load at all, the most any convolution
+    // above could reach on this adapter (FLOP/s, same run).
+    let mut ceiling = c.benchmark_group("ceiling");
+    ceiling.sample_size(10);
+    ceiling.measurement_time(std::time::Duration::from_secs(2));
+    let (flops, run) = fma_ceiling(&gpu);
+    ceiling.throughput(Throughput::Elements(flops));
+    ceiling.bench_function("fma_registers", |bch| bch.iter(&run));
+    ceiling.finish();
+}
+
+/// A register-only kernel: 512 workgroups of 64 invocations, each running 4,096 steps of
+/// 16 independent vec4 fused multiply-adds (enough independent chains to hide their
+/// latency). Returns its FLOPs and a closure that dispatches it and waits.
+fn fma_ceiling(gpu: &Gpu) -> (u64, impl Fn() + '_) {
+    use segblocks::wgpu;
+    const ACCS: usize = 16;
+    const STEPS: u32 = 4096;
+    const GROUPS: u32 = 512;
+    let decl: String = (0..ACCS)
+        .map(|i| format!("    var a{i} = vec4<f32>(f32(gid.x) * 1e-9 + {i}.0);\n"))
+        .collect();
+    let body: String = (0..ACCS)
+        .map(|i| format!("        a{i} = fma(a{i}, m, c);\n"))
+        .collect();
+    let sum: String = (0..ACCS).map(|i| format!(" + dot(a{i}, m)")).collect();
+    let source = format!(
+        "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n\
+         @compute @workgroup_size(64)\n\
+         fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n{decl}\
+         let m = vec4<f32>(0.999);\n    let c = vec4<f32>(0.001);\n\
+         for (var i = 0u; i < {STEPS}u; i++) {{\n{body}    }}\n    out[gid.x] = 0.0{sum};\n}}\n"
+    );
+    let device = gpu.device();
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("fma ceiling"),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("fma ceiling"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let out = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("fma ceiling"),
+        size: u64::from(GROUPS) * 64 * 4,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("fma ceiling"),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: out.as_entire_binding(),
+        }],
+    });
+    let run = move || {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(GROUPS, 1, 1);
+        }
+        gpu.queue().submit([encoder.finish()]);
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
+            .unwrap();
+    };
+    let flops = u64::from(GROUPS) * 64 * u64::from(STEPS) * ACCS as u64 * 4 * 2;
+    (flops, run)
 }
 
 criterion_group!(benches, bench);
