@@ -52,6 +52,17 @@ fn shaders_validate_and_translate_to_every_backend() {
     assert!(count >= 6, "expected the conv shaders, found {count}");
 }
 
+/// Translates a validated module to MSL 2.1 (panics naming `name` if naga cannot).
+fn write_msl(name: &str, module: &naga::Module, info: &naga::valid::ModuleInfo) {
+    let options = naga::back::msl::Options {
+        lang_version: (2, 1),
+        ..Default::default()
+    };
+    let pipeline = naga::back::msl::PipelineOptions::default();
+    naga::back::msl::write_string(module, info, &options, &pipeline)
+        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+}
+
 /// Parses and validates `source` (shader `name`, its `form` for messages) with naga's
 /// `extra` capabilities, and translates it to SPIR-V 1.3, MSL 2.1 and HLSL 6.2: the
 /// backends of the forms GL adapters never run (f16, subgroups).
@@ -74,17 +85,7 @@ fn translate_beyond_gl(name: &str, form: &str, source: &str, extra: Capabilities
     };
     naga::back::spv::write_vec(&module, &info, &spv, None)
         .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
-    let msl_options = naga::back::msl::Options {
-        lang_version: (2, 1),
-        ..Default::default()
-    };
-    naga::back::msl::write_string(
-        &module,
-        &info,
-        &msl_options,
-        &naga::back::msl::PipelineOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+    write_msl(name, &module, &info);
     let mut hlsl = String::new();
     naga::back::hlsl::Writer::new(
         &mut hlsl,
@@ -229,17 +230,7 @@ fn translate_everywhere(name: &str, specialize: &[(&str, u32)]) {
         )
         .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
 
-        let msl_options = naga::back::msl::Options {
-            lang_version: (2, 1),
-            ..Default::default()
-        };
-        naga::back::msl::write_string(
-            &module,
-            &info,
-            &msl_options,
-            &naga::back::msl::PipelineOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+        write_msl(name, &module, &info);
 
         let mut hlsl = String::new();
         let hlsl_options = naga::back::hlsl::Options::default();
