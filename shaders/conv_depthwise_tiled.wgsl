@@ -11,7 +11,8 @@
 //
 // f16 arithmetic (HALF_MATH = 1, GpuOptions::f16_arithmetic, f16 tensors only): the patch
 // is stored in f16 (half the workgroup memory) and each kernel row's products are summed
-// in f16, the rows' sums in f32 (as conv_gemm.wgsl sums its steps).
+// in f16 (16 at a time in rows wider than that), those sums in f32 (as conv_gemm.wgsl
+// sums its steps).
 #include "epilogue.wgsl"
 #include "padding.wgsl"
 #include "window.wgsl"
@@ -51,6 +52,10 @@ const PATCH_MAX: u32 = 2048u;
 // (src/shaders.rs rewrites the alias).
 const HALF_MATH: u32 = 0u; // @specialize
 alias Mac = f32; // @half_math
+
+// The longest f16 sum in the f16-arithmetic form: a kernel row, or CHAIN taps of a
+// wider one (16, as conv_gemm.wgsl's step).
+const CHAIN: u32 = 16u;
 
 var<workgroup> tile_in: array<Mac, PATCH_MAX>;
 
@@ -103,17 +108,20 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let w0 = c * KH * KW;
     for (var ky = 0u; ky < KH; ky++) {
         if (HALF_MATH != 0u) {
-            // The row's products summed in f16, then added to the f32 sums.
-            var s0 = Mac(0.0);
-            var s1 = Mac(0.0);
-            for (var kx = 0u; kx < KW; kx++) {
-                let wv = Mac(wt[w0 + ky * KW + kx]);
-                let off = ky * DH * p.iw + kx * DW;
-                s0 = fma(tile_in[r0 + off], wv, s0);
-                s1 = fma(tile_in[r1 + off], wv, s1);
+            // The row's products summed in f16, at most CHAIN at a time, each such sum
+            // then added to the f32 sums.
+            for (var k0 = 0u; k0 < KW; k0 += CHAIN) {
+                var s0 = Mac(0.0);
+                var s1 = Mac(0.0);
+                for (var kx = k0; kx < min(k0 + CHAIN, KW); kx++) {
+                    let wv = Mac(wt[w0 + ky * KW + kx]);
+                    let off = ky * DH * p.iw + kx * DW;
+                    s0 = fma(tile_in[r0 + off], wv, s0);
+                    s1 = fma(tile_in[r1 + off], wv, s1);
+                }
+                acc0 += f32(s0);
+                acc1 += f32(s1);
             }
-            acc0 += f32(s0);
-            acc1 += f32(s1);
         } else {
             for (var kx = 0u; kx < KW; kx++) {
                 let wv = f32(wt[w0 + ky * KW + kx]);

@@ -67,14 +67,15 @@ pub struct GpuOptions {
     /// (`shaders/conv_gemm.wgsl`: [`crate::ops::conv::ConvKernel::Gemm`] and
     /// `GemmSplitK`) stores its workgroup tiles in f16 and sums each step of 16 products
     /// in f16, the tiled depthwise kernel (`DepthwiseTiled`) its input patch and each
-    /// kernel row's products; the steps' and rows' sums stay f32. Other kernels keep f32
+    /// kernel row's products (16 at a time in wider rows); the sums of those stay f32. Other kernels keep f32
     /// arithmetic. Needs [`Precision::F16`] (else a typed error naming
     /// `f16_arithmetic`). Meant for GPUs with fast f16 (twice the f32 rate on many; half
     /// the tiles' workgroup memory); CPU adapters compute f16 in f32 registers and gain
     /// nothing (0.87-1.03x the throughput on lavapipe, see the README's Half precision
-    /// section). Each output is off the f32-arithmetic result by at most about 16 f16
-    /// roundings (a depthwise kernel's width) of its products' magnitude, and products
-    /// past f16's range (65,504) overflow.
+    /// section). Each f16 sum has at most 16 terms (17 roundings with an input gate),
+    /// so each output is off the f32-arithmetic result by at most about 16 f16 roundings
+    /// of its products' magnitude; products or partial sums past f16's range (65,504)
+    /// overflow.
     pub f16_arithmetic: bool,
     /// Bind the kernels' parameters as read-only storage buffers instead of uniform
     /// buffers: `Some(true)` for every kernel, `Some(false)` for none. Default: on Mesa's

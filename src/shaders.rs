@@ -12,8 +12,8 @@
 //!   `common.wgsl` become f16 aliases and the module starts with `enable f16;`. `Act` is
 //!   the storage type of activation tensors, `Wt` that of the weights of the layers that
 //!   store them at the context's precision; kernels read both into f32 (`f32(x[i])`,
-//!   `vec4<f32>(x4[i])`), compute and accumulate in f32, and write `Act(v)` /
-//!   `vec4<Act>(v)`. Statistics, partial sums and tables stay `f32`;
+//!   `vec4<f32>(x4[i])`), compute and accumulate in f32 (but see `HALF_MATH` below), and
+//!   write `Act(v)` / `vec4<Act>(v)`. Statistics, partial sums and tables stay `f32`;
 //! - with `HALF_MATH` specialised to 1 (a context with
 //!   [`GpuOptions::f16_arithmetic`](crate::GpuOptions::f16_arithmetic)), a kernel that
 //!   declares it (its f16-arithmetic form, [`has_half_math_form`]) gets its line
