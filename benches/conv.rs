@@ -5,8 +5,9 @@
 //! tensors and weights stored in f16, f32 arithmetic), and each layer runs its GPU-class
 //! kernel (the GEMM, or the tiled depthwise kernel) at f16 storage with f32 and with f16
 //! arithmetic (`Gemm/f16`, `Gemm/f16math`: `GpuOptions::f16_arithmetic`). Then the floor
-//! (upload and readback, no compute) and the ceiling (`ceiling/fma_registers`: fused
-//! multiply-adds with no loads, the adapter's arithmetic peak as WGSL reaches it).
+//! (upload and readback, no compute) and the ceilings (`ceiling/fma_registers`: fused
+//! multiply-adds with no loads, the adapter's arithmetic peak as WGSL reaches it;
+//! `ceiling/storage_vec4_loads` and `ceiling/texel_loads`: what a kernel's loads cost).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array1, Array4};
@@ -205,84 +206,167 @@ fn bench(c: &mut Criterion) {
     }
     floor.finish();
 
-    // The ceiling: fused multiply-adds with no load at all, the most any convolution
-    // above could reach on this adapter (FLOP/s, same run).
+    // The ceilings: fused multiply-adds with no load at all, the most any convolution
+    // above could reach on this adapter (FLOP/s, same run); and what its loads cost:
+    // vec4 loads from a storage buffer and texel fetches from a texture, at addresses
+    // that differ per invocation, counted as loads per second.
     let mut ceiling = c.benchmark_group("ceiling");
     ceiling.sample_size(10);
     ceiling.measurement_time(std::time::Duration::from_secs(2));
-    let (flops, run) = fma_ceiling(&gpu);
-    ceiling.throughput(Throughput::Elements(flops));
-    ceiling.bench_function("fma_registers", |bch| bch.iter(&run));
+    for (name, probe) in [
+        ("fma_registers", Probe::Fma),
+        ("storage_vec4_loads", Probe::StorageLoads),
+        ("texel_loads", Probe::TexelLoads),
+    ] {
+        let (count, run) = probe.build(&gpu);
+        ceiling.throughput(Throughput::Elements(count));
+        ceiling.bench_function(name, |bch| bch.iter(&run));
+    }
     ceiling.finish();
 }
 
-/// A register-only kernel: 512 workgroups of 64 invocations, each running 4,096 steps of
-/// 16 independent vec4 fused multiply-adds (enough independent chains to hide their
-/// latency). Returns its FLOPs and a closure that dispatches it and waits.
-fn fma_ceiling(gpu: &Gpu) -> (u64, impl Fn() + '_) {
-    use segblocks::wgpu;
-    const ACCS: usize = 16;
-    const STEPS: u32 = 4096;
-    const GROUPS: u32 = 512;
-    let decl: String = (0..ACCS)
-        .map(|i| format!("    var a{i} = vec4<f32>(f32(gid.x) * 1e-9 + {i}.0);\n"))
-        .collect();
-    let body: String = (0..ACCS)
-        .map(|i| format!("        a{i} = fma(a{i}, m, c);\n"))
-        .collect();
-    let sum: String = (0..ACCS).map(|i| format!(" + dot(a{i}, m)")).collect();
-    let source = format!(
-        "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n\
-         @compute @workgroup_size(64)\n\
-         fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n{decl}\
-         let m = vec4<f32>(0.999);\n    let c = vec4<f32>(0.001);\n\
-         for (var i = 0u; i < {STEPS}u; i++) {{\n{body}    }}\n    out[gid.x] = 0.0{sum};\n}}\n"
-    );
-    let device = gpu.device();
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("fma ceiling"),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("fma ceiling"),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: Default::default(),
-        cache: None,
-    });
-    let out = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("fma ceiling"),
-        size: u64::from(GROUPS) * 64 * 4,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
-    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("fma ceiling"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[wgpu::BindGroupEntry {
+/// The ceiling kernels: 512 workgroups of 64 invocations, each running 4,096 steps.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// 16 independent vec4 fused multiply-adds a step (enough independent chains to hide
+    /// their latency), in registers; counted in FLOPs.
+    Fma,
+    /// One vec4 load a step from a storage buffer, each invocation at its own address in
+    /// the first 64 KiB (so the caches hold them), added up; counted in loads.
+    StorageLoads,
+    /// One texel fetch a step from a 1024-wide `rgba32float` texture (the texel kernels'
+    /// layout), each invocation at its own texel of the first 4,096; counted in loads.
+    TexelLoads,
+}
+
+impl Probe {
+    /// What one run counts, and a closure that dispatches the kernel and waits.
+    fn build(self, gpu: &Gpu) -> (u64, impl Fn() + '_) {
+        use segblocks::wgpu;
+        const ACCS: usize = 16;
+        const STEPS: u32 = 4096;
+        const GROUPS: u32 = 512;
+        const SIDE: u32 = 1024;
+        const WINDOW: u32 = 4096;
+        let invocations = u64::from(GROUPS) * 64 * u64::from(STEPS);
+        let (count, declare, body, result) = match self {
+            Probe::Fma => {
+                let decl: String = (0..ACCS)
+                    .map(|i| format!("    var a{i} = vec4<f32>(f32(gid.x) * 1e-9 + {i}.0);\n"))
+                    .collect();
+                let body: String = (0..ACCS)
+                    .map(|i| format!("        a{i} = fma(a{i}, m, c);\n"))
+                    .collect();
+                let sum: String = (0..ACCS).map(|i| format!(" + dot(a{i}, m)")).collect();
+                let decl =
+                    format!("{decl}    let m = vec4<f32>(0.999);\n    let c = vec4<f32>(0.001);\n");
+                (
+                    invocations * ACCS as u64 * 8,
+                    decl,
+                    body,
+                    format!("0.0{sum}"),
+                )
+            }
+            Probe::StorageLoads | Probe::TexelLoads => {
+                let load = if matches!(self, Probe::StorageLoads) {
+                    "src[j]".to_string()
+                } else {
+                    format!("textureLoad(tex, vec2<u32>(j % {SIDE}u, j / {SIDE}u), 0)")
+                };
+                let decl = "    var s = vec4<f32>(0.0);\n".to_string();
+                // Within the first 64 KiB (cache-resident): the loads' own cost, not
+                // the memory's.
+                let body = format!(
+                    "        let j = (gid.x * 7u + i * 64u) % {WINDOW}u;\n        s += {load};\n"
+                );
+                (invocations, decl, body, "dot(s, vec4<f32>(1.0))".into())
+            }
+        };
+        let source = format!(
+            "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n\
+             @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;\n\
+             @group(0) @binding(2) var tex: texture_2d<f32>;\n\
+             @compute @workgroup_size(64)\n\
+             fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n{declare}\
+             for (var i = 0u; i < {STEPS}u; i++) {{\n{body}    }}\n    out[gid.x] = {result};\n}}\n"
+        );
+        let device = gpu.device();
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("ceiling probe"),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("ceiling probe"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let buffer = |size: u64, usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("ceiling probe"),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let out = buffer(u64::from(GROUPS) * 64 * 4, wgpu::BufferUsages::STORAGE);
+        let src = buffer(u64::from(WINDOW) * 16, wgpu::BufferUsages::STORAGE);
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("ceiling probe"),
+            size: wgpu::Extent3d {
+                width: SIDE,
+                height: WINDOW / SIDE,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        // Bindings the kernel does not use are not in its derived layout.
+        let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: out.as_entire_binding(),
-        }],
-    });
-    let run = move || {
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(GROUPS, 1, 1);
+        }];
+        match self {
+            Probe::Fma => {}
+            Probe::StorageLoads => entries.push(wgpu::BindGroupEntry {
+                binding: 1,
+                resource: src.as_entire_binding(),
+            }),
+            Probe::TexelLoads => entries.push(wgpu::BindGroupEntry {
+                binding: 2,
+                resource: wgpu::BindingResource::TextureView(&view),
+            }),
         }
-        gpu.queue().submit([encoder.finish()]);
-        device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            })
-            .unwrap();
-    };
-    let flops = u64::from(GROUPS) * 64 * u64::from(STEPS) * ACCS as u64 * 4 * 2;
-    (flops, run)
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("ceiling probe"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let run = move || {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(GROUPS, 1, 1);
+            }
+            gpu.queue().submit([encoder.finish()]);
+            device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: None,
+                    timeout: None,
+                })
+                .unwrap();
+        };
+        (count, run)
+    }
 }
 
 criterion_group!(benches, bench);
