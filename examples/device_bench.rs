@@ -5,8 +5,9 @@
 //! expensive dispatches. Prints `segblocks <network> <ms>` lines (f32) and, where the
 //! adapter has `SHADER_F16`, `segblocks_f16 <network> <ms>` lines (tensors and weights in
 //! f16) and `segblocks_f16math <network> <ms>` lines (the same with the GPU-class GEMM
-//! and depthwise convolutions computing in f16, `GpuOptions::f16_arithmetic`) that `scripts/device_table.py` joins
-//! with `benches/torch_device.py`'s fp32 and fp16 lines. See `scripts/device_bench.sh`.
+//! and depthwise convolutions computing in f16, `GpuOptions::f16_arithmetic`) that
+//! `scripts/device_table.py` joins with `benches/torch_device.py`'s fp32 and fp16 lines.
+//! See `scripts/device_bench.sh`.
 //!
 //! ```text
 //! cargo run --release --example device_bench -- [--quick]

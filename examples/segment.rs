@@ -7,8 +7,8 @@
 //!
 //! `--f16` stores every tensor and weight in half precision (`Precision::F16`; the
 //! kernels still compute in f32), on adapters with `SHADER_F16`. `--f16-math` does too,
-//! and the GPU-class tiled convolution computes its products in f16
-//! (`GpuOptions::f16_arithmetic`; with `--gpu-kernels` on a CPU adapter).
+//! and the GPU-class GEMM and depthwise convolutions compute their products in f16
+//! (`GpuOptions::f16_arithmetic`; on a CPU adapter only with `--gpu-kernels`).
 //!
 //! `--gpu-kernels` takes the kernels a discrete or integrated GPU gets (fused blocks,
 //! workgroup-tiled convolutions) whatever the adapter is; on a CPU adapter such as

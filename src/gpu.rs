@@ -67,9 +67,9 @@ pub struct GpuOptions {
     /// (`shaders/conv_gemm.wgsl`: [`crate::ops::conv::ConvKernel::Gemm`] and
     /// `GemmSplitK`) stores its workgroup tiles in f16 and sums each step of 16 products
     /// in f16, the tiled depthwise kernel (`DepthwiseTiled`) its input patch and each
-    /// kernel row's products (16 at a time in wider rows); the sums of those stay f32. Other kernels keep f32
-    /// arithmetic. Needs [`Precision::F16`] (else a typed error naming
-    /// `f16_arithmetic`). Meant for GPUs with fast f16 (twice the f32 rate on many; half
+    /// kernel row's products (16 at a time in wider rows); the sums of those stay f32.
+    /// Other kernels keep f32 arithmetic. Needs [`Precision::F16`] (else a typed error
+    /// naming `f16_arithmetic`). Meant for GPUs with fast f16 (twice the f32 rate on many; half
     /// the tiles' workgroup memory); CPU adapters compute f16 in f32 registers and gain
     /// nothing (0.87-1.03x the throughput on lavapipe, see the README's Half precision
     /// section). Each f16 sum has at most 16 terms (17 roundings with an input gate),
@@ -124,10 +124,10 @@ pub struct GpuOptions {
 }
 
 /// The element type activation tensors are stored in on the device. Kernels compute and
-/// accumulate in f32 at both precisions (unless [`GpuOptions::f16_arithmetic`] asks for
-/// f16 products where a kernel has that form); layer weights follow the precision. The choice is made once, for
-/// a whole context ([`GpuOptions::precision`]): every tensor of that context, uploaded
-/// or computed, has it.
+/// accumulate in f32 at both precisions (unless [`GpuOptions::f16_arithmetic`] asks for f16
+/// products where a kernel has that form); layer weights follow the precision. The choice
+/// is made once, for a whole context ([`GpuOptions::precision`]): every tensor of that
+/// context, uploaded or computed, has it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
     /// 32-bit floats (PyTorch's default).

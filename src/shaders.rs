@@ -135,14 +135,7 @@ pub const SUBGROUPS: &str = "SUBGROUPS";
 /// Whether a shader's workgroup reductions have a subgroup form (it declares
 /// [`SUBGROUPS`]).
 pub fn has_subgroup_form(name: &str) -> bool {
-    static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    TABLE
-        .get_or_init(|| {
-            names()
-                .filter(|n| specializations(n).iter().any(|(k, _)| k == SUBGROUPS))
-                .collect()
-        })
-        .contains(&name)
+    declares_context_constant(name, SUBGROUPS)
 }
 
 /// The `@specialize` constant that selects a kernel's f16-arithmetic form: its `Mac`
@@ -151,14 +144,26 @@ pub const HALF_MATH: &str = "HALF_MATH";
 
 /// Whether a shader has an f16-arithmetic form (it declares [`HALF_MATH`]).
 pub fn has_half_math_form(name: &str) -> bool {
-    static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    declares_context_constant(name, HALF_MATH)
+}
+
+/// Whether shader `name` declares the context constant `constant` ([`set_by_context`]):
+/// every shader's declared context constants, listed once (the recorder asks at each
+/// dispatch).
+fn declares_context_constant(name: &str, constant: &str) -> bool {
+    type Table = Vec<(&'static str, Vec<String>)>;
+    static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
     TABLE
         .get_or_init(|| {
             names()
-                .filter(|n| specializations(n).iter().any(|(k, _)| k == HALF_MATH))
+                .map(|n| {
+                    let declared = specializations(n).into_iter().map(|(k, _)| k);
+                    (n, declared.filter(|k| set_by_context(k)).collect())
+                })
                 .collect()
         })
-        .contains(&name)
+        .iter()
+        .any(|(n, declared)| *n == name && declared.iter().any(|k| k == constant))
 }
 
 /// Whether the `@specialize` constant `name` is set by the recorder from the context

@@ -395,9 +395,8 @@ fn selfie_mask_and_peak(gpu: &Gpu) -> (Array4<f32>, u64) {
 }
 
 /// The targets: the f16 selfie mask within 1e-3 mean absolute difference of
-/// TFLite's, on the CPU-class and the GPU-class kernels (those also in f16 arithmetic), and its peak
-/// memory at most 0.55x
-/// the f32 context's.
+/// TFLite's, on the CPU-class and the GPU-class kernels (those also in f16 arithmetic), and
+/// its peak memory at most 0.55x the f32 context's.
 #[test]
 fn selfie_mask_in_f16_matches_tflite_in_half_the_memory() {
     let golden = segblocks::StateDict::load(concat!(

@@ -121,9 +121,9 @@ fn act_shaders_validate_with_f16_storage() {
     assert_eq!(count, 52, "shaders with Act bindings");
 }
 
-/// The kernels with an f16-arithmetic form (the GPU-class GEMM and depthwise
-/// convolutions) validate with it at f16 storage and translate to SPIR-V, MSL and HLSL; their default form and their f16-storage
-/// form compute in f32.
+/// The kernels with an f16-arithmetic form (the GPU-class GEMM and depthwise convolutions)
+/// validate with it at f16 storage and translate to SPIR-V, MSL and HLSL; their default
+/// form and their f16-storage form compute in f32.
 #[test]
 fn f16_arithmetic_forms_validate() {
     use segblocks::shaders::{has_half_math_form, source, HALF_MATH, PRECISION};
