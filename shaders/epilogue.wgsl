@@ -4,8 +4,17 @@
 #include "param_activation.wgsl"
 
 // A residual fused into the store: 0 none, 1 act(v) + r (joining after the activation, as
-// MobileNet's linear bottlenecks), 2 act(v + r) (before it, as ResNet's blocks).
+// MobileNet's linear bottlenecks), 2 act(v + r) (before it, as ResNet's blocks), 3
+// then(act(v) + r) (a second activation after it, as ENet's bottlenecks).
 override RESIDUAL: u32 = 0u;
+
+// RESIDUAL 3's second activation: the activation THEN_ACT (an activation4 code), then the
+// one with parameters THEN_PACT (a param_formula4 kind, 0 none) with THEN_PACT_A and
+// THEN_PACT_B as f32 bit patterns.
+override THEN_ACT: u32 = 0u;
+override THEN_PACT: u32 = 0u;
+override THEN_PACT_A: u32 = 0u;
+override THEN_PACT_B: u32 = 0u;
 
 // Both activations, in order.
 fn activate_all4(v: vec4<f32>) -> vec4<f32> {
@@ -16,6 +25,10 @@ fn activate_all4(v: vec4<f32>) -> vec4<f32> {
 // driver's compile time grows with each inlined copy before the constants fold.
 fn finish4(v: vec4<f32>, r: vec4<f32>) -> vec4<f32> {
     let a = activate_all4(select(v, v + r, RESIDUAL == 2u));
+    if (RESIDUAL == 3u) {
+        let s = activation4(THEN_ACT, a + r);
+        return param_formula4(THEN_PACT, s, bitcast<f32>(THEN_PACT_A), bitcast<f32>(THEN_PACT_B));
+    }
     return select(a, a + r, RESIDUAL == 1u);
 }
 

@@ -453,6 +453,11 @@ fn param_activations_with_a_residual() {
     let tanh = |y: Array4<f32>| y.mapv(f32::tanh);
     let after = leaky(tanh(conv.clone())) + &res;
     let before = leaky(tanh(&conv + &res));
+    let then = ParamActivation::LeakyRelu {
+        negative_slope: -0.3,
+    };
+    let leaky_then = |y: Array4<f32>| reference::channel::activation_with(y.view(), then).unwrap();
+    let between = leaky_then(tanh(leaky(tanh(conv.clone())) + &res));
     let layer = Conv2d::new(gpu, p, w.view(), None).unwrap();
     let (xt, rt) = (
         gpu.upload(x.view()).unwrap(),
@@ -461,6 +466,10 @@ fn param_activations_with_a_residual() {
     for (join, want) in [
         (ResidualJoin::AfterActivation, after),
         (ResidualJoin::BeforeActivation, before),
+        (
+            ResidualJoin::AfterActivationThen(Activation::Tanh, Some(then)),
+            between,
+        ),
     ] {
         let mut rec = gpu.recorder();
         let y = layer.forward_residual(&mut rec, &xt, &rt, join).unwrap();
@@ -1425,6 +1434,7 @@ fn cpu_kernels_take_linear_activations_at_run() {
             None => a(z),
             Some(ResidualJoin::AfterActivation) => a(z) + &res,
             Some(ResidualJoin::BeforeActivation) => a(z + &res),
+            Some(ResidualJoin::AfterActivationThen(..)) => (a(z) + &res).mapv(|v| v.max(0.0)),
             Some(ResidualJoin::AddThen(_)) => unreachable!(),
         };
         let conv = Conv2d::new(&gpu, params, w.view(), Some(b.view())).unwrap();
@@ -1453,6 +1463,10 @@ fn cpu_kernels_take_linear_activations_at_run() {
         (None, None),
         (None, Some(ResidualJoin::AfterActivation)),
         (None, Some(ResidualJoin::BeforeActivation)),
+        (
+            None,
+            Some(ResidualJoin::AfterActivationThen(Activation::Relu, None)),
+        ),
         (Some(Activation::Sigmoid), None),
         (
             Some(Activation::HardSigmoid),
@@ -2088,6 +2102,9 @@ fn fused_residual_every_kernel_and_join() {
         let before = ndarray::Zip::from(&linear)
             .and(&res)
             .map_collect(|&v, &r| act(v + r));
+        let between = ndarray::Zip::from(&linear)
+            .and(&res)
+            .map_collect(|&v, &r| (act(v) + r).max(0.0));
         let tol = bound(&params, &x, &w, Some(&b)).mapv(|t| t + 1e-5);
         let (xt, rt) = (
             gpu.upload(x.view()).unwrap(),
@@ -2100,6 +2117,10 @@ fn fused_residual_every_kernel_and_join() {
             for (join, want) in [
                 (ResidualJoin::AfterActivation, &after),
                 (ResidualJoin::BeforeActivation, &before),
+                (
+                    ResidualJoin::AfterActivationThen(Activation::Relu, None),
+                    &between,
+                ),
             ] {
                 gpu.trim_pool();
                 let mut rec = gpu.recorder();

@@ -14,8 +14,8 @@ use segblocks::networks::{
     BiSeNet, BiSeNetAuxMode, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig,
     ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures, DptReadout,
     EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
-    EfficientNetPyTorchFeatures, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, FpnMerge,
-    HeadActivation, InceptionConfig, InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3,
+    EfficientNetPyTorchFeatures, Enet, EnetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig,
+    FpnMerge, HeadActivation, InceptionConfig, InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3,
     MnasNetConfig, MnasNetFeatures, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
     MobileNetV3FeaturesConfig, MobileOneConfig, ModNet, ModNetConfig, RegNetConfig, RegNetFeatures,
     ResNetAttention, ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet,
@@ -419,6 +419,12 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let cfg = FastScnnConfig::new(us(&a["classes"])).aux(flag("aux"));
             run(gpu, FastScnn::load(gpu, cfg, sd, ""), x)
         }
+        "enet" => {
+            let cfg = EnetConfig::new(us(&a["classes"]))
+                .encoder_relu(flag("encoder_relu"))
+                .decoder_relu(flag("decoder_relu"));
+            run(gpu, Enet::load(gpu, cfg, sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -527,7 +533,7 @@ fn every_network_kind_has_a_committed_case() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            37,
+            38,
             "every kind has a committed case: {kinds:?}"
         );
     }

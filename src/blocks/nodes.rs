@@ -15,7 +15,7 @@ use crate::ops::attention::{
     radix_softmax_sum, radix_softmax_sum_cost, radix_softmax_sum_shape, Eca, EcaParams, SeWeights,
     SqueezeExcitation, SqueezeExcitationParams, MAX_RADIX,
 };
-use crate::ops::channel::{self, elementwise_cost};
+use crate::ops::channel::{self, elementwise_cost, ParamActivation};
 use crate::ops::conv::{Conv2d, Conv2dParams, PackedWeights, ResidualJoin};
 use crate::ops::conv_transpose::{ConvTranspose2d, ConvTranspose2dParams};
 use crate::ops::copy::{CropParams2d, Pad2dParams};
@@ -101,6 +101,9 @@ pub struct ConvBnAct {
     /// Weights that are zeros by construction, not parameters
     /// ([`ConvBnAct::with_structural_zeros`]).
     structural_zeros: u64,
+    /// Learned parameters of the activations in its store, PReLU slopes
+    /// ([`ConvBnAct::with_activation_params`]).
+    activation_params: u64,
 }
 
 impl ConvBnAct {
@@ -148,6 +151,7 @@ impl ConvBnAct {
             fixed: false,
             input_offset: None,
             structural_zeros: 0,
+            activation_params: 0,
         })
     }
 
@@ -179,6 +183,7 @@ impl ConvBnAct {
             fixed: true,
             input_offset: None,
             structural_zeros: 0,
+            activation_params: 0,
         })
     }
 
@@ -245,6 +250,13 @@ impl ConvBnAct {
         let (w, b) = self.folded()?;
         self.conv = Conv2d::new(gpu, self.params.bias(true), w.view(), Some(b.view()))?;
         Ok(self)
+    }
+
+    /// Counts `n` learned parameters of the activations its store applies (one-slope
+    /// `nn.PReLU`s run as [`ParamActivation::LeakyRelu`]), as PyTorch counts them.
+    pub(crate) fn with_activation_params(mut self, n: u64) -> Self {
+        self.activation_params = n;
+        self
     }
 
     /// The layer reading a second input, a residual joined in its store (see
@@ -411,6 +423,14 @@ impl ConvBnAct {
                     ResidualJoin::AddThen(then) => {
                         then_param(reference::channel::add(y.view(), r, then)?)?
                     }
+                    ResidualJoin::AfterActivationThen(then, then_p) => {
+                        let y = then_param(act(y.view(), a))?;
+                        let y = reference::channel::add(y.view(), r, then)?;
+                        match then_p {
+                            Some(p) => reference::channel::activation_with(y.view(), p)?,
+                            None => y,
+                        }
+                    }
                 })
             }
             (Some(_), None) => Err(invalid(
@@ -436,6 +456,7 @@ impl ConvBnAct {
         if let Some(scale) = &self.scale {
             c.params += scale.len() as u64;
         }
+        c.params += self.activation_params;
         Ok(c)
     }
 }
@@ -516,6 +537,10 @@ pub(crate) struct ConvTransposeNode {
     bias: Option<Array1<f32>>,
     bn: Option<BnState>,
     layer: ConvTranspose2d,
+    /// Whether the output takes the size of the shape input ([`ConvTransposeNode::sized`]).
+    sized: bool,
+    /// Learned parameters of its activations (PReLU slopes), as PyTorch counts them.
+    activation_params: u64,
 }
 
 impl ConvTransposeNode {
@@ -535,6 +560,8 @@ impl ConvTransposeNode {
             bias,
             bn: None,
             layer,
+            sized: false,
+            activation_params: 0,
         })
     }
 
@@ -576,46 +603,88 @@ impl ConvTransposeNode {
             bias,
             bn: Some(norm),
             layer,
+            sized: false,
+            activation_params: 0,
         })
+    }
+
+    /// The layer sized as PyTorch's `forward(x, output_size)`: its output takes the height
+    /// and width of the graph's shape input (the output padding chosen for it, see
+    /// [`ConvTranspose2dParams::for_output_size`]).
+    pub(crate) fn sized(mut self) -> Self {
+        self.sized = true;
+        self
+    }
+
+    /// Counts `n` learned parameters of its activations (one-slope PReLUs).
+    pub(crate) fn with_activation_params(mut self, n: u64) -> Self {
+        self.activation_params = n;
+        self
+    }
+
+    /// The parameters for `input` (with the output padding that reaches the shape input's
+    /// size when [`ConvTransposeNode::sized`]).
+    fn params_for(
+        &self,
+        input: [usize; 4],
+        shapes: &[[usize; 4]],
+    ) -> Result<ConvTranspose2dParams> {
+        if !self.sized {
+            return Ok(self.params);
+        }
+        let like = shapes
+            .first()
+            .ok_or_else(|| crate::Error::Gpu("graph wiring: no output size".into()))?;
+        self.params.for_output_size(input, (like[2], like[3]))
     }
 }
 
 impl Node for ConvTransposeNode {
     fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
-        Ok(vec![self.params.output_shape(*inputs.get(0)?)?])
+        let x = *inputs.get(0)?;
+        Ok(vec![self.params_for(x, &inputs.shapes)?.output_shape(x)?])
     }
 
     fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
-        let mut c = self.params.cost(*inputs.get(0)?)?;
+        let x = *inputs.get(0)?;
+        let mut c = self.params_for(x, &inputs.shapes)?.cost(x)?;
         if self.bn.is_some() {
             c.params += 2 * self.params.out_channels as u64;
         }
+        c.params += self.activation_params;
         Ok(c)
     }
 
     fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
-        Ok(vec![Value::Tensor(
-            self.layer.forward(rec, inputs.get(0)?.tensor()?)?,
-        )])
+        let x = inputs.get(0)?.tensor()?;
+        let y = match inputs.shapes.first() {
+            Some(like) if self.sized => self.layer.forward_to_size(rec, x, (like[2], like[3]))?,
+            _ => self.layer.forward(rec, x)?,
+        };
+        Ok(vec![Value::Tensor(y)])
     }
 
     fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
         let x = inputs.get(0)?.tensor()?;
+        let (n, c, h, wd) = x.dim();
+        let params = self.params_for([n, c, h, wd], &inputs.shapes)?;
         let (w, b) = (self.weight.view(), self.bias.as_ref().map(|b| b.view()));
         let Some(bn) = &self.bn else {
-            let y = reference::conv_transpose::conv_transpose2d(&self.params, x, w, b)?;
+            let y = reference::conv_transpose::conv_transpose2d(&params, x, w, b)?;
             return Ok(vec![HostValue::Tensor(y)]);
         };
         let plain = ConvTranspose2dParams {
             activation: Activation::None,
             param_activation: None,
-            ..self.params
+            ..params
         };
         let y = reference::conv_transpose::conv_transpose2d(&plain, x, w, b)?;
         let y = bn.reference(y.view())?;
+        // The activation, then the one with parameters (the kernel's order).
+        let y = reference::channel::activation(y.view(), self.params.activation);
         let y = match &self.params.param_activation {
             Some(p) => reference::channel::activation_with(y.view(), *p)?,
-            None => reference::channel::activation(y.view(), self.params.activation),
+            None => y,
         };
         Ok(vec![HostValue::Tensor(y)])
     }
@@ -1126,6 +1195,10 @@ pub(crate) enum Op {
     ShufflePair,
     /// Channels `start..start + length` of the input (`narrow(1, start, length)`).
     Narrow(usize, usize),
+    /// The input with zero channels after its own, up to this many in all
+    /// (`torch.cat((x, torch.zeros(n, channels - c, h, w)), 1)`: ENet's downsampling
+    /// shortcut).
+    PadChannels(usize),
     /// An activation.
     Activation(Activation),
     /// `x * gate(s)` of inputs `(x, s)`, `s` of shape `[N, 1, H, W]` (spatial attention).
@@ -1457,6 +1530,12 @@ impl Node for Op {
             }
             Op::ShufflePair => vec![channel::shuffle_pair_shape(x, *inputs.get(1)?)?],
             Op::Narrow(start, length) => vec![channel::narrow_shape(x, *start, *length)?],
+            Op::PadChannels(channels) => {
+                fail_if(*channels < x[1], "channels", || {
+                    format!("padding to {channels} channels, but the input has {}", x[1])
+                })?;
+                vec![[x[0], *channels, x[2], x[3]]]
+            }
             Op::Activation(_) | Op::Softmax { .. } => vec![x],
             Op::ScaleSpatial(_) => {
                 same("scale", 1, [x[0], 1, x[2], x[3]])?;
@@ -1521,6 +1600,12 @@ impl Node for Op {
                 bytes: 8 * (x[0] * length * x[2] * x[3]) as u64,
                 ..Cost::default()
             },
+            // Every output value written by the clear, the input's copied over them.
+            Op::PadChannels(channels) => Cost {
+                bytes: 4 * ((x[0] * channels * x[2] * x[3]) as u64)
+                    + 8 * x.iter().product::<usize>() as u64,
+                ..Cost::default()
+            },
             Op::Activation(_) => elementwise_cost(x, 1),
             // A max, a sum and the writes: three reads of the input.
             Op::Softmax { .. } => elementwise_cost(x, 3),
@@ -1580,6 +1665,13 @@ impl Node for Op {
             Op::Concat => one(channel::concat(rec, &inputs.all(Value::tensor)?)?),
             Op::ShufflePair => one(channel::shuffle_pair(rec, t(0)?, t(1)?)?),
             Op::Narrow(start, length) => one(channel::narrow(rec, t(0)?, *start, *length)?),
+            Op::PadChannels(channels) => {
+                let x = t(0)?;
+                let [n, _, h, w] = x.shape();
+                let y = rec.zeros("padded", [n, *channels, h, w])?;
+                channel::copy_into_channels(rec, x, &y, 0)?;
+                one(y)
+            }
             Op::Activation(a) => one(channel::activation(rec, t(0)?, *a)?),
             Op::Softmax { log: false } => one(channel::softmax(rec, t(0)?)?),
             Op::Softmax { log: true } => one(channel::log_softmax(rec, t(0)?)?),
@@ -1667,6 +1759,16 @@ impl Node for Op {
                 one(x
                     .slice(ndarray::s![.., *start..start + length, .., ..])
                     .to_owned())
+            }
+            Op::PadChannels(channels) => {
+                let x = t(0)?;
+                let (n, c, h, w) = x.dim();
+                fail_if(*channels < c, "channels", || {
+                    format!("padding to {channels} channels, but the input has {c}")
+                })?;
+                let mut y = Array4::zeros((n, *channels, h, w));
+                y.slice_mut(ndarray::s![.., ..c, .., ..]).assign(&x);
+                one(y)
             }
             Op::Activation(a) => one(rc::activation(t(0)?, *a)),
             Op::Softmax { log } => one(rc::softmax(t(0)?, *log)?),
@@ -1926,6 +2028,9 @@ pub(crate) struct BnActNode {
     layer: crate::ops::norm::BatchNorm2d,
     host: BnState,
     act: Activation,
+    /// An activation with parameters after `act`, and how many of its parameters are
+    /// learned (a PReLU's slope: 1), as [`BnActNode::then`] sets them.
+    then: Option<(ParamActivation, u64)>,
 }
 
 impl BnActNode {
@@ -1945,18 +2050,39 @@ impl BnActNode {
             Some(host.beta.view()),
         )?
         .with_running_stats(host.mean.view(), host.var.view())?;
-        Ok(BnActNode { layer, host, act })
+        Ok(BnActNode {
+            layer,
+            host,
+            act,
+            then: None,
+        })
     }
 
-    /// Records the norm and the activation on `x`.
+    /// The node with `act` after its activation (a pass of its own), `learned` of whose
+    /// parameters count as the model's (a one-slope `nn.PReLU`: 1).
+    pub(crate) fn then(mut self, act: ParamActivation, learned: u64) -> Result<Self> {
+        act.validate()?;
+        self.then = Some((act, learned));
+        Ok(self)
+    }
+
+    /// Records the norm and the activations on `x`.
     pub(crate) fn run(&self, rec: &mut Recorder<'_>, x: &Tensor) -> Result<Tensor> {
-        self.layer.forward_eval_act(rec, x, self.act)
+        let y = self.layer.forward_eval_act(rec, x, self.act)?;
+        match self.then {
+            Some((p, _)) => crate::ops::channel::activation_with(rec, &y, p),
+            None => Ok(y),
+        }
     }
 
-    /// The CPU reference: the batch norm, then the activation.
+    /// The CPU reference: the batch norm, then the activations.
     pub(crate) fn reference_of(&self, x: ArrayView4<f32>) -> Result<Array4<f32>> {
         let y = self.host.reference(x)?;
-        Ok(reference::channel::activation(y.view(), self.act))
+        let y = reference::channel::activation(y.view(), self.act);
+        match self.then {
+            Some((p, _)) => reference::channel::activation_with(y.view(), p),
+            None => Ok(y),
+        }
     }
 }
 
@@ -1970,10 +2096,14 @@ impl Node for BnActNode {
     /// The affine parameters (the running statistics are buffers, as torchinfo counts).
     fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
         let x = *inputs.get(0)?;
+        let then = self.then.map_or(Cost::default(), |(_, learned)| Cost {
+            params: learned,
+            ..elementwise_cost(x, 1)
+        });
         Ok(Cost {
-            params: 2 * self.host.gamma.len() as u64,
+            params: 2 * self.host.gamma.len() as u64 + then.params,
             macs: 0,
-            bytes: elementwise_cost(x, 2).bytes,
+            bytes: elementwise_cost(x, 2).bytes + then.bytes,
         })
     }
 

@@ -627,6 +627,12 @@ pub enum ResidualJoin {
     /// ResNet-style block whose ReLU follows the add, while its last convolution (batch
     /// norm folded in) has none.
     AddThen(Activation),
+    /// `then(act(conv(x)) + r)`: the convolution's activations (the plain one and the one
+    /// with parameters) before the add, and a second pair after it, `then = (a, p)` applied
+    /// as `p(a(.))`: ENet's bottlenecks, whose branch ends in a ReLU or PReLU and whose sum
+    /// in another (a one-slope `nn.PReLU` is [`ParamActivation::LeakyRelu`] with its
+    /// weight as the slope).
+    AfterActivationThen(Activation, Option<ParamActivation>),
 }
 
 /// How a convolution's padding is filled (PyTorch's `padding_mode`).
@@ -1456,12 +1462,14 @@ impl Epilogue {
         }
     }
 
-    /// The residual join (`RESIDUAL`): 0 none, 1 after the activation, 2 before it.
+    /// The residual join (`RESIDUAL`): 0 none, 1 after the activation, 2 before it, 3
+    /// between two runs of it.
     fn residual_code(&self) -> u32 {
         match self.residual {
             None => 0,
             Some(ResidualJoin::AfterActivation) => 1,
             Some(ResidualJoin::BeforeActivation | ResidualJoin::AddThen(_)) => 2,
+            Some(ResidualJoin::AfterActivationThen(..)) => 3,
         }
     }
 }
@@ -1476,6 +1484,15 @@ impl Specialize for Epilogue {
         c.set("RESIDUAL", self.residual_code());
         c.set("SHUFFLE_G", self.shuffle_groups);
         self.param.write(c);
+        let (then_act, then_param) = match self.residual {
+            Some(ResidualJoin::AfterActivationThen(a, p)) => (a, p),
+            _ => (Activation::None, None),
+        };
+        c.set("THEN_ACT", then_act.shader_code());
+        let (pact, a, b) = param_args(then_param);
+        c.set("THEN_PACT", pact);
+        c.set("THEN_PACT_A", a.to_bits());
+        c.set("THEN_PACT_B", b.to_bits());
     }
 }
 
@@ -1548,13 +1565,18 @@ impl ActivationAtRun {
     }
 }
 
+/// The kind (0: none) and the two parameters of `param_formula4`.
+fn param_args(p: Option<ParamActivation>) -> (u32, f32, f32) {
+    p.map_or((0, 0.0, 0.0), |p| {
+        let (mode, a, b) = p.shader_args();
+        (mode + 1, a, b)
+    })
+}
+
 /// `PACT`, `PACT_A`, `PACT_B` of `shaders/param_activation.wgsl` (0: none).
 impl Specialize for Option<ParamActivation> {
     fn write(&self, c: &mut Constants) {
-        let (pact, a, b) = self.map_or((0, 0.0, 0.0), |p| {
-            let (mode, a, b) = p.shader_args();
-            (mode + 1, a, b)
-        });
+        let (pact, a, b) = param_args(*self);
         c.set("PACT", pact);
         c.set("PACT_A", a.to_bits());
         c.set("PACT_B", b.to_bits());

@@ -92,6 +92,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            its three logits (out, out16, out32)
   fast_scnn Tramac/Fast-SCNN-pytorch's FastSCNN(num_classes, aux), vendored unchanged in
            third_party/fast_scnn (Apache-2.0): `out` the logits, with aux `aux` the auxiliary head's
+  enet     davidtvs/PyTorch-ENet's ENet(num_classes, encoder_relu, decoder_relu) as its
+           models/enet.py defines it since 2021, written out in enet_model.py under its
+           names: `out` the logits
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -1051,6 +1054,16 @@ CASES = [
     # bins make no difference on the first's 2 x 3), calibrated too.
     ("fast_scnn_odd_batch2", "fast_scnn", dict(classes=5, aux=False), [2, 3, 61, 93]),
     ("fast_scnn_aux_odd", "fast_scnn", dict(classes=2, aux=True), [1, 3, 157, 159]),
+    # ENet: odd sizes (the decoder's unpoolings and sized transposed convolutions give each
+    # stage its encoder stage's size back), batch 2, PReLU in the encoder (the default) or
+    # the decoder; a size whose 1/8 map (20 x 18) lets the dilated convolutions reach
+    # past the centre tap; calibrated too.
+    ("enet_odd_batch2", "enet", dict(classes=5, encoder_relu=False, decoder_relu=True),
+     [2, 3, 45, 61]),
+    ("enet_relu_encoder_prelu_decoder", "enet", dict(classes=3, encoder_relu=True,
+                                                     decoder_relu=False), [1, 3, 37, 50]),
+    ("enet_wide", "enet", dict(classes=2, encoder_relu=False, decoder_relu=True),
+     [1, 3, 160, 143]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1082,7 +1095,7 @@ CALIBRATED = [
     "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd", "smp_unet_tu_fbnetv3_b_odd",
     "u2netp_odd_batch2", "isnet_odd", "modnet_batch2", "smp_unet_tu_hrnet_w18_small",
     "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8", "bisenetv2_train",
-    "bisenet_face_odd_batch2", "fast_scnn_aux_odd",
+    "bisenet_face_odd_batch2", "fast_scnn_aux_odd", "enet_odd_batch2",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1324,6 +1337,9 @@ def build(kind, a):
                 y = super().forward(x)
                 return {"out": y[0], **({"aux": y[1]} if len(y) > 1 else {})}
         return Segmenter(a["classes"], aux=a["aux"])
+    if kind == "enet":
+        from enet_model import ENet
+        return ENet(a["classes"], encoder_relu=a["encoder_relu"], decoder_relu=a["decoder_relu"])
     raise ValueError(kind)
 
 
