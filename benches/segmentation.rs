@@ -37,9 +37,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     BiSeNet, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig, ConvNextFeatures,
-    DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, FastScnn,
-    FastScnnConfig, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, ModNet, ModNetConfig,
-    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
+    DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, Enet, EnetConfig,
+    FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, ModNet,
+    ModNetConfig, RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
     SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
     SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig,
     SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
@@ -303,6 +303,9 @@ fn bench(c: &mut Criterion) {
     // Fast-SCNN with Cityscapes' 19 classes at half its frames' size.
     let net = FastScnn::load(&gpu, FastScnnConfig::new(19), &sd, "").unwrap();
     time(&mut g, &gpu, "fast_scnn_512x1024", &net, [1, 3, 512, 1024]);
+    // ENet as PyTorch-ENet's Cityscapes checkpoint runs (20 classes, 512 x 1024 frames).
+    let net = Enet::load(&gpu, EnetConfig::new(20), &sd, "").unwrap();
+    time(&mut g, &gpu, "enet_512x1024", &net, [1, 3, 512, 1024]);
     // Video matting: each frame with the previous frame's state, the foreground and alpha
     // read back.
     let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();

@@ -158,6 +158,8 @@ from facexlib_parsing.bisenet import BiSeNet  # noqa: E402
 bench("bisenet_face_512", first(BiSeNet(19).eval()), (1, 3, 512, 512))
 from fast_scnn.fast_scnn import FastSCNN  # noqa: E402
 bench("fast_scnn_512x1024", first(FastSCNN(19).eval()), (1, 3, 512, 1024))
+from enet_model import ENet  # noqa: E402
+bench("enet_512x1024", ENet(20).eval(), (1, 3, 512, 1024))
 # Robust Video Matting (the golden script's transcription of RVM's modules), each frame
 # with the previous frame's state, the foreground and alpha read back.
 from make_golden_rvm import MattingNetwork  # noqa: E402

@@ -744,7 +744,8 @@ def networks(fz, count, out):
                 "smp_fpn", "smp_deeplabv3", "smp_deeplabv3plus", "smp_linknet",
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
-                "smp_manet", "smp_dpt", "u2net", "modnet", "bisenetv2", "bisenet", "fast_scnn"][i % 33]
+                "smp_manet", "smp_dpt", "u2net", "modnet", "bisenetv2", "bisenet", "fast_scnn",
+                "enet"][i % 34]
         n = r.choice([1, 1, 2, 3])
         if kind == "bisenetv2":
             # BiSeNetV2's branches meet where ceil(side / 8) is a multiple of 4: 32 k less
@@ -755,6 +756,11 @@ def networks(fz, count, out):
             # Fast-SCNN's paths meet where its 1/8 map is a multiple of 4: 32 k + 27 .. 34.
             a = dict(classes=r.randint(1, 5), aux=r.random() < 0.5)
             shape = [n, 3] + [32 * r.randint(0, 2) + r.randint(27, 34) for _ in range(2)]
+        elif kind == "enet":
+            # ENet runs at any size from 7 x 7 (two rows after three halvings).
+            a = dict(classes=r.randint(1, 5), encoder_relu=r.random() < 0.3,
+                     decoder_relu=r.random() < 0.7)
+            shape = [n, 3] + [r.randint(7, 70) for _ in range(2)]
         elif kind == "bisenet":
             # The face-parsing BiSeNet runs at any size.
             a = dict(classes=r.randint(1, 5))

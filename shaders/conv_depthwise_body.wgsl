@@ -47,6 +47,10 @@ struct DepthwiseParams {
     act_hi: f32,
     act_scale: f32,
     act_times_v: u32,
+    pact_a: f32, // the store's activation parameters (StoreArgs)
+    pact_b: f32,
+    then_a: f32,
+    then_b: f32,
 }
 
 fn load_x(base: u32, ix: i32) -> f32 {
@@ -60,6 +64,7 @@ fn load_x(base: u32, ix: i32) -> f32 {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    store_args = StoreArgs(p.pact_a, p.pact_b, p.then_a, p.then_b);
     let gid = thread_index(inv, lid);
     if (gid >= p.rows) {
         return;

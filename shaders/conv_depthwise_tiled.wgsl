@@ -32,6 +32,10 @@ struct DepthwiseTiledParams {
     tiles_y: u32, // ceil(oh / TH)
     ih: u32, // input patch rows: (TH - 1) * SH + (KH - 1) * DH + 1
     iw: u32, // input patch columns: (TW - 1) * SW + (KW - 1) * DW + 1
+    pact_a: f32, // the store's activation parameters (StoreArgs)
+    pact_b: f32,
+    then_a: f32,
+    then_b: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseTiledParams;
@@ -61,6 +65,7 @@ var<workgroup> tile_in: array<Mac, PATCH_MAX>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    store_args = StoreArgs(p.pact_a, p.pact_b, p.then_a, p.then_b);
     let wid = workgroup_index(inv);
     let tx_tile = wid % p.tiles_x;
     let t = wid / p.tiles_x;

@@ -39,6 +39,7 @@ const Y4: u32 = 0u; // @specialize
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    store_args = StoreArgs(p.pact_a, p.pact_b, p.then_a, p.then_b);
     let tile = tile_of(inv, lid);
     let n = tile.n;
     let g = tile.g;

@@ -56,6 +56,10 @@ struct GemmConvParams {
     px_tiles: u32, // ceil(oh * ow / TN)
     splits: u32, // reduction ranges (1 unless PARTIAL)
     k_split: u32, // taps per range, a multiple of TK (k unless PARTIAL)
+    pact_a: f32, // the store's activation parameters (StoreArgs)
+    pact_b: f32,
+    then_a: f32,
+    then_b: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmConvParams;
@@ -108,6 +112,7 @@ fn load_x(plane: u32, iy: i32, ix: i32) -> f32 {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    store_args = StoreArgs(p.pact_a, p.pact_b, p.then_a, p.then_b);
     let wid = workgroup_index(inv);
     let px_tile = wid % p.px_tiles;
     let t = wid / p.px_tiles;

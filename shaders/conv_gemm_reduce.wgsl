@@ -9,6 +9,10 @@ struct GemmReduceParams {
     c_out: u32,
     ohw: u32,
     splits: u32,
+    pact_a: f32, // the store's activation parameters (StoreArgs)
+    pact_b: f32,
+    then_a: f32,
+    then_b: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmReduceParams;
@@ -19,6 +23,7 @@ struct GemmReduceParams {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    store_args = StoreArgs(p.pact_a, p.pact_b, p.then_a, p.then_b);
     let i = thread_index(inv, lid);
     if (i >= p.total) {
         return;

@@ -36,6 +36,10 @@ struct PointwiseParams {
     act_hi: f32,
     act_scale: f32,
     act_times_v: u32,
+    pact_a: f32, // the store's activation parameters (StoreArgs)
+    pact_b: f32,
+    then_a: f32,
+    then_b: f32,
 }
 
 // acc[q] += xv[q] * w for the Q pixel groups of the tile.
@@ -58,6 +62,7 @@ fn store(acc: ptr<function, array<vec4<f32>, Q>>, co: u32, n: u32, q0: u32, p4: 
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    store_args = StoreArgs(p.pact_a, p.pact_b, p.then_a, p.then_b);
     let flat = thread_index(inv, lid);
     let tile = flat % p.tiles;
     let t = flat / p.tiles;

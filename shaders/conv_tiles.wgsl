@@ -25,6 +25,10 @@ struct TiledConvParams {
     pad_w: u32,
     strips_x: u32, // strips per output row (per phase)
     strip_blocks: u32, // workgroups per (n, g, block): ceil(strips / WORKGROUP_SIZE)
+    pact_a: f32, // the store's activation parameters (StoreArgs)
+    pact_b: f32,
+    then_a: f32,
+    then_b: f32,
 }
 
 // The tile an invocation computes.

@@ -30,10 +30,15 @@ struct BlocksParams {
     c_out: u32,
     co_blocks: u32, // ceil(c_out / OCB)
     total: u32, // n * co_blocks * h * w4
+    pact_a: f32, // the store's activation parameters (StoreArgs)
+    pact_b: f32,
+    then_a: f32,
+    then_b: f32,
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
+    store_args = StoreArgs(p.pact_a, p.pact_b, p.then_a, p.then_b);
     let t = thread_index(inv, lid);
     if (t >= p.total) {
         return;

@@ -9,12 +9,10 @@
 override RESIDUAL: u32 = 0u;
 
 // RESIDUAL 3's second activation: the activation THEN_ACT (an activation4 code), then the
-// one with parameters THEN_PACT (a param_formula4 kind, 0 none) with THEN_PACT_A and
-// THEN_PACT_B as f32 bit patterns.
+// one with parameters THEN_PACT (a param_formula4 kind, 0 none) with the parameters
+// store_args.then_a and .then_b (param_activation.wgsl).
 override THEN_ACT: u32 = 0u;
 override THEN_PACT: u32 = 0u;
-override THEN_PACT_A: u32 = 0u;
-override THEN_PACT_B: u32 = 0u;
 
 // Both activations, in order.
 fn activate_all4(v: vec4<f32>) -> vec4<f32> {
@@ -27,7 +25,7 @@ fn finish4(v: vec4<f32>, r: vec4<f32>) -> vec4<f32> {
     let a = activate_all4(select(v, v + r, RESIDUAL == 2u));
     if (RESIDUAL == 3u) {
         let s = activation4(THEN_ACT, a + r);
-        return param_formula4(THEN_PACT, s, bitcast<f32>(THEN_PACT_A), bitcast<f32>(THEN_PACT_B));
+        return param_formula4(THEN_PACT, s, store_args.then_a, store_args.then_b);
     }
     return select(a, a + r, RESIDUAL == 1u);
 }

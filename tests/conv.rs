@@ -479,6 +479,60 @@ fn param_activations_with_a_residual() {
     }
 }
 
+/// The parameters of the activations with parameters (a PReLU's slope, the one after a
+/// residual's sum) are the kernels' uniform, not their constants: layers that differ only
+/// in them share one pipeline per kernel, and each still applies its own.
+#[test]
+fn param_activation_values_share_a_pipeline() {
+    let gpu = gpu();
+    let mut r = rng(79);
+    let shape = [1, 8, 6, 7];
+    let x = random4(&mut r, shape);
+    let res = random4(&mut r, shape);
+    let (xt, rt) = (
+        gpu.upload(x.view()).unwrap(),
+        gpu.upload(res.view()).unwrap(),
+    );
+    let leaky = |s: f32| ParamActivation::LeakyRelu { negative_slope: s };
+    for (kernel, k) in [(ConvKernel::Gemm, 3), (ConvKernel::PointwiseTexels, 1)] {
+        let before = gpu.pipelines_created();
+        for (i, (own, then)) in [(0.25, -0.5), (0.75, 1.5), (-0.1, 0.01)]
+            .into_iter()
+            .enumerate()
+        {
+            let p = Conv2dParams::new(8, 8, k)
+                .padding(k / 2)
+                .bias(false)
+                .param_activation(leaky(own));
+            let w = random4(&mut r, p.weight_shape());
+            let plain = Conv2dParams {
+                param_activation: None,
+                ..p
+            };
+            let z = reference::conv::conv2d(&plain, x.view(), w.view(), None).unwrap();
+            let act = |y: Array4<f32>, s| {
+                reference::channel::activation_with(y.view(), leaky(s)).unwrap()
+            };
+            let want = act(act(z, own) + &res, then);
+            let join = ResidualJoin::AfterActivationThen(Activation::None, Some(leaky(then)));
+            let conv = Conv2d::new(gpu, p, w.view(), None).unwrap();
+            let mut rec = gpu.recorder();
+            let y = conv
+                .forward_residual_with(&mut rec, &xt, &rt, join, kernel)
+                .unwrap();
+            let got = rec.download(&y).unwrap();
+            let tol = bound(&p, &x, &w, None).mapv(|t| 2.0 * t + 1e-5);
+            assert_close(
+                got.view(),
+                want.view(),
+                tol.view(),
+                &format!("{kernel:?} {i}"),
+            );
+            assert_eq!(gpu.pipelines_created(), before + 1, "{kernel:?} {i}");
+        }
+    }
+}
+
 fn arb_case() -> impl Strategy<Value = (Conv2dParams, [usize; 4], u64)> {
     (
         1usize..=3,  // batch

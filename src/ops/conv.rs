@@ -1335,6 +1335,10 @@ uniform! {
         pad_w: u32,
         strips_x: u32,
         strip_blocks: u32,
+        pact_a: f32,
+        pact_b: f32,
+        then_a: f32,
+        then_b: f32,
     }
 }
 
@@ -1355,6 +1359,10 @@ uniform! {
         tiles_y: u32,
         ih: u32,
         iw: u32,
+        pact_a: f32,
+        pact_b: f32,
+        then_a: f32,
+        then_b: f32,
     }
 }
 
@@ -1385,6 +1393,10 @@ uniform! {
         px_tiles: u32,
         splits: u32,
         k_split: u32,
+        pact_a: f32,
+        pact_b: f32,
+        then_a: f32,
+        then_b: f32,
     }
 }
 
@@ -1395,6 +1407,10 @@ uniform! {
         c_out: u32,
         ohw: u32,
         splits: u32,
+        pact_a: f32,
+        pact_b: f32,
+        then_a: f32,
+        then_b: f32,
     }
 }
 
@@ -1413,6 +1429,10 @@ uniform! {
         act_hi: f32,
         act_scale: f32,
         act_times_v: u32,
+        pact_a: f32,
+        pact_b: f32,
+        then_a: f32,
+        then_b: f32,
     }
 }
 
@@ -1436,6 +1456,10 @@ uniform! {
         act_hi: f32,
         act_scale: f32,
         act_times_v: u32,
+        pact_a: f32,
+        pact_b: f32,
+        then_a: f32,
+        then_b: f32,
     }
 }
 
@@ -1462,6 +1486,24 @@ impl Epilogue {
         }
     }
 
+    /// The activations after the sum of [`ResidualJoin::AfterActivationThen`] (none for
+    /// the other joins).
+    fn then(&self) -> (Activation, Option<ParamActivation>) {
+        match self.residual {
+            Some(ResidualJoin::AfterActivationThen(a, p)) => (a, p),
+            _ => (Activation::None, None),
+        }
+    }
+
+    /// The parameters of its activations with parameters, as the kernels' uniforms carry
+    /// them (`pact_a`, `pact_b`, `then_a`, `then_b`: `StoreArgs` of
+    /// `shaders/param_activation.wgsl`), so that they are not part of the pipeline.
+    pub(crate) fn store_args(&self) -> [f32; 4] {
+        let (_, a, b) = param_args(self.param);
+        let (_, then_a, then_b) = param_args(self.then().1);
+        [a, b, then_a, then_b]
+    }
+
     /// The residual join (`RESIDUAL`): 0 none, 1 after the activation, 2 before it, 3
     /// between two runs of it.
     fn residual_code(&self) -> u32 {
@@ -1484,15 +1526,9 @@ impl Specialize for Epilogue {
         c.set("RESIDUAL", self.residual_code());
         c.set("SHUFFLE_G", self.shuffle_groups);
         self.param.write(c);
-        let (then_act, then_param) = match self.residual {
-            Some(ResidualJoin::AfterActivationThen(a, p)) => (a, p),
-            _ => (Activation::None, None),
-        };
+        let (then_act, then_param) = self.then();
         c.set("THEN_ACT", then_act.shader_code());
-        let (pact, a, b) = param_args(then_param);
-        c.set("THEN_PACT", pact);
-        c.set("THEN_PACT_A", a.to_bits());
-        c.set("THEN_PACT_B", b.to_bits());
+        c.set("THEN_PACT", param_args(then_param).0);
     }
 }
 
@@ -1573,13 +1609,11 @@ fn param_args(p: Option<ParamActivation>) -> (u32, f32, f32) {
     })
 }
 
-/// `PACT`, `PACT_A`, `PACT_B` of `shaders/param_activation.wgsl` (0: none).
+/// `PACT` of `shaders/param_activation.wgsl` (0: none); the kernel's uniform carries its
+/// parameters ([`Epilogue::store_args`]).
 impl Specialize for Option<ParamActivation> {
     fn write(&self, c: &mut Constants) {
-        let (pact, a, b) = param_args(*self);
-        c.set("PACT", pact);
-        c.set("PACT_A", a.to_bits());
-        c.set("PACT_B", b.to_bits());
+        c.set("PACT", param_args(*self).0);
     }
 }
 
@@ -1812,15 +1846,15 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
 ];
 
 /// The window of the register-tiled kernels' uniform: the geometry every tiled
-/// convolution shares, with the strip layout left to the plan.
+/// convolution shares and its store's activation parameters ([`Epilogue::store_args`]),
+/// with the strip layout left to the plan.
 pub(crate) fn tiled_uniform(
     n: usize,
-    c_in: usize,
-    in_hw: (usize, usize),
-    c_out: usize,
-    out_hw: (usize, usize),
+    (c_in, in_hw): (usize, (usize, usize)),
+    (c_out, out_hw): (usize, (usize, usize)),
     groups: usize,
     pads: (usize, usize),
+    [pact_a, pact_b, then_a, then_b]: [f32; 4],
 ) -> TiledConvParams {
     let (cin_pg, cout_pg) = (c_in / groups, c_out / groups);
     let oc_vec = tile_oc_vec(cout_pg);
@@ -1841,6 +1875,10 @@ pub(crate) fn tiled_uniform(
         pad_w: pads.1 as u32,
         strips_x: 0,
         strip_blocks: 0,
+        pact_a,
+        pact_b,
+        then_a,
+        then_b,
     }
 }
 
@@ -1864,12 +1902,11 @@ fn plan_direct(
     let ((top, _), (left, _)) = p.pads();
     let mut u = tiled_uniform(
         n,
-        p.in_channels,
-        (input[2], input[3]),
-        p.out_channels,
-        (oh, ow),
+        (p.in_channels, (input[2], input[3])),
+        (p.out_channels, (oh, ow)),
         p.groups,
         (top, left),
+        epilogue.store_args(),
     );
     u.strips_x = ow.div_ceil(px) as u32;
     let spec = DirectSpec {
@@ -1931,6 +1968,7 @@ fn plan_depthwise_tiled(
     let (th, tw) = DEPTHWISE_TILE;
     let (values, rows, cols) = depthwise_patch(p);
     let ((top, _), (left, _)) = p.pads();
+    let [pact_a, pact_b, then_a, then_b] = epilogue.store_args();
     let u = DepthwiseTiledParams {
         n: n as u32,
         c_in: p.in_channels as u32,
@@ -1946,6 +1984,10 @@ fn plan_depthwise_tiled(
         tiles_y: oh.div_ceil(th) as u32,
         ih: rows as u32,
         iw: cols as u32,
+        pact_a,
+        pact_b,
+        then_a,
+        then_b,
     };
     let spec = DepthwiseTiledSpec {
         window: p.window(),
@@ -1984,6 +2026,7 @@ fn plan_gemm(
     let (tm, tn, _) = GEMM_TILE;
     let ((top, _), (left, _)) = p.pads();
     let (cin_pg, cout_pg) = (p.in_per_group(), p.out_per_group());
+    let [pact_a, pact_b, then_a, then_b] = epilogue.store_args();
     let u = GemmConvParams {
         n: n as u32,
         c_in: p.in_channels as u32,
@@ -2009,6 +2052,10 @@ fn plan_gemm(
         px_tiles: (oh * ow).div_ceil(tn) as u32,
         splits: splits as u32,
         k_split: k_split as u32,
+        pact_a,
+        pact_b,
+        then_a,
+        then_b,
     };
     // A split's first pass stores raw sums: one pipeline whatever the store.
     let partial = splits > 1;
@@ -2033,11 +2080,16 @@ fn plan_gemm(
 /// added, then the bias and the store.
 fn plan_gemm_reduce(out: [usize; 4], splits: usize, epilogue: Epilogue) -> Launch {
     let total = out.iter().product::<usize>();
+    let [pact_a, pact_b, then_a, then_b] = epilogue.store_args();
     let u = GemmReduceParams {
         total: total as u32,
         c_out: out[1] as u32,
         ohw: (out[2] * out[3]) as u32,
         splits: splits as u32,
+        pact_a,
+        pact_b,
+        then_a,
+        then_b,
     };
     CONV_GEMM_REDUCE
         .launch(&epilogue, &u)
@@ -2059,6 +2111,7 @@ fn plan_pointwise(
     let q = pointwise_groups(hw);
     let tiles = hw.div_ceil(4 * q);
     let act = ActivationAtRun::of_store(&epilogue);
+    let [pact_a, pact_b, then_a, then_b] = epilogue.store_args();
     let u = PointwiseParams {
         n: n as u32,
         c_in: p.in_channels as u32,
@@ -2072,6 +2125,10 @@ fn plan_pointwise(
         act_hi: act.hi,
         act_scale: act.scale,
         act_times_v: u32::from(act.times_v),
+        pact_a,
+        pact_b,
+        then_a,
+        then_b,
     };
     let invocations = n * oc_blocks * tiles;
     let spec = PointwiseSpec {
@@ -2132,6 +2189,7 @@ fn plan_depthwise(
     let span = t.rows * t.step;
     let rows = n * c_out * t.step * oh.div_ceil(span);
     let act = ActivationAtRun::of_store(&epilogue);
+    let [pact_a, pact_b, then_a, then_b] = epilogue.store_args();
     let u = DepthwiseParams {
         n: n as u32,
         c_in: p.in_channels as u32,
@@ -2150,6 +2208,10 @@ fn plan_depthwise(
         act_hi: act.hi,
         act_scale: act.scale,
         act_times_v: u32::from(act.times_v),
+        pact_a,
+        pact_b,
+        then_a,
+        then_b,
     };
     let spec = DepthwiseSpec {
         strip: StripSpec {

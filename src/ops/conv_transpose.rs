@@ -37,6 +37,10 @@ uniform! {
         c_out: u32,
         co_blocks: u32,
         total: u32,
+        pact_a: f32,
+        pact_b: f32,
+        then_a: f32,
+        then_b: f32,
     }
 }
 
@@ -412,6 +416,11 @@ fn plan(
             let ocb = blocks_ocb(p);
             let co_blocks = p.out_channels.div_ceil(ocb);
             let total = input[0] * co_blocks * input[2] * w4;
+            let store = Epilogue {
+                param: p.param_activation,
+                ..Epilogue::default()
+            };
+            let [pact_a, pact_b, then_a, then_b] = store.store_args();
             let u = BlocksParams {
                 n: input[0] as u32,
                 c_in: p.in_channels as u32,
@@ -420,6 +429,10 @@ fn plan(
                 c_out: p.out_channels as u32,
                 co_blocks: co_blocks as u32,
                 total: total as u32,
+                pact_a,
+                pact_b,
+                then_a,
+                then_b,
             };
             let spec = BlocksSpec {
                 sh: Count(p.stride.0 as u32),
@@ -444,14 +457,18 @@ fn plan(
         &CONV_TRANSPOSE
     };
     let [n, _, oh, ow] = out;
+    let epilogue = Epilogue {
+        act: p.activation,
+        param: p.param_activation,
+        ..Epilogue::default()
+    };
     let mut u = tiled_uniform(
         n,
-        p.in_channels,
-        (input[2], input[3]),
-        p.out_channels,
-        (oh, ow),
+        (p.in_channels, (input[2], input[3])),
+        (p.out_channels, (oh, ow)),
         p.groups,
         p.padding,
+        epilogue.store_args(),
     );
     // Pixels of one phase per row: ceil(ow / sW); strips of px of them.
     let per_phase = ow.div_ceil(p.stride.1);
@@ -462,11 +479,7 @@ fn plan(
     u.strip_blocks = strip_blocks as u32;
     let spec = GatherSpec {
         window: p.window(),
-        epilogue: Epilogue {
-            act: p.activation,
-            param: p.param_activation,
-            ..Epilogue::default()
-        },
+        epilogue,
         px: Count(px as u32),
         oc_vec: Count(tile_oc_vec(p.out_per_group()) as u32),
         taps: if shifted_taps {
