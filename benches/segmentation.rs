@@ -38,13 +38,13 @@ use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     BiSeNet, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig, ConvNextFeatures,
     DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, Enet, EnetConfig,
-    FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, MnasNetConfig, MnasNetFeatures, ModNet,
-    ModNetConfig, RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
-    SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
-    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig,
-    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
-    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
-    SmpUperNetConfig, U2Net, U2NetConfig, UNet, UNetConfig,
+    ErfNet, ErfNetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, MnasNetConfig,
+    MnasNetFeatures, ModNet, ModNetConfig, RegNetConfig, RegNetFeatures, ResNetConfig,
+    ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
+    ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
+    SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig,
+    SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, U2Net, U2NetConfig, UNet, UNetConfig,
 };
 use segblocks::networks::{RobustVideoMatting, RvmConfig, RvmMaps, RvmRun};
 use segblocks::{Gpu, StateDict};
@@ -306,6 +306,9 @@ fn bench(c: &mut Criterion) {
     // ENet as PyTorch-ENet's Cityscapes checkpoint runs (20 classes, 512 x 1024 frames).
     let net = Enet::load(&gpu, EnetConfig::new(20), &sd, "").unwrap();
     time(&mut g, &gpu, "enet_512x1024", &net, [1, 3, 512, 1024]);
+    // ERFNet as erfnet_pytorch's Cityscapes checkpoint runs (20 classes, 512 x 1024).
+    let net = ErfNet::load(&gpu, ErfNetConfig::new(20), &sd, "").unwrap();
+    time(&mut g, &gpu, "erfnet_512x1024", &net, [1, 3, 512, 1024]);
     // Video matting: each frame with the previous frame's state, the foreground and alpha
     // read back.
     let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();

@@ -160,6 +160,8 @@ from fast_scnn.fast_scnn import FastSCNN  # noqa: E402
 bench("fast_scnn_512x1024", first(FastSCNN(19).eval()), (1, 3, 512, 1024))
 from enet_model import ENet  # noqa: E402
 bench("enet_512x1024", ENet(20).eval(), (1, 3, 512, 1024))
+from erfnet_model import Net as ERFNet  # noqa: E402
+bench("erfnet_512x1024", ERFNet(20).eval(), (1, 3, 512, 1024))
 # Robust Video Matting (the golden script's transcription of RVM's modules), each frame
 # with the previous frame's state, the foreground and alpha read back.
 from make_golden_rvm import MattingNetwork  # noqa: E402

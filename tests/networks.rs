@@ -14,18 +14,19 @@ use segblocks::networks::{
     BiSeNet, BiSeNetAuxMode, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig,
     ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures, DptReadout,
     EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
-    EfficientNetPyTorchFeatures, Enet, EnetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig,
-    FpnMerge, HeadActivation, InceptionConfig, InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3,
-    MnasNetConfig, MnasNetFeatures, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
-    MobileNetV3FeaturesConfig, MobileOneConfig, ModNet, ModNetConfig, RegNetConfig, RegNetFeatures,
-    ResNetAttention, ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet,
-    SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
-    SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
-    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder, SmpFpn,
-    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig,
-    SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig,
-    SmpUperNet, SmpUperNetConfig, TimmEfficientNetArch, TimmEfficientNetConfig, TimmMobileNetArch,
-    TimmMobileNetConfig, U2Net, U2NetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    EfficientNetPyTorchFeatures, Enet, EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig,
+    Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig, InceptionFeatures, LrAsppConfig,
+    LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures, MobileNetV2Config, MobileNetV2Features,
+    MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig, ModNet, ModNetConfig,
+    RegNetConfig, RegNetFeatures, ResNetAttention, ResNetConfig, ResNetFeatures, SeNetConfig,
+    SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config,
+    ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3,
+    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder,
+    SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan,
+    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetArch, TimmEfficientNetConfig,
+    TimmMobileNetArch, TimmMobileNetConfig, U2Net, U2NetConfig, UNet, UNetConfig, VggConfig,
+    VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -425,6 +426,10 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 .decoder_relu(flag("decoder_relu"));
             run(gpu, Enet::load(gpu, cfg, sd, ""), x)
         }
+        "erfnet" => {
+            let cfg = ErfNetConfig::new(us(&a["classes"])).only_encode(flag("only_encode"));
+            run(gpu, ErfNet::load(gpu, cfg, sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -533,7 +538,7 @@ fn every_network_kind_has_a_committed_case() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            38,
+            39,
             "every kind has a committed case: {kinds:?}"
         );
     }

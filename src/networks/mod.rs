@@ -10,8 +10,8 @@
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
 //! ConvNeXts, GENets and RepVGGs),
 //! MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal, MODNet
-//! for portrait matting, BiSeNetV2, Fast-SCNN and ENet for real-time semantic segmentation
-//! and BiSeNet for face parsing. Each is a
+//! for portrait matting, BiSeNetV2, Fast-SCNN, ENet and ERFNet for real-time semantic
+//! segmentation and BiSeNet for face parsing. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
@@ -22,6 +22,7 @@ mod densenet;
 mod dpn;
 mod efficientnet;
 mod enet;
+mod erfnet;
 mod fast_scnn;
 mod fcn8s;
 mod gernet;
@@ -72,6 +73,7 @@ pub use efficientnet::{
     EfficientNetPyTorchFeatures,
 };
 pub use enet::{Enet, EnetConfig};
+pub use erfnet::{ErfNet, ErfNetConfig};
 pub use fast_scnn::{FastScnn, FastScnnConfig};
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use gernet::{GerNetBlock, GerNetConfig, GerNetStage};

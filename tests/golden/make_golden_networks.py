@@ -95,6 +95,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   enet     davidtvs/PyTorch-ENet's ENet(num_classes, encoder_relu, decoder_relu) as its
            models/enet.py defines it since 2021, written out in enet_model.py under its
            names: `out` the logits
+  erfnet   Eromera/erfnet_pytorch's Net(num_classes) with forward(x, only_encode), written
+           out in erfnet_model.py under its names: `out` the logits (the parameter count
+           leaves out the output layer the forward does not run)
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -1064,6 +1067,12 @@ CASES = [
                                                      decoder_relu=False), [1, 3, 37, 50]),
     ("enet_wide", "enet", dict(classes=2, encoder_relu=False, decoder_relu=True),
      [1, 3, 160, 143]),
+    # ERFNet: sides of multiples of 8 (its downsamplers' branches meet only there), batch
+    # 2, the encoder's logits, a 1/8 map (20 x 17) the dilated convolutions reach across;
+    # calibrated too.
+    ("erfnet_batch2", "erfnet", dict(classes=5, only_encode=False), [2, 3, 48, 72]),
+    ("erfnet_encoder", "erfnet", dict(classes=3, only_encode=True), [1, 3, 40, 56]),
+    ("erfnet_wide", "erfnet", dict(classes=2, only_encode=False), [1, 3, 160, 136]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1095,7 +1104,7 @@ CALIBRATED = [
     "smp_unet_tu_lcnet_100_odd", "smp_unet_tu_mobilenetv1_100_odd", "smp_unet_tu_fbnetv3_b_odd",
     "u2netp_odd_batch2", "isnet_odd", "modnet_batch2", "smp_unet_tu_hrnet_w18_small",
     "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8", "bisenetv2_train",
-    "bisenet_face_odd_batch2", "fast_scnn_aux_odd", "enet_odd_batch2",
+    "bisenet_face_odd_batch2", "fast_scnn_aux_odd", "enet_odd_batch2", "erfnet_batch2",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1340,6 +1349,13 @@ def build(kind, a):
     if kind == "enet":
         from enet_model import ENet
         return ENet(a["classes"], encoder_relu=a["encoder_relu"], decoder_relu=a["decoder_relu"])
+    if kind == "erfnet":
+        from erfnet_model import Net
+
+        class Segmenter(Net):
+            def forward(self, x):
+                return super().forward(x, only_encode=a["only_encode"])
+        return Segmenter(a["classes"])
     raise ValueError(kind)
 
 
@@ -1460,6 +1476,9 @@ def make(index, name, kind, args, shape, out_dir):
         unused.append("fc.")
     if kind == "mnasnet":
         unused.append("classifier.")
+    if kind == "erfnet":
+        # The encoder's 1x1 output layer runs only in encoder mode, the decoder only without.
+        unused.append("decoder." if args["only_encode"] else "encoder.output_conv.")
     if args.get("encoder", "").startswith("efficientnet-b"):
         # EfficientNet-PyTorch's blocks past the last feature, and its head convolution.
         from segmentation_models_pytorch.encoders.efficientnet import efficient_net_encoders
@@ -1544,7 +1563,7 @@ def make(index, name, kind, args, shape, out_dir):
                 tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
     if kind.startswith("smp_") or kind in ("effnet", "senet", "shufflenet", "regnet", "mnasnet",
-                                           "modnet"):
+                                           "modnet", "erfnet"):
         params -= sum(p.numel() for n, p in model.named_parameters()
                       if any(n.startswith(u) for u in unused))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
