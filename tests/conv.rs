@@ -2237,6 +2237,20 @@ fn fused_residual_every_kernel_and_join() {
                 ..
             })
         ));
+        // The activation after the sum is checked like the layer's own: a slope that is
+        // not a number is refused by name.
+        let nan_slope = ParamActivation::LeakyRelu {
+            negative_slope: f32::NAN,
+        };
+        let join = ResidualJoin::AfterActivationThen(Activation::None, Some(nan_slope));
+        let mut rec = gpu.recorder();
+        assert!(matches!(
+            conv.forward_residual(&mut rec, &xt, &rt, join),
+            Err(Error::InvalidParam {
+                name: "negative_slope",
+                ..
+            })
+        ));
     }
 }
 

@@ -434,14 +434,19 @@ impl Conv2dParams {
     }
 
     /// Checks that a residual can join with `join`: `AddThen` brings its own activation,
-    /// so the convolution must have none.
+    /// so the convolution must have none; the activation with parameters after
+    /// `AfterActivationThen`'s sum must have valid parameters.
     pub(crate) fn check_join(&self, join: ResidualJoin) -> Result<()> {
         let a = self.activation;
         fail_if(
             matches!(join, ResidualJoin::AddThen(_)) && a != Activation::None,
             "join",
             || format!("AddThen applies its own activation; the convolution already has {a:?}"),
-        )
+        )?;
+        match join {
+            ResidualJoin::AfterActivationThen(_, Some(p)) => p.validate(),
+            _ => Ok(()),
+        }
     }
 
     /// Checks that the output can be shuffled with `groups`.
