@@ -1615,7 +1615,7 @@ fn param_args(p: Option<ParamActivation>) -> (u32, f32, f32) {
 }
 
 /// `PACT` of `shaders/param_activation.wgsl` (0: none); the kernel's uniform carries its
-/// parameters ([`Epilogue::store_args`]).
+/// parameters (`Epilogue::store_args`).
 impl Specialize for Option<ParamActivation> {
     fn write(&self, c: &mut Constants) {
         c.set("PACT", param_args(*self).0);
