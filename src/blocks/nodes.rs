@@ -622,6 +622,17 @@ impl ConvTransposeNode {
         self
     }
 
+    /// The output's height and width when [`ConvTransposeNode::sized`]: the shape input's.
+    fn output_size(&self, shapes: &[[usize; 4]]) -> Result<Option<(usize, usize)>> {
+        if !self.sized {
+            return Ok(None);
+        }
+        let like = shapes
+            .first()
+            .ok_or_else(|| crate::Error::Gpu("graph wiring: no output size".into()))?;
+        Ok(Some((like[2], like[3])))
+    }
+
     /// The parameters for `input` (with the output padding that reaches the shape input's
     /// size when [`ConvTransposeNode::sized`]).
     fn params_for(
@@ -629,13 +640,10 @@ impl ConvTransposeNode {
         input: [usize; 4],
         shapes: &[[usize; 4]],
     ) -> Result<ConvTranspose2dParams> {
-        if !self.sized {
-            return Ok(self.params);
+        match self.output_size(shapes)? {
+            Some(size) => self.params.for_output_size(input, size),
+            None => Ok(self.params),
         }
-        let like = shapes
-            .first()
-            .ok_or_else(|| crate::Error::Gpu("graph wiring: no output size".into()))?;
-        self.params.for_output_size(input, (like[2], like[3]))
     }
 }
 
@@ -657,9 +665,9 @@ impl Node for ConvTransposeNode {
 
     fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
         let x = inputs.get(0)?.tensor()?;
-        let y = match inputs.shapes.first() {
-            Some(like) if self.sized => self.layer.forward_to_size(rec, x, (like[2], like[3]))?,
-            _ => self.layer.forward(rec, x)?,
+        let y = match self.output_size(&inputs.shapes)? {
+            Some(size) => self.layer.forward_to_size(rec, x, size)?,
+            None => self.layer.forward(rec, x)?,
         };
         Ok(vec![Value::Tensor(y)])
     }
@@ -1159,6 +1167,15 @@ impl Node for SplitAttentionNode {
     }
 }
 
+/// The shape of `x` padded with zero channels to `channels` ([`Op::PadChannels`]), or an
+/// error naming `channels` when the input has more.
+fn pad_channels_shape(x: [usize; 4], channels: usize) -> Result<[usize; 4]> {
+    fail_if(channels < x[1], "channels", || {
+        format!("padding to {channels} channels, but the input has {}", x[1])
+    })?;
+    Ok([x[0], channels, x[2], x[3]])
+}
+
 /// The weightless ops a block is made of, as graph nodes.
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
@@ -1530,12 +1547,7 @@ impl Node for Op {
             }
             Op::ShufflePair => vec![channel::shuffle_pair_shape(x, *inputs.get(1)?)?],
             Op::Narrow(start, length) => vec![channel::narrow_shape(x, *start, *length)?],
-            Op::PadChannels(channels) => {
-                fail_if(*channels < x[1], "channels", || {
-                    format!("padding to {channels} channels, but the input has {}", x[1])
-                })?;
-                vec![[x[0], *channels, x[2], x[3]]]
-            }
+            Op::PadChannels(channels) => vec![pad_channels_shape(x, *channels)?],
             Op::Activation(_) | Op::Softmax { .. } => vec![x],
             Op::ScaleSpatial(_) => {
                 same("scale", 1, [x[0], 1, x[2], x[3]])?;
@@ -1763,9 +1775,7 @@ impl Node for Op {
             Op::PadChannels(channels) => {
                 let x = t(0)?;
                 let (n, c, h, w) = x.dim();
-                fail_if(*channels < c, "channels", || {
-                    format!("padding to {channels} channels, but the input has {c}")
-                })?;
+                pad_channels_shape([n, c, h, w], *channels)?;
                 let mut y = Array4::zeros((n, *channels, h, w));
                 y.slice_mut(ndarray::s![.., ..c, .., ..]).assign(&x);
                 one(y)

@@ -155,8 +155,8 @@ impl Builder<'_> {
         })
     }
 
-    /// The convolution `{seq}.{i}` with its batch norm `{seq}.{i + 1}` and, with `act`,
-    /// the activation after them (`{seq}.{i + 2}`).
+    /// The convolution `{seq}.{i}` (no bias) with its batch norm `{seq}.{i + 1}` and, with
+    /// `act`, that activation after them (its PReLU slope counted as the layer's).
     fn conv(&self, seq: &str, i: usize, p: Conv2dParams, act: Option<Act>) -> Result<ConvBnAct> {
         let at = |j: usize| key(self.prefix, &format!("{seq}.{j}"));
         let p = p.bias(false);
@@ -170,6 +170,12 @@ impl Builder<'_> {
         };
         Ok(conv_bn(self.gpu, self.sd, p, &at(i), &at(i + 1), EPS)?
             .with_activation_params(act.learned))
+    }
+
+    /// The convolution `{seq}.{i}` with its batch norm and its own activation
+    /// `{seq}.{i + 2}` (a `Sequential`'s conv, norm and ReLU or PReLU).
+    fn conv_act(&self, seq: &str, i: usize, p: Conv2dParams, relu: bool) -> Result<ConvBnAct> {
+        self.conv(seq, i, p, Some(self.seq_act(relu, seq, i)?))
     }
 
     /// The activation `{seq}.{i + 2}` of the convolution `{seq}.{i}`.
@@ -251,11 +257,11 @@ impl Builder<'_> {
             .add(key(name, "pad"), Op::PadChannels(cout), &[pooled[0]]);
         let seq = key(name, "ext_conv1");
         let p = Conv2dParams::new(cin, inner, 2).stride(2);
-        let layer = self.conv(&seq, 0, p, Some(self.seq_act(relu, &seq, 0)?))?;
+        let layer = self.conv_act(&seq, 0, p, relu)?;
         let y = self.g.add(seq, layer, &[x]);
         let seq = key(name, "ext_conv2");
         let p = Conv2dParams::new(inner, inner, 3).padding(1);
-        let layer = self.conv(&seq, 0, p, Some(self.seq_act(relu, &seq, 0)?))?;
+        let layer = self.conv_act(&seq, 0, p, relu)?;
         let y = self.g.add(seq, layer, &[y]);
         let out = self.expand_and_join(name, (y, main), (inner, cout), relu)?;
         Ok((out, pooled[1]))
@@ -274,7 +280,7 @@ impl Builder<'_> {
         let inner = channels / INTERNAL_RATIO;
         let seq = key(name, "ext_conv1");
         let p = Conv2dParams::new(channels, inner, 1);
-        let layer = self.conv(&seq, 0, p, Some(self.seq_act(relu, &seq, 0)?))?;
+        let layer = self.conv_act(&seq, 0, p, relu)?;
         let mut y = self.g.add(seq, layer, &[x]);
         let seq = key(name, "ext_conv2");
         let convs = match middle {
@@ -287,7 +293,7 @@ impl Builder<'_> {
             ],
         };
         for (i, p) in convs {
-            let layer = self.conv(&seq, i, p, Some(self.seq_act(relu, &seq, i)?))?;
+            let layer = self.conv_act(&seq, i, p, relu)?;
             y = self.g.add(format!("{seq}.{i}"), layer, &[y]);
         }
         self.expand_and_join(name, (y, x), (inner, channels), relu)
@@ -312,7 +318,7 @@ impl Builder<'_> {
             .add_sized(key(name, "main_unpool1"), unpool, &[main, indices], &[like]);
         let seq = key(name, "ext_conv1");
         let p = Conv2dParams::new(cin, inner, 1);
-        let layer = self.conv(&seq, 0, p, Some(self.seq_act(relu, &seq, 0)?))?;
+        let layer = self.conv_act(&seq, 0, p, relu)?;
         let y = self.g.add(seq, layer, &[x]);
         let act = self.act(relu, &key(name, "ext_tconv1_activation"))?;
         let p = ConvTranspose2dParams {
@@ -331,14 +337,9 @@ impl Builder<'_> {
         // The expansion has no activation of its own: the block's follows the sum.
         let seq = key(name, "ext_conv2");
         let then = self.act(relu, &key(name, "out_activation"))?;
-        let p = Conv2dParams {
-            activation: then.activation,
-            param_activation: then.param,
-            ..Conv2dParams::new(inner, cout, 1).bias(false)
-        };
-        let at = |j: usize| key(self.prefix, &format!("{seq}.{j}"));
-        let layer = conv_bn(self.gpu, self.sd, p, &at(0), &at(1), EPS)?
-            .with_activation_params(then.learned)
+        let p = Conv2dParams::new(inner, cout, 1);
+        let layer = self
+            .conv(&seq, 0, p, Some(then))?
             .with_residual(ResidualJoin::BeforeActivation)?;
         Ok(self.g.add(seq, layer, &[y, main]))
     }

@@ -1510,7 +1510,7 @@ impl Epilogue {
     }
 
     /// The residual join (`RESIDUAL`): 0 none, 1 after the activation, 2 before it, 3
-    /// between two runs of it.
+    /// after it with a second activation on the sum.
     fn residual_code(&self) -> u32 {
         match self.residual {
             None => 0,
