@@ -1,7 +1,8 @@
 //! Channel plumbing and attention: channel shuffle (g = 2) on 232 x 28 x 28, concat of two
 //! 116-channel halves, ShuffleNetV2's shuffled pair (against concat then shuffle), a
 //! 116-channel narrow, a 28 x 28 crop of 232 x 34 x 34, residual add, a product of two
-//! maps, a GRU's blend and a guided filter's division and multiply-add, the blends of
+//! maps, a GRU's blend and a guided filter's division and multiply-add, PIDNet's fusions
+//! (a blend weighted per pixel, a gated sum, a channel dot product), the blends of
 //! Selective Kernel and ResNeSt attention, and an SE block on 96 x 28 x 28, each next to a plain
 //! buffer copy of the same feature map on the same adapter in the same run (GB/s from
 //! the bytes each op must move); the copy also with 2 and 4 vec4s per invocation.
@@ -118,6 +119,35 @@ fn bench(c: &mut Criterion) {
         &x,
         16 * x.len() as u64,
         |rec, t| channel::blend(rec, t, &other, &other),
+    );
+    // PIDNet's fusions: the blend weighted per pixel (reads both maps and one plane),
+    // the light boundary fusion's gated sum (reads three maps), and the pixel attention's
+    // channel dot product (reads two maps, writes one plane).
+    let plane = gpu.upload(common::input([1, 1, 28, 28]).view()).unwrap();
+    let plane_bytes = 4 * 28 * 28;
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "blend_spatial_232_28",
+        &x,
+        12 * x.len() as u64 + plane_bytes,
+        |rec, t| channel::blend_spatial(rec, t, &other, &plane, Activation::None),
+    );
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "add_gated_232_28",
+        &x,
+        16 * x.len() as u64,
+        |rec, t| channel::add_gated(rec, t, &other, &other, Activation::Sigmoid),
+    );
+    common::bench_bytes(
+        &mut g,
+        &gpu,
+        "channel_dot_232_28",
+        &x,
+        8 * x.len() as u64 + plane_bytes,
+        |rec, t| channel::channel_dot(rec, t, &other, Activation::Sigmoid),
     );
     // A guided filter's `cov / (var + eps)` and `A * x + b`.
     common::bench_bytes(

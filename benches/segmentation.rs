@@ -24,7 +24,8 @@
 //! output-channel slices where one storage binding cannot hold it) at 1 x 3 x 160 x 160,
 //! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it) and
 //! MODNet's matte at 256, BiSeNetV2 (19 classes) at 256 x 512, facexlib's face-parsing
-//! BiSeNet (19 classes) at 512, Fast-SCNN (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
+//! BiSeNet (19 classes) at 512, Fast-SCNN (19 classes), ENet and ERFNet (20 classes) and
+//! PIDNet-S (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
 //! its recurrent state carried from one to the next on the GPU: 256 x 256 at
 //! `downsample_ratio` 1, and 288 x 512 at 0.5 through the deep guided filter.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
@@ -39,8 +40,8 @@ use segblocks::networks::{
     BiSeNet, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig, ConvNextFeatures,
     DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, Enet, EnetConfig,
     ErfNet, ErfNetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, MnasNetConfig,
-    MnasNetFeatures, ModNet, ModNetConfig, RegNetConfig, RegNetFeatures, ResNetConfig,
-    ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
+    MnasNetFeatures, ModNet, ModNetConfig, PidNet, PidNetConfig, RegNetConfig, RegNetFeatures,
+    ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
     ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
     SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig,
     SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
@@ -309,6 +310,10 @@ fn bench(c: &mut Criterion) {
     // ERFNet as erfnet_pytorch's Cityscapes checkpoint runs (20 classes, 512 x 1024).
     let net = ErfNet::load(&gpu, ErfNetConfig::new(20), &sd, "").unwrap();
     time(&mut g, &gpu, "erfnet_512x1024", &net, [1, 3, 512, 1024]);
+    // PIDNet-S as its Cityscapes checkpoint evaluates (19 classes, the logits alone) at
+    // 512 x 1024.
+    let net = PidNet::load(&gpu, PidNetConfig::pidnet_s(19), &sd, "").unwrap();
+    time(&mut g, &gpu, "pidnet_s_512x1024", &net, [1, 3, 512, 1024]);
     // Video matting: each frame with the previous frame's state, the foreground and alpha
     // read back.
     let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();

@@ -162,6 +162,9 @@ from enet_model import ENet  # noqa: E402
 bench("enet_512x1024", ENet(20).eval(), (1, 3, 512, 1024))
 from erfnet_model import Net as ERFNet  # noqa: E402
 bench("erfnet_512x1024", ERFNet(20).eval(), (1, 3, 512, 1024))
+from pidnet.pidnet import PIDNet  # noqa: E402
+bench("pidnet_s_512x1024", PIDNet(m=2, n=3, num_classes=19, planes=32, ppm_planes=96, head_planes=128,
+                                  augment=False).eval(), (1, 3, 512, 1024))
 # Robust Video Matting (the golden script's transcription of RVM's modules), each frame
 # with the previous frame's state, the foreground and alpha read back.
 from make_golden_rvm import MattingNetwork  # noqa: E402

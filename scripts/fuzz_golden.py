@@ -745,7 +745,7 @@ def networks(fz, count, out):
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
                 "smp_manet", "smp_dpt", "u2net", "modnet", "bisenetv2", "bisenet", "fast_scnn",
-                "enet", "erfnet"][i % 35]
+                "enet", "erfnet", "pidnet"][i % 36]
         n = r.choice([1, 1, 2, 3])
         if kind == "bisenetv2":
             # BiSeNetV2's branches meet where ceil(side / 8) is a multiple of 4: 32 k less
@@ -761,6 +761,13 @@ def networks(fz, count, out):
             a = dict(classes=r.randint(1, 5), encoder_relu=r.random() < 0.3,
                      decoder_relu=r.random() < 0.7)
             shape = [n, 3] + [r.randint(7, 70) for _ in range(2)]
+        elif kind == "pidnet":
+            # PIDNet's D branch meets the resized maps where the sides are multiples of 8;
+            # m = 2 is PIDNet-S / -M's form (PAPPM, Light_Bag), other m PIDNet-L's.
+            a = dict(m=r.choice([1, 2, 2, 3]), n=r.randint(1, 4), classes=r.randint(1, 5),
+                     planes=r.randint(2, 8), ppm=r.randint(2, 12), head=r.randint(2, 12),
+                     augment=r.random() < 0.5)
+            shape = [n, 3] + [8 * r.randint(1, 20) for _ in range(2)]
         elif kind == "erfnet":
             # ERFNet's downsamplers meet where the sides halve exactly: multiples of 8.
             a = dict(classes=r.randint(1, 5), only_encode=r.random() < 0.25)

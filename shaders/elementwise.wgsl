@@ -17,6 +17,10 @@
 // MODE 11 y = act(s - a * b)                        (a guided filter's covariance)
 // MODE 12 y = act(a * b + s)                        (a guided filter's output)
 // MODE 13 y = act(a / (b + eps))                    (a guided filter's coefficients)
+// MODE 14 y = act(b * t + a * (1 - t)), t = gate(s[n, 0, h, w]) (a blend weighted per
+//        pixel: PIDNet's pixel-attention-guided fusion)
+// MODE 15 y = act(a * (1 - t) + b), t = gate(s)      (PIDNet's light boundary-attention
+// MODE 16 y = act(a + b * t), t = gate(s)            guided fusion, its two sums)
 // ACT is the output activation, GATE the activation applied to s (0 = none), so an
 // attention block's sigmoid is applied in the same pass that reads the feature map.
 #include "activation.wgsl"
@@ -37,9 +41,9 @@ struct ElementwiseParams {
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> a: array<vec4<Act>>;
-// The second operand (MODE 1, 4, 5, 6, 7, 10, 11, 12, 13).
+// The second operand (MODE 1, 4 to 7, 10 to 16).
 @group(0) @binding(2) var<storage, read> b: array<vec4<Act>>;
-// The gate, mask or added values (MODE 2 to 9), the third operand (MODE 11, 12).
+// The gate, mask or added values (MODE 2 to 9, 14 to 16), the third operand (MODE 11, 12).
 @group(0) @binding(3) var<storage, read> s_in: array<Act>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<Act>>;
 
@@ -47,13 +51,15 @@ fn gate4(v: vec4<f32>) -> vec4<f32> {
     return activation4(GATE, v);
 }
 
-// The gate values of MODE 2, 6, 7 and 8 (per plane) or MODE 3 (per pixel) for the four elements
-// starting at flat index e0. When H * W is a multiple of 4 one plane holds all four.
+// The gate values of MODE 2, 6, 7 and 8 (per plane) or MODE 3 and 14 (per pixel) for the
+// four elements starting at flat index e0. When H * W is a multiple of 4 one plane holds
+// all four.
 fn gate_values(e0: u32) -> vec4<f32> {
+    let per_pixel = MODE == 3u || MODE == 14u;
     var g: vec4<f32>;
     if (HW4) {
         let plane = e0 / p.hw;
-        if (MODE != 3u) {
+        if (!per_pixel) {
             return gate4(vec4<f32>(f32(s_in[plane])));
         }
         let n = plane / p.c;
@@ -64,7 +70,7 @@ fn gate_values(e0: u32) -> vec4<f32> {
     for (var k = 0u; k < 4u; k++) {
         let e = e0 + k;
         let plane = e / p.hw;
-        if (MODE != 3u) {
+        if (!per_pixel) {
             g[k] = f32(s_in[plane]);
         } else {
             g[k] = f32(s_in[(plane / p.c) * p.hw + e % p.hw]);
@@ -101,7 +107,7 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                 }
                 case 2u, 3u: { v = av * gate_values(4u * i); }
                 case 6u: { v = av * gate_values(4u * i) + vec4<f32>(b[i]); }
-                case 7u: {
+                case 7u, 14u: {
                     let g = gate_values(4u * i);
                     v = vec4<f32>(b[i]) * g + av * (1.0 - g);
                 }
@@ -113,10 +119,17 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                     let e = 4u * i;
                     v = av + vec4<f32>(f32(s_in[e % chw]), f32(s_in[(e + 1u) % chw]), f32(s_in[(e + 2u) % chw]), f32(s_in[(e + 3u) % chw]));
                 }
-                case 4u: {
+                case 4u, 15u, 16u: {
                     let e = 4u * i;
                     let g = gate4(vec4<f32>(f32(s_in[e]), f32(s_in[e + 1u]), f32(s_in[e + 2u]), f32(s_in[e + 3u])));
-                    v = vec4<f32>(b[i]) * g + av * (1.0 - g);
+                    let bv = vec4<f32>(b[i]);
+                    if (MODE == 4u) {
+                        v = bv * g + av * (1.0 - g);
+                    } else if (MODE == 15u) {
+                        v = av * (1.0 - g) + bv;
+                    } else {
+                        v = av + bv * g;
+                    }
                 }
                 default: {
                     let e = 4u * i;

@@ -112,6 +112,7 @@ const FILES: &[(&str, &str)] = &[
     wgsl!("activation_param.wgsl"),
     wgsl!("channel_softmax.wgsl"),
     wgsl!("channel_pool.wgsl"),
+    wgsl!("channel_dot.wgsl"),
     wgsl!("se_gate.wgsl"),
     wgsl!("radix_softmax_sum.wgsl"),
     wgsl!("sdpa.wgsl"),

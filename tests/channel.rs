@@ -1027,6 +1027,161 @@ fn reference_operands_of_another_shape_are_typed_errors() {
     assert_eq!(rc::lerp_channels(x, x, sc, none).unwrap().dim(), x.dim());
 }
 
+/// PIDNet's fusions: the blend weighted per pixel (planes whose size is and is not a
+/// multiple of 4: a vec4 in one plane or across two), the two gated sums, and the channel
+/// dot product (one channel, a few, and more than a workgroup's lanes), each with every
+/// gate, at batch 2.
+#[test]
+fn pidnet_fusion_ops_match_reference() {
+    let gpu = gpu();
+    let mut r = rng(31);
+    for shape in [[2, 3, 5, 7], [2, 5, 4, 6], [1, 37, 3, 3]] {
+        let [n, c, h, w] = shape;
+        let (a, b, s) = (
+            random4(&mut r, shape).mapv(|v| 4.0 * v),
+            random4(&mut r, shape),
+            random4(&mut r, shape).mapv(|v| 6.0 * v),
+        );
+        let plane = random4(&mut r, [n, 1, h, w]).mapv(|v| 6.0 * v);
+        let (at, bt, st, pt) = (up(&a), up(&b), up(&s), up(&plane));
+        for gate in [
+            Activation::Sigmoid,
+            Activation::HardSigmoid,
+            Activation::None,
+        ] {
+            let mut rec = gpu.recorder();
+            let y = channel::blend_spatial(&mut rec, &at, &bt, &pt, gate).unwrap();
+            let want =
+                reference::channel::blend_spatial(a.view(), b.view(), plane.view(), gate).unwrap();
+            assert_close(
+                rec.download(&y).unwrap().view(),
+                want.view(),
+                tol(&want, 1e-6).view(),
+                &format!("blend_spatial {shape:?} {gate:?}"),
+            );
+            let mut rec = gpu.recorder();
+            let y = channel::add_gated(&mut rec, &at, &bt, &st, gate).unwrap();
+            let want = reference::channel::add_gated(a.view(), b.view(), s.view(), gate).unwrap();
+            assert_close(
+                rec.download(&y).unwrap().view(),
+                want.view(),
+                tol(&want, 1e-6).view(),
+                &format!("add_gated {shape:?} {gate:?}"),
+            );
+            let mut rec = gpu.recorder();
+            let y = channel::add_complement_gated(&mut rec, &at, &bt, &st, gate).unwrap();
+            let want = reference::channel::add_complement_gated(a.view(), b.view(), s.view(), gate)
+                .unwrap();
+            assert_close(
+                rec.download(&y).unwrap().view(),
+                want.view(),
+                tol(&want, 1e-6).view(),
+                &format!("add_complement_gated {shape:?} {gate:?}"),
+            );
+        }
+        for act in [Activation::Sigmoid, Activation::None, Activation::Relu] {
+            let mut rec = gpu.recorder();
+            let y = channel::channel_dot(&mut rec, &at, &bt, act).unwrap();
+            let want = reference::channel::channel_dot(a.view(), b.view(), act).unwrap();
+            assert_eq!(want.dim(), (n, 1, h, w));
+            // A sum of `c` products: its rounding grows with the magnitudes summed.
+            let scale = (c as f32).sqrt() * 4.0;
+            assert_close(
+                rec.download(&y).unwrap().view(),
+                want.view(),
+                want.mapv(|_| 1e-6 * scale).view(),
+                &format!("channel_dot {shape:?} {act:?}"),
+            );
+        }
+    }
+    // The reference's formulas, one element each: the weight on the end.
+    let one = |v: f32| Array4::from_elem([1, 1, 1, 1], v);
+    let blended = reference::channel::blend_spatial(
+        one(2.0).view(),
+        one(6.0).view(),
+        one(0.25).view(),
+        Activation::None,
+    )
+    .unwrap();
+    assert_eq!(blended[[0, 0, 0, 0]], 3.0);
+    let sum = reference::channel::add_gated(
+        one(2.0).view(),
+        one(6.0).view(),
+        one(0.25).view(),
+        Activation::None,
+    )
+    .unwrap();
+    assert_eq!(sum[[0, 0, 0, 0]], 3.5);
+    let sum = reference::channel::add_complement_gated(
+        one(2.0).view(),
+        one(6.0).view(),
+        one(0.25).view(),
+        Activation::None,
+    )
+    .unwrap();
+    assert_eq!(sum[[0, 0, 0, 0]], 7.5);
+}
+
+/// The fusions' operands of other shapes are typed errors naming the operand.
+#[test]
+fn pidnet_fusion_operands_of_another_shape_are_typed_errors() {
+    let gpu = gpu();
+    let x = up(&Array4::zeros([2, 6, 4, 5]));
+    let other = up(&Array4::zeros([2, 6, 4, 6]));
+    let plane = up(&Array4::zeros([2, 1, 4, 5]));
+    let mut rec = gpu.recorder();
+    let sigmoid = Activation::Sigmoid;
+    let named = |r: segblocks::Result<Tensor>, want: &str| {
+        assert!(
+            matches!(&r, Err(Error::ShapeMismatch { name, .. }) if *name == want),
+            "{want}: {:?}",
+            r.err()
+        );
+    };
+    named(
+        channel::blend_spatial(&mut rec, &x, &other, &plane, sigmoid),
+        "end",
+    );
+    named(
+        channel::blend_spatial(&mut rec, &x, &x, &x, sigmoid),
+        "weight",
+    );
+    named(channel::add_gated(&mut rec, &x, &other, &x, sigmoid), "b");
+    named(channel::add_gated(&mut rec, &x, &x, &plane, sigmoid), "s");
+    named(
+        channel::add_complement_gated(&mut rec, &x, &x, &other, sigmoid),
+        "s",
+    );
+    named(channel::channel_dot(&mut rec, &x, &other, sigmoid), "b");
+    let rc = |r: segblocks::Result<Array4<f32>>, want: &str| {
+        assert!(
+            matches!(&r, Err(Error::ShapeMismatch { name, .. }) if *name == want),
+            "{want}: {:?}",
+            r.err()
+        );
+    };
+    let (a, b) = (
+        Array4::<f32>::zeros([1, 2, 3, 3]),
+        Array4::<f32>::zeros([1, 2, 3, 4]),
+    );
+    rc(
+        reference::channel::blend_spatial(a.view(), a.view(), a.view(), sigmoid),
+        "weight",
+    );
+    rc(
+        reference::channel::add_gated(a.view(), b.view(), a.view(), sigmoid),
+        "b",
+    );
+    rc(
+        reference::channel::add_complement_gated(a.view(), a.view(), b.view(), sigmoid),
+        "s",
+    );
+    rc(
+        reference::channel::channel_dot(a.view(), b.view(), sigmoid),
+        "b",
+    );
+}
+
 #[test]
 fn bad_input_is_a_typed_error() {
     let gpu = gpu();

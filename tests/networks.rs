@@ -17,16 +17,16 @@ use segblocks::networks::{
     EfficientNetPyTorchFeatures, Enet, EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig,
     Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig, InceptionFeatures, LrAsppConfig,
     LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures, MobileNetV2Config, MobileNetV2Features,
-    MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig, ModNet, ModNetConfig,
-    RegNetConfig, RegNetFeatures, ResNetAttention, ResNetConfig, ResNetFeatures, SeNetConfig,
-    SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config,
-    ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3,
-    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder,
-    SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan,
-    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetArch, TimmEfficientNetConfig,
-    TimmMobileNetArch, TimmMobileNetConfig, U2Net, U2NetConfig, UNet, UNetConfig, VggConfig,
-    VggFeatures,
+    MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig, ModNet, ModNetConfig, PidNet,
+    PidNetConfig, RegNetConfig, RegNetFeatures, ResNetAttention, ResNetConfig, ResNetFeatures,
+    SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
+    ShuffleNetV2Config, ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams,
+    SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
+    SmpDptConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet,
+    SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
+    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetArch,
+    TimmEfficientNetConfig, TimmMobileNetArch, TimmMobileNetConfig, U2Net, U2NetConfig, UNet,
+    UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -430,6 +430,18 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let cfg = ErfNetConfig::new(us(&a["classes"])).only_encode(flag("only_encode"));
             run(gpu, ErfNet::load(gpu, cfg, sd, ""), x)
         }
+        "pidnet" => {
+            let cfg = PidNetConfig {
+                m: us(&a["m"]),
+                n: us(&a["n"]),
+                num_classes: us(&a["classes"]),
+                planes: us(&a["planes"]),
+                ppm_planes: us(&a["ppm"]),
+                head_planes: us(&a["head"]),
+                augment: flag("augment"),
+            };
+            run(gpu, PidNet::load(gpu, cfg, sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -538,7 +550,7 @@ fn every_network_kind_has_a_committed_case() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            39,
+            40,
             "every kind has a committed case: {kinds:?}"
         );
     }

@@ -1239,6 +1239,23 @@ pub(crate) enum Op {
     /// `(1 - weight) * start + weight * end` of inputs `(start, end, weight)` (same
     /// shapes): a GRU's update.
     Blend,
+    /// `(1 - t) * start + t * end`, `t = sigmoid(t_logits)`, of inputs
+    /// `(start, end, t_logits)` (same shapes; [`channel::highway`]): PIDNet's
+    /// boundary-attention-guided fusion.
+    Highway,
+    /// `(1 - t) * start + t * end`, `t = gate(weight)`, of inputs `(start, end, weight)`,
+    /// `weight` of shape `[N, 1, H, W]`: PIDNet's pixel-attention-guided fusion.
+    BlendSpatial(Activation),
+    /// `a + gate(s) * b` (or with `complement`, `(1 - gate(s)) * a + b`) of inputs
+    /// `(a, b, s)` (same shapes): PIDNet's light boundary-attention-guided fusion.
+    AddGated {
+        /// The gate turning `s` into the weight.
+        gate: Activation,
+        /// `(1 - gate(s)) * a + b` instead.
+        complement: bool,
+    },
+    /// `act(sum_c a * b)` of inputs `(a, b)` (same shapes) as an `[N, 1, H, W]` map.
+    ChannelDot(Activation),
     /// `c - a * b` of inputs `(c, a, b)` (same shapes).
     SubMul,
     /// `a * b + c` of inputs `(a, b, c)` (same shapes).
@@ -1566,10 +1583,19 @@ impl Node for Op {
                 same("b", 1, x)?;
                 vec![x]
             }
-            Op::Blend | Op::SubMul | Op::MulAdd => {
+            Op::Blend | Op::SubMul | Op::MulAdd | Op::Highway | Op::AddGated { .. } => {
                 same("inputs", 1, x)?;
                 same("inputs", 2, x)?;
                 vec![x]
+            }
+            Op::BlendSpatial(_) => {
+                same("end", 1, x)?;
+                same("weight", 2, [x[0], 1, x[2], x[3]])?;
+                vec![x]
+            }
+            Op::ChannelDot(_) => {
+                same("b", 1, x)?;
+                vec![channel::channel_dot_shape(x)]
             }
             Op::CropLike(_) => vec![self.crop(inputs)?.expect("crop").output_shape(x)?],
             Op::AddChannels(_) => {
@@ -1628,7 +1654,12 @@ impl Node for Op {
             | Op::Div(_)
             | Op::ScaleChannelsAdd { .. }
             | Op::AddChannels(_) => elementwise_cost(x, 2),
-            Op::Blend | Op::SubMul | Op::MulAdd => elementwise_cost(x, 3),
+            Op::Blend | Op::SubMul | Op::MulAdd | Op::Highway | Op::AddGated { .. } => {
+                elementwise_cost(x, 3)
+            }
+            // The weight is a single plane, read once for every channel.
+            Op::BlendSpatial(_) => elementwise_cost(x, 2),
+            Op::ChannelDot(_) => channel::channel_dot_cost(x),
             Op::CropLike(_) => match self.crop(inputs)?.expect("crop") {
                 p if p.offset == (0, 0) && p.size == (x[2], x[3]) => Cost::default(),
                 p => p.cost(x)?,
@@ -1700,6 +1731,16 @@ impl Node for Op {
             Op::Add => one(channel::add(rec, t(0)?, t(1)?, Activation::None)?),
             Op::Mul(act) => one(channel::mul(rec, t(0)?, t(1)?, *act)?),
             Op::Blend => one(channel::blend(rec, t(0)?, t(1)?, t(2)?)?),
+            Op::Highway => one(channel::highway(rec, t(0)?, t(1)?, t(2)?)?),
+            Op::BlendSpatial(gate) => one(channel::blend_spatial(rec, t(0)?, t(1)?, t(2)?, *gate)?),
+            Op::AddGated { gate, complement } => {
+                let gated = match complement {
+                    false => channel::add_gated,
+                    true => channel::add_complement_gated,
+                };
+                one(gated(rec, t(0)?, t(1)?, t(2)?, *gate)?)
+            }
+            Op::ChannelDot(act) => one(channel::channel_dot(rec, t(0)?, t(1)?, *act)?),
             Op::SubMul => one(channel::sub_mul(rec, t(0)?, t(1)?, t(2)?)?),
             Op::MulAdd => one(channel::mul_add(rec, t(0)?, t(1)?, t(2)?)?),
             Op::Div(eps) => one(channel::div(rec, t(0)?, t(1)?, *eps)?),
@@ -1791,6 +1832,16 @@ impl Node for Op {
             Op::Add => one(rc::add(t(0)?, t(1)?, Activation::None)?),
             Op::Mul(act) => one(rc::mul(t(0)?, t(1)?, *act)?),
             Op::Blend => one(rc::blend(t(0)?, t(1)?, t(2)?)?),
+            Op::Highway => one(rc::highway(t(0)?, t(1)?, t(2)?)?),
+            Op::BlendSpatial(gate) => one(rc::blend_spatial(t(0)?, t(1)?, t(2)?, *gate)?),
+            Op::AddGated { gate, complement } => {
+                let gated = match complement {
+                    false => rc::add_gated,
+                    true => rc::add_complement_gated,
+                };
+                one(gated(t(0)?, t(1)?, t(2)?, *gate)?)
+            }
+            Op::ChannelDot(act) => one(rc::channel_dot(t(0)?, t(1)?, *act)?),
             Op::SubMul => one(rc::sub_mul(t(0)?, t(1)?, t(2)?)?),
             Op::MulAdd => one(rc::mul_add(t(0)?, t(1)?, t(2)?)?),
             Op::Div(eps) => one(rc::div(t(0)?, t(1)?, *eps)?),

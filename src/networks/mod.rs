@@ -10,7 +10,7 @@
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
 //! ConvNeXts, GENets and RepVGGs),
 //! MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal, MODNet
-//! for portrait matting, BiSeNetV2, Fast-SCNN, ENet and ERFNet for real-time semantic
+//! for portrait matting, BiSeNetV2, Fast-SCNN, ENet, ERFNet and PIDNet for real-time semantic
 //! segmentation and BiSeNet for face parsing. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
@@ -35,6 +35,7 @@ mod mobilenet_v2;
 mod mobilenet_v3;
 mod mobileone;
 mod modnet;
+mod pidnet;
 mod regnet;
 mod repvgg;
 mod resnet;
@@ -86,6 +87,7 @@ pub use mobilenet_v2::{MobileNetV2Config, MobileNetV2Features};
 pub use mobilenet_v3::{MobileNetV3Arch, MobileNetV3Features, MobileNetV3FeaturesConfig};
 pub use mobileone::MobileOneConfig;
 pub use modnet::{ModNet, ModNetConfig};
+pub use pidnet::{PidNet, PidNetConfig};
 pub use regnet::{RegNetConfig, RegNetFeatures, RegNetStage};
 pub use repvgg::RepVggConfig;
 pub use resnet::{

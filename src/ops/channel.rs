@@ -54,6 +54,15 @@ uniform! {
     }
 }
 
+uniform! {
+    /// `shaders/channel_dot.wgsl`.
+    pub(crate) struct ChannelDotParams {
+        c: u32,
+        hw: u32,
+        total: u32,
+    }
+}
+
 shader_modes! {
     /// What `elementwise.wgsl` computes (its `MODE`).
     enum Mode {
@@ -71,6 +80,9 @@ shader_modes! {
         SubMul = 11,
         MulAdd = 12,
         DivEps = 13,
+        BlendSpatial = 14,
+        AddComplementGated = 15,
+        AddGated = 16,
     }
 }
 
@@ -92,6 +104,8 @@ const ELEMENTWISE: Kernel<ElementwiseParams, ElementwiseSpec> = Kernel::new(
 );
 const CHANNEL_POOL: Kernel<ChannelPoolParams, ChannelPoolOrder> =
     Kernel::new("channel_pool.wgsl", &[read("x"), write("y")]);
+const CHANNEL_DOT: Kernel<ChannelDotParams, Activation> =
+    Kernel::new("channel_dot.wgsl", &[read("a"), read("b"), write("y")]);
 
 uniform! {
     /// `shaders/activation_param.wgsl`.
@@ -286,6 +300,7 @@ pub(crate) const KERNELS: &[&dyn KernelInfo] = &[
     &CHANNEL_COPY,
     &ELEMENTWISE,
     &CHANNEL_POOL,
+    &CHANNEL_DOT,
     &ACTIVATION_PARAM,
     &CHANNEL_SOFTMAX,
 ];
@@ -861,6 +876,7 @@ fn record_elementwise_eps(
             | Mode::ScaleChannelsAdd
             | Mode::LerpChannels
             | Mode::AddChannels
+            | Mode::BlendSpatial
     );
     let spec = ElementwiseSpec {
         whole_planes: !gated || (shape[2] * shape[3]).is_multiple_of(4),
@@ -973,6 +989,57 @@ pub fn blend(
 ) -> Result<Tensor> {
     let spec = gated(Mode::Highway, Activation::None);
     record_ternary(rec, spec, start, ("end", end), ("weight", weight))
+}
+
+/// `(1 - t) * start + t * end` with `t = gate(weight)` and `weight` of shape
+/// `[N, 1, H, W]`, one weight per pixel for every channel, in one pass: PIDNet's
+/// pixel-attention-guided fusion (`PagFM`: `(1 - sim_map) * x + sim_map * y`).
+pub fn blend_spatial(
+    rec: &mut Recorder<'_>,
+    start: &Tensor,
+    end: &Tensor,
+    weight: &Tensor,
+    gate: Activation,
+) -> Result<Tensor> {
+    let xs = start.shape();
+    start.check_gpu(rec.gpu(), "start")?;
+    end.check_gpu(rec.gpu(), "end")?;
+    same_shape("end", xs, end.shape())?;
+    weight.check_gpu(rec.gpu(), "weight")?;
+    same_shape("weight", [xs[0], 1, xs[2], xs[3]], weight.shape())?;
+    record_elementwise(
+        rec,
+        gated(Mode::BlendSpatial, gate),
+        start,
+        Some(end),
+        Some(weight),
+    )
+}
+
+/// `a + gate(s) * b`, all three of one shape, in one pass: PIDNet's light
+/// boundary-attention-guided fusion's `i + sigmoid(d) * p` (`Light_Bag`).
+pub fn add_gated(
+    rec: &mut Recorder<'_>,
+    a: &Tensor,
+    b: &Tensor,
+    s: &Tensor,
+    gate: Activation,
+) -> Result<Tensor> {
+    let spec = gated(Mode::AddGated, gate);
+    record_ternary(rec, spec, a, ("b", b), ("s", s))
+}
+
+/// `(1 - gate(s)) * a + b`, all three of one shape, in one pass: PIDNet's light
+/// boundary-attention-guided fusion's `(1 - sigmoid(d)) * i + p` (`Light_Bag`).
+pub fn add_complement_gated(
+    rec: &mut Recorder<'_>,
+    a: &Tensor,
+    b: &Tensor,
+    s: &Tensor,
+    gate: Activation,
+) -> Result<Tensor> {
+    let spec = gated(Mode::AddComplementGated, gate);
+    record_ternary(rec, spec, a, ("b", b), ("s", s))
 }
 
 /// Residual add `act(a + b)` (shapes must match).
@@ -1184,6 +1251,52 @@ pub fn channel_pool(rec: &mut Recorder<'_>, x: &Tensor, order: ChannelPoolOrder)
         .loops(s[1] as u64);
     rec.run(&launch, args)?;
     Ok(y)
+}
+
+/// The dot product of `a` and `b` over the channels at every pixel, `act(sum_c a * b)`,
+/// as an `[N, 1, H, W]` map (`act(torch.sum(a * b, dim=1, keepdim=True))`; shapes must
+/// match), the product never stored: PIDNet's pixel attention (`PagFM`).
+pub fn channel_dot(
+    rec: &mut Recorder<'_>,
+    a: &Tensor,
+    b: &Tensor,
+    act: Activation,
+) -> Result<Tensor> {
+    a.check_gpu(rec.gpu(), "a")?;
+    b.check_gpu(rec.gpu(), "b")?;
+    let s = a.shape();
+    same_shape("b", s, b.shape())?;
+    let y = rec.empty("output", channel_dot_shape(s))?;
+    let total = s[0] * s[2] * s[3];
+    let u = ChannelDotParams {
+        c: s[1] as u32,
+        hw: (s[2] * s[3]) as u32,
+        total: total as u32,
+    };
+    let args = Args::new().read("a", a).read("b", b).write("y", &y);
+    // One invocation loops over every channel of its pixel.
+    let launch = CHANNEL_DOT
+        .launch(&act, &u)
+        .threads(total)
+        .loops(s[1] as u64);
+    rec.run(&launch, args)?;
+    Ok(y)
+}
+
+/// The shape [`channel_dot`] gives inputs of shape `x`: one channel.
+pub fn channel_dot_shape(x: [usize; 4]) -> [usize; 4] {
+    [x[0], 1, x[2], x[3]]
+}
+
+/// Bytes moved and multiply-adds of [`channel_dot`] on inputs of shape `x`: both read
+/// once, one channel written.
+pub fn channel_dot_cost(x: [usize; 4]) -> Cost {
+    let e = x.iter().product::<usize>() as u64;
+    Cost {
+        params: 0,
+        macs: e,
+        bytes: 4 * (2 * e + (x[0] * x[2] * x[3]) as u64),
+    }
 }
 
 /// Bytes moved by an elementwise op over `inputs` tensors of `shape` writing one.

@@ -107,6 +107,77 @@ pub fn blend(
     Ok(out)
 }
 
+/// `(1 - t) * start + t * end` with `t = gate(weight[n, 0, h, w])`: one weight per pixel
+/// for every channel; `end` of `start`'s shape, `weight` of `[N, 1, H, W]`.
+pub fn blend_spatial(
+    start: ArrayView4<f32>,
+    end: ArrayView4<f32>,
+    weight: ArrayView4<f32>,
+    gate: Activation,
+) -> Result<Array4<f32>> {
+    let [n, _, h, w] = dims(&start);
+    check("end", dims(&start), &end)?;
+    check("weight", [n, 1, h, w], &weight)?;
+    let mut out = start.to_owned();
+    for ((b, c, y, x), v) in out.indexed_iter_mut() {
+        let t = super::activation(gate, weight[[b, 0, y, x]]);
+        *v = (1.0 - t) * *v + t * end[[b, c, y, x]];
+    }
+    Ok(out)
+}
+
+/// `a + gate(s) * b`, elementwise; `b` and `s` of `a`'s shape.
+pub fn add_gated(
+    a: ArrayView4<f32>,
+    b: ArrayView4<f32>,
+    s: ArrayView4<f32>,
+    gate: Activation,
+) -> Result<Array4<f32>> {
+    check("b", dims(&a), &b)?;
+    check("s", dims(&a), &s)?;
+    let mut out = a.to_owned();
+    for (idx, v) in out.indexed_iter_mut() {
+        *v += super::activation(gate, s[idx]) * b[idx];
+    }
+    Ok(out)
+}
+
+/// `(1 - gate(s)) * a + b`, elementwise; `b` and `s` of `a`'s shape.
+pub fn add_complement_gated(
+    a: ArrayView4<f32>,
+    b: ArrayView4<f32>,
+    s: ArrayView4<f32>,
+    gate: Activation,
+) -> Result<Array4<f32>> {
+    check("b", dims(&a), &b)?;
+    check("s", dims(&a), &s)?;
+    let mut out = a.to_owned();
+    for (idx, v) in out.indexed_iter_mut() {
+        *v = (1.0 - super::activation(gate, s[idx])) * *v + b[idx];
+    }
+    Ok(out)
+}
+
+/// `act(sum_c a[n, c, h, w] * b[n, c, h, w])` as an `[N, 1, H, W]` map; `b` of `a`'s
+/// shape.
+pub fn channel_dot(a: ArrayView4<f32>, b: ArrayView4<f32>, act: Activation) -> Result<Array4<f32>> {
+    check("b", dims(&a), &b)?;
+    let [n, c, h, w] = dims(&a);
+    let mut out = Array4::zeros([n, 1, h, w]);
+    for s in 0..n {
+        for y in 0..h {
+            for x in 0..w {
+                let mut sum = 0.0f64;
+                for ch in 0..c {
+                    sum += a[[s, ch, y, x]] as f64 * b[[s, ch, y, x]] as f64;
+                }
+                out[[s, 0, y, x]] = super::activation(act, sum as f32);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `act(x)`.
 pub fn activation(x: ArrayView4<f32>, act: Activation) -> Array4<f32> {
     x.mapv(|v| super::activation(act, v))

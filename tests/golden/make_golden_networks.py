@@ -98,6 +98,9 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   erfnet   Eromera/erfnet_pytorch's Net(num_classes) with forward(x, only_encode), written
            out in erfnet_model.py under its names: `out` the logits (the parameter count
            leaves out the output layer the forward does not run)
+  pidnet   XuJiacong/PIDNet's PIDNet(m, n, num_classes, planes, ppm_planes, head_planes,
+           augment), vendored unchanged in third_party/pidnet (MIT): `out` the logits, with
+           augment `out` the P branch's logits, `side1` the logits, `side2` the boundary map
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -1073,6 +1076,18 @@ CASES = [
     ("erfnet_batch2", "erfnet", dict(classes=5, only_encode=False), [2, 3, 48, 72]),
     ("erfnet_encoder", "erfnet", dict(classes=3, only_encode=True), [1, 3, 40, 56]),
     ("erfnet_wide", "erfnet", dict(classes=2, only_encode=False), [1, 3, 160, 136]),
+    # PIDNet: sides of multiples of 8 (the D branch meets the resized maps only there),
+    # widths that are not multiples of 4, batch 2; PIDNet-S / -M's form (m = 2: PAPPM,
+    # Light_Bag) and PIDNet-L's (DAPPM, Bag) with the auxiliary heads; a 1/64 map of 6 x 5
+    # that every pyramid pool reduces; PIDNet-S itself; calibrated too.
+    ("pidnet_small_odd_batch2", "pidnet", dict(m=2, n=3, classes=5, planes=6, ppm=10, head=12,
+                                               augment=False), [2, 3, 72, 104]),
+    ("pidnet_large_augment", "pidnet", dict(m=3, n=4, classes=3, planes=4, ppm=6, head=8,
+                                            augment=True), [1, 3, 56, 88]),
+    ("pidnet_wide_augment", "pidnet", dict(m=2, n=2, classes=2, planes=4, ppm=8, head=8,
+                                           augment=True), [1, 3, 328, 264]),
+    ("pidnet_s", "pidnet", dict(m=2, n=3, classes=19, planes=32, ppm=96, head=128,
+                                augment=False), [1, 3, 64, 128]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1105,6 +1120,7 @@ CALIBRATED = [
     "u2netp_odd_batch2", "isnet_odd", "modnet_batch2", "smp_unet_tu_hrnet_w18_small",
     "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8", "bisenetv2_train",
     "bisenet_face_odd_batch2", "fast_scnn_aux_odd", "enet_odd_batch2", "erfnet_batch2",
+    "pidnet_small_odd_batch2", "pidnet_large_augment",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1356,6 +1372,18 @@ def build(kind, a):
             def forward(self, x):
                 return super().forward(x, only_encode=a["only_encode"])
         return Segmenter(a["classes"])
+    if kind == "pidnet":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party"))
+        from pidnet.pidnet import PIDNet
+
+        class Segmenter(PIDNet):
+            def forward(self, x):
+                y = super().forward(x)
+                if isinstance(y, list):
+                    return {"out": y[0], "side1": y[1], "side2": y[2]}
+                return y
+        return Segmenter(m=a["m"], n=a["n"], num_classes=a["classes"], planes=a["planes"],
+                         ppm_planes=a["ppm"], head_planes=a["head"], augment=a["augment"])
     raise ValueError(kind)
 
 

@@ -1,0 +1,570 @@
+//! PIDNet (Xu et al., CVPR 2023), the real-time semantic segmentation network of three
+//! branches, as XuJiacong/PIDNet's `models/pidnet.py` and `models/model_utils.py` define it
+//! (`PIDNet(m, n, num_classes, planes, ppm_planes, head_planes, augment)`), under its
+//! state-dict names, so its Cityscapes and CamVid checkpoints load as they are (they were
+//! saved from the training wrapper: their names start with `model`, the prefix to load
+//! them with).
+//!
+//! - The integral branch (`conv1`: two 3x3 stride-2 convolutions with bias, batch norm and
+//!   ReLU; `layer1` .. `layer4`: ResNet basic blocks; `layer5`: two bottlenecks of
+//!   expansion 2) reaches 1/64 of the input, where a pyramid pooling module (`spp`:
+//!   average pools of 5, 9 and 17 at strides 2, 4 and 8 and a global one, each batch norm,
+//!   ReLU and a 1x1 convolution, resized back and added to the unpooled branch) gathers
+//!   context: PIDNet-S and -M's parallel one (`PAPPM`: the four summed branches through
+//!   one grouped 3x3 convolution), PIDNet-L's sequential one (`DAPPM`: each branch added
+//!   to the previous one's output through its own 3x3 convolution).
+//! - The proportional branch (`layer3_`, `layer4_`, `layer5_`) stays at 1/8; after each of
+//!   `layer3` and `layer4` a pixel-attention-guided fusion (`pag3`, `pag4`) blends in the
+//!   integral branch's map (`compression3`, `compression4`: 1x1 convolutions), weighted
+//!   per pixel by the sigmoid of the channel dot product of both maps' 1x1 projections.
+//! - The derivative branch (`layer3_d`, `layer4_d`, `layer5_d`) stays at 1/8 too, adding
+//!   the integral branch's maps through `diff3` and `diff4` (3x3 convolutions, resized).
+//! - The boundary-attention-guided fusion (`dfm`) joins the three at 1/8, weighted by the
+//!   sigmoid of the derivative branch: `Light_Bag` in PIDNet-S and -M (two 1x1
+//!   convolutions of `(1 - s) * i + p` and `i + s * p`, summed), `Bag` in PIDNet-L (batch
+//!   norm, ReLU and a 3x3 convolution of `s * p + (1 - s) * i`); the head
+//!   (`final_layer`: batch norm, ReLU, 3x3 convolution, batch norm, ReLU, 1x1 classifier
+//!   with bias) gives the logits at 1/8.
+//! - With `augment` (training, and the checkpoints' evaluation) the proportional branch's
+//!   head (`seghead_p`) and the derivative branch's boundary head (`seghead_d`, one
+//!   channel) come first and last: `[x_extra_p, x_, x_extra_d]`, as PyTorch returns them.
+//!
+//! Every batch norm after a convolution is folded into it (its ReLU and the residual sums
+//! in the convolution's store); those before a convolution (the pyramid's and the heads'
+//! pre-activation ones) run as passes of their own. The input is `[N, 3, H, W]` with H and
+//! W positive multiples of 8: the derivative branch meets the resized maps at
+//! `H // 8 x W // 8` only there (PyTorch fails elsewhere).
+
+use crate::blocks::{conv_bn, Architecture, BnActNode, ConvBnAct, Graph, Model, Op, ValueId};
+use crate::error::{fail_if, positive, Result};
+use crate::gpu::Gpu;
+use crate::ops::conv::{Conv2dParams, ResidualJoin};
+use crate::ops::pool::{AvgPool2dParams, GlobalPool};
+use crate::ops::upsample::UpsampleMode;
+use crate::ops::{setters, Activation};
+use crate::weights::{key, StateDict};
+
+/// Input channels (`conv1` takes RGB).
+const IMAGE: usize = 3;
+/// Batch norm's eps (PyTorch's default: the model sets only the momentum).
+const EPS: f32 = 1e-5;
+/// The output stride of the logits: the sides must be multiples of it.
+const STRIDE: usize = 8;
+/// Every resize is bilinear without aligned corners (the model's `algc = False`).
+const BILINEAR: UpsampleMode = UpsampleMode::Bilinear {
+    align_corners: false,
+};
+
+/// The configuration of a PIDNet: `PIDNet(m, n, num_classes, planes, ppm_planes,
+/// head_planes, augment)`. The presets are `get_pred_model`'s (`augment` off), and
+/// [`PidNetConfig::augment`] turns the two auxiliary heads on as `get_seg_model` builds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PidNetConfig {
+    /// Basic blocks in `layer1`, `layer2`, `layer3_` and `layer4_` (`m`); 2 also selects
+    /// the small derivative branch, `PAPPM` and `Light_Bag`, anything else the wide
+    /// derivative branch, `DAPPM` and `Bag` (as the model's `if m == 2`).
+    pub m: usize,
+    /// Basic blocks in `layer3` and `layer4` (`n`).
+    pub n: usize,
+    /// Classes of the logits (`num_classes`; 19 for Cityscapes, 11 for CamVid).
+    pub num_classes: usize,
+    /// The base width (`planes`): the integral branch widens it to 16 times.
+    pub planes: usize,
+    /// The pyramid pooling module's branch width (`ppm_planes`).
+    pub ppm_planes: usize,
+    /// The segmentation heads' hidden width (`head_planes`).
+    pub head_planes: usize,
+    /// Whether `forward` returns the proportional branch's logits first and the boundary
+    /// map last, around the logits (`augment`, default `false`).
+    pub augment: bool,
+}
+
+impl PidNetConfig {
+    /// PIDNet-S: `PIDNet(m=2, n=3, planes=32, ppm_planes=96, head_planes=128)`.
+    pub fn pidnet_s(num_classes: usize) -> Self {
+        Self::preset(num_classes, (2, 3), (32, 96, 128))
+    }
+
+    /// PIDNet-M: `PIDNet(m=2, n=3, planes=64, ppm_planes=96, head_planes=128)`.
+    pub fn pidnet_m(num_classes: usize) -> Self {
+        Self::preset(num_classes, (2, 3), (64, 96, 128))
+    }
+
+    /// PIDNet-L: `PIDNet(m=3, n=4, planes=64, ppm_planes=112, head_planes=256)`.
+    pub fn pidnet_l(num_classes: usize) -> Self {
+        Self::preset(num_classes, (3, 4), (64, 112, 256))
+    }
+
+    /// The preset of a model name: `pidnet_s`, `pidnet_m` or `pidnet_l` (the repository's
+    /// `MODEL.NAME`s); another name is a typed error naming `name`.
+    pub fn from_name(name: &str, num_classes: usize) -> Result<Self> {
+        match name {
+            "pidnet_s" => Ok(Self::pidnet_s(num_classes)),
+            "pidnet_m" => Ok(Self::pidnet_m(num_classes)),
+            "pidnet_l" => Ok(Self::pidnet_l(num_classes)),
+            other => Err(crate::Error::InvalidParam {
+                name: "name",
+                reason: format!("unknown PIDNet {other:?}: pidnet_s, pidnet_m or pidnet_l"),
+            }),
+        }
+    }
+
+    fn preset(
+        num_classes: usize,
+        (m, n): (usize, usize),
+        (planes, ppm_planes, head_planes): (usize, usize, usize),
+    ) -> Self {
+        PidNetConfig {
+            m,
+            n,
+            num_classes,
+            planes,
+            ppm_planes,
+            head_planes,
+            augment: false,
+        }
+    }
+}
+
+setters!(PidNetConfig {
+    /// Sets whether the auxiliary heads' maps come with the logits (`augment`).
+    augment: bool,
+});
+
+/// A PIDNet: input `[N, 3, H, W]` (H and W multiples of 8), output the logits
+/// `[N, num_classes, H / 8, W / 8]` (with `augment`, between the proportional branch's
+/// logits and the boundary map `[N, 1, H / 8, W / 8]`).
+pub type PidNet = Model<PidNetConfig>;
+
+/// The two residual blocks of the model, with their expansion.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// `BasicBlock` (expansion 1; ends in ReLU unless `no_relu`).
+    Basic,
+    /// `Bottleneck` (expansion 2; ends without ReLU unless `no_relu=False`).
+    Bottleneck,
+}
+
+impl Block {
+    fn expansion(self) -> usize {
+        match self {
+            Block::Basic => 1,
+            Block::Bottleneck => 2,
+        }
+    }
+}
+
+/// Where the weights are and the graph being built.
+struct Builder<'a> {
+    gpu: &'a Gpu,
+    sd: &'a StateDict,
+    prefix: &'a str,
+    g: Graph,
+}
+
+/// A `k` x `k` convolution without bias at `stride`, padded to keep the size.
+fn conv(cin: usize, cout: usize, k: usize, stride: usize) -> Conv2dParams {
+    Conv2dParams::new(cin, cout, k)
+        .stride(stride)
+        .padding(k / 2)
+        .bias(false)
+}
+
+impl Builder<'_> {
+    fn at(&self, name: &str) -> String {
+        key(self.prefix, name)
+    }
+
+    /// The convolution `{name}.{conv}` with its batch norm `{name}.{bn}` on `x`.
+    fn conv_bn(
+        &mut self,
+        (name, conv, bn): (&str, &str, &str),
+        x: ValueId,
+        p: Conv2dParams,
+    ) -> Result<ValueId> {
+        let (c, b) = (self.at(&key(name, conv)), self.at(&key(name, bn)));
+        let layer = conv_bn(self.gpu, self.sd, p, &c, &b, EPS)?;
+        Ok(self.g.add(key(name, conv), layer, &[x]))
+    }
+
+    /// Batch norm `{name}.{bn}` and ReLU on `x`, then the convolution `{name}.{conv}`
+    /// (a pre-activation layer: the norm cannot fold into the convolution after it).
+    fn bn_relu_conv(
+        &mut self,
+        (name, bn, conv): (&str, &str, &str),
+        x: ValueId,
+        p: Conv2dParams,
+    ) -> Result<ValueId> {
+        let norm = BnActNode::load(
+            self.gpu,
+            self.sd,
+            (p.in_channels, EPS),
+            &self.at(&key(name, bn)),
+            Activation::Relu,
+        )?;
+        let y = self.g.add(key(name, bn), norm, &[x]);
+        let layer = ConvBnAct::load(self.gpu, self.sd, p, &self.at(&key(name, conv)), None, 0.0)?;
+        Ok(self.g.add(key(name, conv), layer, &[y]))
+    }
+
+    /// One residual block under `name`: `relu_end` says whether its sum ends in ReLU.
+    fn block(
+        &mut self,
+        kind: Block,
+        name: &str,
+        x: ValueId,
+        (inplanes, planes, stride): (usize, usize, usize),
+        (downsample, relu_end): (bool, bool),
+    ) -> Result<ValueId> {
+        let out = planes * kind.expansion();
+        let identity = match downsample {
+            true => self.conv_bn(
+                (name, "downsample.0", "downsample.1"),
+                x,
+                conv(inplanes, out, 1, stride),
+            )?,
+            false => x,
+        };
+        let relu = Activation::Relu;
+        let y = match kind {
+            Block::Basic => {
+                let p = conv(inplanes, planes, 3, stride).activation(relu);
+                self.conv_bn((name, "conv1", "bn1"), x, p)?
+            }
+            Block::Bottleneck => {
+                let p = conv(inplanes, planes, 1, 1).activation(relu);
+                let y = self.conv_bn((name, "conv1", "bn1"), x, p)?;
+                let p = conv(planes, planes, 3, stride).activation(relu);
+                self.conv_bn((name, "conv2", "bn2"), y, p)?
+            }
+        };
+        let (last, last_bn) = match kind {
+            Block::Basic => ("conv2", "bn2"),
+            Block::Bottleneck => ("conv3", "bn3"),
+        };
+        let p = conv(planes, out, if kind == Block::Basic { 3 } else { 1 }, 1);
+        let (c, b) = (self.at(&key(name, last)), self.at(&key(name, last_bn)));
+        let end = if relu_end { relu } else { Activation::None };
+        let layer = conv_bn(self.gpu, self.sd, p, &c, &b, EPS)?
+            .with_residual(ResidualJoin::AddThen(end))?;
+        Ok(self.g.add(key(name, last), layer, &[y, identity]))
+    }
+
+    /// `_make_layer(block, inplanes, planes, blocks, stride)` under `name`; `relu_after`:
+    /// the model applies ReLU to its output (in the last block's store here).
+    fn layer(
+        &mut self,
+        kind: Block,
+        name: &str,
+        x: ValueId,
+        (inplanes, planes, blocks, stride): (usize, usize, usize, usize),
+        relu_after: bool,
+    ) -> Result<ValueId> {
+        let out = planes * kind.expansion();
+        let mut y = x;
+        for i in 0..blocks {
+            // The first block keeps its class's default (`BasicBlock` ends in ReLU,
+            // `Bottleneck` not); of the rest, only the last ends without.
+            let no_relu = match i {
+                0 => kind == Block::Bottleneck,
+                _ => i == blocks - 1,
+            };
+            let relu_end = !no_relu || (relu_after && i == blocks - 1);
+            let (cin, s) = if i == 0 { (inplanes, stride) } else { (out, 1) };
+            let downsample = i == 0 && (stride != 1 || inplanes != out);
+            let block_name = key(name, &i.to_string());
+            y = self.block(
+                kind,
+                &block_name,
+                y,
+                (cin, planes, s),
+                (downsample, relu_end),
+            )?;
+        }
+        Ok(y)
+    }
+
+    /// `_make_single_layer(block, inplanes, planes)` under `name`: one block without ReLU.
+    fn single_layer(
+        &mut self,
+        kind: Block,
+        name: &str,
+        x: ValueId,
+        (inplanes, planes): (usize, usize),
+    ) -> Result<ValueId> {
+        let downsample = inplanes != planes * kind.expansion();
+        self.block(kind, name, x, (inplanes, planes, 1), (downsample, false))
+    }
+
+    /// `PagFM(cin, mid)` under `name`: `x` blended with `y` (resized to `x`'s size) by
+    /// `sigmoid(sum_c f_x(x) * up(f_y(y)))` per pixel.
+    fn pag(
+        &mut self,
+        name: &str,
+        x: ValueId,
+        y: ValueId,
+        (cin, mid): (usize, usize),
+    ) -> Result<ValueId> {
+        let y_q = self.conv_bn((name, "f_y.0", "f_y.1"), y, conv(cin, mid, 1, 1))?;
+        let y_q = self.g.resize_like(key(name, "up_q"), BILINEAR, y_q, x);
+        let x_k = self.conv_bn((name, "f_x.0", "f_x.1"), x, conv(cin, mid, 1, 1))?;
+        let sim = self.g.add(
+            key(name, "sim"),
+            Op::ChannelDot(Activation::Sigmoid),
+            &[x_k, y_q],
+        );
+        let y_up = self.g.resize_like(key(name, "up"), BILINEAR, y, x);
+        Ok(self.g.add(
+            key(name, "blend"),
+            Op::BlendSpatial(Activation::None),
+            &[x, y_up, sim],
+        ))
+    }
+
+    /// `PAPPM(inplanes, branch, out)` (`parallel`) or `DAPPM` under `name` on `x`.
+    fn pyramid(
+        &mut self,
+        name: &str,
+        x: ValueId,
+        (inplanes, branch, out): (usize, usize, usize),
+        parallel: bool,
+    ) -> Result<ValueId> {
+        let x0 = self.bn_relu_conv(
+            (name, "scale0.0", "scale0.2"),
+            x,
+            conv(inplanes, branch, 1, 1),
+        )?;
+        let mut scales = vec![x0];
+        let mut previous = x0;
+        for k in 1..=4 {
+            let scale = format!("{name}.scale{k}");
+            let pool = match k {
+                4 => Op::GlobalPool(GlobalPool::Avg),
+                _ => {
+                    // Windows of 5, 9 and 17 at strides 2, 4 and 8, padded by the stride.
+                    let stride = 1 << k;
+                    Op::AvgPool(
+                        AvgPool2dParams::new(2 * stride + 1)
+                            .stride(stride)
+                            .padding(stride),
+                    )
+                }
+            };
+            let pooled = self.g.add(key(&scale, "0"), pool, &[x]);
+            let s = self.bn_relu_conv((&scale, "1", "3"), pooled, conv(inplanes, branch, 1, 1))?;
+            let up = self.g.resize_like(key(&scale, "up"), BILINEAR, s, x);
+            let base = if parallel { x0 } else { previous };
+            let sum = self.g.add(key(&scale, "add"), Op::Add, &[up, base]);
+            if parallel {
+                scales.push(sum);
+            } else {
+                let process = format!("{name}.process{k}");
+                previous =
+                    self.bn_relu_conv((&process, "0", "2"), sum, conv(branch, branch, 3, 1))?;
+                scales.push(previous);
+            }
+        }
+        let joined = if parallel {
+            let cat = self.g.add(key(name, "cat"), Op::Concat, &scales[1..]);
+            let p = conv(4 * branch, 4 * branch, 3, 1).groups(4);
+            let processed =
+                self.bn_relu_conv((name, "scale_process.0", "scale_process.2"), cat, p)?;
+            self.g
+                .add(key(name, "cat_out"), Op::Concat, &[x0, processed])
+        } else {
+            self.g.add(key(name, "cat"), Op::Concat, &scales)
+        };
+        let shortcut = self.bn_relu_conv(
+            (name, "shortcut.0", "shortcut.2"),
+            x,
+            conv(inplanes, out, 1, 1),
+        )?;
+        let norm = BnActNode::load(
+            self.gpu,
+            self.sd,
+            (5 * branch, EPS),
+            &self.at(&key(name, "compression.0")),
+            Activation::Relu,
+        )?;
+        let y = self.g.add(key(name, "compression.0"), norm, &[joined]);
+        let p = conv(5 * branch, out, 1, 1);
+        let layer = ConvBnAct::load(
+            self.gpu,
+            self.sd,
+            p,
+            &self.at(&key(name, "compression.2")),
+            None,
+            0.0,
+        )?
+        .with_residual(ResidualJoin::AddThen(Activation::None))?;
+        Ok(self
+            .g
+            .add(key(name, "compression.2"), layer, &[y, shortcut]))
+    }
+
+    /// `Light_Bag(c, c)` (`light`) or `Bag(c, c)` under `name` on the proportional map
+    /// `p`, the integral one `i` and the derivative one `d`.
+    fn boundary_fusion(
+        &mut self,
+        name: &str,
+        [p, i, d]: [ValueId; 3],
+        c: usize,
+        light: bool,
+    ) -> Result<ValueId> {
+        let sigmoid = Activation::Sigmoid;
+        if !light {
+            let z = self.g.add(key(name, "blend"), Op::Highway, &[i, p, d]);
+            return self.bn_relu_conv((name, "conv.0", "conv.2"), z, conv(c, c, 3, 1));
+        }
+        let to_p = Op::AddGated {
+            gate: sigmoid,
+            complement: true,
+        };
+        let to_p = self.g.add(key(name, "p_in"), to_p, &[i, p, d]);
+        let to_i = Op::AddGated {
+            gate: sigmoid,
+            complement: false,
+        };
+        let to_i = self.g.add(key(name, "i_in"), to_i, &[i, p, d]);
+        let i_add = self.conv_bn((name, "conv_i.0", "conv_i.1"), to_i, conv(c, c, 1, 1))?;
+        let (cp, bp) = (
+            self.at(&key(name, "conv_p.0")),
+            self.at(&key(name, "conv_p.1")),
+        );
+        let layer = conv_bn(self.gpu, self.sd, conv(c, c, 1, 1), &cp, &bp, EPS)?
+            .with_residual(ResidualJoin::AddThen(Activation::None))?;
+        Ok(self.g.add(key(name, "conv_p.0"), layer, &[to_p, i_add]))
+    }
+
+    /// `segmenthead(cin, mid, classes)` under `name` on `x`: batch norm, ReLU, a 3x3
+    /// convolution, batch norm and ReLU (folded), a 1x1 classifier with bias.
+    fn head(
+        &mut self,
+        name: &str,
+        x: ValueId,
+        (cin, mid, classes): (usize, usize, usize),
+    ) -> Result<ValueId> {
+        let norm = BnActNode::load(
+            self.gpu,
+            self.sd,
+            (cin, EPS),
+            &self.at(&key(name, "bn1")),
+            Activation::Relu,
+        )?;
+        let y = self.g.add(key(name, "bn1"), norm, &[x]);
+        let p = conv(cin, mid, 3, 1).activation(Activation::Relu);
+        let y = self.conv_bn((name, "conv1", "bn2"), y, p)?;
+        let p = Conv2dParams::new(mid, classes, 1);
+        let layer = ConvBnAct::load(
+            self.gpu,
+            self.sd,
+            p,
+            &self.at(&key(name, "conv2")),
+            None,
+            0.0,
+        )?;
+        Ok(self.g.add(key(name, "conv2"), layer, &[y]))
+    }
+}
+
+impl Architecture for PidNetConfig {
+    /// Checks that every width and count is positive.
+    fn validate(&self) -> Result<()> {
+        positive(&[
+            ("m", self.m),
+            ("n", self.n),
+            ("num_classes", self.num_classes),
+            ("planes", self.planes),
+            ("ppm_planes", self.ppm_planes),
+            ("head_planes", self.head_planes),
+        ])
+    }
+
+    /// Loads `conv1`, `layer1` .. `layer5`, `compression3` / `4`, `pag3` / `4`,
+    /// `layer3_` .. `layer5_`, `layer3_d` .. `layer5_d`, `diff3` / `4`, `spp`, `dfm` and
+    /// `final_layer` (with `augment` also `seghead_p` and `seghead_d`).
+    fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
+        let mut b = Builder {
+            gpu,
+            sd,
+            prefix,
+            g: Graph::new(),
+        };
+        let (m, n, p) = (self.m, self.n, self.planes);
+        let small = m == 2;
+        let relu = Activation::Relu;
+        let x = b.g.input();
+        let stem = Conv2dParams::new(IMAGE, p, 3)
+            .stride(2)
+            .padding(1)
+            .activation(relu);
+        let y = b.conv_bn(("conv1", "0", "1"), x, stem)?;
+        let stem = Conv2dParams::new(p, p, 3)
+            .stride(2)
+            .padding(1)
+            .activation(relu);
+        let y = b.conv_bn(("conv1", "3", "4"), y, stem)?;
+        let basic = Block::Basic;
+        let y = b.layer(basic, "layer1", y, (p, p, m, 1), true)?;
+        let y = b.layer(basic, "layer2", y, (p, 2 * p, m, 2), true)?;
+        let x_p = b.layer(basic, "layer3_", y, (2 * p, 2 * p, m, 1), false)?;
+        let d_width = if small { p } else { 2 * p };
+        let x_d = b.single_layer(basic, "layer3_d", y, (2 * p, d_width))?;
+        let y = b.layer(basic, "layer3", y, (2 * p, 4 * p, n, 2), true)?;
+        let compressed = b.conv_bn(("compression3", "0", "1"), y, conv(4 * p, 2 * p, 1, 1))?;
+        let x_p = b.pag("pag3", x_p, compressed, (2 * p, p))?;
+        let diff = b.conv_bn(("diff3", "0", "1"), y, conv(4 * p, d_width, 3, 1))?;
+        let diff = b.g.resize_like("diff3.up", BILINEAR, diff, x_d);
+        let x_d = b.g.add("diff3.add", Op::Add, &[x_d, diff]);
+        let y = b.layer(basic, "layer4", y, (4 * p, 8 * p, n, 2), true)?;
+        // The model's in-place ReLUs also change the maps it kept for the auxiliary heads
+        // (`temp_p`, `temp_d` alias them): the heads read them activated.
+        let x_p = b.g.add("layer4_.relu", Op::Activation(relu), &[x_p]);
+        let temp_p = x_p;
+        let x_p = b.layer(basic, "layer4_", x_p, (2 * p, 2 * p, m, 1), false)?;
+        let x_d = b.g.add("layer4_d.relu", Op::Activation(relu), &[x_d]);
+        let x_d = match small {
+            true => b.layer(Block::Bottleneck, "layer4_d", x_d, (p, p, 1, 1), false)?,
+            false => b.single_layer(basic, "layer4_d", x_d, (2 * p, 2 * p))?,
+        };
+        let compressed = b.conv_bn(("compression4", "0", "1"), y, conv(8 * p, 2 * p, 1, 1))?;
+        let x_p = b.pag("pag4", x_p, compressed, (2 * p, p))?;
+        let diff = b.conv_bn(("diff4", "0", "1"), y, conv(8 * p, 2 * p, 3, 1))?;
+        let diff = b.g.resize_like("diff4.up", BILINEAR, diff, x_d);
+        let x_d = b.g.add("diff4.add", Op::Add, &[x_d, diff]);
+        let bottleneck = Block::Bottleneck;
+        let x_p = b.g.add("layer5_.relu", Op::Activation(relu), &[x_p]);
+        let x_p = b.layer(bottleneck, "layer5_", x_p, (2 * p, 2 * p, 1, 1), false)?;
+        let x_d = b.g.add("layer5_d.relu", Op::Activation(relu), &[x_d]);
+        let temp_d = x_d;
+        let x_d = b.layer(bottleneck, "layer5_d", x_d, (2 * p, 2 * p, 1, 1), false)?;
+        let y = b.layer(bottleneck, "layer5", y, (8 * p, 8 * p, 2, 2), false)?;
+        let y = b.pyramid("spp", y, (16 * p, self.ppm_planes, 4 * p), small)?;
+        let y = b.g.resize_like("spp.up", BILINEAR, y, x_p);
+        let fused = b.boundary_fusion("dfm", [x_p, y, x_d], 4 * p, small)?;
+        let (classes, head) = (self.num_classes, self.head_planes);
+        let logits = b.head("final_layer", fused, (4 * p, head, classes))?;
+        let outs = match self.augment {
+            true => vec![
+                b.head("seghead_p", temp_p, (2 * p, head, classes))?,
+                logits,
+                b.head("seghead_d", temp_d, (2 * p, p, 1))?,
+            ],
+            false => vec![logits],
+        };
+        b.g.set_outputs(&outs);
+        Ok(b.g)
+    }
+
+    /// Checks an input shape: 3 channels, height and width positive multiples of 8.
+    fn check_input(&self, input: [usize; 4]) -> Result<()> {
+        crate::ops::check_channels(input, IMAGE)?;
+        let fits = |s: usize| s > 0 && s.is_multiple_of(STRIDE);
+        fail_if(!fits(input[2]) || !fits(input[3]), "input", || {
+            format!(
+                "height and width must be positive multiples of {STRIDE} (the derivative \
+                 branch meets the resized maps at H // 8 x W // 8 only there), got {input:?}"
+            )
+        })
+    }
+}
