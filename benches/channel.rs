@@ -131,7 +131,9 @@ fn bench(c: &mut Criterion) {
         "blend_spatial_232_28",
         &x,
         12 * x.len() as u64 + plane_bytes,
-        |rec, t| channel::blend_spatial(rec, t, &other, &plane, Activation::None),
+        |rec, t| {
+            channel::blend_spatial(rec, t, &other, &plane, (Activation::None, Activation::Relu))
+        },
     );
     common::bench_bytes(
         &mut g,

@@ -1050,9 +1050,15 @@ fn pidnet_fusion_ops_match_reference() {
             Activation::None,
         ] {
             let mut rec = gpu.recorder();
-            let y = channel::blend_spatial(&mut rec, &at, &bt, &pt, gate).unwrap();
+            // PIDNet's blend ends in ReLU; the others with none.
+            let act = match gate {
+                Activation::None => Activation::Relu,
+                _ => Activation::None,
+            };
+            let y = channel::blend_spatial(&mut rec, &at, &bt, &pt, (gate, act)).unwrap();
             let want =
-                reference::channel::blend_spatial(a.view(), b.view(), plane.view(), gate).unwrap();
+                reference::channel::blend_spatial(a.view(), b.view(), plane.view(), (gate, act))
+                    .unwrap();
             assert_close(
                 rec.download(&y).unwrap().view(),
                 want.view(),
@@ -1100,7 +1106,7 @@ fn pidnet_fusion_ops_match_reference() {
         one(2.0).view(),
         one(6.0).view(),
         one(0.25).view(),
-        Activation::None,
+        (Activation::None, Activation::None),
     )
     .unwrap();
     assert_eq!(blended[[0, 0, 0, 0]], 3.0);
@@ -1139,11 +1145,11 @@ fn pidnet_fusion_operands_of_another_shape_are_typed_errors() {
         );
     };
     named(
-        channel::blend_spatial(&mut rec, &x, &other, &plane, sigmoid),
+        channel::blend_spatial(&mut rec, &x, &other, &plane, (sigmoid, Activation::None)),
         "end",
     );
     named(
-        channel::blend_spatial(&mut rec, &x, &x, &x, sigmoid),
+        channel::blend_spatial(&mut rec, &x, &x, &x, (sigmoid, Activation::None)),
         "weight",
     );
     named(channel::add_gated(&mut rec, &x, &other, &x, sigmoid), "b");
@@ -1165,7 +1171,12 @@ fn pidnet_fusion_operands_of_another_shape_are_typed_errors() {
         Array4::<f32>::zeros([1, 2, 3, 4]),
     );
     rc(
-        reference::channel::blend_spatial(a.view(), a.view(), a.view(), sigmoid),
+        reference::channel::blend_spatial(
+            a.view(),
+            a.view(),
+            a.view(),
+            (sigmoid, Activation::None),
+        ),
         "weight",
     );
     rc(

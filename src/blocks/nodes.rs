@@ -1234,6 +1234,8 @@ pub(crate) enum Op {
     },
     /// The sum of inputs `(a, b)` (same shapes).
     Add,
+    /// `act(a + b)` of inputs `(a, b)` (same shapes).
+    AddThen(Activation),
     /// `act(a * b)` of inputs `(a, b)` (same shapes).
     Mul(Activation),
     /// `(1 - weight) * start + weight * end` of inputs `(start, end, weight)` (same
@@ -1243,9 +1245,10 @@ pub(crate) enum Op {
     /// `(start, end, t_logits)` (same shapes; [`channel::highway`]): PIDNet's
     /// boundary-attention-guided fusion.
     Highway,
-    /// `(1 - t) * start + t * end`, `t = gate(weight)`, of inputs `(start, end, weight)`,
-    /// `weight` of shape `[N, 1, H, W]`: PIDNet's pixel-attention-guided fusion.
-    BlendSpatial(Activation),
+    /// `act((1 - t) * start + t * end)`, `t = gate(weight)`, of inputs
+    /// `(start, end, weight)`, `weight` of shape `[N, 1, H, W]`, as `(gate, act)`: PIDNet's
+    /// pixel-attention-guided fusion.
+    BlendSpatial(Activation, Activation),
     /// `a + gate(s) * b` (or with `complement`, `(1 - gate(s)) * a + b`) of inputs
     /// `(a, b, s)` (same shapes): PIDNet's light boundary-attention-guided fusion.
     AddGated {
@@ -1579,7 +1582,7 @@ impl Node for Op {
                 same("branch", 2, x)?;
                 vec![x]
             }
-            Op::Add | Op::Mul(_) | Op::Div(_) => {
+            Op::Add | Op::AddThen(_) | Op::Mul(_) | Op::Div(_) => {
                 same("b", 1, x)?;
                 vec![x]
             }
@@ -1588,7 +1591,7 @@ impl Node for Op {
                 same("inputs", 2, x)?;
                 vec![x]
             }
-            Op::BlendSpatial(_) => {
+            Op::BlendSpatial(..) => {
                 same("end", 1, x)?;
                 same("weight", 2, [x[0], 1, x[2], x[3]])?;
                 vec![x]
@@ -1650,6 +1653,7 @@ impl Node for Op {
             Op::ScaleSpatial(_)
             | Op::ScaleChannels(_)
             | Op::Add
+            | Op::AddThen(_)
             | Op::Mul(_)
             | Op::Div(_)
             | Op::ScaleChannelsAdd { .. }
@@ -1658,7 +1662,7 @@ impl Node for Op {
                 elementwise_cost(x, 3)
             }
             // The weight is a single plane, read once for every channel.
-            Op::BlendSpatial(_) => elementwise_cost(x, 2),
+            Op::BlendSpatial(..) => elementwise_cost(x, 2),
             Op::ChannelDot(_) => channel::channel_dot_cost(x),
             Op::CropLike(_) => match self.crop(inputs)?.expect("crop") {
                 p if p.offset == (0, 0) && p.size == (x[2], x[3]) => Cost::default(),
@@ -1729,10 +1733,17 @@ impl Node for Op {
                 *act,
             )?),
             Op::Add => one(channel::add(rec, t(0)?, t(1)?, Activation::None)?),
+            Op::AddThen(act) => one(channel::add(rec, t(0)?, t(1)?, *act)?),
             Op::Mul(act) => one(channel::mul(rec, t(0)?, t(1)?, *act)?),
             Op::Blend => one(channel::blend(rec, t(0)?, t(1)?, t(2)?)?),
             Op::Highway => one(channel::highway(rec, t(0)?, t(1)?, t(2)?)?),
-            Op::BlendSpatial(gate) => one(channel::blend_spatial(rec, t(0)?, t(1)?, t(2)?, *gate)?),
+            Op::BlendSpatial(gate, act) => one(channel::blend_spatial(
+                rec,
+                t(0)?,
+                t(1)?,
+                t(2)?,
+                (*gate, *act),
+            )?),
             Op::AddGated { gate, complement } => {
                 let gated = match complement {
                     false => channel::add_gated,
@@ -1830,10 +1841,13 @@ impl Node for Op {
                 *act,
             )),
             Op::Add => one(rc::add(t(0)?, t(1)?, Activation::None)?),
+            Op::AddThen(act) => one(rc::add(t(0)?, t(1)?, *act)?),
             Op::Mul(act) => one(rc::mul(t(0)?, t(1)?, *act)?),
             Op::Blend => one(rc::blend(t(0)?, t(1)?, t(2)?)?),
             Op::Highway => one(rc::highway(t(0)?, t(1)?, t(2)?)?),
-            Op::BlendSpatial(gate) => one(rc::blend_spatial(t(0)?, t(1)?, t(2)?, *gate)?),
+            Op::BlendSpatial(gate, act) => {
+                one(rc::blend_spatial(t(0)?, t(1)?, t(2)?, (*gate, *act))?)
+            }
             Op::AddGated { gate, complement } => {
                 let gated = match complement {
                     false => rc::add_gated,

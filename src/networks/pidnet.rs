@@ -297,7 +297,8 @@ impl Builder<'_> {
     }
 
     /// `PagFM(cin, mid)` under `name`: `x` blended with `y` (resized to `x`'s size) by
-    /// `sigmoid(sum_c f_x(x) * up(f_y(y)))` per pixel.
+    /// `sigmoid(sum_c f_x(x) * up(f_y(y)))` per pixel, then the ReLU the model applies to
+    /// the blend next, in the same pass.
     fn pag(
         &mut self,
         name: &str,
@@ -316,7 +317,7 @@ impl Builder<'_> {
         let y_up = self.g.resize_like(key(name, "up"), BILINEAR, y, x);
         Ok(self.g.add(
             key(name, "blend"),
-            Op::BlendSpatial(Activation::None),
+            Op::BlendSpatial(Activation::None, Activation::Relu),
             &[x, y_up, sim],
         ))
     }
@@ -515,14 +516,13 @@ impl Architecture for PidNetConfig {
         let x_p = b.pag("pag3", x_p, compressed, (2 * p, p))?;
         let diff = b.conv_bn(("diff3", "0", "1"), y, conv(4 * p, d_width, 3, 1))?;
         let diff = b.g.resize_like("diff3.up", BILINEAR, diff, x_d);
-        let x_d = b.g.add("diff3.add", Op::Add, &[x_d, diff]);
-        let y = b.layer(basic, "layer4", y, (4 * p, 8 * p, n, 2), true)?;
-        // The model's in-place ReLUs also change the maps it kept for the auxiliary heads
-        // (`temp_p`, `temp_d` alias them): the heads read them activated.
-        let x_p = b.g.add("layer4_.relu", Op::Activation(relu), &[x_p]);
+        // Each fusion's output is used only through the in-place ReLU the model applies to
+        // it next (the maps kept for the auxiliary heads, `temp_p` and `temp_d`, alias
+        // them, so the heads read them activated too): the ReLU is in the fusion's pass.
+        let x_d = b.g.add("diff3.add", Op::AddThen(relu), &[x_d, diff]);
         let temp_p = x_p;
+        let y = b.layer(basic, "layer4", y, (4 * p, 8 * p, n, 2), true)?;
         let x_p = b.layer(basic, "layer4_", x_p, (2 * p, 2 * p, m, 1), false)?;
-        let x_d = b.g.add("layer4_d.relu", Op::Activation(relu), &[x_d]);
         let x_d = match small {
             true => b.layer(Block::Bottleneck, "layer4_d", x_d, (p, p, 1, 1), false)?,
             false => b.single_layer(basic, "layer4_d", x_d, (2 * p, 2 * p))?,
@@ -531,12 +531,10 @@ impl Architecture for PidNetConfig {
         let x_p = b.pag("pag4", x_p, compressed, (2 * p, p))?;
         let diff = b.conv_bn(("diff4", "0", "1"), y, conv(8 * p, 2 * p, 3, 1))?;
         let diff = b.g.resize_like("diff4.up", BILINEAR, diff, x_d);
-        let x_d = b.g.add("diff4.add", Op::Add, &[x_d, diff]);
-        let bottleneck = Block::Bottleneck;
-        let x_p = b.g.add("layer5_.relu", Op::Activation(relu), &[x_p]);
-        let x_p = b.layer(bottleneck, "layer5_", x_p, (2 * p, 2 * p, 1, 1), false)?;
-        let x_d = b.g.add("layer5_d.relu", Op::Activation(relu), &[x_d]);
+        let x_d = b.g.add("diff4.add", Op::AddThen(relu), &[x_d, diff]);
         let temp_d = x_d;
+        let bottleneck = Block::Bottleneck;
+        let x_p = b.layer(bottleneck, "layer5_", x_p, (2 * p, 2 * p, 1, 1), false)?;
         let x_d = b.layer(bottleneck, "layer5_d", x_d, (2 * p, 2 * p, 1, 1), false)?;
         let y = b.layer(bottleneck, "layer5", y, (8 * p, 8 * p, 2, 2), false)?;
         let y = b.pyramid("spp", y, (16 * p, self.ppm_planes, 4 * p), small)?;

@@ -991,15 +991,16 @@ pub fn blend(
     record_ternary(rec, spec, start, ("end", end), ("weight", weight))
 }
 
-/// `(1 - t) * start + t * end` with `t = gate(weight)` and `weight` of shape
+/// `act((1 - t) * start + t * end)` with `t = gate(weight)` and `weight` of shape
 /// `[N, 1, H, W]`, one weight per pixel for every channel, in one pass: PIDNet's
-/// pixel-attention-guided fusion (`PagFM`: `(1 - sim_map) * x + sim_map * y`).
+/// pixel-attention-guided fusion (`PagFM`: `(1 - sim_map) * x + sim_map * y`, and the
+/// ReLU the next layer applies to it).
 pub fn blend_spatial(
     rec: &mut Recorder<'_>,
     start: &Tensor,
     end: &Tensor,
     weight: &Tensor,
-    gate: Activation,
+    (gate, act): (Activation, Activation),
 ) -> Result<Tensor> {
     let xs = start.shape();
     start.check_gpu(rec.gpu(), "start")?;
@@ -1007,13 +1008,11 @@ pub fn blend_spatial(
     same_shape("end", xs, end.shape())?;
     weight.check_gpu(rec.gpu(), "weight")?;
     same_shape("weight", [xs[0], 1, xs[2], xs[3]], weight.shape())?;
-    record_elementwise(
-        rec,
-        gated(Mode::BlendSpatial, gate),
-        start,
-        Some(end),
-        Some(weight),
-    )
+    let spec = ElementwiseSpec {
+        act,
+        ..gated(Mode::BlendSpatial, gate)
+    };
+    record_elementwise(rec, spec, start, Some(end), Some(weight))
 }
 
 /// `a + gate(s) * b`, all three of one shape, in one pass: PIDNet's light

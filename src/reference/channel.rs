@@ -107,13 +107,13 @@ pub fn blend(
     Ok(out)
 }
 
-/// `(1 - t) * start + t * end` with `t = gate(weight[n, 0, h, w])`: one weight per pixel
-/// for every channel; `end` of `start`'s shape, `weight` of `[N, 1, H, W]`.
+/// `act((1 - t) * start + t * end)` with `t = gate(weight[n, 0, h, w])`: one weight per
+/// pixel for every channel; `end` of `start`'s shape, `weight` of `[N, 1, H, W]`.
 pub fn blend_spatial(
     start: ArrayView4<f32>,
     end: ArrayView4<f32>,
     weight: ArrayView4<f32>,
-    gate: Activation,
+    (gate, act): (Activation, Activation),
 ) -> Result<Array4<f32>> {
     let [n, _, h, w] = dims(&start);
     check("end", dims(&start), &end)?;
@@ -121,7 +121,7 @@ pub fn blend_spatial(
     let mut out = start.to_owned();
     for ((b, c, y, x), v) in out.indexed_iter_mut() {
         let t = super::activation(gate, weight[[b, 0, y, x]]);
-        *v = (1.0 - t) * *v + t * end[[b, c, y, x]];
+        *v = super::activation(act, (1.0 - t) * *v + t * end[[b, c, y, x]]);
     }
     Ok(out)
 }
