@@ -25,7 +25,7 @@
 //! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it) and
 //! MODNet's matte at 256, BiSeNetV2 (19 classes) at 256 x 512, facexlib's face-parsing
 //! BiSeNet (19 classes) at 512, Fast-SCNN (19 classes), ENet and ERFNet (20 classes) and
-//! PIDNet-S (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
+//! PIDNet-S and DDRNet-23-slim (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
 //! its recurrent state carried from one to the next on the GPU: 256 x 256 at
 //! `downsample_ratio` 1, and 288 x 512 at 0.5 through the deep guided filter.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
@@ -37,9 +37,9 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    BiSeNet, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig, ConvNextFeatures,
-    DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, Enet, EnetConfig,
-    ErfNet, ErfNetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, MnasNetConfig,
+    BiSeNet, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig, ConvNextFeatures, DdrNet,
+    DdrNetConfig, DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, Enet,
+    EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, MnasNetConfig,
     MnasNetFeatures, ModNet, ModNetConfig, PidNet, PidNetConfig, RegNetConfig, RegNetFeatures,
     ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
     ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
@@ -314,6 +314,15 @@ fn bench(c: &mut Criterion) {
     // 512 x 1024.
     let net = PidNet::load(&gpu, PidNetConfig::pidnet_s(19), &sd, "").unwrap();
     time(&mut g, &gpu, "pidnet_s_512x1024", &net, [1, 3, 512, 1024]);
+    // DDRNet-23-slim as its Cityscapes checkpoint evaluates (19 classes) at 512 x 1024.
+    let net = DdrNet::load(&gpu, DdrNetConfig::ddrnet_23_slim(19), &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "ddrnet_23_slim_512x1024",
+        &net,
+        [1, 3, 512, 1024],
+    );
     // Video matting: each frame with the previous frame's state, the foreground and alpha
     // read back.
     let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();

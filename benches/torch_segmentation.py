@@ -165,6 +165,10 @@ bench("erfnet_512x1024", ERFNet(20).eval(), (1, 3, 512, 1024))
 from pidnet.pidnet import PIDNet  # noqa: E402
 bench("pidnet_s_512x1024", PIDNet(m=2, n=3, num_classes=19, planes=32, ppm_planes=96, head_planes=128,
                                   augment=False).eval(), (1, 3, 512, 1024))
+from ddrnet import DDRNet_23_slim as ddrnet  # noqa: E402
+bench("ddrnet_23_slim_512x1024", ddrnet.DualResNet(ddrnet.BasicBlock, [2, 2, 2, 2], num_classes=19,
+                                                   planes=32, spp_planes=128, head_planes=64,
+                                                   augment=False).eval(), (1, 3, 512, 1024))
 # Robust Video Matting (the golden script's transcription of RVM's modules), each frame
 # with the previous frame's state, the foreground and alpha read back.
 from make_golden_rvm import MattingNetwork  # noqa: E402

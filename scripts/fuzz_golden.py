@@ -745,7 +745,7 @@ def networks(fz, count, out):
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
                 "smp_manet", "smp_dpt", "u2net", "modnet", "bisenetv2", "bisenet", "fast_scnn",
-                "enet", "erfnet", "pidnet"][i % 36]
+                "enet", "erfnet", "pidnet", "ddrnet"][i % 37]
         n = r.choice([1, 1, 2, 3])
         if kind == "bisenetv2":
             # BiSeNetV2's branches meet where ceil(side / 8) is a multiple of 4: 32 k less
@@ -767,6 +767,13 @@ def networks(fz, count, out):
             a = dict(m=r.choice([1, 2, 2, 3]), n=r.randint(1, 4), classes=r.randint(1, 5),
                      planes=r.randint(2, 8), ppm=r.randint(2, 12), head=r.randint(2, 12),
                      augment=r.random() < 0.5)
+            shape = [n, 3] + [8 * r.randint(1, 20) for _ in range(2)]
+        elif kind == "ddrnet":
+            # DDRNet's high branch meets the resized maps where the sides are multiples of
+            # 8; the 23 form or DDRNet-39's split third stage.
+            a = dict(layers=[r.randint(1, 3) for _ in range(4)], classes=r.randint(1, 5),
+                     planes=r.randint(2, 8), spp=r.randint(2, 12), head=r.randint(2, 12),
+                     augment=r.random() < 0.5, split=r.random() < 0.4)
             shape = [n, 3] + [8 * r.randint(1, 20) for _ in range(2)]
         elif kind == "erfnet":
             # ERFNet's downsamplers meet where the sides halve exactly: multiples of 8.

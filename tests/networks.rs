@@ -12,8 +12,8 @@ use ndarray::Array4;
 use segblocks::blocks::{Architecture, BottleneckKind, Model};
 use segblocks::networks::{
     BiSeNet, BiSeNetAuxMode, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig,
-    ConvNextFeatures, DenseNetConfig, DenseNetFeatures, DpnConfig, DpnFeatures, DptReadout,
-    EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
+    ConvNextFeatures, DdrNet, DdrNetConfig, DenseNetConfig, DenseNetFeatures, DpnConfig,
+    DpnFeatures, DptReadout, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
     EfficientNetPyTorchFeatures, Enet, EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig,
     Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig, InceptionFeatures, LrAsppConfig,
     LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures, MobileNetV2Config, MobileNetV2Features,
@@ -430,6 +430,19 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             let cfg = ErfNetConfig::new(us(&a["classes"])).only_encode(flag("only_encode"));
             run(gpu, ErfNet::load(gpu, cfg, sd, ""), x)
         }
+        "ddrnet" => {
+            let l = list(&a["layers"]);
+            let cfg = DdrNetConfig {
+                layers: [l[0], l[1], l[2], l[3]],
+                num_classes: us(&a["classes"]),
+                planes: us(&a["planes"]),
+                spp_planes: us(&a["spp"]),
+                head_planes: us(&a["head"]),
+                augment: flag("augment"),
+                split_stage3: flag("split"),
+            };
+            run(gpu, DdrNet::load(gpu, cfg, sd, ""), x)
+        }
         "pidnet" => {
             let cfg = PidNetConfig {
                 m: us(&a["m"]),
@@ -550,7 +563,7 @@ fn every_network_kind_has_a_committed_case() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            40,
+            41,
             "every kind has a committed case: {kinds:?}"
         );
     }

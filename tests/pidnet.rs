@@ -110,7 +110,13 @@ fn inputs_and_configurations_it_cannot_run_are_typed_errors() {
     ));
     for (cfg, name) in [
         (PidNetConfig::pidnet_s(0), "num_classes"),
-        (PidNetConfig { m: 0, ..cfg }, "m"),
+        (
+            PidNetConfig {
+                head_planes: 0,
+                ..cfg
+            },
+            "head_planes",
+        ),
         (PidNetConfig { planes: 0, ..cfg }, "planes"),
         (
             PidNetConfig {

@@ -10,7 +10,7 @@
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
 //! ConvNeXts, GENets and RepVGGs),
 //! MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal, MODNet
-//! for portrait matting, BiSeNetV2, Fast-SCNN, ENet, ERFNet and PIDNet for real-time semantic
+//! for portrait matting, BiSeNetV2, Fast-SCNN, ENet, ERFNet, DDRNet and PIDNet for real-time semantic
 //! segmentation and BiSeNet for face parsing. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
@@ -18,6 +18,7 @@
 
 mod bisenet;
 mod convnext;
+mod ddrnet;
 mod densenet;
 mod dpn;
 mod efficientnet;
@@ -67,6 +68,7 @@ mod xception_aligned;
 
 pub use bisenet::{BiSeNet, BiSeNetAuxMode, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config};
 pub use convnext::{ConvNextConfig, ConvNextFeatures};
+pub use ddrnet::{DdrNet, DdrNetConfig};
 pub use densenet::{DenseNetConfig, DenseNetFeatures};
 pub use dpn::{DpnConfig, DpnFeatures};
 pub use efficientnet::{

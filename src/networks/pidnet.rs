@@ -35,25 +35,13 @@
 //! W positive multiples of 8: the derivative branch meets the resized maps at
 //! `H // 8 x W // 8` only there (PyTorch fails elsewhere).
 
-use crate::blocks::{conv_bn, Architecture, BnActNode, ConvBnAct, Graph, Model, Op, ValueId};
-use crate::error::{fail_if, positive, Result};
+use super::ddrnet::{check_input, conv, Block, Builder, BILINEAR, EPS};
+use crate::blocks::{conv_bn, Architecture, Graph, Model, Op, ValueId};
+use crate::error::{positive, Result};
 use crate::gpu::Gpu;
-use crate::ops::conv::{Conv2dParams, ResidualJoin};
-use crate::ops::pool::{AvgPool2dParams, GlobalPool};
-use crate::ops::upsample::UpsampleMode;
+use crate::ops::conv::ResidualJoin;
 use crate::ops::{setters, Activation};
 use crate::weights::{key, StateDict};
-
-/// Input channels (`conv1` takes RGB).
-const IMAGE: usize = 3;
-/// Batch norm's eps (PyTorch's default: the model sets only the momentum).
-const EPS: f32 = 1e-5;
-/// The output stride of the logits: the sides must be multiples of it.
-const STRIDE: usize = 8;
-/// Every resize is bilinear without aligned corners (the model's `algc = False`).
-const BILINEAR: UpsampleMode = UpsampleMode::Bilinear {
-    align_corners: false,
-};
 
 /// The configuration of a PIDNet: `PIDNet(m, n, num_classes, planes, ppm_planes,
 /// head_planes, augment)`. The presets are `get_pred_model`'s (`augment` off), and
@@ -136,166 +124,8 @@ setters!(PidNetConfig {
 /// logits and the boundary map `[N, 1, H / 8, W / 8]`).
 pub type PidNet = Model<PidNetConfig>;
 
-/// The two residual blocks of the model, with their expansion.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Block {
-    /// `BasicBlock` (expansion 1; ends in ReLU unless `no_relu`).
-    Basic,
-    /// `Bottleneck` (expansion 2; ends without ReLU unless `no_relu=False`).
-    Bottleneck,
-}
-
-impl Block {
-    fn expansion(self) -> usize {
-        match self {
-            Block::Basic => 1,
-            Block::Bottleneck => 2,
-        }
-    }
-}
-
-/// Where the weights are and the graph being built.
-struct Builder<'a> {
-    gpu: &'a Gpu,
-    sd: &'a StateDict,
-    prefix: &'a str,
-    g: Graph,
-}
-
-/// A `k` x `k` convolution without bias at `stride`, padded to keep the size.
-fn conv(cin: usize, cout: usize, k: usize, stride: usize) -> Conv2dParams {
-    Conv2dParams::new(cin, cout, k)
-        .stride(stride)
-        .padding(k / 2)
-        .bias(false)
-}
-
+/// PIDNet's own fusions, on DDRNet's builder.
 impl Builder<'_> {
-    fn at(&self, name: &str) -> String {
-        key(self.prefix, name)
-    }
-
-    /// The convolution `{name}.{conv}` with its batch norm `{name}.{bn}` on `x`.
-    fn conv_bn(
-        &mut self,
-        (name, conv, bn): (&str, &str, &str),
-        x: ValueId,
-        p: Conv2dParams,
-    ) -> Result<ValueId> {
-        let (c, b) = (self.at(&key(name, conv)), self.at(&key(name, bn)));
-        let layer = conv_bn(self.gpu, self.sd, p, &c, &b, EPS)?;
-        Ok(self.g.add(key(name, conv), layer, &[x]))
-    }
-
-    /// Batch norm `{name}.{bn}` and ReLU on `x`, then the convolution `{name}.{conv}`
-    /// (a pre-activation layer: the norm cannot fold into the convolution after it).
-    fn bn_relu_conv(
-        &mut self,
-        (name, bn, conv): (&str, &str, &str),
-        x: ValueId,
-        p: Conv2dParams,
-    ) -> Result<ValueId> {
-        let norm = BnActNode::load(
-            self.gpu,
-            self.sd,
-            (p.in_channels, EPS),
-            &self.at(&key(name, bn)),
-            Activation::Relu,
-        )?;
-        let y = self.g.add(key(name, bn), norm, &[x]);
-        let layer = ConvBnAct::load(self.gpu, self.sd, p, &self.at(&key(name, conv)), None, 0.0)?;
-        Ok(self.g.add(key(name, conv), layer, &[y]))
-    }
-
-    /// One residual block under `name`: `relu_end` says whether its sum ends in ReLU.
-    fn block(
-        &mut self,
-        kind: Block,
-        name: &str,
-        x: ValueId,
-        (inplanes, planes, stride): (usize, usize, usize),
-        (downsample, relu_end): (bool, bool),
-    ) -> Result<ValueId> {
-        let out = planes * kind.expansion();
-        let identity = match downsample {
-            true => self.conv_bn(
-                (name, "downsample.0", "downsample.1"),
-                x,
-                conv(inplanes, out, 1, stride),
-            )?,
-            false => x,
-        };
-        let relu = Activation::Relu;
-        let y = match kind {
-            Block::Basic => {
-                let p = conv(inplanes, planes, 3, stride).activation(relu);
-                self.conv_bn((name, "conv1", "bn1"), x, p)?
-            }
-            Block::Bottleneck => {
-                let p = conv(inplanes, planes, 1, 1).activation(relu);
-                let y = self.conv_bn((name, "conv1", "bn1"), x, p)?;
-                let p = conv(planes, planes, 3, stride).activation(relu);
-                self.conv_bn((name, "conv2", "bn2"), y, p)?
-            }
-        };
-        let (last, last_bn) = match kind {
-            Block::Basic => ("conv2", "bn2"),
-            Block::Bottleneck => ("conv3", "bn3"),
-        };
-        let p = conv(planes, out, if kind == Block::Basic { 3 } else { 1 }, 1);
-        let (c, b) = (self.at(&key(name, last)), self.at(&key(name, last_bn)));
-        let end = if relu_end { relu } else { Activation::None };
-        let layer = conv_bn(self.gpu, self.sd, p, &c, &b, EPS)?
-            .with_residual(ResidualJoin::AddThen(end))?;
-        Ok(self.g.add(key(name, last), layer, &[y, identity]))
-    }
-
-    /// `_make_layer(block, inplanes, planes, blocks, stride)` under `name`; `relu_after`:
-    /// the model applies ReLU to its output (in the last block's store here).
-    fn layer(
-        &mut self,
-        kind: Block,
-        name: &str,
-        x: ValueId,
-        (inplanes, planes, blocks, stride): (usize, usize, usize, usize),
-        relu_after: bool,
-    ) -> Result<ValueId> {
-        let out = planes * kind.expansion();
-        let mut y = x;
-        for i in 0..blocks {
-            // The first block keeps its class's default (`BasicBlock` ends in ReLU,
-            // `Bottleneck` not); of the rest, only the last ends without.
-            let no_relu = match i {
-                0 => kind == Block::Bottleneck,
-                _ => i == blocks - 1,
-            };
-            let relu_end = !no_relu || (relu_after && i == blocks - 1);
-            let (cin, s) = if i == 0 { (inplanes, stride) } else { (out, 1) };
-            let downsample = i == 0 && (stride != 1 || inplanes != out);
-            let block_name = key(name, &i.to_string());
-            y = self.block(
-                kind,
-                &block_name,
-                y,
-                (cin, planes, s),
-                (downsample, relu_end),
-            )?;
-        }
-        Ok(y)
-    }
-
-    /// `_make_single_layer(block, inplanes, planes)` under `name`: one block without ReLU.
-    fn single_layer(
-        &mut self,
-        kind: Block,
-        name: &str,
-        x: ValueId,
-        (inplanes, planes): (usize, usize),
-    ) -> Result<ValueId> {
-        let downsample = inplanes != planes * kind.expansion();
-        self.block(kind, name, x, (inplanes, planes, 1), (downsample, false))
-    }
-
     /// `PagFM(cin, mid)` under `name`: `x` blended with `y` (resized to `x`'s size) by
     /// `sigmoid(sum_c f_x(x) * up(f_y(y)))` per pixel, then the ReLU the model applies to
     /// the blend next, in the same pass.
@@ -320,87 +150,6 @@ impl Builder<'_> {
             Op::BlendSpatial(Activation::None, Activation::Relu),
             &[x, y_up, sim],
         ))
-    }
-
-    /// `PAPPM(inplanes, branch, out)` (`parallel`) or `DAPPM` under `name` on `x`.
-    fn pyramid(
-        &mut self,
-        name: &str,
-        x: ValueId,
-        (inplanes, branch, out): (usize, usize, usize),
-        parallel: bool,
-    ) -> Result<ValueId> {
-        let x0 = self.bn_relu_conv(
-            (name, "scale0.0", "scale0.2"),
-            x,
-            conv(inplanes, branch, 1, 1),
-        )?;
-        let mut scales = vec![x0];
-        let mut previous = x0;
-        for k in 1..=4 {
-            let scale = format!("{name}.scale{k}");
-            let pool = match k {
-                4 => Op::GlobalPool(GlobalPool::Avg),
-                _ => {
-                    // Windows of 5, 9 and 17 at strides 2, 4 and 8, padded by the stride.
-                    let stride = 1 << k;
-                    Op::AvgPool(
-                        AvgPool2dParams::new(2 * stride + 1)
-                            .stride(stride)
-                            .padding(stride),
-                    )
-                }
-            };
-            let pooled = self.g.add(key(&scale, "0"), pool, &[x]);
-            let s = self.bn_relu_conv((&scale, "1", "3"), pooled, conv(inplanes, branch, 1, 1))?;
-            let up = self.g.resize_like(key(&scale, "up"), BILINEAR, s, x);
-            let base = if parallel { x0 } else { previous };
-            let sum = self.g.add(key(&scale, "add"), Op::Add, &[up, base]);
-            if parallel {
-                scales.push(sum);
-            } else {
-                let process = format!("{name}.process{k}");
-                previous =
-                    self.bn_relu_conv((&process, "0", "2"), sum, conv(branch, branch, 3, 1))?;
-                scales.push(previous);
-            }
-        }
-        let joined = if parallel {
-            let cat = self.g.add(key(name, "cat"), Op::Concat, &scales[1..]);
-            let p = conv(4 * branch, 4 * branch, 3, 1).groups(4);
-            let processed =
-                self.bn_relu_conv((name, "scale_process.0", "scale_process.2"), cat, p)?;
-            self.g
-                .add(key(name, "cat_out"), Op::Concat, &[x0, processed])
-        } else {
-            self.g.add(key(name, "cat"), Op::Concat, &scales)
-        };
-        let shortcut = self.bn_relu_conv(
-            (name, "shortcut.0", "shortcut.2"),
-            x,
-            conv(inplanes, out, 1, 1),
-        )?;
-        let norm = BnActNode::load(
-            self.gpu,
-            self.sd,
-            (5 * branch, EPS),
-            &self.at(&key(name, "compression.0")),
-            Activation::Relu,
-        )?;
-        let y = self.g.add(key(name, "compression.0"), norm, &[joined]);
-        let p = conv(5 * branch, out, 1, 1);
-        let layer = ConvBnAct::load(
-            self.gpu,
-            self.sd,
-            p,
-            &self.at(&key(name, "compression.2")),
-            None,
-            0.0,
-        )?
-        .with_residual(ResidualJoin::AddThen(Activation::None))?;
-        Ok(self
-            .g
-            .add(key(name, "compression.2"), layer, &[y, shortcut]))
     }
 
     /// `Light_Bag(c, c)` (`light`) or `Bag(c, c)` under `name` on the proportional map
@@ -436,44 +185,13 @@ impl Builder<'_> {
             .with_residual(ResidualJoin::AddThen(Activation::None))?;
         Ok(self.g.add(key(name, "conv_p.0"), layer, &[to_p, i_add]))
     }
-
-    /// `segmenthead(cin, mid, classes)` under `name` on `x`: batch norm, ReLU, a 3x3
-    /// convolution, batch norm and ReLU (folded), a 1x1 classifier with bias.
-    fn head(
-        &mut self,
-        name: &str,
-        x: ValueId,
-        (cin, mid, classes): (usize, usize, usize),
-    ) -> Result<ValueId> {
-        let norm = BnActNode::load(
-            self.gpu,
-            self.sd,
-            (cin, EPS),
-            &self.at(&key(name, "bn1")),
-            Activation::Relu,
-        )?;
-        let y = self.g.add(key(name, "bn1"), norm, &[x]);
-        let p = conv(cin, mid, 3, 1).activation(Activation::Relu);
-        let y = self.conv_bn((name, "conv1", "bn2"), y, p)?;
-        let p = Conv2dParams::new(mid, classes, 1);
-        let layer = ConvBnAct::load(
-            self.gpu,
-            self.sd,
-            p,
-            &self.at(&key(name, "conv2")),
-            None,
-            0.0,
-        )?;
-        Ok(self.g.add(key(name, "conv2"), layer, &[y]))
-    }
 }
 
 impl Architecture for PidNetConfig {
-    /// Checks that every width and count is positive.
+    /// Checks that every width is positive (`m` or `n` 0 builds one block a stage, as
+    /// `_make_layer` does).
     fn validate(&self) -> Result<()> {
         positive(&[
-            ("m", self.m),
-            ("n", self.n),
             ("num_classes", self.num_classes),
             ("planes", self.planes),
             ("ppm_planes", self.ppm_planes),
@@ -495,16 +213,7 @@ impl Architecture for PidNetConfig {
         let small = m == 2;
         let relu = Activation::Relu;
         let x = b.g.input();
-        let stem = Conv2dParams::new(IMAGE, p, 3)
-            .stride(2)
-            .padding(1)
-            .activation(relu);
-        let y = b.conv_bn(("conv1", "0", "1"), x, stem)?;
-        let stem = Conv2dParams::new(p, p, 3)
-            .stride(2)
-            .padding(1)
-            .activation(relu);
-        let y = b.conv_bn(("conv1", "3", "4"), y, stem)?;
+        let y = b.stem(x, p)?;
         let basic = Block::Basic;
         let y = b.layer(basic, "layer1", y, (p, p, m, 1), true)?;
         let y = b.layer(basic, "layer2", y, (p, 2 * p, m, 2), true)?;
@@ -556,13 +265,6 @@ impl Architecture for PidNetConfig {
 
     /// Checks an input shape: 3 channels, height and width positive multiples of 8.
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
-        crate::ops::check_channels(input, IMAGE)?;
-        let fits = |s: usize| s > 0 && s.is_multiple_of(STRIDE);
-        fail_if(!fits(input[2]) || !fits(input[3]), "input", || {
-            format!(
-                "height and width must be positive multiples of {STRIDE} (the derivative \
-                 branch meets the resized maps at H // 8 x W // 8 only there), got {input:?}"
-            )
-        })
+        check_input(input)
     }
 }

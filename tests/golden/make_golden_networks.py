@@ -98,6 +98,10 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   erfnet   Eromera/erfnet_pytorch's Net(num_classes) with forward(x, only_encode), written
            out in erfnet_model.py under its names: `out` the logits (the parameter count
            leaves out the output layer the forward does not run)
+  ddrnet   ydhongHIT/DDRNet's DualResNet(BasicBlock, layers, num_classes, planes, spp_planes,
+           head_planes, augment) of segmentation/DDRNet_23_slim.py (split false) or
+           DDRNet_39.py (split true), vendored unchanged in third_party/ddrnet (MIT): `out`
+           the logits, with augment `side1` the auxiliary head's logits
   pidnet   XuJiacong/PIDNet's PIDNet(m, n, num_classes, planes, ppm_planes, head_planes,
            augment), vendored unchanged in third_party/pidnet (MIT): `out` the logits, with
            augment `out` the P branch's logits, `side1` the logits, `side2` the boundary map
@@ -1088,6 +1092,19 @@ CASES = [
                                            augment=True), [1, 3, 328, 264]),
     ("pidnet_s", "pidnet", dict(m=2, n=3, classes=19, planes=32, ppm=96, head=128,
                                 augment=False), [1, 3, 64, 128]),
+    # DDRNet: sides of multiples of 8, widths that are not multiples of 4, batch 2; the
+    # 23 form and DDRNet-39's split third stage with the auxiliary head; a 1/64 map of
+    # 6 x 5 that every pyramid pool reduces; DDRNet-23-slim itself; calibrated too.
+    ("ddrnet_23_odd_batch2", "ddrnet", dict(layers=[2, 1, 3, 2], classes=5, planes=6, spp=10,
+                                            head=12, augment=False, split=False),
+     [2, 3, 72, 104]),
+    ("ddrnet_39_augment", "ddrnet", dict(layers=[1, 2, 4, 3], classes=3, planes=4, spp=6,
+                                         head=8, augment=True, split=True), [1, 3, 56, 88]),
+    ("ddrnet_23_wide_augment", "ddrnet", dict(layers=[2, 2, 2, 2], classes=2, planes=4, spp=8,
+                                              head=8, augment=True, split=False),
+     [1, 3, 328, 264]),
+    ("ddrnet_23_slim", "ddrnet", dict(layers=[2, 2, 2, 2], classes=19, planes=32, spp=128,
+                                      head=64, augment=False, split=False), [1, 3, 64, 128]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1120,7 +1137,7 @@ CALIBRATED = [
     "u2netp_odd_batch2", "isnet_odd", "modnet_batch2", "smp_unet_tu_hrnet_w18_small",
     "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8", "bisenetv2_train",
     "bisenet_face_odd_batch2", "fast_scnn_aux_odd", "enet_odd_batch2", "erfnet_batch2",
-    "pidnet_small_odd_batch2", "pidnet_large_augment",
+    "pidnet_small_odd_batch2", "pidnet_large_augment", "ddrnet_23_odd_batch2", "ddrnet_39_augment",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1384,6 +1401,21 @@ def build(kind, a):
                 return y
         return Segmenter(m=a["m"], n=a["n"], num_classes=a["classes"], planes=a["planes"],
                          ppm_planes=a["ppm"], head_planes=a["head"], augment=a["augment"])
+    if kind == "ddrnet":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party"))
+        if a["split"]:
+            from ddrnet.DDRNet_39 import BasicBlock, DualResNet
+        else:
+            from ddrnet.DDRNet_23_slim import BasicBlock, DualResNet
+
+        class Segmenter(DualResNet):
+            def forward(self, x):
+                y = super().forward(x)
+                if isinstance(y, list):
+                    return {"out": y[0], "side1": y[1]}
+                return y
+        return Segmenter(BasicBlock, a["layers"], num_classes=a["classes"], planes=a["planes"],
+                         spp_planes=a["spp"], head_planes=a["head"], augment=a["augment"])
     raise ValueError(kind)
 
 
