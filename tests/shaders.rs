@@ -118,7 +118,7 @@ fn act_shaders_validate_with_f16_storage() {
     }
     // Every kernel that reads or writes a tensor has an f16 form: all but the max-unpool
     // scatter (indices and atomics) and the norm statistics combine (f32 sums).
-    assert_eq!(count, 52, "shaders with Act bindings");
+    assert_eq!(count, 53, "shaders with Act bindings");
 }
 
 /// The kernels with an f16-arithmetic form (the GPU-class GEMM and depthwise convolutions)

@@ -87,7 +87,17 @@ pub(super) fn conv(cin: usize, cout: usize, k: usize, stride: usize) -> Conv2dPa
         .bias(false)
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    /// A builder of an empty graph, loading from `sd` under `prefix`.
+    pub(super) fn new(gpu: &'a Gpu, sd: &'a StateDict, prefix: &'a str) -> Self {
+        Builder {
+            gpu,
+            sd,
+            prefix,
+            g: Graph::new(),
+        }
+    }
+
     pub(super) fn at(&self, name: &str) -> String {
         key(self.prefix, name)
     }
@@ -102,6 +112,21 @@ impl Builder<'_> {
         let (c, b) = (self.at(&key(name, conv)), self.at(&key(name, bn)));
         let layer = conv_bn(self.gpu, self.sd, p, &c, &b, EPS)?;
         Ok(self.g.add(key(name, conv), layer, &[x]))
+    }
+
+    /// `then(conv(x) + residual)`: the convolution `{name}.{conv}` with its batch norm
+    /// `{name}.{bn}` on `x`, the sum and its activation in its store.
+    pub(super) fn conv_bn_join(
+        &mut self,
+        (name, conv, bn): (&str, &str, &str),
+        [x, residual]: [ValueId; 2],
+        p: Conv2dParams,
+        then: Activation,
+    ) -> Result<ValueId> {
+        let (c, b) = (self.at(&key(name, conv)), self.at(&key(name, bn)));
+        let layer = conv_bn(self.gpu, self.sd, p, &c, &b, EPS)?
+            .with_residual(ResidualJoin::AddThen(then))?;
+        Ok(self.g.add(key(name, conv), layer, &[x, residual]))
     }
 
     /// Batch norm `{name}.{bn}` and ReLU on `x`, then the convolution `{name}.{conv}`
@@ -160,11 +185,8 @@ impl Builder<'_> {
             Block::Bottleneck => ("conv3", "bn3"),
         };
         let p = conv(planes, out, if kind == Block::Basic { 3 } else { 1 }, 1);
-        let (c, b) = (self.at(&key(name, last)), self.at(&key(name, last_bn)));
         let end = if relu_end { relu } else { Activation::None };
-        let layer = conv_bn(self.gpu, self.sd, p, &c, &b, EPS)?
-            .with_residual(ResidualJoin::AddThen(end))?;
-        Ok(self.g.add(key(name, last), layer, &[y, identity]))
+        self.conv_bn_join((name, last, last_bn), [y, identity], p, end)
     }
 
     /// `_make_layer(block, inplanes, planes, blocks, stride)` under `name`; `relu_after`:
@@ -467,12 +489,7 @@ impl Architecture for DdrNetConfig {
     /// `down3` / `down4`, `compression3` / `4` (DDRNet-39: the `_1` / `_2` halves), `spp`
     /// and `final_layer` (with `augment` also `seghead_extra`).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut b = Builder {
-            gpu,
-            sd,
-            prefix,
-            g: Graph::new(),
-        };
+        let mut b = Builder::new(gpu, sd, prefix);
         let (p, layers) = (self.planes, self.layers);
         let high_width = 2 * p;
         let relu = Activation::Relu;
@@ -540,10 +557,7 @@ impl Architecture for DdrNetConfig {
             let l_relu = b.g.add(key(names.low, "relu"), Op::Activation(relu), &[l]);
             let h_relu = b.g.add(key(names.high, "relu"), Op::Activation(relu), &[h]);
             let p_down = conv(high_width, 4 * p, 3, 2);
-            let (c, n) = (b.at(&key(names.down, "0")), b.at(&key(names.down, "1")));
-            let down = conv_bn(gpu, sd, p_down, &c, &n, EPS)?
-                .with_residual(ResidualJoin::AddThen(relu))?;
-            low = b.g.add(key(names.down, "0"), down, &[h_relu, l]);
+            low = b.conv_bn_join((names.down, "0", "1"), [h_relu, l], p_down, relu)?;
             let p_comp = conv(4 * p, high_width, 1, 1);
             let compressed = b.conv_bn((names.compression, "0", "1"), l_relu, p_comp)?;
             let up =
@@ -572,10 +586,7 @@ impl Architecture for DdrNetConfig {
         let h4_relu = b.g.add("layer4_.relu", Op::Activation(relu), &[h4]);
         let d = conv(high_width, 4 * p, 3, 2).activation(relu);
         let d = b.conv_bn(("down4", "0", "1"), h4_relu, d)?;
-        let (c, n) = (b.at("down4.3"), b.at("down4.4"));
-        let down = conv_bn(gpu, sd, conv(4 * p, 8 * p, 3, 2), &c, &n, EPS)?
-            .with_residual(ResidualJoin::AddThen(relu))?;
-        let low = b.g.add("down4.3", down, &[d, l4]);
+        let low = b.conv_bn_join(("down4", "3", "4"), [d, l4], conv(4 * p, 8 * p, 3, 2), relu)?;
         let compressed = b.conv_bn(
             ("compression4", "0", "1"),
             l4_relu,

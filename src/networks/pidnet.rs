@@ -28,18 +28,21 @@
 //! - With `augment` (training, and the checkpoints' evaluation) the proportional branch's
 //!   head (`seghead_p`) and the derivative branch's boundary head (`seghead_d`, one
 //!   channel) come first and last: `[x_extra_p, x_, x_extra_d]`, as PyTorch returns them.
+//!   The heads read their maps after the ReLU the model applies to them in place before
+//!   the next stage (PyTorch's `temp_p` and `temp_d` alias the activated tensors).
 //!
 //! Every batch norm after a convolution is folded into it (its ReLU and the residual sums
 //! in the convolution's store); those before a convolution (the pyramid's and the heads'
-//! pre-activation ones) run as passes of their own. The input is `[N, 3, H, W]` with H and
+//! pre-activation ones) run as passes of their own. Each fusion is one pass (the dot
+//! product and its sigmoid, the blend and its ReLU, each gated sum), and the layers and
+//! the pyramid are DDRNet's ([`super::DdrNetConfig`]), which PIDNet's code reuses. The input is `[N, 3, H, W]` with H and
 //! W positive multiples of 8: the derivative branch meets the resized maps at
 //! `H // 8 x W // 8` only there (PyTorch fails elsewhere).
 
-use super::ddrnet::{check_input, conv, Block, Builder, BILINEAR, EPS};
-use crate::blocks::{conv_bn, Architecture, Graph, Model, Op, ValueId};
+use super::ddrnet::{check_input, conv, Block, Builder, BILINEAR};
+use crate::blocks::{Architecture, Graph, Model, Op, ValueId};
 use crate::error::{positive, Result};
 use crate::gpu::Gpu;
-use crate::ops::conv::ResidualJoin;
 use crate::ops::{setters, Activation};
 use crate::weights::{key, StateDict};
 
@@ -177,13 +180,13 @@ impl Builder<'_> {
         };
         let to_i = self.g.add(key(name, "i_in"), to_i, &[i, p, d]);
         let i_add = self.conv_bn((name, "conv_i.0", "conv_i.1"), to_i, conv(c, c, 1, 1))?;
-        let (cp, bp) = (
-            self.at(&key(name, "conv_p.0")),
-            self.at(&key(name, "conv_p.1")),
-        );
-        let layer = conv_bn(self.gpu, self.sd, conv(c, c, 1, 1), &cp, &bp, EPS)?
-            .with_residual(ResidualJoin::AddThen(Activation::None))?;
-        Ok(self.g.add(key(name, "conv_p.0"), layer, &[to_p, i_add]))
+        let p = conv(c, c, 1, 1);
+        self.conv_bn_join(
+            (name, "conv_p.0", "conv_p.1"),
+            [to_p, i_add],
+            p,
+            Activation::None,
+        )
     }
 }
 
@@ -203,12 +206,7 @@ impl Architecture for PidNetConfig {
     /// `layer3_` .. `layer5_`, `layer3_d` .. `layer5_d`, `diff3` / `4`, `spp`, `dfm` and
     /// `final_layer` (with `augment` also `seghead_p` and `seghead_d`).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut b = Builder {
-            gpu,
-            sd,
-            prefix,
-            g: Graph::new(),
-        };
+        let mut b = Builder::new(gpu, sd, prefix);
         let (m, n, p) = (self.m, self.n, self.planes);
         let small = m == 2;
         let relu = Activation::Relu;
