@@ -19,8 +19,8 @@
 // MODE 13 y = act(a / (b + eps))                    (a guided filter's coefficients)
 // MODE 14 y = act(b * t + a * (1 - t)), t = gate(s[n, 0, h, w]) (a blend weighted per
 //        pixel: PIDNet's pixel-attention-guided fusion)
-// MODE 15 y = act(a * (1 - t) + b), t = gate(s)      (PIDNet's light boundary-attention
-// MODE 16 y = act(a + b * t), t = gate(s)            guided fusion, its two sums)
+// MODE 15 y = act(a * (1 - t) + b), t = gate(s)      (the two gated sums of PIDNet's
+// MODE 16 y = act(a + b * t), t = gate(s)             light boundary-attention fusion)
 // ACT is the output activation, GATE the activation applied to s (0 = none), so an
 // attention block's sigmoid is applied in the same pass that reads the feature map.
 #include "activation.wgsl"

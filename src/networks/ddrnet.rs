@@ -129,23 +129,33 @@ impl<'a> Builder<'a> {
         Ok(self.g.add(key(name, conv), layer, &[x, residual]))
     }
 
-    /// Batch norm `{name}.{bn}` and ReLU on `x`, then the convolution `{name}.{conv}`
-    /// (a pre-activation layer: the norm cannot fold into the convolution after it).
+    /// Batch norm `{name}.{bn}` over `channels` and ReLU on `x`, a pass of its own (a
+    /// pre-activation norm: it cannot fold into the convolution after it).
+    fn bn_relu(
+        &mut self,
+        (name, bn): (&str, &str),
+        x: ValueId,
+        channels: usize,
+    ) -> Result<ValueId> {
+        let at = self.at(&key(name, bn));
+        let norm = BnActNode::load(self.gpu, self.sd, (channels, EPS), &at, Activation::Relu)?;
+        Ok(self.g.add(key(name, bn), norm, &[x]))
+    }
+
+    /// The convolution `{name}.{conv}` alone, without a norm.
+    fn plain_conv(&self, (name, conv): (&str, &str), p: Conv2dParams) -> Result<ConvBnAct> {
+        ConvBnAct::load(self.gpu, self.sd, p, &self.at(&key(name, conv)), None, 0.0)
+    }
+
+    /// Batch norm `{name}.{bn}` and ReLU on `x`, then the convolution `{name}.{conv}`.
     pub(super) fn bn_relu_conv(
         &mut self,
         (name, bn, conv): (&str, &str, &str),
         x: ValueId,
         p: Conv2dParams,
     ) -> Result<ValueId> {
-        let norm = BnActNode::load(
-            self.gpu,
-            self.sd,
-            (p.in_channels, EPS),
-            &self.at(&key(name, bn)),
-            Activation::Relu,
-        )?;
-        let y = self.g.add(key(name, bn), norm, &[x]);
-        let layer = ConvBnAct::load(self.gpu, self.sd, p, &self.at(&key(name, conv)), None, 0.0)?;
+        let y = self.bn_relu((name, bn), x, p.in_channels)?;
+        let layer = self.plain_conv((name, conv), p)?;
         Ok(self.g.add(key(name, conv), layer, &[y]))
     }
 
@@ -180,11 +190,11 @@ impl<'a> Builder<'a> {
                 self.conv_bn((name, "conv2", "bn2"), y, p)?
             }
         };
-        let (last, last_bn) = match kind {
-            Block::Basic => ("conv2", "bn2"),
-            Block::Bottleneck => ("conv3", "bn3"),
+        let (last, last_bn, k) = match kind {
+            Block::Basic => ("conv2", "bn2", 3),
+            Block::Bottleneck => ("conv3", "bn3", 1),
         };
-        let p = conv(planes, out, if kind == Block::Basic { 3 } else { 1 }, 1);
+        let p = conv(planes, out, k, 1);
         let end = if relu_end { relu } else { Activation::None };
         self.conv_bn_join((name, last, last_bn), [y, identity], p, end)
     }
@@ -310,24 +320,10 @@ impl<'a> Builder<'a> {
             x,
             conv(inplanes, out, 1, 1),
         )?;
-        let norm = BnActNode::load(
-            self.gpu,
-            self.sd,
-            (5 * branch, EPS),
-            &self.at(&key(name, "compression.0")),
-            Activation::Relu,
-        )?;
-        let y = self.g.add(key(name, "compression.0"), norm, &[joined]);
-        let p = conv(5 * branch, out, 1, 1);
-        let layer = ConvBnAct::load(
-            self.gpu,
-            self.sd,
-            p,
-            &self.at(&key(name, "compression.2")),
-            None,
-            0.0,
-        )?
-        .with_residual(ResidualJoin::AddThen(Activation::None))?;
+        let y = self.bn_relu((name, "compression.0"), joined, 5 * branch)?;
+        let layer = self
+            .plain_conv((name, "compression.2"), conv(5 * branch, out, 1, 1))?
+            .with_residual(ResidualJoin::AddThen(Activation::None))?;
         Ok(self
             .g
             .add(key(name, "compression.2"), layer, &[y, shortcut]))
@@ -341,25 +337,10 @@ impl<'a> Builder<'a> {
         x: ValueId,
         (cin, mid, classes): (usize, usize, usize),
     ) -> Result<ValueId> {
-        let norm = BnActNode::load(
-            self.gpu,
-            self.sd,
-            (cin, EPS),
-            &self.at(&key(name, "bn1")),
-            Activation::Relu,
-        )?;
-        let y = self.g.add(key(name, "bn1"), norm, &[x]);
+        let y = self.bn_relu((name, "bn1"), x, cin)?;
         let p = conv(cin, mid, 3, 1).activation(Activation::Relu);
         let y = self.conv_bn((name, "conv1", "bn2"), y, p)?;
-        let p = Conv2dParams::new(mid, classes, 1);
-        let layer = ConvBnAct::load(
-            self.gpu,
-            self.sd,
-            p,
-            &self.at(&key(name, "conv2")),
-            None,
-            0.0,
-        )?;
+        let layer = self.plain_conv((name, "conv2"), Conv2dParams::new(mid, classes, 1))?;
         Ok(self.g.add(key(name, "conv2"), layer, &[y]))
     }
 }
