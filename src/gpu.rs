@@ -3492,13 +3492,19 @@ impl PendingRead {
         {
             let device = self.gpu.inner.device.clone();
             let index = self.index.clone();
-            std::thread::spawn(move || {
+            // The helper is joined, also when this future is dropped, never left running:
+            // another poll may have delivered the map callback first, and a helper still
+            // inside the driver when the process exits corrupts the heap there (seen on
+            // Mesa's GL). The join is short: it waits for the one submission only.
+            let _poller = JoinOnDrop(Some(std::thread::spawn(move || {
                 let _ = device.poll(wgpu::PollType::Wait {
                     submission_index: Some(index),
                     timeout: None,
                 });
-            });
+            })));
+            self.finish().await
         }
+        #[cfg(target_arch = "wasm32")]
         self.finish().await
     }
 
@@ -3534,6 +3540,19 @@ impl PendingRead {
         self.gpu.scoped(|| self.staging.buffer.unmap())?;
         self.unmapped = true;
         Array4::from_shape_vec(self.shape, data).map_err(|e| Error::Readback(e.to_string()))
+    }
+}
+
+/// A thread joined when this is dropped.
+#[cfg(not(target_arch = "wasm32"))]
+struct JoinOnDrop(Option<std::thread::JoinHandle<()>>);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
     }
 }
 
