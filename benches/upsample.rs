@@ -2,7 +2,10 @@
 //! nearest-exact 1.5x and bicubic 2x on 64 x 56 x 56, and a segmentation head's bilinear
 //! resize of 21-class logits from 64 x 64 to 256 x 256 (corners aligned or not) and from
 //! 33 x 45 to 133 x 181, next to a plain buffer copy of the same output size on the same
-//! adapter in the same run. Throughput in bytes moved (GB/s).
+//! adapter in the same run; a resize with a residual sum and ReLU in its store
+//! (`upsample_add`: DDRNet's bilinear fusions, HRNet's and FPN's nearest ones) next to the
+//! resize and then the sum as two passes. Throughput in bytes moved (GB/s, the fused
+//! form's bytes for both).
 
 mod common;
 
@@ -45,6 +48,40 @@ fn bench(c: &mut Criterion) {
             &x,
             p.cost(shape).unwrap().bytes,
             |rec, t| segblocks::ops::upsample::upsample(rec, &p, t),
+        );
+    }
+    // The residual sum in the resize's store, and as a pass of its own after it.
+    let residual = gpu.upload(common::input([1, 64, 112, 112]).view()).unwrap();
+    for (name, p) in [
+        (
+            "bilinear2x_64_56",
+            UpsampleParams::bilinear(false).scale_factor(2.0),
+        ),
+        (
+            "nearest2x_64_56",
+            UpsampleParams::nearest().scale_factor(2.0),
+        ),
+    ] {
+        use segblocks::ops::{channel, upsample, Activation::Relu};
+        let bytes = p.cost(shape).unwrap().bytes + 4 * residual.len() as u64;
+        common::bench_bytes(
+            &mut g,
+            &gpu,
+            &format!("{name}_add_relu"),
+            &x,
+            bytes,
+            |rec, t| upsample::upsample_add(rec, &p, t, &residual, Relu),
+        );
+        common::bench_bytes(
+            &mut g,
+            &gpu,
+            &format!("{name}_then_add_relu"),
+            &x,
+            bytes,
+            |rec, t| {
+                let y = upsample::upsample(rec, &p, t)?;
+                channel::add(rec, &residual, &y, Relu)
+            },
         );
     }
     let logits = common::input([1, 21, 64, 64]);

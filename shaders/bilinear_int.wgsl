@@ -14,10 +14,14 @@
 // GATED: the upsampled map is the addend of a gated skip, each output
 // skip * activation4(GATE_ACT, gate[plane]) + up (elementwise.wgsl's scale-and-add of a
 // decoder stage, in the same pass: the upsampled map is never stored).
+// ADDEND: the upsampled map is the addend of a residual sum, each output
+// activation4(SUM_ACT, skip + up) (`act(x + F.interpolate(...))`, in the same pass).
 #include "common.wgsl"
 
 override GATED: bool = false;
 override GATE_ACT: u32 = 0u;
+override ADDEND: bool = false;
+override SUM_ACT: u32 = 0u;
 
 const S: u32 = 2u; // @specialize
 // Input pixels per invocation: the four of its vec4 while that makes at most 16 outputs
@@ -34,7 +38,8 @@ struct BilinearIntParams {
     w: u32, // input width
     w4: u32, // w / 4
     total: u32, // planes * S * h * w4 * PARTS
-    // The output's channel window (window_plane in common.wgsl; not with GATED).
+    // The output's channel window (window_plane in common.wgsl; not with GATED or
+    // ADDEND).
     c: u32,
     extra: u32,
     off: u32,
@@ -43,7 +48,8 @@ struct BilinearIntParams {
 @group(0) @binding(0) var<uniform> p: BilinearIntParams;
 @group(0) @binding(1) var<storage, read> x4: array<vec4<Act>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<Act>>;
-// GATED: the skip (the output's shape) and its gate logits [N, C].
+// GATED: the skip (the output's shape) and its gate logits [N, C]; ADDEND: the residual
+// (the output's shape) as the skip.
 @group(0) @binding(3) var<storage, read> skip: array<vec4<Act>>;
 @group(0) @binding(4) var<storage, read> gate: array<Act>;
 
@@ -147,6 +153,9 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
         var v = vec4<f32>(o[4u * q], o[4u * q + 1u], o[4u * q + 2u], o[4u * q + 3u]);
         if (GATED) {
             v = vec4<f32>(skip[out + q]) * g + v;
+        }
+        if (ADDEND) {
+            v = activation4(SUM_ACT, vec4<f32>(skip[out + q]) + v);
         }
         y[out + q] = vec4<Act>(v);
     }

@@ -22,7 +22,13 @@
 // + lx1 * x11), as resample.wgsl does.
 // Needs the input and output widths divisible by 4 (rows of whole vec4s); the output
 // may be a channel window of a wider tensor (window_plane).
+// ADDEND: the resized map is the addend of a residual sum, each output
+// activation4(SUM_ACT, res + resized) (`act(x + F.interpolate(...))`, the resized map
+// never stored; the output is then a whole tensor, res of its shape).
 #include "common.wgsl"
+
+override ADDEND: bool = false;
+override SUM_ACT: u32 = 0u;
 
 const PX: u32 = 8u;
 // Input vec4s per strip and row: 2 or 3.
@@ -54,6 +60,16 @@ struct ResampleParams {
 // first columns, their 1-bit steps to the second, 0), then the eight outputs' l1 bits.
 @group(0) @binding(4) var<storage, read> strips: array<vec4<u32>>;
 @group(0) @binding(5) var<storage, read_write> y: array<vec4<Act>>;
+@group(0) @binding(6) var<storage, read> res: array<vec4<Act>>;
+
+// The store of four outputs at vec4 `at`, after the residual sum with ADDEND.
+fn store(at: u32, v: vec4<f32>) {
+    var o = v;
+    if (ADDEND) {
+        o = activation4(SUM_ACT, vec4<f32>(res[at]) + v);
+    }
+    y[at] = vec4<Act>(o);
+}
 
 // Column r (0 .. 4 SPAN - 1) of the loaded ones.
 fn pick(v: array<vec4<f32>, 3>, r: u32) -> f32 {
@@ -112,9 +128,9 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
             o[j] = ly0 * tops[j] + ly1 * bottoms[j];
         }
         let out = ((out_plane + oy) * p.ow + ox0) / 4u;
-        y[out] = vec4<Act>(vec4<f32>(o[0], o[1], o[2], o[3]));
+        store(out, vec4<f32>(o[0], o[1], o[2], o[3]));
         if (ox0 + 4u < p.ow) {
-            y[out + 1u] = vec4<Act>(vec4<f32>(o[4], o[5], o[6], o[7]));
+            store(out + 1u, vec4<f32>(o[4], o[5], o[6], o[7]));
         }
     }
 }

@@ -18,9 +18,14 @@
 // two taps and four loads per row, four rows), and each output row then costs its row
 // weights and PX stores: loads are what SIMD-on-CPU drivers such as lavapipe pay for,
 // lane by lane.
+// ADDEND: the resized map is the addend of a residual sum, each output
+// activation4(SUM_ACT, res + resized) (`act(x + F.interpolate(...))`, the resized map
+// never stored; the output is then a whole tensor, res of its shape).
 #include "common.wgsl"
 
 override MODE: u32 = 1u;
+override ADDEND: bool = false;
+override SUM_ACT: u32 = 0u;
 
 const PX: u32 = 8u;
 
@@ -48,6 +53,7 @@ struct ResampleParams {
 @group(0) @binding(3) var<storage, read> rows: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> cols: array<vec4<u32>>;
 @group(0) @binding(5) var<storage, read_write> y: array<Act>;
+@group(0) @binding(6) var<storage, read> res: array<Act>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
@@ -123,6 +129,9 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                 } else if (MODE == 2u && row.z == 0u) {
                     // Bed-of-nails: zero off the grid's rows.
                     v = 0.0;
+                }
+                if (ADDEND) {
+                    v = activation4(SUM_ACT, vec4<f32>(f32(res[out_row + ox]) + v)).x;
                 }
                 y[out_row + ox] = Act(v);
             }

@@ -5,11 +5,16 @@
 // index rule) and the input width is a multiple of 4. The output may be a channel window
 // of a wider tensor (window_plane). BED_OF_NAILS writes zeros off the
 // (SY, SX) grid instead of repeating the value.
+// ADDEND: the resized map is the addend of a residual sum, each output
+// activation4(SUM_ACT, res + resized) (`act(x + F.interpolate(...))`, the resized map
+// never stored; the output is then a whole tensor, res of its shape).
 #include "common.wgsl"
 
 override SX: u32 = 2u;
 override SY: u32 = 2u;
 override BED_OF_NAILS: bool = false;
+override ADDEND: bool = false;
+override SUM_ACT: u32 = 0u;
 
 struct ResampleIntParams {
     rows: u32, // N * C * H (input rows)
@@ -24,6 +29,7 @@ struct ResampleIntParams {
 @group(0) @binding(0) var<uniform> p: ResampleIntParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<Act>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<Act>>;
+@group(0) @binding(3) var<storage, read> res: array<vec4<Act>>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
@@ -49,6 +55,9 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
                     value = 0.0;
                 }
                 o[e] = value;
+            }
+            if (ADDEND) {
+                o = activation4(SUM_ACT, vec4<f32>(res[out_row + t]) + o);
             }
             y[out_row + t] = vec4<Act>(o);
         }

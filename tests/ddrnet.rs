@@ -147,3 +147,49 @@ fn inputs_and_configurations_it_cannot_run_are_typed_errors() {
         "{err}"
     );
 }
+
+/// Every resize whose only use is a sum (the bilateral fusions, the pyramid's scales, the
+/// final sum) adds in its store: no separate pass for those sums, and the GPU output
+/// still PyTorch's, at an odd size with batch 2.
+#[test]
+fn resizes_add_in_their_stores() {
+    let dir = format!("{}/tests/golden/networks", env!("CARGO_MANIFEST_DIR"));
+    let file = StateDict::load(format!("{dir}/ddrnet_23_odd_batch2.safetensors")).unwrap();
+    let cfg = DdrNetConfig {
+        layers: [2, 1, 3, 2],
+        num_classes: 5,
+        planes: 6,
+        spp_planes: 10,
+        head_planes: 12,
+        augment: false,
+        split_stage3: false,
+    };
+    let gpu = common::gpu();
+    let net = DdrNet::load(gpu, cfg, &StateDict::synthetic(), "").unwrap();
+    let x = common::stored4(&file, "x").unwrap();
+    let mut rec = gpu.recorder();
+    let y = net
+        .forward(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    let traffic = rec.traffic();
+    let sums: Vec<_> = traffic
+        .dispatches
+        .iter()
+        .filter(|d| d.layer.ends_with("add"))
+        .map(|d| (d.layer.as_str(), d.kernel))
+        .collect();
+    let resampled = |k: &str| {
+        [
+            "resample.wgsl",
+            "resample_int.wgsl",
+            "bilinear_int.wgsl",
+            "bilinear_strips.wgsl",
+        ]
+        .contains(&k)
+    };
+    assert!(sums.iter().all(|(_, k)| resampled(k)), "{sums:?}");
+    assert_eq!(sums.len(), 7, "{sums:?}");
+    let got = rec.download(&y).unwrap();
+    let err = common::relative(&got, &common::stored4(&file, "out").unwrap());
+    assert!(err < 1e-4, "{err}");
+}

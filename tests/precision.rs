@@ -694,6 +694,34 @@ fn data_movement_and_pooling_ops_round_once() {
             |rec, x| upsample::upsample(rec, &up, x).unwrap(),
         );
     }
+    // A residual sum and its activation in the resize's store: still one rounding (the
+    // vec4 bilinear kernel where the width is whole vec4s, the tap kernel elsewhere).
+    for (name, up, input) in [
+        (
+            "bilinear x2 + residual",
+            upsample::UpsampleParams::bilinear(false).scale_factor(2.0),
+            [2, 5, 9, 12],
+        ),
+        (
+            "nearest x2 + residual",
+            upsample::UpsampleParams::nearest().scale_factor(2.0),
+            [2, 5, 9, 11],
+        ),
+    ] {
+        let residual = round16(&random4(&mut rng(35), up.output_shape(input).unwrap()));
+        let act = segblocks::ops::Activation::Relu;
+        check_one_pass(
+            name,
+            input,
+            36,
+            8.0,
+            |x| reference::upsample::upsample_add(&up, x.view(), residual.view(), act).unwrap(),
+            |rec, x| {
+                let r = half().upload(residual.view()).unwrap();
+                upsample::upsample_add(rec, &up, x, &r, act).unwrap()
+            },
+        );
+    }
     // Widths of whole vec4s: the strip kernel's vec4 loads and stores of f16.
     let aligned = upsample::UpsampleParams::bilinear(true).size((20, 40));
     assert_eq!(

@@ -722,3 +722,91 @@ fn upsample_into_a_channel_window() {
         "{err}"
     );
 }
+
+/// `act(residual + interpolate(x))` in one pass with every kernel that runs the resize
+/// (two for area and antialias, which resize in passes of their own), batch 2 and odd
+/// sizes, against the reference; a residual of another shape is a typed error.
+#[test]
+fn upsample_add_fuses_the_residual_sum_with_every_kernel() {
+    use segblocks::ops::upsample::{upsample_add, upsample_add_with};
+    use segblocks::ops::Activation;
+    let gpu = gpu();
+    let mut r = rng(43);
+    let cases = [
+        (UpsampleParams::nearest().scale_factor(2.0), [2, 3, 5, 8]),
+        (UpsampleParams::bed_of_nails(2), [2, 3, 3, 4]),
+        (
+            UpsampleParams::bilinear(false).scale_factor(2.0),
+            [2, 3, 5, 8],
+        ),
+        (
+            UpsampleParams::bilinear(false).scale_factor(4.0),
+            [2, 2, 3, 4],
+        ),
+        (
+            UpsampleParams::bilinear(false).scale_factor(8.0),
+            [2, 2, 2, 4],
+        ),
+        (UpsampleParams::bilinear(false).size((11, 13)), [2, 3, 5, 7]),
+        (UpsampleParams::bilinear(true).size((11, 20)), [2, 3, 5, 8]),
+        (UpsampleParams::bicubic(false).size((9, 6)), [2, 2, 4, 5]),
+        (UpsampleParams::nearest_exact().size((7, 3)), [2, 2, 4, 5]),
+        (UpsampleParams::area().size((3, 4)), [2, 3, 7, 9]),
+        (
+            UpsampleParams::bilinear(false).size((3, 4)).antialias(true),
+            [2, 3, 7, 9],
+        ),
+    ];
+    for (i, (params, shape)) in cases.into_iter().enumerate() {
+        let act = [Activation::None, Activation::Relu, Activation::Sigmoid][i % 3];
+        let x = random4(&mut r, shape);
+        let out = params.output_shape(shape).unwrap();
+        let residual = random4(&mut r, out);
+        let want =
+            reference::upsample::upsample_add(&params, x.view(), residual.view(), act).unwrap();
+        let (xt, rt) = (
+            gpu.upload(x.view()).unwrap(),
+            gpu.upload(residual.view()).unwrap(),
+        );
+        let chosen = select_kernel(&params, shape);
+        let mut kernels = vec![chosen];
+        if !matches!(chosen, UpsampleKernel::Area | UpsampleKernel::Antialias) {
+            kernels.push(UpsampleKernel::Taps);
+        }
+        if UpsampleKernel::BilinearStrips.supports(&params, shape) {
+            kernels.push(UpsampleKernel::BilinearStrips);
+        }
+        for kernel in kernels {
+            gpu.trim_pool();
+            let mut rec = gpu.recorder();
+            let y = upsample_add_with(&mut rec, &params, &xt, (&rt, act), kernel).unwrap();
+            let passes = rec.dispatch_count();
+            let got = rec.download(&y).unwrap();
+            let tol = want.mapv(|v| 16.0 * f32::EPSILON * (1.0 + v.abs()));
+            let what = format!("{kernel:?} {act:?} {params:?} on {shape:?}");
+            assert_close(got.view(), want.view(), tol.view(), &what);
+            // One pass where the resize is one dispatch: the sum is in its store.
+            if !matches!(kernel, UpsampleKernel::Area | UpsampleKernel::Antialias) {
+                assert_eq!(passes, 1, "{what}");
+            }
+        }
+    }
+    // The residual must have the resized shape.
+    let params = UpsampleParams::bilinear(false).scale_factor(2.0);
+    let x = gpu.upload(random4(&mut r, [2, 3, 4, 4]).view()).unwrap();
+    for bad in [[2, 3, 8, 7], [1, 3, 8, 8], [2, 4, 8, 8]] {
+        let residual = gpu.upload(random4(&mut r, bad).view()).unwrap();
+        let mut rec = gpu.recorder();
+        let err = upsample_add(&mut rec, &params, &x, &residual, Activation::Relu).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ShapeMismatch {
+                    name: "residual",
+                    ..
+                }
+            ),
+            "{bad:?}: {err}"
+        );
+    }
+}

@@ -5,12 +5,12 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::nodes::{ConcatInPlace, ConcatPart, MaxPoolValues, Op};
+use super::nodes::{ConcatInPlace, ConcatPart, MaxPoolValues, Op, ResizeAdd};
 use super::{Summary, SummaryRow};
 use crate::error::{Error, Result};
 use crate::gpu::{IndexTensor, Recorder, Tensor};
 use crate::ops::upsample::UpsampleMode;
-use crate::ops::Cost;
+use crate::ops::{Activation, Cost};
 use std::sync::OnceLock;
 
 /// A value flowing through a graph on the GPU.
@@ -296,6 +296,22 @@ impl Graph {
         // Read by `n` nodes and nothing else: no shape input, not an output.
         let read_by =
             |v: &ValueId, n: usize| uses[v.0] == n && !sized_by[v.0] && !self.outputs.contains(v);
+        // The step and op of the resize that made `v`, where one node only reads `v`. A
+        // resize reads one value; `ResizeLike` one shape too, `Upsample` none (the fused
+        // nodes take the shape inputs in order).
+        let sole_resize = |v: &ValueId| {
+            producer[v.0].filter(|_| read_by(v, 1)).and_then(|j| {
+                let step = &self.steps[j];
+                let op = step.node.as_op()?;
+                let shapes = match op {
+                    Op::ResizeLike(_) => 1,
+                    Op::Upsample(_) => 0,
+                    _ => return None,
+                };
+                let wired = step.inputs.len() == 1 && step.shape_inputs.len() == shapes;
+                wired.then(|| (j, op.clone()))
+            })
+        };
         let mut absorbed = vec![false; self.steps.len()];
         let mut plan = Vec::with_capacity(self.steps.len());
         for (i, s) in self.steps.iter().enumerate() {
@@ -312,6 +328,29 @@ impl Graph {
                     continue;
                 }
             }
+            // A sum with a resize only it reads: the resize's store adds.
+            let act = match op {
+                Some(Op::Add) => Some(Activation::None),
+                Some(Op::AddThen(act)) => Some(*act),
+                _ => None,
+            };
+            if let (Some(act), [a, b]) = (act, &s.inputs[..]) {
+                let resized = [(a, b), (b, a)]
+                    .into_iter()
+                    .find_map(|(v, other)| Some((sole_resize(v)?, *other)));
+                if let Some(((j, resize), other)) = resized {
+                    absorbed[j] = true;
+                    let resize_step = &self.steps[j];
+                    plan.push(Planned::Replaced(Step {
+                        name: s.name.clone(),
+                        node: Box::new(ResizeAdd { resize, act }),
+                        inputs: vec![resize_step.inputs[0], other],
+                        shape_inputs: resize_step.shape_inputs.clone(),
+                        outputs: s.outputs.clone(),
+                    }));
+                    continue;
+                }
+            }
             if !matches!(op, Some(Op::Concat)) {
                 plan.push(Planned::Step(i));
                 continue;
@@ -319,20 +358,7 @@ impl Graph {
             let mut parts = Vec::with_capacity(s.inputs.len());
             let (mut inputs, mut shape_inputs) = (Vec::new(), Vec::new());
             for v in &s.inputs {
-                // A resize reads one value; `ResizeLike` one shape too, `Upsample` none
-                // (ConcatInPlace takes the shape inputs in part order).
-                let resize = producer[v.0].filter(|_| read_by(v, 1)).and_then(|j| {
-                    let step = &self.steps[j];
-                    let op = step.node.as_op()?;
-                    let shapes = match op {
-                        Op::ResizeLike(_) => 1,
-                        Op::Upsample(_) => 0,
-                        _ => return None,
-                    };
-                    let wired = step.inputs.len() == 1 && step.shape_inputs.len() == shapes;
-                    wired.then(|| (j, op.clone()))
-                });
-                match resize {
+                match sole_resize(v) {
                     Some((j, op)) => {
                         absorbed[j] = true;
                         parts.push(ConcatPart::Resize(op));

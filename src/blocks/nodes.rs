@@ -1522,6 +1522,62 @@ impl Node for ConcatInPlace {
     }
 }
 
+/// `act(other + resize(x))` of inputs `(x, other)` (and the resize's shape input, for
+/// [`Op::ResizeLike`]): an [`Op::Add`] or [`Op::AddThen`] and the resize only it reads, in
+/// one pass ([`upsample::upsample_add`]): one dispatch and one round trip of the resized
+/// map fewer. [`Graph`]'s forward plan puts it in place of both.
+///
+/// [`Graph`]: super::Graph
+#[derive(Debug)]
+pub(crate) struct ResizeAdd {
+    /// The [`Op::ResizeLike`] or [`Op::Upsample`].
+    pub(crate) resize: Op,
+    /// The sum's activation.
+    pub(crate) act: Activation,
+}
+
+impl ResizeAdd {
+    /// The resize's parameters (from the shape input for [`Op::ResizeLike`]).
+    fn params<V>(&self, inputs: &Inputs<'_, V>) -> Result<UpsampleParams> {
+        match &self.resize {
+            Op::Upsample(p) => Ok(*p),
+            op => op.resize(inputs)?.ok_or_else(|| {
+                crate::Error::Gpu("graph: a fused sum's addend is no resize".into())
+            }),
+        }
+    }
+}
+
+impl Node for ResizeAdd {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        let out = self.params(inputs)?.output_shape(*inputs.get(0)?)?;
+        crate::ops::same_shape("b", out, *inputs.get(1)?)?;
+        Ok(vec![out])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        let out = self.shapes(inputs)?[0];
+        let mut cost = self.params(inputs)?.cost(*inputs.get(0)?)?;
+        // The other operand, read once in the resize's store.
+        cost.bytes += 4 * out.iter().product::<usize>() as u64;
+        Ok(cost)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let (x, other) = (inputs.get(0)?.tensor()?, inputs.get(1)?.tensor()?);
+        let p = self.params(inputs)?;
+        let y = upsample::upsample_add(rec, &p, x, other, self.act)?;
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let (x, other) = (inputs.get(0)?.tensor()?, inputs.get(1)?.tensor()?);
+        let p = self.params(inputs)?;
+        let y = reference::upsample::upsample_add(&p, x, other, self.act)?;
+        Ok(vec![HostValue::Tensor(y)])
+    }
+}
+
 impl Node for Op {
     fn as_op(&self) -> Option<&Op> {
         Some(self)

@@ -92,22 +92,40 @@ impl ChannelWindow {
     }
 }
 
-specialize! {
-    /// `MODE` of `resample.wgsl`: 0 nearest, 1 bilinear, 2 bed-of-nails.
-    struct ResampleSpec { mode: u32 => "MODE" }
-}
+/// A residual sum fused into a resize's store (`ADDEND` and `SUM_ACT` of the resampling
+/// kernels): with `Some(act)` each output is `act(residual + resized)` and the resized
+/// map is never stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Addend(Option<Activation>);
 
-specialize! {
-    /// The constants of `resample_int.wgsl`: the factors and the zero insertion.
-    struct ResampleIntSpec {
-        sy: Count => "SY", sx: Count => "SX", bed_of_nails: bool => "BED_OF_NAILS"
+impl Specialize for Addend {
+    fn write(&self, c: &mut crate::launch::Constants) {
+        c.set("ADDEND", u32::from(self.0.is_some()));
+        c.set("SUM_ACT", self.0.map_or(0, |a| a.shader_code()));
     }
 }
 
 specialize! {
-    /// The constants of `bilinear_int.wgsl`: the factor and the input pixels per
-    /// invocation ([`bilinear_int_pixels`]).
-    struct BilinearIntSpec { factor: Count => "S", pixels: Count => "TP", gate: InputGate }
+    /// The constants of `resample.wgsl`: `MODE` (0 nearest, 1 bilinear, 2 bed-of-nails,
+    /// 3 bicubic) and the fused residual sum.
+    struct ResampleSpec { mode: u32 => "MODE", addend: Addend }
+}
+
+specialize! {
+    /// The constants of `resample_int.wgsl`: the factors, the zero insertion and the
+    /// fused residual sum.
+    struct ResampleIntSpec {
+        sy: Count => "SY", sx: Count => "SX", bed_of_nails: bool => "BED_OF_NAILS",
+        addend: Addend
+    }
+}
+
+specialize! {
+    /// The constants of `bilinear_int.wgsl`: the factor, the input pixels per invocation
+    /// ([`bilinear_int_pixels`]), the gated skip and the fused residual sum.
+    struct BilinearIntSpec {
+        factor: Count => "S", pixels: Count => "TP", gate: InputGate, addend: Addend
+    }
 }
 
 /// Input pixels per invocation of `bilinear_int.wgsl` (`TP`): its whole vec4 while that
@@ -126,11 +144,13 @@ const RESAMPLE: Kernel<ResampleParams, ResampleSpec> = Kernel::new(
         read("rows"),
         read("cols"),
         write("y"),
+        read_opt("res"),
     ],
 );
 specialize! {
-    /// `SPAN` of `bilinear_strips.wgsl`: the input vec4s per strip and row (2 or 3).
-    struct BilinearStripsSpec { span: Count => "SPAN" }
+    /// The constants of `bilinear_strips.wgsl`: `SPAN` (the input vec4s per strip and
+    /// row, 2 or 3) and the fused residual sum.
+    struct BilinearStripsSpec { span: Count => "SPAN", addend: Addend }
 }
 
 const BILINEAR_STRIPS: Kernel<ResampleParams, BilinearStripsSpec> = Kernel::new(
@@ -141,6 +161,7 @@ const BILINEAR_STRIPS: Kernel<ResampleParams, BilinearStripsSpec> = Kernel::new(
         read("row_l1"),
         read("strips"),
         write("y"),
+        read_opt("res"),
     ],
 );
 
@@ -219,8 +240,10 @@ enum ResampleTables {
         groups: Vec<[u32; 4]>,
     },
 }
-const RESAMPLE_INT: Kernel<ResampleIntParams, ResampleIntSpec> =
-    Kernel::new("resample_int.wgsl", &[read("x"), write("y")]);
+const RESAMPLE_INT: Kernel<ResampleIntParams, ResampleIntSpec> = Kernel::new(
+    "resample_int.wgsl",
+    &[read("x"), write("y"), read_opt("res")],
+);
 const BILINEAR_INT: Kernel<BilinearIntParams, BilinearIntSpec> = Kernel::new(
     "bilinear_int.wgsl",
     &[read("x4"), write("y"), read_opt("skip"), read_opt("gate")],
@@ -631,6 +654,60 @@ pub fn upsample_with(
         (input, out),
         kernel,
         (&y, ChannelWindow::whole(s[1])),
+        None,
+    )?;
+    Ok(y)
+}
+
+/// `act(residual + F.interpolate(input, ...))` in one pass: the resize's store adds the
+/// residual (of the output's shape) and applies `act`, so the resized map is never
+/// stored and read back. These sums are where high- and low-resolution branches meet:
+/// DDRNet's and PIDNet's bilateral fusions and pyramid scales, HRNet's fuse layers, the
+/// top-down paths of FPN and UPerNet. The graphs of the networks run every resize whose
+/// only use is such a sum this way. Area and antialiased resizes, which build their
+/// output in passes of their own, resize and then add.
+///
+/// Errors: `residual` not of the output's shape ([`Error::ShapeMismatch`] naming
+/// `residual`), and [`upsample`]'s.
+///
+/// [`Error::ShapeMismatch`]: crate::Error::ShapeMismatch
+pub fn upsample_add(
+    rec: &mut Recorder<'_>,
+    params: &UpsampleParams,
+    input: &Tensor,
+    residual: &Tensor,
+    act: Activation,
+) -> Result<Tensor> {
+    let kernel = select_kernel(params, input.shape());
+    upsample_add_with(rec, params, input, (residual, act), kernel)
+}
+
+/// [`upsample_add`] with a chosen kernel (an error if it does not apply).
+pub fn upsample_add_with(
+    rec: &mut Recorder<'_>,
+    params: &UpsampleParams,
+    input: &Tensor,
+    (residual, act): (&Tensor, Activation),
+    kernel: UpsampleKernel,
+) -> Result<Tensor> {
+    let gpu = rec.gpu();
+    input.check_gpu(gpu, "input")?;
+    residual.check_gpu(gpu, "residual")?;
+    let s = input.shape();
+    let out = params.output_shape(s)?;
+    super::same_shape("residual", out, residual.shape())?;
+    if matches!(kernel, UpsampleKernel::Area | UpsampleKernel::Antialias) {
+        let y = upsample_with(rec, params, input, kernel)?;
+        return super::channel::add(rec, residual, &y, act);
+    }
+    let y = rec.empty("output", out)?;
+    record_resample(
+        rec,
+        params,
+        (input, out),
+        kernel,
+        (&y, ChannelWindow::whole(s[1])),
+        Some((residual, act)),
     )?;
     Ok(y)
 }
@@ -685,20 +762,23 @@ pub fn upsample_into(
         let y = upsample_with(rec, params, input, kernel)?;
         return super::channel::copy_into_channels(rec, &y, output, channel_offset);
     }
-    record_resample(rec, params, (input, out), kernel, (output, window))
+    record_resample(rec, params, (input, out), kernel, (output, window), None)
 }
 
 /// One dispatch of a resampling kernel (not the pooled ones) from `input` to the output
-/// shape `out` (`params.output_shape` of the input's), into `y`'s `window`.
+/// shape `out` (`params.output_shape` of the input's), into `y`'s `window`, with
+/// `addend`'s residual sum fused into the store (then `window` is the whole of `y`, the
+/// residual of its shape).
 fn record_resample(
     rec: &mut Recorder<'_>,
     params: &UpsampleParams,
     (input, out): (&Tensor, [usize; 4]),
     kernel: UpsampleKernel,
     (y, window): (&Tensor, ChannelWindow),
+    addend: Option<(&Tensor, Activation)>,
 ) -> Result<()> {
     let s = input.shape();
-    let (launch, host_tables) = plan(params, s, out, kernel, window)?;
+    let (launch, host_tables) = plan(params, s, out, kernel, window, addend.map(|a| a.1))?;
     let (tables, strip_tables);
     let args = match host_tables {
         ResampleTables::Computed if matches!(kernel, UpsampleKernel::Integer { .. }) => {
@@ -743,6 +823,14 @@ fn record_resample(
                 .read("cols", &tables.1)
         }
     };
+    let args = match addend {
+        // bilinear_int.wgsl reads its residual as the skip of its gated form.
+        Some((r, _)) if matches!(kernel, UpsampleKernel::BilinearInt { .. }) => {
+            args.read("skip", r)
+        }
+        Some((r, _)) => args.read("res", r),
+        None => args,
+    };
     rec.run(&launch, args.write("y", y))
 }
 
@@ -767,7 +855,7 @@ pub(crate) fn upsample2x_gated_add(
     low.check_gpu(gpu, "low")?;
     skip.check_gpu(gpu, "skip")?;
     gate.check_gpu(gpu, "gate")?;
-    let (mut launch, _) = plan(&params, s, out, kernel, ChannelWindow::whole(s[1]))?;
+    let (mut launch, _) = plan(&params, s, out, kernel, ChannelWindow::whole(s[1]), None)?;
     InputGate(Some(gate_activation)).write(&mut launch.constants);
     let y = rec.empty("output", out)?;
     let args = Args::new()
@@ -787,7 +875,9 @@ fn plan(
     out: [usize; 4],
     kernel: UpsampleKernel,
     window: ChannelWindow,
+    addend: Option<Activation>,
 ) -> Result<(Launch, ResampleTables)> {
+    let addend = Addend(addend);
     let (c, extra, off) = window.fields();
     let pooled = matches!(kernel, UpsampleKernel::Area | UpsampleKernel::Antialias);
     let refuse = || format!("{kernel:?} does not support {params:?} on input {s:?}");
@@ -808,6 +898,7 @@ fn plan(
                 sy: Count(factors.0 as u32),
                 sx: Count(factors.1 as u32),
                 bed_of_nails: matches!(params.mode, UpsampleMode::BedOfNails { .. }),
+                addend,
             };
             let rows = planes * s[2];
             let u = ResampleIntParams {
@@ -841,6 +932,7 @@ fn plan(
                 factor: Count(factor as u32),
                 pixels: Count(pixels as u32),
                 gate: InputGate(None),
+                addend,
             };
             let launch = BILINEAR_INT.launch(&spec, &u).threads(total);
             (launch, ResampleTables::Computed)
@@ -851,6 +943,7 @@ fn plan(
             let (u, total) = resample_params(s, out, t.groups.len(), window);
             let spec = BilinearStripsSpec {
                 span: Count(t.span as u32),
+                addend,
             };
             let launch = BILINEAR_STRIPS
                 .launch(&spec, &u)
@@ -868,7 +961,7 @@ fn plan(
             let (rows, groups) = params.tap_tables(s, out);
             let (u, total) = resample_params(s, out, groups.len(), window);
             let launch = RESAMPLE
-                .launch(&ResampleSpec { mode }, &u)
+                .launch(&ResampleSpec { mode, addend }, &u)
                 .threads(total)
                 .loops(STRIP_GROUP_ROWS as u64);
             (launch, ResampleTables::Taps { rows, groups })

@@ -15,6 +15,7 @@ use ndarray::{Array4, ArrayView4};
 use crate::error::Result;
 use crate::ops::pool::AdaptiveAvgPool2dParams;
 use crate::ops::upsample::{UpsampleMode, UpsampleParams};
+use crate::ops::Activation;
 
 fn axis_scale(scale_factor: Option<f64>, input: usize, out: usize) -> f32 {
     match scale_factor {
@@ -179,6 +180,28 @@ pub fn upsample(params: &UpsampleParams, input: ArrayView4<f32>) -> Result<Array
                 }
             }
         }
+    }
+    Ok(out)
+}
+
+/// `act(residual + F.interpolate(input, ...))`: [`upsample`], then the sum with
+/// `residual` (the output's shape) and the activation, element by element.
+pub fn upsample_add(
+    params: &UpsampleParams,
+    input: ArrayView4<f32>,
+    residual: ArrayView4<f32>,
+    act: Activation,
+) -> Result<Array4<f32>> {
+    let resized = upsample(params, input)?;
+    let out_shape: [usize; 4] = resized.shape().try_into().expect("4-D");
+    crate::ops::same_shape(
+        "residual",
+        out_shape,
+        residual.shape().try_into().expect("4-D"),
+    )?;
+    let mut out = residual.to_owned();
+    for (idx, v) in out.indexed_iter_mut() {
+        *v = super::activation(act, *v + resized[idx]);
     }
     Ok(out)
 }
