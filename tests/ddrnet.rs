@@ -36,23 +36,25 @@ fn parameters_are_pytorchs() {
 
 /// The CPU reference against PyTorch (the harness checks the GPU's): the 23 form at batch
 /// 2, DDRNet-39's split third stage with the auxiliary head.
+/// The configuration of the golden case `ddrnet_23_odd_batch2`.
+fn odd_batch2_config() -> DdrNetConfig {
+    DdrNetConfig {
+        layers: [2, 1, 3, 2],
+        num_classes: 5,
+        planes: 6,
+        spp_planes: 10,
+        head_planes: 12,
+        augment: false,
+        split_stage3: false,
+    }
+}
+
 #[test]
 fn reference_matches_pytorch() {
     let dir = format!("{}/tests/golden/networks", env!("CARGO_MANIFEST_DIR"));
     let sd = StateDict::synthetic();
     for (file, cfg) in [
-        (
-            "ddrnet_23_odd_batch2",
-            DdrNetConfig {
-                layers: [2, 1, 3, 2],
-                num_classes: 5,
-                planes: 6,
-                spp_planes: 10,
-                head_planes: 12,
-                augment: false,
-                split_stage3: false,
-            },
-        ),
+        ("ddrnet_23_odd_batch2", odd_batch2_config()),
         (
             "ddrnet_39_augment",
             DdrNetConfig {
@@ -155,15 +157,7 @@ fn inputs_and_configurations_it_cannot_run_are_typed_errors() {
 fn resizes_add_in_their_stores() {
     let dir = format!("{}/tests/golden/networks", env!("CARGO_MANIFEST_DIR"));
     let file = StateDict::load(format!("{dir}/ddrnet_23_odd_batch2.safetensors")).unwrap();
-    let cfg = DdrNetConfig {
-        layers: [2, 1, 3, 2],
-        num_classes: 5,
-        planes: 6,
-        spp_planes: 10,
-        head_planes: 12,
-        augment: false,
-        split_stage3: false,
-    };
+    let cfg = odd_batch2_config();
     let gpu = common::gpu();
     let net = DdrNet::load(gpu, cfg, &StateDict::synthetic(), "").unwrap();
     let x = common::stored4(&file, "x").unwrap();

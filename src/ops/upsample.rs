@@ -647,15 +647,21 @@ pub fn upsample_with(
         let rows = record_antialias(rec, params, (input, false), [s[0], s[1], s[2], out[3]], f)?;
         return record_antialias(rec, params, (&rows, true), out, f);
     }
+    resample_to_new(rec, params, (input, out), kernel, None)
+}
+
+/// One dispatch of a resampling kernel (not the pooled ones) from `input` into a new
+/// tensor of shape `out`, with `addend`'s residual sum fused into the store.
+fn resample_to_new(
+    rec: &mut Recorder<'_>,
+    params: &UpsampleParams,
+    (input, out): (&Tensor, [usize; 4]),
+    kernel: UpsampleKernel,
+    addend: Option<(&Tensor, Activation)>,
+) -> Result<Tensor> {
     let y = rec.empty("output", out)?;
-    record_resample(
-        rec,
-        params,
-        (input, out),
-        kernel,
-        (&y, ChannelWindow::whole(s[1])),
-        None,
-    )?;
+    let window = ChannelWindow::whole(input.shape()[1]);
+    record_resample(rec, params, (input, out), kernel, (&y, window), addend)?;
     Ok(y)
 }
 
@@ -700,16 +706,7 @@ pub fn upsample_add_with(
         let y = upsample_with(rec, params, input, kernel)?;
         return super::channel::add(rec, residual, &y, act);
     }
-    let y = rec.empty("output", out)?;
-    record_resample(
-        rec,
-        params,
-        (input, out),
-        kernel,
-        (&y, ChannelWindow::whole(s[1])),
-        Some((residual, act)),
-    )?;
-    Ok(y)
+    resample_to_new(rec, params, (input, out), kernel, Some((residual, act)))
 }
 
 /// [`upsample`] written into channels `channel_offset .. channel_offset + C` of `output`
