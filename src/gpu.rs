@@ -3488,23 +3488,21 @@ impl PendingRead {
     /// the web, the errors wgpu reported for the calls before it come first.
     async fn wait_async<T: bytemuck::Pod>(self) -> Result<Array4<T>> {
         self.gpu.errors_async().await?;
+        // The helper is joined, also when this future is dropped, never left running:
+        // another poll may have delivered the map callback first, and a helper still
+        // inside the driver when the process exits corrupts the heap there (seen on Mesa's
+        // GL). The join is short: it waits for the one submission only.
         #[cfg(not(target_arch = "wasm32"))]
-        {
+        let _poller = {
             let device = self.gpu.inner.device.clone();
             let index = self.index.clone();
-            // The helper is joined, also when this future is dropped, never left running:
-            // another poll may have delivered the map callback first, and a helper still
-            // inside the driver when the process exits corrupts the heap there (seen on
-            // Mesa's GL). The join is short: it waits for the one submission only.
-            let _poller = JoinOnDrop(Some(std::thread::spawn(move || {
+            JoinOnDrop(Some(std::thread::spawn(move || {
                 let _ = device.poll(wgpu::PollType::Wait {
                     submission_index: Some(index),
                     timeout: None,
                 });
-            })));
-            self.finish().await
-        }
-        #[cfg(target_arch = "wasm32")]
+            })))
+        };
         self.finish().await
     }
 

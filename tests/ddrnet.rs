@@ -34,8 +34,6 @@ fn parameters_are_pytorchs() {
     }
 }
 
-/// The CPU reference against PyTorch (the harness checks the GPU's): the 23 form at batch
-/// 2, DDRNet-39's split third stage with the auxiliary head.
 /// The configuration of the golden case `ddrnet_23_odd_batch2`.
 fn odd_batch2_config() -> DdrNetConfig {
     DdrNetConfig {
@@ -49,6 +47,8 @@ fn odd_batch2_config() -> DdrNetConfig {
     }
 }
 
+/// The CPU reference against PyTorch (the harness checks the GPU's): the 23 form at batch
+/// 2, DDRNet-39's split third stage with the auxiliary head.
 #[test]
 fn reference_matches_pytorch() {
     let dir = format!("{}/tests/golden/networks", env!("CARGO_MANIFEST_DIR"));
