@@ -25,7 +25,7 @@
 //! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it) and
 //! MODNet's matte at 256, BiSeNetV2 (19 classes) at 256 x 512, facexlib's face-parsing
 //! BiSeNet (19 classes) at 512, Fast-SCNN (19 classes), ENet and ERFNet (20 classes) and
-//! PIDNet-S and DDRNet-23-slim (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
+//! PIDNet-S, DDRNet-23-slim and STDC1-Seg (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
 //! its recurrent state carried from one to the next on the GPU: 256 x 256 at
 //! `downsample_ratio` 1, and 288 x 512 at 0.5 through the deep guided filter.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
@@ -45,7 +45,8 @@ use segblocks::networks::{
     ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
     SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig,
     SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, U2Net, U2NetConfig, UNet, UNetConfig,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, StdcSeg, StdcSegConfig, U2Net, U2NetConfig, UNet,
+    UNetConfig,
 };
 use segblocks::networks::{RobustVideoMatting, RvmConfig, RvmMaps, RvmRun};
 use segblocks::{Gpu, StateDict};
@@ -323,6 +324,10 @@ fn bench(c: &mut Criterion) {
         &net,
         [1, 3, 512, 1024],
     );
+    // STDC1-Seg as its Cityscapes checkpoint evaluates (19 classes; the two auxiliary
+    // heads run too, as in PyTorch's forward) at 512 x 1024, the paper's STDC1-Seg50.
+    let net = StdcSeg::load(&gpu, StdcSegConfig::stdc1(19), &sd, "").unwrap();
+    time(&mut g, &gpu, "stdc1_seg_512x1024", &net, [1, 3, 512, 1024]);
     // Video matting: each frame with the previous frame's state, the foreground and alpha
     // read back.
     let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();

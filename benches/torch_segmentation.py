@@ -169,6 +169,10 @@ from ddrnet import DDRNet_23_slim as ddrnet  # noqa: E402
 bench("ddrnet_23_slim_512x1024", ddrnet.DualResNet(ddrnet.BasicBlock, [2, 2, 2, 2], num_classes=19,
                                                    planes=32, spp_planes=128, head_planes=64,
                                                    augment=False).eval(), (1, 3, 512, 1024))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden",
+                                "third_party", "stdc_seg"))
+from models.model_stages import BiSeNet as StdcSeg  # noqa: E402
+bench("stdc1_seg_512x1024", first(StdcSeg("STDCNet813", 19).eval()), (1, 3, 512, 1024))
 # Robust Video Matting (the golden script's transcription of RVM's modules), each frame
 # with the previous frame's state, the foreground and alpha read back.
 from make_golden_rvm import MattingNetwork  # noqa: E402

@@ -640,7 +640,7 @@ def networks(fz, count, out):
     output stride, widths, interpolation, upsampling, activation), U²-Net, U²-NetP and
     IS-Net (input and output channels), MODNet (every map or the matte), BiSeNetV2
     (classes, auxiliary heads), the face-parsing BiSeNet (classes), Fast-SCNN (classes,
-    auxiliary head), DPT on timm ViTs
+    auxiliary head), STDC-Seg (backbone, classes, conv_last, detail heads), DPT on timm ViTs
     (timm's widths, register tokens, class token, pre-norm, qkv bias; depth, output
     indices, readout, widths, activation), each smp model with its
     classification head a quarter of the time, on
@@ -745,7 +745,7 @@ def networks(fz, count, out):
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
                 "smp_manet", "smp_dpt", "u2net", "modnet", "bisenetv2", "bisenet", "fast_scnn",
-                "enet", "erfnet", "pidnet", "ddrnet"][i % 37]
+                "enet", "erfnet", "pidnet", "ddrnet", "stdc"][i % 38]
         n = r.choice([1, 1, 2, 3])
         if kind == "bisenetv2":
             # BiSeNetV2's branches meet where ceil(side / 8) is a multiple of 4: 32 k less
@@ -779,6 +779,12 @@ def networks(fz, count, out):
             # ERFNet's downsamplers meet where the sides halve exactly: multiples of 8.
             a = dict(classes=r.randint(1, 5), only_encode=r.random() < 0.25)
             shape = [n, 3] + [8 * r.randint(1, 9) for _ in range(2)]
+        elif kind == "stdc":
+            # STDC-Seg runs at any size; the detail heads in the forms its forward returns.
+            a = dict(backbone=r.choice(["STDCNet813", "STDCNet813", "STDCNet1446"]),
+                     classes=r.randint(1, 5), use_conv_last=r.random() < 0.3,
+                     boundary=r.choice([[], [8], [4, 8], [2, 4, 8]]))
+            shape = [n, 3] + side(1)
         elif kind == "bisenet":
             # The face-parsing BiSeNet runs at any size.
             a = dict(classes=r.randint(1, 5))

@@ -24,9 +24,9 @@ use segblocks::networks::{
     SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
     SmpDptConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet,
     SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
-    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, TimmEfficientNetArch,
-    TimmEfficientNetConfig, TimmMobileNetArch, TimmMobileNetConfig, U2Net, U2NetConfig, UNet,
-    UNetConfig, VggConfig, VggFeatures,
+    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, StdcSeg,
+    StdcSegConfig, TimmEfficientNetArch, TimmEfficientNetConfig, TimmMobileNetArch,
+    TimmMobileNetConfig, U2Net, U2NetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -455,6 +455,17 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             };
             run(gpu, PidNet::load(gpu, cfg, sd, ""), x)
         }
+        "stdc" => {
+            let name = a["backbone"].as_str().unwrap();
+            let boundary = list(&a["boundary"]);
+            let cfg = StdcSegConfig::from_name(name, us(&a["classes"]))
+                .unwrap()
+                .use_conv_last(flag("use_conv_last"))
+                .use_boundary_2(boundary.contains(&2))
+                .use_boundary_4(boundary.contains(&4))
+                .use_boundary_8(boundary.contains(&8));
+            run(gpu, StdcSeg::load(gpu, cfg, sd, ""), x)
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -563,7 +574,7 @@ fn every_network_kind_has_a_committed_case() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            41,
+            42,
             "every kind has a committed case: {kinds:?}"
         );
     }

@@ -93,16 +93,16 @@ setters!(BiSeNetV2Config {
 /// [`BiSeNetAuxMode::Train`] the auxiliary heads' after them: see [`BiSeNetV2Config`]).
 pub type BiSeNetV2 = Model<BiSeNetV2Config>;
 
-/// Where the weights are and the graph being built.
-struct Builder<'a> {
-    gpu: &'a Gpu,
-    sd: &'a StateDict,
-    prefix: &'a str,
-    g: Graph,
+/// Where the weights are and the graph being built (STDC-Seg's builds on it too).
+pub(super) struct Builder<'a> {
+    pub(super) gpu: &'a Gpu,
+    pub(super) sd: &'a StateDict,
+    pub(super) prefix: &'a str,
+    pub(super) g: Graph,
 }
 
 /// A 3x3 convolution without bias at `stride`, padded by 1.
-fn conv3x3(cin: usize, cout: usize, stride: usize) -> Conv2dParams {
+pub(super) fn conv3x3(cin: usize, cout: usize, stride: usize) -> Conv2dParams {
     Conv2dParams::new(cin, cout, 3)
         .stride(stride)
         .padding(1)
@@ -110,13 +110,13 @@ fn conv3x3(cin: usize, cout: usize, stride: usize) -> Conv2dParams {
 }
 
 /// A 1x1 convolution without bias.
-fn conv1x1(cin: usize, cout: usize) -> Conv2dParams {
+pub(super) fn conv1x1(cin: usize, cout: usize) -> Conv2dParams {
     Conv2dParams::new(cin, cout, 1).bias(false)
 }
 
 /// A 3x3 depthwise convolution (`groups=cin`) with `multiplier` outputs per channel,
 /// without bias, padded by 1.
-fn depthwise3x3(cin: usize, multiplier: usize, stride: usize) -> Conv2dParams {
+pub(super) fn depthwise3x3(cin: usize, multiplier: usize, stride: usize) -> Conv2dParams {
     Conv2dParams::depthwise(cin, multiplier, 3)
         .stride(stride)
         .padding(1)
@@ -129,7 +129,12 @@ impl Builder<'_> {
     }
 
     /// `ConvBNReLU` under `name` (`{name}.conv`, `{name}.bn`).
-    fn conv_bn_relu(&mut self, name: &str, x: ValueId, p: Conv2dParams) -> Result<ValueId> {
+    pub(super) fn conv_bn_relu(
+        &mut self,
+        name: &str,
+        x: ValueId,
+        p: Conv2dParams,
+    ) -> Result<ValueId> {
         let p = p.activation(Activation::Relu);
         let (conv, bn) = (self.at(&key(name, "conv")), self.at(&key(name, "bn")));
         let layer = conv_bn(self.gpu, self.sd, p, &conv, &bn, EPS)?;
@@ -137,7 +142,7 @@ impl Builder<'_> {
     }
 
     /// The convolution `{seq}.{i}` with its batch norm `{seq}.{i + 1}` (a `Sequential`'s).
-    fn seq_conv_bn(&self, seq: &str, i: usize, p: Conv2dParams) -> Result<ConvBnAct> {
+    pub(super) fn seq_conv_bn(&self, seq: &str, i: usize, p: Conv2dParams) -> Result<ConvBnAct> {
         let conv = self.at(&format!("{seq}.{i}"));
         let bn = self.at(&format!("{seq}.{}", i + 1));
         conv_bn(self.gpu, self.sd, p, &conv, &bn, EPS)
@@ -443,22 +448,93 @@ impl Builder<'_> {
         Ok([feat, logits])
     }
 
-    /// `BiSeNetOutput(cin, mid, n_classes)` under `name` on `x`, resized to `like`'s size
-    /// (bilinear, corners aligned).
-    fn output(
+    /// `BiSeNetOutput(cin, mid, n_classes)` under `name` on `x`: a 3x3 convolution with
+    /// batch norm and ReLU, and a 1x1 classifier without bias.
+    pub(super) fn logits_head(
         &mut self,
         name: &str,
         x: ValueId,
         (cin, mid, classes): (usize, usize, usize),
-        like: ValueId,
     ) -> Result<ValueId> {
         let y = self.conv_bn_relu(&key(name, "conv"), x, conv3x3(cin, mid, 1))?;
         let classifier = self.plain_conv(&key(name, "conv_out"), conv1x1(mid, classes))?;
-        let y = self.g.add(key(name, "conv_out"), classifier, &[y]);
+        Ok(self.g.add(key(name, "conv_out"), classifier, &[y]))
+    }
+
+    /// [`Builder::logits_head`] resized to `like`'s size (bilinear, corners aligned).
+    fn output(
+        &mut self,
+        name: &str,
+        x: ValueId,
+        dims: (usize, usize, usize),
+        like: ValueId,
+    ) -> Result<ValueId> {
+        let y = self.logits_head(name, x, dims)?;
         let bilinear = UpsampleMode::Bilinear {
             align_corners: true,
         };
         Ok(self.g.resize_like(key(name, "up"), bilinear, y, like))
+    }
+
+    /// The BiSeNet (V1) decoder on a backbone's maps at 1/8, 1/16 and 1/32 of the input
+    /// `x` (each with its channel count): the context path (`cp.conv_avg`, `cp.arm32`,
+    /// `cp.arm16`, `cp.conv_head32`, `cp.conv_head16`), the feature fusion module (`ffm`)
+    /// on the 1/8 map and the context path's, and the heads (`conv_out`, with
+    /// `side_outputs` also `conv_out16` and `conv_out32`) resized to `x`'s size; returns
+    /// the heads' logits.
+    pub(super) fn context_and_heads(
+        &mut self,
+        x: ValueId,
+        [(feat8, c8), (feat16, c16), (feat32, c32)]: [(ValueId, usize); 3],
+        n: usize,
+        side_outputs: bool,
+    ) -> Result<Vec<ValueId>> {
+        let pooled = self
+            .g
+            .add("cp.pool", Op::GlobalPool(GlobalPool::Avg), &[feat32]);
+        let context = self.conv_bn_relu("cp.conv_avg", pooled, conv1x1(c32, WIDE))?;
+        let [arm32, logits32] = self.refinement("cp.arm32", feat32, c32)?;
+        let scaled = self.g.add(
+            "cp.arm32",
+            Op::ScaleChannels(Activation::Sigmoid),
+            &[arm32, logits32],
+        );
+        let sum32 = self.g.add(
+            "cp.sum32",
+            Op::AddChannels(Activation::None),
+            &[scaled, context],
+        );
+        let nearest = UpsampleMode::Nearest;
+        let up32 = self.g.resize_like("cp.up32", nearest, sum32, feat16);
+        let cp16 = self.conv_bn_relu("cp.conv_head32", up32, conv3x3(WIDE, WIDE, 1))?;
+        let [arm16, logits16] = self.refinement("cp.arm16", feat16, c16)?;
+        let gate = Op::ScaleChannelsAdd {
+            gate: Activation::Sigmoid,
+            act: Activation::None,
+        };
+        let sum16 = self
+            .g
+            .add("cp.arm16", gate.clone(), &[arm16, logits16, cp16]);
+        let up16 = self.g.resize_like("cp.up16", nearest, sum16, feat8);
+        let cp8 = self.conv_bn_relu("cp.conv_head16", up16, conv3x3(WIDE, WIDE, 1))?;
+        // The feature fusion module: the backbone's 1/8 map beside the context path's.
+        let joined = self.g.add("ffm.cat", Op::Concat, &[feat8, cp8]);
+        let fused = self.conv_bn_relu("ffm.convblk", joined, conv1x1(c8 + WIDE, 2 * WIDE))?;
+        let pooled = self
+            .g
+            .add("ffm.pool", Op::GlobalPool(GlobalPool::Avg), &[fused]);
+        let p = conv1x1(2 * WIDE, WIDE / 2).activation(Activation::Relu);
+        let fc1 = self.plain_conv("ffm.conv1", p)?;
+        let hidden = self.g.add("ffm.conv1", fc1, &[pooled]);
+        let fc2 = self.plain_conv("ffm.conv2", conv1x1(WIDE / 2, 2 * WIDE))?;
+        let logits = self.g.add("ffm.conv2", fc2, &[hidden]);
+        let fused = self.g.add("ffm", gate, &[fused, logits, fused]);
+        let mut outs = vec![self.output("conv_out", fused, (2 * WIDE, 2 * WIDE, n), x)?];
+        if side_outputs {
+            outs.push(self.output("conv_out16", cp8, (WIDE, 64, n), x)?);
+            outs.push(self.output("conv_out32", cp16, (WIDE, 64, n), x)?);
+        }
+        Ok(outs)
     }
 }
 
@@ -481,49 +557,8 @@ impl Architecture for BiSeNetConfig {
         let resnet = key(prefix, "cp.resnet");
         let [_, feat8, feat16, feat32] =
             ResNetConfig::resnet18().append(&mut b.g, x, (gpu, sd, &resnet))?;
-        // The context path.
-        let pooled =
-            b.g.add("cp.pool", Op::GlobalPool(GlobalPool::Avg), &[feat32]);
-        let context = b.conv_bn_relu("cp.conv_avg", pooled, conv1x1(512, WIDE))?;
-        let [arm32, logits32] = b.refinement("cp.arm32", feat32, 512)?;
-        let scaled = b.g.add(
-            "cp.arm32",
-            Op::ScaleChannels(Activation::Sigmoid),
-            &[arm32, logits32],
-        );
-        let sum32 = b.g.add(
-            "cp.sum32",
-            Op::AddChannels(Activation::None),
-            &[scaled, context],
-        );
-        let nearest = UpsampleMode::Nearest;
-        let up32 = b.g.resize_like("cp.up32", nearest, sum32, feat16);
-        let cp16 = b.conv_bn_relu("cp.conv_head32", up32, conv3x3(WIDE, WIDE, 1))?;
-        let [arm16, logits16] = b.refinement("cp.arm16", feat16, 256)?;
-        let gate = Op::ScaleChannelsAdd {
-            gate: Activation::Sigmoid,
-            act: Activation::None,
-        };
-        let sum16 = b.g.add("cp.arm16", gate.clone(), &[arm16, logits16, cp16]);
-        let up16 = b.g.resize_like("cp.up16", nearest, sum16, feat8);
-        let cp8 = b.conv_bn_relu("cp.conv_head16", up16, conv3x3(WIDE, WIDE, 1))?;
-        // The feature fusion module: the ResNet's 1/8 map in place of the spatial path.
-        let joined = b.g.add("ffm.cat", Op::Concat, &[feat8, cp8]);
-        let fused = b.conv_bn_relu("ffm.convblk", joined, conv1x1(2 * WIDE, 2 * WIDE))?;
-        let pooled =
-            b.g.add("ffm.pool", Op::GlobalPool(GlobalPool::Avg), &[fused]);
-        let p = conv1x1(2 * WIDE, WIDE / 2).activation(Activation::Relu);
-        let fc1 = b.plain_conv("ffm.conv1", p)?;
-        let hidden = b.g.add("ffm.conv1", fc1, &[pooled]);
-        let fc2 = b.plain_conv("ffm.conv2", conv1x1(WIDE / 2, 2 * WIDE))?;
-        let logits = b.g.add("ffm.conv2", fc2, &[hidden]);
-        let fused = b.g.add("ffm", gate, &[fused, logits, fused]);
-        let n = self.n_classes;
-        let mut outs = vec![b.output("conv_out", fused, (2 * WIDE, 2 * WIDE, n), x)?];
-        if self.side_outputs {
-            outs.push(b.output("conv_out16", cp8, (WIDE, 64, n), x)?);
-            outs.push(b.output("conv_out32", cp16, (WIDE, 64, n), x)?);
-        }
+        let feats = [(feat8, 128), (feat16, 256), (feat32, 512)];
+        let outs = b.context_and_heads(x, feats, self.n_classes, self.side_outputs)?;
         b.g.set_outputs(&outs);
         Ok(b.g)
     }

@@ -10,8 +10,8 @@
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
 //! ConvNeXts, GENets and RepVGGs),
 //! MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal, MODNet
-//! for portrait matting, BiSeNetV2, Fast-SCNN, ENet, ERFNet, DDRNet and PIDNet for real-time semantic
-//! segmentation and BiSeNet for face parsing. Each is a
+//! for portrait matting, BiSeNetV2, Fast-SCNN, ENet, ERFNet, DDRNet, PIDNet and STDC-Seg for real-time
+//! semantic segmentation and BiSeNet for face parsing. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
@@ -57,6 +57,7 @@ mod smp_pspnet;
 mod smp_segformer;
 mod smp_unet;
 mod smp_upernet;
+mod stdc;
 mod timm_efficientnet;
 mod timm_mobilenet;
 mod u2net;
@@ -116,6 +117,7 @@ pub use smp_unet::{
     HeadActivation, SmpAuxParams, SmpEncoder, SmpUnet, SmpUnetConfig, SmpUnetPlusPlus,
 };
 pub use smp_upernet::{SmpUperNet, SmpUperNetConfig};
+pub use stdc::{StdcBackbone, StdcSeg, StdcSegConfig};
 pub use timm_efficientnet::{TimmEfficientNetArch, TimmEfficientNetConfig};
 pub use timm_mobilenet::{TimmMobileNetArch, TimmMobileNetConfig};
 pub use u2net::{Rsu, U2Net, U2NetConfig};

@@ -105,6 +105,12 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
   pidnet   XuJiacong/PIDNet's PIDNet(m, n, num_classes, planes, ppm_planes, head_planes,
            augment), vendored unchanged in third_party/pidnet (MIT): `out` the logits, with
            augment `out` the P branch's logits, `side1` the logits, `side2` the boundary map
+  stdc     MichaelFan01/STDC-Seg's BiSeNet(backbone, n_classes, use_boundary_2/4/8,
+           use_conv_last) (backbone STDCNet813 / STDCNet1446; boundary: the use_boundary
+           flags set), vendored unchanged in third_party/stdc_seg (MIT; its CUDA batch
+           norm replaced by nn.BatchNorm2d, the same thing in the form it is built):
+           `out`, `side1`, `side2` the logits (out, out16, out32), then `side3` .. the
+           detail heads' maps
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -1105,6 +1111,15 @@ CASES = [
      [1, 3, 328, 264]),
     ("ddrnet_23_slim", "ddrnet", dict(layers=[2, 2, 2, 2], classes=19, planes=32, spp=128,
                                       head=64, augment=False, split=False), [1, 3, 64, 128]),
+    # STDC-Seg: odd sizes (every stride rounds up), batch 2; STDC1 without detail heads,
+    # STDC2 with conv_last and every detail head, STDC1 with the 1/8 head as trained;
+    # calibrated too.
+    ("stdc1_odd_batch2", "stdc", dict(backbone="STDCNet813", classes=5, use_conv_last=False,
+                                      boundary=[]), [2, 3, 45, 61]),
+    ("stdc2_boundary_odd", "stdc", dict(backbone="STDCNet1446", classes=3, use_conv_last=True,
+                                        boundary=[2, 4, 8]), [1, 3, 37, 50]),
+    ("stdc1_cityscapes", "stdc", dict(backbone="STDCNet813", classes=19, use_conv_last=False,
+                                      boundary=[8]), [1, 3, 32, 64]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1138,6 +1153,7 @@ CALIBRATED = [
     "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8", "bisenetv2_train",
     "bisenet_face_odd_batch2", "fast_scnn_aux_odd", "enet_odd_batch2", "erfnet_batch2",
     "pidnet_small_odd_batch2", "pidnet_large_augment", "ddrnet_23_odd_batch2", "ddrnet_39_augment",
+    "stdc1_odd_batch2", "stdc2_boundary_odd",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1416,6 +1432,18 @@ def build(kind, a):
                 return y
         return Segmenter(BasicBlock, a["layers"], num_classes=a["classes"], planes=a["planes"],
                          spp_planes=a["spp"], head_planes=a["head"], augment=a["augment"])
+    if kind == "stdc":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party",
+                                        "stdc_seg"))
+        from models.model_stages import BiSeNet as StdcSeg
+
+        class Segmenter(StdcSeg):
+            def forward(self, x):
+                y = super().forward(x)
+                return {"out": y[0], **{f"side{i}": t for i, t in enumerate(y[1:], 1)}}
+        b = a["boundary"]
+        return Segmenter(a["backbone"], a["classes"], use_boundary_2=2 in b, use_boundary_4=4 in b,
+                         use_boundary_8=8 in b, use_conv_last=a["use_conv_last"])
     raise ValueError(kind)
 
 
@@ -1452,7 +1480,8 @@ def outputs(y):
     if isinstance(y, tuple):
         return {"out": y[0], "aux": y[1][:, :, None, None]}
     if isinstance(y, dict):
-        return {k: y[k] for k in ("out", "aux", "side1", "side2", "side3", "side4") if k in y}
+        return {k: y[k] for k in ("out", "aux", "side1", "side2", "side3", "side4", "side5")
+                if k in y}
     return {"out": y}
 
 
@@ -1464,6 +1493,14 @@ def make(index, name, kind, args, shape, out_dir):
         # MODNet holds its backbone twice (`backbone` and `lr_branch.backbone`, one
         # module): its weights are made up under the first name, which segblocks loads.
         for n, t in model.backbone.state_dict(prefix="backbone.").items():
+            if not n.endswith("num_batches_tracked"):
+                t.copy_(torch.from_numpy(make_up(n, tuple(t.shape))))
+    if kind == "stdc":
+        # STDCNet holds its blocks twice (`features` and the stage aliases `x2` .. `x32`,
+        # the same modules): their weights are made up under the first name, which
+        # segblocks loads.
+        feats = model.cp.backbone.features
+        for n, t in feats.state_dict(prefix="cp.backbone.features.").items():
             if not n.endswith("num_batches_tracked"):
                 t.copy_(torch.from_numpy(make_up(n, tuple(t.shape))))
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(300 + index))
@@ -1530,6 +1567,14 @@ def make(index, name, kind, args, shape, out_dir):
         unused += ["lr_branch.conv_lr.", "hr_branch.conv_hr."]
     if kind == "effnet":
         unused.append("_fc.")
+    if kind == "stdc":
+        # The backbone's classifier and the detail heads forward does not return; the
+        # backbone's stage aliases (x2 .. x32) hold the features' modules again.
+        unused += ["cp.backbone.fc.", "cp.backbone.bn.", "cp.backbone.linear.", "conv_out_sp16."]
+        unused += [f"cp.backbone.x{k}." for k in (2, 4, 8, 16, 32)]
+        unused += [f"conv_out_sp{k}." for k in (2, 4, 8) if k not in args["boundary"]]
+        if not args["use_conv_last"]:
+            unused.append("cp.backbone.conv_last.")
     if kind == "senet":
         unused.append("last_linear.")
     if kind in ("shufflenet", "regnet"):
@@ -1623,7 +1668,7 @@ def make(index, name, kind, args, shape, out_dir):
                 tensors[n] = t.numpy()
     params = sum(p.numel() for p in model.parameters())
     if kind.startswith("smp_") or kind in ("effnet", "senet", "shufflenet", "regnet", "mnasnet",
-                                           "modnet", "erfnet"):
+                                           "modnet", "erfnet", "stdc"):
         params -= sum(p.numel() for n, p in model.named_parameters()
                       if any(n.startswith(u) for u in unused))
     save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"),
@@ -1658,7 +1703,9 @@ def main(cases=None, out_dir=OUT, skip_refused=False, only=None):
         except (RuntimeError, ValueError, AssertionError) as e:
             if not skip_refused:
                 raise
-            print(f"skipped {case[0]} ({case[1]}, {case[2]}): {str(e).splitlines()[0]}")
+            # An assert without a message (timm's) has no text: its type stands in.
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            print(f"skipped {case[0]} ({case[1]}, {case[2]}): {why}")
     with open(os.path.join(out_dir, "cases.json"), "w") as f:
         json.dump({"generator": "tests/golden/make_golden_networks.py", "torch": torch.__version__,
                    "torchvision": torchvision.__version__, "cases": entries}, f, indent=1)
