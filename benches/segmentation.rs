@@ -25,7 +25,7 @@
 //! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it) and
 //! MODNet's matte at 256, BiSeNetV2 (19 classes) at 256 x 512, facexlib's face-parsing
 //! BiSeNet (19 classes) at 512, Fast-SCNN (19 classes), ENet and ERFNet (20 classes) and
-//! PIDNet-S, DDRNet-23-slim and STDC1-Seg (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
+//! PIDNet-S, DDRNet-23-slim, STDC1-Seg and HRNetV2-W18-small-v2 (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
 //! its recurrent state carried from one to the next on the GPU: 256 x 256 at
 //! `downsample_ratio` 1, and 288 x 512 at 0.5 through the deep guided filter.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
@@ -39,14 +39,14 @@ use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     BiSeNet, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig, ConvNextFeatures, DdrNet,
     DdrNetConfig, DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, Enet,
-    EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, MnasNetConfig,
-    MnasNetFeatures, ModNet, ModNetConfig, PidNet, PidNetConfig, RegNetConfig, RegNetFeatures,
-    ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
-    ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
-    SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig,
-    SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, StdcSeg, StdcSegConfig, U2Net, U2NetConfig, UNet,
-    UNetConfig,
+    EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, HrNetSeg,
+    HrNetSegConfig, MnasNetConfig, MnasNetFeatures, ModNet, ModNetConfig, PidNet, PidNetConfig,
+    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
+    SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
+    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig,
+    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
+    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
+    SmpUperNetConfig, StdcSeg, StdcSegConfig, U2Net, U2NetConfig, UNet, UNetConfig,
 };
 use segblocks::networks::{RobustVideoMatting, RvmConfig, RvmMaps, RvmRun};
 use segblocks::{Gpu, StateDict};
@@ -328,6 +328,17 @@ fn bench(c: &mut Criterion) {
     // heads run too, as in PyTorch's forward) at 512 x 1024, the paper's STDC1-Seg50.
     let net = StdcSeg::load(&gpu, StdcSegConfig::stdc1(19), &sd, "").unwrap();
     time(&mut g, &gpu, "stdc1_seg_512x1024", &net, [1, 3, 512, 1024]);
+    // HRNetV2-W18-small-v2 as HRNet-Semantic-Segmentation's Cityscapes model (19 classes,
+    // the quarter-size logits its forward returns) at 512 x 1024.
+    let cfg = HrNetSegConfig::from_name("hrnet_w18_small_v2", 19).unwrap();
+    let net = HrNetSeg::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "hrnet_w18_small_v2_seg_512x1024",
+        &net,
+        [1, 3, 512, 1024],
+    );
     // Video matting: each frame with the previous frame's state, the foreground and alpha
     // read back.
     let net = RobustVideoMatting::load(&gpu, RvmConfig::mobilenetv3(), &sd, "").unwrap();

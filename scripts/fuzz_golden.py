@@ -640,7 +640,8 @@ def networks(fz, count, out):
     output stride, widths, interpolation, upsampling, activation), U²-Net, U²-NetP and
     IS-Net (input and output channels), MODNet (every map or the matte), BiSeNetV2
     (classes, auxiliary heads), the face-parsing BiSeNet (classes), Fast-SCNN (classes,
-    auxiliary head), STDC-Seg (backbone, classes, conv_last, detail heads), DPT on timm ViTs
+    auxiliary head), STDC-Seg (backbone, classes, conv_last, detail heads), HRNetV2
+    (trunk, classes, classifier kernel, corners), DPT on timm ViTs
     (timm's widths, register tokens, class token, pre-norm, qkv bias; depth, output
     indices, readout, widths, activation), each smp model with its
     classification head a quarter of the time, on
@@ -745,7 +746,7 @@ def networks(fz, count, out):
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
                 "smp_manet", "smp_dpt", "u2net", "modnet", "bisenetv2", "bisenet", "fast_scnn",
-                "enet", "erfnet", "pidnet", "ddrnet", "stdc"][i % 38]
+                "enet", "erfnet", "pidnet", "ddrnet", "stdc", "hrnet_seg"][i % 39]
         n = r.choice([1, 1, 2, 3])
         if kind == "bisenetv2":
             # BiSeNetV2's branches meet where ceil(side / 8) is a multiple of 4: 32 k less
@@ -784,6 +785,15 @@ def networks(fz, count, out):
             a = dict(backbone=r.choice(["STDCNet813", "STDCNet813", "STDCNet1446"]),
                      classes=r.randint(1, 5), use_conv_last=r.random() < 0.3,
                      boundary=r.choice([[], [8], [4, 8], [2, 4, 8]]))
+            shape = [n, 3] + side(1)
+        elif kind == "hrnet_seg":
+            # HRNetV2 (HRNet-Semantic-Segmentation) runs at any size: its fusions resize to
+            # each branch's size.
+            a = dict(stage1=[r.randint(1, 2), r.choice([4, 8, 16])],
+                     modules=[r.randint(1, 2) for _ in range(3)],
+                     blocks=[r.randint(1, 2) for _ in range(3)],
+                     widths=[r.randint(2, 12) for _ in range(4)], classes=r.randint(1, 5),
+                     final_kernel=r.choice([1, 3]), align=r.random() < 0.5)
             shape = [n, 3] + side(1)
         elif kind == "bisenet":
             # The face-parsing BiSeNet runs at any size.

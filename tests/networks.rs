@@ -15,18 +15,19 @@ use segblocks::networks::{
     ConvNextFeatures, DdrNet, DdrNetConfig, DenseNetConfig, DenseNetFeatures, DpnConfig,
     DpnFeatures, DptReadout, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
     EfficientNetPyTorchFeatures, Enet, EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig,
-    Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, InceptionConfig, InceptionFeatures, LrAsppConfig,
-    LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures, MobileNetV2Config, MobileNetV2Features,
-    MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig, ModNet, ModNetConfig, PidNet,
-    PidNetConfig, RegNetConfig, RegNetFeatures, ResNetAttention, ResNetConfig, ResNetFeatures,
-    SeNetConfig, SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
-    ShuffleNetV2Config, ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams,
-    SmpDeepLabV3, SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
-    SmpDptConfig, SmpEncoder, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet,
-    SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer,
-    SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet, SmpUperNetConfig, StdcSeg,
-    StdcSegConfig, TimmEfficientNetArch, TimmEfficientNetConfig, TimmMobileNetArch,
-    TimmMobileNetConfig, U2Net, U2NetConfig, UNet, UNetConfig, VggConfig, VggFeatures,
+    Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, HrNetConfig, HrNetSeg, HrNetSegConfig,
+    InceptionConfig, InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig,
+    MnasNetFeatures, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
+    MobileNetV3FeaturesConfig, MobileOneConfig, ModNet, ModNetConfig, PidNet, PidNetConfig,
+    RegNetConfig, RegNetFeatures, ResNetAttention, ResNetConfig, ResNetFeatures, SeNetConfig,
+    SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config,
+    ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3,
+    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder,
+    SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan,
+    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, StdcSeg, StdcSegConfig, TimmEfficientNetArch,
+    TimmEfficientNetConfig, TimmMobileNetArch, TimmMobileNetConfig, U2Net, U2NetConfig, UNet,
+    UNetConfig, VggConfig, VggFeatures,
 };
 use segblocks::ops::upsample::UpsampleMode;
 use segblocks::{Gpu, StateDict};
@@ -455,6 +456,22 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             };
             run(gpu, PidNet::load(gpu, cfg, sd, ""), x)
         }
+        "hrnet_seg" => {
+            let (l, w) = (list(&a["stage1"]), list(&a["widths"]));
+            let (m, b) = (list(&a["modules"]), list(&a["blocks"]));
+            let trunk = HrNetConfig {
+                stem_width: 64,
+                stage1_blocks: l[0],
+                stage1_planes: l[1],
+                modules: [m[0], m[1], m[2]],
+                blocks: [b[0], b[1], b[2]],
+                widths: [w[0], w[1], w[2], w[3]],
+            };
+            let cfg = HrNetSegConfig::new(trunk, us(&a["classes"]))
+                .final_conv_kernel(us(&a["final_kernel"]))
+                .align_corners(flag("align"));
+            run(gpu, HrNetSeg::load(gpu, cfg, sd, ""), x)
+        }
         "stdc" => {
             let name = a["backbone"].as_str().unwrap();
             let boundary = list(&a["boundary"]);
@@ -574,7 +591,7 @@ fn every_network_kind_has_a_committed_case() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            42,
+            43,
             "every kind has a committed case: {kinds:?}"
         );
     }
@@ -1049,7 +1066,6 @@ fn gernet_bad_configurations_are_typed_errors() {
 /// typed errors, before any weight is read or any pass recorded.
 #[test]
 fn hrnet_bad_configurations_are_typed_errors() {
-    use segblocks::networks::HrNetConfig;
     let gpu = common::gpu();
     let sd = StateDict::synthetic();
     for name in [

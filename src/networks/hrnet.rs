@@ -26,7 +26,7 @@ use crate::blocks::{
 use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::{Conv2dParams, ResidualJoin};
-use crate::ops::upsample::UpsampleParams;
+use crate::ops::upsample::{UpsampleMode, UpsampleParams};
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
@@ -107,7 +107,7 @@ impl HrNetConfig {
         fail_if(self.stem_width != STEM_OUT, "stem_width", || {
             format!(
                 "smp sizes its decoder for the 64 channels timm reports for the stem's \
-                 feature, got {}",
+                 feature, and HRNet-Semantic-Segmentation builds the stem 64 wide, got {}",
                 self.stem_width
             )
         })?;
@@ -144,28 +144,56 @@ impl HrNetConfig {
             format!("timm's HRNet cannot be dilated (it asserts an output stride of 32), got {output_stride}")
         })?;
         let ctx = (gpu, sd, prefix);
-        let relu = Activation::Relu;
-        let conv3x3 = |c_in: usize, c_out: usize, stride: usize| {
-            Conv2dParams::new(c_in, c_out, 3)
-                .stride(stride)
-                .padding(1)
-                .bias(false)
-        };
-        let at = |n: &str| key(prefix, n);
-        let p = conv3x3(in_channels, self.stem_width, 2).activation(relu);
-        let stem = conv_bn(gpu, sd, p, &at("conv1"), &at("bn1"), EPS)?;
-        let stem = g.add("conv1", stem, &[x]);
+        let stem = self.append_stem(g, x, ctx, in_channels)?;
         let mut features = vec![x, stem];
         if depth < 2 {
             return Ok(features);
         }
+        let branches = self.append_stages(g, stem, ctx, FuseResize::Nearest)?;
+        for (i, &b) in branches.iter().enumerate().take(depth - 1) {
+            let name = format!("incre_modules.{i}.0");
+            let c = BottleneckConfig::new(self.widths[i], HEAD_PLANES[i]);
+            let block = Bottleneck::load(gpu, c, sd, &key(prefix, &name))?.into_graph();
+            features.push(g.add(name, block, &[b]));
+        }
+        Ok(features)
+    }
+
+    /// The stem's first convolution (`conv1`, `bn1`, ReLU) on `x` of `in_channels`.
+    pub(crate) fn append_stem(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+        in_channels: usize,
+    ) -> Result<ValueId> {
+        let at = |n: &str| key(prefix, n);
+        let p = conv3x3(in_channels, self.stem_width, 2).activation(Activation::Relu);
+        let stem = conv_bn(gpu, sd, p, &at("conv1"), &at("bn1"), EPS)?;
+        Ok(g.add("conv1", stem, &[x]))
+    }
+
+    /// Everything after the stem's first convolution's output `stem` to the end of stage
+    /// 4 (`conv2` / `bn2`, `layer1`, the transitions and stages 2 to 4), each fusion's
+    /// lower resolutions resized by `resize`; returns the four branches' outputs, at
+    /// strides 4 to 32.
+    pub(crate) fn append_stages(
+        &self,
+        g: &mut Graph,
+        stem: ValueId,
+        ctx: (&Gpu, &StateDict, &str),
+        resize: FuseResize,
+    ) -> Result<Vec<ValueId>> {
+        let (gpu, sd, prefix) = ctx;
+        let relu = Activation::Relu;
+        let at = |n: &str| key(prefix, n);
         let p = conv3x3(self.stem_width, STEM_OUT, 2).activation(relu);
         let y = g.add(
             "conv2",
             conv_bn(gpu, sd, p, &at("conv2"), &at("bn2"), EPS)?,
             &[stem],
         );
-        let mut y = self.append_layer1(g, y, ctx)?;
+        let y = self.append_layer1(g, y, ctx)?;
         // Stage 1 ends in one branch of 4 x planes channels; transition1 maps it to the
         // first branch's width where the two differ, and opens the second.
         let stage1_out = 4 * self.stage1_planes;
@@ -195,18 +223,11 @@ impl HrNetConfig {
             }
             for m in 0..self.modules[stage - 2] {
                 let name = format!("stage{stage}.{m}");
-                branches =
-                    self.append_module(g, &branches, ctx, (&name, self.blocks[stage - 2]))?;
+                let module = (name.as_str(), self.blocks[stage - 2], resize);
+                branches = self.append_module(g, &branches, ctx, module)?;
             }
         }
-        for (i, &b) in branches.iter().enumerate().take(depth - 1) {
-            let name = format!("incre_modules.{i}.0");
-            let c = BottleneckConfig::new(self.widths[i], HEAD_PLANES[i]);
-            let block = Bottleneck::load(gpu, c, sd, &at(&name))?.into_graph();
-            y = g.add(name, block, &[b]);
-            features.push(y);
-        }
-        Ok(features)
+        Ok(branches)
     }
 
     /// `layer1`: the stage-1 bottlenecks on the stem's 64 channels.
@@ -229,13 +250,14 @@ impl HrNetConfig {
     }
 
     /// One `HighResolutionModule` named `name` on `branches`: `blocks` basic blocks a
-    /// branch, then the fusion; returns the fused branches.
+    /// branch, then the fusion (its lower resolutions resized by `resize`); returns the
+    /// fused branches.
     fn append_module(
         &self,
         g: &mut Graph,
         branches: &[ValueId],
         ctx: (&Gpu, &StateDict, &str),
-        (name, blocks): (&str, usize),
+        (name, blocks, resize): (&str, usize, FuseResize),
     ) -> Result<Vec<ValueId>> {
         let (gpu, sd, prefix) = ctx;
         let mut outs = Vec::with_capacity(branches.len());
@@ -250,13 +272,13 @@ impl HrNetConfig {
             outs.push(y);
         }
         (0..outs.len())
-            .map(|i| self.append_fuse(g, &outs, ctx, (name, i)))
+            .map(|i| self.append_fuse(g, &outs, ctx, (name, i, resize)))
             .collect()
     }
 
     /// Output `i` of the module `name`'s fusion: `relu(sum_j f_ij(x_j))`, `f_ii` the
-    /// identity, a lower resolution `j > i` by its 1x1 convolution and a nearest upsampling
-    /// by `2^(j - i)`, a higher one `j < i` by `i - j` 3x3 stride-2 convolutions (ReLU
+    /// identity, a lower resolution `j > i` by its 1x1 convolution and `resize`, a higher
+    /// one `j < i` by `i - j` 3x3 stride-2 convolutions (ReLU
     /// between them). The last of those chains adds the rest of the sum in its store, with
     /// the ReLU where it is the last term (the terms are added in another order than
     /// PyTorch's left-to-right sum: the same value up to rounding).
@@ -265,7 +287,7 @@ impl HrNetConfig {
         g: &mut Graph,
         x: &[ValueId],
         ctx: (&Gpu, &StateDict, &str),
-        (name, i): (&str, usize),
+        (name, i, resize): (&str, usize, FuseResize),
     ) -> Result<ValueId> {
         let relu = Activation::Relu;
         let w = &self.widths;
@@ -274,12 +296,20 @@ impl HrNetConfig {
         for (j, &xj) in x.iter().enumerate().skip(i + 1) {
             let p = Conv2dParams::new(w[j], w[i], 1).bias(false);
             let conv = g.add(fuse(j), conv_bn_seq(ctx, p, &fuse(j))?, &[xj]);
-            let scale = (1usize << (j - i)) as f64;
-            let up = UpsampleParams {
-                scale_factor: Some((scale, scale)),
-                ..UpsampleParams::nearest()
+            let up = match resize {
+                FuseResize::Nearest => {
+                    let scale = (1usize << (j - i)) as f64;
+                    let up = UpsampleParams {
+                        scale_factor: Some((scale, scale)),
+                        ..UpsampleParams::nearest()
+                    };
+                    g.add(key(&fuse(j), "2"), Op::Upsample(up), &[conv])
+                }
+                FuseResize::Bilinear { align_corners } => {
+                    let mode = UpsampleMode::Bilinear { align_corners };
+                    g.resize_like(key(&fuse(j), "up"), mode, conv, x[i])
+                }
             };
-            let up = g.add(key(&fuse(j), "2"), Op::Upsample(up), &[conv]);
             sum = g.add(key(name, "add"), Op::Add, &[sum, up]);
         }
         if i == 0 {
@@ -314,6 +344,27 @@ impl HrNetConfig {
         }
         Ok(sum)
     }
+}
+
+/// How a fusion brings a lower resolution up to a higher one's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FuseResize {
+    /// timm's: nearest, by the scale factor `2^(j - i)` (`nn.Upsample`).
+    Nearest,
+    /// HRNet-Semantic-Segmentation's: bilinear to the higher resolution's size
+    /// (`F.interpolate(size=..., align_corners=ALIGN_CORNERS)`).
+    Bilinear {
+        /// `config.MODEL.ALIGN_CORNERS`.
+        align_corners: bool,
+    },
+}
+
+/// A 3x3 convolution without bias at `stride`, padded by 1.
+fn conv3x3(c_in: usize, c_out: usize, stride: usize) -> Conv2dParams {
+    Conv2dParams::new(c_in, c_out, 3)
+        .stride(stride)
+        .padding(1)
+        .bias(false)
 }
 
 /// A convolution `{name}.0` with its batch norm `{name}.1` (a `Sequential` of timm's).

@@ -10,8 +10,9 @@
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
 //! ConvNeXts, GENets and RepVGGs),
 //! MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal, MODNet
-//! for portrait matting, BiSeNetV2, Fast-SCNN, ENet, ERFNet, DDRNet, PIDNet and STDC-Seg for real-time
-//! semantic segmentation and BiSeNet for face parsing. Each is a
+//! for portrait matting, BiSeNetV2, Fast-SCNN, ENet, ERFNet, DDRNet, PIDNet and STDC-Seg
+//! for real-time semantic segmentation, HRNetV2 (HRNet-Semantic-Segmentation's) for
+//! semantic segmentation at high resolution, and BiSeNet for face parsing. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
@@ -28,6 +29,7 @@ mod fast_scnn;
 mod fcn8s;
 mod gernet;
 mod hrnet;
+mod hrnet_seg;
 mod inception;
 mod lraspp;
 mod mix_transformer;
@@ -82,6 +84,7 @@ pub use fast_scnn::{FastScnn, FastScnnConfig};
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use gernet::{GerNetBlock, GerNetConfig, GerNetStage};
 pub use hrnet::HrNetConfig;
+pub use hrnet_seg::{HrNetSeg, HrNetSegConfig};
 pub use inception::{InceptionArch, InceptionConfig, InceptionFeatures};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};
 pub use mix_transformer::MixTransformerConfig;

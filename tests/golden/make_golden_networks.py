@@ -111,6 +111,10 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            norm replaced by nn.BatchNorm2d, the same thing in the form it is built):
            `out`, `side1`, `side2` the logits (out, out16, out32), then `side3` .. the
            detail heads' maps
+  hrnet_seg HRNet/HRNet-Semantic-Segmentation's HighResolutionNet(config) of seg_hrnet.py
+           (HRNetV2), vendored unchanged in third_party/hrnet_seg (MIT), its config built
+           from stage1 (blocks, channels), modules, blocks, widths, classes, final_kernel,
+           align: `out` the quarter-size logits
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
@@ -1111,6 +1115,9 @@ CASES = [
      [1, 3, 328, 264]),
     ("ddrnet_23_slim", "ddrnet", dict(layers=[2, 2, 2, 2], classes=19, planes=32, spp=128,
                                       head=64, augment=False, split=False), [1, 3, 64, 128]),
+    # HRNetV2 (HRNet-Semantic-Segmentation): odd sizes (its fusions resize to each
+    # branch's size), batch 2 and 3; W18-small v1 and v2 as its Cityscapes models, the
+    # 3x3 classifier, corners aligned, widths that are not multiples of 4; calibrated too.
     # STDC-Seg: odd sizes (every stride rounds up), batch 2; STDC1 without detail heads,
     # STDC2 with conv_last and every detail head, STDC1 with the 1/8 head as trained;
     # calibrated too.
@@ -1118,6 +1125,15 @@ CASES = [
                                       boundary=[]), [2, 3, 45, 61]),
     ("stdc2_boundary_odd", "stdc", dict(backbone="STDCNet1446", classes=3, use_conv_last=True,
                                         boundary=[2, 4, 8]), [1, 3, 37, 50]),
+    ("hrnet_seg_w18_small_v1_odd_batch2", "hrnet_seg",
+     dict(stage1=[1, 32], modules=[1, 1, 1], blocks=[2, 2, 2], widths=[16, 32, 64, 128],
+          classes=5, final_kernel=1, align=False), [2, 3, 45, 61]),
+    ("hrnet_seg_w18_small_v2_k3_align", "hrnet_seg",
+     dict(stage1=[2, 64], modules=[1, 3, 2], blocks=[2, 2, 2], widths=[18, 36, 72, 144],
+          classes=3, final_kernel=3, align=True), [1, 3, 37, 50]),
+    ("hrnet_seg_narrow_batch3", "hrnet_seg",
+     dict(stage1=[1, 8], modules=[1, 2, 1], blocks=[1, 1, 1], widths=[4, 8, 12, 6],
+          classes=2, final_kernel=1, align=True), [3, 3, 29, 71]),
     ("stdc1_cityscapes", "stdc", dict(backbone="STDCNet813", classes=19, use_conv_last=False,
                                       boundary=[8]), [1, 3, 32, 64]),
 ]
@@ -1153,7 +1169,8 @@ CALIBRATED = [
     "smp_unet_tu_xception41_odd", "smp_deeplabv3_tu_xception41_os8", "bisenetv2_train",
     "bisenet_face_odd_batch2", "fast_scnn_aux_odd", "enet_odd_batch2", "erfnet_batch2",
     "pidnet_small_odd_batch2", "pidnet_large_augment", "ddrnet_23_odd_batch2", "ddrnet_39_augment",
-    "stdc1_odd_batch2", "stdc2_boundary_odd",
+    "stdc1_odd_batch2", "stdc2_boundary_odd", "hrnet_seg_w18_small_v1_odd_batch2",
+    "hrnet_seg_w18_small_v2_k3_align",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1444,6 +1461,31 @@ def build(kind, a):
         b = a["boundary"]
         return Segmenter(a["backbone"], a["classes"], use_boundary_2=2 in b, use_boundary_4=4 in b,
                          use_boundary_8=8 in b, use_conv_last=a["use_conv_last"])
+    if kind == "hrnet_seg":
+        import numpy as np
+        if not hasattr(np, "int"):
+            np.int = int  # seg_hrnet.py calls np.int, which NumPy 1.24 removed
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party"))
+        from hrnet_seg.seg_hrnet import HighResolutionNet
+
+        class Cfg(dict):
+            """yacs' attribute access (the model keeps its stage configurations)."""
+            def __getattr__(self, k):
+                try:
+                    return self[k]
+                except KeyError:
+                    raise AttributeError(k) from None
+
+        def stage(n, block="BASIC"):
+            widths = a["widths"][:n]
+            return Cfg(NUM_MODULES=a["modules"][n - 2], NUM_BRANCHES=n, BLOCK=block,
+                       NUM_BLOCKS=[a["blocks"][n - 2]] * n, NUM_CHANNELS=widths, FUSE_METHOD="SUM")
+        stage1 = Cfg(NUM_MODULES=1, NUM_BRANCHES=1, BLOCK="BOTTLENECK", NUM_BLOCKS=[a["stage1"][0]],
+                     NUM_CHANNELS=[a["stage1"][1]], FUSE_METHOD="SUM")
+        extra = Cfg(FINAL_CONV_KERNEL=a["final_kernel"], STAGE1=stage1, STAGE2=stage(2),
+                    STAGE3=stage(3), STAGE4=stage(4))
+        return HighResolutionNet(Cfg(MODEL=Cfg(ALIGN_CORNERS=a["align"], EXTRA=extra),
+                                     DATASET=Cfg(NUM_CLASSES=a["classes"])))
     raise ValueError(kind)
 
 
