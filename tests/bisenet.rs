@@ -115,13 +115,9 @@ fn face_parsing_reference_matches_pytorch() {
     }
     let cfg = BiSeNetConfig::new(4).side_outputs(false);
     let net = BiSeNet::load(gpu, cfg, &sd, "").unwrap();
-    let mut rec = gpu.recorder();
-    let outs = net
-        .forward_all(&mut rec, &gpu.upload(x.view()).unwrap())
-        .unwrap();
+    let outs = common::forward_all(gpu, &net, &x);
     assert_eq!(outs.len(), 1);
-    let y = rec.download(&outs[0]).unwrap();
-    let err = common::relative(&y, &common::stored4(&file, "out").unwrap());
+    let err = common::relative(&outs[0], &common::stored4(&file, "out").unwrap());
     assert!(err < 1e-4, "{err}");
 }
 

@@ -95,9 +95,9 @@ pub type BiSeNetV2 = Model<BiSeNetV2Config>;
 
 /// Where the weights are and the graph being built (STDC-Seg's builds on it too).
 pub(super) struct Builder<'a> {
-    pub(super) gpu: &'a Gpu,
-    pub(super) sd: &'a StateDict,
-    pub(super) prefix: &'a str,
+    gpu: &'a Gpu,
+    sd: &'a StateDict,
+    prefix: &'a str,
     pub(super) g: Graph,
 }
 
@@ -123,7 +123,17 @@ pub(super) fn depthwise3x3(cin: usize, multiplier: usize, stride: usize) -> Conv
         .bias(false)
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    /// An empty graph on the weights `sd` under `prefix`.
+    pub(super) fn new(gpu: &'a Gpu, sd: &'a StateDict, prefix: &'a str) -> Self {
+        Builder {
+            gpu,
+            sd,
+            prefix,
+            g: Graph::new(),
+        }
+    }
+
     fn at(&self, name: &str) -> String {
         key(self.prefix, name)
     }
@@ -334,12 +344,7 @@ impl Architecture for BiSeNetV2Config {
     /// Loads `detail.*`, `segment.*`, `bga.*` and `head.*` (with
     /// [`BiSeNetAuxMode::Train`] also `aux2.*`, `aux3.*`, `aux4.*` and `aux5_4.*`).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut b = Builder {
-            gpu,
-            sd,
-            prefix,
-            g: Graph::new(),
-        };
+        let mut b = Builder::new(gpu, sd, prefix);
         let x = b.g.input();
         let detail = b.detail(x)?;
         let [feat2, feat3, feat4, feat5_4, context] = b.segment(x)?;
@@ -547,12 +552,7 @@ impl Architecture for BiSeNetConfig {
     /// Loads `cp.*`, `ffm.*` and `conv_out.*` (with `side_outputs` also `conv_out16.*` and
     /// `conv_out32.*`).
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut b = Builder {
-            gpu,
-            sd,
-            prefix,
-            g: Graph::new(),
-        };
+        let mut b = Builder::new(gpu, sd, prefix);
         let x = b.g.input();
         let resnet = key(prefix, "cp.resnet");
         let [_, feat8, feat16, feat32] =

@@ -21,6 +21,7 @@
 //! each fusion's resized term is added in its resize's store.
 //! `tests/golden/third_party/hrnet_seg` holds the PyTorch files the tests compare with.
 
+use super::hrnet::FuseResize;
 use super::HrNetConfig;
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op};
 use crate::error::{fail_if, positive, Error, Result};
@@ -30,8 +31,6 @@ use crate::ops::setters;
 use crate::ops::upsample::UpsampleMode;
 use crate::ops::Activation;
 use crate::weights::{key, StateDict};
-
-use super::hrnet::FuseResize;
 
 /// Input channels (the stem takes RGB).
 const IMAGE: usize = 3;

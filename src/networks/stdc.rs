@@ -252,12 +252,7 @@ impl Architecture for StdcSegConfig {
     /// The backbone's classifier (`conv_last` without `use_conv_last`, `fc`, `bn`,
     /// `linear`) and `conv_out_sp16`, which `forward` never runs, are not read.
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
-        let mut b = Builder {
-            gpu,
-            sd,
-            prefix,
-            g: Graph::new(),
-        };
+        let mut b = Builder::new(gpu, sd, prefix);
         let x = b.g.input();
         let maps = b.stdc_backbone(x, self.backbone, self.use_conv_last)?;
         let [_, _, feat8, feat16, feat32] = maps;

@@ -141,6 +141,19 @@ pub fn stored4(sd: &segblocks::StateDict, name: &str) -> Option<Array4<f32>> {
     Some(sd.get4(name, s).unwrap())
 }
 
+/// Every output of `net`'s GPU forward on `x`, read back.
+pub fn forward_all<A: segblocks::blocks::Architecture>(
+    gpu: &Gpu,
+    net: &segblocks::blocks::Model<A>,
+    x: &Array4<f32>,
+) -> Vec<Array4<f32>> {
+    let mut rec = gpu.recorder();
+    let outs = net
+        .forward_all(&mut rec, &gpu.upload(x.view()).unwrap())
+        .unwrap();
+    rec.download_many(&outs.iter().collect::<Vec<_>>()).unwrap()
+}
+
 /// As [`assert_close`], where `want` may hold NaN and infinities (PyTorch's answers on
 /// non-finite inputs): those must come back as they are, NaN for NaN and the same
 /// infinity; finite values within `bound`.
