@@ -18,6 +18,11 @@
 //! into one submission (median of 7 after 2 warm-ups), as `benches/torch_device.py` times
 //! PyTorch's.
 //!
+//! The networks: the selfie model, MobileNetV2's features, LR-ASPP, DeepLabV3 and FCN,
+//! a U-Net, and the real-time ones at Cityscapes' 512 x 1024 (BiSeNetV2, DDRNet-23-slim,
+//! PIDNet-S, STDC1-Seg, HRNetV2-W18-small-v2), each computing what its PyTorch forward
+//! does.
+//!
 //! Each network line gives the host's share too: the median time to record and submit a
 //! forward. After the f32 networks, the selfie model, MobileNetV2 and LR-ASPP again with
 //! their work submitted every 8 and 16 dispatches while recording
@@ -31,8 +36,10 @@ use std::time::Instant;
 
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, SegmentationConfig,
-    SegmentationModel, SelfieModel, SelfieSegmentation, UNet, UNetConfig,
+    BiSeNetV2, BiSeNetV2Config, DdrNet, DdrNetConfig, HrNetSeg, HrNetSegConfig, LrAsppConfig,
+    LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, PidNet, PidNetConfig,
+    SegmentationConfig, SegmentationModel, SelfieModel, SelfieSegmentation, StdcSeg, StdcSegConfig,
+    UNet, UNetConfig,
 };
 use segblocks::ops::conv::{Conv2d, Conv2dParams, ConvKernel, ResidualJoin};
 use segblocks::ops::inverted_residual::{
@@ -199,6 +206,32 @@ fn networks(gpu: &Gpu, quick: bool, runs: usize) -> AnyResult<()> {
     }
     let net = UNet::load(gpu, UNetConfig::new(3, 2), &sd, "")?;
     time(gpu, (who, "unet_256"), &net, [1, 3, s(256), s(256)], runs)?;
+    // Real-time semantic segmentation with Cityscapes' 19 classes at 512 x 1024, each
+    // returning what its PyTorch forward computes (STDC-Seg's auxiliary heads too).
+    let cityscapes = [1, 3, s(512), s(1024)];
+    let net = BiSeNetV2::load(gpu, BiSeNetV2Config::new(19), &sd, "")?;
+    time(gpu, (who, "bisenetv2_512x1024"), &net, cityscapes, runs)?;
+    let net = DdrNet::load(gpu, DdrNetConfig::ddrnet_23_slim(19), &sd, "")?;
+    time(
+        gpu,
+        (who, "ddrnet_23_slim_512x1024"),
+        &net,
+        cityscapes,
+        runs,
+    )?;
+    let net = PidNet::load(gpu, PidNetConfig::pidnet_s(19), &sd, "")?;
+    time(gpu, (who, "pidnet_s_512x1024"), &net, cityscapes, runs)?;
+    let net = StdcSeg::load(gpu, StdcSegConfig::stdc1(19), &sd, "")?;
+    time(gpu, (who, "stdc1_seg_512x1024"), &net, cityscapes, runs)?;
+    let cfg = HrNetSegConfig::from_name("hrnet_w18_small_v2", 19)?;
+    let net = HrNetSeg::load(gpu, cfg, &sd, "")?;
+    time(
+        gpu,
+        (who, "hrnet_w18_small_v2_seg_512x1024"),
+        &net,
+        cityscapes,
+        runs,
+    )?;
     Ok(())
 }
 
