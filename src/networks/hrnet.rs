@@ -18,6 +18,9 @@
 //!   features at strides 4 to 32.
 //!
 //! Every convolution is followed by a batch norm (eps 1e-5) and has no bias.
+//!
+//! HRNet-Semantic-Segmentation's HRNetV2 ([`HrNetSeg`](super::HrNetSeg)) runs the same
+//! trunk, its fusions resizing bilinearly to each branch's size ([`FuseResize`]).
 
 use crate::blocks::{
     conv_bn, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig, ConvBnAct, Graph, Op,
@@ -278,10 +281,10 @@ impl HrNetConfig {
 
     /// Output `i` of the module `name`'s fusion: `relu(sum_j f_ij(x_j))`, `f_ii` the
     /// identity, a lower resolution `j > i` by its 1x1 convolution and `resize`, a higher
-    /// one `j < i` by `i - j` 3x3 stride-2 convolutions (ReLU
-    /// between them). The last of those chains adds the rest of the sum in its store, with
-    /// the ReLU where it is the last term (the terms are added in another order than
-    /// PyTorch's left-to-right sum: the same value up to rounding).
+    /// one `j < i` by `i - j` 3x3 stride-2 convolutions (ReLU between them). The last of
+    /// those chains adds the rest of the sum in its store, with the ReLU where it is the
+    /// last term (the terms are added in another order than PyTorch's left-to-right sum:
+    /// the same value up to rounding).
     fn append_fuse(
         &self,
         g: &mut Graph,
