@@ -31,7 +31,7 @@
 
 use ndarray::Array4;
 
-use super::ResNetConfig;
+use super::{conv1x1, conv3x3, ResNetConfig};
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, ValueId};
 use crate::error::{fail_if, positive, Result};
 use crate::gpu::Gpu;
@@ -99,19 +99,6 @@ pub(super) struct Builder<'a> {
     sd: &'a StateDict,
     prefix: &'a str,
     pub(super) g: Graph,
-}
-
-/// A 3x3 convolution without bias at `stride`, padded by 1.
-pub(super) fn conv3x3(cin: usize, cout: usize, stride: usize) -> Conv2dParams {
-    Conv2dParams::new(cin, cout, 3)
-        .stride(stride)
-        .padding(1)
-        .bias(false)
-}
-
-/// A 1x1 convolution without bias.
-pub(super) fn conv1x1(cin: usize, cout: usize) -> Conv2dParams {
-    Conv2dParams::new(cin, cout, 1).bias(false)
 }
 
 /// A 3x3 depthwise convolution (`groups=cin`) with `multiplier` outputs per channel,

@@ -22,6 +22,7 @@
 //! HRNet-Semantic-Segmentation's HRNetV2 ([`HrNetSeg`](super::HrNetSeg)) runs the same
 //! trunk, its fusions resizing bilinearly to each branch's size ([`FuseResize`]).
 
+use super::conv3x3;
 use crate::blocks::{
     conv_bn, BasicBlock, BasicBlockConfig, Bottleneck, BottleneckConfig, ConvBnAct, Graph, Op,
     ValueId,
@@ -323,10 +324,7 @@ impl HrNetConfig {
             for k in 0..i - j {
                 let conv_name = key(&fuse(j), &k.to_string());
                 let last = k == i - j - 1;
-                let p = Conv2dParams::new(w[j], if last { w[i] } else { w[j] }, 3)
-                    .stride(2)
-                    .padding(1)
-                    .bias(false);
+                let p = conv3x3(w[j], if last { w[i] } else { w[j] }, 2);
                 if !last {
                     y = g.add(
                         &conv_name,
@@ -360,14 +358,6 @@ pub(crate) enum FuseResize {
         /// `config.MODEL.ALIGN_CORNERS`.
         align_corners: bool,
     },
-}
-
-/// A 3x3 convolution without bias at `stride`, padded by 1.
-fn conv3x3(c_in: usize, c_out: usize, stride: usize) -> Conv2dParams {
-    Conv2dParams::new(c_in, c_out, 3)
-        .stride(stride)
-        .padding(1)
-        .bias(false)
 }
 
 /// A convolution `{name}.0` with its batch norm `{name}.1` (a `Sequential` of timm's).

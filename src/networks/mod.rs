@@ -130,6 +130,21 @@ pub use vit::VitConfig;
 pub use xception_aligned::AlignedXceptionConfig;
 
 use crate::blocks::{ConvBnAct, Graph, ValueId};
+use crate::ops::conv::Conv2dParams;
+
+/// A 3x3 convolution without bias at `stride`, padded by 1 (`nn.Conv2d(cin, cout, 3,
+/// stride, 1, bias=False)`).
+pub(crate) fn conv3x3(cin: usize, cout: usize, stride: usize) -> Conv2dParams {
+    Conv2dParams::new(cin, cout, 3)
+        .stride(stride)
+        .padding(1)
+        .bias(false)
+}
+
+/// A 1x1 convolution without bias.
+pub(crate) fn conv1x1(cin: usize, cout: usize) -> Conv2dParams {
+    Conv2dParams::new(cin, cout, 1).bias(false)
+}
 
 /// `x` resized bilinearly (corners not aligned: `F.interpolate(x, size=like's,
 /// mode='bilinear')`) to the size of `like`.

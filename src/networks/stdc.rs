@@ -20,7 +20,8 @@
 //!
 //! `tests/golden/third_party/stdc_seg` holds the PyTorch files the tests compare with.
 
-use super::bisenet::{conv1x1, conv3x3, depthwise3x3, Builder};
+use super::bisenet::{depthwise3x3, Builder};
+use super::{conv1x1, conv3x3};
 use crate::blocks::{Architecture, Graph, Model, Op, ValueId};
 use crate::error::{positive, Error, Result};
 use crate::gpu::Gpu;
