@@ -183,42 +183,19 @@ class First(torch.nn.Module):
 
 
 # Real-time semantic segmentation (Cityscapes' 19 classes at 512 x 1024): the authors'
-# modules vendored in tests/golden/third_party (they need torch and NumPy only).
+# modules vendored in tests/golden/third_party (they need torch and NumPy only; HRNetV2's
+# configuration through tests/golden/hrnet_seg_model.py).
 THIRD_PARTY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden",
                            "third_party")
 sys.path.insert(0, THIRD_PARTY)
 sys.path.insert(0, os.path.join(THIRD_PARTY, "stdc_seg"))
-import numpy as np  # noqa: E402
-if not hasattr(np, "int"):
-    np.int = int  # seg_hrnet.py calls np.int, which NumPy 1.24 removed
 from bisenet import bisenetv2  # noqa: E402
 from ddrnet import DDRNet_23_slim as ddrnet  # noqa: E402
-from hrnet_seg.seg_hrnet import HighResolutionNet  # noqa: E402
+from hrnet_seg_model import hrnet_seg  # noqa: E402
 from models.model_stages import BiSeNet as StdcSeg  # noqa: E402
 from pidnet.pidnet import PIDNet  # noqa: E402
 
 bisenetv2.BiSeNetV2.load_pretrain = lambda self: None  # its backbone download
-
-
-class Cfg(dict):
-    """yacs' attribute access, for seg_hrnet.py's configuration."""
-    def __getattr__(self, k):
-        try:
-            return self[k]
-        except KeyError:
-            raise AttributeError(k) from None
-
-
-def hrnet_w18_small_v2():
-    def stage(n, modules, block="BASIC", blocks=2):
-        return Cfg(NUM_MODULES=modules, NUM_BRANCHES=n, BLOCK=block, NUM_BLOCKS=[blocks] * n,
-                   NUM_CHANNELS=[18, 36, 72, 144][:n], FUSE_METHOD="SUM")
-    stage1 = Cfg(NUM_MODULES=1, NUM_BRANCHES=1, BLOCK="BOTTLENECK", NUM_BLOCKS=[2],
-                 NUM_CHANNELS=[64], FUSE_METHOD="SUM")
-    extra = Cfg(FINAL_CONV_KERNEL=1, STAGE1=stage1, STAGE2=stage(2, 1), STAGE3=stage(3, 3),
-                STAGE4=stage(4, 2))
-    return HighResolutionNet(Cfg(MODEL=Cfg(ALIGN_CORNERS=False, EXTRA=extra),
-                                 DATASET=Cfg(NUM_CLASSES=19)))
 
 
 cityscapes = (1, 3, side(512), side(1024))
@@ -229,4 +206,5 @@ bench("ddrnet_23_slim_512x1024",
 bench("pidnet_s_512x1024", lambda: PIDNet(m=2, n=3, num_classes=19, planes=32, ppm_planes=96,
                                           head_planes=128, augment=False), cityscapes)
 bench("stdc1_seg_512x1024", lambda: First(StdcSeg("STDCNet813", 19)), cityscapes)
-bench("hrnet_w18_small_v2_seg_512x1024", hrnet_w18_small_v2, cityscapes)
+bench("hrnet_w18_small_v2_seg_512x1024",
+      lambda: hrnet_seg([2, 64], [1, 3, 2], [2, 2, 2], [18, 36, 72, 144], 19, 1, False), cityscapes)

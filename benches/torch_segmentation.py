@@ -173,10 +173,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "third_party", "stdc_seg"))
 from models.model_stages import BiSeNet as StdcSeg  # noqa: E402
 bench("stdc1_seg_512x1024", first(StdcSeg("STDCNet813", 19).eval()), (1, 3, 512, 1024))
-from make_golden_networks import build as build_golden  # noqa: E402
-hrnet_v2 = dict(stage1=[2, 64], modules=[1, 3, 2], blocks=[2, 2, 2], widths=[18, 36, 72, 144],
-                classes=19, final_kernel=1, align=False)
-bench("hrnet_w18_small_v2_seg_512x1024", build_golden("hrnet_seg", hrnet_v2).eval(), (1, 3, 512, 1024))
+from hrnet_seg_model import hrnet_seg  # noqa: E402
+bench("hrnet_w18_small_v2_seg_512x1024",
+      hrnet_seg([2, 64], [1, 3, 2], [2, 2, 2], [18, 36, 72, 144], 19, 1, False).eval(),
+      (1, 3, 512, 1024))
 # Robust Video Matting (the golden script's transcription of RVM's modules), each frame
 # with the previous frame's state, the foreground and alpha read back.
 from make_golden_rvm import MattingNetwork  # noqa: E402

@@ -1462,30 +1462,9 @@ def build(kind, a):
         return Segmenter(a["backbone"], a["classes"], use_boundary_2=2 in b, use_boundary_4=4 in b,
                          use_boundary_8=8 in b, use_conv_last=a["use_conv_last"])
     if kind == "hrnet_seg":
-        import numpy as np
-        if not hasattr(np, "int"):
-            np.int = int  # seg_hrnet.py calls np.int, which NumPy 1.24 removed
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party"))
-        from hrnet_seg.seg_hrnet import HighResolutionNet
-
-        class Cfg(dict):
-            """yacs' attribute access (the model keeps its stage configurations)."""
-            def __getattr__(self, k):
-                try:
-                    return self[k]
-                except KeyError:
-                    raise AttributeError(k) from None
-
-        def stage(n, block="BASIC"):
-            widths = a["widths"][:n]
-            return Cfg(NUM_MODULES=a["modules"][n - 2], NUM_BRANCHES=n, BLOCK=block,
-                       NUM_BLOCKS=[a["blocks"][n - 2]] * n, NUM_CHANNELS=widths, FUSE_METHOD="SUM")
-        stage1 = Cfg(NUM_MODULES=1, NUM_BRANCHES=1, BLOCK="BOTTLENECK", NUM_BLOCKS=[a["stage1"][0]],
-                     NUM_CHANNELS=[a["stage1"][1]], FUSE_METHOD="SUM")
-        extra = Cfg(FINAL_CONV_KERNEL=a["final_kernel"], STAGE1=stage1, STAGE2=stage(2),
-                    STAGE3=stage(3), STAGE4=stage(4))
-        return HighResolutionNet(Cfg(MODEL=Cfg(ALIGN_CORNERS=a["align"], EXTRA=extra),
-                                     DATASET=Cfg(NUM_CLASSES=a["classes"])))
+        from hrnet_seg_model import hrnet_seg
+        return hrnet_seg(a["stage1"], a["modules"], a["blocks"], a["widths"], a["classes"],
+                         a["final_kernel"], a["align"])
     raise ValueError(kind)
 
 
