@@ -4,13 +4,18 @@
 //! 16 x 16 keys of its spatial reduction), `mit_b1`'s (64 channels), its last stage
 //! (16 x 16 tokens, 8 heads, self-attention), and a walk over 1,024 keys that is split
 //! over the keys and joined by the combining pass; each with both kernel variants (4 and 8
-//! queries an invocation). PyTorch's peer:
+//! queries an invocation). Then OCR's spatial gather (the same kernel with one-hot
+//! queries) as HRNet-OCR runs it on Cityscapes at 512 x 1024: 19 classes' softmax over
+//! 128 x 256 pixels weighting 512 channels, with each variant. PyTorch's peer:
 //! `benches/torch_segmentation.py sdpa`.
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use segblocks::ops::sdpa::{scaled_dot_product_attention_with, SdpaKernel, SdpaParams};
+use segblocks::ops::sdpa::{
+    scaled_dot_product_attention_with, spatial_gather_with, SdpaKernel, SdpaParams,
+    SpatialGatherParams,
+};
 
 fn bench(c: &mut Criterion) {
     let gpu = common::gpu();
@@ -39,6 +44,27 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+    }
+    // OCR's spatial gather (a fresh map of logits a call, the features fixed).
+    let (ps, fs) = ([1, 19, 128, 256], [1, 512, 128, 256]);
+    let p = SpatialGatherParams::new();
+    g.throughput(Throughput::Elements(p.cost(ps, fs).unwrap().flops()));
+    let (probs, ft) = (
+        common::input(ps),
+        gpu.upload(common::input(fs).view()).unwrap(),
+    );
+    for kernel in SdpaKernel::ALL {
+        g.bench_function(
+            format!("spatial_gather_ocr_cityscapes_512_{kernel:?}"),
+            |b| {
+                b.iter(|| {
+                    let pt = gpu.upload(probs.view()).unwrap();
+                    let mut rec = gpu.recorder();
+                    let y = spatial_gather_with(&mut rec, (&pt, &ft), p, kernel).unwrap();
+                    rec.download(&y).unwrap()
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -8,7 +8,8 @@
 //! classes=2)` and `DeepLabV3Plus("resnet34", classes=2)` at 160 and
 //! `DeepLabV3Plus("mobilenet_v2", encoder_output_stride=8, classes=2)` at 1 x 3 x 256 x 256,
 //! `Linknet("resnet34", classes=2)` and `PSPNet("resnet34", classes=2)` at 160,
-//! `Segformer("mit_b0", classes=2)` (SegFormer-B0) at 256, `MAnet("resnet34", classes=2)` at
+//! `Segformer("mit_b0", classes=2)` (SegFormer-B0) at 256, transformers' SegFormer-B0 as the
+//! Hub's ADE20K model (150 classes) at 512, `MAnet("resnet34", classes=2)` at
 //! 160, `Unet` on timm's RegNetY-400MF (`tu-regnety_004`), ResNet-50-D (`tu-resnet50d`),
 //! ConvNeXt-Atto (`tu-convnext_atto`), ECA-ResNet-50-D (`tu-ecaresnet50d`), Res2Net-50
 //! (`timm-res2net50_26w_4s`), ResNeSt-50-D (`timm-resnest50d`, `timm-resnest50d_4s2x40d`)
@@ -25,7 +26,9 @@
 //! U²-Net's `U2NETP` at 320 and `U2NET` at 160 (the first map, as rembg uses it) and
 //! MODNet's matte at 256, BiSeNetV2 (19 classes) at 256 x 512, facexlib's face-parsing
 //! BiSeNet (19 classes) at 512, Fast-SCNN (19 classes), ENet and ERFNet (20 classes) and
-//! PIDNet-S, DDRNet-23-slim, STDC1-Seg and HRNetV2-W18-small-v2 (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a stream of frames,
+//! PIDNet-S, DDRNet-23-slim, STDC1-Seg, HRNetV2-W18-small-v2 and the same trunk with
+//! HRNet-OCR's head (19 classes) at 512 x 1024, and Robust Video Matting (MobileNetV3) on a
+//! stream of frames,
 //! its recurrent state carried from one to the next on the GPU: 256 x 256 at
 //! `downsample_ratio` 1, and 288 x 512 at 0.5 through the deep guided filter.
 //! Throughput is in FLOPs (2 x MACs from the summary): `elem/s` reads as FLOP/s.
@@ -39,14 +42,15 @@ use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
     BiSeNet, BiSeNetConfig, BiSeNetV2, BiSeNetV2Config, ConvNextConfig, ConvNextFeatures, DdrNet,
     DdrNetConfig, DenseNetConfig, DenseNetFeatures, EfficientNetConfig, EfficientNetFeatures, Enet,
-    EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, HrNetSeg,
-    HrNetSegConfig, MnasNetConfig, MnasNetFeatures, ModNet, ModNetConfig, PidNet, PidNetConfig,
-    RegNetConfig, RegNetFeatures, ResNetConfig, ResNetFeatures, SegNet, SegNetConfig,
-    SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
-    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpFpn, SmpFpnConfig,
-    SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig, SmpPspNet,
-    SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig, SmpUperNet,
-    SmpUperNetConfig, StdcSeg, StdcSegConfig, U2Net, U2NetConfig, UNet, UNetConfig,
+    EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig, Fcn8s, Fcn8sConfig, HfSegformer,
+    HfSegformerConfig, HrNetOcr, HrNetOcrConfig, HrNetSeg, HrNetSegConfig, MnasNetConfig,
+    MnasNetFeatures, ModNet, ModNetConfig, PidNet, PidNetConfig, RegNetConfig, RegNetFeatures,
+    ResNetConfig, ResNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel,
+    ShuffleNetV2Config, ShuffleNetV2Features, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt,
+    SmpDptConfig, SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig,
+    SmpPan, SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
+    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, StdcSeg, StdcSegConfig, U2Net, U2NetConfig, UNet,
+    UNetConfig,
 };
 use segblocks::networks::{RobustVideoMatting, RvmConfig, RvmMaps, RvmRun};
 use segblocks::{Gpu, StateDict};
@@ -161,6 +165,17 @@ fn bench(c: &mut Criterion) {
         "smp_segformer_mit_b0_256",
         &net,
         [1, 3, 256, 256],
+    );
+    // transformers' SegFormer-B0 as the Hub's ADE20K model (150 classes) at its 512 x 512,
+    // the quarter-size logits.
+    let cfg = HfSegformerConfig::b(0, 150).unwrap();
+    let net = HfSegformer::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "hf_segformer_b0_ade_512",
+        &net,
+        [1, 3, 512, 512],
     );
     // DPT on timm's ViT-Tiny/16 at its 224 x 224 (attention over 197 tokens, smp's default
     // decoder widths).
@@ -336,6 +351,17 @@ fn bench(c: &mut Criterion) {
         &mut g,
         &gpu,
         "hrnet_w18_small_v2_seg_512x1024",
+        &net,
+        [1, 3, 512, 1024],
+    );
+    // HRNet-OCR with the same trunk and the published head (512 channels, 256-channel
+    // attention), the logits alone, at 512 x 1024.
+    let cfg = HrNetOcrConfig::from_name("hrnet_w18_small_v2", 19).unwrap();
+    let net = HrNetOcr::load(&gpu, cfg, &sd, "").unwrap();
+    time(
+        &mut g,
+        &gpu,
+        "hrnet_w18_small_v2_ocr_512x1024",
         &net,
         [1, 3, 512, 1024],
     );

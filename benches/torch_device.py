@@ -171,6 +171,25 @@ bench("deeplabv3_resnet50_512",
 bench("unet_256", lambda: UNet(3, 2), (1, 3, side(256), side(256)))
 
 
+class Logits(torch.nn.Module):
+    """A transformers model's logits."""
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(pixel_values=x).logits
+
+
+try:
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+    bench("hf_segformer_b0_ade_512",
+          lambda: Logits(SegformerForSemanticSegmentation(SegformerConfig(num_labels=150))),
+          (1, 3, side(512), side(512)))
+except ImportError:
+    print("# hf_segformer_b0_ade_512: needs transformers", flush=True)
+
+
 class First(torch.nn.Module):
     """A network's first output (the logits) where it returns several."""
     def __init__(self, m):
@@ -182,6 +201,12 @@ class First(torch.nn.Module):
         return y[0] if isinstance(y, (list, tuple)) else y
 
 
+class Last(First):
+    """A network's last output (HRNet-OCR's logits follow its auxiliary ones)."""
+    def forward(self, x):
+        return self.m(x)[-1]
+
+
 # Real-time semantic segmentation (Cityscapes' 19 classes at 512 x 1024): the authors'
 # modules vendored in tests/golden/third_party (they need torch and NumPy only; HRNetV2's
 # configuration through tests/golden/hrnet_seg_model.py).
@@ -191,7 +216,7 @@ sys.path.insert(0, THIRD_PARTY)
 sys.path.insert(0, os.path.join(THIRD_PARTY, "stdc_seg"))
 from bisenet import bisenetv2  # noqa: E402
 from ddrnet import DDRNet_23_slim as ddrnet  # noqa: E402
-from hrnet_seg_model import hrnet_seg  # noqa: E402
+from hrnet_seg_model import hrnet_ocr, hrnet_seg  # noqa: E402
 from models.model_stages import BiSeNet as StdcSeg  # noqa: E402
 from pidnet.pidnet import PIDNet  # noqa: E402
 
@@ -208,3 +233,7 @@ bench("pidnet_s_512x1024", lambda: PIDNet(m=2, n=3, num_classes=19, planes=32, p
 bench("stdc1_seg_512x1024", lambda: First(StdcSeg("STDCNet813", 19)), cityscapes)
 bench("hrnet_w18_small_v2_seg_512x1024",
       lambda: hrnet_seg([2, 64], [1, 3, 2], [2, 2, 2], [18, 36, 72, 144], 19, 1, False), cityscapes)
+# HRNetV2-W48 + OCR as the model zoo publishes it (forward returns [aux logits, logits]).
+bench("hrnet_w48_ocr_512x1024",
+      lambda: Last(hrnet_ocr([4, 64], [1, 4, 3], [4, 4, 4], [48, 96, 192, 384], 19, 512, 256,
+                             True)), cityscapes)

@@ -52,6 +52,10 @@ def first(m):
     return lambda x: m(x)[0]
 
 
+def last(m):
+    return lambda x: m(x)[-1]
+
+
 def sdpa_on_maps(heads, qs, ks):
     """benches/sdpa.rs's attention: q / k / v as NCHW maps, heads on channel groups (the
     key and value maps fixed, a fresh query a call)."""
@@ -68,6 +72,19 @@ def sdpa_on_maps(heads, qs, ks):
     return run
 
 
+def spatial_gather(fs):
+    """benches/sdpa.rs's OCR gather: HRNet-OCR's SpatialGather_Module (the features fixed, a
+    fresh map of logits a call)."""
+    feats = torch.randn(fs)
+
+    def run(probs):
+        n, k = probs.shape[:2]
+        weights = torch.softmax(probs.view(n, k, -1), dim=2)
+        f = feats.view(n, feats.shape[1], -1).permute(0, 2, 1)
+        return torch.matmul(weights, f).permute(0, 2, 1).unsqueeze(3)
+    return run
+
+
 if sys.argv[1:] == ["sdpa"]:
     for name, heads, e, q_map, k_map in [("mit_b0_stage1_512", 1, 32, (128, 128), (16, 16)),
                                           ("mit_b1_stage1_512", 1, 64, (128, 128), (16, 16)),
@@ -75,6 +92,8 @@ if sys.argv[1:] == ["sdpa"]:
                                           ("split_keys_1024", 1, 64, (32, 32), (32, 32))]:
         qs, ks = (1, heads * e) + q_map, (1, heads * e) + k_map
         bench(f"sdpa_{name}", sdpa_on_maps(heads, qs, ks), qs, reps=15)
+    bench("spatial_gather_ocr_cityscapes_512", spatial_gather((1, 512, 128, 256)),
+          (1, 19, 128, 256), reps=15)
     sys.exit(0)
 
 small = (1, 3, 160, 160)
@@ -117,6 +136,13 @@ try:
           smp.Segformer("resnet34", encoder_weights=None, classes=2).eval(), small)
     bench("smp_segformer_mit_b0_256",
           smp.Segformer("mit_b0", encoder_weights=None, classes=2).eval(), (1, 3, 256, 256))
+    try:
+        from transformers import SegformerConfig, SegformerForSemanticSegmentation
+        hf_b0 = SegformerForSemanticSegmentation(SegformerConfig(num_labels=150)).eval()
+        bench("hf_segformer_b0_ade_512", lambda x: hf_b0(pixel_values=x).logits,
+              (1, 3, 512, 512))
+    except ImportError:
+        print("hf_segformer_b0_ade_512: needs transformers", flush=True)
     bench("smp_dpt_vit_tiny_224",
           smp.DPT("tu-vit_tiny_patch16_224", encoder_weights=None, classes=2).eval(),
           (1, 3, 224, 224))
@@ -173,10 +199,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "third_party", "stdc_seg"))
 from models.model_stages import BiSeNet as StdcSeg  # noqa: E402
 bench("stdc1_seg_512x1024", first(StdcSeg("STDCNet813", 19).eval()), (1, 3, 512, 1024))
-from hrnet_seg_model import hrnet_seg  # noqa: E402
+from hrnet_seg_model import hrnet_ocr, hrnet_seg  # noqa: E402
 bench("hrnet_w18_small_v2_seg_512x1024",
       hrnet_seg([2, 64], [1, 3, 2], [2, 2, 2], [18, 36, 72, 144], 19, 1, False).eval(),
       (1, 3, 512, 1024))
+# HRNet-OCR's forward returns [aux logits, logits].
+bench("hrnet_w18_small_v2_ocr_512x1024",
+      last(hrnet_ocr([2, 64], [1, 3, 2], [2, 2, 2], [18, 36, 72, 144], 19, 512, 256,
+                     True).eval()), (1, 3, 512, 1024))
 # Robust Video Matting (the golden script's transcription of RVM's modules), each frame
 # with the previous frame's state, the foreground and alpha read back.
 from make_golden_rvm import MattingNetwork  # noqa: E402

@@ -19,9 +19,9 @@
 //! PyTorch's.
 //!
 //! The networks: the selfie model, MobileNetV2's features, LR-ASPP, DeepLabV3 and FCN,
-//! a U-Net, and the real-time ones at Cityscapes' 512 x 1024 (BiSeNetV2, DDRNet-23-slim,
-//! PIDNet-S, STDC1-Seg, HRNetV2-W18-small-v2), each computing what its PyTorch forward
-//! does.
+//! a U-Net, transformers' SegFormer-B0 (ADE20K's 150 classes at 512), and the real-time ones at Cityscapes' 512 x 1024 (BiSeNetV2, DDRNet-23-slim,
+//! PIDNet-S, STDC1-Seg, HRNetV2-W18-small-v2) and the model zoo's HRNetV2-W48 + OCR at
+//! the same size, each computing what its PyTorch forward does.
 //!
 //! Each network line gives the host's share too: the median time to record and submit a
 //! forward. After the f32 networks, the selfie model, MobileNetV2 and LR-ASPP again with
@@ -36,10 +36,10 @@ use std::time::Instant;
 
 use segblocks::blocks::{Architecture, Model};
 use segblocks::networks::{
-    BiSeNetV2, BiSeNetV2Config, DdrNet, DdrNetConfig, HrNetSeg, HrNetSegConfig, LrAsppConfig,
-    LrAsppMobileNetV3, MobileNetV2Config, MobileNetV2Features, PidNet, PidNetConfig,
-    SegmentationConfig, SegmentationModel, SelfieModel, SelfieSegmentation, StdcSeg, StdcSegConfig,
-    UNet, UNetConfig,
+    BiSeNetV2, BiSeNetV2Config, DdrNet, DdrNetConfig, HfSegformer, HfSegformerConfig, HrNetOcr,
+    HrNetOcrConfig, HrNetSeg, HrNetSegConfig, LrAsppConfig, LrAsppMobileNetV3, MobileNetV2Config,
+    MobileNetV2Features, PidNet, PidNetConfig, SegmentationConfig, SegmentationModel, SelfieModel,
+    SelfieSegmentation, StdcSeg, StdcSegConfig, UNet, UNetConfig,
 };
 use segblocks::ops::conv::{Conv2d, Conv2dParams, ConvKernel, ResidualJoin};
 use segblocks::ops::inverted_residual::{
@@ -206,6 +206,10 @@ fn networks(gpu: &Gpu, quick: bool, runs: usize) -> AnyResult<()> {
     }
     let net = UNet::load(gpu, UNetConfig::new(3, 2), &sd, "")?;
     time(gpu, (who, "unet_256"), &net, [1, 3, s(256), s(256)], runs)?;
+    // transformers' SegFormer-B0 as the Hub's ADE20K model (150 classes).
+    let net = HfSegformer::load(gpu, HfSegformerConfig::b(0, 150)?, &sd, "")?;
+    let name = "hf_segformer_b0_ade_512";
+    time(gpu, (who, name), &net, [1, 3, s(512), s(512)], runs)?;
     // Real-time semantic segmentation with Cityscapes' 19 classes at 512 x 1024, each
     // returning what its PyTorch forward computes (STDC-Seg's auxiliary heads too).
     let cityscapes = [1, 3, s(512), s(1024)];
@@ -232,6 +236,9 @@ fn networks(gpu: &Gpu, quick: bool, runs: usize) -> AnyResult<()> {
         cityscapes,
         runs,
     )?;
+    // The model zoo's HRNetV2-W48 + OCR (70.4 M parameters), its logits.
+    let net = HrNetOcr::load(gpu, HrNetOcrConfig::from_name("hrnet_w48", 19)?, &sd, "")?;
+    time(gpu, (who, "hrnet_w48_ocr_512x1024"), &net, cityscapes, runs)?;
     Ok(())
 }
 

@@ -41,6 +41,7 @@ window's edge (NaN where one of them multiplies such a tap by an infinity).
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -746,7 +747,9 @@ def networks(fz, count, out):
                 "smp_pspnet", "smp_unetplusplus", "effnet", "tv_effnet", "smp_upernet", "vgg",
                 "convnext", "densenet", "smp_segformer", "smp_pan", "senet", "shufflenet", "regnet", "mnasnet",
                 "smp_manet", "smp_dpt", "u2net", "modnet", "bisenetv2", "bisenet", "fast_scnn",
-                "enet", "erfnet", "pidnet", "ddrnet", "stdc", "hrnet_seg"][i % 39]
+                "enet", "erfnet", "pidnet", "ddrnet", "stdc", "hrnet_seg", "hrnet_ocr", "hf_segformer"][i % 41]
+        if kind == "hf_segformer" and importlib.util.find_spec("transformers") is None:
+            kind = "hrnet_ocr"  # transformers' SegFormer needs transformers installed
         n = r.choice([1, 1, 2, 3])
         if kind == "bisenetv2":
             # BiSeNetV2's branches meet where ceil(side / 8) is a multiple of 4: 32 k less
@@ -794,6 +797,27 @@ def networks(fz, count, out):
                      blocks=[r.randint(1, 2) for _ in range(3)],
                      widths=[r.randint(2, 12) for _ in range(4)], classes=r.randint(1, 5),
                      final_kernel=r.choice([1, 3]), align=r.random() < 0.5)
+            shape = [n, 3] + side(1)
+        elif kind == "hf_segformer":
+            # transformers' SegFormer: any patch embedding and stride, heads dividing their
+            # stage, each spatial reduction within its stage's map (a side of 32 to 70
+            # keeps it there for these strides).
+            heads = [r.randint(1, 3) for _ in range(4)]
+            a = dict(cin=r.randint(1, 4), hidden=[h * r.randint(1, 6) for h in heads],
+                     depths=[r.randint(1, 2) for _ in range(4)], heads=heads,
+                     sr=[r.choice([1, 2, 4]), r.choice([1, 2]), r.choice([1, 2]), 1],
+                     patch=[r.choice([3, 5, 7])] + [r.choice([2, 3]) for _ in range(3)],
+                     strides=[4, 2, 2, r.choice([1, 2])], mlp=[r.randint(1, 4) for _ in range(4)],
+                     decoder=r.randint(1, 16), classes=r.randint(1, 5))
+            shape = [n, a["cin"], r.randint(32, 70), r.randint(32, 70)]
+        elif kind == "hrnet_ocr":
+            # HRNet-OCR, the same trunk, any size: its head's attention over the classes'
+            # regions takes any class count and key width.
+            a = dict(stage1=[r.randint(1, 2), r.choice([4, 8, 16])],
+                     modules=[r.randint(1, 2) for _ in range(3)],
+                     blocks=[r.randint(1, 2) for _ in range(3)],
+                     widths=[r.randint(2, 12) for _ in range(4)], classes=r.randint(1, 21),
+                     mid=r.randint(1, 40), key=r.randint(1, 24), align=r.random() < 0.5)
             shape = [n, 3] + side(1)
         elif kind == "bisenet":
             # The face-parsing BiSeNet runs at any size.

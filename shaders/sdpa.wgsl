@@ -11,6 +11,10 @@
 // the query (pre-scaled) and the chunk's accumulators in registers. A NaN or +inf score
 // makes the query's outputs NaN, and a query whose scores are all -inf gets 0 / 0 = NaN,
 // as PyTorch's softmax gives.
+// With ONE_HOT_QUERIES = 1 there is no query map: query l of a head (l < E) is the l-th
+// unit vector, so its score for key m is the key's channel l itself, read directly (OCR's
+// spatial gather: each class's softmax over the pixels of its logits weights the
+// features).
 // Walks longer than the loop budget are split over the keys (SPLIT = 1): each split
 // writes its running maximum (NaN when poisoned, -inf when it saw no finite score), its
 // sum and its unnormalised accumulators, and `sdpa_combine.wgsl` joins them.
@@ -27,6 +31,8 @@ const SPLIT: u32 = 0u; // @specialize
 // Keys a step of the walk: 4 (one vec4 load brings four keys' elements, or values; the
 // key count a multiple of 4), or 1.
 const KEY_STEP: u32 = 1u; // @specialize
+// 1: one-hot queries (no query map read).
+const ONE_HOT_QUERIES: u32 = 0u; // @specialize
 
 struct SdpaUniform {
     threads: u32, // invocations a split
@@ -94,8 +100,8 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     let n0 = 4u * QUERY_VECS * block;
     let q_base = bh * HEAD_DIM * p.queries;
     // (max(.., 1u): a zero specialisation stays a valid module.)
-    var qs: array<vec4<f32>, max(HEAD_DIM * QUERY_VECS, 1u)>; // [e * QUERY_VECS + b]
-    for (var b = 0u; b < QUERY_VECS; b++) {
+    var qs: array<vec4<f32>, max(HEAD_DIM * QUERY_VECS * (1u - ONE_HOT_QUERIES), 1u)>; // [e * QUERY_VECS + b]
+    for (var b = 0u; b < QUERY_VECS * (1u - ONE_HOT_QUERIES); b++) {
         // The block's queries (the last block's missing ones repeat the last query).
         let lanes = min(
             vec4<u32>(n0 + 4u * b) + vec4<u32>(0u, 1u, 2u, 3u),
@@ -124,11 +130,29 @@ fn main(inv: Invocation, @builtin(local_invocation_index) lid: u32) {
     for (var m = split * p.keys_per_split; m < m_end; m += KEY_STEP) {
         // The scores of the step's keys: [kk * QUERY_VECS + b].
         var s = array<vec4<f32>, max(KEY_STEP * QUERY_VECS, 1u)>();
-        for (var e = 0u; e < HEAD_DIM; e++) {
-            let keys = key_group(k_base + e * p.keys + m);
-            for (var kk = 0u; kk < KEY_STEP; kk++) {
-                for (var b = 0u; b < QUERY_VECS; b++) {
-                    s[kk * QUERY_VECS + b] += qs[e * QUERY_VECS + b] * keys[kk];
+        if (ONE_HOT_QUERIES == 1u) {
+            for (var b = 0u; b < QUERY_VECS; b++) {
+                let lanes = min(
+                    vec4<u32>(n0 + 4u * b) + vec4<u32>(0u, 1u, 2u, 3u),
+                    vec4<u32>(p.queries - 1u),
+                );
+                let rows = vec4<u32>(k_base + m) + lanes * p.keys;
+                // Each lane's own row: its keys' scores.
+                let s0 = key_group(rows.x);
+                let s1 = key_group(rows.y);
+                let s2 = key_group(rows.z);
+                let s3 = key_group(rows.w);
+                for (var kk = 0u; kk < KEY_STEP; kk++) {
+                    s[kk * QUERY_VECS + b] = vec4<f32>(s0[kk], s1[kk], s2[kk], s3[kk]) * p.scale;
+                }
+            }
+        } else {
+            for (var e = 0u; e < HEAD_DIM; e++) {
+                let keys = key_group(k_base + e * p.keys + m);
+                for (var kk = 0u; kk < KEY_STEP; kk++) {
+                    for (var b = 0u; b < QUERY_VECS; b++) {
+                        s[kk * QUERY_VECS + b] += qs[e * QUERY_VECS + b] * keys[kk];
+                    }
                 }
             }
         }

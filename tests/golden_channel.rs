@@ -7,7 +7,7 @@
 //! `torchvision.ops.misc.SqueezeExcitation` (ReLU / Sigmoid and MobileNetV3's ReLU /
 //! Hardsigmoid), ECA and CBAM (transcriptions of their reference code), a highway
 //! connection and residual attention, `F.scaled_dot_product_attention` over the pixels of
-//! NCHW maps, plus ECA's kernel-size formula for C = 1..=2048; it
+//! NCHW maps, HRNet-OCR's `SpatialGather_Module`, plus ECA's kernel-size formula for C = 1..=2048; it
 //! is written by `tests/golden/make_golden_channel.py` (see that script for the cases, the
 //! encoding and how to regenerate). The other tests check the GPU against
 //! `segblocks::reference`; these pin the reference itself (and the GPU, independently) to
@@ -30,7 +30,9 @@ use segblocks::ops::attention::{
     eca_kernel_size, Cbam, CbamParams, Eca, EcaParams, SqueezeExcitation, SqueezeExcitationParams,
 };
 use segblocks::ops::channel::{self, ChannelPoolOrder};
-use segblocks::ops::sdpa::{scaled_dot_product_attention, SdpaParams, SoftmaxScope};
+use segblocks::ops::sdpa::{
+    scaled_dot_product_attention, spatial_gather, SdpaParams, SoftmaxScope, SpatialGatherParams,
+};
 use segblocks::ops::Activation;
 use segblocks::reference;
 use serde_json::Value;
@@ -142,6 +144,13 @@ enum Op {
         k: Array4<f32>,
         v: Array4<f32>,
     },
+    /// HRNet-OCR's `SpatialGather_Module`: each class's softmax over the pixels weighting
+    /// the features.
+    SpatialGather {
+        params: SpatialGatherParams,
+        probs: Array4<f32>,
+        feats: Array4<f32>,
+    },
     /// ECA's kernel size by the reference code's formula, for each channel count.
     EcaKernelSizes {
         channels: Vec<usize>,
@@ -192,7 +201,7 @@ impl Case {
             Op::Eca { .. } | Op::EcaKernelSizes { .. } => Family::Eca,
             Op::Cbam { .. } => Family::Cbam,
             Op::Highway { .. } | Op::ResidualAttention { .. } => Family::HighwayResidual,
-            Op::Sdpa { .. } => Family::Sdpa,
+            Op::Sdpa { .. } | Op::SpatialGather { .. } => Family::Sdpa,
         }
     }
 
@@ -210,6 +219,7 @@ impl Case {
             | Op::Highway { input, .. }
             | Op::ResidualAttention { input, .. } => input,
             Op::Sdpa { q, .. } => q,
+            Op::SpatialGather { probs, .. } => probs,
             Op::EcaKernelSizes { .. } => return None,
         };
         Some(x.dim().into())
@@ -247,6 +257,9 @@ impl Case {
             Op::Highway { .. } => "highway".to_string(),
             Op::ResidualAttention { .. } => "residual attention".to_string(),
             Op::Sdpa { params, k, .. } => format!("attention {params:?}, keys {:?}", k.shape()),
+            Op::SpatialGather { params, feats, .. } => {
+                format!("spatial gather {params:?}, features {:?}", feats.shape())
+            }
             Op::EcaKernelSizes { channels, .. } => {
                 format!("ECA kernel sizes for {} channel counts", channels.len())
             }
@@ -457,6 +470,18 @@ fn load_case(c: &Value, n: &str) -> (Op, Vec<(String, Array4<f32>)>) {
             let (q, k, v) = (tensor4(c, n, "q"), tensor4(c, n, "k"), tensor4(c, n, "v"));
             (Op::Sdpa { params, q, k, v }, output())
         }
+        "spatial_gather" => {
+            let params = SpatialGatherParams::new().scale(float_field(c, n, "scale"));
+            let (probs, feats) = (tensor4(c, n, "probs"), tensor4(c, n, "feats"));
+            (
+                Op::SpatialGather {
+                    params,
+                    probs,
+                    feats,
+                },
+                output(),
+            )
+        }
         "residual_attention" => (
             Op::ResidualAttention {
                 input: input(),
@@ -561,6 +586,15 @@ fn run_reference(c: &Case) -> Option<segblocks::Result<Vec<Array4<f32>>>> {
         Op::ResidualAttention { input, f, mask } => {
             one(ch::residual_attention(input.view(), f.view(), mask.view()))
         }
+        Op::SpatialGather {
+            params,
+            probs,
+            feats,
+        } => one(reference::sdpa::spatial_gather(
+            probs.view(),
+            feats.view(),
+            *params,
+        )),
     }
 }
 
@@ -651,6 +685,11 @@ fn run_gpu_inner(c: &Case) -> segblocks::Result<Vec<Array4<f32>>> {
         Op::Sdpa { params, q, k, v } => {
             scaled_dot_product_attention(&mut rec, &up(q)?, &up(k)?, &up(v)?, *params)?
         }
+        Op::SpatialGather {
+            params,
+            probs,
+            feats,
+        } => spatial_gather(&mut rec, &up(probs)?, &up(feats)?, *params)?,
         Op::EcaKernelSizes { .. } => unreachable!("no tensors to run"),
     };
     Ok(vec![rec.download(&y)?])

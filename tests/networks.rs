@@ -15,17 +15,18 @@ use segblocks::networks::{
     ConvNextFeatures, DdrNet, DdrNetConfig, DenseNetConfig, DenseNetFeatures, DpnConfig,
     DpnFeatures, DptReadout, EfficientNetConfig, EfficientNetFeatures, EfficientNetPyTorchConfig,
     EfficientNetPyTorchFeatures, Enet, EnetConfig, ErfNet, ErfNetConfig, FastScnn, FastScnnConfig,
-    Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, HrNetConfig, HrNetSeg, HrNetSegConfig,
-    InceptionConfig, InceptionFeatures, LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig,
-    MnasNetFeatures, MobileNetV2Config, MobileNetV2Features, MobileNetV3Features,
-    MobileNetV3FeaturesConfig, MobileOneConfig, ModNet, ModNetConfig, PidNet, PidNetConfig,
-    RegNetConfig, RegNetFeatures, ResNetAttention, ResNetConfig, ResNetFeatures, SeNetConfig,
-    SeNetFeatures, SegNet, SegNetConfig, SegmentationConfig, SegmentationModel, ShuffleNetV2Config,
-    ShuffleNetV2Features, SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3,
-    SmpDeepLabV3Config, SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder,
-    SmpFpn, SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan,
-    SmpPanConfig, SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet,
-    SmpUnetConfig, SmpUperNet, SmpUperNetConfig, StdcSeg, StdcSegConfig, TimmEfficientNetArch,
+    Fcn8s, Fcn8sConfig, FpnMerge, HeadActivation, HfSegformer, HfSegformerConfig, HrNetConfig,
+    HrNetOcr, HrNetOcrConfig, HrNetSeg, HrNetSegConfig, InceptionConfig, InceptionFeatures,
+    LrAsppConfig, LrAsppMobileNetV3, MnasNetConfig, MnasNetFeatures, MobileNetV2Config,
+    MobileNetV2Features, MobileNetV3Features, MobileNetV3FeaturesConfig, MobileOneConfig, ModNet,
+    ModNetConfig, PidNet, PidNetConfig, RegNetConfig, RegNetFeatures, ResNetAttention,
+    ResNetConfig, ResNetFeatures, SeNetConfig, SeNetFeatures, SegNet, SegNetConfig,
+    SegmentationConfig, SegmentationModel, ShuffleNetV2Config, ShuffleNetV2Features,
+    SkResNetConfig, SkResNetFeatures, SmpAuxParams, SmpDeepLabV3, SmpDeepLabV3Config,
+    SmpDeepLabV3Plus, SmpDeepLabV3PlusConfig, SmpDpt, SmpDptConfig, SmpEncoder, SmpFpn,
+    SmpFpnConfig, SmpLinknet, SmpLinknetConfig, SmpMAnet, SmpMAnetConfig, SmpPan, SmpPanConfig,
+    SmpPspNet, SmpPspNetConfig, SmpSegformer, SmpSegformerConfig, SmpUnet, SmpUnetConfig,
+    SmpUperNet, SmpUperNetConfig, StdcSeg, StdcSegConfig, TimmEfficientNetArch,
     TimmEfficientNetConfig, TimmMobileNetArch, TimmMobileNetConfig, U2Net, U2NetConfig, UNet,
     UNetConfig, VggConfig, VggFeatures,
 };
@@ -457,20 +458,35 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             run(gpu, PidNet::load(gpu, cfg, sd, ""), x)
         }
         "hrnet_seg" => {
-            let (l, w) = (list(&a["stage1"]), list(&a["widths"]));
-            let (m, b) = (list(&a["modules"]), list(&a["blocks"]));
-            let trunk = HrNetConfig {
-                stem_width: 64,
-                stage1_blocks: l[0],
-                stage1_planes: l[1],
-                modules: [m[0], m[1], m[2]],
-                blocks: [b[0], b[1], b[2]],
-                widths: [w[0], w[1], w[2], w[3]],
-            };
-            let cfg = HrNetSegConfig::new(trunk, us(&a["classes"]))
+            let cfg = HrNetSegConfig::new(hrnet_trunk(a), us(&a["classes"]))
                 .final_conv_kernel(us(&a["final_kernel"]))
                 .align_corners(flag("align"));
             run(gpu, HrNetSeg::load(gpu, cfg, sd, ""), x)
+        }
+        "hf_segformer" => {
+            let four = |n: &str| -> [usize; 4] { list(&a[n]).try_into().unwrap() };
+            let cfg = HfSegformerConfig {
+                num_channels: us(&a["cin"]),
+                hidden_sizes: four("hidden"),
+                depths: four("depths"),
+                num_attention_heads: four("heads"),
+                sr_ratios: four("sr"),
+                patch_sizes: four("patch"),
+                strides: four("strides"),
+                mlp_ratios: four("mlp"),
+                decoder_hidden_size: us(&a["decoder"]),
+                num_labels: us(&a["classes"]),
+                resize_to_input: false,
+            };
+            run(gpu, HfSegformer::load(gpu, cfg, sd, ""), x)
+        }
+        "hrnet_ocr" => {
+            let cfg = HrNetOcrConfig::new(hrnet_trunk(a), us(&a["classes"]))
+                .ocr_mid_channels(us(&a["mid"]))
+                .ocr_key_channels(us(&a["key"]))
+                .align_corners(flag("align"))
+                .aux_output(true);
+            run(gpu, HrNetOcr::load(gpu, cfg, sd, ""), x)
         }
         "stdc" => {
             let name = a["backbone"].as_str().unwrap();
@@ -484,6 +500,21 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
             run(gpu, StdcSeg::load(gpu, cfg, sd, ""), x)
         }
         other => panic!("unknown kind {other}"),
+    }
+}
+
+/// An HRNet case's trunk: `stage1` (bottlenecks, their channels), `modules`, `blocks`,
+/// `widths`.
+fn hrnet_trunk(a: &Value) -> HrNetConfig {
+    let (l, w) = (list(&a["stage1"]), list(&a["widths"]));
+    let (m, b) = (list(&a["modules"]), list(&a["blocks"]));
+    HrNetConfig {
+        stem_width: 64,
+        stage1_blocks: l[0],
+        stage1_planes: l[1],
+        modules: [m[0], m[1], m[2]],
+        blocks: [b[0], b[1], b[2]],
+        widths: [w[0], w[1], w[2], w[3]],
     }
 }
 
@@ -591,7 +622,7 @@ fn every_network_kind_has_a_committed_case() {
     if !common::golden::fuzzing() {
         assert_eq!(
             kinds.len(),
-            43,
+            45,
             "every kind has a committed case: {kinds:?}"
         );
     }

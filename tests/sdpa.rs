@@ -2,7 +2,8 @@
 //! reference: one and several heads, batch 2, odd maps, head sizes that are not multiples
 //! of 4, value channels split over several invocations, more keys than queries and the
 //! reverse, a key walk longer than the loop budget's per-loop share, an explicit scale,
-//! non-finite inputs, and the typed errors. PyTorch's numbers for the op are pinned in
+//! non-finite inputs, and the typed errors; OCR's spatial gather (the same kernel with
+//! one-hot queries) the same way. PyTorch's numbers for the op are pinned in
 //! `tests/golden_channel.rs`.
 
 mod common;
@@ -10,10 +11,10 @@ mod common;
 use common::*;
 use ndarray::{s, Array4};
 use segblocks::ops::sdpa::{
-    scaled_dot_product_attention, scaled_dot_product_attention_with, select_kernel, SdpaKernel,
-    SdpaParams, SoftmaxScope, MAX_HEAD_DIM,
+    scaled_dot_product_attention, scaled_dot_product_attention_with, select_kernel, spatial_gather,
+    spatial_gather_with, SdpaKernel, SdpaParams, SoftmaxScope, SpatialGatherParams, MAX_HEAD_DIM,
 };
-use segblocks::{reference, Error};
+use segblocks::{reference, Error, Recorder, Tensor};
 
 /// The op with each kernel variant that takes these shapes forced, each result handed to
 /// `check` with the variant's name (the variants of one key step agree bit for bit: the
@@ -33,13 +34,31 @@ fn run(
         gpu.upload(v.view()).unwrap(),
     );
     let keys = k.shape()[2] * k.shape()[3];
+    every_variant(
+        keys,
+        |rec, kernel| scaled_dot_product_attention_with(rec, (&qt, &kt, &vt), p, kernel),
+        |rec| scaled_dot_product_attention(rec, &qt, &kt, &vt, p),
+        check,
+    );
+}
+
+/// Records `op` with each kernel variant that takes `keys` keys and the default entry
+/// point `default`, checks that the variants of one key step agree bit for bit and that
+/// the default gives one of them exactly, hands each result to `check`, and checks that a
+/// variant needing 4 keys a step refuses other key counts by name.
+fn every_variant(
+    keys: usize,
+    op: impl Fn(&mut Recorder<'_>, SdpaKernel) -> segblocks::Result<Tensor>,
+    default: impl Fn(&mut Recorder<'_>) -> segblocks::Result<Tensor>,
+    check: impl Fn(&Array4<f32>, &str),
+) {
+    let gpu = gpu();
     let outs: Vec<(SdpaKernel, Array4<f32>)> = SdpaKernel::ALL
         .iter()
         .filter(|kernel| kernel.supports(keys))
         .map(|&kernel| {
             let mut rec = gpu.recorder();
-            let y =
-                scaled_dot_product_attention_with(&mut rec, (&qt, &kt, &vt), p, kernel).unwrap();
+            let y = op(&mut rec, kernel).unwrap();
             (kernel, rec.download(&y).unwrap())
         })
         .collect();
@@ -54,7 +73,7 @@ fn run(
         }
     }
     let mut rec = gpu.recorder();
-    let y = scaled_dot_product_attention(&mut rec, &qt, &kt, &vt, p).unwrap();
+    let y = default(&mut rec).unwrap();
     let default = rec.download(&y).unwrap();
     assert!(
         outs.iter().any(|(_, o)| same(o, &default)),
@@ -63,16 +82,9 @@ fn run(
     for (kernel, out) in &outs {
         check(out, &format!("{kernel:?}"));
     }
-    // A variant that needs 4 keys a step refuses other key counts by name.
     if !keys.is_multiple_of(4) {
         let mut rec = gpu.recorder();
-        let err = scaled_dot_product_attention_with(
-            &mut rec,
-            (&qt, &kt, &vt),
-            p,
-            SdpaKernel::Queries4Keys4,
-        )
-        .unwrap_err();
+        let err = op(&mut rec, SdpaKernel::Queries4Keys4).unwrap_err();
         assert!(
             matches!(err, Error::InvalidParam { name: "kernel", .. }),
             "{err}"
@@ -335,6 +347,144 @@ fn bad_shapes_are_typed_errors() {
     let err = scaled_dot_product_attention(&mut rec, &q, &k, &k, p).unwrap_err();
     assert!(
         matches!(err, Error::ShapeMismatch { name: "key", .. }),
+        "{err}"
+    );
+}
+
+/// [`spatial_gather`] with each kernel variant that takes these shapes forced, as [`run`]
+/// does for attention.
+fn run_gather(
+    probs: &Array4<f32>,
+    feats: &Array4<f32>,
+    p: SpatialGatherParams,
+    check: impl Fn(&Array4<f32>, &str),
+) {
+    let gpu = gpu();
+    let (pt, ft) = (
+        gpu.upload(probs.view()).unwrap(),
+        gpu.upload(feats.view()).unwrap(),
+    );
+    every_variant(
+        probs.shape()[2] * probs.shape()[3],
+        |rec, kernel| spatial_gather_with(rec, (&pt, &ft), p, kernel),
+        |rec| spatial_gather(rec, &pt, &ft, p),
+        check,
+    );
+}
+
+/// OCR's spatial gather against the reference: batch 2, odd maps (pixel counts that are
+/// not multiples of 4), Cityscapes' 19 classes, more classes than a head may have channels
+/// (one-hot queries keep none in registers), value channels split over invocations, an
+/// explicit scale, and a walk over 12,288 pixels split over the keys.
+#[test]
+fn spatial_gather_matches_the_reference() {
+    let mut r = rng(45);
+    // (batch, classes, channels, map, scale)
+    let cases = [
+        (2, 19, 24, [7, 9], 1.0),
+        (1, 5, 70, [8, 6], 0.5),
+        (3, 1, 3, [1, 1], 1.0),
+        (1, MAX_HEAD_DIM + 44, 8, [5, 4], 1.0),
+        (2, 3, 5, [96, 128], 2.0),
+    ];
+    for (n, classes, channels, [h, w], scale) in cases {
+        let probs = random4(&mut r, [n, classes, h, w]).mapv(|v| 3.0 * v);
+        let mut feats = random4(&mut r, [n, channels, h, w]);
+        // Features that grow along the pixels: a dropped tail of the walk lowers them all.
+        for (idx, x) in feats.indexed_iter_mut() {
+            *x += (idx.2 * w + idx.3) as f32 / 1000.0;
+        }
+        let p = SpatialGatherParams::new().scale(scale);
+        let want = reference::sdpa::spatial_gather(probs.view(), feats.view(), p).unwrap();
+        assert_eq!(want.shape(), [n, channels, classes, 1]);
+        let bound = want.mapv(|x| 2e-5 * (1.0 + x.abs()));
+        let case = format!("{n}x{classes} classes {channels} channels {h}x{w} scale {scale}");
+        run_gather(&probs, &feats, p, |got, kernel| {
+            assert_close(
+                got.view(),
+                want.view(),
+                bound.view(),
+                &format!("{case} {kernel}"),
+            )
+        });
+    }
+}
+
+/// PyTorch's softmax on non-finite logits: a class with a NaN or +inf logit, or only
+/// -inf ones, gets NaN; -inf logits weigh 0; a NaN feature reaches every class.
+#[test]
+fn spatial_gather_non_finite_inputs_follow_pytorch() {
+    let mut r = rng(46);
+    let mut probs = random4(&mut r, [1, 6, 3, 5]);
+    let mut feats = random4(&mut r, [1, 4, 3, 5]);
+    probs[[0, 0, 1, 2]] = f32::NAN;
+    probs[[0, 1, 2, 4]] = f32::INFINITY;
+    probs.slice_mut(s![0, 2, .., ..]).fill(f32::NEG_INFINITY);
+    probs.slice_mut(s![0, 3, 0, ..]).fill(f32::NEG_INFINITY);
+    let p = SpatialGatherParams::new();
+    let want = reference::sdpa::spatial_gather(probs.view(), feats.view(), p).unwrap();
+    assert!(want.iter().any(|x| x.is_nan()) && want.iter().any(|x| x.is_finite()));
+    let bound = want.mapv(|_| 2e-5);
+    run_gather(&probs, &feats, p, |got, kernel| {
+        assert_close_non_finite(got.view(), want.view(), bound.view(), kernel)
+    });
+    feats[[0, 3, 2, 2]] = f32::NAN;
+    let want = reference::sdpa::spatial_gather(probs.view(), feats.view(), p).unwrap();
+    assert!(want.slice(s![0, 3, .., 0]).iter().all(|x| x.is_nan()));
+    run_gather(&probs, &feats, p, |got, kernel| {
+        assert_close_non_finite(got.view(), want.view(), bound.view(), kernel)
+    });
+}
+
+#[test]
+fn spatial_gather_bad_shapes_are_typed_errors() {
+    let p = SpatialGatherParams::new();
+    let named = |r: Result<[usize; 4], Error>| match r {
+        Err(Error::InvalidParam { name, .. }) | Err(Error::ShapeMismatch { name, .. }) => name,
+        other => panic!("expected a typed error, got {other:?}"),
+    };
+    assert_eq!(
+        p.output_shape([2, 19, 7, 9], [2, 48, 7, 9]).unwrap(),
+        [2, 48, 19, 1]
+    );
+    // (params, probs, feats, the parameter the error names)
+    let bad = [
+        (p, [1, 19, 7, 9], [2, 48, 7, 9], "feats"),
+        (p, [1, 19, 7, 9], [1, 48, 7, 8], "feats"),
+        (p, [1, 0, 7, 9], [1, 48, 7, 9], "probs"),
+        (p, [1, 19, 7, 9], [1, 48, 0, 9], "feats"),
+        (
+            p.scale(f32::INFINITY),
+            [1, 19, 7, 9],
+            [1, 48, 7, 9],
+            "scale",
+        ),
+    ];
+    for (params, probs, feats, name) in bad {
+        assert_eq!(
+            named(params.output_shape(probs, feats)),
+            name,
+            "{params:?} {probs:?} {feats:?}"
+        );
+    }
+    // The recorder refuses the same shapes, and a kernel that needs 4 pixels a step on 63.
+    let gpu = gpu();
+    let probs = gpu
+        .upload(Array4::<f32>::zeros([1, 19, 7, 9]).view())
+        .unwrap();
+    let feats = gpu
+        .upload(Array4::<f32>::zeros([1, 48, 7, 8]).view())
+        .unwrap();
+    let mut rec = gpu.recorder();
+    let err = spatial_gather(&mut rec, &probs, &feats, p).unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { name: "feats", .. }),
+        "{err}"
+    );
+    let err =
+        spatial_gather_with(&mut rec, (&probs, &probs), p, SdpaKernel::Queries8Keys4).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidParam { name: "kernel", .. }),
         "{err}"
     );
 }

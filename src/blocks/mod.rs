@@ -55,7 +55,7 @@ pub(crate) use graph::{HostValue, Inputs, Node, Value, ValueId};
 pub(crate) use nodes::{
     BnActNode, ConvTransposeNode, DecoderStageNode, EcaGateNode, GrnScaleNode, GroupNormNode,
     LayerNorm2dNode, LrAsppHeadNode, Op, RepConvNode, RepNames, SdpaNode, SeNode,
-    SplitAttentionNode, TwoPathAttentionNode,
+    SpatialGatherNode, SplitAttentionNode, TwoPathAttentionNode,
 };
 
 use ndarray::{Array4, ArrayView4};

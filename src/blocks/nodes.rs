@@ -2639,3 +2639,33 @@ impl Node for SdpaNode {
         Ok(vec![HostValue::Tensor(y)])
     }
 }
+
+/// OCR's spatial gather of inputs `(probs, feats)`
+/// ([`spatial_gather`](crate::ops::sdpa::spatial_gather)): the classes' region
+/// representations, `[N, C, K, 1]`.
+#[derive(Debug)]
+pub(crate) struct SpatialGatherNode(pub(crate) crate::ops::sdpa::SpatialGatherParams);
+
+impl Node for SpatialGatherNode {
+    fn shapes(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Vec<[usize; 4]>> {
+        Ok(vec![self
+            .0
+            .output_shape(*inputs.get(0)?, *inputs.get(1)?)?])
+    }
+
+    fn cost(&self, inputs: &Inputs<'_, [usize; 4]>) -> Result<Cost> {
+        self.0.cost(*inputs.get(0)?, *inputs.get(1)?)
+    }
+
+    fn forward(&self, rec: &mut Recorder<'_>, inputs: &Inputs<'_, Value>) -> Result<Vec<Value>> {
+        let (probs, feats) = (inputs.get(0)?.tensor()?, inputs.get(1)?.tensor()?);
+        let y = crate::ops::sdpa::spatial_gather(rec, probs, feats, self.0)?;
+        Ok(vec![Value::Tensor(y)])
+    }
+
+    fn reference(&self, inputs: &Inputs<'_, HostValue>) -> Result<Vec<HostValue>> {
+        let (probs, feats) = (inputs.get(0)?.tensor()?, inputs.get(1)?.tensor()?);
+        let y = reference::sdpa::spatial_gather(probs, feats, self.0)?;
+        Ok(vec![HostValue::Tensor(y)])
+    }
+}

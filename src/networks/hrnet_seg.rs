@@ -23,7 +23,7 @@
 
 use super::hrnet::FuseResize;
 use super::HrNetConfig;
-use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op};
+use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, ValueId};
 use crate::error::{fail_if, positive, Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dParams;
@@ -33,9 +33,9 @@ use crate::ops::Activation;
 use crate::weights::{key, StateDict};
 
 /// Input channels (the stem takes RGB).
-const IMAGE: usize = 3;
+pub(super) const IMAGE: usize = 3;
 /// Batch norm's eps (PyTorch's default; the model sets only the momentum).
-const EPS: f32 = 1e-5;
+pub(super) const EPS: f32 = 1e-5;
 
 /// The configuration of HRNet-Semantic-Segmentation's `HighResolutionNet` (see the module
 /// documentation): input `[N, 3, H, W]` of any size.
@@ -76,18 +76,7 @@ impl HrNetSegConfig {
     /// models), or any other width timm names (`hrnet_w18`, `hrnet_w32`, ...; `HrNetConfig::
     /// timm`); another name is a typed error naming `name`.
     pub fn from_name(name: &str, num_classes: usize) -> Result<Self> {
-        let timm = match name {
-            "hrnet_w18_small_v1" => "hrnet_w18_small",
-            other => other,
-        };
-        let trunk = HrNetConfig::timm(timm).ok_or_else(|| Error::InvalidParam {
-            name: "name",
-            reason: format!(
-                "unknown HRNet {name:?}: hrnet_w18_small_v1, hrnet_w18_small_v2, hrnet_w18, \
-                 hrnet_w30, hrnet_w32, hrnet_w40, hrnet_w44, hrnet_w48 or hrnet_w64"
-            ),
-        })?;
-        Ok(Self::new(trunk, num_classes))
+        Ok(Self::new(trunk_from_name(name)?, num_classes))
     }
 }
 
@@ -130,21 +119,11 @@ impl Architecture for HrNetSegConfig {
     fn build(&self, gpu: &Gpu, sd: &StateDict, prefix: &str) -> Result<Graph> {
         let mut g = Graph::new();
         let x = g.input();
-        let ctx = (gpu, sd, prefix);
         let trunk = &self.trunk;
-        let stem = trunk.append_stem(&mut g, x, ctx, IMAGE)?;
-        let resize = FuseResize::Bilinear {
-            align_corners: self.align_corners,
-        };
-        let branches = trunk.append_stages(&mut g, stem, ctx, resize)?;
+        let joined = append_features(trunk, &mut g, x, (gpu, sd, prefix), self.align_corners)?;
         let bilinear = UpsampleMode::Bilinear {
             align_corners: self.align_corners,
         };
-        let mut parts = vec![branches[0]];
-        for (i, &b) in branches.iter().enumerate().skip(1) {
-            parts.push(g.resize_like(format!("up{i}"), bilinear, b, branches[0]));
-        }
-        let joined = g.add("cat", Op::Concat, &parts);
         let c: usize = trunk.widths.iter().sum();
         let at = |n: &str| key(prefix, n);
         let p = Conv2dParams::new(c, c, 1).activation(Activation::Relu);
@@ -165,4 +144,40 @@ impl Architecture for HrNetSegConfig {
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
         crate::ops::check_channels(input, IMAGE)
     }
+}
+
+/// The trunk of a published configuration by name (see [`HrNetSegConfig::from_name`]).
+pub(super) fn trunk_from_name(name: &str) -> Result<HrNetConfig> {
+    let timm = match name {
+        "hrnet_w18_small_v1" => "hrnet_w18_small",
+        other => other,
+    };
+    HrNetConfig::timm(timm).ok_or_else(|| Error::InvalidParam {
+        name: "name",
+        reason: format!(
+            "unknown HRNet {name:?}: hrnet_w18_small_v1, hrnet_w18_small_v2, hrnet_w18, \
+             hrnet_w30, hrnet_w32, hrnet_w40, hrnet_w44, hrnet_w48 or hrnet_w64"
+        ),
+    })
+}
+
+/// HRNetV2's representation, which the segmentation head and HRNet-OCR's both read: the
+/// stem and stages of `trunk` (bilinear fusions) on the image `x`, then the four branches
+/// concatenated at the first's size (a quarter of the input's, each side rounded up), the
+/// lower three resized bilinearly: `sum(widths)` channels.
+pub(super) fn append_features(
+    trunk: &HrNetConfig,
+    g: &mut Graph,
+    x: ValueId,
+    ctx: (&Gpu, &StateDict, &str),
+    align_corners: bool,
+) -> Result<ValueId> {
+    let stem = trunk.append_stem(g, x, ctx, IMAGE)?;
+    let branches = trunk.append_stages(g, stem, ctx, FuseResize::Bilinear { align_corners })?;
+    let bilinear = UpsampleMode::Bilinear { align_corners };
+    let mut parts = vec![branches[0]];
+    for (i, &b) in branches.iter().enumerate().skip(1) {
+        parts.push(g.resize_like(format!("up{i}"), bilinear, b, branches[0]));
+    }
+    Ok(g.add("cat", Op::Concat, &parts))
 }

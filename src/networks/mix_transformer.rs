@@ -24,11 +24,84 @@ use crate::weights::{key, StateDict};
 use super::smp_unet::smp_dilation;
 use super::vit::split_linear;
 
-/// The layer norms of the blocks and after each stage (`partial(LayerNorm, eps=1e-6)`).
+/// smp's layer norms of the blocks and after each stage (`partial(LayerNorm, eps=1e-6)`).
 const BLOCK_EPS: f32 = 1e-6;
 /// The patch embeddings' and the attention's spatial-reduction layer norms (PyTorch's
-/// default).
+/// default; Hugging Face's `SegformerModel` keeps it for every layer norm).
 const EMBED_EPS: f32 = 1e-5;
+
+/// Whose state-dict names (and layer-norm epsilons) a Mix Transformer is loaded with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MitNames {
+    /// smp's (NVIDIA's SegFormer code): `patch_embed{i}`, `block{i}.{j}` with `attn.kv`
+    /// one linear layer, `norm{i}`; the blocks' and stages' layer norms at eps 1e-6.
+    Smp,
+    /// Hugging Face's `SegformerEncoder`: `patch_embeddings.{i}`, `block.{i}.{j}` with
+    /// `attention.self.key` and `.value` apart, `layer_norm.{i}`; every layer norm at
+    /// PyTorch's default eps.
+    HuggingFace,
+}
+
+impl MitNames {
+    /// Stage `s`'s patch embedding (0-based) and its layer norm's name in it.
+    fn embed(self, s: usize) -> (String, &'static str) {
+        match self {
+            MitNames::Smp => (format!("patch_embed{}", s + 1), "norm"),
+            MitNames::HuggingFace => (format!("patch_embeddings.{s}"), "layer_norm"),
+        }
+    }
+
+    /// Block `b` of stage `s`.
+    fn block(self, s: usize, b: usize) -> String {
+        match self {
+            MitNames::Smp => format!("block{}.{b}", s + 1),
+            MitNames::HuggingFace => format!("block.{s}.{b}"),
+        }
+    }
+
+    /// Stage `s`'s closing layer norm.
+    fn stage_norm(self, s: usize) -> String {
+        match self {
+            MitNames::Smp => format!("norm{}", s + 1),
+            MitNames::HuggingFace => format!("layer_norm.{s}"),
+        }
+    }
+
+    /// The epsilon of the blocks' and stages' layer norms.
+    fn block_eps(self) -> f32 {
+        match self {
+            MitNames::Smp => BLOCK_EPS,
+            MitNames::HuggingFace => EMBED_EPS,
+        }
+    }
+
+    /// A block's layer under smp's name, in this naming.
+    fn layer(self, smp: &'static str) -> &'static str {
+        if self == MitNames::Smp {
+            return smp;
+        }
+        match smp {
+            "norm1" => "layer_norm_1",
+            "attn.q" => "attention.self.query",
+            "attn.sr" => "attention.self.sr",
+            "attn.norm" => "attention.self.layer_norm",
+            "attn.proj" => "attention.output.dense",
+            "norm2" => "layer_norm_2",
+            "mlp.fc1" => "mlp.dense1",
+            "mlp.fc2" => "mlp.dense2",
+            other => other, // mlp.dwconv.dwconv
+        }
+    }
+}
+
+/// A Mix Transformer's layout beyond smp's configuration: the names, each stage's patch
+/// embedding (kernel, stride) and Mix-FFN ratio.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MitLayout {
+    pub(crate) names: MitNames,
+    pub(crate) patches: [(usize, usize); 4],
+    pub(crate) mlp_ratios: [usize; 4],
+}
 
 /// A Mix Transformer's configuration (smp's `mix_transformer_encoders[name]["params"]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -117,7 +190,26 @@ impl MixTransformerConfig {
         ctx: (&Gpu, &StateDict, &str),
         (in_channels, depth, output_stride): (usize, usize, usize),
     ) -> Result<Vec<ValueId>> {
+        let layout = MitLayout {
+            names: MitNames::Smp,
+            patches: [(7, 4), (3, 2), (3, 2), (3, 2)],
+            mlp_ratios: [self.mlp_ratio; 4],
+        };
+        self.append_with(g, x, ctx, (in_channels, depth, output_stride), layout)
+    }
+
+    /// [`MixTransformerConfig::append`] with the names, patch embeddings and Mix-FFN
+    /// ratios of `layout`.
+    pub(crate) fn append_with(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        ctx: (&Gpu, &StateDict, &str),
+        (in_channels, depth, output_stride): (usize, usize, usize),
+        layout: MitLayout,
+    ) -> Result<Vec<ValueId>> {
         let (gpu, sd, prefix) = ctx;
+        let names = layout.names;
         let at = |n: &str| key(prefix, n);
         let mut features = vec![x, x];
         let mut y = x;
@@ -126,20 +218,25 @@ impl MixTransformerConfig {
             let dim = self.embed_dims[s];
             // smp dilates the stride-16 and stride-32 stages only (its `get_stages`).
             let dilation = smp_dilation(4 << s, output_stride);
-            let (k, stride) = if s == 0 { (7, 4) } else { (3, 2) };
-            let embed = at(&format!("patch_embed{}", s + 1));
-            let conv = dilated(Conv2dParams::new(cin, dim, k).stride(stride), dilation);
+            let (k, stride) = layout.patches[s];
+            let (embed, embed_norm) = names.embed(s);
+            let embed = at(&embed);
+            // Padded by half the kernel (`patch_size // 2`), also where kernel = stride.
+            let conv = Conv2dParams::new(cin, dim, k).stride(stride).padding(k / 2);
+            let conv = dilated(conv, dilation);
             let conv = ConvBnAct::load(gpu, sd, conv, &key(&embed, "proj"), None, 0.0)?;
             y = g.add(key(&embed, "proj"), conv, &[y]);
-            let norm = LayerNorm2dNode::load(gpu, sd, (dim, EMBED_EPS), &key(&embed, "norm"))?;
-            y = g.add(key(&embed, "norm"), norm, &[y]);
+            let norm_name = key(&embed, embed_norm);
+            let norm = LayerNorm2dNode::load(gpu, sd, (dim, EMBED_EPS), &norm_name)?;
+            y = g.add(norm_name, norm, &[y]);
             for b in 0..self.depths[s] {
-                let block = at(&format!("block{}.{b}", s + 1));
+                let block = at(&names.block(s, b));
                 let shape = (dim, self.num_heads[s], self.sr_ratios[s], dilation);
-                y = self.block(g, y, (gpu, sd, &block), shape)?;
+                let mix = (names, layout.mlp_ratios[s]);
+                y = self.block(g, y, (gpu, sd, &block), shape, mix)?;
             }
-            let name = at(&format!("norm{}", s + 1));
-            let norm = LayerNorm2dNode::load(gpu, sd, (dim, BLOCK_EPS), &name)?;
+            let name = at(&names.stage_norm(s));
+            let norm = LayerNorm2dNode::load(gpu, sd, (dim, names.block_eps()), &name)?;
             y = g.add(name, norm, &[y]);
             features.push(y);
             cin = dim;
@@ -155,12 +252,14 @@ impl MixTransformerConfig {
         x: ValueId,
         (gpu, sd, block): (&Gpu, &StateDict, &str),
         (dim, heads, sr_ratio, dilation): (usize, usize, usize, usize),
+        (names, mlp_ratio): (MitNames, usize),
     ) -> Result<ValueId> {
-        let at = |n: &str| key(block, n);
-        let linear = |cin: usize, cout: usize, name: &str| {
+        let at = |smp: &'static str| key(block, names.layer(smp));
+        let linear = |cin: usize, cout: usize, name: &'static str| {
             ConvBnAct::load_linear(gpu, sd, Conv2dParams::new(cin, cout, 1), &at(name))
         };
-        let norm = LayerNorm2dNode::load(gpu, sd, (dim, BLOCK_EPS), &at("norm1"))?;
+        let eps = names.block_eps();
+        let norm = LayerNorm2dNode::load(gpu, sd, (dim, eps), &at("norm1"))?;
         let normed = g.add(at("norm1"), norm, &[x]);
         let q = g.add(at("attn.q"), linear(dim, dim, "attn.q")?, &[normed]);
         let mut kv_source = normed;
@@ -174,19 +273,28 @@ impl MixTransformerConfig {
             let norm = LayerNorm2dNode::load(gpu, sd, (dim, EMBED_EPS), &at("attn.norm"))?;
             kv_source = g.add(at("attn.norm"), norm, &[reduced]);
         }
-        // `kv` (`[2 * dim, dim]`) as two projections: the keys its first `dim` rows, the
-        // values the rest, so that attention reads each from a map of its own.
-        let [k, v]: [ConvBnAct; 2] = split_linear(gpu, sd, &at("attn.kv"), dim, (2, true))?
-            .try_into()
-            .map_err(|_| Error::Gpu("kv: two parts".into()))?;
+        let (k, v) = match names {
+            // `kv` (`[2 * dim, dim]`) as two projections: the keys its first `dim` rows,
+            // the values the rest, so that attention reads each from a map of its own.
+            MitNames::Smp => {
+                let [k, v]: [ConvBnAct; 2] = split_linear(gpu, sd, &at("attn.kv"), dim, (2, true))?
+                    .try_into()
+                    .map_err(|_| Error::Gpu("kv: two parts".into()))?;
+                (k, v)
+            }
+            MitNames::HuggingFace => (
+                linear(dim, dim, "attention.self.key")?,
+                linear(dim, dim, "attention.self.value")?,
+            ),
+        };
         let k = g.add(at("attn.kv.k"), k, &[kv_source]);
         let v = g.add(at("attn.kv.v"), v, &[kv_source]);
         let attn = g.add(at("attn"), SdpaNode(SdpaParams::new(heads)), &[q, k, v]);
         let proj = linear(dim, dim, "attn.proj")?.with_residual(ResidualJoin::AfterActivation)?;
         let x = g.add(at("attn.proj"), proj, &[attn, x]);
-        let norm = LayerNorm2dNode::load(gpu, sd, (dim, BLOCK_EPS), &at("norm2"))?;
+        let norm = LayerNorm2dNode::load(gpu, sd, (dim, eps), &at("norm2"))?;
         let normed = g.add(at("norm2"), norm, &[x]);
-        let hidden = dim * self.mlp_ratio;
+        let hidden = dim * mlp_ratio;
         let h = g.add(at("mlp.fc1"), linear(dim, hidden, "mlp.fc1")?, &[normed]);
         let dw =
             dilated(Conv2dParams::depthwise(hidden, 1, 3), dilation).activation(Activation::Gelu);

@@ -9,10 +9,11 @@
 //! B0 to B7, also a feature extractor of its own, and timm's B0 to B8, L2 and Lite0 to Lite4;
 //! through smp's timm universal encoders also timm's ResNet family, MobileNets, RegNets,
 //! ConvNeXts, GENets and RepVGGs),
-//! MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal, MODNet
+//! Hugging Face transformers' SegFormer (`SegformerForSemanticSegmentation`, the Hub's
+//! checkpoints by their names), MediaPipe's selfie segmentation models, U²-Net and IS-Net for background removal, MODNet
 //! for portrait matting, BiSeNetV2, Fast-SCNN, ENet, ERFNet, DDRNet, PIDNet and STDC-Seg
-//! for real-time semantic segmentation, HRNetV2 (HRNet-Semantic-Segmentation's) for
-//! semantic segmentation at high resolution, and BiSeNet for face parsing. Each is a
+//! for real-time semantic segmentation, HRNetV2 and HRNet-OCR (HRNet-Semantic-Segmentation's)
+//! for semantic segmentation at high resolution, and BiSeNet for face parsing. Each is a
 //! [`Model`](crate::blocks::Model) of its configuration: its graph gives its GPU forward,
 //! CPU reference and summary. Every torchvision network has a `torchvision` preset that
 //! reproduces torchvision's configuration.
@@ -28,7 +29,9 @@ mod erfnet;
 mod fast_scnn;
 mod fcn8s;
 mod gernet;
+mod hf_segformer;
 mod hrnet;
+mod hrnet_ocr;
 mod hrnet_seg;
 mod inception;
 mod lraspp;
@@ -83,7 +86,9 @@ pub use erfnet::{ErfNet, ErfNetConfig};
 pub use fast_scnn::{FastScnn, FastScnnConfig};
 pub use fcn8s::{Fcn8s, Fcn8sConfig};
 pub use gernet::{GerNetBlock, GerNetConfig, GerNetStage};
+pub use hf_segformer::{HfSegformer, HfSegformerConfig};
 pub use hrnet::HrNetConfig;
+pub use hrnet_ocr::{HrNetOcr, HrNetOcrConfig};
 pub use hrnet_seg::{HrNetSeg, HrNetSegConfig};
 pub use inception::{InceptionArch, InceptionConfig, InceptionFeatures};
 pub use lraspp::{LrAsppConfig, LrAsppMobileNetV3};

@@ -152,7 +152,7 @@ impl Architecture for SmpSegformerConfig {
 /// store: the fusion's `n * C x C` convolution at a quarter of the input's size (most of
 /// SegFormer-B0's MACs) is gone. The CPU reference runs the layers as smp does.
 #[derive(Debug)]
-struct AllMlpDecoder {
+pub(super) struct AllMlpDecoder {
     /// Each feature's `Linear` (`[C, C_i]`, `[C]`), deepest first.
     linears: Vec<(Array2<f32>, Array1<f32>)>,
     /// The fusion convolution's weight, `[C, n * C, 1, 1]` (no bias: a batch norm follows).
@@ -176,19 +176,36 @@ impl AllMlpDecoder {
         sc: usize,
         prefix: &str,
     ) -> Result<Self> {
-        let n = channels.len();
         let at = |n: &str| key(prefix, n);
+        let linears: Vec<String> = (0..channels.len())
+            .map(|i| at(&format!("mlp_stage.{i}.linear")))
+            .collect();
+        let fuse = (at("fuse_stage.0"), at("fuse_stage.1"));
+        Self::load_named(gpu, sd, (channels, sc), &linears, (&fuse.0, &fuse.1))
+    }
+
+    /// Loads the linear layers `linears` (for the features of `channels`, deepest first,
+    /// to `sc` channels), the fusion convolution `fuse` and its batch norm `bn`, and folds
+    /// them for the GPU.
+    pub(super) fn load_named(
+        gpu: &Gpu,
+        sd: &StateDict,
+        (channels, sc): (&[usize], usize),
+        linear_names: &[String],
+        (fuse_name, bn_name): (&str, &str),
+    ) -> Result<Self> {
+        let n = channels.len();
+        crate::ops::same_dims("features", &[n], &[linear_names.len()])?;
         let mut linears = Vec::with_capacity(n);
-        for (i, &c) in channels.iter().enumerate() {
-            let name = at(&format!("mlp_stage.{i}.linear"));
-            let w = sd.get(&key(&name, "weight"), &[sc, c])?;
+        for (name, &c) in linear_names.iter().zip(channels) {
+            let w = sd.get(&key(name, "weight"), &[sc, c])?;
             let w = w
                 .into_dimensionality::<ndarray::Ix2>()
                 .map_err(|e| Error::Weights(format!("{name}.weight: {e}")))?;
-            linears.push((w, sd.get1(&key(&name, "bias"), sc)?));
+            linears.push((w, sd.get1(&key(name, "bias"), sc)?));
         }
-        let fuse = sd.get4(&at("fuse_stage.0.weight"), [sc, n * sc, 1, 1])?;
-        let bn_at = |n: &str| sd.get1(&at(&format!("fuse_stage.1.{n}")), sc);
+        let fuse = sd.get4(&key(fuse_name, "weight"), [sc, n * sc, 1, 1])?;
+        let bn_at = |n: &str| sd.get1(&key(bn_name, n), sc);
         let bn = [
             bn_at("weight")?,
             bn_at("bias")?,

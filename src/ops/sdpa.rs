@@ -14,6 +14,10 @@
 //! [`SoftmaxScope::All`] normalises every score of a sample and head with one softmax,
 //! and [`SdpaParams::token_major`] lays the product out token by token before it is read
 //! back as a map (PyTorch's `reshape` of a `[N, L, C]` tensor to `[N, C, H, W]`).
+//!
+//! [`spatial_gather`] is OCR's spatial gather (HRNet-OCR's `SpatialGather_Module`) on the
+//! same kernel: attention whose queries are the classes' one-hot vectors, so that each
+//! class's softmax over the pixels of its logits weights the features.
 
 use super::{same_dims, Cost};
 use crate::error::{fail_if, Result};
@@ -69,6 +73,7 @@ specialize! {
         query_vecs: u32 => "QUERY_VECS",
         key_step: u32 => "KEY_STEP",
         split: bool => "SPLIT",
+        one_hot_queries: bool => "ONE_HOT_QUERIES",
     }
 }
 
@@ -323,18 +328,32 @@ pub fn scaled_dot_product_attention_with(
     q.check_gpu(rec.gpu(), "query")?;
     k.check_gpu(rec.gpu(), "key")?;
     v.check_gpu(rec.gpu(), "value")?;
-    let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
-    let out = params.output_shape(qs, ks, vs)?;
+    let out = params.output_shape(q.shape(), k.shape(), v.shape())?;
+    attend(rec, Some(q), (k, v), params, out, kernel)
+}
+
+/// Records the attention of validated shapes into a new tensor of shape `out`: of the
+/// query map `q`, or (`None`) of one-hot queries, query `l` of a head the `l`-th unit
+/// vector of its `E` channels, whose score for key `m` is the key's channel `l` itself.
+fn attend(
+    rec: &mut Recorder<'_>,
+    q: Option<&Tensor>,
+    (k, v): (&Tensor, &Tensor),
+    params: SdpaParams,
+    out: [usize; 4],
+    kernel: SdpaKernel,
+) -> Result<Tensor> {
+    let (ks, vs) = (k.shape(), v.shape());
     let heads = params.num_heads;
-    let (e, ev) = (qs[1] / heads, vs[1] / heads);
+    let (e, ev) = (ks[1] / heads, vs[1] / heads);
     let chunks = ev.div_ceil(MAX_VALUE_CHUNK);
     let value_chunk = ev.div_ceil(chunks);
-    let (l, m) = (qs[2] * qs[3], ks[2] * ks[3]);
+    let (l, m) = (out[2] * out[3], ks[2] * ks[3]);
     // Queries a thread of the combining pass, blocks of 4 a thread of the attention pass.
-    let records = qs[0] * heads * chunks * l;
+    let records = ks[0] * heads * chunks * l;
     let query_vecs = kernel.query_vecs();
     let blocks = l.div_ceil(4 * query_vecs);
-    let threads = qs[0] * heads * chunks * blocks;
+    let threads = ks[0] * heads * chunks * blocks;
     // Each invocation walks at most the loop budget (Mesa's software drivers stop an
     // invocation's loops after 65,535 iterations in all, silently); longer walks are
     // split over the keys and joined by a second pass. A key costs the dot products, the
@@ -343,12 +362,18 @@ pub fn scaled_dot_product_attention_with(
         format!("{kernel:?} needs a key count divisible by 4, got {m}")
     })?;
     let step = kernel.key_step();
-    let per_step = (e + 2 * value_chunk) as u64;
+    // One-hot queries read their scores (at most 2 x 4 lanes' loads a step, the widest
+    // variant's) instead of walking the E channels, and load no query.
+    let (score_loops, query_loads) = match q {
+        Some(_) => (e, e),
+        None => (8, 0),
+    };
+    let per_step = (score_loops + 2 * value_chunk) as u64;
     // Outside the walk: loading the queries, and writing 4 queries' partial results (or
     // outputs) a vec4 of them. The splits are planned for the widest variant (8 queries),
     // so that every variant of a key step splits alike and gives the same bits.
-    let fixed = (query_vecs * (e + 5 * value_chunk)) as u64;
-    let widest = (2 * (e + 5 * value_chunk)) as u64;
+    let fixed = (query_vecs * (query_loads + 5 * value_chunk)) as u64;
+    let widest = (2 * (query_loads + 5 * value_chunk)) as u64;
     let keys_per_split = step * (LOOP_BUDGET.saturating_sub(widest) / per_step).max(1) as usize;
     let splits = m.div_ceil(keys_per_split);
     let global = params.softmax == SoftmaxScope::All;
@@ -363,7 +388,7 @@ pub fn scaled_dot_product_attention_with(
         keys: m as u32,
         chunks: chunks as u32,
         value_dim: ev as u32,
-        scale: params.scale_for(qs[1]),
+        scale: params.scale_for(ks[1]),
         keys_per_split: keys_per_split as u32,
         split_records: records as u32,
     };
@@ -373,15 +398,18 @@ pub fn scaled_dot_product_attention_with(
         query_vecs: query_vecs as u32,
         key_step: step as u32,
         split: !direct,
+        one_hot_queries: q.is_none(),
     };
     let launch = SDPA
         .launch(&spec, &u)
         .threads(threads * splits)
         .loops((keys_per_split.min(m) / step) as u64 * per_step + fixed);
+    // One-hot queries read no query map: the key map stands in for the binding.
+    let args = Args::new().read("q", q.unwrap_or(k));
     let args = if step == 4 {
-        Args::new().read("q", q).read("k4", k).read("v4", v)
+        args.read("k4", k).read("v4", v)
     } else {
-        Args::new().read("q", q).read("k", k).read("v", v)
+        args.read("k", k).read("v", v)
     };
     if direct {
         rec.run(&launch, args.write("y", &y))?;
@@ -416,7 +444,7 @@ pub fn scaled_dot_product_attention_with(
         .write("y", &y);
     let global_stats;
     if global {
-        let maps = qs[0] * heads;
+        let maps = ks[0] * heads;
         global_stats = rec.empty_f32("attention softmax statistics", [maps, 2, 1, 1])?;
         let u = SdpaGlobalUniform {
             maps: maps as u32,
@@ -437,4 +465,97 @@ pub fn scaled_dot_product_attention_with(
     }
     rec.run(&launch, args)?;
     Ok(y)
+}
+
+/// Parameters of [`spatial_gather`]: OCR's `SpatialGather_Module(cls_num, scale)` (its
+/// `cls_num` is unused by the module: the class count is the logits' channels).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpatialGatherParams {
+    /// The factor of the logits before their softmax (`scale`; 1 by default).
+    pub scale: f32,
+}
+
+impl Default for SpatialGatherParams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpatialGatherParams {
+    /// PyTorch's default, `scale = 1`.
+    pub fn new() -> Self {
+        SpatialGatherParams { scale: 1.0 }
+    }
+
+    /// The factor of the logits before their softmax.
+    pub fn scale(mut self, scale: f32) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// The attention this gather is: one head whose queries are the classes' one-hot
+    /// vectors.
+    fn attention(&self) -> SdpaParams {
+        SdpaParams::new(1).scale(self.scale)
+    }
+
+    /// Validates the logits' `[N, K, H, W]` and the features' `[N, C, H, W]`; returns the
+    /// output's, `[N, C, K, 1]`.
+    pub fn output_shape(&self, probs: [usize; 4], feats: [usize; 4]) -> Result<[usize; 4]> {
+        check_dims("probs", &probs)?;
+        check_dims("feats", &feats)?;
+        fail_if(!self.scale.is_finite(), "scale", || {
+            format!("must be finite, got {}", self.scale)
+        })?;
+        same_dims("feats", &[probs[0], feats[1], probs[2], probs[3]], &feats)?;
+        Ok([probs[0], feats[1], probs[1], 1])
+    }
+
+    /// MACs of the weighted sums (`K * H * W * C` a sample) and the bytes of the two
+    /// inputs and the output (f32); no parameters.
+    pub fn cost(&self, probs: [usize; 4], feats: [usize; 4]) -> Result<Cost> {
+        let y = self.output_shape(probs, feats)?;
+        let elems: usize = [probs, feats, y]
+            .iter()
+            .map(|s| s.iter().product::<usize>())
+            .sum();
+        Ok(Cost {
+            params: 0,
+            macs: (probs[0] * probs[1] * probs[2] * probs[3] * feats[1]) as u64,
+            bytes: 4 * elems as u64,
+        })
+    }
+}
+
+/// Records OCR's spatial gather (HRNet-OCR's `SpatialGather_Module`): each class's
+/// softmax over the pixels of `probs` (`[N, K, H, W]` logits, times `scale`) weights the
+/// pixels of `feats` (`[N, C, H, W]`), giving the classes' region representations as
+/// `[N, C, K, 1]`: `y[n, c, k, 0] = sum_p softmax_p(scale * probs[n, k, p]) feats[n, c, p]`
+/// (PyTorch's `matmul(softmax(scale * probs.view(N, K, -1), 2), feats.view(N, C,
+/// -1).permute(0, 2, 1)).permute(0, 2, 1).unsqueeze(3)`). It runs the attention kernel
+/// with one-hot queries (the class `k` reads its logits as its scores), with the variant
+/// [`select_kernel`] picks; any class count. Non-finite logits follow PyTorch's softmax
+/// as [`scaled_dot_product_attention`] does.
+pub fn spatial_gather(
+    rec: &mut Recorder<'_>,
+    probs: &Tensor,
+    feats: &Tensor,
+    params: SpatialGatherParams,
+) -> Result<Tensor> {
+    let (ps, fs) = (probs.shape(), feats.shape());
+    let kernel = select_kernel(ps[0], ps[1], fs[2] * fs[3]);
+    spatial_gather_with(rec, (probs, feats), params, kernel)
+}
+
+/// [`spatial_gather`] with the kernel variant forced.
+pub fn spatial_gather_with(
+    rec: &mut Recorder<'_>,
+    (probs, feats): (&Tensor, &Tensor),
+    params: SpatialGatherParams,
+    kernel: SdpaKernel,
+) -> Result<Tensor> {
+    probs.check_gpu(rec.gpu(), "probs")?;
+    feats.check_gpu(rec.gpu(), "feats")?;
+    let out = params.output_shape(probs.shape(), feats.shape())?;
+    attend(rec, None, (probs, feats), params.attention(), out, kernel)
 }

@@ -1,10 +1,11 @@
 //! Reference scaled dot-product attention, from the textbook formula: the score matrix,
-//! its softmax, the weighted sum of the values.
+//! its softmax, the weighted sum of the values; and OCR's spatial gather, each class's
+//! softmax over the pixels weighting the features.
 
 use ndarray::{Array2, Array3, Array4, ArrayView4};
 
 use crate::error::{invalid, Result};
-use crate::ops::sdpa::{SdpaParams, SoftmaxScope};
+use crate::ops::sdpa::{SdpaParams, SoftmaxScope, SpatialGatherParams};
 
 /// `y[n, h*Ev + j, l] = sum_m softmax(scale * sum_e q[n, h*E + e, l] k[n, h*E + e, m])
 /// v[n, h*Ev + j, m]` over the pixels `l` of `q` and `m` of `k` / `v` (row-major), in f64;
@@ -18,11 +19,7 @@ pub fn scaled_dot_product_attention(
     v: ArrayView4<f32>,
     params: SdpaParams,
 ) -> Result<Array4<f32>> {
-    let dims = |a: &ArrayView4<f32>| {
-        let s = a.shape();
-        [s[0], s[1], s[2], s[3]]
-    };
-    let out = params.output_shape(dims(&q), dims(&k), dims(&v))?;
+    let out = params.output_shape(q.dim().into(), k.dim().into(), v.dim().into())?;
     let heads = params.num_heads;
     let (e_dim, v_dim) = (q.shape()[1] / heads, v.shape()[1] / heads);
     let scale = f64::from(params.scale_for(q.shape()[1]));
@@ -75,6 +72,34 @@ pub fn scaled_dot_product_attention(
     let mut y = Array4::zeros(out);
     for ((n, l, c), &t) in tokens.indexed_iter() {
         y[[n, c, l / out[3], l % out[3]]] = t;
+    }
+    Ok(y)
+}
+
+/// OCR's spatial gather: `y[n, c, k, 0] = sum_p softmax_p(scale * probs[n, k, p])
+/// feats[n, c, p]` over the pixels `p` (row-major), in f64; a class whose logits hold a NaN
+/// or +inf, or are all -inf, gets NaN (PyTorch's softmax).
+pub fn spatial_gather(
+    probs: ArrayView4<f32>,
+    feats: ArrayView4<f32>,
+    params: SpatialGatherParams,
+) -> Result<Array4<f32>> {
+    let out = params.output_shape(probs.dim().into(), feats.dim().into())?;
+    let w = probs.shape()[3];
+    let pixels = probs.shape()[2] * w;
+    let scale = f64::from(params.scale);
+    let mut y = Array4::zeros(out);
+    for n in 0..out[0] {
+        for class in 0..out[2] {
+            let scores = (0..pixels).map(|p| scale * f64::from(probs[[n, class, p / w, p % w]]));
+            let weights = softmax(scores);
+            for c in 0..out[1] {
+                let sum: f64 = (0..pixels)
+                    .map(|p| weights[p] * f64::from(feats[[n, c, p / w, p % w]]))
+                    .sum();
+                y[[n, c, class, 0]] = sum as f32;
+            }
+        }
     }
     Ok(y)
 }

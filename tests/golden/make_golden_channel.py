@@ -8,7 +8,8 @@ hardsigmoid), torchvision.ops.misc.SqueezeExcitation (default ReLU / Sigmoid, an
 Hardsigmoid as in MobileNetV3), ECA and CBAM (transcribed below from their reference
 code), a highway connection and residual attention (elementwise, with given tensors),
 ECA's kernel-size formula for every channel count up to 2048, and
-F.scaled_dot_product_attention over the pixels of NCHW maps (heads on channel groups).
+F.scaled_dot_product_attention over the pixels of NCHW maps (heads on channel groups), and
+HRNet-OCR's SpatialGather_Module (transcribed below). The file is kept under 470 KB.
 
 Run from the repository root:
 
@@ -627,6 +628,30 @@ def make_position_attention(index, spec):
     return case, note
 
 
+def make_spatial_gather(index, spec):
+    """HRNet-OCR's SpatialGather_Module(cls_num, scale).forward, line by line: each class's
+    softmax over the pixels of its logits weights the features, `[N, C, K, 1]`."""
+    name, n, classes, c, hw, scale = spec
+    gen = gen_for(index)
+    probs = randn(gen, [n, classes] + hw, 2.0)
+    feats = randn(gen, [n, c] + hw)
+
+    def gather(feats, probs):
+        batch_size, c, h, w = probs.size(0), probs.size(1), probs.size(2), probs.size(3)
+        probs = probs.view(batch_size, c, -1)
+        feats = feats.view(batch_size, feats.size(1), -1)
+        feats = feats.permute(0, 2, 1)
+        probs = F.softmax(scale * probs, dim=2)
+        return torch.matmul(probs, feats).permute(0, 2, 1).unsqueeze(3)
+    y = gather(feats, probs)
+    note = check_f64(name, y, gather(feats.double(), probs.double()))
+    case = {"op": "spatial_gather", "name": name, "scale": scale}
+    put(case, "probs", probs)
+    put(case, "feats", feats)
+    put(case, "output", y)
+    return case, note
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -648,6 +673,8 @@ def main():
 
     jobs += [(make_sdpa, spec) for spec in SDPA]
     jobs += [(make_position_attention, ("manet_position_attention_batch2", 2, 4, 6, [3, 4]))]
+    jobs += [(make_spatial_gather, ("ocr_spatial_gather_19_classes_batch2", 2, 19, 3, [2, 3], 1.0))]
+    jobs += [(make_spatial_gather, ("ocr_spatial_gather_scale_half", 1, 3, 4, [3, 4], 0.5))]
 
     cases = []
     for index, (make, spec) in enumerate(jobs):

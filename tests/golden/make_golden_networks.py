@@ -115,10 +115,21 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            (HRNetV2), vendored unchanged in third_party/hrnet_seg (MIT), its config built
            from stage1 (blocks, channels), modules, blocks, widths, classes, final_kernel,
            align: `out` the quarter-size logits
+  hf_segformer Hugging Face transformers' SegformerForSemanticSegmentation(SegformerConfig(
+           num_channels=cin, hidden_sizes=hidden, depths, num_attention_heads=heads,
+           sr_ratios=sr, patch_sizes=patch, strides, mlp_ratios=mlp,
+           decoder_hidden_size=decoder, num_labels=classes)), its weights made up under
+           the names transformers saves its checkpoints with (`save_pretrained`'s, the
+           Hub files'; needs transformers): `out` the logits at the first stage's size
+  hrnet_ocr the same repository's HighResolutionNet(config) of seg_hrnet_ocr.py (HRNet-OCR),
+           vendored unchanged beside it, the trunk's arguments as hrnet_seg's, classes,
+           mid, key (MODEL.OCR's MID_CHANNELS, KEY_CHANNELS), align: `out` the logits,
+           `aux` the auxiliary logits (forward's [aux, out])
 
 scripts/fuzz_golden.py --only networks writes random cases in the same format.
 
-Run from the repository root (needs torch, torchvision, numpy, safetensors):
+Run from the repository root (needs torch, torchvision, numpy, safetensors; the smp kinds
+segmentation-models-pytorch, hf_segformer transformers):
 
     /path/to/venv/bin/python tests/golden/make_golden_networks.py
 """
@@ -1136,6 +1147,20 @@ CASES = [
           classes=2, final_kernel=1, align=True), [3, 3, 29, 71]),
     ("stdc1_cityscapes", "stdc", dict(backbone="STDCNet813", classes=19, use_conv_last=False,
                                       boundary=[8]), [1, 3, 32, 64]),
+    ("hf_segformer_b0_odd_batch2", "hf_segformer",
+     dict(cin=3, hidden=[32, 64, 160, 256], depths=[2, 2, 2, 2], heads=[1, 2, 5, 8],
+          sr=[8, 4, 2, 1], patch=[7, 3, 3, 3], strides=[4, 2, 2, 2], mlp=[4, 4, 4, 4],
+          decoder=64, classes=7), [2, 3, 45, 61]),
+    ("hf_segformer_narrow_mixed", "hf_segformer",
+     dict(cin=2, hidden=[8, 16, 24, 12], depths=[1, 2, 1, 1], heads=[2, 4, 3, 1],
+          sr=[4, 2, 1, 1], patch=[5, 3, 2, 3], strides=[4, 2, 2, 1], mlp=[2, 4, 3, 1],
+          decoder=10, classes=3), [3, 2, 37, 50]),
+    ("hrnet_ocr_w18_small_v2_odd_batch2", "hrnet_ocr",
+     dict(stage1=[2, 64], modules=[1, 3, 2], blocks=[2, 2, 2], widths=[18, 36, 72, 144],
+          classes=19, mid=48, key=24, align=True), [2, 3, 45, 61]),
+    ("hrnet_ocr_narrow_noalign_batch3", "hrnet_ocr",
+     dict(stage1=[1, 8], modules=[1, 1, 1], blocks=[1, 1, 1], widths=[4, 8, 12, 6],
+          classes=5, mid=20, key=13, align=False), [3, 3, 37, 50]),
 ]
 
 # The same networks again with their batch norms calibrated on a random batch
@@ -1170,7 +1195,8 @@ CALIBRATED = [
     "bisenet_face_odd_batch2", "fast_scnn_aux_odd", "enet_odd_batch2", "erfnet_batch2",
     "pidnet_small_odd_batch2", "pidnet_large_augment", "ddrnet_23_odd_batch2", "ddrnet_39_augment",
     "stdc1_odd_batch2", "stdc2_boundary_odd", "hrnet_seg_w18_small_v1_odd_batch2",
-    "hrnet_seg_w18_small_v2_k3_align",
+    "hrnet_seg_w18_small_v2_k3_align", "hrnet_ocr_w18_small_v2_odd_batch2",
+    "hrnet_ocr_narrow_noalign_batch3", "hf_segformer_b0_odd_batch2", "hf_segformer_narrow_mixed",
 ]
 CASES += [(f"{n}_calibrated", k, dict(a, calibrated=True), [1] + s[1:]) for n, k, a, s in CASES
           if n in CALIBRATED]
@@ -1465,7 +1491,55 @@ def build(kind, a):
         from hrnet_seg_model import hrnet_seg
         return hrnet_seg(a["stage1"], a["modules"], a["blocks"], a["widths"], a["classes"],
                          a["final_kernel"], a["align"])
+    if kind == "hf_segformer":
+        return hf_segformer(a)
+    if kind == "hrnet_ocr":
+        from hrnet_seg_model import hrnet_ocr
+
+        model = hrnet_ocr(a["stage1"], a["modules"], a["blocks"], a["widths"], a["classes"],
+                          a["mid"], a["key"], a["align"])
+
+        class Segmenter(type(model)):
+            def forward(self, x):
+                aux, out = super().forward(x)
+                return {"out": out, "aux": aux}
+        model.__class__ = Segmenter
+        return model
     raise ValueError(kind)
+
+
+def hf_segformer(a):
+    """transformers' SegformerForSemanticSegmentation of a case, its weights made up under
+    its checkpoints' names: `save_pretrained` writes those (transformers 5 renames its
+    modules and converts the names back on saving), the made-up file is loaded back
+    through `from_pretrained`'s conversion, every tensor accounted for."""
+    import tempfile
+
+    import numpy as np
+    from safetensors.numpy import load_file
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+    cfg = SegformerConfig(num_channels=a["cin"], hidden_sizes=a["hidden"], depths=a["depths"],
+                          num_attention_heads=a["heads"], sr_ratios=a["sr"],
+                          patch_sizes=a["patch"], strides=a["strides"], mlp_ratios=a["mlp"],
+                          decoder_hidden_size=a["decoder"], num_labels=a["classes"])
+    with tempfile.TemporaryDirectory() as d:
+        SegformerForSemanticSegmentation(cfg).save_pretrained(d)
+        path = os.path.join(d, "model.safetensors")
+        saved = load_file(path)
+        made_up = {n: t if n.endswith("num_batches_tracked") else make_up(n, t.shape)
+                   for n, t in saved.items()}
+        save_file(made_up, path, metadata={"format": "pt"})
+        model, info = SegformerForSemanticSegmentation.from_pretrained(
+            d, output_loading_info=True)
+    assert not any(v for k, v in info.items() if k != "error_msgs" and v), info
+    for n, t in model.state_dict().items():
+        assert any(np.array_equal(t.numpy(), v) for v in made_up.values()), n
+
+    class Segmenter(type(model)):
+        def forward(self, x):
+            return {"out": super().forward(pixel_values=x).logits}
+    model.__class__ = Segmenter
+    return model.eval()
 
 
 def calibrate(model, shape, index):
@@ -1509,7 +1583,8 @@ def outputs(y):
 def make(index, name, kind, args, shape, out_dir):
     """Writes one case's file; returns its cases.json entry."""
     model = build(kind, args).eval()
-    fill(model)
+    if kind != "hf_segformer":  # made up under its checkpoints' names already
+        fill(model)
     if kind == "modnet":
         # MODNet holds its backbone twice (`backbone` and `lr_branch.backbone`, one
         # module): its weights are made up under the first name, which segblocks loads.
