@@ -80,6 +80,42 @@ fn names_pick_the_variant() {
     ));
 }
 
+/// transformers' `config.json` read as it is: fields left out take `SegformerConfig`'s
+/// defaults, the classes are `id2label`'s; what this network does not build and what is
+/// not a configuration are typed errors naming the field. (`tests/networks.rs` reads the
+/// config.json transformers wrote for each golden case.)
+#[test]
+fn config_json_is_read_with_transformers_defaults() {
+    let b2 = r#"{"model_type": "segformer", "hidden_sizes": [64, 128, 320, 512],
+        "depths": [3, 4, 6, 3], "decoder_hidden_size": 768,
+        "id2label": {"0": "wall", "1": "building", "2": "sky"},
+        "label2id": {"wall": 0, "building": 1, "sky": 2}, "layer_norm_eps": 1e-6}"#;
+    let cfg = HfSegformerConfig::from_config_json(b2).unwrap();
+    assert_eq!(cfg, HfSegformerConfig::b(2, 3).unwrap());
+    // Nothing given: SegFormer-B0 with transformers' two labels.
+    let cfg = HfSegformerConfig::from_config_json("{}").unwrap();
+    assert_eq!(cfg, HfSegformerConfig::b(0, 2).unwrap());
+    let cfg = HfSegformerConfig::from_config_json(r#"{"num_labels": 5}"#).unwrap();
+    assert_eq!(cfg.num_labels, 5);
+    let named = |json: &str| match HfSegformerConfig::from_config_json(json) {
+        Err(Error::InvalidParam { name, .. }) => name,
+        other => panic!("{json}: {other:?}"),
+    };
+    assert_eq!(named("{"), "config");
+    assert_eq!(named(r#"{"model_type": "beit"}"#), "model_type");
+    assert_eq!(named(r#"{"hidden_act": "relu"}"#), "hidden_act");
+    assert_eq!(named(r#"{"num_encoder_blocks": 3}"#), "num_encoder_blocks");
+    assert_eq!(
+        named(r#"{"reshape_last_stage": false}"#),
+        "reshape_last_stage"
+    );
+    assert_eq!(named(r#"{"depths": [2, 2, 2]}"#), "depths");
+    assert_eq!(named(r#"{"strides": [4, 2, "2", 2]}"#), "strides");
+    assert_eq!(named(r#"{"sr_ratios": 8}"#), "sr_ratios");
+    assert_eq!(named(r#"{"num_channels": -1}"#), "num_channels");
+    assert_eq!(named(r#"{"id2label": [0, 1]}"#), "id2label");
+}
+
 /// The golden case with mixed patch embeddings, strides and Mix-FFN ratios (two input
 /// channels).
 fn narrow() -> HfSegformerConfig {

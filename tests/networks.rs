@@ -478,6 +478,11 @@ fn forward(gpu: &Gpu, case: &Value, x: &Array4<f32>, sd: &StateDict) -> (Vec<Arr
                 num_labels: us(&a["classes"]),
                 resize_to_input: false,
             };
+            // The config.json transformers wrote for the case reads as the same network.
+            if let Some(json) = case.get("hf_config") {
+                let read = HfSegformerConfig::from_config_json(&json.to_string()).unwrap();
+                assert_eq!(read, cfg, "{}'s hf_config", case["name"]);
+            }
             run(gpu, HfSegformer::load(gpu, cfg, sd, ""), x)
         }
         "hrnet_ocr" => {

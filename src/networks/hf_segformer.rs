@@ -2,7 +2,8 @@
 //! `SegformerForSemanticSegmentation(SegformerConfig)`), under the names of its
 //! checkpoints (`segformer.encoder.*`, `decode_head.*`), so the `model.safetensors` of the
 //! Hub's SegFormer models (`nvidia/segformer-b0-finetuned-ade-512-512` .. `-b5-`, the
-//! Cityscapes ones, and their fine-tunes) load as they are.
+//! Cityscapes ones, and their fine-tunes) load as they are, configured by the `config.json`
+//! beside them ([`HfSegformerConfig::from_config_json`]).
 //!
 //! The encoder is SegFormer's Mix Transformer (see [`MixTransformerConfig`]) with
 //! transformers' names: `patch_embeddings.{i}` (`proj`, `layer_norm`), `block.{i}.{j}`
@@ -124,6 +125,91 @@ impl HfSegformerConfig {
                 ),
             }),
         }
+    }
+
+    /// From the `config.json` a SegFormer checkpoint comes with (transformers'
+    /// `SegformerConfig`, as `save_pretrained` writes it): the fields it leaves out take
+    /// `SegformerConfig`'s defaults, and the classes are `id2label`'s (2, transformers'
+    /// default, without it). Text that is not JSON, a field of the wrong type, and
+    /// configurations this network does not build (`num_encoder_blocks` other than 4,
+    /// `hidden_act` other than GELU, `reshape_last_stage` false, a `model_type` other than
+    /// `segformer`) are typed errors naming the field.
+    pub fn from_config_json(json: &str) -> Result<Self> {
+        use serde_json::Value;
+        let invalid = |name: &'static str, reason: String| Error::InvalidParam { name, reason };
+        let config: Value =
+            serde_json::from_str(json).map_err(|e| invalid("config", format!("not JSON: {e}")))?;
+        let field = |name: &str| config.get(name).filter(|v| !v.is_null());
+        let count = |name: &'static str, v: &Value| {
+            v.as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| invalid(name, format!("expected a count, got {v}")))
+        };
+        let one = |name: &'static str, default: usize| match field(name) {
+            Some(v) => count(name, v),
+            None => Ok(default),
+        };
+        let four = |name: &'static str, default: [usize; 4]| -> Result<[usize; 4]> {
+            let Some(v) = field(name) else {
+                return Ok(default);
+            };
+            let list = v
+                .as_array()
+                .ok_or_else(|| invalid(name, format!("expected a list, got {v}")))?;
+            let values = list
+                .iter()
+                .map(|x| count(name, x))
+                .collect::<Result<Vec<_>>>()?;
+            <[usize; 4]>::try_from(values.as_slice()).map_err(|_| {
+                invalid(
+                    name,
+                    format!("four encoder blocks take four values, got {}", list.len()),
+                )
+            })
+        };
+        let text = |name: &'static str, default: &str, want: &[&str]| -> Result<()> {
+            let got = match field(name) {
+                Some(v) => v
+                    .as_str()
+                    .ok_or_else(|| invalid(name, format!("expected a string, got {v}")))?
+                    .to_string(),
+                None => default.to_string(),
+            };
+            crate::error::fail_if(!want.contains(&got.as_str()), name, || {
+                format!("{got:?}: this network builds {want:?}")
+            })
+        };
+        text("model_type", "segformer", &["segformer"])?;
+        text("hidden_act", "gelu", &["gelu"])?;
+        crate::error::fail_if(
+            one("num_encoder_blocks", 4)? != 4,
+            "num_encoder_blocks",
+            || "SegFormer's four encoder blocks are built".to_string(),
+        )?;
+        if let Some(v) = field("reshape_last_stage") {
+            crate::error::fail_if(v.as_bool() != Some(true), "reshape_last_stage", || {
+                format!("the decode head reads the last stage as a map (true), got {v}")
+            })?;
+        }
+        let num_labels = match field("id2label") {
+            Some(Value::Object(labels)) => labels.len(),
+            Some(v) => return Err(invalid("id2label", format!("expected an object, got {v}"))),
+            None => one("num_labels", 2)?,
+        };
+        let b0 = Self::b(0, num_labels)?;
+        Ok(HfSegformerConfig {
+            num_channels: one("num_channels", b0.num_channels)?,
+            hidden_sizes: four("hidden_sizes", b0.hidden_sizes)?,
+            depths: four("depths", b0.depths)?,
+            num_attention_heads: four("num_attention_heads", b0.num_attention_heads)?,
+            sr_ratios: four("sr_ratios", b0.sr_ratios)?,
+            patch_sizes: four("patch_sizes", b0.patch_sizes)?,
+            strides: four("strides", b0.strides)?,
+            mlp_ratios: four("mlp_ratios", b0.mlp_ratios)?,
+            decoder_hidden_size: one("decoder_hidden_size", b0.decoder_hidden_size)?,
+            num_labels,
+            resize_to_input: false,
+        })
     }
 
     /// The encoder as [`MixTransformerConfig`] (its single `mlp_ratio` unused: the

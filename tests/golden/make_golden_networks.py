@@ -120,7 +120,8 @@ configuration's names, its file and PyTorch's parameter count. Kinds:
            sr_ratios=sr, patch_sizes=patch, strides, mlp_ratios=mlp,
            decoder_hidden_size=decoder, num_labels=classes)), its weights made up under
            the names transformers saves its checkpoints with (`save_pretrained`'s, the
-           Hub files'; needs transformers): `out` the logits at the first stage's size
+           Hub files'; needs transformers): `out` the logits at the first stage's size;
+           the entry's `hf_config` is the config.json transformers writes for it
   hrnet_ocr the same repository's HighResolutionNet(config) of seg_hrnet_ocr.py (HRNet-OCR),
            vendored unchanged beside it, the trunk's arguments as hrnet_seg's, classes,
            mid, key (MODEL.OCR's MID_CHANNELS, KEY_CHANNELS), align: `out` the logits,
@@ -1775,6 +1776,9 @@ def make(index, name, kind, args, shape, out_dir):
              "file": f"{name}.safetensors", "parameters": params}
     if f32_error is not None:
         entry["f32_error"] = f32_error
+    if kind == "hf_segformer":
+        # The config.json transformers writes beside the weights (the library reads it).
+        entry["hf_config"] = json.loads(model.config.to_json_string())
     return entry
 
 
