@@ -1,5 +1,6 @@
-//! Weights by PyTorch state-dict name: read from safetensors files (f32, f16 or bf16,
-//! converted to f32) or filled in memory, looked up with the shape the caller expects.
+//! Weights by PyTorch state-dict name: read from safetensors files (f32, f16, bf16 or f64,
+//! converted to f32, and integer buffers such as batch norm's `num_batches_tracked` as
+//! their values in f32) or filled in memory, looked up with the shape the caller expects.
 //! Every failure names the tensor: missing, mis-shaped, or of an unsupported type.
 
 use std::collections::BTreeMap;
@@ -98,9 +99,42 @@ impl StateDict {
                     .chunks_exact(2)
                     .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
                     .collect(),
+                Dtype::F64 => data
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                    .collect(),
+                // Integer buffers (batch norm's `num_batches_tracked`, index tables): their
+                // values as f32, exact up to 2^24.
+                Dtype::I64 => data
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                    .collect(),
+                Dtype::U64 => data
+                    .chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                    .collect(),
+                Dtype::I32 => data
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                    .collect(),
+                Dtype::U32 => data
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                    .collect(),
+                Dtype::I16 => data
+                    .chunks_exact(2)
+                    .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])))
+                    .collect(),
+                Dtype::U16 => data
+                    .chunks_exact(2)
+                    .map(|b| f32::from(u16::from_le_bytes([b[0], b[1]])))
+                    .collect(),
+                Dtype::I8 => data.iter().map(|&b| f32::from(b as i8)).collect(),
+                Dtype::U8 | Dtype::BOOL => data.iter().map(|&b| f32::from(b)).collect(),
                 other => {
                     return Err(Error::Weights(format!(
-                        "tensor `{name}` has type {other:?}; only F32, F16 and BF16 load"
+                        "tensor `{name}` has type {other:?}; floating-point (F64, F32, F16, \
+                         BF16) and integer tensors load"
                     )))
                 }
             };
@@ -204,6 +238,60 @@ mod tests {
         let var = sd.get1("layer.bn.running_var", 8).unwrap();
         assert!(var.iter().all(|v| (0.7..=1.3).contains(v)));
         assert!(StateDict::new().get("x", &[1]).is_err());
+    }
+
+    /// A PyTorch state dict as `safetensors.torch.save_file` writes it: batch norm's
+    /// `num_batches_tracked` in I64 beside the F32 weights (and other integer and F64
+    /// tensors) loads, each value as f32; an 8-bit float is refused by name.
+    #[test]
+    fn integer_and_f64_tensors_load_as_f32() {
+        use safetensors::tensor::TensorView;
+        use safetensors::Dtype;
+        let weight: Vec<u8> = [0.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let tracked = 1234i64.to_le_bytes().to_vec();
+        let double: Vec<u8> = [0.25f64, -3.5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let index: Vec<u8> = [7i32, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mask = vec![1u8, 0];
+        let tensors = [
+            (
+                "bn.weight",
+                TensorView::new(Dtype::F32, vec![2], &weight).unwrap(),
+            ),
+            (
+                "bn.num_batches_tracked",
+                TensorView::new(Dtype::I64, vec![], &tracked).unwrap(),
+            ),
+            (
+                "double",
+                TensorView::new(Dtype::F64, vec![2], &double).unwrap(),
+            ),
+            (
+                "index",
+                TensorView::new(Dtype::I32, vec![2], &index).unwrap(),
+            ),
+            (
+                "mask",
+                TensorView::new(Dtype::BOOL, vec![2], &mask).unwrap(),
+            ),
+        ];
+        let bytes = safetensors::serialize(tensors, None).unwrap();
+        let sd = StateDict::from_safetensors(&bytes).unwrap();
+        let values = |n: &str| sd.tensor(n).unwrap().iter().copied().collect::<Vec<f32>>();
+        assert_eq!(values("bn.weight"), [0.5, -2.0]);
+        assert_eq!(values("bn.num_batches_tracked"), [1234.0]);
+        assert_eq!(values("double"), [0.25, -3.5]);
+        assert_eq!(values("index"), [7.0, -1.0]);
+        assert_eq!(values("mask"), [1.0, 0.0]);
+        let fp8 = [TensorView::new(Dtype::F8_E4M3, vec![2], &mask).unwrap()];
+        let bytes = safetensors::serialize(fp8.into_iter().map(|t| ("fp8", t)), None).unwrap();
+        let err = StateDict::from_safetensors(&bytes).unwrap_err();
+        assert!(err.to_string().contains("fp8"), "{err}");
     }
 
     #[test]
