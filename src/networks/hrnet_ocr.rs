@@ -27,7 +27,7 @@
 //! `TEST.OUTPUT_INDEX = -1` keeps the logits).
 //! `tests/golden/third_party/hrnet_seg` holds the PyTorch files the tests compare with.
 
-use super::hrnet_seg::{append_features, trunk_from_name, EPS, IMAGE};
+use super::hrnet_seg::{append_features, append_head, trunk_from_name, EPS, IMAGE};
 use super::HrNetConfig;
 use crate::blocks::{conv_bn, Architecture, ConvBnAct, Graph, Model, Op, SdpaNode};
 use crate::blocks::{SpatialGatherNode, ValueId};
@@ -141,14 +141,11 @@ impl Architecture for HrNetOcrConfig {
         let c: usize = self.trunk.widths.iter().sum();
         let (k, mid) = (self.num_classes, self.ocr_mid_channels);
         let at = |n: &str| key(prefix, n);
-        let relu = Activation::Relu;
-        let p = Conv2dParams::new(c, c, 1).activation(relu);
-        let aux = conv_bn(gpu, sd, p, &at("aux_head.0"), &at("aux_head.1"), EPS)?;
-        let aux = g.add("aux_head.0", aux, &[feats]);
-        let p = Conv2dParams::new(c, k, 1);
-        let aux_classifier = ConvBnAct::load(gpu, sd, p, &at("aux_head.3"), None, 0.0)?;
-        let aux = g.add("aux_head.3", aux_classifier, &[aux]);
-        let p = Conv2dParams::new(c, mid, 3).padding(1).activation(relu);
+        // The soft object regions: HRNetV2's head (`last_layer`) as `aux_head`.
+        let aux = append_head(&self.trunk, &mut g, feats, ctx, ("aux_head", (k, 1)))?;
+        let p = Conv2dParams::new(c, mid, 3)
+            .padding(1)
+            .activation(Activation::Relu);
         let ocr = conv_bn(gpu, sd, p, &at("conv3x3_ocr.0"), &at("conv3x3_ocr.1"), EPS)?;
         let feats = g.add("conv3x3_ocr", ocr, &[feats]);
         let gather = SpatialGatherNode(SpatialGatherParams::new());

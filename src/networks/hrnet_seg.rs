@@ -124,15 +124,9 @@ impl Architecture for HrNetSegConfig {
         let bilinear = UpsampleMode::Bilinear {
             align_corners: self.align_corners,
         };
-        let c: usize = trunk.widths.iter().sum();
-        let at = |n: &str| key(prefix, n);
-        let p = Conv2dParams::new(c, c, 1).activation(Activation::Relu);
-        let fuse = conv_bn(gpu, sd, p, &at("last_layer.0"), &at("last_layer.1"), EPS)?;
-        let y = g.add("last_layer.0", fuse, &[joined]);
-        let k = self.final_conv_kernel;
-        let p = Conv2dParams::new(c, self.num_classes, k).padding(k / 2);
-        let classifier = ConvBnAct::load(gpu, sd, p, &at("last_layer.3"), None, 0.0)?;
-        let mut logits = g.add("last_layer.3", classifier, &[y]);
+        let classes = (self.num_classes, self.final_conv_kernel);
+        let ctx = (gpu, sd, prefix);
+        let mut logits = append_head(trunk, &mut g, joined, ctx, ("last_layer", classes))?;
         if self.resize_to_input {
             logits = g.resize_like("resize", bilinear, logits, x);
         }
@@ -144,6 +138,27 @@ impl Architecture for HrNetSegConfig {
     fn check_input(&self, input: [usize; 4]) -> Result<()> {
         crate::ops::check_channels(input, IMAGE)
     }
+}
+
+/// HRNetV2's head on the concatenated representation `joined` of `trunk` under `{name}`:
+/// a 1x1 convolution with bias, batch norm and ReLU (`.0`, `.1`), then a classifier with
+/// bias to `classes` with a `kernel` x `kernel` window padded by half of it (`.3`). It is
+/// `last_layer` here and HRNet-OCR's `aux_head` (kernel 1).
+pub(super) fn append_head(
+    trunk: &HrNetConfig,
+    g: &mut Graph,
+    joined: ValueId,
+    (gpu, sd, prefix): (&Gpu, &StateDict, &str),
+    (name, (classes, kernel)): (&str, (usize, usize)),
+) -> Result<ValueId> {
+    let c: usize = trunk.widths.iter().sum();
+    let at = |n: &str| key(prefix, &format!("{name}.{n}"));
+    let p = Conv2dParams::new(c, c, 1).activation(Activation::Relu);
+    let fuse = conv_bn(gpu, sd, p, &at("0"), &at("1"), EPS)?;
+    let y = g.add(format!("{name}.0"), fuse, &[joined]);
+    let p = Conv2dParams::new(c, classes, kernel).padding(kernel / 2);
+    let classifier = ConvBnAct::load(gpu, sd, p, &at("3"), None, 0.0)?;
+    Ok(g.add(format!("{name}.3"), classifier, &[y]))
 }
 
 /// The trunk of a published configuration by name (see [`HrNetSegConfig::from_name`]).

@@ -139,7 +139,8 @@ impl Architecture for SmpSegformerConfig {
     }
 }
 
-/// smp's Segformer decoder after the encoder: `relu(bn(fuse(cat(resize(linear_i(f_i))))))`
+/// smp's Segformer decoder after the encoder (transformers' `SegformerDecodeHead` up to
+/// its classifier too, loaded by [`AllMlpDecoder::load_named`]): `relu(bn(fuse(cat(resize(linear_i(f_i))))))`
 /// over the features `f_i` (deepest first, the value inputs), to the size of the shape
 /// input (a quarter of the model's input).
 ///
